@@ -1,0 +1,37 @@
+// Pack: 8-bit RGBA pixels of many tiles -> one normalised float tensor [N, 3, H, W].
+// `src` holds the tiles one after another, one u32 per pixel (R in the low byte).
+// Each channel becomes `value * scale[c] + offset[c]` (value in 0..=255); with `bgr` set, channel 0
+// takes blue, so models trained on BGR input see BGR.
+//
+// Keep `Params` in sync with `PackParams` in src/kernels/pack.rs.
+struct Params {
+    pixels: u32,     // H * W, pixels per tile
+    tiles: u32,
+    bgr: u32,
+    _pad: u32,
+    scale: vec4<f32>,
+    offset: vec4<f32>,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<u32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x;
+    let t = gid.z;
+    if i >= p.pixels || t >= p.tiles {
+        return;
+    }
+    let px = src[t * p.pixels + i];
+    var rgb = vec3<f32>(f32(px & 0xffu), f32((px >> 8u) & 0xffu), f32((px >> 16u) & 0xffu));
+    if p.bgr != 0u {
+        rgb = rgb.zyx;
+    }
+    let v = rgb * p.scale.xyz + p.offset.xyz;
+    let base = t * 3u * p.pixels + i;
+    dst[base] = v.x;
+    dst[base + p.pixels] = v.y;
+    dst[base + 2u * p.pixels] = v.z;
+}

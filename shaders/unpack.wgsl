@@ -1,0 +1,34 @@
+// Unpack: float tensor [N, 3, H, W] -> clamped 8-bit RGBA pixels (alpha 255), one u32 per pixel.
+// Each channel becomes round(clamp(value * scale[c] + offset[c], 0, 255)); with `bgr` set, channel 0
+// is blue.
+//
+// Keep `Params` in sync with `UnpackParams` in src/kernels/unpack.rs.
+struct Params {
+    pixels: u32,
+    tiles: u32,
+    bgr: u32,
+    _pad: u32,
+    scale: vec4<f32>,
+    offset: vec4<f32>,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<u32>;
+
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x;
+    let t = gid.z;
+    if i >= p.pixels || t >= p.tiles {
+        return;
+    }
+    let base = t * 3u * p.pixels + i;
+    var v = vec3<f32>(src[base], src[base + p.pixels], src[base + 2u * p.pixels]);
+    if p.bgr != 0u {
+        v = v.zyx;
+    }
+    let c = clamp(round(v * p.scale.xyz + p.offset.xyz), vec3<f32>(0.0), vec3<f32>(255.0));
+    let u = vec3<u32>(c);
+    dst[t * p.pixels + i] = u.x | (u.y << 8u) | (u.z << 16u) | (255u << 24u);
+}

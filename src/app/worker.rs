@@ -1,0 +1,102 @@
+//! The engine's thread: owns the GPU engine, runs jobs, and sends events back to the UI.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+
+use crate::engine::Engine;
+use crate::gpu::{AdapterChoice, AdapterSummary, VramLedger};
+use crate::job::{self, JobEvent, JobSpec};
+
+pub enum WorkerCommand {
+    Run(JobSpec),
+}
+
+pub enum WorkerEvent {
+    /// The device is open; the ledger can be read at any time without blocking.
+    EngineReady {
+        adapter: AdapterSummary,
+        ledger: VramLedger,
+    },
+    Job(JobEvent),
+    /// The job could not start or the engine could not be created.
+    Error(String),
+    /// The job is over (finished, failed or cancelled).
+    Idle,
+}
+
+/// Handle to the engine thread, held by the UI.
+pub struct EngineWorker {
+    commands: Sender<WorkerCommand>,
+    pub events: Receiver<WorkerEvent>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl EngineWorker {
+    /// Starts the thread; `wake` is called after every event so the UI repaints.
+    pub fn spawn(wake: impl Fn() + Send + 'static) -> Self {
+        let (cmd_tx, cmd_rx) = std::sync::mpsc::channel::<WorkerCommand>();
+        let (ev_tx, ev_rx) = std::sync::mpsc::channel::<WorkerEvent>();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let cancel_flag = cancel.clone();
+        std::thread::Builder::new()
+            .name("batchwise-engine".into())
+            .spawn(move || engine_thread(cmd_rx, ev_tx, cancel_flag, wake))
+            .expect("spawning the engine thread");
+        Self {
+            commands: cmd_tx,
+            events: ev_rx,
+            cancel,
+        }
+    }
+
+    pub fn run(&self, spec: JobSpec) {
+        self.cancel.store(false, Ordering::Relaxed);
+        let _ = self.commands.send(WorkerCommand::Run(spec));
+    }
+
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+fn engine_thread(
+    commands: Receiver<WorkerCommand>,
+    events: Sender<WorkerEvent>,
+    cancel: Arc<AtomicBool>,
+    wake: impl Fn(),
+) {
+    let send = |e: WorkerEvent| {
+        let _ = events.send(e);
+        wake();
+    };
+    let mut engine: Option<Engine> = None;
+    while let Ok(command) = commands.recv() {
+        match command {
+            WorkerCommand::Run(spec) => {
+                if engine.is_none() {
+                    match Engine::new(&AdapterChoice::Auto) {
+                        Ok(e) => {
+                            send(WorkerEvent::EngineReady {
+                                adapter: e.gpu.adapter.clone(),
+                                ledger: e.gpu.ledger.clone(),
+                            });
+                            engine = Some(e);
+                        }
+                        Err(e) => {
+                            send(WorkerEvent::Error(format!("{e:#}")));
+                            send(WorkerEvent::Idle);
+                            continue;
+                        }
+                    }
+                }
+                let engine = engine.as_ref().expect("created above");
+                let result = job::run(engine, &spec, &cancel, &mut |ev| send(WorkerEvent::Job(ev)));
+                if let Err(e) = result {
+                    send(WorkerEvent::Error(format!("{e:#}")));
+                }
+                send(WorkerEvent::Idle);
+            }
+        }
+    }
+}

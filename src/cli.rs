@@ -1,0 +1,233 @@
+//! The command line: `batchwise run | models | devices | app`. With no command, the app opens.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+
+use crate::builtin::{self, BUILTINS};
+use crate::engine::Engine;
+use crate::gpu::{self, AdapterChoice};
+use crate::job::{self, ItemStatus, JobEvent, JobSpec};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "batchwise",
+    version,
+    about = "Batch image inference on any GPU"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a model over images and folders, writing one output per input.
+    Run(RunArgs),
+    /// List the built-in models.
+    Models {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the GPU adapters and their limits.
+    Devices {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open the window, with these files or folders queued.
+    App { inputs: Vec<PathBuf> },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Built-in model id (see `batchwise models`).
+    #[arg(short, long, default_value = "upscale-photo-2x")]
+    pub model: String,
+    /// Tiles per GPU dispatch.
+    #[arg(short, long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub batch_size: u32,
+    /// Tile size in input pixels (default: the largest that fits the adapter).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(8..=4096))]
+    pub tile_size: Option<u32>,
+    /// Output folder.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Adapter index from `batchwise devices` (default: the best GPU).
+    #[arg(long)]
+    pub adapter: Option<usize>,
+    /// Print one JSON object with every item and the totals.
+    #[arg(long)]
+    pub json: bool,
+    /// Image files or folders (searched recursively).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+}
+
+/// Parses the command line and runs it; the exit code says whether every item was done.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        None => crate::app::run_native(Vec::new()).map(|()| ExitCode::SUCCESS),
+        Some(Command::App { inputs }) => crate::app::run_native(inputs).map(|()| ExitCode::SUCCESS),
+        Some(Command::Models { json }) => {
+            if json {
+                let list: Vec<_> = BUILTINS
+                    .iter()
+                    .map(|m| {
+                        serde_json::json!({
+                            "id": m.id,
+                            "description": m.description,
+                            "scale": m.spec.scale,
+                            "file": m.file,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for m in BUILTINS {
+                    println!("{:<20} {}", m.id, m.description);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Devices { json }) => {
+            let adapters = gpu::list_adapters();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&adapters)?);
+            } else if adapters.is_empty() {
+                println!("no adapter with compute shaders (install a Vulkan driver)");
+            } else {
+                for a in adapters {
+                    println!(
+                        "[{}] {} ({}, {}) {}\n    max buffer {} MiB, max storage binding {} MiB, \
+                         workgroup storage {} KiB, {} invocations/workgroup, shader-f16 {}, \
+                         timestamps {}",
+                        a.index,
+                        a.name,
+                        a.backend,
+                        a.device_type,
+                        a.driver,
+                        a.max_buffer_size >> 20,
+                        a.max_storage_buffer_binding_size >> 20,
+                        a.max_compute_workgroup_storage_size >> 10,
+                        a.max_compute_invocations_per_workgroup,
+                        a.shader_f16,
+                        a.timestamp_query
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Run(args)) => run_job(args),
+    }
+}
+
+fn run_job(args: RunArgs) -> Result<ExitCode> {
+    let model = builtin::find(&args.model)?;
+    let adapter = args
+        .adapter
+        .map_or(AdapterChoice::Auto, AdapterChoice::Index);
+    let engine = Engine::new(&adapter)?;
+    let spec = JobSpec {
+        inputs: args.inputs,
+        model,
+        batch_size: args.batch_size,
+        tile_size: args.tile_size,
+        output_dir: args.output,
+    };
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} items  {msg}  [{elapsed_precise}, ETA {eta}]",
+        )
+        .expect("valid template"),
+    );
+    if !args.json {
+        eprintln!(
+            "{} on {} ({})",
+            model.id, engine.gpu.adapter.name, engine.gpu.adapter.device_type
+        );
+    }
+    let mut emit = |event: JobEvent| match event {
+        JobEvent::Started {
+            items,
+            batch_size,
+            tile_size,
+        } => {
+            bar.set_length(items.len() as u64);
+            bar.println(format!(
+                "{} items, batches of {batch_size} tiles of {tile_size} px",
+                items.len()
+            ));
+        }
+        JobEvent::Item {
+            status: ItemStatus::Failed,
+            error: Some(e),
+            ..
+        } => bar.println(format!("failed: {e}")),
+        JobEvent::Progress {
+            done,
+            failed,
+            items_per_sec,
+            gpu_bytes,
+            ..
+        } => {
+            bar.set_position((done + failed) as u64);
+            bar.set_message(format!(
+                "{items_per_sec:.2} items/s, GPU {:.1} MiB",
+                gpu_bytes as f64 / (1 << 20) as f64
+            ));
+        }
+        _ => {}
+    };
+    let summary = job::run(&engine, &spec, &AtomicBool::new(false), &mut emit)
+        .context("the job could not start")?;
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        for item in summary
+            .items
+            .iter()
+            .filter(|i| i.status != ItemStatus::Done)
+        {
+            eprintln!(
+                "{:?}: {}",
+                item.status,
+                item.error.as_deref().unwrap_or("no reason")
+            );
+        }
+        eprintln!(
+            "{} done, {} failed, {} skipped of {} in {:.1} s ({:.2} items/s, batch {}, tile {} px, \
+             peak GPU {:.1} MiB) -> {}",
+            summary.done,
+            summary.failed,
+            summary.skipped,
+            summary.total,
+            summary.elapsed_secs,
+            summary.items_per_sec,
+            summary.batch_size,
+            summary.tile_size,
+            summary.peak_gpu_bytes as f64 / (1 << 20) as f64,
+            spec.output_dir.display()
+        );
+    }
+    Ok(if summary.done == summary.total {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}

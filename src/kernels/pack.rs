@@ -1,0 +1,90 @@
+//! Pack (`shaders/pack.wgsl`): 8-bit RGBA tiles -> one normalised float tensor `[N, 3, H, W]`.
+
+use super::Step;
+use crate::gpu::Gpu;
+
+const WORKGROUP_X: u32 = 64;
+
+/// How 8-bit pixel values map to the model's input values: `v * scale + offset` per channel.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PixelMapping {
+    pub scale: [f32; 3],
+    pub offset: [f32; 3],
+    /// Feed channels as B, G, R.
+    pub bgr: bool,
+}
+
+impl PixelMapping {
+    /// RGB in [0, 1].
+    pub const UNIT: PixelMapping = PixelMapping {
+        scale: [1.0 / 255.0; 3],
+        offset: [0.0; 3],
+        bgr: false,
+    };
+}
+
+/// Mirror of `Params` in shaders/pack.wgsl and shaders/unpack.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct PackParams {
+    pub pixels: u32,
+    pub tiles: u32,
+    pub bgr: u32,
+    pub _pad: u32,
+    pub scale: [f32; 4],
+    pub offset: [f32; 4],
+}
+
+impl PackParams {
+    pub fn new(pixels: u32, tiles: u32, scale: [f32; 3], offset: [f32; 3], bgr: bool) -> Self {
+        Self {
+            pixels,
+            tiles,
+            bgr: bgr as u32,
+            _pad: 0,
+            scale: [scale[0], scale[1], scale[2], 0.0],
+            offset: [offset[0], offset[1], offset[2], 0.0],
+        }
+    }
+}
+
+/// CPU reference: `tiles` tiles of `pixels` RGBA8 pixels (R in the low byte) -> `[N, 3, pixels]`.
+pub fn reference(src: &[u32], pixels: usize, map: &PixelMapping) -> Vec<f32> {
+    let tiles = src.len() / pixels;
+    let mut out = vec![0.0f32; tiles * 3 * pixels];
+    for t in 0..tiles {
+        for i in 0..pixels {
+            let px = src[t * pixels + i];
+            let mut rgb = [px & 0xff, (px >> 8) & 0xff, (px >> 16) & 0xff].map(|v| v as f32);
+            if map.bgr {
+                rgb.reverse();
+            }
+            for c in 0..3 {
+                out[(t * 3 + c) * pixels + i] = rgb[c] * map.scale[c] + map.offset[c];
+            }
+        }
+    }
+    out
+}
+
+/// Binds `src` (u32 pixels) and `dst` (f32 tensor) for tiles of `pixels` pixels.
+pub fn prepare(
+    gpu: &Gpu,
+    pipeline: &wgpu::ComputePipeline,
+    src: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+    pixels: u32,
+    max_tiles: u32,
+    map: &PixelMapping,
+) -> Step {
+    let params = PackParams::new(pixels, max_tiles, map.scale, map.offset, map.bgr);
+    super::step(
+        gpu,
+        "pack",
+        pipeline,
+        &params,
+        &[src, dst],
+        [pixels.div_ceil(WORKGROUP_X), 1],
+        1,
+    )
+}

@@ -1,0 +1,65 @@
+//! Unpack (`shaders/unpack.wgsl`): float tensor `[N, 3, H, W]` -> clamped 8-bit RGBA pixels.
+
+use super::Step;
+use super::pack::{PackParams, PixelMapping};
+use crate::gpu::Gpu;
+
+const WORKGROUP_X: u32 = 64;
+
+/// The mapping back to 8 bits: the inverse of a model's input mapping, `v * 255` for [0, 1].
+pub fn inverse(map: &PixelMapping) -> PixelMapping {
+    let scale = map.scale.map(|s| 1.0 / s);
+    let mut offset = [0.0; 3];
+    for c in 0..3 {
+        offset[c] = -map.offset[c] / map.scale[c];
+    }
+    PixelMapping {
+        scale,
+        offset,
+        bgr: map.bgr,
+    }
+}
+
+/// Converts one float to a byte exactly as the shader does (round half to even, clamp).
+pub fn to_byte(v: f32, scale: f32, offset: f32) -> u32 {
+    (v * scale + offset).round_ties_even().clamp(0.0, 255.0) as u32
+}
+
+/// CPU reference: `[N, 3, pixels]` -> RGBA8 with alpha 255. `map` is the output mapping (see [`inverse`]).
+pub fn reference(src: &[f32], pixels: usize, map: &PixelMapping) -> Vec<u32> {
+    let tiles = src.len() / (3 * pixels);
+    let mut out = vec![0u32; tiles * pixels];
+    for t in 0..tiles {
+        for i in 0..pixels {
+            let mut v = [0, 1, 2].map(|c| src[(t * 3 + c) * pixels + i]);
+            if map.bgr {
+                v.reverse();
+            }
+            let b = [0, 1, 2].map(|c| to_byte(v[c], map.scale[c], map.offset[c]));
+            out[t * pixels + i] = b[0] | (b[1] << 8) | (b[2] << 16) | (255 << 24);
+        }
+    }
+    out
+}
+
+/// Binds `src` (f32 tensor) and `dst` (u32 pixels). `map` is the output mapping.
+pub fn prepare(
+    gpu: &Gpu,
+    pipeline: &wgpu::ComputePipeline,
+    src: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+    pixels: u32,
+    max_tiles: u32,
+    map: &PixelMapping,
+) -> Step {
+    let params = PackParams::new(pixels, max_tiles, map.scale, map.offset, map.bgr);
+    super::step(
+        gpu,
+        "unpack",
+        pipeline,
+        &params,
+        &[src, dst],
+        [pixels.div_ceil(WORKGROUP_X), 1],
+        1,
+    )
+}

@@ -1,0 +1,16 @@
+//! batchwise: batch image inference on any GPU.
+//!
+//! Start with `ARCHITECTURE.md`. The data flows one way: UI or CLI -> [`job`] -> [`engine`] (WGSL
+//! [`kernels`] on a [`gpu`] device) -> events -> UI or CLI.
+
+pub mod app;
+pub mod builtin;
+pub mod cli;
+pub mod engine;
+pub mod gpu;
+pub mod job;
+pub mod kernels;
+pub mod model;
+pub mod onnx;
+pub mod tiling;
+pub mod upscale;

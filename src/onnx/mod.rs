@@ -1,0 +1,419 @@
+//! ONNX import: decodes a `.onnx` file (prost) and lowers its graph to a [`Model`].
+//!
+//! Supported today: Conv and ConvTranspose (any groups, stride, dilation, explicit pads) with a
+//! following Relu or LeakyRelu fused in, and Identity. Anything else is refused with an error that
+//! names the node, its op, the opset and what is supported.
+
+pub mod proto;
+
+use std::collections::HashMap;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use prost::Message as _;
+
+use crate::kernels::Activation;
+use crate::kernels::conv_transpose2d::ConvTranspose2dSpec;
+use crate::kernels::conv2d::Conv2dSpec;
+use crate::model::{Layer, LayerOp, Model, ValueId};
+use proto::{AttributeProto, NodeProto, TensorProto, data_type};
+
+const SUPPORTED_OPS: &str =
+    "Conv, ConvTranspose, Relu, LeakyRelu (fused after a convolution), Identity";
+const OPSETS: std::ops::RangeInclusive<i64> = 7..=21;
+
+/// A float tensor read from an initializer.
+struct Weights {
+    dims: Vec<i64>,
+    data: Vec<f32>,
+}
+
+fn tensor_to_f32(t: &TensorProto) -> Result<Weights> {
+    if t.data_location == 1 || !t.external_data.is_empty() {
+        bail!(
+            "tensor {} keeps its data in an external file, which batchwise does not read; \
+             save the model with all tensors inside the .onnx file",
+            t.name
+        );
+    }
+    let data = match t.data_type {
+        data_type::FLOAT if !t.raw_data.is_empty() => t
+            .raw_data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        data_type::FLOAT => t.float_data.clone(),
+        data_type::FLOAT16 if !t.raw_data.is_empty() => t
+            .raw_data
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        data_type::FLOAT16 => t
+            .int32_data
+            .iter()
+            .map(|&v| half::f16::from_bits(v as u16).to_f32())
+            .collect(),
+        data_type::DOUBLE if !t.raw_data.is_empty() => t
+            .raw_data
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+            .collect(),
+        data_type::DOUBLE => t.double_data.iter().map(|&v| v as f32).collect(),
+        other => bail!(
+            "tensor {} has element type {other}; weights must be float32, float16 or float64",
+            t.name
+        ),
+    };
+    let expected: i64 = t.dims.iter().product();
+    if expected < 0 || data.len() as i64 != expected {
+        bail!(
+            "tensor {} holds {} values but its shape {:?} needs {expected}",
+            t.name,
+            data.len(),
+            t.dims
+        );
+    }
+    Ok(Weights {
+        dims: t.dims.clone(),
+        data,
+    })
+}
+
+fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
+    node.attribute.iter().find(|a| a.name == name)
+}
+
+fn attr_ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
+    attr(node, name).map(|a| a.ints.clone())
+}
+
+fn attr_int(node: &NodeProto, name: &str, default: i64) -> i64 {
+    attr(node, name).map_or(default, |a| a.i)
+}
+
+fn attr_float(node: &NodeProto, name: &str, default: f32) -> f32 {
+    attr(node, name).map_or(default, |a| a.f)
+}
+
+fn node_label(node: &NodeProto) -> String {
+    if node.name.is_empty() {
+        format!(
+            "the {} node writing {}",
+            node.op_type,
+            node.output.first().map_or("?", |s| s.as_str())
+        )
+    } else {
+        format!("node {} ({})", node.name, node.op_type)
+    }
+}
+
+/// Spatial parameters shared by Conv and ConvTranspose.
+struct Spatial {
+    k: [u32; 2],
+    stride: [u32; 2],
+    pads: [u32; 4],
+    dilation: [u32; 2],
+    groups: u32,
+}
+
+fn to_u32_pair(v: Option<Vec<i64>>, default: u32, what: &str) -> Result<[u32; 2]> {
+    match v {
+        None => Ok([default; 2]),
+        Some(v) if v.len() == 2 && v.iter().all(|&x| x >= 0 && x <= u32::MAX as i64) => {
+            Ok([v[0] as u32, v[1] as u32])
+        }
+        Some(v) => bail!("{what} {v:?} is not two non-negative values (only 2-D is supported)"),
+    }
+}
+
+fn spatial(node: &NodeProto, w: &Weights) -> Result<Spatial> {
+    if w.dims.len() != 4 {
+        bail!(
+            "weights of shape {:?} are not 4-D (only 2-D convolutions are supported)",
+            w.dims
+        );
+    }
+    if let Some(a) = attr(node, "auto_pad") {
+        let mode = String::from_utf8_lossy(&a.s);
+        if mode != "NOTSET" && mode != "VALID" {
+            bail!("auto_pad={mode} is not supported yet; export with explicit pads");
+        }
+    }
+    let k = [w.dims[2] as u32, w.dims[3] as u32];
+    if let Some(ks) = attr_ints(node, "kernel_shape")
+        && ks != [k[0] as i64, k[1] as i64]
+    {
+        bail!(
+            "kernel_shape {ks:?} disagrees with the weights' shape {:?}",
+            w.dims
+        );
+    }
+    let pads = match attr_ints(node, "pads") {
+        None => [0; 4],
+        Some(p) if p.len() == 4 && p.iter().all(|&x| (0..=u32::MAX as i64).contains(&x)) => {
+            // ONNX order: top, left, bottom, right.
+            [p[0] as u32, p[1] as u32, p[2] as u32, p[3] as u32]
+        }
+        Some(p) => bail!("pads {p:?} are not four non-negative values"),
+    };
+    let stride = to_u32_pair(attr_ints(node, "strides"), 1, "strides")?;
+    let dilation = to_u32_pair(attr_ints(node, "dilations"), 1, "dilations")?;
+    if stride.contains(&0) || dilation.contains(&0) {
+        bail!("strides and dilations must be at least 1");
+    }
+    let groups = attr_int(node, "group", 1);
+    if groups < 1 {
+        bail!("group {groups} must be at least 1");
+    }
+    Ok(Spatial {
+        k,
+        stride,
+        pads,
+        dilation,
+        groups: groups as u32,
+    })
+}
+
+/// Decodes and lowers an ONNX model.
+pub fn load(bytes: &[u8], name: &str) -> Result<Model> {
+    let model = proto::ModelProto::decode(bytes)
+        .map_err(|e| anyhow!("not a valid ONNX file (protobuf decoding failed: {e})"))?;
+    let opset = model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map_or(0, |o| o.version);
+    if !OPSETS.contains(&opset) {
+        bail!(
+            "the model uses ONNX opset {opset}; batchwise reads opsets {} to {}",
+            OPSETS.start(),
+            OPSETS.end()
+        );
+    }
+    let graph = model.graph.context("the ONNX file has no graph")?;
+
+    let mut initializers: HashMap<&str, &TensorProto> = HashMap::new();
+    for t in &graph.initializer {
+        initializers.insert(t.name.as_str(), t);
+    }
+    let graph_inputs: Vec<_> = graph
+        .input
+        .iter()
+        .filter(|i| !initializers.contains_key(i.name.as_str()))
+        .collect();
+    let [input] = graph_inputs.as_slice() else {
+        bail!(
+            "the model has {} inputs; batchwise runs models with one image input",
+            graph_inputs.len()
+        );
+    };
+    let [output] = graph.output.as_slice() else {
+        bail!(
+            "the model has {} outputs; this version runs models with one output",
+            graph.output.len()
+        );
+    };
+    let dims: Vec<Option<i64>> = input
+        .r#type
+        .as_ref()
+        .and_then(|t| t.tensor_type.as_ref())
+        .and_then(|t| t.shape.as_ref())
+        .map(|s| s.dim.iter().map(|d| d.dim_value).collect())
+        .unwrap_or_default();
+    if dims.len() != 4 {
+        bail!(
+            "input {} has {} dimensions; an image input is [N, C, H, W]",
+            input.name,
+            dims.len()
+        );
+    }
+    let input_channels = dims[1]
+        .filter(|&c| c > 0)
+        .with_context(|| format!("input {} does not fix its channel count", input.name))?
+        as u32;
+
+    let mut values: HashMap<String, ValueId> = HashMap::new();
+    values.insert(input.name.clone(), 0);
+    let mut channels: Vec<u32> = vec![input_channels];
+    let mut layers: Vec<Layer> = Vec::new();
+    // How many nodes read each value, to fuse an activation only into a conv it alone reads.
+    let mut readers: HashMap<&str, usize> = HashMap::new();
+    for node in &graph.node {
+        for i in &node.input {
+            *readers.entry(i.as_str()).or_default() += 1;
+        }
+    }
+
+    for node in &graph.node {
+        let label = node_label(node);
+        let fail = |e: anyhow::Error| e.context(format!("{label} (opset {opset})"));
+        if !node.domain.is_empty() && node.domain != "ai.onnx" {
+            bail!(
+                "{label} is in operator domain {}; batchwise supports the default ONNX domain",
+                node.domain
+            );
+        }
+        let value_of = |name: &str| -> Result<ValueId> {
+            values
+                .get(name)
+                .copied()
+                .ok_or_else(|| anyhow!("reads {name}, which is not computed by a supported node"))
+        };
+        match node.op_type.as_str() {
+            "Conv" | "ConvTranspose" => {
+                let input = value_of(&node.input[0]).map_err(fail)?;
+                let w_name = node.input.get(1).context("has no weights").map_err(fail)?;
+                let w = initializers
+                    .get(w_name.as_str())
+                    .with_context(|| format!("weights {w_name} are not a constant initializer"))
+                    .and_then(|t| tensor_to_f32(t))
+                    .map_err(fail)?;
+                let bias = match node.input.get(2).filter(|s| !s.is_empty()) {
+                    Some(b) => {
+                        initializers
+                            .get(b.as_str())
+                            .with_context(|| format!("bias {b} is not a constant initializer"))
+                            .and_then(|t| tensor_to_f32(t))
+                            .map_err(fail)?
+                            .data
+                    }
+                    None => Vec::new(),
+                };
+                let sp = spatial(node, &w).map_err(fail)?;
+                let in_c = channels[input];
+                let op = if node.op_type == "Conv" {
+                    let out_c = w.dims[0] as u32;
+                    if in_c % sp.groups != 0
+                        || out_c % sp.groups != 0
+                        || w.dims[1] as u32 * sp.groups != in_c
+                    {
+                        return Err(fail(anyhow!(
+                            "weights {:?} with group {} do not fit {in_c} input channels",
+                            w.dims,
+                            sp.groups
+                        )));
+                    }
+                    LayerOp::Conv2d(Conv2dSpec {
+                        in_c,
+                        out_c,
+                        k_h: sp.k[0],
+                        k_w: sp.k[1],
+                        stride: sp.stride,
+                        pads: sp.pads,
+                        dilation: sp.dilation,
+                        groups: sp.groups,
+                        activation: Activation::None,
+                    })
+                } else {
+                    if attr(node, "output_shape").is_some() {
+                        return Err(fail(anyhow!(
+                            "the output_shape attribute is not supported; export with pads"
+                        )));
+                    }
+                    let out_c = w.dims[1] as u32 * sp.groups;
+                    if w.dims[0] as u32 != in_c || in_c % sp.groups != 0 {
+                        return Err(fail(anyhow!(
+                            "weights {:?} with group {} do not fit {in_c} input channels",
+                            w.dims,
+                            sp.groups
+                        )));
+                    }
+                    let output_padding =
+                        to_u32_pair(attr_ints(node, "output_padding"), 0, "output_padding")
+                            .map_err(fail)?;
+                    LayerOp::ConvTranspose2d(ConvTranspose2dSpec {
+                        in_c,
+                        out_c,
+                        k_h: sp.k[0],
+                        k_w: sp.k[1],
+                        stride: sp.stride,
+                        pads: sp.pads,
+                        dilation: sp.dilation,
+                        output_padding,
+                        groups: sp.groups,
+                        activation: Activation::None,
+                    })
+                };
+                let out_c = match &op {
+                    LayerOp::Conv2d(s) => s.out_c,
+                    LayerOp::ConvTranspose2d(s) => s.out_c,
+                };
+                if !bias.is_empty() && bias.len() != out_c as usize {
+                    return Err(fail(anyhow!(
+                        "bias has {} values for {out_c} output channels",
+                        bias.len()
+                    )));
+                }
+                let output = channels.len();
+                channels.push(out_c);
+                values.insert(node.output[0].clone(), output);
+                layers.push(Layer {
+                    name: if node.name.is_empty() {
+                        node.output[0].clone()
+                    } else {
+                        node.name.clone()
+                    },
+                    op,
+                    input,
+                    output,
+                    weights: w.data,
+                    bias,
+                });
+            }
+            "Relu" | "LeakyRelu" => {
+                let alpha = if node.op_type == "Relu" {
+                    0.0
+                } else {
+                    attr_float(node, "alpha", 0.01)
+                };
+                let input = value_of(&node.input[0]).map_err(fail)?;
+                let fusable = layers.last_mut().filter(|l| {
+                    l.output == input
+                        && readers.get(node.input[0].as_str()) == Some(&1)
+                        && !graph.output.iter().any(|o| o.name == node.input[0])
+                });
+                let Some(layer) = fusable else {
+                    return Err(fail(anyhow!(
+                        "a standalone {} (not right after a convolution) is not supported yet; \
+                         supported: {SUPPORTED_OPS}",
+                        node.op_type
+                    )));
+                };
+                let activation = match &mut layer.op {
+                    LayerOp::Conv2d(s) => &mut s.activation,
+                    LayerOp::ConvTranspose2d(s) => &mut s.activation,
+                };
+                if *activation != Activation::None {
+                    return Err(fail(anyhow!("two activations in a row are not supported")));
+                }
+                *activation = Activation::LeakyRelu { alpha };
+                values.insert(node.output[0].clone(), input);
+            }
+            "Identity" => {
+                let input = value_of(&node.input[0]).map_err(fail)?;
+                values.insert(node.output[0].clone(), input);
+            }
+            other => bail!(
+                "{label} uses op {other} (opset {opset}), which batchwise does not support yet; \
+                 supported: {SUPPORTED_OPS}"
+            ),
+        }
+    }
+
+    let out = *values
+        .get(&output.name)
+        .with_context(|| format!("the graph output {} is never computed", output.name))?;
+    if out == 0 {
+        bail!("the model's output is its input; there is nothing to run");
+    }
+    Ok(Model {
+        name: name.to_owned(),
+        input_name: input.name.clone(),
+        output_name: output.name.clone(),
+        input_channels,
+        output_channels: channels[out],
+        output: out,
+        value_count: channels.len(),
+        layers,
+        opset,
+    })
+}

@@ -1,0 +1,135 @@
+//! Cutting images into fixed-size tiles with context, and stitching the outputs back.
+//!
+//! Every tile has the same input size, `tile + 2 * context` on each side, so tiles from different
+//! images fill one batch. Pixels outside the image repeat the nearest edge pixel, which is what the
+//! model would see if the whole image were padded that way: with `context` at least the model's
+//! receptive radius, the stitched output equals the output for the whole image, with no seams.
+
+use image::RgbaImage;
+
+/// The part of an image a tile is responsible for, in input pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TileRect {
+    pub x: u32,
+    pub y: u32,
+    pub w: u32,
+    pub h: u32,
+}
+
+/// The tiles covering a `width x height` image, row by row.
+pub fn grid(width: u32, height: u32, tile: u32) -> Vec<TileRect> {
+    let mut tiles = Vec::new();
+    for y in (0..height).step_by(tile as usize) {
+        for x in (0..width).step_by(tile as usize) {
+            tiles.push(TileRect {
+                x,
+                y,
+                w: tile.min(width - x),
+                h: tile.min(height - y),
+            });
+        }
+    }
+    tiles
+}
+
+/// Writes the input pixels of one tile (`(tile + 2 * context)^2`, RGBA8 with R in the low byte)
+/// into `out`, repeating edge pixels outside the image.
+pub fn extract(image: &RgbaImage, rect: TileRect, tile: u32, context: u32, out: &mut [u32]) {
+    let side = tile + 2 * context;
+    debug_assert_eq!(out.len(), (side * side) as usize);
+    let (w, h) = image.dimensions();
+    let raw = image.as_raw();
+    for ty in 0..side {
+        let y = (rect.y as i64 + ty as i64 - context as i64).clamp(0, h as i64 - 1) as usize;
+        let row = &mut out[(ty * side) as usize..((ty + 1) * side) as usize];
+        for (tx, px) in row.iter_mut().enumerate() {
+            let x = (rect.x as i64 + tx as i64 - context as i64).clamp(0, w as i64 - 1) as usize;
+            let i = (y * w as usize + x) * 4;
+            *px = u32::from_le_bytes([raw[i], raw[i + 1], raw[i + 2], 255]);
+        }
+    }
+}
+
+/// Copies the part of one output plane (`src`, `src_side` wide, starting at `crop`) that belongs to
+/// `rect` into `dst` (`dst_w` wide), everything scaled by `scale`.
+pub fn place<T: Copy>(
+    dst: &mut [T],
+    dst_w: u32,
+    src: &[T],
+    src_side: u32,
+    crop: u32,
+    rect: TileRect,
+    scale: u32,
+) {
+    let (w, h) = (rect.w * scale, rect.h * scale);
+    for y in 0..h {
+        let s = ((crop + y) * src_side + crop) as usize;
+        let d = ((rect.y * scale + y) * dst_w + rect.x * scale) as usize;
+        dst[d..d + w as usize].copy_from_slice(&src[s..s + w as usize]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_covers_every_pixel_once() {
+        let (w, h, t) = (70, 33, 32);
+        let mut hits = vec![0u8; (w * h) as usize];
+        for r in grid(w, h, t) {
+            for y in r.y..r.y + r.h {
+                for x in r.x..r.x + r.w {
+                    hits[(y * w + x) as usize] += 1;
+                }
+            }
+        }
+        assert!(hits.iter().all(|&c| c == 1));
+        assert_eq!(grid(w, h, t).len(), 3 * 2);
+    }
+
+    #[test]
+    fn extract_repeats_edges() {
+        let img = RgbaImage::from_fn(3, 2, |x, y| image::Rgba([x as u8, y as u8, 7, 0]));
+        let mut out = vec![0u32; 16];
+        extract(
+            &img,
+            TileRect {
+                x: 0,
+                y: 0,
+                w: 2,
+                h: 2,
+            },
+            2,
+            1,
+            &mut out,
+        );
+        let at = |tx: usize, ty: usize| out[ty * 4 + tx].to_le_bytes();
+        assert_eq!(at(0, 0), [0, 0, 7, 255]); // clamped from (-1, -1)
+        assert_eq!(at(3, 3), [2, 1, 7, 255]); // (2, 2) clamps to (2, 1)
+        assert_eq!(at(2, 1), [1, 0, 7, 255]);
+    }
+
+    #[test]
+    fn place_copies_the_cropped_core() {
+        let src: Vec<u32> = (0..36).collect(); // 6x6 tile
+        let mut dst = vec![0u32; 8 * 8];
+        place(
+            &mut dst,
+            8,
+            &src,
+            6,
+            1,
+            TileRect {
+                x: 2,
+                y: 1,
+                w: 2,
+                h: 2,
+            },
+            2,
+        );
+        assert_eq!(dst[2 * 8 + 4..2 * 8 + 8], [7, 8, 9, 10]);
+        assert_eq!(dst[5 * 8 + 4..5 * 8 + 8], [25, 26, 27, 28]);
+        assert_eq!(dst[0], 0);
+    }
+}

@@ -1,0 +1,198 @@
+//! [`TiledUpscaler`]: runs an image-to-image model over tiles from many images, N tiles per submit.
+
+use anyhow::{Result, bail};
+use image::RgbaImage;
+
+use crate::builtin::ImageModelSpec;
+use crate::engine::{BatchRunner, Engine, GpuModel};
+use crate::tiling::{self, TileRect};
+
+/// Tile sizes tried by Auto, largest first: larger tiles waste less work on context.
+pub const AUTO_TILE_SIZES: &[u32] = &[128, 96, 64, 48, 32, 16];
+
+/// One tile of one image, waiting for a batch.
+#[derive(Clone, Copy, Debug)]
+pub struct TileRef {
+    pub image: usize,
+    pub rect: TileRect,
+}
+
+pub struct TiledUpscaler {
+    runner: BatchRunner,
+    pub spec: ImageModelSpec,
+    pub tile: u32,
+    /// Output pixels to drop on each side of an output tile.
+    crop: u32,
+    scratch: std::cell::RefCell<Vec<u32>>,
+}
+
+impl TiledUpscaler {
+    /// Plans batches of `batch` tiles; `tile` None picks the largest tile size that fits the adapter.
+    pub fn new(
+        engine: &Engine,
+        model: &GpuModel,
+        spec: ImageModelSpec,
+        batch: u32,
+        tile: Option<u32>,
+    ) -> Result<Self> {
+        let tile = match tile {
+            Some(t) if t == 0 => bail!("the tile size must be at least 1 pixel"),
+            Some(t) => t,
+            None => auto_tile(engine, model, &spec, batch)?,
+        };
+        let side = tile + 2 * spec.context;
+        let runner = BatchRunner::new(engine, model, batch, side, side, &spec.input_map)?;
+        let out = runner.output;
+        let want = tile * spec.scale;
+        if out.h != out.w || out.h < want || (out.h - want) % 2 != 0 {
+            bail!(
+                "{} turns a {side}x{side} tile into {}x{}, which does not match scale {} with {} px \
+                 of context",
+                model.model.name,
+                out.w,
+                out.h,
+                spec.scale,
+                spec.context
+            );
+        }
+        Ok(Self {
+            crop: (out.h - want) / 2,
+            runner,
+            spec,
+            tile,
+            scratch: Default::default(),
+        })
+    }
+
+    pub fn batch_size(&self) -> u32 {
+        self.runner.max_items
+    }
+
+    pub fn runner(&self) -> &BatchRunner {
+        &self.runner
+    }
+
+    pub fn tiles(&self, width: u32, height: u32) -> Vec<TileRect> {
+        tiling::grid(width, height, self.tile)
+    }
+
+    /// Runs up to `batch_size` tiles in one submit and returns each tile's output pixels
+    /// (`(tile * scale)^2` RGBA8, cropped to the tile's core).
+    pub fn run_tiles(&self, images: &[&RgbaImage], tiles: &[TileRef]) -> Result<Vec<Vec<u32>>> {
+        let side = self.tile + 2 * self.spec.context;
+        let px = (side * side) as usize;
+        let mut input = self.scratch.borrow_mut();
+        input.resize(px * tiles.len(), 0);
+        for (t, chunk) in tiles.iter().zip(input.chunks_exact_mut(px)) {
+            tiling::extract(images[t.image], t.rect, self.tile, self.spec.context, chunk);
+        }
+        let out = self.runner.run(&input, tiles.len() as u32)?;
+        let out_side = self.runner.output.w;
+        let core = self.tile * self.spec.scale;
+        Ok(out
+            .chunks_exact((out_side * out_side) as usize)
+            .map(|o| {
+                let full = TileRect {
+                    x: 0,
+                    y: 0,
+                    w: self.tile,
+                    h: self.tile,
+                };
+                let mut core_px = vec![0u32; (core * core) as usize];
+                tiling::place(
+                    &mut core_px,
+                    core,
+                    o,
+                    out_side,
+                    self.crop,
+                    full,
+                    self.spec.scale,
+                );
+                core_px
+            })
+            .collect())
+    }
+
+    /// Writes one tile's output into the upscaled image.
+    pub fn place(&self, out: &mut RgbaImage, rect: TileRect, tile_out: &[u32]) {
+        let w = out.width();
+        let core = self.tile * self.spec.scale;
+        let dst: &mut [u32] = bytemuck::cast_slice_mut(&mut **out);
+        tiling::place(dst, w, tile_out, core, 0, rect, self.spec.scale);
+    }
+
+    /// Upscales whole images, filling every batch with tiles from as many images as it takes.
+    pub fn upscale_all(&self, images: &[RgbaImage]) -> Result<Vec<RgbaImage>> {
+        let s = self.spec.scale;
+        let mut outs: Vec<RgbaImage> = images
+            .iter()
+            .map(|i| RgbaImage::new(i.width() * s, i.height() * s))
+            .collect();
+        let all: Vec<TileRef> = images
+            .iter()
+            .enumerate()
+            .flat_map(|(image, i)| {
+                self.tiles(i.width(), i.height())
+                    .into_iter()
+                    .map(move |rect| TileRef { image, rect })
+            })
+            .collect();
+        let refs: Vec<&RgbaImage> = images.iter().collect();
+        for batch in all.chunks(self.batch_size() as usize) {
+            for (t, o) in batch.iter().zip(self.run_tiles(&refs, batch)?) {
+                self.place(&mut outs[t.image], t.rect, &o);
+            }
+        }
+        Ok(outs)
+    }
+
+    /// The model's float output for a whole image, stitched from tiles: planar `[3, H*s, W*s]`.
+    pub fn upscale_f32(&self, image: &RgbaImage) -> Result<Vec<f32>> {
+        let s = self.spec.scale;
+        let (w, h) = (image.width() * s, image.height() * s);
+        let side = self.tile + 2 * self.spec.context;
+        let px = (side * side) as usize;
+        let out_side = self.runner.output.w;
+        let out_plane = (out_side * out_side) as usize;
+        let mut planes = vec![0.0f32; 3 * (w * h) as usize];
+        let tiles = self.tiles(image.width(), image.height());
+        for batch in tiles.chunks(self.batch_size() as usize) {
+            let mut input = vec![0u32; px * batch.len()];
+            for (rect, chunk) in batch.iter().zip(input.chunks_exact_mut(px)) {
+                tiling::extract(image, *rect, self.tile, self.spec.context, chunk);
+            }
+            let out = self.runner.run_f32(&input, batch.len() as u32)?;
+            for (rect, o) in batch.iter().zip(out.chunks_exact(3 * out_plane)) {
+                for c in 0..3 {
+                    let dst = &mut planes[c * (w * h) as usize..(c + 1) * (w * h) as usize];
+                    let src = &o[c * out_plane..(c + 1) * out_plane];
+                    tiling::place(dst, w, src, out_side, self.crop, *rect, s);
+                }
+            }
+        }
+        Ok(planes)
+    }
+}
+
+/// The largest tile size whose batch fits the adapter's buffer binding limit.
+fn auto_tile(engine: &Engine, model: &GpuModel, spec: &ImageModelSpec, batch: u32) -> Result<u32> {
+    let limit = engine.gpu.limits.max_storage_buffer_binding_size;
+    for &tile in AUTO_TILE_SIZES {
+        let side = tile + 2 * spec.context;
+        let Ok(shapes) = model.model.shapes(side, side) else {
+            continue;
+        };
+        let largest = shapes
+            .iter()
+            .map(|s| s.elements() * 4 * batch.max(1) as u64)
+            .max()
+            .unwrap_or(0);
+        if largest <= limit {
+            return Ok(tile);
+        }
+    }
+    bail!(
+        "even {}-pixel tiles in batches of {batch} do not fit this adapter; use a smaller batch size",
+        AUTO_TILE_SIZES.last().copied().unwrap_or(16)
+    )
+}

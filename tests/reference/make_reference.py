@@ -1,0 +1,59 @@
+"""Makes the onnxruntime reference outputs the engine tests compare against.
+
+Run from the repository root (needs `pip install onnxruntime numpy pillow`):
+    python3 tests/reference/make_reference.py
+
+For each fixture image it pads the image by the model's context (edge replicate, as the tiler does),
+runs the model with onnxruntime on the CPU in float32 and writes the output as raw little-endian
+float32, planar [3, H*scale, W*scale], next to a JSON file describing it. The committed outputs let
+CI check the engine without Python.
+"""
+import json
+import pathlib
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
+SHARED = ROOT.parent / "shared"
+
+# (fixture name, source image, crop box (left, top, right, bottom))
+CROPS = [
+    ("photo-60x44.png", "sample1.jpg", (900, 500, 960, 544)),
+]
+# (model id, ONNX file, scale, context px per side)
+MODELS = [
+    ("upscale-photo-2x", "assets/models/waifu2x_upconv7_photo_scale2.0x.onnx", 2, 7),
+]
+
+
+def main():
+    for name, source, box in CROPS:
+        path = FIXTURES / name
+        if not path.exists():
+            Image.open(SHARED / "images" / source).convert("RGB").crop(box).save(path)
+        rgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
+        for model_id, onnx_file, scale, context in MODELS:
+            sess = ort.InferenceSession(str(ROOT / onnx_file), providers=["CPUExecutionProvider"])
+            x = np.pad(rgb, ((context, context), (context, context), (0, 0)), mode="edge")
+            x = x.transpose(2, 0, 1)[None].astype(np.float32)
+            (y,) = sess.run(None, {sess.get_inputs()[0].name: x})
+            y = y[0].astype("<f4")
+            assert y.shape == (3, rgb.shape[0] * scale, rgb.shape[1] * scale), y.shape
+            out = FIXTURES / f"{path.stem}.{model_id}.f32"
+            y.tofile(out)
+            meta = {
+                "input": name,
+                "model": model_id,
+                "shape": list(y.shape),
+                "layout": "planar RGB float32 little-endian",
+                "onnxruntime": ort.__version__,
+            }
+            (FIXTURES / f"{path.stem}.{model_id}.json").write_text(json.dumps(meta, indent=2) + "\n")
+            print(out, y.shape, float(y.min()), float(y.max()))
+
+
+if __name__ == "__main__":
+    main()
