@@ -36,7 +36,7 @@ impl TiledUpscaler {
         tile: Option<u32>,
     ) -> Result<Self> {
         let tile = match tile {
-            Some(t) if t == 0 => bail!("the tile size must be at least 1 pixel"),
+            Some(0) => bail!("the tile size must be at least 1 pixel"),
             Some(t) => t,
             None => auto_tile(engine, model, &spec, batch)?,
         };
@@ -44,7 +44,7 @@ impl TiledUpscaler {
         let runner = BatchRunner::new(engine, model, batch, side, side, &spec.input_map)?;
         let out = runner.output;
         let want = tile * spec.scale;
-        if out.h != out.w || out.h < want || (out.h - want) % 2 != 0 {
+        if out.h != out.w || out.h < want || !(out.h - want).is_multiple_of(2) {
             bail!(
                 "{} turns a {side}x{side} tile into {}x{}, which does not match scale {} with {} px \
                  of context",
@@ -117,7 +117,7 @@ impl TiledUpscaler {
     pub fn place(&self, out: &mut RgbaImage, rect: TileRect, tile_out: &[u32]) {
         let w = out.width();
         let core = self.tile * self.spec.scale;
-        let dst: &mut [u32] = bytemuck::cast_slice_mut(&mut **out);
+        let dst: &mut [u32] = bytemuck::cast_slice_mut(out);
         tiling::place(dst, w, tile_out, core, 0, rect, self.spec.scale);
     }
 

@@ -311,7 +311,7 @@ impl BatchwiseApp {
         ui.horizontal_wrapped(|ui| {
             ui.heading("batchwise");
             ui.separator();
-            if ui.button("Add images…").clicked() {
+            if ui.button("Add images...").clicked() {
                 self.pick_files(ui.ctx());
             }
             ui.add_enabled_ui(!self.running, |ui| {
@@ -321,7 +321,7 @@ impl BatchwiseApp {
                 }
             });
             ui.separator();
-            ui.label("Model");
+            let model_label = ui.label("Model");
             egui::ComboBox::from_id_salt("model")
                 .selected_text(self.settings.model.clone())
                 .show_ui(ui, |ui| {
@@ -329,12 +329,17 @@ impl BatchwiseApp {
                         ui.selectable_value(&mut self.settings.model, m.id.to_owned(), m.id)
                             .on_hover_text(m.description);
                     }
-                });
+                })
+                .response
+                .labelled_by(model_label.id);
             ui.separator();
-            ui.label("Batch size");
-            ui.add(egui::Slider::new(&mut self.settings.batch_size, 1..=64).logarithmic(true));
+            ui.add(
+                egui::Slider::new(&mut self.settings.batch_size, 1..=64)
+                    .logarithmic(true)
+                    .text("Batch size"),
+            );
             ui.separator();
-            if ui.button("Output folder…").clicked() {
+            if ui.button("Output folder...").clicked() {
                 self.pick_output_dir(ui.ctx());
             }
             ui.label(self.output_dir().display().to_string())
@@ -345,7 +350,7 @@ impl BatchwiseApp {
                     self.engine.cancel();
                 }
             } else {
-                let run = ui.add_enabled(!self.items.is_empty(), egui::Button::new("▶ Run"));
+                let run = ui.add_enabled(!self.items.is_empty(), egui::Button::new("Run"));
                 if run.clicked() {
                     self.start();
                 }
@@ -411,7 +416,7 @@ impl BatchwiseApp {
     fn grid_ui(&self, ui: &mut egui::Ui) {
         if self.items.is_empty() {
             ui.centered_and_justified(|ui| {
-                ui.label("Drop images or folders here, or use “Add images…”");
+                ui.label("Drop images or folders here, or use 'Add images...'");
             });
             return;
         }
@@ -469,7 +474,7 @@ fn item_ui(ui: &mut egui::Ui, item: &Item) {
         .response;
     let hover = match (&item.error, &item.output) {
         (Some(e), _) => e.clone(),
-        (None, Some(o)) => format!("→ {}", o.display()),
+        (None, Some(o)) => format!("output: {}", o.display()),
         (None, None) => item.path.display().to_string(),
     };
     response.on_hover_text(hover);

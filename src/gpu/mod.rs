@@ -52,7 +52,7 @@ fn summarize(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
             .trim()
             .to_owned(),
         max_buffer_size: limits.max_buffer_size,
-        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
         max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
         max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
         max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
@@ -186,7 +186,7 @@ impl Gpu {
         usage: wgpu::BufferUsages,
     ) -> TrackedBuffer {
         let mut padded;
-        let contents = if contents.len() % 4 != 0 || contents.is_empty() {
+        let contents = if !contents.len().is_multiple_of(4) || contents.is_empty() {
             padded = contents.to_vec();
             padded.resize(contents.len().max(4).next_multiple_of(4), 0);
             &padded[..]

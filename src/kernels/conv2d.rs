@@ -185,6 +185,7 @@ impl Conv2dLayer {
     }
 
     /// Binds `src` (input, `in_h x in_w`) and `dst` into a step.
+    #[allow(clippy::too_many_arguments)]
     pub fn prepare(
         &self,
         gpu: &Gpu,

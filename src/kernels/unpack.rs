@@ -9,10 +9,7 @@ const WORKGROUP_X: u32 = 64;
 /// The mapping back to 8 bits: the inverse of a model's input mapping, `v * 255` for [0, 1].
 pub fn inverse(map: &PixelMapping) -> PixelMapping {
     let scale = map.scale.map(|s| 1.0 / s);
-    let mut offset = [0.0; 3];
-    for c in 0..3 {
-        offset[c] = -map.offset[c] / map.scale[c];
-    }
+    let offset = [0, 1, 2].map(|c| -map.offset[c] / map.scale[c]);
     PixelMapping {
         scale,
         offset,

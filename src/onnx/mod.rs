@@ -282,8 +282,8 @@ pub fn load(bytes: &[u8], name: &str) -> Result<Model> {
                 let in_c = channels[input];
                 let op = if node.op_type == "Conv" {
                     let out_c = w.dims[0] as u32;
-                    if in_c % sp.groups != 0
-                        || out_c % sp.groups != 0
+                    if !in_c.is_multiple_of(sp.groups)
+                        || !out_c.is_multiple_of(sp.groups)
                         || w.dims[1] as u32 * sp.groups != in_c
                     {
                         return Err(fail(anyhow!(
@@ -310,7 +310,7 @@ pub fn load(bytes: &[u8], name: &str) -> Result<Model> {
                         )));
                     }
                     let out_c = w.dims[1] as u32 * sp.groups;
-                    if w.dims[0] as u32 != in_c || in_c % sp.groups != 0 {
+                    if w.dims[0] as u32 != in_c || !in_c.is_multiple_of(sp.groups) {
                         return Err(fail(anyhow!(
                             "weights {:?} with group {} do not fit {in_c} input channels",
                             w.dims,

@@ -1,0 +1,106 @@
+//! The real app driven headless with egui_kittest: drop files, Run, wait, check every item.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use batchwise::app::BatchwiseApp;
+use batchwise::job::ItemStatus;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable as _;
+
+#[derive(Debug)]
+struct Dropped(PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+fn step_until(
+    harness: &mut Harness<'_, BatchwiseApp>,
+    what: &str,
+    done: impl Fn(&BatchwiseApp) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !done(harness.state()) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn drop_run_and_every_item_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    let a = inputs.join("a.png");
+    let b = inputs.join("b.png");
+    let broken = inputs.join("broken.jpg");
+    std::fs::copy(common::fixture("photo-60x44.png"), &a).unwrap();
+    image::open(&a)
+        .unwrap()
+        .crop_imm(10, 10, 30, 20)
+        .save(&b)
+        .unwrap();
+    std::fs::write(&broken, b"not a jpeg").unwrap();
+    let out = dir.path().join("out");
+
+    let mut harness = Harness::builder()
+        .with_size([1000.0, 700.0])
+        .wgpu()
+        .build_eframe(|cc| {
+            let mut app = BatchwiseApp::new(cc, Vec::new());
+            app.settings.output_dir = Some(out.clone());
+            app.settings.batch_size = 4;
+            app
+        });
+    harness.step();
+    for path in [&a, &b, &broken] {
+        harness
+            .input_mut()
+            .dropped_files
+            .push(Arc::new(Dropped(path.clone())));
+    }
+    harness.step();
+    step_until(&mut harness, "the dropped files to be listed", |app| {
+        app.items.len() == 3
+    });
+
+    harness.get_by_label("Run").click();
+    harness.step();
+    step_until(&mut harness, "the job to finish", |app| {
+        !app.running && app.progress.done + app.progress.failed == 3
+    });
+    // A few more frames so thumbnails of the outputs arrive and draw.
+    for _ in 0..10 {
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let app = harness.state();
+    for item in &app.items {
+        let name = item.path.file_name().unwrap().to_str().unwrap();
+        if name == "broken.jpg" {
+            assert_eq!(item.status, ItemStatus::Failed);
+            let error = item.error.as_deref().unwrap();
+            assert!(error.contains("broken.jpg"), "{error}");
+        } else {
+            assert_eq!(item.status, ItemStatus::Done, "{name}: {:?}", item.error);
+            let output = item.output.as_ref().unwrap();
+            assert!(output.exists(), "{}", output.display());
+            assert!(output.starts_with(&out));
+        }
+    }
+    assert_eq!(app.progress.done, 2);
+    // The grid shows the states.
+    harness.get_by_label("failed");
+    assert_eq!(harness.query_all_by_label("done").count(), 2);
+}

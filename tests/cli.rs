@@ -1,0 +1,124 @@
+//! The command line, run as a user runs it.
+
+mod common;
+
+use assert_cmd::Command;
+
+fn batchwise() -> Command {
+    let mut cmd = Command::cargo_bin("batchwise").unwrap();
+    cmd.env("RUST_LOG", "error");
+    cmd
+}
+
+#[test]
+fn run_writes_outputs_and_reports_bad_files_in_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir_all(inputs.join("nested")).unwrap();
+    std::fs::copy(common::fixture("photo-60x44.png"), inputs.join("a.png")).unwrap();
+    let small = image::open(common::fixture("photo-60x44.png"))
+        .unwrap()
+        .crop_imm(0, 0, 20, 9);
+    small.save(inputs.join("nested/b.jpg")).unwrap();
+    std::fs::write(inputs.join("broken.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    let out = dir.path().join("out");
+
+    let assert = batchwise()
+        .args([
+            "run",
+            "-m",
+            "upscale-photo-2x",
+            "-b",
+            "8",
+            "--tile-size",
+            "32",
+            "--json",
+            "-o",
+        ])
+        .arg(&out)
+        .arg(&inputs)
+        .assert()
+        .code(2);
+    let json: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    assert_eq!(json["total"], 3);
+    assert_eq!(json["done"], 2);
+    assert_eq!(json["failed"], 1);
+    assert_eq!(json["batch_size"], 8);
+    assert!(json["items_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(json["peak_gpu_bytes"].as_u64().unwrap() > 1 << 20);
+    let items = json["items"].as_array().unwrap();
+    let broken = items
+        .iter()
+        .find(|i| i["input"].as_str().unwrap().ends_with("broken.png"))
+        .unwrap();
+    assert_eq!(broken["status"], "failed");
+    assert!(broken["output"].is_null());
+    let error = broken["error"].as_str().unwrap();
+    assert!(
+        error.contains("broken.png") && error.contains("decode"),
+        "{error}"
+    );
+    for item in items.iter().filter(|i| i["status"] == "done") {
+        let path = item["output"].as_str().unwrap();
+        let img = image::open(path).unwrap();
+        assert!(img.width() == 120 || img.width() == 40, "{path}");
+    }
+    assert_eq!(image::open(out.join("b.png")).unwrap().height(), 18);
+    // No temporary or partial files are left behind.
+    let names: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+#[test]
+fn all_done_exits_zero_with_a_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    batchwise()
+        .args(["run", "-b", "2", "--tile-size", "32", "-o"])
+        .arg(dir.path())
+        .arg(common::fixture("photo-60x44.png"))
+        .assert()
+        .success()
+        .stderr(predicates::str::contains("1 done, 0 failed"));
+    assert!(dir.path().join("photo-60x44.png").exists());
+}
+
+#[test]
+fn an_output_never_overwrites_its_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("photo.png");
+    std::fs::copy(common::fixture("photo-60x44.png"), &input).unwrap();
+    let before = std::fs::read(&input).unwrap();
+    batchwise()
+        .args(["run", "--tile-size", "32", "-o"])
+        .arg(dir.path())
+        .arg(&input)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("would overwrite the input"));
+    assert_eq!(std::fs::read(&input).unwrap(), before);
+}
+
+#[test]
+fn models_and_devices_list() {
+    batchwise()
+        .arg("models")
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("upscale-photo-2x"));
+    let out = batchwise().args(["devices", "--json"]).assert().success();
+    let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let first = &json.as_array().unwrap()[0];
+    assert!(first["max_storage_buffer_binding_size"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn unknown_model_is_a_clear_error() {
+    batchwise()
+        .args(["run", "-m", "nope", "-o", "/tmp/x", "a.png"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("no built-in model \"nope\""));
+}

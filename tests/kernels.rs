@@ -1,0 +1,368 @@
+//! Each WGSL kernel against its CPU reference, on random inputs, on the test GPU (lavapipe in CI).
+//!
+//! Tolerances:
+//! - conv2d / conv_transpose2d: |gpu - cpu| <= 1e-4 + 1e-4 * |cpu|. The reference accumulates in
+//!   f64; the GPU sums up to ~1200 f32 products (inputs in [-1, 1], weights scaled by 1/sqrt(fan-in),
+//!   so outputs are O(1)). Rounding error of an f32 sum of K terms grows like sqrt(K) * 2^-24 on
+//!   average and K * 2^-24 ~ 7e-5 at worst; 1e-4 covers the worst case and still catches any
+//!   indexing mistake, which moves outputs by O(0.1).
+//! - pack: 1e-6 absolute: one multiply-add per value, which the GPU may fuse (1 ulp of 1.0).
+//! - unpack: bytes equal, except that a value within an ulp of a rounding boundary may round either
+//!   way (fused multiply-add), so at most 1 level and at most 0.1% of values.
+
+mod common;
+
+use batchwise::engine::Engine;
+use batchwise::gpu::Gpu;
+use batchwise::kernels::conv_transpose2d::{self, ConvTranspose2dLayer, ConvTranspose2dSpec};
+use batchwise::kernels::conv2d::{self, Conv2dLayer, Conv2dSpec};
+use batchwise::kernels::pack::{self, PixelMapping};
+use batchwise::kernels::{Activation, Kernels, Step, unpack};
+use rand::Rng;
+
+fn storage(gpu: &Gpu, data: &[f32]) -> batchwise::gpu::TrackedBuffer {
+    gpu.create_buffer_init(
+        "test input",
+        bytemuck::cast_slice(data),
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+    )
+}
+
+fn output(gpu: &Gpu, len: usize) -> batchwise::gpu::TrackedBuffer {
+    gpu.create_buffer(
+        "test output",
+        4 * len as u64,
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+    )
+}
+
+fn run(gpu: &Gpu, step: &Step, items: u32, out: &wgpu::Buffer, len: usize) -> Vec<u8> {
+    let mut encoder = gpu
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+        step.record(&mut pass, items);
+    }
+    gpu.queue.submit([encoder.finish()]);
+    gpu.read_back(out, 4 * len as u64).unwrap()
+}
+
+fn assert_close(gpu_out: &[f32], cpu_out: &[f32], what: &str) {
+    assert_eq!(gpu_out.len(), cpu_out.len());
+    for (i, (g, c)) in gpu_out.iter().zip(cpu_out).enumerate() {
+        let tol = 1e-4 + 1e-4 * c.abs();
+        assert!(
+            (g - c).abs() <= tol,
+            "{what}: element {i}: gpu {g} vs cpu {c} (tolerance {tol})"
+        );
+    }
+    assert!(
+        cpu_out.iter().any(|v| v.abs() > 1e-2),
+        "{what}: the reference is all near zero, so the test proves nothing"
+    );
+}
+
+struct Setup {
+    engine: Engine,
+    kernels: Kernels,
+}
+
+fn setup() -> Setup {
+    let engine = common::engine();
+    let kernels = Kernels::new(&engine.gpu);
+    Setup { engine, kernels }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_conv2d(s: &Setup, seed: u64, spec: Conv2dSpec, n: u32, h: u32, w: u32) {
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(seed);
+    let fan_in = (spec.in_c / spec.groups * spec.k_h * spec.k_w) as f32;
+    let input = common::random_vec(&mut rng, (n * spec.in_c * h * w) as usize, 1.0);
+    let weights = common::random_vec(
+        &mut rng,
+        (spec.out_c * spec.in_c / spec.groups * spec.k_h * spec.k_w) as usize,
+        1.0 / fan_in.sqrt(),
+    );
+    let bias = common::random_vec(&mut rng, spec.out_c as usize, 0.5);
+    let expected = conv2d::reference(&spec, &input, n, h, w, &weights, &bias);
+    let layer = Conv2dLayer::upload(gpu, "test", spec.clone(), &weights, &bias);
+    let src = storage(gpu, &input);
+    let dst = output(gpu, expected.len());
+    let step = layer.prepare(gpu, &s.kernels.conv2d, "test", &src, &dst, h, w);
+    let got: Vec<f32> = bytemuck::cast_slice(&run(gpu, &step, n, &dst, expected.len())).to_vec();
+    assert_close(&got, &expected, &format!("conv2d {spec:?} on {n}x{h}x{w}"));
+}
+
+fn conv(in_c: u32, out_c: u32, k: u32) -> Conv2dSpec {
+    Conv2dSpec {
+        in_c,
+        out_c,
+        k_h: k,
+        k_w: k,
+        stride: [1, 1],
+        pads: [0; 4],
+        dilation: [1, 1],
+        groups: 1,
+        activation: Activation::None,
+    }
+}
+
+#[test]
+fn conv2d_matches_reference() {
+    let s = setup();
+    // The shape of waifu2x's layers: 3x3, no padding, leaky ReLU, odd sizes, batch of 3.
+    check_conv2d(
+        &s,
+        1,
+        Conv2dSpec {
+            activation: Activation::LeakyRelu { alpha: 0.1 },
+            ..conv(3, 16, 3)
+        },
+        3,
+        19,
+        13,
+    );
+    // Channel counts that are not multiples of the 16-channel block.
+    check_conv2d(&s, 2, conv(20, 37, 3), 2, 11, 17);
+    // Stride 2, asymmetric pads (TF SAME style), 5x5, clip activation.
+    check_conv2d(
+        &s,
+        3,
+        Conv2dSpec {
+            stride: [2, 2],
+            pads: [1, 2, 2, 1],
+            activation: Activation::Clip { min: 0.0, max: 0.6 },
+            ..conv(8, 24, 5)
+        },
+        2,
+        15,
+        12,
+    );
+    // Dilation, 1x1 and non-square kernels.
+    check_conv2d(
+        &s,
+        4,
+        Conv2dSpec {
+            dilation: [2, 3],
+            pads: [2, 3, 2, 3],
+            ..conv(6, 10, 3)
+        },
+        1,
+        14,
+        16,
+    );
+    check_conv2d(&s, 5, conv(32, 16, 1), 2, 9, 9);
+    check_conv2d(
+        &s,
+        6,
+        Conv2dSpec {
+            k_h: 1,
+            k_w: 3,
+            pads: [0, 1, 0, 1],
+            ..conv(5, 7, 1)
+        },
+        1,
+        8,
+        10,
+    );
+    // Grouped and depthwise.
+    check_conv2d(
+        &s,
+        7,
+        Conv2dSpec {
+            groups: 4,
+            pads: [1; 4],
+            ..conv(8, 12, 3)
+        },
+        2,
+        10,
+        9,
+    );
+    check_conv2d(
+        &s,
+        8,
+        Conv2dSpec {
+            groups: 12,
+            pads: [1; 4],
+            stride: [2, 2],
+            activation: Activation::LeakyRelu { alpha: 0.0 },
+            ..conv(12, 12, 3)
+        },
+        2,
+        13,
+        11,
+    );
+}
+
+fn check_conv_transpose2d(s: &Setup, seed: u64, spec: ConvTranspose2dSpec, n: u32, h: u32, w: u32) {
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(seed);
+    let fan_in = (spec.in_c / spec.groups * spec.k_h * spec.k_w) as f32;
+    let input = common::random_vec(&mut rng, (n * spec.in_c * h * w) as usize, 1.0);
+    let weights = common::random_vec(
+        &mut rng,
+        (spec.in_c * spec.out_c / spec.groups * spec.k_h * spec.k_w) as usize,
+        2.0 / fan_in.sqrt(),
+    );
+    let bias = common::random_vec(&mut rng, spec.out_c as usize, 0.5);
+    let expected = conv_transpose2d::reference(&spec, &input, n, h, w, &weights, &bias);
+    let layer = ConvTranspose2dLayer::upload(gpu, "test", spec.clone(), &weights, &bias);
+    let src = storage(gpu, &input);
+    let dst = output(gpu, expected.len());
+    let step = layer.prepare(gpu, &s.kernels.conv_transpose2d, "test", &src, &dst, h, w);
+    let got: Vec<f32> = bytemuck::cast_slice(&run(gpu, &step, n, &dst, expected.len())).to_vec();
+    assert_close(
+        &got,
+        &expected,
+        &format!("conv_transpose2d {spec:?} on {n}x{h}x{w}"),
+    );
+}
+
+fn deconv(in_c: u32, out_c: u32, k: u32, stride: u32, pad: u32) -> ConvTranspose2dSpec {
+    ConvTranspose2dSpec {
+        in_c,
+        out_c,
+        k_h: k,
+        k_w: k,
+        stride: [stride; 2],
+        pads: [pad; 4],
+        dilation: [1, 1],
+        output_padding: [0, 0],
+        groups: 1,
+        activation: Activation::None,
+    }
+}
+
+#[test]
+fn conv_transpose2d_matches_reference() {
+    let s = setup();
+    // waifu2x's last layer: 4x4, stride 2, pad 3, 3 output channels.
+    check_conv_transpose2d(&s, 11, deconv(32, 3, 4, 2, 3), 3, 12, 9);
+    // 2x2 stride 2 (segmentation decoders), channels not a multiple of 4, activation.
+    check_conv_transpose2d(
+        &s,
+        12,
+        ConvTranspose2dSpec {
+            activation: Activation::LeakyRelu { alpha: 0.2 },
+            ..deconv(6, 7, 2, 2, 0)
+        },
+        2,
+        7,
+        5,
+    );
+    // Stride 3 with asymmetric pads, output padding, dilation and groups.
+    check_conv_transpose2d(
+        &s,
+        13,
+        ConvTranspose2dSpec {
+            pads: [1, 0, 2, 1],
+            output_padding: [1, 2],
+            ..deconv(4, 5, 3, 3, 0)
+        },
+        1,
+        6,
+        7,
+    );
+    check_conv_transpose2d(
+        &s,
+        14,
+        ConvTranspose2dSpec {
+            dilation: [2, 2],
+            groups: 2,
+            ..deconv(4, 6, 3, 1, 1)
+        },
+        2,
+        5,
+        6,
+    );
+}
+
+#[test]
+fn pack_matches_reference() {
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(21);
+    let (pixels, tiles) = (37 * 29, 5);
+    let src: Vec<u32> = (0..pixels * tiles).map(|_| rng.random()).collect();
+    let maps = [
+        PixelMapping::UNIT,
+        PixelMapping {
+            scale: [2.0 / 255.0, 1.5 / 255.0, 1.0 / 128.0],
+            offset: [-1.0, -0.5, -127.0 / 128.0],
+            bgr: true,
+        },
+    ];
+    for map in maps {
+        let expected = pack::reference(&src, pixels, &map);
+        let src_buf = gpu.create_buffer_init(
+            "pixels",
+            bytemuck::cast_slice(&src),
+            wgpu::BufferUsages::STORAGE,
+        );
+        let dst = output(gpu, expected.len());
+        let step = pack::prepare(
+            gpu,
+            &s.kernels.pack,
+            &src_buf,
+            &dst,
+            pixels as u32,
+            tiles as u32,
+            &map,
+        );
+        let got: Vec<f32> =
+            bytemuck::cast_slice(&run(gpu, &step, tiles as u32, &dst, expected.len())).to_vec();
+        let worst = common::max_abs_diff(&got, &expected);
+        assert!(worst <= 1e-6, "pack {map:?}: max diff {worst}");
+    }
+}
+
+#[test]
+fn unpack_matches_reference() {
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(22);
+    let (pixels, tiles) = (41 * 23, 4);
+    // Values spread beyond both mappings' ranges so clamping is exercised at both ends.
+    let src: Vec<f32> = (0..3 * pixels * tiles)
+        .map(|_| rng.random_range(-1.2f32..1.2))
+        .collect();
+    for map in [
+        PixelMapping::UNIT,
+        PixelMapping {
+            scale: [2.0 / 255.0; 3],
+            offset: [-1.0; 3],
+            bgr: true,
+        },
+    ] {
+        let out_map = unpack::inverse(&map);
+        let expected = unpack::reference(&src, pixels, &out_map);
+        let src_buf = storage(gpu, &src);
+        let dst = output(gpu, expected.len());
+        let step = unpack::prepare(
+            gpu,
+            &s.kernels.unpack,
+            &src_buf,
+            &dst,
+            pixels as u32,
+            tiles as u32,
+            &out_map,
+        );
+        let bytes = run(gpu, &step, tiles as u32, &dst, expected.len());
+        let got: &[u32] = bytemuck::cast_slice(&bytes);
+        let mut off_by_one = 0;
+        for (g, e) in got.iter().zip(&expected) {
+            for (gb, eb) in g.to_le_bytes().iter().zip(e.to_le_bytes()) {
+                let d = (*gb as i32 - eb as i32).abs();
+                assert!(d <= 1, "unpack {map:?}: {g:08x} vs {e:08x}");
+                off_by_one += d as usize;
+            }
+        }
+        assert!(
+            off_by_one * 1000 <= got.len() * 4,
+            "unpack {map:?}: {off_by_one} bytes off by one"
+        );
+        assert!(got.iter().any(|p| p & 0xff == 0) && got.iter().any(|p| p & 0xff == 255));
+    }
+}

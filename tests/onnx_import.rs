@@ -1,0 +1,156 @@
+//! ONNX import: the built-in model loads with the right layers; bad files get clear errors.
+
+mod common;
+
+use batchwise::kernels::Activation;
+use batchwise::model::LayerOp;
+use batchwise::onnx::{self, proto};
+use prost::Message as _;
+
+fn waifu2x() -> Vec<u8> {
+    std::fs::read(common::repo().join("assets/models/waifu2x_upconv7_photo_scale2.0x.onnx"))
+        .unwrap()
+}
+
+#[test]
+fn waifu2x_loads_with_fused_activations_and_a_free_batch() {
+    let model = onnx::load(&waifu2x(), "upscale-photo-2x").unwrap();
+    assert_eq!(model.layers.len(), 7);
+    assert_eq!(model.opset, 13);
+    for layer in &model.layers[..6] {
+        let LayerOp::Conv2d(s) = &layer.op else {
+            panic!("{} is not a conv", layer.name)
+        };
+        assert_eq!(s.activation, Activation::LeakyRelu { alpha: 0.1 });
+    }
+    assert!(matches!(model.layers[6].op, LayerOp::ConvTranspose2d(_)));
+    // 7 px of context per side gives exactly twice the tile.
+    let shapes = model.shapes(32 + 14, 32 + 14).unwrap();
+    let out = shapes[model.output];
+    assert_eq!((out.c, out.h, out.w), (3, 64, 64));
+    assert_eq!(model.weight_bytes(), 4 * 552_483);
+}
+
+fn node(name: &str, op: &str, inputs: &[&str], output: &str) -> proto::NodeProto {
+    proto::NodeProto {
+        name: name.into(),
+        op_type: op.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        ..Default::default()
+    }
+}
+
+fn value(name: &str, dims: &[i64]) -> proto::ValueInfoProto {
+    proto::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(proto::TypeProto {
+            tensor_type: Some(proto::TypeProtoTensor {
+                elem_type: 1,
+                shape: Some(proto::TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| proto::Dimension {
+                            dim_value: Some(d),
+                            dim_param: None,
+                        })
+                        .collect(),
+                }),
+            }),
+        }),
+    }
+}
+
+fn tiny_model(nodes: Vec<proto::NodeProto>, output: &str, opset: i64) -> Vec<u8> {
+    let w = proto::TensorProto {
+        name: "w".into(),
+        dims: vec![3, 3, 1, 1],
+        data_type: 1,
+        float_data: vec![1.0; 9],
+        ..Default::default()
+    };
+    proto::ModelProto {
+        ir_version: 8,
+        opset_import: vec![proto::OperatorSetIdProto {
+            domain: String::new(),
+            version: opset,
+        }],
+        graph: Some(proto::GraphProto {
+            node: nodes,
+            name: "tiny".into(),
+            initializer: vec![w],
+            input: vec![value("x", &[1, 3, 8, 8])],
+            output: vec![value(output, &[1, 3, 8, 8])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn conv_then_relu_fuses() {
+    let bytes = tiny_model(
+        vec![
+            node("c", "Conv", &["x", "w"], "y"),
+            node("r", "Relu", &["y"], "z"),
+        ],
+        "z",
+        17,
+    );
+    let model = onnx::load(&bytes, "tiny").unwrap();
+    assert_eq!(model.layers.len(), 1);
+    let LayerOp::Conv2d(s) = &model.layers[0].op else {
+        panic!()
+    };
+    assert_eq!(s.activation, Activation::LeakyRelu { alpha: 0.0 });
+}
+
+#[test]
+fn unsupported_op_names_node_op_and_opset() {
+    let bytes = tiny_model(
+        vec![
+            node("c", "Conv", &["x", "w"], "y"),
+            node("attention_17", "Softmax", &["y"], "z"),
+        ],
+        "z",
+        17,
+    );
+    let err = format!("{:#}", onnx::load(&bytes, "tiny").unwrap_err());
+    assert!(err.contains("attention_17"), "{err}");
+    assert!(err.contains("Softmax"), "{err}");
+    assert!(err.contains("opset 17"), "{err}");
+    assert!(err.contains("supported: Conv"), "{err}");
+}
+
+#[test]
+fn bad_files_get_errors_not_panics() {
+    let err = format!(
+        "{:#}",
+        onnx::load(b"this is not protobuf \xff\xff", "x").unwrap_err()
+    );
+    assert!(err.contains("not a valid ONNX file"), "{err}");
+    let err = format!("{:#}", onnx::load(&[], "x").unwrap_err());
+    assert!(err.contains("opset"), "{err}");
+    let old = tiny_model(vec![node("c", "Conv", &["x", "w"], "y")], "y", 5);
+    let err = format!("{:#}", onnx::load(&old, "x").unwrap_err());
+    assert!(err.contains("opset 5"), "{err}");
+    // Every prefix of a real model: truncated downloads must fail cleanly.
+    let real = waifu2x();
+    for cut in [1, 10, 100, 1000, 50_000, real.len() - 1] {
+        let _ = onnx::load(&real[..cut], "truncated");
+    }
+}
+
+#[test]
+fn external_data_is_refused_with_a_reason() {
+    let mut m = proto::ModelProto::decode(
+        &tiny_model(vec![node("c", "Conv", &["x", "w"], "y")], "y", 17)[..],
+    )
+    .unwrap();
+    let w = &mut m.graph.as_mut().unwrap().initializer[0];
+    w.float_data.clear();
+    w.data_location = 1;
+    let err = format!("{:#}", onnx::load(&m.encode_to_vec(), "x").unwrap_err());
+    assert!(err.contains("external file"), "{err}");
+}

@@ -1,0 +1,47 @@
+//! Every shader in `shaders/` parses and validates with naga, and the engine compiles all of them.
+
+use std::collections::BTreeSet;
+
+mod common;
+
+#[test]
+fn every_shader_parses_and_validates() {
+    let dir = common::repo().join("shaders");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("wgsl") {
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).unwrap();
+        let module = naga::front::wgsl::parse_str(&source)
+            .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&source)));
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::default(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&source)));
+        assert!(
+            module.entry_points.iter().any(|e| e.name == "main"),
+            "{} has no `main` entry point",
+            path.display()
+        );
+        count += 1;
+    }
+    assert!(count >= 4, "found only {count} shaders");
+}
+
+#[test]
+fn engine_embeds_every_shader_file() {
+    let on_disk: BTreeSet<String> = std::fs::read_dir(common::repo().join("shaders"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".wgsl"))
+        .collect();
+    let embedded: BTreeSet<String> = batchwise::kernels::SHADERS
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    assert_eq!(on_disk, embedded);
+}
