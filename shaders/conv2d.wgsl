@@ -1,12 +1,25 @@
 // 2-D convolution, NCHW float32, with bias, padding, stride, dilation, groups and a fused activation.
 //
 // Register-blocked: one invocation computes ROWS output rows of one output column for a block of 16
-// output channels (4 vec4 accumulators per row). Each input value loaded is reused across the 16
-// channels, and each weight vec4 across the ROWS rows, so there are few loads per multiply-add.
-// Weights are packed by the host (see `pack_weights` in src/kernels/conv2d.rs) as
-// [group][block][in_c_per_group][k_h][k_w][16 channels], zero-padded past out_c_per_group.
+// output channels (4 vec4 accumulators per row). For each input channel and kernel column it loads
+// the input column once and reuses every value across the kernel rows, the output rows and the 16
+// channels. Weights come from a uniform buffer: every invocation of a dispatch reads the same
+// weights, which a uniform load broadcasts (on llvmpipe a storage load is a per-lane loop).
 //
-// Keep `Params` in sync with `Conv2dParams` in src/kernels/conv2d.rs.
+// One dispatch covers one block of 16 output channels and one chunk of input channels (a chunk's
+// weights fit the 64 KiB uniform window); `Params` and the weights are bound with dynamic offsets.
+// The first chunk starts from the bias, later chunks add to what `dst` holds, and the last applies
+// the activation. K_H, STRIDE_H and DIL_H are pipeline constants so the row loops unroll.
+//
+// Keep `Params` in sync with `Conv2dParams` in src/kernels/conv2d.rs and the weight layout with
+// `pack_weights` there: per (block, chunk) [ic in chunk][ky][kx][16 channels].
+override K_H: u32 = 3u;
+override STRIDE_H: u32 = 1u;
+override DIL_H: u32 = 1u;
+
+const ROWS: u32 = 8u;
+const MAX_COL: u32 = 64u;
+
 struct Params {
     in_c: u32,
     in_h: u32,
@@ -14,34 +27,27 @@ struct Params {
     out_c: u32,
     out_h: u32,
     out_w: u32,
-    k_h: u32,
     k_w: u32,
-    stride_h: u32,
     stride_w: u32,
+    dil_w: u32,
     pad_top: u32,
     pad_left: u32,
-    dil_h: u32,
-    dil_w: u32,
-    in_c_per_group: u32,
-    out_c_per_group: u32,
-    blocks_per_group: u32,
-    blocks: u32,
+    ic_base: u32,     // first input channel of this chunk
+    ic_count: u32,    // input channels in this chunk
+    oc_base: u32,     // first output channel of this block
+    oc_end: u32,      // one past the last output channel of this block's group
+    first: u32,       // 1: start from the bias; 0: add to dst
+    last: u32,        // 1: apply the activation
     activation: u32,  // 0 none, 1 leaky relu (alpha; relu is alpha 0), 2 clip(alpha, beta)
     alpha: f32,
     beta: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    bias: array<vec4<f32>, 4>,
 }
 
-const ROWS: u32 = 8u;
-const OCV: u32 = 4u;
-
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read> weights: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<uniform> weights: array<vec4<f32>, 4096>;
+@group(0) @binding(2) var<storage, read> src: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
 
 fn activate(v: vec4<f32>) -> vec4<f32> {
     switch p.activation {
@@ -58,46 +64,58 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let oy0 = gid.y * ROWS;
-    let n = gid.z / p.blocks;
-    let block = gid.z % p.blocks;
-    let g = block / p.blocks_per_group;
-    let oc0 = g * p.out_c_per_group + (block % p.blocks_per_group) * 16u;
-    let oc_end = (g + 1u) * p.out_c_per_group;
+    let n = gid.z;
+    let out_plane = p.out_h * p.out_w;
 
-    var acc: array<vec4<f32>, 32>; // ROWS * OCV
-    for (var v = 0u; v < OCV; v++) {
-        let b = bias[block * OCV + v];
-        for (var r = 0u; r < ROWS; r++) {
-            acc[r * OCV + v] = b;
+    var acc: array<vec4<f32>, 32>; // ROWS * 4
+    for (var r = 0u; r < ROWS; r++) {
+        let oy = min(oy0 + r, p.out_h - 1u);
+        for (var v = 0u; v < 4u; v++) {
+            if p.first != 0u {
+                acc[r * 4u + v] = p.bias[v];
+            } else {
+                var a = vec4<f32>(0.0);
+                for (var c = 0u; c < 4u; c++) {
+                    let oc = p.oc_base + v * 4u + c;
+                    if oc < p.oc_end {
+                        a[c] = dst[(n * p.out_c + oc) * out_plane + oy * p.out_w + ox];
+                    }
+                }
+                acc[r * 4u + v] = a;
+            }
         }
     }
 
+    let col_len = (ROWS - 1u) * STRIDE_H + (K_H - 1u) * DIL_H + 1u;
     let ix0 = i32(ox * p.stride_w) - i32(p.pad_left);
-    let iy0 = i32(oy0 * p.stride_h) - i32(p.pad_top);
-    let taps = p.k_h * p.k_w;
-    for (var ic = 0u; ic < p.in_c_per_group; ic++) {
-        let plane = (n * p.in_c + g * p.in_c_per_group + ic) * p.in_h * p.in_w;
-        let wrow = (block * p.in_c_per_group + ic) * taps;
-        for (var ky = 0u; ky < p.k_h; ky++) {
-            for (var kx = 0u; kx < p.k_w; kx++) {
-                let ix = ix0 + i32(kx * p.dil_w);
-                if ix < 0 || ix >= i32(p.in_w) {
-                    continue;
-                }
-                let wi = (wrow + ky * p.k_w + kx) * OCV;
+    let iy0 = i32(oy0 * STRIDE_H) - i32(p.pad_top);
+    let in_plane = p.in_h * p.in_w;
+    var col: array<f32, MAX_COL>;
+    for (var ic = 0u; ic < p.ic_count; ic++) {
+        let plane = (n * p.in_c + p.ic_base + ic) * in_plane;
+        for (var kx = 0u; kx < p.k_w; kx++) {
+            let ix = ix0 + i32(kx * p.dil_w);
+            if ix < 0 || ix >= i32(p.in_w) {
+                continue;
+            }
+            for (var j = 0u; j < col_len; j++) {
+                let iy = iy0 + i32(j);
+                let inside = iy >= 0 && iy < i32(p.in_h);
+                let y = u32(clamp(iy, 0, i32(p.in_h) - 1));
+                col[j] = select(0.0, src[plane + y * p.in_w + u32(ix)], inside);
+            }
+            for (var ky = 0u; ky < K_H; ky++) {
+                let wi = ((ic * K_H + ky) * p.k_w + kx) * 4u;
                 let w0 = weights[wi];
                 let w1 = weights[wi + 1u];
                 let w2 = weights[wi + 2u];
                 let w3 = weights[wi + 3u];
                 for (var r = 0u; r < ROWS; r++) {
-                    let iy = iy0 + i32(r * p.stride_h + ky * p.dil_h);
-                    if iy >= 0 && iy < i32(p.in_h) {
-                        let x = src[plane + u32(iy) * p.in_w + u32(ix)];
-                        acc[r * OCV] += x * w0;
-                        acc[r * OCV + 1u] += x * w1;
-                        acc[r * OCV + 2u] += x * w2;
-                        acc[r * OCV + 3u] += x * w3;
-                    }
+                    let x = col[r * STRIDE_H + ky * DIL_H];
+                    acc[r * 4u] += x * w0;
+                    acc[r * 4u + 1u] += x * w1;
+                    acc[r * 4u + 2u] += x * w2;
+                    acc[r * 4u + 3u] += x * w3;
                 }
             }
         }
@@ -108,12 +126,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         if oy >= p.out_h {
             break;
         }
-        for (var v = 0u; v < OCV; v++) {
-            let out = activate(acc[r * OCV + v]);
+        for (var v = 0u; v < 4u; v++) {
+            var out = acc[r * 4u + v];
+            if p.last != 0u {
+                out = activate(out);
+            }
             for (var c = 0u; c < 4u; c++) {
-                let oc = oc0 + v * 4u + c;
-                if oc < oc_end {
-                    dst[((n * p.out_c + oc) * p.out_h + oy) * p.out_w + ox] = out[c];
+                let oc = p.oc_base + v * 4u + c;
+                if oc < p.oc_end {
+                    dst[(n * p.out_c + oc) * out_plane + oy * p.out_w + ox] = out[c];
                 }
             }
         }

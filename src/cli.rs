@@ -37,6 +37,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure items/s, GPU time and memory per batch size on synthetic images.
+    Bench(BenchArgs),
     /// Open the window, with these files or folders queued.
     App { inputs: Vec<PathBuf> },
 }
@@ -64,6 +66,29 @@ pub struct RunArgs {
     /// Image files or folders (searched recursively).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[arg(short, long, default_value = "upscale-photo-2x")]
+    pub model: String,
+    /// Comma-separated batch sizes.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16")]
+    pub batch_sizes: Vec<u32>,
+    /// Edge length of the square test images in pixels.
+    #[arg(long, default_value_t = 128)]
+    pub size: u32,
+    /// Number of test images.
+    #[arg(long, default_value_t = 32)]
+    pub count: u32,
+    /// Tile size (default: the image size, or the largest that fits the largest batch).
+    #[arg(long)]
+    pub tile_size: Option<u32>,
+    #[arg(long)]
+    pub adapter: Option<usize>,
+    /// Print one JSON object: `device` and `rows`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Parses the command line and runs it; the exit code says whether every item was done.
@@ -132,6 +157,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Run(args)) => run_job(args),
+        Some(Command::Bench(args)) => run_bench(args),
     }
 }
 
@@ -230,4 +256,55 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(2)
     })
+}
+
+fn run_bench(args: BenchArgs) -> Result<ExitCode> {
+    let model = builtin::find(&args.model)?;
+    let adapter = args.adapter.map_or(AdapterChoice::Auto, AdapterChoice::Index);
+    let engine = Engine::new(&adapter)?;
+    if !args.json {
+        eprintln!(
+            "{} on {} ({}, {}): {} images of {}x{}",
+            model.id,
+            engine.gpu.adapter.name,
+            engine.gpu.adapter.backend,
+            engine.gpu.adapter.device_type,
+            args.count,
+            args.size,
+            args.size
+        );
+        println!("batch  items/s  GPU ms/batch  peak GPU MiB  GFLOP/s  dispatches");
+    }
+    let json = args.json;
+    let report = crate::bench::run(
+        &engine,
+        model,
+        &args.batch_sizes,
+        args.size,
+        args.count,
+        args.tile_size,
+        |row| {
+            if !json {
+                println!(
+                    "{:>5}  {:>7.3}  {:>12}  {:>12.1}  {:>7.2}  {:>10}",
+                    row.batch_size,
+                    row.items_per_sec,
+                    row.gpu_ms_per_batch
+                        .map_or("-".into(), |ms| format!("{ms:.1}")),
+                    row.peak_gpu_bytes as f64 / (1 << 20) as f64,
+                    row.gflops,
+                    row.dispatches_per_batch
+                );
+            }
+        },
+    )?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        eprintln!(
+            "tile {} px ({} per image)",
+            report.tile_size, report.tiles_per_item
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

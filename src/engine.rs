@@ -137,6 +137,14 @@ pub struct BatchRunner {
     pack: Step,
     layers: Vec<Step>,
     unpack: Step,
+    timer: Option<GpuTimer>,
+}
+
+/// Two timestamps around a batch's compute pass, where the adapter has timestamp queries.
+struct GpuTimer {
+    queries: wgpu::QuerySet,
+    resolve: TrackedBuffer,
+    period_ns: f64,
 }
 
 impl BatchRunner {
@@ -224,7 +232,7 @@ impl BatchRunner {
                 let dst = &values[buffer_of[l.output]];
                 let s = shapes[l.input];
                 match g {
-                    GpuLayer::Conv2d(c) => c.prepare(gpu, &k.conv2d, &l.name, src, dst, s.h, s.w),
+                    GpuLayer::Conv2d(c) => c.prepare(gpu, k, &l.name, src, dst, s.h, s.w),
                     GpuLayer::ConvTranspose2d(c) => {
                         c.prepare(gpu, &k.conv_transpose2d, &l.name, src, dst, s.h, s.w)
                     }
@@ -240,6 +248,23 @@ impl BatchRunner {
             max_items,
             &unpack::inverse(input_map),
         );
+        let timer = gpu
+            .device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+            .then(|| GpuTimer {
+                queries: gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("batch timer"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: 2,
+                }),
+                resolve: gpu.create_buffer(
+                    "batch timer",
+                    16,
+                    wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                ),
+                period_ns: gpu.queue.get_timestamp_period() as f64,
+            });
         if let Some(e) = pollster::block_on(scope.pop()) {
             bail!(
                 "the GPU ran out of memory allocating a batch of {max_items} tiles of \
@@ -259,6 +284,7 @@ impl BatchRunner {
             pack,
             layers,
             unpack,
+            timer,
         })
     }
 
@@ -270,15 +296,38 @@ impl BatchRunner {
             + self.read_back.size()
     }
 
-    fn record_model(&self, encoder: &mut wgpu::CommandEncoder, items: u32) {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("batch"),
-            timestamp_writes: None,
+    /// Records the whole batch as one compute pass: pack, every layer, and (for 8-bit output) unpack.
+    fn record(&self, encoder: &mut wgpu::CommandEncoder, items: u32, unpack: bool, timed: bool) {
+        let timestamp_writes = self.timer.as_ref().filter(|_| timed).map(|t| {
+            wgpu::ComputePassTimestampWrites {
+                query_set: &t.queries,
+                beginning_of_pass_write_index: Some(0),
+                end_of_pass_write_index: Some(1),
+            }
         });
-        self.pack.record(&mut pass, items);
-        for step in &self.layers {
-            step.record(&mut pass, items);
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("batch"),
+                timestamp_writes,
+            });
+            self.pack.record(&mut pass, items);
+            for step in &self.layers {
+                step.record(&mut pass, items);
+            }
+            if unpack {
+                self.unpack.record(&mut pass, items);
+            }
         }
+        if let Some(t) = self.timer.as_ref().filter(|_| timed) {
+            encoder.resolve_query_set(&t.queries, 0..2, &t.resolve, 0);
+        }
+    }
+
+    /// Number of kernel dispatches in one batch.
+    pub fn dispatches(&self) -> usize {
+        self.pack.dispatches()
+            + self.layers.iter().map(Step::dispatches).sum::<usize>()
+            + self.unpack.dispatches()
     }
 
     fn upload(&self, pixels: &[u32], items: u32) -> Result<()> {
@@ -298,21 +347,23 @@ impl BatchRunner {
     /// Runs `items` tiles (RGBA8 pixels, R in the low byte, tile after tile) in one submit and returns
     /// the output tiles as RGBA8 pixels.
     pub fn run(&self, pixels: &[u32], items: u32) -> Result<Vec<u32>> {
+        self.run_timed(pixels, items, false).map(|(out, _)| out)
+    }
+
+    /// As [`Self::run`]; with `timed`, also the GPU time of the batch in milliseconds where the
+    /// adapter has timestamp queries.
+    pub fn run_timed(
+        &self,
+        pixels: &[u32],
+        items: u32,
+        timed: bool,
+    ) -> Result<(Vec<u32>, Option<f64>)> {
         self.upload(pixels, items)?;
         let mut encoder = self
             .gpu
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("batch"),
-            });
-        self.record_model(&mut encoder, items);
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("unpack"),
-                timestamp_writes: None,
-            });
-            self.unpack.record(&mut pass, items);
-        }
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("batch") });
+        self.record(&mut encoder, items, true, timed);
         let bytes = 4 * (items * self.output.h * self.output.w) as u64;
         encoder.copy_buffer_to_buffer(&self.pixels_out, 0, &self.read_back, 0, bytes);
         let scope = self
@@ -324,7 +375,15 @@ impl BatchRunner {
             return Err(anyhow!("the GPU rejected the batch: {e}"));
         }
         let out = self.gpu.map_read(&self.read_back, bytes)?;
-        Ok(bytemuck::cast_slice(&out).to_vec())
+        let gpu_ms = match self.timer.as_ref().filter(|_| timed) {
+            Some(t) => {
+                let ticks = self.gpu.read_back(&t.resolve, 16)?;
+                let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&ticks);
+                Some(ticks[1].saturating_sub(ticks[0]) as f64 * t.period_ns / 1e6)
+            }
+            None => None,
+        };
+        Ok((bytemuck::pod_collect_to_vec(&out), gpu_ms))
     }
 
     /// Runs `items` tiles and returns the model's float output `[items, 3, H, W]`, before unpacking.
@@ -336,10 +395,10 @@ impl BatchRunner {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("batch"),
             });
-        self.record_model(&mut encoder, items);
+        self.record(&mut encoder, items, false, false);
         self.gpu.queue.submit([encoder.finish()]);
         let bytes = 4 * self.output.elements() * items as u64;
         let out = self.gpu.read_back(&self.values[self.model_out], bytes)?;
-        Ok(bytemuck::cast_slice(&out).to_vec())
+        Ok(bytemuck::pod_collect_to_vec(&out))
     }
 }

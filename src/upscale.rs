@@ -79,6 +79,17 @@ impl TiledUpscaler {
     /// Runs up to `batch_size` tiles in one submit and returns each tile's output pixels
     /// (`(tile * scale)^2` RGBA8, cropped to the tile's core).
     pub fn run_tiles(&self, images: &[&RgbaImage], tiles: &[TileRef]) -> Result<Vec<Vec<u32>>> {
+        self.run_tiles_timed(images, tiles, false).map(|(out, _)| out)
+    }
+
+    /// As [`Self::run_tiles`], with the batch's GPU time in milliseconds when `timed` and the adapter
+    /// has timestamp queries.
+    pub fn run_tiles_timed(
+        &self,
+        images: &[&RgbaImage],
+        tiles: &[TileRef],
+        timed: bool,
+    ) -> Result<(Vec<Vec<u32>>, Option<f64>)> {
         let side = self.tile + 2 * self.spec.context;
         let px = (side * side) as usize;
         let mut input = self.scratch.borrow_mut();
@@ -86,10 +97,10 @@ impl TiledUpscaler {
         for (t, chunk) in tiles.iter().zip(input.chunks_exact_mut(px)) {
             tiling::extract(images[t.image], t.rect, self.tile, self.spec.context, chunk);
         }
-        let out = self.runner.run(&input, tiles.len() as u32)?;
+        let (out, gpu_ms) = self.runner.run_timed(&input, tiles.len() as u32, timed)?;
         let out_side = self.runner.output.w;
         let core = self.tile * self.spec.scale;
-        Ok(out
+        let tiles_out = out
             .chunks_exact((out_side * out_side) as usize)
             .map(|o| {
                 let full = TileRect {
@@ -110,7 +121,8 @@ impl TiledUpscaler {
                 );
                 core_px
             })
-            .collect())
+            .collect();
+        Ok((tiles_out, gpu_ms))
     }
 
     /// Writes one tile's output into the upscaled image.

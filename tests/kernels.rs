@@ -90,8 +90,8 @@ fn check_conv2d(s: &Setup, seed: u64, spec: Conv2dSpec, n: u32, h: u32, w: u32) 
     let layer = Conv2dLayer::upload(gpu, "test", spec.clone(), &weights, &bias);
     let src = storage(gpu, &input);
     let dst = output(gpu, expected.len());
-    let step = layer.prepare(gpu, &s.kernels.conv2d, "test", &src, &dst, h, w);
-    let got: Vec<f32> = bytemuck::cast_slice(&run(gpu, &step, n, &dst, expected.len())).to_vec();
+    let step = layer.prepare(gpu, &s.kernels, "test", &src, &dst, h, w);
+    let got: Vec<f32> = bytemuck::pod_collect_to_vec(&run(gpu, &step, n, &dst, expected.len()));
     assert_close(&got, &expected, &format!("conv2d {spec:?} on {n}x{h}x{w}"));
 }
 
@@ -154,6 +154,20 @@ fn conv2d_matches_reference() {
         16,
     );
     check_conv2d(&s, 5, conv(32, 16, 1), 2, 9, 9);
+    // More input channels than one 64 KiB weight window holds: three chunks accumulate in turn,
+    // and the activation applies only after the last.
+    check_conv2d(
+        &s,
+        9,
+        Conv2dSpec {
+            activation: Activation::LeakyRelu { alpha: 0.1 },
+            pads: [1; 4],
+            ..conv(240, 20, 3)
+        },
+        2,
+        7,
+        6,
+    );
     check_conv2d(
         &s,
         6,
@@ -212,7 +226,7 @@ fn check_conv_transpose2d(s: &Setup, seed: u64, spec: ConvTranspose2dSpec, n: u3
     let src = storage(gpu, &input);
     let dst = output(gpu, expected.len());
     let step = layer.prepare(gpu, &s.kernels.conv_transpose2d, "test", &src, &dst, h, w);
-    let got: Vec<f32> = bytemuck::cast_slice(&run(gpu, &step, n, &dst, expected.len())).to_vec();
+    let got: Vec<f32> = bytemuck::pod_collect_to_vec(&run(gpu, &step, n, &dst, expected.len()));
     assert_close(
         &got,
         &expected,
@@ -312,7 +326,7 @@ fn pack_matches_reference() {
             &map,
         );
         let got: Vec<f32> =
-            bytemuck::cast_slice(&run(gpu, &step, tiles as u32, &dst, expected.len())).to_vec();
+            bytemuck::pod_collect_to_vec(&run(gpu, &step, tiles as u32, &dst, expected.len()));
         let worst = common::max_abs_diff(&got, &expected);
         assert!(worst <= 1e-6, "pack {map:?}: max diff {worst}");
     }
@@ -350,7 +364,7 @@ fn unpack_matches_reference() {
             &out_map,
         );
         let bytes = run(gpu, &step, tiles as u32, &dst, expected.len());
-        let got: &[u32] = bytemuck::cast_slice(&bytes);
+        let got: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes);
         let mut off_by_one = 0;
         for (g, e) in got.iter().zip(&expected) {
             for (gb, eb) in g.to_le_bytes().iter().zip(e.to_le_bytes()) {

@@ -1,12 +1,18 @@
 //! 2-D convolution (`shaders/conv2d.wgsl`): bias, padding, stride, dilation, groups, fused activation.
 
-use super::{Activation, Step};
+use super::{Activation, Kernels, Step};
 use crate::gpu::{Gpu, TrackedBuffer};
 
 /// Output channels one invocation computes (4 vec4 accumulators). Keep in sync with conv2d.wgsl.
 pub const OC_BLOCK: u32 = 16;
 /// Output rows one invocation computes. Keep in sync with `ROWS` in conv2d.wgsl.
 pub const ROWS: u32 = 8;
+/// Longest input column an invocation caches. Keep in sync with `MAX_COL` in conv2d.wgsl.
+const MAX_COL: u32 = 64;
+/// The weight window bound for one dispatch: `array<vec4<f32>, 4096>` in conv2d.wgsl.
+pub const WEIGHT_WINDOW_BYTES: u64 = 65536;
+/// Dynamic uniform offsets are multiples of this (the largest alignment any adapter asks for).
+const UNIFORM_ALIGN: u64 = 256;
 const WORKGROUP_X: u32 = 16;
 
 /// The shape of a convolution, independent of the input size.
@@ -55,7 +61,7 @@ impl Conv2dSpec {
     }
 }
 
-/// Mirror of `Params` in shaders/conv2d.wgsl.
+/// Mirror of `Params` in shaders/conv2d.wgsl: one record per dispatch.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Conv2dParams {
@@ -65,53 +71,130 @@ pub struct Conv2dParams {
     pub out_c: u32,
     pub out_h: u32,
     pub out_w: u32,
-    pub k_h: u32,
     pub k_w: u32,
-    pub stride_h: u32,
     pub stride_w: u32,
+    pub dil_w: u32,
     pub pad_top: u32,
     pub pad_left: u32,
-    pub dil_h: u32,
-    pub dil_w: u32,
-    pub in_c_per_group: u32,
-    pub out_c_per_group: u32,
-    pub blocks_per_group: u32,
-    pub blocks: u32,
+    pub ic_base: u32,
+    pub ic_count: u32,
+    pub oc_base: u32,
+    pub oc_end: u32,
+    pub first: u32,
+    pub last: u32,
     pub activation: u32,
     pub alpha: f32,
     pub beta: f32,
-    pub _pad: [u32; 3],
+    pub bias: [f32; 16],
 }
 
-/// Repacks OIHW weights and the bias into the blocked layout conv2d.wgsl reads.
-pub fn pack_weights(spec: &Conv2dSpec, weights: &[f32], bias: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    let icg = (spec.in_c / spec.groups) as usize;
-    let ocg = (spec.out_c / spec.groups) as usize;
+/// One dispatch: a block of 16 output channels and a chunk of its group's input channels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chunk {
+    /// First output channel of the block.
+    pub oc_base: u32,
+    /// One past the last output channel of the block's group.
+    pub oc_end: u32,
+    /// First input channel (absolute) and count.
+    pub ic_base: u32,
+    pub ic_count: u32,
+    pub first: bool,
+    pub last: bool,
+    /// Byte offset of the chunk's weights in the packed buffer (a multiple of 256).
+    pub weight_offset: u64,
+}
+
+/// Weights packed for conv2d.wgsl, with the dispatches that read them.
+pub struct PackedConv2d {
+    pub weights: Vec<f32>,
+    pub chunks: Vec<Chunk>,
+    /// Bias per block, 16 values each.
+    pub bias: Vec<[f32; 16]>,
+}
+
+/// Input channels per dispatch: as many as fit the 64 KiB weight window.
+pub fn ic_chunk(spec: &Conv2dSpec) -> u32 {
+    let per_ic = (spec.k_h * spec.k_w * OC_BLOCK) as u64 * 4;
+    ((WEIGHT_WINDOW_BYTES / per_ic).max(1) as u32).min(spec.in_c / spec.groups)
+}
+
+/// Whether conv2d.wgsl can run this shape (its input column fits the private cache).
+pub fn supported(spec: &Conv2dSpec) -> Result<(), String> {
+    let col = (ROWS - 1) * spec.stride[0] + (spec.k_h - 1) * spec.dilation[0] + 1;
+    if col > MAX_COL {
+        return Err(format!(
+            "a {}x{} kernel with stride {} and dilation {} spans {col} input rows; at most {MAX_COL} \
+             are supported",
+            spec.k_h, spec.k_w, spec.stride[0], spec.dilation[0]
+        ));
+    }
+    if spec.k_h * spec.k_w * OC_BLOCK * 4 * 4 > WEIGHT_WINDOW_BYTES as u32 {
+        return Err(format!(
+            "a {}x{} kernel is too large (at most 256 taps)",
+            spec.k_h, spec.k_w
+        ));
+    }
+    Ok(())
+}
+
+/// Repacks OIHW weights and the bias into the chunked layout conv2d.wgsl reads.
+pub fn pack_weights(spec: &Conv2dSpec, weights: &[f32], bias: &[f32]) -> PackedConv2d {
+    let icg = spec.in_c / spec.groups;
+    let ocg = spec.out_c / spec.groups;
     let taps = (spec.k_h * spec.k_w) as usize;
-    let bpg = spec.blocks_per_group() as usize;
+    let chunk = ic_chunk(spec);
     let blk = OC_BLOCK as usize;
-    let mut packed = vec![0.0f32; spec.groups as usize * bpg * icg * taps * blk];
-    let mut packed_bias = vec![0.0f32; spec.groups as usize * bpg * blk];
-    for g in 0..spec.groups as usize {
-        for b in 0..bpg {
-            let block = g * bpg + b;
-            for j in 0..blk {
-                let o = b * blk + j;
-                if o >= ocg {
-                    continue;
+    let mut packed: Vec<f32> = Vec::new();
+    let mut chunks = Vec::new();
+    let mut biases = Vec::new();
+    for g in 0..spec.groups {
+        for b in 0..spec.blocks_per_group() {
+            let oc_base = g * ocg + b * OC_BLOCK;
+            let oc_end = (g + 1) * ocg;
+            let mut block_bias = [0.0f32; 16];
+            for (j, v) in block_bias.iter_mut().enumerate() {
+                let oc = oc_base + j as u32;
+                if oc < oc_end {
+                    *v = bias.get(oc as usize).copied().unwrap_or(0.0);
                 }
-                let oc = g * ocg + o;
-                packed_bias[block * blk + j] = bias.get(oc).copied().unwrap_or(0.0);
-                for ic in 0..icg {
+            }
+            biases.push(block_bias);
+            for ic0 in (0..icg).step_by(chunk as usize) {
+                let count = chunk.min(icg - ic0);
+                let offset = packed.len().next_multiple_of(UNIFORM_ALIGN as usize / 4);
+                packed.resize(offset + count as usize * taps * blk, 0.0);
+                for ic in 0..count as usize {
                     for t in 0..taps {
-                        packed[((block * icg + ic) * taps + t) * blk + j] =
-                            weights[(oc * icg + ic) * taps + t];
+                        for j in 0..blk {
+                            let oc = oc_base as usize + j;
+                            if oc >= oc_end as usize {
+                                continue;
+                            }
+                            packed[offset + (ic * taps + t) * blk + j] = weights
+                                [(oc * icg as usize + ic0 as usize + ic) * taps + t];
+                        }
                     }
                 }
+                chunks.push(Chunk {
+                    oc_base,
+                    oc_end,
+                    ic_base: g * icg + ic0,
+                    ic_count: count,
+                    first: ic0 == 0,
+                    last: ic0 + count == icg,
+                    weight_offset: offset as u64 * 4,
+                });
             }
         }
     }
-    (packed, packed_bias)
+    // Every dispatch binds a full window, so the buffer extends a window past the last offset.
+    let last = chunks.last().map_or(0, |c| c.weight_offset as usize / 4);
+    packed.resize(last + WEIGHT_WINDOW_BYTES as usize / 4, 0.0);
+    PackedConv2d {
+        weights: packed,
+        chunks,
+        bias: biases,
+    }
 }
 
 /// CPU reference: NCHW input of `n` items, OIHW weights. Accumulates in f64.
@@ -170,26 +253,31 @@ pub fn reference(
 pub struct Conv2dLayer {
     pub spec: Conv2dSpec,
     weights: TrackedBuffer,
-    bias: TrackedBuffer,
+    chunks: Vec<Chunk>,
+    bias: Vec<[f32; 16]>,
 }
 
 impl Conv2dLayer {
     pub fn upload(gpu: &Gpu, label: &str, spec: Conv2dSpec, weights: &[f32], bias: &[f32]) -> Self {
-        let (w, b) = pack_weights(&spec, weights, bias);
-        let usage = wgpu::BufferUsages::STORAGE;
+        let packed = pack_weights(&spec, weights, bias);
         Self {
-            weights: gpu.create_buffer_init(label, bytemuck::cast_slice(&w), usage),
-            bias: gpu.create_buffer_init(label, bytemuck::cast_slice(&b), usage),
+            weights: gpu.create_buffer_init(
+                label,
+                bytemuck::cast_slice(&packed.weights),
+                wgpu::BufferUsages::UNIFORM,
+            ),
+            chunks: packed.chunks,
+            bias: packed.bias,
             spec,
         }
     }
 
-    /// Binds `src` (input, `in_h x in_w`) and `dst` into a step.
+    /// Binds `src` (input, `in_h x in_w`) and `dst` into a step of one dispatch per chunk.
     #[allow(clippy::too_many_arguments)]
     pub fn prepare(
         &self,
         gpu: &Gpu,
-        pipeline: &wgpu::ComputePipeline,
+        kernels: &Kernels,
         label: &str,
         src: &wgpu::Buffer,
         dst: &wgpu::Buffer,
@@ -197,43 +285,114 @@ impl Conv2dLayer {
         in_w: u32,
     ) -> Step {
         let s = &self.spec;
-        let (out_h, out_w) = s
-            .output_hw(in_h, in_w)
-            .expect("shapes were checked at load");
+        let (out_h, out_w) = s.output_hw(in_h, in_w).expect("shapes were checked at load");
         let (activation, alpha, beta) = s.activation.encode();
-        let blocks = s.groups * s.blocks_per_group();
-        let params = Conv2dParams {
-            in_c: s.in_c,
-            in_h,
-            in_w,
-            out_c: s.out_c,
-            out_h,
-            out_w,
-            k_h: s.k_h,
-            k_w: s.k_w,
-            stride_h: s.stride[0],
-            stride_w: s.stride[1],
-            pad_top: s.pads[0],
-            pad_left: s.pads[1],
-            dil_h: s.dilation[0],
-            dil_w: s.dilation[1],
-            in_c_per_group: s.in_c / s.groups,
-            out_c_per_group: s.out_c / s.groups,
-            blocks_per_group: s.blocks_per_group(),
-            blocks,
-            activation,
-            alpha,
-            beta,
-            _pad: [0; 3],
-        };
-        super::step(
-            gpu,
+        let bpg = s.blocks_per_group();
+        let chunks_per_block = self.chunks.len() as u32 / (s.groups * bpg);
+        let mut records = vec![0u8; self.chunks.len() * UNIFORM_ALIGN as usize];
+        let mut offsets = Vec::with_capacity(self.chunks.len());
+        for (i, c) in self.chunks.iter().enumerate() {
+            let params = Conv2dParams {
+                in_c: s.in_c,
+                in_h,
+                in_w,
+                out_c: s.out_c,
+                out_h,
+                out_w,
+                k_w: s.k_w,
+                stride_w: s.stride[1],
+                dil_w: s.dilation[1],
+                pad_top: s.pads[0],
+                pad_left: s.pads[1],
+                ic_base: c.ic_base,
+                ic_count: c.ic_count,
+                oc_base: c.oc_base,
+                oc_end: c.oc_end,
+                first: c.first as u32,
+                last: c.last as u32,
+                activation,
+                alpha,
+                beta,
+                bias: self.bias[i / chunks_per_block as usize],
+            };
+            let at = i * UNIFORM_ALIGN as usize;
+            records[at..at + std::mem::size_of::<Conv2dParams>()]
+                .copy_from_slice(bytemuck::bytes_of(&params));
+            offsets.push(vec![at as u32, c.weight_offset as u32]);
+        }
+        let params = gpu.create_buffer_init(label, &records, wgpu::BufferUsages::UNIFORM);
+        let layout = &kernels.conv2d_layout;
+        let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout,
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &params,
+                        offset: 0,
+                        size: wgpu::BufferSize::new(std::mem::size_of::<Conv2dParams>() as u64),
+                    }),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &self.weights,
+                        offset: 0,
+                        size: wgpu::BufferSize::new(WEIGHT_WINDOW_BYTES),
+                    }),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: src.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 3,
+                    resource: dst.as_entire_binding(),
+                },
+            ],
+        });
+        Step::with_offsets(
             label,
-            pipeline,
-            &params,
-            &[src, &self.weights, &self.bias, dst],
+            kernels.conv2d(s.k_h, s.stride[0], s.dilation[0]),
+            bind_group,
             [out_w.div_ceil(WORKGROUP_X), out_h.div_ceil(ROWS)],
-            blocks,
+            1,
+            offsets,
+            vec![params],
         )
     }
+}
+
+/// The bind group layout of conv2d.wgsl: params and weights with dynamic offsets.
+pub(crate) fn bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
+    let uniform = |binding, size: u64| wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: true,
+            min_binding_size: wgpu::BufferSize::new(size),
+        },
+        count: None,
+    };
+    let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    };
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some("conv2d"),
+        entries: &[
+            uniform(0, std::mem::size_of::<Conv2dParams>() as u64),
+            uniform(1, WEIGHT_WINDOW_BYTES),
+            storage(2, true),
+            storage(3, false),
+        ],
+    })
 }

@@ -9,6 +9,9 @@ pub mod conv_transpose2d;
 pub mod pack;
 pub mod unpack;
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use crate::gpu::{Gpu, TrackedBuffer};
 
 /// Every shader the engine compiles, by file name, embedded at build time from `shaders/`.
@@ -30,23 +33,72 @@ fn shader(name: &str) -> &'static str {
         .expect("every kernel's shader is listed in SHADERS")
 }
 
-/// The compiled pipelines, built once per device and reused for every batch.
+/// The compiled pipelines, built once per device and reused for every batch. Pipelines that take
+/// pipeline constants are built on first use, once per set of constants.
 pub struct Kernels {
-    pub conv2d: wgpu::ComputePipeline,
+    device: wgpu::Device,
     pub conv_transpose2d: wgpu::ComputePipeline,
     pub pack: wgpu::ComputePipeline,
     pub unpack: wgpu::ComputePipeline,
+    pub(crate) conv2d_layout: wgpu::BindGroupLayout,
+    conv2d_pipeline_layout: wgpu::PipelineLayout,
+    conv2d_module: wgpu::ShaderModule,
+    /// conv2d pipelines by (K_H, STRIDE_H, DIL_H).
+    conv2d: Mutex<HashMap<(u32, u32, u32), wgpu::ComputePipeline>>,
 }
 
 impl Kernels {
     pub fn new(gpu: &Gpu) -> Self {
+        let device = &gpu.device;
+        let conv2d_layout = conv2d::bind_group_layout(device);
+        let conv2d_pipeline_layout =
+            device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some("conv2d"),
+                bind_group_layouts: &[Some(&conv2d_layout)],
+                immediate_size: 0,
+            });
+        let conv2d_module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("conv2d"),
+            source: wgpu::ShaderSource::Wgsl(shader("conv2d.wgsl").into()),
+        });
         Self {
-            conv2d: gpu.compute_pipeline("conv2d", shader("conv2d.wgsl")),
+            device: device.clone(),
             conv_transpose2d: gpu
                 .compute_pipeline("conv_transpose2d", shader("conv_transpose2d.wgsl")),
             pack: gpu.compute_pipeline("pack", shader("pack.wgsl")),
             unpack: gpu.compute_pipeline("unpack", shader("unpack.wgsl")),
+            conv2d_layout,
+            conv2d_pipeline_layout,
+            conv2d_module,
+            conv2d: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The conv2d pipeline specialised for a kernel height, vertical stride and dilation.
+    pub fn conv2d(&self, k_h: u32, stride_h: u32, dil_h: u32) -> wgpu::ComputePipeline {
+        let mut cache = self.conv2d.lock().expect("pipeline cache lock");
+        cache
+            .entry((k_h, stride_h, dil_h))
+            .or_insert_with(|| {
+                let constants = [
+                    ("K_H", k_h as f64),
+                    ("STRIDE_H", stride_h as f64),
+                    ("DIL_H", dil_h as f64),
+                ];
+                self.device
+                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some("conv2d"),
+                        layout: Some(&self.conv2d_pipeline_layout),
+                        module: &self.conv2d_module,
+                        entry_point: Some("main"),
+                        compilation_options: wgpu::PipelineCompilationOptions {
+                            constants: &constants,
+                            zero_initialize_workgroup_memory: false,
+                        },
+                        cache: None,
+                    })
+            })
+            .clone()
     }
 }
 
@@ -86,7 +138,7 @@ impl Activation {
     }
 }
 
-/// One kernel launch, bound and ready to record for any batch of up to the planned size.
+/// One op's kernel launches, bound and ready to record for any batch of up to the planned size.
 pub struct Step {
     pub label: String,
     pipeline: wgpu::ComputePipeline,
@@ -95,19 +147,49 @@ pub struct Step {
     groups_xy: [u32; 2],
     /// Workgroups in z for each batch item (z = items * this).
     groups_z_per_item: u32,
-    /// Keeps the step's uniform alive as long as its bind group.
-    _params: TrackedBuffer,
+    /// One dispatch per entry, each with these dynamic offsets; empty: one dispatch without.
+    dynamic_offsets: Vec<Vec<u32>>,
+    /// Keeps the step's uniforms alive as long as its bind group.
+    _buffers: Vec<TrackedBuffer>,
 }
 
 impl Step {
+    pub(crate) fn with_offsets(
+        label: &str,
+        pipeline: wgpu::ComputePipeline,
+        bind_group: wgpu::BindGroup,
+        groups_xy: [u32; 2],
+        groups_z_per_item: u32,
+        dynamic_offsets: Vec<Vec<u32>>,
+        buffers: Vec<TrackedBuffer>,
+    ) -> Self {
+        Self {
+            label: label.to_owned(),
+            pipeline,
+            bind_group,
+            groups_xy,
+            groups_z_per_item,
+            dynamic_offsets,
+            _buffers: buffers,
+        }
+    }
+
+    /// Number of dispatches this step records.
+    pub fn dispatches(&self) -> usize {
+        self.dynamic_offsets.len().max(1)
+    }
+
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, items: u32) {
         pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
-        pass.dispatch_workgroups(
-            self.groups_xy[0],
-            self.groups_xy[1],
-            items * self.groups_z_per_item,
-        );
+        let z = items * self.groups_z_per_item;
+        if self.dynamic_offsets.is_empty() {
+            pass.set_bind_group(0, &self.bind_group, &[]);
+            pass.dispatch_workgroups(self.groups_xy[0], self.groups_xy[1], z);
+        }
+        for offsets in &self.dynamic_offsets {
+            pass.set_bind_group(0, &self.bind_group, offsets);
+            pass.dispatch_workgroups(self.groups_xy[0], self.groups_xy[1], z);
+        }
     }
 }
 
@@ -129,12 +211,13 @@ pub(crate) fn step<P: bytemuck::Pod>(
     let mut all: Vec<&wgpu::Buffer> = vec![&params_buf];
     all.extend_from_slice(buffers);
     let bind_group = gpu.bind_group(label, pipeline, &all);
-    Step {
-        label: label.to_owned(),
-        pipeline: pipeline.clone(),
+    Step::with_offsets(
+        label,
+        pipeline.clone(),
         bind_group,
         groups_xy,
         groups_z_per_item,
-        _params: params_buf,
-    }
+        Vec::new(),
+        vec![params_buf],
+    )
 }

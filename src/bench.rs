@@ -1,0 +1,140 @@
+//! `batchwise bench`: throughput, GPU time and memory per batch size, on the same workload.
+
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use image::RgbaImage;
+use serde::Serialize;
+
+use crate::builtin::BuiltinModel;
+use crate::engine::Engine;
+use crate::upscale::{AUTO_TILE_SIZES, TileRef, TiledUpscaler};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchRow {
+    pub batch_size: u32,
+    /// Items (whole images) per second, compute only: tiles cut from decoded images, run, placed.
+    pub items_per_sec: f64,
+    /// Mean GPU time of one batch from timestamp queries; None where the adapter has none.
+    pub gpu_ms_per_batch: Option<f64>,
+    /// Peak of the engine's ledger while this batch size ran (weights included).
+    pub peak_gpu_bytes: u64,
+    pub batches: usize,
+    pub dispatches_per_batch: usize,
+    /// Model multiply-adds per second, counting the context each tile carries.
+    pub gflops: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub device: String,
+    pub backend: String,
+    pub device_type: String,
+    pub model: String,
+    pub size: u32,
+    pub count: u32,
+    pub tile_size: u32,
+    pub tiles_per_item: usize,
+    pub rows: Vec<BenchRow>,
+}
+
+/// Deterministic test images: smooth gradients with texture, so no kernel sees only zeros.
+pub fn synthetic_images(count: u32, size: u32) -> Vec<RgbaImage> {
+    (0..count)
+        .map(|i| {
+            RgbaImage::from_fn(size, size, |x, y| {
+                let h = (x.wrapping_mul(73) ^ y.wrapping_mul(151) ^ i.wrapping_mul(97)) % 61;
+                image::Rgba([
+                    ((x * 255 / size) as u8).wrapping_add(h as u8),
+                    ((y * 255 / size) as u8).wrapping_add((i * 40) as u8),
+                    (((x + y) * 127 / size) as u8).wrapping_add(h as u8 / 2),
+                    255,
+                ])
+            })
+        })
+        .collect()
+}
+
+/// Runs `count` images of `size` x `size` at each batch size.
+pub fn run(
+    engine: &Engine,
+    builtin: &BuiltinModel,
+    batch_sizes: &[u32],
+    size: u32,
+    count: u32,
+    tile_size: Option<u32>,
+    mut progress: impl FnMut(&BenchRow),
+) -> Result<BenchReport> {
+    if batch_sizes.is_empty() || count == 0 || size == 0 {
+        bail!("give at least one batch size, one image and a size of at least 1 px");
+    }
+    let model = engine.load(builtin.load()?)?;
+    let largest = *batch_sizes.iter().max().expect("not empty");
+    // One tile size for every row, so every batch size does the same work.
+    let tile = match tile_size {
+        Some(t) => t,
+        None => {
+            let fits = TiledUpscaler::new(engine, &model, builtin.spec, largest, None)?.tile;
+            AUTO_TILE_SIZES
+                .iter()
+                .copied()
+                .filter(|&t| t <= fits)
+                .find(|&t| t <= size)
+                .unwrap_or(fits)
+                .min(fits)
+        }
+    };
+    let images = synthetic_images(count, size);
+    let refs: Vec<&RgbaImage> = images.iter().collect();
+    let mut rows = Vec::new();
+    let mut tiles_per_item = 0;
+    for &batch in batch_sizes {
+        let up = TiledUpscaler::new(engine, &model, builtin.spec, batch, Some(tile))?;
+        let tiles: Vec<TileRef> = images
+            .iter()
+            .enumerate()
+            .flat_map(|(image, i)| {
+                up.tiles(i.width(), i.height())
+                    .into_iter()
+                    .map(move |rect| TileRef { image, rect })
+            })
+            .collect();
+        tiles_per_item = tiles.len() / images.len();
+        // Warm-up: the first dispatch of a pipeline compiles it on some drivers.
+        up.run_tiles(&refs, &tiles[..1])?;
+        engine.gpu.ledger.reset_peak();
+        let start = Instant::now();
+        let mut gpu_ms = Vec::new();
+        for chunk in tiles.chunks(batch as usize) {
+            let (_, ms) = up.run_tiles_timed(&refs, chunk, true)?;
+            gpu_ms.extend(ms);
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let side = tile + 2 * builtin.spec.context;
+        let macs = model.model.macs_per_item(side, side)? * tiles.len() as u64;
+        let row = BenchRow {
+            batch_size: batch,
+            items_per_sec: count as f64 / secs,
+            gpu_ms_per_batch: (!gpu_ms.is_empty())
+                .then(|| gpu_ms.iter().sum::<f64>() / gpu_ms.len() as f64),
+            peak_gpu_bytes: engine.gpu.ledger.peak_bytes(),
+            batches: tiles.len().div_ceil(batch as usize),
+            dispatches_per_batch: up.runner().dispatches(),
+            gflops: 2.0 * macs as f64 / secs / 1e9,
+        };
+        progress(&row);
+        rows.push(row);
+    }
+    let a = &engine.gpu.adapter;
+    Ok(BenchReport {
+        device: a.name.clone(),
+        backend: a.backend.clone(),
+        device_type: a.device_type.clone(),
+        model: builtin.id.to_owned(),
+        size,
+        count,
+        tile_size: tile,
+        tiles_per_item,
+        rows,
+    })
+}
