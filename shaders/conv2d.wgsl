@@ -57,6 +57,32 @@ fn activate(v: vec4<f32>) -> vec4<f32> {
     }
 }
 
+// The accumulator of output row `oy`, channels oc_base + 4v .. + 3, as dst holds it.
+fn load_acc(n: u32, oy: u32, ox: u32, v: u32) -> vec4<f32> {
+    var a = vec4<f32>(0.0);
+    for (var c = 0u; c < 4u; c++) {
+        let oc = p.oc_base + v * 4u + c;
+        if oc < p.oc_end {
+            a[c] = dst[((n * p.out_c + oc) * p.out_h + oy) * p.out_w + ox];
+        }
+    }
+    return a;
+}
+
+// Writes an accumulator, applying the activation after the last chunk.
+fn store_acc(n: u32, oy: u32, ox: u32, v: u32, acc: vec4<f32>) {
+    var out = acc;
+    if p.last != 0u {
+        out = activate(acc);
+    }
+    for (var c = 0u; c < 4u; c++) {
+        let oc = p.oc_base + v * 4u + c;
+        if oc < p.oc_end {
+            dst[((n * p.out_c + oc) * p.out_h + oy) * p.out_w + ox] = out[c];
+        }
+    }
+}
+
 @compute @workgroup_size(16, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let ox = gid.x;
@@ -65,7 +91,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let oy0 = gid.y * ROWS;
     let n = gid.z;
-    let out_plane = p.out_h * p.out_w;
 
     var acc: array<vec4<f32>, 32>; // ROWS * 4
     for (var r = 0u; r < ROWS; r++) {
@@ -74,14 +99,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             if p.first != 0u {
                 acc[r * 4u + v] = p.bias[v];
             } else {
-                var a = vec4<f32>(0.0);
-                for (var c = 0u; c < 4u; c++) {
-                    let oc = p.oc_base + v * 4u + c;
-                    if oc < p.oc_end {
-                        a[c] = dst[(n * p.out_c + oc) * out_plane + oy * p.out_w + ox];
-                    }
-                }
-                acc[r * 4u + v] = a;
+                acc[r * 4u + v] = load_acc(n, oy, ox, v);
             }
         }
     }
@@ -127,16 +145,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             break;
         }
         for (var v = 0u; v < 4u; v++) {
-            var out = acc[r * 4u + v];
-            if p.last != 0u {
-                out = activate(out);
-            }
-            for (var c = 0u; c < 4u; c++) {
-                let oc = p.oc_base + v * 4u + c;
-                if oc < p.oc_end {
-                    dst[(n * p.out_c + oc) * out_plane + oy * p.out_w + ox] = out[c];
-                }
-            }
+            store_acc(n, oy, ox, v, acc[r * 4u + v]);
         }
     }
 }

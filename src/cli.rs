@@ -260,7 +260,9 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
 
 fn run_bench(args: BenchArgs) -> Result<ExitCode> {
     let model = builtin::find(&args.model)?;
-    let adapter = args.adapter.map_or(AdapterChoice::Auto, AdapterChoice::Index);
+    let adapter = args
+        .adapter
+        .map_or(AdapterChoice::Auto, AdapterChoice::Index);
     let engine = Engine::new(&adapter)?;
     if !args.json {
         eprintln!(

@@ -298,13 +298,15 @@ impl BatchRunner {
 
     /// Records the whole batch as one compute pass: pack, every layer, and (for 8-bit output) unpack.
     fn record(&self, encoder: &mut wgpu::CommandEncoder, items: u32, unpack: bool, timed: bool) {
-        let timestamp_writes = self.timer.as_ref().filter(|_| timed).map(|t| {
-            wgpu::ComputePassTimestampWrites {
-                query_set: &t.queries,
-                beginning_of_pass_write_index: Some(0),
-                end_of_pass_write_index: Some(1),
-            }
-        });
+        let timestamp_writes =
+            self.timer
+                .as_ref()
+                .filter(|_| timed)
+                .map(|t| wgpu::ComputePassTimestampWrites {
+                    query_set: &t.queries,
+                    beginning_of_pass_write_index: Some(0),
+                    end_of_pass_write_index: Some(1),
+                });
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("batch"),
@@ -362,7 +364,9 @@ impl BatchRunner {
         let mut encoder = self
             .gpu
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("batch") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("batch"),
+            });
         self.record(&mut encoder, items, true, timed);
         let bytes = 4 * (items * self.output.h * self.output.w) as u64;
         encoder.copy_buffer_to_buffer(&self.pixels_out, 0, &self.read_back, 0, bytes);

@@ -79,7 +79,8 @@ impl TiledUpscaler {
     /// Runs up to `batch_size` tiles in one submit and returns each tile's output pixels
     /// (`(tile * scale)^2` RGBA8, cropped to the tile's core).
     pub fn run_tiles(&self, images: &[&RgbaImage], tiles: &[TileRef]) -> Result<Vec<Vec<u32>>> {
-        self.run_tiles_timed(images, tiles, false).map(|(out, _)| out)
+        self.run_tiles_timed(images, tiles, false)
+            .map(|(out, _)| out)
     }
 
     /// As [`Self::run_tiles`], with the batch's GPU time in milliseconds when `timed` and the adapter

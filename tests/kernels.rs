@@ -181,6 +181,19 @@ fn conv2d_matches_reference() {
         8,
         10,
     );
+    // A dilation so tall the input column does not fit the unrolled kernel: the generic one runs.
+    check_conv2d(
+        &s,
+        10,
+        Conv2dSpec {
+            dilation: [17, 1],
+            pads: [17, 1, 17, 1],
+            ..conv(4, 8, 3)
+        },
+        1,
+        20,
+        9,
+    );
     // Grouped and depthwise.
     check_conv2d(
         &s,

@@ -32,6 +32,40 @@ fn every_shader_parses_and_validates() {
     assert!(count >= 4, "found only {count} shaders");
 }
 
+fn validate(name: &str, source: &str) {
+    let module = naga::front::wgsl::parse_str(source)
+        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::default(),
+    )
+    .validate(&module)
+    .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+}
+
+/// The unrolled conv2d variants are generated from conv2d.wgsl: each shape the engine may build
+/// validates too.
+#[test]
+fn generated_conv2d_variants_validate() {
+    use batchwise::kernels::conv2d::Variant;
+    for (k_h, stride_h, dil_h, rows) in [
+        (3, 1, 1, 16),
+        (1, 1, 1, 16),
+        (5, 2, 1, 16),
+        (3, 1, 2, 8),
+        (7, 1, 1, 4),
+        (3, 1, 17, 0),
+    ] {
+        let v = Variant {
+            k_h,
+            stride_h,
+            dil_h,
+            rows,
+        };
+        validate(&format!("{v:?}"), &v.source());
+    }
+}
+
 #[test]
 fn engine_embeds_every_shader_file() {
     let on_disk: BTreeSet<String> = std::fs::read_dir(common::repo().join("shaders"))

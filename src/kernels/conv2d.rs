@@ -5,10 +5,20 @@ use crate::gpu::{Gpu, TrackedBuffer};
 
 /// Output channels one invocation computes (4 vec4 accumulators). Keep in sync with conv2d.wgsl.
 pub const OC_BLOCK: u32 = 16;
-/// Output rows one invocation computes. Keep in sync with `ROWS` in conv2d.wgsl.
+/// Output rows one invocation of the generic kernel computes. Keep in sync with `ROWS` in
+/// conv2d.wgsl.
 pub const ROWS: u32 = 8;
-/// Longest input column an invocation caches. Keep in sync with `MAX_COL` in conv2d.wgsl.
+/// Longest input column the generic kernel caches. Keep in sync with `MAX_COL` in conv2d.wgsl.
 const MAX_COL: u32 = 64;
+/// Output rows one invocation of the unrolled kernel computes.
+pub fn unrolled_rows() -> u32 {
+    std::env::var("BATCHWISE_CONV_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16)
+}
+/// The unrolled kernel keeps at most this many input values per column in registers.
+const MAX_UNROLLED_COL: u32 = 48;
 /// The weight window bound for one dispatch: `array<vec4<f32>, 4096>` in conv2d.wgsl.
 pub const WEIGHT_WINDOW_BYTES: u64 = 65536;
 /// Dynamic uniform offsets are multiples of this (the largest alignment any adapter asks for).
@@ -170,8 +180,8 @@ pub fn pack_weights(spec: &Conv2dSpec, weights: &[f32], bias: &[f32]) -> PackedC
                             if oc >= oc_end as usize {
                                 continue;
                             }
-                            packed[offset + (ic * taps + t) * blk + j] = weights
-                                [(oc * icg as usize + ic0 as usize + ic) * taps + t];
+                            packed[offset + (ic * taps + t) * blk + j] =
+                                weights[(oc * icg as usize + ic0 as usize + ic) * taps + t];
                         }
                     }
                 }
@@ -285,8 +295,11 @@ impl Conv2dLayer {
         in_w: u32,
     ) -> Step {
         let s = &self.spec;
-        let (out_h, out_w) = s.output_hw(in_h, in_w).expect("shapes were checked at load");
+        let (out_h, out_w) = s
+            .output_hw(in_h, in_w)
+            .expect("shapes were checked at load");
         let (activation, alpha, beta) = s.activation.encode();
+        let variant = Variant::for_spec(s);
         let bpg = s.blocks_per_group();
         let chunks_per_block = self.chunks.len() as u32 / (s.groups * bpg);
         let mut records = vec![0u8; self.chunks.len() * UNIFORM_ALIGN as usize];
@@ -354,9 +367,12 @@ impl Conv2dLayer {
         });
         Step::with_offsets(
             label,
-            kernels.conv2d(s.k_h, s.stride[0], s.dilation[0]),
+            kernels.conv2d(variant),
             bind_group,
-            [out_w.div_ceil(WORKGROUP_X), out_h.div_ceil(ROWS)],
+            [
+                out_w.div_ceil(WORKGROUP_X),
+                out_h.div_ceil(variant.rows_per_invocation()),
+            ],
             1,
             offsets,
             vec![params],
@@ -395,4 +411,123 @@ pub(crate) fn bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout 
             storage(3, false),
         ],
     })
+}
+
+/// Which conv2d shader a shape runs: the unrolled one where its column fits, else the generic one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Variant {
+    pub k_h: u32,
+    pub stride_h: u32,
+    pub dil_h: u32,
+    /// Output rows per invocation; 0 for the generic loop kernel.
+    pub rows: u32,
+}
+
+impl Variant {
+    pub fn for_spec(spec: &Conv2dSpec) -> Self {
+        let rows = unrolled_rows();
+        let col = (rows - 1) * spec.stride[0] + (spec.k_h - 1) * spec.dilation[0] + 1;
+        Self {
+            k_h: spec.k_h,
+            stride_h: spec.stride[0],
+            dil_h: spec.dilation[0],
+            rows: if col <= MAX_UNROLLED_COL { rows } else { 0 },
+        }
+    }
+
+    pub fn rows_per_invocation(&self) -> u32 {
+        if self.rows == 0 { ROWS } else { self.rows }
+    }
+
+    /// WGSL for this variant: conv2d.wgsl as is, or its declarations with an unrolled `main`.
+    ///
+    /// llvmpipe (and other compilers) keep private arrays indexed in loops in memory; naming every
+    /// accumulator and input value keeps them in registers, 4x faster on lavapipe.
+    pub fn source(&self) -> String {
+        let generic = super::shader("conv2d.wgsl");
+        if self.rows == 0 {
+            return generic.to_owned();
+        }
+        let head = &generic[..generic
+            .find("@compute")
+            .expect("conv2d.wgsl has an entry point")];
+        let (rows, k_h, stride, dil) = (self.rows, self.k_h, self.stride_h, self.dil_h);
+        let col = (rows - 1) * stride + (k_h - 1) * dil + 1;
+        let mut w = String::from(head);
+        let mut line = |l: String| {
+            w.push_str(&l);
+            w.push('\n');
+        };
+        line(format!(
+            "// Unrolled: {rows} rows, K_H {k_h}, STRIDE_H {stride}, DIL_H {dil}."
+        ));
+        line("@compute @workgroup_size(16, 1, 1)".into());
+        line("fn main(@builtin(global_invocation_id) gid: vec3<u32>) {".into());
+        line("    let ox = gid.x;".into());
+        line("    if ox >= p.out_w { return; }".into());
+        line(format!("    let oy0 = gid.y * {rows}u;"));
+        line("    let n = gid.z;".into());
+        line("    let out_plane = p.out_h * p.out_w;".into());
+        for r in 0..rows {
+            for v in 0..4 {
+                line(format!("    var a{r}_{v} = p.bias[{v}];"));
+            }
+        }
+        line("    if p.first == 0u {".into());
+        for r in 0..rows {
+            line(format!(
+                "        let oy{r} = min(oy0 + {r}u, p.out_h - 1u);"
+            ));
+            for v in 0..4 {
+                line(format!("        a{r}_{v} = load_acc(n, oy{r}, ox, {v}u);"));
+            }
+        }
+        line("    }".into());
+        line("    let ix0 = i32(ox * p.stride_w) - i32(p.pad_left);".into());
+        line(format!(
+            "    let iy0 = i32(oy0 * {stride}u) - i32(p.pad_top);"
+        ));
+        line("    let in_plane = p.in_h * p.in_w;".into());
+        line("    let last_row = i32(p.in_h) - 1;".into());
+        line("    for (var ic = 0u; ic < p.ic_count; ic++) {".into());
+        line("        let plane = (n * p.in_c + p.ic_base + ic) * in_plane;".into());
+        line("        for (var kx = 0u; kx < p.k_w; kx++) {".into());
+        line("            let ix = ix0 + i32(kx * p.dil_w);".into());
+        line("            if ix < 0 || ix >= i32(p.in_w) { continue; }".into());
+        line("            let base = plane + u32(ix);".into());
+        for j in 0..col {
+            line(format!(
+                "            let y{j} = iy0 + {j}; let c{j} = select(0.0, src[base + u32(clamp(y{j}, 0, last_row)) * p.in_w], y{j} >= 0 && y{j} <= last_row);"
+            ));
+        }
+        for ky in 0..k_h {
+            line(format!(
+                "            let wi{ky} = ((ic * {k_h}u + {ky}u) * p.k_w + kx) * 4u;"
+            ));
+            for v in 0..4 {
+                line(format!(
+                    "            let w{ky}_{v} = weights[wi{ky} + {v}u];"
+                ));
+            }
+            for r in 0..rows {
+                let j = r * stride + ky * dil;
+                for v in 0..4 {
+                    line(format!("            a{r}_{v} += c{j} * w{ky}_{v};"));
+                }
+            }
+        }
+        line("        }".into());
+        line("    }".into());
+        for r in 0..rows {
+            line(format!("    if oy0 + {r}u < p.out_h {{"));
+            for v in 0..4 {
+                line(format!(
+                    "        store_acc(n, oy0 + {r}u, ox, {v}u, a{r}_{v});"
+                ));
+            }
+            line("    }".into());
+        }
+        line("}".into());
+        w
+    }
 }

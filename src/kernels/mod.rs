@@ -25,7 +25,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("unpack.wgsl", include_str!("../../shaders/unpack.wgsl")),
 ];
 
-fn shader(name: &str) -> &'static str {
+pub(crate) fn shader(name: &str) -> &'static str {
     SHADERS
         .iter()
         .find(|(n, _)| *n == name)
@@ -42,9 +42,8 @@ pub struct Kernels {
     pub unpack: wgpu::ComputePipeline,
     pub(crate) conv2d_layout: wgpu::BindGroupLayout,
     conv2d_pipeline_layout: wgpu::PipelineLayout,
-    conv2d_module: wgpu::ShaderModule,
-    /// conv2d pipelines by (K_H, STRIDE_H, DIL_H).
-    conv2d: Mutex<HashMap<(u32, u32, u32), wgpu::ComputePipeline>>,
+    /// conv2d pipelines by variant.
+    conv2d: Mutex<HashMap<conv2d::Variant, wgpu::ComputePipeline>>,
 }
 
 impl Kernels {
@@ -57,10 +56,6 @@ impl Kernels {
                 bind_group_layouts: &[Some(&conv2d_layout)],
                 immediate_size: 0,
             });
-        let conv2d_module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("conv2d"),
-            source: wgpu::ShaderSource::Wgsl(shader("conv2d.wgsl").into()),
-        });
         Self {
             device: device.clone(),
             conv_transpose2d: gpu
@@ -69,27 +64,36 @@ impl Kernels {
             unpack: gpu.compute_pipeline("unpack", shader("unpack.wgsl")),
             conv2d_layout,
             conv2d_pipeline_layout,
-            conv2d_module,
             conv2d: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The conv2d pipeline specialised for a kernel height, vertical stride and dilation.
-    pub fn conv2d(&self, k_h: u32, stride_h: u32, dil_h: u32) -> wgpu::ComputePipeline {
+    /// The conv2d pipeline for a variant (kernel height, vertical stride, dilation, rows).
+    pub fn conv2d(&self, variant: conv2d::Variant) -> wgpu::ComputePipeline {
         let mut cache = self.conv2d.lock().expect("pipeline cache lock");
         cache
-            .entry((k_h, stride_h, dil_h))
+            .entry(variant)
             .or_insert_with(|| {
+                let source = std::env::var("BATCHWISE_EXPERIMENT_CONV2D")
+                    .ok()
+                    .and_then(|p| std::fs::read_to_string(p).ok())
+                    .unwrap_or_else(|| variant.source());
+                let module = self
+                    .device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some("conv2d"),
+                        source: wgpu::ShaderSource::Wgsl(source.into()),
+                    });
                 let constants = [
-                    ("K_H", k_h as f64),
-                    ("STRIDE_H", stride_h as f64),
-                    ("DIL_H", dil_h as f64),
+                    ("K_H", variant.k_h as f64),
+                    ("STRIDE_H", variant.stride_h as f64),
+                    ("DIL_H", variant.dil_h as f64),
                 ];
                 self.device
                     .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                         label: Some("conv2d"),
                         layout: Some(&self.conv2d_pipeline_layout),
-                        module: &self.conv2d_module,
+                        module: &module,
                         entry_point: Some("main"),
                         compilation_options: wgpu::PipelineCompilationOptions {
                             constants: &constants,

@@ -292,7 +292,7 @@ pub fn load(bytes: &[u8], name: &str) -> Result<Model> {
                             sp.groups
                         )));
                     }
-                    LayerOp::Conv2d(Conv2dSpec {
+                    let spec = Conv2dSpec {
                         in_c,
                         out_c,
                         k_h: sp.k[0],
@@ -302,7 +302,10 @@ pub fn load(bytes: &[u8], name: &str) -> Result<Model> {
                         dilation: sp.dilation,
                         groups: sp.groups,
                         activation: Activation::None,
-                    })
+                    };
+                    crate::kernels::conv2d::supported(&spec)
+                        .map_err(|e| fail(anyhow!("{e}")))?;
+                    LayerOp::Conv2d(spec)
                 } else {
                     if attr(node, "output_shape").is_some() {
                         return Err(fail(anyhow!(

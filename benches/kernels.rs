@@ -1,0 +1,204 @@
+//! Per-kernel GFLOP/s on the default adapter, timed with GPU timestamps (median of 5 runs).
+//!
+//! `cargo bench --bench kernels` (add `-- conv` to run only the shapes whose name contains "conv").
+
+use batchwise::engine::Engine;
+use batchwise::gpu::{AdapterChoice, Gpu};
+use batchwise::kernels::conv_transpose2d::{ConvTranspose2dLayer, ConvTranspose2dSpec};
+use batchwise::kernels::conv2d::{Conv2dLayer, Conv2dSpec};
+use batchwise::kernels::{Activation, Kernels, Step};
+
+fn time_step(gpu: &Gpu, step: &Step, items: u32) -> f64 {
+    let queries = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+        label: None,
+        ty: wgpu::QueryType::Timestamp,
+        count: 2,
+    });
+    let resolve = gpu.create_buffer(
+        "timer",
+        16,
+        wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+    );
+    let mut times = Vec::new();
+    for _ in 0..6 {
+        let mut encoder = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: &queries,
+                    beginning_of_pass_write_index: Some(0),
+                    end_of_pass_write_index: Some(1),
+                }),
+            });
+            step.record(&mut pass, items);
+        }
+        encoder.resolve_query_set(&queries, 0..2, &resolve, 0);
+        gpu.queue.submit([encoder.finish()]);
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&gpu.read_back(&resolve, 16).unwrap());
+        times.push((ticks[1] - ticks[0]) as f64 * gpu.queue.get_timestamp_period() as f64 * 1e-9);
+    }
+    times.remove(0); // the first run compiles the pipeline on some drivers
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+fn buffers(
+    gpu: &Gpu,
+    input: usize,
+    output: usize,
+) -> (batchwise::gpu::TrackedBuffer, batchwise::gpu::TrackedBuffer) {
+    let data: Vec<f32> = (0..input)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+        .collect();
+    let src = gpu.create_buffer_init(
+        "src",
+        bytemuck::cast_slice(&data),
+        wgpu::BufferUsages::STORAGE,
+    );
+    let dst = gpu.create_buffer(
+        "dst",
+        4 * output as u64,
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+    );
+    (src, dst)
+}
+
+fn conv(in_c: u32, out_c: u32, k: u32, stride: u32, pad: u32, groups: u32) -> Conv2dSpec {
+    Conv2dSpec {
+        in_c,
+        out_c,
+        k_h: k,
+        k_w: k,
+        stride: [stride; 2],
+        pads: [pad; 4],
+        dilation: [1, 1],
+        groups,
+        activation: Activation::LeakyRelu { alpha: 0.1 },
+    }
+}
+
+fn main() {
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let engine = Engine::new(&AdapterChoice::Auto).expect("a GPU adapter");
+    let gpu = &engine.gpu;
+    let kernels = Kernels::new(gpu);
+    println!(
+        "adapter: {} ({}, {})",
+        gpu.adapter.name, gpu.adapter.backend, gpu.adapter.device_type
+    );
+    println!("{:<44} {:>10} {:>10}", "kernel", "ms", "GFLOP/s");
+    let convs = [
+        (
+            "conv 3x3 64->64 128x128 n1",
+            conv(64, 64, 3, 1, 1, 1),
+            128,
+            1,
+        ),
+        (
+            "conv 3x3 128->128 64x64 n1 (waifu2x conv5)",
+            conv(128, 128, 3, 1, 0, 1),
+            64,
+            1,
+        ),
+        (
+            "conv 3x3 128->256 64x64 n1 (waifu2x conv6)",
+            conv(128, 256, 3, 1, 0, 1),
+            64,
+            1,
+        ),
+        (
+            "conv 3x3 128->256 32x32 n4",
+            conv(128, 256, 3, 1, 0, 1),
+            32,
+            4,
+        ),
+        (
+            "conv 3x3 16->32 128x128 n1",
+            conv(16, 32, 3, 1, 0, 1),
+            128,
+            1,
+        ),
+        (
+            "conv 3x3 s2 32->64 64x64 n1",
+            conv(32, 64, 3, 2, 1, 1),
+            64,
+            1,
+        ),
+        ("conv 1x1 64->64 64x64 n1", conv(64, 64, 1, 1, 0, 1), 64, 1),
+        (
+            "conv depthwise 3x3 64 64x64 n1",
+            conv(64, 64, 3, 1, 1, 64),
+            64,
+            1,
+        ),
+    ];
+    for (name, spec, size, n) in convs {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        let fan = (spec.in_c / spec.groups * spec.k_h * spec.k_w) as usize;
+        let weights: Vec<f32> = (0..spec.out_c as usize * fan)
+            .map(|i| ((i % 17) as f32 - 8.0) / 64.0)
+            .collect();
+        let bias = vec![0.1; spec.out_c as usize];
+        let layer = Conv2dLayer::upload(gpu, name, spec.clone(), &weights, &bias);
+        let (oh, ow) = spec.output_hw(size, size).unwrap();
+        let (src, dst) = buffers(
+            gpu,
+            (n * spec.in_c * size * size) as usize,
+            (n * spec.out_c * oh * ow) as usize,
+        );
+        let step = layer.prepare(gpu, &kernels, name, &src, &dst, size, size);
+        let secs = time_step(gpu, &step, n);
+        let flops = 2.0 * spec.macs(size, size) as f64 * n as f64;
+        println!(
+            "{name:<44} {:>10.2} {:>10.2}",
+            secs * 1e3,
+            flops / secs / 1e9
+        );
+    }
+    let deconvs = [(
+        "conv_transpose 4x4 s2 256->3 64x64 n1 (waifu2x)",
+        ConvTranspose2dSpec {
+            in_c: 256,
+            out_c: 3,
+            k_h: 4,
+            k_w: 4,
+            stride: [2, 2],
+            pads: [3; 4],
+            dilation: [1, 1],
+            output_padding: [0, 0],
+            groups: 1,
+            activation: Activation::None,
+        },
+        64u32,
+        1u32,
+    )];
+    for (name, spec, size, n) in deconvs {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        let weights: Vec<f32> = (0..(spec.in_c * spec.out_c * 16) as usize)
+            .map(|i| ((i % 13) as f32 - 6.0) / 64.0)
+            .collect();
+        let layer = ConvTranspose2dLayer::upload(gpu, name, spec.clone(), &weights, &[0.0; 3]);
+        let (oh, ow) = spec.output_hw(size, size).unwrap();
+        let (src, dst) = buffers(
+            gpu,
+            (n * spec.in_c * size * size) as usize,
+            (n * spec.out_c * oh * ow) as usize,
+        );
+        let step = layer.prepare(gpu, &kernels.conv_transpose2d, name, &src, &dst, size, size);
+        let secs = time_step(gpu, &step, n);
+        // Useful work: each input pixel meets each kernel tap once per output channel.
+        let flops = 2.0 * spec.macs(size, size) as f64 * n as f64;
+        println!(
+            "{name:<44} {:>10.2} {:>10.2}",
+            secs * 1e3,
+            flops / secs / 1e9
+        );
+    }
+}
