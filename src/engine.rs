@@ -124,20 +124,32 @@ fn assign_values(model: &Model, shapes: &[ItemShape], items: u32) -> (Vec<usize>
 }
 
 /// Buffers and recorded steps for batches of up to `max_items` tiles of one size.
+///
+/// A batch is split into lanes when one buffer for all its items would exceed the adapter's
+/// storage binding limit (128 MiB on many devices): each lane holds its own buffers for up to
+/// `items_per_lane` items, and all lanes are recorded into the same pass and submit. The batch size
+/// is then bounded by memory, not by the binding limit.
 pub struct BatchRunner {
     pub max_items: u32,
+    pub items_per_lane: u32,
     pub input: ItemShape,
     pub output: ItemShape,
     gpu: Arc<Gpu>,
+    lanes: Vec<Lane>,
+    read_back: TrackedBuffer,
+    timer: Option<GpuTimer>,
+}
+
+/// Everything `items` batch items need on the GPU, bound and recorded once.
+struct Lane {
+    items: u32,
     pixels_in: TrackedBuffer,
     pixels_out: TrackedBuffer,
-    read_back: TrackedBuffer,
-    model_out: usize,
     values: Vec<TrackedBuffer>,
+    model_out: usize,
     pack: Step,
     layers: Vec<Step>,
     unpack: Step,
-    timer: Option<GpuTimer>,
 }
 
 /// Two timestamps around a batch's compute pass, where the adapter has timestamp queries.
@@ -147,40 +159,17 @@ struct GpuTimer {
     period_ns: f64,
 }
 
-impl BatchRunner {
-    /// Allocates everything a batch of `max_items` tiles of `tile_h x tile_w` needs.
-    pub fn new(
+impl Lane {
+    fn new(
         engine: &Engine,
         model: &GpuModel,
-        max_items: u32,
-        tile_h: u32,
-        tile_w: u32,
+        shapes: &[ItemShape],
+        items: u32,
         input_map: &PixelMapping,
-    ) -> Result<Self> {
+    ) -> Self {
         let gpu = &engine.gpu;
         let m = &model.model;
-        if m.input_channels != 3 || m.output_channels != 3 {
-            bail!(
-                "{} maps {} channels to {}; the image pipeline runs 3 -> 3 channel models",
-                m.name,
-                m.input_channels,
-                m.output_channels
-            );
-        }
-        let max_items = max_items.max(1);
-        let shapes = m.shapes(tile_h, tile_w)?;
-        let (buffer_of, sizes) = assign_values(m, &shapes, max_items);
-        let limit = gpu.limits.max_storage_buffer_binding_size;
-        if let Some(big) = sizes.iter().copied().max().filter(|&b| b > limit) {
-            bail!(
-                "a batch of {max_items} tiles of {tile_w}x{tile_h} needs a {} MiB buffer, more than \
-                 this adapter binds ({} MiB); use a smaller batch size (--batch-size) or tile size \
-                 (--tile-size)",
-                big >> 20,
-                limit >> 20
-            );
-        }
-        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let (buffer_of, sizes) = assign_values(m, shapes, items);
         let storage = wgpu::BufferUsages::STORAGE;
         let values: Vec<TrackedBuffer> = sizes
             .iter()
@@ -193,25 +182,17 @@ impl BatchRunner {
                 )
             })
             .collect();
-        let input = shapes[0];
-        let output = shapes[m.output];
-        let in_px = input.h * input.w;
-        let out_px = output.h * output.w;
+        let in_px = shapes[0].h * shapes[0].w;
+        let out_px = shapes[m.output].h * shapes[m.output].w;
         let pixels_in = gpu.create_buffer(
             "pixels in",
-            4 * in_px as u64 * max_items as u64,
+            4 * in_px as u64 * items as u64,
             storage | wgpu::BufferUsages::COPY_DST,
         );
-        let out_bytes = 4 * out_px as u64 * max_items as u64;
         let pixels_out = gpu.create_buffer(
             "pixels out",
-            out_bytes,
+            4 * out_px as u64 * items as u64,
             storage | wgpu::BufferUsages::COPY_SRC,
-        );
-        let read_back = gpu.create_buffer(
-            "pixels read back",
-            out_bytes,
-            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         );
         let k = &engine.kernels;
         let pack = pack::prepare(
@@ -220,7 +201,7 @@ impl BatchRunner {
             &pixels_in,
             &values[buffer_of[0]],
             in_px,
-            max_items,
+            items,
             input_map,
         );
         let layers = model
@@ -245,8 +226,91 @@ impl BatchRunner {
             &values[buffer_of[m.output]],
             &pixels_out,
             out_px,
-            max_items,
+            items,
             &unpack::inverse(input_map),
+        );
+        Self {
+            items,
+            pixels_in,
+            pixels_out,
+            model_out: buffer_of[m.output],
+            values,
+            pack,
+            layers,
+            unpack,
+        }
+    }
+
+    fn dispatches(&self) -> usize {
+        self.pack.dispatches()
+            + self.layers.iter().map(Step::dispatches).sum::<usize>()
+            + self.unpack.dispatches()
+    }
+}
+
+impl BatchRunner {
+    /// Allocates everything a batch of `max_items` tiles of `tile_h x tile_w` needs.
+    pub fn new(
+        engine: &Engine,
+        model: &GpuModel,
+        max_items: u32,
+        tile_h: u32,
+        tile_w: u32,
+        input_map: &PixelMapping,
+    ) -> Result<Self> {
+        let limit = engine.gpu.limits.max_storage_buffer_binding_size;
+        Self::with_binding_limit(engine, model, max_items, tile_h, tile_w, input_map, limit)
+    }
+
+    /// As [`Self::new`], splitting the batch into lanes as if the adapter bound at most `limit`
+    /// bytes per buffer (tests use it to exercise lanes on any adapter).
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_binding_limit(
+        engine: &Engine,
+        model: &GpuModel,
+        max_items: u32,
+        tile_h: u32,
+        tile_w: u32,
+        input_map: &PixelMapping,
+        limit: u64,
+    ) -> Result<Self> {
+        let limit = limit.min(engine.gpu.limits.max_storage_buffer_binding_size);
+        let gpu = &engine.gpu;
+        let m = &model.model;
+        if m.input_channels != 3 || m.output_channels != 3 {
+            bail!(
+                "{} maps {} channels to {}; the image pipeline runs 3 -> 3 channel models",
+                m.name,
+                m.input_channels,
+                m.output_channels
+            );
+        }
+        let max_items = max_items.max(1);
+        let shapes = m.shapes(tile_h, tile_w)?;
+        let per_item = shapes.iter().map(|s| s.elements() * 4).max().unwrap_or(4);
+        let items_per_lane = (limit / per_item).min(max_items as u64) as u32;
+        if items_per_lane == 0 {
+            bail!(
+                "one tile of {tile_w}x{tile_h} needs a {} MiB buffer, more than this adapter binds \
+                 ({} MiB); use a smaller tile size (--tile-size)",
+                per_item >> 20,
+                limit >> 20
+            );
+        }
+        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let mut lanes = Vec::new();
+        let mut left = max_items;
+        while left > 0 {
+            let items = left.min(items_per_lane);
+            lanes.push(Lane::new(engine, model, &shapes, items, input_map));
+            left -= items;
+        }
+        let input = shapes[0];
+        let output = shapes[m.output];
+        let read_back = gpu.create_buffer(
+            "pixels read back",
+            4 * (output.h * output.w) as u64 * max_items as u64,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         );
         let timer = gpu
             .device
@@ -273,51 +337,67 @@ impl BatchRunner {
         }
         Ok(Self {
             max_items,
+            items_per_lane,
             input,
             output,
             gpu: gpu.clone(),
-            pixels_in,
-            pixels_out,
+            lanes,
             read_back,
-            model_out: buffer_of[m.output],
-            values,
-            pack,
-            layers,
-            unpack,
             timer,
         })
     }
 
-    /// Bytes this runner holds on the GPU (activations, pixel and read-back buffers, uniforms).
+    /// Bytes this runner holds on the GPU (activations, pixel and read-back buffers).
     pub fn allocated_bytes(&self) -> u64 {
-        self.values.iter().map(|b| b.size()).sum::<u64>()
-            + self.pixels_in.size()
-            + self.pixels_out.size()
+        self.lanes
+            .iter()
+            .map(|l| {
+                l.values.iter().map(|b| b.size()).sum::<u64>()
+                    + l.pixels_in.size()
+                    + l.pixels_out.size()
+            })
+            .sum::<u64>()
             + self.read_back.size()
     }
 
-    /// Records the whole batch as one compute pass: pack, every layer, and (for 8-bit output) unpack.
+    /// Number of kernel dispatches in one full batch.
+    pub fn dispatches(&self) -> usize {
+        self.lanes.iter().map(Lane::dispatches).sum()
+    }
+
+    /// How many of `items` each lane takes, in order.
+    fn split(&self, items: u32) -> impl Iterator<Item = (&Lane, u32)> {
+        let mut left = items;
+        self.lanes.iter().map_while(move |lane| {
+            let take = left.min(lane.items);
+            left -= take;
+            (take > 0).then_some((lane, take))
+        })
+    }
+
+    /// Records the whole batch as one compute pass: for every lane pack, every layer, and (for
+    /// 8-bit output) unpack.
     fn record(&self, encoder: &mut wgpu::CommandEncoder, items: u32, unpack: bool, timed: bool) {
-        let timestamp_writes =
-            self.timer
-                .as_ref()
-                .filter(|_| timed)
-                .map(|t| wgpu::ComputePassTimestampWrites {
-                    query_set: &t.queries,
-                    beginning_of_pass_write_index: Some(0),
-                    end_of_pass_write_index: Some(1),
-                });
+        let timestamp_writes = self.timer.as_ref().filter(|_| timed).map(|t| {
+            wgpu::ComputePassTimestampWrites {
+                query_set: &t.queries,
+                beginning_of_pass_write_index: Some(0),
+                end_of_pass_write_index: Some(1),
+            }
+        });
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("batch"),
                 timestamp_writes,
             });
-            self.pack.record(&mut pass, items);
-            for step in &self.layers {
-                step.record(&mut pass, items);
-            }
-            if unpack {
-                self.unpack.record(&mut pass, items);
+            for (lane, n) in self.split(items) {
+                lane.pack.record(&mut pass, n);
+                for step in &lane.layers {
+                    step.record(&mut pass, n);
+                }
+                if unpack {
+                    lane.unpack.record(&mut pass, n);
+                }
             }
         }
         if let Some(t) = self.timer.as_ref().filter(|_| timed) {
@@ -325,24 +405,28 @@ impl BatchRunner {
         }
     }
 
-    /// Number of kernel dispatches in one batch.
-    pub fn dispatches(&self) -> usize {
-        self.pack.dispatches()
-            + self.layers.iter().map(Step::dispatches).sum::<usize>()
-            + self.unpack.dispatches()
-    }
-
     fn upload(&self, pixels: &[u32], items: u32) -> Result<()> {
         if items == 0 || items > self.max_items {
             bail!("a batch holds 1 to {} items, not {items}", self.max_items);
         }
-        let expected = (items * self.input.h * self.input.w) as usize;
-        if pixels.len() != expected {
-            bail!("{items} tiles need {expected} pixels, got {}", pixels.len());
+        let per_item = (self.input.h * self.input.w) as usize;
+        if pixels.len() != items as usize * per_item {
+            bail!(
+                "{items} tiles need {} pixels, got {}",
+                items as usize * per_item,
+                pixels.len()
+            );
         }
-        self.gpu
-            .queue
-            .write_buffer(&self.pixels_in, 0, bytemuck::cast_slice(pixels));
+        let mut at = 0;
+        for (lane, n) in self.split(items) {
+            let len = n as usize * per_item;
+            self.gpu.queue.write_buffer(
+                &lane.pixels_in,
+                0,
+                bytemuck::cast_slice(&pixels[at..at + len]),
+            );
+            at += len;
+        }
         Ok(())
     }
 
@@ -364,12 +448,15 @@ impl BatchRunner {
         let mut encoder = self
             .gpu
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("batch"),
-            });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("batch") });
         self.record(&mut encoder, items, true, timed);
-        let bytes = 4 * (items * self.output.h * self.output.w) as u64;
-        encoder.copy_buffer_to_buffer(&self.pixels_out, 0, &self.read_back, 0, bytes);
+        let per_item = 4 * (self.output.h * self.output.w) as u64;
+        let mut at = 0;
+        for (lane, n) in self.split(items) {
+            let bytes = per_item * n as u64;
+            encoder.copy_buffer_to_buffer(&lane.pixels_out, 0, &self.read_back, at, bytes);
+            at += bytes;
+        }
         let scope = self
             .gpu
             .device
@@ -378,11 +465,10 @@ impl BatchRunner {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(anyhow!("the GPU rejected the batch: {e}"));
         }
-        let out = self.gpu.map_read(&self.read_back, bytes)?;
+        let out = self.gpu.map_read(&self.read_back, at)?;
         let gpu_ms = match self.timer.as_ref().filter(|_| timed) {
             Some(t) => {
-                let ticks = self.gpu.read_back(&t.resolve, 16)?;
-                let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&ticks);
+                let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&self.gpu.read_back(&t.resolve, 16)?);
                 Some(ticks[1].saturating_sub(ticks[0]) as f64 * t.period_ns / 1e6)
             }
             None => None,
@@ -396,13 +482,22 @@ impl BatchRunner {
         let mut encoder = self
             .gpu
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("batch"),
-            });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("batch") });
         self.record(&mut encoder, items, false, false);
+        let per_item = 4 * self.output.elements();
+        let staging = self.gpu.create_buffer(
+            "float read back",
+            per_item * items as u64,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        );
+        let mut at = 0;
+        for (lane, n) in self.split(items) {
+            let bytes = per_item * n as u64;
+            encoder.copy_buffer_to_buffer(&lane.values[lane.model_out], 0, &staging, at, bytes);
+            at += bytes;
+        }
         self.gpu.queue.submit([encoder.finish()]);
-        let bytes = 4 * self.output.elements() * items as u64;
-        let out = self.gpu.read_back(&self.values[self.model_out], bytes)?;
+        let out = self.gpu.map_read(&staging, at)?;
         Ok(bytemuck::pod_collect_to_vec(&out))
     }
 }

@@ -35,13 +35,34 @@ impl TiledUpscaler {
         batch: u32,
         tile: Option<u32>,
     ) -> Result<Self> {
+        let limit = engine.gpu.limits.max_storage_buffer_binding_size;
+        Self::with_binding_limit(engine, model, spec, batch, tile, limit)
+    }
+
+    /// As [`Self::new`] with a lower buffer binding limit, to exercise lanes in tests.
+    pub fn with_binding_limit(
+        engine: &Engine,
+        model: &GpuModel,
+        spec: ImageModelSpec,
+        batch: u32,
+        tile: Option<u32>,
+        limit: u64,
+    ) -> Result<Self> {
         let tile = match tile {
             Some(0) => bail!("the tile size must be at least 1 pixel"),
             Some(t) => t,
             None => auto_tile(engine, model, &spec, batch)?,
         };
         let side = tile + 2 * spec.context;
-        let runner = BatchRunner::new(engine, model, batch, side, side, &spec.input_map)?;
+        let runner = BatchRunner::with_binding_limit(
+            engine,
+            model,
+            batch,
+            side,
+            side,
+            &spec.input_map,
+            limit,
+        )?;
         let out = runner.output;
         let want = tile * spec.scale;
         if out.h != out.w || out.h < want || !(out.h - want).is_multiple_of(2) {
@@ -187,7 +208,8 @@ impl TiledUpscaler {
     }
 }
 
-/// The largest tile size whose batch fits the adapter's buffer binding limit.
+/// The largest tile size whose single item fits the adapter's buffer binding limit (a batch larger
+/// than one binding is split into lanes).
 fn auto_tile(engine: &Engine, model: &GpuModel, spec: &ImageModelSpec, batch: u32) -> Result<u32> {
     let limit = engine.gpu.limits.max_storage_buffer_binding_size;
     for &tile in AUTO_TILE_SIZES {
@@ -197,15 +219,16 @@ fn auto_tile(engine: &Engine, model: &GpuModel, spec: &ImageModelSpec, batch: u3
         };
         let largest = shapes
             .iter()
-            .map(|s| s.elements() * 4 * batch.max(1) as u64)
+            .map(|s| s.elements() * 4)
             .max()
             .unwrap_or(0);
         if largest <= limit {
             return Ok(tile);
         }
     }
+    let _ = batch;
     bail!(
-        "even {}-pixel tiles in batches of {batch} do not fit this adapter; use a smaller batch size",
+        "even {}-pixel tiles do not fit this adapter's buffer binding limit",
         AUTO_TILE_SIZES.last().copied().unwrap_or(16)
     )
 }

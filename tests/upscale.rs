@@ -63,6 +63,22 @@ fn batch_size_does_not_change_the_output() {
         .unwrap()
         .upscale_all(&images)
         .unwrap();
+    // The same batch of 8 split into lanes of 3 items, as on an adapter that binds less.
+    let per_item = 4 * 256 * 26 * 26; // conv6 output, the largest value: 256 x 26 x 26 floats
+    let lanes = TiledUpscaler::with_binding_limit(
+        &engine,
+        &model,
+        builtin.spec,
+        8,
+        Some(24),
+        3 * per_item,
+    )
+    .unwrap();
+    assert_eq!(lanes.runner().items_per_lane, 3);
+    let laned = lanes.upscale_all(&images).unwrap();
+    for (a, b) in eight.iter().zip(&laned) {
+        assert_eq!(a.as_raw(), b.as_raw(), "lanes change the output");
+    }
     for (a, b) in one.iter().zip(&eight) {
         assert_eq!(a.dimensions(), b.dimensions());
         let worst = a
