@@ -378,13 +378,15 @@ impl BatchRunner {
     /// Records the whole batch as one compute pass: for every lane pack, every layer, and (for
     /// 8-bit output) unpack.
     fn record(&self, encoder: &mut wgpu::CommandEncoder, items: u32, unpack: bool, timed: bool) {
-        let timestamp_writes = self.timer.as_ref().filter(|_| timed).map(|t| {
-            wgpu::ComputePassTimestampWrites {
-                query_set: &t.queries,
-                beginning_of_pass_write_index: Some(0),
-                end_of_pass_write_index: Some(1),
-            }
-        });
+        let timestamp_writes =
+            self.timer
+                .as_ref()
+                .filter(|_| timed)
+                .map(|t| wgpu::ComputePassTimestampWrites {
+                    query_set: &t.queries,
+                    beginning_of_pass_write_index: Some(0),
+                    end_of_pass_write_index: Some(1),
+                });
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("batch"),
@@ -448,7 +450,9 @@ impl BatchRunner {
         let mut encoder = self
             .gpu
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("batch") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("batch"),
+            });
         self.record(&mut encoder, items, true, timed);
         let per_item = 4 * (self.output.h * self.output.w) as u64;
         let mut at = 0;
@@ -468,7 +472,8 @@ impl BatchRunner {
         let out = self.gpu.map_read(&self.read_back, at)?;
         let gpu_ms = match self.timer.as_ref().filter(|_| timed) {
             Some(t) => {
-                let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&self.gpu.read_back(&t.resolve, 16)?);
+                let ticks: Vec<u64> =
+                    bytemuck::pod_collect_to_vec(&self.gpu.read_back(&t.resolve, 16)?);
                 Some(ticks[1].saturating_sub(ticks[0]) as f64 * t.period_ns / 1e6)
             }
             None => None,
@@ -482,7 +487,9 @@ impl BatchRunner {
         let mut encoder = self
             .gpu
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("batch") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("batch"),
+            });
         self.record(&mut encoder, items, false, false);
         let per_item = 4 * self.output.elements();
         let staging = self.gpu.create_buffer(

@@ -217,11 +217,7 @@ fn auto_tile(engine: &Engine, model: &GpuModel, spec: &ImageModelSpec, batch: u3
         let Ok(shapes) = model.model.shapes(side, side) else {
             continue;
         };
-        let largest = shapes
-            .iter()
-            .map(|s| s.elements() * 4)
-            .max()
-            .unwrap_or(0);
+        let largest = shapes.iter().map(|s| s.elements() * 4).max().unwrap_or(0);
         if largest <= limit {
             return Ok(tile);
         }

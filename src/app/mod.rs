@@ -205,7 +205,7 @@ impl BatchwiseApp {
                         let id = self.next_id;
                         self.next_id += 1;
                         self.files.send(FileRequest::Thumbnail {
-                            id,
+                            id: id << 1,
                             path: path.clone(),
                         });
                         self.items.push(Item {
@@ -220,7 +220,7 @@ impl BatchwiseApp {
                     }
                 }
                 FileReply::Thumbnail { id, image } => {
-                    // Ids of outputs are offset so input and output thumbnails share one channel.
+                    // Thumbnail ids are the item id shifted left, with the low bit set for outputs.
                     let (item_id, is_output) = (id >> 1, id & 1 == 1);
                     if let (Some(item), Some(image)) =
                         (self.items.iter_mut().find(|i| i.id == item_id), image)
@@ -360,7 +360,9 @@ impl BatchwiseApp {
 
     fn status_ui(&self, ui: &mut egui::Ui) {
         let p = &self.progress;
-        let finished = p.done + p.failed;
+        let count = |s: ItemStatus| self.items.iter().filter(|i| i.status == s).count();
+        let (done, failed) = (count(ItemStatus::Done), count(ItemStatus::Failed));
+        let finished = done + failed;
         let fraction = if p.total == 0 {
             0.0
         } else {
@@ -379,8 +381,8 @@ impl BatchwiseApp {
             String::new()
         };
         ui.add(egui::ProgressBar::new(fraction).text(format!(
-            "{finished}/{} items ({} failed), {:.2} items/s, {:.1} s{eta}",
-            p.total, p.failed, p.items_per_sec, elapsed
+            "{finished}/{} items ({failed} failed), {:.2} items/s, {:.1} s{eta}",
+            p.total, p.items_per_sec, elapsed
         )));
         ui.horizontal(|ui| {
             if let Some(ledger) = &self.ledger {
@@ -420,12 +422,17 @@ impl BatchwiseApp {
             });
             return;
         }
+        let cell = files::THUMB_PX as f32 + 8.0 + ui.spacing().item_spacing.x;
+        let columns = ((ui.available_width() / cell).floor() as usize).max(1);
         egui::ScrollArea::vertical().show(ui, |ui| {
-            ui.horizontal_wrapped(|ui| {
-                for item in &self.items {
-                    item_ui(ui, item);
-                }
-            });
+            for row in self.items.chunks(columns) {
+                ui.horizontal_top(|ui| {
+                    for item in row {
+                        item_ui(ui, item);
+                    }
+                });
+                ui.add_space(4.0);
+            }
         });
     }
 }
@@ -450,12 +457,16 @@ fn item_ui(ui: &mut egui::Ui, item: &Item) {
         .vertical(|ui| {
             ui.set_width(size + 8.0);
             let thumb = item.output_thumb.as_ref().or(item.thumb.as_ref());
+            let (rect, _) = ui.allocate_exact_size(egui::vec2(size, size), egui::Sense::hover());
             match thumb {
                 Some(t) => {
-                    ui.add(egui::Image::new(t).max_size(egui::vec2(size, size)));
+                    let fit = t.size_vec2() * (size / t.size_vec2().max_elem());
+                    let r = egui::Rect::from_center_size(rect.center(), fit);
+                    egui::Image::new(t).paint_at(ui, r);
                 }
                 None => {
-                    ui.allocate_space(egui::vec2(size, size));
+                    ui.painter()
+                        .rect_filled(rect, 4.0, ui.visuals().faint_bg_color);
                 }
             }
             let name = item

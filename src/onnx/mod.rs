@@ -303,8 +303,7 @@ pub fn load(bytes: &[u8], name: &str) -> Result<Model> {
                         groups: sp.groups,
                         activation: Activation::None,
                     };
-                    crate::kernels::conv2d::supported(&spec)
-                        .map_err(|e| fail(anyhow!("{e}")))?;
+                    crate::kernels::conv2d::supported(&spec).map_err(|e| fail(anyhow!("{e}")))?;
                     LayerOp::Conv2d(spec)
                 } else {
                     if attr(node, "output_shape").is_some() {
