@@ -38,10 +38,11 @@ struct Params {
     oc_end: u32,      // one past the last output channel of this block's group
     first: u32,       // 1: start from the bias; 0: add to dst
     last: u32,        // 1: apply the activation
-    activation: u32,  // 0 none, 1 leaky relu (alpha; relu is alpha 0), 2 clip(alpha, beta)
+    activation: u32,  // 0 none, 1 leaky relu (alpha; relu is alpha 0), 2 clip(alpha, beta), 3 prelu
     alpha: f32,
     beta: f32,
     bias: array<vec4<f32>, 4>,
+    slope: array<vec4<f32>, 4>,  // prelu slopes of the block's 16 channels
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -49,10 +50,12 @@ struct Params {
 @group(0) @binding(2) var<storage, read> src: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
 
-fn activate(v: vec4<f32>) -> vec4<f32> {
+// The activation of channels oc_base + 4 * group .. + 3.
+fn activate(v: vec4<f32>, group: u32) -> vec4<f32> {
     switch p.activation {
         case 1u: { return select(v * p.alpha, v, v >= vec4<f32>(0.0)); }
         case 2u: { return clamp(v, vec4<f32>(p.alpha), vec4<f32>(p.beta)); }
+        case 3u: { return select(v * p.slope[group], v, v >= vec4<f32>(0.0)); }
         default: { return v; }
     }
 }
@@ -73,7 +76,7 @@ fn load_acc(n: u32, oy: u32, ox: u32, v: u32) -> vec4<f32> {
 fn store_acc(n: u32, oy: u32, ox: u32, v: u32, acc: vec4<f32>) {
     var out = acc;
     if p.last != 0u {
-        out = activate(acc);
+        out = activate(acc, v);
     }
     for (var c = 0u; c < 4u; c++) {
         let oc = p.oc_base + v * 4u + c;

@@ -33,18 +33,68 @@ pub struct BuiltinModel {
     onnx: &'static [u8],
 }
 
-pub const BUILTINS: &[BuiltinModel] = &[BuiltinModel {
-    id: "upscale-photo-2x",
-    description: "2x photo upscale (waifu2x upconv_7 photo)",
-    task: Task::Upscale,
-    spec: ImageModelSpec {
-        scale: 2,
-        context: 7,
-        input_map: PixelMapping::UNIT,
+/// waifu2x upconv_7 has no padding: 7 px of context per side give exactly twice the tile.
+const WAIFU2X: ImageModelSpec = ImageModelSpec {
+    scale: 2,
+    context: 7,
+    input_map: PixelMapping::UNIT,
+};
+
+pub const BUILTINS: &[BuiltinModel] = &[
+    BuiltinModel {
+        id: "upscale-photo-2x",
+        description: "2x photo upscale (waifu2x upconv_7 photo)",
+        task: Task::Upscale,
+        spec: WAIFU2X,
+        file: "waifu2x_upconv7_photo_scale2.0x.onnx",
+        onnx: include_bytes!("../assets/models/waifu2x_upconv7_photo_scale2.0x.onnx"),
     },
-    file: "waifu2x_upconv7_photo_scale2.0x.onnx",
-    onnx: include_bytes!("../assets/models/waifu2x_upconv7_photo_scale2.0x.onnx"),
-}];
+    BuiltinModel {
+        id: "upscale-photo-2x-denoise0",
+        description: "2x photo upscale with lightest JPEG noise removal (waifu2x upconv_7 photo, noise 0)",
+        task: Task::Upscale,
+        spec: WAIFU2X,
+        file: "waifu2x_upconv7_photo_noise0_scale2.0x.onnx",
+        onnx: include_bytes!("../assets/models/waifu2x_upconv7_photo_noise0_scale2.0x.onnx"),
+    },
+    BuiltinModel {
+        id: "upscale-photo-2x-denoise1",
+        description: "2x photo upscale with light JPEG noise removal (waifu2x upconv_7 photo, noise 1)",
+        task: Task::Upscale,
+        spec: WAIFU2X,
+        file: "waifu2x_upconv7_photo_noise1_scale2.0x.onnx",
+        onnx: include_bytes!("../assets/models/waifu2x_upconv7_photo_noise1_scale2.0x.onnx"),
+    },
+    BuiltinModel {
+        id: "upscale-photo-2x-denoise2",
+        description: "2x photo upscale with medium JPEG noise removal (waifu2x upconv_7 photo, noise 2)",
+        task: Task::Upscale,
+        spec: WAIFU2X,
+        file: "waifu2x_upconv7_photo_noise2_scale2.0x.onnx",
+        onnx: include_bytes!("../assets/models/waifu2x_upconv7_photo_noise2_scale2.0x.onnx"),
+    },
+    BuiltinModel {
+        id: "upscale-photo-2x-denoise3",
+        description: "2x photo upscale with strongest JPEG noise removal (waifu2x upconv_7 photo, noise 3)",
+        task: Task::Upscale,
+        spec: WAIFU2X,
+        file: "waifu2x_upconv7_photo_noise3_scale2.0x.onnx",
+        onnx: include_bytes!("../assets/models/waifu2x_upconv7_photo_noise3_scale2.0x.onnx"),
+    },
+    BuiltinModel {
+        id: "upscale-anime-4x",
+        description: "4x upscale for anime and illustration (Real-ESRGAN animevideov3)",
+        task: Task::Upscale,
+        // 18 convolutions of 3x3 with padding 1: a receptive radius of 18 input pixels.
+        spec: ImageModelSpec {
+            scale: 4,
+            context: 18,
+            input_map: PixelMapping::UNIT,
+        },
+        file: "realesr_animevideov3_x4.onnx",
+        onnx: include_bytes!("../assets/models/realesr_animevideov3_x4.onnx"),
+    },
+];
 
 impl BuiltinModel {
     pub fn load(&self) -> Result<Arc<Model>> {

@@ -11,7 +11,7 @@ use crate::gpu::{AdapterChoice, Gpu, TrackedBuffer};
 use crate::kernels::conv_transpose2d::ConvTranspose2dLayer;
 use crate::kernels::conv2d::Conv2dLayer;
 use crate::kernels::pack::PixelMapping;
-use crate::kernels::{Kernels, Step, pack, unpack};
+use crate::kernels::{Kernels, Step, binary, depth_to_space, pack, resize_nearest, unpack};
 use crate::model::{ItemShape, LayerOp, Model};
 
 /// A device with its compiled pipelines.
@@ -23,6 +23,8 @@ pub struct Engine {
 enum GpuLayer {
     Conv2d(Conv2dLayer),
     ConvTranspose2d(ConvTranspose2dLayer),
+    /// Ops without weights: everything they need is in the model's layer.
+    Plain,
 }
 
 /// A model whose weights live on the GPU.
@@ -56,6 +58,7 @@ impl Engine {
                 LayerOp::ConvTranspose2d(s) => GpuLayer::ConvTranspose2d(
                     ConvTranspose2dLayer::upload(gpu, &l.name, s.clone(), &l.weights, &l.bias),
                 ),
+                _ => GpuLayer::Plain,
             })
             .collect();
         if let Some(e) = pollster::block_on(scope.pop()) {
@@ -83,7 +86,9 @@ fn assign_values(model: &Model, shapes: &[ItemShape], items: u32) -> (Vec<usize>
     let bytes = |v: usize| shapes[v].elements() * 4 * items as u64;
     let mut last_read = vec![0usize; model.value_count];
     for (i, l) in model.layers.iter().enumerate() {
-        last_read[l.input] = i;
+        for &v in &l.inputs {
+            last_read[v] = i;
+        }
     }
     let mut sizes: Vec<u64> = vec![bytes(0)];
     let mut free: Vec<usize> = Vec::new();
@@ -116,9 +121,15 @@ fn assign_values(model: &Model, shapes: &[ItemShape], items: u32) -> (Vec<usize>
             }
         };
         buffer_of[l.output] = buf;
-        if last_read[l.input] == i && l.input != model.output {
-            free.push(buffer_of[l.input]);
-        }
+        let mut dead: Vec<usize> = l
+            .inputs
+            .iter()
+            .filter(|&&v| last_read[v] == i && v != model.output)
+            .map(|&v| buffer_of[v])
+            .collect();
+        dead.sort_unstable();
+        dead.dedup();
+        free.extend(dead);
     }
     (buffer_of, sizes)
 }
@@ -209,13 +220,49 @@ impl Lane {
             .iter()
             .zip(&m.layers)
             .map(|(g, l)| {
-                let src = &values[buffer_of[l.input]];
+                let src = &values[buffer_of[l.inputs[0]]];
                 let dst = &values[buffer_of[l.output]];
-                let s = shapes[l.input];
-                match g {
-                    GpuLayer::Conv2d(c) => c.prepare(gpu, k, &l.name, src, dst, s.h, s.w),
-                    GpuLayer::ConvTranspose2d(c) => {
+                let s = shapes[l.inputs[0]];
+                match (g, &l.op) {
+                    (GpuLayer::Conv2d(c), _) => c.prepare(gpu, k, &l.name, src, dst, s.h, s.w),
+                    (GpuLayer::ConvTranspose2d(c), _) => {
                         c.prepare(gpu, &k.conv_transpose2d, &l.name, src, dst, s.h, s.w)
+                    }
+                    (_, LayerOp::DepthToSpace(spec)) => depth_to_space::prepare(
+                        gpu,
+                        &k.depth_to_space,
+                        &l.name,
+                        spec,
+                        src,
+                        dst,
+                        s.c,
+                        s.h,
+                        s.w,
+                    ),
+                    (_, LayerOp::ResizeNearest(scale)) => resize_nearest::prepare(
+                        gpu,
+                        &k.resize_nearest,
+                        &l.name,
+                        *scale,
+                        src,
+                        dst,
+                        s.c,
+                        s.h,
+                        s.w,
+                    ),
+                    (_, LayerOp::Binary(op)) => binary::prepare(
+                        gpu,
+                        &k.binary,
+                        &l.name,
+                        *op,
+                        src,
+                        s,
+                        &values[buffer_of[l.inputs[1]]],
+                        shapes[l.inputs[1]],
+                        dst,
+                    ),
+                    (GpuLayer::Plain, LayerOp::Conv2d(_) | LayerOp::ConvTranspose2d(_)) => {
+                        unreachable!("convolutions are uploaded as GpuLayer::Conv*")
                     }
                 }
             })

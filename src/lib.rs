@@ -11,6 +11,7 @@ pub mod engine;
 pub mod gpu;
 pub mod job;
 pub mod kernels;
+pub mod lowering;
 pub mod model;
 pub mod onnx;
 pub mod tiling;

@@ -4,8 +4,10 @@
 
 use anyhow::{Result, bail};
 
+use crate::kernels::binary::{self, BinaryOp};
 use crate::kernels::conv_transpose2d::ConvTranspose2dSpec;
 use crate::kernels::conv2d::Conv2dSpec;
+use crate::kernels::depth_to_space::DepthToSpaceSpec;
 
 pub type ValueId = usize;
 
@@ -13,6 +15,11 @@ pub type ValueId = usize;
 pub enum LayerOp {
     Conv2d(Conv2dSpec),
     ConvTranspose2d(ConvTranspose2dSpec),
+    DepthToSpace(DepthToSpaceSpec),
+    /// Nearest-neighbour upscale by whole factors (height, width).
+    ResizeNearest([u32; 2]),
+    /// Elementwise op of two values with broadcasting.
+    Binary(BinaryOp),
 }
 
 #[derive(Clone, Debug)]
@@ -20,7 +27,8 @@ pub struct Layer {
     /// The node's name in the source file, for errors and profiles.
     pub name: String,
     pub op: LayerOp,
-    pub input: ValueId,
+    /// The values the layer reads: one, or two for a binary op.
+    pub inputs: Vec<ValueId>,
     pub output: ValueId,
     /// Weights in the source layout (OIHW for Conv, IOHW for ConvTranspose).
     pub weights: Vec<f32>,
@@ -64,22 +72,44 @@ impl Model {
             w,
         });
         for layer in &self.layers {
-            let Some(input) = shapes[layer.input] else {
-                bail!("layer {} reads a value before it is computed", layer.name);
+            let inputs: Vec<ItemShape> = layer
+                .inputs
+                .iter()
+                .map(|&v| shapes[v])
+                .collect::<Option<_>>()
+                .ok_or_else(|| {
+                    anyhow::anyhow!("layer {} reads a value before it is computed", layer.name)
+                })?;
+            let input = inputs[0];
+            let out = match &layer.op {
+                LayerOp::Conv2d(s) => {
+                    s.output_hw(input.h, input.w)
+                        .map(|(h, w)| ItemShape { c: s.out_c, h, w })
+                }
+                LayerOp::ConvTranspose2d(s) => s
+                    .output_hw(input.h, input.w)
+                    .map(|(h, w)| ItemShape { c: s.out_c, h, w }),
+                LayerOp::DepthToSpace(s) => s
+                    .output_chw(input.c, input.h, input.w)
+                    .map(|(c, h, w)| ItemShape { c, h, w }),
+                LayerOp::ResizeNearest([sh, sw]) => Some(ItemShape {
+                    c: input.c,
+                    h: input.h * sh,
+                    w: input.w * sw,
+                }),
+                LayerOp::Binary(_) => binary::broadcast(input, inputs[1]),
             };
-            let (c, hw) = match &layer.op {
-                LayerOp::Conv2d(s) => (s.out_c, s.output_hw(input.h, input.w)),
-                LayerOp::ConvTranspose2d(s) => (s.out_c, s.output_hw(input.h, input.w)),
-            };
-            let Some((h, w)) = hw else {
+            let Some(out) = out else {
                 bail!(
-                    "layer {} gets an input of {}x{}, too small for its kernel",
+                    "layer {} cannot take inputs of {:?}",
                     layer.name,
-                    input.w,
-                    input.h
+                    inputs
+                        .iter()
+                        .map(|s| format!("{}x{}x{}", s.c, s.h, s.w))
+                        .collect::<Vec<_>>()
                 );
             };
-            shapes[layer.output] = Some(ItemShape { c, h, w });
+            shapes[layer.output] = Some(out);
         }
         shapes
             .into_iter()
@@ -103,10 +133,11 @@ impl Model {
             .layers
             .iter()
             .map(|l| {
-                let s = shapes[l.input];
+                let s = shapes[l.inputs[0]];
                 match &l.op {
                     LayerOp::Conv2d(spec) => spec.macs(s.h, s.w),
                     LayerOp::ConvTranspose2d(spec) => spec.macs(s.h, s.w),
+                    _ => 0,
                 }
             })
             .sum())

@@ -194,6 +194,22 @@ fn conv2d_matches_reference() {
         20,
         9,
     );
+    // PRelu with a slope per channel, across two 16-channel blocks.
+    let mut rng = common::rng(99);
+    check_conv2d(
+        &s,
+        15,
+        Conv2dSpec {
+            pads: [1; 4],
+            activation: Activation::PRelu {
+                slopes: common::random_vec(&mut rng, 20, 0.5),
+            },
+            ..conv(8, 20, 3)
+        },
+        2,
+        9,
+        10,
+    );
     // Grouped and depthwise.
     check_conv2d(
         &s,
@@ -304,6 +320,134 @@ fn conv_transpose2d_matches_reference() {
         5,
         6,
     );
+}
+
+fn run_f32(gpu: &Gpu, step: &Step, items: u32, out: &wgpu::Buffer, len: usize) -> Vec<f32> {
+    bytemuck::pod_collect_to_vec(&run(gpu, step, items, out, len))
+}
+
+/// Data movement is exact: these kernels copy values.
+#[test]
+fn depth_to_space_matches_reference() {
+    use batchwise::kernels::depth_to_space::{self, DepthToSpaceSpec};
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(31);
+    for (spec, c, h, w) in [
+        (
+            DepthToSpaceSpec {
+                block: [4, 4],
+                crd: true,
+                crop: [0, 0],
+            },
+            48,
+            5,
+            7,
+        ),
+        (
+            DepthToSpaceSpec {
+                block: [2, 2],
+                crd: false,
+                crop: [0, 0],
+            },
+            12,
+            6,
+            3,
+        ),
+        (
+            DepthToSpaceSpec {
+                block: [2, 3],
+                crd: false,
+                crop: [1, 2],
+            },
+            18,
+            4,
+            5,
+        ),
+    ] {
+        let n = 2;
+        let input = common::random_vec(&mut rng, (n * c * h * w) as usize, 1.0);
+        let expected = depth_to_space::reference(&spec, &input, n, c, h, w);
+        let src = storage(gpu, &input);
+        let dst = output(gpu, expected.len());
+        let step = depth_to_space::prepare(
+            gpu,
+            &s.kernels.depth_to_space,
+            "d2s",
+            &spec,
+            &src,
+            &dst,
+            c,
+            h,
+            w,
+        );
+        assert_eq!(
+            run_f32(gpu, &step, n, &dst, expected.len()),
+            expected,
+            "{spec:?}"
+        );
+    }
+}
+
+#[test]
+fn resize_nearest_matches_reference() {
+    use batchwise::kernels::resize_nearest;
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(32);
+    for (scale, c, h, w) in [([4, 4], 3, 5, 7), ([2, 3], 2, 4, 3)] {
+        let n = 2;
+        let input = common::random_vec(&mut rng, (n * c * h * w) as usize, 1.0);
+        let expected = resize_nearest::reference(&input, n * c, h, w, scale);
+        let src = storage(gpu, &input);
+        let dst = output(gpu, expected.len());
+        let step = resize_nearest::prepare(
+            gpu,
+            &s.kernels.resize_nearest,
+            "resize",
+            scale,
+            &src,
+            &dst,
+            c,
+            h,
+            w,
+        );
+        assert_eq!(run_f32(gpu, &step, n, &dst, expected.len()), expected);
+    }
+}
+
+/// One rounding per element on both sides (IEEE add/sub/mul are exact-rounded; division too,
+/// though some drivers approximate it), so the tolerance is 1 ulp-scale: 1e-6 relative.
+#[test]
+fn binary_matches_reference_with_broadcasting() {
+    use batchwise::kernels::binary::{self, BinaryOp};
+    use batchwise::model::ItemShape;
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(33);
+    let shape = |c, h, w| ItemShape { c, h, w };
+    for (op, sa, sb) in [
+        (BinaryOp::Add, shape(3, 5, 7), shape(3, 5, 7)),
+        (BinaryOp::Sub, shape(4, 6, 5), shape(4, 1, 1)),
+        (BinaryOp::Mul, shape(1, 6, 5), shape(3, 6, 1)),
+        (BinaryOp::Div, shape(2, 3, 4), shape(1, 1, 4)),
+    ] {
+        let n = 2;
+        let a = common::random_vec(&mut rng, (n as u64 * sa.elements()) as usize, 1.0);
+        let mut b = common::random_vec(&mut rng, (n as u64 * sb.elements()) as usize, 1.0);
+        b.iter_mut().for_each(|v| *v += 2.0f32.copysign(*v)); // away from zero for Div
+        let expected = binary::reference(op, &a, sa, &b, sb, n);
+        let (ba, bb) = (storage(gpu, &a), storage(gpu, &b));
+        let dst = output(gpu, expected.len());
+        let step = binary::prepare(gpu, &s.kernels.binary, "binary", op, &ba, sa, &bb, sb, &dst);
+        let got = run_f32(gpu, &step, n, &dst, expected.len());
+        for (g, e) in got.iter().zip(&expected) {
+            assert!(
+                (g - e).abs() <= 1e-6 * e.abs().max(1.0),
+                "{op:?}: {g} vs {e}"
+            );
+        }
+    }
 }
 
 #[test]

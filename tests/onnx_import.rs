@@ -15,7 +15,9 @@ fn waifu2x() -> Vec<u8> {
 #[test]
 fn waifu2x_loads_with_fused_activations_and_a_free_batch() {
     let model = onnx::load(&waifu2x(), "upscale-photo-2x").unwrap();
-    assert_eq!(model.layers.len(), 7);
+    // Six convolutions, then the 4x4 stride-2 ConvTranspose as a dense 3x3 convolution computing
+    // the 4 output phases (12 channels) and a DepthToSpace.
+    assert_eq!(model.layers.len(), 8);
     assert_eq!(model.opset, 13);
     for layer in &model.layers[..6] {
         let LayerOp::Conv2d(s) = &layer.op else {
@@ -23,12 +25,21 @@ fn waifu2x_loads_with_fused_activations_and_a_free_batch() {
         };
         assert_eq!(s.activation, Activation::LeakyRelu { alpha: 0.1 });
     }
-    assert!(matches!(model.layers[6].op, LayerOp::ConvTranspose2d(_)));
+    let LayerOp::Conv2d(phases) = &model.layers[6].op else {
+        panic!("the ConvTranspose was not lowered")
+    };
+    assert_eq!((phases.out_c, phases.k_h, phases.pads), (12, 3, [0; 4]));
+    assert!(matches!(model.layers[7].op, LayerOp::DepthToSpace(_)));
     // 7 px of context per side gives exactly twice the tile.
     let shapes = model.shapes(32 + 14, 32 + 14).unwrap();
     let out = shapes[model.output];
     assert_eq!((out.c, out.h, out.w), (3, 64, 64));
-    assert_eq!(model.weight_bytes(), 4 * 552_483);
+    // The phase convolution holds 3x3 taps for 2x2-tap phases: 256 * 12 * 9 weights instead of the
+    // ConvTranspose's 256 * 3 * 16.
+    assert_eq!(
+        model.weight_bytes(),
+        4 * (552_483 - 256 * 3 * 16 - 3 + 256 * 12 * 9 + 12)
+    );
 }
 
 fn node(name: &str, op: &str, inputs: &[&str], output: &str) -> proto::NodeProto {
@@ -153,4 +164,27 @@ fn external_data_is_refused_with_a_reason() {
     w.data_location = 1;
     let err = format!("{:#}", onnx::load(&m.encode_to_vec(), "x").unwrap_err());
     assert!(err.contains("external file"), "{err}");
+}
+
+#[test]
+fn anime_4x_loads_prelu_depth_to_space_resize_and_add() {
+    let bytes =
+        std::fs::read(common::repo().join("assets/models/realesr_animevideov3_x4.onnx")).unwrap();
+    let model = onnx::load(&bytes, "upscale-anime-4x").unwrap();
+    let convs = model
+        .layers
+        .iter()
+        .filter(|l| matches!(l.op, LayerOp::Conv2d(_)))
+        .count();
+    assert_eq!(convs, 18);
+    let prelus = model
+        .layers
+        .iter()
+        .filter(|l| matches!(&l.op, LayerOp::Conv2d(s) if matches!(s.activation, Activation::PRelu { .. })))
+        .count();
+    assert_eq!(prelus, 17);
+    assert_eq!(model.layers.len(), 18 + 3);
+    let shapes = model.shapes(20, 30).unwrap();
+    let out = shapes[model.output];
+    assert_eq!((out.c, out.h, out.w), (3, 80, 120));
 }

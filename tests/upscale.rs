@@ -42,6 +42,25 @@ fn matches_onnxruntime_at_batch_1_and_8() {
     }
 }
 
+/// The other built-in upscalers against onnxruntime on the same photo: >= 60 dB on the float output.
+#[test]
+fn denoise_and_anime_models_match_onnxruntime() {
+    let engine = common::engine();
+    for (id, tile) in [("upscale-photo-2x-denoise3", 24), ("upscale-anime-4x", 32)] {
+        let builtin = builtin::find(id).unwrap();
+        let model = engine.load(builtin.load().unwrap()).unwrap();
+        let expected = reference(&format!("photo-60x44.{id}.f32"));
+        let up = TiledUpscaler::new(&engine, &model, builtin.spec, 4, Some(tile)).unwrap();
+        let got = up.upscale_f32(&photo()).unwrap();
+        let psnr = common::psnr(&got, &expected);
+        eprintln!(
+            "{id}: PSNR {psnr:.1} dB, max |diff| {:e}",
+            common::max_abs_diff(&got, &expected)
+        );
+        assert!(psnr >= 60.0, "{id}: PSNR {psnr:.1} dB < 60 dB");
+    }
+}
+
 /// 8-bit outputs of the same images at batch 1 and batch 8 (tiles of several images sharing a
 /// batch) differ by at most 1/255.
 #[test]

@@ -96,6 +96,8 @@ pub struct Conv2dParams {
     pub alpha: f32,
     pub beta: f32,
     pub bias: [f32; 16],
+    /// PRelu slopes of the block's channels.
+    pub slope: [f32; 16],
 }
 
 /// One dispatch: a block of 16 output channels and a chunk of its group's input channels.
@@ -120,6 +122,8 @@ pub struct PackedConv2d {
     pub chunks: Vec<Chunk>,
     /// Bias per block, 16 values each.
     pub bias: Vec<[f32; 16]>,
+    /// PRelu slopes per block, 16 values each (zeros for other activations).
+    pub slopes: Vec<[f32; 16]>,
 }
 
 /// Input channels per dispatch: as many as fit the 64 KiB weight window.
@@ -157,6 +161,7 @@ pub fn pack_weights(spec: &Conv2dSpec, weights: &[f32], bias: &[f32]) -> PackedC
     let mut packed: Vec<f32> = Vec::new();
     let mut chunks = Vec::new();
     let mut biases = Vec::new();
+    let mut slopes = Vec::new();
     for g in 0..spec.groups {
         for b in 0..spec.blocks_per_group() {
             let oc_base = g * ocg + b * OC_BLOCK;
@@ -169,6 +174,16 @@ pub fn pack_weights(spec: &Conv2dSpec, weights: &[f32], bias: &[f32]) -> PackedC
                 }
             }
             biases.push(block_bias);
+            let mut block_slopes = [0.0f32; 16];
+            if let Activation::PRelu { slopes: s } = &spec.activation {
+                for (j, v) in block_slopes.iter_mut().enumerate() {
+                    let oc = (oc_base + j as u32) as usize;
+                    if oc < oc_end as usize {
+                        *v = s[oc];
+                    }
+                }
+            }
+            slopes.push(block_slopes);
             for ic0 in (0..icg).step_by(chunk as usize) {
                 let count = chunk.min(icg - ic0);
                 let offset = packed.len().next_multiple_of(UNIFORM_ALIGN as usize / 4);
@@ -204,6 +219,7 @@ pub fn pack_weights(spec: &Conv2dSpec, weights: &[f32], bias: &[f32]) -> PackedC
         weights: packed,
         chunks,
         bias: biases,
+        slopes,
     }
 }
 
@@ -251,7 +267,7 @@ pub fn reference(
                         }
                     }
                     out[(((b * spec.out_c + oc) * oh + oy) * ow + ox) as usize] =
-                        spec.activation.apply(acc as f32);
+                        spec.activation.apply(acc as f32, oc as usize);
                 }
             }
         }
@@ -265,6 +281,7 @@ pub struct Conv2dLayer {
     weights: TrackedBuffer,
     chunks: Vec<Chunk>,
     bias: Vec<[f32; 16]>,
+    slopes: Vec<[f32; 16]>,
 }
 
 impl Conv2dLayer {
@@ -278,6 +295,7 @@ impl Conv2dLayer {
             ),
             chunks: packed.chunks,
             bias: packed.bias,
+            slopes: packed.slopes,
             spec,
         }
     }
@@ -327,6 +345,7 @@ impl Conv2dLayer {
                 alpha,
                 beta,
                 bias: self.bias[i / chunks_per_block as usize],
+                slope: self.slopes[i / chunks_per_block as usize],
             };
             let at = i * UNIFORM_ALIGN as usize;
             records[at..at + std::mem::size_of::<Conv2dParams>()]

@@ -176,7 +176,11 @@ pub fn reference(
         }
     }
     acc.into_iter()
-        .map(|a| spec.activation.apply(a as f32))
+        .enumerate()
+        .map(|(i, a)| {
+            let oc = (i / plane) % spec.out_c as usize;
+            spec.activation.apply(a as f32, oc)
+        })
         .collect()
 }
 

@@ -4,9 +4,12 @@
 //! shader expects, a CPU reference used by the tests, and a `prepare` that binds buffers into a
 //! [`Step`] ready to record.
 
+pub mod binary;
 pub mod conv2d;
 pub mod conv_transpose2d;
+pub mod depth_to_space;
 pub mod pack;
+pub mod resize_nearest;
 pub mod unpack;
 
 use std::collections::HashMap;
@@ -16,6 +19,15 @@ use crate::gpu::{Gpu, TrackedBuffer};
 
 /// Every shader the engine compiles, by file name, embedded at build time from `shaders/`.
 pub const SHADERS: &[(&str, &str)] = &[
+    ("binary.wgsl", include_str!("../../shaders/binary.wgsl")),
+    (
+        "depth_to_space.wgsl",
+        include_str!("../../shaders/depth_to_space.wgsl"),
+    ),
+    (
+        "resize_nearest.wgsl",
+        include_str!("../../shaders/resize_nearest.wgsl"),
+    ),
     ("conv2d.wgsl", include_str!("../../shaders/conv2d.wgsl")),
     (
         "conv_transpose2d.wgsl",
@@ -40,6 +52,9 @@ pub struct Kernels {
     pub conv_transpose2d: wgpu::ComputePipeline,
     pub pack: wgpu::ComputePipeline,
     pub unpack: wgpu::ComputePipeline,
+    pub binary: wgpu::ComputePipeline,
+    pub depth_to_space: wgpu::ComputePipeline,
+    pub resize_nearest: wgpu::ComputePipeline,
     pub(crate) conv2d_layout: wgpu::BindGroupLayout,
     conv2d_pipeline_layout: wgpu::PipelineLayout,
     /// conv2d pipelines by variant.
@@ -62,6 +77,9 @@ impl Kernels {
                 .compute_pipeline("conv_transpose2d", shader("conv_transpose2d.wgsl")),
             pack: gpu.compute_pipeline("pack", shader("pack.wgsl")),
             unpack: gpu.compute_pipeline("unpack", shader("unpack.wgsl")),
+            binary: gpu.compute_pipeline("binary", shader("binary.wgsl")),
+            depth_to_space: gpu.compute_pipeline("depth_to_space", shader("depth_to_space.wgsl")),
+            resize_nearest: gpu.compute_pipeline("resize_nearest", shader("resize_nearest.wgsl")),
             conv2d_layout,
             conv2d_pipeline_layout,
             conv2d: Mutex::new(HashMap::new()),
@@ -107,7 +125,7 @@ impl Kernels {
 }
 
 /// An activation fused into the kernel that produces a value.
-#[derive(Clone, Copy, Debug, PartialEq, Default)]
+#[derive(Clone, Debug, PartialEq, Default)]
 pub enum Activation {
     #[default]
     None,
@@ -115,29 +133,29 @@ pub enum Activation {
     LeakyRelu { alpha: f32 },
     /// `clamp(x, min, max)`.
     Clip { min: f32, max: f32 },
+    /// `x < 0 ? slopes[channel] * x : x` (conv2d only).
+    PRelu { slopes: Vec<f32> },
 }
 
 impl Activation {
-    /// The shader's `(activation, alpha, beta)` encoding.
-    pub(crate) fn encode(self) -> (u32, f32, f32) {
+    /// The shader's `(activation, alpha, beta)` encoding; PRelu's slopes travel separately.
+    pub(crate) fn encode(&self) -> (u32, f32, f32) {
         match self {
             Activation::None => (0, 0.0, 0.0),
-            Activation::LeakyRelu { alpha } => (1, alpha, 0.0),
-            Activation::Clip { min, max } => (2, min, max),
+            Activation::LeakyRelu { alpha } => (1, *alpha, 0.0),
+            Activation::Clip { min, max } => (2, *min, *max),
+            Activation::PRelu { .. } => (3, 0.0, 0.0),
         }
     }
 
-    pub fn apply(self, x: f32) -> f32 {
+    /// Applies the activation to `x` of output channel `channel`.
+    pub fn apply(&self, x: f32, channel: usize) -> f32 {
+        let leaky = |alpha: f32| if x >= 0.0 { x } else { x * alpha };
         match self {
             Activation::None => x,
-            Activation::LeakyRelu { alpha } => {
-                if x >= 0.0 {
-                    x
-                } else {
-                    x * alpha
-                }
-            }
-            Activation::Clip { min, max } => x.clamp(min, max),
+            Activation::LeakyRelu { alpha } => leaky(*alpha),
+            Activation::Clip { min, max } => x.clamp(*min, *max),
+            Activation::PRelu { slopes } => leaky(slopes[channel]),
         }
     }
 }

@@ -173,6 +173,86 @@ fn spatial(node: &NodeProto, w: &Weights) -> Result<Spatial> {
     })
 }
 
+fn node_name(node: &NodeProto) -> String {
+    if node.name.is_empty() {
+        node.output[0].clone()
+    } else {
+        node.name.clone()
+    }
+}
+
+/// The convolution that computes `value`, looking through the DepthToSpace of a lowered
+/// ConvTranspose (an elementwise activation commutes with it).
+fn fusable_conv(layers: &mut [Layer], value: ValueId) -> Option<&mut Layer> {
+    let n = layers.len();
+    let last = layers.last()?;
+    if last.output != value {
+        return None;
+    }
+    match last.op {
+        LayerOp::Conv2d(_) | LayerOp::ConvTranspose2d(_) => layers.last_mut(),
+        LayerOp::DepthToSpace(_)
+            if n >= 2
+                && layers[n - 2].output == last.inputs[0]
+                && layers[n - 2].name.ends_with(" (phases)") =>
+        {
+            Some(&mut layers[n - 2])
+        }
+        _ => None,
+    }
+}
+
+/// Whole-number nearest-neighbour scale factors of a Resize (or Upsample) node.
+fn resize_scale(node: &NodeProto, initializers: &HashMap<&str, &TensorProto>) -> Result<[u32; 2]> {
+    let mode = attr(node, "mode").map_or("nearest".into(), |a| {
+        String::from_utf8_lossy(&a.s).into_owned()
+    });
+    if mode != "nearest" {
+        bail!("Resize mode {mode} is not supported yet (nearest is)");
+    }
+    let coords = attr(node, "coordinate_transformation_mode").map_or("half_pixel".into(), |a| {
+        String::from_utf8_lossy(&a.s).into_owned()
+    });
+    let nearest = attr(node, "nearest_mode").map_or("round_prefer_floor".into(), |a| {
+        String::from_utf8_lossy(&a.s).into_owned()
+    });
+    // With whole scale factors, these modes all pick source pixel floor(out / scale).
+    let exact = match coords.as_str() {
+        "asymmetric" => nearest == "floor" || nearest == "round_prefer_floor",
+        "half_pixel" | "pytorch_half_pixel" => nearest != "ceil",
+        _ => false,
+    };
+    if !exact {
+        bail!(
+            "Resize with coordinate_transformation_mode={coords} and nearest_mode={nearest} is not \
+             supported yet"
+        );
+    }
+    // Scales are input 2 (opset 11+) or 1 (Upsample, opset 10 Resize); sizes (input 3) are not.
+    let scales_name = node
+        .input
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(i, n)| !n.is_empty() && (*i == 1 || *i == 2))
+        .map(|(_, n)| n.clone())
+        .filter(|_| node.input.get(3).is_none_or(|s| s.is_empty()))
+        .context("Resize by output sizes is not supported yet; export with scales")?;
+    let scales = initializers
+        .get(scales_name.as_str())
+        .with_context(|| format!("scales {scales_name} are not a constant"))
+        .and_then(|t| tensor_to_f32(t))?
+        .data;
+    let whole = |v: f32| (v >= 1.0 && v.fract() == 0.0).then_some(v as u32);
+    match scales.as_slice() {
+        [n, c, h, w] if *n == 1.0 && *c == 1.0 => match (whole(*h), whole(*w)) {
+            (Some(h), Some(w)) => Ok([h, w]),
+            _ => bail!("Resize scales {h} x {w} are not whole numbers >= 1"),
+        },
+        other => bail!("Resize scales {other:?} must be [1, 1, h, w]"),
+    }
+}
+
 /// Decodes and lowers an ONNX model.
 pub fn load(bytes: &[u8], name: &str) -> Result<Model> {
     let model = proto::ModelProto::decode(bytes)
@@ -338,6 +418,7 @@ pub fn load(bytes: &[u8], name: &str) -> Result<Model> {
                 let out_c = match &op {
                     LayerOp::Conv2d(s) => s.out_c,
                     LayerOp::ConvTranspose2d(s) => s.out_c,
+                    _ => unreachable!("a convolution"),
                 };
                 if !bias.is_empty() && bias.len() != out_c as usize {
                     return Err(fail(anyhow!(
@@ -345,51 +426,187 @@ pub fn load(bytes: &[u8], name: &str) -> Result<Model> {
                         bias.len()
                     )));
                 }
-                let output = channels.len();
-                channels.push(out_c);
-                values.insert(node.output[0].clone(), output);
-                layers.push(Layer {
-                    name: if node.name.is_empty() {
-                        node.output[0].clone()
-                    } else {
-                        node.name.clone()
-                    },
-                    op,
-                    input,
-                    output,
-                    weights: w.data,
-                    bias,
-                });
-            }
-            "Relu" | "LeakyRelu" => {
-                let alpha = if node.op_type == "Relu" {
-                    0.0
+                let layer_name = if node.name.is_empty() {
+                    node.output[0].clone()
                 } else {
-                    attr_float(node, "alpha", 0.01)
+                    node.name.clone()
+                };
+                let lowered = match &op {
+                    LayerOp::ConvTranspose2d(spec) => {
+                        crate::lowering::conv_transpose_as_conv(spec, &w.data, &bias)
+                    }
+                    _ => None,
+                };
+                match lowered {
+                    // Phase decomposition: a strided transposed convolution as one dense
+                    // convolution producing every output phase, then DepthToSpace.
+                    Some((conv, conv_w, conv_b, d2s)) => {
+                        let mid = channels.len();
+                        channels.push(conv.out_c);
+                        layers.push(Layer {
+                            name: format!("{layer_name} (phases)"),
+                            op: LayerOp::Conv2d(conv),
+                            inputs: vec![input],
+                            output: mid,
+                            weights: conv_w,
+                            bias: conv_b,
+                        });
+                        let output = channels.len();
+                        channels.push(out_c);
+                        values.insert(node.output[0].clone(), output);
+                        layers.push(Layer {
+                            name: layer_name,
+                            op: LayerOp::DepthToSpace(d2s),
+                            inputs: vec![mid],
+                            output,
+                            weights: Vec::new(),
+                            bias: Vec::new(),
+                        });
+                    }
+                    None => {
+                        let output = channels.len();
+                        channels.push(out_c);
+                        values.insert(node.output[0].clone(), output);
+                        layers.push(Layer {
+                            name: layer_name,
+                            op,
+                            inputs: vec![input],
+                            output,
+                            weights: w.data,
+                            bias,
+                        });
+                    }
+                }
+            }
+            "Relu" | "LeakyRelu" | "PRelu" => {
+                let activation = match node.op_type.as_str() {
+                    "Relu" => Activation::LeakyRelu { alpha: 0.0 },
+                    "LeakyRelu" => Activation::LeakyRelu {
+                        alpha: attr_float(node, "alpha", 0.01),
+                    },
+                    _ => {
+                        let slope_name = node.input.get(1).context("has no slope").map_err(fail)?;
+                        let slopes = initializers
+                            .get(slope_name.as_str())
+                            .with_context(|| format!("slope {slope_name} is not a constant"))
+                            .and_then(|t| tensor_to_f32(t))
+                            .map_err(fail)?
+                            .data;
+                        Activation::PRelu { slopes }
+                    }
                 };
                 let input = value_of(&node.input[0]).map_err(fail)?;
-                let fusable = layers.last_mut().filter(|l| {
-                    l.output == input
-                        && readers.get(node.input[0].as_str()) == Some(&1)
-                        && !graph.output.iter().any(|o| o.name == node.input[0])
-                });
-                let Some(layer) = fusable else {
+                let only_reader = readers.get(node.input[0].as_str()) == Some(&1)
+                    && !graph.output.iter().any(|o| o.name == node.input[0]);
+                let Some(conv) = fusable_conv(&mut layers, input).filter(|_| only_reader) else {
                     return Err(fail(anyhow!(
                         "a standalone {} (not right after a convolution) is not supported yet; \
                          supported: {SUPPORTED_OPS}",
                         node.op_type
                     )));
                 };
-                let activation = match &mut layer.op {
-                    LayerOp::Conv2d(s) => &mut s.activation,
-                    LayerOp::ConvTranspose2d(s) => &mut s.activation,
+                let is_transposed = matches!(conv.op, LayerOp::ConvTranspose2d(_));
+                let (target, out_c) = match &mut conv.op {
+                    LayerOp::Conv2d(s) => (&mut s.activation, s.out_c),
+                    LayerOp::ConvTranspose2d(s) => (&mut s.activation, s.out_c),
+                    _ => unreachable!("fusable_conv returns convolutions"),
                 };
-                if *activation != Activation::None {
+                if *target != Activation::None {
                     return Err(fail(anyhow!("two activations in a row are not supported")));
                 }
-                *activation = Activation::LeakyRelu { alpha };
+                let activation = match activation {
+                    Activation::PRelu { slopes } if slopes.len() == 1 => Activation::PRelu {
+                        slopes: vec![slopes[0]; out_c as usize],
+                    },
+                    Activation::PRelu { slopes } if slopes.len() == out_c as usize => {
+                        // A phase-decomposed ConvTranspose repeats each channel per phase.
+                        Activation::PRelu { slopes }
+                    }
+                    Activation::PRelu { slopes } => {
+                        return Err(fail(anyhow!(
+                            "{} slopes for {out_c} channels; PRelu needs one per channel",
+                            slopes.len()
+                        )));
+                    }
+                    other => other,
+                };
+                if matches!(activation, Activation::PRelu { .. }) && is_transposed {
+                    return Err(fail(anyhow!(
+                        "PRelu after a ConvTranspose is not supported yet"
+                    )));
+                }
+                *target = activation;
                 values.insert(node.output[0].clone(), input);
             }
+            "DepthToSpace" => {
+                let input = value_of(&node.input[0]).map_err(fail)?;
+                let block = attr_int(node, "blocksize", 0);
+                let mode = attr(node, "mode")
+                    .map_or("DCR".into(), |a| String::from_utf8_lossy(&a.s).into_owned());
+                let b = block as u32;
+                if block < 1
+                    || !channels[input].is_multiple_of(b * b)
+                    || (mode != "DCR" && mode != "CRD")
+                {
+                    return Err(fail(anyhow!(
+                        "blocksize {block} and mode {mode} do not fit {} channels",
+                        channels[input]
+                    )));
+                }
+                let output = channels.len();
+                channels.push(channels[input] / (b * b));
+                values.insert(node.output[0].clone(), output);
+                layers.push(Layer {
+                    name: node_name(node),
+                    op: LayerOp::DepthToSpace(crate::kernels::depth_to_space::DepthToSpaceSpec {
+                        block: [b, b],
+                        crd: mode == "CRD",
+                        crop: [0, 0],
+                    }),
+                    inputs: vec![input],
+                    output,
+                    weights: Vec::new(),
+                    bias: Vec::new(),
+                });
+            }
+            "Resize" | "Upsample" => {
+                let input = value_of(&node.input[0]).map_err(fail)?;
+                let scale = resize_scale(node, &initializers).map_err(fail)?;
+                let output = channels.len();
+                channels.push(channels[input]);
+                values.insert(node.output[0].clone(), output);
+                layers.push(Layer {
+                    name: node_name(node),
+                    op: LayerOp::ResizeNearest(scale),
+                    inputs: vec![input],
+                    output,
+                    weights: Vec::new(),
+                    bias: Vec::new(),
+                });
+            }
+            "Add" | "Sub" | "Mul" | "Div" => {
+                use crate::kernels::binary::BinaryOp;
+                let a = value_of(&node.input[0]).map_err(fail)?;
+                let b = value_of(&node.input[1]).map_err(fail)?;
+                let op = match node.op_type.as_str() {
+                    "Add" => BinaryOp::Add,
+                    "Sub" => BinaryOp::Sub,
+                    "Mul" => BinaryOp::Mul,
+                    _ => BinaryOp::Div,
+                };
+                let output = channels.len();
+                channels.push(channels[a].max(channels[b]));
+                values.insert(node.output[0].clone(), output);
+                layers.push(Layer {
+                    name: node_name(node),
+                    op: LayerOp::Binary(op),
+                    inputs: vec![a, b],
+                    output,
+                    weights: Vec::new(),
+                    bias: Vec::new(),
+                });
+            }
+
             "Identity" => {
                 let input = value_of(&node.input[0]).map_err(fail)?;
                 values.insert(node.output[0].clone(), input);

@@ -26,6 +26,8 @@ CROPS = [
 # (model id, ONNX file, scale, context px per side)
 MODELS = [
     ("upscale-photo-2x", "assets/models/waifu2x_upconv7_photo_scale2.0x.onnx", 2, 7),
+    ("upscale-photo-2x-denoise3", "assets/models/waifu2x_upconv7_photo_noise3_scale2.0x.onnx", 2, 7),
+    ("upscale-anime-4x", "assets/models/realesr_animevideov3_x4.onnx", 4, 18),
 ]
 
 
@@ -41,6 +43,10 @@ def main():
             x = x.transpose(2, 0, 1)[None].astype(np.float32)
             (y,) = sess.run(None, {sess.get_inputs()[0].name: x})
             y = y[0].astype("<f4")
+            if y.shape[1] > rgb.shape[0] * scale:
+                # Same-size networks (padding inside): crop the padded border's output.
+                c = context * scale
+                y = y[:, c:-c, c:-c]
             assert y.shape == (3, rgb.shape[0] * scale, rgb.shape[1] * scale), y.shape
             out = FIXTURES / f"{path.stem}.{model_id}.f32"
             y.tofile(out)

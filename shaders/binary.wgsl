@@ -1,0 +1,39 @@
+// Elementwise Add, Sub, Mul, Div of two NCHW tensors with numpy broadcasting: a dimension of size 1
+// in an input has stride 0 there. One invocation per output element.
+//
+// Keep `Params` in sync with `BinaryParams` in src/kernels/binary.rs.
+struct Params {
+    op: u32,          // 0 add, 1 sub, 2 mul, 3 div
+    out_c: u32,
+    out_h: u32,
+    out_w: u32,
+    a_strides: vec4<u32>, // n, c, h, w (0 where broadcast)
+    b_strides: vec4<u32>,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+
+@compute @workgroup_size(16, 4, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let x = gid.x;
+    let y = gid.y;
+    if x >= p.out_w || y >= p.out_h {
+        return;
+    }
+    let n = gid.z / p.out_c;
+    let c = gid.z % p.out_c;
+    let at = vec4<u32>(n, c, y, x);
+    let va = a[dot(at, p.a_strides)];
+    let vb = b[dot(at, p.b_strides)];
+    var v: f32;
+    switch p.op {
+        case 1u: { v = va - vb; }
+        case 2u: { v = va * vb; }
+        case 3u: { v = va / vb; }
+        default: { v = va + vb; }
+    }
+    dst[((n * p.out_c + c) * p.out_h + y) * p.out_w + x] = v;
+}

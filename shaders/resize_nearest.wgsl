@@ -1,0 +1,32 @@
+// Resize by whole factors with nearest neighbour: out[y, x] = in[y / scale_h, x / scale_w], which is
+// ONNX Resize mode=nearest with coordinate_transformation_mode=asymmetric and nearest_mode=floor
+// (and every other nearest mode whose sample points land inside the same source pixel).
+//
+// Keep `Params` in sync with `ResizeNearestParams` in src/kernels/resize_nearest.rs.
+struct Params {
+    channels: u32,
+    in_h: u32,
+    in_w: u32,
+    out_h: u32,
+    out_w: u32,
+    scale_h: u32,
+    scale_w: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+
+@compute @workgroup_size(16, 4, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let ox = gid.x;
+    let oy = gid.y;
+    if ox >= p.out_w || oy >= p.out_h {
+        return;
+    }
+    let plane = gid.z; // n * channels + c
+    let iy = min(oy / p.scale_h, p.in_h - 1u);
+    let ix = min(ox / p.scale_w, p.in_w - 1u);
+    dst[(plane * p.out_h + oy) * p.out_w + ox] = src[(plane * p.in_h + iy) * p.in_w + ix];
+}

@@ -1,0 +1,116 @@
+//! Elementwise Add / Sub / Mul / Div with broadcasting (`shaders/binary.wgsl`).
+
+use super::Step;
+use crate::gpu::Gpu;
+use crate::model::ItemShape;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryOp {
+    Add = 0,
+    Sub = 1,
+    Mul = 2,
+    Div = 3,
+}
+
+impl BinaryOp {
+    pub fn apply(self, a: f32, b: f32) -> f32 {
+        match self {
+            BinaryOp::Add => a + b,
+            BinaryOp::Sub => a - b,
+            BinaryOp::Mul => a * b,
+            BinaryOp::Div => a / b,
+        }
+    }
+}
+
+/// Mirror of `Params` in shaders/binary.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BinaryParams {
+    pub op: u32,
+    pub out_c: u32,
+    pub out_h: u32,
+    pub out_w: u32,
+    pub a_strides: [u32; 4],
+    pub b_strides: [u32; 4],
+}
+
+/// The broadcast shape of two item shapes, or None if they do not broadcast.
+pub fn broadcast(a: ItemShape, b: ItemShape) -> Option<ItemShape> {
+    let dim = |x: u32, y: u32| match (x, y) {
+        _ if x == y => Some(x),
+        (1, y) => Some(y),
+        (x, 1) => Some(x),
+        _ => None,
+    };
+    Some(ItemShape {
+        c: dim(a.c, b.c)?,
+        h: dim(a.h, b.h)?,
+        w: dim(a.w, b.w)?,
+    })
+}
+
+/// Strides (n, c, h, w) of `s` read at the coordinates of the broadcast output.
+fn strides(s: ItemShape) -> [u32; 4] {
+    let z = |d: u32, stride: u32| if d == 1 { 0 } else { stride };
+    [s.c * s.h * s.w, z(s.c, s.h * s.w), z(s.h, s.w), z(s.w, 1)]
+}
+
+/// CPU reference over `n` items.
+pub fn reference(
+    op: BinaryOp,
+    a: &[f32],
+    sa: ItemShape,
+    b: &[f32],
+    sb: ItemShape,
+    n: u32,
+) -> Vec<f32> {
+    let out = broadcast(sa, sb).expect("shapes broadcast");
+    let (ta, tb) = (strides(sa), strides(sb));
+    let mut v = Vec::with_capacity((n as u64 * out.elements()) as usize);
+    for i in 0..n {
+        for c in 0..out.c {
+            for y in 0..out.h {
+                for x in 0..out.w {
+                    let at = [i, c, y, x];
+                    let ia: u32 = at.iter().zip(ta).map(|(p, s)| p * s).sum();
+                    let ib: u32 = at.iter().zip(tb).map(|(p, s)| p * s).sum();
+                    v.push(op.apply(a[ia as usize], b[ib as usize]));
+                }
+            }
+        }
+    }
+    v
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn prepare(
+    gpu: &Gpu,
+    pipeline: &wgpu::ComputePipeline,
+    label: &str,
+    op: BinaryOp,
+    a: &wgpu::Buffer,
+    sa: ItemShape,
+    b: &wgpu::Buffer,
+    sb: ItemShape,
+    dst: &wgpu::Buffer,
+) -> Step {
+    let out = broadcast(sa, sb).expect("shapes were checked");
+    let params = BinaryParams {
+        op: op as u32,
+        out_c: out.c,
+        out_h: out.h,
+        out_w: out.w,
+        a_strides: strides(sa),
+        b_strides: strides(sb),
+    };
+    super::step(
+        gpu,
+        label,
+        pipeline,
+        &params,
+        &[a, b, dst],
+        [out.w.div_ceil(16), out.h.div_ceil(4)],
+        out.c,
+    )
+}

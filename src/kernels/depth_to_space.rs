@@ -1,0 +1,106 @@
+//! DepthToSpace (`shaders/depth_to_space.wgsl`): channels to space, DCR or CRD, with a crop.
+
+use super::Step;
+use crate::gpu::Gpu;
+
+/// The shape of a DepthToSpace, independent of the input size.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DepthToSpaceSpec {
+    pub block: [u32; 2],
+    /// ONNX mode CRD (true) or DCR (false).
+    pub crd: bool,
+    /// Rows and columns dropped at the bottom and right of the output.
+    pub crop: [u32; 2],
+}
+
+impl DepthToSpaceSpec {
+    /// Output channels, height and width for an input of `c x h x w`.
+    pub fn output_chw(&self, c: u32, h: u32, w: u32) -> Option<(u32, u32, u32)> {
+        let b = self.block[0] * self.block[1];
+        let (oh, ow) = (h * self.block[0], w * self.block[1]);
+        (c.is_multiple_of(b) && oh > self.crop[0] && ow > self.crop[1])
+            .then(|| (c / b, oh - self.crop[0], ow - self.crop[1]))
+    }
+}
+
+/// Mirror of `Params` in shaders/depth_to_space.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct DepthToSpaceParams {
+    pub in_c: u32,
+    pub in_h: u32,
+    pub in_w: u32,
+    pub out_c: u32,
+    pub out_h: u32,
+    pub out_w: u32,
+    pub block_h: u32,
+    pub block_w: u32,
+    pub crd: u32,
+    pub _pad: [u32; 3],
+}
+
+/// CPU reference on `n` items of `c x h x w`.
+pub fn reference(
+    spec: &DepthToSpaceSpec,
+    input: &[f32],
+    n: u32,
+    c: u32,
+    h: u32,
+    w: u32,
+) -> Vec<f32> {
+    let (oc, oh, ow) = spec.output_chw(c, h, w).expect("valid shape");
+    let [bh, bw] = spec.block;
+    let mut out = Vec::with_capacity((n * oc * oh * ow) as usize);
+    for b in 0..n {
+        for ch in 0..oc {
+            for y in 0..oh {
+                for x in 0..ow {
+                    let (by, bx) = (y % bh, x % bw);
+                    let ic = if spec.crd {
+                        (ch * bh + by) * bw + bx
+                    } else {
+                        (by * bw + bx) * oc + ch
+                    };
+                    out.push(input[(((b * c + ic) * h + y / bh) * w + x / bw) as usize]);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn prepare(
+    gpu: &Gpu,
+    pipeline: &wgpu::ComputePipeline,
+    label: &str,
+    spec: &DepthToSpaceSpec,
+    src: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+    c: u32,
+    h: u32,
+    w: u32,
+) -> Step {
+    let (out_c, out_h, out_w) = spec.output_chw(c, h, w).expect("shapes were checked");
+    let params = DepthToSpaceParams {
+        in_c: c,
+        in_h: h,
+        in_w: w,
+        out_c,
+        out_h,
+        out_w,
+        block_h: spec.block[0],
+        block_w: spec.block[1],
+        crd: spec.crd as u32,
+        _pad: [0; 3],
+    };
+    super::step(
+        gpu,
+        label,
+        pipeline,
+        &params,
+        &[src, dst],
+        [out_w.div_ceil(16), out_h.div_ceil(4)],
+        out_c,
+    )
+}
