@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use image::RgbaImage;
 use serde::Serialize;
 
-use crate::builtin::BuiltinModel;
+use crate::builtin::ModelChoice;
 use crate::engine::Engine;
 use crate::upscale::{AUTO_TILE_SIZES, TileRef, TiledUpscaler};
 
@@ -58,7 +58,7 @@ pub fn synthetic_images(count: u32, size: u32) -> Vec<RgbaImage> {
 /// Runs `count` images of `size` x `size` at each batch size.
 pub fn run(
     engine: &Engine,
-    builtin: &BuiltinModel,
+    builtin: &ModelChoice,
     batch_sizes: &[u32],
     size: u32,
     count: u32,
@@ -68,7 +68,7 @@ pub fn run(
     if batch_sizes.is_empty() || count == 0 || size == 0 {
         bail!("give at least one batch size, one image and a size of at least 1 px");
     }
-    let model = engine.load(builtin.load()?)?;
+    let model = engine.load(builtin.model.clone())?;
     let largest = *batch_sizes.iter().max().expect("not empty");
     // One tile size for every row, so every batch size does the same work.
     let tile = match tile_size {
@@ -130,7 +130,7 @@ pub fn run(
         device: a.name.clone(),
         backend: a.backend.clone(),
         device_type: a.device_type.clone(),
-        model: builtin.id.to_owned(),
+        model: builtin.id.clone(),
         size,
         count,
         tile_size: tile,

@@ -119,3 +119,147 @@ pub fn find(id: &str) -> Result<&'static BuiltinModel> {
         )
     })
 }
+
+/// A model ready for a job: a built-in or a user's file, parsed, with how to feed it.
+#[derive(Clone, Debug)]
+pub struct ModelChoice {
+    /// The built-in id, or the file's path.
+    pub id: String,
+    pub model: Arc<Model>,
+    pub spec: ImageModelSpec,
+}
+
+/// How a user model's input is fed; None keeps what the file's metadata or the defaults say.
+#[derive(Clone, Debug, Default)]
+pub struct InputOverrides {
+    /// "0-1", "0-255" or "-1-1".
+    pub range: Option<String>,
+    /// "rgb" or "bgr".
+    pub channel_order: Option<String>,
+    /// "nchw" or "nhwc".
+    pub layout: Option<String>,
+    /// Pixels of context per tile side.
+    pub context: Option<u32>,
+}
+
+/// Context given to user models whose receptive field cannot be read off their shape.
+pub const DEFAULT_USER_CONTEXT: u32 = 16;
+
+impl BuiltinModel {
+    pub fn choice(&self) -> Result<ModelChoice> {
+        Ok(ModelChoice {
+            id: self.id.to_owned(),
+            model: self.load()?,
+            spec: self.spec,
+        })
+    }
+}
+
+fn mapping(range: &str, order: &str) -> Result<PixelMapping> {
+    let (scale, offset) = match range {
+        "0-1" => (1.0 / 255.0, 0.0),
+        "0-255" => (1.0, 0.0),
+        "-1-1" => (2.0 / 255.0, -1.0),
+        other => anyhow::bail!("input range {other:?} is not one of 0-1, 0-255, -1-1"),
+    };
+    let bgr = match order {
+        "rgb" => false,
+        "bgr" => true,
+        other => anyhow::bail!("channel order {other:?} is not rgb or bgr"),
+    };
+    Ok(PixelMapping {
+        scale: [scale; 3],
+        offset: [offset; 3],
+        bgr,
+    })
+}
+
+/// A built-in by id, or a user's `.onnx` file by path.
+///
+/// For a file, the input conventions come from its metadata (`batchwise.input_range`,
+/// `batchwise.channel_order`, `batchwise.layout`, `batchwise.context`) where present, else the
+/// defaults (0-1, rgb, nchw), and `overrides` beat both. The scale factor is found by running the
+/// model's shapes on two input sizes, not from its name; a network that shrinks its input (no
+/// padding) gets exactly the context it eats, others [`DEFAULT_USER_CONTEXT`].
+pub fn resolve(name: &str, overrides: &InputOverrides) -> Result<ModelChoice> {
+    if let Some(b) = BUILTINS.iter().find(|m| m.id == name) {
+        return b.choice();
+    }
+    let path = std::path::Path::new(name);
+    if !path.exists() {
+        let ids: Vec<_> = BUILTINS.iter().map(|m| m.id).collect();
+        anyhow::bail!(
+            "there is no built-in model {name:?} and no file of that name; built-ins: {}",
+            ids.join(", ")
+        );
+    }
+    let bytes = std::fs::read(path).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
+    let (model, metadata) = crate::onnx::load_with_metadata(&bytes, name)
+        .map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
+    let meta = |key: &str| metadata.get(key).map(|v| v.to_ascii_lowercase());
+    let layout = overrides
+        .layout
+        .clone()
+        .or_else(|| meta("batchwise.layout"))
+        .unwrap_or_else(|| "nchw".into());
+    if layout != "nchw" {
+        anyhow::bail!(
+            "{}: input layout {layout} is not supported yet; batchwise runs NCHW image models",
+            path.display()
+        );
+    }
+    let range = overrides
+        .range
+        .clone()
+        .or_else(|| meta("batchwise.input_range"))
+        .unwrap_or_else(|| "0-1".into());
+    let order = overrides
+        .channel_order
+        .clone()
+        .or_else(|| meta("batchwise.channel_order"))
+        .unwrap_or_else(|| "rgb".into());
+    let input_map = mapping(&range, &order).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let (scale, shrink) =
+        measure_scale(&model).map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
+    let meta_context = meta("batchwise.context").and_then(|v| v.parse().ok());
+    let context = overrides.context.or(meta_context).unwrap_or(if shrink > 0 {
+        shrink.div_ceil(scale)
+    } else {
+        DEFAULT_USER_CONTEXT
+    });
+    Ok(ModelChoice {
+        id: name.to_owned(),
+        model: Arc::new(model),
+        spec: ImageModelSpec {
+            scale,
+            context,
+            input_map,
+        },
+    })
+}
+
+/// The scale factor and per-side shrink (output pixels lost at each border) of an image-to-image
+/// model, from its output size at two input sizes: out(s) = scale * s - 2 * shrink.
+fn measure_scale(model: &Model) -> Result<(u32, u32)> {
+    let out = |s: u32| -> Result<(u32, u32, u32)> {
+        let shapes = model.shapes(s, s)?;
+        let o = shapes[model.output];
+        Ok((o.c, o.h, o.w))
+    };
+    let (c, a, _) = out(64)?;
+    let (_, b, bw) = out(96)?;
+    if c != 3 || b != bw {
+        anyhow::bail!(
+            "the model gives {c} channels at {b}x{bw} for a 96x96 input; batchwise runs \
+             image-to-image models with 3 output channels"
+        );
+    }
+    if b <= a || (b - a) % 32 != 0 {
+        anyhow::bail!(
+            "the output does not grow by a whole factor with the input ({a} at 64, {b} at 96)"
+        );
+    }
+    let scale = (b - a) / 32;
+    let lost = (scale * 64).saturating_sub(a);
+    Ok((scale, lost.div_ceil(2)))
+}

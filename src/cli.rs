@@ -43,11 +43,41 @@ pub enum Command {
     App { inputs: Vec<PathBuf> },
 }
 
+/// How a user's model file is fed (ignored for built-ins).
+#[derive(clap::Args, Debug, Clone)]
+pub struct InputArgs {
+    /// Value range the model expects: 0-1, 0-255 or -1-1 (default: the file's metadata, else 0-1).
+    #[arg(long, value_parser = ["0-1", "0-255", "-1-1"])]
+    pub input_range: Option<String>,
+    /// Channel order the model expects: rgb or bgr (default: metadata, else rgb).
+    #[arg(long, value_parser = ["rgb", "bgr"])]
+    pub channel_order: Option<String>,
+    /// Input layout: nchw or nhwc (default: metadata, else nchw).
+    #[arg(long, value_parser = ["nchw", "nhwc"])]
+    pub input_layout: Option<String>,
+    /// Pixels of context around each tile (default: what the model eats, else 16).
+    #[arg(long)]
+    pub context: Option<u32>,
+}
+
+impl InputArgs {
+    fn overrides(&self) -> crate::builtin::InputOverrides {
+        crate::builtin::InputOverrides {
+            range: self.input_range.clone(),
+            channel_order: self.channel_order.clone(),
+            layout: self.input_layout.clone(),
+            context: self.context,
+        }
+    }
+}
+
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// Built-in model id (see `batchwise models`).
+    /// Built-in model id (see `batchwise models`) or a path to an .onnx file.
     #[arg(short, long, default_value = "upscale-photo-2x")]
     pub model: String,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Tiles per GPU dispatch.
     #[arg(short, long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub batch_size: u32,
@@ -70,8 +100,11 @@ pub struct RunArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
+    /// Built-in model id or a path to an .onnx file.
     #[arg(short, long, default_value = "upscale-photo-2x")]
     pub model: String,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Comma-separated batch sizes.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16")]
     pub batch_sizes: Vec<u32>,
@@ -162,14 +195,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn run_job(args: RunArgs) -> Result<ExitCode> {
-    let model = builtin::find(&args.model)?;
+    let model = builtin::resolve(&args.model, &args.input.overrides())?;
     let adapter = args
         .adapter
         .map_or(AdapterChoice::Auto, AdapterChoice::Index);
     let engine = Engine::new(&adapter)?;
     let spec = JobSpec {
         inputs: args.inputs,
-        model,
+        model: model.clone(),
         batch_size: args.batch_size,
         tile_size: args.tile_size,
         output_dir: args.output,
@@ -259,7 +292,7 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
 }
 
 fn run_bench(args: BenchArgs) -> Result<ExitCode> {
-    let model = builtin::find(&args.model)?;
+    let model = builtin::resolve(&args.model, &args.input.overrides())?;
     let adapter = args
         .adapter
         .map_or(AdapterChoice::Auto, AdapterChoice::Index);
@@ -280,7 +313,7 @@ fn run_bench(args: BenchArgs) -> Result<ExitCode> {
     let json = args.json;
     let report = crate::bench::run(
         &engine,
-        model,
+        &model,
         &args.batch_sizes,
         args.size,
         args.count,

@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result, anyhow};
 use image::{GrayImage, RgbaImage};
 use serde::Serialize;
 
-use crate::builtin::BuiltinModel;
+use crate::builtin::ModelChoice;
 use crate::engine::Engine;
 use crate::upscale::{TileRef, TiledUpscaler};
 
@@ -26,7 +26,7 @@ const DECODE_AHEAD: usize = 8;
 #[derive(Clone, Debug)]
 pub struct JobSpec {
     pub inputs: Vec<PathBuf>,
-    pub model: &'static BuiltinModel,
+    pub model: ModelChoice,
     pub batch_size: u32,
     /// None: the largest tile that fits the adapter.
     pub tile_size: Option<u32>,
@@ -266,7 +266,7 @@ pub fn run(
         )
     })?;
     engine.gpu.ledger.reset_peak();
-    let model = engine.load(spec.model.load()?)?;
+    let model = engine.load(spec.model.model.clone())?;
     let upscaler = TiledUpscaler::new(
         engine,
         &model,
@@ -466,7 +466,7 @@ pub fn run(
     }
     let elapsed_secs = started.elapsed().as_secs_f64();
     let summary = JobSummary {
-        model: spec.model.id.to_owned(),
+        model: spec.model.id.clone(),
         adapter: engine.gpu.adapter.name.clone(),
         batch_size: upscaler.batch_size(),
         tile_size: upscaler.tile,

@@ -3,6 +3,7 @@
 mod common;
 
 use assert_cmd::Command;
+use predicates::prelude::*;
 
 fn batchwise() -> Command {
     let mut cmd = Command::cargo_bin("batchwise").unwrap();
@@ -121,4 +122,48 @@ fn unknown_model_is_a_clear_error() {
         .assert()
         .failure()
         .stderr(predicates::str::contains("no built-in model \"nope\""));
+}
+
+/// A user's ONNX file runs like a built-in; its scale is measured, not named.
+#[test]
+fn a_user_onnx_file_runs_with_its_scale_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    // A copy under a name that says nothing about the scale.
+    let model = dir.path().join("my-model.onnx");
+    std::fs::copy(
+        common::repo().join("assets/models/realesr_animevideov3_x4.onnx"),
+        &model,
+    )
+    .unwrap();
+    let input = dir.path().join("small.png");
+    image::open(common::fixture("photo-60x44.png"))
+        .unwrap()
+        .crop_imm(0, 0, 20, 9)
+        .save(&input)
+        .unwrap();
+    let out = dir.path().join("out");
+    batchwise()
+        .args(["run", "--tile-size", "16", "-m"])
+        .arg(&model)
+        .arg("-o")
+        .arg(&out)
+        .arg(&input)
+        .assert()
+        .success();
+    let img = image::open(out.join("small.png")).unwrap();
+    assert_eq!((img.width(), img.height()), (80, 36));
+}
+
+#[test]
+fn a_file_that_is_not_a_model_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("notes.onnx");
+    std::fs::write(&model, "hello").unwrap();
+    batchwise()
+        .args(["run", "-m"])
+        .arg(&model)
+        .args(["-o", "/tmp/x", "a.png"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("notes.onnx").and(predicates::str::contains("ONNX")));
 }

@@ -188,3 +188,40 @@ fn anime_4x_loads_prelu_depth_to_space_resize_and_add() {
     let out = shapes[model.output];
     assert_eq!((out.c, out.h, out.w), (3, 80, 120));
 }
+
+/// A user's file gets its scale from its shapes, and a network without padding exactly the context
+/// it eats; metadata-free files default to RGB in [0, 1].
+#[test]
+fn user_models_get_measured_scale_and_context() {
+    use batchwise::builtin::{InputOverrides, resolve};
+    let path = |f: &str| common::repo().join("assets/models").join(f);
+    let w = resolve(
+        path("waifu2x_upconv7_photo_scale2.0x.onnx")
+            .to_str()
+            .unwrap(),
+        &InputOverrides::default(),
+    )
+    .unwrap();
+    assert_eq!((w.spec.scale, w.spec.context), (2, 7));
+    let a = resolve(
+        path("realesr_animevideov3_x4.onnx").to_str().unwrap(),
+        &InputOverrides {
+            range: Some("-1-1".into()),
+            channel_order: Some("bgr".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!((a.spec.scale, a.spec.context), (4, 16));
+    assert!(a.spec.input_map.bgr);
+    assert_eq!(a.spec.input_map.offset, [-1.0; 3]);
+    let err = resolve(
+        path("realesr_animevideov3_x4.onnx").to_str().unwrap(),
+        &InputOverrides {
+            layout: Some("nhwc".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("layout nhwc"), "{err:#}");
+}

@@ -131,7 +131,7 @@ impl BatchwiseApp {
         if self.running || self.items.is_empty() {
             return;
         }
-        let model = match builtin::find(&self.settings.model) {
+        let model = match builtin::find(&self.settings.model).and_then(|b| b.choice()) {
             Ok(m) => m,
             Err(e) => {
                 self.message = Some(format!("{e:#}"));

@@ -255,8 +255,22 @@ fn resize_scale(node: &NodeProto, initializers: &HashMap<&str, &TensorProto>) ->
 
 /// Decodes and lowers an ONNX model.
 pub fn load(bytes: &[u8], name: &str) -> Result<Model> {
+    load_with_metadata(bytes, name).map(|(m, _)| m)
+}
+
+/// As [`load`], with the file's `metadata_props`.
+pub fn load_with_metadata(bytes: &[u8], name: &str) -> Result<(Model, HashMap<String, String>)> {
     let model = proto::ModelProto::decode(bytes)
         .map_err(|e| anyhow!("not a valid ONNX file (protobuf decoding failed: {e})"))?;
+    let metadata: HashMap<String, String> = model
+        .metadata_props
+        .iter()
+        .map(|p| (p.key.clone(), p.value.clone()))
+        .collect();
+    lower(model, name).map(|m| (m, metadata))
+}
+
+fn lower(model: proto::ModelProto, name: &str) -> Result<Model> {
     let opset = model
         .opset_import
         .iter()
