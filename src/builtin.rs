@@ -174,7 +174,7 @@ fn mapping(range: &str, order: &str) -> Result<PixelMapping> {
     })
 }
 
-/// A built-in by id, or a user's `.onnx` file by path.
+/// A built-in by id, or a user's `.onnx` file or NCNN `.param` file (with its `.bin`) by path.
 ///
 /// For a file, the input conventions come from its metadata (`batchwise.input_range`,
 /// `batchwise.channel_order`, `batchwise.layout`, `batchwise.context`) where present, else the
@@ -193,9 +193,18 @@ pub fn resolve(name: &str, overrides: &InputOverrides) -> Result<ModelChoice> {
             ids.join(", ")
         );
     }
-    let bytes = std::fs::read(path).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
-    let (model, metadata) = crate::onnx::load_with_metadata(&bytes, name)
-        .map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
+    let is_ncnn = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("param"));
+    let (model, metadata) = if is_ncnn {
+        let model = crate::ncnn::load(path).map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
+        (model, Default::default())
+    } else {
+        let bytes =
+            std::fs::read(path).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
+        crate::onnx::load_with_metadata(&bytes, name)
+            .map_err(|e| anyhow!("{}: {e:#}", path.display()))?
+    };
     let meta = |key: &str| metadata.get(key).map(|v| v.to_ascii_lowercase());
     let layout = overrides
         .layout

@@ -13,6 +13,7 @@ pub mod job;
 pub mod kernels;
 pub mod lowering;
 pub mod model;
+pub mod ncnn;
 pub mod onnx;
 pub mod tiling;
 pub mod upscale;
