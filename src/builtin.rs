@@ -12,6 +12,8 @@ use crate::model::Model;
 pub enum Task {
     /// Image in, image `scale` times larger out.
     Upscale,
+    /// Image in, the same size image out.
+    Enhance,
 }
 
 /// How the tiled image pipeline feeds a model.
@@ -93,6 +95,19 @@ pub const BUILTINS: &[BuiltinModel] = &[
         },
         file: "realesr_animevideov3_x4.onnx",
         onnx: include_bytes!("../assets/models/realesr_animevideov3_x4.onnx"),
+    },
+    BuiltinModel {
+        id: "enhance-low-light",
+        description: "Brighten dark photos (Zero-DCE light-enhancement curves)",
+        task: Task::Enhance,
+        // 7 convolutions of 3x3 with padding 1; the curves that follow work pixel by pixel.
+        spec: ImageModelSpec {
+            scale: 1,
+            context: 7,
+            input_map: PixelMapping::UNIT,
+        },
+        file: "zero_dce.onnx",
+        onnx: include_bytes!("../assets/models/zero_dce.onnx"),
     },
 ];
 

@@ -11,7 +11,9 @@ use crate::gpu::{AdapterChoice, Gpu, TrackedBuffer};
 use crate::kernels::conv_transpose2d::ConvTranspose2dLayer;
 use crate::kernels::conv2d::Conv2dLayer;
 use crate::kernels::pack::PixelMapping;
-use crate::kernels::{Kernels, Step, binary, depth_to_space, pack, resize_nearest, unpack};
+use crate::kernels::{
+    Kernels, Step, binary, copy_channels, depth_to_space, pack, resize_nearest, unary, unpack,
+};
 use crate::model::{ItemShape, LayerOp, Model};
 
 /// A device with its compiled pipelines.
@@ -219,11 +221,40 @@ impl Lane {
             .layers
             .iter()
             .zip(&m.layers)
-            .map(|(g, l)| {
+            .flat_map(|(g, l)| -> Vec<Step> {
+                if let LayerOp::Concat = l.op {
+                    let out_c = shapes[l.output].c;
+                    let mut offset = 0;
+                    return l
+                        .inputs
+                        .iter()
+                        .map(|&v| {
+                            let s = shapes[v];
+                            let copy = copy_channels::ChannelCopy {
+                                src_c: s.c,
+                                src_offset: 0,
+                                dst_c: out_c,
+                                dst_offset: offset,
+                                count: s.c,
+                            };
+                            offset += s.c;
+                            copy_channels::prepare(
+                                gpu,
+                                &k.copy_channels,
+                                &l.name,
+                                copy,
+                                &values[buffer_of[v]],
+                                &values[buffer_of[l.output]],
+                                s.h,
+                                s.w,
+                            )
+                        })
+                        .collect();
+                }
                 let src = &values[buffer_of[l.inputs[0]]];
                 let dst = &values[buffer_of[l.output]];
                 let s = shapes[l.inputs[0]];
-                match (g, &l.op) {
+                vec![match (g, &l.op) {
                     (GpuLayer::Conv2d(c), _) => c.prepare(gpu, k, &l.name, src, dst, s.h, s.w),
                     (GpuLayer::ConvTranspose2d(c), _) => {
                         c.prepare(gpu, &k.conv_transpose2d, &l.name, src, dst, s.h, s.w)
@@ -261,10 +292,30 @@ impl Lane {
                         shapes[l.inputs[1]],
                         dst,
                     ),
+                    (_, LayerOp::Unary(op)) => {
+                        unary::prepare(gpu, &k.unary, &l.name, *op, src, dst, s.c, s.h, s.w)
+                    }
+                    (_, LayerOp::SliceChannels { start, count }) => copy_channels::prepare(
+                        gpu,
+                        &k.copy_channels,
+                        &l.name,
+                        copy_channels::ChannelCopy {
+                            src_c: s.c,
+                            src_offset: *start,
+                            dst_c: *count,
+                            dst_offset: 0,
+                            count: *count,
+                        },
+                        src,
+                        dst,
+                        s.h,
+                        s.w,
+                    ),
+                    (_, LayerOp::Concat) => unreachable!("handled above"),
                     (GpuLayer::Plain, LayerOp::Conv2d(_) | LayerOp::ConvTranspose2d(_)) => {
                         unreachable!("convolutions are uploaded as GpuLayer::Conv*")
                     }
-                }
+                }]
             })
             .collect();
         let unpack = unpack::prepare(

@@ -8,6 +8,7 @@ use crate::kernels::binary::{self, BinaryOp};
 use crate::kernels::conv_transpose2d::ConvTranspose2dSpec;
 use crate::kernels::conv2d::Conv2dSpec;
 use crate::kernels::depth_to_space::DepthToSpaceSpec;
+use crate::kernels::unary::UnaryOp;
 
 pub type ValueId = usize;
 
@@ -20,6 +21,15 @@ pub enum LayerOp {
     ResizeNearest([u32; 2]),
     /// Elementwise op of two values with broadcasting.
     Binary(BinaryOp),
+    /// Elementwise activation or affine map of one value.
+    Unary(UnaryOp),
+    /// Concatenation of all inputs on the channel axis.
+    Concat,
+    /// Channels `start .. start + count` of the input.
+    SliceChannels {
+        start: u32,
+        count: u32,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -98,6 +108,17 @@ impl Model {
                     w: input.w * sw,
                 }),
                 LayerOp::Binary(_) => binary::broadcast(input, inputs[1]),
+                LayerOp::Unary(_) => Some(input),
+                LayerOp::Concat => inputs
+                    .iter()
+                    .all(|s| s.h == input.h && s.w == input.w)
+                    .then(|| ItemShape {
+                        c: inputs.iter().map(|s| s.c).sum(),
+                        ..input
+                    }),
+                LayerOp::SliceChannels { start, count } => {
+                    (start + count <= input.c).then_some(ItemShape { c: *count, ..input })
+                }
             };
             let Some(out) = out else {
                 bail!(

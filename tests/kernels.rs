@@ -450,6 +450,101 @@ fn binary_matches_reference_with_broadcasting() {
     }
 }
 
+/// Activations against f64 references. exp/tanh on GPUs are accurate to a few ulp (WGSL allows
+/// more for large inputs), and erf is a polynomial good to 1.5e-7, so 2e-6 absolute plus 1e-5
+/// relative; an error in a formula moves values by far more.
+#[test]
+fn unary_matches_reference() {
+    use batchwise::kernels::unary::{self, UnaryOp};
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(34);
+    let (n, c, h, w) = (2u32, 3u32, 7u32, 9u32);
+    let input = common::random_vec(&mut rng, (n * c * h * w) as usize, 4.0);
+    for op in [
+        UnaryOp::LeakyRelu { alpha: 0.0 },
+        UnaryOp::LeakyRelu { alpha: 0.1 },
+        UnaryOp::Clip {
+            min: -1.0,
+            max: 0.5,
+        },
+        UnaryOp::Sigmoid,
+        UnaryOp::Tanh,
+        UnaryOp::HardSwish,
+        UnaryOp::HardSigmoid {
+            alpha: 0.2,
+            beta: 0.5,
+        },
+        UnaryOp::Gelu,
+        UnaryOp::Erf,
+        UnaryOp::Affine {
+            scale: -1.0,
+            offset: 1.0,
+        },
+    ] {
+        let expected: Vec<f32> = input.iter().map(|&x| op.apply(x)).collect();
+        let src = storage(gpu, &input);
+        let dst = output(gpu, expected.len());
+        let step = unary::prepare(gpu, &s.kernels.unary, "unary", op, &src, &dst, c, h, w);
+        let got = run_f32(gpu, &step, n, &dst, expected.len());
+        for (x, (g, e)) in input.iter().zip(got.iter().zip(&expected)) {
+            assert!(
+                (g - e).abs() <= 2e-6 + 1e-5 * e.abs(),
+                "{op:?}({x}): {g} vs {e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn copy_channels_matches_reference() {
+    use batchwise::kernels::copy_channels::{self, ChannelCopy};
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(35);
+    let (n, h, w) = (2u32, 5u32, 6u32);
+    let plane = (h * w) as usize;
+    // Concat's second input into channels 3..7 of 9, and a Split's slice of channels 2..5 of 7.
+    for copy in [
+        ChannelCopy {
+            src_c: 4,
+            src_offset: 0,
+            dst_c: 9,
+            dst_offset: 3,
+            count: 4,
+        },
+        ChannelCopy {
+            src_c: 7,
+            src_offset: 2,
+            dst_c: 3,
+            dst_offset: 0,
+            count: 3,
+        },
+    ] {
+        let src_data = common::random_vec(&mut rng, (n * copy.src_c) as usize * plane, 1.0);
+        let before = common::random_vec(&mut rng, (n * copy.dst_c) as usize * plane, 1.0);
+        let mut expected = before.clone();
+        copy_channels::reference(copy, &src_data, &mut expected, n, plane);
+        let src = storage(gpu, &src_data);
+        let dst = storage(gpu, &before);
+        let step = copy_channels::prepare(
+            gpu,
+            &s.kernels.copy_channels,
+            "copy",
+            copy,
+            &src,
+            &dst,
+            h,
+            w,
+        );
+        assert_eq!(
+            run_f32(gpu, &step, n, &dst, expected.len()),
+            expected,
+            "{copy:?}"
+        );
+    }
+}
+
 #[test]
 fn pack_matches_reference() {
     let s = setup();

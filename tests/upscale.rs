@@ -42,11 +42,15 @@ fn matches_onnxruntime_at_batch_1_and_8() {
     }
 }
 
-/// The other built-in upscalers against onnxruntime on the same photo: >= 60 dB on the float output.
+/// The other built-in image models against onnxruntime on the same photo: >= 60 dB on the float output.
 #[test]
 fn denoise_and_anime_models_match_onnxruntime() {
     let engine = common::engine();
-    for (id, tile) in [("upscale-photo-2x-denoise3", 24), ("upscale-anime-4x", 32)] {
+    for (id, tile) in [
+        ("upscale-photo-2x-denoise3", 24),
+        ("upscale-anime-4x", 32),
+        ("enhance-low-light", 32),
+    ] {
         let builtin = builtin::find(id).unwrap();
         let model = engine.load(builtin.load().unwrap()).unwrap();
         let expected = reference(&format!("photo-60x44.{id}.f32"));

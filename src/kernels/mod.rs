@@ -7,9 +7,11 @@
 pub mod binary;
 pub mod conv2d;
 pub mod conv_transpose2d;
+pub mod copy_channels;
 pub mod depth_to_space;
 pub mod pack;
 pub mod resize_nearest;
+pub mod unary;
 pub mod unpack;
 
 use std::collections::HashMap;
@@ -20,6 +22,11 @@ use crate::gpu::{Gpu, TrackedBuffer};
 /// Every shader the engine compiles, by file name, embedded at build time from `shaders/`.
 pub const SHADERS: &[(&str, &str)] = &[
     ("binary.wgsl", include_str!("../../shaders/binary.wgsl")),
+    (
+        "copy_channels.wgsl",
+        include_str!("../../shaders/copy_channels.wgsl"),
+    ),
+    ("unary.wgsl", include_str!("../../shaders/unary.wgsl")),
     (
         "depth_to_space.wgsl",
         include_str!("../../shaders/depth_to_space.wgsl"),
@@ -55,6 +62,8 @@ pub struct Kernels {
     pub binary: wgpu::ComputePipeline,
     pub depth_to_space: wgpu::ComputePipeline,
     pub resize_nearest: wgpu::ComputePipeline,
+    pub unary: wgpu::ComputePipeline,
+    pub copy_channels: wgpu::ComputePipeline,
     pub(crate) conv2d_layout: wgpu::BindGroupLayout,
     conv2d_pipeline_layout: wgpu::PipelineLayout,
     /// conv2d pipelines by variant.
@@ -80,6 +89,8 @@ impl Kernels {
             binary: gpu.compute_pipeline("binary", shader("binary.wgsl")),
             depth_to_space: gpu.compute_pipeline("depth_to_space", shader("depth_to_space.wgsl")),
             resize_nearest: gpu.compute_pipeline("resize_nearest", shader("resize_nearest.wgsl")),
+            unary: gpu.compute_pipeline("unary", shader("unary.wgsl")),
+            copy_channels: gpu.compute_pipeline("copy_channels", shader("copy_channels.wgsl")),
             conv2d_layout,
             conv2d_pipeline_layout,
             conv2d: Mutex::new(HashMap::new()),

@@ -14,6 +14,7 @@ use prost::Message as _;
 use crate::kernels::Activation;
 use crate::kernels::conv_transpose2d::ConvTranspose2dSpec;
 use crate::kernels::conv2d::Conv2dSpec;
+use crate::kernels::unary::UnaryOp;
 use crate::model::{Layer, LayerOp, Model, ValueId};
 use proto::{AttributeProto, NodeProto, TensorProto, data_type};
 
@@ -171,6 +172,68 @@ fn spatial(node: &NodeProto, w: &Weights) -> Result<Spatial> {
         dilation,
         groups: groups as u32,
     })
+}
+
+/// Appends a weightless layer writing the node's first output.
+#[allow(clippy::too_many_arguments)]
+fn push_plain(
+    layers: &mut Vec<Layer>,
+    channels: &mut Vec<u32>,
+    values: &mut HashMap<String, ValueId>,
+    node: &NodeProto,
+    op: LayerOp,
+    inputs: Vec<ValueId>,
+    out_c: u32,
+) {
+    let output = channels.len();
+    channels.push(out_c);
+    values.insert(node.output[0].clone(), output);
+    layers.push(Layer {
+        name: node_name(node),
+        op,
+        inputs,
+        output,
+        weights: Vec::new(),
+        bias: Vec::new(),
+    });
+}
+
+/// Clip's bounds: attributes before opset 11, constant inputs 1 and 2 after (empty = unbounded).
+fn clip_bounds(node: &NodeProto, initializers: &HashMap<&str, &TensorProto>) -> Result<(f32, f32)> {
+    let bound = |i: usize, attr_name: &str, default: f32| -> Result<f32> {
+        match node.input.get(i).filter(|n| !n.is_empty()) {
+            Some(name) => {
+                let t = initializers
+                    .get(name.as_str())
+                    .with_context(|| format!("Clip bound {name} is not a constant"))?;
+                tensor_to_f32(t)?
+                    .data
+                    .first()
+                    .copied()
+                    .with_context(|| format!("Clip bound {name} is empty"))
+            }
+            None => Ok(attr_float(node, attr_name, default)),
+        }
+    };
+    Ok((bound(1, "min", f32::MIN)?, bound(2, "max", f32::MAX)?))
+}
+
+fn tensor_to_i64(t: &TensorProto) -> Result<Vec<i64>> {
+    match t.data_type {
+        data_type::INT64 if !t.raw_data.is_empty() => Ok(t
+            .raw_data
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .collect()),
+        data_type::INT64 => Ok(t.int64_data.clone()),
+        data_type::INT32 if !t.raw_data.is_empty() => Ok(t
+            .raw_data
+            .chunks_exact(4)
+            .map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes")) as i64)
+            .collect()),
+        data_type::INT32 => Ok(t.int32_data.iter().map(|&v| v as i64).collect()),
+        other => bail!("tensor {} has element type {other}, not an integer", t.name),
+    }
 }
 
 fn node_name(node: &NodeProto) -> String {
@@ -492,12 +555,16 @@ fn lower(model: proto::ModelProto, name: &str) -> Result<Model> {
                     }
                 }
             }
-            "Relu" | "LeakyRelu" | "PRelu" => {
+            "Relu" | "LeakyRelu" | "PRelu" | "Clip" => {
                 let activation = match node.op_type.as_str() {
                     "Relu" => Activation::LeakyRelu { alpha: 0.0 },
                     "LeakyRelu" => Activation::LeakyRelu {
                         alpha: attr_float(node, "alpha", 0.01),
                     },
+                    "Clip" => {
+                        let (min, max) = clip_bounds(node, &initializers).map_err(fail)?;
+                        Activation::Clip { min, max }
+                    }
                     _ => {
                         let slope_name = node.input.get(1).context("has no slope").map_err(fail)?;
                         let slopes = initializers
@@ -512,13 +579,39 @@ fn lower(model: proto::ModelProto, name: &str) -> Result<Model> {
                 let input = value_of(&node.input[0]).map_err(fail)?;
                 let only_reader = readers.get(node.input[0].as_str()) == Some(&1)
                     && !graph.output.iter().any(|o| o.name == node.input[0]);
-                let Some(conv) = fusable_conv(&mut layers, input).filter(|_| only_reader) else {
-                    return Err(fail(anyhow!(
-                        "a standalone {} (not right after a convolution) is not supported yet; \
-                         supported: {SUPPORTED_OPS}",
-                        node.op_type
-                    )));
-                };
+                let fusable = only_reader
+                    && fusable_conv(&mut layers, input).is_some_and(|c| match &c.op {
+                        LayerOp::Conv2d(s) => s.activation == Activation::None,
+                        LayerOp::ConvTranspose2d(s) => {
+                            s.activation == Activation::None
+                                && !matches!(activation, Activation::PRelu { .. })
+                        }
+                        _ => false,
+                    });
+                if !fusable {
+                    // A standalone activation.
+                    let op = match activation {
+                        Activation::LeakyRelu { alpha } => UnaryOp::LeakyRelu { alpha },
+                        Activation::Clip { min, max } => UnaryOp::Clip { min, max },
+                        _ => {
+                            return Err(fail(anyhow!(
+                                "a PRelu that does not follow a convolution is not supported yet"
+                            )));
+                        }
+                    };
+                    let c = channels[input];
+                    push_plain(
+                        &mut layers,
+                        &mut channels,
+                        &mut values,
+                        node,
+                        LayerOp::Unary(op),
+                        vec![input],
+                        c,
+                    );
+                    continue;
+                }
+                let conv = fusable_conv(&mut layers, input).expect("checked above");
                 let is_transposed = matches!(conv.op, LayerOp::ConvTranspose2d(_));
                 let (target, out_c) = match &mut conv.op {
                     LayerOp::Conv2d(s) => (&mut s.activation, s.out_c),
@@ -551,6 +644,114 @@ fn lower(model: proto::ModelProto, name: &str) -> Result<Model> {
                 }
                 *target = activation;
                 values.insert(node.output[0].clone(), input);
+            }
+            "Sigmoid" | "Tanh" | "HardSwish" | "HardSigmoid" | "Gelu" | "Erf" => {
+                let input = value_of(&node.input[0]).map_err(fail)?;
+                let op = match node.op_type.as_str() {
+                    "Sigmoid" => UnaryOp::Sigmoid,
+                    "Tanh" => UnaryOp::Tanh,
+                    "HardSwish" => UnaryOp::HardSwish,
+                    "HardSigmoid" => UnaryOp::HardSigmoid {
+                        alpha: attr_float(node, "alpha", 0.2),
+                        beta: attr_float(node, "beta", 0.5),
+                    },
+                    "Gelu" => {
+                        if attr(node, "approximate").is_some_and(|a| a.s != b"none") {
+                            return Err(fail(anyhow!(
+                                "Gelu approximate=tanh is not supported yet"
+                            )));
+                        }
+                        UnaryOp::Gelu
+                    }
+                    _ => UnaryOp::Erf,
+                };
+                let c = channels[input];
+                push_plain(
+                    &mut layers,
+                    &mut channels,
+                    &mut values,
+                    node,
+                    LayerOp::Unary(op),
+                    vec![input],
+                    c,
+                );
+            }
+            "Concat" => {
+                let axis = attr_int(node, "axis", 1);
+                if axis != 1 && axis != -3 {
+                    return Err(fail(anyhow!(
+                        "Concat on axis {axis} is not supported yet (channels, axis 1, are)"
+                    )));
+                }
+                let inputs = node
+                    .input
+                    .iter()
+                    .map(|n| value_of(n))
+                    .collect::<Result<Vec<_>>>()
+                    .map_err(fail)?;
+                let c = inputs.iter().map(|&v| channels[v]).sum();
+                push_plain(
+                    &mut layers,
+                    &mut channels,
+                    &mut values,
+                    node,
+                    LayerOp::Concat,
+                    inputs,
+                    c,
+                );
+            }
+            "Split" => {
+                let axis = attr_int(node, "axis", 0);
+                if axis != 1 && axis != -3 {
+                    return Err(fail(anyhow!(
+                        "Split on axis {axis} is not supported yet (channels, axis 1, are)"
+                    )));
+                }
+                let input = value_of(&node.input[0]).map_err(fail)?;
+                let total = channels[input];
+                let sizes: Vec<u32> = match node.input.get(1).filter(|n| !n.is_empty()) {
+                    Some(name) => initializers
+                        .get(name.as_str())
+                        .with_context(|| format!("split sizes {name} are not a constant"))
+                        .and_then(|t| tensor_to_i64(t))
+                        .map_err(fail)?
+                        .into_iter()
+                        .map(|v| v as u32)
+                        .collect(),
+                    None => match attr_ints(node, "split") {
+                        Some(v) => v.into_iter().map(|v| v as u32).collect(),
+                        None => {
+                            let parts = node.output.len() as u32;
+                            if parts == 0 || !total.is_multiple_of(parts) {
+                                return Err(fail(anyhow!(
+                                    "{total} channels do not split into {parts} equal parts"
+                                )));
+                            }
+                            vec![total / parts; parts as usize]
+                        }
+                    },
+                };
+                if sizes.len() != node.output.len() || sizes.iter().sum::<u32>() != total {
+                    return Err(fail(anyhow!(
+                        "split sizes {sizes:?} do not cover {total} channels in {} outputs",
+                        node.output.len()
+                    )));
+                }
+                let mut start = 0;
+                for (out_name, &count) in node.output.iter().zip(&sizes) {
+                    let output = channels.len();
+                    channels.push(count);
+                    values.insert(out_name.clone(), output);
+                    layers.push(Layer {
+                        name: format!("{} -> {out_name}", node_name(node)),
+                        op: LayerOp::SliceChannels { start, count },
+                        inputs: vec![input],
+                        output,
+                        weights: Vec::new(),
+                        bias: Vec::new(),
+                    });
+                    start += count;
+                }
             }
             "DepthToSpace" => {
                 let input = value_of(&node.input[0]).map_err(fail)?;
@@ -600,6 +801,48 @@ fn lower(model: proto::ModelProto, name: &str) -> Result<Model> {
             }
             "Add" | "Sub" | "Mul" | "Div" => {
                 use crate::kernels::binary::BinaryOp;
+                let scalar = |name: &str| -> Option<f32> {
+                    let t = initializers.get(name)?;
+                    let w = tensor_to_f32(t).ok()?;
+                    (w.data.len() == 1).then(|| w.data[0])
+                };
+                let (ka, kb) = (scalar(&node.input[0]), scalar(&node.input[1]));
+                if ka.is_some() || kb.is_some() {
+                    // A value and a scalar constant: x * scale + offset.
+                    let (value, k, constant_first) = match (ka, kb) {
+                        (None, Some(k)) => (&node.input[0], k, false),
+                        (Some(k), None) => (&node.input[1], k, true),
+                        _ => {
+                            return Err(fail(anyhow!(
+                                "both operands are constants; fold them before export"
+                            )));
+                        }
+                    };
+                    let input = value_of(value).map_err(fail)?;
+                    let (scale, offset) = match (node.op_type.as_str(), constant_first) {
+                        ("Add", _) => (1.0, k),
+                        ("Sub", false) => (1.0, -k),
+                        ("Sub", true) => (-1.0, k),
+                        ("Mul", _) => (k, 0.0),
+                        ("Div", false) => (1.0 / k, 0.0),
+                        _ => {
+                            return Err(fail(anyhow!(
+                                "dividing a constant by a tensor is not supported yet"
+                            )));
+                        }
+                    };
+                    let c = channels[input];
+                    push_plain(
+                        &mut layers,
+                        &mut channels,
+                        &mut values,
+                        node,
+                        LayerOp::Unary(UnaryOp::Affine { scale, offset }),
+                        vec![input],
+                        c,
+                    );
+                    continue;
+                }
                 let a = value_of(&node.input[0]).map_err(fail)?;
                 let b = value_of(&node.input[1]).map_err(fail)?;
                 let op = match node.op_type.as_str() {

@@ -1,0 +1,71 @@
+//! Channel copies (`shaders/copy_channels.wgsl`): Concat and Split on the channel axis.
+
+use super::Step;
+use crate::gpu::Gpu;
+
+/// Mirror of `Params` in shaders/copy_channels.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct CopyChannelsParams {
+    pub src_c: u32,
+    pub src_offset: u32,
+    pub dst_c: u32,
+    pub dst_offset: u32,
+    pub count: u32,
+    pub h: u32,
+    pub w: u32,
+    pub _pad: u32,
+}
+
+/// Where a copy reads and writes, in channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelCopy {
+    pub src_c: u32,
+    pub src_offset: u32,
+    pub dst_c: u32,
+    pub dst_offset: u32,
+    pub count: u32,
+}
+
+/// CPU reference: copies into `dst` (n items of `dst_c x plane`).
+pub fn reference(copy: ChannelCopy, src: &[f32], dst: &mut [f32], n: u32, plane: usize) {
+    for i in 0..n {
+        for c in 0..copy.count {
+            let s = ((i * copy.src_c + copy.src_offset + c) as usize) * plane;
+            let d = ((i * copy.dst_c + copy.dst_offset + c) as usize) * plane;
+            dst[d..d + plane].copy_from_slice(&src[s..s + plane]);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn prepare(
+    gpu: &Gpu,
+    pipeline: &wgpu::ComputePipeline,
+    label: &str,
+    copy: ChannelCopy,
+    src: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+    h: u32,
+    w: u32,
+) -> Step {
+    let params = CopyChannelsParams {
+        src_c: copy.src_c,
+        src_offset: copy.src_offset,
+        dst_c: copy.dst_c,
+        dst_offset: copy.dst_offset,
+        count: copy.count,
+        h,
+        w,
+        _pad: 0,
+    };
+    super::step(
+        gpu,
+        label,
+        pipeline,
+        &params,
+        &[src, dst],
+        [w.div_ceil(16), h.div_ceil(4)],
+        copy.count,
+    )
+}
