@@ -14,7 +14,24 @@ pub enum Task {
     Upscale,
     /// Image in, the same size image out.
     Enhance,
+    /// Image in, ImageNet class scores out.
+    Classify,
+    /// Image in, a feature vector out.
+    Embed,
 }
+
+/// ImageNet class names of `classify`, index = class.
+pub fn imagenet_labels() -> Vec<String> {
+    serde_json::from_str(include_str!("../assets/models/imagenet_labels.json"))
+        .expect("the embedded label list is valid JSON")
+}
+
+/// EfficientNet-Lite's input: `(v - 127) / 128` for 8-bit `v`.
+const EFFICIENTNET_INPUT: PixelMapping = PixelMapping {
+    scale: [1.0 / 128.0; 3],
+    offset: [-127.0 / 128.0; 3],
+    bgr: false,
+};
 
 /// How the tiled image pipeline feeds a model.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -31,6 +48,11 @@ pub struct BuiltinModel {
     pub description: &'static str,
     pub task: Task,
     pub spec: ImageModelSpec,
+    /// The graph output to run, for files with several heads.
+    pub output: Option<&'static str>,
+    /// Fixed input edge length in pixels (the image is cropped and resized to it); 0: any size, in
+    /// tiles.
+    pub input_size: u32,
     pub file: &'static str,
     onnx: &'static [u8],
 }
@@ -48,6 +70,8 @@ pub const BUILTINS: &[BuiltinModel] = &[
         description: "2x photo upscale (waifu2x upconv_7 photo)",
         task: Task::Upscale,
         spec: WAIFU2X,
+        output: None,
+        input_size: 0,
         file: "waifu2x_upconv7_photo_scale2.0x.onnx",
         onnx: include_bytes!("../assets/models/waifu2x_upconv7_photo_scale2.0x.onnx"),
     },
@@ -56,6 +80,8 @@ pub const BUILTINS: &[BuiltinModel] = &[
         description: "2x photo upscale with lightest JPEG noise removal (waifu2x upconv_7 photo, noise 0)",
         task: Task::Upscale,
         spec: WAIFU2X,
+        output: None,
+        input_size: 0,
         file: "waifu2x_upconv7_photo_noise0_scale2.0x.onnx",
         onnx: include_bytes!("../assets/models/waifu2x_upconv7_photo_noise0_scale2.0x.onnx"),
     },
@@ -64,6 +90,8 @@ pub const BUILTINS: &[BuiltinModel] = &[
         description: "2x photo upscale with light JPEG noise removal (waifu2x upconv_7 photo, noise 1)",
         task: Task::Upscale,
         spec: WAIFU2X,
+        output: None,
+        input_size: 0,
         file: "waifu2x_upconv7_photo_noise1_scale2.0x.onnx",
         onnx: include_bytes!("../assets/models/waifu2x_upconv7_photo_noise1_scale2.0x.onnx"),
     },
@@ -72,6 +100,8 @@ pub const BUILTINS: &[BuiltinModel] = &[
         description: "2x photo upscale with medium JPEG noise removal (waifu2x upconv_7 photo, noise 2)",
         task: Task::Upscale,
         spec: WAIFU2X,
+        output: None,
+        input_size: 0,
         file: "waifu2x_upconv7_photo_noise2_scale2.0x.onnx",
         onnx: include_bytes!("../assets/models/waifu2x_upconv7_photo_noise2_scale2.0x.onnx"),
     },
@@ -80,6 +110,8 @@ pub const BUILTINS: &[BuiltinModel] = &[
         description: "2x photo upscale with strongest JPEG noise removal (waifu2x upconv_7 photo, noise 3)",
         task: Task::Upscale,
         spec: WAIFU2X,
+        output: None,
+        input_size: 0,
         file: "waifu2x_upconv7_photo_noise3_scale2.0x.onnx",
         onnx: include_bytes!("../assets/models/waifu2x_upconv7_photo_noise3_scale2.0x.onnx"),
     },
@@ -93,6 +125,8 @@ pub const BUILTINS: &[BuiltinModel] = &[
             context: 18,
             input_map: PixelMapping::UNIT,
         },
+        output: None,
+        input_size: 0,
         file: "realesr_animevideov3_x4.onnx",
         onnx: include_bytes!("../assets/models/realesr_animevideov3_x4.onnx"),
     },
@@ -106,16 +140,57 @@ pub const BUILTINS: &[BuiltinModel] = &[
             context: 7,
             input_map: PixelMapping::UNIT,
         },
+        output: None,
+        input_size: 0,
         file: "zero_dce.onnx",
         onnx: include_bytes!("../assets/models/zero_dce.onnx"),
     },
+    BuiltinModel {
+        id: "classify",
+        description: "ImageNet-1k classification, top-5 labels (EfficientNet-Lite0)",
+        task: Task::Classify,
+        spec: ImageModelSpec {
+            scale: 0,
+            context: 0,
+            input_map: EFFICIENTNET_INPUT,
+        },
+        output: Some("logits"),
+        input_size: 224,
+        file: "efficientnet_lite0.onnx",
+        onnx: EFFICIENTNET,
+    },
+    BuiltinModel {
+        id: "embed",
+        description: "1280-d image embedding (EfficientNet-Lite0 features)",
+        task: Task::Embed,
+        spec: ImageModelSpec {
+            scale: 0,
+            context: 0,
+            input_map: EFFICIENTNET_INPUT,
+        },
+        output: Some("feat"),
+        input_size: 224,
+        file: "efficientnet_lite0.onnx",
+        onnx: EFFICIENTNET,
+    },
 ];
+
+/// One copy of the EfficientNet file serves `classify` and `embed`.
+const EFFICIENTNET: &[u8] = include_bytes!("../assets/models/efficientnet_lite0.onnx");
 
 impl BuiltinModel {
     pub fn load(&self) -> Result<Arc<Model>> {
-        crate::onnx::load(self.onnx, self.id)
-            .map(Arc::new)
-            .map_err(|e| anyhow!("built-in model {}: {e:#}", self.id))
+        match self.output {
+            Some(output) => crate::onnx::load_output(self.onnx, self.id, output),
+            None => crate::onnx::load(self.onnx, self.id),
+        }
+        .map(Arc::new)
+        .map_err(|e| anyhow!("built-in model {}: {e:#}", self.id))
+    }
+
+    /// Whether the model maps images to images (upscale, enhance), which `run` writes as files.
+    pub fn is_image_to_image(&self) -> bool {
+        matches!(self.task, Task::Upscale | Task::Enhance)
     }
 
     /// Parameter count of the built-in, from its file.
@@ -198,6 +273,14 @@ fn mapping(range: &str, order: &str) -> Result<PixelMapping> {
 /// padding) gets exactly the context it eats, others [`DEFAULT_USER_CONTEXT`].
 pub fn resolve(name: &str, overrides: &InputOverrides) -> Result<ModelChoice> {
     if let Some(b) = BUILTINS.iter().find(|m| m.id == name) {
+        if !b.is_image_to_image() {
+            anyhow::bail!(
+                "{} gives {:?} results, which `run` cannot write yet; it writes images from \
+                 image-to-image models (upscale, enhance)",
+                b.id,
+                b.task
+            );
+        }
         return b.choice();
     }
     let path = std::path::Path::new(name);

@@ -12,7 +12,8 @@ use crate::kernels::conv_transpose2d::ConvTranspose2dLayer;
 use crate::kernels::conv2d::Conv2dLayer;
 use crate::kernels::pack::PixelMapping;
 use crate::kernels::{
-    Kernels, Step, binary, copy_channels, depth_to_space, pack, resize_nearest, unary, unpack,
+    Kernels, Step, binary, copy_channels, depth_to_space, global_avg_pool, pack, resize_nearest,
+    unary, unpack,
 };
 use crate::model::{ItemShape, LayerOp, Model};
 
@@ -162,7 +163,8 @@ struct Lane {
     model_out: usize,
     pack: Step,
     layers: Vec<Step>,
-    unpack: Step,
+    /// Float -> 8-bit RGBA, for models whose output is a 3-channel image.
+    unpack: Option<Step>,
 }
 
 /// Two timestamps around a batch's compute pass, where the adapter has timestamp queries.
@@ -311,6 +313,15 @@ impl Lane {
                         s.h,
                         s.w,
                     ),
+                    (_, LayerOp::GlobalAvgPool) => global_avg_pool::prepare(
+                        gpu,
+                        &k.global_avg_pool,
+                        &l.name,
+                        src,
+                        dst,
+                        s.c,
+                        s.h * s.w,
+                    ),
                     (_, LayerOp::Concat) => unreachable!("handled above"),
                     (GpuLayer::Plain, LayerOp::Conv2d(_) | LayerOp::ConvTranspose2d(_)) => {
                         unreachable!("convolutions are uploaded as GpuLayer::Conv*")
@@ -318,15 +329,17 @@ impl Lane {
                 }]
             })
             .collect();
-        let unpack = unpack::prepare(
-            gpu,
-            &k.unpack,
-            &values[buffer_of[m.output]],
-            &pixels_out,
-            out_px,
-            items,
-            &unpack::inverse(input_map),
-        );
+        let unpack = (shapes[m.output].c == 3).then(|| {
+            unpack::prepare(
+                gpu,
+                &k.unpack,
+                &values[buffer_of[m.output]],
+                &pixels_out,
+                out_px,
+                items,
+                &unpack::inverse(input_map),
+            )
+        });
         Self {
             items,
             pixels_in,
@@ -342,7 +355,7 @@ impl Lane {
     fn dispatches(&self) -> usize {
         self.pack.dispatches()
             + self.layers.iter().map(Step::dispatches).sum::<usize>()
-            + self.unpack.dispatches()
+            + self.unpack.as_ref().map_or(0, Step::dispatches)
     }
 }
 
@@ -375,12 +388,11 @@ impl BatchRunner {
         let limit = limit.min(engine.gpu.limits.max_storage_buffer_binding_size);
         let gpu = &engine.gpu;
         let m = &model.model;
-        if m.input_channels != 3 || m.output_channels != 3 {
+        if m.input_channels != 3 {
             bail!(
-                "{} maps {} channels to {}; the image pipeline runs 3 -> 3 channel models",
+                "{} takes {} input channels; batchwise feeds RGB images (3 channels)",
                 m.name,
-                m.input_channels,
-                m.output_channels
+                m.input_channels
             );
         }
         let max_items = max_items.max(1);
@@ -495,8 +507,8 @@ impl BatchRunner {
                 for step in &lane.layers {
                     step.record(&mut pass, n);
                 }
-                if unpack {
-                    lane.unpack.record(&mut pass, n);
+                if let Some(step) = lane.unpack.as_ref().filter(|_| unpack) {
+                    step.record(&mut pass, n);
                 }
             }
         }
@@ -544,6 +556,9 @@ impl BatchRunner {
         items: u32,
         timed: bool,
     ) -> Result<(Vec<u32>, Option<f64>)> {
+        if self.lanes.iter().any(|l| l.unpack.is_none()) {
+            bail!("this model's output is not a 3-channel image; read it with run_f32");
+        }
         self.upload(pixels, items)?;
         let mut encoder = self
             .gpu

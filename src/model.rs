@@ -30,6 +30,8 @@ pub enum LayerOp {
         start: u32,
         count: u32,
     },
+    /// The mean of each channel: `[C, H, W] -> [C, 1, 1]`.
+    GlobalAvgPool,
 }
 
 #[derive(Clone, Debug)]
@@ -116,6 +118,11 @@ impl Model {
                         c: inputs.iter().map(|s| s.c).sum(),
                         ..input
                     }),
+                LayerOp::GlobalAvgPool => Some(ItemShape {
+                    c: input.c,
+                    h: 1,
+                    w: 1,
+                }),
                 LayerOp::SliceChannels { start, count } => {
                     (start + count <= input.c).then_some(ItemShape { c: *count, ..input })
                 }
@@ -132,11 +139,11 @@ impl Model {
             };
             shapes[layer.output] = Some(out);
         }
-        shapes
+        // Values no kept layer computes (pruned heads) have no shape and no buffer.
+        Ok(shapes
             .into_iter()
-            .enumerate()
-            .map(|(i, s)| s.ok_or_else(|| anyhow::anyhow!("value {i} is never computed")))
-            .collect()
+            .map(|s| s.unwrap_or(ItemShape { c: 0, h: 0, w: 0 }))
+            .collect())
     }
 
     /// Bytes of all weights and biases as float32.
@@ -162,5 +169,25 @@ impl Model {
                 }
             })
             .sum())
+    }
+}
+
+impl Model {
+    /// Drops layers whose outputs never reach the model's output (a second head, say), and
+    /// renumbers nothing: value ids stay as they are.
+    pub fn prune(&mut self) {
+        let mut needed = vec![false; self.value_count];
+        needed[self.output] = true;
+        let mut keep = vec![false; self.layers.len()];
+        for (i, layer) in self.layers.iter().enumerate().rev() {
+            if needed[layer.output] {
+                keep[i] = true;
+                for &v in &layer.inputs {
+                    needed[v] = true;
+                }
+            }
+        }
+        let mut k = keep.into_iter();
+        self.layers.retain(|_| k.next().unwrap_or(false));
     }
 }

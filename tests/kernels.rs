@@ -496,6 +496,32 @@ fn unary_matches_reference() {
     }
 }
 
+/// A sum of up to 49 (here 63) f32 values against an f64 reference: 1e-6 absolute.
+#[test]
+fn global_avg_pool_matches_reference() {
+    use batchwise::kernels::global_avg_pool;
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(36);
+    let (n, c, pixels) = (3u32, 70u32, 63u32);
+    let input = common::random_vec(&mut rng, (n * c * pixels) as usize, 1.0);
+    let expected = global_avg_pool::reference(&input, pixels as usize);
+    let src = storage(gpu, &input);
+    let dst = output(gpu, expected.len());
+    let step = global_avg_pool::prepare(
+        gpu,
+        &s.kernels.global_avg_pool,
+        "gap",
+        &src,
+        &dst,
+        c,
+        pixels,
+    );
+    let got = run_f32(gpu, &step, n, &dst, expected.len());
+    let worst = common::max_abs_diff(&got, &expected);
+    assert!(worst <= 1e-6, "max diff {worst}");
+}
+
 #[test]
 fn copy_channels_matches_reference() {
     use batchwise::kernels::copy_channels::{self, ChannelCopy};

@@ -325,7 +325,7 @@ impl BatchwiseApp {
             egui::ComboBox::from_id_salt("model")
                 .selected_text(self.settings.model.clone())
                 .show_ui(ui, |ui| {
-                    for m in BUILTINS {
+                    for m in BUILTINS.iter().filter(|m| m.is_image_to_image()) {
                         ui.selectable_value(&mut self.settings.model, m.id.to_owned(), m.id)
                             .on_hover_text(m.description);
                     }

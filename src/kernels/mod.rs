@@ -9,6 +9,7 @@ pub mod conv2d;
 pub mod conv_transpose2d;
 pub mod copy_channels;
 pub mod depth_to_space;
+pub mod global_avg_pool;
 pub mod pack;
 pub mod resize_nearest;
 pub mod unary;
@@ -27,6 +28,10 @@ pub const SHADERS: &[(&str, &str)] = &[
         include_str!("../../shaders/copy_channels.wgsl"),
     ),
     ("unary.wgsl", include_str!("../../shaders/unary.wgsl")),
+    (
+        "global_avg_pool.wgsl",
+        include_str!("../../shaders/global_avg_pool.wgsl"),
+    ),
     (
         "depth_to_space.wgsl",
         include_str!("../../shaders/depth_to_space.wgsl"),
@@ -64,6 +69,7 @@ pub struct Kernels {
     pub resize_nearest: wgpu::ComputePipeline,
     pub unary: wgpu::ComputePipeline,
     pub copy_channels: wgpu::ComputePipeline,
+    pub global_avg_pool: wgpu::ComputePipeline,
     pub(crate) conv2d_layout: wgpu::BindGroupLayout,
     conv2d_pipeline_layout: wgpu::PipelineLayout,
     /// conv2d pipelines by variant.
@@ -91,6 +97,8 @@ impl Kernels {
             resize_nearest: gpu.compute_pipeline("resize_nearest", shader("resize_nearest.wgsl")),
             unary: gpu.compute_pipeline("unary", shader("unary.wgsl")),
             copy_channels: gpu.compute_pipeline("copy_channels", shader("copy_channels.wgsl")),
+            global_avg_pool: gpu
+                .compute_pipeline("global_avg_pool", shader("global_avg_pool.wgsl")),
             conv2d_layout,
             conv2d_pipeline_layout,
             conv2d: Mutex::new(HashMap::new()),

@@ -316,9 +316,17 @@ fn resize_scale(node: &NodeProto, initializers: &HashMap<&str, &TensorProto>) ->
     }
 }
 
-/// Decodes and lowers an ONNX model.
+/// Decodes and lowers an ONNX model with one output.
 pub fn load(bytes: &[u8], name: &str) -> Result<Model> {
     load_with_metadata(bytes, name).map(|(m, _)| m)
+}
+
+/// Decodes and lowers the part of an ONNX model that computes the graph output `output` (for
+/// models with several heads, such as logits and an embedding).
+pub fn load_output(bytes: &[u8], name: &str, output: &str) -> Result<Model> {
+    let model = proto::ModelProto::decode(bytes)
+        .map_err(|e| anyhow!("not a valid ONNX file (protobuf decoding failed: {e})"))?;
+    lower(model, name, Some(output))
 }
 
 /// As [`load`], with the file's `metadata_props`.
@@ -330,10 +338,10 @@ pub fn load_with_metadata(bytes: &[u8], name: &str) -> Result<(Model, HashMap<St
         .iter()
         .map(|p| (p.key.clone(), p.value.clone()))
         .collect();
-    lower(model, name).map(|m| (m, metadata))
+    lower(model, name, None).map(|m| (m, metadata))
 }
 
-fn lower(model: proto::ModelProto, name: &str) -> Result<Model> {
+fn lower(model: proto::ModelProto, name: &str, output_name: Option<&str>) -> Result<Model> {
     let opset = model
         .opset_import
         .iter()
@@ -363,11 +371,23 @@ fn lower(model: proto::ModelProto, name: &str) -> Result<Model> {
             graph_inputs.len()
         );
     };
-    let [output] = graph.output.as_slice() else {
-        bail!(
-            "the model has {} outputs; this version runs models with one output",
-            graph.output.len()
-        );
+    let output = match output_name {
+        Some(wanted) => graph
+            .output
+            .iter()
+            .find(|o| o.name == wanted)
+            .with_context(|| format!("the model has no output named {wanted}"))?,
+        None => match graph.output.as_slice() {
+            [only] => only,
+            many => bail!(
+                "the model has {} outputs ({}); batchwise runs one: choose it by name",
+                many.len(),
+                many.iter()
+                    .map(|o| o.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
     };
     let dims: Vec<Option<i64>> = input
         .r#type
@@ -753,6 +773,113 @@ fn lower(model: proto::ModelProto, name: &str) -> Result<Model> {
                     start += count;
                 }
             }
+            "GlobalAveragePool" => {
+                let input = value_of(&node.input[0]).map_err(fail)?;
+                let c = channels[input];
+                push_plain(
+                    &mut layers,
+                    &mut channels,
+                    &mut values,
+                    node,
+                    LayerOp::GlobalAvgPool,
+                    vec![input],
+                    c,
+                );
+            }
+            "Flatten" => {
+                // [N, C, 1, 1] -> [N, C] is the same memory: an alias. Flattening spatial planes
+                // needs a reshape, which is not supported yet.
+                let input = value_of(&node.input[0]).map_err(fail)?;
+                let pooled = layers
+                    .iter()
+                    .any(|l| l.output == input && matches!(l.op, LayerOp::GlobalAvgPool));
+                if attr_int(node, "axis", 1) != 1 || !pooled {
+                    return Err(fail(anyhow!(
+                        "Flatten is supported after GlobalAveragePool only (axis 1)"
+                    )));
+                }
+                values.insert(node.output[0].clone(), input);
+            }
+            "Gemm" => {
+                // A fully connected layer on [N, K] (stored as [N, K, 1, 1]) is a 1x1 convolution.
+                let input = value_of(&node.input[0]).map_err(fail)?;
+                if attr_int(node, "transA", 0) != 0 {
+                    return Err(fail(anyhow!("Gemm with transA=1 is not supported")));
+                }
+                let w_name = node.input.get(1).context("has no B").map_err(fail)?;
+                let b = initializers
+                    .get(w_name.as_str())
+                    .with_context(|| format!("B {w_name} is not a constant"))
+                    .and_then(|t| tensor_to_f32(t))
+                    .map_err(fail)?;
+                let k = channels[input] as usize;
+                let [d0, d1] = b.dims[..] else {
+                    return Err(fail(anyhow!("B has shape {:?}, not 2-D", b.dims)));
+                };
+                let trans_b = attr_int(node, "transB", 0) != 0;
+                let (m, bk) = if trans_b {
+                    (d0 as usize, d1 as usize)
+                } else {
+                    (d1 as usize, d0 as usize)
+                };
+                if bk != k {
+                    return Err(fail(anyhow!(
+                        "B of shape {:?} does not take {k} inputs",
+                        b.dims
+                    )));
+                }
+                let alpha = attr_float(node, "alpha", 1.0);
+                let beta = attr_float(node, "beta", 1.0);
+                let mut weights = vec![0.0f32; m * k];
+                for o in 0..m {
+                    for i in 0..k {
+                        let v = if trans_b {
+                            b.data[o * k + i]
+                        } else {
+                            b.data[i * m + o]
+                        };
+                        weights[o * k + i] = alpha * v;
+                    }
+                }
+                let bias: Vec<f32> = match node.input.get(2).filter(|s| !s.is_empty()) {
+                    Some(c) => {
+                        let c = initializers
+                            .get(c.as_str())
+                            .with_context(|| format!("C {c} is not a constant"))
+                            .and_then(|t| tensor_to_f32(t))
+                            .map_err(fail)?
+                            .data;
+                        match c.len() {
+                            1 => vec![beta * c[0]; m],
+                            n if n == m => c.iter().map(|v| beta * v).collect(),
+                            n => return Err(fail(anyhow!("C has {n} values for {m} outputs"))),
+                        }
+                    }
+                    None => Vec::new(),
+                };
+                let spec = Conv2dSpec {
+                    in_c: k as u32,
+                    out_c: m as u32,
+                    k_h: 1,
+                    k_w: 1,
+                    stride: [1, 1],
+                    pads: [0; 4],
+                    dilation: [1, 1],
+                    groups: 1,
+                    activation: Activation::None,
+                };
+                let output = channels.len();
+                channels.push(m as u32);
+                values.insert(node.output[0].clone(), output);
+                layers.push(Layer {
+                    name: node_name(node),
+                    op: LayerOp::Conv2d(spec),
+                    inputs: vec![input],
+                    output,
+                    weights,
+                    bias,
+                });
+            }
             "DepthToSpace" => {
                 let input = value_of(&node.input[0]).map_err(fail)?;
                 let block = attr_int(node, "blocksize", 0);
@@ -881,7 +1008,7 @@ fn lower(model: proto::ModelProto, name: &str) -> Result<Model> {
     if out == 0 {
         bail!("the model's output is its input; there is nothing to run");
     }
-    Ok(Model {
+    let mut model = Model {
         name: name.to_owned(),
         input_name: input.name.clone(),
         output_name: output.name.clone(),
@@ -891,5 +1018,7 @@ fn lower(model: proto::ModelProto, name: &str) -> Result<Model> {
         value_count: channels.len(),
         layers,
         opset,
-    })
+    };
+    model.prune();
+    Ok(model)
 }

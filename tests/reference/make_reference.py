@@ -32,6 +32,46 @@ MODELS = [
 ]
 
 
+# Fixed-input models: (fixture, source image), cropped to the centre square and resized to 224
+# with PIL's bicubic filter; the 224x224 PNG is what both engines read.
+CLASSIFY_FIXTURE = ("photo-224.png", "sample2.jpg")
+EFFICIENTNET = "assets/models/efficientnet_lite0.onnx"
+
+
+def classify_reference():
+    name, source = CLASSIFY_FIXTURE
+    path = FIXTURES / name
+    if not path.exists():
+        img = Image.open(SHARED / "images" / source).convert("RGB")
+        side = min(img.size)
+        left, top = (img.width - side) // 2, (img.height - side) // 2
+        img.crop((left, top, left + side, top + side)).resize((224, 224), Image.BICUBIC).save(path)
+    rgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)
+    x = ((rgb - 127.0) / 128.0).transpose(2, 0, 1)[None].astype(np.float32)
+    sess = ort.InferenceSession(str(ROOT / EFFICIENTNET), providers=["CPUExecutionProvider"])
+    logits, feat = sess.run(["logits", "feat"], {"input": x})
+    for out_name, y in [("logits", logits), ("feat", feat)]:
+        out = FIXTURES / f"{path.stem}.efficientnet.{out_name}.f32"
+        y[0].astype("<f4").tofile(out)
+        print(out, y.shape)
+    labels = json.loads((ROOT / "assets" / "models" / "imagenet_labels.json").read_text())
+    top5 = np.argsort(-logits[0])[:5]
+    (FIXTURES / f"{path.stem}.efficientnet.json").write_text(
+        json.dumps(
+            {
+                "input": name,
+                "preprocessing": "(v - 127) / 128, RGB, NCHW",
+                "top5": [int(i) for i in top5],
+                "top5_labels": [labels[i] for i in top5],
+                "onnxruntime": ort.__version__,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print("top-5:", [labels[i] for i in top5])
+
+
 def main():
     for name, source, box in CROPS:
         path = FIXTURES / name
@@ -64,3 +104,4 @@ def main():
 
 if __name__ == "__main__":
     main()
+    classify_reference()

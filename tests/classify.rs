@@ -1,0 +1,76 @@
+//! `classify` and `embed` (EfficientNet-Lite0) against onnxruntime on the same 224x224 image.
+//!
+//! Tolerance: max |diff| <= 1e-3 on logits and on the 1280-d features. Both engines compute in
+//! float32 but sum in different orders through 49 convolutions; 1e-3 is far below the gap between
+//! neighbouring top-5 logits and far above the ~1e-5 the two engines actually differ by.
+
+mod common;
+
+use batchwise::builtin;
+use batchwise::engine::BatchRunner;
+
+fn reference(name: &str) -> Vec<f32> {
+    let bytes = std::fs::read(common::fixture(name)).unwrap();
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+fn pixels(img: &image::RgbaImage) -> Vec<u32> {
+    img.pixels()
+        .map(|p| u32::from_le_bytes([p[0], p[1], p[2], 255]))
+        .collect()
+}
+
+fn top5(v: &[f32]) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[b].total_cmp(&v[a]));
+    idx.truncate(5);
+    idx
+}
+
+#[test]
+fn classify_and_embed_match_onnxruntime_in_a_batch() {
+    let engine = common::engine();
+    let photo = image::open(common::fixture("photo-224.png"))
+        .unwrap()
+        .to_rgba8();
+    let flipped = image::imageops::flip_horizontal(&photo);
+    // A batch of two different images: the second must not disturb the first.
+    let mut input = pixels(&photo);
+    input.extend(pixels(&flipped));
+    let labels = builtin::imagenet_labels();
+    for (id, file, len) in [
+        ("classify", "photo-224.efficientnet.logits.f32", 1000),
+        ("embed", "photo-224.efficientnet.feat.f32", 1280),
+    ] {
+        let b = builtin::find(id).unwrap();
+        let model = engine.load(b.load().unwrap()).unwrap();
+        let runner = BatchRunner::new(&engine, &model, 2, 224, 224, &b.spec.input_map).unwrap();
+        let out = runner.run_f32(&input, 2).unwrap();
+        assert_eq!(out.len(), 2 * len);
+        let expected = reference(file);
+        let got = &out[..len];
+        let worst = common::max_abs_diff(got, &expected);
+        eprintln!("{id}: max |diff| {worst:e}");
+        assert!(worst <= 1e-3, "{id}: max |diff| {worst}");
+        assert_ne!(
+            &out[len..],
+            got,
+            "{id}: the flipped image gave the same output"
+        );
+        if id == "classify" {
+            let (g, e) = (top5(got), top5(&expected));
+            let names: Vec<&str> = g.iter().map(|&i| labels[i].as_str()).collect();
+            eprintln!("top-5: {names:?}");
+            assert_eq!(g, e, "top-5 differs: {names:?}");
+        }
+    }
+}
+
+#[test]
+fn run_refuses_non_image_models_with_a_reason() {
+    let err = builtin::resolve("classify", &Default::default()).unwrap_err();
+    assert!(format!("{err:#}").contains("cannot write yet"), "{err:#}");
+}
