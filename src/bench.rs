@@ -19,6 +19,8 @@ pub struct BenchRow {
     pub gpu_ms_per_batch: Option<f64>,
     /// Peak of the engine's ledger while this batch size ran (weights included).
     pub peak_gpu_bytes: u64,
+    /// What the planner predicted before allocating (weights + items x bytes per item).
+    pub planned_gpu_bytes: u64,
     pub batches: usize,
     pub dispatches_per_batch: usize,
     /// Model multiply-adds per second, counting the context each tile carries.
@@ -35,6 +37,9 @@ pub struct BenchReport {
     pub count: u32,
     pub tile_size: u32,
     pub tiles_per_item: usize,
+    /// Packed weight bytes on the GPU and planned bytes per batch item at this tile size.
+    pub weight_bytes: u64,
+    pub bytes_per_item: u64,
     pub rows: Vec<BenchRow>,
 }
 
@@ -118,6 +123,7 @@ pub fn run(
             gpu_ms_per_batch: (!gpu_ms.is_empty())
                 .then(|| gpu_ms.iter().sum::<f64>() / gpu_ms.len() as f64),
             peak_gpu_bytes: engine.gpu.ledger.peak_bytes(),
+            planned_gpu_bytes: crate::engine::plan(&model, side, side, batch)?.total_bytes(),
             batches: tiles.len().div_ceil(batch as usize),
             dispatches_per_batch: up.runner().dispatches(),
             gflops: 2.0 * macs as f64 / secs / 1e9,
@@ -135,6 +141,14 @@ pub fn run(
         count,
         tile_size: tile,
         tiles_per_item,
+        weight_bytes: model.weight_bytes,
+        bytes_per_item: crate::engine::plan(
+            &model,
+            tile + 2 * builtin.spec.context,
+            tile + 2 * builtin.spec.context,
+            1,
+        )?
+        .bytes_per_item,
         rows,
     })
 }

@@ -308,7 +308,7 @@ fn run_bench(args: BenchArgs) -> Result<ExitCode> {
             args.size,
             args.size
         );
-        println!("batch  items/s  GPU ms/batch  peak GPU MiB  GFLOP/s  dispatches");
+        println!("batch  items/s  GPU ms/batch  peak GPU MiB  planned MiB  GFLOP/s  dispatches");
     }
     let json = args.json;
     let report = crate::bench::run(
@@ -321,12 +321,13 @@ fn run_bench(args: BenchArgs) -> Result<ExitCode> {
         |row| {
             if !json {
                 println!(
-                    "{:>5}  {:>7.3}  {:>12}  {:>12.1}  {:>7.2}  {:>10}",
+                    "{:>5}  {:>7.3}  {:>12}  {:>12.1}  {:>11.1}  {:>7.2}  {:>10}",
                     row.batch_size,
                     row.items_per_sec,
                     row.gpu_ms_per_batch
                         .map_or("-".into(), |ms| format!("{ms:.1}")),
                     row.peak_gpu_bytes as f64 / (1 << 20) as f64,
+                    row.planned_gpu_bytes as f64 / (1 << 20) as f64,
                     row.gflops,
                     row.dispatches_per_batch
                 );
@@ -337,8 +338,11 @@ fn run_bench(args: BenchArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         eprintln!(
-            "tile {} px ({} per image)",
-            report.tile_size, report.tiles_per_item
+            "tile {} px ({} per image); weights {:.1} MiB, {:.1} MiB per batch item",
+            report.tile_size,
+            report.tiles_per_item,
+            report.weight_bytes as f64 / (1 << 20) as f64,
+            report.bytes_per_item as f64 / (1 << 20) as f64
         );
     }
     Ok(ExitCode::SUCCESS)

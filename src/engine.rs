@@ -34,6 +34,8 @@ enum GpuLayer {
 pub struct GpuModel {
     pub model: Arc<Model>,
     layers: Vec<GpuLayer>,
+    /// Bytes of the uploaded (packed) weights.
+    pub weight_bytes: u64,
 }
 
 impl Engine {
@@ -46,8 +48,9 @@ impl Engine {
     /// Uploads a model's weights.
     pub fn load(&self, model: Arc<Model>) -> Result<GpuModel> {
         let gpu = &self.gpu;
+        let before = gpu.ledger.in_use_bytes();
         let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let layers = model
+        let layers: Vec<GpuLayer> = model
             .layers
             .iter()
             .map(|l| match &l.op {
@@ -70,13 +73,54 @@ impl Engine {
                 model.name
             );
         }
-        Ok(GpuModel { model, layers })
+        let weight_bytes = gpu.ledger.in_use_bytes().saturating_sub(before);
+        Ok(GpuModel {
+            model,
+            layers,
+            weight_bytes,
+        })
     }
 }
 
 /// Bytes a batch of `items` needs for activations, as the runner allocates them (liveness reuse).
 pub fn activation_bytes(model: &Model, shapes: &[ItemShape], items: u32) -> u64 {
     plan_buffers(model, shapes, items).iter().sum()
+}
+
+/// What a batch will hold on the GPU, known before anything is allocated.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct MemoryPlan {
+    /// Weights as the kernels store them (blocked, padded), shared by every batch.
+    pub weight_bytes: u64,
+    /// Activations (after liveness reuse) plus pixel and read-back buffers, per batch item.
+    pub bytes_per_item: u64,
+    /// Peak activation bytes of one item alone (the largest set of values alive at once).
+    pub activation_bytes_per_item: u64,
+    pub items: u32,
+}
+
+impl MemoryPlan {
+    /// Everything: weights plus `items` items. Uniform parameter records (a few KiB) are not
+    /// counted.
+    pub fn total_bytes(&self) -> u64 {
+        self.weight_bytes + self.bytes_per_item * self.items as u64
+    }
+}
+
+/// Plans a batch of `items` tiles of `h x w` for `model` whose weights are on the GPU.
+pub fn plan(model: &GpuModel, h: u32, w: u32, items: u32) -> Result<MemoryPlan> {
+    let m = &model.model;
+    let shapes = m.shapes(h, w)?;
+    let activations = activation_bytes(m, &shapes, 1);
+    let out = shapes[m.output];
+    // pixels in, pixels out and their read-back copy: 4 bytes per pixel each.
+    let io = 4 * (h as u64 * w as u64) + 8 * (out.h as u64 * out.w as u64);
+    Ok(MemoryPlan {
+        weight_bytes: model.weight_bytes,
+        bytes_per_item: activations + io,
+        activation_bytes_per_item: activations,
+        items,
+    })
 }
 
 /// Assigns each value to a buffer, reusing a buffer once its value is no longer read.

@@ -123,3 +123,29 @@ fn batch_size_does_not_change_the_output() {
         "8-bit output differs from onnxruntime by {worst}/255"
     );
 }
+
+/// The planner predicts what the engine's ledger measures: within 10% (uniform parameter records,
+/// a few KiB, are not planned).
+#[test]
+fn memory_plan_matches_the_ledger() {
+    let engine = common::engine();
+    for (id, tile, batch) in [("upscale-photo-2x", 32, 4), ("upscale-anime-4x", 24, 3)] {
+        let builtin = builtin::find(id).unwrap();
+        let ledger = &engine.gpu.ledger;
+        let base = ledger.in_use_bytes();
+        let model = engine.load(builtin.load().unwrap()).unwrap();
+        let side = tile + 2 * builtin.spec.context;
+        let plan = batchwise::engine::plan(&model, side, side, batch).unwrap();
+        ledger.reset_peak();
+        let up = TiledUpscaler::new(&engine, &model, builtin.spec, batch, Some(tile)).unwrap();
+        up.upscale_all(&[photo()]).unwrap();
+        let measured = ledger.peak_bytes() - base;
+        let planned = plan.total_bytes();
+        let ratio = measured as f64 / planned as f64;
+        eprintln!("{id}: planned {planned} B, measured {measured} B ({ratio:.3})");
+        assert!(
+            (0.9..=1.1).contains(&ratio),
+            "{id}: measured / planned = {ratio:.3}"
+        );
+    }
+}
