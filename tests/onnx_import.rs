@@ -225,3 +225,98 @@ fn user_models_get_measured_scale_and_context() {
     .unwrap_err();
     assert!(format!("{err:#}").contains("layout nhwc"), "{err:#}");
 }
+
+/// A Conv + BatchNormalization pair is folded into one convolution that computes the same thing:
+/// the GPU output of the folded model against the CPU references of the two ops in turn.
+#[test]
+fn batch_norm_folds_into_the_convolution() {
+    use batchwise::engine::BatchRunner;
+    use batchwise::kernels::conv2d::{self, Conv2dSpec};
+    use batchwise::kernels::pack::{self, PixelMapping};
+    let tensor = |name: &str, dims: Vec<i64>, data: Vec<f32>| proto::TensorProto {
+        name: name.into(),
+        dims,
+        data_type: 1,
+        float_data: data,
+        ..Default::default()
+    };
+    let w: Vec<f32> = (0..4 * 3 * 9)
+        .map(|i| ((i * 7) % 11) as f32 / 11.0 - 0.5)
+        .collect();
+    let b = vec![0.1, -0.2, 0.3, 0.0];
+    let (gamma, beta, mean, var) = (
+        vec![1.5, 0.5, -1.0, 2.0],
+        vec![0.0, 0.25, -0.5, 1.0],
+        vec![0.2, -0.1, 0.0, 0.4],
+        vec![1.0, 0.25, 4.0, 0.5],
+    );
+    let mut conv_node = node("conv", "Conv", &["x", "w", "b"], "y");
+    conv_node.attribute.push(proto::AttributeProto {
+        name: "pads".into(),
+        ints: vec![1, 1, 1, 1],
+        r#type: 7,
+        ..Default::default()
+    });
+    let bytes = proto::ModelProto {
+        ir_version: 8,
+        opset_import: vec![proto::OperatorSetIdProto {
+            domain: String::new(),
+            version: 15,
+        }],
+        graph: Some(proto::GraphProto {
+            node: vec![
+                conv_node,
+                node("bn", "BatchNormalization", &["y", "g", "be", "m", "v"], "z"),
+            ],
+            initializer: vec![
+                tensor("w", vec![4, 3, 3, 3], w.clone()),
+                tensor("b", vec![4], b.clone()),
+                tensor("g", vec![4], gamma.clone()),
+                tensor("be", vec![4], beta.clone()),
+                tensor("m", vec![4], mean.clone()),
+                tensor("v", vec![4], var.clone()),
+            ],
+            input: vec![value("x", &[1, 3, 8, 8])],
+            output: vec![value("z", &[1, 4, 8, 8])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let model = onnx::load(&bytes, "bn").unwrap();
+    assert_eq!(model.layers.len(), 1, "BatchNormalization was not folded");
+
+    let engine = common::engine();
+    let gpu_model = engine.load(std::sync::Arc::new(model)).unwrap();
+    let (h, wd) = (7, 9);
+    let pixels: Vec<u32> = (0..h * wd)
+        .map(|i: u32| i.wrapping_mul(2_654_435_761) >> 8)
+        .collect();
+    let runner = BatchRunner::new(&engine, &gpu_model, 1, h, wd, &PixelMapping::UNIT).unwrap();
+    let got = runner.run_f32(&pixels, 1).unwrap();
+
+    let spec = Conv2dSpec {
+        in_c: 3,
+        out_c: 4,
+        k_h: 3,
+        k_w: 3,
+        stride: [1, 1],
+        pads: [1; 4],
+        dilation: [1, 1],
+        groups: 1,
+        activation: Activation::None,
+    };
+    let x = pack::reference(&pixels, (h * wd) as usize, &PixelMapping::UNIT);
+    let y = conv2d::reference(&spec, &x, 1, h, wd, &w, &b);
+    let plane = (h * wd) as usize;
+    let expected: Vec<f32> = y
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let c = i / plane;
+            (v - mean[c]) / (var[c] + 1e-5).sqrt() * gamma[c] + beta[c]
+        })
+        .collect();
+    let worst = common::max_abs_diff(&got, &expected);
+    assert!(worst <= 1e-5, "max |diff| {worst}");
+}

@@ -773,6 +773,52 @@ fn lower(model: proto::ModelProto, name: &str, output_name: Option<&str>) -> Res
                     start += count;
                 }
             }
+            "BatchNormalization" => {
+                // Folded into the convolution before it: per output channel, weights scale by
+                // gamma / sqrt(var + eps) and the bias becomes (b - mean) * that + beta.
+                let input = value_of(&node.input[0]).map_err(fail)?;
+                let param = |i: usize| -> Result<Vec<f32>> {
+                    let name = node.input.get(i).context("a parameter is missing")?;
+                    let t = initializers
+                        .get(name.as_str())
+                        .with_context(|| format!("{name} is not a constant"))?;
+                    Ok(tensor_to_f32(t)?.data)
+                };
+                let [gamma, beta, mean, var] =
+                    [param(1), param(2), param(3), param(4)].map(|r| r.map_err(fail));
+                let (gamma, beta, mean, var) = (gamma?, beta?, mean?, var?);
+                let eps = attr_float(node, "epsilon", 1e-5);
+                let only_reader = readers.get(node.input[0].as_str()) == Some(&1);
+                let conv = layers.last_mut().filter(|l| {
+                    l.output == input
+                        && only_reader
+                        && matches!(&l.op, LayerOp::Conv2d(s) if s.activation == Activation::None)
+                });
+                let Some(conv) = conv else {
+                    return Err(fail(anyhow!(
+                        "a BatchNormalization that does not follow a convolution is not supported yet"
+                    )));
+                };
+                let LayerOp::Conv2d(spec) = &conv.op else {
+                    unreachable!("checked above")
+                };
+                let c = spec.out_c as usize;
+                if [&gamma, &beta, &mean, &var].iter().any(|v| v.len() != c) {
+                    return Err(fail(anyhow!("parameters do not have {c} channels")));
+                }
+                let per_channel = conv.weights.len() / c;
+                if conv.bias.is_empty() {
+                    conv.bias = vec![0.0; c];
+                }
+                for o in 0..c {
+                    let k = gamma[o] / (var[o] + eps).sqrt();
+                    conv.weights[o * per_channel..(o + 1) * per_channel]
+                        .iter_mut()
+                        .for_each(|w| *w *= k);
+                    conv.bias[o] = (conv.bias[o] - mean[o]) * k + beta[o];
+                }
+                values.insert(node.output[0].clone(), input);
+            }
             "GlobalAveragePool" => {
                 let input = value_of(&node.input[0]).map_err(fail)?;
                 let c = channels[input];
