@@ -210,6 +210,38 @@ fn conv2d_matches_reference() {
         9,
         10,
     );
+    // Depthwise (its own kernel): TF-SAME asymmetric pads with ReLU6, dilation with PRelu.
+    check_conv2d(
+        &s,
+        16,
+        Conv2dSpec {
+            groups: 24,
+            stride: [2, 2],
+            pads: [1, 1, 2, 2],
+            activation: Activation::Clip { min: 0.0, max: 6.0 },
+            ..conv(24, 24, 5)
+        },
+        2,
+        13,
+        12,
+    );
+    let mut rng = common::rng(98);
+    check_conv2d(
+        &s,
+        17,
+        Conv2dSpec {
+            groups: 5,
+            dilation: [2, 1],
+            pads: [2, 1, 2, 1],
+            activation: Activation::PRelu {
+                slopes: common::random_vec(&mut rng, 5, 0.5),
+            },
+            ..conv(5, 5, 3)
+        },
+        1,
+        9,
+        8,
+    );
     // Grouped and depthwise.
     check_conv2d(
         &s,

@@ -275,17 +275,75 @@ pub fn reference(
     out
 }
 
-/// A convolution's weights on the GPU.
+/// A convolution's weights on the GPU, for the kernel that suits its shape.
 pub struct Conv2dLayer {
     pub spec: Conv2dSpec,
     weights: TrackedBuffer,
-    chunks: Vec<Chunk>,
-    bias: Vec<[f32; 16]>,
-    slopes: Vec<[f32; 16]>,
+    imp: Implementation,
+}
+
+enum Implementation {
+    /// conv2d.wgsl: 16-channel blocks, input-channel chunks.
+    Blocked {
+        chunks: Vec<Chunk>,
+        bias: Vec<[f32; 16]>,
+        slopes: Vec<[f32; 16]>,
+    },
+    /// depthwise_conv2d.wgsl: one channel per group; bias then PRelu slopes in one buffer.
+    Depthwise { bias_slope: TrackedBuffer },
+}
+
+/// Mirror of `Params` in shaders/depthwise_conv2d.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct DepthwiseParams {
+    pub channels: u32,
+    pub in_h: u32,
+    pub in_w: u32,
+    pub out_h: u32,
+    pub out_w: u32,
+    pub k_h: u32,
+    pub k_w: u32,
+    pub stride_h: u32,
+    pub stride_w: u32,
+    pub pad_top: u32,
+    pub pad_left: u32,
+    pub dil_h: u32,
+    pub dil_w: u32,
+    pub activation: u32,
+    pub alpha: f32,
+    pub beta: f32,
+}
+
+impl Conv2dSpec {
+    /// One input and one output channel per group: the depthwise kernel runs it.
+    pub fn is_depthwise(&self) -> bool {
+        self.groups > 1 && self.groups == self.in_c && self.groups == self.out_c
+    }
 }
 
 impl Conv2dLayer {
     pub fn upload(gpu: &Gpu, label: &str, spec: Conv2dSpec, weights: &[f32], bias: &[f32]) -> Self {
+        if spec.is_depthwise() {
+            let c = spec.out_c as usize;
+            let mut bias_slope = vec![0.0f32; 2 * c];
+            bias_slope[..bias.len().min(c)].copy_from_slice(&bias[..bias.len().min(c)]);
+            if let Activation::PRelu { slopes } = &spec.activation {
+                bias_slope[c..].copy_from_slice(&slopes[..c]);
+            }
+            let storage = wgpu::BufferUsages::STORAGE;
+            return Self {
+                weights: gpu.create_buffer_init(label, bytemuck::cast_slice(weights), storage),
+                imp: Implementation::Depthwise {
+                    bias_slope: gpu.create_buffer_init(
+                        label,
+                        bytemuck::cast_slice(&bias_slope),
+                        storage,
+                    ),
+                },
+                spec,
+            };
+        }
         let packed = pack_weights(&spec, weights, bias);
         Self {
             weights: gpu.create_buffer_init(
@@ -293,14 +351,16 @@ impl Conv2dLayer {
                 bytemuck::cast_slice(&packed.weights),
                 wgpu::BufferUsages::UNIFORM,
             ),
-            chunks: packed.chunks,
-            bias: packed.bias,
-            slopes: packed.slopes,
+            imp: Implementation::Blocked {
+                chunks: packed.chunks,
+                bias: packed.bias,
+                slopes: packed.slopes,
+            },
             spec,
         }
     }
 
-    /// Binds `src` (input, `in_h x in_w`) and `dst` into a step of one dispatch per chunk.
+    /// Binds `src` (input, `in_h x in_w`) and `dst` into a step.
     #[allow(clippy::too_many_arguments)]
     pub fn prepare(
         &self,
@@ -317,12 +377,48 @@ impl Conv2dLayer {
             .output_hw(in_h, in_w)
             .expect("shapes were checked at load");
         let (activation, alpha, beta) = s.activation.encode();
+        let (chunks, bias, slopes) = match &self.imp {
+            Implementation::Depthwise { bias_slope } => {
+                let params = DepthwiseParams {
+                    channels: s.out_c,
+                    in_h,
+                    in_w,
+                    out_h,
+                    out_w,
+                    k_h: s.k_h,
+                    k_w: s.k_w,
+                    stride_h: s.stride[0],
+                    stride_w: s.stride[1],
+                    pad_top: s.pads[0],
+                    pad_left: s.pads[1],
+                    dil_h: s.dilation[0],
+                    dil_w: s.dilation[1],
+                    activation,
+                    alpha,
+                    beta,
+                };
+                return super::step(
+                    gpu,
+                    label,
+                    &kernels.depthwise_conv2d,
+                    &params,
+                    &[src, &self.weights, bias_slope, dst],
+                    [out_w.div_ceil(16), out_h.div_ceil(4)],
+                    s.out_c,
+                );
+            }
+            Implementation::Blocked {
+                chunks,
+                bias,
+                slopes,
+            } => (chunks, bias, slopes),
+        };
         let variant = Variant::for_spec(s);
         let bpg = s.blocks_per_group();
-        let chunks_per_block = self.chunks.len() as u32 / (s.groups * bpg);
-        let mut records = vec![0u8; self.chunks.len() * UNIFORM_ALIGN as usize];
-        let mut offsets = Vec::with_capacity(self.chunks.len());
-        for (i, c) in self.chunks.iter().enumerate() {
+        let chunks_per_block = chunks.len() as u32 / (s.groups * bpg);
+        let mut records = vec![0u8; chunks.len() * UNIFORM_ALIGN as usize];
+        let mut offsets = Vec::with_capacity(chunks.len());
+        for (i, c) in chunks.iter().enumerate() {
             let params = Conv2dParams {
                 in_c: s.in_c,
                 in_h,
@@ -344,8 +440,8 @@ impl Conv2dLayer {
                 activation,
                 alpha,
                 beta,
-                bias: self.bias[i / chunks_per_block as usize],
-                slope: self.slopes[i / chunks_per_block as usize],
+                bias: bias[i / chunks_per_block as usize],
+                slope: slopes[i / chunks_per_block as usize],
             };
             let at = i * UNIFORM_ALIGN as usize;
             records[at..at + std::mem::size_of::<Conv2dParams>()]

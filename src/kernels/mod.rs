@@ -29,6 +29,10 @@ pub const SHADERS: &[(&str, &str)] = &[
     ),
     ("unary.wgsl", include_str!("../../shaders/unary.wgsl")),
     (
+        "depthwise_conv2d.wgsl",
+        include_str!("../../shaders/depthwise_conv2d.wgsl"),
+    ),
+    (
         "global_avg_pool.wgsl",
         include_str!("../../shaders/global_avg_pool.wgsl"),
     ),
@@ -70,6 +74,7 @@ pub struct Kernels {
     pub unary: wgpu::ComputePipeline,
     pub copy_channels: wgpu::ComputePipeline,
     pub global_avg_pool: wgpu::ComputePipeline,
+    pub depthwise_conv2d: wgpu::ComputePipeline,
     pub(crate) conv2d_layout: wgpu::BindGroupLayout,
     conv2d_pipeline_layout: wgpu::PipelineLayout,
     /// conv2d pipelines by variant.
@@ -99,6 +104,8 @@ impl Kernels {
             copy_channels: gpu.compute_pipeline("copy_channels", shader("copy_channels.wgsl")),
             global_avg_pool: gpu
                 .compute_pipeline("global_avg_pool", shader("global_avg_pool.wgsl")),
+            depthwise_conv2d: gpu
+                .compute_pipeline("depthwise_conv2d", shader("depthwise_conv2d.wgsl")),
             conv2d_layout,
             conv2d_pipeline_layout,
             conv2d: Mutex::new(HashMap::new()),
