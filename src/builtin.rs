@@ -18,6 +18,8 @@ pub enum Task {
     Classify,
     /// Image in, a feature vector out.
     Embed,
+    /// Image in, a foreground probability mask out.
+    Segment,
 }
 
 /// ImageNet class names of `classify`, index = class.
@@ -172,6 +174,20 @@ pub const BUILTINS: &[BuiltinModel] = &[
         input_size: 224,
         file: "efficientnet_lite0.onnx",
         onnx: EFFICIENTNET,
+    },
+    BuiltinModel {
+        id: "remove-background",
+        description: "Person / background mask (MediaPipe selfie segmentation)",
+        task: Task::Segment,
+        spec: ImageModelSpec {
+            scale: 0,
+            context: 0,
+            input_map: PixelMapping::UNIT,
+        },
+        output: None,
+        input_size: 256,
+        file: "selfie_segmentation.onnx",
+        onnx: include_bytes!("../assets/models/selfie_segmentation.onnx"),
     },
 ];
 

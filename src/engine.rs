@@ -12,8 +12,8 @@ use crate::kernels::conv_transpose2d::ConvTranspose2dLayer;
 use crate::kernels::conv2d::Conv2dLayer;
 use crate::kernels::pack::PixelMapping;
 use crate::kernels::{
-    Kernels, Step, binary, copy_channels, depth_to_space, global_avg_pool, pack, resize_nearest,
-    unary, unpack,
+    Kernels, Step, binary, copy_channels, depth_to_space, global_avg_pool, pack, resize_linear,
+    resize_nearest, unary, unpack,
 };
 use crate::model::{ItemShape, LayerOp, Model};
 
@@ -365,6 +365,17 @@ impl Lane {
                         dst,
                         s.c,
                         s.h * s.w,
+                    ),
+                    (_, LayerOp::ResizeLinear(spec)) => resize_linear::prepare(
+                        gpu,
+                        &k.resize_linear,
+                        &l.name,
+                        spec,
+                        src,
+                        dst,
+                        s.c,
+                        s.h,
+                        s.w,
                     ),
                     (_, LayerOp::Concat) => unreachable!("handled above"),
                     (GpuLayer::Plain, LayerOp::Conv2d(_) | LayerOp::ConvTranspose2d(_)) => {

@@ -8,6 +8,7 @@ use crate::kernels::binary::{self, BinaryOp};
 use crate::kernels::conv_transpose2d::ConvTranspose2dSpec;
 use crate::kernels::conv2d::Conv2dSpec;
 use crate::kernels::depth_to_space::DepthToSpaceSpec;
+use crate::kernels::resize_linear::ResizeLinearSpec;
 use crate::kernels::unary::UnaryOp;
 
 pub type ValueId = usize;
@@ -32,6 +33,8 @@ pub enum LayerOp {
     },
     /// The mean of each channel: `[C, H, W] -> [C, 1, 1]`.
     GlobalAvgPool,
+    /// Bilinear resize.
+    ResizeLinear(ResizeLinearSpec),
 }
 
 #[derive(Clone, Debug)]
@@ -118,6 +121,10 @@ impl Model {
                         c: inputs.iter().map(|s| s.c).sum(),
                         ..input
                     }),
+                LayerOp::ResizeLinear(spec) => {
+                    let (h, w) = spec.output_hw(input.h, input.w);
+                    (h > 0 && w > 0).then_some(ItemShape { c: input.c, h, w })
+                }
                 LayerOp::GlobalAvgPool => Some(ItemShape {
                     c: input.c,
                     h: 1,

@@ -482,6 +482,58 @@ fn binary_matches_reference_with_broadcasting() {
     }
 }
 
+/// Bilinear interpolation against an f64 reference: two lerps in f32, 1e-6 absolute for values
+/// in [-1, 1].
+#[test]
+fn resize_linear_matches_reference() {
+    use batchwise::kernels::resize_linear::{self, Coords, ResizeLinearSpec, Target};
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(37);
+    let (n, c, h, w) = (2u32, 3u32, 7u32, 5u32);
+    let input = common::random_vec(&mut rng, (n * c * h * w) as usize, 1.0);
+    for spec in [
+        ResizeLinearSpec {
+            target: Target::Scale([2.0, 2.0]),
+            coords: Coords::HalfPixel,
+        },
+        ResizeLinearSpec {
+            target: Target::Size([16, 9]),
+            coords: Coords::HalfPixel,
+        },
+        ResizeLinearSpec {
+            target: Target::Size([3, 11]),
+            coords: Coords::AlignCorners,
+        },
+        ResizeLinearSpec {
+            target: Target::Scale([1.5, 0.5]),
+            coords: Coords::Asymmetric,
+        },
+        ResizeLinearSpec {
+            target: Target::Size([14, 1]),
+            coords: Coords::PytorchHalfPixel,
+        },
+    ] {
+        let expected = resize_linear::reference(&spec, &input, n * c, h, w);
+        let src = storage(gpu, &input);
+        let dst = output(gpu, expected.len());
+        let step = resize_linear::prepare(
+            gpu,
+            &s.kernels.resize_linear,
+            "resize",
+            &spec,
+            &src,
+            &dst,
+            c,
+            h,
+            w,
+        );
+        let got = run_f32(gpu, &step, n, &dst, expected.len());
+        let worst = common::max_abs_diff(&got, &expected);
+        assert!(worst <= 1e-6, "{spec:?}: max diff {worst}");
+    }
+}
+
 /// Activations against f64 references. exp/tanh on GPUs are accurate to a few ulp (WGSL allows
 /// more for large inputs), and erf is a polynomial good to 1.5e-7, so 2e-6 absolute plus 1e-5
 /// relative; an error in a formula moves values by far more.

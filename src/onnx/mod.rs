@@ -265,13 +265,56 @@ fn fusable_conv(layers: &mut [Layer], value: ValueId) -> Option<&mut Layer> {
     }
 }
 
+/// A linear Resize: its coordinate mode and its scales (input 2) or output sizes (input 3).
+fn resize_linear_spec(
+    node: &NodeProto,
+    initializers: &HashMap<&str, &TensorProto>,
+) -> Result<crate::kernels::resize_linear::ResizeLinearSpec> {
+    use crate::kernels::resize_linear::{Coords, ResizeLinearSpec, Target};
+    let text = |name: &str, default: &str| {
+        attr(node, name).map_or(default.to_owned(), |a| {
+            String::from_utf8_lossy(&a.s).into_owned()
+        })
+    };
+    let coords = match text("coordinate_transformation_mode", "half_pixel").as_str() {
+        "half_pixel" => Coords::HalfPixel,
+        "pytorch_half_pixel" => Coords::PytorchHalfPixel,
+        "align_corners" => Coords::AlignCorners,
+        "asymmetric" => Coords::Asymmetric,
+        other => bail!("Resize coordinate_transformation_mode={other} is not supported yet"),
+    };
+    let constant = |i: usize| {
+        node.input
+            .get(i)
+            .filter(|n| !n.is_empty())
+            .and_then(|n| initializers.get(n.as_str()))
+    };
+    let target = if let Some(sizes) = constant(3) {
+        match tensor_to_i64(sizes)?.as_slice() {
+            [_, _, h, w] if *h > 0 && *w > 0 => Target::Size([*h as u32, *w as u32]),
+            other => bail!("Resize sizes {other:?} must be [N, C, h, w]"),
+        }
+    } else {
+        let scales = constant(2)
+            .or_else(|| constant(1).filter(|_| node.op_type == "Upsample"))
+            .context("Resize needs constant scales or sizes")?;
+        match tensor_to_f32(scales)?.data.as_slice() {
+            [n, c, h, w] if *n == 1.0 && *c == 1.0 && *h > 0.0 && *w > 0.0 => {
+                Target::Scale([*h, *w])
+            }
+            other => bail!("Resize scales {other:?} must be [1, 1, h, w]"),
+        }
+    };
+    Ok(ResizeLinearSpec { target, coords })
+}
+
 /// Whole-number nearest-neighbour scale factors of a Resize (or Upsample) node.
 fn resize_scale(node: &NodeProto, initializers: &HashMap<&str, &TensorProto>) -> Result<[u32; 2]> {
     let mode = attr(node, "mode").map_or("nearest".into(), |a| {
         String::from_utf8_lossy(&a.s).into_owned()
     });
     if mode != "nearest" {
-        bail!("Resize mode {mode} is not supported yet (nearest is)");
+        bail!("Resize mode {mode} is not supported yet (nearest and linear are)");
     }
     let coords = attr(node, "coordinate_transformation_mode").map_or("half_pixel".into(), |a| {
         String::from_utf8_lossy(&a.s).into_owned()
@@ -403,7 +446,13 @@ fn lower(model: proto::ModelProto, name: &str, output_name: Option<&str>) -> Res
             dims.len()
         );
     }
-    let input_channels = dims[1]
+    // An NHWC input that the graph transposes to NCHW first is fed as NCHW directly.
+    let nhwc_input = graph.node.iter().any(|n| {
+        n.op_type == "Transpose"
+            && n.input.first() == Some(&input.name)
+            && attr_ints(n, "perm").as_deref() == Some(&[0, 3, 1, 2])
+    });
+    let input_channels = dims[if nhwc_input { 3 } else { 1 }]
         .filter(|&c| c > 0)
         .with_context(|| format!("input {} does not fix its channel count", input.name))?
         as u32;
@@ -959,18 +1008,41 @@ fn lower(model: proto::ModelProto, name: &str, output_name: Option<&str>) -> Res
             }
             "Resize" | "Upsample" => {
                 let input = value_of(&node.input[0]).map_err(fail)?;
-                let scale = resize_scale(node, &initializers).map_err(fail)?;
-                let output = channels.len();
-                channels.push(channels[input]);
-                values.insert(node.output[0].clone(), output);
-                layers.push(Layer {
-                    name: node_name(node),
-                    op: LayerOp::ResizeNearest(scale),
-                    inputs: vec![input],
-                    output,
-                    weights: Vec::new(),
-                    bias: Vec::new(),
+                let mode = attr(node, "mode").map_or("nearest".into(), |a| {
+                    String::from_utf8_lossy(&a.s).into_owned()
                 });
+                let op = if mode == "linear" || mode == "bilinear" {
+                    LayerOp::ResizeLinear(resize_linear_spec(node, &initializers).map_err(fail)?)
+                } else {
+                    LayerOp::ResizeNearest(resize_scale(node, &initializers).map_err(fail)?)
+                };
+                let c = channels[input];
+                push_plain(
+                    &mut layers,
+                    &mut channels,
+                    &mut values,
+                    node,
+                    op,
+                    vec![input],
+                    c,
+                );
+            }
+            "Transpose" => {
+                let input = value_of(&node.input[0]).map_err(fail)?;
+                let perm = attr_ints(node, "perm").unwrap_or_default();
+                let is_output = graph.output.iter().any(|o| o.name == node.output[0]);
+                if input == 0 && nhwc_input && perm == [0, 3, 1, 2] {
+                    // The NHWC input: the engine already packs pixels as NCHW.
+                    values.insert(node.output[0].clone(), 0);
+                } else if perm == [0, 2, 3, 1] && channels[input] == 1 && is_output {
+                    // A one-channel map is the same memory in NCHW and NHWC.
+                    values.insert(node.output[0].clone(), input);
+                } else {
+                    return Err(fail(anyhow!(
+                        "Transpose {perm:?} is supported only from an NHWC input to NCHW, or to a \
+                         one-channel NHWC output"
+                    )));
+                }
             }
             "Add" | "Sub" | "Mul" | "Div" => {
                 use crate::kernels::binary::BinaryOp;

@@ -72,6 +72,27 @@ def classify_reference():
     print("top-5:", [labels[i] for i in top5])
 
 
+SEGMENT_FIXTURE = ("photo-256.png", "sample3.jpg")
+
+
+def segment_reference():
+    name, source = SEGMENT_FIXTURE
+    path = FIXTURES / name
+    if not path.exists():
+        img = Image.open(SHARED / "images" / source).convert("RGB")
+        side = min(img.size)
+        left, top = (img.width - side) // 2, (img.height - side) // 2
+        img.crop((left, top, left + side, top + side)).resize((256, 256), Image.BICUBIC).save(path)
+    rgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
+    sess = ort.InferenceSession(
+        str(ROOT / "assets/models/selfie_segmentation.onnx"), providers=["CPUExecutionProvider"]
+    )
+    (mask,) = sess.run(None, {"input_nhwc": rgb[None]})
+    out = FIXTURES / f"{path.stem}.remove-background.f32"
+    mask[0, :, :, 0].astype("<f4").tofile(out)
+    print(out, mask.shape, float(mask.mean()))
+
+
 def main():
     for name, source, box in CROPS:
         path = FIXTURES / name
@@ -105,3 +126,4 @@ def main():
 if __name__ == "__main__":
     main()
     classify_reference()
+    segment_reference()

@@ -1,4 +1,6 @@
-//! `classify` and `embed` (EfficientNet-Lite0) against onnxruntime on the same 224x224 image.
+//! Fixed-input models against onnxruntime: `classify` and `embed` (EfficientNet-Lite0) and
+//! `remove-background` (MediaPipe selfie segmentation).
+//!
 //!
 //! Tolerance: max |diff| <= 1e-3 on logits and on the 1280-d features. Both engines compute in
 //! float32 but sum in different orders through 49 convolutions; 1e-3 is far below the gap between
@@ -73,4 +75,25 @@ fn classify_and_embed_match_onnxruntime_in_a_batch() {
 fn run_refuses_non_image_models_with_a_reason() {
     let err = builtin::resolve("classify", &Default::default()).unwrap_err();
     assert!(format!("{err:#}").contains("cannot write yet"), "{err:#}");
+}
+
+/// `remove-background` (NHWC input and output, bilinear resizes, squeeze-excite multiplies) against
+/// onnxruntime: the mask in [0, 1] at PSNR >= 60 dB.
+#[test]
+fn remove_background_matches_onnxruntime() {
+    let engine = common::engine();
+    let photo = image::open(common::fixture("photo-256.png"))
+        .unwrap()
+        .to_rgba8();
+    let b = builtin::find("remove-background").unwrap();
+    let model = engine.load(b.load().unwrap()).unwrap();
+    let runner = BatchRunner::new(&engine, &model, 1, 256, 256, &b.spec.input_map).unwrap();
+    let got = runner.run_f32(&pixels(&photo), 1).unwrap();
+    let expected = reference("photo-256.remove-background.f32");
+    let psnr = common::psnr(&got, &expected);
+    eprintln!(
+        "remove-background: PSNR {psnr:.1} dB, max |diff| {:e}",
+        common::max_abs_diff(&got, &expected)
+    );
+    assert!(psnr >= 60.0, "PSNR {psnr:.1} dB");
 }

@@ -1,0 +1,127 @@
+//! Bilinear resize (`shaders/resize_linear.wgsl`) with ONNX's coordinate modes.
+
+use super::Step;
+use crate::gpu::Gpu;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Coords {
+    HalfPixel = 0,
+    PytorchHalfPixel = 1,
+    AlignCorners = 2,
+    Asymmetric = 3,
+}
+
+/// Output size: fixed, or the input size times a scale.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Target {
+    Size([u32; 2]),
+    Scale([f32; 2]),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ResizeLinearSpec {
+    pub target: Target,
+    pub coords: Coords,
+}
+
+impl ResizeLinearSpec {
+    pub fn output_hw(&self, h: u32, w: u32) -> (u32, u32) {
+        match self.target {
+            Target::Size(s) => (s[0], s[1]),
+            Target::Scale([sh, sw]) => ((h as f32 * sh) as u32, (w as f32 * sw) as u32),
+        }
+    }
+
+    /// The scale the coordinate transform divides by: as given, or out / in for sizes (ONNX).
+    fn scales(&self, h: u32, w: u32) -> [f32; 2] {
+        match self.target {
+            Target::Scale(s) => s,
+            Target::Size([oh, ow]) => [oh as f32 / h as f32, ow as f32 / w as f32],
+        }
+    }
+}
+
+/// Mirror of `Params` in shaders/resize_linear.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ResizeLinearParams {
+    pub in_h: u32,
+    pub in_w: u32,
+    pub out_h: u32,
+    pub out_w: u32,
+    pub coords: u32,
+    pub _pad: u32,
+    pub scale_h: f32,
+    pub scale_w: f32,
+}
+
+fn source(o: u32, in_len: u32, out_len: u32, scale: f32, coords: Coords) -> f64 {
+    let (o, i, n, s) = (o as f64, in_len as f64, out_len as f64, scale as f64);
+    let x = match coords {
+        Coords::HalfPixel => (o + 0.5) / s - 0.5,
+        Coords::PytorchHalfPixel if out_len > 1 => (o + 0.5) / s - 0.5,
+        Coords::AlignCorners if out_len > 1 => o * (i - 1.0) / (n - 1.0),
+        Coords::Asymmetric => o / s,
+        _ => 0.0,
+    };
+    x.clamp(0.0, i - 1.0)
+}
+
+/// CPU reference in f64 over `planes` planes of `h x w`.
+pub fn reference(spec: &ResizeLinearSpec, input: &[f32], planes: u32, h: u32, w: u32) -> Vec<f32> {
+    let (oh, ow) = spec.output_hw(h, w);
+    let [sh, sw] = spec.scales(h, w);
+    let mut out = Vec::with_capacity((planes * oh * ow) as usize);
+    for p in 0..planes {
+        let at = |y: usize, x: usize| input[(p as usize * h as usize + y) * w as usize + x] as f64;
+        for oy in 0..oh {
+            let y = source(oy, h, oh, sh, spec.coords);
+            let (y0, fy) = (y.floor() as usize, y - y.floor());
+            let y1 = (y0 + 1).min(h as usize - 1);
+            for ox in 0..ow {
+                let x = source(ox, w, ow, sw, spec.coords);
+                let (x0, fx) = (x.floor() as usize, x - x.floor());
+                let x1 = (x0 + 1).min(w as usize - 1);
+                let top = at(y0, x0) * (1.0 - fx) + at(y0, x1) * fx;
+                let bottom = at(y1, x0) * (1.0 - fx) + at(y1, x1) * fx;
+                out.push((top * (1.0 - fy) + bottom * fy) as f32);
+            }
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn prepare(
+    gpu: &Gpu,
+    pipeline: &wgpu::ComputePipeline,
+    label: &str,
+    spec: &ResizeLinearSpec,
+    src: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+    channels: u32,
+    h: u32,
+    w: u32,
+) -> Step {
+    let (out_h, out_w) = spec.output_hw(h, w);
+    let [scale_h, scale_w] = spec.scales(h, w);
+    let params = ResizeLinearParams {
+        in_h: h,
+        in_w: w,
+        out_h,
+        out_w,
+        coords: spec.coords as u32,
+        _pad: 0,
+        scale_h,
+        scale_w,
+    };
+    super::step(
+        gpu,
+        label,
+        pipeline,
+        &params,
+        &[src, dst],
+        [out_w.div_ceil(16), out_h.div_ceil(4)],
+        channels,
+    )
+}
