@@ -133,6 +133,22 @@ pub const BUILTINS: &[BuiltinModel] = &[
         onnx: include_bytes!("../assets/models/realesr_animevideov3_x4.onnx"),
     },
     BuiltinModel {
+        id: "upscale-anime-2x",
+        description: "2x upscale for anime and illustration (Real-ESRGAN animevideov3 x2)",
+        task: Task::Upscale,
+        // The x4 network (radius 18), then a bicubic 2x downscale whose 4 taps at 4x reach half
+        // an input pixel further: 19.
+        spec: ImageModelSpec {
+            scale: 2,
+            context: 19,
+            input_map: PixelMapping::UNIT,
+        },
+        output: None,
+        input_size: 0,
+        file: "realesr_animevideov3_x2.onnx",
+        onnx: include_bytes!("../assets/models/realesr_animevideov3_x2.onnx"),
+    },
+    BuiltinModel {
         id: "enhance-low-light",
         description: "Brighten dark photos (Zero-DCE light-enhancement curves)",
         task: Task::Enhance,

@@ -12,7 +12,7 @@ use crate::kernels::conv_transpose2d::ConvTranspose2dLayer;
 use crate::kernels::conv2d::Conv2dLayer;
 use crate::kernels::pack::PixelMapping;
 use crate::kernels::{
-    Kernels, Step, binary, copy_channels, depth_to_space, global_avg_pool, pack, resize_linear,
+    Kernels, Step, binary, copy_channels, depth_to_space, global_avg_pool, pack, resize_filter,
     resize_nearest, unary, unpack,
 };
 use crate::model::{ItemShape, LayerOp, Model};
@@ -366,9 +366,9 @@ impl Lane {
                         s.c,
                         s.h * s.w,
                     ),
-                    (_, LayerOp::ResizeLinear(spec)) => resize_linear::prepare(
+                    (_, LayerOp::ResizeFilter(spec)) => resize_filter::prepare(
                         gpu,
-                        &k.resize_linear,
+                        &k.resize_filter,
                         &l.name,
                         spec,
                         src,

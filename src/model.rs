@@ -8,7 +8,7 @@ use crate::kernels::binary::{self, BinaryOp};
 use crate::kernels::conv_transpose2d::ConvTranspose2dSpec;
 use crate::kernels::conv2d::Conv2dSpec;
 use crate::kernels::depth_to_space::DepthToSpaceSpec;
-use crate::kernels::resize_linear::ResizeLinearSpec;
+use crate::kernels::resize_filter::ResizeFilterSpec;
 use crate::kernels::unary::UnaryOp;
 
 pub type ValueId = usize;
@@ -34,7 +34,7 @@ pub enum LayerOp {
     /// The mean of each channel: `[C, H, W] -> [C, 1, 1]`.
     GlobalAvgPool,
     /// Bilinear resize.
-    ResizeLinear(ResizeLinearSpec),
+    ResizeFilter(ResizeFilterSpec),
 }
 
 #[derive(Clone, Debug)]
@@ -121,7 +121,7 @@ impl Model {
                         c: inputs.iter().map(|s| s.c).sum(),
                         ..input
                     }),
-                LayerOp::ResizeLinear(spec) => {
+                LayerOp::ResizeFilter(spec) => {
                     let (h, w) = spec.output_hw(input.h, input.w);
                     (h > 0 && w > 0).then_some(ItemShape { c: input.c, h, w })
                 }

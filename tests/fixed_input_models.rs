@@ -1,7 +1,6 @@
 //! Fixed-input models against onnxruntime: `classify` and `embed` (EfficientNet-Lite0) and
 //! `remove-background` (MediaPipe selfie segmentation).
 //!
-//!
 //! Tolerance: max |diff| <= 1e-3 on logits and on the 1280-d features. Both engines compute in
 //! float32 but sum in different orders through 49 convolutions; 1e-3 is far below the gap between
 //! neighbouring top-5 logits and far above the ~1e-5 the two engines actually differ by.

@@ -49,6 +49,7 @@ fn denoise_and_anime_models_match_onnxruntime() {
     for (id, tile) in [
         ("upscale-photo-2x-denoise3", 24),
         ("upscale-anime-4x", 32),
+        ("upscale-anime-2x", 32),
         ("enhance-low-light", 32),
     ] {
         let builtin = builtin::find(id).unwrap();

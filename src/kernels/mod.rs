@@ -11,7 +11,7 @@ pub mod copy_channels;
 pub mod depth_to_space;
 pub mod global_avg_pool;
 pub mod pack;
-pub mod resize_linear;
+pub mod resize_filter;
 pub mod resize_nearest;
 pub mod unary;
 pub mod unpack;
@@ -30,8 +30,8 @@ pub const SHADERS: &[(&str, &str)] = &[
     ),
     ("unary.wgsl", include_str!("../../shaders/unary.wgsl")),
     (
-        "resize_linear.wgsl",
-        include_str!("../../shaders/resize_linear.wgsl"),
+        "resize_filter.wgsl",
+        include_str!("../../shaders/resize_filter.wgsl"),
     ),
     (
         "depthwise_conv2d.wgsl",
@@ -80,7 +80,7 @@ pub struct Kernels {
     pub copy_channels: wgpu::ComputePipeline,
     pub global_avg_pool: wgpu::ComputePipeline,
     pub depthwise_conv2d: wgpu::ComputePipeline,
-    pub resize_linear: wgpu::ComputePipeline,
+    pub resize_filter: wgpu::ComputePipeline,
     pub(crate) conv2d_layout: wgpu::BindGroupLayout,
     conv2d_pipeline_layout: wgpu::PipelineLayout,
     /// conv2d pipelines by variant.
@@ -112,7 +112,7 @@ impl Kernels {
                 .compute_pipeline("global_avg_pool", shader("global_avg_pool.wgsl")),
             depthwise_conv2d: gpu
                 .compute_pipeline("depthwise_conv2d", shader("depthwise_conv2d.wgsl")),
-            resize_linear: gpu.compute_pipeline("resize_linear", shader("resize_linear.wgsl")),
+            resize_filter: gpu.compute_pipeline("resize_filter", shader("resize_filter.wgsl")),
             conv2d_layout,
             conv2d_pipeline_layout,
             conv2d: Mutex::new(HashMap::new()),

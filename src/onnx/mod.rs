@@ -266,11 +266,11 @@ fn fusable_conv(layers: &mut [Layer], value: ValueId) -> Option<&mut Layer> {
 }
 
 /// A linear Resize: its coordinate mode and its scales (input 2) or output sizes (input 3).
-fn resize_linear_spec(
+fn resize_filter_spec(
     node: &NodeProto,
     initializers: &HashMap<&str, &TensorProto>,
-) -> Result<crate::kernels::resize_linear::ResizeLinearSpec> {
-    use crate::kernels::resize_linear::{Coords, ResizeLinearSpec, Target};
+) -> Result<crate::kernels::resize_filter::ResizeFilterSpec> {
+    use crate::kernels::resize_filter::{Coords, Filter, ResizeFilterSpec, Target};
     let text = |name: &str, default: &str| {
         attr(node, name).map_or(default.to_owned(), |a| {
             String::from_utf8_lossy(&a.s).into_owned()
@@ -305,7 +305,21 @@ fn resize_linear_spec(
             other => bail!("Resize scales {other:?} must be [1, 1, h, w]"),
         }
     };
-    Ok(ResizeLinearSpec { target, coords })
+    let filter = if text("mode", "nearest") == "cubic" {
+        if attr_int(node, "exclude_outside", 0) != 0 {
+            bail!("Resize cubic with exclude_outside=1 is not supported yet");
+        }
+        Filter::Cubic {
+            a: attr_float(node, "cubic_coeff_a", -0.75),
+        }
+    } else {
+        Filter::Linear
+    };
+    Ok(ResizeFilterSpec {
+        target,
+        coords,
+        filter,
+    })
 }
 
 /// Whole-number nearest-neighbour scale factors of a Resize (or Upsample) node.
@@ -314,7 +328,7 @@ fn resize_scale(node: &NodeProto, initializers: &HashMap<&str, &TensorProto>) ->
         String::from_utf8_lossy(&a.s).into_owned()
     });
     if mode != "nearest" {
-        bail!("Resize mode {mode} is not supported yet (nearest and linear are)");
+        bail!("Resize mode {mode} is not supported yet (nearest, linear and cubic are)");
     }
     let coords = attr(node, "coordinate_transformation_mode").map_or("half_pixel".into(), |a| {
         String::from_utf8_lossy(&a.s).into_owned()
@@ -1011,8 +1025,8 @@ fn lower(model: proto::ModelProto, name: &str, output_name: Option<&str>) -> Res
                 let mode = attr(node, "mode").map_or("nearest".into(), |a| {
                     String::from_utf8_lossy(&a.s).into_owned()
                 });
-                let op = if mode == "linear" || mode == "bilinear" {
-                    LayerOp::ResizeLinear(resize_linear_spec(node, &initializers).map_err(fail)?)
+                let op = if mode == "linear" || mode == "bilinear" || mode == "cubic" {
+                    LayerOp::ResizeFilter(resize_filter_spec(node, &initializers).map_err(fail)?)
                 } else {
                     LayerOp::ResizeNearest(resize_scale(node, &initializers).map_err(fail)?)
                 };

@@ -28,6 +28,7 @@ MODELS = [
     ("upscale-photo-2x", "assets/models/waifu2x_upconv7_photo_scale2.0x.onnx", 2, 7),
     ("upscale-photo-2x-denoise3", "assets/models/waifu2x_upconv7_photo_noise3_scale2.0x.onnx", 2, 7),
     ("upscale-anime-4x", "assets/models/realesr_animevideov3_x4.onnx", 4, 18),
+    ("upscale-anime-2x", "assets/models/realesr_animevideov3_x2.onnx", 2, 19),
     ("enhance-low-light", "assets/models/zero_dce.onnx", 1, 7),
 ]
 

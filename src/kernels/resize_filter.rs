@@ -1,4 +1,4 @@
-//! Bilinear resize (`shaders/resize_linear.wgsl`) with ONNX's coordinate modes.
+//! Bilinear and bicubic resize (`shaders/resize_filter.wgsl`) with ONNX's coordinate modes.
 
 use super::Step;
 use crate::gpu::Gpu;
@@ -19,12 +19,22 @@ pub enum Target {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ResizeLinearSpec {
-    pub target: Target,
-    pub coords: Coords,
+pub enum Filter {
+    Linear,
+    /// Keys' cubic with ONNX's `cubic_coeff_a` (-0.75 by default).
+    Cubic {
+        a: f32,
+    },
 }
 
-impl ResizeLinearSpec {
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ResizeFilterSpec {
+    pub target: Target,
+    pub coords: Coords,
+    pub filter: Filter,
+}
+
+impl ResizeFilterSpec {
     pub fn output_hw(&self, h: u32, w: u32) -> (u32, u32) {
         match self.target {
             Target::Size(s) => (s[0], s[1]),
@@ -41,21 +51,23 @@ impl ResizeLinearSpec {
     }
 }
 
-/// Mirror of `Params` in shaders/resize_linear.wgsl.
+/// Mirror of `Params` in shaders/resize_filter.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct ResizeLinearParams {
+pub struct ResizeFilterParams {
     pub in_h: u32,
     pub in_w: u32,
     pub out_h: u32,
     pub out_w: u32,
     pub coords: u32,
-    pub _pad: u32,
+    pub cubic: u32,
     pub scale_h: f32,
     pub scale_w: f32,
+    pub cubic_a: f32,
+    pub _pad: [u32; 3],
 }
 
-fn source(o: u32, in_len: u32, out_len: u32, scale: f32, coords: Coords) -> f64 {
+fn source_unclamped(o: u32, in_len: u32, out_len: u32, scale: f32, coords: Coords) -> f64 {
     let (o, i, n, s) = (o as f64, in_len as f64, out_len as f64, scale as f64);
     let x = match coords {
         Coords::HalfPixel => (o + 0.5) / s - 0.5,
@@ -64,16 +76,56 @@ fn source(o: u32, in_len: u32, out_len: u32, scale: f32, coords: Coords) -> f64 
         Coords::Asymmetric => o / s,
         _ => 0.0,
     };
-    x.clamp(0.0, i - 1.0)
+    let _ = i;
+    x
+}
+
+fn source(o: u32, in_len: u32, out_len: u32, scale: f32, coords: Coords) -> f64 {
+    source_unclamped(o, in_len, out_len, scale, coords).clamp(0.0, in_len as f64 - 1.0)
+}
+
+fn cubic_weights(t: f64, a: f64) -> [f64; 4] {
+    let (t1, t2, t3) = (t + 1.0, 1.0 - t, 2.0 - t);
+    [
+        ((a * t1 - 5.0 * a) * t1 + 8.0 * a) * t1 - 4.0 * a,
+        ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0,
+        ((a + 2.0) * t2 - (a + 3.0)) * t2 * t2 + 1.0,
+        ((a * t3 - 5.0 * a) * t3 + 8.0 * a) * t3 - 4.0 * a,
+    ]
 }
 
 /// CPU reference in f64 over `planes` planes of `h x w`.
-pub fn reference(spec: &ResizeLinearSpec, input: &[f32], planes: u32, h: u32, w: u32) -> Vec<f32> {
+pub fn reference(spec: &ResizeFilterSpec, input: &[f32], planes: u32, h: u32, w: u32) -> Vec<f32> {
     let (oh, ow) = spec.output_hw(h, w);
     let [sh, sw] = spec.scales(h, w);
     let mut out = Vec::with_capacity((planes * oh * ow) as usize);
     for p in 0..planes {
         let at = |y: usize, x: usize| input[(p as usize * h as usize + y) * w as usize + x] as f64;
+        if let Filter::Cubic { a } = spec.filter {
+            let clampi = |v: i64, n: u32| v.clamp(0, n as i64 - 1) as usize;
+            for oy in 0..oh {
+                let y = source_unclamped(oy, h, oh, sh, spec.coords);
+                let wy = cubic_weights(y - y.floor(), a as f64);
+                for ox in 0..ow {
+                    let x = source_unclamped(ox, w, ow, sw, spec.coords);
+                    let wx = cubic_weights(x - x.floor(), a as f64);
+                    let mut sum = 0.0;
+                    for (j, wyj) in wy.iter().enumerate() {
+                        let iy = clampi(y.floor() as i64 + j as i64 - 1, h);
+                        let row: f64 = wx
+                            .iter()
+                            .enumerate()
+                            .map(|(i, wxi)| {
+                                wxi * at(iy, clampi(x.floor() as i64 + i as i64 - 1, w))
+                            })
+                            .sum();
+                        sum += wyj * row;
+                    }
+                    out.push(sum as f32);
+                }
+            }
+            continue;
+        }
         for oy in 0..oh {
             let y = source(oy, h, oh, sh, spec.coords);
             let (y0, fy) = (y.floor() as usize, y - y.floor());
@@ -96,7 +148,7 @@ pub fn prepare(
     gpu: &Gpu,
     pipeline: &wgpu::ComputePipeline,
     label: &str,
-    spec: &ResizeLinearSpec,
+    spec: &ResizeFilterSpec,
     src: &wgpu::Buffer,
     dst: &wgpu::Buffer,
     channels: u32,
@@ -105,15 +157,20 @@ pub fn prepare(
 ) -> Step {
     let (out_h, out_w) = spec.output_hw(h, w);
     let [scale_h, scale_w] = spec.scales(h, w);
-    let params = ResizeLinearParams {
+    let params = ResizeFilterParams {
         in_h: h,
         in_w: w,
         out_h,
         out_w,
         coords: spec.coords as u32,
-        _pad: 0,
+        cubic: matches!(spec.filter, Filter::Cubic { .. }) as u32,
         scale_h,
         scale_w,
+        cubic_a: match spec.filter {
+            Filter::Cubic { a } => a,
+            Filter::Linear => 0.0,
+        },
+        _pad: [0; 3],
     };
     super::step(
         gpu,

@@ -1,0 +1,98 @@
+// Bilinear or bicubic resize of NCHW planes with ONNX's coordinate transformation modes, as
+// onnxruntime computes them: linear clamps the source coordinate to the image; cubic takes the 4
+// taps around the unclamped coordinate and clamps each tap's index (exclude_outside = 0).
+//
+// Keep `Params` in sync with `ResizeFilterParams` in src/kernels/resize_filter.rs.
+struct Params {
+    in_h: u32,
+    in_w: u32,
+    out_h: u32,
+    out_w: u32,
+    coords: u32,  // 0 half_pixel, 1 pytorch_half_pixel, 2 align_corners, 3 asymmetric
+    cubic: u32,   // 0 linear, 1 cubic
+    scale_h: f32, // out / in, as the model gives it
+    scale_w: f32,
+    cubic_a: f32, // cubic_coeff_a, -0.75 by default
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+
+fn source_unclamped(o: u32, in_len: u32, out_len: u32, scale: f32) -> f32 {
+    var x: f32;
+    switch p.coords {
+        case 1u: { x = select(0.0, (f32(o) + 0.5) / scale - 0.5, out_len > 1u); }
+        case 2u: { x = select(0.0, f32(o) * f32(in_len - 1u) / f32(out_len - 1u), out_len > 1u); }
+        case 3u: { x = f32(o) / scale; }
+        default: { x = (f32(o) + 0.5) / scale - 0.5; }
+    }
+    return x;
+}
+
+fn source(o: u32, in_len: u32, out_len: u32, scale: f32) -> f32 {
+    return clamp(source_unclamped(o, in_len, out_len, scale), 0.0, f32(in_len - 1u));
+}
+
+// Keys' cubic convolution weights of the taps at -1, 0, 1, 2 for fraction t.
+fn cubic_weights(t: f32) -> vec4<f32> {
+    let a = p.cubic_a;
+    let t1 = t + 1.0;
+    let t2 = 1.0 - t;
+    let t3 = 2.0 - t;
+    return vec4<f32>(
+        ((a * t1 - 5.0 * a) * t1 + 8.0 * a) * t1 - 4.0 * a,
+        ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0,
+        ((a + 2.0) * t2 - (a + 3.0)) * t2 * t2 + 1.0,
+        ((a * t3 - 5.0 * a) * t3 + 8.0 * a) * t3 - 4.0 * a,
+    );
+}
+
+fn cubic(plane_base: u32, oy: u32, ox: u32) -> f32 {
+    let y = source_unclamped(oy, p.in_h, p.out_h, p.scale_h);
+    let x = source_unclamped(ox, p.in_w, p.out_w, p.scale_w);
+    let yf = floor(y);
+    let xf = floor(x);
+    let wy = cubic_weights(y - yf);
+    let wx = cubic_weights(x - xf);
+    var sum = 0.0;
+    for (var j = 0; j < 4; j++) {
+        let iy = u32(clamp(i32(yf) + j - 1, 0, i32(p.in_h) - 1));
+        var row = 0.0;
+        for (var i = 0; i < 4; i++) {
+            let ix = u32(clamp(i32(xf) + i - 1, 0, i32(p.in_w) - 1));
+            row += wx[i] * src[plane_base + iy * p.in_w + ix];
+        }
+        sum += wy[j] * row;
+    }
+    return sum;
+}
+
+@compute @workgroup_size(16, 4, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let ox = gid.x;
+    let oy = gid.y;
+    if ox >= p.out_w || oy >= p.out_h {
+        return;
+    }
+    let plane = gid.z; // n * channels + c
+    if p.cubic != 0u {
+        dst[(plane * p.out_h + oy) * p.out_w + ox] = cubic(plane * p.in_h * p.in_w, oy, ox);
+        return;
+    }
+    let y = source(oy, p.in_h, p.out_h, p.scale_h);
+    let x = source(ox, p.in_w, p.out_w, p.scale_w);
+    let y0 = u32(floor(y));
+    let x0 = u32(floor(x));
+    let y1 = min(y0 + 1u, p.in_h - 1u);
+    let x1 = min(x0 + 1u, p.in_w - 1u);
+    let fy = y - f32(y0);
+    let fx = x - f32(x0);
+    let base = plane * p.in_h * p.in_w;
+    let top = mix(src[base + y0 * p.in_w + x0], src[base + y0 * p.in_w + x1], fx);
+    let bottom = mix(src[base + y1 * p.in_w + x0], src[base + y1 * p.in_w + x1], fx);
+    dst[(plane * p.out_h + oy) * p.out_w + ox] = mix(top, bottom, fy);
+}
