@@ -12,8 +12,8 @@ use crate::kernels::conv_transpose2d::ConvTranspose2dLayer;
 use crate::kernels::conv2d::Conv2dLayer;
 use crate::kernels::pack::PixelMapping;
 use crate::kernels::{
-    Kernels, Step, binary, copy_channels, depth_to_space, global_avg_pool, pack, resize_filter,
-    resize_nearest, unary, unpack,
+    Kernels, Step, binary, copy_channels, depth_to_space, global_avg_pool, pack, pad, pool2d,
+    resize_filter, resize_nearest, unary, unpack,
 };
 use crate::model::{ItemShape, LayerOp, Model};
 
@@ -377,6 +377,12 @@ impl Lane {
                         s.h,
                         s.w,
                     ),
+                    (_, LayerOp::Pad(spec)) => {
+                        pad::prepare(gpu, &k.pad, &l.name, spec, src, dst, s)
+                    }
+                    (_, LayerOp::Pool2d(spec)) => {
+                        pool2d::prepare(gpu, &k.pool2d, &l.name, spec, src, dst, s.c, s.h, s.w)
+                    }
                     (_, LayerOp::Concat) => unreachable!("handled above"),
                     (GpuLayer::Plain, LayerOp::Conv2d(_) | LayerOp::ConvTranspose2d(_)) => {
                         unreachable!("convolutions are uploaded as GpuLayer::Conv*")

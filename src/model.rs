@@ -8,6 +8,8 @@ use crate::kernels::binary::{self, BinaryOp};
 use crate::kernels::conv_transpose2d::ConvTranspose2dSpec;
 use crate::kernels::conv2d::Conv2dSpec;
 use crate::kernels::depth_to_space::DepthToSpaceSpec;
+use crate::kernels::pad::PadSpec;
+use crate::kernels::pool2d::Pool2dSpec;
 use crate::kernels::resize_filter::ResizeFilterSpec;
 use crate::kernels::unary::UnaryOp;
 
@@ -35,6 +37,8 @@ pub enum LayerOp {
     GlobalAvgPool,
     /// Bilinear resize.
     ResizeFilter(ResizeFilterSpec),
+    Pad(PadSpec),
+    Pool2d(Pool2dSpec),
 }
 
 #[derive(Clone, Debug)]
@@ -124,6 +128,11 @@ impl Model {
                 LayerOp::ResizeFilter(spec) => {
                     let (h, w) = spec.output_hw(input.h, input.w);
                     (h > 0 && w > 0).then_some(ItemShape { c: input.c, h, w })
+                }
+                LayerOp::Pad(spec) => Some(spec.output(input)),
+                LayerOp::Pool2d(spec) => {
+                    spec.output_hw(input.h, input.w)
+                        .map(|(h, w)| ItemShape { c: input.c, h, w })
                 }
                 LayerOp::GlobalAvgPool => Some(ItemShape {
                     c: input.c,

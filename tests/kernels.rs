@@ -548,6 +548,118 @@ fn resize_filter_matches_reference() {
     }
 }
 
+/// Padding copies values: exact.
+#[test]
+fn pad_matches_reference() {
+    use batchwise::kernels::pad::{self, PadMode, PadSpec};
+    use batchwise::model::ItemShape;
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(38);
+    let shape = ItemShape { c: 3, h: 5, w: 4 };
+    let n = 2;
+    let input = common::random_vec(&mut rng, (n as u64 * shape.elements()) as usize, 1.0);
+    for spec in [
+        // BlazeFace's channel padding.
+        PadSpec {
+            channels: [0, 4],
+            height: [0, 0],
+            width: [0, 0],
+            mode: PadMode::Constant,
+            value: 0.0,
+        },
+        PadSpec {
+            channels: [1, 0],
+            height: [2, 1],
+            width: [0, 3],
+            mode: PadMode::Constant,
+            value: 0.5,
+        },
+        PadSpec {
+            channels: [0, 0],
+            height: [3, 2],
+            width: [2, 3],
+            mode: PadMode::Edge,
+            value: 0.0,
+        },
+        PadSpec {
+            channels: [0, 0],
+            height: [4, 3],
+            width: [3, 3],
+            mode: PadMode::Reflect,
+            value: 0.0,
+        },
+    ] {
+        let expected = pad::reference(&spec, &input, n, shape);
+        let src = storage(gpu, &input);
+        let dst = output(gpu, expected.len());
+        let step = pad::prepare(gpu, &s.kernels.pad, "pad", &spec, &src, &dst, shape);
+        assert_eq!(
+            run_f32(gpu, &step, n, &dst, expected.len()),
+            expected,
+            "{spec:?}"
+        );
+    }
+}
+
+/// Max is exact; averages of at most 9 values in f32 against f64: 1e-6.
+#[test]
+fn pool2d_matches_reference() {
+    use batchwise::kernels::pool2d::{self, Pool2dSpec};
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(39);
+    let (n, c, h, w) = (2u32, 3u32, 9u32, 8u32);
+    let input = common::random_vec(&mut rng, (n * c * h * w) as usize, 1.0);
+    let base = Pool2dSpec {
+        average: false,
+        k: [2, 2],
+        stride: [2, 2],
+        pads: [0; 4],
+        dilation: [1, 1],
+        ceil_mode: false,
+        count_include_pad: false,
+    };
+    for spec in [
+        base.clone(),
+        Pool2dSpec {
+            k: [3, 3],
+            pads: [1, 1, 1, 1],
+            ceil_mode: true,
+            ..base.clone()
+        },
+        Pool2dSpec {
+            average: true,
+            k: [3, 2],
+            stride: [2, 1],
+            pads: [1, 0, 1, 1],
+            ..base.clone()
+        },
+        Pool2dSpec {
+            average: true,
+            count_include_pad: true,
+            k: [3, 3],
+            pads: [1; 4],
+            ceil_mode: true,
+            ..base.clone()
+        },
+        Pool2dSpec {
+            dilation: [2, 2],
+            k: [2, 2],
+            stride: [1, 1],
+            ..base.clone()
+        },
+    ] {
+        let expected = pool2d::reference(&spec, &input, n * c, h, w);
+        let src = storage(gpu, &input);
+        let dst = output(gpu, expected.len());
+        let step = pool2d::prepare(gpu, &s.kernels.pool2d, "pool", &spec, &src, &dst, c, h, w);
+        let got = run_f32(gpu, &step, n, &dst, expected.len());
+        let worst = common::max_abs_diff(&got, &expected);
+        assert!(worst <= 1e-6, "{spec:?}: max diff {worst}");
+    }
+}
+
 /// Activations against f64 references. exp/tanh on GPUs are accurate to a few ulp (WGSL allows
 /// more for large inputs), and erf is a polynomial good to 1.5e-7, so 2e-6 absolute plus 1e-5
 /// relative; an error in a formula moves values by far more.

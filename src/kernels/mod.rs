@@ -11,6 +11,8 @@ pub mod copy_channels;
 pub mod depth_to_space;
 pub mod global_avg_pool;
 pub mod pack;
+pub mod pad;
+pub mod pool2d;
 pub mod resize_filter;
 pub mod resize_nearest;
 pub mod unary;
@@ -29,6 +31,8 @@ pub const SHADERS: &[(&str, &str)] = &[
         include_str!("../../shaders/copy_channels.wgsl"),
     ),
     ("unary.wgsl", include_str!("../../shaders/unary.wgsl")),
+    ("pad.wgsl", include_str!("../../shaders/pad.wgsl")),
+    ("pool2d.wgsl", include_str!("../../shaders/pool2d.wgsl")),
     (
         "resize_filter.wgsl",
         include_str!("../../shaders/resize_filter.wgsl"),
@@ -81,6 +85,8 @@ pub struct Kernels {
     pub global_avg_pool: wgpu::ComputePipeline,
     pub depthwise_conv2d: wgpu::ComputePipeline,
     pub resize_filter: wgpu::ComputePipeline,
+    pub pad: wgpu::ComputePipeline,
+    pub pool2d: wgpu::ComputePipeline,
     pub(crate) conv2d_layout: wgpu::BindGroupLayout,
     conv2d_pipeline_layout: wgpu::PipelineLayout,
     /// conv2d pipelines by variant.
@@ -113,6 +119,8 @@ impl Kernels {
             depthwise_conv2d: gpu
                 .compute_pipeline("depthwise_conv2d", shader("depthwise_conv2d.wgsl")),
             resize_filter: gpu.compute_pipeline("resize_filter", shader("resize_filter.wgsl")),
+            pad: gpu.compute_pipeline("pad", shader("pad.wgsl")),
+            pool2d: gpu.compute_pipeline("pool2d", shader("pool2d.wgsl")),
             conv2d_layout,
             conv2d_pipeline_layout,
             conv2d: Mutex::new(HashMap::new()),

@@ -882,6 +882,135 @@ fn lower(model: proto::ModelProto, name: &str, output_name: Option<&str>) -> Res
                 }
                 values.insert(node.output[0].clone(), input);
             }
+            "Pad" => {
+                use crate::kernels::pad::{PadMode, PadSpec};
+                let input = value_of(&node.input[0]).map_err(fail)?;
+                let mode = match attr(node, "mode").map(|a| a.s.as_slice()) {
+                    None | Some(b"constant") => PadMode::Constant,
+                    Some(b"edge") => PadMode::Edge,
+                    Some(b"reflect") => PadMode::Reflect,
+                    Some(other) => {
+                        return Err(fail(anyhow!(
+                            "mode {} is not supported",
+                            String::from_utf8_lossy(other)
+                        )));
+                    }
+                };
+                let constant = |i: usize| {
+                    node.input
+                        .get(i)
+                        .filter(|n| !n.is_empty())
+                        .map(|n| {
+                            initializers
+                                .get(n.as_str())
+                                .copied()
+                                .with_context(|| format!("{n} is not a constant"))
+                        })
+                        .transpose()
+                };
+                let pads: Vec<i64> = match constant(1).map_err(fail)? {
+                    Some(t) => tensor_to_i64(t).map_err(fail)?,
+                    None => attr_ints(node, "pads").unwrap_or_default(),
+                };
+                let value = match constant(2).map_err(fail)? {
+                    Some(t) => tensor_to_f32(t)
+                        .map_err(fail)?
+                        .data
+                        .first()
+                        .copied()
+                        .unwrap_or(0.0),
+                    None => attr_float(node, "value", 0.0),
+                };
+                if node.input.get(3).is_some_and(|a| !a.is_empty()) {
+                    return Err(fail(anyhow!("Pad with an axes input is not supported yet")));
+                }
+                // [n, c, h, w] begins, then ends.
+                let [n0, c0, h0, w0, n1, c1, h1, w1] = pads[..] else {
+                    return Err(fail(anyhow!(
+                        "pads {pads:?} are not 8 values for a 4-D tensor"
+                    )));
+                };
+                if n0 != 0 || n1 != 0 || [c0, h0, w0, c1, h1, w1].iter().any(|&v| v < 0) {
+                    return Err(fail(anyhow!(
+                        "pads {pads:?}: batch or negative pads are not supported"
+                    )));
+                }
+                if (c0 != 0 || c1 != 0) && mode != PadMode::Constant {
+                    return Err(fail(anyhow!(
+                        "channel padding is supported in constant mode only"
+                    )));
+                }
+                let spec = PadSpec {
+                    channels: [c0 as u32, c1 as u32],
+                    height: [h0 as u32, h1 as u32],
+                    width: [w0 as u32, w1 as u32],
+                    mode,
+                    value,
+                };
+                let c = channels[input] + spec.channels[0] + spec.channels[1];
+                push_plain(
+                    &mut layers,
+                    &mut channels,
+                    &mut values,
+                    node,
+                    LayerOp::Pad(spec),
+                    vec![input],
+                    c,
+                );
+            }
+            "MaxPool" | "AveragePool" => {
+                use crate::kernels::pool2d::Pool2dSpec;
+                let input = value_of(&node.input[0]).map_err(fail)?;
+                if node.output.len() > 1 {
+                    return Err(fail(anyhow!("MaxPool's Indices output is not supported")));
+                }
+                if let Some(a) = attr(node, "auto_pad") {
+                    let mode = String::from_utf8_lossy(&a.s);
+                    if mode != "NOTSET" && mode != "VALID" {
+                        return Err(fail(anyhow!(
+                            "auto_pad={mode} is not supported yet; export with explicit pads"
+                        )));
+                    }
+                }
+                let k = to_u32_pair(attr_ints(node, "kernel_shape"), 0, "kernel_shape")
+                    .map_err(fail)?;
+                let stride = to_u32_pair(attr_ints(node, "strides"), 1, "strides").map_err(fail)?;
+                let dilation =
+                    to_u32_pair(attr_ints(node, "dilations"), 1, "dilations").map_err(fail)?;
+                let pads = match attr_ints(node, "pads") {
+                    None => [0; 4],
+                    Some(p) if p.len() == 4 && p.iter().all(|&x| x >= 0) => {
+                        [p[0] as u32, p[1] as u32, p[2] as u32, p[3] as u32]
+                    }
+                    Some(p) => {
+                        return Err(fail(anyhow!("pads {p:?} are not four non-negative values")));
+                    }
+                };
+                if k.contains(&0) || stride.contains(&0) || dilation.contains(&0) {
+                    return Err(fail(anyhow!(
+                        "kernel, strides and dilations must be at least 1"
+                    )));
+                }
+                let spec = Pool2dSpec {
+                    average: node.op_type == "AveragePool",
+                    k,
+                    stride,
+                    pads,
+                    dilation,
+                    ceil_mode: attr_int(node, "ceil_mode", 0) != 0,
+                    count_include_pad: attr_int(node, "count_include_pad", 0) != 0,
+                };
+                let c = channels[input];
+                push_plain(
+                    &mut layers,
+                    &mut channels,
+                    &mut values,
+                    node,
+                    LayerOp::Pool2d(spec),
+                    vec![input],
+                    c,
+                );
+            }
             "GlobalAveragePool" => {
                 let input = value_of(&node.input[0]).map_err(fail)?;
                 let c = channels[input];

@@ -1,0 +1,163 @@
+//! MaxPool and AveragePool (`shaders/pool2d.wgsl`).
+
+use super::Step;
+use crate::gpu::Gpu;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pool2dSpec {
+    pub average: bool,
+    pub k: [u32; 2],
+    pub stride: [u32; 2],
+    /// top, left, bottom, right
+    pub pads: [u32; 4],
+    pub dilation: [u32; 2],
+    pub ceil_mode: bool,
+    pub count_include_pad: bool,
+}
+
+impl Pool2dSpec {
+    pub fn output_hw(&self, h: u32, w: u32) -> Option<(u32, u32)> {
+        let axis = |len: u32, k: u32, s: u32, d: u32, a: u32, b: u32| {
+            let span = d * (k - 1) + 1;
+            let padded = len + a + b;
+            if padded < span {
+                return None;
+            }
+            let steps = padded - span;
+            let mut out = if self.ceil_mode {
+                steps.div_ceil(s) + 1
+            } else {
+                steps / s + 1
+            };
+            // ONNX: the last window must start inside the input or its left padding.
+            if self.ceil_mode && (out - 1) * s >= len + a {
+                out -= 1;
+            }
+            Some(out)
+        };
+        Some((
+            axis(
+                h,
+                self.k[0],
+                self.stride[0],
+                self.dilation[0],
+                self.pads[0],
+                self.pads[2],
+            )?,
+            axis(
+                w,
+                self.k[1],
+                self.stride[1],
+                self.dilation[1],
+                self.pads[1],
+                self.pads[3],
+            )?,
+        ))
+    }
+}
+
+/// Mirror of `Params` in shaders/pool2d.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Pool2dParams {
+    pub in_h: u32,
+    pub in_w: u32,
+    pub out_h: u32,
+    pub out_w: u32,
+    pub k_h: u32,
+    pub k_w: u32,
+    pub stride_h: u32,
+    pub stride_w: u32,
+    pub pad_top: u32,
+    pub pad_left: u32,
+    pub dil_h: u32,
+    pub dil_w: u32,
+    pub average: u32,
+    pub count_include_pad: u32,
+    pub pad_bottom: u32,
+    pub pad_right: u32,
+}
+
+/// CPU reference over `planes` planes of `h x w`, in f64.
+pub fn reference(spec: &Pool2dSpec, input: &[f32], planes: u32, h: u32, w: u32) -> Vec<f32> {
+    let (oh, ow) = spec.output_hw(h, w).expect("window fits");
+    let mut out = Vec::new();
+    for p in 0..planes as usize {
+        for oy in 0..oh as i64 {
+            for ox in 0..ow as i64 {
+                let (mut best, mut sum, mut count, mut padded) = (f64::MIN, 0.0, 0, 0);
+                for ky in 0..spec.k[0] as i64 {
+                    let iy = oy * spec.stride[0] as i64 + ky * spec.dilation[0] as i64
+                        - spec.pads[0] as i64;
+                    for kx in 0..spec.k[1] as i64 {
+                        let ix = ox * spec.stride[1] as i64 + kx * spec.dilation[1] as i64
+                            - spec.pads[1] as i64;
+                        if (0..h as i64).contains(&iy) && (0..w as i64).contains(&ix) {
+                            let v = input[(p * h as usize + iy as usize) * w as usize + ix as usize]
+                                as f64;
+                            best = best.max(v);
+                            sum += v;
+                            count += 1;
+                        } else if iy < (h + spec.pads[2]) as i64 && ix < (w + spec.pads[3]) as i64 {
+                            padded += 1;
+                        }
+                    }
+                }
+                let v = if spec.average {
+                    let n = if spec.count_include_pad {
+                        count + padded
+                    } else {
+                        count
+                    };
+                    sum / n.max(1) as f64
+                } else {
+                    best
+                };
+                out.push(v as f32);
+            }
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn prepare(
+    gpu: &Gpu,
+    pipeline: &wgpu::ComputePipeline,
+    label: &str,
+    spec: &Pool2dSpec,
+    src: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+    channels: u32,
+    h: u32,
+    w: u32,
+) -> Step {
+    let (out_h, out_w) = spec.output_hw(h, w).expect("shapes were checked");
+    let params = Pool2dParams {
+        in_h: h,
+        in_w: w,
+        out_h,
+        out_w,
+        k_h: spec.k[0],
+        k_w: spec.k[1],
+        stride_h: spec.stride[0],
+        stride_w: spec.stride[1],
+        pad_top: spec.pads[0],
+        pad_left: spec.pads[1],
+        dil_h: spec.dilation[0],
+        dil_w: spec.dilation[1],
+        average: spec.average as u32,
+        count_include_pad: spec.count_include_pad as u32,
+        pad_bottom: spec.pads[2],
+        pad_right: spec.pads[3],
+    };
+    super::step(
+        gpu,
+        label,
+        pipeline,
+        &params,
+        &[src, dst],
+        [out_w.div_ceil(16), out_h.div_ceil(4)],
+        channels,
+    )
+}
