@@ -20,6 +20,8 @@ pub enum Task {
     Embed,
     /// Image in, a foreground probability mask out.
     Segment,
+    /// Image in, face boxes out.
+    DetectFaces,
 }
 
 /// ImageNet class names of `classify`, index = class.
@@ -50,8 +52,8 @@ pub struct BuiltinModel {
     pub description: &'static str,
     pub task: Task,
     pub spec: ImageModelSpec,
-    /// The graph output to run, for files with several heads.
-    pub output: Option<&'static str>,
+    /// The graph outputs to read, the main one first; empty: the file's only output.
+    pub outputs: &'static [&'static str],
     /// Fixed input edge length in pixels (the image is cropped and resized to it); 0: any size, in
     /// tiles.
     pub input_size: u32,
@@ -72,7 +74,7 @@ pub const BUILTINS: &[BuiltinModel] = &[
         description: "2x photo upscale (waifu2x upconv_7 photo)",
         task: Task::Upscale,
         spec: WAIFU2X,
-        output: None,
+        outputs: &[],
         input_size: 0,
         file: "waifu2x_upconv7_photo_scale2.0x.onnx",
         onnx: include_bytes!("../assets/models/waifu2x_upconv7_photo_scale2.0x.onnx"),
@@ -82,7 +84,7 @@ pub const BUILTINS: &[BuiltinModel] = &[
         description: "2x photo upscale with lightest JPEG noise removal (waifu2x upconv_7 photo, noise 0)",
         task: Task::Upscale,
         spec: WAIFU2X,
-        output: None,
+        outputs: &[],
         input_size: 0,
         file: "waifu2x_upconv7_photo_noise0_scale2.0x.onnx",
         onnx: include_bytes!("../assets/models/waifu2x_upconv7_photo_noise0_scale2.0x.onnx"),
@@ -92,7 +94,7 @@ pub const BUILTINS: &[BuiltinModel] = &[
         description: "2x photo upscale with light JPEG noise removal (waifu2x upconv_7 photo, noise 1)",
         task: Task::Upscale,
         spec: WAIFU2X,
-        output: None,
+        outputs: &[],
         input_size: 0,
         file: "waifu2x_upconv7_photo_noise1_scale2.0x.onnx",
         onnx: include_bytes!("../assets/models/waifu2x_upconv7_photo_noise1_scale2.0x.onnx"),
@@ -102,7 +104,7 @@ pub const BUILTINS: &[BuiltinModel] = &[
         description: "2x photo upscale with medium JPEG noise removal (waifu2x upconv_7 photo, noise 2)",
         task: Task::Upscale,
         spec: WAIFU2X,
-        output: None,
+        outputs: &[],
         input_size: 0,
         file: "waifu2x_upconv7_photo_noise2_scale2.0x.onnx",
         onnx: include_bytes!("../assets/models/waifu2x_upconv7_photo_noise2_scale2.0x.onnx"),
@@ -112,7 +114,7 @@ pub const BUILTINS: &[BuiltinModel] = &[
         description: "2x photo upscale with strongest JPEG noise removal (waifu2x upconv_7 photo, noise 3)",
         task: Task::Upscale,
         spec: WAIFU2X,
-        output: None,
+        outputs: &[],
         input_size: 0,
         file: "waifu2x_upconv7_photo_noise3_scale2.0x.onnx",
         onnx: include_bytes!("../assets/models/waifu2x_upconv7_photo_noise3_scale2.0x.onnx"),
@@ -127,7 +129,7 @@ pub const BUILTINS: &[BuiltinModel] = &[
             context: 18,
             input_map: PixelMapping::UNIT,
         },
-        output: None,
+        outputs: &[],
         input_size: 0,
         file: "realesr_animevideov3_x4.onnx",
         onnx: include_bytes!("../assets/models/realesr_animevideov3_x4.onnx"),
@@ -143,7 +145,7 @@ pub const BUILTINS: &[BuiltinModel] = &[
             context: 19,
             input_map: PixelMapping::UNIT,
         },
-        output: None,
+        outputs: &[],
         input_size: 0,
         file: "realesr_animevideov3_x2.onnx",
         onnx: include_bytes!("../assets/models/realesr_animevideov3_x2.onnx"),
@@ -158,7 +160,7 @@ pub const BUILTINS: &[BuiltinModel] = &[
             context: 7,
             input_map: PixelMapping::UNIT,
         },
-        output: None,
+        outputs: &[],
         input_size: 0,
         file: "zero_dce.onnx",
         onnx: include_bytes!("../assets/models/zero_dce.onnx"),
@@ -172,7 +174,7 @@ pub const BUILTINS: &[BuiltinModel] = &[
             context: 0,
             input_map: EFFICIENTNET_INPUT,
         },
-        output: Some("logits"),
+        outputs: &["logits"],
         input_size: 224,
         file: "efficientnet_lite0.onnx",
         onnx: EFFICIENTNET,
@@ -186,7 +188,7 @@ pub const BUILTINS: &[BuiltinModel] = &[
             context: 0,
             input_map: EFFICIENTNET_INPUT,
         },
-        output: Some("feat"),
+        outputs: &["feat"],
         input_size: 224,
         file: "efficientnet_lite0.onnx",
         onnx: EFFICIENTNET,
@@ -200,10 +202,29 @@ pub const BUILTINS: &[BuiltinModel] = &[
             context: 0,
             input_map: PixelMapping::UNIT,
         },
-        output: None,
+        outputs: &[],
         input_size: 256,
         file: "selfie_segmentation.onnx",
         onnx: include_bytes!("../assets/models/selfie_segmentation.onnx"),
+    },
+    BuiltinModel {
+        id: "detect-faces",
+        description: "Face boxes and keypoints (MediaPipe BlazeFace, short range)",
+        task: Task::DetectFaces,
+        // RGB in [-1, 1].
+        spec: ImageModelSpec {
+            scale: 0,
+            context: 0,
+            input_map: PixelMapping {
+                scale: [2.0 / 255.0; 3],
+                offset: [-1.0; 3],
+                bgr: false,
+            },
+        },
+        outputs: &["output0_nhwc", "output1_nhwc"],
+        input_size: 128,
+        file: "face_detection_short_range.onnx",
+        onnx: include_bytes!("../assets/models/face_detection_short_range.onnx"),
     },
 ];
 
@@ -212,9 +233,9 @@ const EFFICIENTNET: &[u8] = include_bytes!("../assets/models/efficientnet_lite0.
 
 impl BuiltinModel {
     pub fn load(&self) -> Result<Arc<Model>> {
-        match self.output {
-            Some(output) => crate::onnx::load_output(self.onnx, self.id, output),
-            None => crate::onnx::load(self.onnx, self.id),
+        match self.outputs {
+            [] => crate::onnx::load(self.onnx, self.id),
+            outputs => crate::onnx::load_outputs(self.onnx, self.id, outputs),
         }
         .map(Arc::new)
         .map_err(|e| anyhow!("built-in model {}: {e:#}", self.id))

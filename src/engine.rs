@@ -12,8 +12,8 @@ use crate::kernels::conv_transpose2d::ConvTranspose2dLayer;
 use crate::kernels::conv2d::Conv2dLayer;
 use crate::kernels::pack::PixelMapping;
 use crate::kernels::{
-    Kernels, Step, binary, copy_channels, depth_to_space, global_avg_pool, pack, pad, pool2d,
-    resize_filter, resize_nearest, unary, unpack,
+    Kernels, Step, binary, copy_channels, depth_to_space, global_avg_pool, nchw_to_nhwc, pack, pad,
+    pool2d, resize_filter, resize_nearest, unary, unpack,
 };
 use crate::model::{ItemShape, LayerOp, Model};
 
@@ -171,7 +171,9 @@ fn assign_values(model: &Model, shapes: &[ItemShape], items: u32) -> (Vec<usize>
         let mut dead: Vec<usize> = l
             .inputs
             .iter()
-            .filter(|&&v| last_read[v] == i && v != model.output)
+            .filter(|&&v| {
+                last_read[v] == i && v != model.output && !model.extra_outputs.contains(&v)
+            })
             .map(|&v| buffer_of[v])
             .collect();
         dead.sort_unstable();
@@ -192,6 +194,7 @@ pub struct BatchRunner {
     pub items_per_lane: u32,
     pub input: ItemShape,
     pub output: ItemShape,
+    pub extra_outputs: Vec<ItemShape>,
     gpu: Arc<Gpu>,
     lanes: Vec<Lane>,
     read_back: TrackedBuffer,
@@ -205,6 +208,7 @@ struct Lane {
     pixels_out: TrackedBuffer,
     values: Vec<TrackedBuffer>,
     model_out: usize,
+    extra_out: Vec<usize>,
     pack: Step,
     layers: Vec<Step>,
     /// Float -> 8-bit RGBA, for models whose output is a 3-channel image.
@@ -383,6 +387,9 @@ impl Lane {
                     (_, LayerOp::Pool2d(spec)) => {
                         pool2d::prepare(gpu, &k.pool2d, &l.name, spec, src, dst, s.c, s.h, s.w)
                     }
+                    (_, LayerOp::ToNhwc) => {
+                        nchw_to_nhwc::prepare(gpu, &k.nchw_to_nhwc, &l.name, src, dst, s)
+                    }
                     (_, LayerOp::Concat) => unreachable!("handled above"),
                     (GpuLayer::Plain, LayerOp::Conv2d(_) | LayerOp::ConvTranspose2d(_)) => {
                         unreachable!("convolutions are uploaded as GpuLayer::Conv*")
@@ -406,6 +413,7 @@ impl Lane {
             pixels_in,
             pixels_out,
             model_out: buffer_of[m.output],
+            extra_out: m.extra_outputs.iter().map(|&v| buffer_of[v]).collect(),
             values,
             pack,
             layers,
@@ -511,6 +519,7 @@ impl BatchRunner {
             items_per_lane,
             input,
             output,
+            extra_outputs: m.extra_outputs.iter().map(|&v| shapes[v]).collect(),
             gpu: gpu.clone(),
             lanes,
             read_back,
@@ -655,8 +664,15 @@ impl BatchRunner {
         Ok((bytemuck::pod_collect_to_vec(&out), gpu_ms))
     }
 
-    /// Runs `items` tiles and returns the model's float output `[items, 3, H, W]`, before unpacking.
+    /// Runs `items` tiles and returns the model's float output `[items, C, H, W]` (before unpacking
+    /// for image models).
     pub fn run_f32(&self, pixels: &[u32], items: u32) -> Result<Vec<f32>> {
+        Ok(self.run_f32_all(pixels, items)?.swap_remove(0))
+    }
+
+    /// Runs `items` tiles and returns every output: the main one, then the extra ones, each
+    /// `[items, ...]` in float.
+    pub fn run_f32_all(&self, pixels: &[u32], items: u32) -> Result<Vec<Vec<f32>>> {
         self.upload(pixels, items)?;
         let mut encoder = self
             .gpu
@@ -665,20 +681,37 @@ impl BatchRunner {
                 label: Some("batch"),
             });
         self.record(&mut encoder, items, false, false);
-        let per_item = 4 * self.output.elements();
+        let shapes: Vec<ItemShape> = std::iter::once(self.output)
+            .chain(self.extra_outputs.iter().copied())
+            .collect();
+        let total: u64 = shapes.iter().map(|s| 4 * s.elements() * items as u64).sum();
         let staging = self.gpu.create_buffer(
             "float read back",
-            per_item * items as u64,
+            total,
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         );
         let mut at = 0;
-        for (lane, n) in self.split(items) {
-            let bytes = per_item * n as u64;
-            encoder.copy_buffer_to_buffer(&lane.values[lane.model_out], 0, &staging, at, bytes);
-            at += bytes;
+        let mut ranges = Vec::new();
+        for (k, shape) in shapes.iter().enumerate() {
+            let start = at;
+            let per_item = 4 * shape.elements();
+            for (lane, n) in self.split(items) {
+                let buffer = if k == 0 {
+                    lane.model_out
+                } else {
+                    lane.extra_out[k - 1]
+                };
+                let bytes = per_item * n as u64;
+                encoder.copy_buffer_to_buffer(&lane.values[buffer], 0, &staging, at, bytes);
+                at += bytes;
+            }
+            ranges.push(start as usize..at as usize);
         }
         self.gpu.queue.submit([encoder.finish()]);
         let out = self.gpu.map_read(&staging, at)?;
-        Ok(bytemuck::pod_collect_to_vec(&out))
+        Ok(ranges
+            .into_iter()
+            .map(|r| bytemuck::pod_collect_to_vec(&out[r]))
+            .collect())
     }
 }

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod builtin;
 pub mod cli;
 pub mod engine;
+pub mod faces;
 pub mod gpu;
 pub mod job;
 pub mod kernels;

@@ -39,6 +39,8 @@ pub enum LayerOp {
     ResizeFilter(ResizeFilterSpec),
     Pad(PadSpec),
     Pool2d(Pool2dSpec),
+    /// NCHW -> NHWC, stored flat: `[C, H, W] -> [H * W * C, 1, 1]`.
+    ToNhwc,
 }
 
 #[derive(Clone, Debug)]
@@ -63,6 +65,8 @@ pub struct Model {
     pub output_channels: u32,
     pub layers: Vec<Layer>,
     pub output: ValueId,
+    /// Further outputs read after the batch (a detector's scores beside its boxes).
+    pub extra_outputs: Vec<ValueId>,
     pub value_count: usize,
     pub opset: i64,
 }
@@ -130,6 +134,11 @@ impl Model {
                     (h > 0 && w > 0).then_some(ItemShape { c: input.c, h, w })
                 }
                 LayerOp::Pad(spec) => Some(spec.output(input)),
+                LayerOp::ToNhwc => Some(ItemShape {
+                    c: input.c * input.h * input.w,
+                    h: 1,
+                    w: 1,
+                }),
                 LayerOp::Pool2d(spec) => {
                     spec.output_hw(input.h, input.w)
                         .map(|(h, w)| ItemShape { c: input.c, h, w })
@@ -194,6 +203,9 @@ impl Model {
     pub fn prune(&mut self) {
         let mut needed = vec![false; self.value_count];
         needed[self.output] = true;
+        for &v in &self.extra_outputs {
+            needed[v] = true;
+        }
         let mut keep = vec![false; self.layers.len()];
         for (i, layer) in self.layers.iter().enumerate().rev() {
             if needed[layer.output] {

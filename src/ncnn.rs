@@ -579,6 +579,7 @@ pub fn load_bytes(param: &str, bin: &[u8], name: &str) -> Result<Model> {
         input_channels: channels[0],
         output_channels: channels[output],
         output,
+        extra_outputs: Vec::new(),
         value_count: channels.len(),
         layers,
         opset: 0,

@@ -96,3 +96,40 @@ fn remove_background_matches_onnxruntime() {
     );
     assert!(psnr >= 60.0, "PSNR {psnr:.1} dB");
 }
+
+/// `detect-faces` (BlazeFace: channel Pad, MaxPool, NHWC heads reshaped and concatenated, two
+/// outputs) against onnxruntime: raw outputs within 1e-3 (the regressors are in pixels, up to
+/// ~100), and the decoded faces (same decoder on both) pair up with IoU >= 0.9.
+#[test]
+fn detect_faces_matches_onnxruntime() {
+    use batchwise::faces;
+    let engine = common::engine();
+    let photo = image::open(common::fixture("photo-128-faces.png"))
+        .unwrap()
+        .to_rgba8();
+    let b = builtin::find("detect-faces").unwrap();
+    let model = engine.load(b.load().unwrap()).unwrap();
+    let runner = BatchRunner::new(&engine, &model, 1, 128, 128, &b.spec.input_map).unwrap();
+    let out = runner.run_f32_all(&pixels(&photo), 1).unwrap();
+    let (regs, logits) = (&out[0], &out[1]);
+    assert_eq!((regs.len(), logits.len()), (896 * 16, 896));
+    let (eregs, elogits) = (
+        reference("photo-128-faces.detect-faces.regressors.f32"),
+        reference("photo-128-faces.detect-faces.logits.f32"),
+    );
+    let (dr, dl) = (
+        common::max_abs_diff(regs, &eregs),
+        common::max_abs_diff(logits, &elogits),
+    );
+    eprintln!("detect-faces: max |diff| regressors {dr:e}, logits {dl:e}");
+    assert!(dr <= 1e-3 && dl <= 1e-3, "regressors {dr}, logits {dl}");
+    let ours = faces::decode(regs, logits, 0.5, 0.3);
+    let theirs = faces::decode(&eregs, &elogits, 0.5, 0.3);
+    eprintln!("faces: {} (onnxruntime: {})", ours.len(), theirs.len());
+    assert!(!theirs.is_empty(), "the fixture should show faces");
+    assert_eq!(ours.len(), theirs.len());
+    for t in &theirs {
+        let best = ours.iter().map(|o| o.iou(t)).fold(0.0, f32::max);
+        assert!(best >= 0.9, "a face matches at IoU {best}");
+    }
+}

@@ -548,6 +548,24 @@ fn resize_filter_matches_reference() {
     }
 }
 
+/// A transpose copies values: exact.
+#[test]
+fn nchw_to_nhwc_matches_reference() {
+    use batchwise::kernels::nchw_to_nhwc;
+    use batchwise::model::ItemShape;
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(40);
+    let shape = ItemShape { c: 6, h: 5, w: 7 };
+    let n = 2;
+    let input = common::random_vec(&mut rng, (n as u64 * shape.elements()) as usize, 1.0);
+    let expected = nchw_to_nhwc::reference(&input, n, shape);
+    let src = storage(gpu, &input);
+    let dst = output(gpu, expected.len());
+    let step = nchw_to_nhwc::prepare(gpu, &s.kernels.nchw_to_nhwc, "nhwc", &src, &dst, shape);
+    assert_eq!(run_f32(gpu, &step, n, &dst, expected.len()), expected);
+}
+
 /// Padding copies values: exact.
 #[test]
 fn pad_matches_reference() {

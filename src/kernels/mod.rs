@@ -10,6 +10,7 @@ pub mod conv_transpose2d;
 pub mod copy_channels;
 pub mod depth_to_space;
 pub mod global_avg_pool;
+pub mod nchw_to_nhwc;
 pub mod pack;
 pub mod pad;
 pub mod pool2d;
@@ -32,6 +33,10 @@ pub const SHADERS: &[(&str, &str)] = &[
     ),
     ("unary.wgsl", include_str!("../../shaders/unary.wgsl")),
     ("pad.wgsl", include_str!("../../shaders/pad.wgsl")),
+    (
+        "nchw_to_nhwc.wgsl",
+        include_str!("../../shaders/nchw_to_nhwc.wgsl"),
+    ),
     ("pool2d.wgsl", include_str!("../../shaders/pool2d.wgsl")),
     (
         "resize_filter.wgsl",
@@ -87,6 +92,7 @@ pub struct Kernels {
     pub resize_filter: wgpu::ComputePipeline,
     pub pad: wgpu::ComputePipeline,
     pub pool2d: wgpu::ComputePipeline,
+    pub nchw_to_nhwc: wgpu::ComputePipeline,
     pub(crate) conv2d_layout: wgpu::BindGroupLayout,
     conv2d_pipeline_layout: wgpu::PipelineLayout,
     /// conv2d pipelines by variant.
@@ -121,6 +127,7 @@ impl Kernels {
             resize_filter: gpu.compute_pipeline("resize_filter", shader("resize_filter.wgsl")),
             pad: gpu.compute_pipeline("pad", shader("pad.wgsl")),
             pool2d: gpu.compute_pipeline("pool2d", shader("pool2d.wgsl")),
+            nchw_to_nhwc: gpu.compute_pipeline("nchw_to_nhwc", shader("nchw_to_nhwc.wgsl")),
             conv2d_layout,
             conv2d_pipeline_layout,
             conv2d: Mutex::new(HashMap::new()),

@@ -381,9 +381,15 @@ pub fn load(bytes: &[u8], name: &str) -> Result<Model> {
 /// Decodes and lowers the part of an ONNX model that computes the graph output `output` (for
 /// models with several heads, such as logits and an embedding).
 pub fn load_output(bytes: &[u8], name: &str, output: &str) -> Result<Model> {
+    load_outputs(bytes, name, &[output])
+}
+
+/// As [`load_output`] for several outputs: the first is the model's main output, the others its
+/// extra outputs, read after each batch too.
+pub fn load_outputs(bytes: &[u8], name: &str, outputs: &[&str]) -> Result<Model> {
     let model = proto::ModelProto::decode(bytes)
         .map_err(|e| anyhow!("not a valid ONNX file (protobuf decoding failed: {e})"))?;
-    lower(model, name, Some(output))
+    lower(model, name, outputs)
 }
 
 /// As [`load`], with the file's `metadata_props`.
@@ -395,10 +401,10 @@ pub fn load_with_metadata(bytes: &[u8], name: &str) -> Result<(Model, HashMap<St
         .iter()
         .map(|p| (p.key.clone(), p.value.clone()))
         .collect();
-    lower(model, name, None).map(|m| (m, metadata))
+    lower(model, name, &[]).map(|m| (m, metadata))
 }
 
-fn lower(model: proto::ModelProto, name: &str, output_name: Option<&str>) -> Result<Model> {
+fn lower(model: proto::ModelProto, name: &str, output_names: &[&str]) -> Result<Model> {
     let opset = model
         .opset_import
         .iter()
@@ -428,7 +434,7 @@ fn lower(model: proto::ModelProto, name: &str, output_name: Option<&str>) -> Res
             graph_inputs.len()
         );
     };
-    let output = match output_name {
+    let output = match output_names.first().copied() {
         Some(wanted) => graph
             .output
             .iter()
@@ -472,6 +478,8 @@ fn lower(model: proto::ModelProto, name: &str, output_name: Option<&str>) -> Res
         as u32;
 
     let mut values: HashMap<String, ValueId> = HashMap::new();
+    // Values stored flat per item (channels last), with the dims after axis 1 of their reshape.
+    let mut flat: HashMap<ValueId, Vec<i64>> = HashMap::new();
     values.insert(input.name.clone(), 0);
     let mut channels: Vec<u32> = vec![input_channels];
     let mut layers: Vec<Layer> = Vec::new();
@@ -761,7 +769,18 @@ fn lower(model: proto::ModelProto, name: &str, output_name: Option<&str>) -> Res
             }
             "Concat" => {
                 let axis = attr_int(node, "axis", 1);
-                if axis != 1 && axis != -3 {
+                let flat_inputs: Option<Vec<&Vec<i64>>> = node
+                    .input
+                    .iter()
+                    .map(|n| values.get(n).and_then(|v| flat.get(v)))
+                    .collect();
+                // Reshaped [1, A_i, ...tail] values with equal tails concatenate on axis 1 as flat
+                // blocks: the same copy as channels of [A_i * tail, 1, 1].
+                let flat_concat = axis == 1
+                    && flat_inputs
+                        .as_ref()
+                        .is_some_and(|t| t.windows(2).all(|p| p[0] == p[1]));
+                if !flat_concat && axis != 1 && axis != -3 {
                     return Err(fail(anyhow!(
                         "Concat on axis {axis} is not supported yet (channels, axis 1, are)"
                     )));
@@ -1180,12 +1199,51 @@ fn lower(model: proto::ModelProto, name: &str, output_name: Option<&str>) -> Res
                 } else if perm == [0, 2, 3, 1] && channels[input] == 1 && is_output {
                     // A one-channel map is the same memory in NCHW and NHWC.
                     values.insert(node.output[0].clone(), input);
+                } else if perm == [0, 2, 3, 1] {
+                    // Channels last, kept flat per item for a Reshape and Concat that follow.
+                    let c = channels[input];
+                    push_plain(
+                        &mut layers,
+                        &mut channels,
+                        &mut values,
+                        node,
+                        LayerOp::ToNhwc,
+                        vec![input],
+                        c,
+                    );
+                    flat.insert(
+                        *values.get(&node.output[0]).expect("just inserted"),
+                        Vec::new(),
+                    );
                 } else {
                     return Err(fail(anyhow!(
-                        "Transpose {perm:?} is supported only from an NHWC input to NCHW, or to a \
-                         one-channel NHWC output"
+                        "Transpose {perm:?} is supported only from an NHWC input to NCHW, or from \
+                         NCHW to NHWC"
                     )));
                 }
+            }
+            "Reshape" => {
+                // Of a flat (channels-last) value: the same memory with [N, ...dims] on top; the
+                // dims after the first are kept so that a Concat on axis 1 can check them.
+                let input = value_of(&node.input[0]).map_err(fail)?;
+                let shape_name = node.input.get(1).context("has no shape").map_err(fail)?;
+                let dims = initializers
+                    .get(shape_name.as_str())
+                    .with_context(|| format!("shape {shape_name} is not a constant"))
+                    .and_then(|t| tensor_to_i64(t))
+                    .map_err(fail)?;
+                let flat_input = flat.contains_key(&input)
+                    || layers
+                        .iter()
+                        .any(|l| l.output == input && matches!(l.op, LayerOp::GlobalAvgPool));
+                if !flat_input || dims.len() < 2 || dims[0] != 1 {
+                    return Err(fail(anyhow!(
+                        "Reshape to {dims:?} is supported only for [1, ...] of a channels-last or \
+                         pooled value"
+                    )));
+                }
+                values.insert(node.output[0].clone(), input);
+                flat.insert(input, dims[2..].to_vec());
             }
             "Add" | "Sub" | "Mul" | "Div" => {
                 use crate::kernels::binary::BinaryOp;
@@ -1269,7 +1327,18 @@ fn lower(model: proto::ModelProto, name: &str, output_name: Option<&str>) -> Res
     if out == 0 {
         bail!("the model's output is its input; there is nothing to run");
     }
+    let extra_outputs = output_names
+        .iter()
+        .skip(1)
+        .map(|n| {
+            values
+                .get(*n)
+                .copied()
+                .with_context(|| format!("the graph output {n} is never computed"))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut model = Model {
+        extra_outputs,
         name: name.to_owned(),
         input_name: input.name.clone(),
         output_name: output.name.clone(),

@@ -94,6 +94,28 @@ def segment_reference():
     print(out, mask.shape, float(mask.mean()))
 
 
+# A 128x128 crop of a photo with several faces: (fixture, source, crop box).
+FACES_FIXTURE = ("photo-128-faces.png", "sample3.jpg", (570, 0, 570 + 1350, 1350))
+
+
+def faces_reference():
+    name, source, box = FACES_FIXTURE
+    path = FIXTURES / name
+    if not path.exists():
+        img = Image.open(SHARED / "images" / source).convert("RGB")
+        img.crop(box).resize((128, 128), Image.BICUBIC).save(path)
+    x = (np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0 * 2.0 - 1.0)[None]
+    sess = ort.InferenceSession(
+        str(ROOT / "assets/models/face_detection_short_range.onnx"),
+        providers=["CPUExecutionProvider"],
+    )
+    regressors, logits = sess.run(["output0_nhwc", "output1_nhwc"], {"input_nhwc": x})
+    for out_name, y in [("regressors", regressors), ("logits", logits)]:
+        out = FIXTURES / f"{path.stem}.detect-faces.{out_name}.f32"
+        y[0].astype("<f4").tofile(out)
+        print(out, y.shape)
+
+
 def main():
     for name, source, box in CROPS:
         path = FIXTURES / name
@@ -128,3 +150,4 @@ if __name__ == "__main__":
     main()
     classify_reference()
     segment_reference()
+    faces_reference()

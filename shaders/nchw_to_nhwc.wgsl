@@ -1,0 +1,27 @@
+// Transposes NCHW to NHWC (channels last), written as one flat vector per item: the layout a
+// detector's heads reshape to [anchors, values] before concatenating.
+//
+// Keep `Params` in sync with `NchwToNhwcParams` in src/kernels/nchw_to_nhwc.rs.
+struct Params {
+    c: u32,
+    h: u32,
+    w: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+
+@compute @workgroup_size(16, 4, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let x = gid.x;
+    let y = gid.y;
+    if x >= p.w || y >= p.h {
+        return;
+    }
+    let n = gid.z / p.c;
+    let c = gid.z % p.c;
+    let item = p.c * p.h * p.w;
+    dst[n * item + (y * p.w + x) * p.c + c] = src[((n * p.c + c) * p.h + y) * p.w + x];
+}
