@@ -104,3 +104,41 @@ fn drop_run_and_every_item_finishes() {
     harness.get_by_label("failed");
     assert_eq!(harness.query_all_by_label("done").count(), 2);
 }
+
+/// A user's model file loads off the UI thread and becomes the selected model; a file that is not
+/// a model gives a message naming it.
+#[test]
+fn a_user_model_loads_and_a_bad_one_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("my-upscaler.onnx");
+    std::fs::copy(
+        common::repo().join("assets/models/waifu2x_upconv7_photo_scale2.0x.onnx"),
+        &model,
+    )
+    .unwrap();
+    let bad = dir.path().join("notes.onnx");
+    std::fs::write(&bad, "not a model").unwrap();
+
+    let mut harness = Harness::builder()
+        .with_size([1000.0, 700.0])
+        .wgpu()
+        .build_eframe(|cc| BatchwiseApp::new(cc, Vec::new()));
+    harness.step();
+    let ctx = harness.ctx.clone();
+    harness.state_mut().load_model(Some(model.clone()), &ctx);
+    step_until(&mut harness, "the model to load", |app| {
+        !app.user_models.is_empty()
+    });
+    let app = harness.state();
+    assert_eq!(app.settings.model, model.to_string_lossy());
+    assert_eq!(app.user_models[0].spec.scale, 2);
+    assert_eq!(app.user_models[0].spec.context, 7);
+
+    harness.state_mut().load_model(Some(bad.clone()), &ctx);
+    step_until(&mut harness, "the error", |app| app.message.is_some());
+    let message = harness.state().message.clone().unwrap();
+    assert!(
+        message.contains("notes.onnx") && message.contains("cannot run"),
+        "{message}"
+    );
+}

@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::{Result, anyhow};
 use serde::{Deserialize, Serialize};
 
-use crate::builtin::{self, BUILTINS};
+use crate::builtin::{self, BUILTINS, ModelChoice};
 use crate::gpu::{AdapterSummary, VramLedger};
 use crate::job::{ItemStatus, JobEvent, JobSpec};
 pub use files::{FileReply, FileRequest, FileWorker};
@@ -75,11 +75,15 @@ pub struct BatchwiseApp {
     files: FileWorker,
     /// Folder picked in a native dialog on its own thread.
     picked: Option<std::sync::mpsc::Receiver<Picked>>,
+    /// Models the user loaded from files, selectable like the built-ins (by path).
+    pub user_models: Vec<ModelChoice>,
 }
 
 enum Picked {
     Files(Vec<PathBuf>),
     OutputDir(PathBuf),
+    /// A user's model file, parsed on the dialog's thread, or why it cannot run.
+    Model(Result<ModelChoice, String>),
 }
 
 impl BatchwiseApp {
@@ -102,6 +106,7 @@ impl BatchwiseApp {
             engine: EngineWorker::spawn(move || ctx.request_repaint()),
             files: FileWorker::spawn(move || ctx2.request_repaint()),
             picked: None,
+            user_models: Vec::new(),
         };
         if !inputs.is_empty() {
             app.files.send(FileRequest::Add(inputs));
@@ -131,7 +136,15 @@ impl BatchwiseApp {
         if self.running || self.items.is_empty() {
             return;
         }
-        let model = match builtin::find(&self.settings.model).and_then(|b| b.choice()) {
+        let user = self
+            .user_models
+            .iter()
+            .find(|m| m.id == self.settings.model)
+            .cloned();
+        let model = match user.map_or_else(
+            || builtin::find(&self.settings.model).and_then(|b| b.choice()),
+            Ok,
+        ) {
             Ok(m) => m,
             Err(e) => {
                 self.message = Some(format!("{e:#}"));
@@ -175,6 +188,29 @@ impl BatchwiseApp {
                 ctx.request_repaint();
             })
             .expect("spawning a dialog thread");
+        self.picked = Some(rx);
+    }
+
+    /// Picks an `.onnx` or `.param` file and loads it, both off the UI thread.
+    pub fn load_model(&mut self, path: Option<PathBuf>, ctx: &egui::Context) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ctx = ctx.clone();
+        std::thread::Builder::new()
+            .name("batchwise-model".into())
+            .spawn(move || {
+                let path = path.or_else(|| {
+                    rfd::FileDialog::new()
+                        .add_filter("Models", &["onnx", "param"])
+                        .pick_file()
+                });
+                if let Some(path) = path {
+                    let result = builtin::resolve(&path.to_string_lossy(), &Default::default())
+                        .map_err(|e| format!("{} cannot run: {e:#}", path.display()));
+                    let _ = tx.send(Picked::Model(result));
+                }
+                ctx.request_repaint();
+            })
+            .expect("spawning a model thread");
         self.picked = Some(rx);
     }
 
@@ -303,6 +339,13 @@ impl BatchwiseApp {
             match p {
                 Picked::Files(files) => self.add_paths(files),
                 Picked::OutputDir(dir) => self.settings.output_dir = Some(dir),
+                Picked::Model(Ok(model)) => {
+                    self.settings.model = model.id.clone();
+                    self.message = None;
+                    self.user_models.retain(|m| m.id != model.id);
+                    self.user_models.push(model);
+                }
+                Picked::Model(Err(e)) => self.message = Some(e),
             }
         }
     }
@@ -322,16 +365,34 @@ impl BatchwiseApp {
             });
             ui.separator();
             let model_label = ui.label("Model");
+            let selected = std::path::Path::new(&self.settings.model)
+                .file_name()
+                .map_or(self.settings.model.clone(), |n| {
+                    n.to_string_lossy().into_owned()
+                });
             egui::ComboBox::from_id_salt("model")
-                .selected_text(self.settings.model.clone())
+                .selected_text(selected)
                 .show_ui(ui, |ui| {
                     for m in BUILTINS.iter().filter(|m| m.is_image_to_image()) {
                         ui.selectable_value(&mut self.settings.model, m.id.to_owned(), m.id)
                             .on_hover_text(m.description);
                     }
+                    for m in &self.user_models {
+                        let name = std::path::Path::new(&m.id)
+                            .file_name()
+                            .map_or(m.id.clone(), |n| n.to_string_lossy().into_owned());
+                        ui.selectable_value(&mut self.settings.model, m.id.clone(), name)
+                            .on_hover_text(format!(
+                                "{} ({}x, {} px context)",
+                                m.id, m.spec.scale, m.spec.context
+                            ));
+                    }
                 })
                 .response
                 .labelled_by(model_label.id);
+            if ui.button("Load model...").clicked() {
+                self.load_model(None, ui.ctx());
+            }
             ui.separator();
             ui.add(
                 egui::Slider::new(&mut self.settings.batch_size, 1..=64)
