@@ -25,11 +25,24 @@ pub enum WorkerEvent {
     Idle,
 }
 
-/// Handle to the engine thread, held by the UI.
+/// Handle to the engine thread, held by the UI. Dropping it cancels any job and waits for the
+/// thread to release the GPU device: a device still alive while the process exits can crash the
+/// driver's own teardown (seen with lavapipe).
 pub struct EngineWorker {
-    commands: Sender<WorkerCommand>,
+    commands: Option<Sender<WorkerCommand>>,
     pub events: Receiver<WorkerEvent>,
     cancel: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for EngineWorker {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+        self.commands = None; // closes the channel: the thread's loop ends
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl EngineWorker {
@@ -39,20 +52,23 @@ impl EngineWorker {
         let (ev_tx, ev_rx) = std::sync::mpsc::channel::<WorkerEvent>();
         let cancel = Arc::new(AtomicBool::new(false));
         let cancel_flag = cancel.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("batchwise-engine".into())
             .spawn(move || engine_thread(cmd_rx, ev_tx, cancel_flag, wake))
             .expect("spawning the engine thread");
         Self {
-            commands: cmd_tx,
+            commands: Some(cmd_tx),
             events: ev_rx,
             cancel,
+            thread: Some(thread),
         }
     }
 
     pub fn run(&self, spec: JobSpec) {
         self.cancel.store(false, Ordering::Relaxed);
-        let _ = self.commands.send(WorkerCommand::Run(spec));
+        if let Some(commands) = &self.commands {
+            let _ = commands.send(WorkerCommand::Run(spec));
+        }
     }
 
     pub fn cancel(&self) {
