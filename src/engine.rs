@@ -45,6 +45,11 @@ impl Engine {
         Ok(Self { gpu, kernels })
     }
 
+    /// The compiled pipelines (and their tunable settings).
+    pub fn kernels(&self) -> &Kernels {
+        &self.kernels
+    }
+
     /// Uploads a model's weights.
     pub fn load(&self, model: Arc<Model>) -> Result<GpuModel> {
         let gpu = &self.gpu;

@@ -4,6 +4,7 @@
 //! [`kernels`] on a [`gpu`] device) -> events -> UI or CLI.
 
 pub mod app;
+pub mod autotune;
 pub mod bench;
 pub mod builtin;
 pub mod cli;

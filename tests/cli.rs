@@ -8,6 +8,8 @@ use predicates::prelude::*;
 fn batchwise() -> Command {
     let mut cmd = Command::cargo_bin("batchwise").unwrap();
     cmd.env("RUST_LOG", "error");
+    // The kernel choice is fixed so these tests do not autotune (tests/autotune.rs covers that).
+    cmd.env("BATCHWISE_CONV_ROWS", "16");
     cmd
 }
 

@@ -93,6 +93,10 @@ fn engine_thread(
                 if engine.is_none() {
                     match Engine::new(&AdapterChoice::Auto) {
                         Ok(e) => {
+                            let cache = crate::autotune::default_cache_dir();
+                            if let Err(err) = crate::autotune::tune(&e, cache.as_deref()) {
+                                log::warn!("autotune failed, keeping the default kernel: {err:#}");
+                            }
                             send(WorkerEvent::EngineReady {
                                 adapter: e.gpu.adapter.clone(),
                                 ledger: e.gpu.ledger.clone(),

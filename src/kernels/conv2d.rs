@@ -10,12 +10,16 @@ pub const OC_BLOCK: u32 = 16;
 pub const ROWS: u32 = 8;
 /// Longest input column the generic kernel caches. Keep in sync with `MAX_COL` in conv2d.wgsl.
 const MAX_COL: u32 = 64;
-/// Output rows one invocation of the unrolled kernel computes.
-pub fn unrolled_rows() -> u32 {
+/// Output rows per invocation of the unrolled kernel before autotuning: best on lavapipe.
+pub const DEFAULT_UNROLLED_ROWS: u32 = 16;
+/// The row counts autotuning measures.
+pub const UNROLLED_ROW_CHOICES: &[u32] = &[4, 8, 16];
+/// `BATCHWISE_CONV_ROWS=N` fixes the row count (no autotuning).
+pub fn rows_from_env() -> Option<u32> {
     std::env::var("BATCHWISE_CONV_ROWS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(16)
+        .filter(|&r| (1..=32).contains(&r))
 }
 /// The unrolled kernel keeps at most this many input values per column in registers.
 const MAX_UNROLLED_COL: u32 = 48;
@@ -413,7 +417,7 @@ impl Conv2dLayer {
                 slopes,
             } => (chunks, bias, slopes),
         };
-        let variant = Variant::for_spec(s);
+        let variant = Variant::for_spec(s, kernels.conv_rows());
         let bpg = s.blocks_per_group();
         let chunks_per_block = chunks.len() as u32 / (s.groups * bpg);
         let mut records = vec![0u8; chunks.len() * UNIFORM_ALIGN as usize];
@@ -539,8 +543,8 @@ pub struct Variant {
 }
 
 impl Variant {
-    pub fn for_spec(spec: &Conv2dSpec) -> Self {
-        let rows = unrolled_rows();
+    /// The variant for a shape with `rows` output rows per invocation where its column fits.
+    pub fn for_spec(spec: &Conv2dSpec, rows: u32) -> Self {
         let col = (rows - 1) * spec.stride[0] + (spec.k_h - 1) * spec.dilation[0] + 1;
         Self {
             k_h: spec.k_h,

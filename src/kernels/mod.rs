@@ -97,6 +97,9 @@ pub struct Kernels {
     conv2d_pipeline_layout: wgpu::PipelineLayout,
     /// conv2d pipelines by variant.
     conv2d: Mutex<HashMap<conv2d::Variant, wgpu::ComputePipeline>>,
+    /// Output rows per invocation of the unrolled conv2d: the default, the environment's, or what
+    /// autotuning measured on this adapter.
+    conv_rows: std::sync::atomic::AtomicU32,
 }
 
 impl Kernels {
@@ -131,7 +134,20 @@ impl Kernels {
             conv2d_layout,
             conv2d_pipeline_layout,
             conv2d: Mutex::new(HashMap::new()),
+            conv_rows: conv2d::rows_from_env()
+                .unwrap_or(conv2d::DEFAULT_UNROLLED_ROWS)
+                .into(),
         }
+    }
+
+    pub fn conv_rows(&self) -> u32 {
+        self.conv_rows.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sets the rows per invocation of convolutions prepared from now on.
+    pub fn set_conv_rows(&self, rows: u32) {
+        self.conv_rows
+            .store(rows.clamp(1, 32), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The conv2d pipeline for a variant (kernel height, vertical stride, dilation, rows).

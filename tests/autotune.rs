@@ -1,0 +1,32 @@
+//! Autotune measures each conv variant once per adapter, then reads the choice from its cache.
+
+mod common;
+
+use batchwise::autotune;
+use batchwise::kernels::conv2d::UNROLLED_ROW_CHOICES;
+
+#[test]
+fn autotune_measures_once_then_reads_the_cache() {
+    let engine = common::engine();
+    let dir = tempfile::tempdir().unwrap();
+    let first = autotune::tune(&engine, Some(dir.path())).unwrap();
+    if std::env::var_os("BATCHWISE_CONV_ROWS").is_none() {
+        assert!(!first.cached);
+        assert_eq!(first.timings_ms.len(), UNROLLED_ROW_CHOICES.len());
+        assert!(first.timings_ms.iter().all(|(_, ms)| *ms > 0.0));
+        assert!(dir.path().join("autotune.json").exists());
+        let best = first
+            .timings_ms
+            .iter()
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap()
+            .0;
+        assert_eq!(first.conv_rows, best);
+    }
+    assert_eq!(engine.kernels().conv_rows(), first.conv_rows);
+    eprintln!("{first:?}");
+
+    let again = autotune::tune(&engine, Some(dir.path())).unwrap();
+    assert!(again.cached);
+    assert_eq!(again.conv_rows, first.conv_rows);
+}
