@@ -25,8 +25,12 @@ struct Params {
 fn source_unclamped(o: u32, in_len: u32, out_len: u32, scale: f32) -> f32 {
     var x: f32;
     switch p.coords {
-        case 1u: { x = select(0.0, (f32(o) + 0.5) / scale - 0.5, out_len > 1u); }
-        case 2u: { x = select(0.0, f32(o) * f32(in_len - 1u) / f32(out_len - 1u), out_len > 1u); }
+        // ONNX measures the resized length as in * scale, before rounding to whole pixels.
+        case 1u: { x = select(0.0, (f32(o) + 0.5) / scale - 0.5, f32(in_len) * scale > 1.0); }
+        case 2u: {
+            let resized = f32(in_len) * scale;
+            x = select(0.0, f32(o) * f32(in_len - 1u) / (resized - 1.0), resized > 1.0);
+        }
         case 3u: { x = f32(o) / scale; }
         default: { x = (f32(o) + 0.5) / scale - 0.5; }
     }

@@ -26,6 +26,8 @@ pub struct Engine {
 enum GpuLayer {
     Conv2d(Conv2dLayer),
     ConvTranspose2d(ConvTranspose2dLayer),
+    /// The constant operand of a BinaryConst.
+    Constant(TrackedBuffer),
     /// Ops without weights: everything they need is in the model's layer.
     Plain,
 }
@@ -69,6 +71,11 @@ impl Engine {
                 LayerOp::ConvTranspose2d(s) => GpuLayer::ConvTranspose2d(
                     ConvTranspose2dLayer::upload(gpu, &l.name, s.clone(), &l.weights, &l.bias),
                 ),
+                LayerOp::BinaryConst { .. } => GpuLayer::Constant(gpu.create_buffer_init(
+                    &l.name,
+                    bytemuck::cast_slice(&l.weights),
+                    wgpu::BufferUsages::STORAGE,
+                )),
                 _ => GpuLayer::Plain,
             })
             .collect();
@@ -200,6 +207,8 @@ pub struct BatchRunner {
     pub input: ItemShape,
     pub output: ItemShape,
     pub extra_outputs: Vec<ItemShape>,
+    /// Fed floats directly: no pack step.
+    float_input: bool,
     gpu: Arc<Gpu>,
     lanes: Vec<Lane>,
     read_back: TrackedBuffer,
@@ -214,6 +223,8 @@ struct Lane {
     values: Vec<TrackedBuffer>,
     model_out: usize,
     extra_out: Vec<usize>,
+    /// The buffer holding the model input (value 0).
+    model_in: usize,
     pack: Step,
     layers: Vec<Step>,
     /// Float -> 8-bit RGBA, for models whose output is a 3-channel image.
@@ -246,7 +257,7 @@ impl Lane {
                 gpu.create_buffer(
                     &format!("activations {i}"),
                     s,
-                    storage | wgpu::BufferUsages::COPY_SRC,
+                    storage | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
                 )
             })
             .collect();
@@ -347,6 +358,26 @@ impl Lane {
                         shapes[l.inputs[1]],
                         dst,
                     ),
+                    (
+                        GpuLayer::Constant(constant),
+                        LayerOp::BinaryConst {
+                            op,
+                            constant: sc,
+                            constant_first,
+                        },
+                    ) => {
+                        let value: (&wgpu::Buffer, ItemShape, bool) = (src, s, false);
+                        let constant: (&wgpu::Buffer, ItemShape, bool) = (constant, *sc, true);
+                        let (a, b) = if *constant_first {
+                            (constant, value)
+                        } else {
+                            (value, constant)
+                        };
+                        binary::prepare_shared(gpu, &k.binary, &l.name, *op, a, b, dst)
+                    }
+                    (_, LayerOp::BinaryConst { .. }) => {
+                        unreachable!("constants are uploaded as GpuLayer::Constant")
+                    }
                     (_, LayerOp::Unary(op)) => {
                         unary::prepare(gpu, &k.unary, &l.name, *op, src, dst, s.c, s.h, s.w)
                     }
@@ -396,7 +427,10 @@ impl Lane {
                         nchw_to_nhwc::prepare(gpu, &k.nchw_to_nhwc, &l.name, src, dst, s)
                     }
                     (_, LayerOp::Concat) => unreachable!("handled above"),
-                    (GpuLayer::Plain, LayerOp::Conv2d(_) | LayerOp::ConvTranspose2d(_)) => {
+                    (
+                        GpuLayer::Plain | GpuLayer::Constant(_),
+                        LayerOp::Conv2d(_) | LayerOp::ConvTranspose2d(_),
+                    ) => {
                         unreachable!("convolutions are uploaded as GpuLayer::Conv*")
                     }
                 }]
@@ -418,6 +452,7 @@ impl Lane {
             pixels_in,
             pixels_out,
             model_out: buffer_of[m.output],
+            model_in: buffer_of[0],
             extra_out: m.extra_outputs.iter().map(|&v| buffer_of[v]).collect(),
             values,
             pack,
@@ -459,10 +494,40 @@ impl BatchRunner {
         input_map: &PixelMapping,
         limit: u64,
     ) -> Result<Self> {
+        Self::build(
+            engine, model, max_items, tile_h, tile_w, input_map, limit, false,
+        )
+    }
+
+    /// A runner fed float tensors `[items, C, H, W]` directly (any channel count, no pack step):
+    /// for conformance tests and models whose input is not an image.
+    pub fn float_input(
+        engine: &Engine,
+        model: &GpuModel,
+        max_items: u32,
+        h: u32,
+        w: u32,
+    ) -> Result<Self> {
+        let limit = engine.gpu.limits.max_storage_buffer_binding_size;
+        let map = PixelMapping::UNIT;
+        Self::build(engine, model, max_items, h, w, &map, limit, true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        engine: &Engine,
+        model: &GpuModel,
+        max_items: u32,
+        tile_h: u32,
+        tile_w: u32,
+        input_map: &PixelMapping,
+        limit: u64,
+        float_input: bool,
+    ) -> Result<Self> {
         let limit = limit.min(engine.gpu.limits.max_storage_buffer_binding_size);
         let gpu = &engine.gpu;
         let m = &model.model;
-        if m.input_channels != 3 {
+        if m.input_channels != 3 && !float_input {
             bail!(
                 "{} takes {} input channels; batchwise feeds RGB images (3 channels)",
                 m.name,
@@ -525,6 +590,7 @@ impl BatchRunner {
             input,
             output,
             extra_outputs: m.extra_outputs.iter().map(|&v| shapes[v]).collect(),
+            float_input,
             gpu: gpu.clone(),
             lanes,
             read_back,
@@ -578,7 +644,9 @@ impl BatchRunner {
                 timestamp_writes,
             });
             for (lane, n) in self.split(items) {
-                lane.pack.record(&mut pass, n);
+                if !self.float_input {
+                    lane.pack.record(&mut pass, n);
+                }
                 for step in &lane.layers {
                     step.record(&mut pass, n);
                 }
@@ -675,10 +743,45 @@ impl BatchRunner {
         Ok(self.run_f32_all(pixels, items)?.swap_remove(0))
     }
 
+    /// Runs `items` float inputs `[items, C, H, W]` (a runner made with [`Self::float_input`]) and
+    /// returns every output.
+    pub fn run_floats(&self, input: &[f32], items: u32) -> Result<Vec<Vec<f32>>> {
+        if !self.float_input {
+            bail!("this runner packs 8-bit pixels; make it with BatchRunner::float_input");
+        }
+        if items == 0 || items > self.max_items {
+            bail!("a batch holds 1 to {} items, not {items}", self.max_items);
+        }
+        let per_item = self.input.elements() as usize;
+        if input.len() != items as usize * per_item {
+            bail!(
+                "{items} items need {} values, got {}",
+                items as usize * per_item,
+                input.len()
+            );
+        }
+        let mut at = 0;
+        for (lane, n) in self.split(items) {
+            let len = n as usize * per_item;
+            self.gpu.queue.write_buffer(
+                &lane.values[lane.model_in],
+                0,
+                bytemuck::cast_slice(&input[at..at + len]),
+            );
+            at += len;
+        }
+        self.read_outputs(items)
+    }
+
     /// Runs `items` tiles and returns every output: the main one, then the extra ones, each
     /// `[items, ...]` in float.
     pub fn run_f32_all(&self, pixels: &[u32], items: u32) -> Result<Vec<Vec<f32>>> {
         self.upload(pixels, items)?;
+        self.read_outputs(items)
+    }
+
+    /// Records the batch (without unpacking) and reads every output back.
+    fn read_outputs(&self, items: u32) -> Result<Vec<Vec<f32>>> {
         let mut encoder = self
             .gpu
             .device

@@ -24,6 +24,13 @@ pub enum LayerOp {
     ResizeNearest([u32; 2]),
     /// Elementwise op of two values with broadcasting.
     Binary(BinaryOp),
+    /// Elementwise op of a value and a constant (the layer's `weights`) of shape `constant`,
+    /// shared by all items; `constant_first` for `constant op value`.
+    BinaryConst {
+        op: BinaryOp,
+        constant: ItemShape,
+        constant_first: bool,
+    },
     /// Elementwise activation or affine map of one value.
     Unary(UnaryOp),
     /// Concatenation of all inputs on the channel axis.
@@ -121,6 +128,7 @@ impl Model {
                     w: input.w * sw,
                 }),
                 LayerOp::Binary(_) => binary::broadcast(input, inputs[1]),
+                LayerOp::BinaryConst { constant, .. } => binary::broadcast(input, *constant),
                 LayerOp::Unary(_) => Some(input),
                 LayerOp::Concat => inputs
                     .iter()

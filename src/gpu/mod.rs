@@ -151,6 +151,11 @@ impl Gpu {
             trace: wgpu::Trace::Off,
         }))
         .with_context(|| format!("could not open a device on adapter {}", summary.name))?;
+        // Errors outside an error scope are logged, not turned into panics: the engine checks the
+        // operations that can fail (allocation, submission) with scopes of its own.
+        device.on_uncaptured_error(std::sync::Arc::new(|e: wgpu::Error| {
+            log::error!("GPU error outside an error scope: {e}");
+        }));
         Ok(Self {
             device,
             queue,

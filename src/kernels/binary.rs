@@ -95,14 +95,42 @@ pub fn prepare(
     sb: ItemShape,
     dst: &wgpu::Buffer,
 ) -> Step {
+    prepare_shared(
+        gpu,
+        pipeline,
+        label,
+        op,
+        (a, sa, false),
+        (b, sb, false),
+        dst,
+    )
+}
+
+/// As [`prepare`], where an operand marked `true` is one item shared by the whole batch (a
+/// constant): its batch stride is 0.
+pub fn prepare_shared(
+    gpu: &Gpu,
+    pipeline: &wgpu::ComputePipeline,
+    label: &str,
+    op: BinaryOp,
+    (a, sa, a_shared): (&wgpu::Buffer, ItemShape, bool),
+    (b, sb, b_shared): (&wgpu::Buffer, ItemShape, bool),
+    dst: &wgpu::Buffer,
+) -> Step {
     let out = broadcast(sa, sb).expect("shapes were checked");
+    let shared = |mut s: [u32; 4], yes: bool| {
+        if yes {
+            s[0] = 0;
+        }
+        s
+    };
     let params = BinaryParams {
         op: op as u32,
         out_c: out.c,
         out_h: out.h,
         out_w: out.w,
-        a_strides: strides(sa),
-        b_strides: strides(sb),
+        a_strides: shared(strides(sa), a_shared),
+        b_strides: shared(strides(sb), b_shared),
     };
     super::step(
         gpu,

@@ -68,11 +68,14 @@ pub struct ResizeFilterParams {
 }
 
 fn source_unclamped(o: u32, in_len: u32, out_len: u32, scale: f32, coords: Coords) -> f64 {
-    let (o, i, n, s) = (o as f64, in_len as f64, out_len as f64, scale as f64);
+    let _ = out_len;
+    let (o, i, s) = (o as f64, in_len as f64, scale as f64);
+    // ONNX measures the resized length as in * scale, before rounding to whole pixels.
+    let resized = (in_len as f32 * scale) as f64;
     let x = match coords {
         Coords::HalfPixel => (o + 0.5) / s - 0.5,
-        Coords::PytorchHalfPixel if out_len > 1 => (o + 0.5) / s - 0.5,
-        Coords::AlignCorners if out_len > 1 => o * (i - 1.0) / (n - 1.0),
+        Coords::PytorchHalfPixel if resized > 1.0 => (o + 0.5) / s - 0.5,
+        Coords::AlignCorners if resized > 1.0 => o * (i - 1.0) / (resized - 1.0),
         Coords::Asymmetric => o / s,
         _ => 0.0,
     };

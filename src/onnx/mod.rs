@@ -20,7 +20,9 @@ use proto::{AttributeProto, NodeProto, TensorProto, data_type};
 
 const SUPPORTED_OPS: &str =
     "Conv, ConvTranspose, Relu, LeakyRelu (fused after a convolution), Identity";
-const OPSETS: std::ops::RangeInclusive<i64> = 7..=21;
+/// Opsets read. Versions after 21 changed the types (bfloat16, float8, int4) of the ops batchwise
+/// supports, not their float32 meaning.
+const OPSETS: std::ops::RangeInclusive<i64> = 7..=28;
 
 /// A float tensor read from an initializer.
 struct Weights {
@@ -305,6 +307,9 @@ fn resize_filter_spec(
             other => bail!("Resize scales {other:?} must be [1, 1, h, w]"),
         }
     };
+    if attr_int(node, "antialias", 0) != 0 {
+        bail!("Resize with antialias=1 is not supported yet");
+    }
     let filter = if text("mode", "nearest") == "cubic" {
         if attr_int(node, "exclude_outside", 0) != 0 {
             bail!("Resize cubic with exclude_outside=1 is not supported yet");
@@ -877,9 +882,48 @@ fn lower(model: proto::ModelProto, name: &str, output_names: &[&str]) -> Result<
                         && matches!(&l.op, LayerOp::Conv2d(s) if s.activation == Activation::None)
                 });
                 let Some(conv) = conv else {
-                    return Err(fail(anyhow!(
-                        "a BatchNormalization that does not follow a convolution is not supported yet"
-                    )));
+                    // Standalone: x * k + (beta - mean * k) per channel, as two constant ops.
+                    use crate::kernels::binary::BinaryOp;
+                    let c = channels[input];
+                    if [&gamma, &beta, &mean, &var]
+                        .iter()
+                        .any(|v| v.len() != c as usize)
+                    {
+                        return Err(fail(anyhow!("parameters do not have {c} channels")));
+                    }
+                    let k: Vec<f32> = (0..c as usize)
+                        .map(|o| gamma[o] / (var[o] + eps).sqrt())
+                        .collect();
+                    let shift: Vec<f32> =
+                        (0..c as usize).map(|o| beta[o] - mean[o] * k[o]).collect();
+                    let per_channel = crate::model::ItemShape { c, h: 1, w: 1 };
+                    let mut prev = input;
+                    for (i, (op, data)) in [(BinaryOp::Mul, k), (BinaryOp::Add, shift)]
+                        .into_iter()
+                        .enumerate()
+                    {
+                        let output = channels.len();
+                        channels.push(c);
+                        layers.push(Layer {
+                            name: format!(
+                                "{} ({})",
+                                node_name(node),
+                                if i == 0 { "scale" } else { "shift" }
+                            ),
+                            op: LayerOp::BinaryConst {
+                                op,
+                                constant: per_channel,
+                                constant_first: false,
+                            },
+                            inputs: vec![prev],
+                            output,
+                            weights: data,
+                            bias: Vec::new(),
+                        });
+                        prev = output;
+                    }
+                    values.insert(node.output[0].clone(), prev);
+                    continue;
                 };
                 let LayerOp::Conv2d(spec) = &conv.op else {
                     unreachable!("checked above")
@@ -1289,14 +1333,55 @@ fn lower(model: proto::ModelProto, name: &str, output_names: &[&str]) -> Result<
                     );
                     continue;
                 }
-                let a = value_of(&node.input[0]).map_err(fail)?;
-                let b = value_of(&node.input[1]).map_err(fail)?;
                 let op = match node.op_type.as_str() {
                     "Add" => BinaryOp::Add,
                     "Sub" => BinaryOp::Sub,
                     "Mul" => BinaryOp::Mul,
                     _ => BinaryOp::Div,
                 };
+                // A value and a constant tensor (per-channel scales, a bias map): the constant is
+                // uploaded once and shared by every batch item.
+                let constant_of = |name: &str| initializers.get(name).copied();
+                let (ca, cb) = (constant_of(&node.input[0]), constant_of(&node.input[1]));
+                if let Some((t, constant_first, other)) = match (ca, cb) {
+                    (None, Some(t)) => Some((t, false, &node.input[0])),
+                    (Some(t), None) => Some((t, true, &node.input[1])),
+                    _ => None,
+                } {
+                    let input = value_of(other).map_err(fail)?;
+                    let w = tensor_to_f32(t).map_err(fail)?;
+                    if w.dims.len() > 4 || (w.dims.len() == 4 && w.dims[0] != 1) {
+                        return Err(fail(anyhow!(
+                            "a constant of shape {:?} does not broadcast over [N, C, H, W] items",
+                            w.dims
+                        )));
+                    }
+                    let mut d = vec![1i64; 4 - w.dims.len()];
+                    d.extend(&w.dims);
+                    let shape = crate::model::ItemShape {
+                        c: d[1] as u32,
+                        h: d[2] as u32,
+                        w: d[3] as u32,
+                    };
+                    let output = channels.len();
+                    channels.push(channels[input].max(shape.c));
+                    values.insert(node.output[0].clone(), output);
+                    layers.push(Layer {
+                        name: node_name(node),
+                        op: LayerOp::BinaryConst {
+                            op,
+                            constant: shape,
+                            constant_first,
+                        },
+                        inputs: vec![input],
+                        output,
+                        weights: w.data,
+                        bias: Vec::new(),
+                    });
+                    continue;
+                }
+                let a = value_of(&node.input[0]).map_err(fail)?;
+                let b = value_of(&node.input[1]).map_err(fail)?;
                 let output = channels.len();
                 channels.push(channels[a].max(channels[b]));
                 values.insert(node.output[0].clone(), output);
