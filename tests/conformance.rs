@@ -2,8 +2,9 @@
 //! op the importer supports, run on the GPU.
 //!
 //! Each test's first graph input is the data; its other inputs (weights, scales, pads) become
-//! constants, as they are in real models. Inputs of rank < 4 get leading 1s (axis attributes are
-//! shifted to match). Tolerance: |got - want| <= 1e-5 + 1e-3 |want| — onnxruntime's test default
+//! constants, as they are in real models. Data of rank < 4 is stored as the engine stores vectors
+//! and matrices: first dim the batch, second the channels, trailing 1s (`[N, K]` as
+//! `[N, K, 1, 1]`). Tolerance: |got - want| <= 1e-5 + 1e-3 |want| — onnxruntime's test default
 //! relative tolerance, with an absolute floor for float32 sums in another order.
 //!
 //! `known_failures.txt` lists the tests that do not pass yet, each with its reason; this test
@@ -57,21 +58,36 @@ fn run_case(engine: &batchwise::engine::Engine, dir: &Path) -> Result<(), String
     if data_inputs.is_empty() || inputs.len() != data_inputs.len() {
         return Err("no data input".into());
     }
-    // Inputs after the first become constants.
-    for (k, &i) in data_inputs.iter().enumerate().skip(1) {
-        let mut t = inputs[k].clone();
-        t.name = graph.input[i].name.clone();
-        graph.initializer.push(t);
-    }
+    // Data of rank r < 4 becomes [d0, .., d(r-1), 1, ..]: the first dim is the batch, the second the
+    // channels, as the engine stores vectors and matrices ([N, K] as [N, K, 1, 1]). Constants are
+    // aligned to the data's rank first (numpy broadcasting), then padded the same way, and
+    // negative axes are made positive against the original rank.
     let first = &inputs[0];
-    let data = floats(first).ok_or("the data input is not float32")?;
     let rank = first.dims.len();
     if rank > 4 || rank == 0 {
         return Err(format!("rank-{rank} data (images are rank 4)"));
     }
-    let lift = 4 - rank;
-    let mut dims: Vec<i64> = vec![1; lift];
-    dims.extend(&first.dims);
+    let to4 = |dims: &[i64]| -> Vec<i64> {
+        let mut d = vec![1i64; rank.saturating_sub(dims.len())];
+        d.extend(dims);
+        d.resize(4, 1);
+        d
+    };
+    for (k, &i) in data_inputs.iter().enumerate().skip(1) {
+        let mut t = inputs[k].clone();
+        t.name = graph.input[i].name.clone();
+        // Only tensors that broadcast against the data are re-shaped; weights keep their shape.
+        let is_operand = graph.node.iter().any(|n| {
+            matches!(n.op_type.as_str(), "Add" | "Sub" | "Mul" | "Div" | "PRelu")
+                && n.input.iter().any(|x| *x == t.name)
+        });
+        if is_operand && t.dims.len() <= rank {
+            t.dims = to4(&t.dims);
+        }
+        graph.initializer.push(t);
+    }
+    let data = floats(first).ok_or("the data input is not float32")?;
+    let dims = to4(&first.dims);
     let input_name = graph.input[data_inputs[0]].name.clone();
     graph
         .input
@@ -90,12 +106,10 @@ fn run_case(engine: &batchwise::engine::Engine, dir: &Path) -> Result<(), String
             })
             .collect();
     }
-    if lift > 0 {
-        for node in &mut graph.node {
-            for a in &mut node.attribute {
-                if a.name == "axis" && a.i >= 0 {
-                    a.i += lift as i64;
-                }
+    for node in &mut graph.node {
+        for a in &mut node.attribute {
+            if a.name == "axis" && a.i < 0 {
+                a.i += rank as i64;
             }
         }
     }
