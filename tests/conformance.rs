@@ -79,7 +79,7 @@ fn run_case(engine: &batchwise::engine::Engine, dir: &Path) -> Result<(), String
         // Only tensors that broadcast against the data are re-shaped; weights keep their shape.
         let is_operand = graph.node.iter().any(|n| {
             matches!(n.op_type.as_str(), "Add" | "Sub" | "Mul" | "Div" | "PRelu")
-                && n.input.iter().any(|x| *x == t.name)
+                && n.input.contains(&t.name)
         });
         if is_operand && t.dims.len() <= rank {
             t.dims = to4(&t.dims);
