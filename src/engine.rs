@@ -12,8 +12,8 @@ use crate::kernels::conv_transpose2d::ConvTranspose2dLayer;
 use crate::kernels::conv2d::Conv2dLayer;
 use crate::kernels::pack::PixelMapping;
 use crate::kernels::{
-    Kernels, Step, binary, copy_channels, depth_to_space, global_avg_pool, nchw_to_nhwc, pack, pad,
-    pool2d, resize_filter, resize_nearest, unary, unpack,
+    Kernels, Step, binary, copy_block, copy_channels, depth_to_space, global_avg_pool,
+    nchw_to_nhwc, pack, pad, pool2d, resize_filter, resize_nearest, unary, unpack,
 };
 use crate::model::{ItemShape, LayerOp, Model};
 
@@ -288,6 +288,33 @@ impl Lane {
             .iter()
             .zip(&m.layers)
             .flat_map(|(g, l)| -> Vec<Step> {
+                if let LayerOp::ConcatAxis(axis) = l.op {
+                    let out = shapes[l.output];
+                    let mut offset = [0u32; 3];
+                    return l
+                        .inputs
+                        .iter()
+                        .map(|&v| {
+                            let s = shapes[v];
+                            let block = copy_block::Block {
+                                src: s,
+                                src_offset: [0; 3],
+                                dst: out,
+                                dst_offset: offset,
+                                size: [s.c, s.h, s.w],
+                            };
+                            offset[axis - 1] += [s.c, s.h, s.w][axis - 1];
+                            copy_block::prepare(
+                                gpu,
+                                &k.copy_block,
+                                &l.name,
+                                &block,
+                                &values[buffer_of[v]],
+                                &values[buffer_of[l.output]],
+                            )
+                        })
+                        .collect();
+                }
                 if let LayerOp::Concat = l.op {
                     let out_c = shapes[l.output].c;
                     let mut offset = 0;
@@ -423,6 +450,27 @@ impl Lane {
                     (_, LayerOp::Pool2d(spec)) => {
                         pool2d::prepare(gpu, &k.pool2d, &l.name, spec, src, dst, s.c, s.h, s.w)
                     }
+                    (_, LayerOp::Crop { starts, ends }) => {
+                        let r = crate::model::crop_ranges(s, *starts, *ends);
+                        let block = copy_block::Block {
+                            src: s,
+                            src_offset: [r[0].0, r[1].0, r[2].0],
+                            dst: shapes[l.output],
+                            dst_offset: [0; 3],
+                            size: [r[0].1 - r[0].0, r[1].1 - r[1].0, r[2].1 - r[2].0],
+                        };
+                        copy_block::prepare(gpu, &k.copy_block, &l.name, &block, src, dst)
+                    }
+                    (_, LayerOp::Flatten) => copy_block::prepare_flat(
+                        gpu,
+                        &k.copy_block,
+                        &l.name,
+                        s,
+                        shapes[l.output],
+                        src,
+                        dst,
+                    ),
+                    (_, LayerOp::ConcatAxis(_)) => unreachable!("handled above"),
                     (_, LayerOp::ToNhwc) => {
                         nchw_to_nhwc::prepare(gpu, &k.nchw_to_nhwc, &l.name, src, dst, s)
                     }

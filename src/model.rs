@@ -48,6 +48,17 @@ pub enum LayerOp {
     Pool2d(Pool2dSpec),
     /// NCHW -> NHWC, stored flat: `[C, H, W] -> [H * W * C, 1, 1]`.
     ToNhwc,
+    /// Concatenation on axis 1, 2 or 3 (channels, height, width).
+    ConcatAxis(usize),
+    /// A block of the input: per axis (c, h, w) ONNX Slice `start` / `end` (negative from the end,
+    /// clamped), step 1.
+    Crop {
+        starts: [i64; 3],
+        ends: [i64; 3],
+    },
+    /// The same elements in order, as `[C * H * W, 1, 1]` (Flatten from axis 1, Reshape to
+    /// `[N, K]`).
+    Flatten,
 }
 
 #[derive(Clone, Debug)]
@@ -142,6 +153,35 @@ impl Model {
                     (h > 0 && w > 0).then_some(ItemShape { c: input.c, h, w })
                 }
                 LayerOp::Pad(spec) => Some(spec.output(input)),
+                LayerOp::ConcatAxis(axis) => {
+                    let dim = |s: &ItemShape, a: usize| [s.c, s.h, s.w][a - 1];
+                    let same = inputs
+                        .iter()
+                        .all(|s| (1..=3).all(|a| a == *axis || dim(s, a) == dim(&input, a)));
+                    same.then(|| {
+                        let total: u32 = inputs.iter().map(|s| dim(s, *axis)).sum();
+                        let mut d = [input.c, input.h, input.w];
+                        d[axis - 1] = total;
+                        ItemShape {
+                            c: d[0],
+                            h: d[1],
+                            w: d[2],
+                        }
+                    })
+                }
+                LayerOp::Crop { starts, ends } => {
+                    let r = crop_ranges(input, *starts, *ends);
+                    r.iter().all(|(a, b)| b > a).then(|| ItemShape {
+                        c: r[0].1 - r[0].0,
+                        h: r[1].1 - r[1].0,
+                        w: r[2].1 - r[2].0,
+                    })
+                }
+                LayerOp::Flatten => Some(ItemShape {
+                    c: input.c * input.h * input.w,
+                    h: 1,
+                    w: 1,
+                }),
                 LayerOp::ToNhwc => Some(ItemShape {
                     c: input.c * input.h * input.w,
                     h: 1,
@@ -226,4 +266,16 @@ impl Model {
         let mut k = keep.into_iter();
         self.layers.retain(|_| k.next().unwrap_or(false));
     }
+}
+
+/// Resolved `[start, end)` per axis (c, h, w) of a Crop, ONNX Slice style.
+pub fn crop_ranges(s: ItemShape, starts: [i64; 3], ends: [i64; 3]) -> [(u32, u32); 3] {
+    let dims = [s.c, s.h, s.w];
+    let mut r = [(0, 0); 3];
+    for a in 0..3 {
+        let n = dims[a] as i64;
+        let fix = |v: i64| if v < 0 { v + n } else { v }.clamp(0, n) as u32;
+        r[a] = (fix(starts[a]), fix(ends[a]));
+    }
+    r
 }

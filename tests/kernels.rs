@@ -548,6 +548,55 @@ fn resize_filter_matches_reference() {
     }
 }
 
+/// Block and flat copies move values: exact.
+#[test]
+fn copy_block_matches_reference() {
+    use batchwise::kernels::copy_block::{self, Block};
+    use batchwise::model::ItemShape;
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(41);
+    let n = 2;
+    let src_shape = ItemShape { c: 3, h: 6, w: 7 };
+    let dst_shape = ItemShape { c: 4, h: 9, w: 8 };
+    let block = Block {
+        src: src_shape,
+        src_offset: [1, 2, 3],
+        dst: dst_shape,
+        dst_offset: [2, 4, 1],
+        size: [2, 3, 4],
+    };
+    let input = common::random_vec(&mut rng, (n as u64 * src_shape.elements()) as usize, 1.0);
+    let before = common::random_vec(&mut rng, (n as u64 * dst_shape.elements()) as usize, 1.0);
+    let mut expected = before.clone();
+    copy_block::reference(&block, &input, &mut expected, n);
+    let src = storage(gpu, &input);
+    let dst = storage(gpu, &before);
+    let step = copy_block::prepare(gpu, &s.kernels.copy_block, "block", &block, &src, &dst);
+    assert_eq!(run_f32(gpu, &step, n, &dst, expected.len()), expected);
+
+    // Flat: 3 x 700 x 1 elements per item as one run (crosses the 1024-element rows).
+    let flat_src = ItemShape { c: 3, h: 700, w: 1 };
+    let flat_dst = ItemShape {
+        c: 2100,
+        h: 1,
+        w: 1,
+    };
+    let input = common::random_vec(&mut rng, (n as u64 * flat_src.elements()) as usize, 1.0);
+    let src = storage(gpu, &input);
+    let dst = output(gpu, input.len());
+    let step = copy_block::prepare_flat(
+        gpu,
+        &s.kernels.copy_block,
+        "flat",
+        flat_src,
+        flat_dst,
+        &src,
+        &dst,
+    );
+    assert_eq!(run_f32(gpu, &step, n, &dst, input.len()), input);
+}
+
 /// A transpose copies values: exact.
 #[test]
 fn nchw_to_nhwc_matches_reference() {

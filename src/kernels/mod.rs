@@ -7,6 +7,7 @@
 pub mod binary;
 pub mod conv2d;
 pub mod conv_transpose2d;
+pub mod copy_block;
 pub mod copy_channels;
 pub mod depth_to_space;
 pub mod global_avg_pool;
@@ -33,6 +34,10 @@ pub const SHADERS: &[(&str, &str)] = &[
     ),
     ("unary.wgsl", include_str!("../../shaders/unary.wgsl")),
     ("pad.wgsl", include_str!("../../shaders/pad.wgsl")),
+    (
+        "copy_block.wgsl",
+        include_str!("../../shaders/copy_block.wgsl"),
+    ),
     (
         "nchw_to_nhwc.wgsl",
         include_str!("../../shaders/nchw_to_nhwc.wgsl"),
@@ -93,6 +98,7 @@ pub struct Kernels {
     pub pad: wgpu::ComputePipeline,
     pub pool2d: wgpu::ComputePipeline,
     pub nchw_to_nhwc: wgpu::ComputePipeline,
+    pub copy_block: wgpu::ComputePipeline,
     pub(crate) conv2d_layout: wgpu::BindGroupLayout,
     conv2d_pipeline_layout: wgpu::PipelineLayout,
     /// conv2d pipelines by variant.
@@ -131,6 +137,7 @@ impl Kernels {
             pad: gpu.compute_pipeline("pad", shader("pad.wgsl")),
             pool2d: gpu.compute_pipeline("pool2d", shader("pool2d.wgsl")),
             nchw_to_nhwc: gpu.compute_pipeline("nchw_to_nhwc", shader("nchw_to_nhwc.wgsl")),
+            copy_block: gpu.compute_pipeline("copy_block", shader("copy_block.wgsl")),
             conv2d_layout,
             conv2d_pipeline_layout,
             conv2d: Mutex::new(HashMap::new()),

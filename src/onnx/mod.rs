@@ -18,8 +18,12 @@ use crate::kernels::unary::UnaryOp;
 use crate::model::{Layer, LayerOp, Model, ValueId};
 use proto::{AttributeProto, NodeProto, TensorProto, data_type};
 
-const SUPPORTED_OPS: &str =
-    "Conv, ConvTranspose, Relu, LeakyRelu (fused after a convolution), Identity";
+const SUPPORTED_OPS: &str = "Conv, ConvTranspose, BatchNormalization, Gemm, Relu, LeakyRelu, \
+     PRelu (after a convolution), Clip, Sigmoid, Tanh, HardSwish, HardSigmoid, Gelu, Erf, Add, Sub, \
+     Mul, Div, Concat and Split (channels, height, width), Slice (step 1), Pad, MaxPool, \
+     AveragePool, GlobalAveragePool, DepthToSpace, Resize (nearest by whole factors, linear, \
+     cubic), Flatten (axis 1), Reshape (to [N, K] or of channels-last heads), Transpose (NHWC \
+     input, NCHW to NHWC), Identity";
 /// Opsets read. Versions after 21 changed the types (bfloat16, float8, int4) of the ops batchwise
 /// supports, not their float32 meaning.
 const OPSETS: std::ops::RangeInclusive<i64> = 7..=28;
@@ -785,6 +789,26 @@ fn lower(model: proto::ModelProto, name: &str, output_names: &[&str]) -> Result<
                     && flat_inputs
                         .as_ref()
                         .is_some_and(|t| t.windows(2).all(|p| p[0] == p[1]));
+                let spatial = if axis < 0 { axis + 4 } else { axis };
+                if !flat_concat && (spatial == 2 || spatial == 3) {
+                    let inputs = node
+                        .input
+                        .iter()
+                        .map(|n| value_of(n))
+                        .collect::<Result<Vec<_>>>()
+                        .map_err(fail)?;
+                    let c = channels[inputs[0]];
+                    push_plain(
+                        &mut layers,
+                        &mut channels,
+                        &mut values,
+                        node,
+                        LayerOp::ConcatAxis(spatial as usize),
+                        inputs,
+                        c,
+                    );
+                    continue;
+                }
                 if !flat_concat && axis != 1 && axis != -3 {
                     return Err(fail(anyhow!(
                         "Concat on axis {axis} is not supported yet (channels, axis 1, are)"
@@ -809,9 +833,55 @@ fn lower(model: proto::ModelProto, name: &str, output_names: &[&str]) -> Result<
             }
             "Split" => {
                 let axis = attr_int(node, "axis", 0);
-                if axis != 1 && axis != -3 {
+                let axis = if axis < 0 { axis + 4 } else { axis };
+                if axis == 2 || axis == 3 {
+                    // Height or width: explicit sizes become crops along that axis.
+                    let input = value_of(&node.input[0]).map_err(fail)?;
+                    let sizes: Vec<i64> = match node.input.get(1).filter(|n| !n.is_empty()) {
+                        Some(name) => initializers
+                            .get(name.as_str())
+                            .with_context(|| format!("split sizes {name} are not a constant"))
+                            .and_then(|t| tensor_to_i64(t))
+                            .map_err(fail)?,
+                        None => attr_ints(node, "split").ok_or_else(|| {
+                            fail(anyhow!(
+                                "an equal Split of height or width needs explicit sizes"
+                            ))
+                        })?,
+                    };
+                    if sizes.len() != node.output.len() {
+                        return Err(fail(anyhow!(
+                            "{} sizes for {} outputs",
+                            sizes.len(),
+                            node.output.len()
+                        )));
+                    }
+                    let mut start = 0i64;
+                    for (out_name, &len) in node.output.iter().zip(&sizes) {
+                        let (mut s3, mut e3) = ([0i64; 3], [i64::MAX; 3]);
+                        s3[axis as usize - 1] = start;
+                        e3[axis as usize - 1] = start + len;
+                        start += len;
+                        let output = channels.len();
+                        channels.push(channels[input]);
+                        values.insert(out_name.clone(), output);
+                        layers.push(Layer {
+                            name: format!("{} -> {out_name}", node_name(node)),
+                            op: LayerOp::Crop {
+                                starts: s3,
+                                ends: e3,
+                            },
+                            inputs: vec![input],
+                            output,
+                            weights: Vec::new(),
+                            bias: Vec::new(),
+                        });
+                    }
+                    continue;
+                }
+                if axis != 1 {
                     return Err(fail(anyhow!(
-                        "Split on axis {axis} is not supported yet (channels, axis 1, are)"
+                        "Split on axis {axis} (the batch) is not supported"
                     )));
                 }
                 let input = value_of(&node.input[0]).map_err(fail)?;
@@ -829,12 +899,21 @@ fn lower(model: proto::ModelProto, name: &str, output_names: &[&str]) -> Result<
                         Some(v) => v.into_iter().map(|v| v as u32).collect(),
                         None => {
                             let parts = node.output.len() as u32;
-                            if parts == 0 || !total.is_multiple_of(parts) {
+                            if parts == 0 || parts > total {
+                                return Err(fail(anyhow!(
+                                    "{total} channels do not split into {parts} parts"
+                                )));
+                            }
+                            // Opset 18: parts of ceil(total / parts), the last one smaller.
+                            let chunk = total.div_ceil(parts);
+                            if !total.is_multiple_of(parts) && attr(node, "num_outputs").is_none() {
                                 return Err(fail(anyhow!(
                                     "{total} channels do not split into {parts} equal parts"
                                 )));
                             }
-                            vec![total / parts; parts as usize]
+                            (0..parts)
+                                .map(|i| chunk.min(total - (i * chunk).min(total)))
+                                .collect()
                         }
                     },
                 };
@@ -1094,12 +1173,82 @@ fn lower(model: proto::ModelProto, name: &str, output_names: &[&str]) -> Result<
                 let pooled = layers
                     .iter()
                     .any(|l| l.output == input && matches!(l.op, LayerOp::GlobalAvgPool));
-                if attr_int(node, "axis", 1) != 1 || !pooled {
+                let axis = attr_int(node, "axis", 1);
+                if axis != 1 && axis != -3 {
                     return Err(fail(anyhow!(
-                        "Flatten is supported after GlobalAveragePool only (axis 1)"
+                        "Flatten on axis {axis} is not supported (axis 1 keeps the batch apart)"
                     )));
                 }
-                values.insert(node.output[0].clone(), input);
+                if pooled {
+                    values.insert(node.output[0].clone(), input);
+                } else {
+                    let c = channels[input];
+                    push_plain(
+                        &mut layers,
+                        &mut channels,
+                        &mut values,
+                        node,
+                        LayerOp::Flatten,
+                        vec![input],
+                        c,
+                    );
+                }
+            }
+            "Slice" => {
+                let input = value_of(&node.input[0]).map_err(fail)?;
+                let ints = |i: usize| -> Result<Option<Vec<i64>>> {
+                    match node.input.get(i).filter(|n| !n.is_empty()) {
+                        None => Ok(None),
+                        Some(n) => initializers
+                            .get(n.as_str())
+                            .with_context(|| format!("{n} is not a constant"))
+                            .and_then(|t| tensor_to_i64(t))
+                            .map(Some),
+                    }
+                };
+                let (starts, ends) = match (ints(1).map_err(fail)?, ints(2).map_err(fail)?) {
+                    (Some(s), Some(e)) => (s, e),
+                    _ => (
+                        attr_ints(node, "starts").unwrap_or_default(),
+                        attr_ints(node, "ends").unwrap_or_default(),
+                    ),
+                };
+                let axes = ints(3)
+                    .map_err(fail)?
+                    .or_else(|| attr_ints(node, "axes"))
+                    .unwrap_or_else(|| (0..starts.len() as i64).collect());
+                if ints(4)
+                    .map_err(fail)?
+                    .is_some_and(|st| st.iter().any(|&v| v != 1))
+                {
+                    return Err(fail(anyhow!(
+                        "Slice with steps other than 1 is not supported yet"
+                    )));
+                }
+                let (mut s3, mut e3) = ([0i64; 3], [i64::MAX; 3]);
+                for ((&a, &b), &e) in axes.iter().zip(&starts).zip(&ends) {
+                    let a = if a < 0 { a + 4 } else { a };
+                    if !(1..=3).contains(&a) {
+                        return Err(fail(anyhow!(
+                            "Slice on axis {a} (the batch) is not supported"
+                        )));
+                    }
+                    s3[a as usize - 1] = b;
+                    e3[a as usize - 1] = e;
+                }
+                let c = channels[input];
+                push_plain(
+                    &mut layers,
+                    &mut channels,
+                    &mut values,
+                    node,
+                    LayerOp::Crop {
+                        starts: s3,
+                        ends: e3,
+                    },
+                    vec![input],
+                    c,
+                );
             }
             "Gemm" => {
                 // A fully connected layer on [N, K] (stored as [N, K, 1, 1]) is a 1x1 convolution.
@@ -1280,6 +1429,23 @@ fn lower(model: proto::ModelProto, name: &str, output_names: &[&str]) -> Result<
                     || layers
                         .iter()
                         .any(|l| l.output == input && matches!(l.op, LayerOp::GlobalAvgPool));
+                let to_matrix = dims.len() == 2
+                    && (dims[1] == -1 || (dims[1] > 0 && [0, 1, -1].contains(&dims[0])))
+                    && [0, 1, -1].contains(&dims[0]);
+                if !flat_input && to_matrix {
+                    // [N, C, H, W] -> [N, C*H*W], whatever the batch dim the file hard-codes.
+                    let c = channels[input];
+                    push_plain(
+                        &mut layers,
+                        &mut channels,
+                        &mut values,
+                        node,
+                        LayerOp::Flatten,
+                        vec![input],
+                        c,
+                    );
+                    continue;
+                }
                 if !flat_input || dims.len() < 2 || dims[0] != 1 {
                     return Err(fail(anyhow!(
                         "Reshape to {dims:?} is supported only for [1, ...] of a channels-last or \

@@ -22,7 +22,7 @@ SUPPORTED = {
     "Conv", "ConvTranspose", "Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "Tanh", "HardSwish",
     "HardSigmoid", "Gelu", "Erf", "Add", "Sub", "Mul", "Div", "Concat", "Split", "DepthToSpace",
     "MaxPool", "AveragePool", "GlobalAveragePool", "Resize", "Pad", "BatchNormalization", "Gemm",
-    "Flatten", "Identity",
+    "Flatten", "Identity", "Slice", "Reshape",
 }
 
 
