@@ -1,9 +1,9 @@
-// Elementwise Add, Sub, Mul, Div of two NCHW tensors with numpy broadcasting: a dimension of size 1
+// Elementwise Add, Sub, Mul, Div (and PRelu with its slopes) of two NCHW tensors with numpy broadcasting: a dimension of size 1
 // in an input has stride 0 there. One invocation per output element.
 //
 // Keep `Params` in sync with `BinaryParams` in src/kernels/binary.rs.
 struct Params {
-    op: u32,          // 0 add, 1 sub, 2 mul, 3 div
+    op: u32,          // 0 add, 1 sub, 2 mul, 3 div, 4 prelu (a < 0 ? a * b : a)
     out_c: u32,
     out_h: u32,
     out_w: u32,
@@ -33,6 +33,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         case 1u: { v = va - vb; }
         case 2u: { v = va * vb; }
         case 3u: { v = va / vb; }
+        case 4u: { v = select(va * vb, va, va >= 0.0); }
         default: { v = va + vb; }
     }
     dst[((n * p.out_c + c) * p.out_h + y) * p.out_w + x] = v;

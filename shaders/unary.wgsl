@@ -3,7 +3,8 @@
 // Keep `Params` and the op codes in sync with `UnaryParams` / `UnaryOp` in src/kernels/unary.rs.
 struct Params {
     op: u32,  // 0 relu/leaky (alpha), 1 clip (alpha, beta), 2 sigmoid, 3 tanh, 4 hardswish,
-              // 5 hardsigmoid (alpha, beta), 6 gelu, 7 erf, 8 affine: x * alpha + beta
+              // 5 hardsigmoid (alpha, beta), 6 gelu, 7 erf, 8 affine: x * alpha + beta,
+              // 9 gelu, tanh approximation
     channels: u32,
     h: u32,
     w: u32,
@@ -41,6 +42,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         case 5u: { y = clamp(x * p.alpha + p.beta, 0.0, 1.0); }
         case 6u: { y = 0.5 * x * (1.0 + erf_approx(x * 0.70710678)); }
         case 7u: { y = erf_approx(x); }
+        case 9u: { y = 0.5 * x * (1.0 + tanh(0.7978845608 * (x + 0.044715 * x * x * x))); }
         default: { y = x * p.alpha + p.beta; }
     }
     dst[i] = y;

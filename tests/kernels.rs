@@ -463,6 +463,7 @@ fn binary_matches_reference_with_broadcasting() {
         (BinaryOp::Sub, shape(4, 6, 5), shape(4, 1, 1)),
         (BinaryOp::Mul, shape(1, 6, 5), shape(3, 6, 1)),
         (BinaryOp::Div, shape(2, 3, 4), shape(1, 1, 4)),
+        (BinaryOp::PRelu, shape(3, 4, 5), shape(3, 1, 1)),
     ] {
         let n = 2;
         let a = common::random_vec(&mut rng, (n as u64 * sa.elements()) as usize, 1.0);

@@ -10,6 +10,8 @@ pub enum BinaryOp {
     Sub = 1,
     Mul = 2,
     Div = 3,
+    /// `a < 0 ? a * b : a`: PRelu with slopes `b`.
+    PRelu = 4,
 }
 
 impl BinaryOp {
@@ -19,6 +21,13 @@ impl BinaryOp {
             BinaryOp::Sub => a - b,
             BinaryOp::Mul => a * b,
             BinaryOp::Div => a / b,
+            BinaryOp::PRelu => {
+                if a >= 0.0 {
+                    a
+                } else {
+                    a * b
+                }
+            }
         }
     }
 }

@@ -23,6 +23,8 @@ pub enum UnaryOp {
     /// The exact (erf) form.
     Gelu,
     Erf,
+    /// Gelu with ONNX's `approximate="tanh"`.
+    GeluTanh,
     /// `x * scale + offset`: Add, Sub, Mul, Div by a scalar constant, and Sub from one.
     Affine {
         scale: f32,
@@ -41,6 +43,7 @@ impl UnaryOp {
             UnaryOp::HardSigmoid { alpha, beta } => (5, alpha, beta),
             UnaryOp::Gelu => (6, 0.0, 0.0),
             UnaryOp::Erf => (7, 0.0, 0.0),
+            UnaryOp::GeluTanh => (9, 0.0, 0.0),
             UnaryOp::Affine { scale, offset } => (8, scale, offset),
         }
     }
@@ -65,6 +68,11 @@ impl UnaryOp {
             }
             UnaryOp::Gelu => 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)),
             UnaryOp::Erf => libm::erf(x),
+            UnaryOp::GeluTanh => {
+                0.5 * x
+                    * (1.0
+                        + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh())
+            }
             UnaryOp::Affine { scale, offset } => x * scale as f64 + offset as f64,
         };
         y as f32

@@ -694,9 +694,44 @@ fn lower(model: proto::ModelProto, name: &str, output_names: &[&str]) -> Result<
                         Activation::LeakyRelu { alpha } => UnaryOp::LeakyRelu { alpha },
                         Activation::Clip { min, max } => UnaryOp::Clip { min, max },
                         _ => {
-                            return Err(fail(anyhow!(
-                                "a PRelu that does not follow a convolution is not supported yet"
-                            )));
+                            // Standalone PRelu: its slopes as a constant operand, broadcast.
+                            let slope_name = &node.input[1];
+                            let w = initializers
+                                .get(slope_name.as_str())
+                                .map(|t| tensor_to_f32(t))
+                                .transpose()
+                                .map_err(fail)?
+                                .with_context(|| format!("slope {slope_name} is not a constant"))
+                                .map_err(fail)?;
+                            if w.dims.len() > 4 || (w.dims.len() == 4 && w.dims[0] != 1) {
+                                return Err(fail(anyhow!(
+                                    "slopes of shape {:?} do not broadcast over [N, C, H, W] items",
+                                    w.dims
+                                )));
+                            }
+                            let mut d = vec![1i64; 4 - w.dims.len()];
+                            d.extend(&w.dims);
+                            let constant = crate::model::ItemShape {
+                                c: d[1] as u32,
+                                h: d[2] as u32,
+                                w: d[3] as u32,
+                            };
+                            let output = channels.len();
+                            channels.push(channels[input]);
+                            values.insert(node.output[0].clone(), output);
+                            layers.push(Layer {
+                                name: node_name(node),
+                                op: LayerOp::BinaryConst {
+                                    op: crate::kernels::binary::BinaryOp::PRelu,
+                                    constant,
+                                    constant_first: false,
+                                },
+                                inputs: vec![input],
+                                output,
+                                weights: w.data,
+                                bias: Vec::new(),
+                            });
+                            continue;
                         }
                     };
                     let c = channels[input];
@@ -755,14 +790,16 @@ fn lower(model: proto::ModelProto, name: &str, output_names: &[&str]) -> Result<
                         alpha: attr_float(node, "alpha", 0.2),
                         beta: attr_float(node, "beta", 0.5),
                     },
-                    "Gelu" => {
-                        if attr(node, "approximate").is_some_and(|a| a.s != b"none") {
+                    "Gelu" => match attr(node, "approximate").map(|a| a.s.as_slice()) {
+                        None | Some(b"none") => UnaryOp::Gelu,
+                        Some(b"tanh") => UnaryOp::GeluTanh,
+                        Some(other) => {
                             return Err(fail(anyhow!(
-                                "Gelu approximate=tanh is not supported yet"
+                                "Gelu approximate={} is not supported",
+                                String::from_utf8_lossy(other)
                             )));
                         }
-                        UnaryOp::Gelu
-                    }
+                    },
                     _ => UnaryOp::Erf,
                 };
                 let c = channels[input];
@@ -1575,9 +1612,24 @@ fn lower(model: proto::ModelProto, name: &str, output_names: &[&str]) -> Result<
     let out = *values
         .get(&output.name)
         .with_context(|| format!("the graph output {} is never computed", output.name))?;
-    if out == 0 {
-        bail!("the model's output is its input; there is nothing to run");
-    }
+    // A graph that returns its input (Identity only) still gets one layer: a copy.
+    let out = if out == 0 {
+        layers.push(Layer {
+            name: "identity".into(),
+            op: LayerOp::Unary(UnaryOp::Affine {
+                scale: 1.0,
+                offset: 0.0,
+            }),
+            inputs: vec![0],
+            output: channels.len(),
+            weights: Vec::new(),
+            bias: Vec::new(),
+        });
+        channels.push(channels[0]);
+        channels.len() - 1
+    } else {
+        out
+    };
     let extra_outputs = output_names
         .iter()
         .skip(1)
