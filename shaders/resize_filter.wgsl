@@ -9,11 +9,11 @@ struct Params {
     out_h: u32,
     out_w: u32,
     coords: u32,  // 0 half_pixel, 1 pytorch_half_pixel, 2 align_corners, 3 asymmetric
-    cubic: u32,   // 0 linear, 1 cubic
+    cubic: u32,   // 0 linear, 1 cubic, 2 nearest
     scale_h: f32, // out / in, as the model gives it
     scale_w: f32,
     cubic_a: f32, // cubic_coeff_a, -0.75 by default
-    _pad0: u32,
+    nearest_mode: u32, // 0 round_prefer_floor, 1 round_prefer_ceil, 2 floor, 3 ceil
     _pad1: u32,
     _pad2: u32,
 }
@@ -39,6 +39,19 @@ fn source_unclamped(o: u32, in_len: u32, out_len: u32, scale: f32) -> f32 {
 
 fn source(o: u32, in_len: u32, out_len: u32, scale: f32) -> f32 {
     return clamp(source_unclamped(o, in_len, out_len, scale), 0.0, f32(in_len - 1u));
+}
+
+// The source index of a nearest-neighbour sample at coordinate x, rounded as ONNX's nearest_mode
+// says and clamped to the image.
+fn nearest(x: f32, len: u32) -> u32 {
+    var i: f32;
+    switch p.nearest_mode {
+        case 1u: { i = select(round(x), ceil(x), fract(x) == 0.5); }
+        case 2u: { i = floor(x); }
+        case 3u: { i = ceil(x); }
+        default: { i = select(round(x), floor(x), fract(x) == 0.5); }
+    }
+    return u32(clamp(i, 0.0, f32(len - 1u)));
 }
 
 // Keys' cubic convolution weights of the taps at -1, 0, 1, 2 for fraction t.
@@ -83,6 +96,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let plane = gid.z; // n * channels + c
+    if p.cubic == 2u {
+        let y = nearest(source_unclamped(oy, p.in_h, p.out_h, p.scale_h), p.in_h);
+        let x = nearest(source_unclamped(ox, p.in_w, p.out_w, p.scale_w), p.in_w);
+        dst[(plane * p.out_h + oy) * p.out_w + ox] = src[(plane * p.in_h + y) * p.in_w + x];
+        return;
+    }
     if p.cubic != 0u {
         dst[(plane * p.out_h + oy) * p.out_w + ox] = cubic(plane * p.in_h * p.in_w, oy, ox);
         return;

@@ -487,7 +487,9 @@ fn binary_matches_reference_with_broadcasting() {
 /// 2e-6 absolute for values in [-1, 1].
 #[test]
 fn resize_filter_matches_reference() {
-    use batchwise::kernels::resize_filter::{self, Coords, Filter, ResizeFilterSpec, Target};
+    use batchwise::kernels::resize_filter::{
+        self, Coords, Filter, NearestMode, ResizeFilterSpec, Target,
+    };
     let s = setup();
     let gpu = &s.engine.gpu;
     let mut rng = common::rng(37);
@@ -522,6 +524,27 @@ fn resize_filter_matches_reference() {
             Target::Size([9, 4]),
             Coords::AlignCorners,
             Filter::Cubic { a: -0.75 },
+        ),
+        // Nearest with ONNX's rounding modes, by sizes and by non-whole scales.
+        (
+            Target::Size([10, 3]),
+            Coords::HalfPixel,
+            Filter::Nearest(NearestMode::RoundPreferFloor),
+        ),
+        (
+            Target::Scale([0.6, 1.7]),
+            Coords::Asymmetric,
+            Filter::Nearest(NearestMode::Floor),
+        ),
+        (
+            Target::Size([11, 9]),
+            Coords::AlignCorners,
+            Filter::Nearest(NearestMode::RoundPreferCeil),
+        ),
+        (
+            Target::Size([12, 7]),
+            Coords::HalfPixel,
+            Filter::Nearest(NearestMode::Ceil),
         ),
     ]
     .map(|(target, coords, filter)| ResizeFilterSpec {

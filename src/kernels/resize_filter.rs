@@ -1,4 +1,4 @@
-//! Bilinear and bicubic resize (`shaders/resize_filter.wgsl`) with ONNX's coordinate modes.
+//! Nearest, bilinear and bicubic resize (`shaders/resize_filter.wgsl`) with ONNX's coordinate modes.
 
 use super::Step;
 use crate::gpu::Gpu;
@@ -18,8 +18,31 @@ pub enum Target {
     Scale([f32; 2]),
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NearestMode {
+    RoundPreferFloor = 0,
+    RoundPreferCeil = 1,
+    Floor = 2,
+    Ceil = 3,
+}
+
+impl NearestMode {
+    fn index(self, x: f64, len: u32) -> usize {
+        let i = match self {
+            NearestMode::RoundPreferFloor if x.fract() == 0.5 => x.floor(),
+            NearestMode::RoundPreferCeil if x.fract() == 0.5 => x.ceil(),
+            NearestMode::RoundPreferFloor | NearestMode::RoundPreferCeil => x.round(),
+            NearestMode::Floor => x.floor(),
+            NearestMode::Ceil => x.ceil(),
+        };
+        i.clamp(0.0, len as f64 - 1.0) as usize
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Filter {
+    /// Nearest neighbour with ONNX's `nearest_mode`.
+    Nearest(NearestMode),
     Linear,
     /// Keys' cubic with ONNX's `cubic_coeff_a` (-0.75 by default).
     Cubic {
@@ -64,7 +87,8 @@ pub struct ResizeFilterParams {
     pub scale_h: f32,
     pub scale_w: f32,
     pub cubic_a: f32,
-    pub _pad: [u32; 3],
+    pub nearest_mode: u32,
+    pub _pad: [u32; 2],
 }
 
 fn source_unclamped(o: u32, in_len: u32, out_len: u32, scale: f32, coords: Coords) -> f64 {
@@ -81,6 +105,19 @@ fn source_unclamped(o: u32, in_len: u32, out_len: u32, scale: f32, coords: Coord
     };
     let _ = i;
     x
+}
+
+/// The shader's f32 source coordinate, before clamping.
+fn source_f32(o: u32, in_len: u32, scale: f32, coords: Coords) -> f32 {
+    let resized = in_len as f32 * scale;
+    let o = o as f32;
+    match coords {
+        Coords::HalfPixel => (o + 0.5) / scale - 0.5,
+        Coords::PytorchHalfPixel if resized > 1.0 => (o + 0.5) / scale - 0.5,
+        Coords::AlignCorners if resized > 1.0 => o * (in_len - 1) as f32 / (resized - 1.0),
+        Coords::Asymmetric => o / scale,
+        _ => 0.0,
+    }
 }
 
 fn source(o: u32, in_len: u32, out_len: u32, scale: f32, coords: Coords) -> f64 {
@@ -104,6 +141,18 @@ pub fn reference(spec: &ResizeFilterSpec, input: &[f32], planes: u32, h: u32, w:
     let mut out = Vec::with_capacity((planes * oh * ow) as usize);
     for p in 0..planes {
         let at = |y: usize, x: usize| input[(p as usize * h as usize + y) * w as usize + x] as f64;
+        if let Filter::Nearest(mode) = spec.filter {
+            // In f32 as the shader (and onnxruntime) computes it: rounding a coordinate that lands
+            // on a pixel boundary depends on it.
+            for oy in 0..oh {
+                let y = mode.index(source_f32(oy, h, sh, spec.coords) as f64, h);
+                for ox in 0..ow {
+                    let x = mode.index(source_f32(ox, w, sw, spec.coords) as f64, w);
+                    out.push(at(y, x) as f32);
+                }
+            }
+            continue;
+        }
         if let Filter::Cubic { a } = spec.filter {
             let clampi = |v: i64, n: u32| v.clamp(0, n as i64 - 1) as usize;
             for oy in 0..oh {
@@ -166,14 +215,22 @@ pub fn prepare(
         out_h,
         out_w,
         coords: spec.coords as u32,
-        cubic: matches!(spec.filter, Filter::Cubic { .. }) as u32,
+        cubic: match spec.filter {
+            Filter::Linear => 0,
+            Filter::Cubic { .. } => 1,
+            Filter::Nearest(_) => 2,
+        },
         scale_h,
         scale_w,
         cubic_a: match spec.filter {
             Filter::Cubic { a } => a,
-            Filter::Linear => 0.0,
+            _ => 0.0,
         },
-        _pad: [0; 3],
+        nearest_mode: match spec.filter {
+            Filter::Nearest(m) => m as u32,
+            _ => 0,
+        },
+        _pad: [0; 2],
     };
     super::step(
         gpu,

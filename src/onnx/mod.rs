@@ -314,7 +314,16 @@ fn resize_filter_spec(
     if attr_int(node, "antialias", 0) != 0 {
         bail!("Resize with antialias=1 is not supported yet");
     }
-    let filter = if text("mode", "nearest") == "cubic" {
+    let filter = if text("mode", "nearest") == "nearest" {
+        use crate::kernels::resize_filter::NearestMode;
+        Filter::Nearest(match text("nearest_mode", "round_prefer_floor").as_str() {
+            "round_prefer_floor" => NearestMode::RoundPreferFloor,
+            "round_prefer_ceil" => NearestMode::RoundPreferCeil,
+            "floor" => NearestMode::Floor,
+            "ceil" => NearestMode::Ceil,
+            other => bail!("Resize nearest_mode={other} is not supported"),
+        })
+    } else if text("mode", "nearest") == "cubic" {
         if attr_int(node, "exclude_outside", 0) != 0 {
             bail!("Resize cubic with exclude_outside=1 is not supported yet");
         }
@@ -1406,7 +1415,14 @@ fn lower(model: proto::ModelProto, name: &str, output_names: &[&str]) -> Result<
                 let op = if mode == "linear" || mode == "bilinear" || mode == "cubic" {
                     LayerOp::ResizeFilter(resize_filter_spec(node, &initializers).map_err(fail)?)
                 } else {
-                    LayerOp::ResizeNearest(resize_scale(node, &initializers).map_err(fail)?)
+                    // Whole factors with floor-like modes: the plain nearest kernel; any other
+                    // nearest resize: the filter kernel with the exact ONNX rounding.
+                    match resize_scale(node, &initializers) {
+                        Ok(scale) => LayerOp::ResizeNearest(scale),
+                        Err(_) => LayerOp::ResizeFilter(
+                            resize_filter_spec(node, &initializers).map_err(fail)?,
+                        ),
+                    }
                 };
                 let c = channels[input];
                 push_plain(
