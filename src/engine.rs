@@ -709,25 +709,35 @@ impl BatchRunner {
     }
 
     fn upload(&self, pixels: &[u32], items: u32) -> Result<()> {
+        let per_item = (self.input.h * self.input.w) as usize;
+        self.write_lanes(pixels, items, per_item, |lane| &lane.pixels_in)
+    }
+
+    /// Checks `items` and writes each lane's share of `data` (`per_item` values an item) to the
+    /// buffer `target` picks in that lane.
+    fn write_lanes<T: bytemuck::Pod>(
+        &self,
+        data: &[T],
+        items: u32,
+        per_item: usize,
+        target: impl Fn(&Lane) -> &TrackedBuffer,
+    ) -> Result<()> {
         if items == 0 || items > self.max_items {
             bail!("a batch holds 1 to {} items, not {items}", self.max_items);
         }
-        let per_item = (self.input.h * self.input.w) as usize;
-        if pixels.len() != items as usize * per_item {
+        if data.len() != items as usize * per_item {
             bail!(
-                "{items} tiles need {} pixels, got {}",
+                "{items} items need {} values, got {}",
                 items as usize * per_item,
-                pixels.len()
+                data.len()
             );
         }
         let mut at = 0;
         for (lane, n) in self.split(items) {
             let len = n as usize * per_item;
-            self.gpu.queue.write_buffer(
-                &lane.pixels_in,
-                0,
-                bytemuck::cast_slice(&pixels[at..at + len]),
-            );
+            self.gpu
+                .queue
+                .write_buffer(target(lane), 0, bytemuck::cast_slice(&data[at..at + len]));
             at += len;
         }
         Ok(())
@@ -797,27 +807,8 @@ impl BatchRunner {
         if !self.float_input {
             bail!("this runner packs 8-bit pixels; make it with BatchRunner::float_input");
         }
-        if items == 0 || items > self.max_items {
-            bail!("a batch holds 1 to {} items, not {items}", self.max_items);
-        }
         let per_item = self.input.elements() as usize;
-        if input.len() != items as usize * per_item {
-            bail!(
-                "{items} items need {} values, got {}",
-                items as usize * per_item,
-                input.len()
-            );
-        }
-        let mut at = 0;
-        for (lane, n) in self.split(items) {
-            let len = n as usize * per_item;
-            self.gpu.queue.write_buffer(
-                &lane.values[lane.model_in],
-                0,
-                bytemuck::cast_slice(&input[at..at + len]),
-            );
-            at += len;
-        }
+        self.write_lanes(input, items, per_item, |lane| &lane.values[lane.model_in])?;
         self.read_outputs(items)
     }
 

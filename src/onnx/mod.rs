@@ -180,6 +180,21 @@ fn spatial(node: &NodeProto, w: &Weights) -> Result<Spatial> {
     })
 }
 
+/// The item shape of a constant that broadcasts against `[N, C, H, W]` values (numpy rules: its
+/// dims align to the right), shared by every item of a batch.
+fn constant_item_shape(dims: &[i64]) -> Result<crate::model::ItemShape> {
+    if dims.len() > 4 || (dims.len() == 4 && dims[0] != 1) {
+        bail!("a constant of shape {dims:?} does not broadcast over [N, C, H, W] items");
+    }
+    let mut d = vec![1i64; 4 - dims.len()];
+    d.extend(dims);
+    Ok(crate::model::ItemShape {
+        c: d[1] as u32,
+        h: d[2] as u32,
+        w: d[3] as u32,
+    })
+}
+
 /// Appends a weightless layer writing the node's first output.
 #[allow(clippy::too_many_arguments)]
 fn push_plain(
@@ -712,19 +727,7 @@ fn lower(model: proto::ModelProto, name: &str, output_names: &[&str]) -> Result<
                                 .map_err(fail)?
                                 .with_context(|| format!("slope {slope_name} is not a constant"))
                                 .map_err(fail)?;
-                            if w.dims.len() > 4 || (w.dims.len() == 4 && w.dims[0] != 1) {
-                                return Err(fail(anyhow!(
-                                    "slopes of shape {:?} do not broadcast over [N, C, H, W] items",
-                                    w.dims
-                                )));
-                            }
-                            let mut d = vec![1i64; 4 - w.dims.len()];
-                            d.extend(&w.dims);
-                            let constant = crate::model::ItemShape {
-                                c: d[1] as u32,
-                                h: d[2] as u32,
-                                w: d[3] as u32,
-                            };
+                            let constant = constant_item_shape(&w.dims).map_err(fail)?;
                             let output = channels.len();
                             channels.push(channels[input]);
                             values.insert(node.output[0].clone(), output);
@@ -1569,19 +1572,7 @@ fn lower(model: proto::ModelProto, name: &str, output_names: &[&str]) -> Result<
                 } {
                     let input = value_of(other).map_err(fail)?;
                     let w = tensor_to_f32(t).map_err(fail)?;
-                    if w.dims.len() > 4 || (w.dims.len() == 4 && w.dims[0] != 1) {
-                        return Err(fail(anyhow!(
-                            "a constant of shape {:?} does not broadcast over [N, C, H, W] items",
-                            w.dims
-                        )));
-                    }
-                    let mut d = vec![1i64; 4 - w.dims.len()];
-                    d.extend(&w.dims);
-                    let shape = crate::model::ItemShape {
-                        c: d[1] as u32,
-                        h: d[2] as u32,
-                        w: d[3] as u32,
-                    };
+                    let shape = constant_item_shape(&w.dims).map_err(fail)?;
                     let output = channels.len();
                     channels.push(channels[input].max(shape.c));
                     values.insert(node.output[0].clone(), output);
