@@ -3,7 +3,7 @@
 //
 // Keep `Params` in sync with `BinaryParams` in src/kernels/binary.rs.
 struct Params {
-    op: u32,          // 0 add, 1 sub, 2 mul, 3 div, 4 prelu (a < 0 ? a * b : a)
+    op: u32,          // 0 add, 1 sub, 2 mul, 3 div, 4 prelu (a < 0 ? a * b : a), 5 pow, 6 max, 7 min
     out_c: u32,
     out_h: u32,
     out_w: u32,
@@ -34,6 +34,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         case 2u: { v = va * vb; }
         case 3u: { v = va / vb; }
         case 4u: { v = select(va * vb, va, va >= 0.0); }
+        case 5u: { v = pow(va, vb); }
+        case 6u: { v = max(va, vb); }
+        case 7u: { v = min(va, vb); }
         default: { v = va + vb; }
     }
     dst[((n * p.out_c + c) * p.out_h + y) * p.out_w + x] = v;

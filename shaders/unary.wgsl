@@ -1,17 +1,15 @@
-// Elementwise activations and affine maps of an NCHW tensor, one invocation per element.
+// Elementwise activations and math functions of a tensor of any shape, one invocation per element.
 //
 // Keep `Params` and the op codes in sync with `UnaryParams` / `UnaryOp` in src/kernels/unary.rs.
 struct Params {
-    op: u32,  // 0 relu/leaky (alpha), 1 clip (alpha, beta), 2 sigmoid, 3 tanh, 4 hardswish,
-              // 5 hardsigmoid (alpha, beta), 6 gelu, 7 erf, 8 affine: x * alpha + beta,
-              // 9 gelu, tanh approximation
-    channels: u32,
-    h: u32,
-    w: u32,
+    op: u32,  // see `apply`
+    count: u32, // elements per item
     alpha: f32,
     beta: f32,
+    gamma: f32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -25,25 +23,53 @@ fn erf_approx(x: f32) -> f32 {
     return sign(x) * (1.0 - poly * exp(-x * x));
 }
 
-@compute @workgroup_size(16, 4, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    if gid.x >= p.w || gid.y >= p.h {
+// log(1 + exp(x)) without overflow.
+fn softplus(x: f32) -> f32 {
+    return max(x, 0.0) + log(1.0 + exp(-abs(x)));
+}
+
+fn apply(x: f32) -> f32 {
+    switch p.op {
+        case 0u: { return select(x * p.alpha, x, x >= 0.0); }
+        case 1u: { return clamp(x, p.alpha, p.beta); }
+        case 2u: { return 1.0 / (1.0 + exp(-x)); }
+        case 3u: { return tanh(x); }
+        case 4u: { return x * clamp(x / 6.0 + 0.5, 0.0, 1.0); }
+        case 5u: { return clamp(x * p.alpha + p.beta, 0.0, 1.0); }
+        case 6u: { return 0.5 * x * (1.0 + erf_approx(x * 0.70710678)); }
+        case 7u: { return erf_approx(x); }
+        case 9u: { return 0.5 * x * (1.0 + tanh(0.7978845608 * (x + 0.044715 * x * x * x))); }
+        case 10u: { return exp(x); }
+        case 11u: { return log(x); }
+        case 12u: { return sqrt(x); }
+        case 13u: { return abs(x); }
+        case 14u: { return -x; }
+        case 15u: { return 1.0 / x; }
+        case 16u: { return floor(x); }
+        case 17u: { return ceil(x); }
+        case 18u: { return round(x); }  // half to even, as ONNX Round
+        case 19u: { return sign(x); }
+        case 20u: { return softplus(x); }
+        case 21u: { return x / (1.0 + abs(x)); }
+        case 22u: { return select(p.alpha * (exp(x) - 1.0), x, x > 0.0); }                   // Elu
+        case 23u: { return p.gamma * select(p.alpha * (exp(x) - 1.0), x, x > 0.0); }         // Selu
+        case 24u: { return max(0.0, x) + min(0.0, p.alpha * (exp(x / p.alpha) - 1.0)); }     // Celu
+        case 25u: { return select(0.0, x, x > p.alpha); }                                    // ThresholdedRelu
+        case 26u: { return x * tanh(softplus(x)); }                                          // Mish
+        case 27u: { return sin(x); }
+        case 28u: { return cos(x); }
+        case 29u: { return select(select(0.0, x + p.beta, x < -p.alpha), x - p.beta, x > p.alpha); } // Shrink
+        case 30u: { return trunc(x); }
+        default: { return x * p.alpha + p.beta; }  // 8: affine
+    }
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = gid.x + gid.y * groups.x * 256u;
+    if i >= p.count {
         return;
     }
-    let i = (gid.z * p.h + gid.y) * p.w + gid.x; // gid.z = n * channels + c
-    let x = src[i];
-    var y: f32;
-    switch p.op {
-        case 0u: { y = select(x * p.alpha, x, x >= 0.0); }
-        case 1u: { y = clamp(x, p.alpha, p.beta); }
-        case 2u: { y = 1.0 / (1.0 + exp(-x)); }
-        case 3u: { y = tanh(x); }
-        case 4u: { y = x * clamp(x / 6.0 + 0.5, 0.0, 1.0); }
-        case 5u: { y = clamp(x * p.alpha + p.beta, 0.0, 1.0); }
-        case 6u: { y = 0.5 * x * (1.0 + erf_approx(x * 0.70710678)); }
-        case 7u: { y = erf_approx(x); }
-        case 9u: { y = 0.5 * x * (1.0 + tanh(0.7978845608 * (x + 0.044715 * x * x * x))); }
-        default: { y = x * p.alpha + p.beta; }
-    }
-    dst[i] = y;
+    let at = gid.z * p.count + i;
+    dst[at] = apply(src[at]);
 }

@@ -12,10 +12,11 @@ use crate::kernels::conv_transpose2d::ConvTranspose2dLayer;
 use crate::kernels::conv2d::Conv2dLayer;
 use crate::kernels::pack::PixelMapping;
 use crate::kernels::{
-    Kernels, Step, binary, copy_block, copy_channels, depth_to_space, global_avg_pool,
-    nchw_to_nhwc, pack, pad, pool2d, resize_filter, resize_nearest, unary, unpack,
+    Kernels, Step, binary, copy_block, copy_channels, depth_to_space, global_avg_pool, matmul,
+    nchw_to_nhwc, nd_binary, nd_copy, normalize, pack, pad, pool2d, reduce, resize_filter,
+    resize_nearest, softmax, unary, unpack,
 };
-use crate::model::{ItemShape, LayerOp, Model};
+use crate::model::{ItemShape, LayerOp, Model, TensorOp};
 
 /// A device with its compiled pipelines.
 pub struct Engine {
@@ -26,7 +27,7 @@ pub struct Engine {
 enum GpuLayer {
     Conv2d(Conv2dLayer),
     ConvTranspose2d(ConvTranspose2dLayer),
-    /// The constant operand of a BinaryConst.
+    /// The constant operand of a BinaryConst or a tensor op.
     Constant(TrackedBuffer),
     /// Ops without weights: everything they need is in the model's layer.
     Plain,
@@ -71,11 +72,13 @@ impl Engine {
                 LayerOp::ConvTranspose2d(s) => GpuLayer::ConvTranspose2d(
                     ConvTranspose2dLayer::upload(gpu, &l.name, s.clone(), &l.weights, &l.bias),
                 ),
-                LayerOp::BinaryConst { .. } => GpuLayer::Constant(gpu.create_buffer_init(
-                    &l.name,
-                    bytemuck::cast_slice(&l.weights),
-                    wgpu::BufferUsages::STORAGE,
-                )),
+                LayerOp::BinaryConst { .. } | LayerOp::Tensor(_) if !l.weights.is_empty() => {
+                    GpuLayer::Constant(gpu.create_buffer_init(
+                        &l.name,
+                        bytemuck::cast_slice(&l.weights),
+                        wgpu::BufferUsages::STORAGE,
+                    ))
+                }
                 _ => GpuLayer::Plain,
             })
             .collect();
@@ -288,6 +291,15 @@ impl Lane {
             .iter()
             .zip(&m.layers)
             .flat_map(|(g, l)| -> Vec<Step> {
+                if let LayerOp::Tensor(op) = &l.op {
+                    let constant = match g {
+                        GpuLayer::Constant(b) => Some(&**b),
+                        _ => None,
+                    };
+                    let buffer = |v: usize| -> &wgpu::Buffer { &values[buffer_of[v]] };
+                    let item = |v: usize| shapes[v].elements() as u32;
+                    return tensor_steps(gpu, k, l, op, constant, buffer, item);
+                }
                 if let LayerOp::ConcatAxis(axis) = l.op {
                     let out = shapes[l.output];
                     let mut offset = [0u32; 3];
@@ -406,7 +418,7 @@ impl Lane {
                         unreachable!("constants are uploaded as GpuLayer::Constant")
                     }
                     (_, LayerOp::Unary(op)) => {
-                        unary::prepare(gpu, &k.unary, &l.name, *op, src, dst, s.c, s.h, s.w)
+                        unary::prepare(gpu, &k.unary, &l.name, *op, src, dst, s.elements() as u32)
                     }
                     (_, LayerOp::SliceChannels { start, count }) => copy_channels::prepare(
                         gpu,
@@ -474,7 +486,7 @@ impl Lane {
                     (_, LayerOp::ToNhwc) => {
                         nchw_to_nhwc::prepare(gpu, &k.nchw_to_nhwc, &l.name, src, dst, s)
                     }
-                    (_, LayerOp::Concat) => unreachable!("handled above"),
+                    (_, LayerOp::Concat | LayerOp::Tensor(_)) => unreachable!("handled above"),
                     (
                         GpuLayer::Plain | GpuLayer::Constant(_),
                         LayerOp::Conv2d(_) | LayerOp::ConvTranspose2d(_),
@@ -513,6 +525,87 @@ impl Lane {
         self.pack.dispatches()
             + self.layers.iter().map(Step::dispatches).sum::<usize>()
             + self.unpack.as_ref().map_or(0, Step::dispatches)
+    }
+}
+
+/// The steps of a general tensor op. `buffer(v)` is value v's buffer, `item(v)` its elements per
+/// batch item; `constant` the layer's uploaded weights.
+fn tensor_steps<'a>(
+    gpu: &Gpu,
+    k: &Kernels,
+    l: &crate::model::Layer,
+    op: &TensorOp,
+    constant: Option<&'a wgpu::Buffer>,
+    buffer: impl Fn(usize) -> &'a wgpu::Buffer,
+    item: impl Fn(usize) -> u32,
+) -> Vec<Step> {
+    let name = &l.name;
+    let dst = buffer(l.output);
+    let out_item = item(l.output);
+    let constant = || constant.expect("a tensor op with weights has them uploaded");
+    // Operand k of a two-input op: the constant, or the next value input.
+    let mut next = l.inputs.iter();
+    let mut operand = |is_constant: bool| -> (&'a wgpu::Buffer, u32) {
+        if is_constant {
+            (constant(), 0)
+        } else {
+            let v = *next.next().expect("a value input per operand");
+            (buffer(v), item(v))
+        }
+    };
+    match op {
+        TensorOp::Copy(copies) => copies
+            .iter()
+            .map(|(from, spec)| {
+                let (src, src_item) = match from {
+                    Some(i) => (buffer(l.inputs[*i]), item(l.inputs[*i])),
+                    None => (constant(), 0),
+                };
+                nd_copy::prepare(gpu, &k.nd_copy, name, spec, src, src_item, dst, out_item)
+            })
+            .collect(),
+        TensorOp::Binary { spec, constant: c } => {
+            let (a, a_item) = operand(*c == Some(0));
+            let (b, b_item) = operand(*c == Some(1));
+            vec![nd_binary::prepare(
+                gpu,
+                &k.nd_binary,
+                name,
+                spec,
+                a,
+                a_item,
+                b,
+                b_item,
+                dst,
+            )]
+        }
+        TensorOp::MatMul { spec, constant_b } => {
+            let (a, a_item) = operand(false);
+            let (b, b_item) = operand(*constant_b);
+            vec![matmul::prepare(
+                gpu, &k.matmul, name, spec, a, a_item, b, b_item, dst,
+            )]
+        }
+        TensorOp::Reduce(spec) => {
+            let (src, _) = operand(false);
+            vec![reduce::prepare(gpu, &k.reduce, name, spec, src, dst)]
+        }
+        TensorOp::Softmax(spec) => {
+            let (src, _) = operand(false);
+            vec![softmax::prepare(gpu, &k.softmax, name, spec, src, dst)]
+        }
+        TensorOp::Normalize(spec) => {
+            let (src, _) = operand(false);
+            vec![normalize::prepare(
+                gpu,
+                &k.normalize,
+                name,
+                spec,
+                src,
+                constant(),
+                dst,
+            )]
+        }
     }
 }
 

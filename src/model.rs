@@ -8,9 +8,15 @@ use crate::kernels::binary::{self, BinaryOp};
 use crate::kernels::conv_transpose2d::ConvTranspose2dSpec;
 use crate::kernels::conv2d::Conv2dSpec;
 use crate::kernels::depth_to_space::DepthToSpaceSpec;
+use crate::kernels::matmul::MatMulSpec;
+use crate::kernels::nd_binary::NdBinarySpec;
+use crate::kernels::nd_copy::CopySpec;
+use crate::kernels::normalize::NormSpec;
 use crate::kernels::pad::PadSpec;
 use crate::kernels::pool2d::Pool2dSpec;
+use crate::kernels::reduce::ReduceSpec;
 use crate::kernels::resize_filter::ResizeFilterSpec;
+use crate::kernels::softmax::SoftmaxSpec;
 use crate::kernels::unary::UnaryOp;
 
 pub type ValueId = usize;
@@ -59,6 +65,31 @@ pub enum LayerOp {
     /// The same elements in order, as `[C * H * W, 1, 1]` (Flatten from axis 1, Reshape to
     /// `[N, K]`).
     Flatten,
+    /// An op on tensors of any rank whose shapes were fixed at import (see [`TensorOp`]).
+    Tensor(TensorOp),
+}
+
+/// Ops on general tensors, lowered by the static importer with every shape known: each op
+/// carries its dims, and values are plain row-major buffers.
+#[derive(Clone, Debug)]
+pub enum TensorOp {
+    /// Strided copies into the output, in order: each from `layer.inputs[k]`, or (None) from the
+    /// layer's constant `weights`, shared by every item.
+    Copy(Vec<(Option<usize>, CopySpec)>),
+    /// `a op b`; `constant` names the operand (0 or 1) that is the layer's `weights`.
+    Binary {
+        spec: NdBinarySpec,
+        constant: Option<usize>,
+    },
+    Reduce(ReduceSpec),
+    Softmax(SoftmaxSpec),
+    /// `constant_b`: B is the layer's `weights`.
+    MatMul {
+        spec: MatMulSpec,
+        constant_b: bool,
+    },
+    /// Scales then biases in the layer's `weights`.
+    Normalize(NormSpec),
 }
 
 #[derive(Clone, Debug)]
@@ -87,6 +118,9 @@ pub struct Model {
     pub extra_outputs: Vec<ValueId>,
     pub value_count: usize,
     pub opset: i64,
+    /// Every value's shape, for models lowered with a fixed input shape (general tensors);
+    /// None: shapes follow the input's height and width.
+    pub static_shapes: Option<Vec<ItemShape>>,
 }
 
 /// Channels, height and width of one batch item of a value.
@@ -106,6 +140,19 @@ impl ItemShape {
 impl Model {
     /// The shape of every value for an input of `h x w`, or an error naming the layer that does not fit.
     pub fn shapes(&self, h: u32, w: u32) -> Result<Vec<ItemShape>> {
+        if let Some(shapes) = &self.static_shapes {
+            let input = shapes[0];
+            if (input.h, input.w) != (h, w) {
+                bail!(
+                    "{} takes a fixed input of {}x{}x{}, not {h}x{w}",
+                    self.name,
+                    input.c,
+                    input.h,
+                    input.w
+                );
+            }
+            return Ok(shapes.clone());
+        }
         let mut shapes = vec![None; self.value_count];
         shapes[0] = Some(ItemShape {
             c: self.input_channels,
@@ -199,6 +246,10 @@ impl Model {
                 LayerOp::SliceChannels { start, count } => {
                     (start + count <= input.c).then_some(ItemShape { c: *count, ..input })
                 }
+                LayerOp::Tensor(_) => bail!(
+                    "layer {} is a general tensor op, which only static models hold",
+                    layer.name
+                ),
             };
             let Some(out) = out else {
                 bail!(
@@ -234,10 +285,16 @@ impl Model {
             .layers
             .iter()
             .map(|l| {
-                let s = shapes[l.inputs[0]];
+                let Some(&input) = l.inputs.first() else {
+                    return 0;
+                };
+                let s = shapes[input];
                 match &l.op {
                     LayerOp::Conv2d(spec) => spec.macs(s.h, s.w),
                     LayerOp::ConvTranspose2d(spec) => spec.macs(s.h, s.w),
+                    LayerOp::Tensor(TensorOp::MatMul { spec, .. }) => {
+                        spec.count() as u64 * spec.k as u64
+                    }
                     _ => 0,
                 }
             })

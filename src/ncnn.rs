@@ -583,5 +583,6 @@ pub fn load_bytes(param: &str, bin: &[u8], name: &str) -> Result<Model> {
         value_count: channels.len(),
         layers,
         opset: 0,
+        static_shapes: None,
     })
 }

@@ -2,9 +2,9 @@
 //! op the importer supports, run on the GPU.
 //!
 //! Each test's first graph input is the data; its other inputs (weights, scales, pads) become
-//! constants, as they are in real models. Data of rank < 4 is stored as the engine stores vectors
-//! and matrices: first dim the batch, second the channels, trailing 1s (`[N, K]` as
-//! `[N, K, 1, 1]`). Tolerance: |got - want| <= 1e-5 + 1e-3 |want| — onnxruntime's test default
+//! constants, as they are in real models. Rank-4 data runs as N images where the image lowering
+//! takes the graph; otherwise the graph is lowered with every shape fixed and the whole data
+//! tensor is one item. Tolerance: |got - want| <= 1e-5 + 1e-3 |want| — onnxruntime's test default
 //! relative tolerance, with an absolute floor for float32 sums in another order.
 //!
 //! `known_failures.txt` lists the tests that do not pass yet, each with its reason; this test
@@ -23,17 +23,33 @@ fn tensor(path: &Path) -> proto::TensorProto {
     proto::TensorProto::decode(&std::fs::read(path).unwrap()[..]).unwrap()
 }
 
+/// The tensor's values as float32, whatever its numeric type (the engine computes in float32;
+/// the tests' integers are small enough to be exact).
 fn floats(t: &proto::TensorProto) -> Option<Vec<f32>> {
-    match t.data_type {
-        1 if !t.raw_data.is_empty() => Some(
-            t.raw_data
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-        ),
-        1 => Some(t.float_data.clone()),
-        _ => None,
+    let raw = &t.raw_data;
+    if raw.is_empty() {
+        return match t.data_type {
+            1 => Some(t.float_data.clone()),
+            _ => None,
+        };
     }
+    let f = |size: usize, conv: &dyn Fn(&[u8]) -> f32| raw.chunks_exact(size).map(conv).collect();
+    Some(match t.data_type {
+        1 => f(4, &|b| f32::from_le_bytes(b.try_into().unwrap())),
+        2 | 9 => f(1, &|b| b[0] as f32),
+        3 => f(1, &|b| b[0] as i8 as f32),
+        4 => f(2, &|b| u16::from_le_bytes(b.try_into().unwrap()) as f32),
+        5 => f(2, &|b| i16::from_le_bytes(b.try_into().unwrap()) as f32),
+        6 => f(4, &|b| i32::from_le_bytes(b.try_into().unwrap()) as f32),
+        7 => f(8, &|b| i64::from_le_bytes(b.try_into().unwrap()) as f32),
+        10 => f(2, &|b| {
+            half::f16::from_le_bytes(b.try_into().unwrap()).to_f32()
+        }),
+        11 => f(8, &|b| f64::from_le_bytes(b.try_into().unwrap()) as f32),
+        12 => f(4, &|b| u32::from_le_bytes(b.try_into().unwrap()) as f32),
+        13 => f(8, &|b| u64::from_le_bytes(b.try_into().unwrap()) as f32),
+        _ => return None,
+    })
 }
 
 /// Runs one node test; Err is the reason it fails.
@@ -58,43 +74,23 @@ fn run_case(engine: &batchwise::engine::Engine, dir: &Path) -> Result<(), String
     if data_inputs.is_empty() || inputs.len() != data_inputs.len() {
         return Err("no data input".into());
     }
-    // Data of rank r < 4 becomes [d0, .., d(r-1), 1, ..]: the first dim is the batch, the second the
-    // channels, as the engine stores vectors and matrices ([N, K] as [N, K, 1, 1]). Constants are
-    // aligned to the data's rank first (numpy broadcasting), then padded the same way, and
-    // negative axes are made positive against the original rank.
-    let first = &inputs[0];
-    let rank = first.dims.len();
-    if rank > 4 || rank == 0 {
-        return Err(format!("rank-{rank} data (images are rank 4)"));
-    }
-    let to4 = |dims: &[i64]| -> Vec<i64> {
-        let mut d = vec![1i64; rank.saturating_sub(dims.len())];
-        d.extend(dims);
-        d.resize(4, 1);
-        d
-    };
     for (k, &i) in data_inputs.iter().enumerate().skip(1) {
         let mut t = inputs[k].clone();
         t.name = graph.input[i].name.clone();
-        // Only tensors that broadcast against the data are re-shaped; weights keep their shape.
-        let is_operand = graph.node.iter().any(|n| {
-            matches!(n.op_type.as_str(), "Add" | "Sub" | "Mul" | "Div" | "PRelu")
-                && n.input.contains(&t.name)
-        });
-        if is_operand && t.dims.len() <= rank {
-            t.dims = to4(&t.dims);
-        }
         graph.initializer.push(t);
     }
-    let data = floats(first).ok_or("the data input is not float32")?;
-    let dims = to4(&first.dims);
+    let first = &inputs[0];
+    let data = floats(first).ok_or("the data input is not a numeric tensor")?;
+    let dims = first.dims.clone();
     let input_name = graph.input[data_inputs[0]].name.clone();
     graph
         .input
         .retain(|v| v.name == input_name || initialized.contains(&v.name));
-    if let Some(shape) = graph.input[0]
-        .r#type
-        .as_mut()
+    if let Some(shape) = graph
+        .input
+        .iter_mut()
+        .find(|v| v.name == input_name)
+        .and_then(|v| v.r#type.as_mut())
         .and_then(|t| t.tensor_type.as_mut())
         .and_then(|t| t.shape.as_mut())
     {
@@ -106,13 +102,6 @@ fn run_case(engine: &batchwise::engine::Engine, dir: &Path) -> Result<(), String
             })
             .collect();
     }
-    for node in &mut graph.node {
-        for a in &mut node.attribute {
-            if a.name == "axis" && a.i < 0 {
-                a.i += rank as i64;
-            }
-        }
-    }
     let output_names: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
     let names: Vec<&str> = output_names.iter().map(String::as_str).collect();
     let bytes = model.encode_to_vec();
@@ -121,14 +110,19 @@ fn run_case(engine: &batchwise::engine::Engine, dir: &Path) -> Result<(), String
     let gpu_model = engine
         .load(std::sync::Arc::new(lowered))
         .map_err(|e| format!("load: {e:#}"))?;
-    let (n, h, w) = (dims[0] as u32, dims[2] as u32, dims[3] as u32);
+    // A model lowered with fixed shapes takes the whole data tensor as one item; an image model
+    // takes [N, C, H, W] as N items.
+    let (n, h, w) = match &gpu_model.model.static_shapes {
+        Some(shapes) => (1, shapes[0].h, shapes[0].w),
+        None => (dims[0] as u32, dims[2] as u32, dims[3] as u32),
+    };
     let runner = BatchRunner::float_input(engine, &gpu_model, n, h, w)
         .map_err(|e| format!("plan: {e:#}"))?;
     let got = runner
         .run_floats(&data, n)
         .map_err(|e| format!("run: {e:#}"))?;
     for (k, (g, want)) in got.iter().zip(&wanted).enumerate() {
-        let want = floats(want).ok_or("the output is not float32")?;
+        let want = floats(want).ok_or("the output is not a numeric tensor")?;
         if g.len() != want.len() {
             return Err(format!(
                 "output {k} has {} values, want {}",
@@ -165,9 +159,14 @@ fn onnx_node_tests() {
         })
         .collect();
     let engine = common::engine();
-    let mut dirs: Vec<_> = std::fs::read_dir(root.join("node"))
+    // BATCHWISE_CONFORMANCE_NODES: another folder of node tests; BATCHWISE_CONFORMANCE_ONLY: run
+    // the tests whose name contains it (both for debugging one op).
+    let nodes = std::env::var("BATCHWISE_CONFORMANCE_NODES").map_or(root.join("node"), Into::into);
+    let only = std::env::var("BATCHWISE_CONFORMANCE_ONLY").unwrap_or_default();
+    let mut dirs: Vec<_> = std::fs::read_dir(nodes)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(&only))
         .collect();
     dirs.sort();
     let mut per_op: BTreeMap<String, (usize, usize)> = BTreeMap::new();

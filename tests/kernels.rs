@@ -760,39 +760,29 @@ fn unary_matches_reference() {
     let s = setup();
     let gpu = &s.engine.gpu;
     let mut rng = common::rng(34);
-    let (n, c, h, w) = (2u32, 3u32, 7u32, 9u32);
-    let input = common::random_vec(&mut rng, (n * c * h * w) as usize, 4.0);
-    for op in [
-        UnaryOp::LeakyRelu { alpha: 0.0 },
-        UnaryOp::LeakyRelu { alpha: 0.1 },
-        UnaryOp::Clip {
-            min: -1.0,
-            max: 0.5,
-        },
-        UnaryOp::Sigmoid,
-        UnaryOp::Tanh,
-        UnaryOp::HardSwish,
-        UnaryOp::HardSigmoid {
-            alpha: 0.2,
-            beta: 0.5,
-        },
-        UnaryOp::Gelu,
-        UnaryOp::Erf,
-        UnaryOp::Affine {
-            scale: -1.0,
-            offset: 1.0,
-        },
-    ] {
+    let (n, len) = (2u32, 189u32);
+    for op in UnaryOp::all() {
+        // Each op on inputs where it is defined; sin and cos within [-pi, pi], where WGSL bounds
+        // their error (2^-11 absolute).
+        let input: Vec<f32> = common::random_vec(&mut rng, (n * len) as usize, 4.0)
+            .into_iter()
+            .map(|x| match op {
+                UnaryOp::Log | UnaryOp::Sqrt => x.abs() + 0.05,
+                UnaryOp::Sin | UnaryOp::Cos => x * 0.75,
+                _ => x,
+            })
+            .collect();
+        let tolerance = |e: f32| match op {
+            UnaryOp::Sin | UnaryOp::Cos => 4.9e-4,
+            _ => 2e-6 + 1e-5 * e.abs(),
+        };
         let expected: Vec<f32> = input.iter().map(|&x| op.apply(x)).collect();
         let src = storage(gpu, &input);
         let dst = output(gpu, expected.len());
-        let step = unary::prepare(gpu, &s.kernels.unary, "unary", op, &src, &dst, c, h, w);
+        let step = unary::prepare(gpu, &s.kernels.unary, "unary", op, &src, &dst, len);
         let got = run_f32(gpu, &step, n, &dst, expected.len());
         for (x, (g, e)) in input.iter().zip(got.iter().zip(&expected)) {
-            assert!(
-                (g - e).abs() <= 2e-6 + 1e-5 * e.abs(),
-                "{op:?}({x}): {g} vs {e}"
-            );
+            assert!((g - e).abs() <= tolerance(*e), "{op:?}({x}): {g} vs {e}");
         }
     }
 }
@@ -957,5 +947,304 @@ fn unpack_matches_reference() {
             "unpack {map:?}: {off_by_one} bytes off by one"
         );
         assert!(got.iter().any(|p| p & 0xff == 0) && got.iter().any(|p| p & 0xff == 255));
+    }
+}
+
+/// Strided copies move values: exact. A 5-D transpose with a reversed axis (negative stride),
+/// written at an offset into a larger output, and a constant (item stride 0) broadcast to every
+/// item.
+#[test]
+fn nd_copy_matches_reference() {
+    use batchwise::kernels::contiguous_strides;
+    use batchwise::kernels::nd_copy::{self, CopySpec};
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(51);
+    let dims = [2u32, 3, 4, 5, 6];
+    let len: u32 = dims.iter().product();
+    let strides: Vec<i64> = contiguous_strides(&dims)
+        .iter()
+        .map(|&x| x as i64)
+        .collect();
+    // Output axes: (4, 2, 0, 3 reversed, 1) of the input.
+    let perm = [4usize, 2, 0, 3, 1];
+    let out_dims: Vec<u32> = perm.iter().map(|&p| dims[p]).collect();
+    let mut src_strides: Vec<i64> = perm.iter().map(|&p| strides[p]).collect();
+    src_strides[3] = -src_strides[3];
+    let spec = CopySpec {
+        dims: out_dims.clone(),
+        src_strides,
+        src_offset: 4 * strides[3],
+        dst_strides: contiguous_strides(&out_dims)
+            .iter()
+            .map(|&x| x as i64)
+            .collect(),
+        dst_offset: 7,
+    };
+    let out_len = len + 7;
+    for (items, src_item) in [(3u32, len), (2, 0)] {
+        let input = common::random_vec(&mut rng, (len * items.max(1)) as usize, 1.0);
+        let src = storage(gpu, &input);
+        let dst = storage(gpu, &vec![0.0; (out_len * items) as usize]);
+        let step = nd_copy::prepare(
+            gpu,
+            &s.kernels.nd_copy,
+            "nd_copy",
+            &spec,
+            &src,
+            src_item,
+            &dst,
+            out_len,
+        );
+        let got = run_f32(gpu, &step, items, &dst, (out_len * items) as usize);
+        for i in 0..items as usize {
+            let mut want = vec![0.0; out_len as usize];
+            let from = if src_item == 0 { 0 } else { i * len as usize };
+            spec.reference(&input[from..from + len as usize], &mut want);
+            let at = i * out_len as usize;
+            assert_eq!(&got[at..at + out_len as usize], &want[..], "item {i}");
+        }
+    }
+}
+
+/// One f32 operation per element against the same operation in f32: exact but for pow, which
+/// WGSL computes as exp2(y * log2(x)): 1e-5 relative.
+#[test]
+fn nd_binary_matches_reference() {
+    use batchwise::kernels::binary::BinaryOp;
+    use batchwise::kernels::nd_binary::{self, NdBinarySpec};
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(52);
+    let (a_dims, b_dims) = ([2u32, 1, 4, 3, 5], [3u32, 4, 1, 5]);
+    let items = 2u32;
+    for op in [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::PRelu,
+        BinaryOp::Pow,
+        BinaryOp::Max,
+        BinaryOp::Min,
+    ] {
+        let spec = NdBinarySpec::new(op, &a_dims, &b_dims).unwrap();
+        assert_eq!(spec.dims, [2, 3, 4, 3, 5]);
+        let (la, lb) = (
+            a_dims.iter().product::<u32>() as usize,
+            b_dims.iter().product::<u32>() as usize,
+        );
+        let mut a = common::random_vec(&mut rng, la * items as usize, 2.0);
+        let b: Vec<f32> = common::random_vec(&mut rng, lb, 2.0)
+            .into_iter()
+            .map(|x| {
+                if op == BinaryOp::Div {
+                    x.abs() + 0.5
+                } else {
+                    x
+                }
+            })
+            .collect();
+        if op == BinaryOp::Pow {
+            a.iter_mut().for_each(|x| *x = x.abs() + 0.1);
+        }
+        let count = spec.count() as usize;
+        let (ga, gb) = (storage(gpu, &a), storage(gpu, &b));
+        let dst = output(gpu, count * items as usize);
+        // b is a constant shared by the items.
+        let step = nd_binary::prepare(
+            gpu,
+            &s.kernels.nd_binary,
+            "nd_binary",
+            &spec,
+            &ga,
+            la as u32,
+            &gb,
+            0,
+            &dst,
+        );
+        let got = run_f32(gpu, &step, items, &dst, count * items as usize);
+        for i in 0..items as usize {
+            let want = spec.reference(&a[i * la..(i + 1) * la], &b);
+            for (g, w) in got[i * count..(i + 1) * count].iter().zip(&want) {
+                let tol = if op == BinaryOp::Pow {
+                    1e-5 * w.abs()
+                } else {
+                    0.0
+                };
+                assert!((g - w).abs() <= tol, "{op:?}: {g} vs {w}");
+            }
+        }
+    }
+}
+
+/// Sums of up to 60 f32 values against f64: 1e-5 relative plus 1e-5 absolute (products and
+/// exponentials relative only).
+#[test]
+fn reduce_matches_reference() {
+    use batchwise::kernels::reduce::{self, ReduceOp, ReduceSpec};
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(53);
+    let dims = vec![3u32, 4, 5, 3];
+    let len: u32 = dims.iter().product();
+    let items = 2u32;
+    for axes in [vec![1usize, 3], vec![0], vec![0, 1, 2, 3], vec![2]] {
+        for op in ReduceOp::ALL {
+            let input: Vec<f32> = common::random_vec(&mut rng, (len * items) as usize, 1.0)
+                .into_iter()
+                .map(|x| match op {
+                    ReduceOp::LogSum => x.abs() + 0.1,
+                    ReduceOp::Prod => 0.8 + 0.4 * x.abs(),
+                    _ => x,
+                })
+                .collect();
+            let spec = ReduceSpec {
+                op,
+                dims: dims.clone(),
+                axes: axes.clone(),
+            };
+            let count = spec.count() as usize;
+            let src = storage(gpu, &input);
+            let dst = output(gpu, count * items as usize);
+            let step = reduce::prepare(gpu, &s.kernels.reduce, "reduce", &spec, &src, &dst);
+            let got = run_f32(gpu, &step, items, &dst, count * items as usize);
+            for i in 0..items as usize {
+                let want = spec.reference(&input[i * len as usize..(i + 1) * len as usize]);
+                for (g, w) in got[i * count..(i + 1) * count].iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() <= 1e-5 + 1e-5 * w.abs(),
+                        "{op:?} over {axes:?}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// exp and a sum of up to 7 terms per row: 1e-6 absolute plus 1e-5 relative.
+#[test]
+fn softmax_matches_reference() {
+    use batchwise::kernels::softmax::{self, SoftmaxKind, SoftmaxSpec};
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(54);
+    let dims = [3u32, 7, 5];
+    let len: usize = 105;
+    let items = 2u32;
+    for kind in [
+        SoftmaxKind::Softmax,
+        SoftmaxKind::LogSoftmax,
+        SoftmaxKind::Hardmax,
+    ] {
+        for axis in 0..3 {
+            let spec = SoftmaxSpec::along(kind, &dims, axis);
+            let input = common::random_vec(&mut rng, len * items as usize, 3.0);
+            let src = storage(gpu, &input);
+            let dst = output(gpu, input.len());
+            let step = softmax::prepare(gpu, &s.kernels.softmax, "softmax", &spec, &src, &dst);
+            let got = run_f32(gpu, &step, items, &dst, input.len());
+            for i in 0..items as usize {
+                let want = spec.reference(&input[i * len..(i + 1) * len]);
+                for (g, w) in got[i * len..(i + 1) * len].iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() <= 1e-6 + 1e-5 * w.abs(),
+                        "{kind:?} on axis {axis}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Dot products of 37 terms in f32 against f64: 1e-5 absolute plus 1e-5 relative.
+#[test]
+fn matmul_matches_reference() {
+    use batchwise::kernels::matmul::{self, MatMulSpec};
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(55);
+    let items = 2u32;
+    // Broadcast batch dims, then a transposed constant B (Gemm's transB) scaled by alpha.
+    let mut transposed = MatMulSpec::matmul(&[9, 37], &[37, 11]).unwrap();
+    transposed.b_row = 1;
+    transposed.b_col = 37;
+    transposed.alpha = 0.5;
+    for (spec, a_len, b_len) in [
+        (
+            MatMulSpec::matmul(&[2, 1, 9, 37], &[3, 37, 11]).unwrap(),
+            2 * 9 * 37,
+            3 * 37 * 11,
+        ),
+        (transposed, 9 * 37, 37 * 11),
+    ] {
+        let a = common::random_vec(&mut rng, a_len * items as usize, 1.0);
+        let b = common::random_vec(&mut rng, b_len, 1.0);
+        let count = spec.count() as usize;
+        let (ga, gb) = (storage(gpu, &a), storage(gpu, &b));
+        let dst = output(gpu, count * items as usize);
+        let step = matmul::prepare(
+            gpu,
+            &s.kernels.matmul,
+            "matmul",
+            &spec,
+            &ga,
+            a_len as u32,
+            &gb,
+            0,
+            &dst,
+        );
+        let got = run_f32(gpu, &step, items, &dst, count * items as usize);
+        for i in 0..items as usize {
+            let want = spec.reference(&a[i * a_len..(i + 1) * a_len], &b);
+            assert_close(&got[i * count..(i + 1) * count], &want, "matmul");
+        }
+    }
+}
+
+/// Mean and variance of 60 values in f32 (two passes) against f64: 1e-5 absolute plus 1e-5
+/// relative on outputs of unit scale.
+#[test]
+fn normalize_matches_reference() {
+    use batchwise::kernels::normalize::{self, NormSpec};
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(56);
+    let items = 2u32;
+    for spec in [
+        NormSpec {
+            rows: 6,
+            len: 60,
+            channels: 3,
+            per_element: false,
+            eps: 1e-5,
+        },
+        NormSpec {
+            rows: 5,
+            len: 60,
+            channels: 1,
+            per_element: true,
+            eps: 1e-3,
+        },
+    ] {
+        let len = (spec.rows * spec.len) as usize;
+        let input: Vec<f32> = common::random_vec(&mut rng, len * items as usize, 2.0)
+            .into_iter()
+            .map(|x| x + 3.0)
+            .collect();
+        let affine = common::random_vec(&mut rng, 2 * spec.affine_len(), 1.0);
+        let (src, ga) = (storage(gpu, &input), storage(gpu, &affine));
+        let dst = output(gpu, input.len());
+        let step = normalize::prepare(gpu, &s.kernels.normalize, "norm", &spec, &src, &ga, &dst);
+        let got = run_f32(gpu, &step, items, &dst, input.len());
+        for i in 0..items as usize {
+            let want = spec.reference(&input[i * len..(i + 1) * len], &affine);
+            for (g, w) in got[i * len..(i + 1) * len].iter().zip(&want) {
+                assert!(
+                    (g - w).abs() <= 1e-5 + 1e-5 * w.abs(),
+                    "{spec:?}: {g} vs {w}"
+                );
+            }
+        }
     }
 }

@@ -12,6 +12,9 @@ pub enum BinaryOp {
     Div = 3,
     /// `a < 0 ? a * b : a`: PRelu with slopes `b`.
     PRelu = 4,
+    Pow = 5,
+    Max = 6,
+    Min = 7,
 }
 
 impl BinaryOp {
@@ -28,6 +31,9 @@ impl BinaryOp {
                     a * b
                 }
             }
+            BinaryOp::Pow => a.powf(b),
+            BinaryOp::Max => a.max(b),
+            BinaryOp::Min => a.min(b),
         }
     }
 }

@@ -11,12 +11,18 @@ pub mod copy_block;
 pub mod copy_channels;
 pub mod depth_to_space;
 pub mod global_avg_pool;
+pub mod matmul;
 pub mod nchw_to_nhwc;
+pub mod nd_binary;
+pub mod nd_copy;
+pub mod normalize;
 pub mod pack;
 pub mod pad;
 pub mod pool2d;
+pub mod reduce;
 pub mod resize_filter;
 pub mod resize_nearest;
+pub mod softmax;
 pub mod unary;
 pub mod unpack;
 
@@ -69,6 +75,18 @@ pub const SHADERS: &[(&str, &str)] = &[
         include_str!("../../shaders/conv_transpose2d.wgsl"),
     ),
     ("pack.wgsl", include_str!("../../shaders/pack.wgsl")),
+    ("nd_copy.wgsl", include_str!("../../shaders/nd_copy.wgsl")),
+    (
+        "nd_binary.wgsl",
+        include_str!("../../shaders/nd_binary.wgsl"),
+    ),
+    ("reduce.wgsl", include_str!("../../shaders/reduce.wgsl")),
+    ("softmax.wgsl", include_str!("../../shaders/softmax.wgsl")),
+    ("matmul.wgsl", include_str!("../../shaders/matmul.wgsl")),
+    (
+        "normalize.wgsl",
+        include_str!("../../shaders/normalize.wgsl"),
+    ),
     ("unpack.wgsl", include_str!("../../shaders/unpack.wgsl")),
 ];
 
@@ -99,6 +117,12 @@ pub struct Kernels {
     pub pool2d: wgpu::ComputePipeline,
     pub nchw_to_nhwc: wgpu::ComputePipeline,
     pub copy_block: wgpu::ComputePipeline,
+    pub nd_copy: wgpu::ComputePipeline,
+    pub nd_binary: wgpu::ComputePipeline,
+    pub reduce: wgpu::ComputePipeline,
+    pub softmax: wgpu::ComputePipeline,
+    pub matmul: wgpu::ComputePipeline,
+    pub normalize: wgpu::ComputePipeline,
     pub(crate) conv2d_layout: wgpu::BindGroupLayout,
     conv2d_pipeline_layout: wgpu::PipelineLayout,
     /// conv2d pipelines by variant.
@@ -138,6 +162,12 @@ impl Kernels {
             pool2d: gpu.compute_pipeline("pool2d", shader("pool2d.wgsl")),
             nchw_to_nhwc: gpu.compute_pipeline("nchw_to_nhwc", shader("nchw_to_nhwc.wgsl")),
             copy_block: gpu.compute_pipeline("copy_block", shader("copy_block.wgsl")),
+            nd_copy: gpu.compute_pipeline("nd_copy", shader("nd_copy.wgsl")),
+            nd_binary: gpu.compute_pipeline("nd_binary", shader("nd_binary.wgsl")),
+            reduce: gpu.compute_pipeline("reduce", shader("reduce.wgsl")),
+            softmax: gpu.compute_pipeline("softmax", shader("softmax.wgsl")),
+            matmul: gpu.compute_pipeline("matmul", shader("matmul.wgsl")),
+            normalize: gpu.compute_pipeline("normalize", shader("normalize.wgsl")),
             conv2d_layout,
             conv2d_pipeline_layout,
             conv2d: Mutex::new(HashMap::new()),
@@ -284,6 +314,34 @@ impl Step {
             pass.dispatch_workgroups(self.groups_xy[0], self.groups_xy[1], z);
         }
     }
+}
+
+/// Workgroups (x, y) of 256 invocations covering `count` elements, for kernels that index
+/// `gid.x + gid.y * num_workgroups.x * 256` (x is capped at the 65535 dispatch limit).
+pub(crate) fn flat_groups(count: u32) -> [u32; 2] {
+    let groups = count.div_ceil(256).max(1);
+    let x = groups.min(65535);
+    [x, groups.div_ceil(x)]
+}
+
+/// The most dimensions the general tensor kernels take.
+pub const MAX_RANK: usize = 8;
+
+/// `v` right-aligned in `MAX_RANK` slots, `fill` in front (outer dims of size 1).
+pub(crate) fn pad_front<T: Copy>(v: &[T], fill: T) -> [T; MAX_RANK] {
+    assert!(v.len() <= MAX_RANK, "at most {MAX_RANK} dimensions");
+    let mut out = [fill; MAX_RANK];
+    out[MAX_RANK - v.len()..].copy_from_slice(v);
+    out
+}
+
+/// Row-major strides of `dims`.
+pub fn contiguous_strides(dims: &[u32]) -> Vec<u32> {
+    let mut s = vec![1u32; dims.len()];
+    for k in (0..dims.len().saturating_sub(1)).rev() {
+        s[k] = s[k + 1] * dims[k + 1];
+    }
+    s
 }
 
 /// Builds a [`Step`] from a params struct and the buffers bound after it (bindings 1..).

@@ -5,6 +5,7 @@
 //! names the node, its op, the opset and what is supported.
 
 pub mod proto;
+pub mod static_graph;
 
 use std::collections::HashMap;
 
@@ -437,7 +438,41 @@ pub fn load_with_metadata(bytes: &[u8], name: &str) -> Result<(Model, HashMap<St
     lower(model, name, &[]).map(|m| (m, metadata))
 }
 
+/// Lowers with free batch and spatial size (the image lowering); when the graph needs more than
+/// that lowering takes and its input shape is fixed, with every shape fixed instead
+/// ([`static_graph`]).
 fn lower(model: proto::ModelProto, name: &str, output_names: &[&str]) -> Result<Model> {
+    let image = lower_image(&model, name, output_names);
+    let Err(image_err) = image else {
+        return image;
+    };
+    let Some(graph) = model.graph.as_ref() else {
+        return Err(image_err);
+    };
+    let data_inputs: Vec<&proto::ValueInfoProto> = graph
+        .input
+        .iter()
+        .filter(|i| !graph.initializer.iter().any(|t| t.name == i.name))
+        .collect();
+    let fixed = match data_inputs.as_slice() {
+        [one] => static_graph::fixed_dims(one).map(|d| (*one, d)),
+        _ => None,
+    };
+    let Some((input, dims)) = fixed else {
+        return Err(image_err);
+    };
+    if graph.node.iter().any(|n| !static_graph::takes(&n.op_type)) {
+        return Err(image_err);
+    }
+    let opset = model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map_or(0, |o| o.version);
+    static_graph::lower(graph, opset, name, input, dims, output_names)
+}
+
+fn lower_image(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> Result<Model> {
     let opset = model
         .opset_import
         .iter()
@@ -450,7 +485,7 @@ fn lower(model: proto::ModelProto, name: &str, output_names: &[&str]) -> Result<
             OPSETS.end()
         );
     }
-    let graph = model.graph.context("the ONNX file has no graph")?;
+    let graph = model.graph.as_ref().context("the ONNX file has no graph")?;
 
     let mut initializers: HashMap<&str, &TensorProto> = HashMap::new();
     for t in &graph.initializer {
@@ -826,12 +861,18 @@ fn lower(model: proto::ModelProto, name: &str, output_names: &[&str]) -> Result<
                 );
             }
             "Concat" => {
-                let axis = attr_int(node, "axis", 1);
                 let flat_inputs: Option<Vec<&Vec<i64>>> = node
                     .input
                     .iter()
                     .map(|n| values.get(n).and_then(|v| flat.get(v)))
                     .collect();
+                // A negative axis counts from the end: of [N, C, H, W], or of a reshaped value.
+                let rank = flat_inputs
+                    .as_ref()
+                    .and_then(|t| t.first())
+                    .map_or(4, |tail| tail.len() as i64 + 2);
+                let axis = attr_int(node, "axis", 1);
+                let axis = if axis < 0 { axis + rank } else { axis };
                 // Reshaped [1, A_i, ...tail] values with equal tails concatenate on axis 1 as flat
                 // blocks: the same copy as channels of [A_i * tail, 1, 1].
                 let flat_concat = axis == 1
@@ -1658,6 +1699,7 @@ fn lower(model: proto::ModelProto, name: &str, output_names: &[&str]) -> Result<
         value_count: channels.len(),
         layers,
         opset,
+        static_shapes: None,
     };
     model.prune();
     Ok(model)

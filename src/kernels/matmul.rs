@@ -1,0 +1,154 @@
+//! Batched matrix products with broadcasting (`shaders/matmul.wgsl`): MatMul, and Gemm's product.
+
+use super::Step;
+use crate::gpu::Gpu;
+
+/// `out[b, i, j] = alpha * sum_k A[b, i, k] * B[b, k, j]` over up to 4 batch dims; A and B are
+/// read through strides, so transposed operands need no copy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MatMulSpec {
+    /// Output batch dims (at most 4).
+    pub batch: Vec<u32>,
+    pub a_batch: Vec<u32>,
+    pub b_batch: Vec<u32>,
+    pub m: u32,
+    pub k: u32,
+    pub n: u32,
+    /// A's strides along i and k.
+    pub a_row: u32,
+    pub a_col: u32,
+    /// B's strides along k and j.
+    pub b_row: u32,
+    pub b_col: u32,
+    pub alpha: f32,
+}
+
+impl MatMulSpec {
+    /// numpy `matmul` of `a` (`[.., M, K]`) and `b` (`[.., K, N]`), both of rank >= 2.
+    pub fn matmul(a: &[u32], b: &[u32]) -> Option<Self> {
+        let (ra, rb) = (a.len(), b.len());
+        if ra < 2 || rb < 2 || a[ra - 1] != b[rb - 2] {
+            return None;
+        }
+        let (ab, bb) = (&a[..ra - 2], &b[..rb - 2]);
+        let batch = super::nd_binary::broadcast_dims(ab, bb)?;
+        if batch.len() > 4 {
+            return None;
+        }
+        let (m, k, n) = (a[ra - 2], a[ra - 1], b[rb - 1]);
+        let stride = |own: &[u32], per: u32| -> Vec<u32> {
+            let full: Vec<u32> = super::nd_binary::broadcast_strides(own, &batch);
+            full.iter().map(|s| s * per).collect()
+        };
+        Some(Self {
+            a_batch: stride(ab, m * k),
+            b_batch: stride(bb, k * n),
+            batch,
+            m,
+            k,
+            n,
+            a_row: k,
+            a_col: 1,
+            b_row: n,
+            b_col: 1,
+            alpha: 1.0,
+        })
+    }
+
+    pub fn count(&self) -> u32 {
+        self.batch.iter().product::<u32>() * self.m * self.n
+    }
+
+    /// CPU reference (f64 accumulation) for one item.
+    pub fn reference(&self, a: &[f32], b: &[f32]) -> Vec<f32> {
+        let (m, n) = (self.m as usize, self.n as usize);
+        (0..self.count() as usize)
+            .map(|o| {
+                let (j, i) = (o % n, (o / n) % m);
+                let mut rest = o / (n * m);
+                let (mut ia, mut ib) = (i * self.a_row as usize, j * self.b_col as usize);
+                for d in (0..self.batch.len()).rev() {
+                    let at = rest % self.batch[d] as usize;
+                    rest /= self.batch[d] as usize;
+                    ia += at * self.a_batch[d] as usize;
+                    ib += at * self.b_batch[d] as usize;
+                }
+                let sum: f64 = (0..self.k as usize)
+                    .map(|k| {
+                        a[ia + k * self.a_col as usize] as f64
+                            * b[ib + k * self.b_row as usize] as f64
+                    })
+                    .sum();
+                (self.alpha as f64 * sum) as f32
+            })
+            .collect()
+    }
+}
+
+/// Mirror of `Params` in shaders/matmul.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MatMulParams {
+    pub batch: [u32; 4],
+    pub a_batch: [u32; 4],
+    pub b_batch: [u32; 4],
+    pub m: u32,
+    pub k: u32,
+    pub n: u32,
+    pub count: u32,
+    pub a_row: u32,
+    pub a_col: u32,
+    pub b_row: u32,
+    pub b_col: u32,
+    pub a_item: u32,
+    pub b_item: u32,
+    pub alpha: f32,
+    pub _pad: u32,
+}
+
+/// Records the product for every item; `a_item` / `b_item` are elements per item (0: a constant).
+#[allow(clippy::too_many_arguments)]
+pub fn prepare(
+    gpu: &Gpu,
+    pipeline: &wgpu::ComputePipeline,
+    label: &str,
+    spec: &MatMulSpec,
+    a: &wgpu::Buffer,
+    a_item: u32,
+    b: &wgpu::Buffer,
+    b_item: u32,
+    dst: &wgpu::Buffer,
+) -> Step {
+    let four = |v: &[u32], fill: u32| {
+        let mut out = [fill; 4];
+        out[4 - v.len()..].copy_from_slice(v);
+        out
+    };
+    let count = spec.count();
+    let params = MatMulParams {
+        batch: four(&spec.batch, 1),
+        a_batch: four(&spec.a_batch, 0),
+        b_batch: four(&spec.b_batch, 0),
+        m: spec.m,
+        k: spec.k,
+        n: spec.n,
+        count,
+        a_row: spec.a_row,
+        a_col: spec.a_col,
+        b_row: spec.b_row,
+        b_col: spec.b_col,
+        a_item,
+        b_item,
+        alpha: spec.alpha,
+        _pad: 0,
+    };
+    super::step(
+        gpu,
+        label,
+        pipeline,
+        &params,
+        &[a, b, dst],
+        super::flat_groups(count),
+        1,
+    )
+}
