@@ -145,7 +145,8 @@ fn plan_buffers(model: &Model, shapes: &[ItemShape], items: u32) -> Vec<u64> {
 }
 
 fn assign_values(model: &Model, shapes: &[ItemShape], items: u32) -> (Vec<usize>, Vec<u64>) {
-    let bytes = |v: usize| shapes[v].elements() * 4 * items as u64;
+    // At least one float: an empty tensor still needs a bindable buffer.
+    let bytes = |v: usize| shapes[v].elements().max(1) * 4 * items as u64;
     let mut last_read = vec![0usize; model.value_count];
     for (i, l) in model.layers.iter().enumerate() {
         for &v in &l.inputs {
@@ -268,12 +269,12 @@ impl Lane {
         let out_px = shapes[m.output].h * shapes[m.output].w;
         let pixels_in = gpu.create_buffer(
             "pixels in",
-            4 * in_px as u64 * items as u64,
+            4 * in_px.max(1) as u64 * items as u64,
             storage | wgpu::BufferUsages::COPY_DST,
         );
         let pixels_out = gpu.create_buffer(
             "pixels out",
-            4 * out_px as u64 * items as u64,
+            4 * out_px.max(1) as u64 * items as u64,
             storage | wgpu::BufferUsages::COPY_SRC,
         );
         let k = &engine.kernels;
@@ -677,7 +678,12 @@ impl BatchRunner {
         }
         let max_items = max_items.max(1);
         let shapes = m.shapes(tile_h, tile_w)?;
-        let per_item = shapes.iter().map(|s| s.elements() * 4).max().unwrap_or(4);
+        let per_item = shapes
+            .iter()
+            .map(|s| s.elements() * 4)
+            .max()
+            .unwrap_or(4)
+            .max(4);
         let items_per_lane = (limit / per_item).min(max_items as u64) as u32;
         if items_per_lane == 0 {
             bail!(

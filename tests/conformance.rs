@@ -131,7 +131,7 @@ fn run_case(engine: &batchwise::engine::Engine, dir: &Path) -> Result<(), String
             ));
         }
         for (i, (a, b)) in g.iter().zip(&want).enumerate() {
-            if !((a - b).abs() <= 1e-5 + 1e-3 * b.abs() || (a.is_nan() && b.is_nan())) {
+            if !(a == b || (a - b).abs() <= 1e-5 + 1e-3 * b.abs() || (a.is_nan() && b.is_nan())) {
                 return Err(format!("output {k}[{i}] = {a}, want {b}"));
             }
         }

@@ -266,6 +266,150 @@ fn node_name(node: &NodeProto) -> String {
     }
 }
 
+/// One layer of a lowered image op.
+struct ImageLayer {
+    name: String,
+    op: LayerOp,
+    weights: Vec<f32>,
+    bias: Vec<f32>,
+    out_c: u32,
+}
+
+/// The layers of a Conv or ConvTranspose node (2-D, explicit pads) reading `in_c` channels: one
+/// convolution, or for a strided ConvTranspose a dense convolution producing every output phase
+/// followed by DepthToSpace.
+fn conv_layers(node: &NodeProto, w: Weights, bias: Vec<f32>, in_c: u32) -> Result<Vec<ImageLayer>> {
+    let sp = spatial(node, &w)?;
+    let op = if node.op_type == "Conv" {
+        let out_c = w.dims[0] as u32;
+        if !in_c.is_multiple_of(sp.groups)
+            || !out_c.is_multiple_of(sp.groups)
+            || w.dims[1] as u32 * sp.groups != in_c
+        {
+            bail!(
+                "weights {:?} with group {} do not fit {in_c} input channels",
+                w.dims,
+                sp.groups
+            );
+        }
+        let spec = Conv2dSpec {
+            in_c,
+            out_c,
+            k_h: sp.k[0],
+            k_w: sp.k[1],
+            stride: sp.stride,
+            pads: sp.pads,
+            dilation: sp.dilation,
+            groups: sp.groups,
+            activation: Activation::None,
+        };
+        crate::kernels::conv2d::supported(&spec).map_err(|e| anyhow!("{e}"))?;
+        LayerOp::Conv2d(spec)
+    } else {
+        if attr(node, "output_shape").is_some() {
+            bail!("the output_shape attribute is not supported; export with pads");
+        }
+        let out_c = w.dims[1] as u32 * sp.groups;
+        if w.dims[0] as u32 != in_c || !in_c.is_multiple_of(sp.groups) {
+            bail!(
+                "weights {:?} with group {} do not fit {in_c} input channels",
+                w.dims,
+                sp.groups
+            );
+        }
+        let output_padding = to_u32_pair(attr_ints(node, "output_padding"), 0, "output_padding")?;
+        LayerOp::ConvTranspose2d(ConvTranspose2dSpec {
+            in_c,
+            out_c,
+            k_h: sp.k[0],
+            k_w: sp.k[1],
+            stride: sp.stride,
+            pads: sp.pads,
+            dilation: sp.dilation,
+            output_padding,
+            groups: sp.groups,
+            activation: Activation::None,
+        })
+    };
+    let out_c = match &op {
+        LayerOp::Conv2d(s) => s.out_c,
+        LayerOp::ConvTranspose2d(s) => s.out_c,
+        _ => unreachable!("a convolution"),
+    };
+    if !bias.is_empty() && bias.len() != out_c as usize {
+        bail!("bias has {} values for {out_c} output channels", bias.len());
+    }
+    let name = node_name(node);
+    let lowered = match &op {
+        LayerOp::ConvTranspose2d(spec) => {
+            crate::lowering::conv_transpose_as_conv(spec, &w.data, &bias)
+        }
+        _ => None,
+    };
+    Ok(match lowered {
+        // Phase decomposition: a strided transposed convolution as one dense convolution
+        // producing every output phase, then DepthToSpace.
+        Some((conv, conv_w, conv_b, d2s)) => vec![
+            ImageLayer {
+                name: format!("{name} (phases)"),
+                out_c: conv.out_c,
+                op: LayerOp::Conv2d(conv),
+                weights: conv_w,
+                bias: conv_b,
+            },
+            ImageLayer {
+                name,
+                op: LayerOp::DepthToSpace(d2s),
+                weights: Vec::new(),
+                bias: Vec::new(),
+                out_c,
+            },
+        ],
+        None => vec![ImageLayer {
+            name,
+            op,
+            weights: w.data,
+            bias,
+            out_c,
+        }],
+    })
+}
+
+/// A MaxPool or AveragePool node (2-D, explicit pads) as a [`Pool2dSpec`].
+fn pool_spec(node: &NodeProto) -> Result<crate::kernels::pool2d::Pool2dSpec> {
+    if node.output.len() > 1 {
+        bail!("MaxPool's Indices output is not supported");
+    }
+    if let Some(a) = attr(node, "auto_pad") {
+        let mode = String::from_utf8_lossy(&a.s);
+        if mode != "NOTSET" && mode != "VALID" {
+            bail!("auto_pad={mode} is not supported yet; export with explicit pads");
+        }
+    }
+    let k = to_u32_pair(attr_ints(node, "kernel_shape"), 0, "kernel_shape")?;
+    let stride = to_u32_pair(attr_ints(node, "strides"), 1, "strides")?;
+    let dilation = to_u32_pair(attr_ints(node, "dilations"), 1, "dilations")?;
+    let pads = match attr_ints(node, "pads") {
+        None => [0; 4],
+        Some(p) if p.len() == 4 && p.iter().all(|&x| x >= 0) => {
+            [p[0] as u32, p[1] as u32, p[2] as u32, p[3] as u32]
+        }
+        Some(p) => bail!("pads {p:?} are not four non-negative values"),
+    };
+    if k.contains(&0) || stride.contains(&0) || dilation.contains(&0) {
+        bail!("kernel, strides and dilations must be at least 1");
+    }
+    Ok(crate::kernels::pool2d::Pool2dSpec {
+        average: node.op_type == "AveragePool",
+        k,
+        stride,
+        pads,
+        dilation,
+        ceil_mode: attr_int(node, "ceil_mode", 0) != 0,
+        count_include_pad: attr_int(node, "count_include_pad", 0) != 0,
+    })
+}
+
 /// The convolution that computes `value`, looking through the DepthToSpace of a lowered
 /// ConvTranspose (an elementwise activation commutes with it).
 fn fusable_conv(layers: &mut [Layer], value: ValueId) -> Option<&mut Layer> {
@@ -594,125 +738,21 @@ fn lower_image(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> 
                     }
                     None => Vec::new(),
                 };
-                let sp = spatial(node, &w).map_err(fail)?;
-                let in_c = channels[input];
-                let op = if node.op_type == "Conv" {
-                    let out_c = w.dims[0] as u32;
-                    if !in_c.is_multiple_of(sp.groups)
-                        || !out_c.is_multiple_of(sp.groups)
-                        || w.dims[1] as u32 * sp.groups != in_c
-                    {
-                        return Err(fail(anyhow!(
-                            "weights {:?} with group {} do not fit {in_c} input channels",
-                            w.dims,
-                            sp.groups
-                        )));
-                    }
-                    let spec = Conv2dSpec {
-                        in_c,
-                        out_c,
-                        k_h: sp.k[0],
-                        k_w: sp.k[1],
-                        stride: sp.stride,
-                        pads: sp.pads,
-                        dilation: sp.dilation,
-                        groups: sp.groups,
-                        activation: Activation::None,
-                    };
-                    crate::kernels::conv2d::supported(&spec).map_err(|e| fail(anyhow!("{e}")))?;
-                    LayerOp::Conv2d(spec)
-                } else {
-                    if attr(node, "output_shape").is_some() {
-                        return Err(fail(anyhow!(
-                            "the output_shape attribute is not supported; export with pads"
-                        )));
-                    }
-                    let out_c = w.dims[1] as u32 * sp.groups;
-                    if w.dims[0] as u32 != in_c || !in_c.is_multiple_of(sp.groups) {
-                        return Err(fail(anyhow!(
-                            "weights {:?} with group {} do not fit {in_c} input channels",
-                            w.dims,
-                            sp.groups
-                        )));
-                    }
-                    let output_padding =
-                        to_u32_pair(attr_ints(node, "output_padding"), 0, "output_padding")
-                            .map_err(fail)?;
-                    LayerOp::ConvTranspose2d(ConvTranspose2dSpec {
-                        in_c,
-                        out_c,
-                        k_h: sp.k[0],
-                        k_w: sp.k[1],
-                        stride: sp.stride,
-                        pads: sp.pads,
-                        dilation: sp.dilation,
-                        output_padding,
-                        groups: sp.groups,
-                        activation: Activation::None,
-                    })
-                };
-                let out_c = match &op {
-                    LayerOp::Conv2d(s) => s.out_c,
-                    LayerOp::ConvTranspose2d(s) => s.out_c,
-                    _ => unreachable!("a convolution"),
-                };
-                if !bias.is_empty() && bias.len() != out_c as usize {
-                    return Err(fail(anyhow!(
-                        "bias has {} values for {out_c} output channels",
-                        bias.len()
-                    )));
+                let mut from = input;
+                for l in conv_layers(node, w, bias, channels[input]).map_err(fail)? {
+                    let output = channels.len();
+                    channels.push(l.out_c);
+                    layers.push(Layer {
+                        name: l.name,
+                        op: l.op,
+                        inputs: vec![from],
+                        output,
+                        weights: l.weights,
+                        bias: l.bias,
+                    });
+                    from = output;
                 }
-                let layer_name = if node.name.is_empty() {
-                    node.output[0].clone()
-                } else {
-                    node.name.clone()
-                };
-                let lowered = match &op {
-                    LayerOp::ConvTranspose2d(spec) => {
-                        crate::lowering::conv_transpose_as_conv(spec, &w.data, &bias)
-                    }
-                    _ => None,
-                };
-                match lowered {
-                    // Phase decomposition: a strided transposed convolution as one dense
-                    // convolution producing every output phase, then DepthToSpace.
-                    Some((conv, conv_w, conv_b, d2s)) => {
-                        let mid = channels.len();
-                        channels.push(conv.out_c);
-                        layers.push(Layer {
-                            name: format!("{layer_name} (phases)"),
-                            op: LayerOp::Conv2d(conv),
-                            inputs: vec![input],
-                            output: mid,
-                            weights: conv_w,
-                            bias: conv_b,
-                        });
-                        let output = channels.len();
-                        channels.push(out_c);
-                        values.insert(node.output[0].clone(), output);
-                        layers.push(Layer {
-                            name: layer_name,
-                            op: LayerOp::DepthToSpace(d2s),
-                            inputs: vec![mid],
-                            output,
-                            weights: Vec::new(),
-                            bias: Vec::new(),
-                        });
-                    }
-                    None => {
-                        let output = channels.len();
-                        channels.push(out_c);
-                        values.insert(node.output[0].clone(), output);
-                        layers.push(Layer {
-                            name: layer_name,
-                            op,
-                            inputs: vec![input],
-                            output,
-                            weights: w.data,
-                            bias,
-                        });
-                    }
-                }
+                values.insert(node.output[0].clone(), from);
             }
             "Relu" | "LeakyRelu" | "PRelu" | "Clip" => {
                 let activation = match node.op_type.as_str() {
@@ -1191,47 +1231,8 @@ fn lower_image(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> 
                 );
             }
             "MaxPool" | "AveragePool" => {
-                use crate::kernels::pool2d::Pool2dSpec;
                 let input = value_of(&node.input[0]).map_err(fail)?;
-                if node.output.len() > 1 {
-                    return Err(fail(anyhow!("MaxPool's Indices output is not supported")));
-                }
-                if let Some(a) = attr(node, "auto_pad") {
-                    let mode = String::from_utf8_lossy(&a.s);
-                    if mode != "NOTSET" && mode != "VALID" {
-                        return Err(fail(anyhow!(
-                            "auto_pad={mode} is not supported yet; export with explicit pads"
-                        )));
-                    }
-                }
-                let k = to_u32_pair(attr_ints(node, "kernel_shape"), 0, "kernel_shape")
-                    .map_err(fail)?;
-                let stride = to_u32_pair(attr_ints(node, "strides"), 1, "strides").map_err(fail)?;
-                let dilation =
-                    to_u32_pair(attr_ints(node, "dilations"), 1, "dilations").map_err(fail)?;
-                let pads = match attr_ints(node, "pads") {
-                    None => [0; 4],
-                    Some(p) if p.len() == 4 && p.iter().all(|&x| x >= 0) => {
-                        [p[0] as u32, p[1] as u32, p[2] as u32, p[3] as u32]
-                    }
-                    Some(p) => {
-                        return Err(fail(anyhow!("pads {p:?} are not four non-negative values")));
-                    }
-                };
-                if k.contains(&0) || stride.contains(&0) || dilation.contains(&0) {
-                    return Err(fail(anyhow!(
-                        "kernel, strides and dilations must be at least 1"
-                    )));
-                }
-                let spec = Pool2dSpec {
-                    average: node.op_type == "AveragePool",
-                    k,
-                    stride,
-                    pads,
-                    dilation,
-                    ceil_mode: attr_int(node, "ceil_mode", 0) != 0,
-                    count_include_pad: attr_int(node, "count_include_pad", 0) != 0,
-                };
+                let spec = pool_spec(node).map_err(fail)?;
                 let c = channels[input];
                 push_plain(
                     &mut layers,
