@@ -122,14 +122,14 @@ fn unsupported_op_names_node_op_and_opset() {
     let bytes = tiny_model(
         vec![
             node("c", "Conv", &["x", "w"], "y"),
-            node("attention_17", "Softmax", &["y"], "z"),
+            node("attention_17", "LSTM", &["y"], "z"),
         ],
         "z",
         17,
     );
     let err = format!("{:#}", onnx::load(&bytes, "tiny").unwrap_err());
     assert!(err.contains("attention_17"), "{err}");
-    assert!(err.contains("Softmax"), "{err}");
+    assert!(err.contains("LSTM"), "{err}");
     assert!(err.contains("opset 17"), "{err}");
     assert!(err.contains("supported: Conv"), "{err}");
 }
@@ -319,4 +319,43 @@ fn batch_norm_folds_into_the_convolution() {
         .collect();
     let worst = common::max_abs_diff(&got, &expected);
     assert!(worst <= 1e-5, "max |diff| {worst}");
+}
+
+/// A graph the image lowering cannot take (Softmax over a transposed [1, 4, 6] tensor) but whose
+/// input shape is fixed is lowered with every shape fixed; the built-in image models are not.
+#[test]
+fn fixed_shape_graphs_take_the_static_lowering() {
+    let mut m = proto::ModelProto::decode(
+        &tiny_model(
+            vec![
+                node("t", "Transpose", &["x"], "y"),
+                node("s", "Softmax", &["y"], "z"),
+            ],
+            "z",
+            17,
+        )[..],
+    )
+    .unwrap();
+    let graph = m.graph.as_mut().unwrap();
+    graph.initializer.clear();
+    let dims = graph.input[0]
+        .r#type
+        .as_mut()
+        .and_then(|t| t.tensor_type.as_mut())
+        .and_then(|t| t.shape.as_mut())
+        .unwrap();
+    dims.dim = [1, 4, 6]
+        .iter()
+        .map(|&d| proto::Dimension {
+            dim_value: Some(d),
+            dim_param: None,
+        })
+        .collect();
+    let model = onnx::load(&m.encode_to_vec(), "static").unwrap();
+    let shapes = model
+        .static_shapes
+        .as_ref()
+        .expect("lowered with fixed shapes");
+    assert_eq!(shapes[model.output].elements(), 24);
+    assert!(onnx::load(&waifu2x(), "w").unwrap().static_shapes.is_none());
 }

@@ -24,7 +24,9 @@ const SUPPORTED_OPS: &str = "Conv, ConvTranspose, BatchNormalization, Gemm, Relu
      Mul, Div, Concat and Split (channels, height, width), Slice (step 1), Pad, MaxPool, \
      AveragePool, GlobalAveragePool, DepthToSpace, Resize (nearest by whole factors, linear, \
      cubic), Flatten (axis 1), Reshape (to [N, K] or of channels-last heads), Transpose (NHWC \
-     input, NCHW to NHWC), Identity";
+     input, NCHW to NHWC), Identity. A model with a fixed input shape may also use MatMul, \
+     Softmax, the Reduce ops, Instance- and LayerNormalization, and Reshape, Transpose, Concat, \
+     Split and Slice on any axis of any rank";
 /// Opsets read. Versions after 21 changed the types (bfloat16, float8, int4) of the ops batchwise
 /// supports, not their float32 meaning.
 const OPSETS: std::ops::RangeInclusive<i64> = 7..=28;
@@ -613,6 +615,9 @@ fn lower(model: proto::ModelProto, name: &str, output_names: &[&str]) -> Result<
         .iter()
         .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
         .map_or(0, |o| o.version);
+    if !OPSETS.contains(&opset) {
+        return Err(image_err);
+    }
     static_graph::lower(graph, opset, name, input, dims, output_names)
 }
 
