@@ -14,7 +14,7 @@ struct Params {
     scale_w: f32,
     cubic_a: f32, // cubic_coeff_a, -0.75 by default
     nearest_mode: u32, // 0 round_prefer_floor, 1 round_prefer_ceil, 2 floor, 3 ceil
-    _pad1: u32,
+    exclude_outside: u32, // cubic: taps outside the image weigh 0, the rest are renormalised
     _pad2: u32,
 }
 
@@ -32,6 +32,11 @@ fn source_unclamped(o: u32, in_len: u32, out_len: u32, scale: f32) -> f32 {
             x = select(0.0, f32(o) * f32(in_len - 1u) / (resized - 1.0), resized > 1.0);
         }
         case 3u: { x = f32(o) / scale; }
+        case 4u: {
+            // half_pixel_symmetric: about the centre when the output rounds to whole pixels.
+            let adjustment = f32(out_len) / (f32(in_len) * scale);
+            x = f32(in_len) / 2.0 * (1.0 - adjustment) + (f32(o) + 0.5) / scale - 0.5;
+        }
         default: { x = (f32(o) + 0.5) / scale - 0.5; }
     }
     return x;
@@ -68,13 +73,28 @@ fn cubic_weights(t: f32) -> vec4<f32> {
     );
 }
 
+// The weights of the taps around x, with exclude_outside applied.
+fn tap_weights(x: f32, len: u32) -> vec4<f32> {
+    var w = cubic_weights(x - floor(x));
+    if p.exclude_outside == 1u {
+        for (var k = 0; k < 4; k++) {
+            let at = i32(floor(x)) + k - 1;
+            if at < 0 || at >= i32(len) {
+                w[k] = 0.0;
+            }
+        }
+        w = w / (w.x + w.y + w.z + w.w);
+    }
+    return w;
+}
+
 fn cubic(plane_base: u32, oy: u32, ox: u32) -> f32 {
     let y = source_unclamped(oy, p.in_h, p.out_h, p.scale_h);
     let x = source_unclamped(ox, p.in_w, p.out_w, p.scale_w);
     let yf = floor(y);
     let xf = floor(x);
-    let wy = cubic_weights(y - yf);
-    let wx = cubic_weights(x - xf);
+    let wy = tap_weights(y, p.in_h);
+    let wx = tap_weights(x, p.in_w);
     var sum = 0.0;
     for (var j = 0; j < 4; j++) {
         let iy = u32(clamp(i32(yf) + j - 1, 0, i32(p.in_h) - 1));

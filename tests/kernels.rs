@@ -513,17 +513,43 @@ fn resize_filter_matches_reference() {
         (
             Target::Scale([0.5, 0.5]),
             Coords::HalfPixel,
-            Filter::Cubic { a: -0.75 },
+            Filter::Cubic {
+                a: -0.75,
+                exclude_outside: false,
+            },
         ),
         (
             Target::Size([13, 8]),
             Coords::HalfPixel,
-            Filter::Cubic { a: -0.5 },
+            Filter::Cubic {
+                a: -0.5,
+                exclude_outside: true,
+            },
         ),
         (
             Target::Size([9, 4]),
             Coords::AlignCorners,
-            Filter::Cubic { a: -0.75 },
+            Filter::Cubic {
+                a: -0.75,
+                exclude_outside: false,
+            },
+        ),
+        // Keep-aspect-ratio sizes and half_pixel_symmetric.
+        (
+            Target::Fit {
+                size: [10, 10],
+                not_smaller: false,
+            },
+            Coords::HalfPixelSymmetric,
+            Filter::Linear,
+        ),
+        (
+            Target::Fit {
+                size: [4, 4],
+                not_smaller: true,
+            },
+            Coords::HalfPixel,
+            Filter::Nearest(NearestMode::RoundPreferFloor),
         ),
         // Nearest with ONNX's rounding modes, by sizes and by non-whole scales.
         (

@@ -9,13 +9,17 @@ pub enum Coords {
     PytorchHalfPixel = 1,
     AlignCorners = 2,
     Asymmetric = 3,
+    /// Half pixel about the image centre when the output rounds to whole pixels.
+    HalfPixelSymmetric = 4,
 }
 
-/// Output size: fixed, or the input size times a scale.
+/// Output size: fixed, the input size times a scale, or (ONNX's keep_aspect_ratio_policy) one
+/// scale for both axes that fits the size from inside (`not_larger`) or outside (`not_smaller`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Target {
     Size([u32; 2]),
     Scale([f32; 2]),
+    Fit { size: [u32; 2], not_smaller: bool },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,9 +48,11 @@ pub enum Filter {
     /// Nearest neighbour with ONNX's `nearest_mode`.
     Nearest(NearestMode),
     Linear,
-    /// Keys' cubic with ONNX's `cubic_coeff_a` (-0.75 by default).
+    /// Keys' cubic with ONNX's `cubic_coeff_a` (-0.75 by default); `exclude_outside`: taps
+    /// outside the image get weight 0 and the others are renormalised.
     Cubic {
         a: f32,
+        exclude_outside: bool,
     },
 }
 
@@ -62,14 +68,24 @@ impl ResizeFilterSpec {
         match self.target {
             Target::Size(s) => (s[0], s[1]),
             Target::Scale([sh, sw]) => ((h as f32 * sh) as u32, (w as f32 * sw) as u32),
+            Target::Fit { .. } => {
+                let [s, _] = self.scales(h, w);
+                ((h as f32 * s).round() as u32, (w as f32 * s).round() as u32)
+            }
         }
     }
 
-    /// The scale the coordinate transform divides by: as given, or out / in for sizes (ONNX).
-    fn scales(&self, h: u32, w: u32) -> [f32; 2] {
+    /// The scale the coordinate transform divides by: as given, out / in for sizes (ONNX), or
+    /// the one fitting scale.
+    pub fn scales(&self, h: u32, w: u32) -> [f32; 2] {
         match self.target {
             Target::Scale(s) => s,
             Target::Size([oh, ow]) => [oh as f32 / h as f32, ow as f32 / w as f32],
+            Target::Fit { size, not_smaller } => {
+                let (a, b) = (size[0] as f32 / h as f32, size[1] as f32 / w as f32);
+                let s = if not_smaller { a.max(b) } else { a.min(b) };
+                [s, s]
+            }
         }
     }
 }
@@ -88,16 +104,20 @@ pub struct ResizeFilterParams {
     pub scale_w: f32,
     pub cubic_a: f32,
     pub nearest_mode: u32,
-    pub _pad: [u32; 2],
+    pub exclude_outside: u32,
+    pub _pad: u32,
 }
 
 fn source_unclamped(o: u32, in_len: u32, out_len: u32, scale: f32, coords: Coords) -> f64 {
-    let _ = out_len;
     let (o, i, s) = (o as f64, in_len as f64, scale as f64);
     // ONNX measures the resized length as in * scale, before rounding to whole pixels.
     let resized = (in_len as f32 * scale) as f64;
     let x = match coords {
         Coords::HalfPixel => (o + 0.5) / s - 0.5,
+        Coords::HalfPixelSymmetric => {
+            let adjustment = out_len as f64 / resized;
+            i / 2.0 * (1.0 - adjustment) + (o + 0.5) / s - 0.5
+        }
         Coords::PytorchHalfPixel if resized > 1.0 => (o + 0.5) / s - 0.5,
         Coords::AlignCorners if resized > 1.0 => o * (i - 1.0) / (resized - 1.0),
         Coords::Asymmetric => o / s,
@@ -108,11 +128,15 @@ fn source_unclamped(o: u32, in_len: u32, out_len: u32, scale: f32, coords: Coord
 }
 
 /// The shader's f32 source coordinate, before clamping.
-fn source_f32(o: u32, in_len: u32, scale: f32, coords: Coords) -> f32 {
+fn source_f32(o: u32, in_len: u32, out_len: u32, scale: f32, coords: Coords) -> f32 {
     let resized = in_len as f32 * scale;
     let o = o as f32;
     match coords {
         Coords::HalfPixel => (o + 0.5) / scale - 0.5,
+        Coords::HalfPixelSymmetric => {
+            let adjustment = out_len as f32 / resized;
+            in_len as f32 / 2.0 * (1.0 - adjustment) + (o + 0.5) / scale - 0.5
+        }
         Coords::PytorchHalfPixel if resized > 1.0 => (o + 0.5) / scale - 0.5,
         Coords::AlignCorners if resized > 1.0 => o * (in_len - 1) as f32 / (resized - 1.0),
         Coords::Asymmetric => o / scale,
@@ -145,22 +169,37 @@ pub fn reference(spec: &ResizeFilterSpec, input: &[f32], planes: u32, h: u32, w:
             // In f32 as the shader (and onnxruntime) computes it: rounding a coordinate that lands
             // on a pixel boundary depends on it.
             for oy in 0..oh {
-                let y = mode.index(source_f32(oy, h, sh, spec.coords) as f64, h);
+                let y = mode.index(source_f32(oy, h, oh, sh, spec.coords) as f64, h);
                 for ox in 0..ow {
-                    let x = mode.index(source_f32(ox, w, sw, spec.coords) as f64, w);
+                    let x = mode.index(source_f32(ox, w, ow, sw, spec.coords) as f64, w);
                     out.push(at(y, x) as f32);
                 }
             }
             continue;
         }
-        if let Filter::Cubic { a } = spec.filter {
+        if let Filter::Cubic { a, exclude_outside } = spec.filter {
             let clampi = |v: i64, n: u32| v.clamp(0, n as i64 - 1) as usize;
+            // Taps outside the image: weight 0, the rest renormalised (exclude_outside).
+            let weights = |x: f64, n: u32| {
+                let mut wts = cubic_weights(x - x.floor(), a as f64);
+                if exclude_outside {
+                    for (k, wk) in wts.iter_mut().enumerate() {
+                        let at = x.floor() as i64 + k as i64 - 1;
+                        if at < 0 || at >= n as i64 {
+                            *wk = 0.0;
+                        }
+                    }
+                    let sum: f64 = wts.iter().sum();
+                    wts.iter_mut().for_each(|wk| *wk /= sum);
+                }
+                wts
+            };
             for oy in 0..oh {
                 let y = source_unclamped(oy, h, oh, sh, spec.coords);
-                let wy = cubic_weights(y - y.floor(), a as f64);
+                let wy = weights(y, h);
                 for ox in 0..ow {
                     let x = source_unclamped(ox, w, ow, sw, spec.coords);
-                    let wx = cubic_weights(x - x.floor(), a as f64);
+                    let wx = weights(x, w);
                     let mut sum = 0.0;
                     for (j, wyj) in wy.iter().enumerate() {
                         let iy = clampi(y.floor() as i64 + j as i64 - 1, h);
@@ -223,14 +262,21 @@ pub fn prepare(
         scale_h,
         scale_w,
         cubic_a: match spec.filter {
-            Filter::Cubic { a } => a,
+            Filter::Cubic { a, .. } => a,
             _ => 0.0,
         },
         nearest_mode: match spec.filter {
             Filter::Nearest(m) => m as u32,
             _ => 0,
         },
-        _pad: [0; 2],
+        exclude_outside: matches!(
+            spec.filter,
+            Filter::Cubic {
+                exclude_outside: true,
+                ..
+            }
+        ) as u32,
+        _pad: 0,
     };
     super::step(
         gpu,

@@ -446,6 +446,7 @@ fn resize_filter_spec(
     };
     let coords = match text("coordinate_transformation_mode", "half_pixel").as_str() {
         "half_pixel" => Coords::HalfPixel,
+        "half_pixel_symmetric" => Coords::HalfPixelSymmetric,
         "pytorch_half_pixel" => Coords::PytorchHalfPixel,
         "align_corners" => Coords::AlignCorners,
         "asymmetric" => Coords::Asymmetric,
@@ -457,19 +458,43 @@ fn resize_filter_spec(
             .filter(|n| !n.is_empty())
             .and_then(|n| initializers.get(n.as_str()))
     };
+    // Scales and sizes name every axis, or (opset 18) the axes in `axes`: put them in
+    // [N, C, H, W] order, unnamed axes unscaled (sizes: -1 for "as the input").
+    let axes: Vec<i64> = attr_ints(node, "axes")
+        .unwrap_or_else(|| vec![0, 1, 2, 3])
+        .iter()
+        .map(|&a| if a < 0 { a + 4 } else { a })
+        .collect();
+    fn place<T: Copy>(values: &[T], axes: &[i64], fill: T) -> Result<[T; 4]> {
+        if values.len() != axes.len() || axes.iter().any(|a| !(0..4).contains(a)) {
+            bail!("Resize names {} values for axes {axes:?}", values.len());
+        }
+        let mut out = [fill; 4];
+        for (v, &a) in values.iter().zip(axes) {
+            out[a as usize] = *v;
+        }
+        Ok(out)
+    }
+    let policy = text("keep_aspect_ratio_policy", "stretch");
     let target = if let Some(sizes) = constant(3) {
-        match tensor_to_i64(sizes)?.as_slice() {
-            [_, _, h, w] if *h > 0 && *w > 0 => Target::Size([*h as u32, *w as u32]),
+        let full = place(&tensor_to_i64(sizes)?, &axes, -1)?;
+        match full {
+            [_, _, h, w] if h > 0 && w > 0 => match policy.as_str() {
+                "stretch" => Target::Size([h as u32, w as u32]),
+                "not_larger" | "not_smaller" => Target::Fit {
+                    size: [h as u32, w as u32],
+                    not_smaller: policy == "not_smaller",
+                },
+                other => bail!("Resize keep_aspect_ratio_policy={other} is not supported"),
+            },
             other => bail!("Resize sizes {other:?} must be [N, C, h, w]"),
         }
     } else {
         let scales = constant(2)
             .or_else(|| constant(1).filter(|_| node.op_type == "Upsample"))
             .context("Resize needs constant scales or sizes")?;
-        match tensor_to_f32(scales)?.data.as_slice() {
-            [n, c, h, w] if *n == 1.0 && *c == 1.0 && *h > 0.0 && *w > 0.0 => {
-                Target::Scale([*h, *w])
-            }
+        match place(&tensor_to_f32(scales)?.data, &axes, 1.0)? {
+            [n, c, h, w] if n == 1.0 && c == 1.0 && h > 0.0 && w > 0.0 => Target::Scale([h, w]),
             other => bail!("Resize scales {other:?} must be [1, 1, h, w]"),
         }
     };
@@ -486,11 +511,9 @@ fn resize_filter_spec(
             other => bail!("Resize nearest_mode={other} is not supported"),
         })
     } else if text("mode", "nearest") == "cubic" {
-        if attr_int(node, "exclude_outside", 0) != 0 {
-            bail!("Resize cubic with exclude_outside=1 is not supported yet");
-        }
         Filter::Cubic {
             a: attr_float(node, "cubic_coeff_a", -0.75),
+            exclude_outside: attr_int(node, "exclude_outside", 0) != 0,
         }
     } else {
         Filter::Linear
@@ -509,6 +532,9 @@ fn resize_scale(node: &NodeProto, initializers: &HashMap<&str, &TensorProto>) ->
     });
     if mode != "nearest" {
         bail!("Resize mode {mode} is not supported yet (nearest, linear and cubic are)");
+    }
+    if attr(node, "axes").is_some() {
+        bail!("Resize with axes goes through the filter kernel");
     }
     let coords = attr(node, "coordinate_transformation_mode").map_or("half_pixel".into(), |a| {
         String::from_utf8_lossy(&a.s).into_owned()

@@ -160,6 +160,9 @@ fn host_tensor(t: &TensorProto) -> Result<HostTensor> {
         // int8, uint8, int16, uint16, bool: raw bytes or int32_data.
         2 | 3 | 4 | 5 | 9 if raw.is_empty() => t.int32_data.iter().map(|&v| v as f64).collect(),
         2 | 9 => from_raw(1, &|b| b[0] as f64),
+        16 => from_raw(2, &|b| {
+            f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16) as f64
+        }),
         3 => from_raw(1, &|b| b[0] as i8 as f64),
         4 => from_raw(2, &|b| u16::from_le_bytes([b[0], b[1]]) as f64),
         5 => from_raw(2, &|b| i16::from_le_bytes([b[0], b[1]]) as f64),
@@ -186,7 +189,7 @@ fn host_tensor(t: &TensorProto) -> Result<HostTensor> {
     }
     let int = !matches!(
         t.data_type,
-        data_type::FLOAT | data_type::FLOAT16 | data_type::DOUBLE
+        data_type::FLOAT | data_type::FLOAT16 | data_type::DOUBLE | 16
     );
     Ok(HostTensor { dims, data, int })
 }
@@ -1536,6 +1539,9 @@ impl Lowering<'_> {
     fn image_op(&mut self, node: &NodeProto) -> Result<Val> {
         let name = node.input[0].clone();
         let dims = self.dims_of(&name)?;
+        if dims.len() == 5 && node.op_type.ends_with("Pool") {
+            return self.pool_3d(node, &name, &dims);
+        }
         let one_d = dims.len() == 3;
         if dims.len() != 3 && dims.len() != 4 {
             bail!(
@@ -1634,6 +1640,110 @@ impl Lowering<'_> {
         Ok(Val::Gpu(v, out))
     }
 
+    /// A 3-D MaxPool or AveragePool as two 2-D pools: over (H, W) for every depth slice, then
+    /// over D. Both are separable: the window is a box, so its maximum is the maximum of the
+    /// slices' maxima, and its element count (with or without padding) is the product of the
+    /// per-axis counts, so the mean is the mean of the slices' means.
+    fn pool_3d(&mut self, node: &NodeProto, name: &str, dims: &[u32]) -> Result<Val> {
+        let three = |n: &str, default: i64| -> Result<Vec<i64>> {
+            let v = attr_ints(node, n).unwrap_or_else(|| vec![default; 3]);
+            if v.len() != 3 {
+                bail!("{n} {v:?} is not three values");
+            }
+            Ok(v)
+        };
+        let (k, st, dl) = (
+            three("kernel_shape", 0)?,
+            three("strides", 1)?,
+            three("dilations", 1)?,
+        );
+        let pads = attr_ints(node, "pads").unwrap_or_else(|| vec![0; 6]);
+        if pads.len() != 6 {
+            bail!("pads {pads:?} are not six values");
+        }
+        let sub =
+            |kernel: [i64; 2], stride: [i64; 2], dil: [i64; 2], p: [i64; 4], spatial: [u32; 2]| {
+                let mut n = node.clone();
+                n.attribute.retain(|a| {
+                    !matches!(
+                        a.name.as_str(),
+                        "kernel_shape" | "strides" | "dilations" | "pads"
+                    )
+                });
+                for (name, ints) in [
+                    ("kernel_shape", kernel.to_vec()),
+                    ("strides", stride.to_vec()),
+                    ("dilations", dil.to_vec()),
+                    ("pads", p.to_vec()),
+                ] {
+                    n.attribute.push(super::proto::AttributeProto {
+                        name: name.into(),
+                        ints,
+                        r#type: 7,
+                        ..Default::default()
+                    });
+                }
+                two_d_node(&n, false, &spatial, &kernel).and_then(|n| super::pool_spec(&n))
+            };
+        let (nc, d, h, w) = (dims[0] * dims[1], dims[2], dims[3], dims[4]);
+        let plane = sub(
+            [k[1], k[2]],
+            [st[1], st[2]],
+            [dl[1], dl[2]],
+            [pads[1], pads[2], pads[4], pads[5]],
+            [h, w],
+        )?;
+        let depth = sub(
+            [k[0], 1],
+            [st[0], 1],
+            [dl[0], 1],
+            [pads[0], 0, pads[3], 0],
+            [d, 1],
+        )?;
+        let (oh, ow) = plane.output_hw(h, w).context("the window does not fit")?;
+        let (od, _) = depth.output_hw(d, 1).context("the window does not fit")?;
+        let base = node_name(node);
+        let (v, _) = self.gpu(name)?;
+        let step = |l: &mut Self, what: &str, op: LayerOp, from: ValueId, out: Vec<u32>| {
+            let id = l.new_value(out);
+            l.layers.push(Layer {
+                name: format!("{base} ({what})"),
+                op,
+                inputs: vec![from],
+                output: id,
+                weights: Vec::new(),
+                bias: Vec::new(),
+            });
+            id
+        };
+        let flat =
+            |n: u32| LayerOp::Tensor(TensorOp::Copy(vec![(Some(0), CopySpec::contiguous(n))]));
+        let a = step(
+            self,
+            "height, width",
+            LayerOp::Pool2d(plane),
+            v,
+            vec![dims[0], dims[1], d, oh, ow],
+        );
+        let b = step(
+            self,
+            "view",
+            flat(nc * d * oh * ow),
+            a,
+            vec![1, nc, d, oh * ow],
+        );
+        let c = step(
+            self,
+            "depth",
+            LayerOp::Pool2d(depth),
+            b,
+            vec![1, nc, od, oh * ow],
+        );
+        let out = vec![dims[0], dims[1], od, oh, ow];
+        let y = step(self, "view", flat(nc * od * oh * ow), c, out.clone());
+        Ok(Val::Gpu(y, out))
+    }
+
     /// A convolution of `[N, C, ...]` with N > 1 inside one tensor: each image alone, then
     /// concatenated on axis 0.
     fn per_image(&mut self, node: &NodeProto, name: &str, dims: &[u32]) -> Result<Val> {
@@ -1685,6 +1795,9 @@ impl Lowering<'_> {
             axes,
         };
         if let Val::Const(t) = self.get(&name)? {
+            if t.int && t.data.is_empty() && matches!(r, ReduceOp::Max | ReduceOp::Min) {
+                bail!("{r:?} of an empty integer or bool tensor is not supported");
+            }
             let src: Vec<f32> = t.data.iter().map(|&x| x as f32).collect();
             let data = spec.reference(&src).iter().map(|&x| x as f64).collect();
             return Ok(Val::Const(
@@ -2099,7 +2212,7 @@ pub fn lower(
         .and_then(|t| t.tensor_type.as_ref())
         .map_or(1, |t| t.elem_type);
     match elem {
-        1 | 10 | 11 => {}
+        1 | 10 | 11 | 16 => {}
         2..=7 | 9 | 12 | 13 => {
             l.ints.insert(0);
         }

@@ -23,6 +23,7 @@ def normalise(reason):
         (r"mode=\w+ is", "mode=.. is"),
         (r"auto_pad=\w+", "auto_pad=SAME_*"),
         (r"output \w+ is never", "output .. is never"),
+        (r"\(\w+\) must be a constant", "(..) must be a constant"),
     ]:
         reason = re.sub(pattern, repl, reason)
     return reason.replace("|", "/")
@@ -45,6 +46,8 @@ def main():
         "`cargo test --test conformance -- --nocapture` runs the node tests of pip's `onnx`",
         "(`onnx.backend.test.case.node`, written to `node/` by `generate.py`) for every op the importer",
         "supports, on the GPU. Each test's first input is the data; its other inputs become constants.",
+        "Rank-4 data runs through the image lowering (free batch and size) when it takes the graph,",
+        "everything else through the static lowering (every shape fixed, the whole tensor one item).",
         "Tolerance: |got - want| <= 1e-5 + 1e-3 |want|. Regenerate this page with `report.py`.",
         "",
         f"**{total} pass** (onnx 1.23.2, lavapipe). Every failure is a refusal with a reason, not a",
