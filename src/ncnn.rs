@@ -16,11 +16,13 @@ use crate::kernels::binary::BinaryOp;
 use crate::kernels::conv_transpose2d::ConvTranspose2dSpec;
 use crate::kernels::conv2d::Conv2dSpec;
 use crate::kernels::depth_to_space::DepthToSpaceSpec;
+use crate::kernels::unary::UnaryOp;
 use crate::model::{Layer, LayerOp, Model, ValueId};
 
 const MAGIC: u32 = 7767517;
-const SUPPORTED: &str = "Input, Split, Convolution, ConvolutionDepthWise, Deconvolution, ReLU, \
-     PReLU, PixelShuffle, Interp (nearest), BinaryOp, Eltwise";
+const SUPPORTED: &str = "Input, Split, Convolution, ConvolutionDepthWise, Deconvolution, ReLU \
+     (LeakyReLU with a slope), PReLU, Sigmoid, Concat, Pooling (max, average, global average), \
+     Padding, PixelShuffle, Interp (nearest), BinaryOp, Eltwise";
 
 /// One `key=value` of a layer line; array values (negative keys) hold their numbers.
 #[derive(Debug, Clone)]
@@ -439,10 +441,35 @@ pub fn load_bytes(param: &str, bin: &[u8], name: &str) -> Result<Model> {
                     ..
                 }) = conv
                 else {
-                    return Err(fail(anyhow!(
-                        "a {} that does not follow a convolution is not supported yet",
-                        l.kind
-                    )));
+                    // Not fused: a standalone activation.
+                    let c = channels[input];
+                    let (op, weights) = match act {
+                        Activation::LeakyRelu { alpha } => {
+                            (LayerOp::Unary(UnaryOp::LeakyRelu { alpha }), Vec::new())
+                        }
+                        Activation::PRelu { slopes } if slopes.len() == c as usize => (
+                            LayerOp::BinaryConst {
+                                op: BinaryOp::PRelu,
+                                constant: crate::model::ItemShape { c, h: 1, w: 1 },
+                                constant_first: false,
+                            },
+                            slopes,
+                        ),
+                        _ => {
+                            return Err(fail(anyhow!("{} slopes do not fit {c} channels", l.kind)));
+                        }
+                    };
+                    push(
+                        &mut layers,
+                        &mut channels,
+                        &mut blobs,
+                        op,
+                        vec![input],
+                        c,
+                        weights,
+                        Vec::new(),
+                    );
+                    continue;
                 };
                 if spec.activation != Activation::None {
                     return Err(fail(anyhow!("two activations in a row are not supported")));
@@ -458,6 +485,149 @@ pub fn load_bytes(param: &str, bin: &[u8], name: &str) -> Result<Model> {
                 }
                 spec.activation = act;
                 blobs.insert(l.outputs[0].clone(), input);
+            }
+            "Sigmoid" => {
+                let input = blob(&l.inputs[0])?;
+                let c = channels[input];
+                push(
+                    &mut layers,
+                    &mut channels,
+                    &mut blobs,
+                    LayerOp::Unary(UnaryOp::Sigmoid),
+                    vec![input],
+                    c,
+                    Vec::new(),
+                    Vec::new(),
+                );
+            }
+            "Concat" => {
+                let inputs: Vec<ValueId> = l.inputs.iter().map(blob).collect::<Result<_>>()?;
+                // ncnn's axis leaves out the batch: 0 channels, 1 height, 2 width.
+                let axis = l.int(0, 0);
+                let op = match axis {
+                    0 => LayerOp::Concat,
+                    1 | 2 => LayerOp::ConcatAxis(axis as usize + 1),
+                    other => return Err(fail(anyhow!("Concat on axis {other} is not supported"))),
+                };
+                let c = if axis == 0 {
+                    inputs.iter().map(|&v| channels[v]).sum()
+                } else {
+                    channels[inputs[0]]
+                };
+                push(
+                    &mut layers,
+                    &mut channels,
+                    &mut blobs,
+                    op,
+                    inputs,
+                    c,
+                    Vec::new(),
+                    Vec::new(),
+                );
+            }
+            "Pooling" => {
+                let input = blob(&l.inputs[0])?;
+                let c = channels[input];
+                let average = match l.int(0, 0) {
+                    0 => false,
+                    1 => true,
+                    other => return Err(fail(anyhow!("pooling type {other} is not supported"))),
+                };
+                if l.int(7, 0) != 0 {
+                    return Err(fail(anyhow!("adaptive pooling is not supported yet")));
+                }
+                let op = if l.int(4, 0) != 0 {
+                    if !average {
+                        return Err(fail(anyhow!("global max pooling is not supported yet")));
+                    }
+                    LayerOp::GlobalAvgPool
+                } else {
+                    let k_w = l.int(1, 0) as u32;
+                    let k_h = l.int(11, k_w as i64) as u32;
+                    let s_w = l.int(2, 1) as u32;
+                    let s_h = l.int(12, s_w as i64) as u32;
+                    let left = l.int(3, 0);
+                    let right = l.int(14, left);
+                    let top = l.int(13, left);
+                    let bottom = l.int(15, top);
+                    // pad_mode 0: "full" padding, a partial last window (ceil); 1: valid (floor).
+                    let ceil_mode = match l.int(5, 0) {
+                        0 => true,
+                        1 => false,
+                        other => {
+                            return Err(fail(anyhow!(
+                                "pad_mode {other} (automatic SAME padding) is not supported yet"
+                            )));
+                        }
+                    };
+                    if [k_w, k_h, s_w, s_h].contains(&0)
+                        || [left, right, top, bottom].iter().any(|&p| p < 0)
+                    {
+                        return Err(fail(anyhow!("kernel, stride or pads out of range")));
+                    }
+                    LayerOp::Pool2d(crate::kernels::pool2d::Pool2dSpec {
+                        average,
+                        k: [k_h, k_w],
+                        stride: [s_h, s_w],
+                        pads: [top as u32, left as u32, bottom as u32, right as u32],
+                        dilation: [1, 1],
+                        ceil_mode,
+                        count_include_pad: l.int(6, 0) != 0,
+                    })
+                };
+                push(
+                    &mut layers,
+                    &mut channels,
+                    &mut blobs,
+                    op,
+                    vec![input],
+                    c,
+                    Vec::new(),
+                    Vec::new(),
+                );
+            }
+            "Padding" => {
+                use crate::kernels::pad::{PadMode, PadSpec};
+                let input = blob(&l.inputs[0])?;
+                let c = channels[input];
+                let p = |k: i32| -> Result<u32> {
+                    let v = l.int(k, 0);
+                    u32::try_from(v).map_err(|_| fail(anyhow!("negative padding {v}")))
+                };
+                let mode = match l.int(4, 0) {
+                    0 => PadMode::Constant,
+                    1 => PadMode::Edge,
+                    2 => PadMode::Reflect,
+                    other => return Err(fail(anyhow!("padding type {other} is not supported"))),
+                };
+                if l.int(6, 0) != 0 {
+                    return Err(fail(anyhow!(
+                        "per-channel pad values are not supported yet"
+                    )));
+                }
+                let spec = PadSpec {
+                    channels: [p(7)?, p(8)?],
+                    height: [p(0)?, p(1)?],
+                    width: [p(2)?, p(3)?],
+                    mode,
+                    value: l.float(5, 0.0),
+                };
+                if mode != PadMode::Constant && spec.channels != [0, 0] {
+                    return Err(fail(anyhow!(
+                        "edge or reflect padding of channels is not supported"
+                    )));
+                }
+                let out_c = c + spec.channels[0] + spec.channels[1];
+                push(
+                    &mut layers,
+                    &mut channels,
+                    &mut blobs,
+                    LayerOp::Pad(spec),
+                    vec![input],
+                    out_c,
+                    Vec::new(),
+                    Vec::new(),
+                );
             }
             "PixelShuffle" => {
                 let input = blob(&l.inputs[0])?;

@@ -98,3 +98,31 @@ fn broken_ncnn_files_get_errors_naming_the_problem() {
         let _ = batchwise::ncnn::load_bytes(&param[..cut], &bin, "t");
     }
 }
+
+/// Small NCNN models with the other layer types (Concat, Pooling, Sigmoid, Padding, standalone
+/// ReLU and PReLU) against ncnn's own CPU output (`tests/reference/make_ncnn_layers.py`).
+/// Tolerance 1e-5 absolute plus 1e-5 relative: float32 sums in another order, and exp.
+#[test]
+fn ncnn_layers_match_ncnn() {
+    let engine = common::engine();
+    let floats = |p: PathBuf| -> Vec<f32> {
+        bytemuck::pod_collect_to_vec(&std::fs::read(&p).unwrap_or_else(|e| panic!("{p:?}: {e}")))
+    };
+    for name in ["pool_concat_pad", "pad_global_pool", "edge_prelu_concat"] {
+        let dir = common::repo().join("tests/fixtures/ncnn");
+        let model = batchwise::ncnn::load(&dir.join(format!("{name}.param"))).unwrap();
+        let input = floats(dir.join(format!("{name}.in.f32")));
+        let want = floats(dir.join(format!("{name}.out.f32")));
+        let gpu_model = engine.load(std::sync::Arc::new(model)).unwrap();
+        let runner =
+            batchwise::engine::BatchRunner::float_input(&engine, &gpu_model, 1, 9, 11).unwrap();
+        let got = runner.run_floats(&input, 1).unwrap().remove(0);
+        assert_eq!(got.len(), want.len(), "{name}");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-5 + 1e-5 * w.abs(),
+                "{name}[{i}]: {g} vs ncnn {w}"
+            );
+        }
+    }
+}
