@@ -8,8 +8,8 @@
 //
 // One dispatch covers one block of 16 output channels and one chunk of input channels (a chunk's
 // weights fit the 64 KiB uniform window); `Params` and the weights are bound with dynamic offsets.
-// The first chunk starts from the bias, later chunks add to what `dst` holds, and the last applies
-// the activation. K_H, STRIDE_H and DIL_H are pipeline constants so the row loops unroll.
+// The first chunk starts from the bias, later chunks add to what `dst` holds, and the last adds a
+// fused residual (a following Add) and applies the activation. K_H, STRIDE_H and DIL_H are pipeline constants so the row loops unroll.
 //
 // Keep `Params` in sync with `Conv2dParams` in src/kernels/conv2d.rs and the weight layout with
 // `pack_weights` there: per (block, chunk) [ic in chunk][ky][kx][16 channels].
@@ -41,6 +41,7 @@ struct Params {
     activation: u32,  // 0 none, 1 leaky relu (alpha; relu is alpha 0), 2 clip(alpha, beta), 3 prelu
     alpha: f32,
     beta: f32,
+    residual: u32,    // after the last chunk: 0 none, 1 add `skip` then activate, 2 activate then add
     bias: array<vec4<f32>, 4>,
     slope: array<vec4<f32>, 4>,  // prelu slopes of the block's 16 channels
 }
@@ -49,6 +50,7 @@ struct Params {
 @group(0) @binding(1) var<uniform> weights: array<vec4<f32>, 4096>;
 @group(0) @binding(2) var<storage, read> src: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(4) var<storage, read> skip: array<f32>;  // the residual (a fused Add)
 
 // The activation of channels oc_base + 4 * group .. + 3.
 fn activate(v: vec4<f32>, group: u32) -> vec4<f32> {
@@ -72,11 +74,29 @@ fn load_acc(n: u32, oy: u32, ox: u32, v: u32) -> vec4<f32> {
     return a;
 }
 
-// Writes an accumulator, applying the activation after the last chunk.
+// The residual at output row `oy`, channels oc_base + 4v .. + 3.
+fn load_skip(n: u32, oy: u32, ox: u32, v: u32) -> vec4<f32> {
+    var a = vec4<f32>(0.0);
+    for (var c = 0u; c < 4u; c++) {
+        let oc = p.oc_base + v * 4u + c;
+        if oc < p.oc_end {
+            a[c] = skip[((n * p.out_c + oc) * p.out_h + oy) * p.out_w + ox];
+        }
+    }
+    return a;
+}
+
+// Writes an accumulator; after the last chunk, adds the residual and applies the activation.
 fn store_acc(n: u32, oy: u32, ox: u32, v: u32, acc: vec4<f32>) {
     var out = acc;
     if p.last != 0u {
-        out = activate(acc, v);
+        if p.residual == 1u {
+            out += load_skip(n, oy, ox, v);
+        }
+        out = activate(out, v);
+        if p.residual == 2u {
+            out += load_skip(n, oy, ox, v);
+        }
     }
     for (var c = 0u; c < 4u; c++) {
         let oc = p.oc_base + v * 4u + c;

@@ -62,13 +62,9 @@ impl Engine {
             .layers
             .iter()
             .map(|l| match &l.op {
-                LayerOp::Conv2d(s) => GpuLayer::Conv2d(Conv2dLayer::upload(
-                    gpu,
-                    &l.name,
-                    s.clone(),
-                    &l.weights,
-                    &l.bias,
-                )),
+                LayerOp::Conv2d(s) | LayerOp::Conv2dResidual { spec: s, .. } => GpuLayer::Conv2d(
+                    Conv2dLayer::upload(gpu, &l.name, s.clone(), &l.weights, &l.bias),
+                ),
                 LayerOp::ConvTranspose2d(s) => GpuLayer::ConvTranspose2d(
                     ConvTranspose2dLayer::upload(gpu, &l.name, s.clone(), &l.weights, &l.bias),
                 ),
@@ -361,6 +357,17 @@ impl Lane {
                 let dst = &values[buffer_of[l.output]];
                 let s = shapes[l.inputs[0]];
                 vec![match (g, &l.op) {
+                    (GpuLayer::Conv2d(c), LayerOp::Conv2dResidual { residual, .. }) => c
+                        .prepare_with_residual(
+                            gpu,
+                            k,
+                            &l.name,
+                            src,
+                            dst,
+                            s.h,
+                            s.w,
+                            Some((&values[buffer_of[l.inputs[1]]], *residual)),
+                        ),
                     (GpuLayer::Conv2d(c), _) => c.prepare(gpu, k, &l.name, src, dst, s.h, s.w),
                     (GpuLayer::ConvTranspose2d(c), _) => {
                         c.prepare(gpu, &k.conv_transpose2d, &l.name, src, dst, s.h, s.w)
@@ -490,7 +497,9 @@ impl Lane {
                     (_, LayerOp::Concat | LayerOp::Tensor(_)) => unreachable!("handled above"),
                     (
                         GpuLayer::Plain | GpuLayer::Constant(_),
-                        LayerOp::Conv2d(_) | LayerOp::ConvTranspose2d(_),
+                        LayerOp::Conv2d(_)
+                        | LayerOp::Conv2dResidual { .. }
+                        | LayerOp::ConvTranspose2d(_),
                     ) => {
                         unreachable!("convolutions are uploaded as GpuLayer::Conv*")
                     }

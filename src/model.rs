@@ -24,6 +24,13 @@ pub type ValueId = usize;
 #[derive(Clone, Debug)]
 pub enum LayerOp {
     Conv2d(Conv2dSpec),
+    /// A dense convolution of `inputs[0]` with the Add that followed it fused in: `inputs[1]`
+    /// (of the output's shape) is added after the last input chunk, before or after the
+    /// activation.
+    Conv2dResidual {
+        spec: Conv2dSpec,
+        residual: crate::kernels::conv2d::Residual,
+    },
     ConvTranspose2d(ConvTranspose2dSpec),
     DepthToSpace(DepthToSpaceSpec),
     /// Nearest-neighbour upscale by whole factors (height, width).
@@ -174,6 +181,14 @@ impl Model {
                     s.output_hw(input.h, input.w)
                         .map(|(h, w)| ItemShape { c: s.out_c, h, w })
                 }
+                LayerOp::Conv2dResidual { spec, .. } => spec
+                    .output_hw(input.h, input.w)
+                    .map(|(h, w)| ItemShape {
+                        c: spec.out_c,
+                        h,
+                        w,
+                    })
+                    .filter(|out| inputs.get(1) == Some(out)),
                 LayerOp::ConvTranspose2d(s) => s
                     .output_hw(input.h, input.w)
                     .map(|(h, w)| ItemShape { c: s.out_c, h, w }),
@@ -290,7 +305,9 @@ impl Model {
                 };
                 let s = shapes[input];
                 match &l.op {
-                    LayerOp::Conv2d(spec) => spec.macs(s.h, s.w),
+                    LayerOp::Conv2d(spec) | LayerOp::Conv2dResidual { spec, .. } => {
+                        spec.macs(s.h, s.w)
+                    }
                     LayerOp::ConvTranspose2d(spec) => spec.macs(s.h, s.w),
                     LayerOp::Tensor(TensorOp::MatMul { spec, .. }) => {
                         spec.count() as u64 * spec.k as u64
@@ -303,6 +320,72 @@ impl Model {
 }
 
 impl Model {
+    /// Fuses an Add that follows a dense convolution into it, where that is safe: the
+    /// convolution's output feeds only the Add, the other operand is computed before the
+    /// convolution and has the output's shape (no broadcasting). An activation after the Add
+    /// (ResNet's conv, add, relu) then fuses too. Returns how many Adds were fused.
+    pub fn fuse_residual_adds(&mut self) -> usize {
+        use crate::kernels::conv2d::Residual;
+        let mut fused = 0;
+        let mut i = 0;
+        while i < self.layers.len() {
+            let readers = |m: &Model, v: ValueId| {
+                m.layers.iter().filter(|l| l.inputs.contains(&v)).count()
+                    + (m.output == v || m.extra_outputs.contains(&v)) as usize
+            };
+            let candidate = match (&self.layers[i].op, self.layers[i].inputs.as_slice()) {
+                (LayerOp::Binary(BinaryOp::Add), &[a, b]) if a != b => {
+                    let producer = |v: ValueId| self.layers[..i].iter().position(|l| l.output == v);
+                    [(a, b), (b, a)].into_iter().find_map(|(conv_out, skip)| {
+                        let c = producer(conv_out)?;
+                        let dense =
+                            matches!(&self.layers[c].op, LayerOp::Conv2d(s) if !s.is_depthwise());
+                        // The skip must exist before the convolution runs.
+                        let early = skip == 0 || producer(skip).is_some_and(|p| p < c);
+                        (dense && early && readers(self, conv_out) == 1).then_some((c, skip))
+                    })
+                }
+                _ => None,
+            };
+            let Some((c, skip)) = candidate else {
+                i += 1;
+                continue;
+            };
+            let add = self.layers.remove(i);
+            let conv = &mut self.layers[c];
+            let LayerOp::Conv2d(spec) = conv.op.clone() else {
+                unreachable!("checked dense above")
+            };
+            // An activation already fused came before the Add.
+            let residual = if spec.activation == crate::kernels::Activation::None {
+                Residual::BeforeActivation
+            } else {
+                Residual::AfterActivation
+            };
+            conv.op = LayerOp::Conv2dResidual { spec, residual };
+            conv.inputs.push(skip);
+            conv.output = add.output;
+            conv.name = format!("{} + {}", conv.name, add.name);
+            fused += 1;
+            // A ReLU / LeakyReLU / Clip reading only the sum joins it, after the Add.
+            let out = conv.output;
+            if let Some(j) = self.layers.iter().position(|l| l.inputs == [out])
+                && readers(self, out) == 1
+                && let LayerOp::Unary(u) = self.layers[j].op
+                && let Some(act) = crate::kernels::Activation::from_unary(u)
+                && let LayerOp::Conv2dResidual {
+                    spec,
+                    residual: Residual::BeforeActivation,
+                } = &mut self.layers[c].op
+            {
+                spec.activation = act;
+                let act_layer = self.layers.remove(j);
+                self.layers[c].output = act_layer.output;
+            }
+        }
+        fused
+    }
+
     /// Drops layers whose outputs never reach the model's output (a second head, say), and
     /// renumbers nothing: value ids stay as they are.
     pub fn prune(&mut self) {

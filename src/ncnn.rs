@@ -742,7 +742,7 @@ pub fn load_bytes(param: &str, bin: &[u8], name: &str) -> Result<Model> {
             reader.at
         );
     }
-    Ok(Model {
+    let mut model = Model {
         name: name.to_owned(),
         input_name,
         output_name: output_name.to_string(),
@@ -754,5 +754,7 @@ pub fn load_bytes(param: &str, bin: &[u8], name: &str) -> Result<Model> {
         layers,
         opset: 0,
         static_shapes: None,
-    })
+    };
+    model.fuse_residual_adds();
+    Ok(model)
 }

@@ -359,3 +359,102 @@ fn fixed_shape_graphs_take_the_static_lowering() {
     assert_eq!(shapes[model.output].elements(), 24);
     assert!(onnx::load(&waifu2x(), "w").unwrap().static_shapes.is_none());
 }
+
+/// A residual Add after a convolution fuses into it (ResNet's conv, add, relu: the ReLU too;
+/// conv, relu, add: after the activation), and the fused kernel computes what the graph says:
+/// conv2d's CPU reference plus the skip, within 1e-4 + 1e-4 |x| (as the conv kernel test).
+#[test]
+fn residual_adds_fuse_into_convolutions() {
+    use batchwise::kernels::conv2d::{self, Residual};
+    let engine = common::engine();
+    let mut rng = common::rng(61);
+    let (c, h, w) = (3u32, 9u32, 7u32);
+    let weights = common::random_vec(&mut rng, (c * c * 9) as usize, 0.5);
+    let bias = common::random_vec(&mut rng, c as usize, 0.5);
+    let input = common::random_vec(&mut rng, (2 * c * h * w) as usize, 1.0);
+    let conv = |out: &str| {
+        let mut n = node("conv", "Conv", &["x", "w", "b"], out);
+        n.attribute.push(proto::AttributeProto {
+            name: "pads".into(),
+            ints: vec![1, 1, 1, 1],
+            r#type: 7,
+            ..Default::default()
+        });
+        n
+    };
+    for (nodes, want_residual, relu) in [
+        (
+            vec![conv("y"), node("add", "Add", &["y", "x"], "z")],
+            Residual::BeforeActivation,
+            false,
+        ),
+        (
+            vec![
+                conv("y"),
+                node("relu", "Relu", &["y"], "r"),
+                node("add", "Add", &["x", "r"], "z"),
+            ],
+            Residual::AfterActivation,
+            true,
+        ),
+        (
+            vec![
+                conv("y"),
+                node("add", "Add", &["y", "x"], "s"),
+                node("relu", "Relu", &["s"], "z"),
+            ],
+            Residual::BeforeActivation,
+            true,
+        ),
+    ] {
+        let mut m = proto::ModelProto::decode(&tiny_model(nodes, "z", 17)[..]).unwrap();
+        let graph = m.graph.as_mut().unwrap();
+        graph.initializer = vec![
+            proto::TensorProto {
+                name: "w".into(),
+                dims: vec![3, 3, 3, 3],
+                data_type: 1,
+                float_data: weights.clone(),
+                ..Default::default()
+            },
+            proto::TensorProto {
+                name: "b".into(),
+                dims: vec![3],
+                data_type: 1,
+                float_data: bias.clone(),
+                ..Default::default()
+            },
+        ];
+        let model = onnx::load(&m.encode_to_vec(), "residual").unwrap();
+        assert_eq!(model.layers.len(), 1, "{:?}", model.layers);
+        let LayerOp::Conv2dResidual { spec, residual } = &model.layers[0].op else {
+            panic!("not fused: {:?}", model.layers[0].op)
+        };
+        assert_eq!(*residual, want_residual);
+        let residual = *residual;
+        let plain = conv2d::Conv2dSpec {
+            activation: Activation::None,
+            ..spec.clone()
+        };
+        let conv_out = conv2d::reference(&plain, &input, 2, h, w, &weights, &bias);
+        let relu = |v: f32| if relu { v.max(0.0) } else { v };
+        let want: Vec<f32> = conv_out
+            .iter()
+            .zip(&input)
+            .map(|(&y, &x)| match want_residual {
+                Residual::BeforeActivation => relu(y + x),
+                Residual::AfterActivation => relu(y) + x,
+            })
+            .collect();
+        let gpu_model = engine.load(std::sync::Arc::new(model)).unwrap();
+        let runner =
+            batchwise::engine::BatchRunner::float_input(&engine, &gpu_model, 2, h, w).unwrap();
+        let got = runner.run_floats(&input, 2).unwrap().remove(0);
+        for (g, e) in got.iter().zip(&want) {
+            assert!(
+                (g - e).abs() <= 1e-4 + 1e-4 * e.abs(),
+                "{residual:?}: {g} vs {e}"
+            );
+        }
+    }
+}

@@ -99,6 +99,9 @@ pub struct Conv2dParams {
     pub activation: u32,
     pub alpha: f32,
     pub beta: f32,
+    /// 0 none, 1 add the residual then activate, 2 activate then add.
+    pub residual: u32,
+    pub _pad: [u32; 3],
     pub bias: [f32; 16],
     /// PRelu slopes of the block's channels.
     pub slope: [f32; 16],
@@ -376,10 +379,31 @@ impl Conv2dLayer {
         in_h: u32,
         in_w: u32,
     ) -> Step {
+        self.prepare_with_residual(gpu, kernels, label, src, dst, in_h, in_w, None)
+    }
+
+    /// As [`Self::prepare`], adding `residual` (a tensor of the output's shape) after the last
+    /// input chunk: before the activation, or after it (`Residual::AfterActivation`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn prepare_with_residual(
+        &self,
+        gpu: &Gpu,
+        kernels: &Kernels,
+        label: &str,
+        src: &wgpu::Buffer,
+        dst: &wgpu::Buffer,
+        in_h: u32,
+        in_w: u32,
+        residual: Option<(&wgpu::Buffer, Residual)>,
+    ) -> Step {
         let s = &self.spec;
         let (out_h, out_w) = s
             .output_hw(in_h, in_w)
             .expect("shapes were checked at load");
+        assert!(
+            residual.is_none() || !s.is_depthwise(),
+            "residuals fuse into dense convolutions only"
+        );
         let (activation, alpha, beta) = s.activation.encode();
         let (chunks, bias, slopes) = match &self.imp {
             Implementation::Depthwise { bias_slope } => {
@@ -444,6 +468,8 @@ impl Conv2dLayer {
                 activation,
                 alpha,
                 beta,
+                residual: residual.map_or(0, |(_, r)| r as u32),
+                _pad: [0; 3],
                 bias: bias[i / chunks_per_block as usize],
                 slope: slopes[i / chunks_per_block as usize],
             };
@@ -481,6 +507,11 @@ impl Conv2dLayer {
                 wgpu::BindGroupEntry {
                     binding: 3,
                     resource: dst.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 4,
+                    // Without a residual the binding is never read; src stands in.
+                    resource: residual.map_or(src, |(r, _)| r).as_entire_binding(),
                 },
             ],
         });
@@ -528,8 +559,18 @@ pub(crate) fn bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout 
             uniform(1, WEIGHT_WINDOW_BYTES),
             storage(2, true),
             storage(3, false),
+            storage(4, true),
         ],
     })
+}
+
+/// Where a fused residual Add goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Residual {
+    /// `act(conv + skip)`: an Add followed by the activation.
+    BeforeActivation = 1,
+    /// `act(conv) + skip`: an activation followed by the Add.
+    AfterActivation = 2,
 }
 
 /// Which conv2d shader a shape runs: the unrolled one where its column fits, else the generic one.

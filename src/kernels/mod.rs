@@ -249,6 +249,15 @@ impl Activation {
         }
     }
 
+    /// The fused form of an elementwise op, where it has one.
+    pub fn from_unary(op: unary::UnaryOp) -> Option<Self> {
+        match op {
+            unary::UnaryOp::LeakyRelu { alpha } => Some(Activation::LeakyRelu { alpha }),
+            unary::UnaryOp::Clip { min, max } => Some(Activation::Clip { min, max }),
+            _ => None,
+        }
+    }
+
     /// Applies the activation to `x` of output channel `channel`.
     pub fn apply(&self, x: f32, channel: usize) -> f32 {
         let leaky = |alpha: f32| if x >= 0.0 { x } else { x * alpha };

@@ -1734,5 +1734,6 @@ fn lower_image(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> 
         static_shapes: None,
     };
     model.prune();
+    model.fuse_residual_adds();
     Ok(model)
 }
