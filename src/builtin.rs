@@ -353,19 +353,43 @@ pub fn resolve(name: &str, overrides: &InputOverrides) -> Result<ModelChoice> {
     } else {
         let bytes =
             std::fs::read(path).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
-        crate::onnx::load_with_metadata(&bytes, name)
-            .map_err(|e| anyhow!("{}: {e:#}", path.display()))?
+        match crate::onnx::load_with_metadata(&bytes, name) {
+            Ok((m, meta)) if m.static_shapes.is_none() => (m, meta),
+            // A fixed-size model: lowered as an image at its size (channels-last inputs too).
+            Ok(_) => crate::onnx::load_at_size(&bytes, name, None)
+                .map_err(|e| anyhow!("{}: {e:#}", path.display()))?,
+            // What the image lowering cannot take with a free size (shape arithmetic, reshapes of
+            // any rank) runs with every shape fixed at one tile size.
+            Err(first) => crate::onnx::load_at_size(
+                &bytes,
+                name,
+                Some((STATIC_USER_SIDE, STATIC_USER_SIDE)),
+            )
+            .map_err(|e| {
+                anyhow!(
+                    "{}: {first:#} (and with every shape fixed at {STATIC_USER_SIDE}x{STATIC_USER_SIDE}: {e:#})",
+                    path.display()
+                )
+            })?,
+        }
     };
     let meta = |key: &str| metadata.get(key).map(|v| v.to_ascii_lowercase());
     let layout = overrides
         .layout
         .clone()
-        .or_else(|| meta("batchwise.layout"))
-        .unwrap_or_else(|| "nchw".into());
-    if layout != "nchw" {
+        .or_else(|| meta("batchwise.layout"));
+    let found = if model.nhwc_input { "nhwc" } else { "nchw" };
+    if let Some(layout) = layout
+        && layout != found
+    {
         anyhow::bail!(
-            "{}: input layout {layout} is not supported yet; batchwise runs NCHW image models",
-            path.display()
+            "{}: the input layout is {layout} by {}, but the graph's input is {found}",
+            path.display(),
+            if overrides.layout.is_some() {
+                "--input-layout"
+            } else {
+                "its metadata"
+            }
         );
     }
     let range = overrides
@@ -379,8 +403,11 @@ pub fn resolve(name: &str, overrides: &InputOverrides) -> Result<ModelChoice> {
         .or_else(|| meta("batchwise.channel_order"))
         .unwrap_or_else(|| "rgb".into());
     let input_map = mapping(&range, &order).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    let (scale, shrink) =
-        measure_scale(&model).map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
+    let (scale, shrink) = match &model.static_shapes {
+        Some(shapes) => fixed_scale(&model, shapes),
+        None => measure_scale(&model),
+    }
+    .map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
     let meta_context = meta("batchwise.context").and_then(|v| v.parse().ok());
     let context = overrides.context.or(meta_context).unwrap_or(if shrink > 0 {
         shrink.div_ceil(scale)
@@ -396,6 +423,29 @@ pub fn resolve(name: &str, overrides: &InputOverrides) -> Result<ModelChoice> {
             input_map,
         },
     })
+}
+
+/// The input side at which a user model that needs every shape fixed is lowered: tiles of
+/// 128 px plus 16 px of context per side.
+pub const STATIC_USER_SIDE: u32 = 160;
+
+/// The scale factor of a fixed-size image-to-image model (square input and output, 3 channels
+/// out, a whole factor); such a model loses no border pixels to padding-free layers.
+fn fixed_scale(model: &Model, shapes: &[crate::model::ItemShape]) -> Result<(u32, u32)> {
+    let (i, o) = (shapes[0], shapes[model.output]);
+    if i.h != i.w || o.h != o.w || o.c != 3 || o.h % i.h != 0 {
+        anyhow::bail!(
+            "the model turns {}x{}x{} into {}x{}x{}; batchwise runs image-to-image models with \
+             square tiles and 3 output channels, scaled by a whole factor",
+            i.c,
+            i.h,
+            i.w,
+            o.c,
+            o.h,
+            o.w
+        );
+    }
+    Ok((o.h / i.h, 0))
 }
 
 /// The scale factor and per-side shrink (output pixels lost at each border) of an image-to-image

@@ -128,6 +128,9 @@ pub struct Model {
     /// Every value's shape, for models lowered with a fixed input shape (general tensors);
     /// None: shapes follow the input's height and width.
     pub static_shapes: Option<Vec<ItemShape>>,
+    /// The file's input is channels-last (NHWC); the engine feeds value 0 as NCHW and the
+    /// lowering took care of the layout.
+    pub nhwc_input: bool,
 }
 
 /// Channels, height and width of one batch item of a value.

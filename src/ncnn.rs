@@ -754,6 +754,7 @@ pub fn load_bytes(param: &str, bin: &[u8], name: &str) -> Result<Model> {
         layers,
         opset: 0,
         static_shapes: None,
+        nhwc_input: false,
     };
     model.fuse_residual_adds();
     Ok(model)

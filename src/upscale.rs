@@ -48,10 +48,24 @@ impl TiledUpscaler {
         tile: Option<u32>,
         limit: u64,
     ) -> Result<Self> {
-        let tile = match tile {
-            Some(0) => bail!("the tile size must be at least 1 pixel"),
-            Some(t) => t,
-            None => auto_tile(engine, model, &spec, batch)?,
+        // A model lowered at one input size takes tiles of exactly that size.
+        let fixed = model.model.static_shapes.as_ref().map(|s| s[0].h);
+        let tile = match (tile, fixed) {
+            (Some(0), _) => bail!("the tile size must be at least 1 pixel"),
+            (_, Some(side)) if side <= 2 * spec.context => bail!(
+                "{} takes fixed {side}x{side} tiles, too small for {} px of context per side",
+                model.model.name,
+                spec.context
+            ),
+            (Some(t), Some(side)) if t + 2 * spec.context != side => bail!(
+                "{} takes fixed {side}x{side} tiles: with {} px of context the tile size is {}",
+                model.model.name,
+                spec.context,
+                side - 2 * spec.context
+            ),
+            (_, Some(side)) => side - 2 * spec.context,
+            (Some(t), None) => t,
+            (None, None) => auto_tile(engine, model, &spec, batch)?,
         };
         let side = tile + 2 * spec.context;
         let runner = BatchRunner::with_binding_limit(

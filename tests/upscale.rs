@@ -150,3 +150,28 @@ fn memory_plan_matches_the_ledger() {
         );
     }
 }
+
+/// A user model only the static lowering takes (pixel shuffle written as Shape arithmetic and
+/// 6-D Reshape / Transpose, free input size: `tests/reference/make_user_models.py`) runs through
+/// `resolve` at fixed 160 px tiles, with its scale measured, and matches onnxruntime: >= 60 dB.
+#[test]
+fn user_model_with_shape_arithmetic_matches_onnxruntime() {
+    let engine = common::engine();
+    let path = common::fixture("user/pixel_shuffle_2x.onnx");
+    let choice = builtin::resolve(path.to_str().unwrap(), &Default::default()).unwrap();
+    assert_eq!(choice.spec.scale, 2);
+    let shapes = choice
+        .model
+        .static_shapes
+        .as_ref()
+        .expect("lowered with fixed shapes");
+    assert_eq!((shapes[0].h, shapes[0].w), (160, 160));
+    let model = engine.load(choice.model.clone()).unwrap();
+    let up = TiledUpscaler::new(&engine, &model, choice.spec, 2, None).unwrap();
+    let got = up.upscale_f32(&photo()).unwrap();
+    let expected = reference("user/photo-60x44.pixel_shuffle_2x.f32");
+    let psnr = common::psnr(&got, &expected);
+    eprintln!("pixel shuffle user model: PSNR {psnr:.1} dB");
+    assert!(psnr >= 60.0, "PSNR {psnr:.1} dB < 60 dB");
+    assert!(TiledUpscaler::new(&engine, &model, choice.spec, 2, Some(64)).is_err());
+}

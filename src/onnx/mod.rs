@@ -610,6 +610,94 @@ pub fn load_with_metadata(bytes: &[u8], name: &str) -> Result<(Model, HashMap<St
     lower(model, name, &[]).map(|m| (m, metadata))
 }
 
+/// Lowers an image model with every shape fixed for an input of `size` (height, width; None: the
+/// size the file fixes), batch 1 per item: for graphs the image lowering cannot take (shape
+/// arithmetic, reshapes of any rank, fixed-size models). Fixed dims must agree with `size`. An
+/// input `[N, H, W, C]` (C of 1, 3 or 4 last) is channels-last.
+pub fn load_at_size(
+    bytes: &[u8],
+    name: &str,
+    size: Option<(u32, u32)>,
+) -> Result<(Model, HashMap<String, String>)> {
+    let model = proto::ModelProto::decode(bytes)
+        .map_err(|e| anyhow!("not a valid ONNX file (protobuf decoding failed: {e})"))?;
+    let metadata: HashMap<String, String> = model
+        .metadata_props
+        .iter()
+        .map(|p| (p.key.clone(), p.value.clone()))
+        .collect();
+    let opset = model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map_or(0, |o| o.version);
+    if !OPSETS.contains(&opset) {
+        bail!(
+            "the model uses ONNX opset {opset}; batchwise reads opsets {} to {}",
+            OPSETS.start(),
+            OPSETS.end()
+        );
+    }
+    let graph = model.graph.as_ref().context("the ONNX file has no graph")?;
+    let inputs: Vec<&proto::ValueInfoProto> = graph
+        .input
+        .iter()
+        .filter(|i| !graph.initializer.iter().any(|t| t.name == i.name))
+        .collect();
+    let [input] = inputs.as_slice() else {
+        bail!(
+            "the model has {} inputs; batchwise runs models with one image input",
+            inputs.len()
+        );
+    };
+    let dims: Vec<Option<i64>> = input
+        .r#type
+        .as_ref()
+        .and_then(|t| t.tensor_type.as_ref())
+        .and_then(|t| t.shape.as_ref())
+        .map(|s| {
+            s.dim
+                .iter()
+                .map(|d| d.dim_value.filter(|&v| v > 0))
+                .collect()
+        })
+        .unwrap_or_default();
+    let [n, a, b, c] = dims[..] else {
+        bail!(
+            "input {} has {} dimensions; an image input is [N, C, H, W]",
+            input.name,
+            dims.len()
+        );
+    };
+    // NCHW, or NHWC when the last dim is a channel count and the second is not.
+    let nhwc = matches!(c, Some(1 | 3 | 4)) && !matches!(a, Some(1 | 3 | 4));
+    let (hd, wd) = if nhwc { (a, b) } else { (b, c) };
+    let bind = |d: Option<i64>, want: Option<u32>, what: &str| -> Result<u32> {
+        match (d, want) {
+            (None, Some(want)) => Ok(want),
+            (Some(v), None) => Ok(v as u32),
+            (Some(v), Some(want)) if v == want as i64 => Ok(want),
+            (Some(v), Some(want)) => {
+                bail!("input {} fixes its {what} at {v}, not {want}", input.name)
+            }
+            (None, None) => bail!("input {} does not fix its {what}; give a size", input.name),
+        }
+    };
+    let (h, w) = (
+        bind(hd, size.map(|s| s.0), "height")?,
+        bind(wd, size.map(|s| s.1), "width")?,
+    );
+    let batch = bind(n, Some(1), "batch")?;
+    let fixed = if nhwc {
+        vec![batch, h, w, c.unwrap_or(3) as u32]
+    } else {
+        let ch =
+            a.with_context(|| format!("input {} does not fix its channel count", input.name))?;
+        vec![batch, ch as u32, h, w]
+    };
+    static_graph::lower(graph, opset, name, input, fixed, &[], nhwc).map(|m| (m, metadata))
+}
+
 /// Lowers with free batch and spatial size (the image lowering); when the graph needs more than
 /// that lowering takes and its input shape is fixed, with every shape fixed instead
 /// ([`static_graph`]).
@@ -644,7 +732,7 @@ fn lower(model: proto::ModelProto, name: &str, output_names: &[&str]) -> Result<
     if !OPSETS.contains(&opset) {
         return Err(image_err);
     }
-    static_graph::lower(graph, opset, name, input, dims, output_names)
+    static_graph::lower(graph, opset, name, input, dims, output_names, false)
 }
 
 fn lower_image(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> Result<Model> {
@@ -1732,6 +1820,7 @@ fn lower_image(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> 
         layers,
         opset,
         static_shapes: None,
+        nhwc_input,
     };
     model.prune();
     model.fuse_residual_adds();

@@ -2182,6 +2182,7 @@ pub fn fixed_dims(input: &ValueInfoProto) -> Option<Vec<u32>> {
 }
 
 /// Lowers `graph` for an input of exactly `input_dims` (the whole tensor is one batch item).
+/// `nhwc`: the input is a channels-last image, fed as NCHW and transposed for the graph.
 pub fn lower(
     graph: &GraphProto,
     opset: i64,
@@ -2189,6 +2190,7 @@ pub fn lower(
     input: &ValueInfoProto,
     input_dims: Vec<u32>,
     output_names: &[&str],
+    nhwc: bool,
 ) -> Result<Model> {
     if input_dims.len() > MAX_RANK {
         bail!("input {} has more than {MAX_RANK} dimensions", input.name);
@@ -2221,6 +2223,35 @@ pub fn lower(
             input.name
         ),
     }
+    // A channels-last image input ([N, H, W, C]): the engine feeds value 0 as NCHW, and a
+    // transpose gives the graph the layout it reads.
+    if nhwc {
+        if input_dims.len() != 4 {
+            bail!("input {} is not [N, H, W, C]", input.name);
+        }
+        let [n, h, w, c] = input_dims[..] else {
+            unreachable!("rank 4")
+        };
+        l.dims[0] = vec![n, c, h, w];
+        let nchw = [n, c, h, w];
+        let st = strides_i64(&nchw);
+        let spec = CopySpec {
+            dims: input_dims.clone(),
+            src_strides: vec![st[0], st[2], st[3], st[1]],
+            src_offset: 0,
+            dst_strides: strides_i64(&input_dims),
+            dst_offset: 0,
+        };
+        let id = l.push(
+            format!("{} (NCHW to NHWC)", input.name),
+            LayerOp::Tensor(TensorOp::Copy(vec![(Some(0), spec)])),
+            vec![0],
+            input_dims.clone(),
+            Vec::new(),
+        );
+        l.vals
+            .insert(input.name.clone(), Val::Gpu(id, input_dims.clone()));
+    }
     // An empty input holds nothing to compute on: ops on it fold on the host.
     let input_val = if numel(&input_dims) == 0 {
         Val::Const(HostTensor {
@@ -2231,7 +2262,9 @@ pub fn lower(
     } else {
         Val::Gpu(0, input_dims)
     };
-    l.vals.insert(input.name.clone(), input_val);
+    if !nhwc {
+        l.vals.insert(input.name.clone(), input_val);
+    }
     for node in &graph.node {
         if !node.domain.is_empty() && node.domain != "ai.onnx" {
             bail!(
@@ -2285,6 +2318,7 @@ pub fn lower(
         value_count: shapes.len(),
         opset,
         static_shapes: Some(shapes),
+        nhwc_input: nhwc,
     };
     model.prune();
     Ok(model)
