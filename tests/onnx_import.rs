@@ -223,7 +223,10 @@ fn user_models_get_measured_scale_and_context() {
         },
     )
     .unwrap_err();
-    assert!(format!("{err:#}").contains("layout nhwc"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("nhwc by --input-layout, but the graph's input is nchw"),
+        "{err:#}"
+    );
 }
 
 /// A Conv + BatchNormalization pair is folded into one convolution that computes the same thing:
