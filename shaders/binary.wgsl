@@ -2,6 +2,9 @@
 // in an input has stride 0 there. One invocation per output element.
 //
 // Keep `Params` in sync with `BinaryParams` in src/kernels/binary.rs.
+// The activation element type; the float16 variant of this shader swaps it for f16.
+alias act = f32;
+
 struct Params {
     op: u32,          // 0 add, 1 sub, 2 mul, 3 div, 4 prelu (a < 0 ? a * b : a), 5 pow, 6 max, 7 min
     out_c: u32,
@@ -12,9 +15,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<act>;
+@group(0) @binding(2) var<storage, read> b: array<act>;
+@group(0) @binding(3) var<storage, read_write> dst: array<act>;
 
 @compute @workgroup_size(16, 4, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -28,7 +31,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let at = vec4<u32>(n, c, y, x);
     let va = a[dot(at, p.a_strides)];
     let vb = b[dot(at, p.b_strides)];
-    var v: f32;
+    var v: act;
     switch p.op {
         case 1u: { v = va - vb; }
         case 2u: { v = va * vb; }

@@ -13,6 +13,9 @@
 //
 // Keep `Params` in sync with `Conv2dParams` in src/kernels/conv2d.rs and the weight layout with
 // `pack_weights` there: per (block, chunk) [ic in chunk][ky][kx][16 channels].
+// The activation element type; the float16 variant of this shader swaps it for f16.
+alias act = f32;
+
 override K_H: u32 = 3u;
 override STRIDE_H: u32 = 1u;
 override DIL_H: u32 = 1u;
@@ -48,23 +51,23 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> weights: array<vec4<f32>, 4096>;
-@group(0) @binding(2) var<storage, read> src: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(4) var<storage, read> skip: array<f32>;  // the residual (a fused Add)
+@group(0) @binding(2) var<storage, read> src: array<act>;
+@group(0) @binding(3) var<storage, read_write> dst: array<act>;
+@group(0) @binding(4) var<storage, read> skip: array<act>;  // the residual (a fused Add)
 
 // The activation of channels oc_base + 4 * group .. + 3.
-fn activate(v: vec4<f32>, group: u32) -> vec4<f32> {
+fn activate(v: vec4<act>, group: u32) -> vec4<act> {
     switch p.activation {
-        case 1u: { return select(v * p.alpha, v, v >= vec4<f32>(0.0)); }
-        case 2u: { return clamp(v, vec4<f32>(p.alpha), vec4<f32>(p.beta)); }
-        case 3u: { return select(v * p.slope[group], v, v >= vec4<f32>(0.0)); }
+        case 1u: { return select(v * act(p.alpha), v, v >= vec4<act>(0.0)); }
+        case 2u: { return clamp(v, vec4<act>(act(p.alpha)), vec4<act>(act(p.beta))); }
+        case 3u: { return select(v * vec4<act>(p.slope[group]), v, v >= vec4<act>(0.0)); }
         default: { return v; }
     }
 }
 
 // The accumulator of output row `oy`, channels oc_base + 4v .. + 3, as dst holds it.
-fn load_acc(n: u32, oy: u32, ox: u32, v: u32) -> vec4<f32> {
-    var a = vec4<f32>(0.0);
+fn load_acc(n: u32, oy: u32, ox: u32, v: u32) -> vec4<act> {
+    var a = vec4<act>(0.0);
     for (var c = 0u; c < 4u; c++) {
         let oc = p.oc_base + v * 4u + c;
         if oc < p.oc_end {
@@ -75,8 +78,8 @@ fn load_acc(n: u32, oy: u32, ox: u32, v: u32) -> vec4<f32> {
 }
 
 // The residual at output row `oy`, channels oc_base + 4v .. + 3.
-fn load_skip(n: u32, oy: u32, ox: u32, v: u32) -> vec4<f32> {
-    var a = vec4<f32>(0.0);
+fn load_skip(n: u32, oy: u32, ox: u32, v: u32) -> vec4<act> {
+    var a = vec4<act>(0.0);
     for (var c = 0u; c < 4u; c++) {
         let oc = p.oc_base + v * 4u + c;
         if oc < p.oc_end {
@@ -87,7 +90,7 @@ fn load_skip(n: u32, oy: u32, ox: u32, v: u32) -> vec4<f32> {
 }
 
 // Writes an accumulator; after the last chunk, adds the residual and applies the activation.
-fn store_acc(n: u32, oy: u32, ox: u32, v: u32, acc: vec4<f32>) {
+fn store_acc(n: u32, oy: u32, ox: u32, v: u32, acc: vec4<act>) {
     var out = acc;
     if p.last != 0u {
         if p.residual == 1u {
@@ -115,12 +118,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let oy0 = gid.y * ROWS;
     let n = gid.z;
 
-    var acc: array<vec4<f32>, 32>; // ROWS * 4
+    var acc: array<vec4<act>, 32>; // ROWS * 4
     for (var r = 0u; r < ROWS; r++) {
         let oy = min(oy0 + r, p.out_h - 1u);
         for (var v = 0u; v < 4u; v++) {
             if p.first != 0u {
-                acc[r * 4u + v] = p.bias[v];
+                acc[r * 4u + v] = vec4<act>(p.bias[v]);
             } else {
                 acc[r * 4u + v] = load_acc(n, oy, ox, v);
             }
@@ -131,7 +134,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let ix0 = i32(ox * p.stride_w) - i32(p.pad_left);
     let iy0 = i32(oy0 * STRIDE_H) - i32(p.pad_top);
     let in_plane = p.in_h * p.in_w;
-    var col: array<f32, MAX_COL>;
+    var col: array<act, MAX_COL>;
     for (var ic = 0u; ic < p.ic_count; ic++) {
         let plane = (n * p.in_c + p.ic_base + ic) * in_plane;
         for (var kx = 0u; kx < p.k_w; kx++) {
@@ -143,14 +146,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
                 let iy = iy0 + i32(j);
                 let inside = iy >= 0 && iy < i32(p.in_h);
                 let y = u32(clamp(iy, 0, i32(p.in_h) - 1));
-                col[j] = select(0.0, src[plane + y * p.in_w + u32(ix)], inside);
+                col[j] = select(act(0.0), src[plane + y * p.in_w + u32(ix)], inside);
             }
             for (var ky = 0u; ky < K_H; ky++) {
                 let wi = ((ic * K_H + ky) * p.k_w + kx) * 4u;
-                let w0 = weights[wi];
-                let w1 = weights[wi + 1u];
-                let w2 = weights[wi + 2u];
-                let w3 = weights[wi + 3u];
+                let w0 = vec4<act>(weights[wi]);
+                let w1 = vec4<act>(weights[wi + 1u]);
+                let w2 = vec4<act>(weights[wi + 2u]);
+                let w3 = vec4<act>(weights[wi + 3u]);
                 for (var r = 0u; r < ROWS; r++) {
                     let x = col[r * STRIDE_H + ky * DIL_H];
                     acc[r * 4u] += x * w0;

@@ -2,6 +2,9 @@
 // optionally cropped at the bottom and right (out_h, out_w smaller than H * bh, W * bw).
 //
 // Keep `Params` in sync with `DepthToSpaceParams` in src/kernels/depth_to_space.rs.
+// The activation element type; the float16 variant of this shader swaps it for f16.
+alias act = f32;
+
 struct Params {
     in_c: u32,
     in_h: u32,
@@ -18,8 +21,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read> src: array<act>;
+@group(0) @binding(2) var<storage, read_write> dst: array<act>;
 
 @compute @workgroup_size(16, 4, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {

@@ -4,6 +4,9 @@
 // takes blue, so models trained on BGR input see BGR.
 //
 // Keep `Params` in sync with `PackParams` in src/kernels/pack.rs.
+// The activation element type; the float16 variant of this shader swaps it for f16.
+alias act = f32;
+
 struct Params {
     pixels: u32,     // H * W, pixels per tile
     tiles: u32,
@@ -15,7 +18,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<u32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<act>;
 
 @compute @workgroup_size(64, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -31,7 +34,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let v = rgb * p.scale.xyz + p.offset.xyz;
     let base = t * 3u * p.pixels + i;
-    dst[base] = v.x;
-    dst[base + p.pixels] = v.y;
-    dst[base + 2u * p.pixels] = v.z;
+    dst[base] = act(v.x);
+    dst[base + p.pixels] = act(v.y);
+    dst[base + 2u * p.pixels] = act(v.z);
 }

@@ -1,6 +1,9 @@
 // Elementwise activations and math functions of a tensor of any shape, one invocation per element.
 //
 // Keep `Params` and the op codes in sync with `UnaryParams` / `UnaryOp` in src/kernels/unary.rs.
+// The activation element type; the float16 variant of this shader swaps it for f16.
+alias act = f32;
+
 struct Params {
     op: u32,  // see `apply`
     count: u32, // elements per item
@@ -13,8 +16,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read> src: array<act>;
+@group(0) @binding(2) var<storage, read_write> dst: array<act>;
 
 // Abramowitz and Stegun 7.1.26: |error| <= 1.5e-7.
 fn erf_approx(x: f32) -> f32 {
@@ -71,5 +74,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         return;
     }
     let at = gid.z * p.count + i;
-    dst[at] = apply(src[at]);
+    // float16 storage: the math runs in float32.
+    dst[at] = act(apply(f32(src[at])));
 }

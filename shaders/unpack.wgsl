@@ -3,6 +3,9 @@
 // is blue.
 //
 // Keep `Params` in sync with `UnpackParams` in src/kernels/unpack.rs.
+// The activation element type; the float16 variant of this shader swaps it for f16.
+alias act = f32;
+
 struct Params {
     pixels: u32,
     tiles: u32,
@@ -13,7 +16,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read> src: array<act>;
 @group(0) @binding(2) var<storage, read_write> dst: array<u32>;
 
 @compute @workgroup_size(64, 1, 1)
@@ -24,7 +27,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let base = t * 3u * p.pixels + i;
-    var v = vec3<f32>(src[base], src[base + p.pixels], src[base + 2u * p.pixels]);
+    var v = vec3<f32>(f32(src[base]), f32(src[base + p.pixels]), f32(src[base + 2u * p.pixels]));
     if p.bgr != 0u {
         v = v.zyx;
     }

@@ -68,12 +68,13 @@ pub fn run(
     size: u32,
     count: u32,
     tile_size: Option<u32>,
+    precision: crate::kernels::Precision,
     mut progress: impl FnMut(&BenchRow),
 ) -> Result<BenchReport> {
     if batch_sizes.is_empty() || count == 0 || size == 0 {
         bail!("give at least one batch size, one image and a size of at least 1 px");
     }
-    let model = engine.load(builtin.model.clone())?;
+    let model = engine.load_with(builtin.model.clone(), precision)?;
     let largest = *batch_sizes.iter().max().expect("not empty");
     // One tile size for every row, so every batch size does the same work.
     let tile = match tile_size {

@@ -87,6 +87,9 @@ pub struct RunArgs {
     /// Output folder.
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Activations in float32, or float16 (storage and arithmetic; needs SHADER_F16).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: PrecisionArg,
     /// Adapter index from `batchwise devices` (default: the best GPU).
     #[arg(long)]
     pub adapter: Option<usize>,
@@ -96,6 +99,22 @@ pub struct RunArgs {
     /// Image files or folders (searched recursively).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
+}
+
+/// `--precision` on the command line.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum PrecisionArg {
+    F32,
+    F16,
+}
+
+impl From<PrecisionArg> for crate::kernels::Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::F32 => crate::kernels::Precision::F32,
+            PrecisionArg::F16 => crate::kernels::Precision::F16,
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -117,6 +136,9 @@ pub struct BenchArgs {
     /// Tile size (default: the image size, or the largest that fits the largest batch).
     #[arg(long)]
     pub tile_size: Option<u32>,
+    /// Activations in float32, or float16 (storage and arithmetic; needs SHADER_F16).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: PrecisionArg,
     #[arg(long)]
     pub adapter: Option<usize>,
     /// Print one JSON object: `device` and `rows`.
@@ -206,6 +228,7 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
         batch_size: args.batch_size,
         tile_size: args.tile_size,
         output_dir: args.output,
+        precision: args.precision.into(),
     };
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
@@ -318,6 +341,7 @@ fn run_bench(args: BenchArgs) -> Result<ExitCode> {
         args.size,
         args.count,
         args.tile_size,
+        args.precision.into(),
         |row| {
             if !json {
                 println!(

@@ -12,8 +12,8 @@ use crate::kernels::conv_transpose2d::ConvTranspose2dLayer;
 use crate::kernels::conv2d::Conv2dLayer;
 use crate::kernels::pack::PixelMapping;
 use crate::kernels::{
-    Kernels, Step, binary, copy_block, copy_channels, depth_to_space, global_avg_pool, matmul,
-    nchw_to_nhwc, nd_binary, nd_copy, normalize, pack, pad, pool2d, reduce, resize_filter,
+    Kernels, Precision, Step, binary, copy_block, copy_channels, depth_to_space, global_avg_pool,
+    matmul, nchw_to_nhwc, nd_binary, nd_copy, normalize, pack, pad, pool2d, reduce, resize_filter,
     resize_nearest, softmax, unary, unpack,
 };
 use crate::model::{ItemShape, LayerOp, Model, TensorOp};
@@ -22,6 +22,8 @@ use crate::model::{ItemShape, LayerOp, Model, TensorOp};
 pub struct Engine {
     pub gpu: Arc<Gpu>,
     kernels: Kernels,
+    /// The float16 pipelines, compiled on first use.
+    kernels_f16: std::sync::OnceLock<Kernels>,
 }
 
 enum GpuLayer {
@@ -36,6 +38,8 @@ enum GpuLayer {
 /// A model whose weights live on the GPU.
 pub struct GpuModel {
     pub model: Arc<Model>,
+    /// The element type of its activations.
+    pub precision: Precision,
     layers: Vec<GpuLayer>,
     /// Bytes of the uploaded (packed) weights.
     pub weight_bytes: u64,
@@ -45,16 +49,58 @@ impl Engine {
     pub fn new(choice: &AdapterChoice) -> Result<Self> {
         let gpu = Arc::new(Gpu::new(choice)?);
         let kernels = Kernels::new(&gpu);
-        Ok(Self { gpu, kernels })
+        Ok(Self {
+            gpu,
+            kernels,
+            kernels_f16: Default::default(),
+        })
     }
 
-    /// The compiled pipelines (and their tunable settings).
+    /// The compiled float32 pipelines (and their tunable settings).
     pub fn kernels(&self) -> &Kernels {
         &self.kernels
     }
 
-    /// Uploads a model's weights.
+    /// The pipelines for activations of `precision`.
+    pub fn kernels_for(&self, precision: Precision) -> &Kernels {
+        match precision {
+            Precision::F32 => &self.kernels,
+            Precision::F16 => self.kernels_f16.get_or_init(|| {
+                let k = Kernels::with_precision(&self.gpu, Precision::F16);
+                k.set_conv_rows(self.kernels.conv_rows());
+                k
+            }),
+        }
+    }
+
+    /// Uploads a model's weights, for float32 activations.
     pub fn load(&self, model: Arc<Model>) -> Result<GpuModel> {
+        self.load_with(model, Precision::F32)
+    }
+
+    /// Uploads a model's weights for activations of `precision`; float16 needs the adapter's
+    /// SHADER_F16 and kernels for every op of the model.
+    pub fn load_with(&self, model: Arc<Model>, precision: Precision) -> Result<GpuModel> {
+        if precision == Precision::F16 {
+            if !self
+                .gpu
+                .device
+                .features()
+                .contains(wgpu::Features::SHADER_F16)
+            {
+                bail!(
+                    "float16 needs the adapter's SHADER_F16, which this one lacks; run in float32"
+                );
+            }
+            if let Some(l) = model.layers.iter().find(|l| !float16_supported(&l.op)) {
+                bail!(
+                    "float16: layer {} ({}) has no float16 kernel yet; run {} in float32",
+                    l.name,
+                    l.op.kind(),
+                    model.name
+                );
+            }
+        }
         let gpu = &self.gpu;
         let before = gpu.ledger.in_use_bytes();
         let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
@@ -87,15 +133,36 @@ impl Engine {
         let weight_bytes = gpu.ledger.in_use_bytes().saturating_sub(before);
         Ok(GpuModel {
             model,
+            precision,
             layers,
             weight_bytes,
         })
     }
 }
 
-/// Bytes a batch of `items` needs for activations, as the runner allocates them (liveness reuse).
-pub fn activation_bytes(model: &Model, shapes: &[ItemShape], items: u32) -> u64 {
-    plan_buffers(model, shapes, items).iter().sum()
+/// Whether an op has a float16 kernel: the ops the upscalers and enhancers run.
+pub fn float16_supported(op: &LayerOp) -> bool {
+    match op {
+        LayerOp::Conv2d(s) | LayerOp::Conv2dResidual { spec: s, .. } => !s.is_depthwise(),
+        LayerOp::DepthToSpace(_)
+        | LayerOp::ResizeNearest(_)
+        | LayerOp::Binary(_)
+        | LayerOp::Unary(_)
+        | LayerOp::Concat
+        | LayerOp::SliceChannels { .. } => true,
+        _ => false,
+    }
+}
+
+/// Bytes a batch of `items` needs for activations of `precision`, as the runner allocates them
+/// (liveness reuse).
+pub fn activation_bytes(
+    model: &Model,
+    shapes: &[ItemShape],
+    items: u32,
+    precision: Precision,
+) -> u64 {
+    plan_buffers(model, shapes, items, precision).iter().sum()
 }
 
 /// What a batch will hold on the GPU, known before anything is allocated.
@@ -122,7 +189,7 @@ impl MemoryPlan {
 pub fn plan(model: &GpuModel, h: u32, w: u32, items: u32) -> Result<MemoryPlan> {
     let m = &model.model;
     let shapes = m.shapes(h, w)?;
-    let activations = activation_bytes(m, &shapes, 1);
+    let activations = activation_bytes(m, &shapes, 1, model.precision);
     let out = shapes[m.output];
     // pixels in, pixels out and their read-back copy: 4 bytes per pixel each.
     let io = 4 * (h as u64 * w as u64) + 8 * (out.h as u64 * out.w as u64);
@@ -136,13 +203,20 @@ pub fn plan(model: &GpuModel, h: u32, w: u32, items: u32) -> Result<MemoryPlan> 
 
 /// Assigns each value to a buffer, reusing a buffer once its value is no longer read.
 /// Returns the buffer sizes; `assign_values` gives the value -> buffer mapping.
-fn plan_buffers(model: &Model, shapes: &[ItemShape], items: u32) -> Vec<u64> {
-    assign_values(model, shapes, items).1
+fn plan_buffers(model: &Model, shapes: &[ItemShape], items: u32, precision: Precision) -> Vec<u64> {
+    assign_values(model, shapes, items, precision).1
 }
 
-fn assign_values(model: &Model, shapes: &[ItemShape], items: u32) -> (Vec<usize>, Vec<u64>) {
-    // At least one float: an empty tensor still needs a bindable buffer.
-    let bytes = |v: usize| shapes[v].elements().max(1) * 4 * items as u64;
+fn assign_values(
+    model: &Model,
+    shapes: &[ItemShape],
+    items: u32,
+    precision: Precision,
+) -> (Vec<usize>, Vec<u64>) {
+    // At least one element (an empty tensor still needs a bindable buffer), in whole 4 bytes.
+    let bytes = |v: usize| {
+        (shapes[v].elements().max(1) * precision.bytes() * items as u64).next_multiple_of(4)
+    };
     let mut last_read = vec![0usize; model.value_count];
     for (i, l) in model.layers.iter().enumerate() {
         for &v in &l.inputs {
@@ -209,6 +283,7 @@ pub struct BatchRunner {
     pub extra_outputs: Vec<ItemShape>,
     /// Fed floats directly: no pack step.
     float_input: bool,
+    precision: Precision,
     gpu: Arc<Gpu>,
     lanes: Vec<Lane>,
     read_back: TrackedBuffer,
@@ -248,7 +323,7 @@ impl Lane {
     ) -> Self {
         let gpu = &engine.gpu;
         let m = &model.model;
-        let (buffer_of, sizes) = assign_values(m, shapes, items);
+        let (buffer_of, sizes) = assign_values(m, shapes, items, model.precision);
         let storage = wgpu::BufferUsages::STORAGE;
         let values: Vec<TrackedBuffer> = sizes
             .iter()
@@ -273,7 +348,7 @@ impl Lane {
             4 * out_px.max(1) as u64 * items as u64,
             storage | wgpu::BufferUsages::COPY_SRC,
         );
-        let k = &engine.kernels;
+        let k = engine.kernels_for(model.precision);
         let pack = pack::prepare(
             gpu,
             &k.pack,
@@ -689,7 +764,7 @@ impl BatchRunner {
         let shapes = m.shapes(tile_h, tile_w)?;
         let per_item = shapes
             .iter()
-            .map(|s| s.elements() * 4)
+            .map(|s| s.elements() * model.precision.bytes())
             .max()
             .unwrap_or(4)
             .max(4);
@@ -747,6 +822,7 @@ impl BatchRunner {
             output,
             extra_outputs: m.extra_outputs.iter().map(|&v| shapes[v]).collect(),
             float_input,
+            precision: model.precision,
             gpu: gpu.clone(),
             lanes,
             read_back,
@@ -843,9 +919,17 @@ impl BatchRunner {
         let mut at = 0;
         for (lane, n) in self.split(items) {
             let len = n as usize * per_item;
-            self.gpu
-                .queue
-                .write_buffer(target(lane), 0, bytemuck::cast_slice(&data[at..at + len]));
+            let bytes: &[u8] = bytemuck::cast_slice(&data[at..at + len]);
+            // Writes go in whole 4 bytes (an odd count of float16 values gets a zero after it).
+            let mut padded;
+            let bytes = if bytes.len() % 4 == 0 {
+                bytes
+            } else {
+                padded = bytes.to_vec();
+                padded.resize(bytes.len().next_multiple_of(4), 0);
+                &padded[..]
+            };
+            self.gpu.queue.write_buffer(target(lane), 0, bytes);
             at += len;
         }
         Ok(())
@@ -916,7 +1000,16 @@ impl BatchRunner {
             bail!("this runner packs 8-bit pixels; make it with BatchRunner::float_input");
         }
         let per_item = self.input.elements() as usize;
-        self.write_lanes(input, items, per_item, |lane| &lane.values[lane.model_in])?;
+        fn target(lane: &Lane) -> &TrackedBuffer {
+            &lane.values[lane.model_in]
+        }
+        match self.precision {
+            Precision::F32 => self.write_lanes(input, items, per_item, target)?,
+            Precision::F16 => {
+                let half: Vec<half::f16> = input.iter().map(|&x| half::f16::from_f32(x)).collect();
+                self.write_lanes(&half, items, per_item, target)?
+            }
+        }
         self.read_outputs(items)
     }
 
@@ -939,7 +1032,14 @@ impl BatchRunner {
         let shapes: Vec<ItemShape> = std::iter::once(self.output)
             .chain(self.extra_outputs.iter().copied())
             .collect();
-        let total: u64 = shapes.iter().map(|s| 4 * s.elements() * items as u64).sum();
+        let eb = self.precision.bytes();
+        // Each lane's copy in whole 4 bytes.
+        let total: u64 = shapes
+            .iter()
+            .map(|s| {
+                (eb * s.elements() * items as u64).next_multiple_of(4) + 4 * self.lanes.len() as u64
+            })
+            .sum();
         let staging = self.gpu.create_buffer(
             "float read back",
             total,
@@ -948,8 +1048,8 @@ impl BatchRunner {
         let mut at = 0;
         let mut ranges = Vec::new();
         for (k, shape) in shapes.iter().enumerate() {
-            let start = at;
-            let per_item = 4 * shape.elements();
+            let per_item = eb * shape.elements();
+            let mut parts = Vec::new();
             for (lane, n) in self.split(items) {
                 let buffer = if k == 0 {
                     lane.model_out
@@ -957,16 +1057,29 @@ impl BatchRunner {
                     lane.extra_out[k - 1]
                 };
                 let bytes = per_item * n as u64;
-                encoder.copy_buffer_to_buffer(&lane.values[buffer], 0, &staging, at, bytes);
-                at += bytes;
+                let copied = bytes.next_multiple_of(4);
+                encoder.copy_buffer_to_buffer(&lane.values[buffer], 0, &staging, at, copied);
+                parts.push(at as usize..(at + bytes) as usize);
+                at += copied;
             }
-            ranges.push(start as usize..at as usize);
+            ranges.push(parts);
         }
         self.gpu.queue.submit([encoder.finish()]);
         let out = self.gpu.map_read(&staging, at)?;
         Ok(ranges
             .into_iter()
-            .map(|r| bytemuck::pod_collect_to_vec(&out[r]))
+            .map(|parts| {
+                parts
+                    .into_iter()
+                    .flat_map(|r| match self.precision {
+                        Precision::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(&out[r]),
+                        Precision::F16 => bytemuck::pod_collect_to_vec::<u8, half::f16>(&out[r])
+                            .into_iter()
+                            .map(half::f16::to_f32)
+                            .collect(),
+                    })
+                    .collect()
+            })
             .collect())
     }
 }

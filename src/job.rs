@@ -31,6 +31,8 @@ pub struct JobSpec {
     /// None: the largest tile that fits the adapter.
     pub tile_size: Option<u32>,
     pub output_dir: PathBuf,
+    /// The element type of activations on the GPU.
+    pub precision: crate::kernels::Precision,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -266,7 +268,7 @@ pub fn run(
         )
     })?;
     engine.gpu.ledger.reset_peak();
-    let model = engine.load(spec.model.model.clone())?;
+    let model = engine.load_with(spec.model.model.clone(), spec.precision)?;
     let upscaler = TiledUpscaler::new(
         engine,
         &model,

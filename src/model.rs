@@ -99,6 +99,30 @@ pub enum TensorOp {
     Normalize(NormSpec),
 }
 
+impl LayerOp {
+    /// The op's name, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LayerOp::Conv2d(s) if s.is_depthwise() => "depthwise Conv",
+            LayerOp::Conv2d(_) => "Conv",
+            LayerOp::Conv2dResidual { .. } => "Conv + Add",
+            LayerOp::ConvTranspose2d(_) => "ConvTranspose",
+            LayerOp::DepthToSpace(_) => "DepthToSpace",
+            LayerOp::ResizeNearest(_) | LayerOp::ResizeFilter(_) => "Resize",
+            LayerOp::Binary(_) | LayerOp::BinaryConst { .. } => "a binary op",
+            LayerOp::Unary(_) => "an elementwise op",
+            LayerOp::Concat | LayerOp::ConcatAxis(_) => "Concat",
+            LayerOp::SliceChannels { .. } | LayerOp::Crop { .. } => "Slice",
+            LayerOp::GlobalAvgPool => "GlobalAveragePool",
+            LayerOp::Pad(_) => "Pad",
+            LayerOp::Pool2d(_) => "Pool",
+            LayerOp::ToNhwc => "Transpose",
+            LayerOp::Flatten => "Flatten",
+            LayerOp::Tensor(_) => "a general tensor op",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Layer {
     /// The node's name in the source file, for errors and profiles.

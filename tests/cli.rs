@@ -169,3 +169,30 @@ fn a_file_that_is_not_a_model_is_a_clear_error() {
         .failure()
         .stderr(predicates::str::contains("notes.onnx").and(predicates::str::contains("ONNX")));
 }
+
+/// `--precision f16` runs an upscaler in float16; a model with ops that have no float16 kernel
+/// is refused naming the layer, and nothing is written.
+#[test]
+fn float16_runs_or_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    batchwise()
+        .args(["run", "--precision", "f16", "--tile-size", "32", "-o"])
+        .arg(&out)
+        .arg(common::fixture("photo-60x44.png"))
+        .assert()
+        .success();
+    let img = image::open(out.join("photo-60x44.png")).unwrap();
+    assert_eq!((img.width(), img.height()), (120, 88));
+    let refused = dir.path().join("refused");
+    batchwise()
+        .args(["run", "--precision", "f16", "-m"])
+        .arg(common::fixture("user/pixel_shuffle_2x.onnx"))
+        .arg("-o")
+        .arg(&refused)
+        .arg(common::fixture("photo-60x44.png"))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("no float16 kernel yet"));
+    assert!(!refused.join("photo-60x44.png").exists());
+}

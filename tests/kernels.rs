@@ -1274,3 +1274,53 @@ fn normalize_matches_reference() {
         }
     }
 }
+
+/// The float16 variant of conv2d (storage and arithmetic in f16) against the f64 reference on
+/// inputs and weights rounded to f16: each of the 72 products and partial sums rounds to 11
+/// significant bits, so 2e-2 absolute plus 1e-2 relative on outputs of order 1.
+#[test]
+fn conv2d_float16_matches_reference() {
+    use batchwise::kernels::Precision;
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    if !gpu.device.features().contains(wgpu::Features::SHADER_F16) {
+        eprintln!("skipped: the adapter has no SHADER_F16");
+        return;
+    }
+    let kernels = Kernels::with_precision(gpu, Precision::F16);
+    let mut rng = common::rng(71);
+    let spec = Conv2dSpec {
+        activation: Activation::LeakyRelu { alpha: 0.1 },
+        ..conv(8, 20, 3)
+    };
+    let (n, h, w) = (2u32, 11u32, 13u32);
+    let round = |v: Vec<f32>| -> Vec<f32> {
+        v.into_iter()
+            .map(|x| half::f16::from_f32(x).to_f32())
+            .collect()
+    };
+    let input = round(common::random_vec(&mut rng, (n * 8 * h * w) as usize, 1.0));
+    let weights = round(common::random_vec(&mut rng, (20 * 8 * 9) as usize, 0.3));
+    let bias = round(common::random_vec(&mut rng, 20, 0.3));
+    let expected = conv2d::reference(&spec, &input, n, h, w, &weights, &bias);
+    let layer = Conv2dLayer::upload(gpu, "test", spec, &weights, &bias);
+    let halves: Vec<half::f16> = input.iter().map(|&x| half::f16::from_f32(x)).collect();
+    let src = gpu.create_buffer_init(
+        "f16 input",
+        bytemuck::cast_slice(&halves),
+        wgpu::BufferUsages::STORAGE,
+    );
+    let dst = output(gpu, expected.len() / 2 + 1);
+    let step = layer.prepare(gpu, &kernels, "test", &src, &dst, h, w);
+    let bytes = run(gpu, &step, n, &dst, expected.len() / 2);
+    let got: Vec<f32> = bytemuck::pod_collect_to_vec::<u8, half::f16>(&bytes)
+        .into_iter()
+        .map(half::f16::to_f32)
+        .collect();
+    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+        assert!(
+            (g - e).abs() <= 2e-2 + 1e-2 * e.abs(),
+            "element {i}: {g} vs {e}"
+        );
+    }
+}

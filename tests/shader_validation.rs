@@ -37,7 +37,7 @@ fn validate(name: &str, source: &str) {
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
     naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::default(),
+        naga::valid::Capabilities::SHADER_FLOAT16,
     )
     .validate(&module)
     .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
@@ -63,7 +63,22 @@ fn generated_conv2d_variants_validate() {
             rows,
         };
         validate(&format!("{v:?}"), &v.source());
+        let half = batchwise::kernels::float16_source(&v.source()).expect("conv2d is over act");
+        validate(&format!("{v:?} float16"), &half);
     }
+}
+
+/// The float16 variants (the shaders written over the `act` element type) validate too.
+#[test]
+fn float16_variants_validate() {
+    let mut count = 0;
+    for (name, source) in batchwise::kernels::SHADERS {
+        if let Some(half) = batchwise::kernels::float16_source(source) {
+            validate(&format!("{name} float16"), &half);
+            count += 1;
+        }
+    }
+    assert!(count >= 8, "only {count} shaders have float16 variants");
 }
 
 #[test]

@@ -175,3 +175,37 @@ fn user_model_with_shape_arithmetic_matches_onnxruntime() {
     assert!(psnr >= 60.0, "PSNR {psnr:.1} dB < 60 dB");
     assert!(TiledUpscaler::new(&engine, &model, choice.spec, 2, Some(64)).is_err());
 }
+
+/// Float16 activations (storage and arithmetic, `Precision::F16`) against onnxruntime's float32:
+/// the upscalers stay >= 45 dB. The measured figures are in BENCHMARKS.md.
+#[test]
+fn float16_upscalers_stay_within_45_db_of_onnxruntime() {
+    use batchwise::kernels::Precision;
+    let engine = common::engine();
+    if !engine
+        .gpu
+        .device
+        .features()
+        .contains(wgpu::Features::SHADER_F16)
+    {
+        eprintln!("skipped: the adapter has no SHADER_F16");
+        return;
+    }
+    for (id, tile) in [
+        ("upscale-photo-2x", 24),
+        ("upscale-anime-4x", 32),
+        ("enhance-low-light", 32),
+    ] {
+        let builtin = builtin::find(id).unwrap();
+        let model = engine
+            .load_with(builtin.load().unwrap(), Precision::F16)
+            .unwrap();
+        let up = TiledUpscaler::new(&engine, &model, builtin.spec, 4, Some(tile)).unwrap();
+        let got = up.upscale_f32(&photo()).unwrap();
+        let expected = reference(&format!("photo-60x44.{id}.f32"));
+        let psnr = common::psnr(&got, &expected);
+        let worst = common::max_abs_diff(&got, &expected);
+        eprintln!("{id} float16: PSNR {psnr:.1} dB, max |diff| {worst:e}");
+        assert!(psnr >= 45.0, "{id} float16: PSNR {psnr:.1} dB < 45 dB");
+    }
+}

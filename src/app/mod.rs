@@ -170,6 +170,7 @@ impl BatchwiseApp {
             batch_size: self.settings.batch_size,
             tile_size: None,
             output_dir: self.output_dir(),
+            precision: Default::default(),
         });
     }
 

@@ -630,7 +630,7 @@ impl Variant {
         line("    let out_plane = p.out_h * p.out_w;".into());
         for r in 0..rows {
             for v in 0..4 {
-                line(format!("    var a{r}_{v} = p.bias[{v}];"));
+                line(format!("    var a{r}_{v} = vec4<act>(p.bias[{v}]);"));
             }
         }
         line("    if p.first == 0u {".into());
@@ -657,7 +657,7 @@ impl Variant {
         line("            let base = plane + u32(ix);".into());
         for j in 0..col {
             line(format!(
-                "            let y{j} = iy0 + {j}; let c{j} = select(0.0, src[base + u32(clamp(y{j}, 0, last_row)) * p.in_w], y{j} >= 0 && y{j} <= last_row);"
+                "            let y{j} = iy0 + {j}; let c{j} = select(act(0.0), src[base + u32(clamp(y{j}, 0, last_row)) * p.in_w], y{j} >= 0 && y{j} <= last_row);"
             ));
         }
         for ky in 0..k_h {
@@ -666,7 +666,7 @@ impl Variant {
             ));
             for v in 0..4 {
                 line(format!(
-                    "            let w{ky}_{v} = weights[wi{ky} + {v}u];"
+                    "            let w{ky}_{v} = vec4<act>(weights[wi{ky} + {v}u]);"
                 ));
             }
             for r in 0..rows {

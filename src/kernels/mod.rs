@@ -90,6 +90,36 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("unpack.wgsl", include_str!("../../shaders/unpack.wgsl")),
 ];
 
+/// The element type of activations on the GPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    /// float16 storage and arithmetic (needs the adapter's SHADER_F16); weights stay float32
+    /// and are converted where they are used.
+    F16,
+}
+
+impl Precision {
+    /// Bytes per activation element.
+    pub fn bytes(self) -> u64 {
+        match self {
+            Precision::F32 => 4,
+            Precision::F16 => 2,
+        }
+    }
+}
+
+/// The float16 variant of a shader written over the `act` element type, or None for a shader
+/// that has none.
+pub fn float16_source(source: &str) -> Option<String> {
+    const ALIAS: &str = "alias act = f32;";
+    source
+        .contains(ALIAS)
+        .then(|| format!("enable f16;\n{}", source.replace(ALIAS, "alias act = f16;")))
+}
+
 pub(crate) fn shader(name: &str) -> &'static str {
     SHADERS
         .iter()
@@ -130,10 +160,25 @@ pub struct Kernels {
     /// Output rows per invocation of the unrolled conv2d: the default, the environment's, or what
     /// autotuning measured on this adapter.
     conv_rows: std::sync::atomic::AtomicU32,
+    pub precision: Precision,
 }
 
 impl Kernels {
     pub fn new(gpu: &Gpu) -> Self {
+        Self::with_precision(gpu, Precision::F32)
+    }
+
+    /// The pipelines for activations of `precision`. For float16, the shaders written over `act`
+    /// are compiled as their float16 variants; the others stay float32 and a float16 runner
+    /// refuses the ops they run (see [`Precision`] and `engine::float16_supported`).
+    pub fn with_precision(gpu: &Gpu, precision: Precision) -> Self {
+        let compile = |label: &str, name: &str| {
+            let src = shader(name);
+            match (precision, float16_source(src)) {
+                (Precision::F16, Some(half)) => gpu.compute_pipeline(label, &half),
+                _ => gpu.compute_pipeline(label, src),
+            }
+        };
         let device = &gpu.device;
         let conv2d_layout = conv2d::bind_group_layout(device);
         let conv2d_pipeline_layout =
@@ -144,36 +189,34 @@ impl Kernels {
             });
         Self {
             device: device.clone(),
-            conv_transpose2d: gpu
-                .compute_pipeline("conv_transpose2d", shader("conv_transpose2d.wgsl")),
-            pack: gpu.compute_pipeline("pack", shader("pack.wgsl")),
-            unpack: gpu.compute_pipeline("unpack", shader("unpack.wgsl")),
-            binary: gpu.compute_pipeline("binary", shader("binary.wgsl")),
-            depth_to_space: gpu.compute_pipeline("depth_to_space", shader("depth_to_space.wgsl")),
-            resize_nearest: gpu.compute_pipeline("resize_nearest", shader("resize_nearest.wgsl")),
-            unary: gpu.compute_pipeline("unary", shader("unary.wgsl")),
-            copy_channels: gpu.compute_pipeline("copy_channels", shader("copy_channels.wgsl")),
-            global_avg_pool: gpu
-                .compute_pipeline("global_avg_pool", shader("global_avg_pool.wgsl")),
-            depthwise_conv2d: gpu
-                .compute_pipeline("depthwise_conv2d", shader("depthwise_conv2d.wgsl")),
-            resize_filter: gpu.compute_pipeline("resize_filter", shader("resize_filter.wgsl")),
-            pad: gpu.compute_pipeline("pad", shader("pad.wgsl")),
-            pool2d: gpu.compute_pipeline("pool2d", shader("pool2d.wgsl")),
-            nchw_to_nhwc: gpu.compute_pipeline("nchw_to_nhwc", shader("nchw_to_nhwc.wgsl")),
-            copy_block: gpu.compute_pipeline("copy_block", shader("copy_block.wgsl")),
-            nd_copy: gpu.compute_pipeline("nd_copy", shader("nd_copy.wgsl")),
-            nd_binary: gpu.compute_pipeline("nd_binary", shader("nd_binary.wgsl")),
-            reduce: gpu.compute_pipeline("reduce", shader("reduce.wgsl")),
-            softmax: gpu.compute_pipeline("softmax", shader("softmax.wgsl")),
-            matmul: gpu.compute_pipeline("matmul", shader("matmul.wgsl")),
-            normalize: gpu.compute_pipeline("normalize", shader("normalize.wgsl")),
+            conv_transpose2d: compile("conv_transpose2d", "conv_transpose2d.wgsl"),
+            pack: compile("pack", "pack.wgsl"),
+            unpack: compile("unpack", "unpack.wgsl"),
+            binary: compile("binary", "binary.wgsl"),
+            depth_to_space: compile("depth_to_space", "depth_to_space.wgsl"),
+            resize_nearest: compile("resize_nearest", "resize_nearest.wgsl"),
+            unary: compile("unary", "unary.wgsl"),
+            copy_channels: compile("copy_channels", "copy_channels.wgsl"),
+            global_avg_pool: compile("global_avg_pool", "global_avg_pool.wgsl"),
+            depthwise_conv2d: compile("depthwise_conv2d", "depthwise_conv2d.wgsl"),
+            resize_filter: compile("resize_filter", "resize_filter.wgsl"),
+            pad: compile("pad", "pad.wgsl"),
+            pool2d: compile("pool2d", "pool2d.wgsl"),
+            nchw_to_nhwc: compile("nchw_to_nhwc", "nchw_to_nhwc.wgsl"),
+            copy_block: compile("copy_block", "copy_block.wgsl"),
+            nd_copy: compile("nd_copy", "nd_copy.wgsl"),
+            nd_binary: compile("nd_binary", "nd_binary.wgsl"),
+            reduce: compile("reduce", "reduce.wgsl"),
+            softmax: compile("softmax", "softmax.wgsl"),
+            matmul: compile("matmul", "matmul.wgsl"),
+            normalize: compile("normalize", "normalize.wgsl"),
             conv2d_layout,
             conv2d_pipeline_layout,
             conv2d: Mutex::new(HashMap::new()),
             conv_rows: conv2d::rows_from_env()
                 .unwrap_or(conv2d::DEFAULT_UNROLLED_ROWS)
                 .into(),
+            precision,
         }
     }
 
@@ -197,6 +240,10 @@ impl Kernels {
                     .ok()
                     .and_then(|p| std::fs::read_to_string(p).ok())
                     .unwrap_or_else(|| variant.source());
+                let source = match self.precision {
+                    Precision::F16 => float16_source(&source).unwrap_or(source),
+                    Precision::F32 => source,
+                };
                 let module = self
                     .device
                     .create_shader_module(wgpu::ShaderModuleDescriptor {
