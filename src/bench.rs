@@ -60,17 +60,31 @@ pub fn synthetic_images(count: u32, size: u32) -> Vec<RgbaImage> {
         .collect()
 }
 
-/// Runs `count` images of `size` x `size` at each batch size.
+/// What a bench measures: `count` images of `size` x `size` at each batch size.
+#[derive(Clone, Debug)]
+pub struct BenchSetup {
+    pub batch_sizes: Vec<u32>,
+    pub size: u32,
+    pub count: u32,
+    /// None: the image size, or the largest tile that fits the largest batch.
+    pub tile_size: Option<u32>,
+    pub precision: crate::kernels::Precision,
+}
+
+/// Runs the bench `setup` describes, calling `progress` after each batch size.
 pub fn run(
     engine: &Engine,
     builtin: &ModelChoice,
-    batch_sizes: &[u32],
-    size: u32,
-    count: u32,
-    tile_size: Option<u32>,
-    precision: crate::kernels::Precision,
+    setup: &BenchSetup,
     mut progress: impl FnMut(&BenchRow),
 ) -> Result<BenchReport> {
+    let BenchSetup {
+        batch_sizes,
+        size,
+        count,
+        tile_size,
+        precision,
+    } = setup.clone();
     if batch_sizes.is_empty() || count == 0 || size == 0 {
         bail!("give at least one batch size, one image and a size of at least 1 px");
     }
@@ -94,7 +108,7 @@ pub fn run(
     let refs: Vec<&RgbaImage> = images.iter().collect();
     let mut rows = Vec::new();
     let mut tiles_per_item = 0;
-    for &batch in batch_sizes {
+    for &batch in &batch_sizes {
         let up = TiledUpscaler::new(engine, &model, builtin.spec, batch, Some(tile))?;
         let tiles: Vec<TileRef> = images
             .iter()

@@ -334,30 +334,28 @@ fn run_bench(args: BenchArgs) -> Result<ExitCode> {
         println!("batch  items/s  GPU ms/batch  peak GPU MiB  planned MiB  GFLOP/s  dispatches");
     }
     let json = args.json;
-    let report = crate::bench::run(
-        &engine,
-        &model,
-        &args.batch_sizes,
-        args.size,
-        args.count,
-        args.tile_size,
-        args.precision.into(),
-        |row| {
-            if !json {
-                println!(
-                    "{:>5}  {:>7.3}  {:>12}  {:>12.1}  {:>11.1}  {:>7.2}  {:>10}",
-                    row.batch_size,
-                    row.items_per_sec,
-                    row.gpu_ms_per_batch
-                        .map_or("-".into(), |ms| format!("{ms:.1}")),
-                    row.peak_gpu_bytes as f64 / (1 << 20) as f64,
-                    row.planned_gpu_bytes as f64 / (1 << 20) as f64,
-                    row.gflops,
-                    row.dispatches_per_batch
-                );
-            }
-        },
-    )?;
+    let setup = crate::bench::BenchSetup {
+        batch_sizes: args.batch_sizes.clone(),
+        size: args.size,
+        count: args.count,
+        tile_size: args.tile_size,
+        precision: args.precision.into(),
+    };
+    let report = crate::bench::run(&engine, &model, &setup, |row| {
+        if !json {
+            println!(
+                "{:>5}  {:>7.3}  {:>12}  {:>12.1}  {:>11.1}  {:>7.2}  {:>10}",
+                row.batch_size,
+                row.items_per_sec,
+                row.gpu_ms_per_batch
+                    .map_or("-".into(), |ms| format!("{ms:.1}")),
+                row.peak_gpu_bytes as f64 / (1 << 20) as f64,
+                row.planned_gpu_bytes as f64 / (1 << 20) as f64,
+                row.gflops,
+                row.dispatches_per_batch
+            );
+        }
+    })?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

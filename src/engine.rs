@@ -922,7 +922,7 @@ impl BatchRunner {
             let bytes: &[u8] = bytemuck::cast_slice(&data[at..at + len]);
             // Writes go in whole 4 bytes (an odd count of float16 values gets a zero after it).
             let mut padded;
-            let bytes = if bytes.len() % 4 == 0 {
+            let bytes = if bytes.len().is_multiple_of(4) {
                 bytes
             } else {
                 padded = bytes.to_vec();
