@@ -461,3 +461,39 @@ fn residual_adds_fuse_into_convolutions() {
         }
     }
 }
+
+/// Constant nodes are constants to the image lowering too: a Conv and an Add of a Constant
+/// node's scalar stay on the free-size path, the Add as `x + 0.5`.
+#[test]
+fn constant_nodes_feed_the_image_lowering() {
+    let mut k = node("k", "Constant", &[], "k");
+    k.attribute.push(proto::AttributeProto {
+        name: "value_float".into(),
+        f: 0.5,
+        r#type: 1,
+        ..Default::default()
+    });
+    let bytes = tiny_model(
+        vec![
+            k,
+            node("c", "Conv", &["x", "w"], "y"),
+            node("a", "Add", &["y", "k"], "z"),
+        ],
+        "z",
+        17,
+    );
+    let model = onnx::load(&bytes, "constant").unwrap();
+    assert!(model.static_shapes.is_none());
+    let last = model.layers.last().unwrap();
+    assert!(
+        matches!(
+            last.op,
+            LayerOp::Unary(batchwise::kernels::unary::UnaryOp::Affine {
+                scale: 1.0,
+                offset: 0.5
+            })
+        ),
+        "{:?}",
+        last.op
+    );
+}

@@ -412,6 +412,51 @@ fn pool_spec(node: &NodeProto) -> Result<crate::kernels::pool2d::Pool2dSpec> {
     })
 }
 
+/// A Constant node's value as a tensor named after its output, or None for forms it does not hold
+/// (sparse tensors, strings).
+fn constant_node_tensor(node: &NodeProto) -> Option<TensorProto> {
+    let a = node.attribute.first()?;
+    let name = node.output.first()?.clone();
+    let t = match a.name.as_str() {
+        "value" => TensorProto {
+            name,
+            ..a.t.clone()?
+        },
+        "value_float" | "value_floats" => TensorProto {
+            name,
+            dims: if a.name == "value_float" {
+                vec![]
+            } else {
+                vec![a.floats.len() as i64]
+            },
+            data_type: data_type::FLOAT,
+            float_data: if a.name == "value_float" {
+                vec![a.f]
+            } else {
+                a.floats.clone()
+            },
+            ..Default::default()
+        },
+        "value_int" | "value_ints" => TensorProto {
+            name,
+            dims: if a.name == "value_int" {
+                vec![]
+            } else {
+                vec![a.ints.len() as i64]
+            },
+            data_type: data_type::INT64,
+            int64_data: if a.name == "value_int" {
+                vec![a.i]
+            } else {
+                a.ints.clone()
+            },
+            ..Default::default()
+        },
+        _ => return None,
+    };
+    Some(t)
+}
+
 /// The convolution that computes `value`, looking through the DepthToSpace of a lowered
 /// ConvTranspose (an elementwise activation commutes with it).
 fn fusable_conv(layers: &mut [Layer], value: ValueId) -> Option<&mut Layer> {
@@ -750,8 +795,15 @@ fn lower_image(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> 
     }
     let graph = model.graph.as_ref().context("the ONNX file has no graph")?;
 
+    // Constant nodes are initializers by another name.
+    let constants: Vec<TensorProto> = graph
+        .node
+        .iter()
+        .filter(|n| n.op_type == "Constant")
+        .filter_map(constant_node_tensor)
+        .collect();
     let mut initializers: HashMap<&str, &TensorProto> = HashMap::new();
-    for t in &graph.initializer {
+    for t in graph.initializer.iter().chain(&constants) {
         initializers.insert(t.name.as_str(), t);
     }
     let graph_inputs: Vec<_> = graph
@@ -1766,6 +1818,7 @@ fn lower_image(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> 
                 });
             }
 
+            "Constant" if initializers.contains_key(node.output[0].as_str()) => {}
             "Identity" => {
                 let input = value_of(&node.input[0]).map_err(fail)?;
                 values.insert(node.output[0].clone(), input);
