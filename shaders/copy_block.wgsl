@@ -2,6 +2,9 @@
 // width axis, Slice, and (flat mode) Reshape/Flatten, which keep the element order.
 //
 // Keep `Params` in sync with `CopyBlockParams` in src/kernels/copy_block.rs.
+// The activation element type; the float16 variant of this shader swaps it for f16.
+alias act = f32;
+
 struct Params {
     src_shape: vec4<u32>,  // c, h, w, elements per item
     src_offset: vec4<u32>, // c, h, w, 0
@@ -11,8 +14,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read> src: array<act>;
+@group(0) @binding(2) var<storage, read_write> dst: array<act>;
 
 const FLAT_ROW: u32 = 1024u;
 

@@ -3,6 +3,9 @@
 // each channel has its own few taps, so there is no reuse across channels to block for.
 //
 // Keep `Params` in sync with `DepthwiseParams` in src/kernels/conv2d.rs.
+// The activation element type; the float16 variant of this shader swaps it for f16.
+alias act = f32;
+
 struct Params {
     channels: u32,
     in_h: u32,
@@ -23,10 +26,10 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read> src: array<act>;
 @group(0) @binding(2) var<storage, read> weights: array<f32>;  // [c][k_h][k_w]
 @group(0) @binding(3) var<storage, read> bias_slope: array<f32>;  // bias [c], then slopes [c]
-@group(0) @binding(4) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dst: array<act>;
 
 @compute @workgroup_size(16, 4, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -50,7 +53,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var kx = 0u; kx < p.k_w; kx++) {
             let ix = ix0 + i32(kx * p.dil_w);
             if ix >= 0 && ix < i32(p.in_w) {
-                acc += src[row + u32(ix)] * weights[w0 + ky * p.k_w + kx];
+                acc += f32(src[row + u32(ix)]) * weights[w0 + ky * p.k_w + kx];
             }
         }
     }
@@ -60,5 +63,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         case 3u: { acc = select(acc * bias_slope[p.channels + c], acc, acc >= 0.0); }
         default: {}
     }
-    dst[(gid.z * p.out_h + oy) * p.out_w + ox] = acc;
+    dst[(gid.z * p.out_h + oy) * p.out_w + ox] = act(acc);
 }

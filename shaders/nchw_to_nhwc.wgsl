@@ -2,6 +2,9 @@
 // detector's heads reshape to [anchors, values] before concatenating.
 //
 // Keep `Params` in sync with `NchwToNhwcParams` in src/kernels/nchw_to_nhwc.rs.
+// The activation element type; the float16 variant of this shader swaps it for f16.
+alias act = f32;
+
 struct Params {
     c: u32,
     h: u32,
@@ -10,8 +13,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read> src: array<act>;
+@group(0) @binding(2) var<storage, read_write> dst: array<act>;
 
 @compute @workgroup_size(16, 4, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {

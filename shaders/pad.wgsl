@@ -1,6 +1,9 @@
 // Pad an NCHW tensor: channels (constant) and height/width (constant, edge or reflect), as ONNX Pad.
 //
 // Keep `Params` in sync with `PadParams` in src/kernels/pad.rs.
+// The activation element type; the float16 variant of this shader swaps it for f16.
+alias act = f32;
+
 struct Params {
     in_c: u32,
     in_h: u32,
@@ -17,8 +20,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read> src: array<act>;
+@group(0) @binding(2) var<storage, read_write> dst: array<act>;
 
 // Maps an output coordinate to the input along one axis; -1 means outside (constant mode).
 fn source(o: i32, before: u32, len: u32) -> i32 {
@@ -53,7 +56,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let c = i32(oc) - i32(p.c_before);
     let y = source(i32(oy), p.top, p.in_h);
     let x = source(i32(ox), p.left, p.in_w);
-    var v = p.value;
+    var v = act(p.value);
     if c >= 0 && c < i32(p.in_c) && y >= 0 && x >= 0 {
         v = src[((n * p.in_c + u32(c)) * p.in_h + u32(y)) * p.in_w + u32(x)];
     }

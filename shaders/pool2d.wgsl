@@ -2,6 +2,9 @@
 // count_include_pad for averages. Output sizes (ceil_mode included) are computed by the host.
 //
 // Keep `Params` in sync with `Pool2dParams` in src/kernels/pool2d.rs.
+// The activation element type; the float16 variant of this shader swaps it for f16.
+alias act = f32;
+
 struct Params {
     in_h: u32,
     in_w: u32,
@@ -22,8 +25,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read> src: array<act>;
+@group(0) @binding(2) var<storage, read_write> dst: array<act>;
 
 @compute @workgroup_size(16, 4, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -42,7 +45,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var kx = 0u; kx < p.k_w; kx++) {
             let ix = i32(ox * p.stride_w + kx * p.dil_w) - i32(p.pad_left);
             if iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w) {
-                let v = src[base + u32(iy) * p.in_w + u32(ix)];
+                let v = f32(src[base + u32(iy) * p.in_w + u32(ix)]);
                 best = max(best, v);
                 sum += v;
                 count += 1u;
@@ -57,5 +60,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         let n = select(count, count + padded, p.count_include_pad != 0u);
         v = sum / f32(max(n, 1u));
     }
-    dst[(gid.z * p.out_h + oy) * p.out_w + ox] = v;
+    dst[(gid.z * p.out_h + oy) * p.out_w + ox] = act(v);
 }

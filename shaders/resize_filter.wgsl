@@ -3,6 +3,9 @@
 // taps around the unclamped coordinate and clamps each tap's index (exclude_outside = 0).
 //
 // Keep `Params` in sync with `ResizeFilterParams` in src/kernels/resize_filter.rs.
+// The activation element type; the float16 variant of this shader swaps it for f16.
+alias act = f32;
+
 struct Params {
     in_h: u32,
     in_w: u32,
@@ -19,8 +22,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read> src: array<act>;
+@group(0) @binding(2) var<storage, read_write> dst: array<act>;
 
 fn source_unclamped(o: u32, in_len: u32, out_len: u32, scale: f32) -> f32 {
     var x: f32;
@@ -101,7 +104,7 @@ fn cubic(plane_base: u32, oy: u32, ox: u32) -> f32 {
         var row = 0.0;
         for (var i = 0; i < 4; i++) {
             let ix = u32(clamp(i32(xf) + i - 1, 0, i32(p.in_w) - 1));
-            row += wx[i] * src[plane_base + iy * p.in_w + ix];
+            row += wx[i] * f32(src[plane_base + iy * p.in_w + ix]);
         }
         sum += wy[j] * row;
     }
@@ -123,7 +126,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     if p.cubic != 0u {
-        dst[(plane * p.out_h + oy) * p.out_w + ox] = cubic(plane * p.in_h * p.in_w, oy, ox);
+        dst[(plane * p.out_h + oy) * p.out_w + ox] = act(cubic(plane * p.in_h * p.in_w, oy, ox));
         return;
     }
     let y = source(oy, p.in_h, p.out_h, p.scale_h);
@@ -135,7 +138,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let fy = y - f32(y0);
     let fx = x - f32(x0);
     let base = plane * p.in_h * p.in_w;
-    let top = mix(src[base + y0 * p.in_w + x0], src[base + y0 * p.in_w + x1], fx);
-    let bottom = mix(src[base + y1 * p.in_w + x0], src[base + y1 * p.in_w + x1], fx);
-    dst[(plane * p.out_h + oy) * p.out_w + ox] = mix(top, bottom, fy);
+    let top = mix(f32(src[base + y0 * p.in_w + x0]), f32(src[base + y0 * p.in_w + x1]), fx);
+    let bottom = mix(f32(src[base + y1 * p.in_w + x0]), f32(src[base + y1 * p.in_w + x1]), fx);
+    dst[(plane * p.out_h + oy) * p.out_w + ox] = act(mix(top, bottom, fy));
 }

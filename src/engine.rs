@@ -114,6 +114,20 @@ impl Engine {
                 LayerOp::ConvTranspose2d(s) => GpuLayer::ConvTranspose2d(
                     ConvTranspose2dLayer::upload(gpu, &l.name, s.clone(), &l.weights, &l.bias),
                 ),
+                // A binary op's constant is read as an activation: float16 in a float16 model.
+                LayerOp::BinaryConst { .. } if precision == Precision::F16 => {
+                    let mut bytes: Vec<u8> = l
+                        .weights
+                        .iter()
+                        .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+                        .collect();
+                    bytes.resize(bytes.len().next_multiple_of(4), 0);
+                    GpuLayer::Constant(gpu.create_buffer_init(
+                        &l.name,
+                        &bytes,
+                        wgpu::BufferUsages::STORAGE,
+                    ))
+                }
                 LayerOp::BinaryConst { .. } | LayerOp::Tensor(_) if !l.weights.is_empty() => {
                     GpuLayer::Constant(gpu.create_buffer_init(
                         &l.name,
@@ -140,18 +154,11 @@ impl Engine {
     }
 }
 
-/// Whether an op has a float16 kernel: the ops the upscalers and enhancers run.
+/// Whether an op has a float16 kernel: every op of the image lowering but the gather
+/// ConvTranspose (strided ones run as a phase convolution, which has one), and none of the general
+/// tensor ops yet.
 pub fn float16_supported(op: &LayerOp) -> bool {
-    match op {
-        LayerOp::Conv2d(s) | LayerOp::Conv2dResidual { spec: s, .. } => !s.is_depthwise(),
-        LayerOp::DepthToSpace(_)
-        | LayerOp::ResizeNearest(_)
-        | LayerOp::Binary(_)
-        | LayerOp::Unary(_)
-        | LayerOp::Concat
-        | LayerOp::SliceChannels { .. } => true,
-        _ => false,
-    }
+    !matches!(op, LayerOp::ConvTranspose2d(_) | LayerOp::Tensor(_))
 }
 
 /// Bytes a batch of `items` needs for activations of `precision`, as the runner allocates them

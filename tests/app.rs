@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use batchwise::app::BatchwiseApp;
 use batchwise::job::ItemStatus;
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable as _;
+use egui_kittest::kittest::{NodeT as _, Queryable as _};
 
 #[derive(Debug)]
 struct Dropped(PathBuf);
@@ -133,6 +133,23 @@ fn a_user_model_loads_and_a_bad_one_is_explained() {
     assert_eq!(app.settings.model, model.to_string_lossy());
     assert_eq!(app.user_models[0].spec.scale, 2);
     assert_eq!(app.user_models[0].spec.context, 7);
+    assert!(!app.user_models[0].spec.input_map.bgr);
+
+    // Its input conventions show beside it; choosing BGR loads it again with that order.
+    harness.step();
+    harness
+        .query_all_by_label("Channels")
+        .find(|n| n.accesskit_node().role() == egui::accesskit::Role::ComboBox)
+        .expect("a Channels choice for the user model")
+        .click();
+    harness.step();
+    harness.step();
+    harness.get_by_label("bgr").click();
+    harness.step();
+    step_until(&mut harness, "the model to load again as BGR", |app| {
+        app.user_models.iter().any(|m| m.spec.input_map.bgr)
+    });
+    assert_eq!(harness.state().settings.channel_order, "bgr");
 
     harness.state_mut().load_model(Some(bad.clone()), &ctx);
     step_until(&mut harness, "the error", |app| app.message.is_some());

@@ -133,3 +133,43 @@ fn detect_faces_matches_onnxruntime() {
         assert!(best >= 0.9, "a face matches at IoU {best}");
     }
 }
+
+/// Float16 activations for the fixed-input models: the `remove-background` mask stays >= 45 dB
+/// from onnxruntime's float32, and `classify` keeps onnxruntime's top-5 labels (its logits move by
+/// float16's rounding, about 1e-2; figures printed for BENCHMARKS.md).
+#[test]
+fn float16_mask_and_labels_stay_close_to_onnxruntime() {
+    use batchwise::kernels::Precision;
+    let engine = common::engine();
+    if !common::has_float16(&engine) {
+        return;
+    }
+    let photo = image::open(common::fixture("photo-256.png"))
+        .unwrap()
+        .to_rgba8();
+    let b = builtin::find("remove-background").unwrap();
+    let model = engine.load_with(b.load().unwrap(), Precision::F16).unwrap();
+    let runner = BatchRunner::new(&engine, &model, 1, 256, 256, &b.spec.input_map).unwrap();
+    let got = runner.run_f32(&pixels(&photo), 1).unwrap();
+    let expected = reference("photo-256.remove-background.f32");
+    let psnr = common::psnr(&got, &expected);
+    eprintln!(
+        "remove-background float16: PSNR {psnr:.1} dB, max |diff| {:e}",
+        common::max_abs_diff(&got, &expected)
+    );
+    assert!(psnr >= 45.0, "PSNR {psnr:.1} dB");
+
+    let photo = image::open(common::fixture("photo-224.png"))
+        .unwrap()
+        .to_rgba8();
+    let b = builtin::find("classify").unwrap();
+    let model = engine.load_with(b.load().unwrap(), Precision::F16).unwrap();
+    let runner = BatchRunner::new(&engine, &model, 1, 224, 224, &b.spec.input_map).unwrap();
+    let got = runner.run_f32(&pixels(&photo), 1).unwrap();
+    let expected = reference("photo-224.efficientnet.logits.f32");
+    eprintln!(
+        "classify float16: max |diff| of the logits {:e}",
+        common::max_abs_diff(&got, &expected)
+    );
+    assert_eq!(top5(&got), top5(&expected));
+}

@@ -182,18 +182,14 @@ fn user_model_with_shape_arithmetic_matches_onnxruntime() {
 fn float16_upscalers_stay_within_45_db_of_onnxruntime() {
     use batchwise::kernels::Precision;
     let engine = common::engine();
-    if !engine
-        .gpu
-        .device
-        .features()
-        .contains(wgpu::Features::SHADER_F16)
-    {
-        eprintln!("skipped: the adapter has no SHADER_F16");
+    if !common::has_float16(&engine) {
         return;
     }
     for (id, tile) in [
         ("upscale-photo-2x", 24),
+        ("upscale-photo-2x-denoise3", 24),
         ("upscale-anime-4x", 32),
+        ("upscale-anime-2x", 32),
         ("enhance-low-light", 32),
     ] {
         let builtin = builtin::find(id).unwrap();

@@ -26,6 +26,11 @@ pub struct Settings {
     pub model: String,
     pub batch_size: u32,
     pub output_dir: Option<PathBuf>,
+    /// How a user model's input is fed ("auto": the file's metadata, else the defaults), as the
+    /// CLI's `--input-range`, `--channel-order` and `--input-layout`.
+    pub input_range: String,
+    pub channel_order: String,
+    pub input_layout: String,
 }
 
 impl Default for Settings {
@@ -34,6 +39,9 @@ impl Default for Settings {
             model: BUILTINS[0].id.to_owned(),
             batch_size: 8,
             output_dir: None,
+            input_range: "auto".into(),
+            channel_order: "auto".into(),
+            input_layout: "auto".into(),
         }
     }
 }
@@ -192,10 +200,22 @@ impl BatchwiseApp {
         self.picked = Some(rx);
     }
 
+    /// The input conventions the settings give a user model.
+    pub fn input_overrides(&self) -> builtin::InputOverrides {
+        let pick = |v: &str| (v != "auto").then(|| v.to_owned());
+        builtin::InputOverrides {
+            range: pick(&self.settings.input_range),
+            channel_order: pick(&self.settings.channel_order),
+            layout: pick(&self.settings.input_layout),
+            context: None,
+        }
+    }
+
     /// Picks an `.onnx` or `.param` file and loads it, both off the UI thread.
     pub fn load_model(&mut self, path: Option<PathBuf>, ctx: &egui::Context) {
         let (tx, rx) = std::sync::mpsc::channel();
         let ctx = ctx.clone();
+        let overrides = self.input_overrides();
         std::thread::Builder::new()
             .name("batchwise-model".into())
             .spawn(move || {
@@ -205,7 +225,7 @@ impl BatchwiseApp {
                         .pick_file()
                 });
                 if let Some(path) = path {
-                    let result = builtin::resolve(&path.to_string_lossy(), &Default::default())
+                    let result = builtin::resolve(&path.to_string_lossy(), &overrides)
                         .map_err(|e| format!("{} cannot run: {e:#}", path.display()));
                     let _ = tx.send(Picked::Model(result));
                 }
@@ -393,6 +413,42 @@ impl BatchwiseApp {
                 .labelled_by(model_label.id);
             if ui.button("Load model...").clicked() {
                 self.load_model(None, ui.ctx());
+            }
+            // A user model's input conventions; changing one loads the model again with it.
+            let user = self.user_models.iter().any(|m| m.id == self.settings.model);
+            if user {
+                let mut changed = false;
+                for (label, value, choices) in [
+                    (
+                        "Input range",
+                        &mut self.settings.input_range,
+                        &["auto", "0-1", "0-255", "-1-1"][..],
+                    ),
+                    (
+                        "Channels",
+                        &mut self.settings.channel_order,
+                        &["auto", "rgb", "bgr"][..],
+                    ),
+                    (
+                        "Layout",
+                        &mut self.settings.input_layout,
+                        &["auto", "nchw", "nhwc"][..],
+                    ),
+                ] {
+                    let l = ui.label(label);
+                    egui::ComboBox::from_id_salt(label)
+                        .selected_text(value.clone())
+                        .show_ui(ui, |ui| {
+                            for c in choices {
+                                changed |= ui.selectable_value(value, c.to_string(), *c).changed();
+                            }
+                        })
+                        .response
+                        .labelled_by(l.id);
+                }
+                if changed {
+                    self.load_model(Some(PathBuf::from(&self.settings.model)), ui.ctx());
+                }
             }
             ui.separator();
             ui.add(

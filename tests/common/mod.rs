@@ -47,3 +47,16 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// Whether the adapter runs float16 shaders; float16 tests skip (saying so) where it does not.
+pub fn has_float16(engine: &batchwise::engine::Engine) -> bool {
+    let yes = engine
+        .gpu
+        .device
+        .features()
+        .contains(wgpu::Features::SHADER_F16);
+    if !yes {
+        eprintln!("skipped: the adapter has no SHADER_F16");
+    }
+    yes
+}
