@@ -270,6 +270,9 @@ pub struct ModelChoice {
     pub id: String,
     pub model: Arc<Model>,
     pub spec: ImageModelSpec,
+    pub task: Task,
+    /// Fixed input edge length (classify, embed, segment, faces); 0: images of any size in tiles.
+    pub input_size: u32,
 }
 
 /// How a user model's input is fed; None keeps what the file's metadata or the defaults say.
@@ -294,6 +297,8 @@ impl BuiltinModel {
             id: self.id.to_owned(),
             model: self.load()?,
             spec: self.spec,
+            task: self.task,
+            input_size: self.input_size,
         })
     }
 }
@@ -326,14 +331,6 @@ fn mapping(range: &str, order: &str) -> Result<PixelMapping> {
 /// padding) gets exactly the context it eats, others [`DEFAULT_USER_CONTEXT`].
 pub fn resolve(name: &str, overrides: &InputOverrides) -> Result<ModelChoice> {
     if let Some(b) = BUILTINS.iter().find(|m| m.id == name) {
-        if !b.is_image_to_image() {
-            anyhow::bail!(
-                "{} gives {:?} results, which `run` cannot write yet; it writes images from \
-                 image-to-image models (upscale, enhance)",
-                b.id,
-                b.task
-            );
-        }
         return b.choice();
     }
     let path = std::path::Path::new(name);
@@ -417,6 +414,12 @@ pub fn resolve(name: &str, overrides: &InputOverrides) -> Result<ModelChoice> {
     Ok(ModelChoice {
         id: name.to_owned(),
         model: Arc::new(model),
+        task: if scale == 1 {
+            Task::Enhance
+        } else {
+            Task::Upscale
+        },
+        input_size: 0,
         spec: ImageModelSpec {
             scale,
             context,

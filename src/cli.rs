@@ -90,6 +90,16 @@ pub struct RunArgs {
     /// Activations in float32, or float16 (storage and arithmetic; needs SHADER_F16).
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: PrecisionArg,
+    /// `classify`: labels per image in labels.csv / labels.json.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub top_k: u32,
+    /// `remove-background`: write the mask alone (grayscale PNG) instead of the image with it
+    /// as alpha.
+    #[arg(long)]
+    pub mask_only: bool,
+    /// `detect-faces`: also write each image with its faces drawn (faces.json either way).
+    #[arg(long)]
+    pub annotate: bool,
     /// Adapter index from `batchwise devices` (default: the best GPU).
     #[arg(long)]
     pub adapter: Option<usize>,
@@ -229,6 +239,11 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
         tile_size: args.tile_size,
         output_dir: args.output,
         precision: args.precision.into(),
+        analysis: crate::job::AnalysisOptions {
+            top_k: args.top_k as usize,
+            mask_only: args.mask_only,
+            annotate: args.annotate,
+        },
     };
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(

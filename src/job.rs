@@ -1,4 +1,5 @@
-//! A batch job: files in, upscaled files out, with events for the app and the CLI.
+//! A batch job: files in, results out (upscaled or enhanced images; labels, embeddings, masks or
+//! face boxes from the fixed-input models), with events for the app and the CLI.
 //!
 //! Stages overlap: images decode on tokio's blocking pool ahead of the GPU, the calling thread packs
 //! tiles from as many images as it takes into each batch and runs it, and finished images are
@@ -33,6 +34,28 @@ pub struct JobSpec {
     pub output_dir: PathBuf,
     /// The element type of activations on the GPU.
     pub precision: crate::kernels::Precision,
+    pub analysis: AnalysisOptions,
+}
+
+/// What the fixed-input models write.
+#[derive(Clone, Debug)]
+pub struct AnalysisOptions {
+    /// Labels per image from `classify`.
+    pub top_k: usize,
+    /// `remove-background`: the mask alone (grayscale) instead of the image with it as alpha.
+    pub mask_only: bool,
+    /// `detect-faces`: also write each image with its faces drawn.
+    pub annotate: bool,
+}
+
+impl Default for AnalysisOptions {
+    fn default() -> Self {
+        Self {
+            top_k: 5,
+            mask_only: false,
+            annotate: false,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -152,6 +175,34 @@ fn decode(path: &Path) -> Result<Decoded, String> {
     Ok(Decoded { rgba, alpha })
 }
 
+/// Writes `path` through `write` into a temporary file beside it, then renames it: never a partial
+/// output file.
+fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), String>,
+) -> Result<(), String> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.partial", std::process::id()));
+    let result = write(&tmp).and_then(|()| {
+        std::fs::rename(&tmp, path)
+            .map_err(|e| format!("cannot move the output into {}: {e}", path.display()))
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    write_atomic(path, |tmp| {
+        std::fs::write(tmp, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    })
+}
+
 /// Encodes PNG into a temporary file beside `path`, then renames it: never a partial output file.
 fn write_png(path: &Path, mut rgba: RgbaImage, alpha: Option<GrayImage>) -> Result<(), String> {
     let img = match alpha {
@@ -169,23 +220,10 @@ fn write_png(path: &Path, mut rgba: RgbaImage, alpha: Option<GrayImage>) -> Resu
         }
         None => image::DynamicImage::ImageRgba8(rgba).to_rgb8().into(),
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.partial", std::process::id()));
-    let result = img
-        .save_with_format(&tmp, image::ImageFormat::Png)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
-        .and_then(|()| {
-            std::fs::rename(&tmp, path)
-                .map_err(|e| format!("cannot move the output into {}: {e}", path.display()))
-        });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    write_atomic(path, |tmp| {
+        img.save_with_format(tmp, image::ImageFormat::Png)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    })
 }
 
 /// Output paths, one per input: `{stem}.png` in the output folder, `{stem}_2.png` and so on when two
@@ -268,6 +306,9 @@ pub fn run(
         )
     })?;
     engine.gpu.ledger.reset_peak();
+    if spec.model.input_size > 0 {
+        return run_fixed(engine, spec, cancel, emit, started, inputs, outputs);
+    }
     let model = engine.load_with(spec.model.model.clone(), spec.precision)?;
     let upscaler = TiledUpscaler::new(
         engine,
@@ -447,9 +488,36 @@ pub fn run(
             }
         }
     }
-    // Whatever is left was cancelled.
+    drop(model);
+    finish(
+        engine,
+        spec,
+        emit,
+        started,
+        reports,
+        done,
+        failed,
+        upscaler.batch_size(),
+        upscaler.tile,
+    )
+}
+
+/// Marks what was left as skipped (cancelled), builds the summary and emits it.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    engine: &Engine,
+    spec: &JobSpec,
+    emit: &mut dyn FnMut(JobEvent),
+    started: Instant,
+    mut reports: Vec<ItemReport>,
+    done: usize,
+    failed: usize,
+    batch_size: u32,
+    tile_size: u32,
+) -> Result<JobSummary> {
+    let total = reports.len();
     let mut skipped = 0;
-    for i in 0..inputs.len() {
+    for i in 0..total {
         if matches!(reports[i].status, ItemStatus::Queued | ItemStatus::Running) {
             skipped += 1;
             set_status(
@@ -470,9 +538,9 @@ pub fn run(
     let summary = JobSummary {
         model: spec.model.id.clone(),
         adapter: engine.gpu.adapter.name.clone(),
-        batch_size: upscaler.batch_size(),
-        tile_size: upscaler.tile,
-        total: inputs.len(),
+        batch_size,
+        tile_size,
+        total,
         done,
         failed,
         skipped,
@@ -481,10 +549,290 @@ pub fn run(
         peak_gpu_bytes: engine.gpu.ledger.peak_bytes(),
         items: reports,
     };
-    drop(model);
     emit(JobEvent::Finished(summary.clone()));
-    if inputs.is_empty() {
-        return Err(anyhow!("no input files were found"));
-    }
     Ok(summary)
+}
+
+/// What a fixed-input model gave one image.
+enum Analysis {
+    Labels(Vec<crate::analyze::Label>),
+    Embedding(Vec<f32>),
+    Faces {
+        size: [u32; 2],
+        faces: Vec<crate::analyze::FaceBox>,
+    },
+    /// Written as its own file already.
+    Image,
+}
+
+/// A job for a fixed-input model: batches of whole images fitted to its input; per-image files
+/// (masks, annotated faces) as they finish, and the collected results (labels, embeddings,
+/// faces) as CSV / JSON / `.npy` files at the end.
+fn run_fixed(
+    engine: &Engine,
+    spec: &JobSpec,
+    cancel: &AtomicBool,
+    emit: &mut dyn FnMut(JobEvent),
+    started: Instant,
+    inputs: Vec<PathBuf>,
+    outputs: Vec<PathBuf>,
+) -> Result<JobSummary> {
+    use crate::analyze::{self, Fit};
+    use crate::builtin::Task;
+    let choice = &spec.model;
+    let size = choice.input_size;
+    let task = choice.task;
+    let model = engine.load_with(choice.model.clone(), spec.precision)?;
+    let batch = spec.batch_size.max(1);
+    let runner =
+        crate::engine::BatchRunner::new(engine, &model, batch, size, size, &choice.spec.input_map)?;
+    emit(JobEvent::Started {
+        items: inputs.clone(),
+        batch_size: batch,
+        tile_size: size,
+    });
+    let dir = &spec.output_dir;
+    let aggregate: Option<PathBuf> = match task {
+        Task::Classify => Some(dir.join("labels.csv")),
+        Task::Embed => Some(dir.join("embeddings.npy")),
+        Task::DetectFaces => Some(dir.join("faces.json")),
+        _ => None,
+    };
+    let per_image = task == Task::Segment || (task == Task::DetectFaces && spec.analysis.annotate);
+    let mut reports: Vec<ItemReport> = inputs
+        .iter()
+        .zip(&outputs)
+        .map(|(i, o)| ItemReport {
+            input: i.clone(),
+            output: if per_image {
+                Some(o.clone())
+            } else {
+                aggregate.clone()
+            },
+            status: ItemStatus::Queued,
+            error: None,
+        })
+        .collect();
+    let labels = crate::builtin::imagenet_labels();
+    let mut results: Vec<(usize, Analysis)> = Vec::new();
+    let (mut done, mut failed) = (0usize, 0usize);
+    let fit_mode = Fit::for_task(task);
+    let indices: Vec<usize> = (0..inputs.len()).collect();
+    for chunk in indices.chunks(batch as usize) {
+        if cancel.load(Ordering::Relaxed) {
+            break;
+        }
+        // Decode the batch's images in parallel.
+        let decoded: Vec<(usize, Result<Decoded, String>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|&i| {
+                    let path = &inputs[i];
+                    (i, s.spawn(move || decode(path)))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|(i, h)| {
+                    (
+                        i,
+                        h.join()
+                            .unwrap_or_else(|_| Err("the decoder crashed".into())),
+                    )
+                })
+                .collect()
+        });
+        let mut ok: Vec<(usize, Decoded, analyze::Placement)> = Vec::new();
+        let mut pixels: Vec<u32> = Vec::new();
+        for (i, d) in decoded {
+            match d {
+                Err(e) => {
+                    failed += 1;
+                    let msg = format!("{}: {e}", inputs[i].display());
+                    set_status(emit, &mut reports, i, ItemStatus::Failed, Some(msg));
+                }
+                Ok(d) => {
+                    set_status(emit, &mut reports, i, ItemStatus::Running, None);
+                    let (input, placement) = analyze::fit(&d.rgba, size, fit_mode);
+                    pixels.extend(input.pixels().map(|p| u32::from_le_bytes(p.0)));
+                    ok.push((i, d, placement));
+                }
+            }
+        }
+        if ok.is_empty() {
+            continue;
+        }
+        let outs = match runner.run_f32_all(&pixels, ok.len() as u32) {
+            Ok(outs) => outs,
+            Err(e) => {
+                for (i, _, _) in &ok {
+                    failed += 1;
+                    let msg = format!("{}: the GPU batch failed: {e:#}", inputs[*i].display());
+                    set_status(emit, &mut reports, *i, ItemStatus::Failed, Some(msg));
+                }
+                continue;
+            }
+        };
+        let items = ok.len();
+        for (k, (i, d, placement)) in ok.into_iter().enumerate() {
+            let slice = |o: usize| {
+                let per = outs[o].len() / items;
+                &outs[o][k * per..(k + 1) * per]
+            };
+            let (w, h) = d.rgba.dimensions();
+            let result: Result<Analysis, String> = match task {
+                Task::Classify => Ok(Analysis::Labels(analyze::top_labels(
+                    slice(0),
+                    &labels,
+                    spec.analysis.top_k,
+                ))),
+                Task::Embed => Ok(Analysis::Embedding(slice(0).to_vec())),
+                Task::DetectFaces => {
+                    let faces = analyze::face_boxes(slice(0), slice(1), &placement, [w, h]);
+                    let written = if spec.analysis.annotate {
+                        let mut img = d.rgba.clone();
+                        analyze::annotate(&mut img, &faces);
+                        write_png(&outputs[i], img, None)
+                    } else {
+                        Ok(())
+                    };
+                    written.map(|()| Analysis::Faces {
+                        size: [w, h],
+                        faces,
+                    })
+                }
+                Task::Segment => {
+                    let mask = analyze::mask_to_image(slice(0), size, w, h);
+                    let written = if spec.analysis.mask_only {
+                        write_atomic(&outputs[i], |tmp| {
+                            mask.save_with_format(tmp, image::ImageFormat::Png)
+                                .map_err(|e| format!("cannot write {}: {e}", outputs[i].display()))
+                        })
+                    } else {
+                        write_png(&outputs[i], d.rgba, Some(mask))
+                    };
+                    written.map(|()| Analysis::Image)
+                }
+                Task::Upscale | Task::Enhance => unreachable!("tiled models do not come here"),
+            };
+            match result {
+                Ok(a) => {
+                    results.push((i, a));
+                    if per_image {
+                        done += 1;
+                        set_status(emit, &mut reports, i, ItemStatus::Done, None);
+                    }
+                }
+                Err(e) => {
+                    failed += 1;
+                    set_status(emit, &mut reports, i, ItemStatus::Failed, Some(e));
+                }
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        emit(JobEvent::Progress {
+            done: done + if per_image { 0 } else { results.len() },
+            failed,
+            total: inputs.len(),
+            items_per_sec: (done + if per_image { 0 } else { results.len() }) as f64
+                / secs.max(1e-9),
+            gpu_bytes: engine.gpu.ledger.in_use_bytes(),
+            peak_gpu_bytes: engine.gpu.ledger.peak_bytes(),
+        });
+    }
+    // The collected results, each file written whole or not at all.
+    if let Some(path) = &aggregate {
+        let written = write_aggregate(task, path, &inputs, &results);
+        for (i, _) in &results {
+            match &written {
+                Ok(()) => {
+                    done += 1;
+                    set_status(emit, &mut reports, *i, ItemStatus::Done, None);
+                }
+                Err(e) => {
+                    failed += 1;
+                    set_status(emit, &mut reports, *i, ItemStatus::Failed, Some(e.clone()));
+                }
+            }
+        }
+    }
+    finish(
+        engine, spec, emit, started, reports, done, failed, batch, size,
+    )
+}
+
+/// Writes the collected results of `task`: `labels.csv` + `labels.json`, `embeddings.npy` +
+/// `embeddings.json`, or `faces.json` (`path` names the first).
+fn write_aggregate(
+    task: crate::builtin::Task,
+    path: &Path,
+    inputs: &[PathBuf],
+    results: &[(usize, Analysis)],
+) -> Result<(), String> {
+    use crate::builtin::Task;
+    let json = |v: &serde_json::Value| serde_json::to_vec_pretty(v).expect("JSON values serialise");
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    match task {
+        Task::Classify => {
+            let mut csv = String::from("input,rank,label,score\n");
+            let mut rows = Vec::new();
+            for (i, a) in results {
+                if let Analysis::Labels(top) = a {
+                    let input = inputs[*i].display().to_string();
+                    for (rank, l) in top.iter().enumerate() {
+                        csv.push_str(&format!(
+                            "{},{},{},{}\n",
+                            quote(&input),
+                            rank + 1,
+                            quote(&l.label),
+                            l.score
+                        ));
+                    }
+                    rows.push(serde_json::json!({ "input": input, "labels": top }));
+                }
+            }
+            write_bytes(path, csv.as_bytes())?;
+            write_bytes(
+                &path.with_extension("json"),
+                &json(&serde_json::Value::Array(rows)),
+            )
+        }
+        Task::Embed => {
+            let vectors: Vec<(usize, &Vec<f32>)> = results
+                .iter()
+                .filter_map(|(i, a)| match a {
+                    Analysis::Embedding(v) => Some((*i, v)),
+                    _ => None,
+                })
+                .collect();
+            let dim = vectors.first().map_or(0, |(_, v)| v.len());
+            let rows: Vec<Vec<f32>> = vectors.iter().map(|(_, v)| (*v).clone()).collect();
+            write_bytes(path, &crate::analyze::npy_bytes(&rows, dim))?;
+            let index: Vec<serde_json::Value> = vectors
+                .iter()
+                .enumerate()
+                .map(|(row, (i, _))| serde_json::json!({ "row": row, "input": inputs[*i] }))
+                .collect();
+            write_bytes(
+                &path.with_extension("json"),
+                &json(&serde_json::json!({ "dim": dim, "rows": index })),
+            )
+        }
+        Task::DetectFaces => {
+            let rows: Vec<serde_json::Value> = results
+                .iter()
+                .filter_map(|(i, a)| match a {
+                    Analysis::Faces { size, faces } => Some(serde_json::json!({
+                        "input": inputs[*i],
+                        "width": size[0],
+                        "height": size[1],
+                        "faces": faces,
+                    })),
+                    _ => None,
+                })
+                .collect();
+            write_bytes(path, &json(&serde_json::Value::Array(rows)))
+        }
+        _ => Ok(()),
+    }
 }

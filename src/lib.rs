@@ -3,6 +3,7 @@
 //! Start with `ARCHITECTURE.md`. The data flows one way: UI or CLI -> [`job`] -> [`engine`] (WGSL
 //! [`kernels`] on a [`gpu`] device) -> events -> UI or CLI.
 
+pub mod analyze;
 pub mod app;
 pub mod autotune;
 pub mod bench;

@@ -196,3 +196,115 @@ fn float16_runs_or_is_refused_with_the_reason() {
         .stderr(predicate::str::contains("no float16 kernel yet"));
     assert!(!refused.join("photo-60x44.png").exists());
 }
+
+/// The fixed-input models through `run`: `classify` writes labels.csv / labels.json with
+/// onnxruntime's top-5 for the 224x224 photo (already square and sized: the crop and resize are
+/// the identity), `embed` an N x 1280 `.npy` with a JSON index, `detect-faces` faces.json with
+/// boxes inside the image (and annotated copies with `--annotate`), `remove-background` the photo
+/// with the mask as alpha. A bad file fails alone in each.
+#[test]
+fn fixed_input_models_write_their_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    for f in ["photo-224.png", "photo-128-faces.png", "photo-256.png"] {
+        std::fs::copy(common::fixture(f), inputs.join(f)).unwrap();
+    }
+    std::fs::write(inputs.join("broken.png"), b"\x89PNG\r\n\x1a\nnope").unwrap();
+    let run = |model: &str, extra: &[&str], out: &std::path::Path| {
+        batchwise()
+            .args(["run", "-b", "2", "-m", model])
+            .args(extra)
+            .arg("-o")
+            .arg(out)
+            .arg(&inputs)
+            .assert()
+            .code(2) // the broken file
+            .get_output()
+            .clone()
+    };
+
+    let out = dir.path().join("classify");
+    run("classify", &[], &out);
+    let labels: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("labels.json")).unwrap()).unwrap();
+    assert_eq!(labels.as_array().unwrap().len(), 3);
+    let want: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(common::fixture("photo-224.efficientnet.json")).unwrap(),
+    )
+    .unwrap();
+    let photo = labels
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["input"].as_str().unwrap().ends_with("photo-224.png"))
+        .unwrap();
+    let got: Vec<&str> = photo["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["label"].as_str().unwrap())
+        .collect();
+    let want: Vec<&str> = want["top5_labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert_eq!(got, want);
+    let csv = std::fs::read_to_string(out.join("labels.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 3 * 5, "{csv}");
+
+    let out = dir.path().join("embed");
+    run("embed", &[], &out);
+    let npy = std::fs::read(out.join("embeddings.npy")).unwrap();
+    let header_len = u16::from_le_bytes([npy[8], npy[9]]) as usize;
+    assert!(
+        std::str::from_utf8(&npy[10..10 + header_len])
+            .unwrap()
+            .contains("(3, 1280)")
+    );
+    assert_eq!(npy.len(), 10 + header_len + 3 * 1280 * 4);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("embeddings.json")).unwrap()).unwrap();
+    assert_eq!(index["rows"].as_array().unwrap().len(), 3);
+
+    let out = dir.path().join("faces");
+    run("detect-faces", &["--annotate"], &out);
+    let faces: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("faces.json")).unwrap()).unwrap();
+    let with_faces = faces
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| {
+            r["input"]
+                .as_str()
+                .unwrap()
+                .ends_with("photo-128-faces.png")
+        })
+        .unwrap();
+    let boxes = with_faces["faces"].as_array().unwrap();
+    assert!(!boxes.is_empty());
+    for b in boxes {
+        let r: Vec<f64> = b["box"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert!(
+            r[0] < r[2] && r[1] < r[3] && r[2] <= 128.0 && r[3] <= 128.0,
+            "{r:?}"
+        );
+    }
+    assert!(out.join("photo-128-faces.png").exists());
+
+    let out = dir.path().join("masks");
+    run("remove-background", &[], &out);
+    let cut = image::open(out.join("photo-256.png")).unwrap().to_rgba8();
+    assert_eq!(cut.dimensions(), (256, 256));
+    let alphas: std::collections::BTreeSet<u8> = cut.pixels().map(|p| p[3]).collect();
+    assert!(alphas.len() > 2, "the mask is not a matte: {alphas:?}");
+    assert!(!out.join("broken.png").exists());
+}

@@ -70,12 +70,6 @@ fn classify_and_embed_match_onnxruntime_in_a_batch() {
     }
 }
 
-#[test]
-fn run_refuses_non_image_models_with_a_reason() {
-    let err = builtin::resolve("classify", &Default::default()).unwrap_err();
-    assert!(format!("{err:#}").contains("cannot write yet"), "{err:#}");
-}
-
 /// `remove-background` (NHWC input and output, bilinear resizes, squeeze-excite multiplies) against
 /// onnxruntime: the mask in [0, 1] at PSNR >= 60 dB.
 #[test]

@@ -179,6 +179,7 @@ impl BatchwiseApp {
             tile_size: None,
             output_dir: self.output_dir(),
             precision: Default::default(),
+            analysis: Default::default(),
         });
     }
 
