@@ -100,6 +100,23 @@ pub struct RunArgs {
     /// `detect-faces`: also write each image with its faces drawn (faces.json either way).
     #[arg(long)]
     pub annotate: bool,
+    /// Output image format (WebP is lossless; JPEG drops alpha).
+    #[arg(long, value_enum, default_value = "png")]
+    pub format: FormatArg,
+    /// JPEG quality.
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub quality: u8,
+    /// Output file name: {stem}, {model}, {scale}, {ext}. Inputs from folders keep their
+    /// sub-folders under the output folder.
+    #[arg(long, default_value = "{stem}.{ext}")]
+    pub name: String,
+    /// When an output file exists: skip the item, overwrite it, or write name_2.ext.
+    #[arg(long, value_enum, default_value = "rename")]
+    pub overwrite: OverwriteArg,
+    /// Run only shard I of N (`I/N`, 0-based): N machines given the same inputs split them
+    /// without talking to each other.
+    #[arg(long, value_parser = parse_shard)]
+    pub shard: Option<(u32, u32)>,
     /// Adapter index from `batchwise devices` (default: the best GPU).
     #[arg(long)]
     pub adapter: Option<usize>,
@@ -109,6 +126,42 @@ pub struct RunArgs {
     /// Image files or folders (searched recursively).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum FormatArg {
+    Png,
+    Jpeg,
+    Webp,
+    Tiff,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum OverwriteArg {
+    Skip,
+    Overwrite,
+    Rename,
+}
+
+/// `I/N` with I < N.
+fn parse_shard(s: &str) -> Result<(u32, u32), String> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} is not I/N (for example 0/4)"))?;
+    let (i, n): (u32, u32) = (
+        i.trim()
+            .parse()
+            .map_err(|e| format!("shard index {i:?}: {e}"))?,
+        n.trim()
+            .parse()
+            .map_err(|e| format!("shard count {n:?}: {e}"))?,
+    );
+    if n == 0 || i >= n {
+        return Err(format!(
+            "shard {i}/{n}: the index counts from 0 and stays below the count"
+        ));
+    }
+    Ok((i, n))
 }
 
 /// `--precision` on the command line.
@@ -244,6 +297,22 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
             mask_only: args.mask_only,
             annotate: args.annotate,
         },
+        export: crate::job::ExportOptions {
+            format: match args.format {
+                FormatArg::Png => crate::job::OutputFormat::Png,
+                FormatArg::Jpeg => crate::job::OutputFormat::Jpeg,
+                FormatArg::Webp => crate::job::OutputFormat::Webp,
+                FormatArg::Tiff => crate::job::OutputFormat::Tiff,
+            },
+            quality: args.quality,
+            pattern: args.name.clone(),
+            overwrite: match args.overwrite {
+                OverwriteArg::Skip => crate::job::Overwrite::Skip,
+                OverwriteArg::Overwrite => crate::job::Overwrite::Overwrite,
+                OverwriteArg::Rename => crate::job::Overwrite::Rename,
+            },
+        },
+        shard: args.shard,
     };
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(

@@ -35,6 +35,9 @@ pub struct JobSpec {
     /// The element type of activations on the GPU.
     pub precision: crate::kernels::Precision,
     pub analysis: AnalysisOptions,
+    pub export: ExportOptions,
+    /// `(i, n)`: only the files of shard i of n (see [`in_shard`]).
+    pub shard: Option<(u32, u32)>,
 }
 
 /// What the fixed-input models write.
@@ -118,7 +121,221 @@ pub enum JobEvent {
     Finished(JobSummary),
 }
 
-/// Lists the files of a job: files as given, folders recursively (image extensions only), sorted.
+/// One file of a job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listed {
+    pub path: PathBuf,
+    /// Its path under the folder it was found in (the output keeps it), or its file name.
+    pub rel: PathBuf,
+    /// Why it is skipped before it is read (a system file, not an image, an existing output).
+    pub skip: Option<String>,
+}
+
+/// Files operating systems leave in folders, never images.
+const SYSTEM_FILES: &[&str] = &["thumbs.db", ".ds_store", "desktop.ini", "ehthumbs.db"];
+
+/// Lists a job's files: files as given (always tried), folders recursively, sorted, each file once.
+/// Folder entries that are system files or have no image extension are listed as skipped with the
+/// reason.
+pub fn list_inputs(inputs: &[PathBuf]) -> Vec<Listed> {
+    let mut out = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let mut found: Vec<PathBuf> = walkdir::WalkDir::new(input)
+                .follow_links(true)
+                .into_iter()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_file())
+                .map(|e| e.into_path())
+                .collect();
+            found.sort();
+            out.extend(found.into_iter().map(|path| {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_ascii_lowercase())
+                    .unwrap_or_default();
+                let skip = if SYSTEM_FILES.contains(&name.as_str()) || name.starts_with("._") {
+                    Some("a system file, not an image".to_owned())
+                } else if !is_image_name(&path) {
+                    Some(format!(
+                        "not an image ({}); batchwise reads {}",
+                        path.extension().map_or("no extension".into(), |e| format!(
+                            ".{}",
+                            e.to_string_lossy()
+                        )),
+                        IMAGE_EXTENSIONS.join(", ")
+                    ))
+                } else {
+                    None
+                };
+                Listed {
+                    rel: path.strip_prefix(input).unwrap_or(&path).to_path_buf(),
+                    path,
+                    skip,
+                }
+            }));
+        } else {
+            out.push(Listed {
+                rel: input.file_name().map_or(input.clone(), PathBuf::from),
+                path: input.clone(),
+                skip: None,
+            });
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|l| seen.insert(l.path.canonicalize().unwrap_or_else(|_| l.path.clone())));
+    out
+}
+
+/// Whether `rel` belongs to shard `index` of `count`: a hash of the path under its folder, so
+/// machines that mount the inputs in different places agree on the split.
+pub fn in_shard(rel: &Path, index: u32, count: u32) -> bool {
+    // FNV-1a over the path with `/` separators.
+    let text = rel.to_string_lossy().replace('\\', "/");
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    hash % count as u64 == index as u64
+}
+
+/// The image format of outputs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    #[default]
+    Png,
+    /// Lossy, with `quality`; no alpha.
+    Jpeg,
+    /// Lossless.
+    Webp,
+    Tiff,
+}
+
+impl OutputFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Png => "png",
+            OutputFormat::Jpeg => "jpg",
+            OutputFormat::Webp => "webp",
+            OutputFormat::Tiff => "tiff",
+        }
+    }
+}
+
+/// What happens when an output file already exists.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Overwrite {
+    /// Leave it; the item is skipped.
+    Skip,
+    /// Replace it (atomically).
+    Overwrite,
+    /// Write `name_2.ext` (then `_3`, ...) beside it.
+    #[default]
+    Rename,
+}
+
+/// How outputs are named and written.
+#[derive(Clone, Debug)]
+pub struct ExportOptions {
+    pub format: OutputFormat,
+    /// JPEG quality, 1 to 100.
+    pub quality: u8,
+    /// File name pattern: `{stem}`, `{model}`, `{scale}`, `{ext}`.
+    pub pattern: String,
+    pub overwrite: Overwrite,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        Self {
+            format: OutputFormat::Png,
+            quality: 90,
+            pattern: "{stem}.{ext}".into(),
+            overwrite: Overwrite::Rename,
+        }
+    }
+}
+
+/// The output name `pattern` gives an input stem.
+pub fn output_name(pattern: &str, stem: &str, model: &str, scale: u32, ext: &str) -> String {
+    let model = Path::new(model)
+        .file_stem()
+        .map_or(model.to_owned(), |s| s.to_string_lossy().into_owned());
+    pattern
+        .replace("{stem}", stem)
+        .replace("{model}", &model)
+        .replace("{scale}", &scale.to_string())
+        .replace("{ext}", ext)
+}
+
+/// Output paths, one per listed file: the pattern's name under the output folder, in the
+/// sub-folder the input was found in. Two inputs never share an output (`_2`, `_3`, ...), an
+/// existing file is skipped, replaced or renamed around as `export.overwrite` says (skipping
+/// marks the item), and an output is never its own input.
+pub fn plan_outputs(
+    listed: &mut [Listed],
+    output_dir: &Path,
+    export: &ExportOptions,
+    model: &str,
+    scale: u32,
+) -> Vec<PathBuf> {
+    let mut used = std::collections::HashSet::new();
+    listed
+        .iter_mut()
+        .map(|item| {
+            let stem = item
+                .path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "image".into());
+            let dir = output_dir.join(item.rel.parent().unwrap_or(Path::new("")));
+            let name = output_name(
+                &export.pattern,
+                &stem,
+                model,
+                scale,
+                export.format.extension(),
+            );
+            let base = dir.join(&name);
+            let (file_stem, ext) = (
+                base.file_stem()
+                    .map_or(stem.clone(), |s| s.to_string_lossy().into_owned()),
+                base.extension().map(|e| e.to_string_lossy().into_owned()),
+            );
+            let candidate = |n: u32| {
+                let file = match (&ext, n) {
+                    (Some(e), 1) => format!("{file_stem}.{e}"),
+                    (None, 1) => file_stem.clone(),
+                    (Some(e), n) => format!("{file_stem}_{n}.{e}"),
+                    (None, n) => format!("{file_stem}_{n}"),
+                };
+                dir.join(file)
+            };
+            let mut n = 1;
+            loop {
+                let path = candidate(n);
+                let taken = used.contains(&path)
+                    || same_file(&item.path, &path)
+                    || (export.overwrite == Overwrite::Rename && path.exists());
+                if !taken {
+                    if export.overwrite == Overwrite::Skip && path.exists() && item.skip.is_none() {
+                        item.skip = Some(format!(
+                            "{} exists (overwrite policy: skip)",
+                            path.display()
+                        ));
+                    }
+                    used.insert(path.clone());
+                    return path;
+                }
+                n += 1;
+            }
+        })
+        .collect()
+}
+
+/// Lists the image files of a job: files as given, folders recursively (image extensions only),
+/// sorted.
 pub fn expand_inputs(inputs: &[PathBuf]) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for input in inputs {
@@ -153,15 +370,40 @@ struct Decoded {
     alpha: Option<GrayImage>,
 }
 
+/// The largest image side batchwise decodes, and the most memory one decode may take: a file that
+/// claims more gets a clear error instead of exhausting memory.
+pub const MAX_IMAGE_SIDE: u32 = 32768;
+pub const MAX_DECODE_BYTES: u64 = 4 << 30;
+
 fn decode(path: &Path) -> Result<Decoded, String> {
-    let reader = image::ImageReader::open(path)
+    use image::ImageDecoder as _;
+    let mut reader = image::ImageReader::open(path)
         .map_err(|e| format!("cannot open: {e}"))?
         .with_guessed_format()
         .map_err(|e| format!("cannot read: {e}"))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
     if reader.format().is_none() {
         return Err("not an image batchwise can read (unknown format)".into());
     }
-    let img = reader.decode().map_err(|e| format!("cannot decode: {e}"))?;
+    let too_big = |e: image::ImageError| match e {
+        image::ImageError::Limits(_) => format!(
+            "cannot decode: the image is larger than batchwise reads (at most {MAX_IMAGE_SIDE} px \
+             a side and {} GiB decoded): {e}",
+            MAX_DECODE_BYTES >> 30
+        ),
+        e => format!("cannot decode: {e}"),
+    };
+    let mut decoder = reader.into_decoder().map_err(too_big)?;
+    // EXIF orientation: the pixels as the camera meant them.
+    let orientation = decoder.orientation().ok();
+    let mut img = image::DynamicImage::from_decoder(decoder).map_err(too_big)?;
+    if let Some(o) = orientation {
+        img.apply_orientation(o);
+    }
     if img.width() == 0 || img.height() == 0 {
         return Err("the image is empty (0 pixels)".into());
     }
@@ -182,6 +424,8 @@ fn write_atomic(
     write: impl FnOnce(&Path) -> Result<(), String>,
 ) -> Result<(), String> {
     let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create the folder {}: {e}", dir.display()))?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
@@ -203,9 +447,45 @@ fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), String> {
     })
 }
 
-/// Encodes PNG into a temporary file beside `path`, then renames it: never a partial output file.
-fn write_png(path: &Path, mut rgba: RgbaImage, alpha: Option<GrayImage>) -> Result<(), String> {
-    let img = match alpha {
+/// Encodes `rgba` (with `alpha`, resized to it, where the format holds alpha) as `export` says
+/// into a temporary file beside `path`, then renames it: never a partial output file.
+fn write_image(
+    path: &Path,
+    rgba: RgbaImage,
+    alpha: Option<GrayImage>,
+    export: &ExportOptions,
+) -> Result<(), String> {
+    if export.format == OutputFormat::Png {
+        return write_png(path, rgba, alpha);
+    }
+    // JPEG holds no alpha: the pixels alone.
+    let img = compose(rgba, alpha.filter(|_| export.format != OutputFormat::Jpeg));
+    write_atomic(path, |tmp| {
+        let file = std::fs::File::create(tmp)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let mut w = std::io::BufWriter::new(file);
+        let result = match export.format {
+            OutputFormat::Jpeg => {
+                img.write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(
+                    &mut w,
+                    export.quality.clamp(1, 100),
+                ))
+            }
+            OutputFormat::Webp => {
+                img.write_with_encoder(image::codecs::webp::WebPEncoder::new_lossless(&mut w))
+            }
+            OutputFormat::Tiff => img.write_to(&mut w, image::ImageFormat::Tiff),
+            OutputFormat::Png => unreachable!("handled above"),
+        };
+        result
+            .and_then(|()| std::io::Write::flush(&mut w).map_err(image::ImageError::IoError))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    })
+}
+
+/// The image to encode: RGB, or RGBA with `alpha` (resized to the image) when there is one.
+fn compose(mut rgba: RgbaImage, alpha: Option<GrayImage>) -> image::DynamicImage {
+    match alpha {
         Some(a) => {
             let a = image::imageops::resize(
                 &a,
@@ -219,38 +499,16 @@ fn write_png(path: &Path, mut rgba: RgbaImage, alpha: Option<GrayImage>) -> Resu
             image::DynamicImage::ImageRgba8(rgba)
         }
         None => image::DynamicImage::ImageRgba8(rgba).to_rgb8().into(),
-    };
+    }
+}
+
+/// Encodes PNG into a temporary file beside `path`, then renames it: never a partial output file.
+fn write_png(path: &Path, rgba: RgbaImage, alpha: Option<GrayImage>) -> Result<(), String> {
+    let img = compose(rgba, alpha);
     write_atomic(path, |tmp| {
         img.save_with_format(tmp, image::ImageFormat::Png)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))
     })
-}
-
-/// Output paths, one per input: `{stem}.png` in the output folder, `{stem}_2.png` and so on when two
-/// inputs share a stem.
-pub fn output_paths(inputs: &[PathBuf], output_dir: &Path) -> Vec<PathBuf> {
-    let mut used = std::collections::HashSet::new();
-    inputs
-        .iter()
-        .map(|input| {
-            let stem = input
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "image".into());
-            let mut n = 1;
-            loop {
-                let name = if n == 1 {
-                    format!("{stem}.png")
-                } else {
-                    format!("{stem}_{n}.png")
-                };
-                if used.insert(name.clone()) {
-                    return output_dir.join(name);
-                }
-                n += 1;
-            }
-        })
-        .collect()
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -294,11 +552,22 @@ pub fn run(
     emit: &mut dyn FnMut(JobEvent),
 ) -> Result<JobSummary> {
     let started = Instant::now();
-    let inputs = expand_inputs(&spec.inputs);
-    if inputs.is_empty() {
+    let mut listed = list_inputs(&spec.inputs);
+    if let Some((i, n)) = spec.shard {
+        listed.retain(|l| in_shard(&l.rel, i, n));
+    }
+    if listed.is_empty() {
         return Err(anyhow!("no input images were found"));
     }
-    let outputs = output_paths(&inputs, &spec.output_dir);
+    let outputs = plan_outputs(
+        &mut listed,
+        &spec.output_dir,
+        &spec.export,
+        &spec.model.id,
+        spec.model.spec.scale,
+    );
+    let inputs: Vec<PathBuf> = listed.iter().map(|l| l.path.clone()).collect();
+    let skips: Vec<Option<String>> = listed.into_iter().map(|l| l.skip).collect();
     std::fs::create_dir_all(&spec.output_dir).with_context(|| {
         format!(
             "cannot create the output folder {}",
@@ -307,7 +576,12 @@ pub fn run(
     })?;
     engine.gpu.ledger.reset_peak();
     if spec.model.input_size > 0 {
-        return run_fixed(engine, spec, cancel, emit, started, inputs, outputs);
+        let planned = Planned {
+            inputs,
+            outputs,
+            skips,
+        };
+        return run_fixed(engine, spec, cancel, emit, started, planned);
     }
     let model = engine.load_with(spec.model.model.clone(), spec.precision)?;
     let upscaler = TiledUpscaler::new(
@@ -335,6 +609,12 @@ pub fn run(
             error: None,
         })
         .collect();
+    for (i, why) in skips.iter().enumerate() {
+        if let Some(why) = why {
+            let msg = format!("{}: {why}", inputs[i].display());
+            set_status(emit, &mut reports, i, ItemStatus::Skipped, Some(msg));
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("batchwise-io")
@@ -354,6 +634,9 @@ pub fn run(
         while decoding.len() < DECODE_AHEAD && next_decode < inputs.len() {
             let i = next_decode;
             next_decode += 1;
+            if skips[i].is_some() {
+                continue;
+            }
             if same_file(&inputs[i], &outputs[i]) {
                 failed += 1;
                 let msg = format!(
@@ -398,12 +681,18 @@ pub fn run(
             while decoding.len() < DECODE_AHEAD && next_decode < inputs.len() {
                 let i = next_decode;
                 next_decode += 1;
+                if skips[i].is_some() || same_file(&inputs[i], &outputs[i]) {
+                    // Reported by the loop above on its next pass.
+                    next_decode -= 1;
+                    break;
+                }
                 let path = inputs[i].clone();
                 decoding.push_back((i, runtime.spawn_blocking(move || decode(&path))));
             }
         }
         if cancel.load(Ordering::Relaxed) || pending.is_empty() {
-            if decoding.is_empty() || cancel.load(Ordering::Relaxed) {
+            let listed_all = decoding.is_empty() && next_decode >= inputs.len();
+            if listed_all || cancel.load(Ordering::Relaxed) {
                 break;
             }
             continue;
@@ -443,9 +732,11 @@ pub fn run(
             if in_progress.get(&i).is_some_and(|p| p.remaining_tiles == 0) {
                 let item = in_progress.remove(&i).expect("present");
                 let path = outputs[i].clone();
+                let export = spec.export.clone();
                 writing.push((
                     i,
-                    runtime.spawn_blocking(move || write_png(&path, item.out, item.alpha)),
+                    runtime
+                        .spawn_blocking(move || write_image(&path, item.out, item.alpha, &export)),
                 ));
             }
         }
@@ -516,10 +807,8 @@ fn finish(
     tile_size: u32,
 ) -> Result<JobSummary> {
     let total = reports.len();
-    let mut skipped = 0;
     for i in 0..total {
         if matches!(reports[i].status, ItemStatus::Queued | ItemStatus::Running) {
-            skipped += 1;
             set_status(
                 emit,
                 &mut reports,
@@ -534,6 +823,10 @@ fn finish(
             r.output = None;
         }
     }
+    let skipped = reports
+        .iter()
+        .filter(|r| r.status == ItemStatus::Skipped)
+        .count();
     let elapsed_secs = started.elapsed().as_secs_f64();
     let summary = JobSummary {
         model: spec.model.id.clone(),
@@ -551,6 +844,13 @@ fn finish(
     };
     emit(JobEvent::Finished(summary.clone()));
     Ok(summary)
+}
+
+/// A job's files: inputs, their outputs, and why any is skipped before it is read.
+struct Planned {
+    inputs: Vec<PathBuf>,
+    outputs: Vec<PathBuf>,
+    skips: Vec<Option<String>>,
 }
 
 /// What a fixed-input model gave one image.
@@ -574,10 +874,14 @@ fn run_fixed(
     cancel: &AtomicBool,
     emit: &mut dyn FnMut(JobEvent),
     started: Instant,
-    inputs: Vec<PathBuf>,
-    outputs: Vec<PathBuf>,
+    planned: Planned,
 ) -> Result<JobSummary> {
     use crate::analyze::{self, Fit};
+    let Planned {
+        inputs,
+        outputs,
+        skips,
+    } = planned;
     use crate::builtin::Task;
     let choice = &spec.model;
     let size = choice.input_size;
@@ -617,7 +921,13 @@ fn run_fixed(
     let mut results: Vec<(usize, Analysis)> = Vec::new();
     let (mut done, mut failed) = (0usize, 0usize);
     let fit_mode = Fit::for_task(task);
-    let indices: Vec<usize> = (0..inputs.len()).collect();
+    for (i, why) in skips.iter().enumerate() {
+        if let Some(why) = why {
+            let msg = format!("{}: {why}", inputs[i].display());
+            set_status(emit, &mut reports, i, ItemStatus::Skipped, Some(msg));
+        }
+    }
+    let indices: Vec<usize> = (0..inputs.len()).filter(|&i| skips[i].is_none()).collect();
     for chunk in indices.chunks(batch as usize) {
         if cancel.load(Ordering::Relaxed) {
             break;
@@ -692,7 +1002,7 @@ fn run_fixed(
                     let written = if spec.analysis.annotate {
                         let mut img = d.rgba.clone();
                         analyze::annotate(&mut img, &faces);
-                        write_png(&outputs[i], img, None)
+                        write_image(&outputs[i], img, None, &spec.export)
                     } else {
                         Ok(())
                     };
@@ -704,12 +1014,11 @@ fn run_fixed(
                 Task::Segment => {
                     let mask = analyze::mask_to_image(slice(0), size, w, h);
                     let written = if spec.analysis.mask_only {
-                        write_atomic(&outputs[i], |tmp| {
-                            mask.save_with_format(tmp, image::ImageFormat::Png)
-                                .map_err(|e| format!("cannot write {}: {e}", outputs[i].display()))
-                        })
+                        let gray = image::DynamicImage::ImageLuma8(mask);
+                        let rgba = gray.to_rgba8();
+                        write_image(&outputs[i], rgba, None, &spec.export)
                     } else {
-                        write_png(&outputs[i], d.rgba, Some(mask))
+                        write_image(&outputs[i], d.rgba, Some(mask), &spec.export)
                     };
                     written.map(|()| Analysis::Image)
                 }

@@ -66,13 +66,22 @@ fn run_writes_outputs_and_reports_bad_files_in_json() {
         let img = image::open(path).unwrap();
         assert!(img.width() == 120 || img.width() == 40, "{path}");
     }
-    assert_eq!(image::open(out.join("b.png")).unwrap().height(), 18);
+    // The input's sub-folder is kept under the output folder.
+    assert_eq!(image::open(out.join("nested/b.png")).unwrap().height(), 18);
     // No temporary or partial files are left behind.
-    let names: Vec<_> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
+    let mut names: Vec<_> = walkdir::WalkDir::new(&out)
+        .into_iter()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .strip_prefix(&out)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
-    assert_eq!(names.len(), 2, "{names:?}");
+    names.sort();
+    assert_eq!(names, ["", "a.png", "nested", "nested/b.png"], "{names:?}");
 }
 
 #[test]
@@ -94,14 +103,18 @@ fn an_output_never_overwrites_its_input() {
     let input = dir.path().join("photo.png");
     std::fs::copy(common::fixture("photo-60x44.png"), &input).unwrap();
     let before = std::fs::read(&input).unwrap();
-    batchwise()
-        .args(["run", "--tile-size", "32", "-o"])
-        .arg(dir.path())
-        .arg(&input)
-        .assert()
-        .code(2)
-        .stderr(predicates::str::contains("would overwrite the input"));
-    assert_eq!(std::fs::read(&input).unwrap(), before);
+    // Even told to overwrite, the output goes beside the input, never over it.
+    for policy in ["rename", "overwrite"] {
+        batchwise()
+            .args(["run", "--tile-size", "32", "--overwrite", policy, "-o"])
+            .arg(dir.path())
+            .arg(&input)
+            .assert()
+            .success();
+        assert_eq!(std::fs::read(&input).unwrap(), before);
+    }
+    assert!(dir.path().join("photo_2.png").exists());
+    assert!(!dir.path().join("photo_3.png").exists());
 }
 
 #[test]
@@ -307,4 +320,155 @@ fn fixed_input_models_write_their_results() {
     let alphas: std::collections::BTreeSet<u8> = cut.pixels().map(|p| p[3]).collect();
     assert!(alphas.len() > 2, "the mask is not a matte: {alphas:?}");
     assert!(!out.join("broken.png").exists());
+}
+
+/// A PNG whose header claims `w` x `h` pixels and holds none.
+fn png_header_only(w: u32, h: u32) -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut c = 0xffff_ffffu32;
+        for &b in bytes {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    (c >> 1) ^ 0xedb8_8320
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    }
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend(w.to_be_bytes());
+    ihdr.extend(h.to_be_bytes());
+    ihdr.extend([8, 6, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(13u32.to_be_bytes());
+    png.extend(&ihdr);
+    png.extend(crc32(&ihdr).to_be_bytes());
+    png
+}
+
+/// Export: formats, the name pattern, sub-folders kept, system files and non-images skipped with
+/// a reason, the overwrite policy, shards that split a folder between machines, and a file that
+/// claims 60000 x 60000 pixels refused before it takes the memory.
+#[test]
+fn export_options_shards_and_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir_all(inputs.join("sub")).unwrap();
+    let small = image::open(common::fixture("photo-60x44.png"))
+        .unwrap()
+        .crop_imm(0, 0, 20, 9);
+    for name in ["a.png", "c.png", "sub/b.png"] {
+        small.save(inputs.join(name)).unwrap();
+    }
+    std::fs::write(inputs.join("Thumbs.db"), b"junk").unwrap();
+    std::fs::write(inputs.join("notes.txt"), b"hello").unwrap();
+    std::fs::write(inputs.join("huge.png"), png_header_only(60000, 60000)).unwrap();
+    let run = |out: &std::path::Path, extra: &[&str]| -> serde_json::Value {
+        let output = batchwise()
+            .args(["run", "--json", "--tile-size", "32"])
+            .args(extra)
+            .arg("-o")
+            .arg(out)
+            .arg(&inputs)
+            .output()
+            .unwrap();
+        serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)))
+    };
+    let item = |json: &serde_json::Value, name: &str| -> serde_json::Value {
+        json["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["input"].as_str().unwrap().ends_with(name))
+            .unwrap_or_else(|| panic!("no item {name}"))
+            .clone()
+    };
+
+    let out = dir.path().join("webp");
+    let json = run(
+        &out,
+        &[
+            "--format",
+            "webp",
+            "--name",
+            "{stem}_{model}_x{scale}.{ext}",
+        ],
+    );
+    let b = out.join("sub/b_upscale-photo-2x_x2.webp");
+    assert_eq!(image::open(&b).unwrap().width(), 40);
+    assert_eq!(item(&json, "Thumbs.db")["status"], "skipped");
+    assert!(
+        item(&json, "Thumbs.db")["error"]
+            .as_str()
+            .unwrap()
+            .contains("system file")
+    );
+    assert!(
+        item(&json, "notes.txt")["error"]
+            .as_str()
+            .unwrap()
+            .contains("not an image")
+    );
+    let huge = item(&json, "huge.png");
+    assert_eq!(huge["status"], "failed");
+    assert!(
+        huge["error"]
+            .as_str()
+            .unwrap()
+            .contains("larger than batchwise reads"),
+        "{huge}"
+    );
+    assert_eq!(
+        (json["done"].as_u64(), json["skipped"].as_u64()),
+        (Some(3), Some(2))
+    );
+
+    // Again into the same folder with --overwrite skip: every image is skipped, nothing written.
+    let before = std::fs::metadata(&b).unwrap().modified().unwrap();
+    let json = run(
+        &out,
+        &[
+            "--format",
+            "webp",
+            "--name",
+            "{stem}_{model}_x{scale}.{ext}",
+            "--overwrite",
+            "skip",
+        ],
+    );
+    assert_eq!(item(&json, "a.png")["status"], "skipped");
+    assert!(
+        item(&json, "a.png")["error"]
+            .as_str()
+            .unwrap()
+            .contains("exists")
+    );
+    assert_eq!(std::fs::metadata(&b).unwrap().modified().unwrap(), before);
+
+    let out = dir.path().join("jpeg");
+    run(&out, &["--format", "jpeg", "--quality", "50"]);
+    assert_eq!(image::open(out.join("a.jpg")).unwrap().height(), 18);
+    let out = dir.path().join("tiff");
+    run(&out, &["--format", "tiff"]);
+    assert_eq!(image::open(out.join("a.tiff")).unwrap().height(), 18);
+
+    // Two shards cover the folder between them, each file once.
+    let mut seen = Vec::new();
+    for shard in ["0/2", "1/2"] {
+        let json = run(
+            &dir.path().join(shard.replace('/', "-")),
+            &["--shard", shard],
+        );
+        for i in json["items"].as_array().unwrap() {
+            seen.push(i["input"].as_str().unwrap().to_owned());
+        }
+    }
+    seen.sort();
+    assert_eq!(seen.len(), 6, "{seen:?}");
+    seen.dedup();
+    assert_eq!(seen.len(), 6, "a file in both shards: {seen:?}");
 }

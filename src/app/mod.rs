@@ -180,6 +180,8 @@ impl BatchwiseApp {
             output_dir: self.output_dir(),
             precision: Default::default(),
             analysis: Default::default(),
+            export: Default::default(),
+            shard: None,
         });
     }
 
