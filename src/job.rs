@@ -14,7 +14,7 @@ use anyhow::{Context as _, Result, anyhow};
 use image::{GrayImage, RgbaImage};
 use serde::Serialize;
 
-use crate::builtin::ModelChoice;
+use crate::builtin::{ModelChoice, Task};
 use crate::engine::Engine;
 use crate::upscale::{TileRef, TiledUpscaler};
 
@@ -279,11 +279,16 @@ pub fn plan_outputs(
     export: &ExportOptions,
     model: &str,
     scale: u32,
+    reserved: &HashMap<PathBuf, PathBuf>,
 ) -> Vec<PathBuf> {
-    let mut used = std::collections::HashSet::new();
+    // Outputs a previous run of this job recorded keep their paths.
+    let mut used: std::collections::HashSet<PathBuf> = reserved.values().cloned().collect();
     listed
         .iter_mut()
         .map(|item| {
+            if let Some(out) = reserved.get(&item.path) {
+                return out.clone();
+            }
             let stem = item
                 .path
                 .file_stem()
@@ -423,6 +428,16 @@ fn write_atomic(
     path: &Path,
     write: impl FnOnce(&Path) -> Result<(), String>,
 ) -> Result<(), String> {
+    write_atomic_then(path, write, || Ok(()))
+}
+
+/// As [`write_atomic`], calling `before_rename` (the resume manifest's record) between writing
+/// the temporary file and renaming it.
+fn write_atomic_then(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), String>,
+    before_rename: impl FnOnce() -> Result<(), String>,
+) -> Result<(), String> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)
         .map_err(|e| format!("cannot create the folder {}: {e}", dir.display()))?;
@@ -431,7 +446,7 @@ fn write_atomic(
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.partial", std::process::id()));
-    let result = write(&tmp).and_then(|()| {
+    let result = write(&tmp).and_then(|()| before_rename()).and_then(|()| {
         std::fs::rename(&tmp, path)
             .map_err(|e| format!("cannot move the output into {}: {e}", path.display()))
     });
@@ -454,33 +469,57 @@ fn write_image(
     rgba: RgbaImage,
     alpha: Option<GrayImage>,
     export: &ExportOptions,
+    record: Option<&Record>,
 ) -> Result<(), String> {
-    if export.format == OutputFormat::Png {
-        return write_png(path, rgba, alpha);
-    }
+    let record = || record.map_or(Ok(()), |r| r.writer.append(&r.entry));
     // JPEG holds no alpha: the pixels alone.
     let img = compose(rgba, alpha.filter(|_| export.format != OutputFormat::Jpeg));
-    write_atomic(path, |tmp| {
-        let file = std::fs::File::create(tmp)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        let mut w = std::io::BufWriter::new(file);
-        let result = match export.format {
-            OutputFormat::Jpeg => {
-                img.write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(
-                    &mut w,
-                    export.quality.clamp(1, 100),
-                ))
-            }
-            OutputFormat::Webp => {
-                img.write_with_encoder(image::codecs::webp::WebPEncoder::new_lossless(&mut w))
-            }
-            OutputFormat::Tiff => img.write_to(&mut w, image::ImageFormat::Tiff),
-            OutputFormat::Png => unreachable!("handled above"),
-        };
-        result
-            .and_then(|()| std::io::Write::flush(&mut w).map_err(image::ImageError::IoError))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))
-    })
+    write_atomic_then(
+        path,
+        |tmp| {
+            let file = std::fs::File::create(tmp)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            let mut w = std::io::BufWriter::new(file);
+            let result = match export.format {
+                OutputFormat::Jpeg => {
+                    img.write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(
+                        &mut w,
+                        export.quality.clamp(1, 100),
+                    ))
+                }
+                OutputFormat::Webp => {
+                    img.write_with_encoder(image::codecs::webp::WebPEncoder::new_lossless(&mut w))
+                }
+                OutputFormat::Tiff => img.write_to(&mut w, image::ImageFormat::Tiff),
+                OutputFormat::Png => img.write_to(&mut w, image::ImageFormat::Png),
+            };
+            result
+                .and_then(|()| std::io::Write::flush(&mut w).map_err(image::ImageError::IoError))
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        },
+        record,
+    )
+}
+
+/// What the manifest records for an output once its file is complete.
+#[derive(Clone)]
+struct Record {
+    writer: std::sync::Arc<crate::manifest::Writer>,
+    entry: crate::manifest::Entry,
+}
+
+/// The settings a resumed job must share with the run that wrote the manifest.
+fn settings_key(spec: &JobSpec) -> String {
+    format!(
+        "model={};precision={:?};format={:?};quality={};name={};mask_only={};annotate={}",
+        spec.model.id,
+        spec.precision,
+        spec.export.format,
+        spec.export.quality,
+        spec.export.pattern,
+        spec.analysis.mask_only,
+        spec.analysis.annotate
+    )
 }
 
 /// The image to encode: RGB, or RGBA with `alpha` (resized to the image) when there is one.
@@ -500,15 +539,6 @@ fn compose(mut rgba: RgbaImage, alpha: Option<GrayImage>) -> image::DynamicImage
         }
         None => image::DynamicImage::ImageRgba8(rgba).to_rgb8().into(),
     }
-}
-
-/// Encodes PNG into a temporary file beside `path`, then renames it: never a partial output file.
-fn write_png(path: &Path, rgba: RgbaImage, alpha: Option<GrayImage>) -> Result<(), String> {
-    let img = compose(rgba, alpha);
-    write_atomic(path, |tmp| {
-        img.save_with_format(tmp, image::ImageFormat::Png)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))
-    })
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -559,27 +589,84 @@ pub fn run(
     if listed.is_empty() {
         return Err(anyhow!("no input images were found"));
     }
-    let outputs = plan_outputs(
-        &mut listed,
-        &spec.output_dir,
-        &spec.export,
-        &spec.model.id,
-        spec.model.spec.scale,
-    );
-    let inputs: Vec<PathBuf> = listed.iter().map(|l| l.path.clone()).collect();
-    let skips: Vec<Option<String>> = listed.into_iter().map(|l| l.skip).collect();
     std::fs::create_dir_all(&spec.output_dir).with_context(|| {
         format!(
             "cannot create the output folder {}",
             spec.output_dir.display()
         )
     })?;
+    crate::manifest::remove_stale_partials(&spec.output_dir);
+    // Resume: what a previous run of the same job finished (models that collect their results
+    // into one file at the end start over).
+    let task = spec.model.task;
+    let collects = matches!(task, Task::Classify | Task::Embed)
+        || (task == Task::DetectFaces && !spec.analysis.annotate);
+    let settings = settings_key(spec);
+    let previous = if collects {
+        Vec::new()
+    } else {
+        crate::manifest::read(&spec.output_dir, &settings)
+    };
+    let reserved: HashMap<PathBuf, PathBuf> = previous
+        .iter()
+        .map(|e| (e.input.clone(), e.output.clone()))
+        .collect();
+    let resumed: Vec<bool> = listed
+        .iter()
+        .map(|l| {
+            previous
+                .iter()
+                .rev()
+                .find(|e| e.input == l.path)
+                .is_some_and(crate::manifest::still_done)
+        })
+        .collect();
+    let outputs = plan_outputs(
+        &mut listed,
+        &spec.output_dir,
+        &spec.export,
+        &spec.model.id,
+        spec.model.spec.scale,
+        &reserved,
+    );
+    let inputs: Vec<PathBuf> = listed.iter().map(|l| l.path.clone()).collect();
+    let skips: Vec<Option<String>> = listed.into_iter().map(|l| l.skip).collect();
+    let writer = if collects {
+        None
+    } else {
+        Some(std::sync::Arc::new(
+            crate::manifest::Writer::open(&spec.output_dir).with_context(|| {
+                format!(
+                    "cannot write {} in {}",
+                    crate::manifest::FILE_NAME,
+                    spec.output_dir.display()
+                )
+            })?,
+        ))
+    };
+    let record = |i: usize| -> Option<Record> {
+        let writer = writer.clone()?;
+        let (input_bytes, input_modified) = crate::manifest::stamp(&inputs[i])?;
+        Some(Record {
+            writer,
+            entry: crate::manifest::Entry {
+                input: inputs[i].clone(),
+                output: outputs[i].clone(),
+                input_bytes,
+                input_modified,
+                settings: settings.clone(),
+            },
+        })
+    };
+    let records: Vec<Option<Record>> = (0..inputs.len()).map(record).collect();
     engine.gpu.ledger.reset_peak();
     if spec.model.input_size > 0 {
         let planned = Planned {
             inputs,
             outputs,
             skips,
+            resumed,
+            records,
         };
         return run_fixed(engine, spec, cancel, emit, started, planned);
     }
@@ -609,12 +696,20 @@ pub fn run(
             error: None,
         })
         .collect();
+    let mut done = 0usize;
     for (i, why) in skips.iter().enumerate() {
         if let Some(why) = why {
             let msg = format!("{}: {why}", inputs[i].display());
             set_status(emit, &mut reports, i, ItemStatus::Skipped, Some(msg));
+        } else if resumed[i] {
+            done += 1;
+            set_status(emit, &mut reports, i, ItemStatus::Done, None);
         }
     }
+    // Files not to read: skipped, or finished by the run this one resumes.
+    let idle: Vec<bool> = (0..inputs.len())
+        .map(|i| skips[i].is_some() || resumed[i])
+        .collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("batchwise-io")
@@ -626,7 +721,6 @@ pub fn run(
     let mut writing: Vec<(usize, tokio::task::JoinHandle<Result<(), String>>)> = Vec::new();
     let mut in_progress: HashMap<usize, InProgress> = HashMap::new();
     let mut pending: VecDeque<TileRef> = VecDeque::new();
-    let mut done = 0usize;
     let mut failed = 0usize;
 
     loop {
@@ -634,7 +728,7 @@ pub fn run(
         while decoding.len() < DECODE_AHEAD && next_decode < inputs.len() {
             let i = next_decode;
             next_decode += 1;
-            if skips[i].is_some() {
+            if idle[i] {
                 continue;
             }
             if same_file(&inputs[i], &outputs[i]) {
@@ -681,7 +775,7 @@ pub fn run(
             while decoding.len() < DECODE_AHEAD && next_decode < inputs.len() {
                 let i = next_decode;
                 next_decode += 1;
-                if skips[i].is_some() || same_file(&inputs[i], &outputs[i]) {
+                if idle[i] || same_file(&inputs[i], &outputs[i]) {
                     // Reported by the loop above on its next pass.
                     next_decode -= 1;
                     break;
@@ -733,10 +827,12 @@ pub fn run(
                 let item = in_progress.remove(&i).expect("present");
                 let path = outputs[i].clone();
                 let export = spec.export.clone();
+                let record = records[i].clone();
                 writing.push((
                     i,
-                    runtime
-                        .spawn_blocking(move || write_image(&path, item.out, item.alpha, &export)),
+                    runtime.spawn_blocking(move || {
+                        write_image(&path, item.out, item.alpha, &export, record.as_ref())
+                    }),
                 ));
             }
         }
@@ -851,6 +947,10 @@ struct Planned {
     inputs: Vec<PathBuf>,
     outputs: Vec<PathBuf>,
     skips: Vec<Option<String>>,
+    /// Finished by the run this one resumes.
+    resumed: Vec<bool>,
+    /// What the manifest records for each output (None for collected results).
+    records: Vec<Option<Record>>,
 }
 
 /// What a fixed-input model gave one image.
@@ -881,6 +981,8 @@ fn run_fixed(
         inputs,
         outputs,
         skips,
+        resumed,
+        records,
     } = planned;
     use crate::builtin::Task;
     let choice = &spec.model;
@@ -921,13 +1023,19 @@ fn run_fixed(
     let mut results: Vec<(usize, Analysis)> = Vec::new();
     let (mut done, mut failed) = (0usize, 0usize);
     let fit_mode = Fit::for_task(task);
+    let mut resumed_done = 0;
     for (i, why) in skips.iter().enumerate() {
         if let Some(why) = why {
             let msg = format!("{}: {why}", inputs[i].display());
             set_status(emit, &mut reports, i, ItemStatus::Skipped, Some(msg));
+        } else if resumed[i] {
+            resumed_done += 1;
+            set_status(emit, &mut reports, i, ItemStatus::Done, None);
         }
     }
-    let indices: Vec<usize> = (0..inputs.len()).filter(|&i| skips[i].is_none()).collect();
+    let indices: Vec<usize> = (0..inputs.len())
+        .filter(|&i| skips[i].is_none() && !resumed[i])
+        .collect();
     for chunk in indices.chunks(batch as usize) {
         if cancel.load(Ordering::Relaxed) {
             break;
@@ -1002,7 +1110,7 @@ fn run_fixed(
                     let written = if spec.analysis.annotate {
                         let mut img = d.rgba.clone();
                         analyze::annotate(&mut img, &faces);
-                        write_image(&outputs[i], img, None, &spec.export)
+                        write_image(&outputs[i], img, None, &spec.export, records[i].as_ref())
                     } else {
                         Ok(())
                     };
@@ -1016,9 +1124,15 @@ fn run_fixed(
                     let written = if spec.analysis.mask_only {
                         let gray = image::DynamicImage::ImageLuma8(mask);
                         let rgba = gray.to_rgba8();
-                        write_image(&outputs[i], rgba, None, &spec.export)
+                        write_image(&outputs[i], rgba, None, &spec.export, records[i].as_ref())
                     } else {
-                        write_image(&outputs[i], d.rgba, Some(mask), &spec.export)
+                        write_image(
+                            &outputs[i],
+                            d.rgba,
+                            Some(mask),
+                            &spec.export,
+                            records[i].as_ref(),
+                        )
                     };
                     written.map(|()| Analysis::Image)
                 }
@@ -1066,7 +1180,15 @@ fn run_fixed(
         }
     }
     finish(
-        engine, spec, emit, started, reports, done, failed, batch, size,
+        engine,
+        spec,
+        emit,
+        started,
+        reports,
+        done + resumed_done,
+        failed,
+        batch,
+        size,
     )
 }
 

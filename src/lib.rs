@@ -15,6 +15,7 @@ pub mod gpu;
 pub mod job;
 pub mod kernels;
 pub mod lowering;
+pub mod manifest;
 pub mod model;
 pub mod ncnn;
 pub mod onnx;

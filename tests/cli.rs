@@ -81,7 +81,17 @@ fn run_writes_outputs_and_reports_bad_files_in_json() {
         })
         .collect();
     names.sort();
-    assert_eq!(names, ["", "a.png", "nested", "nested/b.png"], "{names:?}");
+    assert_eq!(
+        names,
+        [
+            "",
+            "a.png",
+            batchwise::manifest::FILE_NAME,
+            "nested",
+            "nested/b.png"
+        ],
+        "{names:?}"
+    );
 }
 
 #[test]
@@ -427,7 +437,7 @@ fn export_options_shards_and_limits() {
         (Some(3), Some(2))
     );
 
-    // Again into the same folder with --overwrite skip: every image is skipped, nothing written.
+    // The same job again: what the manifest lists is reused, not rewritten.
     let before = std::fs::metadata(&b).unwrap().modified().unwrap();
     let json = run(
         &out,
@@ -436,10 +446,16 @@ fn export_options_shards_and_limits() {
             "webp",
             "--name",
             "{stem}_{model}_x{scale}.{ext}",
-            "--overwrite",
-            "skip",
         ],
     );
+    assert_eq!(item(&json, "sub/b.png")["status"], "done");
+    assert_eq!(std::fs::metadata(&b).unwrap().modified().unwrap(), before);
+
+    // A file batchwise did not write is left alone with --overwrite skip.
+    let out = dir.path().join("skip");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("a.png"), b"someone else's").unwrap();
+    let json = run(&out, &["--overwrite", "skip"]);
     assert_eq!(item(&json, "a.png")["status"], "skipped");
     assert!(
         item(&json, "a.png")["error"]
@@ -447,7 +463,8 @@ fn export_options_shards_and_limits() {
             .unwrap()
             .contains("exists")
     );
-    assert_eq!(std::fs::metadata(&b).unwrap().modified().unwrap(), before);
+    assert_eq!(std::fs::read(out.join("a.png")).unwrap(), b"someone else's");
+    assert_eq!(item(&json, "c.png")["status"], "done");
 
     let out = dir.path().join("jpeg");
     run(&out, &["--format", "jpeg", "--quality", "50"]);
@@ -471,4 +488,77 @@ fn export_options_shards_and_limits() {
     assert_eq!(seen.len(), 6, "{seen:?}");
     seen.dedup();
     assert_eq!(seen.len(), 6, "a file in both shards: {seen:?}");
+}
+
+/// Resume: a run cut short (here: its manifest lost its last lines, one output never renamed into
+/// place, a temporary file of a dead process left behind) finishes what is left when run again,
+/// reuses what was done without rewriting it, and ends with the same files as an uninterrupted
+/// run.
+#[test]
+fn a_rerun_resumes_and_matches_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    let photo = image::open(common::fixture("photo-60x44.png")).unwrap();
+    for (k, name) in ["a.png", "b.png", "c.png"].iter().enumerate() {
+        photo
+            .crop_imm(k as u32 * 10, 0, 20, 12)
+            .save(inputs.join(name))
+            .unwrap();
+    }
+    let run = |out: &std::path::Path| {
+        batchwise()
+            .args(["run", "--tile-size", "32", "-o"])
+            .arg(out)
+            .arg(&inputs)
+            .assert()
+            .success();
+    };
+    let whole = dir.path().join("whole");
+    run(&whole);
+    let cut = dir.path().join("cut");
+    run(&cut);
+    // Make it look like `kill -9` hit while c.png was being written.
+    let manifest = cut.join(batchwise::manifest::FILE_NAME);
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let kept: Vec<&str> = text.lines().filter(|l| !l.contains("c.png")).collect();
+    assert_eq!(kept.len(), 2, "{text}");
+    std::fs::write(
+        &manifest,
+        format!("{}\n{{\"input\": \"trunc", kept.join("\n")),
+    )
+    .unwrap();
+    std::fs::remove_file(cut.join("c.png")).unwrap();
+    std::fs::write(cut.join(".c.png.999999.partial"), b"half an image").unwrap();
+    let a_before = std::fs::metadata(cut.join("a.png"))
+        .unwrap()
+        .modified()
+        .unwrap();
+
+    run(&cut);
+    for name in ["a.png", "b.png", "c.png"] {
+        assert_eq!(
+            std::fs::read(cut.join(name)).unwrap(),
+            std::fs::read(whole.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        std::fs::metadata(cut.join("a.png"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        a_before,
+        "a.png was rewritten"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&cut)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["a.png", "b.png", batchwise::manifest::FILE_NAME, "c.png"],
+        "no _2 copies, no partial files"
+    );
 }
