@@ -78,9 +78,14 @@ pub struct RunArgs {
     pub model: String,
     #[command(flatten)]
     pub input: InputArgs,
-    /// Tiles per GPU dispatch.
-    #[arg(short, long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    /// Tiles (or images) per GPU dispatch, or `auto`: the largest batch whose planned memory fits
+    /// the memory budget.
+    #[arg(short, long, default_value = "8", value_parser = parse_batch)]
     pub batch_size: u32,
+    /// GPU memory the job may plan for, in MiB (default 1024; wgpu does not report the device's
+    /// size). Auto batch sizes fit it; an out-of-memory error halves the batch and retries.
+    #[arg(long)]
+    pub memory_budget: Option<u64>,
     /// Tile size in input pixels (default: the largest that fits the adapter).
     #[arg(long, value_parser = clap::value_parser!(u32).range(8..=4096))]
     pub tile_size: Option<u32>,
@@ -141,6 +146,17 @@ pub enum OverwriteArg {
     Skip,
     Overwrite,
     Rename,
+}
+
+/// A batch size of 1 to 1024, or `auto` (0).
+fn parse_batch(s: &str) -> Result<u32, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(crate::job::AUTO_BATCH);
+    }
+    match s.parse::<u32>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a batch size from 1 to 1024, or auto")),
+    }
 }
 
 /// `I/N` with I < N.
@@ -313,6 +329,7 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
             },
         },
         shard: args.shard,
+        memory_budget: args.memory_budget.map(|mb| mb << 20),
     };
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
@@ -344,6 +361,9 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
             error: Some(e),
             ..
         } => bar.println(format!("failed: {e}")),
+        JobEvent::Retry { batch_size, reason } => {
+            bar.println(format!("{reason}; retrying in batches of {batch_size}"))
+        }
         JobEvent::Progress {
             done,
             failed,

@@ -18,6 +18,35 @@ use crate::kernels::{
 };
 use crate::model::{ItemShape, LayerOp, Model, TensorOp};
 
+/// The GPU could not allocate or run what a batch needs; a smaller batch may fit.
+#[derive(Debug)]
+pub struct OutOfMemory(pub String);
+
+impl std::fmt::Display for OutOfMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for OutOfMemory {}
+
+/// Whether `e` is (or wraps) an [`OutOfMemory`].
+pub fn is_out_of_memory(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<OutOfMemory>())
+}
+
+/// Fault injection for tests of the out-of-memory paths: with `BATCHWISE_FAIL_BATCHES_ABOVE=N`
+/// allocating a batch runner of more than N items fails as if the GPU were out of memory, with
+/// `BATCHWISE_FAIL_RUNS_ABOVE=N` running a batch of more than N items does.
+fn injected_out_of_memory(var: &str, items: u32) -> Option<OutOfMemory> {
+    let limit: u32 = std::env::var(var).ok()?.parse().ok()?;
+    (items > limit).then(|| {
+        OutOfMemory(format!(
+            "out of memory for a batch of {items} (injected by {var}={limit})"
+        ))
+    })
+}
+
 /// A device with its compiled pipelines.
 pub struct Engine {
     pub gpu: Arc<Gpu>,
@@ -768,6 +797,9 @@ impl BatchRunner {
             );
         }
         let max_items = max_items.max(1);
+        if let Some(e) = injected_out_of_memory("BATCHWISE_FAIL_BATCHES_ABOVE", max_items) {
+            return Err(e.into());
+        }
         let shapes = m.shapes(tile_h, tile_w)?;
         let per_item = shapes
             .iter()
@@ -817,10 +849,11 @@ impl BatchRunner {
                 period_ns: gpu.queue.get_timestamp_period() as f64,
             });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            bail!(
+            return Err(OutOfMemory(format!(
                 "the GPU ran out of memory allocating a batch of {max_items} tiles of \
                  {tile_w}x{tile_h}: {e}; use a smaller batch size or tile size"
-            );
+            ))
+            .into());
         }
         Ok(Self {
             max_items,
@@ -959,6 +992,9 @@ impl BatchRunner {
         if self.lanes.iter().any(|l| l.unpack.is_none()) {
             bail!("this model's output is not a 3-channel image; read it with run_f32");
         }
+        if let Some(e) = injected_out_of_memory("BATCHWISE_FAIL_RUNS_ABOVE", items) {
+            return Err(e.into());
+        }
         self.upload(pixels, items)?;
         let mut encoder = self
             .gpu
@@ -974,6 +1010,10 @@ impl BatchRunner {
             encoder.copy_buffer_to_buffer(&lane.pixels_out, 0, &self.read_back, at, bytes);
             at += bytes;
         }
+        let oom = self
+            .gpu
+            .device
+            .push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let scope = self
             .gpu
             .device
@@ -981,6 +1021,11 @@ impl BatchRunner {
         self.gpu.queue.submit([encoder.finish()]);
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(anyhow!("the GPU rejected the batch: {e}"));
+        }
+        if let Some(e) = pollster::block_on(oom.pop()) {
+            return Err(
+                OutOfMemory(format!("the GPU ran out of memory running the batch: {e}")).into(),
+            );
         }
         let out = self.gpu.map_read(&self.read_back, at)?;
         let gpu_ms = match self.timer.as_ref().filter(|_| timed) {

@@ -38,7 +38,19 @@ pub struct JobSpec {
     pub export: ExportOptions,
     /// `(i, n)`: only the files of shard i of n (see [`in_shard`]).
     pub shard: Option<(u32, u32)>,
+    /// GPU bytes a job may plan for (weights and batch); None: [`DEFAULT_MEMORY_BUDGET`].
+    pub memory_budget: Option<u64>,
 }
+
+/// The memory budget when none is given. wgpu does not report a device's memory size, so this is
+/// a fixed, safe figure; `--memory-budget` sets another.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
+
+/// `batch_size` that asks for Auto: the largest batch whose planned memory fits the budget.
+pub const AUTO_BATCH: u32 = 0;
+
+/// The most tiles Auto puts in one batch: beyond it batching gains nothing measurable.
+pub const MAX_AUTO_BATCH: u32 = 64;
 
 /// What the fixed-input models write.
 #[derive(Clone, Debug)]
@@ -92,6 +104,9 @@ pub struct JobSummary {
     pub elapsed_secs: f64,
     pub items_per_sec: f64,
     pub peak_gpu_bytes: u64,
+    pub memory_budget_bytes: u64,
+    /// Times the batch was halved after the GPU ran out of memory.
+    pub retries: usize,
     pub items: Vec<ItemReport>,
 }
 
@@ -115,8 +130,19 @@ pub enum JobEvent {
         failed: usize,
         total: usize,
         items_per_sec: f64,
+        /// Seconds left at the current rate.
+        eta_secs: Option<f64>,
+        batch_size: u32,
         gpu_bytes: u64,
         peak_gpu_bytes: u64,
+        /// The budget the batch size was planned against (batchwise's default or the user's:
+        /// wgpu does not report the device's total).
+        budget_bytes: u64,
+    },
+    /// The GPU ran out of memory: the same tiles run again in batches of `batch_size`.
+    Retry {
+        batch_size: u32,
+        reason: String,
     },
     Finished(JobSummary),
 }
@@ -671,14 +697,28 @@ pub fn run(
         return run_fixed(engine, spec, cancel, emit, started, planned);
     }
     let model = engine.load_with(spec.model.model.clone(), spec.precision)?;
-    let upscaler = TiledUpscaler::new(
-        engine,
-        &model,
-        spec.model.spec,
-        spec.batch_size,
-        spec.tile_size,
-    )?;
-    let batch = upscaler.batch_size() as usize;
+    let budget = spec.memory_budget.unwrap_or(DEFAULT_MEMORY_BUDGET);
+    let mut retries = 0usize;
+    let mut batch_size = match spec.batch_size {
+        AUTO_BATCH => auto_batch(engine, &model, spec, budget)?,
+        n => n,
+    };
+    // Halve the batch while the GPU runs out of memory allocating it.
+    let mut upscaler = loop {
+        match TiledUpscaler::new(engine, &model, spec.model.spec, batch_size, spec.tile_size) {
+            Ok(u) => break u,
+            Err(e) if crate::engine::is_out_of_memory(&e) && batch_size > 1 => {
+                batch_size /= 2;
+                retries += 1;
+                emit(JobEvent::Retry {
+                    batch_size,
+                    reason: format!("{e:#}"),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let mut batch = upscaler.batch_size() as usize;
     let scale = upscaler.spec.scale;
     emit(JobEvent::Started {
         items: inputs.clone(),
@@ -804,7 +844,29 @@ pub fn run(
                 rect: t.rect,
             })
             .collect();
-        match upscaler.run_tiles(&refs, &local) {
+        let result = upscaler.run_tiles(&refs, &local);
+        if let Err(e) = &result
+            && crate::engine::is_out_of_memory(e)
+            && batch > 1
+        {
+            // The same tiles again, in smaller batches: no item is lost or skipped.
+            let reason = format!("{e:#}");
+            drop(refs);
+            let half = (batch as u32 / 2).max(1);
+            upscaler =
+                TiledUpscaler::new(engine, &model, spec.model.spec, half, Some(upscaler.tile))?;
+            batch = upscaler.batch_size() as usize;
+            retries += 1;
+            for t in tiles.into_iter().rev() {
+                pending.push_front(t);
+            }
+            emit(JobEvent::Retry {
+                batch_size: batch as u32,
+                reason,
+            });
+            continue;
+        }
+        match result {
             Ok(outs) => {
                 for (t, o) in tiles.iter().zip(outs) {
                     let item = in_progress.get_mut(&t.image).expect("in progress");
@@ -853,13 +915,18 @@ pub fn run(
             }
         }
         let secs = started.elapsed().as_secs_f64();
+        let rate = done as f64 / secs.max(1e-9);
+        let left = inputs.len().saturating_sub(done + failed) as f64;
         emit(JobEvent::Progress {
             done,
             failed,
             total: inputs.len(),
-            items_per_sec: done as f64 / secs.max(1e-9),
+            items_per_sec: rate,
+            eta_secs: (rate > 0.0).then(|| left / rate),
+            batch_size: batch as u32,
             gpu_bytes: engine.gpu.ledger.in_use_bytes(),
             peak_gpu_bytes: engine.gpu.ledger.peak_bytes(),
+            budget_bytes: budget,
         });
     }
 
@@ -876,7 +943,7 @@ pub fn run(
         }
     }
     drop(model);
-    finish(
+    let summary = finish(
         engine,
         spec,
         emit,
@@ -886,7 +953,27 @@ pub fn run(
         failed,
         upscaler.batch_size(),
         upscaler.tile,
-    )
+    );
+    summary.map(|mut s| {
+        s.retries = retries;
+        s
+    })
+}
+
+/// Auto batch size: the largest batch (up to [`MAX_AUTO_BATCH`]) whose planned weights and
+/// per-tile memory fit `budget`, at the tile size the job will use.
+fn auto_batch(
+    engine: &Engine,
+    model: &crate::engine::GpuModel,
+    spec: &JobSpec,
+    budget: u64,
+) -> Result<u32> {
+    let probe = TiledUpscaler::new(engine, model, spec.model.spec, 1, spec.tile_size)?;
+    let side = probe.tile + 2 * spec.model.spec.context;
+    drop(probe);
+    let plan = crate::engine::plan(model, side, side, 1)?;
+    let room = budget.saturating_sub(plan.weight_bytes);
+    Ok(((room / plan.bytes_per_item.max(1)) as u32).clamp(1, MAX_AUTO_BATCH))
 }
 
 /// Marks what was left as skipped (cancelled), builds the summary and emits it.
@@ -936,6 +1023,8 @@ fn finish(
         elapsed_secs,
         items_per_sec: done as f64 / elapsed_secs.max(1e-9),
         peak_gpu_bytes: engine.gpu.ledger.peak_bytes(),
+        memory_budget_bytes: spec.memory_budget.unwrap_or(DEFAULT_MEMORY_BUDGET),
+        retries: 0,
         items: reports,
     };
     emit(JobEvent::Finished(summary.clone()));
@@ -989,7 +1078,16 @@ fn run_fixed(
     let size = choice.input_size;
     let task = choice.task;
     let model = engine.load_with(choice.model.clone(), spec.precision)?;
-    let batch = spec.batch_size.max(1);
+    // Auto: what fits the budget at this input size.
+    let batch = match spec.batch_size {
+        AUTO_BATCH => {
+            let plan = crate::engine::plan(&model, size, size, 1)?;
+            let budget = spec.memory_budget.unwrap_or(DEFAULT_MEMORY_BUDGET);
+            ((budget.saturating_sub(plan.weight_bytes) / plan.bytes_per_item.max(1)) as u32)
+                .clamp(1, MAX_AUTO_BATCH)
+        }
+        n => n,
+    };
     let runner =
         crate::engine::BatchRunner::new(engine, &model, batch, size, size, &choice.spec.input_map)?;
     emit(JobEvent::Started {
@@ -1153,14 +1251,19 @@ fn run_fixed(
             }
         }
         let secs = started.elapsed().as_secs_f64();
+        let finished = done + if per_image { 0 } else { results.len() };
+        let rate = finished as f64 / secs.max(1e-9);
+        let left = inputs.len().saturating_sub(finished + failed) as f64;
         emit(JobEvent::Progress {
-            done: done + if per_image { 0 } else { results.len() },
+            done: finished,
             failed,
             total: inputs.len(),
-            items_per_sec: (done + if per_image { 0 } else { results.len() }) as f64
-                / secs.max(1e-9),
+            items_per_sec: rate,
+            eta_secs: (rate > 0.0).then(|| left / rate),
+            batch_size: batch,
             gpu_bytes: engine.gpu.ledger.in_use_bytes(),
             peak_gpu_bytes: engine.gpu.ledger.peak_bytes(),
+            budget_bytes: spec.memory_budget.unwrap_or(DEFAULT_MEMORY_BUDGET),
         });
     }
     // The collected results, each file written whole or not at all.

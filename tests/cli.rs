@@ -562,3 +562,47 @@ fn a_rerun_resumes_and_matches_an_uninterrupted_run() {
         "no _2 copies, no partial files"
     );
 }
+
+/// Batch size: Auto fits the memory budget (a small budget gives a smaller batch), and an
+/// out-of-memory error — allocating the batch or running it (injected: lavapipe has memory to
+/// spare) — halves the batch and retries the same tiles: every item is done, the retries are
+/// reported.
+#[test]
+fn auto_batch_fits_the_budget_and_out_of_memory_halves_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = common::fixture("photo-60x44.png");
+    let run = |args: &[&str], env: Option<(&str, &str)>| -> serde_json::Value {
+        let mut cmd = batchwise();
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        let out = cmd
+            .args(["run", "--json", "--tile-size", "16"])
+            .args(args)
+            .arg("-o")
+            .arg(dir.path().join(format!("{}{env:?}", args.join("_"))))
+            .arg(&input)
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+    };
+    let roomy = run(&["-b", "auto"], None);
+    let tight = run(&["-b", "auto", "--memory-budget", "16"], None);
+    let (roomy_b, tight_b) = (
+        roomy["batch_size"].as_u64().unwrap(),
+        tight["batch_size"].as_u64().unwrap(),
+    );
+    assert!(
+        tight_b >= 1 && tight_b < roomy_b,
+        "auto: {tight_b} vs {roomy_b}"
+    );
+    assert_eq!(tight["memory_budget_bytes"], 16 << 20);
+
+    for var in ["BATCHWISE_FAIL_BATCHES_ABOVE", "BATCHWISE_FAIL_RUNS_ABOVE"] {
+        let json = run(&["-b", "8"], Some((var, "2")));
+        assert_eq!(json["done"], 1, "{var}: {json}");
+        assert_eq!(json["batch_size"], 2, "{var}");
+        assert_eq!(json["retries"], 2, "{var}");
+    }
+}

@@ -182,6 +182,7 @@ impl BatchwiseApp {
             analysis: Default::default(),
             export: Default::default(),
             shard: None,
+            memory_budget: None,
         });
     }
 
@@ -348,6 +349,10 @@ impl BatchwiseApp {
                     self.progress.failed = failed;
                     self.progress.total = total;
                     self.progress.items_per_sec = items_per_sec;
+                }
+                WorkerEvent::Job(JobEvent::Retry { batch_size, reason }) => {
+                    self.progress.batch_size = batch_size;
+                    self.message = Some(format!("{reason}; retrying in batches of {batch_size}"));
                 }
                 WorkerEvent::Job(JobEvent::Finished(summary)) => {
                     self.progress.done = summary.done;
