@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
@@ -379,7 +378,7 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
         }
         _ => {}
     };
-    let summary = job::run(&engine, &spec, &AtomicBool::new(false), &mut emit)
+    let summary = job::run(&engine, &spec, &job::Control::default(), &mut emit)
         .context("the job could not start")?;
     bar.finish_and_clear();
     if args.json {

@@ -599,14 +599,33 @@ struct InProgress {
     remaining_tiles: usize,
 }
 
+/// Pause, resume and cancel a running job from another thread.
+#[derive(Debug, Default)]
+pub struct Control {
+    pub cancel: AtomicBool,
+    pub pause: AtomicBool,
+}
+
+impl Control {
+    /// Waits while paused (between batches); true once cancelled.
+    fn stop_or_wait(&self) -> bool {
+        while self.pause.load(Ordering::Relaxed) && !self.cancel.load(Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
 /// Runs a job to the end, calling `emit` for every event. Fails only when the job cannot start
-/// (model, GPU, output folder); a bad item fails that item alone.
+/// (model, GPU, output folder); a bad item fails that item alone. `control` pauses it between
+/// batches and cancels it: what is in flight is finished or dropped whole, never a partial file.
 pub fn run(
     engine: &Engine,
     spec: &JobSpec,
-    cancel: &AtomicBool,
+    control: &Control,
     emit: &mut dyn FnMut(JobEvent),
 ) -> Result<JobSummary> {
+    let cancel = &control.cancel;
     let started = Instant::now();
     let mut listed = list_inputs(&spec.inputs);
     if let Some((i, n)) = spec.shard {
@@ -694,7 +713,7 @@ pub fn run(
             resumed,
             records,
         };
-        return run_fixed(engine, spec, cancel, emit, started, planned);
+        return run_fixed(engine, spec, control, emit, started, planned);
     }
     let model = engine.load_with(spec.model.model.clone(), spec.precision)?;
     let budget = spec.memory_budget.unwrap_or(DEFAULT_MEMORY_BUDGET);
@@ -764,6 +783,9 @@ pub fn run(
     let mut failed = 0usize;
 
     loop {
+        if control.stop_or_wait() {
+            break;
+        }
         // Keep the decoders ahead of the GPU.
         while decoding.len() < DECODE_AHEAD && next_decode < inputs.len() {
             let i = next_decode;
@@ -1060,7 +1082,7 @@ enum Analysis {
 fn run_fixed(
     engine: &Engine,
     spec: &JobSpec,
-    cancel: &AtomicBool,
+    control: &Control,
     emit: &mut dyn FnMut(JobEvent),
     started: Instant,
     planned: Planned,
@@ -1135,7 +1157,7 @@ fn run_fixed(
         .filter(|&i| skips[i].is_none() && !resumed[i])
         .collect();
     for chunk in indices.chunks(batch as usize) {
-        if cancel.load(Ordering::Relaxed) {
+        if control.stop_or_wait() {
             break;
         }
         // Decode the batch's images in parallel.

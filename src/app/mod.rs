@@ -472,7 +472,12 @@ impl BatchwiseApp {
                 .on_hover_text("Where results are written");
             ui.separator();
             if self.running {
+                let paused = self.engine.is_paused();
+                if ui.button(if paused { "Resume" } else { "Pause" }).clicked() {
+                    self.engine.set_paused(!paused);
+                }
                 if ui.button("Cancel").clicked() {
+                    self.engine.set_paused(false);
                     self.engine.cancel();
                 }
             } else {

@@ -1,7 +1,7 @@
 //! The engine's thread: owns the GPU engine, runs jobs, and sends events back to the UI.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, Sender};
 
 use crate::engine::Engine;
@@ -31,13 +31,13 @@ pub enum WorkerEvent {
 pub struct EngineWorker {
     commands: Option<Sender<WorkerCommand>>,
     pub events: Receiver<WorkerEvent>,
-    cancel: Arc<AtomicBool>,
+    control: Arc<job::Control>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for EngineWorker {
     fn drop(&mut self) {
-        self.cancel.store(true, Ordering::Relaxed);
+        self.control.cancel.store(true, Ordering::Relaxed);
         self.commands = None; // closes the channel: the thread's loop ends
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -50,36 +50,46 @@ impl EngineWorker {
     pub fn spawn(wake: impl Fn() + Send + 'static) -> Self {
         let (cmd_tx, cmd_rx) = std::sync::mpsc::channel::<WorkerCommand>();
         let (ev_tx, ev_rx) = std::sync::mpsc::channel::<WorkerEvent>();
-        let cancel = Arc::new(AtomicBool::new(false));
-        let cancel_flag = cancel.clone();
+        let control = Arc::new(job::Control::default());
+        let control_flag = control.clone();
         let thread = std::thread::Builder::new()
             .name("batchwise-engine".into())
-            .spawn(move || engine_thread(cmd_rx, ev_tx, cancel_flag, wake))
+            .spawn(move || engine_thread(cmd_rx, ev_tx, control_flag, wake))
             .expect("spawning the engine thread");
         Self {
             commands: Some(cmd_tx),
             events: ev_rx,
-            cancel,
+            control,
             thread: Some(thread),
         }
     }
 
     pub fn run(&self, spec: JobSpec) {
-        self.cancel.store(false, Ordering::Relaxed);
+        self.control.cancel.store(false, Ordering::Relaxed);
+        self.control.pause.store(false, Ordering::Relaxed);
         if let Some(commands) = &self.commands {
             let _ = commands.send(WorkerCommand::Run(spec));
         }
     }
 
+    /// Pauses the running job between batches, or resumes it.
+    pub fn set_paused(&self, paused: bool) {
+        self.control.pause.store(paused, Ordering::Relaxed);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.control.pause.load(Ordering::Relaxed)
+    }
+
     pub fn cancel(&self) {
-        self.cancel.store(true, Ordering::Relaxed);
+        self.control.cancel.store(true, Ordering::Relaxed);
     }
 }
 
 fn engine_thread(
     commands: Receiver<WorkerCommand>,
     events: Sender<WorkerEvent>,
-    cancel: Arc<AtomicBool>,
+    control: Arc<job::Control>,
     wake: impl Fn(),
 ) {
     let send = |e: WorkerEvent| {
@@ -111,7 +121,9 @@ fn engine_thread(
                     }
                 }
                 let engine = engine.as_ref().expect("created above");
-                let result = job::run(engine, &spec, &cancel, &mut |ev| send(WorkerEvent::Job(ev)));
+                let result = job::run(engine, &spec, &control, &mut |ev| {
+                    send(WorkerEvent::Job(ev))
+                });
                 if let Err(e) = result {
                     send(WorkerEvent::Error(format!("{e:#}")));
                 }
