@@ -13,8 +13,11 @@ use crate::upscale::{AUTO_TILE_SIZES, TileRef, TiledUpscaler};
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchRow {
     pub batch_size: u32,
-    /// Items (whole images) per second, compute only: tiles cut from decoded images, run, placed.
+    /// Items (whole images) per second: end to end (decode, run, encode, write: a real `run` job)
+    /// with `--inputs`, else compute only.
     pub items_per_sec: f64,
+    /// Items per second, compute only: tiles cut from decoded images, run, placed.
+    pub compute_items_per_sec: f64,
     /// Mean GPU time of one batch from timestamp queries; None where the adapter has none.
     pub gpu_ms_per_batch: Option<f64>,
     /// Peak of the engine's ledger while this batch size ran (weights included).
@@ -43,6 +46,33 @@ pub struct BenchReport {
     pub rows: Vec<BenchRow>,
 }
 
+/// Items per second of a real `run` job over `dir` into a temporary folder (removed after).
+fn end_to_end(
+    engine: &Engine,
+    model: &ModelChoice,
+    dir: &std::path::Path,
+    batch: u32,
+    tile: u32,
+    precision: crate::kernels::Precision,
+) -> Result<f64> {
+    let out = std::env::temp_dir().join(format!("batchwise-bench-{}-{batch}", std::process::id()));
+    let spec = crate::job::JobSpec {
+        inputs: vec![dir.to_path_buf()],
+        model: model.clone(),
+        batch_size: batch,
+        tile_size: Some(tile),
+        output_dir: out.clone(),
+        precision,
+        analysis: Default::default(),
+        export: Default::default(),
+        shard: None,
+        memory_budget: None,
+    };
+    let summary = crate::job::run(engine, &spec, &Default::default(), &mut |_| {});
+    let _ = std::fs::remove_dir_all(&out);
+    Ok(summary?.items_per_sec)
+}
+
 /// Deterministic test images: smooth gradients with texture, so no kernel sees only zeros.
 pub fn synthetic_images(count: u32, size: u32) -> Vec<RgbaImage> {
     (0..count)
@@ -69,6 +99,9 @@ pub struct BenchSetup {
     /// None: the image size, or the largest tile that fits the largest batch.
     pub tile_size: Option<u32>,
     pub precision: crate::kernels::Precision,
+    /// A folder of real images: rows then measure end to end too (a `run` job into a temporary
+    /// folder), beside compute only on the same decoded images.
+    pub inputs: Option<std::path::PathBuf>,
 }
 
 /// Runs the bench `setup` describes, calling `progress` after each batch size.
@@ -81,9 +114,10 @@ pub fn run(
     let BenchSetup {
         batch_sizes,
         size,
-        count,
+        mut count,
         tile_size,
         precision,
+        inputs,
     } = setup.clone();
     if batch_sizes.is_empty() || count == 0 || size == 0 {
         bail!("give at least one batch size, one image and a size of at least 1 px");
@@ -104,7 +138,24 @@ pub fn run(
                 .min(fits)
         }
     };
-    let images = synthetic_images(count, size);
+    let images = match &inputs {
+        Some(dir) => {
+            let files: Vec<_> = crate::job::list_inputs(std::slice::from_ref(dir))
+                .into_iter()
+                .filter(|l| l.skip.is_none())
+                .collect();
+            let decoded: Vec<RgbaImage> = files
+                .iter()
+                .filter_map(|l| image::open(&l.path).ok().map(|i| i.to_rgba8()))
+                .collect();
+            if decoded.is_empty() {
+                bail!("no images could be read in {}", dir.display());
+            }
+            count = decoded.len() as u32;
+            decoded
+        }
+        None => synthetic_images(count, size),
+    };
     let refs: Vec<&RgbaImage> = images.iter().collect();
     let mut rows = Vec::new();
     let mut tiles_per_item = 0;
@@ -132,12 +183,19 @@ pub fn run(
         let secs = start.elapsed().as_secs_f64();
         let side = tile + 2 * builtin.spec.context;
         let macs = model.model.macs_per_item(side, side)? * tiles.len() as u64;
+        let compute = count as f64 / secs;
+        let peak = engine.gpu.ledger.peak_bytes();
+        let end_to_end = match &inputs {
+            Some(dir) => end_to_end(engine, builtin, dir, batch, tile, precision)?,
+            None => compute,
+        };
         let row = BenchRow {
             batch_size: batch,
-            items_per_sec: count as f64 / secs,
+            items_per_sec: end_to_end,
+            compute_items_per_sec: compute,
             gpu_ms_per_batch: (!gpu_ms.is_empty())
                 .then(|| gpu_ms.iter().sum::<f64>() / gpu_ms.len() as f64),
-            peak_gpu_bytes: engine.gpu.ledger.peak_bytes(),
+            peak_gpu_bytes: peak,
             planned_gpu_bytes: crate::engine::plan(&model, side, side, batch)?.total_bytes(),
             batches: tiles.len().div_ceil(batch as usize),
             dispatches_per_batch: up.runner().dispatches(),

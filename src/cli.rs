@@ -217,6 +217,10 @@ pub struct BenchArgs {
     /// Activations in float32, or float16 (storage and arithmetic; needs SHADER_F16).
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: PrecisionArg,
+    /// A folder of real images: measure end to end (decode, run, encode, write) beside compute
+    /// only, instead of synthetic images (`--size` and `--count` are then ignored).
+    #[arg(long)]
+    pub inputs: Option<PathBuf>,
     #[arg(long)]
     pub adapter: Option<usize>,
     /// Print one JSON object: `device` and `rows`.
@@ -424,17 +428,24 @@ fn run_bench(args: BenchArgs) -> Result<ExitCode> {
         .map_or(AdapterChoice::Auto, AdapterChoice::Index);
     let engine = Engine::new(&adapter)?;
     if !args.json {
+        let workload = match &args.inputs {
+            Some(dir) => format!(
+                "the images in {} (end to end and compute only)",
+                dir.display()
+            ),
+            None => format!("{} images of {}x{}", args.count, args.size, args.size),
+        };
         eprintln!(
-            "{} on {} ({}, {}): {} images of {}x{}",
+            "{} on {} ({}, {}): {workload}",
             model.id,
             engine.gpu.adapter.name,
             engine.gpu.adapter.backend,
             engine.gpu.adapter.device_type,
-            args.count,
-            args.size,
-            args.size
         );
-        println!("batch  items/s  GPU ms/batch  peak GPU MiB  planned MiB  GFLOP/s  dispatches");
+        println!(
+            "batch  items/s  compute items/s  GPU ms/batch  peak GPU MiB  planned MiB  GFLOP/s  \
+             dispatches"
+        );
     }
     let json = args.json;
     let setup = crate::bench::BenchSetup {
@@ -443,13 +454,15 @@ fn run_bench(args: BenchArgs) -> Result<ExitCode> {
         count: args.count,
         tile_size: args.tile_size,
         precision: args.precision.into(),
+        inputs: args.inputs.clone(),
     };
     let report = crate::bench::run(&engine, &model, &setup, |row| {
         if !json {
             println!(
-                "{:>5}  {:>7.3}  {:>12}  {:>12.1}  {:>11.1}  {:>7.2}  {:>10}",
+                "{:>5}  {:>7.3}  {:>15.3}  {:>12}  {:>12.1}  {:>11.1}  {:>7.2}  {:>10}",
                 row.batch_size,
                 row.items_per_sec,
+                row.compute_items_per_sec,
                 row.gpu_ms_per_batch
                     .map_or("-".into(), |ms| format!("{ms:.1}")),
                 row.peak_gpu_bytes as f64 / (1 << 20) as f64,

@@ -606,3 +606,39 @@ fn auto_batch_fits_the_budget_and_out_of_memory_halves_it() {
         assert_eq!(json["retries"], 2, "{var}");
     }
 }
+
+/// `bench --inputs DIR` measures a real job end to end beside compute only; `--json` rows carry
+/// both rates.
+#[test]
+fn bench_measures_end_to_end_over_real_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = image::open(common::fixture("photo-60x44.png"))
+        .unwrap()
+        .crop_imm(0, 0, 24, 16);
+    for name in ["a.png", "b.png"] {
+        small.save(dir.path().join(name)).unwrap();
+    }
+    let out = batchwise()
+        .args([
+            "bench",
+            "--batch-sizes",
+            "1,2",
+            "--tile-size",
+            "16",
+            "--json",
+            "--inputs",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(json["count"], 2);
+    for row in json["rows"].as_array().unwrap() {
+        assert!(row["items_per_sec"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(
+            row["compute_items_per_sec"].as_f64().unwrap() > 0.0,
+            "{row}"
+        );
+    }
+}
