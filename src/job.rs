@@ -666,10 +666,19 @@ pub fn run(
                 .is_some_and(crate::manifest::still_done)
         })
         .collect();
+    // Models that collect their results write no file per image: no per-image policy applies.
+    let export = if collects {
+        ExportOptions {
+            overwrite: Overwrite::Rename,
+            ..spec.export.clone()
+        }
+    } else {
+        spec.export.clone()
+    };
     let outputs = plan_outputs(
         &mut listed,
         &spec.output_dir,
-        &spec.export,
+        &export,
         &spec.model.id,
         spec.model.spec.scale,
         &reserved,
