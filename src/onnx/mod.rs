@@ -644,33 +644,20 @@ pub fn load_outputs(bytes: &[u8], name: &str, outputs: &[&str]) -> Result<Model>
 }
 
 /// As [`load`], with the file's `metadata_props`.
-pub fn load_with_metadata(bytes: &[u8], name: &str) -> Result<(Model, HashMap<String, String>)> {
+/// The model and its metadata properties.
+fn decode(bytes: &[u8]) -> Result<(proto::ModelProto, HashMap<String, String>)> {
     let model = proto::ModelProto::decode(bytes)
         .map_err(|e| anyhow!("not a valid ONNX file (protobuf decoding failed: {e})"))?;
-    let metadata: HashMap<String, String> = model
+    let metadata = model
         .metadata_props
         .iter()
         .map(|p| (p.key.clone(), p.value.clone()))
         .collect();
-    lower(model, name, &[]).map(|m| (m, metadata))
+    Ok((model, metadata))
 }
 
-/// Lowers an image model with every shape fixed for an input of `size` (height, width; None: the
-/// size the file fixes), batch 1 per item: for graphs the image lowering cannot take (shape
-/// arithmetic, reshapes of any rank, fixed-size models). Fixed dims must agree with `size`. An
-/// input `[N, H, W, C]` (C of 1, 3 or 4 last) is channels-last.
-pub fn load_at_size(
-    bytes: &[u8],
-    name: &str,
-    size: Option<(u32, u32)>,
-) -> Result<(Model, HashMap<String, String>)> {
-    let model = proto::ModelProto::decode(bytes)
-        .map_err(|e| anyhow!("not a valid ONNX file (protobuf decoding failed: {e})"))?;
-    let metadata: HashMap<String, String> = model
-        .metadata_props
-        .iter()
-        .map(|p| (p.key.clone(), p.value.clone()))
-        .collect();
+/// The default domain's opset, checked against the ones batchwise reads.
+fn opset(model: &proto::ModelProto) -> Result<i64> {
     let opset = model
         .opset_import
         .iter()
@@ -683,6 +670,25 @@ pub fn load_at_size(
             OPSETS.end()
         );
     }
+    Ok(opset)
+}
+
+pub fn load_with_metadata(bytes: &[u8], name: &str) -> Result<(Model, HashMap<String, String>)> {
+    let (model, metadata) = decode(bytes)?;
+    lower(model, name, &[]).map(|m| (m, metadata))
+}
+
+/// Lowers an image model with every shape fixed for an input of `size` (height, width; None: the
+/// size the file fixes), batch 1 per item: for graphs the image lowering cannot take (shape
+/// arithmetic, reshapes of any rank, fixed-size models). Fixed dims must agree with `size`. An
+/// input `[N, H, W, C]` (C of 1, 3 or 4 last) is channels-last.
+pub fn load_at_size(
+    bytes: &[u8],
+    name: &str,
+    size: Option<(u32, u32)>,
+) -> Result<(Model, HashMap<String, String>)> {
+    let (model, metadata) = decode(bytes)?;
+    let opset = opset(&model)?;
     let graph = model.graph.as_ref().context("the ONNX file has no graph")?;
     let inputs: Vec<&proto::ValueInfoProto> = graph
         .input
@@ -769,30 +775,14 @@ fn lower(model: proto::ModelProto, name: &str, output_names: &[&str]) -> Result<
     if graph.node.iter().any(|n| !static_graph::takes(&n.op_type)) {
         return Err(image_err);
     }
-    let opset = model
-        .opset_import
-        .iter()
-        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-        .map_or(0, |o| o.version);
-    if !OPSETS.contains(&opset) {
+    let Ok(opset) = opset(&model) else {
         return Err(image_err);
-    }
+    };
     static_graph::lower(graph, opset, name, input, dims, output_names, false)
 }
 
 fn lower_image(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> Result<Model> {
-    let opset = model
-        .opset_import
-        .iter()
-        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-        .map_or(0, |o| o.version);
-    if !OPSETS.contains(&opset) {
-        bail!(
-            "the model uses ONNX opset {opset}; batchwise reads opsets {} to {}",
-            OPSETS.start(),
-            OPSETS.end()
-        );
-    }
+    let opset = opset(&model)?;
     let graph = model.graph.as_ref().context("the ONNX file has no graph")?;
 
     // Constant nodes are initializers by another name.
