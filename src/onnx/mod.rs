@@ -782,7 +782,7 @@ fn lower(model: proto::ModelProto, name: &str, output_names: &[&str]) -> Result<
 }
 
 fn lower_image(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> Result<Model> {
-    let opset = opset(&model)?;
+    let opset = opset(model)?;
     let graph = model.graph.as_ref().context("the ONNX file has no graph")?;
 
     // Constant nodes are initializers by another name.
