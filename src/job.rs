@@ -399,6 +399,16 @@ pub fn is_image_name(path: &Path) -> bool {
 struct Decoded {
     rgba: RgbaImage,
     alpha: Option<GrayImage>,
+    meta: Metadata,
+}
+
+/// What an output carries over from its input where the format holds it.
+#[derive(Clone, Debug, Default)]
+pub struct Metadata {
+    /// The ICC colour profile.
+    pub icc: Option<Vec<u8>>,
+    /// The EXIF chunk, its orientation reset (the pixels were turned on reading).
+    pub exif: Option<Vec<u8>>,
 }
 
 /// The largest image side batchwise decodes, and the most memory one decode may take: a file that
@@ -429,6 +439,11 @@ fn decode(path: &Path) -> Result<Decoded, String> {
         e => format!("cannot decode: {e}"),
     };
     let mut decoder = reader.into_decoder().map_err(too_big)?;
+    let icc = decoder.icc_profile().ok().flatten();
+    let exif = decoder.exif_metadata().ok().flatten().map(|mut chunk| {
+        let _ = image::metadata::Orientation::remove_from_exif_chunk(&mut chunk);
+        chunk
+    });
     // EXIF orientation: the pixels as the camera meant them.
     let orientation = decoder.orientation().ok();
     let mut img = image::DynamicImage::from_decoder(decoder).map_err(too_big)?;
@@ -445,7 +460,11 @@ fn decode(path: &Path) -> Result<Decoded, String> {
         })
     });
     let alpha = alpha.filter(|a| a.pixels().any(|p| p[0] != 255));
-    Ok(Decoded { rgba, alpha })
+    Ok(Decoded {
+        rgba,
+        alpha,
+        meta: Metadata { icc, exif },
+    })
 }
 
 /// Writes `path` through `write` into a temporary file beside it, then renames it: never a partial
@@ -494,9 +513,20 @@ fn write_image(
     path: &Path,
     rgba: RgbaImage,
     alpha: Option<GrayImage>,
+    meta: &Metadata,
     export: &ExportOptions,
     record: Option<&Record>,
 ) -> Result<(), String> {
+    // The ICC profile and EXIF travel where the encoder takes them (PNG, JPEG, WebP).
+    fn with_meta<E: image::ImageEncoder>(mut e: E, meta: &Metadata) -> E {
+        if let Some(icc) = &meta.icc {
+            let _ = e.set_icc_profile(icc.clone());
+        }
+        if let Some(exif) = &meta.exif {
+            let _ = e.set_exif_metadata(exif.clone());
+        }
+        e
+    }
     let record = || record.map_or(Ok(()), |r| r.writer.append(&r.entry));
     // JPEG holds no alpha: the pixels alone.
     let img = compose(rgba, alpha.filter(|_| export.format != OutputFormat::Jpeg));
@@ -507,17 +537,22 @@ fn write_image(
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             let mut w = std::io::BufWriter::new(file);
             let result = match export.format {
-                OutputFormat::Jpeg => {
-                    img.write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(
+                OutputFormat::Jpeg => img.write_with_encoder(with_meta(
+                    image::codecs::jpeg::JpegEncoder::new_with_quality(
                         &mut w,
                         export.quality.clamp(1, 100),
-                    ))
-                }
-                OutputFormat::Webp => {
-                    img.write_with_encoder(image::codecs::webp::WebPEncoder::new_lossless(&mut w))
-                }
+                    ),
+                    meta,
+                )),
+                OutputFormat::Webp => img.write_with_encoder(with_meta(
+                    image::codecs::webp::WebPEncoder::new_lossless(&mut w),
+                    meta,
+                )),
                 OutputFormat::Tiff => img.write_to(&mut w, image::ImageFormat::Tiff),
-                OutputFormat::Png => img.write_to(&mut w, image::ImageFormat::Png),
+                OutputFormat::Png => img.write_with_encoder(with_meta(
+                    image::codecs::png::PngEncoder::new(&mut w),
+                    meta,
+                )),
             };
             result
                 .and_then(|()| std::io::Write::flush(&mut w).map_err(image::ImageError::IoError))
@@ -596,6 +631,7 @@ struct InProgress {
     rgba: RgbaImage,
     out: RgbaImage,
     alpha: Option<GrayImage>,
+    meta: Metadata,
     remaining_tiles: usize,
 }
 
@@ -832,6 +868,7 @@ pub fn run(
                             out: RgbaImage::new(d.rgba.width() * scale, d.rgba.height() * scale),
                             rgba: d.rgba,
                             alpha: d.alpha,
+                            meta: d.meta,
                             remaining_tiles: tiles.len(),
                         },
                     );
@@ -924,7 +961,14 @@ pub fn run(
                 writing.push((
                     i,
                     runtime.spawn_blocking(move || {
-                        write_image(&path, item.out, item.alpha, &export, record.as_ref())
+                        write_image(
+                            &path,
+                            item.out,
+                            item.alpha,
+                            &item.meta,
+                            &export,
+                            record.as_ref(),
+                        )
                     }),
                 ));
             }
@@ -1239,7 +1283,14 @@ fn run_fixed(
                     let written = if spec.analysis.annotate {
                         let mut img = d.rgba.clone();
                         analyze::annotate(&mut img, &faces);
-                        write_image(&outputs[i], img, None, &spec.export, records[i].as_ref())
+                        write_image(
+                            &outputs[i],
+                            img,
+                            None,
+                            &d.meta,
+                            &spec.export,
+                            records[i].as_ref(),
+                        )
                     } else {
                         Ok(())
                     };
@@ -1253,12 +1304,20 @@ fn run_fixed(
                     let written = if spec.analysis.mask_only {
                         let gray = image::DynamicImage::ImageLuma8(mask);
                         let rgba = gray.to_rgba8();
-                        write_image(&outputs[i], rgba, None, &spec.export, records[i].as_ref())
+                        write_image(
+                            &outputs[i],
+                            rgba,
+                            None,
+                            &d.meta,
+                            &spec.export,
+                            records[i].as_ref(),
+                        )
                     } else {
                         write_image(
                             &outputs[i],
                             d.rgba,
                             Some(mask),
+                            &d.meta,
                             &spec.export,
                             records[i].as_ref(),
                         )

@@ -642,3 +642,48 @@ fn bench_measures_end_to_end_over_real_files() {
         );
     }
 }
+
+/// EXIF orientation is applied on reading (a camera's portrait JPEG comes out upright), and the
+/// ICC profile and the EXIF chunk travel to the output, its orientation reset so no viewer turns
+/// the image a second time.
+#[test]
+fn orientation_is_applied_and_icc_and_exif_are_carried() {
+    use image::{ImageDecoder as _, ImageEncoder as _};
+    let dir = tempfile::tempdir().unwrap();
+    let small = image::open(common::fixture("photo-60x44.png"))
+        .unwrap()
+        .crop_imm(0, 0, 20, 9)
+        .to_rgb8();
+    let icc: Vec<u8> = (0..200u32).map(|i| (i * 7 % 251) as u8).collect();
+    // A little-endian TIFF chunk with one entry: Orientation (0x0112) = 6, turn 90 degrees.
+    let exif = vec![
+        0x49, 0x49, 0x2A, 0x00, 0x08, 0x00, 0x00, 0x00, 0x01, 0x00, 0x12, 0x01, 0x03, 0x00, 0x01,
+        0x00, 0x00, 0x00, 0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    ];
+    let input = dir.path().join("portrait.jpg");
+    let mut jpeg = Vec::new();
+    let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95);
+    encoder.set_icc_profile(icc.clone()).unwrap();
+    encoder.set_exif_metadata(exif).unwrap();
+    encoder
+        .write_image(&small, 20, 9, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    std::fs::write(&input, jpeg).unwrap();
+    let out = dir.path().join("out");
+    batchwise()
+        .args(["run", "--tile-size", "16", "-o"])
+        .arg(&out)
+        .arg(&input)
+        .assert()
+        .success();
+    let file = std::io::BufReader::new(std::fs::File::open(out.join("portrait.png")).unwrap());
+    let mut decoder = image::codecs::png::PngDecoder::new(file).unwrap();
+    // Upright: 9 x 20 turned, then doubled.
+    assert_eq!(decoder.dimensions(), (18, 40));
+    assert_eq!(decoder.icc_profile().unwrap(), Some(icc));
+    assert!(decoder.exif_metadata().unwrap().is_some());
+    assert_eq!(
+        decoder.orientation().unwrap(),
+        image::metadata::Orientation::NoTransforms
+    );
+}
