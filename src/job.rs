@@ -609,6 +609,28 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// Reports the items settled before any is read: skipped (with the reason) or finished by the
+/// run this one resumes. Returns how many were finished.
+fn mark_planned(
+    emit: &mut dyn FnMut(JobEvent),
+    reports: &mut [ItemReport],
+    inputs: &[PathBuf],
+    skips: &[Option<String>],
+    resumed: &[bool],
+) -> usize {
+    let mut finished = 0;
+    for (i, why) in skips.iter().enumerate() {
+        if let Some(why) = why {
+            let msg = format!("{}: {why}", inputs[i].display());
+            set_status(emit, reports, i, ItemStatus::Skipped, Some(msg));
+        } else if resumed[i] {
+            finished += 1;
+            set_status(emit, reports, i, ItemStatus::Done, None);
+        }
+    }
+    finished
+}
+
 fn set_status(
     emit: &mut dyn FnMut(JobEvent),
     reports: &mut [ItemReport],
@@ -800,16 +822,7 @@ pub fn run(
             error: None,
         })
         .collect();
-    let mut done = 0usize;
-    for (i, why) in skips.iter().enumerate() {
-        if let Some(why) = why {
-            let msg = format!("{}: {why}", inputs[i].display());
-            set_status(emit, &mut reports, i, ItemStatus::Skipped, Some(msg));
-        } else if resumed[i] {
-            done += 1;
-            set_status(emit, &mut reports, i, ItemStatus::Done, None);
-        }
-    }
+    let mut done = mark_planned(emit, &mut reports, &inputs, &skips, &resumed);
     // Files not to read: skipped, or finished by the run this one resumes.
     let idle: Vec<bool> = (0..inputs.len())
         .map(|i| skips[i].is_some() || resumed[i])
@@ -1196,16 +1209,7 @@ fn run_fixed(
     let mut results: Vec<(usize, Analysis)> = Vec::new();
     let (mut done, mut failed) = (0usize, 0usize);
     let fit_mode = Fit::for_task(task);
-    let mut resumed_done = 0;
-    for (i, why) in skips.iter().enumerate() {
-        if let Some(why) = why {
-            let msg = format!("{}: {why}", inputs[i].display());
-            set_status(emit, &mut reports, i, ItemStatus::Skipped, Some(msg));
-        } else if resumed[i] {
-            resumed_done += 1;
-            set_status(emit, &mut reports, i, ItemStatus::Done, None);
-        }
-    }
+    let resumed_done = mark_planned(emit, &mut reports, &inputs, &skips, &resumed);
     let indices: Vec<usize> = (0..inputs.len())
         .filter(|&i| skips[i].is_none() && !resumed[i])
         .collect();
