@@ -289,6 +289,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         a.shader_f16,
                         a.timestamp_query
                     );
+                    println!("    memory: {}", describe_memory(a.memory));
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -484,4 +485,23 @@ fn run_bench(args: BenchArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The device's memory as its driver reports it, for people.
+fn describe_memory(memory: Option<gpu::DeviceMemory>) -> String {
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    match memory {
+        None => "not reported by this backend".into(),
+        Some(m) => {
+            let mut text = format!("{:.1} GiB device-local", gib(m.total_bytes));
+            if let (Some(budget), Some(usage)) = (m.budget_bytes, m.usage_bytes) {
+                text += &format!(
+                    ", budget {:.1} GiB, {:.2} GiB in use (VK_EXT_memory_budget)",
+                    gib(budget),
+                    gib(usage)
+                );
+            }
+            text
+        }
+    }
 }

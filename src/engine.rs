@@ -3,6 +3,7 @@
 //! A batch is recorded as one command encoder and one submit: pack (8-bit pixels -> float tensor),
 //! every layer, unpack (float -> 8-bit), and the copy to the read-back buffer.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use anyhow::{Result, anyhow, bail};
@@ -227,8 +228,9 @@ pub fn plan(model: &GpuModel, h: u32, w: u32, items: u32) -> Result<MemoryPlan> 
     let shapes = m.shapes(h, w)?;
     let activations = activation_bytes(m, &shapes, 1, model.precision);
     let out = shapes[m.output];
-    // pixels in, pixels out and their read-back copy: 4 bytes per pixel each.
-    let io = 4 * (h as u64 * w as u64) + 8 * (out.h as u64 * out.w as u64);
+    // pixels in, pixels out and two read-back copies (two batches in flight): 4 bytes per pixel
+    // each.
+    let io = 4 * (h as u64 * w as u64) + 12 * (out.h as u64 * out.w as u64);
     Ok(MemoryPlan {
         weight_bytes: model.weight_bytes,
         bytes_per_item: activations + io,
@@ -322,8 +324,41 @@ pub struct BatchRunner {
     precision: Precision,
     gpu: Arc<Gpu>,
     lanes: Vec<Lane>,
-    read_back: TrackedBuffer,
+    /// One read-back buffer per batch in flight.
+    read_back: [TrackedBuffer; 2],
+    /// Which read-back buffers a submitted batch still owns.
+    busy: Cell<[bool; 2]>,
+    /// The most batches that were in flight at once.
+    peak_in_flight: Cell<usize>,
     timer: Option<GpuTimer>,
+}
+
+/// A batch submitted to the GPU whose results are not read yet: hand it to
+/// [`BatchRunner::collect_pixels`] or [`BatchRunner::collect_floats`]. While it runs, the next
+/// batch can be packed and submitted (at most two in flight).
+#[must_use = "a submitted batch holds a read-back buffer until it is collected"]
+pub struct Submitted {
+    index: wgpu::SubmissionIndex,
+    items: u32,
+    timed: bool,
+    read: Readback,
+}
+
+enum Readback {
+    /// 8-bit pixels in read-back buffer `slot`.
+    Pixels { slot: usize, bytes: u64 },
+    /// Every output in float, copied to its own staging buffer (byte ranges per output and lane).
+    Floats {
+        staging: TrackedBuffer,
+        bytes: u64,
+        ranges: Vec<Vec<std::ops::Range<usize>>>,
+    },
+}
+
+impl Submitted {
+    pub fn items(&self) -> u32 {
+        self.items
+    }
 }
 
 /// Everything `items` batch items need on the GPU, bound and recorded once.
@@ -826,11 +861,13 @@ impl BatchRunner {
         }
         let input = shapes[0];
         let output = shapes[m.output];
-        let read_back = gpu.create_buffer(
-            "pixels read back",
-            4 * (output.h * output.w) as u64 * max_items as u64,
-            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        );
+        let read_back = [0, 1].map(|_| {
+            gpu.create_buffer(
+                "pixels read back",
+                4 * (output.h * output.w) as u64 * max_items as u64,
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            )
+        });
         let timer = gpu
             .device
             .features()
@@ -866,6 +903,8 @@ impl BatchRunner {
             gpu: gpu.clone(),
             lanes,
             read_back,
+            busy: Cell::new([false; 2]),
+            peak_in_flight: Cell::new(0),
             timer,
         })
     }
@@ -880,7 +919,41 @@ impl BatchRunner {
                     + l.pixels_out.size()
             })
             .sum::<u64>()
-            + self.read_back.size()
+            + self.read_back.iter().map(|b| b.size()).sum::<u64>()
+    }
+
+    /// The most batches this runner had submitted and not yet collected at one time.
+    pub fn peak_in_flight(&self) -> usize {
+        self.peak_in_flight.get()
+    }
+
+    /// Submits the recorded batch under error scopes: a validation error fails it, running out of
+    /// memory gives [`OutOfMemory`].
+    fn submit_encoder(&self, encoder: wgpu::CommandEncoder) -> Result<wgpu::SubmissionIndex> {
+        let device = &self.gpu.device;
+        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let index = self.gpu.queue.submit([encoder.finish()]);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            let _ = pollster::block_on(oom.pop());
+            return Err(anyhow!("the GPU rejected the batch: {e}"));
+        }
+        if let Some(e) = pollster::block_on(oom.pop()) {
+            return Err(
+                OutOfMemory(format!("the GPU ran out of memory running the batch: {e}")).into(),
+            );
+        }
+        Ok(index)
+    }
+
+    fn in_flight(&self) -> usize {
+        self.busy.get().iter().filter(|&&b| b).count()
+    }
+
+    fn release(&self, slot: usize) {
+        let mut busy = self.busy.get();
+        busy[slot] = false;
+        self.busy.set(busy);
     }
 
     /// Number of kernel dispatches in one full batch.
@@ -989,12 +1062,24 @@ impl BatchRunner {
         items: u32,
         timed: bool,
     ) -> Result<(Vec<u32>, Option<f64>)> {
+        let submitted = self.submit_pixels(pixels, items, timed)?;
+        self.collect_pixels(submitted)
+    }
+
+    /// Uploads `items` tiles, records the batch with its read-back copy and submits it without
+    /// waiting. At most two batches are in flight; collect one before submitting a third.
+    pub fn submit_pixels(&self, pixels: &[u32], items: u32, timed: bool) -> Result<Submitted> {
         if self.lanes.iter().any(|l| l.unpack.is_none()) {
             bail!("this model's output is not a 3-channel image; read it with run_f32");
         }
         if let Some(e) = injected_out_of_memory("BATCHWISE_FAIL_RUNS_ABOVE", items) {
             return Err(e.into());
         }
+        let Some(slot) = self.busy.get().iter().position(|&b| !b) else {
+            bail!("two batches are in flight already; collect one first");
+        };
+        // The timer's query buffer is shared: a timed batch runs alone.
+        let timed = timed && self.in_flight() == 0;
         self.upload(pixels, items)?;
         let mut encoder = self
             .gpu
@@ -1007,28 +1092,35 @@ impl BatchRunner {
         let mut at = 0;
         for (lane, n) in self.split(items) {
             let bytes = per_item * n as u64;
-            encoder.copy_buffer_to_buffer(&lane.pixels_out, 0, &self.read_back, at, bytes);
+            encoder.copy_buffer_to_buffer(&lane.pixels_out, 0, &self.read_back[slot], at, bytes);
             at += bytes;
         }
-        let oom = self
+        let index = self.submit_encoder(encoder)?;
+        let mut busy = self.busy.get();
+        busy[slot] = true;
+        self.busy.set(busy);
+        self.peak_in_flight
+            .set(self.peak_in_flight.get().max(self.in_flight()));
+        Ok(Submitted {
+            index,
+            items,
+            timed,
+            read: Readback::Pixels { slot, bytes: at },
+        })
+    }
+
+    /// Waits for a batch from [`Self::submit_pixels`] (not for any submitted after it) and returns
+    /// its output tiles as RGBA8 pixels, with the GPU time when it was timed.
+    pub fn collect_pixels(&self, submitted: Submitted) -> Result<(Vec<u32>, Option<f64>)> {
+        let Readback::Pixels { slot, bytes } = submitted.read else {
+            bail!("this batch was submitted for float outputs; collect it with collect_floats");
+        };
+        let out = self
             .gpu
-            .device
-            .push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let scope = self
-            .gpu
-            .device
-            .push_error_scope(wgpu::ErrorFilter::Validation);
-        self.gpu.queue.submit([encoder.finish()]);
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(anyhow!("the GPU rejected the batch: {e}"));
-        }
-        if let Some(e) = pollster::block_on(oom.pop()) {
-            return Err(
-                OutOfMemory(format!("the GPU ran out of memory running the batch: {e}")).into(),
-            );
-        }
-        let out = self.gpu.map_read(&self.read_back, at)?;
-        let gpu_ms = match self.timer.as_ref().filter(|_| timed) {
+            .map_read_after(&self.read_back[slot], bytes, Some(submitted.index));
+        self.release(slot);
+        let out = out?;
+        let gpu_ms = match self.timer.as_ref().filter(|_| submitted.timed) {
             Some(t) => {
                 let ticks: Vec<u64> =
                     bytemuck::pod_collect_to_vec(&self.gpu.read_back(&t.resolve, 16)?);
@@ -1062,18 +1154,25 @@ impl BatchRunner {
                 self.write_lanes(&half, items, per_item, target)?
             }
         }
-        self.read_outputs(items)
+        self.collect_floats(self.submit_outputs(items)?)
     }
 
     /// Runs `items` tiles and returns every output: the main one, then the extra ones, each
     /// `[items, ...]` in float.
     pub fn run_f32_all(&self, pixels: &[u32], items: u32) -> Result<Vec<Vec<f32>>> {
-        self.upload(pixels, items)?;
-        self.read_outputs(items)
+        let submitted = self.submit_f32(pixels, items)?;
+        self.collect_floats(submitted)
     }
 
-    /// Records the batch (without unpacking) and reads every output back.
-    fn read_outputs(&self, items: u32) -> Result<Vec<Vec<f32>>> {
+    /// Uploads `items` tiles and submits the batch, reading every output in float, without
+    /// waiting: collect it with [`Self::collect_floats`].
+    pub fn submit_f32(&self, pixels: &[u32], items: u32) -> Result<Submitted> {
+        self.upload(pixels, items)?;
+        self.submit_outputs(items)
+    }
+
+    /// Records the batch (without unpacking) and copies every output to a staging buffer.
+    fn submit_outputs(&self, items: u32) -> Result<Submitted> {
         let mut encoder = self
             .gpu
             .device
@@ -1116,8 +1215,32 @@ impl BatchRunner {
             }
             ranges.push(parts);
         }
-        self.gpu.queue.submit([encoder.finish()]);
-        let out = self.gpu.map_read(&staging, at)?;
+        let index = self.submit_encoder(encoder)?;
+        Ok(Submitted {
+            index,
+            items,
+            timed: false,
+            read: Readback::Floats {
+                staging,
+                bytes: at,
+                ranges,
+            },
+        })
+    }
+
+    /// Waits for a batch from [`Self::submit_f32`] and returns every output in float.
+    pub fn collect_floats(&self, submitted: Submitted) -> Result<Vec<Vec<f32>>> {
+        let Readback::Floats {
+            staging,
+            bytes,
+            ranges,
+        } = submitted.read
+        else {
+            bail!("this batch was submitted for pixels; collect it with collect_pixels");
+        };
+        let out = self
+            .gpu
+            .map_read_after(&staging, bytes, Some(submitted.index))?;
         Ok(ranges
             .into_iter()
             .map(|parts| {

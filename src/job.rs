@@ -38,13 +38,27 @@ pub struct JobSpec {
     pub export: ExportOptions,
     /// `(i, n)`: only the files of shard i of n (see [`in_shard`]).
     pub shard: Option<(u32, u32)>,
-    /// GPU bytes a job may plan for (weights and batch); None: [`DEFAULT_MEMORY_BUDGET`].
+    /// GPU bytes a job may plan for (weights and batch); None: see [`memory_budget`].
     pub memory_budget: Option<u64>,
 }
 
-/// The memory budget when none is given. wgpu does not report a device's memory size, so this is
-/// a fixed, safe figure; `--memory-budget` sets another.
+/// The memory budget when neither the user nor the device's driver gives one.
 pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
+
+/// The budget a job plans its batches against: the user's, else half of what the device's driver
+/// offers this process (its budget, else its total), else [`DEFAULT_MEMORY_BUDGET`] where the
+/// backend reports nothing.
+pub fn memory_budget(engine: &Engine, spec: &JobSpec) -> u64 {
+    spec.memory_budget
+        .unwrap_or_else(|| default_memory_budget(engine.gpu.device_memory()))
+}
+
+pub fn default_memory_budget(device: Option<crate::gpu::DeviceMemory>) -> u64 {
+    match device {
+        Some(m) => (m.budget_bytes.unwrap_or(m.total_bytes) / 2).max(256 << 20),
+        None => DEFAULT_MEMORY_BUDGET,
+    }
+}
 
 /// `batch_size` that asks for Auto: the largest batch whose planned memory fits the budget.
 pub const AUTO_BATCH: u32 = 0;
@@ -107,6 +121,8 @@ pub struct JobSummary {
     pub memory_budget_bytes: u64,
     /// Times the batch was halved after the GPU ran out of memory.
     pub retries: usize,
+    /// The most batches that were on the GPU at once (submitted, not read back yet).
+    pub batches_in_flight: usize,
     pub items: Vec<ItemReport>,
 }
 
@@ -135,9 +151,11 @@ pub enum JobEvent {
         batch_size: u32,
         gpu_bytes: u64,
         peak_gpu_bytes: u64,
-        /// The budget the batch size was planned against (batchwise's default or the user's:
-        /// wgpu does not report the device's total).
+        /// The budget the batch size was planned against (batchwise's default or the user's).
         budget_bytes: u64,
+        /// The device's memory as its driver reports it (total; budget and usage on Vulkan with
+        /// `VK_EXT_memory_budget`); None where the backend reports nothing.
+        device_memory: Option<crate::gpu::DeviceMemory>,
     },
     /// The GPU ran out of memory: the same tiles run again in batches of `batch_size`.
     Retry {
@@ -572,14 +590,15 @@ struct Record {
 /// The settings a resumed job must share with the run that wrote the manifest.
 fn settings_key(spec: &JobSpec) -> String {
     format!(
-        "model={};precision={:?};format={:?};quality={};name={};mask_only={};annotate={}",
+        "model={};precision={:?};format={:?};quality={};name={};mask_only={};annotate={};top_k={}",
         spec.model.id,
         spec.precision,
         spec.export.format,
         spec.export.quality,
         spec.export.pattern,
         spec.analysis.mask_only,
-        spec.analysis.annotate
+        spec.analysis.annotate,
+        spec.analysis.top_k
     )
 }
 
@@ -783,7 +802,7 @@ pub fn run(
         return run_fixed(engine, spec, control, emit, started, planned);
     }
     let model = engine.load_with(spec.model.model.clone(), spec.precision)?;
-    let budget = spec.memory_budget.unwrap_or(DEFAULT_MEMORY_BUDGET);
+    let budget = memory_budget(engine, spec);
     let mut retries = 0usize;
     let mut batch_size = match spec.batch_size {
         AUTO_BATCH => auto_batch(engine, &model, spec, budget)?,
@@ -827,17 +846,16 @@ pub fn run(
     let idle: Vec<bool> = (0..inputs.len())
         .map(|i| skips[i].is_some() || resumed[i])
         .collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("batchwise-io")
-        .build()
-        .context("starting the I/O thread pool")?;
+    let runtime = io_runtime()?;
     let mut decoding: VecDeque<(usize, tokio::task::JoinHandle<Result<Decoded, String>>)> =
         VecDeque::new();
     let mut next_decode = 0usize;
     let mut writing: Vec<(usize, tokio::task::JoinHandle<Result<(), String>>)> = Vec::new();
     let mut in_progress: HashMap<usize, InProgress> = HashMap::new();
     let mut pending: VecDeque<TileRef> = VecDeque::new();
+    // The batch on the GPU whose results are not read yet, with its tiles.
+    let mut in_flight: Option<(Vec<TileRef>, crate::engine::Submitted)> = None;
+    let mut in_flight_peak = 0usize;
     let mut failed = 0usize;
 
     loop {
@@ -905,86 +923,113 @@ pub fn run(
                 decoding.push_back((i, runtime.spawn_blocking(move || decode(&path))));
             }
         }
-        if cancel.load(Ordering::Relaxed) || pending.is_empty() {
-            let listed_all = decoding.is_empty() && next_decode >= inputs.len();
-            if listed_all || cancel.load(Ordering::Relaxed) {
-                break;
-            }
-            continue;
+        if cancel.load(Ordering::Relaxed) {
+            break;
         }
-
-        let take = pending.len().min(batch);
-        let tiles: Vec<TileRef> = pending.drain(..take).collect();
-        let mut images: Vec<usize> = tiles.iter().map(|t| t.image).collect();
-        images.dedup();
-        let refs: Vec<&RgbaImage> = images.iter().map(|i| &in_progress[i].rgba).collect();
-        let local: Vec<TileRef> = tiles
-            .iter()
-            .map(|t| TileRef {
-                image: images.iter().position(|&i| i == t.image).expect("listed"),
-                rect: t.rect,
-            })
-            .collect();
-        let result = upscaler.run_tiles(&refs, &local);
-        if let Err(e) = &result
-            && crate::engine::is_out_of_memory(e)
-            && batch > 1
-        {
-            // The same tiles again, in smaller batches: no item is lost or skipped.
-            let reason = format!("{e:#}");
-            drop(refs);
+        // Submit the next batch before reading back the one ahead of it, so that the GPU always
+        // has work queued while this thread stitches, decodes and packs.
+        let mut submitted = None;
+        let mut out_of_memory = None;
+        if !pending.is_empty() {
+            let take = pending.len().min(batch);
+            let tiles: Vec<TileRef> = pending.drain(..take).collect();
+            let mut images: Vec<usize> = tiles.iter().map(|t| t.image).collect();
+            images.dedup();
+            let refs: Vec<&RgbaImage> = images.iter().map(|i| &in_progress[i].rgba).collect();
+            let local: Vec<TileRef> = tiles
+                .iter()
+                .map(|t| TileRef {
+                    image: images.iter().position(|&i| i == t.image).expect("listed"),
+                    rect: t.rect,
+                })
+                .collect();
+            match upscaler.submit_tiles(&refs, &local, false) {
+                Ok(s) => submitted = Some((tiles, s)),
+                Err(e) if crate::engine::is_out_of_memory(&e) && batch > 1 => {
+                    // The same tiles again, in smaller batches: no item is lost or skipped.
+                    out_of_memory = Some(format!("{e:#}"));
+                    for t in tiles.into_iter().rev() {
+                        pending.push_front(t);
+                    }
+                }
+                Err(e) => {
+                    let msg = format!("the GPU batch failed: {e:#}");
+                    failed += fail_images(
+                        emit,
+                        &mut reports,
+                        &inputs,
+                        &images,
+                        &mut in_progress,
+                        &mut pending,
+                        &msg,
+                    );
+                }
+            }
+        }
+        let landing = match submitted {
+            Some(now) => in_flight.replace(now),
+            None => in_flight.take(),
+        };
+        if let Some((tiles, s)) = landing {
+            let mut images: Vec<usize> = tiles.iter().map(|t| t.image).collect();
+            images.dedup();
+            match upscaler.collect_tiles(s) {
+                Ok((outs, _)) => {
+                    for (t, o) in tiles.iter().zip(outs) {
+                        // Tiles of an image that failed in another batch are dropped.
+                        if let Some(item) = in_progress.get_mut(&t.image) {
+                            upscaler.place(&mut item.out, t.rect, &o);
+                            item.remaining_tiles -= 1;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let msg = format!("the GPU batch failed: {e:#}");
+                    failed += fail_images(
+                        emit,
+                        &mut reports,
+                        &inputs,
+                        &images,
+                        &mut in_progress,
+                        &mut pending,
+                        &msg,
+                    );
+                }
+            }
+            for i in images {
+                if in_progress.get(&i).is_some_and(|p| p.remaining_tiles == 0) {
+                    let item = in_progress.remove(&i).expect("present");
+                    let path = outputs[i].clone();
+                    let export = spec.export.clone();
+                    let record = records[i].clone();
+                    writing.push((
+                        i,
+                        runtime.spawn_blocking(move || {
+                            write_image(
+                                &path,
+                                item.out,
+                                item.alpha,
+                                &item.meta,
+                                &export,
+                                record.as_ref(),
+                            )
+                        }),
+                    ));
+                }
+            }
+        }
+        if let Some(reason) = out_of_memory {
+            // Nothing is in flight now: the runner can be replaced.
+            in_flight_peak = in_flight_peak.max(upscaler.runner().peak_in_flight());
             let half = (batch as u32 / 2).max(1);
             upscaler =
                 TiledUpscaler::new(engine, &model, spec.model.spec, half, Some(upscaler.tile))?;
             batch = upscaler.batch_size() as usize;
             retries += 1;
-            for t in tiles.into_iter().rev() {
-                pending.push_front(t);
-            }
             emit(JobEvent::Retry {
                 batch_size: batch as u32,
                 reason,
             });
-            continue;
-        }
-        match result {
-            Ok(outs) => {
-                for (t, o) in tiles.iter().zip(outs) {
-                    let item = in_progress.get_mut(&t.image).expect("in progress");
-                    upscaler.place(&mut item.out, t.rect, &o);
-                    item.remaining_tiles -= 1;
-                }
-            }
-            Err(e) => {
-                for &i in &images {
-                    in_progress.remove(&i);
-                    pending.retain(|t| t.image != i);
-                    failed += 1;
-                    let msg = format!("{}: the GPU batch failed: {e:#}", inputs[i].display());
-                    set_status(emit, &mut reports, i, ItemStatus::Failed, Some(msg));
-                }
-            }
-        }
-        for i in images {
-            if in_progress.get(&i).is_some_and(|p| p.remaining_tiles == 0) {
-                let item = in_progress.remove(&i).expect("present");
-                let path = outputs[i].clone();
-                let export = spec.export.clone();
-                let record = records[i].clone();
-                writing.push((
-                    i,
-                    runtime.spawn_blocking(move || {
-                        write_image(
-                            &path,
-                            item.out,
-                            item.alpha,
-                            &item.meta,
-                            &export,
-                            record.as_ref(),
-                        )
-                    }),
-                ));
-            }
         }
         // Report finished writes without waiting for the others.
         let (finished, still): (Vec<_>, Vec<_>) =
@@ -1015,8 +1060,14 @@ pub fn run(
             gpu_bytes: engine.gpu.ledger.in_use_bytes(),
             peak_gpu_bytes: engine.gpu.ledger.peak_bytes(),
             budget_bytes: budget,
+            device_memory: engine.gpu.device_memory(),
         });
+        let listed_all = decoding.is_empty() && next_decode >= inputs.len();
+        if listed_all && pending.is_empty() && in_flight.is_none() {
+            break;
+        }
     }
+    in_flight_peak = in_flight_peak.max(upscaler.runner().peak_in_flight());
 
     for (i, h) in writing {
         match runtime.block_on(h).unwrap_or_else(|e| Err(e.to_string())) {
@@ -1031,21 +1082,37 @@ pub fn run(
         }
     }
     drop(model);
-    let summary = finish(
-        engine,
-        spec,
-        emit,
-        started,
-        reports,
+    let tally = Tally {
         done,
         failed,
-        upscaler.batch_size(),
-        upscaler.tile,
-    );
-    summary.map(|mut s| {
-        s.retries = retries;
-        s
-    })
+        batch_size: upscaler.batch_size(),
+        tile_size: upscaler.tile,
+        retries,
+        batches_in_flight: in_flight_peak,
+    };
+    finish(engine, spec, emit, started, reports, tally)
+}
+
+/// Fails those of `images` still in progress (their other tiles are dropped) and returns how many.
+fn fail_images(
+    emit: &mut dyn FnMut(JobEvent),
+    reports: &mut [ItemReport],
+    inputs: &[PathBuf],
+    images: &[usize],
+    in_progress: &mut HashMap<usize, InProgress>,
+    pending: &mut VecDeque<TileRef>,
+    msg: &str,
+) -> usize {
+    let mut failed = 0;
+    for &i in images {
+        if in_progress.remove(&i).is_some() {
+            pending.retain(|t| t.image != i);
+            failed += 1;
+            let msg = format!("{}: {msg}", inputs[i].display());
+            set_status(emit, reports, i, ItemStatus::Failed, Some(msg));
+        }
+    }
+    failed
 }
 
 /// Auto batch size: the largest batch (up to [`MAX_AUTO_BATCH`]) whose planned weights and
@@ -1064,19 +1131,33 @@ fn auto_batch(
     Ok(((room / plan.bytes_per_item.max(1)) as u32).clamp(1, MAX_AUTO_BATCH))
 }
 
+/// How a job went, for its summary.
+struct Tally {
+    done: usize,
+    failed: usize,
+    batch_size: u32,
+    tile_size: u32,
+    retries: usize,
+    batches_in_flight: usize,
+}
+
 /// Marks what was left as skipped (cancelled), builds the summary and emits it.
-#[allow(clippy::too_many_arguments)]
 fn finish(
     engine: &Engine,
     spec: &JobSpec,
     emit: &mut dyn FnMut(JobEvent),
     started: Instant,
     mut reports: Vec<ItemReport>,
-    done: usize,
-    failed: usize,
-    batch_size: u32,
-    tile_size: u32,
+    tally: Tally,
 ) -> Result<JobSummary> {
+    let Tally {
+        done,
+        failed,
+        batch_size,
+        tile_size,
+        retries,
+        batches_in_flight,
+    } = tally;
     let total = reports.len();
     for i in 0..total {
         if matches!(reports[i].status, ItemStatus::Queued | ItemStatus::Running) {
@@ -1111,8 +1192,9 @@ fn finish(
         elapsed_secs,
         items_per_sec: done as f64 / elapsed_secs.max(1e-9),
         peak_gpu_bytes: engine.gpu.ledger.peak_bytes(),
-        memory_budget_bytes: spec.memory_budget.unwrap_or(DEFAULT_MEMORY_BUDGET),
-        retries: 0,
+        memory_budget_bytes: memory_budget(engine, spec),
+        retries,
+        batches_in_flight,
         items: reports,
     };
     emit(JobEvent::Finished(summary.clone()));
@@ -1170,7 +1252,7 @@ fn run_fixed(
     let batch = match spec.batch_size {
         AUTO_BATCH => {
             let plan = crate::engine::plan(&model, size, size, 1)?;
-            let budget = spec.memory_budget.unwrap_or(DEFAULT_MEMORY_BUDGET);
+            let budget = memory_budget(engine, spec);
             ((budget.saturating_sub(plan.weight_bytes) / plan.bytes_per_item.max(1)) as u32)
                 .clamp(1, MAX_AUTO_BATCH)
         }
@@ -1213,34 +1295,35 @@ fn run_fixed(
     let indices: Vec<usize> = (0..inputs.len())
         .filter(|&i| skips[i].is_none() && !resumed[i])
         .collect();
-    for chunk in indices.chunks(batch as usize) {
+    let runtime = io_runtime()?;
+    let mut decoding: VecDeque<(usize, tokio::task::JoinHandle<Result<Decoded, String>>)> =
+        VecDeque::new();
+    let mut queued = indices.into_iter();
+    // The batch on the GPU whose results are not read yet, with its images.
+    let mut in_flight: Option<(Vec<Fitted>, crate::engine::Submitted)> = None;
+    let mut batches_in_flight = 0usize;
+    let ahead = (2 * batch as usize).max(DECODE_AHEAD);
+    loop {
         if control.stop_or_wait() {
             break;
         }
-        // Decode the batch's images in parallel.
-        let decoded: Vec<(usize, Result<Decoded, String>)> = std::thread::scope(|s| {
-            let handles: Vec<_> = chunk
-                .iter()
-                .map(|&i| {
-                    let path = &inputs[i];
-                    (i, s.spawn(move || decode(path)))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|(i, h)| {
-                    (
-                        i,
-                        h.join()
-                            .unwrap_or_else(|_| Err("the decoder crashed".into())),
-                    )
-                })
-                .collect()
-        });
-        let mut ok: Vec<(usize, Decoded, analyze::Placement)> = Vec::new();
+        // Decode ahead, then fit a batch of images to the model's input.
+        let mut batch_items: Vec<Fitted> = Vec::new();
         let mut pixels: Vec<u32> = Vec::new();
-        for (i, d) in decoded {
-            match d {
+        while batch_items.len() < batch as usize {
+            while decoding.len() < ahead
+                && let Some(i) = queued.next()
+            {
+                let path = inputs[i].clone();
+                decoding.push_back((i, runtime.spawn_blocking(move || decode(&path))));
+            }
+            let Some((i, handle)) = decoding.pop_front() else {
+                break;
+            };
+            let decoded = runtime
+                .block_on(handle)
+                .unwrap_or_else(|e| Err(format!("the decoder crashed: {e}")));
+            match decoded {
                 Err(e) => {
                     failed += 1;
                     let msg = format!("{}: {e}", inputs[i].display());
@@ -1250,97 +1333,71 @@ fn run_fixed(
                     set_status(emit, &mut reports, i, ItemStatus::Running, None);
                     let (input, placement) = analyze::fit(&d.rgba, size, fit_mode);
                     pixels.extend(input.pixels().map(|p| u32::from_le_bytes(p.0)));
-                    ok.push((i, d, placement));
+                    batch_items.push(Fitted {
+                        index: i,
+                        decoded: d,
+                        placement,
+                    });
                 }
             }
         }
-        if ok.is_empty() {
-            continue;
-        }
-        let outs = match runner.run_f32_all(&pixels, ok.len() as u32) {
-            Ok(outs) => outs,
-            Err(e) => {
-                for (i, _, _) in &ok {
-                    failed += 1;
-                    let msg = format!("{}: the GPU batch failed: {e:#}", inputs[*i].display());
-                    set_status(emit, &mut reports, *i, ItemStatus::Failed, Some(msg));
-                }
-                continue;
-            }
-        };
-        let items = ok.len();
-        for (k, (i, d, placement)) in ok.into_iter().enumerate() {
-            let slice = |o: usize| {
-                let per = outs[o].len() / items;
-                &outs[o][k * per..(k + 1) * per]
-            };
-            let (w, h) = d.rgba.dimensions();
-            let result: Result<Analysis, String> = match task {
-                Task::Classify => Ok(Analysis::Labels(analyze::top_labels(
-                    slice(0),
-                    &labels,
-                    spec.analysis.top_k,
-                ))),
-                Task::Embed => Ok(Analysis::Embedding(slice(0).to_vec())),
-                Task::DetectFaces => {
-                    let faces = analyze::face_boxes(slice(0), slice(1), &placement, [w, h]);
-                    let written = if spec.analysis.annotate {
-                        let mut img = d.rgba.clone();
-                        analyze::annotate(&mut img, &faces);
-                        write_image(
-                            &outputs[i],
-                            img,
-                            None,
-                            &d.meta,
-                            &spec.export,
-                            records[i].as_ref(),
-                        )
-                    } else {
-                        Ok(())
-                    };
-                    written.map(|()| Analysis::Faces {
-                        size: [w, h],
-                        faces,
-                    })
-                }
-                Task::Segment => {
-                    let mask = analyze::mask_to_image(slice(0), size, w, h);
-                    let written = if spec.analysis.mask_only {
-                        let gray = image::DynamicImage::ImageLuma8(mask);
-                        let rgba = gray.to_rgba8();
-                        write_image(
-                            &outputs[i],
-                            rgba,
-                            None,
-                            &d.meta,
-                            &spec.export,
-                            records[i].as_ref(),
-                        )
-                    } else {
-                        write_image(
-                            &outputs[i],
-                            d.rgba,
-                            Some(mask),
-                            &d.meta,
-                            &spec.export,
-                            records[i].as_ref(),
-                        )
-                    };
-                    written.map(|()| Analysis::Image)
-                }
-                Task::Upscale | Task::Enhance => unreachable!("tiled models do not come here"),
-            };
-            match result {
-                Ok(a) => {
-                    results.push((i, a));
-                    if per_image {
-                        done += 1;
-                        set_status(emit, &mut reports, i, ItemStatus::Done, None);
+        // Submit it before reading back the batch ahead of it.
+        let mut submitted = None;
+        if !batch_items.is_empty() {
+            match runner.submit_f32(&pixels, batch_items.len() as u32) {
+                Ok(s) => submitted = Some((batch_items, s)),
+                Err(e) => {
+                    for f in &batch_items {
+                        failed += 1;
+                        let msg =
+                            format!("{}: the GPU batch failed: {e:#}", inputs[f.index].display());
+                        set_status(emit, &mut reports, f.index, ItemStatus::Failed, Some(msg));
                     }
                 }
+            }
+        }
+        let landing = match submitted {
+            Some(now) => in_flight.replace(now),
+            None => in_flight.take(),
+        };
+        batches_in_flight = batches_in_flight
+            .max(usize::from(landing.is_some()) + usize::from(in_flight.is_some()));
+        if let Some((fitted, s)) = landing {
+            let outs = match runner.collect_floats(s) {
+                Ok(outs) => outs,
                 Err(e) => {
-                    failed += 1;
-                    set_status(emit, &mut reports, i, ItemStatus::Failed, Some(e));
+                    for f in &fitted {
+                        failed += 1;
+                        let msg =
+                            format!("{}: the GPU batch failed: {e:#}", inputs[f.index].display());
+                        set_status(emit, &mut reports, f.index, ItemStatus::Failed, Some(msg));
+                    }
+                    continue;
+                }
+            };
+            let items = fitted.len();
+            for (k, f) in fitted.into_iter().enumerate() {
+                let i = f.index;
+                let slice = |o: usize| {
+                    let per = outs[o].len() / items;
+                    &outs[o][k * per..(k + 1) * per]
+                };
+                let out = Output {
+                    path: &outputs[i],
+                    record: records[i].as_ref(),
+                };
+                match analyze_one(spec, &labels, &slice, f, size, out) {
+                    Ok(a) => {
+                        results.push((i, a));
+                        if per_image {
+                            done += 1;
+                            set_status(emit, &mut reports, i, ItemStatus::Done, None);
+                        }
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        set_status(emit, &mut reports, i, ItemStatus::Failed, Some(e));
+                    }
                 }
             }
         }
@@ -1357,8 +1414,12 @@ fn run_fixed(
             batch_size: batch,
             gpu_bytes: engine.gpu.ledger.in_use_bytes(),
             peak_gpu_bytes: engine.gpu.ledger.peak_bytes(),
-            budget_bytes: spec.memory_budget.unwrap_or(DEFAULT_MEMORY_BUDGET),
+            budget_bytes: memory_budget(engine, spec),
+            device_memory: engine.gpu.device_memory(),
         });
+        if decoding.is_empty() && queued.len() == 0 && in_flight.is_none() {
+            break;
+        }
     }
     // The collected results, each file written whole or not at all.
     if let Some(path) = &aggregate {
@@ -1376,17 +1437,94 @@ fn run_fixed(
             }
         }
     }
-    finish(
-        engine,
-        spec,
-        emit,
-        started,
-        reports,
-        done + resumed_done,
+    let tally = Tally {
+        done: done + resumed_done,
         failed,
-        batch,
-        size,
-    )
+        batch_size: batch,
+        tile_size: size,
+        retries: 0,
+        batches_in_flight,
+    };
+    finish(engine, spec, emit, started, reports, tally)
+}
+
+/// An image decoded and fitted to a fixed-input model, waiting for its batch's results.
+struct Fitted {
+    index: usize,
+    decoded: Decoded,
+    placement: crate::analyze::Placement,
+}
+
+/// Where one image's own output file goes.
+struct Output<'a> {
+    path: &'a Path,
+    record: Option<&'a Record>,
+}
+
+/// Turns a fixed-input model's outputs for one image (`slice(k)`: output k) into its result,
+/// writing the image's own file for masks and annotated faces.
+fn analyze_one<'a>(
+    spec: &JobSpec,
+    labels: &[String],
+    slice: &dyn Fn(usize) -> &'a [f32],
+    fitted: Fitted,
+    size: u32,
+    out: Output,
+) -> Result<Analysis, String> {
+    use crate::analyze;
+    let Fitted {
+        decoded: d,
+        placement,
+        ..
+    } = fitted;
+    let (w, h) = d.rgba.dimensions();
+    match spec.model.task {
+        Task::Classify => Ok(Analysis::Labels(analyze::top_labels(
+            slice(0),
+            labels,
+            spec.analysis.top_k,
+        ))),
+        Task::Embed => Ok(Analysis::Embedding(slice(0).to_vec())),
+        Task::DetectFaces => {
+            let faces = analyze::face_boxes(slice(0), slice(1), &placement, [w, h]);
+            if spec.analysis.annotate {
+                let mut img = d.rgba;
+                analyze::annotate(&mut img, &faces);
+                write_image(out.path, img, None, &d.meta, &spec.export, out.record)?;
+            }
+            Ok(Analysis::Faces {
+                size: [w, h],
+                faces,
+            })
+        }
+        Task::Segment => {
+            let mask = analyze::mask_to_image(slice(0), size, w, h);
+            if spec.analysis.mask_only {
+                let rgba = image::DynamicImage::ImageLuma8(mask).to_rgba8();
+                write_image(out.path, rgba, None, &d.meta, &spec.export, out.record)?;
+            } else {
+                write_image(
+                    out.path,
+                    d.rgba,
+                    Some(mask),
+                    &d.meta,
+                    &spec.export,
+                    out.record,
+                )?;
+            }
+            Ok(Analysis::Image)
+        }
+        Task::Upscale | Task::Enhance => Err("a tiled model came to the fixed-input path".into()),
+    }
+}
+
+/// The blocking-I/O pool that decodes and writes files beside the GPU thread.
+fn io_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("batchwise-io")
+        .build()
+        .context("starting the I/O thread pool")
 }
 
 /// Writes the collected results of `task`: `labels.csv` + `labels.json`, `embeddings.npy` +
@@ -1462,5 +1600,34 @@ fn write_aggregate(
             write_bytes(path, &json(&serde_json::Value::Array(rows)))
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::DeviceMemory;
+
+    #[test]
+    fn the_default_budget_is_half_of_what_the_driver_offers() {
+        let gib = 1u64 << 30;
+        assert_eq!(default_memory_budget(None), DEFAULT_MEMORY_BUDGET);
+        let total_only = DeviceMemory {
+            total_bytes: 8 * gib,
+            budget_bytes: None,
+            usage_bytes: None,
+        };
+        assert_eq!(default_memory_budget(Some(total_only)), 4 * gib);
+        let with_budget = DeviceMemory {
+            budget_bytes: Some(6 * gib),
+            usage_bytes: Some(gib),
+            ..total_only
+        };
+        assert_eq!(default_memory_budget(Some(with_budget)), 3 * gib);
+        let tiny = DeviceMemory {
+            total_bytes: 64 << 20,
+            ..total_only
+        };
+        assert_eq!(default_memory_budget(Some(tiny)), 256 << 20);
     }
 }

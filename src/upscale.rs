@@ -4,7 +4,7 @@ use anyhow::{Result, bail};
 use image::RgbaImage;
 
 use crate::builtin::ImageModelSpec;
-use crate::engine::{BatchRunner, Engine, GpuModel};
+use crate::engine::{BatchRunner, Engine, GpuModel, Submitted};
 use crate::tiling::{self, TileRect};
 
 /// Tile sizes tried by Auto, largest first: larger tiles waste less work on context.
@@ -126,6 +126,18 @@ impl TiledUpscaler {
         tiles: &[TileRef],
         timed: bool,
     ) -> Result<(Vec<Vec<u32>>, Option<f64>)> {
+        let submitted = self.submit_tiles(images, tiles, timed)?;
+        self.collect_tiles(submitted)
+    }
+
+    /// Cuts `tiles` (with their context) out of `images` and submits them as one batch without
+    /// waiting for it; [`Self::collect_tiles`] gives the outputs. Two batches can be in flight.
+    pub fn submit_tiles(
+        &self,
+        images: &[&RgbaImage],
+        tiles: &[TileRef],
+        timed: bool,
+    ) -> Result<Submitted> {
         let side = self.tile + 2 * self.spec.context;
         let px = (side * side) as usize;
         let mut input = self.scratch.borrow_mut();
@@ -133,18 +145,24 @@ impl TiledUpscaler {
         for (t, chunk) in tiles.iter().zip(input.chunks_exact_mut(px)) {
             tiling::extract(images[t.image], t.rect, self.tile, self.spec.context, chunk);
         }
-        let (out, gpu_ms) = self.runner.run_timed(&input, tiles.len() as u32, timed)?;
+        self.runner.submit_pixels(&input, tiles.len() as u32, timed)
+    }
+
+    /// Waits for a batch from [`Self::submit_tiles`] and returns each tile's output pixels
+    /// (`(tile * scale)^2` RGBA8, cropped to the tile's core), with the GPU time when timed.
+    pub fn collect_tiles(&self, submitted: Submitted) -> Result<(Vec<Vec<u32>>, Option<f64>)> {
+        let (out, gpu_ms) = self.runner.collect_pixels(submitted)?;
         let out_side = self.runner.output.w;
         let core = self.tile * self.spec.scale;
+        let full = TileRect {
+            x: 0,
+            y: 0,
+            w: self.tile,
+            h: self.tile,
+        };
         let tiles_out = out
             .chunks_exact((out_side * out_side) as usize)
             .map(|o| {
-                let full = TileRect {
-                    x: 0,
-                    y: 0,
-                    w: self.tile,
-                    h: self.tile,
-                };
                 let mut core_px = vec![0u32; (core * core) as usize];
                 tiling::place(
                     &mut core_px,
@@ -186,8 +204,18 @@ impl TiledUpscaler {
             })
             .collect();
         let refs: Vec<&RgbaImage> = images.iter().collect();
+        // Each batch is submitted before the one ahead of it is read back.
+        let mut in_flight: Option<(&[TileRef], Submitted)> = None;
         for batch in all.chunks(self.batch_size() as usize) {
-            for (t, o) in batch.iter().zip(self.run_tiles(&refs, batch)?) {
+            let submitted = self.submit_tiles(&refs, batch, false)?;
+            if let Some((tiles, previous)) = in_flight.replace((batch, submitted)) {
+                for (t, o) in tiles.iter().zip(self.collect_tiles(previous)?.0) {
+                    self.place(&mut outs[t.image], t.rect, &o);
+                }
+            }
+        }
+        if let Some((tiles, previous)) = in_flight {
+            for (t, o) in tiles.iter().zip(self.collect_tiles(previous)?.0) {
                 self.place(&mut outs[t.image], t.rect, &o);
             }
         }

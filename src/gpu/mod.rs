@@ -1,8 +1,10 @@
 //! The GPU context: adapter choice, device, queue, and the buffer ledger.
 
 mod ledger;
+mod memory;
 
 pub use ledger::{TrackedBuffer, VramLedger};
+pub use memory::DeviceMemory;
 
 use anyhow::{Context as _, Result, anyhow};
 use serde::Serialize;
@@ -33,10 +35,22 @@ pub struct AdapterSummary {
     pub max_compute_workgroups_per_dimension: u32,
     pub shader_f16: bool,
     pub timestamp_query: bool,
+    /// The device's memory as its driver reports it; None where the backend says nothing.
+    pub memory: Option<DeviceMemory>,
 }
 
+/// Buffer creation fails with an out-of-memory error (which halves the batch) once the driver's
+/// memory budget is this full, before the device itself gives out.
+pub const MEMORY_BUDGET_THRESHOLD_PERCENT: u8 = 90;
+
 fn instance() -> wgpu::Instance {
-    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    // Where the backend offers them (D3D12; Vulkan with VK_EXT_memory_budget).
+    descriptor.memory_budget_thresholds = wgpu::MemoryBudgetThresholds {
+        for_resource_creation: Some(MEMORY_BUDGET_THRESHOLD_PERCENT),
+        for_device_loss: None,
+    };
+    wgpu::Instance::new(descriptor)
 }
 
 fn summarize(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
@@ -58,6 +72,7 @@ fn summarize(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
         max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
         shader_f16: features.contains(wgpu::Features::SHADER_F16),
         timestamp_query: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+        memory: memory::query(adapter),
     }
 }
 
@@ -105,6 +120,7 @@ pub struct Gpu {
     pub adapter: AdapterSummary,
     pub limits: wgpu::Limits,
     pub ledger: VramLedger,
+    raw_adapter: wgpu::Adapter,
 }
 
 impl Gpu {
@@ -162,7 +178,14 @@ impl Gpu {
             adapter: summary,
             limits,
             ledger: VramLedger::default(),
+            raw_adapter: adapter.clone(),
         })
+    }
+
+    /// The device's memory as its driver reports it now (total, and budget and usage where the
+    /// backend says); None where it reports nothing.
+    pub fn device_memory(&self) -> Option<DeviceMemory> {
+        memory::query(&self.raw_adapter)
     }
 
     /// Creates a buffer and books it in the ledger.
@@ -266,13 +289,27 @@ impl Gpu {
 
     /// Maps a `MAP_READ` buffer after the work that fills it was submitted and returns its bytes.
     pub fn map_read(&self, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+        self.map_read_after(staging, size, None)
+    }
+
+    /// As [`Self::map_read`], waiting only for submission `index` (None: the latest), so that
+    /// later submissions keep the GPU busy meanwhile.
+    pub fn map_read_after(
+        &self,
+        staging: &wgpu::Buffer,
+        size: u64,
+        index: Option<wgpu::SubmissionIndex>,
+    ) -> Result<Vec<u8>> {
         let padded = size.next_multiple_of(4);
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, 0..padded, move |r| {
             let _ = tx.send(r);
         });
         self.device
-            .poll(wgpu::PollType::wait_indefinitely())
+            .poll(wgpu::PollType::Wait {
+                submission_index: index,
+                timeout: None,
+            })
             .context("waiting for the GPU")?;
         rx.recv()
             .context("the GPU device was lost while reading back")?
