@@ -4,7 +4,7 @@
 //! the image: labels with scores, an embedding, a mask at the image's size, face boxes in pixels.
 
 use image::{GrayImage, RgbaImage};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::builtin::Task;
 use crate::faces::{self, Face};
@@ -98,7 +98,7 @@ pub fn fit(img: &RgbaImage, size: u32, fit: Fit) -> (RgbaImage, Placement) {
 }
 
 /// One ImageNet label and its probability.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Label {
     pub label: String,
     pub score: f32,
@@ -124,7 +124,7 @@ pub fn top_labels(logits: &[f32], labels: &[String], k: usize) -> Vec<Label> {
 }
 
 /// A face in image pixels.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FaceBox {
     pub score: f32,
     /// x_min, y_min, x_max, y_max in pixels of the original image.

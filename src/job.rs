@@ -718,31 +718,39 @@ pub fn run(
         )
     })?;
     crate::manifest::remove_stale_partials(&spec.output_dir);
-    // Resume: what a previous run of the same job finished (models that collect their results
-    // into one file at the end start over).
+    // Resume: what a previous run of the same job finished. Per-image outputs count when their
+    // file is there; collected results (labels, embeddings, faces) when the manifest holds them.
     let task = spec.model.task;
     let collects = matches!(task, Task::Classify | Task::Embed)
         || (task == Task::DetectFaces && !spec.analysis.annotate);
+    let keeps_result = matches!(task, Task::Classify | Task::Embed | Task::DetectFaces);
     let settings = settings_key(spec);
-    let previous = if collects {
-        Vec::new()
-    } else {
-        crate::manifest::read(&spec.output_dir, &settings)
-    };
+    let previous = crate::manifest::read(&spec.output_dir, &settings);
     let reserved: HashMap<PathBuf, PathBuf> = previous
         .iter()
+        .filter(|_| !collects)
         .map(|e| (e.input.clone(), e.output.clone()))
         .collect();
-    let resumed: Vec<bool> = listed
+    let resumed_results: Vec<Option<Analysis>> = listed
         .iter()
         .map(|l| {
-            previous
-                .iter()
-                .rev()
-                .find(|e| e.input == l.path)
-                .is_some_and(crate::manifest::still_done)
+            let entry = previous.iter().rev().find(|e| e.input == l.path)?;
+            let finished = if collects {
+                crate::manifest::input_unchanged(entry)
+            } else {
+                crate::manifest::still_done(entry)
+            };
+            if !finished {
+                return None;
+            }
+            match &entry.result {
+                Some(r) if keeps_result => serde_json::from_value(r.clone()).ok(),
+                None if !keeps_result => Some(Analysis::Image),
+                _ => None,
+            }
         })
         .collect();
+    let resumed: Vec<bool> = resumed_results.iter().map(Option::is_some).collect();
     // Models that collect their results write no file per image: no per-image policy applies.
     let export = if collects {
         ExportOptions {
@@ -762,21 +770,17 @@ pub fn run(
     );
     let inputs: Vec<PathBuf> = listed.iter().map(|l| l.path.clone()).collect();
     let skips: Vec<Option<String>> = listed.into_iter().map(|l| l.skip).collect();
-    let writer = if collects {
-        None
-    } else {
-        Some(std::sync::Arc::new(
-            crate::manifest::Writer::open(&spec.output_dir).with_context(|| {
-                format!(
-                    "cannot write {} in {}",
-                    crate::manifest::FILE_NAME,
-                    spec.output_dir.display()
-                )
-            })?,
-        ))
-    };
+    let writer = std::sync::Arc::new(
+        crate::manifest::Writer::open(&spec.output_dir).with_context(|| {
+            format!(
+                "cannot write {} in {}",
+                crate::manifest::FILE_NAME,
+                spec.output_dir.display()
+            )
+        })?,
+    );
     let record = |i: usize| -> Option<Record> {
-        let writer = writer.clone()?;
+        let writer = writer.clone();
         let (input_bytes, input_modified) = crate::manifest::stamp(&inputs[i])?;
         Some(Record {
             writer,
@@ -786,6 +790,7 @@ pub fn run(
                 input_bytes,
                 input_modified,
                 settings: settings.clone(),
+                result: None,
             },
         })
     };
@@ -797,6 +802,7 @@ pub fn run(
             outputs,
             skips,
             resumed,
+            resumed_results,
             records,
         };
         return run_fixed(engine, spec, control, emit, started, planned);
@@ -1208,11 +1214,15 @@ struct Planned {
     skips: Vec<Option<String>>,
     /// Finished by the run this one resumes.
     resumed: Vec<bool>,
-    /// What the manifest records for each output (None for collected results).
+    /// The results the manifest holds for them.
+    resumed_results: Vec<Option<Analysis>>,
+    /// What the manifest records for each output (None where the input cannot be stamped).
     records: Vec<Option<Record>>,
 }
 
 /// What a fixed-input model gave one image.
+#[derive(Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 enum Analysis {
     Labels(Vec<crate::analyze::Label>),
     Embedding(Vec<f32>),
@@ -1241,6 +1251,7 @@ fn run_fixed(
         outputs,
         skips,
         resumed,
+        resumed_results,
         records,
     } = planned;
     use crate::builtin::Task;
@@ -1421,18 +1432,29 @@ fn run_fixed(
             break;
         }
     }
-    // The collected results, each file written whole or not at all.
+    // The collected results, the resumed run's and this one's in input order, each file
+    // written whole or not at all.
     if let Some(path) = &aggregate {
-        let written = write_aggregate(task, path, &inputs, &results);
-        for (i, _) in &results {
-            match &written {
-                Ok(()) => {
+        let fresh: Vec<usize> = results.iter().map(|(i, _)| *i).collect();
+        let mut all: Vec<(usize, Analysis)> = resumed_results
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((i, r?)))
+            .chain(results)
+            .collect();
+        all.sort_by_key(|(i, _)| *i);
+        let written = write_aggregate(task, path, &inputs, &all);
+        for i in fresh {
+            match (&written, per_image) {
+                (Ok(()), true) => {}
+                (Ok(()), false) => {
                     done += 1;
-                    set_status(emit, &mut reports, *i, ItemStatus::Done, None);
+                    set_status(emit, &mut reports, i, ItemStatus::Done, None);
                 }
-                Err(e) => {
+                (Err(e), _) => {
+                    done -= usize::from(per_image);
                     failed += 1;
-                    set_status(emit, &mut reports, *i, ItemStatus::Failed, Some(e.clone()));
+                    set_status(emit, &mut reports, i, ItemStatus::Failed, Some(e.clone()));
                 }
             }
         }
@@ -1478,24 +1500,46 @@ fn analyze_one<'a>(
         ..
     } = fitted;
     let (w, h) = d.rgba.dimensions();
+    // The manifest line that lets a resumed run reuse this result.
+    let with_result = |a: &Analysis| {
+        out.record.map(|r| Record {
+            writer: r.writer.clone(),
+            entry: crate::manifest::Entry {
+                result: serde_json::to_value(a).ok(),
+                ..r.entry.clone()
+            },
+        })
+    };
+    let collected = |a: Analysis| {
+        if let Some(r) = with_result(&a) {
+            r.writer.append(&r.entry)?;
+        }
+        Ok(a)
+    };
     match spec.model.task {
-        Task::Classify => Ok(Analysis::Labels(analyze::top_labels(
+        Task::Classify => collected(Analysis::Labels(analyze::top_labels(
             slice(0),
             labels,
             spec.analysis.top_k,
         ))),
-        Task::Embed => Ok(Analysis::Embedding(slice(0).to_vec())),
+        Task::Embed => collected(Analysis::Embedding(slice(0).to_vec())),
         Task::DetectFaces => {
             let faces = analyze::face_boxes(slice(0), slice(1), &placement, [w, h]);
-            if spec.analysis.annotate {
+            let annotated = spec.analysis.annotate.then(|| {
                 let mut img = d.rgba;
                 analyze::annotate(&mut img, &faces);
-                write_image(out.path, img, None, &d.meta, &spec.export, out.record)?;
-            }
-            Ok(Analysis::Faces {
+                img
+            });
+            let analysis = Analysis::Faces {
                 size: [w, h],
                 faces,
-            })
+            };
+            let Some(img) = annotated else {
+                return collected(analysis);
+            };
+            let record = with_result(&analysis);
+            write_image(out.path, img, None, &d.meta, &spec.export, record.as_ref())?;
+            Ok(analysis)
         }
         Task::Segment => {
             let mask = analyze::mask_to_image(slice(0), size, w, h);

@@ -2,6 +2,8 @@
 //! appended just before the output is renamed into place. Rerunning the same job (same settings)
 //! after a crash or `kill -9` reuses every output the manifest lists whose file exists and whose
 //! input has not changed, and writes the rest to the paths an uninterrupted run would have used.
+//! Classifiers, embedders and face detectors, whose results go to one file written at the end,
+//! record each image's result in its line instead, so a resumed run rebuilds that file whole.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,10 @@ pub struct Entry {
     pub input_modified: u64,
     /// The job settings that made the output (model, precision, format, ...).
     pub settings: String,
+    /// What a classifier, embedder or face detector gave this input, for the collected files
+    /// (`labels.csv`, `embeddings.npy`, `faces.json`) that are written once at the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
 }
 
 /// An input file's size and modification time, as the manifest records them.
@@ -48,7 +54,12 @@ pub fn read(dir: &Path, settings: &str) -> Vec<Entry> {
 
 /// Whether `entry` still describes a finished output: the file exists and the input is unchanged.
 pub fn still_done(entry: &Entry) -> bool {
-    entry.output.is_file() && stamp(&entry.input) == Some((entry.input_bytes, entry.input_modified))
+    entry.output.is_file() && input_unchanged(entry)
+}
+
+/// Whether the entry's input file is the one it was made from (same size and modification time).
+pub fn input_unchanged(entry: &Entry) -> bool {
+    stamp(&entry.input) == Some((entry.input_bytes, entry.input_modified))
 }
 
 /// Appends entries to the manifest of one output folder, from any thread.

@@ -687,3 +687,87 @@ fn orientation_is_applied_and_icc_and_exif_are_carried() {
         image::metadata::Orientation::NoTransforms
     );
 }
+
+/// A real `kill -9` in the middle of a job, then the same command again: it finishes what was
+/// left and the output folder equals an uninterrupted run's, byte for byte — for per-image
+/// outputs (upscaling) and for the collected files written at the end (labels, embeddings).
+#[test]
+fn kill_9_then_rerun_equals_an_uninterrupted_run() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    let photo = image::open(common::fixture("photo-60x44.png")).unwrap();
+    for k in 0..12u32 {
+        photo
+            .crop_imm(k * 3, k % 4 * 5, 24, 20)
+            .save(inputs.join(format!("p{k:02}.png")))
+            .unwrap();
+    }
+    let cases: [(&str, &[&str]); 3] = [
+        ("upscale-photo-2x", &["--tile-size", "16"]),
+        ("classify", &[]),
+        ("embed", &[]),
+    ];
+    for (model, extra) in cases {
+        let args = |out: &std::path::Path| -> Vec<std::ffi::OsString> {
+            let mut a: Vec<std::ffi::OsString> = ["run", "-b", "1", "-m", model]
+                .iter()
+                .chain(extra)
+                .map(Into::into)
+                .collect();
+            a.extend(["-o".into(), out.into(), inputs.clone().into()]);
+            a
+        };
+        let whole = dir.path().join(format!("{model}-whole"));
+        batchwise().args(args(&whole)).assert().success();
+
+        let cut = dir.path().join(format!("{model}-cut"));
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("batchwise"))
+            .args(args(&cut))
+            .env("RUST_LOG", "error")
+            .env("BATCHWISE_CONV_ROWS", "16")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let manifest = cut.join(batchwise::manifest::FILE_NAME);
+        let lines = || {
+            std::fs::read_to_string(&manifest)
+                .map(|t| t.lines().count())
+                .unwrap_or(0)
+        };
+        let waited = std::time::Instant::now();
+        while lines() < 3 && waited.elapsed().as_secs() < 300 {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "{model}: the run ended before it was killed"
+        );
+        let recorded = lines();
+        assert!((3..12).contains(&recorded), "{model}: {recorded} lines");
+
+        batchwise().args(args(&cut)).assert().success();
+        let listing = |d: &std::path::Path| -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n != batchwise::manifest::FILE_NAME)
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(listing(&cut), listing(&whole), "{model}");
+        for name in listing(&whole) {
+            assert!(
+                std::fs::read(cut.join(&name)).unwrap()
+                    == std::fs::read(whole.join(&name)).unwrap(),
+                "{model}: {name} differs"
+            );
+        }
+    }
+}
