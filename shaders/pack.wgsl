@@ -1,7 +1,9 @@
-// Pack: 8-bit RGBA pixels of many tiles -> one normalised float tensor [N, 3, H, W].
-// `src` holds the tiles one after another, one u32 per pixel (R in the low byte).
-// Each channel becomes `value * scale[c] + offset[c]` (value in 0..=255); with `bgr` set, channel 0
-// takes blue, so models trained on BGR input see BGR.
+// Pack: RGBA pixels of many tiles -> one normalised float tensor [N, 3, H, W].
+// `src` holds the tiles one after another: 8-bit pixels one u32 each (R in the low byte), or with
+// `wide` set 16-bit pixels two u32 each (R | G << 16, B | A << 16).
+// Each channel becomes `value * scale[c] + offset[c]` with value in 0..=255 (16-bit values are
+// divided by 257, so 65535 is 255); with `bgr` set, channel 0 takes blue, so models trained on BGR
+// input see BGR.
 //
 // Keep `Params` in sync with `PackParams` in src/kernels/pack.rs.
 // The activation element type; the float16 variant of this shader swaps it for f16.
@@ -11,7 +13,7 @@ struct Params {
     pixels: u32,     // H * W, pixels per tile
     tiles: u32,
     bgr: u32,
-    _pad: u32,
+    wide: u32,
     scale: vec4<f32>,
     offset: vec4<f32>,
 }
@@ -27,8 +29,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if i >= p.pixels || t >= p.tiles {
         return;
     }
-    let px = src[t * p.pixels + i];
-    var rgb = vec3<f32>(f32(px & 0xffu), f32((px >> 8u) & 0xffu), f32((px >> 16u) & 0xffu));
+    var rgb: vec3<f32>;
+    if p.wide != 0u {
+        let rg = src[2u * (t * p.pixels + i)];
+        let ba = src[2u * (t * p.pixels + i) + 1u];
+        rgb = vec3<f32>(f32(rg & 0xffffu), f32(rg >> 16u), f32(ba & 0xffffu)) / 257.0;
+    } else {
+        let px = src[t * p.pixels + i];
+        rgb = vec3<f32>(f32(px & 0xffu), f32((px >> 8u) & 0xffu), f32((px >> 16u) & 0xffu));
+    }
     if p.bgr != 0u {
         rgb = rgb.zyx;
     }

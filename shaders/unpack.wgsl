@@ -1,6 +1,7 @@
-// Unpack: float tensor [N, 3, H, W] -> clamped 8-bit RGBA pixels (alpha 255), one u32 per pixel.
-// Each channel becomes round(clamp(value * scale[c] + offset[c], 0, 255)); with `bgr` set, channel 0
-// is blue.
+// Unpack: float tensor [N, 3, H, W] -> clamped RGBA pixels (alpha opaque): 8-bit, one u32 per pixel,
+// or with `wide` set 16-bit, two u32 per pixel (R | G << 16, B | A << 16).
+// Each channel becomes round(clamp(value * scale[c] + offset[c], 0, 255)) (16-bit: the same value
+// times 257, in 0..=65535); with `bgr` set, channel 0 is blue.
 //
 // Keep `Params` in sync with `UnpackParams` in src/kernels/unpack.rs.
 // The activation element type; the float16 variant of this shader swaps it for f16.
@@ -10,7 +11,7 @@ struct Params {
     pixels: u32,
     tiles: u32,
     bgr: u32,
-    _pad: u32,
+    wide: u32,
     scale: vec4<f32>,
     offset: vec4<f32>,
 }
@@ -31,7 +32,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if p.bgr != 0u {
         v = v.zyx;
     }
-    let c = clamp(round(v * p.scale.xyz + p.offset.xyz), vec3<f32>(0.0), vec3<f32>(255.0));
-    let u = vec3<u32>(c);
-    dst[t * p.pixels + i] = u.x | (u.y << 8u) | (u.z << 16u) | (255u << 24u);
+    let x = v * p.scale.xyz + p.offset.xyz;
+    if p.wide != 0u {
+        let u = vec3<u32>(clamp(round(x * 257.0), vec3<f32>(0.0), vec3<f32>(65535.0)));
+        dst[2u * (t * p.pixels + i)] = u.x | (u.y << 16u);
+        dst[2u * (t * p.pixels + i) + 1u] = u.z | (65535u << 16u);
+    } else {
+        let u = vec3<u32>(clamp(round(x), vec3<f32>(0.0), vec3<f32>(255.0)));
+        dst[t * p.pixels + i] = u.x | (u.y << 8u) | (u.z << 16u) | (255u << 24u);
+    }
 }

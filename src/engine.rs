@@ -11,7 +11,7 @@ use anyhow::{Result, anyhow, bail};
 use crate::gpu::{AdapterChoice, Gpu, TrackedBuffer};
 use crate::kernels::conv_transpose2d::ConvTranspose2dLayer;
 use crate::kernels::conv2d::Conv2dLayer;
-use crate::kernels::pack::PixelMapping;
+use crate::kernels::pack::{PixelDepth, PixelMapping};
 use crate::kernels::{
     Kernels, Precision, Step, binary, copy_block, copy_channels, depth_to_space, global_avg_pool,
     matmul, nchw_to_nhwc, nd_binary, nd_copy, normalize, pack, pad, pool2d, reduce, resize_filter,
@@ -321,6 +321,8 @@ pub struct BatchRunner {
     pub extra_outputs: Vec<ItemShape>,
     /// Fed floats directly: no pack step.
     float_input: bool,
+    /// How pixels are uploaded and read back.
+    pub depth: PixelDepth,
     precision: Precision,
     gpu: Arc<Gpu>,
     lanes: Vec<Lane>,
@@ -331,6 +333,12 @@ pub struct BatchRunner {
     /// The most batches that were in flight at once.
     peak_in_flight: Cell<usize>,
     timer: Option<GpuTimer>,
+}
+
+/// What a runner is fed: pixels (packed on the GPU) or float tensors.
+enum Feed {
+    Pixels(PixelDepth),
+    Floats,
 }
 
 /// A batch submitted to the GPU whose results are not read yet: hand it to
@@ -391,6 +399,7 @@ impl Lane {
         shapes: &[ItemShape],
         items: u32,
         input_map: &PixelMapping,
+        depth: PixelDepth,
     ) -> Self {
         let gpu = &engine.gpu;
         let m = &model.model;
@@ -409,14 +418,15 @@ impl Lane {
             .collect();
         let in_px = shapes[0].h * shapes[0].w;
         let out_px = shapes[m.output].h * shapes[m.output].w;
+        let word_bytes = 4 * depth.words() as u64;
         let pixels_in = gpu.create_buffer(
             "pixels in",
-            4 * in_px.max(1) as u64 * items as u64,
+            word_bytes * in_px.max(1) as u64 * items as u64,
             storage | wgpu::BufferUsages::COPY_DST,
         );
         let pixels_out = gpu.create_buffer(
             "pixels out",
-            4 * out_px.max(1) as u64 * items as u64,
+            word_bytes * out_px.max(1) as u64 * items as u64,
             storage | wgpu::BufferUsages::COPY_SRC,
         );
         let k = engine.kernels_for(model.precision);
@@ -428,6 +438,7 @@ impl Lane {
             in_px,
             items,
             input_map,
+            depth,
         );
         let layers = model
             .layers
@@ -661,6 +672,7 @@ impl Lane {
                 out_px,
                 items,
                 &unpack::inverse(input_map),
+                depth,
             )
         });
         Self {
@@ -776,11 +788,14 @@ impl BatchRunner {
         input_map: &PixelMapping,
     ) -> Result<Self> {
         let limit = engine.gpu.limits.max_storage_buffer_binding_size;
-        Self::with_binding_limit(engine, model, max_items, tile_h, tile_w, input_map, limit)
+        let depth = PixelDepth::Eight;
+        Self::with_binding_limit(
+            engine, model, max_items, tile_h, tile_w, input_map, limit, depth,
+        )
     }
 
-    /// As [`Self::new`], splitting the batch into lanes as if the adapter bound at most `limit`
-    /// bytes per buffer (tests use it to exercise lanes on any adapter).
+    /// As [`Self::new`] with pixels of `depth`, splitting the batch into lanes as if the adapter
+    /// bound at most `limit` bytes per buffer (tests use it to exercise lanes on any adapter).
     #[allow(clippy::too_many_arguments)]
     pub fn with_binding_limit(
         engine: &Engine,
@@ -790,9 +805,11 @@ impl BatchRunner {
         tile_w: u32,
         input_map: &PixelMapping,
         limit: u64,
+        depth: PixelDepth,
     ) -> Result<Self> {
+        let feed = Feed::Pixels(depth);
         Self::build(
-            engine, model, max_items, tile_h, tile_w, input_map, limit, false,
+            engine, model, max_items, tile_h, tile_w, input_map, limit, feed,
         )
     }
 
@@ -807,7 +824,7 @@ impl BatchRunner {
     ) -> Result<Self> {
         let limit = engine.gpu.limits.max_storage_buffer_binding_size;
         let map = PixelMapping::UNIT;
-        Self::build(engine, model, max_items, h, w, &map, limit, true)
+        Self::build(engine, model, max_items, h, w, &map, limit, Feed::Floats)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -819,8 +836,12 @@ impl BatchRunner {
         tile_w: u32,
         input_map: &PixelMapping,
         limit: u64,
-        float_input: bool,
+        feed: Feed,
     ) -> Result<Self> {
+        let (float_input, depth) = match feed {
+            Feed::Pixels(depth) => (false, depth),
+            Feed::Floats => (true, PixelDepth::Eight),
+        };
         let limit = limit.min(engine.gpu.limits.max_storage_buffer_binding_size);
         let gpu = &engine.gpu;
         let m = &model.model;
@@ -856,7 +877,7 @@ impl BatchRunner {
         let mut left = max_items;
         while left > 0 {
             let items = left.min(items_per_lane);
-            lanes.push(Lane::new(engine, model, &shapes, items, input_map));
+            lanes.push(Lane::new(engine, model, &shapes, items, input_map, depth));
             left -= items;
         }
         let input = shapes[0];
@@ -864,7 +885,7 @@ impl BatchRunner {
         let read_back = [0, 1].map(|_| {
             gpu.create_buffer(
                 "pixels read back",
-                4 * (output.h * output.w) as u64 * max_items as u64,
+                4 * depth.words() as u64 * (output.h * output.w) as u64 * max_items as u64,
                 wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             )
         });
@@ -899,6 +920,7 @@ impl BatchRunner {
             output,
             extra_outputs: m.extra_outputs.iter().map(|&v| shapes[v]).collect(),
             float_input,
+            depth,
             precision: model.precision,
             gpu: gpu.clone(),
             lanes,
@@ -1006,7 +1028,7 @@ impl BatchRunner {
     }
 
     fn upload(&self, pixels: &[u32], items: u32) -> Result<()> {
-        let per_item = (self.input.h * self.input.w) as usize;
+        let per_item = (self.input.h * self.input.w) as usize * self.depth.words();
         self.write_lanes(pixels, items, per_item, |lane| &lane.pixels_in)
     }
 
@@ -1088,7 +1110,7 @@ impl BatchRunner {
                 label: Some("batch"),
             });
         self.record(&mut encoder, items, true, timed);
-        let per_item = 4 * (self.output.h * self.output.w) as u64;
+        let per_item = 4 * self.depth.words() as u64 * (self.output.h * self.output.w) as u64;
         let mut at = 0;
         for (lane, n) in self.split(items) {
             let bytes = per_item * n as u64;

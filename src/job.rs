@@ -11,11 +11,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, anyhow};
-use image::{GrayImage, RgbaImage};
+use image::{DynamicImage, GrayImage};
 use serde::Serialize;
 
 use crate::builtin::{ModelChoice, Task};
 use crate::engine::Engine;
+use crate::kernels::pack::PixelDepth;
+use crate::tiling::Pixels;
 use crate::upscale::{TileRef, TiledUpscaler};
 
 /// Extensions taken from folders; files named on their own are always tried.
@@ -413,10 +415,11 @@ pub fn is_image_name(path: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
-/// A decoded input: RGB(A) pixels and, if the image is not opaque, its alpha plane.
+/// A decoded input: RGB(A) pixels (16-bit where the file has more than 8 bits a channel) and, if
+/// the image is not opaque, its alpha plane (8 or 16-bit, as the pixels).
 struct Decoded {
-    rgba: RgbaImage,
-    alpha: Option<GrayImage>,
+    rgba: Pixels,
+    alpha: Option<DynamicImage>,
     meta: Metadata,
 }
 
@@ -471,13 +474,31 @@ fn decode(path: &Path) -> Result<Decoded, String> {
     if img.width() == 0 || img.height() == 0 {
         return Err("the image is empty (0 pixels)".into());
     }
-    let rgba = img.to_rgba8();
-    let alpha = img.color().has_alpha().then(|| {
-        GrayImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+    let deep = img.color().bytes_per_pixel() / img.color().channel_count() > 1;
+    let alpha = if !img.color().has_alpha() {
+        None
+    } else if deep {
+        let rgba = img.to_rgba16();
+        let a = image::ImageBuffer::from_fn(rgba.width(), rgba.height(), |x, y| {
             image::Luma([rgba.get_pixel(x, y)[3]])
-        })
-    });
-    let alpha = alpha.filter(|a| a.pixels().any(|p| p[0] != 255));
+        });
+        a.pixels()
+            .any(|p| p[0] != u16::MAX)
+            .then_some(DynamicImage::ImageLuma16(a))
+    } else {
+        let rgba = img.to_rgba8();
+        let a = GrayImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+            image::Luma([rgba.get_pixel(x, y)[3]])
+        });
+        a.pixels()
+            .any(|p| p[0] != u8::MAX)
+            .then_some(DynamicImage::ImageLuma8(a))
+    };
+    let rgba = if deep {
+        Pixels::Sixteen(img.to_rgba16())
+    } else {
+        Pixels::Eight(img.to_rgba8())
+    };
     Ok(Decoded {
         rgba,
         alpha,
@@ -529,8 +550,8 @@ fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), String> {
 /// into a temporary file beside `path`, then renames it: never a partial output file.
 fn write_image(
     path: &Path,
-    rgba: RgbaImage,
-    alpha: Option<GrayImage>,
+    rgba: Pixels,
+    alpha: Option<DynamicImage>,
     meta: &Metadata,
     export: &ExportOptions,
     record: Option<&Record>,
@@ -546,8 +567,18 @@ fn write_image(
         e
     }
     let record = || record.map_or(Ok(()), |r| r.writer.append(&r.entry));
-    // JPEG holds no alpha: the pixels alone.
+    // JPEG holds no alpha: the pixels alone. JPEG and WebP hold 8 bits a channel; PNG and TIFF
+    // keep 16-bit images 16-bit.
     let img = compose(rgba, alpha.filter(|_| export.format != OutputFormat::Jpeg));
+    let img = match (export.format, img) {
+        (OutputFormat::Jpeg | OutputFormat::Webp, DynamicImage::ImageRgb16(i)) => {
+            DynamicImage::ImageRgb8(DynamicImage::ImageRgb16(i).to_rgb8())
+        }
+        (OutputFormat::Jpeg | OutputFormat::Webp, DynamicImage::ImageRgba16(i)) => {
+            DynamicImage::ImageRgba8(DynamicImage::ImageRgba16(i).to_rgba8())
+        }
+        (_, img) => img,
+    };
     write_atomic_then(
         path,
         |tmp| {
@@ -602,22 +633,27 @@ fn settings_key(spec: &JobSpec) -> String {
     )
 }
 
-/// The image to encode: RGB, or RGBA with `alpha` (resized to the image) when there is one.
-fn compose(mut rgba: RgbaImage, alpha: Option<GrayImage>) -> image::DynamicImage {
-    match alpha {
-        Some(a) => {
-            let a = image::imageops::resize(
-                &a,
-                rgba.width(),
-                rgba.height(),
-                image::imageops::FilterType::CatmullRom,
-            );
+/// The image to encode: RGB, or RGBA with `alpha` (resized to the image) when there is one, at
+/// the depth of `rgba`.
+fn compose(rgba: Pixels, alpha: Option<DynamicImage>) -> DynamicImage {
+    let filter = image::imageops::FilterType::CatmullRom;
+    match (rgba, alpha) {
+        (Pixels::Eight(mut rgba), Some(a)) => {
+            let a = image::imageops::resize(&a.to_luma8(), rgba.width(), rgba.height(), filter);
             for (p, a) in rgba.pixels_mut().zip(a.pixels()) {
                 p[3] = a[0];
             }
-            image::DynamicImage::ImageRgba8(rgba)
+            DynamicImage::ImageRgba8(rgba)
         }
-        None => image::DynamicImage::ImageRgba8(rgba).to_rgb8().into(),
+        (Pixels::Sixteen(mut rgba), Some(a)) => {
+            let a = image::imageops::resize(&a.to_luma16(), rgba.width(), rgba.height(), filter);
+            for (p, a) in rgba.pixels_mut().zip(a.pixels()) {
+                p[3] = a[0];
+            }
+            DynamicImage::ImageRgba16(rgba)
+        }
+        (Pixels::Eight(rgba), None) => DynamicImage::ImageRgba8(rgba).to_rgb8().into(),
+        (Pixels::Sixteen(rgba), None) => DynamicImage::ImageRgba16(rgba).to_rgb16().into(),
     }
 }
 
@@ -669,9 +705,9 @@ fn set_status(
 }
 
 struct InProgress {
-    rgba: RgbaImage,
-    out: RgbaImage,
-    alpha: Option<GrayImage>,
+    rgba: Pixels,
+    out: Pixels,
+    alpha: Option<DynamicImage>,
     meta: Metadata,
     remaining_tiles: usize,
 }
@@ -862,6 +898,7 @@ pub fn run(
     // The batch on the GPU whose results are not read yet, with its tiles.
     let mut in_flight: Option<(Vec<TileRef>, crate::engine::Submitted)> = None;
     let mut in_flight_peak = 0usize;
+    let mut wants_wide = false;
     let mut failed = 0usize;
 
     loop {
@@ -897,12 +934,16 @@ pub fn run(
                 .unwrap_or_else(|e| Err(format!("the decoder crashed: {e}")));
             match decoded {
                 Ok(d) => {
-                    let tiles = upscaler.tiles(d.rgba.width(), d.rgba.height());
+                    let (w, h) = d.rgba.dimensions();
+                    // A 16-bit image switches the job to 16-bit batches (8-bit images widen
+                    // exactly), so that it comes out 16-bit.
+                    wants_wide |= matches!(d.rgba, Pixels::Sixteen(_));
+                    let tiles = upscaler.tiles(w, h);
                     pending.extend(tiles.iter().map(|&rect| TileRef { image: i, rect }));
                     in_progress.insert(
                         i,
                         InProgress {
-                            out: RgbaImage::new(d.rgba.width() * scale, d.rgba.height() * scale),
+                            out: d.rgba.blank_like(w * scale, h * scale),
                             rgba: d.rgba,
                             alpha: d.alpha,
                             meta: d.meta,
@@ -936,12 +977,14 @@ pub fn run(
         // has work queued while this thread stitches, decodes and packs.
         let mut submitted = None;
         let mut out_of_memory = None;
-        if !pending.is_empty() {
+        // The switch to 16-bit batches waits until the batch in flight is read back.
+        let widen = wants_wide && upscaler.depth() == PixelDepth::Eight;
+        if !pending.is_empty() && !widen {
             let take = pending.len().min(batch);
             let tiles: Vec<TileRef> = pending.drain(..take).collect();
             let mut images: Vec<usize> = tiles.iter().map(|t| t.image).collect();
             images.dedup();
-            let refs: Vec<&RgbaImage> = images.iter().map(|i| &in_progress[i].rgba).collect();
+            let refs: Vec<&Pixels> = images.iter().map(|i| &in_progress[i].rgba).collect();
             let local: Vec<TileRef> = tiles
                 .iter()
                 .map(|t| TileRef {
@@ -984,7 +1027,7 @@ pub fn run(
                     for (t, o) in tiles.iter().zip(outs) {
                         // Tiles of an image that failed in another batch are dropped.
                         if let Some(item) = in_progress.get_mut(&t.image) {
-                            upscaler.place(&mut item.out, t.rect, &o);
+                            upscaler.place_into(&mut item.out, t.rect, &o);
                             item.remaining_tiles -= 1;
                         }
                     }
@@ -1024,12 +1067,28 @@ pub fn run(
                 }
             }
         }
+        if widen {
+            // Nothing is in flight now: the runner can be replaced.
+            in_flight_peak = in_flight_peak.max(upscaler.runner().peak_in_flight());
+            let (b, tile) = (batch as u32, Some(upscaler.tile));
+            drop(upscaler);
+            upscaler = TiledUpscaler::with_depth(
+                engine,
+                &model,
+                spec.model.spec,
+                b,
+                tile,
+                PixelDepth::Sixteen,
+            )?;
+        }
         if let Some(reason) = out_of_memory {
             // Nothing is in flight now: the runner can be replaced.
             in_flight_peak = in_flight_peak.max(upscaler.runner().peak_in_flight());
             let half = (batch as u32 / 2).max(1);
+            let (tile, depth) = (Some(upscaler.tile), upscaler.depth());
+            drop(upscaler);
             upscaler =
-                TiledUpscaler::new(engine, &model, spec.model.spec, half, Some(upscaler.tile))?;
+                TiledUpscaler::with_depth(engine, &model, spec.model.spec, half, tile, depth)?;
             batch = upscaler.batch_size() as usize;
             retries += 1;
             emit(JobEvent::Retry {
@@ -1342,7 +1401,7 @@ fn run_fixed(
                 }
                 Ok(d) => {
                     set_status(emit, &mut reports, i, ItemStatus::Running, None);
-                    let (input, placement) = analyze::fit(&d.rgba, size, fit_mode);
+                    let (input, placement) = analyze::fit(&d.rgba.to_rgba8(), size, fit_mode);
                     pixels.extend(input.pixels().map(|p| u32::from_le_bytes(p.0)));
                     batch_items.push(Fitted {
                         index: i,
@@ -1526,9 +1585,9 @@ fn analyze_one<'a>(
         Task::DetectFaces => {
             let faces = analyze::face_boxes(slice(0), slice(1), &placement, [w, h]);
             let annotated = spec.analysis.annotate.then(|| {
-                let mut img = d.rgba;
+                let mut img = d.rgba.to_rgba8().into_owned();
                 analyze::annotate(&mut img, &faces);
-                img
+                Pixels::Eight(img)
             });
             let analysis = Analysis::Faces {
                 size: [w, h],
@@ -1544,13 +1603,13 @@ fn analyze_one<'a>(
         Task::Segment => {
             let mask = analyze::mask_to_image(slice(0), size, w, h);
             if spec.analysis.mask_only {
-                let rgba = image::DynamicImage::ImageLuma8(mask).to_rgba8();
+                let rgba = Pixels::Eight(DynamicImage::ImageLuma8(mask).to_rgba8());
                 write_image(out.path, rgba, None, &d.meta, &spec.export, out.record)?;
             } else {
                 write_image(
                     out.path,
                     d.rgba,
-                    Some(mask),
+                    Some(DynamicImage::ImageLuma8(mask)),
                     &d.meta,
                     &spec.export,
                     out.record,

@@ -50,6 +50,95 @@ pub fn extract(image: &RgbaImage, rect: TileRect, tile: u32, context: u32, out: 
     }
 }
 
+/// A 16-bit RGBA image.
+pub type Rgba16Image = image::ImageBuffer<image::Rgba<u16>, Vec<u16>>;
+
+/// An image as a job holds it: 8-bit, or 16-bit where the file had more than 8 bits a channel.
+#[derive(Clone, Debug)]
+pub enum Pixels {
+    Eight(RgbaImage),
+    Sixteen(Rgba16Image),
+}
+
+impl Pixels {
+    pub fn dimensions(&self) -> (u32, u32) {
+        match self {
+            Pixels::Eight(i) => i.dimensions(),
+            Pixels::Sixteen(i) => i.dimensions(),
+        }
+    }
+
+    /// A blank image of this depth.
+    pub fn blank_like(&self, width: u32, height: u32) -> Pixels {
+        match self {
+            Pixels::Eight(_) => Pixels::Eight(RgbaImage::new(width, height)),
+            Pixels::Sixteen(_) => Pixels::Sixteen(Rgba16Image::new(width, height)),
+        }
+    }
+
+    /// The image at 8 bits a channel (a copy for 16-bit images).
+    pub fn to_rgba8(&self) -> std::borrow::Cow<'_, RgbaImage> {
+        match self {
+            Pixels::Eight(i) => std::borrow::Cow::Borrowed(i),
+            Pixels::Sixteen(i) => {
+                std::borrow::Cow::Owned(image::DynamicImage::ImageRgba16(i.clone()).to_rgba8())
+            }
+        }
+    }
+}
+
+/// As [`extract`], for 16-bit pixels: two u32 a pixel (`R | G << 16`, `B | A << 16`) in `out`
+/// (`2 * (tile + 2 * context)^2` words); 8-bit images are widened exactly (`v * 257`).
+pub fn extract_wide(image: &Pixels, rect: TileRect, tile: u32, context: u32, out: &mut [u32]) {
+    match image {
+        Pixels::Eight(i) => extract_wide_from(i, rect, tile, context, out),
+        Pixels::Sixteen(i) => {
+            let fetch = |x, y| {
+                let p: &image::Rgba<u16> = i.get_pixel(x, y);
+                [p[0], p[1], p[2]].map(u32::from)
+            };
+            extract_words(i.dimensions(), fetch, rect, tile, context, out)
+        }
+    }
+}
+
+/// As [`extract_wide`] for an 8-bit image.
+pub fn extract_wide_from(
+    image: &RgbaImage,
+    rect: TileRect,
+    tile: u32,
+    context: u32,
+    out: &mut [u32],
+) {
+    let fetch = |x, y| {
+        let p = image.get_pixel(x, y);
+        [p[0], p[1], p[2]].map(|v| v as u32 * 257)
+    };
+    extract_words(image.dimensions(), fetch, rect, tile, context, out)
+}
+
+fn extract_words(
+    (w, h): (u32, u32),
+    fetch: impl Fn(u32, u32) -> [u32; 3],
+    rect: TileRect,
+    tile: u32,
+    context: u32,
+    out: &mut [u32],
+) {
+    let side = tile + 2 * context;
+    debug_assert_eq!(out.len(), 2 * (side * side) as usize);
+    for ty in 0..side {
+        let y = (rect.y as i64 + ty as i64 - context as i64).clamp(0, h as i64 - 1) as u32;
+        for tx in 0..side {
+            let x = (rect.x as i64 + tx as i64 - context as i64).clamp(0, w as i64 - 1) as u32;
+            let [r, g, b] = fetch(x, y);
+            let at = 2 * (ty * side + tx) as usize;
+            out[at] = r | (g << 16);
+            out[at + 1] = b | (0xffff << 16);
+        }
+    }
+}
+
 /// Copies the part of one output plane (`src`, `src_side` wide, starting at `crop`) that belongs to
 /// `rect` into `dst` (`dst_w` wide), everything scaled by `scale`.
 pub fn place<T: Copy>(

@@ -5,10 +5,59 @@ use image::RgbaImage;
 
 use crate::builtin::ImageModelSpec;
 use crate::engine::{BatchRunner, Engine, GpuModel, Submitted};
-use crate::tiling::{self, TileRect};
+use crate::kernels::pack::PixelDepth;
+use crate::tiling::{self, Pixels, TileRect};
 
 /// Tile sizes tried by Auto, largest first: larger tiles waste less work on context.
 pub const AUTO_TILE_SIZES: &[u32] = &[128, 96, 64, 48, 32, 16];
+
+/// An image tiles are cut from: 8-bit RGBA, or a job's 8-bit or 16-bit [`Pixels`].
+pub trait TileSource {
+    /// Writes one tile with its context as `depth` words (see [`PixelDepth`]) into `out`.
+    fn extract_tile(
+        &self,
+        rect: TileRect,
+        tile: u32,
+        context: u32,
+        depth: PixelDepth,
+        out: &mut [u32],
+    );
+}
+
+impl TileSource for RgbaImage {
+    fn extract_tile(
+        &self,
+        rect: TileRect,
+        tile: u32,
+        context: u32,
+        depth: PixelDepth,
+        out: &mut [u32],
+    ) {
+        match depth {
+            PixelDepth::Eight => tiling::extract(self, rect, tile, context, out),
+            PixelDepth::Sixteen => tiling::extract_wide_from(self, rect, tile, context, out),
+        }
+    }
+}
+
+impl TileSource for Pixels {
+    fn extract_tile(
+        &self,
+        rect: TileRect,
+        tile: u32,
+        context: u32,
+        depth: PixelDepth,
+        out: &mut [u32],
+    ) {
+        match (depth, self) {
+            (PixelDepth::Eight, Pixels::Eight(i)) => tiling::extract(i, rect, tile, context, out),
+            (PixelDepth::Eight, Pixels::Sixteen(_)) => {
+                tiling::extract(&self.to_rgba8(), rect, tile, context, out)
+            }
+            (PixelDepth::Sixteen, _) => tiling::extract_wide(self, rect, tile, context, out),
+        }
+    }
+}
 
 /// One tile of one image, waiting for a batch.
 #[derive(Clone, Copy, Debug)]
@@ -35,11 +84,23 @@ impl TiledUpscaler {
         batch: u32,
         tile: Option<u32>,
     ) -> Result<Self> {
-        let limit = engine.gpu.limits.max_storage_buffer_binding_size;
-        Self::with_binding_limit(engine, model, spec, batch, tile, limit)
+        Self::with_depth(engine, model, spec, batch, tile, PixelDepth::Eight)
     }
 
-    /// As [`Self::new`] with a lower buffer binding limit, to exercise lanes in tests.
+    /// As [`Self::new`], moving pixels of `depth` to and from the GPU.
+    pub fn with_depth(
+        engine: &Engine,
+        model: &GpuModel,
+        spec: ImageModelSpec,
+        batch: u32,
+        tile: Option<u32>,
+        depth: PixelDepth,
+    ) -> Result<Self> {
+        let limit = engine.gpu.limits.max_storage_buffer_binding_size;
+        Self::with_binding_limit(engine, model, spec, batch, tile, limit, depth)
+    }
+
+    /// As [`Self::with_depth`] with a lower buffer binding limit, to exercise lanes in tests.
     pub fn with_binding_limit(
         engine: &Engine,
         model: &GpuModel,
@@ -47,6 +108,7 @@ impl TiledUpscaler {
         batch: u32,
         tile: Option<u32>,
         limit: u64,
+        depth: PixelDepth,
     ) -> Result<Self> {
         // A model lowered at one input size takes tiles of exactly that size.
         let fixed = model.model.static_shapes.as_ref().map(|s| s[0].h);
@@ -76,6 +138,7 @@ impl TiledUpscaler {
             side,
             &spec.input_map,
             limit,
+            depth,
         )?;
         let out = runner.output;
         let want = tile * spec.scale;
@@ -99,6 +162,10 @@ impl TiledUpscaler {
         })
     }
 
+    pub fn depth(&self) -> PixelDepth {
+        self.runner.depth
+    }
+
     pub fn batch_size(&self) -> u32 {
         self.runner.max_items
     }
@@ -113,16 +180,20 @@ impl TiledUpscaler {
 
     /// Runs up to `batch_size` tiles in one submit and returns each tile's output pixels
     /// (`(tile * scale)^2` RGBA8, cropped to the tile's core).
-    pub fn run_tiles(&self, images: &[&RgbaImage], tiles: &[TileRef]) -> Result<Vec<Vec<u32>>> {
+    pub fn run_tiles<I: TileSource>(
+        &self,
+        images: &[&I],
+        tiles: &[TileRef],
+    ) -> Result<Vec<Vec<u32>>> {
         self.run_tiles_timed(images, tiles, false)
             .map(|(out, _)| out)
     }
 
     /// As [`Self::run_tiles`], with the batch's GPU time in milliseconds when `timed` and the adapter
     /// has timestamp queries.
-    pub fn run_tiles_timed(
+    pub fn run_tiles_timed<I: TileSource>(
         &self,
-        images: &[&RgbaImage],
+        images: &[&I],
         tiles: &[TileRef],
         timed: bool,
     ) -> Result<(Vec<Vec<u32>>, Option<f64>)> {
@@ -132,24 +203,26 @@ impl TiledUpscaler {
 
     /// Cuts `tiles` (with their context) out of `images` and submits them as one batch without
     /// waiting for it; [`Self::collect_tiles`] gives the outputs. Two batches can be in flight.
-    pub fn submit_tiles(
+    pub fn submit_tiles<I: TileSource>(
         &self,
-        images: &[&RgbaImage],
+        images: &[&I],
         tiles: &[TileRef],
         timed: bool,
     ) -> Result<Submitted> {
         let side = self.tile + 2 * self.spec.context;
-        let px = (side * side) as usize;
+        let depth = self.depth();
+        let words = (side * side) as usize * depth.words();
         let mut input = self.scratch.borrow_mut();
-        input.resize(px * tiles.len(), 0);
-        for (t, chunk) in tiles.iter().zip(input.chunks_exact_mut(px)) {
-            tiling::extract(images[t.image], t.rect, self.tile, self.spec.context, chunk);
+        input.resize(words * tiles.len(), 0);
+        for (t, chunk) in tiles.iter().zip(input.chunks_exact_mut(words)) {
+            images[t.image].extract_tile(t.rect, self.tile, self.spec.context, depth, chunk);
         }
         self.runner.submit_pixels(&input, tiles.len() as u32, timed)
     }
 
     /// Waits for a batch from [`Self::submit_tiles`] and returns each tile's output pixels
-    /// (`(tile * scale)^2` RGBA8, cropped to the tile's core), with the GPU time when timed.
+    /// (`(tile * scale)^2` pixels of the runner's depth, cropped to the tile's core), with the GPU
+    /// time when timed.
     pub fn collect_tiles(&self, submitted: Submitted) -> Result<(Vec<Vec<u32>>, Option<f64>)> {
         let (out, gpu_ms) = self.runner.collect_pixels(submitted)?;
         let out_side = self.runner.output.w;
@@ -160,23 +233,68 @@ impl TiledUpscaler {
             w: self.tile,
             h: self.tile,
         };
+        let words = self.depth().words();
         let tiles_out = out
-            .chunks_exact((out_side * out_side) as usize)
+            .chunks_exact((out_side * out_side) as usize * words)
             .map(|o| {
-                let mut core_px = vec![0u32; (core * core) as usize];
-                tiling::place(
-                    &mut core_px,
-                    core,
-                    o,
-                    out_side,
-                    self.crop,
-                    full,
-                    self.spec.scale,
-                );
+                let mut core_px = vec![0u32; (core * core) as usize * words];
+                match self.depth() {
+                    PixelDepth::Eight => tiling::place(
+                        &mut core_px,
+                        core,
+                        o,
+                        out_side,
+                        self.crop,
+                        full,
+                        self.spec.scale,
+                    ),
+                    PixelDepth::Sixteen => tiling::place::<[u32; 2]>(
+                        bytemuck::cast_slice_mut(&mut core_px),
+                        core,
+                        bytemuck::cast_slice(o),
+                        out_side,
+                        self.crop,
+                        full,
+                        self.spec.scale,
+                    ),
+                }
                 core_px
             })
             .collect();
         Ok((tiles_out, gpu_ms))
+    }
+
+    /// Writes one tile's output (from [`Self::collect_tiles`]) into a job's upscaled image,
+    /// converting between 8 and 16 bits where the image and the runner differ.
+    pub fn place_into(&self, out: &mut Pixels, rect: TileRect, tile_out: &[u32]) {
+        let core = self.tile * self.spec.scale;
+        let (w, scale) = (out.dimensions().0, self.spec.scale);
+        match (self.depth(), out) {
+            (PixelDepth::Eight, Pixels::Eight(img)) => self.place(img, rect, tile_out),
+            (PixelDepth::Sixteen, Pixels::Sixteen(img)) => {
+                let src: &[[u16; 4]] = bytemuck::cast_slice(tile_out);
+                let dst: &mut [[u16; 4]] = bytemuck::cast_slice_mut(img.as_mut());
+                tiling::place(dst, w, src, core, 0, rect, scale);
+            }
+            (PixelDepth::Sixteen, Pixels::Eight(img)) => {
+                let src: &[[u16; 4]] = bytemuck::cast_slice(tile_out);
+                let narrow: Vec<u32> = src
+                    .iter()
+                    .map(|p| {
+                        u32::from_le_bytes(p.map(|v| ((v as u32 * 255 + 32767) / 65535) as u8))
+                    })
+                    .collect();
+                self.place(img, rect, &narrow);
+            }
+            (PixelDepth::Eight, Pixels::Sixteen(img)) => {
+                let wide: Vec<[u16; 4]> = tile_out
+                    .iter()
+                    .map(|p| p.to_le_bytes().map(|v| v as u16 * 257))
+                    .collect();
+                let dst: &mut [[u16; 4]] = bytemuck::cast_slice_mut(img.as_mut());
+                tiling::place(dst, w, &wide, core, 0, rect, scale);
+            }
+        }
     }
 
     /// Writes one tile's output into the upscaled image.

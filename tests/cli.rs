@@ -771,3 +771,94 @@ fn kill_9_then_rerun_equals_an_uninterrupted_run() {
         }
     }
 }
+
+/// 16-bit in gives 16-bit out where the format holds it (PNG, TIFF), 8 bits in JPEG; an 8-bit
+/// file beside them stays 8-bit. The 16-bit output carries the model's precision: against
+/// onnxruntime's float output its error is a 16-bit step, far below an 8-bit one.
+#[test]
+fn sixteen_bit_in_gives_sixteen_bit_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    let photo = image::open(common::fixture("photo-60x44.png")).unwrap();
+    // The same pixels at 16 bits (v * 257): the model sees the same input values.
+    let deep = image::DynamicImage::ImageRgb16(photo.to_rgb16());
+    deep.save(inputs.join("deep.png")).unwrap();
+    deep.save(inputs.join("deep_tiff.tif")).unwrap();
+    photo.save(inputs.join("flat.png")).unwrap();
+    let mut with_alpha = photo.to_rgba16();
+    for (x, _, p) in with_alpha.enumerate_pixels_mut() {
+        p[3] = (x * 1000) as u16;
+    }
+    with_alpha.save(inputs.join("deep_alpha.png")).unwrap();
+    let run = |format: &str| -> std::path::PathBuf {
+        let out = dir.path().join(format);
+        batchwise()
+            .args([
+                "run",
+                "-m",
+                "upscale-photo-2x",
+                "--tile-size",
+                "24",
+                "--format",
+                format,
+            ])
+            .arg("-o")
+            .arg(&out)
+            .arg(&inputs)
+            .assert()
+            .success();
+        out
+    };
+    let png = run("png");
+    let tiff = run("tiff");
+    let jpeg = run("jpeg");
+    let color = |p: std::path::PathBuf| image::open(&p).unwrap().color();
+    assert_eq!(color(png.join("deep.png")), image::ColorType::Rgb16);
+    assert_eq!(color(png.join("deep_tiff.png")), image::ColorType::Rgb16);
+    assert_eq!(color(tiff.join("deep.tiff")), image::ColorType::Rgb16);
+    assert_eq!(color(png.join("flat.png")), image::ColorType::Rgb8);
+    // 16-bit alpha, upscaled beside the colour: still a smooth 16-bit ramp.
+    let alpha = image::open(png.join("deep_alpha.png")).unwrap();
+    assert_eq!(alpha.color(), image::ColorType::Rgba16);
+    let row: Vec<u16> = (0..120)
+        .map(|x| alpha.to_rgba16().get_pixel(x, 40)[3])
+        .collect();
+    assert!(row.windows(2).all(|w| w[1] >= w[0]) && row[119] > 58_000 && row[0] < 1_000);
+    assert!(
+        row.iter().any(|a| a % 257 != 0),
+        "alpha went through 8 bits"
+    );
+    assert_eq!(color(jpeg.join("deep.jpg")), image::ColorType::Rgb8);
+
+    let reference: Vec<f32> = std::fs::read(common::fixture("photo-60x44.upscale-photo-2x.f32"))
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()).clamp(0.0, 1.0))
+        .collect();
+    let (w, h) = (120usize, 88usize);
+    let worst = |img: image::DynamicImage, top: f32| -> f32 {
+        let rgb = img.to_rgb32f();
+        let mut worst = 0.0f32;
+        for (i, p) in rgb.pixels().enumerate() {
+            for c in 0..3 {
+                // to_rgb32f divides by the format's maximum; undo it to the stored integer.
+                let stored = (p[c] * top).round() / top;
+                worst = worst.max((stored - reference[c * w * h + i]).abs());
+            }
+        }
+        worst
+    };
+    let deep_err = worst(image::open(png.join("deep.png")).unwrap(), 65535.0);
+    let flat_err = worst(image::open(png.join("flat.png")).unwrap(), 255.0);
+    eprintln!("16-bit max error {deep_err:e}, 8-bit {flat_err:e}");
+    assert!(deep_err <= 5e-5, "16-bit output off by {deep_err}");
+    assert!(
+        flat_err >= 1e-3,
+        "8-bit output unexpectedly exact: {flat_err}"
+    );
+    assert_eq!(
+        image::open(tiff.join("deep.tiff")).unwrap().to_rgb16(),
+        image::open(png.join("deep.png")).unwrap().to_rgb16()
+    );
+}

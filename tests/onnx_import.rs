@@ -309,7 +309,12 @@ fn batch_norm_folds_into_the_convolution() {
         groups: 1,
         activation: Activation::None,
     };
-    let x = pack::reference(&pixels, (h * wd) as usize, &PixelMapping::UNIT);
+    let x = pack::reference(
+        &pixels,
+        (h * wd) as usize,
+        &PixelMapping::UNIT,
+        pack::PixelDepth::Eight,
+    );
     let y = conv2d::reference(&spec, &x, 1, h, wd, &w, &b);
     let plane = (h * wd) as usize;
     let expected: Vec<f32> = y

@@ -89,9 +89,16 @@ fn batch_size_does_not_change_the_output() {
         .unwrap();
     // The same batch of 8 split into lanes of 3 items, as on an adapter that binds less.
     let per_item = 4 * 256 * 26 * 26; // conv6 output, the largest value: 256 x 26 x 26 floats
-    let lanes =
-        TiledUpscaler::with_binding_limit(&engine, &model, builtin.spec, 8, Some(24), 3 * per_item)
-            .unwrap();
+    let lanes = TiledUpscaler::with_binding_limit(
+        &engine,
+        &model,
+        builtin.spec,
+        8,
+        Some(24),
+        3 * per_item,
+        Default::default(),
+    )
+    .unwrap();
     assert_eq!(lanes.runner().items_per_lane, 3);
     let laned = lanes.upscale_all(&images).unwrap();
     for (a, b) in eight.iter().zip(&laned) {

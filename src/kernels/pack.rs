@@ -1,4 +1,5 @@
-//! Pack (`shaders/pack.wgsl`): 8-bit RGBA tiles -> one normalised float tensor `[N, 3, H, W]`.
+//! Pack (`shaders/pack.wgsl`): 8-bit or 16-bit RGBA tiles -> one normalised float tensor
+//! `[N, 3, H, W]`.
 
 use super::Step;
 use crate::gpu::Gpu;
@@ -23,6 +24,25 @@ impl PixelMapping {
     };
 }
 
+/// How pixels travel to and from the GPU: 8-bit RGBA, one u32 a pixel (R in the low byte), or
+/// 16-bit RGBA, two u32 a pixel (`R | G << 16`, `B | A << 16`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PixelDepth {
+    #[default]
+    Eight,
+    Sixteen,
+}
+
+impl PixelDepth {
+    /// u32 words per pixel.
+    pub fn words(self) -> usize {
+        match self {
+            PixelDepth::Eight => 1,
+            PixelDepth::Sixteen => 2,
+        }
+    }
+}
+
 /// Mirror of `Params` in shaders/pack.wgsl and shaders/unpack.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
@@ -30,32 +50,42 @@ pub struct PackParams {
     pub pixels: u32,
     pub tiles: u32,
     pub bgr: u32,
-    pub _pad: u32,
+    /// 16-bit pixels, two u32 each.
+    pub wide: u32,
     pub scale: [f32; 4],
     pub offset: [f32; 4],
 }
 
 impl PackParams {
-    pub fn new(pixels: u32, tiles: u32, scale: [f32; 3], offset: [f32; 3], bgr: bool) -> Self {
+    pub fn new(pixels: u32, tiles: u32, map: &PixelMapping, depth: PixelDepth) -> Self {
+        let (scale, offset) = (map.scale, map.offset);
         Self {
             pixels,
             tiles,
-            bgr: bgr as u32,
-            _pad: 0,
+            bgr: map.bgr as u32,
+            wide: (depth == PixelDepth::Sixteen) as u32,
             scale: [scale[0], scale[1], scale[2], 0.0],
             offset: [offset[0], offset[1], offset[2], 0.0],
         }
     }
 }
 
-/// CPU reference: `tiles` tiles of `pixels` RGBA8 pixels (R in the low byte) -> `[N, 3, pixels]`.
-pub fn reference(src: &[u32], pixels: usize, map: &PixelMapping) -> Vec<f32> {
-    let tiles = src.len() / pixels;
+/// CPU reference: `tiles` tiles of `pixels` pixels of `depth` -> `[N, 3, pixels]`.
+pub fn reference(src: &[u32], pixels: usize, map: &PixelMapping, depth: PixelDepth) -> Vec<f32> {
+    let tiles = src.len() / (pixels * depth.words());
     let mut out = vec![0.0f32; tiles * 3 * pixels];
     for t in 0..tiles {
         for i in 0..pixels {
-            let px = src[t * pixels + i];
-            let mut rgb = [px & 0xff, (px >> 8) & 0xff, (px >> 16) & 0xff].map(|v| v as f32);
+            let mut rgb = match depth {
+                PixelDepth::Eight => {
+                    let px = src[t * pixels + i];
+                    [px & 0xff, (px >> 8) & 0xff, (px >> 16) & 0xff].map(|v| v as f32)
+                }
+                PixelDepth::Sixteen => {
+                    let (rg, ba) = (src[2 * (t * pixels + i)], src[2 * (t * pixels + i) + 1]);
+                    [rg & 0xffff, rg >> 16, ba & 0xffff].map(|v| v as f32 / 257.0)
+                }
+            };
             if map.bgr {
                 rgb.reverse();
             }
@@ -67,7 +97,8 @@ pub fn reference(src: &[u32], pixels: usize, map: &PixelMapping) -> Vec<f32> {
     out
 }
 
-/// Binds `src` (u32 pixels) and `dst` (f32 tensor) for tiles of `pixels` pixels.
+/// Binds `src` (pixels of `depth`) and `dst` (f32 tensor) for tiles of `pixels` pixels.
+#[allow(clippy::too_many_arguments)]
 pub fn prepare(
     gpu: &Gpu,
     pipeline: &wgpu::ComputePipeline,
@@ -76,8 +107,9 @@ pub fn prepare(
     pixels: u32,
     max_tiles: u32,
     map: &PixelMapping,
+    depth: PixelDepth,
 ) -> Step {
-    let params = PackParams::new(pixels, max_tiles, map.scale, map.offset, map.bgr);
+    let params = PackParams::new(pixels, max_tiles, map, depth);
     super::step(
         gpu,
         "pack",

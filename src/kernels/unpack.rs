@@ -1,7 +1,8 @@
-//! Unpack (`shaders/unpack.wgsl`): float tensor `[N, 3, H, W]` -> clamped 8-bit RGBA pixels.
+//! Unpack (`shaders/unpack.wgsl`): float tensor `[N, 3, H, W]` -> clamped 8-bit or 16-bit RGBA
+//! pixels.
 
 use super::Step;
-use super::pack::{PackParams, PixelMapping};
+use super::pack::{PackParams, PixelDepth, PixelMapping};
 use crate::gpu::Gpu;
 
 const WORKGROUP_X: u32 = 64;
@@ -22,24 +23,42 @@ pub fn to_byte(v: f32, scale: f32, offset: f32) -> u32 {
     (v * scale + offset).round_ties_even().clamp(0.0, 255.0) as u32
 }
 
-/// CPU reference: `[N, 3, pixels]` -> RGBA8 with alpha 255. `map` is the output mapping (see [`inverse`]).
-pub fn reference(src: &[f32], pixels: usize, map: &PixelMapping) -> Vec<u32> {
+/// Converts one float to a 16-bit value exactly as the shader does (the byte value times 257,
+/// rounded half to even, clamped).
+pub fn to_word(v: f32, scale: f32, offset: f32) -> u32 {
+    ((v * scale + offset) * 257.0)
+        .round_ties_even()
+        .clamp(0.0, 65535.0) as u32
+}
+
+/// CPU reference: `[N, 3, pixels]` -> RGBA pixels of `depth`, alpha opaque. `map` is the output
+/// mapping (see [`inverse`]).
+pub fn reference(src: &[f32], pixels: usize, map: &PixelMapping, depth: PixelDepth) -> Vec<u32> {
     let tiles = src.len() / (3 * pixels);
-    let mut out = vec![0u32; tiles * pixels];
+    let mut out = Vec::with_capacity(tiles * pixels * depth.words());
     for t in 0..tiles {
         for i in 0..pixels {
             let mut v = [0, 1, 2].map(|c| src[(t * 3 + c) * pixels + i]);
             if map.bgr {
                 v.reverse();
             }
-            let b = [0, 1, 2].map(|c| to_byte(v[c], map.scale[c], map.offset[c]));
-            out[t * pixels + i] = b[0] | (b[1] << 8) | (b[2] << 16) | (255 << 24);
+            match depth {
+                PixelDepth::Eight => {
+                    let b = [0, 1, 2].map(|c| to_byte(v[c], map.scale[c], map.offset[c]));
+                    out.push(b[0] | (b[1] << 8) | (b[2] << 16) | (255 << 24));
+                }
+                PixelDepth::Sixteen => {
+                    let w = [0, 1, 2].map(|c| to_word(v[c], map.scale[c], map.offset[c]));
+                    out.extend([w[0] | (w[1] << 16), w[2] | (65535 << 16)]);
+                }
+            }
         }
     }
     out
 }
 
-/// Binds `src` (f32 tensor) and `dst` (u32 pixels). `map` is the output mapping.
+/// Binds `src` (f32 tensor) and `dst` (pixels of `depth`). `map` is the output mapping.
+#[allow(clippy::too_many_arguments)]
 pub fn prepare(
     gpu: &Gpu,
     pipeline: &wgpu::ComputePipeline,
@@ -48,8 +67,9 @@ pub fn prepare(
     pixels: u32,
     max_tiles: u32,
     map: &PixelMapping,
+    depth: PixelDepth,
 ) -> Step {
-    let params = PackParams::new(pixels, max_tiles, map.scale, map.offset, map.bgr);
+    let params = PackParams::new(pixels, max_tiles, map, depth);
     super::step(
         gpu,
         "unpack",
