@@ -67,6 +67,7 @@ fn end_to_end(
         export: Default::default(),
         shard: None,
         memory_budget: None,
+        roots: Vec::new(),
     };
     let summary = crate::job::run(engine, &spec, &Default::default(), &mut |_| {});
     let _ = std::fs::remove_dir_all(&out);
@@ -102,6 +103,8 @@ pub struct BenchSetup {
     /// A folder of real images: rows then measure end to end too (a `run` job into a temporary
     /// folder), beside compute only on the same decoded images.
     pub inputs: Option<std::path::PathBuf>,
+    /// Image files to measure compute only on (the app's Tune), instead of synthetic images.
+    pub files: Vec<std::path::PathBuf>,
 }
 
 /// Runs the bench `setup` describes, calling `progress` after each batch size.
@@ -118,6 +121,7 @@ pub fn run(
         tile_size,
         precision,
         inputs,
+        files,
     } = setup.clone();
     if batch_sizes.is_empty() || count == 0 || size == 0 {
         bail!("give at least one batch size, one image and a size of at least 1 px");
@@ -138,25 +142,41 @@ pub fn run(
                 .min(fits)
         }
     };
-    let images = match &inputs {
-        Some(dir) => {
-            let files: Vec<_> = crate::job::list_inputs(std::slice::from_ref(dir))
-                .into_iter()
-                .filter(|l| l.skip.is_none())
-                .collect();
-            let decoded: Vec<RgbaImage> = files
-                .iter()
-                .filter_map(|l| image::open(&l.path).ok().map(|i| i.to_rgba8()))
-                .collect();
-            if decoded.is_empty() {
-                bail!("no images could be read in {}", dir.display());
-            }
-            count = decoded.len() as u32;
-            decoded
+    let listed = match &inputs {
+        Some(dir) => std::slice::from_ref(dir),
+        None => &files[..],
+    };
+    let images = if listed.is_empty() {
+        synthetic_images(count, size)
+    } else {
+        let decoded: Vec<RgbaImage> = crate::job::list_inputs(listed)
+            .iter()
+            .filter(|l| l.skip.is_none())
+            .filter_map(|l| image::open(&l.path).ok().map(|i| i.to_rgba8()))
+            .collect();
+        if decoded.is_empty() {
+            bail!("none of the images could be read");
         }
-        None => synthetic_images(count, size),
+        count = decoded.len() as u32;
+        decoded
     };
     let refs: Vec<&RgbaImage> = images.iter().collect();
+    // On given files (Tune), batch sizes beyond the first that holds every tile measure nothing new.
+    let batch_sizes: Vec<u32> = if files.is_empty() {
+        batch_sizes
+    } else {
+        let tiles: usize = images
+            .iter()
+            .map(|i| crate::tiling::grid(i.width(), i.height(), tile).len())
+            .sum();
+        let mut sizes: Vec<u32> = batch_sizes
+            .iter()
+            .copied()
+            .filter(|&b| (b as usize) < tiles)
+            .collect();
+        sizes.extend(batch_sizes.iter().copied().find(|&b| b as usize >= tiles));
+        sizes
+    };
     let mut rows = Vec::new();
     let mut tiles_per_item = 0;
     for &batch in &batch_sizes {

@@ -275,6 +275,41 @@ pub struct ModelChoice {
     pub input_size: u32,
 }
 
+/// What the app shows about a model before it runs.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ModelInfo {
+    /// Weights and biases, counted in values.
+    pub parameters: u64,
+    /// The input edge the figure below is for: the model's fixed size, or a 128 px tile with its
+    /// context (the Auto tile on most GPUs).
+    pub side: u32,
+    /// GPU bytes one item (image or tile) needs beside the weights, in float32.
+    pub bytes_per_item: u64,
+}
+
+impl ModelChoice {
+    pub fn info(&self) -> Result<ModelInfo> {
+        let m = &self.model;
+        let parameters = m
+            .layers
+            .iter()
+            .map(|l| (l.weights.len() + l.bias.len()) as u64)
+            .sum();
+        let side = match (self.input_size, &m.static_shapes) {
+            (0, Some(shapes)) => shapes[0].h,
+            (0, None) => 128 + 2 * self.spec.context,
+            (n, _) => n,
+        };
+        let (activations, io) =
+            crate::engine::item_bytes(m, side, side, crate::kernels::Precision::F32)?;
+        Ok(ModelInfo {
+            parameters,
+            side,
+            bytes_per_item: activations + io,
+        })
+    }
+}
+
 /// How a user model's input is fed; None keeps what the file's metadata or the defaults say.
 #[derive(Clone, Debug, Default)]
 pub struct InputOverrides {

@@ -334,6 +334,7 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
         },
         shard: args.shard,
         memory_budget: args.memory_budget.map(|mb| mb << 20),
+        roots: Vec::new(),
     };
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
@@ -456,6 +457,7 @@ fn run_bench(args: BenchArgs) -> Result<ExitCode> {
         tile_size: args.tile_size,
         precision: args.precision.into(),
         inputs: args.inputs.clone(),
+        files: Vec::new(),
     };
     let report = crate::bench::run(&engine, &model, &setup, |row| {
         if !json {

@@ -224,19 +224,24 @@ impl MemoryPlan {
 
 /// Plans a batch of `items` tiles of `h x w` for `model` whose weights are on the GPU.
 pub fn plan(model: &GpuModel, h: u32, w: u32, items: u32) -> Result<MemoryPlan> {
-    let m = &model.model;
-    let shapes = m.shapes(h, w)?;
-    let activations = activation_bytes(m, &shapes, 1, model.precision);
-    let out = shapes[m.output];
-    // pixels in, pixels out and two read-back copies (two batches in flight): 4 bytes per pixel
-    // each.
-    let io = 4 * (h as u64 * w as u64) + 12 * (out.h as u64 * out.w as u64);
+    let (activations, io) = item_bytes(&model.model, h, w, model.precision)?;
     Ok(MemoryPlan {
         weight_bytes: model.weight_bytes,
         bytes_per_item: activations + io,
         activation_bytes_per_item: activations,
         items,
     })
+}
+
+/// Bytes one batch item of `h x w` needs on the GPU, known from the model alone: activations
+/// (after liveness reuse) and pixel buffers (8-bit pixels in, out, and two read-back copies for
+/// two batches in flight: 4 bytes per pixel each).
+pub fn item_bytes(model: &Model, h: u32, w: u32, precision: Precision) -> Result<(u64, u64)> {
+    let shapes = model.shapes(h, w)?;
+    let activations = activation_bytes(model, &shapes, 1, precision);
+    let out = shapes[model.output];
+    let io = 4 * (h as u64 * w as u64) + 12 * (out.h as u64 * out.w as u64);
+    Ok((activations, io))
 }
 
 /// Assigns each value to a buffer, reusing a buffer once its value is no longer read.

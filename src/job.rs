@@ -42,6 +42,9 @@ pub struct JobSpec {
     pub shard: Option<(u32, u32)>,
     /// GPU bytes a job may plan for (weights and batch); None: see [`memory_budget`].
     pub memory_budget: Option<u64>,
+    /// Folders file inputs were found in (the app's dropped folders): a file under one keeps
+    /// its path under it in the output folder, as if the folder itself were the input.
+    pub roots: Vec<PathBuf>,
 }
 
 /// The memory budget when neither the user nor the device's driver gives one.
@@ -741,6 +744,16 @@ pub fn run(
     let cancel = &control.cancel;
     let started = Instant::now();
     let mut listed = list_inputs(&spec.inputs);
+    for l in &mut listed {
+        if let Some(rel) = spec
+            .roots
+            .iter()
+            .find_map(|root| l.path.strip_prefix(root).ok())
+            .filter(|rel| rel.components().count() > 1)
+        {
+            l.rel = rel.to_path_buf();
+        }
+    }
     if let Some((i, n)) = spec.shard {
         listed.retain(|l| in_shard(&l.rel, i, n));
     }

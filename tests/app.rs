@@ -159,3 +159,150 @@ fn a_user_model_loads_and_a_bad_one_is_explained() {
         "{message}"
     );
 }
+
+/// The settings panel, Tune and export driven through the UI: a dropped folder (recursive,
+/// duplicates ignored), an item removed, tile size, JPEG with a naming pattern (its preview),
+/// a Tune sweep applied with one click, Run by its shortcut, the help panel; frame times of the
+/// UI during the batch are reported.
+#[test]
+fn settings_tune_export_and_shortcuts() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir_all(inputs.join("sub")).unwrap();
+    let photo = image::open(common::fixture("photo-60x44.png")).unwrap();
+    photo.save(inputs.join("a.png")).unwrap();
+    photo
+        .crop_imm(5, 5, 40, 30)
+        .save(inputs.join("sub/b.png"))
+        .unwrap();
+    photo
+        .crop_imm(0, 0, 30, 30)
+        .save(inputs.join("c.png"))
+        .unwrap();
+    let out = dir.path().join("out");
+
+    let mut harness = Harness::builder()
+        .with_size([1200.0, 800.0])
+        .wgpu()
+        .build_eframe(|cc| {
+            let mut app = BatchwiseApp::new(cc, Vec::new());
+            app.settings.output_dir = Some(out.clone());
+            app
+        });
+    step_until(&mut harness, "adapters and model figures", |app| {
+        app.adapters.is_some() && app.model_infos.len() == batchwise::builtin::BUILTINS.len()
+    });
+    // The chosen model's figures are on the panel.
+    harness.get_by_label("Parameters");
+    harness.get_by_label("Memory per item");
+
+    // A folder and one of its files again: three items, not four.
+    for path in [inputs.clone(), inputs.join("a.png")] {
+        harness
+            .input_mut()
+            .dropped_files
+            .push(Arc::new(Dropped(path)));
+    }
+    harness.step();
+    step_until(&mut harness, "the folder to be listed", |app| {
+        app.items.len() == 3
+    });
+    harness.step();
+    assert_eq!(harness.state().items.len(), 3);
+
+    // Remove c.png with its context menu.
+    harness.get_by_label("c.png").click_secondary();
+    harness.step();
+    harness.step();
+    harness.step();
+    harness.get_by_label("Remove").click();
+    harness.step();
+    let names: Vec<String> = harness
+        .state()
+        .items
+        .iter()
+        .map(|i| i.path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["a.png", "b.png"]);
+
+    // Tile size 32 px and JPEG named {stem}_{scale}x.
+    choose(&mut harness, "Tile size", "32 px");
+    choose(&mut harness, "Format", "JPEG");
+    assert!(harness.query_all_by_label("Quality").next().is_some());
+    let name = harness.get_by_label("Name");
+    name.click();
+    harness.step();
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    harness.step();
+    harness
+        .get_by_label("Name")
+        .type_text("{stem}_{scale}x.{ext}");
+    harness.step();
+    harness.step();
+    assert_eq!(harness.state().settings.pattern, "{stem}_{scale}x.{ext}");
+    assert_eq!(harness.state().name_preview(), "a_2x.jpg");
+    harness.get_by_label("e.g. a_2x.jpg");
+
+    // Tune: a sweep over batch sizes, plotted; the best applied with one click.
+    harness.get_by_label("Tune batch size...").click();
+    harness.step();
+    step_until(&mut harness, "the sweep", |app| {
+        app.tuning.as_ref().is_some_and(|t| t.finished)
+    });
+    harness.step();
+    let tuning = harness.state().tuning.as_ref().unwrap();
+    assert!(tuning.error.is_none(), "{:?}", tuning.error);
+    // 60x44 and 40x30 at 32 px tiles: 6 + 2 tiles, so batch sizes 1, 2, 4 and 8.
+    let sizes: Vec<u32> = tuning.rows.iter().map(|r| r.batch_size).collect();
+    assert_eq!(sizes, [1, 2, 4, 8]);
+    assert!(
+        tuning
+            .rows
+            .iter()
+            .all(|r| r.compute_items_per_sec > 0.0 && r.peak_gpu_bytes > 0)
+    );
+    let best = tuning.best().unwrap().batch_size;
+    harness
+        .get_by_label(&format!("Apply batch size {best}"))
+        .click();
+    harness.step();
+    assert_eq!(harness.state().settings.batch_size, best);
+    assert!(!harness.state().settings.batch_auto);
+
+    // Run with Ctrl+Enter.
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Enter);
+    harness.step();
+    assert!(harness.state().running);
+    step_until(&mut harness, "the job", |app| !app.running);
+    let app = harness.state();
+    assert_eq!(app.progress.done, 2, "{:?}", app.message);
+    for name in ["a_2x.jpg", "sub/b_2x.jpg"] {
+        let img = image::open(out.join(name)).unwrap();
+        assert_eq!(img.color(), image::ColorType::Rgb8, "{name}");
+    }
+    let (median, p95) = BatchwiseApp::frame_stats(&app.busy_frame_times).unwrap();
+    eprintln!(
+        "UI frame time during the batch: median {median:.2} ms, 95th percentile {p95:.2} ms over {} frames",
+        app.busy_frame_times.len()
+    );
+
+    // F1 opens the help with the shortcuts.
+    harness.key_press(egui::Key::F1);
+    harness.step();
+    harness.step();
+    harness.get_by_label("Ctrl+Enter");
+    harness.get_by_label("pause / resume");
+}
+
+/// Opens the combo box labelled `label` and picks `choice`.
+fn choose(harness: &mut Harness<'_, BatchwiseApp>, label: &str, choice: &str) {
+    harness
+        .query_all_by_label(label)
+        .find(|n| n.accesskit_node().role() == egui::accesskit::Role::ComboBox)
+        .unwrap_or_else(|| panic!("a {label} choice"))
+        .click();
+    harness.step();
+    harness.step();
+    harness.get_by_label(choice).click();
+    harness.step();
+}

@@ -21,6 +21,7 @@ fn spec(inputs: Vec<std::path::PathBuf>, out: &std::path::Path) -> JobSpec {
         export: Default::default(),
         shard: None,
         memory_budget: None,
+        roots: Vec::new(),
     }
 }
 

@@ -1,4 +1,5 @@
-//! The file thread: lists dropped folders and decodes thumbnails, off the UI thread.
+//! The file thread: lists dropped folders, decodes thumbnails, lists adapters and reads the
+//! built-in models' figures, off the UI thread.
 
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender};
@@ -13,14 +14,22 @@ pub enum FileRequest {
     Add(Vec<PathBuf>),
     /// A thumbnail of this file, for the item with this id.
     Thumbnail { id: u64, path: PathBuf },
+    /// The adapters, and what every built-in model needs (parsing them takes a moment).
+    Startup,
 }
 
 pub enum FileReply {
-    Added(Vec<PathBuf>),
+    /// The image files found, and which of the paths were folders.
+    Added {
+        files: Vec<PathBuf>,
+        folders: Vec<PathBuf>,
+    },
     Thumbnail {
         id: u64,
         image: Option<egui::ColorImage>,
     },
+    Adapters(Vec<crate::gpu::AdapterSummary>),
+    ModelInfo(String, crate::builtin::ModelInfo),
 }
 
 pub struct FileWorker {
@@ -35,18 +44,36 @@ impl FileWorker {
         std::thread::Builder::new()
             .name("batchwise-files".into())
             .spawn(move || {
+                let send = |reply| {
+                    let sent = rep_tx.send(reply).is_ok();
+                    wake();
+                    sent
+                };
                 for request in req_rx {
-                    let reply = match request {
-                        FileRequest::Add(paths) => FileReply::Added(job::expand_inputs(&paths)),
-                        FileRequest::Thumbnail { id, path } => FileReply::Thumbnail {
+                    let sent = match request {
+                        FileRequest::Add(paths) => send(FileReply::Added {
+                            files: job::expand_inputs(&paths),
+                            folders: paths.into_iter().filter(|p| p.is_dir()).collect(),
+                        }),
+                        FileRequest::Thumbnail { id, path } => send(FileReply::Thumbnail {
                             id,
                             image: thumbnail(&path),
-                        },
+                        }),
+                        FileRequest::Startup => {
+                            send(FileReply::Adapters(crate::gpu::list_adapters()))
+                                && crate::builtin::BUILTINS.iter().all(|m| {
+                                    match m.choice().and_then(|c| c.info()) {
+                                        Ok(info) => {
+                                            send(FileReply::ModelInfo(m.id.to_owned(), info))
+                                        }
+                                        Err(_) => true,
+                                    }
+                                })
+                        }
                     };
-                    if rep_tx.send(reply).is_err() {
+                    if !sent {
                         break;
                     }
-                    wake();
                 }
             })
             .expect("spawning the file thread");

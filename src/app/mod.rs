@@ -5,46 +5,27 @@
 //! wake the UI with `request_repaint`.
 
 mod files;
+mod panels;
+mod settings;
+mod tune;
 mod worker;
 
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Result, anyhow};
-use serde::{Deserialize, Serialize};
 
-use crate::builtin::{self, BUILTINS, ModelChoice};
-use crate::gpu::{AdapterSummary, VramLedger};
-use crate::job::{ItemStatus, JobEvent, JobSpec};
+use crate::builtin::{self, ModelChoice, ModelInfo};
+use crate::gpu::{AdapterSummary, DeviceMemory, VramLedger};
+use crate::job::{ItemStatus, JobEvent};
 pub use files::{FileReply, FileRequest, FileWorker};
+pub use settings::Settings;
+pub use tune::{TUNE_BATCH_SIZES, Tuning};
 pub use worker::{EngineWorker, WorkerEvent};
 
-/// What the app remembers between runs.
-#[derive(Serialize, Deserialize, Clone, Debug)]
-#[serde(default)]
-pub struct Settings {
-    pub model: String,
-    pub batch_size: u32,
-    pub output_dir: Option<PathBuf>,
-    /// How a user model's input is fed ("auto": the file's metadata, else the defaults), as the
-    /// CLI's `--input-range`, `--channel-order` and `--input-layout`.
-    pub input_range: String,
-    pub channel_order: String,
-    pub input_layout: String,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            model: BUILTINS[0].id.to_owned(),
-            batch_size: 8,
-            output_dir: None,
-            input_range: "auto".into(),
-            channel_order: "auto".into(),
-            input_layout: "auto".into(),
-        }
-    }
-}
+/// Frames whose UI time the app keeps, for the figures in the status bar.
+const FRAME_HISTORY: usize = 600;
 
 /// One input in the grid.
 pub struct Item {
@@ -68,6 +49,9 @@ pub struct Progress {
     pub finished_secs: Option<f64>,
     pub batch_size: u32,
     pub tile_size: u32,
+    /// The budget the job planned against, and the device's memory where its driver reports it.
+    pub budget_bytes: u64,
+    pub device_memory: Option<DeviceMemory>,
 }
 
 pub struct BatchwiseApp {
@@ -85,6 +69,18 @@ pub struct BatchwiseApp {
     picked: Option<std::sync::mpsc::Receiver<Picked>>,
     /// Models the user loaded from files, selectable like the built-ins (by path).
     pub user_models: Vec<ModelChoice>,
+    /// Every adapter with compute, once the file thread has listed them.
+    pub adapters: Option<Vec<AdapterSummary>>,
+    /// Parameters and memory per item of the built-ins, by id.
+    pub model_infos: HashMap<String, ModelInfo>,
+    pub tuning: Option<Tuning>,
+    /// Time the UI code took in recent frames (seconds), newest last.
+    frame_times: VecDeque<f32>,
+    /// Frame times while a job ran, for the responsiveness figures.
+    pub busy_frame_times: Vec<f32>,
+    pub show_help: bool,
+    /// Folders the user added: their files keep their sub-folders in the output.
+    roots: Vec<PathBuf>,
 }
 
 enum Picked {
@@ -115,7 +111,15 @@ impl BatchwiseApp {
             files: FileWorker::spawn(move || ctx2.request_repaint()),
             picked: None,
             user_models: Vec::new(),
+            adapters: None,
+            model_infos: HashMap::new(),
+            tuning: None,
+            frame_times: VecDeque::new(),
+            busy_frame_times: Vec::new(),
+            show_help: false,
+            roots: Vec::new(),
         };
+        app.files.send(FileRequest::Startup);
         if !inputs.is_empty() {
             app.files.send(FileRequest::Add(inputs));
         }
@@ -140,22 +144,52 @@ impl BatchwiseApp {
         })
     }
 
-    pub fn start(&mut self) {
-        if self.running || self.items.is_empty() {
-            return;
-        }
+    /// The chosen model, a built-in or one the user loaded.
+    pub fn model_choice(&self) -> Result<ModelChoice, String> {
         let user = self
             .user_models
             .iter()
             .find(|m| m.id == self.settings.model)
             .cloned();
-        let model = match user.map_or_else(
+        user.map_or_else(
             || builtin::find(&self.settings.model).and_then(|b| b.choice()),
             Ok,
-        ) {
+        )
+        .map_err(|e| format!("{e:#}"))
+    }
+
+    /// The adapter Auto picks: a discrete GPU, else an integrated one, else virtual, other, and
+    /// software last; Vulkan, Metal and D3D12 before GL (as `Gpu::new`).
+    pub fn auto_adapter(&self) -> usize {
+        let rank = |a: &AdapterSummary| {
+            let kind = ["DiscreteGpu", "IntegratedGpu", "VirtualGpu", "Other", "Cpu"]
+                .iter()
+                .position(|t| *t == a.device_type)
+                .unwrap_or(3);
+            let api = usize::from(!["Vulkan", "Metal", "Dx12"].contains(&a.backend.as_str()));
+            (kind, api)
+        };
+        self.adapters
+            .as_ref()
+            .and_then(|list| (0..list.len()).min_by_key(|&i| rank(&list[i])))
+            .unwrap_or(0)
+    }
+
+    /// Removes an item from the queue (not while a job runs: indices are the job's).
+    pub fn remove_item(&mut self, id: u64) {
+        if !self.running {
+            self.items.retain(|i| i.id != id);
+        }
+    }
+
+    pub fn start(&mut self) {
+        if self.running || self.items.is_empty() || self.tuning_running() {
+            return;
+        }
+        let model = match self.model_choice() {
             Ok(m) => m,
             Err(e) => {
-                self.message = Some(format!("{e:#}"));
+                self.message = Some(e);
                 return;
             }
         };
@@ -172,18 +206,31 @@ impl BatchwiseApp {
         };
         self.message = None;
         self.running = true;
-        self.engine.run(JobSpec {
-            inputs: self.items.iter().map(|i| i.path.clone()).collect(),
-            model,
-            batch_size: self.settings.batch_size,
-            tile_size: None,
-            output_dir: self.output_dir(),
-            precision: Default::default(),
-            analysis: Default::default(),
-            export: Default::default(),
-            shard: None,
-            memory_budget: None,
-        });
+        self.busy_frame_times.clear();
+        let inputs = self.items.iter().map(|i| i.path.clone()).collect();
+        let spec = self
+            .settings
+            .job(inputs, self.roots.clone(), model, self.output_dir());
+        self.engine.run(spec, self.settings.adapter_choice());
+    }
+
+    fn tuning_running(&self) -> bool {
+        self.tuning.as_ref().is_some_and(|t| !t.finished)
+    }
+
+    fn pick_folder(&mut self, ctx: &egui::Context) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ctx = ctx.clone();
+        std::thread::Builder::new()
+            .name("batchwise-dialog".into())
+            .spawn(move || {
+                if let Some(dir) = rfd::FileDialog::new().pick_folder() {
+                    let _ = tx.send(Picked::Files(vec![dir]));
+                }
+                ctx.request_repaint();
+            })
+            .expect("spawning a dialog thread");
+        self.picked = Some(rx);
     }
 
     fn pick_files(&mut self, ctx: &egui::Context) {
@@ -258,8 +305,13 @@ impl BatchwiseApp {
     fn drain_events(&mut self, ctx: &egui::Context) {
         while let Ok(reply) = self.files.replies.try_recv() {
             match reply {
-                FileReply::Added(paths) => {
-                    for path in paths {
+                FileReply::Added { files, folders } => {
+                    for folder in folders {
+                        if !self.roots.contains(&folder) {
+                            self.roots.push(folder);
+                        }
+                    }
+                    for path in files {
                         if self.items.iter().any(|i| i.path == path) {
                             continue;
                         }
@@ -279,6 +331,10 @@ impl BatchwiseApp {
                             output_thumb: None,
                         });
                     }
+                }
+                FileReply::Adapters(list) => self.adapters = Some(list),
+                FileReply::ModelInfo(id, info) => {
+                    self.model_infos.insert(id, info);
                 }
                 FileReply::Thumbnail { id, image } => {
                     // Thumbnail ids are the item id shifted left, with the low bit set for outputs.
@@ -307,6 +363,17 @@ impl BatchwiseApp {
                     self.ledger = Some(ledger);
                 }
                 WorkerEvent::Error(e) => self.message = Some(e),
+                WorkerEvent::TuneRow(row) => {
+                    if let Some(t) = &mut self.tuning {
+                        t.rows.push(row);
+                    }
+                }
+                WorkerEvent::TuneDone(result) => {
+                    if let Some(t) = &mut self.tuning {
+                        t.finished = true;
+                        t.error = result.err();
+                    }
+                }
                 WorkerEvent::Idle => {
                     self.running = false;
                     self.progress.finished_secs =
@@ -343,12 +410,18 @@ impl BatchwiseApp {
                     failed,
                     total,
                     items_per_sec,
+                    batch_size,
+                    budget_bytes,
+                    device_memory,
                     ..
                 }) => {
                     self.progress.done = done;
                     self.progress.failed = failed;
                     self.progress.total = total;
                     self.progress.items_per_sec = items_per_sec;
+                    self.progress.batch_size = batch_size;
+                    self.progress.budget_bytes = budget_bytes;
+                    self.progress.device_memory = device_memory;
                 }
                 WorkerEvent::Job(JobEvent::Retry { batch_size, reason }) => {
                     self.progress.batch_size = batch_size;
@@ -383,110 +456,97 @@ impl BatchwiseApp {
         ui.horizontal_wrapped(|ui| {
             ui.heading("batchwise");
             ui.separator();
-            if ui.button("Add images...").clicked() {
+            if ui.button("Add images...").on_hover_text("Ctrl+O").clicked() {
                 self.pick_files(ui.ctx());
+            }
+            if ui
+                .button("Add folder...")
+                .on_hover_text("Ctrl+Shift+O")
+                .clicked()
+            {
+                self.pick_folder(ui.ctx());
             }
             ui.add_enabled_ui(!self.running, |ui| {
                 if ui.button("Clear").clicked() {
                     self.items.clear();
+                    self.roots.clear();
                     self.progress = Progress::default();
                 }
             });
             ui.separator();
-            let model_label = ui.label("Model");
-            let selected = std::path::Path::new(&self.settings.model)
-                .file_name()
-                .map_or(self.settings.model.clone(), |n| {
-                    n.to_string_lossy().into_owned()
-                });
-            egui::ComboBox::from_id_salt("model")
-                .selected_text(selected)
-                .show_ui(ui, |ui| {
-                    for m in BUILTINS.iter().filter(|m| m.is_image_to_image()) {
-                        ui.selectable_value(&mut self.settings.model, m.id.to_owned(), m.id)
-                            .on_hover_text(m.description);
-                    }
-                    for m in &self.user_models {
-                        let name = std::path::Path::new(&m.id)
-                            .file_name()
-                            .map_or(m.id.clone(), |n| n.to_string_lossy().into_owned());
-                        ui.selectable_value(&mut self.settings.model, m.id.clone(), name)
-                            .on_hover_text(format!(
-                                "{} ({}x, {} px context)",
-                                m.id, m.spec.scale, m.spec.context
-                            ));
-                    }
-                })
-                .response
-                .labelled_by(model_label.id);
-            if ui.button("Load model...").clicked() {
-                self.load_model(None, ui.ctx());
-            }
-            // A user model's input conventions; changing one loads the model again with it.
-            let user = self.user_models.iter().any(|m| m.id == self.settings.model);
-            if user {
-                let mut changed = false;
-                for (label, value, choices) in [
-                    (
-                        "Input range",
-                        &mut self.settings.input_range,
-                        &["auto", "0-1", "0-255", "-1-1"][..],
-                    ),
-                    (
-                        "Channels",
-                        &mut self.settings.channel_order,
-                        &["auto", "rgb", "bgr"][..],
-                    ),
-                    (
-                        "Layout",
-                        &mut self.settings.input_layout,
-                        &["auto", "nchw", "nhwc"][..],
-                    ),
-                ] {
-                    let l = ui.label(label);
-                    egui::ComboBox::from_id_salt(label)
-                        .selected_text(value.clone())
-                        .show_ui(ui, |ui| {
-                            for c in choices {
-                                changed |= ui.selectable_value(value, c.to_string(), *c).changed();
-                            }
-                        })
-                        .response
-                        .labelled_by(l.id);
-                }
-                if changed {
-                    self.load_model(Some(PathBuf::from(&self.settings.model)), ui.ctx());
-                }
-            }
-            ui.separator();
-            ui.add(
-                egui::Slider::new(&mut self.settings.batch_size, 1..=64)
-                    .logarithmic(true)
-                    .text("Batch size"),
-            );
-            ui.separator();
-            if ui.button("Output folder...").clicked() {
-                self.pick_output_dir(ui.ctx());
-            }
-            ui.label(self.output_dir().display().to_string())
-                .on_hover_text("Where results are written");
-            ui.separator();
             if self.running {
                 let paused = self.engine.is_paused();
-                if ui.button(if paused { "Resume" } else { "Pause" }).clicked() {
+                let label = if paused { "Resume" } else { "Pause" };
+                if ui.button(label).on_hover_text("Space").clicked() {
                     self.engine.set_paused(!paused);
                 }
-                if ui.button("Cancel").clicked() {
-                    self.engine.set_paused(false);
-                    self.engine.cancel();
+                if ui.button("Cancel").on_hover_text("Esc").clicked() {
+                    self.cancel();
                 }
             } else {
-                let run = ui.add_enabled(!self.items.is_empty(), egui::Button::new("Run"));
-                if run.clicked() {
+                let ready = !self.items.is_empty() && !self.tuning_running();
+                let run = ui.add_enabled(ready, egui::Button::new("Run"));
+                if run.on_hover_text("Ctrl+Enter").clicked() {
                     self.start();
                 }
             }
+            ui.separator();
+            if ui.button("Help").on_hover_text("F1").clicked() {
+                self.show_help = !self.show_help;
+            }
         });
+    }
+
+    fn cancel(&mut self) {
+        self.engine.set_paused(false);
+        self.engine.cancel();
+    }
+
+    /// Keyboard shortcuts; none while a text field has the keyboard (Space types a space there).
+    fn shortcuts(&mut self, ctx: &egui::Context) {
+        use egui::{Key, KeyboardShortcut, Modifiers};
+        let typing = ctx.egui_wants_keyboard_input();
+        let pressed = |m: Modifiers, k: Key| {
+            ctx.input_mut(|i| i.consume_shortcut(&KeyboardShortcut::new(m, k)))
+        };
+        if pressed(Modifiers::COMMAND | Modifiers::SHIFT, Key::O) {
+            self.pick_folder(ctx);
+        }
+        if pressed(Modifiers::COMMAND, Key::O) {
+            self.pick_files(ctx);
+        }
+        if pressed(Modifiers::COMMAND, Key::Enter) {
+            self.start();
+        }
+        if pressed(Modifiers::NONE, Key::F1) {
+            self.show_help = !self.show_help;
+        }
+        if typing {
+            return;
+        }
+        if self.running && pressed(Modifiers::NONE, Key::Space) {
+            self.engine.set_paused(!self.engine.is_paused());
+        }
+        if self.running && pressed(Modifiers::NONE, Key::Escape) {
+            self.cancel();
+        }
+    }
+
+    fn help_window(&mut self, ctx: &egui::Context) {
+        egui::Window::new("Help")
+            .open(&mut self.show_help)
+            .resizable(false)
+            .show(ctx, |ui| {
+                ui.label("Drop images or folders anywhere on the window, or add them:");
+                egui::Grid::new("shortcuts").striped(true).show(ui, |ui| {
+                    for (keys, what) in SHORTCUTS {
+                        ui.monospace(*keys);
+                        ui.label(*what);
+                        ui.end_row();
+                    }
+                });
+                ui.label("Right-click an item to remove it from the queue.");
+            });
     }
 
     fn status_ui(&self, ui: &mut egui::Ui) {
@@ -516,13 +576,7 @@ impl BatchwiseApp {
             p.total, p.items_per_sec, elapsed
         )));
         ui.horizontal(|ui| {
-            if let Some(ledger) = &self.ledger {
-                ui.label(format!(
-                    "GPU memory held by batchwise: {:.1} MiB (peak {:.1} MiB)",
-                    mib(ledger.in_use_bytes()),
-                    mib(ledger.peak_bytes())
-                ));
-            }
+            self.memory_gauge_ui(ui);
             if p.batch_size > 0 {
                 ui.separator();
                 ui.label(format!(
@@ -541,12 +595,77 @@ impl BatchwiseApp {
                 }
             }
         });
+        if let Some((median, p95)) =
+            Self::frame_stats(&self.frame_times.iter().copied().collect::<Vec<_>>())
+        {
+            ui.label(
+                egui::RichText::new(format!("UI frame {median:.1} ms (95%: {p95:.1} ms)"))
+                    .small()
+                    .weak(),
+            );
+        }
         if let Some(m) = &self.message {
             ui.colored_label(ui.visuals().error_fg_color, m);
         }
     }
 
-    fn grid_ui(&self, ui: &mut egui::Ui) {
+    /// GPU memory: what batchwise holds (its ledger) against the budget, the peak, and the
+    /// device's own figures where its driver reports them.
+    fn memory_gauge_ui(&self, ui: &mut egui::Ui) {
+        let Some(ledger) = &self.ledger else {
+            return;
+        };
+        let p = &self.progress;
+        let (used, peak) = (ledger.in_use_bytes(), ledger.peak_bytes());
+        let budget = p.budget_bytes;
+        let fraction = if budget > 0 {
+            (used as f64 / budget as f64).min(1.0) as f32
+        } else {
+            0.0
+        };
+        let mut text = format!("GPU {:.0} MiB (peak {:.0})", mib(used), mib(peak));
+        if budget > 0 {
+            text += &format!(" of {:.0} MiB budget", mib(budget));
+        }
+        let gauge = ui.add(
+            egui::ProgressBar::new(fraction)
+                .desired_width(260.0)
+                .text(text),
+        );
+        let device = match p.device_memory {
+            Some(DeviceMemory {
+                total_bytes,
+                budget_bytes: Some(b),
+                usage_bytes: Some(u),
+            }) => format!(
+                "device: {:.1} GiB, driver budget {:.1} GiB, {:.2} GiB in use by this process",
+                gib(total_bytes),
+                gib(b),
+                gib(u)
+            ),
+            Some(m) => format!(
+                "device: {:.1} GiB (the driver reports no budget)",
+                gib(m.total_bytes)
+            ),
+            None => "the device's total is not reported by this backend".to_owned(),
+        };
+        gauge.on_hover_text(format!(
+            "buffers batchwise holds, from its own ledger (exact on every backend)\n{device}"
+        ));
+    }
+
+    /// The UI time of recent frames: median and 95th percentile, in milliseconds.
+    pub fn frame_stats(times: &[f32]) -> Option<(f32, f32)> {
+        if times.is_empty() {
+            return None;
+        }
+        let mut sorted = times.to_vec();
+        sorted.sort_by(f32::total_cmp);
+        let at = |q: f32| sorted[((sorted.len() - 1) as f32 * q).round() as usize] * 1000.0;
+        Some((at(0.5), at(0.95)))
+    }
+
+    fn grid_ui(&mut self, ui: &mut egui::Ui) {
         if self.items.is_empty() {
             ui.centered_and_justified(|ui| {
                 ui.label("Drop images or folders here, or use 'Add images...'");
@@ -555,21 +674,47 @@ impl BatchwiseApp {
         }
         let cell = files::THUMB_PX as f32 + 8.0 + ui.spacing().item_spacing.x;
         let columns = ((ui.available_width() / cell).floor() as usize).max(1);
+        let mut remove = None;
         egui::ScrollArea::vertical().show(ui, |ui| {
             for row in self.items.chunks(columns) {
                 ui.horizontal_top(|ui| {
                     for item in row {
-                        item_ui(ui, item);
+                        let response = item_ui(ui, item);
+                        response.context_menu(|ui| {
+                            if ui
+                                .add_enabled(!self.running, egui::Button::new("Remove"))
+                                .clicked()
+                            {
+                                remove = Some(item.id);
+                            }
+                        });
                     }
                 });
                 ui.add_space(4.0);
             }
         });
+        if let Some(id) = remove {
+            self.remove_item(id);
+        }
     }
 }
 
+/// Keys and what they do, as the help panel lists them.
+pub const SHORTCUTS: &[(&str, &str)] = &[
+    ("Ctrl+O", "add images"),
+    ("Ctrl+Shift+O", "add a folder"),
+    ("Ctrl+Enter", "run"),
+    ("Space", "pause / resume"),
+    ("Esc", "cancel"),
+    ("F1", "this help"),
+];
+
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1u64 << 20) as f64
+}
+
+fn gib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
 }
 
 fn status_color(ui: &egui::Ui, status: ItemStatus) -> egui::Color32 {
@@ -582,7 +727,7 @@ fn status_color(ui: &egui::Ui, status: ItemStatus) -> egui::Color32 {
     }
 }
 
-fn item_ui(ui: &mut egui::Ui, item: &Item) {
+fn item_ui(ui: &mut egui::Ui, item: &Item) -> egui::Response {
     let size = files::THUMB_PX as f32;
     let response = ui
         .vertical(|ui| {
@@ -605,21 +750,30 @@ fn item_ui(ui: &mut egui::Ui, item: &Item) {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            ui.add(egui::Label::new(egui::RichText::new(name).small()).truncate());
+            ui.add(
+                egui::Label::new(egui::RichText::new(name).small())
+                    .truncate()
+                    .selectable(false),
+            );
             let status = format!("{:?}", item.status).to_lowercase();
-            ui.label(
-                egui::RichText::new(status)
-                    .small()
-                    .color(status_color(ui, item.status)),
+            ui.add(
+                egui::Label::new(
+                    egui::RichText::new(status)
+                        .small()
+                        .color(status_color(ui, item.status)),
+                )
+                .selectable(false),
             );
         })
-        .response;
+        .response
+        // Right-click opens the item's menu.
+        .interact(egui::Sense::click());
     let hover = match (&item.error, &item.output) {
         (Some(e), _) => e.clone(),
         (None, Some(o)) => format!("output: {}", o.display()),
         (None, None) => item.path.display().to_string(),
     };
-    response.on_hover_text(hover);
+    response.on_hover_text(hover)
 }
 
 impl eframe::App for BatchwiseApp {
@@ -642,18 +796,41 @@ impl eframe::App for BatchwiseApp {
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let started = Instant::now();
+        let ctx = ui.ctx().clone();
+        self.shortcuts(&ctx);
         egui::Panel::top("toolbar").show(ui, |ui| self.toolbar_ui(ui));
         egui::Panel::bottom("status").show(ui, |ui| self.status_ui(ui));
+        egui::Panel::left("settings")
+            .resizable(true)
+            .default_size(290.0)
+            .show(ui, |ui| self.side_panel_ui(ui));
         egui::CentralPanel::default().show(ui, |ui| self.grid_ui(ui));
-        let hovering = ui.ctx().input(|i| !i.raw.hovered_files.is_empty());
+        self.tune_window(&ctx);
+        self.help_window(&ctx);
+        let hovering = ctx.input(|i| !i.raw.hovered_files.is_empty());
         if hovering {
-            let rect = ui.ctx().content_rect();
-            ui.ctx()
-                .layer_painter(egui::LayerId::new(
-                    egui::Order::Foreground,
-                    egui::Id::unique("drop"),
-                ))
-                .rect_filled(rect, 0.0, egui::Color32::from_black_alpha(120));
+            let rect = ctx.content_rect();
+            let painter = ctx.layer_painter(egui::LayerId::new(
+                egui::Order::Foreground,
+                egui::Id::unique("drop"),
+            ));
+            painter.rect_filled(rect, 0.0, egui::Color32::from_black_alpha(120));
+            painter.text(
+                rect.center(),
+                egui::Align2::CENTER_CENTER,
+                "Drop to add images and folders",
+                egui::FontId::proportional(24.0),
+                egui::Color32::WHITE,
+            );
+        }
+        let took = started.elapsed().as_secs_f32();
+        if self.frame_times.len() == FRAME_HISTORY {
+            self.frame_times.pop_front();
+        }
+        self.frame_times.push_back(took);
+        if self.running {
+            self.busy_frame_times.push(took);
         }
     }
 

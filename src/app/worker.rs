@@ -4,12 +4,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, Sender};
 
+use crate::bench::{BenchRow, BenchSetup};
+use crate::builtin::ModelChoice;
 use crate::engine::Engine;
 use crate::gpu::{AdapterChoice, AdapterSummary, VramLedger};
 use crate::job::{self, JobEvent, JobSpec};
 
 pub enum WorkerCommand {
-    Run(JobSpec),
+    Run(JobSpec, AdapterChoice),
+    /// A sweep over batch sizes on the given images (compute only).
+    Tune(ModelChoice, BenchSetup, AdapterChoice),
 }
 
 pub enum WorkerEvent {
@@ -21,6 +25,10 @@ pub enum WorkerEvent {
     Job(JobEvent),
     /// The job could not start or the engine could not be created.
     Error(String),
+    /// One batch size of a Tune sweep was measured.
+    TuneRow(BenchRow),
+    /// The sweep is over (an error ends it early).
+    TuneDone(Result<(), String>),
     /// The job is over (finished, failed or cancelled).
     Idle,
 }
@@ -64,11 +72,19 @@ impl EngineWorker {
         }
     }
 
-    pub fn run(&self, spec: JobSpec) {
+    pub fn run(&self, spec: JobSpec, adapter: AdapterChoice) {
         self.control.cancel.store(false, Ordering::Relaxed);
         self.control.pause.store(false, Ordering::Relaxed);
+        self.send(WorkerCommand::Run(spec, adapter));
+    }
+
+    pub fn tune(&self, model: ModelChoice, setup: BenchSetup, adapter: AdapterChoice) {
+        self.send(WorkerCommand::Tune(model, setup, adapter));
+    }
+
+    fn send(&self, command: WorkerCommand) {
         if let Some(commands) = &self.commands {
-            let _ = commands.send(WorkerCommand::Run(spec));
+            let _ = commands.send(command);
         }
     }
 
@@ -96,39 +112,58 @@ fn engine_thread(
         let _ = events.send(e);
         wake();
     };
-    let mut engine: Option<Engine> = None;
+    // The engine and the adapter it was made for.
+    let mut engine: Option<(Engine, AdapterChoice)> = None;
     while let Ok(command) = commands.recv() {
         match command {
-            WorkerCommand::Run(spec) => {
-                if engine.is_none() {
-                    match Engine::new(&AdapterChoice::Auto) {
-                        Ok(e) => {
-                            let cache = crate::autotune::default_cache_dir();
-                            if let Err(err) = crate::autotune::tune(&e, cache.as_deref()) {
-                                log::warn!("autotune failed, keeping the default kernel: {err:#}");
-                            }
-                            send(WorkerEvent::EngineReady {
-                                adapter: e.gpu.adapter.clone(),
-                                ledger: e.gpu.ledger.clone(),
-                            });
-                            engine = Some(e);
-                        }
-                        Err(e) => {
-                            send(WorkerEvent::Error(format!("{e:#}")));
-                            send(WorkerEvent::Idle);
-                            continue;
-                        }
+            WorkerCommand::Run(spec, choice) => {
+                if let Some(engine) = open(&mut engine, choice, &send) {
+                    let result = job::run(engine, &spec, &control, &mut |ev| {
+                        send(WorkerEvent::Job(ev))
+                    });
+                    if let Err(e) = result {
+                        send(WorkerEvent::Error(format!("{e:#}")));
                     }
-                }
-                let engine = engine.as_ref().expect("created above");
-                let result = job::run(engine, &spec, &control, &mut |ev| {
-                    send(WorkerEvent::Job(ev))
-                });
-                if let Err(e) = result {
-                    send(WorkerEvent::Error(format!("{e:#}")));
                 }
                 send(WorkerEvent::Idle);
             }
+            WorkerCommand::Tune(model, setup, choice) => {
+                let result = match open(&mut engine, choice, &send) {
+                    Some(engine) => crate::bench::run(engine, &model, &setup, |row| {
+                        send(WorkerEvent::TuneRow(row.clone()))
+                    })
+                    .map(|_| ())
+                    .map_err(|e| format!("{e:#}")),
+                    None => Err("no GPU adapter could be opened".into()),
+                };
+                send(WorkerEvent::TuneDone(result));
+            }
         }
     }
+}
+
+/// The engine on `choice`, opening it (and closing one on another adapter) when needed.
+fn open<'a>(
+    engine: &'a mut Option<(Engine, AdapterChoice)>,
+    choice: AdapterChoice,
+    send: &impl Fn(WorkerEvent),
+) -> Option<&'a Engine> {
+    if engine.as_ref().is_none_or(|(_, c)| *c != choice) {
+        *engine = None; // the old device goes before the new one opens
+        match Engine::new(&choice) {
+            Ok(e) => {
+                let cache = crate::autotune::default_cache_dir();
+                if let Err(err) = crate::autotune::tune(&e, cache.as_deref()) {
+                    log::warn!("autotune failed, keeping the default kernel: {err:#}");
+                }
+                send(WorkerEvent::EngineReady {
+                    adapter: e.gpu.adapter.clone(),
+                    ledger: e.gpu.ledger.clone(),
+                });
+                *engine = Some((e, choice));
+            }
+            Err(e) => send(WorkerEvent::Error(format!("{e:#}"))),
+        }
+    }
+    engine.as_ref().map(|(e, _)| e)
 }

@@ -1,0 +1,122 @@
+//! What the app remembers between runs (eframe persistence), and the job it describes.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::builtin::{BUILTINS, ModelChoice};
+use crate::gpu::AdapterChoice;
+use crate::job::{AUTO_BATCH, AnalysisOptions, ExportOptions, JobSpec, OutputFormat, Overwrite};
+use crate::kernels::Precision;
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default)]
+pub struct Settings {
+    pub model: String,
+    pub batch_size: u32,
+    /// Batch size Auto: the largest batch that fits the memory budget.
+    pub batch_auto: bool,
+    /// MiB; 0: the default (half of what the driver offers).
+    pub memory_budget_mb: u32,
+    /// Tile edge in pixels; 0: Auto.
+    pub tile_size: u32,
+    pub float16: bool,
+    /// Index in the adapter list; None: the best adapter (a discrete GPU first).
+    pub adapter: Option<usize>,
+    pub output_dir: Option<PathBuf>,
+    pub format: OutputFormat,
+    pub quality: u8,
+    pub pattern: String,
+    pub overwrite: Overwrite,
+    pub top_k: usize,
+    pub mask_only: bool,
+    pub annotate: bool,
+    /// How a user model's input is fed ("auto": the file's metadata, else the defaults), as the
+    /// CLI's `--input-range`, `--channel-order` and `--input-layout`.
+    pub input_range: String,
+    pub channel_order: String,
+    pub input_layout: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let export = ExportOptions::default();
+        let analysis = AnalysisOptions::default();
+        Self {
+            model: BUILTINS[0].id.to_owned(),
+            batch_size: 8,
+            batch_auto: true,
+            memory_budget_mb: 0,
+            tile_size: 0,
+            float16: false,
+            adapter: None,
+            output_dir: None,
+            format: export.format,
+            quality: export.quality,
+            pattern: export.pattern,
+            overwrite: export.overwrite,
+            top_k: analysis.top_k,
+            mask_only: analysis.mask_only,
+            annotate: analysis.annotate,
+            input_range: "auto".into(),
+            channel_order: "auto".into(),
+            input_layout: "auto".into(),
+        }
+    }
+}
+
+impl Settings {
+    pub fn adapter_choice(&self) -> AdapterChoice {
+        self.adapter
+            .map_or(AdapterChoice::Auto, AdapterChoice::Index)
+    }
+
+    pub fn precision(&self) -> Precision {
+        if self.float16 {
+            Precision::F16
+        } else {
+            Precision::F32
+        }
+    }
+
+    pub fn export(&self) -> ExportOptions {
+        ExportOptions {
+            format: self.format,
+            quality: self.quality,
+            pattern: self.pattern.clone(),
+            overwrite: self.overwrite,
+        }
+    }
+
+    /// The job these settings describe for `inputs` (found in the folders `roots`).
+    pub fn job(
+        &self,
+        inputs: Vec<PathBuf>,
+        roots: Vec<PathBuf>,
+        model: ModelChoice,
+        output_dir: PathBuf,
+    ) -> JobSpec {
+        JobSpec {
+            inputs,
+            model,
+            batch_size: if self.batch_auto {
+                AUTO_BATCH
+            } else {
+                self.batch_size
+            },
+            tile_size: (self.tile_size > 0).then_some(self.tile_size),
+            output_dir,
+            precision: self.precision(),
+            analysis: AnalysisOptions {
+                top_k: self.top_k,
+                mask_only: self.mask_only,
+                annotate: self.annotate,
+            },
+            export: self.export(),
+            shard: None,
+            memory_budget: (self.memory_budget_mb > 0)
+                .then_some((self.memory_budget_mb as u64) << 20),
+            roots,
+        }
+    }
+}
