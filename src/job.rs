@@ -162,6 +162,12 @@ pub enum JobEvent {
         /// `VK_EXT_memory_budget`); None where the backend reports nothing.
         device_memory: Option<crate::gpu::DeviceMemory>,
     },
+    /// What a classifier, embedder or face detector gave item `index` (labels, the embedding,
+    /// or the image's size and its faces), as the manifest records it.
+    Result {
+        index: usize,
+        result: serde_json::Value,
+    },
     /// The GPU ran out of memory: the same tiles run again in batches of `batch_size`.
     Retry {
         batch_size: u32,
@@ -1471,6 +1477,11 @@ fn run_fixed(
                 };
                 match analyze_one(spec, &labels, &slice, f, size, out) {
                     Ok(a) => {
+                        if !matches!(a, Analysis::Image)
+                            && let Ok(result) = serde_json::to_value(&a)
+                        {
+                            emit(JobEvent::Result { index: i, result });
+                        }
                         results.push((i, a));
                         if per_image {
                             done += 1;

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use batchwise::app::BatchwiseApp;
 use batchwise::job::ItemStatus;
-use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT as _, Queryable as _};
+use egui_kittest::{Harness, SnapshotOptions};
 
 #[derive(Debug)]
 struct Dropped(PathBuf);
@@ -179,7 +179,9 @@ fn settings_tune_export_and_shortcuts() {
         .crop_imm(0, 0, 30, 30)
         .save(inputs.join("c.png"))
         .unwrap();
-    let out = dir.path().join("out");
+    // A fixed output path: the panel shows it, and the snapshots must not change between runs.
+    let out = std::env::temp_dir().join("batchwise-app-settings-test");
+    let _ = std::fs::remove_dir_all(&out);
 
     let mut harness = Harness::builder()
         .with_size([1200.0, 800.0])
@@ -224,6 +226,25 @@ fn settings_tune_export_and_shortcuts() {
         .map(|i| i.path.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, ["a.png", "b.png"]);
+
+    // Thumbnails in, then the window as it looks before a run.
+    for _ in 0..20 {
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    harness.snapshot_options("main-window", &snapshot_options());
+
+    // Clicking an item opens the viewer (the input alone before a run).
+    harness.get_by_label("a.png").click();
+    harness.step();
+    step_until(&mut harness, "the viewer's image", |app| {
+        app.viewer.as_ref().is_some_and(|v| v.before.is_some())
+    });
+    harness.step();
+    harness.get_by_label("Before | After");
+    harness.snapshot_options("viewer-before-run", &snapshot_options());
+    harness.state_mut().viewer = None;
+    harness.step();
 
     // Tile size 32 px and JPEG named {stem}_{scale}x.
     choose(&mut harness, "Tile size", "32 px");
@@ -286,6 +307,42 @@ fn settings_tune_export_and_shortcuts() {
         app.busy_frame_times.len()
     );
 
+    // The viewer on a finished item: input and output, split.
+    harness.get_by_label("a.png").click();
+    harness.step();
+    step_until(&mut harness, "the viewer's images", |app| {
+        app.viewer
+            .as_ref()
+            .is_some_and(|v| v.before.is_some() && v.after.is_some())
+    });
+    harness.state_mut().viewer = None;
+    harness.step();
+
+    // Classify the same images: the viewer lists each image's labels.
+    choose(&mut harness, "Model", "classify");
+    harness.get_by_label("Parameters");
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Enter);
+    harness.step();
+    step_until(&mut harness, "the classifier", |app| !app.running);
+    assert_eq!(
+        harness.state().progress.done,
+        2,
+        "{:?}",
+        harness.state().message
+    );
+    assert!(out.join("labels.csv").exists());
+    let labels = harness.state().items[0].result.clone().unwrap();
+    let top = labels["labels"][0]["label"].as_str().unwrap().to_owned();
+    harness.get_by_label("a.png").click();
+    harness.step();
+    harness.step();
+    assert!(
+        harness.query_by_label_contains(&top).is_some(),
+        "the viewer shows the top label {top}"
+    );
+    harness.state_mut().viewer = None;
+    harness.step();
+
     // F1 opens the help with the shortcuts.
     harness.key_press(egui::Key::F1);
     harness.step();
@@ -305,4 +362,13 @@ fn choose(harness: &mut Harness<'_, BatchwiseApp>, label: &str, choice: &str) {
     harness.step();
     harness.get_by_label(choice).click();
     harness.step();
+}
+
+/// Snapshot thresholds, in one place. Rendering is deterministic on one adapter and driver
+/// (lavapipe in CI, the same Mesa as on the development machine), so egui_kittest's default
+/// per-pixel colour tolerance (0.6, which absorbs anti-aliasing differences between backends)
+/// and no failing pixels are enough. Snapshots are taken before any run, where nothing on screen
+/// depends on timing. `UPDATE_SNAPSHOTS=1 cargo test --test app` rewrites them.
+fn snapshot_options() -> SnapshotOptions {
+    SnapshotOptions::new().threshold(0.6).max_failed_pixels(0)
 }

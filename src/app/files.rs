@@ -16,6 +16,8 @@ pub enum FileRequest {
     Thumbnail { id: u64, path: PathBuf },
     /// The adapters, and what every built-in model needs (parsing them takes a moment).
     Startup,
+    /// An image at viewer size ([`super::viewer::VIEW_PX`]), for the viewer.
+    View { id: u64, path: PathBuf },
 }
 
 pub enum FileReply {
@@ -29,6 +31,10 @@ pub enum FileReply {
         image: Option<egui::ColorImage>,
     },
     Adapters(Vec<crate::gpu::AdapterSummary>),
+    View {
+        id: u64,
+        image: Option<egui::ColorImage>,
+    },
     ModelInfo(String, crate::builtin::ModelInfo),
 }
 
@@ -57,7 +63,11 @@ impl FileWorker {
                         }),
                         FileRequest::Thumbnail { id, path } => send(FileReply::Thumbnail {
                             id,
-                            image: thumbnail(&path),
+                            image: thumbnail(&path, THUMB_PX),
+                        }),
+                        FileRequest::View { id, path } => send(FileReply::View {
+                            id,
+                            image: thumbnail(&path, super::viewer::VIEW_PX),
                         }),
                         FileRequest::Startup => {
                             send(FileReply::Adapters(crate::gpu::list_adapters()))
@@ -88,14 +98,19 @@ impl FileWorker {
     }
 }
 
-fn thumbnail(path: &std::path::Path) -> Option<egui::ColorImage> {
+/// The image at most `px` on its longer side (smaller images as they are).
+fn thumbnail(path: &std::path::Path, px: u32) -> Option<egui::ColorImage> {
     let img = image::ImageReader::open(path)
         .ok()?
         .with_guessed_format()
         .ok()?
         .decode()
         .ok()?;
-    let t = img.thumbnail(THUMB_PX, THUMB_PX).to_rgba8();
+    let t = if img.width().max(img.height()) > px {
+        img.thumbnail(px, px).to_rgba8()
+    } else {
+        img.to_rgba8()
+    };
     Some(egui::ColorImage::from_rgba_unmultiplied(
         [t.width() as usize, t.height() as usize],
         t.as_raw(),

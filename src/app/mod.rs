@@ -8,6 +8,7 @@ mod files;
 mod panels;
 mod settings;
 mod tune;
+mod viewer;
 mod worker;
 
 use std::collections::{HashMap, VecDeque};
@@ -22,6 +23,7 @@ use crate::job::{ItemStatus, JobEvent};
 pub use files::{FileReply, FileRequest, FileWorker};
 pub use settings::Settings;
 pub use tune::{TUNE_BATCH_SIZES, Tuning};
+pub use viewer::Viewer;
 pub use worker::{EngineWorker, WorkerEvent};
 
 /// Frames whose UI time the app keeps, for the figures in the status bar.
@@ -34,6 +36,8 @@ pub struct Item {
     pub status: ItemStatus,
     pub error: Option<String>,
     pub output: Option<PathBuf>,
+    /// Labels, an embedding or faces, for models that give them.
+    pub result: Option<serde_json::Value>,
     thumb: Option<egui::TextureHandle>,
     output_thumb: Option<egui::TextureHandle>,
 }
@@ -79,6 +83,7 @@ pub struct BatchwiseApp {
     /// Frame times while a job ran, for the responsiveness figures.
     pub busy_frame_times: Vec<f32>,
     pub show_help: bool,
+    pub viewer: Option<Viewer>,
     /// Folders the user added: their files keep their sub-folders in the output.
     roots: Vec<PathBuf>,
 }
@@ -117,6 +122,7 @@ impl BatchwiseApp {
             frame_times: VecDeque::new(),
             busy_frame_times: Vec::new(),
             show_help: false,
+            viewer: None,
             roots: Vec::new(),
         };
         app.files.send(FileRequest::Startup);
@@ -133,12 +139,14 @@ impl BatchwiseApp {
         }
     }
 
-    /// Where outputs go: the chosen folder, else `batchwise-output` beside the first input.
+    /// Where outputs go: the chosen folder, else `batchwise-output` beside the first folder
+    /// added (or the first file).
     pub fn output_dir(&self) -> PathBuf {
         self.settings.output_dir.clone().unwrap_or_else(|| {
-            self.items
+            self.roots
                 .first()
-                .and_then(|i| i.path.parent())
+                .or(self.items.first().map(|i| &i.path))
+                .and_then(|p| p.parent())
                 .unwrap_or(std::path::Path::new("."))
                 .join("batchwise-output")
         })
@@ -197,6 +205,7 @@ impl BatchwiseApp {
             item.status = ItemStatus::Queued;
             item.error = None;
             item.output = None;
+            item.result = None;
             item.output_thumb = None;
         }
         self.progress = Progress {
@@ -306,6 +315,11 @@ impl BatchwiseApp {
         while let Ok(reply) = self.files.replies.try_recv() {
             match reply {
                 FileReply::Added { files, folders } => {
+                    log::info!(
+                        "added {} file(s) from {} folder(s)",
+                        files.len(),
+                        folders.len()
+                    );
                     for folder in folders {
                         if !self.roots.contains(&folder) {
                             self.roots.push(folder);
@@ -327,12 +341,30 @@ impl BatchwiseApp {
                             status: ItemStatus::Queued,
                             error: None,
                             output: None,
+                            result: None,
                             thumb: None,
                             output_thumb: None,
                         });
                     }
                 }
                 FileReply::Adapters(list) => self.adapters = Some(list),
+                FileReply::View { id, image } => {
+                    let (item_id, is_output) = (id >> 1, id & 1 == 1);
+                    if let (Some(v), Some(image)) =
+                        (self.viewer.as_mut().filter(|v| v.item == item_id), image)
+                    {
+                        let tex = ctx.load_texture(
+                            format!("view {id}"),
+                            image,
+                            egui::TextureOptions::LINEAR,
+                        );
+                        if is_output {
+                            v.after = Some(tex);
+                        } else {
+                            v.before = Some(tex);
+                        }
+                    }
+                }
                 FileReply::ModelInfo(id, info) => {
                     self.model_infos.insert(id, info);
                 }
@@ -363,6 +395,11 @@ impl BatchwiseApp {
                     self.ledger = Some(ledger);
                 }
                 WorkerEvent::Error(e) => self.message = Some(e),
+                WorkerEvent::Job(JobEvent::Result { index, result }) => {
+                    if let Some(item) = self.items.get_mut(index) {
+                        item.result = Some(result);
+                    }
+                }
                 WorkerEvent::TuneRow(row) => {
                     if let Some(t) = &mut self.tuning {
                         t.rows.push(row);
@@ -428,6 +465,12 @@ impl BatchwiseApp {
                     self.message = Some(format!("{reason}; retrying in batches of {batch_size}"));
                 }
                 WorkerEvent::Job(JobEvent::Finished(summary)) => {
+                    log::info!(
+                        "job finished: {} done, {} failed of {}",
+                        summary.done,
+                        summary.failed,
+                        summary.total
+                    );
                     self.progress.done = summary.done;
                     self.progress.failed = summary.failed;
                     self.progress.items_per_sec = summary.items_per_sec;
@@ -571,10 +614,16 @@ impl BatchwiseApp {
         } else {
             String::new()
         };
-        ui.add(egui::ProgressBar::new(fraction).text(format!(
+        let frames = Self::frame_stats(&self.frame_times.iter().copied().collect::<Vec<_>>());
+        let bar = ui.add(egui::ProgressBar::new(fraction).text(format!(
             "{finished}/{} items ({failed} failed), {:.2} items/s, {:.1} s{eta}",
             p.total, p.items_per_sec, elapsed
         )));
+        if let Some((median, p95)) = frames {
+            bar.on_hover_text(format!(
+                "UI frame time: {median:.1} ms median, {p95:.1} ms at the 95th percentile"
+            ));
+        }
         ui.horizontal(|ui| {
             self.memory_gauge_ui(ui);
             if p.batch_size > 0 {
@@ -595,15 +644,6 @@ impl BatchwiseApp {
                 }
             }
         });
-        if let Some((median, p95)) =
-            Self::frame_stats(&self.frame_times.iter().copied().collect::<Vec<_>>())
-        {
-            ui.label(
-                egui::RichText::new(format!("UI frame {median:.1} ms (95%: {p95:.1} ms)"))
-                    .small()
-                    .weak(),
-            );
-        }
         if let Some(m) = &self.message {
             ui.colored_label(ui.visuals().error_fg_color, m);
         }
@@ -675,12 +715,19 @@ impl BatchwiseApp {
         let cell = files::THUMB_PX as f32 + 8.0 + ui.spacing().item_spacing.x;
         let columns = ((ui.available_width() / cell).floor() as usize).max(1);
         let mut remove = None;
+        let mut view = None;
         egui::ScrollArea::vertical().show(ui, |ui| {
             for row in self.items.chunks(columns) {
                 ui.horizontal_top(|ui| {
                     for item in row {
                         let response = item_ui(ui, item);
+                        if response.clicked() {
+                            view = Some(item.id);
+                        }
                         response.context_menu(|ui| {
+                            if ui.button("View").clicked() {
+                                view = Some(item.id);
+                            }
                             if ui
                                 .add_enabled(!self.running, egui::Button::new("Remove"))
                                 .clicked()
@@ -695,6 +742,9 @@ impl BatchwiseApp {
         });
         if let Some(id) = remove {
             self.remove_item(id);
+        }
+        if let Some(id) = view {
+            self.open_viewer(id);
         }
     }
 }
@@ -807,6 +857,7 @@ impl eframe::App for BatchwiseApp {
             .show(ui, |ui| self.side_panel_ui(ui));
         egui::CentralPanel::default().show(ui, |ui| self.grid_ui(ui));
         self.tune_window(&ctx);
+        self.viewer_window(&ctx);
         self.help_window(&ctx);
         let hovering = ctx.input(|i| !i.raw.hovered_files.is_empty());
         if hovering {
