@@ -107,6 +107,111 @@ pub struct BenchSetup {
     pub files: Vec<std::path::PathBuf>,
 }
 
+/// The images a bench measures: a folder's, the given files', or `count` synthetic ones.
+fn load_images(
+    dir: Option<&std::path::Path>,
+    files: &[std::path::PathBuf],
+    count: u32,
+    size: u32,
+) -> Result<Vec<RgbaImage>> {
+    let dir = dir.map(std::path::Path::to_path_buf);
+    let listed = match &dir {
+        Some(dir) => std::slice::from_ref(dir),
+        None => files,
+    };
+    if listed.is_empty() {
+        return Ok(synthetic_images(count, size));
+    }
+    let decoded: Vec<RgbaImage> = crate::job::list_inputs(listed)
+        .iter()
+        .filter(|l| l.skip.is_none())
+        .filter_map(|l| image::open(&l.path).ok().map(|i| i.to_rgba8()))
+        .collect();
+    if decoded.is_empty() {
+        bail!("none of the images could be read");
+    }
+    Ok(decoded)
+}
+
+/// A fixed-input model (classify, embed, segment, faces): batches of whole images fitted to its
+/// input, compute only (fit on the CPU, upload, run, read every output back).
+fn run_fixed(
+    engine: &Engine,
+    choice: &ModelChoice,
+    model: &crate::engine::GpuModel,
+    batch_sizes: &[u32],
+    images: &[RgbaImage],
+    mut progress: impl FnMut(&BenchRow),
+) -> Result<BenchReport> {
+    let size = choice.input_size;
+    let fit = crate::analyze::Fit::for_task(choice.task);
+    let pixels: Vec<Vec<u32>> = images
+        .iter()
+        .map(|i| {
+            let (fitted, _) = crate::analyze::fit(i, size, fit);
+            fitted.pixels().map(|p| u32::from_le_bytes(p.0)).collect()
+        })
+        .collect();
+    // Beyond the first batch size that holds every image, nothing new is measured.
+    let mut sizes: Vec<u32> = batch_sizes
+        .iter()
+        .copied()
+        .filter(|&b| (b as usize) < images.len())
+        .collect();
+    sizes.extend(
+        batch_sizes
+            .iter()
+            .copied()
+            .find(|&b| b as usize >= images.len()),
+    );
+    let macs = model.model.macs_per_item(size, size)? * images.len() as u64;
+    let mut rows = Vec::new();
+    for batch in sizes {
+        let runner = crate::engine::BatchRunner::new(
+            engine,
+            model,
+            batch,
+            size,
+            size,
+            &choice.spec.input_map,
+        )?;
+        runner.run_f32_all(&pixels[0], 1)?; // warm-up: pipelines compile on first use
+        engine.gpu.ledger.reset_peak();
+        let start = Instant::now();
+        for chunk in pixels.chunks(batch as usize) {
+            runner.run_f32_all(&chunk.concat(), chunk.len() as u32)?;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let row = BenchRow {
+            batch_size: batch,
+            items_per_sec: images.len() as f64 / secs,
+            compute_items_per_sec: images.len() as f64 / secs,
+            gpu_ms_per_batch: None,
+            peak_gpu_bytes: engine.gpu.ledger.peak_bytes(),
+            planned_gpu_bytes: crate::engine::plan(model, size, size, batch)?.total_bytes(),
+            batches: images.len().div_ceil(batch as usize),
+            dispatches_per_batch: runner.dispatches(),
+            gflops: 2.0 * macs as f64 / secs / 1e9,
+        };
+        progress(&row);
+        rows.push(row);
+    }
+    let a = &engine.gpu.adapter;
+    Ok(BenchReport {
+        device: a.name.clone(),
+        backend: a.backend.clone(),
+        device_type: a.device_type.clone(),
+        model: choice.id.clone(),
+        size,
+        count: images.len() as u32,
+        tile_size: size,
+        tiles_per_item: 1,
+        weight_bytes: model.weight_bytes,
+        bytes_per_item: crate::engine::plan(model, size, size, 1)?.bytes_per_item,
+        rows,
+    })
+}
+
 /// Runs the bench `setup` describes, calling `progress` after each batch size.
 pub fn run(
     engine: &Engine,
@@ -127,6 +232,11 @@ pub fn run(
         bail!("give at least one batch size, one image and a size of at least 1 px");
     }
     let model = engine.load_with(builtin.model.clone(), precision)?;
+    let images = load_images(inputs.as_deref(), &files, count, size)?;
+    count = images.len() as u32;
+    if builtin.input_size > 0 {
+        return run_fixed(engine, builtin, &model, &batch_sizes, &images, progress);
+    }
     let largest = *batch_sizes.iter().max().expect("not empty");
     // One tile size for every row, so every batch size does the same work.
     let tile = match tile_size {
@@ -141,24 +251,6 @@ pub fn run(
                 .unwrap_or(fits)
                 .min(fits)
         }
-    };
-    let listed = match &inputs {
-        Some(dir) => std::slice::from_ref(dir),
-        None => &files[..],
-    };
-    let images = if listed.is_empty() {
-        synthetic_images(count, size)
-    } else {
-        let decoded: Vec<RgbaImage> = crate::job::list_inputs(listed)
-            .iter()
-            .filter(|l| l.skip.is_none())
-            .filter_map(|l| image::open(&l.path).ok().map(|i| i.to_rgba8()))
-            .collect();
-        if decoded.is_empty() {
-            bail!("none of the images could be read");
-        }
-        count = decoded.len() as u32;
-        decoded
     };
     let refs: Vec<&RgbaImage> = images.iter().collect();
     // On given files (Tune), batch sizes beyond the first that holds every tile measure nothing new.

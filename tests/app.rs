@@ -343,6 +343,19 @@ fn settings_tune_export_and_shortcuts() {
     harness.state_mut().viewer = None;
     harness.step();
 
+    // Tune works for whole-image models too: two images, batch sizes 1 and 2.
+    harness.get_by_label("Tune batch size...").click();
+    harness.step();
+    step_until(&mut harness, "the classifier's sweep", |app| {
+        app.tuning.as_ref().is_some_and(|t| t.finished)
+    });
+    let tuning = harness.state().tuning.as_ref().unwrap();
+    assert!(tuning.error.is_none(), "{:?}", tuning.error);
+    let sizes: Vec<u32> = tuning.rows.iter().map(|r| r.batch_size).collect();
+    assert_eq!(sizes, [1, 2]);
+    harness.state_mut().tuning = None;
+    harness.step();
+
     // F1 opens the help with the shortcuts.
     harness.key_press(egui::Key::F1);
     harness.step();

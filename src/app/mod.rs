@@ -103,7 +103,7 @@ impl BatchwiseApp {
             .unwrap_or_default();
         let ctx = cc.egui_ctx.clone();
         let ctx2 = cc.egui_ctx.clone();
-        let app = Self {
+        let mut app = Self {
             settings,
             items: Vec::new(),
             running: false,
@@ -126,6 +126,11 @@ impl BatchwiseApp {
             roots: Vec::new(),
         };
         app.files.send(FileRequest::Startup);
+        // A model of the user's chosen last time loads again (off this thread).
+        if builtin::find(&app.settings.model).is_err() {
+            let path = PathBuf::from(&app.settings.model);
+            app.load_model(Some(path), &cc.egui_ctx);
+        }
         if !inputs.is_empty() {
             app.files.send(FileRequest::Add(inputs));
         }
@@ -666,6 +671,9 @@ impl BatchwiseApp {
         let mut text = format!("GPU {:.0} MiB (peak {:.0})", mib(used), mib(peak));
         if budget > 0 {
             text += &format!(" of {:.0} MiB budget", mib(budget));
+        }
+        if let Some(m) = p.device_memory {
+            text += &format!(", device {:.1} GiB", gib(m.total_bytes));
         }
         let gauge = ui.add(
             egui::ProgressBar::new(fraction)

@@ -20,6 +20,8 @@ pub struct Tuning {
     pub error: Option<String>,
     /// The window is shown.
     pub open: bool,
+    /// The tile size measured; None for models that take whole images.
+    pub tile: Option<u32>,
 }
 
 impl Tuning {
@@ -46,13 +48,6 @@ impl BatchwiseApp {
                 return;
             }
         };
-        if model.input_size > 0 {
-            self.message = Some(format!(
-                "Tune measures tiled image models; {} takes whole images of {} px (use Auto)",
-                model.id, model.input_size
-            ));
-            return;
-        }
         let setup = BenchSetup {
             batch_sizes: TUNE_BATCH_SIZES.to_vec(),
             size: 128,
@@ -69,6 +64,7 @@ impl BatchwiseApp {
         };
         self.tuning = Some(Tuning {
             open: true,
+            tile: (model.input_size == 0).then(|| self.tune_tile_size()),
             ..Default::default()
         });
         self.engine
@@ -95,11 +91,11 @@ impl BatchwiseApp {
             .vscroll(true)
             .show(ctx, |ui| {
                 ui.label(format!(
-                    "Compute only, on the first {} images of the queue, at {} px tiles.",
+                    "Compute only, on the first {} images of the queue{}.",
                     self.items.len().min(TUNE_IMAGES),
-                    match self.settings.tile_size {
-                        0 => 128,
-                        t => t,
+                    match tuning.tile {
+                        Some(t) => format!(", at {t} px tiles"),
+                        None => ", each fitted to the model's input".to_owned(),
                     }
                 ));
                 if !tuning.finished {
