@@ -866,7 +866,13 @@ pub fn run(
     let budget = memory_budget(engine, spec);
     let mut retries = 0usize;
     let mut batch_size = match spec.batch_size {
-        AUTO_BATCH => auto_batch(engine, &model, spec, budget)?,
+        AUTO_BATCH => {
+            let todo: Vec<&Path> = (0..inputs.len())
+                .filter(|&i| skips[i].is_none() && !resumed[i])
+                .map(|i| inputs[i].as_path())
+                .collect();
+            auto_batch(engine, &model, spec, budget, &todo)?
+        }
         n => n,
     };
     // Halve the batch while the GPU runs out of memory allocating it.
@@ -1200,19 +1206,32 @@ fn fail_images(
 }
 
 /// Auto batch size: the largest batch (up to [`MAX_AUTO_BATCH`]) whose planned weights and
-/// per-tile memory fit `budget`, at the tile size the job will use.
+/// per-tile memory fit `budget`, at the tile size the job will use, and no larger than the
+/// job's tiles (image headers are read until they hold a full batch, so a big job reads few).
 fn auto_batch(
     engine: &Engine,
     model: &crate::engine::GpuModel,
     spec: &JobSpec,
     budget: u64,
+    todo: &[&Path],
 ) -> Result<u32> {
     let probe = TiledUpscaler::new(engine, model, spec.model.spec, 1, spec.tile_size)?;
-    let side = probe.tile + 2 * spec.model.spec.context;
+    let tile = probe.tile;
+    let side = tile + 2 * spec.model.spec.context;
     drop(probe);
     let plan = crate::engine::plan(model, side, side, 1)?;
     let room = budget.saturating_sub(plan.weight_bytes);
-    Ok(((room / plan.bytes_per_item.max(1)) as u32).clamp(1, MAX_AUTO_BATCH))
+    let fits = ((room / plan.bytes_per_item.max(1)) as u32).clamp(1, MAX_AUTO_BATCH);
+    let mut tiles = 0usize;
+    for path in todo {
+        if tiles >= fits as usize {
+            break;
+        }
+        if let Ok((w, h)) = image::image_dimensions(path) {
+            tiles += crate::tiling::grid(w, h, tile).len();
+        }
+    }
+    Ok(fits.min(tiles.max(1) as u32))
 }
 
 /// How a job went, for its summary.

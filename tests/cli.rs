@@ -588,7 +588,7 @@ fn auto_batch_fits_the_budget_and_out_of_memory_halves_it() {
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
     };
     let roomy = run(&["-b", "auto"], None);
-    let tight = run(&["-b", "auto", "--memory-budget", "16"], None);
+    let tight = run(&["-b", "auto", "--memory-budget", "4"], None);
     let (roomy_b, tight_b) = (
         roomy["batch_size"].as_u64().unwrap(),
         tight["batch_size"].as_u64().unwrap(),
@@ -597,7 +597,9 @@ fn auto_batch_fits_the_budget_and_out_of_memory_halves_it() {
         tight_b >= 1 && tight_b < roomy_b,
         "auto: {tight_b} vs {roomy_b}"
     );
-    assert_eq!(tight["memory_budget_bytes"], 16 << 20);
+    assert_eq!(tight["memory_budget_bytes"], 4 << 20);
+    // Never more than the job's tiles: 60x44 at 16 px is 4 x 3 tiles.
+    assert!(roomy_b <= 12, "auto: {roomy_b} for 12 tiles");
 
     for var in ["BATCHWISE_FAIL_BATCHES_ABOVE", "BATCHWISE_FAIL_RUNS_ABOVE"] {
         let json = run(&["-b", "8"], Some((var, "2")));
