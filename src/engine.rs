@@ -234,14 +234,15 @@ pub fn plan(model: &GpuModel, h: u32, w: u32, items: u32) -> Result<MemoryPlan> 
 }
 
 /// Bytes one batch item of `h x w` needs on the GPU, known from the model alone: activations
-/// (after liveness reuse) and pixel buffers (8-bit pixels in, out, and two read-back copies for
-/// two batches in flight: 4 bytes per pixel each).
+/// (after liveness reuse) and pixel buffers (8-bit pixels in; for image outputs, pixels out and
+/// two read-back copies for two batches in flight: 4 bytes per pixel each). 16-bit pixels
+/// ([`PixelDepth::Sixteen`]) need twice the pixel bytes.
 pub fn item_bytes(model: &Model, h: u32, w: u32, precision: Precision) -> Result<(u64, u64)> {
     let shapes = model.shapes(h, w)?;
     let activations = activation_bytes(model, &shapes, 1, precision);
     let out = shapes[model.output];
-    let io = 4 * (h as u64 * w as u64) + 12 * (out.h as u64 * out.w as u64);
-    Ok((activations, io))
+    let out_pixels = if out.c == 3 { 12 } else { 0 } * (out.h as u64 * out.w as u64);
+    Ok((activations, 4 * (h as u64 * w as u64) + out_pixels))
 }
 
 /// Assigns each value to a buffer, reusing a buffer once its value is no longer read.
@@ -333,8 +334,9 @@ pub struct BatchRunner {
     lanes: Vec<Lane>,
     /// One read-back buffer per batch in flight.
     read_back: [TrackedBuffer; 2],
-    /// Which read-back buffers a submitted batch still owns.
-    busy: Cell<[bool; 2]>,
+    /// Which read-back buffers a submitted batch still owns (shared with its [`Submitted`], which
+    /// frees its slot when collected or dropped).
+    busy: std::rc::Rc<Cell<[bool; 2]>>,
     /// The most batches that were in flight at once.
     peak_in_flight: Cell<usize>,
     timer: Option<GpuTimer>,
@@ -357,9 +359,23 @@ pub struct Submitted {
     read: Readback,
 }
 
+/// A read-back buffer a submitted batch holds; dropping it (collected or not) frees the slot.
+struct Slot {
+    busy: std::rc::Rc<Cell<[bool; 2]>>,
+    index: usize,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut busy = self.busy.get();
+        busy[self.index] = false;
+        self.busy.set(busy);
+    }
+}
+
 enum Readback {
-    /// 8-bit pixels in read-back buffer `slot`.
-    Pixels { slot: usize, bytes: u64 },
+    /// Pixels in read-back buffer `slot`.
+    Pixels { slot: Slot, bytes: u64 },
     /// Every output in float, copied to its own staging buffer (byte ranges per output and lane).
     Floats {
         staging: TrackedBuffer,
@@ -429,9 +445,14 @@ impl Lane {
             word_bytes * in_px.max(1) as u64 * items as u64,
             storage | wgpu::BufferUsages::COPY_DST,
         );
+        let unpacks = shapes[m.output].c == 3;
         let pixels_out = gpu.create_buffer(
             "pixels out",
-            word_bytes * out_px.max(1) as u64 * items as u64,
+            if unpacks {
+                word_bytes * out_px.max(1) as u64 * items as u64
+            } else {
+                4
+            },
             storage | wgpu::BufferUsages::COPY_SRC,
         );
         let k = engine.kernels_for(model.precision);
@@ -668,7 +689,7 @@ impl Lane {
                 }]
             })
             .collect();
-        let unpack = (shapes[m.output].c == 3).then(|| {
+        let unpack = unpacks.then(|| {
             unpack::prepare(
                 gpu,
                 &k.unpack,
@@ -862,9 +883,20 @@ impl BatchRunner {
             return Err(e.into());
         }
         let shapes = m.shapes(tile_h, tile_w)?;
+        // The largest buffer one item needs: an activation, or its pixels in or out.
+        let output = shapes[m.output];
+        let unpacks = output.c == 3 && !float_input;
+        let words = 4 * depth.words() as u64;
+        let pixel_bytes = words * (shapes[0].h * shapes[0].w) as u64;
+        let out_pixel_bytes = if unpacks {
+            words * (output.h * output.w) as u64
+        } else {
+            0
+        };
         let per_item = shapes
             .iter()
             .map(|s| s.elements() * model.precision.bytes())
+            .chain([pixel_bytes, out_pixel_bytes])
             .max()
             .unwrap_or(4)
             .max(4);
@@ -886,11 +918,11 @@ impl BatchRunner {
             left -= items;
         }
         let input = shapes[0];
-        let output = shapes[m.output];
+        // Models whose output is not an image read floats into buffers of their own.
         let read_back = [0, 1].map(|_| {
             gpu.create_buffer(
                 "pixels read back",
-                4 * depth.words() as u64 * (output.h * output.w) as u64 * max_items as u64,
+                out_pixel_bytes * max_items as u64,
                 wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             )
         });
@@ -930,7 +962,7 @@ impl BatchRunner {
             gpu: gpu.clone(),
             lanes,
             read_back,
-            busy: Cell::new([false; 2]),
+            busy: Default::default(),
             peak_in_flight: Cell::new(0),
             timer,
         })
@@ -975,12 +1007,6 @@ impl BatchRunner {
 
     fn in_flight(&self) -> usize {
         self.busy.get().iter().filter(|&&b| b).count()
-    }
-
-    fn release(&self, slot: usize) {
-        let mut busy = self.busy.get();
-        busy[slot] = false;
-        self.busy.set(busy);
     }
 
     /// Number of kernel dispatches in one full batch.
@@ -1126,6 +1152,10 @@ impl BatchRunner {
         let mut busy = self.busy.get();
         busy[slot] = true;
         self.busy.set(busy);
+        let slot = Slot {
+            busy: self.busy.clone(),
+            index: slot,
+        };
         self.peak_in_flight
             .set(self.peak_in_flight.get().max(self.in_flight()));
         Ok(Submitted {
@@ -1142,10 +1172,10 @@ impl BatchRunner {
         let Readback::Pixels { slot, bytes } = submitted.read else {
             bail!("this batch was submitted for float outputs; collect it with collect_floats");
         };
-        let out = self
-            .gpu
-            .map_read_after(&self.read_back[slot], bytes, Some(submitted.index));
-        self.release(slot);
+        let out =
+            self.gpu
+                .map_read_after(&self.read_back[slot.index], bytes, Some(submitted.index));
+        drop(slot);
         let out = out?;
         let gpu_ms = match self.timer.as_ref().filter(|_| submitted.timed) {
             Some(t) => {

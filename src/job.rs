@@ -639,7 +639,21 @@ fn settings_key(spec: &JobSpec) -> String {
         spec.analysis.mask_only,
         spec.analysis.annotate,
         spec.analysis.top_k
-    )
+    ) + &model_file_stamp(&spec.model.id)
+}
+
+/// A user model's file size and modification time, so that a model replaced at the same path
+/// does not resume the old one's results; empty for built-ins.
+fn model_file_stamp(id: &str) -> String {
+    let path = Path::new(id);
+    match path
+        .is_file()
+        .then(|| crate::manifest::stamp(path))
+        .flatten()
+    {
+        Some((bytes, modified)) => format!(";model_file={bytes}@{modified}"),
+        None => String::new(),
+    }
 }
 
 /// The image to encode: RGB, or RGBA with `alpha` (resized to the image) when there is one, at
@@ -865,7 +879,7 @@ pub fn run(
     let model = engine.load_with(spec.model.model.clone(), spec.precision)?;
     let budget = memory_budget(engine, spec);
     let mut retries = 0usize;
-    let mut batch_size = match spec.batch_size {
+    let batch_size = match spec.batch_size {
         AUTO_BATCH => {
             let todo: Vec<&Path> = (0..inputs.len())
                 .filter(|&i| skips[i].is_none() && !resumed[i])
@@ -875,23 +889,19 @@ pub fn run(
         }
         n => n,
     };
-    // Halve the batch while the GPU runs out of memory allocating it.
-    let mut upscaler = loop {
-        match TiledUpscaler::new(engine, &model, spec.model.spec, batch_size, spec.tile_size) {
-            Ok(u) => break u,
-            Err(e) if crate::engine::is_out_of_memory(&e) && batch_size > 1 => {
-                batch_size /= 2;
-                retries += 1;
-                emit(JobEvent::Retry {
-                    batch_size,
-                    reason: format!("{e:#}"),
-                });
-            }
-            Err(e) => return Err(e),
-        }
-    };
+    let mut upscaler = upscaler_fitting(
+        engine,
+        &model,
+        spec,
+        (batch_size, spec.tile_size, PixelDepth::Eight),
+        &mut retries,
+        emit,
+    )?;
     let mut batch = upscaler.batch_size() as usize;
+    let tile_size = upscaler.tile;
     let scale = upscaler.spec.scale;
+    // Why the job stopped early (the GPU could not hold even one tile any more).
+    let mut stopped: Option<String> = None;
     emit(JobEvent::Started {
         items: inputs.clone(),
         batch_size: upscaler.batch_size(),
@@ -1044,6 +1054,7 @@ pub fn run(
             Some(now) => in_flight.replace(now),
             None => in_flight.take(),
         };
+        in_flight_peak = in_flight_peak.max(upscaler.runner().peak_in_flight());
         if let Some((tiles, s)) = landing {
             let mut images: Vec<usize> = tiles.iter().map(|t| t.image).collect();
             images.dedup();
@@ -1092,34 +1103,31 @@ pub fn run(
                 }
             }
         }
-        if widen {
-            // Nothing is in flight now: the runner can be replaced.
-            in_flight_peak = in_flight_peak.max(upscaler.runner().peak_in_flight());
-            let (b, tile) = (batch as u32, Some(upscaler.tile));
+        // Nothing is in flight now: the runner can be replaced (freed first, then made anew).
+        let rebuild = match out_of_memory {
+            Some(reason) => Some(((batch as u32 / 2).max(1), upscaler.depth(), Some(reason))),
+            None => widen.then_some((batch as u32, PixelDepth::Sixteen, None)),
+        };
+        if let Some((b, depth, reason)) = rebuild {
             drop(upscaler);
-            upscaler = TiledUpscaler::with_depth(
-                engine,
-                &model,
-                spec.model.spec,
-                b,
-                tile,
-                PixelDepth::Sixteen,
-            )?;
-        }
-        if let Some(reason) = out_of_memory {
-            // Nothing is in flight now: the runner can be replaced.
-            in_flight_peak = in_flight_peak.max(upscaler.runner().peak_in_flight());
-            let half = (batch as u32 / 2).max(1);
-            let (tile, depth) = (Some(upscaler.tile), upscaler.depth());
-            drop(upscaler);
-            upscaler =
-                TiledUpscaler::with_depth(engine, &model, spec.model.spec, half, tile, depth)?;
-            batch = upscaler.batch_size() as usize;
-            retries += 1;
-            emit(JobEvent::Retry {
-                batch_size: batch as u32,
-                reason,
-            });
+            if let Some(reason) = reason {
+                retries += 1;
+                emit(JobEvent::Retry {
+                    batch_size: b,
+                    reason,
+                });
+            }
+            let wanted = (b, Some(tile_size), depth);
+            match upscaler_fitting(engine, &model, spec, wanted, &mut retries, emit) {
+                Ok(u) => {
+                    upscaler = u;
+                    batch = upscaler.batch_size() as usize;
+                }
+                Err(e) => {
+                    stopped = Some(format!("the GPU batch could not be allocated: {e:#}"));
+                    break;
+                }
+            }
         }
         // Report finished writes without waiting for the others.
         let (finished, still): (Vec<_>, Vec<_>) =
@@ -1157,7 +1165,18 @@ pub fn run(
             break;
         }
     }
-    in_flight_peak = in_flight_peak.max(upscaler.runner().peak_in_flight());
+    if let Some(msg) = stopped {
+        let images: Vec<usize> = in_progress.keys().copied().collect();
+        failed += fail_images(
+            emit,
+            &mut reports,
+            &inputs,
+            &images,
+            &mut in_progress,
+            &mut pending,
+            &msg,
+        );
+    }
 
     for (i, h) in writing {
         match runtime.block_on(h).unwrap_or_else(|e| Err(e.to_string())) {
@@ -1175,12 +1194,39 @@ pub fn run(
     let tally = Tally {
         done,
         failed,
-        batch_size: upscaler.batch_size(),
-        tile_size: upscaler.tile,
+        batch_size: batch as u32,
+        tile_size,
         retries,
         batches_in_flight: in_flight_peak,
+        budget,
     };
     finish(engine, spec, emit, started, reports, tally)
+}
+
+/// A tiled runner for `(batch, tile, depth)`, halving the batch while the GPU runs out of
+/// memory allocating it (each halving reported as a retry).
+fn upscaler_fitting(
+    engine: &Engine,
+    model: &crate::engine::GpuModel,
+    spec: &JobSpec,
+    (mut batch, tile, depth): (u32, Option<u32>, PixelDepth),
+    retries: &mut usize,
+    emit: &mut dyn FnMut(JobEvent),
+) -> Result<TiledUpscaler> {
+    loop {
+        match TiledUpscaler::with_depth(engine, model, spec.model.spec, batch, tile, depth) {
+            Ok(u) => return Ok(u),
+            Err(e) if crate::engine::is_out_of_memory(&e) && batch > 1 => {
+                batch /= 2;
+                *retries += 1;
+                emit(JobEvent::Retry {
+                    batch_size: batch,
+                    reason: format!("{e:#}"),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Fails those of `images` still in progress (their other tiles are dropped) and returns how many.
@@ -1242,6 +1288,8 @@ struct Tally {
     tile_size: u32,
     retries: usize,
     batches_in_flight: usize,
+    /// The budget the batch size was planned against.
+    budget: u64,
 }
 
 /// Marks what was left as skipped (cancelled), builds the summary and emits it.
@@ -1260,6 +1308,7 @@ fn finish(
         tile_size,
         retries,
         batches_in_flight,
+        budget,
     } = tally;
     let total = reports.len();
     for i in 0..total {
@@ -1295,7 +1344,7 @@ fn finish(
         elapsed_secs,
         items_per_sec: done as f64 / elapsed_secs.max(1e-9),
         peak_gpu_bytes: engine.gpu.ledger.peak_bytes(),
-        memory_budget_bytes: memory_budget(engine, spec),
+        memory_budget_bytes: budget,
         retries,
         batches_in_flight,
         items: reports,
@@ -1356,13 +1405,17 @@ fn run_fixed(
     let size = choice.input_size;
     let task = choice.task;
     let model = engine.load_with(choice.model.clone(), spec.precision)?;
-    // Auto: what fits the budget at this input size.
+    let budget = memory_budget(engine, spec);
+    // Auto: what fits the budget at this input size, no more than the images to run.
+    let todo = (0..inputs.len())
+        .filter(|&i| skips[i].is_none() && !resumed[i])
+        .count();
     let batch = match spec.batch_size {
         AUTO_BATCH => {
             let plan = crate::engine::plan(&model, size, size, 1)?;
-            let budget = memory_budget(engine, spec);
             ((budget.saturating_sub(plan.weight_bytes) / plan.bytes_per_item.max(1)) as u32)
                 .clamp(1, MAX_AUTO_BATCH)
+                .min(todo.max(1) as u32)
         }
         n => n,
     };
@@ -1410,7 +1463,10 @@ fn run_fixed(
     // The batch on the GPU whose results are not read yet, with its images.
     let mut in_flight: Option<(Vec<Fitted>, crate::engine::Submitted)> = None;
     let mut batches_in_flight = 0usize;
-    let ahead = (2 * batch as usize).max(DECODE_AHEAD);
+    let ahead = batch as usize + DECODE_AHEAD;
+    // Only masks and annotated faces need the pixels after the batch; the others keep the size.
+    let keeps_pixels =
+        task == Task::Segment || (task == Task::DetectFaces && spec.analysis.annotate);
     loop {
         if control.stop_or_wait() {
             break;
@@ -1437,12 +1493,17 @@ fn run_fixed(
                     let msg = format!("{}: {e}", inputs[i].display());
                     set_status(emit, &mut reports, i, ItemStatus::Failed, Some(msg));
                 }
-                Ok(d) => {
+                Ok(mut d) => {
                     set_status(emit, &mut reports, i, ItemStatus::Running, None);
                     let (input, placement) = analyze::fit(&d.rgba.to_rgba8(), size, fit_mode);
                     pixels.extend(input.pixels().map(|p| u32::from_le_bytes(p.0)));
+                    let (w, h) = d.rgba.dimensions();
+                    if !keeps_pixels {
+                        d.rgba = Pixels::Eight(Default::default());
+                    }
                     batch_items.push(Fitted {
                         index: i,
+                        size: [w, h],
                         decoded: d,
                         placement,
                     });
@@ -1515,7 +1576,7 @@ fn run_fixed(
             }
         }
         let secs = started.elapsed().as_secs_f64();
-        let finished = done + if per_image { 0 } else { results.len() };
+        let finished = resumed_done + done + if per_image { 0 } else { results.len() };
         let rate = finished as f64 / secs.max(1e-9);
         let left = inputs.len().saturating_sub(finished + failed) as f64;
         emit(JobEvent::Progress {
@@ -1527,7 +1588,7 @@ fn run_fixed(
             batch_size: batch,
             gpu_bytes: engine.gpu.ledger.in_use_bytes(),
             peak_gpu_bytes: engine.gpu.ledger.peak_bytes(),
-            budget_bytes: memory_budget(engine, spec),
+            budget_bytes: budget,
             device_memory: engine.gpu.device_memory(),
         });
         if decoding.is_empty() && queued.len() == 0 && in_flight.is_none() {
@@ -1568,6 +1629,7 @@ fn run_fixed(
         tile_size: size,
         retries: 0,
         batches_in_flight,
+        budget,
     };
     finish(engine, spec, emit, started, reports, tally)
 }
@@ -1575,6 +1637,8 @@ fn run_fixed(
 /// An image decoded and fitted to a fixed-input model, waiting for its batch's results.
 struct Fitted {
     index: usize,
+    /// The image's width and height (its pixels are kept only where the result needs them).
+    size: [u32; 2],
     decoded: Decoded,
     placement: crate::analyze::Placement,
 }
@@ -1599,9 +1663,9 @@ fn analyze_one<'a>(
     let Fitted {
         decoded: d,
         placement,
+        size: [w, h],
         ..
     } = fitted;
-    let (w, h) = d.rgba.dimensions();
     // The manifest line that lets a resumed run reuse this result.
     let with_result = |a: &Analysis| {
         out.record.map(|r| Record {
@@ -1666,8 +1730,10 @@ fn analyze_one<'a>(
 
 /// The blocking-I/O pool that decodes and writes files beside the GPU thread.
 fn io_runtime() -> Result<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .max_blocking_threads(cores.clamp(2, 16))
         .thread_name("batchwise-io")
         .build()
         .context("starting the I/O thread pool")

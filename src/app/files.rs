@@ -57,9 +57,18 @@ impl FileWorker {
                 };
                 for request in req_rx {
                     let sent = match request {
+                        // Canonical paths: the same file reached another way is a duplicate
+                        // the app can see (and the job's item indices stay the app's).
                         FileRequest::Add(paths) => send(FileReply::Added {
-                            files: job::expand_inputs(&paths),
-                            folders: paths.into_iter().filter(|p| p.is_dir()).collect(),
+                            files: job::expand_inputs(&paths)
+                                .into_iter()
+                                .map(|p| p.canonicalize().unwrap_or(p))
+                                .collect(),
+                            folders: paths
+                                .into_iter()
+                                .filter(|p| p.is_dir())
+                                .map(|p| p.canonicalize().unwrap_or(p))
+                                .collect(),
                         }),
                         FileRequest::Thumbnail { id, path } => send(FileReply::Thumbnail {
                             id,

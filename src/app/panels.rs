@@ -272,12 +272,15 @@ impl BatchwiseApp {
             }
             let dir = self.output_dir();
             if ui
-                .add_enabled(dir.is_dir(), egui::Button::new("Open"))
+                .button("Open")
                 .on_hover_text("open the output folder in the file manager")
                 .clicked()
                 && let Err(e) = open::that_detached(&dir)
             {
-                self.message = Some(format!("cannot open {}: {e}", dir.display()));
+                self.message = Some(format!(
+                    "cannot open {} (it is made by the first run): {e}",
+                    dir.display()
+                ));
             }
         });
         ui.label(egui::RichText::new(self.output_dir().display().to_string()).small());

@@ -48,11 +48,16 @@ impl BatchwiseApp {
                 return;
             }
         };
+        // A model lowered at one size takes tiles of exactly that size.
+        let tile = match &model.model.static_shapes {
+            Some(shapes) => shapes[0].h.saturating_sub(2 * model.spec.context).max(1),
+            None => self.tune_tile_size(),
+        };
         let setup = BenchSetup {
             batch_sizes: TUNE_BATCH_SIZES.to_vec(),
             size: 128,
             count: 1,
-            tile_size: Some(self.tune_tile_size()),
+            tile_size: Some(tile),
             precision: self.settings.precision(),
             inputs: None,
             files: self
@@ -64,7 +69,7 @@ impl BatchwiseApp {
         };
         self.tuning = Some(Tuning {
             open: true,
-            tile: (model.input_size == 0).then(|| self.tune_tile_size()),
+            tile: (model.input_size == 0).then_some(tile),
             ..Default::default()
         });
         self.engine
