@@ -484,29 +484,32 @@ fn decode(path: &Path) -> Result<Decoded, String> {
         return Err("the image is empty (0 pixels)".into());
     }
     let deep = img.color().bytes_per_pixel() / img.color().channel_count() > 1;
-    let alpha = if !img.color().has_alpha() {
-        None
-    } else if deep {
+    let has_alpha = img.color().has_alpha();
+    // The pixels once, at their depth, and the alpha plane where it is not fully opaque.
+    let (rgba, alpha) = if deep {
         let rgba = img.to_rgba16();
-        let a = image::ImageBuffer::from_fn(rgba.width(), rgba.height(), |x, y| {
-            image::Luma([rgba.get_pixel(x, y)[3]])
-        });
-        a.pixels()
-            .any(|p| p[0] != u16::MAX)
-            .then_some(DynamicImage::ImageLuma16(a))
+        let alpha = has_alpha
+            .then(|| {
+                let a = image::ImageBuffer::from_fn(rgba.width(), rgba.height(), |x, y| {
+                    image::Luma([rgba.get_pixel(x, y)[3]])
+                });
+                a.pixels().any(|p| p[0] != u16::MAX).then_some(a)
+            })
+            .flatten()
+            .map(DynamicImage::ImageLuma16);
+        (Pixels::Sixteen(rgba), alpha)
     } else {
         let rgba = img.to_rgba8();
-        let a = GrayImage::from_fn(rgba.width(), rgba.height(), |x, y| {
-            image::Luma([rgba.get_pixel(x, y)[3]])
-        });
-        a.pixels()
-            .any(|p| p[0] != u8::MAX)
-            .then_some(DynamicImage::ImageLuma8(a))
-    };
-    let rgba = if deep {
-        Pixels::Sixteen(img.to_rgba16())
-    } else {
-        Pixels::Eight(img.to_rgba8())
+        let alpha = has_alpha
+            .then(|| {
+                let a = GrayImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+                    image::Luma([rgba.get_pixel(x, y)[3]])
+                });
+                a.pixels().any(|p| p[0] != u8::MAX).then_some(a)
+            })
+            .flatten()
+            .map(DynamicImage::ImageLuma8);
+        (Pixels::Eight(rgba), alpha)
     };
     Ok(Decoded {
         rgba,

@@ -44,17 +44,26 @@ pub struct FileWorker {
 }
 
 impl FileWorker {
-    pub fn spawn(wake: impl Fn() + Send + 'static) -> Self {
+    pub fn spawn(wake: impl Fn() + Send + Sync + 'static) -> Self {
         let (req_tx, req_rx) = std::sync::mpsc::channel::<FileRequest>();
         let (rep_tx, rep_rx) = std::sync::mpsc::channel::<FileReply>();
+        let wake = std::sync::Arc::new(wake);
+        // Sends a reply and wakes the UI; false once the app is gone.
+        let sender = move || {
+            let (rep_tx, wake) = (rep_tx.clone(), wake.clone());
+            move |reply| {
+                let sent = rep_tx.send(reply).is_ok();
+                wake();
+                sent
+            }
+        };
+        // The adapter list and the built-in models' figures take a few seconds: on a thread of
+        // their own, so that dropped files are listed meanwhile.
+        let startup = sender();
+        let send = sender();
         std::thread::Builder::new()
             .name("batchwise-files".into())
             .spawn(move || {
-                let send = |reply| {
-                    let sent = rep_tx.send(reply).is_ok();
-                    wake();
-                    sent
-                };
                 for request in req_rx {
                     let sent = match request {
                         // Canonical paths: the same file reached another way is a duplicate
@@ -79,15 +88,22 @@ impl FileWorker {
                             image: thumbnail(&path, super::viewer::VIEW_PX),
                         }),
                         FileRequest::Startup => {
-                            send(FileReply::Adapters(crate::gpu::list_adapters()))
-                                && crate::builtin::BUILTINS.iter().all(|m| {
-                                    match m.choice().and_then(|c| c.info()) {
-                                        Ok(info) => {
-                                            send(FileReply::ModelInfo(m.id.to_owned(), info))
-                                        }
-                                        Err(_) => true,
-                                    }
+                            let send = startup.clone();
+                            std::thread::Builder::new()
+                                .name("batchwise-startup".into())
+                                .spawn(move || {
+                                    send(FileReply::Adapters(crate::gpu::list_adapters()))
+                                        && crate::builtin::BUILTINS.iter().all(|m| {
+                                            match m.choice().and_then(|c| c.info()) {
+                                                Ok(info) => send(FileReply::ModelInfo(
+                                                    m.id.to_owned(),
+                                                    info,
+                                                )),
+                                                Err(_) => true,
+                                            }
+                                        })
                                 })
+                                .is_ok()
                         }
                     };
                     if !sent {

@@ -69,8 +69,9 @@ pub struct BatchwiseApp {
     next_id: u64,
     engine: EngineWorker,
     files: FileWorker,
-    /// Folder picked in a native dialog on its own thread.
-    picked: Option<std::sync::mpsc::Receiver<Picked>>,
+    /// What native dialogs and model loading (each on its own thread) send back.
+    picked: std::sync::mpsc::Receiver<Picked>,
+    pick_sender: std::sync::mpsc::Sender<Picked>,
     /// Models the user loaded from files, selectable like the built-ins (by path).
     pub user_models: Vec<ModelChoice>,
     /// Every adapter with compute, once the file thread has listed them.
@@ -103,6 +104,7 @@ impl BatchwiseApp {
             .unwrap_or_default();
         let ctx = cc.egui_ctx.clone();
         let ctx2 = cc.egui_ctx.clone();
+        let (pick_sender, picked) = std::sync::mpsc::channel();
         let mut app = Self {
             settings,
             items: Vec::new(),
@@ -114,7 +116,8 @@ impl BatchwiseApp {
             next_id: 0,
             engine: EngineWorker::spawn(move || ctx.request_repaint()),
             files: FileWorker::spawn(move || ctx2.request_repaint()),
-            picked: None,
+            picked,
+            pick_sender,
             user_models: Vec::new(),
             adapters: None,
             model_infos: HashMap::new(),
@@ -233,7 +236,7 @@ impl BatchwiseApp {
     }
 
     fn pick_folder(&mut self, ctx: &egui::Context) {
-        let (tx, rx) = std::sync::mpsc::channel();
+        let tx = self.pick_sender.clone();
         let ctx = ctx.clone();
         std::thread::Builder::new()
             .name("batchwise-dialog".into())
@@ -244,11 +247,10 @@ impl BatchwiseApp {
                 ctx.request_repaint();
             })
             .expect("spawning a dialog thread");
-        self.picked = Some(rx);
     }
 
     fn pick_files(&mut self, ctx: &egui::Context) {
-        let (tx, rx) = std::sync::mpsc::channel();
+        let tx = self.pick_sender.clone();
         let ctx = ctx.clone();
         std::thread::Builder::new()
             .name("batchwise-dialog".into())
@@ -262,7 +264,6 @@ impl BatchwiseApp {
                 ctx.request_repaint();
             })
             .expect("spawning a dialog thread");
-        self.picked = Some(rx);
     }
 
     /// The input conventions the settings give a user model.
@@ -278,7 +279,7 @@ impl BatchwiseApp {
 
     /// Picks an `.onnx` or `.param` file and loads it, both off the UI thread.
     pub fn load_model(&mut self, path: Option<PathBuf>, ctx: &egui::Context) {
-        let (tx, rx) = std::sync::mpsc::channel();
+        let tx = self.pick_sender.clone();
         let ctx = ctx.clone();
         let overrides = self.input_overrides();
         std::thread::Builder::new()
@@ -297,11 +298,10 @@ impl BatchwiseApp {
                 ctx.request_repaint();
             })
             .expect("spawning a model thread");
-        self.picked = Some(rx);
     }
 
     fn pick_output_dir(&mut self, ctx: &egui::Context) {
-        let (tx, rx) = std::sync::mpsc::channel();
+        let tx = self.pick_sender.clone();
         let ctx = ctx.clone();
         std::thread::Builder::new()
             .name("batchwise-dialog".into())
@@ -312,7 +312,6 @@ impl BatchwiseApp {
                 ctx.request_repaint();
             })
             .expect("spawning a dialog thread");
-        self.picked = Some(rx);
     }
 
     /// Applies everything the background threads sent since the last frame.
@@ -482,10 +481,7 @@ impl BatchwiseApp {
                 }
             }
         }
-        if let Some(rx) = &self.picked
-            && let Ok(p) = rx.try_recv()
-        {
-            self.picked = None;
+        while let Ok(p) = self.picked.try_recv() {
             match p {
                 Picked::Files(files) => self.add_paths(files),
                 Picked::OutputDir(dir) => self.settings.output_dir = Some(dir),
