@@ -46,6 +46,33 @@ pub struct BenchReport {
     pub rows: Vec<BenchRow>,
 }
 
+impl BenchReport {
+    /// A report of `rows` on `engine`'s adapter; `workload` is (image size, image count, tile
+    /// size, tiles per image) and `plan` the memory plan of one item.
+    fn new(
+        engine: &Engine,
+        model: &str,
+        (size, count, tile_size, tiles_per_item): (u32, u32, u32, usize),
+        plan: crate::engine::MemoryPlan,
+        rows: Vec<BenchRow>,
+    ) -> Self {
+        let a = &engine.gpu.adapter;
+        Self {
+            device: a.name.clone(),
+            backend: a.backend.clone(),
+            device_type: a.device_type.clone(),
+            model: model.to_owned(),
+            size,
+            count,
+            tile_size,
+            tiles_per_item,
+            weight_bytes: plan.weight_bytes,
+            bytes_per_item: plan.bytes_per_item,
+            rows,
+        }
+    }
+}
+
 /// Items per second of a real `run` job over `dir` into a temporary folder (removed after).
 fn end_to_end(
     engine: &Engine,
@@ -196,20 +223,9 @@ fn run_fixed(
         progress(&row);
         rows.push(row);
     }
-    let a = &engine.gpu.adapter;
-    Ok(BenchReport {
-        device: a.name.clone(),
-        backend: a.backend.clone(),
-        device_type: a.device_type.clone(),
-        model: choice.id.clone(),
-        size,
-        count: images.len() as u32,
-        tile_size: size,
-        tiles_per_item: 1,
-        weight_bytes: model.weight_bytes,
-        bytes_per_item: crate::engine::plan(model, size, size, 1)?.bytes_per_item,
-        rows,
-    })
+    let plan = crate::engine::plan(model, size, size, 1)?;
+    let workload = (size, images.len() as u32, size, 1);
+    Ok(BenchReport::new(engine, &choice.id, workload, plan, rows))
 }
 
 /// Runs the bench `setup` describes, calling `progress` after each batch size.
@@ -316,24 +332,8 @@ pub fn run(
         progress(&row);
         rows.push(row);
     }
-    let a = &engine.gpu.adapter;
-    Ok(BenchReport {
-        device: a.name.clone(),
-        backend: a.backend.clone(),
-        device_type: a.device_type.clone(),
-        model: builtin.id.clone(),
-        size,
-        count,
-        tile_size: tile,
-        tiles_per_item,
-        weight_bytes: model.weight_bytes,
-        bytes_per_item: crate::engine::plan(
-            &model,
-            tile + 2 * builtin.spec.context,
-            tile + 2 * builtin.spec.context,
-            1,
-        )?
-        .bytes_per_item,
-        rows,
-    })
+    let side = tile + 2 * builtin.spec.context;
+    let plan = crate::engine::plan(&model, side, side, 1)?;
+    let workload = (size, count, tile, tiles_per_item);
+    Ok(BenchReport::new(engine, &builtin.id, workload, plan, rows))
 }

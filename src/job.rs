@@ -921,7 +921,8 @@ pub fn run(
             error: None,
         })
         .collect();
-    let mut done = mark_planned(emit, &mut reports, &inputs, &skips, &resumed);
+    let resumed_done = mark_planned(emit, &mut reports, &inputs, &skips, &resumed);
+    let mut done = resumed_done;
     // Files not to read: skipped, or finished by the run this one resumes.
     let idle: Vec<bool> = (0..inputs.len())
         .map(|i| skips[i].is_some() || resumed[i])
@@ -1137,32 +1138,18 @@ pub fn run(
             writing.drain(..).partition(|(_, h)| h.is_finished());
         writing = still;
         for (i, h) in finished {
-            match runtime.block_on(h).unwrap_or_else(|e| Err(e.to_string())) {
-                Ok(()) => {
-                    done += 1;
-                    set_status(emit, &mut reports, i, ItemStatus::Done, None);
-                }
-                Err(e) => {
-                    failed += 1;
-                    set_status(emit, &mut reports, i, ItemStatus::Failed, Some(e));
-                }
-            }
+            let written = runtime.block_on(h).unwrap_or_else(|e| Err(e.to_string()));
+            settle(emit, &mut reports, i, written, (&mut done, &mut failed));
         }
-        let secs = started.elapsed().as_secs_f64();
-        let rate = done as f64 / secs.max(1e-9);
-        let left = inputs.len().saturating_sub(done + failed) as f64;
-        emit(JobEvent::Progress {
-            done,
+        let standing = Standing {
+            finished: done,
+            resumed: resumed_done,
             failed,
             total: inputs.len(),
-            items_per_sec: rate,
-            eta_secs: (rate > 0.0).then(|| left / rate),
-            batch_size: batch as u32,
-            gpu_bytes: engine.gpu.ledger.in_use_bytes(),
-            peak_gpu_bytes: engine.gpu.ledger.peak_bytes(),
-            budget_bytes: budget,
-            device_memory: engine.gpu.device_memory(),
-        });
+            batch: batch as u32,
+            budget,
+        };
+        report_progress(emit, engine, started, standing);
         let listed_all = decoding.is_empty() && next_decode >= inputs.len();
         if listed_all && pending.is_empty() && in_flight.is_none() {
             break;
@@ -1182,16 +1169,8 @@ pub fn run(
     }
 
     for (i, h) in writing {
-        match runtime.block_on(h).unwrap_or_else(|e| Err(e.to_string())) {
-            Ok(()) => {
-                done += 1;
-                set_status(emit, &mut reports, i, ItemStatus::Done, None);
-            }
-            Err(e) => {
-                failed += 1;
-                set_status(emit, &mut reports, i, ItemStatus::Failed, Some(e));
-            }
-        }
+        let written = runtime.block_on(h).unwrap_or_else(|e| Err(e.to_string()));
+        settle(emit, &mut reports, i, written, (&mut done, &mut failed));
     }
     drop(model);
     let tally = Tally {
@@ -1204,6 +1183,55 @@ pub fn run(
         budget,
     };
     finish(engine, spec, emit, started, reports, tally)
+}
+
+/// Where a job stands, for its progress events.
+struct Standing {
+    /// Items done, `resumed` of them by the run this one resumes (not counted in the rate).
+    finished: usize,
+    resumed: usize,
+    failed: usize,
+    total: usize,
+    batch: u32,
+    budget: u64,
+}
+
+fn report_progress(emit: &mut dyn FnMut(JobEvent), engine: &Engine, started: Instant, s: Standing) {
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    let rate = s.finished.saturating_sub(s.resumed) as f64 / secs;
+    let left = s.total.saturating_sub(s.finished + s.failed) as f64;
+    emit(JobEvent::Progress {
+        done: s.finished,
+        failed: s.failed,
+        total: s.total,
+        items_per_sec: rate,
+        eta_secs: (rate > 0.0).then(|| left / rate),
+        batch_size: s.batch,
+        gpu_bytes: engine.gpu.ledger.in_use_bytes(),
+        peak_gpu_bytes: engine.gpu.ledger.peak_bytes(),
+        budget_bytes: s.budget,
+        device_memory: engine.gpu.device_memory(),
+    });
+}
+
+/// Reports a finished write: the item is done, or failed with the write's error.
+fn settle(
+    emit: &mut dyn FnMut(JobEvent),
+    reports: &mut [ItemReport],
+    i: usize,
+    written: Result<(), String>,
+    (done, failed): (&mut usize, &mut usize),
+) {
+    match written {
+        Ok(()) => {
+            *done += 1;
+            set_status(emit, reports, i, ItemStatus::Done, None);
+        }
+        Err(e) => {
+            *failed += 1;
+            set_status(emit, reports, i, ItemStatus::Failed, Some(e));
+        }
+    }
 }
 
 /// A tiled runner for `(batch, tile, depth)`, halving the batch while the GPU runs out of
@@ -1578,22 +1606,15 @@ fn run_fixed(
                 }
             }
         }
-        let secs = started.elapsed().as_secs_f64();
-        let finished = resumed_done + done + if per_image { 0 } else { results.len() };
-        let rate = finished as f64 / secs.max(1e-9);
-        let left = inputs.len().saturating_sub(finished + failed) as f64;
-        emit(JobEvent::Progress {
-            done: finished,
+        let standing = Standing {
+            finished: resumed_done + done + if per_image { 0 } else { results.len() },
+            resumed: resumed_done,
             failed,
             total: inputs.len(),
-            items_per_sec: rate,
-            eta_secs: (rate > 0.0).then(|| left / rate),
-            batch_size: batch,
-            gpu_bytes: engine.gpu.ledger.in_use_bytes(),
-            peak_gpu_bytes: engine.gpu.ledger.peak_bytes(),
-            budget_bytes: budget,
-            device_memory: engine.gpu.device_memory(),
-        });
+            batch,
+            budget,
+        };
+        report_progress(emit, engine, started, standing);
         if decoding.is_empty() && queued.len() == 0 && in_flight.is_none() {
             break;
         }
