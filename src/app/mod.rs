@@ -235,35 +235,42 @@ impl BatchwiseApp {
         self.tuning.as_ref().is_some_and(|t| !t.finished)
     }
 
-    fn pick_folder(&mut self, ctx: &egui::Context) {
+    /// Runs `work` (a native dialog, a model load) on a thread of its own and hands what it
+    /// gives back to the next frame.
+    fn off_ui(
+        &mut self,
+        ctx: &egui::Context,
+        work: impl FnOnce() -> Option<Picked> + Send + 'static,
+    ) {
         let tx = self.pick_sender.clone();
         let ctx = ctx.clone();
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("batchwise-dialog".into())
             .spawn(move || {
-                if let Some(dir) = rfd::FileDialog::new().pick_folder() {
-                    let _ = tx.send(Picked::Files(vec![dir]));
+                if let Some(picked) = work() {
+                    let _ = tx.send(picked);
                 }
                 ctx.request_repaint();
-            })
-            .expect("spawning a dialog thread");
+            });
+        if let Err(e) = spawned {
+            self.message = Some(format!("cannot open a dialog: {e}"));
+        }
+    }
+
+    fn pick_folder(&mut self, ctx: &egui::Context) {
+        self.off_ui(ctx, || {
+            let dir = rfd::FileDialog::new().pick_folder()?;
+            Some(Picked::Files(vec![dir]))
+        });
     }
 
     fn pick_files(&mut self, ctx: &egui::Context) {
-        let tx = self.pick_sender.clone();
-        let ctx = ctx.clone();
-        std::thread::Builder::new()
-            .name("batchwise-dialog".into())
-            .spawn(move || {
-                if let Some(files) = rfd::FileDialog::new()
-                    .add_filter("Images", crate::job::IMAGE_EXTENSIONS)
-                    .pick_files()
-                {
-                    let _ = tx.send(Picked::Files(files));
-                }
-                ctx.request_repaint();
-            })
-            .expect("spawning a dialog thread");
+        self.off_ui(ctx, || {
+            let files = rfd::FileDialog::new()
+                .add_filter("Images", crate::job::IMAGE_EXTENSIONS)
+                .pick_files()?;
+            Some(Picked::Files(files))
+        });
     }
 
     /// The input conventions the settings give a user model.
@@ -279,39 +286,23 @@ impl BatchwiseApp {
 
     /// Picks an `.onnx` or `.param` file and loads it, both off the UI thread.
     pub fn load_model(&mut self, path: Option<PathBuf>, ctx: &egui::Context) {
-        let tx = self.pick_sender.clone();
-        let ctx = ctx.clone();
         let overrides = self.input_overrides();
-        std::thread::Builder::new()
-            .name("batchwise-model".into())
-            .spawn(move || {
-                let path = path.or_else(|| {
-                    rfd::FileDialog::new()
-                        .add_filter("Models", &["onnx", "param"])
-                        .pick_file()
-                });
-                if let Some(path) = path {
-                    let result = builtin::resolve(&path.to_string_lossy(), &overrides)
-                        .map_err(|e| format!("{} cannot run: {e:#}", path.display()));
-                    let _ = tx.send(Picked::Model(result));
-                }
-                ctx.request_repaint();
-            })
-            .expect("spawning a model thread");
+        self.off_ui(ctx, move || {
+            let path = path.or_else(|| {
+                rfd::FileDialog::new()
+                    .add_filter("Models", &["onnx", "param"])
+                    .pick_file()
+            })?;
+            let result = builtin::resolve(&path.to_string_lossy(), &overrides)
+                .map_err(|e| format!("{} cannot run: {e:#}", path.display()));
+            Some(Picked::Model(result))
+        });
     }
 
     fn pick_output_dir(&mut self, ctx: &egui::Context) {
-        let tx = self.pick_sender.clone();
-        let ctx = ctx.clone();
-        std::thread::Builder::new()
-            .name("batchwise-dialog".into())
-            .spawn(move || {
-                if let Some(dir) = rfd::FileDialog::new().pick_folder() {
-                    let _ = tx.send(Picked::OutputDir(dir));
-                }
-                ctx.request_repaint();
-            })
-            .expect("spawning a dialog thread");
+        self.off_ui(ctx, || {
+            Some(Picked::OutputDir(rfd::FileDialog::new().pick_folder()?))
+        });
     }
 
     /// Applies everything the background threads sent since the last frame.
