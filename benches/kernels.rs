@@ -4,9 +4,12 @@
 
 use batchwise::engine::Engine;
 use batchwise::gpu::{AdapterChoice, Gpu};
-use batchwise::kernels::conv_transpose2d::{ConvTranspose2dLayer, ConvTranspose2dSpec};
-use batchwise::kernels::conv2d::{Conv2dLayer, Conv2dSpec};
-use batchwise::kernels::{Activation, Kernels, Step};
+use batchwise::kernels::conv_transpose2d::ConvTranspose2dLayer;
+use batchwise::kernels::conv2d::Conv2dLayer;
+use batchwise::kernels::{Kernels, Step};
+use batchwise::model::Activation;
+use batchwise::model::Conv2dSpec;
+use batchwise::model::ConvTranspose2dSpec;
 
 fn time_step(gpu: &Gpu, step: &Step, items: u32) -> f64 {
     let queries = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {

@@ -14,8 +14,9 @@ use anyhow::{Context as _, Result};
 use serde::Serialize;
 
 use crate::engine::Engine;
-use crate::kernels::Activation;
-use crate::kernels::conv2d::{self, Conv2dLayer, Conv2dSpec};
+use crate::kernels::conv2d::{self, Conv2dLayer};
+use crate::model::Activation;
+use crate::model::Conv2dSpec;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct AutotuneReport {

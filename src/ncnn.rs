@@ -11,12 +11,12 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 
-use crate::kernels::Activation;
-use crate::kernels::binary::BinaryOp;
-use crate::kernels::conv_transpose2d::ConvTranspose2dSpec;
-use crate::kernels::conv2d::Conv2dSpec;
-use crate::kernels::depth_to_space::DepthToSpaceSpec;
-use crate::kernels::unary::UnaryOp;
+use crate::model::Activation;
+use crate::model::BinaryOp;
+use crate::model::Conv2dSpec;
+use crate::model::ConvTranspose2dSpec;
+use crate::model::DepthToSpaceSpec;
+use crate::model::UnaryOp;
 use crate::model::{Layer, LayerOp, Model, ValueId};
 
 const MAGIC: u32 = 7767517;
@@ -357,44 +357,17 @@ pub fn load_bytes(param: &str, bin: &[u8], name: &str) -> Result<Model> {
                             }
                         }
                     }
-                    match crate::lowering::conv_transpose_as_conv(&spec, &w, &bias) {
-                        Some((conv, cw, cb, d2s)) => {
-                            let phases = conv.out_c;
-                            push(
-                                &mut layers,
-                                &mut channels,
-                                &mut blobs,
-                                LayerOp::Conv2d(conv),
-                                vec![input],
-                                phases,
-                                cw,
-                                cb,
-                            );
-                            let mid = channels.len() - 1;
-                            layers.last_mut().expect("pushed").name =
-                                format!("{} (phases)", l.name);
-                            push(
-                                &mut layers,
-                                &mut channels,
-                                &mut blobs,
-                                LayerOp::DepthToSpace(d2s),
-                                vec![mid],
-                                out_c,
-                                Vec::new(),
-                                Vec::new(),
-                            );
-                        }
-                        None => push(
-                            &mut layers,
-                            &mut channels,
-                            &mut blobs,
-                            LayerOp::ConvTranspose2d(spec),
-                            vec![input],
-                            out_c,
-                            w,
-                            bias,
-                        ),
-                    }
+                    // `passes::conv_transpose_phases` rewrites it where that is faster.
+                    push(
+                        &mut layers,
+                        &mut channels,
+                        &mut blobs,
+                        LayerOp::ConvTranspose2d(spec),
+                        vec![input],
+                        out_c,
+                        w,
+                        bias,
+                    );
                 } else {
                     let spec = Conv2dSpec {
                         in_c,
@@ -565,7 +538,7 @@ pub fn load_bytes(param: &str, bin: &[u8], name: &str) -> Result<Model> {
                     {
                         return Err(fail(anyhow!("kernel, stride or pads out of range")));
                     }
-                    LayerOp::Pool2d(crate::kernels::pool2d::Pool2dSpec {
+                    LayerOp::Pool2d(crate::model::Pool2dSpec {
                         average,
                         k: [k_h, k_w],
                         stride: [s_h, s_w],
@@ -587,7 +560,7 @@ pub fn load_bytes(param: &str, bin: &[u8], name: &str) -> Result<Model> {
                 );
             }
             "Padding" => {
-                use crate::kernels::pad::{PadMode, PadSpec};
+                use crate::model::{PadMode, PadSpec};
                 let input = blob(&l.inputs[0])?;
                 let c = channels[input];
                 let p = |k: i32| -> Result<u32> {
@@ -742,7 +715,7 @@ pub fn load_bytes(param: &str, bin: &[u8], name: &str) -> Result<Model> {
             reader.at
         );
     }
-    let mut model = Model {
+    let model = Model {
         name: name.to_owned(),
         input_name,
         output_name: output_name.to_string(),
@@ -756,6 +729,6 @@ pub fn load_bytes(param: &str, bin: &[u8], name: &str) -> Result<Model> {
         static_shapes: None,
         nhwc_input: false,
     };
-    model.fuse_residual_adds();
+    let (model, _) = crate::passes::run(model);
     Ok(model)
 }

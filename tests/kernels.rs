@@ -14,10 +14,13 @@ mod common;
 
 use batchwise::engine::Engine;
 use batchwise::gpu::Gpu;
-use batchwise::kernels::conv_transpose2d::{self, ConvTranspose2dLayer, ConvTranspose2dSpec};
-use batchwise::kernels::conv2d::{self, Conv2dLayer, Conv2dSpec};
+use batchwise::kernels::conv_transpose2d::{self, ConvTranspose2dLayer};
+use batchwise::kernels::conv2d::{self, Conv2dLayer};
 use batchwise::kernels::pack::{self, PixelDepth, PixelMapping};
-use batchwise::kernels::{Activation, Kernels, Step, unpack};
+use batchwise::kernels::{Kernels, Step, unpack};
+use batchwise::model::Activation;
+use batchwise::model::Conv2dSpec;
+use batchwise::model::ConvTranspose2dSpec;
 use rand::Rng;
 
 fn storage(gpu: &Gpu, data: &[f32]) -> batchwise::gpu::TrackedBuffer {
@@ -361,7 +364,8 @@ fn run_f32(gpu: &Gpu, step: &Step, items: u32, out: &wgpu::Buffer, len: usize) -
 /// Data movement is exact: these kernels copy values.
 #[test]
 fn depth_to_space_matches_reference() {
-    use batchwise::kernels::depth_to_space::{self, DepthToSpaceSpec};
+    use batchwise::kernels::depth_to_space;
+    use batchwise::model::DepthToSpaceSpec;
     let s = setup();
     let gpu = &s.engine.gpu;
     let mut rng = common::rng(31);
@@ -452,7 +456,8 @@ fn resize_nearest_matches_reference() {
 /// though some drivers approximate it), so the tolerance is 1 ulp-scale: 1e-6 relative.
 #[test]
 fn binary_matches_reference_with_broadcasting() {
-    use batchwise::kernels::binary::{self, BinaryOp};
+    use batchwise::kernels::binary;
+    use batchwise::model::BinaryOp;
     use batchwise::model::ItemShape;
     let s = setup();
     let gpu = &s.engine.gpu;
@@ -487,9 +492,8 @@ fn binary_matches_reference_with_broadcasting() {
 /// 2e-6 absolute for values in [-1, 1].
 #[test]
 fn resize_filter_matches_reference() {
-    use batchwise::kernels::resize_filter::{
-        self, Coords, Filter, NearestMode, ResizeFilterSpec, Target,
-    };
+    use batchwise::kernels::resize_filter::{self};
+    use batchwise::model::{Coords, Filter, NearestMode, ResizeFilterSpec, Target};
     let s = setup();
     let gpu = &s.engine.gpu;
     let mut rng = common::rng(37);
@@ -668,8 +672,9 @@ fn nchw_to_nhwc_matches_reference() {
 /// Padding copies values: exact.
 #[test]
 fn pad_matches_reference() {
-    use batchwise::kernels::pad::{self, PadMode, PadSpec};
+    use batchwise::kernels::pad::{self};
     use batchwise::model::ItemShape;
+    use batchwise::model::{PadMode, PadSpec};
     let s = setup();
     let gpu = &s.engine.gpu;
     let mut rng = common::rng(38);
@@ -722,7 +727,8 @@ fn pad_matches_reference() {
 /// Max is exact; averages of at most 9 values in f32 against f64: 1e-6.
 #[test]
 fn pool2d_matches_reference() {
-    use batchwise::kernels::pool2d::{self, Pool2dSpec};
+    use batchwise::kernels::pool2d::{self};
+    use batchwise::model::Pool2dSpec;
     let s = setup();
     let gpu = &s.engine.gpu;
     let mut rng = common::rng(39);
@@ -782,7 +788,8 @@ fn pool2d_matches_reference() {
 /// relative; an error in a formula moves values by far more.
 #[test]
 fn unary_matches_reference() {
-    use batchwise::kernels::unary::{self, UnaryOp};
+    use batchwise::kernels::unary::{self};
+    use batchwise::model::UnaryOp;
     let s = setup();
     let gpu = &s.engine.gpu;
     let mut rng = common::rng(34);
@@ -1010,8 +1017,9 @@ fn unpack_matches_reference() {
 /// item.
 #[test]
 fn nd_copy_matches_reference() {
-    use batchwise::kernels::contiguous_strides;
-    use batchwise::kernels::nd_copy::{self, CopySpec};
+    use batchwise::kernels::nd_copy::{self};
+    use batchwise::model::CopySpec;
+    use batchwise::model::contiguous_strides;
     let s = setup();
     let gpu = &s.engine.gpu;
     let mut rng = common::rng(51);
@@ -1066,8 +1074,9 @@ fn nd_copy_matches_reference() {
 /// WGSL computes as exp2(y * log2(x)): 1e-5 relative.
 #[test]
 fn nd_binary_matches_reference() {
-    use batchwise::kernels::binary::BinaryOp;
-    use batchwise::kernels::nd_binary::{self, NdBinarySpec};
+    use batchwise::kernels::nd_binary::{self};
+    use batchwise::model::BinaryOp;
+    use batchwise::model::NdBinarySpec;
     let s = setup();
     let gpu = &s.engine.gpu;
     let mut rng = common::rng(52);
@@ -1137,7 +1146,8 @@ fn nd_binary_matches_reference() {
 /// exponentials relative only).
 #[test]
 fn reduce_matches_reference() {
-    use batchwise::kernels::reduce::{self, ReduceOp, ReduceSpec};
+    use batchwise::kernels::reduce::{self};
+    use batchwise::model::{ReduceOp, ReduceSpec};
     let s = setup();
     let gpu = &s.engine.gpu;
     let mut rng = common::rng(53);
@@ -1180,7 +1190,8 @@ fn reduce_matches_reference() {
 /// exp and a sum of up to 7 terms per row: 1e-6 absolute plus 1e-5 relative.
 #[test]
 fn softmax_matches_reference() {
-    use batchwise::kernels::softmax::{self, SoftmaxKind, SoftmaxSpec};
+    use batchwise::kernels::softmax::{self};
+    use batchwise::model::{SoftmaxKind, SoftmaxSpec};
     let s = setup();
     let gpu = &s.engine.gpu;
     let mut rng = common::rng(54);
@@ -1215,7 +1226,8 @@ fn softmax_matches_reference() {
 /// Dot products of 37 terms in f32 against f64: 1e-5 absolute plus 1e-5 relative.
 #[test]
 fn matmul_matches_reference() {
-    use batchwise::kernels::matmul::{self, MatMulSpec};
+    use batchwise::kernels::matmul::{self};
+    use batchwise::model::MatMulSpec;
     let s = setup();
     let gpu = &s.engine.gpu;
     let mut rng = common::rng(55);
@@ -1261,7 +1273,8 @@ fn matmul_matches_reference() {
 /// relative on outputs of unit scale.
 #[test]
 fn normalize_matches_reference() {
-    use batchwise::kernels::normalize::{self, NormSpec};
+    use batchwise::kernels::normalize::{self};
+    use batchwise::model::NormSpec;
     let s = setup();
     let gpu = &s.engine.gpu;
     let mut rng = common::rng(56);

@@ -2,7 +2,7 @@
 
 mod common;
 
-use batchwise::kernels::Activation;
+use batchwise::model::Activation;
 use batchwise::model::LayerOp;
 use batchwise::onnx::{self, proto};
 use prost::Message as _;
@@ -234,8 +234,9 @@ fn user_models_get_measured_scale_and_context() {
 #[test]
 fn batch_norm_folds_into_the_convolution() {
     use batchwise::engine::BatchRunner;
-    use batchwise::kernels::conv2d::{self, Conv2dSpec};
+    use batchwise::kernels::conv2d;
     use batchwise::kernels::pack::{self, PixelMapping};
+    use batchwise::model::Conv2dSpec;
     let tensor = |name: &str, dims: Vec<i64>, data: Vec<f32>| proto::TensorProto {
         name: name.into(),
         dims,
@@ -373,7 +374,8 @@ fn fixed_shape_graphs_take_the_static_lowering() {
 /// conv2d's CPU reference plus the skip, within 1e-4 + 1e-4 |x| (as the conv kernel test).
 #[test]
 fn residual_adds_fuse_into_convolutions() {
-    use batchwise::kernels::conv2d::{self, Residual};
+    use batchwise::kernels::conv2d;
+    use batchwise::model::Residual;
     let engine = common::engine();
     let mut rng = common::rng(61);
     let (c, h, w) = (3u32, 9u32, 7u32);
@@ -440,7 +442,7 @@ fn residual_adds_fuse_into_convolutions() {
         };
         assert_eq!(*residual, want_residual);
         let residual = *residual;
-        let plain = conv2d::Conv2dSpec {
+        let plain = batchwise::model::Conv2dSpec {
             activation: Activation::None,
             ..spec.clone()
         };
@@ -493,7 +495,7 @@ fn constant_nodes_feed_the_image_lowering() {
     assert!(
         matches!(
             last.op,
-            LayerOp::Unary(batchwise::kernels::unary::UnaryOp::Affine {
+            LayerOp::Unary(batchwise::model::UnaryOp::Affine {
                 scale: 1.0,
                 offset: 0.5
             })

@@ -2,41 +2,7 @@
 
 use super::Step;
 use crate::gpu::Gpu;
-use crate::model::ItemShape;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BinaryOp {
-    Add = 0,
-    Sub = 1,
-    Mul = 2,
-    Div = 3,
-    /// `a < 0 ? a * b : a`: PRelu with slopes `b`.
-    PRelu = 4,
-    Pow = 5,
-    Max = 6,
-    Min = 7,
-}
-
-impl BinaryOp {
-    pub fn apply(self, a: f32, b: f32) -> f32 {
-        match self {
-            BinaryOp::Add => a + b,
-            BinaryOp::Sub => a - b,
-            BinaryOp::Mul => a * b,
-            BinaryOp::Div => a / b,
-            BinaryOp::PRelu => {
-                if a >= 0.0 {
-                    a
-                } else {
-                    a * b
-                }
-            }
-            BinaryOp::Pow => a.powf(b),
-            BinaryOp::Max => a.max(b),
-            BinaryOp::Min => a.min(b),
-        }
-    }
-}
+use crate::model::{BinaryOp, ItemShape, broadcast};
 
 /// Mirror of `Params` in shaders/binary.wgsl.
 #[repr(C)]
@@ -48,21 +14,6 @@ pub struct BinaryParams {
     pub out_w: u32,
     pub a_strides: [u32; 4],
     pub b_strides: [u32; 4],
-}
-
-/// The broadcast shape of two item shapes, or None if they do not broadcast.
-pub fn broadcast(a: ItemShape, b: ItemShape) -> Option<ItemShape> {
-    let dim = |x: u32, y: u32| match (x, y) {
-        _ if x == y => Some(x),
-        (1, y) => Some(y),
-        (x, 1) => Some(x),
-        _ => None,
-    };
-    Some(ItemShape {
-        c: dim(a.c, b.c)?,
-        h: dim(a.h, b.h)?,
-        w: dim(a.w, b.w)?,
-    })
 }
 
 /// Strides (n, c, h, w) of `s` read at the coordinates of the broadcast output.

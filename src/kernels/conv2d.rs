@@ -1,7 +1,8 @@
 //! 2-D convolution (`shaders/conv2d.wgsl`): bias, padding, stride, dilation, groups, fused activation.
 
-use super::{Activation, Kernels, Step};
+use super::{Kernels, Step};
 use crate::gpu::{Gpu, TrackedBuffer};
+use crate::model::{Activation, Conv2dSpec, Residual};
 
 /// Output channels one invocation computes (4 vec4 accumulators). Keep in sync with conv2d.wgsl.
 pub const OC_BLOCK: u32 = 16;
@@ -29,47 +30,7 @@ pub const WEIGHT_WINDOW_BYTES: u64 = 65536;
 const UNIFORM_ALIGN: u64 = 256;
 const WORKGROUP_X: u32 = 16;
 
-/// The shape of a convolution, independent of the input size.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Conv2dSpec {
-    pub in_c: u32,
-    pub out_c: u32,
-    pub k_h: u32,
-    pub k_w: u32,
-    pub stride: [u32; 2],
-    /// top, left, bottom, right
-    pub pads: [u32; 4],
-    pub dilation: [u32; 2],
-    pub groups: u32,
-    pub activation: Activation,
-}
-
 impl Conv2dSpec {
-    /// Output height and width for an input of `in_h x in_w`, or `None` if the kernel does not fit.
-    pub fn output_hw(&self, in_h: u32, in_w: u32) -> Option<(u32, u32)> {
-        let span_h = self.dilation[0] * (self.k_h - 1) + 1;
-        let span_w = self.dilation[1] * (self.k_w - 1) + 1;
-        let padded_h = in_h + self.pads[0] + self.pads[2];
-        let padded_w = in_w + self.pads[1] + self.pads[3];
-        if padded_h < span_h || padded_w < span_w {
-            return None;
-        }
-        Some((
-            (padded_h - span_h) / self.stride[0] + 1,
-            (padded_w - span_w) / self.stride[1] + 1,
-        ))
-    }
-
-    /// Multiply-adds for one item of `in_h x in_w`.
-    pub fn macs(&self, in_h: u32, in_w: u32) -> u64 {
-        let (oh, ow) = self.output_hw(in_h, in_w).unwrap_or((0, 0));
-        oh as u64
-            * ow as u64
-            * self.out_c as u64
-            * (self.in_c / self.groups) as u64
-            * (self.k_h * self.k_w) as u64
-    }
-
     fn blocks_per_group(&self) -> u32 {
         (self.out_c / self.groups).div_ceil(OC_BLOCK)
     }
@@ -322,12 +283,7 @@ pub struct DepthwiseParams {
     pub beta: f32,
 }
 
-impl Conv2dSpec {
-    /// One input and one output channel per group: the depthwise kernel runs it.
-    pub fn is_depthwise(&self) -> bool {
-        self.groups > 1 && self.groups == self.in_c && self.groups == self.out_c
-    }
-}
+impl Conv2dSpec {}
 
 impl Conv2dLayer {
     pub fn upload(gpu: &Gpu, label: &str, spec: Conv2dSpec, weights: &[f32], bias: &[f32]) -> Self {
@@ -562,15 +518,6 @@ pub(crate) fn bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout 
             storage(4, true),
         ],
     })
-}
-
-/// Where a fused residual Add goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Residual {
-    /// `act(conv + skip)`: an Add followed by the activation.
-    BeforeActivation = 1,
-    /// `act(conv) + skip`: an activation followed by the Add.
-    AfterActivation = 2,
 }
 
 /// Which conv2d shader a shape runs: the unrolled one where its column fits, else the generic one.

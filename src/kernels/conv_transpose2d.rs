@@ -1,59 +1,14 @@
 //! 2-D transposed convolution (`shaders/conv_transpose2d.wgsl`).
 
-use super::{Activation, Step};
+use super::Step;
 use crate::gpu::{Gpu, TrackedBuffer};
+use crate::model::ConvTranspose2dSpec;
 
 /// Output channels one invocation computes (one vec4). Keep in sync with conv_transpose2d.wgsl.
 pub const OC_BLOCK: u32 = 4;
 const WORKGROUP: [u32; 2] = [16, 4];
 
-/// The shape of a transposed convolution, independent of the input size.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ConvTranspose2dSpec {
-    pub in_c: u32,
-    pub out_c: u32,
-    pub k_h: u32,
-    pub k_w: u32,
-    pub stride: [u32; 2],
-    /// top, left, bottom, right
-    pub pads: [u32; 4],
-    pub dilation: [u32; 2],
-    /// Extra rows and columns added at the bottom and right of the output.
-    pub output_padding: [u32; 2],
-    pub groups: u32,
-    pub activation: Activation,
-}
-
 impl ConvTranspose2dSpec {
-    pub fn output_hw(&self, in_h: u32, in_w: u32) -> Option<(u32, u32)> {
-        let full = |i: u32, s: u32, d: u32, k: u32, op: u32| {
-            Some((i.checked_sub(1)? * s + d * (k - 1) + 1 + op) as i64)
-        };
-        let h = full(
-            in_h,
-            self.stride[0],
-            self.dilation[0],
-            self.k_h,
-            self.output_padding[0],
-        )? - (self.pads[0] + self.pads[2]) as i64;
-        let w = full(
-            in_w,
-            self.stride[1],
-            self.dilation[1],
-            self.k_w,
-            self.output_padding[1],
-        )? - (self.pads[1] + self.pads[3]) as i64;
-        (h > 0 && w > 0).then_some((h as u32, w as u32))
-    }
-
-    pub fn macs(&self, in_h: u32, in_w: u32) -> u64 {
-        in_h as u64
-            * in_w as u64
-            * self.in_c as u64
-            * (self.out_c / self.groups) as u64
-            * (self.k_h * self.k_w) as u64
-    }
-
     fn blocks_per_group(&self) -> u32 {
         (self.out_c / self.groups).div_ceil(OC_BLOCK)
     }

@@ -2,26 +2,7 @@
 
 use super::Step;
 use crate::gpu::Gpu;
-
-/// The shape of a DepthToSpace, independent of the input size.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DepthToSpaceSpec {
-    pub block: [u32; 2],
-    /// ONNX mode CRD (true) or DCR (false).
-    pub crd: bool,
-    /// Rows and columns dropped at the bottom and right of the output.
-    pub crop: [u32; 2],
-}
-
-impl DepthToSpaceSpec {
-    /// Output channels, height and width for an input of `c x h x w`.
-    pub fn output_chw(&self, c: u32, h: u32, w: u32) -> Option<(u32, u32, u32)> {
-        let b = self.block[0] * self.block[1];
-        let (oh, ow) = (h * self.block[0], w * self.block[1]);
-        (c.is_multiple_of(b) && oh > self.crop[0] && ow > self.crop[1])
-            .then(|| (c / b, oh - self.crop[0], ow - self.crop[1]))
-    }
-}
+use crate::model::DepthToSpaceSpec;
 
 /// Mirror of `Params` in shaders/depth_to_space.wgsl.
 #[repr(C)]

@@ -2,63 +2,9 @@
 
 use super::Step;
 use crate::gpu::Gpu;
-
-/// `out[b, i, j] = alpha * sum_k A[b, i, k] * B[b, k, j]` over up to 4 batch dims; A and B are
-/// read through strides, so transposed operands need no copy.
-#[derive(Clone, Debug, PartialEq)]
-pub struct MatMulSpec {
-    /// Output batch dims (at most 4).
-    pub batch: Vec<u32>,
-    pub a_batch: Vec<u32>,
-    pub b_batch: Vec<u32>,
-    pub m: u32,
-    pub k: u32,
-    pub n: u32,
-    /// A's strides along i and k.
-    pub a_row: u32,
-    pub a_col: u32,
-    /// B's strides along k and j.
-    pub b_row: u32,
-    pub b_col: u32,
-    pub alpha: f32,
-}
+use crate::model::MatMulSpec;
 
 impl MatMulSpec {
-    /// numpy `matmul` of `a` (`[.., M, K]`) and `b` (`[.., K, N]`), both of rank >= 2.
-    pub fn matmul(a: &[u32], b: &[u32]) -> Option<Self> {
-        let (ra, rb) = (a.len(), b.len());
-        if ra < 2 || rb < 2 || a[ra - 1] != b[rb - 2] {
-            return None;
-        }
-        let (ab, bb) = (&a[..ra - 2], &b[..rb - 2]);
-        let batch = super::nd_binary::broadcast_dims(ab, bb)?;
-        if batch.len() > 4 {
-            return None;
-        }
-        let (m, k, n) = (a[ra - 2], a[ra - 1], b[rb - 1]);
-        let stride = |own: &[u32], per: u32| -> Vec<u32> {
-            let full: Vec<u32> = super::nd_binary::broadcast_strides(own, &batch);
-            full.iter().map(|s| s * per).collect()
-        };
-        Some(Self {
-            a_batch: stride(ab, m * k),
-            b_batch: stride(bb, k * n),
-            batch,
-            m,
-            k,
-            n,
-            a_row: k,
-            a_col: 1,
-            b_row: n,
-            b_col: 1,
-            alpha: 1.0,
-        })
-    }
-
-    pub fn count(&self) -> u32 {
-        self.batch.iter().product::<u32>() * self.m * self.n
-    }
-
     /// CPU reference (f64 accumulation) for one item.
     pub fn reference(&self, a: &[f32], b: &[f32]) -> Vec<f32> {
         let (m, n) = (self.m as usize, self.n as usize);

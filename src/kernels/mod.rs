@@ -30,6 +30,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::gpu::{Gpu, TrackedBuffer};
+use crate::model::{Activation, MAX_RANK};
 
 /// Every shader the engine compiles, by file name, embedded at build time from `shaders/`.
 pub const SHADERS: &[(&str, &str)] = &[
@@ -272,19 +273,6 @@ impl Kernels {
     }
 }
 
-/// An activation fused into the kernel that produces a value.
-#[derive(Clone, Debug, PartialEq, Default)]
-pub enum Activation {
-    #[default]
-    None,
-    /// `x < 0 ? alpha * x : x`; ReLU is `alpha = 0`.
-    LeakyRelu { alpha: f32 },
-    /// `clamp(x, min, max)`.
-    Clip { min: f32, max: f32 },
-    /// `x < 0 ? slopes[channel] * x : x` (conv2d only).
-    PRelu { slopes: Vec<f32> },
-}
-
 impl Activation {
     /// The shader's `(activation, alpha, beta)` encoding; PRelu's slopes travel separately.
     pub(crate) fn encode(&self) -> (u32, f32, f32) {
@@ -293,26 +281,6 @@ impl Activation {
             Activation::LeakyRelu { alpha } => (1, *alpha, 0.0),
             Activation::Clip { min, max } => (2, *min, *max),
             Activation::PRelu { .. } => (3, 0.0, 0.0),
-        }
-    }
-
-    /// The fused form of an elementwise op, where it has one.
-    pub fn from_unary(op: unary::UnaryOp) -> Option<Self> {
-        match op {
-            unary::UnaryOp::LeakyRelu { alpha } => Some(Activation::LeakyRelu { alpha }),
-            unary::UnaryOp::Clip { min, max } => Some(Activation::Clip { min, max }),
-            _ => None,
-        }
-    }
-
-    /// Applies the activation to `x` of output channel `channel`.
-    pub fn apply(&self, x: f32, channel: usize) -> f32 {
-        let leaky = |alpha: f32| if x >= 0.0 { x } else { x * alpha };
-        match self {
-            Activation::None => x,
-            Activation::LeakyRelu { alpha } => leaky(*alpha),
-            Activation::Clip { min, max } => x.clamp(*min, *max),
-            Activation::PRelu { slopes } => leaky(slopes[channel]),
         }
     }
 }
@@ -380,24 +348,12 @@ pub(crate) fn flat_groups(count: u32) -> [u32; 2] {
     [x, groups.div_ceil(x)]
 }
 
-/// The most dimensions the general tensor kernels take.
-pub const MAX_RANK: usize = 8;
-
 /// `v` right-aligned in `MAX_RANK` slots, `fill` in front (outer dims of size 1).
 pub(crate) fn pad_front<T: Copy>(v: &[T], fill: T) -> [T; MAX_RANK] {
     assert!(v.len() <= MAX_RANK, "at most {MAX_RANK} dimensions");
     let mut out = [fill; MAX_RANK];
     out[MAX_RANK - v.len()..].copy_from_slice(v);
     out
-}
-
-/// Row-major strides of `dims`.
-pub fn contiguous_strides(dims: &[u32]) -> Vec<u32> {
-    let mut s = vec![1u32; dims.len()];
-    for k in (0..dims.len().saturating_sub(1)).rev() {
-        s[k] = s[k + 1] * dims[k + 1];
-    }
-    s
 }
 
 /// Builds a [`Step`] from a params struct and the buffers bound after it (bindings 1..).

@@ -1,65 +1,10 @@
 //! Elementwise binary ops of general tensors with numpy broadcasting (`shaders/nd_binary.wgsl`).
 
-use super::binary::BinaryOp;
-use super::{MAX_RANK, Step, contiguous_strides, pad_front};
+use super::{Step, pad_front};
 use crate::gpu::Gpu;
-
-/// `out = a op b` over `dims`, each input read through its strides (0 where it broadcasts).
-#[derive(Clone, Debug, PartialEq)]
-pub struct NdBinarySpec {
-    pub op: BinaryOp,
-    pub dims: Vec<u32>,
-    pub a_strides: Vec<u32>,
-    pub b_strides: Vec<u32>,
-}
-
-/// The numpy broadcast of two shapes, or None when they do not broadcast.
-pub fn broadcast_dims(a: &[u32], b: &[u32]) -> Option<Vec<u32>> {
-    let rank = a.len().max(b.len());
-    let at = |v: &[u32], k: usize| {
-        let skip = rank - v.len();
-        if k < skip { 1 } else { v[k - skip] }
-    };
-    (0..rank)
-        .map(|k| match (at(a, k), at(b, k)) {
-            (x, y) if x == y => Some(x),
-            (1, y) => Some(y),
-            (x, 1) => Some(x),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Strides of `dims` read at the coordinates of the broadcast shape `out` (0 where broadcast).
-pub fn broadcast_strides(dims: &[u32], out: &[u32]) -> Vec<u32> {
-    let own = contiguous_strides(dims);
-    let skip = out.len() - dims.len();
-    (0..out.len())
-        .map(|k| {
-            if k < skip || dims[k - skip] == 1 {
-                0
-            } else {
-                own[k - skip]
-            }
-        })
-        .collect()
-}
+use crate::model::{MAX_RANK, NdBinarySpec};
 
 impl NdBinarySpec {
-    pub fn new(op: BinaryOp, a: &[u32], b: &[u32]) -> Option<Self> {
-        let dims = broadcast_dims(a, b)?;
-        (dims.len() <= MAX_RANK).then(|| Self {
-            op,
-            a_strides: broadcast_strides(a, &dims),
-            b_strides: broadcast_strides(b, &dims),
-            dims,
-        })
-    }
-
-    pub fn count(&self) -> u64 {
-        self.dims.iter().map(|&d| d as u64).product()
-    }
-
     /// CPU reference for one item.
     pub fn reference(&self, a: &[f32], b: &[f32]) -> Vec<f32> {
         (0..self.count() as usize)

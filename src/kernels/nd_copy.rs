@@ -1,69 +1,11 @@
 //! Strided copies of general tensors (`shaders/nd_copy.wgsl`): Transpose, Slice, Concat, Split,
 //! Expand, Tile, Reshape, SpaceToDepth and DepthToSpace are all one or more of these.
 
-use super::{MAX_RANK, Step, pad_front};
+use super::{Step, pad_front};
 use crate::gpu::Gpu;
-
-/// For every index `i` of `dims`: `dst[dst_offset + i . dst_strides] = src[src_offset + i . src_strides]`.
-/// Strides may be 0 (broadcast) or negative (a Slice with a negative step).
-#[derive(Clone, Debug, PartialEq)]
-pub struct CopySpec {
-    pub dims: Vec<u32>,
-    pub src_strides: Vec<i64>,
-    pub src_offset: i64,
-    pub dst_strides: Vec<i64>,
-    pub dst_offset: i64,
-}
+use crate::model::{CopySpec, MAX_RANK};
 
 impl CopySpec {
-    /// A contiguous copy of `count` elements (Reshape, Flatten, Squeeze, Identity).
-    pub fn contiguous(count: u32) -> Self {
-        Self {
-            dims: vec![count],
-            src_strides: vec![1],
-            src_offset: 0,
-            dst_strides: vec![1],
-            dst_offset: 0,
-        }
-    }
-
-    pub fn count(&self) -> u64 {
-        self.dims.iter().map(|&d| d as u64).product()
-    }
-
-    /// Drops axes of size 1 and merges axes that are contiguous in both source and destination,
-    /// so that up to `MAX_RANK` kernel dims cover specs of higher rank.
-    pub fn simplified(&self) -> Self {
-        let mut dims: Vec<u32> = Vec::new();
-        let mut ss: Vec<i64> = Vec::new();
-        let mut ds: Vec<i64> = Vec::new();
-        for k in 0..self.dims.len() {
-            let (n, s, d) = (self.dims[k], self.src_strides[k], self.dst_strides[k]);
-            if n == 1 {
-                continue;
-            }
-            if let (Some(&pn), Some(&ps), Some(&pd)) = (dims.last(), ss.last(), ds.last())
-                && ps == s * n as i64
-                && pd == d * n as i64
-            {
-                *dims.last_mut().expect("non-empty") = pn * n;
-                *ss.last_mut().expect("non-empty") = s;
-                *ds.last_mut().expect("non-empty") = d;
-                continue;
-            }
-            dims.push(n);
-            ss.push(s);
-            ds.push(d);
-        }
-        Self {
-            dims,
-            src_strides: ss,
-            src_offset: self.src_offset,
-            dst_strides: ds,
-            dst_offset: self.dst_offset,
-        }
-    }
-
     /// CPU reference for one item: copies `src` into `dst`.
     pub fn reference(&self, src: &[f32], dst: &mut [f32]) {
         let count = self.count() as usize;

@@ -2,28 +2,9 @@
 
 use super::Step;
 use crate::gpu::Gpu;
-
-/// Each item is `rows` rows of `len` elements, normalised to zero mean and unit variance, then
-/// scaled and shifted: per channel (`row % channels`) or per element of the row.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct NormSpec {
-    pub rows: u32,
-    pub len: u32,
-    pub channels: u32,
-    pub per_element: bool,
-    pub eps: f32,
-}
+use crate::model::NormSpec;
 
 impl NormSpec {
-    /// How many scale (and bias) values the spec reads.
-    pub fn affine_len(&self) -> usize {
-        if self.per_element {
-            self.len as usize
-        } else {
-            self.channels as usize
-        }
-    }
-
     /// CPU reference (f64) for one item; `affine` holds the scales, then the biases.
     pub fn reference(&self, src: &[f32], affine: &[f32]) -> Vec<f32> {
         let len = self.len as usize;

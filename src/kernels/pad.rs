@@ -2,34 +2,7 @@
 
 use super::Step;
 use crate::gpu::Gpu;
-use crate::model::ItemShape;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PadMode {
-    Constant = 0,
-    Edge = 1,
-    Reflect = 2,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct PadSpec {
-    /// Before and after, for channels, height, width.
-    pub channels: [u32; 2],
-    pub height: [u32; 2],
-    pub width: [u32; 2],
-    pub mode: PadMode,
-    pub value: f32,
-}
-
-impl PadSpec {
-    pub fn output(&self, s: ItemShape) -> ItemShape {
-        ItemShape {
-            c: s.c + self.channels[0] + self.channels[1],
-            h: s.h + self.height[0] + self.height[1],
-            w: s.w + self.width[0] + self.width[1],
-        }
-    }
-}
+use crate::model::{ItemShape, PadMode, PadSpec};
 
 /// Mirror of `Params` in shaders/pad.wgsl.
 #[repr(C)]

@@ -2,59 +2,7 @@
 
 use super::Step;
 use crate::gpu::Gpu;
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Pool2dSpec {
-    pub average: bool,
-    pub k: [u32; 2],
-    pub stride: [u32; 2],
-    /// top, left, bottom, right
-    pub pads: [u32; 4],
-    pub dilation: [u32; 2],
-    pub ceil_mode: bool,
-    pub count_include_pad: bool,
-}
-
-impl Pool2dSpec {
-    pub fn output_hw(&self, h: u32, w: u32) -> Option<(u32, u32)> {
-        let axis = |len: u32, k: u32, s: u32, d: u32, a: u32, b: u32| {
-            let span = d * (k - 1) + 1;
-            let padded = len + a + b;
-            if padded < span {
-                return None;
-            }
-            let steps = padded - span;
-            let mut out = if self.ceil_mode {
-                steps.div_ceil(s) + 1
-            } else {
-                steps / s + 1
-            };
-            // ONNX: the last window must start inside the input or its left padding.
-            if self.ceil_mode && (out - 1) * s >= len + a {
-                out -= 1;
-            }
-            Some(out)
-        };
-        Some((
-            axis(
-                h,
-                self.k[0],
-                self.stride[0],
-                self.dilation[0],
-                self.pads[0],
-                self.pads[2],
-            )?,
-            axis(
-                w,
-                self.k[1],
-                self.stride[1],
-                self.dilation[1],
-                self.pads[1],
-                self.pads[3],
-            )?,
-        ))
-    }
-}
+use crate::model::Pool2dSpec;
 
 /// Mirror of `Params` in shaders/pool2d.wgsl.
 #[repr(C)]

@@ -2,93 +2,9 @@
 
 use super::Step;
 use crate::gpu::Gpu;
+use crate::model::{Coords, Filter, NearestMode, ResizeFilterSpec};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Coords {
-    HalfPixel = 0,
-    PytorchHalfPixel = 1,
-    AlignCorners = 2,
-    Asymmetric = 3,
-    /// Half pixel about the image centre when the output rounds to whole pixels.
-    HalfPixelSymmetric = 4,
-}
-
-/// Output size: fixed, the input size times a scale, or (ONNX's keep_aspect_ratio_policy) one
-/// scale for both axes that fits the size from inside (`not_larger`) or outside (`not_smaller`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Target {
-    Size([u32; 2]),
-    Scale([f32; 2]),
-    Fit { size: [u32; 2], not_smaller: bool },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NearestMode {
-    RoundPreferFloor = 0,
-    RoundPreferCeil = 1,
-    Floor = 2,
-    Ceil = 3,
-}
-
-impl NearestMode {
-    fn index(self, x: f64, len: u32) -> usize {
-        let i = match self {
-            NearestMode::RoundPreferFloor if x.fract() == 0.5 => x.floor(),
-            NearestMode::RoundPreferCeil if x.fract() == 0.5 => x.ceil(),
-            NearestMode::RoundPreferFloor | NearestMode::RoundPreferCeil => x.round(),
-            NearestMode::Floor => x.floor(),
-            NearestMode::Ceil => x.ceil(),
-        };
-        i.clamp(0.0, len as f64 - 1.0) as usize
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Filter {
-    /// Nearest neighbour with ONNX's `nearest_mode`.
-    Nearest(NearestMode),
-    Linear,
-    /// Keys' cubic with ONNX's `cubic_coeff_a` (-0.75 by default); `exclude_outside`: taps
-    /// outside the image get weight 0 and the others are renormalised.
-    Cubic {
-        a: f32,
-        exclude_outside: bool,
-    },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ResizeFilterSpec {
-    pub target: Target,
-    pub coords: Coords,
-    pub filter: Filter,
-}
-
-impl ResizeFilterSpec {
-    pub fn output_hw(&self, h: u32, w: u32) -> (u32, u32) {
-        match self.target {
-            Target::Size(s) => (s[0], s[1]),
-            Target::Scale([sh, sw]) => ((h as f32 * sh) as u32, (w as f32 * sw) as u32),
-            Target::Fit { .. } => {
-                let [s, _] = self.scales(h, w);
-                ((h as f32 * s).round() as u32, (w as f32 * s).round() as u32)
-            }
-        }
-    }
-
-    /// The scale the coordinate transform divides by: as given, out / in for sizes (ONNX), or
-    /// the one fitting scale.
-    pub fn scales(&self, h: u32, w: u32) -> [f32; 2] {
-        match self.target {
-            Target::Scale(s) => s,
-            Target::Size([oh, ow]) => [oh as f32 / h as f32, ow as f32 / w as f32],
-            Target::Fit { size, not_smaller } => {
-                let (a, b) = (size[0] as f32 / h as f32, size[1] as f32 / w as f32);
-                let s = if not_smaller { a.max(b) } else { a.min(b) };
-                [s, s]
-            }
-        }
-    }
-}
+impl NearestMode {}
 
 /// Mirror of `Params` in shaders/resize_filter.wgsl.
 #[repr(C)]

@@ -2,36 +2,9 @@
 
 use super::Step;
 use crate::gpu::Gpu;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SoftmaxKind {
-    Softmax = 0,
-    LogSoftmax = 1,
-    /// 1 at the first maximum of the row, 0 elsewhere.
-    Hardmax = 2,
-}
-
-/// The tensor seen as `[outer, len, inner]`, normalised along `len`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
-#[repr(C)]
-pub struct SoftmaxSpec {
-    pub outer: u32,
-    pub len: u32,
-    pub inner: u32,
-    pub kind: u32,
-}
+use crate::model::SoftmaxSpec;
 
 impl SoftmaxSpec {
-    /// Softmax of `dims` along `axis` (opset 13 and later).
-    pub fn along(kind: SoftmaxKind, dims: &[u32], axis: usize) -> Self {
-        Self {
-            outer: dims[..axis].iter().product(),
-            len: dims[axis],
-            inner: dims[axis + 1..].iter().product(),
-            kind: kind as u32,
-        }
-    }
-
     /// CPU reference (f64) for one item.
     pub fn reference(&self, src: &[f32]) -> Vec<f32> {
         let (len, inner) = (self.len as usize, self.inner as usize);

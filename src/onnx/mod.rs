@@ -12,10 +12,10 @@ use std::collections::HashMap;
 use anyhow::{Context as _, Result, anyhow, bail};
 use prost::Message as _;
 
-use crate::kernels::Activation;
-use crate::kernels::conv_transpose2d::ConvTranspose2dSpec;
-use crate::kernels::conv2d::Conv2dSpec;
-use crate::kernels::unary::UnaryOp;
+use crate::model::Activation;
+use crate::model::Conv2dSpec;
+use crate::model::ConvTranspose2dSpec;
+use crate::model::UnaryOp;
 use crate::model::{Layer, LayerOp, Model, ValueId};
 use proto::{AttributeProto, NodeProto, TensorProto, data_type};
 
@@ -341,44 +341,17 @@ fn conv_layers(node: &NodeProto, w: Weights, bias: Vec<f32>, in_c: u32) -> Resul
     if !bias.is_empty() && bias.len() != out_c as usize {
         bail!("bias has {} values for {out_c} output channels", bias.len());
     }
-    let name = node_name(node);
-    let lowered = match &op {
-        LayerOp::ConvTranspose2d(spec) => {
-            crate::lowering::conv_transpose_as_conv(spec, &w.data, &bias)
-        }
-        _ => None,
-    };
-    Ok(match lowered {
-        // Phase decomposition: a strided transposed convolution as one dense convolution
-        // producing every output phase, then DepthToSpace.
-        Some((conv, conv_w, conv_b, d2s)) => vec![
-            ImageLayer {
-                name: format!("{name} (phases)"),
-                out_c: conv.out_c,
-                op: LayerOp::Conv2d(conv),
-                weights: conv_w,
-                bias: conv_b,
-            },
-            ImageLayer {
-                name,
-                op: LayerOp::DepthToSpace(d2s),
-                weights: Vec::new(),
-                bias: Vec::new(),
-                out_c,
-            },
-        ],
-        None => vec![ImageLayer {
-            name,
-            op,
-            weights: w.data,
-            bias,
-            out_c,
-        }],
-    })
+    Ok(vec![ImageLayer {
+        name: node_name(node),
+        op,
+        weights: w.data,
+        bias,
+        out_c,
+    }])
 }
 
 /// A MaxPool or AveragePool node (2-D, explicit pads) as a [`Pool2dSpec`].
-fn pool_spec(node: &NodeProto) -> Result<crate::kernels::pool2d::Pool2dSpec> {
+fn pool_spec(node: &NodeProto) -> Result<crate::model::Pool2dSpec> {
     if node.output.len() > 1 {
         bail!("MaxPool's Indices output is not supported");
     }
@@ -401,7 +374,7 @@ fn pool_spec(node: &NodeProto) -> Result<crate::kernels::pool2d::Pool2dSpec> {
     if k.contains(&0) || stride.contains(&0) || dilation.contains(&0) {
         bail!("kernel, strides and dilations must be at least 1");
     }
-    Ok(crate::kernels::pool2d::Pool2dSpec {
+    Ok(crate::model::Pool2dSpec {
         average: node.op_type == "AveragePool",
         k,
         stride,
@@ -457,33 +430,12 @@ fn constant_node_tensor(node: &NodeProto) -> Option<TensorProto> {
     Some(t)
 }
 
-/// The convolution that computes `value`, looking through the DepthToSpace of a lowered
-/// ConvTranspose (an elementwise activation commutes with it).
-fn fusable_conv(layers: &mut [Layer], value: ValueId) -> Option<&mut Layer> {
-    let n = layers.len();
-    let last = layers.last()?;
-    if last.output != value {
-        return None;
-    }
-    match last.op {
-        LayerOp::Conv2d(_) | LayerOp::ConvTranspose2d(_) => layers.last_mut(),
-        LayerOp::DepthToSpace(_)
-            if n >= 2
-                && layers[n - 2].output == last.inputs[0]
-                && layers[n - 2].name.ends_with(" (phases)") =>
-        {
-            Some(&mut layers[n - 2])
-        }
-        _ => None,
-    }
-}
-
 /// A linear Resize: its coordinate mode and its scales (input 2) or output sizes (input 3).
 fn resize_filter_spec(
     node: &NodeProto,
     initializers: &HashMap<&str, &TensorProto>,
-) -> Result<crate::kernels::resize_filter::ResizeFilterSpec> {
-    use crate::kernels::resize_filter::{Coords, Filter, ResizeFilterSpec, Target};
+) -> Result<crate::model::ResizeFilterSpec> {
+    use crate::model::{Coords, Filter, ResizeFilterSpec, Target};
     let text = |name: &str, default: &str| {
         attr(node, name).map_or(default.to_owned(), |a| {
             String::from_utf8_lossy(&a.s).into_owned()
@@ -547,7 +499,7 @@ fn resize_filter_spec(
         bail!("Resize with antialias=1 is not supported yet");
     }
     let filter = if text("mode", "nearest") == "nearest" {
-        use crate::kernels::resize_filter::NearestMode;
+        use crate::model::NearestMode;
         Filter::Nearest(match text("nearest_mode", "round_prefer_floor").as_str() {
             "round_prefer_floor" => NearestMode::RoundPreferFloor,
             "round_prefer_ceil" => NearestMode::RoundPreferCeil,
@@ -915,118 +867,57 @@ fn lower_image(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> 
                 }
                 values.insert(node.output[0].clone(), from);
             }
-            "Relu" | "LeakyRelu" | "PRelu" | "Clip" => {
-                let activation = match node.op_type.as_str() {
-                    "Relu" => Activation::LeakyRelu { alpha: 0.0 },
-                    "LeakyRelu" => Activation::LeakyRelu {
+            "Relu" | "LeakyRelu" | "Clip" => {
+                // A layer of its own; `passes::fuse_activation` runs it inside the convolution
+                // before it where it can.
+                let op = match node.op_type.as_str() {
+                    "Relu" => UnaryOp::LeakyRelu { alpha: 0.0 },
+                    "LeakyRelu" => UnaryOp::LeakyRelu {
                         alpha: attr_float(node, "alpha", 0.01),
                     },
-                    "Clip" => {
-                        let (min, max) = clip_bounds(node, &initializers).map_err(fail)?;
-                        Activation::Clip { min, max }
-                    }
                     _ => {
-                        let slope_name = node.input.get(1).context("has no slope").map_err(fail)?;
-                        let slopes = initializers
-                            .get(slope_name.as_str())
-                            .with_context(|| format!("slope {slope_name} is not a constant"))
-                            .and_then(|t| tensor_to_f32(t))
-                            .map_err(fail)?
-                            .data;
-                        Activation::PRelu { slopes }
+                        let (min, max) = clip_bounds(node, &initializers).map_err(fail)?;
+                        UnaryOp::Clip { min, max }
                     }
                 };
                 let input = value_of(&node.input[0]).map_err(fail)?;
-                let only_reader = readers.get(node.input[0].as_str()) == Some(&1)
-                    && !graph.output.iter().any(|o| o.name == node.input[0]);
-                let fusable = only_reader
-                    && fusable_conv(&mut layers, input).is_some_and(|c| match &c.op {
-                        LayerOp::Conv2d(s) => s.activation == Activation::None,
-                        LayerOp::ConvTranspose2d(s) => {
-                            s.activation == Activation::None
-                                && !matches!(activation, Activation::PRelu { .. })
-                        }
-                        _ => false,
-                    });
-                if !fusable {
-                    // A standalone activation.
-                    let op = match activation {
-                        Activation::LeakyRelu { alpha } => UnaryOp::LeakyRelu { alpha },
-                        Activation::Clip { min, max } => UnaryOp::Clip { min, max },
-                        _ => {
-                            // Standalone PRelu: its slopes as a constant operand, broadcast.
-                            let slope_name = &node.input[1];
-                            let w = initializers
-                                .get(slope_name.as_str())
-                                .map(|t| tensor_to_f32(t))
-                                .transpose()
-                                .map_err(fail)?
-                                .with_context(|| format!("slope {slope_name} is not a constant"))
-                                .map_err(fail)?;
-                            let constant = constant_item_shape(&w.dims).map_err(fail)?;
-                            let output = channels.len();
-                            channels.push(channels[input]);
-                            values.insert(node.output[0].clone(), output);
-                            layers.push(Layer {
-                                name: node_name(node),
-                                op: LayerOp::BinaryConst {
-                                    op: crate::kernels::binary::BinaryOp::PRelu,
-                                    constant,
-                                    constant_first: false,
-                                },
-                                inputs: vec![input],
-                                output,
-                                weights: w.data,
-                                bias: Vec::new(),
-                            });
-                            continue;
-                        }
-                    };
-                    let c = channels[input];
-                    push_plain(
-                        &mut layers,
-                        &mut channels,
-                        &mut values,
-                        node,
-                        LayerOp::Unary(op),
-                        vec![input],
-                        c,
-                    );
-                    continue;
-                }
-                let conv = fusable_conv(&mut layers, input).expect("checked above");
-                let is_transposed = matches!(conv.op, LayerOp::ConvTranspose2d(_));
-                let (target, out_c) = match &mut conv.op {
-                    LayerOp::Conv2d(s) => (&mut s.activation, s.out_c),
-                    LayerOp::ConvTranspose2d(s) => (&mut s.activation, s.out_c),
-                    _ => unreachable!("fusable_conv returns convolutions"),
-                };
-                if *target != Activation::None {
-                    return Err(fail(anyhow!("two activations in a row are not supported")));
-                }
-                let activation = match activation {
-                    Activation::PRelu { slopes } if slopes.len() == 1 => Activation::PRelu {
-                        slopes: vec![slopes[0]; out_c as usize],
+                let c = channels[input];
+                push_plain(
+                    &mut layers,
+                    &mut channels,
+                    &mut values,
+                    node,
+                    LayerOp::Unary(op),
+                    vec![input],
+                    c,
+                );
+            }
+            "PRelu" => {
+                // Its slopes as a constant operand, broadcast; fused like an activation where
+                // there is one slope per channel.
+                let input = value_of(&node.input[0]).map_err(fail)?;
+                let slope_name = node.input.get(1).context("has no slope").map_err(fail)?;
+                let w = initializers
+                    .get(slope_name.as_str())
+                    .with_context(|| format!("slope {slope_name} is not a constant"))
+                    .and_then(|t| tensor_to_f32(t))
+                    .map_err(fail)?;
+                let constant = constant_item_shape(&w.dims).map_err(fail)?;
+                let output = channels.len();
+                channels.push(channels[input]);
+                values.insert(node.output[0].clone(), output);
+                layers.push(Layer {
+                    name: node_name(node),
+                    op: LayerOp::BinaryConst {
+                        op: crate::model::BinaryOp::PRelu,
+                        constant,
+                        constant_first: false,
                     },
-                    Activation::PRelu { slopes } if slopes.len() == out_c as usize => {
-                        // A phase-decomposed ConvTranspose repeats each channel per phase.
-                        Activation::PRelu { slopes }
-                    }
-                    Activation::PRelu { slopes } => {
-                        return Err(fail(anyhow!(
-                            "{} slopes for {out_c} channels; PRelu needs one per channel",
-                            slopes.len()
-                        )));
-                    }
-                    other => other,
-                };
-                if matches!(activation, Activation::PRelu { .. }) && is_transposed {
-                    return Err(fail(anyhow!(
-                        "PRelu after a ConvTranspose is not supported yet"
-                    )));
-                }
-                *target = activation;
-                values.insert(node.output[0].clone(), input);
+                    inputs: vec![input],
+                    output,
+                    weights: w.data,
+                    bias: Vec::new(),
+                });
             }
             "Sigmoid" | "Tanh" | "HardSwish" | "HardSigmoid" | "Gelu" | "Erf" => {
                 let input = value_of(&node.input[0]).map_err(fail)?;
@@ -1231,8 +1122,6 @@ fn lower_image(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> 
                 }
             }
             "BatchNormalization" => {
-                // Folded into the convolution before it: per output channel, weights scale by
-                // gamma / sqrt(var + eps) and the bias becomes (b - mean) * that + beta.
                 let input = value_of(&node.input[0]).map_err(fail)?;
                 let param = |i: usize| -> Result<Vec<f32>> {
                     let name = node.input.get(i).context("a parameter is missing")?;
@@ -1245,15 +1134,10 @@ fn lower_image(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> 
                     [param(1), param(2), param(3), param(4)].map(|r| r.map_err(fail));
                 let (gamma, beta, mean, var) = (gamma?, beta?, mean?, var?);
                 let eps = attr_float(node, "epsilon", 1e-5);
-                let only_reader = readers.get(node.input[0].as_str()) == Some(&1);
-                let conv = layers.last_mut().filter(|l| {
-                    l.output == input
-                        && only_reader
-                        && matches!(&l.op, LayerOp::Conv2d(s) if s.activation == Activation::None)
-                });
-                let Some(conv) = conv else {
-                    // Standalone: x * k + (beta - mean * k) per channel, as two constant ops.
-                    use crate::kernels::binary::BinaryOp;
+                {
+                    // x * k + (beta - mean * k) per channel, as two constant ops;
+                    // `passes::fold_affine` folds them into a convolution before them.
+                    use crate::model::BinaryOp;
                     let c = channels[input];
                     if [&gamma, &beta, &mean, &var]
                         .iter()
@@ -1293,30 +1177,10 @@ fn lower_image(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> 
                         prev = output;
                     }
                     values.insert(node.output[0].clone(), prev);
-                    continue;
-                };
-                let LayerOp::Conv2d(spec) = &conv.op else {
-                    unreachable!("checked above")
-                };
-                let c = spec.out_c as usize;
-                if [&gamma, &beta, &mean, &var].iter().any(|v| v.len() != c) {
-                    return Err(fail(anyhow!("parameters do not have {c} channels")));
                 }
-                let per_channel = conv.weights.len() / c;
-                if conv.bias.is_empty() {
-                    conv.bias = vec![0.0; c];
-                }
-                for o in 0..c {
-                    let k = gamma[o] / (var[o] + eps).sqrt();
-                    conv.weights[o * per_channel..(o + 1) * per_channel]
-                        .iter_mut()
-                        .for_each(|w| *w *= k);
-                    conv.bias[o] = (conv.bias[o] - mean[o]) * k + beta[o];
-                }
-                values.insert(node.output[0].clone(), input);
             }
             "Pad" => {
-                use crate::kernels::pad::{PadMode, PadSpec};
+                use crate::model::{PadMode, PadSpec};
                 let input = value_of(&node.input[0]).map_err(fail)?;
                 let mode = match attr(node, "mode").map(|a| a.s.as_slice()) {
                     None | Some(b"constant") => PadMode::Constant,
@@ -1602,7 +1466,7 @@ fn lower_image(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> 
                 values.insert(node.output[0].clone(), output);
                 layers.push(Layer {
                     name: node_name(node),
-                    op: LayerOp::DepthToSpace(crate::kernels::depth_to_space::DepthToSpaceSpec {
+                    op: LayerOp::DepthToSpace(crate::model::DepthToSpaceSpec {
                         block: [b, b],
                         crd: mode == "CRD",
                         crop: [0, 0],
@@ -1715,7 +1579,7 @@ fn lower_image(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> 
                 flat.insert(input, dims[2..].to_vec());
             }
             "Add" | "Sub" | "Mul" | "Div" => {
-                use crate::kernels::binary::BinaryOp;
+                use crate::model::BinaryOp;
                 let scalar = |name: &str| -> Option<f32> {
                     let t = initializers.get(name)?;
                     let w = tensor_to_f32(t).ok()?;
@@ -1851,7 +1715,7 @@ fn lower_image(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> 
                 .with_context(|| format!("the graph output {n} is never computed"))
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut model = Model {
+    let model = Model {
         extra_outputs,
         name: name.to_owned(),
         input_name: input.name.clone(),
@@ -1865,7 +1729,6 @@ fn lower_image(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> 
         static_shapes: None,
         nhwc_input,
     };
-    model.prune();
-    model.fuse_residual_adds();
+    let (model, _) = crate::passes::run(model);
     Ok(model)
 }

@@ -13,16 +13,16 @@ use anyhow::{Context as _, Result, anyhow, bail};
 
 use super::proto::{GraphProto, NodeProto, TensorProto, ValueInfoProto, data_type};
 use super::{attr, attr_float, attr_int, attr_ints, node_label, node_name};
-use crate::kernels::binary::BinaryOp;
-use crate::kernels::matmul::MatMulSpec;
-use crate::kernels::nd_binary::{NdBinarySpec, broadcast_dims};
-use crate::kernels::nd_copy::CopySpec;
-use crate::kernels::normalize::NormSpec;
-use crate::kernels::reduce::{ReduceOp, ReduceSpec};
-use crate::kernels::softmax::{SoftmaxKind, SoftmaxSpec};
-use crate::kernels::unary::UnaryOp;
-use crate::kernels::{MAX_RANK, contiguous_strides};
+use crate::model::BinaryOp;
+use crate::model::CopySpec;
+use crate::model::MatMulSpec;
+use crate::model::NormSpec;
+use crate::model::UnaryOp;
 use crate::model::{ItemShape, Layer, LayerOp, Model, TensorOp, ValueId};
+use crate::model::{MAX_RANK, contiguous_strides};
+use crate::model::{NdBinarySpec, broadcast_dims};
+use crate::model::{ReduceOp, ReduceSpec};
+use crate::model::{SoftmaxKind, SoftmaxSpec};
 
 /// The ops this lowering takes.
 pub const STATIC_OPS: &str = "Relu, LeakyRelu, PRelu, Clip, Sigmoid, Tanh, HardSwish, \
@@ -1142,7 +1142,7 @@ impl Lowering<'_> {
                     .collect();
                 let out = broadcast_dims(&dims, &shape)
                     .with_context(|| format!("{dims:?} does not expand to {shape:?}"))?;
-                let src = crate::kernels::nd_binary::broadcast_strides(&dims, &out);
+                let src = crate::model::broadcast_strides(&dims, &out);
                 let spec = CopySpec {
                     dims: out.clone(),
                     src_strides: src.iter().map(|&s| s as i64).collect(),
@@ -2306,7 +2306,7 @@ pub fn lower(
     }
     let shapes: Vec<ItemShape> = l.dims.iter().map(|d| item_shape(d)).collect();
     let output = outputs[0];
-    let mut model = Model {
+    let model = Model {
         name: name.to_owned(),
         input_name: input.name.clone(),
         output_name: wanted[0].to_owned(),
@@ -2320,6 +2320,6 @@ pub fn lower(
         static_shapes: Some(shapes),
         nhwc_input: nhwc,
     };
-    model.prune();
+    let (model, _) = crate::passes::run(model);
     Ok(model)
 }

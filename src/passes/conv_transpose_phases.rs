@@ -1,8 +1,52 @@
-//! Rewrites of ops into faster equivalents, done once at load time.
+//! A strided ConvTranspose as one dense convolution over every output phase, then
+//! DepthToSpace: 4x faster than the gather kernel, which visits every tap and keeps only 1 in
+//! stride^2.
+//!
+//! Models whose shapes were fixed at import (the static lowering) keep the gather kernel.
 
-use crate::kernels::conv_transpose2d::ConvTranspose2dSpec;
-use crate::kernels::conv2d::Conv2dSpec;
-use crate::kernels::depth_to_space::DepthToSpaceSpec;
+use crate::model::{Conv2dSpec, ConvTranspose2dSpec, DepthToSpaceSpec, Layer, LayerOp, Model};
+
+/// Returns the model and how many transposed convolutions were rewritten.
+pub fn apply(mut model: Model) -> (Model, usize) {
+    if model.static_shapes.is_some() {
+        return (model, 0);
+    }
+    let mut rewritten = 0;
+    let mut i = 0;
+    while i < model.layers.len() {
+        let layer = &model.layers[i];
+        let LayerOp::ConvTranspose2d(spec) = &layer.op else {
+            i += 1;
+            continue;
+        };
+        let Some((conv, weights, bias, d2s)) =
+            conv_transpose_as_conv(spec, &layer.weights, &layer.bias)
+        else {
+            i += 1;
+            continue;
+        };
+        let phases = model.value_count;
+        model.value_count += 1;
+        let layer = &mut model.layers[i];
+        let depth_to_space = Layer {
+            name: layer.name.clone(),
+            op: LayerOp::DepthToSpace(d2s),
+            inputs: vec![phases],
+            output: layer.output,
+            weights: Vec::new(),
+            bias: Vec::new(),
+        };
+        layer.name = format!("{} (phases)", layer.name);
+        layer.op = LayerOp::Conv2d(conv);
+        layer.weights = weights;
+        layer.bias = bias;
+        layer.output = phases;
+        model.layers.insert(i + 1, depth_to_space);
+        rewritten += 1;
+        i += 2;
+    }
+    (model, rewritten)
+}
 
 /// One axis of a transposed convolution split into `stride` phases: output `Y * stride + q` reads
 /// input rows `Y + d` for the taps `t = q + pad - d * stride` that exist.
@@ -146,8 +190,8 @@ pub fn conv_transpose_as_conv(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::Activation;
     use crate::kernels::{conv_transpose2d, conv2d, depth_to_space};
+    use crate::model::Activation;
 
     /// The rewrite computes the same function as the transposed convolution, on the CPU references.
     #[test]

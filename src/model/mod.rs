@@ -4,20 +4,11 @@
 
 use anyhow::{Result, bail};
 
-use crate::kernels::binary::{self, BinaryOp};
-use crate::kernels::conv_transpose2d::ConvTranspose2dSpec;
-use crate::kernels::conv2d::Conv2dSpec;
-use crate::kernels::depth_to_space::DepthToSpaceSpec;
-use crate::kernels::matmul::MatMulSpec;
-use crate::kernels::nd_binary::NdBinarySpec;
-use crate::kernels::nd_copy::CopySpec;
-use crate::kernels::normalize::NormSpec;
-use crate::kernels::pad::PadSpec;
-use crate::kernels::pool2d::Pool2dSpec;
-use crate::kernels::reduce::ReduceSpec;
-use crate::kernels::resize_filter::ResizeFilterSpec;
-use crate::kernels::softmax::SoftmaxSpec;
-use crate::kernels::unary::UnaryOp;
+pub mod ops;
+pub mod shape;
+
+pub use ops::*;
+pub use shape::*;
 
 pub type ValueId = usize;
 
@@ -29,7 +20,7 @@ pub enum LayerOp {
     /// activation.
     Conv2dResidual {
         spec: Conv2dSpec,
-        residual: crate::kernels::conv2d::Residual,
+        residual: Residual,
     },
     ConvTranspose2d(ConvTranspose2dSpec),
     DepthToSpace(DepthToSpaceSpec),
@@ -157,20 +148,6 @@ pub struct Model {
     pub nhwc_input: bool,
 }
 
-/// Channels, height and width of one batch item of a value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ItemShape {
-    pub c: u32,
-    pub h: u32,
-    pub w: u32,
-}
-
-impl ItemShape {
-    pub fn elements(&self) -> u64 {
-        self.c as u64 * self.h as u64 * self.w as u64
-    }
-}
-
 impl Model {
     /// The shape of every value for an input of `h x w`, or an error naming the layer that does not fit.
     pub fn shapes(&self, h: u32, w: u32) -> Result<Vec<ItemShape>> {
@@ -227,8 +204,8 @@ impl Model {
                     h: input.h * sh,
                     w: input.w * sw,
                 }),
-                LayerOp::Binary(_) => binary::broadcast(input, inputs[1]),
-                LayerOp::BinaryConst { constant, .. } => binary::broadcast(input, *constant),
+                LayerOp::Binary(_) => broadcast(input, inputs[1]),
+                LayerOp::BinaryConst { constant, .. } => broadcast(input, *constant),
                 LayerOp::Unary(_) => Some(input),
                 LayerOp::Concat => inputs
                     .iter()
@@ -312,6 +289,17 @@ impl Model {
             .collect())
     }
 
+    /// How many layers read `v`, plus one if it is an output of the model.
+    pub fn readers(&self, v: ValueId) -> usize {
+        self.layers.iter().filter(|l| l.inputs.contains(&v)).count()
+            + usize::from(self.output == v || self.extra_outputs.contains(&v))
+    }
+
+    /// The index of the layer that computes `v`.
+    pub fn producer(&self, v: ValueId) -> Option<usize> {
+        self.layers.iter().position(|l| l.output == v)
+    }
+
     /// Bytes of all weights and biases as float32.
     pub fn weight_bytes(&self) -> u64 {
         self.layers
@@ -344,105 +332,4 @@ impl Model {
             })
             .sum())
     }
-}
-
-impl Model {
-    /// Fuses an Add that follows a dense convolution into it, where that is safe: the
-    /// convolution's output feeds only the Add, the other operand is computed before the
-    /// convolution and has the output's shape (no broadcasting). An activation after the Add
-    /// (ResNet's conv, add, relu) then fuses too. Returns how many Adds were fused.
-    pub fn fuse_residual_adds(&mut self) -> usize {
-        use crate::kernels::conv2d::Residual;
-        let mut fused = 0;
-        let mut i = 0;
-        while i < self.layers.len() {
-            let readers = |m: &Model, v: ValueId| {
-                m.layers.iter().filter(|l| l.inputs.contains(&v)).count()
-                    + (m.output == v || m.extra_outputs.contains(&v)) as usize
-            };
-            let candidate = match (&self.layers[i].op, self.layers[i].inputs.as_slice()) {
-                (LayerOp::Binary(BinaryOp::Add), &[a, b]) if a != b => {
-                    let producer = |v: ValueId| self.layers[..i].iter().position(|l| l.output == v);
-                    [(a, b), (b, a)].into_iter().find_map(|(conv_out, skip)| {
-                        let c = producer(conv_out)?;
-                        let dense =
-                            matches!(&self.layers[c].op, LayerOp::Conv2d(s) if !s.is_depthwise());
-                        // The skip must exist before the convolution runs.
-                        let early = skip == 0 || producer(skip).is_some_and(|p| p < c);
-                        (dense && early && readers(self, conv_out) == 1).then_some((c, skip))
-                    })
-                }
-                _ => None,
-            };
-            let Some((c, skip)) = candidate else {
-                i += 1;
-                continue;
-            };
-            let add = self.layers.remove(i);
-            let conv = &mut self.layers[c];
-            let LayerOp::Conv2d(spec) = conv.op.clone() else {
-                unreachable!("checked dense above")
-            };
-            // An activation already fused came before the Add.
-            let residual = if spec.activation == crate::kernels::Activation::None {
-                Residual::BeforeActivation
-            } else {
-                Residual::AfterActivation
-            };
-            conv.op = LayerOp::Conv2dResidual { spec, residual };
-            conv.inputs.push(skip);
-            conv.output = add.output;
-            conv.name = format!("{} + {}", conv.name, add.name);
-            fused += 1;
-            // A ReLU / LeakyReLU / Clip reading only the sum joins it, after the Add.
-            let out = conv.output;
-            if let Some(j) = self.layers.iter().position(|l| l.inputs == [out])
-                && readers(self, out) == 1
-                && let LayerOp::Unary(u) = self.layers[j].op
-                && let Some(act) = crate::kernels::Activation::from_unary(u)
-                && let LayerOp::Conv2dResidual {
-                    spec,
-                    residual: Residual::BeforeActivation,
-                } = &mut self.layers[c].op
-            {
-                spec.activation = act;
-                let act_layer = self.layers.remove(j);
-                self.layers[c].output = act_layer.output;
-            }
-        }
-        fused
-    }
-
-    /// Drops layers whose outputs never reach the model's output (a second head, say), and
-    /// renumbers nothing: value ids stay as they are.
-    pub fn prune(&mut self) {
-        let mut needed = vec![false; self.value_count];
-        needed[self.output] = true;
-        for &v in &self.extra_outputs {
-            needed[v] = true;
-        }
-        let mut keep = vec![false; self.layers.len()];
-        for (i, layer) in self.layers.iter().enumerate().rev() {
-            if needed[layer.output] {
-                keep[i] = true;
-                for &v in &layer.inputs {
-                    needed[v] = true;
-                }
-            }
-        }
-        let mut k = keep.into_iter();
-        self.layers.retain(|_| k.next().unwrap_or(false));
-    }
-}
-
-/// Resolved `[start, end)` per axis (c, h, w) of a Crop, ONNX Slice style.
-pub fn crop_ranges(s: ItemShape, starts: [i64; 3], ends: [i64; 3]) -> [(u32, u32); 3] {
-    let dims = [s.c, s.h, s.w];
-    let mut r = [(0, 0); 3];
-    for a in 0..3 {
-        let n = dims[a] as i64;
-        let fix = |v: i64| if v < 0 { v + n } else { v }.clamp(0, n) as u32;
-        r[a] = (fix(starts[a]), fix(ends[a]));
-    }
-    r
 }
