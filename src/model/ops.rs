@@ -1,5 +1,5 @@
 //! The ops of the model IR and their specs: what each layer computes, independent of the
-//! kernel that runs it. Kernels (`crate::kernels`) read these; nothing here knows about the GPU.
+//! kernel that runs it. The kernels read these; nothing here knows about the GPU.
 
 use super::shape::{ItemShape, MAX_RANK, broadcast_dims, broadcast_strides, contiguous_strides};
 
