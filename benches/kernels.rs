@@ -4,6 +4,7 @@
 
 use batchwise::engine::Engine;
 use batchwise::gpu::{AdapterChoice, Gpu};
+use batchwise::kernels::Bind;
 use batchwise::kernels::conv_transpose2d::ConvTranspose2dLayer;
 use batchwise::kernels::conv2d::Conv2dLayer;
 use batchwise::kernels::{Kernels, Step};
@@ -154,7 +155,7 @@ fn main() {
             (n * spec.in_c * size * size) as usize,
             (n * spec.out_c * oh * ow) as usize,
         );
-        let step = layer.prepare(gpu, &kernels, name, &src, &dst, size, size);
+        let step = layer.prepare(Bind::new(gpu, &kernels, name), &src, &dst, size, size);
         let secs = time_step(gpu, &step, n);
         let flops = 2.0 * spec.macs(size, size) as f64 * n as f64;
         println!(
@@ -194,7 +195,7 @@ fn main() {
             (n * spec.in_c * size * size) as usize,
             (n * spec.out_c * oh * ow) as usize,
         );
-        let step = layer.prepare(gpu, &kernels.conv_transpose2d, name, &src, &dst, size, size);
+        let step = layer.prepare(Bind::new(gpu, &kernels, name), &src, &dst, size, size);
         let secs = time_step(gpu, &step, n);
         // Useful work: each input pixel meets each kernel tap once per output channel.
         let flops = 2.0 * spec.macs(size, size) as f64 * n as f64;

@@ -14,6 +14,7 @@ use anyhow::{Context as _, Result};
 use serde::Serialize;
 
 use crate::engine::Engine;
+use crate::kernels::Bind;
 use crate::kernels::conv2d::{self, Conv2dLayer};
 use crate::model::Activation;
 use crate::model::Conv2dSpec;
@@ -148,7 +149,7 @@ fn measure(engine: &Engine) -> Result<Vec<(u32, f64)>> {
     let mut timings = Vec::new();
     for &rows in conv2d::UNROLLED_ROW_CHOICES {
         kernels.set_conv_rows(rows);
-        let step = layer.prepare(gpu, kernels, "autotune", &src, &dst, size, size);
+        let step = layer.prepare(Bind::new(gpu, kernels, "autotune"), &src, &dst, size, size);
         let mut best = f64::MAX;
         for run in 0..4 {
             let start = Instant::now();

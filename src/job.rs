@@ -935,7 +935,7 @@ pub fn run(
     let mut in_progress: HashMap<usize, InProgress> = HashMap::new();
     let mut pending: VecDeque<TileRef> = VecDeque::new();
     // The batch on the GPU whose results are not read yet, with its tiles.
-    let mut in_flight: Option<(Vec<TileRef>, crate::engine::Submitted)> = None;
+    let mut in_flight: Option<(Vec<TileRef>, crate::engine::SubmittedPixels)> = None;
     let mut in_flight_peak = 0usize;
     let mut wants_wide = false;
     let mut failed = 0usize;
@@ -1492,7 +1492,7 @@ fn run_fixed(
         VecDeque::new();
     let mut queued = indices.into_iter();
     // The batch on the GPU whose results are not read yet, with its images.
-    let mut in_flight: Option<(Vec<Fitted>, crate::engine::Submitted)> = None;
+    let mut in_flight: Option<(Vec<Fitted>, crate::engine::SubmittedFloats)> = None;
     let mut batches_in_flight = 0usize;
     let ahead = batch as usize + DECODE_AHEAD;
     // Only masks and annotated faces need the pixels after the batch; the others keep the size.

@@ -4,7 +4,8 @@ use anyhow::{Result, bail};
 use image::RgbaImage;
 
 use crate::builtin::ImageModelSpec;
-use crate::engine::{BatchRunner, Engine, GpuModel, Submitted};
+use crate::engine::memory::ItemBytes;
+use crate::engine::{BatchRunner, Engine, GpuModel, SubmittedPixels};
 use crate::kernels::pack::PixelDepth;
 use crate::tiling::{self, Pixels, TileRect};
 
@@ -127,15 +128,14 @@ impl TiledUpscaler {
             ),
             (_, Some(side)) => side - 2 * spec.context,
             (Some(t), None) => t,
-            (None, None) => auto_tile(engine, model, &spec, batch)?,
+            (None, None) => auto_tile(engine, model, &spec, depth)?,
         };
         let side = tile + 2 * spec.context;
         let runner = BatchRunner::with_binding_limit(
             engine,
             model,
             batch,
-            side,
-            side,
+            [side, side],
             &spec.input_map,
             limit,
             depth,
@@ -208,7 +208,7 @@ impl TiledUpscaler {
         images: &[&I],
         tiles: &[TileRef],
         timed: bool,
-    ) -> Result<Submitted> {
+    ) -> Result<SubmittedPixels> {
         let side = self.tile + 2 * self.spec.context;
         let depth = self.depth();
         let words = (side * side) as usize * depth.words();
@@ -223,7 +223,10 @@ impl TiledUpscaler {
     /// Waits for a batch from [`Self::submit_tiles`] and returns each tile's output pixels
     /// (`(tile * scale)^2` pixels of the runner's depth, cropped to the tile's core), with the GPU
     /// time when timed.
-    pub fn collect_tiles(&self, submitted: Submitted) -> Result<(Vec<Vec<u32>>, Option<f64>)> {
+    pub fn collect_tiles(
+        &self,
+        submitted: SubmittedPixels,
+    ) -> Result<(Vec<Vec<u32>>, Option<f64>)> {
         let (out, gpu_ms) = self.runner.collect_pixels(submitted)?;
         let out_side = self.runner.output.w;
         let core = self.tile * self.spec.scale;
@@ -323,7 +326,7 @@ impl TiledUpscaler {
             .collect();
         let refs: Vec<&RgbaImage> = images.iter().collect();
         // Each batch is submitted before the one ahead of it is read back.
-        let mut in_flight: Option<(&[TileRef], Submitted)> = None;
+        let mut in_flight: Option<(&[TileRef], SubmittedPixels)> = None;
         for batch in all.chunks(self.batch_size() as usize) {
             let submitted = self.submit_tiles(&refs, batch, false)?;
             if let Some((tiles, previous)) = in_flight.replace((batch, submitted)) {
@@ -370,19 +373,22 @@ impl TiledUpscaler {
 
 /// The largest tile size whose single item fits the adapter's buffer binding limit (a batch larger
 /// than one binding is split into lanes).
-fn auto_tile(engine: &Engine, model: &GpuModel, spec: &ImageModelSpec, batch: u32) -> Result<u32> {
+fn auto_tile(
+    engine: &Engine,
+    model: &GpuModel,
+    spec: &ImageModelSpec,
+    depth: PixelDepth,
+) -> Result<u32> {
     let limit = engine.gpu.limits.max_storage_buffer_binding_size;
     for &tile in AUTO_TILE_SIZES {
         let side = tile + 2 * spec.context;
-        let Ok(shapes) = model.model.shapes(side, side) else {
+        let Ok(item) = ItemBytes::of(&model.model, side, side, model.precision, depth) else {
             continue;
         };
-        let largest = shapes.iter().map(|s| s.elements() * 4).max().unwrap_or(0);
-        if largest <= limit {
+        if item.largest_buffer <= limit {
             return Ok(tile);
         }
     }
-    let _ = batch;
     bail!(
         "even {}-pixel tiles do not fit this adapter's buffer binding limit",
         AUTO_TILE_SIZES.last().copied().unwrap_or(16)

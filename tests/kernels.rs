@@ -14,6 +14,7 @@ mod common;
 
 use batchwise::engine::Engine;
 use batchwise::gpu::Gpu;
+use batchwise::kernels::Bind;
 use batchwise::kernels::conv_transpose2d::{self, ConvTranspose2dLayer};
 use batchwise::kernels::conv2d::{self, Conv2dLayer};
 use batchwise::kernels::pack::{self, PixelDepth, PixelMapping};
@@ -93,7 +94,7 @@ fn check_conv2d(s: &Setup, seed: u64, spec: Conv2dSpec, n: u32, h: u32, w: u32) 
     let layer = Conv2dLayer::upload(gpu, "test", spec.clone(), &weights, &bias);
     let src = storage(gpu, &input);
     let dst = output(gpu, expected.len());
-    let step = layer.prepare(gpu, &s.kernels, "test", &src, &dst, h, w);
+    let step = layer.prepare(Bind::new(gpu, &s.kernels, "test"), &src, &dst, h, w);
     let got: Vec<f32> = bytemuck::pod_collect_to_vec(&run(gpu, &step, n, &dst, expected.len()));
     assert_close(&got, &expected, &format!("conv2d {spec:?} on {n}x{h}x{w}"));
 }
@@ -289,7 +290,7 @@ fn check_conv_transpose2d(s: &Setup, seed: u64, spec: ConvTranspose2dSpec, n: u3
     let layer = ConvTranspose2dLayer::upload(gpu, "test", spec.clone(), &weights, &bias);
     let src = storage(gpu, &input);
     let dst = output(gpu, expected.len());
-    let step = layer.prepare(gpu, &s.kernels.conv_transpose2d, "test", &src, &dst, h, w);
+    let step = layer.prepare(Bind::new(gpu, &s.kernels, "test"), &src, &dst, h, w);
     let got: Vec<f32> = bytemuck::pod_collect_to_vec(&run(gpu, &step, n, &dst, expected.len()));
     assert_close(
         &got,
@@ -407,9 +408,7 @@ fn depth_to_space_matches_reference() {
         let src = storage(gpu, &input);
         let dst = output(gpu, expected.len());
         let step = depth_to_space::prepare(
-            gpu,
-            &s.kernels.depth_to_space,
-            "d2s",
+            Bind::new(gpu, &s.kernels, "d2s"),
             &spec,
             &src,
             &dst,
@@ -438,9 +437,7 @@ fn resize_nearest_matches_reference() {
         let src = storage(gpu, &input);
         let dst = output(gpu, expected.len());
         let step = resize_nearest::prepare(
-            gpu,
-            &s.kernels.resize_nearest,
-            "resize",
+            Bind::new(gpu, &s.kernels, "resize"),
             scale,
             &src,
             &dst,
@@ -477,7 +474,15 @@ fn binary_matches_reference_with_broadcasting() {
         let expected = binary::reference(op, &a, sa, &b, sb, n);
         let (ba, bb) = (storage(gpu, &a), storage(gpu, &b));
         let dst = output(gpu, expected.len());
-        let step = binary::prepare(gpu, &s.kernels.binary, "binary", op, &ba, sa, &bb, sb, &dst);
+        let step = binary::prepare(
+            Bind::new(gpu, &s.kernels, "binary"),
+            op,
+            &ba,
+            sa,
+            &bb,
+            sb,
+            &dst,
+        );
         let got = run_f32(gpu, &step, n, &dst, expected.len());
         for (g, e) in got.iter().zip(&expected) {
             assert!(
@@ -586,9 +591,7 @@ fn resize_filter_matches_reference() {
         let src = storage(gpu, &input);
         let dst = output(gpu, expected.len());
         let step = resize_filter::prepare(
-            gpu,
-            &s.kernels.resize_filter,
-            "resize",
+            Bind::new(gpu, &s.kernels, "resize"),
             &spec,
             &src,
             &dst,
@@ -626,7 +629,7 @@ fn copy_block_matches_reference() {
     copy_block::reference(&block, &input, &mut expected, n);
     let src = storage(gpu, &input);
     let dst = storage(gpu, &before);
-    let step = copy_block::prepare(gpu, &s.kernels.copy_block, "block", &block, &src, &dst);
+    let step = copy_block::prepare(Bind::new(gpu, &s.kernels, "block"), &block, &src, &dst);
     assert_eq!(run_f32(gpu, &step, n, &dst, expected.len()), expected);
 
     // Flat: 3 x 700 x 1 elements per item as one run (crosses the 1024-element rows).
@@ -640,9 +643,7 @@ fn copy_block_matches_reference() {
     let src = storage(gpu, &input);
     let dst = output(gpu, input.len());
     let step = copy_block::prepare_flat(
-        gpu,
-        &s.kernels.copy_block,
-        "flat",
+        Bind::new(gpu, &s.kernels, "flat"),
         flat_src,
         flat_dst,
         &src,
@@ -665,7 +666,7 @@ fn nchw_to_nhwc_matches_reference() {
     let expected = nchw_to_nhwc::reference(&input, n, shape);
     let src = storage(gpu, &input);
     let dst = output(gpu, expected.len());
-    let step = nchw_to_nhwc::prepare(gpu, &s.kernels.nchw_to_nhwc, "nhwc", &src, &dst, shape);
+    let step = nchw_to_nhwc::prepare(Bind::new(gpu, &s.kernels, "nhwc"), &src, &dst, shape);
     assert_eq!(run_f32(gpu, &step, n, &dst, expected.len()), expected);
 }
 
@@ -715,7 +716,7 @@ fn pad_matches_reference() {
         let expected = pad::reference(&spec, &input, n, shape);
         let src = storage(gpu, &input);
         let dst = output(gpu, expected.len());
-        let step = pad::prepare(gpu, &s.kernels.pad, "pad", &spec, &src, &dst, shape);
+        let step = pad::prepare(Bind::new(gpu, &s.kernels, "pad"), &spec, &src, &dst, shape);
         assert_eq!(
             run_f32(gpu, &step, n, &dst, expected.len()),
             expected,
@@ -776,7 +777,15 @@ fn pool2d_matches_reference() {
         let expected = pool2d::reference(&spec, &input, n * c, h, w);
         let src = storage(gpu, &input);
         let dst = output(gpu, expected.len());
-        let step = pool2d::prepare(gpu, &s.kernels.pool2d, "pool", &spec, &src, &dst, c, h, w);
+        let step = pool2d::prepare(
+            Bind::new(gpu, &s.kernels, "pool"),
+            &spec,
+            &src,
+            &dst,
+            c,
+            h,
+            w,
+        );
         let got = run_f32(gpu, &step, n, &dst, expected.len());
         let worst = common::max_abs_diff(&got, &expected);
         assert!(worst <= 1e-6, "{spec:?}: max diff {worst}");
@@ -812,7 +821,7 @@ fn unary_matches_reference() {
         let expected: Vec<f32> = input.iter().map(|&x| op.apply(x)).collect();
         let src = storage(gpu, &input);
         let dst = output(gpu, expected.len());
-        let step = unary::prepare(gpu, &s.kernels.unary, "unary", op, &src, &dst, len);
+        let step = unary::prepare(Bind::new(gpu, &s.kernels, "unary"), op, &src, &dst, len);
         let got = run_f32(gpu, &step, n, &dst, expected.len());
         for (x, (g, e)) in input.iter().zip(got.iter().zip(&expected)) {
             assert!((g - e).abs() <= tolerance(*e), "{op:?}({x}): {g} vs {e}");
@@ -832,15 +841,7 @@ fn global_avg_pool_matches_reference() {
     let expected = global_avg_pool::reference(&input, pixels as usize);
     let src = storage(gpu, &input);
     let dst = output(gpu, expected.len());
-    let step = global_avg_pool::prepare(
-        gpu,
-        &s.kernels.global_avg_pool,
-        "gap",
-        &src,
-        &dst,
-        c,
-        pixels,
-    );
+    let step = global_avg_pool::prepare(Bind::new(gpu, &s.kernels, "gap"), &src, &dst, c, pixels);
     let got = run_f32(gpu, &step, n, &dst, expected.len());
     let worst = common::max_abs_diff(&got, &expected);
     assert!(worst <= 1e-6, "max diff {worst}");
@@ -877,16 +878,8 @@ fn copy_channels_matches_reference() {
         copy_channels::reference(copy, &src_data, &mut expected, n, plane);
         let src = storage(gpu, &src_data);
         let dst = storage(gpu, &before);
-        let step = copy_channels::prepare(
-            gpu,
-            &s.kernels.copy_channels,
-            "copy",
-            copy,
-            &src,
-            &dst,
-            h,
-            w,
-        );
+        let step =
+            copy_channels::prepare(Bind::new(gpu, &s.kernels, "copy"), copy, &src, &dst, h, w);
         assert_eq!(
             run_f32(gpu, &step, n, &dst, expected.len()),
             expected,
@@ -922,8 +915,7 @@ fn pack_matches_reference() {
             );
             let dst = output(gpu, expected.len());
             let step = pack::prepare(
-                gpu,
-                &s.kernels.pack,
+                Bind::new(gpu, &s.kernels, "pack"),
                 &src_buf,
                 &dst,
                 pixels as u32,
@@ -967,8 +959,7 @@ fn unpack_matches_reference() {
         let src_buf = storage(gpu, &src);
         let dst = output(gpu, expected.len());
         let step = unpack::prepare(
-            gpu,
-            &s.kernels.unpack,
+            Bind::new(gpu, &s.kernels, "unpack"),
             &src_buf,
             &dst,
             pixels as u32,
@@ -1050,9 +1041,7 @@ fn nd_copy_matches_reference() {
         let src = storage(gpu, &input);
         let dst = storage(gpu, &vec![0.0; (out_len * items) as usize]);
         let step = nd_copy::prepare(
-            gpu,
-            &s.kernels.nd_copy,
-            "nd_copy",
+            Bind::new(gpu, &s.kernels, "nd_copy"),
             &spec,
             &src,
             src_item,
@@ -1117,9 +1106,7 @@ fn nd_binary_matches_reference() {
         let dst = output(gpu, count * items as usize);
         // b is a constant shared by the items.
         let step = nd_binary::prepare(
-            gpu,
-            &s.kernels.nd_binary,
-            "nd_binary",
+            Bind::new(gpu, &s.kernels, "nd_binary"),
             &spec,
             &ga,
             la as u32,
@@ -1172,7 +1159,7 @@ fn reduce_matches_reference() {
             let count = spec.count() as usize;
             let src = storage(gpu, &input);
             let dst = output(gpu, count * items as usize);
-            let step = reduce::prepare(gpu, &s.kernels.reduce, "reduce", &spec, &src, &dst);
+            let step = reduce::prepare(Bind::new(gpu, &s.kernels, "reduce"), &spec, &src, &dst);
             let got = run_f32(gpu, &step, items, &dst, count * items as usize);
             for i in 0..items as usize {
                 let want = spec.reference(&input[i * len as usize..(i + 1) * len as usize]);
@@ -1208,7 +1195,7 @@ fn softmax_matches_reference() {
             let input = common::random_vec(&mut rng, len * items as usize, 3.0);
             let src = storage(gpu, &input);
             let dst = output(gpu, input.len());
-            let step = softmax::prepare(gpu, &s.kernels.softmax, "softmax", &spec, &src, &dst);
+            let step = softmax::prepare(Bind::new(gpu, &s.kernels, "softmax"), &spec, &src, &dst);
             let got = run_f32(gpu, &step, items, &dst, input.len());
             for i in 0..items as usize {
                 let want = spec.reference(&input[i * len..(i + 1) * len]);
@@ -1251,9 +1238,7 @@ fn matmul_matches_reference() {
         let (ga, gb) = (storage(gpu, &a), storage(gpu, &b));
         let dst = output(gpu, count * items as usize);
         let step = matmul::prepare(
-            gpu,
-            &s.kernels.matmul,
-            "matmul",
+            Bind::new(gpu, &s.kernels, "matmul"),
             &spec,
             &ga,
             a_len as u32,
@@ -1303,7 +1288,7 @@ fn normalize_matches_reference() {
         let affine = common::random_vec(&mut rng, 2 * spec.affine_len(), 1.0);
         let (src, ga) = (storage(gpu, &input), storage(gpu, &affine));
         let dst = output(gpu, input.len());
-        let step = normalize::prepare(gpu, &s.kernels.normalize, "norm", &spec, &src, &ga, &dst);
+        let step = normalize::prepare(Bind::new(gpu, &s.kernels, "norm"), &spec, &src, &ga, &dst);
         let got = run_f32(gpu, &step, items, &dst, input.len());
         for i in 0..items as usize {
             let want = spec.reference(&input[i * len..(i + 1) * len], &affine);
@@ -1353,7 +1338,7 @@ fn conv2d_float16_matches_reference() {
         wgpu::BufferUsages::STORAGE,
     );
     let dst = output(gpu, expected.len() / 2 + 1);
-    let step = layer.prepare(gpu, &kernels, "test", &src, &dst, h, w);
+    let step = layer.prepare(Bind::new(gpu, &kernels, "test"), &src, &dst, h, w);
     let bytes = run(gpu, &step, n, &dst, expected.len() / 2);
     let got: Vec<f32> = bytemuck::pod_collect_to_vec::<u8, half::f16>(&bytes)
         .into_iter()

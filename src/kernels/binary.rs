@@ -1,7 +1,6 @@
 //! Elementwise Add / Sub / Mul / Div with broadcasting (`shaders/binary.wgsl`).
 
-use super::Step;
-use crate::gpu::Gpu;
+use super::{Bind, Step};
 use crate::model::{BinaryOp, ItemShape, broadcast};
 
 /// Mirror of `Params` in shaders/binary.wgsl.
@@ -49,11 +48,8 @@ pub fn reference(
     v
 }
 
-#[allow(clippy::too_many_arguments)]
 pub fn prepare(
-    gpu: &Gpu,
-    pipeline: &wgpu::ComputePipeline,
-    label: &str,
+    cx: Bind,
     op: BinaryOp,
     a: &wgpu::Buffer,
     sa: ItemShape,
@@ -61,28 +57,24 @@ pub fn prepare(
     sb: ItemShape,
     dst: &wgpu::Buffer,
 ) -> Step {
-    prepare_shared(
-        gpu,
-        pipeline,
-        label,
-        op,
-        (a, sa, false),
-        (b, sb, false),
-        dst,
-    )
+    prepare_shared(cx, op, (a, sa, false), (b, sb, false), dst)
 }
 
 /// As [`prepare`], where an operand marked `true` is one item shared by the whole batch (a
 /// constant): its batch stride is 0.
 pub fn prepare_shared(
-    gpu: &Gpu,
-    pipeline: &wgpu::ComputePipeline,
-    label: &str,
+    cx: Bind,
     op: BinaryOp,
     (a, sa, a_shared): (&wgpu::Buffer, ItemShape, bool),
     (b, sb, b_shared): (&wgpu::Buffer, ItemShape, bool),
     dst: &wgpu::Buffer,
 ) -> Step {
+    let Bind {
+        gpu,
+        kernels,
+        label,
+    } = cx;
+    let pipeline = &kernels.binary;
     let out = broadcast(sa, sb).expect("shapes were checked");
     let shared = |mut s: [u32; 4], yes: bool| {
         if yes {

@@ -1,6 +1,6 @@
 //! 2-D convolution (`shaders/conv2d.wgsl`): bias, padding, stride, dilation, groups, fused activation.
 
-use super::{Kernels, Step};
+use super::{Bind, Step};
 use crate::gpu::{Gpu, TrackedBuffer};
 use crate::model::{Activation, Conv2dSpec, Residual};
 
@@ -324,34 +324,38 @@ impl Conv2dLayer {
     }
 
     /// Binds `src` (input, `in_h x in_w`) and `dst` into a step.
-    #[allow(clippy::too_many_arguments)]
     pub fn prepare(
         &self,
-        gpu: &Gpu,
-        kernels: &Kernels,
-        label: &str,
+        cx: Bind,
         src: &wgpu::Buffer,
         dst: &wgpu::Buffer,
         in_h: u32,
         in_w: u32,
     ) -> Step {
-        self.prepare_with_residual(gpu, kernels, label, src, dst, in_h, in_w, None)
+        let Bind {
+            gpu,
+            kernels,
+            label,
+        } = cx;
+        self.prepare_with_residual(Bind::new(gpu, kernels, label), src, dst, in_h, in_w, None)
     }
 
     /// As [`Self::prepare`], adding `residual` (a tensor of the output's shape) after the last
     /// input chunk: before the activation, or after it (`Residual::AfterActivation`).
-    #[allow(clippy::too_many_arguments)]
     pub fn prepare_with_residual(
         &self,
-        gpu: &Gpu,
-        kernels: &Kernels,
-        label: &str,
+        cx: Bind,
         src: &wgpu::Buffer,
         dst: &wgpu::Buffer,
         in_h: u32,
         in_w: u32,
         residual: Option<(&wgpu::Buffer, Residual)>,
     ) -> Step {
+        let Bind {
+            gpu,
+            kernels,
+            label,
+        } = cx;
         let s = &self.spec;
         let (out_h, out_w) = s
             .output_hw(in_h, in_w)

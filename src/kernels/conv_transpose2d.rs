@@ -1,6 +1,6 @@
 //! 2-D transposed convolution (`shaders/conv_transpose2d.wgsl`).
 
-use super::Step;
+use super::{Bind, Step};
 use crate::gpu::{Gpu, TrackedBuffer};
 use crate::model::ConvTranspose2dSpec;
 
@@ -163,17 +163,20 @@ impl ConvTranspose2dLayer {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub fn prepare(
         &self,
-        gpu: &Gpu,
-        pipeline: &wgpu::ComputePipeline,
-        label: &str,
+        cx: Bind,
         src: &wgpu::Buffer,
         dst: &wgpu::Buffer,
         in_h: u32,
         in_w: u32,
     ) -> Step {
+        let Bind {
+            gpu,
+            kernels,
+            label,
+        } = cx;
+        let pipeline = &kernels.conv_transpose2d;
         let s = &self.spec;
         let (out_h, out_w) = s
             .output_hw(in_h, in_w)

@@ -1,8 +1,7 @@
 //! Block copies (`shaders/copy_block.wgsl`): Concat / Split on height or width, Slice, and flat
 //! copies for Reshape and Flatten.
 
-use super::Step;
-use crate::gpu::Gpu;
+use super::{Bind, Step};
 use crate::model::ItemShape;
 
 const FLAT_ROW: u32 = 1024;
@@ -52,15 +51,13 @@ fn shape4(s: ItemShape) -> [u32; 4] {
     [s.c, s.h, s.w, s.elements() as u32]
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn prepare(
-    gpu: &Gpu,
-    pipeline: &wgpu::ComputePipeline,
-    label: &str,
-    b: &Block,
-    src: &wgpu::Buffer,
-    dst: &wgpu::Buffer,
-) -> Step {
+pub fn prepare(cx: Bind, b: &Block, src: &wgpu::Buffer, dst: &wgpu::Buffer) -> Step {
+    let Bind {
+        gpu,
+        kernels,
+        label,
+    } = cx;
+    let pipeline = &kernels.copy_block;
     let params = CopyBlockParams {
         src_shape: shape4(b.src),
         src_offset: [b.src_offset[0], b.src_offset[1], b.src_offset[2], 0],
@@ -81,14 +78,18 @@ pub fn prepare(
 
 /// Copies every element of each item in order (`src` and `dst` hold the same count per item).
 pub fn prepare_flat(
-    gpu: &Gpu,
-    pipeline: &wgpu::ComputePipeline,
-    label: &str,
+    cx: Bind,
     src_shape: ItemShape,
     dst_shape: ItemShape,
     src: &wgpu::Buffer,
     dst: &wgpu::Buffer,
 ) -> Step {
+    let Bind {
+        gpu,
+        kernels,
+        label,
+    } = cx;
+    let pipeline = &kernels.copy_block;
     let elements = src_shape.elements() as u32;
     let params = CopyBlockParams {
         src_shape: shape4(src_shape),

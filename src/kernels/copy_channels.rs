@@ -1,7 +1,6 @@
 //! Channel copies (`shaders/copy_channels.wgsl`): Concat and Split on the channel axis.
 
-use super::Step;
-use crate::gpu::Gpu;
+use super::{Bind, Step};
 
 /// Mirror of `Params` in shaders/copy_channels.wgsl.
 #[repr(C)]
@@ -38,17 +37,20 @@ pub fn reference(copy: ChannelCopy, src: &[f32], dst: &mut [f32], n: u32, plane:
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 pub fn prepare(
-    gpu: &Gpu,
-    pipeline: &wgpu::ComputePipeline,
-    label: &str,
+    cx: Bind,
     copy: ChannelCopy,
     src: &wgpu::Buffer,
     dst: &wgpu::Buffer,
     h: u32,
     w: u32,
 ) -> Step {
+    let Bind {
+        gpu,
+        kernels,
+        label,
+    } = cx;
+    let pipeline = &kernels.copy_channels;
     let params = CopyChannelsParams {
         src_c: copy.src_c,
         src_offset: copy.src_offset,

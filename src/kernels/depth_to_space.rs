@@ -1,7 +1,6 @@
 //! DepthToSpace (`shaders/depth_to_space.wgsl`): channels to space, DCR or CRD, with a crop.
 
-use super::Step;
-use crate::gpu::Gpu;
+use super::{Bind, Step};
 use crate::model::DepthToSpaceSpec;
 
 /// Mirror of `Params` in shaders/depth_to_space.wgsl.
@@ -50,11 +49,8 @@ pub fn reference(
     out
 }
 
-#[allow(clippy::too_many_arguments)]
 pub fn prepare(
-    gpu: &Gpu,
-    pipeline: &wgpu::ComputePipeline,
-    label: &str,
+    cx: Bind,
     spec: &DepthToSpaceSpec,
     src: &wgpu::Buffer,
     dst: &wgpu::Buffer,
@@ -62,6 +58,12 @@ pub fn prepare(
     h: u32,
     w: u32,
 ) -> Step {
+    let Bind {
+        gpu,
+        kernels,
+        label,
+    } = cx;
+    let pipeline = &kernels.depth_to_space;
     let (out_c, out_h, out_w) = spec.output_chw(c, h, w).expect("shapes were checked");
     let params = DepthToSpaceParams {
         in_c: c,

@@ -1,7 +1,6 @@
 //! GlobalAveragePool (`shaders/global_avg_pool.wgsl`).
 
-use super::Step;
-use crate::gpu::Gpu;
+use super::{Bind, Step};
 
 /// Mirror of `Params` in shaders/global_avg_pool.wgsl.
 #[repr(C)]
@@ -21,14 +20,18 @@ pub fn reference(input: &[f32], pixels: usize) -> Vec<f32> {
 }
 
 pub fn prepare(
-    gpu: &Gpu,
-    pipeline: &wgpu::ComputePipeline,
-    label: &str,
+    cx: Bind,
     src: &wgpu::Buffer,
     dst: &wgpu::Buffer,
     channels: u32,
     pixels: u32,
 ) -> Step {
+    let Bind {
+        gpu,
+        kernels,
+        label,
+    } = cx;
+    let pipeline = &kernels.global_avg_pool;
     let params = GlobalAvgPoolParams {
         channels,
         pixels,

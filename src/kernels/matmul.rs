@@ -1,7 +1,6 @@
 //! Batched matrix products with broadcasting (`shaders/matmul.wgsl`): MatMul, and Gemm's product.
 
-use super::Step;
-use crate::gpu::Gpu;
+use super::{Bind, Step};
 use crate::model::MatMulSpec;
 
 impl MatMulSpec {
@@ -53,11 +52,8 @@ pub struct MatMulParams {
 }
 
 /// Records the product for every item; `a_item` / `b_item` are elements per item (0: a constant).
-#[allow(clippy::too_many_arguments)]
 pub fn prepare(
-    gpu: &Gpu,
-    pipeline: &wgpu::ComputePipeline,
-    label: &str,
+    cx: Bind,
     spec: &MatMulSpec,
     a: &wgpu::Buffer,
     a_item: u32,
@@ -65,6 +61,12 @@ pub fn prepare(
     b_item: u32,
     dst: &wgpu::Buffer,
 ) -> Step {
+    let Bind {
+        gpu,
+        kernels,
+        label,
+    } = cx;
+    let pipeline = &kernels.matmul;
     let four = |v: &[u32], fill: u32| {
         let mut out = [fill; 4];
         out[4 - v.len()..].copy_from_slice(v);

@@ -285,6 +285,25 @@ impl Activation {
     }
 }
 
+/// What every kernel's `prepare` binds with: the device, the compiled pipelines (of the runner's
+/// precision) and the step's label (the layer's name, for errors and profiles).
+#[derive(Clone, Copy)]
+pub struct Bind<'a> {
+    pub gpu: &'a Gpu,
+    pub kernels: &'a Kernels,
+    pub label: &'a str,
+}
+
+impl<'a> Bind<'a> {
+    pub fn new(gpu: &'a Gpu, kernels: &'a Kernels, label: &'a str) -> Self {
+        Self {
+            gpu,
+            kernels,
+            label,
+        }
+    }
+}
+
 /// One op's kernel launches, bound and ready to record for any batch of up to the planned size.
 pub struct Step {
     pub label: String,

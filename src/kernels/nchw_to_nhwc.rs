@@ -1,7 +1,6 @@
 //! NCHW -> NHWC transpose (`shaders/nchw_to_nhwc.wgsl`), output flat per item.
 
-use super::Step;
-use crate::gpu::Gpu;
+use super::{Bind, Step};
 use crate::model::ItemShape;
 
 /// Mirror of `Params` in shaders/nchw_to_nhwc.wgsl.
@@ -31,14 +30,13 @@ pub fn reference(input: &[f32], n: u32, s: ItemShape) -> Vec<f32> {
     out
 }
 
-pub fn prepare(
-    gpu: &Gpu,
-    pipeline: &wgpu::ComputePipeline,
-    label: &str,
-    src: &wgpu::Buffer,
-    dst: &wgpu::Buffer,
-    s: ItemShape,
-) -> Step {
+pub fn prepare(cx: Bind, src: &wgpu::Buffer, dst: &wgpu::Buffer, s: ItemShape) -> Step {
+    let Bind {
+        gpu,
+        kernels,
+        label,
+    } = cx;
+    let pipeline = &kernels.nchw_to_nhwc;
     let params = NchwToNhwcParams {
         c: s.c,
         h: s.h,

@@ -1,7 +1,6 @@
 //! Elementwise binary ops of general tensors with numpy broadcasting (`shaders/nd_binary.wgsl`).
 
-use super::{Step, pad_front};
-use crate::gpu::Gpu;
+use super::{Bind, Step, pad_front};
 use crate::model::{MAX_RANK, NdBinarySpec};
 
 impl NdBinarySpec {
@@ -38,11 +37,8 @@ pub struct NdBinaryParams {
 }
 
 /// Records `a op b` for every item; `a_item` / `b_item` are elements per item (0: a constant).
-#[allow(clippy::too_many_arguments)]
 pub fn prepare(
-    gpu: &Gpu,
-    pipeline: &wgpu::ComputePipeline,
-    label: &str,
+    cx: Bind,
     spec: &NdBinarySpec,
     a: &wgpu::Buffer,
     a_item: u32,
@@ -50,6 +46,12 @@ pub fn prepare(
     b_item: u32,
     dst: &wgpu::Buffer,
 ) -> Step {
+    let Bind {
+        gpu,
+        kernels,
+        label,
+    } = cx;
+    let pipeline = &kernels.nd_binary;
     let count = spec.count() as u32;
     let params = NdBinaryParams {
         dims: pad_front(&spec.dims, 1),

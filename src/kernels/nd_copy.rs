@@ -1,8 +1,7 @@
 //! Strided copies of general tensors (`shaders/nd_copy.wgsl`): Transpose, Slice, Concat, Split,
 //! Expand, Tile, Reshape, SpaceToDepth and DepthToSpace are all one or more of these.
 
-use super::{Step, pad_front};
-use crate::gpu::Gpu;
+use super::{Bind, Step, pad_front};
 use crate::model::{CopySpec, MAX_RANK};
 
 impl CopySpec {
@@ -40,17 +39,20 @@ pub struct CopyParams {
 
 /// Records `spec` for every item; `src_item` / `dst_item` are the elements per item of each
 /// buffer (`src_item` 0: the source is a constant shared by all items).
-#[allow(clippy::too_many_arguments)]
 pub fn prepare(
-    gpu: &Gpu,
-    pipeline: &wgpu::ComputePipeline,
-    label: &str,
+    cx: Bind,
     spec: &CopySpec,
     src: &wgpu::Buffer,
     src_item: u32,
     dst: &wgpu::Buffer,
     dst_item: u32,
 ) -> Step {
+    let Bind {
+        gpu,
+        kernels,
+        label,
+    } = cx;
+    let pipeline = &kernels.nd_copy;
     let s = spec.simplified();
     let narrow = |v: &[i64]| -> Vec<i32> { v.iter().map(|&x| x as i32).collect() };
     let count = s.count() as u32;

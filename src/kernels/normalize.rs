@@ -1,7 +1,6 @@
 //! Row normalisation (`shaders/normalize.wgsl`): InstanceNormalization and LayerNormalization.
 
-use super::Step;
-use crate::gpu::Gpu;
+use super::{Bind, Step};
 use crate::model::NormSpec;
 
 impl NormSpec {
@@ -43,14 +42,18 @@ pub struct NormParams {
 }
 
 pub fn prepare(
-    gpu: &Gpu,
-    pipeline: &wgpu::ComputePipeline,
-    label: &str,
+    cx: Bind,
     spec: &NormSpec,
     src: &wgpu::Buffer,
     affine: &wgpu::Buffer,
     dst: &wgpu::Buffer,
 ) -> Step {
+    let Bind {
+        gpu,
+        kernels,
+        label,
+    } = cx;
+    let pipeline = &kernels.normalize;
     let params = NormParams {
         rows: spec.rows,
         len: spec.len,

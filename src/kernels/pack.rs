@@ -1,8 +1,7 @@
 //! Pack (`shaders/pack.wgsl`): 8-bit or 16-bit RGBA tiles -> one normalised float tensor
 //! `[N, 3, H, W]`.
 
-use super::Step;
-use crate::gpu::Gpu;
+use super::{Bind, Step};
 
 const WORKGROUP_X: u32 = 64;
 
@@ -98,10 +97,8 @@ pub fn reference(src: &[u32], pixels: usize, map: &PixelMapping, depth: PixelDep
 }
 
 /// Binds `src` (pixels of `depth`) and `dst` (f32 tensor) for tiles of `pixels` pixels.
-#[allow(clippy::too_many_arguments)]
 pub fn prepare(
-    gpu: &Gpu,
-    pipeline: &wgpu::ComputePipeline,
+    cx: Bind,
     src: &wgpu::Buffer,
     dst: &wgpu::Buffer,
     pixels: u32,
@@ -109,10 +106,16 @@ pub fn prepare(
     map: &PixelMapping,
     depth: PixelDepth,
 ) -> Step {
+    let Bind {
+        gpu,
+        kernels,
+        label,
+    } = cx;
+    let pipeline = &kernels.pack;
     let params = PackParams::new(pixels, max_tiles, map, depth);
     super::step(
         gpu,
-        "pack",
+        label,
         pipeline,
         &params,
         &[src, dst],

@@ -1,7 +1,6 @@
 //! Pad (`shaders/pad.wgsl`): channels with a constant, height and width constant / edge / reflect.
 
-use super::Step;
-use crate::gpu::Gpu;
+use super::{Bind, Step};
 use crate::model::{ItemShape, PadMode, PadSpec};
 
 /// Mirror of `Params` in shaders/pad.wgsl.
@@ -67,14 +66,18 @@ pub fn reference(spec: &PadSpec, input: &[f32], n: u32, s: ItemShape) -> Vec<f32
 }
 
 pub fn prepare(
-    gpu: &Gpu,
-    pipeline: &wgpu::ComputePipeline,
-    label: &str,
+    cx: Bind,
     spec: &PadSpec,
     src: &wgpu::Buffer,
     dst: &wgpu::Buffer,
     s: ItemShape,
 ) -> Step {
+    let Bind {
+        gpu,
+        kernels,
+        label,
+    } = cx;
+    let pipeline = &kernels.pad;
     let o = spec.output(s);
     let params = PadParams {
         in_c: s.c,

@@ -1,7 +1,6 @@
 //! MaxPool and AveragePool (`shaders/pool2d.wgsl`).
 
-use super::Step;
-use crate::gpu::Gpu;
+use super::{Bind, Step};
 use crate::model::Pool2dSpec;
 
 /// Mirror of `Params` in shaders/pool2d.wgsl.
@@ -68,11 +67,8 @@ pub fn reference(spec: &Pool2dSpec, input: &[f32], planes: u32, h: u32, w: u32) 
     out
 }
 
-#[allow(clippy::too_many_arguments)]
 pub fn prepare(
-    gpu: &Gpu,
-    pipeline: &wgpu::ComputePipeline,
-    label: &str,
+    cx: Bind,
     spec: &Pool2dSpec,
     src: &wgpu::Buffer,
     dst: &wgpu::Buffer,
@@ -80,6 +76,12 @@ pub fn prepare(
     h: u32,
     w: u32,
 ) -> Step {
+    let Bind {
+        gpu,
+        kernels,
+        label,
+    } = cx;
+    let pipeline = &kernels.pool2d;
     let (out_h, out_w) = spec.output_hw(h, w).expect("shapes were checked");
     let params = Pool2dParams {
         in_h: h,

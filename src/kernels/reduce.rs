@@ -1,7 +1,6 @@
 //! Reductions over any set of axes (`shaders/reduce.wgsl`): ReduceMean, ReduceSum, ReduceMax, ...
 
-use super::{Step, pad_front};
-use crate::gpu::Gpu;
+use super::{Bind, Step, pad_front};
 use crate::model::{MAX_RANK, ReduceSpec};
 
 impl ReduceSpec {
@@ -44,14 +43,13 @@ pub struct ReduceParams {
     pub _pad: [u32; 4],
 }
 
-pub fn prepare(
-    gpu: &Gpu,
-    pipeline: &wgpu::ComputePipeline,
-    label: &str,
-    spec: &ReduceSpec,
-    src: &wgpu::Buffer,
-    dst: &wgpu::Buffer,
-) -> Step {
+pub fn prepare(cx: Bind, spec: &ReduceSpec, src: &wgpu::Buffer, dst: &wgpu::Buffer) -> Step {
+    let Bind {
+        gpu,
+        kernels,
+        label,
+    } = cx;
+    let pipeline = &kernels.reduce;
     let [(kd, ks), (rd, rs)] = spec.split();
     let count = spec.count();
     let params = ReduceParams {

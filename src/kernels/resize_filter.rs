@@ -1,7 +1,6 @@
 //! Nearest, bilinear and bicubic resize (`shaders/resize_filter.wgsl`) with ONNX's coordinate modes.
 
-use super::Step;
-use crate::gpu::Gpu;
+use super::{Bind, Step};
 use crate::model::{Coords, Filter, NearestMode, ResizeFilterSpec};
 
 impl NearestMode {}
@@ -150,11 +149,8 @@ pub fn reference(spec: &ResizeFilterSpec, input: &[f32], planes: u32, h: u32, w:
     out
 }
 
-#[allow(clippy::too_many_arguments)]
 pub fn prepare(
-    gpu: &Gpu,
-    pipeline: &wgpu::ComputePipeline,
-    label: &str,
+    cx: Bind,
     spec: &ResizeFilterSpec,
     src: &wgpu::Buffer,
     dst: &wgpu::Buffer,
@@ -162,6 +158,12 @@ pub fn prepare(
     h: u32,
     w: u32,
 ) -> Step {
+    let Bind {
+        gpu,
+        kernels,
+        label,
+    } = cx;
+    let pipeline = &kernels.resize_filter;
     let (out_h, out_w) = spec.output_hw(h, w);
     let [scale_h, scale_w] = spec.scales(h, w);
     let params = ResizeFilterParams {

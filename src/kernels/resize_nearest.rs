@@ -1,7 +1,6 @@
 //! Resize by whole factors, nearest neighbour (`shaders/resize_nearest.wgsl`).
 
-use super::Step;
-use crate::gpu::Gpu;
+use super::{Bind, Step};
 
 /// Mirror of `Params` in shaders/resize_nearest.wgsl.
 #[repr(C)]
@@ -31,11 +30,8 @@ pub fn reference(input: &[f32], planes: u32, h: u32, w: u32, scale: [u32; 2]) ->
     out
 }
 
-#[allow(clippy::too_many_arguments)]
 pub fn prepare(
-    gpu: &Gpu,
-    pipeline: &wgpu::ComputePipeline,
-    label: &str,
+    cx: Bind,
     scale: [u32; 2],
     src: &wgpu::Buffer,
     dst: &wgpu::Buffer,
@@ -43,6 +39,12 @@ pub fn prepare(
     h: u32,
     w: u32,
 ) -> Step {
+    let Bind {
+        gpu,
+        kernels,
+        label,
+    } = cx;
+    let pipeline = &kernels.resize_nearest;
     let (out_h, out_w) = (h * scale[0], w * scale[1]);
     let params = ResizeNearestParams {
         channels,

@@ -1,7 +1,6 @@
 //! Softmax, LogSoftmax and Hardmax along one axis (`shaders/softmax.wgsl`).
 
-use super::Step;
-use crate::gpu::Gpu;
+use super::{Bind, Step};
 use crate::model::SoftmaxSpec;
 
 impl SoftmaxSpec {
@@ -31,14 +30,13 @@ impl SoftmaxSpec {
     }
 }
 
-pub fn prepare(
-    gpu: &Gpu,
-    pipeline: &wgpu::ComputePipeline,
-    label: &str,
-    spec: &SoftmaxSpec,
-    src: &wgpu::Buffer,
-    dst: &wgpu::Buffer,
-) -> Step {
+pub fn prepare(cx: Bind, spec: &SoftmaxSpec, src: &wgpu::Buffer, dst: &wgpu::Buffer) -> Step {
+    let Bind {
+        gpu,
+        kernels,
+        label,
+    } = cx;
+    let pipeline = &kernels.softmax;
     super::step(
         gpu,
         label,

@@ -1,7 +1,6 @@
 //! Elementwise activations and affine maps (`shaders/unary.wgsl`).
 
-use super::Step;
-use crate::gpu::Gpu;
+use super::{Bind, Step};
 use crate::model::UnaryOp;
 
 impl UnaryOp {
@@ -109,15 +108,13 @@ pub struct UnaryParams {
 }
 
 /// Applies `op` to every element of each item of `src` (`count` elements an item).
-pub fn prepare(
-    gpu: &Gpu,
-    pipeline: &wgpu::ComputePipeline,
-    label: &str,
-    op: UnaryOp,
-    src: &wgpu::Buffer,
-    dst: &wgpu::Buffer,
-    count: u32,
-) -> Step {
+pub fn prepare(cx: Bind, op: UnaryOp, src: &wgpu::Buffer, dst: &wgpu::Buffer, count: u32) -> Step {
+    let Bind {
+        gpu,
+        kernels,
+        label,
+    } = cx;
+    let pipeline = &kernels.unary;
     let (code, alpha, beta, gamma) = op.encode();
     let params = UnaryParams {
         op: code,

@@ -1,9 +1,8 @@
 //! Unpack (`shaders/unpack.wgsl`): float tensor `[N, 3, H, W]` -> clamped 8-bit or 16-bit RGBA
 //! pixels.
 
-use super::Step;
 use super::pack::{PackParams, PixelDepth, PixelMapping};
-use crate::gpu::Gpu;
+use super::{Bind, Step};
 
 const WORKGROUP_X: u32 = 64;
 
@@ -58,10 +57,8 @@ pub fn reference(src: &[f32], pixels: usize, map: &PixelMapping, depth: PixelDep
 }
 
 /// Binds `src` (f32 tensor) and `dst` (pixels of `depth`). `map` is the output mapping.
-#[allow(clippy::too_many_arguments)]
 pub fn prepare(
-    gpu: &Gpu,
-    pipeline: &wgpu::ComputePipeline,
+    cx: Bind,
     src: &wgpu::Buffer,
     dst: &wgpu::Buffer,
     pixels: u32,
@@ -69,10 +66,16 @@ pub fn prepare(
     map: &PixelMapping,
     depth: PixelDepth,
 ) -> Step {
+    let Bind {
+        gpu,
+        kernels,
+        label,
+    } = cx;
+    let pipeline = &kernels.unpack;
     let params = PackParams::new(pixels, max_tiles, map, depth);
     super::step(
         gpu,
-        "unpack",
+        label,
         pipeline,
         &params,
         &[src, dst],

@@ -199,7 +199,6 @@ fn constant_item_shape(dims: &[i64]) -> Result<crate::model::ItemShape> {
 }
 
 /// Appends a weightless layer writing the node's first output.
-#[allow(clippy::too_many_arguments)]
 fn push_plain(
     layers: &mut Vec<Layer>,
     channels: &mut Vec<u32>,

@@ -64,7 +64,10 @@ fn candidate(model: &Model, i: usize) -> Option<(usize, BinaryOp, Vec<f32>)> {
     if spec.activation != Activation::None
         || (!model.layers[conv].bias.is_empty()
             && model.layers[conv].bias.len() != spec.out_c as usize)
-        || model.layers[conv].weights.len() % spec.out_c as usize != 0
+        || !model.layers[conv]
+            .weights
+            .len()
+            .is_multiple_of(spec.out_c as usize)
     {
         return None;
     }

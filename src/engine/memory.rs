@@ -1,0 +1,190 @@
+//! What a batch will hold on the GPU, known before anything is allocated: activations after
+//! liveness reuse, pixel buffers and read-back copies, per batch item.
+
+use anyhow::Result;
+
+use super::GpuModel;
+use crate::kernels::Precision;
+use crate::kernels::pack::PixelDepth;
+use crate::model::{ItemShape, Model};
+
+/// Bytes a batch of `items` needs for activations of `precision`, as the runner allocates them
+/// (liveness reuse).
+pub fn activation_bytes(
+    model: &Model,
+    shapes: &[ItemShape],
+    items: u32,
+    precision: Precision,
+) -> u64 {
+    plan_buffers(model, shapes, items, precision).iter().sum()
+}
+
+/// What a batch will hold on the GPU, known before anything is allocated.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct MemoryPlan {
+    /// Weights as the kernels store them (blocked, padded), shared by every batch.
+    pub weight_bytes: u64,
+    /// Activations (after liveness reuse) plus pixel and read-back buffers, per batch item.
+    pub bytes_per_item: u64,
+    /// Peak activation bytes of one item alone (the largest set of values alive at once).
+    pub activation_bytes_per_item: u64,
+    pub items: u32,
+}
+
+impl MemoryPlan {
+    /// Everything: weights plus `items` items. Uniform parameter records (a few KiB) are not
+    /// counted.
+    pub fn total_bytes(&self) -> u64 {
+        self.weight_bytes + self.bytes_per_item * self.items as u64
+    }
+}
+
+/// Plans a batch of `items` tiles of `h x w` for `model` whose weights are on the GPU.
+pub fn plan(model: &GpuModel, h: u32, w: u32, items: u32) -> Result<MemoryPlan> {
+    let item = ItemBytes::of(&model.model, h, w, model.precision, PixelDepth::Eight)?;
+    Ok(MemoryPlan {
+        weight_bytes: model.weight_bytes,
+        bytes_per_item: item.total(),
+        activation_bytes_per_item: item.activations,
+        items,
+    })
+}
+
+/// What one batch item of `h x w` needs on the GPU, known from the model alone: the one
+/// per-item formula behind Auto batch, the memory plan, the tile chooser and the runner's
+/// split into lanes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ItemBytes {
+    /// Activations after liveness reuse.
+    pub activations: u64,
+    /// Pixels in, and for image outputs pixels out plus two read-back copies (two batches in
+    /// flight); 4 bytes a pixel each, 8 for 16-bit pixels.
+    pub pixels: u64,
+    /// The largest single buffer of the item (an activation, or its pixels in or out): a
+    /// batch is split into lanes so that no buffer exceeds the adapter's binding limit.
+    pub largest_buffer: u64,
+}
+
+impl ItemBytes {
+    pub fn of(
+        model: &Model,
+        h: u32,
+        w: u32,
+        precision: Precision,
+        depth: PixelDepth,
+    ) -> Result<Self> {
+        let shapes = model.shapes(h, w)?;
+        Ok(Self::from_shapes(model, &shapes, precision, depth, false))
+    }
+
+    /// For shapes already inferred; `float_input`: fed floats directly (no pixel buffers).
+    pub fn from_shapes(
+        model: &Model,
+        shapes: &[ItemShape],
+        precision: Precision,
+        depth: PixelDepth,
+        float_input: bool,
+    ) -> Self {
+        let activations = activation_bytes(model, shapes, 1, precision);
+        let out = shapes[model.output];
+        let word = 4 * depth.words() as u64;
+        let (pixels_in, pixels_out) = if float_input {
+            (0, 0)
+        } else {
+            let image_out = out.c == 3;
+            (
+                word * shapes[0].h as u64 * shapes[0].w as u64,
+                u64::from(image_out) * word * out.h as u64 * out.w as u64,
+            )
+        };
+        let largest_value = shapes
+            .iter()
+            .map(|s| s.elements() * precision.bytes())
+            .max()
+            .unwrap_or(0);
+        Self {
+            activations,
+            pixels: pixels_in + 3 * pixels_out,
+            largest_buffer: largest_value.max(pixels_in).max(pixels_out).max(4),
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.activations + self.pixels
+    }
+}
+
+/// Bytes one batch item of `h x w` needs on the GPU: (activations, pixel buffers). See
+/// [`ItemBytes`].
+pub fn item_bytes(model: &Model, h: u32, w: u32, precision: Precision) -> Result<(u64, u64)> {
+    let item = ItemBytes::of(model, h, w, precision, PixelDepth::Eight)?;
+    Ok((item.activations, item.pixels))
+}
+
+/// Assigns each value to a buffer, reusing a buffer once its value is no longer read.
+/// Returns the buffer sizes; `assign_values` gives the value -> buffer mapping.
+fn plan_buffers(model: &Model, shapes: &[ItemShape], items: u32, precision: Precision) -> Vec<u64> {
+    assign_values(model, shapes, items, precision).1
+}
+
+pub(crate) fn assign_values(
+    model: &Model,
+    shapes: &[ItemShape],
+    items: u32,
+    precision: Precision,
+) -> (Vec<usize>, Vec<u64>) {
+    // At least one element (an empty tensor still needs a bindable buffer), in whole 4 bytes.
+    let bytes = |v: usize| {
+        (shapes[v].elements().max(1) * precision.bytes() * items as u64).next_multiple_of(4)
+    };
+    let mut last_read = vec![0usize; model.value_count];
+    for (i, l) in model.layers.iter().enumerate() {
+        for &v in &l.inputs {
+            last_read[v] = i;
+        }
+    }
+    let mut sizes: Vec<u64> = vec![bytes(0)];
+    let mut free: Vec<usize> = Vec::new();
+    let mut buffer_of = vec![usize::MAX; model.value_count];
+    buffer_of[0] = 0;
+    for (i, l) in model.layers.iter().enumerate() {
+        let need = bytes(l.output);
+        // Best fit among free buffers, growing the largest one if none fits.
+        let pick = free
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| sizes[**b] >= need)
+            .min_by_key(|(_, b)| sizes[**b])
+            .map(|(k, _)| k)
+            .or_else(|| {
+                free.iter()
+                    .enumerate()
+                    .max_by_key(|(_, b)| sizes[**b])
+                    .map(|(k, _)| k)
+            });
+        let buf = match pick {
+            Some(k) => {
+                let b = free.swap_remove(k);
+                sizes[b] = sizes[b].max(need);
+                b
+            }
+            None => {
+                sizes.push(need);
+                sizes.len() - 1
+            }
+        };
+        buffer_of[l.output] = buf;
+        let mut dead: Vec<usize> = l
+            .inputs
+            .iter()
+            .filter(|&&v| {
+                last_read[v] == i && v != model.output && !model.extra_outputs.contains(&v)
+            })
+            .map(|&v| buffer_of[v])
+            .collect();
+        dead.sort_unstable();
+        dead.dedup();
+        free.extend(dead);
+    }
+    (buffer_of, sizes)
+}

@@ -1,0 +1,733 @@
+//! [`BatchRunner`]: everything one batch size and tile size needs, allocated once and reused
+//! for every batch; batches are submitted and read back without waiting in between (two in
+//! flight).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use anyhow::{Result, anyhow, bail};
+
+use super::memory::{ItemBytes, assign_values};
+use super::{Engine, GpuModel, OutOfMemory, injected_out_of_memory, steps};
+use crate::gpu::{Gpu, TrackedBuffer};
+use crate::kernels::pack::{PixelDepth, PixelMapping};
+use crate::kernels::{Bind, Precision, Step, pack, unpack};
+use crate::model::ItemShape;
+
+/// Buffers and recorded steps for batches of up to `max_items` tiles of one size.
+///
+/// A batch is split into lanes when one buffer for all its items would exceed the adapter's
+/// storage binding limit (128 MiB on many devices): each lane holds its own buffers for up to
+/// `items_per_lane` items, and all lanes are recorded into the same pass and submit. The batch size
+/// is then bounded by memory, not by the binding limit.
+pub struct BatchRunner {
+    pub max_items: u32,
+    pub items_per_lane: u32,
+    pub input: ItemShape,
+    pub output: ItemShape,
+    pub extra_outputs: Vec<ItemShape>,
+    /// Fed floats directly: no pack step.
+    float_input: bool,
+    /// How pixels are uploaded and read back.
+    pub depth: PixelDepth,
+    precision: Precision,
+    gpu: Arc<Gpu>,
+    lanes: Vec<Lane>,
+    /// One read-back buffer per batch in flight.
+    read_back: [TrackedBuffer; 2],
+    /// Which read-back buffers a submitted batch still owns (shared with its
+    /// [`SubmittedPixels`], which frees its slot when collected or dropped).
+    busy: Arc<[AtomicBool; 2]>,
+    /// The most batches that were in flight at once.
+    peak_in_flight: AtomicUsize,
+    timer: Option<GpuTimer>,
+}
+
+/// What a runner is fed: pixels (packed on the GPU) or float tensors.
+enum Feed {
+    Pixels(PixelDepth),
+    Floats,
+}
+
+/// A pixel batch on the GPU whose results are not read yet: hand it to
+/// [`BatchRunner::collect_pixels`]. While it runs, the next batch can be packed and submitted
+/// (at most two in flight).
+#[must_use = "a submitted batch holds a read-back buffer until it is collected"]
+pub struct SubmittedPixels {
+    index: wgpu::SubmissionIndex,
+    items: u32,
+    timed: bool,
+    /// The read-back buffer it holds, and the bytes it fills.
+    slot: Slot,
+    bytes: u64,
+}
+
+/// A batch on the GPU whose every output is copied out in float: hand it to
+/// [`BatchRunner::collect_floats`].
+#[must_use = "a submitted batch is read with collect_floats"]
+pub struct SubmittedFloats {
+    index: wgpu::SubmissionIndex,
+    items: u32,
+    staging: TrackedBuffer,
+    bytes: u64,
+    /// Byte ranges in `staging`, per output and lane.
+    ranges: Vec<Vec<std::ops::Range<usize>>>,
+}
+
+/// A read-back buffer a submitted batch holds; dropping it (collected or not) frees the slot.
+struct Slot {
+    busy: Arc<[AtomicBool; 2]>,
+    index: usize,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.busy[self.index].store(false, Ordering::Release);
+    }
+}
+
+impl SubmittedPixels {
+    pub fn items(&self) -> u32 {
+        self.items
+    }
+}
+
+impl SubmittedFloats {
+    pub fn items(&self) -> u32 {
+        self.items
+    }
+}
+
+/// Everything `items` batch items need on the GPU, bound and recorded once.
+struct Lane {
+    items: u32,
+    pixels_in: TrackedBuffer,
+    pixels_out: TrackedBuffer,
+    values: Vec<TrackedBuffer>,
+    model_out: usize,
+    extra_out: Vec<usize>,
+    /// The buffer holding the model input (value 0).
+    model_in: usize,
+    pack: Step,
+    layers: Vec<Step>,
+    /// Float -> 8-bit RGBA, for models whose output is a 3-channel image.
+    unpack: Option<Step>,
+}
+
+/// Two timestamps around a batch's compute pass, where the adapter has timestamp queries.
+struct GpuTimer {
+    queries: wgpu::QuerySet,
+    resolve: TrackedBuffer,
+    period_ns: f64,
+}
+
+impl Lane {
+    fn new(
+        engine: &Engine,
+        model: &GpuModel,
+        shapes: &[ItemShape],
+        items: u32,
+        input_map: &PixelMapping,
+        depth: PixelDepth,
+    ) -> Self {
+        let gpu = &engine.gpu;
+        let m = &model.model;
+        let (buffer_of, sizes) = assign_values(m, shapes, items, model.precision);
+        let storage = wgpu::BufferUsages::STORAGE;
+        let values: Vec<TrackedBuffer> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| {
+                gpu.create_buffer(
+                    &format!("activations {i}"),
+                    s,
+                    storage | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                )
+            })
+            .collect();
+        let in_px = shapes[0].h * shapes[0].w;
+        let out_px = shapes[m.output].h * shapes[m.output].w;
+        let word_bytes = 4 * depth.words() as u64;
+        let pixels_in = gpu.create_buffer(
+            "pixels in",
+            word_bytes * in_px.max(1) as u64 * items as u64,
+            storage | wgpu::BufferUsages::COPY_DST,
+        );
+        let unpacks = shapes[m.output].c == 3;
+        let pixels_out = gpu.create_buffer(
+            "pixels out",
+            if unpacks {
+                word_bytes * out_px.max(1) as u64 * items as u64
+            } else {
+                4
+            },
+            storage | wgpu::BufferUsages::COPY_SRC,
+        );
+        let k = engine.kernels_for(model.precision);
+        let pack = pack::prepare(
+            Bind::new(gpu, k, "pack"),
+            &pixels_in,
+            &values[buffer_of[0]],
+            in_px,
+            items,
+            input_map,
+            depth,
+        );
+        let binding = steps::Binding {
+            gpu,
+            k,
+            shapes,
+            values: &values,
+            buffer_of: &buffer_of,
+        };
+        let layers = model
+            .layers
+            .iter()
+            .zip(&m.layers)
+            .flat_map(|(g, l)| steps::layer_steps(&binding, g, l))
+            .collect();
+        let unpack = unpacks.then(|| {
+            unpack::prepare(
+                Bind::new(gpu, k, "unpack"),
+                &values[buffer_of[m.output]],
+                &pixels_out,
+                out_px,
+                items,
+                &unpack::inverse(input_map),
+                depth,
+            )
+        });
+        Self {
+            items,
+            pixels_in,
+            pixels_out,
+            model_out: buffer_of[m.output],
+            model_in: buffer_of[0],
+            extra_out: m.extra_outputs.iter().map(|&v| buffer_of[v]).collect(),
+            values,
+            pack,
+            layers,
+            unpack,
+        }
+    }
+
+    fn dispatches(&self) -> usize {
+        self.pack.dispatches()
+            + self.layers.iter().map(Step::dispatches).sum::<usize>()
+            + self.unpack.as_ref().map_or(0, Step::dispatches)
+    }
+}
+
+impl BatchRunner {
+    /// Allocates everything a batch of `max_items` tiles of `tile_h x tile_w` needs.
+    pub fn new(
+        engine: &Engine,
+        model: &GpuModel,
+        max_items: u32,
+        tile_h: u32,
+        tile_w: u32,
+        input_map: &PixelMapping,
+    ) -> Result<Self> {
+        let limit = engine.gpu.limits.max_storage_buffer_binding_size;
+        let depth = PixelDepth::Eight;
+        let size = [tile_h, tile_w];
+        Self::with_binding_limit(engine, model, max_items, size, input_map, limit, depth)
+    }
+
+    /// As [`Self::new`] with pixels of `depth`, splitting the batch into lanes as if the adapter
+    /// bound at most `limit` bytes per buffer (tests use it to exercise lanes on any adapter).
+    /// `size`: the tile's height and width.
+    pub fn with_binding_limit(
+        engine: &Engine,
+        model: &GpuModel,
+        max_items: u32,
+        size: [u32; 2],
+        input_map: &PixelMapping,
+        limit: u64,
+        depth: PixelDepth,
+    ) -> Result<Self> {
+        let feed = Feed::Pixels(depth);
+        Self::build(engine, model, max_items, size, input_map, limit, feed)
+    }
+
+    /// A runner fed float tensors `[items, C, H, W]` directly (any channel count, no pack step):
+    /// for conformance tests and models whose input is not an image.
+    pub fn float_input(
+        engine: &Engine,
+        model: &GpuModel,
+        max_items: u32,
+        h: u32,
+        w: u32,
+    ) -> Result<Self> {
+        let limit = engine.gpu.limits.max_storage_buffer_binding_size;
+        let map = PixelMapping::UNIT;
+        Self::build(engine, model, max_items, [h, w], &map, limit, Feed::Floats)
+    }
+
+    fn build(
+        engine: &Engine,
+        model: &GpuModel,
+        max_items: u32,
+        [tile_h, tile_w]: [u32; 2],
+        input_map: &PixelMapping,
+        limit: u64,
+        feed: Feed,
+    ) -> Result<Self> {
+        let (float_input, depth) = match feed {
+            Feed::Pixels(depth) => (false, depth),
+            Feed::Floats => (true, PixelDepth::Eight),
+        };
+        let limit = limit.min(engine.gpu.limits.max_storage_buffer_binding_size);
+        let gpu = &engine.gpu;
+        let m = &model.model;
+        if m.input_channels != 3 && !float_input {
+            bail!(
+                "{} takes {} input channels; batchwise feeds RGB images (3 channels)",
+                m.name,
+                m.input_channels
+            );
+        }
+        let max_items = max_items.max(1);
+        if let Some(e) = injected_out_of_memory("BATCHWISE_FAIL_BATCHES_ABOVE", max_items) {
+            return Err(e.into());
+        }
+        let shapes = m.shapes(tile_h, tile_w)?;
+        let output = shapes[m.output];
+        let unpacks = output.c == 3 && !float_input;
+        let words = 4 * depth.words() as u64;
+        let out_pixel_bytes = if unpacks {
+            words * (output.h * output.w) as u64
+        } else {
+            0
+        };
+        let per_item =
+            ItemBytes::from_shapes(m, &shapes, model.precision, depth, float_input).largest_buffer;
+        let items_per_lane = (limit / per_item).min(max_items as u64) as u32;
+        if items_per_lane == 0 {
+            bail!(
+                "one tile of {tile_w}x{tile_h} needs a {} MiB buffer, more than this adapter binds \
+                 ({} MiB); use a smaller tile size (--tile-size)",
+                per_item >> 20,
+                limit >> 20
+            );
+        }
+        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let mut lanes = Vec::new();
+        let mut left = max_items;
+        while left > 0 {
+            let items = left.min(items_per_lane);
+            lanes.push(Lane::new(engine, model, &shapes, items, input_map, depth));
+            left -= items;
+        }
+        let input = shapes[0];
+        // Models whose output is not an image read floats into buffers of their own.
+        let read_back = [0, 1].map(|_| {
+            gpu.create_buffer(
+                "pixels read back",
+                out_pixel_bytes * max_items as u64,
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            )
+        });
+        let timer = gpu
+            .device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+            .then(|| GpuTimer {
+                queries: gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("batch timer"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: 2,
+                }),
+                resolve: gpu.create_buffer(
+                    "batch timer",
+                    16,
+                    wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                ),
+                period_ns: gpu.queue.get_timestamp_period() as f64,
+            });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(OutOfMemory(format!(
+                "the GPU ran out of memory allocating a batch of {max_items} tiles of \
+                 {tile_w}x{tile_h}: {e}; use a smaller batch size or tile size"
+            ))
+            .into());
+        }
+        Ok(Self {
+            max_items,
+            items_per_lane,
+            input,
+            output,
+            extra_outputs: m.extra_outputs.iter().map(|&v| shapes[v]).collect(),
+            float_input,
+            depth,
+            precision: model.precision,
+            gpu: gpu.clone(),
+            lanes,
+            read_back,
+            busy: Default::default(),
+            peak_in_flight: AtomicUsize::new(0),
+            timer,
+        })
+    }
+
+    /// Bytes this runner holds on the GPU (activations, pixel and read-back buffers).
+    pub fn allocated_bytes(&self) -> u64 {
+        self.lanes
+            .iter()
+            .map(|l| {
+                l.values.iter().map(|b| b.size()).sum::<u64>()
+                    + l.pixels_in.size()
+                    + l.pixels_out.size()
+            })
+            .sum::<u64>()
+            + self.read_back.iter().map(|b| b.size()).sum::<u64>()
+    }
+
+    /// The most batches this runner had submitted and not yet collected at one time.
+    pub fn peak_in_flight(&self) -> usize {
+        self.peak_in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Submits the recorded batch under error scopes: a validation error fails it, running out of
+    /// memory gives [`OutOfMemory`].
+    fn submit_encoder(&self, encoder: wgpu::CommandEncoder) -> Result<wgpu::SubmissionIndex> {
+        let device = &self.gpu.device;
+        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let index = self.gpu.queue.submit([encoder.finish()]);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            let _ = pollster::block_on(oom.pop());
+            return Err(anyhow!("the GPU rejected the batch: {e}"));
+        }
+        if let Some(e) = pollster::block_on(oom.pop()) {
+            return Err(
+                OutOfMemory(format!("the GPU ran out of memory running the batch: {e}")).into(),
+            );
+        }
+        Ok(index)
+    }
+
+    fn in_flight(&self) -> usize {
+        self.busy
+            .iter()
+            .filter(|b| b.load(Ordering::Acquire))
+            .count()
+    }
+
+    /// Number of kernel dispatches in one full batch.
+    pub fn dispatches(&self) -> usize {
+        self.lanes.iter().map(Lane::dispatches).sum()
+    }
+
+    /// How many of `items` each lane takes, in order.
+    fn split(&self, items: u32) -> impl Iterator<Item = (&Lane, u32)> {
+        let mut left = items;
+        self.lanes.iter().map_while(move |lane| {
+            let take = left.min(lane.items);
+            left -= take;
+            (take > 0).then_some((lane, take))
+        })
+    }
+
+    /// Records the whole batch as one compute pass: for every lane pack, every layer, and (for
+    /// 8-bit output) unpack.
+    fn record(&self, encoder: &mut wgpu::CommandEncoder, items: u32, unpack: bool, timed: bool) {
+        let timestamp_writes =
+            self.timer
+                .as_ref()
+                .filter(|_| timed)
+                .map(|t| wgpu::ComputePassTimestampWrites {
+                    query_set: &t.queries,
+                    beginning_of_pass_write_index: Some(0),
+                    end_of_pass_write_index: Some(1),
+                });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("batch"),
+                timestamp_writes,
+            });
+            for (lane, n) in self.split(items) {
+                if !self.float_input {
+                    lane.pack.record(&mut pass, n);
+                }
+                for step in &lane.layers {
+                    step.record(&mut pass, n);
+                }
+                if let Some(step) = lane.unpack.as_ref().filter(|_| unpack) {
+                    step.record(&mut pass, n);
+                }
+            }
+        }
+        if let Some(t) = self.timer.as_ref().filter(|_| timed) {
+            encoder.resolve_query_set(&t.queries, 0..2, &t.resolve, 0);
+        }
+    }
+
+    fn upload(&self, pixels: &[u32], items: u32) -> Result<()> {
+        let per_item = (self.input.h * self.input.w) as usize * self.depth.words();
+        self.write_lanes(pixels, items, per_item, |lane| &lane.pixels_in)
+    }
+
+    /// Checks `items` and writes each lane's share of `data` (`per_item` values an item) to the
+    /// buffer `target` picks in that lane.
+    fn write_lanes<T: bytemuck::Pod>(
+        &self,
+        data: &[T],
+        items: u32,
+        per_item: usize,
+        target: impl Fn(&Lane) -> &TrackedBuffer,
+    ) -> Result<()> {
+        if items == 0 || items > self.max_items {
+            bail!("a batch holds 1 to {} items, not {items}", self.max_items);
+        }
+        if data.len() != items as usize * per_item {
+            bail!(
+                "{items} items need {} values, got {}",
+                items as usize * per_item,
+                data.len()
+            );
+        }
+        let mut at = 0;
+        for (lane, n) in self.split(items) {
+            let len = n as usize * per_item;
+            let bytes: &[u8] = bytemuck::cast_slice(&data[at..at + len]);
+            // Writes go in whole 4 bytes (an odd count of float16 values gets a zero after it).
+            let mut padded;
+            let bytes = if bytes.len().is_multiple_of(4) {
+                bytes
+            } else {
+                padded = bytes.to_vec();
+                padded.resize(bytes.len().next_multiple_of(4), 0);
+                &padded[..]
+            };
+            self.gpu.queue.write_buffer(target(lane), 0, bytes);
+            at += len;
+        }
+        Ok(())
+    }
+
+    /// Runs `items` tiles (RGBA8 pixels, R in the low byte, tile after tile) in one submit and returns
+    /// the output tiles as RGBA8 pixels.
+    pub fn run(&self, pixels: &[u32], items: u32) -> Result<Vec<u32>> {
+        self.run_timed(pixels, items, false).map(|(out, _)| out)
+    }
+
+    /// As [`Self::run`]; with `timed`, also the GPU time of the batch in milliseconds where the
+    /// adapter has timestamp queries.
+    pub fn run_timed(
+        &self,
+        pixels: &[u32],
+        items: u32,
+        timed: bool,
+    ) -> Result<(Vec<u32>, Option<f64>)> {
+        let submitted = self.submit_pixels(pixels, items, timed)?;
+        self.collect_pixels(submitted)
+    }
+
+    /// Uploads `items` tiles, records the batch with its read-back copy and submits it without
+    /// waiting. At most two batches are in flight; collect one before submitting a third.
+    pub fn submit_pixels(
+        &self,
+        pixels: &[u32],
+        items: u32,
+        timed: bool,
+    ) -> Result<SubmittedPixels> {
+        if self.lanes.iter().any(|l| l.unpack.is_none()) {
+            bail!("this model's output is not a 3-channel image; read it with run_f32");
+        }
+        if let Some(e) = injected_out_of_memory("BATCHWISE_FAIL_RUNS_ABOVE", items) {
+            return Err(e.into());
+        }
+        let Some(slot) = self.busy.iter().position(|b| !b.load(Ordering::Acquire)) else {
+            bail!("two batches are in flight already; collect one first");
+        };
+        // The timer's query buffer is shared: a timed batch runs alone.
+        let timed = timed && self.in_flight() == 0;
+        self.upload(pixels, items)?;
+        let mut encoder = self
+            .gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("batch"),
+            });
+        self.record(&mut encoder, items, true, timed);
+        let per_item = 4 * self.depth.words() as u64 * (self.output.h * self.output.w) as u64;
+        let mut at = 0;
+        for (lane, n) in self.split(items) {
+            let bytes = per_item * n as u64;
+            encoder.copy_buffer_to_buffer(&lane.pixels_out, 0, &self.read_back[slot], at, bytes);
+            at += bytes;
+        }
+        let index = self.submit_encoder(encoder)?;
+        self.busy[slot].store(true, Ordering::Release);
+        let slot = Slot {
+            busy: self.busy.clone(),
+            index: slot,
+        };
+        self.peak_in_flight
+            .fetch_max(self.in_flight(), Ordering::Relaxed);
+        Ok(SubmittedPixels {
+            index,
+            items,
+            timed,
+            slot,
+            bytes: at,
+        })
+    }
+
+    /// Waits for a batch from [`Self::submit_pixels`] (not for any submitted after it) and returns
+    /// its output tiles as RGBA8 pixels, with the GPU time when it was timed.
+    pub fn collect_pixels(&self, submitted: SubmittedPixels) -> Result<(Vec<u32>, Option<f64>)> {
+        let SubmittedPixels {
+            index,
+            timed,
+            slot,
+            bytes,
+            ..
+        } = submitted;
+        let out = self
+            .gpu
+            .map_read_after(&self.read_back[slot.index], bytes, Some(index));
+        drop(slot);
+        let out = out?;
+        let gpu_ms = match self.timer.as_ref().filter(|_| timed) {
+            Some(t) => {
+                let ticks: Vec<u64> =
+                    bytemuck::pod_collect_to_vec(&self.gpu.read_back(&t.resolve, 16)?);
+                Some(ticks[1].saturating_sub(ticks[0]) as f64 * t.period_ns / 1e6)
+            }
+            None => None,
+        };
+        Ok((bytemuck::pod_collect_to_vec(&out), gpu_ms))
+    }
+
+    /// Runs `items` tiles and returns the model's float output `[items, C, H, W]` (before unpacking
+    /// for image models).
+    pub fn run_f32(&self, pixels: &[u32], items: u32) -> Result<Vec<f32>> {
+        Ok(self.run_f32_all(pixels, items)?.swap_remove(0))
+    }
+
+    /// Runs `items` float inputs `[items, C, H, W]` (a runner made with [`Self::float_input`]) and
+    /// returns every output.
+    pub fn run_floats(&self, input: &[f32], items: u32) -> Result<Vec<Vec<f32>>> {
+        if !self.float_input {
+            bail!("this runner packs 8-bit pixels; make it with BatchRunner::float_input");
+        }
+        let per_item = self.input.elements() as usize;
+        fn target(lane: &Lane) -> &TrackedBuffer {
+            &lane.values[lane.model_in]
+        }
+        match self.precision {
+            Precision::F32 => self.write_lanes(input, items, per_item, target)?,
+            Precision::F16 => {
+                let half: Vec<half::f16> = input.iter().map(|&x| half::f16::from_f32(x)).collect();
+                self.write_lanes(&half, items, per_item, target)?
+            }
+        }
+        self.collect_floats(self.submit_outputs(items)?)
+    }
+
+    /// Runs `items` tiles and returns every output: the main one, then the extra ones, each
+    /// `[items, ...]` in float.
+    pub fn run_f32_all(&self, pixels: &[u32], items: u32) -> Result<Vec<Vec<f32>>> {
+        let submitted = self.submit_f32(pixels, items)?;
+        self.collect_floats(submitted)
+    }
+
+    /// Uploads `items` tiles and submits the batch, reading every output in float, without
+    /// waiting: collect it with [`Self::collect_floats`].
+    pub fn submit_f32(&self, pixels: &[u32], items: u32) -> Result<SubmittedFloats> {
+        self.upload(pixels, items)?;
+        self.submit_outputs(items)
+    }
+
+    /// Records the batch (without unpacking) and copies every output to a staging buffer.
+    fn submit_outputs(&self, items: u32) -> Result<SubmittedFloats> {
+        let mut encoder = self
+            .gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("batch"),
+            });
+        self.record(&mut encoder, items, false, false);
+        let shapes: Vec<ItemShape> = std::iter::once(self.output)
+            .chain(self.extra_outputs.iter().copied())
+            .collect();
+        let eb = self.precision.bytes();
+        // Each lane's copy in whole 4 bytes.
+        let total: u64 = shapes
+            .iter()
+            .map(|s| {
+                (eb * s.elements() * items as u64).next_multiple_of(4) + 4 * self.lanes.len() as u64
+            })
+            .sum();
+        let staging = self.gpu.create_buffer(
+            "float read back",
+            total,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        );
+        let mut at = 0;
+        let mut ranges = Vec::new();
+        for (k, shape) in shapes.iter().enumerate() {
+            let per_item = eb * shape.elements();
+            let mut parts = Vec::new();
+            for (lane, n) in self.split(items) {
+                let buffer = if k == 0 {
+                    lane.model_out
+                } else {
+                    lane.extra_out[k - 1]
+                };
+                let bytes = per_item * n as u64;
+                let copied = bytes.next_multiple_of(4);
+                encoder.copy_buffer_to_buffer(&lane.values[buffer], 0, &staging, at, copied);
+                parts.push(at as usize..(at + bytes) as usize);
+                at += copied;
+            }
+            ranges.push(parts);
+        }
+        let index = self.submit_encoder(encoder)?;
+        Ok(SubmittedFloats {
+            index,
+            items,
+            staging,
+            bytes: at,
+            ranges,
+        })
+    }
+
+    /// Waits for a batch from [`Self::submit_f32`] and returns every output in float.
+    pub fn collect_floats(&self, submitted: SubmittedFloats) -> Result<Vec<Vec<f32>>> {
+        let SubmittedFloats {
+            index,
+            staging,
+            bytes,
+            ranges,
+            ..
+        } = submitted;
+        let out = self.gpu.map_read_after(&staging, bytes, Some(index))?;
+        Ok(ranges
+            .into_iter()
+            .map(|parts| {
+                parts
+                    .into_iter()
+                    .flat_map(|r| match self.precision {
+                        Precision::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(&out[r]),
+                        Precision::F16 => bytemuck::pod_collect_to_vec::<u8, half::f16>(&out[r])
+                            .into_iter()
+                            .map(half::f16::to_f32)
+                            .collect(),
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+}
+
+// Runners and their batches in flight can move between threads: checked at compile time.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<BatchRunner>();
+    send_sync::<SubmittedPixels>();
+    send_sync::<SubmittedFloats>();
+    send_sync::<super::GpuModel>();
+};

@@ -1,0 +1,290 @@
+//! The op -> kernel table: each layer of the model IR bound to its kernel launches ([`Step`]s),
+//! for one lane's buffers. One arm per op; the kernels' `prepare` functions do the binding.
+
+use super::GpuLayer;
+use crate::gpu::{Gpu, TrackedBuffer};
+use crate::kernels::{
+    Bind, Kernels, Step, binary, copy_block, copy_channels, depth_to_space, global_avg_pool,
+    matmul, nchw_to_nhwc, nd_binary, nd_copy, normalize, pad, pool2d, reduce, resize_filter,
+    resize_nearest, softmax, unary,
+};
+use crate::model::{ItemShape, Layer, LayerOp, TensorOp};
+
+/// What binding a layer needs: the device, its pipelines, every value's shape and buffer.
+pub(super) struct Binding<'a> {
+    pub gpu: &'a Gpu,
+    pub k: &'a Kernels,
+    pub shapes: &'a [ItemShape],
+    pub values: &'a [TrackedBuffer],
+    /// Value -> index into `values` (buffers are shared by liveness).
+    pub buffer_of: &'a [usize],
+}
+
+impl Binding<'_> {
+    fn buffer(&self, v: usize) -> &wgpu::Buffer {
+        &self.values[self.buffer_of[v]]
+    }
+}
+
+/// The steps that run layer `l` (with its uploaded weights `g`).
+pub(super) fn layer_steps(cx: &Binding, g: &GpuLayer, l: &Layer) -> Vec<Step> {
+    let (gpu, k, shapes) = (cx.gpu, cx.k, cx.shapes);
+    if let LayerOp::Tensor(op) = &l.op {
+        let constant = match g {
+            GpuLayer::Constant(b) => Some(&**b),
+            _ => None,
+        };
+        let buffer = |v: usize| -> &wgpu::Buffer { cx.buffer(v) };
+        let item = |v: usize| shapes[v].elements() as u32;
+        return tensor_steps(gpu, k, l, op, constant, buffer, item);
+    }
+    match l.op {
+        LayerOp::ConcatAxis(axis) => return concat_steps(cx, l, axis),
+        LayerOp::Concat => return concat_channel_steps(cx, l),
+        _ => {}
+    }
+    let src = cx.buffer(l.inputs[0]);
+    let dst = cx.buffer(l.output);
+    let s = shapes[l.inputs[0]];
+    vec![match (g, &l.op) {
+        (GpuLayer::Conv2d(c), LayerOp::Conv2dResidual { residual, .. }) => c.prepare_with_residual(
+            Bind::new(gpu, k, &l.name),
+            src,
+            dst,
+            s.h,
+            s.w,
+            Some((cx.buffer(l.inputs[1]), *residual)),
+        ),
+        (GpuLayer::Conv2d(c), _) => c.prepare(Bind::new(gpu, k, &l.name), src, dst, s.h, s.w),
+        (GpuLayer::ConvTranspose2d(c), _) => {
+            c.prepare(Bind::new(gpu, k, &l.name), src, dst, s.h, s.w)
+        }
+        (_, LayerOp::DepthToSpace(spec)) => {
+            depth_to_space::prepare(Bind::new(gpu, k, &l.name), spec, src, dst, s.c, s.h, s.w)
+        }
+        (_, LayerOp::ResizeNearest(scale)) => {
+            resize_nearest::prepare(Bind::new(gpu, k, &l.name), *scale, src, dst, s.c, s.h, s.w)
+        }
+        (_, LayerOp::Binary(op)) => binary::prepare(
+            Bind::new(gpu, k, &l.name),
+            *op,
+            src,
+            s,
+            cx.buffer(l.inputs[1]),
+            shapes[l.inputs[1]],
+            dst,
+        ),
+        (
+            GpuLayer::Constant(constant),
+            LayerOp::BinaryConst {
+                op,
+                constant: sc,
+                constant_first,
+            },
+        ) => {
+            let value: (&wgpu::Buffer, ItemShape, bool) = (src, s, false);
+            let constant: (&wgpu::Buffer, ItemShape, bool) = (constant, *sc, true);
+            let (a, b) = if *constant_first {
+                (constant, value)
+            } else {
+                (value, constant)
+            };
+            binary::prepare_shared(Bind::new(gpu, k, &l.name), *op, a, b, dst)
+        }
+        (_, LayerOp::BinaryConst { .. }) => {
+            unreachable!("constants are uploaded as GpuLayer::Constant")
+        }
+        (_, LayerOp::Unary(op)) => unary::prepare(
+            Bind::new(gpu, k, &l.name),
+            *op,
+            src,
+            dst,
+            s.elements() as u32,
+        ),
+        (_, LayerOp::SliceChannels { start, count }) => copy_channels::prepare(
+            Bind::new(gpu, k, &l.name),
+            copy_channels::ChannelCopy {
+                src_c: s.c,
+                src_offset: *start,
+                dst_c: *count,
+                dst_offset: 0,
+                count: *count,
+            },
+            src,
+            dst,
+            s.h,
+            s.w,
+        ),
+        (_, LayerOp::GlobalAvgPool) => {
+            global_avg_pool::prepare(Bind::new(gpu, k, &l.name), src, dst, s.c, s.h * s.w)
+        }
+        (_, LayerOp::ResizeFilter(spec)) => {
+            resize_filter::prepare(Bind::new(gpu, k, &l.name), spec, src, dst, s.c, s.h, s.w)
+        }
+        (_, LayerOp::Pad(spec)) => pad::prepare(Bind::new(gpu, k, &l.name), spec, src, dst, s),
+        (_, LayerOp::Pool2d(spec)) => {
+            pool2d::prepare(Bind::new(gpu, k, &l.name), spec, src, dst, s.c, s.h, s.w)
+        }
+        (_, LayerOp::Crop { starts, ends }) => {
+            let r = crate::model::crop_ranges(s, *starts, *ends);
+            let block = copy_block::Block {
+                src: s,
+                src_offset: [r[0].0, r[1].0, r[2].0],
+                dst: shapes[l.output],
+                dst_offset: [0; 3],
+                size: [r[0].1 - r[0].0, r[1].1 - r[1].0, r[2].1 - r[2].0],
+            };
+            copy_block::prepare(Bind::new(gpu, k, &l.name), &block, src, dst)
+        }
+        (_, LayerOp::Flatten) => {
+            copy_block::prepare_flat(Bind::new(gpu, k, &l.name), s, shapes[l.output], src, dst)
+        }
+        (_, LayerOp::ConcatAxis(_)) => unreachable!("handled above"),
+        (_, LayerOp::ToNhwc) => nchw_to_nhwc::prepare(Bind::new(gpu, k, &l.name), src, dst, s),
+        (_, LayerOp::Concat | LayerOp::Tensor(_)) => unreachable!("handled above"),
+        (
+            GpuLayer::Plain | GpuLayer::Constant(_),
+            LayerOp::Conv2d(_) | LayerOp::Conv2dResidual { .. } | LayerOp::ConvTranspose2d(_),
+        ) => {
+            unreachable!("convolutions are uploaded as GpuLayer::Conv*")
+        }
+    }]
+}
+
+/// batch item; `constant` the layer's uploaded weights.
+fn tensor_steps<'a>(
+    gpu: &Gpu,
+    k: &Kernels,
+    l: &Layer,
+    op: &TensorOp,
+    constant: Option<&'a wgpu::Buffer>,
+    buffer: impl Fn(usize) -> &'a wgpu::Buffer,
+    item: impl Fn(usize) -> u32,
+) -> Vec<Step> {
+    let name = &l.name;
+    let dst = buffer(l.output);
+    let out_item = item(l.output);
+    let constant = || constant.expect("a tensor op with weights has them uploaded");
+    // Operand k of a two-input op: the constant, or the next value input.
+    let mut next = l.inputs.iter();
+    let mut operand = |is_constant: bool| -> (&'a wgpu::Buffer, u32) {
+        if is_constant {
+            (constant(), 0)
+        } else {
+            let v = *next.next().expect("a value input per operand");
+            (buffer(v), item(v))
+        }
+    };
+    match op {
+        TensorOp::Copy(copies) => copies
+            .iter()
+            .map(|(from, spec)| {
+                let (src, src_item) = match from {
+                    Some(i) => (buffer(l.inputs[*i]), item(l.inputs[*i])),
+                    None => (constant(), 0),
+                };
+                nd_copy::prepare(Bind::new(gpu, k, name), spec, src, src_item, dst, out_item)
+            })
+            .collect(),
+        TensorOp::Binary { spec, constant: c } => {
+            let (a, a_item) = operand(*c == Some(0));
+            let (b, b_item) = operand(*c == Some(1));
+            vec![nd_binary::prepare(
+                Bind::new(gpu, k, name),
+                spec,
+                a,
+                a_item,
+                b,
+                b_item,
+                dst,
+            )]
+        }
+        TensorOp::MatMul { spec, constant_b } => {
+            let (a, a_item) = operand(false);
+            let (b, b_item) = operand(*constant_b);
+            vec![matmul::prepare(
+                Bind::new(gpu, k, name),
+                spec,
+                a,
+                a_item,
+                b,
+                b_item,
+                dst,
+            )]
+        }
+        TensorOp::Reduce(spec) => {
+            let (src, _) = operand(false);
+            vec![reduce::prepare(Bind::new(gpu, k, name), spec, src, dst)]
+        }
+        TensorOp::Softmax(spec) => {
+            let (src, _) = operand(false);
+            vec![softmax::prepare(Bind::new(gpu, k, name), spec, src, dst)]
+        }
+        TensorOp::Normalize(spec) => {
+            let (src, _) = operand(false);
+            vec![normalize::prepare(
+                Bind::new(gpu, k, name),
+                spec,
+                src,
+                constant(),
+                dst,
+            )]
+        }
+    }
+}
+
+/// Concat on axis 1, 2 or 3: one block copy per input.
+fn concat_steps(cx: &Binding, l: &Layer, axis: usize) -> Vec<Step> {
+    let (gpu, k, shapes) = (cx.gpu, cx.k, cx.shapes);
+    let out = shapes[l.output];
+    let mut offset = [0u32; 3];
+    l.inputs
+        .iter()
+        .map(|&v| {
+            let s = shapes[v];
+            let block = copy_block::Block {
+                src: s,
+                src_offset: [0; 3],
+                dst: out,
+                dst_offset: offset,
+                size: [s.c, s.h, s.w],
+            };
+            offset[axis - 1] += [s.c, s.h, s.w][axis - 1];
+            copy_block::prepare(
+                Bind::new(gpu, k, &l.name),
+                &block,
+                cx.buffer(v),
+                cx.buffer(l.output),
+            )
+        })
+        .collect()
+}
+
+/// Concat on channels: one channel copy per input.
+fn concat_channel_steps(cx: &Binding, l: &Layer) -> Vec<Step> {
+    let (gpu, k, shapes) = (cx.gpu, cx.k, cx.shapes);
+    let out_c = shapes[l.output].c;
+    let mut offset = 0;
+    l.inputs
+        .iter()
+        .map(|&v| {
+            let s = shapes[v];
+            let copy = copy_channels::ChannelCopy {
+                src_c: s.c,
+                src_offset: 0,
+                dst_c: out_c,
+                dst_offset: offset,
+                count: s.c,
+            };
+            offset += s.c;
+            copy_channels::prepare(
+                Bind::new(gpu, k, &l.name),
+                copy,
+                cx.buffer(v),
+                cx.buffer(l.output),
+                s.h,
+                s.w,
+            )
+        })
+        .collect()
+}
