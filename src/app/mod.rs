@@ -2,7 +2,9 @@
 //!
 //! The UI thread only draws and sends commands. Disk work (listing folders, thumbnails) runs on the
 //! file thread ([`files`]); GPU work on the engine thread ([`worker`]). Both send events back and
-//! wake the UI with `request_repaint`.
+//! wake the UI with `request_repaint`. Every channel is bounded: the UI never blocks on one
+//! (`try_send`, or an outbox that sends on a later frame), and it drains every channel back to
+//! it each frame, so the threads that block on a full one wait one frame at most.
 
 mod files;
 mod panels;
@@ -16,11 +18,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Result, anyhow};
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::builtin::{self, ModelChoice, ModelInfo};
 use crate::gpu::{AdapterSummary, DeviceMemory, VramLedger};
 use crate::job::{ItemStatus, JobEvent};
-pub use files::{FileReply, FileRequest, FileWorker};
+pub use files::{FileCommand, FileReply, FileWorker, ImageRequest};
 pub use settings::Settings;
 pub use tune::{TUNE_BATCH_SIZES, Tuning};
 pub use viewer::Viewer;
@@ -70,8 +73,8 @@ pub struct BatchwiseApp {
     engine: EngineWorker,
     files: FileWorker,
     /// What native dialogs and model loading (each on its own thread) send back.
-    picked: std::sync::mpsc::Receiver<Picked>,
-    pick_sender: std::sync::mpsc::Sender<Picked>,
+    picked: Receiver<Picked>,
+    pick_sender: Sender<Picked>,
     /// Models the user loaded from files, selectable like the built-ins (by path).
     pub user_models: Vec<ModelChoice>,
     /// Every adapter with compute, once the file thread has listed them.
@@ -89,6 +92,11 @@ pub struct BatchwiseApp {
     roots: Vec<PathBuf>,
 }
 
+/// Answers of dialogs and model loads waiting for the UI: each of those threads sends one, and
+/// the user starts them one at a time. A thread finding the channel full blocks until the UI
+/// drains it on its next frame.
+const PICKED_CAPACITY: usize = 4;
+
 enum Picked {
     Files(Vec<PathBuf>),
     OutputDir(PathBuf),
@@ -104,7 +112,7 @@ impl BatchwiseApp {
             .unwrap_or_default();
         let ctx = cc.egui_ctx.clone();
         let ctx2 = cc.egui_ctx.clone();
-        let (pick_sender, picked) = std::sync::mpsc::channel();
+        let (pick_sender, picked) = crossbeam_channel::bounded(PICKED_CAPACITY);
         let mut app = Self {
             settings,
             items: Vec::new(),
@@ -128,14 +136,14 @@ impl BatchwiseApp {
             viewer: None,
             roots: Vec::new(),
         };
-        app.files.send(FileRequest::Startup);
+        app.files.startup();
         // A model of the user's chosen last time loads again (off this thread).
         if builtin::find(&app.settings.model).is_err() {
             let path = PathBuf::from(&app.settings.model);
             app.load_model(Some(path), &cc.egui_ctx);
         }
         if !inputs.is_empty() {
-            app.files.send(FileRequest::Add(inputs));
+            app.files.add(inputs);
         }
         app
     }
@@ -143,7 +151,7 @@ impl BatchwiseApp {
     /// Queues files or folders (listed on the file thread).
     pub fn add_paths(&mut self, paths: Vec<PathBuf>) {
         if !paths.is_empty() {
-            self.files.send(FileRequest::Add(paths));
+            self.files.add(paths);
         }
     }
 
@@ -209,6 +217,14 @@ impl BatchwiseApp {
                 return;
             }
         };
+        let inputs = self.items.iter().map(|i| i.path.clone()).collect();
+        let spec = self
+            .settings
+            .job(inputs, self.roots.clone(), model, self.output_dir());
+        if let Err(e) = self.engine.run(spec, self.settings.adapter_choice()) {
+            self.message = Some(e);
+            return;
+        }
         for item in &mut self.items {
             item.status = ItemStatus::Queued;
             item.error = None;
@@ -224,11 +240,6 @@ impl BatchwiseApp {
         self.message = None;
         self.running = true;
         self.busy_frame_times.clear();
-        let inputs = self.items.iter().map(|i| i.path.clone()).collect();
-        let spec = self
-            .settings
-            .job(inputs, self.roots.clone(), model, self.output_dir());
-        self.engine.run(spec, self.settings.adapter_choice());
     }
 
     fn tuning_running(&self) -> bool {
@@ -244,16 +255,14 @@ impl BatchwiseApp {
     ) {
         let tx = self.pick_sender.clone();
         let ctx = ctx.clone();
-        let spawned = std::thread::Builder::new()
-            .name("batchwise-dialog".into())
-            .spawn(move || {
-                if let Some(picked) = work() {
-                    let _ = tx.send(picked);
-                }
-                ctx.request_repaint();
-            });
+        let spawned = spawn_thread("dialog", move || {
+            if let Some(picked) = work() {
+                let _ = tx.send(picked);
+            }
+            ctx.request_repaint();
+        });
         if let Err(e) = spawned {
-            self.message = Some(format!("cannot open a dialog: {e}"));
+            self.message = Some(e);
         }
     }
 
@@ -307,7 +316,7 @@ impl BatchwiseApp {
 
     /// Applies everything the background threads sent since the last frame.
     fn drain_events(&mut self, ctx: &egui::Context) {
-        while let Ok(reply) = self.files.replies.try_recv() {
+        for reply in take_some(&self.files.replies, ctx) {
             match reply {
                 FileReply::Added { files, folders } => {
                     log::info!(
@@ -326,10 +335,7 @@ impl BatchwiseApp {
                         }
                         let id = self.next_id;
                         self.next_id += 1;
-                        self.files.send(FileRequest::Thumbnail {
-                            id: id << 1,
-                            path: path.clone(),
-                        });
+                        self.files.thumbnail(id << 1, path.clone());
                         self.items.push(Item {
                             id,
                             path,
@@ -343,6 +349,7 @@ impl BatchwiseApp {
                     }
                 }
                 FileReply::Adapters(list) => self.adapters = Some(list),
+                FileReply::Error(e) => self.message = Some(e),
                 FileReply::View { id, image } => {
                     let (item_id, is_output) = (id >> 1, id & 1 == 1);
                     if let (Some(v), Some(image)) =
@@ -383,7 +390,7 @@ impl BatchwiseApp {
                 }
             }
         }
-        while let Ok(event) = self.engine.events.try_recv() {
+        for event in take_some(&self.engine.events, ctx) {
             match event {
                 WorkerEvent::EngineReady { adapter, ledger } => {
                     self.adapter = Some(adapter);
@@ -429,10 +436,7 @@ impl BatchwiseApp {
                         item.status = status;
                         item.error = error;
                         if let Some(out) = &output {
-                            self.files.send(FileRequest::Thumbnail {
-                                id: (item.id << 1) | 1,
-                                path: out.clone(),
-                            });
+                            self.files.thumbnail((item.id << 1) | 1, out.clone());
                         }
                         item.output = output;
                     }
@@ -472,7 +476,7 @@ impl BatchwiseApp {
                 }
             }
         }
-        while let Ok(p) = self.picked.try_recv() {
+        for p in take_some(&self.picked, ctx) {
             match p {
                 Picked::Files(files) => self.add_paths(files),
                 Picked::OutputDir(dir) => self.settings.output_dir = Some(dir),
@@ -485,6 +489,17 @@ impl BatchwiseApp {
                 Picked::Model(Err(e)) => self.message = Some(e),
             }
         }
+    }
+
+    /// Hands waiting requests to the file thread, dropping those nobody wants any more: viewer
+    /// images of an item the viewer no longer shows, thumbnails of removed items.
+    fn flush_requests(&mut self) {
+        let viewing = self.viewer.as_ref().map(|v| v.item);
+        let items = &self.items;
+        // Item ids grow with their place in the queue (removal keeps the order).
+        let exists = |item: u64| items.binary_search_by_key(&item, |i| i.id).is_ok();
+        self.files
+            .flush(|id| viewing == Some(id >> 1), |id| exists(id >> 1));
     }
 
     fn toolbar_ui(&mut self, ui: &mut egui::Ui) {
@@ -744,6 +759,30 @@ impl BatchwiseApp {
     }
 }
 
+/// Starts a thread named `batchwise-{what}`; one that cannot start is a message for the UI, not a
+/// panic.
+fn spawn_thread<T: Send + 'static>(
+    what: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<std::thread::JoinHandle<T>, String> {
+    std::thread::Builder::new()
+        .name(format!("batchwise-{what}"))
+        .spawn(work)
+        .map_err(|e| format!("cannot start the {what} thread: {e}"))
+}
+
+/// What waits in `rx`, up to its capacity: a frame handles no more than that, so a thread
+/// refilling the channel meanwhile cannot hold the frame; another frame is asked for if more may
+/// wait.
+fn take_some<T>(rx: &Receiver<T>, ctx: &egui::Context) -> Vec<T> {
+    let limit = rx.capacity().unwrap_or(usize::MAX);
+    let taken: Vec<T> = rx.try_iter().take(limit).collect();
+    if taken.len() == limit {
+        ctx.request_repaint();
+    }
+    taken
+}
+
 /// Keys and what they do, as the help panel lists them.
 pub const SHORTCUTS: &[(&str, &str)] = &[
     ("Ctrl+O", "add images"),
@@ -834,6 +873,7 @@ impl eframe::App for BatchwiseApp {
         if !dropped.is_empty() {
             self.add_paths(dropped);
         }
+        self.flush_requests();
         if self.running {
             // Elapsed time and the memory gauge move between events too.
             ctx.request_repaint_after(std::time::Duration::from_millis(250));

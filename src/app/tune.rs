@@ -67,13 +67,19 @@ impl BatchwiseApp {
                 .map(|i| i.path.clone())
                 .collect(),
         };
+        let tile = (model.input_size == 0).then_some(tile);
+        // An engine that cannot take the sweep ends it at once, with the reason in its window.
+        let error = self
+            .engine
+            .tune(model, setup, self.settings.adapter_choice())
+            .err();
         self.tuning = Some(Tuning {
             open: true,
-            tile: (model.input_size == 0).then_some(tile),
+            tile,
+            finished: error.is_some(),
+            error,
             ..Default::default()
         });
-        self.engine
-            .tune(model, setup, self.settings.adapter_choice());
     }
 
     /// The tile size a sweep uses: the chosen one, else 128 px (the Auto tile on most GPUs).

@@ -1,7 +1,7 @@
 //! The viewer: one item before and after, split by a slider, with zoom and pan; labels, face
 //! boxes and cut-outs drawn over it.
 
-use super::{BatchwiseApp, FileRequest};
+use super::{BatchwiseApp, ImageRequest};
 
 /// Largest edge of the images the viewer shows (bigger ones are downscaled for display).
 pub const VIEW_PX: u32 = 2048;
@@ -26,16 +26,17 @@ impl BatchwiseApp {
         let Some(item) = self.items.iter().find(|i| i.id == id) else {
             return;
         };
-        self.files.send(FileRequest::View {
+        let mut images = vec![ImageRequest {
             id: id << 1,
             path: item.path.clone(),
-        });
+        }];
         if let Some(out) = item.output.as_ref().filter(|o| is_image(o)) {
-            self.files.send(FileRequest::View {
+            images.push(ImageRequest {
                 id: (id << 1) | 1,
                 path: out.clone(),
             });
         }
+        self.files.view(images);
         self.viewer = Some(Viewer {
             item: id,
             before: None,

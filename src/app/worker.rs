@@ -2,13 +2,24 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, Sender};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 
 use crate::bench::{BenchRow, BenchSetup};
 use crate::builtin::ModelChoice;
 use crate::engine::Engine;
 use crate::gpu::{AdapterChoice, AdapterSummary, VramLedger};
 use crate::job::{self, JobEvent, JobSpec};
+
+/// Commands in the channel to the engine thread. The UI sends one only while no job or sweep runs
+/// (Run and Tune are disabled meanwhile), so the thread is waiting for it or about to be: one slot
+/// is all it needs. The UI never blocks on it (`try_send`); a full slot is a message.
+const COMMAND_CAPACITY: usize = 1;
+/// Events waiting for the UI. The UI drains them every frame and every event wakes it, so the
+/// engine thread blocks on a full channel (between items or batches) only when a job reports more
+/// than this between two frames; the bound keeps a stalled UI from queueing a job's worth of
+/// events.
+const EVENT_CAPACITY: usize = 256;
 
 pub enum WorkerCommand {
     Run(JobSpec, AdapterChoice),
@@ -47,6 +58,9 @@ impl Drop for EngineWorker {
     fn drop(&mut self) {
         self.control.cancel.store(true, Ordering::Relaxed);
         self.commands = None; // closes the channel: the thread's loop ends
+        // Closes the events too: a send blocked on a full channel returns instead of waiting for
+        // a UI that is gone.
+        self.events = crossbeam_channel::never();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -54,38 +68,58 @@ impl Drop for EngineWorker {
 }
 
 impl EngineWorker {
-    /// Starts the thread; `wake` is called after every event so the UI repaints.
+    /// Starts the thread; `wake` is called after every event so the UI repaints. A thread that
+    /// cannot start is a [`WorkerEvent::Error`] waiting for the first frame.
     pub fn spawn(wake: impl Fn() + Send + 'static) -> Self {
-        let (cmd_tx, cmd_rx) = std::sync::mpsc::channel::<WorkerCommand>();
-        let (ev_tx, ev_rx) = std::sync::mpsc::channel::<WorkerEvent>();
+        let (cmd_tx, cmd_rx) = bounded::<WorkerCommand>(COMMAND_CAPACITY);
+        let (ev_tx, ev_rx) = bounded::<WorkerEvent>(EVENT_CAPACITY);
         let control = Arc::new(job::Control::default());
         let control_flag = control.clone();
-        let thread = std::thread::Builder::new()
-            .name("batchwise-engine".into())
-            .spawn(move || engine_thread(cmd_rx, ev_tx, control_flag, wake))
-            .expect("spawning the engine thread");
+        let tx = ev_tx.clone();
+        let thread = super::spawn_thread("engine", move || {
+            engine_thread(cmd_rx, tx, control_flag, wake)
+        });
+        let thread = match thread {
+            Ok(thread) => Some(thread),
+            Err(e) => {
+                let _ = ev_tx.try_send(WorkerEvent::Error(e));
+                None
+            }
+        };
         Self {
             commands: Some(cmd_tx),
             events: ev_rx,
             control,
-            thread: Some(thread),
+            thread,
         }
     }
 
-    pub fn run(&self, spec: JobSpec, adapter: AdapterChoice) {
+    /// Starts a job, or says why the engine cannot take it now.
+    pub fn run(&self, spec: JobSpec, adapter: AdapterChoice) -> Result<(), String> {
         self.control.cancel.store(false, Ordering::Relaxed);
         self.control.pause.store(false, Ordering::Relaxed);
-        self.send(WorkerCommand::Run(spec, adapter));
+        self.send(WorkerCommand::Run(spec, adapter))
     }
 
-    pub fn tune(&self, model: ModelChoice, setup: BenchSetup, adapter: AdapterChoice) {
-        self.send(WorkerCommand::Tune(model, setup, adapter));
+    /// Starts a sweep, or says why the engine cannot take it now.
+    pub fn tune(
+        &self,
+        model: ModelChoice,
+        setup: BenchSetup,
+        adapter: AdapterChoice,
+    ) -> Result<(), String> {
+        self.send(WorkerCommand::Tune(model, setup, adapter))
     }
 
-    fn send(&self, command: WorkerCommand) {
-        if let Some(commands) = &self.commands {
-            let _ = commands.send(command);
-        }
+    /// Never blocks: a full channel or a stopped thread is a message.
+    fn send(&self, command: WorkerCommand) -> Result<(), String> {
+        let Some(commands) = &self.commands else {
+            return Err("the engine is shutting down".into());
+        };
+        commands.try_send(command).map_err(|e| match e {
+            TrySendError::Full(_) => "the engine is still busy; try again when it is idle".into(),
+            TrySendError::Disconnected(_) => "the engine thread has stopped".into(),
+        })
     }
 
     /// Pauses the running job between batches, or resumes it.
@@ -108,6 +142,8 @@ fn engine_thread(
     control: Arc<job::Control>,
     wake: impl Fn(),
 ) {
+    // Blocks while the channel is full (until the UI's next frame); fails only once the UI is
+    // gone, and then the job is cancelled already.
     let send = |e: WorkerEvent| {
         let _ = events.send(e);
         wake();
