@@ -331,8 +331,11 @@ fn settings_tune_export_and_shortcuts() {
         harness.state().message
     );
     assert!(out.join("labels.csv").exists());
-    let labels = harness.state().items[0].result.clone().unwrap();
-    let top = labels["labels"][0]["label"].as_str().unwrap().to_owned();
+    let Some(batchwise::job::ItemResult::Labels(labels)) = harness.state().items[0].result.clone()
+    else {
+        panic!("the classifier gives labels")
+    };
+    let top = labels[0].label.clone();
     harness.get_by_label("a.png").click();
     harness.step();
     harness.step();

@@ -40,7 +40,7 @@ pub struct Item {
     pub error: Option<String>,
     pub output: Option<PathBuf>,
     /// Labels, an embedding or faces, for models that give them.
-    pub result: Option<serde_json::Value>,
+    pub result: Option<crate::job::ItemResult>,
     thumb: Option<egui::TextureHandle>,
     output_thumb: Option<egui::TextureHandle>,
 }

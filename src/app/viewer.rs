@@ -2,6 +2,7 @@
 //! boxes and cut-outs drawn over it.
 
 use super::{BatchwiseApp, ImageRequest};
+use crate::job::ItemResult;
 
 /// Largest edge of the images the viewer shows (bigger ones are downscaled for display).
 pub const VIEW_PX: u32 = 2048;
@@ -157,69 +158,48 @@ fn is_image(path: &std::path::Path) -> bool {
 }
 
 /// Labels with their scores, or what the result holds, above the image.
-fn result_text_ui(ui: &mut egui::Ui, result: &serde_json::Value) {
-    if let Some(labels) = result.get("labels").and_then(|l| l.as_array()) {
-        ui.horizontal_wrapped(|ui| {
-            for l in labels {
-                let label = l.get("label").and_then(|v| v.as_str()).unwrap_or("?");
-                let score = l.get("score").and_then(|v| v.as_f64()).unwrap_or(0.0);
-                ui.label(format!("{label} {:.1}%", score * 100.0));
-                ui.separator();
-            }
-        });
-    } else if let Some(v) = result.get("embedding").and_then(|e| e.as_array()) {
-        ui.label(format!("embedding of {} values", v.len()));
-    } else if let Some(f) = result.pointer("/faces/faces").and_then(|f| f.as_array()) {
-        ui.label(format!("{} face(s)", f.len()));
+fn result_text_ui(ui: &mut egui::Ui, result: &ItemResult) {
+    match result {
+        ItemResult::Labels(labels) => {
+            ui.horizontal_wrapped(|ui| {
+                for l in labels {
+                    ui.label(format!("{} {:.1}%", l.label, l.score * 100.0));
+                    ui.separator();
+                }
+            });
+        }
+        ItemResult::Embedding(v) => {
+            ui.label(format!("embedding of {} values", v.len()));
+        }
+        ItemResult::Faces { faces, .. } => {
+            ui.label(format!("{} face(s)", faces.len()));
+        }
     }
 }
 
 /// Face boxes and keypoints, from image pixels to the screen.
-fn draw_faces(painter: &egui::Painter, image_rect: egui::Rect, result: &serde_json::Value) {
-    let Some(faces) = result.get("faces") else {
+fn draw_faces(painter: &egui::Painter, image_rect: egui::Rect, result: &ItemResult) {
+    let ItemResult::Faces {
+        size: [w, h],
+        faces,
+    } = result
+    else {
         return;
     };
-    let size = faces.get("size").and_then(|s| s.as_array());
-    let (Some(w), Some(h)) = (
-        size.and_then(|s| s.first()).and_then(|v| v.as_f64()),
-        size.and_then(|s| s.get(1)).and_then(|v| v.as_f64()),
-    ) else {
-        return;
-    };
-    let to_screen = |x: f64, y: f64| {
+    let (w, h) = (*w as f32, *h as f32);
+    let to_screen = |[x, y]: [f32; 2]| {
         egui::pos2(
-            image_rect.left() + (x / w) as f32 * image_rect.width(),
-            image_rect.top() + (y / h) as f32 * image_rect.height(),
+            image_rect.left() + x / w * image_rect.width(),
+            image_rect.top() + y / h * image_rect.height(),
         )
     };
     let stroke = egui::Stroke::new(2.0, egui::Color32::from_rgb(60, 220, 90));
-    for face in faces
-        .get("faces")
-        .and_then(|f| f.as_array())
-        .into_iter()
-        .flatten()
-    {
-        let b: Vec<f64> = face
-            .get("box")
-            .and_then(|b| b.as_array())
-            .map(|b| b.iter().filter_map(|v| v.as_f64()).collect())
-            .unwrap_or_default();
-        if b.len() == 4 {
-            let r = egui::Rect::from_two_pos(to_screen(b[0], b[1]), to_screen(b[2], b[3]));
-            painter.rect_stroke(r, 0.0, stroke, egui::StrokeKind::Outside);
-        }
-        for k in face
-            .get("keypoints")
-            .and_then(|k| k.as_array())
-            .into_iter()
-            .flatten()
-        {
-            if let (Some(x), Some(y)) = (
-                k.get(0).and_then(|v| v.as_f64()),
-                k.get(1).and_then(|v| v.as_f64()),
-            ) {
-                painter.circle_filled(to_screen(x, y), 3.0, stroke.color);
-            }
+    for face in faces {
+        let [x0, y0, x1, y1] = face.rect;
+        let r = egui::Rect::from_two_pos(to_screen([x0, y0]), to_screen([x1, y1]));
+        painter.rect_stroke(r, 0.0, stroke, egui::StrokeKind::Outside);
+        for &k in &face.keypoints {
+            painter.circle_filled(to_screen(k), 3.0, stroke.color);
         }
     }
 }

@@ -1,0 +1,311 @@
+//! A whole job: plan the files ([`plan`]: listing, names, resume), then run them through the
+//! one pipeline ([`pipeline`]) with the stage the model needs ([`tiled`] or [`fixed`]), and
+//! export the results ([`export`]).
+//!
+//! | file | what is inside |
+//! |---|---|
+//! | `listing.rs` | folder walking, system files and non-images skipped with the reason, shards |
+//! | `naming.rs` | output names: pattern, sub-folders, collisions, overwrite policy |
+//! | `decode.rs` | decoding with limits, EXIF orientation, 16-bit, alpha, metadata |
+//! | `plan.rs` | a job's files and outputs, and what a previous run finished (resume) |
+//! | `resume.rs` | what the manifest records, and the settings a resumed job must share |
+//! | `pipeline.rs` | the one loop: decode ahead, batch, two in flight, write; out-of-memory halving |
+//! | `tiled.rs` | the stage of image-to-image models: tiles, stitching, 16-bit |
+//! | `fixed.rs` | the stage of fixed-input models: fit, analyse, collect |
+//! | `export/` | image files, and the collected results behind one trait (labels, embeddings, faces) |
+
+pub mod decode;
+pub mod export;
+mod fixed;
+pub mod listing;
+pub mod naming;
+mod pipeline;
+mod plan;
+mod resume;
+mod tiled;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::Result;
+use serde::Serialize;
+
+pub use decode::{MAX_DECODE_BYTES, MAX_IMAGE_SIDE, Metadata};
+pub use listing::{IMAGE_EXTENSIONS, Listed, expand_inputs, in_shard, is_image_name, list_inputs};
+pub use naming::{ExportOptions, OutputFormat, Overwrite, output_name, plan_outputs};
+
+use crate::builtin::ModelChoice;
+use crate::engine::Engine;
+
+#[derive(Clone, Debug)]
+pub struct JobSpec {
+    pub inputs: Vec<PathBuf>,
+    pub model: ModelChoice,
+    pub batch_size: u32,
+    /// None: the largest tile that fits the adapter.
+    pub tile_size: Option<u32>,
+    pub output_dir: PathBuf,
+    /// The element type of activations on the GPU.
+    pub precision: crate::kernels::Precision,
+    pub analysis: AnalysisOptions,
+    pub export: ExportOptions,
+    /// `(i, n)`: only the files of shard i of n (see [`in_shard`]).
+    pub shard: Option<(u32, u32)>,
+    /// GPU bytes a job may plan for (weights and batch); None: see [`memory_budget`].
+    pub memory_budget: Option<u64>,
+    /// Folders file inputs were found in (the app's dropped folders): a file under one keeps
+    /// its path under it in the output folder, as if the folder itself were the input.
+    pub roots: Vec<PathBuf>,
+}
+
+/// The memory budget when neither the user nor the device's driver gives one.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
+
+/// The budget a job plans its batches against: the user's, else half of what the device's driver
+/// offers this process (its budget, else its total), else [`DEFAULT_MEMORY_BUDGET`] where the
+/// backend reports nothing.
+pub fn memory_budget(engine: &Engine, spec: &JobSpec) -> u64 {
+    spec.memory_budget
+        .unwrap_or_else(|| default_memory_budget(engine.gpu.device_memory()))
+}
+
+pub fn default_memory_budget(device: Option<crate::gpu::DeviceMemory>) -> u64 {
+    match device {
+        Some(m) => (m.budget_bytes.unwrap_or(m.total_bytes) / 2).max(256 << 20),
+        None => DEFAULT_MEMORY_BUDGET,
+    }
+}
+
+/// `batch_size` that asks for Auto: the largest batch whose planned memory fits the budget.
+pub const AUTO_BATCH: u32 = 0;
+
+/// The most tiles Auto puts in one batch: beyond it batching gains nothing measurable.
+pub const MAX_AUTO_BATCH: u32 = 64;
+
+/// What the fixed-input models write.
+#[derive(Clone, Debug)]
+pub struct AnalysisOptions {
+    /// Labels per image from `classify`.
+    pub top_k: usize,
+    /// `remove-background`: the mask alone (grayscale) instead of the image with it as alpha.
+    pub mask_only: bool,
+    /// `detect-faces`: also write each image with its faces drawn.
+    pub annotate: bool,
+}
+
+impl Default for AnalysisOptions {
+    fn default() -> Self {
+        Self {
+            top_k: 5,
+            mask_only: false,
+            annotate: false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemStatus {
+    Queued,
+    Running,
+    Done,
+    Failed,
+    Skipped,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ItemReport {
+    pub input: PathBuf,
+    pub output: Option<PathBuf>,
+    pub status: ItemStatus,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct JobSummary {
+    pub model: String,
+    pub adapter: String,
+    pub batch_size: u32,
+    pub tile_size: u32,
+    pub total: usize,
+    pub done: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub elapsed_secs: f64,
+    pub items_per_sec: f64,
+    pub peak_gpu_bytes: u64,
+    pub memory_budget_bytes: u64,
+    /// Times the batch was halved after the GPU ran out of memory.
+    pub retries: usize,
+    /// The most batches that were on the GPU at once (submitted, not read back yet).
+    pub batches_in_flight: usize,
+    pub items: Vec<ItemReport>,
+}
+
+#[derive(Clone, Debug)]
+pub enum JobEvent {
+    /// Inputs are listed and the model is on the GPU.
+    Started {
+        items: Vec<PathBuf>,
+        batch_size: u32,
+        tile_size: u32,
+    },
+    Item {
+        index: usize,
+        status: ItemStatus,
+        output: Option<PathBuf>,
+        error: Option<String>,
+    },
+    /// After every batch.
+    Progress {
+        done: usize,
+        failed: usize,
+        total: usize,
+        items_per_sec: f64,
+        /// Seconds left at the current rate.
+        eta_secs: Option<f64>,
+        batch_size: u32,
+        gpu_bytes: u64,
+        peak_gpu_bytes: u64,
+        /// The budget the batch size was planned against (batchwise's default or the user's).
+        budget_bytes: u64,
+        /// The device's memory as its driver reports it (total; budget and usage on Vulkan with
+        /// `VK_EXT_memory_budget`); None where the backend reports nothing.
+        device_memory: Option<crate::gpu::DeviceMemory>,
+    },
+    /// What a classifier, embedder or face detector gave item `index` (labels, the embedding,
+    /// or the image's size and its faces), as the manifest records it.
+    Result {
+        index: usize,
+        result: ItemResult,
+    },
+    /// The GPU ran out of memory: the same tiles run again in batches of `batch_size`.
+    Retry {
+        batch_size: u32,
+        reason: String,
+    },
+    Finished(JobSummary),
+}
+
+/// Pause, resume and cancel a running job from another thread.
+#[derive(Debug, Default)]
+pub struct Control {
+    pub cancel: AtomicBool,
+    pub pause: AtomicBool,
+}
+
+impl Control {
+    /// Waits while paused (between batches); true once cancelled.
+    pub(crate) fn stop_or_wait(&self) -> bool {
+        while self.pause.load(Ordering::Relaxed) && !self.cancel.load(Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
+/// What a classifier, embedder or face detector gave one image: reported live in
+/// [`JobEvent::Result`], recorded in the resume manifest, collected into the job's files.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemResult {
+    Labels(Vec<crate::analyze::Label>),
+    Embedding(Vec<f32>),
+    Faces {
+        /// The image's width and height.
+        size: [u32; 2],
+        faces: Vec<crate::analyze::FaceBox>,
+    },
+}
+
+/// Runs a job to the end, calling `emit` for every event. Fails only when the job cannot start
+/// (model, GPU, output folder); a bad item fails that item alone. `control` pauses it between
+/// batches and cancels it: what is in flight is finished or dropped whole, never a partial file.
+pub fn run(
+    engine: &Engine,
+    spec: &JobSpec,
+    control: &Control,
+    emit: &mut dyn FnMut(JobEvent),
+) -> Result<JobSummary> {
+    let started = Instant::now();
+    let planned = plan::plan(spec)?;
+    engine.gpu.ledger.reset_peak();
+    let model = engine.load_with(spec.model.model.clone(), spec.precision)?;
+    let budget = memory_budget(engine, spec);
+    let exporter = export::for_task(spec.model.task);
+    let per_image = exporter.is_none() || !plan::collects(spec);
+    let outputs = pipeline::Outputs {
+        exporter,
+        per_image,
+    };
+    let (outs, records) = (planned.outputs.clone(), planned.records.clone());
+    let todo: Vec<&Path> = (0..planned.inputs.len())
+        .filter(|&i| planned.todo(i))
+        .map(|i| planned.inputs[i].as_path())
+        .collect();
+    if spec.model.input_size > 0 {
+        let stage = fixed::FixedStage::new(engine, &model, spec, outs, records);
+        let batch = match spec.batch_size {
+            AUTO_BATCH => stage.auto_batch(budget, todo.len())?,
+            n => n,
+        };
+        let job = pipeline::Job {
+            engine,
+            spec,
+            control,
+            started,
+            planned,
+            outputs,
+            batch,
+            budget,
+        };
+        pipeline::drive(job, stage, emit)
+    } else {
+        let stage = tiled::TiledStage::new(engine, &model, spec, outs, records);
+        let batch = match spec.batch_size {
+            AUTO_BATCH => stage.auto_batch(budget, &todo)?,
+            n => n,
+        };
+        let job = pipeline::Job {
+            engine,
+            spec,
+            control,
+            started,
+            planned,
+            outputs,
+            batch,
+            budget,
+        };
+        pipeline::drive(job, stage, emit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::DeviceMemory;
+
+    #[test]
+    fn the_default_budget_is_half_of_what_the_driver_offers() {
+        let gib = 1u64 << 30;
+        assert_eq!(default_memory_budget(None), DEFAULT_MEMORY_BUDGET);
+        let total_only = DeviceMemory {
+            total_bytes: 8 * gib,
+            budget_bytes: None,
+            usage_bytes: None,
+        };
+        assert_eq!(default_memory_budget(Some(total_only)), 4 * gib);
+        let with_budget = DeviceMemory {
+            budget_bytes: Some(6 * gib),
+            usage_bytes: Some(gib),
+            ..total_only
+        };
+        assert_eq!(default_memory_budget(Some(with_budget)), 3 * gib);
+        let tiny = DeviceMemory {
+            total_bytes: 64 << 20,
+            ..total_only
+        };
+        assert_eq!(default_memory_budget(Some(tiny)), 256 << 20);
+    }
+}

@@ -1,0 +1,569 @@
+//! The one job loop: decode ahead on the I/O pool -> fill a batch -> submit it before reading
+//! back the batch ahead of it (two in flight) -> write finished items on the I/O pool. What
+//! differs between models lives behind [`Stage`]: the tiled stage ([`super::tiled`]: tiles,
+//! stitching, 16-bit) and the fixed-input stage ([`super::fixed`]: fit, analyse, collect).
+//!
+//! Out-of-memory halving, pause and cancel, progress, the input == output guard and the
+//! failure of one item without the others hold for both, here, once.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use super::decode::{Decoded, decode};
+use super::export::Exporter;
+use super::naming::same_file;
+use super::plan::Planned;
+use super::{Control, ItemReport, ItemResult, ItemStatus, JobEvent, JobSpec, JobSummary};
+use crate::engine::Engine;
+
+/// Images decoded ahead of the GPU beyond what a batch holds.
+pub(crate) const DECODE_AHEAD: usize = 8;
+
+/// An item whose outputs are complete: its write (or analysis) runs on the I/O pool and gives
+/// its result, for models that have one.
+pub(crate) type WriteTask = Box<dyn FnOnce() -> Result<Option<ItemResult>, String> + Send>;
+
+/// A write task under way on the I/O pool.
+type Writing = tokio::task::JoinHandle<Result<Option<ItemResult>, String>>;
+
+/// A batch that failed: the images it held, and why.
+pub(crate) struct BatchFailure {
+    pub images: Vec<usize>,
+    pub error: anyhow::Error,
+}
+
+/// What one kind of model does with images: cut them into batch items, run batches, and turn
+/// results into write tasks. The runner inside is built (and rebuilt smaller) by [`drive`].
+pub(crate) trait Stage {
+    /// A batch on the GPU whose results are not read yet, with the items it holds.
+    type Flight;
+
+    /// (Re)allocates the GPU runner for batches of `batch` items (the old one freed first).
+    fn rebuild(&mut self, batch: u32) -> Result<()>;
+    /// Items per batch of the current runner.
+    fn batch_size(&self) -> u32;
+    /// The tile side (tiled) or the model's input side (fixed), for the summary.
+    fn tile_size(&self) -> u32;
+    /// Images to keep decoding ahead of the GPU.
+    fn decode_ahead(&self) -> usize;
+    /// Takes a decoded image: its items wait for a batch.
+    fn admit(&mut self, index: usize, image: Decoded);
+    /// Items waiting for a batch.
+    fn waiting(&self) -> usize;
+    /// Whether the runner must be rebuilt (at the same batch size) before the next submit; done
+    /// once nothing is in flight.
+    fn needs_rebuild(&self) -> bool {
+        false
+    }
+    /// Submits one batch of waiting items. On out-of-memory the items wait again.
+    fn submit(&mut self) -> Result<Self::Flight, BatchFailure>;
+    /// Reads a batch back; the images it completed become write tasks.
+    fn land(&mut self, flight: Self::Flight) -> Result<Vec<(usize, WriteTask)>, BatchFailure>;
+    /// Drops image `index` (its batch failed): true if it was in progress.
+    fn forget(&mut self, index: usize) -> bool;
+    /// Images in progress (decoded, not finished).
+    fn in_progress(&self) -> Vec<usize>;
+}
+
+/// How a job's items end: written one file each, and/or collected into files at the end.
+pub(crate) struct Outputs {
+    /// The exporter of collected results (labels, embeddings, faces).
+    pub exporter: Option<Box<dyn Exporter>>,
+    /// Items write a file of their own (done when written); else done when collected.
+    pub per_image: bool,
+}
+
+/// Item bookkeeping and the events that report it.
+struct Book<'e> {
+    emit: &'e mut dyn FnMut(JobEvent),
+    reports: Vec<ItemReport>,
+    inputs: Vec<PathBuf>,
+    done: usize,
+    failed: usize,
+    /// Finished by the run this one resumes (not counted in the rate).
+    resumed: usize,
+    retries: usize,
+}
+
+impl Book<'_> {
+    fn set(&mut self, index: usize, status: ItemStatus, error: Option<String>) {
+        let r = &mut self.reports[index];
+        r.status = status;
+        r.error = error.clone();
+        (self.emit)(JobEvent::Item {
+            index,
+            status,
+            output: r.output.clone().filter(|_| status == ItemStatus::Done),
+            error,
+        });
+    }
+
+    fn done(&mut self, index: usize) {
+        self.done += 1;
+        self.set(index, ItemStatus::Done, None);
+    }
+
+    /// Fails item `index` with `why`, naming its file.
+    fn fail(&mut self, index: usize, why: &str) {
+        self.failed += 1;
+        let msg = format!("{}: {why}", self.inputs[index].display());
+        self.set(index, ItemStatus::Failed, Some(msg));
+    }
+
+    fn retry(&mut self, batch_size: u32, reason: String) {
+        self.retries += 1;
+        (self.emit)(JobEvent::Retry { batch_size, reason });
+    }
+}
+
+/// (Re)builds `stage`'s runner for `batch` items, halving the batch while the GPU runs out of
+/// memory (each halving reported as a retry). Returns the batch size that fit.
+fn fit<S: Stage>(stage: &mut S, mut batch: u32, book: &mut Book) -> Result<u32> {
+    loop {
+        match stage.rebuild(batch) {
+            Ok(()) => return Ok(stage.batch_size()),
+            Err(e) if crate::engine::is_out_of_memory(&e) && batch > 1 => {
+                batch /= 2;
+                book.retry(batch, format!("{e:#}"));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// What [`drive`] needs besides the stage.
+pub(crate) struct Job<'a> {
+    pub engine: &'a Engine,
+    pub spec: &'a JobSpec,
+    pub control: &'a Control,
+    pub started: Instant,
+    pub planned: Planned,
+    pub outputs: Outputs,
+    /// The batch size asked for (Auto already resolved) and the budget it was planned against.
+    pub batch: u32,
+    pub budget: u64,
+}
+
+/// Runs a job to the end through `stage`.
+pub(crate) fn drive<S: Stage>(
+    job: Job,
+    mut stage: S,
+    emit: &mut dyn FnMut(JobEvent),
+) -> Result<JobSummary> {
+    let Job {
+        engine,
+        spec,
+        control,
+        started,
+        planned,
+        outputs,
+        batch,
+        budget,
+    } = job;
+    let report_output = |i: usize| match (&outputs.exporter, outputs.per_image) {
+        (Some(e), false) => Some(e.path(&spec.output_dir)),
+        _ => Some(planned.outputs[i].clone()),
+    };
+    let reports = (0..planned.inputs.len())
+        .map(|i| ItemReport {
+            input: planned.inputs[i].clone(),
+            output: report_output(i),
+            status: ItemStatus::Queued,
+            error: None,
+        })
+        .collect();
+    let mut book = Book {
+        emit,
+        reports,
+        inputs: planned.inputs.clone(),
+        done: 0,
+        failed: 0,
+        resumed: 0,
+        retries: 0,
+    };
+    let mut batch = fit(&mut stage, batch, &mut book)?;
+    (book.emit)(JobEvent::Started {
+        items: planned.inputs.clone(),
+        batch_size: batch,
+        tile_size: stage.tile_size(),
+    });
+    mark_planned(&mut book, &planned);
+    let runtime = io_runtime()?;
+    let mut decoder = Decoder::new(&planned);
+    let mut writing: Vec<(usize, Writing)> = Vec::new();
+    let mut collected: Vec<(usize, ItemResult)> = Vec::new();
+    // The batch on the GPU whose results are not read yet.
+    let mut in_flight: Option<S::Flight> = None;
+    let mut peak_in_flight = 0usize;
+    // Why the job stopped early (the GPU could not hold even one item any more).
+    let mut stopped: Option<String> = None;
+    let cancelled = || control.cancel.load(Ordering::Relaxed);
+    loop {
+        if control.stop_or_wait() {
+            break;
+        }
+        // Fill the batch with items from as many images as it takes, decoding ahead.
+        decoder.top_up(&runtime, stage.decode_ahead(), &mut book, &planned);
+        while stage.waiting() < batch as usize && !cancelled() {
+            let Some((i, decoded)) = decoder.next(&runtime) else {
+                break;
+            };
+            match decoded {
+                Ok(d) => {
+                    book.set(i, ItemStatus::Running, None);
+                    stage.admit(i, d);
+                }
+                Err(e) => book.fail(i, &e),
+            }
+            decoder.top_up(&runtime, stage.decode_ahead(), &mut book, &planned);
+        }
+        if cancelled() {
+            break;
+        }
+        // Submit the next batch before reading back the one ahead of it, so that the GPU always
+        // has work queued while this thread decodes, packs and stitches.
+        let mut out_of_memory = None;
+        let rebuild_first = stage.needs_rebuild();
+        let mut submitted = None;
+        if stage.waiting() > 0 && !rebuild_first {
+            match stage.submit() {
+                Ok(flight) => submitted = Some(flight),
+                Err(f) if crate::engine::is_out_of_memory(&f.error) && batch > 1 => {
+                    // The same items again, in smaller batches: none is lost or skipped.
+                    out_of_memory = Some(format!("{:#}", f.error));
+                }
+                Err(f) => fail_images(&mut stage, &mut book, &f),
+            }
+        }
+        let landing = match submitted {
+            Some(now) => in_flight.replace(now),
+            None => in_flight.take(),
+        };
+        peak_in_flight =
+            peak_in_flight.max(usize::from(landing.is_some()) + usize::from(in_flight.is_some()));
+        if let Some(flight) = landing {
+            match stage.land(flight) {
+                Ok(finished) => {
+                    for (i, task) in finished {
+                        writing.push((i, runtime.spawn_blocking(task)));
+                    }
+                }
+                Err(f) => fail_images(&mut stage, &mut book, &f),
+            }
+        }
+        // Nothing is in flight when a rebuild is due (no batch was submitted this turn and the
+        // one ahead has landed): the runner can be replaced.
+        let rebuild = match out_of_memory {
+            Some(reason) => Some(((batch / 2).max(1), Some(reason))),
+            None => rebuild_first.then_some((batch, None)),
+        };
+        if let Some((b, reason)) = rebuild {
+            if let Some(reason) = reason {
+                book.retry(b, reason);
+            }
+            match fit(&mut stage, b, &mut book) {
+                Ok(fitted) => batch = fitted,
+                Err(e) => {
+                    stopped = Some(format!("the GPU batch could not be allocated: {e:#}"));
+                    break;
+                }
+            }
+        }
+        // Report finished writes without waiting for the others.
+        let (finished, still): (Vec<_>, Vec<_>) =
+            writing.drain(..).partition(|(_, h)| h.is_finished());
+        writing = still;
+        for (i, h) in finished {
+            settle(&mut book, &outputs, &mut collected, i, runtime.block_on(h));
+        }
+        let finished_now = book.done
+            + if outputs.per_image {
+                0
+            } else {
+                collected.len()
+            };
+        report_progress(&mut book, engine, started, finished_now, batch, budget);
+        if decoder.exhausted() && stage.waiting() == 0 && in_flight.is_none() {
+            break;
+        }
+    }
+    if let Some(msg) = stopped {
+        for i in stage.in_progress() {
+            if stage.forget(i) {
+                book.fail(i, &msg);
+            }
+        }
+    }
+    let tile_size = stage.tile_size();
+    drop(stage);
+    for (i, h) in writing {
+        settle(&mut book, &outputs, &mut collected, i, runtime.block_on(h));
+    }
+    if let Some(exporter) = &outputs.exporter {
+        export_collected(
+            &mut book,
+            spec,
+            &planned,
+            exporter.as_ref(),
+            collected,
+            &outputs,
+        );
+    }
+    let tally = Tally {
+        batch_size: batch,
+        peak_in_flight,
+        budget,
+    };
+    Ok(finish(engine, spec, book, started, tally, tile_size))
+}
+
+/// Fails those of a failed batch's images still in progress (their other items are dropped).
+fn fail_images<S: Stage>(stage: &mut S, book: &mut Book, f: &BatchFailure) {
+    let msg = format!("the GPU batch failed: {:#}", f.error);
+    for &i in &f.images {
+        if stage.forget(i) {
+            book.fail(i, &msg);
+        }
+    }
+}
+
+/// Reports a finished write: the item is done (or its result waits to be collected), or failed
+/// with the write's error.
+fn settle(
+    book: &mut Book,
+    outputs: &Outputs,
+    collected: &mut Vec<(usize, ItemResult)>,
+    i: usize,
+    written: Result<Result<Option<ItemResult>, String>, tokio::task::JoinError>,
+) {
+    match written.unwrap_or_else(|e| Err(format!("the writer crashed: {e}"))) {
+        Ok(result) => {
+            if let Some(r) = result {
+                (book.emit)(JobEvent::Result {
+                    index: i,
+                    result: r.clone(),
+                });
+                collected.push((i, r));
+            }
+            if outputs.per_image {
+                book.done(i);
+            }
+        }
+        Err(e) => {
+            book.failed += 1;
+            book.set(i, ItemStatus::Failed, Some(e));
+        }
+    }
+}
+
+/// Writes the collected results, the resumed run's and this one's in input order, whole or not
+/// at all; the items collected now are done once it is written.
+fn export_collected(
+    book: &mut Book,
+    spec: &JobSpec,
+    planned: &Planned,
+    exporter: &dyn Exporter,
+    collected: Vec<(usize, ItemResult)>,
+    outputs: &Outputs,
+) {
+    let fresh: Vec<usize> = collected.iter().map(|(i, _)| *i).collect();
+    let mut all: Vec<(usize, ItemResult)> = planned
+        .resumed_results
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| Some((i, r.clone()?)))
+        .chain(collected)
+        .collect();
+    all.sort_by_key(|(i, _)| *i);
+    let rows: Vec<(&std::path::Path, &ItemResult)> = all
+        .iter()
+        .map(|(i, r)| (planned.inputs[*i].as_path(), r))
+        .collect();
+    let written = exporter.write(&exporter.path(&spec.output_dir), &rows);
+    for i in fresh {
+        match (&written, outputs.per_image) {
+            (Ok(()), true) => {}
+            (Ok(()), false) => book.done(i),
+            (Err(e), per_image) => {
+                book.done -= usize::from(per_image);
+                book.failed += 1;
+                book.set(i, ItemStatus::Failed, Some(e.clone()));
+            }
+        }
+    }
+}
+
+/// Reports the items settled before any is read: skipped (with the reason) or finished by the
+/// run this one resumes.
+fn mark_planned(book: &mut Book, planned: &Planned) {
+    for (i, why) in planned.skips.iter().enumerate() {
+        if let Some(why) = why {
+            let msg = format!("{}: {why}", planned.inputs[i].display());
+            book.set(i, ItemStatus::Skipped, Some(msg));
+        } else if planned.resumed[i] {
+            book.resumed += 1;
+            book.done(i);
+        }
+    }
+}
+
+/// Decodes the job's images on the I/O pool, in order, a few ahead of the GPU.
+struct Decoder {
+    queue: VecDeque<(usize, tokio::task::JoinHandle<Result<Decoded, String>>)>,
+    next: usize,
+    total: usize,
+}
+
+impl Decoder {
+    fn new(planned: &Planned) -> Self {
+        Self {
+            queue: VecDeque::new(),
+            next: 0,
+            total: planned.inputs.len(),
+        }
+    }
+
+    /// Starts decodes until `ahead` are under way: files not to read (skipped, resumed) are
+    /// passed over, and an output that would overwrite its input fails the item.
+    fn top_up(
+        &mut self,
+        runtime: &tokio::runtime::Runtime,
+        ahead: usize,
+        book: &mut Book,
+        planned: &Planned,
+    ) {
+        while self.queue.len() < ahead && self.next < self.total {
+            let i = self.next;
+            self.next += 1;
+            if !planned.todo(i) {
+                continue;
+            }
+            if same_file(&planned.inputs[i], &planned.outputs[i]) {
+                book.fail(
+                    i,
+                    "the output would overwrite the input; choose another output folder",
+                );
+                continue;
+            }
+            let path = planned.inputs[i].clone();
+            self.queue
+                .push_back((i, runtime.spawn_blocking(move || decode(&path))));
+        }
+    }
+
+    /// The next decoded image in order (waiting for it), or None when none is under way.
+    fn next(
+        &mut self,
+        runtime: &tokio::runtime::Runtime,
+    ) -> Option<(usize, Result<Decoded, String>)> {
+        let (i, handle) = self.queue.pop_front()?;
+        let decoded = runtime
+            .block_on(handle)
+            .unwrap_or_else(|e| Err(format!("the decoder crashed: {e}")));
+        Some((i, decoded))
+    }
+
+    /// Every image was decoded and handed on.
+    fn exhausted(&self) -> bool {
+        self.queue.is_empty() && self.next >= self.total
+    }
+}
+
+fn report_progress(
+    book: &mut Book,
+    engine: &Engine,
+    started: Instant,
+    finished: usize,
+    batch: u32,
+    budget: u64,
+) {
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    let rate = finished.saturating_sub(book.resumed) as f64 / secs;
+    let total = book.reports.len();
+    let left = total.saturating_sub(finished + book.failed) as f64;
+    (book.emit)(JobEvent::Progress {
+        done: finished,
+        failed: book.failed,
+        total,
+        items_per_sec: rate,
+        eta_secs: (rate > 0.0).then(|| left / rate),
+        batch_size: batch,
+        gpu_bytes: engine.gpu.ledger.in_use_bytes(),
+        peak_gpu_bytes: engine.gpu.ledger.peak_bytes(),
+        budget_bytes: budget,
+        device_memory: engine.gpu.device_memory(),
+    });
+}
+
+/// How a job went, for its summary.
+struct Tally {
+    batch_size: u32,
+    peak_in_flight: usize,
+    /// The budget the batch size was planned against.
+    budget: u64,
+}
+
+/// Marks what was left as skipped (cancelled), builds the summary and emits it.
+fn finish(
+    engine: &Engine,
+    spec: &JobSpec,
+    mut book: Book,
+    started: Instant,
+    tally: Tally,
+    tile_size: u32,
+) -> JobSummary {
+    let total = book.reports.len();
+    for i in 0..total {
+        if matches!(
+            book.reports[i].status,
+            ItemStatus::Queued | ItemStatus::Running
+        ) {
+            book.set(i, ItemStatus::Skipped, Some("cancelled".into()));
+        }
+    }
+    for r in &mut book.reports {
+        if r.status != ItemStatus::Done {
+            r.output = None;
+        }
+    }
+    let skipped = book
+        .reports
+        .iter()
+        .filter(|r| r.status == ItemStatus::Skipped)
+        .count();
+    let elapsed_secs = started.elapsed().as_secs_f64();
+    let summary = JobSummary {
+        model: spec.model.id.clone(),
+        adapter: engine.gpu.adapter.name.clone(),
+        batch_size: tally.batch_size,
+        tile_size,
+        total,
+        done: book.done,
+        failed: book.failed,
+        skipped,
+        elapsed_secs,
+        items_per_sec: book.done as f64 / elapsed_secs.max(1e-9),
+        peak_gpu_bytes: engine.gpu.ledger.peak_bytes(),
+        memory_budget_bytes: tally.budget,
+        retries: book.retries,
+        batches_in_flight: tally.peak_in_flight,
+        items: std::mem::take(&mut book.reports),
+    };
+    (book.emit)(JobEvent::Finished(summary.clone()));
+    summary
+}
+
+/// The blocking-I/O pool that decodes and writes files beside the GPU thread.
+fn io_runtime() -> Result<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(cores.clamp(2, 16))
+        .thread_name("batchwise-io")
+        .build()
+        .context("starting the I/O thread pool")
+}

@@ -1,0 +1,42 @@
+//! Resume: what the manifest records for each output, and the settings a resumed job must share
+//! with the run that wrote it.
+
+use std::path::Path;
+
+use super::JobSpec;
+
+/// What the manifest records for an output once its file is complete.
+#[derive(Clone)]
+pub(crate) struct Record {
+    pub writer: std::sync::Arc<crate::manifest::Writer>,
+    pub entry: crate::manifest::Entry,
+}
+
+/// The settings a resumed job must share with the run that wrote the manifest.
+pub(crate) fn settings_key(spec: &JobSpec) -> String {
+    format!(
+        "model={};precision={:?};format={:?};quality={};name={};mask_only={};annotate={};top_k={}",
+        spec.model.id,
+        spec.precision,
+        spec.export.format,
+        spec.export.quality,
+        spec.export.pattern,
+        spec.analysis.mask_only,
+        spec.analysis.annotate,
+        spec.analysis.top_k
+    ) + &model_file_stamp(&spec.model.id)
+}
+
+/// A user model's file size and modification time, so that a model replaced at the same path
+/// does not resume the old one's results; empty for built-ins.
+fn model_file_stamp(id: &str) -> String {
+    let path = Path::new(id);
+    match path
+        .is_file()
+        .then(|| crate::manifest::stamp(path))
+        .flatten()
+    {
+        Some((bytes, modified)) => format!(";model_file={bytes}@{modified}"),
+        None => String::new(),
+    }
+}

@@ -1,0 +1,247 @@
+//! The tiled stage: image-to-image models (upscale, denoise, enhance). Each image is cut into
+//! tiles with context, a batch holds tiles from as many images as it takes, output tiles are
+//! stitched into the image, and a finished image is written on the I/O pool. A 16-bit image
+//! switches the job to 16-bit batches (8-bit images widen exactly), so that it comes out 16-bit.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use image::DynamicImage;
+
+use super::decode::{Decoded, Metadata};
+use super::export::image::write_image;
+use super::naming::ExportOptions;
+use super::pipeline::{BatchFailure, DECODE_AHEAD, Stage, WriteTask};
+use super::resume::Record;
+use super::{JobSpec, MAX_AUTO_BATCH};
+use crate::engine::{Engine, GpuModel, SubmittedPixels};
+use crate::kernels::pack::PixelDepth;
+use crate::tiling::Pixels;
+use crate::upscale::{TileRef, TiledUpscaler};
+
+/// An image being stitched from its output tiles.
+struct InProgress {
+    rgba: Pixels,
+    out: Pixels,
+    alpha: Option<DynamicImage>,
+    meta: Metadata,
+    remaining_tiles: usize,
+}
+
+pub(crate) struct TiledStage<'a> {
+    engine: &'a Engine,
+    model: &'a GpuModel,
+    spec: &'a JobSpec,
+    outputs: Vec<PathBuf>,
+    records: Vec<Option<Record>>,
+    upscaler: Option<TiledUpscaler>,
+    /// The tile size, fixed by the first runner (None before: the user's or Auto).
+    tile: Option<u32>,
+    depth: PixelDepth,
+    /// A 16-bit image arrived: the next runner takes 16-bit pixels.
+    wants_wide: bool,
+    in_progress: HashMap<usize, InProgress>,
+    pending: VecDeque<TileRef>,
+}
+
+impl<'a> TiledStage<'a> {
+    pub fn new(
+        engine: &'a Engine,
+        model: &'a GpuModel,
+        spec: &'a JobSpec,
+        outputs: Vec<PathBuf>,
+        records: Vec<Option<Record>>,
+    ) -> Self {
+        Self {
+            engine,
+            model,
+            spec,
+            outputs,
+            records,
+            upscaler: None,
+            tile: spec.tile_size,
+            depth: PixelDepth::Eight,
+            wants_wide: false,
+            in_progress: HashMap::new(),
+            pending: VecDeque::new(),
+        }
+    }
+
+    fn upscaler(&self) -> &TiledUpscaler {
+        self.upscaler
+            .as_ref()
+            .expect("the pipeline builds the runner before using the stage")
+    }
+
+    /// Auto batch size: the largest batch (up to [`MAX_AUTO_BATCH`]) whose planned weights and
+    /// per-tile memory fit `budget`, at the tile size the job will use, and no larger than the
+    /// job's tiles (image headers are read until they hold a full batch, so a big job reads
+    /// few).
+    pub fn auto_batch(&self, budget: u64, todo: &[&Path]) -> Result<u32> {
+        let model_spec = self.spec.model.spec;
+        let probe = TiledUpscaler::new(self.engine, self.model, model_spec, 1, self.tile)?;
+        let tile = probe.tile;
+        drop(probe);
+        let side = tile + 2 * model_spec.context;
+        let plan = crate::engine::plan(self.model, side, side, 1)?;
+        let room = budget.saturating_sub(plan.weight_bytes);
+        let fits = ((room / plan.bytes_per_item.max(1)) as u32).clamp(1, MAX_AUTO_BATCH);
+        let mut tiles = 0usize;
+        for path in todo {
+            if tiles >= fits as usize {
+                break;
+            }
+            if let Ok((w, h)) = image::image_dimensions(path) {
+                tiles += crate::tiling::grid(w, h, tile).len();
+            }
+        }
+        Ok(fits.min(tiles.max(1) as u32))
+    }
+
+    /// The write of a finished image, for the I/O pool.
+    fn write_task(&self, i: usize, item: InProgress) -> WriteTask {
+        let path = self.outputs[i].clone();
+        let export: ExportOptions = self.spec.export.clone();
+        let record = self.records[i].clone();
+        Box::new(move || {
+            write_image(
+                &path,
+                item.out,
+                item.alpha,
+                &item.meta,
+                &export,
+                record.as_ref(),
+            )
+            .map(|()| None)
+        })
+    }
+}
+
+impl Stage for TiledStage<'_> {
+    /// The tiles of the batch, and the batch on the GPU.
+    type Flight = (Vec<TileRef>, SubmittedPixels);
+
+    fn rebuild(&mut self, batch: u32) -> Result<()> {
+        // Freed before the new one is made: both may not fit at once.
+        self.upscaler = None;
+        if self.wants_wide {
+            self.depth = PixelDepth::Sixteen;
+        }
+        let model_spec = self.spec.model.spec;
+        let u = TiledUpscaler::with_depth(
+            self.engine,
+            self.model,
+            model_spec,
+            batch,
+            self.tile,
+            self.depth,
+        )?;
+        self.tile = Some(u.tile);
+        self.upscaler = Some(u);
+        Ok(())
+    }
+
+    fn batch_size(&self) -> u32 {
+        self.upscaler().batch_size()
+    }
+
+    fn tile_size(&self) -> u32 {
+        self.tile.unwrap_or(0)
+    }
+
+    fn decode_ahead(&self) -> usize {
+        DECODE_AHEAD
+    }
+
+    fn admit(&mut self, index: usize, image: Decoded) {
+        let (w, h) = image.rgba.dimensions();
+        self.wants_wide |= matches!(image.rgba, Pixels::Sixteen(_));
+        let tiles = self.upscaler().tiles(w, h);
+        let scale = self.spec.model.spec.scale;
+        self.pending
+            .extend(tiles.iter().map(|&rect| TileRef { image: index, rect }));
+        self.in_progress.insert(
+            index,
+            InProgress {
+                out: image.rgba.blank_like(w * scale, h * scale),
+                rgba: image.rgba,
+                alpha: image.alpha,
+                meta: image.meta,
+                remaining_tiles: tiles.len(),
+            },
+        );
+    }
+
+    fn waiting(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn needs_rebuild(&self) -> bool {
+        self.wants_wide && self.depth == PixelDepth::Eight
+    }
+
+    fn submit(&mut self) -> Result<Self::Flight, BatchFailure> {
+        let take = self.pending.len().min(self.batch_size() as usize);
+        let tiles: Vec<TileRef> = self.pending.drain(..take).collect();
+        let mut images: Vec<usize> = tiles.iter().map(|t| t.image).collect();
+        images.dedup();
+        let refs: Vec<&Pixels> = images.iter().map(|i| &self.in_progress[i].rgba).collect();
+        let local: Vec<TileRef> = tiles
+            .iter()
+            .map(|t| TileRef {
+                image: images.iter().position(|&i| i == t.image).unwrap_or(0),
+                rect: t.rect,
+            })
+            .collect();
+        match self.upscaler().submit_tiles(&refs, &local, false) {
+            Ok(s) => Ok((tiles, s)),
+            Err(error) => {
+                // The tiles wait again: a smaller batch may take them.
+                for t in tiles.into_iter().rev() {
+                    self.pending.push_front(t);
+                }
+                Err(BatchFailure { images, error })
+            }
+        }
+    }
+
+    fn land(&mut self, (tiles, s): Self::Flight) -> Result<Vec<(usize, WriteTask)>, BatchFailure> {
+        let mut images: Vec<usize> = tiles.iter().map(|t| t.image).collect();
+        images.dedup();
+        let outs = match self.upscaler().collect_tiles(s) {
+            Ok((outs, _)) => outs,
+            Err(error) => return Err(BatchFailure { images, error }),
+        };
+        let upscaler = self.upscaler.as_ref().expect("built");
+        for (t, o) in tiles.iter().zip(outs) {
+            // Tiles of an image that failed in another batch are dropped.
+            if let Some(item) = self.in_progress.get_mut(&t.image) {
+                upscaler.place_into(&mut item.out, t.rect, &o);
+                item.remaining_tiles -= 1;
+            }
+        }
+        let mut finished = Vec::new();
+        for i in images {
+            if self
+                .in_progress
+                .get(&i)
+                .is_some_and(|p| p.remaining_tiles == 0)
+                && let Some(item) = self.in_progress.remove(&i)
+            {
+                finished.push((i, self.write_task(i, item)));
+            }
+        }
+        Ok(finished)
+    }
+
+    fn forget(&mut self, index: usize) -> bool {
+        let was = self.in_progress.remove(&index).is_some();
+        self.pending.retain(|t| t.image != index);
+        was
+    }
+
+    fn in_progress(&self) -> Vec<usize> {
+        self.in_progress.keys().copied().collect()
+    }
+}
