@@ -864,3 +864,34 @@ fn sixteen_bit_in_gives_sixteen_bit_out() {
         image::open(png.join("deep.png")).unwrap().to_rgb16()
     );
 }
+
+/// Out-of-memory halving holds for fixed-input models as for tiled ones: a classifier whose
+/// runner (or batch) fails above 1 image retries with smaller batches and finishes every image.
+#[test]
+fn out_of_memory_halves_the_batch_of_fixed_input_models_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = image::open(common::fixture("photo-60x44.png")).unwrap();
+    let inputs: Vec<_> = (0..3)
+        .map(|k| {
+            let p = dir.path().join(format!("in{k}.png"));
+            photo.crop_imm(k * 9, 0, 32, 32).save(&p).unwrap();
+            p
+        })
+        .collect();
+    for var in ["BATCHWISE_FAIL_BATCHES_ABOVE", "BATCHWISE_FAIL_RUNS_ABOVE"] {
+        let out = batchwise()
+            .env(var, "1")
+            .args(["run", "--json", "-m", "classify", "-b", "4", "-o"])
+            .arg(dir.path().join(var))
+            .args(&inputs)
+            .output()
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(json["done"], 3, "{var}: {json}");
+        assert_eq!(json["batch_size"], 1, "{var}: {json}");
+        assert_eq!(json["retries"], 2, "{var}: {json}");
+        let csv = std::fs::read_to_string(dir.path().join(var).join("labels.csv")).unwrap();
+        assert_eq!(csv.lines().count(), 1 + 3 * 5, "{var}");
+    }
+}

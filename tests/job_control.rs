@@ -174,3 +174,76 @@ fn two_batches_are_in_flight_and_outputs_match_one_at_a_time() {
     assert_eq!(summary.done, 3);
     assert_eq!(summary.batches_in_flight, 2);
 }
+
+/// Pause and cancel hold for the fixed-input stage as for the tiled one: a classifier paused
+/// before it starts finishes nothing until resumed; cancelled after its first result it skips
+/// the rest and writes the collected files for what finished.
+#[test]
+fn pause_and_cancel_hold_for_fixed_input_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = image::open(common::fixture("photo-60x44.png")).unwrap();
+    let inputs: Vec<_> = (0..4)
+        .map(|k| {
+            let p = dir.path().join(format!("in{k}.png"));
+            photo.crop_imm(k * 5, 0, 32, 32).save(&p).unwrap();
+            p
+        })
+        .collect();
+    let engine = Arc::new(common::engine());
+    let classify = |out: &std::path::Path| JobSpec {
+        model: builtin::find("classify").unwrap().choice().unwrap(),
+        batch_size: 1,
+        ..spec(inputs.clone(), out)
+    };
+
+    let control = Arc::new(Control::default());
+    control.pause.store(true, Ordering::Relaxed);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let job = {
+        let (engine, control, spec) = (
+            engine.clone(),
+            control.clone(),
+            classify(&dir.path().join("paused")),
+        );
+        std::thread::spawn(move || {
+            job::run(&engine, &spec, &control, &mut |e| {
+                let _ = tx.send(e);
+            })
+            .unwrap()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    let results_while_paused = rx
+        .try_iter()
+        .filter(|e| matches!(e, JobEvent::Result { .. }))
+        .count();
+    assert_eq!(results_while_paused, 0);
+    control.pause.store(false, Ordering::Relaxed);
+    let summary = job.join().unwrap();
+    assert_eq!(summary.done, 4);
+
+    let control = Arc::new(Control::default());
+    let out = dir.path().join("cancelled");
+    let summary = {
+        let control2 = control.clone();
+        job::run(&engine, &classify(&out), &control, &mut |e| {
+            if matches!(e, JobEvent::Result { .. }) {
+                control2.cancel.store(true, Ordering::Relaxed);
+            }
+        })
+        .unwrap()
+    };
+    assert!(
+        summary.done >= 1 && summary.done < 4,
+        "{} done",
+        summary.done
+    );
+    assert_eq!(summary.skipped + summary.done, 4);
+    let csv = std::fs::read_to_string(out.join("labels.csv")).unwrap();
+    let rows = csv.lines().skip(1).count();
+    assert_eq!(
+        rows,
+        summary.done * 5,
+        "top-5 labels for each finished image"
+    );
+}

@@ -643,6 +643,9 @@ impl BatchRunner {
 
     /// Records the batch (without unpacking) and copies every output to a staging buffer.
     fn submit_outputs(&self, items: u32) -> Result<SubmittedFloats> {
+        if let Some(e) = injected_out_of_memory("BATCHWISE_FAIL_RUNS_ABOVE", items) {
+            return Err(e.into());
+        }
         let mut encoder = self
             .gpu
             .device

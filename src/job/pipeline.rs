@@ -567,3 +567,55 @@ fn io_runtime() -> Result<tokio::runtime::Runtime> {
         .build()
         .context("starting the I/O thread pool")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An output that is its input fails that item before it is read, with the reason; the
+    /// other items are decoded. The guard is the pipeline's, so it holds for every stage.
+    #[test]
+    fn an_output_equal_to_its_input_fails_that_item_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.png"), dir.path().join("b.png"));
+        for p in [&a, &b] {
+            image::RgbaImage::new(4, 4).save(p).unwrap();
+        }
+        let planned = Planned {
+            inputs: vec![a.clone(), b.clone()],
+            outputs: vec![a.clone(), dir.path().join("out-b.png")],
+            skips: vec![None, None],
+            resumed: vec![false, false],
+            resumed_results: vec![None, None],
+            records: vec![None, None],
+        };
+        let mut events = Vec::new();
+        let mut emit = |e: JobEvent| events.push(e);
+        let mut book = Book {
+            emit: &mut emit,
+            reports: (0..2)
+                .map(|i| ItemReport {
+                    input: planned.inputs[i].clone(),
+                    output: None,
+                    status: ItemStatus::Queued,
+                    error: None,
+                })
+                .collect(),
+            inputs: planned.inputs.clone(),
+            done: 0,
+            failed: 0,
+            resumed: 0,
+            retries: 0,
+        };
+        let runtime = io_runtime().unwrap();
+        let mut decoder = Decoder::new(&planned);
+        decoder.top_up(&runtime, 8, &mut book, &planned);
+        assert_eq!(book.failed, 1);
+        let error = book.reports[0].error.clone().unwrap_or_default();
+        assert!(error.contains("overwrite the input"), "{error}");
+        let (i, decoded) = decoder.next(&runtime).unwrap();
+        assert_eq!(i, 1);
+        assert!(decoded.is_ok());
+        assert!(decoder.exhausted());
+    }
+}

@@ -49,3 +49,346 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
         },
     )
 }
+
+/// A CPU interpreter of the image IR's ops the passes rewrite (the kernels' CPU references), so
+/// that each pass is tested as "same function before and after" on random inputs.
+#[cfg(test)]
+pub(crate) mod cpu {
+    use crate::kernels::{conv_transpose2d, conv2d, depth_to_space};
+    use crate::model::{ItemShape, Layer, LayerOp, Model, Residual, ValueId};
+
+    /// Runs `model` on one item `[C, h, w]`; returns the output.
+    pub fn run(model: &Model, input: &[f32], h: u32, w: u32) -> Vec<f32> {
+        let shapes = model.shapes(h, w).expect("shapes");
+        let mut values: Vec<Vec<f32>> = vec![Vec::new(); model.value_count];
+        values[0] = input.to_vec();
+        for l in &model.layers {
+            let s = shapes[l.inputs[0]];
+            let out = layer(l, &values, s, shapes[l.output]);
+            values[l.output] = out;
+        }
+        values[model.output].clone()
+    }
+
+    fn layer(l: &Layer, values: &[Vec<f32>], s: ItemShape, out: ItemShape) -> Vec<f32> {
+        let x = &values[l.inputs[0]];
+        match &l.op {
+            LayerOp::Conv2d(spec) => conv2d::reference(spec, x, 1, s.h, s.w, &l.weights, &l.bias),
+            LayerOp::Conv2dResidual { spec, residual } => {
+                let plain = crate::model::Conv2dSpec {
+                    activation: crate::model::Activation::None,
+                    ..spec.clone()
+                };
+                let y = conv2d::reference(&plain, x, 1, s.h, s.w, &l.weights, &l.bias);
+                let skip = &values[l.inputs[1]];
+                let plane = (out.h * out.w) as usize;
+                y.iter()
+                    .zip(skip)
+                    .enumerate()
+                    .map(|(i, (&y, &k))| {
+                        let c = i / plane;
+                        match residual {
+                            Residual::BeforeActivation => spec.activation.apply(y + k, c),
+                            Residual::AfterActivation => spec.activation.apply(y, c) + k,
+                        }
+                    })
+                    .collect()
+            }
+            LayerOp::ConvTranspose2d(spec) => {
+                conv_transpose2d::reference(spec, x, 1, s.h, s.w, &l.weights, &l.bias)
+            }
+            LayerOp::DepthToSpace(spec) => depth_to_space::reference(spec, x, 1, s.c, s.h, s.w),
+            LayerOp::Unary(op) => x.iter().map(|&v| op.apply(v)).collect(),
+            LayerOp::Binary(op) => {
+                let y = &values[l.inputs[1]];
+                x.iter().zip(y).map(|(&a, &b)| op.apply(a, b)).collect()
+            }
+            LayerOp::BinaryConst {
+                op,
+                constant,
+                constant_first,
+            } => {
+                let at = |i: usize| {
+                    let (c, rest) = (i / (s.h * s.w) as usize, i % (s.h * s.w) as usize);
+                    let (y, xx) = (rest / s.w as usize, rest % s.w as usize);
+                    let pick = |d: u32, v: usize| if d == 1 { 0 } else { v };
+                    (pick(constant.c, c) * constant.h as usize + pick(constant.h, y))
+                        * constant.w as usize
+                        + pick(constant.w, xx)
+                };
+                x.iter()
+                    .enumerate()
+                    .map(|(i, &v)| {
+                        let k = l.weights[at(i)];
+                        if *constant_first {
+                            op.apply(k, v)
+                        } else {
+                            op.apply(v, k)
+                        }
+                    })
+                    .collect()
+            }
+            other => panic!("the pass tests do not run {}", other.kind()),
+        }
+    }
+
+    /// A model over `layers` with value 0 the input of `input_channels` and `output` its result.
+    pub fn model(input_channels: u32, layers: Vec<Layer>, output: ValueId) -> Model {
+        let value_count = layers.iter().map(|l| l.output + 1).max().unwrap_or(1);
+        Model {
+            name: "test".into(),
+            input_name: "x".into(),
+            output_name: "y".into(),
+            input_channels,
+            output_channels: 0,
+            layers,
+            output,
+            extra_outputs: Vec::new(),
+            value_count,
+            opset: 17,
+            static_shapes: None,
+            nhwc_input: false,
+        }
+    }
+
+    pub fn layer_of(op: LayerOp, inputs: Vec<ValueId>, output: ValueId) -> Layer {
+        Layer {
+            name: format!("v{output}"),
+            op,
+            inputs,
+            output,
+            weights: Vec::new(),
+            bias: Vec::new(),
+        }
+    }
+
+    /// Deterministic values in [-1, 1) (a small LCG: no test depends on a seed's luck).
+    pub fn random(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpu::{layer_of, max_diff, model, random, run};
+    use crate::model::{
+        Activation, BinaryOp, Conv2dSpec, ConvTranspose2dSpec, ItemShape, LayerOp, UnaryOp,
+    };
+
+    fn conv(in_c: u32, out_c: u32, k: u32) -> Conv2dSpec {
+        Conv2dSpec {
+            in_c,
+            out_c,
+            k_h: k,
+            k_w: k,
+            stride: [1, 1],
+            pads: [k / 2; 4],
+            dilation: [1, 1],
+            groups: 1,
+            activation: Activation::None,
+        }
+    }
+
+    fn conv_layer(spec: Conv2dSpec, input: usize, output: usize, seed: u64) -> crate::model::Layer {
+        let n = (spec.out_c * spec.in_c / spec.groups * spec.k_h * spec.k_w) as usize;
+        let mut l = layer_of(LayerOp::Conv2d(spec.clone()), vec![input], output);
+        l.weights = random(n, seed);
+        l.bias = random(spec.out_c as usize, seed + 1);
+        l
+    }
+
+    fn per_channel(
+        op: BinaryOp,
+        c: u32,
+        input: usize,
+        output: usize,
+        seed: u64,
+    ) -> crate::model::Layer {
+        let mut l = layer_of(
+            LayerOp::BinaryConst {
+                op,
+                constant: ItemShape { c, h: 1, w: 1 },
+                constant_first: false,
+            },
+            vec![input],
+            output,
+        );
+        l.weights = random(c as usize, seed);
+        l
+    }
+
+    /// Max difference of the model's output before and after `pass`, on a random 9x7 input.
+    fn same_function(before: &crate::model::Model, after: &crate::model::Model) -> f32 {
+        let x = random((before.input_channels * 9 * 7) as usize, 99);
+        max_diff(&run(before, &x, 9, 7), &run(after, &x, 9, 7))
+    }
+
+    /// BatchNorm as the importers emit it (scale, then shift, per channel) folds into the
+    /// convolution; the function is the same within float32 rounding of a 3x3x3 sum (1e-5).
+    #[test]
+    fn fold_affine_folds_scale_and_shift_into_the_convolution() {
+        let m = model(
+            3,
+            vec![
+                conv_layer(conv(3, 4, 3), 0, 1, 1),
+                per_channel(BinaryOp::Mul, 4, 1, 2, 3),
+                per_channel(BinaryOp::Add, 4, 2, 3, 4),
+            ],
+            3,
+        );
+        let (folded, n) = super::fold_affine::apply(m.clone());
+        assert_eq!(n, 2);
+        assert_eq!(folded.layers.len(), 1);
+        assert!(same_function(&m, &folded) < 1e-5);
+        // Read twice: the convolution's own output must survive, so nothing folds.
+        let mut shared = m.clone();
+        shared
+            .layers
+            .push(layer_of(LayerOp::Binary(BinaryOp::Add), vec![1, 3], 4));
+        shared.output = 4;
+        shared.value_count = 5;
+        assert_eq!(super::fold_affine::apply(shared).1, 0);
+    }
+
+    /// ReLU, Clip and per-channel PRelu run inside the convolution; an activation after a
+    /// convolution that already has one, or after a value read twice, stays a layer.
+    #[test]
+    fn fuse_activation_fuses_what_the_kernel_runs() {
+        let relu = LayerOp::Unary(UnaryOp::LeakyRelu { alpha: 0.1 });
+        let m = model(
+            3,
+            vec![
+                conv_layer(conv(3, 4, 3), 0, 1, 1),
+                layer_of(relu.clone(), vec![1], 2),
+                conv_layer(conv(4, 4, 1), 2, 3, 5),
+                per_channel(BinaryOp::PRelu, 4, 3, 4, 6),
+                layer_of(
+                    LayerOp::Unary(UnaryOp::Clip {
+                        min: -0.2,
+                        max: 0.3,
+                    }),
+                    vec![4],
+                    5,
+                ),
+            ],
+            5,
+        );
+        let (fused, n) = super::fuse_activation::apply(m.clone());
+        assert_eq!(
+            n,
+            2,
+            "{:?}",
+            fused.layers.iter().map(|l| l.op.kind()).collect::<Vec<_>>()
+        );
+        assert_eq!(fused.layers.len(), 3, "the Clip after a fused PRelu stays");
+        assert!(same_function(&m, &fused) < 1e-5);
+        // A transposed convolution takes ReLU but not per-channel slopes.
+        let ct = ConvTranspose2dSpec {
+            in_c: 3,
+            out_c: 2,
+            k_h: 3,
+            k_w: 3,
+            stride: [2, 2],
+            pads: [1; 4],
+            dilation: [1, 1],
+            output_padding: [1, 1],
+            groups: 1,
+            activation: Activation::None,
+        };
+        let mut t = layer_of(LayerOp::ConvTranspose2d(ct), vec![0], 1);
+        t.weights = random(3 * 2 * 9, 7);
+        let prelu = model(
+            3,
+            vec![t.clone(), per_channel(BinaryOp::PRelu, 2, 1, 2, 8)],
+            2,
+        );
+        assert_eq!(super::fuse_activation::apply(prelu).1, 0);
+        let relu_after = model(3, vec![t, layer_of(relu, vec![1], 2)], 2);
+        let (fused, n) = super::fuse_activation::apply(relu_after.clone());
+        assert_eq!(n, 1);
+        assert!(same_function(&relu_after, &fused) < 1e-5);
+    }
+
+    /// A strided ConvTranspose (with its fused activation) becomes a phase convolution and
+    /// DepthToSpace computing the same function.
+    #[test]
+    fn conv_transpose_phases_computes_the_same_function() {
+        let ct = ConvTranspose2dSpec {
+            in_c: 3,
+            out_c: 2,
+            k_h: 4,
+            k_w: 4,
+            stride: [2, 2],
+            pads: [1; 4],
+            dilation: [1, 1],
+            output_padding: [0, 0],
+            groups: 1,
+            activation: Activation::LeakyRelu { alpha: 0.2 },
+        };
+        let mut t = layer_of(LayerOp::ConvTranspose2d(ct), vec![0], 1);
+        t.weights = random(3 * 2 * 16, 9);
+        t.bias = random(2, 10);
+        let m = model(3, vec![t], 1);
+        let (rewritten, n) = super::conv_transpose_phases::apply(m.clone());
+        assert_eq!(n, 1);
+        assert!(matches!(rewritten.layers[0].op, LayerOp::Conv2d(_)));
+        assert!(matches!(rewritten.layers[1].op, LayerOp::DepthToSpace(_)));
+        assert!(same_function(&m, &rewritten) < 1e-5);
+    }
+
+    /// conv -> Add(skip) -> ReLU becomes one residual convolution; the function is the same.
+    #[test]
+    fn fuse_residual_fuses_the_add_and_the_activation_after_it() {
+        let m = model(
+            4,
+            vec![
+                conv_layer(conv(4, 4, 3), 0, 1, 11),
+                layer_of(LayerOp::Binary(BinaryOp::Add), vec![1, 0], 2),
+                layer_of(
+                    LayerOp::Unary(UnaryOp::LeakyRelu { alpha: 0.0 }),
+                    vec![2],
+                    3,
+                ),
+            ],
+            3,
+        );
+        let (fused, n) = super::fuse_residual::apply(m.clone());
+        assert_eq!(n, 1);
+        assert_eq!(fused.layers.len(), 1);
+        assert!(same_function(&m, &fused) < 1e-5);
+    }
+
+    /// Layers that feed no output go; the rest keep their value ids.
+    #[test]
+    fn prune_drops_dead_branches() {
+        let m = model(
+            3,
+            vec![
+                conv_layer(conv(3, 4, 1), 0, 1, 12),
+                conv_layer(conv(3, 2, 1), 0, 2, 13),
+            ],
+            1,
+        );
+        let pruned = super::prune::apply(m);
+        assert_eq!(pruned.layers.len(), 1);
+        assert_eq!(pruned.layers[0].output, 1);
+    }
+}
