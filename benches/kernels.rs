@@ -2,6 +2,11 @@
 //!
 //! `cargo bench --bench kernels` (add `-- conv` to run only the shapes whose name contains "conv").
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on what it did not expect"
+)]
+
 use batchwise::engine::Engine;
 use batchwise::gpu::{AdapterChoice, Gpu};
 use batchwise::kernels::Bind;

@@ -264,7 +264,10 @@ mod tests {
 
     #[test]
     fn top_labels_are_sorted_probabilities() {
-        let labels: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let labels: Vec<String> = ["a", "b", "c"]
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect();
         let top = top_labels(&[1.0, 3.0, 2.0], &labels, 2);
         assert_eq!(top[0].label, "b");
         assert_eq!(top[1].label, "c");

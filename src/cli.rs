@@ -295,7 +295,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Run(args)) => run_job(args),
-        Some(Command::Bench(args)) => run_bench(args),
+        Some(Command::Bench(args)) => run_bench(&args),
     }
 }
 
@@ -367,7 +367,7 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
             ..
         } => bar.println(format!("failed: {e}")),
         JobEvent::Retry { batch_size, reason } => {
-            bar.println(format!("{reason}; retrying in batches of {batch_size}"))
+            bar.println(format!("{reason}; retrying in batches of {batch_size}"));
         }
         JobEvent::Progress {
             done,
@@ -423,7 +423,7 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
     })
 }
 
-fn run_bench(args: BenchArgs) -> Result<ExitCode> {
+fn run_bench(args: &BenchArgs) -> Result<ExitCode> {
     let model = builtin::resolve(&args.model, &args.input.overrides())?;
     let adapter = args
         .adapter

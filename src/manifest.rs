@@ -101,7 +101,7 @@ pub fn remove_stale_partials(dir: &Path) {
     }
     for entry in walkdir::WalkDir::new(dir)
         .into_iter()
-        .filter_map(|e| e.ok())
+        .filter_map(std::result::Result::ok)
     {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(rest) = name

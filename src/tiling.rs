@@ -97,7 +97,7 @@ pub fn extract_wide(image: &Pixels, rect: TileRect, tile: u32, context: u32, out
                 let p: &image::Rgba<u16> = i.get_pixel(x, y);
                 [p[0], p[1], p[2]].map(u32::from)
             };
-            extract_words(i.dimensions(), fetch, rect, tile, context, out)
+            extract_words(i.dimensions(), fetch, rect, tile, context, out);
         }
     }
 }
@@ -114,7 +114,7 @@ pub fn extract_wide_from(
         let p = image.get_pixel(x, y);
         [p[0], p[1], p[2]].map(|v| v as u32 * 257)
     };
-    extract_words(image.dimensions(), fetch, rect, tile, context, out)
+    extract_words(image.dimensions(), fetch, rect, tile, context, out);
 }
 
 fn extract_words(

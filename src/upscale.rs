@@ -53,7 +53,7 @@ impl TileSource for Pixels {
         match (depth, self) {
             (PixelDepth::Eight, Pixels::Eight(i)) => tiling::extract(i, rect, tile, context, out),
             (PixelDepth::Eight, Pixels::Sixteen(_)) => {
-                tiling::extract(&self.to_rgba8(), rect, tile, context, out)
+                tiling::extract(&self.to_rgba8(), rect, tile, context, out);
             }
             (PixelDepth::Sixteen, _) => tiling::extract_wide(self, rect, tile, context, out),
         }

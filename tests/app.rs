@@ -1,5 +1,14 @@
 //! The real app driven headless with egui_kittest: drop files, Run, wait, check every item.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on what it did not expect"
+)]
+#![allow(
+    clippy::too_many_lines,
+    reason = "a test walks one user story end to end"
+)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

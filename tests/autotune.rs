@@ -1,5 +1,10 @@
 //! Autotune measures each conv variant once per adapter, then reads the choice from its cache.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on what it did not expect"
+)]
+
 mod common;
 
 use batchwise::autotune;

@@ -1,5 +1,10 @@
 //! The command line, run as a user runs it.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on what it did not expect"
+)]
+
 mod common;
 
 use assert_cmd::Command;

@@ -5,6 +5,11 @@
 //! float32 but sum in different orders through 49 convolutions; 1e-3 is far below the gap between
 //! neighbouring top-5 logits and far above the ~1e-5 the two engines actually differ by.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on what it did not expect"
+)]
+
 mod common;
 
 use batchwise::builtin;

@@ -1,5 +1,14 @@
 //! Pause, resume and cancel a running job from another thread, as the app does.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on what it did not expect"
+)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the test plays the app: a job on a thread of its own, events over a channel"
+)]
+
 mod common;
 
 use std::sync::Arc;

@@ -10,6 +10,15 @@
 //! - unpack: bytes equal, except that a value within an ulp of a rounding boundary may round either
 //!   way (fused multiply-add), so at most 1 level and at most 0.1% of values.
 
+#![allow(
+    clippy::needless_pass_by_value,
+    reason = "each check takes a spec built at its call"
+)]
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on what it did not expect"
+)]
+
 mod common;
 
 use batchwise::engine::Engine;

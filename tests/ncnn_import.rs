@@ -3,6 +3,11 @@
 //!
 //! The NCNN files are read from `../shared/models/ncnn` (beside the checkout, as in CI).
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on what it did not expect"
+)]
+
 mod common;
 
 use std::path::PathBuf;

@@ -1,5 +1,10 @@
 //! ONNX import: the built-in model loads with the right layers; bad files get clear errors.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on what it did not expect"
+)]
+
 mod common;
 
 use batchwise::model::Activation;
@@ -46,7 +51,10 @@ fn node(name: &str, op: &str, inputs: &[&str], output: &str) -> proto::NodeProto
     proto::NodeProto {
         name: name.into(),
         op_type: op.into(),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
+        input: inputs
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect(),
         output: vec![output.into()],
         ..Default::default()
     }

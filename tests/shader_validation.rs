@@ -1,5 +1,10 @@
 //! Every shader in `shaders/` parses and validates with naga, and the engine compiles all of them.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on what it did not expect"
+)]
+
 use std::collections::BTreeSet;
 
 mod common;

@@ -3,6 +3,11 @@
 //!
 //! References come from `tests/reference/make_reference.py` (onnxruntime, CPU, float32).
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on what it did not expect"
+)]
+
 mod common;
 
 use batchwise::builtin;

@@ -77,7 +77,7 @@ impl EngineWorker {
         let control_flag = control.clone();
         let tx = ev_tx.clone();
         let thread = super::spawn_thread("engine", move || {
-            engine_thread(cmd_rx, tx, control_flag, wake)
+            engine_thread(&cmd_rx, &tx, &control_flag, wake);
         });
         let thread = match thread {
             Ok(thread) => Some(thread),
@@ -137,9 +137,9 @@ impl EngineWorker {
 }
 
 fn engine_thread(
-    commands: Receiver<WorkerCommand>,
-    events: Sender<WorkerEvent>,
-    control: Arc<job::Control>,
+    commands: &Receiver<WorkerCommand>,
+    events: &Sender<WorkerEvent>,
+    control: &Arc<job::Control>,
     wake: impl Fn(),
 ) {
     // Blocks while the channel is full (until the UI's next frame); fails only once the UI is
@@ -154,8 +154,8 @@ fn engine_thread(
         match command {
             WorkerCommand::Run(spec, choice) => {
                 if let Some(engine) = open(&mut engine, choice, &send) {
-                    let result = job::run(engine, &spec, &control, &mut |ev| {
-                        send(WorkerEvent::Job(ev))
+                    let result = job::run(engine, &spec, control, &mut |ev| {
+                        send(WorkerEvent::Job(ev));
                     });
                     if let Err(e) = result {
                         send(WorkerEvent::Error(format!("{e:#}")));
@@ -166,7 +166,7 @@ fn engine_thread(
             WorkerCommand::Tune(model, setup, choice) => {
                 let result = match open(&mut engine, choice, &send) {
                     Some(engine) => crate::bench::run(engine, &model, &setup, |row| {
-                        send(WorkerEvent::TuneRow(row.clone()))
+                        send(WorkerEvent::TuneRow(row.clone()));
                     })
                     .map(|_| ())
                     .map_err(|e| format!("{e:#}")),

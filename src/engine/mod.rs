@@ -40,7 +40,7 @@ impl std::error::Error for OutOfMemory {}
 
 /// Whether `e` is (or wraps) an [`OutOfMemory`].
 pub fn is_out_of_memory(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.is::<OutOfMemory>())
+    e.chain().any(|c| c.downcast_ref::<OutOfMemory>().is_some())
 }
 
 /// Fault injection for tests of the out-of-memory paths: with `BATCHWISE_FAIL_BATCHES_ABOVE=N`

@@ -44,6 +44,7 @@ pub struct BatchRunner {
 }
 
 /// What a runner is fed: pixels (packed on the GPU) or float tensors.
+#[derive(Clone, Copy)]
 enum Feed {
     Pixels(PixelDepth),
     Floats,
@@ -610,18 +611,18 @@ impl BatchRunner {
     /// Runs `items` float inputs `[items, C, H, W]` (a runner made with [`Self::float_input`]) and
     /// returns every output.
     pub fn run_floats(&self, input: &[f32], items: u32) -> Result<Vec<Vec<f32>>> {
+        fn target(lane: &Lane) -> &TrackedBuffer {
+            &lane.values[lane.model_in]
+        }
         if !self.float_input {
             bail!("this runner packs 8-bit pixels; make it with BatchRunner::float_input");
         }
         let per_item = self.input.elements() as usize;
-        fn target(lane: &Lane) -> &TrackedBuffer {
-            &lane.values[lane.model_in]
-        }
         match self.precision {
             Precision::F32 => self.write_lanes(input, items, per_item, target)?,
             Precision::F16 => {
                 let half: Vec<half::f16> = input.iter().map(|&x| half::f16::from_f32(x)).collect();
-                self.write_lanes(&half, items, per_item, target)?
+                self.write_lanes(&half, items, per_item, target)?;
             }
         }
         self.collect_floats(self.submit_outputs(items)?)

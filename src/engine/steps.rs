@@ -139,9 +139,10 @@ pub(super) fn layer_steps(cx: &Binding, g: &GpuLayer, l: &Layer) -> Vec<Step> {
         (_, LayerOp::Flatten) => {
             copy_block::prepare_flat(Bind::new(gpu, k, &l.name), s, shapes[l.output], src, dst)
         }
-        (_, LayerOp::ConcatAxis(_)) => unreachable!("handled above"),
         (_, LayerOp::ToNhwc) => nchw_to_nhwc::prepare(Bind::new(gpu, k, &l.name), src, dst, s),
-        (_, LayerOp::Concat | LayerOp::Tensor(_)) => unreachable!("handled above"),
+        (_, LayerOp::Concat | LayerOp::ConcatAxis(_) | LayerOp::Tensor(_)) => {
+            unreachable!("handled above")
+        }
         (
             GpuLayer::Plain | GpuLayer::Constant(_),
             LayerOp::Conv2d(_) | LayerOp::Conv2dResidual { .. } | LayerOp::ConvTranspose2d(_),

@@ -301,7 +301,7 @@ impl Gpu {
         index: Option<wgpu::SubmissionIndex>,
     ) -> Result<Vec<u8>> {
         let padded = size.next_multiple_of(4);
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = crossbeam_channel::bounded(1);
         staging.map_async(wgpu::MapMode::Read, 0..padded, move |r| {
             let _ = tx.send(r);
         });

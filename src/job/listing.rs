@@ -29,9 +29,9 @@ pub fn list_inputs(inputs: &[PathBuf]) -> Vec<Listed> {
             let mut found: Vec<PathBuf> = walkdir::WalkDir::new(input)
                 .follow_links(true)
                 .into_iter()
-                .filter_map(|e| e.ok())
+                .filter_map(std::result::Result::ok)
                 .filter(|e| e.file_type().is_file())
-                .map(|e| e.into_path())
+                .map(walkdir::DirEntry::into_path)
                 .collect();
             found.sort();
             out.extend(found.into_iter().map(|path| {

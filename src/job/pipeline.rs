@@ -89,7 +89,37 @@ struct Book<'e> {
     retries: usize,
 }
 
-impl Book<'_> {
+impl<'e> Book<'e> {
+    /// Every item queued, its output the file it will write or the collected file it joins.
+    fn new(
+        emit: &'e mut dyn FnMut(JobEvent),
+        planned: &Planned,
+        outputs: &Outputs,
+        spec: &JobSpec,
+    ) -> Self {
+        let report_output = |i: usize| match (&outputs.exporter, outputs.per_image) {
+            (Some(e), false) => Some(e.path(&spec.output_dir)),
+            _ => Some(planned.outputs[i].clone()),
+        };
+        let reports = (0..planned.inputs.len())
+            .map(|i| ItemReport {
+                input: planned.inputs[i].clone(),
+                output: report_output(i),
+                status: ItemStatus::Queued,
+                error: None,
+            })
+            .collect();
+        Self {
+            emit,
+            reports,
+            inputs: planned.inputs.clone(),
+            done: 0,
+            failed: 0,
+            resumed: 0,
+            retries: 0,
+        }
+    }
+
     fn set(&mut self, index: usize, status: ItemStatus, error: Option<String>) {
         let r = &mut self.reports[index];
         r.status = status;
@@ -164,27 +194,7 @@ pub(crate) fn drive<S: Stage>(
         batch,
         budget,
     } = job;
-    let report_output = |i: usize| match (&outputs.exporter, outputs.per_image) {
-        (Some(e), false) => Some(e.path(&spec.output_dir)),
-        _ => Some(planned.outputs[i].clone()),
-    };
-    let reports = (0..planned.inputs.len())
-        .map(|i| ItemReport {
-            input: planned.inputs[i].clone(),
-            output: report_output(i),
-            status: ItemStatus::Queued,
-            error: None,
-        })
-        .collect();
-    let mut book = Book {
-        emit,
-        reports,
-        inputs: planned.inputs.clone(),
-        done: 0,
-        failed: 0,
-        resumed: 0,
-        retries: 0,
-    };
+    let mut book = Book::new(emit, &planned, &outputs, spec);
     let mut batch = fit(&mut stage, batch, &mut book)?;
     (book.emit)(JobEvent::Started {
         items: planned.inputs.clone(),
@@ -318,7 +328,7 @@ pub(crate) fn drive<S: Stage>(
         peak_in_flight,
         budget,
     };
-    Ok(finish(engine, spec, book, started, tally, tile_size))
+    Ok(finish(engine, spec, &mut book, started, tally, tile_size))
 }
 
 /// Fails those of a failed batch's images still in progress (their other items are dropped).
@@ -500,6 +510,7 @@ fn report_progress(
 }
 
 /// How a job went, for its summary.
+#[derive(Clone, Copy)]
 struct Tally {
     batch_size: u32,
     peak_in_flight: usize,
@@ -511,7 +522,7 @@ struct Tally {
 fn finish(
     engine: &Engine,
     spec: &JobSpec,
-    mut book: Book,
+    book: &mut Book,
     started: Instant,
     tally: Tally,
     tile_size: u32,
@@ -559,7 +570,7 @@ fn finish(
 
 /// The blocking-I/O pool that decodes and writes files beside the GPU thread.
 fn io_runtime() -> Result<tokio::runtime::Runtime> {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .max_blocking_threads(cores.clamp(2, 16))

@@ -243,12 +243,7 @@ impl Model {
                         w: r[2].1 - r[2].0,
                     })
                 }
-                LayerOp::Flatten => Some(ItemShape {
-                    c: input.c * input.h * input.w,
-                    h: 1,
-                    w: 1,
-                }),
-                LayerOp::ToNhwc => Some(ItemShape {
+                LayerOp::Flatten | LayerOp::ToNhwc => Some(ItemShape {
                     c: input.c * input.h * input.w,
                     h: 1,
                     w: 1,

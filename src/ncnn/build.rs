@@ -171,7 +171,7 @@ impl<'a> Builder<'a> {
         Ok(Model {
             name: name.to_owned(),
             input_name,
-            output_name: output_name.to_string(),
+            output_name: (*output_name).clone(),
             input_channels: self.channels[0],
             output_channels: self.channels[output],
             output,

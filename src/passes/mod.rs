@@ -207,7 +207,12 @@ mod tests {
         }
     }
 
-    fn conv_layer(spec: Conv2dSpec, input: usize, output: usize, seed: u64) -> crate::model::Layer {
+    fn conv_layer(
+        spec: &Conv2dSpec,
+        input: usize,
+        output: usize,
+        seed: u64,
+    ) -> crate::model::Layer {
         let n = (spec.out_c * spec.in_c / spec.groups * spec.k_h * spec.k_w) as usize;
         let mut l = layer_of(LayerOp::Conv2d(spec.clone()), vec![input], output);
         l.weights = random(n, seed);
@@ -248,7 +253,7 @@ mod tests {
         let m = model(
             3,
             vec![
-                conv_layer(conv(3, 4, 3), 0, 1, 1),
+                conv_layer(&conv(3, 4, 3), 0, 1, 1),
                 per_channel(BinaryOp::Mul, 4, 1, 2, 3),
                 per_channel(BinaryOp::Add, 4, 2, 3, 4),
             ],
@@ -276,9 +281,9 @@ mod tests {
         let m = model(
             3,
             vec![
-                conv_layer(conv(3, 4, 3), 0, 1, 1),
+                conv_layer(&conv(3, 4, 3), 0, 1, 1),
                 layer_of(relu.clone(), vec![1], 2),
-                conv_layer(conv(4, 4, 1), 2, 3, 5),
+                conv_layer(&conv(4, 4, 1), 2, 3, 5),
                 per_channel(BinaryOp::PRelu, 4, 3, 4, 6),
                 layer_of(
                     LayerOp::Unary(UnaryOp::Clip {
@@ -360,7 +365,7 @@ mod tests {
         let m = model(
             4,
             vec![
-                conv_layer(conv(4, 4, 3), 0, 1, 11),
+                conv_layer(&conv(4, 4, 3), 0, 1, 11),
                 layer_of(LayerOp::Binary(BinaryOp::Add), vec![1, 0], 2),
                 layer_of(
                     LayerOp::Unary(UnaryOp::LeakyRelu { alpha: 0.0 }),
@@ -382,8 +387,8 @@ mod tests {
         let m = model(
             3,
             vec![
-                conv_layer(conv(3, 4, 1), 0, 1, 12),
-                conv_layer(conv(3, 2, 1), 0, 2, 13),
+                conv_layer(&conv(3, 4, 1), 0, 1, 12),
+                conv_layer(&conv(3, 2, 1), 0, 2, 13),
             ],
             1,
         );

@@ -1,4 +1,9 @@
 //! Helpers shared by the integration tests.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on what it did not expect"
+)]
 #![allow(dead_code)]
 
 use std::path::PathBuf;
