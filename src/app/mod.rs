@@ -6,6 +6,7 @@
 //! (`try_send`, or an outbox that sends on a later frame), and it drains every channel back to
 //! it each frame, so the threads that block on a full one wait one frame at most.
 
+mod events;
 mod files;
 mod panels;
 mod settings;
@@ -22,7 +23,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::builtin::{self, ModelChoice, ModelInfo};
 use crate::gpu::{AdapterSummary, DeviceMemory, VramLedger};
-use crate::job::{ItemStatus, JobEvent};
+use crate::job::ItemStatus;
 pub use files::{FileCommand, FileReply, FileWorker, ImageRequest};
 pub use settings::Settings;
 pub use tune::{TUNE_BATCH_SIZES, Tuning};
@@ -312,190 +313,6 @@ impl BatchwiseApp {
         self.off_ui(ctx, || {
             Some(Picked::OutputDir(rfd::FileDialog::new().pick_folder()?))
         });
-    }
-
-    /// Applies everything the background threads sent since the last frame.
-    fn drain_events(&mut self, ctx: &egui::Context) {
-        for reply in take_some(&self.files.replies, ctx) {
-            self.on_file_reply(ctx, reply);
-        }
-        for event in take_some(&self.engine.events, ctx) {
-            self.on_worker_event(event);
-        }
-        for p in take_some(&self.picked, ctx) {
-            match p {
-                Picked::Files(files) => self.add_paths(files),
-                Picked::OutputDir(dir) => self.settings.output_dir = Some(dir),
-                Picked::Model(Ok(model)) => {
-                    self.settings.model = model.id.clone();
-                    self.message = None;
-                    self.user_models.retain(|m| m.id != model.id);
-                    self.user_models.push(model);
-                }
-                Picked::Model(Err(e)) => self.message = Some(e),
-            }
-        }
-    }
-
-    /// What the file thread (or the start-up thread) sent.
-    fn on_file_reply(&mut self, ctx: &egui::Context, reply: FileReply) {
-        match reply {
-            FileReply::Added { files, folders } => {
-                log::info!(
-                    "added {} file(s) from {} folder(s)",
-                    files.len(),
-                    folders.len()
-                );
-                for folder in folders {
-                    if !self.roots.contains(&folder) {
-                        self.roots.push(folder);
-                    }
-                }
-                for path in files {
-                    if self.items.iter().any(|i| i.path == path) {
-                        continue;
-                    }
-                    let id = self.next_id;
-                    self.next_id += 1;
-                    self.files.thumbnail(id << 1, path.clone());
-                    self.items.push(Item {
-                        id,
-                        path,
-                        status: ItemStatus::Queued,
-                        error: None,
-                        output: None,
-                        result: None,
-                        thumb: None,
-                        output_thumb: None,
-                    });
-                }
-            }
-            FileReply::Adapters(list) => self.adapters = Some(list),
-            FileReply::Error(e) => self.message = Some(e),
-            FileReply::View { id, image } => {
-                let (item_id, is_output) = (id >> 1, id & 1 == 1);
-                if let (Some(v), Some(image)) =
-                    (self.viewer.as_mut().filter(|v| v.item == item_id), image)
-                {
-                    let tex =
-                        ctx.load_texture(format!("view {id}"), image, egui::TextureOptions::LINEAR);
-                    if is_output {
-                        v.after = Some(tex);
-                    } else {
-                        v.before = Some(tex);
-                    }
-                }
-            }
-            FileReply::ModelInfo(id, info) => {
-                self.model_infos.insert(id, info);
-            }
-            FileReply::Thumbnail { id, image } => {
-                // Thumbnail ids are the item id shifted left, with the low bit set for outputs.
-                let (item_id, is_output) = (id >> 1, id & 1 == 1);
-                if let (Some(item), Some(image)) =
-                    (self.items.iter_mut().find(|i| i.id == item_id), image)
-                {
-                    let tex = ctx.load_texture(
-                        format!("thumb {id}"),
-                        image,
-                        egui::TextureOptions::LINEAR,
-                    );
-                    if is_output {
-                        item.output_thumb = Some(tex);
-                    } else {
-                        item.thumb = Some(tex);
-                    }
-                }
-            }
-        }
-    }
-
-    /// What the engine thread sent.
-    fn on_worker_event(&mut self, event: WorkerEvent) {
-        match event {
-            WorkerEvent::EngineReady { adapter, ledger } => {
-                self.adapter = Some(adapter);
-                self.ledger = Some(ledger);
-            }
-            WorkerEvent::Error(e) => self.message = Some(e),
-            WorkerEvent::Job(JobEvent::Result { index, result }) => {
-                if let Some(item) = self.items.get_mut(index) {
-                    item.result = Some(result);
-                }
-            }
-            WorkerEvent::TuneRow(row) => {
-                if let Some(t) = &mut self.tuning {
-                    t.rows.push(row);
-                }
-            }
-            WorkerEvent::TuneDone(result) => {
-                if let Some(t) = &mut self.tuning {
-                    t.finished = true;
-                    t.error = result.err();
-                }
-            }
-            WorkerEvent::Idle => {
-                self.running = false;
-                self.progress.finished_secs =
-                    self.progress.started.map(|s| s.elapsed().as_secs_f64());
-            }
-            WorkerEvent::Job(JobEvent::Started {
-                batch_size,
-                tile_size,
-                ..
-            }) => {
-                self.progress.batch_size = batch_size;
-                self.progress.tile_size = tile_size;
-            }
-            WorkerEvent::Job(JobEvent::Item {
-                index,
-                status,
-                output,
-                error,
-            }) => {
-                if let Some(item) = self.items.get_mut(index) {
-                    item.status = status;
-                    item.error = error;
-                    if let Some(out) = &output {
-                        self.files.thumbnail((item.id << 1) | 1, out.clone());
-                    }
-                    item.output = output;
-                }
-            }
-            WorkerEvent::Job(JobEvent::Progress {
-                done,
-                failed,
-                total,
-                items_per_sec,
-                batch_size,
-                budget_bytes,
-                device_memory,
-                ..
-            }) => {
-                self.progress.done = done;
-                self.progress.failed = failed;
-                self.progress.total = total;
-                self.progress.items_per_sec = items_per_sec;
-                self.progress.batch_size = batch_size;
-                self.progress.budget_bytes = budget_bytes;
-                self.progress.device_memory = device_memory;
-            }
-            WorkerEvent::Job(JobEvent::Retry { batch_size, reason }) => {
-                self.progress.batch_size = batch_size;
-                self.message = Some(format!("{reason}; retrying in batches of {batch_size}"));
-            }
-            WorkerEvent::Job(JobEvent::Finished(summary)) => {
-                log::info!(
-                    "job finished: {} done, {} failed of {}",
-                    summary.done,
-                    summary.failed,
-                    summary.total
-                );
-                self.progress.done = summary.done;
-                self.progress.failed = summary.failed;
-                self.progress.items_per_sec = summary.items_per_sec;
-            }
-        }
     }
 
     /// Hands waiting requests to the file thread, dropping those nobody wants any more: viewer
