@@ -160,25 +160,60 @@ fn load_images(
     Ok(decoded)
 }
 
+/// Compute only through the job pipeline (decode and write left out: the images are in memory
+/// and nothing is written): items per second from the first batch to the last (model upload and
+/// runner allocation excluded), with the job's summary.
+fn in_memory(
+    engine: &Engine,
+    (choice, model): (&ModelChoice, &crate::engine::GpuModel),
+    (batch, tile): (u32, Option<u32>),
+    precision: crate::kernels::Precision,
+    images: &[RgbaImage],
+) -> Result<(f64, crate::job::JobSummary)> {
+    let spec = crate::job::JobSpec {
+        inputs: Vec::new(),
+        model: choice.clone(),
+        batch_size: batch,
+        tile_size: tile,
+        output_dir: std::env::temp_dir(),
+        precision,
+        analysis: Default::default(),
+        export: Default::default(),
+        shard: None,
+        memory_budget: None,
+        roots: Vec::new(),
+    };
+    // Warm-up: the first dispatch of a pipeline compiles it on some drivers.
+    crate::job::run_in_memory(engine, &spec, model, images[..1].to_vec(), &mut |_| {})?;
+    let mut first_batch: Option<Instant> = None;
+    let summary = crate::job::run_in_memory(engine, &spec, model, images.to_vec(), &mut |e| {
+        if matches!(e, crate::job::JobEvent::Started { .. }) {
+            first_batch = Some(Instant::now());
+        }
+    })?;
+    let secs = first_batch.map_or(summary.elapsed_secs, |t| t.elapsed().as_secs_f64());
+    if summary.done != images.len() {
+        bail!(
+            "the bench job finished {} of {} images: {:?}",
+            summary.done,
+            images.len(),
+            summary.items.iter().find_map(|i| i.error.clone())
+        );
+    }
+    Ok((images.len() as f64 / secs.max(1e-9), summary))
+}
+
 /// A fixed-input model (classify, embed, segment, faces): batches of whole images fitted to its
-/// input, compute only (fit on the CPU, upload, run, read every output back).
+/// input, through the job pipeline, compute only.
 fn run_fixed(
     engine: &Engine,
     choice: &ModelChoice,
     model: &crate::engine::GpuModel,
-    batch_sizes: &[u32],
+    (batch_sizes, precision): (&[u32], crate::kernels::Precision),
     images: &[RgbaImage],
     mut progress: impl FnMut(&BenchRow),
 ) -> Result<BenchReport> {
     let size = choice.input_size;
-    let fit = crate::analyze::Fit::for_task(choice.task);
-    let pixels: Vec<Vec<u32>> = images
-        .iter()
-        .map(|i| {
-            let (fitted, _) = crate::analyze::fit(i, size, fit);
-            fitted.pixels().map(|p| u32::from_le_bytes(p.0)).collect()
-        })
-        .collect();
     // Beyond the first batch size that holds every image, nothing new is measured.
     let mut sizes: Vec<u32> = batch_sizes
         .iter()
@@ -194,31 +229,17 @@ fn run_fixed(
     let macs = model.model.macs_per_item(size, size)? * images.len() as u64;
     let mut rows = Vec::new();
     for batch in sizes {
-        let runner = crate::engine::BatchRunner::new(
-            engine,
-            model,
-            batch,
-            size,
-            size,
-            &choice.spec.input_map,
-        )?;
-        runner.run_f32_all(&pixels[0], 1)?; // warm-up: pipelines compile on first use
-        engine.gpu.ledger.reset_peak();
-        let start = Instant::now();
-        for chunk in pixels.chunks(batch as usize) {
-            runner.run_f32_all(&chunk.concat(), chunk.len() as u32)?;
-        }
-        let secs = start.elapsed().as_secs_f64();
+        let (rate, summary) = in_memory(engine, (choice, model), (batch, None), precision, images)?;
         let row = BenchRow {
             batch_size: batch,
-            items_per_sec: images.len() as f64 / secs,
-            compute_items_per_sec: images.len() as f64 / secs,
+            items_per_sec: rate,
+            compute_items_per_sec: rate,
             gpu_ms_per_batch: None,
-            peak_gpu_bytes: engine.gpu.ledger.peak_bytes(),
+            peak_gpu_bytes: summary.peak_gpu_bytes,
             planned_gpu_bytes: crate::engine::plan(model, size, size, batch)?.total_bytes(),
             batches: images.len().div_ceil(batch as usize),
-            dispatches_per_batch: runner.dispatches(),
-            gflops: 2.0 * macs as f64 / secs / 1e9,
+            dispatches_per_batch: summary.dispatches_per_batch,
+            gflops: 2.0 * macs as f64 * rate / images.len() as f64 / 1e9,
         };
         progress(&row);
         rows.push(row);
@@ -226,6 +247,20 @@ fn run_fixed(
     let plan = crate::engine::plan(model, size, size, 1)?;
     let workload = (size, images.len() as u32, size, 1);
     Ok(BenchReport::new(engine, &choice.id, workload, plan, rows))
+}
+
+/// GPU time of one batch (mean of two, from timestamp queries), where the adapter has them.
+fn gpu_ms_per_batch(
+    up: &TiledUpscaler,
+    refs: &[&RgbaImage],
+    tiles: &[TileRef],
+    batch: usize,
+) -> Result<Option<f64>> {
+    let mut ms = Vec::new();
+    for chunk in tiles.chunks(batch).take(2) {
+        ms.extend(up.run_tiles_timed(refs, chunk, true)?.1);
+    }
+    Ok((!ms.is_empty()).then(|| ms.iter().sum::<f64>() / ms.len() as f64))
 }
 
 /// Runs the bench `setup` describes, calling `progress` after each batch size.
@@ -251,7 +286,8 @@ pub fn run(
     let images = load_images(inputs.as_deref(), &files, count, size)?;
     count = images.len() as u32;
     if builtin.input_size > 0 {
-        return run_fixed(engine, builtin, &model, &batch_sizes, &images, progress);
+        let fixed = (&batch_sizes[..], precision);
+        return run_fixed(engine, builtin, &model, fixed, &images, progress);
     }
     let largest = *batch_sizes.iter().max().expect("not empty");
     // One tile size for every row, so every batch size does the same work.
@@ -299,20 +335,21 @@ pub fn run(
             })
             .collect();
         tiles_per_item = tiles.len() / images.len();
-        // Warm-up: the first dispatch of a pipeline compiles it on some drivers.
         up.run_tiles(&refs, &tiles[..1])?;
-        engine.gpu.ledger.reset_peak();
-        let start = Instant::now();
-        let mut gpu_ms = Vec::new();
-        for chunk in tiles.chunks(batch as usize) {
-            let (_, ms) = up.run_tiles_timed(&refs, chunk, true)?;
-            gpu_ms.extend(ms);
-        }
-        let secs = start.elapsed().as_secs_f64();
+        let gpu_ms = gpu_ms_per_batch(&up, &refs, &tiles, batch as usize)?;
+        let dispatches = up.runner().dispatches();
+        drop(up);
+        let (compute, summary) = in_memory(
+            engine,
+            (builtin, &model),
+            (batch, Some(tile)),
+            precision,
+            &images,
+        )?;
+        let secs = count as f64 / compute;
         let side = tile + 2 * builtin.spec.context;
         let macs = model.model.macs_per_item(side, side)? * tiles.len() as u64;
-        let compute = count as f64 / secs;
-        let peak = engine.gpu.ledger.peak_bytes();
+        let peak = summary.peak_gpu_bytes;
         let end_to_end = match &inputs {
             Some(dir) => end_to_end(engine, builtin, dir, batch, tile, precision)?,
             None => compute,
@@ -321,12 +358,11 @@ pub fn run(
             batch_size: batch,
             items_per_sec: end_to_end,
             compute_items_per_sec: compute,
-            gpu_ms_per_batch: (!gpu_ms.is_empty())
-                .then(|| gpu_ms.iter().sum::<f64>() / gpu_ms.len() as f64),
+            gpu_ms_per_batch: gpu_ms,
             peak_gpu_bytes: peak,
             planned_gpu_bytes: crate::engine::plan(&model, side, side, batch)?.total_bytes(),
             batches: tiles.len().div_ceil(batch as usize),
-            dispatches_per_batch: up.runner().dispatches(),
+            dispatches_per_batch: dispatches,
             gflops: 2.0 * macs as f64 / secs / 1e9,
         };
         progress(&row);

@@ -9,6 +9,7 @@ use crate::tiling::Pixels;
 
 /// A decoded input: RGB(A) pixels (16-bit where the file has more than 8 bits a channel) and, if
 /// the image is not opaque, its alpha plane (8 or 16-bit, as the pixels).
+#[derive(Clone)]
 pub(crate) struct Decoded {
     pub rgba: Pixels,
     pub alpha: Option<DynamicImage>,

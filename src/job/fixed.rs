@@ -140,6 +140,10 @@ impl Stage for FixedStage<'_> {
         self.batch_size() as usize + DECODE_AHEAD
     }
 
+    fn dispatches(&self) -> usize {
+        self.runner().dispatches()
+    }
+
     fn admit(&mut self, index: usize, mut decoded: Decoded) {
         let size = self.spec.model.input_size;
         let fit = Fit::for_task(self.spec.model.task);

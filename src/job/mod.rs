@@ -24,7 +24,7 @@ mod plan;
 mod resume;
 mod tiled;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -140,6 +140,8 @@ pub struct JobSummary {
     pub retries: usize,
     /// The most batches that were on the GPU at once (submitted, not read back yet).
     pub batches_in_flight: usize,
+    /// Kernel dispatches in one full batch (every layer of every lane, pack and unpack).
+    pub dispatches_per_batch: usize,
     pub items: Vec<ItemReport>,
 }
 
@@ -230,54 +232,108 @@ pub fn run(
 ) -> Result<JobSummary> {
     let started = Instant::now();
     let planned = plan::plan(spec)?;
-    engine.gpu.ledger.reset_peak();
-    let model = engine.load_with(spec.model.model.clone(), spec.precision)?;
-    let budget = memory_budget(engine, spec);
     let exporter = export::for_task(spec.model.task);
-    let per_image = exporter.is_none() || !plan::collects(spec);
     let outputs = pipeline::Outputs {
+        per_image: exporter.is_none() || !plan::collects(spec),
         exporter,
-        per_image,
+        discard: false,
     };
-    let (outs, records) = (planned.outputs.clone(), planned.records.clone());
-    let todo: Vec<&Path> = (0..planned.inputs.len())
-        .filter(|&i| planned.todo(i))
-        .map(|i| planned.inputs[i].as_path())
+    let source = pipeline::Source::Files;
+    let model = engine.load_with(spec.model.model.clone(), spec.precision)?;
+    let run = (started, planned, source, outputs);
+    run_planned(engine, spec, &model, control, emit, run)
+}
+
+/// Runs `images` (already decoded) through the same pipeline as [`run`] and writes nothing:
+/// what `bench` measures. `spec.inputs`, the output folder and the export options are not used.
+pub fn run_in_memory(
+    engine: &Engine,
+    spec: &JobSpec,
+    model: &crate::engine::GpuModel,
+    images: Vec<image::RgbaImage>,
+    emit: &mut dyn FnMut(JobEvent),
+) -> Result<JobSummary> {
+    let started = Instant::now();
+    let n = images.len();
+    let decoded: Vec<decode::Decoded> = images
+        .into_iter()
+        .map(|rgba| decode::Decoded {
+            rgba: crate::tiling::Pixels::Eight(rgba),
+            alpha: None,
+            meta: Metadata::default(),
+        })
         .collect();
+    let names: Vec<PathBuf> = (0..n)
+        .map(|i| PathBuf::from(format!("image-{i}")))
+        .collect();
+    let planned = plan::Planned {
+        outputs: names.iter().map(|p| p.with_extension("out")).collect(),
+        inputs: names,
+        skips: vec![None; n],
+        resumed: vec![false; n],
+        resumed_results: vec![None; n],
+        records: vec![None; n],
+    };
+    let outputs = pipeline::Outputs {
+        exporter: None,
+        per_image: true,
+        discard: true,
+    };
+    let source = pipeline::Source::Memory(std::sync::Arc::new(decoded));
+    let control = Control::default();
+    let run = (started, planned, source, outputs);
+    run_planned(engine, spec, model, &control, emit, run)
+}
+
+/// Sizes the batch (Auto) and drives the pipeline with the model's stage.
+fn run_planned(
+    engine: &Engine,
+    spec: &JobSpec,
+    model: &crate::engine::GpuModel,
+    control: &Control,
+    emit: &mut dyn FnMut(JobEvent),
+    (started, planned, source, outputs): (
+        Instant,
+        plan::Planned,
+        pipeline::Source,
+        pipeline::Outputs,
+    ),
+) -> Result<JobSummary> {
+    engine.gpu.ledger.reset_peak();
+    let budget = memory_budget(engine, spec);
+    let (outs, records) = (planned.outputs.clone(), planned.records.clone());
+    let todo: Vec<PathBuf> = (0..planned.inputs.len())
+        .filter(|&i| planned.todo(i))
+        .map(|i| planned.inputs[i].clone())
+        .collect();
+    let job = |batch: u32| pipeline::Job {
+        engine,
+        spec,
+        control,
+        started,
+        planned,
+        source,
+        outputs,
+        batch,
+        budget,
+    };
     if spec.model.input_size > 0 {
-        let stage = fixed::FixedStage::new(engine, &model, spec, outs, records);
+        let stage = fixed::FixedStage::new(engine, model, spec, outs, records);
         let batch = match spec.batch_size {
             AUTO_BATCH => stage.auto_batch(budget, todo.len())?,
             n => n,
         };
-        let job = pipeline::Job {
-            engine,
-            spec,
-            control,
-            started,
-            planned,
-            outputs,
-            batch,
-            budget,
-        };
-        pipeline::drive(job, stage, emit)
+        pipeline::drive(job(batch), stage, emit)
     } else {
-        let stage = tiled::TiledStage::new(engine, &model, spec, outs, records);
+        let stage = tiled::TiledStage::new(engine, model, spec, outs, records);
         let batch = match spec.batch_size {
-            AUTO_BATCH => stage.auto_batch(budget, &todo)?,
+            AUTO_BATCH => stage.auto_batch(
+                budget,
+                &todo.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
+            )?,
             n => n,
         };
-        let job = pipeline::Job {
-            engine,
-            spec,
-            control,
-            started,
-            planned,
-            outputs,
-            batch,
-            budget,
-        };
-        pipeline::drive(job, stage, emit)
+        pipeline::drive(job(batch), stage, emit)
     }
 }
 

@@ -50,6 +50,8 @@ pub(crate) trait Stage {
     fn tile_size(&self) -> u32;
     /// Images to keep decoding ahead of the GPU.
     fn decode_ahead(&self) -> usize;
+    /// Kernel dispatches in one full batch of the current runner.
+    fn dispatches(&self) -> usize;
     /// Takes a decoded image: its items wait for a batch.
     fn admit(&mut self, index: usize, image: Decoded);
     /// Items waiting for a batch.
@@ -69,12 +71,21 @@ pub(crate) trait Stage {
     fn in_progress(&self) -> Vec<usize>;
 }
 
+/// Where a job's images come from: files decoded on the I/O pool, or images already in memory
+/// (`bench`: the same pipeline without the disk).
+pub(crate) enum Source {
+    Files,
+    Memory(std::sync::Arc<Vec<Decoded>>),
+}
+
 /// How a job's items end: written one file each, and/or collected into files at the end.
 pub(crate) struct Outputs {
     /// The exporter of collected results (labels, embeddings, faces).
     pub exporter: Option<Box<dyn Exporter>>,
     /// Items write a file of their own (done when written); else done when collected.
     pub per_image: bool,
+    /// Nothing is written (`bench`): an item is done when its batch lands.
+    pub discard: bool,
 }
 
 /// Item bookkeeping and the events that report it.
@@ -172,6 +183,7 @@ pub(crate) struct Job<'a> {
     pub control: &'a Control,
     pub started: Instant,
     pub planned: Planned,
+    pub source: Source,
     pub outputs: Outputs,
     /// The batch size asked for (Auto already resolved) and the budget it was planned against.
     pub batch: u32,
@@ -190,12 +202,14 @@ pub(crate) fn drive<S: Stage>(
         control,
         started,
         planned,
+        source,
         outputs,
         batch,
         budget,
     } = job;
     let mut book = Book::new(emit, &planned, &outputs, spec);
     let mut batch = fit(&mut stage, batch, &mut book)?;
+    let dispatches = stage.dispatches();
     (book.emit)(JobEvent::Started {
         items: planned.inputs.clone(),
         batch_size: batch,
@@ -203,7 +217,7 @@ pub(crate) fn drive<S: Stage>(
     });
     mark_planned(&mut book, &planned);
     let runtime = io_runtime()?;
-    let mut decoder = Decoder::new(&planned);
+    let mut decoder = Decoder::new(&planned, source);
     let mut writing: Vec<(usize, Writing)> = Vec::new();
     let mut collected: Vec<(usize, ItemResult)> = Vec::new();
     // The batch on the GPU whose results are not read yet.
@@ -259,6 +273,11 @@ pub(crate) fn drive<S: Stage>(
             match stage.land(flight) {
                 Ok(finished) => {
                     for (i, task) in finished {
+                        let task: WriteTask = if outputs.discard {
+                            Box::new(|| Ok(None))
+                        } else {
+                            task
+                        };
                         writing.push((i, runtime.spawn_blocking(task)));
                     }
                 }
@@ -324,6 +343,7 @@ pub(crate) fn drive<S: Stage>(
         );
     }
     let tally = Tally {
+        dispatches,
         batch_size: batch,
         peak_in_flight,
         budget,
@@ -426,14 +446,16 @@ struct Decoder {
     queue: VecDeque<(usize, tokio::task::JoinHandle<Result<Decoded, String>>)>,
     next: usize,
     total: usize,
+    source: Source,
 }
 
 impl Decoder {
-    fn new(planned: &Planned) -> Self {
+    fn new(planned: &Planned, source: Source) -> Self {
         Self {
             queue: VecDeque::new(),
             next: 0,
             total: planned.inputs.len(),
+            source,
         }
     }
 
@@ -459,9 +481,17 @@ impl Decoder {
                 );
                 continue;
             }
-            let path = planned.inputs[i].clone();
-            self.queue
-                .push_back((i, runtime.spawn_blocking(move || decode(&path))));
+            let handle = match &self.source {
+                Source::Files => {
+                    let path = planned.inputs[i].clone();
+                    runtime.spawn_blocking(move || decode(&path))
+                }
+                Source::Memory(images) => {
+                    let images = images.clone();
+                    runtime.spawn_blocking(move || Ok(images[i].clone()))
+                }
+            };
+            self.queue.push_back((i, handle));
         }
     }
 
@@ -512,6 +542,8 @@ fn report_progress(
 /// How a job went, for its summary.
 #[derive(Clone, Copy)]
 struct Tally {
+    /// Kernel dispatches in one full batch of the first runner.
+    dispatches: usize,
     batch_size: u32,
     peak_in_flight: usize,
     /// The budget the batch size was planned against.
@@ -562,6 +594,7 @@ fn finish(
         memory_budget_bytes: tally.budget,
         retries: book.retries,
         batches_in_flight: tally.peak_in_flight,
+        dispatches_per_batch: tally.dispatches,
         items: std::mem::take(&mut book.reports),
     };
     (book.emit)(JobEvent::Finished(summary.clone()));
@@ -619,7 +652,7 @@ mod tests {
             retries: 0,
         };
         let runtime = io_runtime().unwrap();
-        let mut decoder = Decoder::new(&planned);
+        let mut decoder = Decoder::new(&planned, Source::Files);
         decoder.top_up(&runtime, 8, &mut book, &planned);
         assert_eq!(book.failed, 1);
         let error = book.reports[0].error.clone().unwrap_or_default();

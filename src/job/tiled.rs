@@ -154,6 +154,10 @@ impl Stage for TiledStage<'_> {
         DECODE_AHEAD
     }
 
+    fn dispatches(&self) -> usize {
+        self.upscaler().runner().dispatches()
+    }
+
     fn admit(&mut self, index: usize, image: Decoded) {
         let (w, h) = image.rgba.dimensions();
         self.wants_wide |= matches!(image.rgba, Pixels::Sixteen(_));
