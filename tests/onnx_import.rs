@@ -512,3 +512,323 @@ fn constant_nodes_feed_the_image_lowering() {
         last.op
     );
 }
+
+/// A value whose dims are `Some(fixed)` or `None` (free, as `dim_param`).
+fn value_dims(name: &str, dims: &[Option<i64>]) -> proto::ValueInfoProto {
+    let mut v = value(name, &[]);
+    let shape = v
+        .r#type
+        .as_mut()
+        .and_then(|t| t.tensor_type.as_mut())
+        .and_then(|t| t.shape.as_mut())
+        .unwrap();
+    shape.dim = dims
+        .iter()
+        .map(|&d| proto::Dimension {
+            dim_value: d,
+            dim_param: d.is_none().then(|| "n".to_owned()),
+        })
+        .collect();
+    v
+}
+
+/// A float or int64 constant.
+fn constant(name: &str, dims: &[i64], data: &[f32]) -> proto::TensorProto {
+    proto::TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: 1,
+        float_data: data.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn ints_constant(name: &str, data: &[i64]) -> proto::TensorProto {
+    proto::TensorProto {
+        name: name.into(),
+        dims: vec![data.len() as i64],
+        data_type: 7,
+        int64_data: data.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// A graph of `nodes` reading `x` of `input` dims and writing `y`.
+fn graph_model(
+    nodes: Vec<proto::NodeProto>,
+    initializer: Vec<proto::TensorProto>,
+    input: &[Option<i64>],
+) -> Vec<u8> {
+    proto::ModelProto {
+        ir_version: 8,
+        opset_import: vec![proto::OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        graph: Some(proto::GraphProto {
+            node: nodes,
+            name: "g".into(),
+            initializer,
+            input: vec![value_dims("x", input)],
+            output: vec![value_dims("y", &[])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn string_attr(name: &str, s: &str) -> proto::AttributeProto {
+    proto::AttributeProto {
+        name: name.into(),
+        s: s.as_bytes().to_vec(),
+        r#type: 3,
+        ..Default::default()
+    }
+}
+
+/// The image lowering takes every activation the unary kernel runs (one translation,
+/// `onnx::ops::activation::unary_op`, shared with the static lowering): a free-size Conv -> Elu
+/// -> Softplus -> Neg -> Mish -> Abs loads as image layers, and its GPU output at two sizes and a
+/// batch of 2 matches the ops' ONNX definitions on random inputs.
+#[test]
+fn free_size_models_run_every_unary_op() {
+    use batchwise::kernels::conv2d;
+    use batchwise::model::UnaryOp;
+    let mut rng = common::rng(7);
+    let c = 3u32;
+    let weights = common::random_vec(&mut rng, (c * c * 9) as usize, 0.5);
+    let bias = common::random_vec(&mut rng, c as usize, 0.5);
+    let mut conv = node("conv", "Conv", &["x", "w", "b"], "c");
+    conv.attribute.push(proto::AttributeProto {
+        name: "pads".into(),
+        ints: vec![1, 1, 1, 1],
+        r#type: 7,
+        ..Default::default()
+    });
+    let mut elu = node("elu", "Elu", &["c"], "e");
+    elu.attribute.push(proto::AttributeProto {
+        name: "alpha".into(),
+        f: 0.5,
+        r#type: 1,
+        ..Default::default()
+    });
+    let bytes = graph_model(
+        vec![
+            conv,
+            elu,
+            node("softplus", "Softplus", &["e"], "s"),
+            node("neg", "Neg", &["s"], "n"),
+            node("mish", "Mish", &["n"], "m"),
+            node("abs", "Abs", &["m"], "y"),
+        ],
+        vec![
+            constant("w", &[3, 3, 3, 3], &weights),
+            constant("b", &[3], &bias),
+        ],
+        &[None, Some(3), None, None],
+    );
+    let model = onnx::load(&bytes, "unary").unwrap();
+    assert!(model.static_shapes.is_none(), "not the image lowering");
+    assert!(
+        matches!(model.layers[0].op, LayerOp::Conv2d(_)),
+        "{:?}",
+        model.layers
+    );
+    let unary: Vec<UnaryOp> = model.layers[1..]
+        .iter()
+        .map(|l| match l.op {
+            LayerOp::Unary(u) => u,
+            ref other => panic!("{} is not unary: {other:?}", l.name),
+        })
+        .collect();
+    assert_eq!(
+        unary,
+        [
+            UnaryOp::Elu { alpha: 0.5 },
+            UnaryOp::Softplus,
+            UnaryOp::Neg,
+            UnaryOp::Mish,
+            UnaryOp::Abs,
+        ]
+    );
+    let LayerOp::Conv2d(spec) = model.layers[0].op.clone() else {
+        unreachable!("checked")
+    };
+    let softplus = |x: f32| (1.0 + x.exp()).ln();
+    let f = |x: f32| {
+        let e = if x > 0.0 { x } else { 0.5 * (x.exp() - 1.0) };
+        let n = -softplus(e);
+        (n * softplus(n).tanh()).abs()
+    };
+    let engine = common::engine();
+    let gpu_model = engine.load(std::sync::Arc::new(model)).unwrap();
+    for (h, w) in [(5u32, 7u32), (9, 4)] {
+        let input = common::random_vec(&mut rng, (2 * c * h * w) as usize, 2.0);
+        let want: Vec<f32> = conv2d::reference(&spec, &input, 2, h, w, &weights, &bias)
+            .into_iter()
+            .map(f)
+            .collect();
+        let runner =
+            batchwise::engine::BatchRunner::float_input(&engine, &gpu_model, 2, h, w).unwrap();
+        let got = runner.run_floats(&input, 2).unwrap().remove(0);
+        assert_eq!(got.len(), want.len());
+        for (g, e) in got.iter().zip(&want) {
+            assert!(
+                (g - e).abs() <= 1e-4 + 1e-4 * e.abs(),
+                "{h}x{w}: {g} vs {e}"
+            );
+        }
+    }
+}
+
+/// Gelu's `approximate` is "none" (exact) or "tanh" on both lowerings; anything else is refused
+/// with an error naming the value, not run as exact Gelu.
+#[test]
+fn gelu_approximations_agree_on_both_lowerings() {
+    use batchwise::model::UnaryOp;
+    let gelu = |approximate: Option<&str>| {
+        let mut n = node("gelu", "Gelu", &["x"], "y");
+        n.attribute
+            .extend(approximate.map(|a| string_attr("approximate", a)));
+        n
+    };
+    // Free size: the image lowering. Fixed [2, 4, 6]: the static one (rank 3 is no image).
+    let shapes: [&[Option<i64>]; 2] = [&[None, Some(3), None, None], &[Some(2), Some(4), Some(6)]];
+    for (input, fixed) in shapes.into_iter().zip([false, true]) {
+        for (approximate, want) in [
+            (None, UnaryOp::Gelu),
+            (Some("none"), UnaryOp::Gelu),
+            (Some("tanh"), UnaryOp::GeluTanh),
+        ] {
+            let model =
+                onnx::load(&graph_model(vec![gelu(approximate)], vec![], input), "gelu").unwrap();
+            assert_eq!(model.static_shapes.is_some(), fixed);
+            assert_eq!(model.layers.len(), 1);
+            assert!(
+                matches!(model.layers[0].op, LayerOp::Unary(u) if u == want),
+                "{approximate:?}: {:?}",
+                model.layers[0].op
+            );
+        }
+        let bytes = graph_model(vec![gelu(Some("sigmoid"))], vec![], input);
+        let err = format!("{:#}", onnx::load(&bytes, "gelu").unwrap_err());
+        assert!(err.contains("approximate=\"sigmoid\""), "{err}");
+        assert!(err.contains("node gelu (Gelu)"), "{err}");
+    }
+}
+
+/// CPU reference of an edge or reflect pad of a row-major tensor.
+fn pad_reference(
+    x: &[f32],
+    dims: &[usize],
+    before: &[usize],
+    after: &[usize],
+    edge: bool,
+) -> Vec<f32> {
+    let out: Vec<usize> = (0..dims.len())
+        .map(|k| dims[k] + before[k] + after[k])
+        .collect();
+    let total: usize = out.iter().product();
+    (0..total)
+        .map(|mut i| {
+            let mut src = 0;
+            let mut stride = 1;
+            for k in (0..dims.len()).rev() {
+                let o = (i % out[k]) as i64 - before[k] as i64;
+                i /= out[k];
+                let n = dims[k] as i64;
+                let s = if edge {
+                    o.clamp(0, n - 1)
+                } else if o < 0 {
+                    -o
+                } else if o >= n {
+                    2 * (n - 1) - o
+                } else {
+                    o
+                };
+                src += s as usize * stride;
+                stride *= dims[k];
+            }
+            x[src]
+        })
+        .collect()
+}
+
+/// The static lowering pads in edge and reflect mode (as the image lowering does) on the axes
+/// the image pad kernel pads: the last two of a 4-D tensor (batch 2 as one item), the last of a
+/// 3-D one. Dropout (inference: the identity) keeps the graphs off the image lowering. Other
+/// axes are refused with a reason.
+#[test]
+fn the_static_lowering_pads_edge_and_reflect() {
+    let engine = common::engine();
+    let mut rng = common::rng(23);
+    let cases: [(&[usize], &[i64], bool); 4] = [
+        (&[2, 3, 4, 5], &[0, 0, 1, 2, 0, 0, 2, 1], true),
+        (&[2, 3, 4, 5], &[0, 0, 3, 2, 0, 0, 1, 4], false),
+        (&[2, 3, 5], &[0, 0, 2, 0, 0, 3], false),
+        (&[2, 3, 5], &[0, 0, 4, 0, 0, 1], true),
+    ];
+    for (dims, pads, edge) in cases {
+        let mut pad = node("pad", "Pad", &["x", "pads"], "p");
+        pad.attribute
+            .push(string_attr("mode", if edge { "edge" } else { "reflect" }));
+        let input: Vec<Option<i64>> = dims.iter().map(|&d| Some(d as i64)).collect();
+        let bytes = graph_model(
+            vec![pad, node("drop", "Dropout", &["p"], "y")],
+            vec![ints_constant("pads", pads)],
+            &input,
+        );
+        let model = onnx::load(&bytes, "pad").unwrap();
+        let shapes = model.static_shapes.clone().expect("the static lowering");
+        assert!(
+            model.layers.iter().any(|l| matches!(l.op, LayerOp::Pad(_))),
+            "{:?}",
+            model.layers
+        );
+        let x = common::random_vec(&mut rng, dims.iter().product(), 1.0);
+        let r = dims.len();
+        let before: Vec<usize> = pads[..r].iter().map(|&p| p as usize).collect();
+        let after: Vec<usize> = pads[r..].iter().map(|&p| p as usize).collect();
+        let want = pad_reference(&x, dims, &before, &after, edge);
+        let gpu_model = engine.load(std::sync::Arc::new(model)).unwrap();
+        let runner = batchwise::engine::BatchRunner::float_input(
+            &engine,
+            &gpu_model,
+            1,
+            shapes[0].h,
+            shapes[0].w,
+        )
+        .unwrap();
+        let got = runner.run_floats(&x, 1).unwrap().remove(0);
+        assert_eq!(got, want, "{dims:?} padded by {pads:?} (edge {edge})");
+    }
+    // The channel axis of a 4-D tensor is not an image axis.
+    let mut pad = node("pad", "Pad", &["x", "pads"], "p");
+    pad.attribute.push(string_attr("mode", "edge"));
+    let bytes = graph_model(
+        vec![pad, node("drop", "Dropout", &["p"], "y")],
+        vec![ints_constant("pads", &[0, 1, 0, 0, 0, 1, 0, 0])],
+        &[Some(2), Some(3), Some(4), Some(5)],
+    );
+    let err = format!("{:#}", onnx::load(&bytes, "pad").unwrap_err());
+    assert!(err.contains("pads axis 1"), "{err}");
+}
+
+/// An op the registry does not list for a free input size is refused by the image lowering with
+/// the registry's text; one it lists only for fixed shapes says so.
+#[test]
+fn the_image_lowering_refuses_with_the_registry_text() {
+    let bytes = graph_model(
+        vec![node("soft", "Softmax", &["x"], "y")],
+        vec![],
+        &[None, Some(3), None, None],
+    );
+    let err = format!("{:#}", onnx::load(&bytes, "softmax").unwrap_err());
+    assert!(err.contains("node soft (Softmax)"), "{err}");
+    assert!(
+        err.contains("only in a model that fixes its input shape"),
+        "{err}"
+    );
+    assert!(err.contains("Slice (step 1"), "{err}");
+}

@@ -1,10 +1,14 @@
 //! ONNX import: decodes a `.onnx` file (prost) and lowers its graph to a [`Model`].
 //!
-//! Supported today: Conv and ConvTranspose (any groups, stride, dilation, explicit pads) with a
-//! following Relu or LeakyRelu fused in, and Identity. Anything else is refused with an error that
-//! names the node, its op, the opset and what is supported.
+//! Two lowerings: the image one here (free batch, height and width; image-IR layers) and the
+//! static one ([`static_graph`], every shape fixed; general tensor ops), for graphs the image one
+//! refuses whose input shape is fixed. What each takes is listed once, in [`registry`] (rendered
+//! as `docs/ONNX_OPS.md`); anything else is refused with an error that names the node, its op,
+//! the opset and what is supported.
 
+pub mod ops;
 pub mod proto;
+pub mod registry;
 pub mod static_graph;
 
 use std::collections::HashMap;
@@ -19,14 +23,6 @@ use crate::model::UnaryOp;
 use crate::model::{Layer, LayerOp, Model, ValueId};
 use proto::{AttributeProto, NodeProto, TensorProto, data_type};
 
-const SUPPORTED_OPS: &str = "Conv, ConvTranspose, BatchNormalization, Gemm, Relu, LeakyRelu, \
-     PRelu (after a convolution), Clip, Sigmoid, Tanh, HardSwish, HardSigmoid, Gelu, Erf, Add, Sub, \
-     Mul, Div, Concat and Split (channels, height, width), Slice (step 1), Pad, MaxPool, \
-     AveragePool, GlobalAveragePool, DepthToSpace, Resize (nearest by whole factors, linear, \
-     cubic), Flatten (axis 1), Reshape (to [N, K] or of channels-last heads), Transpose (NHWC \
-     input, NCHW to NHWC), Identity. A model with a fixed input shape may also use MatMul, \
-     Softmax, the Reduce ops, Instance- and LayerNormalization, and Reshape, Transpose, Concat, \
-     Split and Slice on any axis of any rank";
 /// Opsets read. Versions after 21 changed the types (bfloat16, float8, int4) of the ops batchwise
 /// supports, not their float32 meaning.
 const OPSETS: std::ops::RangeInclusive<i64> = 7..=28;
@@ -723,7 +719,11 @@ fn lower(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> Result
     let Some((input, dims)) = fixed else {
         return Err(image_err);
     };
-    if graph.node.iter().any(|n| !static_graph::takes(&n.op_type)) {
+    if graph
+        .node
+        .iter()
+        .any(|n| !registry::takes_fixed_shape(&n.op_type))
+    {
         return Err(image_err);
     }
     let Ok(opset) = opset(model) else {
@@ -829,12 +829,37 @@ fn lower_image(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> 
                 node.domain
             );
         }
+        if !registry::takes_free_size(&node.op_type) {
+            bail!(
+                "{label} uses op {} (opset {opset}), {}",
+                node.op_type,
+                registry::unsupported(&node.op_type, true)
+            );
+        }
         let value_of = |name: &str| -> Result<ValueId> {
             values
                 .get(name)
                 .copied()
                 .ok_or_else(|| anyhow!("reads {name}, which is not computed by a supported node"))
         };
+        // Activations and elementwise functions of one input: one layer each, translated as the
+        // static lowering does; `passes::fuse_activation` runs ReLU / LeakyReLU inside the
+        // convolution before them where it can.
+        if let Some(op) = ops::activation::unary_op(node).map_err(fail)? {
+            let first = node.input.first().context("has no input").map_err(fail)?;
+            let input = value_of(first).map_err(fail)?;
+            let c = channels[input];
+            push_plain(
+                &mut layers,
+                &mut channels,
+                &mut values,
+                node,
+                LayerOp::Unary(op),
+                vec![input],
+                c,
+            );
+            continue;
+        }
         match node.op_type.as_str() {
             "Conv" | "ConvTranspose" => {
                 let input = value_of(&node.input[0]).map_err(fail)?;
@@ -871,19 +896,10 @@ fn lower_image(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> 
                 }
                 values.insert(node.output[0].clone(), from);
             }
-            "Relu" | "LeakyRelu" | "Clip" => {
+            "Clip" => {
                 // A layer of its own; `passes::fuse_activation` runs it inside the convolution
                 // before it where it can.
-                let op = match node.op_type.as_str() {
-                    "Relu" => UnaryOp::LeakyRelu { alpha: 0.0 },
-                    "LeakyRelu" => UnaryOp::LeakyRelu {
-                        alpha: attr_float(node, "alpha", 0.01),
-                    },
-                    _ => {
-                        let (min, max) = clip_bounds(node, &initializers).map_err(fail)?;
-                        UnaryOp::Clip { min, max }
-                    }
-                };
+                let (min, max) = clip_bounds(node, &initializers).map_err(fail)?;
                 let input = value_of(&node.input[0]).map_err(fail)?;
                 let c = channels[input];
                 push_plain(
@@ -891,7 +907,7 @@ fn lower_image(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> 
                     &mut channels,
                     &mut values,
                     node,
-                    LayerOp::Unary(op),
+                    LayerOp::Unary(UnaryOp::Clip { min, max }),
                     vec![input],
                     c,
                 );
@@ -922,39 +938,6 @@ fn lower_image(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> 
                     weights: w.data,
                     bias: Vec::new(),
                 });
-            }
-            "Sigmoid" | "Tanh" | "HardSwish" | "HardSigmoid" | "Gelu" | "Erf" => {
-                let input = value_of(&node.input[0]).map_err(fail)?;
-                let op = match node.op_type.as_str() {
-                    "Sigmoid" => UnaryOp::Sigmoid,
-                    "Tanh" => UnaryOp::Tanh,
-                    "HardSwish" => UnaryOp::HardSwish,
-                    "HardSigmoid" => UnaryOp::HardSigmoid {
-                        alpha: attr_float(node, "alpha", 0.2),
-                        beta: attr_float(node, "beta", 0.5),
-                    },
-                    "Gelu" => match attr(node, "approximate").map(|a| a.s.as_slice()) {
-                        None | Some(b"none") => UnaryOp::Gelu,
-                        Some(b"tanh") => UnaryOp::GeluTanh,
-                        Some(other) => {
-                            return Err(fail(anyhow!(
-                                "Gelu approximate={} is not supported",
-                                String::from_utf8_lossy(other)
-                            )));
-                        }
-                    },
-                    _ => UnaryOp::Erf,
-                };
-                let c = channels[input];
-                push_plain(
-                    &mut layers,
-                    &mut channels,
-                    &mut values,
-                    node,
-                    LayerOp::Unary(op),
-                    vec![input],
-                    c,
-                );
             }
             "Concat" => {
                 let flat_inputs: Option<Vec<&Vec<i64>>> = node
@@ -1584,6 +1567,9 @@ fn lower_image(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> 
             }
             "Add" | "Sub" | "Mul" | "Div" => {
                 use crate::model::BinaryOp;
+                if node.input.len() != 2 {
+                    return Err(fail(anyhow!("has {} inputs, not 2", node.input.len())));
+                }
                 let scalar = |name: &str| -> Option<f32> {
                     let t = initializers.get(name)?;
                     let w = tensor_to_f32(t).ok()?;
@@ -1677,13 +1663,21 @@ fn lower_image(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> 
             }
 
             "Constant" if initializers.contains_key(node.output[0].as_str()) => {}
+            "Constant" => {
+                return Err(fail(anyhow!(
+                    "a Constant's {} is not supported (tensor, float and int values are)",
+                    node.attribute
+                        .first()
+                        .map_or("missing value", |a| a.name.as_str())
+                )));
+            }
             "Identity" => {
                 let input = value_of(&node.input[0]).map_err(fail)?;
                 values.insert(node.output[0].clone(), input);
             }
             other => bail!(
-                "{label} uses op {other} (opset {opset}), which batchwise does not support yet; \
-                 supported: {SUPPORTED_OPS}"
+                "{label} uses op {other} (opset {opset}), which the registry (onnx/registry.rs) \
+                 lists for a free input size but the image lowering does not translate"
             ),
         }
     }

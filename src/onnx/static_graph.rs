@@ -5,12 +5,14 @@
 //! is one batch item (a batch is several independent inputs), so tensors of any rank and ops on
 //! any axis work: Reshape, Transpose, Concat / Split / Slice on any axis, MatMul, Softmax,
 //! reductions, normalisations. Shape arithmetic (Shape, Gather, Unsqueeze, Concat, Cast, Range
-//! on int64) is folded on the host, since every shape is known.
+//! on int64) is folded on the host, since every shape is known. The ops it takes, and their
+//! limits, are the fixed-shape column of [`super::registry`].
 
 use std::collections::HashMap;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 
+use super::ops::activation::unary_op;
 use super::proto::{GraphProto, NodeProto, TensorProto, ValueInfoProto, data_type};
 use super::{attr, attr_float, attr_int, attr_ints, node_label, node_name};
 use crate::model::BinaryOp;
@@ -21,80 +23,13 @@ use crate::model::UnaryOp;
 use crate::model::{ItemShape, Layer, LayerOp, Model, TensorOp, ValueId};
 use crate::model::{MAX_RANK, contiguous_strides};
 use crate::model::{NdBinarySpec, broadcast_dims};
+use crate::model::{PadMode, PadSpec};
 use crate::model::{ReduceOp, ReduceSpec};
 use crate::model::{SoftmaxKind, SoftmaxSpec};
 
-/// The ops this lowering takes.
-pub const STATIC_OPS: &str = "Relu, LeakyRelu, PRelu, Clip, Sigmoid, Tanh, HardSwish, \
-     HardSigmoid, Gelu, Erf, Exp, Log, Sqrt, Abs, Neg, Reciprocal, Floor, Ceil, Round, Sign, \
-     Softplus, Softsign, Elu, Selu, Celu, ThresholdedRelu, Mish, Sin, Cos, Shrink, Add, Sub, Mul, \
-     Div, Pow, Max, Min, Sum, Mean, MatMul, Gemm, Reshape, Flatten, Squeeze, Unsqueeze, Transpose, \
-     Concat, Split, Slice, Expand, Tile, Gather (constant indices), DepthToSpace, SpaceToDepth, \
-     Pad (constant), Softmax, LogSoftmax, Hardmax, ReduceMean / Sum / Max / Min / Prod / L1 / L2 \
-     / SumSquare / LogSum / LogSumExp, InstanceNormalization, LayerNormalization, \
-     BatchNormalization, Conv, ConvTranspose, MaxPool and AveragePool (1-D and 2-D; auto_pad and \
-     output_shape resolved), GlobalAveragePool, GlobalMaxPool, Identity, Dropout, Constant, \
-     ConstantOfShape, Shape, Size, Cast, Range";
-
-/// Whether this lowering takes op type `op`.
+/// Whether this lowering takes op type `op` (the registry says).
 pub fn takes(op: &str) -> bool {
-    const OTHERS: &[&str] = &[
-        "Conv",
-        "ConvTranspose",
-        "MaxPool",
-        "AveragePool",
-        "GlobalAveragePool",
-        "GlobalMaxPool",
-        "Constant",
-        "Identity",
-        "Dropout",
-        "Shape",
-        "Size",
-        "Cast",
-        "CastLike",
-        "ConstantOfShape",
-        "Range",
-        "Add",
-        "Sub",
-        "Mul",
-        "Div",
-        "Pow",
-        "PRelu",
-        "Sum",
-        "Mean",
-        "Max",
-        "Min",
-        "Clip",
-        "Reshape",
-        "Flatten",
-        "Squeeze",
-        "Unsqueeze",
-        "Transpose",
-        "Concat",
-        "Split",
-        "Slice",
-        "Expand",
-        "Tile",
-        "Gather",
-        "DepthToSpace",
-        "SpaceToDepth",
-        "Pad",
-        "Softmax",
-        "LogSoftmax",
-        "Hardmax",
-        "MatMul",
-        "Gemm",
-        "InstanceNormalization",
-        "LayerNormalization",
-        "BatchNormalization",
-    ];
-    OTHERS.contains(&op)
-        || reduce_op(op).is_some()
-        || unary_op(&NodeProto {
-            op_type: op.to_owned(),
-            ..Default::default()
-        })
-        .is_some()
+    super::registry::takes_fixed_shape(op)
 }
 
 /// A tensor known at import: initializers, Constant nodes, folded shape arithmetic.
@@ -254,61 +189,6 @@ fn axis(a: i64, rank: usize) -> Result<usize> {
         bail!("axis {a} is out of range for rank {rank}");
     }
     Ok(fixed as usize)
-}
-
-fn unary_op(node: &NodeProto) -> Option<UnaryOp> {
-    let a = |name, default| attr_float(node, name, default);
-    Some(match node.op_type.as_str() {
-        "Relu" => UnaryOp::LeakyRelu { alpha: 0.0 },
-        "LeakyRelu" => UnaryOp::LeakyRelu {
-            alpha: a("alpha", 0.01),
-        },
-        "Sigmoid" => UnaryOp::Sigmoid,
-        "Tanh" => UnaryOp::Tanh,
-        "HardSwish" => UnaryOp::HardSwish,
-        "HardSigmoid" => UnaryOp::HardSigmoid {
-            alpha: a("alpha", 0.2),
-            beta: a("beta", 0.5),
-        },
-        "Gelu" => match attr(node, "approximate").map(|x| x.s.as_slice()) {
-            Some(b"tanh") => UnaryOp::GeluTanh,
-            _ => UnaryOp::Gelu,
-        },
-        "Erf" => UnaryOp::Erf,
-        "Exp" => UnaryOp::Exp,
-        "Log" => UnaryOp::Log,
-        "Sqrt" => UnaryOp::Sqrt,
-        "Abs" => UnaryOp::Abs,
-        "Neg" => UnaryOp::Neg,
-        "Reciprocal" => UnaryOp::Reciprocal,
-        "Floor" => UnaryOp::Floor,
-        "Ceil" => UnaryOp::Ceil,
-        "Round" => UnaryOp::Round,
-        "Sign" => UnaryOp::Sign,
-        "Softplus" => UnaryOp::Softplus,
-        "Softsign" => UnaryOp::Softsign,
-        "Elu" => UnaryOp::Elu {
-            alpha: a("alpha", 1.0),
-        },
-        "Selu" => UnaryOp::Selu {
-            alpha: a("alpha", 1.673_263_2),
-            gamma: a("gamma", 1.050_701),
-        },
-        "Celu" => UnaryOp::Celu {
-            alpha: a("alpha", 1.0),
-        },
-        "ThresholdedRelu" => UnaryOp::ThresholdedRelu {
-            alpha: a("alpha", 1.0),
-        },
-        "Mish" => UnaryOp::Mish,
-        "Sin" => UnaryOp::Sin,
-        "Cos" => UnaryOp::Cos,
-        "Shrink" => UnaryOp::Shrink {
-            lambd: a("lambd", 0.5),
-            bias: a("bias", 0.0),
-        },
-        _ => return None,
-    })
 }
 
 fn binary_op(op: &str) -> Option<BinaryOp> {
@@ -728,6 +608,155 @@ impl Lowering<'_> {
         Ok(Val::Gpu(self.copy(node, v, spec, out.clone()), out))
     }
 
+    /// Pad: constant on any axis as a fill and a copy (negative pads crop); edge and reflect
+    /// through the image pad kernel ([`Self::image_pad`]).
+    fn pad(&mut self, node: &NodeProto) -> Result<Val> {
+        let name = node.input.first().context("has no input")?.clone();
+        let dims = self.dims_of(&name)?;
+        let mode = match attr(node, "mode").map(|m| m.s.as_slice()) {
+            None | Some(b"constant") => None,
+            Some(b"edge") => Some(PadMode::Edge),
+            Some(b"reflect") => Some(PadMode::Reflect),
+            Some(other) => bail!(
+                "Pad mode {} is not supported (constant, edge and reflect are)",
+                String::from_utf8_lossy(other)
+            ),
+        };
+        let rank = dims.len();
+        let pads = match self.constant(node, 1, "the pads")? {
+            Some(t) => t.ints(),
+            None => attr_ints(node, "pads").context("has no pads")?,
+        };
+        let value = match self.constant(node, 2, "the pad value")? {
+            Some(t) => t.data.first().copied().unwrap_or(0.0),
+            None => attr_float(node, "value", 0.0) as f64,
+        };
+        let axes: Vec<usize> = match self.constant(node, 3, "the axes")? {
+            Some(t) => t
+                .ints()
+                .iter()
+                .map(|&a| axis(a, rank))
+                .collect::<Result<_>>()?,
+            None => (0..rank).collect(),
+        };
+        if pads.len() != 2 * axes.len() {
+            bail!("pads {pads:?} do not fit {} axes", axes.len());
+        }
+        let (mut before, mut after) = (vec![0i64; rank], vec![0i64; rank]);
+        for (k, &a) in axes.iter().enumerate() {
+            before[a] = pads[k];
+            after[a] = pads[k + axes.len()];
+        }
+        if let Some(mode) = mode
+            && before.iter().chain(&after).any(|&p| p != 0)
+        {
+            return self.image_pad(node, &name, &before, &after, mode);
+        }
+        let out: Vec<u32> = (0..rank)
+            .map(|k| (dims[k] as i64 + before[k] + after[k]).max(0) as u32)
+            .collect();
+        // Fill, then copy the part of the input that survives (negative pads crop).
+        let os = strides_i64(&out);
+        let is = strides_i64(&dims);
+        let counts: Vec<u32> = (0..rank)
+            .map(|k| (dims[k] as i64 + before[k].min(0) + after[k].min(0)).max(0) as u32)
+            .collect();
+        let fill = CopySpec {
+            dims: out.clone(),
+            src_strides: vec![0; rank],
+            src_offset: 0,
+            dst_strides: os.clone(),
+            dst_offset: 0,
+        };
+        let body = CopySpec {
+            dims: counts.clone(),
+            src_strides: is.clone(),
+            src_offset: (0..rank).map(|k| (-before[k]).max(0) * is[k]).sum(),
+            dst_strides: os.clone(),
+            dst_offset: (0..rank).map(|k| before[k].max(0) * os[k]).sum(),
+        };
+        let (v, _) = self.gpu(&name)?;
+        let mut copies = vec![(None, fill)];
+        if numel(&counts) > 0 {
+            copies.push((Some(0), body));
+        }
+        let id = self.push(
+            node_name(node),
+            LayerOp::Tensor(TensorOp::Copy(copies)),
+            vec![v],
+            out.clone(),
+            vec![value as f32],
+        );
+        Ok(Val::Gpu(id, out))
+    }
+
+    /// An edge or reflect Pad of `name` by the image pad kernel, which pads the height and width
+    /// of `[C, H, W]` items: the axes that [`item_shape`] makes those (of rank 4 and more the
+    /// last two, of rank 3 the last, of rank 2 the last as the height), every other axis folded
+    /// into the channels, which these modes do not pad.
+    fn image_pad(
+        &mut self,
+        node: &NodeProto,
+        name: &str,
+        before: &[i64],
+        after: &[i64],
+        mode: PadMode,
+    ) -> Result<Val> {
+        let dims = self.dims_of(name)?;
+        let rank = dims.len();
+        let (h_axis, w_axis) = match rank {
+            0 | 1 => (None, None),
+            2 => (Some(1), None),
+            3 => (None, Some(2)),
+            _ => (Some(rank - 2), Some(rank - 1)),
+        };
+        let mode_name = if mode == PadMode::Edge {
+            "edge"
+        } else {
+            "reflect"
+        };
+        for k in 0..rank {
+            if Some(k) != h_axis && Some(k) != w_axis && (before[k] != 0 || after[k] != 0) {
+                bail!(
+                    "Pad mode {mode_name} pads axis {k} of {dims:?}; batchwise pads only the last \
+                     two axes in this mode (of rank 3, the last)"
+                );
+            }
+        }
+        if before.iter().chain(after).any(|&p| p < 0) {
+            bail!("negative pads (crops) are not supported in Pad mode {mode_name}");
+        }
+        if numel(&dims) == 0 {
+            bail!("cannot pad an empty tensor in mode {mode_name}");
+        }
+        let side = |a: Option<usize>| a.map_or([0, 0], |k| [before[k] as u32, after[k] as u32]);
+        let spec = PadSpec {
+            channels: [0, 0],
+            height: side(h_axis),
+            width: side(w_axis),
+            mode,
+            value: 0.0,
+        };
+        let out: Vec<u32> = (0..rank)
+            .map(|k| dims[k] + before[k] as u32 + after[k] as u32)
+            .collect();
+        if spec.output(item_shape(&dims)) != item_shape(&out) {
+            bail!("a Pad of {dims:?} to {out:?} is not a pad of images");
+        }
+        let (v, _) = self.gpu(name)?;
+        let id = self.push(
+            node_name(node),
+            LayerOp::Pad(spec),
+            vec![v],
+            out.clone(),
+            Vec::new(),
+        );
+        if self.ints.contains(&v) {
+            self.ints.insert(id);
+        }
+        Ok(Val::Gpu(id, out))
+    }
+
     #[allow(
         clippy::too_many_lines,
         reason = "the fixed-shape ONNX translator, one match arm per op; to become one function per op \
@@ -743,7 +772,10 @@ impl Lowering<'_> {
                 .with_context(|| format!("has no input {i}"))
         };
         let opset = self.opset;
-        if let Some(u) = unary_op(node) {
+        if !takes(op) {
+            bail!("uses op {op}, {}", super::registry::unsupported(op, false));
+        }
+        if let Some(u) = unary_op(node)? {
             let v = self.unary(node, input(0)?, u)?;
             self.set(node, 0, v);
             return Ok(());
@@ -1320,75 +1352,8 @@ impl Lowering<'_> {
                 self.set(node, 0, Val::Gpu(id, out));
             }
             "Pad" => {
-                let dims = self.dims_of(input(0)?)?;
-                let mode = attr(node, "mode").map_or(b"constant".to_vec(), |m| m.s.clone());
-                if mode != b"constant" {
-                    bail!(
-                        "Pad mode {} of a general tensor is not supported yet (4-D images are)",
-                        String::from_utf8_lossy(&mode)
-                    );
-                }
-                let rank = dims.len();
-                let pads = match self.constant(node, 1, "the pads")? {
-                    Some(t) => t.ints(),
-                    None => attr_ints(node, "pads").context("has no pads")?,
-                };
-                let value = match self.constant(node, 2, "the pad value")? {
-                    Some(t) => t.data.first().copied().unwrap_or(0.0),
-                    None => attr_float(node, "value", 0.0) as f64,
-                };
-                let axes: Vec<usize> = match self.constant(node, 3, "the axes")? {
-                    Some(t) => t
-                        .ints()
-                        .iter()
-                        .map(|&a| axis(a, rank))
-                        .collect::<Result<_>>()?,
-                    None => (0..rank).collect(),
-                };
-                if pads.len() != 2 * axes.len() {
-                    bail!("pads {pads:?} do not fit {} axes", axes.len());
-                }
-                let (mut before, mut after) = (vec![0i64; rank], vec![0i64; rank]);
-                for (k, &a) in axes.iter().enumerate() {
-                    before[a] = pads[k];
-                    after[a] = pads[k + axes.len()];
-                }
-                let out: Vec<u32> = (0..rank)
-                    .map(|k| (dims[k] as i64 + before[k] + after[k]).max(0) as u32)
-                    .collect();
-                // Fill, then copy the part of the input that survives (negative pads crop).
-                let os = strides_i64(&out);
-                let is = strides_i64(&dims);
-                let counts: Vec<u32> = (0..rank)
-                    .map(|k| (dims[k] as i64 + before[k].min(0) + after[k].min(0)).max(0) as u32)
-                    .collect();
-                let fill = CopySpec {
-                    dims: out.clone(),
-                    src_strides: vec![0; rank],
-                    src_offset: 0,
-                    dst_strides: os.clone(),
-                    dst_offset: 0,
-                };
-                let body = CopySpec {
-                    dims: counts.clone(),
-                    src_strides: is.clone(),
-                    src_offset: (0..rank).map(|k| (-before[k]).max(0) * is[k]).sum(),
-                    dst_strides: os.clone(),
-                    dst_offset: (0..rank).map(|k| before[k].max(0) * os[k]).sum(),
-                };
-                let (v, _) = self.gpu(input(0)?)?;
-                let mut copies = vec![(None, fill)];
-                if numel(&counts) > 0 {
-                    copies.push((Some(0), body));
-                }
-                let id = self.push(
-                    node_name(node),
-                    LayerOp::Tensor(TensorOp::Copy(copies)),
-                    vec![v],
-                    out.clone(),
-                    vec![value as f32],
-                );
-                self.set(node, 0, Val::Gpu(id, out));
+                let v = self.pad(node)?;
+                self.set(node, 0, v);
             }
             "Softmax" | "LogSoftmax" | "Hardmax" => {
                 let dims = self.dims_of(input(0)?)?;
@@ -1531,8 +1496,8 @@ impl Lowering<'_> {
                 self.set(node, 0, v);
             }
             other => bail!(
-                "uses op {other}, which batchwise does not support yet; supported for tensors \
-                 of fixed shape: {STATIC_OPS}"
+                "uses op {other}, which the registry (onnx/registry.rs) lists for tensors of fixed \
+                 shape but the static lowering does not translate"
             ),
         }
         Ok(())
