@@ -68,3 +68,51 @@ pub fn unary_op(node: &NodeProto) -> Result<Option<UnaryOp>> {
         _ => return Ok(None),
     }))
 }
+
+// Fixed shapes: static_graph::Lowering.
+
+/// Activations and unary functions; PRelu and Clip.
+///
+/// The fixed-shape translator's part: methods of [`Lowering`], which
+/// `Lowering::lower_node` (`onnx/static_graph.rs`) calls by op type.
+mod fixed_shapes {
+    use anyhow::{Context as _, Result};
+
+    use crate::model::{BinaryOp, UnaryOp};
+    use crate::onnx::attr_float;
+    use crate::onnx::proto::NodeProto;
+    use crate::onnx::static_graph::{Lowering, input};
+
+    impl Lowering<'_> {
+        /// Every op [`super::unary_op`] maps (activations and elementwise functions of one input).
+        pub(crate) fn lower_unary(&mut self, node: &NodeProto, u: UnaryOp) -> Result<()> {
+            let v = self.unary(node, input(node, 0)?, u)?;
+            self.set(node, 0, v);
+            Ok(())
+        }
+
+        /// ONNX PRelu: a binary op, the slope broadcast.
+        pub(crate) fn lower_prelu(&mut self, node: &NodeProto) -> Result<()> {
+            let v = self.binary(node, input(node, 0)?, input(node, 1)?, BinaryOp::PRelu)?;
+            self.set(node, 0, v);
+            Ok(())
+        }
+
+        /// ONNX Clip.
+        pub(crate) fn lower_clip(&mut self, node: &NodeProto) -> Result<()> {
+            let bound = |s: &Self, i: usize, name: &str, default: f32| -> Result<f32> {
+                Ok(match s.constant(node, i, "a Clip bound")? {
+                    Some(t) => *t.data.first().context("an empty bound")? as f32,
+                    None => attr_float(node, name, default),
+                })
+            };
+            let (min, max) = (
+                bound(self, 1, "min", f32::MIN)?,
+                bound(self, 2, "max", f32::MAX)?,
+            );
+            let v = self.unary(node, input(node, 0)?, UnaryOp::Clip { min, max })?;
+            self.set(node, 0, v);
+            Ok(())
+        }
+    }
+}

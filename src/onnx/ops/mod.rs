@@ -2,3 +2,13 @@
 //! static one in `super::static_graph`), one module per op family.
 
 pub mod activation;
+pub mod constant;
+pub mod conv;
+pub mod elementwise;
+pub mod matmul;
+pub mod norm;
+pub mod pad;
+pub mod pool;
+pub mod reduce;
+pub mod shape;
+pub mod slice_concat;
