@@ -73,6 +73,28 @@ impl BenchReport {
     }
 }
 
+/// The job a bench row runs: `model` at `batch` (and `tile`), writing (if at all) into `out`.
+fn job_spec(
+    model: &ModelChoice,
+    (batch, tile): (u32, Option<u32>),
+    precision: crate::kernels::Precision,
+    out: std::path::PathBuf,
+) -> crate::job::JobSpec {
+    crate::job::JobSpec {
+        inputs: Vec::new(),
+        model: model.clone(),
+        batch_size: batch,
+        tile_size: tile,
+        output_dir: out,
+        precision,
+        analysis: Default::default(),
+        export: Default::default(),
+        shard: None,
+        memory_budget: None,
+        roots: Vec::new(),
+    }
+}
+
 /// Items per second of a real `run` job over `dir` into a temporary folder (removed after).
 fn end_to_end(
     engine: &Engine,
@@ -83,19 +105,8 @@ fn end_to_end(
     precision: crate::kernels::Precision,
 ) -> Result<f64> {
     let out = std::env::temp_dir().join(format!("batchwise-bench-{}-{batch}", std::process::id()));
-    let spec = crate::job::JobSpec {
-        inputs: vec![dir.to_path_buf()],
-        model: model.clone(),
-        batch_size: batch,
-        tile_size: Some(tile),
-        output_dir: out.clone(),
-        precision,
-        analysis: Default::default(),
-        export: Default::default(),
-        shard: None,
-        memory_budget: None,
-        roots: Vec::new(),
-    };
+    let mut spec = job_spec(model, (batch, Some(tile)), precision, out.clone());
+    spec.inputs = vec![dir.to_path_buf()];
     let summary = crate::job::run(engine, &spec, &Default::default(), &mut |_| {});
     let _ = std::fs::remove_dir_all(&out);
     Ok(summary?.items_per_sec)
@@ -170,19 +181,7 @@ fn in_memory(
     precision: crate::kernels::Precision,
     images: &[RgbaImage],
 ) -> Result<(f64, crate::job::JobSummary)> {
-    let spec = crate::job::JobSpec {
-        inputs: Vec::new(),
-        model: choice.clone(),
-        batch_size: batch,
-        tile_size: tile,
-        output_dir: std::env::temp_dir(),
-        precision,
-        analysis: Default::default(),
-        export: Default::default(),
-        shard: None,
-        memory_budget: None,
-        roots: Vec::new(),
-    };
+    let spec = job_spec(choice, (batch, tile), precision, std::env::temp_dir());
     // Warm-up: the first dispatch of a pipeline compiles it on some drivers.
     crate::job::run_in_memory(engine, &spec, model, images[..1].to_vec(), &mut |_| {})?;
     let mut first_batch: Option<Instant> = None;
