@@ -1,3 +1,28 @@
+//! Constants: the Constant node.
+
+// Free sizes: the image lowering.
+
+use anyhow::{Result, bail};
+
+use crate::onnx::image::ImageLowering;
+use crate::onnx::proto::NodeProto;
+
+impl ImageLowering<'_> {
+    /// A Constant node: nothing to compute, its value is one of the initializers (read by
+    /// `constant_node_tensor`); an error for a form that is not.
+    pub(crate) fn lower_constant(&self, node: &NodeProto) -> Result<()> {
+        if self.initializers.contains_key(node.output[0].as_str()) {
+            return Ok(());
+        }
+        bail!(
+            "a Constant's {} is not supported (tensor, float and int values are)",
+            node.attribute
+                .first()
+                .map_or("missing value", |a| a.name.as_str())
+        );
+    }
+}
+
 // Fixed shapes: static_graph::Lowering.
 
 /// Constants: host tensors, folded at import.

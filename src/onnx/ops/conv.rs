@@ -1,3 +1,54 @@
+//! Convolutions: Conv and ConvTranspose.
+
+// Free sizes: the image lowering.
+
+use anyhow::{Context as _, Result};
+
+use crate::model::Layer;
+use crate::onnx::image::ImageLowering;
+use crate::onnx::proto::NodeProto;
+use crate::onnx::{conv_layers, tensor_to_f32};
+
+impl ImageLowering<'_> {
+    /// Conv or ConvTranspose (2-D, explicit pads, constant weights): the layers of
+    /// [`conv_layers`].
+    pub(crate) fn lower_conv(&mut self, node: &NodeProto) -> Result<()> {
+        let input = self.value_of(&node.input[0])?;
+        let w_name = node.input.get(1).context("has no weights")?;
+        let w = self
+            .initializers
+            .get(w_name.as_str())
+            .with_context(|| format!("weights {w_name} are not a constant initializer"))
+            .and_then(|t| tensor_to_f32(t))?;
+        let bias = match node.input.get(2).filter(|s| !s.is_empty()) {
+            Some(b) => {
+                self.initializers
+                    .get(b.as_str())
+                    .with_context(|| format!("bias {b} is not a constant initializer"))
+                    .and_then(|t| tensor_to_f32(t))?
+                    .data
+            }
+            None => Vec::new(),
+        };
+        let mut from = input;
+        for l in conv_layers(node, w, bias, self.channels[input])? {
+            let output = self.channels.len();
+            self.channels.push(l.out_c);
+            self.layers.push(Layer {
+                name: l.name,
+                op: l.op,
+                inputs: vec![from],
+                output,
+                weights: l.weights,
+                bias: l.bias,
+            });
+            from = output;
+        }
+        self.values.insert(node.output[0].clone(), from);
+        Ok(())
+    }
+}
+
 // Fixed shapes: static_graph::Lowering.
 
 /// Conv and ConvTranspose, 1-D and 2-D, through the image kernels.

@@ -1,3 +1,95 @@
+//! Matrix products: Gemm.
+
+// Free sizes: the image lowering.
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::model::{Activation, Conv2dSpec, Layer, LayerOp};
+use crate::onnx::image::ImageLowering;
+use crate::onnx::proto::NodeProto;
+use crate::onnx::{attr_float, attr_int, node_name, tensor_to_f32};
+
+impl ImageLowering<'_> {
+    pub(crate) fn lower_gemm(&mut self, node: &NodeProto) -> Result<()> {
+        // A fully connected layer on [N, K] (stored as [N, K, 1, 1]) is a 1x1 convolution.
+        let input = self.value_of(&node.input[0])?;
+        if attr_int(node, "transA", 0) != 0 {
+            bail!("Gemm with transA=1 is not supported");
+        }
+        let w_name = node.input.get(1).context("has no B")?;
+        let b = self
+            .initializers
+            .get(w_name.as_str())
+            .with_context(|| format!("B {w_name} is not a constant"))
+            .and_then(|t| tensor_to_f32(t))?;
+        let k = self.channels[input] as usize;
+        let [d0, d1] = b.dims[..] else {
+            bail!("B has shape {:?}, not 2-D", b.dims);
+        };
+        let trans_b = attr_int(node, "transB", 0) != 0;
+        let (m, bk) = if trans_b {
+            (d0 as usize, d1 as usize)
+        } else {
+            (d1 as usize, d0 as usize)
+        };
+        if bk != k {
+            bail!("B of shape {:?} does not take {k} inputs", b.dims);
+        }
+        let alpha = attr_float(node, "alpha", 1.0);
+        let beta = attr_float(node, "beta", 1.0);
+        let mut weights = vec![0.0f32; m * k];
+        for o in 0..m {
+            for i in 0..k {
+                let v = if trans_b {
+                    b.data[o * k + i]
+                } else {
+                    b.data[i * m + o]
+                };
+                weights[o * k + i] = alpha * v;
+            }
+        }
+        let bias: Vec<f32> = match node.input.get(2).filter(|s| !s.is_empty()) {
+            Some(c) => {
+                let c = self
+                    .initializers
+                    .get(c.as_str())
+                    .with_context(|| format!("C {c} is not a constant"))
+                    .and_then(|t| tensor_to_f32(t))?
+                    .data;
+                match c.len() {
+                    1 => vec![beta * c[0]; m],
+                    n if n == m => c.iter().map(|v| beta * v).collect(),
+                    n => bail!("C has {n} values for {m} outputs"),
+                }
+            }
+            None => Vec::new(),
+        };
+        let spec = Conv2dSpec {
+            in_c: k as u32,
+            out_c: m as u32,
+            k_h: 1,
+            k_w: 1,
+            stride: [1, 1],
+            pads: [0; 4],
+            dilation: [1, 1],
+            groups: 1,
+            activation: Activation::None,
+        };
+        let output = self.channels.len();
+        self.channels.push(m as u32);
+        self.values.insert(node.output[0].clone(), output);
+        self.layers.push(Layer {
+            name: node_name(node),
+            op: LayerOp::Conv2d(spec),
+            inputs: vec![input],
+            output,
+            weights,
+            bias,
+        });
+        Ok(())
+    }
+}
+
 // Fixed shapes: static_graph::Lowering.
 
 /// Matrix products.

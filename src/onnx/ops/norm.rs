@@ -1,3 +1,73 @@
+//! Normalisations: BatchNormalization.
+
+// Free sizes: the image lowering.
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::model::{BinaryOp, Layer, LayerOp};
+use crate::onnx::image::ImageLowering;
+use crate::onnx::proto::NodeProto;
+use crate::onnx::{attr_float, node_name, tensor_to_f32};
+
+impl ImageLowering<'_> {
+    /// BatchNormalization (inference, constant parameters): x * k + (beta - mean * k) per
+    /// channel, as two constant ops; `passes::fold_affine` folds them into a convolution before
+    /// them.
+    pub(crate) fn lower_batch_norm(&mut self, node: &NodeProto) -> Result<()> {
+        let input = self.value_of(&node.input[0])?;
+        let param = |i: usize| -> Result<Vec<f32>> {
+            let name = node.input.get(i).context("a parameter is missing")?;
+            let t = self
+                .initializers
+                .get(name.as_str())
+                .with_context(|| format!("{name} is not a constant"))?;
+            Ok(tensor_to_f32(t)?.data)
+        };
+        let [gamma, beta, mean, var] = [param(1), param(2), param(3), param(4)];
+        let (gamma, beta, mean, var) = (gamma?, beta?, mean?, var?);
+        let eps = attr_float(node, "epsilon", 1e-5);
+        let c = self.channels[input];
+        if [&gamma, &beta, &mean, &var]
+            .iter()
+            .any(|v| v.len() != c as usize)
+        {
+            bail!("parameters do not have {c} channels");
+        }
+        let k: Vec<f32> = (0..c as usize)
+            .map(|o| gamma[o] / (var[o] + eps).sqrt())
+            .collect();
+        let shift: Vec<f32> = (0..c as usize).map(|o| beta[o] - mean[o] * k[o]).collect();
+        let per_channel = crate::model::ItemShape { c, h: 1, w: 1 };
+        let mut prev = input;
+        for (i, (op, data)) in [(BinaryOp::Mul, k), (BinaryOp::Add, shift)]
+            .into_iter()
+            .enumerate()
+        {
+            let output = self.channels.len();
+            self.channels.push(c);
+            self.layers.push(Layer {
+                name: format!(
+                    "{} ({})",
+                    node_name(node),
+                    if i == 0 { "scale" } else { "shift" }
+                ),
+                op: LayerOp::BinaryConst {
+                    op,
+                    constant: per_channel,
+                    constant_first: false,
+                },
+                inputs: vec![prev],
+                output,
+                weights: data,
+                bias: Vec::new(),
+            });
+            prev = output;
+        }
+        self.values.insert(node.output[0].clone(), prev);
+        Ok(())
+    }
+}
+
 // Fixed shapes: static_graph::Lowering.
 
 /// Normalisations and softmax.

@@ -1,3 +1,72 @@
+//! Pad.
+
+// Free sizes: the image lowering.
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::model::{LayerOp, PadMode, PadSpec};
+use crate::onnx::image::ImageLowering;
+use crate::onnx::proto::NodeProto;
+use crate::onnx::{attr, attr_float, attr_ints, tensor_to_f32, tensor_to_i64};
+
+impl ImageLowering<'_> {
+    /// Pad of channels (constant mode), height and width, with constant pads.
+    pub(crate) fn lower_pad(&mut self, node: &NodeProto) -> Result<()> {
+        let input = self.value_of(&node.input[0])?;
+        let mode = match attr(node, "mode").map(|a| a.s.as_slice()) {
+            None | Some(b"constant") => PadMode::Constant,
+            Some(b"edge") => PadMode::Edge,
+            Some(b"reflect") => PadMode::Reflect,
+            Some(other) => {
+                bail!("mode {} is not supported", String::from_utf8_lossy(other));
+            }
+        };
+        let constant = |i: usize| {
+            node.input
+                .get(i)
+                .filter(|n| !n.is_empty())
+                .map(|n| {
+                    self.initializers
+                        .get(n.as_str())
+                        .copied()
+                        .with_context(|| format!("{n} is not a constant"))
+                })
+                .transpose()
+        };
+        let pads: Vec<i64> = match constant(1)? {
+            Some(t) => tensor_to_i64(t)?,
+            None => attr_ints(node, "pads").unwrap_or_default(),
+        };
+        let value = match constant(2)? {
+            Some(t) => tensor_to_f32(t)?.data.first().copied().unwrap_or(0.0),
+            None => attr_float(node, "value", 0.0),
+        };
+        if node.input.get(3).is_some_and(|a| !a.is_empty()) {
+            bail!("Pad with an axes input is not supported yet");
+        }
+        // [n, c, h, w] begins, then ends.
+        let [n0, c0, h0, w0, n1, c1, h1, w1] = pads[..] else {
+            bail!("pads {pads:?} are not 8 values for a 4-D tensor");
+        };
+        if n0 != 0 || n1 != 0 || [c0, h0, w0, c1, h1, w1].iter().any(|&v| v < 0) {
+            bail!("pads {pads:?}: batch or negative pads are not supported");
+        }
+        if (c0 != 0 || c1 != 0) && mode != PadMode::Constant {
+            bail!("channel padding is supported in constant mode only");
+        }
+        let spec = PadSpec {
+            channels: [c0 as u32, c1 as u32],
+            height: [h0 as u32, h1 as u32],
+            width: [w0 as u32, w1 as u32],
+            mode,
+            value,
+        };
+        let c = self.channels[input] + spec.channels[0] + spec.channels[1];
+        self.push_plain(node, LayerOp::Pad(spec), vec![input], c);
+        Ok(())
+    }
+}
+
 // Fixed shapes: static_graph::Lowering.
 
 /// Pad.

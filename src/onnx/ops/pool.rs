@@ -1,3 +1,32 @@
+//! Pooling: MaxPool, AveragePool, GlobalAveragePool.
+
+// Free sizes: the image lowering.
+
+use anyhow::Result;
+
+use crate::model::LayerOp;
+use crate::onnx::image::ImageLowering;
+use crate::onnx::pool_spec;
+use crate::onnx::proto::NodeProto;
+
+impl ImageLowering<'_> {
+    /// MaxPool or AveragePool: the kernel of [`pool_spec`].
+    pub(crate) fn lower_pool(&mut self, node: &NodeProto) -> Result<()> {
+        let input = self.value_of(&node.input[0])?;
+        let spec = pool_spec(node)?;
+        let c = self.channels[input];
+        self.push_plain(node, LayerOp::Pool2d(spec), vec![input], c);
+        Ok(())
+    }
+
+    pub(crate) fn lower_global_average_pool(&mut self, node: &NodeProto) -> Result<()> {
+        let input = self.value_of(&node.input[0])?;
+        let c = self.channels[input];
+        self.push_plain(node, LayerOp::GlobalAvgPool, vec![input], c);
+        Ok(())
+    }
+}
+
 // Fixed shapes: static_graph::Lowering.
 
 /// Pools: MaxPool and AveragePool (through the image kernels), global pools.

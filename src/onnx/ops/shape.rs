@@ -1,3 +1,138 @@
+//! Shape ops: Reshape, Transpose, Flatten, DepthToSpace, Identity.
+
+// Free sizes: the image lowering.
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::model::{Layer, LayerOp};
+use crate::onnx::image::ImageLowering;
+use crate::onnx::proto::NodeProto;
+use crate::onnx::{attr, attr_int, attr_ints, node_name, tensor_to_i64};
+
+impl ImageLowering<'_> {
+    pub(crate) fn lower_flatten(&mut self, node: &NodeProto) -> Result<()> {
+        // [N, C, 1, 1] -> [N, C] is the same memory: an alias. Flattening spatial planes needs a
+        // reshape, which is not supported yet.
+        let input = self.value_of(&node.input[0])?;
+        let pooled = self
+            .layers
+            .iter()
+            .any(|l| l.output == input && matches!(l.op, LayerOp::GlobalAvgPool));
+        let axis = attr_int(node, "axis", 1);
+        if axis != 1 && axis != -3 {
+            bail!("Flatten on axis {axis} is not supported (axis 1 keeps the batch apart)");
+        }
+        if pooled {
+            self.values.insert(node.output[0].clone(), input);
+        } else {
+            let c = self.channels[input];
+            self.push_plain(node, LayerOp::Flatten, vec![input], c);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn lower_depth_to_space(&mut self, node: &NodeProto) -> Result<()> {
+        let input = self.value_of(&node.input[0])?;
+        let block = attr_int(node, "blocksize", 0);
+        let mode =
+            attr(node, "mode").map_or("DCR".into(), |a| String::from_utf8_lossy(&a.s).into_owned());
+        let b = block as u32;
+        if block < 1
+            || !self.channels[input].is_multiple_of(b * b)
+            || (mode != "DCR" && mode != "CRD")
+        {
+            bail!(
+                "blocksize {block} and mode {mode} do not fit {} channels",
+                self.channels[input]
+            );
+        }
+        let output = self.channels.len();
+        self.channels.push(self.channels[input] / (b * b));
+        self.values.insert(node.output[0].clone(), output);
+        self.layers.push(Layer {
+            name: node_name(node),
+            op: LayerOp::DepthToSpace(crate::model::DepthToSpaceSpec {
+                block: [b, b],
+                crd: mode == "CRD",
+                crop: [0, 0],
+            }),
+            inputs: vec![input],
+            output,
+            weights: Vec::new(),
+            bias: Vec::new(),
+        });
+        Ok(())
+    }
+
+    pub(crate) fn lower_transpose(&mut self, node: &NodeProto) -> Result<()> {
+        let input = self.value_of(&node.input[0])?;
+        let perm = attr_ints(node, "perm").unwrap_or_default();
+        let is_output = self.graph.output.iter().any(|o| o.name == node.output[0]);
+        if input == 0 && self.nhwc_input && perm == [0, 3, 1, 2] {
+            // The NHWC input: the engine already packs pixels as NCHW.
+            self.values.insert(node.output[0].clone(), 0);
+        } else if perm == [0, 2, 3, 1] && self.channels[input] == 1 && is_output {
+            // A one-channel map is the same memory in NCHW and NHWC.
+            self.values.insert(node.output[0].clone(), input);
+        } else if perm == [0, 2, 3, 1] {
+            // Channels last, kept flat per item for a Reshape and Concat that follow.
+            let c = self.channels[input];
+            self.push_plain(node, LayerOp::ToNhwc, vec![input], c);
+            self.flat.insert(
+                *self.values.get(&node.output[0]).expect("just inserted"),
+                Vec::new(),
+            );
+        } else {
+            bail!(
+                "Transpose {perm:?} is supported only from an NHWC input to NCHW, or from NCHW to \
+                 NHWC"
+            );
+        }
+        Ok(())
+    }
+
+    pub(crate) fn lower_reshape(&mut self, node: &NodeProto) -> Result<()> {
+        // Of a flat (channels-last) value: the same memory with [N, ...dims] on top; the dims
+        // after the first are kept so that a Concat on axis 1 can check them.
+        let input = self.value_of(&node.input[0])?;
+        let shape_name = node.input.get(1).context("has no shape")?;
+        let dims = self
+            .initializers
+            .get(shape_name.as_str())
+            .with_context(|| format!("shape {shape_name} is not a constant"))
+            .and_then(|t| tensor_to_i64(t))?;
+        let flat_input = self.flat.contains_key(&input)
+            || self
+                .layers
+                .iter()
+                .any(|l| l.output == input && matches!(l.op, LayerOp::GlobalAvgPool));
+        let to_matrix = dims.len() == 2
+            && (dims[1] == -1 || (dims[1] > 0 && [0, 1, -1].contains(&dims[0])))
+            && [0, 1, -1].contains(&dims[0]);
+        if !flat_input && to_matrix {
+            // [N, C, H, W] -> [N, C*H*W], whatever the batch dim the file hard-codes.
+            let c = self.channels[input];
+            self.push_plain(node, LayerOp::Flatten, vec![input], c);
+            return Ok(());
+        }
+        if !flat_input || dims.len() < 2 || dims[0] != 1 {
+            bail!(
+                "Reshape to {dims:?} is supported only for [1, ...] of a channels-last or pooled \
+                 value"
+            );
+        }
+        self.values.insert(node.output[0].clone(), input);
+        self.flat.insert(input, dims[2..].to_vec());
+        Ok(())
+    }
+
+    pub(crate) fn lower_identity(&mut self, node: &NodeProto) -> Result<()> {
+        let input = self.value_of(&node.input[0])?;
+        self.values.insert(node.output[0].clone(), input);
+        Ok(())
+    }
+}
+
 // Fixed shapes: static_graph::Lowering.
 
 /// Shape ops: views, copies and shape arithmetic folded on the host.

@@ -1,3 +1,208 @@
+//! Concat, Split and Slice.
+
+// Free sizes: the image lowering.
+
+use anyhow::{Context as _, Result, anyhow, bail};
+
+use crate::model::{Layer, LayerOp};
+use crate::onnx::image::ImageLowering;
+use crate::onnx::proto::NodeProto;
+use crate::onnx::{attr, attr_int, attr_ints, node_name, tensor_to_i64};
+
+impl ImageLowering<'_> {
+    pub(crate) fn lower_concat(&mut self, node: &NodeProto) -> Result<()> {
+        let flat_inputs: Option<Vec<&Vec<i64>>> = node
+            .input
+            .iter()
+            .map(|n| self.values.get(n).and_then(|v| self.flat.get(v)))
+            .collect();
+        // A negative axis counts from the end: of [N, C, H, W], or of a reshaped value.
+        let rank = flat_inputs
+            .as_ref()
+            .and_then(|t| t.first())
+            .map_or(4, |tail| tail.len() as i64 + 2);
+        let axis = attr_int(node, "axis", 1);
+        let axis = if axis < 0 { axis + rank } else { axis };
+        // Reshaped [1, A_i, ...tail] values with equal tails concatenate on axis 1 as flat
+        // blocks: the same copy as channels of [A_i * tail, 1, 1].
+        let flat_concat = axis == 1
+            && flat_inputs
+                .as_ref()
+                .is_some_and(|t| t.windows(2).all(|p| p[0] == p[1]));
+        let spatial = if axis < 0 { axis + 4 } else { axis };
+        if !flat_concat && (spatial == 2 || spatial == 3) {
+            let inputs = node
+                .input
+                .iter()
+                .map(|n| self.value_of(n))
+                .collect::<Result<Vec<_>>>()?;
+            let c = self.channels[inputs[0]];
+            self.push_plain(node, LayerOp::ConcatAxis(spatial as usize), inputs, c);
+            return Ok(());
+        }
+        if !flat_concat && axis != 1 && axis != -3 {
+            bail!("Concat on axis {axis} is not supported yet (channels, axis 1, are)");
+        }
+        let inputs = node
+            .input
+            .iter()
+            .map(|n| self.value_of(n))
+            .collect::<Result<Vec<_>>>()?;
+        let c = inputs.iter().map(|&v| self.channels[v]).sum();
+        self.push_plain(node, LayerOp::Concat, inputs, c);
+        Ok(())
+    }
+
+    pub(crate) fn lower_split(&mut self, node: &NodeProto) -> Result<()> {
+        let axis = attr_int(node, "axis", 0);
+        let axis = if axis < 0 { axis + 4 } else { axis };
+        if axis == 2 || axis == 3 {
+            return self.lower_split_spatial(node, axis);
+        }
+        if axis != 1 {
+            bail!("Split on axis {axis} (the batch) is not supported");
+        }
+        let input = self.value_of(&node.input[0])?;
+        let total = self.channels[input];
+        let sizes: Vec<u32> = match node.input.get(1).filter(|n| !n.is_empty()) {
+            Some(name) => self
+                .initializers
+                .get(name.as_str())
+                .with_context(|| format!("split sizes {name} are not a constant"))
+                .and_then(|t| tensor_to_i64(t))?
+                .into_iter()
+                .map(|v| v as u32)
+                .collect(),
+            None => match attr_ints(node, "split") {
+                Some(v) => v.into_iter().map(|v| v as u32).collect(),
+                None => {
+                    let parts = node.output.len() as u32;
+                    if parts == 0 || parts > total {
+                        bail!("{total} channels do not split into {parts} parts");
+                    }
+                    // Opset 18: parts of ceil(total / parts), the last one smaller.
+                    let chunk = total.div_ceil(parts);
+                    if !total.is_multiple_of(parts) && attr(node, "num_outputs").is_none() {
+                        bail!("{total} channels do not split into {parts} equal parts");
+                    }
+                    (0..parts)
+                        .map(|i| chunk.min(total - (i * chunk).min(total)))
+                        .collect()
+                }
+            },
+        };
+        if sizes.len() != node.output.len() || sizes.iter().sum::<u32>() != total {
+            bail!(
+                "split sizes {sizes:?} do not cover {total} channels in {} outputs",
+                node.output.len()
+            );
+        }
+        let mut start = 0;
+        for (out_name, &count) in node.output.iter().zip(&sizes) {
+            let output = self.channels.len();
+            self.channels.push(count);
+            self.values.insert(out_name.clone(), output);
+            self.layers.push(Layer {
+                name: format!("{} -> {out_name}", node_name(node)),
+                op: LayerOp::SliceChannels { start, count },
+                inputs: vec![input],
+                output,
+                weights: Vec::new(),
+                bias: Vec::new(),
+            });
+            start += count;
+        }
+        Ok(())
+    }
+
+    /// A Split of height or width (`axis` 2 or 3): explicit sizes become crops along that axis.
+    fn lower_split_spatial(&mut self, node: &NodeProto, axis: i64) -> Result<()> {
+        let input = self.value_of(&node.input[0])?;
+        let sizes: Vec<i64> = match node.input.get(1).filter(|n| !n.is_empty()) {
+            Some(name) => self
+                .initializers
+                .get(name.as_str())
+                .with_context(|| format!("split sizes {name} are not a constant"))
+                .and_then(|t| tensor_to_i64(t))?,
+            None => attr_ints(node, "split")
+                .ok_or_else(|| anyhow!("an equal Split of height or width needs explicit sizes"))?,
+        };
+        if sizes.len() != node.output.len() {
+            bail!("{} sizes for {} outputs", sizes.len(), node.output.len());
+        }
+        let mut start = 0i64;
+        for (out_name, &len) in node.output.iter().zip(&sizes) {
+            let (mut s3, mut e3) = ([0i64; 3], [i64::MAX; 3]);
+            s3[axis as usize - 1] = start;
+            e3[axis as usize - 1] = start + len;
+            start += len;
+            let output = self.channels.len();
+            self.channels.push(self.channels[input]);
+            self.values.insert(out_name.clone(), output);
+            self.layers.push(Layer {
+                name: format!("{} -> {out_name}", node_name(node)),
+                op: LayerOp::Crop {
+                    starts: s3,
+                    ends: e3,
+                },
+                inputs: vec![input],
+                output,
+                weights: Vec::new(),
+                bias: Vec::new(),
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn lower_slice(&mut self, node: &NodeProto) -> Result<()> {
+        let input = self.value_of(&node.input[0])?;
+        let ints = |i: usize| -> Result<Option<Vec<i64>>> {
+            match node.input.get(i).filter(|n| !n.is_empty()) {
+                None => Ok(None),
+                Some(n) => self
+                    .initializers
+                    .get(n.as_str())
+                    .with_context(|| format!("{n} is not a constant"))
+                    .and_then(|t| tensor_to_i64(t))
+                    .map(Some),
+            }
+        };
+        let (starts, ends) = match (ints(1)?, ints(2)?) {
+            (Some(s), Some(e)) => (s, e),
+            _ => (
+                attr_ints(node, "starts").unwrap_or_default(),
+                attr_ints(node, "ends").unwrap_or_default(),
+            ),
+        };
+        let axes = ints(3)?
+            .or_else(|| attr_ints(node, "axes"))
+            .unwrap_or_else(|| (0..starts.len() as i64).collect());
+        if ints(4)?.is_some_and(|st| st.iter().any(|&v| v != 1)) {
+            bail!("Slice with steps other than 1 is not supported yet");
+        }
+        let (mut s3, mut e3) = ([0i64; 3], [i64::MAX; 3]);
+        for ((&a, &b), &e) in axes.iter().zip(&starts).zip(&ends) {
+            let a = if a < 0 { a + 4 } else { a };
+            if !(1..=3).contains(&a) {
+                bail!("Slice on axis {a} (the batch) is not supported");
+            }
+            s3[a as usize - 1] = b;
+            e3[a as usize - 1] = e;
+        }
+        let c = self.channels[input];
+        self.push_plain(
+            node,
+            LayerOp::Crop {
+                starts: s3,
+                ends: e3,
+            },
+            vec![input],
+            c,
+        );
+        Ok(())
+    }
+}
+
 // Fixed shapes: static_graph::Lowering.
 
 /// Concat, Split, Slice and Gather: copies of blocks, folded for constants.
