@@ -1,3 +1,5 @@
+//! Reductions: ReduceSum, ReduceMean, ReduceMax, ... over any axes (fixed shapes only).
+
 // Fixed shapes: static_graph::Lowering.
 
 /// Reductions.
