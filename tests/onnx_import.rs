@@ -832,3 +832,108 @@ fn the_image_lowering_refuses_with_the_registry_text() {
     );
     assert!(err.contains("Slice (step 1"), "{err}");
 }
+
+/// BatchNormalization folds into the convolution before it in a fixed-shape model too (the static
+/// lowering emits it as general per-channel Mul and Add, which `passes::fold_affine` folds), and
+/// the folded model computes conv -> BatchNorm -> Softmax as the CPU references do: within 1e-5
+/// (float32 rounding of the folded 27-term sums, then a softmax over 4 values).
+#[test]
+fn batch_norm_folds_in_fixed_shape_models_too() {
+    use batchwise::engine::BatchRunner;
+    use batchwise::kernels::conv2d;
+    use batchwise::model::{Conv2dSpec, TensorOp};
+    let w: Vec<f32> = (0..4 * 3 * 9)
+        .map(|i| ((i * 7) % 11) as f32 / 11.0 - 0.5)
+        .collect();
+    let b = vec![0.1, -0.2, 0.3, 0.0];
+    let (gamma, beta, mean, var) = (
+        vec![1.5, 0.5, -1.0, 2.0],
+        vec![0.0, 0.25, -0.5, 1.0],
+        vec![0.2, -0.1, 0.0, 0.4],
+        vec![1.0, 0.25, 4.0, 0.5],
+    );
+    let mut conv_node = node("conv", "Conv", &["x", "w", "b"], "c");
+    conv_node.attribute.push(proto::AttributeProto {
+        name: "pads".into(),
+        ints: vec![1, 1, 1, 1],
+        r#type: 7,
+        ..Default::default()
+    });
+    let mut softmax = node("s", "Softmax", &["z"], "y");
+    softmax.attribute.push(proto::AttributeProto {
+        name: "axis".into(),
+        i: 1,
+        r#type: 2,
+        ..Default::default()
+    });
+    let (h, wd) = (5u32, 6u32);
+    let bytes = graph_model(
+        vec![
+            conv_node,
+            node("bn", "BatchNormalization", &["c", "g", "be", "m", "v"], "z"),
+            softmax,
+        ],
+        vec![
+            constant("w", &[4, 3, 3, 3], &w),
+            constant("b", &[4], &b),
+            constant("g", &[4], &gamma),
+            constant("be", &[4], &beta),
+            constant("m", &[4], &mean),
+            constant("v", &[4], &var),
+        ],
+        &[Some(1), Some(3), Some(h as i64), Some(wd as i64)],
+    );
+    let model = onnx::load(&bytes, "bn-fixed").unwrap();
+    assert!(
+        model.static_shapes.is_some(),
+        "Softmax takes the static lowering"
+    );
+    let kinds: Vec<&str> = model.layers.iter().map(|l| l.op.kind()).collect();
+    assert_eq!(
+        kinds.len(),
+        2,
+        "BatchNormalization was not folded: {kinds:?}"
+    );
+    assert!(matches!(model.layers[0].op, LayerOp::Conv2d(_)));
+    assert!(matches!(
+        model.layers[1].op,
+        LayerOp::Tensor(TensorOp::Softmax(_))
+    ));
+
+    let engine = common::engine();
+    let gpu_model = engine.load(std::sync::Arc::new(model)).unwrap();
+    let x = common::random_vec(&mut common::rng(5), (3 * h * wd) as usize, 1.0);
+    let runner = BatchRunner::float_input(&engine, &gpu_model, 1, h, wd).unwrap();
+    let got = runner.run_floats(&x, 1).unwrap().swap_remove(0);
+
+    let spec = Conv2dSpec {
+        in_c: 3,
+        out_c: 4,
+        k_h: 3,
+        k_w: 3,
+        stride: [1, 1],
+        pads: [1; 4],
+        dilation: [1, 1],
+        groups: 1,
+        activation: Activation::None,
+    };
+    let y = conv2d::reference(&spec, &x, 1, h, wd, &w, &b);
+    let plane = (h * wd) as usize;
+    let z: Vec<f64> = y
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let c = i / plane;
+            f64::from((v - mean[c]) / (var[c] + 1e-5).sqrt() * gamma[c] + beta[c])
+        })
+        .collect();
+    let expected: Vec<f32> = (0..4 * plane)
+        .map(|i| {
+            let (c, p) = (i / plane, i % plane);
+            let sum: f64 = (0..4).map(|k| z[k * plane + p].exp()).sum();
+            (z[c * plane + p].exp() / sum) as f32
+        })
+        .collect();
+    let worst = common::max_abs_diff(&got, &expected);
+    assert!(worst <= 1e-5, "max |diff| {worst}");
+}

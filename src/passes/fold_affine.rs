@@ -2,10 +2,13 @@
 //! BatchNormalization (which importers emit as `x * k + (beta - mean * k)`), or any constant
 //! Mul / Add of one value per output channel (or one for all) after a convolution.
 //!
+//! Both lowerings' forms are folded: `BinaryConst` (free sizes) and general tensor ops with a
+//! per-channel constant (fixed shapes).
+//!
 //! Only where the convolution's output feeds nothing else and the convolution has no
 //! activation yet (the fold must come before the activation).
 
-use crate::model::{Activation, BinaryOp, ItemShape, LayerOp, Model};
+use crate::model::{Activation, BinaryOp, ItemShape, Layer, LayerOp, Model, TensorOp};
 
 /// Returns the model and how many constant layers were folded.
 pub fn apply(mut model: Model) -> (Model, usize) {
@@ -43,25 +46,15 @@ pub fn apply(mut model: Model) -> (Model, usize) {
 /// output channel.
 fn candidate(model: &Model, i: usize) -> Option<(usize, BinaryOp, Vec<f32>)> {
     let layer = &model.layers[i];
-    let LayerOp::BinaryConst {
-        op: op @ (BinaryOp::Mul | BinaryOp::Add),
-        constant: ItemShape { c, h: 1, w: 1 },
-        ..
-    } = layer.op
-    else {
-        return None;
-    };
     let &[input] = layer.inputs.as_slice() else {
         return None;
     };
     let conv = model.producer(input)?;
-    if model.readers(input) != 1 || layer.weights.len() != c as usize {
-        return None;
-    }
     let LayerOp::Conv2d(spec) = &model.layers[conv].op else {
         return None;
     };
-    if spec.activation != Activation::None
+    if model.readers(input) != 1
+        || spec.activation != Activation::None
         || (!model.layers[conv].bias.is_empty()
             && model.layers[conv].bias.len() != spec.out_c as usize)
         || !model.layers[conv]
@@ -71,10 +64,49 @@ fn candidate(model: &Model, i: usize) -> Option<(usize, BinaryOp, Vec<f32>)> {
     {
         return None;
     }
-    let values = match c {
-        1 => vec![layer.weights[0]; spec.out_c as usize],
-        c if c == spec.out_c => layer.weights.clone(),
-        _ => return None,
+    let (op, per_channel) = per_channel_constant(layer, spec.out_c)?;
+    let values = match per_channel.len() {
+        1 => vec![per_channel[0]; spec.out_c as usize],
+        _ => per_channel,
     };
     Some((conv, op, values))
+}
+
+/// A constant Mul or Add of `layer` with one value per channel of `out_c` (or one for all): as
+/// the free-size lowering emits it (`BinaryConst` of shape `[C, 1, 1]`), or as the fixed-shape
+/// one does (a general `[.., C, H, W]` op whose constant operand strides only along C).
+fn per_channel_constant(layer: &Layer, out_c: u32) -> Option<(BinaryOp, Vec<f32>)> {
+    let per_channel = |c: u32| (c == 1 || c == out_c) && layer.weights.len() == c as usize;
+    match &layer.op {
+        LayerOp::BinaryConst {
+            op: op @ (BinaryOp::Mul | BinaryOp::Add),
+            constant: ItemShape { c, h: 1, w: 1 },
+            ..
+        } if per_channel(*c) => Some((*op, layer.weights.clone())),
+        LayerOp::Tensor(TensorOp::Binary {
+            spec,
+            constant: Some(k),
+        }) if matches!(spec.op, BinaryOp::Mul | BinaryOp::Add) => {
+            let (value, constant) = if *k == 1 {
+                (&spec.a_strides, &spec.b_strides)
+            } else {
+                (&spec.b_strides, &spec.a_strides)
+            };
+            let r = spec.dims.len();
+            // [1.., C, H, W]: the value read whole, the constant along C alone.
+            let c_axis = r.checked_sub(3)?;
+            let image = spec.dims[..c_axis].iter().all(|&d| d == 1) && spec.dims[c_axis] == out_c;
+            let whole =
+                (c_axis..r).all(|k| spec.dims[k] == 1 || value[k] == contiguous(&spec.dims, k));
+            let along_c = (0..r).all(|k| spec.dims[k] == 1 || (constant[k] != 0) == (k == c_axis));
+            let n = if constant[c_axis] == 0 { 1 } else { out_c };
+            (image && whole && along_c && per_channel(n)).then(|| (spec.op, layer.weights.clone()))
+        }
+        _ => None,
+    }
+}
+
+/// The row-major stride of axis `k` of `dims`.
+fn contiguous(dims: &[u32], k: usize) -> u32 {
+    dims[k + 1..].iter().product()
 }
