@@ -937,3 +937,87 @@ fn batch_norm_folds_in_fixed_shape_models_too() {
     let worst = common::max_abs_diff(&got, &expected);
     assert!(worst <= 1e-5, "max |diff| {worst}");
 }
+
+/// A residual Add (and the ReLU after it) fuses into the convolution in a fixed-shape model too,
+/// and computes what the graph says: relu(conv(x) + x), then Softmax, against the CPU references
+/// within 1e-5.
+#[test]
+fn residual_adds_fuse_in_fixed_shape_models_too() {
+    use batchwise::engine::BatchRunner;
+    use batchwise::kernels::conv2d;
+    use batchwise::model::{Conv2dSpec, TensorOp};
+    let w: Vec<f32> = (0..3 * 3 * 9)
+        .map(|i| ((i * 5) % 13) as f32 / 13.0 - 0.5)
+        .collect();
+    let b = vec![0.1, -0.2, 0.3];
+    let mut conv_node = node("conv", "Conv", &["x", "w", "b"], "c");
+    conv_node.attribute.push(proto::AttributeProto {
+        name: "pads".into(),
+        ints: vec![1, 1, 1, 1],
+        r#type: 7,
+        ..Default::default()
+    });
+    let mut softmax = node("s", "Softmax", &["r"], "y");
+    softmax.attribute.push(proto::AttributeProto {
+        name: "axis".into(),
+        i: 1,
+        r#type: 2,
+        ..Default::default()
+    });
+    let (h, wd) = (4u32, 7u32);
+    let bytes = graph_model(
+        vec![
+            conv_node,
+            node("add", "Add", &["c", "x"], "s"),
+            node("relu", "Relu", &["s"], "r"),
+            softmax,
+        ],
+        vec![constant("w", &[3, 3, 3, 3], &w), constant("b", &[3], &b)],
+        &[Some(1), Some(3), Some(h as i64), Some(wd as i64)],
+    );
+    let model = onnx::load(&bytes, "residual-fixed").unwrap();
+    assert!(
+        model.static_shapes.is_some(),
+        "Softmax takes the static lowering"
+    );
+    let kinds: Vec<&str> = model.layers.iter().map(|l| l.op.kind()).collect();
+    assert_eq!(kinds, ["Conv + Add", "a general tensor op"], "{kinds:?}");
+    assert!(matches!(
+        model.layers[1].op,
+        LayerOp::Tensor(TensorOp::Softmax(_))
+    ));
+
+    let engine = common::engine();
+    let gpu_model = engine.load(std::sync::Arc::new(model)).unwrap();
+    let x = common::random_vec(&mut common::rng(6), (3 * h * wd) as usize, 1.0);
+    let runner = BatchRunner::float_input(&engine, &gpu_model, 1, h, wd).unwrap();
+    let got = runner.run_floats(&x, 1).unwrap().swap_remove(0);
+
+    let spec = Conv2dSpec {
+        in_c: 3,
+        out_c: 3,
+        k_h: 3,
+        k_w: 3,
+        stride: [1, 1],
+        pads: [1; 4],
+        dilation: [1, 1],
+        groups: 1,
+        activation: Activation::None,
+    };
+    let conv = conv2d::reference(&spec, &x, 1, h, wd, &w, &b);
+    let r: Vec<f64> = conv
+        .iter()
+        .zip(&x)
+        .map(|(&c, &s)| f64::from((c + s).max(0.0)))
+        .collect();
+    let plane = (h * wd) as usize;
+    let expected: Vec<f32> = (0..3 * plane)
+        .map(|i| {
+            let (c, p) = (i / plane, i % plane);
+            let sum: f64 = (0..3).map(|k| r[k * plane + p].exp()).sum();
+            (r[c * plane + p].exp() / sum) as f32
+        })
+        .collect();
+    let worst = common::max_abs_diff(&got, &expected);
+    assert!(worst <= 1e-5, "max |diff| {worst}");
+}

@@ -1,10 +1,13 @@
 //! Fuses an Add that follows a dense convolution into it (`LayerOp::Conv2dResidual`): the conv
 //! kernel adds the skip after its last input chunk, before or after its activation.
 //!
+//! Both lowerings' Adds fuse: the free-size `Binary` and the fixed-shape general Add of two
+//! operands of one shape.
+//!
 //! Safe where the convolution's output feeds only the Add and the other operand is computed
 //! before the convolution. An activation after the Add (ResNet's conv, add, relu) then fuses too.
 
-use crate::model::{Activation, BinaryOp, LayerOp, Model, Residual, ValueId};
+use crate::model::{Activation, BinaryOp, LayerOp, Model, Residual, TensorOp, ValueId};
 
 /// Returns the model and how many Adds were fused.
 pub fn apply(mut model: Model) -> (Model, usize) {
@@ -39,10 +42,10 @@ pub fn apply(mut model: Model) -> (Model, usize) {
 /// For the Add at layer `i`: the convolution before it (a layer index) and the skip operand.
 fn candidate(model: &Model, i: usize) -> Option<(usize, ValueId)> {
     let layer = &model.layers[i];
-    let (LayerOp::Binary(BinaryOp::Add), &[a, b]) = (&layer.op, layer.inputs.as_slice()) else {
+    let &[a, b] = layer.inputs.as_slice() else {
         return None;
     };
-    if a == b {
+    if a == b || !is_plain_add(&layer.op) {
         return None;
     }
     let producer = |v: ValueId| model.layers[..i].iter().position(|l| l.output == v);
@@ -53,6 +56,26 @@ fn candidate(model: &Model, i: usize) -> Option<(usize, ValueId)> {
         let early = skip == 0 || producer(skip).is_some_and(|p| p < c);
         (dense && early && model.readers(conv_out) == 1).then_some((c, skip))
     })
+}
+
+/// An Add of two values of one shape: the free-size lowering's `Binary` (its shapes are checked
+/// when the model's shapes are inferred), or the fixed-shape lowering's general Add whose two
+/// operands are read whole, element for element (no broadcasting).
+fn is_plain_add(op: &LayerOp) -> bool {
+    match op {
+        LayerOp::Binary(BinaryOp::Add) => true,
+        LayerOp::Tensor(TensorOp::Binary {
+            spec,
+            constant: None,
+        }) if spec.op == BinaryOp::Add => {
+            let dims = &spec.dims;
+            (0..dims.len()).all(|k| {
+                let whole: u32 = dims[k + 1..].iter().product();
+                dims[k] == 1 || (spec.a_strides[k] == whole && spec.b_strides[k] == whole)
+            })
+        }
+        _ => false,
+    }
 }
 
 /// A ReLU / LeakyReLU / Clip reading only the sum of the fused layer `c` joins it, after the Add.
