@@ -11,6 +11,7 @@ struct Params {
     dst_shape: vec4<u32>,
     dst_offset: vec4<u32>,
     region: vec4<u32>,     // c, h, w, flat (1: copy elements 0..region.w*... as one run)
+    src_step: vec4<i32>,   // c, h, w steps in the source (1: a block; negative: backwards)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -37,8 +38,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let n = gid.z / p.region.x;
     let c = gid.z % p.region.x;
-    let s = ((p.src_offset.x + c) * p.src_shape.y + p.src_offset.y + y) * p.src_shape.z
-        + p.src_offset.z + x;
+    let sc = u32(i32(p.src_offset.x) + i32(c) * p.src_step.x);
+    let sy = u32(i32(p.src_offset.y) + i32(y) * p.src_step.y);
+    let sx = u32(i32(p.src_offset.z) + i32(x) * p.src_step.z);
+    let s = (sc * p.src_shape.y + sy) * p.src_shape.z + sx;
     let d = ((p.dst_offset.x + c) * p.dst_shape.y + p.dst_offset.y + y) * p.dst_shape.z
         + p.dst_offset.z + x;
     dst[n * p.dst_shape.w + d] = src[n * p.src_shape.w + s];

@@ -625,21 +625,33 @@ fn copy_block_matches_reference() {
     let n = 2;
     let src_shape = ItemShape { c: 3, h: 6, w: 7 };
     let dst_shape = ItemShape { c: 4, h: 9, w: 8 };
-    let block = Block {
-        src: src_shape,
-        src_offset: [1, 2, 3],
-        dst: dst_shape,
-        dst_offset: [2, 4, 1],
-        size: [2, 3, 4],
-    };
-    let input = common::random_vec(&mut rng, (n as u64 * src_shape.elements()) as usize, 1.0);
-    let before = common::random_vec(&mut rng, (n as u64 * dst_shape.elements()) as usize, 1.0);
-    let mut expected = before.clone();
-    copy_block::reference(&block, &input, &mut expected, n);
-    let src = storage(gpu, &input);
-    let dst = storage(gpu, &before);
-    let step = copy_block::prepare(Bind::new(gpu, &s.kernels, "block"), &block, &src, &dst);
-    assert_eq!(run_f32(gpu, &step, n, &dst, expected.len()), expected);
+    // A plain block, a strided one (Slice with steps) and one walking backwards (negative steps).
+    for (src_offset, src_step, size) in [
+        ([1, 2, 3], [1, 1, 1], [2, 3, 4]),
+        ([0, 1, 0], [2, 2, 3], [2, 3, 3]),
+        ([2, 5, 6], [-1, -2, -3], [2, 3, 2]),
+    ] {
+        let block = Block {
+            src: src_shape,
+            src_offset,
+            src_step,
+            dst: dst_shape,
+            dst_offset: [2, 4, 1],
+            size,
+        };
+        let input = common::random_vec(&mut rng, (n as u64 * src_shape.elements()) as usize, 1.0);
+        let before = common::random_vec(&mut rng, (n as u64 * dst_shape.elements()) as usize, 1.0);
+        let mut expected = before.clone();
+        copy_block::reference(&block, &input, &mut expected, n);
+        let src = storage(gpu, &input);
+        let dst = storage(gpu, &before);
+        let step = copy_block::prepare(Bind::new(gpu, &s.kernels, "block"), &block, &src, &dst);
+        assert_eq!(
+            run_f32(gpu, &step, n, &dst, expected.len()),
+            expected,
+            "{block:?}"
+        );
+    }
 
     // Flat: 3 x 700 x 1 elements per item as one run (crosses the 1024-element rows).
     let flat_src = ItemShape { c: 3, h: 700, w: 1 };

@@ -1021,3 +1021,43 @@ fn residual_adds_fuse_in_fixed_shape_models_too() {
     let worst = common::max_abs_diff(&got, &expected);
     assert!(worst <= 1e-5, "max |diff| {worst}");
 }
+
+/// Slice with steps on a free-size model (every other column, the rows backwards) runs on the
+/// image lowering and picks what numpy's `x[:, :, ::-1, ::2]` picks, at two input sizes: exact.
+#[test]
+fn free_size_slices_take_steps() {
+    use batchwise::engine::BatchRunner;
+    let slice = node("s", "Slice", &["x", "starts", "ends", "axes", "steps"], "y");
+    let bytes = graph_model(
+        vec![slice],
+        vec![
+            ints_constant("starts", &[0, -1]),
+            ints_constant("ends", &[i64::MAX, i64::MIN]),
+            ints_constant("axes", &[3, 2]),
+            ints_constant("steps", &[2, -1]),
+        ],
+        &[None, Some(3), None, None],
+    );
+    let model = onnx::load(&bytes, "slice-steps").unwrap();
+    assert!(model.static_shapes.is_none(), "free sizes");
+    let engine = common::engine();
+    let gpu_model = engine.load(std::sync::Arc::new(model)).unwrap();
+    for (h, w) in [(5u32, 7u32), (4, 10)] {
+        let x = common::random_vec(&mut common::rng(h as u64), (2 * 3 * h * w) as usize, 1.0);
+        let runner = BatchRunner::float_input(&engine, &gpu_model, 2, h, w).unwrap();
+        let got = runner.run_floats(&x, 2).unwrap().swap_remove(0);
+        let ow = w.div_ceil(2);
+        let mut want = Vec::new();
+        for n in 0..2 {
+            for c in 0..3 {
+                for y in (0..h).rev() {
+                    for xx in (0..w).step_by(2) {
+                        want.push(x[(((n * 3 + c) * h + y) * w + xx) as usize]);
+                    }
+                }
+            }
+        }
+        assert_eq!(want.len(), (2 * 3 * h * ow) as usize);
+        assert_eq!(got, want, "{h}x{w}");
+    }
+}

@@ -125,14 +125,22 @@ pub(super) fn layer_steps(cx: &Binding, g: &GpuLayer, l: &Layer) -> Vec<Step> {
         (_, LayerOp::Pool2d(spec)) => {
             pool2d::prepare(Bind::new(gpu, k, &l.name), spec, src, dst, s.c, s.h, s.w)
         }
-        (_, LayerOp::Crop { starts, ends }) => {
-            let r = crate::model::crop_ranges(s, *starts, *ends);
+        (
+            _,
+            LayerOp::Crop {
+                starts,
+                ends,
+                steps,
+            },
+        ) => {
+            let r = crate::model::crop_axes(s, *starts, *ends, *steps);
             let block = copy_block::Block {
                 src: s,
-                src_offset: [r[0].0, r[1].0, r[2].0],
+                src_offset: r.map(|a| a.start),
+                src_step: r.map(|a| a.step),
                 dst: shapes[l.output],
                 dst_offset: [0; 3],
-                size: [r[0].1 - r[0].0, r[1].1 - r[1].0, r[2].1 - r[2].0],
+                size: r.map(|a| a.count),
             };
             copy_block::prepare(Bind::new(gpu, k, &l.name), &block, src, dst)
         }
@@ -246,6 +254,7 @@ fn concat_steps(cx: &Binding, l: &Layer, axis: usize) -> Vec<Step> {
             let block = copy_block::Block {
                 src: s,
                 src_offset: [0; 3],
+                src_step: [1; 3],
                 dst: out,
                 dst_offset: offset,
                 size: [s.c, s.h, s.w],

@@ -15,13 +15,17 @@ pub struct CopyBlockParams {
     pub dst_shape: [u32; 4],
     pub dst_offset: [u32; 4],
     pub region: [u32; 4],
+    /// Source steps (c, h, w): 1 for a block, other for a strided Slice, negative backwards.
+    pub src_step: [i32; 4],
 }
 
-/// A block of `size` (c, h, w) from `src` at `src_offset` to `dst` at `dst_offset`.
+/// A block of `size` (c, h, w) from `src` at `src_offset`, every `src_step`-th element per axis
+/// (1: a plain block), to `dst` at `dst_offset`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Block {
     pub src: ItemShape,
     pub src_offset: [u32; 3],
+    pub src_step: [i32; 3],
     pub dst: ItemShape,
     pub dst_offset: [u32; 3],
     pub size: [u32; 3],
@@ -34,9 +38,11 @@ pub fn reference(b: &Block, src: &[f32], dst: &mut [f32], n: u32) {
         for c in 0..b.size[0] {
             for y in 0..b.size[1] {
                 for x in 0..b.size[2] {
-                    let s = ((b.src_offset[0] + c) * b.src.h + b.src_offset[1] + y) * b.src.w
-                        + b.src_offset[2]
-                        + x;
+                    let at = |a: usize, i: u32| {
+                        (i64::from(b.src_offset[a]) + i64::from(i) * i64::from(b.src_step[a]))
+                            as u32
+                    };
+                    let s = (at(0, c) * b.src.h + at(1, y)) * b.src.w + at(2, x);
                     let d = ((b.dst_offset[0] + c) * b.dst.h + b.dst_offset[1] + y) * b.dst.w
                         + b.dst_offset[2]
                         + x;
@@ -64,6 +70,7 @@ pub fn prepare(cx: Bind, b: &Block, src: &wgpu::Buffer, dst: &wgpu::Buffer) -> S
         dst_shape: shape4(b.dst),
         dst_offset: [b.dst_offset[0], b.dst_offset[1], b.dst_offset[2], 0],
         region: [b.size[0], b.size[1], b.size[2], 0],
+        src_step: [b.src_step[0], b.src_step[1], b.src_step[2], 0],
     };
     super::step(
         gpu,
@@ -97,6 +104,7 @@ pub fn prepare_flat(
         dst_shape: shape4(dst_shape),
         dst_offset: [0; 4],
         region: [1, 1, 1, 1],
+        src_step: [1, 1, 1, 0],
     };
     super::step(
         gpu,

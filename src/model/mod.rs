@@ -54,11 +54,12 @@ pub enum LayerOp {
     ToNhwc,
     /// Concatenation on axis 1, 2 or 3 (channels, height, width).
     ConcatAxis(usize),
-    /// A block of the input: per axis (c, h, w) ONNX Slice `start` / `end` (negative from the end,
-    /// clamped), step 1.
+    /// A block of the input: per axis (c, h, w) ONNX Slice `start` / `end` / `step` (negative
+    /// from the end, clamped as ONNX does; a negative step walks backwards).
     Crop {
         starts: [i64; 3],
         ends: [i64; 3],
+        steps: [i64; 3],
     },
     /// The same elements in order, as `[C * H * W, 1, 1]` (Flatten from axis 1, Reshape to
     /// `[N, K]`).
@@ -235,12 +236,16 @@ impl Model {
                         }
                     })
                 }
-                LayerOp::Crop { starts, ends } => {
-                    let r = crop_ranges(input, *starts, *ends);
-                    r.iter().all(|(a, b)| b > a).then(|| ItemShape {
-                        c: r[0].1 - r[0].0,
-                        h: r[1].1 - r[1].0,
-                        w: r[2].1 - r[2].0,
+                LayerOp::Crop {
+                    starts,
+                    ends,
+                    steps,
+                } => {
+                    let r = crop_axes(input, *starts, *ends, *steps);
+                    r.iter().all(|a| a.count > 0).then(|| ItemShape {
+                        c: r[0].count,
+                        h: r[1].count,
+                        w: r[2].count,
                     })
                 }
                 LayerOp::Flatten | LayerOp::ToNhwc => Some(ItemShape {

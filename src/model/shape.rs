@@ -73,14 +73,96 @@ impl ItemShape {
     }
 }
 
-/// Resolved `[start, end)` per axis (c, h, w) of a Crop, ONNX Slice style.
-pub fn crop_ranges(s: ItemShape, starts: [i64; 3], ends: [i64; 3]) -> [(u32, u32); 3] {
+/// One axis of a Crop, resolved against the input: the first index, the step and how many.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CropAxis {
+    pub start: u32,
+    pub step: i32,
+    pub count: u32,
+}
+
+/// Each axis (c, h, w) of a Crop resolved ONNX Slice's way: negative starts and ends count from
+/// the end; they clamp to `[0, n]` for a positive step, `[-1, n - 1]` for a negative one; the
+/// indices are `start, start + step, ...` before `end`. A step of 0 (or one beyond i32) takes
+/// nothing.
+pub fn crop_axes(s: ItemShape, starts: [i64; 3], ends: [i64; 3], steps: [i64; 3]) -> [CropAxis; 3] {
     let dims = [s.c, s.h, s.w];
-    let mut r = [(0, 0); 3];
-    for a in 0..3 {
-        let n = dims[a] as i64;
-        let fix = |v: i64| if v < 0 { v + n } else { v }.clamp(0, n) as u32;
-        r[a] = (fix(starts[a]), fix(ends[a]));
+    std::array::from_fn(|a| {
+        let (n, step) = (i64::from(dims[a]), steps[a]);
+        let from_end = |v: i64| if v < 0 { v.saturating_add(n) } else { v };
+        let (start, end) = (from_end(starts[a]), from_end(ends[a]));
+        let (start, end, count) = match step {
+            0 => (0, 0, 0),
+            k if k > 0 => {
+                let (s, e) = (start.clamp(0, n), end.clamp(0, n));
+                (
+                    s,
+                    e,
+                    (e - s).max(0).div_euclid(k) + i64::from((e - s).max(0) % k != 0),
+                )
+            }
+            k => {
+                let (s, e) = (start.clamp(0, n - 1), end.clamp(-1, n - 1));
+                let span = (s - e).max(0);
+                (s, e, span.div_euclid(-k) + i64::from(span % -k != 0))
+            }
+        };
+        let _ = end;
+        match i32::try_from(step) {
+            Ok(step) if count > 0 => CropAxis {
+                start: start as u32,
+                step,
+                count: count as u32,
+            },
+            _ => CropAxis {
+                start: 0,
+                step: 1,
+                count: 0,
+            },
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `crop_axes` picks the indices numpy's `x[start:end:step]` does (ONNX Slice's rule).
+    #[test]
+    fn crop_axes_follow_slice_semantics() {
+        let numpy = |n: i64, start: i64, end: i64, step: i64| -> Vec<i64> {
+            let fix = |v: i64, lo: i64, hi: i64| (if v < 0 { v + n } else { v }).clamp(lo, hi);
+            let (mut i, mut out) = (0, Vec::new());
+            if step > 0 {
+                let (s, e) = (fix(start, 0, n), fix(end, 0, n));
+                i = s;
+                while i < e {
+                    out.push(i);
+                    i += step;
+                }
+            } else {
+                let (s, e) = (fix(start, 0, n - 1), fix(end, -1, n - 1));
+                i += s;
+                while i > e {
+                    out.push(i);
+                    i += step;
+                }
+            }
+            out
+        };
+        let n = 7u32;
+        for start in [-9i64, -3, -1, 0, 2, 6, 7, 9, i64::MIN, i64::MAX] {
+            for end in [-9i64, -1, 0, 3, 7, 9, i64::MIN, i64::MAX] {
+                for step in [-3i64, -2, -1, 1, 2, 3] {
+                    let s = ItemShape { c: 1, h: 1, w: n };
+                    let a = crop_axes(s, [0, 0, start], [1, 1, end], [1, 1, step])[2];
+                    let got: Vec<i64> = (0..a.count)
+                        .map(|k| i64::from(a.start) + i64::from(k) * i64::from(a.step))
+                        .collect();
+                    let want = numpy(i64::from(n), start, end, step);
+                    assert_eq!(got, want, "[{start}:{end}:{step}]");
+                }
+            }
+        }
     }
-    r
 }

@@ -242,7 +242,7 @@ pub const OPS: &[Op] = &[
     op(
         "Slice",
         F::SliceConcat,
-        Limited("step 1; not the batch axis; constant starts and ends"),
+        Limited("any step; not the batch axis; constant starts, ends and steps"),
         Limited("constant starts, ends, axes and steps; any step"),
     ),
     op("Gather", F::SliceConcat, No, Limited("constant indices")),
@@ -505,7 +505,7 @@ mod tests {
     fn error_texts_come_from_the_registry() {
         let free = free_size_text();
         assert!(free.starts_with("Conv (2-D"), "{free}");
-        assert!(free.contains("Slice (step 1"), "{free}");
+        assert!(free.contains("Slice (any step"), "{free}");
         assert!(free.contains("Softplus, "), "{free}");
         assert!(free.contains("may also use"), "{free}");
         let fixed = fixed_shape_text();

@@ -144,6 +144,7 @@ impl ImageLowering<'_> {
                 op: LayerOp::Crop {
                     starts: s3,
                     ends: e3,
+                    steps: [1; 3],
                 },
                 inputs: vec![input],
                 output,
@@ -177,17 +178,22 @@ impl ImageLowering<'_> {
         let axes = ints(3)?
             .or_else(|| attr_ints(node, "axes"))
             .unwrap_or_else(|| (0..starts.len() as i64).collect());
-        if ints(4)?.is_some_and(|st| st.iter().any(|&v| v != 1)) {
-            bail!("Slice with steps other than 1 is not supported yet");
+        let steps = ints(4)?.unwrap_or_else(|| vec![1; starts.len()]);
+        if steps.len() != starts.len() {
+            bail!("Slice has {} steps for {} axes", steps.len(), starts.len());
         }
-        let (mut s3, mut e3) = ([0i64; 3], [i64::MAX; 3]);
-        for ((&a, &b), &e) in axes.iter().zip(&starts).zip(&ends) {
+        if let Some(k) = steps.iter().find(|&&k| k == 0 || i32::try_from(k).is_err()) {
+            bail!("Slice step {k} is not valid (a step is a non-zero 32-bit integer)");
+        }
+        let (mut s3, mut e3, mut k3) = ([0i64; 3], [i64::MAX; 3], [1i64; 3]);
+        for (((&a, &b), &e), &k) in axes.iter().zip(&starts).zip(&ends).zip(&steps) {
             let a = if a < 0 { a + 4 } else { a };
             if !(1..=3).contains(&a) {
                 bail!("Slice on axis {a} (the batch) is not supported");
             }
             s3[a as usize - 1] = b;
             e3[a as usize - 1] = e;
+            k3[a as usize - 1] = k;
         }
         let c = self.channels[input];
         self.push_plain(
@@ -195,6 +201,7 @@ impl ImageLowering<'_> {
             LayerOp::Crop {
                 starts: s3,
                 ends: e3,
+                steps: k3,
             },
             vec![input],
             c,
