@@ -1,7 +1,8 @@
 //! NCNN import: the same networks from their NCNN originals and from the ONNX files give the same
 //! output on the GPU, and broken files get errors naming the layer.
 //!
-//! The NCNN files are read from `../shared/models/ncnn` (beside the checkout, as in CI).
+//! The NCNN files are the originals the built-in ONNX models were converted from, copied into
+//! `tests/fixtures/ncnn/` (provenance and licences in its README).
 
 #![allow(
     clippy::unwrap_used,
@@ -16,13 +17,7 @@ use batchwise::builtin::{self, InputOverrides};
 use batchwise::upscale::TiledUpscaler;
 
 fn shared_ncnn(rel: &str) -> PathBuf {
-    let p = common::repo().join("../shared/models/ncnn").join(rel);
-    assert!(
-        p.exists(),
-        "{} is missing: ../shared must sit beside the checkout",
-        p.display()
-    );
-    p
+    common::fixture(&format!("ncnn/{rel}"))
 }
 
 /// The ONNX files were converted from these NCNN files (float16 weights, exact in float32), so the

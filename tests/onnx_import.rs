@@ -830,7 +830,7 @@ fn the_image_lowering_refuses_with_the_registry_text() {
         err.contains("only in a model that fixes its input shape"),
         "{err}"
     );
-    assert!(err.contains("Slice (step 1"), "{err}");
+    assert!(err.contains("Slice (any step"), "{err}");
 }
 
 /// BatchNormalization folds into the convolution before it in a fixed-shape model too (the static
