@@ -841,7 +841,7 @@ fn the_image_lowering_refuses_with_the_registry_text() {
 fn batch_norm_folds_in_fixed_shape_models_too() {
     use batchwise::engine::BatchRunner;
     use batchwise::kernels::conv2d;
-    use batchwise::model::{Conv2dSpec, TensorOp};
+    use batchwise::model::TensorOp;
     let w: Vec<f32> = (0..4 * 3 * 9)
         .map(|i| ((i * 7) % 11) as f32 / 11.0 - 0.5)
         .collect();
@@ -852,20 +852,8 @@ fn batch_norm_folds_in_fixed_shape_models_too() {
         vec![0.2, -0.1, 0.0, 0.4],
         vec![1.0, 0.25, 4.0, 0.5],
     );
-    let mut conv_node = node("conv", "Conv", &["x", "w", "b"], "c");
-    conv_node.attribute.push(proto::AttributeProto {
-        name: "pads".into(),
-        ints: vec![1, 1, 1, 1],
-        r#type: 7,
-        ..Default::default()
-    });
-    let mut softmax = node("s", "Softmax", &["z"], "y");
-    softmax.attribute.push(proto::AttributeProto {
-        name: "axis".into(),
-        i: 1,
-        r#type: 2,
-        ..Default::default()
-    });
+    let conv_node = conv3x3_pad1("c");
+    let softmax = softmax_on_channels("z");
     let (h, wd) = (5u32, 6u32);
     let bytes = graph_model(
         vec![
@@ -906,17 +894,7 @@ fn batch_norm_folds_in_fixed_shape_models_too() {
     let runner = BatchRunner::float_input(&engine, &gpu_model, 1, h, wd).unwrap();
     let got = runner.run_floats(&x, 1).unwrap().swap_remove(0);
 
-    let spec = Conv2dSpec {
-        in_c: 3,
-        out_c: 4,
-        k_h: 3,
-        k_w: 3,
-        stride: [1, 1],
-        pads: [1; 4],
-        dilation: [1, 1],
-        groups: 1,
-        activation: Activation::None,
-    };
+    let spec = conv3x3_pad1_spec(4);
     let y = conv2d::reference(&spec, &x, 1, h, wd, &w, &b);
     let plane = (h * wd) as usize;
     let z: Vec<f64> = y
@@ -945,25 +923,13 @@ fn batch_norm_folds_in_fixed_shape_models_too() {
 fn residual_adds_fuse_in_fixed_shape_models_too() {
     use batchwise::engine::BatchRunner;
     use batchwise::kernels::conv2d;
-    use batchwise::model::{Conv2dSpec, TensorOp};
+    use batchwise::model::TensorOp;
     let w: Vec<f32> = (0..3 * 3 * 9)
         .map(|i| ((i * 5) % 13) as f32 / 13.0 - 0.5)
         .collect();
     let b = vec![0.1, -0.2, 0.3];
-    let mut conv_node = node("conv", "Conv", &["x", "w", "b"], "c");
-    conv_node.attribute.push(proto::AttributeProto {
-        name: "pads".into(),
-        ints: vec![1, 1, 1, 1],
-        r#type: 7,
-        ..Default::default()
-    });
-    let mut softmax = node("s", "Softmax", &["r"], "y");
-    softmax.attribute.push(proto::AttributeProto {
-        name: "axis".into(),
-        i: 1,
-        r#type: 2,
-        ..Default::default()
-    });
+    let conv_node = conv3x3_pad1("c");
+    let softmax = softmax_on_channels("r");
     let (h, wd) = (4u32, 7u32);
     let bytes = graph_model(
         vec![
@@ -993,17 +959,7 @@ fn residual_adds_fuse_in_fixed_shape_models_too() {
     let runner = BatchRunner::float_input(&engine, &gpu_model, 1, h, wd).unwrap();
     let got = runner.run_floats(&x, 1).unwrap().swap_remove(0);
 
-    let spec = Conv2dSpec {
-        in_c: 3,
-        out_c: 3,
-        k_h: 3,
-        k_w: 3,
-        stride: [1, 1],
-        pads: [1; 4],
-        dilation: [1, 1],
-        groups: 1,
-        activation: Activation::None,
-    };
+    let spec = conv3x3_pad1_spec(3);
     let conv = conv2d::reference(&spec, &x, 1, h, wd, &w, &b);
     let r: Vec<f64> = conv
         .iter()
@@ -1060,4 +1016,43 @@ fn free_size_slices_take_steps() {
         assert_eq!(want.len(), (2 * 3 * h * ow) as usize);
         assert_eq!(got, want, "{h}x{w}");
     }
+}
+
+/// Conv `x`, `w`, `b` -> `out`, 3x3 with 1 px of padding.
+fn conv3x3_pad1(out: &str) -> proto::NodeProto {
+    let mut conv = node("conv", "Conv", &["x", "w", "b"], out);
+    conv.attribute.push(proto::AttributeProto {
+        name: "pads".into(),
+        ints: vec![1, 1, 1, 1],
+        r#type: 7,
+        ..Default::default()
+    });
+    conv
+}
+
+/// The spec of [`conv3x3_pad1`] from 3 channels to `out_c`.
+fn conv3x3_pad1_spec(out_c: u32) -> batchwise::model::Conv2dSpec {
+    batchwise::model::Conv2dSpec {
+        in_c: 3,
+        out_c,
+        k_h: 3,
+        k_w: 3,
+        stride: [1, 1],
+        pads: [1; 4],
+        dilation: [1, 1],
+        groups: 1,
+        activation: Activation::None,
+    }
+}
+
+/// Softmax over the channels of `input`, writing `y`.
+fn softmax_on_channels(input: &str) -> proto::NodeProto {
+    let mut softmax = node("s", "Softmax", &[input], "y");
+    softmax.attribute.push(proto::AttributeProto {
+        name: "axis".into(),
+        i: 1,
+        r#type: 2,
+        ..Default::default()
+    });
+    softmax
 }

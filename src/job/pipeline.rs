@@ -230,21 +230,18 @@ pub(crate) fn drive<S: Stage>(
         if control.stop_or_wait() {
             break;
         }
-        // Fill the batch with items from as many images as it takes, decoding ahead.
-        decoder.top_up(&runtime, stage.decode_ahead(), &mut book, &planned);
-        while stage.waiting() < batch as usize && !cancelled() {
-            let Some((i, decoded)) = decoder.next(&runtime) else {
-                break;
-            };
-            match decoded {
-                Ok(d) => {
-                    book.set(i, ItemStatus::Running, None);
-                    stage.admit(i, d);
-                }
-                Err(e) => book.fail(i, &e),
-            }
-            decoder.top_up(&runtime, stage.decode_ahead(), &mut book, &planned);
-        }
+        let io = Io {
+            runtime: &runtime,
+            planned: &planned,
+            discard: outputs.discard,
+        };
+        fill(
+            &mut stage,
+            &mut decoder,
+            &io,
+            &mut book,
+            (batch, &cancelled),
+        );
         if cancelled() {
             break;
         }
@@ -270,19 +267,7 @@ pub(crate) fn drive<S: Stage>(
         peak_in_flight =
             peak_in_flight.max(usize::from(landing.is_some()) + usize::from(in_flight.is_some()));
         if let Some(flight) = landing {
-            match stage.land(flight) {
-                Ok(finished) => {
-                    for (i, task) in finished {
-                        let task: WriteTask = if outputs.discard {
-                            Box::new(|| Ok(None))
-                        } else {
-                            task
-                        };
-                        writing.push((i, runtime.spawn_blocking(task)));
-                    }
-                }
-                Err(f) => fail_images(&mut stage, &mut book, &f),
-            }
+            land(&mut stage, flight, &io, &mut writing, &mut book);
         }
         // Nothing is in flight when a rebuild is due (no batch was submitted this turn and the
         // one ahead has landed): the runner can be replaced.
@@ -349,6 +334,62 @@ pub(crate) fn drive<S: Stage>(
         budget,
     };
     Ok(finish(engine, spec, &mut book, started, tally, tile_size))
+}
+
+/// What the loop's helpers share: the I/O pool, the job's files, whether outputs are written.
+struct Io<'a> {
+    runtime: &'a tokio::runtime::Runtime,
+    planned: &'a Planned,
+    discard: bool,
+}
+
+/// Fills the batch with items from as many images as it takes (up to `batch`, until
+/// `cancelled`), decoding ahead on the I/O pool; an image that does not decode fails alone.
+fn fill<S: Stage>(
+    stage: &mut S,
+    decoder: &mut Decoder,
+    io: &Io,
+    book: &mut Book,
+    (batch, cancelled): (u32, &dyn Fn() -> bool),
+) {
+    decoder.top_up(io.runtime, stage.decode_ahead(), book, io.planned);
+    while stage.waiting() < batch as usize && !cancelled() {
+        let Some((i, decoded)) = decoder.next(io.runtime) else {
+            break;
+        };
+        match decoded {
+            Ok(d) => {
+                book.set(i, ItemStatus::Running, None);
+                stage.admit(i, d);
+            }
+            Err(e) => book.fail(i, &e),
+        }
+        decoder.top_up(io.runtime, stage.decode_ahead(), book, io.planned);
+    }
+}
+
+/// Reads a batch back and hands the write tasks of what it finished to the I/O pool (or, with
+/// nothing to write, tasks that only settle the item); a failed batch fails its images.
+fn land<S: Stage>(
+    stage: &mut S,
+    flight: S::Flight,
+    io: &Io,
+    writing: &mut Vec<(usize, Writing)>,
+    book: &mut Book,
+) {
+    match stage.land(flight) {
+        Ok(finished) => {
+            for (i, task) in finished {
+                let task: WriteTask = if io.discard {
+                    Box::new(|| Ok(None))
+                } else {
+                    task
+                };
+                writing.push((i, io.runtime.spawn_blocking(task)));
+            }
+        }
+        Err(f) => fail_images(stage, book, &f),
+    }
 }
 
 /// Fails those of a failed batch's images still in progress (their other items are dropped).
