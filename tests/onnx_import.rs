@@ -905,13 +905,7 @@ fn batch_norm_folds_in_fixed_shape_models_too() {
             f64::from((v - mean[c]) / (var[c] + 1e-5).sqrt() * gamma[c] + beta[c])
         })
         .collect();
-    let expected: Vec<f32> = (0..4 * plane)
-        .map(|i| {
-            let (c, p) = (i / plane, i % plane);
-            let sum: f64 = (0..4).map(|k| z[k * plane + p].exp()).sum();
-            (z[c * plane + p].exp() / sum) as f32
-        })
-        .collect();
+    let expected = softmax_over_channels(&z, 4, plane);
     let worst = common::max_abs_diff(&got, &expected);
     assert!(worst <= 1e-5, "max |diff| {worst}");
 }
@@ -967,13 +961,7 @@ fn residual_adds_fuse_in_fixed_shape_models_too() {
         .map(|(&c, &s)| f64::from((c + s).max(0.0)))
         .collect();
     let plane = (h * wd) as usize;
-    let expected: Vec<f32> = (0..3 * plane)
-        .map(|i| {
-            let (c, p) = (i / plane, i % plane);
-            let sum: f64 = (0..3).map(|k| r[k * plane + p].exp()).sum();
-            (r[c * plane + p].exp() / sum) as f32
-        })
-        .collect();
+    let expected = softmax_over_channels(&r, 3, plane);
     let worst = common::max_abs_diff(&got, &expected);
     assert!(worst <= 1e-5, "max |diff| {worst}");
 }
@@ -1055,4 +1043,15 @@ fn softmax_on_channels(input: &str) -> proto::NodeProto {
         ..Default::default()
     });
     softmax
+}
+
+/// Softmax over the `channels` planes of `plane` values each (f64, the reference's precision).
+fn softmax_over_channels(z: &[f64], channels: usize, plane: usize) -> Vec<f32> {
+    (0..channels * plane)
+        .map(|i| {
+            let (c, p) = (i / plane, i % plane);
+            let sum: f64 = (0..channels).map(|k| z[k * plane + p].exp()).sum();
+            (z[c * plane + p].exp() / sum) as f32
+        })
+        .collect()
 }

@@ -91,23 +91,19 @@ pub fn crop_axes(s: ItemShape, starts: [i64; 3], ends: [i64; 3], steps: [i64; 3]
         let (n, step) = (i64::from(dims[a]), steps[a]);
         let from_end = |v: i64| if v < 0 { v.saturating_add(n) } else { v };
         let (start, end) = (from_end(starts[a]), from_end(ends[a]));
-        let (start, end, count) = match step {
-            0 => (0, 0, 0),
+        let (start, count) = match step {
+            0 => (0, 0),
             k if k > 0 => {
                 let (s, e) = (start.clamp(0, n), end.clamp(0, n));
-                (
-                    s,
-                    e,
-                    (e - s).max(0).div_euclid(k) + i64::from((e - s).max(0) % k != 0),
-                )
+                let span = (e - s).max(0);
+                (s, span.div_euclid(k) + i64::from(span % k != 0))
             }
             k => {
                 let (s, e) = (start.clamp(0, n - 1), end.clamp(-1, n - 1));
                 let span = (s - e).max(0);
-                (s, e, span.div_euclid(-k) + i64::from(span % -k != 0))
+                (s, span.div_euclid(-k) + i64::from(span % -k != 0))
             }
         };
-        let _ = end;
         match i32::try_from(step) {
             Ok(step) if count > 0 => CropAxis {
                 start: start as u32,

@@ -99,8 +99,8 @@ fn per_channel_constant(layer: &Layer, out_c: u32) -> Option<(BinaryOp, Vec<f32>
             let whole =
                 (c_axis..r).all(|k| spec.dims[k] == 1 || value[k] == contiguous(&spec.dims, k));
             let along_c = (0..r).all(|k| spec.dims[k] == 1 || (constant[k] != 0) == (k == c_axis));
-            let n = if constant[c_axis] == 0 { 1 } else { out_c };
-            (image && whole && along_c && per_channel(n)).then(|| (spec.op, layer.weights.clone()))
+            (image && whole && along_c && per_channel(out_c))
+                .then(|| (spec.op, layer.weights.clone()))
         }
         _ => None,
     }
