@@ -390,7 +390,7 @@ pub fn resolve(name: &str, overrides: &InputOverrides) -> Result<ModelChoice> {
             // A fixed-size model: lowered as an image at its size (channels-last inputs too).
             Ok(_) => crate::onnx::load_at_size(&bytes, name, None)
                 .map_err(|e| anyhow!("{}: {e:#}", path.display()))?,
-            // What the image lowering cannot take with a free size (shape arithmetic, reshapes of
+            // What the translator cannot take with a free size (shape arithmetic, reshapes of
             // any rank) runs with every shape fixed at one tile size.
             Err(first) => crate::onnx::load_at_size(
                 &bytes,

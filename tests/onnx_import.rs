@@ -1055,3 +1055,95 @@ fn softmax_over_channels(z: &[f64], channels: usize, plane: usize) -> Vec<f32> {
         })
         .collect()
 }
+
+/// One translator, two modes: the same graph (Conv -> PRelu -> BatchNormalization -> Resize 2x
+/// nearest -> Slice of channels -> Concat with the Slice's input -> Pad -> Clip) lowered with a free size
+/// (image layers) and with its free dims bound to 6 x 5 (tensor layers, `load_at_size`) computes
+/// the same on lavapipe for a batch of 2 random images. Tolerance 1e-5: the two modes run
+/// different kernels (image ops against tensor copies and broadcasts) on the same float32 math.
+#[test]
+fn free_and_bound_dims_lower_the_same_graph_alike() {
+    use batchwise::engine::BatchRunner;
+    let mut rng = common::rng(11);
+    let c = 3usize;
+    let mut resize = node("up", "Resize", &["bn", "", "scales"], "up");
+    resize.attribute.push(string_attr("mode", "nearest"));
+    let mut concat = node("cat", "Concat", &["up", "sl"], "cat");
+    concat.attribute.push(proto::AttributeProto {
+        name: "axis".into(),
+        i: 1,
+        r#type: 2,
+        ..Default::default()
+    });
+    let nodes = vec![
+        conv3x3_pad1("conv"),
+        node("prelu", "PRelu", &["conv", "slope"], "act"),
+        node(
+            "bn",
+            "BatchNormalization",
+            &["act", "g", "be", "m", "v"],
+            "bn",
+        ),
+        resize,
+        node(
+            "sl",
+            "Slice",
+            &["up", "starts", "ends", "axes", "steps"],
+            "sl",
+        ),
+        concat,
+        node("pad", "Pad", &["cat", "pads"], "padded"),
+        node("clip", "Clip", &["padded", "lo", "hi"], "y"),
+    ];
+    let r = |n: usize, s: f32, rng: &mut _| common::random_vec(rng, n, s);
+    let initializers = vec![
+        constant("w", &[3, 3, 3, 3], &r(c * c * 9, 0.5, &mut rng)),
+        constant("b", &[3], &r(c, 0.5, &mut rng)),
+        constant("slope", &[3, 1, 1], &r(c, 0.5, &mut rng)),
+        constant("g", &[3], &r(c, 1.0, &mut rng)),
+        constant("be", &[3], &r(c, 1.0, &mut rng)),
+        constant("m", &[3], &r(c, 1.0, &mut rng)),
+        constant("v", &[3], &[0.5, 1.0, 2.0]),
+        constant("scales", &[4], &[1.0, 1.0, 2.0, 2.0]),
+        ints_constant("starts", &[1]),
+        ints_constant("ends", &[3]),
+        ints_constant("axes", &[1]),
+        ints_constant("steps", &[1]),
+        ints_constant("pads", &[0, 0, 1, 2, 0, 0, 0, 1]),
+        constant("lo", &[], &[-0.75]),
+        constant("hi", &[], &[0.8]),
+    ];
+    let bytes = graph_model(nodes, initializers, &[None, Some(3), None, None]);
+    let free = onnx::load(&bytes, "both").unwrap();
+    assert!(free.static_shapes.is_none(), "free sizes");
+    let (h, w) = (6u32, 5u32);
+    let (bound, _) = onnx::load_at_size(&bytes, "both", Some((h, w))).unwrap();
+    let shapes = bound.static_shapes.clone().expect("bound dims");
+    let out = shapes[bound.output];
+    assert!(
+        bound
+            .layers
+            .iter()
+            .any(|l| matches!(l.op, LayerOp::Tensor(_))),
+        "the bound lowering runs tensor layers"
+    );
+    let engine = common::engine();
+    let x = common::random_vec(&mut rng, 2 * c * (h * w) as usize, 1.0);
+    let mut outs = Vec::new();
+    for model in [free, bound] {
+        let gpu_model = engine.load(std::sync::Arc::new(model)).unwrap();
+        let runner = BatchRunner::float_input(&engine, &gpu_model, 2, h, w).unwrap();
+        outs.push(runner.run_floats(&x, 2).unwrap().swap_remove(0));
+    }
+    // Per image [5, 13, 13]: 3 + 2 channels; height 12 + 1 pad; width 10 + 3 pads.
+    assert_eq!((out.c, out.h, out.w), (5, 13, 13));
+    assert_eq!(outs[0].len(), 2 * out.elements() as usize);
+    assert_eq!(outs[0].len(), outs[1].len());
+    let diff = outs[0]
+        .iter()
+        .zip(&outs[1])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff <= 1e-5, "free and bound differ by {diff}");
+    assert!(outs[0].iter().any(|&v| v != 0.0 && v > -0.75 && v < 0.8));
+}

@@ -191,7 +191,7 @@ impl Engine {
     }
 }
 
-/// Whether an op has a float16 kernel: every op of the image lowering but the gather
+/// Whether an op has a float16 kernel: every image-IR op but the gather
 /// ConvTranspose (strided ones run as a phase convolution, which has one), and none of the general
 /// tensor ops yet.
 pub fn float16_supported(op: &LayerOp) -> bool {

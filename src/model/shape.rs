@@ -1,4 +1,4 @@
-//! Shapes: per-item shapes of the image lowering, broadcasting, strides.
+//! Shapes: per-item shapes of image-IR values, broadcasting, strides.
 
 /// The most dimensions the general tensor kernels take.
 pub const MAX_RANK: usize = 8;

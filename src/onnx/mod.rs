@@ -1,16 +1,16 @@
 //! ONNX import: decodes a `.onnx` file (prost) and lowers its graph to a [`Model`].
 //!
-//! Two lowerings: the image one ([`image`], free batch, height and width; image-IR layers) and the
-//! static one ([`static_graph`], every shape fixed; general tensor ops), for graphs the image one
-//! refuses whose input shape is fixed. What each takes is listed once, in [`registry`] (rendered
+//! One translator ([`lowering`]), run first with the input's batch, height and width free
+//! (image-IR layers the engine sizes per batch), and, for graphs that need more and whose input
+//! shape is fixed, again with every dim bound (general tensor ops). Each op is lowered by one
+//! function in `ops/<family>.rs`. What each mode takes is listed once, in [`registry`] (rendered
 //! as `docs/ONNX_OPS.md`); anything else is refused with an error that names the node, its op,
 //! the opset and what is supported.
 
-mod image;
+pub mod lowering;
 pub mod ops;
 pub mod proto;
 pub mod registry;
-pub mod static_graph;
 
 use std::collections::HashMap;
 
@@ -21,7 +21,6 @@ use crate::model::Activation;
 use crate::model::Conv2dSpec;
 use crate::model::ConvTranspose2dSpec;
 use crate::model::{LayerOp, Model};
-use image::lower_image;
 use proto::{AttributeProto, NodeProto, TensorProto, data_type};
 
 /// Opsets read. Versions after 21 changed the types (bfloat16, float8, int4) of the ops batchwise
@@ -323,51 +322,6 @@ fn pool_spec(node: &NodeProto) -> Result<crate::model::Pool2dSpec> {
     })
 }
 
-/// A Constant node's value as a tensor named after its output, or None for forms it does not hold
-/// (sparse tensors, strings).
-fn constant_node_tensor(node: &NodeProto) -> Option<TensorProto> {
-    let a = node.attribute.first()?;
-    let name = node.output.first()?.clone();
-    let t = match a.name.as_str() {
-        "value" => TensorProto {
-            name,
-            ..a.t.clone()?
-        },
-        "value_float" | "value_floats" => TensorProto {
-            name,
-            dims: if a.name == "value_float" {
-                vec![]
-            } else {
-                vec![a.floats.len() as i64]
-            },
-            data_type: data_type::FLOAT,
-            float_data: if a.name == "value_float" {
-                vec![a.f]
-            } else {
-                a.floats.clone()
-            },
-            ..Default::default()
-        },
-        "value_int" | "value_ints" => TensorProto {
-            name,
-            dims: if a.name == "value_int" {
-                vec![]
-            } else {
-                vec![a.ints.len() as i64]
-            },
-            data_type: data_type::INT64,
-            int64_data: if a.name == "value_int" {
-                vec![a.i]
-            } else {
-                a.ints.clone()
-            },
-            ..Default::default()
-        },
-        _ => return None,
-    };
-    Some(t)
-}
-
 /// Decodes and lowers an ONNX model with one output.
 pub fn load(bytes: &[u8], name: &str) -> Result<Model> {
     load_with_metadata(bytes, name).map(|(m, _)| m)
@@ -423,7 +377,7 @@ pub fn load_with_metadata(bytes: &[u8], name: &str) -> Result<(Model, HashMap<St
 }
 
 /// Lowers an image model with every shape fixed for an input of `size` (height, width; None: the
-/// size the file fixes), batch 1 per item: for graphs the image lowering cannot take (shape
+/// size the file fixes), batch 1 per item: for graphs the free-size lowering cannot take (shape
 /// arithmetic, reshapes of any rank, fixed-size models). Fixed dims must agree with `size`. An
 /// input `[N, H, W, C]` (C of 1, 3 or 4 last) is channels-last.
 pub fn load_at_size(
@@ -490,14 +444,13 @@ pub fn load_at_size(
             a.with_context(|| format!("input {} does not fix its channel count", input.name))?;
         vec![batch, ch as u32, h, w]
     };
-    static_graph::lower(graph, opset, name, input, fixed, &[], nhwc).map(|m| (m, metadata))
+    lowering::lower(graph, opset, name, input, fixed, &[], nhwc).map(|m| (m, metadata))
 }
 
-/// Lowers with free batch and spatial size (the image lowering); when the graph needs more than
-/// that lowering takes and its input shape is fixed, with every shape fixed instead
-/// ([`static_graph`]).
+/// Lowers with free batch and spatial size; when the graph needs more than that and its input
+/// shape is fixed, with every dim bound instead.
 fn lower(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> Result<Model> {
-    let image = lower_image(model, name, output_names);
+    let image = lowering::lower_free(model, name, output_names);
     let Err(image_err) = image else {
         return image;
     };
@@ -510,7 +463,7 @@ fn lower(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> Result
         .filter(|i| !graph.initializer.iter().any(|t| t.name == i.name))
         .collect();
     let fixed = match data_inputs.as_slice() {
-        [one] => static_graph::fixed_dims(one).map(|d| (*one, d)),
+        [one] => lowering::fixed_dims(one).map(|d| (*one, d)),
         _ => None,
     };
     let Some((input, dims)) = fixed else {
@@ -526,5 +479,5 @@ fn lower(model: &proto::ModelProto, name: &str, output_names: &[&str]) -> Result
     let Ok(opset) = opset(model) else {
         return Err(image_err);
     };
-    static_graph::lower(graph, opset, name, input, dims, output_names, false)
+    lowering::lower(graph, opset, name, input, dims, output_names, false)
 }

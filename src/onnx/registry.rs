@@ -1,13 +1,12 @@
-//! One registry of the ONNX ops batchwise reads: for each op type, its family and whether each of
-//! the two lowerings takes it, with its limits.
+//! One registry of the ONNX ops batchwise reads: for each op type, its family and what the
+//! translator takes with a free input size and with every dim fixed, with the limits of each.
 //!
-//! The importer has two translators of the same ops: the image lowering (`super::lower_image`,
-//! free batch and spatial size, image-IR layers) and the static lowering
-//! ([`super::static_graph`], every shape fixed, general tensor ops). This table is what both say
-//! they take: the "unsupported op" errors, [`super::static_graph::takes`], the fallback from one
-//! lowering to the other and `docs/ONNX_OPS.md` ([`markdown`]) are derived from it, so they
-//! cannot disagree. Each translator checks an op here before its own match arm runs; the tests
-//! check that every op listed here reaches an arm of the translators that claim it.
+//! The translator ([`super::lowering`]) runs with the input's batch, height and width free
+//! (image-IR layers) or bound (general tensor ops). This table is what it takes in each mode:
+//! the "unsupported op" errors, [`super::lowering::takes`], the fallback from one mode to the
+//! other and `docs/ONNX_OPS.md` ([`markdown`]) are derived from it, so they cannot disagree. The
+//! translator checks an op here before its match arm runs; the tests check that every op listed
+//! here reaches an arm in each mode that claims it.
 
 use std::fmt::Write as _;
 
@@ -91,9 +90,9 @@ impl Takes {
 pub struct Op {
     pub name: &'static str,
     pub family: Family,
-    /// The image lowering: free batch, height and width.
+    /// The translator with a free batch, height and width.
     pub free_size: Takes,
-    /// The static lowering: every shape fixed.
+    /// The translator with every input dim bound.
     pub fixed_shape: Takes,
 }
 
@@ -113,6 +112,10 @@ use Takes::{Limited, No, Yes};
 const POOL_2D: Takes = Limited("2-D; explicit pads (auto_pad NOTSET or VALID); no Indices output");
 const RESIZE: Takes =
     Limited("nearest, linear, cubic; constant scales or sizes; no antialias or tf_crop_and_resize");
+const RESIZE_FIXED: Takes = Limited(
+    "[N, C, H, W]; nearest, linear, cubic; constant scales or sizes; no antialias or \
+     tf_crop_and_resize",
+);
 const BINARY: Takes = Limited("a constant operand broadcasts over one [C, H, W] item");
 const REDUCE: Takes = Limited("constant axes");
 
@@ -251,7 +254,7 @@ pub const OPS: &[Op] = &[
         "Pad",
         F::Pad,
         Limited(
-            "constant, edge, reflect; no batch, negative or axes-input pads; channels in constant \
+            "constant, edge, reflect; no batch or negative pads; channels in constant \
              mode only",
         ),
         Limited(
@@ -275,8 +278,8 @@ pub const OPS: &[Op] = &[
     op("GlobalAveragePool", F::Pool, Yes, Yes),
     op("GlobalMaxPool", F::Pool, No, Yes),
     // Resizing.
-    op("Resize", F::Resize, RESIZE, No),
-    op("Upsample", F::Resize, RESIZE, No),
+    op("Resize", F::Resize, RESIZE, RESIZE_FIXED),
+    op("Upsample", F::Resize, RESIZE, RESIZE_FIXED),
     // Normalisations.
     op(
         "BatchNormalization",
@@ -329,12 +332,12 @@ pub fn get(name: &str) -> Option<&'static Op> {
     OPS.iter().find(|o| o.name == name)
 }
 
-/// Whether the image lowering (free batch and spatial size) takes op type `name`.
+/// Whether the translator with a free batch and spatial size takes op type `name`.
 pub fn takes_free_size(name: &str) -> bool {
     get(name).is_some_and(|o| o.free_size.any())
 }
 
-/// Whether the static lowering (every shape fixed) takes op type `name`.
+/// Whether the translator with every input dim bound takes op type `name`.
 pub fn takes_fixed_shape(name: &str) -> bool {
     get(name).is_some_and(|o| o.fixed_shape.any())
 }
@@ -351,7 +354,7 @@ fn list(pick: impl Fn(&Op) -> Takes) -> String {
         .join(", ")
 }
 
-/// The ops the image lowering takes, with their limits, then those only a fixed input shape
+/// The ops the translator takes with a free size, with their limits, then those only a fixed input shape
 /// allows: the text of its "unsupported op" error.
 pub fn free_size_text() -> String {
     let fixed_only: Vec<&str> = OPS
@@ -366,7 +369,7 @@ pub fn free_size_text() -> String {
     )
 }
 
-/// The ops the static lowering takes, with their limits: the text of its "unsupported op" error.
+/// The ops the translator takes with every dim bound, with their limits: the text of its "unsupported op" error.
 pub fn fixed_shape_text() -> String {
     list(|o| o.fixed_shape)
 }
@@ -421,11 +424,13 @@ pub fn markdown() -> String {
         OPS.len()
     );
     s.push_str(
-        "- **Free size**: the image lowering. Batch, height and width stay free, so one model \
-         runs on any image size; ops act per item on `[C, H, W]`.\n\
-         - **Fixed shape**: the static lowering, used when the image lowering refuses a graph \
-         whose input shape is fixed (or at a fixed tile size). Every shape is known: tensors of \
-         any rank, ops on any axis, shape arithmetic folded on the host.\n\n\
+        "One translator (`src/onnx/lowering.rs`, an op per function in `src/onnx/ops/`) runs in \
+         two modes:\n\n\
+         - **Free size**: batch, height and width stay free, so one model runs on any image \
+         size; ops act per item on `[C, H, W]`.\n\
+         - **Fixed shape**: every input dim bound, used when the free size is refused for a \
+         graph whose input shape is fixed (or at a fixed tile size). Every shape is known: \
+         tensors of any rank, ops on any axis, shape arithmetic folded on the host.\n\n\
          \"yes\" is every form the ONNX spec allows for float32 data; a note says what is \
          taken where not everything is. Anything else is refused with an error naming the node, \
          its op and the opset.\n",
@@ -510,7 +515,7 @@ mod tests {
         assert!(free.contains("may also use"), "{free}");
         let fixed = fixed_shape_text();
         assert!(fixed.contains("Gather (constant indices)"), "{fixed}");
-        assert!(!fixed.contains("Resize"), "{fixed}");
+        assert!(fixed.contains("Resize ([N, C, H, W]"), "{fixed}");
         assert!(unsupported("LSTM", true).contains("supported: Conv"));
     }
 
@@ -562,12 +567,12 @@ mod tests {
     fn the_translators_take_what_the_registry_lists() {
         for o in OPS.iter().chain([&op("LSTM", F::Conv, No, No)]) {
             let model = one_node(o.name);
-            let free = crate::onnx::lower_image(&model, "registry", &[])
+            let free = crate::onnx::lowering::lower_free(&model, "registry", &[])
                 .err()
                 .map(|e| format!("{e:#}"))
                 .unwrap_or_default();
             let graph = model.graph.as_ref().expect("a graph");
-            let fixed = crate::onnx::static_graph::lower(
+            let fixed = crate::onnx::lowering::lower(
                 graph,
                 17,
                 "registry",

@@ -2,7 +2,7 @@
 //! DepthToSpace: 4x faster than the gather kernel, which visits every tap and keeps only 1 in
 //! stride^2.
 //!
-//! Models whose shapes were fixed at import (the static lowering) keep the gather kernel.
+//! Models whose shapes were fixed at import (every dim bound) keep the gather kernel.
 
 use crate::model::{Conv2dSpec, ConvTranspose2dSpec, DepthToSpaceSpec, Layer, LayerOp, Model};
 

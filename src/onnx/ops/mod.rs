@@ -1,8 +1,7 @@
-//! The ONNX importer's translations, one module per op family (the families of
-//! [`super::registry`]). Each file holds the family's free-size translation (methods of
-//! `super::image::ImageLowering`, the image lowering) and its fixed-shape translation (methods of
-//! `super::static_graph::Lowering`), side by side; what both share (the `UnaryOp` of a node) is
-//! one function.
+//! The ONNX translator's ops, one module per op family (the families of [`super::registry`]).
+//! Each op is one method of [`super::lowering::Lowering`], for free and fixed dims alike: where
+//! the two need different IR (image layers sized per batch, or tensor layers of known dims), the
+//! method branches on its input's value, and a `*_free` helper beside it holds the free form.
 
 pub mod activation;
 pub mod constant;

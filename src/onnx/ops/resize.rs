@@ -1,36 +1,66 @@
 //! Resizing: Resize and Upsample.
 
-// Free sizes: the image lowering.
-
-use std::collections::HashMap;
-
 use anyhow::{Context as _, Result, bail};
 
 use crate::model::LayerOp;
-use crate::onnx::image::ImageLowering;
-use crate::onnx::proto::{NodeProto, TensorProto};
-use crate::onnx::{attr, attr_float, attr_int, attr_ints, tensor_to_f32, tensor_to_i64};
+use crate::onnx::lowering::{FreeVal, HostTensor, Lowering, Val, input, plain_layer};
+use crate::onnx::node_name;
+use crate::onnx::proto::NodeProto;
+use crate::onnx::{attr, attr_float, attr_int, attr_ints};
 
-impl ImageLowering<'_> {
+/// A Resize's constant inputs by index (roi, scales, sizes; index 0, the data, is never one).
+type Constants = [Option<HostTensor>; 4];
+
+impl Lowering<'_> {
     /// Resize or Upsample: the nearest kernel for whole factors with floor-like modes, else the
-    /// filter kernel.
+    /// filter kernel. With free sizes, of an image; with fixed dims, of `[N, C, H, W]` (each
+    /// plane resized), the output dims worked out here.
     pub(crate) fn lower_resize(&mut self, node: &NodeProto) -> Result<()> {
-        let input = self.value_of(&node.input[0])?;
+        let mut constants: Constants = Default::default();
+        for (i, slot) in constants.iter_mut().enumerate().skip(1) {
+            if let Some(Val::Const(t)) = node.input.get(i).and_then(|n| self.vals.get(n)) {
+                *slot = Some(t.clone());
+            }
+        }
         let mode = attr(node, "mode").map_or("nearest".into(), |a| {
             String::from_utf8_lossy(&a.s).into_owned()
         });
         let op = if mode == "linear" || mode == "bilinear" || mode == "cubic" {
-            LayerOp::ResizeFilter(resize_filter_spec(node, &self.initializers)?)
+            LayerOp::ResizeFilter(resize_filter_spec(node, &constants)?)
         } else {
             // Whole factors with floor-like modes: the plain nearest kernel; any other nearest
             // resize: the filter kernel with the exact ONNX rounding.
-            match resize_scale(node, &self.initializers) {
+            match resize_scale(node, &constants) {
                 Ok(scale) => LayerOp::ResizeNearest(scale),
-                Err(_) => LayerOp::ResizeFilter(resize_filter_spec(node, &self.initializers)?),
+                Err(_) => LayerOp::ResizeFilter(resize_filter_spec(node, &constants)?),
             }
         };
-        let c = self.channels[input];
-        self.push_plain(node, op, vec![input], c);
+        let output_hw = |h: u32, w: u32| match &op {
+            LayerOp::ResizeNearest([sh, sw]) => (h * sh, w * sw),
+            LayerOp::ResizeFilter(spec) => spec.output_hw(h, w),
+            _ => unreachable!("resize ops"),
+        };
+        let name = input(node, 0)?;
+        let v = if let Some(x) = self.free_val(name) {
+            let c = x.channels()?;
+            let hw = x.hw().map(|(h, w)| output_hw(h, w));
+            let layer = plain_layer(node_name(node), op, vec![x.id]);
+            self.push_free(layer, FreeVal::image(c, hw))
+        } else {
+            let dims = self.dims_of(name)?;
+            let [n, c, h, w] = dims[..] else {
+                bail!("Resize takes [N, C, H, W], not {dims:?}");
+            };
+            let (oh, ow) = output_hw(h, w);
+            if oh == 0 || ow == 0 {
+                bail!("resizes {dims:?} to nothing");
+            }
+            let (v, _) = self.gpu(name)?;
+            let out = vec![n, c, oh, ow];
+            let id = self.push(node_name(node), op, vec![v], out.clone(), Vec::new());
+            Val::Gpu(id, out)
+        };
+        self.set(node, 0, v);
         Ok(())
     }
 }
@@ -38,7 +68,7 @@ impl ImageLowering<'_> {
 /// A linear Resize: its coordinate mode and its scales (input 2) or output sizes (input 3).
 fn resize_filter_spec(
     node: &NodeProto,
-    initializers: &HashMap<&str, &TensorProto>,
+    constants: &Constants,
 ) -> Result<crate::model::ResizeFilterSpec> {
     fn place<T: Copy>(values: &[T], axes: &[i64], fill: T) -> Result<[T; 4]> {
         if values.len() != axes.len() || axes.iter().any(|a| !(0..4).contains(a)) {
@@ -64,12 +94,7 @@ fn resize_filter_spec(
         "asymmetric" => Coords::Asymmetric,
         other => bail!("Resize coordinate_transformation_mode={other} is not supported yet"),
     };
-    let constant = |i: usize| {
-        node.input
-            .get(i)
-            .filter(|n| !n.is_empty())
-            .and_then(|n| initializers.get(n.as_str()))
-    };
+    let constant = |i: usize| constants.get(i).and_then(Option::as_ref);
     // Scales and sizes name every axis, or (opset 18) the axes in `axes`: put them in
     // [N, C, H, W] order, unnamed axes unscaled (sizes: -1 for "as the input").
     let axes: Vec<i64> = attr_ints(node, "axes")
@@ -79,7 +104,7 @@ fn resize_filter_spec(
         .collect();
     let policy = text("keep_aspect_ratio_policy", "stretch");
     let target = if let Some(sizes) = constant(3) {
-        let full = place(&tensor_to_i64(sizes)?, &axes, -1)?;
+        let full = place(&sizes.ints(), &axes, -1)?;
         match full {
             [_, _, h, w] if h > 0 && w > 0 => match policy.as_str() {
                 "stretch" => Target::Size([h as u32, w as u32]),
@@ -95,7 +120,8 @@ fn resize_filter_spec(
         let scales = constant(2)
             .or_else(|| constant(1).filter(|_| node.op_type == "Upsample"))
             .context("Resize needs constant scales or sizes")?;
-        match place(&tensor_to_f32(scales)?.data, &axes, 1.0)? {
+        let scales: Vec<f32> = scales.data.iter().map(|&x| x as f32).collect();
+        match place(&scales, &axes, 1.0)? {
             [n, c, h, w] if n == 1.0 && c == 1.0 && h > 0.0 && w > 0.0 => Target::Scale([h, w]),
             other => bail!("Resize scales {other:?} must be [1, 1, h, w]"),
         }
@@ -128,7 +154,7 @@ fn resize_filter_spec(
 }
 
 /// Whole-number nearest-neighbour scale factors of a Resize (or Upsample) node.
-fn resize_scale(node: &NodeProto, initializers: &HashMap<&str, &TensorProto>) -> Result<[u32; 2]> {
+fn resize_scale(node: &NodeProto, constants: &Constants) -> Result<[u32; 2]> {
     let mode = attr(node, "mode").map_or("nearest".into(), |a| {
         String::from_utf8_lossy(&a.s).into_owned()
     });
@@ -157,20 +183,21 @@ fn resize_scale(node: &NodeProto, initializers: &HashMap<&str, &TensorProto>) ->
         );
     }
     // Scales are input 2 (opset 11+) or 1 (Upsample, opset 10 Resize); sizes (input 3) are not.
-    let scales_name = node
+    let (scales_at, scales_name) = node
         .input
         .iter()
         .enumerate()
         .rev()
         .find(|(i, n)| !n.is_empty() && (*i == 1 || *i == 2))
-        .map(|(_, n)| n.clone())
         .filter(|_| node.input.get(3).is_none_or(std::string::String::is_empty))
         .context("Resize by output sizes is not supported yet; export with scales")?;
-    let scales = initializers
-        .get(scales_name.as_str())
-        .with_context(|| format!("scales {scales_name} are not a constant"))
-        .and_then(|t| tensor_to_f32(t))?
-        .data;
+    let scales: Vec<f32> = constants[scales_at]
+        .as_ref()
+        .with_context(|| format!("scales {scales_name} are not a constant"))?
+        .data
+        .iter()
+        .map(|&x| x as f32)
+        .collect();
     let whole = |v: f32| (v >= 1.0 && v.fract() == 0.0).then_some(v as u32);
     match scales.as_slice() {
         [n, c, h, w] if *n == 1.0 && *c == 1.0 => match (whole(*h), whole(*w)) {
