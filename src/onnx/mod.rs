@@ -199,7 +199,10 @@ fn tensor_to_i64(t: &TensorProto) -> Result<Vec<i64>> {
 
 fn node_name(node: &NodeProto) -> String {
     if node.name.is_empty() {
-        node.output[0].clone()
+        node.output
+            .first()
+            .cloned()
+            .unwrap_or_else(|| format!("a {} node", node.op_type))
     } else {
         node.name.clone()
     }

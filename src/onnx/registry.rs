@@ -594,6 +594,43 @@ mod tests {
         }
     }
 
+    /// Malformed nodes of every op (no inputs, no outputs, inputs that name nothing or the same
+    /// value six times) are errors in both modes, never panics.
+    #[test]
+    fn malformed_nodes_are_errors_not_panics() {
+        let shapes: [&[&str]; 4] = [&[], &["nothing", "", "x"], &["x"; 6], &["", "x"]];
+        for o in OPS {
+            for (inputs, outputs) in shapes.iter().flat_map(|i| [(*i, 0), (*i, 1), (*i, 3)]) {
+                let mut model = one_node(o.name);
+                let graph = model.graph.as_mut().expect("a graph");
+                graph.node[0].input = inputs.iter().map(|s| (*s).to_owned()).collect();
+                graph.node[0].output = ["y", "z", "w"][..outputs]
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect();
+                let run = std::panic::catch_unwind(|| {
+                    let graph = model.graph.as_ref().expect("a graph");
+                    let _ = crate::onnx::lowering::lower_free(&model, "bad", &[]);
+                    let dims = vec![1, 3, 8, 8];
+                    let _ = crate::onnx::lowering::lower(
+                        graph,
+                        17,
+                        "bad",
+                        &graph.input[0],
+                        dims,
+                        &[],
+                        false,
+                    );
+                });
+                assert!(
+                    run.is_ok(),
+                    "{} with inputs {inputs:?}, {outputs} outputs",
+                    o.name
+                );
+            }
+        }
+    }
+
     /// `docs/ONNX_OPS.md` is `markdown()`; `BATCHWISE_WRITE_DOCS=1` rewrites it.
     #[test]
     fn docs_match_the_registry() {

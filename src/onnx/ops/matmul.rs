@@ -24,7 +24,7 @@ impl Lowering<'_> {
 
     fn matmul(&mut self, node: &NodeProto) -> Result<Val> {
         let (a, b) = (
-            node.input[0].clone(),
+            input(node, 0)?.to_owned(),
             node.input.get(1).context("has no B")?.clone(),
         );
         let (mut da, mut db) = (self.dims_of(&a)?, self.dims_of(&b)?);
@@ -66,7 +66,7 @@ impl Lowering<'_> {
             return self.gemm_free(node, &x);
         }
         let (a, b) = (
-            node.input[0].clone(),
+            input(node, 0)?.to_owned(),
             node.input.get(1).context("has no B")?.clone(),
         );
         let (da, db) = (self.dims_of(&a)?, self.dims_of(&b)?);

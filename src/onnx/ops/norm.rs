@@ -136,7 +136,7 @@ impl Lowering<'_> {
         bias: &HostTensor,
         dims: &[u32],
     ) -> Result<Val> {
-        let (v, _) = self.gpu(&node.input[0])?;
+        let (v, _) = self.gpu(input(node, 0)?)?;
         let weights = scale
             .data
             .iter()
@@ -154,7 +154,7 @@ impl Lowering<'_> {
     }
 
     fn layer_norm(&mut self, node: &NodeProto) -> Result<Val> {
-        let x = node.input[0].clone();
+        let x = input(node, 0)?.to_owned();
         let dims = self.dims_of(&x)?;
         let a = axis(attr_int(node, "axis", -1), dims.len())?;
         let eps = attr_float(node, "epsilon", 1e-5);
