@@ -1147,3 +1147,106 @@ fn free_and_bound_dims_lower_the_same_graph_alike() {
     assert!(diff <= 1e-5, "free and bound differ by {diff}");
     assert!(outs[0].iter().any(|&v| v != 0.0 && v > -0.75 && v < 0.8));
 }
+
+/// Sizes a file asks for are capped before any arithmetic on them: pads of 2^31 (which used to
+/// wrap the output size back to the input's), a ConstantOfShape of 2^40 elements, a Range with a
+/// step of 0, a Tile to 2^36 elements, a DepthToSpace block of 2^20: each an error naming the node,
+/// in both modes where the op has both, and never an allocation of that size.
+#[test]
+fn sizes_from_the_file_are_capped() {
+    let ints = |name: &str, v: &[i64]| proto::AttributeProto {
+        name: name.into(),
+        ints: v.to_vec(),
+        r#type: 7,
+        ..Default::default()
+    };
+    let w = constant("w", &[3, 3, 3, 3], &[0.1; 81]);
+    let mut conv = node("conv", "Conv", &["x", "w"], "y");
+    conv.attribute.push(ints("pads", &[1 << 31, 0, 0, 0]));
+    let free: &[Option<i64>] = &[None, Some(3), None, None];
+    let fixed: &[Option<i64>] = &[Some(1), Some(3), Some(8), Some(8)];
+    for dims in [free, fixed] {
+        let bytes = graph_model(vec![conv.clone()], vec![w.clone()], dims);
+        let err = format!("{:#}", onnx::load(&bytes, "pads").unwrap_err());
+        assert!(err.contains("node conv") && err.contains("pads"), "{err}");
+    }
+    let mut fill = node("fill", "ConstantOfShape", &["shape"], "big");
+    fill.attribute.clear();
+    let add = node("add", "Add", &["x", "big"], "y");
+    let bytes = graph_model(
+        vec![fill, add],
+        vec![ints_constant("shape", &[1 << 20, 1 << 20])],
+        fixed,
+    );
+    let err = format!("{:#}", onnx::load(&bytes, "fill").unwrap_err());
+    assert!(
+        err.contains("node fill") && err.contains("elements"),
+        "{err}"
+    );
+    let range = node("range", "Range", &["a", "b", "d"], "r");
+    let bytes = graph_model(
+        vec![range, node("add", "Add", &["x", "r"], "y")],
+        vec![
+            constant("a", &[], &[0.0]),
+            constant("b", &[], &[10.0]),
+            constant("d", &[], &[0.0]),
+        ],
+        fixed,
+    );
+    let err = format!("{:#}", onnx::load(&bytes, "range").unwrap_err());
+    assert!(err.contains("node range") && err.contains("Range"), "{err}");
+    let tile = node("tile", "Tile", &["x", "reps"], "y");
+    let bytes = graph_model(
+        vec![tile],
+        vec![ints_constant("reps", &[1 << 10, 1 << 10, 1 << 10, 1])],
+        fixed,
+    );
+    let err = format!("{:#}", onnx::load(&bytes, "tile").unwrap_err());
+    assert!(
+        err.contains("node tile") && err.contains("elements"),
+        "{err}"
+    );
+    let mut d2s = node("d2s", "DepthToSpace", &["x"], "y");
+    d2s.attribute.push(proto::AttributeProto {
+        name: "blocksize".into(),
+        i: 1 << 20,
+        r#type: 2,
+        ..Default::default()
+    });
+    for dims in [free, fixed] {
+        let bytes = graph_model(vec![d2s.clone()], vec![], dims);
+        let err = format!("{:#}", onnx::load(&bytes, "d2s").unwrap_err());
+        assert!(
+            err.contains("node d2s") && err.contains("blocksize"),
+            "{err}"
+        );
+    }
+}
+
+/// A model whose values outgrow the limits at the size it is run at (a chain of 8x nearest
+/// resizes) gets an error naming the layer from `Model::shapes`, not a wrapped size.
+#[test]
+fn values_beyond_the_limits_are_an_error_at_run_size() {
+    let mut nodes = Vec::new();
+    let mut from = "x".to_owned();
+    for i in 0..4 {
+        let out = if i == 3 {
+            "y".to_owned()
+        } else {
+            format!("up{i}")
+        };
+        let mut up = node(&format!("up{i}"), "Resize", &[&from, "", "scales"], &out);
+        up.attribute.push(string_attr("mode", "nearest"));
+        nodes.push(up);
+        from = out;
+    }
+    let bytes = graph_model(
+        nodes,
+        vec![constant("scales", &[4], &[1.0, 1.0, 8.0, 8.0])],
+        &[None, Some(3), None, None],
+    );
+    let model = onnx::load(&bytes, "grow").unwrap();
+    assert!(model.shapes(4, 4).is_ok(), "3 x (4 * 8^4)^2 elements fit");
+    let err = format!("{:#}", model.shapes(64, 64).unwrap_err());
+    assert!(err.contains("beyond batchwise's limits"), "{err}");
+}

@@ -4,6 +4,7 @@
 
 use anyhow::{Result, bail};
 
+pub mod limits;
 pub mod ops;
 pub mod shape;
 
@@ -211,10 +212,9 @@ impl Model {
                 LayerOp::Concat => inputs
                     .iter()
                     .all(|s| s.h == input.h && s.w == input.w)
-                    .then(|| ItemShape {
-                        c: inputs.iter().map(|s| s.c).sum(),
-                        ..input
-                    }),
+                    .then(|| inputs.iter().try_fold(0u32, |c, s| c.checked_add(s.c)))
+                    .flatten()
+                    .map(|c| ItemShape { c, ..input }),
                 LayerOp::ResizeFilter(spec) => {
                     let (h, w) = spec.output_hw(input.h, input.w);
                     (h > 0 && w > 0).then_some(ItemShape { c: input.c, h, w })
@@ -263,7 +263,8 @@ impl Model {
                     w: 1,
                 }),
                 LayerOp::SliceChannels { start, count } => {
-                    (start + count <= input.c).then_some(ItemShape { c: *count, ..input })
+                    (start.checked_add(*count).is_some_and(|end| end <= input.c))
+                        .then_some(ItemShape { c: *count, ..input })
                 }
                 LayerOp::Tensor(_) => bail!(
                     "layer {} is a general tensor op, which only static models hold",
@@ -280,6 +281,18 @@ impl Model {
                         .collect::<Vec<_>>()
                 );
             };
+            if !limits::fits(out) {
+                bail!(
+                    "layer {} would compute {}x{}x{} per item, beyond batchwise's limits ({} px \
+                     a side, {} elements); try a smaller input or tile",
+                    layer.name,
+                    out.c,
+                    out.h,
+                    out.w,
+                    limits::MAX_SIDE,
+                    limits::MAX_ELEMENTS
+                );
+            }
             shapes[layer.output] = Some(out);
         }
         // Values no kept layer computes (pruned heads) have no shape and no buffer.

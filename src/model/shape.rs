@@ -7,7 +7,8 @@ pub const MAX_RANK: usize = 8;
 pub fn contiguous_strides(dims: &[u32]) -> Vec<u32> {
     let mut s = vec![1u32; dims.len()];
     for k in (0..dims.len().saturating_sub(1)).rev() {
-        s[k] = s[k + 1] * dims[k + 1];
+        // Saturating: sizes beyond u32 are refused by `limits`.
+        s[k] = s[k + 1].saturating_mul(dims[k + 1]);
     }
     s
 }

@@ -42,7 +42,9 @@ pub fn load_bytes(param: &str, bin: &[u8], name: &str) -> Result<Model> {
     for l in &lines {
         builder.lower(l)?;
     }
-    let (model, _) = crate::passes::run(builder.finish(name)?);
+    let model = builder.finish(name)?;
+    crate::model::limits::check(&model)?;
+    let (model, _) = crate::passes::run(model);
     Ok(model)
 }
 
@@ -108,6 +110,23 @@ mod tests {
                 "layer pad",
             ),
             (&[INPUT, "Sigmoid sig 2 1 data data out"], "layer sig"),
+            // An upscale factor beyond the limits (it panicked once the GPU started).
+            (
+                &[
+                    INPUT,
+                    CONV,
+                    "Interp up 1 1 out big 0=1 1=67108864.0 2=67108864.0",
+                ],
+                "layer up (Resize)",
+            ),
+            (
+                &[
+                    INPUT,
+                    CONV,
+                    "Pooling pool 1 1 out big 0=0 1=2 2=2 3=1000000",
+                ],
+                "layer pool",
+            ),
         ];
         for (lines, want) in cases {
             let text = param(lines);

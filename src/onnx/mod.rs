@@ -20,7 +20,7 @@ use prost::Message as _;
 use crate::model::Activation;
 use crate::model::Conv2dSpec;
 use crate::model::ConvTranspose2dSpec;
-use crate::model::{LayerOp, Model};
+use crate::model::{LayerOp, Model, limits};
 use proto::{AttributeProto, NodeProto, TensorProto, data_type};
 
 /// Opsets read. Versions after 21 changed the types (bfloat16, float8, int4) of the ops batchwise
@@ -144,6 +144,13 @@ fn spatial(node: &NodeProto, w: &Weights) -> Result<Spatial> {
             bail!("auto_pad={mode} is not supported yet; export with explicit pads");
         }
     }
+    if let Some(d) = w
+        .dims
+        .iter()
+        .find(|&&d| !(1..=i64::from(limits::MAX_CHANNELS)).contains(&d))
+    {
+        bail!("weights of shape {:?} have a dimension of {d}", w.dims);
+    }
     let k = [w.dims[2] as u32, w.dims[3] as u32];
     if let Some(ks) = attr_ints(node, "kernel_shape")
         && ks != [k[0] as i64, k[1] as i64]
@@ -167,9 +174,13 @@ fn spatial(node: &NodeProto, w: &Weights) -> Result<Spatial> {
         bail!("strides and dilations must be at least 1");
     }
     let groups = attr_int(node, "group", 1);
-    if groups < 1 {
-        bail!("group {groups} must be at least 1");
+    if groups < 1 || groups > i64::from(limits::MAX_CHANNELS) {
+        bail!(
+            "group {groups} must be at least 1 (and at most {})",
+            limits::MAX_CHANNELS
+        );
     }
+    check_window(&k, &stride, &dilation, &pads)?;
     Ok(Spatial {
         k,
         stride,
@@ -177,6 +188,31 @@ fn spatial(node: &NodeProto, w: &Weights) -> Result<Spatial> {
         dilation,
         groups: groups as u32,
     })
+}
+
+/// Kernel sides, strides and dilations up to [`limits::MAX_WINDOW`], pads up to
+/// [`limits::MAX_PAD`]: checked here, where a file's numbers first become a spec, so that no size
+/// arithmetic after it can overflow.
+fn check_window(
+    k: &[u32; 2],
+    stride: &[u32; 2],
+    dilation: &[u32; 2],
+    pads: &[u32; 4],
+) -> Result<()> {
+    let (w, p) = (limits::MAX_WINDOW, limits::MAX_PAD);
+    if [k, stride, dilation]
+        .iter()
+        .any(|v| v.iter().any(|&x| x > w))
+    {
+        bail!(
+            "kernel {k:?}, strides {stride:?} or dilations {dilation:?} exceed {w}, the most \
+             batchwise takes"
+        );
+    }
+    if pads.iter().any(|&x| x > p) {
+        bail!("pads {pads:?} exceed {p}, the most batchwise takes");
+    }
+    Ok(())
 }
 
 fn tensor_to_i64(t: &TensorProto) -> Result<Vec<i64>> {
@@ -260,6 +296,12 @@ fn conv_layers(node: &NodeProto, w: Weights, bias: Vec<f32>, in_c: u32) -> Resul
             );
         }
         let output_padding = to_u32_pair(attr_ints(node, "output_padding"), 0, "output_padding")?;
+        if output_padding.iter().any(|&p| p > limits::MAX_PAD) {
+            bail!(
+                "output_padding {output_padding:?} exceeds {}",
+                limits::MAX_PAD
+            );
+        }
         LayerOp::ConvTranspose2d(ConvTranspose2dSpec {
             in_c,
             out_c,
@@ -314,6 +356,7 @@ fn pool_spec(node: &NodeProto) -> Result<crate::model::Pool2dSpec> {
     if k.contains(&0) || stride.contains(&0) || dilation.contains(&0) {
         bail!("kernel, strides and dilations must be at least 1");
     }
+    check_window(&k, &stride, &dilation, &pads)?;
     Ok(crate::model::Pool2dSpec {
         average: node.op_type == "AveragePool",
         k,

@@ -155,6 +155,7 @@ impl Lowering<'_> {
             static_shapes: None,
             nhwc_input: self.nhwc_input,
         };
+        crate::model::limits::check(&model)?;
         let (model, _) = crate::passes::run(model);
         Ok(model)
     }
@@ -172,7 +173,7 @@ pub(crate) fn fixed_dims(input: &ValueInfoProto) -> Option<Vec<u32>> {
     shape
         .dim
         .iter()
-        .map(|d| d.dim_value.filter(|&v| v >= 0).map(|v| v as u32))
+        .map(|d| d.dim_value.and_then(|v| u32::try_from(v).ok()))
         .collect()
 }
 
@@ -200,6 +201,8 @@ pub(crate) fn lower(
         nhwc_input: nhwc,
         graph,
     };
+    l.check_new_values(0)
+        .with_context(|| format!("input {}", input.name))?;
     l.read_initializers(&input.name)?;
     let elem = input
         .r#type
@@ -303,6 +306,7 @@ pub(crate) fn lower(
         static_shapes: Some(shapes),
         nhwc_input: nhwc,
     };
+    crate::model::limits::check(&model)?;
     let (model, _) = crate::passes::run(model);
     Ok(model)
 }

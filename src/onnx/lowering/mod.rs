@@ -493,7 +493,8 @@ impl Lowering<'_> {
         Ok(())
     }
 
-    /// Every node in order, each an error naming it (and the opset) when it cannot be lowered.
+    /// Every node in order, each an error naming it (and the opset) when it cannot be lowered or
+    /// computes a value beyond the limits.
     fn walk(&mut self) -> Result<()> {
         let graph = self.graph;
         for node in &graph.node {
@@ -504,9 +505,24 @@ impl Lowering<'_> {
                     node.domain
                 );
             }
+            let before = self.dims.len();
             self.lower_node(node)
+                .and_then(|()| self.check_new_values(before))
                 .map_err(|e| e.context(format!("{} (opset {})", node_label(node), self.opset)))?;
         }
         Ok(())
+    }
+
+    /// The values from `first` on (those a node just made) within the limits, so that no size
+    /// arithmetic of a later node overflows: sizes beyond them saturate ([`numel`]) and stop here.
+    fn check_new_values(&self, first: usize) -> Result<()> {
+        let max = crate::model::limits::MAX_ELEMENTS;
+        match self.dims[first..]
+            .iter()
+            .find(|d| u64::from(numel(d)) > max)
+        {
+            Some(d) => bail!("computes a tensor of {d:?}, beyond {max} elements"),
+            None => Ok(()),
+        }
     }
 }

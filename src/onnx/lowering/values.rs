@@ -90,8 +90,15 @@ pub(crate) fn host_tensor(t: &TensorProto) -> Result<HostTensor> {
             t.name
         ),
     };
-    let dims: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
-    if dims.iter().product::<usize>() != data.len() {
+    let dims: Vec<usize> = t
+        .dims
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<std::result::Result<_, _>>()
+        .with_context(|| format!("tensor {} has a negative dim in {:?}", t.name, t.dims))?;
+    let count = checked_count(&dims)
+        .with_context(|| format!("tensor {} has dims {:?}, too many elements", t.name, t.dims))?;
+    if count != data.len() {
         bail!(
             "tensor {} holds {} values but its shape {:?} needs {}",
             t.name,
@@ -236,8 +243,19 @@ pub fn item_shape(dims: &[u32]) -> ItemShape {
     }
 }
 
+/// Elements of a tensor of `dims`, saturating at `u32::MAX` (the limits refuse such a value).
 pub(crate) fn numel(dims: &[u32]) -> u32 {
-    dims.iter().product()
+    dims.iter().fold(1u32, |n, &d| n.saturating_mul(d))
+}
+
+/// The most elements a tensor computed on the host (folded constants) may hold.
+pub(crate) const MAX_HOST_ELEMENTS: usize = 1 << 24;
+
+/// Elements of a host tensor of `dims`, when at most [`MAX_HOST_ELEMENTS`].
+pub(crate) fn checked_count(dims: &[usize]) -> Option<usize> {
+    dims.iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n <= MAX_HOST_ELEMENTS)
 }
 
 /// A negative axis counted from the end, checked against the rank.

@@ -3,7 +3,9 @@
 use anyhow::{Context as _, Result, bail};
 
 use crate::onnx::attr;
-use crate::onnx::lowering::{HostTensor, Lowering, Val, host_tensor};
+use crate::onnx::lowering::{
+    HostTensor, Lowering, MAX_HOST_ELEMENTS, Val, checked_count, host_tensor,
+};
 use crate::onnx::proto::NodeProto;
 
 impl Lowering<'_> {
@@ -36,7 +38,9 @@ impl Lowering<'_> {
         let int = value.as_ref().is_some_and(|t| t.int);
         let value = value.and_then(|t| t.data.first().copied()).unwrap_or(0.0);
         let dims: Vec<usize> = shape.ints().iter().map(|&d| d.max(0) as usize).collect();
-        let n = dims.iter().product();
+        let n = checked_count(&dims).with_context(|| {
+            format!("a constant of shape {dims:?} is beyond {MAX_HOST_ELEMENTS} elements")
+        })?;
         self.set(
             node,
             0,
@@ -61,7 +65,13 @@ impl Lowering<'_> {
         let int = self
             .constant(node, 0, "Range's start")?
             .is_some_and(|t| t.int);
-        let n = ((limit - start) / delta).ceil().max(0.0) as usize;
+        let n = ((limit - start) / delta).ceil().max(0.0);
+        if !n.is_finite() || n > MAX_HOST_ELEMENTS as f64 {
+            bail!(
+                "a Range from {start} to {limit} by {delta} is not a list of at most {MAX_HOST_ELEMENTS} values"
+            );
+        }
+        let n = n as usize;
         let data = (0..n).map(|i| start + i as f64 * delta).collect();
         self.set(node, 0, Val::Const(HostTensor::vector(data, int)));
         Ok(())

@@ -285,6 +285,7 @@ impl Lowering<'_> {
         let b = u32::try_from(block).unwrap_or(0);
         if node.op_type != "DepthToSpace"
             || b == 0
+            || b > crate::model::limits::MAX_WINDOW
             || !c.is_multiple_of(b * b)
             || (mode != "DCR" && mode != "CRD")
         {
@@ -295,7 +296,9 @@ impl Lowering<'_> {
             crd: mode == "CRD",
             crop: [0, 0],
         };
-        let hw = x.hw().map(|(h, w)| (h * b, w * b));
+        let hw = x
+            .hw()
+            .map(|(h, w)| (h.saturating_mul(b), w.saturating_mul(b)));
         let layer = plain_layer(node_name(node), LayerOp::DepthToSpace(spec), vec![x.id]);
         Ok(self.push_free(layer, FreeVal::image(c / (b * b), hw)))
     }
@@ -432,13 +435,15 @@ impl Lowering<'_> {
             .constant(node, 1, "the repeats")?
             .context("has no repeats")?
             .ints();
-        if reps.len() != dims.len() || 2 * dims.len() > MAX_RANK + 4 {
+        if reps.len() != dims.len() || 2 * dims.len() > MAX_RANK + 4 || reps.iter().any(|&r| r < 0)
+        {
             bail!("repeats {reps:?} do not fit {dims:?}");
         }
+        // Saturating: a product beyond u32 is refused by the limits after the node.
         let out: Vec<u32> = dims
             .iter()
             .zip(&reps)
-            .map(|(&d, &r)| d * r as u32)
+            .map(|(&d, &r)| d.saturating_mul(u32::try_from(r).unwrap_or(u32::MAX)))
             .collect();
         let (os, is) = (strides_i64(&out), strides_i64(&dims));
         let mut spec = CopySpec {
@@ -471,12 +476,15 @@ impl Lowering<'_> {
             return Ok(());
         }
         let dims = self.dims_of(input(node, 0)?)?;
-        let b = attr_int(node, "blocksize", 0) as u32;
+        let b = u32::try_from(attr_int(node, "blocksize", 0)).unwrap_or(0);
         let [n, c, h, w] = dims[..] else {
             bail!("{op} takes rank-4 input, not {dims:?}");
         };
-        if b == 0 {
-            bail!("blocksize must be at least 1");
+        if b == 0 || b > crate::model::limits::MAX_WINDOW {
+            bail!(
+                "blocksize {b} is not in 1..={}",
+                crate::model::limits::MAX_WINDOW
+            );
         }
         let (view, perm, out): (Vec<u32>, Vec<usize>, Vec<u32>) = if op == "DepthToSpace" {
             if c % (b * b) != 0 {
@@ -488,13 +496,13 @@ impl Lowering<'_> {
                 (
                     vec![n, cc, b, b, h, w],
                     vec![0, 1, 4, 2, 5, 3],
-                    vec![n, cc, h * b, w * b],
+                    vec![n, cc, h.saturating_mul(b), w.saturating_mul(b)],
                 )
             } else {
                 (
                     vec![n, b, b, cc, h, w],
                     vec![0, 3, 4, 1, 5, 2],
-                    vec![n, cc, h * b, w * b],
+                    vec![n, cc, h.saturating_mul(b), w.saturating_mul(b)],
                 )
             }
         } else {
@@ -511,7 +519,7 @@ impl Lowering<'_> {
             (
                 vec![n, c, h / b, b, w / b, b],
                 perm,
-                vec![n, c * b * b, h / b, w / b],
+                vec![n, c.saturating_mul(b * b), h / b, w / b],
             )
         };
         let st = strides_i64(&view);
