@@ -2,6 +2,7 @@
 //! must not be misled: each built here at test time (no binary fixtures), run through the CLI on
 //! a tiny model (a pixel shuffle, 2x) with tiny images, so these tests stay cheap on lavapipe.
 
+#![cfg(unix)]
 #![allow(
     clippy::unwrap_used,
     reason = "a test fails loudly on what it did not expect"
@@ -12,6 +13,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
+use image::GenericImageView as _;
 use predicates::prelude::*;
 
 fn batchwise() -> Command {
@@ -52,7 +54,11 @@ fn os(s: &str) -> &std::ffi::OsStr {
 /// A small RGB image, its pixels depending on `seed`.
 fn small(seed: u8) -> image::RgbImage {
     image::RgbImage::from_fn(12, 10, |x, y| {
-        image::Rgb([x as u8 * 20 + seed, y as u8 * 25, seed.wrapping_mul(7)])
+        image::Rgb([
+            (x as u8 * 20).wrapping_add(seed),
+            y as u8 * 25,
+            seed.wrapping_mul(7),
+        ])
     })
 }
 
@@ -184,7 +190,11 @@ fn a_folder_of_bad_inputs_finishes_with_a_reason_for_each() {
     rgb.save(inputs.join("good.png")).unwrap();
     // Cut in its entropy-coded data, past the headers: the decoder alone would fill the rest.
     let noisy = image::RgbImage::from_fn(40, 32, |x, y| {
-        image::Rgb([((x * 37) ^ (y * 11)) as u8, (x * y) as u8, (x + y * 5) as u8])
+        image::Rgb([
+            ((x * 37) ^ (y * 11)) as u8,
+            (x * y) as u8,
+            (x + y * 5) as u8,
+        ])
     });
     let jpeg = encoded(&noisy.into(), image::ImageFormat::Jpeg);
     std::fs::write(inputs.join("trunc.jpg"), &jpeg[..jpeg.len() - 40]).unwrap();
@@ -209,6 +219,21 @@ fn a_folder_of_bad_inputs_finishes_with_a_reason_for_each() {
     });
     deep.save(inputs.join("deep.png")).unwrap();
     std::fs::write(inputs.join("palette.png"), palette_png(10, 6)).unwrap();
+    image::DynamicImage::ImageRgb8(small(5))
+        .save(inputs.join("plain.bmp"))
+        .unwrap();
+    // An animated GIF of two frames: the first is read.
+    let frames = [small(6), small(200)]
+        .map(|f| image::Frame::new(image::DynamicImage::ImageRgb8(f).to_rgba8()));
+    let mut gif = Vec::new();
+    image::codecs::gif::GifEncoder::new(&mut gif)
+        .encode_frames(frames)
+        .unwrap();
+    std::fs::write(inputs.join("animated.gif"), &gif).unwrap();
+    image::load_from_memory(&gif)
+        .unwrap()
+        .save(inputs.join("first-frame.png"))
+        .unwrap();
     for name in ["with space.png", "new\nline.png", "-dash.png", "dup.png"] {
         small(3).save(inputs.join(name)).unwrap();
     }
@@ -263,6 +288,9 @@ fn a_folder_of_bad_inputs_finishes_with_a_reason_for_each() {
         "grey-alpha.png",
         "deep.png",
         "palette.png",
+        "plain.bmp",
+        "animated.gif",
+        "first-frame.png",
         "with space.png",
         "new\nline.png",
         "-dash.png",
@@ -284,16 +312,11 @@ fn a_folder_of_bad_inputs_finishes_with_a_reason_for_each() {
     let size = |name: &str| image::image_dimensions(out.join(name)).unwrap();
     assert_eq!(size("good.png"), (24, 20));
     assert_eq!(size("palette.png"), (20, 12));
-    assert!(
-        image::open(out.join("grey-alpha.png"))
-            .unwrap()
-            .color()
-            .has_alpha()
-    );
-    assert_eq!(
-        image::open(out.join("deep.png")).unwrap().color(),
-        image::ColorType::Rgb16
-    );
+    assert_eq!(size("plain.png"), (24, 20));
+    // The GIF's first frame alone: its output is the still first frame's.
+    let animated = image::open(out.join("animated.png")).unwrap();
+    assert_eq!(animated.dimensions(), (24, 20));
+    assert!(animated == image::open(out.join("first-frame.png")).unwrap());
     let dup: Vec<&str> = ["dup.png", "dup.jpg"]
         .iter()
         .map(|n| item(&json, n)["output"].as_str().unwrap())

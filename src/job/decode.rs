@@ -296,6 +296,44 @@ mod tests {
         }
     }
 
+    /// The case: a 1-bit PNG of 30000 x 30000 (inside the side limit, a few bytes on
+    /// disk) through a 4x model fails alone from its header, before any pixel is allocated.
+    #[test]
+    fn an_image_whose_output_is_too_big_fails_from_its_header() {
+        fn chunk(png: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+            png.extend((data.len() as u32).to_be_bytes());
+            let body: Vec<u8> = kind.iter().chain(data).copied().collect();
+            let crc = !body.iter().fold(!0u32, |c, &b| {
+                (0..8).fold(c ^ u32::from(b), |c, _| {
+                    (c >> 1) ^ (0xedb8_8320 & (c & 1).wrapping_neg())
+                })
+            });
+            png.extend(&body);
+            png.extend(crc.to_be_bytes());
+        }
+        let mut ihdr = 30000u32.to_be_bytes().to_vec();
+        ihdr.extend(30000u32.to_be_bytes());
+        ihdr.extend([1, 0, 0, 0, 0]);
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        chunk(&mut png, b"IHDR", &ihdr);
+        chunk(&mut png, b"IDAT", &[0x78, 0x01]);
+        chunk(&mut png, b"IEND", &[]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wide.png");
+        std::fs::write(&path, png).unwrap();
+        let limits = ItemLimits {
+            max_bytes: MAX_DECODE_BYTES,
+            scale: 4,
+        };
+        let Err(e) = decode(&path, limits) else {
+            panic!("decoded");
+        };
+        assert!(
+            e.contains("30000x30000 px, 120000x120000 px out at 4x") && e.contains("--max-memory"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn the_output_at_scale_counts_against_the_limit() {
         let rgba = image::ColorType::Rgba8;
