@@ -229,6 +229,16 @@ const TEMP_SUFFIX: &str = ".partial";
 pub const STALE_AFTER: Duration = Duration::from_secs(60 * 60);
 const STALE_AFTER_ALIVE: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// Whether a temporary file of another process, `age` old, is stale: its process is gone, or
+/// (`alive` None: running processes cannot be told) it is older than [`STALE_AFTER`].
+fn is_stale(alive: Option<bool>, age: Duration) -> bool {
+    match alive {
+        Some(true) => age > STALE_AFTER_ALIVE,
+        Some(false) => true,
+        None => age > STALE_AFTER,
+    }
+}
+
 /// The name of a new temporary file for the output named `name`, unique to this process and call.
 pub fn temp_name(name: &str) -> String {
     static NONCE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
@@ -286,12 +296,8 @@ pub fn remove_stale_partials(dir: &Path) {
             .and_then(|m| m.modified().ok())
             .and_then(|t| now.duration_since(t).ok())
             .unwrap_or_default();
-        let stale = if procfs {
-            !Path::new(&format!("/proc/{pid}")).exists() || age > STALE_AFTER_ALIVE
-        } else {
-            age > STALE_AFTER
-        };
-        if stale {
+        let alive = procfs.then(|| Path::new(&format!("/proc/{pid}")).exists());
+        if is_stale(alive, age) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
@@ -379,6 +385,15 @@ mod tests {
         };
         let line = serde_json::to_string(&e).unwrap();
         assert_eq!(serde_json::from_str::<Entry>(&line).unwrap(), e);
+    }
+
+    #[test]
+    fn without_proc_a_temporary_file_is_stale_by_age() {
+        let minute = Duration::from_secs(60);
+        assert!(!is_stale(None, minute));
+        assert!(is_stale(None, STALE_AFTER + minute));
+        assert!(is_stale(Some(false), minute));
+        assert!(!is_stale(Some(true), STALE_AFTER + minute));
     }
 
     #[test]
