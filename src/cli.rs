@@ -115,8 +115,9 @@ pub struct RunArgs {
     /// JPEG quality.
     #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub quality: u8,
-    /// Output file name: {stem}, {model}, {scale}, {ext}. Inputs from folders keep their
-    /// sub-folders under the output folder.
+    /// Output file name: {stem}, {model}, {scale}, {ext}, ending with .{ext}; a folder part
+    /// (`{model}/{stem}.{ext}`) makes sub-folders inside the output folder (no `..`, no absolute
+    /// path). Inputs from folders keep their sub-folders under the output folder.
     #[arg(long, default_value = "{stem}.{ext}")]
     pub name: String,
     /// When an output file exists: skip the item, overwrite it, or write name_2.ext.

@@ -69,7 +69,8 @@ fn raise(limits: ItemLimits) -> String {
     )
 }
 
-/// Reads and checks the file before decoding: a regular file (a pipe, socket or device is never
+/// Reads and checks the file before decoding (it is decoded from memory, and counts against the
+/// limit with the pixels): a regular file (a pipe, socket or device is never
 /// opened), not empty, within the limit, not cut short (JPEG and PNG).
 fn read_checked(path: &Path, limits: ItemLimits) -> Result<Vec<u8>, String> {
     let meta = std::fs::metadata(path).map_err(|e| {
@@ -127,7 +128,8 @@ pub(crate) fn decode(path: &Path, limits: ItemLimits) -> Result<Decoded, String>
     let mut decoder = reader.into_decoder().map_err(too_big)?;
     // The memory the image and its output take, from the header, before any pixel is allocated.
     let (w, h) = decoder.dimensions();
-    let need = item_bytes(w, h, decoder.color_type(), limits.scale);
+    let need =
+        item_bytes(w, h, decoder.color_type(), limits.scale).saturating_add(bytes.len() as u64);
     if need > limits.max_bytes {
         let out = match limits.scale {
             1 => String::new(),
