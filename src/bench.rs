@@ -92,6 +92,7 @@ fn job_spec(
         shard: None,
         memory_budget: None,
         roots: Vec::new(),
+        max_item_bytes: None,
     }
 }
 

@@ -85,6 +85,11 @@ pub struct RunArgs {
     /// size). Auto batch sizes fit it; an out-of-memory error halves the batch and retries.
     #[arg(long)]
     pub memory_budget: Option<u64>,
+    /// Host memory one image may take, in MiB: its decoded pixels and its output's (the model's
+    /// scale included), read from its header before anything is allocated. An image over it
+    /// fails alone, with the reason.
+    #[arg(long, default_value_t = crate::job::MAX_DECODE_BYTES >> 20, value_parser = clap::value_parser!(u64).range(1..=(1 << 24)))]
+    pub max_memory: u64,
     /// Tile size in input pixels (default: the largest that fits the adapter).
     #[arg(long, value_parser = clap::value_parser!(u32).range(8..=4096))]
     pub tile_size: Option<u32>,
@@ -110,8 +115,9 @@ pub struct RunArgs {
     /// JPEG quality.
     #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub quality: u8,
-    /// Output file name: {stem}, {model}, {scale}, {ext}. Inputs from folders keep their
-    /// sub-folders under the output folder.
+    /// Output file name: {stem}, {model}, {scale}, {ext}, ending with .{ext}; a folder part
+    /// (`{model}/{stem}.{ext}`) makes sub-folders inside the output folder (no `..`, no absolute
+    /// path). Inputs from folders keep their sub-folders under the output folder.
     #[arg(long, default_value = "{stem}.{ext}")]
     pub name: String,
     /// When an output file exists: skip the item, overwrite it, or write name_2.ext.
@@ -335,6 +341,7 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
         shard: args.shard,
         memory_budget: args.memory_budget.map(|mb| mb << 20),
         roots: Vec::new(),
+        max_item_bytes: Some(args.max_memory << 20),
     };
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(

@@ -534,7 +534,13 @@ fn a_rerun_resumes_and_matches_an_uninterrupted_run() {
     )
     .unwrap();
     std::fs::remove_file(cut.join("c.png")).unwrap();
-    std::fs::write(cut.join(".c.png.999999.partial"), b"half an image").unwrap();
+    // A temporary file of a batchwise process that is gone (a pid above Linux's pid_max), in the
+    // exact format batchwise gives its temporary files.
+    std::fs::write(
+        cut.join(".c.png.batchwise-4194305-0123456789abcdef-0.partial"),
+        b"half an image",
+    )
+    .unwrap();
     let a_before = std::fs::metadata(cut.join("a.png"))
         .unwrap()
         .modified()

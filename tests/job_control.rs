@@ -31,6 +31,7 @@ fn spec(inputs: Vec<std::path::PathBuf>, out: &std::path::Path) -> JobSpec {
         shard: None,
         memory_budget: None,
         roots: Vec::new(),
+        max_item_bytes: None,
     }
 }
 

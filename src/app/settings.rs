@@ -117,6 +117,7 @@ impl Settings {
             memory_budget: (self.memory_budget_mb > 0)
                 .then_some((self.memory_budget_mb as u64) << 20),
             roots,
+            max_item_bytes: None,
         }
     }
 }

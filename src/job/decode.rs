@@ -25,35 +25,127 @@ pub struct Metadata {
     pub exif: Option<Vec<u8>>,
 }
 
-/// The largest image side batchwise decodes, and the most memory one decode may take: a file that
-/// claims more gets a clear error instead of exhausting memory.
+/// The largest image side batchwise decodes: a file that claims more gets a clear error.
 pub const MAX_IMAGE_SIDE: u32 = 32768;
 
+/// The host memory one image may take by default (its decoded pixels and its output's, the
+/// model's scale included): `--max-memory` raises it.
 pub const MAX_DECODE_BYTES: u64 = 4 << 30;
 
-pub(crate) fn decode(path: &Path) -> Result<Decoded, String> {
+/// What one image may take, checked from its header before anything is allocated.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ItemLimits {
+    /// Host memory for the image: its file, decoded pixels and output pixels.
+    pub max_bytes: u64,
+    /// The model's scale (1 for fixed-input models, whose outputs are the image's size).
+    pub scale: u32,
+}
+
+/// Host memory an image of `w` x `h` pixels of `color` takes through the job: the decoded
+/// pixels and their RGBA copy, the output at `scale` and its copy for the encoder.
+pub(crate) fn item_bytes(w: u32, h: u32, color: image::ColorType, scale: u32) -> u64 {
+    let pixels = u64::from(w) * u64::from(h);
+    let rgba: u64 = if color.bytes_per_pixel() / color.channel_count().max(1) > 1 {
+        8
+    } else {
+        4
+    };
+    let out = pixels.saturating_mul(u64::from(scale).saturating_mul(u64::from(scale)));
+    pixels
+        .saturating_mul(u64::from(color.bytes_per_pixel()) + rgba)
+        .saturating_add(out.saturating_mul(rgba * 2))
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
+/// The advice an image over the limit gets.
+fn raise(limits: ItemLimits) -> String {
+    format!(
+        "more than the {} one image may take; raise it with --max-memory MB (default {} MB)",
+        gib(limits.max_bytes),
+        MAX_DECODE_BYTES >> 20
+    )
+}
+
+/// Reads and checks the file before decoding (it is decoded from memory, and counts against the
+/// limit with the pixels): a regular file (a pipe, socket or device is never
+/// opened), not empty, within the limit, not cut short (JPEG and PNG).
+fn read_checked(path: &Path, limits: ItemLimits) -> Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        super::listing::dangling_link(path).unwrap_or_else(|| format!("cannot read: {e}"))
+    })?;
+    if meta.is_dir() {
+        return Err("a folder, not an image file".into());
+    }
+    if let Some(kind) = super::listing::special_kind(meta.file_type()) {
+        return Err(format!(
+            "not a regular file ({kind}); batchwise reads only regular files and does not open it"
+        ));
+    }
+    if meta.len() == 0 {
+        return Err("the file is empty (0 bytes)".into());
+    }
+    if meta.len() > limits.max_bytes {
+        return Err(format!(
+            "the file is {}, {}",
+            gib(meta.len()),
+            raise(limits)
+        ));
+    }
+    std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
+}
+
+pub(crate) fn decode(path: &Path, limits: ItemLimits) -> Result<Decoded, String> {
     use image::ImageDecoder as _;
-    let mut reader = image::ImageReader::open(path)
-        .map_err(|e| format!("cannot open: {e}"))?
+    let bytes = read_checked(path, limits)?;
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes[..]))
         .with_guessed_format()
         .map_err(|e| format!("cannot read: {e}"))?;
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_IMAGE_SIDE);
-    limits.max_image_height = Some(MAX_IMAGE_SIDE);
-    limits.max_alloc = Some(MAX_DECODE_BYTES);
-    reader.limits(limits);
-    if reader.format().is_none() {
-        return Err("not an image batchwise can read (unknown format)".into());
+    let mut image_limits = image::Limits::default();
+    image_limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    image_limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    image_limits.max_alloc = Some(limits.max_bytes);
+    reader.limits(image_limits);
+    if reader.format().is_none()
+        && let Ok(format) = image::ImageFormat::from_path(path)
+    {
+        // No known signature: the extension says what the decoder should try.
+        reader.set_format(format);
     }
+    let Some(format) = reader.format() else {
+        return Err("not an image batchwise can read (unknown format)".into());
+    };
     let too_big = |e: image::ImageError| match e {
         image::ImageError::Limits(_) => format!(
             "cannot decode: the image is larger than batchwise reads (at most {MAX_IMAGE_SIDE} px \
-             a side and {} GiB decoded): {e}",
-            MAX_DECODE_BYTES >> 30
+             a side and {} decoded): {e}",
+            gib(limits.max_bytes)
         ),
         e => format!("cannot decode: {e}"),
     };
     let mut decoder = reader.into_decoder().map_err(too_big)?;
+    // The memory the image and its output take, from the header, before any pixel is allocated.
+    let (w, h) = decoder.dimensions();
+    let need =
+        item_bytes(w, h, decoder.color_type(), limits.scale).saturating_add(bytes.len() as u64);
+    if need > limits.max_bytes {
+        let out = match limits.scale {
+            1 => String::new(),
+            s => format!(
+                ", {}x{} px out at {s}x",
+                u64::from(w) * u64::from(s),
+                u64::from(h) * u64::from(s)
+            ),
+        };
+        return Err(format!(
+            "the image needs about {} of memory ({w}x{h} px{out}), {}",
+            gib(need),
+            raise(limits)
+        ));
+    }
+    check_complete(format, &bytes)?;
     let icc = decoder.icc_profile().ok().flatten();
     let exif = decoder.exif_metadata().ok().flatten().map(|mut chunk| {
         let _ = image::metadata::Orientation::remove_from_exif_chunk(&mut chunk);
@@ -101,4 +193,155 @@ pub(crate) fn decode(path: &Path) -> Result<Decoded, String> {
         alpha,
         meta: Metadata { icc, exif },
     })
+}
+
+/// Fails a JPEG or PNG file that ends before its end marker (a copy or download cut short):
+/// decoders fill the missing part and call it done. Other formats, and damage the walk over the
+/// file's structure cannot see, are left to the decoder.
+fn check_complete(format: image::ImageFormat, bytes: &[u8]) -> Result<(), String> {
+    let complete = match format {
+        image::ImageFormat::Png => png_complete(bytes),
+        image::ImageFormat::Jpeg => jpeg_complete(bytes),
+        _ => true,
+    };
+    if complete {
+        Ok(())
+    } else {
+        Err(format!(
+            "the file is truncated: its {format:?} data ends before the image does ({} bytes; a \
+             copy or download cut short?)",
+            bytes.len()
+        ))
+    }
+}
+
+/// Whether the PNG's chunks run to its IEND chunk within the file.
+fn png_complete(bytes: &[u8]) -> bool {
+    let mut pos = 8usize;
+    while let Some(head) = bytes.get(pos..pos + 8) {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        if &head[4..8] == b"IEND" {
+            return bytes.len() >= pos + 12;
+        }
+        pos = pos.saturating_add(12).saturating_add(len);
+    }
+    false
+}
+
+/// Whether the JPEG's segments and entropy-coded data run to its EOI marker within the file.
+/// Bytes that are not a marker where one is due are the decoder's to judge (true).
+fn jpeg_complete(bytes: &[u8]) -> bool {
+    let mut pos = 2usize;
+    loop {
+        let Some(&first) = bytes.get(pos) else {
+            return false;
+        };
+        if first != 0xFF {
+            return true;
+        }
+        let Some(&marker) = bytes.get(pos + 1) else {
+            return false;
+        };
+        match marker {
+            0xD9 => return true,
+            // Fill bytes, and markers without a length.
+            0xFF => pos += 1,
+            0x01 | 0xD0..=0xD7 => pos += 2,
+            _ => {
+                let Some(len) = bytes.get(pos + 2..pos + 4) else {
+                    return false;
+                };
+                pos += 2 + usize::from(u16::from_be_bytes([len[0], len[1]]));
+                if marker == 0xDA {
+                    // Entropy-coded data: up to the next marker that is not a stuffed 0xFF or a
+                    // restart marker.
+                    loop {
+                        let Some(&b) = bytes.get(pos) else {
+                            return false;
+                        };
+                        let next = bytes.get(pos + 1).copied();
+                        if b == 0xFF && !matches!(next, Some(0x00 | 0xD0..=0xD7)) {
+                            break;
+                        }
+                        pos += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(format: image::ImageFormat) -> Vec<u8> {
+        let img =
+            image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8 * 6, y as u8 * 8, 9]));
+        let mut bytes = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut bytes), format)
+            .unwrap();
+        bytes
+    }
+
+    #[test]
+    fn whole_files_are_complete_and_cut_ones_are_not() {
+        for (format, complete) in [
+            (image::ImageFormat::Png, png_complete as fn(&[u8]) -> bool),
+            (image::ImageFormat::Jpeg, jpeg_complete),
+        ] {
+            let bytes = encoded(format);
+            assert!(complete(&bytes), "{format:?}");
+            for cut in [bytes.len() - 1, bytes.len() / 2, 12] {
+                assert!(!complete(&bytes[..cut]), "{format:?} cut at {cut}");
+            }
+        }
+    }
+
+    /// The issue's case: a 1-bit PNG of 30000 x 30000 (inside the side limit, a few bytes on
+    /// disk) through a 4x model fails alone from its header, before any pixel is allocated.
+    #[test]
+    fn an_image_whose_output_is_too_big_fails_from_its_header() {
+        fn chunk(png: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+            png.extend((data.len() as u32).to_be_bytes());
+            let body: Vec<u8> = kind.iter().chain(data).copied().collect();
+            let crc = !body.iter().fold(!0u32, |c, &b| {
+                (0..8).fold(c ^ u32::from(b), |c, _| {
+                    (c >> 1) ^ (0xedb8_8320 & (c & 1).wrapping_neg())
+                })
+            });
+            png.extend(&body);
+            png.extend(crc.to_be_bytes());
+        }
+        let mut ihdr = 30000u32.to_be_bytes().to_vec();
+        ihdr.extend(30000u32.to_be_bytes());
+        ihdr.extend([1, 0, 0, 0, 0]);
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        chunk(&mut png, b"IHDR", &ihdr);
+        chunk(&mut png, b"IDAT", &[0x78, 0x01]);
+        chunk(&mut png, b"IEND", &[]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wide.png");
+        std::fs::write(&path, png).unwrap();
+        let limits = ItemLimits {
+            max_bytes: MAX_DECODE_BYTES,
+            scale: 4,
+        };
+        let Err(e) = decode(&path, limits) else {
+            panic!("decoded");
+        };
+        assert!(
+            e.contains("30000x30000 px, 120000x120000 px out at 4x") && e.contains("--max-memory"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_output_at_scale_counts_against_the_limit() {
+        let rgba = image::ColorType::Rgba8;
+        // 30000 x 30000 at 4x: the output alone is 57.6 GB.
+        assert!(item_bytes(30000, 30000, rgba, 4) > 100 << 30);
+        assert_eq!(item_bytes(10, 10, rgba, 2), 100 * 8 + 400 * 8);
+        assert_eq!(item_bytes(u32::MAX, u32::MAX, rgba, u32::MAX), u64::MAX);
+    }
 }

@@ -57,6 +57,10 @@ pub struct JobSpec {
     /// Folders file inputs were found in (the app's dropped folders): a file under one keeps
     /// its path under it in the output folder, as if the folder itself were the input.
     pub roots: Vec<PathBuf>,
+    /// Host memory one image may take (its decoded pixels and its output's, the model's scale
+    /// included), checked from its header before anything is allocated; None:
+    /// [`MAX_DECODE_BYTES`]. An image over it fails alone with the reason.
+    pub max_item_bytes: Option<u64>,
 }
 
 /// The memory budget when neither the user nor the device's driver gives one.
@@ -114,12 +118,27 @@ pub enum ItemStatus {
     Skipped,
 }
 
+/// An item's paths are written to JSON as text: a name that is not UTF-8 has its bad bytes
+/// shown as U+FFFD (the report is for people; the manifest keeps names exactly).
 #[derive(Clone, Debug, Serialize)]
 pub struct ItemReport {
+    #[serde(serialize_with = "lossy_path")]
     pub input: PathBuf,
+    #[serde(serialize_with = "lossy_opt_path")]
     pub output: Option<PathBuf>,
     pub status: ItemStatus,
     pub error: Option<String>,
+}
+
+fn lossy_path<S: serde::Serializer>(path: &std::path::Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&path.to_string_lossy())
+}
+
+fn lossy_opt_path<S: serde::Serializer>(path: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    match path {
+        Some(p) => lossy_path(p, s),
+        None => s.serialize_none(),
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -270,6 +289,7 @@ pub fn run_in_memory(
         outputs: names.iter().map(|p| p.with_extension("out")).collect(),
         inputs: names,
         skips: vec![None; n],
+        failures: vec![None; n],
         resumed: vec![false; n],
         resumed_results: vec![None; n],
         records: vec![None; n],

@@ -1,6 +1,6 @@
 //! Output names: the pattern, sub-folders, collisions and the overwrite policy.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -66,6 +66,75 @@ impl Default for ExportOptions {
     }
 }
 
+/// The placeholders a name pattern may hold.
+pub const PLACEHOLDERS: &[&str] = &["{stem}", "{model}", "{scale}", "{ext}"];
+
+/// Checks a name pattern before any file is named: not empty; known placeholders only; a folder
+/// part, if any, made of plain names (sub-folders of the output folder: no `..`, `.`, root or
+/// drive, `/` as the separator); a file name that ends with `.{ext}` (or the format's own
+/// extension). The error says what is allowed.
+pub fn check_pattern(pattern: &str, format: OutputFormat) -> Result<(), String> {
+    let shown = format!("--name {pattern:?}");
+    let known = PLACEHOLDERS.join(", ");
+    if pattern.trim().is_empty() {
+        return Err(format!(
+            "{shown} is empty; the default is \"{{stem}}.{{ext}}\""
+        ));
+    }
+    let mut rest = pattern;
+    while let Some(open) = rest.find(['{', '}']) {
+        let after = &rest[open..];
+        let Some(close) = after.find('}').filter(|_| after.starts_with('{')) else {
+            return Err(format!(
+                "{shown} has an unmatched brace; placeholders are {known}"
+            ));
+        };
+        let placeholder = &after[..=close];
+        if !PLACEHOLDERS.contains(&placeholder) {
+            return Err(format!(
+                "{shown}: unknown placeholder {placeholder}; the placeholders are {known}"
+            ));
+        }
+        rest = &after[close + 1..];
+    }
+    if pattern.contains('\\') || pattern.contains(':') {
+        return Err(format!(
+            "{shown}: use / between sub-folders (no \\ and no :, which name drives on Windows)"
+        ));
+    }
+    let parts: Vec<&str> = pattern.split('/').collect();
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || *p == "." || *p == "..")
+    {
+        return Err(format!(
+            "{shown}: a folder part makes sub-folders inside the output folder, so it cannot be \
+             absolute or hold empty, . or .. parts (for example \"{{model}}/{{stem}}.{{ext}}\")"
+        ));
+    }
+    let file = parts
+        .last()
+        .copied()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let ext = format.extension();
+    let alias = match format {
+        OutputFormat::Jpeg => "jpeg",
+        OutputFormat::Tiff => "tif",
+        OutputFormat::Png | OutputFormat::Webp => ext,
+    };
+    let extended = [".{ext}".to_owned(), format!(".{ext}"), format!(".{alias}")]
+        .iter()
+        .any(|e| file.ends_with(e.as_str()) && file.len() > e.len());
+    if !extended {
+        return Err(format!(
+            "{shown}: the file name must end with .{{ext}} (here .{ext}), for example \
+             \"{{stem}}_x{{scale}}.{{ext}}\""
+        ));
+    }
+    Ok(())
+}
+
 /// The output name `pattern` gives an input stem.
 pub fn output_name(pattern: &str, stem: &str, model: &str, scale: u32, ext: &str) -> String {
     let model = Path::new(model)
@@ -79,9 +148,11 @@ pub fn output_name(pattern: &str, stem: &str, model: &str, scale: u32, ext: &str
 }
 
 /// Output paths, one per listed file: the pattern's name under the output folder, in the
-/// sub-folder the input was found in. Two inputs never share an output (`_2`, `_3`, ...), an
-/// existing file is skipped, replaced or renamed around as `export.overwrite` says (skipping
-/// marks the item), and an output is never its own input.
+/// sub-folder the input was found in (and the pattern's own sub-folders). Two inputs never share
+/// an output (`_2`, `_3`, ...), an existing file is skipped, replaced or renamed around as
+/// `export.overwrite` says (skipping marks the item), and an output is never an input of the job
+/// nor the manifest (a folder of the manifest's name fails the item's write). `reserved` holds the outputs a previous run of the job wrote (by the input's
+/// [`crate::manifest::input_key`]): they keep their paths.
 pub fn plan_outputs(
     listed: &mut [Listed],
     output_dir: &Path,
@@ -90,12 +161,22 @@ pub fn plan_outputs(
     scale: u32,
     reserved: &HashMap<PathBuf, PathBuf>,
 ) -> Vec<PathBuf> {
+    // Every input, as the file it is, so that no output replaces one.
+    let inputs: HashSet<PathBuf> = listed
+        .iter()
+        .filter_map(|l| l.path.canonicalize().ok())
+        .collect();
+    let is_input = |p: &Path| p.exists() && p.canonicalize().is_ok_and(|p| inputs.contains(&p));
+    let manifest = output_dir.join(crate::manifest::FILE_NAME);
     // Outputs a previous run of this job recorded keep their paths.
-    let mut used: std::collections::HashSet<PathBuf> = reserved.values().cloned().collect();
+    let mut used: HashSet<PathBuf> = reserved.values().cloned().collect();
     listed
         .iter_mut()
         .map(|item| {
-            if let Some(out) = reserved.get(&item.path) {
+            if let Some(out) = reserved
+                .get(&crate::manifest::input_key(&item.path))
+                .filter(|out| !is_input(out))
+            {
                 return out.clone();
             }
             let stem = item
@@ -103,7 +184,6 @@ pub fn plan_outputs(
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "image".into());
-            let dir = output_dir.join(item.rel.parent().unwrap_or(Path::new("")));
             let name = output_name(
                 &export.pattern,
                 &stem,
@@ -111,7 +191,10 @@ pub fn plan_outputs(
                 scale,
                 export.format.extension(),
             );
-            let base = dir.join(&name);
+            let base = output_dir
+                .join(item.rel.parent().unwrap_or(Path::new("")))
+                .join(&name);
+            let dir = base.parent().unwrap_or(output_dir).to_path_buf();
             let (file_stem, ext) = (
                 base.file_stem()
                     .map_or(stem.clone(), |s| s.to_string_lossy().into_owned()),
@@ -130,10 +213,15 @@ pub fn plan_outputs(
             loop {
                 let path = candidate(n);
                 let taken = used.contains(&path)
-                    || same_file(&item.path, &path)
+                    || path == manifest
+                    || is_input(&path)
                     || (export.overwrite == Overwrite::Rename && path.exists());
                 if !taken {
-                    if export.overwrite == Overwrite::Skip && path.exists() && item.skip.is_none() {
+                    if export.overwrite == Overwrite::Skip
+                        && path.exists()
+                        && item.skip.is_none()
+                        && item.error.is_none()
+                    {
                         item.skip = Some(format!(
                             "{} exists (overwrite policy: skip)",
                             path.display()
@@ -152,5 +240,95 @@ pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_are_checked_with_what_is_allowed() {
+        let png = OutputFormat::Png;
+        for good in [
+            "{stem}.{ext}",
+            "{stem}_{model}_x{scale}.{ext}",
+            "{model}/{stem}.{ext}",
+            "{stem}.png",
+            "{stem}.PNG",
+        ] {
+            assert_eq!(check_pattern(good, png), Ok(()), "{good}");
+        }
+        assert_eq!(check_pattern("{stem}.jpeg", OutputFormat::Jpeg), Ok(()));
+        for (bad, says) in [
+            ("", "empty"),
+            ("  ", "empty"),
+            (".", "sub-folders"),
+            ("/", "sub-folders"),
+            ("../{stem}.{ext}", "cannot be"),
+            ("/abs/{stem}.{ext}", "cannot be"),
+            ("a//{stem}.{ext}", "cannot be"),
+            ("{stem}", "must end with .{ext}"),
+            ("{stem}.jpg", "must end with .{ext}"),
+            (".{ext}", "must end with .{ext}"),
+            ("{unknown}.{ext}", "unknown placeholder {unknown}"),
+            ("{stem.{ext}", "unknown placeholder"),
+            ("}{stem}.{ext}", "unmatched brace"),
+            ("{stem}.{ext", "unmatched brace"),
+            ("a\\{stem}.{ext}", "use / between"),
+            ("C:{stem}.{ext}", "use / between"),
+        ] {
+            let e = check_pattern(bad, png).expect_err(bad);
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        let e = check_pattern("{x}.{ext}", png).unwrap_err();
+        assert!(e.contains("{stem}, {model}, {scale}, {ext}"), "{e}");
+    }
+
+    fn listed(path: &Path, rel: &str) -> Listed {
+        Listed {
+            path: path.to_path_buf(),
+            rel: PathBuf::from(rel),
+            skip: None,
+            error: None,
+        }
+    }
+
+    /// A pattern's folder part makes sub-folders (not dropped); an output never replaces another
+    /// input of the job nor the manifest; two inputs of one name get two outputs.
+    #[test]
+    fn outputs_keep_the_patterns_folders_and_spare_inputs_and_the_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("a")).unwrap();
+        for f in ["x.png", "x_up.png", "a/x.png"] {
+            std::fs::write(d.join(f), b"img").unwrap();
+        }
+        let mut items = vec![
+            listed(&d.join("x.png"), "x.png"),
+            listed(&d.join("x_up.png"), "x_up.png"),
+            listed(&d.join("a/x.png"), "x.png"),
+        ];
+        let export = |pattern: &str| ExportOptions {
+            pattern: pattern.into(),
+            overwrite: Overwrite::Overwrite,
+            ..ExportOptions::default()
+        };
+        let none = HashMap::new();
+        let outs = plan_outputs(&mut items, d, &export("{stem}_up.{ext}"), "m", 2, &none);
+        // x.png's output would be x_up.png, an input: it goes beside it.
+        assert_eq!(outs[0], d.join("x_up_2.png"));
+        assert_eq!(outs[1], d.join("x_up_up.png"));
+        assert_eq!(outs[2], d.join("x_up.png").with_file_name("x_up_3.png"));
+        let outs = plan_outputs(
+            &mut items,
+            d,
+            &export("{model}/{stem}.{ext}"),
+            "m",
+            2,
+            &none,
+        );
+        assert_eq!(outs[0], d.join("m/x.png"));
+        assert_eq!(outs[2], d.join("m/x_2.png"));
     }
 }

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use super::decode::{Decoded, decode};
+use super::decode::{Decoded, ItemLimits, decode};
 use super::export::Exporter;
 use super::naming::same_file;
 use super::plan::Planned;
@@ -217,7 +217,14 @@ pub(crate) fn drive<S: Stage>(
     });
     mark_planned(&mut book, &planned);
     let runtime = io_runtime()?;
-    let mut decoder = Decoder::new(&planned, source);
+    let limits = ItemLimits {
+        max_bytes: spec.max_item_bytes.unwrap_or(super::MAX_DECODE_BYTES),
+        scale: match spec.model.input_size {
+            0 => spec.model.spec.scale.max(1),
+            _ => 1,
+        },
+    };
+    let mut decoder = Decoder::new(&planned, source, limits);
     let mut writing: Vec<(usize, Writing)> = Vec::new();
     let mut collected: Vec<(usize, ItemResult)> = Vec::new();
     // The batch on the GPU whose results are not read yet.
@@ -468,13 +475,15 @@ fn export_collected(
     }
 }
 
-/// Reports the items settled before any is read: skipped (with the reason) or finished by the
-/// run this one resumes.
+/// Reports the items settled before any is read: skipped or failed (with the reason) or finished
+/// by the run this one resumes.
 fn mark_planned(book: &mut Book, planned: &Planned) {
     for (i, why) in planned.skips.iter().enumerate() {
         if let Some(why) = why {
             let msg = format!("{}: {why}", planned.inputs[i].display());
             book.set(i, ItemStatus::Skipped, Some(msg));
+        } else if let Some(why) = &planned.failures[i] {
+            book.fail(i, why);
         } else if planned.resumed[i] {
             book.resumed += 1;
             book.done(i);
@@ -488,15 +497,17 @@ struct Decoder {
     next: usize,
     total: usize,
     source: Source,
+    limits: ItemLimits,
 }
 
 impl Decoder {
-    fn new(planned: &Planned, source: Source) -> Self {
+    fn new(planned: &Planned, source: Source, limits: ItemLimits) -> Self {
         Self {
             queue: VecDeque::new(),
             next: 0,
             total: planned.inputs.len(),
             source,
+            limits,
         }
     }
 
@@ -525,7 +536,8 @@ impl Decoder {
             let handle = match &self.source {
                 Source::Files => {
                     let path = planned.inputs[i].clone();
-                    runtime.spawn_blocking(move || decode(&path))
+                    let limits = self.limits;
+                    runtime.spawn_blocking(move || decode(&path, limits))
                 }
                 Source::Memory(images) => {
                     let images = images.clone();
@@ -670,6 +682,7 @@ mod tests {
             inputs: vec![a.clone(), b.clone()],
             outputs: vec![a.clone(), dir.path().join("out-b.png")],
             skips: vec![None, None],
+            failures: vec![None, None],
             resumed: vec![false, false],
             resumed_results: vec![None, None],
             records: vec![None, None],
@@ -693,7 +706,11 @@ mod tests {
             retries: 0,
         };
         let runtime = io_runtime().unwrap();
-        let mut decoder = Decoder::new(&planned, Source::Files);
+        let limits = ItemLimits {
+            max_bytes: crate::job::MAX_DECODE_BYTES,
+            scale: 1,
+        };
+        let mut decoder = Decoder::new(&planned, Source::Files, limits);
         decoder.top_up(&runtime, 8, &mut book, &planned);
         assert_eq!(book.failed, 1);
         let error = book.reports[0].error.clone().unwrap_or_default();

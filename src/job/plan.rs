@@ -1,22 +1,24 @@
 //! Before anything runs: the job's files, their outputs, what is skipped and why, and what a
 //! previous run of the same job finished (resume).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow};
 
-use super::listing::{in_shard, list_inputs};
-use super::naming::{ExportOptions, Overwrite, plan_outputs};
+use super::listing::{Listed, in_shard, list_inputs};
+use super::naming::{ExportOptions, Overwrite, check_pattern, plan_outputs};
 use super::resume::{Record, settings_key};
 use super::{ItemResult, JobSpec};
 use crate::builtin::Task;
 
-/// A job's files: inputs, their outputs, and why any is skipped before it is read.
+/// A job's files: inputs, their outputs, and why any is skipped or fails before it is read.
 pub(crate) struct Planned {
     pub inputs: Vec<PathBuf>,
     pub outputs: Vec<PathBuf>,
     pub skips: Vec<Option<String>>,
+    /// Why an item fails before it is read (the folder walk could not read it).
+    pub failures: Vec<Option<String>>,
     /// Finished by the run this one resumes.
     pub resumed: Vec<bool>,
     /// The collected results the manifest holds for them (labels, embeddings, faces).
@@ -26,9 +28,9 @@ pub(crate) struct Planned {
 }
 
 impl Planned {
-    /// Whether item `i` is read at all (not skipped, not finished before).
+    /// Whether item `i` is read at all (not skipped, not failed, not finished before).
     pub fn todo(&self, i: usize) -> bool {
-        self.skips[i].is_none() && !self.resumed[i]
+        self.skips[i].is_none() && self.failures[i].is_none() && !self.resumed[i]
     }
 }
 
@@ -42,6 +44,7 @@ pub(crate) fn collects(spec: &JobSpec) -> bool {
 /// Lists the inputs, names the outputs and reads what a previous run of the same job finished.
 /// Creates the output folder and the manifest writer.
 pub(crate) fn plan(spec: &JobSpec) -> Result<Planned> {
+    check_pattern(&spec.export.pattern, spec.export.format).map_err(|e| anyhow!(e))?;
     let mut listed = list_inputs(&spec.inputs);
     for l in &mut listed {
         if let Some(rel) = spec
@@ -53,6 +56,7 @@ pub(crate) fn plan(spec: &JobSpec) -> Result<Planned> {
             l.rel = rel.to_path_buf();
         }
     }
+    drop_own_outputs(&mut listed, spec);
     if let Some((i, n)) = spec.shard {
         listed.retain(|l| in_shard(&l.rel, i, n));
     }
@@ -66,44 +70,14 @@ pub(crate) fn plan(spec: &JobSpec) -> Result<Planned> {
         )
     })?;
     crate::manifest::remove_stale_partials(&spec.output_dir);
-    // Resume: what a previous run of the same job finished. Per-image outputs count when their
-    // file is there; collected results (labels, embeddings, faces) when the manifest holds them.
-    let collects = collects(spec);
-    let keeps_result = matches!(
-        spec.model.task,
-        Task::Classify | Task::Embed | Task::DetectFaces
-    );
     let settings = settings_key(spec);
-    let previous = crate::manifest::read(&spec.output_dir, &settings);
-    let reserved: HashMap<PathBuf, PathBuf> = previous
+    let keys: Vec<PathBuf> = listed
         .iter()
-        .filter(|_| !collects)
-        .map(|e| (e.input.clone(), e.output.clone()))
+        .map(|l| crate::manifest::input_key(&l.path))
         .collect();
-    // Per item: None (not finished), Some(None) (its own file is there), Some(Some(result)).
-    let finished: Vec<Option<Option<ItemResult>>> = listed
-        .iter()
-        .map(|l| {
-            let entry = previous.iter().rev().find(|e| e.input == l.path)?;
-            let done = if collects {
-                crate::manifest::input_unchanged(entry)
-            } else {
-                crate::manifest::still_done(entry)
-            };
-            if !done {
-                return None;
-            }
-            match &entry.result {
-                Some(r) if keeps_result => serde_json::from_value(r.clone()).ok().map(Some),
-                None if !keeps_result => Some(None),
-                _ => None,
-            }
-        })
-        .collect();
-    let resumed: Vec<bool> = finished.iter().map(Option::is_some).collect();
-    let resumed_results = finished.into_iter().map(Option::flatten).collect();
+    let (reserved, resumed, resumed_results) = resume(spec, &settings, &keys);
     // Models that collect their results write no file per image: no per-image policy applies.
-    let export = if collects {
+    let export = if collects(spec) {
         ExportOptions {
             overwrite: Overwrite::Rename,
             ..spec.export.clone()
@@ -120,6 +94,7 @@ pub(crate) fn plan(spec: &JobSpec) -> Result<Planned> {
         &reserved,
     );
     let inputs: Vec<PathBuf> = listed.iter().map(|l| l.path.clone()).collect();
+    let failures: Vec<Option<String>> = listed.iter().map(|l| l.error.clone()).collect();
     let skips: Vec<Option<String>> = listed.into_iter().map(|l| l.skip).collect();
     let writer = std::sync::Arc::new(
         crate::manifest::Writer::open(&spec.output_dir).with_context(|| {
@@ -132,14 +107,19 @@ pub(crate) fn plan(spec: &JobSpec) -> Result<Planned> {
     );
     let records = (0..inputs.len())
         .map(|i| {
-            let (input_bytes, input_modified) = crate::manifest::stamp(&inputs[i])?;
+            let (input_bytes, input_modified_ns) = crate::manifest::stamp(&inputs[i])?;
             Some(Record {
                 writer: writer.clone(),
                 entry: crate::manifest::Entry {
-                    input: inputs[i].clone(),
-                    output: outputs[i].clone(),
+                    input: keys[i].clone(),
+                    output: outputs[i]
+                        .strip_prefix(&spec.output_dir)
+                        .ok()?
+                        .to_path_buf(),
                     input_bytes,
-                    input_modified,
+                    input_modified_ns,
+                    output_bytes: 0,
+                    output_hash: 0,
                     settings: settings.clone(),
                     result: None,
                 },
@@ -150,8 +130,97 @@ pub(crate) fn plan(spec: &JobSpec) -> Result<Planned> {
         inputs,
         outputs,
         skips,
+        failures,
         resumed,
         resumed_results,
         records,
     })
+}
+
+/// What [`resume`] finds: reserved outputs, finished items, their collected results.
+type Resumed = (
+    HashMap<PathBuf, PathBuf>,
+    Vec<bool>,
+    Vec<Option<ItemResult>>,
+);
+
+/// Resume: what a previous run of the same job (`settings`) finished, for the inputs `keys`.
+/// Per-image outputs count when their input is unchanged and their file is the one recorded;
+/// collected results (labels, embeddings, faces) when the input is unchanged and the manifest
+/// holds them. Returns the outputs the previous run named that are still its own (absent, empty,
+/// or the file it wrote), which keep their paths; whether each item is finished; and the results.
+fn resume(spec: &JobSpec, settings: &str, keys: &[PathBuf]) -> Resumed {
+    let dir = &spec.output_dir;
+    let collects = collects(spec);
+    let keeps_result = matches!(
+        spec.model.task,
+        Task::Classify | Task::Embed | Task::DetectFaces
+    );
+    // The latest entry of each input.
+    let latest: HashMap<PathBuf, crate::manifest::Entry> =
+        crate::manifest::read(dir, Some(settings))
+            .into_iter()
+            .map(|e| (e.input.clone(), e))
+            .collect();
+    let reserved = latest
+        .values()
+        .filter(|_| !collects)
+        .filter(|e| {
+            // Absent, empty (a write a power cut lost) or the very file written: not a user's.
+            let path = crate::manifest::output_path(dir, e);
+            std::fs::symlink_metadata(&path).map_or(true, |m| m.is_file() && m.len() == 0)
+                || crate::manifest::output_intact(dir, e)
+        })
+        .map(|e| (e.input.clone(), crate::manifest::output_path(dir, e)))
+        .collect();
+    // Per item: None (not finished), Some(None) (its own file is there), Some(Some(result)).
+    let finished: Vec<Option<Option<ItemResult>>> = keys
+        .iter()
+        .map(|key| {
+            let entry = latest.get(key)?;
+            let done = if collects {
+                crate::manifest::input_unchanged(entry)
+            } else {
+                crate::manifest::still_done(dir, entry)
+            };
+            if !done {
+                return None;
+            }
+            match &entry.result {
+                Some(r) if keeps_result => serde_json::from_value(r.clone()).ok().map(Some),
+                None if !keeps_result => Some(None),
+                _ => None,
+            }
+        })
+        .collect();
+    let resumed = finished.iter().map(Option::is_some).collect();
+    let results = finished.into_iter().map(Option::flatten).collect();
+    (reserved, resumed, results)
+}
+
+/// Leaves out of the inputs what lies in the output folder and is this program's: the manifest
+/// and the outputs it lists (an output folder equal to an input folder), or everything in it
+/// when the output folder is inside an input folder; files named on their own stay.
+fn drop_own_outputs(listed: &mut Vec<Listed>, spec: &JobSpec) {
+    let Ok(out) = spec.output_dir.canonicalize() else {
+        return;
+    };
+    let ours: HashSet<PathBuf> = crate::manifest::read(&spec.output_dir, None)
+        .iter()
+        .map(|e| out.join(&e.output))
+        .chain([out.join(crate::manifest::FILE_NAME)])
+        .collect();
+    let inside_an_input = spec
+        .inputs
+        .iter()
+        .filter_map(|i| i.canonicalize().ok())
+        .any(|i| i.is_dir() && out.starts_with(&i) && out != i);
+    listed.retain(|l| {
+        let Ok(path) = l.path.canonicalize() else {
+            return true;
+        };
+        spec.inputs.contains(&l.path)
+            || !path.starts_with(&out)
+            || !(inside_an_input || ours.contains(&path))
+    });
 }

@@ -12,6 +12,20 @@ pub(crate) struct Record {
     pub entry: crate::manifest::Entry,
 }
 
+impl Record {
+    /// Records the output whose complete file is `written` (the temporary file about to be
+    /// renamed into place), with its size and hash.
+    pub fn append_written(&self, written: &Path) -> Result<(), String> {
+        let (output_bytes, output_hash) = crate::manifest::fingerprint(written)
+            .map_err(|e| format!("cannot read back {}: {e}", written.display()))?;
+        self.writer.append(&crate::manifest::Entry {
+            output_bytes,
+            output_hash,
+            ..self.entry.clone()
+        })
+    }
+}
+
 /// The settings a resumed job must share with the run that wrote the manifest.
 pub(crate) fn settings_key(spec: &JobSpec) -> String {
     format!(

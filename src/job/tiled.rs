@@ -92,7 +92,12 @@ impl<'a> TiledStage<'a> {
             if tiles >= fits as usize {
                 break;
             }
-            if let Ok((w, h)) = image::image_dimensions(path) {
+            // Regular files only: a named pipe would block the reader.
+            let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file());
+            if let Some((w, h)) = regular
+                .then(|| image::image_dimensions(path).ok())
+                .flatten()
+            {
                 tiles += crate::tiling::grid(w, h, tile).len();
             }
         }

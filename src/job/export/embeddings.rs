@@ -26,7 +26,7 @@ impl Exporter for Embeddings {
         let index: Vec<serde_json::Value> = vectors
             .iter()
             .enumerate()
-            .map(|(row, (input, _))| serde_json::json!({ "row": row, "input": input }))
+            .map(|(row, (input, _))| serde_json::json!({ "row": row, "input": input.to_string_lossy() }))
             .collect();
         write_bytes(
             &path.with_extension("json"),

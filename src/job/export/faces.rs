@@ -17,7 +17,7 @@ impl Exporter for Faces {
             .iter()
             .filter_map(|(input, r)| match r {
                 ItemResult::Faces { size, faces } => Some(serde_json::json!({
-                    "input": input,
+                    "input": input.to_string_lossy(),
                     "width": size[0],
                     "height": size[1],
                     "faces": faces,

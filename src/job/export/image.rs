@@ -32,7 +32,7 @@ pub(crate) fn write_image(
         }
         e
     }
-    let record = || record.map_or(Ok(()), |r| r.writer.append(&r.entry));
+    let record = |tmp: &Path| record.map_or(Ok(()), |r| r.append_written(tmp));
     // JPEG holds no alpha: the pixels alone. JPEG and WebP hold 8 bits a channel; PNG and TIFF
     // keep 16-bit images 16-bit.
     let img = compose(rgba, alpha.filter(|_| export.format != OutputFormat::Jpeg));

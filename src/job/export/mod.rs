@@ -44,15 +44,16 @@ pub(crate) fn write_atomic(
     path: &Path,
     write: impl FnOnce(&Path) -> Result<(), String>,
 ) -> Result<(), String> {
-    write_atomic_then(path, write, || Ok(()))
+    write_atomic_then(path, write, |_| Ok(()))
 }
 
-/// As [`write_atomic`], calling `before_rename` (the resume manifest's record) between writing
-/// the temporary file and renaming it.
+/// As [`write_atomic`], calling `before_rename` with the temporary file (the resume manifest's
+/// record) between writing it, synced to the disk, and renaming it. The temporary file's name is
+/// [`crate::manifest::temp_name`]'s, which only this program makes.
 pub(crate) fn write_atomic_then(
     path: &Path,
     write: impl FnOnce(&Path) -> Result<(), String>,
-    before_rename: impl FnOnce() -> Result<(), String>,
+    before_rename: impl FnOnce(&Path) -> Result<(), String>,
 ) -> Result<(), String> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)
@@ -61,11 +62,21 @@ pub(crate) fn write_atomic_then(
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.partial", std::process::id()));
-    let result = write(&tmp).and_then(|()| before_rename()).and_then(|()| {
-        std::fs::rename(&tmp, path)
-            .map_err(|e| format!("cannot move the output into {}: {e}", path.display()))
-    });
+    let tmp = dir.join(crate::manifest::temp_name(&name));
+    let sync = |tmp: &Path| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    };
+    let result = write(&tmp)
+        .and_then(|()| sync(&tmp))
+        .and_then(|()| before_rename(&tmp))
+        .and_then(|()| {
+            std::fs::rename(&tmp, path)
+                .map_err(|e| format!("cannot move the output into {}: {e}", path.display()))
+        });
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
