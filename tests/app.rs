@@ -32,12 +32,15 @@ impl egui::DroppedFile for Dropped {
     }
 }
 
+/// Steps the app until `done`. The deadline is a hang guard only (30 minutes): on a busy 2-core
+/// machine lavapipe runs many times slower than idle, and no test may depend on the machine's
+/// speed.
 fn step_until(
     harness: &mut Harness<'_, BatchwiseApp>,
     what: &str,
     done: impl Fn(&BatchwiseApp) -> bool,
 ) {
-    let deadline = Instant::now() + Duration::from_secs(300);
+    let deadline = Instant::now() + Duration::from_secs(30 * 60);
     while !done(harness.state()) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         harness.step();
@@ -72,6 +75,15 @@ fn drop_run_and_every_item_finishes() {
             app
         });
     harness.step();
+    // A tiny model made for tests (a 2x pixel shuffle, 2 KB): the test is about the app's job
+    // path, and lavapipe runs it in moments even on a busy machine.
+    let tiny = dir.path().join("tiny-2x.onnx");
+    std::fs::copy(common::fixture("user/pixel_shuffle_2x.onnx"), &tiny).unwrap();
+    let ctx = harness.ctx.clone();
+    harness.state_mut().load_model(Some(tiny.clone()), &ctx);
+    step_until(&mut harness, "the tiny model to load", |app| {
+        app.settings.model == tiny.to_string_lossy()
+    });
     for path in [&a, &b, &broken] {
         harness
             .input_mut()

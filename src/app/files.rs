@@ -227,17 +227,26 @@ fn serve(inbox: &Inbox, send: impl Fn(FileReply) -> bool + Clone + Send + 'stati
         let sent = match request {
             // Canonical paths: the same file reached another way is a duplicate the app can see
             // (and the job's item indices stay the app's).
-            FileRequest::Command(FileCommand::Add(paths)) => send(FileReply::Added {
-                files: job::expand_inputs(&paths)
-                    .into_iter()
-                    .map(|p| p.canonicalize().unwrap_or(p))
-                    .collect(),
-                folders: paths
-                    .into_iter()
-                    .filter(|p| p.is_dir())
-                    .map(|p| p.canonicalize().unwrap_or(p))
-                    .collect(),
-            }),
+            FileRequest::Command(FileCommand::Add(paths)) => {
+                let listed = std::panic::catch_unwind(|| job::expand_inputs(&paths));
+                match listed {
+                    Ok(files) => send(FileReply::Added {
+                        files: files
+                            .into_iter()
+                            .map(|p| p.canonicalize().unwrap_or(p))
+                            .collect(),
+                        folders: paths
+                            .into_iter()
+                            .filter(|p| p.is_dir())
+                            .map(|p| p.canonicalize().unwrap_or(p))
+                            .collect(),
+                    }),
+                    Err(panic) => send(FileReply::Error(format!(
+                        "listing the dropped files failed: {}",
+                        super::panic_text(&*panic)
+                    ))),
+                }
+            }
             FileRequest::Thumbnail(ImageRequest { id, path }) => send(FileReply::Thumbnail {
                 id,
                 image: thumbnail(&path, THUMB_PX),
@@ -270,14 +279,16 @@ fn serve(inbox: &Inbox, send: impl Fn(FileReply) -> bool + Clone + Send + 'stati
     }
 }
 
-/// The image at most `px` on its longer side (smaller images as they are).
+/// The image at most `px` on its longer side (smaller images as they are), upright by its EXIF
+/// orientation, read as the job reads it (regular files only, within the default memory limit);
+/// None for what cannot be shown, a decoder panic included.
 fn thumbnail(path: &std::path::Path, px: u32) -> Option<egui::ColorImage> {
-    let img = image::ImageReader::open(path)
-        .ok()?
-        .with_guessed_format()
-        .ok()?
-        .decode()
-        .ok()?;
+    let limits = job::ItemLimits {
+        max_bytes: job::MAX_DECODE_BYTES,
+        scale: 1,
+    };
+    let read = std::panic::catch_unwind(|| job::read_upright(path, limits));
+    let (img, _) = read.ok()?.ok()?;
     let t = if img.width().max(img.height()) > px {
         img.thumbnail(px, px).to_rgba8()
     } else {
@@ -293,6 +304,37 @@ fn thumbnail(path: &std::path::Path, px: u32) -> Option<egui::ColorImage> {
 mod tests {
     use super::*;
     use std::sync::Mutex;
+
+    /// Thumbnails read as the job reads: a portrait JPEG (EXIF orientation 6) comes out upright
+    /// (9 x 20 from 20 x 9 stored), and a FIFO named `.png` gets no thumbnail without being
+    /// opened (it would block the file thread forever).
+    #[test]
+    fn thumbnails_are_upright_and_skip_special_files() {
+        use image::ImageEncoder as _;
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let stored =
+            image::RgbImage::from_fn(20, 9, |x, y| image::Rgb([x as u8 * 10, y as u8 * 20, 0]));
+        // A little-endian TIFF chunk with one entry: Orientation (0x0112) = 6.
+        let exif = vec![
+            0x49, 0x49, 0x2A, 0x00, 0x08, 0x00, 0x00, 0x00, 0x01, 0x00, 0x12, 0x01, 0x03, 0x00,
+            0x01, 0x00, 0x00, 0x00, 0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        ];
+        let mut jpeg = Vec::new();
+        let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95);
+        encoder.set_exif_metadata(exif).expect("exif");
+        encoder
+            .write_image(stored.as_raw(), 20, 9, image::ExtendedColorType::Rgb8)
+            .expect("encode");
+        let portrait = dir.path().join("portrait.jpg");
+        std::fs::write(&portrait, jpeg).expect("write");
+        let thumb = thumbnail(&portrait, 64).expect("a thumbnail");
+        assert_eq!(thumb.size, [9, 20]);
+        let fifo = dir.path().join("pipe.png");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            assert!(thumbnail(&fifo, 64).is_none());
+        }
+    }
 
     /// What a reply answers, for comparing orders.
     fn answered(reply: &FileReply) -> String {

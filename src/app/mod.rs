@@ -583,6 +583,15 @@ impl BatchwiseApp {
     }
 }
 
+/// What a caught panic says (its message where it has one).
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "an internal error".into())
+}
+
 /// Starts a thread named `batchwise-{what}`; one that cannot start is a message for the UI, not a
 /// panic.
 fn spawn_thread<T: Send + 'static>(

@@ -151,29 +151,54 @@ fn engine_thread(
     // The engine and the adapter it was made for.
     let mut engine: Option<(Engine, AdapterChoice)> = None;
     while let Ok(command) = commands.recv() {
-        match command {
-            WorkerCommand::Run(spec, choice) => {
-                if let Some(engine) = open(&mut engine, choice, &send) {
-                    let result = job::run(engine, &spec, control, &mut |ev| {
-                        send(WorkerEvent::Job(ev));
-                    });
-                    if let Err(e) = result {
-                        send(WorkerEvent::Error(format!("{e:#}")));
-                    }
+        // A panic (a bug, or a model or file nothing else caught) ends that command with a
+        // message, not the thread: the engine is opened afresh for the next one.
+        let tune = matches!(command, WorkerCommand::Tune(..));
+        let run = std::panic::AssertUnwindSafe(|| serve(command, &mut engine, control, &send));
+        if let Err(panic) = std::panic::catch_unwind(run) {
+            engine = None;
+            send(WorkerEvent::Error(format!(
+                "the engine stopped on an internal error and was reset: {}",
+                super::panic_text(&*panic)
+            )));
+            send(if tune {
+                WorkerEvent::TuneDone(Err("the sweep stopped on an internal error".into()))
+            } else {
+                WorkerEvent::Idle
+            });
+        }
+    }
+}
+
+/// One command on the engine thread.
+fn serve(
+    command: WorkerCommand,
+    engine: &mut Option<(Engine, AdapterChoice)>,
+    control: &Arc<job::Control>,
+    send: &impl Fn(WorkerEvent),
+) {
+    match command {
+        WorkerCommand::Run(spec, choice) => {
+            if let Some(engine) = open(engine, choice, send) {
+                let result = job::run(engine, &spec, control, &mut |ev| {
+                    send(WorkerEvent::Job(ev));
+                });
+                if let Err(e) = result {
+                    send(WorkerEvent::Error(format!("{e:#}")));
                 }
-                send(WorkerEvent::Idle);
             }
-            WorkerCommand::Tune(model, setup, choice) => {
-                let result = match open(&mut engine, choice, &send) {
-                    Some(engine) => crate::bench::run(engine, &model, &setup, |row| {
-                        send(WorkerEvent::TuneRow(row.clone()));
-                    })
-                    .map(|_| ())
-                    .map_err(|e| format!("{e:#}")),
-                    None => Err("no GPU adapter could be opened".into()),
-                };
-                send(WorkerEvent::TuneDone(result));
-            }
+            send(WorkerEvent::Idle);
+        }
+        WorkerCommand::Tune(model, setup, choice) => {
+            let result = match open(engine, choice, send) {
+                Some(engine) => crate::bench::run(engine, &model, &setup, |row| {
+                    send(WorkerEvent::TuneRow(row.clone()));
+                })
+                .map(|_| ())
+                .map_err(|e| format!("{e:#}")),
+                None => Err("no GPU adapter could be opened".into()),
+            };
+            send(WorkerEvent::TuneDone(result));
         }
     }
 }

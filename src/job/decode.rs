@@ -34,7 +34,7 @@ pub const MAX_DECODE_BYTES: u64 = 4 << 30;
 
 /// What one image may take, checked from its header before anything is allocated.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct ItemLimits {
+pub struct ItemLimits {
     /// Host memory for the image: its file, decoded pixels and output pixels.
     pub max_bytes: u64,
     /// The model's scale (1 for fixed-input models, whose outputs are the image's size).
@@ -97,7 +97,10 @@ fn read_checked(path: &Path, limits: ItemLimits) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
 }
 
-pub(crate) fn decode(path: &Path, limits: ItemLimits) -> Result<Decoded, String> {
+/// A regular image file, checked against `limits` from its header before any pixel is allocated,
+/// complete (JPEG and PNG), decoded and turned upright by its EXIF orientation; with the metadata
+/// its output carries over. The job's decoder and the app's thumbnails and viewer read with it.
+pub fn read_upright(path: &Path, limits: ItemLimits) -> Result<(DynamicImage, Metadata), String> {
     use image::ImageDecoder as _;
     let bytes = read_checked(path, limits)?;
     let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes[..]))
@@ -160,6 +163,11 @@ pub(crate) fn decode(path: &Path, limits: ItemLimits) -> Result<Decoded, String>
     if img.width() == 0 || img.height() == 0 {
         return Err("the image is empty (0 pixels)".into());
     }
+    Ok((img, Metadata { icc, exif }))
+}
+
+pub(crate) fn decode(path: &Path, limits: ItemLimits) -> Result<Decoded, String> {
+    let (img, meta) = read_upright(path, limits)?;
     let deep = img.color().bytes_per_pixel() / img.color().channel_count() > 1;
     let has_alpha = img.color().has_alpha();
     // The pixels once, at their depth, and the alpha plane where it is not fully opaque.
@@ -188,11 +196,7 @@ pub(crate) fn decode(path: &Path, limits: ItemLimits) -> Result<Decoded, String>
             .map(DynamicImage::ImageLuma8);
         (Pixels::Eight(rgba), alpha)
     };
-    Ok(Decoded {
-        rgba,
-        alpha,
-        meta: Metadata { icc, exif },
-    })
+    Ok(Decoded { rgba, alpha, meta })
 }
 
 /// Fails a JPEG or PNG file that ends before its end marker (a copy or download cut short):

@@ -31,7 +31,7 @@ use std::time::Instant;
 use anyhow::Result;
 use serde::Serialize;
 
-pub use decode::{MAX_DECODE_BYTES, MAX_IMAGE_SIDE, Metadata};
+pub use decode::{ItemLimits, MAX_DECODE_BYTES, MAX_IMAGE_SIDE, Metadata, read_upright};
 pub use listing::{IMAGE_EXTENSIONS, Listed, expand_inputs, in_shard, is_image_name, list_inputs};
 pub use naming::{ExportOptions, OutputFormat, Overwrite, output_name, plan_outputs};
 
