@@ -73,13 +73,38 @@ pub(super) fn parse(text: &str) -> Result<Vec<LayerLine>> {
     if magic != MAGIC {
         bail!("the first line is {magic}, not ncnn's magic number 7767517");
     }
-    lines
+    let counts = lines
         .next()
         .context("the layer and blob counts are missing")?;
-    lines
+    let [layers, blobs] = counts
+        .split_whitespace()
+        .map(str::parse::<usize>)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .ok()
+        .and_then(|v| <[usize; 2]>::try_from(v).ok())
+        .with_context(|| format!("the second line {counts:?} is not the layer and blob counts"))?;
+    let parsed: Vec<LayerLine> = lines
         .enumerate()
         .map(|(i, line)| layer_line(i + 1, line))
-        .collect()
+        .collect::<Result<_>>()?;
+    if parsed.len() != layers {
+        bail!(
+            "the counts line says {layers} layers but the file has {} layer lines; the file is \
+             cut or edited",
+            parsed.len()
+        );
+    }
+    let made: std::collections::HashSet<&str> = parsed
+        .iter()
+        .flat_map(|l| l.outputs.iter().map(String::as_str))
+        .collect();
+    if made.len() > blobs {
+        bail!(
+            "the counts line says {blobs} blobs but the layers make {}; the file is cut or edited",
+            made.len()
+        );
+    }
+    Ok(parsed)
 }
 
 /// Layer line `number` (from 1, after the counts).

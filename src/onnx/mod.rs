@@ -69,13 +69,17 @@ fn tensor_to_f32(t: &TensorProto) -> Result<Weights> {
             t.name
         ),
     };
-    let expected: i64 = t.dims.iter().product();
-    if expected < 0 || data.len() as i64 != expected {
+    let expected = t
+        .dims
+        .iter()
+        .try_fold(1i64, |n, &d| (d >= 0).then(|| n.checked_mul(d)).flatten());
+    if expected != i64::try_from(data.len()).ok() {
         bail!(
-            "tensor {} holds {} values but its shape {:?} needs {expected}",
+            "tensor {} holds {} values but its shape {:?} needs {}",
             t.name,
             data.len(),
-            t.dims
+            t.dims,
+            expected.map_or("an impossible count".into(), |n| n.to_string())
         );
     }
     Ok(Weights {

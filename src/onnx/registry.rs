@@ -179,15 +179,7 @@ pub const OPS: &[Op] = &[
     op("Add", F::Elementwise, BINARY, Yes),
     op("Sub", F::Elementwise, BINARY, Yes),
     op("Mul", F::Elementwise, BINARY, Yes),
-    op(
-        "Div",
-        F::Elementwise,
-        Limited(
-            "a constant operand broadcasts over one [C, H, W] item; not a scalar constant divided \
-             by a tensor",
-        ),
-        Yes,
-    ),
+    op("Div", F::Elementwise, BINARY, Yes),
     op("Pow", F::Elementwise, No, Yes),
     op("Max", F::Elementwise, No, Yes),
     op("Min", F::Elementwise, No, Yes),

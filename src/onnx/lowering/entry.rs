@@ -94,6 +94,7 @@ fn free_output<'g>(graph: &'g GraphProto, output_names: &[&str]) -> Result<&'g V
             .find(|o| o.name == wanted)
             .with_context(|| format!("the model has no output named {wanted}")),
         None => match graph.output.as_slice() {
+            [] => bail!("the graph has no outputs"),
             [only] => Ok(only),
             many => bail!(
                 "the model has {} outputs ({}); batchwise runs one: choose it by name",
@@ -291,7 +292,9 @@ pub(crate) fn lower(
         outputs.push(v);
     }
     let shapes: Vec<ItemShape> = l.dims.iter().map(|d| item_shape(d)).collect();
-    let output = outputs[0];
+    let Some(&output) = outputs.first() else {
+        bail!("the graph has no outputs");
+    };
     let model = Model {
         name: name.to_owned(),
         input_name: input.name.clone(),

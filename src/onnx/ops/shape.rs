@@ -139,7 +139,14 @@ impl Lowering<'_> {
                 }
             })
             .collect();
-        let known: i64 = out.iter().filter(|&&d| d != -1).product();
+        if out.iter().filter(|&&d| d == -1).count() > 1 || out.iter().any(|&d| d < -1) {
+            bail!("Reshape to {shape:?}: at most one -1, and no other negative dim");
+        }
+        let known = out
+            .iter()
+            .filter(|&&d| d != -1)
+            .try_fold(1i64, |n, &d| n.checked_mul(d))
+            .with_context(|| format!("Reshape to {shape:?} asks for too many elements"))?;
         if let Some(k) = out.iter().position(|&d| d == -1) {
             out[k] = if known == 0 {
                 0
@@ -147,7 +154,11 @@ impl Lowering<'_> {
                 numel(&dims) as i64 / known
             };
         }
-        let out: Vec<u32> = out.iter().map(|&d| d.max(0) as u32).collect();
+        let out: Vec<u32> = out
+            .iter()
+            .map(|&d| u32::try_from(d))
+            .collect::<std::result::Result<_, _>>()
+            .with_context(|| format!("cannot reshape {dims:?} to {shape:?}"))?;
         if numel(&out) != numel(&dims) {
             bail!("cannot reshape {dims:?} to {shape:?}");
         }
