@@ -578,6 +578,12 @@ fn report_progress(
     let rate = finished.saturating_sub(book.resumed) as f64 / secs;
     let total = book.reports.len();
     let left = total.saturating_sub(finished + book.failed) as f64;
+    log::debug!(
+        target: "batchwise::progress",
+        "{finished}/{total} done, {} failed, GPU in use {} bytes",
+        book.failed,
+        engine.gpu.ledger.in_use_bytes()
+    );
     (book.emit)(JobEvent::Progress {
         done: finished,
         failed: book.failed,
