@@ -303,8 +303,17 @@ impl BatchwiseApp {
                     .add_filter("Models", &["onnx", "param"])
                     .pick_file()
             })?;
-            let result = builtin::resolve(&path.to_string_lossy(), &overrides)
-                .map_err(|e| format!("{} cannot run: {e:#}", path.display()));
+            // A model file from a stranger: a loader panic (a bug) is a message, not a thread
+            // that dies without a word.
+            let resolve = || builtin::resolve(&path.to_string_lossy(), &overrides);
+            let result = match std::panic::catch_unwind(resolve) {
+                Ok(loaded) => loaded.map_err(|e| format!("{} cannot run: {e:#}", path.display())),
+                Err(panic) => Err(format!(
+                    "{} cannot run: loading it hit an internal error ({})",
+                    path.display(),
+                    panic_text(&*panic)
+                )),
+            };
             Some(Picked::Model(result))
         });
     }
