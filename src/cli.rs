@@ -310,7 +310,7 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
     let adapter = args
         .adapter
         .map_or(AdapterChoice::Auto, AdapterChoice::Index);
-    let engine = Engine::new(&adapter)?;
+    let mut engine = Engine::new(&adapter)?;
     let spec = JobSpec {
         inputs: args.inputs,
         model: model.clone(),
@@ -391,7 +391,9 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
         }
         _ => {}
     };
-    let summary = job::run(&engine, &spec, &job::Control::default(), &mut emit)
+    let reopen = || Engine::new(&adapter);
+    let control = job::Control::default();
+    let summary = job::run_recovering(&mut engine, &reopen, &spec, &control, &mut emit)
         .context("the job could not start")?;
     bar.finish_and_clear();
     if args.json {

@@ -179,10 +179,20 @@ fn serve(
 ) {
     match command {
         WorkerCommand::Run(spec, choice) => {
+            let again = choice.clone();
             if let Some(engine) = open(engine, choice, send) {
-                let result = job::run(engine, &spec, control, &mut |ev| {
+                let reopen = || Engine::new(&again);
+                let before = std::sync::Arc::as_ptr(&engine.gpu);
+                let result = job::run_recovering(engine, &reopen, &spec, control, &mut |ev| {
                     send(WorkerEvent::Job(ev));
                 });
+                if std::sync::Arc::as_ptr(&engine.gpu) != before {
+                    // A lost device was replaced: the panel follows the new one's ledger.
+                    send(WorkerEvent::EngineReady {
+                        adapter: engine.gpu.adapter.clone(),
+                        ledger: engine.gpu.ledger.clone(),
+                    });
+                }
                 if let Err(e) = result {
                     send(WorkerEvent::Error(format!("{e:#}")));
                 }
@@ -208,7 +218,7 @@ fn open<'a>(
     engine: &'a mut Option<(Engine, AdapterChoice)>,
     choice: AdapterChoice,
     send: &impl Fn(WorkerEvent),
-) -> Option<&'a Engine> {
+) -> Option<&'a mut Engine> {
     if engine.as_ref().is_none_or(|(_, c)| *c != choice) {
         *engine = None; // the old device goes before the new one opens
         match Engine::new(&choice) {
@@ -226,5 +236,5 @@ fn open<'a>(
             Err(e) => send(WorkerEvent::Error(format!("{e:#}"))),
         }
     }
-    engine.as_ref().map(|(e, _)| e)
+    engine.as_mut().map(|(e, _)| e)
 }

@@ -121,6 +121,8 @@ pub struct Gpu {
     pub limits: wgpu::Limits,
     pub ledger: VramLedger,
     raw_adapter: wgpu::Adapter,
+    /// Why the device was lost (a driver reset, a removed GPU, `destroy`), once it is.
+    lost: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
 impl Gpu {
@@ -172,7 +174,13 @@ impl Gpu {
         device.on_uncaptured_error(std::sync::Arc::new(|e: wgpu::Error| {
             log::error!("GPU error outside an error scope: {e}");
         }));
+        let lost = std::sync::Arc::new(std::sync::OnceLock::new());
+        let flag = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            let _ = flag.set(format!("{reason:?}: {message}"));
+        });
         Ok(Self {
+            lost,
             device,
             queue,
             adapter: summary,
@@ -180,6 +188,11 @@ impl Gpu {
             ledger: VramLedger::default(),
             raw_adapter: adapter.clone(),
         })
+    }
+
+    /// Why the device was lost, once it is: nothing submitted to it runs any more.
+    pub fn lost(&self) -> Option<String> {
+        self.lost.get().cloned()
     }
 
     /// The device's memory as its driver reports it now (total, and budget and usage where the

@@ -157,6 +157,9 @@ pub struct JobSummary {
     pub memory_budget_bytes: u64,
     /// Times the batch was halved after the GPU ran out of memory.
     pub retries: usize,
+    /// Why the GPU device was lost during the job, if it was: the items in flight failed and
+    /// the rest were not started ([`run_recovering`] opens a new device and resumes).
+    pub device_lost: Option<String>,
     /// The most batches that were on the GPU at once (submitted, not read back yet).
     pub batches_in_flight: usize,
     /// Kernel dispatches in one full batch (every layer of every lane, pack and unpack).
@@ -238,6 +241,44 @@ pub enum ItemResult {
         size: [u32; 2],
         faces: Vec<crate::analyze::FaceBox>,
     },
+}
+
+/// Times [`run_recovering`] opens a new device after losing one before it gives up.
+pub const DEVICE_REOPENS: usize = 2;
+
+/// [`run`], and when the GPU device is lost mid-job (a driver reset, a GPU gone), a new device
+/// from `reopen` and the job again: resume skips what was written, so the items that were in
+/// flight and those not started yet are done on the new device. At most [`DEVICE_REOPENS`]
+/// times; a device that cannot be reopened ends the job with the first run's summary (its lost
+/// items failed with the reason).
+pub fn run_recovering(
+    engine: &mut Engine,
+    reopen: &dyn Fn() -> Result<Engine>,
+    spec: &JobSpec,
+    control: &Control,
+    emit: &mut dyn FnMut(JobEvent),
+) -> Result<JobSummary> {
+    let mut summary = run(engine, spec, control, emit)?;
+    for _ in 0..DEVICE_REOPENS {
+        let Some(reason) = summary.device_lost.clone() else {
+            break;
+        };
+        if control.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        match reopen() {
+            Ok(fresh) => {
+                log::warn!("the GPU device was lost ({reason}); resuming the job on a new one");
+                *engine = fresh;
+                summary = run(engine, spec, control, emit)?;
+            }
+            Err(e) => {
+                log::error!("the GPU device was lost ({reason}) and cannot be reopened: {e:#}");
+                break;
+            }
+        }
+    }
+    Ok(summary)
 }
 
 /// Runs a job to the end, calling `emit` for every event. Fails only when the job cannot start

@@ -276,6 +276,12 @@ pub(crate) fn drive<S: Stage>(
         if let Some(flight) = landing {
             land(&mut stage, flight, &io, &mut writing, &mut book);
         }
+        if let Some(reason) = engine.gpu.lost() {
+            // Nothing more runs on this device: the items in flight fail with the reason, the
+            // rest wait for a new device (`job::run_recovering`).
+            stopped = Some(format!("the GPU device was lost ({reason})"));
+            break;
+        }
         // Nothing is in flight when a rebuild is due (no batch was submitted this turn and the
         // one ahead has landed): the runner can be replaced.
         let rebuild = match out_of_memory {
@@ -652,6 +658,7 @@ fn finish(
         peak_gpu_bytes: engine.gpu.ledger.peak_bytes(),
         memory_budget_bytes: tally.budget,
         retries: book.retries,
+        device_lost: engine.gpu.lost(),
         batches_in_flight: tally.peak_in_flight,
         dispatches_per_batch: tally.dispatches,
         items: std::mem::take(&mut book.reports),
