@@ -68,7 +68,7 @@ const WAIFU2X: ImageModelSpec = ImageModelSpec {
     input_map: PixelMapping::UNIT,
 };
 
-pub const BUILTINS: &[BuiltinModel] = &[
+pub static BUILTINS: &[BuiltinModel] = &[
     BuiltinModel {
         id: "upscale-photo-2x",
         description: "2x photo upscale (waifu2x upconv_7 photo)",
