@@ -22,9 +22,21 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// Exit status when some items failed (or did not finish): the others were done.
+pub const EXIT_ITEMS_FAILED: u8 = 3;
+
+/// The exit statuses, as `run --help` and the README give them.
+const EXIT_CODES: &str = "Exit status:
+  0  every item was done, or skipped by rule (not an image, a system file, --overwrite skip,
+     done by an earlier run)
+  1  the job could not start (the model, the GPU, the output folder)
+  2  the command line is wrong (usage)
+  3  some items failed or did not finish (each is reported; the others were done)";
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a model over images and folders, writing one output per input.
+    #[command(after_help = EXIT_CODES)]
     Run(RunArgs),
     /// List the built-in models.
     Models {
@@ -234,7 +246,17 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
-/// Parses the command line and runs it; the exit code says whether every item was done.
+/// 0 when every item was done or skipped by rule, else [`EXIT_ITEMS_FAILED`].
+pub fn exit_code(summary: &job::JobSummary) -> ExitCode {
+    if summary.failed == 0 && summary.done + summary.skipped == summary.total {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_ITEMS_FAILED)
+    }
+}
+
+/// Parses the command line and runs it; the exit code says whether every item was done
+/// ([`EXIT_CODES`]).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -425,11 +447,7 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
             spec.output_dir.display()
         );
     }
-    Ok(if summary.done == summary.total {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(2)
-    })
+    Ok(exit_code(&summary))
 }
 
 fn run_bench(args: &BenchArgs) -> Result<ExitCode> {

@@ -256,7 +256,7 @@ fn a_folder_of_bad_inputs_finishes_with_a_reason_for_each() {
             named_fifo.as_os_str(),
         ],
     );
-    assert_eq!(code, 2, "{json:#}");
+    assert_eq!(code, 3, "{json:#}");
     let failed = |name: &str, says: &str| {
         let i = item(&json, name);
         let error = i["error"].as_str().unwrap_or_default();
@@ -354,7 +354,7 @@ fn unreadable_inputs_and_a_read_only_output_folder_are_reported() {
     let out = dir.path().join("out");
     let (code, json) = run_json(dir.path(), &[os("-o"), out.as_os_str(), inputs.as_os_str()]);
     mode(&inputs.join("locked"), 0o755).unwrap();
-    assert_eq!(code, 2, "{json:#}");
+    assert_eq!(code, 3, "{json:#}");
     assert_eq!(item(&json, "good.png")["status"], "done");
     for name in ["/locked", "secret.png"] {
         let i = item(&json, name);

@@ -30,6 +30,10 @@ fn the_binary_embeds_each_model_once() {
             .map(|at| &bytes[at..at + 256])
             .find(|n| count(&all, n) == 1)
             .unwrap_or_else(|| panic!("model {k} has no run of its own"));
-        assert_eq!(count(&binary, needle), 1, "model {k} is embedded more than once");
+        assert_eq!(
+            count(&binary, needle),
+            1,
+            "model {k} is embedded more than once"
+        );
     }
 }

@@ -46,7 +46,7 @@ fn run_writes_outputs_and_reports_bad_files_in_json() {
         .arg(&out)
         .arg(&inputs)
         .assert()
-        .code(2);
+        .code(3);
     let json: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
     assert_eq!(json["total"], 3);
     assert_eq!(json["done"], 2);
@@ -247,7 +247,7 @@ fn fixed_input_models_write_their_results() {
             .arg(out)
             .arg(&inputs)
             .assert()
-            .code(2) // the broken file
+            .code(3) // the broken file
             .get_output()
             .clone()
     };
@@ -905,4 +905,45 @@ fn out_of_memory_halves_the_batch_of_fixed_input_models_too() {
         let csv = std::fs::read_to_string(dir.path().join(var).join("labels.csv")).unwrap();
         assert_eq!(csv.lines().count(), 1 + 3 * 5, "{var}");
     }
+}
+
+/// Exit statuses scripts can trust (`run --help` lists them): 0 for a folder with a text file and
+/// a `Thumbs.db` beside the image (skipped by rule) and for a rerun with `--overwrite skip`; 3
+/// when an item fails; 2 for a usage error; 1 when the job cannot start. The tiny test model
+/// keeps it quick.
+#[test]
+fn exit_codes_say_what_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    std::fs::copy(common::fixture("photo-60x44.png"), inputs.join("a.png")).unwrap();
+    std::fs::write(inputs.join("notes.txt"), "not an image").unwrap();
+    std::fs::write(inputs.join("Thumbs.db"), [0u8; 64]).unwrap();
+    let tiny = common::fixture("user/pixel_shuffle_2x.onnx");
+    let run = |extra: &[&str], input: &std::path::Path| {
+        batchwise()
+            .args(["run", "-m"])
+            .arg(&tiny)
+            .args(extra)
+            .arg("-o")
+            .arg(dir.path().join("out"))
+            .arg(input)
+            .assert()
+    };
+    run(&[], &inputs).code(0);
+    run(&["--overwrite", "skip"], &inputs).code(0);
+    std::fs::write(inputs.join("broken.png"), b"\x89PNG not really").unwrap();
+    run(&["--overwrite", "skip"], &inputs).code(3);
+    batchwise().args(["run", "--no-such-flag"]).assert().code(2);
+    batchwise()
+        .args(["run", "-m", "no-such-model", "-o"])
+        .arg(dir.path().join("out"))
+        .arg(&inputs)
+        .assert()
+        .code(1);
+    batchwise()
+        .args(["run", "--help"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("3  some items failed"));
 }
