@@ -947,3 +947,118 @@ fn exit_codes_say_what_happened() {
         .success()
         .stdout(predicates::str::contains("3  some items failed"));
 }
+
+/// Outside a terminal (stderr is a pipe here) the CLI writes plain lines: the start (model,
+/// adapter, items and batch), each failed item, the summary; `--quiet` keeps the failures only;
+/// `-v` adds a line per finished item.
+#[test]
+fn logs_are_lines_outside_a_terminal_and_quiet_and_verbose_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    std::fs::copy(common::fixture("photo-60x44.png"), inputs.join("a.png")).unwrap();
+    std::fs::write(inputs.join("broken.png"), b"\x89PNG not really").unwrap();
+    let tiny = common::fixture("user/pixel_shuffle_2x.onnx");
+    let run = |flag: Option<&str>| {
+        let out = batchwise()
+            .args(["run", "-m"])
+            .arg(&tiny)
+            .args(flag)
+            .args(["--overwrite", "overwrite", "-o"])
+            .arg(dir.path().join("out"))
+            .arg(&inputs)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let normal = run(None);
+    assert!(normal.contains("2 items, batches of"), "{normal}");
+    assert!(
+        normal.contains("failed: ") && normal.contains("broken.png"),
+        "{normal}"
+    );
+    assert!(normal.contains("1 done, 1 failed"), "{normal}");
+    assert!(!normal.contains("done: "), "{normal}");
+    let quiet = run(Some("--quiet"));
+    assert!(
+        quiet.contains("failed: ") && quiet.contains("broken.png"),
+        "{quiet}"
+    );
+    assert!(
+        !quiet.contains("items, batches of") && !quiet.contains("1 done"),
+        "{quiet}"
+    );
+    let verbose = run(Some("-v"));
+    assert!(
+        verbose.contains("done: ") && verbose.contains("a.png"),
+        "{verbose}"
+    );
+}
+
+/// Ctrl+C (SIGINT) while a long job runs: it stops after the batch in flight with exit 130, the
+/// summary printed and no partial file; the outputs written are whole.
+#[test]
+fn ctrl_c_cancels_cleanly_with_a_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    let photo = image::open(common::fixture("photo-60x44.png")).unwrap();
+    for k in 0..60 {
+        photo.save(inputs.join(format!("{k:02}.png"))).unwrap();
+    }
+    let out = dir.path().join("out");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_batchwise"))
+        .args(["run", "-b", "1", "--tile-size", "32", "-o"])
+        .arg(&out)
+        .arg(&inputs)
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let written = |out: &std::path::Path| {
+        std::fs::read_dir(out).map_or(0, |d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".png"))
+            })
+            .count()
+        })
+    };
+    // Hang guard only: many minutes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20 * 60);
+    while written(&out) == 0 && child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "no output appeared");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    let result = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    if result.status.code() == Some(0) {
+        // The job was done before the signal landed (a fast GPU): nothing to cancel.
+        assert_eq!(written(&out), 60);
+        return;
+    }
+    assert_eq!(result.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("cancelling after the batch in flight"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(" done, "), "the summary: {stderr}");
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.ends_with(".partial")), "{names:?}");
+    let done = written(&out);
+    assert!((1..60).contains(&done), "{done} of 60 written");
+    for n in names.iter().filter(|n| n.ends_with(".png")) {
+        let img = image::open(out.join(n)).unwrap();
+        assert_eq!((img.width(), img.height()), (120, 88), "{n} is whole");
+    }
+}

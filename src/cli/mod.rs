@@ -6,10 +6,12 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 
+mod report;
+
 use crate::builtin::{self, BUILTINS};
 use crate::engine::Engine;
 use crate::gpu::{self, AdapterChoice};
-use crate::job::{self, ItemStatus, JobEvent, JobSpec};
+use crate::job::{self, ItemStatus, JobSpec};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -24,6 +26,8 @@ pub struct Cli {
 
 /// Exit status when some items failed (or did not finish): the others were done.
 pub const EXIT_ITEMS_FAILED: u8 = 3;
+/// Exit status after Ctrl+C (128 + SIGINT, as shells report it).
+pub const EXIT_CANCELLED: u8 = 130;
 
 /// The exit statuses, as `run --help` and the README give them.
 const EXIT_CODES: &str = "Exit status:
@@ -31,7 +35,12 @@ const EXIT_CODES: &str = "Exit status:
      done by an earlier run)
   1  the job could not start (the model, the GPU, the output folder)
   2  the command line is wrong (usage)
-  3  some items failed or did not finish (each is reported; the others were done)";
+  3  some items failed or did not finish (each is reported; the others were done)
+  130  cancelled with Ctrl+C (what was in flight finished whole; the summary and the collected
+     results of what finished are written; a second Ctrl+C stops at once)
+
+Outside a terminal (CI, Slurm, Kubernetes logs) progress is plain lines: the start, each failed
+item and retry, progress every 5 seconds, and the summary.";
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -145,6 +154,12 @@ pub struct RunArgs {
     /// Print one JSON object with every item and the totals.
     #[arg(long)]
     pub json: bool,
+    /// Say only what failed (no start line, progress or summary).
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Also a line for every finished item.
+    #[arg(short, long)]
+    pub verbose: bool,
     /// Image files or folders (searched recursively).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
@@ -365,62 +380,30 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
         roots: Vec::new(),
         max_item_bytes: Some(args.max_memory << 20),
     };
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} items  {msg}  [{elapsed_precise}, ETA {eta}]",
-        )
-        .expect("valid template"),
-    );
+    let verbosity = match (args.quiet, args.verbose) {
+        (true, _) => report::Verbosity::Quiet,
+        (_, true) => report::Verbosity::Verbose,
+        _ => report::Verbosity::Normal,
+    };
+    let mut reporter = report::Reporter::new(verbosity);
     if !args.json {
-        eprintln!(
+        reporter.say(&format!(
             "{} on {} ({})",
             model.id, engine.gpu.adapter.name, engine.gpu.adapter.device_type
-        );
+        ));
     }
-    let mut emit = |event: JobEvent| match event {
-        JobEvent::Started {
-            items,
-            batch_size,
-            tile_size,
-        } => {
-            bar.set_length(items.len() as u64);
-            bar.println(format!(
-                "{} items, batches of {batch_size} tiles of {tile_size} px",
-                items.len()
-            ));
-        }
-        JobEvent::Item {
-            status: ItemStatus::Failed,
-            error: Some(e),
-            ..
-        } => bar.println(format!("failed: {e}")),
-        JobEvent::Retry { batch_size, reason } => {
-            bar.println(format!("{reason}; retrying in batches of {batch_size}"));
-        }
-        JobEvent::Progress {
-            done,
-            failed,
-            items_per_sec,
-            gpu_bytes,
-            ..
-        } => {
-            bar.set_position((done + failed) as u64);
-            bar.set_message(format!(
-                "{items_per_sec:.2} items/s, GPU {:.1} MiB",
-                gpu_bytes as f64 / (1 << 20) as f64
-            ));
-        }
-        _ => {}
-    };
+    let control = std::sync::Arc::new(job::Control::default());
+    cancel_on_ctrl_c(&control);
     let reopen = || Engine::new(&adapter);
-    let control = job::Control::default();
-    let summary = job::run_recovering(&mut engine, &reopen, &spec, &control, &mut emit)
-        .context("the job could not start")?;
-    bar.finish_and_clear();
+    let summary = job::run_recovering(&mut engine, &reopen, &spec, &control, &mut |event| {
+        reporter.event(&event);
+    })
+    .context("the job could not start")?;
+    reporter.finish();
+    let cancelled = control.cancel.load(std::sync::atomic::Ordering::Relaxed);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
+    } else if verbosity > report::Verbosity::Quiet {
         for item in summary
             .items
             .iter()
@@ -447,7 +430,30 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
             spec.output_dir.display()
         );
     }
-    Ok(exit_code(&summary))
+    Ok(if cancelled {
+        ExitCode::from(EXIT_CANCELLED)
+    } else {
+        exit_code(&summary)
+    })
+}
+
+/// The first Ctrl+C cancels the job between batches (what is in flight finishes whole, the
+/// summary and collected results are written); a second one exits at once.
+fn cancel_on_ctrl_c(control: &std::sync::Arc<job::Control>) {
+    let control = control.clone();
+    let handler = move || {
+        if control
+            .cancel
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            eprintln!("stopped");
+            std::process::exit(i32::from(EXIT_CANCELLED));
+        }
+        eprintln!("cancelling after the batch in flight (Ctrl+C again to stop at once)");
+    };
+    if let Err(e) = ctrlc::set_handler(handler) {
+        log::warn!("Ctrl+C will stop the job at once: {e}");
+    }
 }
 
 fn run_bench(args: &BenchArgs) -> Result<ExitCode> {
