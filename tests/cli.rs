@@ -1062,3 +1062,22 @@ fn ctrl_c_cancels_cleanly_with_a_summary() {
         assert_eq!((img.width(), img.height()), (120, 88), "{n} is whole");
     }
 }
+
+/// `--input-range -1-1` works as the README writes it (clap read `-1-1` as a flag), as does
+/// `--input-range=-1-1`.
+#[test]
+fn a_flag_value_that_begins_with_a_dash_is_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = common::fixture("user/pixel_shuffle_2x.onnx");
+    for args in [&["--input-range", "-1-1"][..], &["--input-range=-1-1"][..]] {
+        batchwise()
+            .args(["run", "-m"])
+            .arg(&tiny)
+            .args(args)
+            .arg("-o")
+            .arg(dir.path())
+            .arg(common::fixture("photo-60x44.png"))
+            .assert()
+            .code(0);
+    }
+}

@@ -67,7 +67,7 @@ pub enum Command {
 #[derive(clap::Args, Debug, Clone)]
 pub struct InputArgs {
     /// Value range the model expects: 0-1, 0-255 or -1-1 (default: the file's metadata, else 0-1).
-    #[arg(long, value_parser = ["0-1", "0-255", "-1-1"])]
+    #[arg(long, value_parser = ["0-1", "0-255", "-1-1"], allow_hyphen_values = true)]
     pub input_range: Option<String>,
     /// Channel order the model expects: rgb or bgr (default: metadata, else rgb).
     #[arg(long, value_parser = ["rgb", "bgr"])]
