@@ -1081,3 +1081,44 @@ fn a_flag_value_that_begins_with_a_dash_is_taken() {
             .code(0);
     }
 }
+
+/// `--help` groups the run flags under headings and ends with examples; `--version` names the
+/// wgpu it runs on, the same major version as Cargo.toml asks for; shell completions and a man
+/// page come from the same definition.
+#[test]
+fn help_version_completions_and_man_page() {
+    let run_help = batchwise().args(["run", "--help"]).output().unwrap();
+    let text = String::from_utf8(run_help.stdout).unwrap();
+    for heading in [
+        "Model:",
+        "Batching and memory:",
+        "Output:",
+        "Reporting:",
+        "Exit status:",
+    ] {
+        assert!(text.contains(heading), "{heading} missing in {text}");
+    }
+    assert!(text.contains("--memory-budget <MIB>"), "{text}");
+    let help = batchwise().arg("--help").output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(
+        help.contains("Examples:") && help.contains("opens its window"),
+        "{help}"
+    );
+    let version = batchwise().arg("--version").output().unwrap();
+    let version = String::from_utf8(version.stdout).unwrap();
+    let manifest = std::fs::read_to_string(common::repo().join("Cargo.toml")).unwrap();
+    let wgpu = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("wgpu = \""))
+        .and_then(|v| v.split('.').next())
+        .unwrap();
+    assert!(version.contains(&format!("wgpu {wgpu}")), "{version}");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = batchwise().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("memory-budget"), "{shell}");
+    }
+    let man = batchwise().arg("man").output().unwrap();
+    assert!(String::from_utf8_lossy(&man.stdout).contains(".TH batchwise 1"));
+}

@@ -16,13 +16,32 @@ use crate::job::{self, ItemStatus, JobSpec};
 #[derive(Parser, Debug)]
 #[command(
     name = "batchwise",
-    version,
-    about = "Batch image inference on any GPU"
+    version = VERSION,
+    about = "Batch image inference on any GPU",
+    long_about = "Batch image inference on any GPU: upscale, restore, cut out, classify, embed and \
+                  find faces in many images at once, batched into few large GPU dispatches. \
+                  With no command, batchwise opens its window.",
+    after_help = EXAMPLES
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 }
+
+/// The version, with the wgpu it runs on (`--version`; kept in step with Cargo.toml by a test).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (wgpu 30)");
+
+const EXAMPLES: &str = "Examples:
+  batchwise                                   open the window
+  batchwise run -o out photos/                upscale a folder 2x (upscale-photo-2x)
+  batchwise run -m upscale-anime-4x -b auto -o out a.png b.jpg
+  batchwise run -m remove-background --format webp -o cutouts photos/
+  batchwise run -m classify --json -o labels photos/ > summary.json
+  batchwise run -m my-model.onnx --input-range -1-1 -o out photos/
+  batchwise run --shard 3/8 -o out photos/    one of 8 machines splitting a folder
+  batchwise bench -m upscale-photo-2x --batch-sizes 1,4,16
+  batchwise completions bash > ~/.local/share/bash-completion/completions/batchwise
+  batchwise man > batchwise.1";
 
 /// Exit status when some items failed (or did not finish): the others were done.
 pub const EXIT_ITEMS_FAILED: u8 = 3;
@@ -61,22 +80,26 @@ pub enum Command {
     Bench(BenchArgs),
     /// Open the window, with these files or folders queued.
     App { inputs: Vec<PathBuf> },
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff; `batchwise man > batchwise.1`).
+    Man,
 }
 
 /// How a user's model file is fed (ignored for built-ins).
 #[derive(clap::Args, Debug, Clone)]
 pub struct InputArgs {
     /// Value range the model expects: 0-1, 0-255 or -1-1 (default: the file's metadata, else 0-1).
-    #[arg(long, value_parser = ["0-1", "0-255", "-1-1"], allow_hyphen_values = true)]
+    #[arg(long, value_parser = ["0-1", "0-255", "-1-1"], allow_hyphen_values = true, help_heading = "A user's model file")]
     pub input_range: Option<String>,
     /// Channel order the model expects: rgb or bgr (default: metadata, else rgb).
-    #[arg(long, value_parser = ["rgb", "bgr"])]
+    #[arg(long, value_parser = ["rgb", "bgr"], help_heading = "A user's model file")]
     pub channel_order: Option<String>,
     /// Input layout: nchw or nhwc (default: metadata, else nchw).
-    #[arg(long, value_parser = ["nchw", "nhwc"])]
+    #[arg(long, value_parser = ["nchw", "nhwc"], help_heading = "A user's model file")]
     pub input_layout: Option<String>,
     /// Pixels of context around each tile (default: what the model eats, else 16).
-    #[arg(long)]
+    #[arg(long, help_heading = "A user's model file", value_name = "PX")]
     pub context: Option<u32>,
 }
 
@@ -94,71 +117,88 @@ impl InputArgs {
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
     /// Built-in model id (see `batchwise models`) or a path to an .onnx file.
-    #[arg(short, long, default_value = "upscale-photo-2x")]
+    #[arg(
+        short,
+        long,
+        default_value = "upscale-photo-2x",
+        help_heading = "Model",
+        value_name = "MODEL"
+    )]
     pub model: String,
     #[command(flatten)]
     pub input: InputArgs,
     /// Tiles (or images) per GPU dispatch, or `auto`: the largest batch whose planned memory fits
     /// the memory budget.
-    #[arg(short, long, default_value = "8", value_parser = parse_batch)]
+    #[arg(short, long, default_value = "8", value_parser = parse_batch, help_heading = "Batching and memory", value_name = "N|auto")]
     pub batch_size: u32,
-    /// GPU memory the job may plan for, in MiB (default 1024; wgpu does not report the device's
-    /// size). Auto batch sizes fit it; an out-of-memory error halves the batch and retries.
-    #[arg(long)]
+    /// GPU memory the job may plan for, in MiB (default: half of the driver's budget, else half
+    /// of the device-local memory, else 1024). Auto batch sizes fit it; an out-of-memory error
+    /// halves the batch and retries.
+    #[arg(long, help_heading = "Batching and memory", value_name = "MIB")]
     pub memory_budget: Option<u64>,
     /// Host memory one image may take, in MiB: its decoded pixels and its output's (the model's
     /// scale included), read from its header before anything is allocated. An image over it
     /// fails alone, with the reason.
-    #[arg(long, default_value_t = crate::job::MAX_DECODE_BYTES >> 20, value_parser = clap::value_parser!(u64).range(1..=(1 << 24)))]
+    #[arg(long, default_value_t = crate::job::MAX_DECODE_BYTES >> 20, value_parser = clap::value_parser!(u64).range(1..=(1 << 24)), help_heading = "Batching and memory", value_name = "MIB")]
     pub max_memory: u64,
     /// Tile size in input pixels (default: the largest that fits the adapter).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(8..=4096))]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(8..=4096), help_heading = "Batching and memory", value_name = "PX")]
     pub tile_size: Option<u32>,
     /// Output folder.
-    #[arg(short, long)]
+    #[arg(short, long, help_heading = "Output", value_name = "DIR")]
     pub output: PathBuf,
     /// Activations in float32, or float16 (storage and arithmetic; needs SHADER_F16).
-    #[arg(long, value_enum, default_value = "f32")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "f32",
+        help_heading = "Batching and memory"
+    )]
     pub precision: PrecisionArg,
     /// `classify`: labels per image in labels.csv / labels.json.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000), help_heading = "Analysis models", value_name = "K")]
     pub top_k: u32,
     /// `remove-background`: write the mask alone (grayscale PNG) instead of the image with it
     /// as alpha.
-    #[arg(long)]
+    #[arg(long, help_heading = "Analysis models")]
     pub mask_only: bool,
     /// `detect-faces`: also write each image with its faces drawn (faces.json either way).
-    #[arg(long)]
+    #[arg(long, help_heading = "Analysis models")]
     pub annotate: bool,
     /// Output image format (WebP is lossless; JPEG drops alpha).
-    #[arg(long, value_enum, default_value = "png")]
+    #[arg(long, value_enum, default_value = "png", help_heading = "Output")]
     pub format: FormatArg,
-    /// JPEG quality.
-    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u8).range(1..=100))]
+    /// JPEG quality (lossless formats ignore it).
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u8).range(1..=100), help_heading = "Output", value_name = "1-100")]
     pub quality: u8,
     /// Output file name: {stem}, {model}, {scale}, {ext}, ending with .{ext}; a folder part
     /// (`{model}/{stem}.{ext}`) makes sub-folders inside the output folder (no `..`, no absolute
     /// path). Inputs from folders keep their sub-folders under the output folder.
-    #[arg(long, default_value = "{stem}.{ext}")]
+    #[arg(
+        long,
+        default_value = "{stem}.{ext}",
+        help_heading = "Output",
+        value_name = "PATTERN"
+    )]
     pub name: String,
     /// When an output file exists: skip the item, overwrite it, or write name_2.ext.
-    #[arg(long, value_enum, default_value = "rename")]
+    #[arg(long, value_enum, default_value = "rename", help_heading = "Output")]
     pub overwrite: OverwriteArg,
     /// Run only shard I of N (`I/N`, 0-based): N machines given the same inputs split them
     /// without talking to each other.
-    #[arg(long, value_parser = parse_shard)]
+    #[arg(long, value_parser = parse_shard, help_heading = "Jobs and devices", value_name = "I/N")]
     pub shard: Option<(u32, u32)>,
     /// Adapter index from `batchwise devices` (default: the best GPU).
-    #[arg(long)]
+    #[arg(long, help_heading = "Jobs and devices", value_name = "INDEX")]
     pub adapter: Option<usize>,
     /// Print one JSON object with every item and the totals.
-    #[arg(long)]
+    #[arg(long, help_heading = "Reporting")]
     pub json: bool,
     /// Say only what failed (no start line, progress or summary).
-    #[arg(short, long, conflicts_with = "verbose")]
+    #[arg(short, long, conflicts_with = "verbose", help_heading = "Reporting")]
     pub quiet: bool,
     /// Also a line for every finished item.
-    #[arg(short, long)]
+    #[arg(short, long, help_heading = "Reporting")]
     pub verbose: bool,
     /// Image files or folders (searched recursively).
     #[arg(required = true)]
@@ -287,6 +327,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         None => crate::app::run_native(Vec::new()).map(|()| ExitCode::SUCCESS),
         Some(Command::App { inputs }) => crate::app::run_native(inputs).map(|()| ExitCode::SUCCESS),
+        Some(Command::Completions { shell }) => {
+            use clap::CommandFactory as _;
+            let mut cmd = Cli::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "batchwise", &mut script);
+            print_all(&script)
+        }
+        Some(Command::Man) => {
+            use clap::CommandFactory as _;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            print_all(&page)
+        }
         Some(Command::Models { json }) => {
             if json {
                 let list: Vec<_> = BUILTINS
@@ -435,6 +488,15 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
     } else {
         exit_code(&summary)
     })
+}
+
+/// Writes `bytes` to stdout; a reader that stopped early (`| head`) is not an error.
+fn print_all(bytes: &[u8]) -> Result<ExitCode> {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// The first Ctrl+C cancels the job between batches (what is in flight finishes whole, the
