@@ -1117,7 +1117,10 @@ fn help_version_completions_and_man_page() {
     for shell in ["bash", "zsh", "fish"] {
         let out = batchwise().args(["completions", shell]).output().unwrap();
         assert!(out.status.success());
-        assert!(String::from_utf8_lossy(&out.stdout).contains("memory-budget"), "{shell}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("memory-budget"),
+            "{shell}"
+        );
     }
     let man = batchwise().arg("man").output().unwrap();
     assert!(String::from_utf8_lossy(&man.stdout).contains(".TH batchwise 1"));

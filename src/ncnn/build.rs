@@ -121,6 +121,12 @@ impl<'a> Builder<'a> {
 
     /// A new value of `c` channels, written by the one output of `l`.
     fn new_value(&mut self, l: &LayerLine, c: u32) -> Result<ValueId> {
+        // Checked here, before any layer sizes a buffer by it (the limits check the whole model
+        // again at the end).
+        let max = crate::model::limits::MAX_CHANNELS;
+        if c > max {
+            bail!("writes {c} channels; batchwise takes at most {max}");
+        }
         let v = self.channels.len();
         self.bind(l.sole_output()?, v)?;
         self.channels.push(c);

@@ -35,22 +35,34 @@ impl Lowering<'_> {
             return self.split_free(node, &x);
         }
         let dims = self.dims_of(input(node, 0)?)?;
+        if dims.is_empty() {
+            bail!("cannot split a scalar");
+        }
         let a = axis(attr_int(node, "axis", 0), dims.len())?;
         let parts = node.output.len();
-        let sizes: Vec<u32> = match self.constant(node, 1, "the split sizes")? {
-            Some(t) => t.ints().iter().map(|&x| x as u32).collect(),
-            None => match attr_ints(node, "split") {
-                Some(s) => s.iter().map(|&x| x as u32).collect(),
-                None => {
-                    let n = attr_int(node, "num_outputs", parts as i64) as u32;
-                    let each = dims[a].div_ceil(n);
-                    (0..n)
-                        .map(|k| each.min(dims[a].saturating_sub(k * each)))
-                        .collect()
-                }
-            },
+        let given = match self.constant(node, 1, "the split sizes")? {
+            Some(t) => Some(t.ints()),
+            None => attr_ints(node, "split"),
         };
-        if sizes.len() != parts || sizes.iter().sum::<u32>() != dims[a] {
+        let sizes: Vec<u32> = match given {
+            Some(s) => s
+                .iter()
+                .map(|&x| u32::try_from(x))
+                .collect::<std::result::Result<_, _>>()
+                .with_context(|| format!("split sizes {s:?} are not sizes"))?,
+            None => {
+                let n = u32::try_from(attr_int(node, "num_outputs", parts as i64))
+                    .ok()
+                    .filter(|&n| n > 0 && n as usize == parts)
+                    .with_context(|| format!("cannot split into {parts} outputs"))?;
+                let each = dims[a].div_ceil(n);
+                (0..n)
+                    .map(|k| each.min(dims[a].saturating_sub(k.saturating_mul(each))))
+                    .collect()
+            }
+        };
+        let total: u64 = sizes.iter().map(|&n| u64::from(n)).sum();
+        if sizes.len() != parts || total != u64::from(dims[a]) {
             bail!("split sizes {sizes:?} do not cut {} into {parts}", dims[a]);
         }
         let mut start = 0;
