@@ -381,3 +381,44 @@ fn unreadable_inputs_and_a_read_only_output_folder_are_reported() {
                 .and(predicates::str::contains(batchwise::manifest::FILE_NAME)),
         );
 }
+
+/// A CMYK JPEG (print workflows, some scanners) decodes to RGB with its colours (the mean within
+/// a tenth of the range of the RGB original's; JPEG and CMYK round trips lose a little) and runs
+/// as any other image: done, its output the model's 2x.
+#[test]
+fn a_cmyk_jpeg_is_done() {
+    let fixture = |name: &str| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("cmyk.jpg");
+    std::fs::copy(fixture("images/cmyk-24x16.jpg"), &input).unwrap();
+    let limits = batchwise::job::ItemLimits {
+        max_bytes: batchwise::job::MAX_DECODE_BYTES,
+        scale: 1,
+    };
+    let (decoded, _) = batchwise::job::read_upright(&input, limits).unwrap();
+    let decoded = decoded.to_rgb8();
+    let original = image::open(fixture("photo-60x44.png"))
+        .unwrap()
+        .crop_imm(0, 0, 24, 16)
+        .to_rgb8();
+    let mean = |img: &image::RgbImage| {
+        img.pixels()
+            .map(|p| f64::from(p[0]) + f64::from(p[1]) + f64::from(p[2]))
+            .sum::<f64>()
+            / (3.0 * f64::from(img.width() * img.height()))
+    };
+    let (a, b) = (mean(&decoded), mean(&original));
+    assert!(
+        (a - b).abs() < 25.5,
+        "decoded mean {a} vs the original's {b}"
+    );
+    let out = dir.path().join("out");
+    let (code, json) = run_json(dir.path(), &[os("-o"), out.as_os_str(), input.as_os_str()]);
+    assert_eq!(code, 0, "{json:#}");
+    let written = image::open(out.join("cmyk.png")).unwrap();
+    assert_eq!((written.width(), written.height()), (48, 32));
+}
