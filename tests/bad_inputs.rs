@@ -422,3 +422,56 @@ fn a_cmyk_jpeg_is_done() {
     let written = image::open(out.join("cmyk.png")).unwrap();
     assert_eq!((written.width(), written.height()), (48, 32));
 }
+
+/// A full disk: the output folder on a 96 KiB tmpfs (where this machine lets the test mount one;
+/// it says so and passes where it cannot). The first outputs fit, the rest fail with the
+/// system's "no space" reason; the batch finishes with exit 3 and no partial file is left.
+#[test]
+fn a_full_disk_fails_the_items_that_do_not_fit_and_leaves_no_partial_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("small");
+    std::fs::create_dir_all(&out).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=96k", "tmpfs"])
+        .arg(&out)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("cannot mount a small tmpfs here (not root?); the full-disk case is not run");
+        return;
+    }
+    let inputs = dir.path().join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    for k in 0..8u8 {
+        // Noisy pixels: PNG cannot shrink them, so each 2x output is ~25 KiB.
+        let img = image::RgbImage::from_fn(60, 44, |x, y| {
+            let v = (x * 31 + y * 17 + u32::from(k) * 7).wrapping_mul(2_654_435_761) >> 24;
+            image::Rgb([v as u8, (v >> 1) as u8, (v * 3) as u8])
+        });
+        img.save(inputs.join(format!("{k}.png"))).unwrap();
+    }
+    let (code, json) = run_json(dir.path(), &[os("-o"), out.as_os_str(), inputs.as_os_str()]);
+    let listed: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let _ = std::process::Command::new("umount").arg(&out).status();
+    assert_eq!(code, 3, "{json:#}");
+    let done = json["done"].as_u64().unwrap();
+    let failed = json["failed"].as_u64().unwrap();
+    assert!(done >= 1 && failed >= 1 && done + failed == 8, "{json:#}");
+    let reasons: Vec<&str> = json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["error"].as_str())
+        .collect();
+    assert!(
+        reasons.iter().all(|r| r.to_lowercase().contains("space")),
+        "{reasons:?}"
+    );
+    assert!(
+        !listed.iter().any(|n| n.ends_with(".partial")),
+        "{listed:?}"
+    );
+}

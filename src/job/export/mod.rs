@@ -77,6 +77,13 @@ pub(crate) fn write_atomic_then(
             std::fs::rename(&tmp, path)
                 .map_err(|e| format!("cannot move the output into {}: {e}", path.display()))
         });
+    if result.is_ok() {
+        // The rename itself reaches the disk with its folder (POSIX); where a folder cannot be
+        // opened for that (Windows), the rename is already durable or the OS gives no way.
+        if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+            log::debug!("cannot sync the folder {}: {e}", dir.display());
+        }
+    }
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
