@@ -1280,3 +1280,32 @@ fn a_constant_divided_by_an_image_runs_with_a_free_size() {
         assert!((g - want).abs() <= 1e-6 * want.abs(), "{g} vs {want}");
     }
 }
+
+/// An attribute declared with another type than ONNX gives it (`pads` as FLOATS, `group` as
+/// FLOAT) is an error naming it, where reading the wrong field would take a default silently.
+#[test]
+fn attributes_of_the_wrong_type_are_errors() {
+    let w = constant("w", &[3, 3, 3, 3], &[0.1; 81]);
+    let mut pads = node("conv", "Conv", &["x", "w"], "y");
+    pads.attribute.push(proto::AttributeProto {
+        name: "pads".into(),
+        floats: vec![1.0; 4],
+        r#type: 6,
+        ..Default::default()
+    });
+    let mut group = node("conv", "Conv", &["x", "w"], "y");
+    group.attribute.push(proto::AttributeProto {
+        name: "group".into(),
+        f: 3.0,
+        r#type: 1,
+        ..Default::default()
+    });
+    for (n, want) in [
+        (pads, "pads is declared FLOATS"),
+        (group, "group is declared FLOAT"),
+    ] {
+        let bytes = graph_model(vec![n], vec![w.clone()], &[None, Some(3), None, None]);
+        let err = format!("{:#}", onnx::load(&bytes, "typed").unwrap_err());
+        assert!(err.contains(want) && err.contains("node conv"), "{err}");
+    }
+}

@@ -88,6 +88,85 @@ fn tensor_to_f32(t: &TensorProto) -> Result<Weights> {
     })
 }
 
+/// The ONNX type of each attribute batchwise reads (names whose type differs by op, like
+/// `value`, are left out): a file that declares another type gets an error naming the attribute,
+/// where reading the wrong field would take a default or an empty list silently.
+const ATTRIBUTE_TYPES: &[(&str, i32)] = &[
+    ("pads", 7),
+    ("strides", 7),
+    ("dilations", 7),
+    ("kernel_shape", 7),
+    ("perm", 7),
+    ("output_padding", 7),
+    ("output_shape", 7),
+    ("split", 7),
+    ("starts", 7),
+    ("ends", 7),
+    ("shape", 7),
+    ("group", 2),
+    ("axis", 2),
+    ("blocksize", 2),
+    ("transA", 2),
+    ("transB", 2),
+    ("keepdims", 2),
+    ("ceil_mode", 2),
+    ("count_include_pad", 2),
+    ("allowzero", 2),
+    ("num_outputs", 2),
+    ("to", 2),
+    ("antialias", 2),
+    ("exclude_outside", 2),
+    ("training_mode", 2),
+    ("alpha", 1),
+    ("beta", 1),
+    ("gamma", 1),
+    ("epsilon", 1),
+    ("lambd", 1),
+    ("cubic_coeff_a", 1),
+    ("mode", 3),
+    ("auto_pad", 3),
+    ("approximate", 3),
+    ("coordinate_transformation_mode", 3),
+    ("nearest_mode", 3),
+    ("keep_aspect_ratio_policy", 3),
+];
+
+/// An error naming the first attribute of `node` whose declared type is not the one ONNX gives
+/// it (an undeclared type, 0, is taken as written).
+fn check_attribute_types(node: &NodeProto) -> Result<()> {
+    const NAMES: [&str; 8] = [
+        "UNDEFINED",
+        "FLOAT",
+        "INT",
+        "STRING",
+        "TENSOR",
+        "GRAPH",
+        "FLOATS",
+        "INTS",
+    ];
+    let name = |t: i32| {
+        usize::try_from(t)
+            .ok()
+            .and_then(|t| NAMES.get(t).copied())
+            .unwrap_or("?")
+    };
+    for a in &node.attribute {
+        let expected = ATTRIBUTE_TYPES.iter().find(|(n, _)| *n == a.name);
+        if let Some(&(_, want)) = expected
+            && a.r#type != 0
+            && a.r#type != want
+        {
+            bail!(
+                "attribute {} is declared {} but ONNX defines it as {}",
+                a.name,
+                name(a.r#type),
+                name(want)
+            );
+        }
+    }
+    Ok(())
+}
+
 fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
     node.attribute.iter().find(|a| a.name == name)
 }

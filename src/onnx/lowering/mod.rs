@@ -420,6 +420,7 @@ impl Lowering<'_> {
                 super::registry::unsupported(op, self.free)
             );
         }
+        super::check_attribute_types(node)?;
         if let Some(u) = unary_op(node)? {
             return self.lower_unary(node, u);
         }
