@@ -54,6 +54,20 @@ impl ConvShape {
         if shape.stride.contains(&0) || shape.dilation.contains(&0) {
             bail!("stride and dilation must be at least 1");
         }
+        // Checked before any size arithmetic on them (the limits check the model again at the
+        // end).
+        let max = crate::model::limits::MAX_WINDOW;
+        if [shape.kernel, shape.stride, shape.dilation]
+            .iter()
+            .any(|v| v.iter().any(|&x| x > max))
+        {
+            bail!(
+                "kernel {:?}, stride {:?} or dilation {:?} exceed {max}, the most batchwise takes",
+                shape.kernel,
+                shape.stride,
+                shape.dilation
+            );
+        }
         Ok(shape)
     }
 
@@ -171,7 +185,12 @@ fn pads(l: &LayerLine) -> Result<[u32; 4]> {
     let top = l.int(14, left);
     let right = l.int(15, left);
     let bottom = l.int(16, top);
-    let pad = |v: i64| u32::try_from(v).with_context(|| format!("padding {v} is out of range"));
+    let pad = |v: i64| {
+        u32::try_from(v)
+            .ok()
+            .filter(|&p| p <= crate::model::limits::MAX_PAD)
+            .with_context(|| format!("padding {v} is out of range"))
+    };
     Ok([pad(top)?, pad(left)?, pad(bottom)?, pad(right)?])
 }
 

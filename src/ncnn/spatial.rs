@@ -47,8 +47,22 @@ fn window(l: &LayerLine, average: bool) -> Result<Pool2dSpec> {
         other => bail!("pad_mode {other} (automatic SAME padding) is not supported yet"),
     };
     let range = || anyhow!("kernel, stride or pads out of range");
-    let positive = |v: i64| u32::try_from(v).ok().filter(|&v| v > 0).ok_or_else(range);
-    let pad = |v: i64| u32::try_from(v).map_err(|_| range());
+    let (max_window, max_pad) = (
+        crate::model::limits::MAX_WINDOW,
+        crate::model::limits::MAX_PAD,
+    );
+    let positive = |v: i64| {
+        u32::try_from(v)
+            .ok()
+            .filter(|&v| v > 0 && v <= max_window)
+            .ok_or_else(range)
+    };
+    let pad = |v: i64| {
+        u32::try_from(v)
+            .ok()
+            .filter(|&v| v <= max_pad)
+            .ok_or_else(range)
+    };
     Ok(Pool2dSpec {
         average,
         k: [positive(k_h)?, positive(k_w)?],
