@@ -300,19 +300,7 @@ pub(crate) fn drive<S: Stage>(
                 }
             }
         }
-        // Report finished writes without waiting for the others.
-        let (finished, still): (Vec<_>, Vec<_>) =
-            writing.drain(..).partition(|(_, h)| h.is_finished());
-        writing = still;
-        for (i, h) in finished {
-            settle(&mut book, &outputs, &mut collected, i, runtime.block_on(h));
-        }
-        let finished_now = book.done
-            + if outputs.per_image {
-                0
-            } else {
-                collected.len()
-            };
+        let finished_now = settle_finished(&mut writing, &mut book, &outputs, &mut collected, &io);
         report_progress(&mut book, engine, started, finished_now, batch, budget);
         if decoder.exhausted() && stage.waiting() == 0 && in_flight.is_none() {
             break;
@@ -347,6 +335,28 @@ pub(crate) fn drive<S: Stage>(
         budget,
     };
     Ok(finish(engine, spec, &mut book, started, tally, tile_size))
+}
+
+/// Settles the writes that have finished, without waiting for the others; the items finished so
+/// far (written, or collected where results are collected).
+fn settle_finished(
+    writing: &mut Vec<(usize, Writing)>,
+    book: &mut Book,
+    outputs: &Outputs,
+    collected: &mut Vec<(usize, ItemResult)>,
+    io: &Io,
+) -> usize {
+    let (finished, still): (Vec<_>, Vec<_>) = writing.drain(..).partition(|(_, h)| h.is_finished());
+    *writing = still;
+    for (i, h) in finished {
+        settle(book, outputs, collected, i, io.runtime.block_on(h));
+    }
+    book.done
+        + if outputs.per_image {
+            0
+        } else {
+            collected.len()
+        }
 }
 
 /// What the loop's helpers share: the I/O pool, the job's files, whether outputs are written.

@@ -221,7 +221,8 @@ impl Lowering<'_> {
             }
             _ => bail!("an equal Split of height or width needs explicit sizes"),
         };
-        if sizes.len() != parts || sizes.iter().any(|&n| n < 0) {
+        // Each a size (so their sum and the running start fit in i64).
+        if sizes.len() != parts || sizes.iter().any(|&n| u32::try_from(n).is_err()) {
             bail!("split sizes {sizes:?} do not fit {parts} outputs");
         }
         if a == 1 && sizes.iter().sum::<i64>() != i64::from(total) {
