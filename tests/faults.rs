@@ -10,7 +10,6 @@ mod common;
 
 use std::cell::Cell;
 
-use batchwise::builtin;
 use batchwise::job::{self, Control, ItemStatus, JobEvent, JobSpec};
 
 fn spec(dir: &std::path::Path, n: u32) -> JobSpec {
@@ -22,21 +21,7 @@ fn spec(dir: &std::path::Path, n: u32) -> JobSpec {
             p
         })
         .collect();
-    let model = common::fixture("user/pixel_shuffle_2x.onnx");
-    JobSpec {
-        inputs,
-        model: builtin::resolve(&model.to_string_lossy(), &Default::default()).unwrap(),
-        batch_size: 2,
-        tile_size: None,
-        output_dir: dir.join("out"),
-        precision: Default::default(),
-        analysis: Default::default(),
-        export: Default::default(),
-        shard: None,
-        memory_budget: None,
-        roots: Vec::new(),
-        max_item_bytes: None,
-    }
+    common::job_spec(inputs, common::tiny_model(), dir.join("out"), 2)
 }
 
 /// Once two items are done, the device goes. Without recovery the items in flight fail with the

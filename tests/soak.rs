@@ -17,8 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use batchwise::builtin;
-use batchwise::job::{self, Control, JobEvent, JobSpec};
+use batchwise::job::{self, Control, JobEvent};
 
 /// `n` small distinct PNGs (24 x 16 crops of the test photo) in `dir`.
 fn images(dir: &Path, n: usize) -> Vec<PathBuf> {
@@ -146,21 +145,7 @@ fn cli_soak_5000_images() {
 fn app_job_path_soak_1000_images() {
     let dir = tempfile::tempdir().unwrap();
     let inputs = images(&dir.path().join("in"), 1000);
-    let model = common::fixture("user/pixel_shuffle_2x.onnx");
-    let spec = JobSpec {
-        inputs,
-        model: builtin::resolve(&model.to_string_lossy(), &Default::default()).unwrap(),
-        batch_size: 16,
-        tile_size: None,
-        output_dir: dir.path().join("out"),
-        precision: Default::default(),
-        analysis: Default::default(),
-        export: Default::default(),
-        shard: None,
-        memory_budget: None,
-        roots: Vec::new(),
-        max_item_bytes: None,
-    };
+    let spec = common::job_spec(inputs, common::tiny_model(), dir.path().join("out"), 16);
     let engine = common::engine();
     let me = std::process::id();
     let (mut host, mut gpu) = (Vec::new(), Vec::new());

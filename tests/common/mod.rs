@@ -65,3 +65,32 @@ pub fn has_float16(engine: &batchwise::engine::Engine) -> bool {
     }
     yes
 }
+
+/// A job of `inputs` with `model` into `out`, batch `batch`, every other setting the default.
+pub fn job_spec(
+    inputs: Vec<PathBuf>,
+    model: batchwise::builtin::ModelChoice,
+    out: PathBuf,
+    batch_size: u32,
+) -> batchwise::job::JobSpec {
+    batchwise::job::JobSpec {
+        inputs,
+        model,
+        batch_size,
+        tile_size: None,
+        output_dir: out,
+        precision: Default::default(),
+        analysis: Default::default(),
+        export: Default::default(),
+        shard: None,
+        memory_budget: None,
+        roots: Vec::new(),
+        max_item_bytes: None,
+    }
+}
+
+/// The 2 KB pixel-shuffle model made for tests, as a job's model.
+pub fn tiny_model() -> batchwise::builtin::ModelChoice {
+    let path = fixture("user/pixel_shuffle_2x.onnx");
+    batchwise::builtin::resolve(&path.to_string_lossy(), &Default::default()).unwrap()
+}
