@@ -13,8 +13,6 @@
 use std::io::{Read as _, Seek as _, Write as _};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -218,91 +216,6 @@ impl Writer {
     }
 }
 
-/// What marks a temporary file as this program's: `.NAME.batchwise-PID-NONCE-N.partial`, with
-/// NONCE random per process (16 hex digits) and N counting the files it made.
-const TEMP_TAG: &str = ".batchwise-";
-const TEMP_SUFFIX: &str = ".partial";
-
-/// A temporary file left by a process that still runs is kept this long where running processes
-/// cannot be told apart (no `/proc`: macOS, Windows) and for a day where they can (its id may have
-/// been reused).
-pub const STALE_AFTER: Duration = Duration::from_secs(60 * 60);
-const STALE_AFTER_ALIVE: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// Whether a temporary file of another process, `age` old, is stale: its process is gone, or
-/// (`alive` None: running processes cannot be told) it is older than [`STALE_AFTER`].
-fn is_stale(alive: Option<bool>, age: Duration) -> bool {
-    match alive {
-        Some(true) => age > STALE_AFTER_ALIVE,
-        Some(false) => true,
-        None => age > STALE_AFTER,
-    }
-}
-
-/// The name of a new temporary file for the output named `name`, unique to this process and call.
-pub fn temp_name(name: &str) -> String {
-    static NONCE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    static COUNT: AtomicU64 = AtomicU64::new(0);
-    let nonce = NONCE.get_or_init(|| {
-        use std::hash::{BuildHasher as _, Hasher as _};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        h.finish()
-    });
-    let n = COUNT.fetch_add(1, Ordering::Relaxed);
-    format!(
-        ".{name}{TEMP_TAG}{}-{nonce:016x}-{n}{TEMP_SUFFIX}",
-        std::process::id()
-    )
-}
-
-/// The process id in a temporary file name this program made, or None for any other name.
-fn temp_owner(name: &str) -> Option<u32> {
-    let rest = name.strip_prefix('.')?.strip_suffix(TEMP_SUFFIX)?;
-    let (_, token) = rest.rsplit_once(TEMP_TAG)?;
-    let mut parts = token.split('-');
-    let pid = parts.next()?.parse::<u32>().ok()?;
-    let nonce = parts.next()?;
-    let count = parts.next()?;
-    let ours = nonce.len() == 16
-        && nonce.bytes().all(|b| b.is_ascii_hexdigit())
-        && !count.is_empty()
-        && count.bytes().all(|b| b.is_ascii_digit())
-        && parts.next().is_none();
-    ours.then_some(pid)
-}
-
-/// Removes the temporary files this program's dead runs left under `dir` (a `kill -9` or a power
-/// cut mid-write): only names of [`temp_name`]'s exact format, never another file. A file of a
-/// process that is gone (where `/proc` tells) or older than [`STALE_AFTER`] (where it does not)
-/// is removed; this process's own files are kept.
-pub fn remove_stale_partials(dir: &Path) {
-    let procfs = Path::new("/proc/self").exists();
-    let now = SystemTime::now();
-    for entry in walkdir::WalkDir::new(dir).into_iter().flatten() {
-        let Some(pid) = temp_owner(&entry.file_name().to_string_lossy()) else {
-            continue;
-        };
-        if pid == std::process::id() || !entry.file_type().is_file() {
-            continue;
-        }
-        let age = entry
-            .metadata()
-            .ok()
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| now.duration_since(t).ok())
-            .unwrap_or_default();
-        let alive = procfs.then(|| Path::new(&format!("/proc/{pid}")).exists());
-        if is_stale(alive, age) {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,42 +298,5 @@ mod tests {
         };
         let line = serde_json::to_string(&e).unwrap();
         assert_eq!(serde_json::from_str::<Entry>(&line).unwrap(), e);
-    }
-
-    #[test]
-    fn without_proc_a_temporary_file_is_stale_by_age() {
-        let minute = Duration::from_secs(60);
-        assert!(!is_stale(None, minute));
-        assert!(is_stale(None, STALE_AFTER + minute));
-        assert!(is_stale(Some(false), minute));
-        assert!(!is_stale(Some(true), STALE_AFTER + minute));
-    }
-
-    #[test]
-    fn only_this_programs_temporary_files_are_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        let ours = temp_name("x.png");
-        assert_eq!(temp_owner(&ours), Some(std::process::id()));
-        // A dead process's file of our format: a pid that cannot run (above Linux's pid_max).
-        let dead = ours.replace(
-            &format!("batchwise-{}-", std::process::id()),
-            "batchwise-4194305-",
-        );
-        assert_eq!(temp_owner(&dead), Some(4_194_305));
-        let users = [
-            ".x.png.999999.partial",
-            ".notes.batchwise-12.partial",
-            "x.png",
-        ];
-        for name in users.iter().chain([&ours.as_str(), &dead.as_str()]) {
-            std::fs::write(dir.path().join(name), b"data").unwrap();
-        }
-        remove_stale_partials(dir.path());
-        let procfs = Path::new("/proc/self").exists();
-        assert_eq!(dir.path().join(&dead).exists(), !procfs);
-        assert!(dir.path().join(&ours).exists());
-        for name in users {
-            assert!(dir.path().join(name).exists(), "{name} was removed");
-        }
     }
 }

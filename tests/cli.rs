@@ -534,13 +534,17 @@ fn a_rerun_resumes_and_matches_an_uninterrupted_run() {
     )
     .unwrap();
     std::fs::remove_file(cut.join("c.png")).unwrap();
-    // A temporary file of a batchwise process that is gone (a pid above Linux's pid_max), in the
-    // exact format batchwise gives its temporary files.
+    // A temporary file of a batchwise process that is gone, named in its run record (whose lock
+    // no process holds), and a file of the same format that no record names (a user's: kept).
+    let temp = ".c.png.batchwise-0123456789abcdef-0.partial";
+    std::fs::write(cut.join(temp), b"half an image").unwrap();
     std::fs::write(
-        cut.join(".c.png.batchwise-4194305-0123456789abcdef-0.partial"),
-        b"half an image",
+        cut.join(".batchwise-run-0123456789abcdef.lock"),
+        format!("{temp}\n"),
     )
     .unwrap();
+    let users = ".c.png.batchwise-0123456789abcdef-1.partial";
+    std::fs::write(cut.join(users), b"a user's file").unwrap();
     let a_before = std::fs::metadata(cut.join("a.png"))
         .unwrap()
         .modified()
@@ -569,8 +573,14 @@ fn a_rerun_resumes_and_matches_an_uninterrupted_run() {
     names.sort();
     assert_eq!(
         names,
-        ["a.png", "b.png", batchwise::manifest::FILE_NAME, "c.png"],
-        "no _2 copies, no partial files"
+        [
+            users,
+            "a.png",
+            "b.png",
+            batchwise::manifest::FILE_NAME,
+            "c.png"
+        ],
+        "no _2 copies, no partial files, the user's file kept"
     );
 }
 

@@ -69,7 +69,7 @@ pub(crate) fn plan(spec: &JobSpec) -> Result<Planned> {
             spec.output_dir.display()
         )
     })?;
-    crate::manifest::remove_stale_partials(&spec.output_dir);
+    super::export::temp::remove_stale(&spec.output_dir);
     let settings = settings_key(spec);
     let keys: Vec<PathBuf> = listed
         .iter()

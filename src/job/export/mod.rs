@@ -7,6 +7,7 @@ pub mod embeddings;
 pub mod faces;
 pub mod image;
 pub mod labels;
+pub mod temp;
 
 use std::path::{Path, PathBuf};
 
@@ -48,8 +49,8 @@ pub(crate) fn write_atomic(
 }
 
 /// As [`write_atomic`], calling `before_rename` with the temporary file (the resume manifest's
-/// record) between writing it, synced to the disk, and renaming it. The temporary file's name is
-/// [`crate::manifest::temp_name`]'s, which only this program makes.
+/// record) between writing it, synced to the disk, and renaming it. The temporary file is a
+/// [`temp::TempFile`], its name recorded so that a later run can remove it if this one dies.
 pub(crate) fn write_atomic_then(
     path: &Path,
     write: impl FnOnce(&Path) -> Result<(), String>,
@@ -62,7 +63,8 @@ pub(crate) fn write_atomic_then(
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
-    let tmp = dir.join(crate::manifest::temp_name(&name));
+    let temp = temp::TempFile::new(dir, &name)?;
+    let tmp = temp.path();
     let sync = |tmp: &Path| {
         std::fs::OpenOptions::new()
             .write(true)
@@ -70,11 +72,11 @@ pub(crate) fn write_atomic_then(
             .and_then(|f| f.sync_all())
             .map_err(|e| format!("cannot write {}: {e}", path.display()))
     };
-    let result = write(&tmp)
-        .and_then(|()| sync(&tmp))
-        .and_then(|()| before_rename(&tmp))
+    let result = write(tmp)
+        .and_then(|()| sync(tmp))
+        .and_then(|()| before_rename(tmp))
         .and_then(|()| {
-            std::fs::rename(&tmp, path)
+            std::fs::rename(tmp, path)
                 .map_err(|e| format!("cannot move the output into {}: {e}", path.display()))
         });
     if result.is_ok() {
@@ -84,9 +86,7 @@ pub(crate) fn write_atomic_then(
             log::debug!("cannot sync the folder {}: {e}", dir.display());
         }
     }
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
+    drop(temp); // removes the file where it was not renamed, then its record when it was the last
     result
 }
 
