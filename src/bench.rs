@@ -10,6 +10,9 @@ use crate::builtin::ModelChoice;
 use crate::engine::Engine;
 use crate::upscale::{AUTO_TILE_SIZES, TileRef, TiledUpscaler};
 
+mod profile;
+pub use profile::{Profile, ProfileRow, describe};
+
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchRow {
     pub batch_size: u32,
@@ -44,6 +47,9 @@ pub struct BenchReport {
     pub weight_bytes: u64,
     pub bytes_per_item: u64,
     pub rows: Vec<BenchRow>,
+    /// With `--profile`: each layer's GPU time in one batch of the largest batch size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
 }
 
 impl BenchReport {
@@ -69,6 +75,7 @@ impl BenchReport {
             weight_bytes: plan.weight_bytes,
             bytes_per_item: plan.bytes_per_item,
             rows,
+            profile: None,
         }
     }
 }
@@ -144,6 +151,8 @@ pub struct BenchSetup {
     pub inputs: Option<std::path::PathBuf>,
     /// Image files to measure compute only on (the app's Tune), instead of synthetic images.
     pub files: Vec<std::path::PathBuf>,
+    /// Also time each layer of one batch of the largest batch size ([`Profile`]).
+    pub profile: bool,
 }
 
 /// The images a bench measures: a folder's, the given files', or `count` synthetic ones.
@@ -278,6 +287,7 @@ pub fn run(
         precision,
         inputs,
         files,
+        profile,
     } = setup.clone();
     if batch_sizes.is_empty() || count == 0 || size == 0 {
         bail!("give at least one batch size, one image and a size of at least 1 px");
@@ -285,11 +295,23 @@ pub fn run(
     let model = engine.load_with(builtin.model.clone(), precision)?;
     let images = load_images(inputs.as_deref(), &files, count, size)?;
     count = images.len() as u32;
+    let largest = *batch_sizes.iter().max().expect("not empty");
     if builtin.input_size > 0 {
         let fixed = (&batch_sizes[..], precision);
-        return run_fixed(engine, builtin, &model, fixed, &images, progress);
+        let mut report = run_fixed(engine, builtin, &model, fixed, &images, progress)?;
+        if profile {
+            let size = builtin.input_size;
+            let map = &builtin.spec.input_map;
+            let runner = crate::engine::BatchRunner::new(engine, &model, largest, size, size, map)?;
+            report.profile = Some(profile::profile(
+                &runner,
+                &model.model,
+                largest,
+                (size, size),
+            )?);
+        }
+        return Ok(report);
     }
-    let largest = *batch_sizes.iter().max().expect("not empty");
     // One tile size for every row, so every batch size does the same work.
     let tile = match tile_size {
         Some(t) => t,
@@ -371,5 +393,16 @@ pub fn run(
     let side = tile + 2 * builtin.spec.context;
     let plan = crate::engine::plan(&model, side, side, 1)?;
     let workload = (size, count, tile, tiles_per_item);
-    Ok(BenchReport::new(engine, &builtin.id, workload, plan, rows))
+    let mut report = BenchReport::new(engine, &builtin.id, workload, plan, rows);
+    if profile {
+        let up = TiledUpscaler::new(engine, &model, builtin.spec, largest, Some(tile))?;
+        let runner = up.runner();
+        report.profile = Some(profile::profile(
+            runner,
+            &model.model,
+            largest,
+            (side, side),
+        )?);
+    }
+    Ok(report)
 }

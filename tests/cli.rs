@@ -666,6 +666,55 @@ fn bench_measures_end_to_end_over_real_files() {
     }
 }
 
+/// `bench --profile` times every layer of one batch of the largest batch size: each layer once,
+/// with its op and shapes, convolutions with a rate, and shares that add up to the whole.
+#[test]
+fn bench_profile_times_every_layer() {
+    let out = batchwise()
+        .args([
+            "bench",
+            "-m",
+            "enhance-low-light",
+            "--batch-sizes",
+            "1,2",
+            "--size",
+            "16",
+            "--count",
+            "2",
+            "--tile-size",
+            "16",
+            "--profile",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let profile = &json["profile"];
+    assert_eq!(profile["batch_size"], 2, "{profile}");
+    let rows = profile["rows"].as_array().unwrap();
+    let layers: Vec<u64> = rows.iter().filter_map(|r| r["layer"].as_u64()).collect();
+    let expected: Vec<u64> = (0..layers.len() as u64).collect();
+    assert_eq!(layers, expected, "every layer once, in order");
+    let labels: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["layer"].is_null())
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["pack", "unpack"]);
+    let share: f64 = rows.iter().map(|r| r["share"].as_f64().unwrap()).sum();
+    assert!((share - 1.0).abs() < 1e-6, "shares add up to {share}");
+    let first = &rows[1];
+    assert_eq!(first["op"], "Conv 3x3 3->32 LeakyRelu", "{first}");
+    assert_eq!(first["input"], "3x30x30", "{first}");
+    assert_eq!(first["output"], "32x30x30", "{first}");
+    for r in rows {
+        let conv = r["op"].as_str().unwrap().starts_with("Conv");
+        assert_eq!(r["gflops"].as_f64().is_some_and(|g| g > 0.0), conv, "{r}");
+        assert!(r["ms"].as_f64().unwrap() >= 0.0, "{r}");
+    }
+}
+
 /// EXIF orientation is applied on reading (a camera's portrait JPEG comes out upright), and the
 /// ICC profile and the EXIF chunk travel to the output, its orientation reset so no viewer turns
 /// the image a second time.

@@ -66,6 +66,7 @@ impl BatchwiseApp {
                 .take(TUNE_IMAGES)
                 .map(|i| i.path.clone())
                 .collect(),
+            profile: false,
         };
         let tile = (model.input_size == 0).then_some(tile);
         // An engine that cannot take the sweep ends it at once, with the reason in its window.

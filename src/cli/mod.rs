@@ -296,7 +296,11 @@ pub struct BenchArgs {
     pub inputs: Option<PathBuf>,
     #[arg(long)]
     pub adapter: Option<usize>,
-    /// Print one JSON object: `device` and `rows`.
+    /// Also time each layer of one batch of the largest batch size (GPU timestamps, each step in
+    /// a pass of its own): op, shapes, milliseconds, GFLOP/s and share of the batch.
+    #[arg(long)]
+    pub profile: bool,
+    /// Print one JSON object: `device`, `rows` and, with --profile, `profile`.
     #[arg(long)]
     pub json: bool,
 }
@@ -553,6 +557,7 @@ fn run_bench(args: &BenchArgs) -> Result<ExitCode> {
         precision: args.precision.into(),
         inputs: args.inputs.clone(),
         files: Vec::new(),
+        profile: args.profile,
     };
     let report = crate::bench::run(&engine, &model, &setup, |row| {
         if !json {
@@ -580,8 +585,39 @@ fn run_bench(args: &BenchArgs) -> Result<ExitCode> {
             report.weight_bytes as f64 / (1 << 20) as f64,
             report.bytes_per_item as f64 / (1 << 20) as f64
         );
+        if let Some(profile) = &report.profile {
+            print_profile(profile);
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A profile as a table, slowest layers first.
+fn print_profile(profile: &crate::bench::Profile) {
+    println!(
+        "\nper layer, one batch of {} ({:.1} ms summed, {:.2} GFLOP/s), slowest first:",
+        profile.batch_size, profile.total_ms, profile.gflops
+    );
+    println!(
+        "{:>5}  {:<34} {:>13} {:>13} {:>5} {:>9} {:>8} {:>6}  name",
+        "layer", "op", "input", "output", "disp", "ms", "GFLOP/s", "share"
+    );
+    let mut rows: Vec<&crate::bench::ProfileRow> = profile.rows.iter().collect();
+    rows.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    for r in rows {
+        println!(
+            "{:>5}  {:<34} {:>13} {:>13} {:>5} {:>9.2} {:>8} {:>5.1}%  {}",
+            r.layer.map_or("-".into(), |i| i.to_string()),
+            r.op,
+            r.input,
+            r.output,
+            r.dispatches,
+            r.ms,
+            r.gflops.map_or("-".into(), |g| format!("{g:.2}")),
+            100.0 * r.share,
+            r.name
+        );
+    }
 }
 
 /// The device's memory as its driver reports it, for people.

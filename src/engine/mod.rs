@@ -18,7 +18,7 @@ use std::sync::Arc;
 use anyhow::{Result, bail};
 
 pub use memory::{MemoryPlan, activation_bytes, item_bytes, plan};
-pub use runner::{BatchRunner, SubmittedFloats, SubmittedPixels};
+pub use runner::{BatchRunner, StepTime, SubmittedFloats, SubmittedPixels};
 
 use crate::gpu::{AdapterChoice, Gpu, TrackedBuffer};
 use crate::kernels::conv_transpose2d::ConvTranspose2dLayer;

@@ -14,6 +14,9 @@ use crate::kernels::pack::{PixelDepth, PixelMapping};
 use crate::kernels::{Bind, Precision, Step, pack, unpack};
 use crate::model::ItemShape;
 
+mod profile;
+pub use profile::StepTime;
+
 /// Buffers and recorded steps for batches of up to `max_items` tiles of one size.
 ///
 /// A batch is split into lanes when one buffer for all its items would exceed the adapter's
@@ -110,7 +113,8 @@ struct Lane {
     /// The buffer holding the model input (value 0).
     model_in: usize,
     pack: Step,
-    layers: Vec<Step>,
+    /// Each model layer's steps, with the layer's index.
+    layers: Vec<(usize, Step)>,
     /// Float -> 8-bit RGBA, for models whose output is a 3-channel image.
     unpack: Option<Step>,
 }
@@ -185,7 +189,12 @@ impl Lane {
             .layers
             .iter()
             .zip(&m.layers)
-            .flat_map(|(g, l)| steps::layer_steps(&binding, g, l))
+            .enumerate()
+            .flat_map(|(i, (g, l))| {
+                steps::layer_steps(&binding, g, l)
+                    .into_iter()
+                    .map(move |step| (i, step))
+            })
             .collect();
         let unpack = unpacks.then(|| {
             unpack::prepare(
@@ -214,7 +223,11 @@ impl Lane {
 
     fn dispatches(&self) -> usize {
         self.pack.dispatches()
-            + self.layers.iter().map(Step::dispatches).sum::<usize>()
+            + self
+                .layers
+                .iter()
+                .map(|(_, s)| s.dispatches())
+                .sum::<usize>()
             + self.unpack.as_ref().map_or(0, Step::dispatches)
     }
 }
@@ -451,7 +464,7 @@ impl BatchRunner {
                 if !self.float_input {
                     lane.pack.record(&mut pass, n);
                 }
-                for step in &lane.layers {
+                for (_, step) in &lane.layers {
                     step.record(&mut pass, n);
                 }
                 if let Some(step) = lane.unpack.as_ref().filter(|_| unpack) {

@@ -129,6 +129,21 @@ pub struct Layer {
     pub bias: Vec<f32>,
 }
 
+impl Layer {
+    /// Multiply-adds of one item, the model's value shapes given (0 for layers without).
+    pub fn macs(&self, shapes: &[ItemShape]) -> u64 {
+        let Some(s) = self.inputs.first().and_then(|&v| shapes.get(v)) else {
+            return 0;
+        };
+        match &self.op {
+            LayerOp::Conv2d(spec) | LayerOp::Conv2dResidual { spec, .. } => spec.macs(s.h, s.w),
+            LayerOp::ConvTranspose2d(spec) => spec.macs(s.h, s.w),
+            LayerOp::Tensor(TensorOp::MatMul { spec, .. }) => spec.count() as u64 * spec.k as u64,
+            _ => 0,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Model {
     pub name: String,
@@ -324,25 +339,6 @@ impl Model {
     /// Multiply-adds for one item of `h x w`.
     pub fn macs_per_item(&self, h: u32, w: u32) -> Result<u64> {
         let shapes = self.shapes(h, w)?;
-        Ok(self
-            .layers
-            .iter()
-            .map(|l| {
-                let Some(&input) = l.inputs.first() else {
-                    return 0;
-                };
-                let s = shapes[input];
-                match &l.op {
-                    LayerOp::Conv2d(spec) | LayerOp::Conv2dResidual { spec, .. } => {
-                        spec.macs(s.h, s.w)
-                    }
-                    LayerOp::ConvTranspose2d(spec) => spec.macs(s.h, s.w),
-                    LayerOp::Tensor(TensorOp::MatMul { spec, .. }) => {
-                        spec.count() as u64 * spec.k as u64
-                    }
-                    _ => 0,
-                }
-            })
-            .sum())
+        Ok(self.layers.iter().map(|l| l.macs(&shapes)).sum())
     }
 }
