@@ -19,6 +19,8 @@ struct Params {
 @group(0) @binding(1) var<storage, read> src: array<act>;
 @group(0) @binding(2) var<storage, read_write> dst: array<act>;
 
+// BEGIN FUNCTIONS: the fused elementwise kernel (src/kernels/elementwise.rs) includes these too.
+
 // Abramowitz and Stegun 7.1.26: |error| <= 1.5e-7.
 fn erf_approx(x: f32) -> f32 {
     let t = 1.0 / (1.0 + 0.3275911 * abs(x));
@@ -31,14 +33,15 @@ fn softplus(x: f32) -> f32 {
     return max(x, 0.0) + log(1.0 + exp(-abs(x)));
 }
 
-fn apply(x: f32) -> f32 {
-    switch p.op {
-        case 0u: { return select(x * p.alpha, x, x >= 0.0); }
-        case 1u: { return clamp(x, p.alpha, p.beta); }
+// The op `op` (see `UnaryOp::encode`) of `x`, with its parameters.
+fn unary_op(op: u32, x: f32, alpha: f32, beta: f32, gamma: f32) -> f32 {
+    switch op {
+        case 0u: { return select(x * alpha, x, x >= 0.0); }
+        case 1u: { return clamp(x, alpha, beta); }
         case 2u: { return 1.0 / (1.0 + exp(-x)); }
         case 3u: { return tanh(x); }
         case 4u: { return x * clamp(x / 6.0 + 0.5, 0.0, 1.0); }
-        case 5u: { return clamp(x * p.alpha + p.beta, 0.0, 1.0); }
+        case 5u: { return clamp(x * alpha + beta, 0.0, 1.0); }
         case 6u: { return 0.5 * x * (1.0 + erf_approx(x * 0.70710678)); }
         case 7u: { return erf_approx(x); }
         case 9u: { return 0.5 * x * (1.0 + tanh(0.7978845608 * (x + 0.044715 * x * x * x))); }
@@ -54,18 +57,19 @@ fn apply(x: f32) -> f32 {
         case 19u: { return sign(x); }
         case 20u: { return softplus(x); }
         case 21u: { return x / (1.0 + abs(x)); }
-        case 22u: { return select(p.alpha * (exp(x) - 1.0), x, x > 0.0); }                   // Elu
-        case 23u: { return p.gamma * select(p.alpha * (exp(x) - 1.0), x, x > 0.0); }         // Selu
-        case 24u: { return max(0.0, x) + min(0.0, p.alpha * (exp(x / p.alpha) - 1.0)); }     // Celu
-        case 25u: { return select(0.0, x, x > p.alpha); }                                    // ThresholdedRelu
+        case 22u: { return select(alpha * (exp(x) - 1.0), x, x > 0.0); }                   // Elu
+        case 23u: { return gamma * select(alpha * (exp(x) - 1.0), x, x > 0.0); }         // Selu
+        case 24u: { return max(0.0, x) + min(0.0, alpha * (exp(x / alpha) - 1.0)); }     // Celu
+        case 25u: { return select(0.0, x, x > alpha); }                                    // ThresholdedRelu
         case 26u: { return x * tanh(softplus(x)); }                                          // Mish
         case 27u: { return sin(x); }
         case 28u: { return cos(x); }
-        case 29u: { return select(select(0.0, x + p.beta, x < -p.alpha), x - p.beta, x > p.alpha); } // Shrink
+        case 29u: { return select(select(0.0, x + beta, x < -alpha), x - beta, x > alpha); } // Shrink
         case 30u: { return trunc(x); }
-        default: { return x * p.alpha + p.beta; }  // 8: affine
+        default: { return x * alpha + beta; }  // 8: affine
     }
 }
+// END FUNCTIONS
 
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -75,5 +79,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     let at = gid.z * p.count + i;
     // float16 storage: the math runs in float32.
-    dst[at] = act(apply(f32(src[at])));
+    dst[at] = act(unary_op(p.op, f32(src[at]), p.alpha, p.beta, p.gamma));
 }

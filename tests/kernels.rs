@@ -850,6 +850,80 @@ fn unary_matches_reference() {
     }
 }
 
+/// A fused elementwise program (generated kernel) against its CPU reference, for every unary op
+/// between binary ops, inputs broadcast per channel and per row: the same tolerance as the
+/// unary kernel (each op rounds once in f32, as the reference's steps do), 2^-11 for sin / cos.
+#[test]
+fn fused_elementwise_matches_reference() {
+    use batchwise::kernels::elementwise;
+    use batchwise::model::{
+        BinaryOp, ElementwiseProgram, ElementwiseStep, ItemShape, Operand, UnaryOp,
+    };
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(35);
+    let n = 2u32;
+    let out = ItemShape { c: 3, h: 5, w: 7 };
+    let shapes = [
+        out,
+        ItemShape { c: 3, h: 1, w: 1 },
+        ItemShape { c: 1, h: 5, w: 7 },
+    ];
+    for op in UnaryOp::all() {
+        let (i, st) = (Operand::Input, Operand::Step);
+        let program = ElementwiseProgram {
+            steps: vec![
+                ElementwiseStep::Binary(BinaryOp::Mul, i(0), i(1)),
+                ElementwiseStep::Unary(op, st(0)),
+                ElementwiseStep::Binary(BinaryOp::Sub, st(1), i(2)),
+                ElementwiseStep::Binary(BinaryOp::Max, st(2), st(1)),
+            ],
+        };
+        let data: Vec<Vec<f32>> = shapes
+            .iter()
+            .enumerate()
+            .map(|(k, sh)| {
+                let v = common::random_vec(&mut rng, (n as u64 * sh.elements()) as usize, 2.0);
+                v.into_iter()
+                    .map(|x| match (op, k) {
+                        (UnaryOp::Log | UnaryOp::Sqrt, 0 | 1) => x.abs() + 0.05,
+                        (UnaryOp::Sin | UnaryOp::Cos, 0 | 1) => x * 0.85,
+                        _ => x,
+                    })
+                    .collect()
+            })
+            .collect();
+        let inputs: Vec<(&[f32], ItemShape)> = data
+            .iter()
+            .zip(shapes)
+            .map(|(d, sh)| (&d[..], sh))
+            .collect();
+        let expected = elementwise::reference(&program, &inputs, out, n);
+        let buffers: Vec<_> = data.iter().map(|d| storage(gpu, d)).collect();
+        let bound: Vec<(&wgpu::Buffer, ItemShape)> = buffers
+            .iter()
+            .zip(shapes)
+            .map(|(b, sh)| (&**b, sh))
+            .collect();
+        let dst = output(gpu, expected.len());
+        let step = elementwise::prepare(
+            Bind::new(gpu, &s.kernels, "fused"),
+            &program,
+            &bound,
+            out,
+            &dst,
+        );
+        let got = run_f32(gpu, &step, n, &dst, expected.len());
+        let tolerance = |e: f32| match op {
+            UnaryOp::Sin | UnaryOp::Cos => 4.9e-4,
+            _ => 2e-6 + 1e-5 * e.abs(),
+        };
+        for (g, e) in got.iter().zip(&expected) {
+            assert!((g - e).abs() <= tolerance(*e), "{op:?}: {g} vs {e}");
+        }
+    }
+}
+
 /// A sum of up to 49 (here 63) f32 values against an f64 reference: 1e-6 absolute.
 #[test]
 fn global_avg_pool_matches_reference() {
@@ -1092,16 +1166,7 @@ fn nd_binary_matches_reference() {
     let mut rng = common::rng(52);
     let (a_dims, b_dims) = ([2u32, 1, 4, 3, 5], [3u32, 4, 1, 5]);
     let items = 2u32;
-    for op in [
-        BinaryOp::Add,
-        BinaryOp::Sub,
-        BinaryOp::Mul,
-        BinaryOp::Div,
-        BinaryOp::PRelu,
-        BinaryOp::Pow,
-        BinaryOp::Max,
-        BinaryOp::Min,
-    ] {
+    for op in BinaryOp::ALL {
         let spec = NdBinarySpec::new(op, &a_dims, &b_dims).unwrap();
         assert_eq!(spec.dims, [2, 3, 4, 3, 5]);
         let (la, lb) = (

@@ -9,6 +9,7 @@ mod common;
 
 use batchwise::model::Activation;
 use batchwise::model::LayerOp;
+use batchwise::model::{ElementwiseStep, Operand};
 use batchwise::onnx::{self, proto};
 use prost::Message as _;
 
@@ -635,11 +636,19 @@ fn free_size_models_run_every_unary_op() {
         "{:?}",
         model.layers
     );
-    let unary: Vec<UnaryOp> = model.layers[1..]
+    // The chain runs as one fused elementwise layer, its steps in order.
+    assert_eq!(model.layers.len(), 2, "{:?}", model.layers);
+    let LayerOp::Elementwise(program) = &model.layers[1].op else {
+        panic!("not fused: {:?}", model.layers[1]);
+    };
+    let unary: Vec<UnaryOp> = program
+        .steps
         .iter()
-        .map(|l| match l.op {
-            LayerOp::Unary(u) => u,
-            ref other => panic!("{} is not unary: {other:?}", l.name),
+        .enumerate()
+        .map(|(k, step)| match *step {
+            ElementwiseStep::Unary(u, Operand::Input(0)) if k == 0 => u,
+            ElementwiseStep::Unary(u, Operand::Step(s)) if s as usize + 1 == k => u,
+            other => panic!("step {k} is not the chain's: {other:?}"),
         })
         .collect();
     assert_eq!(

@@ -73,6 +73,34 @@ fn generated_conv2d_variants_validate() {
     }
 }
 
+/// Generated fused elementwise kernels validate, in float32 and float16, for every unary op and
+/// every binary op, with one to six inputs.
+#[test]
+fn generated_elementwise_kernels_validate() {
+    use batchwise::kernels::elementwise;
+    use batchwise::model::{BinaryOp, ElementwiseProgram, ElementwiseStep, Operand, UnaryOp};
+    let binaries = BinaryOp::ALL;
+    for inputs in 1..=6u32 {
+        let mut steps: Vec<ElementwiseStep> = UnaryOp::all()
+            .into_iter()
+            .enumerate()
+            .map(|(k, op)| ElementwiseStep::Unary(op, Operand::Input(k as u32 % inputs)))
+            .collect();
+        for (k, op) in binaries.into_iter().enumerate() {
+            steps.push(ElementwiseStep::Binary(
+                op,
+                Operand::Step(k as u32),
+                Operand::Step(k as u32 + 1),
+            ));
+        }
+        let program = ElementwiseProgram { steps };
+        let source = elementwise::source(&program, inputs as usize);
+        validate(&format!("elementwise over {inputs}"), &source);
+        let half = batchwise::kernels::float16_source(&source).expect("written over act");
+        validate(&format!("elementwise over {inputs} float16"), &half);
+    }
+}
+
 /// The float16 variants (the shaders written over the `act` element type) validate too.
 #[test]
 fn float16_variants_validate() {

@@ -4,9 +4,9 @@
 use super::GpuLayer;
 use crate::gpu::{Gpu, TrackedBuffer};
 use crate::kernels::{
-    Bind, Kernels, Step, binary, copy_block, copy_channels, depth_to_space, global_avg_pool,
-    matmul, nchw_to_nhwc, nd_binary, nd_copy, normalize, pad, pool2d, reduce, resize_filter,
-    resize_nearest, softmax, unary,
+    Bind, Kernels, Step, binary, copy_block, copy_channels, depth_to_space, elementwise,
+    global_avg_pool, matmul, nchw_to_nhwc, nd_binary, nd_copy, normalize, pad, pool2d, reduce,
+    resize_filter, resize_nearest, softmax, unary,
 };
 use crate::model::{ItemShape, Layer, LayerOp, TensorOp};
 
@@ -93,6 +93,15 @@ pub(super) fn layer_steps(cx: &Binding, g: &GpuLayer, l: &Layer) -> Vec<Step> {
         }
         (_, LayerOp::BinaryConst { .. }) => {
             unreachable!("constants are uploaded as GpuLayer::Constant")
+        }
+        (_, LayerOp::Elementwise(program)) => {
+            let inputs: Vec<(&wgpu::Buffer, ItemShape)> = l
+                .inputs
+                .iter()
+                .map(|&v| (cx.buffer(v), shapes[v]))
+                .collect();
+            let out = shapes[l.output];
+            elementwise::prepare(Bind::new(gpu, k, &l.name), program, &inputs, out, dst)
         }
         (_, LayerOp::Unary(op)) => unary::prepare(
             Bind::new(gpu, k, &l.name),

@@ -16,7 +16,7 @@ pub struct BinaryParams {
 }
 
 /// Strides (n, c, h, w) of `s` read at the coordinates of the broadcast output.
-fn strides(s: ItemShape) -> [u32; 4] {
+pub(crate) fn strides(s: ItemShape) -> [u32; 4] {
     let z = |d: u32, stride: u32| if d == 1 { 0 } else { stride };
     [s.c * s.h * s.w, z(s.c, s.h * s.w), z(s.h, s.w), z(s.w, 1)]
 }

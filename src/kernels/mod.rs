@@ -10,6 +10,7 @@ pub mod conv_transpose2d;
 pub mod copy_block;
 pub mod copy_channels;
 pub mod depth_to_space;
+pub mod elementwise;
 pub mod global_avg_pool;
 pub mod matmul;
 pub mod nchw_to_nhwc;
@@ -158,6 +159,8 @@ pub struct Kernels {
     conv2d_pipeline_layout: wgpu::PipelineLayout,
     /// conv2d pipelines by variant.
     conv2d: Mutex<HashMap<conv2d::Variant, wgpu::ComputePipeline>>,
+    /// Fused elementwise pipelines by their generated source.
+    elementwise: Mutex<HashMap<String, wgpu::ComputePipeline>>,
     /// Output rows per invocation of the unrolled conv2d: the default, the environment's, or what
     /// autotuning measured on this adapter.
     conv_rows: std::sync::atomic::AtomicU32,
@@ -214,6 +217,7 @@ impl Kernels {
             conv2d_layout,
             conv2d_pipeline_layout,
             conv2d: Mutex::new(HashMap::new()),
+            elementwise: Mutex::new(HashMap::new()),
             conv_rows: conv2d::rows_from_env()
                 .unwrap_or(conv2d::DEFAULT_UNROLLED_ROWS)
                 .into(),
@@ -270,6 +274,38 @@ impl Kernels {
                     })
             })
             .clone()
+    }
+}
+
+impl Kernels {
+    /// The pipeline of a generated elementwise kernel ([`elementwise::source`]), compiled once.
+    pub fn elementwise(&self, source: &str) -> wgpu::ComputePipeline {
+        let mut cache = self.elementwise.lock().expect("pipeline cache lock");
+        if let Some(p) = cache.get(source) {
+            return p.clone();
+        }
+        let code = match self.precision {
+            Precision::F16 => float16_source(source).unwrap_or_else(|| source.to_owned()),
+            Precision::F32 => source.to_owned(),
+        };
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some("elementwise"),
+                source: wgpu::ShaderSource::Wgsl(code.into()),
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some("elementwise"),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        cache.insert(source.to_owned(), pipeline.clone());
+        pipeline
     }
 }
 

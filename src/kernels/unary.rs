@@ -5,7 +5,7 @@ use crate::model::UnaryOp;
 
 impl UnaryOp {
     /// The shader's `(op, alpha, beta, gamma)`.
-    fn encode(self) -> (u32, f32, f32, f32) {
+    pub(crate) fn encode(self) -> (u32, f32, f32, f32) {
         let plain = |code| (code, 0.0, 0.0, 0.0);
         match self {
             UnaryOp::LeakyRelu { alpha } => (0, alpha, 0.0, 0.0),

@@ -38,6 +38,9 @@ pub enum LayerOp {
     },
     /// Elementwise activation or affine map of one value.
     Unary(UnaryOp),
+    /// A tree of elementwise ops over the inputs (broadcast to the output's shape) as one kernel
+    /// (made by `passes::fuse_elementwise`).
+    Elementwise(ElementwiseProgram),
     /// Concatenation of all inputs on the channel axis.
     Concat,
     /// Channels `start .. start + count` of the input.
@@ -104,6 +107,7 @@ impl LayerOp {
             LayerOp::ResizeNearest(_) | LayerOp::ResizeFilter(_) => "Resize",
             LayerOp::Binary(_) | LayerOp::BinaryConst { .. } => "a binary op",
             LayerOp::Unary(_) => "an elementwise op",
+            LayerOp::Elementwise(_) => "fused elementwise ops",
             LayerOp::Concat | LayerOp::ConcatAxis(_) => "Concat",
             LayerOp::SliceChannels { .. } | LayerOp::Crop { .. } => "Slice",
             LayerOp::GlobalAvgPool => "GlobalAveragePool",
@@ -224,6 +228,9 @@ impl Model {
                 LayerOp::Binary(_) => broadcast(input, inputs[1]),
                 LayerOp::BinaryConst { constant, .. } => broadcast(input, *constant),
                 LayerOp::Unary(_) => Some(input),
+                LayerOp::Elementwise(_) => {
+                    inputs.iter().try_fold(input, |out, &s| broadcast(out, s))
+                }
                 LayerOp::Concat => inputs
                     .iter()
                     .all(|s| s.h == input.h && s.w == input.w)

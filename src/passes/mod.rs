@@ -12,11 +12,13 @@
 //! 3. [`conv_transpose_phases`]: a strided ConvTranspose becomes one dense convolution over
 //!    every output phase, then DepthToSpace.
 //! 4. [`fuse_residual`]: an Add after a dense convolution runs inside it.
-//! 5. [`prune`]: layers that feed no output are dropped.
+//! 5. [`fuse_elementwise`]: trees of elementwise layers run as one generated kernel.
+//! 6. [`prune`]: layers that feed no output are dropped.
 
 pub mod conv_transpose_phases;
 pub mod fold_affine;
 pub mod fuse_activation;
+pub mod fuse_elementwise;
 pub mod fuse_residual;
 pub mod prune;
 
@@ -29,6 +31,8 @@ pub struct PassCounts {
     pub fused_activations: usize,
     pub phase_rewrites: usize,
     pub fused_residuals: usize,
+    /// Elementwise layers folded into the tree of the layer that reads them.
+    pub fused_elementwise: usize,
 }
 
 /// Every pass, in order.
@@ -38,6 +42,7 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
     let (model, fused_activations) = fuse_activation::apply(model);
     let (model, phase_rewrites) = conv_transpose_phases::apply(model);
     let (model, fused_residuals) = fuse_residual::apply(model);
+    let (model, fused_elementwise) = fuse_elementwise::apply(model);
     let model = prune::apply(model);
     (
         model,
@@ -46,6 +51,7 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
             fused_activations,
             phase_rewrites,
             fused_residuals,
+            fused_elementwise,
         },
     )
 }
@@ -54,7 +60,7 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
 /// that each pass is tested as "same function before and after" on random inputs.
 #[cfg(test)]
 pub(crate) mod cpu {
-    use crate::kernels::{conv_transpose2d, conv2d, depth_to_space};
+    use crate::kernels::{binary, conv_transpose2d, conv2d, depth_to_space, elementwise};
     use crate::model::{ItemShape, Layer, LayerOp, Model, Residual, ValueId};
 
     /// Runs `model` on one item `[C, h, w]`; returns the output.
@@ -64,7 +70,21 @@ pub(crate) mod cpu {
         values[0] = input.to_vec();
         for l in &model.layers {
             let s = shapes[l.inputs[0]];
-            let out = layer(l, &values, s, shapes[l.output]);
+            let out = match &l.op {
+                LayerOp::Elementwise(program) => {
+                    let inputs: Vec<(&[f32], ItemShape)> = l
+                        .inputs
+                        .iter()
+                        .map(|&v| (&values[v][..], shapes[v]))
+                        .collect();
+                    elementwise::reference(program, &inputs, shapes[l.output], 1)
+                }
+                LayerOp::Binary(op) => {
+                    let (a, b) = (l.inputs[0], l.inputs[1]);
+                    binary::reference(*op, &values[a], shapes[a], &values[b], shapes[b], 1)
+                }
+                _ => layer(l, &values, s, shapes[l.output]),
+            };
             values[l.output] = out;
         }
         values[model.output].clone()
@@ -128,6 +148,10 @@ pub(crate) mod cpu {
                     })
                     .collect()
             }
+            LayerOp::GlobalAvgPool => x
+                .chunks((s.h * s.w) as usize)
+                .map(|plane| plane.iter().sum::<f32>() / plane.len() as f32)
+                .collect(),
             other => panic!("the pass tests do not run {}", other.kind()),
         }
     }
@@ -378,6 +402,96 @@ mod tests {
         let (fused, n) = super::fuse_residual::apply(m.clone());
         assert_eq!(n, 1);
         assert_eq!(fused.layers.len(), 1);
+        assert!(same_function(&m, &fused) < 1e-5);
+    }
+
+    /// A curve applied twice (x + r * (x * x - x), r a 1x1-per-channel value broadcast over the
+    /// image), with a value read by two layers and one read twice by the same layer: the tree
+    /// runs as elementwise kernels computing the same function, every value read from outside
+    /// becoming an input, and a value two layers read staying a layer's output.
+    #[test]
+    fn fuse_elementwise_runs_trees_as_one_layer() {
+        use crate::model::ElementwiseProgram;
+        let bin = |op, a, b, out| layer_of(LayerOp::Binary(op), vec![a, b], out);
+        let un = |op, a, out| layer_of(LayerOp::Unary(op), vec![a], out);
+        let clip = UnaryOp::Clip { min: 0.0, max: 1.0 };
+        let m = model(
+            3,
+            vec![
+                layer_of(LayerOp::GlobalAvgPool, vec![0], 1), // r: 3x1x1
+                un(clip, 0, 2),                               // x
+                bin(BinaryOp::Mul, 2, 2, 3),                  // x * x
+                bin(BinaryOp::Sub, 3, 2, 4),                  // x * x - x (x read by two layers)
+                bin(BinaryOp::Mul, 1, 4, 5),                  // r * (..)
+                bin(BinaryOp::Add, 2, 5, 6),                  // x + r * (..): the curve once
+                bin(BinaryOp::Mul, 6, 6, 7),
+                bin(BinaryOp::Sub, 7, 6, 8),
+                bin(BinaryOp::Mul, 1, 8, 9),
+                bin(BinaryOp::Add, 6, 9, 10), // twice
+                un(
+                    UnaryOp::Affine {
+                        scale: -1.0,
+                        offset: 1.0,
+                    },
+                    10,
+                    11,
+                ),
+            ],
+            11,
+        );
+        let (fused, n) = super::fuse_elementwise::apply(m.clone());
+        let ops: Vec<&str> = fused.layers.iter().map(|l| l.op.kind()).collect();
+        // x (read by three layers) and the first curve's result (read by three) stay values.
+        assert_eq!(
+            ops,
+            [
+                "GlobalAveragePool",
+                "an elementwise op",
+                "fused elementwise ops",
+                "fused elementwise ops"
+            ]
+        );
+        assert_eq!(n, 7);
+        let LayerOp::Elementwise(ElementwiseProgram { steps }) = &fused.layers[3].op else {
+            unreachable!()
+        };
+        assert_eq!(steps.len(), 5);
+        assert_eq!(fused.layers[3].inputs, [6, 1]);
+        assert!(same_function(&m, &fused) < 1e-6);
+    }
+
+    /// A tree reads at most MAX_INPUTS values: a sum of eight values is split.
+    #[test]
+    fn fuse_elementwise_keeps_within_the_input_limit() {
+        use crate::model::ElementwiseProgram;
+        let mut layers = Vec::new();
+        for k in 0..8 {
+            let op = UnaryOp::Affine {
+                scale: 1.0 + k as f32,
+                offset: 0.1,
+            };
+            layers.push(layer_of(LayerOp::Conv2d(conv(3, 3, 1)), vec![0], 1 + 2 * k));
+            layers.last_mut().unwrap().weights = random(9, k as u64);
+            layers.push(layer_of(LayerOp::Unary(op), vec![1 + 2 * k], 2 + 2 * k));
+        }
+        let mut acc = 2;
+        for k in 1..8 {
+            let out = 100 + k;
+            layers.push(layer_of(
+                LayerOp::Binary(BinaryOp::Add),
+                vec![acc, 2 + 2 * k],
+                out,
+            ));
+            acc = out;
+        }
+        let m = model(3, layers, acc);
+        let (fused, _) = super::fuse_elementwise::apply(m.clone());
+        for l in &fused.layers {
+            if matches!(l.op, LayerOp::Elementwise(_)) {
+                assert!(l.inputs.len() <= ElementwiseProgram::MAX_INPUTS, "{l:?}");
+            }
+        }
+        assert!(fused.layers.len() < m.layers.len());
         assert!(same_function(&m, &fused) < 1e-5);
     }
 
