@@ -619,8 +619,10 @@ fn auto_batch_fits_the_budget_and_out_of_memory_halves_it() {
         "auto: {tight_b} vs {roomy_b}"
     );
     assert_eq!(tight["memory_budget_bytes"], 4 << 20);
-    // Never more than the job's tiles: 60x44 at 16 px is 4 x 3 tiles.
+    // Never more than the job's tiles: 60x44 at 16 px is 4 x 3 tiles; a fixed batch size too.
     assert!(roomy_b <= 12, "auto: {roomy_b} for 12 tiles");
+    let fixed = run(&["-b", "64"], None);
+    assert_eq!(fixed["batch_size"], 12, "-b 64 for 12 tiles");
 
     for var in ["BATCHWISE_FAIL_BATCHES_ABOVE", "BATCHWISE_FAIL_RUNS_ABOVE"] {
         let json = run(&["-b", "8"], Some((var, "2")));
@@ -959,8 +961,9 @@ fn out_of_memory_halves_the_batch_of_fixed_input_models_too() {
         let json: serde_json::Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
         assert_eq!(json["done"], 3, "{var}: {json}");
+        // -b 4 allocates the job's 3 images; halved once to 1.
         assert_eq!(json["batch_size"], 1, "{var}: {json}");
-        assert_eq!(json["retries"], 2, "{var}: {json}");
+        assert_eq!(json["retries"], 1, "{var}: {json}");
         let csv = std::fs::read_to_string(dir.path().join(var).join("labels.csv")).unwrap();
         assert_eq!(csv.lines().count(), 1 + 3 * 5, "{var}");
     }

@@ -128,7 +128,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub input: InputArgs,
     /// Tiles (or images) per GPU dispatch, or `auto`: the largest batch whose planned memory fits
-    /// the memory budget.
+    /// the memory budget. Never more than the job has: `-b 64` on 12 tiles allocates 12.
     #[arg(short, long, default_value = "8", value_parser = parse_batch, help_heading = "Batching and memory", value_name = "N|auto")]
     pub batch_size: u32,
     /// GPU memory the job may plan for, in MiB (default: half of the driver's budget, else half

@@ -86,15 +86,18 @@ impl<'a> FixedStage<'a> {
         }
     }
 
-    /// Auto batch size: what fits `budget` at the model's input size, no more than `todo` images.
-    pub fn auto_batch(&self, budget: u64, todo: usize) -> Result<u32> {
-        let size = self.spec.model.input_size;
-        let plan = crate::engine::plan(self.model, size, size, 1)?;
-        Ok(
+    /// The batch size to allocate: `asked`, or for Auto what fits `budget` at the model's input
+    /// size; either way no more than `todo` images.
+    pub fn batch_to_allocate(&self, asked: u32, budget: u64, todo: usize) -> Result<u32> {
+        let fits = if asked == super::AUTO_BATCH {
+            let size = self.spec.model.input_size;
+            let plan = crate::engine::plan(self.model, size, size, 1)?;
             ((budget.saturating_sub(plan.weight_bytes) / plan.bytes_per_item.max(1)) as u32)
                 .clamp(1, MAX_AUTO_BATCH)
-                .min(todo.max(1) as u32),
-        )
+        } else {
+            asked.max(1)
+        };
+        Ok(fits.min(todo.max(1) as u32))
     }
 
     fn runner(&self) -> &BatchRunner {

@@ -380,20 +380,12 @@ fn run_planned(
     };
     if spec.model.input_size > 0 {
         let stage = fixed::FixedStage::new(engine, model, spec, outs, records);
-        let batch = match spec.batch_size {
-            AUTO_BATCH => stage.auto_batch(budget, todo.len())?,
-            n => n,
-        };
+        let batch = stage.batch_to_allocate(spec.batch_size, budget, todo.len())?;
         pipeline::drive(job(batch), stage, emit)
     } else {
         let stage = tiled::TiledStage::new(engine, model, spec, outs, records);
-        let batch = match spec.batch_size {
-            AUTO_BATCH => stage.auto_batch(
-                budget,
-                &todo.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
-            )?,
-            n => n,
-        };
+        let todo: Vec<&std::path::Path> = todo.iter().map(PathBuf::as_path).collect();
+        let batch = stage.batch_to_allocate(spec.batch_size, budget, &todo)?;
         pipeline::drive(job(batch), stage, emit)
     }
 }

@@ -74,19 +74,24 @@ impl<'a> TiledStage<'a> {
             .expect("the pipeline builds the runner before using the stage")
     }
 
-    /// Auto batch size: the largest batch (up to [`MAX_AUTO_BATCH`]) whose planned weights and
-    /// per-tile memory fit `budget`, at the tile size the job will use, and no larger than the
-    /// job's tiles (image headers are read until they hold a full batch, so a big job reads
-    /// few).
-    pub fn auto_batch(&self, budget: u64, todo: &[&Path]) -> Result<u32> {
+    /// The batch size to allocate: `asked`, or for Auto the largest batch (up to
+    /// [`MAX_AUTO_BATCH`]) whose planned weights and per-tile memory fit `budget` at the tile
+    /// size the job will use; either way no larger than the job's tiles (image headers are read
+    /// until they hold a full batch, so a big job reads few; where one cannot be read, the job's
+    /// size is not known and the batch stays).
+    pub fn batch_to_allocate(&self, asked: u32, budget: u64, todo: &[&Path]) -> Result<u32> {
         let model_spec = self.spec.model.spec;
         let probe = TiledUpscaler::new(self.engine, self.model, model_spec, 1, self.tile)?;
         let tile = probe.tile;
         drop(probe);
-        let side = tile + 2 * model_spec.context;
-        let plan = crate::engine::plan(self.model, side, side, 1)?;
-        let room = budget.saturating_sub(plan.weight_bytes);
-        let fits = ((room / plan.bytes_per_item.max(1)) as u32).clamp(1, MAX_AUTO_BATCH);
+        let fits = if asked == super::AUTO_BATCH {
+            let side = tile + 2 * model_spec.context;
+            let plan = crate::engine::plan(self.model, side, side, 1)?;
+            let room = budget.saturating_sub(plan.weight_bytes);
+            ((room / plan.bytes_per_item.max(1)) as u32).clamp(1, MAX_AUTO_BATCH)
+        } else {
+            asked.max(1)
+        };
         let mut tiles = 0usize;
         for path in todo {
             if tiles >= fits as usize {
@@ -94,11 +99,13 @@ impl<'a> TiledStage<'a> {
             }
             // Regular files only: a named pipe would block the reader.
             let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file());
-            if let Some((w, h)) = regular
+            match regular
                 .then(|| image::image_dimensions(path).ok())
                 .flatten()
             {
-                tiles += crate::tiling::grid(w, h, tile).len();
+                Some((w, h)) => tiles += crate::tiling::grid(w, h, tile).len(),
+                None if asked == super::AUTO_BATCH => {}
+                None => return Ok(fits),
             }
         }
         Ok(fits.min(tiles.max(1) as u32))
