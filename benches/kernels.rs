@@ -11,7 +11,7 @@ use batchwise::engine::Engine;
 use batchwise::gpu::{AdapterChoice, Gpu};
 use batchwise::kernels::Bind;
 use batchwise::kernels::conv_transpose2d::ConvTranspose2dLayer;
-use batchwise::kernels::conv2d::Conv2dLayer;
+use batchwise::kernels::conv2d::{Conv2dLayer, Kernel};
 use batchwise::kernels::{Kernels, Step};
 use batchwise::model::Activation;
 use batchwise::model::Conv2dSpec;
@@ -138,13 +138,45 @@ fn main() {
         ),
         ("conv 1x1 64->64 64x64 n1", conv(64, 64, 1, 1, 0, 1), 64, 1),
         (
+            "conv 1x1 256->64 128x128 n1",
+            conv(256, 64, 1, 1, 0, 1),
+            128,
+            1,
+        ),
+        (
+            "conv 1x1 64->256 64x64 n4",
+            conv(64, 256, 1, 1, 0, 1),
+            64,
+            4,
+        ),
+        (
+            "conv 1x1 1024->64 32x32 n1 (two chunks)",
+            conv(1024, 64, 1, 1, 0, 1),
+            32,
+            1,
+        ),
+        (
             "conv depthwise 3x3 64 64x64 n1",
             conv(64, 64, 3, 1, 1, 64),
             64,
             1,
         ),
     ];
-    for (name, spec, size, n) in convs {
+    // Each shape on the kernel the engine picks, then (where that is another) on conv2d.wgsl.
+    let runs = convs.into_iter().flat_map(|(name, spec, size, n)| {
+        let other = spec.is_pointwise() || spec.is_depthwise();
+        let blocked = other.then(|| {
+            (
+                format!("{name} [conv2d]"),
+                spec.clone(),
+                size,
+                n,
+                Kernel::Blocked,
+            )
+        });
+        std::iter::once((name.to_owned(), spec, size, n, Kernel::Auto)).chain(blocked)
+    });
+    for (name, spec, size, n, kernel) in runs {
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {
             continue;
         }
@@ -153,14 +185,14 @@ fn main() {
             .map(|i| ((i % 17) as f32 - 8.0) / 64.0)
             .collect();
         let bias = vec![0.1; spec.out_c as usize];
-        let layer = Conv2dLayer::upload(gpu, name, spec.clone(), &weights, &bias);
+        let layer = Conv2dLayer::upload_with(gpu, &name, spec.clone(), &weights, &bias, kernel);
         let (oh, ow) = spec.output_hw(size, size).unwrap();
         let (src, dst) = buffers(
             gpu,
             (n * spec.in_c * size * size) as usize,
             (n * spec.out_c * oh * ow) as usize,
         );
-        let step = layer.prepare(Bind::new(gpu, &kernels, name), &src, &dst, size, size);
+        let step = layer.prepare(Bind::new(gpu, &kernels, &name), &src, &dst, size, size);
         let secs = time_step(gpu, &step, n);
         let flops = 2.0 * spec.macs(size, size) as f64 * n as f64;
         println!(

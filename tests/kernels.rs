@@ -31,6 +31,7 @@ use batchwise::kernels::{Kernels, Step, unpack};
 use batchwise::model::Activation;
 use batchwise::model::Conv2dSpec;
 use batchwise::model::ConvTranspose2dSpec;
+use batchwise::model::Residual;
 use rand::Rng;
 
 fn storage(gpu: &Gpu, data: &[f32]) -> batchwise::gpu::TrackedBuffer {
@@ -1388,9 +1389,41 @@ fn normalize_matches_reference() {
     }
 }
 
-/// The float16 variant of conv2d (storage and arithmetic in f16) against the f64 reference on
-/// inputs and weights rounded to f16: each of the 72 products and partial sums rounds to 11
-/// significant bits, so 2e-2 absolute plus 1e-2 relative on outputs of order 1.
+/// Runs `layer` on `input` stored as float16 and compares with `expected` within 2e-2 absolute
+/// plus 1e-2 relative.
+fn assert_close_f16(
+    gpu: &Gpu,
+    bind: Bind,
+    layer: &Conv2dLayer,
+    input: &[f32],
+    (n, h, w): (u32, u32, u32),
+    expected: &[f32],
+) {
+    let halves: Vec<half::f16> = input.iter().map(|&x| half::f16::from_f32(x)).collect();
+    let src = gpu.create_buffer_init(
+        "f16 input",
+        bytemuck::cast_slice(&halves),
+        wgpu::BufferUsages::STORAGE,
+    );
+    let dst = output(gpu, expected.len() / 2 + 1);
+    let step = layer.prepare(bind, &src, &dst, h, w);
+    let bytes = run(gpu, &step, n, &dst, expected.len() / 2);
+    let got: Vec<f32> = bytemuck::pod_collect_to_vec::<u8, half::f16>(&bytes)
+        .into_iter()
+        .map(half::f16::to_f32)
+        .collect();
+    for (i, (g, e)) in got.iter().zip(expected).enumerate() {
+        assert!(
+            (g - e).abs() <= 2e-2 + 1e-2 * e.abs(),
+            "element {i}: {g} vs {e}"
+        );
+    }
+}
+
+/// The float16 variants of conv2d (a 3x3) and gemm (a 1x1) (storage and arithmetic in f16)
+/// against the f64 reference on inputs and weights rounded to f16: each of the up to 72 products
+/// and partial sums rounds to 11 significant bits, so 2e-2 absolute plus 1e-2 relative on
+/// outputs of order 1.
 #[test]
 fn conv2d_float16_matches_reference() {
     use batchwise::kernels::Precision;
@@ -1402,38 +1435,161 @@ fn conv2d_float16_matches_reference() {
     }
     let kernels = Kernels::with_precision(gpu, Precision::F16);
     let mut rng = common::rng(71);
-    let spec = Conv2dSpec {
-        activation: Activation::LeakyRelu { alpha: 0.1 },
-        ..conv(8, 20, 3)
-    };
-    let (n, h, w) = (2u32, 11u32, 13u32);
     let round = |v: Vec<f32>| -> Vec<f32> {
         v.into_iter()
             .map(|x| half::f16::from_f32(x).to_f32())
             .collect()
     };
-    let input = round(common::random_vec(&mut rng, (n * 8 * h * w) as usize, 1.0));
-    let weights = round(common::random_vec(&mut rng, (20 * 8 * 9) as usize, 0.3));
-    let bias = round(common::random_vec(&mut rng, 20, 0.3));
-    let expected = conv2d::reference(&spec, &input, n, h, w, &weights, &bias);
-    let layer = Conv2dLayer::upload(gpu, "test", spec, &weights, &bias);
-    let halves: Vec<half::f16> = input.iter().map(|&x| half::f16::from_f32(x)).collect();
-    let src = gpu.create_buffer_init(
-        "f16 input",
-        bytemuck::cast_slice(&halves),
-        wgpu::BufferUsages::STORAGE,
-    );
-    let dst = output(gpu, expected.len() / 2 + 1);
-    let step = layer.prepare(Bind::new(gpu, &kernels, "test"), &src, &dst, h, w);
-    let bytes = run(gpu, &step, n, &dst, expected.len() / 2);
-    let got: Vec<f32> = bytemuck::pod_collect_to_vec::<u8, half::f16>(&bytes)
-        .into_iter()
-        .map(half::f16::to_f32)
-        .collect();
-    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
-        assert!(
-            (g - e).abs() <= 2e-2 + 1e-2 * e.abs(),
-            "element {i}: {g} vs {e}"
-        );
+    for (spec, (n, h, w), scale) in [
+        (conv(8, 20, 3), (2u32, 11u32, 13u32), 0.3),
+        (conv(48, 37, 1), (2, 7, 9), 0.15),
+    ] {
+        let spec = Conv2dSpec {
+            activation: Activation::LeakyRelu { alpha: 0.1 },
+            ..spec
+        };
+        let fan = (spec.in_c * spec.k_h * spec.k_w) as usize;
+        let input = round(common::random_vec(
+            &mut rng,
+            (n * spec.in_c * h * w) as usize,
+            1.0,
+        ));
+        let weights = round(common::random_vec(
+            &mut rng,
+            spec.out_c as usize * fan,
+            scale,
+        ));
+        let bias = round(common::random_vec(&mut rng, spec.out_c as usize, 0.3));
+        let expected = conv2d::reference(&spec, &input, n, h, w, &weights, &bias);
+        let layer = Conv2dLayer::upload(gpu, "test", spec, &weights, &bias);
+        let bind = Bind::new(gpu, &kernels, "test");
+        assert_close_f16(gpu, bind, &layer, &input, (n, h, w), &expected);
     }
+}
+/// A 1x1 convolution (gemm.wgsl through `Conv2dLayer`) with a fused residual, on random inputs.
+fn check_pointwise(s: &Setup, seed: u64, spec: Conv2dSpec, n: u32, hw: (u32, u32), res: Residual) {
+    use batchwise::kernels::gemm;
+    let gpu = &s.engine.gpu;
+    let (h, w) = hw;
+    let mut rng = common::rng(seed);
+    let (ic, oc) = (spec.in_c, spec.out_c);
+    let input = common::random_vec(&mut rng, (n * ic * h * w) as usize, 1.0);
+    let weights = common::random_vec(&mut rng, (oc * ic) as usize, 1.0 / (ic as f32).sqrt());
+    let bias = common::random_vec(&mut rng, oc as usize, 0.5);
+    let skip = common::random_vec(&mut rng, (n * oc * h * w) as usize, 1.0);
+    let layout = gemm::Layout::planes(ic, oc, h * w);
+    let expected = gemm::reference(
+        &layout,
+        (oc, ic),
+        &weights,
+        &bias,
+        &spec.activation,
+        Some((&skip, res)),
+        &input,
+        n,
+    );
+    let layer = Conv2dLayer::upload(gpu, "test", spec.clone(), &weights, &bias);
+    let (src, dst, skip_buf) = (
+        storage(gpu, &input),
+        output(gpu, expected.len()),
+        storage(gpu, &skip),
+    );
+    let bind = Bind::new(gpu, &s.kernels, "test");
+    let step = layer.prepare_with_residual(bind, &src, &dst, h, w, Some((&skip_buf, res)));
+    let got = run_f32(gpu, &step, n, &dst, expected.len());
+    assert_close(
+        &got,
+        &expected,
+        &format!("1x1 {spec:?} {res:?} on {n}x{h}x{w}"),
+    );
+}
+
+/// gemm.wgsl: 1x1 convolutions (channels and pixel counts off the 32-channel and 8-pixel blocks,
+/// batches, several blocks in one window, input channels in two windows, PRelu, both residuals)
+/// and a product laid out as Gemm's (A's rows as q, transposed). Tolerance as conv2d's (module
+/// docs): up to 600 f32 products a sum, weights scaled by 1/sqrt(fan-in).
+#[test]
+fn gemm_matches_reference() {
+    use batchwise::kernels::gemm::{self, GemmLayer};
+    let s = setup();
+    let leaky = Activation::LeakyRelu { alpha: 0.1 };
+    let mut rng = common::rng(61);
+    let prelu = Activation::PRelu {
+        slopes: common::random_vec(&mut rng, 70, 0.5),
+    };
+    for (seed, spec, n, hw, res) in [
+        (1, conv(20, 37, 1), 3, (9, 7), Residual::BeforeActivation),
+        (
+            2,
+            Conv2dSpec {
+                activation: leaky.clone(),
+                ..conv(64, 70, 1)
+            },
+            2,
+            (5, 13),
+            Residual::AfterActivation,
+        ),
+        (
+            3,
+            Conv2dSpec {
+                activation: prelu,
+                ..conv(3, 70, 1)
+            },
+            1,
+            (11, 3),
+            Residual::BeforeActivation,
+        ),
+        (
+            4,
+            Conv2dSpec {
+                activation: leaky,
+                ..conv(600, 33, 1)
+            },
+            2,
+            (4, 5),
+            Residual::AfterActivation,
+        ),
+        (
+            5,
+            Conv2dSpec {
+                activation: Activation::Clip {
+                    min: -0.5,
+                    max: 0.5,
+                },
+                ..conv(7, 5, 1)
+            },
+            1,
+            (1, 1),
+            Residual::BeforeActivation,
+        ),
+    ] {
+        check_pointwise(&s, seed, spec, n, hw, res);
+    }
+    // Without a residual, against the convolution's own reference.
+    check_conv2d(&s, 62, conv(45, 19, 1), 2, 10, 11);
+    // Gemm's layout: out[i, j] = sum_k A[k, i] B[k, j] + C[j] (transA), rows of A as q.
+    let gpu = &s.engine.gpu;
+    let (m, k, n, items) = (19u32, 40u32, 35u32, 2u32);
+    let layout = gemm::Layout {
+        q_count: m,
+        in_cs: m,
+        in_qs: 1,
+        in_item: k * m,
+        out_cs: 1,
+        out_qs: n,
+        out_item: m * n,
+    };
+    let a = common::random_vec(&mut rng, (items * k * m) as usize, 1.0);
+    let b = common::random_vec(&mut rng, (n * k) as usize, 0.3);
+    let c = common::random_vec(&mut rng, n as usize, 0.5);
+    let act = Activation::None;
+    let expected = gemm::reference(&layout, (n, k), &b, &c, &act, None, &a, items);
+    let layer = GemmLayer::upload(gpu, "gemm", (n, k), &b, &c, &act);
+    let (src, dst) = (storage(gpu, &a), output(gpu, expected.len()));
+    let step = layer.prepare(Bind::new(gpu, &s.kernels, "gemm"), &src, &dst, layout, None);
+    assert_close(
+        &run_f32(gpu, &step, items, &dst, expected.len()),
+        &expected,
+        "gemm transA",
+    );
 }

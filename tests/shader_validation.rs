@@ -101,6 +101,28 @@ fn generated_elementwise_kernels_validate() {
     }
 }
 
+/// The unrolled gemm blockings are generated from gemm.wgsl: the engine's and the ones the kernel
+/// benchmark measures validate, in float32 and float16.
+#[test]
+fn generated_gemm_blockings_validate() {
+    use batchwise::kernels::gemm::{BLOCKING, Blocking};
+    for b in [
+        BLOCKING,
+        Blocking {
+            oc_block: 16,
+            pix: 16,
+        },
+        Blocking {
+            oc_block: 64,
+            pix: 4,
+        },
+    ] {
+        validate(&format!("{b:?}"), &b.source());
+        let half = batchwise::kernels::float16_source(&b.source()).expect("gemm is over act");
+        validate(&format!("{b:?} float16"), &half);
+    }
+}
+
 /// The float16 variants (the shaders written over the `act` element type) validate too.
 #[test]
 fn float16_variants_validate() {

@@ -246,19 +246,24 @@ pub fn reference(
 /// A convolution's weights on the GPU, for the kernel that suits its shape.
 pub struct Conv2dLayer {
     pub spec: Conv2dSpec,
-    weights: TrackedBuffer,
     imp: Implementation,
 }
 
 enum Implementation {
+    /// gemm.wgsl: a 1x1 convolution as a product by its weight matrix.
+    Gemm(super::gemm::GemmLayer),
     /// conv2d.wgsl: 16-channel blocks, input-channel chunks.
     Blocked {
+        weights: TrackedBuffer,
         chunks: Vec<Chunk>,
         bias: Vec<[f32; 16]>,
         slopes: Vec<[f32; 16]>,
     },
     /// depthwise_conv2d.wgsl: one channel per group; bias then PRelu slopes in one buffer.
-    Depthwise { bias_slope: TrackedBuffer },
+    Depthwise {
+        weights: TrackedBuffer,
+        bias_slope: TrackedBuffer,
+    },
 }
 
 /// Mirror of `Params` in shaders/depthwise_conv2d.wgsl.
@@ -283,11 +288,78 @@ pub struct DepthwiseParams {
     pub beta: f32,
 }
 
-impl Conv2dSpec {}
+impl DepthwiseParams {
+    /// The record for an `in_h x in_w` input and its `out_h x out_w` output.
+    fn new(s: &Conv2dSpec, [in_h, in_w, out_h, out_w]: [u32; 4]) -> Self {
+        let (activation, alpha, beta) = s.activation.encode();
+        Self {
+            channels: s.out_c,
+            in_h,
+            in_w,
+            out_h,
+            out_w,
+            k_h: s.k_h,
+            k_w: s.k_w,
+            stride_h: s.stride[0],
+            stride_w: s.stride[1],
+            pad_top: s.pads[0],
+            pad_left: s.pads[1],
+            dil_h: s.dilation[0],
+            dil_w: s.dilation[1],
+            activation,
+            alpha,
+            beta,
+        }
+    }
+}
+
+impl Conv2dSpec {
+    /// A 1x1 convolution without stride, padding or groups: a product by the weight matrix.
+    pub fn is_pointwise(&self) -> bool {
+        self.k_h == 1
+            && self.k_w == 1
+            && self.stride == [1, 1]
+            && self.pads == [0; 4]
+            && self.groups == 1
+    }
+}
+
+/// Which kernel a convolution runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Kernel {
+    /// The fastest for its shape: gemm.wgsl for 1x1, depthwise_conv2d.wgsl for depthwise,
+    /// conv2d.wgsl for the rest.
+    #[default]
+    Auto,
+    /// conv2d.wgsl whatever the shape (to measure the others against it).
+    Blocked,
+}
 
 impl Conv2dLayer {
     pub fn upload(gpu: &Gpu, label: &str, spec: Conv2dSpec, weights: &[f32], bias: &[f32]) -> Self {
-        if spec.is_depthwise() {
+        Self::upload_with(gpu, label, spec, weights, bias, Kernel::Auto)
+    }
+
+    /// As [`Self::upload`], on the kernel `kernel` names.
+    pub fn upload_with(
+        gpu: &Gpu,
+        label: &str,
+        spec: Conv2dSpec,
+        weights: &[f32],
+        bias: &[f32],
+        kernel: Kernel,
+    ) -> Self {
+        let auto = kernel == Kernel::Auto;
+        if auto && spec.is_pointwise() && super::gemm::supported(spec.out_c) {
+            let dims = (spec.out_c, spec.in_c);
+            let layer =
+                super::gemm::GemmLayer::upload(gpu, label, dims, weights, bias, &spec.activation);
+            return Self {
+                imp: Implementation::Gemm(layer),
+                spec,
+            };
+        }
+        if auto && spec.is_depthwise() {
             let c = spec.out_c as usize;
             let mut bias_slope = vec![0.0f32; 2 * c];
             bias_slope[..bias.len().min(c)].copy_from_slice(&bias[..bias.len().min(c)]);
@@ -296,8 +368,8 @@ impl Conv2dLayer {
             }
             let storage = wgpu::BufferUsages::STORAGE;
             return Self {
-                weights: gpu.create_buffer_init(label, bytemuck::cast_slice(weights), storage),
                 imp: Implementation::Depthwise {
+                    weights: gpu.create_buffer_init(label, bytemuck::cast_slice(weights), storage),
                     bias_slope: gpu.create_buffer_init(
                         label,
                         bytemuck::cast_slice(&bias_slope),
@@ -309,12 +381,12 @@ impl Conv2dLayer {
         }
         let packed = pack_weights(&spec, weights, bias);
         Self {
-            weights: gpu.create_buffer_init(
-                label,
-                bytemuck::cast_slice(&packed.weights),
-                wgpu::BufferUsages::UNIFORM,
-            ),
             imp: Implementation::Blocked {
+                weights: gpu.create_buffer_init(
+                    label,
+                    bytemuck::cast_slice(&packed.weights),
+                    wgpu::BufferUsages::UNIFORM,
+                ),
                 chunks: packed.chunks,
                 bias: packed.bias,
                 slopes: packed.slopes,
@@ -365,41 +437,32 @@ impl Conv2dLayer {
             "residuals fuse into dense convolutions only"
         );
         let (activation, alpha, beta) = s.activation.encode();
-        let (chunks, bias, slopes) = match &self.imp {
-            Implementation::Depthwise { bias_slope } => {
-                let params = DepthwiseParams {
-                    channels: s.out_c,
-                    in_h,
-                    in_w,
-                    out_h,
-                    out_w,
-                    k_h: s.k_h,
-                    k_w: s.k_w,
-                    stride_h: s.stride[0],
-                    stride_w: s.stride[1],
-                    pad_top: s.pads[0],
-                    pad_left: s.pads[1],
-                    dil_h: s.dilation[0],
-                    dil_w: s.dilation[1],
-                    activation,
-                    alpha,
-                    beta,
-                };
+        let (weights, chunks, bias, slopes) = match &self.imp {
+            Implementation::Gemm(g) => {
+                let layout = super::gemm::Layout::planes(s.in_c, s.out_c, in_h * in_w);
+                return g.prepare(Bind::new(gpu, kernels, label), src, dst, layout, residual);
+            }
+            Implementation::Depthwise {
+                weights,
+                bias_slope,
+            } => {
+                let params = DepthwiseParams::new(s, [in_h, in_w, out_h, out_w]);
                 return super::step(
                     gpu,
                     label,
                     &kernels.depthwise_conv2d,
                     &params,
-                    &[src, &self.weights, bias_slope, dst],
+                    &[src, weights, bias_slope, dst],
                     [out_w.div_ceil(16), out_h.div_ceil(4)],
                     s.out_c,
                 );
             }
             Implementation::Blocked {
+                weights,
                 chunks,
                 bias,
                 slopes,
-            } => (chunks, bias, slopes),
+            } => (weights, chunks, bias, slopes),
         };
         let variant = Variant::for_spec(s, kernels.conv_rows());
         let bpg = s.blocks_per_group();
@@ -455,7 +518,7 @@ impl Conv2dLayer {
                 wgpu::BindGroupEntry {
                     binding: 1,
                     resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &self.weights,
+                        buffer: weights,
                         offset: 0,
                         size: wgpu::BufferSize::new(WEIGHT_WINDOW_BYTES),
                     }),

@@ -11,6 +11,7 @@ pub mod copy_block;
 pub mod copy_channels;
 pub mod depth_to_space;
 pub mod elementwise;
+pub mod gemm;
 pub mod global_avg_pool;
 pub mod matmul;
 pub mod nchw_to_nhwc;
@@ -85,6 +86,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("reduce.wgsl", include_str!("../../shaders/reduce.wgsl")),
     ("softmax.wgsl", include_str!("../../shaders/softmax.wgsl")),
     ("matmul.wgsl", include_str!("../../shaders/matmul.wgsl")),
+    ("gemm.wgsl", include_str!("../../shaders/gemm.wgsl")),
     (
         "normalize.wgsl",
         include_str!("../../shaders/normalize.wgsl"),
@@ -161,6 +163,10 @@ pub struct Kernels {
     conv2d: Mutex<HashMap<conv2d::Variant, wgpu::ComputePipeline>>,
     /// Fused elementwise pipelines by their generated source.
     elementwise: Mutex<HashMap<String, wgpu::ComputePipeline>>,
+    pub(crate) gemm_layout: wgpu::BindGroupLayout,
+    gemm_pipeline_layout: wgpu::PipelineLayout,
+    /// gemm pipelines by register blocking.
+    gemm: Mutex<HashMap<gemm::Blocking, wgpu::ComputePipeline>>,
     /// Output rows per invocation of the unrolled conv2d: the default, the environment's, or what
     /// autotuning measured on this adapter.
     conv_rows: std::sync::atomic::AtomicU32,
@@ -185,12 +191,16 @@ impl Kernels {
         };
         let device = &gpu.device;
         let conv2d_layout = conv2d::bind_group_layout(device);
-        let conv2d_pipeline_layout =
+        let pipeline_layout = |label, layout| {
             device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some("conv2d"),
-                bind_group_layouts: &[Some(&conv2d_layout)],
+                label: Some(label),
+                bind_group_layouts: &[Some(layout)],
                 immediate_size: 0,
-            });
+            })
+        };
+        let conv2d_pipeline_layout = pipeline_layout("conv2d", &conv2d_layout);
+        let gemm_layout = gemm::bind_group_layout(device);
+        let gemm_pipeline_layout = pipeline_layout("gemm", &gemm_layout);
         Self {
             device: device.clone(),
             conv_transpose2d: compile("conv_transpose2d", "conv_transpose2d.wgsl"),
@@ -218,6 +228,9 @@ impl Kernels {
             conv2d_pipeline_layout,
             conv2d: Mutex::new(HashMap::new()),
             elementwise: Mutex::new(HashMap::new()),
+            gemm_layout,
+            gemm_pipeline_layout,
+            gemm: Mutex::new(HashMap::new()),
             conv_rows: conv2d::rows_from_env()
                 .unwrap_or(conv2d::DEFAULT_UNROLLED_ROWS)
                 .into(),
@@ -245,35 +258,68 @@ impl Kernels {
                     .ok()
                     .and_then(|p| std::fs::read_to_string(p).ok())
                     .unwrap_or_else(|| variant.source());
-                let source = match self.precision {
-                    Precision::F16 => float16_source(&source).unwrap_or(source),
-                    Precision::F32 => source,
-                };
-                let module = self
-                    .device
-                    .create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some("conv2d"),
-                        source: wgpu::ShaderSource::Wgsl(source.into()),
-                    });
                 let constants = [
                     ("K_H", variant.k_h as f64),
                     ("STRIDE_H", variant.stride_h as f64),
                     ("DIL_H", variant.dil_h as f64),
                 ];
-                self.device
-                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                        label: Some("conv2d"),
-                        layout: Some(&self.conv2d_pipeline_layout),
-                        module: &module,
-                        entry_point: Some("main"),
-                        compilation_options: wgpu::PipelineCompilationOptions {
-                            constants: &constants,
-                            zero_initialize_workgroup_memory: false,
-                        },
-                        cache: None,
-                    })
+                self.pipeline(
+                    "conv2d",
+                    Some(&self.conv2d_pipeline_layout),
+                    source,
+                    &constants,
+                )
             })
             .clone()
+    }
+
+    /// The gemm pipeline for a register blocking.
+    pub fn gemm(&self, blocking: gemm::Blocking) -> wgpu::ComputePipeline {
+        let mut cache = self.gemm.lock().expect("pipeline cache lock");
+        cache
+            .entry(blocking)
+            .or_insert_with(|| {
+                self.pipeline(
+                    "gemm",
+                    Some(&self.gemm_pipeline_layout),
+                    blocking.source(),
+                    &[],
+                )
+            })
+            .clone()
+    }
+
+    /// Compiles `source` (float32 WGSL, made float16 for a float16 runner) with `constants`; a
+    /// layout of None is the shader's own.
+    fn pipeline(
+        &self,
+        label: &str,
+        layout: Option<&wgpu::PipelineLayout>,
+        source: String,
+        constants: &[(&str, f64)],
+    ) -> wgpu::ComputePipeline {
+        let source = match self.precision {
+            Precision::F16 => float16_source(&source).unwrap_or(source),
+            Precision::F32 => source,
+        };
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(label),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+        self.device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(label),
+                layout,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            })
     }
 }
 
@@ -284,26 +330,7 @@ impl Kernels {
         if let Some(p) = cache.get(source) {
             return p.clone();
         }
-        let code = match self.precision {
-            Precision::F16 => float16_source(source).unwrap_or_else(|| source.to_owned()),
-            Precision::F32 => source.to_owned(),
-        };
-        let module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some("elementwise"),
-                source: wgpu::ShaderSource::Wgsl(code.into()),
-            });
-        let pipeline = self
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some("elementwise"),
-                layout: None,
-                module: &module,
-                entry_point: Some("main"),
-                compilation_options: Default::default(),
-                cache: None,
-            });
+        let pipeline = self.pipeline("elementwise", None, source.to_owned(), &[]);
         cache.insert(source.to_owned(), pipeline.clone());
         pipeline
     }

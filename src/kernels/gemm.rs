@@ -1,0 +1,478 @@
+//! Products by a constant matrix (`shaders/gemm.wgsl`): 1x1 convolutions, and Gemm / MatMul with a
+//! constant B. Fused bias, activation and residual.
+
+use super::{Bind, Step};
+use crate::gpu::{Gpu, TrackedBuffer};
+use crate::model::{Activation, Residual};
+
+/// The weight window bound for one dispatch: `array<vec4<f32>, 4096>` in gemm.wgsl.
+const WINDOW_BYTES: u64 = 65536;
+/// Dynamic uniform offsets are multiples of this (the largest alignment any adapter asks for).
+const UNIFORM_ALIGN: u64 = 256;
+/// Invocations per workgroup along q. Keep in sync with `@workgroup_size` in gemm.wgsl.
+const WORKGROUP_X: u32 = 64;
+/// The bias and the PRelu slopes share one 64 KiB uniform buffer.
+const BIAS_SLOPE_FLOATS: usize = 16384;
+
+/// The register block one invocation computes: `oc_block` output channels of `pix` consecutive q.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Blocking {
+    pub oc_block: u32,
+    pub pix: u32,
+}
+
+/// The blocking the engine runs: the fastest measured on lavapipe (BENCHMARKS.md, "Kernels").
+pub const BLOCKING: Blocking = Blocking {
+    oc_block: 32,
+    pix: 8,
+};
+
+/// Whether a product with `out_c` output channels fits the kernel (bias and slopes in one
+/// uniform buffer).
+pub fn supported(out_c: u32) -> bool {
+    2 * (out_c.div_ceil(MAX_OC_BLOCK) * MAX_OC_BLOCK) as usize <= BIAS_SLOPE_FLOATS
+}
+
+/// The widest channel block any blocking uses.
+const MAX_OC_BLOCK: u32 = 64;
+
+/// Mirror of `Params` in shaders/gemm.wgsl: one record per dispatch.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GemmParams {
+    pub q_count: u32,
+    pub in_cs: u32,
+    pub in_qs: u32,
+    pub in_item: u32,
+    pub out_cs: u32,
+    pub out_qs: u32,
+    pub out_item: u32,
+    pub out_c: u32,
+    pub ic_base: u32,
+    pub ic_count: u32,
+    pub oc_base: u32,
+    pub first: u32,
+    pub last: u32,
+    pub activation: u32,
+    pub alpha: f32,
+    pub beta: f32,
+    pub residual: u32,
+    pub slope_base: u32,
+}
+
+/// How x, the output and the residual lie in their buffers, in elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// q per item: pixels of a 1x1 convolution, rows of A of a matrix product.
+    pub q_count: u32,
+    pub in_cs: u32,
+    pub in_qs: u32,
+    pub in_item: u32,
+    pub out_cs: u32,
+    pub out_qs: u32,
+    pub out_item: u32,
+}
+
+impl Layout {
+    /// NCHW in and out: channel planes of `pixels` each.
+    pub fn planes(in_c: u32, out_c: u32, pixels: u32) -> Self {
+        Self {
+            q_count: pixels,
+            in_cs: pixels,
+            in_qs: 1,
+            in_item: in_c * pixels,
+            out_cs: pixels,
+            out_qs: 1,
+            out_item: out_c * pixels,
+        }
+    }
+}
+
+/// One dispatch: `blocks` channel blocks from `oc_base`, one chunk of input channels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dispatch {
+    pub oc_base: u32,
+    pub blocks: u32,
+    pub ic_base: u32,
+    pub ic_count: u32,
+    pub first: bool,
+    pub last: bool,
+    /// Byte offset of the window in the packed weights (a multiple of 256).
+    pub weight_offset: u64,
+}
+
+/// Packs `weights` (`[out_c][in_c]`) into windows of `[block][ic in chunk][oc_block]`.
+pub fn pack(
+    blocking: Blocking,
+    out_c: u32,
+    in_c: u32,
+    weights: &[f32],
+) -> (Vec<f32>, Vec<Dispatch>) {
+    let ob = blocking.oc_block as usize;
+    let window = WINDOW_BYTES as usize / 4;
+    let chunk = (window / ob).min(in_c as usize) as u32;
+    let blocks_total = out_c.div_ceil(blocking.oc_block);
+    // Blocks per window: all of them where one chunk holds every input channel and they fit.
+    let per_window = if chunk == in_c {
+        ((window / (chunk as usize * ob)) as u32).clamp(1, blocks_total)
+    } else {
+        1
+    };
+    let mut packed = Vec::new();
+    let mut dispatches = Vec::new();
+    for b0 in (0..blocks_total).step_by(per_window as usize) {
+        let blocks = per_window.min(blocks_total - b0);
+        for ic0 in (0..in_c).step_by(chunk as usize) {
+            let count = chunk.min(in_c - ic0);
+            let offset = packed.len().next_multiple_of(UNIFORM_ALIGN as usize / 4);
+            packed.resize(offset + (blocks * count) as usize * ob, 0.0);
+            for b in 0..blocks {
+                for ic in 0..count {
+                    for j in 0..ob {
+                        let oc = ((b0 + b) * blocking.oc_block) as usize + j;
+                        if oc < out_c as usize {
+                            packed[offset + ((b * count + ic) as usize) * ob + j] =
+                                weights[oc * in_c as usize + (ic0 + ic) as usize];
+                        }
+                    }
+                }
+            }
+            dispatches.push(Dispatch {
+                oc_base: b0 * blocking.oc_block,
+                blocks,
+                ic_base: ic0,
+                ic_count: count,
+                first: ic0 == 0,
+                last: ic0 + count == in_c,
+                weight_offset: offset as u64 * 4,
+            });
+        }
+    }
+    // Every dispatch binds a full window, so the buffer extends a window past the last offset.
+    let last = dispatches
+        .last()
+        .map_or(0, |d| d.weight_offset as usize / 4);
+    packed.resize(last + window, 0.0);
+    (packed, dispatches)
+}
+
+/// CPU reference (f64 accumulation) for `items` items: `weights` `[out_c][in_c]`, then the
+/// residual (`skip`, laid out as the output) and the activation.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the product's parts, each a slice or a small value"
+)]
+pub fn reference(
+    layout: &Layout,
+    (out_c, in_c): (u32, u32),
+    weights: &[f32],
+    bias: &[f32],
+    activation: &Activation,
+    residual: Option<(&[f32], Residual)>,
+    input: &[f32],
+    items: u32,
+) -> Vec<f32> {
+    let l = layout;
+    let mut out = vec![0.0f32; (items * l.out_item) as usize];
+    for n in 0..items {
+        for oc in 0..out_c {
+            for q in 0..l.q_count {
+                let mut acc = bias.get(oc as usize).copied().unwrap_or(0.0) as f64;
+                for ic in 0..in_c {
+                    let x = input[(n * l.in_item + ic * l.in_cs + q * l.in_qs) as usize];
+                    acc += x as f64 * weights[(oc * in_c + ic) as usize] as f64;
+                }
+                let at = (n * l.out_item + oc * l.out_cs + q * l.out_qs) as usize;
+                let mut v = acc as f32;
+                if let Some((skip, Residual::BeforeActivation)) = residual {
+                    v += skip[at];
+                }
+                v = activation.apply(v, oc as usize);
+                if let Some((skip, Residual::AfterActivation)) = residual {
+                    v += skip[at];
+                }
+                out[at] = v;
+            }
+        }
+    }
+    out
+}
+
+/// A constant matrix on the GPU, packed for gemm.wgsl, with its bias and activation.
+pub struct GemmLayer {
+    blocking: Blocking,
+    pub out_c: u32,
+    pub in_c: u32,
+    activation: (u32, f32, f32),
+    weights: TrackedBuffer,
+    bias_slope: TrackedBuffer,
+    dispatches: Vec<Dispatch>,
+    slope_base: u32,
+}
+
+impl GemmLayer {
+    /// Uploads `weights` (`[out_c][in_c]`), the bias (zeros where shorter) and the activation's
+    /// slopes. `out_c` must be [`supported`].
+    pub fn upload(
+        gpu: &Gpu,
+        label: &str,
+        (out_c, in_c): (u32, u32),
+        weights: &[f32],
+        bias: &[f32],
+        activation: &Activation,
+    ) -> Self {
+        Self::upload_blocked(
+            gpu,
+            label,
+            (out_c, in_c),
+            weights,
+            bias,
+            activation,
+            BLOCKING,
+        )
+    }
+
+    /// As [`Self::upload`], for another register blocking (to measure it).
+    pub fn upload_blocked(
+        gpu: &Gpu,
+        label: &str,
+        (out_c, in_c): (u32, u32),
+        weights: &[f32],
+        bias: &[f32],
+        activation: &Activation,
+        blocking: Blocking,
+    ) -> Self {
+        assert!(
+            supported(out_c),
+            "{out_c} output channels fit the bias buffer"
+        );
+        assert!(
+            blocking.oc_block <= MAX_OC_BLOCK,
+            "at most {MAX_OC_BLOCK} channels a block"
+        );
+        let (packed, dispatches) = pack(blocking, out_c, in_c, weights);
+        let padded = (out_c.div_ceil(blocking.oc_block) * blocking.oc_block) as usize;
+        let mut bias_slope = vec![0.0f32; BIAS_SLOPE_FLOATS];
+        let n = bias.len().min(out_c as usize);
+        bias_slope[..n].copy_from_slice(&bias[..n]);
+        if let Activation::PRelu { slopes } = activation {
+            bias_slope[padded..padded + out_c as usize].copy_from_slice(&slopes[..out_c as usize]);
+        }
+        let uniform = wgpu::BufferUsages::UNIFORM;
+        Self {
+            blocking,
+            out_c,
+            in_c,
+            activation: activation.encode(),
+            weights: gpu.create_buffer_init(label, bytemuck::cast_slice(&packed), uniform),
+            bias_slope: gpu.create_buffer_init(label, bytemuck::cast_slice(&bias_slope), uniform),
+            dispatches,
+            slope_base: padded as u32 / 4,
+        }
+    }
+
+    /// Binds `src` and `dst` (laid out as `layout` says) and an optional residual into a step.
+    pub fn prepare(
+        &self,
+        cx: Bind,
+        src: &wgpu::Buffer,
+        dst: &wgpu::Buffer,
+        layout: Layout,
+        residual: Option<(&wgpu::Buffer, Residual)>,
+    ) -> Step {
+        let Bind {
+            gpu,
+            kernels,
+            label,
+        } = cx;
+        let (activation, alpha, beta) = self.activation;
+        let blocks = self.dispatches.iter().map(|d| d.blocks).max().unwrap_or(1);
+        let mut records = vec![0u8; self.dispatches.len() * UNIFORM_ALIGN as usize];
+        let mut offsets = Vec::with_capacity(self.dispatches.len());
+        for (i, d) in self.dispatches.iter().enumerate() {
+            let params = GemmParams {
+                q_count: layout.q_count,
+                in_cs: layout.in_cs,
+                in_qs: layout.in_qs,
+                in_item: layout.in_item,
+                out_cs: layout.out_cs,
+                out_qs: layout.out_qs,
+                out_item: layout.out_item,
+                out_c: self.out_c,
+                ic_base: d.ic_base,
+                ic_count: d.ic_count,
+                oc_base: d.oc_base,
+                first: d.first as u32,
+                last: d.last as u32,
+                activation,
+                alpha,
+                beta,
+                residual: residual.map_or(0, |(_, r)| r as u32),
+                slope_base: self.slope_base,
+            };
+            let at = i * UNIFORM_ALIGN as usize;
+            records[at..at + std::mem::size_of::<GemmParams>()]
+                .copy_from_slice(bytemuck::bytes_of(&params));
+            offsets.push(vec![at as u32, d.weight_offset as u32]);
+        }
+        // Every dispatch has `blocks` workgroups in y; those past a dispatch's last block start
+        // at or past out_c and store nothing.
+        let params = gpu.create_buffer_init(label, &records, wgpu::BufferUsages::UNIFORM);
+        let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &kernels.gemm_layout,
+            entries: &[
+                entry(0, window(&params, std::mem::size_of::<GemmParams>() as u64)),
+                entry(1, window(&self.weights, WINDOW_BYTES)),
+                entry(2, self.bias_slope.as_entire_binding()),
+                entry(3, src.as_entire_binding()),
+                entry(4, dst.as_entire_binding()),
+                // Without a residual the binding is never read; src stands in.
+                entry(5, residual.map_or(src, |(r, _)| r).as_entire_binding()),
+            ],
+        });
+        Step::with_offsets(
+            label,
+            kernels.gemm(self.blocking),
+            bind_group,
+            [
+                layout
+                    .q_count
+                    .div_ceil(self.blocking.pix * WORKGROUP_X)
+                    .max(1),
+                blocks,
+            ],
+            1,
+            offsets,
+            vec![params],
+        )
+    }
+}
+
+/// A window of `size` bytes at the start of `buffer` (its dynamic offset moves it).
+fn window(buffer: &wgpu::Buffer, size: u64) -> wgpu::BindingResource<'_> {
+    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        buffer,
+        offset: 0,
+        size: wgpu::BufferSize::new(size),
+    })
+}
+
+fn entry(binding: u32, resource: wgpu::BindingResource<'_>) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry { binding, resource }
+}
+
+/// The bind group layout of gemm.wgsl: params and weights with dynamic offsets.
+pub(crate) fn bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
+    let buffer = |binding, ty, dynamic, size: Option<u64>| wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty,
+            has_dynamic_offset: dynamic,
+            min_binding_size: size.and_then(wgpu::BufferSize::new),
+        },
+        count: None,
+    };
+    let uniform = wgpu::BufferBindingType::Uniform;
+    let storage = |read_only| wgpu::BufferBindingType::Storage { read_only };
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some("gemm"),
+        entries: &[
+            buffer(
+                0,
+                uniform,
+                true,
+                Some(std::mem::size_of::<GemmParams>() as u64),
+            ),
+            buffer(1, uniform, true, Some(WINDOW_BYTES)),
+            buffer(2, uniform, false, Some(WINDOW_BYTES)),
+            buffer(3, storage(true), false, None),
+            buffer(4, storage(false), false, None),
+            buffer(5, storage(true), false, None),
+        ],
+    })
+}
+
+const LANES: [&str; 4] = ["x", "y", "z", "w"];
+
+impl Blocking {
+    /// WGSL for this blocking: gemm.wgsl's declarations with an unrolled `main`.
+    pub fn source(&self) -> String {
+        let generic = super::shader("gemm.wgsl");
+        let head = &generic[..generic
+            .find("@compute")
+            .expect("gemm.wgsl has an entry point")];
+        let (ob, pix) = (self.oc_block, self.pix);
+        assert!(ob % 4 == 0 && pix % 4 == 0, "blocks of whole vec4s");
+        let (wv, pv) = (ob / 4, pix / 4);
+        let mut w = String::from(head);
+        let mut line = |l: String| {
+            w.push_str(&l);
+            w.push('\n');
+        };
+        line(format!(
+            "// Unrolled: {ob} channels x {pix} q per invocation."
+        ));
+        line(format!("@compute @workgroup_size({WORKGROUP_X}, 1, 1)"));
+        line("fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {".into());
+        line(format!("    let q0 = gid.x * {pix}u;"));
+        line("    let n = gid.z;".into());
+        line(format!("    let oc0 = p.oc_base + wid.y * {ob}u;"));
+        for b in 0..wv {
+            line(format!("    let b{b} = start(oc0 + {}u);", b * 4));
+        }
+        for o in 0..ob {
+            for v in 0..pv {
+                line(format!(
+                    "    var a{o}_{v} = vec4<act>(b{}.{});",
+                    o / 4,
+                    LANES[o as usize % 4]
+                ));
+            }
+        }
+        for i in 0..pix {
+            line(format!(
+                "    let at{i} = min(q0 + {i}u, p.q_count - 1u) * p.in_qs;"
+            ));
+        }
+        line("    let x0 = n * p.in_item + p.ic_base * p.in_cs;".into());
+        line(format!("    let w0 = wid.y * p.ic_count * {wv}u;"));
+        line("    for (var ic = 0u; ic < p.ic_count; ic++) {".into());
+        line("        let row = x0 + ic * p.in_cs;".into());
+        for v in 0..pv {
+            let q = |i: u32| format!("src[row + at{}]", 4 * v + i);
+            line(format!(
+                "        let x{v} = vec4<act>({}, {}, {}, {});",
+                q(0),
+                q(1),
+                q(2),
+                q(3)
+            ));
+        }
+        line(format!("        let wi = w0 + ic * {wv}u;"));
+        for b in 0..wv {
+            line(format!("        let w{b} = vec4<act>(weights[wi + {b}u]);"));
+        }
+        for o in 0..ob {
+            for v in 0..pv {
+                line(format!(
+                    "        a{o}_{v} += x{v} * w{}.{};",
+                    o / 4,
+                    LANES[o as usize % 4]
+                ));
+            }
+        }
+        line("    }".into());
+        for o in 0..ob {
+            for v in 0..pv {
+                line(format!(
+                    "    store4(n, oc0 + {o}u, q0 + {}u, a{o}_{v});",
+                    4 * v
+                ));
+            }
+        }
+        line("}".into());
+        w
+    }
+}
