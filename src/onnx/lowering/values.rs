@@ -262,7 +262,7 @@ pub(crate) fn checked_count(dims: &[usize]) -> Option<usize> {
 pub(crate) fn axis(a: i64, rank: usize) -> Result<usize> {
     let r = rank as i64;
     let fixed = if a < 0 { a + r } else { a };
-    if !(0..r.max(1)).contains(&fixed) {
+    if !(0..r).contains(&fixed) {
         bail!("axis {a} is out of range for rank {rank}");
     }
     Ok(fixed as usize)
