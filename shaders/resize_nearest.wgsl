@@ -21,15 +21,20 @@ struct Params {
 @group(0) @binding(1) var<storage, read> src: array<act>;
 @group(0) @binding(2) var<storage, read_write> dst: array<act>;
 
+// One invocation per output column of one input row: it reads the input value once and writes it
+// to the `scale_h` output rows it covers. Neighbouring invocations write neighbouring columns.
 @compute @workgroup_size(16, 4, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let ox = gid.x;
-    let oy = gid.y;
-    if ox >= p.out_w || oy >= p.out_h {
+    let iy = gid.y;
+    if ox >= p.out_w || iy >= p.in_h {
         return;
     }
     let plane = gid.z; // n * channels + c
-    let iy = min(oy / p.scale_h, p.in_h - 1u);
     let ix = min(ox / p.scale_w, p.in_w - 1u);
-    dst[(plane * p.out_h + oy) * p.out_w + ox] = src[(plane * p.in_h + iy) * p.in_w + ix];
+    let v = src[(plane * p.in_h + iy) * p.in_w + ix];
+    let first = (plane * p.out_h + iy * p.scale_h) * p.out_w + ox;
+    for (var r = 0u; r < p.scale_h; r++) {
+        dst[first + r * p.out_w] = v;
+    }
 }

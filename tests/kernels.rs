@@ -440,7 +440,7 @@ fn resize_nearest_matches_reference() {
     let s = setup();
     let gpu = &s.engine.gpu;
     let mut rng = common::rng(32);
-    for (scale, c, h, w) in [([4, 4], 3, 5, 7), ([2, 3], 2, 4, 3)] {
+    for (scale, c, h, w) in [([4, 4], 3, 5, 7), ([2, 3], 2, 4, 3), ([3, 1], 1, 9, 17)] {
         let n = 2;
         let input = common::random_vec(&mut rng, (n * c * h * w) as usize, 1.0);
         let expected = resize_nearest::reference(&input, n * c, h, w, scale);

@@ -188,6 +188,29 @@ fn user_model_with_shape_arithmetic_matches_onnxruntime() {
     assert!(TiledUpscaler::new(&engine, &model, choice.spec, 2, Some(64)).is_err());
 }
 
+/// A user 4x upscaler built like the ones shipped for the web and phones (a 5x5 first
+/// convolution, dense concat blocks closed by 1x1 convolutions, a nearest 4x Resize, convolutions
+/// at 4x with 3 output channels, an elementwise tail: `tests/reference/make_user_models.py`), with
+/// a free input size, runs at any tile size with its scale measured and matches onnxruntime:
+/// >= 60 dB (float32 sums of up to 720 products; the tiles are seamless).
+#[test]
+fn user_upscaler_built_like_the_wild_ones_matches_onnxruntime() {
+    let engine = common::engine();
+    let path = common::fixture("user/wild_upscaler_4x.onnx");
+    let choice = builtin::resolve(path.to_str().unwrap(), &Default::default()).unwrap();
+    assert_eq!(choice.spec.scale, 4);
+    assert!(choice.model.static_shapes.is_none(), "free input size");
+    let model = engine.load(choice.model.clone()).unwrap();
+    let expected = reference("user/photo-60x44.wild_upscaler_4x.f32");
+    for tile in [24, 64] {
+        let up = TiledUpscaler::new(&engine, &model, choice.spec, 2, Some(tile)).unwrap();
+        let got = up.upscale_f32(&photo()).unwrap();
+        let psnr = common::psnr(&got, &expected);
+        eprintln!("wild 4x user model, tile {tile}: PSNR {psnr:.1} dB");
+        assert!(psnr >= 60.0, "tile {tile}: PSNR {psnr:.1} dB < 60 dB");
+    }
+}
+
 /// Float16 activations (storage and arithmetic, `Precision::F16`) against onnxruntime's float32:
 /// the upscalers stay >= 45 dB. The measured figures are in BENCHMARKS.md.
 #[test]

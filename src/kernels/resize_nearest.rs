@@ -62,7 +62,7 @@ pub fn prepare(
         pipeline,
         &params,
         &[src, dst],
-        [out_w.div_ceil(16), out_h.div_ceil(4)],
+        [out_w.div_ceil(16), h.div_ceil(4)],
         channels,
     )
 }

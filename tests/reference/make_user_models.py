@@ -7,6 +7,14 @@ and Transpose nodes — then a Sigmoid. Its input size is symbolic, so batchwise
 shape fixed at one tile size. The reference pads the photo by 16 px of edge (the tiler's context),
 as tests/reference/make_reference.py does, and writes planar float32 [3, 88, 120].
 
+`wild_upscaler_4x.onnx`: a 4x upscaler built the way upscalers shipped for the web and phones
+are (ESRGAN variants): a 5x5 first convolution, two dense blocks (each convolution reads the
+concatenation of everything before it in the block; a 1x1 convolution closes the block, scaled by
+0.2 and added to its input), a 1x1 convolution, a nearest 4x Resize, two 3x3 convolutions at 4x
+(the last with 3 output channels), then x * 0.5 + 0.5 clipped to [0, 1] (an elementwise chain).
+Free input size: batchwise lowers it once for every tile size. Its reference is the same photo
+with 8 px of context, planar float32 [3, 176, 240].
+
 Run from the repository root (needs `pip install onnx onnxruntime numpy pillow`):
     python3 tests/reference/make_user_models.py
 """
@@ -66,6 +74,74 @@ def pixel_shuffle_model():
     return model
 
 
+def wild_upscaler_model():
+    rng = np.random.default_rng(12)
+    inits = []
+    nodes = []
+    n = helper.make_node
+
+    def conv(x, cin, cout, k, name, act=True):
+        w = rng.normal(0, (2.0 / (cin * k * k)) ** 0.5, (cout, cin, k, k)).astype(np.float32)
+        b = rng.uniform(-0.05, 0.05, (cout,)).astype(np.float32)
+        inits.append(numpy_helper.from_array(w, name + "_w"))
+        inits.append(numpy_helper.from_array(b, name + "_b"))
+        p = k // 2
+        out = name if not act else name + "_c"
+        nodes.append(n("Conv", [x, name + "_w", name + "_b"], [out], pads=[p, p, p, p]))
+        if act:
+            nodes.append(n("LeakyRelu", [out], [name], alpha=0.2))
+        return name
+
+    def scalar(name, v):
+        inits.append(numpy_helper.from_array(np.array(v, dtype=np.float32), name))
+        return name
+
+    x = conv("x", 3, 32, 5, "head")
+    for blk in range(2):
+        feats = [x]
+        for j in range(3):
+            cat = f"b{blk}_cat{j}"
+            nodes.append(n("Concat", feats, [cat], axis=1))
+            feats.append(conv(cat, 32 + 16 * j, 16, 3, f"b{blk}_c{j}"))
+        cat = f"b{blk}_cat3"
+        nodes.append(n("Concat", feats, [cat], axis=1))
+        fuse = conv(cat, 80, 32, 1, f"b{blk}_fuse", act=False)
+        nodes.append(n("Mul", [fuse, scalar(f"b{blk}_k", 0.2)], [f"b{blk}_scaled"]))
+        nodes.append(n("Add", [x, f"b{blk}_scaled"], [f"b{blk}_out"]))
+        x = f"b{blk}_out"
+    x = conv(x, 32, 32, 1, "mix")
+    inits.append(numpy_helper.from_array(np.array([1, 1, 4, 4], dtype=np.float32), "scales"))
+    nodes.append(n("Resize", [x, "", "scales"], ["up"], mode="nearest"))
+    x = conv("up", 32, 16, 3, "hr")
+    x = conv(x, 16, 3, 3, "last", act=False)
+    nodes.append(n("Mul", [x, scalar("half", 0.5)], ["m"]))
+    nodes.append(n("Add", ["m", scalar("half2", 0.5)], ["a"]))
+    nodes.append(n("Clip", ["a", scalar("lo", 0.0), scalar("hi", 1.0)], ["out"]))
+    graph = helper.make_graph(
+        nodes,
+        "wild_upscaler_4x",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 3, "H4", "W4"])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def reference(model, context, scale, name):
+    rgb = np.asarray(Image.open(ROOT / "tests/fixtures/photo-60x44.png").convert("RGB"), np.float32)
+    padded = np.pad(rgb / 255.0, ((context, context), (context, context), (0, 0)), mode="edge")
+    x = padded.transpose(2, 0, 1)[None].astype(np.float32)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    y = sess.run(None, {"x": x})[0][0]
+    c = scale * context
+    y = y[:, c:-c, c:-c]
+    y.astype("<f4").tofile(OUT / name)
+    print(name, y.shape)
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     model = pixel_shuffle_model()
@@ -79,6 +155,9 @@ def main():
     y = y[:, c:-c, c:-c]
     y.astype("<f4").tofile(OUT / "photo-60x44.pixel_shuffle_2x.f32")
     print(y.shape)
+    wild = wild_upscaler_model()
+    onnx.save(wild, OUT / "wild_upscaler_4x.onnx")
+    reference(wild, 8, 4, "photo-60x44.wild_upscaler_4x.f32")
 
 
 if __name__ == "__main__":
