@@ -112,9 +112,17 @@ fn reduced_gpu_run_writes_its_json_and_passes_the_check() {
     }
     let devices = json(&out.join("devices.json"));
     assert!(!devices.as_array().unwrap().is_empty());
-    if log.contains("no bench --profile") {
-        eprintln!("this build has no bench --profile: no profile to check");
-    } else {
-        json(&out.join("profile-enhance-low-light.json"));
-    }
+    assert_eq!(
+        record["profile"], true,
+        "bench --profile is not found in bench --help"
+    );
+    assert!(steps.contains(&"profile enhance-low-light"), "{steps:?}");
+    let profile = json(&out.join("profile-enhance-low-light.json"));
+    let layers = profile["profile"]["rows"].as_array().unwrap();
+    assert!(
+        layers
+            .iter()
+            .any(|l| l["op"].as_str().unwrap().starts_with("Conv"))
+    );
+    assert!(layers.iter().all(|l| l["ms"].as_f64().unwrap() >= 0.0));
 }
