@@ -12,16 +12,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
+use common::batchwise;
 use image::GenericImageView as _;
 use predicates::prelude::*;
-
-fn batchwise() -> Command {
-    let mut cmd = Command::cargo_bin("batchwise").unwrap();
-    cmd.env("RUST_LOG", "error");
-    cmd.env("BATCHWISE_CONV_ROWS", "16");
-    cmd
-}
 
 /// The tiny 2x model the tests run.
 fn model() -> PathBuf {

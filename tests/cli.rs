@@ -7,16 +7,8 @@
 
 mod common;
 
-use assert_cmd::Command;
+use common::batchwise;
 use predicates::prelude::*;
-
-fn batchwise() -> Command {
-    let mut cmd = Command::cargo_bin("batchwise").unwrap();
-    cmd.env("RUST_LOG", "error");
-    // The kernel choice is fixed so these tests do not autotune (tests/autotune.rs covers that).
-    cmd.env("BATCHWISE_CONV_ROWS", "16");
-    cmd
-}
 
 #[test]
 fn run_writes_outputs_and_reports_bad_files_in_json() {

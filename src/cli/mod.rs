@@ -40,6 +40,7 @@ const EXAMPLES: &str = "Examples:
   batchwise run -m my-model.onnx --input-range -1-1 -o out photos/
   batchwise run --shard 3/8 -o out photos/    one of 8 machines splitting a folder
   batchwise bench -m upscale-photo-2x --batch-sizes 1,4,16
+  batchwise check                             the built-ins against onnxruntime, on this GPU
   batchwise completions bash > ~/.local/share/bash-completion/completions/batchwise
   batchwise man > batchwise.1";
 
@@ -78,6 +79,9 @@ pub enum Command {
     },
     /// Measure items/s, GPU time and memory per batch size on synthetic images.
     Bench(BenchArgs),
+    /// Check the built-in models on this GPU against onnxruntime's outputs on committed images.
+    #[command(after_help = CHECK_EXIT_CODES)]
+    Check(CheckArgs),
     /// Open the window, with these files or folders queued.
     App { inputs: Vec<PathBuf> },
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
@@ -305,6 +309,31 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+/// The exit statuses of `check`.
+const CHECK_EXIT_CODES: &str = "Exit status:
+  0  every model checked is within its tolerance (or refused at this precision, with the reason)
+  1  the check could not start (the GPU, the reference folder)
+  3  some model is outside its tolerance or could not run (each row says which)";
+
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// Built-in model ids, comma-separated (default: every built-in with a reference).
+    #[arg(short, long, value_delimiter = ',')]
+    pub model: Vec<String>,
+    /// The folder of reference inputs and outputs (`tests/reference/make_reference.py` writes
+    /// them).
+    #[arg(long, value_name = "DIR", default_value_os_t = crate::check::default_fixtures())]
+    pub fixtures: PathBuf,
+    /// Activations in float32, or float16 (looser tolerances: 45 dB on images).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: PrecisionArg,
+    #[arg(long)]
+    pub adapter: Option<usize>,
+    /// Print one JSON object: the device, `passed` and a row per model.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// 0 when every item was done or skipped by rule, else [`EXIT_ITEMS_FAILED`].
 pub fn exit_code(summary: &job::JobSummary) -> ExitCode {
     if summary.failed == 0 && summary.done + summary.skipped == summary.total {
@@ -396,6 +425,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Some(Command::Run(args)) => run_job(args),
         Some(Command::Bench(args)) => run_bench(&args),
+        Some(Command::Check(args)) => run_check(&args),
     }
 }
 
@@ -618,6 +648,35 @@ fn print_profile(profile: &crate::bench::Profile) {
             r.name
         );
     }
+}
+
+fn run_check(args: &CheckArgs) -> Result<ExitCode> {
+    let adapter = args
+        .adapter
+        .map_or(AdapterChoice::Auto, AdapterChoice::Index);
+    let engine = Engine::new(&adapter)?;
+    let json = args.json;
+    if !json {
+        let a = &engine.gpu.adapter;
+        eprintln!(
+            "{} ({}, {}), {:?}",
+            a.name, a.backend, a.device_type, args.precision
+        );
+    }
+    let precision = args.precision.into();
+    let report = crate::check::run(&engine, &args.model, &args.fixtures, precision, |row| {
+        if !json {
+            println!("{}", row.describe());
+        }
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(if report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_ITEMS_FAILED)
+    })
 }
 
 /// The device's memory as its driver reports it, for people.

@@ -94,3 +94,12 @@ pub fn tiny_model() -> batchwise::builtin::ModelChoice {
     let path = fixture("user/pixel_shuffle_2x.onnx");
     batchwise::builtin::resolve(&path.to_string_lossy(), &Default::default()).unwrap()
 }
+
+/// The binary as a user runs it, with the kernel choice fixed so CLI tests do not autotune
+/// (`tests/autotune.rs` covers that).
+pub fn batchwise() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("batchwise").unwrap();
+    cmd.env("RUST_LOG", "error");
+    cmd.env("BATCHWISE_CONV_ROWS", "16");
+    cmd
+}

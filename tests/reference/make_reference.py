@@ -26,6 +26,9 @@ CROPS = [
 # (model id, ONNX file, scale, context px per side)
 MODELS = [
     ("upscale-photo-2x", "assets/models/waifu2x_upconv7_photo_scale2.0x.onnx", 2, 7),
+    ("upscale-photo-2x-denoise0", "assets/models/waifu2x_upconv7_photo_noise0_scale2.0x.onnx", 2, 7),
+    ("upscale-photo-2x-denoise1", "assets/models/waifu2x_upconv7_photo_noise1_scale2.0x.onnx", 2, 7),
+    ("upscale-photo-2x-denoise2", "assets/models/waifu2x_upconv7_photo_noise2_scale2.0x.onnx", 2, 7),
     ("upscale-photo-2x-denoise3", "assets/models/waifu2x_upconv7_photo_noise3_scale2.0x.onnx", 2, 7),
     ("upscale-anime-4x", "assets/models/realesr_animevideov3_x4.onnx", 4, 18),
     ("upscale-anime-2x", "assets/models/realesr_animevideov3_x2.onnx", 2, 19),
