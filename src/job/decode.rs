@@ -14,7 +14,23 @@ pub(crate) struct Decoded {
     pub rgba: Pixels,
     pub alpha: Option<DynamicImage>,
     pub meta: Metadata,
+    /// What the stage made of the image in the decode task ([`Prepare`]): for fixed-input
+    /// models, the fitted input, so the thread that feeds the GPU does not resize photos.
+    pub prepared: Option<Prepared>,
 }
+
+/// The fitted input of a fixed-input model: RGBA8 pixels at the model's size, and where the
+/// image landed in them.
+#[derive(Clone)]
+pub(crate) struct Prepared {
+    pub input: Vec<u32>,
+    pub placement: crate::analyze::Placement,
+    /// The image's width and height.
+    pub size: [u32; 2],
+}
+
+/// A stage's work on a decoded image, run in its decode task on the I/O pool.
+pub(crate) type Prepare = std::sync::Arc<dyn Fn(&mut Decoded) + Send + Sync>;
 
 /// What an output carries over from its input where the format holds it.
 #[derive(Clone, Debug, Default)]
@@ -196,7 +212,12 @@ pub(crate) fn decode(path: &Path, limits: ItemLimits) -> Result<Decoded, String>
             .map(DynamicImage::ImageLuma8);
         (Pixels::Eight(rgba), alpha)
     };
-    Ok(Decoded { rgba, alpha, meta })
+    Ok(Decoded {
+        rgba,
+        alpha,
+        meta,
+        prepared: None,
+    })
 }
 
 /// Fails a JPEG or PNG file that ends before its end marker (a copy or download cut short):

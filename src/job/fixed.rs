@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use image::DynamicImage;
 
-use super::decode::Decoded;
+use super::decode::{Decoded, Prepare, Prepared};
 use super::export::image::write_image;
 use super::pipeline::{BatchFailure, DECODE_AHEAD, Stage, WriteTask};
 use super::resume::Record;
@@ -30,6 +30,17 @@ pub(crate) struct Fitted {
     placement: Placement,
     /// The fitted input, RGBA8 a pixel.
     input: Vec<u32>,
+}
+
+/// `decoded` fitted to a `size` x `size` input.
+fn prepare(decoded: &Decoded, size: u32, fit: Fit) -> Prepared {
+    let (fitted, placement) = analyze::fit(&decoded.rgba.to_rgba8(), size, fit);
+    let (w, h) = decoded.rgba.dimensions();
+    Prepared {
+        input: fitted.pixels().map(|p| u32::from_le_bytes(p.0)).collect(),
+        placement,
+        size: [w, h],
+    }
 }
 
 /// What turns one image's outputs into its result, shared by the write tasks.
@@ -147,22 +158,37 @@ impl Stage for FixedStage<'_> {
         self.runner().dispatches()
     }
 
+    /// Fits each image to the model's input in its decode task, and drops the pixels there
+    /// where the result does not need them.
+    fn prepare(&self) -> Option<Prepare> {
+        let size = self.spec.model.input_size;
+        let fit = Fit::for_task(self.spec.model.task);
+        let keep = self.keeps_pixels();
+        Some(Arc::new(move |decoded: &mut Decoded| {
+            decoded.prepared = Some(prepare(decoded, size, fit));
+            if !keep {
+                decoded.rgba = Pixels::Eight(Default::default());
+            }
+        }))
+    }
+
     fn admit(&mut self, index: usize, mut decoded: Decoded) {
         let size = self.spec.model.input_size;
         let fit = Fit::for_task(self.spec.model.task);
-        let (fitted, placement) = analyze::fit(&decoded.rgba.to_rgba8(), size, fit);
-        let input = fitted.pixels().map(|p| u32::from_le_bytes(p.0)).collect();
-        let (w, h) = decoded.rgba.dimensions();
+        let prepared = match decoded.prepared.take() {
+            Some(p) => p,
+            None => prepare(&decoded, size, fit),
+        };
         if !self.keeps_pixels() {
             decoded.rgba = Pixels::Eight(Default::default());
         }
         self.active.insert(index);
         self.waiting.push_back(Fitted {
             index,
-            size: [w, h],
+            size: prepared.size,
             decoded,
-            placement,
-            input,
+            placement: prepared.placement,
+            input: prepared.input,
         });
     }
 

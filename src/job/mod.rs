@@ -321,6 +321,7 @@ pub fn run_in_memory(
             rgba: crate::tiling::Pixels::Eight(rgba),
             alpha: None,
             meta: Metadata::default(),
+            prepared: None,
         })
         .collect();
     let names: Vec<PathBuf> = (0..n)

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use super::decode::{Decoded, ItemLimits, decode};
+use super::decode::{Decoded, ItemLimits, Prepare, decode};
 use super::export::Exporter;
 use super::naming::same_file;
 use super::plan::Planned;
@@ -52,6 +52,11 @@ pub(crate) trait Stage {
     fn decode_ahead(&self) -> usize;
     /// Kernel dispatches in one full batch of the current runner.
     fn dispatches(&self) -> usize;
+    /// Work on each decoded image that runs in its decode task, off the thread that feeds the
+    /// GPU (fitting a photo to a fixed-input model); None for none.
+    fn prepare(&self) -> Option<Prepare> {
+        None
+    }
     /// Takes a decoded image: its items wait for a batch.
     fn admit(&mut self, index: usize, image: Decoded);
     /// Items waiting for a batch.
@@ -225,6 +230,7 @@ pub(crate) fn drive<S: Stage>(
         },
     };
     let mut decoder = Decoder::new(&planned, source, limits);
+    decoder.prepare = stage.prepare();
     let mut writing: Vec<(usize, Writing)> = Vec::new();
     let mut collected: Vec<(usize, ItemResult)> = Vec::new();
     // The batch on the GPU whose results are not read yet.
@@ -514,6 +520,8 @@ struct Decoder {
     total: usize,
     source: Source,
     limits: ItemLimits,
+    /// The stage's work on each decoded image, in the decode task.
+    prepare: Option<Prepare>,
 }
 
 impl Decoder {
@@ -524,6 +532,7 @@ impl Decoder {
             total: planned.inputs.len(),
             source,
             limits,
+            prepare: None,
         }
     }
 
@@ -549,15 +558,24 @@ impl Decoder {
                 );
                 continue;
             }
+            let prepare = self.prepare.clone();
+            let finish = move |decoded: Result<Decoded, String>| {
+                decoded.map(|mut d| {
+                    if let Some(prepare) = &prepare {
+                        prepare(&mut d);
+                    }
+                    d
+                })
+            };
             let handle = match &self.source {
                 Source::Files => {
                     let path = planned.inputs[i].clone();
                     let limits = self.limits;
-                    runtime.spawn_blocking(move || decode(&path, limits))
+                    runtime.spawn_blocking(move || finish(decode(&path, limits)))
                 }
                 Source::Memory(images) => {
                     let images = images.clone();
-                    runtime.spawn_blocking(move || Ok(images[i].clone()))
+                    runtime.spawn_blocking(move || finish(Ok(images[i].clone())))
                 }
             };
             self.queue.push_back((i, handle));
