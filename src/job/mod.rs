@@ -363,6 +363,7 @@ fn run_planned(
     engine.gpu.ledger.reset_peak();
     let budget = memory_budget(engine, spec);
     let (outs, records) = (planned.outputs.clone(), planned.records.clone());
+    let write = !outputs.discard;
     let todo: Vec<PathBuf> = (0..planned.inputs.len())
         .filter(|&i| planned.todo(i))
         .map(|i| planned.inputs[i].clone())
@@ -386,7 +387,7 @@ fn run_planned(
         };
         pipeline::drive(job(batch), stage, emit)
     } else {
-        let stage = tiled::TiledStage::new(engine, model, spec, outs, records);
+        let stage = tiled::TiledStage::new(engine, model, spec, outs, records, write);
         let batch = match spec.batch_size {
             AUTO_BATCH => stage.auto_batch(
                 budget,
