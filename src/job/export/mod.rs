@@ -1,8 +1,7 @@
 //! Writing results: images one file each ([`image`]; PNG and TIFF by rows as they complete,
-//! [`stream`]), and the results a classifier, embedder
-//! or face detector collects over a job, each kind behind [`Exporter`] in a file of its own
-//! ([`labels`], [`embeddings`], [`faces`]). Every file is written to a temporary file and renamed:
-//! never a partial output.
+//! [`stream`]), and the results a classifier, embedder or face detector collects over a job, each
+//! kind behind [`Exporter`] in a file of its own ([`labels`], [`embeddings`], [`faces`]). Every
+//! file is written to a temporary file and renamed: never a partial output.
 
 pub mod embeddings;
 pub mod faces;

@@ -143,32 +143,66 @@ impl StreamedImage {
             .as_deref()
             .filter(|c| !c.is_empty())
             .map(Cow::Borrowed);
+        let mut bands = self
+            .bands(rows)
+            .map(|band| band.map(Samples::into_png_bytes));
+        let first = bands.next().transpose()?.unwrap_or_default();
         let mut encoder = png::Encoder::with_info(w, info).map_err(|e| e.to_string())?;
-        encoder.set_color(match self.alpha.is_some() {
-            true => png::ColorType::Rgba,
-            false => png::ColorType::Rgb,
-        });
-        encoder.set_depth(match self.wide {
-            true => png::BitDepth::Sixteen,
-            false => png::BitDepth::Eight,
-        });
-        // image's defaults for PngEncoder::new.
-        encoder.set_compression(png::Compression::Fast);
-        encoder.set_filter(png::Filter::Adaptive);
+        self.set_png_format(&mut encoder, &first)?;
         let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
         let mut stream = writer
             .stream_writer_with_size(IDAT_BYTES)
             .map_err(|e| e.to_string())?;
-        for band in self.bands(rows) {
-            let bytes = match band? {
-                Samples::Eight(s) => s,
-                // PNG holds 16-bit samples big-endian.
-                Samples::Sixteen(s) => s.iter().flat_map(|v| v.to_be_bytes()).collect(),
-            };
-            stream.write_all(&bytes).map_err(|e| e.to_string())?;
+        for bytes in std::iter::once(Ok(first)).chain(bands) {
+            stream.write_all(&bytes?).map_err(|e| e.to_string())?;
         }
         stream.finish().map_err(|e| e.to_string())?;
         writer.finish().map_err(|e| e.to_string())
+    }
+
+    /// The colour type, depth, filter and compression of image's `PngEncoder::new` (what whole
+    /// outputs use): fdeflate's fast compression, unless it comes out larger than the data
+    /// stored uncompressed (photos: fast compression only codes runs of zeros), where that
+    /// encoder stores the data. A whole image is judged whole; rows are judged by the first
+    /// band (`first`, PNG samples), encoded both ways (fast falls back to stored by itself, so
+    /// the same size means stored).
+    fn set_png_format<W: Write>(
+        &self,
+        encoder: &mut png::Encoder<'_, W>,
+        first: &[u8],
+    ) -> Result<(), String> {
+        let color = match self.alpha.is_some() {
+            true => png::ColorType::Rgba,
+            false => png::ColorType::Rgb,
+        };
+        let depth = match self.wide {
+            true => png::BitDepth::Sixteen,
+            false => png::BitDepth::Eight,
+        };
+        let row_bytes = self.width as usize * color.samples() * (depth as usize / 8);
+        let encoded = |compression: png::Compression| {
+            let mut out = Vec::new();
+            let rows = (first.len() / row_bytes.max(1)) as u32;
+            let mut e = png::Encoder::new(&mut out, self.width, rows.max(1));
+            e.set_color(color);
+            e.set_depth(depth);
+            e.set_compression(compression);
+            e.set_filter(png::Filter::Adaptive);
+            e.write_header()
+                .and_then(|mut w| w.write_image_data(first))
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(out.len())
+        };
+        let stored = first.is_empty()
+            || encoded(png::Compression::Fast)? >= encoded(png::Compression::NoCompression)?;
+        encoder.set_color(color);
+        encoder.set_depth(depth);
+        encoder.set_filter(png::Filter::Adaptive);
+        encoder.set_compression(match stored {
+            true => png::Compression::NoCompression,
+            false => png::Compression::Fast,
+        });
+        Ok(())
     }
 
     fn tiff<W: Write + std::io::Seek>(
@@ -196,6 +230,14 @@ enum Samples {
 }
 
 impl Samples {
+    /// The samples as a PNG holds them (16-bit ones big-endian).
+    fn into_png_bytes(self) -> Vec<u8> {
+        match self {
+            Samples::Eight(s) => s,
+            Samples::Sixteen(s) => s.iter().flat_map(|v| v.to_be_bytes()).collect(),
+        }
+    }
+
     /// The samples of `band` (output rows from `y`): its colour, and the alpha plane's rows
     /// where there is one (else the alpha channel is dropped).
     fn of(band: Pixels, alpha: Option<&AlphaPlane>, y: u32) -> Samples {
@@ -409,6 +451,37 @@ mod tests {
                         assert!(icc(&by_rows).0.is_some(), "{case}");
                     }
                 }
+            }
+        }
+    }
+
+    /// As whole PNGs are, rows of noise (which fast compression would grow) are stored, and a
+    /// flat image is compressed.
+    #[test]
+    fn rows_of_noise_are_stored_and_flat_rows_compressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.png");
+        let mut state = 0x2545_f491_u32;
+        let noise = image::RgbaImage::from_fn(37, 23, |_, _| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            image::Rgba(state.to_le_bytes())
+        });
+        let flat = image::RgbaImage::from_pixel(37, 23, image::Rgba([9, 9, 9, 255]));
+        let raw = 37 * 23 * 3;
+        for (pixels, stored) in [(noise, true), (flat, false)] {
+            let (tx, rx) = band_channel();
+            let writer = writer(streamed(&path, OutputFormat::Png, false), rx);
+            for band in bands(&Pixels::Eight(pixels), 5) {
+                tx.send(band).unwrap();
+            }
+            drop(tx);
+            writer.join().unwrap().unwrap();
+            let bytes = std::fs::metadata(&path).unwrap().len();
+            match stored {
+                true => assert!(bytes > raw && bytes < raw + 200, "{bytes}"),
+                false => assert!(bytes < raw / 4, "{bytes}"),
             }
         }
     }
