@@ -196,8 +196,9 @@ fn a_folder_of_bad_inputs_finishes_with_a_reason_for_each() {
     std::fs::write(inputs.join("empty.png"), b"").unwrap();
     std::fs::write(inputs.join("text.jpg"), b"hello, not a photo").unwrap();
     std::fs::write(inputs.join("huge.png"), png_header_only(60000, 60000)).unwrap();
-    // Within the side limit, over a 1 MiB --max-memory once its 2x output counts.
-    image::RgbImage::new(300, 300)
+    // Within the side limit, over a 1 MiB --max-memory: its pixels, read and held as RGBA (the
+    // PNG output is written by rows, not held).
+    image::RgbImage::new(400, 400)
         .save(inputs.join("big.png"))
         .unwrap();
     small(2).save(inputs.join("x.png/inner.png")).unwrap();
@@ -391,6 +392,7 @@ fn a_cmyk_jpeg_is_done() {
     let limits = batchwise::job::ItemLimits {
         max_bytes: batchwise::job::MAX_DECODE_BYTES,
         scale: 1,
+        streamed: false,
     };
     let (decoded, _) = batchwise::job::read_upright(&input, limits).unwrap();
     let decoded = decoded.to_rgb8();

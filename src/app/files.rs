@@ -286,6 +286,7 @@ fn thumbnail(path: &std::path::Path, px: u32) -> Option<egui::ColorImage> {
     let limits = job::ItemLimits {
         max_bytes: job::MAX_DECODE_BYTES,
         scale: 1,
+        streamed: false,
     };
     let read = std::panic::catch_unwind(|| job::read_upright(path, limits));
     let (img, _) = read.ok()?.ok()?;

@@ -141,8 +141,8 @@ pub struct RunArgs {
     #[arg(long, help_heading = "Batching and memory", value_name = "MIB")]
     pub memory_budget: Option<u64>,
     /// Host memory one image may take, in MiB: its decoded pixels and its output's (the model's
-    /// scale included), read from its header before anything is allocated. An image over it
-    /// fails alone, with the reason.
+    /// scale included; PNG and TIFF outputs are written by rows, not held), read from its header
+    /// before anything is allocated. An image over it fails alone, with the reason.
     #[arg(long, default_value_t = crate::job::MAX_DECODE_BYTES >> 20, value_parser = clap::value_parser!(u64).range(1..=(1 << 24)), help_heading = "Batching and memory", value_name = "MIB")]
     pub max_memory: u64,
     /// Tile size in input pixels (default: the largest that fits the adapter).

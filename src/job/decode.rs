@@ -55,21 +55,32 @@ pub struct ItemLimits {
     pub max_bytes: u64,
     /// The model's scale (1 for fixed-input models, whose outputs are the image's size).
     pub scale: u32,
+    /// The output is written by rows as they complete (PNG, TIFF), never held whole.
+    pub streamed: bool,
 }
 
 /// Host memory an image of `w` x `h` pixels of `color` takes through the job: the decoded
-/// pixels and their RGBA copy, the output at `scale` and its copy for the encoder.
-pub(crate) fn item_bytes(w: u32, h: u32, color: image::ColorType, scale: u32) -> u64 {
+/// pixels and their RGBA copy, and the output at `scale` with its copy for the encoder; an output
+/// written by rows (`streamed`) holds only its alpha plane whole, where the image has one.
+pub(crate) fn item_bytes(
+    w: u32,
+    h: u32,
+    color: image::ColorType,
+    scale: u32,
+    streamed: bool,
+) -> u64 {
     let pixels = u64::from(w) * u64::from(h);
-    let rgba: u64 = if color.bytes_per_pixel() / color.channel_count().max(1) > 1 {
-        8
-    } else {
-        4
-    };
+    let channel = u64::from(color.bytes_per_pixel() / color.channel_count().max(1)).clamp(1, 2);
+    let rgba = 4 * channel;
     let out = pixels.saturating_mul(u64::from(scale).saturating_mul(u64::from(scale)));
+    let out_bytes = match (streamed, color.has_alpha()) {
+        (false, _) => rgba * 2,
+        (true, true) => channel,
+        (true, false) => 0,
+    };
     pixels
         .saturating_mul(u64::from(color.bytes_per_pixel()) + rgba)
-        .saturating_add(out.saturating_mul(rgba * 2))
+        .saturating_add(out.saturating_mul(out_bytes))
 }
 
 fn gib(bytes: u64) -> String {
@@ -117,6 +128,16 @@ fn read_checked(path: &Path, limits: ItemLimits) -> Result<Vec<u8>, String> {
 /// complete (JPEG and PNG), decoded and turned upright by its EXIF orientation; with the metadata
 /// its output carries over. The job's decoder and the app's thumbnails and viewer read with it.
 pub fn read_upright(path: &Path, limits: ItemLimits) -> Result<(DynamicImage, Metadata), String> {
+    read_with(path, limits, false).map(|(img, meta, _)| (img, meta))
+}
+
+/// As [`read_upright`], an RGB image read straight into RGBA where `rgba` (see [`read_rgba`]);
+/// with the colour type of the file.
+fn read_with(
+    path: &Path,
+    limits: ItemLimits,
+    rgba: bool,
+) -> Result<(DynamicImage, Metadata, image::ColorType), String> {
     use image::ImageDecoder as _;
     let bytes = read_checked(path, limits)?;
     let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes[..]))
@@ -147,8 +168,8 @@ pub fn read_upright(path: &Path, limits: ItemLimits) -> Result<(DynamicImage, Me
     let mut decoder = reader.into_decoder().map_err(too_big)?;
     // The memory the image and its output take, from the header, before any pixel is allocated.
     let (w, h) = decoder.dimensions();
-    let need =
-        item_bytes(w, h, decoder.color_type(), limits.scale).saturating_add(bytes.len() as u64);
+    let need = item_bytes(w, h, decoder.color_type(), limits.scale, limits.streamed)
+        .saturating_add(bytes.len() as u64);
     if need > limits.max_bytes {
         let out = match limits.scale {
             1 => String::new(),
@@ -172,23 +193,66 @@ pub fn read_upright(path: &Path, limits: ItemLimits) -> Result<(DynamicImage, Me
     });
     // EXIF orientation: the pixels as the camera meant them.
     let orientation = decoder.orientation().ok();
-    let mut img = image::DynamicImage::from_decoder(decoder).map_err(too_big)?;
+    let color = decoder.color_type();
+    let mut img = match rgba {
+        true => read_rgba(decoder),
+        false => image::DynamicImage::from_decoder(decoder),
+    }
+    .map_err(too_big)?;
     if let Some(o) = orientation {
         img.apply_orientation(o);
     }
     if img.width() == 0 || img.height() == 0 {
         return Err("the image is empty (0 pixels)".into());
     }
-    Ok((img, Metadata { icc, exif }))
+    Ok((img, Metadata { icc, exif }, color))
+}
+
+/// The pixels of an RGB image (8 or 16-bit) read straight into an RGBA buffer, the alpha filled
+/// in place, so that a big image is held once (not as RGB and then as RGBA); other colour types
+/// as they decode.
+fn read_rgba(decoder: impl image::ImageDecoder) -> image::ImageResult<DynamicImage> {
+    let (w, h) = decoder.dimensions();
+    let px = w as usize * h as usize;
+    let sized = || image::ImageError::Limits(image::error::LimitErrorKind::DimensionError.into());
+    match decoder.color_type() {
+        image::ColorType::Rgb8 => {
+            let mut buf = vec![0u8; px * 4];
+            decoder.read_image(&mut buf[..px * 3])?;
+            widen_in_place(&mut buf, u8::MAX);
+            image::RgbaImage::from_raw(w, h, buf)
+                .map(DynamicImage::ImageRgba8)
+                .ok_or_else(sized)
+        }
+        image::ColorType::Rgb16 => {
+            let mut buf = vec![0u16; px * 4];
+            decoder.read_image(&mut bytemuck::cast_slice_mut(&mut buf)[..px * 6])?;
+            widen_in_place(&mut buf, u16::MAX);
+            crate::tiling::Rgba16Image::from_raw(w, h, buf)
+                .map(DynamicImage::ImageRgba16)
+                .ok_or_else(sized)
+        }
+        _ => DynamicImage::from_decoder(decoder),
+    }
+}
+
+/// Spreads RGB samples at the start of `buf` into RGBA over all of it, alpha `opaque`: from the
+/// last pixel back, so that no sample is overwritten before it is moved.
+fn widen_in_place<T: Copy>(buf: &mut [T], opaque: T) {
+    for i in (0..buf.len() / 4).rev() {
+        let [r, g, b] = [buf[3 * i], buf[3 * i + 1], buf[3 * i + 2]];
+        buf[4 * i..4 * i + 4].copy_from_slice(&[r, g, b, opaque]);
+    }
 }
 
 pub(crate) fn decode(path: &Path, limits: ItemLimits) -> Result<Decoded, String> {
-    let (img, meta) = read_upright(path, limits)?;
+    let (img, meta, color) = read_with(path, limits, true)?;
     let deep = img.color().bytes_per_pixel() / img.color().channel_count() > 1;
-    let has_alpha = img.color().has_alpha();
-    // The pixels once, at their depth, and the alpha plane where it is not fully opaque.
+    let has_alpha = color.has_alpha();
+    // The pixels once, at their depth (no copy where they were read as RGBA), and the alpha
+    // plane where it is not fully opaque.
     let (rgba, alpha) = if deep {
-        let rgba = img.to_rgba16();
+        let rgba = img.into_rgba16();
         let alpha = has_alpha
             .then(|| {
                 let a = image::ImageBuffer::from_fn(rgba.width(), rgba.height(), |x, y| {
@@ -200,7 +264,7 @@ pub(crate) fn decode(path: &Path, limits: ItemLimits) -> Result<Decoded, String>
             .map(DynamicImage::ImageLuma16);
         (Pixels::Sixteen(rgba), alpha)
     } else {
-        let rgba = img.to_rgba8();
+        let rgba = img.into_rgba8();
         let alpha = has_alpha
             .then(|| {
                 let a = GrayImage::from_fn(rgba.width(), rgba.height(), |x, y| {
@@ -351,6 +415,7 @@ mod tests {
         let limits = ItemLimits {
             max_bytes: MAX_DECODE_BYTES,
             scale: 4,
+            streamed: false,
         };
         let Err(e) = decode(&path, limits) else {
             panic!("decoded");
@@ -365,8 +430,15 @@ mod tests {
     fn the_output_at_scale_counts_against_the_limit() {
         let rgba = image::ColorType::Rgba8;
         // 30000 x 30000 at 4x: the output alone is 57.6 GB.
-        assert!(item_bytes(30000, 30000, rgba, 4) > 100 << 30);
-        assert_eq!(item_bytes(10, 10, rgba, 2), 100 * 8 + 400 * 8);
-        assert_eq!(item_bytes(u32::MAX, u32::MAX, rgba, u32::MAX), u64::MAX);
+        assert!(item_bytes(30000, 30000, rgba, 4, false) > 100 << 30);
+        assert_eq!(item_bytes(10, 10, rgba, 2, false), 100 * 8 + 400 * 8);
+        assert_eq!(
+            item_bytes(u32::MAX, u32::MAX, rgba, u32::MAX, false),
+            u64::MAX
+        );
+        // Written by rows: the output's alpha plane alone is held whole.
+        assert_eq!(item_bytes(10, 10, rgba, 2, true), 100 * 8 + 400);
+        let rgb16 = image::ColorType::Rgb16;
+        assert_eq!(item_bytes(10, 10, rgb16, 2, true), 100 * (6 + 8));
     }
 }

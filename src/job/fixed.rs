@@ -213,7 +213,11 @@ impl Stage for FixedStage<'_> {
         }
     }
 
-    fn land(&mut self, (batch, s): Self::Flight) -> Result<Vec<(usize, WriteTask)>, BatchFailure> {
+    fn land(
+        &mut self,
+        (batch, s): Self::Flight,
+        start: &mut dyn FnMut(usize, WriteTask),
+    ) -> Result<(), BatchFailure> {
         let outs = match self.runner().collect_floats(s) {
             Ok(outs) => outs,
             Err(error) => {
@@ -222,7 +226,6 @@ impl Stage for FixedStage<'_> {
             }
         };
         let items = batch.len();
-        let mut finished = Vec::new();
         for (k, fitted) in batch.into_iter().enumerate() {
             let i = fitted.index;
             if !self.active.remove(&i) {
@@ -241,9 +244,9 @@ impl Stage for FixedStage<'_> {
             let record = self.records[i].clone();
             let task: WriteTask =
                 Box::new(move || analyzer.analyze(&own, fitted, &path, record.as_ref()));
-            finished.push((i, task));
+            start(i, task);
         }
-        Ok(finished)
+        Ok(())
     }
 
     fn forget(&mut self, index: usize) -> bool {

@@ -10,9 +10,9 @@
 //! | `plan.rs` | a job's files and outputs, and what a previous run finished (resume) |
 //! | `resume.rs` | what the manifest records, and the settings a resumed job must share |
 //! | `pipeline.rs` | the one loop: decode ahead, batch, two in flight, write; out-of-memory halving |
-//! | `tiled.rs` | the stage of image-to-image models: tiles, stitching, 16-bit |
+//! | `tiled.rs` | the stage of image-to-image models: tiles, stitching, bands of rows, 16-bit |
 //! | `fixed.rs` | the stage of fixed-input models: fit, analyse, collect |
-//! | `export/` | image files, and the collected results behind one trait (labels, embeddings, faces) |
+//! | `export/` | image files (PNG, TIFF by rows), and the collected results behind one trait |
 
 pub mod decode;
 pub mod export;
@@ -58,7 +58,8 @@ pub struct JobSpec {
     /// its path under it in the output folder, as if the folder itself were the input.
     pub roots: Vec<PathBuf>,
     /// Host memory one image may take (its decoded pixels and its output's, the model's scale
-    /// included), checked from its header before anything is allocated; None:
+    /// included; a PNG or TIFF output is written by rows, not held), checked from its header
+    /// before anything is allocated; None:
     /// [`MAX_DECODE_BYTES`]. An image over it fails alone with the reason.
     pub max_item_bytes: Option<u64>,
 }
@@ -364,6 +365,7 @@ fn run_planned(
     engine.gpu.ledger.reset_peak();
     let budget = memory_budget(engine, spec);
     let (outs, records) = (planned.outputs.clone(), planned.records.clone());
+    let write = !outputs.discard;
     let todo: Vec<PathBuf> = (0..planned.inputs.len())
         .filter(|&i| planned.todo(i))
         .map(|i| planned.inputs[i].clone())
@@ -384,7 +386,7 @@ fn run_planned(
         let batch = stage.batch_to_allocate(spec.batch_size, budget, todo.len())?;
         pipeline::drive(job(batch), stage, emit)
     } else {
-        let stage = tiled::TiledStage::new(engine, model, spec, outs, records);
+        let stage = tiled::TiledStage::new(engine, model, spec, outs, records, write);
         let todo: Vec<&std::path::Path> = todo.iter().map(PathBuf::as_path).collect();
         let batch = stage.batch_to_allocate(spec.batch_size, budget, &todo)?;
         pipeline::drive(job(batch), stage, emit)

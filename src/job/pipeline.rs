@@ -68,12 +68,24 @@ pub(crate) trait Stage {
     }
     /// Submits one batch of waiting items. On out-of-memory the items wait again.
     fn submit(&mut self) -> Result<Self::Flight, BatchFailure>;
-    /// Reads a batch back; the images it completed become write tasks.
-    fn land(&mut self, flight: Self::Flight) -> Result<Vec<(usize, WriteTask)>, BatchFailure>;
+    /// Reads a batch back and hands `start` the write tasks to run on the I/O pool: the images
+    /// it completed, and the writers of outputs written by rows as their first rows land (such
+    /// a writer ends once the stage sends its last rows, or fails, leaving no file, when the
+    /// stage drops the image). Tiles land in image order, so at most one such writer waits on
+    /// the stage at a time, and the I/O pool always has a thread for the others.
+    fn land(
+        &mut self,
+        flight: Self::Flight,
+        start: &mut dyn FnMut(usize, WriteTask),
+    ) -> Result<(), BatchFailure>;
     /// Drops image `index` (its batch failed): true if it was in progress.
     fn forget(&mut self, index: usize) -> bool;
     /// Images in progress (decoded, not finished).
     fn in_progress(&self) -> Vec<usize>;
+    /// Outputs are written by rows as they complete, never held whole.
+    fn streams_rows(&self) -> bool {
+        false
+    }
 }
 
 /// Where a job's images come from: files decoded on the I/O pool, or images already in memory
@@ -153,8 +165,12 @@ impl<'e> Book<'e> {
         self.set(index, ItemStatus::Done, None);
     }
 
-    /// Fails item `index` with `why`, naming its file.
+    /// Fails item `index` with `why`, naming its file (once: an item that failed already keeps
+    /// its first reason).
     fn fail(&mut self, index: usize, why: &str) {
+        if self.reports[index].status == ItemStatus::Failed {
+            return;
+        }
         self.failed += 1;
         let msg = format!("{}: {why}", self.inputs[index].display());
         self.set(index, ItemStatus::Failed, Some(msg));
@@ -228,6 +244,7 @@ pub(crate) fn drive<S: Stage>(
             0 => spec.model.spec.scale.max(1),
             _ => 1,
         },
+        streamed: stage.streams_rows(),
     };
     let mut decoder = Decoder::new(&planned, source, limits);
     decoder.prepare = stage.prepare();
@@ -312,18 +329,15 @@ pub(crate) fn drive<S: Stage>(
             break;
         }
     }
-    if let Some(msg) = stopped {
-        for i in stage.in_progress() {
-            if stage.forget(i) {
-                book.fail(i, &msg);
-            }
-        }
-    }
-    let tile_size = stage.tile_size();
-    drop(stage);
-    for (i, h) in writing {
-        settle(&mut book, &outputs, &mut collected, i, runtime.block_on(h));
-    }
+    let tile_size = wind_up(
+        stage,
+        stopped,
+        writing,
+        &mut book,
+        &outputs,
+        &mut collected,
+        &runtime,
+    );
     if let Some(exporter) = &outputs.exporter {
         export_collected(
             &mut book,
@@ -341,6 +355,38 @@ pub(crate) fn drive<S: Stage>(
         budget,
     };
     Ok(finish(engine, spec, &mut book, started, tally, tile_size))
+}
+
+/// Ends the job's loop: the images still in progress fail with why the job `stopped` (the
+/// device), or, when it was cancelled, end as skipped (the writers of their rows fail without a
+/// file once the stage is dropped); then every write under way is waited for and settled.
+/// Returns the tile size.
+fn wind_up<S: Stage>(
+    mut stage: S,
+    stopped: Option<String>,
+    writing: Vec<(usize, Writing)>,
+    book: &mut Book,
+    outputs: &Outputs,
+    collected: &mut Vec<(usize, ItemResult)>,
+    runtime: &tokio::runtime::Runtime,
+) -> u32 {
+    if let Some(msg) = stopped {
+        for i in stage.in_progress() {
+            if stage.forget(i) {
+                book.fail(i, &msg);
+            }
+        }
+    }
+    let tile_size = stage.tile_size();
+    let abandoned = stage.in_progress();
+    drop(stage);
+    for (i, h) in writing {
+        let written = runtime.block_on(h);
+        if !abandoned.contains(&i) {
+            settle(book, outputs, collected, i, written);
+        }
+    }
+    tile_size
 }
 
 /// Settles the writes that have finished, without waiting for the others; the items finished so
@@ -397,8 +443,8 @@ fn fill<S: Stage>(
     }
 }
 
-/// Reads a batch back and hands the write tasks of what it finished to the I/O pool (or, with
-/// nothing to write, tasks that only settle the item); a failed batch fails its images.
+/// Reads a batch back and hands the write tasks it starts to the I/O pool (or, with nothing to
+/// write, tasks that only settle the item); a failed batch fails its images.
 fn land<S: Stage>(
     stage: &mut S,
     flight: S::Flight,
@@ -406,18 +452,16 @@ fn land<S: Stage>(
     writing: &mut Vec<(usize, Writing)>,
     book: &mut Book,
 ) {
-    match stage.land(flight) {
-        Ok(finished) => {
-            for (i, task) in finished {
-                let task: WriteTask = if io.discard {
-                    Box::new(|| Ok(None))
-                } else {
-                    task
-                };
-                writing.push((i, io.runtime.spawn_blocking(task)));
-            }
-        }
-        Err(f) => fail_images(stage, book, &f),
+    let mut start = |i: usize, task: WriteTask| {
+        let task: WriteTask = if io.discard {
+            Box::new(|| Ok(None))
+        } else {
+            task
+        };
+        writing.push((i, io.runtime.spawn_blocking(task)));
+    };
+    if let Err(f) = stage.land(flight, &mut start) {
+        fail_images(stage, book, &f);
     }
 }
 
@@ -453,6 +497,9 @@ fn settle(
                 book.done(i);
             }
         }
+        // A writer of rows fails when its image failed first (its batch, the device): the item
+        // keeps that reason.
+        Err(_) if book.reports[i].status == ItemStatus::Failed => {}
         Err(e) => {
             book.failed += 1;
             book.set(i, ItemStatus::Failed, Some(e));
@@ -750,6 +797,7 @@ mod tests {
         let limits = ItemLimits {
             max_bytes: crate::job::MAX_DECODE_BYTES,
             scale: 1,
+            streamed: false,
         };
         let mut decoder = Decoder::new(&planned, Source::Files, limits);
         decoder.top_up(&runtime, 8, &mut book, &planned);

@@ -1,32 +1,97 @@
 //! The tiled stage: image-to-image models (upscale, denoise, enhance). Each image is cut into
 //! tiles with context, a batch holds tiles from as many images as it takes, output tiles are
-//! stitched into the image, and a finished image is written on the I/O pool. A 16-bit image
-//! switches the job to 16-bit batches (8-bit images widen exactly), so that it comes out 16-bit.
+//! stitched into the image, and a finished image is written on the I/O pool. PNG and TIFF
+//! outputs are not held whole: tiles go out row-major, and each band of output rows (one row of
+//! tiles) goes to the image's writer ([`super::export::stream`]) once its last tile lands. A
+//! 16-bit image switches the job to 16-bit batches (8-bit images widen exactly), so that it comes
+//! out 16-bit.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use crossbeam_channel::Sender;
 use image::DynamicImage;
 
 use super::decode::{Decoded, Metadata};
 use super::export::image::write_image;
+use super::export::stream::{StreamedImage, band_channel, streams};
 use super::naming::ExportOptions;
 use super::pipeline::{BatchFailure, DECODE_AHEAD, Stage, WriteTask};
 use super::resume::Record;
 use super::{JobSpec, MAX_AUTO_BATCH};
 use crate::engine::{Engine, GpuModel, SubmittedPixels};
 use crate::kernels::pack::PixelDepth;
-use crate::tiling::Pixels;
+use crate::tiling::{Pixels, TileRect};
 use crate::upscale::{TileRef, TiledUpscaler};
 
 /// An image being stitched from its output tiles.
 struct InProgress {
     rgba: Pixels,
-    out: Pixels,
-    alpha: Option<DynamicImage>,
-    meta: Metadata,
+    out: Output,
     remaining_tiles: usize,
+}
+
+/// Where an image's output tiles go.
+enum Output {
+    /// The whole output image, written once its last tile lands (JPEG, WebP: their encoders take
+    /// the whole image).
+    Whole {
+        pixels: Pixels,
+        alpha: Option<DynamicImage>,
+        meta: Metadata,
+    },
+    /// Bands of rows, each sent to the writer once its last tile lands (PNG, TIFF).
+    Rows(Bands),
+}
+
+/// An output written by rows: the bands of rows being stitched, and the writer they go to.
+struct Bands {
+    /// Output rows per band (the tile side at the model's scale) and the output's size.
+    rows: u32,
+    width: u32,
+    height: u32,
+    /// Tiles in one row of tiles.
+    tiles_per_band: usize,
+    /// Bands with tiles landed, by index from the top, with the tiles they still wait for.
+    open: BTreeMap<u32, (Pixels, usize)>,
+    /// The next band the writer takes.
+    next: u32,
+    /// The writer, until the first band starts it on the I/O pool.
+    writer: Option<WriteTask>,
+    rows_out: Sender<Pixels>,
+}
+
+impl Bands {
+    /// Places one output tile in its band, then sends the bands that are complete, in order.
+    /// False when the writer is gone (it failed and reports why).
+    fn place(
+        &mut self,
+        upscaler: &TiledUpscaler,
+        like: &Pixels,
+        rect: TileRect,
+        tile_out: &[u32],
+    ) -> bool {
+        let index = rect.y / upscaler.tile;
+        let (band, left) = self.open.entry(index).or_insert_with(|| {
+            let rows = (self.height - index * self.rows).min(self.rows);
+            (like.blank_like(self.width, rows), self.tiles_per_band)
+        });
+        upscaler.place_into(band, TileRect { y: 0, ..rect }, tile_out);
+        *left -= 1;
+        while let Some(entry) = self
+            .open
+            .first_entry()
+            .filter(|e| *e.key() == self.next && e.get().1 == 0)
+        {
+            let (band, _) = entry.remove();
+            self.next += 1;
+            if self.rows_out.send(band).is_err() {
+                return false;
+            }
+        }
+        true
+    }
 }
 
 pub(crate) struct TiledStage<'a> {
@@ -43,6 +108,8 @@ pub(crate) struct TiledStage<'a> {
     wants_wide: bool,
     in_progress: HashMap<usize, InProgress>,
     pending: VecDeque<TileRef>,
+    /// PNG and TIFF outputs are written by rows (not when nothing is written: `bench`).
+    stream: bool,
 }
 
 impl<'a> TiledStage<'a> {
@@ -52,8 +119,10 @@ impl<'a> TiledStage<'a> {
         spec: &'a JobSpec,
         outputs: Vec<PathBuf>,
         records: Vec<Option<Record>>,
+        write: bool,
     ) -> Self {
         Self {
+            stream: write && streams(spec.export.format),
             engine,
             model,
             spec,
@@ -112,20 +181,61 @@ impl<'a> TiledStage<'a> {
     }
 
     /// The write of a finished image, for the I/O pool.
-    fn write_task(&self, i: usize, item: InProgress) -> WriteTask {
+    fn write_task(
+        &self,
+        i: usize,
+        pixels: Pixels,
+        alpha: Option<DynamicImage>,
+        meta: Metadata,
+    ) -> WriteTask {
         let path = self.outputs[i].clone();
         let export: ExportOptions = self.spec.export.clone();
         let record = self.records[i].clone();
         Box::new(move || {
-            write_image(
-                &path,
-                item.out,
-                item.alpha,
-                &item.meta,
-                &export,
-                record.as_ref(),
-            )
-            .map(|()| None)
+            write_image(&path, pixels, alpha, &meta, &export, record.as_ref()).map(|()| None)
+        })
+    }
+
+    /// Where image `i`'s output tiles go: a whole image, or bands of rows for a writer (whose
+    /// task starts with the first band).
+    fn output(
+        &self,
+        i: usize,
+        rgba: &Pixels,
+        alpha: Option<DynamicImage>,
+        meta: Metadata,
+    ) -> Output {
+        let (w, h) = rgba.dimensions();
+        let scale = self.spec.model.spec.scale;
+        let (width, height) = (w * scale, h * scale);
+        if !self.stream {
+            return Output::Whole {
+                pixels: rgba.blank_like(width, height),
+                alpha,
+                meta,
+            };
+        }
+        let tile = self.upscaler().tile;
+        let (rows_out, rows_in) = band_channel();
+        let writing = StreamedImage {
+            path: self.outputs[i].clone(),
+            format: self.spec.export.format,
+            width,
+            height,
+            wide: matches!(rgba, Pixels::Sixteen(_)),
+            alpha,
+            meta,
+            record: self.records[i].clone(),
+        };
+        Output::Rows(Bands {
+            rows: tile * scale,
+            width,
+            height,
+            tiles_per_band: w.div_ceil(tile) as usize,
+            open: BTreeMap::new(),
+            next: 0,
+            writer: Some(Box::new(move || writing.write(&rows_in).map(|()| None))),
+            rows_out,
         })
     }
 }
@@ -171,19 +281,20 @@ impl Stage for TiledStage<'_> {
     }
 
     fn admit(&mut self, index: usize, image: Decoded) {
-        let (w, h) = image.rgba.dimensions();
-        self.wants_wide |= matches!(image.rgba, Pixels::Sixteen(_));
+        let Decoded {
+            rgba, alpha, meta, ..
+        } = image;
+        let (w, h) = rgba.dimensions();
+        self.wants_wide |= matches!(rgba, Pixels::Sixteen(_));
         let tiles = self.upscaler().tiles(w, h);
-        let scale = self.spec.model.spec.scale;
         self.pending
             .extend(tiles.iter().map(|&rect| TileRef { image: index, rect }));
+        let out = self.output(index, &rgba, alpha, meta);
         self.in_progress.insert(
             index,
             InProgress {
-                out: image.rgba.blank_like(w * scale, h * scale),
-                rgba: image.rgba,
-                alpha: image.alpha,
-                meta: image.meta,
+                rgba,
+                out,
                 remaining_tiles: tiles.len(),
             },
         );
@@ -222,7 +333,11 @@ impl Stage for TiledStage<'_> {
         }
     }
 
-    fn land(&mut self, (tiles, s): Self::Flight) -> Result<Vec<(usize, WriteTask)>, BatchFailure> {
+    fn land(
+        &mut self,
+        (tiles, s): Self::Flight,
+        start: &mut dyn FnMut(usize, WriteTask),
+    ) -> Result<(), BatchFailure> {
         let mut images: Vec<usize> = tiles.iter().map(|t| t.image).collect();
         images.dedup();
         let outs = match self.upscaler().collect_tiles(s) {
@@ -232,23 +347,45 @@ impl Stage for TiledStage<'_> {
         let upscaler = self.upscaler.as_ref().expect("built");
         for (t, o) in tiles.iter().zip(outs) {
             // Tiles of an image that failed in another batch are dropped.
-            if let Some(item) = self.in_progress.get_mut(&t.image) {
-                upscaler.place_into(&mut item.out, t.rect, &o);
-                item.remaining_tiles -= 1;
+            let Some(item) = self.in_progress.get_mut(&t.image) else {
+                continue;
+            };
+            item.remaining_tiles -= 1;
+            let written = match &mut item.out {
+                Output::Whole { pixels, .. } => {
+                    upscaler.place_into(pixels, t.rect, &o);
+                    true
+                }
+                Output::Rows(bands) => {
+                    if let Some(writer) = bands.writer.take() {
+                        start(t.image, writer);
+                    }
+                    bands.place(upscaler, &item.rgba, t.rect, &o)
+                }
+            };
+            if !written {
+                // Its writer failed (and reports why): the rest of the image is not run.
+                self.in_progress.remove(&t.image);
+                self.pending.retain(|p| p.image != t.image);
             }
         }
-        let mut finished = Vec::new();
         for i in images {
             if self
                 .in_progress
                 .get(&i)
                 .is_some_and(|p| p.remaining_tiles == 0)
                 && let Some(item) = self.in_progress.remove(&i)
+                && let Output::Whole {
+                    pixels,
+                    alpha,
+                    meta,
+                } = item.out
             {
-                finished.push((i, self.write_task(i, item)));
+                // A streamed image's writer ends with its last band, sent above.
+                start(i, self.write_task(i, pixels, alpha, meta));
             }
         }
-        Ok(finished)
+        Ok(())
     }
 
     fn forget(&mut self, index: usize) -> bool {
@@ -259,5 +396,9 @@ impl Stage for TiledStage<'_> {
 
     fn in_progress(&self) -> Vec<usize> {
         self.in_progress.keys().copied().collect()
+    }
+
+    fn streams_rows(&self) -> bool {
+        self.stream
     }
 }

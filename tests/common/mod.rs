@@ -28,6 +28,15 @@ pub fn random_vec(rng: &mut impl Rng, len: usize, scale: f32) -> Vec<f32> {
     (0..len).map(|_| rng.random_range(-scale..=scale)).collect()
 }
 
+/// The `batchwise` binary, quiet but for errors, with the kernel choice fixed so that a test does
+/// not autotune (tests/autotune.rs covers that).
+pub fn batchwise() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("batchwise").unwrap();
+    cmd.env("RUST_LOG", "error");
+    cmd.env("BATCHWISE_CONV_ROWS", "16");
+    cmd
+}
+
 pub fn engine() -> batchwise::engine::Engine {
     batchwise::engine::Engine::new(&batchwise::gpu::AdapterChoice::Auto)
         .expect("a GPU adapter (lavapipe: apt-get install mesa-vulkan-drivers)")
@@ -93,13 +102,4 @@ pub fn job_spec(
 pub fn tiny_model() -> batchwise::builtin::ModelChoice {
     let path = fixture("user/pixel_shuffle_2x.onnx");
     batchwise::builtin::resolve(&path.to_string_lossy(), &Default::default()).unwrap()
-}
-
-/// The binary as a user runs it, with the kernel choice fixed so CLI tests do not autotune
-/// (`tests/autotune.rs` covers that).
-pub fn batchwise() -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::cargo_bin("batchwise").unwrap();
-    cmd.env("RUST_LOG", "error");
-    cmd.env("BATCHWISE_CONV_ROWS", "16");
-    cmd
 }
