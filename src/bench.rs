@@ -220,6 +220,7 @@ fn run_fixed(
     model: &crate::engine::GpuModel,
     (batch_sizes, precision): (&[u32], crate::kernels::Precision),
     images: &[RgbaImage],
+    inputs: Option<&std::path::Path>,
     mut progress: impl FnMut(&BenchRow),
 ) -> Result<BenchReport> {
     let size = choice.input_size;
@@ -239,9 +240,13 @@ fn run_fixed(
     let mut rows = Vec::new();
     for batch in sizes {
         let (rate, summary) = in_memory(engine, (choice, model), (batch, None), precision, images)?;
+        let end_to_end = match inputs {
+            Some(dir) => end_to_end(engine, choice, dir, batch, size, precision)?,
+            None => rate,
+        };
         let row = BenchRow {
             batch_size: batch,
-            items_per_sec: rate,
+            items_per_sec: end_to_end,
             compute_items_per_sec: rate,
             gpu_ms_per_batch: None,
             peak_gpu_bytes: summary.peak_gpu_bytes,
@@ -298,7 +303,8 @@ pub fn run(
     let largest = *batch_sizes.iter().max().expect("not empty");
     if builtin.input_size > 0 {
         let fixed = (&batch_sizes[..], precision);
-        let mut report = run_fixed(engine, builtin, &model, fixed, &images, progress)?;
+        let dir = inputs.as_deref();
+        let mut report = run_fixed(engine, builtin, &model, fixed, &images, dir, progress)?;
         if profile {
             let size = builtin.input_size;
             let map = &builtin.spec.input_map;
