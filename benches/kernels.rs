@@ -2,7 +2,7 @@
 //!
 //! `cargo bench --bench kernels` (add `-- conv` to run only the shapes whose name contains "conv").
 //! `BATCHWISE_BENCH_NARROW=8x4,16x4` adds rows for the narrow conv2d variant (at most 8 output
-//! channels) with those output rows x columns an invocation.
+//! channels) and the generated depthwise kernel with those output rows x columns an invocation.
 
 #![allow(
     clippy::unwrap_used,
@@ -190,7 +190,7 @@ fn main() {
         .collect();
     // Each shape on the kernel the engine picks, then (where that is another) on conv2d.wgsl.
     let runs = convs.into_iter().flat_map(|(name, spec, size, n)| {
-        let narrow = conv2d_narrow::variant(&spec).is_some();
+        let narrow = conv2d_narrow::variant(&spec).is_some() || spec.is_depthwise();
         let other = spec.is_pointwise() || spec.is_depthwise() || narrow;
         let blocked = other.then(|| {
             (
@@ -210,7 +210,16 @@ fn main() {
                 Kernel::Narrow { rows, cols },
             )
         });
-        let tried: Vec<_> = tried.collect();
+        let mut tried: Vec<_> = tried.collect();
+        if spec.is_depthwise() {
+            tried.push((
+                format!("{name} [per pixel]"),
+                spec.clone(),
+                size,
+                n,
+                Kernel::DepthwisePerPixel,
+            ));
+        }
         std::iter::once((name.to_owned(), spec.clone(), size, n, Kernel::Auto))
             .chain(blocked)
             .chain(tried)

@@ -110,6 +110,29 @@ fn generated_narrow_conv2d_variants_validate() {
     }
 }
 
+/// The generated depthwise kernels validate, in float32 and float16.
+#[test]
+fn generated_depthwise_variants_validate() {
+    use batchwise::kernels::depthwise_conv2d::Variant;
+    for (k, stride, dilation, rows, cols) in [
+        ([3, 3], [1, 1], [1, 1], 4, 4),
+        ([3, 3], [2, 2], [1, 1], 4, 8),
+        ([5, 5], [1, 1], [2, 1], 8, 4),
+        ([1, 7], [1, 2], [1, 1], 2, 8),
+    ] {
+        let v = Variant {
+            k,
+            stride,
+            dilation,
+            rows,
+            cols,
+        };
+        validate(&format!("{v:?}"), &v.source());
+        let half = batchwise::kernels::float16_source(&v.source()).expect("over act");
+        validate(&format!("{v:?} float16"), &half);
+    }
+}
+
 /// Generated fused elementwise kernels validate, in float32 and float16, for every unary op and
 /// every binary op, with one to six inputs.
 #[test]

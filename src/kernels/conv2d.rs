@@ -262,8 +262,10 @@ enum Implementation {
         bias: Vec<[f32; 16]>,
         slopes: Vec<[f32; 16]>,
     },
-    /// depthwise_conv2d.wgsl: one channel per group; bias then PRelu slopes in one buffer.
+    /// depthwise_conv2d.wgsl: one channel per group; bias then PRelu slopes in one buffer; the
+    /// generated register-blocked entry point where it fits, else the shader's one-pixel `main`.
     Depthwise {
+        depthwise: Option<super::depthwise_conv2d::Variant>,
         weights: TrackedBuffer,
         bias_slope: TrackedBuffer,
     },
@@ -337,9 +339,12 @@ pub enum Kernel {
     Auto,
     /// conv2d.wgsl whatever the shape (to measure the others against it).
     Blocked,
-    /// The narrow variant with `rows x cols` pixels an invocation where the shape fits it (to
-    /// measure blockings), else as `Auto`.
+    /// The narrow (or, for a depthwise shape, the generated depthwise) variant with `rows x cols`
+    /// pixels an invocation where the shape fits it (to measure blockings), else as `Auto`.
     Narrow { rows: u32, cols: u32 },
+    /// depthwise_conv2d.wgsl's one-pixel `main` for a depthwise shape (to measure the generated
+    /// blocks against it), else as `Auto`.
+    DepthwisePerPixel,
 }
 
 impl Conv2dLayer {
@@ -359,11 +364,11 @@ impl Conv2dLayer {
         let narrow = match kernel {
             Kernel::Auto => super::conv2d_narrow::variant(&spec),
             Kernel::Narrow { rows, cols } => super::conv2d_narrow::variant_with(&spec, rows, cols),
-            Kernel::Blocked => None,
+            Kernel::Blocked | Kernel::DepthwisePerPixel => None,
         };
         let auto = kernel != Kernel::Blocked;
         // At most 8 output channels run narrow whatever the kernel size, 1x1 included.
-        let gemm = narrow.is_none() && kernel == Kernel::Auto && spec.is_pointwise();
+        let gemm = narrow.is_none() && auto && spec.is_pointwise();
         if gemm && super::gemm::supported(spec.out_c) {
             let dims = (spec.out_c, spec.in_c);
             let layer =
@@ -383,6 +388,13 @@ impl Conv2dLayer {
             let storage = wgpu::BufferUsages::STORAGE;
             return Self {
                 imp: Implementation::Depthwise {
+                    depthwise: match kernel {
+                        Kernel::DepthwisePerPixel => None,
+                        Kernel::Narrow { rows, cols } => {
+                            super::depthwise_conv2d::variant_with(&spec, rows, cols)
+                        }
+                        _ => super::depthwise_conv2d::variant(&spec),
+                    },
                     weights: gpu.create_buffer_init(label, bytemuck::cast_slice(weights), storage),
                     bias_slope: gpu.create_buffer_init(
                         label,
@@ -463,15 +475,26 @@ impl Conv2dLayer {
             Implementation::Depthwise {
                 weights,
                 bias_slope,
+                depthwise,
             } => {
                 let params = DepthwiseParams::new(s, [in_h, in_w, out_h, out_w]);
+                let (pipeline, groups) = match depthwise {
+                    Some(v) => (
+                        kernels.generated("depthwise_conv2d", &v.source()),
+                        v.groups(out_h, out_w),
+                    ),
+                    None => (
+                        kernels.depthwise_conv2d.clone(),
+                        [out_w.div_ceil(16), out_h.div_ceil(4)],
+                    ),
+                };
                 return super::step(
                     gpu,
                     label,
-                    &kernels.depthwise_conv2d,
+                    &pipeline,
                     &params,
                     &[src, weights, bias_slope, dst],
-                    [out_w.div_ceil(16), out_h.div_ceil(4)],
+                    groups,
                     s.out_c,
                 );
             }

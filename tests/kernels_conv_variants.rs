@@ -1,5 +1,7 @@
-//! The narrow conv2d variant (at most 8 output channels a group, `kernels/conv2d_narrow.rs`)
-//! against the CPU reference, on random inputs, odd sizes and batches, on the test GPU.
+//! The generated convolution variants against the CPU reference, on random inputs, odd sizes and
+//! batches, on the test GPU: the narrow conv2d variant (at most 8 output channels a group,
+//! `kernels/conv2d_narrow.rs`) and the register-blocked depthwise kernel
+//! (`kernels/depthwise_conv2d.rs`).
 //!
 //! Tolerance: |gpu - cpu| <= 1e-4 + 1e-4 * |cpu| in float32, as conv2d's in tests/kernels.rs: the
 //! reference accumulates in f64, the GPU sums at most ~1000 f32 products of inputs in [-1, 1] and
@@ -76,10 +78,6 @@ fn check(engine: &batchwise::engine::Engine, kernels: &Kernels, case: Case, half
         nhw: (n, h, w),
         residual,
     } = case;
-    assert!(
-        conv2d_narrow::variant(&spec).is_some(),
-        "{spec:?} runs narrow"
-    );
     let gpu = &engine.gpu;
     let mut rng = common::rng(seed);
     let round = |v: Vec<f32>| -> Vec<f32> {
@@ -267,6 +265,88 @@ fn narrow_conv2d_matches_reference() {
     let engine = common::engine();
     let kernels = Kernels::new(&engine.gpu);
     for case in cases() {
+        assert!(conv2d_narrow::variant(&case.spec).is_some(), "runs narrow");
+        check(&engine, &kernels, case, false);
+    }
+}
+
+/// Depthwise shapes: 3x3 padded on odd sizes off the 4x4 pixel block, PRelu, stride 2 with
+/// asymmetric pads, 5x5 with dilation, and a dilation too tall for the generated kernel (the
+/// shader's one-pixel `main`).
+fn depthwise_cases() -> Vec<Case> {
+    let mut rng = common::rng(41);
+    let dw = |c, k, pad| Conv2dSpec {
+        groups: c,
+        ..conv(c, c, k, pad)
+    };
+    let case = |seed, spec, nhw| Case {
+        seed,
+        spec,
+        nhw,
+        residual: None,
+    };
+    vec![
+        case(
+            21,
+            Conv2dSpec {
+                activation: Activation::LeakyRelu { alpha: 0.1 },
+                ..dw(6, 3, 1)
+            },
+            (3, 19, 13),
+        ),
+        case(
+            22,
+            Conv2dSpec {
+                activation: Activation::PRelu {
+                    slopes: common::random_vec(&mut rng, 5, 0.5),
+                },
+                ..dw(5, 3, 1)
+            },
+            (2, 10, 37),
+        ),
+        case(
+            23,
+            Conv2dSpec {
+                stride: [2, 2],
+                pads: [1, 1, 2, 2],
+                activation: Activation::Clip { min: 0.0, max: 6.0 },
+                ..dw(4, 3, 0)
+            },
+            (2, 15, 12),
+        ),
+        case(
+            24,
+            Conv2dSpec {
+                dilation: [2, 1],
+                pads: [4, 2, 4, 2],
+                ..dw(3, 5, 0)
+            },
+            (2, 11, 9),
+        ),
+        case(
+            25,
+            Conv2dSpec {
+                dilation: [17, 1],
+                pads: [17, 1, 17, 1],
+                ..dw(2, 3, 0)
+            },
+            (2, 20, 9),
+        ),
+    ]
+}
+
+#[test]
+fn depthwise_conv2d_matches_reference() {
+    use batchwise::kernels::depthwise_conv2d;
+    let engine = common::engine();
+    let kernels = Kernels::new(&engine.gpu);
+    let cases = depthwise_cases();
+    let generated = cases
+        .iter()
+        .filter(|c| depthwise_conv2d::variant(&c.spec).is_some())
+        .count();
+    assert_eq!(generated, cases.len() - 1, "all but the last are generated");
+    for case in cases {
         check(&engine, &kernels, case, false);
     }
 }
@@ -285,6 +365,9 @@ fn narrow_conv2d_float16_matches_reference() {
     }
     let kernels = Kernels::with_precision(&engine.gpu, Precision::F16);
     for case in cases().into_iter().take(4) {
+        check(&engine, &kernels, case, true);
+    }
+    for case in depthwise_cases().into_iter().take(2) {
         check(&engine, &kernels, case, true);
     }
 }
