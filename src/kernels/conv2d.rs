@@ -477,26 +477,9 @@ impl Conv2dLayer {
                 bias_slope,
                 depthwise,
             } => {
-                let params = DepthwiseParams::new(s, [in_h, in_w, out_h, out_w]);
-                let (pipeline, groups) = match depthwise {
-                    Some(v) => (
-                        kernels.generated("depthwise_conv2d", &v.source()),
-                        v.groups(out_h, out_w),
-                    ),
-                    None => (
-                        kernels.depthwise_conv2d.clone(),
-                        [out_w.div_ceil(16), out_h.div_ceil(4)],
-                    ),
-                };
-                return super::step(
-                    gpu,
-                    label,
-                    &pipeline,
-                    &params,
-                    &[src, weights, bias_slope, dst],
-                    groups,
-                    s.out_c,
-                );
+                let buffers = [src, &**weights, &**bias_slope, dst];
+                let bind = Bind::new(gpu, kernels, label);
+                return depthwise_step(bind, s, *depthwise, &buffers, [in_h, in_w, out_h, out_w]);
             }
             Implementation::Blocked {
                 narrow,
@@ -596,6 +579,33 @@ impl Conv2dLayer {
             vec![params],
         )
     }
+}
+
+/// The step of a depthwise convolution: the generated kernel `variant`, else the one-pixel `main`.
+fn depthwise_step(
+    cx: Bind,
+    s: &Conv2dSpec,
+    variant: Option<super::depthwise_conv2d::Variant>,
+    buffers: &[&wgpu::Buffer; 4],
+    [in_h, in_w, out_h, out_w]: [u32; 4],
+) -> Step {
+    let Bind {
+        gpu,
+        kernels,
+        label,
+    } = cx;
+    let params = DepthwiseParams::new(s, [in_h, in_w, out_h, out_w]);
+    let (pipeline, groups) = match variant {
+        Some(v) => (
+            kernels.generated("depthwise_conv2d", &v.source()),
+            v.groups(out_h, out_w),
+        ),
+        None => (
+            kernels.depthwise_conv2d.clone(),
+            [out_w.div_ceil(16), out_h.div_ceil(4)],
+        ),
+    };
+    super::step(gpu, label, &pipeline, &params, buffers, groups, s.out_c)
 }
 
 /// The bind group layout of conv2d.wgsl: params and weights with dynamic offsets.

@@ -165,13 +165,7 @@ pub fn source(head: &str, v: &Variant, n: &Narrow) -> String {
     }
     // One input column at a time: loaded once, added into every output column that reads it.
     for jx in 0..span_w {
-        // (kernel column, output column) pairs that read input column jx.
-        let readers: Vec<(u32, u32)> = (0..k_w)
-            .filter_map(|kx| {
-                let d = jx.checked_sub(kx * dw)?;
-                (d % sw == 0 && d / sw < cols).then_some((kx, d / sw))
-            })
-            .collect();
+        let readers = column_readers(jx, k_w, sw, dw, cols);
         if readers.is_empty() {
             continue;
         }
@@ -214,4 +208,21 @@ pub fn source(head: &str, v: &Variant, n: &Narrow) -> String {
     }
     line("}".into());
     w
+}
+
+/// The (kernel column, output column) pairs of a block of `cols` output columns that read its
+/// input column `j` (counted from the block's first), for a kernel `k_w` wide.
+pub(crate) fn column_readers(
+    j: u32,
+    k_w: u32,
+    stride: u32,
+    dil: u32,
+    cols: u32,
+) -> Vec<(u32, u32)> {
+    (0..k_w)
+        .filter_map(|kx| {
+            let d = j.checked_sub(kx * dil)?;
+            (d % stride == 0 && d / stride < cols).then_some((kx, d / stride))
+        })
+        .collect()
 }

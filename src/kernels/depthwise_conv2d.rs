@@ -113,12 +113,7 @@ impl Variant {
             ));
         }
         for j in 0..span_w {
-            let readers: Vec<(u32, u32)> = (0..k_w)
-                .filter_map(|kx| {
-                    let d = j.checked_sub(kx * dw)?;
-                    (d % sw == 0 && d / sw < cols).then_some((kx, d / sw))
-                })
-                .collect();
+            let readers = super::conv2d_narrow::column_readers(j, k_w, sw, dw, cols);
             if readers.is_empty() {
                 continue;
             }
