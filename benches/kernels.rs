@@ -1,6 +1,8 @@
 //! Per-kernel GFLOP/s on the default adapter, timed with GPU timestamps (median of 5 runs).
 //!
 //! `cargo bench --bench kernels` (add `-- conv` to run only the shapes whose name contains "conv").
+//! `BATCHWISE_BENCH_NARROW=8x4,16x4` adds rows for the narrow conv2d variant (at most 8 output
+//! channels) and the generated depthwise kernel with those output rows x columns an invocation.
 
 #![allow(
     clippy::unwrap_used,
@@ -12,6 +14,7 @@ use batchwise::gpu::{AdapterChoice, Gpu};
 use batchwise::kernels::Bind;
 use batchwise::kernels::conv_transpose2d::ConvTranspose2dLayer;
 use batchwise::kernels::conv2d::{Conv2dLayer, Kernel};
+use batchwise::kernels::conv2d_narrow;
 use batchwise::kernels::{Kernels, Step};
 use batchwise::model::Activation;
 use batchwise::model::Conv2dSpec;
@@ -89,17 +92,9 @@ fn conv(in_c: u32, out_c: u32, k: u32, stride: u32, pad: u32, groups: u32) -> Co
     }
 }
 
-fn main() {
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let engine = Engine::new(&AdapterChoice::Auto).expect("a GPU adapter");
-    let gpu = &engine.gpu;
-    let kernels = Kernels::new(gpu);
-    println!(
-        "adapter: {} ({}, {})",
-        gpu.adapter.name, gpu.adapter.backend, gpu.adapter.device_type
-    );
-    println!("{:<44} {:>10} {:>10}", "kernel", "ms", "GFLOP/s");
-    let convs = [
+/// The convolutions measured: name, spec, side, batch.
+fn conv_shapes() -> Vec<(&'static str, Conv2dSpec, u32, u32)> {
+    vec![
         (
             "conv 3x3 64->64 128x128 n1",
             conv(64, 64, 3, 1, 1, 1),
@@ -156,15 +151,47 @@ fn main() {
             1,
         ),
         (
+            "conv 3x3 16->3 256x256 n2 (upscaler last)",
+            conv(16, 3, 3, 1, 1, 1),
+            256,
+            2,
+        ),
+        ("conv 3x3 64->3 128x128 n1", conv(64, 3, 3, 1, 1, 1), 128, 1),
+        ("conv 3x3 32->8 128x128 n1", conv(32, 8, 3, 1, 1, 1), 128, 1),
+        ("conv 1x1 64->3 128x128 n1", conv(64, 3, 1, 1, 0, 1), 128, 1),
+        ("conv 5x5 8->1 128x128 n1", conv(8, 1, 5, 1, 2, 1), 128, 1),
+        (
             "conv depthwise 3x3 64 64x64 n1",
             conv(64, 64, 3, 1, 1, 64),
             64,
             1,
         ),
-    ];
+    ]
+}
+
+fn main() {
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let engine = Engine::new(&AdapterChoice::Auto).expect("a GPU adapter");
+    let gpu = &engine.gpu;
+    let kernels = Kernels::new(gpu);
+    println!(
+        "adapter: {} ({}, {})",
+        gpu.adapter.name, gpu.adapter.backend, gpu.adapter.device_type
+    );
+    println!("{:<44} {:>10} {:>10}", "kernel", "ms", "GFLOP/s");
+    let convs = conv_shapes();
+    let blockings: Vec<(u32, u32)> = std::env::var("BATCHWISE_BENCH_NARROW")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|b| {
+            let (r, c) = b.split_once('x')?;
+            Some((r.parse().ok()?, c.parse().ok()?))
+        })
+        .collect();
     // Each shape on the kernel the engine picks, then (where that is another) on conv2d.wgsl.
     let runs = convs.into_iter().flat_map(|(name, spec, size, n)| {
-        let other = spec.is_pointwise() || spec.is_depthwise();
+        let narrow = conv2d_narrow::variant(&spec).is_some() || spec.is_depthwise();
+        let other = spec.is_pointwise() || spec.is_depthwise() || narrow;
         let blocked = other.then(|| {
             (
                 format!("{name} [conv2d]"),
@@ -174,7 +201,28 @@ fn main() {
                 Kernel::Blocked,
             )
         });
-        std::iter::once((name.to_owned(), spec, size, n, Kernel::Auto)).chain(blocked)
+        let tried = blockings.iter().filter(|_| narrow).map(|&(rows, cols)| {
+            (
+                format!("{name} [{rows}x{cols}]"),
+                spec.clone(),
+                size,
+                n,
+                Kernel::Narrow { rows, cols },
+            )
+        });
+        let mut tried: Vec<_> = tried.collect();
+        if spec.is_depthwise() {
+            tried.push((
+                format!("{name} [per pixel]"),
+                spec.clone(),
+                size,
+                n,
+                Kernel::DepthwisePerPixel,
+            ));
+        }
+        std::iter::once((name.to_owned(), spec.clone(), size, n, Kernel::Auto))
+            .chain(blocked)
+            .chain(tried)
     });
     for (name, spec, size, n, kernel) in runs {
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {

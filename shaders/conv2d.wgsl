@@ -13,6 +13,9 @@
 //
 // Keep `Params` in sync with `Conv2dParams` in src/kernels/conv2d.rs and the weight layout with
 // `pack_weights` there: per (block, chunk) [ic in chunk][ky][kx][16 channels].
+// Layers with at most 8 output channels a group run a `main` generated over these declarations
+// instead (src/kernels/conv2d_narrow.rs): 4- or 8-channel blocks of several output pixels, the
+// weights packed [ic in chunk][ky][kx][4 or 8 channels].
 // The activation element type; the float16 variant of this shader swaps it for f16.
 alias act = f32;
 

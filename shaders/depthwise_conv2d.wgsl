@@ -1,6 +1,8 @@
 // Depthwise 2-D convolution (groups = input channels = output channels), NCHW float32, with bias,
-// padding, stride, dilation and a fused activation. One invocation per output pixel and channel:
-// each channel has its own few taps, so there is no reuse across channels to block for.
+// padding, stride, dilation and a fused activation. The engine runs an entry point generated per
+// kernel shape from these declarations (src/kernels/depthwise_conv2d.rs: a block of output pixels
+// of one channel an invocation, each input value loaded once); the `main` below, one invocation
+// per output pixel and channel, runs shapes whose input patch does not fit that one.
 //
 // Keep `Params` in sync with `DepthwiseParams` in src/kernels/conv2d.rs.
 // The activation element type; the float16 variant of this shader swaps it for f16.
@@ -31,6 +33,16 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias_slope: array<f32>;  // bias [c], then slopes [c]
 @group(0) @binding(4) var<storage, read_write> dst: array<act>;
 
+// The fused activation of channel `c`.
+fn activate(v: f32, c: u32) -> f32 {
+    switch p.activation {
+        case 1u: { return select(v * p.alpha, v, v >= 0.0); }
+        case 2u: { return clamp(v, p.alpha, p.beta); }
+        case 3u: { return select(v * bias_slope[p.channels + c], v, v >= 0.0); }
+        default: { return v; }
+    }
+}
+
 @compute @workgroup_size(16, 4, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let ox = gid.x;
@@ -57,11 +69,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
         }
     }
-    switch p.activation {
-        case 1u: { acc = select(acc * p.alpha, acc, acc >= 0.0); }
-        case 2u: { acc = clamp(acc, p.alpha, p.beta); }
-        case 3u: { acc = select(acc * bias_slope[p.channels + c], acc, acc >= 0.0); }
-        default: {}
-    }
-    dst[(gid.z * p.out_h + oy) * p.out_w + ox] = act(acc);
+    dst[(gid.z * p.out_h + oy) * p.out_w + ox] = act(activate(acc, c));
 }

@@ -66,9 +66,69 @@ fn generated_conv2d_variants_validate() {
             stride_h,
             dil_h,
             rows,
+            narrow: None,
         };
         validate(&format!("{v:?}"), &v.source());
         let half = batchwise::kernels::float16_source(&v.source()).expect("conv2d is over act");
+        validate(&format!("{v:?} float16"), &half);
+    }
+}
+
+/// The narrow conv2d variants (at most 8 output channels) validate, in float32 and float16: the
+/// engine's choices and the blockings the benchmark measures.
+#[test]
+fn generated_narrow_conv2d_variants_validate() {
+    use batchwise::kernels::conv2d_narrow::{variant, variant_with};
+    use batchwise::model::{Activation, Conv2dSpec};
+    let spec = |out_c, k_h, k_w, stride, dilation| Conv2dSpec {
+        in_c: 16,
+        out_c,
+        k_h,
+        k_w,
+        stride,
+        pads: [1; 4],
+        dilation,
+        groups: 1,
+        activation: Activation::None,
+    };
+    let specs = [
+        spec(3, 3, 3, [1, 1], [1, 1]),
+        spec(8, 3, 3, [1, 1], [1, 1]),
+        spec(1, 1, 1, [1, 1], [1, 1]),
+        spec(5, 5, 5, [2, 2], [1, 1]),
+        spec(4, 3, 3, [1, 1], [2, 3]),
+        spec(2, 7, 7, [1, 1], [1, 1]),
+    ];
+    for s in &specs {
+        let chosen = variant(s).expect("fits the narrow kernel");
+        let tried = [(8, 4), (8, 2), (4, 8)].map(|(r, c)| variant_with(s, r, c));
+        for v in std::iter::once(chosen).chain(tried.into_iter().flatten()) {
+            validate(&format!("{v:?}"), &v.source());
+            let half = batchwise::kernels::float16_source(&v.source()).expect("over act");
+            validate(&format!("{v:?} float16"), &half);
+        }
+    }
+}
+
+/// The generated depthwise kernels validate, in float32 and float16.
+#[test]
+fn generated_depthwise_variants_validate() {
+    use batchwise::kernels::depthwise_conv2d::Variant;
+    for (k, stride, dilation, rows, cols) in [
+        ([3, 3], [1, 1], [1, 1], 4, 4),
+        ([3, 3], [2, 2], [1, 1], 4, 8),
+        ([5, 5], [1, 1], [2, 1], 8, 4),
+        ([1, 7], [1, 2], [1, 1], 2, 8),
+    ] {
+        let v = Variant {
+            k,
+            stride,
+            dilation,
+            rows,
+            cols,
+        };
+        validate(&format!("{v:?}"), &v.source());
+        let half = batchwise::kernels::float16_source(&v.source()).expect("over act");
         validate(&format!("{v:?} float16"), &half);
     }
 }

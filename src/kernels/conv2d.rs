@@ -31,8 +31,8 @@ const UNIFORM_ALIGN: u64 = 256;
 const WORKGROUP_X: u32 = 16;
 
 impl Conv2dSpec {
-    fn blocks_per_group(&self) -> u32 {
-        (self.out_c / self.groups).div_ceil(OC_BLOCK)
+    fn blocks_per_group(&self, block: u32) -> u32 {
+        (self.out_c / self.groups).div_ceil(block)
     }
 }
 
@@ -94,9 +94,9 @@ pub struct PackedConv2d {
     pub slopes: Vec<[f32; 16]>,
 }
 
-/// Input channels per dispatch: as many as fit the 64 KiB weight window.
-pub fn ic_chunk(spec: &Conv2dSpec) -> u32 {
-    let per_ic = (spec.k_h * spec.k_w * OC_BLOCK) as u64 * 4;
+/// Input channels per dispatch of `block`-channel blocks: as many as fit the 64 KiB weight window.
+pub fn ic_chunk(spec: &Conv2dSpec, block: u32) -> u32 {
+    let per_ic = (spec.k_h * spec.k_w * block) as u64 * 4;
     ((WEIGHT_WINDOW_BYTES / per_ic).max(1) as u32).min(spec.in_c / spec.groups)
 }
 
@@ -119,23 +119,24 @@ pub fn supported(spec: &Conv2dSpec) -> Result<(), String> {
     Ok(())
 }
 
-/// Repacks OIHW weights and the bias into the chunked layout conv2d.wgsl reads.
-pub fn pack_weights(spec: &Conv2dSpec, weights: &[f32], bias: &[f32]) -> PackedConv2d {
+/// Repacks OIHW weights and the bias into the chunked layout conv2d.wgsl reads, in blocks of
+/// `block` output channels (16, or 4 or 8 for the narrow variants).
+pub fn pack_weights(spec: &Conv2dSpec, weights: &[f32], bias: &[f32], block: u32) -> PackedConv2d {
     let icg = spec.in_c / spec.groups;
     let ocg = spec.out_c / spec.groups;
     let taps = (spec.k_h * spec.k_w) as usize;
-    let chunk = ic_chunk(spec);
-    let blk = OC_BLOCK as usize;
+    let chunk = ic_chunk(spec, block);
+    let blk = block as usize;
     let mut packed: Vec<f32> = Vec::new();
     let mut chunks = Vec::new();
     let mut biases = Vec::new();
     let mut slopes = Vec::new();
     for g in 0..spec.groups {
-        for b in 0..spec.blocks_per_group() {
-            let oc_base = g * ocg + b * OC_BLOCK;
+        for b in 0..spec.blocks_per_group(block) {
+            let oc_base = g * ocg + b * block;
             let oc_end = (g + 1) * ocg;
             let mut block_bias = [0.0f32; 16];
-            for (j, v) in block_bias.iter_mut().enumerate() {
+            for (j, v) in block_bias.iter_mut().enumerate().take(blk) {
                 let oc = oc_base + j as u32;
                 if oc < oc_end {
                     *v = bias.get(oc as usize).copied().unwrap_or(0.0);
@@ -144,7 +145,7 @@ pub fn pack_weights(spec: &Conv2dSpec, weights: &[f32], bias: &[f32]) -> PackedC
             biases.push(block_bias);
             let mut block_slopes = [0.0f32; 16];
             if let Activation::PRelu { slopes: s } = &spec.activation {
-                for (j, v) in block_slopes.iter_mut().enumerate() {
+                for (j, v) in block_slopes.iter_mut().enumerate().take(blk) {
                     let oc = (oc_base + j as u32) as usize;
                     if oc < oc_end as usize {
                         *v = s[oc];
@@ -252,15 +253,19 @@ pub struct Conv2dLayer {
 enum Implementation {
     /// gemm.wgsl: a 1x1 convolution as a product by its weight matrix.
     Gemm(super::gemm::GemmLayer),
-    /// conv2d.wgsl: 16-channel blocks, input-channel chunks.
+    /// conv2d.wgsl: 16-channel blocks, input-channel chunks; or, with `narrow`, the generated
+    /// narrow variant's 4- or 8-channel blocks (`conv2d_narrow.rs`).
     Blocked {
+        narrow: Option<Variant>,
         weights: TrackedBuffer,
         chunks: Vec<Chunk>,
         bias: Vec<[f32; 16]>,
         slopes: Vec<[f32; 16]>,
     },
-    /// depthwise_conv2d.wgsl: one channel per group; bias then PRelu slopes in one buffer.
+    /// depthwise_conv2d.wgsl: one channel per group; bias then PRelu slopes in one buffer; the
+    /// generated register-blocked entry point where it fits, else the shader's one-pixel `main`.
     Depthwise {
+        depthwise: Option<super::depthwise_conv2d::Variant>,
         weights: TrackedBuffer,
         bias_slope: TrackedBuffer,
     },
@@ -327,12 +332,19 @@ impl Conv2dSpec {
 /// Which kernel a convolution runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Kernel {
-    /// The fastest for its shape: gemm.wgsl for 1x1, depthwise_conv2d.wgsl for depthwise,
+    /// The fastest for its shape: the narrow variant for at most 8 output channels a group
+    /// (`conv2d_narrow.rs`), gemm.wgsl for other 1x1, depthwise_conv2d.wgsl for depthwise,
     /// conv2d.wgsl for the rest.
     #[default]
     Auto,
     /// conv2d.wgsl whatever the shape (to measure the others against it).
     Blocked,
+    /// The narrow (or, for a depthwise shape, the generated depthwise) variant with `rows x cols`
+    /// pixels an invocation where the shape fits it (to measure blockings), else as `Auto`.
+    Narrow { rows: u32, cols: u32 },
+    /// depthwise_conv2d.wgsl's one-pixel `main` for a depthwise shape (to measure the generated
+    /// blocks against it), else as `Auto`.
+    DepthwisePerPixel,
 }
 
 impl Conv2dLayer {
@@ -349,8 +361,15 @@ impl Conv2dLayer {
         bias: &[f32],
         kernel: Kernel,
     ) -> Self {
-        let auto = kernel == Kernel::Auto;
-        if auto && spec.is_pointwise() && super::gemm::supported(spec.out_c) {
+        let narrow = match kernel {
+            Kernel::Auto => super::conv2d_narrow::variant(&spec),
+            Kernel::Narrow { rows, cols } => super::conv2d_narrow::variant_with(&spec, rows, cols),
+            Kernel::Blocked | Kernel::DepthwisePerPixel => None,
+        };
+        let auto = kernel != Kernel::Blocked;
+        // At most 8 output channels run narrow whatever the kernel size, 1x1 included.
+        let gemm = narrow.is_none() && auto && spec.is_pointwise();
+        if gemm && super::gemm::supported(spec.out_c) {
             let dims = (spec.out_c, spec.in_c);
             let layer =
                 super::gemm::GemmLayer::upload(gpu, label, dims, weights, bias, &spec.activation);
@@ -369,6 +388,13 @@ impl Conv2dLayer {
             let storage = wgpu::BufferUsages::STORAGE;
             return Self {
                 imp: Implementation::Depthwise {
+                    depthwise: match kernel {
+                        Kernel::DepthwisePerPixel => None,
+                        Kernel::Narrow { rows, cols } => {
+                            super::depthwise_conv2d::variant_with(&spec, rows, cols)
+                        }
+                        _ => super::depthwise_conv2d::variant(&spec),
+                    },
                     weights: gpu.create_buffer_init(label, bytemuck::cast_slice(weights), storage),
                     bias_slope: gpu.create_buffer_init(
                         label,
@@ -379,9 +405,13 @@ impl Conv2dLayer {
                 spec,
             };
         }
-        let packed = pack_weights(&spec, weights, bias);
+        let block = narrow
+            .and_then(|v| v.narrow)
+            .map_or(OC_BLOCK, |n| n.block());
+        let packed = pack_weights(&spec, weights, bias, block);
         Self {
             imp: Implementation::Blocked {
+                narrow,
                 weights: gpu.create_buffer_init(
                     label,
                     bytemuck::cast_slice(&packed.weights),
@@ -437,7 +467,7 @@ impl Conv2dLayer {
             "residuals fuse into dense convolutions only"
         );
         let (activation, alpha, beta) = s.activation.encode();
-        let (weights, chunks, bias, slopes) = match &self.imp {
+        let (weights, chunks, bias, slopes, narrow) = match &self.imp {
             Implementation::Gemm(g) => {
                 let layout = super::gemm::Layout::planes(s.in_c, s.out_c, in_h * in_w);
                 return g.prepare(Bind::new(gpu, kernels, label), src, dst, layout, residual);
@@ -445,27 +475,25 @@ impl Conv2dLayer {
             Implementation::Depthwise {
                 weights,
                 bias_slope,
+                depthwise,
             } => {
-                let params = DepthwiseParams::new(s, [in_h, in_w, out_h, out_w]);
-                return super::step(
-                    gpu,
-                    label,
-                    &kernels.depthwise_conv2d,
-                    &params,
-                    &[src, weights, bias_slope, dst],
-                    [out_w.div_ceil(16), out_h.div_ceil(4)],
-                    s.out_c,
-                );
+                let buffers = [src, &**weights, &**bias_slope, dst];
+                let bind = Bind::new(gpu, kernels, label);
+                return depthwise_step(bind, s, *depthwise, &buffers, [in_h, in_w, out_h, out_w]);
             }
             Implementation::Blocked {
+                narrow,
                 weights,
                 chunks,
                 bias,
                 slopes,
-            } => (weights, chunks, bias, slopes),
+            } => (weights, chunks, bias, slopes, narrow),
         };
-        let variant = Variant::for_spec(s, kernels.conv_rows());
-        let bpg = s.blocks_per_group();
+        let variant = narrow.unwrap_or_else(|| Variant::for_spec(s, kernels.conv_rows()));
+        let (block, cols) = variant
+            .narrow
+            .map_or((OC_BLOCK, 1), |n| (n.block(), n.cols));
+        let bpg = s.blocks_per_group(block);
         let chunks_per_block = chunks.len() as u32 / (s.groups * bpg);
         let mut records = vec![0u8; chunks.len() * UNIFORM_ALIGN as usize];
         let mut offsets = Vec::with_capacity(chunks.len());
@@ -543,7 +571,7 @@ impl Conv2dLayer {
             kernels.conv2d(variant),
             bind_group,
             [
-                out_w.div_ceil(WORKGROUP_X),
+                out_w.div_ceil(WORKGROUP_X * cols),
                 out_h.div_ceil(variant.rows_per_invocation()),
             ],
             1,
@@ -551,6 +579,33 @@ impl Conv2dLayer {
             vec![params],
         )
     }
+}
+
+/// The step of a depthwise convolution: the generated kernel `variant`, else the one-pixel `main`.
+fn depthwise_step(
+    cx: Bind,
+    s: &Conv2dSpec,
+    variant: Option<super::depthwise_conv2d::Variant>,
+    buffers: &[&wgpu::Buffer; 4],
+    [in_h, in_w, out_h, out_w]: [u32; 4],
+) -> Step {
+    let Bind {
+        gpu,
+        kernels,
+        label,
+    } = cx;
+    let params = DepthwiseParams::new(s, [in_h, in_w, out_h, out_w]);
+    let (pipeline, groups) = match variant {
+        Some(v) => (
+            kernels.generated("depthwise_conv2d", &v.source()),
+            v.groups(out_h, out_w),
+        ),
+        None => (
+            kernels.depthwise_conv2d.clone(),
+            [out_w.div_ceil(16), out_h.div_ceil(4)],
+        ),
+    };
+    super::step(gpu, label, &pipeline, &params, buffers, groups, s.out_c)
 }
 
 /// The bind group layout of conv2d.wgsl: params and weights with dynamic offsets.
@@ -595,6 +650,9 @@ pub struct Variant {
     pub dil_h: u32,
     /// Output rows per invocation; 0 for the generic loop kernel.
     pub rows: u32,
+    /// A narrow block (at most 8 channels, several columns) unrolled for its kernel width; None
+    /// for conv2d.wgsl's 16 channels of one column.
+    pub narrow: Option<super::conv2d_narrow::Narrow>,
 }
 
 impl Variant {
@@ -606,6 +664,7 @@ impl Variant {
             stride_h: spec.stride[0],
             dil_h: spec.dilation[0],
             rows: if col <= MAX_UNROLLED_COL { rows } else { 0 },
+            narrow: None,
         }
     }
 
@@ -625,6 +684,9 @@ impl Variant {
         let head = &generic[..generic
             .find("@compute")
             .expect("conv2d.wgsl has an entry point")];
+        if let Some(narrow) = &self.narrow {
+            return super::conv2d_narrow::source(head, self, narrow);
+        }
         let (rows, k_h, stride, dil) = (self.rows, self.k_h, self.stride_h, self.dil_h);
         let col = (rows - 1) * stride + (k_h - 1) * dil + 1;
         let mut w = String::from(head);

@@ -6,10 +6,12 @@
 
 pub mod binary;
 pub mod conv2d;
+pub mod conv2d_narrow;
 pub mod conv_transpose2d;
 pub mod copy_block;
 pub mod copy_channels;
 pub mod depth_to_space;
+pub mod depthwise_conv2d;
 pub mod elementwise;
 pub mod gemm;
 pub mod global_avg_pool;
@@ -326,11 +328,17 @@ impl Kernels {
 impl Kernels {
     /// The pipeline of a generated elementwise kernel ([`elementwise::source`]), compiled once.
     pub fn elementwise(&self, source: &str) -> wgpu::ComputePipeline {
+        self.generated("elementwise", source)
+    }
+
+    /// The pipeline of a generated kernel with its own bind group layout, compiled once per
+    /// source.
+    pub fn generated(&self, label: &str, source: &str) -> wgpu::ComputePipeline {
         let mut cache = self.elementwise.lock().expect("pipeline cache lock");
         if let Some(p) = cache.get(source) {
             return p.clone();
         }
-        let pipeline = self.pipeline("elementwise", None, source.to_owned(), &[]);
+        let pipeline = self.pipeline(label, None, source.to_owned(), &[]);
         cache.insert(source.to_owned(), pipeline.clone());
         pipeline
     }

@@ -1,0 +1,228 @@
+//! Convolutions with few output channels (at most 8 a group) on conv2d.wgsl's declarations: a
+//! generated entry point whose block is 4 or 8 output channels of `rows x cols` output pixels.
+//!
+//! conv2d.wgsl's 16-channel block wastes 13 of its 16 accumulators on a 3-channel convolution (the
+//! last layer of an upscaler). This variant keeps the same params, bindings, weight window,
+//! fused bias, activation and residual (`load_acc` / `store_acc`), with fewer channels and more
+//! pixels per invocation: each input value is loaded once per input channel and reused across
+//! every kernel tap that reads it, every accumulator a named variable (private arrays indexed in
+//! loops stay in memory on llvmpipe).
+
+use super::conv2d::Variant;
+use crate::model::Conv2dSpec;
+
+/// The shape of a narrow block and the kernel width it is unrolled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Narrow {
+    /// vec4 accumulators per pixel: 1 (4 channels) or 2 (8 channels).
+    pub vecs: u32,
+    /// Output columns per invocation.
+    pub cols: u32,
+    pub k_w: u32,
+    pub stride_w: u32,
+    pub dil_w: u32,
+}
+
+/// Output channels a group may have for the narrow kernel.
+pub const MAX_CHANNELS: u32 = 8;
+/// Output rows x columns an invocation, for 4 channels (one vec4 a pixel) and for 8 (two): the
+/// fastest measured on lavapipe (BENCHMARKS.md, "Kernels").
+pub const PIXELS_4: (u32, u32) = (4, 4);
+pub const PIXELS_8: (u32, u32) = (8, 2);
+/// The most input rows or columns one invocation keeps in registers.
+const MAX_SPAN: u32 = 24;
+/// The most kernel taps the unrolled kernel takes (a 7x7 kernel).
+const MAX_TAPS: u32 = 49;
+
+impl Narrow {
+    /// Output channels a block computes.
+    pub fn block(&self) -> u32 {
+        4 * self.vecs
+    }
+}
+
+/// The narrow variant for a shape with at most 8 output channels a group, or None (conv2d.wgsl's
+/// 16-channel block then).
+pub fn variant(spec: &Conv2dSpec) -> Option<Variant> {
+    let (rows, cols) = if spec.out_c / spec.groups <= 4 {
+        PIXELS_4
+    } else {
+        PIXELS_8
+    };
+    variant_with(spec, rows, cols)
+}
+
+/// As [`variant`], with `rows x cols` output pixels an invocation.
+pub fn variant_with(spec: &Conv2dSpec, rows: u32, cols: u32) -> Option<Variant> {
+    let ocg = spec.out_c / spec.groups;
+    let span_h = (rows - 1) * spec.stride[0] + (spec.k_h - 1) * spec.dilation[0] + 1;
+    let span_w = (cols - 1) * spec.stride[1] + (spec.k_w - 1) * spec.dilation[1] + 1;
+    let fits = ocg <= MAX_CHANNELS
+        && !spec.is_depthwise()
+        && span_h <= MAX_SPAN
+        && span_w <= MAX_SPAN
+        && spec.k_h * spec.k_w <= MAX_TAPS;
+    fits.then(|| Variant {
+        k_h: spec.k_h,
+        stride_h: spec.stride[0],
+        dil_h: spec.dilation[0],
+        rows,
+        narrow: Some(Narrow {
+            vecs: ocg.div_ceil(4),
+            cols,
+            k_w: spec.k_w,
+            stride_w: spec.stride[1],
+            dil_w: spec.dilation[1],
+        }),
+    })
+}
+
+/// WGSL: conv2d.wgsl's declarations (`head`) with an unrolled narrow `main`.
+pub fn source(head: &str, v: &Variant, n: &Narrow) -> String {
+    let (rows, k_h, sh, dh) = (v.rows, v.k_h, v.stride_h, v.dil_h);
+    let (vecs, cols, k_w, sw, dw) = (n.vecs, n.cols, n.k_w, n.stride_w, n.dil_w);
+    let span_h = (rows - 1) * sh + (k_h - 1) * dh + 1;
+    let span_w = (cols - 1) * sw + (k_w - 1) * dw + 1;
+    let mut w = String::from(head);
+    let mut line = |l: String| {
+        w.push_str(&l);
+        w.push('\n');
+    };
+    line(format!(
+        "// Narrow: {} channels of {rows}x{cols} pixels, kernel {k_h}x{k_w}, stride {sh}x{sw}, \
+         dilation {dh}x{dw}.",
+        4 * vecs
+    ));
+    line("@compute @workgroup_size(16, 1, 1)".into());
+    line("fn main(@builtin(global_invocation_id) gid: vec3<u32>) {".into());
+    line(format!("    let ox0 = gid.x * {cols}u;"));
+    line("    if ox0 >= p.out_w { return; }".into());
+    line(format!("    let oy0 = gid.y * {rows}u;"));
+    line("    let n = gid.z;".into());
+    let acc = |r: u32, c: u32, v: u32| format!("a{r}_{c}_{v}");
+    for r in 0..rows {
+        for c in 0..cols {
+            for v in 0..vecs {
+                line(format!(
+                    "    var {} = vec4<act>(p.bias[{v}]);",
+                    acc(r, c, v)
+                ));
+            }
+        }
+    }
+    line("    if p.first == 0u {".into());
+    for r in 0..rows {
+        line(format!(
+            "        let oy{r} = min(oy0 + {r}u, p.out_h - 1u);"
+        ));
+    }
+    for c in 0..cols {
+        line(format!(
+            "        let ox{c} = min(ox0 + {c}u, p.out_w - 1u);"
+        ));
+    }
+    for r in 0..rows {
+        for c in 0..cols {
+            for v in 0..vecs {
+                line(format!(
+                    "        {} = load_acc(n, oy{r}, ox{c}, {v}u);",
+                    acc(r, c, v)
+                ));
+            }
+        }
+    }
+    line("    }".into());
+    // Where each input row and column lies, and whether it is inside the image (else padding).
+    line(format!("    let ix0 = i32(ox0 * {sw}u) - i32(p.pad_left);"));
+    line(format!("    let iy0 = i32(oy0 * {sh}u) - i32(p.pad_top);"));
+    line("    let last_row = i32(p.in_h) - 1;".into());
+    line("    let last_col = i32(p.in_w) - 1;".into());
+    for j in 0..span_h {
+        line(format!(
+            "    let y{j} = iy0 + {j}; let my{j} = y{j} >= 0 && y{j} <= last_row; \
+             let ry{j} = u32(clamp(y{j}, 0, last_row)) * p.in_w;"
+        ));
+    }
+    for j in 0..span_w {
+        line(format!(
+            "    let x{j} = ix0 + {j}; let mx{j} = x{j} >= 0 && x{j} <= last_col; \
+             let cx{j} = u32(clamp(x{j}, 0, last_col));"
+        ));
+    }
+    line("    let in_plane = p.in_h * p.in_w;".into());
+    line("    for (var ic = 0u; ic < p.ic_count; ic++) {".into());
+    line("        let plane = (n * p.in_c + p.ic_base + ic) * in_plane;".into());
+    line(format!("        let wi = ic * {}u;", k_h * k_w * vecs));
+    for ky in 0..k_h {
+        for kx in 0..k_w {
+            for v in 0..vecs {
+                let at = (ky * k_w + kx) * vecs + v;
+                line(format!(
+                    "        let w{ky}_{kx}_{v} = vec4<act>(weights[wi + {at}u]);"
+                ));
+            }
+        }
+    }
+    // One input column at a time: loaded once, added into every output column that reads it.
+    for jx in 0..span_w {
+        let readers = column_readers(jx, k_w, sw, dw, cols);
+        if readers.is_empty() {
+            continue;
+        }
+        line("        {".into());
+        for j in 0..span_h {
+            line(format!(
+                "            let c{j} = select(act(0.0), src[plane + ry{j} + cx{jx}], \
+                 my{j} && mx{jx});"
+            ));
+        }
+        for &(kx, c) in &readers {
+            for ky in 0..k_h {
+                for r in 0..rows {
+                    let j = r * sh + ky * dh;
+                    for v in 0..vecs {
+                        line(format!(
+                            "            {} += c{j} * w{ky}_{kx}_{v};",
+                            acc(r, c, v)
+                        ));
+                    }
+                }
+            }
+        }
+        line("        }".into());
+    }
+    line("    }".into());
+    for r in 0..rows {
+        for c in 0..cols {
+            line(format!(
+                "    if oy0 + {r}u < p.out_h && ox0 + {c}u < p.out_w {{"
+            ));
+            for v in 0..vecs {
+                line(format!(
+                    "        store_acc(n, oy0 + {r}u, ox0 + {c}u, {v}u, {});",
+                    acc(r, c, v)
+                ));
+            }
+            line("    }".into());
+        }
+    }
+    line("}".into());
+    w
+}
+
+/// The (kernel column, output column) pairs of a block of `cols` output columns that read its
+/// input column `j` (counted from the block's first), for a kernel `k_w` wide.
+pub(crate) fn column_readers(
+    j: u32,
+    k_w: u32,
+    stride: u32,
+    dil: u32,
+    cols: u32,
+) -> Vec<(u32, u32)> {
+    (0..k_w)
+        .filter_map(|kx| {
+            let d = j.checked_sub(kx * dil)?;
+            (d % stride == 0 && d / stride < cols).then_some((kx, d / stride))
+        })
+        .collect()
+}

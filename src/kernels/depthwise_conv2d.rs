@@ -1,0 +1,152 @@
+//! Depthwise convolution (`shaders/depthwise_conv2d.wgsl`): a register-blocked entry point
+//! generated per kernel shape, `rows x cols` output pixels of one channel an invocation.
+//!
+//! Each input value of the invocation's patch is loaded once and added into every output pixel
+//! whose taps read it; the channel's taps are loaded once. Every accumulator and input value is a
+//! named variable (private arrays indexed in loops stay in memory on llvmpipe). Shapes whose patch
+//! does not fit (a large dilation) run the shader's own one-pixel `main`.
+
+use crate::model::Conv2dSpec;
+
+/// Output rows x columns an invocation: the fastest measured on lavapipe (BENCHMARKS.md,
+/// "Kernels").
+pub const PIXELS: (u32, u32) = (4, 4);
+/// Invocations per workgroup along x. Keep in sync with the generated `@workgroup_size`.
+pub const WORKGROUP_X: u32 = 16;
+/// The most input rows or columns one invocation keeps in registers.
+const MAX_SPAN: u32 = 24;
+/// The most taps the unrolled kernel takes (a 7x7 kernel).
+const MAX_TAPS: u32 = 49;
+
+/// The generated entry point's shape: kernel, stride, dilation and output block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Variant {
+    pub k: [u32; 2],
+    pub stride: [u32; 2],
+    pub dilation: [u32; 2],
+    pub rows: u32,
+    pub cols: u32,
+}
+
+/// The engine's variant for a depthwise shape, or None where its patch does not fit (the
+/// shader's one-pixel `main` runs it).
+pub fn variant(spec: &Conv2dSpec) -> Option<Variant> {
+    variant_with(spec, PIXELS.0, PIXELS.1)
+}
+
+/// As [`variant`], with `rows x cols` output pixels an invocation.
+pub fn variant_with(spec: &Conv2dSpec, rows: u32, cols: u32) -> Option<Variant> {
+    let v = Variant {
+        k: [spec.k_h, spec.k_w],
+        stride: spec.stride,
+        dilation: spec.dilation,
+        rows,
+        cols,
+    };
+    let [span_h, span_w] = v.span();
+    (span_h <= MAX_SPAN && span_w <= MAX_SPAN && spec.k_h * spec.k_w <= MAX_TAPS).then_some(v)
+}
+
+impl Variant {
+    /// Input rows and columns an invocation reads.
+    fn span(&self) -> [u32; 2] {
+        let span =
+            |n: u32, i: usize| (n - 1) * self.stride[i] + (self.k[i] - 1) * self.dilation[i] + 1;
+        [span(self.rows, 0), span(self.cols, 1)]
+    }
+
+    /// Workgroups along x and y for an `out_h x out_w` output.
+    pub fn groups(&self, out_h: u32, out_w: u32) -> [u32; 2] {
+        [
+            out_w.div_ceil(WORKGROUP_X * self.cols),
+            out_h.div_ceil(self.rows),
+        ]
+    }
+
+    /// WGSL: depthwise_conv2d.wgsl's declarations with the unrolled entry point `main`.
+    pub fn source(&self) -> String {
+        let shader = super::shader("depthwise_conv2d.wgsl");
+        let head = &shader[..shader
+            .find("@compute")
+            .expect("depthwise_conv2d.wgsl has an entry point")];
+        let (rows, cols) = (self.rows, self.cols);
+        let ([k_h, k_w], [sh, sw], [dh, dw]) = (self.k, self.stride, self.dilation);
+        let [span_h, span_w] = self.span();
+        let mut w = String::from(head);
+        let mut line = |l: String| {
+            w.push_str(&l);
+            w.push('\n');
+        };
+        line(format!(
+            "// Unrolled: {rows}x{cols} pixels, kernel {k_h}x{k_w}, stride {sh}x{sw}, dilation {dh}x{dw}."
+        ));
+        line(format!("@compute @workgroup_size({WORKGROUP_X}, 1, 1)"));
+        line("fn main(@builtin(global_invocation_id) gid: vec3<u32>) {".into());
+        line(format!("    let ox0 = gid.x * {cols}u;"));
+        line(format!("    let oy0 = gid.y * {rows}u;"));
+        line("    if ox0 >= p.out_w || oy0 >= p.out_h { return; }".into());
+        line("    let c = gid.z % p.channels;".into());
+        line("    let plane = gid.z * p.in_h * p.in_w; // gid.z = n * channels + c".into());
+        line("    let bias = bias_slope[c];".into());
+        for r in 0..rows {
+            for x in 0..cols {
+                line(format!("    var a{r}_{x} = bias;"));
+            }
+        }
+        line(format!("    let wi = c * {}u;", k_h * k_w));
+        for ky in 0..k_h {
+            for kx in 0..k_w {
+                line(format!(
+                    "    let w{ky}_{kx} = weights[wi + {}u];",
+                    ky * k_w + kx
+                ));
+            }
+        }
+        line(format!("    let ix0 = i32(ox0 * {sw}u) - i32(p.pad_left);"));
+        line(format!("    let iy0 = i32(oy0 * {sh}u) - i32(p.pad_top);"));
+        line("    let last_row = i32(p.in_h) - 1;".into());
+        line("    let last_col = i32(p.in_w) - 1;".into());
+        for j in 0..span_h {
+            line(format!(
+                "    let y{j} = iy0 + {j}; let my{j} = y{j} >= 0 && y{j} <= last_row; \
+                 let ry{j} = plane + u32(clamp(y{j}, 0, last_row)) * p.in_w;"
+            ));
+        }
+        for j in 0..span_w {
+            let readers = super::conv2d_narrow::column_readers(j, k_w, sw, dw, cols);
+            if readers.is_empty() {
+                continue;
+            }
+            line("    {".into());
+            line(format!(
+                "        let x = ix0 + {j}; let mx = x >= 0 && x <= last_col; \
+                 let cx = u32(clamp(x, 0, last_col));"
+            ));
+            for i in 0..span_h {
+                line(format!(
+                    "        let c{i} = select(0.0, f32(src[ry{i} + cx]), my{i} && mx);"
+                ));
+            }
+            for &(kx, x) in &readers {
+                for ky in 0..k_h {
+                    for r in 0..rows {
+                        let i = r * sh + ky * dh;
+                        line(format!("        a{r}_{x} += c{i} * w{ky}_{kx};"));
+                    }
+                }
+            }
+            line("    }".into());
+        }
+        line("    let out_plane = gid.z * p.out_h * p.out_w;".into());
+        for r in 0..rows {
+            for x in 0..cols {
+                line(format!(
+                    "    if oy0 + {r}u < p.out_h && ox0 + {x}u < p.out_w {{ \
+                     dst[out_plane + (oy0 + {r}u) * p.out_w + ox0 + {x}u] = act(activate(a{r}_{x}, c)); }}"
+                ));
+            }
+        }
+        line("}".into());
+        w
+    }
+}

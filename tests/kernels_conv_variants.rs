@@ -1,0 +1,375 @@
+//! The generated convolution variants against the CPU reference, on random inputs, odd sizes and
+//! batches, on the test GPU: the narrow conv2d variant (at most 8 output channels a group,
+//! `kernels/conv2d_narrow.rs`) and the register-blocked depthwise kernel
+//! (`kernels/depthwise_conv2d.rs`).
+//!
+//! Tolerance: |gpu - cpu| <= 1e-4 + 1e-4 * |cpu| in float32, as conv2d's in tests/kernels.rs: the
+//! reference accumulates in f64; the GPU sums f32 products of inputs in [-1, 1] and weights scaled
+//! by 1/sqrt(fan-in), so outputs and partial sums are O(1). A sum of K terms rounds by about
+//! sqrt(K) * 2^-24 ~ 4e-6 for the largest K here (4250: 170 channels x 25 taps, in three weight
+//! windows), 25 times under the tolerance, while an indexing mistake moves outputs by O(0.1).
+//! Float16: 2e-2 + 1e-2 * |cpu| on inputs and weights rounded to f16 (each product and partial sum
+//! rounds to 11 significant bits; K at most 175 in the float16 cases).
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on what it did not expect"
+)]
+
+mod common;
+
+use batchwise::kernels::conv2d::{self, Conv2dLayer};
+use batchwise::kernels::{Bind, Kernels, Precision, conv2d_narrow};
+use batchwise::model::{Activation, Conv2dSpec, Residual};
+
+fn conv(in_c: u32, out_c: u32, k: u32, pad: u32) -> Conv2dSpec {
+    Conv2dSpec {
+        in_c,
+        out_c,
+        k_h: k,
+        k_w: k,
+        stride: [1, 1],
+        pads: [pad; 4],
+        dilation: [1, 1],
+        groups: 1,
+        activation: Activation::None,
+    }
+}
+
+/// The reference with the residual: the convolution without its activation, `skip` added before
+/// or after the activation.
+fn reference(
+    spec: &Conv2dSpec,
+    input: &[f32],
+    (n, h, w): (u32, u32, u32),
+    weights: &[f32],
+    bias: &[f32],
+    residual: Option<(&[f32], Residual)>,
+) -> Vec<f32> {
+    let plain = Conv2dSpec {
+        activation: Activation::None,
+        ..spec.clone()
+    };
+    let mut out = conv2d::reference(&plain, input, n, h, w, weights, bias);
+    let (oh, ow) = spec.output_hw(h, w).unwrap();
+    let plane = (oh * ow) as usize;
+    for (i, v) in out.iter_mut().enumerate() {
+        let oc = i / plane % spec.out_c as usize;
+        if let Some((skip, Residual::BeforeActivation)) = residual {
+            *v += skip[i];
+        }
+        *v = spec.activation.apply(*v, oc);
+        if let Some((skip, Residual::AfterActivation)) = residual {
+            *v += skip[i];
+        }
+    }
+    out
+}
+
+struct Case {
+    seed: u64,
+    spec: Conv2dSpec,
+    nhw: (u32, u32, u32),
+    residual: Option<Residual>,
+}
+
+fn check(engine: &batchwise::engine::Engine, kernels: &Kernels, case: Case, half: bool) {
+    let Case {
+        seed,
+        spec,
+        nhw: (n, h, w),
+        residual,
+    } = case;
+    let gpu = &engine.gpu;
+    let mut rng = common::rng(seed);
+    let round = |v: Vec<f32>| -> Vec<f32> {
+        if half {
+            v.into_iter()
+                .map(|x| half::f16::from_f32(x).to_f32())
+                .collect()
+        } else {
+            v
+        }
+    };
+    let fan = spec.in_c / spec.groups * spec.k_h * spec.k_w;
+    let input = round(common::random_vec(
+        &mut rng,
+        (n * spec.in_c * h * w) as usize,
+        1.0,
+    ));
+    let weights = round(common::random_vec(
+        &mut rng,
+        (spec.out_c * fan) as usize,
+        1.0 / (fan as f32).sqrt(),
+    ));
+    let bias = round(common::random_vec(&mut rng, spec.out_c as usize, 0.5));
+    let (oh, ow) = spec.output_hw(h, w).unwrap();
+    let len = (n * spec.out_c * oh * ow) as usize;
+    let skip = round(common::random_vec(&mut rng, len, 1.0));
+    let res = residual.map(|r| (skip.as_slice(), r));
+    let expected = reference(&spec, &input, (n, h, w), &weights, &bias, res);
+    let layer = Conv2dLayer::upload(gpu, "narrow", spec.clone(), &weights, &bias);
+    let to_bytes = |v: &[f32]| -> Vec<u8> {
+        if half {
+            let h: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();
+            bytemuck::cast_slice(&h).to_vec()
+        } else {
+            bytemuck::cast_slice(v).to_vec()
+        }
+    };
+    let storage = wgpu::BufferUsages::STORAGE;
+    let src = gpu.create_buffer_init("src", &to_bytes(&input), storage);
+    let skip_buf = gpu.create_buffer_init("skip", &to_bytes(&skip), storage);
+    let dst = gpu.create_buffer(
+        "dst",
+        4 * len as u64,
+        storage | wgpu::BufferUsages::COPY_SRC,
+    );
+    let bind = Bind::new(gpu, kernels, "narrow");
+    let r = residual.map(|r| (&*skip_buf, r));
+    let step = layer.prepare_with_residual(bind, &src, &dst, h, w, r);
+    let mut encoder = gpu
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+        step.record(&mut pass, n);
+    }
+    gpu.queue.submit([encoder.finish()]);
+    let bytes = gpu.read_back(&dst, 4 * len as u64).unwrap();
+    let got: Vec<f32> = if half {
+        bytemuck::pod_collect_to_vec::<u8, half::f16>(&bytes[..2 * len])
+            .into_iter()
+            .map(half::f16::to_f32)
+            .collect()
+    } else {
+        bytemuck::pod_collect_to_vec(&bytes)
+    };
+    let (abs, rel) = if half { (2e-2, 1e-2) } else { (1e-4, 1e-4) };
+    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+        assert!(
+            (g - e).abs() <= abs + rel * e.abs(),
+            "{spec:?} {residual:?} on {n}x{h}x{w}: element {i}: gpu {g} vs cpu {e}"
+        );
+    }
+    assert!(
+        expected.iter().any(|v| v.abs() > 1e-2),
+        "the reference is all near zero"
+    );
+}
+
+fn cases() -> Vec<Case> {
+    let mut rng = common::rng(40);
+    let mut prelu = |c| Activation::PRelu {
+        slopes: common::random_vec(&mut rng, c, 0.5),
+    };
+    let leaky = Activation::LeakyRelu { alpha: 0.1 };
+    let case = |seed, spec, nhw, residual| Case {
+        seed,
+        spec,
+        nhw,
+        residual,
+    };
+    vec![
+        // An upscaler's last layer: 3x3 16->3, padded, odd sizes off the 4x4 pixel block.
+        case(1, conv(16, 3, 3, 1), (2, 19, 13), None),
+        // 8 channels (two vec4s a pixel), leaky ReLU, the residual added before it.
+        case(
+            2,
+            Conv2dSpec {
+                activation: leaky.clone(),
+                ..conv(12, 8, 3, 1)
+            },
+            (3, 11, 17),
+            Some(Residual::BeforeActivation),
+        ),
+        // 5 channels with PRelu and the residual after it; 5x5 unpadded.
+        case(
+            3,
+            Conv2dSpec {
+                activation: prelu(5),
+                ..conv(7, 5, 5, 0)
+            },
+            (2, 14, 9),
+            Some(Residual::AfterActivation),
+        ),
+        // 1 channel, 1x1 (narrow rather than gemm), clip.
+        case(
+            4,
+            Conv2dSpec {
+                activation: Activation::Clip {
+                    min: -0.4,
+                    max: 0.5,
+                },
+                ..conv(9, 1, 1, 0)
+            },
+            (2, 7, 10),
+            None,
+        ),
+        // Stride 2 with asymmetric pads, dilation, a 1x3 kernel.
+        case(
+            5,
+            Conv2dSpec {
+                stride: [2, 2],
+                pads: [1, 2, 2, 1],
+                ..conv(6, 4, 3, 0)
+            },
+            (2, 15, 12),
+            None,
+        ),
+        case(
+            6,
+            Conv2dSpec {
+                dilation: [2, 3],
+                pads: [2, 3, 2, 3],
+                ..conv(5, 6, 3, 0)
+            },
+            (1, 13, 16),
+            Some(Residual::BeforeActivation),
+        ),
+        case(
+            7,
+            Conv2dSpec {
+                k_h: 1,
+                pads: [0, 1, 0, 1],
+                ..conv(4, 2, 3, 0)
+            },
+            (3, 5, 11),
+            None,
+        ),
+        // Grouped: 3 output channels a group, two groups.
+        case(
+            8,
+            Conv2dSpec {
+                groups: 2,
+                activation: leaky,
+                ..conv(8, 6, 3, 1)
+            },
+            (2, 9, 10),
+            None,
+        ),
+        // More input channels than a weight window holds (25 taps x 8 channels: 81 a window):
+        // three chunks accumulate, the residual and PRelu after the last.
+        case(
+            9,
+            Conv2dSpec {
+                activation: prelu(7),
+                ..conv(170, 7, 5, 2)
+            },
+            (2, 6, 7),
+            Some(Residual::BeforeActivation),
+        ),
+    ]
+}
+
+#[test]
+fn narrow_conv2d_matches_reference() {
+    let engine = common::engine();
+    let kernels = Kernels::new(&engine.gpu);
+    for case in cases() {
+        assert!(conv2d_narrow::variant(&case.spec).is_some(), "runs narrow");
+        check(&engine, &kernels, case, false);
+    }
+}
+
+/// Depthwise shapes: 3x3 padded on odd sizes off the 4x4 pixel block, PRelu, stride 2 with
+/// asymmetric pads, 5x5 with dilation, and a dilation too tall for the generated kernel (the
+/// shader's one-pixel `main`).
+fn depthwise_cases() -> Vec<Case> {
+    let mut rng = common::rng(41);
+    let dw = |c, k, pad| Conv2dSpec {
+        groups: c,
+        ..conv(c, c, k, pad)
+    };
+    let case = |seed, spec, nhw| Case {
+        seed,
+        spec,
+        nhw,
+        residual: None,
+    };
+    vec![
+        case(
+            21,
+            Conv2dSpec {
+                activation: Activation::LeakyRelu { alpha: 0.1 },
+                ..dw(6, 3, 1)
+            },
+            (3, 19, 13),
+        ),
+        case(
+            22,
+            Conv2dSpec {
+                activation: Activation::PRelu {
+                    slopes: common::random_vec(&mut rng, 5, 0.5),
+                },
+                ..dw(5, 3, 1)
+            },
+            (2, 10, 37),
+        ),
+        case(
+            23,
+            Conv2dSpec {
+                stride: [2, 2],
+                pads: [1, 1, 2, 2],
+                activation: Activation::Clip { min: 0.0, max: 6.0 },
+                ..dw(4, 3, 0)
+            },
+            (2, 15, 12),
+        ),
+        case(
+            24,
+            Conv2dSpec {
+                dilation: [2, 1],
+                pads: [4, 2, 4, 2],
+                ..dw(3, 5, 0)
+            },
+            (2, 11, 9),
+        ),
+        case(
+            25,
+            Conv2dSpec {
+                dilation: [17, 1],
+                pads: [17, 1, 17, 1],
+                ..dw(2, 3, 0)
+            },
+            (2, 20, 9),
+        ),
+    ]
+}
+
+#[test]
+fn depthwise_conv2d_matches_reference() {
+    use batchwise::kernels::depthwise_conv2d;
+    let engine = common::engine();
+    let kernels = Kernels::new(&engine.gpu);
+    let cases = depthwise_cases();
+    let generated = cases
+        .iter()
+        .filter(|c| depthwise_conv2d::variant(&c.spec).is_some())
+        .count();
+    assert_eq!(generated, cases.len() - 1, "all but the last are generated");
+    for case in cases {
+        check(&engine, &kernels, case, false);
+    }
+}
+
+#[test]
+fn narrow_conv2d_float16_matches_reference() {
+    let engine = common::engine();
+    if !engine
+        .gpu
+        .device
+        .features()
+        .contains(wgpu::Features::SHADER_F16)
+    {
+        eprintln!("skipped: the adapter has no SHADER_F16");
+        return;
+    }
+    let kernels = Kernels::with_precision(&engine.gpu, Precision::F16);
+    for case in cases().into_iter().take(4) {
+        check(&engine, &kernels, case, true);
+    }
+    for case in depthwise_cases().into_iter().take(2) {
+        check(&engine, &kernels, case, true);
+    }
+}
