@@ -225,39 +225,18 @@ impl Model {
                     h: input.h * sh,
                     w: input.w * sw,
                 }),
-                LayerOp::Binary(_) => broadcast(input, inputs[1]),
-                LayerOp::BinaryConst { constant, .. } => broadcast(input, *constant),
-                LayerOp::Unary(_) => Some(input),
-                LayerOp::Elementwise(_) => {
+                LayerOp::Binary(_) | LayerOp::Elementwise(_) => {
                     inputs.iter().try_fold(input, |out, &s| broadcast(out, s))
                 }
-                LayerOp::Concat => inputs
-                    .iter()
-                    .all(|s| s.h == input.h && s.w == input.w)
-                    .then(|| inputs.iter().try_fold(0u32, |c, s| c.checked_add(s.c)))
-                    .flatten()
-                    .map(|c| ItemShape { c, ..input }),
+                LayerOp::BinaryConst { constant, .. } => broadcast(input, *constant),
+                LayerOp::Unary(_) => Some(input),
+                LayerOp::Concat => concat_shape(&inputs, 1),
                 LayerOp::ResizeFilter(spec) => {
                     let (h, w) = spec.output_hw(input.h, input.w);
                     (h > 0 && w > 0).then_some(ItemShape { c: input.c, h, w })
                 }
                 LayerOp::Pad(spec) => Some(spec.output(input)),
-                LayerOp::ConcatAxis(axis) => {
-                    let dim = |s: &ItemShape, a: usize| [s.c, s.h, s.w][a - 1];
-                    let same = inputs
-                        .iter()
-                        .all(|s| (1..=3).all(|a| a == *axis || dim(s, a) == dim(&input, a)));
-                    same.then(|| {
-                        let total: u32 = inputs.iter().map(|s| dim(s, *axis)).sum();
-                        let mut d = [input.c, input.h, input.w];
-                        d[axis - 1] = total;
-                        ItemShape {
-                            c: d[0],
-                            h: d[1],
-                            w: d[2],
-                        }
-                    })
-                }
+                LayerOp::ConcatAxis(axis) => concat_shape(&inputs, *axis),
                 LayerOp::Crop {
                     starts,
                     ends,
@@ -348,4 +327,24 @@ impl Model {
         let shapes = self.shapes(h, w)?;
         Ok(self.layers.iter().map(|l| l.macs(&shapes)).sum())
     }
+}
+
+/// The shape of `inputs` concatenated on `axis` (1 channels, 2 height, 3 width): None where the
+/// other dims differ or the sum overflows.
+fn concat_shape(inputs: &[ItemShape], axis: usize) -> Option<ItemShape> {
+    let first = *inputs.first()?;
+    let dim = |s: &ItemShape, a: usize| [s.c, s.h, s.w][a - 1];
+    let same = inputs
+        .iter()
+        .all(|s| (1..=3).all(|a| a == axis || dim(s, a) == dim(&first, a)));
+    let total = inputs
+        .iter()
+        .try_fold(0u32, |t, s| t.checked_add(dim(s, axis)));
+    let mut d = [first.c, first.h, first.w];
+    d[axis - 1] = total.filter(|_| same)?;
+    Some(ItemShape {
+        c: d[0],
+        h: d[1],
+        w: d[2],
+    })
 }
