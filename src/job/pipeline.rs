@@ -6,19 +6,20 @@
 //! Out-of-memory halving, pause and cancel, progress, the input == output guard and the
 //! failure of one item without the others hold for both, here, once.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use super::decode::{Decoded, ItemLimits, Prepare, decode};
+use super::decode::{Decoded, ItemLimits, Prepare};
 use super::export::Exporter;
-use super::naming::same_file;
 use super::plan::Planned;
 use super::{Control, ItemReport, ItemResult, ItemStatus, JobEvent, JobSpec, JobSummary};
 use crate::engine::Engine;
+
+mod decoder;
+use decoder::Decoder;
 
 /// Images decoded ahead of the GPU beyond what a batch holds.
 pub(crate) const DECODE_AHEAD: usize = 8;
@@ -557,93 +558,6 @@ fn mark_planned(book: &mut Book, planned: &Planned) {
             book.resumed += 1;
             book.done(i);
         }
-    }
-}
-
-/// Decodes the job's images on the I/O pool, in order, a few ahead of the GPU.
-struct Decoder {
-    queue: VecDeque<(usize, tokio::task::JoinHandle<Result<Decoded, String>>)>,
-    next: usize,
-    total: usize,
-    source: Source,
-    limits: ItemLimits,
-    /// The stage's work on each decoded image, in the decode task.
-    prepare: Option<Prepare>,
-}
-
-impl Decoder {
-    fn new(planned: &Planned, source: Source, limits: ItemLimits) -> Self {
-        Self {
-            queue: VecDeque::new(),
-            next: 0,
-            total: planned.inputs.len(),
-            source,
-            limits,
-            prepare: None,
-        }
-    }
-
-    /// Starts decodes until `ahead` are under way: files not to read (skipped, resumed) are
-    /// passed over, and an output that would overwrite its input fails the item.
-    fn top_up(
-        &mut self,
-        runtime: &tokio::runtime::Runtime,
-        ahead: usize,
-        book: &mut Book,
-        planned: &Planned,
-    ) {
-        while self.queue.len() < ahead && self.next < self.total {
-            let i = self.next;
-            self.next += 1;
-            if !planned.todo(i) {
-                continue;
-            }
-            if same_file(&planned.inputs[i], &planned.outputs[i]) {
-                book.fail(
-                    i,
-                    "the output would overwrite the input; choose another output folder",
-                );
-                continue;
-            }
-            let prepare = self.prepare.clone();
-            let finish = move |decoded: Result<Decoded, String>| {
-                decoded.map(|mut d| {
-                    if let Some(prepare) = &prepare {
-                        prepare(&mut d);
-                    }
-                    d
-                })
-            };
-            let handle = match &self.source {
-                Source::Files => {
-                    let path = planned.inputs[i].clone();
-                    let limits = self.limits;
-                    runtime.spawn_blocking(move || finish(decode(&path, limits)))
-                }
-                Source::Memory(images) => {
-                    let images = images.clone();
-                    runtime.spawn_blocking(move || finish(Ok(images[i].clone())))
-                }
-            };
-            self.queue.push_back((i, handle));
-        }
-    }
-
-    /// The next decoded image in order (waiting for it), or None when none is under way.
-    fn next(
-        &mut self,
-        runtime: &tokio::runtime::Runtime,
-    ) -> Option<(usize, Result<Decoded, String>)> {
-        let (i, handle) = self.queue.pop_front()?;
-        let decoded = runtime
-            .block_on(handle)
-            .unwrap_or_else(|e| Err(format!("the decoder crashed: {e}")));
-        Some((i, decoded))
-    }
-
-    /// Every image was decoded and handed on.
-    fn exhausted(&self) -> bool {
-        self.queue.is_empty() && self.next >= self.total
     }
 }
 

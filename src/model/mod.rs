@@ -4,10 +4,12 @@
 
 use anyhow::{Result, bail};
 
+pub mod elementwise;
 pub mod limits;
 pub mod ops;
 pub mod shape;
 
+pub use elementwise::*;
 pub use ops::*;
 pub use shape::*;
 

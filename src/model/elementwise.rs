@@ -1,0 +1,48 @@
+//! A fused tree of elementwise ops (`LayerOp::Elementwise`), made by
+//! `passes::fuse_elementwise` and run by `kernels::elementwise`.
+
+use super::{BinaryOp, UnaryOp};
+
+/// Where a step of an [`ElementwiseProgram`] reads an operand: the layer's input `k`, or the
+/// result of an earlier step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operand {
+    Input(u32),
+    Step(u32),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ElementwiseStep {
+    Unary(UnaryOp, Operand),
+    Binary(BinaryOp, Operand, Operand),
+}
+
+/// A chain (a tree) of elementwise ops run as one kernel: every step is computed per output
+/// element, each input read at that element's broadcast position; the last step is the output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ElementwiseProgram {
+    pub steps: Vec<ElementwiseStep>,
+}
+
+impl ElementwiseProgram {
+    /// The most inputs a program reads (storage bindings: these, the output and headroom stay
+    /// within the 8 every adapter offers).
+    pub const MAX_INPUTS: usize = 6;
+
+    /// CPU reference: the output for one element, given each input's value there.
+    pub fn apply(&self, inputs: &[f32]) -> f32 {
+        let mut results: Vec<f32> = Vec::with_capacity(self.steps.len());
+        let read = |o: Operand, results: &[f32]| match o {
+            Operand::Input(k) => inputs[k as usize],
+            Operand::Step(s) => results[s as usize],
+        };
+        for step in &self.steps {
+            let v = match *step {
+                ElementwiseStep::Unary(op, a) => op.apply(read(a, &results)),
+                ElementwiseStep::Binary(op, a, b) => op.apply(read(a, &results), read(b, &results)),
+            };
+            results.push(v);
+        }
+        results.last().copied().unwrap_or(0.0)
+    }
+}
