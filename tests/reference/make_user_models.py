@@ -146,15 +146,7 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     model = pixel_shuffle_model()
     onnx.save(model, OUT / "pixel_shuffle_2x.onnx")
-    rgb = np.asarray(Image.open(ROOT / "tests/fixtures/photo-60x44.png").convert("RGB"), np.float32)
-    padded = np.pad(rgb / 255.0, ((CONTEXT, CONTEXT), (CONTEXT, CONTEXT), (0, 0)), mode="edge")
-    x = padded.transpose(2, 0, 1)[None].astype(np.float32)
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    y = sess.run(None, {"x": x})[0][0]
-    c = 2 * CONTEXT
-    y = y[:, c:-c, c:-c]
-    y.astype("<f4").tofile(OUT / "photo-60x44.pixel_shuffle_2x.f32")
-    print(y.shape)
+    reference(model, CONTEXT, 2, "photo-60x44.pixel_shuffle_2x.f32")
     wild = wild_upscaler_model()
     onnx.save(wild, OUT / "wild_upscaler_4x.onnx")
     reference(wild, 8, 4, "photo-60x44.wild_upscaler_4x.f32")
