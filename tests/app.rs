@@ -11,42 +11,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use batchwise::app::BatchwiseApp;
 use batchwise::job::ItemStatus;
+use common::app::{Dropped, step_until};
 use egui_kittest::kittest::{NodeT as _, Queryable as _};
 use egui_kittest::{Harness, SnapshotOptions};
-
-#[derive(Debug)]
-struct Dropped(PathBuf);
-
-impl egui::DroppedFile for Dropped {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-    fn bytes(&self) -> Result<Vec<u8>, String> {
-        std::fs::read(&self.0).map_err(|e| e.to_string())
-    }
-}
-
-/// Steps the app until `done`. The deadline is a hang guard only (30 minutes): on a busy 2-core
-/// machine lavapipe runs many times slower than idle, and no test may depend on the machine's
-/// speed.
-fn step_until(
-    harness: &mut Harness<'_, BatchwiseApp>,
-    what: &str,
-    done: impl Fn(&BatchwiseApp) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(30 * 60);
-    while !done(harness.state()) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        harness.step();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[test]
 fn drop_run_and_every_item_finishes() {

@@ -257,3 +257,104 @@ fn pause_and_cancel_hold_for_fixed_input_models() {
         "top-5 labels for each finished image"
     );
 }
+
+/// Progress moves within an image: a 24-tile image run one tile a batch reports its tiles as
+/// they land (and the job's fractional items, in the rate too) before it is done; a file that
+/// cannot be decoded, queued behind it, fails as soon as its decode fails, not when its turn to
+/// fill a batch comes (after the big image's last tile).
+#[test]
+fn tiles_report_progress_and_a_broken_file_fails_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.png");
+    let photo = image::open(common::fixture("photo-60x44.png")).unwrap();
+    // 96 x 64 at 16 px tiles: 6 x 4 = 24 tiles.
+    photo
+        .resize_exact(96, 64, image::imageops::FilterType::Triangle)
+        .save(&big)
+        .unwrap();
+    let broken = dir.path().join("broken.png");
+    std::fs::write(&broken, b"not a png").unwrap();
+    let small = dir.path().join("small.png");
+    photo.crop_imm(0, 0, 16, 16).save(&small).unwrap();
+    let engine = common::engine();
+    let spec = JobSpec {
+        batch_size: 1,
+        ..spec(
+            vec![big.clone(), broken.clone(), small.clone()],
+            &dir.path().join("out"),
+        )
+    };
+    let mut events = Vec::new();
+    let summary = job::run(&engine, &spec, &Control::default(), &mut |e| events.push(e)).unwrap();
+    assert_eq!((summary.done, summary.failed), (2, 1));
+
+    let big_done = events
+        .iter()
+        .position(|e| {
+            matches!(
+                e,
+                JobEvent::Item {
+                    index: 0,
+                    status: ItemStatus::Done,
+                    ..
+                }
+            )
+        })
+        .unwrap();
+    let tiles: Vec<(usize, usize, usize)> = events[..big_done]
+        .iter()
+        .enumerate()
+        .filter_map(|(at, e)| match e {
+            JobEvent::Tiles {
+                index: 0,
+                done,
+                total,
+            } => Some((at, *done, *total)),
+            _ => None,
+        })
+        .collect();
+    assert!(tiles.iter().all(|&(_, _, total)| total == 24), "{tiles:?}");
+    let counts: Vec<usize> = tiles.iter().map(|&(_, done, _)| done).collect();
+    assert!(counts.windows(2).all(|w| w[0] < w[1]), "{counts:?}");
+    assert!(counts.contains(&1) && counts.contains(&12), "{counts:?}");
+
+    // The job's progress counts the part done, before any item is.
+    let partial: Vec<(f64, f64)> = events[..big_done]
+        .iter()
+        .filter_map(|e| match e {
+            JobEvent::Progress {
+                done: 0,
+                partial_items,
+                items_per_sec,
+                ..
+            } => Some((*partial_items, *items_per_sec)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        partial
+            .iter()
+            .any(|&(p, rate)| p > 0.4 && p < 1.0 && rate > 0.0),
+        "{partial:?}"
+    );
+
+    // The broken file failed before half the big image's tiles had landed.
+    let failed = events
+        .iter()
+        .position(|e| {
+            matches!(
+                e,
+                JobEvent::Item {
+                    index: 1,
+                    status: ItemStatus::Failed,
+                    ..
+                }
+            )
+        })
+        .unwrap();
+    let half = tiles.iter().find(|&&(_, done, _)| done == 12).unwrap().0;
+    assert!(
+        failed < half,
+        "the broken file failed at event {failed}, half the tiles landed at {half}"
+    );
+}

@@ -2,7 +2,7 @@
 //! (listings, thumbnails, viewer images), engine events (job progress, results, sweeps) and the
 //! answers of dialogs and model loading.
 
-use super::{BatchwiseApp, FileReply, Item, Picked, WorkerEvent, take_some};
+use super::{BatchwiseApp, DialogMemory, FileReply, Item, Picked, WorkerEvent, take_some};
 use crate::job::{ItemStatus, JobEvent};
 
 impl BatchwiseApp {
@@ -16,9 +16,19 @@ impl BatchwiseApp {
         }
         for p in take_some(&self.picked, ctx) {
             match p {
-                Picked::Files(files) => self.add_paths(files),
+                Picked::Files(files) => {
+                    if let Some(first) = files.first() {
+                        DialogMemory::remember(&mut self.dialogs.memory.inputs, first);
+                    }
+                    self.add_paths(files);
+                }
                 Picked::OutputDir(dir) => self.settings.output_dir = Some(dir),
+                Picked::NoDialog(kind) => self.no_dialog(kind),
                 Picked::Model(Ok(model)) => {
+                    let path = std::path::Path::new(&model.id);
+                    if path.is_file() {
+                        DialogMemory::remember(&mut self.dialogs.memory.models, path);
+                    }
                     self.settings.model = model.id.clone();
                     self.message = None;
                     self.user_models.retain(|m| m.id != model.id);
@@ -57,6 +67,7 @@ impl BatchwiseApp {
                         error: None,
                         output: None,
                         result: None,
+                        tiles: None,
                         thumb: None,
                         output_thumb: None,
                     });
@@ -148,16 +159,23 @@ impl BatchwiseApp {
                 if let Some(item) = self.items.get_mut(index) {
                     item.status = status;
                     item.error = error;
+                    item.tiles = None;
                     if let Some(out) = &output {
                         self.files.thumbnail((item.id << 1) | 1, out.clone());
                     }
                     item.output = output;
                 }
             }
+            WorkerEvent::Job(JobEvent::Tiles { index, done, total }) => {
+                if let Some(item) = self.items.get_mut(index) {
+                    item.tiles = Some((done, total));
+                }
+            }
             WorkerEvent::Job(JobEvent::Progress {
                 done,
                 failed,
                 total,
+                partial_items,
                 items_per_sec,
                 batch_size,
                 budget_bytes,
@@ -167,6 +185,7 @@ impl BatchwiseApp {
                 self.progress.done = done;
                 self.progress.failed = failed;
                 self.progress.total = total;
+                self.progress.partial_items = partial_items;
                 self.progress.items_per_sec = items_per_sec;
                 self.progress.batch_size = batch_size;
                 self.progress.budget_bytes = budget_bytes;
@@ -185,6 +204,7 @@ impl BatchwiseApp {
                 );
                 self.progress.done = summary.done;
                 self.progress.failed = summary.failed;
+                self.progress.partial_items = 0.0;
                 self.progress.items_per_sec = summary.items_per_sec;
             }
         }

@@ -6,8 +6,11 @@
 //! (`try_send`, or an outbox that sends on a later frame), and it drains every channel back to
 //! it each frame, so the threads that block on a full one wait one frame at most.
 
+mod desktop;
+mod dialogs;
 mod events;
 mod files;
+mod grid;
 mod panels;
 mod settings;
 mod tune;
@@ -24,6 +27,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::builtin::{self, ModelChoice, ModelInfo};
 use crate::gpu::{AdapterSummary, DeviceMemory, VramLedger};
 use crate::job::ItemStatus;
+pub use dialogs::{DialogKind, DialogMemory, DialogRequest, DialogSupport, Dialogs};
 pub use files::{FileCommand, FileReply, FileWorker, ImageRequest};
 pub use settings::Settings;
 pub use tune::{TUNE_BATCH_SIZES, Tuning};
@@ -42,6 +46,8 @@ pub struct Item {
     pub output: Option<PathBuf>,
     /// Labels, an embedding or faces, for models that give them.
     pub result: Option<crate::job::ItemResult>,
+    /// Tiles landed and tiles in all, while it runs (image-to-image models).
+    pub tiles: Option<(usize, usize)>,
     thumb: Option<egui::TextureHandle>,
     output_thumb: Option<egui::TextureHandle>,
 }
@@ -52,6 +58,8 @@ pub struct Progress {
     pub total: usize,
     pub done: usize,
     pub failed: usize,
+    /// Items in progress, each counted by the share of its tiles landed.
+    pub partial_items: f64,
     pub items_per_sec: f64,
     pub started: Option<Instant>,
     pub finished_secs: Option<f64>,
@@ -91,6 +99,10 @@ pub struct BatchwiseApp {
     pub viewer: Option<Viewer>,
     /// Folders the user added: their files keep their sub-folders in the output.
     roots: Vec<PathBuf>,
+    /// File dialogs: the folders they open in, and the window shown when none can open.
+    pub dialogs: Dialogs,
+    /// The window's title as last sent.
+    title: String,
 }
 
 /// Answers of dialogs and model loads waiting for the UI: each of those threads sends one, and
@@ -103,6 +115,8 @@ enum Picked {
     OutputDir(PathBuf),
     /// A user's model file, parsed on the dialog's thread, or why it cannot run.
     Model(Result<ModelChoice, String>),
+    /// No file dialog could open (no portal, no zenity).
+    NoDialog(DialogKind),
 }
 
 impl BatchwiseApp {
@@ -110,6 +124,10 @@ impl BatchwiseApp {
         let settings = cc
             .storage
             .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
+            .unwrap_or_default();
+        let memory = cc
+            .storage
+            .and_then(|s| eframe::get_value(s, dialogs::DIALOG_KEY))
             .unwrap_or_default();
         let ctx = cc.egui_ctx.clone();
         let ctx2 = cc.egui_ctx.clone();
@@ -136,6 +154,8 @@ impl BatchwiseApp {
             show_help: false,
             viewer: None,
             roots: Vec::new(),
+            dialogs: Dialogs::new(memory),
+            title: "batchwise".to_owned(),
         };
         app.files.startup();
         // A model of the user's chosen last time loads again (off this thread).
@@ -231,6 +251,7 @@ impl BatchwiseApp {
             item.error = None;
             item.output = None;
             item.result = None;
+            item.tiles = None;
             item.output_thumb = None;
         }
         self.progress = Progress {
@@ -267,22 +288,6 @@ impl BatchwiseApp {
         }
     }
 
-    fn pick_folder(&mut self, ctx: &egui::Context) {
-        self.off_ui(ctx, || {
-            let dir = rfd::FileDialog::new().pick_folder()?;
-            Some(Picked::Files(vec![dir]))
-        });
-    }
-
-    fn pick_files(&mut self, ctx: &egui::Context) {
-        self.off_ui(ctx, || {
-            let files = rfd::FileDialog::new()
-                .add_filter("Images", crate::job::IMAGE_EXTENSIONS)
-                .pick_files()?;
-            Some(Picked::Files(files))
-        });
-    }
-
     /// The input conventions the settings give a user model.
     pub fn input_overrides(&self) -> builtin::InputOverrides {
         let pick = |v: &str| (v != "auto").then(|| v.to_owned());
@@ -297,12 +302,19 @@ impl BatchwiseApp {
     /// Picks an `.onnx` or `.param` file and loads it, both off the UI thread.
     pub fn load_model(&mut self, path: Option<PathBuf>, ctx: &egui::Context) {
         let overrides = self.input_overrides();
+        if path.is_none() && !self.dialogs.support.may_open() {
+            self.no_dialog(DialogKind::Model);
+            return;
+        }
+        let request = self.dialog_request(DialogKind::Model);
         self.off_ui(ctx, move || {
-            let path = path.or_else(|| {
-                rfd::FileDialog::new()
-                    .add_filter("Models", &["onnx", "param"])
-                    .pick_file()
-            })?;
+            let path = match path {
+                Some(path) => path,
+                None => match request.show() {
+                    Ok(picked) => picked?.remove(0),
+                    Err(kind) => return Some(Picked::NoDialog(kind)),
+                },
+            };
             // A model file from a stranger: a loader panic (a bug) is a message, not a thread
             // that dies without a word.
             let resolve = || builtin::resolve(&path.to_string_lossy(), &overrides);
@@ -315,12 +327,6 @@ impl BatchwiseApp {
                 )),
             };
             Some(Picked::Model(result))
-        });
-    }
-
-    fn pick_output_dir(&mut self, ctx: &egui::Context) {
-        self.off_ui(ctx, || {
-            Some(Picked::OutputDir(rfd::FileDialog::new().pick_folder()?))
         });
     }
 
@@ -340,14 +346,14 @@ impl BatchwiseApp {
             ui.heading("batchwise");
             ui.separator();
             if ui.button("Add images...").on_hover_text("Ctrl+O").clicked() {
-                self.pick_files(ui.ctx());
+                self.ask(DialogKind::Images, ui.ctx());
             }
             if ui
                 .button("Add folder...")
                 .on_hover_text("Ctrl+Shift+O")
                 .clicked()
             {
-                self.pick_folder(ui.ctx());
+                self.ask(DialogKind::Folder, ui.ctx());
             }
             ui.add_enabled_ui(!self.running, |ui| {
                 if ui.button("Clear").clicked() {
@@ -393,10 +399,10 @@ impl BatchwiseApp {
             ctx.input_mut(|i| i.consume_shortcut(&KeyboardShortcut::new(m, k)))
         };
         if pressed(Modifiers::COMMAND | Modifiers::SHIFT, Key::O) {
-            self.pick_folder(ctx);
+            self.ask(DialogKind::Folder, ctx);
         }
         if pressed(Modifiers::COMMAND, Key::O) {
-            self.pick_files(ctx);
+            self.ask(DialogKind::Images, ctx);
         }
         if pressed(Modifiers::COMMAND, Key::Enter) {
             self.start();
@@ -434,14 +440,12 @@ impl BatchwiseApp {
 
     fn status_ui(&self, ui: &mut egui::Ui) {
         let p = &self.progress;
-        let count = |s: ItemStatus| self.items.iter().filter(|i| i.status == s).count();
-        let (done, failed) = (count(ItemStatus::Done), count(ItemStatus::Failed));
-        let finished = done + failed;
-        let fraction = if p.total == 0 {
-            0.0
-        } else {
-            finished as f32 / p.total as f32
-        };
+        let failed = self
+            .items
+            .iter()
+            .filter(|i| i.status == ItemStatus::Failed)
+            .count();
+        let (finished, _, fraction) = desktop::finished_share(self);
         let elapsed = p
             .finished_secs
             .or_else(|| p.started.map(|s| s.elapsed().as_secs_f64()))
@@ -449,13 +453,13 @@ impl BatchwiseApp {
         let eta = if self.running && p.items_per_sec > 0.0 {
             format!(
                 ", ETA {:.0} s",
-                (p.total - finished) as f64 / p.items_per_sec
+                (p.total as f64 - finished as f64 - p.partial_items).max(0.0) / p.items_per_sec
             )
         } else {
             String::new()
         };
         let frames = Self::frame_stats(&self.frame_times.iter().copied().collect::<Vec<_>>());
-        let bar = ui.add(egui::ProgressBar::new(fraction).text(format!(
+        let bar = ui.add(egui::ProgressBar::new(fraction as f32).text(format!(
             "{finished}/{} items ({failed} failed), {:.2} items/s, {:.1} s{eta}",
             p.total, p.items_per_sec, elapsed
         )));
@@ -547,49 +551,6 @@ impl BatchwiseApp {
         let at = |q: f32| sorted[((sorted.len() - 1) as f32 * q).round() as usize] * 1000.0;
         Some((at(0.5), at(0.95)))
     }
-
-    fn grid_ui(&mut self, ui: &mut egui::Ui) {
-        if self.items.is_empty() {
-            ui.centered_and_justified(|ui| {
-                ui.label("Drop images or folders here, or use 'Add images...'");
-            });
-            return;
-        }
-        let cell = files::THUMB_PX as f32 + 8.0 + ui.spacing().item_spacing.x;
-        let columns = ((ui.available_width() / cell).floor() as usize).max(1);
-        let mut remove = None;
-        let mut view = None;
-        egui::ScrollArea::vertical().show(ui, |ui| {
-            for row in self.items.chunks(columns) {
-                ui.horizontal_top(|ui| {
-                    for item in row {
-                        let response = item_ui(ui, item);
-                        if response.clicked() {
-                            view = Some(item.id);
-                        }
-                        response.context_menu(|ui| {
-                            if ui.button("View").clicked() {
-                                view = Some(item.id);
-                            }
-                            if ui
-                                .add_enabled(!self.running, egui::Button::new("Remove"))
-                                .clicked()
-                            {
-                                remove = Some(item.id);
-                            }
-                        });
-                    }
-                });
-                ui.add_space(4.0);
-            }
-        });
-        if let Some(id) = remove {
-            self.remove_item(id);
-        }
-        if let Some(id) = view {
-            self.open_viewer(id);
-        }
-    }
 }
 
 /// What a caught panic says (its message where it has one).
@@ -632,6 +593,8 @@ pub const SHORTCUTS: &[(&str, &str)] = &[
     ("Ctrl+Enter", "run"),
     ("Space", "pause / resume"),
     ("Esc", "cancel"),
+    ("Left / Right", "previous / next item in the viewer"),
+    ("Delete", "remove the viewed item from the queue"),
     ("F1", "this help"),
 ];
 
@@ -641,65 +604,6 @@ fn mib(bytes: u64) -> f64 {
 
 fn gib(bytes: u64) -> f64 {
     bytes as f64 / (1u64 << 30) as f64
-}
-
-fn status_color(ui: &egui::Ui, status: ItemStatus) -> egui::Color32 {
-    match status {
-        ItemStatus::Queued => ui.visuals().weak_text_color(),
-        ItemStatus::Running => ui.visuals().hyperlink_color,
-        ItemStatus::Done => egui::Color32::from_rgb(60, 170, 90),
-        ItemStatus::Failed => ui.visuals().error_fg_color,
-        ItemStatus::Skipped => ui.visuals().warn_fg_color,
-    }
-}
-
-fn item_ui(ui: &mut egui::Ui, item: &Item) -> egui::Response {
-    let size = files::THUMB_PX as f32;
-    let response = ui
-        .vertical(|ui| {
-            ui.set_width(size + 8.0);
-            let thumb = item.output_thumb.as_ref().or(item.thumb.as_ref());
-            let (rect, _) = ui.allocate_exact_size(egui::vec2(size, size), egui::Sense::hover());
-            match thumb {
-                Some(t) => {
-                    let fit = t.size_vec2() * (size / t.size_vec2().max_elem());
-                    let r = egui::Rect::from_center_size(rect.center(), fit);
-                    egui::Image::new(t).paint_at(ui, r);
-                }
-                None => {
-                    ui.painter()
-                        .rect_filled(rect, 4.0, ui.visuals().faint_bg_color);
-                }
-            }
-            let name = item
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            ui.add(
-                egui::Label::new(egui::RichText::new(name).small())
-                    .truncate()
-                    .selectable(false),
-            );
-            let status = format!("{:?}", item.status).to_lowercase();
-            ui.add(
-                egui::Label::new(
-                    egui::RichText::new(status)
-                        .small()
-                        .color(status_color(ui, item.status)),
-                )
-                .selectable(false),
-            );
-        })
-        .response
-        // Right-click opens the item's menu.
-        .interact(egui::Sense::click());
-    let hover = match (&item.error, &item.output) {
-        (Some(e), _) => e.clone(),
-        (None, Some(o)) => format!("output: {}", o.display()),
-        (None, None) => item.path.display().to_string(),
-    };
-    response.on_hover_text(hover)
 }
 
 impl eframe::App for BatchwiseApp {
@@ -716,6 +620,7 @@ impl eframe::App for BatchwiseApp {
             self.add_paths(dropped);
         }
         self.flush_requests();
+        self.update_title(ctx);
         if self.running {
             // Elapsed time and the memory gauge move between events too.
             ctx.request_repaint_after(std::time::Duration::from_millis(250));
@@ -736,6 +641,7 @@ impl eframe::App for BatchwiseApp {
         self.tune_window(&ctx);
         self.viewer_window(&ctx);
         self.help_window(&ctx);
+        self.no_dialog_window(&ctx);
         let hovering = ctx.input(|i| !i.raw.hovered_files.is_empty());
         if hovering {
             let rect = ctx.content_rect();
@@ -764,6 +670,7 @@ impl eframe::App for BatchwiseApp {
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         eframe::set_value(storage, eframe::APP_KEY, &self.settings);
+        eframe::set_value(storage, dialogs::DIALOG_KEY, &self.dialogs.memory);
     }
 }
 
@@ -777,6 +684,9 @@ pub fn native_options() -> eframe::NativeOptions {
             .with_drag_and_drop(true),
         ..Default::default()
     };
+    if let Some(icon) = desktop::icon() {
+        options.viewport = options.viewport.with_icon(icon);
+    }
     if let eframe::egui_wgpu::WgpuSetup::CreateNew(setup) = &mut options.wgpu_options.wgpu_setup {
         setup.device_descriptor = std::sync::Arc::new(|adapter| wgpu::DeviceDescriptor {
             label: Some("batchwise ui"),

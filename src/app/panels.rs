@@ -268,7 +268,7 @@ impl BatchwiseApp {
     fn export_ui(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
             if ui.button("Output folder...").clicked() {
-                self.pick_output_dir(ui.ctx());
+                self.ask(super::DialogKind::OutputDir, ui.ctx());
             }
             let dir = self.output_dir();
             if ui

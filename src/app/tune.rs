@@ -1,6 +1,6 @@
 //! Tune: a sweep over batch sizes on the current inputs, plotted, with the best one a click away.
 
-use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
+use egui_plot::{GridInput, GridMark, Legend, Line, Plot, PlotPoints, Points};
 
 use crate::bench::{BenchRow, BenchSetup};
 
@@ -24,15 +24,58 @@ pub struct Tuning {
     pub tile: Option<u32>,
 }
 
+/// A batch size whose items/s are within this share of the top one is as good as the top: the
+/// measurement is noisy by more than that, and a smaller batch holds less GPU memory and gives
+/// its first results sooner.
+pub const BEST_WITHIN: f64 = 0.05;
+
 impl Tuning {
-    /// The batch size with the most items per second (the smaller one on a tie).
+    /// The best batch size: see [`best_row`].
     pub fn best(&self) -> Option<&BenchRow> {
-        self.rows.iter().max_by(|a, b| {
-            a.compute_items_per_sec
-                .total_cmp(&b.compute_items_per_sec)
-                .then(b.batch_size.cmp(&a.batch_size))
-        })
+        best_row(&self.rows)
     }
+}
+
+/// The smallest batch size within [`BEST_WITHIN`] of the most items per second.
+pub fn best_row(rows: &[BenchRow]) -> Option<&BenchRow> {
+    let top = rows
+        .iter()
+        .map(|r| r.compute_items_per_sec)
+        .max_by(f64::total_cmp)?;
+    rows.iter()
+        .filter(|r| r.compute_items_per_sec >= top * (1.0 - BEST_WITHIN))
+        .min_by_key(|r| r.batch_size)
+}
+
+/// A plot over batch sizes on a log2 axis (1, 2, 4, ... equally spaced), one grid line and one
+/// label per power of two.
+fn batch_plot(id: &str, y_label: &str) -> Plot<'static> {
+    let powers = |input: GridInput| -> Vec<GridMark> {
+        let (lo, hi) = input.bounds;
+        let (lo, hi) = (lo.ceil().max(-1.0) as i32, hi.floor().min(16.0) as i32);
+        (lo..=hi)
+            .map(|v| GridMark {
+                value: f64::from(v),
+                step_size: 1.0,
+            })
+            .collect()
+    };
+    Plot::new(id)
+        .height(150.0)
+        .legend(Legend::default())
+        .x_axis_label("batch size (log2 scale)")
+        .y_axis_label(y_label.to_owned())
+        .x_grid_spacer(powers)
+        .x_axis_formatter(|mark, _| {
+            let batch = mark.value.exp2();
+            if mark.value >= 0.0 && mark.value.fract() == 0.0 {
+                format!("{batch:.0}")
+            } else {
+                String::new()
+            }
+        })
+        .show_x(false)
+        .allow_scroll(false)
 }
 
 impl BatchwiseApp {
@@ -127,7 +170,10 @@ impl BatchwiseApp {
                     let button = egui::Button::new(format!("Apply batch size {b}"));
                     if ui
                         .add_enabled(tuning.finished, button)
-                        .on_hover_text("the most items per second; the batch size stops being Auto")
+                        .on_hover_text(
+                            "the smallest batch within 5% of the most items per second; the \
+                             batch size stops being Auto",
+                        )
                         .clicked()
                     {
                         apply = Some(b);
@@ -137,43 +183,30 @@ impl BatchwiseApp {
                     tuning
                         .rows
                         .iter()
-                        .map(|r| [r.batch_size as f64, f(r)])
+                        .map(|r| [f64::from(r.batch_size).log2(), f(r)])
                         .collect()
                 };
                 let speed = series(&|r| r.compute_items_per_sec);
                 let memory = series(&|r| mib(r.peak_gpu_bytes));
-                let height = 150.0;
-                Plot::new("tune items per second")
-                    .height(height)
-                    .legend(Legend::default())
-                    .x_axis_label("batch size")
-                    .y_axis_label("items/s")
-                    .allow_scroll(false)
-                    .show(ui, |plot| {
-                        plot.line(Line::new("items/s", PlotPoints::from(speed.clone())));
-                        plot.points(Points::new("", PlotPoints::from(speed.clone())).radius(3.0));
-                        if let Some(b) = best.and_then(|b| speed.iter().find(|p| p[0] == b as f64))
-                        {
-                            plot.points(
-                                Points::new("best", PlotPoints::from(vec![*b]))
-                                    .radius(7.0)
-                                    .color(egui::Color32::from_rgb(60, 170, 90)),
-                            );
-                        }
-                    });
-                Plot::new("tune memory")
-                    .height(height)
-                    .legend(Legend::default())
-                    .x_axis_label("batch size")
-                    .y_axis_label("MiB")
-                    .allow_scroll(false)
-                    .show(ui, |plot| {
-                        plot.line(Line::new(
-                            "peak GPU memory (MiB)",
-                            PlotPoints::from(memory.clone()),
-                        ));
-                        plot.points(Points::new("", PlotPoints::from(memory)).radius(3.0));
-                    });
+                batch_plot("tune items per second", "items/s").show(ui, |plot| {
+                    plot.line(Line::new("items/s", PlotPoints::from(speed.clone())));
+                    plot.points(Points::new("", PlotPoints::from(speed.clone())).radius(3.0));
+                    let best_x = best.map(|b| f64::from(b).log2());
+                    if let Some(b) = best_x.and_then(|x| speed.iter().find(|p| p[0] == x)) {
+                        plot.points(
+                            Points::new("best", PlotPoints::from(vec![*b]))
+                                .radius(7.0)
+                                .color(egui::Color32::from_rgb(60, 170, 90)),
+                        );
+                    }
+                });
+                batch_plot("tune memory", "MiB").show(ui, |plot| {
+                    plot.line(Line::new(
+                        "peak GPU memory (MiB)",
+                        PlotPoints::from(memory.clone()),
+                    ));
+                    plot.points(Points::new("", PlotPoints::from(memory)).radius(3.0));
+                });
                 egui::Grid::new("tune rows").striped(true).show(ui, |ui| {
                     ui.strong("batch");
                     ui.strong("items/s");
@@ -193,5 +226,48 @@ impl BatchwiseApp {
             self.settings.batch_auto = false;
             tuning.open = false;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(batch_size: u32, compute_items_per_sec: f64) -> BenchRow {
+        BenchRow {
+            batch_size,
+            items_per_sec: 0.0,
+            compute_items_per_sec,
+            gpu_ms_per_batch: None,
+            peak_gpu_bytes: 0,
+            planned_gpu_bytes: 0,
+            batches: 1,
+            dispatches_per_batch: 1,
+            gflops: 0.0,
+        }
+    }
+
+    /// Best is the smallest batch within 5% of the top items/s, not the top itself.
+    #[test]
+    fn best_is_the_smallest_batch_within_five_percent_of_the_top() {
+        let rows = [
+            row(1, 40.0),
+            row(2, 70.0),
+            row(4, 96.0),
+            row(8, 100.0),
+            row(16, 99.0),
+        ];
+        assert_eq!(best_row(&rows).unwrap().batch_size, 4);
+        // 94.9 is more than 5% below 100: the top batch wins.
+        let rows = [row(1, 40.0), row(4, 94.9), row(8, 100.0)];
+        assert_eq!(best_row(&rows).unwrap().batch_size, 8);
+        // Exactly 5% below counts.
+        let rows = [row(2, 95.0), row(8, 100.0)];
+        assert_eq!(best_row(&rows).unwrap().batch_size, 2);
+        // Order of the rows does not matter; one row is its own best; none gives none.
+        let rows = [row(16, 100.0), row(8, 99.0), row(1, 10.0)];
+        assert_eq!(best_row(&rows).unwrap().batch_size, 8);
+        assert_eq!(best_row(&[row(32, 5.0)]).unwrap().batch_size, 32);
+        assert!(best_row(&[]).is_none());
     }
 }

@@ -48,7 +48,45 @@ impl BatchwiseApp {
         });
     }
 
+    /// The viewer's keys: Left / Right show the previous / next item, Delete removes the item
+    /// shown from the queue (not while a job runs) and shows the next one.
+    fn viewer_keys(&mut self, ctx: &egui::Context) {
+        use egui::{Key, Modifiers};
+        let Some(current) = self.viewer.as_ref().map(|v| v.item) else {
+            return;
+        };
+        let Some(pos) = self.items.iter().position(|i| i.id == current) else {
+            return;
+        };
+        if ctx.text_edit_focused() {
+            return;
+        }
+        let pressed = |k: Key| ctx.input_mut(|i| i.consume_key(Modifiers::NONE, k));
+        let id_at = |p: Option<usize>| p.and_then(|p| self.items.get(p)).map(|i| i.id);
+        if pressed(Key::ArrowLeft) {
+            if let Some(id) = id_at(pos.checked_sub(1)) {
+                self.open_viewer(id);
+            }
+        } else if pressed(Key::ArrowRight) {
+            if let Some(id) = id_at(Some(pos + 1)) {
+                self.open_viewer(id);
+            }
+        } else if pressed(Key::Delete) {
+            if self.running {
+                self.message = Some("items cannot be removed while a job runs".into());
+                return;
+            }
+            let next = id_at(Some(pos + 1)).or_else(|| id_at(pos.checked_sub(1)));
+            self.remove_item(current);
+            match next {
+                Some(id) => self.open_viewer(id),
+                None => self.viewer = None,
+            }
+        }
+    }
+
     pub(super) fn viewer_window(&mut self, ctx: &egui::Context) {
+        self.viewer_keys(ctx);
         let Some(viewer) = &mut self.viewer else {
             return;
         };

@@ -182,11 +182,20 @@ pub enum JobEvent {
         output: Option<PathBuf>,
         error: Option<String>,
     },
+    /// Part of an image's tiles landed and were stitched (after each batch, for every image
+    /// part done), so an image of many tiles shows progress before it is finished.
+    Tiles {
+        index: usize,
+        done: usize,
+        total: usize,
+    },
     /// After every batch.
     Progress {
         done: usize,
         failed: usize,
         total: usize,
+        /// Images in progress, each counted by the share of its tiles landed (in the rate too).
+        partial_items: f64,
         items_per_sec: f64,
         /// Seconds left at the current rate.
         eta_secs: Option<f64>,

@@ -87,6 +87,10 @@ pub(crate) trait Stage {
     fn streams_rows(&self) -> bool {
         false
     }
+    /// Images in progress with part of their items landed: (image, items landed, items in all).
+    fn partial(&self) -> Vec<(usize, usize, usize)> {
+        Vec::new()
+    }
 }
 
 /// Where a job's images come from: files decoded on the I/O pool, or images already in memory
@@ -116,6 +120,8 @@ struct Book<'e> {
     /// Finished by the run this one resumes (not counted in the rate).
     resumed: usize,
     retries: usize,
+    /// Images in progress, each counted by the share of its items landed.
+    partial: f64,
 }
 
 impl<'e> Book<'e> {
@@ -146,6 +152,7 @@ impl<'e> Book<'e> {
             failed: 0,
             resumed: 0,
             retries: 0,
+            partial: 0.0,
         }
     }
 
@@ -297,9 +304,12 @@ pub(crate) fn drive<S: Stage>(
         };
         peak_in_flight =
             peak_in_flight.max(usize::from(landing.is_some()) + usize::from(in_flight.is_some()));
+        // A file that did not decode fails now, not when its turn in the batch comes.
+        decoder.fail_early(&runtime, &mut book);
         if let Some(flight) = landing {
             land(&mut stage, flight, &io, &mut writing, &mut book);
         }
+        decoder.fail_early(&runtime, &mut book);
         if let Some(reason) = engine.gpu.lost() {
             // Nothing more runs on this device: the items in flight fail with the reason, the
             // rest wait for a new device (`job::run_recovering`).
@@ -464,6 +474,11 @@ fn land<S: Stage>(
     if let Err(f) = stage.land(flight, &mut start) {
         fail_images(stage, book, &f);
     }
+    book.partial = 0.0;
+    for (index, done, total) in stage.partial() {
+        book.partial += done as f64 / total.max(1) as f64;
+        (book.emit)(JobEvent::Tiles { index, done, total });
+    }
 }
 
 /// Fails those of a failed batch's images still in progress (their other items are dropped).
@@ -570,9 +585,9 @@ fn report_progress(
     budget: u64,
 ) {
     let secs = started.elapsed().as_secs_f64().max(1e-9);
-    let rate = finished.saturating_sub(book.resumed) as f64 / secs;
+    let rate = (finished.saturating_sub(book.resumed) as f64 + book.partial) / secs;
     let total = book.reports.len();
-    let left = total.saturating_sub(finished + book.failed) as f64;
+    let left = (total.saturating_sub(finished + book.failed) as f64 - book.partial).max(0.0);
     log::debug!(
         target: "batchwise::progress",
         "{finished}/{total} done, {} failed, GPU in use {} bytes",
@@ -583,6 +598,7 @@ fn report_progress(
         done: finished,
         failed: book.failed,
         total,
+        partial_items: book.partial,
         items_per_sec: rate,
         eta_secs: (rate > 0.0).then(|| left / rate),
         batch_size: batch,
@@ -706,6 +722,7 @@ mod tests {
             failed: 0,
             resumed: 0,
             retries: 0,
+            partial: 0.0,
         };
         let runtime = io_runtime().unwrap();
         let limits = ItemLimits {

@@ -30,6 +30,7 @@ struct InProgress {
     rgba: Pixels,
     out: Output,
     remaining_tiles: usize,
+    tiles: usize,
 }
 
 /// Where an image's output tiles go.
@@ -296,6 +297,7 @@ impl Stage for TiledStage<'_> {
                 rgba,
                 out,
                 remaining_tiles: tiles.len(),
+                tiles: tiles.len(),
             },
         );
     }
@@ -400,5 +402,16 @@ impl Stage for TiledStage<'_> {
 
     fn streams_rows(&self) -> bool {
         self.stream
+    }
+
+    fn partial(&self) -> Vec<(usize, usize, usize)> {
+        let mut partial: Vec<_> = self
+            .in_progress
+            .iter()
+            .filter(|(_, p)| p.remaining_tiles < p.tiles)
+            .map(|(&i, p)| (i, p.tiles - p.remaining_tiles, p.tiles))
+            .collect();
+        partial.sort_unstable();
+        partial
     }
 }

@@ -8,6 +8,8 @@
 
 use std::path::PathBuf;
 
+pub mod app;
+
 use rand::{Rng, SeedableRng};
 
 pub fn repo() -> PathBuf {

@@ -7,9 +7,16 @@ use super::super::naming::same_file;
 use super::super::plan::Planned;
 use super::{Book, Source};
 
+/// A decode under way, or one whose image was taken out of its task early (see
+/// [`Decoder::fail_early`]).
+enum Slot {
+    Decoding(tokio::task::JoinHandle<Result<Decoded, String>>),
+    Decoded(Decoded),
+}
+
 /// Decodes the job's images on the I/O pool, in order, a few ahead of the GPU.
 pub(super) struct Decoder {
-    queue: VecDeque<(usize, tokio::task::JoinHandle<Result<Decoded, String>>)>,
+    queue: VecDeque<(usize, Slot)>,
     next: usize,
     total: usize,
     source: Source,
@@ -72,7 +79,7 @@ impl Decoder {
                     runtime.spawn_blocking(move || finish(Ok(images[i].clone())))
                 }
             };
-            self.queue.push_back((i, handle));
+            self.queue.push_back((i, Slot::Decoding(handle)));
         }
     }
 
@@ -81,15 +88,45 @@ impl Decoder {
         &mut self,
         runtime: &tokio::runtime::Runtime,
     ) -> Option<(usize, Result<Decoded, String>)> {
-        let (i, handle) = self.queue.pop_front()?;
-        let decoded = runtime
-            .block_on(handle)
-            .unwrap_or_else(|e| Err(format!("the decoder crashed: {e}")));
+        let (i, slot) = self.queue.pop_front()?;
+        let decoded = match slot {
+            Slot::Decoding(handle) => join(runtime, handle),
+            Slot::Decoded(d) => Ok(d),
+        };
         Some((i, decoded))
+    }
+
+    /// Fails the images whose decode has failed already, wherever they wait in the queue, so
+    /// that a file that cannot be read shows as failed as soon as it is read; images that
+    /// decoded wait in order as before. Never waits for a decode.
+    pub(super) fn fail_early(&mut self, runtime: &tokio::runtime::Runtime, book: &mut Book) {
+        for (i, slot) in std::mem::take(&mut self.queue) {
+            let slot = match slot {
+                Slot::Decoding(handle) if handle.is_finished() => match join(runtime, handle) {
+                    Ok(d) => Slot::Decoded(d),
+                    Err(e) => {
+                        book.fail(i, &e);
+                        continue;
+                    }
+                },
+                other => other,
+            };
+            self.queue.push_back((i, slot));
+        }
     }
 
     /// Every image was decoded and handed on.
     pub(super) fn exhausted(&self) -> bool {
         self.queue.is_empty() && self.next >= self.total
     }
+}
+
+/// A decode task's result (a task that panicked is that image's error).
+fn join(
+    runtime: &tokio::runtime::Runtime,
+    handle: tokio::task::JoinHandle<Result<Decoded, String>>,
+) -> Result<Decoded, String> {
+    runtime
+        .block_on(handle)
+        .unwrap_or_else(|e| Err(format!("the decoder crashed: {e}")))
 }
