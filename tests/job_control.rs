@@ -259,7 +259,8 @@ fn pause_and_cancel_hold_for_fixed_input_models() {
 }
 
 /// Progress moves within an image: a 24-tile image run one tile a batch reports its tiles as
-/// they land (and the job's fractional items, in the rate too) before it is done; a file that
+/// they land (and the job's fractional items, in the rate too) before it is done, all 24 while
+/// it is written; a file that
 /// cannot be decoded, queued behind it, fails as soon as its decode fails, not when its turn to
 /// fill a batch comes (after the big image's last tile).
 #[test]
@@ -317,6 +318,8 @@ fn tiles_report_progress_and_a_broken_file_fails_at_once() {
     let counts: Vec<usize> = tiles.iter().map(|&(_, done, _)| done).collect();
     assert!(counts.windows(2).all(|w| w[0] < w[1]), "{counts:?}");
     assert!(counts.contains(&1) && counts.contains(&12), "{counts:?}");
+    // All landed, while it is written: the image counts whole until it is done.
+    assert_eq!(counts.last(), Some(&24), "{counts:?}");
 
     // The job's progress counts the part done, before any item is.
     let partial: Vec<(f64, f64)> = events[..big_done]

@@ -6,6 +6,7 @@
 //! Out-of-memory halving, pause and cancel, progress, the input == output guard and the
 //! failure of one item without the others hold for both, here, once.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -87,8 +88,10 @@ pub(crate) trait Stage {
     fn streams_rows(&self) -> bool {
         false
     }
-    /// Images in progress with part of their items landed: (image, items landed, items in all).
-    fn partial(&self) -> Vec<(usize, usize, usize)> {
+    /// Images with items landed since the last call that are not finished: (image, items
+    /// landed, items in all); an image whose last item landed is in it once more, with all
+    /// landed, while it is written.
+    fn partial(&mut self) -> Vec<(usize, usize, usize)> {
         Vec::new()
     }
 }
@@ -120,8 +123,8 @@ struct Book<'e> {
     /// Finished by the run this one resumes (not counted in the rate).
     resumed: usize,
     retries: usize,
-    /// Images in progress, each counted by the share of its items landed.
-    partial: f64,
+    /// Images not settled yet with items landed: the share landed.
+    landed: HashMap<usize, f64>,
 }
 
 impl<'e> Book<'e> {
@@ -152,11 +155,14 @@ impl<'e> Book<'e> {
             failed: 0,
             resumed: 0,
             retries: 0,
-            partial: 0.0,
+            landed: HashMap::new(),
         }
     }
 
     fn set(&mut self, index: usize, status: ItemStatus, error: Option<String>) {
+        if !matches!(status, ItemStatus::Queued | ItemStatus::Running) {
+            self.landed.remove(&index);
+        }
         let r = &mut self.reports[index];
         r.status = status;
         r.error = error.clone();
@@ -474,10 +480,11 @@ fn land<S: Stage>(
     if let Err(f) = stage.land(flight, &mut start) {
         fail_images(stage, book, &f);
     }
-    book.partial = 0.0;
     for (index, done, total) in stage.partial() {
-        book.partial += done as f64 / total.max(1) as f64;
-        (book.emit)(JobEvent::Tiles { index, done, total });
+        if book.reports[index].status == ItemStatus::Running {
+            book.landed.insert(index, done as f64 / total.max(1) as f64);
+            (book.emit)(JobEvent::Tiles { index, done, total });
+        }
     }
 }
 
@@ -585,9 +592,10 @@ fn report_progress(
     budget: u64,
 ) {
     let secs = started.elapsed().as_secs_f64().max(1e-9);
-    let rate = (finished.saturating_sub(book.resumed) as f64 + book.partial) / secs;
+    let partial: f64 = book.landed.values().sum();
+    let rate = (finished.saturating_sub(book.resumed) as f64 + partial) / secs;
     let total = book.reports.len();
-    let left = (total.saturating_sub(finished + book.failed) as f64 - book.partial).max(0.0);
+    let left = (total.saturating_sub(finished + book.failed) as f64 - partial).max(0.0);
     log::debug!(
         target: "batchwise::progress",
         "{finished}/{total} done, {} failed, GPU in use {} bytes",
@@ -598,7 +606,7 @@ fn report_progress(
         done: finished,
         failed: book.failed,
         total,
-        partial_items: book.partial,
+        partial_items: partial,
         items_per_sec: rate,
         eta_secs: (rate > 0.0).then(|| left / rate),
         batch_size: batch,
@@ -722,7 +730,7 @@ mod tests {
             failed: 0,
             resumed: 0,
             retries: 0,
-            partial: 0.0,
+            landed: HashMap::new(),
         };
         let runtime = io_runtime().unwrap();
         let limits = ItemLimits {

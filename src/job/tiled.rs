@@ -108,6 +108,8 @@ pub(crate) struct TiledStage<'a> {
     /// A 16-bit image arrived: the next runner takes 16-bit pixels.
     wants_wide: bool,
     in_progress: HashMap<usize, InProgress>,
+    /// Images whose last tile landed since [`Stage::partial`] was asked, with their tiles.
+    landed_whole: Vec<(usize, usize)>,
     pending: VecDeque<TileRef>,
     /// PNG and TIFF outputs are written by rows (not when nothing is written: `bench`).
     stream: bool,
@@ -134,6 +136,7 @@ impl<'a> TiledStage<'a> {
             depth: PixelDepth::Eight,
             wants_wide: false,
             in_progress: HashMap::new(),
+            landed_whole: Vec::new(),
             pending: VecDeque::new(),
         }
     }
@@ -377,14 +380,17 @@ impl Stage for TiledStage<'_> {
                 .get(&i)
                 .is_some_and(|p| p.remaining_tiles == 0)
                 && let Some(item) = self.in_progress.remove(&i)
-                && let Output::Whole {
+            {
+                self.landed_whole.push((i, item.tiles));
+                // A streamed image's writer ends with its last band, sent above.
+                if let Output::Whole {
                     pixels,
                     alpha,
                     meta,
                 } = item.out
-            {
-                // A streamed image's writer ends with its last band, sent above.
-                start(i, self.write_task(i, pixels, alpha, meta));
+                {
+                    start(i, self.write_task(i, pixels, alpha, meta));
+                }
             }
         }
         Ok(())
@@ -404,12 +410,13 @@ impl Stage for TiledStage<'_> {
         self.stream
     }
 
-    fn partial(&self) -> Vec<(usize, usize, usize)> {
+    fn partial(&mut self) -> Vec<(usize, usize, usize)> {
         let mut partial: Vec<_> = self
             .in_progress
             .iter()
             .filter(|(_, p)| p.remaining_tiles < p.tiles)
             .map(|(&i, p)| (i, p.tiles - p.remaining_tiles, p.tiles))
+            .chain(self.landed_whole.drain(..).map(|(i, n)| (i, n, n)))
             .collect();
         partial.sort_unstable();
         partial
