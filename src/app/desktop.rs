@@ -45,10 +45,12 @@ impl BatchwiseApp {
         } else {
             ""
         };
-        format!(
-            "batchwise — {finished}/{total} ({:.0}%){paused}",
-            (fraction * 100.0).floor()
-        )
+        // 100% only once every item is finished (the last ones may still be written).
+        let mut percent = (fraction * 100.0).floor();
+        if finished < total {
+            percent = percent.min(99.0);
+        }
+        format!("batchwise — {finished}/{total} ({percent:.0}%){paused}")
     }
 
     /// Tells the window its title when it changed.
