@@ -47,6 +47,20 @@ pub fn best_row(rows: &[BenchRow]) -> Option<&BenchRow> {
         .min_by_key(|r| r.batch_size)
 }
 
+/// Where a batch size stands on the plots' axis.
+fn batch_x(batch_size: u32) -> f64 {
+    f64::from(batch_size).log2()
+}
+
+/// The axis label at `x`: the batch size at each power of two, nothing between.
+fn batch_axis_label(x: f64) -> String {
+    if x >= 0.0 && x.fract() == 0.0 {
+        format!("{:.0}", x.exp2())
+    } else {
+        String::new()
+    }
+}
+
 /// A plot over batch sizes on a log2 axis (1, 2, 4, ... equally spaced), one grid line and one
 /// label per power of two.
 fn batch_plot(id: &str, y_label: &str) -> Plot<'static> {
@@ -66,14 +80,7 @@ fn batch_plot(id: &str, y_label: &str) -> Plot<'static> {
         .x_axis_label("batch size (log2 scale)")
         .y_axis_label(y_label.to_owned())
         .x_grid_spacer(powers)
-        .x_axis_formatter(|mark, _| {
-            let batch = mark.value.exp2();
-            if mark.value >= 0.0 && mark.value.fract() == 0.0 {
-                format!("{batch:.0}")
-            } else {
-                String::new()
-            }
-        })
+        .x_axis_formatter(|mark, _| batch_axis_label(mark.value))
         .show_x(false)
         .allow_scroll(false)
 }
@@ -183,7 +190,7 @@ impl BatchwiseApp {
                     tuning
                         .rows
                         .iter()
-                        .map(|r| [f64::from(r.batch_size).log2(), f(r)])
+                        .map(|r| [batch_x(r.batch_size), f(r)])
                         .collect()
                 };
                 let speed = series(&|r| r.compute_items_per_sec);
@@ -191,7 +198,7 @@ impl BatchwiseApp {
                 batch_plot("tune items per second", "items/s").show(ui, |plot| {
                     plot.line(Line::new("items/s", PlotPoints::from(speed.clone())));
                     plot.points(Points::new("", PlotPoints::from(speed.clone())).radius(3.0));
-                    let best_x = best.map(|b| f64::from(b).log2());
+                    let best_x = best.map(batch_x);
                     if let Some(b) = best_x.and_then(|x| speed.iter().find(|p| p[0] == x)) {
                         plot.points(
                             Points::new("best", PlotPoints::from(vec![*b]))
@@ -269,5 +276,16 @@ mod tests {
         assert_eq!(best_row(&rows).unwrap().batch_size, 8);
         assert_eq!(best_row(&[row(32, 5.0)]).unwrap().batch_size, 32);
         assert!(best_row(&[]).is_none());
+    }
+
+    /// The sweep's batch sizes stand one step apart on the axis, labelled by their size.
+    #[test]
+    fn the_batch_axis_is_log2_with_a_label_per_power_of_two() {
+        let xs: Vec<f64> = TUNE_BATCH_SIZES.iter().map(|&b| batch_x(b)).collect();
+        assert_eq!(xs, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let labels: Vec<String> = xs.iter().map(|&x| batch_axis_label(x)).collect();
+        assert_eq!(labels, ["1", "2", "4", "8", "16", "32", "64"]);
+        assert_eq!(batch_axis_label(2.5), "");
+        assert_eq!(batch_axis_label(-1.0), "");
     }
 }
