@@ -8,6 +8,7 @@
 # app first. Fails when the icon or the progress in the title is missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source tests/window/window.sh
 shots=${1:-docs}
 work=$(mktemp -d)
 app=; xvfb=
@@ -30,12 +31,7 @@ export XDG_DATA_HOME="$work/data" XDG_CONFIG_HOME="$work/config"
 unset DBUS_SESSION_BUS_ADDRESS
 if command -v zenity >/dev/null; then echo "zenity is installed: the no-dialog message will not show" >&2; fi
 RUST_LOG=batchwise=info "$bin" app "$work/photos" > "$work/app.log" 2>&1 & app=$!
-for _ in $(seq 1 100); do
-  xdotool search --name '^batchwise$' >/dev/null 2>&1 && break; sleep 0.2
-done
-win=$(xdotool search --name '^batchwise$' | head -1)
-xdotool windowmove "$win" 0 0 windowsize "$win" 1200 760
-sleep 3
+wait_for_window
 
 # The icon: a 128 x 128 image on the window.
 icon=$(xprop -id "$win" _NET_WM_ICON | sed -n 1p)

@@ -7,6 +7,7 @@
 # and ../shared/tools/xdnd-drop beside the repository. Builds the app first.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source tests/window/window.sh
 shots=${1:-docs}
 drop=${XDND_DROP:-../shared/tools/xdnd-drop}
 work=$(mktemp -d)
@@ -29,12 +30,7 @@ sleep 2
 # batchwise-output beside the dropped folder.
 export XDG_DATA_HOME="$work/data" XDG_CONFIG_HOME="$work/config"
 RUST_LOG=batchwise=info ./target/debug/batchwise app > "$work/app.log" 2>&1 & app=$!
-for _ in $(seq 1 100); do
-  xdotool search --name '^batchwise$' >/dev/null 2>&1 && break; sleep 0.2
-done
-win=$(xdotool search --name '^batchwise$' | head -1)
-xdotool windowmove "$win" 0 0 windowsize "$win" 1200 760
-sleep 3
+wait_for_window
 
 # Drop the folder onto the grid, as a person would.
 "$drop" 700 400 "$work/photos"
