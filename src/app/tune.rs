@@ -80,6 +80,8 @@ fn batch_plot(id: &str, y_label: &str) -> Plot<'static> {
         .x_axis_label("batch size (log2 scale)")
         .y_axis_label(y_label.to_owned())
         .x_grid_spacer(powers)
+        // From zero, so that 5% looks like 5%.
+        .include_y(0.0)
         .x_axis_formatter(|mark, _| batch_axis_label(mark.value))
         .show_x(false)
         .allow_scroll(false)
