@@ -31,6 +31,10 @@ pub struct BenchRow {
     pub dispatches_per_batch: usize,
     /// Model multiply-adds per second, counting the context each tile carries.
     pub gflops: f64,
+    /// For a chain with `--inputs`: items per second of its steps run as separate jobs, each
+    /// reading the files the one before wrote (how tools without chains run one), end to end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub separate_steps_items_per_sec: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -118,6 +122,39 @@ fn end_to_end(
     let summary = crate::job::run(engine, &spec, &Default::default(), &mut |_| {});
     let _ = std::fs::remove_dir_all(&out);
     Ok(summary?.items_per_sec)
+}
+
+/// Items per second of a chain's `steps` run as separate jobs over `dir`, each writing PNG files
+/// into a temporary folder (removed after) that the next one reads: the items' time is the sum
+/// of the jobs' (each measured as [`end_to_end`] measures one). A step's tile covers the same
+/// input pixels as the chain's `tile` does.
+fn separate_steps(
+    engine: &Engine,
+    steps: &[ModelChoice],
+    dir: &std::path::Path,
+    batch: u32,
+    tile: u32,
+    precision: crate::kernels::Precision,
+) -> Result<f64> {
+    let base = std::env::temp_dir().join(format!(
+        "batchwise-bench-steps-{}-{batch}",
+        std::process::id()
+    ));
+    let (mut from, mut seconds_per_item, mut scale) = (dir.to_path_buf(), 0.0, 1);
+    for (i, step) in steps.iter().enumerate() {
+        let out = base.join(i.to_string());
+        let mut spec = job_spec(step, (batch, Some(tile * scale)), precision, out.clone());
+        spec.inputs = vec![from];
+        let summary = crate::job::run(engine, &spec, &Default::default(), &mut |_| {});
+        let summary = summary.inspect_err(|_| {
+            let _ = std::fs::remove_dir_all(&base);
+        })?;
+        seconds_per_item += 1.0 / summary.items_per_sec;
+        scale *= step.spec.scale;
+        from = out;
+    }
+    let _ = std::fs::remove_dir_all(&base);
+    Ok(1.0 / seconds_per_item)
 }
 
 /// Deterministic test images: smooth gradients with texture, so no kernel sees only zeros.
@@ -254,6 +291,7 @@ fn run_fixed(
             batches: images.len().div_ceil(batch as usize),
             dispatches_per_batch: summary.dispatches_per_batch,
             gflops: 2.0 * macs as f64 * rate / images.len() as f64 / 1e9,
+            separate_steps_items_per_sec: None,
         };
         progress(&row);
         rows.push(row);
@@ -382,6 +420,17 @@ pub fn run(
             Some(dir) => end_to_end(engine, builtin, dir, batch, tile, precision)?,
             None => compute,
         };
+        let separate_steps = match &inputs {
+            Some(dir) if !builtin.steps.is_empty() => Some(separate_steps(
+                engine,
+                &builtin.steps,
+                dir,
+                batch,
+                tile,
+                precision,
+            )?),
+            _ => None,
+        };
         let row = BenchRow {
             batch_size: batch,
             items_per_sec: end_to_end,
@@ -392,6 +441,7 @@ pub fn run(
             batches: tiles.len().div_ceil(batch as usize),
             dispatches_per_batch: dispatches,
             gflops: 2.0 * macs as f64 / secs / 1e9,
+            separate_steps_items_per_sec: separate_steps,
         };
         progress(&row);
         rows.push(row);

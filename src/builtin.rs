@@ -273,6 +273,8 @@ pub struct ModelChoice {
     pub task: Task,
     /// Fixed input edge length (classify, embed, segment, faces); 0: images of any size in tiles.
     pub input_size: u32,
+    /// A chain's models, in order ([`crate::chain`]); empty for one model.
+    pub steps: Vec<ModelChoice>,
 }
 
 /// What the app shows about a model before it runs.
@@ -334,6 +336,7 @@ impl BuiltinModel {
             spec: self.spec,
             task: self.task,
             input_size: self.input_size,
+            steps: Vec::new(),
         })
     }
 }
@@ -455,6 +458,7 @@ pub fn resolve(name: &str, overrides: &InputOverrides) -> Result<ModelChoice> {
             Task::Upscale
         },
         input_size: 0,
+        steps: Vec::new(),
         spec: ImageModelSpec {
             scale,
             context,

@@ -8,6 +8,7 @@ pub mod app;
 pub mod autotune;
 pub mod bench;
 pub mod builtin;
+pub mod chain;
 pub mod check;
 pub mod cli;
 pub mod engine;

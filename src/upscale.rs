@@ -23,6 +23,9 @@ pub trait TileSource {
         depth: PixelDepth,
         out: &mut [u32],
     );
+
+    /// Width and height in pixels.
+    fn size(&self) -> (u32, u32);
 }
 
 impl TileSource for RgbaImage {
@@ -38,6 +41,10 @@ impl TileSource for RgbaImage {
             PixelDepth::Eight => tiling::extract(self, rect, tile, context, out),
             PixelDepth::Sixteen => tiling::extract_wide_from(self, rect, tile, context, out),
         }
+    }
+
+    fn size(&self) -> (u32, u32) {
+        self.dimensions()
     }
 }
 
@@ -57,6 +64,10 @@ impl TileSource for Pixels {
             }
             (PixelDepth::Sixteen, _) => tiling::extract_wide(self, rect, tile, context, out),
         }
+    }
+
+    fn size(&self) -> (u32, u32) {
+        self.dimensions()
     }
 }
 
@@ -217,7 +228,33 @@ impl TiledUpscaler {
         for (t, chunk) in tiles.iter().zip(input.chunks_exact_mut(words)) {
             images[t.image].extract_tile(t.rect, self.tile, self.spec.context, depth, chunk);
         }
-        self.runner.submit_pixels(&input, tiles.len() as u32, timed)
+        let items = tiles.len() as u32;
+        self.set_geometry(tiles.iter().map(|t| (t.rect, images[t.image].size())))?;
+        self.runner.submit_pixels(&input, items, timed)
+    }
+
+    /// Tells a model that clamps tiles to their image's edge (a chain) where the next batch's
+    /// tiles lie: each tile's rectangle and its image's size.
+    fn set_geometry(
+        &self,
+        tiles: impl ExactSizeIterator<Item = (TileRect, (u32, u32))>,
+    ) -> Result<()> {
+        if !self.runner.clamps_edges {
+            return Ok(());
+        }
+        let items = tiles.len() as u32;
+        let context = self.spec.context as i32;
+        let geometry: Vec<_> = tiles
+            .map(|(rect, (w, h))| {
+                [
+                    rect.x as i32 - context,
+                    rect.y as i32 - context,
+                    w as i32,
+                    h as i32,
+                ]
+            })
+            .collect();
+        self.runner.set_geometry(&geometry, items)
     }
 
     /// Waits for a batch from [`Self::submit_tiles`] and returns each tile's output pixels
@@ -358,6 +395,7 @@ impl TiledUpscaler {
             for (rect, chunk) in batch.iter().zip(input.chunks_exact_mut(px)) {
                 tiling::extract(image, *rect, self.tile, self.spec.context, chunk);
             }
+            self.set_geometry(batch.iter().map(|&r| (r, image.dimensions())))?;
             let out = self.runner.run_f32(&input, batch.len() as u32)?;
             for (rect, o) in batch.iter().zip(out.chunks_exact(3 * out_plane)) {
                 for c in 0..3 {

@@ -582,50 +582,20 @@ fn a_rerun_resumes_and_matches_an_uninterrupted_run() {
 /// reported.
 #[test]
 fn auto_batch_fits_the_budget_and_out_of_memory_halves_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = common::fixture("photo-60x44.png");
-    let run = |args: &[&str], env: Option<(&str, &str)>| -> serde_json::Value {
-        let mut cmd = batchwise();
-        if let Some((k, v)) = env {
-            cmd.env(k, v);
-        }
-        let out = cmd
-            .args(["run", "--json", "--tile-size", "16"])
-            .args(args)
-            .arg("-o")
-            .arg(dir.path().join(format!("{}{env:?}", args.join("_"))))
-            .arg(&input)
-            .output()
-            .unwrap();
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
-    };
-    let roomy = run(&["-b", "auto"], None);
-    let tight = run(&["-b", "auto", "--memory-budget", "4"], None);
-    let (roomy_b, tight_b) = (
-        roomy["batch_size"].as_u64().unwrap(),
-        tight["batch_size"].as_u64().unwrap(),
-    );
-    assert!(
-        tight_b >= 1 && tight_b < roomy_b,
-        "auto: {tight_b} vs {roomy_b}"
-    );
+    let runs = common::PhotoRuns::new(&[]);
+    let (roomy, tight) = runs.assert_auto_fits_the_budget();
     assert_eq!(tight["memory_budget_bytes"], 4 << 20);
     // Never more than the job's tiles: 60x44 at 16 px is 4 x 3 tiles; a fixed batch size too.
+    let roomy_b = roomy["batch_size"].as_u64().unwrap();
     assert!(roomy_b <= 12, "auto: {roomy_b} for 12 tiles");
-    let fixed = run(&["-b", "64"], None);
+    let fixed = runs.run(&["-b", "64"], None);
     assert_eq!(fixed["batch_size"], 12, "-b 64 for 12 tiles");
-
-    for var in ["BATCHWISE_FAIL_BATCHES_ABOVE", "BATCHWISE_FAIL_RUNS_ABOVE"] {
-        let json = run(&["-b", "8"], Some((var, "2")));
-        assert_eq!(json["done"], 1, "{var}: {json}");
-        assert_eq!(json["batch_size"], 2, "{var}");
-        assert_eq!(json["retries"], 2, "{var}");
-    }
+    runs.assert_out_of_memory_halves_the_batch();
 }
 
 /// `bench --inputs DIR` measures a real job end to end beside compute only; `--json` rows carry
-/// both rates.
+/// both rates. On a chain it also runs the chain's steps as separate jobs through files, in the
+/// same run, and reports that rate too.
 #[test]
 fn bench_measures_end_to_end_over_real_files() {
     let dir = tempfile::tempdir().unwrap();
@@ -635,28 +605,34 @@ fn bench_measures_end_to_end_over_real_files() {
     for name in ["a.png", "b.png"] {
         small.save(dir.path().join(name)).unwrap();
     }
-    let out = batchwise()
-        .args([
-            "bench",
-            "--batch-sizes",
-            "1,2",
-            "--tile-size",
-            "16",
-            "--json",
-            "--inputs",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    assert_eq!(json["count"], 2);
-    for row in json["rows"].as_array().unwrap() {
-        assert!(row["items_per_sec"].as_f64().unwrap() > 0.0, "{row}");
-        assert!(
-            row["compute_items_per_sec"].as_f64().unwrap() > 0.0,
-            "{row}"
-        );
+    for model in ["upscale-photo-2x", "enhance-low-light,upscale-photo-2x"] {
+        let out = batchwise()
+            .args([
+                "bench",
+                "-m",
+                model,
+                "--batch-sizes",
+                "1,2",
+                "--tile-size",
+                "16",
+            ])
+            .args(["--json", "--inputs"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(json["count"], 2);
+        for row in json["rows"].as_array().unwrap() {
+            assert!(row["items_per_sec"].as_f64().unwrap() > 0.0, "{row}");
+            assert!(
+                row["compute_items_per_sec"].as_f64().unwrap() > 0.0,
+                "{row}"
+            );
+            let steps = row.get("separate_steps_items_per_sec");
+            assert_eq!(steps.is_some(), model.contains(','), "{model}: {row}");
+            assert!(steps.is_none_or(|s| s.as_f64().unwrap() > 0.0), "{row}");
+        }
     }
 }
 

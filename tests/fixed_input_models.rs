@@ -15,14 +15,6 @@ mod common;
 use batchwise::builtin;
 use batchwise::engine::BatchRunner;
 
-fn reference(name: &str) -> Vec<f32> {
-    let bytes = std::fs::read(common::fixture(name)).unwrap();
-    bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
-
 fn pixels(img: &image::RgbaImage) -> Vec<u32> {
     img.pixels()
         .map(|p| u32::from_le_bytes([p[0], p[1], p[2], 255]))
@@ -56,7 +48,7 @@ fn classify_and_embed_match_onnxruntime_in_a_batch() {
         let runner = BatchRunner::new(&engine, &model, 2, 224, 224, &b.spec.input_map).unwrap();
         let out = runner.run_f32(&input, 2).unwrap();
         assert_eq!(out.len(), 2 * len);
-        let expected = reference(file);
+        let expected = common::reference(file);
         let got = &out[..len];
         let worst = common::max_abs_diff(got, &expected);
         eprintln!("{id}: max |diff| {worst:e}");
@@ -87,7 +79,7 @@ fn remove_background_matches_onnxruntime() {
     let model = engine.load(b.load().unwrap()).unwrap();
     let runner = BatchRunner::new(&engine, &model, 1, 256, 256, &b.spec.input_map).unwrap();
     let got = runner.run_f32(&pixels(&photo), 1).unwrap();
-    let expected = reference("photo-256.remove-background.f32");
+    let expected = common::reference("photo-256.remove-background.f32");
     let psnr = common::psnr(&got, &expected);
     eprintln!(
         "remove-background: PSNR {psnr:.1} dB, max |diff| {:e}",
@@ -113,8 +105,8 @@ fn detect_faces_matches_onnxruntime() {
     let (regs, logits) = (&out[0], &out[1]);
     assert_eq!((regs.len(), logits.len()), (896 * 16, 896));
     let (eregs, elogits) = (
-        reference("photo-128-faces.detect-faces.regressors.f32"),
-        reference("photo-128-faces.detect-faces.logits.f32"),
+        common::reference("photo-128-faces.detect-faces.regressors.f32"),
+        common::reference("photo-128-faces.detect-faces.logits.f32"),
     );
     let (dr, dl) = (
         common::max_abs_diff(regs, &eregs),
@@ -150,7 +142,7 @@ fn float16_mask_and_labels_stay_close_to_onnxruntime() {
     let model = engine.load_with(b.load().unwrap(), Precision::F16).unwrap();
     let runner = BatchRunner::new(&engine, &model, 1, 256, 256, &b.spec.input_map).unwrap();
     let got = runner.run_f32(&pixels(&photo), 1).unwrap();
-    let expected = reference("photo-256.remove-background.f32");
+    let expected = common::reference("photo-256.remove-background.f32");
     let psnr = common::psnr(&got, &expected);
     eprintln!(
         "remove-background float16: PSNR {psnr:.1} dB, max |diff| {:e}",
@@ -165,7 +157,7 @@ fn float16_mask_and_labels_stay_close_to_onnxruntime() {
     let model = engine.load_with(b.load().unwrap(), Precision::F16).unwrap();
     let runner = BatchRunner::new(&engine, &model, 1, 224, 224, &b.spec.input_map).unwrap();
     let got = runner.run_f32(&pixels(&photo), 1).unwrap();
-    let expected = reference("photo-224.efficientnet.logits.f32");
+    let expected = common::reference("photo-224.efficientnet.logits.f32");
     eprintln!(
         "classify float16: max |diff| of the logits {:e}",
         common::max_abs_diff(&got, &expected)

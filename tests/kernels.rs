@@ -747,6 +747,48 @@ fn pad_matches_reference() {
     }
 }
 
+/// Edge clamp copies values: exact. Items whose tile lies inside the image, reaches past each
+/// border (negative corner, past the far side), at scale 2 with lost pixels, and with no geometry.
+#[test]
+fn edge_clamp_matches_reference() {
+    use batchwise::kernels::edge_clamp::{self, Geometry};
+    use batchwise::model::{EdgeClampSpec, ItemShape};
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(61);
+    let shape = ItemShape { c: 3, h: 13, w: 17 };
+    let geometry: Vec<Geometry> = vec![
+        [-3, -4, 20, 9],
+        [5, 2, 9, 30],
+        [0, 0, 0, 0],
+        [-1, 6, 8, 8],
+        [2, -2, 40, 40],
+    ];
+    let n = geometry.len() as u32;
+    let input = common::random_vec(&mut rng, (n as u64 * shape.elements()) as usize, 1.0);
+    let geometry_buffer = gpu.create_buffer_init(
+        "geometry",
+        bytemuck::cast_slice(&geometry),
+        wgpu::BufferUsages::STORAGE,
+    );
+    for spec in [
+        EdgeClampSpec { scale: 1, lost: 0 },
+        EdgeClampSpec { scale: 2, lost: 3 },
+    ] {
+        let expected = edge_clamp::reference(spec, &input, &geometry, shape);
+        assert_ne!(expected, input, "{spec:?}: some items must be clamped");
+        let src = storage(gpu, &input);
+        let dst = output(gpu, expected.len());
+        let bind = Bind::new(gpu, &s.kernels, "edge clamp");
+        let step = edge_clamp::prepare(bind, spec, &src, &dst, &geometry_buffer, shape);
+        assert_eq!(
+            run_f32(gpu, &step, n, &dst, expected.len()),
+            expected,
+            "{spec:?}"
+        );
+    }
+}
+
 /// Max is exact; averages of at most 9 values in f32 against f64: 1e-6.
 #[test]
 fn pool2d_matches_reference() {

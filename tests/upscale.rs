@@ -13,20 +13,6 @@ mod common;
 use batchwise::builtin;
 use batchwise::upscale::TiledUpscaler;
 
-fn reference(name: &str) -> Vec<f32> {
-    let bytes = std::fs::read(common::fixture(name)).unwrap();
-    bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
-
-fn photo() -> image::RgbaImage {
-    image::open(common::fixture("photo-60x44.png"))
-        .unwrap()
-        .to_rgba8()
-}
-
 /// The float output before 8-bit conversion against onnxruntime: >= 60 dB, for a batch of 1 and
 /// of 8, with tiles small enough that the image is cut into 6 of them (seams included).
 /// Independent float32 engines agree at 90 dB and more; a JPEG re-encode still scores 40 dB.
@@ -35,11 +21,11 @@ fn matches_onnxruntime_at_batch_1_and_8() {
     let engine = common::engine();
     let builtin = builtin::find("upscale-photo-2x").unwrap();
     let model = engine.load(builtin.load().unwrap()).unwrap();
-    let expected = reference("photo-60x44.upscale-photo-2x.f32");
+    let expected = common::reference("photo-60x44.upscale-photo-2x.f32");
     for batch in [1, 8] {
         let up = TiledUpscaler::new(&engine, &model, builtin.spec, batch, Some(24)).unwrap();
         assert_eq!(up.tiles(60, 44).len(), 6);
-        let got = up.upscale_f32(&photo()).unwrap();
+        let got = up.upscale_f32(&common::photo()).unwrap();
         let psnr = common::psnr(&got, &expected);
         let worst = common::max_abs_diff(&got, &expected);
         eprintln!("batch {batch}: PSNR {psnr:.1} dB, max |diff| {worst:e}");
@@ -59,9 +45,9 @@ fn denoise_and_anime_models_match_onnxruntime() {
     ] {
         let builtin = builtin::find(id).unwrap();
         let model = engine.load(builtin.load().unwrap()).unwrap();
-        let expected = reference(&format!("photo-60x44.{id}.f32"));
+        let expected = common::reference(&format!("photo-60x44.{id}.f32"));
         let up = TiledUpscaler::new(&engine, &model, builtin.spec, 4, Some(tile)).unwrap();
-        let got = up.upscale_f32(&photo()).unwrap();
+        let got = up.upscale_f32(&common::photo()).unwrap();
         let psnr = common::psnr(&got, &expected);
         eprintln!(
             "{id}: PSNR {psnr:.1} dB, max |diff| {:e}",
@@ -78,7 +64,7 @@ fn batch_size_does_not_change_the_output() {
     let engine = common::engine();
     let builtin = builtin::find("upscale-photo-2x").unwrap();
     let model = engine.load(builtin.load().unwrap()).unwrap();
-    let base = photo();
+    let base = common::photo();
     let images = vec![
         base.clone(),
         image::imageops::crop_imm(&base, 5, 3, 31, 40).to_image(),
@@ -121,7 +107,7 @@ fn batch_size_does_not_change_the_output() {
         assert!(worst <= 1, "batch 1 vs 8 differ by {worst}/255");
     }
     // The 8-bit output also matches onnxruntime's output rounded to 8 bits.
-    let expected = reference("photo-60x44.upscale-photo-2x.f32");
+    let expected = common::reference("photo-60x44.upscale-photo-2x.f32");
     let (w, h) = one[0].dimensions();
     let plane = (w * h) as usize;
     let mut worst = 0u8;
@@ -151,7 +137,7 @@ fn memory_plan_matches_the_ledger() {
         let plan = batchwise::engine::plan(&model, side, side, batch).unwrap();
         ledger.reset_peak();
         let up = TiledUpscaler::new(&engine, &model, builtin.spec, batch, Some(tile)).unwrap();
-        up.upscale_all(&[photo()]).unwrap();
+        up.upscale_all(&[common::photo()]).unwrap();
         let measured = ledger.peak_bytes() - base;
         let planned = plan.total_bytes();
         let ratio = measured as f64 / planned as f64;
@@ -180,8 +166,8 @@ fn user_model_with_shape_arithmetic_matches_onnxruntime() {
     assert_eq!((shapes[0].h, shapes[0].w), (160, 160));
     let model = engine.load(choice.model.clone()).unwrap();
     let up = TiledUpscaler::new(&engine, &model, choice.spec, 2, None).unwrap();
-    let got = up.upscale_f32(&photo()).unwrap();
-    let expected = reference("user/photo-60x44.pixel_shuffle_2x.f32");
+    let got = up.upscale_f32(&common::photo()).unwrap();
+    let expected = common::reference("user/photo-60x44.pixel_shuffle_2x.f32");
     let psnr = common::psnr(&got, &expected);
     eprintln!("pixel shuffle user model: PSNR {psnr:.1} dB");
     assert!(psnr >= 60.0, "PSNR {psnr:.1} dB < 60 dB");
@@ -201,10 +187,10 @@ fn user_upscaler_built_like_the_wild_ones_matches_onnxruntime() {
     assert_eq!(choice.spec.scale, 4);
     assert!(choice.model.static_shapes.is_none(), "free input size");
     let model = engine.load(choice.model.clone()).unwrap();
-    let expected = reference("user/photo-60x44.wild_upscaler_4x.f32");
+    let expected = common::reference("user/photo-60x44.wild_upscaler_4x.f32");
     for tile in [24, 64] {
         let up = TiledUpscaler::new(&engine, &model, choice.spec, 2, Some(tile)).unwrap();
-        let got = up.upscale_f32(&photo()).unwrap();
+        let got = up.upscale_f32(&common::photo()).unwrap();
         let psnr = common::psnr(&got, &expected);
         eprintln!("wild 4x user model, tile {tile}: PSNR {psnr:.1} dB");
         assert!(psnr >= 60.0, "tile {tile}: PSNR {psnr:.1} dB < 60 dB");
@@ -232,8 +218,8 @@ fn float16_upscalers_stay_within_45_db_of_onnxruntime() {
             .load_with(builtin.load().unwrap(), Precision::F16)
             .unwrap();
         let up = TiledUpscaler::new(&engine, &model, builtin.spec, 4, Some(tile)).unwrap();
-        let got = up.upscale_f32(&photo()).unwrap();
-        let expected = reference(&format!("photo-60x44.{id}.f32"));
+        let got = up.upscale_f32(&common::photo()).unwrap();
+        let expected = common::reference(&format!("photo-60x44.{id}.f32"));
         let psnr = common::psnr(&got, &expected);
         let worst = common::max_abs_diff(&got, &expected);
         eprintln!("{id} float16: PSNR {psnr:.1} dB, max |diff| {worst:e}");

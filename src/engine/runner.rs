@@ -10,6 +10,7 @@ use anyhow::{Result, anyhow, bail};
 use super::memory::{ItemBytes, assign_values};
 use super::{Engine, GpuModel, OutOfMemory, injected_out_of_memory, steps};
 use crate::gpu::{Gpu, TrackedBuffer};
+use crate::kernels::edge_clamp::Geometry;
 use crate::kernels::pack::{PixelDepth, PixelMapping};
 use crate::kernels::{Bind, Precision, Step, pack, unpack};
 use crate::model::ItemShape;
@@ -31,6 +32,8 @@ pub struct BatchRunner {
     pub extra_outputs: Vec<ItemShape>,
     /// Fed floats directly: no pack step.
     float_input: bool,
+    /// The model clamps tiles to their image's edge: set each batch's geometry first.
+    pub clamps_edges: bool,
     /// How pixels are uploaded and read back.
     pub depth: PixelDepth,
     precision: Precision,
@@ -107,6 +110,8 @@ struct Lane {
     items: u32,
     pixels_in: TrackedBuffer,
     pixels_out: TrackedBuffer,
+    /// Each item's [`Geometry`], for the model's edge clamps (zero: none).
+    geometry: TrackedBuffer,
     values: Vec<TrackedBuffer>,
     model_out: usize,
     extra_out: Vec<usize>,
@@ -168,6 +173,11 @@ impl Lane {
             },
             storage | wgpu::BufferUsages::COPY_SRC,
         );
+        let geometry = gpu.create_buffer(
+            "item geometry",
+            std::mem::size_of::<Geometry>() as u64 * items as u64,
+            storage | wgpu::BufferUsages::COPY_DST,
+        );
         let k = engine.kernels_for(model.precision);
         let pack = pack::prepare(
             Bind::new(gpu, k, "pack"),
@@ -184,6 +194,7 @@ impl Lane {
             shapes,
             values: &values,
             buffer_of: &buffer_of,
+            geometry: &geometry,
         };
         let layers = model
             .layers
@@ -211,6 +222,7 @@ impl Lane {
             items,
             pixels_in,
             pixels_out,
+            geometry,
             model_out: buffer_of[m.output],
             model_in: buffer_of[0],
             extra_out: m.extra_outputs.iter().map(|&v| buffer_of[v]).collect(),
@@ -373,6 +385,10 @@ impl BatchRunner {
             output,
             extra_outputs: m.extra_outputs.iter().map(|&v| shapes[v]).collect(),
             float_input,
+            clamps_edges: m
+                .layers
+                .iter()
+                .any(|l| matches!(l.op, crate::model::LayerOp::EdgeClamp(_))),
             depth,
             precision: model.precision,
             gpu: gpu.clone(),
@@ -475,6 +491,12 @@ impl BatchRunner {
         if let Some(t) = self.timer.as_ref().filter(|_| timed) {
             encoder.resolve_query_set(&t.queries, 0..2, &t.resolve, 0);
         }
+    }
+
+    /// Sets where each of the next batch's `items` lies in its image, for the model's edge
+    /// clamps (a chain's steps); until set, every item is left as it is.
+    pub fn set_geometry(&self, geometry: &[Geometry], items: u32) -> Result<()> {
+        self.write_lanes(geometry, items, 1, |lane| &lane.geometry)
     }
 
     fn upload(&self, pixels: &[u32], items: u32) -> Result<()> {

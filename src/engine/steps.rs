@@ -4,9 +4,9 @@
 use super::GpuLayer;
 use crate::gpu::{Gpu, TrackedBuffer};
 use crate::kernels::{
-    Bind, Kernels, Step, binary, copy_block, copy_channels, depth_to_space, elementwise,
-    global_avg_pool, matmul, nchw_to_nhwc, nd_binary, nd_copy, normalize, pad, pool2d, reduce,
-    resize_filter, resize_nearest, softmax, unary,
+    Bind, Kernels, Step, binary, copy_block, copy_channels, depth_to_space, edge_clamp,
+    elementwise, global_avg_pool, matmul, nchw_to_nhwc, nd_binary, nd_copy, normalize, pad, pool2d,
+    reduce, resize_filter, resize_nearest, softmax, unary,
 };
 use crate::model::{ItemShape, Layer, LayerOp, TensorOp};
 
@@ -18,6 +18,8 @@ pub(super) struct Binding<'a> {
     pub values: &'a [TrackedBuffer],
     /// Value -> index into `values` (buffers are shared by liveness).
     pub buffer_of: &'a [usize],
+    /// Each item's [`edge_clamp::Geometry`], written per batch.
+    pub geometry: &'a wgpu::Buffer,
 }
 
 impl Binding<'_> {
@@ -131,6 +133,9 @@ pub(super) fn layer_steps(cx: &Binding, g: &GpuLayer, l: &Layer) -> Vec<Step> {
             resize_filter::prepare(Bind::new(gpu, k, &l.name), spec, src, dst, s.c, s.h, s.w)
         }
         (_, LayerOp::Pad(spec)) => pad::prepare(Bind::new(gpu, k, &l.name), spec, src, dst, s),
+        (_, LayerOp::EdgeClamp(spec)) => {
+            edge_clamp::prepare(Bind::new(gpu, k, &l.name), *spec, src, dst, cx.geometry, s)
+        }
         (_, LayerOp::Pool2d(spec)) => {
             pool2d::prepare(Bind::new(gpu, k, &l.name), spec, src, dst, s.c, s.h, s.w)
         }

@@ -12,6 +12,7 @@ pub mod copy_block;
 pub mod copy_channels;
 pub mod depth_to_space;
 pub mod depthwise_conv2d;
+pub mod edge_clamp;
 pub mod elementwise;
 pub mod gemm;
 pub mod global_avg_pool;
@@ -45,6 +46,10 @@ pub const SHADERS: &[(&str, &str)] = &[
     ),
     ("unary.wgsl", include_str!("../../shaders/unary.wgsl")),
     ("pad.wgsl", include_str!("../../shaders/pad.wgsl")),
+    (
+        "edge_clamp.wgsl",
+        include_str!("../../shaders/edge_clamp.wgsl"),
+    ),
     (
         "copy_block.wgsl",
         include_str!("../../shaders/copy_block.wgsl"),
@@ -150,6 +155,7 @@ pub struct Kernels {
     pub depthwise_conv2d: wgpu::ComputePipeline,
     pub resize_filter: wgpu::ComputePipeline,
     pub pad: wgpu::ComputePipeline,
+    pub edge_clamp: wgpu::ComputePipeline,
     pub pool2d: wgpu::ComputePipeline,
     pub nchw_to_nhwc: wgpu::ComputePipeline,
     pub copy_block: wgpu::ComputePipeline,
@@ -217,6 +223,7 @@ impl Kernels {
             depthwise_conv2d: compile("depthwise_conv2d", "depthwise_conv2d.wgsl"),
             resize_filter: compile("resize_filter", "resize_filter.wgsl"),
             pad: compile("pad", "pad.wgsl"),
+            edge_clamp: compile("edge_clamp", "edge_clamp.wgsl"),
             pool2d: compile("pool2d", "pool2d.wgsl"),
             nchw_to_nhwc: compile("nchw_to_nhwc", "nchw_to_nhwc.wgsl"),
             copy_block: compile("copy_block", "copy_block.wgsl"),

@@ -55,6 +55,9 @@ pub enum LayerOp {
     /// Bilinear resize.
     ResizeFilter(ResizeFilterSpec),
     Pad(PadSpec),
+    /// A copy of the input with each item's pixels outside its image replaced by the image's
+    /// edge, from the batch's per-item geometry (a chain's step input; see [`EdgeClampSpec`]).
+    EdgeClamp(EdgeClampSpec),
     Pool2d(Pool2dSpec),
     /// NCHW -> NHWC, stored flat: `[C, H, W] -> [H * W * C, 1, 1]`.
     ToNhwc,
@@ -114,6 +117,7 @@ impl LayerOp {
             LayerOp::SliceChannels { .. } | LayerOp::Crop { .. } => "Slice",
             LayerOp::GlobalAvgPool => "GlobalAveragePool",
             LayerOp::Pad(_) => "Pad",
+            LayerOp::EdgeClamp(_) => "edge clamp",
             LayerOp::Pool2d(_) => "Pool",
             LayerOp::ToNhwc => "Transpose",
             LayerOp::Flatten => "Flatten",
@@ -231,7 +235,7 @@ impl Model {
                     inputs.iter().try_fold(input, |out, &s| broadcast(out, s))
                 }
                 LayerOp::BinaryConst { constant, .. } => broadcast(input, *constant),
-                LayerOp::Unary(_) => Some(input),
+                LayerOp::Unary(_) | LayerOp::EdgeClamp(_) => Some(input),
                 LayerOp::Concat => concat_shape(&inputs, 1),
                 LayerOp::ResizeFilter(spec) => {
                     let (h, w) = spec.output_hw(input.h, input.w);

@@ -39,6 +39,79 @@ pub fn batchwise() -> assert_cmd::Command {
     cmd
 }
 
+/// A committed reference output: raw little-endian float32.
+pub fn reference(name: &str) -> Vec<f32> {
+    bytemuck::pod_collect_to_vec(&std::fs::read(fixture(name)).unwrap())
+}
+
+/// The 60 x 44 photo the image models' references were made from.
+pub fn photo() -> image::RgbaImage {
+    image::open(fixture("photo-60x44.png")).unwrap().to_rgba8()
+}
+
+/// Jobs on the 60 x 44 photo in 16 px tiles (12 of them), each into a folder of its own, read
+/// back as `run --json`'s summary.
+pub struct PhotoRuns {
+    dir: tempfile::TempDir,
+    /// Flags every run takes (the model).
+    flags: Vec<String>,
+}
+
+impl PhotoRuns {
+    pub fn new(flags: &[&str]) -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            flags: flags.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    /// `batchwise run --json` with `args` (and `env` set).
+    pub fn run(&self, args: &[&str], env: Option<(&str, &str)>) -> serde_json::Value {
+        let mut cmd = batchwise();
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        let out = cmd
+            .args(["run", "--json", "--tile-size", "16"])
+            .args(&self.flags)
+            .args(args)
+            .arg("-o")
+            .arg(self.dir.path().join(format!("{}{env:?}", args.join("_"))))
+            .arg(fixture("photo-60x44.png"))
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+    }
+
+    /// Auto batch fits the budget: 4 MiB gives a smaller batch than the default budget. Returns
+    /// both summaries.
+    pub fn assert_auto_fits_the_budget(&self) -> (serde_json::Value, serde_json::Value) {
+        let roomy = self.run(&["-b", "auto"], None);
+        let tight = self.run(&["-b", "auto", "--memory-budget", "4"], None);
+        let (roomy_b, tight_b) = (
+            roomy["batch_size"].as_u64().unwrap(),
+            tight["batch_size"].as_u64().unwrap(),
+        );
+        assert!(
+            tight_b >= 1 && tight_b < roomy_b,
+            "auto: {tight_b} vs {roomy_b}"
+        );
+        (roomy, tight)
+    }
+
+    /// An out-of-memory error (injected: lavapipe has memory to spare), allocating the batch or
+    /// running it, halves a batch of 8 and retries the same tiles until 2 fit.
+    pub fn assert_out_of_memory_halves_the_batch(&self) {
+        for var in ["BATCHWISE_FAIL_BATCHES_ABOVE", "BATCHWISE_FAIL_RUNS_ABOVE"] {
+            let json = self.run(&["-b", "8"], Some((var, "2")));
+            assert_eq!(json["done"], 1, "{var}: {json}");
+            assert_eq!(json["batch_size"], 2, "{var}");
+            assert_eq!(json["retries"], 2, "{var}");
+        }
+    }
+}
+
 pub fn engine() -> batchwise::engine::Engine {
     batchwise::engine::Engine::new(&batchwise::gpu::AdapterChoice::Auto)
         .expect("a GPU adapter (lavapipe: apt-get install mesa-vulkan-drivers)")

@@ -1,0 +1,230 @@
+//! Chains: several image-to-image models composed into one [`Model`], so that a job runs the whole
+//! chain on each batch in one submit and every intermediate image stays in GPU buffers (pooled by
+//! the engine's liveness reuse like any other activation).
+//!
+//! Between two steps the first one's output is brought to what a written and re-read image would
+//! be, as float: back to 0..=255 through the inverse of the step's input mapping, clamped (an
+//! image holds no value outside that range), then through the next step's input mapping
+//! (range and channel order). The chain's output is mapped back to the first step's convention,
+//! which the job's unpack inverts. Scales multiply; the context a step needs is carried back
+//! through the steps before it (a step after a 2x upscale that needs 8 px needs 4 px before it).
+
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+
+use crate::builtin::{ImageModelSpec, InputOverrides, ModelChoice, Task};
+use crate::kernels::pack::PixelMapping;
+use crate::model::{BinaryOp, EdgeClampSpec, ItemShape, Layer, LayerOp, Model, UnaryOp, ValueId};
+
+/// The separator of steps in a model argument: `-m enhance-low-light,upscale-photo-2x`.
+pub const SEPARATOR: char = ',';
+
+/// A built-in id or a user's model file (see [`crate::builtin::resolve`]), or several joined by
+/// [`SEPARATOR`] composed into one chain; `overrides` apply to each user file. A file whose name
+/// holds the separator is taken as that file.
+pub fn resolve(name: &str, overrides: &InputOverrides) -> Result<ModelChoice> {
+    if !name.contains(SEPARATOR) || std::path::Path::new(name).exists() {
+        return crate::builtin::resolve(name, overrides);
+    }
+    let steps = name
+        .split(SEPARATOR)
+        .map(|step| crate::builtin::resolve(step.trim(), overrides))
+        .collect::<Result<Vec<_>>>()?;
+    compose(steps)
+}
+
+/// One model running `steps` in order, each on the previous one's output.
+pub fn compose(steps: Vec<ModelChoice>) -> Result<ModelChoice> {
+    let Some(first) = steps.first() else {
+        bail!("a chain needs at least one model");
+    };
+    if steps.len() == 1 {
+        return Ok(steps.into_iter().next().expect("one step"));
+    }
+    for step in &steps {
+        check_step(step)?;
+    }
+    let mut model = first.model.as_ref().clone();
+    let mut map = first.spec.input_map;
+    let (mut scale, mut context) = (first.spec.scale, first.spec.context);
+    // Output pixels the steps so far lost at each border (padding-free convolutions).
+    let mut lost = shrink(first)?;
+    for step in &steps[1..] {
+        let mut input = convert(&mut model, map, step.spec.input_map, true);
+        if step.spec.context > 0 {
+            // Beyond the image's border the step sees the edge of the previous step's output,
+            // as it would reading that output as an image, not the previous step's view of
+            // the input's replicated edge.
+            let spec = EdgeClampSpec { scale, lost };
+            input = push(&mut model, input, LayerOp::EdgeClamp(spec), Vec::new());
+        }
+        append(&mut model, step, input);
+        // The step needs `context` px of its own input on each side: that many output pixels
+        // of the chain so far, which `scale` input pixels each give.
+        context += step.spec.context.div_ceil(scale);
+        scale *= step.spec.scale;
+        lost = lost * step.spec.scale + shrink(step)?;
+        map = step.spec.input_map;
+    }
+    let output = convert(&mut model, map, first.spec.input_map, false);
+    model.output = output;
+    model.output_name = steps.last().expect("steps").model.output_name.clone();
+    let ids: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
+    model.name = ids.join(" + ");
+    let id = ids.join(&SEPARATOR.to_string());
+    let (model, _) = crate::passes::run(model);
+    Ok(ModelChoice {
+        id,
+        model: Arc::new(model),
+        spec: ImageModelSpec {
+            scale,
+            context,
+            input_map: first.spec.input_map,
+        },
+        task: if scale == 1 {
+            Task::Enhance
+        } else {
+            Task::Upscale
+        },
+        input_size: 0,
+        steps,
+    })
+}
+
+/// A chain's steps are image-to-image models of any size with 3 channels in and out.
+fn check_step(step: &ModelChoice) -> Result<()> {
+    let m = &step.model;
+    if !matches!(step.task, Task::Upscale | Task::Enhance) || step.input_size != 0 {
+        bail!(
+            "{} is not an image-to-image model; a chain's steps upscale or enhance images",
+            step.id
+        );
+    }
+    if m.static_shapes.is_some() {
+        bail!(
+            "{} takes a fixed input size; a chain's steps take images of any size",
+            step.id
+        );
+    }
+    if m.input_channels != 3 || m.output_channels != 3 || !m.extra_outputs.is_empty() {
+        bail!(
+            "{} does not map 3 channels to 3; a chain's steps take and give RGB images",
+            step.id
+        );
+    }
+    Ok(())
+}
+
+/// Appends layers that turn `model`'s output (in the convention `from`) into the convention
+/// `to`, through 0..=255 and clamped there when `clamp`; returns the converted value.
+fn convert(model: &mut Model, from: PixelMapping, to: PixelMapping, clamp: bool) -> ValueId {
+    let mut value = model.output;
+    let mut push = |model: &mut Model, op: LayerOp, weights: Vec<f32>| {
+        value = push(model, value, op, weights);
+    };
+    if from.bgr != to.bgr {
+        push(
+            model,
+            LayerOp::Crop {
+                starts: [-1, 0, 0],
+                ends: [i64::MIN, i64::MAX, i64::MAX],
+                steps: [-1, 1, 1],
+            },
+            Vec::new(),
+        );
+    }
+    let back = crate::kernels::unpack::inverse(&from);
+    // Channel `c` of the next step's input comes from RGB channel `rgb(c)` of the image.
+    let rgb = |c: usize| if to.bgr { 2 - c } else { c };
+    // y -> v = y * back.scale + back.offset (0..=255) -> clamp -> v * to.scale + to.offset.
+    let v_scale = [0, 1, 2].map(|c| back.scale[rgb(c)]);
+    let v_offset = [0, 1, 2].map(|c| back.offset[rgb(c)]);
+    let scale = [0, 1, 2].map(|c| v_scale[c] * to.scale[c]);
+    let offset = [0, 1, 2].map(|c| v_offset[c] * to.scale[c] + to.offset[c]);
+    if clamp {
+        // 0 <= y * s + o <= 255 as bounds on y itself (s > 0: mappings are increasing).
+        let lo = [0, 1, 2].map(|c| -v_offset[c] / v_scale[c]);
+        let hi = [0, 1, 2].map(|c| (255.0 - v_offset[c]) / v_scale[c]);
+        if uniform(lo) && uniform(hi) {
+            let op = UnaryOp::Clip {
+                min: lo[0],
+                max: hi[0],
+            };
+            push(model, LayerOp::Unary(op), Vec::new());
+        } else {
+            push(model, per_channel(BinaryOp::Max), lo.to_vec());
+            push(model, per_channel(BinaryOp::Min), hi.to_vec());
+        }
+    }
+    let identity =
+        scale.iter().all(|&s| (s - 1.0).abs() < 1e-7) && offset.iter().all(|&o| o == 0.0);
+    if identity {
+        return value;
+    }
+    if uniform(scale) && uniform(offset) {
+        let op = UnaryOp::Affine {
+            scale: scale[0],
+            offset: offset[0],
+        };
+        push(model, LayerOp::Unary(op), Vec::new());
+    } else {
+        push(model, per_channel(BinaryOp::Mul), scale.to_vec());
+        push(model, per_channel(BinaryOp::Add), offset.to_vec());
+    }
+    value
+}
+
+/// Appends a layer of `op` reading `input`; returns its output.
+fn push(model: &mut Model, input: ValueId, op: LayerOp, weights: Vec<f32>) -> ValueId {
+    let output = model.value_count;
+    model.value_count += 1;
+    model.layers.push(Layer {
+        name: format!("chain: {}", op.kind()),
+        op,
+        inputs: vec![input],
+        output,
+        weights,
+        bias: Vec::new(),
+    });
+    output
+}
+
+/// Output pixels a step loses at each border: `out(s) = scale * s - 2 * shrink`.
+fn shrink(step: &ModelChoice) -> Result<u32> {
+    const SIDE: u32 = 64;
+    let out = step.model.shapes(SIDE, SIDE)?[step.model.output];
+    Ok((step.spec.scale * SIDE).saturating_sub(out.h) / 2)
+}
+
+fn uniform(v: [f32; 3]) -> bool {
+    v[0] == v[1] && v[1] == v[2]
+}
+
+/// `value op constant` with one constant per channel.
+fn per_channel(op: BinaryOp) -> LayerOp {
+    LayerOp::BinaryConst {
+        op,
+        constant: ItemShape { c: 3, h: 1, w: 1 },
+        constant_first: false,
+    }
+}
+
+/// Appends `step`'s layers (named after the step) reading `input` in place of its value 0; sets `model.output` to the
+/// step's output.
+fn append(model: &mut Model, step: &ModelChoice, input: ValueId) {
+    let (id, step) = (&step.id, &step.model);
+    let base = model.value_count;
+    let map = |v: ValueId| if v == 0 { input } else { base + v };
+    model.layers.extend(step.layers.iter().map(|l| Layer {
+        name: format!("{id}: {}", l.name),
+        op: l.op.clone(),
+        inputs: l.inputs.iter().map(|&v| map(v)).collect(),
+        output: map(l.output),
+        weights: l.weights.clone(),
+        bias: l.bias.clone(),
+    }));
+    model.value_count = base + step.value_count;
+    model.output = map(step.output);
+    model.output_channels = step.output_channels;
+}
