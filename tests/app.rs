@@ -153,6 +153,62 @@ fn a_user_model_loads_and_a_bad_one_is_explained() {
     );
 }
 
+/// A chain of models built on the panel: "Add step" adds a step, each step has its own model
+/// choice, and steps move up and down and go away; the chain composes into one model (scales
+/// multiply) that a job runs like any other.
+#[test]
+fn a_chain_of_models_is_built_step_by_step() {
+    let mut harness = Harness::builder()
+        .with_size([1000.0, 700.0])
+        .wgpu()
+        .build_eframe(|cc| BatchwiseApp::new(cc, Vec::new()));
+    harness.step();
+    harness.state_mut().settings.model = "upscale-photo-2x".into();
+    harness.step();
+    harness.get_by_label("Add step").click();
+    harness.step();
+    assert_eq!(
+        harness.state().settings.model,
+        "upscale-photo-2x,upscale-photo-2x"
+    );
+    // The second step's choice: enhance-low-light.
+    harness.step();
+    choose(&mut harness, "then", "enhance-low-light");
+    harness.step();
+    assert_eq!(
+        harness.state().settings.model,
+        "upscale-photo-2x,enhance-low-light"
+    );
+    let chain = harness.state().model_choice().unwrap();
+    assert_eq!((chain.spec.scale, chain.steps.len()), (2, 2));
+    harness.get_by_label_contains("a chain, run as one model");
+
+    // Brighten first: the second step moves up.
+    harness
+        .get_all_by_label("Up")
+        .find(|n| !n.accesskit_node().is_disabled())
+        .expect("the second step's Up")
+        .click();
+    harness.step();
+    harness.step();
+    assert_eq!(
+        harness.state().settings.model,
+        "enhance-low-light,upscale-photo-2x"
+    );
+    harness
+        .get_all_by_label("Remove step")
+        .next()
+        .unwrap()
+        .click();
+    harness.step();
+    assert_eq!(harness.state().settings.model, "upscale-photo-2x");
+    harness.step();
+    assert!(
+        harness.query_by_label("Up").is_none(),
+        "one step has no move buttons"
+    );
+}
+
 /// The settings panel, Tune and export driven through the UI: a dropped folder (recursive,
 /// duplicates ignored), an item removed, tile size, JPEG with a naming pattern (its preview),
 /// a Tune sweep applied with one click, Run by its shortcut, the help panel; frame times of the

@@ -189,15 +189,35 @@ impl BatchwiseApp {
         })
     }
 
-    /// The chosen model, a built-in or one the user loaded.
+    /// The chosen model: a built-in or one the user loaded, or a chain of them (steps joined by
+    /// [`crate::chain::SEPARATOR`]) composed into one.
     pub fn model_choice(&self) -> Result<ModelChoice, String> {
-        let user = self
-            .user_models
+        let steps = self
+            .model_steps()
             .iter()
-            .find(|m| m.id == self.settings.model)
-            .cloned();
+            .map(|id| self.step_choice(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        crate::chain::compose(steps).map_err(|e| format!("{e:#}"))
+    }
+
+    /// The chosen model's steps: one, or a chain's in order. A loaded file whose path holds the
+    /// separator is one step.
+    pub fn model_steps(&self) -> Vec<String> {
+        let model = &self.settings.model;
+        if self.user_models.iter().any(|m| &m.id == model) {
+            return vec![model.clone()];
+        }
+        model
+            .split(crate::chain::SEPARATOR)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// A built-in or a loaded model by id.
+    fn step_choice(&self, id: &str) -> Result<ModelChoice, String> {
+        let user = self.user_models.iter().find(|m| m.id == id).cloned();
         user.map_or_else(
-            || builtin::find(&self.settings.model).and_then(super::builtin::BuiltinModel::choice),
+            || builtin::find(id).and_then(super::builtin::BuiltinModel::choice),
             Ok,
         )
         .map_err(|e| format!("{e:#}"))

@@ -24,40 +24,29 @@ impl BatchwiseApp {
 
     fn model_ui(&mut self, ui: &mut egui::Ui) {
         let model_label = ui.label("Model");
-        let selected = short_name(&self.settings.model);
-        egui::ComboBox::from_id_salt("model")
-            .selected_text(selected)
-            .width(ui.available_width() - 8.0)
-            .show_ui(ui, |ui| {
-                for m in BUILTINS {
-                    ui.selectable_value(&mut self.settings.model, m.id.to_owned(), m.id)
-                        .on_hover_text(m.description);
-                }
-                for m in &self.user_models {
-                    ui.selectable_value(&mut self.settings.model, m.id.clone(), short_name(&m.id))
-                        .on_hover_text(&m.id);
-                }
-            })
-            .response
-            .labelled_by(model_label.id);
+        self.steps_ui(ui, model_label.id);
         if ui.button("Load model...").clicked() {
             self.load_model(None, ui.ctx());
         }
-        // What the chosen model is and needs.
-        let builtin = BUILTINS.iter().find(|m| m.id == self.settings.model);
-        let user = self
-            .user_models
+        // What the chosen model (or chain) is and needs.
+        let steps = self.model_steps();
+        let Some(facts) = steps
             .iter()
-            .find(|m| m.id == self.settings.model);
-        let (task, description, scale, input_size) = match (builtin, user) {
-            (Some(b), _) => (b.task, b.description.to_owned(), b.spec.scale, b.input_size),
-            (None, Some(u)) => (
-                u.task,
-                format!("your model: {}", u.id),
-                u.spec.scale,
-                u.input_size,
+            .map(|id| self.step_facts(id))
+            .collect::<Option<Vec<_>>>()
+        else {
+            return;
+        };
+        let user = facts.iter().any(|f| f.user);
+        let last = facts.last().expect("a model has a step");
+        let (task, input_size) = (last.task, facts[0].input_size);
+        let scale = facts.iter().map(|f| f.scale).product::<u32>();
+        let description = match facts.as_slice() {
+            [one] => one.description.clone(),
+            _ => format!(
+                "a chain, run as one model on the GPU: {}",
+                steps.join(", then ")
             ),
-            (None, None) => return,
         };
         ui.label(egui::RichText::new(description).small());
         egui::Grid::new("model facts")
@@ -92,7 +81,7 @@ impl BatchwiseApp {
                     ui.end_row();
                 }
             });
-        if user.is_some() {
+        if user {
             self.user_model_inputs_ui(ui);
         }
         match task {
@@ -356,6 +345,113 @@ impl BatchwiseApp {
 }
 
 /// A model's file name for a user model's path, the id for a built-in.
+/// A change to the chain of models.
+enum StepEdit {
+    Up(usize),
+    Down(usize),
+    Remove(usize),
+    Add,
+}
+
+/// What the panel shows of one model.
+struct StepFacts {
+    task: Task,
+    description: String,
+    scale: u32,
+    input_size: u32,
+    /// A user's file (its input conventions can be set).
+    user: bool,
+}
+
+impl BatchwiseApp {
+    /// The model choice: one combo per step of the chain, each with buttons to move or remove
+    /// it, and "Add step" (a chain runs each model on the one before's output, on the GPU).
+    fn steps_ui(&mut self, ui: &mut egui::Ui, label: egui::Id) {
+        let mut steps = self.model_steps();
+        let count = steps.len();
+        let mut edit = None;
+        for (i, step) in steps.iter_mut().enumerate() {
+            // Later steps are named "then" for screen readers and the eye.
+            let label = if i == 0 { label } else { ui.label("then").id };
+            egui::ComboBox::from_id_salt(("model", i))
+                .selected_text(short_name(step))
+                .width(ui.available_width() - 8.0)
+                .show_ui(ui, |ui| {
+                    for m in BUILTINS {
+                        ui.selectable_value(step, m.id.to_owned(), m.id)
+                            .on_hover_text(m.description);
+                    }
+                    for m in &self.user_models {
+                        ui.selectable_value(step, m.id.clone(), short_name(&m.id))
+                            .on_hover_text(&m.id);
+                    }
+                })
+                .response
+                .labelled_by(label);
+            if count > 1 {
+                ui.horizontal(|ui| {
+                    let mut button = |text: &str, hover: &str, enabled: bool, e: StepEdit| {
+                        let b = ui.add_enabled(enabled, egui::Button::new(text).small());
+                        if b.on_hover_text(hover).clicked() {
+                            edit = Some(e);
+                        }
+                    };
+                    button("Up", "Run this step earlier", i > 0, StepEdit::Up(i));
+                    button(
+                        "Down",
+                        "Run this step later",
+                        i + 1 < count,
+                        StepEdit::Down(i),
+                    );
+                    button(
+                        "Remove step",
+                        "Remove this step from the chain",
+                        true,
+                        StepEdit::Remove(i),
+                    );
+                });
+            }
+        }
+        let add = ui.button("Add step").on_hover_text(
+            "Run another model on this one's output: the chain runs as one model, every \
+             intermediate image kept on the GPU",
+        );
+        if add.clicked() {
+            edit = Some(StepEdit::Add);
+        }
+        match edit {
+            Some(StepEdit::Up(i)) => steps.swap(i - 1, i),
+            Some(StepEdit::Down(i)) => steps.swap(i, i + 1),
+            Some(StepEdit::Remove(i)) => {
+                steps.remove(i);
+            }
+            Some(StepEdit::Add) => steps.push(steps.last().cloned().unwrap_or_default()),
+            None => {}
+        }
+        self.settings.model = steps.join(&crate::chain::SEPARATOR.to_string());
+    }
+
+    fn step_facts(&self, id: &str) -> Option<StepFacts> {
+        if let Some(b) = BUILTINS.iter().find(|m| m.id == id) {
+            return Some(StepFacts {
+                task: b.task,
+                description: b.description.to_owned(),
+                scale: b.spec.scale,
+                input_size: b.input_size,
+                user: false,
+            });
+        }
+        let u = self.user_models.iter().find(|m| m.id == id)?;
+        Some(StepFacts {
+            task: u.task,
+            description: format!("your model: {}", u.id),
+            scale: u.spec.scale,
+            input_size: u.input_size,
+            user: true,
+        })
+    }
+}
+
 fn short_name(id: &str) -> String {
     Path::new(id)
         .file_name()

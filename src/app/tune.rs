@@ -253,6 +253,7 @@ mod tests {
             batches: 1,
             dispatches_per_batch: 1,
             gflops: 0.0,
+            separate_steps_items_per_sec: None,
         }
     }
 
