@@ -126,6 +126,16 @@ impl LayerOp {
     }
 }
 
+/// Where a value's pixels lie in the image: value pixel `x` of an item is image pixel
+/// `scale * x0 + lost + x`, `x0` being the item's first input pixel (its tile's corner minus the
+/// context), `scale` the value's pixels per input pixel and `lost` the value pixels the layers
+/// before it lost at each border (padding-free convolutions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EdgeClampSpec {
+    pub scale: u32,
+    pub lost: u32,
+}
+
 #[derive(Clone, Debug)]
 pub struct Layer {
     /// The node's name in the source file, for errors and profiles.
