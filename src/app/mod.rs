@@ -8,6 +8,7 @@
 
 mod events;
 mod files;
+mod output_ui;
 mod panels;
 mod settings;
 mod tune;

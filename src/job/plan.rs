@@ -45,6 +45,7 @@ pub(crate) fn collects(spec: &JobSpec) -> bool {
 /// Creates the output folder and the manifest writer.
 pub(crate) fn plan(spec: &JobSpec) -> Result<Planned> {
     check_pattern(&spec.export.pattern, spec.export.format).map_err(|e| anyhow!(e))?;
+    check_scale(spec)?;
     let mut listed = list_inputs(&spec.inputs);
     for l in &mut listed {
         if let Some(rel) = spec
@@ -135,6 +136,30 @@ pub(crate) fn plan(spec: &JobSpec) -> Result<Planned> {
         resumed_results,
         records,
     })
+}
+
+/// The largest `--scale`.
+pub const MAX_SCALE: f32 = 16.0;
+
+/// `--scale` is for image-to-image models (the others write at the input's size), above 0 and
+/// at most [`MAX_SCALE`].
+fn check_scale(spec: &JobSpec) -> Result<()> {
+    let Some(scale) = spec.export.scale else {
+        return Ok(());
+    };
+    if !(scale > 0.0 && scale <= MAX_SCALE) {
+        return Err(anyhow!(
+            "--scale {scale}: the output's scale is above 0 and at most {MAX_SCALE}"
+        ));
+    }
+    if spec.model.input_size > 0 {
+        return Err(anyhow!(
+            "--scale {scale}: {} is not an image-to-image model (its outputs are at the input's \
+             size); --scale sets the output scale of upscalers and restorers",
+            spec.model.id
+        ));
+    }
+    Ok(())
 }
 
 /// What [`resume`] finds: reserved outputs, finished items, their collected results.

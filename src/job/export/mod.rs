@@ -1,12 +1,14 @@
 //! Writing results: images one file each ([`image`]; PNG and TIFF by rows as they complete,
-//! [`stream`]), and the results a classifier, embedder or face detector collects over a job, each
+//! [`stream`]; encoder settings in [`encode`], `--scale` in [`resample`]), and the results a classifier, embedder or face detector collects over a job, each
 //! kind behind [`Exporter`] in a file of its own ([`labels`], [`embeddings`], [`faces`]). Every
 //! file is written to a temporary file and renamed: never a partial output.
 
 pub mod embeddings;
+pub mod encode;
 pub mod faces;
 pub mod image;
 pub mod labels;
+pub mod resample;
 pub mod stream;
 pub mod temp;
 
