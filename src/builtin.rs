@@ -22,6 +22,8 @@ pub enum Task {
     Segment,
     /// Image in, face boxes out.
     DetectFaces,
+    /// A user model whose outputs are not images: each output kept as it is (`.npy`).
+    Tensors,
 }
 
 /// ImageNet class names of `classify`, index = class.
@@ -273,6 +275,15 @@ pub struct ModelChoice {
     pub task: Task,
     /// Fixed input edge length (classify, embed, segment, faces); 0: images of any size in tiles.
     pub input_size: u32,
+    /// [`Task::Tensors`]: the outputs, in the model's order; empty for the others.
+    pub tensor_outputs: Vec<TensorOutput>,
+}
+
+/// One output of a model whose outputs are not images: its name and its shape for one image.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct TensorOutput {
+    pub name: String,
+    pub shape: Vec<usize>,
 }
 
 /// What the app shows about a model before it runs.
@@ -334,6 +345,7 @@ impl BuiltinModel {
             spec: self.spec,
             task: self.task,
             input_size: self.input_size,
+            tensor_outputs: Vec::new(),
         })
     }
 }
@@ -435,6 +447,12 @@ pub fn resolve(name: &str, overrides: &InputOverrides) -> Result<ModelChoice> {
         .or_else(|| meta("batchwise.channel_order"))
         .unwrap_or_else(|| "rgb".into());
     let input_map = mapping(&range, &order).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    if let Some(shapes) = &model.static_shapes
+        && !is_ncnn
+        && fixed_scale(&model, shapes).is_err()
+    {
+        return tensor_choice(path, name, model, input_map);
+    }
     let (scale, shrink) = match &model.static_shapes {
         Some(shapes) => fixed_scale(&model, shapes),
         None => measure_scale(&model),
@@ -460,6 +478,65 @@ pub fn resolve(name: &str, overrides: &InputOverrides) -> Result<ModelChoice> {
             context,
             input_map,
         },
+        tensor_outputs: Vec::new(),
+    })
+}
+
+/// A fixed-size user model whose outputs are not images ([`Task::Tensors`]): each image is
+/// stretched to its square RGB input, and each output is kept with its name and its declared
+/// shape (without the batch dimension; flat where the declared shape does not hold it).
+fn tensor_choice(
+    path: &std::path::Path,
+    name: &str,
+    model: crate::model::Model,
+    input_map: PixelMapping,
+) -> Result<ModelChoice> {
+    let shapes = model.static_shapes.clone().unwrap_or_default();
+    let (i, o) = (shapes[0], shapes[model.output]);
+    if i.h != i.w || i.c != 3 {
+        anyhow::bail!(
+            "{}: the model turns {}x{}x{} into {}x{}x{}; batchwise runs image-to-image models \
+             with 3 output channels, and fixed-size models with a square RGB input whose outputs \
+             are not images (written as .npy)",
+            path.display(),
+            i.c,
+            i.h,
+            i.w,
+            o.c,
+            o.h,
+            o.w
+        );
+    }
+    let bytes = std::fs::read(path).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
+    let declared = crate::onnx::output_dims(&bytes)?;
+    let values = std::iter::once(model.output).chain(model.extra_outputs.iter().copied());
+    let tensor_outputs = values
+        .zip(declared)
+        .map(|(v, (output, dims))| {
+            let elements = shapes[v].elements() as usize;
+            let dims: Vec<usize> = dims.iter().map(|&d| d.max(0) as usize).collect();
+            let shape = match dims.split_first() {
+                Some((1, rest)) if rest.iter().product::<usize>() == elements => rest.to_vec(),
+                _ if dims.iter().product::<usize>() == elements => dims,
+                _ => vec![elements],
+            };
+            TensorOutput {
+                name: output,
+                shape,
+            }
+        })
+        .collect();
+    Ok(ModelChoice {
+        id: name.to_owned(),
+        model: Arc::new(model),
+        task: Task::Tensors,
+        input_size: i.h,
+        spec: ImageModelSpec {
+            scale: 1,
+            context: 0,
+            input_map,
+        },
+        tensor_outputs,
     })
 }
 
@@ -499,7 +576,8 @@ fn measure_scale(model: &Model) -> Result<(u32, u32)> {
     if c != 3 || b != bw {
         anyhow::bail!(
             "the model gives {c} channels at {b}x{bw} for a 96x96 input; batchwise runs \
-             image-to-image models with 3 output channels"
+             image-to-image models with 3 output channels, and models with a fixed input size \
+             whose outputs are not images (written as .npy)"
         );
     }
     if b <= a || (b - a) % 32 != 0 {

@@ -382,6 +382,7 @@ fn task_name(task: Task) -> &'static str {
         Task::Embed => "embed (feature vectors)",
         Task::Segment => "remove background",
         Task::DetectFaces => "detect faces",
+        Task::Tensors => "raw outputs (.npy)",
     }
 }
 

@@ -243,6 +243,8 @@ pub enum ItemResult {
         size: [u32; 2],
         faces: Vec<crate::analyze::FaceBox>,
     },
+    /// A user model's outputs that are not images, each as it came out (row-major).
+    Tensors(Vec<Vec<f32>>),
 }
 
 /// Times [`run_recovering`] opens a new device after losing one before it gives up.
@@ -294,7 +296,7 @@ pub fn run(
 ) -> Result<JobSummary> {
     let started = Instant::now();
     let planned = plan::plan(spec)?;
-    let exporter = export::for_task(spec.model.task);
+    let exporter = export::for_model(&spec.model);
     let outputs = pipeline::Outputs {
         per_image: exporter.is_none() || !plan::collects(spec),
         exporter,

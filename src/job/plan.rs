@@ -37,7 +37,7 @@ impl Planned {
 /// Whether the task's results are collected into files over the whole job (no file per image).
 pub(crate) fn collects(spec: &JobSpec) -> bool {
     let task = spec.model.task;
-    matches!(task, Task::Classify | Task::Embed)
+    matches!(task, Task::Classify | Task::Embed | Task::Tensors)
         || (task == Task::DetectFaces && !spec.analysis.annotate)
 }
 
@@ -179,7 +179,7 @@ fn resume(spec: &JobSpec, settings: &str, keys: &[PathBuf]) -> Resumed {
     let collects = collects(spec);
     let keeps_result = matches!(
         spec.model.task,
-        Task::Classify | Task::Embed | Task::DetectFaces
+        Task::Classify | Task::Embed | Task::DetectFaces | Task::Tensors
     );
     // The latest entry of each input.
     let latest: HashMap<PathBuf, crate::manifest::Entry> =
