@@ -449,9 +449,9 @@ pub fn resolve(name: &str, overrides: &InputOverrides) -> Result<ModelChoice> {
     let input_map = mapping(&range, &order).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     if let Some(shapes) = &model.static_shapes
         && !is_ncnn
-        && fixed_scale(&model, shapes).is_err()
+        && let Err(not_image) = fixed_scale(&model, shapes)
     {
-        return tensor_choice(path, name, model, input_map);
+        return tensor_choice(path, name, model, input_map, &not_image);
     }
     let (scale, shrink) = match &model.static_shapes {
         Some(shapes) => fixed_scale(&model, shapes),
@@ -482,29 +482,24 @@ pub fn resolve(name: &str, overrides: &InputOverrides) -> Result<ModelChoice> {
     })
 }
 
-/// A fixed-size user model whose outputs are not images ([`Task::Tensors`]): each image is
-/// stretched to its square RGB input, and each output is kept with its name and its declared
-/// shape (without the batch dimension; flat where the declared shape does not hold it).
+/// A fixed-size user model whose outputs are not images ([`Task::Tensors`], `not_image` says
+/// why not): each image is stretched to its square RGB input, and each output is kept with its
+/// name and its declared shape (without the batch dimension; flat where the declared shape does
+/// not hold it).
 fn tensor_choice(
     path: &std::path::Path,
     name: &str,
     model: crate::model::Model,
     input_map: PixelMapping,
+    not_image: &anyhow::Error,
 ) -> Result<ModelChoice> {
     let shapes = model.static_shapes.clone().unwrap_or_default();
-    let (i, o) = (shapes[0], shapes[model.output]);
+    let i = shapes[0];
     if i.h != i.w || i.c != 3 {
         anyhow::bail!(
-            "{}: the model turns {}x{}x{} into {}x{}x{}; batchwise runs image-to-image models \
-             with 3 output channels, and fixed-size models with a square RGB input whose outputs \
-             are not images (written as .npy)",
-            path.display(),
-            i.c,
-            i.h,
-            i.w,
-            o.c,
-            o.h,
-            o.w
+            "{}: {not_image:#}; or, with a square RGB input, models whose outputs are not images \
+             (written as .npy)",
+            path.display()
         );
     }
     let bytes = std::fs::read(path).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;

@@ -61,20 +61,15 @@ fn outputs_that_are_not_images_are_written_as_npy_with_an_index() {
     }
     let out = dir.path().join("out");
     let model = common::fixture("user/tensor_outputs.onnx");
-    let output = batchwise()
+    batchwise()
         .arg("run")
         .arg("-m")
         .arg(&model)
         .arg("-o")
         .arg(&out)
         .arg(&inputs)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+        .assert()
+        .success();
     for (name, shape) in [("logits", vec![2, 10]), ("heat", vec![2, 2, 8, 8])] {
         let (got_shape, got) = read_npy(&out.join(format!("{name}.npy")));
         assert_eq!(got_shape, shape, "{name}");

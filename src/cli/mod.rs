@@ -123,7 +123,9 @@ impl InputArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// Built-in model id (see `batchwise models`) or a path to an .onnx file.
+    /// Built-in model id (see `batchwise models`), or a path to an .onnx file or an NCNN .param
+    /// file. An ONNX model with a fixed square RGB input whose outputs are not images writes
+    /// each output as OUT/<output>.npy (stacked over the images) with OUT/tensors.json.
     #[arg(
         short,
         long,
