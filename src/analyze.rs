@@ -23,7 +23,7 @@ pub enum Fit {
 impl Fit {
     pub fn for_task(task: Task) -> Fit {
         match task {
-            Task::Segment => Fit::Stretch,
+            Task::Segment | Task::Tensors => Fit::Stretch,
             Task::DetectFaces => Fit::Letterbox,
             _ => Fit::CenterCrop,
         }
@@ -204,9 +204,17 @@ pub fn annotate(img: &mut RgbaImage, faces: &[FaceBox]) {
 
 /// `rows` vectors of `dim` floats as a NumPy `.npy` file (version 1.0, little-endian float32).
 pub fn npy_bytes(rows: &[Vec<f32>], dim: usize) -> Vec<u8> {
+    npy_shaped(&rows.concat(), &[rows.len(), dim])
+}
+
+/// `data` (row-major) of `shape` as a NumPy `.npy` file (version 1.0, little-endian float32).
+pub fn npy_shaped(data: &[f32], shape: &[usize]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    // A 1-D shape is written `(n,)`, as NumPy writes it.
+    let comma = if shape.len() == 1 { "," } else { "" };
     let header = format!(
-        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {dim}), }}",
-        rows.len()
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}{comma}), }}",
+        dims.join(", ")
     );
     // Magic, version, header length, then the header padded with spaces to a multiple of 64
     // bytes (newline last).
@@ -216,10 +224,8 @@ pub fn npy_bytes(rows: &[Vec<f32>], dim: usize) -> Vec<u8> {
     let mut out = b"\x93NUMPY\x01\x00".to_vec();
     out.extend((header.len() as u16).to_le_bytes());
     out.extend(header.as_bytes());
-    for row in rows {
-        for v in row {
-            out.extend(v.to_le_bytes());
-        }
+    for v in data {
+        out.extend(v.to_le_bytes());
     }
     out
 }

@@ -22,6 +22,8 @@ pub enum Task {
     Segment,
     /// Image in, face boxes out.
     DetectFaces,
+    /// A user model whose outputs are not images: each output kept as it is (`.npy`).
+    Tensors,
 }
 
 /// ImageNet class names of `classify`, index = class.
@@ -275,6 +277,15 @@ pub struct ModelChoice {
     pub input_size: u32,
     /// A chain's models, in order ([`crate::chain`]); empty for one model.
     pub steps: Vec<ModelChoice>,
+    /// [`Task::Tensors`]: the outputs, in the model's order; empty for the others.
+    pub tensor_outputs: Vec<TensorOutput>,
+}
+
+/// One output of a model whose outputs are not images: its name and its shape for one image.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct TensorOutput {
+    pub name: String,
+    pub shape: Vec<usize>,
 }
 
 /// What the app shows about a model before it runs.
@@ -337,6 +348,7 @@ impl BuiltinModel {
             task: self.task,
             input_size: self.input_size,
             steps: Vec::new(),
+            tensor_outputs: Vec::new(),
         })
     }
 }
@@ -438,6 +450,12 @@ pub fn resolve(name: &str, overrides: &InputOverrides) -> Result<ModelChoice> {
         .or_else(|| meta("batchwise.channel_order"))
         .unwrap_or_else(|| "rgb".into());
     let input_map = mapping(&range, &order).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    if let Some(shapes) = &model.static_shapes
+        && !is_ncnn
+        && let Err(not_image) = fixed_scale(&model, shapes)
+    {
+        return tensor_choice(path, name, model, input_map, &not_image);
+    }
     let (scale, shrink) = match &model.static_shapes {
         Some(shapes) => fixed_scale(&model, shapes),
         None => measure_scale(&model),
@@ -464,6 +482,61 @@ pub fn resolve(name: &str, overrides: &InputOverrides) -> Result<ModelChoice> {
             context,
             input_map,
         },
+        tensor_outputs: Vec::new(),
+    })
+}
+
+/// A fixed-size user model whose outputs are not images ([`Task::Tensors`], `not_image` says
+/// why not): each image is stretched to its square RGB input, and each output is kept with its
+/// name and its declared shape (without the batch dimension; flat where the declared shape does
+/// not hold it).
+fn tensor_choice(
+    path: &std::path::Path,
+    name: &str,
+    model: crate::model::Model,
+    input_map: PixelMapping,
+    not_image: &anyhow::Error,
+) -> Result<ModelChoice> {
+    let shapes = model.static_shapes.clone().unwrap_or_default();
+    let i = shapes[0];
+    if i.h != i.w || i.c != 3 {
+        anyhow::bail!(
+            "{}: {not_image:#}; or, with a square RGB input, models whose outputs are not images \
+             (written as .npy)",
+            path.display()
+        );
+    }
+    let bytes = std::fs::read(path).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
+    let declared = crate::onnx::output_dims(&bytes)?;
+    let values = std::iter::once(model.output).chain(model.extra_outputs.iter().copied());
+    let tensor_outputs = values
+        .zip(declared)
+        .map(|(v, (output, dims))| {
+            let elements = shapes[v].elements() as usize;
+            let dims: Vec<usize> = dims.iter().map(|&d| d.max(0) as usize).collect();
+            let shape = match dims.split_first() {
+                Some((1, rest)) if rest.iter().product::<usize>() == elements => rest.to_vec(),
+                _ if dims.iter().product::<usize>() == elements => dims,
+                _ => vec![elements],
+            };
+            TensorOutput {
+                name: output,
+                shape,
+            }
+        })
+        .collect();
+    Ok(ModelChoice {
+        id: name.to_owned(),
+        model: Arc::new(model),
+        task: Task::Tensors,
+        input_size: i.h,
+        spec: ImageModelSpec {
+            scale: 1,
+            context: 0,
+            input_map,
+        },
+        tensor_outputs,
+        steps: Vec::new(),
     })
 }
 
@@ -503,7 +576,8 @@ fn measure_scale(model: &Model) -> Result<(u32, u32)> {
     if c != 3 || b != bw {
         anyhow::bail!(
             "the model gives {c} channels at {b}x{bw} for a 96x96 input; batchwise runs \
-             image-to-image models with 3 output channels"
+             image-to-image models with 3 output channels, and models with a fixed input size \
+             whose outputs are not images (written as .npy)"
         );
     }
     if b <= a || (b - a) % 32 != 0 {

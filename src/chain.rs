@@ -89,6 +89,7 @@ pub fn compose(steps: Vec<ModelChoice>) -> Result<ModelChoice> {
         },
         input_size: 0,
         steps,
+        tensor_outputs: Vec::new(),
     })
 }
 

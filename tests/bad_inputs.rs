@@ -393,6 +393,7 @@ fn a_cmyk_jpeg_is_done() {
         max_bytes: batchwise::job::MAX_DECODE_BYTES,
         scale: 1,
         streamed: false,
+        resampled: None,
     };
     let (decoded, _) = batchwise::job::read_upright(&input, limits).unwrap();
     let decoded = decoded.to_rgb8();

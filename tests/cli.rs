@@ -696,7 +696,9 @@ fn orientation_is_applied_and_icc_and_exif_are_carried() {
         .unwrap()
         .crop_imm(0, 0, 20, 9)
         .to_rgb8();
-    let icc: Vec<u8> = (0..200u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut icc: Vec<u8> = (0..200u32).map(|i| (i * 7 % 251) as u8).collect();
+    // An RGB profile's header (its colour space): it travels to the RGB output.
+    icc[16..20].copy_from_slice(b"RGB ");
     // A little-endian TIFF chunk with one entry: Orientation (0x0112) = 6, turn 90 degrees.
     let exif = vec![
         0x49, 0x49, 0x2A, 0x00, 0x08, 0x00, 0x00, 0x00, 0x01, 0x00, 0x12, 0x01, 0x03, 0x00, 0x01,

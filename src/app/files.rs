@@ -287,6 +287,7 @@ fn thumbnail(path: &std::path::Path, px: u32) -> Option<egui::ColorImage> {
         max_bytes: job::MAX_DECODE_BYTES,
         scale: 1,
         streamed: false,
+        resampled: None,
     };
     let read = std::panic::catch_unwind(|| job::read_upright(path, limits));
     let (img, _) = read.ok()?.ok()?;

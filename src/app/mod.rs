@@ -11,6 +11,7 @@ mod dialogs;
 mod events;
 mod files;
 mod grid;
+mod output_ui;
 mod panels;
 mod settings;
 mod tune;

@@ -276,24 +276,24 @@ impl BatchwiseApp {
         ui.horizontal(|ui| {
             let l = ui.label("Format");
             egui::ComboBox::from_id_salt("format")
-                .selected_text(format!("{:?}", self.settings.format).to_uppercase())
+                .selected_text(super::output_ui::format_name(self.settings.format))
                 .show_ui(ui, |ui| {
                     for f in [
                         OutputFormat::Png,
                         OutputFormat::Jpeg,
                         OutputFormat::Webp,
                         OutputFormat::Tiff,
+                        OutputFormat::Same,
                     ] {
-                        let name = format!("{f:?}").to_uppercase();
+                        let name = super::output_ui::format_name(f);
                         ui.selectable_value(&mut self.settings.format, f, name);
                     }
                 })
                 .response
                 .labelled_by(l.id);
         });
-        if self.settings.format == OutputFormat::Jpeg {
-            ui.add(egui::Slider::new(&mut self.settings.quality, 1..=100).text("Quality"));
-        }
+        let model_scale = self.model_scale();
+        super::output_ui::encoding_ui(&mut self.settings, ui, model_scale);
         ui.horizontal(|ui| {
             let l = ui.label("Name");
             ui.text_edit_singleline(&mut self.settings.pattern)
@@ -316,30 +316,42 @@ impl BatchwiseApp {
         });
     }
 
-    /// The first input's output name under the current pattern.
-    pub fn name_preview(&self) -> String {
-        let stem = self
-            .items
-            .first()
-            .and_then(|i| i.path.file_stem())
-            .map_or("photo".to_owned(), |s| s.to_string_lossy().into_owned());
-        let scale = BUILTINS
+    /// The picked model's scale for an image-to-image model; None for the others (fixed input).
+    fn model_scale(&self) -> Option<u32> {
+        BUILTINS
             .iter()
             .find(|m| m.id == self.settings.model)
-            .map(|m| m.spec.scale)
+            .map(|m| (m.input_size == 0, m.spec.scale))
             .or_else(|| {
                 self.user_models
                     .iter()
                     .find(|m| m.id == self.settings.model)
-                    .map(|m| m.spec.scale)
+                    .map(|m| (m.input_size == 0, m.spec.scale))
             })
-            .unwrap_or(1);
+            .and_then(|(tiled, scale)| tiled.then_some(scale))
+    }
+
+    /// The first input's output name under the current pattern.
+    pub fn name_preview(&self) -> String {
+        let first = self.items.first().map(|i| i.path.as_path());
+        let stem = first
+            .and_then(|p| p.file_stem())
+            .map_or("photo".to_owned(), |s| s.to_string_lossy().into_owned());
+        let export = self.settings.export();
+        let scale = match self.model_scale() {
+            Some(scale) => export.scale_label(scale),
+            None => "1".to_owned(),
+        };
+        let format = match (self.settings.format, first) {
+            (OutputFormat::Same, Some(p)) => OutputFormat::of_input(p),
+            (f, _) => f,
+        };
         crate::job::output_name(
             &self.settings.pattern,
             &stem,
             &short_name(&self.settings.model),
-            scale,
-            self.settings.format.extension(),
+            &scale,
+            format.extension(),
         )
     }
 }
@@ -466,6 +478,7 @@ fn task_name(task: Task) -> &'static str {
         Task::Embed => "embed (feature vectors)",
         Task::Segment => "remove background",
         Task::DetectFaces => "detect faces",
+        Task::Tensors => "raw outputs (.npy)",
     }
 }
 

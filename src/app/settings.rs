@@ -26,6 +26,11 @@ pub struct Settings {
     pub output_dir: Option<PathBuf>,
     pub format: OutputFormat,
     pub quality: u8,
+    /// WebP outputs lossless (else lossy at `quality`).
+    pub webp_lossless: bool,
+    pub png_compression: crate::job::export::encode::PngCompression,
+    /// The output's scale for image-to-image models; 0: the model's.
+    pub scale: f32,
     pub pattern: String,
     pub overwrite: Overwrite,
     pub top_k: usize,
@@ -53,6 +58,9 @@ impl Default for Settings {
             output_dir: None,
             format: export.format,
             quality: export.quality,
+            webp_lossless: export.webp_lossless,
+            png_compression: export.png_compression,
+            scale: 0.0,
             pattern: export.pattern,
             overwrite: export.overwrite,
             top_k: analysis.top_k,
@@ -83,6 +91,9 @@ impl Settings {
         ExportOptions {
             format: self.format,
             quality: self.quality,
+            webp_lossless: self.webp_lossless,
+            png_compression: self.png_compression,
+            scale: (self.scale > 0.0).then_some(self.scale),
             pattern: self.pattern.clone(),
             overwrite: self.overwrite,
         }
@@ -96,6 +107,9 @@ impl Settings {
         model: ModelChoice,
         output_dir: PathBuf,
     ) -> JobSpec {
+        let mut export = self.export();
+        // The scale is the output's of image-to-image models; the others write at the input's.
+        export.scale = export.scale.filter(|_| model.input_size == 0);
         JobSpec {
             inputs,
             model,
@@ -112,7 +126,7 @@ impl Settings {
                 mask_only: self.mask_only,
                 annotate: self.annotate,
             },
-            export: self.export(),
+            export,
             shard: None,
             memory_budget: (self.memory_budget_mb > 0)
                 .then_some((self.memory_budget_mb as u64) << 20),

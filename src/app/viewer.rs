@@ -212,6 +212,10 @@ fn result_text_ui(ui: &mut egui::Ui, result: &ItemResult) {
         ItemResult::Faces { faces, .. } => {
             ui.label(format!("{} face(s)", faces.len()));
         }
+        ItemResult::Tensors(outs) => {
+            let sizes: Vec<String> = outs.iter().map(|o| o.len().to_string()).collect();
+            ui.label(format!("outputs of {} values", sizes.join(", ")));
+        }
     }
 }
 

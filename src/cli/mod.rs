@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 
+mod output;
 mod report;
 
 use crate::builtin::BUILTINS;
@@ -35,6 +36,8 @@ const EXAMPLES: &str = "Examples:
   batchwise                                   open the window
   batchwise run -o out photos/                upscale a folder 2x (upscale-photo-2x)
   batchwise run -m upscale-anime-4x -b auto -o out a.png b.jpg
+  batchwise run -m upscale-anime-4x --scale 2 --format same -o out photos/
+  batchwise run --format webp --quality 80 -o out photos/   lossy WebP
   batchwise run -m remove-background --format webp -o cutouts photos/
   batchwise run -m classify --json -o labels photos/ > summary.json
   batchwise run -m my-model.onnx --input-range -1-1 -o out photos/
@@ -120,9 +123,11 @@ impl InputArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// Built-in model id (see `batchwise models`) or a path to an .onnx file; several joined
-    /// by commas run as one chain (`enhance-low-light,upscale-photo-2x`), every intermediate
-    /// image kept on the GPU.
+    /// Built-in model id (see `batchwise models`), or a path to an .onnx file or an NCNN .param
+    /// file; several joined by commas run as one chain (`enhance-low-light,upscale-photo-2x`),
+    /// every intermediate image kept on the GPU. An ONNX model with a fixed square RGB input
+    /// whose outputs are not images writes each output as OUT/<output>.npy (stacked over the
+    /// images) with OUT/tensors.json.
     #[arg(
         short,
         long,
@@ -171,12 +176,17 @@ pub struct RunArgs {
     /// `detect-faces`: also write each image with its faces drawn (faces.json either way).
     #[arg(long, help_heading = "Analysis models")]
     pub annotate: bool,
-    /// Output image format (WebP is lossless; JPEG drops alpha).
+    /// Output image format; `same`: each output in its input's format (JPEG, PNG, WebP and TIFF
+    /// inputs keep theirs; BMP, GIF and others, which batchwise does not write, become PNG).
+    /// WebP is lossless unless --quality is given; JPEG drops alpha.
     #[arg(long, value_enum, default_value = "png", help_heading = "Output")]
     pub format: FormatArg,
-    /// JPEG quality (lossless formats ignore it).
-    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u8).range(1..=100), help_heading = "Output", value_name = "1-100")]
-    pub quality: u8,
+    /// JPEG quality (default 90) and, when given, lossy WebP at this quality (without it WebP
+    /// is lossless); PNG and TIFF ignore it.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100), help_heading = "Output", value_name = "1-100")]
+    pub quality: Option<u8>,
+    #[command(flatten)]
+    pub output_extra: output::OutputArgs,
     /// Output file name: {stem}, {model}, {scale}, {ext}, ending with .{ext}; a folder part
     /// (`{model}/{stem}.{ext}`) makes sub-folders inside the output folder (no `..`, no absolute
     /// path). Inputs from folders keep their sub-folders under the output folder.
@@ -217,6 +227,7 @@ pub enum FormatArg {
     Jpeg,
     Webp,
     Tiff,
+    Same,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -455,8 +466,12 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
                 FormatArg::Jpeg => crate::job::OutputFormat::Jpeg,
                 FormatArg::Webp => crate::job::OutputFormat::Webp,
                 FormatArg::Tiff => crate::job::OutputFormat::Tiff,
+                FormatArg::Same => crate::job::OutputFormat::Same,
             },
-            quality: args.quality,
+            quality: args.quality.unwrap_or(90),
+            webp_lossless: args.quality.is_none(),
+            png_compression: args.output_extra.png_compression,
+            scale: args.output_extra.scale,
             pattern: args.name.clone(),
             overwrite: match args.overwrite {
                 OverwriteArg::Skip => crate::job::Overwrite::Skip,

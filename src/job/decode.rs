@@ -57,26 +57,34 @@ pub struct ItemLimits {
     pub scale: u32,
     /// The output is written by rows as they complete (PNG, TIFF), never held whole.
     pub streamed: bool,
+    /// The output's scale where it is resampled from the model's (`--scale`): the output is
+    /// then held whole at the model's scale, and again at this one.
+    pub resampled: Option<f32>,
 }
 
-/// Host memory an image of `w` x `h` pixels of `color` takes through the job: the decoded
-/// pixels and their RGBA copy, and the output at `scale` with its copy for the encoder; an output
-/// written by rows (`streamed`) holds only its alpha plane whole, where the image has one.
-pub(crate) fn item_bytes(
-    w: u32,
-    h: u32,
-    color: image::ColorType,
-    scale: u32,
-    streamed: bool,
-) -> u64 {
+/// Host memory an image of `w` x `h` pixels of `color` takes through the job (`limits`' scale,
+/// rows and resampling): the decoded pixels and their RGBA copy, and the output at the model's
+/// scale with its copy for the encoder; an output written by rows (`streamed`) holds only its
+/// alpha plane whole, where the image has one; a resampled one holds the model's output whole,
+/// then the resampled output and its copy for the encoder.
+pub(crate) fn item_bytes(w: u32, h: u32, color: image::ColorType, limits: &ItemLimits) -> u64 {
     let pixels = u64::from(w) * u64::from(h);
     let channel = u64::from(color.bytes_per_pixel() / color.channel_count().max(1)).clamp(1, 2);
     let rgba = 4 * channel;
-    let out = pixels.saturating_mul(u64::from(scale).saturating_mul(u64::from(scale)));
-    let out_bytes = match (streamed, color.has_alpha()) {
-        (false, _) => rgba * 2,
-        (true, true) => channel,
-        (true, false) => 0,
+    let scale = u64::from(limits.scale);
+    let out = pixels.saturating_mul(scale.saturating_mul(scale));
+    let out_bytes = match (limits.resampled, limits.streamed, color.has_alpha()) {
+        (Some(f), ..) => {
+            let (rw, rh) = super::export::resample::out_size(w, h, f);
+            let resampled = u64::from(rw) * u64::from(rh);
+            return pixels
+                .saturating_mul(u64::from(color.bytes_per_pixel()) + rgba)
+                .saturating_add(out.saturating_mul(rgba))
+                .saturating_add(resampled.saturating_mul(rgba * 2));
+        }
+        (None, false, _) => rgba * 2,
+        (None, true, true) => channel,
+        (None, true, false) => 0,
     };
     pixels
         .saturating_mul(u64::from(color.bytes_per_pixel()) + rgba)
@@ -168,8 +176,7 @@ fn read_with(
     let mut decoder = reader.into_decoder().map_err(too_big)?;
     // The memory the image and its output take, from the header, before any pixel is allocated.
     let (w, h) = decoder.dimensions();
-    let need = item_bytes(w, h, decoder.color_type(), limits.scale, limits.streamed)
-        .saturating_add(bytes.len() as u64);
+    let need = item_bytes(w, h, decoder.color_type(), &limits).saturating_add(bytes.len() as u64);
     if need > limits.max_bytes {
         let out = match limits.scale {
             1 => String::new(),
@@ -416,6 +423,7 @@ mod tests {
             max_bytes: MAX_DECODE_BYTES,
             scale: 4,
             streamed: false,
+            resampled: None,
         };
         let Err(e) = decode(&path, limits) else {
             panic!("decoded");
@@ -429,16 +437,31 @@ mod tests {
     #[test]
     fn the_output_at_scale_counts_against_the_limit() {
         let rgba = image::ColorType::Rgba8;
+        let at = |scale: u32, streamed: bool| ItemLimits {
+            max_bytes: 0,
+            scale,
+            streamed,
+            resampled: None,
+        };
         // 30000 x 30000 at 4x: the output alone is 57.6 GB.
-        assert!(item_bytes(30000, 30000, rgba, 4, false) > 100 << 30);
-        assert_eq!(item_bytes(10, 10, rgba, 2, false), 100 * 8 + 400 * 8);
+        assert!(item_bytes(30000, 30000, rgba, &at(4, false)) > 100 << 30);
+        assert_eq!(item_bytes(10, 10, rgba, &at(2, false)), 100 * 8 + 400 * 8);
         assert_eq!(
-            item_bytes(u32::MAX, u32::MAX, rgba, u32::MAX, false),
+            item_bytes(u32::MAX, u32::MAX, rgba, &at(u32::MAX, false)),
             u64::MAX
         );
         // Written by rows: the output's alpha plane alone is held whole.
-        assert_eq!(item_bytes(10, 10, rgba, 2, true), 100 * 8 + 400);
+        assert_eq!(item_bytes(10, 10, rgba, &at(2, true)), 100 * 8 + 400);
         let rgb16 = image::ColorType::Rgb16;
-        assert_eq!(item_bytes(10, 10, rgb16, 2, true), 100 * (6 + 8));
+        assert_eq!(item_bytes(10, 10, rgb16, &at(2, true)), 100 * (6 + 8));
+        // Resampled (4x written at 3x): the 40x40 output once, the 30x30 one twice.
+        let resampled = ItemLimits {
+            resampled: Some(3.0),
+            ..at(4, true)
+        };
+        assert_eq!(
+            item_bytes(10, 10, rgba, &resampled),
+            100 * 8 + 1600 * 4 + 900 * 8
+        );
     }
 }

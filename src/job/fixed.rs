@@ -299,6 +299,7 @@ impl Analyzer {
                 self.analysis.top_k,
             ))),
             Task::Embed => collected(ItemResult::Embedding(out(0).to_vec())),
+            Task::Tensors => collected(ItemResult::Tensors(outs.to_vec())),
             Task::DetectFaces => {
                 let faces = analyze::face_boxes(out(0), out(1), &placement, [w, h]);
                 let result = ItemResult::Faces {

@@ -34,6 +34,7 @@ use serde::Serialize;
 pub use decode::{ItemLimits, MAX_DECODE_BYTES, MAX_IMAGE_SIDE, Metadata, read_upright};
 pub use listing::{IMAGE_EXTENSIONS, Listed, expand_inputs, in_shard, is_image_name, list_inputs};
 pub use naming::{ExportOptions, OutputFormat, Overwrite, output_name, plan_outputs};
+pub use plan::MAX_SCALE;
 
 use crate::builtin::ModelChoice;
 use crate::engine::Engine;
@@ -251,6 +252,8 @@ pub enum ItemResult {
         size: [u32; 2],
         faces: Vec<crate::analyze::FaceBox>,
     },
+    /// A user model's outputs that are not images, each as it came out (row-major).
+    Tensors(Vec<Vec<f32>>),
 }
 
 /// Times [`run_recovering`] opens a new device after losing one before it gives up.
@@ -302,7 +305,7 @@ pub fn run(
 ) -> Result<JobSummary> {
     let started = Instant::now();
     let planned = plan::plan(spec)?;
-    let exporter = export::for_task(spec.model.task);
+    let exporter = export::for_model(&spec.model);
     let outputs = pipeline::Outputs {
         per_image: exporter.is_none() || !plan::collects(spec),
         exporter,

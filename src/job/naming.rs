@@ -15,18 +15,34 @@ pub enum OutputFormat {
     Png,
     /// Lossy, with `quality`; no alpha.
     Jpeg,
-    /// Lossless.
+    /// Lossless, or lossy at `quality` ([`ExportOptions::webp_lossless`]).
     Webp,
     Tiff,
+    /// Each output in its input's format where batchwise writes it, else PNG
+    /// ([`OutputFormat::of_input`]).
+    Same,
 }
 
 impl OutputFormat {
+    /// The extension `{ext}` stands for (`Same`: PNG's, the fallback; each output's comes from
+    /// its input, [`OutputFormat::of_input`]).
     pub fn extension(self) -> &'static str {
         match self {
-            OutputFormat::Png => "png",
+            OutputFormat::Png | OutputFormat::Same => "png",
             OutputFormat::Jpeg => "jpg",
             OutputFormat::Webp => "webp",
             OutputFormat::Tiff => "tiff",
+        }
+    }
+
+    /// The format an input is in, by its extension, where batchwise writes it (PNG, JPEG, WebP,
+    /// TIFF); PNG for the others (BMP, GIF, ...).
+    pub fn of_input(path: &Path) -> OutputFormat {
+        match image::ImageFormat::from_path(path) {
+            Ok(image::ImageFormat::Jpeg) => OutputFormat::Jpeg,
+            Ok(image::ImageFormat::WebP) => OutputFormat::Webp,
+            Ok(image::ImageFormat::Tiff) => OutputFormat::Tiff,
+            _ => OutputFormat::Png,
         }
     }
 }
@@ -48,8 +64,14 @@ pub enum Overwrite {
 #[derive(Clone, Debug)]
 pub struct ExportOptions {
     pub format: OutputFormat,
-    /// JPEG quality, 1 to 100.
+    /// JPEG quality, and lossy WebP's, 1 to 100.
     pub quality: u8,
+    /// WebP outputs lossless (`quality` unused), else lossy at `quality`.
+    pub webp_lossless: bool,
+    pub png_compression: super::export::encode::PngCompression,
+    /// The output's scale to its input where it is not the model's (`--scale`): the model's
+    /// output resampled (Lanczos3). Image-to-image models only.
+    pub scale: Option<f32>,
     /// File name pattern: `{stem}`, `{model}`, `{scale}`, `{ext}`.
     pub pattern: String,
     pub overwrite: Overwrite,
@@ -60,8 +82,35 @@ impl Default for ExportOptions {
         Self {
             format: OutputFormat::Png,
             quality: 90,
+            webp_lossless: true,
+            png_compression: super::export::encode::PngCompression::default(),
+            scale: None,
             pattern: "{stem}.{ext}".into(),
             overwrite: Overwrite::Rename,
+        }
+    }
+}
+
+impl ExportOptions {
+    /// The options an output at `path` is written with: `Same` turned into the format its name
+    /// was given ([`plan_outputs`] names it after its input's format).
+    pub fn for_output(&self, path: &Path) -> ExportOptions {
+        let format = match self.format {
+            OutputFormat::Same => OutputFormat::of_input(path),
+            f => f,
+        };
+        ExportOptions {
+            format,
+            ..self.clone()
+        }
+    }
+
+    /// `{scale}` in names: the output's scale (`--scale`, as short as it reads: `1.5`, `3`), else
+    /// the model's.
+    pub fn scale_label(&self, model_scale: u32) -> String {
+        match self.scale {
+            Some(s) => format!("{}", (s * 1000.0).round() / 1000.0),
+            None => model_scale.to_string(),
         }
     }
 }
@@ -121,29 +170,38 @@ pub fn check_pattern(pattern: &str, format: OutputFormat) -> Result<(), String> 
     let alias = match format {
         OutputFormat::Jpeg => "jpeg",
         OutputFormat::Tiff => "tif",
-        OutputFormat::Png | OutputFormat::Webp => ext,
+        OutputFormat::Png | OutputFormat::Webp | OutputFormat::Same => ext,
     };
-    let extended = [".{ext}".to_owned(), format!(".{ext}"), format!(".{alias}")]
+    // `--format same` names each output by its own format: `.{ext}` alone.
+    let endings = match format {
+        OutputFormat::Same => vec![".{ext}".to_owned()],
+        _ => vec![".{ext}".to_owned(), format!(".{ext}"), format!(".{alias}")],
+    };
+    let extended = endings
         .iter()
         .any(|e| file.ends_with(e.as_str()) && file.len() > e.len());
     if !extended {
+        let here = match format {
+            OutputFormat::Same => "each input's format".to_owned(),
+            _ => format!(".{ext}"),
+        };
         return Err(format!(
-            "{shown}: the file name must end with .{{ext}} (here .{ext}), for example \
+            "{shown}: the file name must end with .{{ext}} (here {here}), for example \
              \"{{stem}}_x{{scale}}.{{ext}}\""
         ));
     }
     Ok(())
 }
 
-/// The output name `pattern` gives an input stem.
-pub fn output_name(pattern: &str, stem: &str, model: &str, scale: u32, ext: &str) -> String {
+/// The output name `pattern` gives an input stem (`scale`: what `{scale}` stands for).
+pub fn output_name(pattern: &str, stem: &str, model: &str, scale: &str, ext: &str) -> String {
     let model = Path::new(model)
         .file_stem()
         .map_or(model.to_owned(), |s| s.to_string_lossy().into_owned());
     pattern
         .replace("{stem}", stem)
         .replace("{model}", &model)
-        .replace("{scale}", &scale.to_string())
+        .replace("{scale}", scale)
         .replace("{ext}", ext)
 }
 
@@ -184,12 +242,16 @@ pub fn plan_outputs(
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "image".into());
+            let ext = match export.format {
+                OutputFormat::Same => OutputFormat::of_input(&item.path).extension(),
+                f => f.extension(),
+            };
             let name = output_name(
                 &export.pattern,
                 &stem,
                 model,
-                scale,
-                export.format.extension(),
+                &export.scale_label(scale),
+                ext,
             );
             let base = output_dir
                 .join(item.rel.parent().unwrap_or(Path::new("")))

@@ -259,6 +259,10 @@ pub(crate) fn drive<S: Stage>(
             _ => 1,
         },
         streamed: stage.streams_rows(),
+        resampled: spec
+            .export
+            .scale
+            .filter(|&s| super::export::resample::resamples(Some(s), spec.model.spec.scale)),
     };
     let mut decoder = Decoder::new(&planned, source, limits);
     decoder.prepare = stage.prepare();
@@ -737,6 +741,7 @@ mod tests {
             max_bytes: crate::job::MAX_DECODE_BYTES,
             scale: 1,
             streamed: false,
+            resampled: None,
         };
         let mut decoder = Decoder::new(&planned, Source::Files, limits);
         decoder.top_up(&runtime, 8, &mut book, &planned);

@@ -37,7 +37,7 @@ impl Planned {
 /// Whether the task's results are collected into files over the whole job (no file per image).
 pub(crate) fn collects(spec: &JobSpec) -> bool {
     let task = spec.model.task;
-    matches!(task, Task::Classify | Task::Embed)
+    matches!(task, Task::Classify | Task::Embed | Task::Tensors)
         || (task == Task::DetectFaces && !spec.analysis.annotate)
 }
 
@@ -45,6 +45,7 @@ pub(crate) fn collects(spec: &JobSpec) -> bool {
 /// Creates the output folder and the manifest writer.
 pub(crate) fn plan(spec: &JobSpec) -> Result<Planned> {
     check_pattern(&spec.export.pattern, spec.export.format).map_err(|e| anyhow!(e))?;
+    check_scale(spec)?;
     let mut listed = list_inputs(&spec.inputs);
     for l in &mut listed {
         if let Some(rel) = spec
@@ -137,6 +138,30 @@ pub(crate) fn plan(spec: &JobSpec) -> Result<Planned> {
     })
 }
 
+/// The largest `--scale`.
+pub const MAX_SCALE: f32 = 16.0;
+
+/// `--scale` is for image-to-image models (the others write at the input's size), above 0 and
+/// at most [`MAX_SCALE`].
+fn check_scale(spec: &JobSpec) -> Result<()> {
+    let Some(scale) = spec.export.scale else {
+        return Ok(());
+    };
+    if !(scale > 0.0 && scale <= MAX_SCALE) {
+        return Err(anyhow!(
+            "--scale {scale}: the output's scale is above 0 and at most {MAX_SCALE}"
+        ));
+    }
+    if spec.model.input_size > 0 {
+        return Err(anyhow!(
+            "--scale {scale}: {} is not an image-to-image model (its outputs are at the input's \
+             size); --scale sets the output scale of upscalers and restorers",
+            spec.model.id
+        ));
+    }
+    Ok(())
+}
+
 /// What [`resume`] finds: reserved outputs, finished items, their collected results.
 type Resumed = (
     HashMap<PathBuf, PathBuf>,
@@ -154,7 +179,7 @@ fn resume(spec: &JobSpec, settings: &str, keys: &[PathBuf]) -> Resumed {
     let collects = collects(spec);
     let keeps_result = matches!(
         spec.model.task,
-        Task::Classify | Task::Embed | Task::DetectFaces
+        Task::Classify | Task::Embed | Task::DetectFaces | Task::Tensors
     );
     // The latest entry of each input.
     let latest: HashMap<PathBuf, crate::manifest::Entry> =

@@ -38,7 +38,25 @@ pub(crate) fn settings_key(spec: &JobSpec) -> String {
         spec.analysis.mask_only,
         spec.analysis.annotate,
         spec.analysis.top_k
-    ) + &model_file_stamp(&spec.model.id)
+    ) + &export_key(&spec.export)
+        + &model_file_stamp(&spec.model.id)
+}
+
+/// The export settings beyond format and quality, where they are not the defaults (so that a
+/// manifest written before they existed still resumes).
+fn export_key(export: &super::ExportOptions) -> String {
+    let default = super::ExportOptions::default();
+    let mut key = String::new();
+    if let Some(scale) = export.scale {
+        key += &format!(";scale={scale}");
+    }
+    if export.png_compression != default.png_compression {
+        key += &format!(";png={:?}", export.png_compression);
+    }
+    if export.webp_lossless != default.webp_lossless {
+        key += ";webp=lossy";
+    }
+    key
 }
 
 /// A user model's file size and modification time, so that a model replaced at the same path

@@ -15,6 +15,7 @@ use image::DynamicImage;
 
 use super::decode::{Decoded, Metadata};
 use super::export::image::write_image;
+use super::export::resample::{out_size, resample, resamples};
 use super::export::stream::{StreamedImage, band_channel, streams};
 use super::naming::ExportOptions;
 use super::pipeline::{BatchFailure, DECODE_AHEAD, Stage, WriteTask};
@@ -36,11 +37,13 @@ struct InProgress {
 /// Where an image's output tiles go.
 enum Output {
     /// The whole output image, written once its last tile lands (JPEG, WebP: their encoders take
-    /// the whole image).
+    /// the whole image; any format at a `--scale` that is not the model's, resampled to
+    /// `resize_to` in the write task).
     Whole {
         pixels: Pixels,
         alpha: Option<DynamicImage>,
         meta: Metadata,
+        resize_to: Option<(u32, u32)>,
     },
     /// Bands of rows, each sent to the writer once its last tile lands (PNG, TIFF).
     Rows(Bands),
@@ -111,7 +114,8 @@ pub(crate) struct TiledStage<'a> {
     /// Images whose last tile landed since [`Stage::partial`] was asked, with their tiles.
     landed_whole: Vec<(usize, usize)>,
     pending: VecDeque<TileRef>,
-    /// PNG and TIFF outputs are written by rows (not when nothing is written: `bench`).
+    /// PNG and TIFF outputs are written by rows (not when nothing is written, `bench`, nor when
+    /// outputs are resampled to another scale: [`super::export::resample`]).
     stream: bool,
 }
 
@@ -125,7 +129,7 @@ impl<'a> TiledStage<'a> {
         write: bool,
     ) -> Self {
         Self {
-            stream: write && streams(spec.export.format),
+            stream: write && !resamples(spec.export.scale, spec.model.spec.scale),
             engine,
             model,
             spec,
@@ -184,18 +188,29 @@ impl<'a> TiledStage<'a> {
         Ok(fits.min(tiles.max(1) as u32))
     }
 
-    /// The write of a finished image, for the I/O pool.
+    /// Whether image `i`'s output is written by rows (PNG, TIFF at the model's scale).
+    fn streams_image(&self, i: usize) -> bool {
+        self.stream && streams(self.spec.export.for_output(&self.outputs[i]).format)
+    }
+
+    /// The write of a finished image, for the I/O pool (resampled there first where
+    /// `resize_to` says).
     fn write_task(
         &self,
         i: usize,
         pixels: Pixels,
         alpha: Option<DynamicImage>,
         meta: Metadata,
+        resize_to: Option<(u32, u32)>,
     ) -> WriteTask {
         let path = self.outputs[i].clone();
         let export: ExportOptions = self.spec.export.clone();
         let record = self.records[i].clone();
         Box::new(move || {
+            let pixels = match resize_to {
+                Some((w, h)) => resample(pixels, w, h),
+                None => pixels,
+            };
             write_image(&path, pixels, alpha, &meta, &export, record.as_ref()).map(|()| None)
         })
     }
@@ -212,18 +227,26 @@ impl<'a> TiledStage<'a> {
         let (w, h) = rgba.dimensions();
         let scale = self.spec.model.spec.scale;
         let (width, height) = (w * scale, h * scale);
-        if !self.stream {
+        if !self.streams_image(i) {
+            let resize_to = self
+                .spec
+                .export
+                .scale
+                .filter(|&s| resamples(Some(s), scale))
+                .map(|s| out_size(w, h, s));
             return Output::Whole {
                 pixels: rgba.blank_like(width, height),
                 alpha,
                 meta,
+                resize_to,
             };
         }
         let tile = self.upscaler().tile;
         let (rows_out, rows_in) = band_channel();
         let writing = StreamedImage {
             path: self.outputs[i].clone(),
-            format: self.spec.export.format,
+            format: self.spec.export.for_output(&self.outputs[i]).format,
+            png_compression: self.spec.export.png_compression,
             width,
             height,
             wide: matches!(rgba, Pixels::Sixteen(_)),
@@ -387,9 +410,10 @@ impl Stage for TiledStage<'_> {
                     pixels,
                     alpha,
                     meta,
+                    resize_to,
                 } = item.out
                 {
-                    start(i, self.write_task(i, pixels, alpha, meta));
+                    start(i, self.write_task(i, pixels, alpha, meta, resize_to));
                 }
             }
         }
@@ -406,8 +430,9 @@ impl Stage for TiledStage<'_> {
         self.in_progress.keys().copied().collect()
     }
 
+    /// Whether every output is written by rows (`--format same` may mix: counted as whole).
     fn streams_rows(&self) -> bool {
-        self.stream
+        self.stream && streams(self.spec.export.format)
     }
 
     fn partial(&mut self) -> Vec<(usize, usize, usize)> {

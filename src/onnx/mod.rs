@@ -500,6 +500,26 @@ fn opset(model: &proto::ModelProto) -> Result<i64> {
     Ok(opset)
 }
 
+/// The graph's outputs as the file declares them: name and dims (-1 where a dim is not a number).
+pub fn output_dims(bytes: &[u8]) -> Result<Vec<(String, Vec<i64>)>> {
+    let (model, _) = decode(bytes)?;
+    let graph = model.graph.as_ref().context("the ONNX file has no graph")?;
+    Ok(graph
+        .output
+        .iter()
+        .map(|o| {
+            let dims = o
+                .r#type
+                .as_ref()
+                .and_then(|t| t.tensor_type.as_ref())
+                .and_then(|t| t.shape.as_ref())
+                .map(|s| s.dim.iter().map(|d| d.dim_value.unwrap_or(-1)).collect())
+                .unwrap_or_default();
+            (o.name.clone(), dims)
+        })
+        .collect())
+}
+
 pub fn load_with_metadata(bytes: &[u8], name: &str) -> Result<(Model, HashMap<String, String>)> {
     let (model, metadata) = decode(bytes)?;
     lower(&model, name, &[]).map(|m| (m, metadata))

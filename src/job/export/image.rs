@@ -1,6 +1,7 @@
-//! Image outputs: PNG, JPEG (with quality), lossless WebP and TIFF, alpha where the format holds
-//! it, 16 bits where it does, the ICC profile and EXIF carried over; written to a temporary file
-//! and renamed, so there is never a partial output.
+//! Image outputs: PNG (at its compression level), JPEG (with quality), WebP (lossless, or lossy
+//! with quality) and TIFF, alpha where the format holds it, 16 bits where it does, the ICC
+//! profile (where its colour space is the output's) and EXIF carried over (TIFF: the ICC
+//! profile); written to a temporary file and renamed, so there is never a partial output.
 
 use std::path::Path;
 
@@ -9,11 +10,13 @@ use image::DynamicImage;
 use super::super::decode::Metadata;
 use super::super::naming::{ExportOptions, OutputFormat};
 use super::super::resume::Record;
+use super::encode::webp_lossy;
 use super::write_atomic_then;
 use crate::tiling::Pixels;
 
 /// Encodes `rgba` (with `alpha`, resized to it, where the format holds alpha) as `export` says
-/// into a temporary file beside `path`, then renames it: never a partial output file.
+/// (its format for this output: [`ExportOptions::for_output`]) into a temporary file beside
+/// `path`, then renames it: never a partial output file.
 pub(crate) fn write_image(
     path: &Path,
     rgba: Pixels,
@@ -22,7 +25,8 @@ pub(crate) fn write_image(
     export: &ExportOptions,
     record: Option<&Record>,
 ) -> Result<(), String> {
-    // The ICC profile and EXIF travel where the encoder takes them (PNG, JPEG, WebP).
+    // The ICC profile and EXIF travel where the encoder takes them (PNG, JPEG, WebP; TIFF: the
+    // profile).
     fn with_meta<E: image::ImageEncoder>(mut e: E, meta: &Metadata) -> E {
         if let Some(icc) = &meta.icc {
             let _ = e.set_icc_profile(icc.clone());
@@ -32,6 +36,8 @@ pub(crate) fn write_image(
         }
         e
     }
+    let export = &export.for_output(path);
+    let meta = &meta.for_output(false);
     let record = |tmp: &Path| record.map_or(Ok(()), |r| r.append_written(tmp));
     // JPEG holds no alpha: the pixels alone. JPEG and WebP hold 8 bits a channel; PNG and TIFF
     // keep 16-bit images 16-bit.
@@ -59,13 +65,25 @@ pub(crate) fn write_image(
                     ),
                     meta,
                 )),
-                OutputFormat::Webp => img.write_with_encoder(with_meta(
+                OutputFormat::Webp if export.webp_lossless => img.write_with_encoder(with_meta(
                     image::codecs::webp::WebPEncoder::new_lossless(&mut w),
                     meta,
                 )),
-                OutputFormat::Tiff => img.write_to(&mut w, image::ImageFormat::Tiff),
-                OutputFormat::Png => img.write_with_encoder(with_meta(
-                    image::codecs::png::PngEncoder::new(&mut w),
+                OutputFormat::Webp => {
+                    let bytes = webp_lossy(&img, export.quality, meta)
+                        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                    std::io::Write::write_all(&mut w, &bytes).map_err(image::ImageError::IoError)
+                }
+                OutputFormat::Tiff => img.write_with_encoder(with_meta(
+                    image::codecs::tiff::TiffEncoder::new(&mut w),
+                    meta,
+                )),
+                OutputFormat::Png | OutputFormat::Same => img.write_with_encoder(with_meta(
+                    image::codecs::png::PngEncoder::new_with_quality(
+                        &mut w,
+                        export.png_compression.image_type(),
+                        image::codecs::png::FilterType::Adaptive,
+                    ),
                     meta,
                 )),
             };

@@ -1,14 +1,17 @@
 //! Writing results: images one file each ([`image`]; PNG and TIFF by rows as they complete,
-//! [`stream`]), and the results a classifier, embedder or face detector collects over a job, each
+//! [`stream`]; encoder settings in [`encode`], `--scale` in [`resample`]), and the results a classifier, embedder or face detector collects over a job, each
 //! kind behind [`Exporter`] in a file of its own ([`labels`], [`embeddings`], [`faces`]). Every
 //! file is written to a temporary file and renamed: never a partial output.
 
 pub mod embeddings;
+pub mod encode;
 pub mod faces;
 pub mod image;
 pub mod labels;
+pub mod resample;
 pub mod stream;
 pub mod temp;
+pub mod tensors;
 
 use std::path::{Path, PathBuf};
 
@@ -24,10 +27,13 @@ pub trait Exporter: Send + Sync {
     fn write(&self, path: &Path, rows: &[(&Path, &ItemResult)]) -> Result<(), String>;
 }
 
-/// The exporter of a task's collected results, if it collects any.
-pub fn for_task(task: crate::builtin::Task) -> Option<Box<dyn Exporter>> {
+/// The exporter of a model's collected results, if it collects any.
+pub fn for_model(model: &crate::builtin::ModelChoice) -> Option<Box<dyn Exporter>> {
     use crate::builtin::Task;
-    match task {
+    match model.task {
+        Task::Tensors => Some(Box::new(tensors::Tensors {
+            outputs: model.tensor_outputs.clone(),
+        })),
         Task::Classify => Some(Box::new(labels::Labels)),
         Task::Embed => Some(Box::new(embeddings::Embeddings)),
         Task::DetectFaces => Some(Box::new(faces::Faces)),

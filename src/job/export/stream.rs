@@ -44,6 +44,7 @@ pub(crate) fn band_channel() -> (Sender<Pixels>, Receiver<Pixels>) {
 pub(crate) struct StreamedImage {
     pub path: PathBuf,
     pub format: OutputFormat,
+    pub png_compression: super::encode::PngCompression,
     /// Output size in pixels.
     pub width: u32,
     pub height: u32,
@@ -64,7 +65,8 @@ enum AlphaPlane {
 impl StreamedImage {
     /// Writes the image from its bands as they arrive on `rows`: into a temporary file, renamed
     /// once every row is written. Fails (no file) if the rows stop before the last one.
-    pub fn write(self, rows: &Receiver<Pixels>) -> Result<(), String> {
+    pub fn write(mut self, rows: &Receiver<Pixels>) -> Result<(), String> {
+        self.meta = self.meta.for_output(false);
         let path = self.path.clone();
         let record = |tmp: &std::path::Path| {
             self.record
@@ -160,8 +162,8 @@ impl StreamedImage {
         writer.finish().map_err(|e| e.to_string())
     }
 
-    /// The colour type, depth, filter and compression of image's `PngEncoder::new` (what whole
-    /// outputs use): fdeflate's fast compression, unless it comes out larger than the data
+    /// The colour type, depth, filter and compression of image's `PngEncoder` (what whole
+    /// outputs use): the level asked for; for `Fast` (the default) fdeflate's fast compression, unless it comes out larger than the data
     /// stored uncompressed (photos: fast compression only codes runs of zeros), where that
     /// encoder stores the data. A whole image is judged whole; rows are judged by the first
     /// band (`first`, PNG samples), encoded both ways (fast falls back to stored by itself, so
@@ -194,10 +196,15 @@ impl StreamedImage {
             Ok::<_, String>(out.len())
         };
         let stored = first.is_empty()
+            || self.png_compression.deflate().is_some()
             || encoded(png::Compression::Fast)? >= encoded(png::Compression::NoCompression)?;
         encoder.set_color(color);
         encoder.set_depth(depth);
         encoder.set_filter(png::Filter::Adaptive);
+        if let Some(level) = self.png_compression.deflate() {
+            encoder.set_deflate_compression(level);
+            return Ok(());
+        }
         encoder.set_compression(match stored {
             true => png::Compression::NoCompression,
             false => png::Compression::Fast,
@@ -214,11 +221,12 @@ impl StreamedImage {
         let mut encoder = tiff::encoder::TiffEncoder::new(w).map_err(|e| e.to_string())?;
         let (width, height) = (self.width, self.height);
         let bands = self.bands(rows);
+        let meta = &self.meta;
         match (self.wide, self.alpha.is_some()) {
-            (false, false) => tiff_strips::<RGB8, _>(&mut encoder, width, height, bands),
-            (false, true) => tiff_strips::<RGBA8, _>(&mut encoder, width, height, bands),
-            (true, false) => tiff_strips::<RGB16, _>(&mut encoder, width, height, bands),
-            (true, true) => tiff_strips::<RGBA16, _>(&mut encoder, width, height, bands),
+            (false, false) => tiff_strips::<RGB8, _>(&mut encoder, width, height, meta, bands),
+            (false, true) => tiff_strips::<RGBA8, _>(&mut encoder, width, height, meta, bands),
+            (true, false) => tiff_strips::<RGB16, _>(&mut encoder, width, height, meta, bands),
+            (true, true) => tiff_strips::<RGBA16, _>(&mut encoder, width, height, meta, bands),
         }
     }
 }
@@ -272,11 +280,12 @@ fn rgb<T: Copy>(rgba: &[T]) -> Vec<T> {
 }
 
 /// Writes a TIFF image of colour type `C` strip by strip (the strip height the tiff crate
-/// chooses, as for a whole image) from bands of samples.
+/// chooses, as for a whole image) from bands of samples, with `meta`'s ICC profile.
 fn tiff_strips<C, W>(
     encoder: &mut tiff::encoder::TiffEncoder<W>,
     width: u32,
     height: u32,
+    meta: &Metadata,
     bands: impl Iterator<Item = Result<Samples, String>>,
 ) -> Result<(), String>
 where
@@ -288,6 +297,7 @@ where
     let mut image = encoder
         .new_image::<C>(width, height)
         .map_err(|e| e.to_string())?;
+    super::encode::tiff_icc(&mut image, meta)?;
     let mut strip: Vec<C::Inner> = Vec::new();
     for band in bands {
         let samples = C::Inner::from_samples(band?)?;
@@ -395,6 +405,7 @@ mod tests {
         StreamedImage {
             path: path.to_path_buf(),
             format,
+            png_compression: Default::default(),
             width: 37,
             height: 23,
             wide,
@@ -405,12 +416,14 @@ mod tests {
     }
 
     /// Written by rows, PNG and TIFF decode to the same pixels (8 and 16-bit, with and without
-    /// alpha) as the same image written whole, and a PNG carries the same ICC profile and EXIF.
+    /// alpha) as the same image written whole, and carry the same ICC profile (PNG: and EXIF).
     #[test]
     fn rows_decode_to_the_pixels_of_the_whole_image() {
         let dir = tempfile::tempdir().unwrap();
+        let mut icc = vec![7; 300];
+        icc[16..20].copy_from_slice(b"RGB ");
         let meta = Metadata {
-            icc: Some(vec![7; 300]),
+            icc: Some(icc),
             exif: Some(b"MM\0*\0\0\0\x08\0\0".to_vec()),
         };
         for format in [OutputFormat::Png, OutputFormat::Tiff] {
@@ -440,16 +453,23 @@ mod tests {
                     let (a, b) = (image::open(&whole).unwrap(), image::open(&by_rows).unwrap());
                     assert_eq!(a.color(), b.color(), "{case}");
                     assert_eq!(a.as_bytes(), b.as_bytes(), "{case}");
-                    if format == OutputFormat::Png {
-                        let icc = |p: &std::path::Path| {
-                            use image::ImageDecoder as _;
-                            let file = std::io::BufReader::new(std::fs::File::open(p).unwrap());
-                            let mut d = image::codecs::png::PngDecoder::new(file).unwrap();
-                            (d.icc_profile().unwrap(), d.exif_metadata().unwrap())
+                    let icc = |p: &std::path::Path| {
+                        use image::ImageDecoder as _;
+                        let file = std::io::BufReader::new(std::fs::File::open(p).unwrap());
+                        let mut d: Box<dyn image::ImageDecoder> = match format {
+                            OutputFormat::Png => {
+                                Box::new(image::codecs::png::PngDecoder::new(file).unwrap())
+                            }
+                            _ => Box::new(image::codecs::tiff::TiffDecoder::new(file).unwrap()),
                         };
-                        assert_eq!(icc(&whole), icc(&by_rows), "{case}");
-                        assert!(icc(&by_rows).0.is_some(), "{case}");
-                    }
+                        let exif = match format {
+                            OutputFormat::Png => d.exif_metadata().unwrap(),
+                            _ => None, // TIFF outputs carry the ICC profile, not the EXIF
+                        };
+                        (d.icc_profile().unwrap(), exif)
+                    };
+                    assert_eq!(icc(&whole), icc(&by_rows), "{case}");
+                    assert_eq!(icc(&by_rows).0, meta.icc, "{case}");
                 }
             }
         }
