@@ -9,6 +9,7 @@
 mod events;
 mod files;
 mod panels;
+mod preset;
 mod settings;
 mod tune;
 mod viewer;
@@ -103,6 +104,7 @@ enum Picked {
     OutputDir(PathBuf),
     /// A user's model file, parsed on the dialog's thread, or why it cannot run.
     Model(Result<ModelChoice, String>),
+    Preset(preset::PresetReply),
 }
 
 impl BatchwiseApp {
