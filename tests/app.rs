@@ -437,3 +437,131 @@ fn choose(harness: &mut Harness<'_, BatchwiseApp>, label: &str, choice: &str) {
 fn snapshot_options() -> SnapshotOptions {
     SnapshotOptions::new().threshold(0.6).max_failed_pixels(0)
 }
+
+/// "Copy as command" puts the `batchwise run` line of the current settings and inputs on the
+/// clipboard: the CLI's own parser gives back the same settings and inputs. A preset saved and
+/// loaded again gives back the same settings; a bad one is a message naming the file, line and
+/// key.
+#[test]
+fn copy_as_command_and_presets_give_back_the_settings() {
+    use batchwise::app::Settings;
+    use batchwise::job::export::encode::PngCompression;
+    use batchwise::job::{OutputFormat, Overwrite};
+    use clap::Parser as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("in folder");
+    std::fs::create_dir_all(folder.join("sub")).unwrap();
+    let photo = common::fixture("photo-60x44.png");
+    std::fs::copy(&photo, folder.join("a.png")).unwrap();
+    std::fs::copy(&photo, folder.join("sub/b's.png")).unwrap();
+    let loose = dir.path().join("loose $file.png");
+    std::fs::copy(&photo, &loose).unwrap();
+    let settings = Settings {
+        // A chain: presets and the command line carry it.
+        model: "enhance-low-light,upscale-anime-4x".into(),
+        batch_auto: false,
+        batch_size: 5,
+        memory_budget_mb: 300,
+        tile_size: 96,
+        float16: false,
+        adapter: Some(0),
+        output_dir: Some(dir.path().join("out folder")),
+        format: OutputFormat::Webp,
+        quality: 77,
+        webp_lossless: false,
+        png_compression: PngCompression::Best,
+        scale: 1.5,
+        pattern: "{model}/{stem} x{scale}.{ext}".into(),
+        overwrite: Overwrite::Skip,
+        top_k: 3,
+        mask_only: true,
+        annotate: true,
+        input_range: "-1-1".into(),
+        channel_order: "bgr".into(),
+        input_layout: "auto".into(),
+    };
+    let chosen = settings.clone();
+    let mut harness = Harness::builder()
+        .with_size([1000.0, 1400.0])
+        .wgpu()
+        .build_eframe(|cc| {
+            let mut app = BatchwiseApp::new(cc, Vec::new());
+            app.settings = chosen;
+            app
+        });
+    harness.step();
+    for path in [folder.clone(), loose.clone()] {
+        harness
+            .input_mut()
+            .dropped_files
+            .push(Arc::new(Dropped(path)));
+    }
+    harness.step();
+    step_until(&mut harness, "the inputs to be listed", |app| {
+        app.items.len() == 3
+    });
+    assert_eq!(harness.state().command_inputs(), [folder.clone(), loose]);
+
+    // Clicked through AccessKit: one event, so the frame that copies is the one `output` keeps.
+    harness.get_by_label("Copy as command").click_accesskit();
+    let mut copied = None;
+    for _ in 0..5 {
+        harness.step();
+        copied = copied.or_else(|| {
+            harness
+                .output()
+                .platform_output
+                .commands
+                .iter()
+                .find_map(|c| match c {
+                    egui::OutputCommand::CopyText(text) => Some(text.clone()),
+                    _ => None,
+                })
+        });
+    }
+    let line = copied.expect("Copy as command put a line on the clipboard");
+    assert!(line.starts_with("batchwise run "), "{line}");
+    let argv = shlex::split(&line).unwrap();
+    let cli = batchwise::cli::Cli::try_parse_from(&argv).unwrap();
+    let Some(batchwise::cli::Command::Run(args)) = cli.command else {
+        panic!("not a run command: {line}");
+    };
+    assert_eq!(args.inputs, harness.state().command_inputs(), "{line}");
+    assert_eq!(
+        Settings::default().with_run_args(&args, true),
+        settings,
+        "{line}"
+    );
+
+    // Save, change everything, load: the same settings again.
+    let ctx = harness.ctx.clone();
+    let file = dir.path().join("preset.toml");
+    harness.state_mut().save_preset(Some(file.clone()), &ctx);
+    let expected = settings.preset().to_toml();
+    step_until(&mut harness, "the preset to be written", |_| {
+        std::fs::read_to_string(&file).is_ok_and(|t| t == expected)
+    });
+    harness.state_mut().settings = Settings::default();
+    harness.state_mut().load_preset(Some(file), &ctx);
+    step_until(&mut harness, "the preset to be loaded", |app| {
+        app.settings == settings
+    });
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "model = \"classify\"\nbatch = 4\n").unwrap();
+    harness.state_mut().load_preset(Some(bad.clone()), &ctx);
+    step_until(&mut harness, "the bad preset's message", |app| {
+        app.message.is_some()
+    });
+    let message = harness.state().message.clone().unwrap();
+    assert!(
+        message.contains(&format!("{}:2: batch: unknown key", bad.display())),
+        "{message}"
+    );
+    assert_eq!(
+        harness.state().settings,
+        settings,
+        "a bad preset changed nothing"
+    );
+}

@@ -1157,3 +1157,246 @@ fn help_version_completions_and_man_page() {
     let man = batchwise().arg("man").output().unwrap();
     assert!(String::from_utf8_lossy(&man.stdout).contains(".TH batchwise 1"));
 }
+
+/// Every file and folder under `dir` with its bytes (None for a folder): what a dry run must
+/// leave exactly as it was.
+fn tree(dir: &std::path::Path) -> std::collections::BTreeMap<std::path::PathBuf, Option<Vec<u8>>> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| {
+            let e = e.unwrap();
+            let bytes = e
+                .file_type()
+                .is_file()
+                .then(|| std::fs::read(e.path()).unwrap());
+            (e.path().to_path_buf(), bytes)
+        })
+        .collect()
+}
+
+/// `--dry-run` prints each output path, each skip with its reason, the batch (Auto's choice
+/// by default, or the fixed one) and the planned GPU memory, and writes nothing: no output
+/// folder, no manifest, no temporary or run-record file; input and output folders are the same
+/// bytes after as before.
+#[test]
+fn dry_run_prints_the_plan_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir_all(inputs.join("nested")).unwrap();
+    std::fs::copy(common::fixture("photo-60x44.png"), inputs.join("a.png")).unwrap();
+    std::fs::copy(
+        common::fixture("photo-60x44.png"),
+        inputs.join("nested/b.png"),
+    )
+    .unwrap();
+    std::fs::write(inputs.join("notes.txt"), b"not an image").unwrap();
+    std::fs::write(inputs.join("Thumbs.db"), b"system").unwrap();
+    let out = dir.path().join("out");
+    let inputs_before = tree(&inputs);
+
+    // No output folder yet: none is made. The batch is Auto's (the default).
+    let text = batchwise()
+        .args(["run", "--dry-run", "--tile-size", "32", "-o"])
+        .arg(&out)
+        .arg(&inputs)
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(text).unwrap();
+    assert!(!out.exists(), "a dry run made the output folder");
+    let line = |needle: &str| {
+        text.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle} in\n{text}"))
+            .to_owned()
+    };
+    assert!(line("a.png").starts_with("run "), "{text}");
+    assert!(line("a.png").ends_with(&out.join("a.png").display().to_string()));
+    assert!(line("b.png").ends_with(&out.join("nested/b.png").display().to_string()));
+    assert!(line("notes.txt").starts_with("skip ") && line("notes.txt").contains("not an image"));
+    assert!(line("Thumbs.db").contains("a system file"), "{text}");
+    assert!(
+        text.contains("(auto)") && text.contains("planned GPU memory"),
+        "{text}"
+    );
+
+    // An output folder with a file in it, JSON, a fixed batch and `--overwrite skip`.
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("a.png"), b"an earlier output").unwrap();
+    let out_before = tree(&out);
+    let dry_json = |extra: &[&str]| -> serde_json::Value {
+        let stdout = batchwise()
+            .args(["run", "--dry-run", "--json", "--tile-size", "32", "-o"])
+            .arg(&out)
+            .args(extra)
+            .arg(&inputs)
+            .assert()
+            .code(0)
+            .get_output()
+            .stdout
+            .clone();
+        serde_json::from_slice(&stdout).unwrap()
+    };
+    let json = dry_json(&["-b", "3", "--overwrite", "skip"]);
+    assert_eq!(json["batch_size"], 3, "{json}");
+    assert_eq!(json["batch_auto"], false);
+    assert_eq!(json["tile_size"], 32);
+    let (weights, per_item) = (
+        json["weight_bytes"].as_u64().unwrap(),
+        json["bytes_per_item"].as_u64().unwrap(),
+    );
+    assert!(weights > 0 && per_item > 0, "{json}");
+    assert_eq!(
+        json["planned_gpu_bytes"].as_u64().unwrap(),
+        weights + 3 * per_item
+    );
+    assert!(json["memory_budget_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(json["model"], "upscale-photo-2x");
+    assert!(!json["adapter"].as_str().unwrap().is_empty());
+    assert_eq!(
+        (
+            &json["to_run"],
+            &json["skipped"],
+            &json["failed"],
+            &json["done"]
+        ),
+        (&1.into(), &3.into(), &0.into(), &0.into()),
+        "{json}"
+    );
+    let item = |name: &str| {
+        json["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["input"].as_str().unwrap().ends_with(name))
+            .unwrap_or_else(|| panic!("{name} in {json}"))
+            .clone()
+    };
+    assert_eq!(item("a.png")["action"], "skip");
+    assert!(item("a.png")["reason"].as_str().unwrap().contains("exists"));
+    assert_eq!(item("b.png")["action"], "run");
+    assert!(item("b.png")["reason"].is_null());
+    let b_out = item("b.png")["output"].as_str().unwrap().to_owned();
+    assert!(b_out.ends_with("nested/b.png"), "{b_out}");
+    assert_eq!(item("notes.txt")["action"], "skip");
+
+    // Auto: what fits the budget, no more than the job's tiles (b.png: 2 x 2 tiles of 32).
+    let json = dry_json(&["--overwrite", "skip"]);
+    assert_eq!(json["batch_auto"], true);
+    assert_eq!(json["batch_size"], 4, "{json}");
+    assert!(
+        json["planned_gpu_bytes"].as_u64().unwrap()
+            <= json["memory_budget_bytes"].as_u64().unwrap()
+    );
+
+    assert_eq!(
+        tree(&out),
+        out_before,
+        "a dry run changed the output folder"
+    );
+    assert_eq!(
+        tree(&inputs),
+        inputs_before,
+        "a dry run changed the input folder"
+    );
+}
+
+/// Writes a preset file into `dir`.
+fn preset(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("preset.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `--preset FILE` gives the run its flags (the output folder too); flags on the command line
+/// override the file's. Checked through `--dry-run --json`, which plans with the same arguments a
+/// run gets.
+#[test]
+fn a_preset_is_applied_and_the_command_line_overrides_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = common::fixture("photo-60x44.png");
+    let out = dir.path().join("out");
+    let file = preset(
+        dir.path(),
+        &format!(
+            "model = [\"upscale-photo-2x\"]\nbatch-size = 3\ntile_size = 32\nformat = \"jpeg\"\n\
+             name = \"{{stem}}_p.{{ext}}\"\noutput = {}\nquiet = true\n",
+            toml::Value::String(out.to_string_lossy().into_owned())
+        ),
+    );
+    let plan = |extra: &[&str]| -> serde_json::Value {
+        let stdout = batchwise()
+            .args(["run", "--dry-run", "--json", "--preset"])
+            .arg(&file)
+            .args(extra)
+            .arg(&input)
+            .assert()
+            .code(0)
+            .get_output()
+            .stdout
+            .clone();
+        serde_json::from_slice(&stdout).unwrap()
+    };
+    let json = plan(&[]);
+    assert_eq!(json["batch_size"], 3, "{json}");
+    assert_eq!(json["tile_size"], 32);
+    let output = json["items"][0]["output"].as_str().unwrap().to_owned();
+    assert_eq!(output, out.join("photo-60x44_p.jpg").to_string_lossy());
+
+    let json = plan(&["-b", "2", "--format", "png", "-v"]);
+    assert_eq!(json["batch_size"], 2, "{json}");
+    assert_eq!(json["tile_size"], 32);
+    let output = json["items"][0]["output"].as_str().unwrap().to_owned();
+    assert_eq!(output, out.join("photo-60x44_p.png").to_string_lossy());
+    assert!(!out.exists());
+}
+
+/// A preset's unknown key, a value its flag refuses, a switch given a text and broken TOML are
+/// usage errors (exit 2) that name the file, the line and the key.
+#[test]
+fn a_bad_preset_names_the_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = common::fixture("photo-60x44.png");
+    for (text, expected) in [
+        (
+            "model = \"classify\"\nbatch = 4\n",
+            ":2: batch: unknown key",
+        ),
+        ("\n\ntile-size = 2\n", ":3: tile-size: invalid value '2'"),
+        ("format = \"gif\"\n", ":1: format: invalid value 'gif'"),
+        (
+            "mask-only = \"yes\"\n",
+            ":1: mask-only: takes true or false",
+        ),
+        ("quality = true\n", ":1: quality: takes a value"),
+        ("preset = \"other.toml\"\n", ":1: preset: unknown key"),
+        ("model = \"classify\n", "line 1"),
+    ] {
+        let file = preset(dir.path(), text);
+        let out = batchwise()
+            .args(["run", "--dry-run", "-o"])
+            .arg(dir.path().join("out"))
+            .arg("--preset")
+            .arg(&file)
+            .arg(&input)
+            .assert()
+            .code(2)
+            .get_output()
+            .stderr
+            .clone();
+        let stderr = String::from_utf8(out).unwrap();
+        assert!(
+            stderr.contains(&file.display().to_string()) && stderr.contains(expected),
+            "{text:?}: {stderr}"
+        );
+    }
+    let help = batchwise().args(["run", "--help"]).output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("[default: auto]"), "{help}");
+    assert!(
+        help.contains("--preset <FILE>") && help.contains("--dry-run"),
+        "{help}"
+    );
+}

@@ -35,6 +35,7 @@ impl BatchwiseApp {
                     self.user_models.push(model);
                 }
                 Picked::Model(Err(e)) => self.message = Some(e),
+                Picked::Preset(reply) => self.on_preset(reply, ctx),
             }
         }
     }

@@ -13,6 +13,7 @@ mod files;
 mod grid;
 mod output_ui;
 mod panels;
+mod preset;
 mod settings;
 mod tune;
 mod viewer;
@@ -118,6 +119,7 @@ enum Picked {
     Model(Result<ModelChoice, String>),
     /// No file dialog could open (no portal, no zenity).
     NoDialog(DialogKind),
+    Preset(preset::PresetReply),
 }
 
 impl BatchwiseApp {

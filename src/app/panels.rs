@@ -19,6 +19,9 @@ impl BatchwiseApp {
             egui::CollapsingHeader::new("Export")
                 .default_open(true)
                 .show(ui, |ui| self.export_ui(ui));
+            egui::CollapsingHeader::new("Preset")
+                .default_open(true)
+                .show(ui, |ui| self.presets_ui(ui));
         });
     }
 

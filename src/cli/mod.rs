@@ -7,6 +7,8 @@ use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 
 mod output;
+mod dry_run;
+pub mod preset;
 mod report;
 
 use crate::builtin::BUILTINS;
@@ -35,9 +37,11 @@ pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (wgpu 30)");
 const EXAMPLES: &str = "Examples:
   batchwise                                   open the window
   batchwise run -o out photos/                upscale a folder 2x (upscale-photo-2x)
-  batchwise run -m upscale-anime-4x -b auto -o out a.png b.jpg
+  batchwise run -m upscale-anime-4x -b 16 -o out a.png b.jpg
   batchwise run -m upscale-anime-4x --scale 2 --format same -o out photos/
   batchwise run --format webp --quality 80 -o out photos/   lossy WebP
+  batchwise run --dry-run -o out photos/      what would be written, the batch and its GPU memory
+  batchwise run --preset photo.toml photos/   flags from a TOML file (keys: the long flag names)
   batchwise run -m remove-background --format webp -o cutouts photos/
   batchwise run -m classify --json -o labels photos/ > summary.json
   batchwise run -m my-model.onnx --input-range -1-1 -o out photos/
@@ -57,7 +61,7 @@ const EXIT_CODES: &str = "Exit status:
   0  every item was done, or skipped by rule (not an image, a system file, --overwrite skip,
      done by an earlier run)
   1  the job could not start (the model, the GPU, the output folder)
-  2  the command line is wrong (usage)
+  2  the command line is wrong (usage, or a bad --preset file)
   3  some items failed or did not finish (each is reported; the others were done)
   130  cancelled with Ctrl+C (what was in flight finished whole; the summary and the collected
      results of what finished are written; a second Ctrl+C stops at once)
@@ -138,9 +142,10 @@ pub struct RunArgs {
     pub model: String,
     #[command(flatten)]
     pub input: InputArgs,
-    /// Tiles (or images) per GPU dispatch, or `auto`: the largest batch whose planned memory fits
-    /// the memory budget. Never more than the job has: `-b 64` on 12 tiles allocates 12.
-    #[arg(short, long, default_value = "8", value_parser = parse_batch, help_heading = "Batching and memory", value_name = "N|auto")]
+    /// Tiles (or images) per GPU dispatch, or `auto` (the default): the largest batch whose
+    /// planned memory fits the memory budget (at most 64). Never more than the job has: `-b 64`
+    /// on 12 tiles allocates 12.
+    #[arg(short, long, default_value = "auto", value_parser = parse_batch, help_heading = "Batching and memory", value_name = "N|auto")]
     pub batch_size: u32,
     /// GPU memory the job may plan for, in MiB (default: half of the driver's budget, else half
     /// of the device-local memory, else 1024). Auto batch sizes fit it; an out-of-memory error
@@ -216,6 +221,15 @@ pub struct RunArgs {
     /// Also a line for every finished item.
     #[arg(short, long, help_heading = "Reporting")]
     pub verbose: bool,
+    /// Read flags from a TOML file whose keys are these flags' long names (`model =
+    /// "upscale-photo-2x"`, `batch-size = "auto"`, `tile-size = 256`, `mask-only = true`); a flag
+    /// given on the command line overrides the file's.
+    #[arg(long, value_name = "FILE", help_heading = "Presets and planning")]
+    pub preset: Option<PathBuf>,
+    /// Print each input's output path, each skip with its reason, the batch size and the GPU
+    /// memory planned for it, and write nothing (`--json`: one JSON document).
+    #[arg(long, help_heading = "Presets and planning")]
+    pub dry_run: bool,
     /// Image files or folders (searched recursively).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
@@ -356,11 +370,23 @@ pub fn exit_code(summary: &job::JobSummary) -> ExitCode {
     }
 }
 
-/// Parses the command line and runs it; the exit code says whether every item was done
-/// ([`EXIT_CODES`]).
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+/// How the command line opens the window (`crate::app::run_native`, handed in by `main.rs`: the
+/// app reads the run flags' definition, so this module does not depend on it).
+pub type OpenWindow = fn(Vec<PathBuf>) -> Result<()>;
+
+/// Parses the command line (a `--preset`'s flags added: [`preset::expand`]) and runs it; the exit
+/// code says whether every item was done ([`EXIT_CODES`]).
+pub fn main(open_window: OpenWindow) -> ExitCode {
+    let argv = match preset::expand(std::env::args_os().collect()) {
+        Ok(argv) => argv,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            // A bad preset is a usage error, as clap's own.
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(argv);
+    match run(cli, open_window) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("Error: {e:#}");
@@ -369,10 +395,10 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<ExitCode> {
+fn run(cli: Cli, open_window: OpenWindow) -> Result<ExitCode> {
     match cli.command {
-        None => crate::app::run_native(Vec::new()).map(|()| ExitCode::SUCCESS),
-        Some(Command::App { inputs }) => crate::app::run_native(inputs).map(|()| ExitCode::SUCCESS),
+        None => open_window(Vec::new()).map(|()| ExitCode::SUCCESS),
+        Some(Command::App { inputs }) => open_window(inputs).map(|()| ExitCode::SUCCESS),
         Some(Command::Completions { shell }) => {
             use clap::CommandFactory as _;
             let mut cmd = Cli::command();
@@ -484,6 +510,9 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
         roots: Vec::new(),
         max_item_bytes: Some(args.max_memory << 20),
     };
+    if args.dry_run {
+        return dry_run::print(&engine, &spec, args.json);
+    }
     let verbosity = match (args.quiet, args.verbose) {
         (true, _) => report::Verbosity::Quiet,
         (_, true) => report::Verbosity::Verbose,

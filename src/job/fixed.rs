@@ -14,7 +14,7 @@ use super::decode::{Decoded, Prepare, Prepared};
 use super::export::image::write_image;
 use super::pipeline::{BatchFailure, DECODE_AHEAD, Stage, WriteTask};
 use super::resume::Record;
-use super::{AnalysisOptions, ItemResult, JobSpec, MAX_AUTO_BATCH};
+use super::{AnalysisOptions, ItemResult, JobSpec, MAX_AUTO_BATCH, Sizing};
 use crate::analyze::{self, Fit, Placement};
 use crate::builtin::Task;
 use crate::engine::{BatchRunner, Engine, GpuModel, SubmittedFloats};
@@ -99,16 +99,20 @@ impl<'a> FixedStage<'a> {
 
     /// The batch size to allocate: `asked`, or for Auto what fits `budget` at the model's input
     /// size; either way no more than `todo` images.
-    pub fn batch_to_allocate(&self, asked: u32, budget: u64, todo: usize) -> Result<u32> {
+    pub fn batch_to_allocate(&self, asked: u32, budget: u64, todo: usize) -> Result<Sizing> {
+        let size = self.spec.model.input_size;
         let fits = if asked == super::AUTO_BATCH {
-            let size = self.spec.model.input_size;
             let plan = crate::engine::plan(self.model, size, size, 1)?;
             ((budget.saturating_sub(plan.weight_bytes) / plan.bytes_per_item.max(1)) as u32)
                 .clamp(1, MAX_AUTO_BATCH)
         } else {
             asked.max(1)
         };
-        Ok(fits.min(todo.max(1) as u32))
+        Ok(Sizing {
+            batch: fits.min(todo.max(1) as u32),
+            tile: size,
+            side: size,
+        })
     }
 
     fn runner(&self) -> &BatchRunner {

@@ -8,6 +8,7 @@
 //! | `naming.rs` | output names: pattern, sub-folders, collisions, overwrite policy |
 //! | `decode.rs` | decoding with limits, EXIF orientation, 16-bit, alpha, metadata |
 //! | `plan.rs` | a job's files and outputs, and what a previous run finished (resume) |
+//! | `dry_run.rs` | the plan of a job without running it: outputs, skips, batch, GPU memory |
 //! | `resume.rs` | what the manifest records, and the settings a resumed job must share |
 //! | `pipeline.rs` | the one loop: decode ahead, batch, two in flight, write; out-of-memory halving |
 //! | `tiled.rs` | the stage of image-to-image models: tiles, stitching, bands of rows, 16-bit |
@@ -15,6 +16,7 @@
 //! | `export/` | image files (PNG, TIFF by rows), and the collected results behind one trait |
 
 pub mod decode;
+mod dry_run;
 pub mod export;
 mod fixed;
 pub mod listing;
@@ -32,6 +34,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 pub use decode::{ItemLimits, MAX_DECODE_BYTES, MAX_IMAGE_SIDE, Metadata, read_upright};
+pub use dry_run::{DryRun, PlannedAction, PlannedItem, dry_run};
 pub use listing::{IMAGE_EXTENSIONS, Listed, expand_inputs, in_shard, is_image_name, list_inputs};
 pub use naming::{ExportOptions, OutputFormat, Overwrite, output_name, plan_outputs};
 pub use plan::MAX_SCALE;
@@ -88,6 +91,15 @@ pub const AUTO_BATCH: u32 = 0;
 
 /// The most tiles Auto puts in one batch: beyond it batching gains nothing measurable.
 pub const MAX_AUTO_BATCH: u32 = 64;
+
+/// How a job's batches are sized: the batch to allocate, the tile size (a fixed-input model's
+/// input size) and the side of one batch item in input pixels (the tile with its context).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sizing {
+    pub batch: u32,
+    pub tile: u32,
+    pub side: u32,
+}
 
 /// What the fixed-input models write.
 #[derive(Clone, Debug)]
@@ -395,12 +407,16 @@ fn run_planned(
     };
     if spec.model.input_size > 0 {
         let stage = fixed::FixedStage::new(engine, model, spec, outs, records);
-        let batch = stage.batch_to_allocate(spec.batch_size, budget, todo.len())?;
+        let batch = stage
+            .batch_to_allocate(spec.batch_size, budget, todo.len())?
+            .batch;
         pipeline::drive(job(batch), stage, emit)
     } else {
         let stage = tiled::TiledStage::new(engine, model, spec, outs, records, write);
         let todo: Vec<&std::path::Path> = todo.iter().map(PathBuf::as_path).collect();
-        let batch = stage.batch_to_allocate(spec.batch_size, budget, &todo)?;
+        let batch = stage
+            .batch_to_allocate(spec.batch_size, budget, &todo)?
+            .batch;
         pipeline::drive(job(batch), stage, emit)
     }
 }

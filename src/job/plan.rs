@@ -42,8 +42,55 @@ pub(crate) fn collects(spec: &JobSpec) -> bool {
 }
 
 /// Lists the inputs, names the outputs and reads what a previous run of the same job finished.
-/// Creates the output folder and the manifest writer.
+/// Creates the output folder, removes what a dead run left there, and opens the manifest writer.
 pub(crate) fn plan(spec: &JobSpec) -> Result<Planned> {
+    let (mut planned, keys, settings) = survey(spec)?;
+    std::fs::create_dir_all(&spec.output_dir).with_context(|| {
+        format!(
+            "cannot create the output folder {}",
+            spec.output_dir.display()
+        )
+    })?;
+    super::export::temp::remove_stale(&spec.output_dir);
+    let writer = std::sync::Arc::new(
+        crate::manifest::Writer::open(&spec.output_dir).with_context(|| {
+            format!(
+                "cannot write {} in {}",
+                crate::manifest::FILE_NAME,
+                spec.output_dir.display()
+            )
+        })?,
+    );
+    let (inputs, outputs) = (&planned.inputs, &planned.outputs);
+    planned.records = (0..inputs.len())
+        .map(|i| {
+            let (input_bytes, input_modified_ns) = crate::manifest::stamp(&inputs[i])?;
+            Some(Record {
+                writer: writer.clone(),
+                entry: crate::manifest::Entry {
+                    input: keys[i].clone(),
+                    output: outputs[i]
+                        .strip_prefix(&spec.output_dir)
+                        .ok()?
+                        .to_path_buf(),
+                    input_bytes,
+                    input_modified_ns,
+                    output_bytes: 0,
+                    output_hash: 0,
+                    settings: settings.clone(),
+                    result: None,
+                },
+            })
+        })
+        .collect();
+    Ok(planned)
+}
+
+/// What [`plan`] finds, touching nothing on disk (no folder created, no manifest opened, no
+/// temporary file removed): the inputs, their outputs, skips and failures with the reasons, and
+/// what a previous run finished; no records yet. Also each input's manifest key and the job's
+/// settings key. `--dry-run` prints it.
+pub(crate) fn survey(spec: &JobSpec) -> Result<(Planned, Vec<PathBuf>, String)> {
     check_pattern(&spec.export.pattern, spec.export.format).map_err(|e| anyhow!(e))?;
     check_scale(spec)?;
     let mut listed = list_inputs(&spec.inputs);
@@ -64,13 +111,6 @@ pub(crate) fn plan(spec: &JobSpec) -> Result<Planned> {
     if listed.is_empty() {
         return Err(anyhow!("no input images were found"));
     }
-    std::fs::create_dir_all(&spec.output_dir).with_context(|| {
-        format!(
-            "cannot create the output folder {}",
-            spec.output_dir.display()
-        )
-    })?;
-    super::export::temp::remove_stale(&spec.output_dir);
     let settings = settings_key(spec);
     let keys: Vec<PathBuf> = listed
         .iter()
@@ -97,45 +137,16 @@ pub(crate) fn plan(spec: &JobSpec) -> Result<Planned> {
     let inputs: Vec<PathBuf> = listed.iter().map(|l| l.path.clone()).collect();
     let failures: Vec<Option<String>> = listed.iter().map(|l| l.error.clone()).collect();
     let skips: Vec<Option<String>> = listed.into_iter().map(|l| l.skip).collect();
-    let writer = std::sync::Arc::new(
-        crate::manifest::Writer::open(&spec.output_dir).with_context(|| {
-            format!(
-                "cannot write {} in {}",
-                crate::manifest::FILE_NAME,
-                spec.output_dir.display()
-            )
-        })?,
-    );
-    let records = (0..inputs.len())
-        .map(|i| {
-            let (input_bytes, input_modified_ns) = crate::manifest::stamp(&inputs[i])?;
-            Some(Record {
-                writer: writer.clone(),
-                entry: crate::manifest::Entry {
-                    input: keys[i].clone(),
-                    output: outputs[i]
-                        .strip_prefix(&spec.output_dir)
-                        .ok()?
-                        .to_path_buf(),
-                    input_bytes,
-                    input_modified_ns,
-                    output_bytes: 0,
-                    output_hash: 0,
-                    settings: settings.clone(),
-                    result: None,
-                },
-            })
-        })
-        .collect();
-    Ok(Planned {
+    let planned = Planned {
+        records: vec![None; inputs.len()],
         inputs,
         outputs,
         skips,
         failures,
         resumed,
         resumed_results,
-        records,
-    })
+    };
+    Ok((planned, keys, settings))
 }
 
 /// The largest `--scale`.

@@ -20,7 +20,7 @@ use super::export::stream::{StreamedImage, band_channel, streams};
 use super::naming::ExportOptions;
 use super::pipeline::{BatchFailure, DECODE_AHEAD, Stage, WriteTask};
 use super::resume::Record;
-use super::{JobSpec, MAX_AUTO_BATCH};
+use super::{JobSpec, MAX_AUTO_BATCH, Sizing};
 use crate::engine::{Engine, GpuModel, SubmittedPixels};
 use crate::kernels::pack::PixelDepth;
 use crate::tiling::{Pixels, TileRect};
@@ -155,14 +155,15 @@ impl<'a> TiledStage<'a> {
     /// [`MAX_AUTO_BATCH`]) whose planned weights and per-tile memory fit `budget` at the tile
     /// size the job will use; either way no larger than the job's tiles (image headers are read
     /// until they hold a full batch, so a big job reads few; where one cannot be read, the job's
-    /// size is not known and the batch stays).
-    pub fn batch_to_allocate(&self, asked: u32, budget: u64, todo: &[&Path]) -> Result<u32> {
+    /// size is not known and the batch stays). With the tile size it is planned at.
+    pub fn batch_to_allocate(&self, asked: u32, budget: u64, todo: &[&Path]) -> Result<Sizing> {
         let model_spec = self.spec.model.spec;
         let probe = TiledUpscaler::new(self.engine, self.model, model_spec, 1, self.tile)?;
         let tile = probe.tile;
         drop(probe);
+        let side = tile + 2 * model_spec.context;
+        let sizing = |batch: u32| Sizing { batch, tile, side };
         let fits = if asked == super::AUTO_BATCH {
-            let side = tile + 2 * model_spec.context;
             let plan = crate::engine::plan(self.model, side, side, 1)?;
             let room = budget.saturating_sub(plan.weight_bytes);
             ((room / plan.bytes_per_item.max(1)) as u32).clamp(1, MAX_AUTO_BATCH)
@@ -182,10 +183,10 @@ impl<'a> TiledStage<'a> {
             {
                 Some((w, h)) => tiles += crate::tiling::grid(w, h, tile).len(),
                 None if asked == super::AUTO_BATCH => {}
-                None => return Ok(fits),
+                None => return Ok(sizing(fits)),
             }
         }
-        Ok(fits.min(tiles.max(1) as u32))
+        Ok(sizing(fits.min(tiles.max(1) as u32)))
     }
 
     /// Whether image `i`'s output is written by rows (PNG, TIFF at the model's scale).

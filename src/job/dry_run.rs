@@ -1,0 +1,131 @@
+//! The plan of a job without running it (`batchwise run --dry-run`): each input's output, what
+//! is skipped or fails before it is read and why, the batch the run would allocate (Auto's
+//! choice or the fixed one) and the GPU memory planned for it. Nothing is written: the files are
+//! surveyed as the run plans them ([`super::plan::survey`]), the model's weights go to the GPU
+//! (the plan needs their packed size) and no batch runs.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::fixed::FixedStage;
+use super::plan::{collects, survey};
+use super::tiled::TiledStage;
+use super::{AUTO_BATCH, JobSpec, lossy_path};
+use crate::engine::Engine;
+
+/// What a run of the job would do, as `--dry-run` prints it (`--json`: this, serialised).
+#[derive(Clone, Debug, Serialize)]
+pub struct DryRun {
+    pub model: String,
+    pub adapter: String,
+    /// The batch the run would allocate: Auto's choice, or the one asked for (never more than the
+    /// job's tiles or images).
+    pub batch_size: u32,
+    /// Whether Auto chose it.
+    pub batch_auto: bool,
+    /// Tile size in input pixels (a fixed-input model's input size).
+    pub tile_size: u32,
+    pub memory_budget_bytes: u64,
+    /// Weights plus `batch_size` items (8-bit pixels; a 16-bit image doubles the pixel buffers).
+    pub planned_gpu_bytes: u64,
+    pub weight_bytes: u64,
+    pub bytes_per_item: u64,
+    /// Items that would run, be skipped, fail before they are read, or are done already.
+    pub to_run: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    pub done: usize,
+    pub items: Vec<PlannedItem>,
+}
+
+/// One input's fate in a [`DryRun`].
+#[derive(Clone, Debug, Serialize)]
+pub struct PlannedItem {
+    #[serde(serialize_with = "lossy_path")]
+    pub input: PathBuf,
+    /// Where its output goes (the collected file for classify, embed and detect-faces).
+    #[serde(serialize_with = "lossy_path")]
+    pub output: PathBuf,
+    pub action: PlannedAction,
+    /// Why it is skipped, fails or is done already.
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlannedAction {
+    Run,
+    Skip,
+    Fail,
+    /// Finished by an earlier run of the same job (resume).
+    Done,
+}
+
+/// Plans `spec` as [`super::run`] would, and stops before the first batch.
+pub fn dry_run(engine: &Engine, spec: &JobSpec) -> Result<DryRun> {
+    let (planned, _, _) = survey(spec)?;
+    let model = engine.load_with(spec.model.model.clone(), spec.precision)?;
+    let budget = super::memory_budget(engine, spec);
+    let todo: Vec<&Path> = (0..planned.inputs.len())
+        .filter(|&i| planned.todo(i))
+        .map(|i| planned.inputs[i].as_path())
+        .collect();
+    let sizing = if spec.model.input_size > 0 {
+        FixedStage::new(engine, &model, spec, Vec::new(), Vec::new()).batch_to_allocate(
+            spec.batch_size,
+            budget,
+            todo.len(),
+        )?
+    } else {
+        TiledStage::new(engine, &model, spec, Vec::new(), Vec::new(), false).batch_to_allocate(
+            spec.batch_size,
+            budget,
+            &todo,
+        )?
+    };
+    let memory = crate::engine::plan(&model, sizing.side, sizing.side, sizing.batch)?;
+    let collected = super::export::for_model(&spec.model)
+        .filter(|_| collects(spec))
+        .map(|e| e.path(&spec.output_dir));
+    let items: Vec<PlannedItem> = (0..planned.inputs.len())
+        .map(|i| {
+            let (action, reason) = if let Some(why) = &planned.skips[i] {
+                (PlannedAction::Skip, Some(why.clone()))
+            } else if let Some(why) = &planned.failures[i] {
+                (PlannedAction::Fail, Some(why.clone()))
+            } else if planned.resumed[i] {
+                let why = "done by an earlier run of this job (resume)";
+                (PlannedAction::Done, Some(why.to_owned()))
+            } else {
+                (PlannedAction::Run, None)
+            };
+            PlannedItem {
+                input: planned.inputs[i].clone(),
+                output: collected
+                    .clone()
+                    .unwrap_or_else(|| planned.outputs[i].clone()),
+                action,
+                reason,
+            }
+        })
+        .collect();
+    let count = |a: PlannedAction| items.iter().filter(|i| i.action == a).count();
+    Ok(DryRun {
+        model: spec.model.id.clone(),
+        adapter: engine.gpu.adapter.name.clone(),
+        batch_size: sizing.batch,
+        batch_auto: spec.batch_size == AUTO_BATCH,
+        tile_size: sizing.tile,
+        memory_budget_bytes: budget,
+        planned_gpu_bytes: memory.total_bytes(),
+        weight_bytes: memory.weight_bytes,
+        bytes_per_item: memory.bytes_per_item,
+        to_run: count(PlannedAction::Run),
+        skipped: count(PlannedAction::Skip),
+        failed: count(PlannedAction::Fail),
+        done: count(PlannedAction::Done),
+        items,
+    })
+}
