@@ -294,13 +294,23 @@ fn main() {
     }
 }
 
-/// The general matmul (bound-mode MatMul and Gemm): `[m, k] x [k, n]`, B a constant.
+/// The general matmul (bound-mode MatMul and Gemm): `[m, k] x [k, n]`, B a constant, on the
+/// tiling the engine picks, then on each of `BATCHWISE_BENCH_MATMUL=WXxWYxRMxRN,...`.
 fn matmul_rows(gpu: &Gpu, kernels: &Kernels, filter: Option<&str>) {
+    use batchwise::kernels::matmul::{self, Tiling};
     let shapes = [
         ("matmul 512x512x512", 512, 512, 512),
         ("matmul 1x1280x1000 (a classifier's Gemm)", 1, 1280, 1000),
         ("matmul 196x64x196 (attention scores)", 196, 64, 196),
     ];
+    let tried: Vec<Tiling> = std::env::var("BATCHWISE_BENCH_MATMUL")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|t| {
+            let v: Vec<u32> = t.split('x').filter_map(|x| x.parse().ok()).collect();
+            (v.len() == 4).then(|| Tiling::new(v[0], v[1], v[2], v[3]))
+        })
+        .collect();
     for (name, m, k, n) in shapes {
         if filter.is_some_and(|f| !name.contains(f)) {
             continue;
@@ -308,21 +318,21 @@ fn matmul_rows(gpu: &Gpu, kernels: &Kernels, filter: Option<&str>) {
         let spec = MatMulSpec::matmul(&[m, k], &[k, n]).unwrap();
         let (a, dst) = buffers(gpu, (m * k) as usize, (m * n) as usize);
         let (b, _) = buffers(gpu, (k * n) as usize, 1);
-        let step = batchwise::kernels::matmul::prepare(
-            Bind::new(gpu, kernels, name),
-            &spec,
-            &a,
-            m * k,
-            &b,
-            0,
-            &dst,
+        let runs = std::iter::once((name.to_owned(), Tiling::for_rows(m))).chain(
+            tried
+                .iter()
+                .map(|t| (format!("{name} [{}x{}x{}x{}]", t.wx, t.wy, t.rm, t.rn), *t)),
         );
-        let secs = time_step(gpu, &step, 1);
-        let flops = 2.0 * (m * k * n) as f64;
-        println!(
-            "{name:<44} {:>10.2} {:>10.2}",
-            secs * 1e3,
-            flops / secs / 1e9
-        );
+        for (label, tiling) in runs {
+            let bind = Bind::new(gpu, kernels, &label);
+            let step = matmul::prepare_tiled(bind, tiling, &spec, (&a, m * k), (&b, 0), &dst);
+            let secs = time_step(gpu, &step, 1);
+            let flops = 2.0 * (m * k * n) as f64;
+            println!(
+                "{label:<44} {:>10.2} {:>10.2}",
+                secs * 1e3,
+                flops / secs / 1e9
+            );
+        }
     }
 }
