@@ -19,6 +19,7 @@ use batchwise::kernels::{Kernels, Step};
 use batchwise::model::Activation;
 use batchwise::model::Conv2dSpec;
 use batchwise::model::ConvTranspose2dSpec;
+use batchwise::model::MatMulSpec;
 
 fn time_step(gpu: &Gpu, step: &Step, items: u32) -> f64 {
     let queries = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
@@ -249,6 +250,7 @@ fn main() {
             flops / secs / 1e9
         );
     }
+    matmul_rows(gpu, &kernels, filter.as_deref());
     let deconvs = [(
         "conv_transpose 4x4 s2 256->3 64x64 n1 (waifu2x)",
         ConvTranspose2dSpec {
@@ -289,5 +291,48 @@ fn main() {
             secs * 1e3,
             flops / secs / 1e9
         );
+    }
+}
+
+/// The general matmul (bound-mode MatMul and Gemm): `[m, k] x [k, n]`, B a constant, on the
+/// tiling the engine picks, then on each of `BATCHWISE_BENCH_MATMUL=WXxWYxRMxRN,...`.
+fn matmul_rows(gpu: &Gpu, kernels: &Kernels, filter: Option<&str>) {
+    use batchwise::kernels::matmul::{self, Tiling};
+    let shapes = [
+        ("matmul 512x512x512", 512, 512, 512),
+        ("matmul 1x1280x1000 (a classifier's Gemm)", 1, 1280, 1000),
+        ("matmul 196x64x196 (attention scores)", 196, 64, 196),
+    ];
+    let tried: Vec<Tiling> = std::env::var("BATCHWISE_BENCH_MATMUL")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|t| {
+            let v: Vec<u32> = t.split('x').filter_map(|x| x.parse().ok()).collect();
+            (v.len() == 4).then(|| Tiling::new(v[0], v[1], v[2], v[3]))
+        })
+        .collect();
+    for (name, m, k, n) in shapes {
+        if filter.is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        let spec = MatMulSpec::matmul(&[m, k], &[k, n]).unwrap();
+        let (a, dst) = buffers(gpu, (m * k) as usize, (m * n) as usize);
+        let (b, _) = buffers(gpu, (k * n) as usize, 1);
+        let runs = std::iter::once((name.to_owned(), Tiling::for_rows(m))).chain(
+            tried
+                .iter()
+                .map(|t| (format!("{name} [{}x{}x{}x{}]", t.wx, t.wy, t.rm, t.rn), *t)),
+        );
+        for (label, tiling) in runs {
+            let bind = Bind::new(gpu, kernels, &label);
+            let step = matmul::prepare_tiled(bind, tiling, &spec, (&a, m * k), (&b, 0), &dst);
+            let secs = time_step(gpu, &step, 1);
+            let flops = 2.0 * (m * k * n) as f64;
+            println!(
+                "{label:<44} {:>10.2} {:>10.2}",
+                secs * 1e3,
+                flops / secs / 1e9
+            );
+        }
     }
 }

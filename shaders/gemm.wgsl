@@ -2,7 +2,9 @@
 // with a fused activation (ReLU / LeakyReLU / Clip / PRelu) and residual Add. A 1x1 convolution is
 // this product with x the NCHW input (q its pixels); Gemm and MatMul by a constant B are too (q the
 // rows of A, oc the columns of B). x, out and the residual are read through strides, so both
-// layouts (and a transposed A) are the one kernel.
+// layouts (and a transposed A) are the one kernel. Where an item has few q (a 1x1 convolution
+// over a 7x7 or 1x1 map: a classifier's head), the items are folded into q: one dispatch row
+// runs q_item x items q, so the invocations of a workgroup are not left idle.
 //
 // Register-blocked: one invocation computes OC_BLOCK output channels of PIX consecutive q. For
 // each input channel it loads its PIX values of x once and multiplies them by OC_BLOCK weights.
@@ -25,7 +27,8 @@ const OC_BLOCK: u32 = 16u;
 const PIX: u32 = 4u; // the loop main keeps one vec4 of q
 
 struct Params {
-    q_count: u32,    // q per item (pixels of a 1x1 convolution, rows of a matrix product)
+    q_count: u32,    // q a dispatch covers: q_item, or (items folded into q) q_item x items
+    q_item: u32,     // q per item (pixels of a 1x1 convolution, rows of a matrix product)
     in_cs: u32,      // x's stride along input channels
     in_qs: u32,      // x's stride along q
     in_item: u32,    // x's elements per item
@@ -69,17 +72,24 @@ fn start(oc: u32) -> vec4<act> {
     return select(vec4<act>(0.0), vec4<act>(bias_slope[oc / 4u]), p.first != 0u);
 }
 
+// Where q (clamped to the dispatch's last) of the z-th item lies in a tensor of `item` elements
+// an item and stride `qs` along q: q counts on into the items after it where items are folded.
+fn q_at(z: u32, q: u32, item: u32, qs: u32) -> u32 {
+    let c = min(q, p.q_count - 1u);
+    return (z + c / p.q_item) * item + (c % p.q_item) * qs;
+}
+
 // Writes channel `oc` at q0 .. q0 + 3 of item `n`: adds what dst holds after the first chunk, the
 // residual and the activation after the last.
 fn store4(n: u32, oc: u32, q0: u32, acc: vec4<act>) {
     if oc >= p.out_c {
         return;
     }
-    let base = n * p.out_item + oc * p.out_cs;
+    let base = oc * p.out_cs;
     var at = vec4<u32>(0u);
     var v = acc;
     for (var i = 0u; i < 4u; i++) {
-        at[i] = base + min(q0 + i, p.q_count - 1u) * p.out_qs;
+        at[i] = base + q_at(n, q0 + i, p.out_item, p.out_qs);
         if p.first == 0u {
             v[i] += dst[at[i]];
         }
@@ -111,9 +121,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     }
     var qs: vec4<u32>;
     for (var i = 0u; i < PIX; i++) {
-        qs[i] = min(q0 + i, p.q_count - 1u) * p.in_qs;
+        qs[i] = q_at(n, q0 + i, p.in_item, p.in_qs);
     }
-    let x0 = n * p.in_item + p.ic_base * p.in_cs;
+    let x0 = p.ic_base * p.in_cs;
     let w0 = wid.y * p.ic_count * (OC_BLOCK / 4u);
     for (var ic = 0u; ic < p.ic_count; ic++) {
         let row = x0 + ic * p.in_cs;

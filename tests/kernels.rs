@@ -1339,50 +1339,6 @@ fn softmax_matches_reference() {
     }
 }
 
-/// Dot products of 37 terms in f32 against f64: 1e-5 absolute plus 1e-5 relative.
-#[test]
-fn matmul_matches_reference() {
-    use batchwise::kernels::matmul::{self};
-    use batchwise::model::MatMulSpec;
-    let s = setup();
-    let gpu = &s.engine.gpu;
-    let mut rng = common::rng(55);
-    let items = 2u32;
-    // Broadcast batch dims, then a transposed constant B (Gemm's transB) scaled by alpha.
-    let mut transposed = MatMulSpec::matmul(&[9, 37], &[37, 11]).unwrap();
-    transposed.b_row = 1;
-    transposed.b_col = 37;
-    transposed.alpha = 0.5;
-    for (spec, a_len, b_len) in [
-        (
-            MatMulSpec::matmul(&[2, 1, 9, 37], &[3, 37, 11]).unwrap(),
-            2 * 9 * 37,
-            3 * 37 * 11,
-        ),
-        (transposed, 9 * 37, 37 * 11),
-    ] {
-        let a = common::random_vec(&mut rng, a_len * items as usize, 1.0);
-        let b = common::random_vec(&mut rng, b_len, 1.0);
-        let count = spec.count() as usize;
-        let (ga, gb) = (storage(gpu, &a), storage(gpu, &b));
-        let dst = output(gpu, count * items as usize);
-        let step = matmul::prepare(
-            Bind::new(gpu, &s.kernels, "matmul"),
-            &spec,
-            &ga,
-            a_len as u32,
-            &gb,
-            0,
-            &dst,
-        );
-        let got = run_f32(gpu, &step, items, &dst, count * items as usize);
-        for i in 0..items as usize {
-            let want = spec.reference(&a[i * a_len..(i + 1) * a_len], &b);
-            assert_close(&got[i * count..(i + 1) * count], &want, "matmul");
-        }
-    }
-}
-
 /// Mean and variance of 60 values in f32 (two passes) against f64: 1e-5 absolute plus 1e-5
 /// relative on outputs of unit scale.
 #[test]

@@ -22,13 +22,9 @@ pub use runner::{BatchRunner, StepTime, SubmittedFloats, SubmittedPixels};
 
 use crate::gpu::{AdapterChoice, Gpu, TrackedBuffer};
 use crate::kernels::conv_transpose2d::ConvTranspose2dLayer;
-use crate::kernels::conv2d::{Conv2dLayer, Kernel};
+use crate::kernels::conv2d::Conv2dLayer;
 use crate::kernels::{Kernels, Precision};
 use crate::model::{LayerOp, Model};
-
-/// A 1x1 convolution over fewer pixels than this (at the model's fixed size, or a 64 x 64 probe)
-/// runs on conv2d.wgsl rather than gemm.wgsl.
-const GEMM_MIN_PIXELS: u32 = 64;
 
 /// The GPU could not allocate or run what a batch needs; a smaller batch may fit.
 #[derive(Debug)]
@@ -145,37 +141,13 @@ impl Engine {
         let gpu = &self.gpu;
         let before = gpu.ledger.in_use_bytes();
         let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        // Layer sizes as the model runs them (fixed shapes), or at a 64 x 64 probe: a 1x1
-        // convolution on few pixels (a classifier's head, a squeeze-excite gate) loses on the
-        // GEMM kernel, which computes 8 pixels an invocation.
-        let probe = match &model.static_shapes {
-            Some(shapes) => Some(shapes.clone()),
-            None => model.shapes(64, 64).ok(),
-        };
-        let kernel = |l: &crate::model::Layer, s: &crate::model::Conv2dSpec| {
-            let pixels = probe
-                .as_ref()
-                .and_then(|shapes| shapes.get(*l.inputs.first()?))
-                .map(|x| x.h * x.w);
-            match pixels {
-                Some(p) if s.is_pointwise() && p < GEMM_MIN_PIXELS => Kernel::Blocked,
-                _ => Kernel::Auto,
-            }
-        };
         let layers: Vec<GpuLayer> = model
             .layers
             .iter()
             .map(|l| match &l.op {
-                LayerOp::Conv2d(s) | LayerOp::Conv2dResidual { spec: s, .. } => {
-                    GpuLayer::Conv2d(Conv2dLayer::upload_with(
-                        gpu,
-                        &l.name,
-                        s.clone(),
-                        &l.weights,
-                        &l.bias,
-                        kernel(l, s),
-                    ))
-                }
+                LayerOp::Conv2d(s) | LayerOp::Conv2dResidual { spec: s, .. } => GpuLayer::Conv2d(
+                    Conv2dLayer::upload(gpu, &l.name, s.clone(), &l.weights, &l.bias),
+                ),
                 LayerOp::ConvTranspose2d(s) => GpuLayer::ConvTranspose2d(
                     ConvTranspose2dLayer::upload(gpu, &l.name, s.clone(), &l.weights, &l.bias),
                 ),

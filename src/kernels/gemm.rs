@@ -33,6 +33,11 @@ pub fn supported(out_c: u32) -> bool {
     2 * (out_c.div_ceil(MAX_OC_BLOCK) * MAX_OC_BLOCK) as usize <= BIAS_SLOPE_FLOATS
 }
 
+/// Items with at most this many q each are folded into q (one dispatch row runs them all); with
+/// more, each item is a workgroup row of its own in z. A batch needs over 30000 items before a
+/// folded dispatch reaches the 65535 workgroups a dispatch may have along x.
+const FOLD_MAX_Q: u32 = 1024;
+
 /// The widest channel block any blocking uses.
 const MAX_OC_BLOCK: u32 = 64;
 
@@ -41,6 +46,7 @@ const MAX_OC_BLOCK: u32 = 64;
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct GemmParams {
     pub q_count: u32,
+    pub q_item: u32,
     pub in_cs: u32,
     pub in_qs: u32,
     pub in_item: u32,
@@ -287,11 +293,26 @@ impl GemmLayer {
         } = cx;
         let (activation, alpha, beta) = self.activation;
         let blocks = self.dispatches.iter().map(|d| d.blocks).max().unwrap_or(1);
+        // Items folded into q where an item has few: then q runs over as many items as every
+        // bound buffer holds (the step dispatches only the batch's), so no access leaves them.
+        let fold = layout.q_count <= FOLD_MAX_Q;
+        let q_count = if fold {
+            let bytes = kernels.precision.bytes();
+            let items = |b: &wgpu::Buffer, item: u32| b.size() / (bytes * item.max(1) as u64);
+            let mut capacity = items(src, layout.in_item).min(items(dst, layout.out_item));
+            if let Some((r, _)) = residual {
+                capacity = capacity.min(items(r, layout.out_item));
+            }
+            (capacity * layout.q_count as u64).clamp(1, u32::MAX as u64) as u32
+        } else {
+            layout.q_count
+        };
         let mut records = vec![0u8; self.dispatches.len() * UNIFORM_ALIGN as usize];
         let mut offsets = Vec::with_capacity(self.dispatches.len());
         for (i, d) in self.dispatches.iter().enumerate() {
             let params = GemmParams {
-                q_count: layout.q_count,
+                q_count,
+                q_item: layout.q_count.max(1),
                 in_cs: layout.in_cs,
                 in_qs: layout.in_qs,
                 in_item: layout.in_item,
@@ -331,21 +352,21 @@ impl GemmLayer {
                 entry(5, residual.map_or(src, |(r, _)| r).as_entire_binding()),
             ],
         });
-        Step::with_offsets(
+        let per_group = self.blocking.pix * WORKGROUP_X;
+        let step = Step::with_offsets(
             label,
             kernels.gemm(self.blocking),
             bind_group,
-            [
-                layout
-                    .q_count
-                    .div_ceil(self.blocking.pix * WORKGROUP_X)
-                    .max(1),
-                blocks,
-            ],
+            [layout.q_count.div_ceil(per_group).max(1), blocks],
             1,
             offsets,
             vec![params],
-        )
+        );
+        if fold {
+            step.folding_items(layout.q_count, per_group)
+        } else {
+            step
+        }
     }
 }
 
@@ -433,10 +454,10 @@ impl Blocking {
         }
         for i in 0..pix {
             line(format!(
-                "    let at{i} = min(q0 + {i}u, p.q_count - 1u) * p.in_qs;"
+                "    let at{i} = q_at(n, q0 + {i}u, p.in_item, p.in_qs);"
             ));
         }
-        line("    let x0 = n * p.in_item + p.ic_base * p.in_cs;".into());
+        line("    let x0 = p.ic_base * p.in_cs;".into());
         line(format!("    let w0 = wid.y * p.ic_count * {wv}u;"));
         line("    for (var ic = 0u; ic < p.ic_count; ic++) {".into());
         line("        let row = x0 + ic * p.in_cs;".into());

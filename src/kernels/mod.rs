@@ -163,7 +163,6 @@ pub struct Kernels {
     pub nd_binary: wgpu::ComputePipeline,
     pub reduce: wgpu::ComputePipeline,
     pub softmax: wgpu::ComputePipeline,
-    pub matmul: wgpu::ComputePipeline,
     pub normalize: wgpu::ComputePipeline,
     pub(crate) conv2d_layout: wgpu::BindGroupLayout,
     conv2d_pipeline_layout: wgpu::PipelineLayout,
@@ -231,7 +230,6 @@ impl Kernels {
             nd_binary: compile("nd_binary", "nd_binary.wgsl"),
             reduce: compile("reduce", "reduce.wgsl"),
             softmax: compile("softmax", "softmax.wgsl"),
-            matmul: compile("matmul", "matmul.wgsl"),
             normalize: compile("normalize", "normalize.wgsl"),
             conv2d_layout,
             conv2d_pipeline_layout,
@@ -393,6 +391,9 @@ pub struct Step {
     groups_z_per_item: u32,
     /// One dispatch per entry, each with these dynamic offsets; empty: one dispatch without.
     dynamic_offsets: Vec<Vec<u32>>,
+    /// `(units per item, units per workgroup)`: the items are folded into x (x covers items x
+    /// units, z is 1) instead of each item taking `groups_z_per_item` workgroups in z.
+    folded: Option<(u32, u32)>,
     /// Keeps the step's uniforms alive as long as its bind group.
     _buffers: Vec<TrackedBuffer>,
 }
@@ -414,7 +415,17 @@ impl Step {
             groups_xy,
             groups_z_per_item,
             dynamic_offsets,
+            folded: None,
             _buffers: buffers,
+        }
+    }
+
+    /// This step with the items folded into x: a batch of n items dispatches
+    /// `ceil(n x per_item / per_group)` workgroups in x and one in z.
+    pub(crate) fn folding_items(self, per_item: u32, per_group: u32) -> Self {
+        Self {
+            folded: Some((per_item, per_group)),
+            ..self
         }
     }
 
@@ -425,14 +436,17 @@ impl Step {
 
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, items: u32) {
         pass.set_pipeline(&self.pipeline);
-        let z = items * self.groups_z_per_item;
+        let (x, z) = match self.folded {
+            Some((per_item, per_group)) => ((items * per_item).div_ceil(per_group).max(1), 1),
+            None => (self.groups_xy[0], items * self.groups_z_per_item),
+        };
         if self.dynamic_offsets.is_empty() {
             pass.set_bind_group(0, &self.bind_group, &[]);
-            pass.dispatch_workgroups(self.groups_xy[0], self.groups_xy[1], z);
+            pass.dispatch_workgroups(x, self.groups_xy[1], z);
         }
         for offsets in &self.dynamic_offsets {
             pass.set_bind_group(0, &self.bind_group, offsets);
-            pass.dispatch_workgroups(self.groups_xy[0], self.groups_xy[1], z);
+            pass.dispatch_workgroups(x, self.groups_xy[1], z);
         }
     }
 }
