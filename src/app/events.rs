@@ -25,6 +25,11 @@ impl BatchwiseApp {
                     self.user_models.push(model);
                 }
                 Picked::Model(Err(e)) => self.message = Some(e),
+                Picked::ModelsDir(dir) => {
+                    self.settings.models_dir = Some(dir);
+                    self.scan_models_folder(ctx);
+                }
+                Picked::ModelsFolder(dir, read) => self.on_models_folder(dir, read),
             }
         }
     }

@@ -25,6 +25,7 @@ impl BatchwiseApp {
     fn model_ui(&mut self, ui: &mut egui::Ui) {
         let model_label = ui.label("Model");
         let selected = short_name(&self.settings.model);
+        let in_folder: Vec<String> = self.folder_model_ids().collect();
         egui::ComboBox::from_id_salt("model")
             .selected_text(selected)
             .width(ui.available_width() - 8.0)
@@ -33,16 +34,22 @@ impl BatchwiseApp {
                     ui.selectable_value(&mut self.settings.model, m.id.to_owned(), m.id)
                         .on_hover_text(m.description);
                 }
-                for m in &self.user_models {
+                for m in self
+                    .user_models
+                    .iter()
+                    .filter(|m| !in_folder.contains(&m.id))
+                {
                     ui.selectable_value(&mut self.settings.model, m.id.clone(), short_name(&m.id))
                         .on_hover_text(&m.id);
                 }
+                self.folder_models_choice_ui(ui);
             })
             .response
             .labelled_by(model_label.id);
         if ui.button("Load model...").clicked() {
             self.load_model(None, ui.ctx());
         }
+        self.models_folder_ui(ui);
         // What the chosen model is and needs.
         let builtin = BUILTINS.iter().find(|m| m.id == self.settings.model);
         let user = self

@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 
+mod models;
 mod report;
+mod watch;
 
-use crate::builtin::{self, BUILTINS};
+use crate::builtin;
 use crate::engine::Engine;
 use crate::gpu::{self, AdapterChoice};
 use crate::job::{self, ItemStatus, JobSpec};
@@ -67,11 +69,17 @@ pub enum Command {
     /// Run a model over images and folders, writing one output per input.
     #[command(after_help = EXIT_CODES)]
     Run(RunArgs),
-    /// List the built-in models.
+    /// List the built-in models and those of the models folder (with their measured scale, or
+    /// why a file cannot run).
     Models {
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        dir: models::ModelsDirArg,
     },
+    /// Process images as they arrive in a folder, each once (a restart resumes); Ctrl+C stops.
+    #[command(after_help = watch::WATCH_HELP)]
+    Watch(watch::WatchArgs),
     /// List the GPU adapters and their limits.
     Devices {
         #[arg(long)]
@@ -120,7 +128,8 @@ impl InputArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// Built-in model id (see `batchwise models`) or a path to an .onnx file.
+    /// Built-in model id, a model of the models folder by name (see `batchwise models`), or a
+    /// path to an .onnx or NCNN .param file.
     #[arg(
         short,
         long,
@@ -129,6 +138,8 @@ pub struct RunArgs {
         value_name = "MODEL"
     )]
     pub model: String,
+    #[command(flatten)]
+    pub models_dir: models::ModelsDirArg,
     #[command(flatten)]
     pub input: InputArgs,
     /// Tiles (or images) per GPU dispatch, or `auto`: the largest batch whose planned memory fits
@@ -373,27 +384,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             clap_mangen::Man::new(Cli::command()).render(&mut page)?;
             print_all(&page)
         }
-        Some(Command::Models { json }) => {
-            if json {
-                let list: Vec<_> = BUILTINS
-                    .iter()
-                    .map(|m| {
-                        serde_json::json!({
-                            "id": m.id,
-                            "description": m.description,
-                            "scale": m.spec.scale,
-                            "file": m.file,
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
-            } else {
-                for m in BUILTINS {
-                    println!("{:<20} {}", m.id, m.description);
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Some(Command::Models { json, dir }) => models::list(json, &dir),
         Some(Command::Devices { json }) => {
             let adapters = gpu::list_adapters();
             if json {
@@ -423,55 +414,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Run(args)) => run_job(args),
+        Some(Command::Run(args)) => run_job(&args),
+        Some(Command::Watch(args)) => watch::run(&args),
         Some(Command::Bench(args)) => run_bench(&args),
         Some(Command::Check(args)) => run_check(&args),
     }
 }
 
-fn run_job(args: RunArgs) -> Result<ExitCode> {
-    let model = builtin::resolve(&args.model, &args.input.overrides())?;
+fn run_job(args: &RunArgs) -> Result<ExitCode> {
+    let model = args
+        .models_dir
+        .resolve(&args.model, &args.input.overrides())?;
     let adapter = args
         .adapter
         .map_or(AdapterChoice::Auto, AdapterChoice::Index);
     let mut engine = Engine::new(&adapter)?;
-    let spec = JobSpec {
-        inputs: args.inputs,
-        model: model.clone(),
-        batch_size: args.batch_size,
-        tile_size: args.tile_size,
-        output_dir: args.output,
-        precision: args.precision.into(),
-        analysis: crate::job::AnalysisOptions {
-            top_k: args.top_k as usize,
-            mask_only: args.mask_only,
-            annotate: args.annotate,
-        },
-        export: crate::job::ExportOptions {
-            format: match args.format {
-                FormatArg::Png => crate::job::OutputFormat::Png,
-                FormatArg::Jpeg => crate::job::OutputFormat::Jpeg,
-                FormatArg::Webp => crate::job::OutputFormat::Webp,
-                FormatArg::Tiff => crate::job::OutputFormat::Tiff,
-            },
-            quality: args.quality,
-            pattern: args.name.clone(),
-            overwrite: match args.overwrite {
-                OverwriteArg::Skip => crate::job::Overwrite::Skip,
-                OverwriteArg::Overwrite => crate::job::Overwrite::Overwrite,
-                OverwriteArg::Rename => crate::job::Overwrite::Rename,
-            },
-        },
-        shard: args.shard,
-        memory_budget: args.memory_budget.map(|mb| mb << 20),
-        roots: Vec::new(),
-        max_item_bytes: Some(args.max_memory << 20),
-    };
-    let verbosity = match (args.quiet, args.verbose) {
-        (true, _) => report::Verbosity::Quiet,
-        (_, true) => report::Verbosity::Verbose,
-        _ => report::Verbosity::Normal,
-    };
+    let spec = job_spec(args, model.clone());
+    let verbosity = args.verbosity();
     let mut reporter = report::Reporter::new(verbosity);
     if !args.json {
         reporter.say(&format!(
@@ -522,6 +481,53 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
     } else {
         exit_code(&summary)
     })
+}
+
+/// The job the flags of `run` (and `watch`) describe, with `model` resolved.
+pub(crate) fn job_spec(args: &RunArgs, model: builtin::ModelChoice) -> JobSpec {
+    JobSpec {
+        inputs: args.inputs.clone(),
+        model,
+        batch_size: args.batch_size,
+        tile_size: args.tile_size,
+        output_dir: args.output.clone(),
+        precision: args.precision.into(),
+        analysis: crate::job::AnalysisOptions {
+            top_k: args.top_k as usize,
+            mask_only: args.mask_only,
+            annotate: args.annotate,
+        },
+        export: crate::job::ExportOptions {
+            format: match args.format {
+                FormatArg::Png => crate::job::OutputFormat::Png,
+                FormatArg::Jpeg => crate::job::OutputFormat::Jpeg,
+                FormatArg::Webp => crate::job::OutputFormat::Webp,
+                FormatArg::Tiff => crate::job::OutputFormat::Tiff,
+            },
+            quality: args.quality,
+            pattern: args.name.clone(),
+            overwrite: match args.overwrite {
+                OverwriteArg::Skip => crate::job::Overwrite::Skip,
+                OverwriteArg::Overwrite => crate::job::Overwrite::Overwrite,
+                OverwriteArg::Rename => crate::job::Overwrite::Rename,
+            },
+        },
+        shard: args.shard,
+        memory_budget: args.memory_budget.map(|mb| mb << 20),
+        roots: Vec::new(),
+        max_item_bytes: Some(args.max_memory << 20),
+    }
+}
+
+impl RunArgs {
+    /// `--quiet`, `-v` or neither.
+    pub(crate) fn verbosity(&self) -> report::Verbosity {
+        match (self.quiet, self.verbose) {
+            (true, _) => report::Verbosity::Quiet,
+            (_, true) => report::Verbosity::Verbose,
+            _ => report::Verbosity::Normal,
+        }
+    }
 }
 
 /// Writes `bytes` to stdout; a reader that stopped early (`| head`) is not an error.

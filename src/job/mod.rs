@@ -34,6 +34,7 @@ use serde::Serialize;
 pub use decode::{ItemLimits, MAX_DECODE_BYTES, MAX_IMAGE_SIDE, Metadata, read_upright};
 pub use listing::{IMAGE_EXTENSIONS, Listed, expand_inputs, in_shard, is_image_name, list_inputs};
 pub use naming::{ExportOptions, OutputFormat, Overwrite, output_name, plan_outputs};
+pub(crate) use plan::collects;
 
 use crate::builtin::ModelChoice;
 use crate::engine::Engine;
