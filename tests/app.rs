@@ -435,7 +435,8 @@ fn the_models_folder_fills_the_model_choice() {
     assert_eq!(harness.state().models_folder.models.len(), 2);
     harness.step();
     harness.get_by_label(&models.display().to_string());
-    // The folder's models come after the built-ins, below the fold of the list: scrolled to.
+    // The folder's models come after the built-ins, below the fold of the list: clicked as a
+    // screen reader clicks.
     harness
         .query_all_by_label("Model")
         .find(|n| n.accesskit_node().role() == egui::accesskit::Role::ComboBox)
@@ -444,10 +445,7 @@ fn the_models_folder_fills_the_model_choice() {
     harness.step();
     harness.step();
     harness.get_by_label("bad (cannot run)");
-    harness.get_by_label("tiny (2x)").scroll_to_me();
-    harness.step();
-    harness.step();
-    harness.get_by_label("tiny (2x)").click();
+    harness.get_by_label("tiny (2x)").click_accesskit();
     harness.step();
     assert_eq!(harness.state().settings.model, tiny.to_string_lossy());
     assert_eq!(harness.state().model_choice().unwrap().spec.scale, 2);

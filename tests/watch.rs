@@ -10,6 +10,8 @@
 mod common;
 
 use std::io::Write as _;
+
+use predicates::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -170,4 +172,31 @@ fn walk(dir: &Path) -> Vec<String> {
         }
     }
     names
+}
+
+/// `watch --help` says how it works and its limits; watching the output folder itself is refused
+/// before anything starts.
+#[test]
+fn watch_documents_its_limits_and_refuses_its_own_output() {
+    common::batchwise()
+        .args(["watch", "--help"])
+        .assert()
+        .success()
+        .stdout(
+            predicates::str::contains("--poll <SECS>")
+                .and(predicates::str::contains("--settle <SECS>"))
+                .and(predicates::str::contains("NFS"))
+                .and(predicates::str::contains("restart")),
+        );
+    let dir = tempfile::tempdir().unwrap();
+    common::batchwise()
+        .arg("watch")
+        .arg(dir.path())
+        .arg("-o")
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(
+            "both the watched folder and the output folder",
+        ));
 }
