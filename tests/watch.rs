@@ -26,9 +26,15 @@ struct Watching {
 
 impl Watching {
     fn start(dir: &Path, model: &Path, log_name: &str) -> Self {
+        Self::start_with(dir, model, log_name, &[])
+    }
+
+    fn start_with(dir: &Path, model: &Path, log_name: &str, flags: &[&str]) -> Self {
         let log = dir.join(log_name);
         let child = Command::new(env!("CARGO_BIN_EXE_batchwise"))
-            .args(["watch", "--settle", "0.3", "-m"])
+            .args(["watch", "--settle", "0.3"])
+            .args(flags)
+            .arg("-m")
             .arg(model)
             .arg("-o")
             .arg(dir.join("out"))
@@ -172,6 +178,21 @@ fn walk(dir: &Path) -> Vec<String> {
         }
     }
     names
+}
+
+/// `--poll`: the polling watcher (for filesystems that send no events) finds arrivals too.
+#[test]
+fn watch_with_polling_finds_arrivals() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out) = (dir.path().join("in"), dir.path().join("out"));
+    std::fs::create_dir_all(&input).unwrap();
+    let model = common::fixture("user/pixel_shuffle_2x.onnx");
+    let mut watching = Watching::start_with(dir.path(), &model, "poll.log", &["--poll", "0.2"]);
+    std::fs::copy(common::fixture("photo-60x44.png"), input.join("a.png")).unwrap();
+    watching.wait_for(&out.join("a.png"));
+    let (code, log) = watching.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(manifest_lines(&out), 1, "{log}");
 }
 
 /// `watch --help` says how it works and its limits; watching the output folder itself is refused
