@@ -24,12 +24,17 @@ pub const SEPARATOR: char = ',';
 /// [`SEPARATOR`] composed into one chain; `overrides` apply to each user file. A file whose name
 /// holds the separator is taken as that file.
 pub fn resolve(name: &str, overrides: &InputOverrides) -> Result<ModelChoice> {
+    resolve_with(name, |step| crate::builtin::resolve(step, overrides))
+}
+
+/// As [`resolve`], each step (or the one model) found by `step`.
+pub fn resolve_with(name: &str, step: impl Fn(&str) -> Result<ModelChoice>) -> Result<ModelChoice> {
     if !name.contains(SEPARATOR) || std::path::Path::new(name).exists() {
-        return crate::builtin::resolve(name, overrides);
+        return step(name);
     }
     let steps = name
         .split(SEPARATOR)
-        .map(|step| crate::builtin::resolve(step.trim(), overrides))
+        .map(|name| step(name.trim()))
         .collect::<Result<Vec<_>>>()?;
     compose(steps)
 }

@@ -18,6 +18,7 @@ pub mod job;
 pub mod kernels;
 pub mod manifest;
 pub mod model;
+pub mod models_dir;
 pub mod ncnn;
 pub mod onnx;
 pub mod passes;

@@ -466,6 +466,7 @@ fn copy_as_command_and_presets_give_back_the_settings() {
         tile_size: 96,
         float16: false,
         adapter: Some(0),
+        models_dir: Some(dir.path().join("my models")),
         output_dir: Some(dir.path().join("out folder")),
         format: OutputFormat::Webp,
         quality: 77,
@@ -564,4 +565,45 @@ fn copy_as_command_and_presets_give_back_the_settings() {
         settings,
         "a bad preset changed nothing"
     );
+}
+
+/// The models folder's models appear in the model choice with their measured scale (read off
+/// the UI thread); one that cannot run is listed with the reason, and picking one selects it.
+#[test]
+fn the_models_folder_fills_the_model_choice() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let tiny = models.join("tiny.onnx");
+    std::fs::copy(common::fixture("user/pixel_shuffle_2x.onnx"), &tiny).unwrap();
+    std::fs::write(models.join("bad.onnx"), "not a model").unwrap();
+
+    let mut harness = Harness::builder()
+        .with_size([1000.0, 700.0])
+        .wgpu()
+        .build_eframe(|cc| BatchwiseApp::new(cc, Vec::new()));
+    harness.step();
+    harness.state_mut().settings.models_dir = Some(models.clone());
+    let ctx = harness.ctx.clone();
+    harness.state_mut().scan_models_folder(&ctx);
+    step_until(&mut harness, "the models folder to be read", |app| {
+        app.models_folder.dir.as_deref() == Some(models.as_path())
+    });
+    assert_eq!(harness.state().models_folder.models.len(), 2);
+    harness.step();
+    harness.get_by_label(&models.display().to_string());
+    // The folder's models come after the built-ins, below the fold of the list: clicked as a
+    // screen reader clicks.
+    harness
+        .query_all_by_label("Model")
+        .find(|n| n.accesskit_node().role() == egui::accesskit::Role::ComboBox)
+        .unwrap()
+        .click();
+    harness.step();
+    harness.step();
+    harness.get_by_label("bad (cannot run)");
+    harness.get_by_label("tiny (2x)").click_accesskit();
+    harness.step();
+    assert_eq!(harness.state().settings.model, tiny.to_string_lossy());
+    assert_eq!(harness.state().model_choice().unwrap().spec.scale, 2);
 }

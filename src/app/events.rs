@@ -36,6 +36,11 @@ impl BatchwiseApp {
                 }
                 Picked::Model(Err(e)) => self.message = Some(e),
                 Picked::Preset(reply) => self.on_preset(reply, ctx),
+                Picked::ModelsDir(dir) => {
+                    self.settings.models_dir = Some(dir);
+                    self.scan_models_folder(ctx);
+                }
+                Picked::ModelsFolder(dir, read) => self.on_models_folder(dir, read),
             }
         }
     }

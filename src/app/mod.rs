@@ -11,6 +11,7 @@ mod dialogs;
 mod events;
 mod files;
 mod grid;
+mod models_folder;
 mod output_ui;
 mod panels;
 mod preset;
@@ -29,6 +30,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::builtin::{self, ModelChoice, ModelInfo};
 use crate::gpu::{AdapterSummary, DeviceMemory, VramLedger};
 use crate::job::ItemStatus;
+pub(crate) use crate::models_dir::panic_text;
 pub use dialogs::{DialogKind, DialogMemory, DialogRequest, DialogSupport, Dialogs};
 pub use files::{FileCommand, FileReply, FileWorker, ImageRequest};
 pub use settings::Settings;
@@ -88,6 +90,8 @@ pub struct BatchwiseApp {
     pick_sender: Sender<Picked>,
     /// Models the user loaded from files, selectable like the built-ins (by path).
     pub user_models: Vec<ModelChoice>,
+    /// The models folder's models, and any that cannot run.
+    pub models_folder: models_folder::ModelsFolder,
     /// Every adapter with compute, once the file thread has listed them.
     pub adapters: Option<Vec<AdapterSummary>>,
     /// Parameters and memory per item of the built-ins, by id.
@@ -120,6 +124,10 @@ enum Picked {
     /// No file dialog could open (no portal, no zenity).
     NoDialog(DialogKind),
     Preset(preset::PresetReply),
+    /// The models folder chosen in a dialog.
+    ModelsDir(PathBuf),
+    /// The models folder's models, read on a thread, or why the folder cannot be read.
+    ModelsFolder(PathBuf, Result<Vec<crate::models_dir::FolderModel>, String>),
 }
 
 impl BatchwiseApp {
@@ -149,6 +157,7 @@ impl BatchwiseApp {
             picked,
             pick_sender,
             user_models: Vec::new(),
+            models_folder: models_folder::ModelsFolder::default(),
             adapters: None,
             model_infos: HashMap::new(),
             tuning: None,
@@ -161,6 +170,7 @@ impl BatchwiseApp {
             title: "batchwise".to_owned(),
         };
         app.files.startup();
+        app.scan_models_folder(&cc.egui_ctx);
         // A model of the user's chosen last time loads again (off this thread).
         if builtin::find(&app.settings.model).is_err() {
             let path = PathBuf::from(&app.settings.model);
@@ -338,17 +348,7 @@ impl BatchwiseApp {
                     Err(kind) => return Some(Picked::NoDialog(kind)),
                 },
             };
-            // A model file from a stranger: a loader panic (a bug) is a message, not a thread
-            // that dies without a word.
-            let resolve = || builtin::resolve(&path.to_string_lossy(), &overrides);
-            let result = match std::panic::catch_unwind(resolve) {
-                Ok(loaded) => loaded.map_err(|e| format!("{} cannot run: {e:#}", path.display())),
-                Err(panic) => Err(format!(
-                    "{} cannot run: loading it hit an internal error ({})",
-                    path.display(),
-                    panic_text(&*panic)
-                )),
-            };
+            let result = crate::models_dir::load_file(&path, &overrides);
             Some(Picked::Model(result))
         });
     }
@@ -574,15 +574,6 @@ impl BatchwiseApp {
         let at = |q: f32| sorted[((sorted.len() - 1) as f32 * q).round() as usize] * 1000.0;
         Some((at(0.5), at(0.95)))
     }
-}
-
-/// What a caught panic says (its message where it has one).
-pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "an internal error".into())
 }
 
 /// Starts a thread named `batchwise-{what}`; one that cannot start is a message for the UI, not a

@@ -31,6 +31,7 @@ impl BatchwiseApp {
         if ui.button("Load model...").clicked() {
             self.load_model(None, ui.ctx());
         }
+        self.models_folder_ui(ui);
         // What the chosen model (or chain) is and needs.
         let steps = self.model_steps();
         let Some(facts) = steps
@@ -385,6 +386,7 @@ impl BatchwiseApp {
         let mut steps = self.model_steps();
         let count = steps.len();
         let mut edit = None;
+        let in_folder: Vec<String> = self.folder_model_ids().collect();
         for (i, step) in steps.iter_mut().enumerate() {
             // Later steps are named "then" for screen readers and the eye.
             let label = if i == 0 { label } else { ui.label("then").id };
@@ -396,10 +398,15 @@ impl BatchwiseApp {
                         ui.selectable_value(step, m.id.to_owned(), m.id)
                             .on_hover_text(m.description);
                     }
-                    for m in &self.user_models {
+                    for m in self
+                        .user_models
+                        .iter()
+                        .filter(|m| !in_folder.contains(&m.id))
+                    {
                         ui.selectable_value(step, m.id.clone(), short_name(&m.id))
                             .on_hover_text(&m.id);
                     }
+                    self.folder_models_choice_ui(ui, step);
                 })
                 .response
                 .labelled_by(label);

@@ -59,6 +59,9 @@ impl Settings {
         if let Some(a) = self.adapter {
             p.push("adapter", a as i64);
         }
+        if let Some(dir) = &self.models_dir {
+            p.push("models-dir", dir.to_string_lossy().as_ref());
+        }
         if let Some(dir) = &self.output_dir {
             p.push("output", dir.to_string_lossy().as_ref());
         }
@@ -115,6 +118,7 @@ impl Settings {
             tile_size: args.tile_size.unwrap_or(0),
             float16: value(&args.precision) == "f16",
             adapter: args.adapter,
+            models_dir: args.models_dir.models_dir.clone(),
             output_dir: if output {
                 Some(args.output.clone())
             } else {

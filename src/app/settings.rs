@@ -41,6 +41,9 @@ pub struct Settings {
     pub input_range: String,
     pub channel_order: String,
     pub input_layout: String,
+    /// The models folder; None: `$BATCHWISE_MODELS_DIR`, else batchwise/models in the user's
+    /// data folder.
+    pub models_dir: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -69,6 +72,7 @@ impl Default for Settings {
             input_range: "auto".into(),
             channel_order: "auto".into(),
             input_layout: "auto".into(),
+            models_dir: None,
         }
     }
 }

@@ -6,12 +6,14 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 
-mod output;
 mod dry_run;
+mod models;
+mod output;
 pub mod preset;
 mod report;
+mod watch;
 
-use crate::builtin::BUILTINS;
+use crate::builtin;
 use crate::engine::Engine;
 use crate::gpu::{self, AdapterChoice};
 use crate::job::{self, ItemStatus, JobSpec};
@@ -74,11 +76,17 @@ pub enum Command {
     /// Run a model over images and folders, writing one output per input.
     #[command(after_help = EXIT_CODES)]
     Run(RunArgs),
-    /// List the built-in models.
+    /// List the built-in models and those of the models folder (with their measured scale, or
+    /// why a file cannot run).
     Models {
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        dir: models::ModelsDirArg,
     },
+    /// Process images as they arrive in a folder, each once (a restart resumes); Ctrl+C stops.
+    #[command(after_help = watch::WATCH_HELP)]
+    Watch(watch::WatchArgs),
     /// List the GPU adapters and their limits.
     Devices {
         #[arg(long)]
@@ -127,11 +135,11 @@ impl InputArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// Built-in model id (see `batchwise models`), or a path to an .onnx file or an NCNN .param
-    /// file; several joined by commas run as one chain (`enhance-low-light,upscale-photo-2x`),
-    /// every intermediate image kept on the GPU. An ONNX model with a fixed square RGB input
-    /// whose outputs are not images writes each output as OUT/<output>.npy (stacked over the
-    /// images) with OUT/tensors.json.
+    /// Built-in model id, a model of the models folder by name (see `batchwise models`), or a
+    /// path to an .onnx file or an NCNN .param file; several joined by commas run as one chain
+    /// (`enhance-low-light,upscale-photo-2x`), every intermediate image kept on the GPU. An ONNX
+    /// model with a fixed square RGB input whose outputs are not images writes each output as
+    /// OUT/<output>.npy (stacked over the images) with OUT/tensors.json.
     #[arg(
         short,
         long,
@@ -140,6 +148,8 @@ pub struct RunArgs {
         value_name = "MODEL"
     )]
     pub model: String,
+    #[command(flatten)]
+    pub models_dir: models::ModelsDirArg,
     #[command(flatten)]
     pub input: InputArgs,
     /// Tiles (or images) per GPU dispatch, or `auto` (the default): the largest batch whose
@@ -412,27 +422,7 @@ fn run(cli: Cli, open_window: OpenWindow) -> Result<ExitCode> {
             clap_mangen::Man::new(Cli::command()).render(&mut page)?;
             print_all(&page)
         }
-        Some(Command::Models { json }) => {
-            if json {
-                let list: Vec<_> = BUILTINS
-                    .iter()
-                    .map(|m| {
-                        serde_json::json!({
-                            "id": m.id,
-                            "description": m.description,
-                            "scale": m.spec.scale,
-                            "file": m.file,
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
-            } else {
-                for m in BUILTINS {
-                    println!("{:<20} {}", m.id, m.description);
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Some(Command::Models { json, dir }) => models::list(json, &dir),
         Some(Command::Devices { json }) => {
             let adapters = gpu::list_adapters();
             if json {
@@ -462,62 +452,26 @@ fn run(cli: Cli, open_window: OpenWindow) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Run(args)) => run_job(args),
+        Some(Command::Run(args)) => run_job(&args),
+        Some(Command::Watch(args)) => watch::run(&args),
         Some(Command::Bench(args)) => run_bench(&args),
         Some(Command::Check(args)) => run_check(&args),
     }
 }
 
-fn run_job(args: RunArgs) -> Result<ExitCode> {
-    let model = crate::chain::resolve(&args.model, &args.input.overrides())?;
+fn run_job(args: &RunArgs) -> Result<ExitCode> {
+    let model = args
+        .models_dir
+        .resolve(&args.model, &args.input.overrides())?;
     let adapter = args
         .adapter
         .map_or(AdapterChoice::Auto, AdapterChoice::Index);
     let mut engine = Engine::new(&adapter)?;
-    let spec = JobSpec {
-        inputs: args.inputs,
-        model: model.clone(),
-        batch_size: args.batch_size,
-        tile_size: args.tile_size,
-        output_dir: args.output,
-        precision: args.precision.into(),
-        analysis: crate::job::AnalysisOptions {
-            top_k: args.top_k as usize,
-            mask_only: args.mask_only,
-            annotate: args.annotate,
-        },
-        export: crate::job::ExportOptions {
-            format: match args.format {
-                FormatArg::Png => crate::job::OutputFormat::Png,
-                FormatArg::Jpeg => crate::job::OutputFormat::Jpeg,
-                FormatArg::Webp => crate::job::OutputFormat::Webp,
-                FormatArg::Tiff => crate::job::OutputFormat::Tiff,
-                FormatArg::Same => crate::job::OutputFormat::Same,
-            },
-            quality: args.quality.unwrap_or(90),
-            webp_lossless: args.quality.is_none(),
-            png_compression: args.output_extra.png_compression,
-            scale: args.output_extra.scale,
-            pattern: args.name.clone(),
-            overwrite: match args.overwrite {
-                OverwriteArg::Skip => crate::job::Overwrite::Skip,
-                OverwriteArg::Overwrite => crate::job::Overwrite::Overwrite,
-                OverwriteArg::Rename => crate::job::Overwrite::Rename,
-            },
-        },
-        shard: args.shard,
-        memory_budget: args.memory_budget.map(|mb| mb << 20),
-        roots: Vec::new(),
-        max_item_bytes: Some(args.max_memory << 20),
-    };
+    let spec = job_spec(args, model.clone());
     if args.dry_run {
         return dry_run::print(&engine, &spec, args.json);
     }
-    let verbosity = match (args.quiet, args.verbose) {
-        (true, _) => report::Verbosity::Quiet,
-        (_, true) => report::Verbosity::Verbose,
-        _ => report::Verbosity::Normal,
-    };
+    let verbosity = args.verbosity();
     let mut reporter = report::Reporter::new(verbosity);
     if !args.json {
         reporter.say(&format!(
@@ -568,6 +522,57 @@ fn run_job(args: RunArgs) -> Result<ExitCode> {
     } else {
         exit_code(&summary)
     })
+}
+
+/// The job the flags of `run` (and `watch`) describe, with `model` resolved.
+pub(crate) fn job_spec(args: &RunArgs, model: builtin::ModelChoice) -> JobSpec {
+    JobSpec {
+        inputs: args.inputs.clone(),
+        model,
+        batch_size: args.batch_size,
+        tile_size: args.tile_size,
+        output_dir: args.output.clone(),
+        precision: args.precision.into(),
+        analysis: crate::job::AnalysisOptions {
+            top_k: args.top_k as usize,
+            mask_only: args.mask_only,
+            annotate: args.annotate,
+        },
+        export: crate::job::ExportOptions {
+            format: match args.format {
+                FormatArg::Png => crate::job::OutputFormat::Png,
+                FormatArg::Jpeg => crate::job::OutputFormat::Jpeg,
+                FormatArg::Webp => crate::job::OutputFormat::Webp,
+                FormatArg::Tiff => crate::job::OutputFormat::Tiff,
+                FormatArg::Same => crate::job::OutputFormat::Same,
+            },
+            quality: args.quality.unwrap_or(90),
+            webp_lossless: args.quality.is_none(),
+            png_compression: args.output_extra.png_compression,
+            scale: args.output_extra.scale,
+            pattern: args.name.clone(),
+            overwrite: match args.overwrite {
+                OverwriteArg::Skip => crate::job::Overwrite::Skip,
+                OverwriteArg::Overwrite => crate::job::Overwrite::Overwrite,
+                OverwriteArg::Rename => crate::job::Overwrite::Rename,
+            },
+        },
+        shard: args.shard,
+        memory_budget: args.memory_budget.map(|mb| mb << 20),
+        roots: Vec::new(),
+        max_item_bytes: Some(args.max_memory << 20),
+    }
+}
+
+impl RunArgs {
+    /// `--quiet`, `-v` or neither.
+    pub(crate) fn verbosity(&self) -> report::Verbosity {
+        match (self.quiet, self.verbose) {
+            (true, _) => report::Verbosity::Quiet,
+            (_, true) => report::Verbosity::Verbose,
+            _ => report::Verbosity::Normal,
+        }
+    }
 }
 
 /// Writes `bytes` to stdout; a reader that stopped early (`| head`) is not an error.

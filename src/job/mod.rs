@@ -38,6 +38,7 @@ pub use dry_run::{DryRun, PlannedAction, PlannedItem, dry_run};
 pub use listing::{IMAGE_EXTENSIONS, Listed, expand_inputs, in_shard, is_image_name, list_inputs};
 pub use naming::{ExportOptions, OutputFormat, Overwrite, output_name, plan_outputs};
 pub use plan::MAX_SCALE;
+pub(crate) use plan::collects;
 
 use crate::builtin::ModelChoice;
 use crate::engine::Engine;
