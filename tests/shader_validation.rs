@@ -67,6 +67,7 @@ fn generated_conv2d_variants_validate() {
             dil_h,
             rows,
             narrow: None,
+            winograd: None,
         };
         validate(&format!("{v:?}"), &v.source());
         let half = batchwise::kernels::float16_source(&v.source()).expect("conv2d is over act");

@@ -159,7 +159,10 @@ impl Engine {
                 .map(|x| x.h * x.w);
             match pixels {
                 Some(p) if s.is_pointwise() && p < GEMM_MIN_PIXELS => Kernel::Blocked,
-                _ => Kernel::Auto,
+                _ => self
+                    .kernels
+                    .winograd_for(s)
+                    .map_or(Kernel::Auto, Kernel::Winograd),
             }
         };
         let layers: Vec<GpuLayer> = model

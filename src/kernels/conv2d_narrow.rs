@@ -74,6 +74,7 @@ pub fn variant_with(spec: &Conv2dSpec, rows: u32, cols: u32) -> Option<Variant> 
             stride_w: spec.stride[1],
             dil_w: spec.dilation[1],
         }),
+        winograd: None,
     })
 }
 
