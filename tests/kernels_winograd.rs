@@ -15,6 +15,10 @@
 //! above every bound here (printed on failure).
 
 #![allow(
+    clippy::needless_pass_by_value,
+    reason = "each check takes a spec built at its call"
+)]
+#![allow(
     clippy::unwrap_used,
     reason = "a test fails loudly on what it did not expect"
 )]
@@ -173,8 +177,8 @@ fn winograd_matches_the_direct_reference() {
         max: 0.7,
     };
     for tile in Tile::ALL {
-        // Padding 1, sizes not a multiple of either tile, channels off the 16- and 8-channel
-        // blocks, a batch of 2.
+        // Padding 1, sizes not a multiple of either tile (nor of F(2,3)'s 4 tiles an invocation),
+        // channels off the 8- and 16-channel blocks, a batch of 2.
         check(
             cx,
             1,
@@ -192,8 +196,8 @@ fn winograd_matches_the_direct_reference() {
             (3, 9, 7),
             None,
         );
-        // Two input-channel chunks (64 a window for F(2,3), 56 for F(4,3)): the second adds to
-        // what the first stored, then the residual and PRelu.
+        // Input channels in one window for F(2,3) (128 fit), three for F(4,3) (28 a window):
+        // later chunks add to what the earlier stored, then the residual and PRelu.
         check(
             cx,
             3,
@@ -211,7 +215,7 @@ fn winograd_matches_the_direct_reference() {
             (1, 7, 8),
             Some(Residual::AfterActivation),
         );
-        // An image smaller than one tile, three chunks for F(4,3), ReLU.
+        // An image smaller than one tile, two chunks for F(2,3) and five for F(4,3), ReLU.
         check(
             cx,
             5,

@@ -465,7 +465,7 @@ impl Conv2dLayer {
         let variant = narrow.unwrap_or_else(|| Variant::for_spec(s, kernels.conv_rows()));
         let (block, cols) = match (variant.narrow, variant.winograd) {
             (Some(n), _) => (n.block(), n.cols),
-            (None, Some(t)) => (t.block(), t.m()),
+            (None, Some(t)) => (t.block(), t.m() * t.tiles()),
             (None, None) => (OC_BLOCK, 1),
         };
         let bpg = s.blocks_per_group(block);

@@ -1,14 +1,17 @@
 //! Winograd convolution F(m x m, 3 x 3) for 3x3, stride-1, undilated, ungrouped convolutions, on
 //! conv2d.wgsl's declarations: a generated `main` (shaders/winograd.wgsl is its loop form).
 //!
-//! One invocation owns one m x m output tile of a block of output channels. Per input channel it
+//! One invocation owns one or more m x m output tiles (side by side) of a block of output
+//! channels. Per input channel it
 //! loads the (m + 2)^2 input patch (zero outside the image: the padding), transforms it
 //! (V = B^T d B, additions and small constants), multiplies V elementwise by the weights
 //! transformed once at upload (U = G g G^T) and accumulates; after the last input channel of its
 //! chunk it transforms back (Y = A^T M A) and stores through conv2d.wgsl's `store_acc`: the same
 //! params, weight window, input-channel chunks, fused bias, activation and residual as the direct
 //! kernel. F(2,3) does 16 products a tile where the direct kernel does 36; F(4,3) 36 where it
-//! does 144.
+//! does 144. On lavapipe, where the accumulators live in memory either way, the extra weight
+//! loads and transforms eat most of that (BENCHMARKS.md, "Winograd"); autotuning decides per
+//! adapter and shape.
 //!
 //! The transformed weights are packed as conv2d packs a (m + 2) x (m + 2) kernel
 //! (`conv2d::pack_weights`): per block and chunk `[ic][tap][channel]`.
@@ -39,12 +42,22 @@ impl Tile {
         self.m() + 2
     }
 
-    /// Output channels an invocation computes: F(2,3) keeps 16 x 16 accumulators, F(4,3)
-    /// 36 x 8 (the register budget of the direct kernel's 16 rows x 16 channels).
+    /// Output channels an invocation computes. With [`Self::tiles`], the fastest of the
+    /// blockings measured on lavapipe (8 or 16 channels of 1, 2 or 4 tiles; BENCHMARKS.md,
+    /// "Winograd"): F(2,3) 8 channels of 4 tiles, F(4,3) 16 channels of one.
     pub fn block(self) -> u32 {
         match self {
-            Tile::F2 => 16,
-            Tile::F4 => 8,
+            Tile::F2 => 8,
+            Tile::F4 => 16,
+        }
+    }
+
+    /// Horizontally adjacent tiles an invocation computes (each weight load serves them all, the
+    /// row transform of their shared input columns is done once).
+    pub fn tiles(self) -> u32 {
+        match self {
+            Tile::F2 => 4,
+            Tile::F4 => 1,
         }
     }
 
@@ -128,7 +141,9 @@ pub const TUNED_SHAPES: [(u32, u32); 4] = [(16, 32), (32, 32), (64, 64), (128, 1
 pub struct Choices(pub Vec<Choice>);
 
 impl Default for Choices {
-    /// What lavapipe measured (BENCHMARKS.md, "Winograd").
+    /// What lavapipe measured (BENCHMARKS.md, "Winograd"): neither tile reliably faster than the
+    /// direct kernel at any of the shapes, so the direct kernel everywhere until autotuning
+    /// measures otherwise on the adapter.
     fn default() -> Self {
         Self(
             TUNED_SHAPES
@@ -136,7 +151,7 @@ impl Default for Choices {
                 .map(|&(in_c, out_c)| Choice {
                     in_c,
                     out_c,
-                    tile: Some(Tile::F2),
+                    tile: None,
                 })
                 .collect(),
         )
@@ -224,7 +239,7 @@ pub fn pack(spec: &Conv2dSpec, weights: &[f32], bias: &[f32], tile: Tile) -> Pac
     super::conv2d::pack_weights(&as_kernel, &u, bias, tile.block())
 }
 
-/// The conv2d variant that runs `tile` (one tile of m x m pixels an invocation).
+/// The conv2d variant that runs `tile` (`tiles` tiles of m x m pixels an invocation).
 pub fn variant(tile: Tile) -> Variant {
     Variant {
         k_h: 3,
@@ -347,6 +362,8 @@ pub fn source(head: &str, tile: Tile) -> String {
         tile.alpha() as usize,
         tile.block() as usize / 4,
     );
+    let tiles = tile.tiles() as usize;
+    let span = a + (tiles - 1) * m;
     let (bt, _, at) = tile.matrices();
     let mut w = String::from(head);
     let mut line = |l: String| {
@@ -354,7 +371,7 @@ pub fn source(head: &str, tile: Tile) -> String {
         w.push('\n');
     };
     line(format!(
-        "// Winograd F({m}x{m}, 3x3): {} channels of one {m}x{m} tile an invocation.",
+        "// Winograd F({m}x{m}, 3x3): {} channels of {tiles} {m}x{m} tiles an invocation.",
         4 * vecs
     ));
     line("fn wino_store(n: u32, oy: u32, ox: u32, v: u32, y: vec4<act>) {".into());
@@ -365,80 +382,78 @@ pub fn source(head: &str, tile: Tile) -> String {
     line("}".into());
     line("@compute @workgroup_size(16, 1, 1)".into());
     line("fn main(@builtin(global_invocation_id) gid: vec3<u32>) {".into());
-    line(format!("    let ox0 = gid.x * {m}u;"));
+    line(format!("    let ox0 = gid.x * {}u;", m * tiles));
     line("    if ox0 >= p.out_w { return; }".into());
     line(format!("    let oy0 = gid.y * {m}u;"));
     line("    let n = gid.z;".into());
-    for t in 0..a * a {
-        for v in 0..vecs {
-            line(format!("    var a{t}_{v} = vec4<act>(0.0);"));
+    for k in 0..tiles {
+        for t in 0..a * a {
+            for v in 0..vecs {
+                line(format!("    var a{k}_{t}_{v} = vec4<act>(0.0);"));
+            }
         }
     }
-    line("    let ix0 = i32(ox0) - i32(p.pad_left);".into());
-    line("    let iy0 = i32(oy0) - i32(p.pad_top);".into());
-    line("    let last_row = i32(p.in_h) - 1;".into());
-    line("    let last_col = i32(p.in_w) - 1;".into());
-    for j in 0..a {
-        line(format!(
-            "    let y{j} = iy0 + {j}; let my{j} = y{j} >= 0 && y{j} <= last_row; \
-             let ry{j} = u32(clamp(y{j}, 0, last_row)) * p.in_w;"
-        ));
-        line(format!(
-            "    let x{j} = ix0 + {j}; let mx{j} = x{j} >= 0 && x{j} <= last_col; \
-             let cx{j} = u32(clamp(x{j}, 0, last_col));"
-        ));
-    }
-    line("    let in_plane = p.in_h * p.in_w;".into());
-    line("    for (var ic = 0u; ic < p.ic_count; ic++) {".into());
-    line("        let plane = (n * p.in_c + p.ic_base + ic) * in_plane;".into());
+    let (a32, span32) = (a as u32, span as u32);
+    line(super::conv2d_narrow::input_loop(1, 1, a32, span32));
     for r in 0..a {
-        for c in 0..a {
+        for c in 0..span {
             line(format!(
                 "        let d{r}_{c} = select(act(0.0), src[plane + ry{r} + cx{c}], my{r} && mx{c});"
             ));
         }
     }
-    // V = B^T d B: rows first (t = B^T d), then columns (V = t B, B[k][c] = B^T[c][k]).
+    // V = B^T d B: rows first (t = B^T d, shared by the tiles), then each tile's columns
+    // (V = t B, B[k][c] = B^T[c][k]).
     for r in 0..a {
-        for c in 0..a {
+        for c in 0..span {
             let e = combination(&bt[r * a..(r + 1) * a], |k| format!("d{k}_{c}"));
             line(format!("        let t{r}_{c} = {e};"));
         }
     }
-    for r in 0..a {
-        for c in 0..a {
-            let e = combination(&bt[c * a..(c + 1) * a], |k| format!("t{r}_{k}"));
-            line(format!("        let v{} = {e};", r * a + c));
+    for k in 0..tiles {
+        for r in 0..a {
+            for c in 0..a {
+                let e = combination(&bt[c * a..(c + 1) * a], |j| format!("t{r}_{}", k * m + j));
+                line(format!("        let v{k}_{} = {e};", r * a + c));
+            }
         }
     }
     line(format!("        let wi = ic * {}u;", a * a * vecs));
     for t in 0..a * a {
         for v in 0..vecs {
             line(format!(
-                "        a{t}_{v} += v{t} * vec4<act>(weights[wi + {}u]);",
+                "        let w{t}_{v} = vec4<act>(weights[wi + {}u]);",
                 t * vecs + v
             ));
+            for k in 0..tiles {
+                line(format!("        a{k}_{t}_{v} += v{k}_{t} * w{t}_{v};"));
+            }
         }
     }
     line("    }".into());
-    // Y = A^T M A per channel group: rows first (s = A^T M), then columns.
-    for v in 0..vecs {
-        line("    {".into());
-        for i in 0..m {
-            for c in 0..a {
-                let e = combination(&at[i * a..(i + 1) * a], |k| format!("a{}_{v}", k * a + c));
-                line(format!("        let s{i}_{c} = {e};"));
+    // Y = A^T M A per tile and channel group: rows first (s = A^T M), then columns.
+    for k in 0..tiles {
+        for v in 0..vecs {
+            line("    {".into());
+            for i in 0..m {
+                for c in 0..a {
+                    let e = combination(&at[i * a..(i + 1) * a], |j| {
+                        format!("a{k}_{}_{v}", j * a + c)
+                    });
+                    line(format!("        let s{i}_{c} = {e};"));
+                }
             }
-        }
-        for i in 0..m {
-            for j in 0..m {
-                let e = combination(&at[j * a..(j + 1) * a], |k| format!("s{i}_{k}"));
-                line(format!(
-                    "        wino_store(n, oy0 + {i}u, ox0 + {j}u, {v}u, {e});"
-                ));
+            for i in 0..m {
+                for j in 0..m {
+                    let e = combination(&at[j * a..(j + 1) * a], |c| format!("s{i}_{c}"));
+                    line(format!(
+                        "        wino_store(n, oy0 + {i}u, ox0 + {}u, {v}u, {e});",
+                        k * m + j
+                    ));
+                }
             }
+            line("    }".into());
         }
-        line("    }".into());
     }
     line("}".into());
     w
