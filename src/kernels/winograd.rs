@@ -1,5 +1,6 @@
 //! Winograd convolution F(m x m, 3 x 3) for 3x3, stride-1, undilated, ungrouped convolutions, on
-//! conv2d.wgsl's declarations: a generated `main` (shaders/winograd.wgsl is its loop form).
+//! conv2d.wgsl's declarations: a generated `main`, as `conv2d_narrow.rs` (no shader file of its
+//! own; `tests/shader_validation.rs` validates the generated ones, float32 and float16).
 //!
 //! One invocation owns one or more m x m output tiles (side by side) of a block of output
 //! channels. Per input channel it
