@@ -3,6 +3,9 @@
 //! `cargo bench --bench kernels` (add `-- conv` to run only the shapes whose name contains "conv").
 //! `BATCHWISE_BENCH_NARROW=8x4,16x4` adds rows for the narrow conv2d variant (at most 8 output
 //! channels) and the generated depthwise kernel with those output rows x columns an invocation.
+//! Every 3x3 stride-1 shape Winograd computes runs on the direct kernel and on Winograd F(2,3)
+//! and F(4,3) (`[winograd F2]`, `[winograd F4]`); GFLOP/s counts the direct convolution's
+//! multiply-adds for all three (useful work, not what Winograd executes).
 
 #![allow(
     clippy::unwrap_used,
@@ -15,6 +18,7 @@ use batchwise::kernels::Bind;
 use batchwise::kernels::conv_transpose2d::ConvTranspose2dLayer;
 use batchwise::kernels::conv2d::{Conv2dLayer, Kernel};
 use batchwise::kernels::conv2d_narrow;
+use batchwise::kernels::winograd::{self, Tile};
 use batchwise::kernels::{Kernels, Step};
 use batchwise::model::Activation;
 use batchwise::model::Conv2dSpec;
@@ -96,6 +100,12 @@ fn conv(in_c: u32, out_c: u32, k: u32, stride: u32, pad: u32, groups: u32) -> Co
 /// The convolutions measured: name, spec, side, batch.
 fn conv_shapes() -> Vec<(&'static str, Conv2dSpec, u32, u32)> {
     vec![
+        (
+            "conv 3x3 32->32 128x128 n1 (low-light)",
+            conv(32, 32, 3, 1, 1, 1),
+            128,
+            1,
+        ),
         (
             "conv 3x3 64->64 128x128 n1",
             conv(64, 64, 3, 1, 1, 1),
@@ -179,7 +189,7 @@ fn main() {
         "adapter: {} ({}, {})",
         gpu.adapter.name, gpu.adapter.backend, gpu.adapter.device_type
     );
-    println!("{:<44} {:>10} {:>10}", "kernel", "ms", "GFLOP/s");
+    println!("{:<56} {:>10} {:>10}", "kernel", "ms", "GFLOP/s");
     let convs = conv_shapes();
     let blockings: Vec<(u32, u32)> = std::env::var("BATCHWISE_BENCH_NARROW")
         .unwrap_or_default()
@@ -221,9 +231,15 @@ fn main() {
                 Kernel::DepthwisePerPixel,
             ));
         }
+        let winograd = winograd::supported(&spec) && !narrow;
+        let tiles = Tile::ALL.into_iter().filter(|_| winograd).map(|tile| {
+            let label = format!("{name} [winograd {tile:?}]");
+            (label, spec.clone(), size, n, Kernel::Winograd(tile))
+        });
         std::iter::once((name.to_owned(), spec.clone(), size, n, Kernel::Auto))
             .chain(blocked)
             .chain(tried)
+            .chain(tiles.collect::<Vec<_>>())
     });
     for (name, spec, size, n, kernel) in runs {
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {
@@ -245,7 +261,7 @@ fn main() {
         let secs = time_step(gpu, &step, n);
         let flops = 2.0 * spec.macs(size, size) as f64 * n as f64;
         println!(
-            "{name:<44} {:>10.2} {:>10.2}",
+            "{name:<56} {:>10.2} {:>10.2}",
             secs * 1e3,
             flops / secs / 1e9
         );
@@ -287,7 +303,7 @@ fn main() {
         // Useful work: each input pixel meets each kernel tap once per output channel.
         let flops = 2.0 * spec.macs(size, size) as f64 * n as f64;
         println!(
-            "{name:<44} {:>10.2} {:>10.2}",
+            "{name:<56} {:>10.2} {:>10.2}",
             secs * 1e3,
             flops / secs / 1e9
         );

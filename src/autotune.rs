@@ -2,9 +2,12 @@
 //!
 //! Kernels good on one device can be poor on another (16 output rows per invocation is best on
 //! lavapipe; a GPU with thousands of lanes may prefer fewer rows and more invocations). The first
-//! run on an adapter times a representative convolution with each row count and stores the winner
-//! in `autotune.json` in the cache folder, keyed by adapter, backend, driver and batchwise version;
-//! later runs read it. `BATCHWISE_CONV_ROWS=N` skips all of this.
+//! run on an adapter times a representative convolution with each row count, then each 3x3 shape
+//! of `winograd::TUNED_SHAPES` on the direct kernel and on Winograd F(2,3) and F(4,3), and stores
+//! the winners in `autotune.json` in the cache folder, keyed by adapter, backend, driver and
+//! batchwise version; later runs read it. `BATCHWISE_CONV_ROWS=N` skips all of this (the
+//! Winograd choices then stay the defaults, measured on lavapipe); `BATCHWISE_WINOGRAD` fixes
+//! those.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +18,8 @@ use serde::Serialize;
 
 use crate::engine::Engine;
 use crate::kernels::Bind;
-use crate::kernels::conv2d::{self, Conv2dLayer};
+use crate::kernels::conv2d::{self, Conv2dLayer, Kernel};
+use crate::kernels::winograd::{self, Choice, Choices, Tile};
 use crate::model::Activation;
 use crate::model::Conv2dSpec;
 
@@ -23,10 +27,25 @@ use crate::model::Conv2dSpec;
 pub struct AutotuneReport {
     pub key: String,
     pub conv_rows: u32,
+    /// The kernel of each measured 3x3 shape: Winograd F(2,3), F(4,3) or the direct one.
+    pub winograd: Choices,
     /// Whether the choice came from the cache (no measurement this time).
     pub cached: bool,
     /// Milliseconds per row count, when measured.
     pub timings_ms: Vec<(u32, f64)>,
+    /// Milliseconds per measured 3x3 shape.
+    pub winograd_ms: Vec<ShapeTimings>,
+}
+
+/// A 3x3 shape (input, output channels) and its milliseconds on the direct kernel, F(2,3) and
+/// F(4,3).
+pub type ShapeTimings = ((u32, u32), [f64; 3]);
+
+/// What the cache holds per adapter.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+struct Tuned {
+    conv_rows: u32,
+    winograd: Choices,
 }
 
 /// `$XDG_CACHE_HOME/batchwise`, else `~/.cache/batchwise`.
@@ -48,7 +67,8 @@ fn cache_key(engine: &Engine) -> String {
     )
 }
 
-fn read_cache(path: &Path) -> BTreeMap<String, u32> {
+/// The cache's entries; one that does not parse (an older format) is measured again.
+fn read_cache(path: &Path) -> BTreeMap<String, serde_json::Value> {
     std::fs::read(path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -59,29 +79,33 @@ fn read_cache(path: &Path) -> BTreeMap<String, u32> {
 /// measuring (then cached). A cache that cannot be written is not an error.
 pub fn tune(engine: &Engine, cache_dir: Option<&Path>) -> Result<AutotuneReport> {
     let key = cache_key(engine);
-    if let Some(rows) = conv2d::rows_from_env() {
-        engine.kernels().set_conv_rows(rows);
-        return Ok(AutotuneReport {
-            key,
-            conv_rows: rows,
+    let kernels = engine.kernels();
+    let cached = |tuned: Tuned| {
+        kernels.set_conv_rows(tuned.conv_rows);
+        kernels.set_winograd_choices(tuned.winograd.clone());
+        AutotuneReport {
+            key: key.clone(),
+            conv_rows: tuned.conv_rows,
+            winograd: tuned.winograd,
             cached: true,
             timings_ms: Vec::new(),
-        });
+            winograd_ms: Vec::new(),
+        }
+    };
+    if let Some(conv_rows) = conv2d::rows_from_env() {
+        let winograd = kernels.winograd_choices();
+        return Ok(cached(Tuned {
+            conv_rows,
+            winograd,
+        }));
     }
     let file = cache_dir.map(|d| d.join("autotune.json"));
-    if let Some(&rows) = file
+    let hit = file
         .as_deref()
         .map(read_cache)
-        .as_ref()
-        .and_then(|c| c.get(&key))
-    {
-        engine.kernels().set_conv_rows(rows);
-        return Ok(AutotuneReport {
-            key,
-            conv_rows: rows,
-            cached: true,
-            timings_ms: Vec::new(),
-        });
+        .and_then(|mut c| c.remove(&key));
+    if let Some(tuned) = hit.and_then(|v| serde_json::from_value::<Tuned>(v).ok()) {
+        return Ok(cached(tuned));
     }
     let timings_ms = measure(engine)?;
     let rows = timings_ms
@@ -89,18 +113,42 @@ pub fn tune(engine: &Engine, cache_dir: Option<&Path>) -> Result<AutotuneReport>
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .map(|t| t.0)
         .unwrap_or(conv2d::DEFAULT_UNROLLED_ROWS);
-    engine.kernels().set_conv_rows(rows);
+    kernels.set_conv_rows(rows);
+    let winograd_ms = measure_winograd(engine)?;
+    let winograd = Choices(
+        winograd_ms
+            .iter()
+            .map(|&((in_c, out_c), ms)| Choice {
+                in_c,
+                out_c,
+                tile: fastest(ms),
+            })
+            .collect(),
+    );
+    kernels.set_winograd_choices(winograd.clone());
     if let Some(file) = &file {
         let mut cache = read_cache(file);
-        cache.insert(key.clone(), rows);
+        let tuned = Tuned {
+            conv_rows: rows,
+            winograd: winograd.clone(),
+        };
+        cache.insert(key.clone(), serde_json::to_value(tuned)?);
         let _ = write_atomic(file, &serde_json::to_vec_pretty(&cache)?);
     }
     Ok(AutotuneReport {
         key,
         conv_rows: rows,
+        winograd,
         cached: false,
         timings_ms,
+        winograd_ms,
     })
+}
+
+/// The tile of the fastest of (direct, F(2,3), F(4,3)), None for the direct kernel.
+pub fn fastest(ms: [f64; 3]) -> Option<Tile> {
+    let best = (0..3).min_by(|&a, &b| ms[a].total_cmp(&ms[b]))?;
+    [None, Some(Tile::F2), Some(Tile::F4)][best]
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -112,13 +160,20 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Times a 3x3, 64 -> 64 channel convolution on a 66x66 input (a typical upscaler layer) with each
-/// row count: the best of 3 runs after a warm-up that compiles the pipeline.
-fn measure(engine: &Engine) -> Result<Vec<(u32, f64)>> {
+/// Input side of the measured convolutions (64 x 64 outputs, unpadded).
+const SIZE: u32 = 66;
+
+/// A 3x3 convolution of `in_c -> out_c` channels on a 66x66 input (a typical upscaler layer) on
+/// `kernel`, with its input and output buffers.
+fn probe(
+    engine: &Engine,
+    (in_c, out_c): (u32, u32),
+    kernel: Kernel,
+) -> (Conv2dLayer, [crate::gpu::TrackedBuffer; 2]) {
     let gpu = &engine.gpu;
     let spec = Conv2dSpec {
-        in_c: 64,
-        out_c: 64,
+        in_c,
+        out_c,
         k_h: 3,
         k_w: 3,
         stride: [1, 1],
@@ -127,12 +182,12 @@ fn measure(engine: &Engine) -> Result<Vec<(u32, f64)>> {
         groups: 1,
         activation: Activation::LeakyRelu { alpha: 0.1 },
     };
-    let (size, out) = (66u32, 64u32);
-    let weights: Vec<f32> = (0..64 * 64 * 9)
+    let weights: Vec<f32> = (0..in_c * out_c * 9)
         .map(|i| ((i % 13) as f32 - 6.0) / 64.0)
         .collect();
-    let layer = Conv2dLayer::upload(gpu, "autotune", spec.clone(), &weights, &[0.0; 64]);
-    let input: Vec<f32> = (0..64 * size * size)
+    let bias = vec![0.0; out_c as usize];
+    let layer = Conv2dLayer::upload_with(gpu, "autotune", spec, &weights, &bias, kernel);
+    let input: Vec<f32> = (0..in_c * SIZE * SIZE)
         .map(|i| (i % 7) as f32 / 7.0)
         .collect();
     let src = gpu.create_buffer_init(
@@ -140,35 +195,76 @@ fn measure(engine: &Engine) -> Result<Vec<(u32, f64)>> {
         bytemuck::cast_slice(&input),
         wgpu::BufferUsages::STORAGE,
     );
+    let out = (SIZE - 2) as u64;
     let dst = gpu.create_buffer(
         "autotune output",
-        4 * 64 * out as u64 * out as u64,
+        4 * out_c as u64 * out * out,
         wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
     );
-    let kernels = engine.kernels();
+    (layer, [src, dst])
+}
+
+/// The best of 3 runs of `layer` after a warm-up that compiles the pipeline, in milliseconds.
+fn best_ms(
+    engine: &Engine,
+    (layer, [src, dst]): &(Conv2dLayer, [crate::gpu::TrackedBuffer; 2]),
+) -> Result<f64> {
+    let gpu = &engine.gpu;
+    let step = layer.prepare(
+        Bind::new(gpu, engine.kernels(), "autotune"),
+        src,
+        dst,
+        SIZE,
+        SIZE,
+    );
+    let mut best = f64::MAX;
+    for run in 0..4 {
+        let start = Instant::now();
+        let mut encoder = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            step.record(&mut pass, 1);
+        }
+        gpu.queue.submit([encoder.finish()]);
+        gpu.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .context("waiting for the GPU")?;
+        if run > 0 {
+            best = best.min(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(best)
+}
+
+/// Times the 64 -> 64 channel probe with each row count.
+fn measure(engine: &Engine) -> Result<Vec<(u32, f64)>> {
+    let probe = probe(engine, (64, 64), Kernel::Auto);
     let mut timings = Vec::new();
     for &rows in conv2d::UNROLLED_ROW_CHOICES {
-        kernels.set_conv_rows(rows);
-        let step = layer.prepare(Bind::new(gpu, kernels, "autotune"), &src, &dst, size, size);
-        let mut best = f64::MAX;
-        for run in 0..4 {
-            let start = Instant::now();
-            let mut encoder = gpu
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-                step.record(&mut pass, 1);
-            }
-            gpu.queue.submit([encoder.finish()]);
-            gpu.device
-                .poll(wgpu::PollType::wait_indefinitely())
-                .context("waiting for the GPU")?;
-            if run > 0 {
-                best = best.min(start.elapsed().as_secs_f64() * 1e3);
-            }
-        }
-        timings.push((rows, best));
+        engine.kernels().set_conv_rows(rows);
+        timings.push((rows, best_ms(engine, &probe)?));
     }
     Ok(timings)
+}
+
+/// Times each shape of `winograd::TUNED_SHAPES` on the direct kernel (at the chosen row count),
+/// Winograd F(2,3) and F(4,3).
+fn measure_winograd(engine: &Engine) -> Result<Vec<ShapeTimings>> {
+    let kernels = [
+        Kernel::Auto,
+        Kernel::Winograd(Tile::F2),
+        Kernel::Winograd(Tile::F4),
+    ];
+    winograd::TUNED_SHAPES
+        .iter()
+        .map(|&shape| {
+            let mut ms = [0.0; 3];
+            for (t, kernel) in ms.iter_mut().zip(kernels) {
+                *t = best_ms(engine, &probe(engine, shape, kernel))?;
+            }
+            Ok((shape, ms))
+        })
+        .collect()
 }

@@ -67,7 +67,21 @@ fn generated_conv2d_variants_validate() {
             dil_h,
             rows,
             narrow: None,
+            winograd: None,
         };
+        validate(&format!("{v:?}"), &v.source());
+        let half = batchwise::kernels::float16_source(&v.source()).expect("conv2d is over act");
+        validate(&format!("{v:?} float16"), &half);
+    }
+}
+
+/// The Winograd kernels are generated from conv2d.wgsl's declarations: each tile validates, in
+/// float32 and float16.
+#[test]
+fn generated_winograd_variants_validate() {
+    use batchwise::kernels::winograd::{Tile, variant};
+    for tile in Tile::ALL {
+        let v = variant(tile);
         validate(&format!("{v:?}"), &v.source());
         let half = batchwise::kernels::float16_source(&v.source()).expect("conv2d is over act");
         validate(&format!("{v:?} float16"), &half);

@@ -141,13 +141,27 @@ impl Engine {
         let gpu = &self.gpu;
         let before = gpu.ledger.in_use_bytes();
         let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        // 3x3 convolutions on Winograd where this adapter's measurements chose it.
+        let kernel = |s: &crate::model::Conv2dSpec| {
+            self.kernels.winograd_for(s).map_or(
+                crate::kernels::conv2d::Kernel::Auto,
+                crate::kernels::conv2d::Kernel::Winograd,
+            )
+        };
         let layers: Vec<GpuLayer> = model
             .layers
             .iter()
             .map(|l| match &l.op {
-                LayerOp::Conv2d(s) | LayerOp::Conv2dResidual { spec: s, .. } => GpuLayer::Conv2d(
-                    Conv2dLayer::upload(gpu, &l.name, s.clone(), &l.weights, &l.bias),
-                ),
+                LayerOp::Conv2d(s) | LayerOp::Conv2dResidual { spec: s, .. } => {
+                    GpuLayer::Conv2d(Conv2dLayer::upload_with(
+                        gpu,
+                        &l.name,
+                        s.clone(),
+                        &l.weights,
+                        &l.bias,
+                        kernel(s),
+                    ))
+                }
                 LayerOp::ConvTranspose2d(s) => GpuLayer::ConvTranspose2d(
                     ConvTranspose2dLayer::upload(gpu, &l.name, s.clone(), &l.weights, &l.bias),
                 ),

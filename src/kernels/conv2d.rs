@@ -253,10 +253,11 @@ pub struct Conv2dLayer {
 enum Implementation {
     /// gemm.wgsl: a 1x1 convolution as a product by its weight matrix.
     Gemm(super::gemm::GemmLayer),
-    /// conv2d.wgsl: 16-channel blocks, input-channel chunks; or, with `narrow`, the generated
-    /// narrow variant's 4- or 8-channel blocks (`conv2d_narrow.rs`).
+    /// conv2d.wgsl: 16-channel blocks, input-channel chunks; or, with `variant`, the generated
+    /// narrow variant's 4- or 8-channel blocks (`conv2d_narrow.rs`) or a Winograd tile's
+    /// (`winograd.rs`, the weights transformed).
     Blocked {
-        narrow: Option<Variant>,
+        variant: Option<Variant>,
         weights: TrackedBuffer,
         chunks: Vec<Chunk>,
         bias: Vec<[f32; 16]>,
@@ -269,53 +270,6 @@ enum Implementation {
         weights: TrackedBuffer,
         bias_slope: TrackedBuffer,
     },
-}
-
-/// Mirror of `Params` in shaders/depthwise_conv2d.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct DepthwiseParams {
-    pub channels: u32,
-    pub in_h: u32,
-    pub in_w: u32,
-    pub out_h: u32,
-    pub out_w: u32,
-    pub k_h: u32,
-    pub k_w: u32,
-    pub stride_h: u32,
-    pub stride_w: u32,
-    pub pad_top: u32,
-    pub pad_left: u32,
-    pub dil_h: u32,
-    pub dil_w: u32,
-    pub activation: u32,
-    pub alpha: f32,
-    pub beta: f32,
-}
-
-impl DepthwiseParams {
-    /// The record for an `in_h x in_w` input and its `out_h x out_w` output.
-    fn new(s: &Conv2dSpec, [in_h, in_w, out_h, out_w]: [u32; 4]) -> Self {
-        let (activation, alpha, beta) = s.activation.encode();
-        Self {
-            channels: s.out_c,
-            in_h,
-            in_w,
-            out_h,
-            out_w,
-            k_h: s.k_h,
-            k_w: s.k_w,
-            stride_h: s.stride[0],
-            stride_w: s.stride[1],
-            pad_top: s.pads[0],
-            pad_left: s.pads[1],
-            dil_h: s.dilation[0],
-            dil_w: s.dilation[1],
-            activation,
-            alpha,
-            beta,
-        }
-    }
 }
 
 impl Conv2dSpec {
@@ -345,6 +299,9 @@ pub enum Kernel {
     /// depthwise_conv2d.wgsl's one-pixel `main` for a depthwise shape (to measure the generated
     /// blocks against it), else as `Auto`.
     DepthwisePerPixel,
+    /// Winograd with this tile where the shape allows it (`winograd::supported`), else as `Auto`.
+    /// The engine asks for it where autotuning measured it faster (`Kernels::winograd_for`).
+    Winograd(super::winograd::Tile),
 }
 
 impl Conv2dLayer {
@@ -362,7 +319,12 @@ impl Conv2dLayer {
         kernel: Kernel,
     ) -> Self {
         let narrow = match kernel {
-            Kernel::Auto => super::conv2d_narrow::variant(&spec),
+            Kernel::Winograd(tile) if super::winograd::supported(&spec) => {
+                let packed = super::winograd::pack(&spec, weights, bias, tile);
+                let variant = super::winograd::variant(tile);
+                return Self::blocked(gpu, label, spec, packed, Some(variant));
+            }
+            Kernel::Auto | Kernel::Winograd(_) => super::conv2d_narrow::variant(&spec),
             Kernel::Narrow { rows, cols } => super::conv2d_narrow::variant_with(&spec, rows, cols),
             Kernel::Blocked | Kernel::DepthwisePerPixel => None,
         };
@@ -409,9 +371,20 @@ impl Conv2dLayer {
             .and_then(|v| v.narrow)
             .map_or(OC_BLOCK, |n| n.block());
         let packed = pack_weights(&spec, weights, bias, block);
+        Self::blocked(gpu, label, spec, packed, narrow)
+    }
+
+    /// Uploads weights packed for conv2d.wgsl or its generated `variant`.
+    fn blocked(
+        gpu: &Gpu,
+        label: &str,
+        spec: Conv2dSpec,
+        packed: PackedConv2d,
+        variant: Option<Variant>,
+    ) -> Self {
         Self {
             imp: Implementation::Blocked {
-                narrow,
+                variant,
                 weights: gpu.create_buffer_init(
                     label,
                     bytemuck::cast_slice(&packed.weights),
@@ -482,17 +455,19 @@ impl Conv2dLayer {
                 return depthwise_step(bind, s, *depthwise, &buffers, [in_h, in_w, out_h, out_w]);
             }
             Implementation::Blocked {
-                narrow,
+                variant,
                 weights,
                 chunks,
                 bias,
                 slopes,
-            } => (weights, chunks, bias, slopes, narrow),
+            } => (weights, chunks, bias, slopes, variant),
         };
         let variant = narrow.unwrap_or_else(|| Variant::for_spec(s, kernels.conv_rows()));
-        let (block, cols) = variant
-            .narrow
-            .map_or((OC_BLOCK, 1), |n| (n.block(), n.cols));
+        let (block, cols) = match (variant.narrow, variant.winograd) {
+            (Some(n), _) => (n.block(), n.cols),
+            (None, Some(t)) => (t.block(), t.m() * t.tiles()),
+            (None, None) => (OC_BLOCK, 1),
+        };
         let bpg = s.blocks_per_group(block);
         let chunks_per_block = chunks.len() as u32 / (s.groups * bpg);
         let mut records = vec![0u8; chunks.len() * UNIFORM_ALIGN as usize];
@@ -594,7 +569,7 @@ fn depthwise_step(
         kernels,
         label,
     } = cx;
-    let params = DepthwiseParams::new(s, [in_h, in_w, out_h, out_w]);
+    let params = super::depthwise_conv2d::DepthwiseParams::new(s, [in_h, in_w, out_h, out_w]);
     let (pipeline, groups) = match variant {
         Some(v) => (
             kernels.generated("depthwise_conv2d", &v.source()),
@@ -653,6 +628,8 @@ pub struct Variant {
     /// A narrow block (at most 8 channels, several columns) unrolled for its kernel width; None
     /// for conv2d.wgsl's 16 channels of one column.
     pub narrow: Option<super::conv2d_narrow::Narrow>,
+    /// A Winograd tile (`winograd.rs`): one tile of `rows x rows` pixels an invocation.
+    pub winograd: Option<super::winograd::Tile>,
 }
 
 impl Variant {
@@ -665,6 +642,7 @@ impl Variant {
             dil_h: spec.dilation[0],
             rows: if col <= MAX_UNROLLED_COL { rows } else { 0 },
             narrow: None,
+            winograd: None,
         }
     }
 
@@ -686,6 +664,9 @@ impl Variant {
             .expect("conv2d.wgsl has an entry point")];
         if let Some(narrow) = &self.narrow {
             return super::conv2d_narrow::source(head, self, narrow);
+        }
+        if let Some(tile) = self.winograd {
+            return super::winograd::source(head, tile);
         }
         let (rows, k_h, stride, dil) = (self.rows, self.k_h, self.stride_h, self.dil_h);
         let col = (rows - 1) * stride + (k_h - 1) * dil + 1;

@@ -74,6 +74,7 @@ pub fn variant_with(spec: &Conv2dSpec, rows: u32, cols: u32) -> Option<Variant> 
             stride_w: spec.stride[1],
             dil_w: spec.dilation[1],
         }),
+        winograd: None,
     })
 }
 
@@ -132,26 +133,7 @@ pub fn source(head: &str, v: &Variant, n: &Narrow) -> String {
         }
     }
     line("    }".into());
-    // Where each input row and column lies, and whether it is inside the image (else padding).
-    line(format!("    let ix0 = i32(ox0 * {sw}u) - i32(p.pad_left);"));
-    line(format!("    let iy0 = i32(oy0 * {sh}u) - i32(p.pad_top);"));
-    line("    let last_row = i32(p.in_h) - 1;".into());
-    line("    let last_col = i32(p.in_w) - 1;".into());
-    for j in 0..span_h {
-        line(format!(
-            "    let y{j} = iy0 + {j}; let my{j} = y{j} >= 0 && y{j} <= last_row; \
-             let ry{j} = u32(clamp(y{j}, 0, last_row)) * p.in_w;"
-        ));
-    }
-    for j in 0..span_w {
-        line(format!(
-            "    let x{j} = ix0 + {j}; let mx{j} = x{j} >= 0 && x{j} <= last_col; \
-             let cx{j} = u32(clamp(x{j}, 0, last_col));"
-        ));
-    }
-    line("    let in_plane = p.in_h * p.in_w;".into());
-    line("    for (var ic = 0u; ic < p.ic_count; ic++) {".into());
-    line("        let plane = (n * p.in_c + p.ic_base + ic) * in_plane;".into());
+    line(input_loop(sh, sw, span_h, span_w));
     line(format!("        let wi = ic * {}u;", k_h * k_w * vecs));
     for ky in 0..k_h {
         for kx in 0..k_w {
@@ -207,6 +189,34 @@ pub fn source(head: &str, v: &Variant, n: &Narrow) -> String {
         }
     }
     line("}".into());
+    w
+}
+
+/// WGSL: where each input row and column of an invocation's `span_h x span_w` patch lies and
+/// whether it is inside the image (else padding): `ry{j}` (row offsets), `cx{j}` (columns),
+/// `my{j}` / `mx{j}`; then the loop over the chunk's input channels up to its first line
+/// (`plane`), left open.
+pub(crate) fn input_loop(sh: u32, sw: u32, span_h: u32, span_w: u32) -> String {
+    let mut w = format!(
+        "    let ix0 = i32(ox0 * {sw}u) - i32(p.pad_left);\n    \
+         let iy0 = i32(oy0 * {sh}u) - i32(p.pad_top);\n    \
+         let last_row = i32(p.in_h) - 1;\n    let last_col = i32(p.in_w) - 1;\n"
+    );
+    for j in 0..span_h {
+        w.push_str(&format!(
+            "    let y{j} = iy0 + {j}; let my{j} = y{j} >= 0 && y{j} <= last_row; \
+             let ry{j} = u32(clamp(y{j}, 0, last_row)) * p.in_w;\n"
+        ));
+    }
+    for j in 0..span_w {
+        w.push_str(&format!(
+            "    let x{j} = ix0 + {j}; let mx{j} = x{j} >= 0 && x{j} <= last_col; \
+             let cx{j} = u32(clamp(x{j}, 0, last_col));\n"
+        ));
+    }
+    w.push_str("    let in_plane = p.in_h * p.in_w;\n");
+    w.push_str("    for (var ic = 0u; ic < p.ic_count; ic++) {\n");
+    w.push_str("        let plane = (n * p.in_c + p.ic_base + ic) * in_plane;\n");
     w
 }
 

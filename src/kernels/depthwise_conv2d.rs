@@ -18,6 +18,53 @@ const MAX_SPAN: u32 = 24;
 /// The most taps the unrolled kernel takes (a 7x7 kernel).
 const MAX_TAPS: u32 = 49;
 
+/// Mirror of `Params` in shaders/depthwise_conv2d.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct DepthwiseParams {
+    pub channels: u32,
+    pub in_h: u32,
+    pub in_w: u32,
+    pub out_h: u32,
+    pub out_w: u32,
+    pub k_h: u32,
+    pub k_w: u32,
+    pub stride_h: u32,
+    pub stride_w: u32,
+    pub pad_top: u32,
+    pub pad_left: u32,
+    pub dil_h: u32,
+    pub dil_w: u32,
+    pub activation: u32,
+    pub alpha: f32,
+    pub beta: f32,
+}
+
+impl DepthwiseParams {
+    /// The record for an `in_h x in_w` input and its `out_h x out_w` output.
+    pub(crate) fn new(s: &Conv2dSpec, [in_h, in_w, out_h, out_w]: [u32; 4]) -> Self {
+        let (activation, alpha, beta) = s.activation.encode();
+        Self {
+            channels: s.out_c,
+            in_h,
+            in_w,
+            out_h,
+            out_w,
+            k_h: s.k_h,
+            k_w: s.k_w,
+            stride_h: s.stride[0],
+            stride_w: s.stride[1],
+            pad_top: s.pads[0],
+            pad_left: s.pads[1],
+            dil_h: s.dilation[0],
+            dil_w: s.dilation[1],
+            activation,
+            alpha,
+            beta,
+        }
+    }
+}
+
 /// The generated entry point's shape: kernel, stride, dilation and output block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Variant {

@@ -30,6 +30,7 @@ pub mod resize_nearest;
 pub mod softmax;
 pub mod unary;
 pub mod unpack;
+pub mod winograd;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -177,6 +178,9 @@ pub struct Kernels {
     /// Output rows per invocation of the unrolled conv2d: the default, the environment's, or what
     /// autotuning measured on this adapter.
     conv_rows: std::sync::atomic::AtomicU32,
+    /// The kernel of each measured 3x3 shape (Winograd or direct): the default, the
+    /// environment's, or what autotuning measured on this adapter.
+    winograd: Mutex<winograd::Choices>,
     pub precision: Precision,
 }
 
@@ -241,6 +245,7 @@ impl Kernels {
             conv_rows: conv2d::rows_from_env()
                 .unwrap_or(conv2d::DEFAULT_UNROLLED_ROWS)
                 .into(),
+            winograd: Mutex::new(winograd::Choices::default()),
             precision,
         }
     }
@@ -253,6 +258,25 @@ impl Kernels {
     pub fn set_conv_rows(&self, rows: u32) {
         self.conv_rows
             .store(rows.clamp(1, 32), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The Winograd tile a convolution runs on, or None for the direct kernels.
+    pub fn winograd_for(&self, spec: &crate::model::Conv2dSpec) -> Option<winograd::Tile> {
+        self.winograd
+            .lock()
+            .expect("winograd choices lock")
+            .choose(spec)
+    }
+
+    /// The Winograd choices of convolutions uploaded from now on.
+    pub fn winograd_choices(&self) -> winograd::Choices {
+        self.winograd.lock().expect("winograd choices lock").clone()
+    }
+
+    /// Sets the Winograd choices of convolutions uploaded from now on (the environment's
+    /// `BATCHWISE_WINOGRAD` still wins).
+    pub fn set_winograd_choices(&self, choices: winograd::Choices) {
+        *self.winograd.lock().expect("winograd choices lock") = choices;
     }
 
     /// The conv2d pipeline for a variant (kernel height, vertical stride, dilation, rows).

@@ -1,0 +1,260 @@
+//! The Winograd kernels (F(2,3) and F(4,3), `kernels/winograd.rs`) against the direct
+//! convolution's CPU reference, on random inputs and weights, on the test GPU.
+//!
+//! Tolerance, per output: `(in_c + 24) * 2^-24 * E + 1e-6`, where E is the sum of the absolute
+//! values of every term the algorithm adds up for that output (`winograd::reference` with
+//! `magnitudes`: the same transforms with |B|, |G|, |A|, |input|, |weights| and |bias|, so the
+//! transforms' coefficient growth is in it, F(4,3)'s much larger than F(2,3)'s) plus |residual|.
+//! A sum evaluated as a tree of depth L has a rounding error of at most L * 2^-24 * (sum of |terms|)
+//! to first order (Higham, "Accuracy and Stability of Numerical Algorithms", 4.2), products add
+//! one rounding each. Here L is at most in_c (the sum over input channels, chunks included) + 8
+//! (the input transform: at most 4 terms a row of B^T, per dimension) + 2 (U rounded to f32, the
+//! product) + 12 (the output transform: at most 6 terms a row of A^T, per dimension) + 2 (bias,
+//! residual) = in_c + 24. The activations are 1-Lipschitz (slopes and alpha within [-1, 1]), so
+//! the bound holds after them. An indexing or transform mistake moves outputs by O(0.1), far
+//! above every bound here (printed on failure).
+
+#![allow(
+    clippy::needless_pass_by_value,
+    reason = "each check takes a spec built at its call"
+)]
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on what it did not expect"
+)]
+
+mod common;
+
+use batchwise::gpu::Gpu;
+use batchwise::kernels::conv2d::{self, Conv2dLayer, Kernel};
+use batchwise::kernels::winograd::{self, Tile};
+use batchwise::kernels::{Bind, Kernels};
+use batchwise::model::{Activation, Conv2dSpec, Residual};
+
+fn run(
+    gpu: &Gpu,
+    step: &batchwise::kernels::Step,
+    items: u32,
+    out: &wgpu::Buffer,
+    len: usize,
+) -> Vec<f32> {
+    let mut encoder = gpu
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+        step.record(&mut pass, items);
+    }
+    gpu.queue.submit([encoder.finish()]);
+    bytemuck::pod_collect_to_vec(&gpu.read_back(out, 4 * len as u64).unwrap())
+}
+
+fn spec(in_c: u32, out_c: u32, pads: [u32; 4], activation: Activation) -> Conv2dSpec {
+    Conv2dSpec {
+        in_c,
+        out_c,
+        k_h: 3,
+        k_w: 3,
+        stride: [1, 1],
+        pads,
+        dilation: [1, 1],
+        groups: 1,
+        activation,
+    }
+}
+
+/// One shape on `tile`, against the direct reference with the residual and activation applied
+/// as the kernel fuses them.
+fn check(
+    (gpu, kernels): (&Gpu, &Kernels),
+    seed: u64,
+    spec: Conv2dSpec,
+    tile: Tile,
+    (n, h, w): (u32, u32, u32),
+    residual: Option<Residual>,
+) {
+    let mut rng = common::rng(seed);
+    let (ic, oc) = (spec.in_c, spec.out_c);
+    let input = common::random_vec(&mut rng, (n * ic * h * w) as usize, 1.0);
+    let weights = common::random_vec(
+        &mut rng,
+        (oc * ic * 9) as usize,
+        1.0 / (9.0 * ic as f32).sqrt(),
+    );
+    let bias = common::random_vec(&mut rng, oc as usize, 0.5);
+    let (oh, ow) = spec.output_hw(h, w).unwrap();
+    let plane = (oh * ow) as usize;
+    let skip = common::random_vec(&mut rng, n as usize * oc as usize * plane, 1.0);
+    let linear = Conv2dSpec {
+        activation: Activation::None,
+        ..spec.clone()
+    };
+    let sums = conv2d::reference(&linear, &input, n, h, w, &weights, &bias);
+    let expected: Vec<f32> = sums
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let c = i / plane % oc as usize;
+            let before = v + if residual == Some(Residual::BeforeActivation) {
+                skip[i]
+            } else {
+                0.0
+            };
+            let after = spec.activation.apply(before, c);
+            after
+                + if residual == Some(Residual::AfterActivation) {
+                    skip[i]
+                } else {
+                    0.0
+                }
+        })
+        .collect();
+    let magnitudes = winograd::reference(&spec, tile, &input, (n, h, w), &weights, &bias, true);
+    let depth = (ic + 24) as f64;
+    let tolerance: Vec<f64> = magnitudes
+        .iter()
+        .zip(&skip)
+        .map(|(e, s)| depth * f64::from(f32::EPSILON) / 2.0 * (e + s.abs() as f64) + 1e-6)
+        .collect();
+
+    let layer = Conv2dLayer::upload_with(
+        gpu,
+        "test",
+        spec.clone(),
+        &weights,
+        &bias,
+        Kernel::Winograd(tile),
+    );
+    let src = gpu.create_buffer_init(
+        "input",
+        bytemuck::cast_slice(&input),
+        wgpu::BufferUsages::STORAGE,
+    );
+    let skip_buf = gpu.create_buffer_init(
+        "skip",
+        bytemuck::cast_slice(&skip),
+        wgpu::BufferUsages::STORAGE,
+    );
+    let dst = gpu.create_buffer(
+        "output",
+        4 * expected.len() as u64,
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+    );
+    let bind = Bind::new(gpu, kernels, "test");
+    let step =
+        layer.prepare_with_residual(bind, &src, &dst, h, w, residual.map(|r| (&*skip_buf, r)));
+    let got = run(gpu, &step, n, &dst, expected.len());
+    let what = format!("{tile:?} {spec:?} {residual:?} on {n}x{h}x{w}");
+    let mut worst = 0.0f64;
+    for (i, ((g, e), t)) in got.iter().zip(&expected).zip(&tolerance).enumerate() {
+        let err = (*g as f64 - *e as f64).abs();
+        assert!(
+            err <= *t,
+            "{what}: element {i}: gpu {g} vs cpu {e} (tolerance {t:e})"
+        );
+        worst = worst.max(err / t);
+    }
+    assert!(
+        expected.iter().any(|v| v.abs() > 1e-2),
+        "{what}: the reference is all near zero, so the test proves nothing"
+    );
+    eprintln!("{what}: worst error {:.3} of its tolerance", worst);
+}
+
+#[test]
+fn winograd_matches_the_direct_reference() {
+    let engine = common::engine();
+    let gpu = &engine.gpu;
+    let kernels = Kernels::new(gpu);
+    let cx = (&**gpu, &kernels);
+    let leaky = Activation::LeakyRelu { alpha: 0.1 };
+    let mut rng = common::rng(90);
+    let prelu = Activation::PRelu {
+        slopes: common::random_vec(&mut rng, 24, 1.0),
+    };
+    let clip = Activation::Clip {
+        min: -0.5,
+        max: 0.7,
+    };
+    for tile in Tile::ALL {
+        // Padding 1, sizes not a multiple of either tile (nor of F(2,3)'s 4 tiles an invocation),
+        // channels off the 8- and 16-channel blocks, a batch of 2.
+        check(
+            cx,
+            1,
+            spec(20, 37, [1; 4], leaky.clone()),
+            tile,
+            (2, 11, 13),
+            None,
+        );
+        // No padding: the output is 2 smaller than the input (7 x 5), a batch of 3.
+        check(
+            cx,
+            2,
+            spec(16, 16, [0; 4], Activation::None),
+            tile,
+            (3, 9, 7),
+            None,
+        );
+        // Input channels in one window for F(2,3) (128 fit), three for F(4,3) (28 a window):
+        // later chunks add to what the earlier stored, then the residual and PRelu.
+        check(
+            cx,
+            3,
+            spec(70, 24, [1; 4], prelu.clone()),
+            tile,
+            (2, 6, 10),
+            Some(Residual::BeforeActivation),
+        );
+        // Asymmetric padding (TF SAME), Clip, the residual after it.
+        check(
+            cx,
+            4,
+            spec(8, 12, [0, 1, 1, 0], clip.clone()),
+            tile,
+            (1, 7, 8),
+            Some(Residual::AfterActivation),
+        );
+        // An image smaller than one tile, two chunks for F(2,3) and five for F(4,3), ReLU.
+        check(
+            cx,
+            5,
+            spec(130, 9, [1; 4], Activation::LeakyRelu { alpha: 0.0 }),
+            tile,
+            (2, 3, 2),
+            None,
+        );
+    }
+}
+
+/// The engine runs Winograd where the choices say so, and the result is the direct kernel's.
+#[test]
+fn the_choice_decides_the_kernel_and_not_the_result() {
+    let s = spec(32, 32, [1; 4], Activation::None);
+    let choices = |tile| {
+        winograd::Choices(vec![winograd::Choice {
+            in_c: 32,
+            out_c: 32,
+            tile,
+        }])
+    };
+    if winograd::from_env().is_none() {
+        assert_eq!(choices(Some(Tile::F4)).choose(&s), Some(Tile::F4));
+        assert_eq!(choices(None).choose(&s), None);
+        // The nearest measured shape decides for another.
+        assert_eq!(
+            choices(Some(Tile::F2)).choose(&spec(48, 64, [1; 4], Activation::None)),
+            Some(Tile::F2)
+        );
+    }
+    // Not for shapes Winograd does not compute, nor for the narrow kernel's.
+    let strided = Conv2dSpec {
+        stride: [2, 2],
+        ..s.clone()
+    };
+    assert_eq!(choices(Some(Tile::F2)).choose(&strided), None);
+    assert_eq!(
+        choices(Some(Tile::F2)).choose(&spec(32, 3, [1; 4], Activation::None)),
+        None
+    );
+}
