@@ -231,6 +231,7 @@ fn settings_tune_export_and_shortcuts() {
     // A fixed output path: the panel shows it, and the snapshots must not change between runs.
     let out = std::env::temp_dir().join("batchwise-app-settings-test");
     let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(out.join("models")).unwrap();
 
     let mut harness = Harness::builder()
         .with_size([1200.0, 800.0])
@@ -238,10 +239,15 @@ fn settings_tune_export_and_shortcuts() {
         .build_eframe(|cc| {
             let mut app = BatchwiseApp::new(cc, Vec::new());
             app.settings.output_dir = Some(out.clone());
+            // Not the user's data folder, which the snapshot would show.
+            app.settings.models_dir = Some(out.join("models"));
+            app.scan_models_folder(&cc.egui_ctx);
             app
         });
-    step_until(&mut harness, "adapters and model figures", |app| {
-        app.adapters.is_some() && app.model_infos.len() == batchwise::builtin::BUILTINS.len()
+    step_until(&mut harness, "adapters, model figures and the models folder", |app| {
+        app.adapters.is_some()
+            && app.model_infos.len() == batchwise::builtin::BUILTINS.len()
+            && !app.models_folder.reading
     });
     // The chosen model's figures are on the panel.
     harness.get_by_label("Parameters");

@@ -29,7 +29,10 @@ impl BatchwiseApp {
                     if path.is_file() {
                         DialogMemory::remember(&mut self.dialogs.memory.models, path);
                     }
-                    self.settings.model = model.id.clone();
+                    // A step of the chosen chain keeps the chain; another file is chosen.
+                    if !self.model_steps().contains(&model.id) {
+                        self.settings.model = model.id.clone();
+                    }
                     self.message = None;
                     self.user_models.retain(|m| m.id != model.id);
                     self.user_models.push(model);

@@ -233,12 +233,13 @@ impl BatchwiseApp {
                 let output = preset.get("output").is_some();
                 self.settings = self.settings.with_run_args(&args, output);
                 self.message = None;
-                // A user's model file loads as at start-up (off this thread).
-                let model = &self.settings.model;
-                if builtin::find(model).is_err() && !self.user_models.iter().any(|m| &m.id == model)
-                {
-                    let path = PathBuf::from(model);
-                    self.load_model(Some(path), ctx);
+                // A user's model file (or a chain's) loads as at start-up (off this thread).
+                for step in self.model_steps() {
+                    if builtin::find(&step).is_err()
+                        && !self.user_models.iter().any(|m| m.id == step)
+                    {
+                        self.load_model(Some(PathBuf::from(step)), ctx);
+                    }
                 }
             }
             Err(e) => self.message = Some(format!("{e:#}")),

@@ -233,6 +233,16 @@ impl Lane {
         }
     }
 
+    /// The most workgroups in z a step of this lane takes per item, and that step's label.
+    fn widest_in_z(&self) -> (u32, &str) {
+        std::iter::once(&self.pack)
+            .chain(self.layers.iter().map(|(_, s)| s))
+            .chain(&self.unpack)
+            .map(|s| (s.z_per_item(), s.label.as_str()))
+            .max_by_key(|&(z, _)| z)
+            .unwrap_or((1, "pack"))
+    }
+
     fn dispatches(&self) -> usize {
         self.pack.dispatches()
             + self
@@ -328,7 +338,7 @@ impl BatchRunner {
         };
         let per_item =
             ItemBytes::from_shapes(m, &shapes, model.precision, depth, float_input).largest_buffer;
-        let items_per_lane = (limit / per_item).min(max_items as u64) as u32;
+        let mut items_per_lane = (limit / per_item).min(max_items as u64) as u32;
         if items_per_lane == 0 {
             bail!(
                 "one tile of {tile_w}x{tile_h} needs a {} MiB buffer, more than this adapter binds \
@@ -342,7 +352,23 @@ impl BatchRunner {
         let mut left = max_items;
         while left > 0 {
             let items = left.min(items_per_lane);
-            lanes.push(Lane::new(engine, model, &shapes, items, input_map, depth));
+            let lane = Lane::new(engine, model, &shapes, items, input_map, depth);
+            // A dispatch has at most so many workgroups in z, where a step takes some per item
+            // (a Concat of thousands of channels on a 1x1 map, a workgroup per channel): such a
+            // step bounds the items of a lane, and the lanes are made again that size.
+            let z_limit = gpu.limits.max_compute_workgroups_per_dimension;
+            let (z, step) = lane.widest_in_z();
+            if items * z > z_limit {
+                items_per_lane = z_limit / z;
+                if items_per_lane == 0 {
+                    bail!(
+                        "layer {step} needs {z} workgroups an item, more than a dispatch holds ({z_limit})"
+                    );
+                }
+                (lanes, left) = (Vec::new(), max_items);
+                continue;
+            }
+            lanes.push(lane);
             left -= items;
         }
         let input = shapes[0];

@@ -453,6 +453,15 @@ impl Step {
         }
     }
 
+    /// Workgroups in z each item of a batch takes (0 where the items are folded into x).
+    pub(crate) fn z_per_item(&self) -> u32 {
+        if self.folded.is_some() {
+            0
+        } else {
+            self.groups_z_per_item
+        }
+    }
+
     /// Number of dispatches this step records.
     pub fn dispatches(&self) -> usize {
         self.dynamic_offsets.len().max(1)
