@@ -244,11 +244,15 @@ fn settings_tune_export_and_shortcuts() {
             app.scan_models_folder(&cc.egui_ctx);
             app
         });
-    step_until(&mut harness, "adapters, model figures and the models folder", |app| {
-        app.adapters.is_some()
-            && app.model_infos.len() == batchwise::builtin::BUILTINS.len()
-            && !app.models_folder.reading
-    });
+    step_until(
+        &mut harness,
+        "adapters, model figures and the models folder",
+        |app| {
+            app.adapters.is_some()
+                && app.model_infos.len() == batchwise::builtin::BUILTINS.len()
+                && !app.models_folder.reading
+        },
+    );
     // The chosen model's figures are on the panel.
     harness.get_by_label("Parameters");
     harness.get_by_label("Memory per item");
