@@ -225,6 +225,22 @@ pub(crate) struct Job<'a> {
     pub budget: u64,
 }
 
+/// What one item may take in host memory for this job (its decoded pixels and its output's).
+fn item_limits(spec: &JobSpec, streamed: bool) -> ItemLimits {
+    ItemLimits {
+        max_bytes: spec.max_item_bytes.unwrap_or(super::MAX_DECODE_BYTES),
+        scale: match spec.model.input_size {
+            0 => spec.model.spec.scale.max(1),
+            _ => 1,
+        },
+        streamed,
+        resampled: spec
+            .export
+            .scale
+            .filter(|&s| super::export::resample::resamples(Some(s), spec.model.spec.scale)),
+    }
+}
+
 /// Runs a job to the end through `stage`.
 pub(crate) fn drive<S: Stage>(
     job: Job,
@@ -252,19 +268,7 @@ pub(crate) fn drive<S: Stage>(
     });
     mark_planned(&mut book, &planned);
     let runtime = io_runtime()?;
-    let limits = ItemLimits {
-        max_bytes: spec.max_item_bytes.unwrap_or(super::MAX_DECODE_BYTES),
-        scale: match spec.model.input_size {
-            0 => spec.model.spec.scale.max(1),
-            _ => 1,
-        },
-        streamed: stage.streams_rows(),
-        resampled: spec
-            .export
-            .scale
-            .filter(|&s| super::export::resample::resamples(Some(s), spec.model.spec.scale)),
-    };
-    let mut decoder = Decoder::new(&planned, source, limits);
+    let mut decoder = Decoder::new(&planned, source, item_limits(spec, stage.streams_rows()));
     decoder.prepare = stage.prepare();
     let mut writing: Vec<(usize, Writing)> = Vec::new();
     let mut collected: Vec<(usize, ItemResult)> = Vec::new();
