@@ -51,15 +51,7 @@ fn output(gpu: &Gpu, len: usize) -> batchwise::gpu::TrackedBuffer {
 }
 
 fn run(gpu: &Gpu, step: &Step, items: u32, out: &wgpu::Buffer, len: usize) -> Vec<u8> {
-    let mut encoder = gpu
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
-    {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-        step.record(&mut pass, items);
-    }
-    gpu.queue.submit([encoder.finish()]);
-    gpu.read_back(out, 4 * len as u64).unwrap()
+    common::run_step(gpu, step, items, out, 4 * len as u64)
 }
 
 fn assert_close(gpu_out: &[f32], cpu_out: &[f32], what: &str) {

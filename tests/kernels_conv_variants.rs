@@ -128,15 +128,7 @@ fn check(engine: &batchwise::engine::Engine, kernels: &Kernels, case: Case, half
     let bind = Bind::new(gpu, kernels, "narrow");
     let r = residual.map(|r| (&*skip_buf, r));
     let step = layer.prepare_with_residual(bind, &src, &dst, h, w, r);
-    let mut encoder = gpu
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
-    {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-        step.record(&mut pass, n);
-    }
-    gpu.queue.submit([encoder.finish()]);
-    let bytes = gpu.read_back(&dst, 4 * len as u64).unwrap();
+    let bytes = common::run_step(gpu, &step, n, &dst, 4 * len as u64);
     let got: Vec<f32> = if half {
         bytemuck::pod_collect_to_vec::<u8, half::f16>(&bytes[..2 * len])
             .into_iter()

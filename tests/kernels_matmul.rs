@@ -32,15 +32,7 @@ fn storage(gpu: &Gpu, data: &[f32]) -> TrackedBuffer {
 }
 
 fn run(gpu: &Gpu, step: &Step, items: u32, len: usize, out: &wgpu::Buffer) -> Vec<f32> {
-    let mut encoder = gpu
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
-    {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-        step.record(&mut pass, items);
-    }
-    gpu.queue.submit([encoder.finish()]);
-    bytemuck::pod_collect_to_vec(&gpu.read_back(out, 4 * len as u64).unwrap())
+    bytemuck::pod_collect_to_vec(&common::run_step(gpu, step, items, out, 4 * len as u64))
 }
 
 /// One case: the product for `items` items, A per item, B per item or (`b_per_item` false) a

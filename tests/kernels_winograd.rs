@@ -38,15 +38,7 @@ fn run(
     out: &wgpu::Buffer,
     len: usize,
 ) -> Vec<f32> {
-    let mut encoder = gpu
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
-    {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-        step.record(&mut pass, items);
-    }
-    gpu.queue.submit([encoder.finish()]);
-    bytemuck::pod_collect_to_vec(&gpu.read_back(out, 4 * len as u64).unwrap())
+    bytemuck::pod_collect_to_vec(&common::run_step(gpu, step, items, out, 4 * len as u64))
 }
 
 fn spec(in_c: u32, out_c: u32, pads: [u32; 4], activation: Activation) -> Conv2dSpec {

@@ -112,6 +112,25 @@ impl PhotoRuns {
     }
 }
 
+/// Records `step` for `items` items in one pass, submits it and reads `bytes` of `out` back.
+pub fn run_step(
+    gpu: &batchwise::gpu::Gpu,
+    step: &batchwise::kernels::Step,
+    items: u32,
+    out: &wgpu::Buffer,
+    bytes: u64,
+) -> Vec<u8> {
+    let mut encoder = gpu
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+        step.record(&mut pass, items);
+    }
+    gpu.queue.submit([encoder.finish()]);
+    gpu.read_back(out, bytes).unwrap()
+}
+
 pub fn engine() -> batchwise::engine::Engine {
     batchwise::engine::Engine::new(&batchwise::gpu::AdapterChoice::Auto)
         .expect("a GPU adapter (lavapipe: apt-get install mesa-vulkan-drivers)")
