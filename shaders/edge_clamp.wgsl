@@ -3,9 +3,10 @@
 // A chain runs it on a step's input, so that a step sees what it would see on the previous
 // step's whole output image.
 //
-// Pixel (x, y) of item n is image pixel (scale * x0 + lost + x, scale * y0 + lost + y), with
-// `geometry[n] = (x0, y0, width, height)`: the item's first input pixel and its image's size, in
-// input pixels (`scale` value pixels each); width 0 leaves the item as it is.
+// The output is the input less `cut` pixels at each border (context the steps before used).
+// Pixel (x, y) of the input of item n is image pixel (scale * x0 + lost + x, scale * y0 + lost +
+// y), with `geometry[n] = (x0, y0, width, height)`: the item's first input pixel and its image's
+// size, in input pixels (`scale` value pixels each); width 0 leaves the item as it is (cut).
 //
 // Keep `Params` in sync with `EdgeClampParams` in src/kernels/edge_clamp.rs.
 // The activation element type; the float16 variant of this shader swaps it for f16.
@@ -17,7 +18,7 @@ struct Params {
     w: u32,
     scale: i32,
     lost: i32,
-    _pad0: u32,
+    cut: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -46,9 +47,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var sx = x;
     var sy = y;
     if g.z > 0 {
-        sx = source(x, p.scale * g.x + p.lost, p.scale * g.z, p.w);
-        sy = source(y, p.scale * g.y + p.lost, p.scale * g.w, p.h);
+        let first = p.lost + i32(p.cut);
+        sx = source(x, p.scale * g.x + first, p.scale * g.z, p.w);
+        sy = source(y, p.scale * g.y + first, p.scale * g.w, p.h);
     }
-    let plane = gid.z * p.h * p.w;
-    dst[plane + y * p.w + x] = src[plane + sy * p.w + sx];
+    let in_w = p.w + 2u * p.cut;
+    let in_plane = gid.z * (p.h + 2u * p.cut) * in_w;
+    dst[gid.z * p.h * p.w + y * p.w + x] = src[in_plane + (sy + p.cut) * in_w + sx + p.cut];
 }

@@ -57,13 +57,20 @@ pub fn compose(steps: Vec<ModelChoice>) -> Result<ModelChoice> {
     let mut lost = shrink(first)?;
     for step in &steps[1..] {
         let mut input = convert(&mut model, map, step.spec.input_map, true);
+        // The context the steps so far needed is used up: cut it off, so that the steps after
+        // them run on the context they need and no more (of the chain's context, `context`
+        // input pixels a side were for the steps so far).
+        let cut = (context * scale).saturating_sub(lost);
         if step.spec.context > 0 {
             // Beyond the image's border the step sees the edge of the previous step's output,
             // as it would reading that output as an image, not the previous step's view of
             // the input's replicated edge.
-            let spec = EdgeClampSpec { scale, lost };
+            let spec = EdgeClampSpec { scale, lost, cut };
             input = push(&mut model, input, LayerOp::EdgeClamp(spec), Vec::new());
+        } else if cut > 0 {
+            input = push(&mut model, input, crop(cut), Vec::new());
         }
+        lost += cut;
         append(&mut model, step, input);
         // The step needs `context` px of its own input on each side: that many output pixels
         // of the chain so far, which `scale` input pixels each give.
@@ -194,6 +201,16 @@ fn push(model: &mut Model, input: ValueId, op: LayerOp, weights: Vec<f32>) -> Va
         bias: Vec::new(),
     });
     output
+}
+
+/// A layer that cuts `px` pixels off each border of every channel.
+fn crop(px: u32) -> LayerOp {
+    let px = i64::from(px);
+    LayerOp::Crop {
+        starts: [0, px, px],
+        ends: [i64::MAX, -px, -px],
+        steps: [1, 1, 1],
+    }
 }
 
 /// Output pixels a step loses at each border: `out(s) = scale * s - 2 * shrink`.

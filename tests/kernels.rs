@@ -740,7 +740,8 @@ fn pad_matches_reference() {
 }
 
 /// Edge clamp copies values: exact. Items whose tile lies inside the image, reaches past each
-/// border (negative corner, past the far side), at scale 2 with lost pixels, and with no geometry.
+/// border (negative corner, past the far side), at scale 2 with lost pixels, with pixels cut off
+/// each border, and with no geometry.
 #[test]
 fn edge_clamp_matches_reference() {
     use batchwise::kernels::edge_clamp::{self, Geometry};
@@ -764,8 +765,21 @@ fn edge_clamp_matches_reference() {
         wgpu::BufferUsages::STORAGE,
     );
     for spec in [
-        EdgeClampSpec { scale: 1, lost: 0 },
-        EdgeClampSpec { scale: 2, lost: 3 },
+        EdgeClampSpec {
+            scale: 1,
+            lost: 0,
+            cut: 0,
+        },
+        EdgeClampSpec {
+            scale: 2,
+            lost: 3,
+            cut: 0,
+        },
+        EdgeClampSpec {
+            scale: 2,
+            lost: 1,
+            cut: 2,
+        },
     ] {
         let expected = edge_clamp::reference(spec, &input, &geometry, shape);
         assert_ne!(expected, input, "{spec:?}: some items must be clamped");

@@ -13,7 +13,8 @@ pub struct EdgeClampParams {
     pub w: u32,
     pub scale: i32,
     pub lost: i32,
-    pub _pad: [u32; 3],
+    pub cut: u32,
+    pub _pad: [u32; 2],
 }
 
 /// Where an item's tile lies: its first input pixel (`x0`, `y0`, negative where the tile's
@@ -27,7 +28,7 @@ fn source(i: u32, first: i64, size: i64, len: u32) -> usize {
     (g - first).clamp(0, len as i64 - 1) as usize
 }
 
-/// CPU reference over `geometry.len()` items of shape `s`.
+/// CPU reference over `geometry.len()` items of input shape `s`.
 pub fn reference(
     spec: EdgeClampSpec,
     input: &[f32],
@@ -35,23 +36,25 @@ pub fn reference(
     s: ItemShape,
 ) -> Vec<f32> {
     let (h, w) = (s.h as usize, s.w as usize);
-    let (scale, lost) = (i64::from(spec.scale), i64::from(spec.lost));
+    let (scale, first) = (i64::from(spec.scale), i64::from(spec.lost + spec.cut));
+    let cut = spec.cut as usize;
+    let o = spec.output(s);
     let mut out = Vec::with_capacity(input.len());
     for (n, g) in geometry.iter().enumerate() {
         let [x0, y0, width, height] = g.map(i64::from);
         for c in 0..s.c as usize {
             let plane = &input[(n * s.c as usize + c) * h * w..][..h * w];
-            for y in 0..s.h {
-                for x in 0..s.w {
+            for y in 0..o.h {
+                for x in 0..o.w {
                     let (sx, sy) = if width > 0 {
                         (
-                            source(x, scale * x0 + lost, scale * width, s.w),
-                            source(y, scale * y0 + lost, scale * height, s.h),
+                            source(x, scale * x0 + first, scale * width, o.w),
+                            source(y, scale * y0 + first, scale * height, o.h),
                         )
                     } else {
                         (x as usize, y as usize)
                     };
-                    out.push(plane[sy * w + sx]);
+                    out.push(plane[(sy + cut) * w + sx + cut]);
                 }
             }
         }
@@ -67,13 +70,15 @@ pub fn prepare(
     geometry: &wgpu::Buffer,
     s: ItemShape,
 ) -> Step {
+    let o = spec.output(s);
     let params = EdgeClampParams {
-        c: s.c,
-        h: s.h,
-        w: s.w,
+        c: o.c,
+        h: o.h,
+        w: o.w,
         scale: spec.scale as i32,
         lost: spec.lost as i32,
-        _pad: [0; 3],
+        cut: spec.cut,
+        _pad: [0; 2],
     };
     super::step(
         cx.gpu,
@@ -81,7 +86,7 @@ pub fn prepare(
         &cx.kernels.edge_clamp,
         &params,
         &[src, dst, geometry],
-        [s.w.div_ceil(16), s.h.div_ceil(4)],
-        s.c,
+        [o.w.div_ceil(16), o.h.div_ceil(4)],
+        o.c,
     )
 }

@@ -134,6 +134,19 @@ impl LayerOp {
 pub struct EdgeClampSpec {
     pub scale: u32,
     pub lost: u32,
+    /// Pixels cut off each border (the context the steps before this one needed).
+    pub cut: u32,
+}
+
+impl EdgeClampSpec {
+    /// The output for an input of shape `s`, if anything is left of it.
+    pub fn output(&self, s: ItemShape) -> ItemShape {
+        ItemShape {
+            c: s.c,
+            h: s.h.saturating_sub(2 * self.cut),
+            w: s.w.saturating_sub(2 * self.cut),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -245,7 +258,11 @@ impl Model {
                     inputs.iter().try_fold(input, |out, &s| broadcast(out, s))
                 }
                 LayerOp::BinaryConst { constant, .. } => broadcast(input, *constant),
-                LayerOp::Unary(_) | LayerOp::EdgeClamp(_) => Some(input),
+                LayerOp::Unary(_) => Some(input),
+                LayerOp::EdgeClamp(spec) => {
+                    let out = spec.output(input);
+                    (out.h > 0 && out.w > 0).then_some(out)
+                }
                 LayerOp::Concat => concat_shape(&inputs, 1),
                 LayerOp::ResizeFilter(spec) => {
                     let (h, w) = spec.output_hw(input.h, input.w);
