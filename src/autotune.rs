@@ -75,38 +75,53 @@ fn read_cache(path: &Path) -> BTreeMap<String, serde_json::Value> {
         .unwrap_or_default()
 }
 
-/// Chooses the conv row count for `engine`: from the environment, the cache in `cache_dir`, or by
+/// Chooses the conv kernels for `engine`: from the environment, the cache in `cache_dir`, or by
 /// measuring (then cached). A cache that cannot be written is not an error.
 pub fn tune(engine: &Engine, cache_dir: Option<&Path>) -> Result<AutotuneReport> {
-    let key = cache_key(engine);
-    let kernels = engine.kernels();
-    let cached = |tuned: Tuned| {
-        kernels.set_conv_rows(tuned.conv_rows);
-        kernels.set_winograd_choices(tuned.winograd.clone());
-        AutotuneReport {
-            key: key.clone(),
-            conv_rows: tuned.conv_rows,
-            winograd: tuned.winograd,
-            cached: true,
-            timings_ms: Vec::new(),
-            winograd_ms: Vec::new(),
+    match cached(engine, cache_dir) {
+        Some(report) => Ok(report),
+        None => measure_and_store(engine, cache_dir),
+    }
+}
+
+/// Sets `engine`'s conv kernels from the environment (`BATCHWISE_CONV_ROWS`) or from what an
+/// earlier measurement on this adapter and driver stored in `cache_dir`; None (the defaults kept)
+/// when neither has them. Measures nothing: the command line uses this, and `batchwise tune`
+/// (or the app) measures.
+pub fn cached(engine: &Engine, cache_dir: Option<&Path>) -> Option<AutotuneReport> {
+    let tuned = match conv2d::rows_from_env() {
+        Some(conv_rows) => Tuned {
+            conv_rows,
+            winograd: engine.kernels().winograd_choices(),
+        },
+        None => {
+            let file = cache_dir?.join(CACHE_FILE);
+            let hit = read_cache(&file).remove(&cache_key(engine))?;
+            serde_json::from_value::<Tuned>(hit).ok()?
         }
     };
-    if let Some(conv_rows) = conv2d::rows_from_env() {
-        let winograd = kernels.winograd_choices();
-        return Ok(cached(Tuned {
-            conv_rows,
-            winograd,
-        }));
-    }
-    let file = cache_dir.map(|d| d.join("autotune.json"));
-    let hit = file
-        .as_deref()
-        .map(read_cache)
-        .and_then(|mut c| c.remove(&key));
-    if let Some(tuned) = hit.and_then(|v| serde_json::from_value::<Tuned>(v).ok()) {
-        return Ok(cached(tuned));
-    }
+    engine.kernels().set_conv_rows(tuned.conv_rows);
+    engine
+        .kernels()
+        .set_winograd_choices(tuned.winograd.clone());
+    Some(AutotuneReport {
+        key: cache_key(engine),
+        conv_rows: tuned.conv_rows,
+        winograd: tuned.winograd,
+        cached: true,
+        timings_ms: Vec::new(),
+        winograd_ms: Vec::new(),
+    })
+}
+
+/// The cache's file in the cache folder.
+const CACHE_FILE: &str = "autotune.json";
+
+/// Measures the conv kernels on `engine`, sets the fastest and stores them in `cache_dir`'s
+/// cache (replacing what it held for this adapter).
+pub fn measure_and_store(engine: &Engine, cache_dir: Option<&Path>) -> Result<AutotuneReport> {
+    let key = cache_key(engine);
+    let kernels = engine.kernels();
     let timings_ms = measure(engine)?;
     let rows = timings_ms
         .iter()
@@ -126,14 +141,14 @@ pub fn tune(engine: &Engine, cache_dir: Option<&Path>) -> Result<AutotuneReport>
             .collect(),
     );
     kernels.set_winograd_choices(winograd.clone());
-    if let Some(file) = &file {
-        let mut cache = read_cache(file);
+    if let Some(file) = cache_dir.map(|d| d.join(CACHE_FILE)) {
+        let mut cache = read_cache(&file);
         let tuned = Tuned {
             conv_rows: rows,
             winograd: winograd.clone(),
         };
         cache.insert(key.clone(), serde_json::to_value(tuned)?);
-        let _ = write_atomic(file, &serde_json::to_vec_pretty(&cache)?);
+        let _ = write_atomic(&file, &serde_json::to_vec_pretty(&cache)?);
     }
     Ok(AutotuneReport {
         key,
@@ -143,6 +158,30 @@ pub fn tune(engine: &Engine, cache_dir: Option<&Path>) -> Result<AutotuneReport>
         timings_ms,
         winograd_ms,
     })
+}
+
+impl AutotuneReport {
+    /// One line: the rows per invocation and each measured 3x3 shape's kernel.
+    pub fn describe(&self) -> String {
+        let shapes: Vec<String> = self
+            .winograd
+            .0
+            .iter()
+            .map(|c| {
+                let kernel = match c.tile {
+                    None => "direct",
+                    Some(Tile::F2) => "F(2,3)",
+                    Some(Tile::F4) => "F(4,3)",
+                };
+                format!("{}->{} {kernel}", c.in_c, c.out_c)
+            })
+            .collect();
+        format!(
+            "{} rows an invocation; 3x3: {}",
+            self.conv_rows,
+            shapes.join(", ")
+        )
+    }
 }
 
 /// The tile of the fastest of (direct, F(2,3), F(4,3)), None for the direct kernel.

@@ -46,3 +46,79 @@ fn autotune_measures_once_then_reads_the_cache() {
     assert_eq!(again.conv_rows, first.conv_rows);
     assert_eq!(again.winograd, first.winograd);
 }
+
+/// `batchwise tune` measures and stores the kernels; `run` and `bench` then use what the cache
+/// holds for the adapter (here a row count that no measurement picks, written into the cache, so
+/// that the log can only show it if the command read the cache).
+#[test]
+fn the_command_line_uses_what_tune_stored() {
+    let cache = tempfile::tempdir().unwrap();
+    let cli = || {
+        let mut cmd = common::batchwise();
+        cmd.env_remove("BATCHWISE_CONV_ROWS")
+            .env("XDG_CACHE_HOME", cache.path());
+        cmd
+    };
+    let out = cli().args(["tune", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["cached"], false);
+    let file = cache.path().join("batchwise/autotune.json");
+    let mut stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let key = report["key"].as_str().unwrap();
+    assert_eq!(stored[key]["conv_rows"], report["conv_rows"]);
+    assert!(!UNROLLED_ROW_CHOICES.contains(&3));
+    stored[key]["conv_rows"] = 3.into();
+    std::fs::write(&file, serde_json::to_vec(&stored).unwrap()).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.png");
+    common::photo().save(&input).unwrap();
+    let out = cli()
+        .args(["run", "-v", "-m", "enhance-low-light", "-o"])
+        .arg(dir.path().join("out"))
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("kernels tuned for this adapter: 3 rows an invocation"),
+        "{log}"
+    );
+    assert!(dir.path().join("out/in.png").exists());
+
+    let out = cli()
+        .args([
+            "bench",
+            "--json",
+            "-m",
+            "enhance-low-light",
+            "--size",
+            "32",
+            "--count",
+            "1",
+        ])
+        .args(["--batch-sizes", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let bench: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kernels = bench["kernels"].as_str().unwrap();
+    assert!(
+        kernels.starts_with("kernels tuned for this adapter: 3 rows"),
+        "{kernels}"
+    );
+
+    // Without a cache entry the defaults run, and the log says how to measure.
+    let out = cli()
+        .env("XDG_CACHE_HOME", dir.path().join("empty"))
+        .args(["run", "-v", "-m", "enhance-low-light", "-o"])
+        .arg(dir.path().join("out2"))
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("batchwise tune"));
+}

@@ -77,6 +77,7 @@ fn reduced_gpu_run_writes_its_json_and_passes_the_check() {
         .collect();
     for name in [
         "devices",
+        "tune",
         "check f32",
         "bench enhance-low-light tile 64 f32",
         "bench enhance-low-light tile 64 f16",
@@ -105,6 +106,9 @@ fn reduced_gpu_run_writes_its_json_and_passes_the_check() {
             .map(|r| r["batch_size"].as_u64().unwrap())
             .collect();
         assert_eq!(batches, [1, 2]);
+        // Each bench ran the kernels `tune` measured (or those the environment set).
+        let kernels = bench["kernels"].as_str().unwrap();
+        assert!(kernels.contains("rows an invocation"), "{kernels}");
         assert!(
             rows.iter()
                 .all(|r| r["items_per_sec"].as_f64().unwrap() > 0.0)

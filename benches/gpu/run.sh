@@ -11,6 +11,8 @@
 # --step-limit (default 90 s: one slow model does not eat the rest); what did not run is listed in
 # run.json and said at the end:
 #   devices.json, devices.txt, nvidia-smi.txt   the adapters (and the driver's own view)
+#   tune.json                                   `batchwise tune`: the conv kernels fastest on this
+#                                               GPU (kept in cache/, used by every later step)
 #   check-f32.json                              every built-in against onnxruntime's outputs
 #   bench-MODEL-tTILE-PREC.json                 `batchwise bench`, batch 1..64, tile 128 then 256,
 #                                               float32 then float16
@@ -194,6 +196,13 @@ step "devices" devices.json "$bin" devices --json
 if command -v nvidia-smi >/dev/null; then nvidia-smi >"$out/nvidia-smi.txt" 2>&1; fi
 if ! grep -q '"device_type": "\(DiscreteGpu\|IntegratedGpu\)"' "$out/devices.json" 2>/dev/null; then
     say "no GPU adapter in devices.json: the figures below are of a CPU or no device"
+fi
+# The kernels this GPU runs fastest, measured once; every later step reads them from the cache
+# (XDG_CACHE_HOME above).
+if "$bin" tune --help >/dev/null 2>&1; then
+    step "tune" tune.json "$bin" tune --json
+else
+    say "this batchwise has no tune: the default kernels"
 fi
 
 check_models=$(IFS=,; echo "${tiled[*]}${fixed[*]:+,${fixed[*]}}${same_net[*]:+,${same_net[*]}}")

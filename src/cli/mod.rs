@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 
+mod devices;
 mod dry_run;
 mod models;
 mod output;
@@ -14,8 +15,7 @@ mod report;
 mod watch;
 
 use crate::builtin;
-use crate::engine::Engine;
-use crate::gpu::{self, AdapterChoice};
+use crate::gpu::AdapterChoice;
 use crate::job::{self, ItemStatus, JobSpec};
 
 #[derive(Parser, Debug)]
@@ -92,6 +92,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure the conv kernels on an adapter and keep the fastest for every later command.
+    #[command(after_help = devices::TUNE_HELP)]
+    Tune(devices::TuneArgs),
     /// Measure items/s, GPU time and memory per batch size on synthetic images.
     Bench(BenchArgs),
     /// Check the built-in models on this GPU against onnxruntime's outputs on committed images.
@@ -423,35 +426,8 @@ fn run(cli: Cli, open_window: OpenWindow) -> Result<ExitCode> {
             print_all(&page)
         }
         Some(Command::Models { json, dir }) => models::list(json, &dir),
-        Some(Command::Devices { json }) => {
-            let adapters = gpu::list_adapters();
-            if json {
-                println!("{}", serde_json::to_string_pretty(&adapters)?);
-            } else if adapters.is_empty() {
-                println!("no adapter with compute shaders (install a Vulkan driver)");
-            } else {
-                for a in adapters {
-                    println!(
-                        "[{}] {} ({}, {}) {}\n    max buffer {} MiB, max storage binding {} MiB, \
-                         workgroup storage {} KiB, {} invocations/workgroup, shader-f16 {}, \
-                         timestamps {}",
-                        a.index,
-                        a.name,
-                        a.backend,
-                        a.device_type,
-                        a.driver,
-                        a.max_buffer_size >> 20,
-                        a.max_storage_buffer_binding_size >> 20,
-                        a.max_compute_workgroup_storage_size >> 10,
-                        a.max_compute_invocations_per_workgroup,
-                        a.shader_f16,
-                        a.timestamp_query
-                    );
-                    println!("    memory: {}", describe_memory(a.memory));
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Some(Command::Devices { json }) => devices::list(json),
+        Some(Command::Tune(args)) => devices::tune(&args),
         Some(Command::Run(args)) => run_job(&args),
         Some(Command::Watch(args)) => watch::run(&args),
         Some(Command::Bench(args)) => run_bench(&args),
@@ -466,7 +442,7 @@ fn run_job(args: &RunArgs) -> Result<ExitCode> {
     let adapter = args
         .adapter
         .map_or(AdapterChoice::Auto, AdapterChoice::Index);
-    let mut engine = Engine::new(&adapter)?;
+    let (mut engine, kernels) = devices::open_engine(&adapter)?;
     let spec = job_spec(args, model.clone());
     if args.dry_run {
         return dry_run::print(&engine, &spec, args.json);
@@ -478,10 +454,13 @@ fn run_job(args: &RunArgs) -> Result<ExitCode> {
             "{} on {} ({})",
             model.id, engine.gpu.adapter.name, engine.gpu.adapter.device_type
         ));
+        if verbosity == report::Verbosity::Verbose {
+            reporter.line(&kernels);
+        }
     }
     let control = std::sync::Arc::new(job::Control::default());
     cancel_on_ctrl_c(&control);
-    let reopen = || Engine::new(&adapter);
+    let reopen = || devices::open_engine(&adapter).map(|(engine, _)| engine);
     let summary = job::run_recovering(&mut engine, &reopen, &spec, &control, &mut |event| {
         reporter.event(&event);
     })
@@ -608,7 +587,7 @@ fn run_bench(args: &BenchArgs) -> Result<ExitCode> {
     let adapter = args
         .adapter
         .map_or(AdapterChoice::Auto, AdapterChoice::Index);
-    let engine = Engine::new(&adapter)?;
+    let (engine, kernels) = devices::open_engine(&adapter)?;
     if !args.json {
         let workload = match &args.inputs {
             Some(dir) => format!(
@@ -624,6 +603,7 @@ fn run_bench(args: &BenchArgs) -> Result<ExitCode> {
             engine.gpu.adapter.backend,
             engine.gpu.adapter.device_type,
         );
+        eprintln!("{kernels}");
         println!(
             "batch  items/s  compute items/s  GPU ms/batch  peak GPU MiB  planned MiB  GFLOP/s  \
              dispatches"
@@ -664,7 +644,9 @@ fn run_bench(args: &BenchArgs) -> Result<ExitCode> {
         }
     })?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut value = serde_json::to_value(&report)?;
+        value["kernels"] = kernels.into();
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         eprintln!(
             "tile {} px ({} per image); weights {:.1} MiB, {:.1} MiB per batch item",
@@ -712,7 +694,7 @@ fn run_check(args: &CheckArgs) -> Result<ExitCode> {
     let adapter = args
         .adapter
         .map_or(AdapterChoice::Auto, AdapterChoice::Index);
-    let engine = Engine::new(&adapter)?;
+    let (engine, _) = devices::open_engine(&adapter)?;
     let json = args.json;
     if !json {
         let a = &engine.gpu.adapter;
@@ -735,23 +717,4 @@ fn run_check(args: &CheckArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(EXIT_ITEMS_FAILED)
     })
-}
-
-/// The device's memory as its driver reports it, for people.
-fn describe_memory(memory: Option<gpu::DeviceMemory>) -> String {
-    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
-    match memory {
-        None => "not reported by this backend".into(),
-        Some(m) => {
-            let mut text = format!("{:.1} GiB device-local", gib(m.total_bytes));
-            if let (Some(budget), Some(usage)) = (m.budget_bytes, m.usage_bytes) {
-                text += &format!(
-                    ", budget {:.1} GiB, {:.2} GiB in use (VK_EXT_memory_budget)",
-                    gib(budget),
-                    gib(usage)
-                );
-            }
-            text
-        }
-    }
 }

@@ -101,7 +101,7 @@ pub fn run(args: &WatchArgs) -> Result<ExitCode> {
         .run
         .adapter
         .map_or(AdapterChoice::Auto, AdapterChoice::Index);
-    let mut engine = Engine::new(&adapter)?;
+    let (mut engine, _) = super::devices::open_engine(&adapter)?;
     let mut spec = super::job_spec(&args.run, model);
     spec.roots.clone_from(&folders);
     let (tx, rx) = crossbeam_channel::bounded::<DebounceEventResult>(EVENT_CAPACITY);
@@ -265,7 +265,7 @@ impl Rounds {
             ready
         };
         let mut reporter = report::Reporter::new(args.verbosity());
-        let reopen = || Engine::new(adapter);
+        let reopen = || super::devices::open_engine(adapter).map(|(engine, _)| engine);
         // Items read in this round; the others that are done were finished before (resumed).
         let mut ran = std::collections::HashSet::new();
         let summary = job::run_recovering(engine, &reopen, &spec, control, &mut |event| {
