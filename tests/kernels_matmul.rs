@@ -258,3 +258,81 @@ fn gemm_folded_items_match_reference() {
         }
     }
 }
+
+/// gemv.wgsl: products of one q an item (a 1x1 convolution on a 1x1 map, a Gemm of one row an
+/// item) run as one dispatch over every channel, from gemm's packed weights. Shapes: a
+/// classifier's head (1280 -> 1000: three input-channel windows a block), several blocks in one
+/// window (40 -> 37), channels off the 4-channel quads (600 -> 70); batches of 1, 5 and 9 items
+/// (off the 4 items an invocation) in buffers that hold more; every activation and both residuals.
+/// Tolerance as above: K up to 1280 f32 products of O(1 / sqrt(K)) terms.
+#[test]
+fn gemv_matches_reference() {
+    use batchwise::kernels::gemm::{self, GemmLayer};
+    use batchwise::model::{Activation, Residual};
+    let engine = common::engine();
+    let (gpu, kernels) = (&engine.gpu, Kernels::new(&engine.gpu));
+    let mut rng = common::rng(73);
+    let leaky = Activation::LeakyRelu { alpha: 0.1 };
+    let clip = Activation::Clip {
+        min: -0.4,
+        max: 0.6,
+    };
+    for (ic, oc, items, held, activation, residual) in [
+        (1280, 1000, 9, 11, leaky, Some(Residual::AfterActivation)),
+        (40, 37, 1, 2, clip, None),
+        (
+            600,
+            70,
+            5,
+            5,
+            Activation::None,
+            Some(Residual::BeforeActivation),
+        ),
+        (
+            96,
+            20,
+            4,
+            6,
+            Activation::PRelu {
+                slopes: common::random_vec(&mut rng, 20, 0.5),
+            },
+            Some(Residual::BeforeActivation),
+        ),
+    ] {
+        let layout = gemm::Layout::planes(ic, oc, 1);
+        let input = common::random_vec(&mut rng, (held * ic) as usize, 1.0);
+        let weights = common::random_vec(&mut rng, (oc * ic) as usize, 1.0 / (ic as f32).sqrt());
+        let bias = common::random_vec(&mut rng, oc as usize, 0.5);
+        let skip = common::random_vec(&mut rng, (held * oc) as usize, 1.0);
+        let res = residual.map(|r| (&skip[..], r));
+        let want = gemm::reference(
+            &layout,
+            (oc, ic),
+            &weights,
+            &bias,
+            &activation,
+            res,
+            &input,
+            items,
+        );
+        let layer = GemmLayer::upload(gpu, "gemv", (oc, ic), &weights, &bias, &activation);
+        let (src, skip_buf) = (storage(gpu, &input), storage(gpu, &skip));
+        let dst = gpu.create_buffer(
+            "test output",
+            4 * skip.len() as u64,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        );
+        let bind = Bind::new(gpu, &kernels, "gemv");
+        let step = layer.prepare(bind, &src, &dst, layout, residual.map(|r| (&*skip_buf, r)));
+        assert_eq!(step.dispatches(), 1, "{ic}->{oc}: one dispatch");
+        let got = run(gpu, &step, items, want.len(), &dst);
+        for (e, (g, c)) in got.iter().zip(&want).enumerate() {
+            let tol = 2e-5 + 2e-5 * c.abs();
+            assert!(
+                (g - c).abs() <= tol,
+                "{ic}->{oc}, {items} of {held} items, element {e}: gpu {g} vs cpu {c} \
+                 (tolerance {tol})"
+            );
+        }
+    }
+}

@@ -206,14 +206,15 @@ pub fn reference(
 
 /// A constant matrix on the GPU, packed for gemm.wgsl, with its bias and activation.
 pub struct GemmLayer {
-    blocking: Blocking,
+    pub(super) blocking: Blocking,
     pub out_c: u32,
     pub in_c: u32,
-    activation: (u32, f32, f32),
-    weights: TrackedBuffer,
-    bias_slope: TrackedBuffer,
-    dispatches: Vec<Dispatch>,
-    slope_base: u32,
+    pub(super) activation: (u32, f32, f32),
+    /// Bound as uniform windows here, and whole as storage by gemv.wgsl.
+    pub(super) weights: TrackedBuffer,
+    pub(super) bias_slope: TrackedBuffer,
+    pub(super) dispatches: Vec<Dispatch>,
+    pub(super) slope_base: u32,
 }
 
 impl GemmLayer {
@@ -265,12 +266,13 @@ impl GemmLayer {
             bias_slope[padded..padded + out_c as usize].copy_from_slice(&slopes[..out_c as usize]);
         }
         let uniform = wgpu::BufferUsages::UNIFORM;
+        let weights = uniform | wgpu::BufferUsages::STORAGE;
         Self {
             blocking,
             out_c,
             in_c,
             activation: activation.encode(),
-            weights: gpu.create_buffer_init(label, bytemuck::cast_slice(&packed), uniform),
+            weights: gpu.create_buffer_init(label, bytemuck::cast_slice(&packed), weights),
             bias_slope: gpu.create_buffer_init(label, bytemuck::cast_slice(&bias_slope), uniform),
             dispatches,
             slope_base: padded as u32 / 4,
@@ -286,6 +288,10 @@ impl GemmLayer {
         layout: Layout,
         residual: Option<(&wgpu::Buffer, Residual)>,
     ) -> Step {
+        let binding_limit = cx.gpu.device.limits().max_storage_buffer_binding_size;
+        if super::gemv::suits(&layout) && self.weights.size() <= binding_limit {
+            return self.prepare_rows(cx, src, dst, layout, residual);
+        }
         let Bind {
             gpu,
             kernels,

@@ -15,6 +15,7 @@ pub mod depthwise_conv2d;
 pub mod edge_clamp;
 pub mod elementwise;
 pub mod gemm;
+pub mod gemv;
 pub mod global_avg_pool;
 pub mod matmul;
 pub mod nchw_to_nhwc;
@@ -95,6 +96,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("softmax.wgsl", include_str!("../../shaders/softmax.wgsl")),
     ("matmul.wgsl", include_str!("../../shaders/matmul.wgsl")),
     ("gemm.wgsl", include_str!("../../shaders/gemm.wgsl")),
+    ("gemv.wgsl", include_str!("../../shaders/gemv.wgsl")),
     (
         "normalize.wgsl",
         include_str!("../../shaders/normalize.wgsl"),
@@ -165,6 +167,7 @@ pub struct Kernels {
     pub reduce: wgpu::ComputePipeline,
     pub softmax: wgpu::ComputePipeline,
     pub normalize: wgpu::ComputePipeline,
+    pub gemv: wgpu::ComputePipeline,
     pub(crate) conv2d_layout: wgpu::BindGroupLayout,
     conv2d_pipeline_layout: wgpu::PipelineLayout,
     /// conv2d pipelines by variant.
@@ -235,6 +238,7 @@ impl Kernels {
             reduce: compile("reduce", "reduce.wgsl"),
             softmax: compile("softmax", "softmax.wgsl"),
             normalize: compile("normalize", "normalize.wgsl"),
+            gemv: compile("gemv", "gemv.wgsl"),
             conv2d_layout,
             conv2d_pipeline_layout,
             conv2d: Mutex::new(HashMap::new()),

@@ -1,0 +1,113 @@
+// A product by a constant matrix for items of one q each (a 1x1 convolution on a 1x1 map: a
+// classifier's head; a Gemm of one row an item): out[n, oc] = bias[oc] + sum_ic W[oc, ic] x[n, ic],
+// with gemm.wgsl's fused activation and residual. gemm.wgsl runs q across a workgroup's
+// invocations and a channel block per workgroup, one dispatch per 64 KiB weight window: for a
+// head on 8 items that leaves one busy invocation in each of ~100 dispatches. Here one dispatch
+// covers every channel and input channel: each invocation computes 4 output channels (a vec4 of
+// weights, adjacent invocations adjacent vec4s) of ROWS items, reading the weights from gemm's own
+// packed buffer bound as storage (no second copy): per channel block and input-channel chunk,
+// `offsets` gives where the chunk's [ic][OC_BLOCK] weights start.
+//
+// Keep `Params` in sync with `GemvParams` in src/kernels/gemv.rs.
+// The activation element type; the float16 variant of this shader swaps it for f16.
+alias act = f32;
+
+const ROWS: u32 = 4u; // items an invocation; keep in sync with gemv::ROWS
+
+struct Params {
+    rows: u32,       // items the bound buffers hold (the dispatch covers the batch's)
+    in_cs: u32,      // x's stride along input channels
+    in_item: u32,    // x's elements per item
+    out_cs: u32,     // out's (and the residual's) stride along output channels
+    out_item: u32,
+    in_c: u32,
+    out_c: u32,
+    oc_block: u32,   // gemm's channel block (a multiple of 4)
+    chunk: u32,      // input channels per chunk of gemm's packing
+    chunks: u32,     // chunks per block
+    activation: u32, // as gemm.wgsl: 0 none, 1 leaky relu, 2 clip, 3 prelu
+    alpha: f32,
+    beta: f32,
+    residual: u32,   // 0 none, 1 add `skip` then activate, 2 activate then add
+    slope_base: u32, // where the PRelu slopes start in `bias_slope`, in vec4s
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> weights: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> offsets: array<u32>; // [block][chunk], in vec4s
+@group(0) @binding(3) var<uniform> bias_slope: array<vec4<f32>, 4096>; // bias, then PRelu slopes
+@group(0) @binding(4) var<storage, read> src: array<act>;
+@group(0) @binding(5) var<storage, read_write> dst: array<act>;
+@group(0) @binding(6) var<storage, read> skip: array<act>;
+
+fn x_at(n: u32, ic: u32) -> act {
+    return src[min(n, p.rows - 1u) * p.in_item + ic * p.in_cs];
+}
+
+// Writes channels oc .. oc + 3 of item n: the residual and the activation applied.
+fn store(n: u32, oc: u32, acc: vec4<act>) {
+    if n >= p.rows {
+        return;
+    }
+    var at = vec4<u32>(0u);
+    for (var i = 0u; i < 4u; i++) {
+        at[i] = n * p.out_item + min(oc + i, p.out_c - 1u) * p.out_cs;
+    }
+    var v = acc;
+    if p.residual == 1u {
+        v += vec4<act>(skip[at.x], skip[at.y], skip[at.z], skip[at.w]);
+    }
+    switch p.activation {
+        case 1u: { v = select(v * act(p.alpha), v, v >= vec4<act>(0.0)); }
+        case 2u: { v = clamp(v, vec4<act>(act(p.alpha)), vec4<act>(act(p.beta))); }
+        case 3u: {
+            let s = vec4<act>(bias_slope[p.slope_base + oc / 4u]);
+            v = select(v * s, v, v >= vec4<act>(0.0));
+        }
+        default: {}
+    }
+    if p.residual == 2u {
+        v += vec4<act>(skip[at.x], skip[at.y], skip[at.z], skip[at.w]);
+    }
+    for (var i = 0u; i < 4u; i++) {
+        if oc + i < p.out_c {
+            dst[at[i]] = v[i];
+        }
+    }
+}
+
+// x: groups of ROWS items (the items folded into x); y: 64 output channel quads a workgroup.
+@compute @workgroup_size(1, 64, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let oc = gid.y * 4u;
+    if oc >= p.out_c {
+        return;
+    }
+    let n0 = gid.x * ROWS;
+    let block = oc / p.oc_block;
+    let lane = (oc % p.oc_block) / 4u;
+    let quads = p.oc_block / 4u;
+    let b = vec4<act>(bias_slope[oc / 4u]);
+    var a0 = b;
+    var a1 = b;
+    var a2 = b;
+    var a3 = b;
+    for (var c = 0u; c < p.chunks; c++) {
+        let ic0 = c * p.chunk;
+        let count = min(p.chunk, p.in_c - ic0);
+        let w0 = offsets[block * p.chunks + c] + lane;
+        for (var i = 0u; i < count; i++) {
+            let w = vec4<act>(weights[w0 + i * quads]);
+            let ic = ic0 + i;
+            a0 += x_at(n0, ic) * w;
+            a1 += x_at(n0 + 1u, ic) * w;
+            a2 += x_at(n0 + 2u, ic) * w;
+            a3 += x_at(n0 + 3u, ic) * w;
+        }
+    }
+    store(n0, oc, a0);
+    store(n0 + 1u, oc, a1);
+    store(n0 + 2u, oc, a2);
+    store(n0 + 3u, oc, a3);
+}
