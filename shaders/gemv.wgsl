@@ -12,7 +12,7 @@
 // The activation element type; the float16 variant of this shader swaps it for f16.
 alias act = f32;
 
-const ROWS: u32 = 4u; // items an invocation; keep in sync with gemv::ROWS
+const ROWS: u32 = 8u; // items an invocation; keep in sync with gemv::ROWS
 
 struct Params {
     rows: u32,       // items the bound buffers hold (the dispatch covers the batch's)
@@ -78,13 +78,15 @@ fn store(n: u32, oc: u32, acc: vec4<act>) {
 }
 
 // x: groups of ROWS items (the items folded into x); y: 64 output channel quads a workgroup.
+// The items come from the workgroup's id, so that the compiler knows x's loads are the same for
+// every invocation (one load, not one per lane, on llvmpipe).
 @compute @workgroup_size(1, 64, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let oc = gid.y * 4u;
     if oc >= p.out_c {
         return;
     }
-    let n0 = gid.x * ROWS;
+    let n0 = wid.x * ROWS;
     let block = oc / p.oc_block;
     let lane = (oc % p.oc_block) / 4u;
     let quads = p.oc_block / 4u;
@@ -93,6 +95,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var a1 = b;
     var a2 = b;
     var a3 = b;
+    var a4 = b;
+    var a5 = b;
+    var a6 = b;
+    var a7 = b;
     for (var c = 0u; c < p.chunks; c++) {
         let ic0 = c * p.chunk;
         let count = min(p.chunk, p.in_c - ic0);
@@ -104,10 +110,18 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             a1 += x_at(n0 + 1u, ic) * w;
             a2 += x_at(n0 + 2u, ic) * w;
             a3 += x_at(n0 + 3u, ic) * w;
+            a4 += x_at(n0 + 4u, ic) * w;
+            a5 += x_at(n0 + 5u, ic) * w;
+            a6 += x_at(n0 + 6u, ic) * w;
+            a7 += x_at(n0 + 7u, ic) * w;
         }
     }
     store(n0, oc, a0);
     store(n0 + 1u, oc, a1);
     store(n0 + 2u, oc, a2);
     store(n0 + 3u, oc, a3);
+    store(n0 + 4u, oc, a4);
+    store(n0 + 5u, oc, a5);
+    store(n0 + 6u, oc, a6);
+    store(n0 + 7u, oc, a7);
 }

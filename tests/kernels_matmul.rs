@@ -263,7 +263,7 @@ fn gemm_folded_items_match_reference() {
 /// item) run as one dispatch over every channel, from gemm's packed weights. Shapes: a
 /// classifier's head (1280 -> 1000: three input-channel windows a block), several blocks in one
 /// window (40 -> 37), channels off the 4-channel quads (600 -> 70); batches of 1, 5 and 9 items
-/// (off the 4 items an invocation) in buffers that hold more; every activation and both residuals.
+/// (off the 8 items an invocation) in buffers that hold more; every activation and both residuals.
 /// Tolerance as above: K up to 1280 f32 products of O(1 / sqrt(K)) terms.
 #[test]
 fn gemv_matches_reference() {

@@ -7,7 +7,7 @@ use super::{Bind, Step};
 use crate::model::Residual;
 
 /// Items an invocation computes. Keep in sync with `ROWS` in gemv.wgsl.
-const ROWS: u32 = 4;
+const ROWS: u32 = 8;
 /// Output channel quads a workgroup covers. Keep in sync with `@workgroup_size` in gemv.wgsl.
 const WORKGROUP_Y: u32 = 64;
 
