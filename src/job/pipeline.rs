@@ -229,9 +229,10 @@ pub(crate) struct Job<'a> {
 fn item_limits(spec: &JobSpec, streamed: bool) -> ItemLimits {
     ItemLimits {
         max_bytes: spec.max_item_bytes.unwrap_or(super::MAX_DECODE_BYTES),
+        // A chain ending in a fixed-input model holds its steps' output whole, at their scale.
         scale: match spec.model.input_size {
             0 => spec.model.spec.scale.max(1),
-            _ => 1,
+            _ => crate::chain::prefix_scale(&spec.model),
         },
         streamed,
         resampled: spec
