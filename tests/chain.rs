@@ -9,6 +9,7 @@
 
 mod common;
 
+use batchwise::analyze::Label;
 use batchwise::builtin;
 use batchwise::chain;
 use batchwise::engine::BatchRunner;
@@ -103,22 +104,18 @@ fn only_the_last_step_may_take_fixed_size_images() {
     assert!(chain::prefix(&classify).unwrap().is_none());
 }
 
-/// Runs `model` on `inputs` in this process (one engine for every job, so its pipelines are
+/// Runs `model` on `inputs` in batches of `batch` in this process (one engine for every job, so its pipelines are
 /// compiled once) into `out`, in 24 px tiles; returns each image's result.
 fn run_job(
     engine: &batchwise::engine::Engine,
     model: &str,
     inputs: &[&std::path::Path],
     out: &std::path::Path,
+    batch: u32,
 ) -> Vec<Option<ItemResult>> {
     let choice = chain::resolve(model, &Default::default()).unwrap();
     let inputs: Vec<std::path::PathBuf> = inputs.iter().map(|p| p.to_path_buf()).collect();
-    let mut spec = common::job_spec(
-        inputs,
-        choice,
-        out.to_path_buf(),
-        batchwise::job::AUTO_BATCH,
-    );
+    let mut spec = common::job_spec(inputs, choice, out.to_path_buf(), batch);
     spec.tile_size = Some(24);
     let mut results = vec![None; spec.inputs.len()];
     let mut emit = |e: JobEvent| {
@@ -136,63 +133,79 @@ fn run_job(
     results
 }
 
-/// `photo` written as a 16-bit PNG into a new folder `name` under `dir`.
-fn sixteen_bit(dir: &std::path::Path, name: &str, photo: &image::RgbaImage) -> std::path::PathBuf {
-    let folder = dir.join(name);
-    std::fs::create_dir(&folder).unwrap();
-    let path = folder.join("photo.png");
+/// `photo` written as a 16-bit PNG at `path` (its folder made).
+fn sixteen_bit(path: &std::path::Path, photo: &image::RgbaImage) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     image::DynamicImage::ImageRgba8(photo.clone())
         .to_rgba16()
-        .save(&path)
+        .save(path)
         .unwrap();
-    path
 }
 
 /// `enhance-low-light,classify` gives the labels `classify` gives on an `enhance-low-light`
-/// job's output written as a 16-bit PNG: the chain hands the classifier the same 16-bit pixels
+/// job's outputs written as 16-bit PNGs: the chain hands the classifier the same 16-bit pixels
 /// (the same model in the same tiles), fitted the same way, so the scores agree to 1e-6 (float32
-/// rounding; the same input gives the same kernels' output). Classifying the photo itself gives
-/// other scores, further apart than that: the chain's classifier saw the processed image.
+/// rounding; the same input gives the same kernels' output, whatever the batch). Three images in
+/// batches of 2 tiles and 2 images: an image's tiles span batches, a full batch of images goes
+/// while tiles wait, and the last image goes alone. Classifying the photos themselves gives other
+/// scores, further apart than that: the chain's classifier saw the processed images.
 #[test]
-fn a_chain_ending_in_classify_labels_the_processed_image() {
+fn a_chain_ending_in_classify_labels_the_processed_images() {
     const SCORE_TOLERANCE: f32 = 1e-6;
     let engine = common::engine();
     let dir = tempfile::tempdir().unwrap();
-    let input = sixteen_bit(dir.path(), "in", &common::photo());
+    let photo = common::photo();
+    let crop = image::imageops::crop_imm(&photo, 10, 6, 40, 30).to_image();
+    let mut inputs = Vec::new();
+    for (name, img) in [
+        ("a.png", photo.clone()),
+        ("b.png", image::imageops::flip_horizontal(&photo)),
+        ("c.png", crop),
+    ] {
+        let path = dir.path().join("in").join(name);
+        sixteen_bit(&path, &img);
+        inputs.push(path);
+    }
+    let inputs: Vec<&std::path::Path> = inputs.iter().map(std::path::PathBuf::as_path).collect();
     let out = |name: &str| dir.path().join(name);
-    run_job(&engine, "enhance-low-light", &[&input], &out("mid"));
-    let mid = out("mid").join("photo.png");
-    let color = image::open(&mid).unwrap().color();
+    let auto = batchwise::job::AUTO_BATCH;
+    run_job(&engine, "enhance-low-light", &inputs, &out("mid"), auto);
+    let mids: Vec<std::path::PathBuf> = ["a.png", "b.png", "c.png"]
+        .iter()
+        .map(|n| out("mid").join(n))
+        .collect();
+    let color = image::open(&mids[0]).unwrap().color();
     assert!(
         matches!(color, image::ColorType::Rgb16 | image::ColorType::Rgba16),
         "{color:?}"
     );
-    let labels = |r: &[Option<ItemResult>]| match &r[0] {
-        Some(ItemResult::Labels(l)) => l.clone(),
-        other => panic!("labels, not {other:?}"),
+    let mids: Vec<&std::path::Path> = mids.iter().map(std::path::PathBuf::as_path).collect();
+    let labels = |r: Vec<Option<ItemResult>>| -> Vec<Vec<Label>> {
+        r.into_iter()
+            .map(|r| match r {
+                Some(ItemResult::Labels(l)) => l,
+                other => panic!("labels, not {other:?}"),
+            })
+            .collect()
     };
-    let two_jobs = labels(&run_job(&engine, "classify", &[&mid], &out("two")));
-    let chain = labels(&run_job(
-        &engine,
-        "enhance-low-light,classify",
-        &[&input],
-        &out("chain"),
-    ));
-    let unprocessed = labels(&run_job(&engine, "classify", &[&input], &out("photo")));
-    eprintln!("chain: {chain:?}\ntwo jobs: {two_jobs:?}\nthe photo itself: {unprocessed:?}");
-    assert_eq!(chain.len(), two_jobs.len());
-    for (c, t) in chain.iter().zip(&two_jobs) {
-        assert_eq!(c.label, t.label);
-        assert!(
-            (c.score - t.score).abs() <= SCORE_TOLERANCE,
-            "{c:?} vs {t:?}"
-        );
+    let two_jobs = labels(run_job(&engine, "classify", &mids, &out("two"), auto));
+    let chain_id = "enhance-low-light,classify";
+    let chain = labels(run_job(&engine, chain_id, &inputs, &out("chain"), 2));
+    let unprocessed = labels(run_job(&engine, "classify", &inputs, &out("photo"), auto));
+    eprintln!("chain: {chain:?}\ntwo jobs: {two_jobs:?}\nthe photos: {unprocessed:?}");
+    for ((c, t), u) in chain.iter().zip(&two_jobs).zip(&unprocessed) {
+        assert_eq!(c.len(), t.len());
+        for (c, t) in c.iter().zip(t) {
+            assert_eq!(c.label, t.label);
+            let off = (c.score - t.score).abs();
+            assert!(off <= SCORE_TOLERANCE, "{c:?} vs {t:?}");
+        }
+        let apart = c
+            .iter()
+            .zip(u)
+            .any(|(c, u)| c.label != u.label || (c.score - u.score).abs() > SCORE_TOLERANCE);
+        assert!(apart, "the chain's labels are the photo's own: {c:?}");
     }
-    let apart = chain
-        .iter()
-        .zip(&unprocessed)
-        .any(|(c, u)| c.label != u.label || (c.score - u.score).abs() > SCORE_TOLERANCE);
-    assert!(apart, "the chain's labels are the photo's own");
     assert!(out("chain").join("labels.csv").exists());
 }
 
@@ -206,21 +219,25 @@ fn a_chain_ending_in_detect_faces_boxes_faces_in_the_processed_image() {
     let engine = common::engine();
     let dir = tempfile::tempdir().unwrap();
     let photo = image::open(common::fixture("photo-128-faces.png")).unwrap();
-    let input = sixteen_bit(dir.path(), "in", &photo.to_rgba8());
+    let input = dir.path().join("in").join("photo.png");
+    sixteen_bit(&input, &photo.to_rgba8());
     let out = |name: &str| dir.path().join(name);
-    run_job(&engine, "upscale-photo-2x", &[&input], &out("mid"));
+    let auto = batchwise::job::AUTO_BATCH;
+    run_job(&engine, "upscale-photo-2x", &[&input], &out("mid"), auto);
     let mid = out("mid").join("photo.png");
     let faces = |r: &[Option<ItemResult>]| match &r[0] {
         Some(ItemResult::Faces { size, faces }) => (*size, faces.clone()),
         other => panic!("faces, not {other:?}"),
     };
-    let two_jobs = faces(&run_job(&engine, "detect-faces", &[&mid], &out("two")));
-    let chain = faces(&run_job(
+    let two_jobs = faces(&run_job(
         &engine,
-        "upscale-photo-2x,detect-faces",
-        &[&input],
-        &out("chain"),
+        "detect-faces",
+        &[&mid],
+        &out("two"),
+        auto,
     ));
+    let chain_id = "upscale-photo-2x,detect-faces";
+    let chain = faces(&run_job(&engine, chain_id, &[&input], &out("chain"), auto));
     eprintln!("chain: {chain:?}\ntwo jobs: {two_jobs:?}");
     assert_eq!(chain.0, [256, 256], "the processed image's size");
     assert_eq!(chain.0, two_jobs.0);

@@ -59,6 +59,9 @@ pub(crate) trait Stage {
     fn prepare(&self) -> Option<Prepare> {
         None
     }
+    /// The I/O pool, given before the first image, for a stage with work of its own to run
+    /// there (a chain fitting the images its tiled steps finish).
+    fn use_io(&mut self, _io: &tokio::runtime::Handle) {}
     /// Takes a decoded image: its items wait for a batch.
     fn admit(&mut self, index: usize, image: Decoded);
     /// Items waiting for a batch.
@@ -269,6 +272,7 @@ pub(crate) fn drive<S: Stage>(
     });
     mark_planned(&mut book, &planned);
     let runtime = io_runtime()?;
+    stage.use_io(runtime.handle());
     let mut decoder = Decoder::new(&planned, source, item_limits(spec, stage.streams_rows()));
     decoder.prepare = stage.prepare();
     let mut writing: Vec<(usize, Writing)> = Vec::new();
