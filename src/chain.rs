@@ -1,6 +1,8 @@
 //! Chains: several image-to-image models composed into one [`Model`], so that a job runs the whole
 //! chain on each batch in one submit and every intermediate image stays in GPU buffers (pooled by
-//! the engine's liveness reuse like any other activation).
+//! the engine's liveness reuse like any other activation). A chain may end in a fixed-input model
+//! (classify, embed, detect-faces, remove-background): the steps before it are composed
+//! ([`prefix`]) and the job hands their whole output images to that model (`job/chained.rs`).
 //!
 //! Between two steps the first one's output is brought to what a written and re-read image would
 //! be, as float: back to 0..=255 through the inverse of the step's input mapping, clamped (an
@@ -47,9 +49,14 @@ pub fn compose(steps: Vec<ModelChoice>) -> Result<ModelChoice> {
     if steps.len() == 1 {
         return Ok(steps.into_iter().next().expect("one step"));
     }
-    for step in &steps {
-        check_step(step)?;
+    let (last, before) = steps.split_last().expect("steps");
+    for step in before {
+        check_step(step, false)?;
     }
+    if last.input_size > 0 {
+        return ends_fixed(steps);
+    }
+    check_step(last, true)?;
     let mut model = first.model.as_ref().clone();
     let mut map = first.spec.input_map;
     let (mut scale, mut context) = (first.spec.scale, first.spec.context);
@@ -105,9 +112,54 @@ pub fn compose(steps: Vec<ModelChoice>) -> Result<ModelChoice> {
     })
 }
 
-/// A chain's steps are image-to-image models of any size with 3 channels in and out.
-fn check_step(step: &ModelChoice) -> Result<()> {
+/// A chain whose last step takes whole images of a fixed size (classify, embed, detect-faces,
+/// remove-background, a user's fixed-size model): that model, named and listed as the chain, its
+/// steps before it composed into [`prefix`] when the job runs. The last step sees each whole
+/// image the steps before it made, fitted to its input as a file would be.
+fn ends_fixed(steps: Vec<ModelChoice>) -> Result<ModelChoice> {
+    let (last, before) = steps.split_last().expect("steps");
+    // The steps before it must compose (checked now, not when the job starts).
+    compose(before.to_vec())?;
+    let last = last.clone();
+    let ids: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
+    Ok(ModelChoice {
+        id: ids.join(&SEPARATOR.to_string()),
+        steps,
+        ..last
+    })
+}
+
+/// The image-to-image steps of a chain that ends in a fixed-input model, composed into one
+/// model; None for one model and for chains of image-to-image steps alone.
+pub fn prefix(choice: &ModelChoice) -> Result<Option<ModelChoice>> {
+    match choice.steps.split_last() {
+        Some((_, before)) if choice.input_size > 0 && !before.is_empty() => {
+            compose(before.to_vec()).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The scale of [`prefix`]'s images against the input (1 where there is none).
+pub fn prefix_scale(choice: &ModelChoice) -> u32 {
+    if choice.input_size == 0 {
+        return 1;
+    }
+    let before = choice.steps.split_last().map_or(&[][..], |(_, b)| b);
+    before.iter().map(|s| s.spec.scale.max(1)).product()
+}
+
+/// A chain's steps are image-to-image models of any size with 3 channels in and out; only its
+/// `last` step may instead take whole images of a fixed size (see [`ends_fixed`]).
+fn check_step(step: &ModelChoice, last: bool) -> Result<()> {
     let m = &step.model;
+    if step.input_size != 0 && !last {
+        bail!(
+            "{} takes whole images of a fixed size; only a chain's last step may (the steps \
+             before it upscale or enhance images)",
+            step.id
+        );
+    }
     if !matches!(step.task, Task::Upscale | Task::Enhance) || step.input_size != 0 {
         bail!(
             "{} is not an image-to-image model; a chain's steps upscale or enhance images",

@@ -209,6 +209,69 @@ fn a_chain_of_models_is_built_step_by_step() {
     );
 }
 
+/// A chain's last step may be a fixed-input model: a step added after enhance-low-light and set
+/// to classify makes a chain with the classifier's task, input and options on the panel, and a
+/// run gives each image's labels (of the processed image) as classify alone does.
+#[test]
+fn a_chain_may_end_in_a_fixed_input_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("a.png");
+    let photo = image::open(common::fixture("photo-60x44.png")).unwrap();
+    photo.save(&input).unwrap();
+    let out = dir.path().join("out");
+    let mut harness = Harness::builder()
+        .with_size([1000.0, 700.0])
+        .wgpu()
+        .build_eframe(|cc| {
+            let mut app = BatchwiseApp::new(cc, Vec::new());
+            app.settings.output_dir = Some(out.clone());
+            app
+        });
+    harness.step();
+    harness.state_mut().settings.model = "enhance-low-light".into();
+    harness.step();
+    harness.get_by_label("Add step").click();
+    harness.step();
+    harness.step();
+    choose(&mut harness, "then", "classify");
+    harness.step();
+    assert_eq!(harness.state().settings.model, "enhance-low-light,classify");
+    let chain = harness.state().model_choice().unwrap();
+    assert_eq!(chain.task, batchwise::builtin::Task::Classify);
+    harness.get_by_label_contains("a chain, run as one model");
+    harness.get_by_label_contains("(each image fitted)");
+    assert!(
+        harness.query_all_by_label("top labels").next().is_some(),
+        "the classifier's option"
+    );
+
+    harness
+        .input_mut()
+        .dropped_files
+        .push(Arc::new(Dropped(input)));
+    harness.step();
+    step_until(&mut harness, "the adapters and the image", |app| {
+        app.adapters.is_some() && app.items.len() == 1
+    });
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Enter);
+    harness.step();
+    step_until(&mut harness, "the chain", |app| !app.running);
+    let app = harness.state();
+    assert_eq!(app.progress.done, 1, "{:?}", app.message);
+    assert!(out.join("labels.csv").exists());
+    let Some(batchwise::job::ItemResult::Labels(labels)) = app.items[0].result.clone() else {
+        panic!("the chain gives labels")
+    };
+    let top = labels[0].label.clone();
+    harness.get_by_label("a.png").click();
+    harness.step();
+    harness.step();
+    assert!(
+        harness.query_by_label_contains(&top).is_some(),
+        "the viewer shows the top label {top}"
+    );
+}
+
 /// The settings panel, Tune and export driven through the UI: a dropped folder (recursive,
 /// duplicates ignored), an item removed, tile size, JPEG with a naming pattern (its preview),
 /// a Tune sweep applied with one click, Run by its shortcut, the help panel; frame times of the

@@ -43,7 +43,9 @@ impl BatchwiseApp {
         };
         let user = facts.iter().any(|f| f.user);
         let last = facts.last().expect("a model has a step");
-        let (task, input_size) = (last.task, facts[0].input_size);
+        // A chain's last step may take whole images of a fixed size (its results are that
+        // model's); the steps before it set the scale of the images it sees.
+        let (task, input_size) = (last.task, last.input_size);
         let scale = facts.iter().map(|f| f.scale).product::<u32>();
         let description = match facts.as_slice() {
             [one] => one.description.clone(),

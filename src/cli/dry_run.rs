@@ -29,6 +29,9 @@ pub fn print(engine: &Engine, spec: &JobSpec, json: bool) -> Result<ExitCode> {
         mib(plan.weight_bytes),
         mib(plan.bytes_per_item),
     );
+    if let Some(line) = chain_line(&plan) {
+        println!("{line}");
+    }
     for item in &plan.items {
         let (input, output) = (item.input.display(), item.output.display());
         let reason = item.reason.as_deref().unwrap_or_default();
@@ -44,4 +47,19 @@ pub fn print(engine: &Engine, spec: &JobSpec, json: bool) -> Result<ExitCode> {
         plan.to_run, plan.skipped, plan.failed, plan.done
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a chain runs, in order: one composed model in tiles, and where its last step takes
+/// whole images, how (None for one model).
+fn chain_line(plan: &job::DryRun) -> Option<String> {
+    let (last, before) = plan.steps.split_last()?;
+    let steps = plan.steps.join(" -> ");
+    Some(match (plan.last_step_input, plan.image_batch_size) {
+        (Some(side), Some(images)) => format!(
+            "chain: {steps}: {} composed, in tiles; {last} on each whole processed image, fitted \
+             to {side} x {side} px, in batches of at most {images}",
+            before.join(" -> ")
+        ),
+        _ => format!("chain: {steps}, composed into one model, in tiles"),
+    })
 }

@@ -140,7 +140,9 @@ impl InputArgs {
 pub struct RunArgs {
     /// Built-in model id, a model of the models folder by name (see `batchwise models`), or a
     /// path to an .onnx file or an NCNN .param file; several joined by commas run as one chain
-    /// (`enhance-low-light,upscale-photo-2x`), every intermediate image kept on the GPU. An ONNX
+    /// (`enhance-low-light,upscale-photo-2x`), every intermediate image kept on the GPU; the last
+    /// step may take fixed-size images (`enhance-low-light,classify`: the processed images'
+    /// labels). An ONNX
     /// model with a fixed square RGB input whose outputs are not images writes each output as
     /// OUT/<output>.npy (stacked over the images) with OUT/tensors.json.
     #[arg(

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde::Serialize;
 
+use super::chained::ChainedStage;
 use super::fixed::FixedStage;
 use super::plan::{collects, survey};
 use super::tiled::TiledStage;
@@ -19,6 +20,14 @@ use crate::engine::Engine;
 #[derive(Clone, Debug, Serialize)]
 pub struct DryRun {
     pub model: String,
+    /// A chain's steps in order (empty for one model).
+    pub steps: Vec<String>,
+    /// The input side of a fixed-input model, or of a chain's last step when it is one (each
+    /// whole image fitted to it); None for image-to-image models and chains.
+    pub last_step_input: Option<u32>,
+    /// A chain ending in a fixed-input model: the batch of whole images its last step runs
+    /// beside `batch_size` tiles of the steps before it; None otherwise.
+    pub image_batch_size: Option<u32>,
     pub adapter: String,
     /// The batch the run would allocate: Auto's choice, or the one asked for (never more than the
     /// job's tiles or images).
@@ -28,7 +37,9 @@ pub struct DryRun {
     /// Tile size in input pixels (a fixed-input model's input size).
     pub tile_size: u32,
     pub memory_budget_bytes: u64,
-    /// Weights plus `batch_size` items (8-bit pixels; a 16-bit image doubles the pixel buffers).
+    /// Weights plus `batch_size` items (8-bit pixels; a 16-bit image doubles the pixel buffers);
+    /// for a chain ending in a fixed-input model, both models' weights, `batch_size` tiles and
+    /// `image_batch_size` fitted images.
     pub planned_gpu_bytes: u64,
     pub weight_bytes: u64,
     pub bytes_per_item: u64,
@@ -72,6 +83,40 @@ pub fn dry_run(engine: &Engine, spec: &JobSpec) -> Result<DryRun> {
         .filter(|&i| planned.todo(i))
         .map(|i| planned.inputs[i].as_path())
         .collect();
+    if let Some(prefix) = crate::chain::prefix(&spec.model)? {
+        // A chain ending in a fixed-input model: both models, a batch of tiles and one of images.
+        let prefix_model = engine.load_with(prefix.model.clone(), spec.precision)?;
+        let prefix_spec = JobSpec {
+            model: prefix,
+            ..spec.clone()
+        };
+        let tiled = TiledStage::new(
+            engine,
+            &prefix_model,
+            &prefix_spec,
+            Vec::new(),
+            Vec::new(),
+            false,
+        );
+        let fixed = FixedStage::new(engine, &model, spec, Vec::new(), Vec::new());
+        let size = spec.model.input_size;
+        let mut stage = ChainedStage::new(tiled, fixed, (&prefix_model, &model), size);
+        let sizing = stage.batch_to_allocate(spec.batch_size, budget, &todo)?;
+        let memory = stage.memory(sizing)?;
+        let planned_memory = (
+            memory.weight_bytes,
+            memory.bytes_per_item,
+            memory.total_bytes,
+        );
+        let images = Some(stage.image_batch(sizing.batch));
+        return Ok(describe(
+            engine,
+            spec,
+            &planned,
+            (budget, sizing, images),
+            planned_memory,
+        ));
+    }
     let sizing = if spec.model.input_size > 0 {
         FixedStage::new(engine, &model, spec, Vec::new(), Vec::new()).batch_to_allocate(
             spec.batch_size,
@@ -86,6 +131,30 @@ pub fn dry_run(engine: &Engine, spec: &JobSpec) -> Result<DryRun> {
         )?
     };
     let memory = crate::engine::plan(&model, sizing.side, sizing.side, sizing.batch)?;
+    let planned_memory = (
+        memory.weight_bytes,
+        memory.bytes_per_item,
+        memory.total_bytes(),
+    );
+    Ok(describe(
+        engine,
+        spec,
+        &planned,
+        (budget, sizing, None),
+        planned_memory,
+    ))
+}
+
+/// The [`DryRun`] of the surveyed job `planned`, with its sizing (the budget, the batch and,
+/// for a chain ending in a fixed-input model, its batch of images) and its GPU memory
+/// (weights, per item, total).
+fn describe(
+    engine: &Engine,
+    spec: &JobSpec,
+    planned: &super::plan::Planned,
+    (budget, sizing, image_batch): (u64, super::Sizing, Option<u32>),
+    (weight_bytes, bytes_per_item, planned_gpu_bytes): (u64, u64, u64),
+) -> DryRun {
     let collected = super::export::for_model(&spec.model)
         .filter(|_| collects(spec))
         .map(|e| e.path(&spec.output_dir));
@@ -112,20 +181,23 @@ pub fn dry_run(engine: &Engine, spec: &JobSpec) -> Result<DryRun> {
         })
         .collect();
     let count = |a: PlannedAction| items.iter().filter(|i| i.action == a).count();
-    Ok(DryRun {
+    DryRun {
         model: spec.model.id.clone(),
+        steps: spec.model.steps.iter().map(|s| s.id.clone()).collect(),
+        last_step_input: (spec.model.input_size > 0).then_some(spec.model.input_size),
+        image_batch_size: image_batch,
         adapter: engine.gpu.adapter.name.clone(),
         batch_size: sizing.batch,
         batch_auto: spec.batch_size == AUTO_BATCH,
         tile_size: sizing.tile,
         memory_budget_bytes: budget,
-        planned_gpu_bytes: memory.total_bytes(),
-        weight_bytes: memory.weight_bytes,
-        bytes_per_item: memory.bytes_per_item,
+        planned_gpu_bytes,
+        weight_bytes,
+        bytes_per_item,
         to_run: count(PlannedAction::Run),
         skipped: count(PlannedAction::Skip),
         failed: count(PlannedAction::Fail),
         done: count(PlannedAction::Done),
         items,
-    })
+    }
 }

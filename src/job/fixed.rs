@@ -115,6 +115,11 @@ impl<'a> FixedStage<'a> {
         })
     }
 
+    /// Frees the runner (before a new one is allocated beside another stage's).
+    pub fn release(&mut self) {
+        self.runner = None;
+    }
+
     fn runner(&self) -> &BatchRunner {
         self.runner
             .as_ref()

@@ -13,8 +13,10 @@
 //! | `pipeline.rs` | the one loop: decode ahead, batch, two in flight, write; out-of-memory halving |
 //! | `tiled.rs` | the stage of image-to-image models: tiles, stitching, bands of rows, 16-bit |
 //! | `fixed.rs` | the stage of fixed-input models: fit, analyse, collect |
+//! | `chained.rs` | a chain ending in a fixed-input model: its tiled steps hand images to it |
 //! | `export/` | image files (PNG, TIFF by rows), and the collected results behind one trait |
 
+mod chained;
 pub mod decode;
 mod dry_run;
 pub mod export;
@@ -406,7 +408,30 @@ fn run_planned(
         batch,
         budget,
     };
-    if spec.model.input_size > 0 {
+    if let Some(prefix) = crate::chain::prefix(&spec.model)? {
+        // A chain ending in a fixed-input model: its steps before the last, composed, in tiles.
+        let prefix_model = engine.load_with(prefix.model.clone(), spec.precision)?;
+        let prefix_spec = JobSpec {
+            model: prefix,
+            ..spec.clone()
+        };
+        let tiled = tiled::TiledStage::new(
+            engine,
+            &prefix_model,
+            &prefix_spec,
+            outs.clone(),
+            records.clone(),
+            false,
+        );
+        let fixed = fixed::FixedStage::new(engine, model, spec, outs, records);
+        let models = (&prefix_model, model);
+        let mut stage = chained::ChainedStage::new(tiled, fixed, models, spec.model.input_size);
+        let todo: Vec<&std::path::Path> = todo.iter().map(PathBuf::as_path).collect();
+        let batch = stage
+            .batch_to_allocate(spec.batch_size, budget, &todo)?
+            .batch;
+        pipeline::drive(job(batch), stage, emit)
+    } else if spec.model.input_size > 0 {
         let stage = fixed::FixedStage::new(engine, model, spec, outs, records);
         let batch = stage
             .batch_to_allocate(spec.batch_size, budget, todo.len())?

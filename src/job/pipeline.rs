@@ -59,6 +59,9 @@ pub(crate) trait Stage {
     fn prepare(&self) -> Option<Prepare> {
         None
     }
+    /// The I/O pool, given before the first image, for a stage with work of its own to run
+    /// there (a chain fitting the images its tiled steps finish).
+    fn use_io(&mut self, _io: &tokio::runtime::Handle) {}
     /// Takes a decoded image: its items wait for a batch.
     fn admit(&mut self, index: usize, image: Decoded);
     /// Items waiting for a batch.
@@ -229,9 +232,10 @@ pub(crate) struct Job<'a> {
 fn item_limits(spec: &JobSpec, streamed: bool) -> ItemLimits {
     ItemLimits {
         max_bytes: spec.max_item_bytes.unwrap_or(super::MAX_DECODE_BYTES),
+        // A chain ending in a fixed-input model holds its steps' output whole, at their scale.
         scale: match spec.model.input_size {
             0 => spec.model.spec.scale.max(1),
-            _ => 1,
+            _ => crate::chain::prefix_scale(&spec.model),
         },
         streamed,
         resampled: spec
@@ -268,6 +272,7 @@ pub(crate) fn drive<S: Stage>(
     });
     mark_planned(&mut book, &planned);
     let runtime = io_runtime()?;
+    stage.use_io(runtime.handle());
     let mut decoder = Decoder::new(&planned, source, item_limits(spec, stage.streams_rows()));
     decoder.prepare = stage.prepare();
     let mut writing: Vec<(usize, Writing)> = Vec::new();

@@ -117,6 +117,10 @@ pub(crate) struct TiledStage<'a> {
     /// PNG and TIFF outputs are written by rows (not when nothing is written, `bench`, nor when
     /// outputs are resampled to another scale: [`super::export::resample`]).
     stream: bool,
+    /// Finished images are handed on ([`Self::take_finished`]) instead of written: the steps of
+    /// a chain before its fixed-input step ([`super::chained`]).
+    hand_off: bool,
+    handed: Vec<(usize, Decoded)>,
 }
 
 impl<'a> TiledStage<'a> {
@@ -142,7 +146,29 @@ impl<'a> TiledStage<'a> {
             in_progress: HashMap::new(),
             landed_whole: Vec::new(),
             pending: VecDeque::new(),
+            hand_off: false,
+            handed: Vec::new(),
         }
+    }
+
+    /// This stage with its finished images handed on whole, in memory, not written.
+    pub fn handing_off(self) -> Self {
+        Self {
+            hand_off: true,
+            stream: false,
+            ..self
+        }
+    }
+
+    /// The images finished since the last call (with [`Self::handing_off`]), at the model's
+    /// scale and the input's depth, as a decoded image of that size would be.
+    pub fn take_finished(&mut self) -> Vec<(usize, Decoded)> {
+        std::mem::take(&mut self.handed)
+    }
+
+    /// Frees the runner (before a new one is allocated beside another stage's).
+    pub fn release(&mut self) {
+        self.upscaler = None;
     }
 
     fn upscaler(&self) -> &TiledUpscaler {
@@ -407,14 +433,24 @@ impl Stage for TiledStage<'_> {
             {
                 self.landed_whole.push((i, item.tiles));
                 // A streamed image's writer ends with its last band, sent above.
-                if let Output::Whole {
-                    pixels,
-                    alpha,
-                    meta,
-                    resize_to,
-                } = item.out
-                {
-                    start(i, self.write_task(i, pixels, alpha, meta, resize_to));
+                match item.out {
+                    // The next step's input: its own outputs never carry the input's alpha.
+                    Output::Whole { pixels, meta, .. } if self.hand_off => {
+                        let image = Decoded {
+                            rgba: pixels,
+                            alpha: None,
+                            meta,
+                            prepared: None,
+                        };
+                        self.handed.push((i, image));
+                    }
+                    Output::Whole {
+                        pixels,
+                        alpha,
+                        meta,
+                        resize_to,
+                    } => start(i, self.write_task(i, pixels, alpha, meta, resize_to)),
+                    Output::Rows(_) => {}
                 }
             }
         }
@@ -424,7 +460,9 @@ impl Stage for TiledStage<'_> {
     fn forget(&mut self, index: usize) -> bool {
         let was = self.in_progress.remove(&index).is_some();
         self.pending.retain(|t| t.image != index);
-        was
+        let handed = self.handed.len();
+        self.handed.retain(|(i, _)| *i != index);
+        was || self.handed.len() < handed
     }
 
     fn in_progress(&self) -> Vec<usize> {
