@@ -450,9 +450,15 @@ pub fn resolve(name: &str, overrides: &InputOverrides) -> Result<ModelChoice> {
         .or_else(|| meta("batchwise.channel_order"))
         .unwrap_or_else(|| "rgb".into());
     let input_map = mapping(&range, &order).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    // A grey or RGBA map beside other outputs (a detector's) is not an image to write: every
+    // output is kept, as tensors.
+    let lone_image = |(_, _, c): (u32, u32, u32)| match c != 3 && !model.extra_outputs.is_empty() {
+        true => Err(anyhow!("its {c}-channel map comes with other outputs")),
+        false => Ok(()),
+    };
     if let Some(shapes) = &model.static_shapes
         && !is_ncnn
-        && let Err(not_image) = fixed_scale(&model, shapes)
+        && let Err(not_image) = fixed_scale(&model, shapes).and_then(lone_image)
     {
         return tensor_choice(path, name, model, input_map, &not_image);
     }

@@ -20,12 +20,17 @@ use std::path::{Path, PathBuf};
 
 use common::batchwise;
 
-/// Runs `batchwise run -m MODEL --tile-size 16 EXTRA --json -o OUT INPUTS`, expecting success;
-/// its JSON summary.
+/// Runs `batchwise run -m MODEL --tile-size 16 EXTRA --json -o OUT INPUTS` (EXTRA's tile size
+/// where it has one), expecting success; its JSON summary.
 fn run(model: &str, out: &Path, extra: &[&str], inputs: &[PathBuf]) -> serde_json::Value {
+    let tile: &[&str] = match extra.contains(&"--tile-size") {
+        true => &[],
+        false => &["--tile-size", "16"],
+    };
     let output = batchwise()
-        .args(["run", "--tile-size", "16", "--json", "-m"])
+        .args(["run", "--json", "-m"])
         .arg(common::fixture(model))
+        .args(tile)
         .args(extra)
         .arg("-o")
         .arg(out)
@@ -95,9 +100,13 @@ fn check_against(path: &Path, reference: &[f32], want: image::ColorType, size: (
         samples.len()
     );
     assert!(worst <= 1, "{}: {worst} levels off", path.display());
-    // Off by one only where a value sits on a rounding boundary: rare.
+    // Off by one only where a value sits within the engines' difference of a rounding boundary:
+    // rare at 8 bits (measured 0 on lavapipe); at 16 bits a level is 257 times finer, so float32's
+    // last bits matter more often (measured 0.3-0.8% of samples on lavapipe; up to 5% allowed for
+    // adapters that sum in another order).
+    let percent = if top > 255.0 { 5 } else { 1 };
     assert!(
-        differ * 100 <= samples.len(),
+        differ * 100 <= samples.len() * percent,
         "{}: {differ} of {} samples differ",
         path.display(),
         samples.len()
@@ -260,4 +269,41 @@ fn grey_and_rgba_models_are_listed_and_refused_in_chains() {
         .failure();
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert!(stderr.contains("3 channels to 3"), "{stderr}");
+}
+
+/// A grey model with its input fixed at 64 x 64 (lowered with every shape fixed) is a grey image
+/// model too: in 32 px tiles with 16 px of context it writes the same map as the free-size one
+/// (the same weights), within a level of onnxruntime. The same map beside a second output (a
+/// detector's) is not written as an image: every output is kept as a tensor.
+#[test]
+fn a_fixed_size_grey_model_writes_images_and_one_with_more_outputs_tensors() {
+    use batchwise::builtin::{Task, resolve};
+    let fixed = common::fixture("user/grey_fixed_64.onnx");
+    let choice = resolve(fixed.to_str().unwrap(), &Default::default()).unwrap();
+    assert_eq!((choice.task, choice.spec.scale), (Task::Enhance, 1));
+    let scored = common::fixture("user/grey_and_score_64.onnx");
+    let choice = resolve(scored.to_str().unwrap(), &Default::default()).unwrap();
+    assert_eq!(choice.task, Task::Tensors);
+    let names: Vec<&str> = choice
+        .tensor_outputs
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(names, ["out", "score"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let input = vec![common::fixture("photo-60x44.png")];
+    run(
+        "user/grey_fixed_64.onnx",
+        &out,
+        &["--tile-size", "32"],
+        &input,
+    );
+    let reference = common::reference("user/photo-60x44.grey_1x.f32");
+    check_against(
+        &out.join("photo-60x44.png"),
+        &reference,
+        image::ColorType::L8,
+        (60, 44),
+    );
 }
