@@ -74,15 +74,17 @@ pub(crate) fn write_image(
         e
     }
     let export = &export.for_output(path);
-    // WebP holds no grey: grey outputs are written as RGB (R = G = B) there.
-    let planes = match planes {
-        Planes::Grey if export.format == OutputFormat::Webp => Planes::Rgb(None),
-        planes => planes,
+    // WebP holds no grey: grey outputs are written as RGB (R = G = B) there. JPEG holds no
+    // alpha: the input's is not composed (a model's own is dropped below).
+    let planes = match (export.format, planes) {
+        (OutputFormat::Webp, Planes::Grey) | (OutputFormat::Jpeg, Planes::Rgb(Some(_))) => {
+            Planes::Rgb(None)
+        }
+        (_, planes) => planes,
     };
     let meta = &meta.for_output(planes.is_grey());
     let record = |tmp: &Path| record.map_or(Ok(()), |r| r.append_written(tmp));
-    // JPEG holds no alpha: the pixels alone. JPEG and WebP hold 8 bits a channel; PNG and TIFF
-    // keep 16-bit images 16-bit.
+    // JPEG and WebP hold 8 bits a channel; PNG and TIFF keep 16-bit images 16-bit.
     let img = compose(rgba, planes);
     let img = match (export.format, img) {
         (OutputFormat::Jpeg, img) if img.color().has_alpha() => {
