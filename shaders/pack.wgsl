@@ -16,6 +16,7 @@ struct Params {
     wide: u32,
     scale: vec4<f32>,
     offset: vec4<f32>,
+    channels: u32,   // unpack's; 3 here
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

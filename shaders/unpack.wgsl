@@ -1,9 +1,10 @@
-// Unpack: float tensor [N, 3, H, W] -> clamped RGBA pixels (alpha opaque): 8-bit, one u32 per pixel,
-// or with `wide` set 16-bit, two u32 per pixel (R | G << 16, B | A << 16).
+// Unpack: float tensor [N, C, H, W] -> clamped RGBA pixels: 8-bit, one u32 per pixel, or with
+// `wide` set 16-bit, two u32 per pixel (R | G << 16, B | A << 16).
+// C is 3 (RGB, alpha opaque), 1 (grey: R = G = B, alpha opaque) or 4 (RGBA: channel 3 is alpha).
 // Each channel becomes round(clamp(value * scale[c] + offset[c], 0, 255)) (16-bit: the same value
-// times 257, in 0..=65535); with `bgr` set, channel 0 is blue.
+// times 257, in 0..=65535); a grey channel maps as channel 0; with `bgr` set, channel 0 is blue.
 //
-// Keep `Params` in sync with `UnpackParams` in src/kernels/unpack.rs.
+// Keep `Params` in sync with `PackParams` in src/kernels/pack.rs.
 // The activation element type; the float16 variant of this shader swaps it for f16.
 alias act = f32;
 
@@ -14,6 +15,7 @@ struct Params {
     wide: u32,
     scale: vec4<f32>,
     offset: vec4<f32>,
+    channels: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -27,18 +29,34 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if i >= p.pixels || t >= p.tiles {
         return;
     }
-    let base = t * 3u * p.pixels + i;
-    var v = vec3<f32>(f32(src[base]), f32(src[base + p.pixels]), f32(src[base + 2u * p.pixels]));
-    if p.bgr != 0u {
-        v = v.zyx;
-    }
-    let x = v * p.scale.xyz + p.offset.xyz;
-    if p.wide != 0u {
-        let u = vec3<u32>(clamp(round(x * 257.0), vec3<f32>(0.0), vec3<f32>(65535.0)));
-        dst[2u * (t * p.pixels + i)] = u.x | (u.y << 16u);
-        dst[2u * (t * p.pixels + i) + 1u] = u.z | (65535u << 16u);
+    let base = t * p.channels * p.pixels + i;
+    var x: vec4<f32>;
+    if p.channels == 1u {
+        x = vec4<f32>(f32(src[base]) * p.scale.x + p.offset.x);
     } else {
-        let u = vec3<u32>(clamp(round(x), vec3<f32>(0.0), vec3<f32>(255.0)));
-        dst[t * p.pixels + i] = u.x | (u.y << 8u) | (u.z << 16u) | (255u << 24u);
+        var v = vec3<f32>(f32(src[base]), f32(src[base + p.pixels]), f32(src[base + 2u * p.pixels]));
+        if p.bgr != 0u {
+            v = v.zyx;
+        }
+        var a = 0.0;
+        if p.channels == 4u {
+            a = f32(src[base + 3u * p.pixels]);
+        }
+        x = vec4<f32>(v, a) * p.scale + p.offset;
+    }
+    let opaque = p.channels != 4u;
+    if p.wide != 0u {
+        var u = vec4<u32>(clamp(round(x * 257.0), vec4<f32>(0.0), vec4<f32>(65535.0)));
+        if opaque {
+            u.w = 65535u;
+        }
+        dst[2u * (t * p.pixels + i)] = u.x | (u.y << 16u);
+        dst[2u * (t * p.pixels + i) + 1u] = u.z | (u.w << 16u);
+    } else {
+        var u = vec4<u32>(clamp(round(x), vec4<f32>(0.0), vec4<f32>(255.0)));
+        if opaque {
+            u.w = 255u;
+        }
+        dst[t * p.pixels + i] = u.x | (u.y << 8u) | (u.z << 16u) | (u.w << 24u);
     }
 }

@@ -450,17 +450,34 @@ pub fn resolve(name: &str, overrides: &InputOverrides) -> Result<ModelChoice> {
         .or_else(|| meta("batchwise.channel_order"))
         .unwrap_or_else(|| "rgb".into());
     let input_map = mapping(&range, &order).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    // A grey or RGBA map beside other outputs (a detector's) is not an image to write: every
+    // output is kept, as tensors.
+    let lone_image = |(_, _, c): (u32, u32, u32)| match c != 3 && !model.extra_outputs.is_empty() {
+        true => Err(anyhow!("its {c}-channel map comes with other outputs")),
+        false => Ok(()),
+    };
     if let Some(shapes) = &model.static_shapes
         && !is_ncnn
-        && let Err(not_image) = fixed_scale(&model, shapes)
+        && let Err(not_image) = fixed_scale(&model, shapes).and_then(lone_image)
     {
         return tensor_choice(path, name, model, input_map, &not_image);
     }
-    let (scale, shrink) = match &model.static_shapes {
+    let (scale, shrink, channels) = match &model.static_shapes {
         Some(shapes) => fixed_scale(&model, shapes),
         None => measure_scale(&model),
     }
     .map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
+    if model.input_channels != 3 {
+        anyhow::bail!(
+            "{}: the model takes {} input channels; batchwise feeds it RGB images (3 channels)",
+            path.display(),
+            model.input_channels
+        );
+    }
+    // Grey (1 channel) and RGBA (4) outputs are unpacked to pixels as RGB ones are.
+    let mut model = model;
+    model.image_output = true;
+    model.output_channels = channels;
     let meta_context = meta("batchwise.context").and_then(|v| v.parse().ok());
     let context = overrides.context.or(meta_context).unwrap_or(if shrink > 0 {
         shrink.div_ceil(scale)
@@ -544,14 +561,21 @@ fn tensor_choice(
 /// 128 px plus 16 px of context per side.
 pub const STATIC_USER_SIDE: u32 = 160;
 
-/// The scale factor of a fixed-size image-to-image model (square input and output, 3 channels
-/// out, a whole factor); such a model loses no border pixels to padding-free layers.
-fn fixed_scale(model: &Model, shapes: &[crate::model::ItemShape]) -> Result<(u32, u32)> {
+/// Output channels an image-to-image model may give: grey, RGB, RGBA.
+fn is_image_channels(c: u32) -> bool {
+    matches!(c, 1 | 3 | 4)
+}
+
+/// The scale factor of a fixed-size image-to-image model (square input and output, 1, 3 or 4
+/// channels out, a whole factor), with its output channels; such a model loses no border
+/// pixels to padding-free layers.
+fn fixed_scale(model: &Model, shapes: &[crate::model::ItemShape]) -> Result<(u32, u32, u32)> {
     let (i, o) = (shapes[0], shapes[model.output]);
-    if i.h != i.w || o.h != o.w || o.c != 3 || o.h % i.h != 0 {
+    if i.h != i.w || o.h != o.w || !is_image_channels(o.c) || o.h % i.h != 0 {
         anyhow::bail!(
             "the model turns {}x{}x{} into {}x{}x{}; batchwise runs image-to-image models with \
-             square tiles and 3 output channels, scaled by a whole factor",
+             square tiles and 1, 3 or 4 output channels (grey, RGB, RGBA), scaled by a whole \
+             factor",
             i.c,
             i.h,
             i.w,
@@ -560,12 +584,13 @@ fn fixed_scale(model: &Model, shapes: &[crate::model::ItemShape]) -> Result<(u32
             o.w
         );
     }
-    Ok((o.h / i.h, 0))
+    Ok((o.h / i.h, 0, o.c))
 }
 
 /// The scale factor and per-side shrink (output pixels lost at each border) of an image-to-image
-/// model, from its output size at two input sizes: out(s) = scale * s - 2 * shrink.
-fn measure_scale(model: &Model) -> Result<(u32, u32)> {
+/// model, from its output size at two input sizes: out(s) = scale * s - 2 * shrink; with its
+/// output channels (1, 3 or 4).
+fn measure_scale(model: &Model) -> Result<(u32, u32, u32)> {
     let out = |s: u32| -> Result<(u32, u32, u32)> {
         let shapes = model.shapes(s, s)?;
         let o = shapes[model.output];
@@ -573,11 +598,11 @@ fn measure_scale(model: &Model) -> Result<(u32, u32)> {
     };
     let (c, a, _) = out(64)?;
     let (_, b, bw) = out(96)?;
-    if c != 3 || b != bw {
+    if !is_image_channels(c) || b != bw {
         anyhow::bail!(
             "the model gives {c} channels at {b}x{bw} for a 96x96 input; batchwise runs \
-             image-to-image models with 3 output channels, and models with a fixed input size \
-             whose outputs are not images (written as .npy)"
+             image-to-image models with 1, 3 or 4 output channels (grey, RGB, RGBA), and models \
+             with a fixed input size whose outputs are not images (written as .npy)"
         );
     }
     if b <= a || (b - a) % 32 != 0 {
@@ -587,5 +612,5 @@ fn measure_scale(model: &Model) -> Result<(u32, u32)> {
     }
     let scale = (b - a) / 32;
     let lost = (scale * 64).saturating_sub(a);
-    Ok((scale, lost.div_ceil(2)))
+    Ok((scale, lost.div_ceil(2), c))
 }

@@ -304,3 +304,34 @@ fn no_dialog_backend_is_explained_and_the_last_folder_is_remembered() {
         Some(photos.as_path())
     );
 }
+
+/// A user model whose output is grey (a 1-channel probability map) can be picked and run from
+/// the app: its outputs are written grey and its items finish, as an RGB model's do.
+#[test]
+fn a_grey_model_runs_from_the_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.png");
+    std::fs::copy(common::fixture("photo-60x44.png"), &a).unwrap();
+    let grey = dir.path().join("grey.onnx");
+    std::fs::copy(common::fixture("user/grey_1x.onnx"), &grey).unwrap();
+    let out = dir.path().join("out");
+    let mut harness = app_harness(None);
+    harness.state_mut().settings.output_dir = Some(out.clone());
+    harness.step();
+    let ctx = harness.ctx.clone();
+    harness.state_mut().load_model(Some(grey.clone()), &ctx);
+    step_until(&mut harness, "the grey model to load", |app| {
+        app.settings.model == grey.to_string_lossy()
+    });
+    assert_eq!(harness.state().model_choice().unwrap().spec.scale, 1);
+    drop_files(&mut harness, &[&a]);
+    harness.get_by_label("Run").click();
+    harness.step();
+    step_until(&mut harness, "the job", |app| !app.running);
+    harness.step();
+    harness.get_by_label("a.png, done");
+    let item = &harness.state().items[0];
+    assert_eq!(item.status, ItemStatus::Done, "{:?}", item.error);
+    let written = image::open(item.output.as_ref().unwrap()).unwrap();
+    assert_eq!(written.color(), image::ColorType::L8);
+}

@@ -1083,7 +1083,7 @@ fn unpack_matches_reference() {
     let mut rng = common::rng(22);
     let (pixels, tiles) = (41 * 23, 4);
     // Values spread beyond both mappings' ranges so clamping is exercised at both ends.
-    let src: Vec<f32> = (0..3 * pixels * tiles)
+    let src: Vec<f32> = (0..4 * pixels * tiles)
         .map(|_| rng.random_range(-1.2f32..1.2))
         .collect();
     let maps = [
@@ -1094,20 +1094,22 @@ fn unpack_matches_reference() {
             bgr: true,
         },
     ];
-    for (depth, map) in [PixelDepth::Eight, PixelDepth::Sixteen]
-        .into_iter()
-        .flat_map(|d| maps.map(|m| (d, m)))
-    {
+    // RGB, grey (one channel in R, G and B) and RGBA (the fourth channel is alpha).
+    for (channels, depth, map) in [3, 1, 4].into_iter().flat_map(|c| {
+        [PixelDepth::Eight, PixelDepth::Sixteen]
+            .into_iter()
+            .flat_map(move |d| maps.map(|m| (c, d, m)))
+    }) {
+        let src = &src[..channels * pixels * tiles];
         let out_map = unpack::inverse(&map);
-        let expected = unpack::reference(&src, pixels, &out_map, depth);
-        let src_buf = storage(gpu, &src);
+        let expected = unpack::reference(src, pixels, channels, &out_map, depth);
+        let src_buf = storage(gpu, src);
         let dst = output(gpu, expected.len());
         let step = unpack::prepare(
             Bind::new(gpu, &s.kernels, "unpack"),
             &src_buf,
             &dst,
-            pixels as u32,
-            tiles as u32,
+            unpack::Unpacked::new(pixels as u32, tiles as u32, channels as u32),
             &out_map,
             depth,
         );
@@ -1132,12 +1134,12 @@ fn unpack_matches_reference() {
         let mut off_by_one = 0;
         for (g, e) in got.iter().zip(&want) {
             let d = (g - e).abs();
-            assert!(d <= 1, "unpack {depth:?} {map:?}: {g} vs {e}");
+            assert!(d <= 1, "unpack {channels} {depth:?} {map:?}: {g} vs {e}");
             off_by_one += d as usize;
         }
         assert!(
             off_by_one * 1000 <= got.len(),
-            "unpack {depth:?} {map:?}: {off_by_one} values off by one"
+            "unpack {channels} {depth:?} {map:?}: {off_by_one} values off by one"
         );
         let top = match depth {
             PixelDepth::Eight => 255,

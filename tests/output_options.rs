@@ -1,6 +1,6 @@
 //! Output control on the command line: `--scale` (resampled with Lanczos3), `--format same`,
 //! lossy WebP with `--quality`, `--png-compression`, the ICC profile in TIFF outputs and only
-//! where its colour space is the output's.
+//! where its colour space is the output's, and the EXIF in TIFF outputs.
 
 #![allow(
     clippy::unwrap_used,
@@ -237,4 +237,65 @@ fn webp_quality_png_levels_and_icc_profiles() {
     run(&out, &[], std::slice::from_ref(&inputs));
     assert_eq!(icc(out.join("rgb.png")), Some(profile(b"RGB ")));
     assert_eq!(icc(out.join("grey.png")), None);
+}
+
+/// The photo's EXIF tags a TIFF file holds, as a reader finds them: Make and Model in the
+/// image's directory; DateTimeOriginal, ExposureTime and PixelXDimension in its Exif directory;
+/// and whether it has an Orientation.
+fn tiff_exif(path: &Path) -> serde_json::Value {
+    use tiff::decoder::ifd::Value;
+    use tiff::tags::{IfdPointer, Tag};
+    let file = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+    let mut d = tiff::decoder::Decoder::new(file).unwrap();
+    let text = |v: Option<Value>| v.map(|v| v.into_string().unwrap());
+    let make = text(d.find_tag(Tag::Make).unwrap());
+    let model = text(d.find_tag(Tag::Model).unwrap());
+    let orientation = d.find_tag(Tag::Orientation).unwrap().is_some();
+    let at = d
+        .find_tag_unsigned::<u64>(Tag::ExifDirectory)
+        .unwrap()
+        .unwrap();
+    let dir = d.read_directory(IfdPointer(at)).unwrap();
+    let mut tags = d.read_directory_tags(&dir);
+    let original = text(tags.find_tag(Tag::Unknown(0x9003)).unwrap());
+    let exposure = match tags.find_tag(Tag::Unknown(0x829A)).unwrap() {
+        Some(Value::Rational(n, d)) => Some([n, d]),
+        _ => None,
+    };
+    let pixel_x = tags.find_tag(Tag::Unknown(0xA002)).unwrap().is_some();
+    serde_json::json!({
+        "make": make, "model": model, "orientation": orientation,
+        "date_time_original": original, "exposure_time": exposure, "pixel_x_dimension": pixel_x,
+    })
+}
+
+/// A JPEG with a phone's EXIF (`tests/fixtures/images/make_exif_jpeg.py`: Orientation 6) gives
+/// TIFF outputs, written by rows and written whole (`--scale`, resampled), upright and carrying
+/// its Make, Model, DateTimeOriginal and ExposureTime (read back with the tiff crate's decoder),
+/// without the Orientation (the pixels are upright) or the old pixel size.
+#[test]
+fn tiff_outputs_carry_the_inputs_exif() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = vec![common::fixture("images/exif-portrait.jpg")];
+    let want = serde_json::json!({
+        "make": "batchwise-cam", "model": "BW-1", "orientation": false,
+        "date_time_original": "2024:05:06 07:08:09", "exposure_time": [1, 250],
+        "pixel_x_dimension": false,
+    });
+    // By rows at the model's scale (9 x 20 upright, doubled), whole at 1.5 (resampled).
+    for (name, extra, size) in [
+        ("rows", &["--format", "tiff"][..], (18, 40)),
+        (
+            "whole",
+            &["--format", "tiff", "--scale", "1.5"][..],
+            (14, 30),
+        ),
+    ] {
+        let out = dir.path().join(name);
+        run(&out, extra, &input);
+        let path = out.join("exif-portrait.tiff");
+        let img = image::open(&path).unwrap();
+        assert_eq!((img.width(), img.height()), size, "{name}");
+        assert_eq!(tiff_exif(&path), want, "{name}");
+    }
 }

@@ -338,6 +338,29 @@ mod tests {
         }
     }
 
+    /// A grey model's outputs (8 and 16-bit grey PNG) get thumbnails, grey (R = G = B) and
+    /// opaque, 16-bit values narrowed to their 8-bit level.
+    #[test]
+    fn grey_outputs_get_grey_thumbnails() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let eight = image::GrayImage::from_fn(30, 7, |x, y| image::Luma([(x * 8 + y) as u8]));
+        let wide: image::ImageBuffer<image::Luma<u16>, Vec<u16>> =
+            image::ImageBuffer::from_fn(30, 7, |x, y| {
+                image::Luma([eight.get_pixel(x, y)[0] as u16 * 257])
+            });
+        let (a, b) = (dir.path().join("a.png"), dir.path().join("b.png"));
+        eight.save(&a).expect("write");
+        wide.save(&b).expect("write");
+        for path in [a, b] {
+            let thumb = thumbnail(&path, 64).expect("a thumbnail");
+            assert_eq!(thumb.size, [30, 7]);
+            for (i, p) in thumb.pixels.iter().enumerate() {
+                let want = eight.as_raw()[i];
+                assert_eq!([p.r(), p.g(), p.b(), p.a()], [want, want, want, 255]);
+            }
+        }
+    }
+
     /// What a reply answers, for comparing orders.
     fn answered(reply: &FileReply) -> String {
         match reply {

@@ -91,7 +91,7 @@ impl ItemBytes {
         let (pixels_in, pixels_out) = if float_input {
             (0, 0)
         } else {
-            let image_out = out.c == 3;
+            let image_out = model.unpacks_output(out);
             (
                 word * shapes[0].h as u64 * shapes[0].w as u64,
                 u64::from(image_out) * word * out.h as u64 * out.w as u64,

@@ -120,7 +120,7 @@ struct Lane {
     pack: Step,
     /// Each model layer's steps, with the layer's index.
     layers: Vec<(usize, Step)>,
-    /// Float -> 8-bit RGBA, for models whose output is a 3-channel image.
+    /// Float -> 8 or 16-bit RGBA, for models whose output is an image (RGB, grey, RGBA).
     unpack: Option<Step>,
 }
 
@@ -163,7 +163,7 @@ impl Lane {
             word_bytes * in_px.max(1) as u64 * items as u64,
             storage | wgpu::BufferUsages::COPY_DST,
         );
-        let unpacks = shapes[m.output].c == 3;
+        let unpacks = m.unpacks_output(shapes[m.output]);
         let pixels_out = gpu.create_buffer(
             "pixels out",
             if unpacks {
@@ -212,8 +212,7 @@ impl Lane {
                 Bind::new(gpu, k, "unpack"),
                 &values[buffer_of[m.output]],
                 &pixels_out,
-                out_px,
-                items,
+                unpack::Unpacked::new(out_px, items, shapes[m.output].c),
                 &unpack::inverse(input_map),
                 depth,
             )
@@ -329,7 +328,7 @@ impl BatchRunner {
         }
         let shapes = m.shapes(tile_h, tile_w)?;
         let output = shapes[m.output];
-        let unpacks = output.c == 3 && !float_input;
+        let unpacks = m.unpacks_output(output) && !float_input;
         let words = 4 * depth.words() as u64;
         let out_pixel_bytes = if unpacks {
             words * (output.h * output.w) as u64

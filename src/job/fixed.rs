@@ -11,7 +11,7 @@ use anyhow::Result;
 use image::DynamicImage;
 
 use super::decode::{Decoded, Prepare, Prepared};
-use super::export::image::write_image;
+use super::export::image::{Planes, write_image};
 use super::pipeline::{BatchFailure, DECODE_AHEAD, Stage, WriteTask};
 use super::resume::Record;
 use super::{AnalysisOptions, ItemResult, JobSpec, MAX_AUTO_BATCH, Sizing};
@@ -327,7 +327,7 @@ impl Analyzer {
                 write_image(
                     path,
                     Pixels::Eight(img),
-                    None,
+                    Planes::Rgb(None),
                     meta,
                     &self.export,
                     rec.as_ref(),
@@ -342,7 +342,14 @@ impl Analyzer {
                 } else {
                     (d.rgba, Some(DynamicImage::ImageLuma8(mask)))
                 };
-                write_image(path, rgba, alpha, &d.meta, &self.export, record)?;
+                write_image(
+                    path,
+                    rgba,
+                    Planes::Rgb(alpha),
+                    &d.meta,
+                    &self.export,
+                    record,
+                )?;
                 Ok(None)
             }
             Task::Upscale | Task::Enhance => {

@@ -14,7 +14,7 @@ use crossbeam_channel::Sender;
 use image::DynamicImage;
 
 use super::decode::{Decoded, Metadata};
-use super::export::image::write_image;
+use super::export::image::{Planes, write_image};
 use super::export::resample::{out_size, resample, resamples};
 use super::export::stream::{StreamedImage, band_channel, streams};
 use super::naming::ExportOptions;
@@ -41,7 +41,7 @@ enum Output {
     /// `resize_to` in the write task).
     Whole {
         pixels: Pixels,
-        alpha: Option<DynamicImage>,
+        planes: Planes,
         meta: Metadata,
         resize_to: Option<(u32, u32)>,
     },
@@ -226,7 +226,7 @@ impl<'a> TiledStage<'a> {
         &self,
         i: usize,
         pixels: Pixels,
-        alpha: Option<DynamicImage>,
+        planes: Planes,
         meta: Metadata,
         resize_to: Option<(u32, u32)>,
     ) -> WriteTask {
@@ -238,12 +238,12 @@ impl<'a> TiledStage<'a> {
                 Some((w, h)) => resample(pixels, w, h),
                 None => pixels,
             };
-            write_image(&path, pixels, alpha, &meta, &export, record.as_ref()).map(|()| None)
+            write_image(&path, pixels, planes, &meta, &export, record.as_ref()).map(|()| None)
         })
     }
 
     /// Where image `i`'s output tiles go: a whole image, or bands of rows for a writer (whose
-    /// task starts with the first band).
+    /// task starts with the first band). A grey or RGBA output does not carry the input's alpha.
     fn output(
         &self,
         i: usize,
@@ -251,6 +251,7 @@ impl<'a> TiledStage<'a> {
         alpha: Option<DynamicImage>,
         meta: Metadata,
     ) -> Output {
+        let planes = Planes::of_model(self.spec.model.model.output_channels, alpha);
         let (w, h) = rgba.dimensions();
         let scale = self.spec.model.spec.scale;
         let (width, height) = (w * scale, h * scale);
@@ -263,7 +264,7 @@ impl<'a> TiledStage<'a> {
                 .map(|s| out_size(w, h, s));
             return Output::Whole {
                 pixels: rgba.blank_like(width, height),
-                alpha,
+                planes,
                 meta,
                 resize_to,
             };
@@ -277,7 +278,7 @@ impl<'a> TiledStage<'a> {
             width,
             height,
             wide: matches!(rgba, Pixels::Sixteen(_)),
-            alpha,
+            planes,
             meta,
             record: self.records[i].clone(),
         };
@@ -446,10 +447,10 @@ impl Stage for TiledStage<'_> {
                     }
                     Output::Whole {
                         pixels,
-                        alpha,
+                        planes,
                         meta,
                         resize_to,
-                    } => start(i, self.write_task(i, pixels, alpha, meta, resize_to)),
+                    } => start(i, self.write_task(i, pixels, planes, meta, resize_to)),
                     Output::Rows(_) => {}
                 }
             }

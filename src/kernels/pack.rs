@@ -53,6 +53,9 @@ pub struct PackParams {
     pub wide: u32,
     pub scale: [f32; 4],
     pub offset: [f32; 4],
+    /// Unpack: the model's output channels, 1 (grey), 3 (RGB) or 4 (RGBA); pack: 3.
+    pub channels: u32,
+    pub _pad: [u32; 3],
 }
 
 impl PackParams {
@@ -63,8 +66,11 @@ impl PackParams {
             tiles,
             bgr: map.bgr as u32,
             wide: (depth == PixelDepth::Sixteen) as u32,
-            scale: [scale[0], scale[1], scale[2], 0.0],
-            offset: [offset[0], offset[1], offset[2], 0.0],
+            // The fourth channel (an RGBA output's alpha) maps as the first.
+            scale: [scale[0], scale[1], scale[2], scale[0]],
+            offset: [offset[0], offset[1], offset[2], offset[0]],
+            channels: 3,
+            _pad: [0; 3],
         }
     }
 }

@@ -196,9 +196,19 @@ pub struct Model {
     /// The file's input is channels-last (NHWC); the engine feeds value 0 as NCHW and the
     /// lowering took care of the layout.
     pub nhwc_input: bool,
+    /// The output is an image to write (a user's image-to-image model): 1 channel (grey) and
+    /// 4 (RGBA) are unpacked to pixels as 3 (RGB) always are ([`Model::unpacks_output`]). Off,
+    /// a 1-channel output (a fixed-input model's mask) is read as floats.
+    pub image_output: bool,
 }
 
 impl Model {
+    /// Whether a runner turns an output of shape `out` into pixels: 3 channels always (RGB),
+    /// 1 (grey) and 4 (RGBA) where the model's output is an image ([`Model::image_output`]).
+    pub fn unpacks_output(&self, out: ItemShape) -> bool {
+        out.c == 3 || (self.image_output && matches!(out.c, 1 | 4))
+    }
+
     /// The shape of every value for an input of `h x w`, or an error naming the layer that does not fit.
     pub fn shapes(&self, h: u32, w: u32) -> Result<Vec<ItemShape>> {
         if let Some(shapes) = &self.static_shapes {

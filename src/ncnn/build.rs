@@ -187,6 +187,7 @@ impl<'a> Builder<'a> {
             opset: 0,
             static_shapes: None,
             nhwc_input: false,
+            image_output: false,
         })
     }
 }

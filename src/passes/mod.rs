@@ -172,6 +172,7 @@ pub(crate) mod cpu {
             opset: 17,
             static_shapes: None,
             nhwc_input: false,
+            image_output: false,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Encoder settings shared by whole outputs ([`super::image`]) and outputs written by rows
 //! ([`super::stream`]): the PNG compression level, the ICC profile an output may carry (only one
-//! of its own colour space), the ICC tag of TIFF outputs, and lossy WebP (libwebp, through the
+//! of its own colour space), and lossy WebP (libwebp, through the
 //! `webp` crate) with the ICC profile and EXIF in its container.
 
 use std::str::FromStr;
@@ -89,26 +89,6 @@ impl Metadata {
                 .filter(|icc| icc_colour_space(icc).as_ref() == Some(wanted)),
             exif: self.exif.clone(),
         }
-    }
-}
-
-/// The ICC tag of a TIFF image (InterColorProfile, 34675), written as image's TIFF encoder
-/// writes it; nothing without a profile.
-pub(crate) fn tiff_icc<W, C, K>(
-    image: &mut tiff::encoder::ImageEncoder<'_, W, C, K>,
-    meta: &Metadata,
-) -> Result<(), String>
-where
-    W: std::io::Write + std::io::Seek,
-    C: tiff::encoder::colortype::ColorType,
-    K: tiff::encoder::TiffKind,
-{
-    match meta.icc.as_deref().filter(|icc| !icc.is_empty()) {
-        Some(icc) => image
-            .encoder()
-            .write_tag(tiff::tags::Tag::IccProfile, icc)
-            .map_err(|e| e.to_string()),
-        None => Ok(()),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Writing results: images one file each ([`image`]; PNG and TIFF by rows as they complete,
-//! [`stream`]; encoder settings in [`encode`], `--scale` in [`resample`]), and the results a classifier, embedder or face detector collects over a job, each
+//! [`stream`]; encoder settings in [`encode`], TIFF files with their ICC profile and EXIF in
+//! [`tiff_file`], `--scale` in [`resample`]), and the results a classifier, embedder or face detector collects over a job, each
 //! kind behind [`Exporter`] in a file of its own ([`labels`], [`embeddings`], [`faces`]). Every
 //! file is written to a temporary file and renamed: never a partial output.
 
@@ -12,6 +13,7 @@ pub mod resample;
 pub mod stream;
 pub mod temp;
 pub mod tensors;
+pub mod tiff_file;
 
 use std::path::{Path, PathBuf};
 

@@ -5,8 +5,8 @@
 //! the temporary file and renames it once the last row is written ([`write_atomic_then`]). Rows
 //! that stop coming (the image failed, or the job was cancelled) leave no file.
 //!
-//! The pixels, alpha and metadata are those [`super::image::write_image`] writes for the same
-//! image. JPEG and lossless WebP are not streamed: their encoders (image's) take the whole
+//! The pixels, channels ([`Planes`]: RGB with the input's alpha, grey, RGBA), alpha and metadata
+//! are those [`super::image::write_image`] writes for the same image. JPEG and lossless WebP are not streamed: their encoders (image's) take the whole
 //! image, so those outputs are held whole until encoded.
 
 use std::borrow::Cow;
@@ -14,11 +14,11 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use crossbeam_channel::{Receiver, Sender};
-use image::DynamicImage;
 
 use super::super::decode::Metadata;
 use super::super::naming::OutputFormat;
 use super::super::resume::Record;
+use super::image::{Planes, red};
 use super::write_atomic_then;
 use crate::tiling::Pixels;
 
@@ -50,8 +50,9 @@ pub(crate) struct StreamedImage {
     pub height: u32,
     /// 16 bits a channel (the image's depth).
     pub wide: bool,
-    /// The input's alpha plane, resized to the output as [`super::image::write_image`] does.
-    pub alpha: Option<DynamicImage>,
+    /// RGB with the input's alpha plane (resized to the output as
+    /// [`super::image::write_image`] does), grey or RGBA.
+    pub planes: Planes,
     pub meta: Metadata,
     pub record: Option<Record>,
 }
@@ -66,7 +67,7 @@ impl StreamedImage {
     /// Writes the image from its bands as they arrive on `rows`: into a temporary file, renamed
     /// once every row is written. Fails (no file) if the rows stop before the last one.
     pub fn write(mut self, rows: &Receiver<Pixels>) -> Result<(), String> {
-        self.meta = self.meta.for_output(false);
+        self.meta = self.meta.for_output(self.planes.is_grey());
         let path = self.path.clone();
         let record = |tmp: &std::path::Path| {
             self.record
@@ -94,19 +95,23 @@ impl StreamedImage {
     fn alpha_plane(&self) -> Option<AlphaPlane> {
         let filter = image::imageops::FilterType::CatmullRom;
         let (w, h) = (self.width, self.height);
-        self.alpha.as_ref().map(|a| match self.wide {
+        let Planes::Rgb(alpha) = &self.planes else {
+            return None;
+        };
+        alpha.as_ref().map(|a| match self.wide {
             false => AlphaPlane::Eight(image::imageops::resize(&a.to_luma8(), w, h, filter)),
             true => AlphaPlane::Sixteen(image::imageops::resize(&a.to_luma16(), w, h, filter)),
         })
     }
 
-    /// The bands in order, each as its rows' samples (RGB, or RGBA with the alpha plane), until
-    /// the last row; an error if the rows stop before it.
+    /// The bands in order, each as its rows' samples (RGB, or RGBA with the alpha plane; grey;
+    /// RGBA), until the last row; an error if the rows stop before it.
     fn bands<'r>(
         &self,
         rows: &'r Receiver<Pixels>,
     ) -> impl Iterator<Item = Result<Samples, String>> + 'r {
         let alpha = self.alpha_plane();
+        let kind = SampleKind::of(&self.planes);
         let (width, height) = (self.width, self.height);
         let mut y = 0u32;
         std::iter::from_fn(move || {
@@ -124,7 +129,7 @@ impl StreamedImage {
                     "a band of {w}x{h} rows does not fit the image"
                 )));
             }
-            let samples = Samples::of(band, alpha.as_ref(), y);
+            let samples = Samples::of(band, kind, alpha.as_ref(), y);
             y += h;
             Some(Ok(samples))
         })
@@ -173,9 +178,10 @@ impl StreamedImage {
         encoder: &mut png::Encoder<'_, W>,
         first: &[u8],
     ) -> Result<(), String> {
-        let color = match self.alpha.is_some() {
-            true => png::ColorType::Rgba,
-            false => png::ColorType::Rgb,
+        let color = match (self.planes.is_grey(), self.planes.has_alpha()) {
+            (true, _) => png::ColorType::Grayscale,
+            (false, true) => png::ColorType::Rgba,
+            (false, false) => png::ColorType::Rgb,
         };
         let depth = match self.wide {
             true => png::BitDepth::Sixteen,
@@ -217,21 +223,45 @@ impl StreamedImage {
         w: &mut W,
         rows: &Receiver<Pixels>,
     ) -> Result<(), String> {
-        use tiff::encoder::colortype::{RGB8, RGB16, RGBA8, RGBA16};
+        use tiff::encoder::colortype::{Gray8, Gray16, RGB8, RGB16, RGBA8, RGBA16};
         let mut encoder = tiff::encoder::TiffEncoder::new(w).map_err(|e| e.to_string())?;
         let (width, height) = (self.width, self.height);
         let bands = self.bands(rows);
         let meta = &self.meta;
-        match (self.wide, self.alpha.is_some()) {
-            (false, false) => tiff_strips::<RGB8, _>(&mut encoder, width, height, meta, bands),
-            (false, true) => tiff_strips::<RGBA8, _>(&mut encoder, width, height, meta, bands),
-            (true, false) => tiff_strips::<RGB16, _>(&mut encoder, width, height, meta, bands),
-            (true, true) => tiff_strips::<RGBA16, _>(&mut encoder, width, height, meta, bands),
+        let e = &mut encoder;
+        match (self.wide, SampleKind::of(&self.planes)) {
+            (false, SampleKind::Rgb) => tiff_strips::<RGB8, _>(e, width, height, meta, bands),
+            (false, SampleKind::Rgba) => tiff_strips::<RGBA8, _>(e, width, height, meta, bands),
+            (false, SampleKind::Grey) => tiff_strips::<Gray8, _>(e, width, height, meta, bands),
+            (true, SampleKind::Rgb) => tiff_strips::<RGB16, _>(e, width, height, meta, bands),
+            (true, SampleKind::Rgba) => tiff_strips::<RGBA16, _>(e, width, height, meta, bands),
+            (true, SampleKind::Grey) => tiff_strips::<Gray16, _>(e, width, height, meta, bands),
         }
     }
 }
 
-/// A band's samples, row after row: RGB, or RGBA where the output holds alpha.
+/// Which samples of a band's RGBA pixels an output takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SampleKind {
+    /// R, G, B.
+    Rgb,
+    /// R, G, B and an alpha: the input's alpha plane, or the pixels' own (a 4-channel model's).
+    Rgba,
+    /// R alone (a 1-channel model's output, in R, G and B).
+    Grey,
+}
+
+impl SampleKind {
+    fn of(planes: &Planes) -> SampleKind {
+        match planes {
+            Planes::Grey => SampleKind::Grey,
+            p if p.has_alpha() => SampleKind::Rgba,
+            _ => SampleKind::Rgb,
+        }
+    }
+}
+
+/// A band's samples, row after row: RGB, or RGBA where the output holds alpha, or grey.
 enum Samples {
     Eight(Vec<u8>),
     Sixteen(Vec<u16>),
@@ -246,9 +276,21 @@ impl Samples {
         }
     }
 
-    /// The samples of `band` (output rows from `y`): its colour, and the alpha plane's rows
-    /// where there is one (else the alpha channel is dropped).
-    fn of(band: Pixels, alpha: Option<&AlphaPlane>, y: u32) -> Samples {
+    /// The samples of `band` (output rows from `y`) `kind` takes: its colour, with the alpha
+    /// plane's rows where there is one, its own alpha for RGBA without one (else the alpha
+    /// channel is dropped), or its red channel for grey.
+    fn of(band: Pixels, kind: SampleKind, alpha: Option<&AlphaPlane>, y: u32) -> Samples {
+        match (kind, &band) {
+            (SampleKind::Grey, Pixels::Eight(b)) => return Samples::Eight(red(b.as_raw())),
+            (SampleKind::Grey, Pixels::Sixteen(b)) => return Samples::Sixteen(red(b.as_raw())),
+            (SampleKind::Rgba, _) if alpha.is_none() => {
+                return match band {
+                    Pixels::Eight(b) => Samples::Eight(b.into_raw()),
+                    Pixels::Sixteen(b) => Samples::Sixteen(b.into_raw()),
+                };
+            }
+            _ => {}
+        }
         match (band, alpha) {
             (Pixels::Eight(b), Some(AlphaPlane::Eight(a))) => {
                 let at = (y * b.width()) as usize;
@@ -280,7 +322,7 @@ fn rgb<T: Copy>(rgba: &[T]) -> Vec<T> {
 }
 
 /// Writes a TIFF image of colour type `C` strip by strip (the strip height the tiff crate
-/// chooses, as for a whole image) from bands of samples, with `meta`'s ICC profile.
+/// chooses, as for a whole image) from bands of samples, with `meta`'s ICC profile and EXIF.
 fn tiff_strips<C, W>(
     encoder: &mut tiff::encoder::TiffEncoder<W>,
     width: u32,
@@ -294,10 +336,7 @@ where
     [C::Inner]: tiff::encoder::TiffValue,
     W: Write + std::io::Seek,
 {
-    let mut image = encoder
-        .new_image::<C>(width, height)
-        .map_err(|e| e.to_string())?;
-    super::encode::tiff_icc(&mut image, meta)?;
+    let mut image = super::tiff_file::new_image::<W, C>(encoder, width, height, meta)?;
     let mut strip: Vec<C::Inner> = Vec::new();
     for band in bands {
         let samples = C::Inner::from_samples(band?)?;
@@ -347,6 +386,7 @@ mod tests {
     use super::super::image::write_image;
     use super::*;
     use crate::job::naming::ExportOptions;
+    use image::DynamicImage;
 
     /// The image's writer on a thread of its own, as on the I/O pool.
     fn writer(
@@ -409,14 +449,15 @@ mod tests {
             width: 37,
             height: 23,
             wide,
-            alpha: None,
+            planes: Planes::Rgb(None),
             meta: Metadata::default(),
             record: None,
         }
     }
 
-    /// Written by rows, PNG and TIFF decode to the same pixels (8 and 16-bit, with and without
-    /// alpha) as the same image written whole, and carry the same ICC profile (PNG: and EXIF).
+    /// Written by rows, PNG and TIFF decode to the same pixels (8 and 16-bit; RGB with and
+    /// without the input's alpha, grey, RGBA) as the same image written whole, and carry the
+    /// same ICC profile (where it is of the output's colour space) and EXIF (TIFF: its tags).
     #[test]
     fn rows_decode_to_the_pixels_of_the_whole_image() {
         let dir = tempfile::tempdir().unwrap();
@@ -424,23 +465,32 @@ mod tests {
         icc[16..20].copy_from_slice(b"RGB ");
         let meta = Metadata {
             icc: Some(icc),
-            exif: Some(b"MM\0*\0\0\0\x08\0\0".to_vec()),
+            exif: Some(super::super::tiff_file::tests::chunk()),
+        };
+        let kinds = |wide| {
+            [
+                ("rgb", Planes::Rgb(None)),
+                ("alpha", Planes::Rgb(Some(alpha(wide)))),
+                ("grey", Planes::Grey),
+                ("rgba", Planes::Rgba),
+            ]
         };
         for format in [OutputFormat::Png, OutputFormat::Tiff] {
             for wide in [false, true] {
-                for with_alpha in [false, true] {
-                    let case = format!("{format:?} wide={wide} alpha={with_alpha}");
+                for (kind, planes) in kinds(wide) {
+                    let case = format!("{format:?} wide={wide} {kind}");
                     let export = ExportOptions {
                         format,
                         ..ExportOptions::default()
                     };
                     let whole = dir.path().join(format!("whole.{}", format.extension()));
-                    let a = with_alpha.then(|| alpha(wide));
-                    write_image(&whole, pixels(wide), a.clone(), &meta, &export, None).unwrap();
+                    let p = planes.clone();
+                    write_image(&whole, pixels(wide), p, &meta, &export, None).unwrap();
                     let by_rows = dir.path().join(format!("rows.{}", format.extension()));
                     let (tx, rx) = band_channel();
+                    let grey = planes.is_grey();
                     let image = StreamedImage {
-                        alpha: a,
+                        planes,
                         meta: meta.clone(),
                         ..streamed(&by_rows, format, wide)
                     };
@@ -453,6 +503,26 @@ mod tests {
                     let (a, b) = (image::open(&whole).unwrap(), image::open(&by_rows).unwrap());
                     assert_eq!(a.color(), b.color(), "{case}");
                     assert_eq!(a.as_bytes(), b.as_bytes(), "{case}");
+                    let want = match (kind, wide) {
+                        ("grey", false) => image::ColorType::L8,
+                        ("grey", true) => image::ColorType::L16,
+                        ("rgb", false) => image::ColorType::Rgb8,
+                        ("rgb", true) => image::ColorType::Rgb16,
+                        (_, false) => image::ColorType::Rgba8,
+                        (_, true) => image::ColorType::Rgba16,
+                    };
+                    assert_eq!(b.color(), want, "{case}");
+                    // Grey is the pixels' red; RGBA keeps the pixels' own alpha (200).
+                    let source = pixels(wide);
+                    match (kind, &source, &b) {
+                        ("grey", Pixels::Eight(s), DynamicImage::ImageLuma8(g)) => {
+                            assert!(s.pixels().zip(g.pixels()).all(|(s, g)| s[0] == g[0]));
+                        }
+                        ("rgba", Pixels::Eight(s), DynamicImage::ImageRgba8(o)) => {
+                            assert_eq!(s.as_raw(), o.as_raw(), "{case}");
+                        }
+                        _ => {}
+                    }
                     let icc = |p: &std::path::Path| {
                         use image::ImageDecoder as _;
                         let file = std::io::BufReader::new(std::fs::File::open(p).unwrap());
@@ -464,12 +534,22 @@ mod tests {
                         };
                         let exif = match format {
                             OutputFormat::Png => d.exif_metadata().unwrap(),
-                            _ => None, // TIFF outputs carry the ICC profile, not the EXIF
+                            // TIFF holds EXIF as tags, read back below.
+                            _ => None,
                         };
                         (d.icc_profile().unwrap(), exif)
                     };
                     assert_eq!(icc(&whole), icc(&by_rows), "{case}");
-                    assert_eq!(icc(&by_rows).0, meta.icc, "{case}");
+                    assert_eq!(icc(&by_rows).0, meta.for_output(grey).icc, "{case}");
+                    if format == OutputFormat::Tiff {
+                        use super::super::tiff_file::tests::photo_tags;
+                        assert_eq!(photo_tags(&whole), photo_tags(&by_rows), "{case}");
+                        assert_eq!(
+                            photo_tags(&by_rows).date_time_original.as_deref(),
+                            Some("2024:05:06 07:08:09"),
+                            "{case}"
+                        );
+                    }
                 }
             }
         }

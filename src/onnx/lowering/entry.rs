@@ -155,6 +155,7 @@ impl Lowering<'_> {
             opset: self.opset,
             static_shapes: None,
             nhwc_input: self.nhwc_input,
+            image_output: false,
         };
         crate::model::limits::check(&model)?;
         let (model, _) = crate::passes::run(model);
@@ -308,6 +309,7 @@ pub(crate) fn lower(
         opset,
         static_shapes: Some(shapes),
         nhwc_input: nhwc,
+        image_output: false,
     };
     crate::model::limits::check(&model)?;
     let (model, _) = crate::passes::run(model);
