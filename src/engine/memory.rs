@@ -57,8 +57,8 @@ pub fn plan(model: &GpuModel, h: u32, w: u32, items: u32) -> Result<MemoryPlan> 
 pub struct ItemBytes {
     /// Activations after liveness reuse.
     pub activations: u64,
-    /// Pixels in, and for image outputs pixels out plus two read-back copies (two batches in
-    /// flight); 4 bytes a pixel each, 8 for 16-bit pixels.
+    /// Pixels in, and for image outputs pixels out (and a chain's kept steps') plus two
+    /// read-back copies (two batches in flight); 4 bytes a pixel each, 8 for 16-bit pixels.
     pub pixels: u64,
     /// The largest single buffer of the item (an activation, or its pixels in or out): a
     /// batch is split into lanes so that no buffer exceeds the adapter's binding limit.

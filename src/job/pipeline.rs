@@ -512,7 +512,8 @@ fn fail_images<S: Stage>(stage: &mut S, book: &mut Book, f: &BatchFailure) {
 
 /// Reports a finished write: the item is done (or its result waits to be collected), or failed
 /// with the write's error. An item with several files (a chain's kept steps) is done with the
-/// `last` of its writes, if none failed (its writes all start in the batch its last tile lands).
+/// `last` of its writes, if none failed (every one has started by the batch of its last tile,
+/// before which none can end).
 fn settle(
     book: &mut Book,
     outputs: &Outputs,
