@@ -326,3 +326,68 @@ fn kept_steps_are_counted_by_the_planner() {
     // Its values stay alive through the second step (in a buffer the pool may hold anyway).
     assert!(kept_act >= plain_act, "{kept_act} vs {plain_act}");
 }
+
+/// Kept steps are labelled by the step (a user model by its file's stem); a name two kept steps
+/// share gets each one's place in the chain.
+#[test]
+fn kept_steps_are_labelled_by_their_step() {
+    let none = Default::default();
+    let chain = chain::resolve("enhance-low-light,upscale-photo-2x", &none).unwrap();
+    assert_eq!(chain::step_labels(&chain), ["enhance-low-light"]);
+    let chain = chain::resolve("upscale-photo-2x,upscale-photo-2x,enhance-low-light", &none);
+    let labels = chain::step_labels(&chain.unwrap());
+    assert_eq!(labels, ["upscale-photo-2x-1", "upscale-photo-2x-2"]);
+    let kept = chain::keep_steps(
+        &chain::resolve("upscale-photo-2x,upscale-photo-2x,enhance-low-light", &none).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(kept.model.image_outputs, [2, 4]);
+    assert_eq!(kept.model.extra_outputs.len(), 2);
+}
+
+/// A 16-bit input keeps 16-bit steps: the kept 2x step equals that step alone as a job within
+/// one 8-bit level (257 of 65535; as for 8-bit, only the kernels' sums' order differs), and it
+/// stays at its own scale while `--scale` resamples the final output.
+#[test]
+fn kept_steps_are_16_bit_for_16_bit_inputs_and_keep_their_scale() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    let wide = image::DynamicImage::ImageRgba8(common::photo()).to_rgba16();
+    wide.save(input.join("photo.png")).unwrap();
+    let out = |d: &str| dir.path().join(d);
+    let chain = [
+        "-m",
+        "upscale-photo-2x,enhance-low-light",
+        "--tile-size",
+        "24",
+    ];
+    run_into(
+        &[&chain[..], &["--keep-steps", "--scale", "3"]].concat(),
+        &input,
+        &out("keep"),
+    );
+    run_into(
+        &["-m", "upscale-photo-2x", "--tile-size", "32"],
+        &input,
+        &out("step"),
+    );
+    let kept = image::open(out("keep").join("photo.upscale-photo-2x.png")).unwrap();
+    let alone = image::open(out("step").join("photo.png")).unwrap();
+    assert!(matches!(
+        kept,
+        image::DynamicImage::ImageRgba16(_) | image::DynamicImage::ImageRgb16(_)
+    ));
+    assert_eq!(kept.dimensions(), (120, 88));
+    let (kept, alone) = (kept.to_rgba16(), alone.to_rgba16());
+    let worst = kept
+        .as_raw()
+        .iter()
+        .zip(alone.as_raw())
+        .map(|(a, b)| a.abs_diff(*b))
+        .max();
+    eprintln!("16-bit kept step against the step alone: {worst:?} of 65535");
+    assert!(worst.unwrap() <= 257, "{worst:?}");
+    let last = image::open(out("keep").join("photo.png")).unwrap();
+    assert_eq!(last.dimensions(), (180, 132));
+}

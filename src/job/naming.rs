@@ -431,4 +431,33 @@ mod tests {
         assert_eq!(outs[0], d.join("m/x.png"));
         assert_eq!(outs[2], d.join("m/x_2.png"));
     }
+
+    /// A kept step's file goes beside the output, the label before the extension; the output
+    /// is renamed so that it and its kept files are all free (a user's file of a kept name is
+    /// never replaced), and `--overwrite skip` skips an item when any of its files exists.
+    #[test]
+    fn kept_steps_are_named_beside_the_output_and_free_with_it() {
+        assert_eq!(
+            kept_path(Path::new("o/sub/photo_x2.jpg"), "enhance-low-light"),
+            Path::new("o/sub/photo_x2.enhance-low-light.jpg")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (d, out) = (dir.path(), dir.path().join("out"));
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join("photo.step-a.png"), b"a user's file").unwrap();
+        let mut items = vec![listed(&d.join("photo.png"), "photo.png")];
+        let none = HashMap::new();
+        let kept = ["step-a".to_owned()];
+        let rename = ExportOptions::default();
+        let outs = plan_outputs(&mut items, &out, &rename, "m", 1, &none, &kept);
+        assert_eq!(outs[0], out.join("photo_2.png"));
+        let skip = ExportOptions {
+            overwrite: Overwrite::Skip,
+            ..ExportOptions::default()
+        };
+        let outs = plan_outputs(&mut items, &out, &skip, "m", 1, &none, &kept);
+        assert_eq!(outs[0], out.join("photo.png"));
+        let why = items[0].skip.clone().unwrap();
+        assert!(why.contains("photo.step-a.png"), "{why}");
+    }
 }

@@ -238,6 +238,10 @@ fn item_limits(spec: &JobSpec, streamed: bool) -> ItemLimits {
             .export
             .scale
             .filter(|&s| super::export::resample::resamples(Some(s), spec.model.spec.scale)),
+        // The chain's kept steps (`--keep-steps`: the job runs the model that keeps them).
+        kept_area: (spec.model.model.image_outputs.iter())
+            .map(|&s| u64::from(s) * u64::from(s))
+            .sum(),
     }
 }
 
@@ -754,6 +758,7 @@ mod tests {
             scale: 1,
             streamed: false,
             resampled: None,
+            kept_area: 0,
         };
         let mut decoder = Decoder::new(&planned, Source::Files, limits);
         decoder.top_up(&runtime, 8, &mut book, &planned);
