@@ -677,7 +677,8 @@ impl BatchRunner {
     }
 
     /// Waits for a batch from [`Self::submit_pixels`] (not for any submitted after it) and returns
-    /// its output tiles as RGBA8 pixels, with the GPU time when it was timed.
+    /// its output tiles as RGBA8 pixels (then each kept step's tiles, [`Self::image_outputs`]),
+    /// with the GPU time when it was timed.
     pub fn collect_pixels(&self, submitted: SubmittedPixels) -> Result<(Vec<u32>, Option<f64>)> {
         let SubmittedPixels {
             index,

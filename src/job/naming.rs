@@ -248,6 +248,10 @@ pub fn plan_outputs(
     let manifest = output_dir.join(crate::manifest::FILE_NAME);
     // Outputs a previous run of this job recorded keep their paths.
     let mut used: HashSet<PathBuf> = reserved.values().cloned().collect();
+    let reserved_kept: Vec<PathBuf> = (used.iter())
+        .flat_map(|out| kept.iter().map(|label| kept_path(out, label)))
+        .collect();
+    used.extend(reserved_kept);
     listed
         .iter_mut()
         .map(|item| {
