@@ -43,6 +43,56 @@ pub fn resolve_with(name: &str, step: impl Fn(&str) -> Result<ModelChoice>) -> R
 
 /// One model running `steps` in order, each on the previous one's output.
 pub fn compose(steps: Vec<ModelChoice>) -> Result<ModelChoice> {
+    compose_keeping(steps, false)
+}
+
+/// The chain `choice` with each step's output but the last one's kept (`--keep-steps`): an
+/// extra output of the model per step, an RGB image in 0..=255 as the step alone would write it
+/// (its own output mapping; the runner's unpack clamps and rounds), with its scale in
+/// [`Model::image_outputs`].
+pub fn keep_steps(choice: &ModelChoice) -> Result<ModelChoice> {
+    if choice.steps.len() < 2 {
+        bail!(
+            "--keep-steps keeps the steps of a chain (-m a,b); {} is one model",
+            choice.id
+        );
+    }
+    if choice.input_size > 0 {
+        bail!(
+            "--keep-steps keeps the images of a chain of image-to-image steps; {} ends in a \
+             model that takes whole images of a fixed size (run its steps before that one with \
+             --keep-steps, then that model on the output)",
+            choice.id
+        );
+    }
+    compose_keeping(choice.steps.clone(), true)
+}
+
+/// What names each kept step's output (`--keep-steps`): the step's built-in id or its file's
+/// stem, with `-N` (its place in the chain, from 1) where two kept steps share a name. Every
+/// step but the last, in order; empty for one model.
+pub fn step_labels(choice: &ModelChoice) -> Vec<String> {
+    let Some((_, kept)) = choice.steps.split_last() else {
+        return Vec::new();
+    };
+    let name = |s: &ModelChoice| {
+        std::path::Path::new(&s.id)
+            .file_stem()
+            .map_or_else(|| s.id.clone(), |n| n.to_string_lossy().into_owned())
+    };
+    let names: Vec<String> = kept.iter().map(name).collect();
+    names
+        .iter()
+        .enumerate()
+        .map(|(k, n)| match names.iter().filter(|m| *m == n).count() {
+            1 => n.clone(),
+            _ => format!("{n}-{}", k + 1),
+        })
+        .collect()
+}
+
+/// [`compose`], keeping every step's output but the last one's as an extra output where `keep`.
+fn compose_keeping(steps: Vec<ModelChoice>, keep: bool) -> Result<ModelChoice> {
     let Some(first) = steps.first() else {
         bail!("a chain needs at least one model");
     };
@@ -62,7 +112,12 @@ pub fn compose(steps: Vec<ModelChoice>) -> Result<ModelChoice> {
     let (mut scale, mut context) = (first.spec.scale, first.spec.context);
     // Output pixels the steps so far lost at each border (padding-free convolutions).
     let mut lost = shrink(first)?;
+    let (mut kept, mut kept_scales) = (Vec::new(), Vec::new());
     for step in &steps[1..] {
+        if keep {
+            kept.push(convert(&mut model, map, PixelMapping::IDENTITY, false));
+            kept_scales.push(scale);
+        }
         let mut input = convert(&mut model, map, step.spec.input_map, true);
         // The context the steps so far needed is used up: cut it off, so that the steps after
         // them run on the context they need and no more (of the chain's context, `context`
@@ -88,6 +143,8 @@ pub fn compose(steps: Vec<ModelChoice>) -> Result<ModelChoice> {
     }
     let output = convert(&mut model, map, first.spec.input_map, false);
     model.output = output;
+    model.extra_outputs = kept;
+    model.image_outputs = kept_scales;
     model.output_name = steps.last().expect("steps").model.output_name.clone();
     let ids: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
     model.name = ids.join(" + ");

@@ -39,6 +39,10 @@ pub struct Entry {
     /// (`labels.csv`, `embeddings.npy`, `faces.json`) that are written once at the end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<serde_json::Value>,
+    /// A chain's kept step this output is (`--keep-steps`), by its label; None: the job's
+    /// output itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
 }
 
 /// Paths as JSON: a string where the path is Unicode, else (Unix) its bytes, so that a file name
@@ -230,6 +234,7 @@ mod tests {
             output_hash: 4,
             settings: "s".into(),
             result: None,
+            step: None,
         }
     }
 

@@ -71,6 +71,9 @@ impl TileSource for Pixels {
     }
 }
 
+/// One output's pixels for each tile of a batch, in the batch's order.
+pub type TileOutputs = Vec<Vec<u32>>;
+
 /// One tile of one image, waiting for a batch.
 #[derive(Clone, Copy, Debug)]
 pub struct TileRef {
@@ -264,9 +267,42 @@ impl TiledUpscaler {
         &self,
         submitted: SubmittedPixels,
     ) -> Result<(Vec<Vec<u32>>, Option<f64>)> {
+        let (mut tiles, gpu_ms) = self.collect_with_steps(submitted)?;
+        Ok((tiles.swap_remove(0), gpu_ms))
+    }
+
+    /// As [`Self::collect_tiles`], with a chain's kept steps (`--keep-steps`): the output's
+    /// tiles, then each kept step's (each cropped to the tile's core at that step's scale).
+    pub fn collect_with_steps(
+        &self,
+        submitted: SubmittedPixels,
+    ) -> Result<(Vec<TileOutputs>, Option<f64>)> {
+        let items = submitted.items() as usize;
         let (out, gpu_ms) = self.runner.collect_pixels(submitted)?;
-        let out_side = self.runner.output.w;
-        let core = self.tile * self.spec.scale;
+        let words = self.depth().words();
+        let kept = self
+            .runner
+            .extra_outputs
+            .iter()
+            .zip(&self.runner.image_outputs);
+        let mut at = 0;
+        let mut all = Vec::new();
+        for (side, scale) in std::iter::once((self.runner.output.w, self.spec.scale))
+            .chain(kept.map(|(shape, &scale)| (shape.w, scale)))
+        {
+            let len = (side * side) as usize * words * items;
+            let part = out.get(at..at + len).unwrap_or_default();
+            all.push(self.crop_tiles(part, side, scale));
+            at += len;
+        }
+        Ok((all, gpu_ms))
+    }
+
+    /// Each tile's core (`(tile * scale)^2` pixels) out of `out`, tiles of `out_side^2` pixels
+    /// at `scale` (the context lost by padding-free layers is cropped symmetrically).
+    fn crop_tiles(&self, out: &[u32], out_side: u32, scale: u32) -> Vec<Vec<u32>> {
+        let core = self.tile * scale;
+        let crop = out_side.saturating_sub(core) / 2;
         let full = TileRect {
             x: 0,
             y: 0,
@@ -274,43 +310,44 @@ impl TiledUpscaler {
             h: self.tile,
         };
         let words = self.depth().words();
-        let tiles_out = out
-            .chunks_exact((out_side * out_side) as usize * words)
+        out.chunks_exact((out_side * out_side) as usize * words)
             .map(|o| {
                 let mut core_px = vec![0u32; (core * core) as usize * words];
                 match self.depth() {
-                    PixelDepth::Eight => tiling::place(
-                        &mut core_px,
-                        core,
-                        o,
-                        out_side,
-                        self.crop,
-                        full,
-                        self.spec.scale,
-                    ),
+                    PixelDepth::Eight => {
+                        tiling::place(&mut core_px, core, o, out_side, crop, full, scale);
+                    }
                     PixelDepth::Sixteen => tiling::place::<[u32; 2]>(
                         bytemuck::cast_slice_mut(&mut core_px),
                         core,
                         bytemuck::cast_slice(o),
                         out_side,
-                        self.crop,
+                        crop,
                         full,
-                        self.spec.scale,
+                        scale,
                     ),
                 }
                 core_px
             })
-            .collect();
-        Ok((tiles_out, gpu_ms))
+            .collect()
     }
 
     /// Writes one tile's output (from [`Self::collect_tiles`]) into a job's upscaled image,
     /// converting between 8 and 16 bits where the image and the runner differ.
     pub fn place_into(&self, out: &mut Pixels, rect: TileRect, tile_out: &[u32]) {
-        let core = self.tile * self.spec.scale;
-        let (w, scale) = (out.dimensions().0, self.spec.scale);
+        self.place_scaled(out, rect, tile_out, self.spec.scale);
+    }
+
+    /// As [`Self::place_into`] for a tile's output at `scale` (a chain's kept step).
+    pub fn place_scaled(&self, out: &mut Pixels, rect: TileRect, tile_out: &[u32], scale: u32) {
+        let core = self.tile * scale;
+        let w = out.dimensions().0;
+        let place8 = |img: &mut image::RgbaImage, px: &[u32]| {
+            let dst: &mut [u32] = bytemuck::cast_slice_mut(img);
+            tiling::place(dst, w, px, core, 0, rect, scale);
+        };
         match (self.depth(), out) {
-            (PixelDepth::Eight, Pixels::Eight(img)) => self.place(img, rect, tile_out),
+            (PixelDepth::Eight, Pixels::Eight(img)) => place8(img, tile_out),
             (PixelDepth::Sixteen, Pixels::Sixteen(img)) => {
                 let src: &[[u16; 4]] = bytemuck::cast_slice(tile_out);
                 let dst: &mut [[u16; 4]] = bytemuck::cast_slice_mut(img.as_mut());
@@ -324,7 +361,7 @@ impl TiledUpscaler {
                         u32::from_le_bytes(p.map(|v| ((v as u32 * 255 + 32767) / 65535) as u8))
                     })
                     .collect();
-                self.place(img, rect, &narrow);
+                place8(img, &narrow);
             }
             (PixelDepth::Eight, Pixels::Sixteen(img)) => {
                 let wide: Vec<[u16; 4]> = tile_out

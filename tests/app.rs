@@ -182,6 +182,15 @@ fn a_chain_of_models_is_built_step_by_step() {
     let chain = harness.state().model_choice().unwrap();
     assert_eq!((chain.spec.scale, chain.steps.len()), (2, 2));
     harness.get_by_label_contains("a chain, run as one model");
+    // "Keep each step's output": saved in presets and written by "Copy as command".
+    harness.get_by_label("Keep each step's output").click();
+    harness.step();
+    assert!(harness.state().settings.keep_steps);
+    assert!(harness.state().settings.export().keep_steps);
+    let toml = harness.state().settings.preset().to_toml();
+    assert!(toml.contains("keep-steps = true"), "{toml}");
+    let line = harness.state().command_line();
+    assert!(line.contains("--keep-steps"), "{line}");
 
     // Brighten first: the second step moves up.
     harness
@@ -207,6 +216,10 @@ fn a_chain_of_models_is_built_step_by_step() {
         harness.query_by_label("Up").is_none(),
         "one step has no move buttons"
     );
+    // One model has no steps to keep: no checkbox, and the flag is not written.
+    assert!(harness.query_by_label("Keep each step's output").is_none());
+    let line = harness.state().command_line();
+    assert!(!line.contains("--keep-steps"), "{line}");
 }
 
 /// A chain's last step may be a fixed-input model: a step added after enhance-low-light and set
@@ -551,6 +564,7 @@ fn copy_as_command_and_presets_give_back_the_settings() {
         top_k: 3,
         mask_only: true,
         annotate: true,
+        keep_steps: true,
         input_range: "-1-1".into(),
         channel_order: "bgr".into(),
         input_layout: "auto".into(),

@@ -394,6 +394,7 @@ fn a_cmyk_jpeg_is_done() {
         scale: 1,
         streamed: false,
         resampled: None,
+        kept_area: 0,
     };
     let (decoded, _) = batchwise::job::read_upright(&input, limits).unwrap();
     let decoded = decoded.to_rgb8();

@@ -98,6 +98,12 @@ fn only_the_last_step_may_take_fixed_size_images() {
     assert_eq!(chain.task, builtin::Task::Classify);
     assert_eq!(chain.input_size, classify.input_size);
     assert_eq!(chain.steps.len(), 3);
+    // Its images are handed on whole, not kept: --keep-steps is refused, saying why.
+    let e = format!("{:#}", chain::keep_steps(&chain).unwrap_err());
+    assert!(
+        e.contains("--keep-steps") && e.contains("fixed size"),
+        "{e}"
+    );
     let prefix = chain::prefix(&chain).unwrap().unwrap();
     assert_eq!(prefix.id, "enhance-low-light,upscale-photo-2x");
     assert_eq!((prefix.spec.scale, chain::prefix_scale(&chain)), (2, 2));
@@ -404,4 +410,227 @@ fn auto_batch_and_out_of_memory_halving_cover_a_chain() {
     let runs = common::PhotoRuns::new(&["-m", "enhance-low-light,upscale-photo-2x"]);
     runs.assert_auto_fits_the_budget();
     runs.assert_out_of_memory_halves_the_batch();
+}
+
+/// Runs `batchwise run` with `args` on `input` into `out`; the output folder's files by name.
+fn run_into(args: &[&str], input: &std::path::Path, out: &std::path::Path) {
+    common::batchwise()
+        .arg("run")
+        .args(args)
+        .arg("-o")
+        .arg(out)
+        .arg(input)
+        .assert()
+        .success();
+}
+
+/// The largest difference of two 8-bit images of the same size, in levels.
+fn largest_difference(a: &std::path::Path, b: &std::path::Path) -> u8 {
+    let (a, b) = (image::open(a).unwrap(), image::open(b).unwrap());
+    assert_eq!(a.dimensions(), b.dimensions());
+    let (a, b) = (a.to_rgba8(), b.to_rgba8());
+    let diff = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| x.abs_diff(*y));
+    diff.max().unwrap()
+}
+
+use image::GenericImageView as _;
+
+/// `--keep-steps` writes step 1's result beside the output. It equals step 1 run alone as a job,
+/// tiled otherwise (24 px tiles, and one tile for the whole image), within one 8-bit level: the
+/// chain computes the same step on the same pixels, and only the sums' order inside the kernels
+/// (other tile sizes) may move a value across a rounding edge. Its 16 px tiles cut the image
+/// into 12, so a seam would show as many levels. The final output is bit-equal to the run
+/// without `--keep-steps`; a rerun finds everything done.
+#[test]
+fn kept_steps_equal_each_step_alone_and_leave_the_output_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    common::photo().save(input.join("photo.png")).unwrap();
+    let out = |d: &str| dir.path().join(d);
+    let chain = [
+        "-m",
+        "enhance-low-light,upscale-photo-2x",
+        "--tile-size",
+        "16",
+    ];
+    run_into(
+        &[&chain[..], &["--keep-steps"]].concat(),
+        &input,
+        &out("keep"),
+    );
+    run_into(&chain, &input, &out("plain"));
+    run_into(
+        &["-m", "enhance-low-light", "--tile-size", "24"],
+        &input,
+        &out("step"),
+    );
+    run_into(
+        &["-m", "enhance-low-light", "--tile-size", "64"],
+        &input,
+        &out("whole"),
+    );
+    let kept = out("keep").join("photo.enhance-low-light.png");
+    assert_eq!(image::open(&kept).unwrap().dimensions(), (60, 44));
+    for alone in ["step", "whole"] {
+        let worst = largest_difference(&kept, &out(alone).join("photo.png"));
+        eprintln!("kept step 1 against step 1 alone ({alone}): {worst} levels");
+        assert!(
+            worst <= 1,
+            "kept step 1 differs from {alone} by {worst} levels"
+        );
+    }
+    let (a, b) = (
+        out("keep").join("photo.png"),
+        out("plain").join("photo.png"),
+    );
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    // A rerun of the same job finds both files done and rewrites neither; without the kept
+    // file, the item runs again.
+    let modified = |p: &std::path::Path| std::fs::metadata(p).unwrap().modified().unwrap();
+    let before = (modified(&kept), modified(&a));
+    let rerun = [&chain[..], &["--keep-steps"]].concat();
+    run_into(&rerun, &input, &out("keep"));
+    assert_eq!((modified(&kept), modified(&a)), before);
+    std::fs::remove_file(&kept).unwrap();
+    run_into(&rerun, &input, &out("keep"));
+    assert!(kept.is_file());
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+}
+
+/// Kept steps follow the output's name (pattern, sub-folder, format), and `--dry-run` lists them
+/// and writes nothing; `--keep-steps` on one model is refused.
+#[test]
+fn kept_steps_are_named_after_the_output_and_listed_by_dry_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    common::photo().save(input.join("photo.png")).unwrap();
+    let out = dir.path().join("out");
+    let args = [
+        "-m",
+        "upscale-photo-2x,enhance-low-light",
+        "--keep-steps",
+        "--format",
+        "jpeg",
+        "--name",
+        "{model}/{stem}_x{scale}.{ext}",
+    ];
+    let dry = common::batchwise()
+        .args(["run", "--dry-run", "--json"])
+        .args(args)
+        .arg("-o")
+        .arg(&out)
+        .arg(&input)
+        .assert()
+        .success();
+    let plan: serde_json::Value = serde_json::from_slice(&dry.get_output().stdout).unwrap();
+    let folder = out.join("upscale-photo-2x,enhance-low-light");
+    let kept = folder.join("photo_x2.upscale-photo-2x.jpg");
+    assert_eq!(
+        plan["items"][0]["kept_steps"][0].as_str().unwrap(),
+        kept.to_str().unwrap(),
+        "{plan}"
+    );
+    assert!(!out.exists(), "a dry run wrote {}", out.display());
+    run_into(&args, &input, &out);
+    assert_eq!(image::open(&kept).unwrap().dimensions(), (120, 88));
+    assert!(folder.join("photo_x2.jpg").is_file());
+    common::batchwise()
+        .args(["run", "-m", "upscale-photo-2x", "--keep-steps", "-o"])
+        .arg(dir.path().join("one"))
+        .arg(&input)
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(
+            "--keep-steps keeps the steps of a chain",
+        ));
+}
+
+/// The planner counts the kept steps' buffers: their activations stay alive to the end of the
+/// batch and their pixels are unpacked and read back (two copies) as the output's are.
+#[test]
+fn kept_steps_are_counted_by_the_planner() {
+    use batchwise::kernels::Precision;
+    let side = 64;
+    let chain = chain::resolve("enhance-low-light,upscale-photo-2x", &Default::default()).unwrap();
+    let kept = chain::keep_steps(&chain).unwrap();
+    let bytes = |m: &batchwise::model::Model| {
+        batchwise::engine::item_bytes(m, side, side, Precision::F32).unwrap()
+    };
+    let ((plain_act, plain_px), (kept_act, kept_px)) = (bytes(&chain.model), bytes(&kept.model));
+    eprintln!("per item: plain {plain_act} + {plain_px}, keeping {kept_act} + {kept_px}");
+    // Step 1 keeps the tile's size: 4 bytes a pixel, in a buffer and two read-back copies.
+    assert_eq!(kept_px, plain_px + 3 * 4 * (side * side) as u64);
+    // Its values stay alive through the second step (in a buffer the pool may hold anyway).
+    assert!(kept_act >= plain_act, "{kept_act} vs {plain_act}");
+}
+
+/// Kept steps are labelled by the step (a user model by its file's stem); a name two kept steps
+/// share gets each one's place in the chain.
+#[test]
+fn kept_steps_are_labelled_by_their_step() {
+    let none = Default::default();
+    let chain = chain::resolve("enhance-low-light,upscale-photo-2x", &none).unwrap();
+    assert_eq!(chain::step_labels(&chain), ["enhance-low-light"]);
+    let chain = chain::resolve("upscale-photo-2x,upscale-photo-2x,enhance-low-light", &none);
+    let labels = chain::step_labels(&chain.unwrap());
+    assert_eq!(labels, ["upscale-photo-2x-1", "upscale-photo-2x-2"]);
+    let kept = chain::keep_steps(
+        &chain::resolve("upscale-photo-2x,upscale-photo-2x,enhance-low-light", &none).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(kept.model.image_outputs, [2, 4]);
+    assert_eq!(kept.model.extra_outputs.len(), 2);
+}
+
+/// A 16-bit input keeps 16-bit steps: the kept 2x step equals that step alone as a job within
+/// one 8-bit level (257 of 65535; as for 8-bit, only the kernels' sums' order differs), and it
+/// stays at its own scale while `--scale` resamples the final output.
+#[test]
+fn kept_steps_are_16_bit_for_16_bit_inputs_and_keep_their_scale() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    let wide = image::DynamicImage::ImageRgba8(common::photo()).to_rgba16();
+    wide.save(input.join("photo.png")).unwrap();
+    let out = |d: &str| dir.path().join(d);
+    let chain = [
+        "-m",
+        "upscale-photo-2x,enhance-low-light",
+        "--tile-size",
+        "24",
+    ];
+    run_into(
+        &[&chain[..], &["--keep-steps", "--scale", "3"]].concat(),
+        &input,
+        &out("keep"),
+    );
+    run_into(
+        &["-m", "upscale-photo-2x", "--tile-size", "32"],
+        &input,
+        &out("step"),
+    );
+    let kept = image::open(out("keep").join("photo.upscale-photo-2x.png")).unwrap();
+    let alone = image::open(out("step").join("photo.png")).unwrap();
+    assert!(matches!(
+        kept,
+        image::DynamicImage::ImageRgba16(_) | image::DynamicImage::ImageRgb16(_)
+    ));
+    assert_eq!(kept.dimensions(), (120, 88));
+    let (kept, alone) = (kept.to_rgba16(), alone.to_rgba16());
+    let worst = kept
+        .as_raw()
+        .iter()
+        .zip(alone.as_raw())
+        .map(|(a, b)| a.abs_diff(*b))
+        .max();
+    eprintln!("16-bit kept step against the step alone: {worst:?} of 65535");
+    assert!(worst.unwrap() <= 257, "{worst:?}");
+    let last = image::open(out("keep").join("photo.png")).unwrap();
+    assert_eq!(last.dimensions(), (180, 132));
 }

@@ -288,6 +288,7 @@ fn thumbnail(path: &std::path::Path, px: u32) -> Option<egui::ColorImage> {
         scale: 1,
         streamed: false,
         resampled: None,
+        kept_area: 0,
     };
     let read = std::panic::catch_unwind(|| job::read_upright(path, limits));
     let (img, _) = read.ok()?.ok()?;

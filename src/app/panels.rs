@@ -443,6 +443,13 @@ impl BatchwiseApp {
         if add.clicked() {
             edit = Some(StepEdit::Add);
         }
+        if count > 1 {
+            ui.checkbox(&mut self.settings.keep_steps, "Keep each step's output")
+                .on_hover_text(
+                    "Also write each step's result but the last beside the output, named by \
+                     the step (photo.enhance-low-light.png beside photo.png): --keep-steps",
+                );
+        }
         match edit {
             Some(StepEdit::Up(i)) => steps.swap(i - 1, i),
             Some(StepEdit::Down(i)) => steps.swap(i, i + 1),

@@ -86,6 +86,9 @@ impl Settings {
         if self.annotate {
             p.push("annotate", true);
         }
+        if self.keep_steps && self.is_chain() {
+            p.push("keep-steps", true);
+        }
         for (flag, value) in [
             ("input-range", &self.input_range),
             ("channel-order", &self.channel_order),
@@ -134,6 +137,7 @@ impl Settings {
             top_k: args.top_k as usize,
             mask_only: args.mask_only,
             annotate: args.annotate,
+            keep_steps: args.output_extra.keep_steps,
             input_range: flag(&args.input.input_range),
             channel_order: flag(&args.input.channel_order),
             input_layout: flag(&args.input.input_layout),

@@ -36,6 +36,9 @@ pub struct Settings {
     pub top_k: usize,
     pub mask_only: bool,
     pub annotate: bool,
+    /// A chain writes each step's result beside the output (`--keep-steps`); used only while
+    /// the model is a chain.
+    pub keep_steps: bool,
     /// How a user model's input is fed ("auto": the file's metadata, else the defaults), as the
     /// CLI's `--input-range`, `--channel-order` and `--input-layout`.
     pub input_range: String,
@@ -69,6 +72,7 @@ impl Default for Settings {
             top_k: analysis.top_k,
             mask_only: analysis.mask_only,
             annotate: analysis.annotate,
+            keep_steps: false,
             input_range: "auto".into(),
             channel_order: "auto".into(),
             input_layout: "auto".into(),
@@ -100,7 +104,13 @@ impl Settings {
             scale: (self.scale > 0.0).then_some(self.scale),
             pattern: self.pattern.clone(),
             overwrite: self.overwrite,
+            keep_steps: self.keep_steps && self.is_chain(),
         }
+    }
+
+    /// Whether the model is a chain of steps (`a,b`).
+    pub fn is_chain(&self) -> bool {
+        self.model.contains(crate::chain::SEPARATOR)
     }
 
     /// The job these settings describe for `inputs` (found in the folders `roots`).

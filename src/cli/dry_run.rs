@@ -41,6 +41,11 @@ pub fn print(engine: &Engine, spec: &JobSpec, json: bool) -> Result<ExitCode> {
             PlannedAction::Fail => println!("fail  {input}: {reason}"),
             PlannedAction::Done => println!("done  {input} -> {output}: {reason}"),
         }
+        if matches!(item.action, PlannedAction::Run | PlannedAction::Done) {
+            for kept in &item.kept_steps {
+                println!("      and {}", kept.display());
+            }
+        }
     }
     println!(
         "{} to run, {} skipped, {} failing, {} done already (dry run: nothing was written)",

@@ -537,6 +537,7 @@ pub(crate) fn job_spec(args: &RunArgs, model: builtin::ModelChoice) -> JobSpec {
                 OverwriteArg::Overwrite => crate::job::Overwrite::Overwrite,
                 OverwriteArg::Rename => crate::job::Overwrite::Rename,
             },
+            keep_steps: args.output_extra.keep_steps,
         },
         shard: args.shard,
         memory_budget: args.memory_budget.map(|mb| mb << 20),

@@ -16,6 +16,12 @@ pub struct OutputArgs {
     /// 6), best (zlib 9, smallest and slowest), or a zlib level 0-9 (0: stored).
     #[arg(long, default_value = "fast", value_parser = clap::value_parser!(PngCompression), help_heading = "Output", value_name = "fast|balanced|best|0-9")]
     pub png_compression: PngCompression,
+    /// With a chain (-m a,b), also write each step's result but the last beside the output,
+    /// named by the step: photo.png and photo.enhance-low-light.png (same folder and format).
+    /// Each is what the step alone would write (its output clamped, 8 or 16-bit), at the
+    /// step's own scale (--scale resamples the final output only).
+    #[arg(long, help_heading = "Output")]
+    pub keep_steps: bool,
 }
 
 impl clap::builder::ValueParserFactory for PngCompression {

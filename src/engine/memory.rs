@@ -57,8 +57,8 @@ pub fn plan(model: &GpuModel, h: u32, w: u32, items: u32) -> Result<MemoryPlan> 
 pub struct ItemBytes {
     /// Activations after liveness reuse.
     pub activations: u64,
-    /// Pixels in, and for image outputs pixels out plus two read-back copies (two batches in
-    /// flight); 4 bytes a pixel each, 8 for 16-bit pixels.
+    /// Pixels in, and for image outputs pixels out (and a chain's kept steps') plus two
+    /// read-back copies (two batches in flight); 4 bytes a pixel each, 8 for 16-bit pixels.
     pub pixels: u64,
     /// The largest single buffer of the item (an activation, or its pixels in or out): a
     /// batch is split into lanes so that no buffer exceeds the adapter's binding limit.
@@ -97,6 +97,16 @@ impl ItemBytes {
                 u64::from(image_out) * word * out.h as u64 * out.w as u64,
             )
         };
+        // A chain's kept steps (`--keep-steps`): unpacked and read back as the output is.
+        let kept: Vec<u64> = model
+            .extra_outputs
+            .iter()
+            .take(model.image_outputs.len())
+            .filter(|_| !float_input && out.c == 3)
+            .map(|&v| word * shapes[v].h as u64 * shapes[v].w as u64)
+            .collect();
+        let largest_out = kept.iter().copied().fold(pixels_out, u64::max);
+        let pixels_out = pixels_out + kept.iter().sum::<u64>();
         let largest_value = shapes
             .iter()
             .map(|s| s.elements() * precision.bytes())
@@ -105,7 +115,7 @@ impl ItemBytes {
         Self {
             activations,
             pixels: pixels_in + 3 * pixels_out,
-            largest_buffer: largest_value.max(pixels_in).max(pixels_out).max(4),
+            largest_buffer: largest_value.max(pixels_in).max(largest_out).max(4),
         }
     }
 

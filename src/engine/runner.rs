@@ -15,6 +15,7 @@ use crate::kernels::pack::{PixelDepth, PixelMapping};
 use crate::kernels::{Bind, Precision, Step, pack, unpack};
 use crate::model::ItemShape;
 
+mod floats;
 mod profile;
 pub use profile::StepTime;
 
@@ -30,6 +31,9 @@ pub struct BatchRunner {
     pub input: ItemShape,
     pub output: ItemShape,
     pub extra_outputs: Vec<ItemShape>,
+    /// The scale of each of the first `extra_outputs` read back as pixels after the output (a
+    /// chain's kept steps: [`crate::model::Model::image_outputs`]).
+    pub image_outputs: Vec<u32>,
     /// Fed floats directly: no pack step.
     float_input: bool,
     /// The model clamps tiles to their image's edge: set each batch's geometry first.
@@ -122,6 +126,8 @@ struct Lane {
     layers: Vec<(usize, Step)>,
     /// Float -> 8 or 16-bit RGBA, for models whose output is an image (RGB, grey, RGBA).
     unpack: Option<Step>,
+    /// A chain's kept steps: each one's pixels and the unpack that fills them (with `unpack`).
+    kept: Vec<(TrackedBuffer, Step)>,
 }
 
 /// Two timestamps around a batch's compute pass, where the adapter has timestamp queries.
@@ -143,7 +149,7 @@ impl Lane {
         let gpu = &engine.gpu;
         let m = &model.model;
         let (buffer_of, sizes) = assign_values(m, shapes, items, model.precision);
-        let storage = wgpu::BufferUsages::STORAGE;
+        let (storage, copy_src) = (wgpu::BufferUsages::STORAGE, wgpu::BufferUsages::COPY_SRC);
         let values: Vec<TrackedBuffer> = sizes
             .iter()
             .enumerate()
@@ -171,7 +177,7 @@ impl Lane {
             } else {
                 4
             },
-            storage | wgpu::BufferUsages::COPY_SRC,
+            storage | copy_src,
         );
         let geometry = gpu.create_buffer(
             "item geometry",
@@ -217,7 +223,23 @@ impl Lane {
                 depth,
             )
         });
+        let kept = m.image_outputs.iter().zip(&m.extra_outputs);
+        let kept = kept
+            .filter(|_| unpacks)
+            .map(|(_, &v)| {
+                let px = shapes[v].h * shapes[v].w;
+                let bytes = word_bytes * px.max(1) as u64 * items as u64;
+                let out = gpu.create_buffer("kept step pixels", bytes, storage | copy_src);
+                let bind = Bind::new(gpu, k, "unpack kept step");
+                let map = PixelMapping::IDENTITY;
+                let src = &values[buffer_of[v]];
+                let unpacked = unpack::Unpacked::new(px, items, shapes[v].c);
+                let step = unpack::prepare(bind, src, &out, unpacked, &map, depth);
+                (out, step)
+            })
+            .collect();
         Self {
+            kept,
             items,
             pixels_in,
             pixels_out,
@@ -237,6 +259,7 @@ impl Lane {
         std::iter::once(&self.pack)
             .chain(self.layers.iter().map(|(_, s)| s))
             .chain(&self.unpack)
+            .chain(self.kept.iter().map(|(_, s)| s))
             .map(|s| (s.z_per_item(), s.label.as_str()))
             .max_by_key(|&(z, _)| z)
             .unwrap_or((1, "pack"))
@@ -250,6 +273,7 @@ impl Lane {
                 .map(|(_, s)| s.dispatches())
                 .sum::<usize>()
             + self.unpack.as_ref().map_or(0, Step::dispatches)
+            + self.kept.iter().map(|(_, s)| s.dispatches()).sum::<usize>()
     }
 }
 
@@ -330,8 +354,10 @@ impl BatchRunner {
         let output = shapes[m.output];
         let unpacks = m.unpacks_output(output) && !float_input;
         let words = 4 * depth.words() as u64;
+        // The output's pixels and a chain's kept steps', read back together.
+        let kept = m.extra_outputs.iter().take(m.image_outputs.len());
         let out_pixel_bytes = if unpacks {
-            words * (output.h * output.w) as u64
+            words * kept.fold(output.h * output.w, |n, &v| n + shapes[v].h * shapes[v].w) as u64
         } else {
             0
         };
@@ -409,6 +435,7 @@ impl BatchRunner {
             input,
             output,
             extra_outputs: m.extra_outputs.iter().map(|&v| shapes[v]).collect(),
+            image_outputs: m.image_outputs.clone(),
             float_input,
             clamps_edges: m
                 .layers
@@ -433,6 +460,7 @@ impl BatchRunner {
                 l.values.iter().map(|b| b.size()).sum::<u64>()
                     + l.pixels_in.size()
                     + l.pixels_out.size()
+                    + l.kept.iter().map(|(b, _)| b.size()).sum::<u64>()
             })
             .sum::<u64>()
             + self.read_back.iter().map(|b| b.size()).sum::<u64>()
@@ -510,6 +538,9 @@ impl BatchRunner {
                 }
                 if let Some(step) = lane.unpack.as_ref().filter(|_| unpack) {
                     step.record(&mut pass, n);
+                    for (_, step) in &lane.kept {
+                        step.record(&mut pass, n);
+                    }
                 }
             }
         }
@@ -612,12 +643,21 @@ impl BatchRunner {
                 label: Some("batch"),
             });
         self.record(&mut encoder, items, true, timed);
-        let per_item = 4 * self.depth.words() as u64 * (self.output.h * self.output.w) as u64;
+        // The output's pixels, then each kept step's, each item after item.
+        let word = 4 * self.depth.words() as u64;
+        let kept = self.extra_outputs.iter().take(self.image_outputs.len());
         let mut at = 0;
-        for (lane, n) in self.split(items) {
-            let bytes = per_item * n as u64;
-            encoder.copy_buffer_to_buffer(&lane.pixels_out, 0, &self.read_back[slot], at, bytes);
-            at += bytes;
+        for (k, shape) in std::iter::once(&self.output).chain(kept).enumerate() {
+            for (lane, n) in self.split(items) {
+                let bytes = word * (shape.h * shape.w) as u64 * n as u64;
+                let from = if k == 0 {
+                    &lane.pixels_out
+                } else {
+                    &lane.kept[k - 1].0
+                };
+                encoder.copy_buffer_to_buffer(from, 0, &self.read_back[slot], at, bytes);
+                at += bytes;
+            }
         }
         let index = self.submit_encoder(encoder)?;
         self.busy[slot].store(true, Ordering::Release);
@@ -637,7 +677,8 @@ impl BatchRunner {
     }
 
     /// Waits for a batch from [`Self::submit_pixels`] (not for any submitted after it) and returns
-    /// its output tiles as RGBA8 pixels, with the GPU time when it was timed.
+    /// its output tiles as RGBA8 pixels (then each kept step's tiles, [`Self::image_outputs`]),
+    /// with the GPU time when it was timed.
     pub fn collect_pixels(&self, submitted: SubmittedPixels) -> Result<(Vec<u32>, Option<f64>)> {
         let SubmittedPixels {
             index,
@@ -700,90 +741,6 @@ impl BatchRunner {
     pub fn submit_f32(&self, pixels: &[u32], items: u32) -> Result<SubmittedFloats> {
         self.upload(pixels, items)?;
         self.submit_outputs(items)
-    }
-
-    /// Records the batch (without unpacking) and copies every output to a staging buffer.
-    fn submit_outputs(&self, items: u32) -> Result<SubmittedFloats> {
-        if let Some(e) = injected_out_of_memory("BATCHWISE_FAIL_RUNS_ABOVE", items) {
-            return Err(e.into());
-        }
-        let mut encoder = self
-            .gpu
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("batch"),
-            });
-        self.record(&mut encoder, items, false, false);
-        let shapes: Vec<ItemShape> = std::iter::once(self.output)
-            .chain(self.extra_outputs.iter().copied())
-            .collect();
-        let eb = self.precision.bytes();
-        // Each lane's copy in whole 4 bytes.
-        let total: u64 = shapes
-            .iter()
-            .map(|s| {
-                (eb * s.elements() * items as u64).next_multiple_of(4) + 4 * self.lanes.len() as u64
-            })
-            .sum();
-        let staging = self.gpu.create_buffer(
-            "float read back",
-            total,
-            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        );
-        let mut at = 0;
-        let mut ranges = Vec::new();
-        for (k, shape) in shapes.iter().enumerate() {
-            let per_item = eb * shape.elements();
-            let mut parts = Vec::new();
-            for (lane, n) in self.split(items) {
-                let buffer = if k == 0 {
-                    lane.model_out
-                } else {
-                    lane.extra_out[k - 1]
-                };
-                let bytes = per_item * n as u64;
-                let copied = bytes.next_multiple_of(4);
-                encoder.copy_buffer_to_buffer(&lane.values[buffer], 0, &staging, at, copied);
-                parts.push(at as usize..(at + bytes) as usize);
-                at += copied;
-            }
-            ranges.push(parts);
-        }
-        let index = self.submit_encoder(encoder)?;
-        Ok(SubmittedFloats {
-            index,
-            items,
-            staging,
-            bytes: at,
-            ranges,
-        })
-    }
-
-    /// Waits for a batch from [`Self::submit_f32`] and returns every output in float.
-    pub fn collect_floats(&self, submitted: SubmittedFloats) -> Result<Vec<Vec<f32>>> {
-        let SubmittedFloats {
-            index,
-            staging,
-            bytes,
-            ranges,
-            ..
-        } = submitted;
-        let out = self.gpu.map_read_after(&staging, bytes, Some(index))?;
-        Ok(ranges
-            .into_iter()
-            .map(|parts| {
-                parts
-                    .into_iter()
-                    .flat_map(|r| match self.precision {
-                        Precision::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(&out[r]),
-                        Precision::F16 => bytemuck::pod_collect_to_vec::<u8, half::f16>(&out[r])
-                            .into_iter()
-                            .map(half::f16::to_f32)
-                            .collect(),
-                    })
-                    .collect()
-            })
-            .collect())
     }
 }
 

@@ -60,6 +60,10 @@ pub struct ItemLimits {
     /// The output's scale where it is resampled from the model's (`--scale`): the output is
     /// then held whole at the model's scale, and again at this one.
     pub resampled: Option<f32>,
+    /// A chain's kept steps (`--keep-steps`): the sum of their scales squared, each an output
+    /// of its own at its step's scale (written by rows or held whole as the output is, and held
+    /// whole beside a resampled one); 0 without.
+    pub kept_area: u64,
 }
 
 /// Host memory an image of `w` x `h` pixels of `color` takes through the job (`limits`' scale,
@@ -72,7 +76,10 @@ pub(crate) fn item_bytes(w: u32, h: u32, color: image::ColorType, limits: &ItemL
     let channel = u64::from(color.bytes_per_pixel() / color.channel_count().max(1)).clamp(1, 2);
     let rgba = 4 * channel;
     let scale = u64::from(limits.scale);
-    let out = pixels.saturating_mul(scale.saturating_mul(scale));
+    let kept = pixels.saturating_mul(limits.kept_area);
+    let out = pixels
+        .saturating_mul(scale.saturating_mul(scale))
+        .saturating_add(kept);
     let out_bytes = match (limits.resampled, limits.streamed, color.has_alpha()) {
         (Some(f), ..) => {
             let (rw, rh) = super::export::resample::out_size(w, h, f);
@@ -80,6 +87,7 @@ pub(crate) fn item_bytes(w: u32, h: u32, color: image::ColorType, limits: &ItemL
             return pixels
                 .saturating_mul(u64::from(color.bytes_per_pixel()) + rgba)
                 .saturating_add(out.saturating_mul(rgba))
+                .saturating_add(kept.saturating_mul(rgba))
                 .saturating_add(resampled.saturating_mul(rgba * 2));
         }
         (None, false, _) => rgba * 2,
@@ -424,6 +432,7 @@ mod tests {
             scale: 4,
             streamed: false,
             resampled: None,
+            kept_area: 0,
         };
         let Err(e) = decode(&path, limits) else {
             panic!("decoded");
@@ -442,6 +451,7 @@ mod tests {
             scale,
             streamed,
             resampled: None,
+            kept_area: 0,
         };
         // 30000 x 30000 at 4x: the output alone is 57.6 GB.
         assert!(item_bytes(30000, 30000, rgba, &at(4, false)) > 100 << 30);
@@ -450,6 +460,12 @@ mod tests {
             item_bytes(u32::MAX, u32::MAX, rgba, &at(u32::MAX, false)),
             u64::MAX
         );
+        // A chain's kept step at 1x (--keep-steps), held whole beside the 2x output.
+        let kept = ItemLimits {
+            kept_area: 1,
+            ..at(2, false)
+        };
+        assert_eq!(item_bytes(10, 10, rgba, &kept), 100 * 8 + (400 + 100) * 8);
         // Written by rows: the output's alpha plane alone is held whole.
         assert_eq!(item_bytes(10, 10, rgba, &at(2, true)), 100 * 8 + 400);
         let rgb16 = image::ColorType::Rgb16;

@@ -59,6 +59,9 @@ pub struct PlannedItem {
     /// Where its output goes (the collected file for classify, embed and detect-faces).
     #[serde(serialize_with = "lossy_path")]
     pub output: PathBuf,
+    /// With `--keep-steps`, the files of the chain's kept steps beside the output.
+    #[serde(serialize_with = "lossy_paths", skip_serializing_if = "Vec::is_empty")]
+    pub kept_steps: Vec<PathBuf>,
     pub action: PlannedAction,
     /// Why it is skipped, fails or is done already.
     pub reason: Option<String>,
@@ -77,6 +80,17 @@ pub enum PlannedAction {
 /// Plans `spec` as [`super::run`] would, and stops before the first batch.
 pub fn dry_run(engine: &Engine, spec: &JobSpec) -> Result<DryRun> {
     let (planned, _, _) = survey(spec)?;
+    // With --keep-steps the memory planned counts the kept steps' buffers.
+    let keeping;
+    let spec = if spec.export.keep_steps {
+        keeping = JobSpec {
+            model: crate::chain::keep_steps(&spec.model)?,
+            ..spec.clone()
+        };
+        &keeping
+    } else {
+        spec
+    };
     let model = engine.load_with(spec.model.model.clone(), spec.precision)?;
     let budget = super::memory_budget(engine, spec);
     let todo: Vec<&Path> = (0..planned.inputs.len())
@@ -94,8 +108,8 @@ pub fn dry_run(engine: &Engine, spec: &JobSpec) -> Result<DryRun> {
             engine,
             &prefix_model,
             &prefix_spec,
-            Vec::new(),
-            Vec::new(),
+            (Vec::new(), Vec::new()),
+            (Vec::new(), Vec::new()),
             false,
         );
         let fixed = FixedStage::new(engine, &model, spec, Vec::new(), Vec::new());
@@ -124,11 +138,10 @@ pub fn dry_run(engine: &Engine, spec: &JobSpec) -> Result<DryRun> {
             todo.len(),
         )?
     } else {
-        TiledStage::new(engine, &model, spec, Vec::new(), Vec::new(), false).batch_to_allocate(
-            spec.batch_size,
-            budget,
-            &todo,
-        )?
+        let none = (Vec::new(), Vec::new());
+        let kept = (Vec::new(), Vec::new());
+        let stage = TiledStage::new(engine, &model, spec, none, kept, false);
+        stage.batch_to_allocate(spec.batch_size, budget, &todo)?
     };
     let memory = crate::engine::plan(&model, sizing.side, sizing.side, sizing.batch)?;
     let planned_memory = (
@@ -175,6 +188,7 @@ fn describe(
                 output: collected
                     .clone()
                     .unwrap_or_else(|| planned.outputs[i].clone()),
+                kept_steps: planned.kept[i].clone(),
                 action,
                 reason,
             }
@@ -200,4 +214,8 @@ fn describe(
         done: count(PlannedAction::Done),
         items,
     }
+}
+
+fn lossy_paths<S: serde::Serializer>(paths: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(paths.iter().map(|p| p.to_string_lossy()))
 }

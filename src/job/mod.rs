@@ -327,6 +327,17 @@ pub fn run(
         discard: false,
     };
     let source = pipeline::Source::Files;
+    // With --keep-steps the chain reads each step's output back as an extra output.
+    let keeping;
+    let spec = if spec.export.keep_steps {
+        keeping = JobSpec {
+            model: crate::chain::keep_steps(&spec.model)?,
+            ..spec.clone()
+        };
+        &keeping
+    } else {
+        spec
+    };
     let model = engine.load_with(spec.model.model.clone(), spec.precision)?;
     let run = (started, planned, source, outputs);
     run_planned(engine, spec, &model, control, emit, run)
@@ -363,6 +374,8 @@ pub fn run_in_memory(
         resumed: vec![false; n],
         resumed_results: vec![None; n],
         records: vec![None; n],
+        kept: vec![Vec::new(); n],
+        kept_records: vec![Vec::new(); n],
     };
     let outputs = pipeline::Outputs {
         exporter: None,
@@ -392,6 +405,7 @@ fn run_planned(
     engine.gpu.ledger.reset_peak();
     let budget = memory_budget(engine, spec);
     let (outs, records) = (planned.outputs.clone(), planned.records.clone());
+    let kept = (planned.kept.clone(), planned.kept_records.clone());
     let write = !outputs.discard;
     let todo: Vec<PathBuf> = (0..planned.inputs.len())
         .filter(|&i| planned.todo(i))
@@ -419,8 +433,8 @@ fn run_planned(
             engine,
             &prefix_model,
             &prefix_spec,
-            outs.clone(),
-            records.clone(),
+            (outs.clone(), records.clone()),
+            (Vec::new(), Vec::new()),
             false,
         );
         let fixed = fixed::FixedStage::new(engine, model, spec, outs, records);
@@ -438,7 +452,7 @@ fn run_planned(
             .batch;
         pipeline::drive(job(batch), stage, emit)
     } else {
-        let stage = tiled::TiledStage::new(engine, model, spec, outs, records, write);
+        let stage = tiled::TiledStage::new(engine, model, spec, (outs, records), kept, write);
         let todo: Vec<&std::path::Path> = todo.iter().map(PathBuf::as_path).collect();
         let batch = stage
             .batch_to_allocate(spec.batch_size, budget, &todo)?

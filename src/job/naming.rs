@@ -75,6 +75,9 @@ pub struct ExportOptions {
     /// File name pattern: `{stem}`, `{model}`, `{scale}`, `{ext}`.
     pub pattern: String,
     pub overwrite: Overwrite,
+    /// A chain's steps each write their result beside the output (`--keep-steps`), named by
+    /// [`kept_path`].
+    pub keep_steps: bool,
 }
 
 impl Default for ExportOptions {
@@ -87,6 +90,7 @@ impl Default for ExportOptions {
             scale: None,
             pattern: "{stem}.{ext}".into(),
             overwrite: Overwrite::Rename,
+            keep_steps: false,
         }
     }
 }
@@ -113,6 +117,20 @@ impl ExportOptions {
             None => model_scale.to_string(),
         }
     }
+}
+
+/// Where a chain's step labelled `label` writes its result beside the output `output`
+/// (`--keep-steps`): the output's name with the label before its extension, `photo.png` ->
+/// `photo.enhance-low-light.png`, in the same folder and format.
+pub fn kept_path(output: &Path, label: &str) -> PathBuf {
+    let stem = output
+        .file_stem()
+        .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned());
+    let name = match output.extension() {
+        Some(ext) => format!("{stem}.{label}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{label}"),
+    };
+    output.with_file_name(name)
 }
 
 /// The placeholders a name pattern may hold.
@@ -210,7 +228,8 @@ pub fn output_name(pattern: &str, stem: &str, model: &str, scale: &str, ext: &st
 /// an output (`_2`, `_3`, ...), an existing file is skipped, replaced or renamed around as
 /// `export.overwrite` says (skipping marks the item), and an output is never an input of the job
 /// nor the manifest (a folder of the manifest's name fails the item's write). `reserved` holds the outputs a previous run of the job wrote (by the input's
-/// [`crate::manifest::input_key`]): they keep their paths.
+/// [`crate::manifest::input_key`]): they keep their paths. `kept`: the labels of a chain's kept
+/// steps (`--keep-steps`), whose files ([`kept_path`]) are held to the same rules as the output.
 pub fn plan_outputs(
     listed: &mut [Listed],
     output_dir: &Path,
@@ -218,6 +237,7 @@ pub fn plan_outputs(
     model: &str,
     scale: u32,
     reserved: &HashMap<PathBuf, PathBuf>,
+    kept: &[String],
 ) -> Vec<PathBuf> {
     // Every input, as the file it is, so that no output replaces one.
     let inputs: HashSet<PathBuf> = listed
@@ -228,6 +248,10 @@ pub fn plan_outputs(
     let manifest = output_dir.join(crate::manifest::FILE_NAME);
     // Outputs a previous run of this job recorded keep their paths.
     let mut used: HashSet<PathBuf> = reserved.values().cloned().collect();
+    let reserved_kept: Vec<PathBuf> = (used.iter())
+        .flat_map(|out| kept.iter().map(|label| kept_path(out, label)))
+        .collect();
+    used.extend(reserved_kept);
     listed
         .iter_mut()
         .map(|item| {
@@ -274,21 +298,30 @@ pub fn plan_outputs(
             let mut n = 1;
             loop {
                 let path = candidate(n);
-                let taken = used.contains(&path)
-                    || path == manifest
-                    || is_input(&path)
-                    || (export.overwrite == Overwrite::Rename && path.exists());
+                // The output and, with `--keep-steps`, every step's file beside it.
+                let mut files = std::iter::once(path.clone())
+                    .chain(kept.iter().map(|label| kept_path(&path, label)));
+                let taken = files.any(|path| {
+                    used.contains(&path)
+                        || path == manifest
+                        || is_input(&path)
+                        || (export.overwrite == Overwrite::Rename && path.exists())
+                });
                 if !taken {
+                    let existing = std::iter::once(path.clone())
+                        .chain(kept.iter().map(|label| kept_path(&path, label)))
+                        .find(|p| p.exists());
                     if export.overwrite == Overwrite::Skip
-                        && path.exists()
+                        && let Some(existing) = existing
                         && item.skip.is_none()
                         && item.error.is_none()
                     {
                         item.skip = Some(format!(
                             "{} exists (overwrite policy: skip)",
-                            path.display()
+                            existing.display()
                         ));
                     }
+                    used.extend(kept.iter().map(|label| kept_path(&path, label)));
                     used.insert(path.clone());
                     return path;
                 }
@@ -377,7 +410,15 @@ mod tests {
             ..ExportOptions::default()
         };
         let none = HashMap::new();
-        let outs = plan_outputs(&mut items, d, &export("{stem}_up.{ext}"), "m", 2, &none);
+        let outs = plan_outputs(
+            &mut items,
+            d,
+            &export("{stem}_up.{ext}"),
+            "m",
+            2,
+            &none,
+            &[],
+        );
         // x.png's output would be x_up.png, an input: it goes beside it.
         assert_eq!(outs[0], d.join("x_up_2.png"));
         assert_eq!(outs[1], d.join("x_up_up.png"));
@@ -389,8 +430,38 @@ mod tests {
             "m",
             2,
             &none,
+            &[],
         );
         assert_eq!(outs[0], d.join("m/x.png"));
         assert_eq!(outs[2], d.join("m/x_2.png"));
+    }
+
+    /// A kept step's file goes beside the output, the label before the extension; the output
+    /// is renamed so that it and its kept files are all free (a user's file of a kept name is
+    /// never replaced), and `--overwrite skip` skips an item when any of its files exists.
+    #[test]
+    fn kept_steps_are_named_beside_the_output_and_free_with_it() {
+        assert_eq!(
+            kept_path(Path::new("o/sub/photo_x2.jpg"), "enhance-low-light"),
+            Path::new("o/sub/photo_x2.enhance-low-light.jpg")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (d, out) = (dir.path(), dir.path().join("out"));
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join("photo.step-a.png"), b"a user's file").unwrap();
+        let mut items = vec![listed(&d.join("photo.png"), "photo.png")];
+        let none = HashMap::new();
+        let kept = ["step-a".to_owned()];
+        let rename = ExportOptions::default();
+        let outs = plan_outputs(&mut items, &out, &rename, "m", 1, &none, &kept);
+        assert_eq!(outs[0], out.join("photo_2.png"));
+        let skip = ExportOptions {
+            overwrite: Overwrite::Skip,
+            ..ExportOptions::default()
+        };
+        let outs = plan_outputs(&mut items, &out, &skip, "m", 1, &none, &kept);
+        assert_eq!(outs[0], out.join("photo.png"));
+        let why = items[0].skip.clone().unwrap();
+        assert!(why.contains("photo.step-a.png"), "{why}");
     }
 }

@@ -242,6 +242,10 @@ fn item_limits(spec: &JobSpec, streamed: bool) -> ItemLimits {
             .export
             .scale
             .filter(|&s| super::export::resample::resamples(Some(s), spec.model.spec.scale)),
+        // The chain's kept steps (`--keep-steps`: the job runs the model that keeps them).
+        kept_area: (spec.model.model.image_outputs.iter())
+            .map(|&s| u64::from(s) * u64::from(s))
+            .sum(),
     }
 }
 
@@ -410,10 +414,12 @@ fn wind_up<S: Stage>(
     let tile_size = stage.tile_size();
     let abandoned = stage.in_progress();
     drop(stage);
-    for (i, h) in writing {
+    let items: Vec<usize> = writing.iter().map(|(i, _)| *i).collect();
+    for (k, (i, h)) in writing.into_iter().enumerate() {
         let written = runtime.block_on(h);
         if !abandoned.contains(&i) {
-            settle(book, outputs, collected, i, written);
+            let last = !items[k + 1..].contains(&i);
+            settle(book, outputs, collected, (i, last), written);
         }
     }
     tile_size
@@ -430,8 +436,10 @@ fn settle_finished(
 ) -> usize {
     let (finished, still): (Vec<_>, Vec<_>) = writing.drain(..).partition(|(_, h)| h.is_finished());
     *writing = still;
-    for (i, h) in finished {
-        settle(book, outputs, collected, i, io.runtime.block_on(h));
+    let items: Vec<usize> = finished.iter().map(|(i, _)| *i).collect();
+    for (k, (i, h)) in finished.into_iter().enumerate() {
+        let last = !items[k + 1..].contains(&i) && !writing.iter().any(|(j, _)| *j == i);
+        settle(book, outputs, collected, (i, last), io.runtime.block_on(h));
     }
     book.done
         + if outputs.per_image {
@@ -512,12 +520,14 @@ fn fail_images<S: Stage>(stage: &mut S, book: &mut Book, f: &BatchFailure) {
 }
 
 /// Reports a finished write: the item is done (or its result waits to be collected), or failed
-/// with the write's error.
+/// with the write's error. An item with several files (a chain's kept steps) is done with the
+/// `last` of its writes, if none failed (every one has started by the batch of its last tile,
+/// before which none can end).
 fn settle(
     book: &mut Book,
     outputs: &Outputs,
     collected: &mut Vec<(usize, ItemResult)>,
-    i: usize,
+    (i, last): (usize, bool),
     written: Result<Result<Option<ItemResult>, String>, tokio::task::JoinError>,
 ) {
     match written.unwrap_or_else(|e| Err(format!("the writer crashed: {e}"))) {
@@ -529,7 +539,7 @@ fn settle(
                 });
                 collected.push((i, r));
             }
-            if outputs.per_image {
+            if outputs.per_image && last && book.reports[i].status != ItemStatus::Failed {
                 book.done(i);
             }
         }
@@ -725,6 +735,8 @@ mod tests {
             resumed: vec![false, false],
             resumed_results: vec![None, None],
             records: vec![None, None],
+            kept: vec![Vec::new(); 2],
+            kept_records: vec![Vec::new(); 2],
         };
         let mut events = Vec::new();
         let mut emit = |e: JobEvent| events.push(e);
@@ -751,6 +763,7 @@ mod tests {
             scale: 1,
             streamed: false,
             resampled: None,
+            kept_area: 0,
         };
         let mut decoder = Decoder::new(&planned, Source::Files, limits);
         decoder.top_up(&runtime, 8, &mut book, &planned);

@@ -25,6 +25,10 @@ pub(crate) struct Planned {
     pub resumed_results: Vec<Option<ItemResult>>,
     /// What the manifest records for each output (None where the input cannot be stamped).
     pub records: Vec<Option<Record>>,
+    /// With `--keep-steps`, each item's files of the chain's kept steps (beside its output,
+    /// [`super::naming::kept_path`]) and their records, in the chain's order; else empty.
+    pub kept: Vec<Vec<PathBuf>>,
+    pub kept_records: Vec<Vec<Option<Record>>>,
 }
 
 impl Planned {
@@ -62,27 +66,36 @@ pub(crate) fn plan(spec: &JobSpec) -> Result<Planned> {
         })?,
     );
     let (inputs, outputs) = (&planned.inputs, &planned.outputs);
-    planned.records = (0..inputs.len())
+    let (kept, labels) = (&planned.kept, kept_labels(spec)?);
+    let record = |i: usize, output: &PathBuf, step: Option<&String>| {
+        let (input_bytes, input_modified_ns) = crate::manifest::stamp(&inputs[i])?;
+        Some(Record {
+            writer: writer.clone(),
+            entry: crate::manifest::Entry {
+                input: keys[i].clone(),
+                output: output.strip_prefix(&spec.output_dir).ok()?.to_path_buf(),
+                input_bytes,
+                input_modified_ns,
+                output_bytes: 0,
+                output_hash: 0,
+                settings: settings.clone(),
+                result: None,
+                step: step.cloned(),
+            },
+        })
+    };
+    let kept_records = (0..inputs.len())
         .map(|i| {
-            let (input_bytes, input_modified_ns) = crate::manifest::stamp(&inputs[i])?;
-            Some(Record {
-                writer: writer.clone(),
-                entry: crate::manifest::Entry {
-                    input: keys[i].clone(),
-                    output: outputs[i]
-                        .strip_prefix(&spec.output_dir)
-                        .ok()?
-                        .to_path_buf(),
-                    input_bytes,
-                    input_modified_ns,
-                    output_bytes: 0,
-                    output_hash: 0,
-                    settings: settings.clone(),
-                    result: None,
-                },
-            })
+            let steps = kept[i].iter().zip(&labels);
+            steps
+                .map(|(path, label)| record(i, path, Some(label)))
+                .collect()
         })
         .collect();
+    planned.records = (0..inputs.len())
+        .map(|i| record(i, &outputs[i], None))
+        .collect();
+    planned.kept_records = kept_records;
     Ok(planned)
 }
 
@@ -116,7 +129,8 @@ pub(crate) fn survey(spec: &JobSpec) -> Result<(Planned, Vec<PathBuf>, String)> 
         .iter()
         .map(|l| crate::manifest::input_key(&l.path))
         .collect();
-    let (reserved, resumed, resumed_results) = resume(spec, &settings, &keys);
+    let labels = kept_labels(spec)?;
+    let (reserved, resumed, resumed_results) = resume(spec, &settings, &keys, &labels);
     // Models that collect their results write no file per image: no per-image policy applies.
     let export = if collects(spec) {
         ExportOptions {
@@ -133,12 +147,24 @@ pub(crate) fn survey(spec: &JobSpec) -> Result<(Planned, Vec<PathBuf>, String)> 
         &spec.model.id,
         spec.model.spec.scale,
         &reserved,
+        &labels,
     );
+    let kept = outputs
+        .iter()
+        .map(|out| {
+            labels
+                .iter()
+                .map(|l| super::naming::kept_path(out, l))
+                .collect()
+        })
+        .collect();
     let inputs: Vec<PathBuf> = listed.iter().map(|l| l.path.clone()).collect();
     let failures: Vec<Option<String>> = listed.iter().map(|l| l.error.clone()).collect();
     let skips: Vec<Option<String>> = listed.into_iter().map(|l| l.skip).collect();
     let planned = Planned {
         records: vec![None; inputs.len()],
+        kept,
+        kept_records: Vec::new(),
         inputs,
         outputs,
         skips,
@@ -147,6 +173,25 @@ pub(crate) fn survey(spec: &JobSpec) -> Result<(Planned, Vec<PathBuf>, String)> 
         resumed_results,
     };
     Ok((planned, keys, settings))
+}
+
+/// The labels of the chain's kept steps with `--keep-steps` ([`crate::chain::step_labels`]),
+/// else none; `--keep-steps` on one model is an error.
+fn kept_labels(spec: &JobSpec) -> Result<Vec<String>> {
+    if !spec.export.keep_steps {
+        return Ok(Vec::new());
+    }
+    if spec.model.steps.len() < 2 {
+        return Err(anyhow!(
+            "--keep-steps keeps the steps of a chain (-m a,b); {} is one model",
+            spec.model.id
+        ));
+    }
+    if spec.model.input_size > 0 {
+        // Refused with the reason where the job composes the chain (`chain::keep_steps`).
+        crate::chain::keep_steps(&spec.model)?;
+    }
+    Ok(crate::chain::step_labels(&spec.model))
 }
 
 /// The largest `--scale`.
@@ -185,19 +230,29 @@ type Resumed = (
 /// collected results (labels, embeddings, faces) when the input is unchanged and the manifest
 /// holds them. Returns the outputs the previous run named that are still its own (absent, empty,
 /// or the file it wrote), which keep their paths; whether each item is finished; and the results.
-fn resume(spec: &JobSpec, settings: &str, keys: &[PathBuf]) -> Resumed {
+fn resume(spec: &JobSpec, settings: &str, keys: &[PathBuf], kept: &[String]) -> Resumed {
     let dir = &spec.output_dir;
     let collects = collects(spec);
     let keeps_result = matches!(
         spec.model.task,
         Task::Classify | Task::Embed | Task::DetectFaces | Task::Tensors
     );
-    // The latest entry of each input.
-    let latest: HashMap<PathBuf, crate::manifest::Entry> =
-        crate::manifest::read(dir, Some(settings))
-            .into_iter()
-            .map(|e| (e.input.clone(), e))
-            .collect();
+    // The latest entry of each input, and of each of its kept steps (`--keep-steps`).
+    let (mut latest, mut steps) = (HashMap::new(), HashMap::new());
+    for e in crate::manifest::read(dir, Some(settings)) {
+        match e.step.clone() {
+            None => latest.insert(e.input.clone(), e),
+            Some(step) => steps.insert((e.input.clone(), step), e),
+        };
+    }
+    // An item whose kept steps are asked for is finished with every one of them.
+    let steps_done = |key: &PathBuf| {
+        kept.iter().all(|label| {
+            steps
+                .get(&(key.clone(), label.clone()))
+                .is_some_and(|e| crate::manifest::still_done(dir, e))
+        })
+    };
     let reserved = latest
         .values()
         .filter(|_| !collects)
@@ -219,7 +274,7 @@ fn resume(spec: &JobSpec, settings: &str, keys: &[PathBuf]) -> Resumed {
             } else {
                 crate::manifest::still_done(dir, entry)
             };
-            if !done {
+            if !done || !steps_done(key) {
                 return None;
             }
             match &entry.result {

@@ -30,6 +30,8 @@ use crate::upscale::{TileRef, TiledUpscaler};
 struct InProgress {
     rgba: Pixels,
     out: Output,
+    /// A chain's kept steps (`--keep-steps`): where each step's tiles go, at its scale.
+    kept: Vec<(u32, Output)>,
     remaining_tiles: usize,
     tiles: usize,
 }
@@ -51,7 +53,9 @@ enum Output {
 
 /// An output written by rows: the bands of rows being stitched, and the writer they go to.
 struct Bands {
-    /// Output rows per band (the tile side at the model's scale) and the output's size.
+    /// The output's scale (the model's, or a kept step's).
+    scale: u32,
+    /// Output rows per band (the tile side at that scale) and the output's size.
     rows: u32,
     width: u32,
     height: u32,
@@ -81,7 +85,7 @@ impl Bands {
             let rows = (self.height - index * self.rows).min(self.rows);
             (like.blank_like(self.width, rows), self.tiles_per_band)
         });
-        upscaler.place_into(band, TileRect { y: 0, ..rect }, tile_out);
+        upscaler.place_scaled(band, TileRect { y: 0, ..rect }, tile_out, self.scale);
         *left -= 1;
         while let Some(entry) = self
             .open
@@ -104,6 +108,9 @@ pub(crate) struct TiledStage<'a> {
     spec: &'a JobSpec,
     outputs: Vec<PathBuf>,
     records: Vec<Option<Record>>,
+    /// Each item's files of a chain's kept steps and their records (`--keep-steps`; else empty).
+    kept: Vec<Vec<PathBuf>>,
+    kept_records: Vec<Vec<Option<Record>>>,
     upscaler: Option<TiledUpscaler>,
     /// The tile size, fixed by the first runner (None before: the user's or Auto).
     tile: Option<u32>,
@@ -121,6 +128,8 @@ pub(crate) struct TiledStage<'a> {
     /// a chain before its fixed-input step ([`super::chained`]).
     hand_off: bool,
     handed: Vec<(usize, Decoded)>,
+    /// Outputs are written at all (not `bench`).
+    write: bool,
 }
 
 impl<'a> TiledStage<'a> {
@@ -128,11 +137,14 @@ impl<'a> TiledStage<'a> {
         engine: &'a Engine,
         model: &'a GpuModel,
         spec: &'a JobSpec,
-        outputs: Vec<PathBuf>,
-        records: Vec<Option<Record>>,
+        (outputs, records): (Vec<PathBuf>, Vec<Option<Record>>),
+        (kept, kept_records): (Vec<Vec<PathBuf>>, Vec<Vec<Option<Record>>>),
         write: bool,
     ) -> Self {
         Self {
+            kept,
+            kept_records,
+            write,
             stream: write && !resamples(spec.export.scale, spec.model.spec.scale),
             engine,
             model,
@@ -224,15 +236,14 @@ impl<'a> TiledStage<'a> {
     /// `resize_to` says).
     fn write_task(
         &self,
-        i: usize,
+        (path, record): (&Path, &Option<Record>),
         pixels: Pixels,
         planes: Planes,
         meta: Metadata,
         resize_to: Option<(u32, u32)>,
     ) -> WriteTask {
-        let path = self.outputs[i].clone();
+        let (path, record) = (path.to_path_buf(), record.clone());
         let export: ExportOptions = self.spec.export.clone();
-        let record = self.records[i].clone();
         Box::new(move || {
             let pixels = match resize_to {
                 Some((w, h)) => resample(pixels, w, h),
@@ -252,15 +263,56 @@ impl<'a> TiledStage<'a> {
         meta: Metadata,
     ) -> Output {
         let planes = Planes::of_model(self.spec.model.model.output_channels, alpha);
-        let (w, h) = rgba.dimensions();
         let scale = self.spec.model.spec.scale;
+        let file = (self.outputs[i].as_path(), &self.records[i]);
+        self.output_at(file, scale, self.streams_image(i), rgba, (planes, meta))
+    }
+
+    /// Where image `i`'s kept steps' tiles go (`--keep-steps`), each with its scale: written at
+    /// that scale (`--scale` resamples the final output only), by rows where the format allows.
+    fn kept_outputs(
+        &self,
+        i: usize,
+        rgba: &Pixels,
+        alpha: Option<&DynamicImage>,
+        meta: &Metadata,
+    ) -> Vec<(u32, Output)> {
+        let (Some(paths), Some(records)) = (self.kept.get(i), self.kept_records.get(i)) else {
+            return Vec::new();
+        };
+        let scales = &self.upscaler().runner().image_outputs;
+        paths
+            .iter()
+            .zip(records)
+            .zip(scales)
+            .map(|((path, record), &scale)| {
+                let rows = self.write && streams(self.spec.export.for_output(path).format);
+                // A chain's steps give RGB; the input's alpha goes with each, as with the output.
+                let extra = (Planes::of_model(3, alpha.cloned()), meta.clone());
+                let out = self.output_at((path, record), scale, rows, rgba, extra);
+                (scale, out)
+            })
+            .collect()
+    }
+
+    /// An output at `path` of `scale` times `rgba`'s size: a whole image (resampled where
+    /// `--scale` asks, for the final output), or bands of rows (`rows`).
+    fn output_at(
+        &self,
+        (path, record): (&Path, &Option<Record>),
+        scale: u32,
+        rows: bool,
+        rgba: &Pixels,
+        (planes, meta): (Planes, Metadata),
+    ) -> Output {
+        let (w, h) = rgba.dimensions();
         let (width, height) = (w * scale, h * scale);
-        if !self.streams_image(i) {
+        if !rows {
             let resize_to = self
                 .spec
                 .export
                 .scale
-                .filter(|&s| resamples(Some(s), scale))
+                .filter(|&s| scale == self.spec.model.spec.scale && resamples(Some(s), scale))
                 .map(|s| out_size(w, h, s));
             return Output::Whole {
                 pixels: rgba.blank_like(width, height),
@@ -272,17 +324,18 @@ impl<'a> TiledStage<'a> {
         let tile = self.upscaler().tile;
         let (rows_out, rows_in) = band_channel();
         let writing = StreamedImage {
-            path: self.outputs[i].clone(),
-            format: self.spec.export.for_output(&self.outputs[i]).format,
+            path: path.to_path_buf(),
+            format: self.spec.export.for_output(path).format,
             png_compression: self.spec.export.png_compression,
             width,
             height,
             wide: matches!(rgba, Pixels::Sixteen(_)),
             planes,
             meta,
-            record: self.records[i].clone(),
+            record: record.clone(),
         };
         Output::Rows(Bands {
+            scale,
             rows: tile * scale,
             width,
             height,
@@ -344,12 +397,14 @@ impl Stage for TiledStage<'_> {
         let tiles = self.upscaler().tiles(w, h);
         self.pending
             .extend(tiles.iter().map(|&rect| TileRef { image: index, rect }));
+        let kept = self.kept_outputs(index, &rgba, alpha.as_ref(), &meta);
         let out = self.output(index, &rgba, alpha, meta);
         self.in_progress.insert(
             index,
             InProgress {
                 rgba,
                 out,
+                kept,
                 remaining_tiles: tiles.len(),
                 tiles: tiles.len(),
             },
@@ -396,31 +451,30 @@ impl Stage for TiledStage<'_> {
     ) -> Result<(), BatchFailure> {
         let mut images: Vec<usize> = tiles.iter().map(|t| t.image).collect();
         images.dedup();
-        let outs = match self.upscaler().collect_tiles(s) {
-            Ok((outs, _)) => outs,
+        let mut outs = match self.upscaler().collect_with_steps(s) {
+            Ok((outs, _)) => outs.into_iter().map(Vec::into_iter).collect::<Vec<_>>(),
             Err(error) => return Err(BatchFailure { images, error }),
         };
         let upscaler = self.upscaler.as_ref().expect("built");
-        for (t, o) in tiles.iter().zip(outs) {
+        let scale = self.spec.model.spec.scale;
+        for t in &tiles {
+            // The tile's output, then each kept step's.
+            let o: Vec<Vec<u32>> = outs
+                .iter_mut()
+                .map(|o| o.next().unwrap_or_default())
+                .collect();
             // Tiles of an image that failed in another batch are dropped.
             let Some(item) = self.in_progress.get_mut(&t.image) else {
                 continue;
             };
             item.remaining_tiles -= 1;
-            let written = match &mut item.out {
-                Output::Whole { pixels, .. } => {
-                    upscaler.place_into(pixels, t.rect, &o);
-                    true
-                }
-                Output::Rows(bands) => {
-                    if let Some(writer) = bands.writer.take() {
-                        start(t.image, writer);
-                    }
-                    bands.place(upscaler, &item.rgba, t.rect, &o)
-                }
-            };
+            let kept = item.kept.iter_mut().map(|(s, out)| (*s, out));
+            let mut written = true;
+            for ((scale, out), o) in std::iter::once((scale, &mut item.out)).chain(kept).zip(&o) {
+                written &= place_tile(upscaler, out, &item.rgba, (t, scale, o), start);
+            }
             if !written {
-                // Its writer failed (and reports why): the rest of the image is not run.
+                // A writer failed (and reports why): the rest of the image is not run.
                 self.in_progress.remove(&t.image);
                 self.pending.retain(|p| p.image != t.image);
             }
@@ -433,10 +487,9 @@ impl Stage for TiledStage<'_> {
                 && let Some(item) = self.in_progress.remove(&i)
             {
                 self.landed_whole.push((i, item.tiles));
-                // A streamed image's writer ends with its last band, sent above.
-                match item.out {
+                if self.hand_off {
                     // The next step's input: its own outputs never carry the input's alpha.
-                    Output::Whole { pixels, meta, .. } if self.hand_off => {
+                    if let Output::Whole { pixels, meta, .. } = item.out {
                         let image = Decoded {
                             rgba: pixels,
                             alpha: None,
@@ -445,13 +498,24 @@ impl Stage for TiledStage<'_> {
                         };
                         self.handed.push((i, image));
                     }
-                    Output::Whole {
+                    continue;
+                }
+                let files = std::iter::once((&self.outputs[i], &self.records[i]));
+                let kept_files = self.kept.get(i).into_iter().flatten();
+                let kept_files = kept_files.zip(self.kept_records.get(i).into_iter().flatten());
+                let outs = std::iter::once(item.out).chain(item.kept.into_iter().map(|(_, o)| o));
+                for ((path, record), out) in files.chain(kept_files).zip(outs) {
+                    // A streamed image's writer ends with its last band, sent above.
+                    if let Output::Whole {
                         pixels,
                         planes,
                         meta,
                         resize_to,
-                    } => start(i, self.write_task(i, pixels, planes, meta, resize_to)),
-                    Output::Rows(_) => {}
+                    } = out
+                    {
+                        let task = self.write_task((path, record), pixels, planes, meta, resize_to);
+                        start(i, task);
+                    }
                 }
             }
         }
@@ -485,5 +549,28 @@ impl Stage for TiledStage<'_> {
             .collect();
         partial.sort_unstable();
         partial
+    }
+}
+
+/// Places one tile's output `o` (at `scale`) in `out`, starting a writer of rows with its first
+/// tile. False when that writer is gone (it failed and reports why).
+fn place_tile(
+    upscaler: &TiledUpscaler,
+    out: &mut Output,
+    like: &Pixels,
+    (t, scale, o): (&TileRef, u32, &[u32]),
+    start: &mut dyn FnMut(usize, WriteTask),
+) -> bool {
+    match out {
+        Output::Whole { pixels, .. } => {
+            upscaler.place_scaled(pixels, t.rect, o, scale);
+            true
+        }
+        Output::Rows(bands) => {
+            if let Some(writer) = bands.writer.take() {
+                start(t.image, writer);
+            }
+            bands.place(upscaler, like, t.rect, o)
+        }
     }
 }

@@ -21,6 +21,14 @@ impl PixelMapping {
         offset: [0.0; 3],
         bgr: false,
     };
+
+    /// RGB values as they are, in 0..=255: the output mapping of a chain's kept steps, whose
+    /// values the model itself brings to 0..=255 (`chain::keep_steps`).
+    pub const IDENTITY: PixelMapping = PixelMapping {
+        scale: [1.0; 3],
+        offset: [0.0; 3],
+        bgr: false,
+    };
 }
 
 /// How pixels travel to and from the GPU: 8-bit RGBA, one u32 a pixel (R in the low byte), or

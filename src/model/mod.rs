@@ -188,6 +188,10 @@ pub struct Model {
     pub output: ValueId,
     /// Further outputs read after the batch (a detector's scores beside its boxes).
     pub extra_outputs: Vec<ValueId>,
+    /// The scale (to the input) of each of the first `extra_outputs` that is an RGB image with
+    /// values in 0..=255 (a chain's kept steps, `--keep-steps`): the runner unpacks them to
+    /// pixels beside the output. Empty for every other model.
+    pub image_outputs: Vec<u32>,
     pub value_count: usize,
     pub opset: i64,
     /// Every value's shape, for models lowered with a fixed input shape (general tensors);

@@ -182,6 +182,7 @@ impl<'a> Builder<'a> {
             output_channels: self.channels[output],
             output,
             extra_outputs: Vec::new(),
+            image_outputs: Vec::new(),
             value_count: self.channels.len(),
             layers: self.layers,
             opset: 0,

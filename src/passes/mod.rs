@@ -168,6 +168,7 @@ pub(crate) mod cpu {
             layers,
             output,
             extra_outputs: Vec::new(),
+            image_outputs: Vec::new(),
             value_count,
             opset: 17,
             static_shapes: None,

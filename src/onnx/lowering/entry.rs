@@ -144,6 +144,7 @@ impl Lowering<'_> {
             .collect::<Result<Vec<_>>>()?;
         let model = Model {
             extra_outputs,
+            image_outputs: Vec::new(),
             name: name.to_owned(),
             input_name: input.name.clone(),
             output_name: output.name.clone(),
@@ -305,6 +306,7 @@ pub(crate) fn lower(
         layers: l.layers,
         output,
         extra_outputs: outputs[1..].to_vec(),
+        image_outputs: Vec::new(),
         value_count: shapes.len(),
         opset,
         static_shapes: Some(shapes),
