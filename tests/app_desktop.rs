@@ -333,5 +333,5 @@ fn a_grey_model_runs_from_the_app() {
     let item = &harness.state().items[0];
     assert_eq!(item.status, ItemStatus::Done, "{:?}", item.error);
     let written = image::open(item.output.as_ref().unwrap()).unwrap();
-    assert_eq!(written.color(), image::ColorType::L8);
+    assert_eq!(written.color(), image::ColorType::L16);
 }

@@ -194,4 +194,23 @@ fn a_folder_model_runs_by_name_and_a_bad_one_is_named() {
         .assert()
         .success();
     assert!(dir.path().join("out-classify/labels.csv").exists());
+    // bench takes the same names as run.
+    let out = cmd(dir.path())
+        .args(["bench", "--json", "-m", "tiny", "--models-dir"])
+        .arg(&models)
+        .args([
+            "--size",
+            "128",
+            "--tile-size",
+            "128",
+            "--count",
+            "1",
+            "--batch-sizes",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let bench: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(bench["model"].as_str().unwrap().contains("tiny"), "{bench}");
 }

@@ -316,9 +316,12 @@ impl From<PrecisionArg> for crate::kernels::Precision {
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Built-in model id or a path to an .onnx file.
+    /// Built-in model id, a model of the models folder by name, or a path to an .onnx or NCNN
+    /// .param file; several joined by commas are a chain (as `run -m`).
     #[arg(short, long, default_value = "upscale-photo-2x")]
     pub model: String,
+    #[command(flatten)]
+    pub models_dir: models::ModelsDirArg,
     #[command(flatten)]
     pub input: InputArgs,
     /// Comma-separated batch sizes.
@@ -586,7 +589,9 @@ fn cancel_on_ctrl_c(control: &std::sync::Arc<job::Control>) {
 }
 
 fn run_bench(args: &BenchArgs) -> Result<ExitCode> {
-    let model = crate::chain::resolve(&args.model, &args.input.overrides())?;
+    let model = args
+        .models_dir
+        .resolve(&args.model, &args.input.overrides())?;
     let adapter = args
         .adapter
         .map_or(AdapterChoice::Auto, AdapterChoice::Index);

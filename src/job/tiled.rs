@@ -53,6 +53,8 @@ enum Output {
 
 /// An output written by rows: the bands of rows being stitched, and the writer they go to.
 struct Bands {
+    /// 16 bits a channel (else 8).
+    wide: bool,
     /// The output's scale (the model's, or a kept step's).
     scale: u32,
     /// Output rows per band (the tile side at that scale) and the output's size.
@@ -73,17 +75,11 @@ struct Bands {
 impl Bands {
     /// Places one output tile in its band, then sends the bands that are complete, in order.
     /// False when the writer is gone (it failed and reports why).
-    fn place(
-        &mut self,
-        upscaler: &TiledUpscaler,
-        like: &Pixels,
-        rect: TileRect,
-        tile_out: &[u32],
-    ) -> bool {
+    fn place(&mut self, upscaler: &TiledUpscaler, rect: TileRect, tile_out: &[u32]) -> bool {
         let index = rect.y / upscaler.tile;
         let (band, left) = self.open.entry(index).or_insert_with(|| {
             let rows = (self.height - index * self.rows).min(self.rows);
-            (like.blank_like(self.width, rows), self.tiles_per_band)
+            (blank(self.wide, self.width, rows), self.tiles_per_band)
         });
         upscaler.place_scaled(band, TileRect { y: 0, ..rect }, tile_out, self.scale);
         *left -= 1;
@@ -154,7 +150,8 @@ impl<'a> TiledStage<'a> {
             upscaler: None,
             tile: spec.tile_size,
             depth: PixelDepth::Eight,
-            wants_wide: false,
+            // A grey map is computed at 16 bits (see `output_at`).
+            wants_wide: spec.model.model.output_channels == 1,
             in_progress: HashMap::new(),
             landed_whole: Vec::new(),
             pending: VecDeque::new(),
@@ -307,6 +304,8 @@ impl<'a> TiledStage<'a> {
     ) -> Output {
         let (w, h) = rgba.dimensions();
         let (width, height) = (w * scale, h * scale);
+        // A grey map (probability, depth) is continuous: 16 bits whatever the input's depth.
+        let wide = matches!(rgba, Pixels::Sixteen(_)) || matches!(planes, Planes::Grey);
         if !rows {
             let resize_to = self
                 .spec
@@ -315,7 +314,7 @@ impl<'a> TiledStage<'a> {
                 .filter(|&s| scale == self.spec.model.spec.scale && resamples(Some(s), scale))
                 .map(|s| out_size(w, h, s));
             return Output::Whole {
-                pixels: rgba.blank_like(width, height),
+                pixels: blank(wide, width, height),
                 planes,
                 meta,
                 resize_to,
@@ -329,12 +328,13 @@ impl<'a> TiledStage<'a> {
             png_compression: self.spec.export.png_compression,
             width,
             height,
-            wide: matches!(rgba, Pixels::Sixteen(_)),
+            wide,
             planes,
             meta,
             record: record.clone(),
         };
         Output::Rows(Bands {
+            wide,
             scale,
             rows: tile * scale,
             width,
@@ -471,7 +471,7 @@ impl Stage for TiledStage<'_> {
             let kept = item.kept.iter_mut().map(|(s, out)| (*s, out));
             let mut written = true;
             for ((scale, out), o) in std::iter::once((scale, &mut item.out)).chain(kept).zip(&o) {
-                written &= place_tile(upscaler, out, &item.rgba, (t, scale, o), start);
+                written &= place_tile(upscaler, out, (t, scale, o), start);
             }
             if !written {
                 // A writer failed (and reports why): the rest of the image is not run.
@@ -557,7 +557,6 @@ impl Stage for TiledStage<'_> {
 fn place_tile(
     upscaler: &TiledUpscaler,
     out: &mut Output,
-    like: &Pixels,
     (t, scale, o): (&TileRef, u32, &[u32]),
     start: &mut dyn FnMut(usize, WriteTask),
 ) -> bool {
@@ -570,7 +569,16 @@ fn place_tile(
             if let Some(writer) = bands.writer.take() {
                 start(t.image, writer);
             }
-            bands.place(upscaler, like, t.rect, o)
+            bands.place(upscaler, t.rect, o)
         }
+    }
+}
+
+/// A blank image of 16 bits a channel where `wide`, else 8.
+fn blank(wide: bool, width: u32, height: u32) -> Pixels {
+    if wide {
+        Pixels::Sixteen(crate::tiling::Rgba16Image::new(width, height))
+    } else {
+        Pixels::Eight(image::RgbaImage::new(width, height))
     }
 }
