@@ -221,7 +221,8 @@ fn float16_runs_or_is_refused_with_the_reason() {
 /// onnxruntime's top-5 for the 224x224 photo (already square and sized: the crop and resize are
 /// the identity), `embed` an N x 1280 `.npy` with a JSON index, `detect-faces` faces.json with
 /// boxes inside the image (and annotated copies with `--annotate`), `remove-background` the photo
-/// with the mask as alpha. A bad file fails alone in each.
+/// with the mask as alpha (with `--mask-only`, the mask as a grey image). A bad file fails alone
+/// in each.
 #[test]
 fn fixed_input_models_write_their_results() {
     let dir = tempfile::tempdir().unwrap();
@@ -327,6 +328,14 @@ fn fixed_input_models_write_their_results() {
     let alphas: std::collections::BTreeSet<u8> = cut.pixels().map(|p| p[3]).collect();
     assert!(alphas.len() > 2, "the mask is not a matte: {alphas:?}");
     assert!(!out.join("broken.png").exists());
+    // --mask-only: the mask alone, a grey image, the cut-out's alpha.
+    let out = dir.path().join("mask-only");
+    run("remove-background", &["--mask-only"], &out);
+    let mask = image::open(out.join("photo-256.png")).unwrap();
+    assert_eq!(mask.color(), image::ColorType::L8);
+    let grey: Vec<u8> = mask.to_luma8().into_raw();
+    let alpha: Vec<u8> = cut.pixels().map(|p| p[3]).collect();
+    assert_eq!(grey, alpha);
 }
 
 /// A PNG whose header claims `w` x `h` pixels and holds none.

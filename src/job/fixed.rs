@@ -336,20 +336,15 @@ impl Analyzer {
             }
             Task::Segment => {
                 let mask = analyze::mask_to_image(out(0), self.size, w, h);
-                let (rgba, alpha) = if self.analysis.mask_only {
+                // --mask-only: the mask as a grey image (its value in R, G and B, as `Planes::Grey`
+                // reads it); else the photo with the mask as its alpha.
+                let (rgba, planes) = if self.analysis.mask_only {
                     let gray = DynamicImage::ImageLuma8(mask).to_rgba8();
-                    (Pixels::Eight(gray), None)
+                    (Pixels::Eight(gray), Planes::Grey)
                 } else {
-                    (d.rgba, Some(DynamicImage::ImageLuma8(mask)))
+                    (d.rgba, Planes::Rgb(Some(DynamicImage::ImageLuma8(mask))))
                 };
-                write_image(
-                    path,
-                    rgba,
-                    Planes::Rgb(alpha),
-                    &d.meta,
-                    &self.export,
-                    record,
-                )?;
+                write_image(path, rgba, planes, &d.meta, &self.export, record)?;
                 Ok(None)
             }
             Task::Upscale | Task::Enhance => {
