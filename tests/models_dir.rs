@@ -42,6 +42,11 @@ fn models_folder(dir: &Path) -> std::path::PathBuf {
         models.join("classify.onnx"),
     )
     .unwrap();
+    std::fs::copy(
+        common::fixture("user/tensor_outputs.onnx"),
+        models.join("scores.onnx"),
+    )
+    .unwrap();
     std::fs::write(models.join("README.txt"), "not listed").unwrap();
     models
 }
@@ -80,6 +85,8 @@ fn the_models_folder_is_listed_with_scales_and_errors() {
         "{text}"
     );
     assert!(line("bad").contains(" - "), "{text}");
+    // A model whose outputs are not images: its outputs are written as .npy, it has no scale.
+    assert!(line("scores").contains(" npy "), "{text}");
     assert!(!text.contains("README"), "{text}");
     assert!(text.contains("bad.onnx cannot run"), "{text}");
     assert!(text.contains("no lonely.bin beside it"), "{text}");
@@ -105,6 +112,9 @@ fn the_models_folder_is_listed_with_scales_and_errors() {
     assert_eq!(entry("tiny")["scale"], 2);
     assert_eq!(entry("tiny")["kind"], "onnx");
     assert_eq!(entry("waifu")["kind"], "ncnn");
+    assert!(entry("scores")["scale"].is_null());
+    assert_eq!(entry("scores")["tensors"], true);
+    assert_eq!(entry("tiny")["tensors"], false);
     assert!(entry("bad")["scale"].is_null());
     assert!(entry("bad")["error"].as_str().unwrap().contains("bad.onnx"));
     assert!(

@@ -80,10 +80,7 @@ fn print_folder_model(m: &FolderModel) {
         models_dir::Kind::Onnx => "onnx",
         models_dir::Kind::Ncnn => "ncnn",
     };
-    let scale = m
-        .loaded
-        .as_ref()
-        .map_or("-".to_owned(), |c| format!("{}x", c.spec.scale));
+    let scale = m.loaded.as_ref().map_or("-".to_owned(), describe_scale);
     println!(
         "{:<20} {kind:<5} {scale:<4} {}",
         m.entry.name,
@@ -97,13 +94,23 @@ fn print_folder_model(m: &FolderModel) {
     }
 }
 
+/// An image model's scale (`2x`), or `npy` for a model whose outputs are kept as tensors.
+fn describe_scale(choice: &crate::builtin::ModelChoice) -> String {
+    match choice.task {
+        crate::builtin::Task::Tensors => "npy".to_owned(),
+        _ => format!("{}x", choice.spec.scale),
+    }
+}
+
 fn folder_json(m: &FolderModel) -> serde_json::Value {
     serde_json::json!({
         "id": m.entry.name,
         "source": "folder",
         "path": m.entry.path.to_string_lossy(),
         "kind": m.entry.kind,
-        "scale": m.loaded.as_ref().ok().map(|c| c.spec.scale),
+        // An image model's scale; null for a model whose outputs are kept as tensors.
+        "scale": m.loaded.as_ref().ok().filter(|c| c.task != crate::builtin::Task::Tensors).map(|c| c.spec.scale),
+        "tensors": m.loaded.as_ref().is_ok_and(|c| c.task == crate::builtin::Task::Tensors),
         "error": m.loaded.as_ref().err(),
         "clash": m.entry.clash,
     })
