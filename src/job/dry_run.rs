@@ -81,16 +81,8 @@ pub enum PlannedAction {
 pub fn dry_run(engine: &Engine, spec: &JobSpec) -> Result<DryRun> {
     let (planned, _, _) = survey(spec)?;
     // With --keep-steps the memory planned counts the kept steps' buffers.
-    let keeping;
-    let spec = if spec.export.keep_steps {
-        keeping = JobSpec {
-            model: crate::chain::keep_steps(&spec.model)?,
-            ..spec.clone()
-        };
-        &keeping
-    } else {
-        spec
-    };
+    let keeping = super::keeping_steps(spec)?;
+    let spec: &JobSpec = &keeping;
     let model = engine.load_with(spec.model.model.clone(), spec.precision)?;
     let budget = super::memory_budget(engine, spec);
     let todo: Vec<&Path> = (0..planned.inputs.len())

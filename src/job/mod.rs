@@ -327,17 +327,8 @@ pub fn run(
         discard: false,
     };
     let source = pipeline::Source::Files;
-    // With --keep-steps the chain reads each step's output back as an extra output.
-    let keeping;
-    let spec = if spec.export.keep_steps {
-        keeping = JobSpec {
-            model: crate::chain::keep_steps(&spec.model)?,
-            ..spec.clone()
-        };
-        &keeping
-    } else {
-        spec
-    };
+    let keeping = keeping_steps(spec)?;
+    let spec: &JobSpec = &keeping;
     let model = engine.load_with(spec.model.model.clone(), spec.precision)?;
     let run = (started, planned, source, outputs);
     run_planned(engine, spec, &model, control, emit, run)
@@ -386,6 +377,19 @@ pub fn run_in_memory(
     let control = Control::default();
     let run = (started, planned, source, outputs);
     run_planned(engine, spec, model, &control, emit, run)
+}
+
+/// `spec` with its chain composed to read each step's output back as an extra output
+/// (`--keep-steps`: the job writes them, the plan counts their buffers); else `spec` as it is.
+pub(crate) fn keeping_steps(spec: &JobSpec) -> Result<std::borrow::Cow<'_, JobSpec>> {
+    Ok(if spec.export.keep_steps {
+        std::borrow::Cow::Owned(JobSpec {
+            model: crate::chain::keep_steps(&spec.model)?,
+            ..spec.clone()
+        })
+    } else {
+        std::borrow::Cow::Borrowed(spec)
+    })
 }
 
 /// Sizes the batch (Auto) and drives the pipeline with the model's stage.
