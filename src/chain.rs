@@ -206,6 +206,16 @@ pub fn prefix_scale(choice: &ModelChoice) -> u32 {
     before.iter().map(|s| s.spec.scale.max(1)).product()
 }
 
+/// The scale of the images a job writes for `choice` against its inputs (what `{scale}` in
+/// names stands for): an image model's own; for a fixed-input model (a cut-out, an annotated
+/// photo), alone or ending a chain, the scale of the image it sees.
+pub fn written_scale(choice: &ModelChoice) -> u32 {
+    match choice.input_size {
+        0 => choice.spec.scale.max(1),
+        _ => prefix_scale(choice),
+    }
+}
+
 /// A chain's steps are image-to-image models of any size with 3 channels in and out; only its
 /// `last` step may instead take whole images of a fixed size (see [`ends_fixed`]).
 fn check_step(step: &ModelChoice, last: bool) -> Result<()> {

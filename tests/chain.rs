@@ -306,6 +306,22 @@ fn dry_run_describes_a_chain_ending_in_a_fixed_input_model() {
             && text.contains("classify on each whole processed image"),
         "{text}"
     );
+    // `{scale}` in names is the written image's: a cut-out of a 2x chain's image is 2x, of the
+    // photo itself 1x.
+    for (model, name) in [
+        ("upscale-photo-2x,remove-background", "photo-60x44_x2.png"),
+        ("remove-background", "photo-60x44_x1.png"),
+    ] {
+        let out = common::batchwise()
+            .args(["run", "--dry-run", "--json", "-m", model])
+            .args(["--name", "{stem}_x{scale}.{ext}", "-o"])
+            .arg(dir.path().join("out"))
+            .arg(common::fixture("photo-60x44.png"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(name), "{model}: {text}");
+    }
 }
 
 /// Auto batch and out-of-memory halving cover a chain ending in a fixed-input model: both

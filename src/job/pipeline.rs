@@ -233,10 +233,7 @@ fn item_limits(spec: &JobSpec, streamed: bool) -> ItemLimits {
     ItemLimits {
         max_bytes: spec.max_item_bytes.unwrap_or(super::MAX_DECODE_BYTES),
         // A chain ending in a fixed-input model holds its steps' output whole, at their scale.
-        scale: match spec.model.input_size {
-            0 => spec.model.spec.scale.max(1),
-            _ => crate::chain::prefix_scale(&spec.model),
-        },
+        scale: crate::chain::written_scale(&spec.model),
         streamed,
         resampled: spec
             .export

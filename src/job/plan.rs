@@ -145,7 +145,7 @@ pub(crate) fn survey(spec: &JobSpec) -> Result<(Planned, Vec<PathBuf>, String)> 
         &spec.output_dir,
         &export,
         &spec.model.id,
-        spec.model.spec.scale,
+        crate::chain::written_scale(&spec.model),
         &reserved,
         &labels,
     );
