@@ -119,6 +119,12 @@ fn conv_shapes() -> Vec<(&'static str, Conv2dSpec, u32, u32)> {
             1,
         ),
         (
+            "conv 3x3 128->128 128x128 n4 (upscale-photo-2x)",
+            conv(128, 128, 3, 1, 1, 1),
+            128,
+            4,
+        ),
+        (
             "conv 3x3 128->256 64x64 n1 (waifu2x conv6)",
             conv(128, 256, 3, 1, 0, 1),
             64,

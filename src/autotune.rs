@@ -3,7 +3,7 @@
 //! Kernels good on one device can be poor on another (16 output rows per invocation is best on
 //! lavapipe; a GPU with thousands of lanes may prefer fewer rows and more invocations). The first
 //! run on an adapter times a representative convolution with each row count, then each 3x3 shape
-//! of `winograd::TUNED_SHAPES` on the direct kernel and on Winograd F(2,3) and F(4,3), and stores
+//! of `winograd::TUNED_SHAPES` on the direct kernel and on each Winograd tile (`KERNELS`), and stores
 //! the winners in `autotune.json` in the cache folder, keyed by adapter, backend, driver and
 //! batchwise version; later runs read it. `BATCHWISE_CONV_ROWS=N` skips all of this (the
 //! Winograd choices then stay the defaults, measured on lavapipe); `BATCHWISE_WINOGRAD` fixes
@@ -27,7 +27,7 @@ use crate::model::Conv2dSpec;
 pub struct AutotuneReport {
     pub key: String,
     pub conv_rows: u32,
-    /// The kernel of each measured 3x3 shape: Winograd F(2,3), F(4,3) or the direct one.
+    /// The kernel of each measured 3x3 shape: a Winograd tile or the direct one.
     pub winograd: Choices,
     /// Whether the choice came from the cache (no measurement this time).
     pub cached: bool,
@@ -37,9 +37,27 @@ pub struct AutotuneReport {
     pub winograd_ms: Vec<ShapeTimings>,
 }
 
-/// A 3x3 shape (input, output channels) and its milliseconds on the direct kernel, F(2,3) and
-/// F(4,3).
-pub type ShapeTimings = ((u32, u32), [f64; 3]);
+/// A 3x3 shape (input, output channels) and its milliseconds on each of [`KERNELS`].
+pub type ShapeTimings = ((u32, u32), [f64; 6]);
+
+/// The 3x3 kernels measured per shape: the direct one (None), then each Winograd tile.
+pub const KERNELS: [Option<Tile>; 6] = [
+    None,
+    Some(Tile::F2),
+    Some(Tile::F4),
+    Some(Tile::F2Split),
+    Some(Tile::F4Split),
+    Some(Tile::F6Split),
+];
+
+/// A 3x3 kernel's name in reports: "direct", "F(4,3)" (fused) or "F(4,3) split".
+pub fn kernel_name(tile: Option<Tile>) -> String {
+    match tile {
+        None => "direct".into(),
+        Some(t) if t.split() => format!("F({},3) split", t.m()),
+        Some(t) => format!("F({},3)", t.m()),
+    }
+}
 
 /// What the cache holds per adapter.
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
@@ -167,14 +185,7 @@ impl AutotuneReport {
             .winograd
             .0
             .iter()
-            .map(|c| {
-                let kernel = match c.tile {
-                    None => "direct",
-                    Some(Tile::F2) => "F(2,3)",
-                    Some(Tile::F4) => "F(4,3)",
-                };
-                format!("{}->{} {kernel}", c.in_c, c.out_c)
-            })
+            .map(|c| format!("{}->{} {}", c.in_c, c.out_c, kernel_name(c.tile)))
             .collect();
         format!(
             "{} rows an invocation; 3x3: {}",
@@ -184,10 +195,10 @@ impl AutotuneReport {
     }
 }
 
-/// The tile of the fastest of (direct, F(2,3), F(4,3)), None for the direct kernel.
-pub fn fastest(ms: [f64; 3]) -> Option<Tile> {
-    let best = (0..3).min_by(|&a, &b| ms[a].total_cmp(&ms[b]))?;
-    [None, Some(Tile::F2), Some(Tile::F4)][best]
+/// The tile of the fastest of [`KERNELS`], None for the direct kernel.
+pub fn fastest(ms: [f64; 6]) -> Option<Tile> {
+    let best = (0..ms.len()).min_by(|&a, &b| ms[a].total_cmp(&ms[b]))?;
+    KERNELS[best]
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -288,18 +299,14 @@ fn measure(engine: &Engine) -> Result<Vec<(u32, f64)>> {
     Ok(timings)
 }
 
-/// Times each shape of `winograd::TUNED_SHAPES` on the direct kernel (at the chosen row count),
-/// Winograd F(2,3) and F(4,3).
+/// Times each shape of `winograd::TUNED_SHAPES` on each of [`KERNELS`] (the direct one at the
+/// chosen row count).
 fn measure_winograd(engine: &Engine) -> Result<Vec<ShapeTimings>> {
-    let kernels = [
-        Kernel::Auto,
-        Kernel::Winograd(Tile::F2),
-        Kernel::Winograd(Tile::F4),
-    ];
+    let kernels = KERNELS.map(|t| t.map_or(Kernel::Auto, Kernel::Winograd));
     winograd::TUNED_SHAPES
         .iter()
         .map(|&shape| {
-            let mut ms = [0.0; 3];
+            let mut ms = [0.0; 6];
             for (t, kernel) in ms.iter_mut().zip(kernels) {
                 *t = best_ms(engine, &probe(engine, shape, kernel))?;
             }

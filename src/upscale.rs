@@ -457,7 +457,7 @@ fn auto_tile(
     let limit = engine.gpu.limits.max_storage_buffer_binding_size;
     for &tile in AUTO_TILE_SIZES {
         let side = tile + 2 * spec.context;
-        let Ok(item) = ItemBytes::of(&model.model, side, side, model.precision, depth) else {
+        let Ok(item) = ItemBytes::of_loaded(model, side, side, depth) else {
             continue;
         };
         if item.largest_buffer <= limit {

@@ -1,5 +1,7 @@
-//! The Winograd kernels (F(2,3) and F(4,3), `kernels/winograd.rs`) against the direct
-//! convolution's CPU reference, on random inputs and weights, on the test GPU.
+//! The Winograd kernels (F(2,3) and F(4,3) fused, `kernels/winograd.rs`; F(2,3), F(4,3) and
+//! F(6,3) split into transforms and GEMMs, `kernels/winograd_gemm.rs`) against the direct
+//! convolution's CPU reference, on random inputs and weights, on the test GPU. The buffers hold
+//! one item more than the batch run (the engine's lanes bind buffers of their largest batch).
 //!
 //! Tolerance, per output: `(in_c + 24) * 2^-24 * E + 1e-6`, where E is the sum of the absolute
 //! values of every term the algorithm adds up for that output (`winograd::reference` with
@@ -10,7 +12,9 @@
 //! one rounding each. Here L is at most in_c (the sum over input channels, chunks included) + 8
 //! (the input transform: at most 4 terms a row of B^T, per dimension) + 2 (U rounded to f32, the
 //! product) + 12 (the output transform: at most 6 terms a row of A^T, per dimension) + 2 (bias,
-//! residual) = in_c + 24. The activations are 1-Lipschitz (slopes and alpha within [-1, 1]), so
+//! residual) = in_c + 24. F(6,3)'s rows have at most 6 terms in B^T and 7 in A^T: in_c + 30.
+//! The split kernel rounds V and M to f32 where the fused one keeps them in registers, the same
+//! roundings the count has. The activations are 1-Lipschitz (slopes and alpha within [-1, 1]), so
 //! the bound holds after them. An indexing or transform mistake moves outputs by O(0.1), far
 //! above every bound here (printed on failure).
 
@@ -67,7 +71,8 @@ fn check(
 ) {
     let mut rng = common::rng(seed);
     let (ic, oc) = (spec.in_c, spec.out_c);
-    let input = common::random_vec(&mut rng, (n * ic * h * w) as usize, 1.0);
+    // One spare item in every buffer: the kernels must neither read it into nor write it.
+    let input = common::random_vec(&mut rng, ((n + 1) * ic * h * w) as usize, 1.0);
     let weights = common::random_vec(
         &mut rng,
         (oc * ic * 9) as usize,
@@ -76,7 +81,7 @@ fn check(
     let bias = common::random_vec(&mut rng, oc as usize, 0.5);
     let (oh, ow) = spec.output_hw(h, w).unwrap();
     let plane = (oh * ow) as usize;
-    let skip = common::random_vec(&mut rng, n as usize * oc as usize * plane, 1.0);
+    let skip = common::random_vec(&mut rng, (n + 1) as usize * oc as usize * plane, 1.0);
     let linear = Conv2dSpec {
         activation: Activation::None,
         ..spec.clone()
@@ -102,7 +107,7 @@ fn check(
         })
         .collect();
     let magnitudes = winograd::reference(&spec, tile, &input, (n, h, w), &weights, &bias, true);
-    let depth = (ic + 24) as f64;
+    let depth = (ic + if tile.m() == 6 { 30 } else { 24 }) as f64;
     let tolerance: Vec<f64> = magnitudes
         .iter()
         .zip(&skip)
@@ -129,13 +134,17 @@ fn check(
     );
     let dst = gpu.create_buffer(
         "output",
-        4 * expected.len() as u64,
+        4 * (expected.len() + oc as usize * plane) as u64,
         wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
     );
     let bind = Bind::new(gpu, kernels, "test");
     let step =
         layer.prepare_with_residual(bind, &src, &dst, h, w, residual.map(|r| (&*skip_buf, r)));
-    let got = run(gpu, &step, n, &dst, expected.len());
+    let got = run(gpu, &step, n, &dst, expected.len() + oc as usize * plane);
+    assert!(
+        got[expected.len()..].iter().all(|&v| v == 0.0),
+        "{tile:?}: the spare item was written"
+    );
     let what = format!("{tile:?} {spec:?} {residual:?} on {n}x{h}x{w}");
     let mut worst = 0.0f64;
     for (i, ((g, e), t)) in got.iter().zip(&expected).zip(&tolerance).enumerate() {

@@ -80,11 +80,22 @@ fn generated_conv2d_variants_validate() {
 #[test]
 fn generated_winograd_variants_validate() {
     use batchwise::kernels::winograd::{Tile, variant};
-    for tile in Tile::ALL {
+    use batchwise::kernels::winograd_gemm::{input_source, output_source};
+    for tile in Tile::FUSED {
         let v = variant(tile);
         validate(&format!("{v:?}"), &v.source());
         let half = batchwise::kernels::float16_source(&v.source()).expect("conv2d is over act");
         validate(&format!("{v:?} float16"), &half);
+    }
+    for tile in Tile::SPLIT {
+        for (what, source) in [
+            ("input", input_source(tile)),
+            ("output", output_source(tile)),
+        ] {
+            validate(&format!("{tile:?} {what}"), &source);
+            let half = batchwise::kernels::float16_source(&source).expect("over act");
+            validate(&format!("{tile:?} {what} float16"), &half);
+        }
     }
 }
 

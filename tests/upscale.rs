@@ -79,7 +79,13 @@ fn batch_size_does_not_change_the_output() {
         .upscale_all(&images)
         .unwrap();
     // The same batch of 8 split into lanes of 3 items, as on an adapter that binds less.
-    let per_item = 4 * 256 * 26 * 26; // conv6 output, the largest value: 256 x 26 x 26 floats
+    // The largest buffer an item needs: conv6's output (256 x 26 x 26 floats) on the direct
+    // kernel, the Winograd scratch on the split one (BATCHWISE_WINOGRAD).
+    let side = 24 + 2 * builtin.spec.context;
+    let depth = batchwise::kernels::pack::PixelDepth::Eight;
+    let per_item = batchwise::engine::memory::ItemBytes::of_loaded(&model, side, side, depth)
+        .unwrap()
+        .largest_buffer;
     let lanes = TiledUpscaler::with_binding_limit(
         &engine,
         &model,

@@ -36,7 +36,8 @@ pub struct TuneArgs {
 
 /// The text after `tune --help`.
 pub const TUNE_HELP: &str = "Times the direct 3x3 convolution at each row count and, for each \
-typical 3x3 shape, the direct kernel against Winograd F(2,3) and F(4,3); the fastest are stored in \
+typical 3x3 shape, the direct kernel against Winograd F(2,3) and F(4,3) fused and F(2,3), F(4,3) \
+and F(6,3) split into transforms and GEMMs; the fastest are stored in \
 the cache folder ($XDG_CACHE_HOME/batchwise/autotune.json), keyed by adapter, driver and version, \
 and every later `run`, `watch`, `bench` and `check` on that adapter uses them. The app measures \
 on its first start on an adapter by itself. BATCHWISE_CONV_ROWS and BATCHWISE_WINOGRAD override \
@@ -64,10 +65,13 @@ pub(super) fn tune(args: &TuneArgs) -> Result<ExitCode> {
     for (rows, ms) in &report.timings_ms {
         println!("direct 64->64, {rows:>2} rows an invocation: {ms:8.2} ms");
     }
-    for ((in_c, out_c), [direct, f2, f4]) in &report.winograd_ms {
-        println!(
-            "3x3 {in_c:>3}->{out_c:<3} direct {direct:8.2} ms, F(2,3) {f2:8.2} ms, F(4,3) {f4:8.2} ms"
-        );
+    for ((in_c, out_c), ms) in &report.winograd_ms {
+        let each: Vec<String> = crate::autotune::KERNELS
+            .iter()
+            .zip(ms)
+            .map(|(&t, ms)| format!("{} {ms:.2} ms", crate::autotune::kernel_name(t)))
+            .collect();
+        println!("3x3 {in_c:>3}->{out_c:<3} {}", each.join(", "));
     }
     println!("chosen: {}", report.describe());
     match &cache {

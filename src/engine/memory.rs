@@ -41,7 +41,7 @@ impl MemoryPlan {
 
 /// Plans a batch of `items` tiles of `h x w` for `model` whose weights are on the GPU.
 pub fn plan(model: &GpuModel, h: u32, w: u32, items: u32) -> Result<MemoryPlan> {
-    let item = ItemBytes::of(&model.model, h, w, model.precision, PixelDepth::Eight)?;
+    let item = ItemBytes::of_loaded(model, h, w, PixelDepth::Eight)?;
     Ok(MemoryPlan {
         weight_bytes: model.weight_bytes,
         bytes_per_item: item.total(),
@@ -60,9 +60,12 @@ pub struct ItemBytes {
     /// Pixels in, and for image outputs pixels out (and a chain's kept steps') plus two
     /// read-back copies (two batches in flight); 4 bytes a pixel each, 8 for 16-bit pixels.
     pub pixels: u64,
-    /// The largest single buffer of the item (an activation, or its pixels in or out): a
-    /// batch is split into lanes so that no buffer exceeds the adapter's binding limit.
+    /// The largest single buffer of the item (an activation, its pixels in or out, or a
+    /// scratch): a batch is split into lanes so that no buffer exceeds the adapter's binding limit.
     pub largest_buffer: u64,
+    /// The split Winograd's scratch (V and M, one pair shared by every layer that runs it;
+    /// `Conv2dLayer::scratch_elements`): known once the weights are uploaded with their kernels.
+    pub scratch: u64,
 }
 
 impl ItemBytes {
@@ -75,6 +78,22 @@ impl ItemBytes {
     ) -> Result<Self> {
         let shapes = model.shapes(h, w)?;
         Ok(Self::from_shapes(model, &shapes, precision, depth, false))
+    }
+
+    /// As [`Self::of`] for a model on the GPU, its layers' scratch included.
+    pub fn of_loaded(model: &GpuModel, h: u32, w: u32, depth: PixelDepth) -> Result<Self> {
+        let shapes = model.model.shapes(h, w)?;
+        let item = Self::from_shapes(&model.model, &shapes, model.precision, depth, false);
+        Ok(item.with_scratch(model.scratch_bytes(&shapes)))
+    }
+
+    /// With the split Winograd's scratch per item: bytes of V and of M.
+    pub fn with_scratch(self, [v, m]: [u64; 2]) -> Self {
+        Self {
+            scratch: v + m,
+            largest_buffer: self.largest_buffer.max(v).max(m),
+            ..self
+        }
     }
 
     /// For shapes already inferred; `float_input`: fed floats directly (no pixel buffers).
@@ -116,11 +135,12 @@ impl ItemBytes {
             activations,
             pixels: pixels_in + 3 * pixels_out,
             largest_buffer: largest_value.max(pixels_in).max(largest_out).max(4),
+            scratch: 0,
         }
     }
 
     pub fn total(&self) -> u64 {
-        self.activations + self.pixels
+        self.activations + self.pixels + self.scratch
     }
 }
 

@@ -205,6 +205,24 @@ impl Engine {
     }
 }
 
+impl GpuModel {
+    /// Bytes per item of the split Winograd's scratch (V, M) at these shapes: the largest any
+    /// layer needs (the layers share one pair).
+    pub fn scratch_bytes(&self, shapes: &[crate::model::ItemShape]) -> [u64; 2] {
+        let mut most = [0u64; 2];
+        for (g, l) in self.layers.iter().zip(&self.model.layers) {
+            if let GpuLayer::Conv2d(c) = g {
+                let s = shapes[l.inputs[0]];
+                let e = c.scratch_elements(s.h, s.w);
+                for (m, e) in most.iter_mut().zip(e) {
+                    *m = (*m).max(e * self.precision.bytes());
+                }
+            }
+        }
+        most
+    }
+}
+
 /// Whether an op has a float16 kernel: every image-IR op but the gather
 /// ConvTranspose (strided ones run as a phase convolution, which has one), and none of the general
 /// tensor ops yet.

@@ -12,6 +12,7 @@ use super::{Engine, GpuModel, OutOfMemory, injected_out_of_memory, steps};
 use crate::gpu::{Gpu, TrackedBuffer};
 use crate::kernels::edge_clamp::Geometry;
 use crate::kernels::pack::{PixelDepth, PixelMapping};
+use crate::kernels::winograd_gemm::Scratch;
 use crate::kernels::{Bind, Precision, Step, pack, unpack};
 use crate::model::ItemShape;
 
@@ -117,6 +118,8 @@ struct Lane {
     /// Each item's [`Geometry`], for the model's edge clamps (zero: none).
     geometry: TrackedBuffer,
     values: Vec<TrackedBuffer>,
+    /// The split Winograd's V and M, shared by its layers (None: no layer runs it).
+    scratch: Option<[TrackedBuffer; 2]>,
     model_out: usize,
     extra_out: Vec<usize>,
     /// The buffer holding the model input (value 0).
@@ -184,6 +187,14 @@ impl Lane {
             std::mem::size_of::<Geometry>() as u64 * items as u64,
             storage | wgpu::BufferUsages::COPY_DST,
         );
+        let scratch_bytes = model.scratch_bytes(shapes);
+        let scratch = (scratch_bytes[0] > 0).then(|| {
+            let usage = storage;
+            scratch_bytes.map(|b| {
+                let size = (b * items as u64).next_multiple_of(4);
+                gpu.create_buffer("winograd scratch", size, usage)
+            })
+        });
         let k = engine.kernels_for(model.precision);
         let pack = pack::prepare(
             Bind::new(gpu, k, "pack"),
@@ -201,6 +212,7 @@ impl Lane {
             values: &values,
             buffer_of: &buffer_of,
             geometry: &geometry,
+            scratch: scratch.as_ref().map(|[v, m]| Scratch { v, m }),
         };
         let layers = model
             .layers
@@ -248,6 +260,7 @@ impl Lane {
             model_in: buffer_of[0],
             extra_out: m.extra_outputs.iter().map(|&v| buffer_of[v]).collect(),
             values,
+            scratch,
             pack,
             layers,
             unpack,
@@ -361,8 +374,9 @@ impl BatchRunner {
         } else {
             0
         };
-        let per_item =
-            ItemBytes::from_shapes(m, &shapes, model.precision, depth, float_input).largest_buffer;
+        let per_item = ItemBytes::from_shapes(m, &shapes, model.precision, depth, float_input)
+            .with_scratch(model.scratch_bytes(&shapes))
+            .largest_buffer;
         let mut items_per_lane = (limit / per_item).min(max_items as u64) as u32;
         if items_per_lane == 0 {
             bail!(
@@ -458,6 +472,7 @@ impl BatchRunner {
             .iter()
             .map(|l| {
                 l.values.iter().map(|b| b.size()).sum::<u64>()
+                    + l.scratch.iter().flatten().map(|b| b.size()).sum::<u64>()
                     + l.pixels_in.size()
                     + l.pixels_out.size()
                     + l.kept.iter().map(|(b, _)| b.size()).sum::<u64>()

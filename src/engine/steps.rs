@@ -3,6 +3,7 @@
 
 use super::GpuLayer;
 use crate::gpu::{Gpu, TrackedBuffer};
+use crate::kernels::winograd_gemm::Scratch;
 use crate::kernels::{
     Bind, Kernels, Step, binary, copy_block, copy_channels, depth_to_space, edge_clamp,
     elementwise, global_avg_pool, matmul, nchw_to_nhwc, nd_binary, nd_copy, normalize, pad, pool2d,
@@ -20,6 +21,8 @@ pub(super) struct Binding<'a> {
     pub buffer_of: &'a [usize],
     /// Each item's [`edge_clamp::Geometry`], written per batch.
     pub geometry: &'a wgpu::Buffer,
+    /// The split Winograd's scratch, shared by its layers.
+    pub scratch: Option<Scratch<'a>>,
 }
 
 impl Binding<'_> {
@@ -49,15 +52,17 @@ pub(super) fn layer_steps(cx: &Binding, g: &GpuLayer, l: &Layer) -> Vec<Step> {
     let dst = cx.buffer(l.output);
     let s = shapes[l.inputs[0]];
     vec![match (g, &l.op) {
-        (GpuLayer::Conv2d(c), LayerOp::Conv2dResidual { residual, .. }) => c.prepare_with_residual(
-            Bind::new(gpu, k, &l.name),
-            src,
-            dst,
-            s.h,
-            s.w,
-            Some((cx.buffer(l.inputs[1]), *residual)),
-        ),
-        (GpuLayer::Conv2d(c), _) => c.prepare(Bind::new(gpu, k, &l.name), src, dst, s.h, s.w),
+        (GpuLayer::Conv2d(c), op) => {
+            let residual = match op {
+                LayerOp::Conv2dResidual { residual, .. } => {
+                    Some((cx.buffer(l.inputs[1]), *residual))
+                }
+                _ => None,
+            };
+            let bind = Bind::new(gpu, k, &l.name);
+            let scratch = cx.scratch.as_ref().map(|s| Scratch { v: s.v, m: s.m });
+            c.prepare_with_scratch(bind, src, dst, [s.h, s.w], residual, scratch)
+        }
         (GpuLayer::ConvTranspose2d(c), _) => {
             c.prepare(Bind::new(gpu, k, &l.name), src, dst, s.h, s.w)
         }

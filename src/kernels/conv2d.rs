@@ -263,6 +263,8 @@ enum Implementation {
         bias: Vec<[f32; 16]>,
         slopes: Vec<[f32; 16]>,
     },
+    /// Winograd split into transforms and products (`winograd_gemm.rs`).
+    Split(super::winograd_gemm::WinogradGemm),
     /// depthwise_conv2d.wgsl: one channel per group; bias then PRelu slopes in one buffer; the
     /// generated register-blocked entry point where it fits, else the shader's one-pixel `main`.
     Depthwise {
@@ -319,7 +321,14 @@ impl Conv2dLayer {
         kernel: Kernel,
     ) -> Self {
         let narrow = match kernel {
-            Kernel::Winograd(tile) if super::winograd::supported(&spec) => {
+            Kernel::Winograd(tile) if tile.split() && super::winograd_gemm::supported(&spec) => {
+                let w = super::winograd_gemm::WinogradGemm::upload(
+                    gpu, label, &spec, weights, bias, tile,
+                );
+                let imp = Implementation::Split(w);
+                return Self { imp, spec };
+            }
+            Kernel::Winograd(tile) if !tile.split() && super::winograd::supported(&spec) => {
                 let packed = super::winograd::pack(&spec, weights, bias, tile);
                 let variant = super::winograd::variant(tile);
                 return Self::blocked(gpu, label, spec, packed, Some(variant));
@@ -426,6 +435,29 @@ impl Conv2dLayer {
         in_w: u32,
         residual: Option<(&wgpu::Buffer, Residual)>,
     ) -> Step {
+        self.prepare_with_scratch(cx, src, dst, [in_h, in_w], residual, None)
+    }
+
+    /// Elements an item of the split Winograd's scratch (V, M) holds for an `in_h x in_w` input:
+    /// zeros for the other kernels.
+    pub fn scratch_elements(&self, in_h: u32, in_w: u32) -> [u64; 2] {
+        match &self.imp {
+            Implementation::Split(w) => w.scratch_elements(in_h, in_w),
+            _ => [0, 0],
+        }
+    }
+
+    /// As [`Self::prepare_with_residual`], on shared `scratch` for the split Winograd (without,
+    /// it allocates its own).
+    pub fn prepare_with_scratch(
+        &self,
+        cx: Bind,
+        src: &wgpu::Buffer,
+        dst: &wgpu::Buffer,
+        [in_h, in_w]: [u32; 2],
+        residual: Option<(&wgpu::Buffer, Residual)>,
+        scratch: Option<super::winograd_gemm::Scratch>,
+    ) -> Step {
         let Bind {
             gpu,
             kernels,
@@ -444,6 +476,10 @@ impl Conv2dLayer {
             Implementation::Gemm(g) => {
                 let layout = super::gemm::Layout::planes(s.in_c, s.out_c, in_h * in_w);
                 return g.prepare(Bind::new(gpu, kernels, label), src, dst, layout, residual);
+            }
+            Implementation::Split(w) => {
+                let bind = Bind::new(gpu, kernels, label);
+                return w.prepare(bind, src, dst, in_h, in_w, residual, scratch);
             }
             Implementation::Depthwise {
                 weights,

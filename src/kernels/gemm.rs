@@ -10,7 +10,7 @@ const WINDOW_BYTES: u64 = 65536;
 /// Dynamic uniform offsets are multiples of this (the largest alignment any adapter asks for).
 const UNIFORM_ALIGN: u64 = 256;
 /// Invocations per workgroup along q. Keep in sync with `@workgroup_size` in gemm.wgsl.
-const WORKGROUP_X: u32 = 64;
+pub(crate) const WORKGROUP_X: u32 = 64;
 /// The bias and the PRelu slopes share one 64 KiB uniform buffer.
 const BIAS_SLOPE_FLOATS: usize = 16384;
 

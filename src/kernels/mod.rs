@@ -32,6 +32,7 @@ pub mod softmax;
 pub mod unary;
 pub mod unpack;
 pub mod winograd;
+pub mod winograd_gemm;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -422,7 +423,10 @@ pub struct Step {
     /// `(units per item, units per workgroup)`: the items are folded into x (x covers items x
     /// units, z is 1) instead of each item taking `groups_z_per_item` workgroups in z.
     folded: Option<(u32, u32)>,
-    /// Keeps the step's uniforms alive as long as its bind group.
+    /// Steps recorded right after this one, as part of it (a kernel of several passes: the
+    /// split Winograd's transforms and products).
+    then: Vec<Step>,
+    /// Keeps the step's uniforms (and any scratch of its own) alive as long as its bind group.
     _buffers: Vec<TrackedBuffer>,
 }
 
@@ -444,8 +448,21 @@ impl Step {
             groups_z_per_item,
             dynamic_offsets,
             folded: None,
+            then: Vec::new(),
             _buffers: buffers,
         }
+    }
+
+    /// This step followed by `steps`, recorded, counted and timed as one.
+    pub(crate) fn then(mut self, steps: Vec<Step>) -> Self {
+        self.then.extend(steps);
+        self
+    }
+
+    /// This step keeping `buffers` alive as long as it.
+    pub(crate) fn keeping(mut self, buffers: Vec<TrackedBuffer>) -> Self {
+        self._buffers.extend(buffers);
+        self
     }
 
     /// This step with the items folded into x: a batch of n items dispatches
@@ -459,16 +476,17 @@ impl Step {
 
     /// Workgroups in z each item of a batch takes (0 where the items are folded into x).
     pub(crate) fn z_per_item(&self) -> u32 {
-        if self.folded.is_some() {
+        let own = if self.folded.is_some() {
             0
         } else {
             self.groups_z_per_item
-        }
+        };
+        self.then.iter().map(Step::z_per_item).fold(own, u32::max)
     }
 
     /// Number of dispatches this step records.
     pub fn dispatches(&self) -> usize {
-        self.dynamic_offsets.len().max(1)
+        self.dynamic_offsets.len().max(1) + self.then.iter().map(Step::dispatches).sum::<usize>()
     }
 
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, items: u32) {
@@ -484,6 +502,9 @@ impl Step {
         for offsets in &self.dynamic_offsets {
             pass.set_bind_group(0, &self.bind_group, offsets);
             pass.dispatch_workgroups(x, self.groups_xy[1], z);
+        }
+        for step in &self.then {
+            step.record(pass, items);
         }
     }
 }

@@ -20,21 +20,52 @@
 use super::conv2d::{PackedConv2d, Variant};
 use crate::model::Conv2dSpec;
 
-/// Which Winograd transform: F(2x2, 3x3) or F(4x4, 3x3).
+/// Which Winograd transform and kernel: F(2x2, 3x3) or F(4x4, 3x3) fused into one kernel (here),
+/// or F(2x2), F(4x4), F(6x6, 3x3) split into transforms and a batched GEMM (`winograd_gemm.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Tile {
     F2,
     F4,
+    F2Split,
+    F4Split,
+    F6Split,
 }
 
 impl Tile {
-    pub const ALL: [Tile; 2] = [Tile::F2, Tile::F4];
+    pub const ALL: [Tile; 5] = [
+        Tile::F2,
+        Tile::F4,
+        Tile::F2Split,
+        Tile::F4Split,
+        Tile::F6Split,
+    ];
+    /// The tiles of the fused kernel (generated into conv2d.wgsl's variant).
+    pub const FUSED: [Tile; 2] = [Tile::F2, Tile::F4];
+    /// The tiles of the split kernel (`winograd_gemm.rs`).
+    pub const SPLIT: [Tile; 3] = [Tile::F2Split, Tile::F4Split, Tile::F6Split];
 
     /// Output rows and columns of a tile.
     pub fn m(self) -> u32 {
         match self {
-            Tile::F2 => 2,
-            Tile::F4 => 4,
+            Tile::F2 | Tile::F2Split => 2,
+            Tile::F4 | Tile::F4Split => 4,
+            Tile::F6Split => 6,
+        }
+    }
+
+    /// Whether the tile runs split into transforms and a GEMM (`winograd_gemm.rs`).
+    pub fn split(self) -> bool {
+        matches!(self, Tile::F2Split | Tile::F4Split | Tile::F6Split)
+    }
+
+    /// The name reports and `BATCHWISE_WINOGRAD` use: `f2`, `f4` (fused), `f2s`, `f4s`, `f6s`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tile::F2 => "f2",
+            Tile::F4 => "f4",
+            Tile::F2Split => "f2s",
+            Tile::F4Split => "f4s",
+            Tile::F6Split => "f6s",
         }
     }
 
@@ -48,8 +79,8 @@ impl Tile {
     /// "Winograd"): F(2,3) 8 channels of 4 tiles, F(4,3) 16 channels of one.
     pub fn block(self) -> u32 {
         match self {
-            Tile::F2 => 8,
-            Tile::F4 => 16,
+            Tile::F2 | Tile::F2Split => 8,
+            _ => 16,
         }
     }
 
@@ -57,16 +88,18 @@ impl Tile {
     /// row transform of their shared input columns is done once).
     pub fn tiles(self) -> u32 {
         match self {
-            Tile::F2 => 4,
-            Tile::F4 => 1,
+            Tile::F2 | Tile::F2Split => 4,
+            _ => 1,
         }
     }
 
-    /// (B^T, G, A^T): alpha x alpha, alpha x 3 and m x alpha, row-major (Lavin and Gray, 2016).
-    fn matrices(self) -> (&'static [f64], &'static [f64], &'static [f64]) {
+    /// (B^T, G, A^T): alpha x alpha, alpha x 3 and m x alpha, row-major (Lavin and Gray, 2016;
+    /// F(6,3) on the points 0, +-1, +-2, +-1/2 as ncnn has it).
+    pub(crate) fn matrices(self) -> (&'static [f64], &'static [f64], &'static [f64]) {
         match self {
-            Tile::F2 => (&BT2, &G2, &AT2),
-            Tile::F4 => (&BT4, &G4, &AT4),
+            Tile::F2 | Tile::F2Split => (&BT2, &G2, &AT2),
+            Tile::F4 | Tile::F4Split => (&BT4, &G4, &AT4),
+            Tile::F6Split => (&BT6, &G6, &AT6),
         }
     }
 }
@@ -116,6 +149,38 @@ const AT4: [f64; 24] = [
     0.0, 1.0, -1.0, 8.0, -8.0, 1.0,
 ];
 
+#[rustfmt::skip]
+const BT6: [f64; 64] = [
+    1.0, 0.0, -5.25, 0.0, 5.25, 0.0, -1.0, 0.0,
+    0.0, 1.0, 1.0, -4.25, -4.25, 1.0, 1.0, 0.0,
+    0.0, -1.0, 1.0, 4.25, -4.25, -1.0, 1.0, 0.0,
+    0.0, 0.5, 0.25, -2.5, -1.25, 2.0, 1.0, 0.0,
+    0.0, -0.5, 0.25, 2.5, -1.25, -2.0, 1.0, 0.0,
+    0.0, 2.0, 4.0, -2.5, -5.0, 0.5, 1.0, 0.0,
+    0.0, -2.0, 4.0, 2.5, -5.0, -0.5, 1.0, 0.0,
+    0.0, -1.0, 0.0, 5.25, 0.0, -5.25, 0.0, 1.0,
+];
+#[rustfmt::skip]
+const G6: [f64; 24] = [
+    1.0, 0.0, 0.0,
+    -2.0 / 9.0, -2.0 / 9.0, -2.0 / 9.0,
+    -2.0 / 9.0, 2.0 / 9.0, -2.0 / 9.0,
+    1.0 / 90.0, 1.0 / 45.0, 2.0 / 45.0,
+    1.0 / 90.0, -1.0 / 45.0, 2.0 / 45.0,
+    32.0 / 45.0, 16.0 / 45.0, 8.0 / 45.0,
+    32.0 / 45.0, -16.0 / 45.0, 8.0 / 45.0,
+    0.0, 0.0, 1.0,
+];
+#[rustfmt::skip]
+const AT6: [f64; 48] = [
+    1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0,
+    0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 0.0,
+    0.0, 1.0, 1.0, 4.0, 4.0, 0.25, 0.25, 0.0,
+    0.0, 1.0, -1.0, 8.0, -8.0, 0.125, -0.125, 0.0,
+    0.0, 1.0, 1.0, 16.0, 16.0, 0.0625, 0.0625, 0.0,
+    0.0, 1.0, -1.0, 32.0, -32.0, 0.03125, -0.03125, 1.0,
+];
+
 /// Whether a convolution is one Winograd F(m, 3) computes: 3x3, stride 1, no dilation, one group.
 pub fn supported(spec: &Conv2dSpec) -> bool {
     spec.k_h == 3
@@ -159,14 +224,12 @@ impl Default for Choices {
     }
 }
 
-/// `BATCHWISE_WINOGRAD=off|f2|f4` fixes the choice for every shape: Some(None) for the direct
-/// kernel, Some(Some(tile)) for that tile.
+/// `BATCHWISE_WINOGRAD=off|f2|f4|f2s|f4s|f6s` fixes the choice for every shape: Some(None) for
+/// the direct kernel, Some(Some(tile)) for that tile ([`Tile::name`]).
 pub fn from_env() -> Option<Option<Tile>> {
     match std::env::var("BATCHWISE_WINOGRAD").ok()?.as_str() {
         "off" | "0" => Some(None),
-        "f2" => Some(Some(Tile::F2)),
-        "f4" => Some(Some(Tile::F4)),
-        _ => None,
+        name => Tile::ALL.into_iter().find(|t| t.name() == name).map(Some),
     }
 }
 
@@ -334,7 +397,7 @@ pub fn reference(
 }
 
 /// `sum_k coefficients[k] * names[k]` as WGSL over `act` (zeros skipped, +-1 as signs).
-fn combination(coefficients: &[f64], names: impl Fn(usize) -> String) -> String {
+pub(crate) fn combination(coefficients: &[f64], names: impl Fn(usize) -> String) -> String {
     let mut s = String::new();
     for (k, &c) in coefficients.iter().enumerate() {
         if c == 0.0 {
