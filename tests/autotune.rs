@@ -29,7 +29,7 @@ fn autotune_measures_once_then_reads_the_cache() {
             .unwrap()
             .0;
         assert_eq!(first.conv_rows, best);
-        // Each 3x3 shape on the direct kernel, F(2,3) and F(4,3); the fastest chosen.
+        // Each 3x3 shape on the direct kernel and each Winograd tile; the fastest chosen.
         assert_eq!(first.winograd_ms.len(), winograd::TUNED_SHAPES.len());
         for ((shape, ms), choice) in first.winograd_ms.iter().zip(&first.winograd.0) {
             assert!(ms.iter().all(|t| *t > 0.0));

@@ -207,9 +207,9 @@ pub const TUNED_SHAPES: [(u32, u32); 4] = [(16, 32), (32, 32), (64, 64), (128, 1
 pub struct Choices(pub Vec<Choice>);
 
 impl Default for Choices {
-    /// What lavapipe measured (BENCHMARKS.md, "Winograd"): neither tile reliably faster than the
-    /// direct kernel at any of the shapes, so the direct kernel everywhere until autotuning
-    /// measures otherwise on the adapter.
+    /// What lavapipe measured (BENCHMARKS.md, "Winograd"): split F(4,3) 2.3-2.7x faster than the
+    /// direct kernel on 64 and 128 channels at the upscalers' 128-pixel tiles; on 16 and 32 the
+    /// direct kernel (or a margin within the noise), until autotuning measures the adapter.
     fn default() -> Self {
         Self(
             TUNED_SHAPES
@@ -217,7 +217,7 @@ impl Default for Choices {
                 .map(|&(in_c, out_c)| Choice {
                     in_c,
                     out_c,
-                    tile: None,
+                    tile: (in_c >= 64).then_some(Tile::F4Split),
                 })
                 .collect(),
         )

@@ -445,7 +445,9 @@ impl WinogradGemm {
         first.then(vec![products, last]).keeping(own)
     }
 
-    /// The alpha^2 products M[t] = U[t] V[t] on gemm.wgsl: one dispatch per t and window.
+    /// The alpha^2 products M[t] = U[t] V[t] on gemm.wgsl: one dispatch per t and window. The
+    /// items are folded into q (their tiles side by side): a batch of small maps still fills
+    /// gemm's workgroups of 512 q.
     fn products(&self, cx: Bind, scratch: &Scratch, tiles: u32, a2: u32) -> Step {
         let Bind {
             gpu,
@@ -453,12 +455,18 @@ impl WinogradGemm {
             label,
         } = cx;
         let s = &self.spec;
+        // q runs over every item the scratch holds (the step dispatches only the batch's).
+        let item_bytes = |c: u32| (a2 * c * tiles).max(1) as u64 * kernels.precision.bytes();
+        let capacity = (scratch.v.size() / item_bytes(s.in_c))
+            .min(scratch.m.size() / item_bytes(s.out_c))
+            .max(1);
+        let q_count = (capacity * tiles as u64).clamp(1, u32::MAX as u64) as u32;
         let mut records = vec![0u8; self.dispatches.len() * UNIFORM_ALIGN];
         let mut offsets = Vec::with_capacity(self.dispatches.len());
         for (i, (t, d)) in self.dispatches.iter().enumerate() {
             let params = GemmParams {
-                q_count: tiles,
-                q_item: tiles,
+                q_count,
+                q_item: tiles.max(1),
                 in_cs: tiles,
                 in_qs: 1,
                 in_item: a2 * s.in_c * tiles,
@@ -524,5 +532,6 @@ impl WinogradGemm {
             offsets,
             vec![params],
         )
+        .folding_items(tiles, per_group)
     }
 }
