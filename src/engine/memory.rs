@@ -145,7 +145,8 @@ impl ItemBytes {
 }
 
 /// Bytes one batch item of `h x w` needs on the GPU: (activations, pixel buffers). See
-/// [`ItemBytes`].
+/// [`ItemBytes`]; the split Winograd's scratch is known once the model is loaded
+/// ([`ItemBytes::of_loaded`]).
 pub fn item_bytes(model: &Model, h: u32, w: u32, precision: Precision) -> Result<(u64, u64)> {
     let item = ItemBytes::of(model, h, w, precision, PixelDepth::Eight)?;
     Ok((item.activations, item.pixels))

@@ -207,9 +207,11 @@ pub const TUNED_SHAPES: [(u32, u32); 4] = [(16, 32), (32, 32), (64, 64), (128, 1
 pub struct Choices(pub Vec<Choice>);
 
 impl Default for Choices {
-    /// What lavapipe measured (BENCHMARKS.md, "Winograd"): split F(4,3) 2.3-2.7x faster than the
-    /// direct kernel on 64 and 128 channels at the upscalers' 128-pixel tiles; on 16 and 32 the
-    /// direct kernel (or a margin within the noise), until autotuning measures the adapter.
+    /// What lavapipe measured (BENCHMARKS.md, "Winograd"): split F(4,3) 1.5-2.6x faster than the
+    /// direct kernel on 64 and 128 channels at every map size measured (F(6,3) as fast at 128x128
+    /// maps, 1.7x slower than F(4,3) at 64x64 and below: partial tiles, fewer tiles for the
+    /// GEMM); on 16 and 32 channels the direct kernel (Winograd's margin there within the noise),
+    /// until autotuning measures the adapter.
     fn default() -> Self {
         Self(
             TUNED_SHAPES

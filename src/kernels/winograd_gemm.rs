@@ -15,7 +15,7 @@
 //!
 //! F(4,3) does 4x fewer multiplies than the direct kernel, F(6,3) 5.06x, F(2,3) 2.25x; the
 //! scratch is alpha^2 / m^2 times the input and the output (F(4,3): 2.25x). The engine allocates
-//! one V and one M per lane for every layer (`Conv2dLayer::scratch_bytes`, counted by the memory
+//! one V and one M per lane for every layer (`Conv2dLayer::scratch_elements`, counted by the memory
 //! planner); a layer prepared without them allocates its own.
 //!
 //! The transforms' `main`s are generated (unrolled over B^T and A^T), over the declarations here;
