@@ -113,6 +113,12 @@ fn conv_shapes() -> Vec<(&'static str, Conv2dSpec, u32, u32)> {
             1,
         ),
         (
+            "conv 3x3 64->64 164x164 n4 (upscale-anime-4x)",
+            conv(64, 64, 3, 1, 1, 1),
+            164,
+            4,
+        ),
+        (
             "conv 3x3 128->128 64x64 n1 (waifu2x conv5)",
             conv(128, 128, 3, 1, 0, 1),
             64,

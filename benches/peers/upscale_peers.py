@@ -88,6 +88,7 @@ def main():
     ap.add_argument("--count", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-vulkan", action="store_true")
+    ap.add_argument("--skip-cpu", action="store_true", help="ncnn on Vulkan only")
     args = ap.parse_args()
     global CONTEXT
     CONTEXT = MODELS[args.model][5]
@@ -95,6 +96,8 @@ def main():
     print(f"{args.model}, {args.count} images of {args.size}x{args.size} + {CONTEXT} px context, one per call")
     if not args.skip_vulkan:
         print(f"ncnn Vulkan        {bench_ncnn(args.model, inputs, True, args.threads):8.3f} images/s")
+    if args.skip_cpu:
+        return
     print(f"ncnn CPU           {bench_ncnn(args.model, inputs, False, args.threads):8.3f} images/s")
     print(f"onnxruntime CPU    {bench_onnxruntime(args.model, inputs, args.threads):8.3f} images/s")
 

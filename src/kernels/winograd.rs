@@ -207,19 +207,25 @@ pub const TUNED_SHAPES: [(u32, u32); 4] = [(16, 32), (32, 32), (64, 64), (128, 1
 pub struct Choices(pub Vec<Choice>);
 
 impl Default for Choices {
-    /// What lavapipe measured (BENCHMARKS.md, "Winograd"): split F(4,3) 1.5-2.6x faster than the
-    /// direct kernel on 64 and 128 channels at every map size measured (F(6,3) as fast at 128x128
-    /// maps, 1.7x slower than F(4,3) at 64x64 and below: partial tiles, fewer tiles for the
-    /// GEMM); on 16 and 32 channels the direct kernel (Winograd's margin there within the noise),
-    /// until autotuning measures the adapter.
+    /// What lavapipe measured (BENCHMARKS.md, "Winograd"): on 128 channels split F(4,3), 1.5-2.6x
+    /// faster than the direct kernel at every map size measured (F(6,3) as fast at 128x128, 1.7x
+    /// slower than F(4,3) at 64x64 and below: partial tiles, fewer tiles for the GEMM); on 64
+    /// channels split F(6,3), 1.4x the direct kernel and 1.1x F(4,3) on upscale-anime-4x's
+    /// 164x164 maps (equal at 128x128); on 16 and 32 channels the direct kernel (Winograd's
+    /// margin there within the noise), until autotuning measures the adapter.
     fn default() -> Self {
+        let tile = |in_c: u32| match in_c {
+            0..64 => None,
+            64..128 => Some(Tile::F6Split),
+            _ => Some(Tile::F4Split),
+        };
         Self(
             TUNED_SHAPES
                 .iter()
                 .map(|&(in_c, out_c)| Choice {
                     in_c,
                     out_c,
-                    tile: (in_c >= 64).then_some(Tile::F4Split),
+                    tile: tile(in_c),
                 })
                 .collect(),
         )
