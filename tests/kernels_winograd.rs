@@ -259,3 +259,82 @@ fn the_choice_decides_the_kernel_and_not_the_result() {
         None
     );
 }
+
+/// The split kernel reads its input as a channel slice of a larger buffer, upsampled (nearest),
+/// and writes its output into a channel slice of another (a Concat done in place, a fused
+/// Resize); the channels around the slice stay as they were. Tolerance as above.
+#[test]
+fn split_kernel_reads_and_writes_channel_slices_upsampled() {
+    use batchwise::kernels::winograd_gemm::{Placed, WinogradGemm};
+    let engine = common::engine();
+    let gpu = &engine.gpu;
+    let kernels = Kernels::new(gpu);
+    let (n, h, w, up) = (2u32, 5u32, 7u32, [2u32, 3u32]);
+    let s = spec(12, 20, [1; 4], Activation::LeakyRelu { alpha: 0.2 });
+    let (src_c, src_offset, dst_c, dst_offset) = (17u32, 3u32, 27u32, 5u32);
+    for tile in Tile::SPLIT {
+        let mut rng = common::rng(7);
+        let held = common::random_vec(&mut rng, (n * src_c * h * w) as usize, 1.0);
+        let weights = common::random_vec(&mut rng, (s.out_c * s.in_c * 9) as usize, 0.1);
+        let bias = common::random_vec(&mut rng, s.out_c as usize, 0.5);
+        // The input the convolution sees: the slice's channels, each pixel repeated up x up.
+        let (uh, uw) = (h * up[0], w * up[1]);
+        let mut input = Vec::with_capacity((n * s.in_c * uh * uw) as usize);
+        for item in 0..n {
+            for c in 0..s.in_c {
+                for y in 0..uh {
+                    for x in 0..uw {
+                        let plane = (item * src_c + src_offset + c) * h * w;
+                        input.push(held[(plane + y / up[0] * w + x / up[1]) as usize]);
+                    }
+                }
+            }
+        }
+        let linear = Conv2dSpec {
+            activation: Activation::None,
+            ..s.clone()
+        };
+        let sums = conv2d::reference(&linear, &input, n, uh, uw, &weights, &bias);
+        let magnitudes = winograd::reference(&s, tile, &input, (n, uh, uw), &weights, &bias, true);
+        let depth = (s.in_c + if tile.m() == 6 { 30 } else { 24 }) as f64;
+        let layer = WinogradGemm::upload(gpu, "test", &s, &weights, &bias, tile);
+        let src = gpu.create_buffer_init(
+            "input",
+            bytemuck::cast_slice(&held),
+            wgpu::BufferUsages::STORAGE,
+        );
+        let plane = (uh * uw) as usize;
+        let dst = gpu.create_buffer(
+            "output",
+            4 * (n * dst_c) as u64 * plane as u64,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        );
+        let placed = Placed {
+            src: (src_c, src_offset),
+            dst: (dst_c, dst_offset),
+            upsample: up,
+        };
+        let bind = Bind::new(gpu, &kernels, "test");
+        let step = layer.prepare(bind, [&src, &dst], [h, w], None, None, placed);
+        let got = run(gpu, &step, n, &dst, (n * dst_c) as usize * plane);
+        for item in 0..n as usize {
+            for c in 0..dst_c as usize {
+                for i in 0..plane {
+                    let g = got[(item * dst_c as usize + c) * plane + i] as f64;
+                    let oc = c.wrapping_sub(dst_offset as usize);
+                    if oc >= s.out_c as usize {
+                        assert_eq!(g, 0.0, "{tile:?}: channel {c} outside the slice written");
+                        continue;
+                    }
+                    let at = (item * s.out_c as usize + oc) * plane + i;
+                    let e = s.activation.apply(sums[at], oc) as f64;
+                    let t = depth * f64::from(f32::EPSILON) / 2.0 * magnitudes[at] + 1e-6;
+                    assert!(
+                        (g - e).abs() <= t,
+                        "{tile:?}: item {item} channel {oc} pixel {i}: gpu {g} vs cpu {e} (tolerance {t:e})"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -212,7 +212,7 @@ impl GpuModel {
         let mut most = [0u64; 2];
         for (g, l) in self.layers.iter().zip(&self.model.layers) {
             if let GpuLayer::Conv2d(c) = g {
-                let s = shapes[l.inputs[0]];
+                let s = shapes[l.output];
                 let e = c.scratch_elements(s.h, s.w);
                 for (m, e) in most.iter_mut().zip(e) {
                     *m = (*m).max(e * self.precision.bytes());

@@ -438,11 +438,11 @@ impl Conv2dLayer {
         self.prepare_with_scratch(cx, src, dst, [in_h, in_w], residual, None)
     }
 
-    /// Elements an item of the split Winograd's scratch (V, M) holds for an `in_h x in_w` input:
-    /// zeros for the other kernels.
-    pub fn scratch_elements(&self, in_h: u32, in_w: u32) -> [u64; 2] {
+    /// Elements an item of the split Winograd's scratch (V, M) holds for an `out_h x out_w`
+    /// output: zeros for the other kernels.
+    pub fn scratch_elements(&self, out_h: u32, out_w: u32) -> [u64; 2] {
         match &self.imp {
-            Implementation::Split(w) => w.scratch_elements(in_h, in_w),
+            Implementation::Split(w) => w.scratch_elements(out_h, out_w),
             _ => [0, 0],
         }
     }
@@ -479,7 +479,8 @@ impl Conv2dLayer {
             }
             Implementation::Split(w) => {
                 let bind = Bind::new(gpu, kernels, label);
-                return w.prepare(bind, src, dst, in_h, in_w, residual, scratch);
+                let whole = super::winograd_gemm::Placed::whole(s);
+                return w.prepare(bind, [src, dst], [in_h, in_w], residual, scratch, whole);
             }
             Implementation::Depthwise {
                 weights,

@@ -52,6 +52,10 @@ struct InputParams {
     tiles_w: u32,
     tiles: u32,
     v_t: u32,
+    src_c: u32,
+    src_offset: u32,
+    up_y: u32,
+    up_x: u32,
 }
 
 /// Mirror of `Params` in [`OUTPUT_HEAD`].
@@ -69,7 +73,30 @@ struct OutputParams {
     beta: f32,
     residual: u32,
     slope_base: u32,
-    _pad: u32,
+    dst_c: u32,
+    dst_offset: u32,
+    _pad: [u32; 3],
+}
+
+/// Where a convolution's input and output lie in their buffers, and how it reads its input:
+/// channels per item and first channel of each (a channel slice of a Concat done in place), and
+/// the input's nearest upsampling factors (a fused Resize).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placed {
+    pub src: (u32, u32),
+    pub dst: (u32, u32),
+    pub upsample: [u32; 2],
+}
+
+impl Placed {
+    /// Input and output each a whole buffer of their own, read as they are.
+    pub fn whole(spec: &Conv2dSpec) -> Self {
+        Self {
+            src: (spec.in_c, 0),
+            dst: (spec.out_c, 0),
+            upsample: [1, 1],
+        }
+    }
 }
 
 /// The input transform's declarations; the generated `main` follows.
@@ -80,13 +107,17 @@ alias act = f32;
 
 struct Params {
     in_c: u32,
-    in_h: u32,
+    in_h: u32,        // the input as the convolution sees it (upsampled)
     in_w: u32,
     pad_top: u32,
     pad_left: u32,
-    tiles_w: u32, // tiles along a row
-    tiles: u32,   // tiles an item
-    v_t: u32,     // in_c x tiles: the stride of V between its alpha^2 matrices
+    tiles_w: u32,     // tiles along a row
+    tiles: u32,       // tiles an item
+    v_t: u32,         // in_c x tiles: the stride of V between its alpha^2 matrices
+    src_c: u32,       // channels an item of `src` holds (the input: a slice of them)
+    src_offset: u32,  // the input's first channel in them
+    up_y: u32,        // nearest upsampling: `src` holds in_h / up_y x in_w / up_x pixels
+    up_x: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -113,7 +144,8 @@ struct Params {
     beta: f32,
     residual: u32,    // 0 none, 1 add `skip` then activate, 2 activate then add
     slope_base: u32,  // where the PRelu slopes start in `bias_slope`, in vec4s
-    _pad: u32,
+    dst_c: u32,       // channels an item of `dst` holds (the output: a slice of them)
+    dst_offset: u32,  // the output's first channel in them
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -142,7 +174,7 @@ fn put(n: u32, oc: u32, oy: u32, ox: u32, y: act, bias: act) {
     if p.residual == 1u { x += skip[at]; }
     x = activate(x, oc);
     if p.residual == 2u { x += skip[at]; }
-    dst[at] = x;
+    dst[((n * p.dst_c + p.dst_offset + oc) * p.out_h + oy) * p.out_w + ox] = x;
 }
 ";
 
@@ -168,15 +200,16 @@ pub fn input_source(tile: Tile) -> String {
     line(format!(
         "    let ix = i32(tile % p.tiles_w * {m}u) - i32(p.pad_left);"
     ));
-    line("    let plane = (n * p.in_c + ic) * p.in_h * p.in_w;".into());
+    line("    let src_w = p.in_w / p.up_x;".into());
+    line("    let plane = (n * p.src_c + p.src_offset + ic) * (p.in_h / p.up_y) * src_w;".into());
     line("    let last_y = i32(p.in_h) - 1;".into());
     line("    let last_x = i32(p.in_w) - 1;".into());
     for i in 0..a {
         line(format!(
-            "    let y{i} = iy + {i}; let my{i} = y{i} >= 0 && y{i} <= last_y; let ry{i} = u32(clamp(y{i}, 0, last_y)) * p.in_w;"
+            "    let y{i} = iy + {i}; let my{i} = y{i} >= 0 && y{i} <= last_y; let ry{i} = u32(clamp(y{i}, 0, last_y)) / p.up_y * src_w;"
         ));
         line(format!(
-            "    let x{i} = ix + {i}; let mx{i} = x{i} >= 0 && x{i} <= last_x; let cx{i} = u32(clamp(x{i}, 0, last_x));"
+            "    let x{i} = ix + {i}; let mx{i} = x{i} >= 0 && x{i} <= last_x; let cx{i} = u32(clamp(x{i}, 0, last_x)) / p.up_x;"
         ));
     }
     for r in 0..a {
@@ -329,38 +362,31 @@ impl WinogradGemm {
         }
     }
 
-    /// Output tiles of an item (along a row, in all) for an `in_h x in_w` input.
-    fn tiles(&self, in_h: u32, in_w: u32) -> (u32, u32, u32, u32) {
-        let (oh, ow) = self
-            .spec
-            .output_hw(in_h, in_w)
-            .expect("shapes were checked at load");
+    /// Output tiles of an item (along a row, in all) for an `out_h x out_w` output.
+    fn tiles(&self, out_h: u32, out_w: u32) -> (u32, u32) {
         let m = self.tile.m();
-        let tw = ow.div_ceil(m);
-        (tw, tw * oh.div_ceil(m), oh, ow)
+        let tw = out_w.div_ceil(m);
+        (tw, tw * out_h.div_ceil(m))
     }
 
-    /// Elements an item of V and of M holds for an `in_h x in_w` input.
-    pub fn scratch_elements(&self, in_h: u32, in_w: u32) -> [u64; 2] {
-        let (_, tiles, _, _) = self.tiles(in_h, in_w);
+    /// Elements an item of V and of M holds for an `out_h x out_w` output.
+    pub fn scratch_elements(&self, out_h: u32, out_w: u32) -> [u64; 2] {
+        let (_, tiles) = self.tiles(out_h, out_w);
         let a2 = (self.tile.alpha() * self.tile.alpha()) as u64;
         [self.spec.in_c, self.spec.out_c].map(|c| a2 * c as u64 * tiles as u64)
     }
 
-    /// The three kernels' steps, chained into one, over `scratch` (or buffers of their own).
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "conv2d's prepare_with_residual's parts and the scratch"
-    )]
+    /// The three kernels' steps, chained into one, over `scratch` (or buffers of their own):
+    /// the input (`in_h x in_w` as `src` holds it, before any upsampling) and the output where
+    /// `placed` says (a residual only for a whole output).
     pub fn prepare(
         &self,
         cx: Bind,
-        src: &wgpu::Buffer,
-        dst: &wgpu::Buffer,
-        in_h: u32,
-        in_w: u32,
+        [src, dst]: [&wgpu::Buffer; 2],
+        [in_h, in_w]: [u32; 2],
         residual: Option<(&wgpu::Buffer, Residual)>,
         scratch: Option<Scratch>,
+        placed: Placed,
     ) -> Step {
         let Bind {
             gpu,
@@ -368,16 +394,24 @@ impl WinogradGemm {
             label,
         } = cx;
         let s = &self.spec;
-        let (tiles_w, tiles, out_h, out_w) = self.tiles(in_h, in_w);
+        assert!(
+            residual.is_none() || placed.dst == (s.out_c, 0),
+            "a residual is for a whole output"
+        );
+        let (in_h, in_w) = (in_h * placed.upsample[0], in_w * placed.upsample[1]);
+        let (out_h, out_w) = s
+            .output_hw(in_h, in_w)
+            .expect("shapes were checked at load");
+        let (tiles_w, tiles) = self.tiles(out_h, out_w);
         let a2 = self.tile.alpha() * self.tile.alpha();
         let bytes = kernels.precision.bytes();
         // Without the engine's scratch, buffers of its own for as many items as `dst` holds.
         let own: Vec<TrackedBuffer> = if scratch.is_some() {
             Vec::new()
         } else {
-            let items = dst.size() / (bytes * (s.out_c * out_h * out_w).max(1) as u64);
+            let items = dst.size() / (bytes * (placed.dst.0 * out_h * out_w).max(1) as u64);
             let usage = wgpu::BufferUsages::STORAGE;
-            self.scratch_elements(in_h, in_w)
+            self.scratch_elements(out_h, out_w)
                 .into_iter()
                 .map(|e| {
                     let size = (e * bytes * items.max(1)).next_multiple_of(4);
@@ -401,6 +435,10 @@ impl WinogradGemm {
             tiles_w,
             tiles,
             v_t: s.in_c * tiles,
+            src_c: placed.src.0,
+            src_offset: placed.src.1,
+            up_y: placed.upsample[0],
+            up_x: placed.upsample[1],
         };
         let groups = tiles.div_ceil(WORKGROUP_X);
         let pipeline = kernels.generated("winograd input", &input_source(self.tile));
@@ -427,7 +465,9 @@ impl WinogradGemm {
             beta,
             residual: residual.map_or(0, |(_, r)| r as u32),
             slope_base: self.slope_base,
-            _pad: 0,
+            dst_c: placed.dst.0,
+            dst_offset: placed.dst.1,
+            _pad: [0; 3],
         };
         let pipeline = kernels.generated("winograd output", &output_source(self.tile));
         // Without a residual the binding is never read; M stands in.
