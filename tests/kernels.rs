@@ -780,9 +780,25 @@ fn edge_clamp_matches_reference() {
             lost: 1,
             cut: 2,
         },
+        // Padding (a step padding its own input on a whole image): a negative cut, and pixels
+        // before the tile's first (a negative lost).
+        EdgeClampSpec {
+            scale: 2,
+            lost: -1,
+            cut: -3,
+        },
+        EdgeClampSpec {
+            scale: 1,
+            lost: 2,
+            cut: -2,
+        },
     ] {
         let expected = edge_clamp::reference(spec, &input, &geometry, shape);
         assert_ne!(expected, input, "{spec:?}: some items must be clamped");
+        assert_eq!(
+            expected.len() as u64,
+            n as u64 * spec.output(shape).elements()
+        );
         let src = storage(gpu, &input);
         let dst = output(gpu, expected.len());
         let bind = Bind::new(gpu, &s.kernels, "edge clamp");
@@ -793,6 +809,40 @@ fn edge_clamp_matches_reference() {
             "{spec:?}"
         );
     }
+}
+
+/// Padding a tile that holds its whole image replicates the image's edge: the reference against
+/// a padding written out by hand (image 4x3 at scale 1, its tile 6x5 from (-1, -1), padded by 2).
+#[test]
+fn edge_clamp_pads_a_whole_image_with_its_edge() {
+    use batchwise::kernels::edge_clamp;
+    use batchwise::model::{EdgeClampSpec, ItemShape};
+    let (w, h) = (4i64, 3i64);
+    let shape = ItemShape { c: 1, h: 5, w: 6 };
+    // Tile pixel (x, y) is image pixel (x - 1, y - 1); outside the image it holds junk.
+    let input: Vec<f32> = (0..30)
+        .map(|i| {
+            let (x, y) = (i % 6 - 1, i / 6 - 1);
+            match (0..w).contains(&x) && (0..h).contains(&y) {
+                true => (10 * y + x) as f32,
+                false => -1.0,
+            }
+        })
+        .collect();
+    let spec = EdgeClampSpec {
+        scale: 1,
+        lost: 0,
+        cut: -2,
+    };
+    let got = edge_clamp::reference(spec, &input, &[[-1, -1, 4, 3]], shape);
+    // Output pixel (x, y) is image pixel (x - 3, y - 3), clamped into the image.
+    let expected: Vec<f32> = (0..9 * 10)
+        .map(|i| {
+            let (x, y) = ((i % 10 - 3).clamp(0, w - 1), (i / 10 - 3).clamp(0, h - 1));
+            (10 * y + x) as f32
+        })
+        .collect();
+    assert_eq!(got, expected);
 }
 
 /// Max is exact; averages of at most 9 values in f32 against f64: 1e-6.

@@ -129,22 +129,26 @@ impl LayerOp {
 /// Where a value's pixels lie in the image: value pixel `x` of an item is image pixel
 /// `scale * x0 + lost + x`, `x0` being the item's first input pixel (its tile's corner minus the
 /// context), `scale` the value's pixels per input pixel and `lost` the value pixels the layers
-/// before it lost at each border (padding-free convolutions).
+/// before it lost at each border (padding-free convolutions; negative where a step before padded
+/// its input beyond the tile).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EdgeClampSpec {
     pub scale: u32,
-    pub lost: u32,
-    /// Pixels cut off each border (the context the steps before this one needed).
-    pub cut: u32,
+    pub lost: i32,
+    /// Pixels cut off each border (the context the steps before this one needed), or added at
+    /// each border where negative (a step padding its own input on a tile that covers its whole
+    /// image, see [`crate::chain::Tiling::WholeImages`]).
+    pub cut: i32,
 }
 
 impl EdgeClampSpec {
     /// The output for an input of shape `s`, if anything is left of it.
     pub fn output(&self, s: ItemShape) -> ItemShape {
+        let side = |n: u32| (i64::from(n) - 2 * i64::from(self.cut)).clamp(0, i64::from(u32::MAX));
         ItemShape {
             c: s.c,
-            h: s.h.saturating_sub(2 * self.cut),
-            w: s.w.saturating_sub(2 * self.cut),
+            h: side(s.h) as u32,
+            w: side(s.w) as u32,
         }
     }
 }
