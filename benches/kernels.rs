@@ -177,6 +177,25 @@ fn conv_shapes() -> Vec<(&'static str, Conv2dSpec, u32, u32)> {
             64,
             1,
         ),
+        // The mobile nets' (classify, embed): many channels on small maps.
+        (
+            "conv depthwise 3x3 144 56x56 n8",
+            conv(144, 144, 3, 1, 1, 144),
+            56,
+            8,
+        ),
+        (
+            "conv depthwise 5x5 672 14x14 n8",
+            conv(672, 672, 5, 1, 2, 672),
+            14,
+            8,
+        ),
+        (
+            "conv depthwise 5x5 1152 7x7 n8",
+            conv(1152, 1152, 5, 1, 2, 1152),
+            7,
+            8,
+        ),
     ]
 }
 

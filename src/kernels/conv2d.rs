@@ -569,18 +569,21 @@ fn depthwise_step(
         kernels,
         label,
     } = cx;
-    let params = super::depthwise_conv2d::DepthwiseParams::new(s, [in_h, in_w, out_h, out_w]);
-    let (pipeline, groups) = match variant {
-        Some(v) => (
-            kernels.generated("depthwise_conv2d", &v.source()),
-            v.groups(out_h, out_w),
-        ),
+    let mut params = super::depthwise_conv2d::DepthwiseParams::new(s, [in_h, in_w, out_h, out_w]);
+    let (pipeline, groups, z) = match variant {
+        Some(v) => {
+            params.channels_per_z = v.channels_per_z(out_w);
+            let (groups, z) = v.groups(out_h, out_w, s.out_c);
+            let source = v.source();
+            (kernels.generated("depthwise_conv2d", &source), groups, z)
+        }
         None => (
             kernels.depthwise_conv2d.clone(),
             [out_w.div_ceil(16), out_h.div_ceil(4)],
+            s.out_c,
         ),
     };
-    super::step(gpu, label, &pipeline, &params, buffers, groups, s.out_c)
+    super::step(gpu, label, &pipeline, &params, buffers, groups, z)
 }
 
 /// The bind group layout of conv2d.wgsl: params and weights with dynamic offsets.
