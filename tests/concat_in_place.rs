@@ -398,3 +398,35 @@ fn dense_block_runs_in_place_and_matches_the_cpu() {
         );
     }
 }
+
+/// The wild user upscaler (tests/fixtures/user): its 4x Resize runs inside the convolution after
+/// it, each dense block copies one input of its Concats (x, which the block's residual Add reads
+/// too) instead of 224 channels, and an item of a 96 px tile (64 + context) needs under half the
+/// 31 MiB it needed with the upsampled value stored and every Concat copied.
+#[test]
+fn the_wild_upscaler_runs_its_concats_in_place_and_its_resize_fused() {
+    let path = common::fixture("user/wild_upscaler_4x.onnx");
+    let choice = batchwise::builtin::resolve(path.to_str().unwrap(), &Default::default()).unwrap();
+    let model = &choice.model;
+    let count = |f: fn(&LayerOp) -> bool| model.layers.iter().filter(|l| f(&l.op)).count();
+    assert_eq!(count(|op| matches!(op, LayerOp::ResizeNearest(_))), 0);
+    assert_eq!(count(|op| matches!(op, LayerOp::Conv2dUpsampled { .. })), 1);
+    assert_eq!(
+        count(|op| matches!(op, LayerOp::Concat)),
+        6,
+        "cat(x) aliased"
+    );
+    let shapes = model.shapes(96, 96).unwrap();
+    let plan = placement::plan(model, &shapes);
+    let copied = plan.copies.iter().flatten().filter(|&&c| c).count();
+    assert_eq!(copied, 2, "one input copied per block");
+    let item = batchwise::engine::memory::ItemBytes::of(
+        model,
+        96,
+        96,
+        batchwise::kernels::Precision::F32,
+        batchwise::kernels::pack::PixelDepth::Eight,
+    )
+    .unwrap();
+    assert!(item.total() < 16 << 20, "{} bytes an item", item.total());
+}
