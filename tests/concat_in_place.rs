@@ -28,7 +28,7 @@ use batchwise::engine::BatchRunner;
 use batchwise::engine::placement::{self, Slice};
 use batchwise::kernels::conv2d::{self, ChannelSlice, Conv2dLayer, Kernel, Operands};
 use batchwise::kernels::winograd::Tile;
-use batchwise::kernels::{Bind, resize_nearest};
+use batchwise::kernels::{Bind, Precision, resize_nearest};
 use batchwise::model::{Activation, BinaryOp, Conv2dSpec, Layer, LayerOp, Model};
 
 fn conv(in_c: u32, out_c: u32, k: u32) -> Conv2dSpec {
@@ -387,7 +387,8 @@ fn dense_block_runs_in_place_and_matches_the_cpu() {
     let input = common::random_vec(&mut rng, (n * 3 * h * w) as usize, 1.0);
     let want = cpu_run(&original, &input, n, h, w);
     let engine = common::engine();
-    let gpu_model = engine.load(Arc::new(model)).unwrap();
+    let model = Arc::new(model);
+    let gpu_model = engine.load(model.clone()).unwrap();
     let runner = BatchRunner::float_input(&engine, &gpu_model, n, h, w).unwrap();
     let got = runner.run_floats(&input, n).unwrap().remove(0);
     assert_eq!(got.len(), want.len());
@@ -397,6 +398,18 @@ fn dense_block_runs_in_place_and_matches_the_cpu() {
             "element {i}: gpu {g} vs cpu {e}"
         );
     }
+    // Float16 activations take the same slices (and the read-write layout's float16 shaders):
+    // within 2e-2 of the largest output (11-bit significands through six layers of sums of up to
+    // 180 products, each rounded once: ~1e-3 relative a layer).
+    let gpu_half = engine.load_with(model, Precision::F16).unwrap();
+    let runner = BatchRunner::float_input(&engine, &gpu_half, n, h, w).unwrap();
+    let half = runner.run_floats(&input, n).unwrap().remove(0);
+    let largest = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let worst = half
+        .iter()
+        .zip(&want)
+        .fold(0.0f32, |m, (g, e)| m.max((g - e).abs()));
+    assert!(worst <= 2e-2 * largest, "float16: {worst} of {largest}");
 }
 
 /// The wild user upscaler (tests/fixtures/user): its 4x Resize runs inside the convolution after
@@ -424,7 +437,7 @@ fn the_wild_upscaler_runs_its_concats_in_place_and_its_resize_fused() {
         model,
         96,
         96,
-        batchwise::kernels::Precision::F32,
+        Precision::F32,
         batchwise::kernels::pack::PixelDepth::Eight,
     )
     .unwrap();
