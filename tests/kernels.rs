@@ -1047,25 +1047,22 @@ fn copy_channels_matches_reference() {
     let s = setup();
     let gpu = &s.engine.gpu;
     let mut rng = common::rng(35);
-    let (n, h, w) = (2u32, 5u32, 6u32);
-    let plane = (h * w) as usize;
-    // Concat's second input into channels 3..7 of 9, and a Split's slice of channels 2..5 of 7.
-    for copy in [
-        ChannelCopy {
-            src_c: 4,
-            src_offset: 0,
-            dst_c: 9,
-            dst_offset: 3,
-            count: 4,
-        },
-        ChannelCopy {
-            src_c: 7,
-            src_offset: 2,
-            dst_c: 3,
-            dst_offset: 0,
-            count: 3,
-        },
+    // Concat's second input into channels 3..7 of 9, and a Split's slice of channels 2..5 of 7;
+    // a detector's flattened heads (8192 channels of 1x1) and a run of several dispatch rows.
+    let copy = |src_c, src_offset, dst_c, dst_offset, count| ChannelCopy {
+        src_c,
+        src_offset,
+        dst_c,
+        dst_offset,
+        count,
+    };
+    for (copy, (n, h, w)) in [
+        (copy(4, 0, 9, 3, 4), (2u32, 5u32, 6u32)),
+        (copy(7, 2, 3, 0, 3), (2, 5, 6)),
+        (copy(8192, 0, 14336, 6144, 8192), (3, 1, 1)),
+        (copy(5, 1, 4, 1, 3), (2, 150, 160)),
     ] {
+        let plane = (h * w) as usize;
         let src_data = common::random_vec(&mut rng, (n * copy.src_c) as usize * plane, 1.0);
         let before = common::random_vec(&mut rng, (n * copy.dst_c) as usize * plane, 1.0);
         let mut expected = before.clone();

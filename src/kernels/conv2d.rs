@@ -1,5 +1,6 @@
 //! 2-D convolution (`shaders/conv2d.wgsl`): bias, padding, stride, dilation, groups, fused activation.
 
+pub use super::conv2d_operands::{ChannelSlice, Operands};
 use super::{Bind, Step};
 use crate::gpu::{Gpu, TrackedBuffer};
 use crate::model::{Activation, Conv2dSpec, Residual};
@@ -426,12 +427,29 @@ impl Conv2dLayer {
         in_w: u32,
         residual: Option<(&wgpu::Buffer, Residual)>,
     ) -> Step {
+        let io = Operands::default();
+        self.prepare_placed(cx, [src, dst], [in_h, in_w], residual, io)
+    }
+
+    /// As [`Self::prepare_with_residual`], with the operands where `io` says (`in_h x in_w`:
+    /// the input as `src` holds it, before any upsampling). Channel slices and upsampling are
+    /// for conv2d.wgsl and its variants only (not gemm nor depthwise: the engine never asks),
+    /// and an output slice takes no residual.
+    pub fn prepare_placed(
+        &self,
+        cx: Bind,
+        [src, dst]: [&wgpu::Buffer; 2],
+        [in_h, in_w]: [u32; 2],
+        residual: Option<(&wgpu::Buffer, Residual)>,
+        io: Operands,
+    ) -> Step {
         let Bind {
             gpu,
             kernels,
             label,
         } = cx;
         let s = &self.spec;
+        let (in_h, in_w) = (in_h * io.upsample[0], in_w * io.upsample[1]);
         let (out_h, out_w) = s
             .output_hw(in_h, in_w)
             .expect("shapes were checked at load");
@@ -439,6 +457,13 @@ impl Conv2dLayer {
             residual.is_none() || !s.is_depthwise(),
             "residuals fuse into dense convolutions only"
         );
+        let blocked = matches!(self.imp, Implementation::Blocked { .. });
+        assert!(
+            (io == Operands::default() || blocked) && (residual.is_none() || io.dst.is_none()),
+            "slices and upsampling are for conv2d.wgsl's kernels, a residual for whole outputs"
+        );
+        let (src_c, src_offset) = io.src.map_or((s.in_c, 0), |v| (v.item_c, v.offset));
+        let (dst_c, dst_offset) = io.dst.map_or((s.out_c, 0), |v| (v.item_c, v.offset));
         let (activation, alpha, beta) = s.activation.encode();
         let (weights, chunks, bias, slopes, narrow) = match &self.imp {
             Implementation::Gemm(g) => {
@@ -474,10 +499,10 @@ impl Conv2dLayer {
         let mut offsets = Vec::with_capacity(chunks.len());
         for (i, c) in chunks.iter().enumerate() {
             let params = Conv2dParams {
-                in_c: s.in_c,
+                in_c: src_c,
                 in_h,
                 in_w,
-                out_c: s.out_c,
+                out_c: dst_c,
                 out_h,
                 out_w,
                 k_w: s.k_w,
@@ -485,10 +510,10 @@ impl Conv2dLayer {
                 dil_w: s.dilation[1],
                 pad_top: s.pads[0],
                 pad_left: s.pads[1],
-                ic_base: c.ic_base,
+                ic_base: c.ic_base + src_offset,
                 ic_count: c.ic_count,
-                oc_base: c.oc_base,
-                oc_end: c.oc_end,
+                oc_base: c.oc_base + dst_offset,
+                oc_end: c.oc_end + dst_offset,
                 first: c.first as u32,
                 last: c.last as u32,
                 activation,
@@ -505,7 +530,9 @@ impl Conv2dLayer {
             offsets.push(vec![at as u32, c.weight_offset as u32]);
         }
         let params = gpu.create_buffer_init(label, &records, wgpu::BufferUsages::UNIFORM);
-        let layout = &kernels.conv2d_layout;
+        // One buffer as input and output: a slice read, another written (a dense block's).
+        let in_place = src == dst;
+        let layout = kernels.conv2d_layout(in_place);
         let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(label),
             layout,
@@ -543,7 +570,7 @@ impl Conv2dLayer {
         });
         Step::with_offsets(
             label,
-            kernels.conv2d(variant),
+            kernels.conv2d_with(variant, io.upsample, in_place),
             bind_group,
             [
                 out_w.div_ceil(WORKGROUP_X * cols),
@@ -586,8 +613,11 @@ fn depthwise_step(
     super::step(gpu, label, &pipeline, &params, buffers, groups, z)
 }
 
-/// The bind group layout of conv2d.wgsl: params and weights with dynamic offsets.
-pub(crate) fn bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
+/// The bind group layout of conv2d.wgsl: params and weights with dynamic offsets. `in_place`:
+/// `src` and `skip` read-write too, so that one buffer can be bound as `src` and `dst` (a
+/// convolution reading a channel slice of a Concat done in place and writing another slice of
+/// it: wgpu refuses a buffer bound read-only and read-write in one dispatch).
+pub(crate) fn bind_group_layout(device: &wgpu::Device, in_place: bool) -> wgpu::BindGroupLayout {
     let uniform = |binding, size: u64| wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
@@ -613,9 +643,9 @@ pub(crate) fn bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout 
         entries: &[
             uniform(0, std::mem::size_of::<Conv2dParams>() as u64),
             uniform(1, WEIGHT_WINDOW_BYTES),
-            storage(2, true),
+            storage(2, !in_place),
             storage(3, false),
-            storage(4, true),
+            storage(4, !in_place),
         ],
     })
 }
@@ -707,17 +737,23 @@ impl Variant {
         line(format!(
             "    let iy0 = i32(oy0 * {stride}u) - i32(p.pad_top);"
         ));
-        line("    let in_plane = p.in_h * p.in_w;".into());
+        line("    let src_w = p.in_w / UP_W;".into());
+        line("    let in_plane = (p.in_h / UP_H) * src_w;".into());
         line("    let last_row = i32(p.in_h) - 1;".into());
+        for j in 0..col {
+            line(format!(
+                "    let y{j} = iy0 + {j}; let m{j} = y{j} >= 0 && y{j} <= last_row; let r{j} = u32(clamp(y{j}, 0, last_row)) / UP_H * src_w;"
+            ));
+        }
         line("    for (var ic = 0u; ic < p.ic_count; ic++) {".into());
         line("        let plane = (n * p.in_c + p.ic_base + ic) * in_plane;".into());
         line("        for (var kx = 0u; kx < p.k_w; kx++) {".into());
         line("            let ix = ix0 + i32(kx * p.dil_w);".into());
         line("            if ix < 0 || ix >= i32(p.in_w) { continue; }".into());
-        line("            let base = plane + u32(ix);".into());
+        line("            let base = plane + u32(ix) / UP_W;".into());
         for j in 0..col {
             line(format!(
-                "            let y{j} = iy0 + {j}; let c{j} = select(act(0.0), src[base + u32(clamp(y{j}, 0, last_row)) * p.in_w], y{j} >= 0 && y{j} <= last_row);"
+                "            let c{j} = select(act(0.0), src[base + r{j}], m{j});"
             ));
         }
         for ky in 0..k_h {

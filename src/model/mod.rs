@@ -25,6 +25,13 @@ pub enum LayerOp {
         spec: Conv2dSpec,
         residual: Residual,
     },
+    /// A dense convolution of `inputs[0]` upsampled (nearest) by whole `factor`s (height,
+    /// width): a `ResizeNearest` fused in (`passes::fuse_upsample`). The kernel reads input
+    /// pixel `(y / f, x / f)`; the upsampled value is never stored.
+    Conv2dUpsampled {
+        spec: Conv2dSpec,
+        factor: [u32; 2],
+    },
     ConvTranspose2d(ConvTranspose2dSpec),
     DepthToSpace(DepthToSpaceSpec),
     /// Nearest-neighbour upscale by whole factors (height, width).
@@ -107,6 +114,7 @@ impl LayerOp {
             LayerOp::Conv2d(s) if s.is_depthwise() => "depthwise Conv",
             LayerOp::Conv2d(_) => "Conv",
             LayerOp::Conv2dResidual { .. } => "Conv + Add",
+            LayerOp::Conv2dUpsampled { .. } => "Resize + Conv",
             LayerOp::ConvTranspose2d(_) => "ConvTranspose",
             LayerOp::DepthToSpace(_) => "DepthToSpace",
             LayerOp::ResizeNearest(_) | LayerOp::ResizeFilter(_) => "Resize",
@@ -174,6 +182,9 @@ impl Layer {
         };
         match &self.op {
             LayerOp::Conv2d(spec) | LayerOp::Conv2dResidual { spec, .. } => spec.macs(s.h, s.w),
+            LayerOp::Conv2dUpsampled { spec, factor } => {
+                spec.macs(s.h * factor[0], s.w * factor[1])
+            }
             LayerOp::ConvTranspose2d(spec) => spec.macs(s.h, s.w),
             LayerOp::Tensor(TensorOp::MatMul { spec, .. }) => spec.count() as u64 * spec.k as u64,
             _ => 0,
@@ -261,6 +272,16 @@ impl Model {
                         w,
                     })
                     .filter(|out| inputs.get(1) == Some(out)),
+                LayerOp::Conv2dUpsampled { spec, factor } => input
+                    .h
+                    .checked_mul(factor[0])
+                    .zip(input.w.checked_mul(factor[1]))
+                    .and_then(|(h, w)| spec.output_hw(h, w))
+                    .map(|(h, w)| ItemShape {
+                        c: spec.out_c,
+                        h,
+                        w,
+                    }),
                 LayerOp::ConvTranspose2d(s) => s
                     .output_hw(input.h, input.w)
                     .map(|(h, w)| ItemShape { c: s.out_c, h, w }),
