@@ -173,6 +173,25 @@ fn conv_shapes() -> Vec<(&'static str, Conv2dSpec, u32, u32)> {
             32,
             1,
         ),
+        // The mobile nets' (classify, embed): few input channels on large maps, many on small.
+        (
+            "conv 1x1 16->96 112x112 n8",
+            conv(16, 96, 1, 1, 0, 1),
+            112,
+            8,
+        ),
+        (
+            "conv 1x1 24->144 56x56 n8",
+            conv(24, 144, 1, 1, 0, 1),
+            56,
+            8,
+        ),
+        (
+            "conv 1x1 672->112 14x14 n8",
+            conv(672, 112, 1, 1, 0, 1),
+            14,
+            8,
+        ),
         (
             "conv 3x3 16->3 256x256 n2 (upscaler last)",
             conv(16, 3, 3, 1, 1, 1),
@@ -188,6 +207,25 @@ fn conv_shapes() -> Vec<(&'static str, Conv2dSpec, u32, u32)> {
             conv(64, 64, 3, 1, 1, 64),
             64,
             1,
+        ),
+        // The mobile nets' (classify, embed): many channels on small maps.
+        (
+            "conv depthwise 3x3 144 56x56 n8",
+            conv(144, 144, 3, 1, 1, 144),
+            56,
+            8,
+        ),
+        (
+            "conv depthwise 5x5 672 14x14 n8",
+            conv(672, 672, 5, 1, 2, 672),
+            14,
+            8,
+        ),
+        (
+            "conv depthwise 5x5 1152 7x7 n8",
+            conv(1152, 1152, 5, 1, 2, 1152),
+            7,
+            8,
         ),
     ]
 }

@@ -22,15 +22,20 @@ alias act = f32;
 override K_H: u32 = 3u;
 override STRIDE_H: u32 = 1u;
 override DIL_H: u32 = 1u;
+// A fused nearest upsample (`LayerOp::Conv2dUpsampled`): in_h x in_w is the upsampled input the
+// kernel convolves; `src` holds it UP_H x UP_W times smaller, pixel (y, x) at (y / UP_H, x / UP_W).
+override UP_H: u32 = 1u;
+override UP_W: u32 = 1u;
 
 const ROWS: u32 = 8u;
 const MAX_COL: u32 = 64u;
 
 struct Params {
-    in_c: u32,
+    in_c: u32,        // channels an item of `src` holds (more than the convolution reads where its
+                      // input is a channel slice of a larger value: an in-place Concat)
     in_h: u32,
     in_w: u32,
-    out_c: u32,
+    out_c: u32,       // channels an item of `dst` holds (more where the output is a slice)
     out_h: u32,
     out_w: u32,
     k_w: u32,
@@ -40,8 +45,8 @@ struct Params {
     pad_left: u32,
     ic_base: u32,     // first input channel of this chunk
     ic_count: u32,    // input channels in this chunk
-    oc_base: u32,     // first output channel of this block
-    oc_end: u32,      // one past the last output channel of this block's group
+    oc_base: u32,     // first output channel of this block (in dst: a slice's offset added)
+    oc_end: u32,      // one past the last output channel of this block's group (likewise)
     first: u32,       // 1: start from the bias; 0: add to dst
     last: u32,        // 1: apply the activation
     activation: u32,  // 0 none, 1 leaky relu (alpha; relu is alpha 0), 2 clip(alpha, beta), 3 prelu
@@ -136,7 +141,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let col_len = (ROWS - 1u) * STRIDE_H + (K_H - 1u) * DIL_H + 1u;
     let ix0 = i32(ox * p.stride_w) - i32(p.pad_left);
     let iy0 = i32(oy0 * STRIDE_H) - i32(p.pad_top);
-    let in_plane = p.in_h * p.in_w;
+    let src_w = p.in_w / UP_W;
+    let in_plane = (p.in_h / UP_H) * src_w;
     var col: array<act, MAX_COL>;
     for (var ic = 0u; ic < p.ic_count; ic++) {
         let plane = (n * p.in_c + p.ic_base + ic) * in_plane;
@@ -149,7 +155,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
                 let iy = iy0 + i32(j);
                 let inside = iy >= 0 && iy < i32(p.in_h);
                 let y = u32(clamp(iy, 0, i32(p.in_h) - 1));
-                col[j] = select(act(0.0), src[plane + y * p.in_w + u32(ix)], inside);
+                col[j] = select(act(0.0), src[plane + y / UP_H * src_w + u32(ix) / UP_W], inside);
             }
             for (var ky = 0u; ky < K_H; ky++) {
                 let wi = ((ic * K_H + ky) * p.k_w + kx) * 4u;

@@ -25,6 +25,11 @@ struct Params {
     activation: u32,  // 0 none, 1 leaky relu (alpha), 2 clip(alpha, beta), 3 prelu (slopes)
     alpha: f32,
     beta: f32,
+    // The generated kernel's channels of one item along x (the `main` below takes one along z).
+    channels_per_z: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

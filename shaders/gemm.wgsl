@@ -79,20 +79,27 @@ fn q_at(z: u32, q: u32, item: u32, qs: u32) -> u32 {
     return (z + c / p.q_item) * item + (c % p.q_item) * qs;
 }
 
-// Writes channel `oc` at q0 .. q0 + 3 of item `n`: adds what dst holds after the first chunk, the
-// residual and the activation after the last.
-fn store4(n: u32, oc: u32, q0: u32, acc: vec4<act>) {
+// Where q0 .. q0 + 3 of item `n` lie in out (before the channel's offset): computed once an
+// invocation, not per channel (an integer division is a per-lane loop on llvmpipe).
+fn out_at(n: u32, q0: u32) -> vec4<u32> {
+    return vec4<u32>(
+        q_at(n, q0, p.out_item, p.out_qs),
+        q_at(n, q0 + 1u, p.out_item, p.out_qs),
+        q_at(n, q0 + 2u, p.out_item, p.out_qs),
+        q_at(n, q0 + 3u, p.out_item, p.out_qs),
+    );
+}
+
+// Writes channel `oc` at q0 .. q0 + 3 (at `qs` in out, from `out_at`): adds what dst holds after
+// the first chunk, the residual and the activation after the last.
+fn store4(oc: u32, q0: u32, qs: vec4<u32>, acc: vec4<act>) {
     if oc >= p.out_c {
         return;
     }
-    let base = oc * p.out_cs;
-    var at = vec4<u32>(0u);
+    let at = qs + vec4<u32>(oc * p.out_cs);
     var v = acc;
-    for (var i = 0u; i < 4u; i++) {
-        at[i] = base + q_at(n, q0 + i, p.out_item, p.out_qs);
-        if p.first == 0u {
-            v[i] += dst[at[i]];
-        }
+    if p.first == 0u {
+        v += vec4<act>(dst[at.x], dst[at.y], dst[at.z], dst[at.w]);
     }
     if p.last != 0u {
         if p.residual == 1u {
@@ -132,7 +139,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
             acc[o] += x * act(weights[w0 + ic * (OC_BLOCK / 4u) + o / 4u][o % 4u]);
         }
     }
+    let out_qs = out_at(n, q0);
     for (var o = 0u; o < OC_BLOCK; o++) {
-        store4(n, oc0 + o, q0, acc[o]);
+        store4(oc0 + o, q0, out_qs, acc[o]);
     }
 }

@@ -370,6 +370,17 @@ pub fn run(
                 .min(fits)
         }
     };
+    // A chain whose images each fit one tile runs composed for whole images, as its job would.
+    let fit = images
+        .iter()
+        .all(|i| i.width() <= tile && i.height() <= tile);
+    let whole = fit.then(|| crate::chain::for_whole_images(builtin));
+    let whole = whole.transpose()?.flatten();
+    let model = match &whole {
+        Some(whole) => engine.load_with(whole.model.clone(), precision)?,
+        None => model,
+    };
+    let builtin = whole.as_ref().unwrap_or(builtin);
     let refs: Vec<&RgbaImage> = images.iter().collect();
     // On given files (Tune), batch sizes beyond the first that holds every tile measure nothing new.
     let batch_sizes: Vec<u32> = if files.is_empty() {

@@ -277,6 +277,9 @@ pub struct ModelChoice {
     pub input_size: u32,
     /// A chain's models, in order ([`crate::chain`]); empty for one model.
     pub steps: Vec<ModelChoice>,
+    /// How a chain's steps (those before a fixed-input last step: [`crate::chain::prefix`])
+    /// are composed: for tiles, or for items that are whole images.
+    pub tiling: crate::chain::Tiling,
     /// [`Task::Tensors`]: the outputs, in the model's order; empty for the others.
     pub tensor_outputs: Vec<TensorOutput>,
 }
@@ -349,6 +352,7 @@ impl BuiltinModel {
             input_size: self.input_size,
             steps: Vec::new(),
             tensor_outputs: Vec::new(),
+            tiling: crate::chain::Tiling::Tiles,
         })
     }
 }
@@ -500,6 +504,7 @@ pub fn resolve(name: &str, overrides: &InputOverrides) -> Result<ModelChoice> {
             input_map,
         },
         tensor_outputs: Vec::new(),
+        tiling: crate::chain::Tiling::Tiles,
     })
 }
 
@@ -554,6 +559,7 @@ fn tensor_choice(
         },
         tensor_outputs,
         steps: Vec::new(),
+        tiling: crate::chain::Tiling::Tiles,
     })
 }
 

@@ -43,7 +43,7 @@ pub fn resolve_with(name: &str, step: impl Fn(&str) -> Result<ModelChoice>) -> R
 
 /// One model running `steps` in order, each on the previous one's output.
 pub fn compose(steps: Vec<ModelChoice>) -> Result<ModelChoice> {
-    compose_keeping(steps, false)
+    compose_keeping(steps, false, Tiling::Tiles)
 }
 
 /// The chain `choice` with each step's output but the last one's kept (`--keep-steps`): an
@@ -65,7 +65,7 @@ pub fn keep_steps(choice: &ModelChoice) -> Result<ModelChoice> {
             choice.id
         );
     }
-    compose_keeping(choice.steps.clone(), true)
+    compose_keeping(choice.steps.clone(), true, choice.tiling)
 }
 
 /// What names each kept step's output (`--keep-steps`): the step's built-in id or its file's
@@ -91,8 +91,21 @@ pub fn step_labels(choice: &ModelChoice) -> Vec<String> {
         .collect()
 }
 
+/// How a chain's items cover its images, which decides where its steps' context comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tiling {
+    /// Tiles of any size: the chain's input carries the context of every step (a step's
+    /// context carried back through the steps before it), each step cutting off its own.
+    Tiles,
+    /// Each item is one whole image: beyond its border every step sees the edge of the step
+    /// before's output, so each step pads its own input there and the steps before it compute
+    /// no context for it (the chain's context is the first step's alone, its work the same as
+    /// the steps run as separate jobs).
+    WholeImages,
+}
+
 /// [`compose`], keeping every step's output but the last one's as an extra output where `keep`.
-fn compose_keeping(steps: Vec<ModelChoice>, keep: bool) -> Result<ModelChoice> {
+fn compose_keeping(steps: Vec<ModelChoice>, keep: bool, tiling: Tiling) -> Result<ModelChoice> {
     let Some(first) = steps.first() else {
         bail!("a chain needs at least one model");
     };
@@ -110,8 +123,9 @@ fn compose_keeping(steps: Vec<ModelChoice>, keep: bool) -> Result<ModelChoice> {
     let mut model = first.model.as_ref().clone();
     let mut map = first.spec.input_map;
     let (mut scale, mut context) = (first.spec.scale, first.spec.context);
-    // Output pixels the steps so far lost at each border (padding-free convolutions).
-    let mut lost = shrink(first)?;
+    // Output pixels the steps so far lost at each border (padding-free convolutions; negative
+    // where a step padded its input beyond the tile).
+    let mut lost = i64::from(shrink(first)?);
     let (mut kept, mut kept_scales) = (Vec::new(), Vec::new());
     for step in &steps[1..] {
         if keep {
@@ -120,25 +134,36 @@ fn compose_keeping(steps: Vec<ModelChoice>, keep: bool) -> Result<ModelChoice> {
         }
         let mut input = convert(&mut model, map, step.spec.input_map, true);
         // The context the steps so far needed is used up: cut it off, so that the steps after
-        // them run on the context they need and no more (of the chain's context, `context`
-        // input pixels a side were for the steps so far).
-        let cut = (context * scale).saturating_sub(lost);
-        if step.spec.context > 0 {
+        // them run on the context they need and no more. In tiles, the chain's input carries
+        // that context (`context` input pixels a side, of which the steps so far needed theirs);
+        // on whole images the step pads its own input (a negative cut).
+        let used = i64::from(context * scale) - lost;
+        let cut = match tiling {
+            Tiling::Tiles => used.max(0),
+            Tiling::WholeImages => used - i64::from(step.spec.context),
+        };
+        if step.spec.context > 0 || cut < 0 {
             // Beyond the image's border the step sees the edge of the previous step's output,
             // as it would reading that output as an image, not the previous step's view of
             // the input's replicated edge.
-            let spec = EdgeClampSpec { scale, lost, cut };
+            let spec = EdgeClampSpec {
+                scale,
+                lost: i32::try_from(lost)?,
+                cut: i32::try_from(cut)?,
+            };
             input = push(&mut model, input, LayerOp::EdgeClamp(spec), Vec::new());
         } else if cut > 0 {
-            input = push(&mut model, input, crop(cut), Vec::new());
+            input = push(&mut model, input, crop(cut as u32), Vec::new());
         }
         lost += cut;
         append(&mut model, step, input);
-        // The step needs `context` px of its own input on each side: that many output pixels
-        // of the chain so far, which `scale` input pixels each give.
-        context += step.spec.context.div_ceil(scale);
+        if tiling == Tiling::Tiles {
+            // The step needs `context` px of its own input on each side: that many output
+            // pixels of the chain so far, which `scale` input pixels each give.
+            context += step.spec.context.div_ceil(scale);
+        }
         scale *= step.spec.scale;
-        lost = lost * step.spec.scale + shrink(step)?;
+        lost = lost * i64::from(step.spec.scale) + i64::from(shrink(step)?);
         map = step.spec.input_map;
     }
     let output = convert(&mut model, map, first.spec.input_map, false);
@@ -166,7 +191,26 @@ fn compose_keeping(steps: Vec<ModelChoice>, keep: bool) -> Result<ModelChoice> {
         input_size: 0,
         steps,
         tensor_outputs: Vec::new(),
+        tiling,
     })
+}
+
+/// `choice`, a chain, composed for items that are each one whole image
+/// ([`Tiling::WholeImages`]), keeping its steps' outputs where it keeps them (`--keep-steps`); for
+/// a chain ending in a fixed-input model, its [`prefix`]. None for one model.
+pub fn for_whole_images(choice: &ModelChoice) -> Result<Option<ModelChoice>> {
+    if choice.steps.len() < 2 || choice.tiling == Tiling::WholeImages {
+        return Ok(None);
+    }
+    if choice.input_size > 0 {
+        let tiling = Tiling::WholeImages;
+        return Ok(Some(ModelChoice {
+            tiling,
+            ..choice.clone()
+        }));
+    }
+    let keep = !choice.model.image_outputs.is_empty();
+    compose_keeping(choice.steps.clone(), keep, Tiling::WholeImages).map(Some)
 }
 
 /// A chain whose last step takes whole images of a fixed size (classify, embed, detect-faces,
@@ -191,7 +235,7 @@ fn ends_fixed(steps: Vec<ModelChoice>) -> Result<ModelChoice> {
 pub fn prefix(choice: &ModelChoice) -> Result<Option<ModelChoice>> {
     match choice.steps.split_last() {
         Some((_, before)) if choice.input_size > 0 && !before.is_empty() => {
-            compose(before.to_vec()).map(Some)
+            compose_keeping(before.to_vec(), false, choice.tiling).map(Some)
         }
         _ => Ok(None),
     }

@@ -142,7 +142,7 @@ impl TiledUpscaler {
             ),
             (_, Some(side)) => side - 2 * spec.context,
             (Some(t), None) => t,
-            (None, None) => auto_tile(engine, model, &spec, depth)?,
+            (None, None) => auto_tile(engine, &model.model, model.precision, &spec, depth)?,
         };
         let side = tile + 2 * spec.context;
         let runner = BatchRunner::with_binding_limit(
@@ -448,16 +448,19 @@ impl TiledUpscaler {
 
 /// The largest tile size whose single item fits the adapter's buffer binding limit (a batch larger
 /// than one binding is split into lanes).
-fn auto_tile(
+/// The tile Auto picks for `model`: the largest of [`AUTO_TILE_SIZES`] whose largest buffer fits
+/// the adapter's binding limit.
+pub fn auto_tile(
     engine: &Engine,
-    model: &GpuModel,
+    model: &crate::model::Model,
+    precision: crate::kernels::Precision,
     spec: &ImageModelSpec,
     depth: PixelDepth,
 ) -> Result<u32> {
     let limit = engine.gpu.limits.max_storage_buffer_binding_size;
     for &tile in AUTO_TILE_SIZES {
         let side = tile + 2 * spec.context;
-        let Ok(item) = ItemBytes::of_loaded(model, side, side, depth) else {
+        let Ok(item) = ItemBytes::of(model, side, side, precision, depth) else {
             continue;
         };
         if item.largest_buffer <= limit {

@@ -45,6 +45,89 @@ fn chains_match_the_models_run_one_after_another() {
     }
 }
 
+/// Composed for whole images (each item one image, every step padding its own input beyond
+/// the image's border), a chain equals the same onnxruntime sequence: both orders, the second
+/// padding a 2x step's output (its input carries the first step's context alone).
+#[test]
+fn chains_composed_for_whole_images_match_the_models_run_one_after_another() {
+    let engine = common::engine();
+    for chain_id in [
+        "enhance-low-light,upscale-photo-2x",
+        "upscale-photo-2x,enhance-low-light",
+    ] {
+        let tiled = chain::resolve(chain_id, &Default::default()).unwrap();
+        let choice = chain::for_whole_images(&tiled).unwrap().unwrap();
+        assert_eq!(choice.spec.context, tiled.steps[0].spec.context);
+        let model = engine.load(choice.model.clone()).unwrap();
+        let expected =
+            common::reference(&format!("photo-60x44.{}.f32", chain_id.replace(',', "+")));
+        let up = TiledUpscaler::new(&engine, &model, choice.spec, 2, Some(64)).unwrap();
+        assert_eq!(up.tiles(60, 44).len(), 1);
+        let got = up.upscale_f32(&common::photo()).unwrap();
+        let psnr = common::psnr(&got, &expected);
+        eprintln!("{chain_id} on whole images: PSNR {psnr:.1} dB");
+        assert!(psnr >= 90.0, "{chain_id}: PSNR {psnr:.1} dB < 90 dB");
+    }
+}
+
+/// On whole images a chain does the work of its steps run as separate jobs and no more: its
+/// multiply-adds on a tile of side `t` (the first step's context padded) are the steps' on
+/// theirs (each step's input padded by its own context), where in tiles the first step also
+/// computes the second step's context.
+#[test]
+fn on_whole_images_a_chain_does_its_steps_work_and_no_more() {
+    let macs =
+        |c: &batchwise::builtin::ModelChoice, side: u32| c.model.macs_per_item(side, side).unwrap();
+    let t = 64;
+    for chain_id in [
+        "enhance-low-light,upscale-photo-2x",
+        "upscale-photo-2x,enhance-low-light",
+    ] {
+        let tiled = chain::resolve(chain_id, &Default::default()).unwrap();
+        let whole = chain::for_whole_images(&tiled).unwrap().unwrap();
+        let [a, b] = [&tiled.steps[0], &tiled.steps[1]];
+        let steps =
+            macs(a, t + 2 * a.spec.context) + macs(b, a.spec.scale * t + 2 * b.spec.context);
+        let chain = macs(&whole, t + 2 * whole.spec.context);
+        let in_tiles = macs(&tiled, t + 2 * tiled.spec.context);
+        eprintln!("{chain_id}: steps {steps}, whole-image chain {chain}, tiled chain {in_tiles}");
+        assert_eq!(chain, steps, "{chain_id}");
+        assert!(in_tiles > steps, "{chain_id}");
+    }
+}
+
+/// A job whose every image fits one tile runs the chain composed for whole images: its dry run
+/// plans that model's tiles (the first step's context alone), not the tiled chain's.
+#[test]
+fn a_job_of_images_within_one_tile_runs_the_chain_for_whole_images() {
+    let engine = common::engine();
+    let dir = tempfile::tempdir().unwrap();
+    let id = "enhance-low-light,upscale-photo-2x";
+    let tiled = chain::resolve(id, &Default::default()).unwrap();
+    let whole = chain::for_whole_images(&tiled).unwrap().unwrap();
+    let per_item = |choice: &batchwise::builtin::ModelChoice, side: u32| {
+        let model = engine.load(choice.model.clone()).unwrap();
+        batchwise::engine::plan(&model, side, side, 1)
+            .unwrap()
+            .bytes_per_item
+    };
+    for (tile, expected) in [
+        (64, per_item(&whole, 64 + 2 * whole.spec.context)),
+        (32, per_item(&tiled, 32 + 2 * tiled.spec.context)),
+    ] {
+        let out = common::batchwise()
+            .args(["run", "--dry-run", "--json", "-m", id, "--tile-size"])
+            .arg(tile.to_string())
+            .arg("-o")
+            .arg(dir.path().join("out"))
+            .arg(common::fixture("photo-60x44.png"))
+            .output()
+            .unwrap();
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(plan["bytes_per_item"], expected, "tile {tile}: {plan}");
+    }
+}
+
 /// The context a step needs is carried back through the steps before it, and scales multiply.
 #[test]
 fn scales_multiply_and_context_is_carried_back() {
@@ -381,18 +464,36 @@ fn a_chain_equals_two_jobs_through_16_bit_files() {
     run("upscale-photo-2x", &mid, &out);
     run("enhance-low-light,upscale-photo-2x", &input, &chained);
     let read = |p: std::path::PathBuf| image::open(p).unwrap().to_rgba16();
-    let (two_jobs, chain) = (read(out.join("photo.png")), read(chained.join("photo.png")));
+    let two_jobs = read(out.join("photo.png"));
     assert_eq!(two_jobs.dimensions(), (120, 88));
-    assert_eq!(two_jobs.dimensions(), chain.dimensions());
-    let worst = two_jobs
-        .as_raw()
-        .iter()
-        .zip(chain.as_raw())
-        .map(|(a, b)| a.abs_diff(*b))
-        .max()
-        .unwrap();
-    eprintln!("largest difference: {worst} (of 65535)");
-    assert!(worst <= 257, "the chain differs by {worst}/65535");
+    // In 24 px tiles, and in one tile for the whole image (the chain composed for whole images).
+    let whole = dir.path().join("whole");
+    common::batchwise()
+        .args([
+            "run",
+            "--tile-size",
+            "64",
+            "-m",
+            "enhance-low-light,upscale-photo-2x",
+        ])
+        .arg("-o")
+        .arg(&whole)
+        .arg(&input)
+        .assert()
+        .success();
+    for chain in [chained, whole] {
+        let chain = read(chain.join("photo.png"));
+        assert_eq!(two_jobs.dimensions(), chain.dimensions());
+        let worst = two_jobs
+            .as_raw()
+            .iter()
+            .zip(chain.as_raw())
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        eprintln!("largest difference: {worst} (of 65535)");
+        assert!(worst <= 257, "the chain differs by {worst}/65535");
+    }
 }
 
 /// The planner sees one model: a chain's GPU bytes per item are its largest step's and a little

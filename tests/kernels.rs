@@ -780,9 +780,25 @@ fn edge_clamp_matches_reference() {
             lost: 1,
             cut: 2,
         },
+        // Padding (a step padding its own input on a whole image): a negative cut, and pixels
+        // before the tile's first (a negative lost).
+        EdgeClampSpec {
+            scale: 2,
+            lost: -1,
+            cut: -3,
+        },
+        EdgeClampSpec {
+            scale: 1,
+            lost: 2,
+            cut: -2,
+        },
     ] {
         let expected = edge_clamp::reference(spec, &input, &geometry, shape);
         assert_ne!(expected, input, "{spec:?}: some items must be clamped");
+        assert_eq!(
+            expected.len() as u64,
+            n as u64 * spec.output(shape).elements()
+        );
         let src = storage(gpu, &input);
         let dst = output(gpu, expected.len());
         let bind = Bind::new(gpu, &s.kernels, "edge clamp");
@@ -793,6 +809,40 @@ fn edge_clamp_matches_reference() {
             "{spec:?}"
         );
     }
+}
+
+/// Padding a tile that holds its whole image replicates the image's edge: the reference against
+/// a padding written out by hand (image 4x3 at scale 1, its tile 6x5 from (-1, -1), padded by 2).
+#[test]
+fn edge_clamp_pads_a_whole_image_with_its_edge() {
+    use batchwise::kernels::edge_clamp;
+    use batchwise::model::{EdgeClampSpec, ItemShape};
+    let (w, h) = (4i64, 3i64);
+    let shape = ItemShape { c: 1, h: 5, w: 6 };
+    // Tile pixel (x, y) is image pixel (x - 1, y - 1); outside the image it holds junk.
+    let input: Vec<f32> = (0..30)
+        .map(|i| {
+            let (x, y) = (i % 6 - 1, i / 6 - 1);
+            match (0..w).contains(&x) && (0..h).contains(&y) {
+                true => (10 * y + x) as f32,
+                false => -1.0,
+            }
+        })
+        .collect();
+    let spec = EdgeClampSpec {
+        scale: 1,
+        lost: 0,
+        cut: -2,
+    };
+    let got = edge_clamp::reference(spec, &input, &[[-1, -1, 4, 3]], shape);
+    // Output pixel (x, y) is image pixel (x - 3, y - 3), clamped into the image.
+    let expected: Vec<f32> = (0..9 * 10)
+        .map(|i| {
+            let (x, y) = ((i % 10 - 3).clamp(0, w - 1), (i / 10 - 3).clamp(0, h - 1));
+            (10 * y + x) as f32
+        })
+        .collect();
+    assert_eq!(got, expected);
 }
 
 /// Max is exact; averages of at most 9 values in f32 against f64: 1e-6.
@@ -997,25 +1047,22 @@ fn copy_channels_matches_reference() {
     let s = setup();
     let gpu = &s.engine.gpu;
     let mut rng = common::rng(35);
-    let (n, h, w) = (2u32, 5u32, 6u32);
-    let plane = (h * w) as usize;
-    // Concat's second input into channels 3..7 of 9, and a Split's slice of channels 2..5 of 7.
-    for copy in [
-        ChannelCopy {
-            src_c: 4,
-            src_offset: 0,
-            dst_c: 9,
-            dst_offset: 3,
-            count: 4,
-        },
-        ChannelCopy {
-            src_c: 7,
-            src_offset: 2,
-            dst_c: 3,
-            dst_offset: 0,
-            count: 3,
-        },
+    // Concat's second input into channels 3..7 of 9, and a Split's slice of channels 2..5 of 7;
+    // a detector's flattened heads (8192 channels of 1x1) and a run of several dispatch rows.
+    let copy = |src_c, src_offset, dst_c, dst_offset, count| ChannelCopy {
+        src_c,
+        src_offset,
+        dst_c,
+        dst_offset,
+        count,
+    };
+    for (copy, (n, h, w)) in [
+        (copy(4, 0, 9, 3, 4), (2u32, 5u32, 6u32)),
+        (copy(7, 2, 3, 0, 3), (2, 5, 6)),
+        (copy(8192, 0, 14336, 6144, 8192), (3, 1, 1)),
+        (copy(5, 1, 4, 1, 3), (2, 150, 160)),
     ] {
+        let plane = (h * w) as usize;
         let src_data = common::random_vec(&mut rng, (n * copy.src_c) as usize * plane, 1.0);
         let before = common::random_vec(&mut rng, (n * copy.dst_c) as usize * plane, 1.0);
         let mut expected = before.clone();

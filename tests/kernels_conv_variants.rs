@@ -265,8 +265,8 @@ fn narrow_conv2d_matches_reference() {
 }
 
 /// Depthwise shapes: 3x3 padded on odd sizes off the 4x4 pixel block, PRelu, stride 2 with
-/// asymmetric pads, 5x5 with dilation, and a dilation too tall for the generated kernel (the
-/// shader's one-pixel `main`).
+/// asymmetric pads, 5x5 with dilation, many channels on small maps, and a dilation too tall for
+/// the generated kernel (the shader's one-pixel `main`).
 fn depthwise_cases() -> Vec<Case> {
     let mut rng = common::rng(41);
     let dw = |c, k, pad| Conv2dSpec {
@@ -316,6 +316,24 @@ fn depthwise_cases() -> Vec<Case> {
                 ..dw(3, 5, 0)
             },
             (2, 11, 9),
+        ),
+        // Many channels on small maps: several channels' column blocks share a workgroup, the
+        // last slice of channels partly empty (37 and 21 channels).
+        case(
+            26,
+            Conv2dSpec {
+                activation: Activation::Clip { min: 0.0, max: 6.0 },
+                ..dw(37, 5, 2)
+            },
+            (3, 7, 7),
+        ),
+        case(
+            27,
+            Conv2dSpec {
+                stride: [2, 2],
+                ..dw(21, 3, 1)
+            },
+            (2, 14, 14),
         ),
         case(
             25,

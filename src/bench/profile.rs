@@ -116,6 +116,14 @@ pub fn describe(l: &Layer) -> String {
     match &l.op {
         LayerOp::Conv2d(s) => conv(s, ""),
         LayerOp::Conv2dResidual { spec, .. } => conv(spec, " + Add"),
+        LayerOp::Conv2dUpsampled { spec, factor } => {
+            format!(
+                "Resize nearest x{}x{} + {}",
+                factor[0],
+                factor[1],
+                conv(spec, "")
+            )
+        }
         LayerOp::ConvTranspose2d(s) => format!(
             "ConvTranspose {}x{} {}->{} stride {}",
             s.k_h, s.k_w, s.in_c, s.out_c, s.stride[0]

@@ -4,6 +4,7 @@
 use anyhow::Result;
 
 use super::GpuModel;
+use super::placement::Placement;
 use crate::kernels::Precision;
 use crate::kernels::pack::PixelDepth;
 use crate::model::{ItemShape, Model};
@@ -158,28 +159,42 @@ fn plan_buffers(model: &Model, shapes: &[ItemShape], items: u32, precision: Prec
     assign_values(model, shapes, items, precision).1
 }
 
+/// Each value's buffer (a value that is a slice of a Concat done in place shares its root's:
+/// [`Placement`]), the buffers' sizes, and the placement.
 pub(crate) fn assign_values(
     model: &Model,
     shapes: &[ItemShape],
     items: u32,
     precision: Precision,
-) -> (Vec<usize>, Vec<u64>) {
+) -> (Vec<usize>, Vec<u64>, Placement) {
+    let placement = super::placement::plan(model, shapes);
+    let owner = |v: usize| placement.owner(v);
     // At least one element (an empty tensor still needs a bindable buffer), in whole 4 bytes.
     let bytes = |v: usize| {
         (shapes[v].elements().max(1) * precision.bytes() * items as u64).next_multiple_of(4)
     };
+    // A root's buffer lives from the first layer that writes any of its slices to the last
+    // that reads any of them.
     let mut last_read = vec![0usize; model.value_count];
     for (i, l) in model.layers.iter().enumerate() {
         for &v in &l.inputs {
-            last_read[v] = i;
+            last_read[owner(v)] = i;
         }
     }
+    let kept = |v: usize| v == model.output || model.extra_outputs.contains(&v);
     let mut sizes: Vec<u64> = vec![bytes(0)];
     let mut free: Vec<usize> = Vec::new();
     let mut buffer_of = vec![usize::MAX; model.value_count];
     buffer_of[0] = 0;
     for (i, l) in model.layers.iter().enumerate() {
-        let need = bytes(l.output);
+        let out = owner(l.output);
+        if buffer_of[out] != usize::MAX {
+            // Written into a root allocated before.
+            buffer_of[l.output] = buffer_of[out];
+            free_dead(l, i, &last_read, &buffer_of, &kept, &owner, &mut free);
+            continue;
+        }
+        let need = bytes(out);
         // Best fit among free buffers, growing the largest one if none fits.
         let pick = free
             .iter()
@@ -204,18 +219,31 @@ pub(crate) fn assign_values(
                 sizes.len() - 1
             }
         };
+        buffer_of[out] = buf;
         buffer_of[l.output] = buf;
-        let mut dead: Vec<usize> = l
-            .inputs
-            .iter()
-            .filter(|&&v| {
-                last_read[v] == i && v != model.output && !model.extra_outputs.contains(&v)
-            })
-            .map(|&v| buffer_of[v])
-            .collect();
-        dead.sort_unstable();
-        dead.dedup();
-        free.extend(dead);
+        free_dead(l, i, &last_read, &buffer_of, &kept, &owner, &mut free);
     }
-    (buffer_of, sizes)
+    (buffer_of, sizes, placement)
+}
+
+/// Frees the buffers of layer `i`'s inputs that no later layer reads.
+fn free_dead(
+    l: &crate::model::Layer,
+    i: usize,
+    last_read: &[usize],
+    buffer_of: &[usize],
+    kept: &impl Fn(usize) -> bool,
+    owner: &impl Fn(usize) -> usize,
+    free: &mut Vec<usize>,
+) {
+    let mut dead: Vec<usize> = l
+        .inputs
+        .iter()
+        .map(|&v| owner(v))
+        .filter(|&v| last_read[v] == i && !kept(v))
+        .map(|v| buffer_of[v])
+        .collect();
+    dead.sort_unstable();
+    dead.dedup();
+    free.extend(dead);
 }

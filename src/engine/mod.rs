@@ -10,6 +10,7 @@
 //! every layer, unpack (float -> 8-bit), and the copy to the read-back buffer.
 
 pub mod memory;
+pub mod placement;
 pub mod runner;
 mod steps;
 
@@ -152,7 +153,9 @@ impl Engine {
             .layers
             .iter()
             .map(|l| match &l.op {
-                LayerOp::Conv2d(s) | LayerOp::Conv2dResidual { spec: s, .. } => {
+                LayerOp::Conv2d(s)
+                | LayerOp::Conv2dResidual { spec: s, .. }
+                | LayerOp::Conv2dUpsampled { spec: s, .. } => {
                     GpuLayer::Conv2d(Conv2dLayer::upload_with(
                         gpu,
                         &l.name,

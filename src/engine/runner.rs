@@ -151,7 +151,7 @@ impl Lane {
     ) -> Self {
         let gpu = &engine.gpu;
         let m = &model.model;
-        let (buffer_of, sizes) = assign_values(m, shapes, items, model.precision);
+        let (buffer_of, sizes, placement) = assign_values(m, shapes, items, model.precision);
         let (storage, copy_src) = (wgpu::BufferUsages::STORAGE, wgpu::BufferUsages::COPY_SRC);
         let values: Vec<TrackedBuffer> = sizes
             .iter()
@@ -211,6 +211,7 @@ impl Lane {
             shapes,
             values: &values,
             buffer_of: &buffer_of,
+            placement: &placement,
             geometry: &geometry,
             scratch: scratch.as_ref().map(|[v, m]| Scratch { v, m }),
         };
@@ -220,7 +221,7 @@ impl Lane {
             .zip(&m.layers)
             .enumerate()
             .flat_map(|(i, (g, l))| {
-                steps::layer_steps(&binding, g, l)
+                steps::layer_steps(&binding, i, g, l)
                     .into_iter()
                     .map(move |step| (i, step))
             })

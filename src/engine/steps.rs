@@ -2,10 +2,11 @@
 //! for one lane's buffers. One arm per op; the kernels' `prepare` functions do the binding.
 
 use super::GpuLayer;
+use super::placement::Placement;
 use crate::gpu::{Gpu, TrackedBuffer};
 use crate::kernels::winograd_gemm::Scratch;
 use crate::kernels::{
-    Bind, Kernels, Step, binary, copy_block, copy_channels, depth_to_space, edge_clamp,
+    Bind, Kernels, Step, binary, conv2d, copy_block, copy_channels, depth_to_space, edge_clamp,
     elementwise, global_avg_pool, matmul, nchw_to_nhwc, nd_binary, nd_copy, normalize, pad, pool2d,
     reduce, resize_filter, resize_nearest, softmax, unary,
 };
@@ -17,8 +18,10 @@ pub(super) struct Binding<'a> {
     pub k: &'a Kernels,
     pub shapes: &'a [ItemShape],
     pub values: &'a [TrackedBuffer],
-    /// Value -> index into `values` (buffers are shared by liveness).
+    /// Value -> index into `values` (buffers are shared by liveness, and by Concats done in
+    /// place: `placement`).
     pub buffer_of: &'a [usize],
+    pub placement: &'a Placement,
     /// Each item's [`edge_clamp::Geometry`], written per batch.
     pub geometry: &'a wgpu::Buffer,
     /// The split Winograd's scratch, shared by its layers.
@@ -29,10 +32,26 @@ impl Binding<'_> {
     fn buffer(&self, v: usize) -> &wgpu::Buffer {
         &self.values[self.buffer_of[v]]
     }
+
+    /// `v` as a channel slice of its root's buffer, for conv2d.wgsl (None: a buffer of its own).
+    fn slice(&self, v: usize) -> Option<conv2d::ChannelSlice> {
+        self.placement
+            .channel_slice(v, self.shapes)
+            .map(|(item_c, offset)| conv2d::ChannelSlice { item_c, offset })
+    }
+
+    /// Where a convolution reading `input` and writing `output` finds them.
+    fn operands(&self, input: usize, output: usize, upsample: [u32; 2]) -> conv2d::Operands {
+        conv2d::Operands {
+            src: self.slice(input),
+            dst: self.slice(output),
+            upsample,
+        }
+    }
 }
 
-/// The steps that run layer `l` (with its uploaded weights `g`).
-pub(super) fn layer_steps(cx: &Binding, g: &GpuLayer, l: &Layer) -> Vec<Step> {
+/// The steps that run layer `l`, the model's `index`-th (with its uploaded weights `g`).
+pub(super) fn layer_steps(cx: &Binding, index: usize, g: &GpuLayer, l: &Layer) -> Vec<Step> {
     let (gpu, k, shapes) = (cx.gpu, cx.k, cx.shapes);
     if let LayerOp::Tensor(op) = &l.op {
         let constant = match g {
@@ -45,24 +64,14 @@ pub(super) fn layer_steps(cx: &Binding, g: &GpuLayer, l: &Layer) -> Vec<Step> {
     }
     match l.op {
         LayerOp::ConcatAxis(axis) => return concat_steps(cx, l, axis),
-        LayerOp::Concat => return concat_channel_steps(cx, l),
+        LayerOp::Concat => return concat_channel_steps(cx, l, &cx.placement.copies[index]),
         _ => {}
     }
     let src = cx.buffer(l.inputs[0]);
     let dst = cx.buffer(l.output);
     let s = shapes[l.inputs[0]];
     vec![match (g, &l.op) {
-        (GpuLayer::Conv2d(c), op) => {
-            let residual = match op {
-                LayerOp::Conv2dResidual { residual, .. } => {
-                    Some((cx.buffer(l.inputs[1]), *residual))
-                }
-                _ => None,
-            };
-            let bind = Bind::new(gpu, k, &l.name);
-            let scratch = cx.scratch.as_ref().map(|s| Scratch { v: s.v, m: s.m });
-            c.prepare_with_scratch(bind, src, dst, [s.h, s.w], residual, scratch)
-        }
+        (GpuLayer::Conv2d(c), _) => conv_step(cx, c, l),
         (GpuLayer::ConvTranspose2d(c), _) => {
             c.prepare(Bind::new(gpu, k, &l.name), src, dst, s.h, s.w)
         }
@@ -172,11 +181,36 @@ pub(super) fn layer_steps(cx: &Binding, g: &GpuLayer, l: &Layer) -> Vec<Step> {
         }
         (
             GpuLayer::Plain | GpuLayer::Constant(_),
-            LayerOp::Conv2d(_) | LayerOp::Conv2dResidual { .. } | LayerOp::ConvTranspose2d(_),
+            LayerOp::Conv2d(_)
+            | LayerOp::Conv2dResidual { .. }
+            | LayerOp::Conv2dUpsampled { .. }
+            | LayerOp::ConvTranspose2d(_),
         ) => {
             unreachable!("convolutions are uploaded as GpuLayer::Conv*")
         }
     }]
+}
+
+/// A convolution's step: its input and output where the placement put them, with its fused
+/// residual or upsample.
+fn conv_step(cx: &Binding, c: &conv2d::Conv2dLayer, l: &Layer) -> Step {
+    let s = cx.shapes[l.inputs[0]];
+    let (residual, upsample) = match &l.op {
+        LayerOp::Conv2dResidual { residual, .. } => {
+            (Some((cx.buffer(l.inputs[1]), *residual)), [1, 1])
+        }
+        LayerOp::Conv2dUpsampled { factor, .. } => (None, *factor),
+        _ => (None, [1, 1]),
+    };
+    let scratch = cx.scratch.as_ref().map(|s| Scratch { v: s.v, m: s.m });
+    c.prepare_placed_with_scratch(
+        Bind::new(cx.gpu, cx.k, &l.name),
+        [cx.buffer(l.inputs[0]), cx.buffer(l.output)],
+        [s.h, s.w],
+        residual,
+        cx.operands(l.inputs[0], l.output, upsample),
+        scratch,
+    )
 }
 
 /// batch item; `constant` the layer's uploaded weights.
@@ -289,23 +323,36 @@ fn concat_steps(cx: &Binding, l: &Layer, axis: usize) -> Vec<Step> {
         .collect()
 }
 
-/// Concat on channels: one channel copy per input.
-fn concat_channel_steps(cx: &Binding, l: &Layer) -> Vec<Step> {
+/// Concat on channels: one channel copy per input `copies` names (the others are in place: see
+/// [`Placement`]), each read from and written to where its value lies.
+fn concat_channel_steps(cx: &Binding, l: &Layer, copies: &[bool]) -> Vec<Step> {
     let (gpu, k, shapes) = (cx.gpu, cx.k, cx.shapes);
-    let out_c = shapes[l.output].c;
-    let mut offset = 0;
+    let whole = |v: usize| (shapes[v].c, 0);
+    let (out_c, mut offset) = cx
+        .placement
+        .channel_slice(l.output, shapes)
+        .unwrap_or_else(|| whole(l.output));
     l.inputs
         .iter()
-        .map(|&v| {
+        .zip(copies)
+        .filter_map(|(&v, &copy)| {
             let s = shapes[v];
+            let dst_offset = offset;
+            offset += s.c;
+            copy.then_some((v, s, dst_offset))
+        })
+        .map(|(v, s, dst_offset)| {
+            let (src_c, src_offset) = cx
+                .placement
+                .channel_slice(v, shapes)
+                .unwrap_or_else(|| whole(v));
             let copy = copy_channels::ChannelCopy {
-                src_c: s.c,
-                src_offset: 0,
+                src_c,
+                src_offset,
                 dst_c: out_c,
-                dst_offset: offset,
+                dst_offset,
                 count: s.c,
             };
-            offset += s.c;
             copy_channels::prepare(
                 Bind::new(gpu, k, &l.name),
                 copy,

@@ -45,6 +45,47 @@ pub(crate) fn collects(spec: &JobSpec) -> bool {
         || (task == Task::DetectFaces && !spec.analysis.annotate)
 }
 
+/// A chain's job whose every image to do fits one tile: `spec` with the chain composed for whole
+/// images ([`crate::chain::Tiling::WholeImages`]: its steps compute no context beyond the images
+/// for the steps after them, as the steps run as separate jobs would not) and that tile pinned, so
+/// that every item is one whole image. None for one model, and where an image is larger than the
+/// tile or its header cannot be read (the chain then runs in tiles).
+pub(crate) fn whole_images(
+    engine: &crate::engine::Engine,
+    spec: &JobSpec,
+    planned: &Planned,
+) -> Result<Option<JobSpec>> {
+    let Some(model) = crate::chain::for_whole_images(&spec.model)? else {
+        return Ok(None);
+    };
+    let tiled = crate::chain::prefix(&model)?.unwrap_or_else(|| model.clone());
+    let tile = match spec.tile_size {
+        Some(tile) => tile,
+        None => {
+            // 16-bit pixel buffers: no smaller a tile than an 8-bit input would get.
+            let depth = crate::kernels::pack::PixelDepth::Sixteen;
+            let (m, precision) = (&tiled.model, spec.precision);
+            match crate::upscale::auto_tile(engine, m, precision, &tiled.spec, depth) {
+                Ok(tile) => tile,
+                Err(_) => return Ok(None),
+            }
+        }
+    };
+    let fits = |path: &PathBuf| {
+        // Regular files only: a named pipe would block the reader.
+        std::fs::metadata(path).is_ok_and(|m| m.is_file())
+            && image::image_dimensions(path).is_ok_and(|(w, h)| w <= tile && h <= tile)
+    };
+    let all = (0..planned.inputs.len())
+        .filter(|&i| planned.todo(i))
+        .all(|i| fits(&planned.inputs[i]));
+    Ok(all.then(|| JobSpec {
+        model,
+        tile_size: Some(tile),
+        ..spec.clone()
+    }))
+}
+
 /// Lists the inputs, names the outputs and reads what a previous run of the same job finished.
 /// Creates the output folder, removes what a dead run left there, and opens the manifest writer.
 pub(crate) fn plan(spec: &JobSpec) -> Result<Planned> {

@@ -1,5 +1,6 @@
 //! 2-D convolution (`shaders/conv2d.wgsl`): bias, padding, stride, dilation, groups, fused activation.
 
+pub use super::conv2d_operands::{ChannelSlice, Operands};
 use super::{Bind, Step};
 use crate::gpu::{Gpu, TrackedBuffer};
 use crate::model::{Activation, Conv2dSpec, Residual};
@@ -435,7 +436,8 @@ impl Conv2dLayer {
         in_w: u32,
         residual: Option<(&wgpu::Buffer, Residual)>,
     ) -> Step {
-        self.prepare_with_scratch(cx, src, dst, [in_h, in_w], residual, None)
+        let io = Operands::default();
+        self.prepare_placed(cx, [src, dst], [in_h, in_w], residual, io)
     }
 
     /// Elements an item of the split Winograd's scratch (V, M) holds for an `out_h x out_w`
@@ -447,15 +449,30 @@ impl Conv2dLayer {
         }
     }
 
-    /// As [`Self::prepare_with_residual`], on shared `scratch` for the split Winograd (without,
-    /// it allocates its own).
-    pub fn prepare_with_scratch(
+    /// As [`Self::prepare_with_residual`], with the operands where `io` says (`in_h x in_w`:
+    /// the input as `src` holds it, before any upsampling). Channel slices and upsampling are
+    /// for conv2d.wgsl and its variants and the split Winograd only (not gemm nor depthwise: the
+    /// engine never asks), and an output slice takes no residual.
+    pub fn prepare_placed(
         &self,
         cx: Bind,
-        src: &wgpu::Buffer,
-        dst: &wgpu::Buffer,
+        buffers: [&wgpu::Buffer; 2],
+        size: [u32; 2],
+        residual: Option<(&wgpu::Buffer, Residual)>,
+        io: Operands,
+    ) -> Step {
+        self.prepare_placed_with_scratch(cx, buffers, size, residual, io, None)
+    }
+
+    /// As [`Self::prepare_placed`], on shared `scratch` for the split Winograd (without, it
+    /// allocates its own).
+    pub fn prepare_placed_with_scratch(
+        &self,
+        cx: Bind,
+        [src, dst]: [&wgpu::Buffer; 2],
         [in_h, in_w]: [u32; 2],
         residual: Option<(&wgpu::Buffer, Residual)>,
+        io: Operands,
         scratch: Option<super::winograd_gemm::Scratch>,
     ) -> Step {
         let Bind {
@@ -464,6 +481,7 @@ impl Conv2dLayer {
             label,
         } = cx;
         let s = &self.spec;
+        let (in_h, in_w) = (in_h * io.upsample[0], in_w * io.upsample[1]);
         let (out_h, out_w) = s
             .output_hw(in_h, in_w)
             .expect("shapes were checked at load");
@@ -471,6 +489,16 @@ impl Conv2dLayer {
             residual.is_none() || !s.is_depthwise(),
             "residuals fuse into dense convolutions only"
         );
+        let blocked = matches!(
+            self.imp,
+            Implementation::Blocked { .. } | Implementation::Split(_)
+        );
+        assert!(
+            (io == Operands::default() || blocked) && (residual.is_none() || io.dst.is_none()),
+            "slices and upsampling are for conv2d.wgsl's kernels, a residual for whole outputs"
+        );
+        let (src_c, src_offset) = io.src.map_or((s.in_c, 0), |v| (v.item_c, v.offset));
+        let (dst_c, dst_offset) = io.dst.map_or((s.out_c, 0), |v| (v.item_c, v.offset));
         let (activation, alpha, beta) = s.activation.encode();
         let (weights, chunks, bias, slopes, narrow) = match &self.imp {
             Implementation::Gemm(g) => {
@@ -479,8 +507,14 @@ impl Conv2dLayer {
             }
             Implementation::Split(w) => {
                 let bind = Bind::new(gpu, kernels, label);
-                let whole = super::winograd_gemm::Placed::whole(s);
-                return w.prepare(bind, [src, dst], [in_h, in_w], residual, scratch, whole);
+                let placed = super::winograd_gemm::Placed {
+                    src: (src_c, src_offset),
+                    dst: (dst_c, dst_offset),
+                    upsample: io.upsample,
+                };
+                // The input as `src` holds it: the transform upsamples.
+                let held = [in_h / io.upsample[0], in_w / io.upsample[1]];
+                return w.prepare(bind, [src, dst], held, residual, scratch, placed);
             }
             Implementation::Depthwise {
                 weights,
@@ -511,10 +545,10 @@ impl Conv2dLayer {
         let mut offsets = Vec::with_capacity(chunks.len());
         for (i, c) in chunks.iter().enumerate() {
             let params = Conv2dParams {
-                in_c: s.in_c,
+                in_c: src_c,
                 in_h,
                 in_w,
-                out_c: s.out_c,
+                out_c: dst_c,
                 out_h,
                 out_w,
                 k_w: s.k_w,
@@ -522,10 +556,10 @@ impl Conv2dLayer {
                 dil_w: s.dilation[1],
                 pad_top: s.pads[0],
                 pad_left: s.pads[1],
-                ic_base: c.ic_base,
+                ic_base: c.ic_base + src_offset,
                 ic_count: c.ic_count,
-                oc_base: c.oc_base,
-                oc_end: c.oc_end,
+                oc_base: c.oc_base + dst_offset,
+                oc_end: c.oc_end + dst_offset,
                 first: c.first as u32,
                 last: c.last as u32,
                 activation,
@@ -542,7 +576,9 @@ impl Conv2dLayer {
             offsets.push(vec![at as u32, c.weight_offset as u32]);
         }
         let params = gpu.create_buffer_init(label, &records, wgpu::BufferUsages::UNIFORM);
-        let layout = &kernels.conv2d_layout;
+        // One buffer as input and output: a slice read, another written (a dense block's).
+        let in_place = src == dst;
+        let layout = kernels.conv2d_layout(in_place);
         let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(label),
             layout,
@@ -580,7 +616,7 @@ impl Conv2dLayer {
         });
         Step::with_offsets(
             label,
-            kernels.conv2d(variant),
+            kernels.conv2d_with(variant, io.upsample, in_place),
             bind_group,
             [
                 out_w.div_ceil(WORKGROUP_X * cols),
@@ -606,22 +642,28 @@ fn depthwise_step(
         kernels,
         label,
     } = cx;
-    let params = super::depthwise_conv2d::DepthwiseParams::new(s, [in_h, in_w, out_h, out_w]);
-    let (pipeline, groups) = match variant {
-        Some(v) => (
-            kernels.generated("depthwise_conv2d", &v.source()),
-            v.groups(out_h, out_w),
-        ),
+    let mut params = super::depthwise_conv2d::DepthwiseParams::new(s, [in_h, in_w, out_h, out_w]);
+    let (pipeline, groups, z) = match variant {
+        Some(v) => {
+            params.channels_per_z = v.channels_per_z(out_w);
+            let (groups, z) = v.groups(out_h, out_w, s.out_c);
+            let source = v.source();
+            (kernels.generated("depthwise_conv2d", &source), groups, z)
+        }
         None => (
             kernels.depthwise_conv2d.clone(),
             [out_w.div_ceil(16), out_h.div_ceil(4)],
+            s.out_c,
         ),
     };
-    super::step(gpu, label, &pipeline, &params, buffers, groups, s.out_c)
+    super::step(gpu, label, &pipeline, &params, buffers, groups, z)
 }
 
-/// The bind group layout of conv2d.wgsl: params and weights with dynamic offsets.
-pub(crate) fn bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
+/// The bind group layout of conv2d.wgsl: params and weights with dynamic offsets. `in_place`:
+/// `src` and `skip` read-write too, so that one buffer can be bound as `src` and `dst` (a
+/// convolution reading a channel slice of a Concat done in place and writing another slice of
+/// it: wgpu refuses a buffer bound read-only and read-write in one dispatch).
+pub(crate) fn bind_group_layout(device: &wgpu::Device, in_place: bool) -> wgpu::BindGroupLayout {
     let uniform = |binding, size: u64| wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
@@ -647,9 +689,9 @@ pub(crate) fn bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout 
         entries: &[
             uniform(0, std::mem::size_of::<Conv2dParams>() as u64),
             uniform(1, WEIGHT_WINDOW_BYTES),
-            storage(2, true),
+            storage(2, !in_place),
             storage(3, false),
-            storage(4, true),
+            storage(4, !in_place),
         ],
     })
 }
@@ -741,17 +783,23 @@ impl Variant {
         line(format!(
             "    let iy0 = i32(oy0 * {stride}u) - i32(p.pad_top);"
         ));
-        line("    let in_plane = p.in_h * p.in_w;".into());
+        line("    let src_w = p.in_w / UP_W;".into());
+        line("    let in_plane = (p.in_h / UP_H) * src_w;".into());
         line("    let last_row = i32(p.in_h) - 1;".into());
+        for j in 0..col {
+            line(format!(
+                "    let y{j} = iy0 + {j}; let m{j} = y{j} >= 0 && y{j} <= last_row; let r{j} = u32(clamp(y{j}, 0, last_row)) / UP_H * src_w;"
+            ));
+        }
         line("    for (var ic = 0u; ic < p.ic_count; ic++) {".into());
         line("        let plane = (n * p.in_c + p.ic_base + ic) * in_plane;".into());
         line("        for (var kx = 0u; kx < p.k_w; kx++) {".into());
         line("            let ix = ix0 + i32(kx * p.dil_w);".into());
         line("            if ix < 0 || ix >= i32(p.in_w) { continue; }".into());
-        line("            let base = plane + u32(ix);".into());
+        line("            let base = plane + u32(ix) / UP_W;".into());
         for j in 0..col {
             line(format!(
-                "            let y{j} = iy0 + {j}; let c{j} = select(act(0.0), src[base + u32(clamp(y{j}, 0, last_row)) * p.in_w], y{j} >= 0 && y{j} <= last_row);"
+                "            let c{j} = select(act(0.0), src[base + r{j}], m{j});"
             ));
         }
         for ky in 0..k_h {

@@ -205,16 +205,16 @@ pub(crate) fn input_loop(sh: u32, sw: u32, span_h: u32, span_w: u32) -> String {
     for j in 0..span_h {
         w.push_str(&format!(
             "    let y{j} = iy0 + {j}; let my{j} = y{j} >= 0 && y{j} <= last_row; \
-             let ry{j} = u32(clamp(y{j}, 0, last_row)) * p.in_w;\n"
+             let ry{j} = u32(clamp(y{j}, 0, last_row)) / UP_H * (p.in_w / UP_W);\n"
         ));
     }
     for j in 0..span_w {
         w.push_str(&format!(
             "    let x{j} = ix0 + {j}; let mx{j} = x{j} >= 0 && x{j} <= last_col; \
-             let cx{j} = u32(clamp(x{j}, 0, last_col));\n"
+             let cx{j} = u32(clamp(x{j}, 0, last_col)) / UP_W;\n"
         ));
     }
-    w.push_str("    let in_plane = p.in_h * p.in_w;\n");
+    w.push_str("    let in_plane = (p.in_h / UP_H) * (p.in_w / UP_W);\n");
     w.push_str("    for (var ic = 0u; ic < p.ic_count; ic++) {\n");
     w.push_str("        let plane = (n * p.in_c + p.ic_base + ic) * in_plane;\n");
     w

@@ -11,10 +11,13 @@ pub struct CopyChannelsParams {
     pub dst_c: u32,
     pub dst_offset: u32,
     pub count: u32,
-    pub h: u32,
-    pub w: u32,
+    pub plane: u32,
+    pub row: u32,
     pub _pad: u32,
 }
+
+/// Workgroups in x of a copy's dispatch (each 64 values of the run); longer runs take rows.
+const MAX_GROUPS_X: u32 = 1024;
 
 /// Where a copy reads and writes, in channels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,23 +54,28 @@ pub fn prepare(
         label,
     } = cx;
     let pipeline = &kernels.copy_channels;
+    // The run of `count` channels each item copies, 64 values a workgroup, up to 1024 workgroups
+    // a row (then more rows).
+    let run = copy.count * h * w;
+    let groups_x = run.div_ceil(64).clamp(1, MAX_GROUPS_X);
     let params = CopyChannelsParams {
         src_c: copy.src_c,
         src_offset: copy.src_offset,
         dst_c: copy.dst_c,
         dst_offset: copy.dst_offset,
         count: copy.count,
-        h,
-        w,
+        plane: h * w,
+        row: 64 * groups_x,
         _pad: 0,
     };
+    let rows = run.div_ceil(params.row).max(1);
     super::step(
         gpu,
         label,
         pipeline,
         &params,
         &[src, dst],
-        [w.div_ceil(16), h.div_ceil(4)],
-        copy.count,
+        [groups_x, rows],
+        1,
     )
 }

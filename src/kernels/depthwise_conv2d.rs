@@ -38,6 +38,9 @@ pub struct DepthwiseParams {
     pub activation: u32,
     pub alpha: f32,
     pub beta: f32,
+    /// Channels of one item the generated kernel's x dimension covers (see [`Variant::groups`]).
+    pub channels_per_z: u32,
+    pub _pad: [u32; 3],
 }
 
 impl DepthwiseParams {
@@ -61,6 +64,8 @@ impl DepthwiseParams {
             activation,
             alpha,
             beta,
+            channels_per_z: 1,
+            _pad: [0; 3],
         }
     }
 }
@@ -102,12 +107,23 @@ impl Variant {
         [span(self.rows, 0), span(self.cols, 1)]
     }
 
-    /// Workgroups along x and y for an `out_h x out_w` output.
-    pub fn groups(&self, out_h: u32, out_w: u32) -> [u32; 2] {
-        [
-            out_w.div_ceil(WORKGROUP_X * self.cols),
-            out_h.div_ceil(self.rows),
-        ]
+    /// Channels of one item an x row of invocations covers for an output `out_w` wide: enough
+    /// that the column blocks of those channels fill whole workgroups (a 7 px wide map has 2
+    /// column blocks, so one channel would leave 14 of a workgroup's 16 lanes idle).
+    pub fn channels_per_z(&self, out_w: u32) -> u32 {
+        let blocks = out_w.div_ceil(self.cols).max(1);
+        WORKGROUP_X / gcd(blocks, WORKGROUP_X)
+    }
+
+    /// Workgroups along x and y for an `out_h x out_w` output of `channels`, and along z per
+    /// item: x covers the column blocks of [`Self::channels_per_z`] channels, z those slices.
+    pub fn groups(&self, out_h: u32, out_w: u32, channels: u32) -> ([u32; 2], u32) {
+        let per_z = self.channels_per_z(out_w);
+        let lanes = out_w.div_ceil(self.cols) * per_z;
+        (
+            [lanes.div_ceil(WORKGROUP_X), out_h.div_ceil(self.rows)],
+            channels.div_ceil(per_z),
+        )
     }
 
     /// WGSL: depthwise_conv2d.wgsl's declarations with the unrolled entry point `main`.
@@ -129,11 +145,23 @@ impl Variant {
         ));
         line(format!("@compute @workgroup_size({WORKGROUP_X}, 1, 1)"));
         line("fn main(@builtin(global_invocation_id) gid: vec3<u32>) {".into());
-        line(format!("    let ox0 = gid.x * {cols}u;"));
+        // x: column block `gid.x % blocks` of channel `gid.x / blocks` of the z slice's
+        // `channels_per_z`; z: item `n`, slice `gid.z % slices`.
+        line(format!(
+            "    let blocks = (p.out_w + {}u) / {cols}u;",
+            cols - 1
+        ));
+        line("    let slices = (p.channels + p.channels_per_z - 1u) / p.channels_per_z;".into());
+        line("    let in_slice = gid.x / blocks;".into());
+        line("    let c = (gid.z % slices) * p.channels_per_z + in_slice;".into());
+        line(format!("    let ox0 = (gid.x % blocks) * {cols}u;"));
         line(format!("    let oy0 = gid.y * {rows}u;"));
-        line("    if ox0 >= p.out_w || oy0 >= p.out_h { return; }".into());
-        line("    let c = gid.z % p.channels;".into());
-        line("    let plane = gid.z * p.in_h * p.in_w; // gid.z = n * channels + c".into());
+        line(
+            "    if in_slice >= p.channels_per_z || c >= p.channels || oy0 >= p.out_h { return; }"
+                .into(),
+        );
+        line("    let z = (gid.z / slices) * p.channels + c;".into());
+        line("    let plane = z * p.in_h * p.in_w;".into());
         line("    let bias = bias_slope[c];".into());
         for r in 0..rows {
             for x in 0..cols {
@@ -184,7 +212,7 @@ impl Variant {
             }
             line("    }".into());
         }
-        line("    let out_plane = gid.z * p.out_h * p.out_w;".into());
+        line("    let out_plane = z * p.out_h * p.out_w;".into());
         for r in 0..rows {
             for x in 0..cols {
                 line(format!(
@@ -196,4 +224,8 @@ impl Variant {
         line("}".into());
         w
     }
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 { a } else { gcd(b, a % b) }
 }

@@ -13,8 +13,9 @@ pub struct EdgeClampParams {
     pub w: u32,
     pub scale: i32,
     pub lost: i32,
-    pub cut: u32,
-    pub _pad: [u32; 2],
+    pub cut: i32,
+    pub in_h: u32,
+    pub in_w: u32,
 }
 
 /// Where an item's tile lies: its first input pixel (`x0`, `y0`, negative where the tile's
@@ -22,10 +23,17 @@ pub struct EdgeClampParams {
 /// pixels; a width of 0 leaves the item as it is.
 pub type Geometry = [i32; 4];
 
-/// The source index of value pixel `i` of `len` whose image pixel is `first + i` (see the shader).
-fn source(i: u32, first: i64, size: i64, len: u32) -> usize {
-    let g = (first + i as i64).clamp(0, size - 1);
-    (g - first).clamp(0, len as i64 - 1) as usize
+/// The input index of output pixel `i` along one axis, input pixel 0 being image pixel `origin`
+/// and output pixel `i` input pixel `i + cut`; the image is `size` pixels (0: no image, the item
+/// as it is) and the input `len` (see the shader).
+fn source(i: u32, origin: i64, cut: i64, size: i64, len: u32) -> usize {
+    let at = i64::from(i) + cut;
+    let at = if size > 0 {
+        (origin + at).clamp(0, size - 1) - origin
+    } else {
+        at
+    };
+    at.clamp(0, i64::from(len) - 1) as usize
 }
 
 /// CPU reference over `geometry.len()` items of input shape `s`.
@@ -36,8 +44,11 @@ pub fn reference(
     s: ItemShape,
 ) -> Vec<f32> {
     let (h, w) = (s.h as usize, s.w as usize);
-    let (scale, first) = (i64::from(spec.scale), i64::from(spec.lost + spec.cut));
-    let cut = spec.cut as usize;
+    let (scale, lost, cut) = (
+        i64::from(spec.scale),
+        i64::from(spec.lost),
+        i64::from(spec.cut),
+    );
     let o = spec.output(s);
     let mut out = Vec::with_capacity(input.len());
     for (n, g) in geometry.iter().enumerate() {
@@ -45,16 +56,10 @@ pub fn reference(
         for c in 0..s.c as usize {
             let plane = &input[(n * s.c as usize + c) * h * w..][..h * w];
             for y in 0..o.h {
+                let sy = source(y, scale * y0 + lost, cut, scale * height, s.h);
                 for x in 0..o.w {
-                    let (sx, sy) = if width > 0 {
-                        (
-                            source(x, scale * x0 + first, scale * width, o.w),
-                            source(y, scale * y0 + first, scale * height, o.h),
-                        )
-                    } else {
-                        (x as usize, y as usize)
-                    };
-                    out.push(plane[(sy + cut) * w + sx + cut]);
+                    let sx = source(x, scale * x0 + lost, cut, scale * width, s.w);
+                    out.push(plane[sy * w + sx]);
                 }
             }
         }
@@ -76,9 +81,10 @@ pub fn prepare(
         h: o.h,
         w: o.w,
         scale: spec.scale as i32,
-        lost: spec.lost as i32,
+        lost: spec.lost,
         cut: spec.cut,
-        _pad: [0; 2],
+        in_h: s.h,
+        in_w: s.w,
     };
     super::step(
         cx.gpu,

@@ -491,10 +491,13 @@ impl Blocking {
             }
         }
         line("    }".into());
+        for v in 0..pv {
+            line(format!("    let out{v} = out_at(n, q0 + {}u);", 4 * v));
+        }
         for o in 0..ob {
             for v in 0..pv {
                 line(format!(
-                    "    store4(n, oc0 + {o}u, q0 + {}u, a{o}_{v});",
+                    "    store4(oc0 + {o}u, q0 + {}u, out{v}, a{o}_{v});",
                     4 * v
                 ));
             }

@@ -7,6 +7,7 @@
 pub mod binary;
 pub mod conv2d;
 pub mod conv2d_narrow;
+pub mod conv2d_operands;
 pub mod conv_transpose2d;
 pub mod copy_block;
 pub mod copy_channels;
@@ -143,6 +144,9 @@ pub(crate) fn shader(name: &str) -> &'static str {
         .expect("every kernel's shader is listed in SHADERS")
 }
 
+/// A conv2d pipeline's variant, fused upsample factors and in-place layout.
+type Conv2dKey = (conv2d::Variant, [u32; 2], bool);
+
 /// The compiled pipelines, built once per device and reused for every batch. Pipelines that take
 /// pipeline constants are built on first use, once per set of constants.
 pub struct Kernels {
@@ -169,10 +173,13 @@ pub struct Kernels {
     pub softmax: wgpu::ComputePipeline,
     pub normalize: wgpu::ComputePipeline,
     pub gemv: wgpu::ComputePipeline,
-    pub(crate) conv2d_layout: wgpu::BindGroupLayout,
-    conv2d_pipeline_layout: wgpu::PipelineLayout,
+    /// conv2d.wgsl's bind group layouts and pipeline layouts: `src` read-only, and read-write
+    /// (`conv2d::bind_group_layout`'s `in_place`).
+    conv2d_layouts: [wgpu::BindGroupLayout; 2],
+    conv2d_pipeline_layouts: [wgpu::PipelineLayout; 2],
     /// conv2d pipelines by variant.
-    conv2d: Mutex<HashMap<conv2d::Variant, wgpu::ComputePipeline>>,
+    /// By variant, fused upsample factors (`[1, 1]`: none) and in-place layout.
+    conv2d: Mutex<HashMap<Conv2dKey, wgpu::ComputePipeline>>,
     /// Fused elementwise pipelines by their generated source.
     elementwise: Mutex<HashMap<String, wgpu::ComputePipeline>>,
     pub(crate) gemm_layout: wgpu::BindGroupLayout,
@@ -205,7 +212,8 @@ impl Kernels {
             }
         };
         let device = &gpu.device;
-        let conv2d_layout = conv2d::bind_group_layout(device);
+        let conv2d_layouts =
+            [false, true].map(|in_place| conv2d::bind_group_layout(device, in_place));
         let pipeline_layout = |label, layout| {
             device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                 label: Some(label),
@@ -213,7 +221,10 @@ impl Kernels {
                 immediate_size: 0,
             })
         };
-        let conv2d_pipeline_layout = pipeline_layout("conv2d", &conv2d_layout);
+        let conv2d_pipeline_layouts = [
+            pipeline_layout("conv2d", &conv2d_layouts[0]),
+            pipeline_layout("conv2d in place", &conv2d_layouts[1]),
+        ];
         let gemm_layout = gemm::bind_group_layout(device);
         let gemm_pipeline_layout = pipeline_layout("gemm", &gemm_layout);
         Self {
@@ -240,8 +251,8 @@ impl Kernels {
             softmax: compile("softmax", "softmax.wgsl"),
             normalize: compile("normalize", "normalize.wgsl"),
             gemv: compile("gemv", "gemv.wgsl"),
-            conv2d_layout,
-            conv2d_pipeline_layout,
+            conv2d_layouts,
+            conv2d_pipeline_layouts,
             conv2d: Mutex::new(HashMap::new()),
             elementwise: Mutex::new(HashMap::new()),
             gemm_layout,
@@ -286,22 +297,44 @@ impl Kernels {
 
     /// The conv2d pipeline for a variant (kernel height, vertical stride, dilation, rows).
     pub fn conv2d(&self, variant: conv2d::Variant) -> wgpu::ComputePipeline {
+        self.conv2d_with(variant, [1, 1], false)
+    }
+
+    /// conv2d.wgsl's bind group layout; `in_place`: `src` and `skip` read-write (one buffer bound
+    /// as input and output).
+    pub(crate) fn conv2d_layout(&self, in_place: bool) -> &wgpu::BindGroupLayout {
+        &self.conv2d_layouts[usize::from(in_place)]
+    }
+
+    /// The conv2d pipeline for a variant reading its input upsampled by `factor` (nearest: a
+    /// fused Resize; `[1, 1]`: none), for `conv2d_layout(in_place)`.
+    pub fn conv2d_with(
+        &self,
+        variant: conv2d::Variant,
+        factor: [u32; 2],
+        in_place: bool,
+    ) -> wgpu::ComputePipeline {
         let mut cache = self.conv2d.lock().expect("pipeline cache lock");
         cache
-            .entry(variant)
+            .entry((variant, factor, in_place))
             .or_insert_with(|| {
-                let source = std::env::var("BATCHWISE_EXPERIMENT_CONV2D")
+                let mut source = std::env::var("BATCHWISE_EXPERIMENT_CONV2D")
                     .ok()
                     .and_then(|p| std::fs::read_to_string(p).ok())
                     .unwrap_or_else(|| variant.source());
+                if in_place {
+                    source = source.replace("var<storage, read> ", "var<storage, read_write> ");
+                }
                 let constants = [
                     ("K_H", variant.k_h as f64),
                     ("STRIDE_H", variant.stride_h as f64),
                     ("DIL_H", variant.dil_h as f64),
+                    ("UP_H", factor[0] as f64),
+                    ("UP_W", factor[1] as f64),
                 ];
                 self.pipeline(
                     "conv2d",
-                    Some(&self.conv2d_pipeline_layout),
+                    Some(&self.conv2d_pipeline_layouts[usize::from(in_place)]),
                     source,
                     &constants,
                 )

@@ -85,7 +85,9 @@ fn check_layer(layer: &Layer) -> std::result::Result<(), String> {
         None => Ok(()),
     };
     match &layer.op {
-        LayerOp::Conv2d(s) | LayerOp::Conv2dResidual { spec: s, .. } => {
+        LayerOp::Conv2d(s)
+        | LayerOp::Conv2dResidual { spec: s, .. }
+        | LayerOp::Conv2dUpsampled { spec: s, .. } => {
             window("a kernel side", &[s.k_h, s.k_w])?;
             window("a stride", &s.stride)?;
             window("a dilation", &s.dilation)?;

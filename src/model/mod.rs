@@ -25,6 +25,13 @@ pub enum LayerOp {
         spec: Conv2dSpec,
         residual: Residual,
     },
+    /// A dense convolution of `inputs[0]` upsampled (nearest) by whole `factor`s (height,
+    /// width): a `ResizeNearest` fused in (`passes::fuse_upsample`). The kernel reads input
+    /// pixel `(y / f, x / f)`; the upsampled value is never stored.
+    Conv2dUpsampled {
+        spec: Conv2dSpec,
+        factor: [u32; 2],
+    },
     ConvTranspose2d(ConvTranspose2dSpec),
     DepthToSpace(DepthToSpaceSpec),
     /// Nearest-neighbour upscale by whole factors (height, width).
@@ -107,6 +114,7 @@ impl LayerOp {
             LayerOp::Conv2d(s) if s.is_depthwise() => "depthwise Conv",
             LayerOp::Conv2d(_) => "Conv",
             LayerOp::Conv2dResidual { .. } => "Conv + Add",
+            LayerOp::Conv2dUpsampled { .. } => "Resize + Conv",
             LayerOp::ConvTranspose2d(_) => "ConvTranspose",
             LayerOp::DepthToSpace(_) => "DepthToSpace",
             LayerOp::ResizeNearest(_) | LayerOp::ResizeFilter(_) => "Resize",
@@ -129,22 +137,26 @@ impl LayerOp {
 /// Where a value's pixels lie in the image: value pixel `x` of an item is image pixel
 /// `scale * x0 + lost + x`, `x0` being the item's first input pixel (its tile's corner minus the
 /// context), `scale` the value's pixels per input pixel and `lost` the value pixels the layers
-/// before it lost at each border (padding-free convolutions).
+/// before it lost at each border (padding-free convolutions; negative where a step before padded
+/// its input beyond the tile).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EdgeClampSpec {
     pub scale: u32,
-    pub lost: u32,
-    /// Pixels cut off each border (the context the steps before this one needed).
-    pub cut: u32,
+    pub lost: i32,
+    /// Pixels cut off each border (the context the steps before this one needed), or added at
+    /// each border where negative (a step padding its own input on a tile that covers its whole
+    /// image, see [`crate::chain::Tiling::WholeImages`]).
+    pub cut: i32,
 }
 
 impl EdgeClampSpec {
     /// The output for an input of shape `s`, if anything is left of it.
     pub fn output(&self, s: ItemShape) -> ItemShape {
+        let side = |n: u32| (i64::from(n) - 2 * i64::from(self.cut)).clamp(0, i64::from(u32::MAX));
         ItemShape {
             c: s.c,
-            h: s.h.saturating_sub(2 * self.cut),
-            w: s.w.saturating_sub(2 * self.cut),
+            h: side(s.h) as u32,
+            w: side(s.w) as u32,
         }
     }
 }
@@ -170,6 +182,9 @@ impl Layer {
         };
         match &self.op {
             LayerOp::Conv2d(spec) | LayerOp::Conv2dResidual { spec, .. } => spec.macs(s.h, s.w),
+            LayerOp::Conv2dUpsampled { spec, factor } => {
+                spec.macs(s.h * factor[0], s.w * factor[1])
+            }
             LayerOp::ConvTranspose2d(spec) => spec.macs(s.h, s.w),
             LayerOp::Tensor(TensorOp::MatMul { spec, .. }) => spec.count() as u64 * spec.k as u64,
             _ => 0,
@@ -257,6 +272,16 @@ impl Model {
                         w,
                     })
                     .filter(|out| inputs.get(1) == Some(out)),
+                LayerOp::Conv2dUpsampled { spec, factor } => input
+                    .h
+                    .checked_mul(factor[0])
+                    .zip(input.w.checked_mul(factor[1]))
+                    .and_then(|(h, w)| spec.output_hw(h, w))
+                    .map(|(h, w)| ItemShape {
+                        c: spec.out_c,
+                        h,
+                        w,
+                    }),
                 LayerOp::ConvTranspose2d(s) => s
                     .output_hw(input.h, input.w)
                     .map(|(h, w)| ItemShape { c: s.out_c, h, w }),

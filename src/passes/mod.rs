@@ -13,13 +13,18 @@
 //!    every output phase, then DepthToSpace.
 //! 4. [`fuse_residual`]: an Add after a dense convolution runs inside it.
 //! 5. [`fuse_elementwise`]: trees of elementwise layers run as one generated kernel.
-//! 6. [`prune`]: layers that feed no output are dropped.
+//! 6. [`concat_alias`]: a Concat of one input is that input.
+//! 7. [`fuse_upsample`]: a nearest upsample by whole factors read only by convolutions runs
+//!    inside them (each reads the small input at `(y / f, x / f)`).
+//! 8. [`prune`]: layers that feed no output are dropped.
 
+pub mod concat_alias;
 pub mod conv_transpose_phases;
 pub mod fold_affine;
 pub mod fuse_activation;
 pub mod fuse_elementwise;
 pub mod fuse_residual;
+pub mod fuse_upsample;
 pub mod prune;
 
 use crate::model::Model;
@@ -33,6 +38,10 @@ pub struct PassCounts {
     pub fused_residuals: usize,
     /// Elementwise layers folded into the tree of the layer that reads them.
     pub fused_elementwise: usize,
+    /// Concats of one input replaced by it.
+    pub aliased_concats: usize,
+    /// Nearest upsamples fused into the convolutions that read them.
+    pub fused_upsamples: usize,
 }
 
 /// Every pass, in order.
@@ -43,6 +52,8 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
     let (model, phase_rewrites) = conv_transpose_phases::apply(model);
     let (model, fused_residuals) = fuse_residual::apply(model);
     let (model, fused_elementwise) = fuse_elementwise::apply(model);
+    let (model, aliased_concats) = concat_alias::apply(model);
+    let (model, fused_upsamples) = fuse_upsample::apply(model);
     let model = prune::apply(model);
     (
         model,
@@ -52,6 +63,8 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
             phase_rewrites,
             fused_residuals,
             fused_elementwise,
+            aliased_concats,
+            fused_upsamples,
         },
     )
 }
@@ -60,7 +73,9 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
 /// that each pass is tested as "same function before and after" on random inputs.
 #[cfg(test)]
 pub(crate) mod cpu {
-    use crate::kernels::{binary, conv_transpose2d, conv2d, depth_to_space, elementwise};
+    use crate::kernels::{
+        binary, conv_transpose2d, conv2d, depth_to_space, elementwise, resize_nearest,
+    };
     use crate::model::{ItemShape, Layer, LayerOp, Model, Residual, ValueId};
 
     /// Runs `model` on one item `[C, h, w]`; returns the output.
@@ -83,6 +98,8 @@ pub(crate) mod cpu {
                     let (a, b) = (l.inputs[0], l.inputs[1]);
                     binary::reference(*op, &values[a], shapes[a], &values[b], shapes[b], 1)
                 }
+                // One item: its channels one after another.
+                LayerOp::Concat => l.inputs.iter().flat_map(|&v| values[v].clone()).collect(),
                 _ => layer(l, &values, s, shapes[l.output]),
             };
             values[l.output] = out;
@@ -94,6 +111,12 @@ pub(crate) mod cpu {
         let x = &values[l.inputs[0]];
         match &l.op {
             LayerOp::Conv2d(spec) => conv2d::reference(spec, x, 1, s.h, s.w, &l.weights, &l.bias),
+            LayerOp::ResizeNearest(f) => resize_nearest::reference(x, s.c, s.h, s.w, *f),
+            LayerOp::Conv2dUpsampled { spec, factor } => {
+                let up = resize_nearest::reference(x, s.c, s.h, s.w, *factor);
+                let (h, w) = (s.h * factor[0], s.w * factor[1]);
+                conv2d::reference(spec, &up, 1, h, w, &l.weights, &l.bias)
+            }
             LayerOp::Conv2dResidual { spec, residual } => {
                 let plain = crate::model::Conv2dSpec {
                     activation: crate::model::Activation::None,
@@ -495,6 +518,67 @@ mod tests {
         }
         assert!(fused.layers.len() < m.layers.len());
         assert!(same_function(&m, &fused) < 1e-5);
+    }
+
+    /// A Concat of one input goes, its reader reading the input; an output Concat stays.
+    #[test]
+    fn concat_alias_replaces_a_one_input_concat() {
+        let m = model(
+            3,
+            vec![
+                conv_layer(&conv(3, 4, 3), 0, 1, 14),
+                layer_of(LayerOp::Concat, vec![1], 2),
+                conv_layer(&conv(4, 2, 3), 2, 3, 15),
+                layer_of(LayerOp::Concat, vec![3], 4),
+            ],
+            4,
+        );
+        let (aliased, n) = super::concat_alias::apply(m.clone());
+        assert_eq!(n, 1);
+        assert_eq!(aliased.layers.len(), 3);
+        assert_eq!(aliased.layers[1].inputs, [1]);
+        assert!(same_function(&m, &aliased) < 1e-6);
+    }
+
+    /// A nearest upsample read only by dense convolutions runs inside them; one a 1x1
+    /// convolution (gemm.wgsl) or another layer reads stays.
+    #[test]
+    fn fuse_upsample_fuses_into_the_convolutions_that_read_it() {
+        let up = |input, output| layer_of(LayerOp::ResizeNearest([2, 3]), vec![input], output);
+        let m = model(
+            3,
+            vec![
+                conv_layer(&conv(3, 4, 3), 0, 1, 16),
+                up(1, 2),
+                conv_layer(&conv(4, 5, 3), 2, 3, 17),
+                conv_layer(&conv(4, 5, 3), 2, 4, 18),
+                layer_of(LayerOp::Binary(BinaryOp::Add), vec![3, 4], 5),
+            ],
+            5,
+        );
+        let (fused, n) = super::fuse_upsample::apply(m.clone());
+        assert_eq!(n, 1);
+        assert_eq!(fused.layers.len(), 4);
+        for l in &fused.layers[1..3] {
+            assert!(matches!(
+                l.op,
+                LayerOp::Conv2dUpsampled { factor: [2, 3], .. }
+            ));
+            assert_eq!(l.inputs, [1]);
+        }
+        assert!(same_function(&m, &fused) < 1e-5);
+        let pointwise = model(3, vec![up(0, 1), conv_layer(&conv(3, 4, 1), 1, 2, 19)], 2);
+        assert_eq!(super::fuse_upsample::apply(pointwise).1, 0);
+        let read_elsewhere = model(
+            3,
+            vec![
+                up(0, 1),
+                conv_layer(&conv(3, 3, 3), 1, 2, 20),
+                layer_of(LayerOp::Binary(BinaryOp::Add), vec![1, 2], 3),
+            ],
+            3,
+        );
+        assert_eq!(super::fuse_upsample::apply(read_elsewhere).1, 0);
     }
 
     /// Layers that feed no output go; the rest keep their value ids.

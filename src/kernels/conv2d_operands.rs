@@ -1,0 +1,33 @@
+//! Where a convolution on conv2d.wgsl's kernels finds its input and output (a channel slice of
+//! a Concat done in place: `engine/placement.rs`) and how it reads its input (upsampled: a
+//! fused nearest Resize).
+
+/// A value held as a channel slice of a larger one's buffer (a Concat done in place): the larger
+/// value's channels per item and the slice's first channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelSlice {
+    pub item_c: u32,
+    pub offset: u32,
+}
+
+/// Where a convolution's input and output lie in their buffers and how it reads its input; the
+/// default: each is a whole buffer of its own, read as it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Operands {
+    /// The input read from a channel slice (None: its own buffer).
+    pub src: Option<ChannelSlice>,
+    /// The output written into a channel slice (None: its own buffer).
+    pub dst: Option<ChannelSlice>,
+    /// The input read upsampled (nearest) by these factors: a fused Resize (`[1, 1]`: none).
+    pub upsample: [u32; 2],
+}
+
+impl Default for Operands {
+    fn default() -> Self {
+        Self {
+            src: None,
+            dst: None,
+            upsample: [1, 1],
+        }
+    }
+}
