@@ -475,6 +475,10 @@ impl Conv2dLayer {
         io: Operands,
         scratch: Option<super::winograd_gemm::Scratch>,
     ) -> Step {
+        if let Implementation::Split(w) = &self.imp {
+            let placed = super::winograd_gemm::Placed::of(&self.spec, &io);
+            return w.prepare(cx, [src, dst], [in_h, in_w], residual, scratch, placed);
+        }
         let Bind {
             gpu,
             kernels,
@@ -489,10 +493,7 @@ impl Conv2dLayer {
             residual.is_none() || !s.is_depthwise(),
             "residuals fuse into dense convolutions only"
         );
-        let blocked = matches!(
-            self.imp,
-            Implementation::Blocked { .. } | Implementation::Split(_)
-        );
+        let blocked = matches!(self.imp, Implementation::Blocked { .. });
         assert!(
             (io == Operands::default() || blocked) && (residual.is_none() || io.dst.is_none()),
             "slices and upsampling are for conv2d.wgsl's kernels, a residual for whole outputs"
@@ -505,17 +506,7 @@ impl Conv2dLayer {
                 let layout = super::gemm::Layout::planes(s.in_c, s.out_c, in_h * in_w);
                 return g.prepare(Bind::new(gpu, kernels, label), src, dst, layout, residual);
             }
-            Implementation::Split(w) => {
-                let bind = Bind::new(gpu, kernels, label);
-                let placed = super::winograd_gemm::Placed {
-                    src: (src_c, src_offset),
-                    dst: (dst_c, dst_offset),
-                    upsample: io.upsample,
-                };
-                // The input as `src` holds it: the transform upsamples.
-                let held = [in_h / io.upsample[0], in_w / io.upsample[1]];
-                return w.prepare(bind, [src, dst], held, residual, scratch, placed);
-            }
+            Implementation::Split(_) => unreachable!("prepared above"),
             Implementation::Depthwise {
                 weights,
                 bias_slope,

@@ -89,12 +89,12 @@ pub struct Placed {
 }
 
 impl Placed {
-    /// Input and output each a whole buffer of their own, read as they are.
-    pub fn whole(spec: &Conv2dSpec) -> Self {
+    /// Where conv2d's operands say.
+    pub fn of(spec: &Conv2dSpec, io: &super::conv2d::Operands) -> Self {
         Self {
-            src: (spec.in_c, 0),
-            dst: (spec.out_c, 0),
-            upsample: [1, 1],
+            src: io.src.map_or((spec.in_c, 0), |v| (v.item_c, v.offset)),
+            dst: io.dst.map_or((spec.out_c, 0), |v| (v.item_c, v.offset)),
+            upsample: io.upsample,
         }
     }
 }
