@@ -301,6 +301,29 @@ fn run_fixed(
     Ok(BenchReport::new(engine, &choice.id, workload, plan, rows))
 }
 
+/// A chain whose images each fit one `tile` runs composed for whole images, as its job would
+/// (`job::plan::whole_images`): that chain with its model loaded; else None and `model`.
+fn whole_images(
+    engine: &Engine,
+    builtin: &ModelChoice,
+    model: crate::engine::GpuModel,
+    images: &[RgbaImage],
+    tile: u32,
+) -> Result<(Option<ModelChoice>, crate::engine::GpuModel)> {
+    let fit = images
+        .iter()
+        .all(|i| i.width() <= tile && i.height() <= tile);
+    let whole = match fit {
+        true => crate::chain::for_whole_images(builtin)?,
+        false => None,
+    };
+    let model = match &whole {
+        Some(whole) => engine.load_with(whole.model.clone(), model.precision)?,
+        None => model,
+    };
+    Ok((whole, model))
+}
+
 /// GPU time of one batch (mean of two, from timestamp queries), where the adapter has them.
 fn gpu_ms_per_batch(
     up: &TiledUpscaler,
@@ -370,16 +393,7 @@ pub fn run(
                 .min(fits)
         }
     };
-    // A chain whose images each fit one tile runs composed for whole images, as its job would.
-    let fit = images
-        .iter()
-        .all(|i| i.width() <= tile && i.height() <= tile);
-    let whole = fit.then(|| crate::chain::for_whole_images(builtin));
-    let whole = whole.transpose()?.flatten();
-    let model = match &whole {
-        Some(whole) => engine.load_with(whole.model.clone(), precision)?,
-        None => model,
-    };
+    let (whole, model) = whole_images(engine, builtin, model, &images, tile)?;
     let builtin = whole.as_ref().unwrap_or(builtin);
     let refs: Vec<&RgbaImage> = images.iter().collect();
     // On given files (Tune), batch sizes beyond the first that holds every tile measure nothing new.
