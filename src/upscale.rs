@@ -142,7 +142,7 @@ impl TiledUpscaler {
             ),
             (_, Some(side)) => side - 2 * spec.context,
             (Some(t), None) => t,
-            (None, None) => auto_tile(engine, &model.model, model.precision, &spec, depth)?,
+            (None, None) => auto_tile(engine, model, &spec, depth)?,
         };
         let side = tile + 2 * spec.context;
         let runner = BatchRunner::with_binding_limit(
@@ -446,21 +446,19 @@ impl TiledUpscaler {
     }
 }
 
-/// The largest tile size whose single item fits the adapter's buffer binding limit (a batch larger
+/// The tile Auto picks for `model`: the largest of [`AUTO_TILE_SIZES`] whose single item's largest
+/// buffer (the split Winograd's scratch included) fits the adapter's binding limit (a batch larger
 /// than one binding is split into lanes).
-/// The tile Auto picks for `model`: the largest of [`AUTO_TILE_SIZES`] whose largest buffer fits
-/// the adapter's binding limit.
-pub fn auto_tile(
+fn auto_tile(
     engine: &Engine,
-    model: &crate::model::Model,
-    precision: crate::kernels::Precision,
+    model: &GpuModel,
     spec: &ImageModelSpec,
     depth: PixelDepth,
 ) -> Result<u32> {
     let limit = engine.gpu.limits.max_storage_buffer_binding_size;
     for &tile in AUTO_TILE_SIZES {
         let side = tile + 2 * spec.context;
-        let Ok(item) = ItemBytes::of(model, side, side, precision, depth) else {
+        let Ok(item) = ItemBytes::of_loaded(model, side, side, depth) else {
             continue;
         };
         if item.largest_buffer <= limit {

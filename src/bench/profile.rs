@@ -57,6 +57,24 @@ pub fn profile(
             _ => rows.push(row(model, &shapes, t)),
         }
     }
+    // A layer that runs no step of its own (a Concat done in place: its inputs were written
+    // into its buffer) still gets its row, after the layer before it, at no cost.
+    for i in 0..model.layers.len() {
+        if rows.iter().any(|r| r.layer == Some(i)) {
+            continue;
+        }
+        let before = rows.iter().rposition(|r| r.layer.is_some_and(|l| l < i));
+        let at = before.map_or(rows.len().min(1), |p| p + 1);
+        let free = StepTime {
+            layer: Some(i),
+            label: String::new(),
+            dispatches: 0,
+            ms: 0.0,
+        };
+        let mut row = row(model, &shapes, &free);
+        row.op.push_str(" (in place, no dispatch)");
+        rows.insert(at, row);
+    }
     let mut macs = 0u64;
     for r in &mut rows {
         r.share = r.ms / total_ms.max(1e-12);

@@ -82,7 +82,7 @@ pub fn dry_run(engine: &Engine, spec: &JobSpec) -> Result<DryRun> {
     let (planned, _, _) = survey(spec)?;
     // With --keep-steps the memory planned counts the kept steps' buffers.
     let keeping = super::keeping_steps(spec)?;
-    let whole = super::plan::whole_images(engine, &keeping, &planned)?;
+    let whole = super::plan::whole_images(&keeping, &planned)?;
     let spec: &JobSpec = whole.as_ref().unwrap_or(&keeping);
     let model = engine.load_with(spec.model.model.clone(), spec.precision)?;
     let budget = super::memory_budget(engine, spec);

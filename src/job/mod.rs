@@ -328,7 +328,7 @@ pub fn run(
     };
     let source = pipeline::Source::Files;
     let keeping = keeping_steps(spec)?;
-    let whole = plan::whole_images(engine, &keeping, &planned)?;
+    let whole = plan::whole_images(&keeping, &planned)?;
     let spec: &JobSpec = whole.as_ref().unwrap_or(&keeping);
     let model = engine.load_with(spec.model.model.clone(), spec.precision)?;
     let run = (started, planned, source, outputs);

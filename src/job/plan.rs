@@ -48,28 +48,15 @@ pub(crate) fn collects(spec: &JobSpec) -> bool {
 /// A chain's job whose every image to do fits one tile: `spec` with the chain composed for whole
 /// images ([`crate::chain::Tiling::WholeImages`]: its steps compute no context beyond the images
 /// for the steps after them, as the steps run as separate jobs would not) and that tile pinned, so
-/// that every item is one whole image. None for one model, and where an image is larger than the
-/// tile or its header cannot be read (the chain then runs in tiles).
-pub(crate) fn whole_images(
-    engine: &crate::engine::Engine,
-    spec: &JobSpec,
-    planned: &Planned,
-) -> Result<Option<JobSpec>> {
+/// that every item is one whole image. None for one model, for Auto's tile, and where an image is
+/// larger than the tile or its header cannot be read (the chain then runs in tiles).
+pub(crate) fn whole_images(spec: &JobSpec, planned: &Planned) -> Result<Option<JobSpec>> {
     let Some(model) = crate::chain::for_whole_images(&spec.model)? else {
         return Ok(None);
     };
-    let tiled = crate::chain::prefix(&model)?.unwrap_or_else(|| model.clone());
-    let tile = match spec.tile_size {
-        Some(tile) => tile,
-        None => {
-            // 16-bit pixel buffers: no smaller a tile than an 8-bit input would get.
-            let depth = crate::kernels::pack::PixelDepth::Sixteen;
-            let (m, precision) = (&tiled.model, spec.precision);
-            match crate::upscale::auto_tile(engine, m, precision, &tiled.spec, depth) {
-                Ok(tile) => tile,
-                Err(_) => return Ok(None),
-            }
-        }
+    // Only for a tile asked for: Auto's tile depends on the kernels the loaded model runs.
+    let Some(tile) = spec.tile_size else {
+        return Ok(None);
     };
     let fits = |path: &PathBuf| {
         // Regular files only: a named pipe would block the reader.
