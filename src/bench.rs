@@ -92,18 +92,10 @@ fn job_spec(
     out: std::path::PathBuf,
 ) -> crate::job::JobSpec {
     crate::job::JobSpec {
-        inputs: Vec::new(),
-        model: model.clone(),
         batch_size: batch,
         tile_size: tile,
-        output_dir: out,
         precision,
-        analysis: Default::default(),
-        export: Default::default(),
-        shard: None,
-        memory_budget: None,
-        roots: Vec::new(),
-        max_item_bytes: None,
+        ..crate::job::JobSpec::new(model.clone(), Vec::new(), out)
     }
 }
 

@@ -115,7 +115,9 @@ fn a_job_of_images_within_one_tile_runs_the_chain_for_whole_images() {
         (64, per_item(&whole, 64 + 2 * whole.spec.context)),
         (32, per_item(&tiled, 32 + 2 * tiled.spec.context)),
     ] {
+        // In 32 px tiles composed (it would run step by step: `tests/chain_steps.rs`).
         let out = common::batchwise()
+            .env("BATCHWISE_CHAIN", "composed")
             .args(["run", "--dry-run", "--json", "-m", id, "--tile-size"])
             .arg(tile.to_string())
             .arg("-o")
@@ -463,6 +465,22 @@ fn a_chain_equals_two_jobs_through_16_bit_files() {
     run("enhance-low-light", &input, &mid);
     run("upscale-photo-2x", &mid, &out);
     run("enhance-low-light,upscale-photo-2x", &input, &chained);
+    // In 24 px tiles the chain runs step by step; composed on request.
+    let composed = dir.path().join("composed");
+    common::batchwise()
+        .env("BATCHWISE_CHAIN", "composed")
+        .args([
+            "run",
+            "--tile-size",
+            "24",
+            "-m",
+            "enhance-low-light,upscale-photo-2x",
+        ])
+        .arg("-o")
+        .arg(&composed)
+        .arg(&input)
+        .assert()
+        .success();
     let read = |p: std::path::PathBuf| image::open(p).unwrap().to_rgba16();
     let two_jobs = read(out.join("photo.png"));
     assert_eq!(two_jobs.dimensions(), (120, 88));
@@ -481,7 +499,7 @@ fn a_chain_equals_two_jobs_through_16_bit_files() {
         .arg(&input)
         .assert()
         .success();
-    for chain in [chained, whole] {
+    for chain in [chained, composed, whole] {
         let chain = read(chain.join("photo.png"));
         assert_eq!(two_jobs.dimensions(), chain.dimensions());
         let worst = two_jobs
@@ -522,11 +540,16 @@ fn a_chains_memory_is_its_peak_step_not_the_sum() {
 /// Auto batch and out-of-memory halving work on a chain as on one model: a small budget gives a
 /// smaller Auto batch; an out-of-memory error (injected: lavapipe has memory to spare) allocating
 /// the batch or running it halves it and retries the same tiles.
+/// In 16 px tiles the chain runs step by step (`tests/chain_steps.rs`); composed too.
 #[test]
 fn auto_batch_and_out_of_memory_halving_cover_a_chain() {
     let runs = common::PhotoRuns::new(&["-m", "enhance-low-light,upscale-photo-2x"]);
     runs.assert_auto_fits_the_budget();
     runs.assert_out_of_memory_halves_the_batch();
+    let composed = common::PhotoRuns::new(&["-m", "enhance-low-light,upscale-photo-2x"])
+        .with_env("BATCHWISE_CHAIN", "composed");
+    composed.assert_auto_fits_the_budget();
+    composed.assert_out_of_memory_halves_the_batch();
 }
 
 /// Runs `batchwise run` with `args` on `input` into `out`; the output folder's files by name.
@@ -560,8 +583,9 @@ use image::GenericImageView as _;
 /// tiled otherwise (24 px tiles, and one tile for the whole image), within one 8-bit level: the
 /// chain computes the same step on the same pixels, and only the sums' order inside the kernels
 /// (other tile sizes) may move a value across a rounding edge. Its 16 px tiles cut the image
-/// into 12, so a seam would show as many levels. The final output is bit-equal to the run
-/// without `--keep-steps`; a rerun finds everything done.
+/// into 12, so a seam would show as many levels. The final output is bit-equal to the composed
+/// run without `--keep-steps` (in such small tiles the chain would run step by step, within one
+/// level of it: `tests/chain_steps.rs`); a rerun finds everything done.
 #[test]
 fn kept_steps_equal_each_step_alone_and_leave_the_output_unchanged() {
     let dir = tempfile::tempdir().unwrap();
@@ -580,7 +604,15 @@ fn kept_steps_equal_each_step_alone_and_leave_the_output_unchanged() {
         &input,
         &out("keep"),
     );
-    run_into(&chain, &input, &out("plain"));
+    common::batchwise()
+        .env("BATCHWISE_CHAIN", "composed")
+        .arg("run")
+        .args(chain)
+        .arg("-o")
+        .arg(out("plain"))
+        .arg(&input)
+        .assert()
+        .success();
     run_into(
         &["-m", "enhance-low-light", "--tile-size", "24"],
         &input,

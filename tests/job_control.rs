@@ -19,19 +19,11 @@ use batchwise::builtin;
 use batchwise::job::{self, Control, ItemStatus, JobEvent, JobSpec};
 
 fn spec(inputs: Vec<std::path::PathBuf>, out: &std::path::Path) -> JobSpec {
+    let model = builtin::find("upscale-photo-2x").unwrap().choice().unwrap();
     JobSpec {
-        inputs,
-        model: builtin::find("upscale-photo-2x").unwrap().choice().unwrap(),
         batch_size: 2,
         tile_size: Some(16),
-        output_dir: out.to_path_buf(),
-        precision: Default::default(),
-        analysis: Default::default(),
-        export: Default::default(),
-        shard: None,
-        memory_budget: None,
-        roots: Vec::new(),
-        max_item_bytes: None,
+        ..JobSpec::new(model, inputs, out.to_path_buf())
     }
 }
 

@@ -65,6 +65,10 @@ fn chain_line(plan: &job::DryRun) -> Option<String> {
              to {side} x {side} px, in batches of at most {images}",
             before.join(" -> ")
         ),
+        _ if plan.step_by_step => format!(
+            "chain: {steps}, step by step: each step on its own tiles, its images handed to the \
+             next in memory at 16 bits (composed, each tile would redo the later steps' context)"
+        ),
         _ => format!("chain: {steps}, composed into one model, in tiles"),
     })
 }

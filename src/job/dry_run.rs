@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::chained::ChainedStage;
 use super::fixed::FixedStage;
 use super::plan::{collects, survey};
+use super::stepwise::StepwiseStage;
 use super::tiled::TiledStage;
 use super::{AUTO_BATCH, JobSpec, lossy_path};
 use crate::engine::Engine;
@@ -28,6 +29,9 @@ pub struct DryRun {
     /// A chain ending in a fixed-input model: the batch of whole images its last step runs
     /// beside `batch_size` tiles of the steps before it; None otherwise.
     pub image_batch_size: Option<u32>,
+    /// A chain of image-to-image steps run step by step (each on its own tiles, its images
+    /// handed to the next in memory), not composed: its tiles would redo more work.
+    pub step_by_step: bool,
     pub adapter: String,
     /// The batch the run would allocate: Auto's choice, or the one asked for (never more than the
     /// job's tiles or images).
@@ -39,7 +43,8 @@ pub struct DryRun {
     pub memory_budget_bytes: u64,
     /// Weights plus `batch_size` items (8-bit pixels; a 16-bit image doubles the pixel buffers);
     /// for a chain ending in a fixed-input model, both models' weights, `batch_size` tiles and
-    /// `image_batch_size` fitted images.
+    /// `image_batch_size` fitted images; for a chain run step by step, every step's weights and
+    /// `batch_size` of its tiles (16-bit).
     pub planned_gpu_bytes: u64,
     pub weight_bytes: u64,
     pub bytes_per_item: u64,
@@ -84,12 +89,28 @@ pub fn dry_run(engine: &Engine, spec: &JobSpec) -> Result<DryRun> {
     let keeping = super::keeping_steps(spec)?;
     let whole = super::plan::whole_images(&keeping, &planned)?;
     let spec: &JobSpec = whole.as_ref().unwrap_or(&keeping);
-    let model = engine.load_with(spec.model.model.clone(), spec.precision)?;
     let budget = super::memory_budget(engine, spec);
     let todo: Vec<&Path> = (0..planned.inputs.len())
         .filter(|&i| planned.todo(i))
         .map(|i| planned.inputs[i].as_path())
         .collect();
+    if let Some(specs) = super::stepwise::plan(spec)? {
+        let models = super::stepwise::load(engine, &specs)?;
+        let none = (Vec::new(), Vec::new());
+        let stage = StepwiseStage::new(engine, &specs, models.iter().collect(), none, false);
+        let sizing = stage.batch_to_allocate(spec.batch_size, budget, &todo)?;
+        let m = stage.memory(sizing, budget)?;
+        let mut dry = describe(
+            engine,
+            spec,
+            &planned,
+            (budget, sizing, None),
+            (m.weight_bytes, m.bytes_per_item, m.total_bytes),
+        );
+        dry.step_by_step = true;
+        return Ok(dry);
+    }
+    let model = engine.load_with(spec.model.model.clone(), spec.precision)?;
     if let Some(prefix) = crate::chain::prefix(&spec.model)? {
         // A chain ending in a fixed-input model: both models, a batch of tiles and one of images.
         let prefix_model = engine.load_with(prefix.model.clone(), spec.precision)?;
@@ -193,6 +214,7 @@ fn describe(
         steps: spec.model.steps.iter().map(|s| s.id.clone()).collect(),
         last_step_input: (spec.model.input_size > 0).then_some(spec.model.input_size),
         image_batch_size: image_batch,
+        step_by_step: false,
         adapter: engine.gpu.adapter.name.clone(),
         batch_size: sizing.batch,
         batch_auto: spec.batch_size == AUTO_BATCH,

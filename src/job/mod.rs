@@ -26,6 +26,7 @@ pub mod naming;
 mod pipeline;
 mod plan;
 mod resume;
+mod stepwise;
 mod tiled;
 
 use std::path::PathBuf;
@@ -69,6 +70,27 @@ pub struct JobSpec {
     /// before anything is allocated; None:
     /// [`MAX_DECODE_BYTES`]. An image over it fails alone with the reason.
     pub max_item_bytes: Option<u64>,
+}
+
+impl JobSpec {
+    /// A job of `model` over `inputs` into `output_dir` with every other setting at its
+    /// default: Auto batch and tile, float32, the default export, no shard, budget or limit.
+    pub fn new(model: ModelChoice, inputs: Vec<PathBuf>, output_dir: PathBuf) -> Self {
+        Self {
+            inputs,
+            model,
+            batch_size: AUTO_BATCH,
+            tile_size: None,
+            output_dir,
+            precision: Default::default(),
+            analysis: Default::default(),
+            export: Default::default(),
+            shard: None,
+            memory_budget: None,
+            roots: Vec::new(),
+            max_item_bytes: None,
+        }
+    }
 }
 
 /// The memory budget when neither the user nor the device's driver gives one.
@@ -330,9 +352,9 @@ pub fn run(
     let keeping = keeping_steps(spec)?;
     let whole = plan::whole_images(&keeping, &planned)?;
     let spec: &JobSpec = whole.as_ref().unwrap_or(&keeping);
-    let model = engine.load_with(spec.model.model.clone(), spec.precision)?;
     let run = (started, planned, source, outputs);
-    run_planned(engine, spec, &model, control, emit, run)
+    // The composed model is loaded where it runs (not for a chain run step by step).
+    run_planned(engine, spec, None, control, emit, run)
 }
 
 /// Runs `images` (already decoded) through the same pipeline as [`run`] and writes nothing:
@@ -377,7 +399,7 @@ pub fn run_in_memory(
     let source = pipeline::Source::Memory(std::sync::Arc::new(decoded));
     let control = Control::default();
     let run = (started, planned, source, outputs);
-    run_planned(engine, spec, model, &control, emit, run)
+    run_planned(engine, spec, Some(model), &control, emit, run)
 }
 
 /// `spec` with its chain composed to read each step's output back as an extra output
@@ -393,11 +415,12 @@ pub(crate) fn keeping_steps(spec: &JobSpec) -> Result<std::borrow::Cow<'_, JobSp
     })
 }
 
-/// Sizes the batch (Auto) and drives the pipeline with the model's stage.
+/// Sizes the batch (Auto) and drives the pipeline with the model's stage; `model` is the job's
+/// model loaded, or None to load it here.
 fn run_planned(
     engine: &Engine,
     spec: &JobSpec,
-    model: &crate::engine::GpuModel,
+    model: Option<&crate::engine::GpuModel>,
     control: &Control,
     emit: &mut dyn FnMut(JobEvent),
     (started, planned, source, outputs): (
@@ -426,6 +449,25 @@ fn run_planned(
         outputs,
         batch,
         budget,
+    };
+    if let Some(specs) = stepwise::plan(spec)? {
+        // A chain in tiles whose composed tile would redo more work than handing images on.
+        let models = stepwise::load(engine, &specs)?;
+        let models: Vec<&crate::engine::GpuModel> = models.iter().collect();
+        let stage = stepwise::StepwiseStage::new(engine, &specs, models, (outs, records), write);
+        let todo: Vec<&std::path::Path> = todo.iter().map(PathBuf::as_path).collect();
+        let batch = stage
+            .batch_to_allocate(spec.batch_size, budget, &todo)?
+            .batch;
+        return pipeline::drive(job(batch), stage, emit);
+    }
+    let loaded;
+    let model = match model {
+        Some(model) => model,
+        None => {
+            loaded = engine.load_with(spec.model.model.clone(), spec.precision)?;
+            &loaded
+        }
     };
     if let Some(prefix) = crate::chain::prefix(&spec.model)? {
         // A chain ending in a fixed-input model: its steps before the last, composed, in tiles.

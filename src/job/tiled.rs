@@ -124,6 +124,11 @@ pub(crate) struct TiledStage<'a> {
     /// a chain before its fixed-input step ([`super::chained`]).
     hand_off: bool,
     handed: Vec<(usize, Decoded)>,
+    /// Outputs are 16-bit whatever the input's depth: a chain's step handing its images to the
+    /// next one step by step ([`super::stepwise`]).
+    wide_out: bool,
+    /// Images whose output is 8-bit though their input (a chain's 16-bit intermediate) is not.
+    narrow: std::collections::HashSet<usize>,
     /// Outputs are written at all (not `bench`).
     write: bool,
 }
@@ -157,7 +162,33 @@ impl<'a> TiledStage<'a> {
             pending: VecDeque::new(),
             hand_off: false,
             handed: Vec::new(),
+            wide_out: false,
+            narrow: Default::default(),
         }
+    }
+
+    /// This stage as a step of a chain run step by step ([`super::stepwise`]): batches at 16
+    /// bits a channel from the first, and where `hand_off`, its images handed on at 16 bits.
+    pub fn stepwise(self, hand_off: bool) -> Self {
+        let this = Self {
+            wants_wide: true,
+            depth: PixelDepth::Sixteen,
+            wide_out: hand_off,
+            ..self
+        };
+        if hand_off { this.handing_off() } else { this }
+    }
+
+    /// Takes a decoded image whose output is 8-bit whatever its depth (a chain's last step,
+    /// fed the 16-bit intermediate of an 8-bit input).
+    pub fn admit_narrow(&mut self, index: usize, image: Decoded) {
+        self.narrow.insert(index);
+        self.admit(index, image);
+    }
+
+    /// The tiles of an image of `width` x `height` (the runner is built).
+    pub fn tiles_of(&self, width: u32, height: u32) -> usize {
+        self.upscaler().tiles(width, height).len()
     }
 
     /// This stage with its finished images handed on whole, in memory, not written.
@@ -262,7 +293,9 @@ impl<'a> TiledStage<'a> {
         let planes = Planes::of_model(self.spec.model.model.output_channels, alpha);
         let scale = self.spec.model.spec.scale;
         let file = (self.outputs[i].as_path(), &self.records[i]);
-        self.output_at(file, scale, self.streams_image(i), rgba, (planes, meta))
+        let wide = self.wide_out || (wide_input(rgba) && !self.narrow.contains(&i));
+        let out = (self.streams_image(i), wide);
+        self.output_at(file, scale, out, rgba, (planes, meta))
     }
 
     /// Where image `i`'s kept steps' tiles go (`--keep-steps`), each with its scale: written at
@@ -286,26 +319,27 @@ impl<'a> TiledStage<'a> {
                 let rows = self.write && streams(self.spec.export.for_output(path).format);
                 // A chain's steps give RGB; the input's alpha goes with each, as with the output.
                 let extra = (Planes::of_model(3, alpha.cloned()), meta.clone());
-                let out = self.output_at((path, record), scale, rows, rgba, extra);
+                let out = (rows, wide_input(rgba));
+                let out = self.output_at((path, record), scale, out, rgba, extra);
                 (scale, out)
             })
             .collect()
     }
 
     /// An output at `path` of `scale` times `rgba`'s size: a whole image (resampled where
-    /// `--scale` asks, for the final output), or bands of rows (`rows`).
+    /// `--scale` asks, for the final output), or bands of rows (`rows`); 16-bit where `wide`.
     fn output_at(
         &self,
         (path, record): (&Path, &Option<Record>),
         scale: u32,
-        rows: bool,
+        (rows, wide): (bool, bool),
         rgba: &Pixels,
         (planes, meta): (Planes, Metadata),
     ) -> Output {
         let (w, h) = rgba.dimensions();
         let (width, height) = (w * scale, h * scale);
         // A grey map (probability, depth) is continuous: 16 bits whatever the input's depth.
-        let wide = matches!(rgba, Pixels::Sixteen(_)) || matches!(planes, Planes::Grey);
+        let wide = wide || matches!(planes, Planes::Grey);
         if !rows {
             let resize_to = self
                 .spec
@@ -487,6 +521,7 @@ impl Stage for TiledStage<'_> {
                 && let Some(item) = self.in_progress.remove(&i)
             {
                 self.landed_whole.push((i, item.tiles));
+                self.narrow.remove(&i);
                 if self.hand_off {
                     // The next step's input: its own outputs never carry the input's alpha.
                     if let Output::Whole { pixels, meta, .. } = item.out {
@@ -523,6 +558,7 @@ impl Stage for TiledStage<'_> {
     }
 
     fn forget(&mut self, index: usize) -> bool {
+        self.narrow.remove(&index);
         let was = self.in_progress.remove(&index).is_some();
         self.pending.retain(|t| t.image != index);
         let handed = self.handed.len();
@@ -572,6 +608,11 @@ fn place_tile(
             bands.place(upscaler, t.rect, o)
         }
     }
+}
+
+/// Whether an image is 16 bits a channel.
+fn wide_input(rgba: &Pixels) -> bool {
+    matches!(rgba, Pixels::Sixteen(_))
 }
 
 /// A blank image of 16 bits a channel where `wide`, else 8.

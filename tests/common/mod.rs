@@ -55,6 +55,8 @@ pub struct PhotoRuns {
     dir: tempfile::TempDir,
     /// Flags every run takes (the model).
     flags: Vec<String>,
+    /// An environment variable every run sets.
+    env: Option<(String, String)>,
 }
 
 impl PhotoRuns {
@@ -62,12 +64,24 @@ impl PhotoRuns {
         Self {
             dir: tempfile::tempdir().unwrap(),
             flags: flags.iter().map(ToString::to_string).collect(),
+            env: None,
+        }
+    }
+
+    /// These runs with `key=value` in every run's environment.
+    pub fn with_env(self, key: &str, value: &str) -> Self {
+        Self {
+            env: Some((key.to_owned(), value.to_owned())),
+            ..self
         }
     }
 
     /// `batchwise run --json` with `args` (and `env` set).
     pub fn run(&self, args: &[&str], env: Option<(&str, &str)>) -> serde_json::Value {
         let mut cmd = batchwise();
+        if let Some((k, v)) = &self.env {
+            cmd.env(k, v);
+        }
         if let Some((k, v)) = env {
             cmd.env(k, v);
         }
@@ -177,18 +191,8 @@ pub fn job_spec(
     batch_size: u32,
 ) -> batchwise::job::JobSpec {
     batchwise::job::JobSpec {
-        inputs,
-        model,
         batch_size,
-        tile_size: None,
-        output_dir: out,
-        precision: Default::default(),
-        analysis: Default::default(),
-        export: Default::default(),
-        shard: None,
-        memory_budget: None,
-        roots: Vec::new(),
-        max_item_bytes: None,
+        ..batchwise::job::JobSpec::new(model, inputs, out)
     }
 }
 
