@@ -203,6 +203,8 @@ fn generated_gemm_blockings_validate() {
         },
     ] {
         validate(&format!("{b:?}"), &b.source());
+        let storage = b.source_with(batchwise::kernels::gemm::Weights::Storage);
+        validate(&format!("{b:?} storage"), &storage);
         let half = batchwise::kernels::float16_source(&b.source()).expect("gemm is over act");
         validate(&format!("{b:?} float16"), &half);
     }
