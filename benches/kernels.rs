@@ -1,6 +1,9 @@
 //! Per-kernel GFLOP/s on the default adapter, timed with GPU timestamps (median of 5 runs).
 //!
 //! `cargo bench --bench kernels` (add `-- conv` to run only the shapes whose name contains "conv").
+//! `BATCHWISE_BENCH_RUNS=N` runs N times instead of 6 (the first dropped), `BATCHWISE_BENCH_STAT=min` the
+//! fastest instead of the median (on a busy machine); `BATCHWISE_BENCH_GEMM=32x8,16x16` adds
+//! rows for the 1x1 shapes on gemm.wgsl with those blockings (channels x pixels an invocation).
 //! `BATCHWISE_BENCH_NARROW=8x4,16x4` adds rows for the narrow conv2d variant (at most 8 output
 //! channels) and the generated depthwise kernel with those output rows x columns an invocation.
 //! Every 3x3 stride-1 shape Winograd computes runs on the direct kernel and on Winograd F(2,3)
@@ -65,6 +68,11 @@ fn time_step(gpu: &Gpu, step: &Step, items: u32) -> f64 {
     }
     times.remove(0); // the first run compiles the pipeline on some drivers
     times.sort_by(f64::total_cmp);
+    // `BATCHWISE_BENCH_STAT=min`: the fastest run (on a machine busy with other work, the
+    // closest to the kernel's own time), else the median.
+    if std::env::var("BATCHWISE_BENCH_STAT").as_deref() == Ok("min") {
+        return times[0];
+    }
     times[times.len() / 2]
 }
 
