@@ -48,7 +48,8 @@ pub fn supported(out_c: u32) -> bool {
 
 /// Items with at most this many q each are folded into q (one dispatch row runs them all); with
 /// more, each item is a workgroup row of its own in z. A batch needs over 30000 items before a
-/// folded dispatch reaches the 65535 workgroups a dispatch may have along x.
+/// folded dispatch of 64-invocation workgroups reaches the 65535 workgroups a dispatch may have
+/// along x (`group_size` takes 8-invocation ones only where what the buffers hold fits).
 const FOLD_MAX_Q: u32 = 1024;
 
 /// The widest channel block any blocking uses.
@@ -472,10 +473,11 @@ impl GemmLayer {
                 entry(5, residual.map_or(src, |(r, _)| r).as_entire_binding()),
             ],
         });
-        let per_group = self.blocking.pix * WORKGROUP_X;
+        let group = group_size(gpu, fold, q_count.div_ceil(self.blocking.pix));
+        let per_group = self.blocking.pix * group;
         let step = Step::with_offsets(
             label,
-            kernels.gemm_with(self.blocking, self.binding),
+            kernels.gemm_grouped(self.blocking, self.binding, group),
             bind_group,
             [layout.q_count.div_ceil(per_group).max(1), blocks],
             1,
@@ -487,6 +489,26 @@ impl GemmLayer {
         } else {
             step
         }
+    }
+}
+
+/// Invocations a workgroup along q: [`WORKGROUP_X`], or on a CPU adapter where items are
+/// folded into q (a few hundred q a dispatch), 8: one SIMD pass of llvmpipe, so the last
+/// workgroup computes at most 7 clamped copies instead of up to 63; where `invocations` (what
+/// the bound buffers hold) fit a dispatch's workgroups that way.
+/// `BATCHWISE_GEMM_GROUP=N` sets it (to measure).
+fn group_size(gpu: &Gpu, fold: bool, invocations: u32) -> u32 {
+    if let Some(n) = std::env::var("BATCHWISE_GEMM_GROUP")
+        .ok()
+        .and_then(|n| n.parse::<u32>().ok())
+    {
+        return n.clamp(1, 256);
+    }
+    let fits = invocations.div_ceil(8) <= gpu.limits.max_compute_workgroups_per_dimension;
+    if fold && fits && gpu.adapter.device_type == "Cpu" {
+        8
+    } else {
+        WORKGROUP_X
     }
 }
 
@@ -549,6 +571,11 @@ impl Blocking {
 
     /// As [`Self::source`], the weights read as `weights` says.
     pub fn source_with(&self, weights: Weights) -> String {
+        self.source_grouped(weights, WORKGROUP_X)
+    }
+
+    /// As [`Self::source_with`], `group` invocations a workgroup along q.
+    pub fn source_grouped(&self, weights: Weights, group: u32) -> String {
         let generic = super::shader("gemm.wgsl");
         let head = &generic[..generic
             .find("@compute")
@@ -575,7 +602,7 @@ impl Blocking {
         line(format!(
             "// Unrolled: {ob} channels x {pix} q per invocation."
         ));
-        line(format!("@compute @workgroup_size({WORKGROUP_X}, 1, 1)"));
+        line(format!("@compute @workgroup_size({group}, 1, 1)"));
         line("fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {".into());
         line(format!("    let q0 = gid.x * {pix}u;"));
         line("    let n = gid.z;".into());

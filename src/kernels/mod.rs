@@ -189,7 +189,7 @@ pub struct Kernels {
     pub(crate) gemm_storage_layout: wgpu::BindGroupLayout,
     gemm_pipeline_layouts: [wgpu::PipelineLayout; 2],
     /// gemm pipelines by register blocking and weight binding.
-    gemm: Mutex<HashMap<(gemm::Blocking, gemm::Weights), wgpu::ComputePipeline>>,
+    gemm: Mutex<HashMap<(gemm::Blocking, gemm::Weights, u32), wgpu::ComputePipeline>>,
     /// Output rows per invocation of the unrolled conv2d: the default, the environment's, or what
     /// autotuning measured on this adapter.
     conv_rows: std::sync::atomic::AtomicU32,
@@ -362,12 +362,23 @@ impl Kernels {
         blocking: gemm::Blocking,
         weights: gemm::Weights,
     ) -> wgpu::ComputePipeline {
+        self.gemm_grouped(blocking, weights, gemm::WORKGROUP_X)
+    }
+
+    /// As [`Self::gemm_with`], `group` invocations a workgroup.
+    pub fn gemm_grouped(
+        &self,
+        blocking: gemm::Blocking,
+        weights: gemm::Weights,
+        group: u32,
+    ) -> wgpu::ComputePipeline {
         let mut cache = self.gemm.lock().expect("pipeline cache lock");
         let layout = &self.gemm_pipeline_layouts[(weights == gemm::Weights::Storage) as usize];
         cache
-            .entry((blocking, weights))
+            .entry((blocking, weights, group))
             .or_insert_with(|| {
-                self.pipeline("gemm", Some(layout), blocking.source_with(weights), &[])
+                let source = blocking.source_grouped(weights, group);
+                self.pipeline("gemm", Some(layout), source, &[])
             })
             .clone()
     }
