@@ -1,6 +1,9 @@
 //! Per-kernel GFLOP/s on the default adapter, timed with GPU timestamps (median of 5 runs).
 //!
 //! `cargo bench --bench kernels` (add `-- conv` to run only the shapes whose name contains "conv").
+//! `BATCHWISE_BENCH_RUNS=N` runs N times instead of 6 (the first dropped), `BATCHWISE_BENCH_STAT=min` the
+//! fastest instead of the median (on a busy machine); `BATCHWISE_BENCH_GEMM=32x8,16x16` adds
+//! rows for the 1x1 shapes on gemm.wgsl with those blockings (channels x pixels an invocation).
 //! `BATCHWISE_BENCH_NARROW=8x4,16x4` adds rows for the narrow conv2d variant (at most 8 output
 //! channels) and the generated depthwise kernel with those output rows x columns an invocation.
 //! Every 3x3 stride-1 shape Winograd computes runs on the direct kernel and on Winograd F(2,3)
@@ -18,6 +21,7 @@ use batchwise::kernels::Bind;
 use batchwise::kernels::conv_transpose2d::ConvTranspose2dLayer;
 use batchwise::kernels::conv2d::{Conv2dLayer, Kernel};
 use batchwise::kernels::conv2d_narrow;
+use batchwise::kernels::gemm;
 use batchwise::kernels::winograd::{self, Tile};
 use batchwise::kernels::{Kernels, Step};
 use batchwise::model::Activation;
@@ -37,7 +41,12 @@ fn time_step(gpu: &Gpu, step: &Step, items: u32) -> f64 {
         wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
     );
     let mut times = Vec::new();
-    for _ in 0..6 {
+    // `BATCHWISE_BENCH_RUNS=N`: more runs (to measure the process's CPU time on a busy machine).
+    let runs = std::env::var("BATCHWISE_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(6usize);
+    for _ in 0..runs.max(2) {
         let mut encoder = gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
@@ -59,6 +68,11 @@ fn time_step(gpu: &Gpu, step: &Step, items: u32) -> f64 {
     }
     times.remove(0); // the first run compiles the pipeline on some drivers
     times.sort_by(f64::total_cmp);
+    // `BATCHWISE_BENCH_STAT=min`: the fastest run (on a machine busy with other work, the
+    // closest to the kernel's own time), else the median.
+    if std::env::var("BATCHWISE_BENCH_STAT").as_deref() == Ok("min") {
+        return times[0];
+    }
     times[times.len() / 2]
 }
 
@@ -173,6 +187,32 @@ fn conv_shapes() -> Vec<(&'static str, Conv2dSpec, u32, u32)> {
             32,
             1,
         ),
+        (
+            "conv 3x3 16->3 256x256 n2 (upscaler last)",
+            conv(16, 3, 3, 1, 1, 1),
+            256,
+            2,
+        ),
+        ("conv 3x3 64->3 128x128 n1", conv(64, 3, 3, 1, 1, 1), 128, 1),
+        ("conv 3x3 32->8 128x128 n1", conv(32, 8, 3, 1, 1, 1), 128, 1),
+        ("conv 1x1 64->3 128x128 n1", conv(64, 3, 1, 1, 0, 1), 128, 1),
+        ("conv 5x5 8->1 128x128 n1", conv(8, 1, 5, 1, 2, 1), 128, 1),
+        (
+            "conv depthwise 3x3 64 64x64 n1",
+            conv(64, 64, 3, 1, 1, 64),
+            64,
+            1,
+        ),
+    ]
+    .into_iter()
+    .chain(mobile_shapes())
+    .collect()
+}
+
+/// The mobile nets' shapes (classify, embed): 1x1 convolutions with few input channels on large
+/// maps and many on small ones, a classifier's head, depthwise convolutions.
+fn mobile_shapes() -> Vec<(&'static str, Conv2dSpec, u32, u32)> {
+    vec![
         // The mobile nets' (classify, embed): few input channels on large maps, many on small.
         (
             "conv 1x1 16->96 112x112 n8",
@@ -193,25 +233,51 @@ fn conv_shapes() -> Vec<(&'static str, Conv2dSpec, u32, u32)> {
             8,
         ),
         (
-            "conv 3x3 16->3 256x256 n2 (upscaler last)",
-            conv(16, 3, 3, 1, 1, 1),
-            256,
-            2,
+            "conv 1x1 32->16 112x112 n8",
+            conv(32, 16, 1, 1, 0, 1),
+            112,
+            8,
         ),
-        ("conv 3x3 64->3 128x128 n1", conv(64, 3, 3, 1, 1, 1), 128, 1),
-        ("conv 3x3 32->8 128x128 n1", conv(32, 8, 3, 1, 1, 1), 128, 1),
-        ("conv 1x1 64->3 128x128 n1", conv(64, 3, 1, 1, 0, 1), 128, 1),
-        ("conv 5x5 8->1 128x128 n1", conv(8, 1, 5, 1, 2, 1), 128, 1),
         (
-            "conv depthwise 3x3 64 64x64 n1",
-            conv(64, 64, 3, 1, 1, 64),
-            64,
+            "conv 1x1 320->1280 7x7 n8",
+            conv(320, 1280, 1, 1, 0, 1),
+            7,
+            8,
+        ),
+        (
+            "conv 1x1 1152->320 7x7 n8",
+            conv(1152, 320, 1, 1, 0, 1),
+            7,
+            8,
+        ),
+        (
+            "conv 1x1 1280->1000 1x1 n8 (classifier head)",
+            conv(1280, 1000, 1, 1, 0, 1),
             1,
+            8,
         ),
         // The mobile nets' (classify, embed): many channels on small maps.
         (
             "conv depthwise 3x3 144 56x56 n8",
             conv(144, 144, 3, 1, 1, 144),
+            56,
+            8,
+        ),
+        (
+            "conv depthwise 3x3 32 112x112 n8",
+            conv(32, 32, 3, 1, 1, 32),
+            112,
+            8,
+        ),
+        (
+            "conv depthwise 3x3 s2 96 112x112 n8",
+            conv(96, 96, 3, 2, 1, 96),
+            112,
+            8,
+        ),
+        (
+            "conv depthwise 5x5 s2 144 56x56 n8",
+            conv(144, 144, 5, 2, 2, 144),
             56,
             8,
         ),
@@ -316,6 +382,7 @@ fn main() {
             flops / secs / 1e9
         );
     }
+    gemm_rows(gpu, &kernels, filter.as_deref());
     matmul_rows(gpu, &kernels, filter.as_deref());
     let deconvs = [(
         "conv_transpose 4x4 s2 256->3 64x64 n1 (waifu2x)",
@@ -400,5 +467,52 @@ fn matmul_rows(gpu: &Gpu, kernels: &Kernels, filter: Option<&str>) {
                 flops / secs / 1e9
             );
         }
+    }
+}
+
+/// The 1x1 shapes on gemm.wgsl with each register blocking of
+/// `BATCHWISE_BENCH_GEMM=OCxPIX,...` (output channels x pixels an invocation).
+fn gemm_rows(gpu: &Gpu, kernels: &Kernels, filter: Option<&str>) {
+    let blockings: Vec<gemm::Blocking> = std::env::var("BATCHWISE_BENCH_GEMM")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|b| {
+            let (oc, pix) = b.split_once('x')?;
+            let (oc_block, pix) = (oc.parse().ok()?, pix.parse().ok()?);
+            Some(gemm::Blocking { oc_block, pix })
+        })
+        .collect();
+    let shapes = conv_shapes()
+        .into_iter()
+        .filter(|(_, s, _, _)| s.is_pointwise());
+    for ((name, spec, size, n), b) in
+        shapes.flat_map(|c| blockings.iter().map(move |b| (c.clone(), *b)))
+    {
+        let name = format!("{name} [gemm {}x{}]", b.oc_block, b.pix);
+        if filter.is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        let weights: Vec<f32> = (0..(spec.out_c * spec.in_c) as usize)
+            .map(|i| ((i % 17) as f32 - 8.0) / 64.0)
+            .collect();
+        let bias = vec![0.1; spec.out_c as usize];
+        let dims = (spec.out_c, spec.in_c);
+        let layer =
+            gemm::GemmLayer::upload_blocked(gpu, &name, dims, &weights, &bias, &spec.activation, b);
+        let pixels = size * size;
+        let (src, dst) = buffers(
+            gpu,
+            (n * spec.in_c * pixels) as usize,
+            (n * spec.out_c * pixels) as usize,
+        );
+        let layout = gemm::Layout::planes(spec.in_c, spec.out_c, pixels);
+        let step = layer.prepare(Bind::new(gpu, kernels, &name), &src, &dst, layout, None);
+        let secs = time_step(gpu, &step, n);
+        let flops = 2.0 * spec.macs(size, size) as f64 * n as f64;
+        println!(
+            "{name:<56} {:>10.2} {:>10.2}",
+            secs * 1e3,
+            flops / secs / 1e9
+        );
     }
 }

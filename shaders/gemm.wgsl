@@ -8,11 +8,14 @@
 //
 // Register-blocked: one invocation computes OC_BLOCK output channels of PIX consecutive q. For
 // each input channel it loads its PIX values of x once and multiplies them by OC_BLOCK weights.
-// The weights sit in a 64 KiB uniform window bound with a dynamic offset: every invocation of a
-// workgroup reads the same weight (the channel block is the workgroup's y), which a uniform load
-// broadcasts (on llvmpipe a storage load is a per-lane loop). The window holds one input-channel
-// chunk of one or more channel blocks; one dispatch per window: the first chunk starts from the
-// bias, later ones add to what `dst` holds, the last adds the residual and applies the activation.
+// The weights sit in a window bound with a dynamic offset: every invocation of a workgroup reads
+// the same weight (the channel block is the workgroup's y), which llvmpipe loads once and
+// broadcasts (a load whose address differs per lane is a loop over the lanes). The window holds
+// one input-channel chunk of one or more channel blocks; one dispatch per window: the first chunk
+// starts from the bias, later ones add to what `dst` holds, the last adds the residual and applies
+// the activation. Declared here as a 64 KiB uniform window (the split Winograd's products);
+// 1x1 convolutions run the variant with the whole matrix one storage binding (`gemm::Weights`),
+// so one dispatch covers every block and input channel.
 //
 // `gemm::Blocking::source` (src/kernels/gemm.rs) generates the `main` that runs, with every
 // accumulator a named variable (a private array indexed in a loop spills on llvmpipe); the loop

@@ -206,6 +206,10 @@ fn gemm_folded_items_match_reference() {
         (1280, 100, (1, 1), 3, 5),
         (192, 70, (7, 7), 2, 4),
         (33, 40, (30, 40), 2, 2),
+        // Many channels on a 7x7 map (every channel block in one dispatch), batch 3.
+        (1152, 320, (7, 7), 3, 3),
+        // 16 output channels (16-channel blocks of 16 q) on an odd map.
+        (32, 16, (13, 11), 2, 3),
     ] {
         let spec = Conv2dSpec {
             in_c: ic,
@@ -254,6 +258,71 @@ fn gemm_folded_items_match_reference() {
                 (g - c).abs() <= tol,
                 "1x1 {ic}->{oc} on {h}x{w}, {items} of {held} items, element {e}: gpu {g} vs \
                  cpu {c} (tolerance {tol})"
+            );
+        }
+    }
+}
+
+/// gemm.wgsl with the weights bound in storage windows smaller than the matrix (as where a
+/// matrix is larger than a binding may be): a dispatch per window, input channels over several
+/// windows (later ones add to what the first wrote), several channel blocks in one, both
+/// blockings, an odd map and a batch. Tolerance as above: K up to 700 f32 products of
+/// O(1 / sqrt(K)) terms.
+#[test]
+fn gemm_storage_windows_match_reference() {
+    use batchwise::kernels::gemm::{self, Blocking, GemmLayer};
+    use batchwise::model::{Activation, Residual};
+    let engine = common::engine();
+    let (gpu, kernels) = (&engine.gpu, Kernels::new(&engine.gpu));
+    let mut rng = common::rng(71);
+    // (in_c, out_c, pixels, items, blocking, window floats)
+    for (ic, oc, px, items, blocking, window) in [
+        (700, 70, 37, 2, gemm::BLOCKING, 4096),
+        (50, 100, 61, 3, gemm::BLOCKING, 4096),
+        (
+            300,
+            16,
+            29,
+            2,
+            Blocking {
+                oc_block: 16,
+                pix: 16,
+            },
+            1024,
+        ),
+    ] {
+        let input = common::random_vec(&mut rng, (items * ic * px) as usize, 1.0);
+        let weights = common::random_vec(&mut rng, (oc * ic) as usize, 1.0 / (ic as f32).sqrt());
+        let bias = common::random_vec(&mut rng, oc as usize, 0.5);
+        let skip = common::random_vec(&mut rng, (items * oc * px) as usize, 1.0);
+        let act = Activation::LeakyRelu { alpha: 0.1 };
+        let layout = gemm::Layout::planes(ic, oc, px);
+        let res = Some((&skip[..], Residual::AfterActivation));
+        let want = gemm::reference(&layout, (oc, ic), &weights, &bias, &act, res, &input, items);
+        let (bias_act, blocking_window) = ((&bias[..], &act), (blocking, window));
+        let layer =
+            GemmLayer::upload_windowed(gpu, "gemm", (oc, ic), &weights, bias_act, blocking_window);
+        let (src, skip_buf) = (storage(gpu, &input), storage(gpu, &skip));
+        let dst = gpu.create_buffer(
+            "test output",
+            4 * want.len() as u64,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        );
+        let residual = Some((&*skip_buf, Residual::AfterActivation));
+        let step = layer.prepare(
+            Bind::new(gpu, &kernels, "gemm"),
+            &src,
+            &dst,
+            layout,
+            residual,
+        );
+        let got = run(gpu, &step, items, want.len(), &dst);
+        for (e, (g, c)) in got.iter().zip(&want).enumerate() {
+            let tol = 2e-5 + 2e-5 * c.abs();
+            assert!(
+                (g - c).abs() <= tol,
+                "{ic}->{oc} on {px} px, {items} items, {blocking:?}, windows of {window}, \
+                 element {e}: gpu {g} vs cpu {c} (tolerance {tol})"
             );
         }
     }

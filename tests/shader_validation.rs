@@ -203,6 +203,10 @@ fn generated_gemm_blockings_validate() {
         },
     ] {
         validate(&format!("{b:?}"), &b.source());
+        let storage = b.source_with(batchwise::kernels::gemm::Weights::Storage);
+        validate(&format!("{b:?} storage"), &storage);
+        let grouped = b.source_grouped(batchwise::kernels::gemm::Weights::Storage, 8);
+        validate(&format!("{b:?} storage, workgroups of 8"), &grouped);
         let half = batchwise::kernels::float16_source(&b.source()).expect("gemm is over act");
         validate(&format!("{b:?} float16"), &half);
     }

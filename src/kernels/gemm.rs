@@ -27,6 +27,19 @@ pub const BLOCKING: Blocking = Blocking {
     pix: 8,
 };
 
+/// The blocking for `out_c` output channels: [`BLOCKING`], or 16 channels x 16 q where a
+/// 32-channel block would be half empty (a 1x1 convolution into 16 channels).
+pub fn blocking_for(out_c: u32) -> Blocking {
+    if out_c <= 16 {
+        Blocking {
+            oc_block: 16,
+            pix: 16,
+        }
+    } else {
+        BLOCKING
+    }
+}
+
 /// Whether a product with `out_c` output channels fits the kernel (bias and slopes in one
 /// uniform buffer).
 pub fn supported(out_c: u32) -> bool {
@@ -35,7 +48,8 @@ pub fn supported(out_c: u32) -> bool {
 
 /// Items with at most this many q each are folded into q (one dispatch row runs them all); with
 /// more, each item is a workgroup row of its own in z. A batch needs over 30000 items before a
-/// folded dispatch reaches the 65535 workgroups a dispatch may have along x.
+/// folded dispatch of 64-invocation workgroups reaches the 65535 workgroups a dispatch may have
+/// along x (`group_size` takes 8-invocation ones only where what the buffers hold fits).
 const FOLD_MAX_Q: u32 = 1024;
 
 /// The widest channel block any blocking uses.
@@ -107,15 +121,74 @@ pub struct Dispatch {
     pub weight_offset: u64,
 }
 
-/// Packs `weights` (`[out_c][in_c]`) into windows of `[block][ic in chunk][oc_block]`.
+/// How the kernel reads the weights: 64 KiB uniform windows, one dispatch each (the split
+/// Winograd's products), or the whole matrix as one storage binding (1x1 convolutions: every
+/// channel block in one dispatch, so a small map still has a workgroup per block).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Weights {
+    Uniform,
+    Storage,
+}
+
+impl Weights {
+    /// How 1x1 convolutions read their weights: storage, or where `BATCHWISE_GEMM_WEIGHTS=uniform`
+    /// (to compare on an adapter), the 64 KiB uniform windows with the 32 x 8 blocking.
+    pub fn from_env() -> Self {
+        match std::env::var("BATCHWISE_GEMM_WEIGHTS").as_deref() {
+            Ok("uniform") => Self::Uniform,
+            _ => Self::Storage,
+        }
+    }
+}
+
+/// Packs `weights` (`[out_c][in_c]`) into 64 KiB windows of `[block][ic in chunk][oc_block]`,
+/// for the uniform binding: the buffer extends a window past the last offset.
 pub fn pack(
     blocking: Blocking,
     out_c: u32,
     in_c: u32,
     weights: &[f32],
 ) -> (Vec<f32>, Vec<Dispatch>) {
-    let ob = blocking.oc_block as usize;
     let window = WINDOW_BYTES as usize / 4;
+    let (mut packed, dispatches) = pack_within(blocking, (out_c, in_c), weights, window);
+    // Every dispatch binds a full window, so the buffer extends a window past the last offset.
+    let last = dispatches
+        .last()
+        .map_or(0, |d| d.weight_offset as usize / 4);
+    packed.resize(last + window, 0.0);
+    (packed, dispatches)
+}
+
+/// Packs as [`pack`] into windows of at most `window` floats (one where the whole matrix fits),
+/// without padding past the last. Returns the floats each dispatch reads, at most.
+pub fn pack_storage(
+    blocking: Blocking,
+    (out_c, in_c): (u32, u32),
+    weights: &[f32],
+    window: usize,
+) -> (Vec<f32>, Vec<Dispatch>, usize) {
+    let ob = blocking.oc_block as usize;
+    let (mut packed, dispatches) = pack_within(blocking, (out_c, in_c), weights, window);
+    let span = dispatches
+        .iter()
+        .map(|d| (d.blocks * d.ic_count) as usize * ob)
+        .max()
+        .unwrap_or(ob);
+    let last = dispatches
+        .last()
+        .map_or(0, |d| d.weight_offset as usize / 4);
+    packed.resize(last + span, 0.0);
+    (packed, dispatches, span)
+}
+
+/// The packing of [`pack`] and [`pack_storage`], `window` floats a dispatch at most.
+fn pack_within(
+    blocking: Blocking,
+    (out_c, in_c): (u32, u32),
+    weights: &[f32],
+    window: usize,
+) -> (Vec<f32>, Vec<Dispatch>) {
+    let ob = blocking.oc_block as usize;
     let chunk = (window / ob).min(in_c as usize) as u32;
     let blocks_total = out_c.div_ceil(blocking.oc_block);
     // Blocks per window: all of them where one chunk holds every input channel and they fit.
@@ -154,11 +227,6 @@ pub fn pack(
             });
         }
     }
-    // Every dispatch binds a full window, so the buffer extends a window past the last offset.
-    let last = dispatches
-        .last()
-        .map_or(0, |d| d.weight_offset as usize / 4);
-    packed.resize(last + window, 0.0);
     (packed, dispatches)
 }
 
@@ -210,8 +278,11 @@ pub struct GemmLayer {
     pub out_c: u32,
     pub in_c: u32,
     pub(super) activation: (u32, f32, f32),
-    /// Bound as uniform windows here, and whole as storage by gemv.wgsl.
+    /// Bound as storage (whole, or windows of `window_bytes` where larger than a binding may
+    /// be) here, and whole by gemv.wgsl.
     pub(super) weights: TrackedBuffer,
+    binding: Weights,
+    window_bytes: u64,
     pub(super) bias_slope: TrackedBuffer,
     pub(super) dispatches: Vec<Dispatch>,
     pub(super) slope_base: u32,
@@ -219,7 +290,7 @@ pub struct GemmLayer {
 
 impl GemmLayer {
     /// Uploads `weights` (`[out_c][in_c]`), the bias (zeros where shorter) and the activation's
-    /// slopes. `out_c` must be [`supported`].
+    /// slopes, blocked as [`blocking_for`] says. `out_c` must be [`supported`].
     pub fn upload(
         gpu: &Gpu,
         label: &str,
@@ -235,7 +306,10 @@ impl GemmLayer {
             weights,
             bias,
             activation,
-            BLOCKING,
+            match Weights::from_env() {
+                Weights::Storage => blocking_for(out_c),
+                Weights::Uniform => BLOCKING,
+            },
         )
     }
 
@@ -243,11 +317,33 @@ impl GemmLayer {
     pub fn upload_blocked(
         gpu: &Gpu,
         label: &str,
-        (out_c, in_c): (u32, u32),
+        dims: (u32, u32),
         weights: &[f32],
         bias: &[f32],
         activation: &Activation,
         blocking: Blocking,
+    ) -> Self {
+        // One window (one dispatch) where the matrix fits a binding, offsets 256-byte aligned.
+        let limit = gpu.device.limits().max_storage_buffer_binding_size;
+        let mut window =
+            (limit.min(u32::MAX as u64) as usize / 4) & !(UNIFORM_ALIGN as usize / 4 - 1);
+        if Weights::from_env() == Weights::Uniform {
+            window = 0;
+        }
+        let (bias_act, blocking_window) = ((bias, activation), (blocking, window));
+        Self::upload_windowed(gpu, label, dims, weights, bias_act, blocking_window)
+    }
+
+    /// As [`Self::upload_blocked`], the weights bound in windows of at most `window` floats (a
+    /// multiple of 64): a dispatch per window, as where a matrix is larger than a binding may be;
+    /// a `window` of 0: 64 KiB uniform windows.
+    pub fn upload_windowed(
+        gpu: &Gpu,
+        label: &str,
+        (out_c, in_c): (u32, u32),
+        weights: &[f32],
+        (bias, activation): (&[f32], &Activation),
+        (blocking, window): (Blocking, usize),
     ) -> Self {
         assert!(
             supported(out_c),
@@ -257,7 +353,18 @@ impl GemmLayer {
             blocking.oc_block <= MAX_OC_BLOCK,
             "at most {MAX_OC_BLOCK} channels a block"
         );
-        let (packed, dispatches) = pack(blocking, out_c, in_c, weights);
+        let binding = if window == 0 {
+            Weights::Uniform
+        } else {
+            Weights::Storage
+        };
+        let (packed, dispatches, span) = match binding {
+            Weights::Uniform => {
+                let (packed, dispatches) = pack(blocking, out_c, in_c, weights);
+                (packed, dispatches, WINDOW_BYTES as usize / 4)
+            }
+            Weights::Storage => pack_storage(blocking, (out_c, in_c), weights, window),
+        };
         let padded = (out_c.div_ceil(blocking.oc_block) * blocking.oc_block) as usize;
         let mut bias_slope = vec![0.0f32; BIAS_SLOPE_FLOATS];
         let n = bias.len().min(out_c as usize);
@@ -266,8 +373,12 @@ impl GemmLayer {
             bias_slope[padded..padded + out_c as usize].copy_from_slice(&slopes[..out_c as usize]);
         }
         let uniform = wgpu::BufferUsages::UNIFORM;
-        let weights = uniform | wgpu::BufferUsages::STORAGE;
+        let weights = match binding {
+            Weights::Uniform => uniform | wgpu::BufferUsages::STORAGE,
+            Weights::Storage => wgpu::BufferUsages::STORAGE,
+        };
         Self {
+            binding,
             blocking,
             out_c,
             in_c,
@@ -275,6 +386,7 @@ impl GemmLayer {
             weights: gpu.create_buffer_init(label, bytemuck::cast_slice(&packed), weights),
             bias_slope: gpu.create_buffer_init(label, bytemuck::cast_slice(&bias_slope), uniform),
             dispatches,
+            window_bytes: span as u64 * 4,
             slope_base: padded as u32 / 4,
         }
     }
@@ -347,10 +459,13 @@ impl GemmLayer {
         let params = gpu.create_buffer_init(label, &records, wgpu::BufferUsages::UNIFORM);
         let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(label),
-            layout: &kernels.gemm_layout,
+            layout: match self.binding {
+                Weights::Uniform => &kernels.gemm_layout,
+                Weights::Storage => &kernels.gemm_storage_layout,
+            },
             entries: &[
                 entry(0, window(&params, std::mem::size_of::<GemmParams>() as u64)),
-                entry(1, window(&self.weights, WINDOW_BYTES)),
+                entry(1, window(&self.weights, self.window_bytes)),
                 entry(2, self.bias_slope.as_entire_binding()),
                 entry(3, src.as_entire_binding()),
                 entry(4, dst.as_entire_binding()),
@@ -358,10 +473,11 @@ impl GemmLayer {
                 entry(5, residual.map_or(src, |(r, _)| r).as_entire_binding()),
             ],
         });
-        let per_group = self.blocking.pix * WORKGROUP_X;
+        let group = group_size(gpu, fold, q_count.div_ceil(self.blocking.pix));
+        let per_group = self.blocking.pix * group;
         let step = Step::with_offsets(
             label,
-            kernels.gemm(self.blocking),
+            kernels.gemm_grouped(self.blocking, self.binding, group),
             bind_group,
             [layout.q_count.div_ceil(per_group).max(1), blocks],
             1,
@@ -373,6 +489,26 @@ impl GemmLayer {
         } else {
             step
         }
+    }
+}
+
+/// Invocations a workgroup along q: [`WORKGROUP_X`], or on a CPU adapter where items are
+/// folded into q (a few hundred q a dispatch), 8: one SIMD pass of llvmpipe, so the last
+/// workgroup computes at most 7 clamped copies instead of up to 63; where `invocations` (what
+/// the bound buffers hold) fit a dispatch's workgroups that way.
+/// `BATCHWISE_GEMM_GROUP=N` sets it (to measure).
+fn group_size(gpu: &Gpu, fold: bool, invocations: u32) -> u32 {
+    if let Some(n) = std::env::var("BATCHWISE_GEMM_GROUP")
+        .ok()
+        .and_then(|n| n.parse::<u32>().ok())
+    {
+        return n.clamp(1, 256);
+    }
+    let fits = invocations.div_ceil(8) <= gpu.limits.max_compute_workgroups_per_dimension;
+    if fold && fits && gpu.adapter.device_type == "Cpu" {
+        8
+    } else {
+        WORKGROUP_X
     }
 }
 
@@ -389,8 +525,9 @@ fn entry(binding: u32, resource: wgpu::BindingResource<'_>) -> wgpu::BindGroupEn
     wgpu::BindGroupEntry { binding, resource }
 }
 
-/// The bind group layout of gemm.wgsl: params and weights with dynamic offsets.
-pub(crate) fn bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
+/// The bind group layout of gemm.wgsl: params and weights with dynamic offsets, the weights
+/// read as `weights` says.
+pub(crate) fn bind_group_layout(device: &wgpu::Device, weights: Weights) -> wgpu::BindGroupLayout {
     let buffer = |binding, ty, dynamic, size: Option<u64>| wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
@@ -412,7 +549,10 @@ pub(crate) fn bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout 
                 true,
                 Some(std::mem::size_of::<GemmParams>() as u64),
             ),
-            buffer(1, uniform, true, Some(WINDOW_BYTES)),
+            match weights {
+                Weights::Uniform => buffer(1, uniform, true, Some(WINDOW_BYTES)),
+                Weights::Storage => buffer(1, storage(true), true, Some(16)),
+            },
             buffer(2, uniform, false, Some(WINDOW_BYTES)),
             buffer(3, storage(true), false, None),
             buffer(4, storage(false), false, None),
@@ -426,14 +566,35 @@ const LANES: [&str; 4] = ["x", "y", "z", "w"];
 impl Blocking {
     /// WGSL for this blocking: gemm.wgsl's declarations with an unrolled `main`.
     pub fn source(&self) -> String {
+        self.source_with(Weights::Uniform)
+    }
+
+    /// As [`Self::source`], the weights read as `weights` says.
+    pub fn source_with(&self, weights: Weights) -> String {
+        self.source_grouped(weights, WORKGROUP_X)
+    }
+
+    /// As [`Self::source_with`], `group` invocations a workgroup along q.
+    pub fn source_grouped(&self, weights: Weights, group: u32) -> String {
         let generic = super::shader("gemm.wgsl");
         let head = &generic[..generic
             .find("@compute")
             .expect("gemm.wgsl has an entry point")];
+        let head = match weights {
+            Weights::Uniform => head.to_owned(),
+            Weights::Storage => {
+                let uniform = "var<uniform> weights: array<vec4<f32>, 4096>;";
+                assert!(
+                    head.contains(uniform),
+                    "gemm.wgsl declares its weights window"
+                );
+                head.replace(uniform, "var<storage, read> weights: array<vec4<f32>>;")
+            }
+        };
         let (ob, pix) = (self.oc_block, self.pix);
         assert!(ob % 4 == 0 && pix % 4 == 0, "blocks of whole vec4s");
         let (wv, pv) = (ob / 4, pix / 4);
-        let mut w = String::from(head);
+        let mut w = head;
         let mut line = |l: String| {
             w.push_str(&l);
             w.push('\n');
@@ -441,7 +602,7 @@ impl Blocking {
         line(format!(
             "// Unrolled: {ob} channels x {pix} q per invocation."
         ));
-        line(format!("@compute @workgroup_size({WORKGROUP_X}, 1, 1)"));
+        line(format!("@compute @workgroup_size({group}, 1, 1)"));
         line("fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {".into());
         line(format!("    let q0 = gid.x * {pix}u;"));
         line("    let n = gid.z;".into());

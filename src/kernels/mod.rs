@@ -183,10 +183,13 @@ pub struct Kernels {
     conv2d: Mutex<HashMap<Conv2dKey, wgpu::ComputePipeline>>,
     /// Fused elementwise pipelines by their generated source.
     elementwise: Mutex<HashMap<String, wgpu::ComputePipeline>>,
+    /// gemm.wgsl with uniform weight windows (the split Winograd's products).
     pub(crate) gemm_layout: wgpu::BindGroupLayout,
-    gemm_pipeline_layout: wgpu::PipelineLayout,
-    /// gemm pipelines by register blocking.
-    gemm: Mutex<HashMap<gemm::Blocking, wgpu::ComputePipeline>>,
+    /// gemm.wgsl with the weights as storage (1x1 convolutions).
+    pub(crate) gemm_storage_layout: wgpu::BindGroupLayout,
+    gemm_pipeline_layouts: [wgpu::PipelineLayout; 2],
+    /// gemm pipelines by register blocking and weight binding.
+    gemm: Mutex<HashMap<(gemm::Blocking, gemm::Weights, u32), wgpu::ComputePipeline>>,
     /// Output rows per invocation of the unrolled conv2d: the default, the environment's, or what
     /// autotuning measured on this adapter.
     conv_rows: std::sync::atomic::AtomicU32,
@@ -226,8 +229,12 @@ impl Kernels {
             pipeline_layout("conv2d", &conv2d_layouts[0]),
             pipeline_layout("conv2d in place", &conv2d_layouts[1]),
         ];
-        let gemm_layout = gemm::bind_group_layout(device);
-        let gemm_pipeline_layout = pipeline_layout("gemm", &gemm_layout);
+        let gemm_layout = gemm::bind_group_layout(device, gemm::Weights::Uniform);
+        let gemm_storage_layout = gemm::bind_group_layout(device, gemm::Weights::Storage);
+        let gemm_pipeline_layouts = [
+            pipeline_layout("gemm", &gemm_layout),
+            pipeline_layout("gemm storage", &gemm_storage_layout),
+        ];
         Self {
             device: device.clone(),
             conv_transpose2d: compile("conv_transpose2d", "conv_transpose2d.wgsl"),
@@ -257,7 +264,8 @@ impl Kernels {
             conv2d: Mutex::new(HashMap::new()),
             elementwise: Mutex::new(HashMap::new()),
             gemm_layout,
-            gemm_pipeline_layout,
+            gemm_storage_layout,
+            gemm_pipeline_layouts,
             gemm: Mutex::new(HashMap::new()),
             conv_rows: conv2d::rows_from_env()
                 .unwrap_or(conv2d::DEFAULT_UNROLLED_ROWS)
@@ -343,18 +351,34 @@ impl Kernels {
             .clone()
     }
 
-    /// The gemm pipeline for a register blocking.
+    /// The gemm pipeline for a register blocking, with uniform weight windows.
     pub fn gemm(&self, blocking: gemm::Blocking) -> wgpu::ComputePipeline {
+        self.gemm_with(blocking, gemm::Weights::Uniform)
+    }
+
+    /// The gemm pipeline for a register blocking and weight binding.
+    pub fn gemm_with(
+        &self,
+        blocking: gemm::Blocking,
+        weights: gemm::Weights,
+    ) -> wgpu::ComputePipeline {
+        self.gemm_grouped(blocking, weights, gemm::WORKGROUP_X)
+    }
+
+    /// As [`Self::gemm_with`], `group` invocations a workgroup.
+    pub fn gemm_grouped(
+        &self,
+        blocking: gemm::Blocking,
+        weights: gemm::Weights,
+        group: u32,
+    ) -> wgpu::ComputePipeline {
         let mut cache = self.gemm.lock().expect("pipeline cache lock");
+        let layout = &self.gemm_pipeline_layouts[(weights == gemm::Weights::Storage) as usize];
         cache
-            .entry(blocking)
+            .entry((blocking, weights, group))
             .or_insert_with(|| {
-                self.pipeline(
-                    "gemm",
-                    Some(&self.gemm_pipeline_layout),
-                    blocking.source(),
-                    &[],
-                )
+                let source = blocking.source_grouped(weights, group);
+                self.pipeline("gemm", Some(layout), source, &[])
             })
             .clone()
     }
