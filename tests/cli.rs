@@ -694,6 +694,75 @@ fn bench_profile_times_every_layer() {
     }
 }
 
+/// `bench --profile` times each kernel of a layer that chains several (the split Winograd's input
+/// transform, products and output transform) on its own: the phases add up to the layer's row.
+#[test]
+fn bench_profile_times_each_phase_of_a_split_winograd_layer() {
+    let out = batchwise()
+        .env("BATCHWISE_WINOGRAD", "f4s")
+        .args([
+            "bench",
+            "-m",
+            "enhance-low-light",
+            "--batch-sizes",
+            "2",
+            "--size",
+            "16",
+            "--count",
+            "2",
+            "--tile-size",
+            "16",
+            "--profile",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let rows = json["profile"]["rows"].as_array().unwrap();
+    let mut split = 0;
+    for r in rows {
+        let phases = r["phases"].as_array().unwrap();
+        let op = r["op"].as_str().unwrap();
+        // 3x3 convolutions of more than 8 output channels run split F(4,3) here.
+        let out_c = op.strip_prefix("Conv 3x3 ").and_then(|c| {
+            c.split(['-', ' '])
+                .nth(1)?
+                .trim_start_matches('>')
+                .parse()
+                .ok()
+        });
+        if out_c.is_none_or(|c: u32| c <= 8) {
+            assert!(phases.is_empty(), "{r}");
+            continue;
+        }
+        split += 1;
+        let kernels: Vec<&str> = phases
+            .iter()
+            .map(|p| p["kernel"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kernels,
+            [
+                "winograd F4Split input",
+                "winograd F4Split products",
+                "winograd F4Split output"
+            ],
+            "{r}"
+        );
+        let ms: f64 = phases.iter().map(|p| p["ms"].as_f64().unwrap()).sum();
+        assert!((ms - r["ms"].as_f64().unwrap()).abs() < 1e-9, "{r}");
+        let dispatches: u64 = phases
+            .iter()
+            .map(|p| p["dispatches"].as_u64().unwrap())
+            .sum();
+        assert_eq!(dispatches, r["dispatches"].as_u64().unwrap(), "{r}");
+        // The products: one dispatch per matrix of F(4,3) (36), one weight window each.
+        assert_eq!(phases[1]["dispatches"], 36, "{r}");
+    }
+    assert!(split > 0, "no split Winograd layer: {rows:?}");
+}
+
 /// EXIF orientation is applied on reading (a camera's portrait JPEG comes out upright), and the
 /// ICC profile and the EXIF chunk travel to the output, its orientation reset so no viewer turns
 /// the image a second time.

@@ -225,6 +225,16 @@ fn winograd_matches_the_direct_reference() {
             (2, 3, 2),
             None,
         );
+        // More input channels than one weight window of the split kernel's products holds (512
+        // at 32 output channels a block): the second chunk adds to what the first stored in M.
+        check(
+            cx,
+            6,
+            spec(520, 12, [1; 4], leaky.clone()),
+            tile,
+            (2, 5, 6),
+            None,
+        );
     }
 }
 

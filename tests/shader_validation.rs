@@ -75,12 +75,13 @@ fn generated_conv2d_variants_validate() {
     }
 }
 
-/// The Winograd kernels are generated from conv2d.wgsl's declarations: each tile validates, in
-/// float32 and float16.
+/// The Winograd kernels are generated (the fused ones from conv2d.wgsl's declarations, the split
+/// one's products from gemm.wgsl's): each tile validates, in float32 and float16.
 #[test]
 fn generated_winograd_variants_validate() {
+    use batchwise::kernels::gemm::BLOCKING;
     use batchwise::kernels::winograd::{Tile, variant};
-    use batchwise::kernels::winograd_gemm::{input_source, output_source};
+    use batchwise::kernels::winograd_sources::{input_source, output_source, products_source};
     for tile in Tile::FUSED {
         let v = variant(tile);
         validate(&format!("{v:?}"), &v.source());
@@ -89,8 +90,10 @@ fn generated_winograd_variants_validate() {
     }
     for tile in Tile::SPLIT {
         for (what, source) in [
-            ("input", input_source(tile)),
+            ("input", input_source(tile, false)),
+            ("input upsampled", input_source(tile, true)),
             ("output", output_source(tile)),
+            ("products", products_source(BLOCKING)),
         ] {
             validate(&format!("{tile:?} {what}"), &source);
             let half = batchwise::kernels::float16_source(&source).expect("over act");

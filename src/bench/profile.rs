@@ -24,6 +24,17 @@ pub struct ProfileRow {
     pub gflops: Option<f64>,
     /// This row's share of the summed time.
     pub share: f64,
+    /// The kernels of a layer that runs several in a chain (the split Winograd's transforms and
+    /// products), each timed on its own; empty for a layer of one kernel.
+    pub phases: Vec<Phase>,
+}
+
+/// One kernel of a layer's chain.
+#[derive(Clone, Debug, Serialize)]
+pub struct Phase {
+    pub kernel: String,
+    pub dispatches: usize,
+    pub ms: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -53,6 +64,7 @@ pub fn profile(
             Some(last) if t.layer.is_some() && last.layer == t.layer => {
                 last.ms += t.ms;
                 last.dispatches += t.dispatches;
+                last.phases.extend(phases(t));
             }
             _ => rows.push(row(model, &shapes, t)),
         }
@@ -70,6 +82,7 @@ pub fn profile(
             label: String::new(),
             dispatches: 0,
             ms: 0.0,
+            phases: Vec::new(),
         };
         let mut row = row(model, &shapes, &free);
         row.op.push_str(" (in place, no dispatch)");
@@ -108,7 +121,19 @@ fn row(model: &Model, shapes: &[ItemShape], t: &StepTime) -> ProfileRow {
         ms: t.ms,
         gflops: None,
         share: 0.0,
+        phases: phases(t),
     }
+}
+
+fn phases(t: &StepTime) -> Vec<Phase> {
+    t.phases
+        .iter()
+        .map(|(kernel, dispatches, ms)| Phase {
+            kernel: kernel.clone(),
+            dispatches: *dispatches,
+            ms: *ms,
+        })
+        .collect()
 }
 
 /// The op of `l` with what decides its kernel and cost.

@@ -695,6 +695,12 @@ fn print_profile(profile: &crate::bench::Profile) {
             100.0 * r.share,
             r.name
         );
+        for p in &r.phases {
+            println!(
+                "{:>5}    {:<32} {:>13} {:>13} {:>5} {:>9.2}",
+                "", p.kernel, "", "", p.dispatches, p.ms
+            );
+        }
     }
 }
 

@@ -35,6 +35,7 @@ pub mod unary;
 pub mod unpack;
 pub mod winograd;
 pub mod winograd_gemm;
+pub mod winograd_sources;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -423,6 +424,19 @@ impl Kernels {
         self.generated("elementwise", source)
     }
 
+    /// A generated kernel over gemm.wgsl's bindings (its params and weights at dynamic offsets),
+    /// cached by source.
+    pub fn generated_gemm(&self, label: &str, source: &str) -> wgpu::ComputePipeline {
+        let mut cache = self.elementwise.lock().expect("pipeline cache lock");
+        if let Some(p) = cache.get(source) {
+            return p.clone();
+        }
+        let layout = Some(&self.gemm_pipeline_layout);
+        let pipeline = self.pipeline(label, layout, source.to_owned(), &[]);
+        cache.insert(source.to_owned(), pipeline.clone());
+        pipeline
+    }
+
     /// The pipeline of a generated kernel with its own bind group layout, compiled once per
     /// source.
     pub fn generated(&self, label: &str, source: &str) -> wgpu::ComputePipeline {
@@ -548,6 +562,27 @@ impl Step {
     }
 
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, items: u32) {
+        self.record_own(pass, items);
+        for step in &self.then {
+            step.record(pass, items);
+        }
+    }
+
+    /// The kernels this step chains (itself first, then what it runs after it, in order), for
+    /// timing each on its own (`bench --profile`'s phases).
+    pub fn parts(&self) -> Vec<&Step> {
+        let mut parts = vec![self];
+        parts.extend(self.then.iter().flat_map(Step::parts));
+        parts
+    }
+
+    /// Dispatches of this step alone, without the steps chained after it.
+    pub fn own_dispatches(&self) -> usize {
+        self.dynamic_offsets.len().max(1)
+    }
+
+    /// Records this step's own dispatches, without the steps chained after it.
+    pub fn record_own(&self, pass: &mut wgpu::ComputePass<'_>, items: u32) {
         pass.set_pipeline(&self.pipeline);
         let (x, z) = match self.folded {
             Some((per_item, per_group)) => ((items * per_item).div_ceil(per_group).max(1), 1),
@@ -560,9 +595,6 @@ impl Step {
         for offsets in &self.dynamic_offsets {
             pass.set_bind_group(0, &self.bind_group, offsets);
             pass.dispatch_workgroups(x, self.groups_xy[1], z);
-        }
-        for step in &self.then {
-            step.record(pass, items);
         }
     }
 }

@@ -3,13 +3,13 @@
 //!
 //! 1. the input transform: one invocation per tile, input channel and item loads the tile's
 //!    alpha x alpha patch (zero outside the image: the padding) and writes V = B^T d B to the
-//!    scratch `V[item][alpha^2][in_c][tiles]` (tiles: the item's m x m output tiles, row-major);
+//!    scratch `V[alpha^2][in_c][q]` (q: the item's m x m output tiles, row-major, then the next
+//!    item's: every item the scratch holds side by side in a row `q_stride` long);
 //! 2. the products: alpha^2 independent GEMMs `M[t] = U[t] V[t]` (`[out_c x in_c] x [in_c x
-//!    tiles]`) on gemm.wgsl, its register-tiled kernel as is: U (the weights transformed once at
-//!    upload, U = G g G^T) packed per t in gemm's uniform windows, one dispatch per t and window;
-//!    matrix t is reached through gemm's strides (its input rows from `t x in_c`, its output
-//!    channels from `t x out_c`), the bias a zero buffer; into the scratch
-//!    `M[item][alpha^2][out_c][tiles]`;
+//!    q]`), a register-tiled kernel of its own over gemm.wgsl's declarations
+//!    (`winograd_sources::products_source`: q contiguous, no per-lane division): U (the weights
+//!    transformed once at upload, U = G g G^T) packed per t in gemm's uniform windows, one
+//!    dispatch per t and window; matrix t is rows `t x in_c ..` of V and `t x out_c ..` of M;
 //! 3. the output transform: one invocation per tile, output channel and item computes
 //!    Y = A^T M A and stores its m x m pixels with the fused bias, residual and activation.
 //!
@@ -18,11 +18,12 @@
 //! one V and one M per lane for every layer (`Conv2dLayer::scratch_elements`, counted by the memory
 //! planner); a layer prepared without them allocates its own.
 //!
-//! The transforms' `main`s are generated (unrolled over B^T and A^T), over the declarations here;
+//! The kernels are generated (`winograd_sources.rs`: the transforms unrolled over B^T and A^T);
 //! `tests/shader_validation.rs` validates them, float32 and float16.
 
 use super::gemm::{self, GemmParams};
-use super::winograd::{Tile, combination};
+use super::winograd::Tile;
+use super::winograd_sources::{WORKGROUP_X, input_source, output_source, products_source};
 use super::{Bind, Step};
 use crate::gpu::{Gpu, TrackedBuffer};
 use crate::model::{Activation, Conv2dSpec, Residual};
@@ -31,8 +32,6 @@ use crate::model::{Activation, Conv2dSpec, Residual};
 const UNIFORM_ALIGN: usize = 256;
 /// gemm.wgsl's weight window (and its bias buffer), in floats.
 const WINDOW_FLOATS: usize = 16384;
-/// Invocations per workgroup of the transforms (along the tiles).
-const WORKGROUP_X: u32 = 64;
 
 /// Whether the split kernel runs this convolution: a Winograd shape whose bias and slopes fit
 /// the output transform's uniform buffer.
@@ -56,6 +55,8 @@ struct InputParams {
     src_offset: u32,
     up_y: u32,
     up_x: u32,
+    q_stride: u32,
+    _pad: [u32; 3],
 }
 
 /// Mirror of `Params` in [`OUTPUT_HEAD`].
@@ -75,7 +76,8 @@ struct OutputParams {
     slope_base: u32,
     dst_c: u32,
     dst_offset: u32,
-    _pad: [u32; 3],
+    q_stride: u32,
+    _pad: [u32; 2],
 }
 
 /// Where a convolution's input and output lie in their buffers, and how it reads its input:
@@ -99,191 +101,12 @@ impl Placed {
     }
 }
 
-/// The input transform's declarations; the generated `main` follows.
-const INPUT_HEAD: &str =
-    "// Winograd input transform (src/kernels/winograd_gemm.rs): V = B^T d B per tile.
-// The activation element type; the float16 variant of this shader swaps it for f16.
-alias act = f32;
-
-struct Params {
-    in_c: u32,
-    in_h: u32,        // the input as the convolution sees it (upsampled)
-    in_w: u32,
-    pad_top: u32,
-    pad_left: u32,
-    tiles_w: u32,     // tiles along a row
-    tiles: u32,       // tiles an item
-    v_t: u32,         // in_c x tiles: the stride of V between its alpha^2 matrices
-    src_c: u32,       // channels an item of `src` holds (the input: a slice of them)
-    src_offset: u32,  // the input's first channel in them
-    up_y: u32,        // nearest upsampling: `src` holds in_h / up_y x in_w / up_x pixels
-    up_x: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<act>;
-@group(0) @binding(2) var<storage, read_write> v: array<act>;
-";
-
-/// The output transform's declarations; the generated `main` follows.
-const OUTPUT_HEAD: &str =
-    "// Winograd output transform (src/kernels/winograd_gemm.rs): Y = A^T M A per tile, with
-// the fused bias, residual and activation (as conv2d.wgsl).
-// The activation element type; the float16 variant of this shader swaps it for f16.
-alias act = f32;
-
-struct Params {
-    out_c: u32,
-    out_h: u32,
-    out_w: u32,
-    tiles_w: u32,
-    tiles: u32,
-    m_t: u32,         // out_c x tiles: the stride of M between its alpha^2 matrices
-    activation: u32,  // 0 none, 1 leaky relu (alpha; relu is alpha 0), 2 clip(alpha, beta), 3 prelu
-    alpha: f32,
-    beta: f32,
-    residual: u32,    // 0 none, 1 add `skip` then activate, 2 activate then add
-    slope_base: u32,  // where the PRelu slopes start in `bias_slope`, in vec4s
-    dst_c: u32,       // channels an item of `dst` holds (the output: a slice of them)
-    dst_offset: u32,  // the output's first channel in them
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<uniform> bias_slope: array<vec4<f32>, 4096>; // bias, then PRelu slopes
-@group(0) @binding(2) var<storage, read> m: array<act>;
-@group(0) @binding(3) var<storage, read_write> dst: array<act>;
-@group(0) @binding(4) var<storage, read> skip: array<act>; // the residual (a fused Add)
-
-fn activate(x: act, oc: u32) -> act {
-    switch p.activation {
-        case 1u: { return select(x * act(p.alpha), x, x >= act(0.0)); }
-        case 2u: { return clamp(x, act(p.alpha), act(p.beta)); }
-        case 3u: {
-            let s = act(bias_slope[p.slope_base + oc / 4u][oc % 4u]);
-            return select(x * s, x, x >= act(0.0));
-        }
-        default: { return x; }
-    }
-}
-
-// Stores output pixel (oy, ox) of channel oc of item n: bias, residual, activation.
-fn put(n: u32, oc: u32, oy: u32, ox: u32, y: act, bias: act) {
-    if oy >= p.out_h || ox >= p.out_w { return; }
-    let at = ((n * p.out_c + oc) * p.out_h + oy) * p.out_w + ox;
-    var x = y + bias;
-    if p.residual == 1u { x += skip[at]; }
-    x = activate(x, oc);
-    if p.residual == 2u { x += skip[at]; }
-    dst[((n * p.dst_c + p.dst_offset + oc) * p.out_h + oy) * p.out_w + ox] = x;
-}
-";
-
-/// WGSL of the input transform for `tile`.
-pub fn input_source(tile: Tile) -> String {
-    let (m, a) = (tile.m() as usize, tile.alpha() as usize);
-    let (bt, _, _) = tile.matrices();
-    let mut w = String::from(INPUT_HEAD);
-    let mut line = |l: String| {
-        w.push_str(&l);
-        w.push('\n');
-    };
-    line(format!("// F({m}x{m}, 3x3): alpha {a}."));
-    line(format!("@compute @workgroup_size({WORKGROUP_X}, 1, 1)"));
-    line("fn main(@builtin(global_invocation_id) gid: vec3<u32>) {".into());
-    line("    let tile = gid.x;".into());
-    line("    if tile >= p.tiles { return; }".into());
-    line("    let ic = gid.y;".into());
-    line("    let n = gid.z;".into());
-    line(format!(
-        "    let iy = i32(tile / p.tiles_w * {m}u) - i32(p.pad_top);"
-    ));
-    line(format!(
-        "    let ix = i32(tile % p.tiles_w * {m}u) - i32(p.pad_left);"
-    ));
-    line("    let src_w = p.in_w / p.up_x;".into());
-    line("    let plane = (n * p.src_c + p.src_offset + ic) * (p.in_h / p.up_y) * src_w;".into());
-    line("    let last_y = i32(p.in_h) - 1;".into());
-    line("    let last_x = i32(p.in_w) - 1;".into());
-    for i in 0..a {
-        line(format!(
-            "    let y{i} = iy + {i}; let my{i} = y{i} >= 0 && y{i} <= last_y; let ry{i} = u32(clamp(y{i}, 0, last_y)) / p.up_y * src_w;"
-        ));
-        line(format!(
-            "    let x{i} = ix + {i}; let mx{i} = x{i} >= 0 && x{i} <= last_x; let cx{i} = u32(clamp(x{i}, 0, last_x)) / p.up_x;"
-        ));
-    }
-    for r in 0..a {
-        for c in 0..a {
-            line(format!(
-                "    let d{r}_{c} = select(act(0.0), src[plane + ry{r} + cx{c}], my{r} && mx{c});"
-            ));
-        }
-    }
-    // t = B^T d (rows), then V = t B (B[k][c] = B^T[c][k]).
-    for r in 0..a {
-        for c in 0..a {
-            let e = combination(&bt[r * a..(r + 1) * a], |k| format!("d{k}_{c}"));
-            line(format!("    let t{r}_{c} = {e};"));
-        }
-    }
-    line("    let base = n * p.v_t * ".to_owned() + &format!("{}u + ic * p.tiles + tile;", a * a));
-    for r in 0..a {
-        for c in 0..a {
-            let e = combination(&bt[c * a..(c + 1) * a], |k| format!("t{r}_{k}"));
-            line(format!("    v[base + {}u * p.v_t] = {e};", r * a + c));
-        }
-    }
-    line("}".into());
-    w
-}
-
-/// WGSL of the output transform for `tile`.
-pub fn output_source(tile: Tile) -> String {
-    let (m, a) = (tile.m() as usize, tile.alpha() as usize);
-    let (_, _, at) = tile.matrices();
-    let mut w = String::from(OUTPUT_HEAD);
-    let mut line = |l: String| {
-        w.push_str(&l);
-        w.push('\n');
-    };
-    line(format!("// F({m}x{m}, 3x3): alpha {a}."));
-    line(format!("@compute @workgroup_size({WORKGROUP_X}, 1, 1)"));
-    line("fn main(@builtin(global_invocation_id) gid: vec3<u32>) {".into());
-    line("    let tile = gid.x;".into());
-    line("    if tile >= p.tiles { return; }".into());
-    line("    let oc = gid.y;".into());
-    line("    let n = gid.z;".into());
-    line(format!("    let oy = tile / p.tiles_w * {m}u;"));
-    line(format!("    let ox = tile % p.tiles_w * {m}u;"));
-    line(format!(
-        "    let base = n * p.m_t * {}u + oc * p.tiles + tile;",
-        a * a
-    ));
-    for t in 0..a * a {
-        line(format!("    let m{t} = m[base + {t}u * p.m_t];"));
-    }
-    // s = A^T M (rows), then Y = s A.
-    for i in 0..m {
-        for c in 0..a {
-            let e = combination(&at[i * a..(i + 1) * a], |j| format!("m{}", j * a + c));
-            line(format!("    let s{i}_{c} = {e};"));
-        }
-    }
-    line("    let bias = act(bias_slope[oc / 4u][oc % 4u]);".into());
-    for i in 0..m {
-        for j in 0..m {
-            let e = combination(&at[j * a..(j + 1) * a], |c| format!("s{i}_{c}"));
-            line(format!("    put(n, oc, oy + {i}u, ox + {j}u, {e}, bias);"));
-        }
-    }
-    line("}".into());
-    w
-}
-
 /// A 3x3 convolution's transformed weights on the GPU, packed for gemm.wgsl per matrix t.
 pub struct WinogradGemm {
     pub tile: Tile,
     spec: Conv2dSpec,
+    /// gemm.wgsl's register block for the products.
+    blocking: gemm::Blocking,
     weights: TrackedBuffer,
     /// Zeros: gemm.wgsl's bias (the products start from zero).
     zeros: TrackedBuffer,
@@ -313,18 +136,21 @@ impl WinogradGemm {
     ) -> Self {
         let a2 = (tile.alpha() * tile.alpha()) as usize;
         let (oc, ic) = (spec.out_c as usize, spec.in_c as usize);
+        // gemm's own blocking: 16x8, 16x16, 32x4 and 64x4 measured no faster on the products
+        // (BENCHMARKS.md, "Winograd").
+        let blocking = gemm::BLOCKING;
         // [oc][ic][t] -> per t [oc][ic].
         let u = super::winograd::transform_weights(weights, tile);
         let mut packed: Vec<f32> = Vec::new();
         let mut dispatches = Vec::new();
         for t in 0..a2 {
             let ut: Vec<f32> = (0..oc * ic).map(|i| u[i * a2 + t]).collect();
-            let (p, ds) = gemm::pack(gemm::BLOCKING, spec.out_c, spec.in_c, &ut);
+            let (p, ds) = gemm::pack(blocking, spec.out_c, spec.in_c, &ut);
             // gemm pads each packing a window past its last offset; keep what its dispatches read.
             let used = ds
                 .iter()
                 .map(|d| {
-                    let ob = gemm::BLOCKING.oc_block as usize;
+                    let ob = blocking.oc_block as usize;
                     d.weight_offset as usize / 4 + (d.blocks * d.ic_count) as usize * ob
                 })
                 .max()
@@ -354,6 +180,7 @@ impl WinogradGemm {
         Self {
             tile,
             spec: spec.clone(),
+            blocking,
             weights: gpu.create_buffer_init(label, bytemuck::cast_slice(&packed), uniform),
             zeros: gpu.create_buffer_init(label, &vec![0u8; WINDOW_FLOATS * 4], uniform),
             bias_slope: gpu.create_buffer_init(label, bytemuck::cast_slice(&bias_slope), uniform),
@@ -426,6 +253,12 @@ impl WinogradGemm {
                 m: &own[1],
             },
         };
+        // Every item the scratch holds has its tiles in a row of V and M (q contiguous).
+        let item_bytes = |c: u32| (a2 * c * tiles).max(1) as u64 * bytes;
+        let capacity = (scratch.v.size() / item_bytes(s.in_c))
+            .min(scratch.m.size() / item_bytes(s.out_c))
+            .max(1);
+        let q_stride = (capacity * tiles as u64).clamp(1, u32::MAX as u64) as u32;
         let input = InputParams {
             in_c: s.in_c,
             in_h,
@@ -434,24 +267,29 @@ impl WinogradGemm {
             pad_left: s.pads[1],
             tiles_w,
             tiles,
-            v_t: s.in_c * tiles,
+            v_t: s.in_c * q_stride,
             src_c: placed.src.0,
             src_offset: placed.src.1,
             up_y: placed.upsample[0],
             up_x: placed.upsample[1],
+            q_stride,
+            _pad: [0; 3],
         };
         let groups = tiles.div_ceil(WORKGROUP_X);
-        let pipeline = kernels.generated("winograd input", &input_source(self.tile));
+        let upsampled = placed.upsample != [1, 1];
+        let pipeline = kernels.generated("winograd input", &input_source(self.tile, upsampled));
+        // Each kernel labelled by its phase (`bench --profile` times them apart).
+        let tile = self.tile;
         let first = super::step(
             gpu,
-            label,
+            &format!("winograd {tile:?} input"),
             &pipeline,
             &input,
             &[src, scratch.v],
             [groups, s.in_c],
             1,
         );
-        let products = self.products(cx, &scratch, tiles, a2);
+        let products = self.products(cx, &scratch, tiles, q_stride);
         let (activation, alpha, beta) = s.activation.encode();
         let output = OutputParams {
             out_c: s.out_c,
@@ -459,7 +297,7 @@ impl WinogradGemm {
             out_w,
             tiles_w,
             tiles,
-            m_t: s.out_c * tiles,
+            m_t: s.out_c * q_stride,
             activation,
             alpha,
             beta,
@@ -467,7 +305,8 @@ impl WinogradGemm {
             slope_base: self.slope_base,
             dst_c: placed.dst.0,
             dst_offset: placed.dst.1,
-            _pad: [0; 3],
+            q_stride,
+            _pad: [0; 2],
         };
         let pipeline = kernels.generated("winograd output", &output_source(self.tile));
         // Without a residual the binding is never read; M stands in.
@@ -475,7 +314,7 @@ impl WinogradGemm {
         let buffers = [&*self.bias_slope, scratch.m, dst, skip];
         let last = super::step(
             gpu,
-            label,
+            &format!("winograd {tile:?} output"),
             &pipeline,
             &output,
             &buffers,
@@ -485,35 +324,29 @@ impl WinogradGemm {
         first.then(vec![products, last]).keeping(own)
     }
 
-    /// The alpha^2 products M[t] = U[t] V[t] on gemm.wgsl: one dispatch per t and window. The
-    /// items are folded into q (their tiles side by side): a batch of small maps still fills
-    /// gemm's workgroups of 512 q.
-    fn products(&self, cx: Bind, scratch: &Scratch, tiles: u32, a2: u32) -> Step {
+    /// The alpha^2 products M[t] = U[t] V[t] (`products_source`, over gemm.wgsl's bindings): one
+    /// dispatch per t and weight window, q over the batch's items (their tiles side by side in
+    /// each row of V and M, `q_stride` apart): a batch of small maps still fills the workgroups.
+    fn products(&self, cx: Bind, scratch: &Scratch, tiles: u32, q_stride: u32) -> Step {
         let Bind {
             gpu,
             kernels,
             label,
         } = cx;
         let s = &self.spec;
-        // q runs over every item the scratch holds (the step dispatches only the batch's).
-        let item_bytes = |c: u32| (a2 * c * tiles).max(1) as u64 * kernels.precision.bytes();
-        let capacity = (scratch.v.size() / item_bytes(s.in_c))
-            .min(scratch.m.size() / item_bytes(s.out_c))
-            .max(1);
-        let q_count = (capacity * tiles as u64).clamp(1, u32::MAX as u64) as u32;
         let mut records = vec![0u8; self.dispatches.len() * UNIFORM_ALIGN];
         let mut offsets = Vec::with_capacity(self.dispatches.len());
         for (i, (t, d)) in self.dispatches.iter().enumerate() {
             let params = GemmParams {
-                q_count,
-                q_item: tiles.max(1),
-                in_cs: tiles,
+                q_count: q_stride,
+                q_item: q_stride,
+                in_cs: q_stride,
                 in_qs: 1,
-                in_item: a2 * s.in_c * tiles,
-                out_cs: tiles,
+                in_item: 0,
+                out_cs: q_stride,
                 out_qs: 1,
-                out_item: a2 * s.out_c * tiles,
-                // Channel t x out_c + oc of M is oc of matrix t; the block stops at its end.
+                out_item: 0,
+                // Row t x out_c + oc of M is oc of matrix t; the block stops at its end.
                 out_c: (t + 1) * s.out_c,
                 ic_base: t * s.in_c + d.ic_base,
                 ic_count: d.ic_count,
@@ -562,10 +395,10 @@ impl WinogradGemm {
             entries: &entries,
         });
         let blocks = self.dispatches.iter().map(|(_, d)| d.blocks).max();
-        let per_group = gemm::BLOCKING.pix * gemm::WORKGROUP_X;
+        let per_group = self.blocking.pix * gemm::WORKGROUP_X;
         Step::with_offsets(
-            label,
-            kernels.gemm(gemm::BLOCKING),
+            &format!("winograd {:?} products", self.tile),
+            kernels.generated_gemm("winograd products", &products_source(self.blocking)),
             bind_group,
             [tiles.div_ceil(per_group), blocks.unwrap_or(1)],
             1,

@@ -1,5 +1,5 @@
-//! Per-step GPU times of one batch (`batchwise bench --profile`): each step of the batch's first
-//! lane recorded in a compute pass of its own with timestamps at its start and end.
+//! Per-step GPU times of one batch (`batchwise bench --profile`): each kernel of each step of the
+//! batch's first lane recorded in a compute pass of its own with timestamps at its start and end.
 
 use anyhow::{Result, bail};
 
@@ -19,6 +19,10 @@ pub struct StepTime {
     pub label: String,
     pub dispatches: usize,
     pub ms: f64,
+    /// A step of several kernels (the split Winograd's input transform, products and output
+    /// transform): each one's label, dispatches and time, timed in passes of their own; empty
+    /// for a step of one kernel.
+    pub phases: Vec<(String, usize, f64)>,
 }
 
 impl BatchRunner {
@@ -52,24 +56,45 @@ impl BatchRunner {
         }
         steps.extend(lane.layers.iter().map(|(i, s)| (Some(*i), s)));
         steps.extend(lane.unpack.iter().map(|s| (None, s)));
-        let mut times = Vec::with_capacity(steps.len());
-        for chunk in steps.chunks(STEPS_PER_SUBMIT) {
+        // Every kernel of a step in a pass of its own: (the step, the kernel).
+        let parts: Vec<(usize, &Step)> = steps
+            .iter()
+            .enumerate()
+            .flat_map(|(k, (_, s))| s.parts().into_iter().map(move |p| (k, p)))
+            .collect();
+        let mut part_ms = Vec::with_capacity(parts.len());
+        for chunk in parts.chunks(STEPS_PER_SUBMIT) {
             let mut runs = Vec::with_capacity(RUNS);
             for _ in 0..RUNS {
                 runs.push(self.time_steps(chunk.iter().map(|(_, s)| *s), chunk.len(), items)?);
             }
-            // The median of the runs, step by step.
-            let ms = (0..chunk.len()).map(|k| {
+            // The median of the runs, kernel by kernel.
+            part_ms.extend((0..chunk.len()).map(|k| {
                 let mut each: Vec<f64> = runs.iter().map(|r| r[k]).collect();
                 each.sort_by(f64::total_cmp);
                 each[RUNS / 2]
-            });
-            times.extend(chunk.iter().zip(ms).map(|((layer, step), ms)| StepTime {
+            }));
+        }
+        let mut times: Vec<StepTime> = steps
+            .iter()
+            .map(|(layer, step)| StepTime {
                 layer: *layer,
                 label: step.label.clone(),
                 dispatches: step.dispatches(),
-                ms,
-            }));
+                ms: 0.0,
+                phases: Vec::new(),
+            })
+            .collect();
+        for ((k, part), ms) in parts.iter().zip(part_ms) {
+            times[*k].ms += ms;
+            times[*k]
+                .phases
+                .push((part.label.clone(), part.own_dispatches(), ms));
+        }
+        for t in &mut times {
+            if t.phases.len() < 2 {
+                t.phases.clear();
+            }
         }
         Ok(times)
     }
@@ -108,7 +133,7 @@ impl BatchRunner {
                     end_of_pass_write_index: Some(2 * k as u32 + 1),
                 }),
             });
-            step.record(&mut pass, items);
+            step.record_own(&mut pass, items);
         }
         encoder.resolve_query_set(&queries, 0..2 * count as u32, &resolve, 0);
         self.submit_encoder(encoder)?;
