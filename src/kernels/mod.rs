@@ -374,7 +374,7 @@ impl Kernels {
         group: u32,
     ) -> wgpu::ComputePipeline {
         let mut cache = self.gemm.lock().expect("pipeline cache lock");
-        let layout = &self.gemm_pipeline_layouts[(weights == gemm::Weights::Storage) as usize];
+        let layout = self.gemm_pipeline_layout(weights);
         cache
             .entry((blocking, weights, group))
             .or_insert_with(|| {
@@ -424,6 +424,11 @@ impl Kernels {
         self.generated("elementwise", source)
     }
 
+    /// gemm.wgsl's pipeline layout with its weights bound as `weights` says.
+    fn gemm_pipeline_layout(&self, weights: gemm::Weights) -> &wgpu::PipelineLayout {
+        &self.gemm_pipeline_layouts[usize::from(weights == gemm::Weights::Storage)]
+    }
+
     /// A generated kernel over gemm.wgsl's bindings (its params and weights at dynamic offsets),
     /// cached by source.
     pub fn generated_gemm(&self, label: &str, source: &str) -> wgpu::ComputePipeline {
@@ -431,7 +436,8 @@ impl Kernels {
         if let Some(p) = cache.get(source) {
             return p.clone();
         }
-        let layout = Some(&self.gemm_pipeline_layout);
+        // gemm.wgsl as written: the weights in 64 KiB uniform windows.
+        let layout = Some(self.gemm_pipeline_layout(gemm::Weights::Uniform));
         let pipeline = self.pipeline(label, layout, source.to_owned(), &[]);
         cache.insert(source.to_owned(), pipeline.clone());
         pipeline
