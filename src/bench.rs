@@ -35,6 +35,9 @@ pub struct BenchRow {
     /// reading the files the one before wrote (how tools without chains run one), end to end.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub separate_steps_items_per_sec: Option<f64>,
+    /// A chain the job ran step by step (each step on its own tiles): its planned memory and
+    /// GFLOP/s are still the composed chain's.
+    pub step_by_step: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -284,6 +287,7 @@ fn run_fixed(
             dispatches_per_batch: summary.dispatches_per_batch,
             gflops: 2.0 * macs as f64 * rate / images.len() as f64 / 1e9,
             separate_steps_items_per_sec: None,
+            step_by_step: false,
         };
         progress(&row);
         rows.push(row);
@@ -420,7 +424,6 @@ pub fn run(
         tiles_per_item = tiles.len() / images.len();
         up.run_tiles(&refs, &tiles[..1])?;
         let gpu_ms = gpu_ms_per_batch(&up, &refs, &tiles, batch as usize)?;
-        let dispatches = up.runner().dispatches();
         drop(up);
         let (compute, summary) = in_memory(
             engine,
@@ -456,9 +459,10 @@ pub fn run(
             peak_gpu_bytes: peak,
             planned_gpu_bytes: crate::engine::plan(&model, side, side, batch)?.total_bytes(),
             batches: tiles.len().div_ceil(batch as usize),
-            dispatches_per_batch: dispatches,
+            dispatches_per_batch: summary.dispatches_per_batch,
             gflops: 2.0 * macs as f64 / secs / 1e9,
             separate_steps_items_per_sec: separate_steps,
+            step_by_step: summary.step_by_step,
         };
         progress(&row);
         rows.push(row);

@@ -95,6 +95,7 @@ fn in_small_tiles_a_chain_runs_step_by_step_as_the_models_one_after_another() {
         let out = dir.path().join(chain_id.replace(',', "+"));
         let summary = run(chain_id, 16, &input, &out, &[]);
         assert_eq!(summary["done"], 1, "{summary}");
+        assert_eq!(summary["step_by_step"], true, "{summary}");
         let got = image::open(out.join("photo.png")).unwrap().to_rgb16();
         assert_eq!(got.dimensions(), (120, 88));
         // Planar [3, H, W] in 0..=1, as the reference.
@@ -126,14 +127,11 @@ fn step_by_step_equals_the_composed_chain_with_the_inputs_alpha_and_depth() {
     }
     photo.save(input.join("photo.png")).unwrap();
     let (steps, composed) = (dir.path().join("steps"), dir.path().join("composed"));
-    run(CHAIN, 16, &input, &steps, &[]);
-    run(
-        CHAIN,
-        16,
-        &input,
-        &composed,
-        &[("BATCHWISE_CHAIN", "composed")],
-    );
+    let summary = run(CHAIN, 16, &input, &steps, &[]);
+    assert_eq!(summary["step_by_step"], true, "{summary}");
+    let env = [("BATCHWISE_CHAIN", "composed")];
+    let summary = run(CHAIN, 16, &input, &composed, &env);
+    assert_eq!(summary["step_by_step"], false, "{summary}");
     let read = |d: &Path| image::open(d.join("photo.png")).unwrap();
     let (a, b) = (read(&steps), read(&composed));
     assert_eq!(a.color(), image::ColorType::Rgba8);

@@ -254,6 +254,7 @@ mod tests {
             dispatches_per_batch: 1,
             gflops: 0.0,
             separate_steps_items_per_sec: None,
+            step_by_step: false,
         }
     }
 

@@ -642,6 +642,12 @@ fn run_bench(args: &BenchArgs) -> Result<ExitCode> {
                 row.gflops,
                 row.dispatches_per_batch
             );
+            if row.step_by_step {
+                println!(
+                    "       the chain ran step by step (each step on its own tiles); planned MiB \
+                     and GFLOP/s are the composed chain's"
+                );
+            }
             if let Some(steps) = row.separate_steps_items_per_sec {
                 println!(
                     "       the chain's steps as separate jobs: {steps:.3} items/s (the chain \

@@ -201,8 +201,12 @@ pub struct JobSummary {
     pub device_lost: Option<String>,
     /// The most batches that were on the GPU at once (submitted, not read back yet).
     pub batches_in_flight: usize,
-    /// Kernel dispatches in one full batch (every layer of every lane, pack and unpack).
+    /// Kernel dispatches in one full batch (every layer of every lane, pack and unpack; a chain
+    /// run step by step: a batch of each step).
     pub dispatches_per_batch: usize,
+    /// A chain run step by step (each step on its own tiles, images handed on in memory), not
+    /// composed into one model.
+    pub step_by_step: bool,
     pub items: Vec<ItemReport>,
 }
 
@@ -450,7 +454,7 @@ fn run_planned(
         batch,
         budget,
     };
-    if let Some(specs) = stepwise::plan(spec)? {
+    if let Some(specs) = stepwise::plan(engine, spec)? {
         // A chain in tiles whose composed tile would redo more work than handing images on.
         let models = stepwise::load(engine, &specs)?;
         let models: Vec<&crate::engine::GpuModel> = models.iter().collect();

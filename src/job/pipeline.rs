@@ -91,6 +91,10 @@ pub(crate) trait Stage {
     fn streams_rows(&self) -> bool {
         false
     }
+    /// A chain run step by step ([`super::stepwise`]), not as one composed model.
+    fn step_by_step(&self) -> bool {
+        false
+    }
     /// Images with items landed since the last call that are not finished: (image, items
     /// landed, items in all); an image whose last item landed is in it once more, with all
     /// landed, while it is written.
@@ -265,7 +269,7 @@ pub(crate) fn drive<S: Stage>(
     } = job;
     let mut book = Book::new(emit, &planned, &outputs, spec);
     let mut batch = fit(&mut stage, batch, &mut book)?;
-    let dispatches = stage.dispatches();
+    let (dispatches, step_by_step) = (stage.dispatches(), stage.step_by_step());
     (book.emit)(JobEvent::Started {
         items: planned.inputs.clone(),
         batch_size: batch,
@@ -384,6 +388,7 @@ pub(crate) fn drive<S: Stage>(
         batch_size: batch,
         peak_in_flight,
         budget,
+        step_by_step,
     };
     Ok(finish(engine, spec, &mut book, started, tally, tile_size))
 }
@@ -646,6 +651,7 @@ struct Tally {
     peak_in_flight: usize,
     /// The budget the batch size was planned against.
     budget: u64,
+    step_by_step: bool,
 }
 
 /// Marks what was left as skipped (cancelled), builds the summary and emits it.
@@ -694,6 +700,7 @@ fn finish(
         device_lost: engine.gpu.lost(),
         batches_in_flight: tally.peak_in_flight,
         dispatches_per_batch: tally.dispatches,
+        step_by_step: tally.step_by_step,
         items: std::mem::take(&mut book.reports),
     };
     (book.emit)(JobEvent::Finished(summary.clone()));

@@ -29,9 +29,16 @@ use crate::kernels::pack::PixelDepth;
 use crate::tiling::Pixels;
 use crate::upscale::{AUTO_TILE_SIZES, TileRef};
 
-/// Run step by step where the composed chain does more than this much more work (the hand-off's
-/// read-back, stitching and upload cost about that on the development machine's lavapipe).
+/// Run step by step where the composed chain does more than this much more work, on a CPU's
+/// Vulkan (lavapipe): the hand-off's read-back, stitching and upload cost about that there, where
+/// compute is nearly all of the time.
 const STEPWISE_ABOVE: f64 = 1.02;
+
+/// The same on a GPU: the hand-off's host work (twice the stitching and tiling of the composed
+/// chain's, on one thread) weighs more against a GPU's compute, so the chain stays composed, its
+/// intermediates on the GPU, unless its tiles would redo a quarter more work. Not measured: no
+/// GPU was at hand (`BATCHWISE_CHAIN` fixes the choice to compare).
+const STEPWISE_ABOVE_ON_A_GPU: f64 = 1.25;
 
 /// The job of each step of `spec`'s chain, where the chain runs step by step ([`StepwiseStage`]):
 /// a chain of image-to-image steps only, in tiles, none kept (`--keep-steps` reads the steps
@@ -88,15 +95,16 @@ fn step_specs(spec: &JobSpec, tile: u32, above: f64) -> Result<Option<Vec<JobSpe
     Ok(Some(specs.collect()))
 }
 
-/// The job of each step, where `spec`'s chain runs step by step at the tile its job would use
-/// (the one asked for, else Auto's largest, [`AUTO_TILE_SIZES`]).
-pub(crate) fn plan(spec: &JobSpec) -> Result<Option<Vec<JobSpec>>> {
+/// The job of each step, where `spec`'s chain runs step by step on `engine`'s adapter at the
+/// tile its job would use (the one asked for, else Auto's largest, [`AUTO_TILE_SIZES`]).
+pub(crate) fn plan(engine: &Engine, spec: &JobSpec) -> Result<Option<Vec<JobSpec>>> {
     let tile = spec.tile_size.unwrap_or(AUTO_TILE_SIZES[0]);
     // `BATCHWISE_CHAIN=composed` or `steps` fixes the choice where both can run (benchmarks).
     let above = match std::env::var("BATCHWISE_CHAIN").as_deref() {
         Ok("composed") => return Ok(None),
         Ok("steps") => 0.0,
-        _ => STEPWISE_ABOVE,
+        _ if engine.gpu.adapter.device_type == "Cpu" => STEPWISE_ABOVE,
+        _ => STEPWISE_ABOVE_ON_A_GPU,
     };
     step_specs(spec, tile, above)
 }
@@ -314,6 +322,10 @@ impl Stage for StepwiseStage<'_> {
 
     fn streams_rows(&self) -> bool {
         self.steps.last().is_some_and(Stage::streams_rows)
+    }
+
+    fn step_by_step(&self) -> bool {
+        true
     }
 
     /// Each image's tiles landed in every step against its tiles in all steps; whole once its
