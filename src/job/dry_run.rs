@@ -94,7 +94,7 @@ pub fn dry_run(engine: &Engine, spec: &JobSpec) -> Result<DryRun> {
         .filter(|&i| planned.todo(i))
         .map(|i| planned.inputs[i].as_path())
         .collect();
-    if let Some(specs) = super::stepwise::plan(engine, spec)? {
+    if let Some(specs) = super::stepwise::plan(engine, spec, &todo)? {
         let models = super::stepwise::load(engine, &specs)?;
         let none = (Vec::new(), Vec::new());
         let stage = StepwiseStage::new(engine, &specs, models.iter().collect(), none, false);

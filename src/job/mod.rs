@@ -454,12 +454,13 @@ fn run_planned(
         batch,
         budget,
     };
-    if let Some(specs) = stepwise::plan(engine, spec)? {
+    let todo_paths: Vec<&std::path::Path> = todo.iter().map(PathBuf::as_path).collect();
+    if let Some(specs) = stepwise::plan(engine, spec, &todo_paths)? {
         // A chain in tiles whose composed tile would redo more work than handing images on.
         let models = stepwise::load(engine, &specs)?;
         let models: Vec<&crate::engine::GpuModel> = models.iter().collect();
         let stage = stepwise::StepwiseStage::new(engine, &specs, models, (outs, records), write);
-        let todo: Vec<&std::path::Path> = todo.iter().map(PathBuf::as_path).collect();
+        let todo = todo_paths;
         let batch = stage
             .batch_to_allocate(spec.batch_size, budget, &todo)?
             .batch;

@@ -95,9 +95,50 @@ fn step_specs(spec: &JobSpec, tile: u32, above: f64) -> Result<Option<Vec<JobSpe
     Ok(Some(specs.collect()))
 }
 
+/// Host memory one image's last intermediate (the largest: 16-bit RGBA at the scale of the steps
+/// before the last) may take, held whole while the next step runs, for its job to run step by
+/// step (`--max-memory` lower still); a job with a larger image keeps the composed chain, which
+/// streams its output by rows. 256 MiB: a 12 Mpx photo brightened before an upscale, not after.
+const MAX_INTERMEDIATE_BYTES: u64 = 256 << 20;
+
 /// The job of each step, where `spec`'s chain runs step by step on `engine`'s adapter at the
-/// tile its job would use (the one asked for, else Auto's largest, [`AUTO_TILE_SIZES`]).
-pub(crate) fn plan(engine: &Engine, spec: &JobSpec) -> Result<Option<Vec<JobSpec>>> {
+/// tile its job would use (the one asked for, else Auto's largest, [`AUTO_TILE_SIZES`]) and the
+/// intermediates of every image of `todo` that can be read fit [`MAX_INTERMEDIATE_BYTES`].
+pub(crate) fn plan(
+    engine: &Engine,
+    spec: &JobSpec,
+    todo: &[&Path],
+) -> Result<Option<Vec<JobSpec>>> {
+    let specs = choose(engine, spec)?;
+    Ok(specs.filter(|_| intermediates_fit(spec, todo)))
+}
+
+/// Whether the last intermediate of every image of `todo` whose header reads fits the bound.
+fn intermediates_fit(spec: &JobSpec, todo: &[&Path]) -> bool {
+    let steps = &spec.model.steps;
+    let before: u64 = steps[..steps.len().saturating_sub(1)]
+        .iter()
+        .map(|s| u64::from(s.spec.scale))
+        .product();
+    let limit = spec
+        .max_item_bytes
+        .map_or(MAX_INTERMEDIATE_BYTES, |m| m.min(MAX_INTERMEDIATE_BYTES));
+    todo.iter().all(|path| {
+        // Regular files only: a named pipe would block the reader.
+        let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file());
+        match regular
+            .then(|| image::image_dimensions(path).ok())
+            .flatten()
+        {
+            Some((w, h)) => u64::from(w) * u64::from(h) * before * before * 8 <= limit,
+            // It fails when the job reads it, whichever way the chain runs.
+            None => true,
+        }
+    })
+}
+
+/// [`plan`]'s choice from the work alone.
+fn choose(engine: &Engine, spec: &JobSpec) -> Result<Option<Vec<JobSpec>>> {
     let tile = spec.tile_size.unwrap_or(AUTO_TILE_SIZES[0]);
     // `BATCHWISE_CHAIN=composed` or `steps` fixes the choice where both can run (benchmarks).
     let above = match std::env::var("BATCHWISE_CHAIN").as_deref() {
@@ -391,6 +432,28 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    /// An image whose intermediate (16-bit, at the scale of the steps before the last) would
+    /// take more host memory than the bound keeps the composed chain, which streams; an image
+    /// that cannot be read does not decide it.
+    #[test]
+    fn images_whose_intermediates_are_too_large_keep_the_composed_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let photo = dir.path().join("photo.png");
+        image::RgbaImage::new(64, 32).save(&photo).unwrap();
+        let missing = dir.path().join("missing.png");
+        let todo = [photo.as_path(), missing.as_path()];
+        // Upscaled 2x before its last step: 128 x 64 x 8 bytes.
+        let mut upscale_first = spec("upscale-photo-2x,enhance-low-light", 16);
+        upscale_first.max_item_bytes = Some(128 * 64 * 8);
+        assert!(intermediates_fit(&upscale_first, &todo));
+        upscale_first.max_item_bytes = Some(128 * 64 * 8 - 1);
+        assert!(!intermediates_fit(&upscale_first, &todo));
+        // Brightened first: the intermediate is the input's size.
+        let mut brighten_first = spec("enhance-low-light,upscale-photo-2x", 16);
+        brighten_first.max_item_bytes = Some(64 * 32 * 8);
+        assert!(intermediates_fit(&brighten_first, &todo));
     }
 
     /// What only the composed chain does stays composed: kept steps, a fixed-input last step,
