@@ -121,6 +121,13 @@ fn reduced_gpu_run_writes_its_json_and_passes_the_check() {
         "bench --profile is not found in bench --help"
     );
     assert!(steps.contains(&"profile enhance-low-light"), "{steps:?}");
+    // The chain both ways: composed, and step by step (16 px tiles of 32 px images).
+    for (how, step_by_step) in [("composed", false), ("steps", true)] {
+        let chain = json(&out.join(format!("chain-{how}.json")));
+        let row = &chain["rows"][0];
+        assert_eq!(row["step_by_step"], step_by_step, "{how}: {chain}");
+        assert!(row["items_per_sec"].as_f64().unwrap() > 0.0, "{chain}");
+    }
     let profile = json(&out.join("profile-enhance-low-light.json"));
     let layers = profile["profile"]["rows"].as_array().unwrap();
     assert!(

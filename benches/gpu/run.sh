@@ -17,6 +17,8 @@
 #   bench-MODEL-tTILE-PREC.json                 `batchwise bench`, batch 1..64, tile 128 then 256,
 #                                               float32 then float16
 #   profile-MODEL.json                          the per-layer profile, where `bench --profile` exists
+#   chain-composed.json, chain-steps.json       a chain in tiles composed into one model, and run
+#                                               step by step (which pays on a GPU is not known)
 #   check-f16.json                              the same check in float16
 #   run.json, run.log                           each step's status and time; everything on stderr
 # --reduced: one small model, batch 1 and 2, tile 64, four images (minutes on a CPU's Vulkan).
@@ -224,6 +226,16 @@ if $has_profile; then
 else
     say "this batchwise has no bench --profile: no per-layer profile"
 fi
+# A chain in tiles, composed (one submit, the intermediate on the GPU) and step by step (each step
+# on its own tiles, the intermediate handed on through host memory): job/stepwise.rs chooses by
+# the work alone, and on a GPU the hand-off's host work may weigh more.
+chain_size=512 chain_tile=128 chain_batches=4,16 chain_count=16
+if [ "$mode" = reduced ]; then chain_size=32 chain_tile=16 chain_batches=1 chain_count=2; fi
+for how in composed steps; do
+    step "chain $how" "chain-$how.json" env BATCHWISE_CHAIN="$how" "$bin" bench \
+        -m enhance-low-light,upscale-photo-2x --batch-sizes "$chain_batches" --size "$chain_size" \
+        --count "$chain_count" --tile-size "$chain_tile" --json
+done
 step "check f16" check-f16.json "$bin" check --fixtures "$fixtures" --precision f16 --json \
     ${check_models:+--model "$check_models"}
 for tile in "${tiles[@]:1}"; do
