@@ -569,6 +569,43 @@ impl Blocking {
         self.source_with(Weights::Uniform)
     }
 
+    /// The loop over input channels every generated product kernel runs (gemm's and the split
+    /// Winograd's): for each, the `pix` values at `at0..` of its row of `src` (rows `in_cs`
+    /// apart from `ic_base`) and the `oc_block` weights of the workgroup's block, multiplied into
+    /// the accumulators `a{o}_{v}`.
+    pub(super) fn products_loop(&self, line: &mut impl FnMut(String)) {
+        let (ob, pix) = (self.oc_block, self.pix);
+        let (wv, pv) = (ob / 4, pix / 4);
+        line("    let x0 = p.ic_base * p.in_cs;".into());
+        line(format!("    let w0 = wid.y * p.ic_count * {wv}u;"));
+        line("    for (var ic = 0u; ic < p.ic_count; ic++) {".into());
+        line("        let row = x0 + ic * p.in_cs;".into());
+        for v in 0..pv {
+            let q = |i: u32| format!("src[row + at{}]", 4 * v + i);
+            line(format!(
+                "        let x{v} = vec4<act>({}, {}, {}, {});",
+                q(0),
+                q(1),
+                q(2),
+                q(3)
+            ));
+        }
+        line(format!("        let wi = w0 + ic * {wv}u;"));
+        for b in 0..wv {
+            line(format!("        let w{b} = vec4<act>(weights[wi + {b}u]);"));
+        }
+        for o in 0..ob {
+            for v in 0..pv {
+                line(format!(
+                    "        a{o}_{v} += x{v} * w{}.{};",
+                    o / 4,
+                    LANES[o as usize % 4]
+                ));
+            }
+        }
+        line("    }".into());
+    }
+
     /// As [`Self::source`], the weights read as `weights` says.
     pub fn source_with(&self, weights: Weights) -> String {
         self.source_grouped(weights, WORKGROUP_X)
@@ -624,34 +661,7 @@ impl Blocking {
                 "    let at{i} = q_at(n, q0 + {i}u, p.in_item, p.in_qs);"
             ));
         }
-        line("    let x0 = p.ic_base * p.in_cs;".into());
-        line(format!("    let w0 = wid.y * p.ic_count * {wv}u;"));
-        line("    for (var ic = 0u; ic < p.ic_count; ic++) {".into());
-        line("        let row = x0 + ic * p.in_cs;".into());
-        for v in 0..pv {
-            let q = |i: u32| format!("src[row + at{}]", 4 * v + i);
-            line(format!(
-                "        let x{v} = vec4<act>({}, {}, {}, {});",
-                q(0),
-                q(1),
-                q(2),
-                q(3)
-            ));
-        }
-        line(format!("        let wi = w0 + ic * {wv}u;"));
-        for b in 0..wv {
-            line(format!("        let w{b} = vec4<act>(weights[wi + {b}u]);"));
-        }
-        for o in 0..ob {
-            for v in 0..pv {
-                line(format!(
-                    "        a{o}_{v} += x{v} * w{}.{};",
-                    o / 4,
-                    LANES[o as usize % 4]
-                ));
-            }
-        }
-        line("    }".into());
+        self.products_loop(&mut line);
         for v in 0..pv {
             line(format!("    let out{v} = out_at(n, q0 + {}u);", 4 * v));
         }

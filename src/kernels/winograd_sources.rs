@@ -219,7 +219,7 @@ pub fn products_source(blocking: Blocking) -> String {
         .expect("gemm.wgsl has an entry point")];
     let (ob, pix) = (blocking.oc_block, blocking.pix);
     assert!(ob % 4 == 0 && pix % 4 == 0, "blocks of whole vec4s");
-    let (wv, pv) = (ob / 4, pix / 4);
+    let pv = pix / 4;
     let mut w = String::from(head);
     let mut line = |l: String| push(&mut w, &l);
     line(format!(
@@ -248,34 +248,7 @@ pub fn products_source(blocking: Blocking) -> String {
     for i in 0..pix {
         line(format!("    let at{i} = min(q0 + {i}u, last);"));
     }
-    line("    let x0 = p.ic_base * p.in_cs;".into());
-    line(format!("    let w0 = wid.y * p.ic_count * {wv}u;"));
-    line("    for (var ic = 0u; ic < p.ic_count; ic++) {".into());
-    line("        let row = x0 + ic * p.in_cs;".into());
-    for v in 0..pv {
-        let q = |i: u32| format!("src[row + at{}]", 4 * v + i);
-        line(format!(
-            "        let x{v} = vec4<act>({}, {}, {}, {});",
-            q(0),
-            q(1),
-            q(2),
-            q(3)
-        ));
-    }
-    line(format!("        let wi = w0 + ic * {wv}u;"));
-    for b in 0..wv {
-        line(format!("        let w{b} = vec4<act>(weights[wi + {b}u]);"));
-    }
-    for o in 0..ob {
-        for v in 0..pv {
-            line(format!(
-                "        a{o}_{v} += x{v} * w{}.{};",
-                o / 4,
-                LANES[o as usize % 4]
-            ));
-        }
-    }
-    line("    }".into());
+    blocking.products_loop(&mut line);
     for o in 0..ob {
         line(format!("    if oc0 + {o}u < p.out_c {{"));
         line(format!("        let r = (oc0 + {o}u) * p.out_cs;"));
