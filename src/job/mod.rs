@@ -454,13 +454,12 @@ fn run_planned(
         batch,
         budget,
     };
-    let todo_paths: Vec<&std::path::Path> = todo.iter().map(PathBuf::as_path).collect();
-    if let Some(specs) = stepwise::plan(engine, spec, &todo_paths)? {
+    let todo: Vec<&std::path::Path> = todo.iter().map(PathBuf::as_path).collect();
+    if let Some(specs) = stepwise::plan(engine, spec, &todo)? {
         // A chain in tiles whose composed tile would redo more work than handing images on.
         let models = stepwise::load(engine, &specs)?;
         let models: Vec<&crate::engine::GpuModel> = models.iter().collect();
         let stage = stepwise::StepwiseStage::new(engine, &specs, models, (outs, records), write);
-        let todo = todo_paths;
         let batch = stage
             .batch_to_allocate(spec.batch_size, budget, &todo)?
             .batch;
@@ -492,7 +491,6 @@ fn run_planned(
         let fixed = fixed::FixedStage::new(engine, model, spec, outs, records);
         let models = (&prefix_model, model);
         let mut stage = chained::ChainedStage::new(tiled, fixed, models, spec.model.input_size);
-        let todo: Vec<&std::path::Path> = todo.iter().map(PathBuf::as_path).collect();
         let batch = stage
             .batch_to_allocate(spec.batch_size, budget, &todo)?
             .batch;
@@ -505,7 +503,6 @@ fn run_planned(
         pipeline::drive(job(batch), stage, emit)
     } else {
         let stage = tiled::TiledStage::new(engine, model, spec, (outs, records), kept, write);
-        let todo: Vec<&std::path::Path> = todo.iter().map(PathBuf::as_path).collect();
         let batch = stage
             .batch_to_allocate(spec.batch_size, budget, &todo)?
             .batch;
