@@ -5,6 +5,7 @@ use image::RgbaImage;
 
 use crate::builtin::ImageModelSpec;
 use crate::engine::memory::ItemBytes;
+use crate::engine::shared::SharedBuffers;
 use crate::engine::{BatchRunner, Engine, GpuModel, SubmittedPixels};
 use crate::kernels::pack::PixelDepth;
 use crate::tiling::{self, Pixels, TileRect};
@@ -99,10 +100,12 @@ impl TiledUpscaler {
         batch: u32,
         tile: Option<u32>,
     ) -> Result<Self> {
-        Self::with_depth(engine, model, spec, batch, tile, PixelDepth::Eight)
+        Self::with_depth(engine, model, spec, batch, tile, PixelDepth::Eight, None)
     }
 
-    /// As [`Self::new`], moving pixels of `depth` to and from the GPU.
+    /// As [`Self::new`], moving pixels of `depth` to and from the GPU; the runner's activations
+    /// taken from `shared` where given (size it with [`BatchRunner::buffer_sizes`] at
+    /// [`Self::tile_for`]'s tile plus context).
     pub fn with_depth(
         engine: &Engine,
         model: &GpuModel,
@@ -110,9 +113,17 @@ impl TiledUpscaler {
         batch: u32,
         tile: Option<u32>,
         depth: PixelDepth,
+        shared: Option<&SharedBuffers>,
     ) -> Result<Self> {
-        let limit = engine.gpu.limits.max_storage_buffer_binding_size;
-        Self::with_binding_limit(engine, model, spec, batch, tile, limit, depth)
+        let Some(shared) = shared else {
+            let limit = engine.gpu.limits.max_storage_buffer_binding_size;
+            return Self::with_binding_limit(engine, model, spec, batch, tile, limit, depth);
+        };
+        let tile = Self::tile_for(engine, model, &spec, tile, depth)?;
+        let side = tile + 2 * spec.context;
+        let map = &spec.input_map;
+        let runner = BatchRunner::sharing(engine, model, batch, [side, side], map, depth, shared)?;
+        Self::around(runner, model, spec, tile)
     }
 
     /// As [`Self::with_depth`] with a lower buffer binding limit, to exercise lanes in tests.
@@ -125,6 +136,29 @@ impl TiledUpscaler {
         limit: u64,
         depth: PixelDepth,
     ) -> Result<Self> {
+        let tile = Self::tile_for(engine, model, &spec, tile, depth)?;
+        let side = tile + 2 * spec.context;
+        let runner = BatchRunner::with_binding_limit(
+            engine,
+            model,
+            batch,
+            [side, side],
+            &spec.input_map,
+            limit,
+            depth,
+        )?;
+        Self::around(runner, model, spec, tile)
+    }
+
+    /// The tile size a runner takes: `tile`, or None the largest that fits the adapter (a model
+    /// lowered at one input size: its own).
+    pub fn tile_for(
+        engine: &Engine,
+        model: &GpuModel,
+        spec: &ImageModelSpec,
+        tile: Option<u32>,
+        depth: PixelDepth,
+    ) -> Result<u32> {
         // A model lowered at one input size takes tiles of exactly that size.
         let fixed = model.model.static_shapes.as_ref().map(|s| s[0].h);
         let tile = match (tile, fixed) {
@@ -142,18 +176,19 @@ impl TiledUpscaler {
             ),
             (_, Some(side)) => side - 2 * spec.context,
             (Some(t), None) => t,
-            (None, None) => auto_tile(engine, model, &spec, depth)?,
+            (None, None) => auto_tile(engine, model, spec, depth)?,
         };
+        Ok(tile)
+    }
+
+    /// `runner`, checked to turn tiles of `tile` (plus context) into tiles at `spec`'s scale.
+    fn around(
+        runner: BatchRunner,
+        model: &GpuModel,
+        spec: ImageModelSpec,
+        tile: u32,
+    ) -> Result<Self> {
         let side = tile + 2 * spec.context;
-        let runner = BatchRunner::with_binding_limit(
-            engine,
-            model,
-            batch,
-            [side, side],
-            &spec.input_map,
-            limit,
-            depth,
-        )?;
         let out = runner.output;
         let want = tile * spec.scale;
         if out.h != out.w || out.h < want || !(out.h - want).is_multiple_of(2) {

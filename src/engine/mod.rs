@@ -5,6 +5,8 @@
 //! - [`steps`]: the op -> kernel table: each layer of the model IR bound to its kernel launches.
 //! - [`runner`]: [`BatchRunner`], everything one batch size and tile size needs, allocated once;
 //!   pixel batches and float batches are submitted and collected through their own types.
+//! - [`shared`]: activation buffers shared by runners whose batches never overlap (a chain's
+//!   steps run step by step).
 //!
 //! A batch is recorded as one command encoder and one submit: pack (8-bit pixels -> float tensor),
 //! every layer, unpack (float -> 8-bit), and the copy to the read-back buffer.
@@ -12,6 +14,7 @@
 pub mod memory;
 pub mod placement;
 pub mod runner;
+pub mod shared;
 mod steps;
 
 use std::sync::Arc;

@@ -8,16 +8,18 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use anyhow::{Result, anyhow, bail};
 
 use super::memory::{ItemBytes, assign_values};
-use super::{Engine, GpuModel, OutOfMemory, injected_out_of_memory, steps};
+use super::shared::{Lease, SharedBuffers};
+use super::{Engine, GpuModel, OutOfMemory, injected_out_of_memory};
 use crate::gpu::{Gpu, TrackedBuffer};
+use crate::kernels::Precision;
 use crate::kernels::edge_clamp::Geometry;
 use crate::kernels::pack::{PixelDepth, PixelMapping};
-use crate::kernels::winograd_gemm::Scratch;
-use crate::kernels::{Bind, Precision, Step, pack, unpack};
 use crate::model::ItemShape;
 
 mod floats;
+mod lane;
 mod profile;
+use lane::{Lane, scratch_sizes};
 pub use profile::StepTime;
 
 /// Buffers and recorded steps for batches of up to `max_items` tiles of one size.
@@ -110,27 +112,38 @@ impl SubmittedFloats {
     }
 }
 
-/// Everything `items` batch items need on the GPU, bound and recorded once.
-struct Lane {
-    items: u32,
-    pixels_in: TrackedBuffer,
-    pixels_out: TrackedBuffer,
-    /// Each item's [`Geometry`], for the model's edge clamps (zero: none).
-    geometry: TrackedBuffer,
-    values: Vec<TrackedBuffer>,
-    /// The split Winograd's V and M, shared by its layers (None: no layer runs it).
-    scratch: Option<[TrackedBuffer; 2]>,
-    model_out: usize,
-    extra_out: Vec<usize>,
-    /// The buffer holding the model input (value 0).
-    model_in: usize,
-    pack: Step,
-    /// Each model layer's steps, with the layer's index.
-    layers: Vec<(usize, Step)>,
-    /// Float -> 8 or 16-bit RGBA, for models whose output is an image (RGB, grey, RGBA).
-    unpack: Option<Step>,
-    /// A chain's kept steps: each one's pixels and the unpack that fills them (with `unpack`).
-    kept: Vec<(TrackedBuffer, Step)>,
+/// How a runner is fed, the most bytes a buffer may bind, and where its activations come from.
+struct Build<'a> {
+    feed: Feed,
+    limit: u64,
+    shared: Option<&'a SharedBuffers>,
+}
+
+/// The items a lane holds so that no buffer of one binds more than `limit` bytes (at most
+/// `max_items`).
+fn items_per_lane(
+    model: &GpuModel,
+    shapes: &[ItemShape],
+    depth: PixelDepth,
+    float_input: bool,
+    limit: u64,
+    max_items: u32,
+) -> Result<u32> {
+    let per_item =
+        ItemBytes::from_shapes(&model.model, shapes, model.precision, depth, float_input)
+            .with_scratch(model.scratch_bytes(shapes))
+            .largest_buffer;
+    let items = (limit / per_item).min(u64::from(max_items)) as u32;
+    if items == 0 {
+        let (h, w) = (shapes[0].h, shapes[0].w);
+        bail!(
+            "one tile of {w}x{h} needs a {} MiB buffer, more than this adapter binds ({} MiB); \
+             use a smaller tile size (--tile-size)",
+            per_item >> 20,
+            limit >> 20
+        );
+    }
+    Ok(items)
 }
 
 /// Two timestamps around a batch's compute pass, where the adapter has timestamp queries.
@@ -138,157 +151,6 @@ struct GpuTimer {
     queries: wgpu::QuerySet,
     resolve: TrackedBuffer,
     period_ns: f64,
-}
-
-impl Lane {
-    fn new(
-        engine: &Engine,
-        model: &GpuModel,
-        shapes: &[ItemShape],
-        items: u32,
-        input_map: &PixelMapping,
-        depth: PixelDepth,
-    ) -> Self {
-        let gpu = &engine.gpu;
-        let m = &model.model;
-        let (buffer_of, sizes, placement) = assign_values(m, shapes, items, model.precision);
-        let (storage, copy_src) = (wgpu::BufferUsages::STORAGE, wgpu::BufferUsages::COPY_SRC);
-        let values: Vec<TrackedBuffer> = sizes
-            .iter()
-            .enumerate()
-            .map(|(i, &s)| {
-                gpu.create_buffer(
-                    &format!("activations {i}"),
-                    s,
-                    storage | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-                )
-            })
-            .collect();
-        let in_px = shapes[0].h * shapes[0].w;
-        let out_px = shapes[m.output].h * shapes[m.output].w;
-        let word_bytes = 4 * depth.words() as u64;
-        let pixels_in = gpu.create_buffer(
-            "pixels in",
-            word_bytes * in_px.max(1) as u64 * items as u64,
-            storage | wgpu::BufferUsages::COPY_DST,
-        );
-        let unpacks = m.unpacks_output(shapes[m.output]);
-        let pixels_out = gpu.create_buffer(
-            "pixels out",
-            if unpacks {
-                word_bytes * out_px.max(1) as u64 * items as u64
-            } else {
-                4
-            },
-            storage | copy_src,
-        );
-        let geometry = gpu.create_buffer(
-            "item geometry",
-            std::mem::size_of::<Geometry>() as u64 * items as u64,
-            storage | wgpu::BufferUsages::COPY_DST,
-        );
-        let scratch_bytes = model.scratch_bytes(shapes);
-        let scratch = (scratch_bytes[0] > 0).then(|| {
-            let usage = storage;
-            scratch_bytes.map(|b| {
-                let size = (b * items as u64).next_multiple_of(4);
-                gpu.create_buffer("winograd scratch", size, usage)
-            })
-        });
-        let k = engine.kernels_for(model.precision);
-        let pack = pack::prepare(
-            Bind::new(gpu, k, "pack"),
-            &pixels_in,
-            &values[buffer_of[0]],
-            in_px,
-            items,
-            input_map,
-            depth,
-        );
-        let binding = steps::Binding {
-            gpu,
-            k,
-            shapes,
-            values: &values,
-            buffer_of: &buffer_of,
-            placement: &placement,
-            geometry: &geometry,
-            scratch: scratch.as_ref().map(|[v, m]| Scratch { v, m }),
-        };
-        let layers = model
-            .layers
-            .iter()
-            .zip(&m.layers)
-            .enumerate()
-            .flat_map(|(i, (g, l))| {
-                steps::layer_steps(&binding, i, g, l)
-                    .into_iter()
-                    .map(move |step| (i, step))
-            })
-            .collect();
-        let unpack = unpacks.then(|| {
-            unpack::prepare(
-                Bind::new(gpu, k, "unpack"),
-                &values[buffer_of[m.output]],
-                &pixels_out,
-                unpack::Unpacked::new(out_px, items, shapes[m.output].c),
-                &unpack::inverse(input_map),
-                depth,
-            )
-        });
-        let kept = m.image_outputs.iter().zip(&m.extra_outputs);
-        let kept = kept
-            .filter(|_| unpacks)
-            .map(|(_, &v)| {
-                let px = shapes[v].h * shapes[v].w;
-                let bytes = word_bytes * px.max(1) as u64 * items as u64;
-                let out = gpu.create_buffer("kept step pixels", bytes, storage | copy_src);
-                let bind = Bind::new(gpu, k, "unpack kept step");
-                let map = PixelMapping::IDENTITY;
-                let src = &values[buffer_of[v]];
-                let unpacked = unpack::Unpacked::new(px, items, shapes[v].c);
-                let step = unpack::prepare(bind, src, &out, unpacked, &map, depth);
-                (out, step)
-            })
-            .collect();
-        Self {
-            kept,
-            items,
-            pixels_in,
-            pixels_out,
-            geometry,
-            model_out: buffer_of[m.output],
-            model_in: buffer_of[0],
-            extra_out: m.extra_outputs.iter().map(|&v| buffer_of[v]).collect(),
-            values,
-            scratch,
-            pack,
-            layers,
-            unpack,
-        }
-    }
-
-    /// The most workgroups in z a step of this lane takes per item, and that step's label.
-    fn widest_in_z(&self) -> (u32, &str) {
-        std::iter::once(&self.pack)
-            .chain(self.layers.iter().map(|(_, s)| s))
-            .chain(&self.unpack)
-            .chain(self.kept.iter().map(|(_, s)| s))
-            .map(|s| (s.z_per_item(), s.label.as_str()))
-            .max_by_key(|&(z, _)| z)
-            .unwrap_or((1, "pack"))
-    }
-
-    fn dispatches(&self) -> usize {
-        self.pack.dispatches()
-            + self
-                .layers
-                .iter()
-                .map(|(_, s)| s.dispatches())
-                .sum::<usize>()
-            + self.unpack.as_ref().map_or(0, Step::dispatches)
-            + self.kept.iter().map(|(_, s)| s.dispatches()).sum::<usize>()
-    }
 }
 
 impl BatchRunner {
@@ -307,6 +169,51 @@ impl BatchRunner {
         Self::with_binding_limit(engine, model, max_items, size, input_map, limit, depth)
     }
 
+    /// As [`Self::new`] with pixels of `depth`, its activations and scratch taken from `shared`
+    /// (sized with [`Self::buffer_sizes`] for the same arguments). `size`: the tile's height
+    /// and width.
+    pub fn sharing(
+        engine: &Engine,
+        model: &GpuModel,
+        max_items: u32,
+        size: [u32; 2],
+        input_map: &PixelMapping,
+        depth: PixelDepth,
+        shared: &SharedBuffers,
+    ) -> Result<Self> {
+        let limit = engine.gpu.limits.max_storage_buffer_binding_size;
+        let how = Build {
+            feed: Feed::Pixels(depth),
+            limit,
+            shared: Some(shared),
+        };
+        Self::build(engine, model, max_items, size, input_map, how)
+    }
+
+    /// The activation and scratch buffers (bytes, every lane's) that [`Self::sharing`] takes
+    /// for these arguments: what a [`SharedBuffers`] is sized from.
+    pub fn buffer_sizes(
+        engine: &Engine,
+        model: &GpuModel,
+        max_items: u32,
+        [tile_h, tile_w]: [u32; 2],
+        depth: PixelDepth,
+    ) -> Result<Vec<u64>> {
+        let limit = engine.gpu.limits.max_storage_buffer_binding_size;
+        let shapes = model.model.shapes(tile_h, tile_w)?;
+        let max_items = max_items.max(1);
+        let per_lane = items_per_lane(model, &shapes, depth, false, limit, max_items)?;
+        let mut sizes = Vec::new();
+        let mut left = max_items;
+        while left > 0 {
+            let items = left.min(per_lane);
+            sizes.extend(assign_values(&model.model, &shapes, items, model.precision).1);
+            sizes.extend(scratch_sizes(model, &shapes, items).into_iter().flatten());
+            left -= items;
+        }
+        Ok(sizes)
+    }
+
     /// As [`Self::new`] with pixels of `depth`, splitting the batch into lanes as if the adapter
     /// bound at most `limit` bytes per buffer (tests use it to exercise lanes on any adapter).
     /// `size`: the tile's height and width.
@@ -319,8 +226,12 @@ impl BatchRunner {
         limit: u64,
         depth: PixelDepth,
     ) -> Result<Self> {
-        let feed = Feed::Pixels(depth);
-        Self::build(engine, model, max_items, size, input_map, limit, feed)
+        let how = Build {
+            feed: Feed::Pixels(depth),
+            limit,
+            shared: None,
+        };
+        Self::build(engine, model, max_items, size, input_map, how)
     }
 
     /// A runner fed float tensors `[items, C, H, W]` directly (any channel count, no pack step):
@@ -334,7 +245,12 @@ impl BatchRunner {
     ) -> Result<Self> {
         let limit = engine.gpu.limits.max_storage_buffer_binding_size;
         let map = PixelMapping::UNIT;
-        Self::build(engine, model, max_items, [h, w], &map, limit, Feed::Floats)
+        let how = Build {
+            feed: Feed::Floats,
+            limit,
+            shared: None,
+        };
+        Self::build(engine, model, max_items, [h, w], &map, how)
     }
 
     fn build(
@@ -343,8 +259,11 @@ impl BatchRunner {
         max_items: u32,
         [tile_h, tile_w]: [u32; 2],
         input_map: &PixelMapping,
-        limit: u64,
-        feed: Feed,
+        Build {
+            feed,
+            limit,
+            shared,
+        }: Build,
     ) -> Result<Self> {
         let (float_input, depth) = match feed {
             Feed::Pixels(depth) => (false, depth),
@@ -375,24 +294,15 @@ impl BatchRunner {
         } else {
             0
         };
-        let per_item = ItemBytes::from_shapes(m, &shapes, model.precision, depth, float_input)
-            .with_scratch(model.scratch_bytes(&shapes))
-            .largest_buffer;
-        let mut items_per_lane = (limit / per_item).min(max_items as u64) as u32;
-        if items_per_lane == 0 {
-            bail!(
-                "one tile of {tile_w}x{tile_h} needs a {} MiB buffer, more than this adapter binds \
-                 ({} MiB); use a smaller tile size (--tile-size)",
-                per_item >> 20,
-                limit >> 20
-            );
-        }
+        let mut items_per_lane =
+            items_per_lane(model, &shapes, depth, float_input, limit, max_items)?;
+        let mut lease = Lease::new(shared);
         let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let mut lanes = Vec::new();
         let mut left = max_items;
         while left > 0 {
             let items = left.min(items_per_lane);
-            let lane = Lane::new(engine, model, &shapes, items, input_map, depth);
+            let lane = Lane::new(engine, model, &shapes, items, input_map, depth, &mut lease);
             // A dispatch has at most so many workgroups in z, where a step takes some per item
             // (a Concat of thousands of channels on a 1x1 map, a workgroup per channel): such a
             // step bounds the items of a lane, and the lanes are made again that size.
@@ -405,7 +315,7 @@ impl BatchRunner {
                         "layer {step} needs {z} workgroups an item, more than a dispatch holds ({z_limit})"
                     );
                 }
-                (lanes, left) = (Vec::new(), max_items);
+                (lanes, left, lease) = (Vec::new(), max_items, Lease::new(shared));
                 continue;
             }
             lanes.push(lane);

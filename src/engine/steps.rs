@@ -17,7 +17,7 @@ pub(super) struct Binding<'a> {
     pub gpu: &'a Gpu,
     pub k: &'a Kernels,
     pub shapes: &'a [ItemShape],
-    pub values: &'a [TrackedBuffer],
+    pub values: &'a [std::sync::Arc<TrackedBuffer>],
     /// Value -> index into `values` (buffers are shared by liveness, and by Concats done in
     /// place: `placement`).
     pub buffer_of: &'a [usize],

@@ -8,9 +8,11 @@
 //! memory, at 16 bits a channel: no encode, no file, no decode between the steps. The last step
 //! writes the image at the input's depth, with the input's alpha.
 //!
-//! Every step's runner lives side by side: `B` tiles each ([`StepwiseStage::batch_to_allocate`]
-//! sizes `B` so that every model's weights and batch fit the budget); out-of-memory halving
-//! halves all. The batch submitted is of the latest step with tiles waiting, so that images move
+//! Every step's runner lives side by side, `B` tiles each, but their activations and scratch
+//! are one set of buffers ([`SharedBuffers`]: the steps' batches run one after another on the
+//! queue), so a batch's memory is the largest step's, not the sum: only the weights and pixel
+//! buffers add up. [`StepwiseStage::batch_to_allocate`] sizes `B` so that all of it fits the
+//! budget; out-of-memory halving halves all. The batch submitted is of the latest step with tiles waiting, so that images move
 //! on and leave host memory as soon as they can.
 
 use std::collections::{HashMap, HashSet};
@@ -24,6 +26,7 @@ use super::pipeline::{BatchFailure, Stage, WriteTask};
 use super::tiled::TiledStage;
 use super::{AUTO_BATCH, JobSpec, MAX_AUTO_BATCH, Sizing};
 use crate::engine::memory::ItemBytes;
+use crate::engine::shared::{SharedBuffers, pooled};
 use crate::engine::{Engine, GpuModel, SubmittedPixels};
 use crate::kernels::pack::PixelDepth;
 use crate::tiling::Pixels;
@@ -158,7 +161,8 @@ pub(crate) fn load(engine: &Engine, specs: &[JobSpec]) -> Result<Vec<GpuModel>> 
         .collect()
 }
 
-/// GPU memory a chain run step by step plans for: every step's weights and `B` tiles of each.
+/// GPU memory a chain run step by step plans for: every step's weights, and `B` tiles of each
+/// step's pixel buffers and of the largest step's activations (shared).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct StepsMemory {
     pub weight_bytes: u64,
@@ -168,6 +172,7 @@ pub(crate) struct StepsMemory {
 }
 
 pub(crate) struct StepwiseStage<'a> {
+    engine: &'a Engine,
     /// Each step's stage: all but the last hand their images on; the last writes them.
     steps: Vec<TiledStage<'a>>,
     models: Vec<&'a GpuModel>,
@@ -205,6 +210,7 @@ impl<'a> StepwiseStage<'a> {
             })
             .collect();
         Self {
+            engine,
             steps,
             models,
             scales: specs.iter().map(|s| s.model.spec.scale).collect(),
@@ -235,14 +241,16 @@ impl<'a> StepwiseStage<'a> {
     }
 
     fn memory_at(&self, batch: u32, budget: u64) -> Result<StepsMemory> {
-        let (mut weight_bytes, mut bytes_per_item) = (0, 0);
+        let (mut weight_bytes, mut pixels, mut shared) = (0, 0, Vec::new());
         for (step, model) in self.steps.iter().zip(&self.models) {
             // The tile side this step will use (a batch of 1 asked, no file read).
             let side = step.batch_to_allocate(1, budget, &[])?.side;
             let item = ItemBytes::of_loaded(model, side, side, PixelDepth::Sixteen)?;
             weight_bytes += model.weight_bytes;
-            bytes_per_item += item.total();
+            pixels += item.pixels;
+            shared.push(step.buffer_sizes(1)?);
         }
+        let bytes_per_item = pixels + pooled(&shared).iter().sum::<u64>();
         Ok(StepsMemory {
             weight_bytes,
             bytes_per_item,
@@ -270,13 +278,19 @@ impl Stage for StepwiseStage<'_> {
     /// The step, its tiles and the batch on the GPU.
     type Flight = (usize, (Vec<TileRef>, SubmittedPixels));
 
-    /// Every step's runner, freed first (the old ones may not fit beside new ones).
+    /// Every step's runner, freed first (the old ones may not fit beside new ones), their
+    /// activations and scratch in one set of buffers.
     fn rebuild(&mut self, batch: u32) -> Result<()> {
         for step in &mut self.steps {
             step.release();
         }
+        let sizes: Vec<Vec<u64>> = (self.steps.iter())
+            .map(|step| step.buffer_sizes(batch))
+            .collect::<Result<_>>()?;
+        // The runners hold the buffers they take; the rest go with the pool.
+        let shared = SharedBuffers::new(&self.engine.gpu, &sizes)?;
         for step in &mut self.steps {
-            step.rebuild(batch)?;
+            step.build(batch, Some(&shared))?;
         }
         Ok(())
     }

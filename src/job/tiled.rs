@@ -21,7 +21,8 @@ use super::naming::ExportOptions;
 use super::pipeline::{BatchFailure, DECODE_AHEAD, Stage, WriteTask};
 use super::resume::Record;
 use super::{JobSpec, MAX_AUTO_BATCH, Sizing};
-use crate::engine::{Engine, GpuModel, SubmittedPixels};
+use crate::engine::shared::SharedBuffers;
+use crate::engine::{BatchRunner, Engine, GpuModel, SubmittedPixels};
 use crate::kernels::pack::PixelDepth;
 use crate::tiling::{Pixels, TileRect};
 use crate::upscale::{TileRef, TiledUpscaler};
@@ -206,6 +207,35 @@ impl<'a> TiledStage<'a> {
         std::mem::take(&mut self.handed)
     }
 
+    /// The runner for batches of `batch`, its activations taken from `shared` where given.
+    pub fn build(&mut self, batch: u32, shared: Option<&SharedBuffers>) -> Result<()> {
+        // Freed before the new one is made: both may not fit at once.
+        self.upscaler = None;
+        if self.wants_wide {
+            self.depth = PixelDepth::Sixteen;
+        }
+        let (engine, model, spec) = (self.engine, self.model, self.spec.model.spec);
+        let (tile, depth) = (self.tile, self.depth);
+        let u = TiledUpscaler::with_depth(engine, model, spec, batch, tile, depth, shared)?;
+        self.tile = Some(u.tile);
+        self.upscaler = Some(u);
+        Ok(())
+    }
+
+    /// The activation and scratch buffers (bytes) [`Self::build`] takes for `batch`: what a
+    /// [`SharedBuffers`] is sized from.
+    pub fn buffer_sizes(&self, batch: u32) -> Result<Vec<u64>> {
+        let depth = if self.wants_wide {
+            PixelDepth::Sixteen
+        } else {
+            self.depth
+        };
+        let spec = &self.spec.model.spec;
+        let tile = TiledUpscaler::tile_for(self.engine, self.model, spec, self.tile, depth)?;
+        let side = tile + 2 * spec.context;
+        BatchRunner::buffer_sizes(self.engine, self.model, batch, [side, side], depth)
+    }
+
     /// Frees the runner (before a new one is allocated beside another stage's).
     pub fn release(&mut self) {
         self.upscaler = None;
@@ -387,23 +417,7 @@ impl Stage for TiledStage<'_> {
     type Flight = (Vec<TileRef>, SubmittedPixels);
 
     fn rebuild(&mut self, batch: u32) -> Result<()> {
-        // Freed before the new one is made: both may not fit at once.
-        self.upscaler = None;
-        if self.wants_wide {
-            self.depth = PixelDepth::Sixteen;
-        }
-        let model_spec = self.spec.model.spec;
-        let u = TiledUpscaler::with_depth(
-            self.engine,
-            self.model,
-            model_spec,
-            batch,
-            self.tile,
-            self.depth,
-        )?;
-        self.tile = Some(u.tile);
-        self.upscaler = Some(u);
-        Ok(())
+        self.build(batch, None)
     }
 
     fn batch_size(&self) -> u32 {
