@@ -194,6 +194,12 @@ fn conv_shapes() -> Vec<(&'static str, Conv2dSpec, u32, u32)> {
             2,
         ),
         ("conv 3x3 64->3 128x128 n1", conv(64, 3, 3, 1, 1, 1), 128, 1),
+        (
+            "conv 3x3 256->12 130x130 n4 (upscale-photo-2x last)",
+            conv(256, 12, 3, 1, 0, 1),
+            130,
+            4,
+        ),
         ("conv 3x3 32->8 128x128 n1", conv(32, 8, 3, 1, 1, 1), 128, 1),
         ("conv 1x1 64->3 128x128 n1", conv(64, 3, 1, 1, 0, 1), 128, 1),
         ("conv 5x5 8->1 128x128 n1", conv(8, 1, 5, 1, 2, 1), 128, 1),
@@ -328,7 +334,10 @@ fn main() {
                 Kernel::Blocked,
             )
         });
-        let tried = blockings.iter().filter(|_| narrow).map(|&(rows, cols)| {
+        let fits = |&&(rows, cols): &&(u32, u32)| {
+            conv2d_narrow::variant_with(&spec, rows, cols).is_some() || spec.is_depthwise()
+        };
+        let tried = blockings.iter().filter(fits).map(|&(rows, cols)| {
             (
                 format!("{name} [{rows}x{cols}]"),
                 spec.clone(),

@@ -1,5 +1,5 @@
 //! The generated convolution variants against the CPU reference, on random inputs, odd sizes and
-//! batches, on the test GPU: the narrow conv2d variant (at most 8 output channels a group,
+//! batches, on the test GPU: the narrow conv2d variant (at most 8 output channels a group, 12 beyond 1x1,
 //! `kernels/conv2d_narrow.rs`) and the register-blocked depthwise kernel
 //! (`kernels/depthwise_conv2d.rs`).
 //!
@@ -250,6 +250,27 @@ fn cases() -> Vec<Case> {
             },
             (2, 6, 7),
             Some(Residual::BeforeActivation),
+        ),
+        // 12 channels (three vec4s a pixel, an upscaler's last layer before DepthToSpace), in
+        // two weight windows, odd sizes off the 8x2 pixel block, the residual before LeakyRelu.
+        case(
+            10,
+            Conv2dSpec {
+                activation: Activation::LeakyRelu { alpha: 0.2 },
+                ..conv(160, 12, 3, 1)
+            },
+            (3, 13, 9),
+            Some(Residual::BeforeActivation),
+        ),
+        // 11 channels in groups of 11 (a partial last vec4), 3x3 unpadded, PRelu.
+        case(
+            11,
+            Conv2dSpec {
+                activation: prelu(11),
+                ..conv(20, 11, 3, 0)
+            },
+            (2, 12, 11),
+            None,
         ),
     ]
 }

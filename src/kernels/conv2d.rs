@@ -290,9 +290,9 @@ impl Conv2dSpec {
 /// Which kernel a convolution runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Kernel {
-    /// The fastest for its shape: the narrow variant for at most 8 output channels a group
-    /// (`conv2d_narrow.rs`), gemm.wgsl for other 1x1, depthwise_conv2d.wgsl for depthwise,
-    /// conv2d.wgsl for the rest.
+    /// The fastest for its shape: the narrow variant for at most 8 output channels a group (12
+    /// but for 1x1: `conv2d_narrow.rs`), gemm.wgsl for other 1x1, depthwise_conv2d.wgsl for
+    /// depthwise, conv2d.wgsl for the rest.
     #[default]
     Auto,
     /// conv2d.wgsl whatever the shape (to measure the others against it).

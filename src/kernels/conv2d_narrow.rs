@@ -1,5 +1,6 @@
-//! Convolutions with few output channels (at most 8 a group) on conv2d.wgsl's declarations: a
-//! generated entry point whose block is 4 or 8 output channels of `rows x cols` output pixels.
+//! Convolutions with few output channels (at most 12 a group) on conv2d.wgsl's declarations: a
+//! generated entry point whose block is 4, 8 or 12 output channels of `rows x cols` output
+//! pixels.
 //!
 //! conv2d.wgsl's 16-channel block wastes 13 of its 16 accumulators on a 3-channel convolution (the
 //! last layer of an upscaler). This variant keeps the same params, bindings, weight window,
@@ -14,7 +15,7 @@ use crate::model::Conv2dSpec;
 /// The shape of a narrow block and the kernel width it is unrolled for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Narrow {
-    /// vec4 accumulators per pixel: 1 (4 channels) or 2 (8 channels).
+    /// vec4 accumulators per pixel: 1, 2 or 3 (4, 8 or 12 channels; 4 where asked for).
     pub vecs: u32,
     /// Output columns per invocation.
     pub cols: u32,
@@ -23,12 +24,16 @@ pub struct Narrow {
     pub dil_w: u32,
 }
 
-/// Output channels a group may have for the narrow kernel.
-pub const MAX_CHANNELS: u32 = 8;
-/// Output rows x columns an invocation, for 4 channels (one vec4 a pixel) and for 8 (two): the
-/// fastest measured on lavapipe (BENCHMARKS.md, "Kernels").
+/// Output channels a group may have for the narrow kernel (more than 8 not for 1x1).
+pub const MAX_CHANNELS: u32 = 12;
+/// The same where the block is asked for ([`variant_with`]: benches).
+const MAX_FORCED_CHANNELS: u32 = 16;
+/// Output rows x columns an invocation, for 4 channels (one vec4 a pixel), for 8 (two) and for
+/// 12 (three): the fastest measured on lavapipe (BENCHMARKS.md, "Kernels" and "Few output
+/// channels").
 pub const PIXELS_4: (u32, u32) = (4, 4);
 pub const PIXELS_8: (u32, u32) = (8, 2);
+pub const PIXELS_12: (u32, u32) = (8, 2);
 /// The most input rows or columns one invocation keeps in registers.
 const MAX_SPAN: u32 = 24;
 /// The most kernel taps the unrolled kernel takes (a 7x7 kernel).
@@ -41,13 +46,16 @@ impl Narrow {
     }
 }
 
-/// The narrow variant for a shape with at most 8 output channels a group, or None (conv2d.wgsl's
-/// 16-channel block then).
+/// The narrow variant for a shape with at most 8 output channels a group (12 but for a 1x1), or
+/// None (conv2d.wgsl's 16-channel block then).
 pub fn variant(spec: &Conv2dSpec) -> Option<Variant> {
-    let (rows, cols) = if spec.out_c / spec.groups <= 4 {
-        PIXELS_4
-    } else {
-        PIXELS_8
+    let (rows, cols) = match spec.out_c / spec.groups {
+        0..=4 => PIXELS_4,
+        5..=8 => PIXELS_8,
+        // conv2d.wgsl's 16-channel block wastes a quarter or more of its work there; gemm.wgsl's
+        // 16x16 blocks take the 1x1s.
+        9..=MAX_CHANNELS if !spec.is_pointwise() => PIXELS_12,
+        _ => return None,
     };
     variant_with(spec, rows, cols)
 }
@@ -57,7 +65,7 @@ pub fn variant_with(spec: &Conv2dSpec, rows: u32, cols: u32) -> Option<Variant> 
     let ocg = spec.out_c / spec.groups;
     let span_h = (rows - 1) * spec.stride[0] + (spec.k_h - 1) * spec.dilation[0] + 1;
     let span_w = (cols - 1) * spec.stride[1] + (spec.k_w - 1) * spec.dilation[1] + 1;
-    let fits = ocg <= MAX_CHANNELS
+    let fits = ocg <= MAX_FORCED_CHANNELS
         && !spec.is_depthwise()
         && span_h <= MAX_SPAN
         && span_w <= MAX_SPAN

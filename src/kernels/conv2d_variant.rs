@@ -12,7 +12,7 @@ pub struct Variant {
     pub dil_h: u32,
     /// Output rows per invocation; 0 for the generic loop kernel.
     pub rows: u32,
-    /// A narrow block (at most 8 channels, several columns) unrolled for its kernel width; None
+    /// A narrow block (at most 12 channels, several columns) unrolled for its kernel width; None
     /// for conv2d.wgsl's 16 channels of one column.
     pub narrow: Option<super::conv2d_narrow::Narrow>,
     /// A Winograd tile (`winograd.rs`): one tile of `rows x rows` pixels an invocation.

@@ -243,7 +243,7 @@ pub fn from_env() -> Option<Option<Tile>> {
 
 impl Choices {
     /// The tile a convolution runs on, or None: None for shapes Winograd cannot compute and for
-    /// those the narrow kernel takes (at most 8 output channels).
+    /// those the narrow kernel takes (at most 12 output channels).
     pub fn choose(&self, spec: &Conv2dSpec) -> Option<Tile> {
         if !supported(spec) || spec.out_c <= super::conv2d_narrow::MAX_CHANNELS {
             return None;
