@@ -607,6 +607,54 @@ fn resize_filter_matches_reference() {
     }
 }
 
+/// Bilinear over planes taller than resize_linear.wgsl's rows per invocation (8): up by 2 and 4
+/// (rows reused between outputs), a non-whole scale, a downscale and a one-row input, against the
+/// same f64 reference: 2 taps per axis in f32, 2e-6 absolute for values in [-1, 1].
+#[test]
+fn resize_linear_rows_match_reference() {
+    use batchwise::kernels::resize_filter;
+    use batchwise::model::{Coords, Filter, ResizeFilterSpec, Target};
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(43);
+    for (n, c, h, w, target, coords) in [
+        (
+            2u32,
+            3u32,
+            37u32,
+            45u32,
+            Target::Scale([2.0, 2.0]),
+            Coords::HalfPixel,
+        ),
+        (1, 2, 19, 13, Target::Scale([4.0, 4.0]), Coords::HalfPixel),
+        (1, 2, 23, 17, Target::Size([53, 30]), Coords::AlignCorners),
+        (2, 1, 40, 33, Target::Scale([0.5, 0.5]), Coords::HalfPixel),
+        (1, 3, 1, 9, Target::Size([12, 18]), Coords::Asymmetric),
+    ] {
+        let spec = ResizeFilterSpec {
+            target,
+            coords,
+            filter: Filter::Linear,
+        };
+        let input = common::random_vec(&mut rng, (n * c * h * w) as usize, 1.0);
+        let expected = resize_filter::reference(&spec, &input, n * c, h, w);
+        let src = storage(gpu, &input);
+        let dst = output(gpu, expected.len());
+        let step = resize_filter::prepare(
+            Bind::new(gpu, &s.kernels, "resize"),
+            &spec,
+            &src,
+            &dst,
+            c,
+            h,
+            w,
+        );
+        let got = run_f32(gpu, &step, n, &dst, expected.len());
+        let worst = common::max_abs_diff(&got, &expected);
+        assert!(worst <= 2e-6, "{spec:?} on {h}x{w}: max diff {worst}");
+    }
+}
+
 /// Block and flat copies move values: exact.
 #[test]
 fn copy_block_matches_reference() {
