@@ -181,8 +181,15 @@ fn generated_elementwise_kernels_validate() {
                 Operand::Step(k as u32 + 1),
             ));
         }
-        let program = ElementwiseProgram { steps };
-        let source = elementwise::source(&program, inputs as usize);
+        // The last input padded with 2 zero channels (a fused channel Pad).
+        let mut padded_channels = vec![0; inputs as usize];
+        padded_channels[inputs as usize - 1] = 2;
+        let program = ElementwiseProgram {
+            steps,
+            padded_channels,
+        };
+        let shape = batchwise::model::ItemShape { c: 3, h: 4, w: 5 };
+        let source = elementwise::source(&program, &vec![shape; inputs as usize]);
         validate(&format!("elementwise over {inputs}"), &source);
         let half = batchwise::kernels::float16_source(&source).expect("written over act");
         validate(&format!("elementwise over {inputs} float16"), &half);

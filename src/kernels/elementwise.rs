@@ -8,8 +8,10 @@ use super::binary::strides;
 use super::{Bind, Step};
 use crate::model::{ElementwiseProgram, ElementwiseStep, ItemShape, Operand};
 
-/// The WGSL of `program` over `inputs` inputs.
-pub fn source(program: &ElementwiseProgram, inputs: usize) -> String {
+/// The WGSL of `program` over inputs of item shapes `shapes` (as stored: a padded input's own
+/// channels are where its zeros start; only those channel counts are baked in).
+pub fn source(program: &ElementwiseProgram, shapes: &[ItemShape]) -> String {
+    let inputs = shapes.len();
     let unary = super::shader("unary.wgsl");
     let functions = unary
         .split_once("// BEGIN FUNCTIONS")
@@ -46,8 +48,21 @@ pub fn source(program: &ElementwiseProgram, inputs: usize) -> String {
     s += "    if gid.x >= p.out_w || gid.y >= p.out_h { return; }\n";
     s += "    let n = gid.z / p.out_c;\n    let c = gid.z % p.out_c;\n";
     s += "    let at = vec4<u32>(n, c, gid.y, gid.x);\n";
-    for k in 0..inputs {
-        let _ = writeln!(s, "    let i{k} = f32(in{k}[dot(at, p.strides[{k}])]);");
+    for (k, shape) in shapes.iter().enumerate() {
+        // A fused channel Pad: past its own channels the input reads 0.
+        match (program.padded(k) > 0).then_some(shape.c) {
+            Some(own) => {
+                let _ = writeln!(
+                    s,
+                    "    let i{k} = select(0.0, f32(in{k}[dot(vec4<u32>(n, min(c, {}u), gid.y, gid.x), \
+                     p.strides[{k}])]), c < {own}u);",
+                    own - 1
+                );
+            }
+            None => {
+                let _ = writeln!(s, "    let i{k} = f32(in{k}[dot(at, p.strides[{k}])]);");
+            }
+        }
     }
     let name = |o: Operand| match o {
         Operand::Input(k) => format!("i{k}"),
@@ -97,7 +112,8 @@ fn binary_op(op: u32, a: f32, b: f32) -> f32 {
 
 ";
 
-/// CPU reference over `n` items: `inputs` with their shapes, broadcast to `out`.
+/// CPU reference over `n` items: `inputs` with their shapes (as stored: a padded input's own
+/// channels), broadcast to `out`; an input's padded channels read 0.
 pub fn reference(
     program: &ElementwiseProgram,
     inputs: &[(&[f32], ItemShape)],
@@ -112,9 +128,10 @@ pub fn reference(
             for y in 0..out.h {
                 for x in 0..out.w {
                     let at = [i, c, y, x];
-                    for (k, (data, _)) in inputs.iter().enumerate() {
+                    for (k, (data, shape)) in inputs.iter().enumerate() {
                         let index: u32 = at.iter().zip(strides[k]).map(|(p, s)| p * s).sum();
-                        values[k] = data[index as usize];
+                        let padding = program.padded(k) > 0 && c >= shape.c;
+                        values[k] = if padding { 0.0 } else { data[index as usize] };
                     }
                     v.push(program.apply(&values));
                 }
@@ -132,7 +149,8 @@ pub fn prepare(
     out: ItemShape,
     dst: &wgpu::Buffer,
 ) -> Step {
-    let pipeline = cx.kernels.elementwise(&source(program, inputs.len()));
+    let shapes: Vec<ItemShape> = inputs.iter().map(|(_, s)| *s).collect();
+    let pipeline = cx.kernels.elementwise(&source(program, &shapes));
     // Params: the output's shape, then each input's strides (the uniform may run past the array
     // the shader declares).
     let mut params = [0u32; 4 + 4 * ElementwiseProgram::MAX_INPUTS];

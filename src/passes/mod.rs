@@ -13,16 +13,19 @@
 //!    every output phase, then DepthToSpace.
 //! 4. [`fuse_residual`]: an Add after a dense convolution runs inside it.
 //! 5. [`fuse_elementwise`]: trees of elementwise layers run as one generated kernel.
-//! 6. [`concat_alias`]: a Concat of one input is that input.
-//! 7. [`fuse_upsample`]: a nearest upsample by whole factors read only by convolutions runs
+//! 6. [`fuse_pad`]: a Pad that appends zero channels, read by an elementwise layer, is read
+//!    through it (0 past the input's channels) instead of stored.
+//! 7. [`concat_alias`]: a Concat of one input is that input.
+//! 8. [`fuse_upsample`]: a nearest upsample by whole factors read only by convolutions runs
 //!    inside them (each reads the small input at `(y / f, x / f)`).
-//! 8. [`prune`]: layers that feed no output are dropped.
+//! 9. [`prune`]: layers that feed no output are dropped.
 
 pub mod concat_alias;
 pub mod conv_transpose_phases;
 pub mod fold_affine;
 pub mod fuse_activation;
 pub mod fuse_elementwise;
+pub mod fuse_pad;
 pub mod fuse_residual;
 pub mod fuse_upsample;
 pub mod prune;
@@ -38,6 +41,8 @@ pub struct PassCounts {
     pub fused_residuals: usize,
     /// Elementwise layers folded into the tree of the layer that reads them.
     pub fused_elementwise: usize,
+    /// Channel Pads read through by the elementwise layer after them.
+    pub fused_pads: usize,
     /// Concats of one input replaced by it.
     pub aliased_concats: usize,
     /// Nearest upsamples fused into the convolutions that read them.
@@ -52,6 +57,7 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
     let (model, phase_rewrites) = conv_transpose_phases::apply(model);
     let (model, fused_residuals) = fuse_residual::apply(model);
     let (model, fused_elementwise) = fuse_elementwise::apply(model);
+    let (model, fused_pads) = fuse_pad::apply(model);
     let (model, aliased_concats) = concat_alias::apply(model);
     let (model, fused_upsamples) = fuse_upsample::apply(model);
     let model = prune::apply(model);
@@ -63,6 +69,7 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
             phase_rewrites,
             fused_residuals,
             fused_elementwise,
+            fused_pads,
             aliased_concats,
             fused_upsamples,
         },
@@ -171,6 +178,7 @@ pub(crate) mod cpu {
                     })
                     .collect()
             }
+            LayerOp::Pad(spec) => crate::kernels::pad::reference(spec, x, 1, s),
             LayerOp::GlobalAvgPool => x
                 .chunks((s.h * s.w) as usize)
                 .map(|plane| plane.iter().sum::<f32>() / plane.len() as f32)
@@ -477,7 +485,7 @@ mod tests {
             ]
         );
         assert_eq!(n, 7);
-        let LayerOp::Elementwise(ElementwiseProgram { steps }) = &fused.layers[3].op else {
+        let LayerOp::Elementwise(ElementwiseProgram { steps, .. }) = &fused.layers[3].op else {
             unreachable!()
         };
         assert_eq!(steps.len(), 5);
