@@ -1070,8 +1070,9 @@ fn fused_elementwise_matches_reference() {
 }
 
 /// Fused channel Pads (`padded_channels`): BlazeFace's `relu(y + pad(x))` with x of 5 of the
-/// output's 7 channels, and a padded input broadcast per pixel (1 own channel of 4), against the
-/// CPU reference: one add and a ReLU per element in f32, as the reference computes them: exact.
+/// output's 7 channels, and a padded input broadcast along its rows (1 own channel of 4); and the
+/// flat kernel; against the CPU reference: one add and a ReLU per element in f32, as the
+/// reference computes them: exact.
 #[test]
 fn fused_elementwise_reads_padded_channels_as_zeros() {
     use batchwise::kernels::elementwise;
@@ -1101,7 +1102,16 @@ fn fused_elementwise_reads_padded_channels_as_zeros() {
             vec![3, 0],
             ItemShape { c: 4, h: 6, w: 13 },
         ),
+        // Nothing padded or broadcast: the flat kernel (`elementwise::is_flat`).
+        (
+            vec![ItemShape { c: 3, h: 7, w: 9 }; 2],
+            vec![0, 0],
+            ItemShape { c: 3, h: 7, w: 9 },
+        ),
     ] {
+        let flat = elementwise::is_flat(&ElementwiseProgram::new(Vec::new()), &shapes, out)
+            && padded == [0, 0];
+        assert_eq!(flat, shapes[0] == shapes[1]);
         let program = ElementwiseProgram {
             steps: vec![
                 ElementwiseStep::Binary(BinaryOp::Add, i(0), i(1)),
