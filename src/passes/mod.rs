@@ -11,16 +11,19 @@
 //! 2. [`fuse_activation`]: ReLU / LeakyReLU / Clip / PRelu after a convolution run inside it.
 //! 3. [`conv_transpose_phases`]: a strided ConvTranspose becomes one dense convolution over
 //!    every output phase, then DepthToSpace.
-//! 4. [`fuse_residual`]: an Add after a dense convolution runs inside it.
-//! 5. [`fuse_elementwise`]: trees of elementwise layers run as one generated kernel.
-//! 6. [`fuse_pad`]: a Pad that appends zero channels, read by an elementwise layer, is read
+//! 4. [`conv_before_resize`]: a 1x1 convolution without activation after a bilinear or nearest
+//!    Resize runs before it, on the small input (the two commute).
+//! 5. [`fuse_residual`]: an Add after a dense convolution runs inside it.
+//! 6. [`fuse_elementwise`]: trees of elementwise layers run as one generated kernel.
+//! 7. [`fuse_pad`]: a Pad that appends zero channels, read by an elementwise layer, is read
 //!    through it (0 past the input's channels) instead of stored.
-//! 7. [`concat_alias`]: a Concat of one input is that input.
-//! 8. [`fuse_upsample`]: a nearest upsample by whole factors read only by convolutions runs
+//! 8. [`concat_alias`]: a Concat of one input is that input.
+//! 9. [`fuse_upsample`]: a nearest upsample by whole factors read only by convolutions runs
 //!    inside them (each reads the small input at `(y / f, x / f)`).
-//! 9. [`prune`]: layers that feed no output are dropped.
+//! 10. [`prune`]: layers that feed no output are dropped.
 
 pub mod concat_alias;
+pub mod conv_before_resize;
 pub mod conv_transpose_phases;
 pub mod fold_affine;
 pub mod fuse_activation;
@@ -38,6 +41,8 @@ pub struct PassCounts {
     pub folded_affine: usize,
     pub fused_activations: usize,
     pub phase_rewrites: usize,
+    /// 1x1 convolutions moved before the Resize they read.
+    pub convs_before_resize: usize,
     pub fused_residuals: usize,
     /// Elementwise layers folded into the tree of the layer that reads them.
     pub fused_elementwise: usize,
@@ -55,6 +60,7 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
     let (model, folded_affine) = fold_affine::apply(model);
     let (model, fused_activations) = fuse_activation::apply(model);
     let (model, phase_rewrites) = conv_transpose_phases::apply(model);
+    let (model, convs_before_resize) = conv_before_resize::apply(model);
     let (model, fused_residuals) = fuse_residual::apply(model);
     let (model, fused_elementwise) = fuse_elementwise::apply(model);
     let (model, fused_pads) = fuse_pad::apply(model);
@@ -67,6 +73,7 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
             folded_affine,
             fused_activations,
             phase_rewrites,
+            convs_before_resize,
             fused_residuals,
             fused_elementwise,
             fused_pads,
@@ -119,6 +126,9 @@ pub(crate) mod cpu {
         match &l.op {
             LayerOp::Conv2d(spec) => conv2d::reference(spec, x, 1, s.h, s.w, &l.weights, &l.bias),
             LayerOp::ResizeNearest(f) => resize_nearest::reference(x, s.c, s.h, s.w, *f),
+            LayerOp::ResizeFilter(spec) => {
+                crate::kernels::resize_filter::reference(spec, x, s.c, s.h, s.w)
+            }
             LayerOp::Conv2dUpsampled { spec, factor } => {
                 let up = resize_nearest::reference(x, s.c, s.h, s.w, *factor);
                 let (h, w) = (s.h * factor[0], s.w * factor[1]);
