@@ -53,8 +53,7 @@ pub fn source(program: &ElementwiseProgram, shapes: &[ItemShape], out: ItemShape
     );
     s += functions;
     s += BINARY_OP;
-    let flat = is_flat(program, shapes, out);
-    if flat {
+    if is_flat(program, shapes, out) {
         s += "@compute @workgroup_size(256, 1, 1)\n";
         s += "fn main(@builtin(global_invocation_id) gid: vec3<u32>, \
               @builtin(num_workgroups) groups: vec3<u32>) {\n";
@@ -66,42 +65,59 @@ pub fn source(program: &ElementwiseProgram, shapes: &[ItemShape], out: ItemShape
             let _ = writeln!(s, "    let i{k} = f32(in{k}[at]);");
         }
     } else {
-        // One plane (an item's channel) in x, 256 pixels a workgroup; z: item and channel.
-        s += "@compute @workgroup_size(256, 1, 1)\n";
-        s += "fn main(@builtin(global_invocation_id) gid: vec3<u32>, \
-              @builtin(num_workgroups) groups: vec3<u32>) {\n";
-        s += "    let plane = p.out_h * p.out_w;\n";
-        s += "    let pix = gid.x + gid.y * groups.x * 256u;\n";
-        s += "    if pix >= plane { return; }\n";
-        s += "    let n = gid.z / p.out_c;\n    let c = gid.z % p.out_c;\n";
-        s += "    let at = gid.z * plane + pix;\n";
-        let whole = |sh: &ItemShape| sh.h == out.h && sh.w == out.w;
-        let point = |sh: &ItemShape| sh.h == 1 && sh.w == 1;
-        if shapes.iter().any(|sh| !whole(sh) && !point(sh)) {
-            s += "    let y = pix / p.out_w;\n    let x = pix - y * p.out_w;\n";
-        }
-        for (k, shape) in shapes.iter().enumerate() {
-            // A fused channel Pad: past its own channels the input reads 0.
-            let own = (program.padded(k) > 0).then_some(shape.c);
-            let channel = match own {
-                Some(own) => format!("min(c, {}u)", own - 1),
-                None => "c".into(),
-            };
-            let mut index = format!("n * p.strides[{k}].x + {channel} * p.strides[{k}].y");
-            if whole(shape) {
-                index += " + pix";
-            } else if !point(shape) {
-                let _ = write!(index, " + y * p.strides[{k}].z + x * p.strides[{k}].w");
-            }
-            let _ = match own {
-                Some(own) => writeln!(
-                    s,
-                    "    let i{k} = select(0.0, f32(in{k}[{index}]), c < {own}u);"
-                ),
-                None => writeln!(s, "    let i{k} = f32(in{k}[{index}]);"),
-            };
-        }
+        s += &plane_reads(program, shapes, out);
     }
+    s += &steps_source(program);
+    let last = program.steps.len().saturating_sub(1);
+    let _ = writeln!(s, "    dst[at] = act(s{last});\n}}");
+    s
+}
+
+/// The plane kernel's entry point up to its inputs' values: 256 pixels of one channel plane a
+/// workgroup (z: item and channel), each input read where it lies (whole planes at the pixel's
+/// own index, per-channel values at the plane's, padded channels as 0).
+fn plane_reads(program: &ElementwiseProgram, shapes: &[ItemShape], out: ItemShape) -> String {
+    let mut s = String::new();
+    s += "@compute @workgroup_size(256, 1, 1)\n";
+    s += "fn main(@builtin(global_invocation_id) gid: vec3<u32>, \
+          @builtin(num_workgroups) groups: vec3<u32>) {\n";
+    s += "    let plane = p.out_h * p.out_w;\n";
+    s += "    let pix = gid.x + gid.y * groups.x * 256u;\n";
+    s += "    if pix >= plane { return; }\n";
+    s += "    let n = gid.z / p.out_c;\n    let c = gid.z % p.out_c;\n";
+    s += "    let at = gid.z * plane + pix;\n";
+    let whole = |sh: &ItemShape| sh.h == out.h && sh.w == out.w;
+    let point = |sh: &ItemShape| sh.h == 1 && sh.w == 1;
+    if shapes.iter().any(|sh| !whole(sh) && !point(sh)) {
+        s += "    let y = pix / p.out_w;\n    let x = pix - y * p.out_w;\n";
+    }
+    for (k, shape) in shapes.iter().enumerate() {
+        // A fused channel Pad: past its own channels the input reads 0.
+        let own = (program.padded(k) > 0).then_some(shape.c);
+        let channel = match own {
+            Some(own) => format!("min(c, {}u)", own - 1),
+            None => "c".into(),
+        };
+        let mut index = format!("n * p.strides[{k}].x + {channel} * p.strides[{k}].y");
+        if whole(shape) {
+            index += " + pix";
+        } else if !point(shape) {
+            let _ = write!(index, " + y * p.strides[{k}].z + x * p.strides[{k}].w");
+        }
+        let _ = match own {
+            Some(own) => writeln!(
+                s,
+                "    let i{k} = select(0.0, f32(in{k}[{index}]), c < {own}u);"
+            ),
+            None => writeln!(s, "    let i{k} = f32(in{k}[{index}]);"),
+        };
+    }
+    s
+}
+
+/// The program's steps, each a named value `s{j}` over the inputs' values `i{k}`.
+fn steps_source(program: &ElementwiseProgram) -> String {
+    let mut s = String::new();
     let name = |o: Operand| match o {
         Operand::Input(k) => format!("i{k}"),
         Operand::Step(j) => format!("s{j}"),
@@ -125,8 +141,6 @@ pub fn source(program: &ElementwiseProgram, shapes: &[ItemShape], out: ItemShape
         };
         let _ = writeln!(s, "    let s{j} = {expr};");
     }
-    let last = program.steps.len().saturating_sub(1);
-    let _ = writeln!(s, "    dst[at] = act(s{last});\n}}");
     s
 }
 
