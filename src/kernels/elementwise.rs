@@ -55,8 +55,7 @@ pub fn source(program: &ElementwiseProgram, shapes: &[ItemShape], out: ItemShape
     s += BINARY_OP;
     if is_flat(program, shapes, out) {
         s += "@compute @workgroup_size(256, 1, 1)\n";
-        s += "fn main(@builtin(global_invocation_id) gid: vec3<u32>, \
-              @builtin(num_workgroups) groups: vec3<u32>) {\n";
+        s += MAIN;
         s += "    let count = p.out_c * p.out_h * p.out_w;\n";
         s += "    let i = gid.x + gid.y * groups.x * 256u;\n";
         s += "    if i >= count { return; }\n";
@@ -79,8 +78,7 @@ pub fn source(program: &ElementwiseProgram, shapes: &[ItemShape], out: ItemShape
 fn plane_reads(program: &ElementwiseProgram, shapes: &[ItemShape], out: ItemShape) -> String {
     let mut s = String::new();
     s += "@compute @workgroup_size(256, 1, 1)\n";
-    s += "fn main(@builtin(global_invocation_id) gid: vec3<u32>, \
-          @builtin(num_workgroups) groups: vec3<u32>) {\n";
+    s += MAIN;
     s += "    let plane = p.out_h * p.out_w;\n";
     s += "    let pix = gid.x + gid.y * groups.x * 256u;\n";
     s += "    if pix >= plane { return; }\n";
@@ -143,6 +141,9 @@ fn steps_source(program: &ElementwiseProgram) -> String {
     }
     s
 }
+
+/// The entry point's signature: both kernels index workgroups in x and y (`flat_groups`).
+const MAIN: &str = "fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {\n";
 
 /// `BinaryOp`'s codes, as in shaders/binary.wgsl.
 const BINARY_OP: &str = "
