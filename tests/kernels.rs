@@ -607,6 +607,54 @@ fn resize_filter_matches_reference() {
     }
 }
 
+/// Bilinear over planes taller than resize_linear.wgsl's rows per invocation (8): up by 2 and 4
+/// (rows reused between outputs), a non-whole scale, a downscale and a one-row input, against the
+/// same f64 reference: 2 taps per axis in f32, 2e-6 absolute for values in [-1, 1].
+#[test]
+fn resize_linear_rows_match_reference() {
+    use batchwise::kernels::resize_filter;
+    use batchwise::model::{Coords, Filter, ResizeFilterSpec, Target};
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(43);
+    for (n, c, h, w, target, coords) in [
+        (
+            2u32,
+            3u32,
+            37u32,
+            45u32,
+            Target::Scale([2.0, 2.0]),
+            Coords::HalfPixel,
+        ),
+        (1, 2, 19, 13, Target::Scale([4.0, 4.0]), Coords::HalfPixel),
+        (1, 2, 23, 17, Target::Size([53, 30]), Coords::AlignCorners),
+        (2, 1, 40, 33, Target::Scale([0.5, 0.5]), Coords::HalfPixel),
+        (1, 3, 1, 9, Target::Size([12, 18]), Coords::Asymmetric),
+    ] {
+        let spec = ResizeFilterSpec {
+            target,
+            coords,
+            filter: Filter::Linear,
+        };
+        let input = common::random_vec(&mut rng, (n * c * h * w) as usize, 1.0);
+        let expected = resize_filter::reference(&spec, &input, n * c, h, w);
+        let src = storage(gpu, &input);
+        let dst = output(gpu, expected.len());
+        let step = resize_filter::prepare(
+            Bind::new(gpu, &s.kernels, "resize"),
+            &spec,
+            &src,
+            &dst,
+            c,
+            h,
+            w,
+        );
+        let got = run_f32(gpu, &step, n, &dst, expected.len());
+        let worst = common::max_abs_diff(&got, &expected);
+        assert!(worst <= 2e-6, "{spec:?} on {h}x{w}: max diff {worst}");
+    }
+}
+
 /// Block and flat copies move values: exact.
 #[test]
 fn copy_block_matches_reference() {
@@ -970,14 +1018,12 @@ fn fused_elementwise_matches_reference() {
     ];
     for op in UnaryOp::all() {
         let (i, st) = (Operand::Input, Operand::Step);
-        let program = ElementwiseProgram {
-            steps: vec![
-                ElementwiseStep::Binary(BinaryOp::Mul, i(0), i(1)),
-                ElementwiseStep::Unary(op, st(0)),
-                ElementwiseStep::Binary(BinaryOp::Sub, st(1), i(2)),
-                ElementwiseStep::Binary(BinaryOp::Max, st(2), st(1)),
-            ],
-        };
+        let program = ElementwiseProgram::new(vec![
+            ElementwiseStep::Binary(BinaryOp::Mul, i(0), i(1)),
+            ElementwiseStep::Unary(op, st(0)),
+            ElementwiseStep::Binary(BinaryOp::Sub, st(1), i(2)),
+            ElementwiseStep::Binary(BinaryOp::Max, st(2), st(1)),
+        ]);
         let data: Vec<Vec<f32>> = shapes
             .iter()
             .enumerate()
@@ -1020,6 +1066,96 @@ fn fused_elementwise_matches_reference() {
         for (g, e) in got.iter().zip(&expected) {
             assert!((g - e).abs() <= tolerance(*e), "{op:?}: {g} vs {e}");
         }
+    }
+}
+
+/// Fused channel Pads (`padded_channels`): BlazeFace's `relu(y + pad(x))` with x of 5 of the
+/// output's 7 channels, and a padded input broadcast along its rows (1 own channel of 4); and the
+/// flat kernel; against the CPU reference: one add and a ReLU per element in f32, as the
+/// reference computes them: exact.
+#[test]
+fn fused_elementwise_reads_padded_channels_as_zeros() {
+    use batchwise::kernels::elementwise;
+    use batchwise::model::{
+        BinaryOp, ElementwiseProgram, ElementwiseStep, ItemShape, Operand, UnaryOp,
+    };
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(38);
+    let n = 3u32;
+    let (i, st) = (Operand::Input, Operand::Step);
+    let relu = UnaryOp::LeakyRelu { alpha: 0.0 };
+    for (shapes, padded, out) in [
+        (
+            vec![
+                ItemShape { c: 7, h: 9, w: 11 },
+                ItemShape { c: 5, h: 9, w: 11 },
+            ],
+            vec![0, 2],
+            ItemShape { c: 7, h: 9, w: 11 },
+        ),
+        (
+            vec![
+                ItemShape { c: 1, h: 1, w: 13 },
+                ItemShape { c: 4, h: 6, w: 13 },
+            ],
+            vec![3, 0],
+            ItemShape { c: 4, h: 6, w: 13 },
+        ),
+        // Nothing padded or broadcast: the flat kernel (`elementwise::is_flat`).
+        (
+            vec![ItemShape { c: 3, h: 7, w: 9 }; 2],
+            vec![0, 0],
+            ItemShape { c: 3, h: 7, w: 9 },
+        ),
+    ] {
+        let flat = elementwise::is_flat(&ElementwiseProgram::new(Vec::new()), &shapes, out)
+            && padded == [0, 0];
+        assert_eq!(flat, shapes[0] == shapes[1]);
+        let program = ElementwiseProgram {
+            steps: vec![
+                ElementwiseStep::Binary(BinaryOp::Add, i(0), i(1)),
+                ElementwiseStep::Unary(relu, st(0)),
+            ],
+            padded_channels: padded.clone(),
+        };
+        let data: Vec<Vec<f32>> = shapes
+            .iter()
+            .map(|sh| common::random_vec(&mut rng, (n as u64 * sh.elements()) as usize, 1.0))
+            .collect();
+        let inputs: Vec<(&[f32], ItemShape)> = data
+            .iter()
+            .zip(&shapes)
+            .map(|(d, sh)| (&d[..], *sh))
+            .collect();
+        let expected = elementwise::reference(&program, &inputs, out, n);
+        // The padded channels are zeros: past them the output is relu(the other input).
+        let plane = (out.h * out.w) as usize;
+        let k = usize::from(padded[0] == 0);
+        let own = shapes[k].c as usize;
+        let other = &data[1 - k];
+        for (at, e) in expected.iter().enumerate() {
+            let c = at / plane % out.c as usize;
+            if c >= own && shapes[1 - k] == out {
+                assert_eq!(*e, other[at].max(0.0));
+            }
+        }
+        let buffers: Vec<_> = data.iter().map(|d| storage(gpu, d)).collect();
+        let bound: Vec<(&wgpu::Buffer, ItemShape)> = buffers
+            .iter()
+            .zip(&shapes)
+            .map(|(b, sh)| (&**b, *sh))
+            .collect();
+        let dst = output(gpu, expected.len());
+        let step = elementwise::prepare(
+            Bind::new(gpu, &s.kernels, "padded"),
+            &program,
+            &bound,
+            out,
+            &dst,
+        );
+        let got = run_f32(gpu, &step, n, &dst, expected.len());
+        assert_eq!(got, expected, "padded {padded:?}");
     }
 }
 

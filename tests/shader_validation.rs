@@ -181,11 +181,25 @@ fn generated_elementwise_kernels_validate() {
                 Operand::Step(k as u32 + 1),
             ));
         }
-        let program = ElementwiseProgram { steps };
-        let source = elementwise::source(&program, inputs as usize);
-        validate(&format!("elementwise over {inputs}"), &source);
-        let half = batchwise::kernels::float16_source(&source).expect("written over act");
-        validate(&format!("elementwise over {inputs} float16"), &half);
+        // Flat (every input of the output's shape), and by position with the last input padded
+        // with 2 zero channels (a fused channel Pad).
+        let flat = ElementwiseProgram::new(steps.clone());
+        let mut padded_channels = vec![0; inputs as usize];
+        padded_channels[inputs as usize - 1] = 2;
+        let padded = ElementwiseProgram {
+            steps,
+            padded_channels,
+        };
+        let shape = batchwise::model::ItemShape { c: 3, h: 4, w: 5 };
+        let shapes = vec![shape; inputs as usize];
+        let out = batchwise::model::ItemShape { c: 5, ..shape };
+        for (kind, program, out) in [("flat", flat, shape), ("padded", padded, out)] {
+            assert_eq!(elementwise::is_flat(&program, &shapes, out), kind == "flat");
+            let source = elementwise::source(&program, &shapes, out);
+            validate(&format!("elementwise {kind} over {inputs}"), &source);
+            let half = batchwise::kernels::float16_source(&source).expect("written over act");
+            validate(&format!("elementwise {kind} over {inputs} float16"), &half);
+        }
     }
 }
 

@@ -10,7 +10,9 @@ use crate::kernels::{
     elementwise, global_avg_pool, matmul, nchw_to_nhwc, nd_binary, nd_copy, normalize, pad, pool2d,
     reduce, resize_filter, resize_nearest, softmax, unary,
 };
-use crate::model::{ItemShape, Layer, LayerOp, TensorOp};
+use crate::model::{
+    ElementwiseProgram, ElementwiseStep, ItemShape, Layer, LayerOp, Operand, TensorOp,
+};
 
 /// What binding a layer needs: the device, its pipelines, every value's shape and buffer.
 pub(super) struct Binding<'a> {
@@ -81,15 +83,15 @@ pub(super) fn layer_steps(cx: &Binding, index: usize, g: &GpuLayer, l: &Layer) -
         (_, LayerOp::ResizeNearest(scale)) => {
             resize_nearest::prepare(Bind::new(gpu, k, &l.name), *scale, src, dst, s.c, s.h, s.w)
         }
-        (_, LayerOp::Binary(op)) => binary::prepare(
-            Bind::new(gpu, k, &l.name),
-            *op,
-            src,
-            s,
-            cx.buffer(l.inputs[1]),
-            shapes[l.inputs[1]],
-            dst,
-        ),
+        // A binary op runs as an elementwise program of one step: flat where neither operand is
+        // broadcast (elementwise::is_flat).
+        (_, LayerOp::Binary(op)) => {
+            let (a, b) = (Operand::Input(0), Operand::Input(1));
+            let program = ElementwiseProgram::new(vec![ElementwiseStep::Binary(*op, a, b)]);
+            let inputs = [(src, s), (cx.buffer(l.inputs[1]), shapes[l.inputs[1]])];
+            let out = shapes[l.output];
+            elementwise::prepare(Bind::new(gpu, k, &l.name), &program, &inputs, out, dst)
+        }
         (
             GpuLayer::Constant(constant),
             LayerOp::BinaryConst {

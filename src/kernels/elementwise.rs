@@ -1,5 +1,8 @@
 //! A fused chain of elementwise ops (`LayerOp::Elementwise`): one kernel generated per program,
 //! every step a named value, each input read once per output element at its broadcast position.
+//! Flat (256 elements a workgroup) where no input is broadcast; else 256 pixels of one channel
+//! plane a workgroup, an input's index from the pixel's own where it covers the whole plane (a
+//! row and column only for inputs broadcast along one of them).
 //! The unary ops are `shaders/unary.wgsl`'s own functions, included in the generated source.
 
 use std::fmt::Write as _;
@@ -8,8 +11,17 @@ use super::binary::strides;
 use super::{Bind, Step};
 use crate::model::{ElementwiseProgram, ElementwiseStep, ItemShape, Operand};
 
-/// The WGSL of `program` over `inputs` inputs.
-pub fn source(program: &ElementwiseProgram, inputs: usize) -> String {
+/// Whether every input of `program` has the output's shape `out` (none broadcast or padded): the
+/// kernel then runs flat, 256 elements a workgroup, each input read at the output's index.
+pub fn is_flat(program: &ElementwiseProgram, shapes: &[ItemShape], out: ItemShape) -> bool {
+    (0..shapes.len()).all(|k| program.padded(k) == 0 && shapes[k] == out)
+}
+
+/// The WGSL of `program` over inputs of item shapes `shapes` (as stored: a padded input's own
+/// channels are where its zeros start; only those channel counts are baked in) to an output of
+/// `out` (only whether the kernel runs flat, [`is_flat`], depends on it).
+pub fn source(program: &ElementwiseProgram, shapes: &[ItemShape], out: ItemShape) -> String {
+    let inputs = shapes.len();
     let unary = super::shader("unary.wgsl");
     let functions = unary
         .split_once("// BEGIN FUNCTIONS")
@@ -41,14 +53,69 @@ pub fn source(program: &ElementwiseProgram, inputs: usize) -> String {
     );
     s += functions;
     s += BINARY_OP;
-    s += "@compute @workgroup_size(16, 4, 1)\n";
-    s += "fn main(@builtin(global_invocation_id) gid: vec3<u32>) {\n";
-    s += "    if gid.x >= p.out_w || gid.y >= p.out_h { return; }\n";
-    s += "    let n = gid.z / p.out_c;\n    let c = gid.z % p.out_c;\n";
-    s += "    let at = vec4<u32>(n, c, gid.y, gid.x);\n";
-    for k in 0..inputs {
-        let _ = writeln!(s, "    let i{k} = f32(in{k}[dot(at, p.strides[{k}])]);");
+    if is_flat(program, shapes, out) {
+        s += "@compute @workgroup_size(256, 1, 1)\n";
+        s += MAIN;
+        s += "    let count = p.out_c * p.out_h * p.out_w;\n";
+        s += "    let i = gid.x + gid.y * groups.x * 256u;\n";
+        s += "    if i >= count { return; }\n";
+        s += "    let at = gid.z * count + i;\n";
+        for k in 0..inputs {
+            let _ = writeln!(s, "    let i{k} = f32(in{k}[at]);");
+        }
+    } else {
+        s += &plane_reads(program, shapes, out);
     }
+    s += &steps_source(program);
+    let last = program.steps.len().saturating_sub(1);
+    let _ = writeln!(s, "    dst[at] = act(s{last});\n}}");
+    s
+}
+
+/// The plane kernel's entry point up to its inputs' values: 256 pixels of one channel plane a
+/// workgroup (z: item and channel), each input read where it lies (whole planes at the pixel's
+/// own index, per-channel values at the plane's, padded channels as 0).
+fn plane_reads(program: &ElementwiseProgram, shapes: &[ItemShape], out: ItemShape) -> String {
+    let mut s = String::new();
+    s += "@compute @workgroup_size(256, 1, 1)\n";
+    s += MAIN;
+    s += "    let plane = p.out_h * p.out_w;\n";
+    s += "    let pix = gid.x + gid.y * groups.x * 256u;\n";
+    s += "    if pix >= plane { return; }\n";
+    s += "    let n = gid.z / p.out_c;\n    let c = gid.z % p.out_c;\n";
+    s += "    let at = gid.z * plane + pix;\n";
+    let whole = |sh: &ItemShape| sh.h == out.h && sh.w == out.w;
+    let point = |sh: &ItemShape| sh.h == 1 && sh.w == 1;
+    if shapes.iter().any(|sh| !whole(sh) && !point(sh)) {
+        s += "    let y = pix / p.out_w;\n    let x = pix - y * p.out_w;\n";
+    }
+    for (k, shape) in shapes.iter().enumerate() {
+        // A fused channel Pad: past its own channels the input reads 0.
+        let own = (program.padded(k) > 0).then_some(shape.c);
+        let channel = match own {
+            Some(own) => format!("min(c, {}u)", own - 1),
+            None => "c".into(),
+        };
+        let mut index = format!("n * p.strides[{k}].x + {channel} * p.strides[{k}].y");
+        if whole(shape) {
+            index += " + pix";
+        } else if !point(shape) {
+            let _ = write!(index, " + y * p.strides[{k}].z + x * p.strides[{k}].w");
+        }
+        let _ = match own {
+            Some(own) => writeln!(
+                s,
+                "    let i{k} = select(0.0, f32(in{k}[{index}]), c < {own}u);"
+            ),
+            None => writeln!(s, "    let i{k} = f32(in{k}[{index}]);"),
+        };
+    }
+    s
+}
+
+/// The program's steps, each a named value `s{j}` over the inputs' values `i{k}`.
+fn steps_source(program: &ElementwiseProgram) -> String {
+    let mut s = String::new();
     let name = |o: Operand| match o {
         Operand::Input(k) => format!("i{k}"),
         Operand::Step(j) => format!("s{j}"),
@@ -72,13 +139,11 @@ pub fn source(program: &ElementwiseProgram, inputs: usize) -> String {
         };
         let _ = writeln!(s, "    let s{j} = {expr};");
     }
-    let last = program.steps.len().saturating_sub(1);
-    let _ = writeln!(
-        s,
-        "    dst[((n * p.out_c + c) * p.out_h + gid.y) * p.out_w + gid.x] = act(s{last});\n}}"
-    );
     s
 }
+
+/// The entry point's signature: both kernels index workgroups in x and y (`flat_groups`).
+const MAIN: &str = "fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {\n";
 
 /// `BinaryOp`'s codes, as in shaders/binary.wgsl.
 const BINARY_OP: &str = "
@@ -97,7 +162,8 @@ fn binary_op(op: u32, a: f32, b: f32) -> f32 {
 
 ";
 
-/// CPU reference over `n` items: `inputs` with their shapes, broadcast to `out`.
+/// CPU reference over `n` items: `inputs` with their shapes (as stored: a padded input's own
+/// channels), broadcast to `out`; an input's padded channels read 0.
 pub fn reference(
     program: &ElementwiseProgram,
     inputs: &[(&[f32], ItemShape)],
@@ -112,9 +178,10 @@ pub fn reference(
             for y in 0..out.h {
                 for x in 0..out.w {
                     let at = [i, c, y, x];
-                    for (k, (data, _)) in inputs.iter().enumerate() {
+                    for (k, (data, shape)) in inputs.iter().enumerate() {
                         let index: u32 = at.iter().zip(strides[k]).map(|(p, s)| p * s).sum();
-                        values[k] = data[index as usize];
+                        let padding = program.padded(k) > 0 && c >= shape.c;
+                        values[k] = if padding { 0.0 } else { data[index as usize] };
                     }
                     v.push(program.apply(&values));
                 }
@@ -132,7 +199,8 @@ pub fn prepare(
     out: ItemShape,
     dst: &wgpu::Buffer,
 ) -> Step {
-    let pipeline = cx.kernels.elementwise(&source(program, inputs.len()));
+    let shapes: Vec<ItemShape> = inputs.iter().map(|(_, s)| *s).collect();
+    let pipeline = cx.kernels.elementwise(&source(program, &shapes, out));
     // Params: the output's shape, then each input's strides (the uniform may run past the array
     // the shader declares).
     let mut params = [0u32; 4 + 4 * ElementwiseProgram::MAX_INPUTS];
@@ -142,13 +210,12 @@ pub fn prepare(
     }
     let mut buffers: Vec<&wgpu::Buffer> = inputs.iter().map(|(b, _)| *b).collect();
     buffers.push(dst);
+    let (groups_xy, groups_z) = if is_flat(program, &shapes, out) {
+        (super::flat_groups(out.elements() as u32), 1)
+    } else {
+        (super::flat_groups(out.h * out.w), out.c)
+    };
     super::step(
-        cx.gpu,
-        cx.label,
-        &pipeline,
-        &params,
-        &buffers,
-        [out.w.div_ceil(16), out.h.div_ceil(4)],
-        out.c,
+        cx.gpu, cx.label, &pipeline, &params, &buffers, groups_xy, groups_z,
     )
 }

@@ -70,6 +70,10 @@ pub const SHADERS: &[(&str, &str)] = &[
         include_str!("../../shaders/resize_filter.wgsl"),
     ),
     (
+        "resize_linear.wgsl",
+        include_str!("../../shaders/resize_linear.wgsl"),
+    ),
+    (
         "depthwise_conv2d.wgsl",
         include_str!("../../shaders/depthwise_conv2d.wgsl"),
     ),
@@ -164,6 +168,7 @@ pub struct Kernels {
     pub global_avg_pool: wgpu::ComputePipeline,
     pub depthwise_conv2d: wgpu::ComputePipeline,
     pub resize_filter: wgpu::ComputePipeline,
+    pub resize_linear: wgpu::ComputePipeline,
     pub pad: wgpu::ComputePipeline,
     pub edge_clamp: wgpu::ComputePipeline,
     pub pool2d: wgpu::ComputePipeline,
@@ -249,6 +254,7 @@ impl Kernels {
             global_avg_pool: compile("global_avg_pool", "global_avg_pool.wgsl"),
             depthwise_conv2d: compile("depthwise_conv2d", "depthwise_conv2d.wgsl"),
             resize_filter: compile("resize_filter", "resize_filter.wgsl"),
+            resize_linear: compile("resize_linear", "resize_linear.wgsl"),
             pad: compile("pad", "pad.wgsl"),
             edge_clamp: compile("edge_clamp", "edge_clamp.wgsl"),
             pool2d: compile("pool2d", "pool2d.wgsl"),

@@ -1,9 +1,14 @@
-//! Nearest, bilinear and bicubic resize (`shaders/resize_filter.wgsl`) with ONNX's coordinate modes.
+//! Nearest, bilinear and bicubic resize (`shaders/resize_filter.wgsl`) with ONNX's coordinate modes;
+//! bilinear runs `shaders/resize_linear.wgsl` (a column of [`LINEAR_ROWS`] outputs an invocation,
+//! each input row read once).
 
 use super::{Bind, Step};
 use crate::model::{Coords, Filter, NearestMode, ResizeFilterSpec};
 
 impl NearestMode {}
+
+/// Output rows an invocation of resize_linear.wgsl computes (its `ROWS`).
+pub const LINEAR_ROWS: u32 = 8;
 
 /// Mirror of `Params` in shaders/resize_filter.wgsl.
 #[repr(C)]
@@ -163,8 +168,11 @@ pub fn prepare(
         kernels,
         label,
     } = cx;
-    let pipeline = &kernels.resize_filter;
     let (out_h, out_w) = spec.output_hw(h, w);
+    let (pipeline, rows) = match spec.filter {
+        Filter::Linear => (&kernels.resize_linear, LINEAR_ROWS),
+        _ => (&kernels.resize_filter, 1),
+    };
     let [scale_h, scale_w] = spec.scales(h, w);
     let params = ResizeFilterParams {
         in_h: h,
@@ -202,7 +210,7 @@ pub fn prepare(
         pipeline,
         &params,
         &[src, dst],
-        [out_w.div_ceil(16), out_h.div_ceil(4)],
+        [out_w.div_ceil(16), out_h.div_ceil(4 * rows)],
         channels,
     )
 }

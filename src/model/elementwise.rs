@@ -1,7 +1,7 @@
 //! A fused tree of elementwise ops (`LayerOp::Elementwise`), made by
 //! `passes::fuse_elementwise` and run by `kernels::elementwise`.
 
-use super::{BinaryOp, UnaryOp};
+use super::{BinaryOp, ItemShape, UnaryOp};
 
 /// Where a step of an [`ElementwiseProgram`] reads an operand: the layer's input `k`, or the
 /// result of an earlier step.
@@ -22,12 +22,36 @@ pub enum ElementwiseStep {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ElementwiseProgram {
     pub steps: Vec<ElementwiseStep>,
+    /// Per input, zero channels after its own (a channel Pad fused in by `passes::fuse_pad`):
+    /// the input reads as `[C + padded, H, W]`, 0 past its channels. Missing entries are 0.
+    pub padded_channels: Vec<u32>,
 }
 
 impl ElementwiseProgram {
     /// The most inputs a program reads (storage bindings: these, the output and headroom stay
     /// within the 8 every adapter offers).
     pub const MAX_INPUTS: usize = 6;
+
+    /// A program of `steps` over inputs read as they are.
+    pub fn new(steps: Vec<ElementwiseStep>) -> Self {
+        Self {
+            steps,
+            padded_channels: Vec::new(),
+        }
+    }
+
+    /// The zero channels after input `k`'s own.
+    pub fn padded(&self, k: usize) -> u32 {
+        self.padded_channels.get(k).copied().unwrap_or(0)
+    }
+
+    /// Input `k` of shape `s` as the program reads it (its padded channels added).
+    pub fn read_shape(&self, k: usize, s: ItemShape) -> ItemShape {
+        ItemShape {
+            c: s.c + self.padded(k),
+            ..s
+        }
+    }
 
     /// CPU reference: the output for one element, given each input's value there.
     pub fn apply(&self, inputs: &[f32]) -> f32 {

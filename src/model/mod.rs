@@ -293,8 +293,10 @@ impl Model {
                     h: input.h * sh,
                     w: input.w * sw,
                 }),
-                LayerOp::Binary(_) | LayerOp::Elementwise(_) => {
-                    inputs.iter().try_fold(input, |out, &s| broadcast(out, s))
+                LayerOp::Binary(_) => inputs.iter().try_fold(input, |out, &s| broadcast(out, s)),
+                LayerOp::Elementwise(program) => {
+                    let read = |k: usize| program.read_shape(k, inputs[k]);
+                    (0..inputs.len()).try_fold(read(0), |out, k| broadcast(out, read(k)))
                 }
                 LayerOp::BinaryConst { constant, .. } => broadcast(input, *constant),
                 LayerOp::Unary(_) => Some(input),

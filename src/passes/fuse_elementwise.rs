@@ -25,7 +25,7 @@ pub fn apply(mut model: Model) -> (Model, usize) {
             continue;
         }
         let mut tree = Tree {
-            program: ElementwiseProgram { steps: Vec::new() },
+            program: ElementwiseProgram::new(Vec::new()),
             inputs: Vec::new(),
             members: vec![i],
             computed: Vec::new(),

@@ -11,18 +11,24 @@
 //! 2. [`fuse_activation`]: ReLU / LeakyReLU / Clip / PRelu after a convolution run inside it.
 //! 3. [`conv_transpose_phases`]: a strided ConvTranspose becomes one dense convolution over
 //!    every output phase, then DepthToSpace.
-//! 4. [`fuse_residual`]: an Add after a dense convolution runs inside it.
-//! 5. [`fuse_elementwise`]: trees of elementwise layers run as one generated kernel.
-//! 6. [`concat_alias`]: a Concat of one input is that input.
-//! 7. [`fuse_upsample`]: a nearest upsample by whole factors read only by convolutions runs
+//! 4. [`conv_before_resize`]: a 1x1 convolution without activation after a bilinear or nearest
+//!    Resize runs before it, on the small input (the two commute).
+//! 5. [`fuse_residual`]: an Add after a dense convolution runs inside it.
+//! 6. [`fuse_elementwise`]: trees of elementwise layers run as one generated kernel.
+//! 7. [`fuse_pad`]: a Pad that appends zero channels, read by an elementwise layer, is read
+//!    through it (0 past the input's channels) instead of stored.
+//! 8. [`concat_alias`]: a Concat of one input is that input.
+//! 9. [`fuse_upsample`]: a nearest upsample by whole factors read only by convolutions runs
 //!    inside them (each reads the small input at `(y / f, x / f)`).
-//! 8. [`prune`]: layers that feed no output are dropped.
+//! 10. [`prune`]: layers that feed no output are dropped.
 
 pub mod concat_alias;
+pub mod conv_before_resize;
 pub mod conv_transpose_phases;
 pub mod fold_affine;
 pub mod fuse_activation;
 pub mod fuse_elementwise;
+pub mod fuse_pad;
 pub mod fuse_residual;
 pub mod fuse_upsample;
 pub mod prune;
@@ -35,9 +41,13 @@ pub struct PassCounts {
     pub folded_affine: usize,
     pub fused_activations: usize,
     pub phase_rewrites: usize,
+    /// 1x1 convolutions moved before the Resize they read.
+    pub convs_before_resize: usize,
     pub fused_residuals: usize,
     /// Elementwise layers folded into the tree of the layer that reads them.
     pub fused_elementwise: usize,
+    /// Channel Pads read through by the elementwise layer after them.
+    pub fused_pads: usize,
     /// Concats of one input replaced by it.
     pub aliased_concats: usize,
     /// Nearest upsamples fused into the convolutions that read them.
@@ -50,8 +60,10 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
     let (model, folded_affine) = fold_affine::apply(model);
     let (model, fused_activations) = fuse_activation::apply(model);
     let (model, phase_rewrites) = conv_transpose_phases::apply(model);
+    let (model, convs_before_resize) = conv_before_resize::apply(model);
     let (model, fused_residuals) = fuse_residual::apply(model);
     let (model, fused_elementwise) = fuse_elementwise::apply(model);
+    let (model, fused_pads) = fuse_pad::apply(model);
     let (model, aliased_concats) = concat_alias::apply(model);
     let (model, fused_upsamples) = fuse_upsample::apply(model);
     let model = prune::apply(model);
@@ -61,8 +73,10 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
             folded_affine,
             fused_activations,
             phase_rewrites,
+            convs_before_resize,
             fused_residuals,
             fused_elementwise,
+            fused_pads,
             aliased_concats,
             fused_upsamples,
         },
@@ -112,6 +126,9 @@ pub(crate) mod cpu {
         match &l.op {
             LayerOp::Conv2d(spec) => conv2d::reference(spec, x, 1, s.h, s.w, &l.weights, &l.bias),
             LayerOp::ResizeNearest(f) => resize_nearest::reference(x, s.c, s.h, s.w, *f),
+            LayerOp::ResizeFilter(spec) => {
+                crate::kernels::resize_filter::reference(spec, x, s.c, s.h, s.w)
+            }
             LayerOp::Conv2dUpsampled { spec, factor } => {
                 let up = resize_nearest::reference(x, s.c, s.h, s.w, *factor);
                 let (h, w) = (s.h * factor[0], s.w * factor[1]);
@@ -171,6 +188,7 @@ pub(crate) mod cpu {
                     })
                     .collect()
             }
+            LayerOp::Pad(spec) => crate::kernels::pad::reference(spec, x, 1, s),
             LayerOp::GlobalAvgPool => x
                 .chunks((s.h * s.w) as usize)
                 .map(|plane| plane.iter().sum::<f32>() / plane.len() as f32)
@@ -477,7 +495,7 @@ mod tests {
             ]
         );
         assert_eq!(n, 7);
-        let LayerOp::Elementwise(ElementwiseProgram { steps }) = &fused.layers[3].op else {
+        let LayerOp::Elementwise(ElementwiseProgram { steps, .. }) = &fused.layers[3].op else {
             unreachable!()
         };
         assert_eq!(steps.len(), 5);
