@@ -347,6 +347,89 @@ fn depthwise_cases() -> Vec<Case> {
     ]
 }
 
+/// Depthwise shapes whose rows the generated kernel reads and writes 4 values at a time (both
+/// widths a multiple of 4), with the block chosen per map: 3x3 (2x8 blocks, rows past the map),
+/// stride 2, 5x5 with PRelu (4x8), a dilation with 3 columns of left padding, no left padding,
+/// a 16x16 map (one 8x8 block a quarter) and a 12x12 one (6x6 blocks, not wide), batches > 1.
+fn depthwise_wide_cases() -> Vec<Case> {
+    let mut rng = common::rng(43);
+    let dw = |c, k, pad| Conv2dSpec {
+        groups: c,
+        ..conv(c, c, k, pad)
+    };
+    let case = |seed, spec, nhw| Case {
+        seed,
+        spec,
+        nhw,
+        residual: None,
+    };
+    vec![
+        case(
+            31,
+            Conv2dSpec {
+                activation: Activation::LeakyRelu { alpha: 0.1 },
+                ..dw(6, 3, 1)
+            },
+            (2, 9, 24),
+        ),
+        case(
+            32,
+            Conv2dSpec {
+                stride: [2, 2],
+                pads: [1, 1, 0, 0],
+                activation: Activation::Clip { min: 0.0, max: 6.0 },
+                ..dw(5, 3, 0)
+            },
+            (2, 11, 40),
+        ),
+        case(
+            33,
+            Conv2dSpec {
+                activation: Activation::PRelu {
+                    slopes: common::random_vec(&mut rng, 3, 0.5),
+                },
+                ..dw(3, 5, 2)
+            },
+            (1, 10, 20),
+        ),
+        case(
+            34,
+            Conv2dSpec {
+                dilation: [1, 3],
+                pads: [1, 3, 1, 3],
+                ..dw(4, 3, 0)
+            },
+            (2, 6, 28),
+        ),
+        case(
+            35,
+            Conv2dSpec {
+                pads: [0, 0, 0, 2],
+                ..dw(2, 3, 0)
+            },
+            (3, 7, 20),
+        ),
+        case(36, dw(9, 3, 1), (2, 16, 16)),
+        case(37, dw(20, 5, 2), (2, 12, 12)),
+    ]
+}
+
+#[test]
+fn depthwise_wide_matches_reference() {
+    use batchwise::kernels::depthwise_conv2d;
+    let engine = common::engine();
+    let kernels = Kernels::new(&engine.gpu);
+    for case in depthwise_wide_cases() {
+        let v = depthwise_conv2d::variant(&case.spec).expect("generated");
+        let (_, h, w) = case.nhw;
+        let (oh, ow) = case.spec.output_hw(h, w).unwrap();
+        let chosen = v.for_map(w, oh, ow, case.spec.pads[1]);
+        // Every case but the 12x12 map's is read 4 values a load.
+        assert_eq!(chosen.wide.is_some(), w != 12, "{chosen:?}");
+        check(&engine, &kernels, case, false);
+    }
+}
+
 #[test]
 fn depthwise_conv2d_matches_reference() {
     use batchwise::kernels::depthwise_conv2d;
@@ -380,6 +463,9 @@ fn narrow_conv2d_float16_matches_reference() {
         check(&engine, &kernels, case, true);
     }
     for case in depthwise_cases().into_iter().take(2) {
+        check(&engine, &kernels, case, true);
+    }
+    for case in depthwise_wide_cases().into_iter().take(3) {
         check(&engine, &kernels, case, true);
     }
 }
