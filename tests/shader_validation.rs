@@ -194,7 +194,7 @@ fn generated_elementwise_kernels_validate() {
 }
 
 /// The unrolled gemm blockings are generated from gemm.wgsl: the engine's and the ones the kernel
-/// benchmark measures validate, in float32 and float16.
+/// benchmark measures validate, in float32 and float16, reading one q a load and 4 (wide).
 #[test]
 fn generated_gemm_blockings_validate() {
     use batchwise::kernels::gemm::{BLOCKING, Blocking};
@@ -214,6 +214,10 @@ fn generated_gemm_blockings_validate() {
         validate(&format!("{b:?} storage"), &storage);
         let grouped = b.source_grouped(batchwise::kernels::gemm::Weights::Storage, 8);
         validate(&format!("{b:?} storage, workgroups of 8"), &grouped);
+        let wide = b.source_wide(batchwise::kernels::gemm::Weights::Storage, 64);
+        validate(&format!("{b:?} storage, wide"), &wide);
+        let half = batchwise::kernels::float16_source(&wide).expect("over act");
+        validate(&format!("{b:?} storage, wide, float16"), &half);
         let half = batchwise::kernels::float16_source(&b.source()).expect("gemm is over act");
         validate(&format!("{b:?} float16"), &half);
     }

@@ -162,7 +162,10 @@ impl Variant {
     /// for 4 values. `BATCHWISE_DEPTHWISE_WIDE=off` keeps one value a load (to measure).
     pub fn wide_for(self, in_w: u32, out_w: u32, pad_left: u32) -> Self {
         let off = std::env::var("BATCHWISE_DEPTHWISE_WIDE").is_ok_and(|v| v == "off");
-        let fits = !off && in_w.is_multiple_of(4) && out_w.is_multiple_of(4) && self.cols.is_multiple_of(4);
+        let fits = !off
+            && in_w.is_multiple_of(4)
+            && out_w.is_multiple_of(4)
+            && self.cols.is_multiple_of(4);
         Self {
             wide: fits.then_some(pad_left),
             ..self

@@ -94,6 +94,24 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// Whether x and out can be read and written 4 q at a time: q contiguous, and every item,
+    /// channel row and item's q a multiple of 4 (no vec4 straddles two rows or items).
+    /// `BATCHWISE_GEMM_WIDE=off` keeps one value a load (to measure).
+    pub fn wide(&self) -> bool {
+        let off = std::env::var("BATCHWISE_GEMM_WIDE").is_ok_and(|v| v == "off");
+        !off && self.in_qs == 1
+            && self.out_qs == 1
+            && [
+                self.q_count,
+                self.in_cs,
+                self.out_cs,
+                self.in_item,
+                self.out_item,
+            ]
+            .iter()
+            .all(|v| v.is_multiple_of(4))
+    }
+
     /// NCHW in and out: channel planes of `pixels` each.
     pub fn planes(in_c: u32, out_c: u32, pixels: u32) -> Self {
         Self {
@@ -477,7 +495,7 @@ impl GemmLayer {
         let per_group = self.blocking.pix * group;
         let step = Step::with_offsets(
             label,
-            kernels.gemm_grouped(self.blocking, self.binding, group),
+            kernels.gemm_grouped(self.blocking, self.binding, group, layout.wide()),
             bind_group,
             [layout.q_count.div_ceil(per_group).max(1), blocks],
             1,
@@ -561,7 +579,7 @@ pub(crate) fn bind_group_layout(device: &wgpu::Device, weights: Weights) -> wgpu
     })
 }
 
-const LANES: [&str; 4] = ["x", "y", "z", "w"];
+pub(super) const LANES: [&str; 4] = ["x", "y", "z", "w"];
 
 impl Blocking {
     /// WGSL for this blocking: gemm.wgsl's declarations with an unrolled `main`.
