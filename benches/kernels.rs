@@ -257,6 +257,19 @@ fn mobile_shapes() -> Vec<(&'static str, Conv2dSpec, u32, u32)> {
             14,
             8,
         ),
+        // Output channels off the 32-channel block (classify's projections).
+        (
+            "conv 1x1 144->24 56x56 n8",
+            conv(144, 24, 1, 1, 0, 1),
+            56,
+            8,
+        ),
+        (
+            "conv 1x1 240->40 28x28 n8",
+            conv(240, 40, 1, 1, 0, 1),
+            28,
+            8,
+        ),
         (
             "conv 1x1 32->16 112x112 n8",
             conv(32, 16, 1, 1, 0, 1),

@@ -27,17 +27,24 @@ pub const BLOCKING: Blocking = Blocking {
     pix: 8,
 };
 
-/// The blocking for `out_c` output channels: [`BLOCKING`], or 16 channels x 16 q where a
-/// 32-channel block would be half empty (a 1x1 convolution into 16 channels).
+/// The blocking for `out_c` output channels: 16 channels x 16 q for at most 16 (a 32-channel
+/// block would be half empty), else 8 q of the block of 16 to 32 channels (a multiple of 4) that
+/// pads `out_c` least, the widest of equals: 32 for 64, 96 or 320 channels, 24 for 24 or 144,
+/// 20 for 40, 28 for 112 (a 32-channel block computed 8 of 24 channels for nothing;
+/// BENCHMARKS.md, "Depthwise and few-input-channel 1x1").
 pub fn blocking_for(out_c: u32) -> Blocking {
     if out_c <= 16 {
-        Blocking {
+        return Blocking {
             oc_block: 16,
             pix: 16,
-        }
-    } else {
-        BLOCKING
+        };
     }
+    let oc_block = (4..=8)
+        .rev()
+        .map(|v| 4 * v)
+        .min_by_key(|&b| out_c.div_ceil(b) * b)
+        .unwrap_or(BLOCKING.oc_block);
+    Blocking { oc_block, pix: 8 }
 }
 
 /// Whether a product with `out_c` output channels fits the kernel (bias and slopes in one
