@@ -257,6 +257,19 @@ fn mobile_shapes() -> Vec<(&'static str, Conv2dSpec, u32, u32)> {
             14,
             8,
         ),
+        // An image's first convolution (classify's, detect-faces').
+        (
+            "conv 3x3 s2 3->32 224x224 n8",
+            conv(3, 32, 3, 2, 1, 1),
+            224,
+            8,
+        ),
+        (
+            "conv 5x5 s2 3->24 128x128 n4",
+            conv(3, 24, 5, 2, 2, 1),
+            128,
+            4,
+        ),
         // Output channels off the 32-channel block (classify's projections).
         (
             "conv 1x1 144->24 56x56 n8",

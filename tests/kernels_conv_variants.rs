@@ -251,6 +251,24 @@ fn cases() -> Vec<Case> {
             (2, 6, 7),
             Some(Residual::BeforeActivation),
         ),
+        // Few input channels, a 5x5 kernel and more than 8 output channels: blocks of 8, the
+        // last one partly empty (20 channels), stride 2 (an image's first convolution).
+        case(
+            10,
+            Conv2dSpec {
+                stride: [2, 2],
+                activation: Activation::LeakyRelu { alpha: 0.2 },
+                ..conv(3, 24, 5, 2)
+            },
+            (2, 17, 19),
+            None,
+        ),
+        case(
+            11,
+            conv(4, 20, 5, 2),
+            (1, 9, 11),
+            Some(Residual::AfterActivation),
+        ),
     ]
 }
 

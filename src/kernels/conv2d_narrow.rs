@@ -1,5 +1,6 @@
-//! Convolutions with few output channels (at most 8 a group) on conv2d.wgsl's declarations: a
-//! generated entry point whose block is 4 or 8 output channels of `rows x cols` output pixels.
+//! Convolutions with few output channels (at most 8 a group, or few input channels and a large
+//! kernel: `MAX_FEW_INPUTS`) on conv2d.wgsl's declarations: a generated entry point whose block is
+//! 4 or 8 output channels of `rows x cols` output pixels.
 //!
 //! conv2d.wgsl's 16-channel block wastes 13 of its 16 accumulators on a 3-channel convolution (the
 //! last layer of an upscaler). This variant keeps the same params, bindings, weight window,
@@ -25,6 +26,14 @@ pub struct Narrow {
 
 /// Output channels a group may have for the narrow kernel.
 pub const MAX_CHANNELS: u32 = 8;
+/// More than 8 output channels run narrow too, in blocks of 8 (a dispatch each), where a group
+/// has at most `MAX_FEW_INPUTS` input channels, at most `MAX_FEW_INPUT_CHANNELS` output channels
+/// and a kernel of at least `MIN_FEW_INPUT_TAPS` taps: an image's first 5x5 convolution (3 -> 24,
+/// stride 2: 1.2-1.3x conv2d.wgsl's 16-channel blocks on lavapipe), not a 3x3 one (3 -> 32,
+/// stride 2: 0.8x). BENCHMARKS.md, "Depthwise and few-input-channel 1x1".
+pub const MAX_FEW_INPUTS: u32 = 4;
+pub const MAX_FEW_INPUT_CHANNELS: u32 = 64;
+pub const MIN_FEW_INPUT_TAPS: u32 = 25;
 /// Output rows x columns an invocation, for 4 channels (one vec4 a pixel) and for 8 (two): the
 /// fastest measured on lavapipe (BENCHMARKS.md, "Kernels").
 pub const PIXELS_4: (u32, u32) = (4, 4);
@@ -57,7 +66,10 @@ pub fn variant_with(spec: &Conv2dSpec, rows: u32, cols: u32) -> Option<Variant> 
     let ocg = spec.out_c / spec.groups;
     let span_h = (rows - 1) * spec.stride[0] + (spec.k_h - 1) * spec.dilation[0] + 1;
     let span_w = (cols - 1) * spec.stride[1] + (spec.k_w - 1) * spec.dilation[1] + 1;
-    let fits = ocg <= MAX_CHANNELS
+    let few_inputs = spec.in_c / spec.groups <= MAX_FEW_INPUTS
+        && ocg <= MAX_FEW_INPUT_CHANNELS
+        && spec.k_h * spec.k_w >= MIN_FEW_INPUT_TAPS;
+    let fits = (ocg <= MAX_CHANNELS || few_inputs)
         && !spec.is_depthwise()
         && span_h <= MAX_SPAN
         && span_w <= MAX_SPAN
@@ -68,7 +80,7 @@ pub fn variant_with(spec: &Conv2dSpec, rows: u32, cols: u32) -> Option<Variant> 
         dil_h: spec.dilation[0],
         rows,
         narrow: Some(Narrow {
-            vecs: ocg.div_ceil(4),
+            vecs: ocg.min(MAX_CHANNELS).div_ceil(4),
             cols,
             k_w: spec.k_w,
             stride_w: spec.stride[1],
