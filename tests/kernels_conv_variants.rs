@@ -480,6 +480,10 @@ fn narrow_conv2d_float16_matches_reference() {
     for case in cases().into_iter().take(4) {
         check(&engine, &kernels, case, true);
     }
+    // More than 8 output channels of few input channels, in blocks of 8.
+    for case in cases().into_iter().filter(|c| c.spec.out_c > 8) {
+        check(&engine, &kernels, case, true);
+    }
     for case in depthwise_cases().into_iter().take(2) {
         check(&engine, &kernels, case, true);
     }
