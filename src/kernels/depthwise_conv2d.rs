@@ -134,7 +134,7 @@ impl Variant {
     /// ones (two loads of 4 cover a row of 8 outputs' 3x3 patch); else maps of at most 16 rows or
     /// columns are cut into equal blocks of at most 8 (a 7x7 map is one block, 14x14 four: no
     /// lane computes pixels past the map, and the taps are loaded once for 49 outputs, not 16);
-    /// else 4x4. Measured on lavapipe (BENCHMARKS.md, "Depthwise by the map").
+    /// else 4x4. Measured on lavapipe (BENCHMARKS.md, "Depthwise and few-input-channel 1x1").
     pub fn for_map(self, in_w: u32, out_h: u32, out_w: u32, pad_left: u32) -> Self {
         let wide = in_w.is_multiple_of(4) && out_w.is_multiple_of(4) && out_w > 16;
         let even = |n: u32| n.div_ceil(n.div_ceil(8));

@@ -36,9 +36,10 @@ fn store_wide(oc: u32, q0: u32, at4: u32, acc: vec4<act>) {
 ";
 
 impl Blocking {
-    /// As [`Self::source_grouped`], reading x and writing out 4 q a load or store (`vec4`): for
-    /// layouts [`super::gemm::Layout::wide`] allows. On llvmpipe a load or store whose address differs per
-    /// lane is a loop over the lanes; a vec4 takes one pass of it for 4 values.
+    /// As [`Self::source_grouped`], reading x and writing out 4 q a load or store (`vec4`), for
+    /// the layouts [`super::gemm::Layout::wide`] allows. On llvmpipe a load or store whose
+    /// address differs per lane is a loop over the lanes; a vec4 takes one pass of it for 4
+    /// values.
     pub fn source_wide(&self, weights: Weights, group: u32) -> String {
         let full = self.source_grouped(weights, group);
         let head = &full[..full
