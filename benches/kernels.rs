@@ -2,7 +2,10 @@
 //!
 //! `cargo bench --bench kernels` (add `-- conv` to run only the shapes whose name contains "conv").
 //! `BATCHWISE_BENCH_RUNS=N` runs N times instead of 6 (the first dropped), `BATCHWISE_BENCH_STAT=min` the
-//! fastest instead of the median (on a busy machine); `BATCHWISE_BENCH_GEMM=32x8,16x16` adds
+//! fastest instead of the median (on a busy machine), `=cpu` the least CPU time of the process's
+//! threads a run (the work, not the waits: GFLOP per CPU-second; idle, with both llvmpipe threads
+//! busy, wall time is about half), `BATCHWISE_BENCH_ENGINE_ONLY=1` without the
+//! `[conv2d]` and `[per pixel]` rows; `BATCHWISE_BENCH_GEMM=32x8,16x16` adds
 //! rows for the 1x1 shapes on gemm.wgsl with those blockings (channels x pixels an invocation).
 //! `BATCHWISE_BENCH_NARROW=8x4,16x4` adds rows for the narrow conv2d variant (at most 8 output
 //! channels) and the generated depthwise kernel with those output rows x columns an invocation.
@@ -46,7 +49,12 @@ fn time_step(gpu: &Gpu, step: &Step, items: u32) -> f64 {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(6usize);
+    // `BATCHWISE_BENCH_STAT=cpu`: the CPU time every thread of this process (llvmpipe's
+    // included) spent on a run instead of its GPU timestamps: the work a kernel costs, whatever
+    // else holds the cores (on a busy machine the timestamps also count the waits).
+    let cpu = std::env::var("BATCHWISE_BENCH_STAT").as_deref() == Ok("cpu");
     for _ in 0..runs.max(2) {
+        let started = cpu.then(cpu_seconds);
         let mut encoder = gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
@@ -64,16 +72,33 @@ fn time_step(gpu: &Gpu, step: &Step, items: u32) -> f64 {
         encoder.resolve_query_set(&queries, 0..2, &resolve, 0);
         gpu.queue.submit([encoder.finish()]);
         let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&gpu.read_back(&resolve, 16).unwrap());
-        times.push((ticks[1] - ticks[0]) as f64 * gpu.queue.get_timestamp_period() as f64 * 1e-9);
+        times.push(match started {
+            Some(t) => cpu_seconds() - t,
+            None => (ticks[1] - ticks[0]) as f64 * gpu.queue.get_timestamp_period() as f64 * 1e-9,
+        });
     }
     times.remove(0); // the first run compiles the pipeline on some drivers
     times.sort_by(f64::total_cmp);
     // `BATCHWISE_BENCH_STAT=min`: the fastest run (on a machine busy with other work, the
     // closest to the kernel's own time), else the median.
-    if std::env::var("BATCHWISE_BENCH_STAT").as_deref() == Ok("min") {
+    if cpu || std::env::var("BATCHWISE_BENCH_STAT").as_deref() == Ok("min") {
         return times[0];
     }
     times[times.len() / 2]
+}
+
+/// The CPU time all threads of this process have run, in seconds (Linux: each thread's
+/// `schedstat`, nanoseconds; 0 elsewhere).
+fn cpu_seconds() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    ns as f64 * 1e-9
 }
 
 fn buffers(
@@ -238,6 +263,32 @@ fn mobile_shapes() -> Vec<(&'static str, Conv2dSpec, u32, u32)> {
             14,
             8,
         ),
+        // An image's first convolution (classify's, detect-faces').
+        (
+            "conv 3x3 s2 3->32 224x224 n8",
+            conv(3, 32, 3, 2, 1, 1),
+            224,
+            8,
+        ),
+        (
+            "conv 5x5 s2 3->24 128x128 n4",
+            conv(3, 24, 5, 2, 2, 1),
+            128,
+            4,
+        ),
+        // Output channels off the 32-channel block (classify's projections).
+        (
+            "conv 1x1 144->24 56x56 n8",
+            conv(144, 24, 1, 1, 0, 1),
+            56,
+            8,
+        ),
+        (
+            "conv 1x1 240->40 28x28 n8",
+            conv(240, 40, 1, 1, 0, 1),
+            28,
+            8,
+        ),
         (
             "conv 1x1 32->16 112x112 n8",
             conv(32, 16, 1, 1, 0, 1),
@@ -366,8 +417,12 @@ fn main() {
             .chain(tried)
             .chain(tiles.collect::<Vec<_>>())
     });
+    // `BATCHWISE_BENCH_ENGINE_ONLY=1`: no `[conv2d]` or `[per pixel]` rows.
+    let engine_only = std::env::var_os("BATCHWISE_BENCH_ENGINE_ONLY").is_some();
     for (name, spec, size, n, kernel) in runs {
-        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+        if filter.as_deref().is_some_and(|f| !name.contains(f))
+            || (engine_only && matches!(kernel, Kernel::Blocked | Kernel::DepthwisePerPixel))
+        {
             continue;
         }
         let fan = (spec.in_c / spec.groups * spec.k_h * spec.k_w) as usize;

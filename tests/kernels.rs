@@ -1632,6 +1632,7 @@ fn conv2d_float16_matches_reference() {
     for (spec, (n, h, w), scale) in [
         (conv(8, 20, 3), (2u32, 11u32, 13u32), 0.3),
         (conv(48, 37, 1), (2, 7, 9), 0.15),
+        (conv(16, 24, 1), (2, 8, 12), 0.25),
     ] {
         let spec = Conv2dSpec {
             activation: Activation::LeakyRelu { alpha: 0.1 },
@@ -1751,7 +1752,20 @@ fn gemm_matches_reference() {
             (1, 1),
             Residual::BeforeActivation,
         ),
+        // Read and written 4 q a load (every item's q a multiple of 4): few input channels
+        // (3, 16, 24, 32) on maps above and below the folding limit, batches, 16 x 16 blocks.
+        (6, conv(3, 40, 1), 2, (8, 12), Residual::BeforeActivation),
+        (7, conv(16, 96, 1), 3, (36, 36), Residual::AfterActivation),
+        (8, conv(24, 70, 1), 1, (16, 16), Residual::BeforeActivation),
+        (9, conv(32, 16, 1), 2, (20, 60), Residual::AfterActivation),
+        (10, conv(16, 16, 1), 2, (4, 3), Residual::BeforeActivation),
     ] {
+        let layout = gemm::Layout::planes(spec.in_c, spec.out_c, hw.0 * hw.1);
+        assert_eq!(
+            layout.wide(),
+            seed == 4 || seed >= 6,
+            "case {seed} read 4 q a load"
+        );
         check_pointwise(&s, seed, spec, n, hw, res);
     }
     // Without a residual, against the convolution's own reference.

@@ -251,10 +251,28 @@ fn cases() -> Vec<Case> {
             (2, 6, 7),
             Some(Residual::BeforeActivation),
         ),
+        // Few input channels, a 5x5 kernel and more than 8 output channels: blocks of 8, the
+        // last one partly empty (20 channels), stride 2 (an image's first convolution).
+        case(
+            10,
+            Conv2dSpec {
+                stride: [2, 2],
+                activation: Activation::LeakyRelu { alpha: 0.2 },
+                ..conv(3, 24, 5, 2)
+            },
+            (2, 17, 19),
+            None,
+        ),
+        case(
+            11,
+            conv(4, 20, 5, 2),
+            (1, 9, 11),
+            Some(Residual::AfterActivation),
+        ),
         // 12 channels (three vec4s a pixel, an upscaler's last layer before DepthToSpace), in
         // two weight windows, odd sizes off the 8x2 pixel block, the residual before LeakyRelu.
         case(
-            10,
+            12,
             Conv2dSpec {
                 activation: Activation::LeakyRelu { alpha: 0.2 },
                 ..conv(160, 12, 3, 1)
@@ -264,7 +282,7 @@ fn cases() -> Vec<Case> {
         ),
         // 11 channels in groups of 11 (a partial last vec4), 3x3 unpadded, PRelu.
         case(
-            11,
+            13,
             Conv2dSpec {
                 activation: prelu(11),
                 ..conv(20, 11, 3, 0)
@@ -368,6 +386,89 @@ fn depthwise_cases() -> Vec<Case> {
     ]
 }
 
+/// Depthwise shapes whose rows the generated kernel reads and writes 4 values at a time (both
+/// widths a multiple of 4), with the block chosen per map: 3x3 (2x8 blocks, rows past the map),
+/// stride 2, 5x5 with PRelu (4x8), a dilation with 3 columns of left padding, no left padding,
+/// a 16x16 map (one 8x8 block a quarter) and a 12x12 one (6x6 blocks, not wide), batches > 1.
+fn depthwise_wide_cases() -> Vec<Case> {
+    let mut rng = common::rng(43);
+    let dw = |c, k, pad| Conv2dSpec {
+        groups: c,
+        ..conv(c, c, k, pad)
+    };
+    let case = |seed, spec, nhw| Case {
+        seed,
+        spec,
+        nhw,
+        residual: None,
+    };
+    vec![
+        case(
+            31,
+            Conv2dSpec {
+                activation: Activation::LeakyRelu { alpha: 0.1 },
+                ..dw(6, 3, 1)
+            },
+            (2, 9, 24),
+        ),
+        case(
+            32,
+            Conv2dSpec {
+                stride: [2, 2],
+                pads: [1, 1, 0, 0],
+                activation: Activation::Clip { min: 0.0, max: 6.0 },
+                ..dw(5, 3, 0)
+            },
+            (2, 11, 40),
+        ),
+        case(
+            33,
+            Conv2dSpec {
+                activation: Activation::PRelu {
+                    slopes: common::random_vec(&mut rng, 3, 0.5),
+                },
+                ..dw(3, 5, 2)
+            },
+            (1, 10, 20),
+        ),
+        case(
+            34,
+            Conv2dSpec {
+                dilation: [1, 3],
+                pads: [1, 3, 1, 3],
+                ..dw(4, 3, 0)
+            },
+            (2, 6, 28),
+        ),
+        case(
+            35,
+            Conv2dSpec {
+                pads: [0, 0, 0, 2],
+                ..dw(2, 3, 0)
+            },
+            (3, 7, 20),
+        ),
+        case(36, dw(9, 3, 1), (2, 16, 16)),
+        case(37, dw(20, 5, 2), (2, 12, 12)),
+    ]
+}
+
+#[test]
+fn depthwise_wide_matches_reference() {
+    use batchwise::kernels::depthwise_conv2d;
+    let engine = common::engine();
+    let kernels = Kernels::new(&engine.gpu);
+    for case in depthwise_wide_cases() {
+        let v = depthwise_conv2d::variant(&case.spec).expect("generated");
+        let (_, h, w) = case.nhw;
+        let (oh, ow) = case.spec.output_hw(h, w).unwrap();
+        let chosen = v.for_map(w, oh, ow, case.spec.pads[1]);
+        // Every case but the 12x12 map's is read 4 values a load.
+        assert_eq!(chosen.wide.is_some(), w != 12, "{chosen:?}");
+        check(&engine, &kernels, case, false);
+    }
+}
+
 #[test]
 fn depthwise_conv2d_matches_reference() {
     use batchwise::kernels::depthwise_conv2d;
@@ -400,7 +501,14 @@ fn narrow_conv2d_float16_matches_reference() {
     for case in cases().into_iter().take(4) {
         check(&engine, &kernels, case, true);
     }
+    // More than 8 output channels of few input channels, in blocks of 8.
+    for case in cases().into_iter().filter(|c| c.spec.out_c > 8) {
+        check(&engine, &kernels, case, true);
+    }
     for case in depthwise_cases().into_iter().take(2) {
+        check(&engine, &kernels, case, true);
+    }
+    for case in depthwise_wide_cases().into_iter().take(3) {
         check(&engine, &kernels, case, true);
     }
 }

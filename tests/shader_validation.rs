@@ -142,11 +142,14 @@ fn generated_narrow_conv2d_variants_validate() {
 #[test]
 fn generated_depthwise_variants_validate() {
     use batchwise::kernels::depthwise_conv2d::Variant;
-    for (k, stride, dilation, rows, cols) in [
-        ([3, 3], [1, 1], [1, 1], 4, 4),
-        ([3, 3], [2, 2], [1, 1], 4, 8),
-        ([5, 5], [1, 1], [2, 1], 8, 4),
-        ([1, 7], [1, 2], [1, 1], 2, 8),
+    for (k, stride, dilation, rows, cols, wide) in [
+        ([3, 3], [1, 1], [1, 1], 4, 4, None),
+        ([3, 3], [2, 2], [1, 1], 4, 8, None),
+        ([5, 5], [1, 1], [2, 1], 8, 4, None),
+        ([1, 7], [1, 2], [1, 1], 2, 8, None),
+        ([3, 3], [1, 1], [1, 1], 2, 8, Some(1)),
+        ([3, 3], [2, 2], [1, 1], 4, 4, Some(0)),
+        ([5, 5], [1, 1], [1, 3], 4, 8, Some(6)),
     ] {
         let v = Variant {
             k,
@@ -154,6 +157,7 @@ fn generated_depthwise_variants_validate() {
             dilation,
             rows,
             cols,
+            wide,
         };
         validate(&format!("{v:?}"), &v.source());
         let half = batchwise::kernels::float16_source(&v.source()).expect("over act");
@@ -204,7 +208,7 @@ fn generated_elementwise_kernels_validate() {
 }
 
 /// The unrolled gemm blockings are generated from gemm.wgsl: the engine's and the ones the kernel
-/// benchmark measures validate, in float32 and float16.
+/// benchmark measures validate, in float32 and float16, reading one q a load and 4 (wide).
 #[test]
 fn generated_gemm_blockings_validate() {
     use batchwise::kernels::gemm::{BLOCKING, Blocking};
@@ -224,6 +228,10 @@ fn generated_gemm_blockings_validate() {
         validate(&format!("{b:?} storage"), &storage);
         let grouped = b.source_grouped(batchwise::kernels::gemm::Weights::Storage, 8);
         validate(&format!("{b:?} storage, workgroups of 8"), &grouped);
+        let wide = b.source_wide(batchwise::kernels::gemm::Weights::Storage, 64);
+        validate(&format!("{b:?} storage, wide"), &wide);
+        let half = batchwise::kernels::float16_source(&wide).expect("over act");
+        validate(&format!("{b:?} storage, wide, float16"), &half);
         let half = batchwise::kernels::float16_source(&b.source()).expect("gemm is over act");
         validate(&format!("{b:?} float16"), &half);
     }

@@ -271,6 +271,8 @@ enum Implementation {
     /// generated register-blocked entry point where it fits, else the shader's one-pixel `main`.
     Depthwise {
         depthwise: Option<super::depthwise_conv2d::Variant>,
+        /// The variant's pixel block as asked (`Kernel::Narrow`), not chosen per map.
+        fixed_block: bool,
         weights: TrackedBuffer,
         bias_slope: TrackedBuffer,
     },
@@ -368,6 +370,7 @@ impl Conv2dLayer {
                         }
                         _ => super::depthwise_conv2d::variant(&spec),
                     },
+                    fixed_block: matches!(kernel, Kernel::Narrow { .. }),
                     weights: gpu.create_buffer_init(label, bytemuck::cast_slice(weights), storage),
                     bias_slope: gpu.create_buffer_init(
                         label,
@@ -512,10 +515,16 @@ impl Conv2dLayer {
                 weights,
                 bias_slope,
                 depthwise,
+                fixed_block,
             } => {
                 let buffers = [src, &**weights, &**bias_slope, dst];
                 let bind = Bind::new(gpu, kernels, label);
-                return depthwise_step(bind, s, *depthwise, &buffers, [in_h, in_w, out_h, out_w]);
+                let sizes = [in_h, in_w, out_h, out_w];
+                let variant = depthwise.map(|v| match fixed_block {
+                    true => v.wide_for(in_w, out_w, s.pads[1]),
+                    false => v.for_map(in_w, out_h, out_w, s.pads[1]),
+                });
+                return depthwise_step(bind, s, variant, &buffers, sizes);
             }
             Implementation::Blocked {
                 variant,

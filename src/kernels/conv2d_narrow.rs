@@ -1,6 +1,6 @@
-//! Convolutions with few output channels (at most 12 a group) on conv2d.wgsl's declarations: a
-//! generated entry point whose block is 4, 8 or 12 output channels of `rows x cols` output
-//! pixels.
+//! Convolutions with few output channels (at most 12 a group, or few input channels and a large
+//! kernel: `MAX_FEW_INPUTS`) on conv2d.wgsl's declarations: a generated entry point whose block is
+//! 4, 8 or 12 output channels of `rows x cols` output pixels.
 //!
 //! conv2d.wgsl's 16-channel block wastes 13 of its 16 accumulators on a 3-channel convolution (the
 //! last layer of an upscaler). This variant keeps the same params, bindings, weight window,
@@ -28,6 +28,14 @@ pub struct Narrow {
 pub const MAX_CHANNELS: u32 = 12;
 /// The same where the block is asked for ([`variant_with`]: benches).
 const MAX_FORCED_CHANNELS: u32 = 16;
+/// More than 12 output channels run narrow too, in blocks of 8 (a dispatch each), where a group
+/// has at most `MAX_FEW_INPUTS` input channels, at most `MAX_FEW_INPUT_CHANNELS` output channels
+/// and a kernel of at least `MIN_FEW_INPUT_TAPS` taps: an image's first 5x5 convolution (3 -> 24,
+/// stride 2: 1.2-1.3x conv2d.wgsl's 16-channel blocks on lavapipe), not a 3x3 one (3 -> 32,
+/// stride 2: 0.8x). BENCHMARKS.md, "Depthwise and few-input-channel 1x1".
+pub const MAX_FEW_INPUTS: u32 = 4;
+pub const MAX_FEW_INPUT_CHANNELS: u32 = 64;
+pub const MIN_FEW_INPUT_TAPS: u32 = 25;
 /// Output rows x columns an invocation, for 4 channels (one vec4 a pixel), for 8 (two) and for
 /// 12 (three): the fastest measured on lavapipe (BENCHMARKS.md, "Kernels" and "Few output
 /// channels").
@@ -46,8 +54,9 @@ impl Narrow {
     }
 }
 
-/// The narrow variant for a shape with at most 8 output channels a group (12 but for a 1x1), or
-/// None (conv2d.wgsl's 16-channel block then).
+/// The narrow variant for a shape with at most 8 output channels a group (12 but for a 1x1; more
+/// in blocks of 8 for few input channels and a large kernel), or None (conv2d.wgsl's 16-channel
+/// block then).
 pub fn variant(spec: &Conv2dSpec) -> Option<Variant> {
     let (rows, cols) = match spec.out_c / spec.groups {
         0..=4 => PIXELS_4,
@@ -55,9 +64,18 @@ pub fn variant(spec: &Conv2dSpec) -> Option<Variant> {
         // conv2d.wgsl's 16-channel block wastes a quarter or more of its work there; gemm.wgsl's
         // 16x16 blocks take the 1x1s.
         9..=MAX_CHANNELS if !spec.is_pointwise() => PIXELS_12,
+        _ if few_inputs(spec) => PIXELS_8,
         _ => return None,
     };
     variant_with(spec, rows, cols)
+}
+
+/// A group of at most [`MAX_FEW_INPUTS`] input channels and [`MAX_FEW_INPUT_CHANNELS`] output
+/// channels, with a kernel of at least [`MIN_FEW_INPUT_TAPS`] taps: blocks of 8 channels.
+fn few_inputs(spec: &Conv2dSpec) -> bool {
+    spec.in_c / spec.groups <= MAX_FEW_INPUTS
+        && spec.out_c / spec.groups <= MAX_FEW_INPUT_CHANNELS
+        && spec.k_h * spec.k_w >= MIN_FEW_INPUT_TAPS
 }
 
 /// As [`variant`], with `rows x cols` output pixels an invocation.
@@ -65,7 +83,7 @@ pub fn variant_with(spec: &Conv2dSpec, rows: u32, cols: u32) -> Option<Variant> 
     let ocg = spec.out_c / spec.groups;
     let span_h = (rows - 1) * spec.stride[0] + (spec.k_h - 1) * spec.dilation[0] + 1;
     let span_w = (cols - 1) * spec.stride[1] + (spec.k_w - 1) * spec.dilation[1] + 1;
-    let fits = ocg <= MAX_FORCED_CHANNELS
+    let fits = (ocg <= MAX_FORCED_CHANNELS || few_inputs(spec))
         && !spec.is_depthwise()
         && span_h <= MAX_SPAN
         && span_w <= MAX_SPAN
@@ -76,7 +94,11 @@ pub fn variant_with(spec: &Conv2dSpec, rows: u32, cols: u32) -> Option<Variant> 
         dil_h: spec.dilation[0],
         rows,
         narrow: Some(Narrow {
-            vecs: ocg.div_ceil(4),
+            vecs: if ocg > MAX_CHANNELS && few_inputs(spec) {
+                2
+            } else {
+                ocg.div_ceil(4)
+            },
             cols,
             k_w: spec.k_w,
             stride_w: spec.stride[1],

@@ -78,6 +78,9 @@ pub struct Variant {
     pub dilation: [u32; 2],
     pub rows: u32,
     pub cols: u32,
+    /// `Some(pad_left)`: rows read and written 4 values a load or store (`vec4`), the left
+    /// padding compiled in; only where [`Variant::wide_for`] allows it.
+    pub wide: Option<u32>,
 }
 
 /// The engine's variant for a depthwise shape, or None where its patch does not fit (the
@@ -94,9 +97,9 @@ pub fn variant_with(spec: &Conv2dSpec, rows: u32, cols: u32) -> Option<Variant> 
         dilation: spec.dilation,
         rows,
         cols,
+        wide: None,
     };
-    let [span_h, span_w] = v.span();
-    (span_h <= MAX_SPAN && span_w <= MAX_SPAN && spec.k_h * spec.k_w <= MAX_TAPS).then_some(v)
+    v.fits().then_some(v)
 }
 
 impl Variant {
@@ -126,104 +129,286 @@ impl Variant {
         )
     }
 
+    /// The block of output pixels an invocation computes for this map, then [`Self::wide_for`]:
+    /// where rows can be read 4 values a load, 2x8 for kernels of up to 3 rows and 4x8 for taller
+    /// ones (two loads of 4 cover a row of 8 outputs' 3x3 patch); else maps of at most 16 rows or
+    /// columns are cut into equal blocks of at most 8 (a 7x7 map is one block, 14x14 four: no
+    /// lane computes pixels past the map, and the taps are loaded once for 49 outputs, not 16);
+    /// else 4x4. Measured on lavapipe (BENCHMARKS.md, "Depthwise and few-input-channel 1x1").
+    pub fn for_map(self, in_w: u32, out_h: u32, out_w: u32, pad_left: u32) -> Self {
+        let wide = in_w.is_multiple_of(4) && out_w.is_multiple_of(4) && out_w > 16;
+        let even = |n: u32| n.div_ceil(n.div_ceil(8));
+        let (rows, cols) = match (wide, self.k[0] <= 3) {
+            (true, true) => (2, 8),
+            (true, false) => (4, 8),
+            (false, _) if out_h <= 16 && out_w <= 16 => (even(out_h), even(out_w)),
+            (false, _) => PIXELS,
+        };
+        let blocked = Self { rows, cols, ..self };
+        let fits = blocked.fits();
+        (if fits { blocked } else { self }).wide_for(in_w, out_w, pad_left)
+    }
+
+    /// Whether the patch of this block fits in registers (as [`variant_with`] checks).
+    fn fits(&self) -> bool {
+        let [span_h, span_w] = self.span();
+        span_h <= MAX_SPAN && span_w <= MAX_SPAN && self.k[0] * self.k[1] <= MAX_TAPS
+    }
+
+    /// This variant reading and writing rows 4 values a load or store (`vec4`) where the maps
+    /// allow it: both widths a multiple of 4 (a row starts on a vec4, none straddles two rows, and
+    /// a channel's plane starts on one) and an output block a multiple of 4 wide. On llvmpipe a
+    /// load whose address differs per lane is a loop over the lanes; a vec4 takes one pass of it
+    /// for 4 values. `BATCHWISE_DEPTHWISE_WIDE=off` keeps one value a load (to measure).
+    pub fn wide_for(self, in_w: u32, out_w: u32, pad_left: u32) -> Self {
+        let off = std::env::var("BATCHWISE_DEPTHWISE_WIDE").is_ok_and(|v| v == "off");
+        let fits = !off
+            && in_w.is_multiple_of(4)
+            && out_w.is_multiple_of(4)
+            && self.cols.is_multiple_of(4);
+        Self {
+            wide: fits.then_some(pad_left),
+            ..self
+        }
+    }
+
     /// WGSL: depthwise_conv2d.wgsl's declarations with the unrolled entry point `main`.
     pub fn source(&self) -> String {
+        let mut w = self.prologue();
+        match self.wide {
+            None => self.scalar_loads(&mut w),
+            Some(pad_left) => self.wide_loads(&mut w, pad_left),
+        }
+        self.stores(&mut w);
+        w
+    }
+
+    /// The declarations, the invocation's channel and block, its accumulators and taps.
+    fn prologue(&self) -> String {
         let shader = super::shader("depthwise_conv2d.wgsl");
         let head = &shader[..shader
             .find("@compute")
             .expect("depthwise_conv2d.wgsl has an entry point")];
         let (rows, cols) = (self.rows, self.cols);
         let ([k_h, k_w], [sh, sw], [dh, dw]) = (self.k, self.stride, self.dilation);
-        let [span_h, span_w] = self.span();
         let mut w = String::from(head);
-        let mut line = |l: String| {
-            w.push_str(&l);
-            w.push('\n');
-        };
-        line(format!(
-            "// Unrolled: {rows}x{cols} pixels, kernel {k_h}x{k_w}, stride {sh}x{sw}, dilation {dh}x{dw}."
-        ));
-        line(format!("@compute @workgroup_size({WORKGROUP_X}, 1, 1)"));
-        line("fn main(@builtin(global_invocation_id) gid: vec3<u32>) {".into());
+        if self.wide.is_some() {
+            w = w
+                .replace(SRC, "var<storage, read> src: array<vec4<act>>;")
+                .replace(DST, "var<storage, read_write> dst: array<vec4<act>>;");
+        }
+        line(
+            &mut w,
+            format!(
+                "// Unrolled: {rows}x{cols} pixels, kernel {k_h}x{k_w}, stride {sh}x{sw}, dilation {dh}x{dw}, wide {:?}.",
+                self.wide
+            ),
+        );
+        line(
+            &mut w,
+            format!("@compute @workgroup_size({WORKGROUP_X}, 1, 1)"),
+        );
+        line(
+            &mut w,
+            "fn main(@builtin(global_invocation_id) gid: vec3<u32>) {",
+        );
         // x: column block `gid.x % blocks` of channel `gid.x / blocks` of the z slice's
         // `channels_per_z`; z: item `n`, slice `gid.z % slices`.
-        line(format!(
-            "    let blocks = (p.out_w + {}u) / {cols}u;",
-            cols - 1
-        ));
-        line("    let slices = (p.channels + p.channels_per_z - 1u) / p.channels_per_z;".into());
-        line("    let in_slice = gid.x / blocks;".into());
-        line("    let c = (gid.z % slices) * p.channels_per_z + in_slice;".into());
-        line(format!("    let ox0 = (gid.x % blocks) * {cols}u;"));
-        line(format!("    let oy0 = gid.y * {rows}u;"));
         line(
-            "    if in_slice >= p.channels_per_z || c >= p.channels || oy0 >= p.out_h { return; }"
-                .into(),
+            &mut w,
+            format!("    let blocks = (p.out_w + {}u) / {cols}u;", cols - 1),
         );
-        line("    let z = (gid.z / slices) * p.channels + c;".into());
-        line("    let plane = z * p.in_h * p.in_w;".into());
-        line("    let bias = bias_slope[c];".into());
+        line(
+            &mut w,
+            "    let slices = (p.channels + p.channels_per_z - 1u) / p.channels_per_z;",
+        );
+        line(&mut w, "    let in_slice = gid.x / blocks;");
+        line(
+            &mut w,
+            "    let c = (gid.z % slices) * p.channels_per_z + in_slice;",
+        );
+        line(&mut w, format!("    let ox0 = (gid.x % blocks) * {cols}u;"));
+        line(&mut w, format!("    let oy0 = gid.y * {rows}u;"));
+        line(
+            &mut w,
+            "    if in_slice >= p.channels_per_z || c >= p.channels || oy0 >= p.out_h { return; }",
+        );
+        line(&mut w, "    let z = (gid.z / slices) * p.channels + c;");
+        line(&mut w, "    let plane = z * p.in_h * p.in_w;");
+        line(&mut w, "    let bias = bias_slope[c];");
         for r in 0..rows {
             for x in 0..cols {
-                line(format!("    var a{r}_{x} = bias;"));
+                line(&mut w, format!("    var a{r}_{x} = bias;"));
             }
         }
-        line(format!("    let wi = c * {}u;", k_h * k_w));
+        line(&mut w, format!("    let wi = c * {}u;", k_h * k_w));
         for ky in 0..k_h {
             for kx in 0..k_w {
-                line(format!(
-                    "    let w{ky}_{kx} = weights[wi + {}u];",
-                    ky * k_w + kx
-                ));
+                line(
+                    &mut w,
+                    format!("    let w{ky}_{kx} = weights[wi + {}u];", ky * k_w + kx),
+                );
             }
         }
-        line(format!("    let ix0 = i32(ox0 * {sw}u) - i32(p.pad_left);"));
-        line(format!("    let iy0 = i32(oy0 * {sh}u) - i32(p.pad_top);"));
-        line("    let last_row = i32(p.in_h) - 1;".into());
-        line("    let last_col = i32(p.in_w) - 1;".into());
-        for j in 0..span_h {
-            line(format!(
-                "    let y{j} = iy0 + {j}; let my{j} = y{j} >= 0 && y{j} <= last_row; \
-                 let ry{j} = plane + u32(clamp(y{j}, 0, last_row)) * p.in_w;"
-            ));
-        }
-        for j in 0..span_w {
-            let readers = super::conv2d_narrow::column_readers(j, k_w, sw, dw, cols);
-            if readers.is_empty() {
-                continue;
-            }
-            line("    {".into());
-            line(format!(
-                "        let x = ix0 + {j}; let mx = x >= 0 && x <= last_col; \
-                 let cx = u32(clamp(x, 0, last_col));"
-            ));
-            for i in 0..span_h {
-                line(format!(
-                    "        let c{i} = select(0.0, f32(src[ry{i} + cx]), my{i} && mx);"
-                ));
-            }
-            for &(kx, x) in &readers {
-                for ky in 0..k_h {
-                    for r in 0..rows {
-                        let i = r * sh + ky * dh;
-                        line(format!("        a{r}_{x} += c{i} * w{ky}_{kx};"));
-                    }
-                }
-            }
-            line("    }".into());
-        }
-        line("    let out_plane = z * p.out_h * p.out_w;".into());
-        for r in 0..rows {
-            for x in 0..cols {
-                line(format!(
-                    "    if oy0 + {r}u < p.out_h && ox0 + {x}u < p.out_w {{ \
-                     dst[out_plane + (oy0 + {r}u) * p.out_w + ox0 + {x}u] = act(activate(a{r}_{x}, c)); }}"
-                ));
-            }
-        }
-        line("}".into());
+        line(
+            &mut w,
+            format!("    let iy0 = i32(oy0 * {sh}u) - i32(p.pad_top);"),
+        );
+        line(&mut w, "    let last_row = i32(p.in_h) - 1;");
         w
     }
+
+    /// The multiply-adds of input column `j` (its rows' values in `{value}{i}`) into every
+    /// accumulator whose taps read it.
+    fn column_products(&self, w: &mut String, j: u32, value: &dyn Fn(u32) -> String) {
+        let ([k_h, k_w], [sh, sw], [dh, dw]) = (self.k, self.stride, self.dilation);
+        for (kx, x) in super::conv2d_narrow::column_readers(j, k_w, sw, dw, self.cols) {
+            for ky in 0..k_h {
+                for r in 0..self.rows {
+                    let i = r * sh + ky * dh;
+                    line(w, format!("        a{r}_{x} += {} * w{ky}_{kx};", value(i)));
+                }
+            }
+        }
+    }
+
+    /// The patch loaded one value a load, each column's rows then its products.
+    fn scalar_loads(&self, w: &mut String) {
+        let [span_h, span_w] = self.span();
+        let ([_, k_w], [_, sw], [_, dw]) = (self.k, self.stride, self.dilation);
+        line(
+            w,
+            format!("    let ix0 = i32(ox0 * {sw}u) - i32(p.pad_left);"),
+        );
+        line(w, "    let last_col = i32(p.in_w) - 1;");
+        for j in 0..span_h {
+            line(
+                w,
+                format!(
+                    "    let y{j} = iy0 + {j}; let my{j} = y{j} >= 0 && y{j} <= last_row; \
+                 let ry{j} = plane + u32(clamp(y{j}, 0, last_row)) * p.in_w;"
+                ),
+            );
+        }
+        for j in 0..span_w {
+            if super::conv2d_narrow::column_readers(j, k_w, sw, dw, self.cols).is_empty() {
+                continue;
+            }
+            line(w, "    {");
+            line(
+                w,
+                format!(
+                    "        let x = ix0 + {j}; let mx = x >= 0 && x <= last_col; \
+                 let cx = u32(clamp(x, 0, last_col));"
+                ),
+            );
+            for i in 0..span_h {
+                line(
+                    w,
+                    format!("        let c{i} = select(0.0, f32(src[ry{i} + cx]), my{i} && mx);"),
+                );
+            }
+            self.column_products(w, j, &|i| format!("c{i}"));
+            line(w, "    }");
+        }
+    }
+
+    /// The patch loaded 4 columns a load: the vec4s that hold its columns (the block starts on
+    /// a multiple of 4 input columns before the padding), each used for the columns it holds.
+    fn wide_loads(&self, w: &mut String, pad_left: u32) {
+        let [span_h, span_w] = self.span();
+        let ([_, k_w], [_, sw], [_, dw]) = (self.k, self.stride, self.dilation);
+        let read =
+            |j: u32| !super::conv2d_narrow::column_readers(j, k_w, sw, dw, self.cols).is_empty();
+        // Column j of the patch is input column ox0 * sw + j - pad_left: vec4 q0 + d, lane e.
+        let at = |j: u32| {
+            let x = i64::from(j) - i64::from(pad_left);
+            (x.div_euclid(4), x.rem_euclid(4))
+        };
+        line(w, format!("    let q0 = i32(ox0 * {sw}u / 4u);"));
+        line(w, "    let last_q = i32(p.in_w / 4u) - 1;");
+        line(w, "    let row4 = p.in_w / 4u;");
+        line(w, "    let plane4 = plane / 4u;");
+        for j in 0..span_h {
+            line(
+                w,
+                format!(
+                    "    let y{j} = iy0 + {j}; let my{j} = y{j} >= 0 && y{j} <= last_row; \
+                 let ry{j} = plane4 + u32(clamp(y{j}, 0, last_row)) * row4;"
+                ),
+            );
+        }
+        let (first, last) = (at(0).0, at(span_w - 1).0);
+        for d in first..=last {
+            let columns: Vec<u32> = (0..span_w).filter(|&j| at(j).0 == d && read(j)).collect();
+            if columns.is_empty() {
+                continue;
+            }
+            line(w, "    {");
+            line(
+                w,
+                format!(
+                    "        let q = q0 + {d}; let mq = q >= 0 && q <= last_q; \
+                 let cq = u32(clamp(q, 0, last_q));"
+                ),
+            );
+            for i in 0..span_h {
+                line(
+                    w,
+                    format!(
+                        "        let v{i} = select(vec4<f32>(0.0), vec4<f32>(src[ry{i} + cq]), my{i} && mq);"
+                    ),
+                );
+            }
+            for j in columns {
+                let e = at(j).1;
+                self.column_products(w, j, &|i| format!("v{i}[{e}]"));
+            }
+            line(w, "    }");
+        }
+    }
+
+    /// The activated accumulators stored, one value a store or (wide) 4.
+    fn stores(&self, w: &mut String) {
+        line(w, "    let out_plane = z * p.out_h * p.out_w;");
+        for r in 0..self.rows {
+            if self.wide.is_some() {
+                for x in (0..self.cols).step_by(4) {
+                    let v = (x..x + 4)
+                        .map(|x| format!("act(activate(a{r}_{x}, c))"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    line(
+                        w,
+                        format!(
+                            "    if oy0 + {r}u < p.out_h && ox0 + {x}u < p.out_w {{ \
+                         dst[(out_plane + (oy0 + {r}u) * p.out_w + ox0 + {x}u) / 4u] = vec4<act>({v}); }}"
+                        ),
+                    );
+                }
+                continue;
+            }
+            for x in 0..self.cols {
+                line(
+                    w,
+                    format!(
+                        "    if oy0 + {r}u < p.out_h && ox0 + {x}u < p.out_w {{ \
+                     dst[out_plane + (oy0 + {r}u) * p.out_w + ox0 + {x}u] = act(activate(a{r}_{x}, c)); }}"
+                    ),
+                );
+            }
+        }
+        line(w, "}");
+    }
+}
+
+/// depthwise_conv2d.wgsl's declarations of `src` and `dst`, which a wide variant reads as vec4s.
+const SRC: &str = "var<storage, read> src: array<act>;";
+const DST: &str = "var<storage, read_write> dst: array<act>;";
+
+fn line(w: &mut String, l: impl AsRef<str>) {
+    w.push_str(l.as_ref());
+    w.push('\n');
 }
 
 fn gcd(a: u32, b: u32) -> u32 {

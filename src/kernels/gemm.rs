@@ -27,17 +27,24 @@ pub const BLOCKING: Blocking = Blocking {
     pix: 8,
 };
 
-/// The blocking for `out_c` output channels: [`BLOCKING`], or 16 channels x 16 q where a
-/// 32-channel block would be half empty (a 1x1 convolution into 16 channels).
+/// The blocking for `out_c` output channels: 16 channels x 16 q for at most 16 (a 32-channel
+/// block would be half empty), else 8 q of the block of 16 to 32 channels (a multiple of 4) that
+/// pads `out_c` least, the widest of equals: 32 for 64, 96 or 320 channels, 24 for 24 or 144,
+/// 20 for 40, 28 for 112 (a 32-channel block computed 8 of 24 channels for nothing;
+/// BENCHMARKS.md, "Depthwise and few-input-channel 1x1").
 pub fn blocking_for(out_c: u32) -> Blocking {
     if out_c <= 16 {
-        Blocking {
+        return Blocking {
             oc_block: 16,
             pix: 16,
-        }
-    } else {
-        BLOCKING
+        };
     }
+    let oc_block = (4..=8)
+        .rev()
+        .map(|v| 4 * v)
+        .min_by_key(|&b| out_c.div_ceil(b) * b)
+        .unwrap_or(BLOCKING.oc_block);
+    Blocking { oc_block, pix: 8 }
 }
 
 /// Whether a product with `out_c` output channels fits the kernel (bias and slopes in one
@@ -94,6 +101,24 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// Whether x and out can be read and written 4 q at a time: q contiguous, and every item,
+    /// channel row and item's q a multiple of 4 (no vec4 straddles two rows or items).
+    /// `BATCHWISE_GEMM_WIDE=off` keeps one value a load (to measure).
+    pub fn wide(&self) -> bool {
+        let off = std::env::var("BATCHWISE_GEMM_WIDE").is_ok_and(|v| v == "off");
+        !off && self.in_qs == 1
+            && self.out_qs == 1
+            && [
+                self.q_count,
+                self.in_cs,
+                self.out_cs,
+                self.in_item,
+                self.out_item,
+            ]
+            .iter()
+            .all(|v| v.is_multiple_of(4))
+    }
+
     /// NCHW in and out: channel planes of `pixels` each.
     pub fn planes(in_c: u32, out_c: u32, pixels: u32) -> Self {
         Self {
@@ -477,7 +502,7 @@ impl GemmLayer {
         let per_group = self.blocking.pix * group;
         let step = Step::with_offsets(
             label,
-            kernels.gemm_grouped(self.blocking, self.binding, group),
+            kernels.gemm_grouped(self.blocking, self.binding, group, layout.wide()),
             bind_group,
             [layout.q_count.div_ceil(per_group).max(1), blocks],
             1,
@@ -561,7 +586,7 @@ pub(crate) fn bind_group_layout(device: &wgpu::Device, weights: Weights) -> wgpu
     })
 }
 
-const LANES: [&str; 4] = ["x", "y", "z", "w"];
+pub(super) const LANES: [&str; 4] = ["x", "y", "z", "w"];
 
 impl Blocking {
     /// WGSL for this blocking: gemm.wgsl's declarations with an unrolled `main`.

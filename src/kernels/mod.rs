@@ -17,6 +17,7 @@ pub mod depthwise_conv2d;
 pub mod edge_clamp;
 pub mod elementwise;
 pub mod gemm;
+mod gemm_wide;
 pub mod gemv;
 pub mod global_avg_pool;
 pub mod matmul;
@@ -150,6 +151,9 @@ pub(crate) fn shader(name: &str) -> &'static str {
         .expect("every kernel's shader is listed in SHADERS")
 }
 
+/// A gemm pipeline's blocking, weight binding, workgroup size and whether it is wide.
+type GemmKey = (gemm::Blocking, gemm::Weights, u32, bool);
+
 /// A conv2d pipeline's variant, fused upsample factors and in-place layout.
 type Conv2dKey = (conv2d::Variant, [u32; 2], bool);
 
@@ -195,7 +199,7 @@ pub struct Kernels {
     pub(crate) gemm_storage_layout: wgpu::BindGroupLayout,
     gemm_pipeline_layouts: [wgpu::PipelineLayout; 2],
     /// gemm pipelines by register blocking and weight binding.
-    gemm: Mutex<HashMap<(gemm::Blocking, gemm::Weights, u32), wgpu::ComputePipeline>>,
+    gemm: Mutex<HashMap<GemmKey, wgpu::ComputePipeline>>,
     /// Output rows per invocation of the unrolled conv2d: the default, the environment's, or what
     /// autotuning measured on this adapter.
     conv_rows: std::sync::atomic::AtomicU32,
@@ -369,7 +373,7 @@ impl Kernels {
         blocking: gemm::Blocking,
         weights: gemm::Weights,
     ) -> wgpu::ComputePipeline {
-        self.gemm_grouped(blocking, weights, gemm::WORKGROUP_X)
+        self.gemm_grouped(blocking, weights, gemm::WORKGROUP_X, false)
     }
 
     /// As [`Self::gemm_with`], `group` invocations a workgroup.
@@ -378,13 +382,17 @@ impl Kernels {
         blocking: gemm::Blocking,
         weights: gemm::Weights,
         group: u32,
+        wide: bool,
     ) -> wgpu::ComputePipeline {
         let mut cache = self.gemm.lock().expect("pipeline cache lock");
         let layout = self.gemm_pipeline_layout(weights);
         cache
-            .entry((blocking, weights, group))
+            .entry((blocking, weights, group, wide))
             .or_insert_with(|| {
-                let source = blocking.source_grouped(weights, group);
+                let source = match wide {
+                    true => blocking.source_wide(weights, group),
+                    false => blocking.source_grouped(weights, group),
+                };
                 self.pipeline("gemm", Some(layout), source, &[])
             })
             .clone()
