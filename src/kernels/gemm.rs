@@ -615,6 +615,15 @@ impl Blocking {
                 q(3)
             ));
         }
+        self.products(line);
+        line("    }".into());
+    }
+
+    /// WGSL, inside the loop over input channels: the block's weights of input channel `ic`
+    /// (`w0` its first), multiplied by `x{v}` into the accumulators `a{o}_{v}`.
+    pub(super) fn products(&self, line: &mut impl FnMut(String)) {
+        let (ob, pix) = (self.oc_block, self.pix);
+        let (wv, pv) = (ob / 4, pix / 4);
         line(format!("        let wi = w0 + ic * {wv}u;"));
         for b in 0..wv {
             line(format!("        let w{b} = vec4<act>(weights[wi + {b}u]);"));
@@ -628,7 +637,30 @@ impl Blocking {
                 ));
             }
         }
-        line("    }".into());
+    }
+
+    /// WGSL: `main`'s head, `group` invocations a workgroup along q: the invocation's first q
+    /// (`q0`), item, channel block (`oc0`) and its accumulators `a{o}_{v}` set to the bias.
+    pub(super) fn main_head(&self, line: &mut impl FnMut(String), group: u32) {
+        let (ob, pix) = (self.oc_block, self.pix);
+        let (wv, pv) = (ob / 4, pix / 4);
+        line(format!("@compute @workgroup_size({group}, 1, 1)"));
+        line("fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {".into());
+        line(format!("    let q0 = gid.x * {pix}u;"));
+        line("    let n = gid.z;".into());
+        line(format!("    let oc0 = p.oc_base + wid.y * {ob}u;"));
+        for b in 0..wv {
+            line(format!("    let b{b} = start(oc0 + {}u);", b * 4));
+        }
+        for o in 0..ob {
+            for v in 0..pv {
+                line(format!(
+                    "    var a{o}_{v} = vec4<act>(b{}.{});",
+                    o / 4,
+                    LANES[o as usize % 4]
+                ));
+            }
+        }
     }
 
     /// As [`Self::source`], the weights read as `weights` says.
@@ -655,7 +687,7 @@ impl Blocking {
         };
         let (ob, pix) = (self.oc_block, self.pix);
         assert!(ob % 4 == 0 && pix % 4 == 0, "blocks of whole vec4s");
-        let (wv, pv) = (ob / 4, pix / 4);
+        let pv = pix / 4;
         let mut w = head;
         let mut line = |l: String| {
             w.push_str(&l);
@@ -664,23 +696,7 @@ impl Blocking {
         line(format!(
             "// Unrolled: {ob} channels x {pix} q per invocation."
         ));
-        line(format!("@compute @workgroup_size({group}, 1, 1)"));
-        line("fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {".into());
-        line(format!("    let q0 = gid.x * {pix}u;"));
-        line("    let n = gid.z;".into());
-        line(format!("    let oc0 = p.oc_base + wid.y * {ob}u;"));
-        for b in 0..wv {
-            line(format!("    let b{b} = start(oc0 + {}u);", b * 4));
-        }
-        for o in 0..ob {
-            for v in 0..pv {
-                line(format!(
-                    "    var a{o}_{v} = vec4<act>(b{}.{});",
-                    o / 4,
-                    LANES[o as usize % 4]
-                ));
-            }
-        }
+        self.main_head(&mut line, group);
         for i in 0..pix {
             line(format!(
                 "    let at{i} = q_at(n, q0 + {i}u, p.in_item, p.in_qs);"

@@ -3,7 +3,7 @@
 //! multiple of 4. Few input channels (16 to 32) on large maps are bound by the per-lane loads and
 //! stores, not by the multiply-adds: 4 values a pass of llvmpipe's loop over the lanes, not 1.
 
-use super::gemm::{Blocking, LANES, Weights};
+use super::gemm::{Blocking, Weights};
 
 /// The wide kernel's addressing: q (a multiple of 4, clamped to the last 4 of the dispatch) of
 /// item z as a vec4 index, and the store of 4 q of one channel.
@@ -68,23 +68,7 @@ impl Blocking {
         line(format!(
             "// Unrolled: {ob} channels x {pix} q per invocation, 4 q a load."
         ));
-        line(format!("@compute @workgroup_size({group}, 1, 1)"));
-        line("fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {".into());
-        line(format!("    let q0 = gid.x * {pix}u;"));
-        line("    let n = gid.z;".into());
-        line(format!("    let oc0 = p.oc_base + wid.y * {ob}u;"));
-        for b in 0..wv {
-            line(format!("    let b{b} = start(oc0 + {}u);", b * 4));
-        }
-        for o in 0..ob {
-            for v in 0..pv {
-                line(format!(
-                    "    var a{o}_{v} = vec4<act>(b{}.{});",
-                    o / 4,
-                    LANES[o as usize % 4]
-                ));
-            }
-        }
+        self.main_head(&mut line, group);
         for v in 0..pv {
             line(format!(
                 "    let at{v} = q4_at(n, q0 + {}u, p.in_item);",
@@ -99,19 +83,7 @@ impl Blocking {
         for v in 0..pv {
             line(format!("        let x{v} = src[row + at{v}];"));
         }
-        line(format!("        let wi = w0 + ic * {wv}u;"));
-        for b in 0..wv {
-            line(format!("        let w{b} = vec4<act>(weights[wi + {b}u]);"));
-        }
-        for o in 0..ob {
-            for v in 0..pv {
-                line(format!(
-                    "        a{o}_{v} += x{v} * w{}.{};",
-                    o / 4,
-                    LANES[o as usize % 4]
-                ));
-            }
-        }
+        self.products(&mut line);
         line("    }".into());
         for v in 0..pv {
             line(format!(
