@@ -607,7 +607,7 @@ fn resize_filter_matches_reference() {
     }
 }
 
-/// Bilinear over planes taller than resize_linear.wgsl's rows per invocation (8): up by 2 and 4
+/// Bilinear over planes taller than resize_filter.wgsl's `linear` rows per invocation (8): up by 2 and 4
 /// (rows reused between outputs), a non-whole scale, a downscale and a one-row input, against the
 /// same f64 reference: 2 taps per axis in f32, 2e-6 absolute for values in [-1, 1].
 #[test]

@@ -246,6 +246,16 @@ impl Gpu {
 
     /// Builds a compute pipeline from WGSL source with an automatic layout.
     pub fn compute_pipeline(&self, label: &str, wgsl: &str) -> wgpu::ComputePipeline {
+        self.compute_pipeline_at(label, wgsl, "main")
+    }
+
+    /// As [`Self::compute_pipeline`], for the entry point `entry` of a shader that has several.
+    pub fn compute_pipeline_at(
+        &self,
+        label: &str,
+        wgsl: &str,
+        entry: &str,
+    ) -> wgpu::ComputePipeline {
         let module = self
             .device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -257,7 +267,7 @@ impl Gpu {
                 label: Some(label),
                 layout: None,
                 module: &module,
-                entry_point: Some("main"),
+                entry_point: Some(entry),
                 compilation_options: Default::default(),
                 cache: None,
             })

@@ -71,10 +71,6 @@ pub const SHADERS: &[(&str, &str)] = &[
         include_str!("../../shaders/resize_filter.wgsl"),
     ),
     (
-        "resize_linear.wgsl",
-        include_str!("../../shaders/resize_linear.wgsl"),
-    ),
-    (
         "depthwise_conv2d.wgsl",
         include_str!("../../shaders/depthwise_conv2d.wgsl"),
     ),
@@ -218,13 +214,14 @@ impl Kernels {
     /// are compiled as their float16 variants; the others stay float32 and a float16 runner
     /// refuses the ops they run (see [`Precision`] and `engine::float16_supported`).
     pub fn with_precision(gpu: &Gpu, precision: Precision) -> Self {
-        let compile = |label: &str, name: &str| {
+        let compile_at = |label: &str, name: &str, entry: &str| {
             let src = shader(name);
             match (precision, float16_source(src)) {
-                (Precision::F16, Some(half)) => gpu.compute_pipeline(label, &half),
-                _ => gpu.compute_pipeline(label, src),
+                (Precision::F16, Some(half)) => gpu.compute_pipeline_at(label, &half, entry),
+                _ => gpu.compute_pipeline_at(label, src, entry),
             }
         };
+        let compile = |label: &str, name: &str| compile_at(label, name, "main");
         let device = &gpu.device;
         let conv2d_layouts =
             [false, true].map(|in_place| conv2d::bind_group_layout(device, in_place));
@@ -258,7 +255,7 @@ impl Kernels {
             global_avg_pool: compile("global_avg_pool", "global_avg_pool.wgsl"),
             depthwise_conv2d: compile("depthwise_conv2d", "depthwise_conv2d.wgsl"),
             resize_filter: compile("resize_filter", "resize_filter.wgsl"),
-            resize_linear: compile("resize_linear", "resize_linear.wgsl"),
+            resize_linear: compile_at("resize_linear", "resize_filter.wgsl", "linear"),
             pad: compile("pad", "pad.wgsl"),
             edge_clamp: compile("edge_clamp", "edge_clamp.wgsl"),
             pool2d: compile("pool2d", "pool2d.wgsl"),

@@ -1,5 +1,5 @@
 //! Nearest, bilinear and bicubic resize (`shaders/resize_filter.wgsl`) with ONNX's coordinate modes;
-//! bilinear runs `shaders/resize_linear.wgsl` (a column of [`LINEAR_ROWS`] outputs an invocation,
+//! bilinear runs its entry point `linear` (a column of [`LINEAR_ROWS`] outputs an invocation,
 //! each input row read once).
 
 use super::{Bind, Step};
@@ -7,7 +7,7 @@ use crate::model::{Coords, Filter, NearestMode, ResizeFilterSpec};
 
 impl NearestMode {}
 
-/// Output rows an invocation of resize_linear.wgsl computes (its `ROWS`).
+/// Output rows an invocation of resize_filter.wgsl's `linear` computes (its `ROWS`).
 pub const LINEAR_ROWS: u32 = 8;
 
 /// Mirror of `Params` in shaders/resize_filter.wgsl.
