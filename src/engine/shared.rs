@@ -47,11 +47,6 @@ impl SharedBuffers {
         }
         Ok(Self { buffers })
     }
-
-    /// Bytes held.
-    pub fn bytes(&self) -> u64 {
-        self.buffers.iter().map(|b| b.size()).sum()
-    }
 }
 
 /// The pool's sizes for runners needing `sizes` each: the largest `r`-th largest, for each `r`.
