@@ -1159,22 +1159,33 @@ fn fused_elementwise_reads_padded_channels_as_zeros() {
     }
 }
 
-/// A sum of up to 49 (here 63) f32 values against an f64 reference: 1e-6 absolute.
+/// Means of random planes against an f64 reference, with both entry points: one invocation per
+/// plane (`main`) and a workgroup per plane (`plane`: 64 partial sums added in a tree; a plane of
+/// 127x129, not a multiple of 64, and one smaller than 64). f32 sums of n values in [-1, 1] err
+/// by at most about n * 2^-24 * max |partial sum|: 1e-6 on the mean for both.
 #[test]
 fn global_avg_pool_matches_reference() {
-    use batchwise::kernels::global_avg_pool;
+    use batchwise::kernels::global_avg_pool::{self, Entry, PLANE_MIN_PIXELS};
     let s = setup();
     let gpu = &s.engine.gpu;
     let mut rng = common::rng(36);
-    let (n, c, pixels) = (3u32, 70u32, 63u32);
-    let input = common::random_vec(&mut rng, (n * c * pixels) as usize, 1.0);
-    let expected = global_avg_pool::reference(&input, pixels as usize);
-    let src = storage(gpu, &input);
-    let dst = output(gpu, expected.len());
-    let step = global_avg_pool::prepare(Bind::new(gpu, &s.kernels, "gap"), &src, &dst, c, pixels);
-    let got = run_f32(gpu, &step, n, &dst, expected.len());
-    let worst = common::max_abs_diff(&got, &expected);
-    assert!(worst <= 1e-6, "max diff {worst}");
+    let cases = [
+        (3u32, 70u32, 63u32),
+        (2, 5, 127 * 129),
+        (2, 3, PLANE_MIN_PIXELS),
+    ];
+    let entries = [Entry::Loop, Entry::Plane];
+    for ((n, c, pixels), entry) in cases.into_iter().flat_map(|c| entries.map(|e| (c, e))) {
+        let input = common::random_vec(&mut rng, (n * c * pixels) as usize, 1.0);
+        let expected = global_avg_pool::reference(&input, pixels as usize);
+        let src = storage(gpu, &input);
+        let dst = output(gpu, expected.len());
+        let cx = Bind::new(gpu, &s.kernels, "gap");
+        let step = global_avg_pool::prepare_entry(cx, &src, &dst, c, pixels, entry);
+        let got = run_f32(gpu, &step, n, &dst, expected.len());
+        let worst = common::max_abs_diff(&got, &expected);
+        assert!(worst <= 1e-6, "{entry:?}, {pixels} px: max diff {worst}");
+    }
 }
 
 #[test]
