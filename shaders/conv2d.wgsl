@@ -26,6 +26,10 @@ override DIL_H: u32 = 1u;
 // kernel convolves; `src` holds it UP_H x UP_W times smaller, pixel (y, x) at (y / UP_H, x / UP_W).
 override UP_H: u32 = 1u;
 override UP_W: u32 = 1u;
+// Invocations of a workgroup along y (blocks of output rows): 1 on a CPU's Vulkan; 2 on a GPU, so
+// that a workgroup of 16 columns fills a 32-wide SIMD group (src/kernels/conv2d.rs,
+// `group_rows_for`).
+override WG_Y: u32 = 1u;
 
 const ROWS: u32 = 8u;
 const MAX_COL: u32 = 64u;
@@ -117,7 +121,7 @@ fn store_acc(n: u32, oy: u32, ox: u32, v: u32, acc: vec4<act>) {
     }
 }
 
-@compute @workgroup_size(16, 1, 1)
+@compute @workgroup_size(16, WG_Y, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let ox = gid.x;
     if ox >= p.out_w {

@@ -303,6 +303,47 @@ fn narrow_conv2d_matches_reference() {
     }
 }
 
+/// Workgroups of 2 and 4 blocks of rows (`WG_Y`, what a GPU runs), on lavapipe: conv2d.wgsl's
+/// unrolled 16-channel kernel (heights that leave the last workgroup's rows partly outside, a
+/// 5x5 kernel), the generic loop kernel (a dilation too tall to unroll), the narrow blocks and a
+/// residual. Same tolerances as above.
+#[test]
+fn workgroups_of_several_row_blocks_match_reference() {
+    let engine = common::engine();
+    let kernels = Kernels::new(&engine.gpu);
+    for rows in [2, 4] {
+        kernels.set_conv_group_rows(rows);
+        let blocked = [
+            (
+                61,
+                conv(20, 24, 3, 1),
+                (2, 13, 9),
+                Some(Residual::BeforeActivation),
+            ),
+            (62, conv(16, 40, 5, 2), (1, 21, 9), None),
+            (
+                63,
+                Conv2dSpec {
+                    dilation: [9, 1],
+                    activation: Activation::LeakyRelu { alpha: 0.1 },
+                    ..conv(8, 32, 3, 9)
+                },
+                (1, 21, 5),
+                None,
+            ),
+        ];
+        let blocked = blocked.into_iter().map(|(seed, spec, nhw, residual)| Case {
+            seed,
+            spec,
+            nhw,
+            residual,
+        });
+        for case in blocked.chain(cases().into_iter().take(2)) {
+            check(&engine, &kernels, case, false);
+        }
+    }
+}
+
 /// Depthwise shapes: 3x3 padded on odd sizes off the 4x4 pixel block, PRelu, stride 2 with
 /// asymmetric pads, 5x5 with dilation, many channels on small maps, and a dilation too tall for
 /// the generated kernel (the shader's one-pixel `main`).

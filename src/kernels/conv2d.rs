@@ -17,6 +17,19 @@ const MAX_COL: u32 = 64;
 pub const DEFAULT_UNROLLED_ROWS: u32 = 16;
 /// The row counts autotuning measures.
 pub const UNROLLED_ROW_CHOICES: &[u32] = &[4, 8, 16];
+/// Invocations along y in a conv2d workgroup on this adapter: `BATCHWISE_CONV_GROUP_ROWS` (1, 2
+/// or 4), else 1 on a CPU's Vulkan (lavapipe runs a workgroup's invocations on its 8 SIMD lanes,
+/// and 16 are plenty) and 2 on a GPU: workgroups of 16 columns alone leave half of each 32-wide
+/// SIMD group (an NVIDIA warp) idle.
+pub fn group_rows_for(gpu: &Gpu) -> u32 {
+    let env = std::env::var("BATCHWISE_CONV_GROUP_ROWS").ok();
+    match env.and_then(|v| v.parse::<u32>().ok()) {
+        Some(rows) => rows.clamp(1, 4),
+        None if gpu.adapter.device_type == "Cpu" => 1,
+        None => 2,
+    }
+}
+
 /// `BATCHWISE_CONV_ROWS=N` fixes the row count (no autotuning).
 pub fn rows_from_env() -> Option<u32> {
     std::env::var("BATCHWISE_CONV_ROWS")
@@ -589,7 +602,7 @@ impl Conv2dLayer {
             bind_group,
             [
                 out_w.div_ceil(WORKGROUP_X * cols),
-                out_h.div_ceil(variant.rows_per_invocation()),
+                out_h.div_ceil(variant.rows_per_invocation() * kernels.conv_group_rows()),
             ],
             1,
             offsets,

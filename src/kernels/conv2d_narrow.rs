@@ -124,7 +124,7 @@ pub fn source(head: &str, v: &Variant, n: &Narrow) -> String {
          dilation {dh}x{dw}.",
         4 * vecs
     ));
-    line("@compute @workgroup_size(16, 1, 1)".into());
+    line("@compute @workgroup_size(16, WG_Y, 1)".into());
     line("fn main(@builtin(global_invocation_id) gid: vec3<u32>) {".into());
     line(format!("    let ox0 = gid.x * {cols}u;"));
     line("    if ox0 >= p.out_w { return; }".into());

@@ -65,7 +65,7 @@ impl Variant {
         line(format!(
             "// Unrolled: {rows} rows, K_H {k_h}, STRIDE_H {stride}, DIL_H {dil}."
         ));
-        line("@compute @workgroup_size(16, 1, 1)".into());
+        line("@compute @workgroup_size(16, WG_Y, 1)".into());
         line("fn main(@builtin(global_invocation_id) gid: vec3<u32>) {".into());
         line("    let ox = gid.x;".into());
         line("    if ox >= p.out_w { return; }".into());

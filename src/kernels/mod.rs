@@ -150,8 +150,8 @@ pub(crate) fn shader(name: &str) -> &'static str {
 /// A gemm pipeline's blocking, weight binding, workgroup size and whether it is wide.
 type GemmKey = (gemm::Blocking, gemm::Weights, u32, bool);
 
-/// A conv2d pipeline's variant, fused upsample factors and in-place layout.
-type Conv2dKey = (conv2d::Variant, [u32; 2], bool);
+/// A conv2d pipeline's variant, fused upsample factors, in-place layout and workgroup rows.
+type Conv2dKey = (conv2d::Variant, [u32; 2], bool, u32);
 
 /// The compiled pipelines, built once per device and reused for every batch. Pipelines that take
 /// pipeline constants are built on first use, once per set of constants.
@@ -200,6 +200,8 @@ pub struct Kernels {
     /// Output rows per invocation of the unrolled conv2d: the default, the environment's, or what
     /// autotuning measured on this adapter.
     conv_rows: std::sync::atomic::AtomicU32,
+    /// Invocations along y in a conv2d workgroup (`WG_Y`): [`conv2d::group_rows_for`] the adapter.
+    conv_group_rows: std::sync::atomic::AtomicU32,
     /// The kernel of each measured 3x3 shape (Winograd or direct): the default, the
     /// environment's, or what autotuning measured on this adapter.
     winograd: Mutex<winograd::Choices>,
@@ -284,6 +286,7 @@ impl Kernels {
             conv_rows: conv2d::rows_from_env()
                 .unwrap_or(conv2d::DEFAULT_UNROLLED_ROWS)
                 .into(),
+            conv_group_rows: conv2d::group_rows_for(gpu).into(),
             winograd: Mutex::new(winograd::Choices::default()),
             precision,
         }
@@ -297,6 +300,18 @@ impl Kernels {
     pub fn set_conv_rows(&self, rows: u32) {
         self.conv_rows
             .store(rows.clamp(1, 32), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Invocations along y in a conv2d workgroup.
+    pub fn conv_group_rows(&self) -> u32 {
+        self.conv_group_rows
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sets the invocations along y of conv2d workgroups prepared from now on (1, 2 or 4).
+    pub fn set_conv_group_rows(&self, rows: u32) {
+        self.conv_group_rows
+            .store(rows.clamp(1, 4), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The Winograd tile a convolution runs on, or None for the direct kernels.
@@ -337,9 +352,10 @@ impl Kernels {
         factor: [u32; 2],
         in_place: bool,
     ) -> wgpu::ComputePipeline {
+        let group_rows = self.conv_group_rows();
         let mut cache = self.conv2d.lock().expect("pipeline cache lock");
         cache
-            .entry((variant, factor, in_place))
+            .entry((variant, factor, in_place, group_rows))
             .or_insert_with(|| {
                 let mut source = std::env::var("BATCHWISE_EXPERIMENT_CONV2D")
                     .ok()
@@ -354,6 +370,7 @@ impl Kernels {
                     ("DIL_H", variant.dil_h as f64),
                     ("UP_H", factor[0] as f64),
                     ("UP_W", factor[1] as f64),
+                    ("WG_Y", group_rows as f64),
                 ];
                 self.pipeline(
                     "conv2d",

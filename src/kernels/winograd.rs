@@ -452,7 +452,7 @@ pub fn source(head: &str, tile: Tile) -> String {
     line("    if p.first == 0u { acc = y + load_acc(n, oy, ox, v); }".into());
     line("    store_acc(n, oy, ox, v, acc);".into());
     line("}".into());
-    line("@compute @workgroup_size(16, 1, 1)".into());
+    line("@compute @workgroup_size(16, WG_Y, 1)".into());
     line("fn main(@builtin(global_invocation_id) gid: vec3<u32>) {".into());
     line(format!("    let ox0 = gid.x * {}u;", m * tiles));
     line("    if ox0 >= p.out_w { return; }".into());
