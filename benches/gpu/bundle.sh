@@ -11,6 +11,10 @@
 #                    where the system has none (apt-get download, or the .deb BATCHWISE_VULKAN_DEB
 #                    names), and its copyright file
 #   fixtures/        the reference images and onnxruntime outputs `batchwise check` compares with
+#   peers/           ncnn on the same GPU, for run.sh's side-by-side step: benches/peers/
+#                    upscale_peers.py, the two upscalers' NCNN files (tests/fixtures/ncnn), and pip's
+#                    `ncnn` wheel for CPython 3.12 (fetched with `pip download`, or the .whl
+#                    BATCHWISE_PEERS_WHEEL names; left out, with a line saying so, where neither works)
 #   run.sh, bundle.json (commit, toolchain, the glibc the binary needs, sizes)
 # The bundle must stay under 60 MiB; the script fails if it does not.
 set -euo pipefail
@@ -45,6 +49,20 @@ cp -a "$out"/deb/x/usr/lib/x86_64-linux-gnu/libvulkan.so.1* "$stage/lib/"
 cp "$out/deb/x/usr/share/doc/libvulkan1/copyright" "$stage/lib/libvulkan1.copyright"
 
 cp tests/fixtures/photo-*.png tests/fixtures/photo-*.f32 tests/fixtures/photo-*.json "$stage/fixtures/"
+peers=$stage/peers
+mkdir -p "$peers/ncnn/waifu2x-upconv_7-photo" "$peers/ncnn/realesr-animevideov3"
+cp benches/peers/upscale_peers.py "$peers/"
+cp tests/fixtures/ncnn/waifu2x-upconv_7-photo/scale2.0x_model.* "$peers/ncnn/waifu2x-upconv_7-photo/"
+cp tests/fixtures/ncnn/realesr-animevideov3/* "$peers/ncnn/realesr-animevideov3/"
+cp tests/fixtures/ncnn/README.md "$peers/ncnn/"
+ncnn_version=1.0.20261020
+if [ -n "${BATCHWISE_PEERS_WHEEL:-}" ]; then
+    cp "$BATCHWISE_PEERS_WHEEL" "$peers/"
+elif ! ${PYTHON:-python3} -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 \
+    -d "$peers" "ncnn==$ncnn_version" >/dev/null 2>&1; then
+    echo "bundle.sh: no ncnn wheel (pip download failed): the GPU run will skip ncnn" >&2
+fi
 cp benches/gpu/run.sh "$stage/run.sh"
 chmod +x "$stage/run.sh" "$stage/bin/batchwise"
 

@@ -15,8 +15,12 @@
 #                                               GPU (kept in cache/, used by every later step)
 #   check-f32.json                              every built-in against onnxruntime's outputs
 #   bench-MODEL-tTILE-PREC.json                 `batchwise bench`, batch 1..64, tile 128 then 256,
-#                                               float32 then float16
+#                                               float32 then float16 (256 tiles of 128, 64 of 256:
+#                                               batch 64 runs 4 batches at 128, where host and GPU
+#                                               work overlap as in a real job)
 #   profile-MODEL.json                          the per-layer profile, where `bench --profile` exists
+#   peers-MODEL-tTILE.json                      ncnn-Vulkan on the same GPU, one image a call, where
+#                                               the bundle has peers/ and python3 has numpy
 #   chain-composed.json, chain-steps.json       a chain in tiles composed into one model, and run
 #                                               step by step (which pays on a GPU is not known)
 #   check-f16.json                              the same check in float16
@@ -189,8 +193,40 @@ if [ "$mode" = reduced ]; then
 fi
 
 bench() { # MODEL TILE PRECISION
+    local n=$count
+    if [ "$mode" = full ] && [ "$2" -le 128 ]; then n=$((count * 4)); fi
     step "bench $1 tile $2 $3" "bench-$1-t$2-$3.json" "$bin" bench -m "$1" --batch-sizes "$batches" \
-        --size "$2" --count "$count" --tile-size "$2" --precision "$3" --json
+        --size "$2" --count "$n" --tile-size "$2" --precision "$3" --json
+}
+
+# ncnn-Vulkan on the same GPU and images, one image a call as its upscalers run (the bundle's
+# peers/: benches/peers/upscale_peers.py, the NCNN files and pip's ncnn wheel, unpacked here
+# without pip).
+peers() {
+    local wheel py=${PYTHON:-python3}
+    wheel=$(ls "$here"/peers/ncnn-*.whl 2>/dev/null | head -1)
+    if [ -z "$wheel" ] || ! "$py" -c 'import numpy' 2>>"$log"; then
+        say "no ncnn wheel in the bundle or no python3 with numpy: ncnn is not measured"
+        return
+    fi
+    local tag
+    tag=$("$py" -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
+    case $wheel in
+        *-"$tag"-*) ;;
+        *) say "the bundle's ncnn wheel is not for this python3 ($tag): ncnn is not measured"; return ;;
+    esac
+    local site=$out/peers-site
+    "$py" -m zipfile -e "$wheel" "$site" 2>>"$log" || { say "could not unpack $wheel"; return; }
+    local m tile n
+    for m in upscale-photo-2x upscale-anime-4x; do
+        for tile in "${tiles[@]}"; do
+            n=$((tile <= 128 ? 64 : 16))
+            step "peers $m tile $tile" "peers-$m-t$tile.json" env PYTHONPATH="$site" "$py" \
+                "$here/peers/upscale_peers.py" --model "$m" --size "$tile" --count "$n" --skip-cpu \
+                --ncnn-dir "$here/peers/ncnn" --json
+        done
+    done
+    rm -rf "$site"
 }
 
 step "devices" devices.json "$bin" devices --json
@@ -226,6 +262,7 @@ if $has_profile; then
 else
     say "this batchwise has no bench --profile: no per-layer profile"
 fi
+if [ "$mode" = full ] && [ -d "$here/peers" ]; then peers; fi
 # A chain in tiles, composed (one submit, the intermediate on the GPU) and step by step (each step
 # on its own tiles, the intermediate handed on through host memory): job/stepwise.rs chooses by
 # the work alone, and on a GPU the hand-off's host work may weigh more.

@@ -7,9 +7,11 @@ the ncnn command-line upscalers do, with:
   - onnxruntime on the CPU (pip `onnxruntime`).
 Prints images/s for each. Usage (from the repository root):
     python3 benches/peers/upscale_peers.py [--model upscale-photo-2x] [--size 128] [--count 32]
-The NCNN files come from ../shared/models/ncnn (the originals the ONNX files were converted from).
+The NCNN files come from ../shared/models/ncnn (the originals the ONNX files were converted from), or
+the folder --ncnn-dir names (the GPU bundle carries them: benches/gpu/bundle.sh).
 """
 import argparse
+import json
 import pathlib
 import time
 
@@ -17,17 +19,18 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NCNN = ROOT.parent / "shared" / "models" / "ncnn"
-# model id: (ncnn param, ncnn bin, input blob, output blob, ONNX file, context px, scale)
+# model id: (ncnn param, ncnn bin, input blob, output blob, ONNX file, context px, scale); the
+# NCNN paths relative to the NCNN folder.
 MODELS = {
     "upscale-photo-2x": (
-        NCNN / "waifu2x-upconv_7-photo" / "scale2.0x_model.param",
-        NCNN / "waifu2x-upconv_7-photo" / "scale2.0x_model.bin",
+        "waifu2x-upconv_7-photo/scale2.0x_model.param",
+        "waifu2x-upconv_7-photo/scale2.0x_model.bin",
         "Input1", "Eltwise4",
         ROOT / "assets" / "models" / "waifu2x_upconv7_photo_scale2.0x.onnx", 7, 2,
     ),
     "upscale-anime-4x": (
-        NCNN / "realesr-animevideov3" / "realesr-animevideov3-x4.param",
-        NCNN / "realesr-animevideov3" / "realesr-animevideov3-x4.bin",
+        "realesr-animevideov3/realesr-animevideov3-x4.param",
+        "realesr-animevideov3/realesr-animevideov3-x4.bin",
         "data", "output",
         ROOT / "assets" / "models" / "realesr_animevideov3_x4.onnx", 18, 4,
     ),
@@ -50,8 +53,8 @@ def bench_ncnn(model, inputs, vulkan, threads):
     net = ncnn.Net()
     net.opt.use_vulkan_compute = vulkan
     net.opt.num_threads = threads
-    net.load_param(str(param))
-    net.load_model(str(weights))
+    net.load_param(str(NCNN / param))
+    net.load_model(str(NCNN / weights))
 
     def run(x):
         ex = net.create_extractor()
@@ -89,17 +92,27 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-vulkan", action="store_true")
     ap.add_argument("--skip-cpu", action="store_true", help="ncnn on Vulkan only")
+    ap.add_argument("--ncnn-dir", type=pathlib.Path, help="the NCNN models' folder")
+    ap.add_argument("--json", action="store_true", help="one JSON object instead of lines")
     args = ap.parse_args()
-    global CONTEXT
+    global CONTEXT, NCNN
+    NCNN = args.ncnn_dir or NCNN
     CONTEXT = MODELS[args.model][5]
     inputs = images(args.size, args.count)
-    print(f"{args.model}, {args.count} images of {args.size}x{args.size} + {CONTEXT} px context, one per call")
+    rates = {}
     if not args.skip_vulkan:
-        print(f"ncnn Vulkan        {bench_ncnn(args.model, inputs, True, args.threads):8.3f} images/s")
-    if args.skip_cpu:
+        rates["ncnn_vulkan"] = bench_ncnn(args.model, inputs, True, args.threads)
+    if not args.skip_cpu:
+        rates["ncnn_cpu"] = bench_ncnn(args.model, inputs, False, args.threads)
+        rates["onnxruntime_cpu"] = bench_onnxruntime(args.model, inputs, args.threads)
+    if args.json:
+        record = {"model": args.model, "size": args.size, "count": args.count, "context": CONTEXT}
+        print(json.dumps({**record, "images_per_sec": rates}, indent=2))
         return
-    print(f"ncnn CPU           {bench_ncnn(args.model, inputs, False, args.threads):8.3f} images/s")
-    print(f"onnxruntime CPU    {bench_onnxruntime(args.model, inputs, args.threads):8.3f} images/s")
+    print(f"{args.model}, {args.count} images of {args.size}x{args.size} + {CONTEXT} px context, one per call")
+    names = {"ncnn_vulkan": "ncnn Vulkan", "ncnn_cpu": "ncnn CPU", "onnxruntime_cpu": "onnxruntime CPU"}
+    for key, rate in rates.items():
+        print(f"{names[key]:<18} {rate:8.3f} images/s")
 
 
 if __name__ == "__main__":
