@@ -62,10 +62,22 @@ fn spec(in_c: u32, out_c: u32, pads: [u32; 4], activation: Activation) -> Conv2d
 /// One shape on `tile`, against the direct reference with the residual and activation applied
 /// as the kernel fuses them.
 fn check(
-    (gpu, kernels): (&Gpu, &Kernels),
+    cx: (&Gpu, &Kernels),
     seed: u64,
     spec: Conv2dSpec,
     tile: Tile,
+    nhw: (u32, u32, u32),
+    residual: Option<Residual>,
+) {
+    check_chunked(cx, seed, spec, (tile, None), nhw, residual);
+}
+
+/// As [`check`], the split kernel run in chunks of at most `chunk` tiles an item where given.
+fn check_chunked(
+    (gpu, kernels): (&Gpu, &Kernels),
+    seed: u64,
+    spec: Conv2dSpec,
+    (tile, chunk): (Tile, Option<u32>),
     (n, h, w): (u32, u32, u32),
     residual: Option<Residual>,
 ) {
@@ -122,6 +134,10 @@ fn check(
         &bias,
         Kernel::Winograd(tile),
     );
+    let layer = match chunk {
+        Some(tiles) => layer.with_winograd_chunk(tiles),
+        None => layer,
+    };
     let src = gpu.create_buffer_init(
         "input",
         bytemuck::cast_slice(&input),
@@ -235,6 +251,28 @@ fn winograd_matches_the_direct_reference() {
             (2, 5, 6),
             None,
         );
+    }
+}
+
+/// The split kernel over a map in chunks of its tiles (as large maps run): chunks of 1, 5 and 7
+/// tiles of an item, the last one partial, a batch of 2, input channels past one weight window,
+/// PRelu with the residual; same tolerance as above.
+#[test]
+fn split_winograd_in_chunks_of_tiles_matches_the_reference() {
+    let engine = common::engine();
+    let gpu = &engine.gpu;
+    let kernels = Kernels::new(gpu);
+    let cx = (&**gpu, &kernels);
+    let mut rng = common::rng(91);
+    let prelu = Activation::PRelu {
+        slopes: common::random_vec(&mut rng, 20, 1.0),
+    };
+    for tile in Tile::ALL.into_iter().filter(|t| t.split()) {
+        for chunk in [1, 5, 7] {
+            let residual = Some(Residual::BeforeActivation);
+            let s = spec(36, 20, [1; 4], prelu.clone());
+            check_chunked(cx, 7, s, (tile, Some(chunk)), (2, 17, 23), residual);
+        }
     }
 }
 

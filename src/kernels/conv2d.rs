@@ -457,6 +457,18 @@ impl Conv2dLayer {
         self.prepare_placed(cx, [src, dst], [in_h, in_w], residual, io)
     }
 
+    /// A split Winograd layer run in chunks of at most `tiles` tiles an item (see
+    /// `winograd_gemm.rs`); another kernel as it is.
+    pub fn with_winograd_chunk(self, tiles: u32) -> Self {
+        match self.imp {
+            Implementation::Split(w) => Self {
+                imp: Implementation::Split(w.with_chunk_tiles(tiles)),
+                spec: self.spec,
+            },
+            _ => self,
+        }
+    }
+
     /// Elements an item of the split Winograd's scratch (V, M) holds for an `out_h x out_w`
     /// output: zeros for the other kernels.
     pub fn scratch_elements(&self, out_h: u32, out_w: u32) -> [u64; 2] {

@@ -18,6 +18,12 @@
 //! one V and one M per lane for every layer (`Conv2dLayer::scratch_elements`, counted by the memory
 //! planner); a layer prepared without them allocates its own.
 //!
+//! A large map runs in chunks of its tiles (`WinogradGemm::chunk_tiles`): the three kernels over
+//! the first chunk's tiles of every item, then the next chunk's, so the scratch holds one chunk
+//! an item (at most `CHUNK_BYTES`, and half what the adapter binds in one buffer). Without chunks
+//! one 270 px tile of upscale-photo-2x's 128->256 layer needed a 148 MiB M, more than lavapipe's
+//! 128 MiB binding.
+//!
 //! The kernels are generated (`winograd_sources.rs`: the transforms unrolled over B^T and A^T);
 //! `tests/shader_validation.rs` validates them, float32 and float16.
 
@@ -32,6 +38,8 @@ use crate::model::{Activation, Conv2dSpec, Residual};
 const UNIFORM_ALIGN: usize = 256;
 /// gemm.wgsl's weight window (and its bias buffer), in floats.
 const WINDOW_FLOATS: usize = 16384;
+/// The most bytes an item's V or M holds: larger maps run in chunks of tiles.
+pub const CHUNK_BYTES: u64 = 64 << 20;
 
 /// Whether the split kernel runs this convolution: a Winograd shape whose bias and slopes fit
 /// the output transform's uniform buffer.
@@ -56,7 +64,8 @@ struct InputParams {
     up_y: u32,
     up_x: u32,
     q_stride: u32,
-    _pad: [u32; 3],
+    tile_base: u32,
+    _pad: [u32; 2],
 }
 
 /// Mirror of `Params` in [`OUTPUT_HEAD`].
@@ -77,7 +86,8 @@ struct OutputParams {
     dst_c: u32,
     dst_offset: u32,
     q_stride: u32,
-    _pad: [u32; 2],
+    tile_base: u32,
+    _pad: [u32; 1],
 }
 
 /// Where a convolution's input and output lie in their buffers, and how it reads its input:
@@ -115,6 +125,8 @@ pub struct WinogradGemm {
     slope_base: u32,
     /// Per gemm dispatch: the matrix t and gemm's dispatch (weight offset in the whole buffer).
     dispatches: Vec<(u32, gemm::Dispatch)>,
+    /// The most tiles of an item one pass of the three kernels takes (see the module's docs).
+    chunk_tiles: u32,
 }
 
 /// The scratch buffers of the split kernel: V and M, of any number of items.
@@ -177,6 +189,9 @@ impl WinogradGemm {
             bias_slope[padded..padded + oc].copy_from_slice(&slopes[..oc]);
         }
         let uniform = wgpu::BufferUsages::UNIFORM;
+        let bytes_per_tile = (a2 * oc.max(ic) * 4) as u64;
+        let budget = CHUNK_BYTES.min(gpu.limits.max_storage_buffer_binding_size / 2);
+        let chunk_tiles = (budget / bytes_per_tile).clamp(1, u32::MAX as u64) as u32;
         Self {
             tile,
             spec: spec.clone(),
@@ -186,6 +201,15 @@ impl WinogradGemm {
             bias_slope: gpu.create_buffer_init(label, bytemuck::cast_slice(&bias_slope), uniform),
             slope_base: padded as u32 / 4,
             dispatches,
+            chunk_tiles,
+        }
+    }
+
+    /// This layer run in chunks of at most `tiles` tiles an item (tests cut small maps this way).
+    pub fn with_chunk_tiles(self, tiles: u32) -> Self {
+        Self {
+            chunk_tiles: tiles.max(1),
+            ..self
         }
     }
 
@@ -196,9 +220,9 @@ impl WinogradGemm {
         (tw, tw * out_h.div_ceil(m))
     }
 
-    /// Elements an item of V and of M holds for an `out_h x out_w` output.
+    /// Elements an item of V and of M holds for an `out_h x out_w` output: one chunk's tiles.
     pub fn scratch_elements(&self, out_h: u32, out_w: u32) -> [u64; 2] {
-        let (_, tiles) = self.tiles(out_h, out_w);
+        let tiles = self.tiles(out_h, out_w).1.min(self.chunk_tiles);
         let a2 = (self.tile.alpha() * self.tile.alpha()) as u64;
         [self.spec.in_c, self.spec.out_c].map(|c| a2 * c as u64 * tiles as u64)
     }
@@ -253,75 +277,84 @@ impl WinogradGemm {
                 m: &own[1],
             },
         };
-        // Every item the scratch holds has its tiles in a row of V and M (q contiguous).
-        let item_bytes = |c: u32| (a2 * c * tiles).max(1) as u64 * bytes;
+        // Every item the scratch holds has a chunk's tiles in a row of V and M (q contiguous).
+        let chunk = tiles.min(self.chunk_tiles);
+        let item_bytes = |c: u32| (a2 * c * chunk).max(1) as u64 * bytes;
         let capacity = (scratch.v.size() / item_bytes(s.in_c))
             .min(scratch.m.size() / item_bytes(s.out_c))
             .max(1);
-        let q_stride = (capacity * tiles as u64).clamp(1, u32::MAX as u64) as u32;
-        let input = InputParams {
-            in_c: s.in_c,
-            in_h,
-            in_w,
-            pad_top: s.pads[0],
-            pad_left: s.pads[1],
-            tiles_w,
-            tiles,
-            v_t: s.in_c * q_stride,
-            src_c: placed.src.0,
-            src_offset: placed.src.1,
-            up_y: placed.upsample[0],
-            up_x: placed.upsample[1],
-            q_stride,
-            _pad: [0; 3],
-        };
-        let groups = tiles.div_ceil(WORKGROUP_X);
+        let q_stride = (capacity * chunk as u64).clamp(1, u32::MAX as u64) as u32;
         let upsampled = placed.upsample != [1, 1];
-        let pipeline = kernels.generated("winograd input", &input_source(self.tile, upsampled));
-        // Each kernel labelled by its phase (`bench --profile` times them apart).
-        let tile = self.tile;
-        let first = super::step(
-            gpu,
-            &format!("winograd {tile:?} input"),
-            &pipeline,
-            &input,
-            &[src, scratch.v],
-            [groups, s.in_c],
-            1,
-        );
-        let products = self.products(cx, &scratch, tiles, q_stride);
+        let input_pipeline =
+            kernels.generated("winograd input", &input_source(self.tile, upsampled));
+        let output_pipeline = kernels.generated("winograd output", &output_source(self.tile));
         let (activation, alpha, beta) = s.activation.encode();
-        let output = OutputParams {
-            out_c: s.out_c,
-            out_h,
-            out_w,
-            tiles_w,
-            tiles,
-            m_t: s.out_c * q_stride,
-            activation,
-            alpha,
-            beta,
-            residual: residual.map_or(0, |(_, r)| r as u32),
-            slope_base: self.slope_base,
-            dst_c: placed.dst.0,
-            dst_offset: placed.dst.1,
-            q_stride,
-            _pad: [0; 2],
-        };
-        let pipeline = kernels.generated("winograd output", &output_source(self.tile));
         // Without a residual the binding is never read; M stands in.
         let skip = residual.map_or(scratch.m, |(r, _)| r);
-        let buffers = [&*self.bias_slope, scratch.m, dst, skip];
-        let last = super::step(
-            gpu,
-            &format!("winograd {tile:?} output"),
-            &pipeline,
-            &output,
-            &buffers,
-            [groups, s.out_c],
-            1,
-        );
-        first.then(vec![products, last]).keeping(own)
+        // Each kernel labelled by its phase (`bench --profile` times them apart).
+        let tile = self.tile;
+        let mut steps = Vec::new();
+        for tile_base in (0..tiles).step_by(chunk as usize) {
+            let count = chunk.min(tiles - tile_base);
+            let groups = count.div_ceil(WORKGROUP_X);
+            let input = InputParams {
+                in_c: s.in_c,
+                in_h,
+                in_w,
+                pad_top: s.pads[0],
+                pad_left: s.pads[1],
+                tiles_w,
+                tiles: count,
+                v_t: s.in_c * q_stride,
+                src_c: placed.src.0,
+                src_offset: placed.src.1,
+                up_y: placed.upsample[0],
+                up_x: placed.upsample[1],
+                q_stride,
+                tile_base,
+                _pad: [0; 2],
+            };
+            steps.push(super::step(
+                gpu,
+                &format!("winograd {tile:?} input"),
+                &input_pipeline,
+                &input,
+                &[src, scratch.v],
+                [groups, s.in_c],
+                1,
+            ));
+            steps.push(self.products(cx, &scratch, count, q_stride));
+            let output = OutputParams {
+                out_c: s.out_c,
+                out_h,
+                out_w,
+                tiles_w,
+                tiles: count,
+                m_t: s.out_c * q_stride,
+                activation,
+                alpha,
+                beta,
+                residual: residual.map_or(0, |(_, r)| r as u32),
+                slope_base: self.slope_base,
+                dst_c: placed.dst.0,
+                dst_offset: placed.dst.1,
+                q_stride,
+                tile_base,
+                _pad: [0; 1],
+            };
+            let buffers = [&*self.bias_slope, scratch.m, dst, skip];
+            steps.push(super::step(
+                gpu,
+                &format!("winograd {tile:?} output"),
+                &output_pipeline,
+                &output,
+                &buffers,
+                [groups, s.out_c],
+                1,
+            ));
+        }
+        let first = steps.remove(0);
+        first.then(steps).keeping(own)
     }
 
     /// The alpha^2 products M[t] = U[t] V[t] (`products_source`, over gemm.wgsl's bindings): one

@@ -33,6 +33,7 @@ struct Params {
     up_y: u32,        // nearest upsampling: `src` holds in_h / up_y x in_w / up_x pixels
     up_x: u32,
     q_stride: u32,    // V's stride between input channels: tiles x the items it holds
+    tile_base: u32,   // the first of the item's tiles this chunk transforms (`tiles` of them)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -62,6 +63,7 @@ struct Params {
     dst_c: u32,       // channels an item of `dst` holds (the output: a slice of them)
     dst_offset: u32,  // the output's first channel in them
     q_stride: u32,    // M's stride between output channels: tiles x the items it holds
+    tile_base: u32,   // the first of the item's tiles this chunk transforms (`tiles` of them)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -116,10 +118,11 @@ pub fn input_source(tile: Tile, upsampled: bool) -> String {
     line("    if tile >= p.tiles { return; }".into());
     line("    let ic = gid.y;".into());
     line("    let n = gid.z;".into());
-    line("    let ty = tile / p.tiles_w;".into());
+    line("    let g = p.tile_base + tile;".into());
+    line("    let ty = g / p.tiles_w;".into());
     line(format!("    let iy = i32(ty * {m}u) - i32(p.pad_top);"));
     line(format!(
-        "    let ix = i32((tile - ty * p.tiles_w) * {m}u) - i32(p.pad_left);"
+        "    let ix = i32((g - ty * p.tiles_w) * {m}u) - i32(p.pad_left);"
     ));
     let (div_y, div_x) = if upsampled {
         (" / p.up_y", " / p.up_x")
@@ -178,9 +181,10 @@ pub fn output_source(tile: Tile) -> String {
     line("    if tile >= p.tiles { return; }".into());
     line("    let oc = gid.y;".into());
     line("    let n = gid.z;".into());
-    line("    let ty = tile / p.tiles_w;".into());
+    line("    let g = p.tile_base + tile;".into());
+    line("    let ty = g / p.tiles_w;".into());
     line(format!("    let oy = ty * {m}u;"));
-    line(format!("    let ox = (tile - ty * p.tiles_w) * {m}u;"));
+    line(format!("    let ox = (g - ty * p.tiles_w) * {m}u;"));
     line("    let base = oc * p.q_stride + n * p.tiles + tile;".into());
     for t in 0..a * a {
         line(format!("    let m{t} = m[base + {t}u * p.m_t];"));
