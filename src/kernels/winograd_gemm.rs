@@ -190,7 +190,12 @@ impl WinogradGemm {
         }
         let uniform = wgpu::BufferUsages::UNIFORM;
         let bytes_per_tile = (a2 * oc.max(ic) * 4) as u64;
-        let budget = CHUNK_BYTES.min(gpu.limits.max_storage_buffer_binding_size / 2);
+        // `BATCHWISE_WINOGRAD_CHUNK_KIB` sets the chunk's bytes, to measure others.
+        let chunk_bytes = std::env::var("BATCHWISE_WINOGRAD_CHUNK_KIB")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(CHUNK_BYTES, |kib| kib << 10);
+        let budget = chunk_bytes.min(gpu.limits.max_storage_buffer_binding_size / 2);
         let chunk_tiles = (budget / bytes_per_tile).clamp(1, u32::MAX as u64) as u32;
         Self {
             tile,
