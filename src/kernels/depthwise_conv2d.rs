@@ -352,17 +352,26 @@ impl Variant {
                  let cq = u32(clamp(q, 0, last_q));"
                 ),
             );
+            // A vec4 of which one value is read: that value alone. On llvmpipe a load with a
+            // per-lane address inserts each of its values lane by lane, so the other 3 would
+            // cost as much as the one (the column left of a block when pad_left is 1).
+            let single = columns.len() == 1;
             for i in 0..span_h {
-                line(
-                    w,
-                    format!(
-                        "        let v{i} = select(vec4<f32>(0.0), vec4<f32>(src[ry{i} + cq]), my{i} && mq);"
-                    ),
-                );
+                let load = if single {
+                    let e = at(columns[0]).1;
+                    format!("select(0.0, f32(src[ry{i} + cq][{e}]), my{i} && mq)")
+                } else {
+                    format!("select(vec4<f32>(0.0), vec4<f32>(src[ry{i} + cq]), my{i} && mq)")
+                };
+                line(w, format!("        let v{i} = {load};"));
             }
             for j in columns {
                 let e = at(j).1;
-                self.column_products(w, j, &|i| format!("v{i}[{e}]"));
+                let value = |i: u32| match single {
+                    true => format!("v{i}"),
+                    false => format!("v{i}[{e}]"),
+                };
+                self.column_products(w, j, &value);
             }
             line(w, "    }");
         }
