@@ -340,6 +340,19 @@ fn mobile_shapes() -> Vec<(&'static str, Conv2dSpec, u32, u32)> {
             112,
             1,
         ),
+        // Stride 2 onto maps whose width is not a multiple of 4.
+        (
+            "conv depthwise 3x3 s2 240 28x28 n8",
+            conv(240, 240, 3, 2, 1, 240),
+            28,
+            8,
+        ),
+        (
+            "conv depthwise 5x5 s2 672 14x14 n8",
+            conv(672, 672, 5, 2, 2, 672),
+            14,
+            8,
+        ),
         (
             "conv depthwise 5x5 s2 144 56x56 n8",
             conv(144, 144, 5, 2, 2, 144),

@@ -522,6 +522,17 @@ fn depthwise_wide_cases() -> Vec<Case> {
             },
             (2, 20, 40),
         ),
+        // Stride 2 onto a map 14 wide: read 4 values a load, written one a store (2x8 blocks,
+        // the last 6 wide).
+        case(
+            40,
+            Conv2dSpec {
+                stride: [2, 2],
+                activation: Activation::LeakyRelu { alpha: 0.2 },
+                ..dw(6, 3, 1)
+            },
+            (2, 13, 28),
+        ),
     ]
 }
 
@@ -540,6 +551,8 @@ fn depthwise_wide_matches_reference() {
         // With one column of left padding a 3x3 block's left column is loaded alone.
         let alone = case.spec.k_w == 3 && case.spec.pads[1] == 1 && chosen.wide.is_some();
         assert_eq!(chosen.source().contains("][3]), my0"), alone, "{chosen:?}");
+        // Written 4 a store where the output rows are a multiple of 4 wide.
+        assert_eq!(chosen.store4, ow % 4 == 0 && w != 12, "{chosen:?}");
         check(&engine, &kernels, case, false);
     }
 }
