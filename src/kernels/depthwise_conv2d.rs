@@ -134,16 +134,22 @@ impl Variant {
 
     /// The block of output pixels an invocation computes for this map, then [`Self::wide_for`]:
     /// where rows can be read and written 4 values a load, 2x8 for kernels of up to 3 rows and
-    /// 4x8 for taller ones (two loads of 4 cover a row of 8 outputs' 3x3 patch), 2x8 too for a 3x3
-    /// stride 2 whose input rows can be read 4 a load; else maps of at most 16 rows or
-    /// columns are cut into equal blocks of at most 8 (a 7x7 map is one block, 14x14 four: no
-    /// lane computes pixels past the map, and the taps are loaded once for 49 outputs, not 16);
-    /// else 4x4. Measured on lavapipe (BENCHMARKS.md, "Depthwise and few-input-channel 1x1").
+    /// 4x8 for taller ones (two loads of 4 cover a row of 8 outputs' 3x3 patch), 2x8 too for a
+    /// 3x3 stride 2 whose input rows can be read 4 a load onto 9 or more columns; else maps of at
+    /// most 16 rows or columns are cut into equal blocks of at most 8 (a 7x7 map is one block,
+    /// 14x14 four: no lane computes pixels past the map, and the taps are loaded once for 49
+    /// outputs, not 16); else 4x4. Measured on lavapipe (BENCHMARKS.md, "Depthwise and
+    /// few-input-channel 1x1", and its stride 2 part).
     pub fn for_map(self, in_w: u32, out_h: u32, out_w: u32, pad_left: u32) -> Self {
         let wide = in_w.is_multiple_of(4) && out_w.is_multiple_of(4) && out_w > 16;
-        // A 3x3 stride 2 onto any other map (28 px onto 14) still reads its input 4 columns a
-        // load in 2x8 blocks (a block starts on input column 16 b) and writes one value a store.
-        let onto_narrow = self.k[0] <= 3 && self.stride[1] == 2 && in_w.is_multiple_of(4);
+        // A 3x3 stride 2 onto a width not a multiple of 4 (28 px onto 14) still reads its input 4
+        // columns a load in 2x8 blocks (a block starts on input column 16 b) and writes one value
+        // a store (measured on 14 px; maps of at most 8 keep one block).
+        let onto_narrow = self.k[0] <= 3
+            && self.stride[1] == 2
+            && in_w.is_multiple_of(4)
+            && !out_w.is_multiple_of(4)
+            && out_w > 8;
         let even = |n: u32| n.div_ceil(n.div_ceil(8));
         let (rows, cols) = match (wide || onto_narrow, self.k[0] <= 3) {
             (true, true) => (2, 8),
