@@ -415,6 +415,16 @@ fn depthwise_cases() -> Vec<Case> {
             },
             (2, 14, 14),
         ),
+        // Stride 2 on odd widths (one value a load).
+        case(
+            28,
+            Conv2dSpec {
+                stride: [2, 2],
+                pads: [1, 0, 0, 1],
+                ..dw(3, 3, 0)
+            },
+            (2, 9, 27),
+        ),
         case(
             25,
             Conv2dSpec {
@@ -491,6 +501,38 @@ fn depthwise_wide_cases() -> Vec<Case> {
         ),
         case(36, dw(9, 3, 1), (2, 16, 16)),
         case(37, dw(20, 5, 2), (2, 12, 12)),
+        // Stride 2 with one column of left padding (the left column of a block is the last
+        // value of a vec4, loaded alone): an odd height (rows past the map), 3 items; then
+        // padding on the left and bottom only.
+        case(
+            38,
+            Conv2dSpec {
+                stride: [2, 2],
+                activation: Activation::Clip { min: 0.0, max: 6.0 },
+                ..dw(7, 3, 1)
+            },
+            (3, 13, 48),
+        ),
+        case(
+            39,
+            Conv2dSpec {
+                stride: [2, 2],
+                pads: [0, 1, 1, 0],
+                ..dw(4, 3, 0)
+            },
+            (2, 20, 40),
+        ),
+        // Stride 2 onto a map 14 wide: read 4 values a load, written one a store (2x8 blocks,
+        // the last 6 wide).
+        case(
+            40,
+            Conv2dSpec {
+                stride: [2, 2],
+                activation: Activation::LeakyRelu { alpha: 0.2 },
+                ..dw(6, 3, 1)
+            },
+            (2, 13, 28),
+        ),
     ]
 }
 
@@ -506,6 +548,11 @@ fn depthwise_wide_matches_reference() {
         let chosen = v.for_map(w, oh, ow, case.spec.pads[1]);
         // Every case but the 12x12 map's is read 4 values a load.
         assert_eq!(chosen.wide.is_some(), w != 12, "{chosen:?}");
+        // With one column of left padding a 3x3 block's left column is loaded alone.
+        let alone = case.spec.k_w == 3 && case.spec.pads[1] == 1 && chosen.wide.is_some();
+        assert_eq!(chosen.source().contains("][3]), my0"), alone, "{chosen:?}");
+        // Written 4 a store where the output rows are a multiple of 4 wide.
+        assert_eq!(chosen.store4, ow % 4 == 0 && w != 12, "{chosen:?}");
         check(&engine, &kernels, case, false);
     }
 }

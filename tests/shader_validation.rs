@@ -142,14 +142,15 @@ fn generated_narrow_conv2d_variants_validate() {
 #[test]
 fn generated_depthwise_variants_validate() {
     use batchwise::kernels::depthwise_conv2d::Variant;
-    for (k, stride, dilation, rows, cols, wide) in [
-        ([3, 3], [1, 1], [1, 1], 4, 4, None),
-        ([3, 3], [2, 2], [1, 1], 4, 8, None),
-        ([5, 5], [1, 1], [2, 1], 8, 4, None),
-        ([1, 7], [1, 2], [1, 1], 2, 8, None),
-        ([3, 3], [1, 1], [1, 1], 2, 8, Some(1)),
-        ([3, 3], [2, 2], [1, 1], 4, 4, Some(0)),
-        ([5, 5], [1, 1], [1, 3], 4, 8, Some(6)),
+    for (k, stride, dilation, rows, cols, wide, store4) in [
+        ([3, 3], [1, 1], [1, 1], 4, 4, None, false),
+        ([3, 3], [2, 2], [1, 1], 4, 8, None, false),
+        ([5, 5], [1, 1], [2, 1], 8, 4, None, false),
+        ([1, 7], [1, 2], [1, 1], 2, 8, None, false),
+        ([3, 3], [1, 1], [1, 1], 2, 8, Some(1), true),
+        ([3, 3], [2, 2], [1, 1], 4, 4, Some(0), true),
+        ([5, 5], [1, 1], [1, 3], 4, 8, Some(6), true),
+        ([3, 3], [2, 2], [1, 1], 2, 8, Some(1), false),
     ] {
         let v = Variant {
             k,
@@ -158,6 +159,7 @@ fn generated_depthwise_variants_validate() {
             rows,
             cols,
             wide,
+            store4,
         };
         validate(&format!("{v:?}"), &v.source());
         let half = batchwise::kernels::float16_source(&v.source()).expect("over act");

@@ -78,9 +78,11 @@ pub struct Variant {
     pub dilation: [u32; 2],
     pub rows: u32,
     pub cols: u32,
-    /// `Some(pad_left)`: rows read and written 4 values a load or store (`vec4`), the left
-    /// padding compiled in; only where [`Variant::wide_for`] allows it.
+    /// `Some(pad_left)`: rows read 4 values a load (`vec4`), the left padding compiled in; only
+    /// where [`Variant::wide_for`] allows it.
     pub wide: Option<u32>,
+    /// Outputs written 4 a store (with `wide`, where the output rows allow it too).
+    pub store4: bool,
 }
 
 /// The engine's variant for a depthwise shape, or None where its patch does not fit (the
@@ -98,6 +100,7 @@ pub fn variant_with(spec: &Conv2dSpec, rows: u32, cols: u32) -> Option<Variant> 
         rows,
         cols,
         wide: None,
+        store4: false,
     };
     v.fits().then_some(v)
 }
@@ -130,15 +133,25 @@ impl Variant {
     }
 
     /// The block of output pixels an invocation computes for this map, then [`Self::wide_for`]:
-    /// where rows can be read 4 values a load, 2x8 for kernels of up to 3 rows and 4x8 for taller
-    /// ones (two loads of 4 cover a row of 8 outputs' 3x3 patch); else maps of at most 16 rows or
-    /// columns are cut into equal blocks of at most 8 (a 7x7 map is one block, 14x14 four: no
-    /// lane computes pixels past the map, and the taps are loaded once for 49 outputs, not 16);
-    /// else 4x4. Measured on lavapipe (BENCHMARKS.md, "Depthwise and few-input-channel 1x1").
+    /// where rows can be read and written 4 values a load, 2x8 for kernels of up to 3 rows and
+    /// 4x8 for taller ones (two loads of 4 cover a row of 8 outputs' 3x3 patch), 2x8 too for a
+    /// 3x3 stride 2 whose input rows can be read 4 a load onto 9 or more columns; else maps of at
+    /// most 16 rows or columns are cut into equal blocks of at most 8 (a 7x7 map is one block,
+    /// 14x14 four: no lane computes pixels past the map, and the taps are loaded once for 49
+    /// outputs, not 16); else 4x4. Measured on lavapipe (BENCHMARKS.md, "Depthwise and
+    /// few-input-channel 1x1", and its stride 2 part).
     pub fn for_map(self, in_w: u32, out_h: u32, out_w: u32, pad_left: u32) -> Self {
         let wide = in_w.is_multiple_of(4) && out_w.is_multiple_of(4) && out_w > 16;
+        // A 3x3 stride 2 onto a width not a multiple of 4 (28 px onto 14) still reads its input 4
+        // columns a load in 2x8 blocks (a block starts on input column 16 b) and writes one value
+        // a store (measured on 14 px; maps of at most 8 keep one block).
+        let onto_narrow = self.k[0] <= 3
+            && self.stride[1] == 2
+            && in_w.is_multiple_of(4)
+            && !out_w.is_multiple_of(4)
+            && out_w > 8;
         let even = |n: u32| n.div_ceil(n.div_ceil(8));
-        let (rows, cols) = match (wide, self.k[0] <= 3) {
+        let (rows, cols) = match (wide || onto_narrow, self.k[0] <= 3) {
             (true, true) => (2, 8),
             (true, false) => (4, 8),
             (false, _) if out_h <= 16 && out_w <= 16 => (even(out_h), even(out_w)),
@@ -155,19 +168,19 @@ impl Variant {
         span_h <= MAX_SPAN && span_w <= MAX_SPAN && self.k[0] * self.k[1] <= MAX_TAPS
     }
 
-    /// This variant reading and writing rows 4 values a load or store (`vec4`) where the maps
-    /// allow it: both widths a multiple of 4 (a row starts on a vec4, none straddles two rows, and
-    /// a channel's plane starts on one) and an output block a multiple of 4 wide. On llvmpipe a
-    /// load whose address differs per lane is a loop over the lanes; a vec4 takes one pass of it
-    /// for 4 values. `BATCHWISE_DEPTHWISE_WIDE=off` keeps one value a load (to measure).
+    /// This variant reading rows 4 values a load (`vec4`) where the input allows it: its width a
+    /// multiple of 4 (a row starts on a vec4, none straddles two rows, and a channel's plane
+    /// starts on one) and every block's first input column too (`cols x stride` a multiple of
+    /// 4); writing 4 outputs a store where the output width and the block's are multiples of 4
+    /// as well. On llvmpipe a load whose address differs per lane is a loop over the lanes; a
+    /// vec4 takes one pass of it for 4 values. `BATCHWISE_DEPTHWISE_WIDE=off` keeps one value a
+    /// load (to measure).
     pub fn wide_for(self, in_w: u32, out_w: u32, pad_left: u32) -> Self {
         let off = std::env::var("BATCHWISE_DEPTHWISE_WIDE").is_ok_and(|v| v == "off");
-        let fits = !off
-            && in_w.is_multiple_of(4)
-            && out_w.is_multiple_of(4)
-            && self.cols.is_multiple_of(4);
+        let load = !off && in_w.is_multiple_of(4) && (self.cols * self.stride[1]).is_multiple_of(4);
         Self {
-            wide: fits.then_some(pad_left),
+            wide: load.then_some(pad_left),
+            store4: load && out_w.is_multiple_of(4) && self.cols.is_multiple_of(4),
             ..self
         }
     }
@@ -193,15 +206,16 @@ impl Variant {
         let ([k_h, k_w], [sh, sw], [dh, dw]) = (self.k, self.stride, self.dilation);
         let mut w = String::from(head);
         if self.wide.is_some() {
-            w = w
-                .replace(SRC, "var<storage, read> src: array<vec4<act>>;")
-                .replace(DST, "var<storage, read_write> dst: array<vec4<act>>;");
+            w = w.replace(SRC, "var<storage, read> src: array<vec4<act>>;");
+        }
+        if self.store4 {
+            w = w.replace(DST, "var<storage, read_write> dst: array<vec4<act>>;");
         }
         line(
             &mut w,
             format!(
-                "// Unrolled: {rows}x{cols} pixels, kernel {k_h}x{k_w}, stride {sh}x{sw}, dilation {dh}x{dw}, wide {:?}.",
-                self.wide
+                "// Unrolled: {rows}x{cols} pixels, kernel {k_h}x{k_w}, stride {sh}x{sw}, dilation {dh}x{dw}, wide {:?}, 4 a store {}.",
+                self.wide, self.store4
             ),
         );
         line(
@@ -352,27 +366,36 @@ impl Variant {
                  let cq = u32(clamp(q, 0, last_q));"
                 ),
             );
+            // A vec4 of which one value is read: that value alone. On llvmpipe a load with a
+            // per-lane address inserts each of its values lane by lane, so the other 3 would
+            // cost as much as the one (the column left of a block when pad_left is 1).
+            let single = columns.len() == 1;
             for i in 0..span_h {
-                line(
-                    w,
-                    format!(
-                        "        let v{i} = select(vec4<f32>(0.0), vec4<f32>(src[ry{i} + cq]), my{i} && mq);"
-                    ),
-                );
+                let load = if single {
+                    let e = at(columns[0]).1;
+                    format!("select(0.0, f32(src[ry{i} + cq][{e}]), my{i} && mq)")
+                } else {
+                    format!("select(vec4<f32>(0.0), vec4<f32>(src[ry{i} + cq]), my{i} && mq)")
+                };
+                line(w, format!("        let v{i} = {load};"));
             }
             for j in columns {
                 let e = at(j).1;
-                self.column_products(w, j, &|i| format!("v{i}[{e}]"));
+                let value = |i: u32| match single {
+                    true => format!("v{i}"),
+                    false => format!("v{i}[{e}]"),
+                };
+                self.column_products(w, j, &value);
             }
             line(w, "    }");
         }
     }
 
-    /// The activated accumulators stored, one value a store or (wide) 4.
+    /// The activated accumulators stored, one value a store or (`store4`) 4.
     fn stores(&self, w: &mut String) {
         line(w, "    let out_plane = z * p.out_h * p.out_w;");
         for r in 0..self.rows {
-            if self.wide.is_some() {
+            if self.store4 {
                 for x in (0..self.cols).step_by(4) {
                     let v = (x..x + 4)
                         .map(|x| format!("act(activate(a{r}_{x}, c))"))
