@@ -23,6 +23,11 @@ pub struct BenchRow {
     pub compute_items_per_sec: f64,
     /// Mean GPU time of one batch from timestamp queries; None where the adapter has none.
     pub gpu_ms_per_batch: Option<f64>,
+    /// Tiled models: one batch run alone, nothing overlapped (mean of two), where its wall time
+    /// goes on the host: cutting the tiles out and submitting them, and then waiting for the GPU,
+    /// reading the outputs back and cropping them (the GPU time is part of the second).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_ms_per_batch: Option<HostTimes>,
     /// Peak of the engine's ledger while this batch size ran (weights included).
     pub peak_gpu_bytes: u64,
     /// What the planner predicted before allocating (weights + items x bytes per item).
@@ -38,6 +43,13 @@ pub struct BenchRow {
     /// A chain the job ran step by step (each step on its own tiles): its planned memory and
     /// GFLOP/s are still the composed chain's.
     pub step_by_step: bool,
+}
+
+/// [`BenchRow::host_ms_per_batch`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct HostTimes {
+    pub submit_ms: f64,
+    pub collect_ms: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -281,6 +293,7 @@ fn run_fixed(
             items_per_sec: end_to_end,
             compute_items_per_sec: rate,
             gpu_ms_per_batch: None,
+            host_ms_per_batch: None,
             peak_gpu_bytes: summary.peak_gpu_bytes,
             planned_gpu_bytes: crate::engine::plan(model, size, size, batch)?.total_bytes(),
             batches: images.len().div_ceil(batch as usize),
@@ -320,18 +333,30 @@ fn whole_images(
     Ok((whole, model))
 }
 
-/// GPU time of one batch (mean of two, from timestamp queries), where the adapter has them.
-fn gpu_ms_per_batch(
+/// GPU time of one batch (mean of two, from timestamp queries), where the adapter has them, and
+/// its host times (the same two batches, each run alone).
+fn batch_times(
     up: &TiledUpscaler,
     refs: &[&RgbaImage],
     tiles: &[TileRef],
     batch: usize,
-) -> Result<Option<f64>> {
+) -> Result<(Option<f64>, HostTimes)> {
     let mut ms = Vec::new();
+    let mut host = HostTimes::default();
+    let mut runs = 0.0;
     for chunk in tiles.chunks(batch).take(2) {
-        ms.extend(up.run_tiles_timed(refs, chunk, true)?.1);
+        let start = Instant::now();
+        let submitted = up.submit_tiles(refs, chunk, true)?;
+        let submitted_at = Instant::now();
+        ms.extend(up.collect_tiles(submitted)?.1);
+        host.submit_ms += (submitted_at - start).as_secs_f64() * 1e3;
+        host.collect_ms += submitted_at.elapsed().as_secs_f64() * 1e3;
+        runs += 1.0;
     }
-    Ok((!ms.is_empty()).then(|| ms.iter().sum::<f64>() / ms.len() as f64))
+    host.submit_ms /= f64::max(runs, 1.0);
+    host.collect_ms /= f64::max(runs, 1.0);
+    let gpu_ms = (!ms.is_empty()).then(|| ms.iter().sum::<f64>() / ms.len() as f64);
+    Ok((gpu_ms, host))
 }
 
 /// Runs the bench `setup` describes, calling `progress` after each batch size.
@@ -423,7 +448,7 @@ pub fn run(
             .collect();
         tiles_per_item = tiles.len() / images.len();
         up.run_tiles(&refs, &tiles[..1])?;
-        let gpu_ms = gpu_ms_per_batch(&up, &refs, &tiles, batch as usize)?;
+        let (gpu_ms, host) = batch_times(&up, &refs, &tiles, batch as usize)?;
         drop(up);
         let (compute, summary) = in_memory(
             engine,
@@ -456,6 +481,7 @@ pub fn run(
             items_per_sec: end_to_end,
             compute_items_per_sec: compute,
             gpu_ms_per_batch: gpu_ms,
+            host_ms_per_batch: Some(host),
             peak_gpu_bytes: peak,
             planned_gpu_bytes: crate::engine::plan(&model, side, side, batch)?.total_bytes(),
             batches: tiles.len().div_ceil(batch as usize),

@@ -247,6 +247,7 @@ mod tests {
             batch_size,
             items_per_sec: 0.0,
             compute_items_per_sec,
+            host_ms_per_batch: None,
             gpu_ms_per_batch: None,
             peak_gpu_bytes: 0,
             planned_gpu_bytes: 0,
