@@ -35,11 +35,18 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> weights: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> offsets: array<u32>; // [block][chunk], in vec4s
+// [block][chunk], in vec4s, 4 entries a vec4 (a uniform array's stride is 16 bytes). Uniform, so
+// that llvmpipe knows a workgroup's invocations read the same entry: a storage load's value counts
+// as different per invocation, and the weights read at it were then loaded lane by lane.
+@group(0) @binding(2) var<uniform> offsets: array<vec4<u32>, 1024>;
 @group(0) @binding(3) var<uniform> bias_slope: array<vec4<f32>, 4096>; // bias, then PRelu slopes
 @group(0) @binding(4) var<storage, read> src: array<act>;
 @group(0) @binding(5) var<storage, read_write> dst: array<act>;
 @group(0) @binding(6) var<storage, read> skip: array<act>;
+
+fn offset_at(i: u32) -> u32 {
+    return offsets[i / 4u][i % 4u];
+}
 
 fn x_at(n: u32, ic: u32) -> act {
     return src[min(n, p.rows - 1u) * p.in_item + ic * p.in_cs];
@@ -102,7 +109,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     for (var c = 0u; c < p.chunks; c++) {
         let ic0 = c * p.chunk;
         let count = min(p.chunk, p.in_c - ic0);
-        let w0 = offsets[block * p.chunks + c] + lane;
+        let w0 = offset_at(block * p.chunks + c) + lane;
         for (var i = 0u; i < count; i++) {
             let w = vec4<act>(weights[w0 + i * quads]);
             let ic = ic0 + i;
@@ -124,4 +131,62 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     store(n0 + 5u, oc, a5);
     store(n0 + 6u, oc, a6);
     store(n0 + 7u, oc, a7);
+}
+
+// The CPU adapter's order (lavapipe): an invocation is one item, a workgroup 8 items and one
+// channel block of at most 32 channels. The block's weights are then the same for every
+// invocation of a workgroup (one load for all lanes on llvmpipe, where `main`'s per-lane weight
+// loads are a loop over the lanes), and each input value, loaded per lane, serves the block's
+// channels. Blocks of 16 to 32 channels (4 to 8 quads).
+@compute @workgroup_size(8, 1, 1)
+fn items(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let n = gid.x;
+    let block = wid.y;
+    let oc0 = block * p.oc_block;
+    let quads = p.oc_block / 4u;
+    let b0 = oc0 / 4u;
+    var a0 = vec4<act>(bias_slope[b0]);
+    var a1 = vec4<act>(bias_slope[b0 + 1u]);
+    var a2 = vec4<act>(bias_slope[b0 + 2u]);
+    var a3 = vec4<act>(bias_slope[b0 + 3u]);
+    var a4 = vec4<act>(bias_slope[b0 + 4u]);
+    var a5 = vec4<act>(bias_slope[b0 + 5u]);
+    var a6 = vec4<act>(bias_slope[b0 + 6u]);
+    var a7 = vec4<act>(bias_slope[b0 + 7u]);
+    for (var c = 0u; c < p.chunks; c++) {
+        let ic0 = c * p.chunk;
+        let count = min(p.chunk, p.in_c - ic0);
+        let w0 = offset_at(block * p.chunks + c);
+        for (var i = 0u; i < count; i++) {
+            let x = x_at(n, ic0 + i);
+            let w = w0 + i * quads;
+            a0 += x * vec4<act>(weights[w]);
+            a1 += x * vec4<act>(weights[w + 1u]);
+            a2 += x * vec4<act>(weights[w + 2u]);
+            a3 += x * vec4<act>(weights[w + 3u]);
+            if quads > 4u {
+                a4 += x * vec4<act>(weights[w + 4u]);
+                a5 += x * vec4<act>(weights[w + 5u]);
+                a6 += x * vec4<act>(weights[w + 6u]);
+                a7 += x * vec4<act>(weights[w + 7u]);
+            }
+        }
+    }
+    store(n, oc0, a0);
+    store(n, oc0 + 4u, a1);
+    store(n, oc0 + 8u, a2);
+    store(n, oc0 + 12u, a3);
+    // Blocks of 20-28 channels: the accumulators past the block summed the next rows' weights.
+    if quads > 4u {
+        store(n, oc0 + 16u, a4);
+    }
+    if quads > 5u {
+        store(n, oc0 + 20u, a5);
+    }
+    if quads > 6u {
+        store(n, oc0 + 24u, a6);
+    }
+    if quads > 7u {
+        store(n, oc0 + 28u, a7);
+    }
 }

@@ -331,12 +331,14 @@ fn gemm_storage_windows_match_reference() {
 /// gemv.wgsl: products of one q an item (a 1x1 convolution on a 1x1 map, a Gemm of one row an
 /// item) run as one dispatch over every channel, from gemm's packed weights. Shapes: a
 /// classifier's head (1280 -> 1000: three input-channel windows a block), several blocks in one
-/// window (40 -> 37), channels off the 4-channel quads (600 -> 70); batches of 1, 5 and 9 items
-/// (off the 8 items an invocation) in buffers that hold more; every activation and both residuals.
+/// window (40 -> 37), channels off the 4-channel quads (600 -> 70); blocks of 20, 24 and 32
+/// channels; batches of 1, 5, 8 and 9 items (off the 8 items an invocation or a workgroup) in
+/// buffers that may hold more; every activation and both residuals; in both of gemv's orders.
 /// Tolerance as above: K up to 1280 f32 products of O(1 / sqrt(K)) terms.
 #[test]
 fn gemv_matches_reference() {
     use batchwise::kernels::gemm::{self, GemmLayer};
+    use batchwise::kernels::gemv::Order;
     use batchwise::model::{Activation, Residual};
     let engine = common::engine();
     let (gpu, kernels) = (&engine.gpu, Kernels::new(&engine.gpu));
@@ -349,6 +351,7 @@ fn gemv_matches_reference() {
     for (ic, oc, items, held, activation, residual) in [
         (1280, 1000, 9, 11, leaky, Some(Residual::AfterActivation)),
         (40, 37, 1, 2, clip, None),
+        (200, 64, 8, 8, Activation::LeakyRelu { alpha: 0.2 }, None),
         (
             600,
             70,
@@ -391,17 +394,20 @@ fn gemv_matches_reference() {
             4 * skip.len() as u64,
             wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
         );
-        let bind = Bind::new(gpu, &kernels, "gemv");
-        let step = layer.prepare(bind, &src, &dst, layout, residual.map(|r| (&*skip_buf, r)));
-        assert_eq!(step.dispatches(), 1, "{ic}->{oc}: one dispatch");
-        let got = run(gpu, &step, items, want.len(), &dst);
-        for (e, (g, c)) in got.iter().zip(&want).enumerate() {
-            let tol = 2e-5 + 2e-5 * c.abs();
-            assert!(
-                (g - c).abs() <= tol,
-                "{ic}->{oc}, {items} of {held} items, element {e}: gpu {g} vs cpu {c} \
-                 (tolerance {tol})"
-            );
+        for order in [Order::Channels, Order::Items] {
+            let bind = Bind::new(gpu, &kernels, "gemv");
+            let skip = residual.map(|r| (&*skip_buf, r));
+            let step = layer.prepare_ordered(bind, (&src, &dst), layout, skip, order);
+            assert_eq!(step.dispatches(), 1, "{ic}->{oc}: one dispatch");
+            let got = run(gpu, &step, items, want.len(), &dst);
+            for (e, (g, c)) in got.iter().zip(&want).enumerate() {
+                let tol = 2e-5 + 2e-5 * c.abs();
+                assert!(
+                    (g - c).abs() <= tol,
+                    "{ic}->{oc} ({order:?}), {items} of {held} items, element {e}: gpu {g} vs \
+                     cpu {c} (tolerance {tol})"
+                );
+            }
         }
     }
 }

@@ -10,6 +10,10 @@ use crate::model::Residual;
 const ROWS: u32 = 8;
 /// Output channel quads a workgroup covers. Keep in sync with `@workgroup_size` in gemv.wgsl.
 const WORKGROUP_Y: u32 = 64;
+/// Entries of the offsets table gemv.wgsl declares (`array<vec4<u32>, 1024>`).
+pub const MAX_OFFSETS: usize = 4096;
+/// Items a workgroup of the entry point `items` covers. Keep in sync with its `@workgroup_size`.
+const ITEMS: u32 = 8;
 
 /// Mirror of `Params` in shaders/gemv.wgsl.
 #[repr(C)]
@@ -38,6 +42,33 @@ pub fn suits(layout: &Layout) -> bool {
     layout.q_count == 1
 }
 
+/// gemv.wgsl's two orders of the same product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// `main`: an invocation 4 channels of 8 items, the items' inputs the same for a workgroup's
+    /// invocations, the weights read per invocation (adjacent invocations adjacent vec4s).
+    Channels,
+    /// `items`: an invocation one item of a block of 16 to 32 channels, the block's weights the
+    /// same for a workgroup's invocations, the inputs read per invocation.
+    Items,
+}
+
+impl Order {
+    /// `Items` on a CPU adapter (llvmpipe loads a per-invocation address value by value, lane by
+    /// lane: `Channels` loads every weight that way, `Items` one input value per block of
+    /// channels), where the blocking allows; `Channels` on a GPU (coalesced weight reads).
+    /// `BATCHWISE_GEMV=channels|items` picks one, to measure both.
+    pub fn for_adapter(gpu: &crate::gpu::Gpu, oc_block: u32) -> Order {
+        let items_fit = (16..=32).contains(&oc_block);
+        match std::env::var("BATCHWISE_GEMV").as_deref() {
+            Ok("channels") => Order::Channels,
+            Ok("items") if items_fit => Order::Items,
+            _ if items_fit && gpu.adapter.device_type == "Cpu" => Order::Items,
+            _ => Order::Channels,
+        }
+    }
+}
+
 /// Where each channel block's input-channel chunk starts in gemm's packed weights, in vec4s,
 /// `[block][chunk]`; and the chunk size. A dispatch covers `blocks` blocks of one chunk, each
 /// block's `[ic in chunk][oc_block]` weights after the one before it.
@@ -61,7 +92,14 @@ pub fn offsets(dispatches: &[Dispatch], oc_block: u32, in_c: u32) -> (Vec<u32>, 
 }
 
 impl GemmLayer {
-    /// As [`GemmLayer::prepare`], for a `layout` that [`suits`] this kernel: one dispatch.
+    /// Whether gemv.wgsl's offsets table holds this matrix's blocks and chunks.
+    pub(super) fn gemv_fits(&self) -> bool {
+        let (table, _) = offsets(&self.dispatches, self.blocking.oc_block, self.in_c);
+        table.len() <= MAX_OFFSETS
+    }
+
+    /// As [`GemmLayer::prepare`], for a `layout` that [`suits`] this kernel: one dispatch, in
+    /// the adapter's [`Order`].
     pub(super) fn prepare_rows(
         &self,
         cx: Bind,
@@ -70,6 +108,23 @@ impl GemmLayer {
         layout: Layout,
         residual: Option<(&wgpu::Buffer, Residual)>,
     ) -> Step {
+        let order = Order::for_adapter(cx.gpu, self.blocking.oc_block);
+        self.prepare_ordered(cx, (src, dst), layout, residual, order)
+    }
+
+    /// As [`Self::prepare_rows`], in `order` (`Items` only for blocks of 16 to 32 channels).
+    pub fn prepare_ordered(
+        &self,
+        cx: Bind,
+        (src, dst): (&wgpu::Buffer, &wgpu::Buffer),
+        layout: Layout,
+        residual: Option<(&wgpu::Buffer, Residual)>,
+        order: Order,
+    ) -> Step {
+        assert!(
+            order == Order::Channels || (16..=32).contains(&self.blocking.oc_block),
+            "gemv's items order takes blocks of 16 to 32 channels"
+        );
         let (gpu, kernels, label) = (cx.gpu, cx.kernels, cx.label);
         let bytes = kernels.precision.bytes();
         let items = |b: &wgpu::Buffer, item: u32| b.size() / (bytes * u64::from(item.max(1)));
@@ -97,10 +152,13 @@ impl GemmLayer {
             slope_base: self.slope_base,
             _pad: 0,
         };
+        let mut table = table;
+        assert!(table.len() <= MAX_OFFSETS, "gemv's offsets fit its table");
+        table.resize(MAX_OFFSETS, 0);
         let table = gpu.create_buffer_init(
             label,
             bytemuck::cast_slice(&table),
-            wgpu::BufferUsages::STORAGE,
+            wgpu::BufferUsages::UNIFORM,
         );
         let params = gpu.create_buffer_init(
             label,
@@ -118,17 +176,26 @@ impl GemmLayer {
             dst,
             skip,
         ];
-        let bind_group = gpu.bind_group(label, &kernels.gemv, &buffers);
-        let quads = self.out_c.div_ceil(4);
+        let (pipeline, groups, per_group) = match order {
+            Order::Channels => {
+                let quads = self.out_c.div_ceil(4);
+                (&kernels.gemv, [1, quads.div_ceil(WORKGROUP_Y)], ROWS)
+            }
+            Order::Items => {
+                let blocks = self.out_c.div_ceil(self.blocking.oc_block);
+                (&kernels.gemv_items, [1, blocks], ITEMS)
+            }
+        };
+        let bind_group = gpu.bind_group(label, pipeline, &buffers);
         Step::with_offsets(
             label,
-            kernels.gemv.clone(),
+            pipeline.clone(),
             bind_group,
-            [1, quads.div_ceil(WORKGROUP_Y)],
+            groups,
             1,
             Vec::new(),
             vec![params, table],
         )
-        .folding_items(1, ROWS)
+        .folding_items(1, per_group)
     }
 }

@@ -181,6 +181,7 @@ pub struct Kernels {
     pub softmax: wgpu::ComputePipeline,
     pub normalize: wgpu::ComputePipeline,
     pub gemv: wgpu::ComputePipeline,
+    pub gemv_items: wgpu::ComputePipeline,
     /// conv2d.wgsl's bind group layouts and pipeline layouts: `src` read-only, and read-write
     /// (`conv2d::bind_group_layout`'s `in_place`).
     conv2d_layouts: [wgpu::BindGroupLayout; 2],
@@ -275,6 +276,7 @@ impl Kernels {
             softmax: compile("softmax", "softmax.wgsl"),
             normalize: compile("normalize", "normalize.wgsl"),
             gemv: compile("gemv", "gemv.wgsl"),
+            gemv_items: compile_at("gemv_items", "gemv.wgsl", "items"),
             conv2d_layouts,
             conv2d_pipeline_layouts,
             conv2d: Mutex::new(HashMap::new()),
