@@ -35,18 +35,11 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> weights: array<vec4<f32>>;
-// [block][chunk], in vec4s, 4 entries a vec4 (a uniform array's stride is 16 bytes). Uniform, so
-// that llvmpipe knows a workgroup's invocations read the same entry: a storage load's value counts
-// as different per invocation, and the weights read at it were then loaded lane by lane.
-@group(0) @binding(2) var<uniform> offsets: array<vec4<u32>, 1024>;
+@group(0) @binding(2) var<storage, read> offsets: array<u32>; // [block][chunk], in vec4s
 @group(0) @binding(3) var<uniform> bias_slope: array<vec4<f32>, 4096>; // bias, then PRelu slopes
 @group(0) @binding(4) var<storage, read> src: array<act>;
 @group(0) @binding(5) var<storage, read_write> dst: array<act>;
 @group(0) @binding(6) var<storage, read> skip: array<act>;
-
-fn offset_at(i: u32) -> u32 {
-    return offsets[i / 4u][i % 4u];
-}
 
 fn x_at(n: u32, ic: u32) -> act {
     return src[min(n, p.rows - 1u) * p.in_item + ic * p.in_cs];
@@ -109,7 +102,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     for (var c = 0u; c < p.chunks; c++) {
         let ic0 = c * p.chunk;
         let count = min(p.chunk, p.in_c - ic0);
-        let w0 = offset_at(block * p.chunks + c) + lane;
+        let w0 = offsets[block * p.chunks + c] + lane;
         for (var i = 0u; i < count; i++) {
             let w = vec4<act>(weights[w0 + i * quads]);
             let ic = ic0 + i;
@@ -134,10 +127,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 }
 
 // The CPU adapter's order (lavapipe): an invocation is one item, a workgroup 8 items and one
-// channel block of at most 32 channels. The block's weights are then the same for every
-// invocation of a workgroup (one load for all lanes on llvmpipe, where `main`'s per-lane weight
-// loads are a loop over the lanes), and each input value, loaded per lane, serves the block's
-// channels. Blocks of 16 to 32 channels (4 to 8 quads).
+// channel block of 16 to 32 channels (4 to 8 quads), so each input value, loaded per lane,
+// serves the block's channels. The weights' addresses are the same for a workgroup's
+// invocations, but llvmpipe (Mesa 22.3) still loads a storage value lane by lane; 1.4-1.7x
+// `main` there all the same (BENCHMARKS.md, "The classifier head on lavapipe").
 @compute @workgroup_size(8, 1, 1)
 fn items(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let n = gid.x;
@@ -156,7 +149,7 @@ fn items(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) w
     for (var c = 0u; c < p.chunks; c++) {
         let ic0 = c * p.chunk;
         let count = min(p.chunk, p.in_c - ic0);
-        let w0 = offset_at(block * p.chunks + c);
+        let w0 = offsets[block * p.chunks + c];
         for (var i = 0u; i < count; i++) {
             let x = x_at(n, ic0 + i);
             let w = w0 + i * quads;

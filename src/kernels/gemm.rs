@@ -426,7 +426,7 @@ impl GemmLayer {
         residual: Option<(&wgpu::Buffer, Residual)>,
     ) -> Step {
         let binding_limit = cx.gpu.device.limits().max_storage_buffer_binding_size;
-        if super::gemv::suits(&layout) && self.weights.size() <= binding_limit && self.gemv_fits() {
+        if super::gemv::suits(&layout) && self.weights.size() <= binding_limit {
             return self.prepare_rows(cx, src, dst, layout, residual);
         }
         let Bind {
