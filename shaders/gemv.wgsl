@@ -129,7 +129,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 // The CPU adapter's order (lavapipe): an invocation is one item, a workgroup 8 items and one
 // channel block of 16 to 32 channels (4 to 8 quads), so each input value, loaded per lane,
 // serves the block's channels. The weights' addresses are the same for a workgroup's
-// invocations, but llvmpipe (Mesa 22.3) still loads a storage value lane by lane; 1.4-1.7x
+// invocations, but llvmpipe (Mesa 22.3) still loads a storage value lane by lane; 2.2-2.4x
 // `main` there all the same (BENCHMARKS.md, "The classifier head on lavapipe").
 @compute @workgroup_size(8, 1, 1)
 fn items(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -157,10 +157,17 @@ fn items(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) w
             a1 += x * vec4<act>(weights[w + 1u]);
             a2 += x * vec4<act>(weights[w + 2u]);
             a3 += x * vec4<act>(weights[w + 3u]);
+            // Uniform branches: a block of 20-28 channels loads no weights past its own.
             if quads > 4u {
                 a4 += x * vec4<act>(weights[w + 4u]);
+            }
+            if quads > 5u {
                 a5 += x * vec4<act>(weights[w + 5u]);
+            }
+            if quads > 6u {
                 a6 += x * vec4<act>(weights[w + 6u]);
+            }
+            if quads > 7u {
                 a7 += x * vec4<act>(weights[w + 7u]);
             }
         }
@@ -169,7 +176,6 @@ fn items(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) w
     store(n, oc0 + 4u, a1);
     store(n, oc0 + 8u, a2);
     store(n, oc0 + 12u, a3);
-    // Blocks of 20-28 channels: the accumulators past the block summed the next rows' weights.
     if quads > 4u {
         store(n, oc0 + 16u, a4);
     }
