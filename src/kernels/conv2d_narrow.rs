@@ -141,28 +141,16 @@ pub fn source(head: &str, v: &Variant, n: &Narrow) -> String {
             }
         }
     }
-    line("    if p.first == 0u {".into());
-    for r in 0..rows {
-        line(format!(
-            "        let oy{r} = min(oy0 + {r}u, p.out_h - 1u);"
-        ));
-    }
-    for c in 0..cols {
-        line(format!(
-            "        let ox{c} = min(ox0 + {c}u, p.out_w - 1u);"
-        ));
-    }
-    for r in 0..rows {
-        for c in 0..cols {
-            for v in 0..vecs {
-                line(format!(
-                    "        {} = load_acc(n, oy{r}, ox{c}, {v}u);",
-                    acc(r, c, v)
-                ));
-            }
-        }
-    }
-    line("    }".into());
+    let block = super::conv2d_variant::Accumulators {
+        rows,
+        cols,
+        vecs,
+        ox: "ox0",
+        names: (0..rows)
+            .flat_map(|r| (0..cols).flat_map(move |c| (0..vecs).map(move |v| acc(r, c, v))))
+            .collect(),
+    };
+    line(block.load());
     line(input_loop(sh, sw, span_h, span_w));
     line(format!("        let wi = ic * {}u;", k_h * k_w * vecs));
     for ky in 0..k_h {
@@ -204,20 +192,7 @@ pub fn source(head: &str, v: &Variant, n: &Narrow) -> String {
         line("        }".into());
     }
     line("    }".into());
-    for r in 0..rows {
-        for c in 0..cols {
-            line(format!(
-                "    if oy0 + {r}u < p.out_h && ox0 + {c}u < p.out_w {{"
-            ));
-            for v in 0..vecs {
-                line(format!(
-                    "        store_acc(n, oy0 + {r}u, ox0 + {c}u, {v}u, {});",
-                    acc(r, c, v)
-                ));
-            }
-            line("    }".into());
-        }
-    }
+    line(block.store());
     line("}".into());
     w
 }

@@ -77,16 +77,16 @@ impl Variant {
                 line(format!("    var a{r}_{v} = vec4<act>(p.bias[{v}]);"));
             }
         }
-        line("    if p.first == 0u {".into());
-        for r in 0..rows {
-            line(format!(
-                "        let oy{r} = min(oy0 + {r}u, p.out_h - 1u);"
-            ));
-            for v in 0..4 {
-                line(format!("        a{r}_{v} = load_acc(n, oy{r}, ox, {v}u);"));
-            }
-        }
-        line("    }".into());
+        let block = Accumulators {
+            rows,
+            cols: 1,
+            vecs: 4,
+            ox: "ox",
+            names: (0..rows)
+                .flat_map(|r| (0..4).map(move |v| format!("a{r}_{v}")))
+                .collect(),
+        };
+        line(block.load());
         line("    let ix0 = i32(ox * p.stride_w) - i32(p.pad_left);".into());
         line(format!(
             "    let iy0 = i32(oy0 * {stride}u) - i32(p.pad_top);"
@@ -128,16 +128,78 @@ impl Variant {
         }
         line("        }".into());
         line("    }".into());
-        for r in 0..rows {
-            line(format!("    if oy0 + {r}u < p.out_h {{"));
-            for v in 0..4 {
-                line(format!(
-                    "        store_acc(n, oy0 + {r}u, ox, {v}u, a{r}_{v});"
-                ));
-            }
-            line("    }".into());
-        }
+        line(block.store());
         line("}".into());
         w
+    }
+}
+
+/// The accumulators of a generated kernel's register block: `vecs` vec4s (4 output channels
+/// each) of `rows x cols` output pixels from row `oy0` and the column the WGSL value `ox` names,
+/// `names` in that order (row, column, vec4).
+///
+/// They are read back (an earlier input chunk's sum) and stored through conv2d.wgsl's `load_acc`
+/// and `store_acc` in a loop over a private array, not a call each: a call each unrolls into
+/// hundreds of guarded loads and stores (the residual's too), which Mesa's lavapipe took 2-9 s
+/// to compile per kernel, where the loop takes under 0.1 s and runs as fast (once an invocation,
+/// outside the loop over input channels; BENCHMARKS.md, "Kernel compile time on lavapipe").
+pub(crate) struct Accumulators<'a> {
+    pub rows: u32,
+    pub cols: u32,
+    pub vecs: u32,
+    pub ox: &'a str,
+    pub names: Vec<String>,
+}
+
+impl Accumulators<'_> {
+    /// WGSL: the loop over the block, each pixel's row `r`, column `c` and vec4 `v`, then `body`.
+    fn each(&self, body: &[&str]) -> Vec<String> {
+        let (count, cols, vecs) = (self.names.len(), self.cols, self.vecs);
+        let mut w = vec![
+            format!("    for (var i = 0u; i < {count}u; i++) {{"),
+            format!(
+                "        let r = i / {}u; let c = (i / {vecs}u) % {cols}u; let v = i % {vecs}u;",
+                cols * vecs
+            ),
+        ];
+        w.extend(body.iter().map(|l| format!("        {l}")));
+        w.push("    }".into());
+        w
+    }
+
+    /// WGSL: where `p.first == 0`, each accumulator read back from `dst` (its row and column
+    /// clamped into the output, as an invocation past the edge computes the edge's).
+    pub fn load(&self) -> String {
+        debug_assert_eq!(self.names.len() as u32, self.rows * self.cols * self.vecs);
+        let ox = self.ox;
+        let read = format!(
+            "held[i] = load_acc(n, min(oy0 + r, p.out_h - 1u), min({ox} + c, p.out_w - 1u), v);"
+        );
+        let mut w = vec!["    if p.first == 0u {".to_owned(), self.held()];
+        w.extend(self.each(&[&read]));
+        w.extend(
+            (self.names.iter().enumerate()).map(|(i, name)| format!("    {name} = held[{i}];")),
+        );
+        w.push("    }".into());
+        w.join("\n")
+    }
+
+    /// WGSL: each accumulator inside the output stored (with the residual and activation after
+    /// the last chunk).
+    pub fn store(&self) -> String {
+        let ox = self.ox;
+        let mut w = vec![self.held()];
+        w.extend(
+            (self.names.iter().enumerate()).map(|(i, name)| format!("    held[{i}] = {name};")),
+        );
+        let inside = format!("if oy0 + r < p.out_h && {ox} + c < p.out_w {{");
+        let write = format!("    store_acc(n, oy0 + r, {ox} + c, v, held[i]);");
+        w.extend(self.each(&[&inside, &write, "}"]));
+        w.join("\n")
+    }
+
+    /// WGSL: the private array the loops read and write.
+    fn held(&self) -> String {
+        format!("    var held: array<vec4<act>, {}>;", self.names.len())
     }
 }
