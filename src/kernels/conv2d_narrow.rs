@@ -142,10 +142,12 @@ pub fn source(head: &str, v: &Variant, n: &Narrow) -> String {
         }
     }
     let block = super::conv2d_variant::Accumulators {
-        rows,
-        cols,
-        vecs,
-        ox: "ox0",
+        block: super::conv2d_variant::Block {
+            rows,
+            cols,
+            vecs,
+            ox: "ox0",
+        },
         names: (0..rows)
             .flat_map(|r| (0..cols).flat_map(move |c| (0..vecs).map(move |v| acc(r, c, v))))
             .collect(),

@@ -78,10 +78,12 @@ impl Variant {
             }
         }
         let block = Accumulators {
-            rows,
-            cols: 1,
-            vecs: 4,
-            ox: "ox",
+            block: Block {
+                rows,
+                cols: 1,
+                vecs: 4,
+                ox: "ox",
+            },
             names: (0..rows)
                 .flat_map(|r| (0..4).map(move |v| format!("a{r}_{v}")))
                 .collect(),
@@ -134,27 +136,40 @@ impl Variant {
     }
 }
 
-/// The accumulators of a generated kernel's register block: `vecs` vec4s (4 output channels
-/// each) of `rows x cols` output pixels from row `oy0` and the column the WGSL value `ox` names,
-/// `names` in that order (row, column, vec4).
+/// A generated kernel's register block: `vecs` vec4s (4 output channels each) of `rows x cols`
+/// output pixels from row `oy0` and the column the WGSL value `ox` names.
 ///
-/// They are read back (an earlier input chunk's sum) and stored through conv2d.wgsl's `load_acc`
-/// and `store_acc` in a loop over a private array, not a call each: a call each unrolls into
-/// hundreds of guarded loads and stores (the residual's too), which Mesa's lavapipe took 2-9 s
-/// to compile per kernel, where the loop takes under 0.1 s and runs as fast (once an invocation,
+/// Its values are read back (an earlier input chunk's sum) and stored in a loop over a private
+/// array `held` (row, column, vec4 in that order), not a call each: a call each unrolls into
+/// hundreds of guarded loads and stores (the residual's too), which Mesa's lavapipe took 2-9 s to
+/// compile per kernel, where the loop takes under 0.1 s and runs as fast (once an invocation,
 /// outside the loop over input channels; BENCHMARKS.md, "Kernel compile time on lavapipe").
-pub(crate) struct Accumulators<'a> {
+pub(crate) struct Block<'a> {
     pub rows: u32,
     pub cols: u32,
     pub vecs: u32,
     pub ox: &'a str,
-    pub names: Vec<String>,
 }
 
-impl Accumulators<'_> {
-    /// WGSL: the loop over the block, each pixel's row `r`, column `c` and vec4 `v`, then `body`.
+impl Block<'_> {
+    /// Values in the block.
+    pub fn len(&self) -> u32 {
+        self.rows * self.cols * self.vecs
+    }
+
+    /// Where the value of row `r`, column `c` and vec4 `v` lies in `held`.
+    pub fn index(&self, r: u32, c: u32, v: u32) -> u32 {
+        (r * self.cols + c) * self.vecs + v
+    }
+
+    /// WGSL: the private array the loops read and write.
+    pub fn held(&self) -> String {
+        format!("    var held: array<vec4<act>, {}>;", self.len())
+    }
+
+    /// WGSL: the loop over the block, each value's row `r`, column `c` and vec4 `v`, then `body`.
     fn each(&self, body: &[&str]) -> Vec<String> {
-        let (count, cols, vecs) = (self.names.len(), self.cols, self.vecs);
+        let (count, cols, vecs) = (self.len(), self.cols, self.vecs);
         let mut w = vec![
             format!("    for (var i = 0u; i < {count}u; i++) {{"),
             format!(
@@ -167,16 +182,34 @@ impl Accumulators<'_> {
         w
     }
 
+    /// WGSL: `function(n, oy, ox, v, value)` for each value of `held` inside the output.
+    pub fn store_held(&self, function: &str) -> String {
+        let ox = self.ox;
+        let inside = format!("if oy0 + r < p.out_h && {ox} + c < p.out_w {{");
+        let write = format!("    {function}(n, oy0 + r, {ox} + c, v, held[i]);");
+        self.each(&[&inside, &write, "}"]).join("\n")
+    }
+}
+
+/// A [`Block`] held in named accumulators (`names`, in `held`'s order), read back and stored
+/// through conv2d.wgsl's `load_acc` and `store_acc`.
+pub(crate) struct Accumulators<'a> {
+    pub block: Block<'a>,
+    pub names: Vec<String>,
+}
+
+impl Accumulators<'_> {
     /// WGSL: where `p.first == 0`, each accumulator read back from `dst` (its row and column
     /// clamped into the output, as an invocation past the edge computes the edge's).
     pub fn load(&self) -> String {
-        debug_assert_eq!(self.names.len() as u32, self.rows * self.cols * self.vecs);
-        let ox = self.ox;
+        let b = &self.block;
+        debug_assert_eq!(self.names.len() as u32, b.len());
         let read = format!(
-            "held[i] = load_acc(n, min(oy0 + r, p.out_h - 1u), min({ox} + c, p.out_w - 1u), v);"
+            "held[i] = load_acc(n, min(oy0 + r, p.out_h - 1u), min({} + c, p.out_w - 1u), v);",
+            b.ox
         );
-        let mut w = vec!["    if p.first == 0u {".to_owned(), self.held()];
-        w.extend(self.each(&[&read]));
+        let mut w = vec!["    if p.first == 0u {".to_owned(), b.held()];
+        w.extend(b.each(&[&read]));
         w.extend(
             (self.names.iter().enumerate()).map(|(i, name)| format!("    {name} = held[{i}];")),
         );
@@ -187,19 +220,11 @@ impl Accumulators<'_> {
     /// WGSL: each accumulator inside the output stored (with the residual and activation after
     /// the last chunk).
     pub fn store(&self) -> String {
-        let ox = self.ox;
-        let mut w = vec![self.held()];
+        let mut w = vec![self.block.held()];
         w.extend(
             (self.names.iter().enumerate()).map(|(i, name)| format!("    held[{i}] = {name};")),
         );
-        let inside = format!("if oy0 + r < p.out_h && {ox} + c < p.out_w {{");
-        let write = format!("    store_acc(n, oy0 + r, {ox} + c, v, held[i]);");
-        w.extend(self.each(&[&inside, &write, "}"]));
+        w.push(self.block.store_held("store_acc"));
         w.join("\n")
-    }
-
-    /// WGSL: the private array the loops read and write.
-    fn held(&self) -> String {
-        format!("    var held: array<vec4<act>, {}>;", self.names.len())
     }
 }

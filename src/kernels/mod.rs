@@ -429,17 +429,20 @@ impl Kernels {
         source: String,
         constants: &[(&str, f64)],
     ) -> wgpu::ComputePipeline {
+        let start = std::time::Instant::now();
         let source = match self.precision {
             Precision::F16 => float16_source(&source).unwrap_or(source),
             Precision::F32 => source,
         };
+        let bytes = source.len();
         let module = self
             .device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(label),
                 source: wgpu::ShaderSource::Wgsl(source.into()),
             });
-        self.device
+        let pipeline = self
+            .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(label),
                 layout,
@@ -450,7 +453,14 @@ impl Kernels {
                     zero_initialize_workgroup_memory: false,
                 },
                 cache: None,
-            })
+            });
+        // A generated kernel's compile time is part of a job's start (`RUST_LOG=debug` shows it;
+        // BENCHMARKS.md, "Kernel compile time on lavapipe").
+        log::debug!(
+            "compiled {label} ({bytes} bytes of WGSL) in {:.0} ms",
+            start.elapsed().as_secs_f64() * 1e3
+        );
+        pipeline
     }
 }
 

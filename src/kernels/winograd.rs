@@ -503,7 +503,15 @@ pub fn source(head: &str, tile: Tile) -> String {
         }
     }
     line("    }".into());
-    // Y = A^T M A per tile and channel group: rows first (s = A^T M), then columns.
+    // Y = A^T M A per tile and channel group: rows first (s = A^T M), then columns, into `held`
+    // (stored in a loop: `conv2d_variant::Block`).
+    let block = super::conv2d_variant::Block {
+        rows: m as u32,
+        cols: (m * tiles) as u32,
+        vecs: vecs as u32,
+        ox: "ox0",
+    };
+    line(block.held());
     for k in 0..tiles {
         for v in 0..vecs {
             line("    {".into());
@@ -518,15 +526,14 @@ pub fn source(head: &str, tile: Tile) -> String {
             for i in 0..m {
                 for j in 0..m {
                     let e = combination(&at[j * a..(j + 1) * a], |c| format!("s{i}_{c}"));
-                    line(format!(
-                        "        wino_store(n, oy0 + {i}u, ox0 + {}u, {v}u, {e});",
-                        k * m + j
-                    ));
+                    let slot = block.index(i as u32, (k * m + j) as u32, v as u32);
+                    line(format!("        held[{slot}] = {e};"));
                 }
             }
             line("    }".into());
         }
     }
+    line(block.store_held("wino_store"));
     line("}".into());
     w
 }
