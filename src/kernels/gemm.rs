@@ -706,15 +706,29 @@ impl Blocking {
         for v in 0..pv {
             line(format!("    let out{v} = out_at(n, q0 + {}u);", 4 * v));
         }
-        for o in 0..ob {
-            for v in 0..pv {
-                line(format!(
-                    "    store4(oc0 + {o}u, q0 + {}u, out{v}, a{o}_{v});",
-                    4 * v
-                ));
-            }
-        }
+        self.stores(&mut line, "store4");
         line("}".into());
         w
+    }
+
+    /// WGSL: `function(oc0 + o, q0 + 4v, out{v}, a{o}_{v})` for every accumulator, in a loop over
+    /// the channels of private arrays (`held{v}`): a call each unrolls into hundreds of loads and
+    /// stores that lavapipe compiles slowly (`conv2d_variant::Block`).
+    pub(super) fn stores(&self, line: &mut impl FnMut(String), function: &str) {
+        let (ob, pv) = (self.oc_block, self.pix / 4);
+        for v in 0..pv {
+            line(format!("    var held{v}: array<vec4<act>, {ob}>;"));
+            for o in 0..ob {
+                line(format!("    held{v}[{o}] = a{o}_{v};"));
+            }
+        }
+        line(format!("    for (var o = 0u; o < {ob}u; o++) {{"));
+        for v in 0..pv {
+            line(format!(
+                "        {function}(oc0 + o, q0 + {}u, out{v}, held{v}[o]);",
+                4 * v
+            ));
+        }
+        line("    }".into());
     }
 }

@@ -91,14 +91,7 @@ impl Blocking {
                 4 * v
             ));
         }
-        for o in 0..ob {
-            for v in 0..pv {
-                line(format!(
-                    "    store_wide(oc0 + {o}u, q0 + {}u, out{v}, a{o}_{v});",
-                    4 * v
-                ));
-            }
-        }
+        self.stores(&mut line, "store_wide");
         line("}".into());
         w
     }
