@@ -387,14 +387,27 @@ fn gemv_matches_reference() {
             &input,
             items,
         );
-        let layer = GemmLayer::upload(gpu, "gemv", (oc, ic), &weights, &bias, &activation);
         let (src, skip_buf) = (storage(gpu, &input), storage(gpu, &skip));
         let dst = gpu.create_buffer(
             "test output",
             4 * skip.len() as u64,
             wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
         );
-        for order in [Order::Channels, Order::Items] {
+        // Either packing: 64 KiB uniform windows (a CPU adapter's), one storage window (a GPU's).
+        let blocking = gemm::blocking_for(oc);
+        let (bias_act, dims) = ((&bias[..], &activation), (oc, ic));
+        for (window, order) in [0, 1 << 20]
+            .into_iter()
+            .flat_map(|w| [(w, Order::Channels), (w, Order::Items)])
+        {
+            let layer = GemmLayer::upload_windowed(
+                gpu,
+                "gemv",
+                dims,
+                &weights,
+                bias_act,
+                (blocking, window),
+            );
             let bind = Bind::new(gpu, &kernels, "gemv");
             let skip = residual.map(|r| (&*skip_buf, r));
             let step = layer.prepare_ordered(bind, (&src, &dst), layout, skip, order);
@@ -404,8 +417,8 @@ fn gemv_matches_reference() {
                 let tol = 2e-5 + 2e-5 * c.abs();
                 assert!(
                     (g - c).abs() <= tol,
-                    "{ic}->{oc} ({order:?}), {items} of {held} items, element {e}: gpu {g} vs \
-                     cpu {c} (tolerance {tol})"
+                    "{ic}->{oc} ({order:?}, window {window}), {items} of {held} items, element \
+                     {e}: gpu {g} vs cpu {c} (tolerance {tol})"
                 );
             }
         }

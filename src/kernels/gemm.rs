@@ -147,8 +147,9 @@ pub struct Dispatch {
 }
 
 /// How the kernel reads the weights: 64 KiB uniform windows, one dispatch each (the split
-/// Winograd's products), or the whole matrix as one storage binding (1x1 convolutions: every
-/// channel block in one dispatch, so a small map still has a workgroup per block).
+/// Winograd's products, and 1x1 convolutions on a CPU adapter), or the whole matrix as one
+/// storage binding (1x1 convolutions on a GPU: every channel block in one dispatch, so a small
+/// map still has a workgroup per block). [`Weights::for_adapter`] chooses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Weights {
     Uniform,
@@ -156,11 +157,16 @@ pub enum Weights {
 }
 
 impl Weights {
-    /// How 1x1 convolutions read their weights: storage, or where `BATCHWISE_GEMM_WEIGHTS=uniform`
-    /// (to compare on an adapter), the 64 KiB uniform windows with the 32 x 8 blocking.
-    pub fn from_env() -> Self {
+    /// How 1x1 convolutions read their weights on `gpu`: a GPU the storage binding (every
+    /// channel block in one dispatch); a CPU adapter the 64 KiB uniform windows, as llvmpipe
+    /// loads a storage value lane by lane even where every lane's address is the same, and a
+    /// uniform value at such an address once (BENCHMARKS.md, "1x1 weights in uniform windows on
+    /// a CPU adapter"). `BATCHWISE_GEMM_WEIGHTS=uniform|storage` picks one (to compare).
+    pub fn for_adapter(gpu: &Gpu) -> Self {
         match std::env::var("BATCHWISE_GEMM_WEIGHTS").as_deref() {
             Ok("uniform") => Self::Uniform,
+            Ok("storage") => Self::Storage,
+            _ if gpu.adapter.device_type == "Cpu" => Self::Uniform,
             _ => Self::Storage,
         }
     }
@@ -303,8 +309,9 @@ pub struct GemmLayer {
     pub out_c: u32,
     pub in_c: u32,
     pub(super) activation: (u32, f32, f32),
-    /// Bound as storage (whole, or windows of `window_bytes` where larger than a binding may
-    /// be) here, and whole by gemv.wgsl.
+    /// Bound as `binding` says here (64 KiB uniform windows, or storage: whole, or windows of
+    /// `window_bytes` where larger than a binding may be), and whole by gemv.wgsl (either
+    /// packing: its table of window offsets, `gemv::offsets`).
     pub(super) weights: TrackedBuffer,
     binding: Weights,
     window_bytes: u64,
@@ -331,10 +338,7 @@ impl GemmLayer {
             weights,
             bias,
             activation,
-            match Weights::from_env() {
-                Weights::Storage => blocking_for(out_c),
-                Weights::Uniform => BLOCKING,
-            },
+            blocking_for(out_c),
         )
     }
 
@@ -352,7 +356,7 @@ impl GemmLayer {
         let limit = gpu.device.limits().max_storage_buffer_binding_size;
         let mut window =
             (limit.min(u32::MAX as u64) as usize / 4) & !(UNIFORM_ALIGN as usize / 4 - 1);
-        if Weights::from_env() == Weights::Uniform {
+        if Weights::for_adapter(gpu) == Weights::Uniform {
             window = 0;
         }
         let (bias_act, blocking_window) = ((bias, activation), (blocking, window));
