@@ -21,7 +21,8 @@ pub struct Blocking {
     pub pix: u32,
 }
 
-/// The blocking the engine runs: the fastest measured on lavapipe (BENCHMARKS.md, "Kernels").
+/// The split Winograd products' blocking, and the widest of the 1x1 convolutions': the fastest
+/// measured on lavapipe (BENCHMARKS.md, "Kernels").
 pub const BLOCKING: Blocking = Blocking {
     oc_block: 32,
     pix: 8,
