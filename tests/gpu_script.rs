@@ -27,7 +27,12 @@ fn reduced_gpu_run_writes_its_json_and_passes_the_check() {
     use std::os::unix::process::CommandExt as _;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("results");
-    let mut child = Command::new("bash")
+    let mut command = Command::new("bash");
+    // run.sh moves XDG_CACHE_HOME into its results; Mesa's shader cache stays shared.
+    if let Some(dir) = common::mesa_cache_home() {
+        command.env("MESA_SHADER_CACHE_DIR", dir);
+    }
+    let mut child = command
         .arg(common::repo().join("benches/gpu/run.sh"))
         .args([
             "--reduced",

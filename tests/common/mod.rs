@@ -36,7 +36,22 @@ pub fn batchwise() -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::cargo_bin("batchwise").unwrap();
     cmd.env("RUST_LOG", "error");
     cmd.env("BATCHWISE_CONV_ROWS", "16");
+    if let Some(dir) = mesa_cache_home() {
+        cmd.env("MESA_SHADER_CACHE_DIR", dir);
+    }
     cmd
+}
+
+/// Where Mesa keeps its shader cache (`mesa_shader_cache` in this folder) for this test process,
+/// passed on as `MESA_SHADER_CACHE_DIR`: a child given a temporary `XDG_CACHE_HOME` (for
+/// batchwise's autotune cache) then still reads the kernels lavapipe jitted for earlier tests
+/// instead of compiling every one anew (a tune's ~20 kernels took 60-80 s cold).
+pub fn mesa_cache_home() -> Option<PathBuf> {
+    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    var("MESA_SHADER_CACHE_DIR")
+        .or_else(|| var("XDG_CACHE_HOME"))
+        .map(PathBuf::from)
+        .or_else(|| var("HOME").map(|home| PathBuf::from(home).join(".cache")))
 }
 
 /// A committed reference output: raw little-endian float32.
