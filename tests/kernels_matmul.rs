@@ -396,30 +396,23 @@ fn gemv_matches_reference() {
         // Either packing: 64 KiB uniform windows (a CPU adapter's), one storage window (a GPU's).
         let blocking = gemm::blocking_for(oc);
         let (bias_act, dims) = ((&bias[..], &activation), (oc, ic));
-        for (window, order) in [0, 1 << 20]
-            .into_iter()
-            .flat_map(|w| [(w, Order::Channels), (w, Order::Items)])
-        {
-            let layer = GemmLayer::upload_windowed(
-                gpu,
-                "gemv",
-                dims,
-                &weights,
-                bias_act,
-                (blocking, window),
-            );
-            let bind = Bind::new(gpu, &kernels, "gemv");
-            let skip = residual.map(|r| (&*skip_buf, r));
-            let step = layer.prepare_ordered(bind, (&src, &dst), layout, skip, order);
-            assert_eq!(step.dispatches(), 1, "{ic}->{oc}: one dispatch");
-            let got = run(gpu, &step, items, want.len(), &dst);
-            for (e, (g, c)) in got.iter().zip(&want).enumerate() {
-                let tol = 2e-5 + 2e-5 * c.abs();
-                assert!(
-                    (g - c).abs() <= tol,
-                    "{ic}->{oc} ({order:?}, window {window}), {items} of {held} items, element \
+        for window in [0, 1 << 20] {
+            let packing = (blocking, window);
+            let layer = GemmLayer::upload_windowed(gpu, "gemv", dims, &weights, bias_act, packing);
+            for order in [Order::Channels, Order::Items] {
+                let bind = Bind::new(gpu, &kernels, "gemv");
+                let skip = residual.map(|r| (&*skip_buf, r));
+                let step = layer.prepare_ordered(bind, (&src, &dst), layout, skip, order);
+                assert_eq!(step.dispatches(), 1, "{ic}->{oc}: one dispatch");
+                let got = run(gpu, &step, items, want.len(), &dst);
+                for (e, (g, c)) in got.iter().zip(&want).enumerate() {
+                    let tol = 2e-5 + 2e-5 * c.abs();
+                    assert!(
+                        (g - c).abs() <= tol,
+                        "{ic}->{oc} ({order:?}, window {window}), {items} of {held} items, element \
                      {e}: gpu {g} vs cpu {c} (tolerance {tol})"
-                );
+                    );
+                }
             }
         }
     }
