@@ -53,7 +53,7 @@ struct Params {
     oc_end: u32,      // one past the last output channel of this block's group (likewise)
     first: u32,       // 1: start from the bias; 0: add to dst
     last: u32,        // 1: apply the activation
-    activation: u32,  // 0 none, 1 leaky relu (alpha; relu is alpha 0), 2 clip(alpha, beta), 3 prelu
+    activation: u32,  // 0 none, 1 leaky relu (alpha; relu is alpha 0), 2 clip(alpha, beta), 3 prelu, 4 hard swish
     alpha: f32,
     beta: f32,
     residual: u32,    // after the last chunk: 0 none, 1 add `skip` then activate, 2 activate then add
@@ -73,6 +73,7 @@ fn activate(v: vec4<act>, group: u32) -> vec4<act> {
         case 1u: { return select(v * act(p.alpha), v, v >= vec4<act>(0.0)); }
         case 2u: { return clamp(v, vec4<act>(act(p.alpha)), vec4<act>(act(p.beta))); }
         case 3u: { return select(v * vec4<act>(p.slope[group]), v, v >= vec4<act>(0.0)); }
+        case 4u: { return v * clamp(v / act(6.0) + act(0.5), vec4<act>(0.0), vec4<act>(1.0)); }
         default: { return v; }
     }
 }

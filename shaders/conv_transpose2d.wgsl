@@ -42,6 +42,7 @@ fn activate(v: vec4<f32>) -> vec4<f32> {
     switch p.activation {
         case 1u: { return select(v * p.alpha, v, v >= vec4<f32>(0.0)); }
         case 2u: { return clamp(v, vec4<f32>(p.alpha), vec4<f32>(p.beta)); }
+        case 4u: { return v * clamp(v / 6.0 + 0.5, vec4<f32>(0.0), vec4<f32>(1.0)); }
         default: { return v; }
     }
 }

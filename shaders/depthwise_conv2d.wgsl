@@ -22,7 +22,7 @@ struct Params {
     pad_left: u32,
     dil_h: u32,
     dil_w: u32,
-    activation: u32,  // 0 none, 1 leaky relu (alpha), 2 clip(alpha, beta), 3 prelu (slopes)
+    activation: u32,  // 0 none, 1 leaky relu (alpha), 2 clip(alpha, beta), 3 prelu (slopes), 4 hard swish
     alpha: f32,
     beta: f32,
     // The generated kernel's channels of one item along x (the `main` below takes one along z).
@@ -44,6 +44,7 @@ fn activate(v: f32, c: u32) -> f32 {
         case 1u: { return select(v * p.alpha, v, v >= 0.0); }
         case 2u: { return clamp(v, p.alpha, p.beta); }
         case 3u: { return select(v * bias_slope[p.channels + c], v, v >= 0.0); }
+        case 4u: { return v * clamp(v / 6.0 + 0.5, 0.0, 1.0); }
         default: { return v; }
     }
 }

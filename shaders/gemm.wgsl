@@ -44,7 +44,7 @@ struct Params {
     oc_base: u32,    // first output channel of this dispatch's first block
     first: u32,      // 1: start from the bias; 0: add to dst
     last: u32,       // 1: apply the residual and the activation
-    activation: u32, // 0 none, 1 leaky relu (alpha; relu is alpha 0), 2 clip(alpha, beta), 3 prelu
+    activation: u32, // 0 none, 1 leaky relu (alpha; relu is alpha 0), 2 clip(alpha, beta), 3 prelu, 4 hard swish
     alpha: f32,
     beta: f32,
     residual: u32,   // after the last chunk: 0 none, 1 add `skip` then activate, 2 activate then add
@@ -66,6 +66,7 @@ fn activate(v: vec4<act>, oc: u32) -> vec4<act> {
             let s = act(bias_slope[p.slope_base + oc / 4u][oc % 4u]);
             return select(v * s, v, v >= vec4<act>(0.0));
         }
+        case 4u: { return v * clamp(v / act(6.0) + act(0.5), vec4<act>(0.0), vec4<act>(1.0)); }
         default: { return v; }
     }
 }

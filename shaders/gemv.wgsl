@@ -25,7 +25,7 @@ struct Params {
     oc_block: u32,   // gemm's channel block (a multiple of 4)
     chunk: u32,      // input channels per chunk of gemm's packing
     chunks: u32,     // chunks per block
-    activation: u32, // as gemm.wgsl: 0 none, 1 leaky relu, 2 clip, 3 prelu
+    activation: u32, // as gemm.wgsl: 0 none, 1 leaky relu, 2 clip, 3 prelu, 4 hard swish
     alpha: f32,
     beta: f32,
     residual: u32,   // 0 none, 1 add `skip` then activate, 2 activate then add
@@ -65,6 +65,7 @@ fn store(n: u32, oc: u32, acc: vec4<act>) {
             let s = vec4<act>(bias_slope[p.slope_base + oc / 4u]);
             v = select(v * s, v, v >= vec4<act>(0.0));
         }
+        case 4u: { v = v * clamp(v / act(6.0) + act(0.5), vec4<act>(0.0), vec4<act>(1.0)); }
         default: {}
     }
     if p.residual == 2u {

@@ -1,24 +1,7 @@
-// Elementwise activations and math functions of a tensor of any shape, one invocation per element.
+// The unary ops' functions: the fused elementwise kernel (src/kernels/elementwise.rs) includes
+// them in every kernel it generates (a lone Unary layer runs as a program of one step).
 //
-// Keep `Params` and the op codes in sync with `UnaryParams` / `UnaryOp` in src/kernels/unary.rs.
-// The activation element type; the float16 variant of this shader swaps it for f16.
-alias act = f32;
-
-struct Params {
-    op: u32,  // see `apply`
-    count: u32, // elements per item
-    alpha: f32,
-    beta: f32,
-    gamma: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<act>;
-@group(0) @binding(2) var<storage, read_write> dst: array<act>;
-
+// Keep the op codes in sync with `UnaryOp::encode` in src/kernels/unary.rs.
 // BEGIN FUNCTIONS: the fused elementwise kernel (src/kernels/elementwise.rs) includes these too.
 
 // Abramowitz and Stegun 7.1.26: |error| <= 1.5e-7.
@@ -70,14 +53,3 @@ fn unary_op(op: u32, x: f32, alpha: f32, beta: f32, gamma: f32) -> f32 {
     }
 }
 // END FUNCTIONS
-
-@compute @workgroup_size(256, 1, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = gid.x + gid.y * groups.x * 256u;
-    if i >= p.count {
-        return;
-    }
-    let at = gid.z * p.count + i;
-    // float16 storage: the math runs in float32.
-    dst[at] = act(unary_op(p.op, f32(src[at]), p.alpha, p.beta, p.gamma));
-}

@@ -85,7 +85,14 @@ fn check_conv2d(s: &Setup, seed: u64, spec: Conv2dSpec, n: u32, h: u32, w: u32) 
     let gpu = &s.engine.gpu;
     let mut rng = common::rng(seed);
     let fan_in = (spec.in_c / spec.groups * spec.k_h * spec.k_w) as f32;
-    let input = common::random_vec(&mut rng, (n * spec.in_c * h * w) as usize, 1.0);
+    // HardSwish has three pieces (0 below -3, x above 3, x (x + 3) / 6 between): inputs 4x
+    // larger put outputs in all three.
+    let amplitude = if spec.activation == Activation::HardSwish {
+        4.0
+    } else {
+        1.0
+    };
+    let input = common::random_vec(&mut rng, (n * spec.in_c * h * w) as usize, amplitude);
     let weights = common::random_vec(
         &mut rng,
         (spec.out_c * spec.in_c / spec.groups * spec.k_h * spec.k_w) as usize,
@@ -99,6 +106,42 @@ fn check_conv2d(s: &Setup, seed: u64, spec: Conv2dSpec, n: u32, h: u32, w: u32) 
     let step = layer.prepare(Bind::new(gpu, &s.kernels, "test"), &src, &dst, h, w);
     let got: Vec<f32> = bytemuck::pod_collect_to_vec(&run(gpu, &step, n, &dst, expected.len()));
     assert_close(&got, &expected, &format!("conv2d {spec:?} on {n}x{h}x{w}"));
+}
+
+/// HardSwish fused into each kind of convolution kernel: a 1x1 (gemm), a 3x3 (conv2d) and a
+/// depthwise 3x3 on vec4 rows; inputs large enough for all three of its pieces (see
+/// `check_conv2d`).
+#[test]
+fn conv2d_with_hard_swish_matches_reference() {
+    let s = setup();
+    let hard_swish = |spec: Conv2dSpec| Conv2dSpec {
+        activation: Activation::HardSwish,
+        ..spec
+    };
+    check_conv2d(&s, 18, hard_swish(conv(32, 24, 1)), 2, 9, 9);
+    check_conv2d(
+        &s,
+        19,
+        hard_swish(Conv2dSpec {
+            pads: [1; 4],
+            ..conv(8, 16, 3)
+        }),
+        2,
+        9,
+        10,
+    );
+    check_conv2d(
+        &s,
+        20,
+        hard_swish(Conv2dSpec {
+            groups: 16,
+            pads: [1; 4],
+            ..conv(16, 16, 3)
+        }),
+        2,
+        12,
+        16,
+    );
 }
 
 fn conv(in_c: u32, out_c: u32, k: u32) -> Conv2dSpec {
@@ -960,18 +1003,23 @@ fn pool2d_matches_reference() {
     }
 }
 
-/// Activations against f64 references. exp/tanh on GPUs are accurate to a few ulp (WGSL allows
-/// more for large inputs), and erf is a polynomial good to 1.5e-7, so 2e-6 absolute plus 1e-5
-/// relative; an error in a formula moves values by far more.
+/// Activations against f64 references, each a one-step elementwise program (as a lone Unary layer
+/// runs): items of 189 values (one an invocation) and of 188 (4 an invocation, `is_vec4`).
+/// exp/tanh on GPUs are accurate to a few ulp (WGSL allows more for large inputs), and erf is a
+/// polynomial good to 1.5e-7, so 2e-6 absolute plus 1e-5 relative; an error in a formula moves
+/// values by far more.
 #[test]
 fn unary_matches_reference() {
-    use batchwise::kernels::unary::{self};
-    use batchwise::model::UnaryOp;
+    use batchwise::kernels::elementwise;
+    use batchwise::model::{ElementwiseProgram, ElementwiseStep, ItemShape, Operand, UnaryOp};
     let s = setup();
     let gpu = &s.engine.gpu;
     let mut rng = common::rng(34);
-    let (n, len) = (2u32, 189u32);
-    for op in UnaryOp::all() {
+    let n = 2u32;
+    for (op, len) in UnaryOp::all()
+        .into_iter()
+        .flat_map(|op| [(op, 189u32), (op, 188)])
+    {
         // Each op on inputs where it is defined; sin and cos within [-pi, pi], where WGSL bounds
         // their error (2^-11 absolute).
         let input: Vec<f32> = common::random_vec(&mut rng, (n * len) as usize, 4.0)
@@ -989,17 +1037,28 @@ fn unary_matches_reference() {
         let expected: Vec<f32> = input.iter().map(|&x| op.apply(x)).collect();
         let src = storage(gpu, &input);
         let dst = output(gpu, expected.len());
-        let step = unary::prepare(Bind::new(gpu, &s.kernels, "unary"), op, &src, &dst, len);
+        let program = ElementwiseProgram::new(vec![ElementwiseStep::Unary(op, Operand::Input(0))]);
+        let shape = ItemShape { c: len, h: 1, w: 1 };
+        assert_eq!(
+            elementwise::is_vec4(&program, &[shape], shape),
+            len % 4 == 0
+        );
+        let cx = Bind::new(gpu, &s.kernels, "unary");
+        let step = elementwise::prepare(cx, &program, &[(&src, shape)], shape, &dst);
         let got = run_f32(gpu, &step, n, &dst, expected.len());
         for (x, (g, e)) in input.iter().zip(got.iter().zip(&expected)) {
-            assert!((g - e).abs() <= tolerance(*e), "{op:?}({x}): {g} vs {e}");
+            assert!(
+                (g - e).abs() <= tolerance(*e),
+                "{op:?}({x}) on {len}: {g} vs {e}"
+            );
         }
     }
 }
 
 /// A fused elementwise program (generated kernel) against its CPU reference, for every unary op
-/// between binary ops, inputs broadcast per channel and per row: the same tolerance as the
-/// unary kernel (each op rounds once in f32, as the reference's steps do), 2^-11 for sin / cos.
+/// between binary ops, inputs broadcast per channel and per plane, one value and 4 an
+/// invocation: the same tolerance as `unary_matches_reference` (each op rounds once in f32, as
+/// the reference's steps do), 2^-11 for sin / cos.
 #[test]
 fn fused_elementwise_matches_reference() {
     use batchwise::kernels::elementwise;
@@ -1010,13 +1069,18 @@ fn fused_elementwise_matches_reference() {
     let gpu = &s.engine.gpu;
     let mut rng = common::rng(35);
     let n = 2u32;
-    let out = ItemShape { c: 3, h: 5, w: 7 };
-    let shapes = [
-        out,
-        ItemShape { c: 3, h: 1, w: 1 },
-        ItemShape { c: 1, h: 5, w: 7 },
-    ];
-    for op in UnaryOp::all() {
+    // Planes of 35 pixels (one an invocation) and of 24 (4 an invocation: `is_vec4`).
+    let planes = [(5, 7), (4, 6)];
+    for (op, (h, w)) in UnaryOp::all()
+        .into_iter()
+        .flat_map(|op| planes.map(|p| (op, p)))
+    {
+        let out = ItemShape { c: 3, h, w };
+        let shapes = [
+            out,
+            ItemShape { c: 3, h: 1, w: 1 },
+            ItemShape { c: 1, h, w },
+        ];
         let (i, st) = (Operand::Input, Operand::Step);
         let program = ElementwiseProgram::new(vec![
             ElementwiseStep::Binary(BinaryOp::Mul, i(0), i(1)),
@@ -1024,6 +1088,7 @@ fn fused_elementwise_matches_reference() {
             ElementwiseStep::Binary(BinaryOp::Sub, st(1), i(2)),
             ElementwiseStep::Binary(BinaryOp::Max, st(2), st(1)),
         ]);
+        assert_eq!(elementwise::is_vec4(&program, &shapes, out), h * w % 4 == 0);
         let data: Vec<Vec<f32>> = shapes
             .iter()
             .enumerate()
@@ -1070,8 +1135,8 @@ fn fused_elementwise_matches_reference() {
 }
 
 /// Fused channel Pads (`padded_channels`): BlazeFace's `relu(y + pad(x))` with x of 5 of the
-/// output's 7 channels, and a padded input broadcast along its rows (1 own channel of 4); and the
-/// flat kernel; against the CPU reference: one add and a ReLU per element in f32, as the
+/// output's 7 channels (also on planes of 24 pixels, 4 values an invocation), and a padded input
+/// broadcast along its rows (1 own channel of 4); and the flat kernel; against the CPU reference: one add and a ReLU per element in f32, as the
 /// reference computes them: exact.
 #[test]
 fn fused_elementwise_reads_padded_channels_as_zeros() {
@@ -1101,6 +1166,15 @@ fn fused_elementwise_reads_padded_channels_as_zeros() {
             ],
             vec![3, 0],
             ItemShape { c: 4, h: 6, w: 13 },
+        ),
+        // The first case on planes of 24 pixels: 4 values an invocation (`is_vec4`).
+        (
+            vec![
+                ItemShape { c: 7, h: 4, w: 6 },
+                ItemShape { c: 5, h: 4, w: 6 },
+            ],
+            vec![0, 2],
+            ItemShape { c: 7, h: 4, w: 6 },
         ),
         // Nothing padded or broadcast: the flat kernel (`elementwise::is_flat`).
         (

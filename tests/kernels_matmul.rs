@@ -352,6 +352,7 @@ fn gemv_matches_reference() {
         (1280, 1000, 9, 11, leaky, Some(Residual::AfterActivation)),
         (40, 37, 1, 2, clip, None),
         (200, 64, 8, 8, Activation::LeakyRelu { alpha: 0.2 }, None),
+        (72, 24, 3, 3, Activation::HardSwish, None),
         (
             600,
             70,

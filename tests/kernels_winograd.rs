@@ -204,11 +204,11 @@ fn winograd_matches_the_direct_reference() {
             (2, 11, 13),
             None,
         );
-        // No padding: the output is 2 smaller than the input (7 x 5), a batch of 3.
+        // No padding: the output is 2 smaller than the input (7 x 5), a batch of 3; HardSwish.
         check(
             cx,
             2,
-            spec(16, 16, [0; 4], Activation::None),
+            spec(16, 16, [0; 4], Activation::HardSwish),
             tile,
             (3, 9, 7),
             None,

@@ -8,7 +8,7 @@ use crate::kernels::winograd_gemm::Scratch;
 use crate::kernels::{
     Bind, Kernels, Step, binary, conv2d, copy_block, copy_channels, depth_to_space, edge_clamp,
     elementwise, global_avg_pool, matmul, nchw_to_nhwc, nd_binary, nd_copy, normalize, pad, pool2d,
-    reduce, resize_filter, resize_nearest, softmax, unary,
+    reduce, resize_filter, resize_nearest, softmax,
 };
 use crate::model::{
     ElementwiseProgram, ElementwiseStep, ItemShape, Layer, LayerOp, Operand, TensorOp,
@@ -121,13 +121,13 @@ pub(super) fn layer_steps(cx: &Binding, index: usize, g: &GpuLayer, l: &Layer) -
             let out = shapes[l.output];
             elementwise::prepare(Bind::new(gpu, k, &l.name), program, &inputs, out, dst)
         }
-        (_, LayerOp::Unary(op)) => unary::prepare(
-            Bind::new(gpu, k, &l.name),
-            *op,
-            src,
-            dst,
-            s.elements() as u32,
-        ),
+        // A unary op runs as an elementwise program of one step (flat; 4 values an invocation
+        // where the item holds a multiple of 4).
+        (_, LayerOp::Unary(op)) => {
+            let program =
+                ElementwiseProgram::new(vec![ElementwiseStep::Unary(*op, Operand::Input(0))]);
+            elementwise::prepare(Bind::new(gpu, k, &l.name), &program, &[(src, s)], s, dst)
+        }
         (_, LayerOp::SliceChannels { start, count }) => copy_channels::prepare(
             Bind::new(gpu, k, &l.name),
             copy_channels::ChannelCopy {

@@ -3,6 +3,10 @@
 //! Flat (256 elements a workgroup) where no input is broadcast; else 256 pixels of one channel
 //! plane a workgroup, an input's index from the pixel's own where it covers the whole plane (a
 //! row and column only for inputs broadcast along one of them).
+//! Where the planes (flat: the items) hold a multiple of 4 values and every input covers the
+//! whole plane or is one value a plane ([`is_vec4`]), an invocation reads and writes 4 values a
+//! load and store (on lavapipe a load or store is a loop over the lanes, so 4 values a pass
+//! halve the kernel's time) and runs the steps on each of the 4.
 //! The unary ops are `shaders/unary.wgsl`'s own functions, included in the generated source.
 
 use std::fmt::Write as _;
@@ -15,6 +19,19 @@ use crate::model::{ElementwiseProgram, ElementwiseStep, ItemShape, Operand};
 /// kernel then runs flat, 256 elements a workgroup, each input read at the output's index.
 pub fn is_flat(program: &ElementwiseProgram, shapes: &[ItemShape], out: ItemShape) -> bool {
     (0..shapes.len()).all(|k| program.padded(k) == 0 && shapes[k] == out)
+}
+
+/// Whether the kernel runs on 4 values an invocation: flat over items of a multiple of 4 values,
+/// or by plane over planes of a multiple of 4 pixels with every input covering the whole plane
+/// or one value a plane (so each input's 4 values are one aligned vec4, or one value for all 4).
+pub fn is_vec4(program: &ElementwiseProgram, shapes: &[ItemShape], out: ItemShape) -> bool {
+    let plane = out.h * out.w;
+    if is_flat(program, shapes, out) {
+        return (out.c * plane).is_multiple_of(4);
+    }
+    let whole_or_point =
+        |sh: &ItemShape| (sh.h == out.h && sh.w == out.w) || (sh.h == 1 && sh.w == 1);
+    plane.is_multiple_of(4) && shapes.iter().all(whole_or_point)
 }
 
 /// The WGSL of `program` over inputs of item shapes `shapes` (as stored: a padded input's own
@@ -39,20 +56,32 @@ pub fn source(program: &ElementwiseProgram, shapes: &[ItemShape], out: ItemShape
         inputs.max(1)
     );
     s += "@group(0) @binding(0) var<uniform> p: Params;\n";
-    for k in 0..inputs {
+    let vec4 = is_vec4(program, shapes, out);
+    let point = |sh: &ItemShape| sh.h == 1 && sh.w == 1 && out.h * out.w > 1;
+    for (k, shape) in shapes.iter().enumerate() {
+        let element = if vec4 && !point(shape) {
+            "vec4<act>"
+        } else {
+            "act"
+        };
         let _ = writeln!(
             s,
-            "@group(0) @binding({}) var<storage, read> in{k}: array<act>;",
+            "@group(0) @binding({}) var<storage, read> in{k}: array<{element}>;",
             k + 1
         );
     }
     let _ = writeln!(
         s,
-        "@group(0) @binding({}) var<storage, read_write> dst: array<act>;",
-        inputs + 1
+        "@group(0) @binding({}) var<storage, read_write> dst: array<{}>;",
+        inputs + 1,
+        if vec4 { "vec4<act>" } else { "act" }
     );
     s += functions;
     s += BINARY_OP;
+    if vec4 {
+        s += &vec4_source(program, shapes, out);
+        return s;
+    }
     if is_flat(program, shapes, out) {
         s += "@compute @workgroup_size(256, 1, 1)\n";
         s += MAIN;
@@ -79,24 +108,14 @@ fn plane_reads(program: &ElementwiseProgram, shapes: &[ItemShape], out: ItemShap
     let mut s = String::new();
     s += "@compute @workgroup_size(256, 1, 1)\n";
     s += MAIN;
-    s += "    let plane = p.out_h * p.out_w;\n";
-    s += "    let pix = gid.x + gid.y * groups.x * 256u;\n";
-    s += "    if pix >= plane { return; }\n";
-    s += "    let n = gid.z / p.out_c;\n    let c = gid.z % p.out_c;\n";
-    s += "    let at = gid.z * plane + pix;\n";
+    s += &plane_start("");
     let whole = |sh: &ItemShape| sh.h == out.h && sh.w == out.w;
     let point = |sh: &ItemShape| sh.h == 1 && sh.w == 1;
     if shapes.iter().any(|sh| !whole(sh) && !point(sh)) {
         s += "    let y = pix / p.out_w;\n    let x = pix - y * p.out_w;\n";
     }
     for (k, shape) in shapes.iter().enumerate() {
-        // A fused channel Pad: past its own channels the input reads 0.
-        let own = (program.padded(k) > 0).then_some(shape.c);
-        let channel = match own {
-            Some(own) => format!("min(c, {}u)", own - 1),
-            None => "c".into(),
-        };
-        let mut index = format!("n * p.strides[{k}].x + {channel} * p.strides[{k}].y");
+        let (own, mut index) = plane_base(program, k, shape);
         if whole(shape) {
             index += " + pix";
         } else if !point(shape) {
@@ -111,6 +130,73 @@ fn plane_reads(program: &ElementwiseProgram, shapes: &[ItemShape], out: ItemShap
         };
     }
     s
+}
+
+/// The 4-values-an-invocation kernel's entry point ([`is_vec4`]): each input's 4 values (a vec4,
+/// or one value for all 4), the steps on each of them in turn, one vec4 stored.
+fn vec4_source(program: &ElementwiseProgram, shapes: &[ItemShape], out: ItemShape) -> String {
+    let mut s = String::new();
+    s += "@compute @workgroup_size(256, 1, 1)\n";
+    s += MAIN;
+    if is_flat(program, shapes, out) {
+        s += "    let count = p.out_c * p.out_h * p.out_w / 4u;\n";
+        s += "    let i = gid.x + gid.y * groups.x * 256u;\n";
+        s += "    if i >= count { return; }\n";
+        s += "    let at = gid.z * count + i;\n";
+        for k in 0..shapes.len() {
+            let _ = writeln!(s, "    let v{k} = in{k}[at];");
+        }
+    } else {
+        s += &plane_start(" / 4u");
+        for (k, shape) in shapes.iter().enumerate() {
+            let (own, base) = plane_base(program, k, shape);
+            let value = if shape.h == out.h && shape.w == out.w {
+                format!("in{k}[({base}) / 4u + pix]")
+            } else {
+                format!("vec4<act>(in{k}[{base}])")
+            };
+            let _ = match own {
+                Some(own) => writeln!(
+                    s,
+                    "    let v{k} = select(vec4<act>(0.0), {value}, c < {own}u);"
+                ),
+                None => writeln!(s, "    let v{k} = {value};"),
+            };
+        }
+    }
+    s += "    var r: vec4<act>;\n";
+    s += "    for (var j = 0u; j < 4u; j++) {\n";
+    for k in 0..shapes.len() {
+        let _ = writeln!(s, "    let i{k} = f32(v{k}[j]);");
+    }
+    s += &steps_source(program);
+    let last = program.steps.len().saturating_sub(1);
+    let _ = writeln!(s, "    r[j] = act(s{last});\n    }}\n    dst[at] = r;\n}}");
+    s
+}
+
+/// The plane kernel's first lines: its pixel (`pix`, of `plane` pixels or vec4s: `per` divides
+/// the plane), item `n`, channel `c` and output index `at`.
+fn plane_start(per: &str) -> String {
+    format!(
+        "    let plane = p.out_h * p.out_w{per};\n    let pix = gid.x + gid.y * groups.x * 256u;\n    \
+         if pix >= plane {{ return; }}\n    let n = gid.z / p.out_c;\n    let c = gid.z % p.out_c;\n    \
+         let at = gid.z * plane + pix;\n"
+    )
+}
+
+/// Input `k`'s index of its plane's first value, and its own channel count where it is padded (a
+/// fused channel Pad: past its own channels the input reads 0).
+fn plane_base(program: &ElementwiseProgram, k: usize, shape: &ItemShape) -> (Option<u32>, String) {
+    let own = (program.padded(k) > 0).then_some(shape.c);
+    let channel = match own {
+        Some(own) => format!("min(c, {}u)", own - 1),
+        None => "c".into(),
+    };
+    (
+        own,
+        format!("n * p.strides[{k}].x + {channel} * p.strides[{k}].y"),
+    )
 }
 
 /// The program's steps, each a named value `s{j}` over the inputs' values `i{k}`.
@@ -210,10 +296,11 @@ pub fn prepare(
     }
     let mut buffers: Vec<&wgpu::Buffer> = inputs.iter().map(|(b, _)| *b).collect();
     buffers.push(dst);
+    let per = if is_vec4(program, &shapes, out) { 4 } else { 1 };
     let (groups_xy, groups_z) = if is_flat(program, &shapes, out) {
-        (super::flat_groups(out.elements() as u32), 1)
+        (super::flat_groups(out.elements() as u32 / per), 1)
     } else {
-        (super::flat_groups(out.h * out.w), out.c)
+        (super::flat_groups(out.h * out.w / per), out.c)
     };
     super::step(
         cx.gpu, cx.label, &pipeline, &params, &buffers, groups_xy, groups_z,

@@ -163,7 +163,6 @@ pub struct Kernels {
     pub binary: wgpu::ComputePipeline,
     pub depth_to_space: wgpu::ComputePipeline,
     pub resize_nearest: wgpu::ComputePipeline,
-    pub unary: wgpu::ComputePipeline,
     pub copy_channels: wgpu::ComputePipeline,
     pub global_avg_pool: wgpu::ComputePipeline,
     pub global_avg_pool_plane: wgpu::ComputePipeline,
@@ -254,7 +253,6 @@ impl Kernels {
             binary: compile("binary", "binary.wgsl"),
             depth_to_space: compile("depth_to_space", "depth_to_space.wgsl"),
             resize_nearest: compile("resize_nearest", "resize_nearest.wgsl"),
-            unary: compile("unary", "unary.wgsl"),
             copy_channels: compile("copy_channels", "copy_channels.wgsl"),
             global_avg_pool: compile("global_avg_pool", "global_avg_pool.wgsl"),
             global_avg_pool_plane: compile_at(
@@ -510,6 +508,7 @@ impl Activation {
             Activation::LeakyRelu { alpha } => (1, *alpha, 0.0),
             Activation::Clip { min, max } => (2, *min, *max),
             Activation::PRelu { .. } => (3, 0.0, 0.0),
+            Activation::HardSwish => (4, 0.0, 0.0),
         }
     }
 }

@@ -1,6 +1,6 @@
-//! Elementwise activations and affine maps (`shaders/unary.wgsl`).
+//! The unary ops' codes in `shaders/unary.wgsl`, whose functions every generated elementwise
+//! kernel includes (`kernels::elementwise`; a lone Unary layer runs as a program of one step).
 
-use super::{Bind, Step};
 use crate::model::UnaryOp;
 
 impl UnaryOp {
@@ -93,44 +93,4 @@ impl UnaryOp {
             UnaryOp::Trunc,
         ]
     }
-}
-
-/// Mirror of `Params` in shaders/unary.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct UnaryParams {
-    pub op: u32,
-    pub count: u32,
-    pub alpha: f32,
-    pub beta: f32,
-    pub gamma: f32,
-    pub _pad: [u32; 3],
-}
-
-/// Applies `op` to every element of each item of `src` (`count` elements an item).
-pub fn prepare(cx: Bind, op: UnaryOp, src: &wgpu::Buffer, dst: &wgpu::Buffer, count: u32) -> Step {
-    let Bind {
-        gpu,
-        kernels,
-        label,
-    } = cx;
-    let pipeline = &kernels.unary;
-    let (code, alpha, beta, gamma) = op.encode();
-    let params = UnaryParams {
-        op: code,
-        count,
-        alpha,
-        beta,
-        gamma,
-        _pad: [0; 3],
-    };
-    super::step(
-        gpu,
-        label,
-        pipeline,
-        &params,
-        &[src, dst],
-        super::flat_groups(count),
-        1,
-    )
 }

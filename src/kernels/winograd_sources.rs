@@ -80,6 +80,7 @@ fn activate(x: act, oc: u32) -> act {
             let s = act(bias_slope[p.slope_base + oc / 4u][oc % 4u]);
             return select(x * s, x, x >= act(0.0));
         }
+        case 4u: { return x * clamp(x / act(6.0) + act(0.5), act(0.0), act(1.0)); }
         default: { return x; }
     }
 }

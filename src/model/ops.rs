@@ -14,6 +14,8 @@ pub enum Activation {
     Clip { min: f32, max: f32 },
     /// `x < 0 ? slopes[channel] * x : x` (conv2d only).
     PRelu { slopes: Vec<f32> },
+    /// `x * clamp(x / 6 + 1/2, 0, 1)` (MobileNetV3's).
+    HardSwish,
 }
 
 impl Activation {
@@ -22,6 +24,7 @@ impl Activation {
         match op {
             UnaryOp::LeakyRelu { alpha } => Some(Activation::LeakyRelu { alpha }),
             UnaryOp::Clip { min, max } => Some(Activation::Clip { min, max }),
+            UnaryOp::HardSwish => Some(Activation::HardSwish),
             _ => None,
         }
     }
@@ -34,8 +37,14 @@ impl Activation {
             Activation::LeakyRelu { alpha } => leaky(*alpha),
             Activation::Clip { min, max } => x.clamp(*min, *max),
             Activation::PRelu { slopes } => leaky(slopes[channel]),
+            Activation::HardSwish => hard_swish(x),
         }
     }
+}
+
+/// `x * clamp(x / 6 + 1/2, 0, 1)`: HardSwish as a fused activation (`UnaryOp::apply` has its own, in f64).
+fn hard_swish(x: f32) -> f32 {
+    x * (x / 6.0 + 0.5).clamp(0.0, 1.0)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -1,4 +1,4 @@
-//! Runs an activation inside the convolution before it: ReLU, LeakyReLU and Clip (a `Unary`
+//! Runs an activation inside the convolution before it: ReLU, LeakyReLU, Clip and HardSwish (a `Unary`
 //! layer) into a convolution or transposed convolution, PRelu (a `BinaryConst` with one slope
 //! per channel, or one for all) into a convolution.
 //!
