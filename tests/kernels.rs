@@ -1001,6 +1001,25 @@ fn pool2d_matches_reference() {
         let worst = common::max_abs_diff(&got, &expected);
         assert!(worst <= 1e-6, "{spec:?}: max diff {worst}");
     }
+    // 2x2 at stride 2 on planes of a width a multiple of 8: pool2x2.wgsl, 4 outputs an invocation
+    // (max exact; the mean's f32 sums of 4 within 1e-6 of the f64 reference as above).
+    let (h, w) = (6u32, 24u32);
+    let input = common::random_vec(&mut rng, (n * c * h * w) as usize, 1.0);
+    for average in [false, true] {
+        let spec = Pool2dSpec {
+            average,
+            ..base.clone()
+        };
+        assert!(pool2d::is_2x2(&spec, h, w) && !pool2d::is_2x2(&spec, 9, 8));
+        let expected = pool2d::reference(&spec, &input, n * c, h, w);
+        let src = storage(gpu, &input);
+        let dst = output(gpu, expected.len());
+        let cx = Bind::new(gpu, &s.kernels, "pool 2x2");
+        let step = pool2d::prepare(cx, &spec, &src, &dst, c, h, w);
+        let got = run_f32(gpu, &step, n, &dst, expected.len());
+        let worst = common::max_abs_diff(&got, &expected);
+        assert!(worst <= 1e-6, "{spec:?} on {h}x{w}: max diff {worst}");
+    }
 }
 
 /// Activations against f64 references, each a one-step elementwise program (as a lone Unary layer

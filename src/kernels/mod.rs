@@ -66,6 +66,7 @@ pub const SHADERS: &[(&str, &str)] = &[
         include_str!("../../shaders/nchw_to_nhwc.wgsl"),
     ),
     ("pool2d.wgsl", include_str!("../../shaders/pool2d.wgsl")),
+    ("pool2x2.wgsl", include_str!("../../shaders/pool2x2.wgsl")),
     (
         "resize_filter.wgsl",
         include_str!("../../shaders/resize_filter.wgsl"),
@@ -172,6 +173,7 @@ pub struct Kernels {
     pub pad: wgpu::ComputePipeline,
     pub edge_clamp: wgpu::ComputePipeline,
     pub pool2d: wgpu::ComputePipeline,
+    pub pool2x2: wgpu::ComputePipeline,
     pub nchw_to_nhwc: wgpu::ComputePipeline,
     pub copy_block: wgpu::ComputePipeline,
     pub nd_copy: wgpu::ComputePipeline,
@@ -266,6 +268,7 @@ impl Kernels {
             pad: compile("pad", "pad.wgsl"),
             edge_clamp: compile("edge_clamp", "edge_clamp.wgsl"),
             pool2d: compile("pool2d", "pool2d.wgsl"),
+            pool2x2: compile("pool2x2", "pool2x2.wgsl"),
             nchw_to_nhwc: compile("nchw_to_nhwc", "nchw_to_nhwc.wgsl"),
             copy_block: compile("copy_block", "copy_block.wgsl"),
             nd_copy: compile("nd_copy", "nd_copy.wgsl"),

@@ -1,4 +1,5 @@
-//! MaxPool and AveragePool (`shaders/pool2d.wgsl`).
+//! MaxPool and AveragePool (`shaders/pool2d.wgsl`; 2x2 windows at stride 2 over whole planes
+//! of a width a multiple of 8, `shaders/pool2x2.wgsl`: 4 outputs an invocation).
 
 use super::{Bind, Step};
 use crate::model::Pool2dSpec;
@@ -23,6 +24,27 @@ pub struct Pool2dParams {
     pub count_include_pad: u32,
     pub pad_bottom: u32,
     pub pad_right: u32,
+}
+
+/// Mirror of `Params` in shaders/pool2x2.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Pool2x2Params {
+    pub out_h: u32,
+    pub out_w4: u32,
+    pub average: u32,
+    pub _pad: u32,
+}
+
+/// Whether pool2x2.wgsl runs `spec` on `h x w` planes: 2x2 windows at stride 2, no padding, the
+/// input exactly twice the output, and output rows of whole vec4s.
+pub fn is_2x2(spec: &Pool2dSpec, h: u32, w: u32) -> bool {
+    spec.k == [2, 2]
+        && spec.stride == [2, 2]
+        && spec.dilation == [1, 1]
+        && spec.pads == [0; 4]
+        && h.is_multiple_of(2)
+        && w.is_multiple_of(8)
 }
 
 /// CPU reference over `planes` planes of `h x w`, in f64.
@@ -81,8 +103,27 @@ pub fn prepare(
         kernels,
         label,
     } = cx;
-    let pipeline = &kernels.pool2d;
     let (out_h, out_w) = spec.output_hw(h, w).expect("shapes were checked");
+    if is_2x2(spec, h, w) {
+        let params = Pool2x2Params {
+            out_h,
+            out_w4: out_w / 4,
+            average: spec.average as u32,
+            _pad: 0,
+        };
+        let groups = [(out_w / 4).div_ceil(16), out_h.div_ceil(4)];
+        let buffers = [src, dst];
+        return super::step(
+            gpu,
+            label,
+            &kernels.pool2x2,
+            &params,
+            &buffers,
+            groups,
+            channels,
+        );
+    }
+    let pipeline = &kernels.pool2d;
     let params = Pool2dParams {
         in_h: h,
         in_w: w,
