@@ -4,11 +4,13 @@
 
 use anyhow::{Result, bail};
 
+pub mod activation;
 pub mod elementwise;
 pub mod limits;
 pub mod ops;
 pub mod shape;
 
+pub use activation::Activation;
 pub use elementwise::*;
 pub use ops::*;
 pub use shape::*;

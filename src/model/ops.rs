@@ -1,51 +1,8 @@
 //! The ops of the model IR and their specs: what each layer computes, independent of the
 //! kernel that runs it. The kernels read these; nothing here knows about the GPU.
 
+use super::Activation;
 use super::shape::{ItemShape, MAX_RANK, broadcast_dims, broadcast_strides, contiguous_strides};
-
-/// An activation fused into the kernel that produces a value.
-#[derive(Clone, Debug, PartialEq, Default)]
-pub enum Activation {
-    #[default]
-    None,
-    /// `x < 0 ? alpha * x : x`; ReLU is `alpha = 0`.
-    LeakyRelu { alpha: f32 },
-    /// `clamp(x, min, max)`.
-    Clip { min: f32, max: f32 },
-    /// `x < 0 ? slopes[channel] * x : x` (conv2d only).
-    PRelu { slopes: Vec<f32> },
-    /// `x * clamp(x / 6 + 1/2, 0, 1)` (MobileNetV3's).
-    HardSwish,
-}
-
-impl Activation {
-    /// The fused form of an elementwise op, where it has one.
-    pub fn from_unary(op: UnaryOp) -> Option<Self> {
-        match op {
-            UnaryOp::LeakyRelu { alpha } => Some(Activation::LeakyRelu { alpha }),
-            UnaryOp::Clip { min, max } => Some(Activation::Clip { min, max }),
-            UnaryOp::HardSwish => Some(Activation::HardSwish),
-            _ => None,
-        }
-    }
-
-    /// Applies the activation to `x` of output channel `channel`.
-    pub fn apply(&self, x: f32, channel: usize) -> f32 {
-        let leaky = |alpha: f32| if x >= 0.0 { x } else { x * alpha };
-        match self {
-            Activation::None => x,
-            Activation::LeakyRelu { alpha } => leaky(*alpha),
-            Activation::Clip { min, max } => x.clamp(*min, *max),
-            Activation::PRelu { slopes } => leaky(slopes[channel]),
-            Activation::HardSwish => hard_swish(x),
-        }
-    }
-}
-
-/// `x * clamp(x / 6 + 1/2, 0, 1)`: HardSwish as a fused activation (`UnaryOp::apply` has its own, in f64).
-fn hard_swish(x: f32) -> f32 {
-    x * (x / 6.0 + 0.5).clamp(0.0, 1.0)
-}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum UnaryOp {
