@@ -198,15 +198,22 @@ fn generated_elementwise_kernels_validate() {
             steps,
             padded_channels,
         };
-        let shape = batchwise::model::ItemShape { c: 3, h: 4, w: 5 };
-        let shapes = vec![shape; inputs as usize];
-        let out = batchwise::model::ItemShape { c: 5, ..shape };
-        for (kind, program, out) in [("flat", flat, shape), ("padded", padded, out)] {
-            assert_eq!(elementwise::is_flat(&program, &shapes, out), kind == "flat");
-            let source = elementwise::source(&program, &shapes, out);
-            validate(&format!("elementwise {kind} over {inputs}"), &source);
-            let half = batchwise::kernels::float16_source(&source).expect("written over act");
-            validate(&format!("elementwise {kind} over {inputs} float16"), &half);
+        // Planes of 20 pixels (4 values an invocation) and of 15 (one).
+        for h in [4, 3] {
+            let shape = batchwise::model::ItemShape { c: 3, h, w: 5 };
+            let shapes = vec![shape; inputs as usize];
+            let out = batchwise::model::ItemShape { c: 5, ..shape };
+            for (kind, program, out) in [("flat", &flat, shape), ("padded", &padded, out)] {
+                assert_eq!(elementwise::is_flat(program, &shapes, out), kind == "flat");
+                assert_eq!(elementwise::is_vec4(program, &shapes, out), h == 4);
+                let source = elementwise::source(program, &shapes, out);
+                validate(&format!("elementwise {kind} over {inputs}, h {h}"), &source);
+                let half = batchwise::kernels::float16_source(&source).expect("written over act");
+                validate(
+                    &format!("elementwise {kind} over {inputs}, h {h}, float16"),
+                    &half,
+                );
+            }
         }
     }
 }

@@ -36,7 +36,8 @@ pub fn is_vec4(program: &ElementwiseProgram, shapes: &[ItemShape], out: ItemShap
 
 /// The WGSL of `program` over inputs of item shapes `shapes` (as stored: a padded input's own
 /// channels are where its zeros start; only those channel counts are baked in) to an output of
-/// `out` (only whether the kernel runs flat, [`is_flat`], depends on it).
+/// `out` (only whether the kernel runs flat, [`is_flat`], and 4 values an invocation,
+/// [`is_vec4`], depend on it).
 pub fn source(program: &ElementwiseProgram, shapes: &[ItemShape], out: ItemShape) -> String {
     let inputs = shapes.len();
     let unary = super::shader("unary.wgsl");
