@@ -2,7 +2,7 @@
 // them in every kernel it generates (a lone Unary layer runs as a program of one step).
 //
 // Keep the op codes in sync with `UnaryOp::encode` in src/kernels/unary.rs.
-// BEGIN FUNCTIONS: the fused elementwise kernel (src/kernels/elementwise.rs) includes these too.
+// BEGIN FUNCTIONS: what src/kernels/elementwise.rs includes.
 
 // Abramowitz and Stegun 7.1.26: |error| <= 1.5e-7.
 fn erf_approx(x: f32) -> f32 {
