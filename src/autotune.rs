@@ -218,6 +218,16 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// smaller maps leave the split Winograd's GEMM workgroups part empty).
 const SIZE: u32 = 130;
 
+/// Items of a measured convolution with `in_c` input channels: 4 below 64 channels, 1 above. A
+/// layer of few channels runs on a batch of tiles, and one item of it is too little work for the
+/// split Winograd's GEMM: on lavapipe one item of 32 -> 32 measured the direct kernel as fast as
+/// F(4,3) split, while enhance-low-light (32 and 64 channels, 142 px tiles) ran 1.3x faster on
+/// F(4,3) split at batch 1 and 1.7x at batch 4 (BENCHMARKS.md, "Winograd for the few-channel
+/// layers"). Above 64 channels one item is work enough, and 4 would make the first run slow.
+fn probe_items(in_c: u32) -> u32 {
+    if in_c < 64 { 4 } else { 1 }
+}
+
 /// A 3x3 convolution of `in_c -> out_c` channels on a 130x130 input (a typical upscaler layer) on
 /// `kernel`, with its input and output buffers.
 fn probe(
@@ -242,7 +252,7 @@ fn probe(
         .collect();
     let bias = vec![0.0; out_c as usize];
     let layer = Conv2dLayer::upload_with(gpu, "autotune", spec, &weights, &bias, kernel);
-    let input: Vec<f32> = (0..in_c * SIZE * SIZE)
+    let input: Vec<f32> = (0..probe_items(in_c) * in_c * SIZE * SIZE)
         .map(|i| (i % 7) as f32 / 7.0)
         .collect();
     let src = gpu.create_buffer_init(
@@ -253,7 +263,7 @@ fn probe(
     let out = (SIZE - 2) as u64;
     let dst = gpu.create_buffer(
         "autotune output",
-        4 * out_c as u64 * out * out,
+        4 * u64::from(probe_items(in_c) * out_c) * out * out,
         wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
     );
     (layer, [src, dst])
@@ -280,7 +290,7 @@ fn best_ms(
             .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-            step.record(&mut pass, 1);
+            step.record(&mut pass, probe_items(layer.spec.in_c));
         }
         gpu.queue.submit([encoder.finish()]);
         gpu.device

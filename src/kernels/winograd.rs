@@ -211,11 +211,12 @@ impl Default for Choices {
     /// faster than the direct kernel at every map size measured (F(6,3) as fast at 128x128, 1.7x
     /// slower than F(4,3) at 64x64 and below: partial tiles, fewer tiles for the GEMM); on 64
     /// channels split F(6,3), 1.4x the direct kernel and 1.1x F(4,3) on upscale-anime-4x's
-    /// 164x164 maps (equal at 128x128); on 16 and 32 channels the direct kernel (Winograd's
-    /// margin there within the noise), until autotuning measures the adapter.
+    /// 164x164 maps (equal at 128x128); on 16 and 32 channels split F(4,3) too (enhance-low-light,
+    /// 32 and 64 channels on 142 px tiles, 1.3x the direct kernel at batch 1, 1.7x at batch 4:
+    /// BENCHMARKS.md, "Winograd for the few-channel layers"), until autotuning measures the
+    /// adapter.
     fn default() -> Self {
         let tile = |in_c: u32| match in_c {
-            0..64 => None,
             64..128 => Some(Tile::F6Split),
             _ => Some(Tile::F4Split),
         };
