@@ -1870,6 +1870,16 @@ fn gemm_matches_reference() {
             seed == 4 || seed >= 6,
             "case {seed} read 4 q a load"
         );
+        // On a CPU adapter (lavapipe) cases 6-9 move 8 q a load (`vec4<u64>`), 4 and 10 stay 4.
+        let eight = s.kernels.eight_a_load;
+        assert_eq!(eight, s.engine.gpu.adapter.device_type == "Cpu");
+        let width = layout.width(eight, gemm::blocking_for(spec.out_c));
+        let expected = match seed {
+            6..=9 if eight => gemm::Width::Eight,
+            4 | 6.. => gemm::Width::Four,
+            _ => gemm::Width::One,
+        };
+        assert_eq!(width, expected, "case {seed}");
         check_pointwise(&s, seed, spec, n, hw, res);
     }
     // Without a residual, against the convolution's own reference.

@@ -44,7 +44,8 @@ fn validate(name: &str, source: &str) {
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
     naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::SHADER_FLOAT16,
+        // 64-bit integers: the kernels moving 8 values a load (`kernels::eight`).
+        naga::valid::Capabilities::SHADER_FLOAT16 | naga::valid::Capabilities::SHADER_INT64,
     )
     .validate(&module)
     .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
@@ -241,6 +242,10 @@ fn generated_gemm_blockings_validate() {
         validate(&format!("{b:?} storage, workgroups of 8"), &grouped);
         let wide = b.source_wide(batchwise::kernels::gemm::Weights::Storage, 64);
         validate(&format!("{b:?} storage, wide"), &wide);
+        if b.pix % 8 == 0 {
+            let eight = b.source_wide8(batchwise::kernels::gemm::Weights::Uniform, 64);
+            validate(&format!("{b:?} 8 q a load"), &eight);
+        }
         let half = batchwise::kernels::float16_source(&wide).expect("over act");
         validate(&format!("{b:?} storage, wide, float16"), &half);
         let half = batchwise::kernels::float16_source(&b.source()).expect("gemm is over act");

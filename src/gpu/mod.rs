@@ -156,9 +156,13 @@ impl Gpu {
         let adapter = &adapters[index];
         let summary = summarize(index, adapter);
         let limits = adapter.limits();
-        let wanted = wgpu::Features::TIMESTAMP_QUERY
+        let mut wanted = wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
             | wgpu::Features::SHADER_F16;
+        if summary.device_type == "Cpu" {
+            // 8 values a load on llvmpipe (`kernels::eight_a_load`).
+            wanted |= wgpu::Features::SHADER_INT64;
+        }
         let features = adapter.features() & wanted;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("batchwise engine"),

@@ -120,6 +120,30 @@ impl Layout {
             .all(|v| v.is_multiple_of(4))
     }
 
+    /// How many q a load or store of x and out moves: 8 (`vec4<u64>`) where `eight` (the
+    /// kernels' [`super::Kernels::eight_a_load`]), the layout is [`Self::wide`] in multiples of
+    /// 8 and the block's q are too; else 4 where [`Self::wide`]; else 1.
+    pub fn width(&self, eight: bool, blocking: Blocking) -> Width {
+        if !self.wide() {
+            return Width::One;
+        }
+        let eights = [
+            self.q_count,
+            self.in_cs,
+            self.out_cs,
+            self.in_item,
+            self.out_item,
+            blocking.pix,
+        ]
+        .iter()
+        .all(|v| v.is_multiple_of(8));
+        if eight && eights {
+            Width::Eight
+        } else {
+            Width::Four
+        }
+    }
+
     /// NCHW in and out: channel planes of `pixels` each.
     pub fn planes(in_c: u32, out_c: u32, pixels: u32) -> Self {
         Self {
@@ -132,6 +156,17 @@ impl Layout {
             out_item: out_c * pixels,
         }
     }
+}
+
+/// How many q of x and out one load or store moves (`Layout::width`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Width {
+    /// One value a load: any strides.
+    One,
+    /// A `vec4`: q contiguous, every row and item a multiple of 4.
+    Four,
+    /// A `vec4<u64>` holding 8 values: the same in multiples of 8, on a CPU adapter.
+    Eight,
 }
 
 /// One dispatch: `blocks` channel blocks from `oc_base`, one chunk of input channels.
@@ -507,7 +542,12 @@ impl GemmLayer {
         let per_group = self.blocking.pix * group;
         let step = Step::with_offsets(
             label,
-            kernels.gemm_grouped(self.blocking, self.binding, group, layout.wide()),
+            kernels.gemm_grouped(
+                self.blocking,
+                self.binding,
+                group,
+                layout.width(kernels.eight_a_load, self.blocking),
+            ),
             bind_group,
             [layout.q_count.div_ceil(per_group).max(1), blocks],
             1,

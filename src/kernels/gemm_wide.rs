@@ -1,7 +1,9 @@
-//! gemm.wgsl's product reading x and writing out 4 q a load or store (`vec4`), where the
-//! layout allows it (`gemm::Layout::wide`): a 1x1 convolution over NCHW maps whose pixels a
-//! multiple of 4. Few input channels (16 to 32) on large maps are bound by the per-lane loads and
-//! stores, not by the multiply-adds: 4 values a pass of llvmpipe's loop over the lanes, not 1.
+//! gemm.wgsl's product reading x and writing out 4 q a load or store (`vec4`), or 8 on a CPU
+//! adapter (`vec4<u64>`, `super::eight`), where the layout allows it (`gemm::Layout::width`): a
+//! 1x1 convolution over NCHW maps whose pixels a multiple of 4 (8). Few input channels (16 to
+//! 32) on large maps are bound by the per-lane loads and stores, not by the multiply-adds: on
+//! llvmpipe each component of a load or store is a pass of a loop over the lanes, so the more
+//! values a component carries, the fewer passes.
 
 use super::gemm::{Blocking, Weights};
 
@@ -35,64 +37,152 @@ fn store_wide(oc: u32, q0: u32, at4: u32, acc: vec4<act>) {
 }
 ";
 
+/// The same for 8 q a `vec4<u64>` (float32 only): `q8_at` and `store_wide8` (the first and
+/// last 4 q of one channel).
+const WIDE8_HELPERS: &str = "
+fn q8_at(z: u32, q: u32, item: u32) -> u32 {
+    let c = min(q, p.q_count - 8u);
+    return ((z + c / p.q_item) * item + c % p.q_item) / 8u;
+}
+
+fn store_wide8(oc: u32, q0: u32, at8: u32, acc_lo: vec4<f32>, acc_hi: vec4<f32>) {
+    if oc >= p.out_c || q0 >= p.q_count {
+        return;
+    }
+    let at = at8 + oc * (p.out_cs / 8u);
+    var lo = acc_lo;
+    var hi = acc_hi;
+    if p.first == 0u {
+        let d = dst[at];
+        lo += lo8(d);
+        hi += hi8(d);
+    }
+    if p.last != 0u {
+        if p.residual == 1u {
+            let s = skip[at];
+            lo += lo8(s);
+            hi += hi8(s);
+        }
+        lo = activate(lo, oc);
+        hi = activate(hi, oc);
+        if p.residual == 2u {
+            let s = skip[at];
+            lo += lo8(s);
+            hi += hi8(s);
+        }
+    }
+    dst[at] = pack8(lo, hi);
+}
+";
+
 impl Blocking {
     /// As [`Self::source_grouped`], reading x and writing out 4 q a load or store (`vec4`), for
-    /// the layouts [`super::gemm::Layout::wide`] allows. On llvmpipe a load or store whose
-    /// address differs per lane is a loop over the lanes; a vec4 takes one pass of it for 4
-    /// values.
+    /// the layouts [`super::gemm::Layout::wide`] allows.
     pub fn source_wide(&self, weights: Weights, group: u32) -> String {
+        self.wide_source(weights, group, 4)
+    }
+
+    /// As [`Self::source_wide`], 8 q a load or store (`vec4<u64>`; float32, `pix` a multiple
+    /// of 8): [`super::gemm::Width::Eight`].
+    pub fn source_wide8(&self, weights: Weights, group: u32) -> String {
+        self.wide_source(weights, group, 8)
+    }
+
+    /// The wide product moving `per` (4 or 8) q a load or store.
+    fn wide_source(&self, weights: Weights, group: u32, per: u32) -> String {
         let full = self.source_grouped(weights, group);
         let head = &full[..full
             .find("// Where q (clamped")
             .expect("gemm.wgsl declares q_at")];
+        let element = if per == 8 { "vec4<u64>" } else { "vec4<act>" };
         let mut w = head
             .replace(
                 "var<storage, read> src: array<act>;",
-                "var<storage, read> src: array<vec4<act>>;",
+                &format!("var<storage, read> src: array<{element}>;"),
             )
             .replace(
                 "var<storage, read_write> dst: array<act>;",
-                "var<storage, read_write> dst: array<vec4<act>>;",
+                &format!("var<storage, read_write> dst: array<{element}>;"),
             )
             .replace(
                 "var<storage, read> skip: array<act>;",
-                "var<storage, read> skip: array<vec4<act>>;",
+                &format!("var<storage, read> skip: array<{element}>;"),
             );
         let (ob, pix) = (self.oc_block, self.pix);
-        let (wv, pv) = (ob / 4, pix / 4);
+        assert!(pix.is_multiple_of(per), "whole loads a block");
+        let (wv, loads) = (ob / 4, pix / per);
         let mut line = |l: String| {
             w.push_str(&l);
             w.push('\n');
         };
-        line(WIDE_HELPERS.into());
+        if per == 8 {
+            line(super::eight::HELPERS.into());
+            line(WIDE8_HELPERS.into());
+        } else {
+            line(WIDE_HELPERS.into());
+        }
         line(format!(
-            "// Unrolled: {ob} channels x {pix} q per invocation, 4 q a load."
+            "// Unrolled: {ob} channels x {pix} q per invocation, {per} q a load."
         ));
         self.main_head(&mut line, group);
-        for v in 0..pv {
+        for u in 0..loads {
             line(format!(
-                "    let at{v} = q4_at(n, q0 + {}u, p.in_item);",
-                4 * v
+                "    let at{u} = q{per}_at(n, q0 + {}u, p.in_item);",
+                per * u
             ));
         }
-        line("    let cs4 = p.in_cs / 4u;".into());
-        line("    let x0 = p.ic_base * cs4;".into());
+        line(format!("    let cs = p.in_cs / {per}u;"));
+        line("    let x0 = p.ic_base * cs;".into());
         line(format!("    let w0 = wid.y * p.ic_count * {wv}u;"));
         line("    for (var ic = 0u; ic < p.ic_count; ic++) {".into());
-        line("        let row = x0 + ic * cs4;".into());
-        for v in 0..pv {
-            line(format!("        let x{v} = src[row + at{v}];"));
+        line("        let row = x0 + ic * cs;".into());
+        for u in 0..loads {
+            if per == 8 {
+                line(format!(
+                    "        let xx{u} = src[row + at{u}]; let x{} = lo8(xx{u}); let x{} = hi8(xx{u});",
+                    2 * u,
+                    2 * u + 1
+                ));
+            } else {
+                line(format!("        let x{u} = src[row + at{u}];"));
+            }
         }
         self.products(&mut line);
         line("    }".into());
-        for v in 0..pv {
+        for u in 0..loads {
             line(format!(
-                "    let out{v} = q4_at(n, q0 + {}u, p.out_item);",
-                4 * v
+                "    let out{u} = q{per}_at(n, q0 + {}u, p.out_item);",
+                per * u
             ));
         }
-        self.stores(&mut line, "store_wide");
+        if per == 8 {
+            self.stores_paired(&mut line);
+        } else {
+            self.stores(&mut line, "store_wide");
+        }
         line("}".into());
         w
+    }
+
+    /// WGSL: `store_wide8` for every channel and pair of vec4s of the block (8 q a store), in a
+    /// loop over private arrays as [`Self::stores`].
+    fn stores_paired(&self, line: &mut impl FnMut(String)) {
+        let (ob, pv) = (self.oc_block, self.pix / 4);
+        for v in 0..pv {
+            line(format!("    var held{v}: array<vec4<act>, {ob}>;"));
+            for o in 0..ob {
+                line(format!("    held{v}[{o}] = a{o}_{v};"));
+            }
+        }
+        line(format!("    for (var o = 0u; o < {ob}u; o++) {{"));
+        for u in 0..pv / 2 {
+            line(format!(
+                "        store_wide8(oc0 + o, q0 + {}u, out{u}, held{}[o], held{}[o]);",
+                8 * u,
+                2 * u,
+                2 * u + 1
+            ));
+        }
+        line("    }".into());
     }
 }

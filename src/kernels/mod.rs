@@ -15,6 +15,7 @@ pub mod copy_channels;
 pub mod depth_to_space;
 pub mod depthwise_conv2d;
 pub mod edge_clamp;
+pub mod eight;
 pub mod elementwise;
 pub mod gemm;
 mod gemm_wide;
@@ -149,7 +150,7 @@ pub(crate) fn shader(name: &str) -> &'static str {
 }
 
 /// A gemm pipeline's blocking, weight binding, workgroup size and whether it is wide.
-type GemmKey = (gemm::Blocking, gemm::Weights, u32, bool);
+type GemmKey = (gemm::Blocking, gemm::Weights, u32, gemm::Width);
 
 /// A conv2d pipeline's variant, fused upsample factors, in-place layout and workgroup rows.
 type Conv2dKey = (conv2d::Variant, [u32; 2], bool, u32);
@@ -208,6 +209,21 @@ pub struct Kernels {
     /// environment's, or what autotuning measured on this adapter.
     winograd: Mutex<winograd::Choices>,
     pub precision: Precision,
+    /// Memory-bound kernels move 8 float32 values a load or store (`vec4<u64>`, [`eight_a_load`]).
+    pub eight_a_load: bool,
+}
+
+/// Whether memory-bound kernels load and store 8 float32 values at a time as `vec4<u64>`: on a
+/// CPU adapter with 64-bit integers, in float32. llvmpipe (Mesa's lavapipe) runs a load or store
+/// whose address differs per lane as a loop over the lanes, one pass per lane and component; a
+/// `vec4<u64>` carries 8 values in the 4 components a `vec4<f32>` gives 4 (BENCHMARKS.md,
+/// "8 values a load"). A GPU loads a vector in one instruction and keeps `vec4`.
+/// `BATCHWISE_EIGHT=off` keeps `vec4` (to measure).
+pub fn eight_a_load(gpu: &Gpu, precision: Precision) -> bool {
+    let off = std::env::var("BATCHWISE_EIGHT").is_ok_and(|v| v == "off");
+    !off && precision == Precision::F32
+        && gpu.adapter.device_type == "Cpu"
+        && gpu.device.features().contains(wgpu::Features::SHADER_INT64)
 }
 
 impl Kernels {
@@ -292,6 +308,7 @@ impl Kernels {
             conv_group_rows: conv2d::group_rows_for(gpu).into(),
             winograd: Mutex::new(winograd::Choices::default()),
             precision,
+            eight_a_load: eight_a_load(gpu, precision),
         }
     }
 
@@ -396,7 +413,7 @@ impl Kernels {
         blocking: gemm::Blocking,
         weights: gemm::Weights,
     ) -> wgpu::ComputePipeline {
-        self.gemm_grouped(blocking, weights, gemm::WORKGROUP_X, false)
+        self.gemm_grouped(blocking, weights, gemm::WORKGROUP_X, gemm::Width::One)
     }
 
     /// As [`Self::gemm_with`], `group` invocations a workgroup.
@@ -405,16 +422,17 @@ impl Kernels {
         blocking: gemm::Blocking,
         weights: gemm::Weights,
         group: u32,
-        wide: bool,
+        width: gemm::Width,
     ) -> wgpu::ComputePipeline {
         let mut cache = self.gemm.lock().expect("pipeline cache lock");
         let layout = self.gemm_pipeline_layout(weights);
         cache
-            .entry((blocking, weights, group, wide))
+            .entry((blocking, weights, group, width))
             .or_insert_with(|| {
-                let source = match wide {
-                    true => blocking.source_wide(weights, group),
-                    false => blocking.source_grouped(weights, group),
+                let source = match width {
+                    gemm::Width::One => blocking.source_grouped(weights, group),
+                    gemm::Width::Four => blocking.source_wide(weights, group),
+                    gemm::Width::Eight => blocking.source_wide8(weights, group),
                 };
                 self.pipeline("gemm", Some(layout), source, &[])
             })
