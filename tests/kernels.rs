@@ -1037,7 +1037,7 @@ fn unary_matches_reference() {
     let n = 2u32;
     for (op, len) in UnaryOp::all()
         .into_iter()
-        .flat_map(|op| [(op, 189u32), (op, 188)])
+        .flat_map(|op| [(op, 189u32), (op, 188), (op, 184)])
     {
         // Each op on inputs where it is defined; sin and cos within [-pi, pi], where WGSL bounds
         // their error (2^-11 absolute).
@@ -1062,6 +1062,15 @@ fn unary_matches_reference() {
             elementwise::is_vec4(&program, &[shape], shape),
             len % 4 == 0
         );
+        // 8 values an invocation on a CPU adapter (lavapipe) for 184, 4 for 188, 1 for 189.
+        let eight = s.kernels.eight_a_load;
+        let per = elementwise::per_invocation(&program, &[shape], shape, eight);
+        let want = match len {
+            _ if eight && len % 8 == 0 => 8,
+            _ if len % 4 == 0 => 4,
+            _ => 1,
+        };
+        assert_eq!(per, want, "values an invocation on {len}");
         let cx = Bind::new(gpu, &s.kernels, "unary");
         let step = elementwise::prepare(cx, &program, &[(&src, shape)], shape, &dst);
         let got = run_f32(gpu, &step, n, &dst, expected.len());
@@ -1088,8 +1097,9 @@ fn fused_elementwise_matches_reference() {
     let gpu = &s.engine.gpu;
     let mut rng = common::rng(35);
     let n = 2u32;
-    // Planes of 35 pixels (one an invocation) and of 24 (4 an invocation: `is_vec4`).
-    let planes = [(5, 7), (4, 6)];
+    // Planes of 35 pixels (one an invocation), of 12 (4 an invocation: `is_vec4`) and of 24 (8 on
+    // a CPU adapter: `per_invocation`).
+    let planes = [(5, 7), (2, 6), (4, 6)];
     for (op, (h, w)) in UnaryOp::all()
         .into_iter()
         .flat_map(|op| planes.map(|p| (op, p)))
@@ -1108,6 +1118,8 @@ fn fused_elementwise_matches_reference() {
             ElementwiseStep::Binary(BinaryOp::Max, st(2), st(1)),
         ]);
         assert_eq!(elementwise::is_vec4(&program, &shapes, out), h * w % 4 == 0);
+        let per = elementwise::per_invocation(&program, &shapes, out, s.kernels.eight_a_load);
+        assert_eq!(per == 8, s.kernels.eight_a_load && h * w % 8 == 0);
         let data: Vec<Vec<f32>> = shapes
             .iter()
             .enumerate()

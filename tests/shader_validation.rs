@@ -199,15 +199,21 @@ fn generated_elementwise_kernels_validate() {
             steps,
             padded_channels,
         };
-        // Planes of 20 pixels (4 values an invocation) and of 15 (one).
-        for h in [4, 3] {
+        // Planes of 40 pixels (8 values an invocation where asked), of 20 (4) and of 15 (one).
+        for h in [8, 4, 3] {
             let shape = batchwise::model::ItemShape { c: 3, h, w: 5 };
             let shapes = vec![shape; inputs as usize];
             let out = batchwise::model::ItemShape { c: 5, ..shape };
             for (kind, program, out) in [("flat", &flat, shape), ("padded", &padded, out)] {
                 assert_eq!(elementwise::is_flat(program, &shapes, out), kind == "flat");
-                assert_eq!(elementwise::is_vec4(program, &shapes, out), h == 4);
-                let source = elementwise::source(program, &shapes, out);
+                assert_eq!(elementwise::is_vec4(program, &shapes, out), h != 3);
+                let eight = elementwise::source(program, &shapes, out, true);
+                assert_eq!(eight.contains("vec4<u64>"), h == 8);
+                validate(
+                    &format!("elementwise {kind} over {inputs}, h {h}, 8"),
+                    &eight,
+                );
+                let source = elementwise::source(program, &shapes, out, false);
                 validate(&format!("elementwise {kind} over {inputs}, h {h}"), &source);
                 let half = batchwise::kernels::float16_source(&source).expect("written over act");
                 validate(

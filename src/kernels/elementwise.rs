@@ -6,7 +6,8 @@
 //! Where the planes (flat: the items) hold a multiple of 4 values and every input covers the
 //! whole plane or is one value a plane ([`is_vec4`]), an invocation reads and writes 4 values a
 //! load and store (on lavapipe a load or store is a loop over the lanes, so 4 values a pass
-//! halve the kernel's time) and runs the steps on each of the 4.
+//! halve the kernel's time) and runs the steps on each of the 4; on a CPU adapter 8 where the
+//! planes allow it (`vec4<u64>`, [`per_invocation`]).
 //! The unary ops are `shaders/unary.wgsl`'s own functions, included in the generated source.
 
 use std::fmt::Write as _;
@@ -34,11 +35,39 @@ pub fn is_vec4(program: &ElementwiseProgram, shapes: &[ItemShape], out: ItemShap
     plane.is_multiple_of(4) && shapes.iter().all(whole_or_point)
 }
 
+/// Values an invocation reads and writes: 8 a load (`vec4<u64>`) where `eight` (the kernels'
+/// [`super::Kernels::eight_a_load`]) and [`is_vec4`] holds for multiples of 8 (the planes, or
+/// flat the items); 4 where [`is_vec4`]; else 1.
+pub fn per_invocation(
+    program: &ElementwiseProgram,
+    shapes: &[ItemShape],
+    out: ItemShape,
+    eight: bool,
+) -> u32 {
+    if !is_vec4(program, shapes, out) {
+        return 1;
+    }
+    let values = match is_flat(program, shapes, out) {
+        true => out.c * out.h * out.w,
+        false => out.h * out.w,
+    };
+    if eight && values.is_multiple_of(8) {
+        8
+    } else {
+        4
+    }
+}
+
 /// The WGSL of `program` over inputs of item shapes `shapes` (as stored: a padded input's own
 /// channels are where its zeros start; only those channel counts are baked in) to an output of
-/// `out` (only whether the kernel runs flat, [`is_flat`], and 4 values an invocation,
-/// [`is_vec4`], depend on it).
-pub fn source(program: &ElementwiseProgram, shapes: &[ItemShape], out: ItemShape) -> String {
+/// `out` (only whether the kernel runs flat, [`is_flat`], and its values an invocation,
+/// [`per_invocation`] with `eight`, depend on it).
+pub fn source(
+    program: &ElementwiseProgram,
+    shapes: &[ItemShape],
+    out: ItemShape,
+    eight: bool,
+) -> String {
     let inputs = shapes.len();
     let unary = super::shader("unary.wgsl");
     let functions = unary
@@ -57,14 +86,15 @@ pub fn source(program: &ElementwiseProgram, shapes: &[ItemShape], out: ItemShape
         inputs.max(1)
     );
     s += "@group(0) @binding(0) var<uniform> p: Params;\n";
-    let vec4 = is_vec4(program, shapes, out);
+    let per = per_invocation(program, shapes, out, eight);
+    let wide = match per {
+        8 => "vec4<u64>",
+        4 => "vec4<act>",
+        _ => "act",
+    };
     let point = |sh: &ItemShape| sh.h == 1 && sh.w == 1 && out.h * out.w > 1;
     for (k, shape) in shapes.iter().enumerate() {
-        let element = if vec4 && !point(shape) {
-            "vec4<act>"
-        } else {
-            "act"
-        };
+        let element = if point(shape) { "act" } else { wide };
         let _ = writeln!(
             s,
             "@group(0) @binding({}) var<storage, read> in{k}: array<{element}>;",
@@ -75,12 +105,15 @@ pub fn source(program: &ElementwiseProgram, shapes: &[ItemShape], out: ItemShape
         s,
         "@group(0) @binding({}) var<storage, read_write> dst: array<{}>;",
         inputs + 1,
-        if vec4 { "vec4<act>" } else { "act" }
+        wide
     );
     s += functions;
     s += BINARY_OP;
-    if vec4 {
-        s += &vec4_source(program, shapes, out);
+    if per == 8 {
+        s += super::eight::HELPERS;
+    }
+    if per > 1 {
+        s += &wide_source(program, shapes, out, per);
         return s;
     }
     if is_flat(program, shapes, out) {
@@ -133,46 +166,72 @@ fn plane_reads(program: &ElementwiseProgram, shapes: &[ItemShape], out: ItemShap
     s
 }
 
-/// The 4-values-an-invocation kernel's entry point ([`is_vec4`]): each input's 4 values (a vec4,
-/// or one value for all 4), the steps on each of them in turn, one vec4 stored.
-fn vec4_source(program: &ElementwiseProgram, shapes: &[ItemShape], out: ItemShape) -> String {
+/// The entry point of 4 or 8 values an invocation (`per`, [`per_invocation`]): each input's
+/// values (a vec4, the two halves of a `vec4<u64>`, or one value for all), the steps on each of
+/// them in turn, one vec4 or `vec4<u64>` stored.
+fn wide_source(
+    program: &ElementwiseProgram,
+    shapes: &[ItemShape],
+    out: ItemShape,
+    per: u32,
+) -> String {
+    let halves = per / 4;
+    // Input k's half h from the WGSL value `value` of its whole load.
+    let split = |k: usize, value: &str| match halves {
+        2 => format!("    let w{k} = {value}; let v{k}_0 = lo8(w{k}); let v{k}_1 = hi8(w{k});\n"),
+        _ => format!("    let v{k}_0 = {value};\n"),
+    };
     let mut s = String::new();
     s += "@compute @workgroup_size(256, 1, 1)\n";
     s += MAIN;
     if is_flat(program, shapes, out) {
-        s += "    let count = p.out_c * p.out_h * p.out_w / 4u;\n";
+        let _ = writeln!(s, "    let count = p.out_c * p.out_h * p.out_w / {per}u;");
         s += "    let i = gid.x + gid.y * groups.x * 256u;\n";
         s += "    if i >= count { return; }\n";
         s += "    let at = gid.z * count + i;\n";
         for k in 0..shapes.len() {
-            let _ = writeln!(s, "    let v{k} = in{k}[at];");
+            s += &split(k, &format!("in{k}[at]"));
         }
     } else {
-        s += &plane_start(" / 4u");
+        s += &plane_start(&format!(" / {per}u"));
         for (k, shape) in shapes.iter().enumerate() {
             let (own, base) = plane_base(program, k, shape);
-            let value = if shape.h == out.h && shape.w == out.w {
-                format!("in{k}[({base}) / 4u + pix]")
+            if shape.h == out.h && shape.w == out.w {
+                s += &split(k, &format!("in{k}[({base}) / {per}u + pix]"));
             } else {
-                format!("vec4<act>(in{k}[{base}])")
-            };
-            let _ = match own {
-                Some(own) => writeln!(
-                    s,
-                    "    let v{k} = select(vec4<act>(0.0), {value}, c < {own}u);"
-                ),
-                None => writeln!(s, "    let v{k} = {value};"),
-            };
+                for h in 0..halves {
+                    let _ = writeln!(s, "    let v{k}_{h} = vec4<act>(in{k}[{base}]);");
+                }
+            }
+            if let Some(own) = own {
+                for h in 0..halves {
+                    let _ = writeln!(
+                        s,
+                        "    let z{k}_{h} = select(vec4<act>(0.0), v{k}_{h}, c < {own}u);"
+                    );
+                }
+            }
         }
     }
-    s += "    var r: vec4<act>;\n";
-    s += "    for (var j = 0u; j < 4u; j++) {\n";
-    for k in 0..shapes.len() {
-        let _ = writeln!(s, "    let i{k} = f32(v{k}[j]);");
-    }
-    s += &steps_source(program);
     let last = program.steps.len().saturating_sub(1);
-    let _ = writeln!(s, "    r[j] = act(s{last});\n    }}\n    dst[at] = r;\n}}");
+    for h in 0..halves {
+        let _ = writeln!(s, "    var r{h}: vec4<act>;");
+    }
+    s += "    for (var j = 0u; j < 4u; j++) {\n";
+    for h in 0..halves {
+        s += "    {\n";
+        for k in 0..shapes.len() {
+            let v = if program.padded(k) > 0 { "z" } else { "v" };
+            let _ = writeln!(s, "    let i{k} = f32({v}{k}_{h}[j]);");
+        }
+        s += &steps_source(program);
+        let _ = writeln!(s, "    r{h}[j] = act(s{last});\n    }}");
+    }
+    s += "    }\n";
+    match halves {
+        2 => s += "    dst[at] = pack8(r0, r1);\n}\n",
+        _ => s += "    dst[at] = r0;\n}\n",
+    }
     s
 }
 
@@ -287,7 +346,10 @@ pub fn prepare(
     dst: &wgpu::Buffer,
 ) -> Step {
     let shapes: Vec<ItemShape> = inputs.iter().map(|(_, s)| *s).collect();
-    let pipeline = cx.kernels.elementwise(&source(program, &shapes, out));
+    let eight = cx.kernels.eight_a_load;
+    let pipeline = cx
+        .kernels
+        .elementwise(&source(program, &shapes, out, eight));
     // Params: the output's shape, then each input's strides (the uniform may run past the array
     // the shader declares).
     let mut params = [0u32; 4 + 4 * ElementwiseProgram::MAX_INPUTS];
@@ -297,7 +359,7 @@ pub fn prepare(
     }
     let mut buffers: Vec<&wgpu::Buffer> = inputs.iter().map(|(b, _)| *b).collect();
     buffers.push(dst);
-    let per = if is_vec4(program, &shapes, out) { 4 } else { 1 };
+    let per = per_invocation(program, &shapes, out, eight);
     let (groups_xy, groups_z) = if is_flat(program, &shapes, out) {
         (super::flat_groups(out.elements() as u32 / per), 1)
     } else {
