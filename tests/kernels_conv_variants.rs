@@ -541,19 +541,36 @@ fn depthwise_wide_matches_reference() {
     use batchwise::kernels::depthwise_conv2d;
     let engine = common::engine();
     let kernels = Kernels::new(&engine.gpu);
+    let eight = kernels.eight_a_load;
+    assert_eq!(eight, engine.gpu.adapter.device_type == "Cpu");
+    let (mut loads8, mut stores8) = (Vec::new(), Vec::new());
     for case in depthwise_wide_cases() {
         let v = depthwise_conv2d::variant(&case.spec).expect("generated");
         let (_, h, w) = case.nhw;
         let (oh, ow) = case.spec.output_hw(h, w).unwrap();
-        let chosen = v.for_map(w, oh, ow, case.spec.pads[1]);
+        let chosen = v.for_map(w, oh, ow, case.spec.pads[1], eight);
         // Every case but the 12x12 map's is read 4 values a load.
         assert_eq!(chosen.wide.is_some(), w != 12, "{chosen:?}");
-        // With one column of left padding a 3x3 block's left column is loaded alone.
+        // With one column of left padding a 3x3 block's left column is loaded alone (the last
+        // value of a vec4, or the high word of a vec4<u64>'s last component).
         let alone = case.spec.k_w == 3 && case.spec.pads[1] == 1 && chosen.wide.is_some();
-        assert_eq!(chosen.source().contains("][3]), my0"), alone, "{chosen:?}");
+        let source = chosen.source();
+        let loaded_alone = source.contains("][3]), my0") || source.contains("][3] >> 32u)), my0");
+        assert_eq!(loaded_alone, alone, "{chosen:?}");
         // Written 4 a store where the output rows are a multiple of 4 wide.
         assert_eq!(chosen.store4, ow % 4 == 0 && w != 12, "{chosen:?}");
+        if chosen.load8 {
+            loads8.push(case.seed);
+        }
+        if chosen.store8 {
+            stores8.push(case.seed);
+        }
         check(&engine, &kernels, case, false);
+    }
+    // On a CPU adapter the rows a multiple of 8 wide move 8 values a load or store.
+    if eight {
+        assert_eq!(loads8, [31, 32, 36, 38, 39]);
+        assert_eq!(stores8, [31, 36, 38]);
     }
 }
 

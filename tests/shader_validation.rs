@@ -145,15 +145,20 @@ fn generated_narrow_conv2d_variants_validate() {
 #[test]
 fn generated_depthwise_variants_validate() {
     use batchwise::kernels::depthwise_conv2d::Variant;
-    for (k, stride, dilation, rows, cols, wide, store4) in [
-        ([3, 3], [1, 1], [1, 1], 4, 4, None, false),
-        ([3, 3], [2, 2], [1, 1], 4, 8, None, false),
-        ([5, 5], [1, 1], [2, 1], 8, 4, None, false),
-        ([1, 7], [1, 2], [1, 1], 2, 8, None, false),
-        ([3, 3], [1, 1], [1, 1], 2, 8, Some(1), true),
-        ([3, 3], [2, 2], [1, 1], 4, 4, Some(0), true),
-        ([5, 5], [1, 1], [1, 3], 4, 8, Some(6), true),
-        ([3, 3], [2, 2], [1, 1], 2, 8, Some(1), false),
+    for (k, stride, dilation, rows, cols, wide, store4, eight) in [
+        ([3, 3], [1, 1], [1, 1], 4, 4, None, false, false),
+        ([3, 3], [2, 2], [1, 1], 4, 8, None, false, false),
+        ([5, 5], [1, 1], [2, 1], 8, 4, None, false, false),
+        ([1, 7], [1, 2], [1, 1], 2, 8, None, false, false),
+        ([3, 3], [1, 1], [1, 1], 2, 8, Some(1), true, false),
+        ([3, 3], [2, 2], [1, 1], 4, 4, Some(0), true, false),
+        ([5, 5], [1, 1], [1, 3], 4, 8, Some(6), true, false),
+        ([3, 3], [2, 2], [1, 1], 2, 8, Some(1), false, false),
+        // 8 values a load and store (vec4<u64>, float32 only).
+        ([3, 3], [1, 1], [1, 1], 2, 8, Some(1), true, true),
+        ([3, 3], [2, 2], [1, 1], 2, 8, Some(1), true, true),
+        ([5, 5], [1, 1], [1, 1], 4, 8, Some(2), true, true),
+        ([5, 5], [2, 2], [1, 1], 4, 8, Some(2), false, true),
     ] {
         let v = Variant {
             k,
@@ -163,10 +168,14 @@ fn generated_depthwise_variants_validate() {
             cols,
             wide,
             store4,
+            load8: eight,
+            store8: eight && store4,
         };
         validate(&format!("{v:?}"), &v.source());
-        let half = batchwise::kernels::float16_source(&v.source()).expect("over act");
-        validate(&format!("{v:?} float16"), &half);
+        if !eight {
+            let half = batchwise::kernels::float16_source(&v.source()).expect("over act");
+            validate(&format!("{v:?} float16"), &half);
+        }
     }
 }
 

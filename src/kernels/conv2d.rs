@@ -546,8 +546,8 @@ impl Conv2dLayer {
                 let bind = Bind::new(gpu, kernels, label);
                 let sizes = [in_h, in_w, out_h, out_w];
                 let variant = depthwise.map(|v| match fixed_block {
-                    true => v.wide_for(in_w, out_w, s.pads[1]),
-                    false => v.for_map(in_w, out_h, out_w, s.pads[1]),
+                    true => v.wide_for(in_w, out_w, s.pads[1], kernels.eight_a_load),
+                    false => v.for_map(in_w, out_h, out_w, s.pads[1], kernels.eight_a_load),
                 });
                 return depthwise_step(bind, s, variant, &buffers, sizes);
             }

@@ -83,6 +83,11 @@ pub struct Variant {
     pub wide: Option<u32>,
     /// Outputs written 4 a store (with `wide`, where the output rows allow it too).
     pub store4: bool,
+    /// With `wide`, rows read 8 values a load where two vec4s of a row's patch are read
+    /// (`vec4<u64>`, `kernels::eight`; a CPU adapter, float32).
+    pub load8: bool,
+    /// With `store4`, outputs written 8 a store (`vec4<u64>`).
+    pub store8: bool,
 }
 
 /// The engine's variant for a depthwise shape, or None where its patch does not fit (the
@@ -101,6 +106,8 @@ pub fn variant_with(spec: &Conv2dSpec, rows: u32, cols: u32) -> Option<Variant> 
         cols,
         wide: None,
         store4: false,
+        load8: false,
+        store8: false,
     };
     v.fits().then_some(v)
 }
@@ -140,7 +147,8 @@ impl Variant {
     /// 14x14 four: no lane computes pixels past the map, and the taps are loaded once for 49
     /// outputs, not 16); else 4x4. Measured on lavapipe (BENCHMARKS.md, "Depthwise and
     /// few-input-channel 1x1", and its stride 2 part).
-    pub fn for_map(self, in_w: u32, out_h: u32, out_w: u32, pad_left: u32) -> Self {
+    /// `eight`: where rows allow it, read and write 8 values a load ([`Self::wide_for`]).
+    pub fn for_map(self, in_w: u32, out_h: u32, out_w: u32, pad_left: u32, eight: bool) -> Self {
         let wide = in_w.is_multiple_of(4) && out_w.is_multiple_of(4) && out_w > 16;
         // A 3x3 stride 2 onto a width not a multiple of 4 (28 px onto 14) still reads its input 4
         // columns a load in 2x8 blocks (a block starts on input column 16 b) and writes one value
@@ -159,7 +167,7 @@ impl Variant {
         };
         let blocked = Self { rows, cols, ..self };
         let fits = blocked.fits();
-        (if fits { blocked } else { self }).wide_for(in_w, out_w, pad_left)
+        (if fits { blocked } else { self }).wide_for(in_w, out_w, pad_left, eight)
     }
 
     /// Whether the patch of this block fits in registers (as [`variant_with`] checks).
@@ -174,13 +182,21 @@ impl Variant {
     /// 4); writing 4 outputs a store where the output width and the block's are multiples of 4
     /// as well. On llvmpipe a load whose address differs per lane is a loop over the lanes; a
     /// vec4 takes one pass of it for 4 values. `BATCHWISE_DEPTHWISE_WIDE=off` keeps one value a
-    /// load (to measure).
-    pub fn wide_for(self, in_w: u32, out_w: u32, pad_left: u32) -> Self {
+    /// load (to measure). With `eight` (`Kernels::eight_a_load`), the same in multiples of 8
+    /// reads and writes 8 values a load (`load8`, `store8`).
+    pub fn wide_for(self, in_w: u32, out_w: u32, pad_left: u32, eight: bool) -> Self {
         let off = std::env::var("BATCHWISE_DEPTHWISE_WIDE").is_ok_and(|v| v == "off");
         let load = !off && in_w.is_multiple_of(4) && (self.cols * self.stride[1]).is_multiple_of(4);
+        let store4 = load && out_w.is_multiple_of(4) && self.cols.is_multiple_of(4);
+        let load8 = eight
+            && load
+            && in_w.is_multiple_of(8)
+            && (self.cols * self.stride[1]).is_multiple_of(8);
         Self {
             wide: load.then_some(pad_left),
-            store4: load && out_w.is_multiple_of(4) && self.cols.is_multiple_of(4),
+            store4,
+            load8,
+            store8: eight && store4 && out_w.is_multiple_of(8) && self.cols.is_multiple_of(8),
             ..self
         }
     }
@@ -205,17 +221,24 @@ impl Variant {
         let (rows, cols) = (self.rows, self.cols);
         let ([k_h, k_w], [sh, sw], [dh, dw]) = (self.k, self.stride, self.dilation);
         let mut w = String::from(head);
-        if self.wide.is_some() {
+        if self.load8 {
+            w = w.replace(SRC, "var<storage, read> src: array<vec4<u64>>;");
+        } else if self.wide.is_some() {
             w = w.replace(SRC, "var<storage, read> src: array<vec4<act>>;");
         }
-        if self.store4 {
+        if self.store8 {
+            w = w.replace(DST, "var<storage, read_write> dst: array<vec4<u64>>;");
+        } else if self.store4 {
             w = w.replace(DST, "var<storage, read_write> dst: array<vec4<act>>;");
+        }
+        if self.load8 || self.store8 {
+            w.push_str(super::eight::HELPERS);
         }
         line(
             &mut w,
             format!(
-                "// Unrolled: {rows}x{cols} pixels, kernel {k_h}x{k_w}, stride {sh}x{sw}, dilation {dh}x{dw}, wide {:?}, 4 a store {}.",
-                self.wide, self.store4
+                "// Unrolled: {rows}x{cols} pixels, kernel {k_h}x{k_w}, stride {sh}x{sw}, dilation {dh}x{dw}, wide {:?}, 4 a store {}, 8 a load {}, 8 a store {}.",
+                self.wide, self.store4, self.load8, self.store8
             ),
         );
         line(
@@ -353,9 +376,19 @@ impl Variant {
             );
         }
         let (first, last) = (at(0).0, at(span_w - 1).0);
-        for d in first..=last {
-            let columns: Vec<u32> = (0..span_w).filter(|&j| at(j).0 == d && read(j)).collect();
-            if columns.is_empty() {
+        let columns =
+            |d: i64| -> Vec<u32> { (0..span_w).filter(|&j| at(j).0 == d && read(j)).collect() };
+        let mut d = first;
+        while d <= last {
+            let here = columns(d);
+            // Two vec4s of a row read (the first on an even vec4: blocks start on 8 input
+            // columns) as one vec4<u64>.
+            let pair = self.load8
+                && d.rem_euclid(2) == 0
+                && d < last
+                && here.len() + columns(d + 1).len() > 2;
+            if here.is_empty() && !pair {
+                d += 1;
                 continue;
             }
             line(w, "    {");
@@ -366,20 +399,61 @@ impl Variant {
                  let cq = u32(clamp(q, 0, last_q));"
                 ),
             );
+            if pair {
+                for i in 0..span_h {
+                    line(
+                        w,
+                        format!(
+                            "        let p{i} = select(vec4<u64>(0lu), src[(ry{i} + cq) / 2u], my{i} && mq); \
+                             let v{i} = lo8(p{i}); let u{i} = hi8(p{i});"
+                        ),
+                    );
+                }
+                for (dd, name) in [(d, "v"), (d + 1, "u")] {
+                    for j in columns(dd) {
+                        let e = at(j).1;
+                        self.column_products(w, j, &|i| format!("{name}{i}[{e}]"));
+                    }
+                }
+                line(w, "    }");
+                d += 2;
+                continue;
+            }
             // A vec4 of which one value is read: that value alone. On llvmpipe a load with a
             // per-lane address inserts each of its values lane by lane, so the other 3 would
             // cost as much as the one (the column left of a block when pad_left is 1).
-            let single = columns.len() == 1;
+            let single = here.len() == 1;
             for i in 0..span_h {
-                let load = if single {
-                    let e = at(columns[0]).1;
-                    format!("select(0.0, f32(src[ry{i} + cq][{e}]), my{i} && mq)")
-                } else {
-                    format!("select(vec4<f32>(0.0), vec4<f32>(src[ry{i} + cq]), my{i} && mq)")
+                let load = match (single, self.load8) {
+                    (true, false) => {
+                        let e = at(here[0]).1;
+                        format!("select(0.0, f32(src[ry{i} + cq][{e}]), my{i} && mq)")
+                    }
+                    (false, false) => {
+                        format!("select(vec4<f32>(0.0), vec4<f32>(src[ry{i} + cq]), my{i} && mq)")
+                    }
+                    // From vec4<u64>s: vec4 d is the low or high half of one (d's parity: a row
+                    // starts on an even vec4), value e the low or high word of a component.
+                    (true, true) => {
+                        let e = at(here[0]).1;
+                        let component = 2 * d.rem_euclid(2) + e / 2;
+                        let word = if e % 2 == 1 {
+                            ">> 32u"
+                        } else {
+                            "& 0xfffffffflu"
+                        };
+                        format!(
+                            "select(0.0, bitcast<f32>(u32(src[(ry{i} + cq) / 2u][{component}] {word})), my{i} && mq)"
+                        )
+                    }
+                    (false, true) => format!(
+                        "select(vec4<f32>(0.0), {}8(src[(ry{i} + cq) / 2u]), my{i} && mq)",
+                        if d.rem_euclid(2) == 0 { "lo" } else { "hi" }
+                    ),
                 };
                 line(w, format!("        let v{i} = {load};"));
             }
-            for j in columns {
+            for j in here {
                 let e = at(j).1;
                 let value = |i: u32| match single {
                     true => format!("v{i}"),
@@ -388,6 +462,7 @@ impl Variant {
                 self.column_products(w, j, &value);
             }
             line(w, "    }");
+            d += 1;
         }
     }
 
@@ -395,6 +470,27 @@ impl Variant {
     fn stores(&self, w: &mut String) {
         line(w, "    let out_plane = z * p.out_h * p.out_w;");
         for r in 0..self.rows {
+            if self.store8 {
+                for x in (0..self.cols).step_by(8) {
+                    let half = |from: u32| {
+                        (from..from + 4)
+                            .map(|x| format!("act(activate(a{r}_{x}, c))"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    line(
+                        w,
+                        format!(
+                            "    if oy0 + {r}u < p.out_h && ox0 + {x}u < p.out_w {{ \
+                         dst[(out_plane + (oy0 + {r}u) * p.out_w + ox0 + {x}u) / 8u] = \
+                         pack8(vec4<f32>({}), vec4<f32>({})); }}",
+                            half(x),
+                            half(x + 4)
+                        ),
+                    );
+                }
+                continue;
+            }
             if self.store4 {
                 for x in (0..self.cols).step_by(4) {
                     let v = (x..x + 4)
