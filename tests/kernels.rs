@@ -651,8 +651,9 @@ fn resize_filter_matches_reference() {
 }
 
 /// Bilinear over planes taller than resize_filter.wgsl's `linear` rows per invocation (8): up by 2 and 4
-/// (rows reused between outputs), a non-whole scale, a downscale and a one-row input, against the
-/// same f64 reference: 2 taps per axis in f32, 2e-6 absolute for values in [-1, 1].
+/// (rows reused between outputs), a non-whole scale, a downscale and a one-row input, and up by 2
+/// on resize2x.wgsl, against the same f64 reference: 2 taps per axis in f32, 2e-6 absolute for
+/// values in [-1, 1].
 #[test]
 fn resize_linear_rows_match_reference() {
     use batchwise::kernels::resize_filter;
@@ -673,12 +674,31 @@ fn resize_linear_rows_match_reference() {
         (1, 2, 23, 17, Target::Size([53, 30]), Coords::AlignCorners),
         (2, 1, 40, 33, Target::Scale([0.5, 0.5]), Coords::HalfPixel),
         (1, 3, 1, 9, Target::Size([12, 18]), Coords::Asymmetric),
+        // Up by 2 with half_pixel coordinates on rows a multiple of 4 wide: resize2x.wgsl (8
+        // values a store on a CPU adapter), by scales and by sizes, one-row and one-vec4 inputs.
+        (2, 3, 9, 12, Target::Scale([2.0, 2.0]), Coords::HalfPixel),
+        (
+            1,
+            2,
+            6,
+            16,
+            Target::Size([12, 32]),
+            Coords::PytorchHalfPixel,
+        ),
+        (2, 1, 1, 8, Target::Scale([2.0, 2.0]), Coords::HalfPixel),
+        (1, 2, 5, 4, Target::Scale([2.0, 2.0]), Coords::HalfPixel),
     ] {
         let spec = ResizeFilterSpec {
             target,
             coords,
             filter: Filter::Linear,
         };
+        let by_two = matches!(target, Target::Scale([2.0, 2.0]) | Target::Size([12, 32]));
+        assert_eq!(
+            batchwise::kernels::resize2x::applies(&spec, h, w),
+            by_two && w % 4 == 0,
+            "{spec:?} on {h}x{w}"
+        );
         let input = common::random_vec(&mut rng, (n * c * h * w) as usize, 1.0);
         let expected = resize_filter::reference(&spec, &input, n * c, h, w);
         let src = storage(gpu, &input);

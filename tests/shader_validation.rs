@@ -268,6 +268,14 @@ fn generated_gemm_blockings_validate() {
     }
 }
 
+/// resize2x.wgsl writing 8 values a store (`vec4<u64>`) validates too.
+#[test]
+fn resize2x_eight_validates() {
+    let eight = batchwise::kernels::resize2x::source(true);
+    assert!(eight.contains("pack8"));
+    validate("resize2x, 8 a store", &eight);
+}
+
 /// The float16 variants (the shaders written over the `act` element type) validate too.
 #[test]
 fn float16_variants_validate() {

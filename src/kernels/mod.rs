@@ -30,6 +30,7 @@ pub mod pack;
 pub mod pad;
 pub mod pool2d;
 pub mod reduce;
+pub mod resize2x;
 pub mod resize_filter;
 pub mod resize_nearest;
 pub mod softmax;
@@ -72,6 +73,7 @@ pub const SHADERS: &[(&str, &str)] = &[
         "resize_filter.wgsl",
         include_str!("../../shaders/resize_filter.wgsl"),
     ),
+    ("resize2x.wgsl", include_str!("../../shaders/resize2x.wgsl")),
     (
         "depthwise_conv2d.wgsl",
         include_str!("../../shaders/depthwise_conv2d.wgsl"),

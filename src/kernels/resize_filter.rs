@@ -1,6 +1,6 @@
 //! Nearest, bilinear and bicubic resize (`shaders/resize_filter.wgsl`) with ONNX's coordinate modes;
 //! bilinear runs its entry point `linear` (a column of [`LINEAR_ROWS`] outputs an invocation,
-//! each input row read once).
+//! each input row read once), an upsampling by 2 with half_pixel coordinates `resize2x.rs`.
 
 use super::{Bind, Step};
 use crate::model::{Coords, Filter, NearestMode, ResizeFilterSpec};
@@ -168,6 +168,9 @@ pub fn prepare(
         kernels,
         label,
     } = cx;
+    if super::resize2x::applies(spec, h, w) {
+        return super::resize2x::prepare(Bind::new(gpu, kernels, label), src, dst, channels, h, w);
+    }
     let (out_h, out_w) = spec.output_hw(h, w);
     let (pipeline, rows) = match spec.filter {
         Filter::Linear => (&kernels.resize_linear, LINEAR_ROWS),
