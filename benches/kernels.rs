@@ -227,6 +227,13 @@ fn conv_shapes() -> Vec<(&'static str, Conv2dSpec, u32, u32)> {
         ),
         ("conv 3x3 32->8 128x128 n1", conv(32, 8, 3, 1, 1, 1), 128, 1),
         ("conv 1x1 64->3 128x128 n1", conv(64, 3, 1, 1, 0, 1), 128, 1),
+        (
+            "conv 1x1 16->4 128x128 n8 (remove-background's last)",
+            conv(16, 4, 1, 1, 0, 1),
+            128,
+            8,
+        ),
+        ("conv 1x1 32->8 64x64 n8", conv(32, 8, 1, 1, 0, 1), 64, 8),
         ("conv 5x5 8->1 128x128 n1", conv(8, 1, 5, 1, 2, 1), 128, 1),
         (
             "conv depthwise 3x3 64 64x64 n1",

@@ -1895,11 +1895,16 @@ fn gemm_matches_reference() {
         (8, conv(24, 70, 1), 1, (16, 16), Residual::BeforeActivation),
         (9, conv(32, 16, 1), 2, (20, 60), Residual::AfterActivation),
         (10, conv(16, 16, 1), 2, (4, 3), Residual::BeforeActivation),
+        // To few channels (4- and 8-channel blocks): 8 q a load, 4 and one.
+        (11, conv(16, 4, 1), 3, (8, 16), Residual::AfterActivation),
+        (12, conv(64, 3, 1), 2, (6, 6), Residual::BeforeActivation),
+        (13, conv(32, 8, 1), 2, (5, 7), Residual::AfterActivation),
+        (14, conv(7, 1, 1), 1, (8, 8), Residual::BeforeActivation),
     ] {
         let layout = gemm::Layout::planes(spec.in_c, spec.out_c, hw.0 * hw.1);
         assert_eq!(
             layout.wide(),
-            seed == 4 || seed >= 6,
+            seed == 4 || (6..=12).contains(&seed) || seed == 14,
             "case {seed} read 4 q a load"
         );
         // On a CPU adapter (lavapipe) cases 6-9 move 8 q a load (`vec4<u64>`), 4 and 10 stay 4.
@@ -1907,8 +1912,8 @@ fn gemm_matches_reference() {
         assert_eq!(eight, s.engine.gpu.adapter.device_type == "Cpu");
         let width = layout.width(eight, gemm::blocking_for(spec.out_c));
         let expected = match seed {
-            6..=9 if eight => gemm::Width::Eight,
-            4 | 6.. => gemm::Width::Four,
+            6..=9 | 11 | 14 if eight => gemm::Width::Eight,
+            4 | 6..=12 | 14 => gemm::Width::Four,
             _ => gemm::Width::One,
         };
         assert_eq!(width, expected, "case {seed}");

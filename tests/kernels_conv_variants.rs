@@ -185,7 +185,7 @@ fn cases() -> Vec<Case> {
             (2, 14, 9),
             Some(Residual::AfterActivation),
         ),
-        // 1 channel, 1x1 (narrow rather than gemm), clip.
+        // 1 channel, 1x1 with a stride (a 1x1 without one runs gemm.wgsl), clip.
         case(
             4,
             Conv2dSpec {
@@ -193,6 +193,7 @@ fn cases() -> Vec<Case> {
                     min: -0.4,
                     max: 0.5,
                 },
+                stride: [2, 1],
                 ..conv(9, 1, 1, 0)
             },
             (2, 7, 10),

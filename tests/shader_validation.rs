@@ -249,6 +249,14 @@ fn generated_gemm_blockings_validate() {
             oc_block: 64,
             pix: 4,
         },
+        Blocking {
+            oc_block: 4,
+            pix: 16,
+        },
+        Blocking {
+            oc_block: 8,
+            pix: 16,
+        },
     ] {
         validate(&format!("{b:?}"), &b.source());
         let storage = b.source_with(batchwise::kernels::gemm::Weights::Storage);

@@ -355,7 +355,7 @@ impl Conv2dLayer {
             Kernel::Blocked | Kernel::DepthwisePerPixel => None,
         };
         let auto = kernel != Kernel::Blocked;
-        // At most 8 output channels run narrow whatever the kernel size, 1x1 included.
+        // 1x1 convolutions (none runs narrow) on gemm.wgsl.
         let gemm = narrow.is_none() && auto && spec.is_pointwise();
         if gemm && super::gemm::supported(spec.out_c) {
             let dims = (spec.out_c, spec.in_c);

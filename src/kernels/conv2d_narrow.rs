@@ -54,16 +54,20 @@ impl Narrow {
     }
 }
 
-/// The narrow variant for a shape with at most 8 output channels a group (12 but for a 1x1; more
-/// in blocks of 8 for few input channels and a large kernel), or None (conv2d.wgsl's 16-channel
-/// block then).
+/// The narrow variant for a shape with at most 8 output channels a group (12; more in blocks of 8
+/// for few input channels and a large kernel), or None (conv2d.wgsl's 16-channel block then; a
+/// 1x1 convolution runs gemm.wgsl).
 pub fn variant(spec: &Conv2dSpec) -> Option<Variant> {
+    if spec.is_pointwise() {
+        // gemm.wgsl's 4- and 8-channel blocks read and write whole rows (2-3x the narrow block
+        // on lavapipe: BENCHMARKS.md, "1x1 convolutions to few channels").
+        return None;
+    }
     let (rows, cols) = match spec.out_c / spec.groups {
         0..=4 => PIXELS_4,
         5..=8 => PIXELS_8,
-        // conv2d.wgsl's 16-channel block wastes a quarter or more of its work there; gemm.wgsl's
-        // 16x16 blocks take the 1x1s.
-        9..=MAX_CHANNELS if !spec.is_pointwise() => PIXELS_12,
+        // conv2d.wgsl's 16-channel block wastes a quarter or more of its work there.
+        9..=MAX_CHANNELS => PIXELS_12,
         _ if few_inputs(spec) => PIXELS_8,
         _ => return None,
     };

@@ -28,15 +28,16 @@ pub const BLOCKING: Blocking = Blocking {
     pix: 8,
 };
 
-/// The blocking for `out_c` output channels: 16 channels x 16 q for at most 16 (a 32-channel
-/// block would be half empty), else 8 q of the block of 16 to 32 channels (a multiple of 4) that
+/// The blocking for `out_c` output channels: 4, 8 or 16 channels (the fewest that hold them) x
+/// 16 q for at most 16 (a 32-channel block would be half empty; a 1x1 to 3 or 4 channels, the
+/// last of a model, runs 4), else 8 q of the block of 16 to 32 channels (a multiple of 4) that
 /// pads `out_c` least, the widest of equals: 32 for 64, 96 or 320 channels, 24 for 24 or 144,
 /// 20 for 40, 28 for 112 (a 32-channel block computed 8 of 24 channels for nothing;
-/// BENCHMARKS.md, "Depthwise and few-input-channel 1x1").
+/// BENCHMARKS.md, "Depthwise and few-input-channel 1x1" and "1x1 convolutions to few channels").
 pub fn blocking_for(out_c: u32) -> Blocking {
     if out_c <= 16 {
         return Blocking {
-            oc_block: 16,
+            oc_block: [4, 8, 16].into_iter().find(|&b| out_c <= b).unwrap_or(16),
             pix: 16,
         };
     }
