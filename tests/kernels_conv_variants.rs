@@ -618,3 +618,97 @@ fn narrow_conv2d_float16_matches_reference() {
         check(&engine, &kernels, case, true);
     }
 }
+
+/// An image's first convolution on rows of 8 output columns (`kernels/conv2d_rows.rs`): 3x3 and
+/// 5x5 stride 2 (classify's, remove-background's and detect-faces' first layers), 7x7 stride 1
+/// with PRelu and a residual, 32 channels (two 16-channel blocks) with the residual after the
+/// activation, asymmetric padding; on this adapter's loads (8 values where it moves 8) and on
+/// vec4s (`eight_a_load` off). Same tolerance as above.
+#[test]
+fn rows_conv2d_matches_reference() {
+    use batchwise::kernels::conv2d_rows;
+    let engine = common::engine();
+    let mut rng = common::rng(44);
+    let hard_swish = Activation::HardSwish;
+    let cases = [
+        (
+            60,
+            Conv2dSpec {
+                stride: [2, 2],
+                activation: hard_swish,
+                ..conv(3, 16, 3, 1)
+            },
+            (2, 17, 48),
+            None,
+        ),
+        (
+            61,
+            Conv2dSpec {
+                stride: [2, 2],
+                activation: Activation::Clip { min: 0.0, max: 6.0 },
+                ..conv(3, 24, 5, 2)
+            },
+            (1, 16, 32),
+            None,
+        ),
+        (
+            62,
+            Conv2dSpec {
+                activation: Activation::PRelu {
+                    slopes: common::random_vec(&mut rng, 8, 0.5),
+                },
+                ..conv(4, 8, 7, 3)
+            },
+            (2, 10, 16),
+            Some(Residual::BeforeActivation),
+        ),
+        (
+            63,
+            Conv2dSpec {
+                activation: Activation::LeakyRelu { alpha: 0.1 },
+                ..conv(3, 32, 3, 1)
+            },
+            (1, 8, 24),
+            Some(Residual::AfterActivation),
+        ),
+        (
+            64,
+            Conv2dSpec {
+                stride: [2, 2],
+                pads: [0, 1, 1, 0],
+                ..conv(1, 5, 3, 0)
+            },
+            (2, 11, 32),
+            None,
+        ),
+    ];
+    for eight in [true, false] {
+        let mut kernels = Kernels::new(&engine.gpu);
+        kernels.eight_a_load &= eight;
+        for (seed, spec, nhw, residual) in cases.clone() {
+            let (_, h, w) = nhw;
+            let (_, ow) = spec.output_hw(h, w).unwrap();
+            let variant = conv2d::Variant::for_spec(&spec, 8);
+            let rows = conv2d_rows::rows_for(variant, &spec, [w, ow], [1, 1], eight);
+            assert!(rows.is_some(), "{spec:?} runs on rows");
+            check(
+                &engine,
+                &kernels,
+                Case {
+                    seed,
+                    spec,
+                    nhw,
+                    residual,
+                },
+                false,
+            );
+        }
+    }
+    // Rows not a multiple of 8 outputs wide keep the other kernels.
+    let spec = Conv2dSpec {
+        stride: [2, 2],
+        ..conv(3, 16, 3, 1)
+    };
+    let variant = conv2d::Variant::for_spec(&spec, 8);
+    assert!(conv2d_rows::rows_for(variant, &spec, [44, 22], [1, 1], true).is_none());
+}

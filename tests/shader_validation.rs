@@ -310,3 +310,45 @@ fn engine_embeds_every_shader_file() {
         .collect();
     assert_eq!(on_disk, embedded);
 }
+
+/// The rows kernels of an image's first convolution (`kernels/conv2d_rows.rs`) validate: 3x3 and
+/// 5x5 stride 2, 7x7 stride 1, each with vec4 loads and with 8 values a load and store.
+#[test]
+fn generated_rows_variants_validate() {
+    use batchwise::kernels::conv2d::Variant;
+    use batchwise::kernels::conv2d_rows::rows_for;
+    use batchwise::model::{Activation, Conv2dSpec};
+    for (in_c, out_c, k, stride, pad, in_w, out_w) in [
+        (3, 16, 3, 2, 1, 48, 24),
+        (3, 24, 5, 2, 2, 32, 16),
+        (4, 8, 7, 1, 3, 16, 16),
+        (1, 5, 3, 2, 0, 36, 16),
+    ] {
+        let spec = Conv2dSpec {
+            in_c,
+            out_c,
+            k_h: k,
+            k_w: k,
+            stride: [stride; 2],
+            pads: [pad; 4],
+            dilation: [1, 1],
+            groups: 1,
+            activation: Activation::None,
+        };
+        for eight in [false, true] {
+            let v = rows_for(
+                Variant::for_spec(&spec, 8),
+                &spec,
+                [in_w, out_w],
+                [1, 1],
+                eight,
+            )
+            .expect("runs on rows");
+            validate(&format!("{v:?}"), &v.source());
+            if !eight {
+                let half = batchwise::kernels::float16_source(&v.source()).expect("over act");
+                validate(&format!("{v:?} float16"), &half);
+            }
+        }
+    }
+}

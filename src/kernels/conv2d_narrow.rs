@@ -22,6 +22,9 @@ pub struct Narrow {
     pub k_w: u32,
     pub stride_w: u32,
     pub dil_w: u32,
+    /// Rows of 8 output columns read and written whole (`conv2d_rows.rs`): an image's first
+    /// convolution on maps a multiple of 8 wide; None for a block of pixels.
+    pub wide: Option<super::conv2d_rows::Wide>,
 }
 
 /// Output channels a group may have for the narrow kernel (more than 8 not for 1x1).
@@ -107,6 +110,7 @@ pub fn variant_with(spec: &Conv2dSpec, rows: u32, cols: u32) -> Option<Variant> 
             k_w: spec.k_w,
             stride_w: spec.stride[1],
             dil_w: spec.dilation[1],
+            wide: None,
         }),
         winograd: None,
     })
@@ -114,6 +118,9 @@ pub fn variant_with(spec: &Conv2dSpec, rows: u32, cols: u32) -> Option<Variant> 
 
 /// WGSL: conv2d.wgsl's declarations (`head`) with an unrolled narrow `main`.
 pub fn source(head: &str, v: &Variant, n: &Narrow) -> String {
+    if let Some(wide) = n.wide {
+        return super::conv2d_rows::source(head, v, n, wide);
+    }
     let (rows, k_h, sh, dh) = (v.rows, v.k_h, v.stride_h, v.dil_h);
     let (vecs, cols, k_w, sw, dw) = (n.vecs, n.cols, n.k_w, n.stride_w, n.dil_w);
     let span_h = (rows - 1) * sh + (k_h - 1) * dh + 1;

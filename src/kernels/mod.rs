@@ -8,6 +8,7 @@ pub mod binary;
 pub mod conv2d;
 pub mod conv2d_narrow;
 pub mod conv2d_operands;
+pub mod conv2d_rows;
 pub mod conv2d_variant;
 pub mod conv_transpose2d;
 pub mod copy_block;

@@ -1,0 +1,333 @@
+//! An image's first convolution (at most [`MAX_INPUTS`] input channels, up to 7x7, stride 1 or
+//! 2) on rows: an invocation computes `rows` output rows of 8 columns for a block of 4, 8 or 16
+//! output channels, the accumulators vec4s of 4 columns. Each row of its input patch is read
+//! whole (vec4s, on a CPU adapter pairs of them as `vec4<u64>`: `super::eight`) and each output
+//! row of a channel written as 2 vec4s or one `vec4<u64>`, where conv2d.wgsl's one-column kernel
+//! and the narrow pixel blocks read and write one value a load: on llvmpipe every load and store
+//! with a per-lane address is a pass of a loop over the lanes per component.
+//!
+//! It runs on conv2d.wgsl's params, weight windows (packed as the narrow block's, 4 x `vecs`
+//! channels, one input-channel chunk) and bindings, with `src`, `dst` and `skip` declared as
+//! vectors; the bias, activation and residual are applied as `store_acc` would. Chosen where a
+//! layer is prepared ([`rows_for`]): only on maps whose rows allow it.
+
+use super::conv2d::Variant;
+use super::conv2d_narrow::Narrow;
+
+/// Input channels a group may have: the weights of one 16-channel block fit one window (one
+/// chunk), so every dispatch starts from the bias and applies the activation.
+pub const MAX_INPUTS: u32 = 4;
+/// Output rows an invocation.
+pub const ROWS: u32 = 2;
+/// Output columns an invocation (two vec4s, or one `vec4<u64>`).
+const COLS: u32 = 8;
+
+/// How a rows kernel reads and writes: its left padding (compiled in: which vec4 holds each
+/// column of the patch), 8 values a load where the input rows allow it, 8 a store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Wide {
+    pub pad_left: u32,
+    /// Input rows read as `vec4<u64>` pairs (rows a multiple of 8 wide).
+    pub load8: bool,
+    /// Output rows written as `vec4<u64>`.
+    pub store8: bool,
+}
+
+/// The rows variant of `variant` (conv2d.wgsl's 16-channel block or a narrow one of at most 16
+/// channels, weights packed alike) for an `in_w`-wide input and `out_w`-wide output, or None
+/// where it does not apply: groups of at most [`MAX_INPUTS`] input channels, stride 1 or 2 along
+/// x, no dilation, no fused upsample, both widths a multiple of 8 (the output's) and 4 (the
+/// input's). `eight`: the kernels move 8 values a load (`Kernels::eight_a_load`).
+/// `BATCHWISE_CONV_WIDE_ROWS=off` keeps the variant (to measure).
+pub fn rows_for(
+    variant: Variant,
+    spec: &crate::model::Conv2dSpec,
+    [in_w, out_w]: [u32; 2],
+    upsample: [u32; 2],
+    eight: bool,
+) -> Option<Variant> {
+    let off = std::env::var("BATCHWISE_CONV_WIDE_ROWS").is_ok_and(|v| v == "off");
+    let vecs = match variant.narrow {
+        Some(n) if n.wide.is_none() => n.vecs,
+        None if variant.winograd.is_none() => 4,
+        _ => return None,
+    };
+    let fits = spec.in_c / spec.groups <= MAX_INPUTS
+        && spec.groups == 1
+        && spec.dilation == [1, 1]
+        && (1..=2).contains(&spec.stride[1])
+        && spec.k_h <= 7
+        && spec.k_w <= 7
+        && upsample == [1, 1]
+        && out_w.is_multiple_of(COLS)
+        && in_w.is_multiple_of(4);
+    (!off && fits).then(|| Variant {
+        k_h: spec.k_h,
+        stride_h: spec.stride[0],
+        dil_h: 1,
+        rows: ROWS,
+        narrow: Some(Narrow {
+            vecs,
+            cols: COLS,
+            k_w: spec.k_w,
+            stride_w: spec.stride[1],
+            dil_w: 1,
+            wide: Some(Wide {
+                pad_left: spec.pads[1],
+                load8: eight && in_w.is_multiple_of(8),
+                store8: eight,
+            }),
+        }),
+        winograd: None,
+    })
+}
+
+/// WGSL: conv2d.wgsl's declarations (`head`: params, bindings, `activate`) with the vector
+/// bindings and the rows `main`.
+pub fn source(head: &str, v: &Variant, n: &Narrow, wide: Wide) -> String {
+    let mut w = declarations(head, wide);
+    let mut line = |l: String| {
+        w.push_str(&l);
+        w.push('\n');
+    };
+    let (rows, k_h, sh) = (v.rows, v.k_h, v.stride_h);
+    let (k_w, sw, vecs) = (n.k_w, n.stride_w, n.vecs);
+    let channels = 4 * vecs;
+    let span_w = (COLS - 1) * sw + k_w;
+    line(format!(
+        "// Rows: {channels} channels of {rows}x{COLS} pixels, kernel {k_h}x{k_w}, stride {sh}x{sw}, {wide:?}."
+    ));
+    line("@compute @workgroup_size(16, WG_Y, 1)".into());
+    line("fn main(@builtin(global_invocation_id) gid: vec3<u32>) {".into());
+    line(format!("    let ox0 = gid.x * {COLS}u;"));
+    line("    if ox0 >= p.out_w { return; }".into());
+    line(format!("    let oy0 = gid.y * {rows}u;"));
+    line("    let n = gid.z;".into());
+    // Accumulator of output row r, channel o, columns 4h .. 4h + 3; in `held` at (r, o, h).
+    let acc = |r: u32, o: u32, h: u32| format!("a{r}_{o}_{h}");
+    let all = || {
+        (0..rows).flat_map(move |r| (0..channels).flat_map(move |o| (0..2).map(move |h| (r, o, h))))
+    };
+    for (r, o, h) in all() {
+        let bias = format!("p.bias[{}][{}]", o / 4, o % 4);
+        line(format!(
+            "    var {} = vec4<act>(act({bias}));",
+            acc(r, o, h)
+        ));
+    }
+    line(format!(
+        "    let iy0 = i32(oy0 * {sh}u) - i32(p.pad_top);\n    let last_row = i32(p.in_h) - 1;\n    \
+         let row4 = p.in_w / 4u;\n    let q_base = i32(ox0 * {sw}u / 4u);\n    let last_q = i32(row4) - 1;"
+    ));
+    // The loop over kernel rows stays a loop (an unrolled one took lavapipe seconds to
+    // compile): each kernel row's weights, then for each output row its input row, read whole,
+    // and its products.
+    line("    for (var ic = 0u; ic < p.ic_count; ic++) {".into());
+    line("        let plane = (n * p.in_c + p.ic_base + ic) * p.in_h * row4;".into());
+    line(format!("        for (var ky = 0u; ky < {k_h}u; ky++) {{"));
+    line(format!(
+        "        let wi = (ic * {k_h}u + ky) * {}u;",
+        k_w * vecs
+    ));
+    for (kx, b) in (0..k_w).flat_map(|kx| (0..vecs).map(move |b| (kx, b))) {
+        let at = kx * vecs + b;
+        line(format!(
+            "        let w{kx}_{b} = vec4<act>(weights[wi + {at}u]);"
+        ));
+    }
+    for r in 0..rows {
+        line("        {".into());
+        line(format!(
+            "            let y = iy0 + i32({}u + ky); let my = y >= 0 && y <= last_row; \
+             let ry = u32(clamp(y, 0, last_row)) * row4;",
+            r * sh
+        ));
+        line(row_loads(span_w, wide));
+        // The 4 outputs of each half read columns kx, kx + sw, ..: one vec4 a kernel column.
+        for (kx, h) in (0..k_w).flat_map(|kx| (0..2).map(move |h| (kx, h))) {
+            let x: Vec<String> = (0..4)
+                .map(|c| format!("x{}", kx + sw * (4 * h + c)))
+                .collect();
+            line(format!(
+                "            let s{kx}_{h} = vec4<act>({});",
+                x.join(", ")
+            ));
+            for o in 0..channels {
+                let lane = ["x", "y", "z", "w"][o as usize % 4];
+                let w = format!("w{kx}_{}.{lane}", o / 4);
+                line(format!("            {} += s{kx}_{h} * {w};", acc(r, o, h)));
+            }
+        }
+        line("        }".into());
+    }
+    line("        }".into());
+    line("    }".into());
+    line(format!(
+        "    var held: array<vec4<act>, {}>;",
+        rows * channels * 2
+    ));
+    for (i, (r, o, h)) in all().enumerate() {
+        line(format!("    held[{i}] = {};", acc(r, o, h)));
+    }
+    line(format!(
+        "    for (var i = 0u; i < {}u; i++) {{",
+        rows * channels
+    ));
+    line(format!(
+        "        store_row(n, oy0 + i / {channels}u, ox0, i % {channels}u, held[2u * i], held[2u * i + 1u]);"
+    ));
+    line("    }\n}".into());
+    w
+}
+
+/// conv2d.wgsl's params, bindings and `activate` (`head` up to `load_acc`, which reads `dst` one
+/// value at a time), `src`, `dst` and `skip` declared as vectors, and `store_row`.
+fn declarations(head: &str, wide: Wide) -> String {
+    let cut = head
+        .find("// The accumulator of output row")
+        .expect("conv2d.wgsl declares load_acc after activate");
+    let element = |eight: bool| if eight { "vec4<u64>" } else { "vec4<act>" };
+    let mut w = head[..cut].to_owned();
+    for (from, to) in [
+        (
+            "var<storage, read> src: array<act>;",
+            format!("var<storage, read> src: array<{}>;", element(wide.load8)),
+        ),
+        (
+            "var<storage, read_write> dst: array<act>;",
+            format!(
+                "var<storage, read_write> dst: array<{}>;",
+                element(wide.store8)
+            ),
+        ),
+        (
+            "var<storage, read> skip: array<act>;",
+            "var<storage, read> skip: array<vec4<act>>;".to_owned(),
+        ),
+    ] {
+        assert!(w.contains(from), "conv2d.wgsl declares {from}");
+        w = w.replace(from, &to);
+    }
+    if wide.load8 || wide.store8 {
+        w.push_str(super::eight::HELPERS);
+    }
+    w.push_str(&store_function(wide.store8));
+    w
+}
+
+/// WGSL: a patch row's `span_w` columns (row `ry`, inside the image where `my`) as named values
+/// `x{col}`, read a vec4 (with `load8` a pair of them as one `vec4<u64>`) at a time. Column
+/// `col` is input column `ox0 * sw - pad_left + col`: vec4 `q_base + d`, value `e` (`ox0 * sw`
+/// is a multiple of 8, so `q_base` is even). A vec4 of which one value is read is read for that
+/// value alone (llvmpipe inserts a load's values lane by lane, so the other 3 would cost as much
+/// as the one).
+fn row_loads(span_w: u32, wide: Wide) -> String {
+    let at = |col: u32| {
+        let x = i64::from(col) - i64::from(wide.pad_left);
+        (x.div_euclid(4), x.rem_euclid(4) as u32)
+    };
+    let in_vec = |d: i64| (0..span_w).filter(|&c| at(c).0 == d).collect::<Vec<_>>();
+    let (first, last) = (at(0).0, at(span_w - 1).0);
+    // Vec4 d is named by k = d - first (names take no minus sign).
+    let name = |d: i64| d - first;
+    let mut w = String::new();
+    let mut push = |l: String| {
+        w.push_str("            ");
+        w.push_str(&l);
+        w.push('\n');
+    };
+    let mut d = first;
+    while d <= last {
+        let (k, here, odd) = (name(d), in_vec(d), d.rem_euclid(2) == 1);
+        push(format!(
+            "let q{k} = q_base + {d}; let m{k} = my && q{k} >= 0 && q{k} <= last_q; \
+             let at{k} = plane + ry + u32(clamp(q{k}, 0, last_q));"
+        ));
+        let pair = wide.load8 && !odd && d < last && here.len() + in_vec(d + 1).len() > 2;
+        if pair {
+            let k1 = name(d + 1);
+            push(format!(
+                "let p{k} = select(vec4<u64>(0lu), src[at{k} / 2u], m{k}); \
+                 let v{k} = lo8(p{k}); let v{k1} = hi8(p{k});"
+            ));
+            for c in here.into_iter().chain(in_vec(d + 1)) {
+                push(format!("let x{c} = v{}[{}];", name(at(c).0), at(c).1));
+            }
+            d += 2;
+            continue;
+        }
+        if let [c] = here[..] {
+            let e = at(c).1;
+            let value = match wide.load8 {
+                false => format!("f32(src[at{k}][{e}])"),
+                true => format!(
+                    "bitcast<f32>(u32(src[at{k} / 2u][{}] {}))",
+                    2 * u32::from(odd) + e / 2,
+                    if e % 2 == 1 {
+                        ">> 32u"
+                    } else {
+                        "& 0xfffffffflu"
+                    }
+                ),
+            };
+            push(format!("let x{c} = act(select(0.0, {value}, m{k}));"));
+        } else {
+            let value = match wide.load8 {
+                false => format!("vec4<act>(src[at{k}])"),
+                true => format!(
+                    "vec4<act>({}8(src[at{k} / 2u]))",
+                    if odd { "hi" } else { "lo" }
+                ),
+            };
+            push(format!("let v{k} = select(vec4<act>(0.0), {value}, m{k});"));
+            for c in here {
+                push(format!("let x{c} = v{k}[{}];", at(c).1));
+            }
+        }
+        d += 1;
+    }
+    w
+}
+
+/// WGSL: `store_row`, writing output row `oy` of channel `oc_base + o` at columns `ox0 ..
+/// ox0 + 7` (`lo`, `hi`) with the residual and activation applied as conv2d.wgsl's `store_acc`
+/// does after the last chunk (the only one: at most 4 input channels).
+fn store_function(store8: bool) -> String {
+    let write = if store8 {
+        "dst[at / 8u] = pack8(a, b);"
+    } else {
+        "dst[at / 4u] = a;\n    dst[at / 4u + 1u] = b;"
+    };
+    format!(
+        "
+fn activate_channel(v: vec4<act>, o: u32) -> vec4<act> {{
+    if p.activation == 3u {{
+        let s = act(p.slope[o / 4u][o % 4u]);
+        return select(v * s, v, v >= vec4<act>(0.0));
+    }}
+    return activate(v, o / 4u);
+}}
+
+fn store_row(n: u32, oy: u32, ox0: u32, o: u32, lo: vec4<act>, hi: vec4<act>) {{
+    let oc = p.oc_base + o;
+    if oc >= p.oc_end || oy >= p.out_h {{
+        return;
+    }}
+    let at = ((n * p.out_c + oc) * p.out_h + oy) * p.out_w + ox0;
+    var a = lo;
+    var b = hi;
+    if p.residual == 1u {{
+        a += skip[at / 4u];
+        b += skip[at / 4u + 1u];
+    }}
+    a = activate_channel(a, o);
+    b = activate_channel(b, o);
+    if p.residual == 2u {{
+        a += skip[at / 4u];
+        b += skip[at / 4u + 1u];
+    }}
+    {write}
+}}
+"
+    )
+}
