@@ -24,27 +24,26 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> dst: array<vec4<act>>;
 
 // Output columns 8q .. 8q + 7 of one row, `at` the vec4 index of the first.
-fn store8(at: u32, lo: vec4<act>, hi: vec4<act>) {
-    dst[at] = lo;
-    dst[at + 1u] = hi;
+fn store8(at: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    dst[at] = vec4<act>(lo);
+    dst[at + 1u] = vec4<act>(hi);
 }
 
 // Input row `y` at vec4 column `q` upsampled along x: its 8 outputs (lo, hi), the value left of
-// the vec4 and right of it clamped into the row.
+// the vec4 and right of it clamped into the row. In float32 whatever `act` is (as
+// resize_filter.wgsl interpolates).
 struct Row {
-    lo: vec4<act>,
-    hi: vec4<act>,
+    lo: vec4<f32>,
+    hi: vec4<f32>,
 }
 
 fn row(at: u32, q: u32, row4: u32) -> Row {
-    let v = src[at];
-    let left = select(v.x, src[at - min(q, 1u)].w, q > 0u);
-    let right = select(v.w, src[at + select(0u, 1u, q + 1u < row4)].x, q + 1u < row4);
-    let near = act(0.75);
-    let far = act(0.25);
+    let v = vec4<f32>(src[at]);
+    let left = select(v.x, f32(src[at - min(q, 1u)].w), q > 0u);
+    let right = select(v.w, f32(src[at + select(0u, 1u, q + 1u < row4)].x), q + 1u < row4);
     return Row(
-        near * v.xxyy + far * vec4<act>(left, v.y, v.x, v.z),
-        near * v.zzww + far * vec4<act>(v.y, v.w, v.z, right),
+        0.75 * v.xxyy + 0.25 * vec4<f32>(left, v.y, v.x, v.z),
+        0.75 * v.zzww + 0.25 * vec4<f32>(v.y, v.w, v.z, right),
     );
 }
 
@@ -62,8 +61,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let up = row(plane + (max(i, 1u) - 1u) * row4 + q, q, row4);
     let mid = row(plane + cell, q, row4);
     let down = row(plane + min(i + 1u, p.in_h - 1u) * row4 + q, q, row4);
-    let near = act(0.75);
-    let far = act(0.25);
+    let near = 0.75;
+    let far = 0.25;
     // Output rows 2i and 2i + 1 are 2 * row4 vec4s long; the plane has 4 * cells of them.
     let out_row = 2u * row4;
     let at = gid.z * 4u * cells + 2u * i * out_row + 2u * q;

@@ -622,8 +622,8 @@ fn narrow_conv2d_float16_matches_reference() {
 /// An image's first convolution on rows of 8 output columns (`kernels/conv2d_rows.rs`): 3x3 and
 /// 5x5 stride 2 (classify's, remove-background's and detect-faces' first layers), 7x7 stride 1
 /// with PRelu and a residual, 32 channels (two 16-channel blocks) with the residual after the
-/// activation, asymmetric padding; on this adapter's loads (8 values where it moves 8) and on
-/// vec4s (`eight_a_load` off). Same tolerance as above.
+/// activation, asymmetric padding; on this adapter's loads (8 values where it moves 8), on vec4s
+/// (`eight_a_load` off) and in float16. Same tolerances as above.
 #[test]
 fn rows_conv2d_matches_reference() {
     use batchwise::kernels::conv2d_rows;
@@ -702,6 +702,19 @@ fn rows_conv2d_matches_reference() {
                 },
                 false,
             );
+        }
+    }
+    // Float16 storage, float32 sums: the float16 tolerance.
+    if engine.gpu.device.features().contains(wgpu::Features::SHADER_F16) {
+        let kernels = Kernels::with_precision(&engine.gpu, Precision::F16);
+        for (seed, spec, nhw, residual) in cases.iter().take(3).cloned() {
+            let case = Case {
+                seed,
+                spec,
+                nhw,
+                residual,
+            };
+            check(&engine, &kernels, case, true);
         }
     }
     // Rows not a multiple of 8 outputs wide keep the other kernels.

@@ -35,7 +35,7 @@ pub fn source(eight: bool) -> String {
         return shader.to_owned();
     }
     let dst = "var<storage, read_write> dst: array<vec4<act>>;";
-    let store = "    dst[at] = lo;\n    dst[at + 1u] = hi;\n";
+    let store = "    dst[at] = vec4<act>(lo);\n    dst[at + 1u] = vec4<act>(hi);\n";
     assert!(
         shader.contains(dst) && shader.contains(store),
         "resize2x.wgsl declares dst and store8"
