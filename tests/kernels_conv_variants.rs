@@ -1,6 +1,7 @@
 //! The generated convolution variants against the CPU reference, on random inputs, odd sizes and
-//! batches, on the test GPU: the narrow conv2d variant (at most 8 output channels a group, 12 beyond 1x1,
-//! `kernels/conv2d_narrow.rs`) and the register-blocked depthwise kernel
+//! batches, on the test GPU: the narrow conv2d variant (at most 12 output channels a group, not
+//! 1x1, `kernels/conv2d_narrow.rs`), the rows kernel of an image's first convolution
+//! (`kernels/conv2d_rows.rs`) and the register-blocked depthwise kernel
 //! (`kernels/depthwise_conv2d.rs`).
 //!
 //! Tolerance: |gpu - cpu| <= 1e-4 + 1e-4 * |cpu| in float32, as conv2d's in tests/kernels.rs: the
@@ -705,7 +706,12 @@ fn rows_conv2d_matches_reference() {
         }
     }
     // Float16 storage, float32 sums: the float16 tolerance.
-    if engine.gpu.device.features().contains(wgpu::Features::SHADER_F16) {
+    if engine
+        .gpu
+        .device
+        .features()
+        .contains(wgpu::Features::SHADER_F16)
+    {
         let kernels = Kernels::with_precision(&engine.gpu, Precision::F16);
         for (seed, spec, nhw, residual) in cases.iter().take(3).cloned() {
             let case = Case {

@@ -306,6 +306,11 @@ fn the_choice_decides_the_kernel_and_not_the_result() {
         choices(Some(Tile::F2)).choose(&spec(32, 3, [1; 4], Activation::None)),
         None
     );
+    // Nor for an image's first convolution (3 input channels): it runs direct.
+    assert_eq!(
+        choices(Some(Tile::F2)).choose(&spec(3, 32, [1; 4], Activation::None)),
+        None
+    );
 }
 
 /// The split kernel reads its input as a channel slice of a larger buffer, upsampled (nearest),

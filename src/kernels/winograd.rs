@@ -246,7 +246,11 @@ impl Choices {
     /// The tile a convolution runs on, or None: None for shapes Winograd cannot compute and for
     /// those the narrow kernel takes (at most 12 output channels).
     pub fn choose(&self, spec: &Conv2dSpec) -> Option<Tile> {
-        if !supported(spec) || spec.out_c <= super::conv2d_narrow::MAX_CHANNELS {
+        // An image's first convolution (3 input channels) runs direct: its transforms and
+        // 36 products of 3 input channels cost more than the products save (enhance-low-light's
+        // 3 -> 32: 91 ms split F(4,3) on lavapipe against 41 ms direct).
+        let few_inputs = spec.in_c / spec.groups <= super::conv2d_rows::MAX_INPUTS;
+        if !supported(spec) || spec.out_c <= super::conv2d_narrow::MAX_CHANNELS || few_inputs {
             return None;
         }
         if let Some(forced) = from_env() {
