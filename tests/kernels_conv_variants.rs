@@ -690,8 +690,11 @@ fn rows_conv2d_matches_reference() {
             let (_, h, w) = nhw;
             let (_, ow) = spec.output_hw(h, w).unwrap();
             let variant = conv2d::Variant::for_spec(&spec, 8);
-            let rows = conv2d_rows::rows_for(variant, &spec, [w, ow], [1, 1], eight);
+            let rows = conv2d_rows::rows_for(variant, &spec, [w, ow], [1, 1], [true, eight]);
             assert!(rows.is_some(), "{spec:?} runs on rows");
+            // Not on a GPU (unmeasured there; its accumulators would crowd the registers).
+            let on_gpu = conv2d_rows::rows_for(variant, &spec, [w, ow], [1, 1], [false, eight]);
+            assert!(on_gpu.is_none());
             check(
                 &engine,
                 &kernels,
@@ -729,5 +732,5 @@ fn rows_conv2d_matches_reference() {
         ..conv(3, 16, 3, 1)
     };
     let variant = conv2d::Variant::for_spec(&spec, 8);
-    assert!(conv2d_rows::rows_for(variant, &spec, [44, 22], [1, 1], true).is_none());
+    assert!(conv2d_rows::rows_for(variant, &spec, [44, 22], [1, 1], [true, true]).is_none());
 }

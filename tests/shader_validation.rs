@@ -341,7 +341,7 @@ fn generated_rows_variants_validate() {
                 &spec,
                 [in_w, out_w],
                 [1, 1],
-                eight,
+                [true, eight],
             )
             .expect("runs on rows");
             validate(&format!("{v:?}"), &v.source());

@@ -562,9 +562,9 @@ impl Conv2dLayer {
         let variant = narrow.unwrap_or_else(|| Variant::for_spec(s, kernels.conv_rows()));
         // An image's first convolution on rows that allow it: whole rows a load and store.
         let widths = [in_w, out_w];
-        let eight = kernels.eight_a_load;
-        let variant =
-            super::conv2d_rows::rows_for(variant, s, widths, io.upsample, eight).unwrap_or(variant);
+        let adapter = [gpu.adapter.device_type == "Cpu", kernels.eight_a_load];
+        let variant = super::conv2d_rows::rows_for(variant, s, widths, io.upsample, adapter)
+            .unwrap_or(variant);
         let (block, cols) = match (variant.narrow, variant.winograd) {
             (Some(n), _) => (n.block(), n.cols),
             (None, Some(t)) => (t.block(), t.m() * t.tiles()),

@@ -40,16 +40,17 @@ pub struct Wide {
 /// channels, weights packed alike) for an `in_w`-wide input and `out_w`-wide output, or None
 /// where it does not apply: groups of at most [`MAX_INPUTS`] input channels, stride 1 or 2 along
 /// x, no dilation, no fused upsample, both widths a multiple of 8 (the output's) and 4 (the
-/// input's). `eight`: the kernels move 8 values a load (`Kernels::eight_a_load`).
-/// `BATCHWISE_CONV_WIDE_ROWS=off` keeps the variant (to measure).
+/// input's), on a CPU adapter (`on_cpu`: measured on lavapipe only; its 64 vec4 accumulators an
+/// invocation would crowd a GPU's registers). `eight`: the kernels move 8 values a load
+/// (`Kernels::eight_a_load`). `BATCHWISE_CONV_WIDE_ROWS=off` keeps the variant (to measure).
 pub fn rows_for(
     variant: Variant,
     spec: &crate::model::Conv2dSpec,
     [in_w, out_w]: [u32; 2],
     upsample: [u32; 2],
-    eight: bool,
+    [on_cpu, eight]: [bool; 2],
 ) -> Option<Variant> {
-    let off = std::env::var("BATCHWISE_CONV_WIDE_ROWS").is_ok_and(|v| v == "off");
+    let off = !on_cpu || std::env::var("BATCHWISE_CONV_WIDE_ROWS").is_ok_and(|v| v == "off");
     let vecs = match variant.narrow {
         Some(n) if n.wide.is_none() => n.vecs,
         None if variant.winograd.is_none() => 4,
