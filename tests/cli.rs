@@ -724,15 +724,19 @@ fn bench_profile_times_each_phase_of_a_split_winograd_layer() {
     for r in rows {
         let phases = r["phases"].as_array().unwrap();
         let op = r["op"].as_str().unwrap();
-        // 3x3 convolutions of more than 8 output channels run split F(4,3) here.
-        let out_c = op.strip_prefix("Conv 3x3 ").and_then(|c| {
-            c.split(['-', ' '])
-                .nth(1)?
-                .trim_start_matches('>')
-                .parse()
-                .ok()
-        });
-        if out_c.is_none_or(|c: u32| c <= 8) {
+        // 3x3 convolutions of more than 8 output channels run split F(4,3) here, but for the
+        // first (3 input channels: direct, `winograd::Choices::choose`).
+        let channels = |n: usize| {
+            op.strip_prefix("Conv 3x3 ").and_then(|c| {
+                c.split(['-', ' '])
+                    .nth(n)?
+                    .trim_start_matches('>')
+                    .parse::<u32>()
+                    .ok()
+            })
+        };
+        let (in_c, out_c) = (channels(0), channels(1));
+        if out_c.is_none_or(|c| c <= 8) || in_c.is_none_or(|c| c <= 4) {
             assert!(phases.is_empty(), "{r}");
             continue;
         }

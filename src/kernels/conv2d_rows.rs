@@ -215,72 +215,31 @@ fn declarations(head: &str, wide: Wide) -> String {
 }
 
 /// WGSL: a patch row's `span_w` columns (row `ry`, inside the image where `my`) as named values
-/// `x{col}`, read a vec4 (with `load8` a pair of them as one `vec4<u64>`) at a time. Column
-/// `col` is input column `ox0 * sw - pad_left + col`: vec4 `q_base + d`, value `e` (`ox0 * sw`
-/// is a multiple of 8, so `q_base` is even). A vec4 of which one value is read is read for that
-/// value alone (llvmpipe inserts a load's values lane by lane, so the other 3 would cost as much
-/// as the one).
+/// `x{col}`, read whole (`row_loads`). Column `col` is input column `ox0 * sw - pad_left + col`
+/// (`ox0 * sw` is a multiple of 8, so `q_base`, its vec4, is even).
 fn row_loads(span_w: u32, wide: Wide) -> String {
-    let at = |col: u32| {
-        let x = i64::from(col) - i64::from(wide.pad_left);
-        (x.div_euclid(4), x.rem_euclid(4) as u32)
-    };
-    let in_vec = |d: i64| (0..span_w).filter(|&c| at(c).0 == d).collect::<Vec<_>>();
-    let (first, last) = (at(0).0, at(span_w - 1).0);
-    // Vec4 d is named by k = d - first (names take no minus sign).
-    let name = |d: i64| d - first;
     let mut w = String::new();
     let mut push = |l: String| {
         w.push_str("            ");
         w.push_str(&l);
         w.push('\n');
     };
-    let mut d = first;
-    while d <= last {
-        let (k, here, odd) = (name(d), in_vec(d), d.rem_euclid(2) == 1);
+    let loads = super::row_loads::plan(span_w, wide.pad_left, |_| true, wide.load8);
+    for (k, load) in loads.iter().enumerate() {
         push(format!(
-            "let q{k} = q_base + {d}; let m{k} = my && q{k} >= 0 && q{k} <= last_q; \
-             let at{k} = plane + ry + u32(clamp(q{k}, 0, last_q));"
+            "let q{k} = q_base + {}; let m{k} = my && q{k} >= 0 && q{k} <= last_q; \
+             let at{k} = plane + ry + u32(clamp(q{k}, 0, last_q));",
+            load.d
         ));
-        let pair = wide.load8 && !odd && d < last && here.len() + in_vec(d + 1).len() > 2;
-        if pair {
-            let k1 = name(d + 1);
-            push(format!(
-                "let p{k} = select(vec4<u64>(0lu), src[at{k} / 2u], m{k}); \
-                 let v{k} = lo8(p{k}); let v{k1} = hi8(p{k});"
-            ));
-            for c in here.into_iter().chain(in_vec(d + 1)) {
-                push(format!("let x{c} = v{}[{}];", name(at(c).0), at(c).1));
-            }
-            d += 2;
-            continue;
+        push(load.values(
+            &format!("at{k}"),
+            &format!("m{k}"),
+            wide.load8,
+            &format!("v{k}"),
+        ));
+        for &(c, _, _) in &load.columns {
+            push(format!("let x{c} = {};", load.value(c, &format!("v{k}"))));
         }
-        if let [c] = here[..] {
-            let e = at(c).1;
-            let value = match wide.load8 {
-                false => format!("f32(src[at{k}][{e}])"),
-                true => format!(
-                    "bitcast<f32>(u32(src[at{k} / 2u][{}] {}))",
-                    2 * u32::from(odd) + e / 2,
-                    if e % 2 == 1 {
-                        ">> 32u"
-                    } else {
-                        "& 0xfffffffflu"
-                    }
-                ),
-            };
-            push(format!("let x{c} = select(0.0, {value}, m{k});"));
-        } else {
-            let value = match wide.load8 {
-                false => format!("vec4<f32>(src[at{k}])"),
-                true => format!("{}8(src[at{k} / 2u])", if odd { "hi" } else { "lo" }),
-            };
-            push(format!("let v{k} = select(vec4<f32>(0.0), {value}, m{k});"));
-            for c in here {
-                push(format!("let x{c} = v{k}[{}];", at(c).1));
-            }
-        }
-        d += 1;
     }
     w
 }

@@ -357,11 +357,7 @@ impl Variant {
         let ([_, k_w], [_, sw], [_, dw]) = (self.k, self.stride, self.dilation);
         let read =
             |j: u32| !super::conv2d_narrow::column_readers(j, k_w, sw, dw, self.cols).is_empty();
-        // Column j of the patch is input column ox0 * sw + j - pad_left: vec4 q0 + d, lane e.
-        let at = |j: u32| {
-            let x = i64::from(j) - i64::from(pad_left);
-            (x.div_euclid(4), x.rem_euclid(4))
-        };
+        // Column j of the patch is input column ox0 * sw + j - pad_left (`row_loads::plan`).
         line(w, format!("    let q0 = i32(ox0 * {sw}u / 4u);"));
         line(w, "    let last_q = i32(p.in_w / 4u) - 1;");
         line(w, "    let row4 = p.in_w / 4u;");
@@ -375,94 +371,25 @@ impl Variant {
                 ),
             );
         }
-        let (first, last) = (at(0).0, at(span_w - 1).0);
-        let columns =
-            |d: i64| -> Vec<u32> { (0..span_w).filter(|&j| at(j).0 == d && read(j)).collect() };
-        let mut d = first;
-        while d <= last {
-            let here = columns(d);
-            // Two vec4s of a row read (the first on an even vec4: blocks start on 8 input
-            // columns) as one vec4<u64>.
-            let pair = self.load8
-                && d.rem_euclid(2) == 0
-                && d < last
-                && here.len() + columns(d + 1).len() > 2;
-            if here.is_empty() && !pair {
-                d += 1;
-                continue;
-            }
+        for load in super::row_loads::plan(span_w, pad_left, read, self.load8) {
             line(w, "    {");
             line(
                 w,
                 format!(
-                    "        let q = q0 + {d}; let mq = q >= 0 && q <= last_q; \
-                 let cq = u32(clamp(q, 0, last_q));"
+                    "        let q = q0 + {}; let mq = q >= 0 && q <= last_q; \
+                 let cq = u32(clamp(q, 0, last_q));",
+                    load.d
                 ),
             );
-            if pair {
-                for i in 0..span_h {
-                    line(
-                        w,
-                        format!(
-                            "        let p{i} = select(vec4<u64>(0lu), src[(ry{i} + cq) / 2u], my{i} && mq); \
-                             let v{i} = lo8(p{i}); let u{i} = hi8(p{i});"
-                        ),
-                    );
-                }
-                for (dd, name) in [(d, "v"), (d + 1, "u")] {
-                    for j in columns(dd) {
-                        let e = at(j).1;
-                        self.column_products(w, j, &|i| format!("{name}{i}[{e}]"));
-                    }
-                }
-                line(w, "    }");
-                d += 2;
-                continue;
-            }
-            // A vec4 of which one value is read: that value alone. On llvmpipe a load with a
-            // per-lane address inserts each of its values lane by lane, so the other 3 would
-            // cost as much as the one (the column left of a block when pad_left is 1).
-            let single = here.len() == 1;
             for i in 0..span_h {
-                let load = match (single, self.load8) {
-                    (true, false) => {
-                        let e = at(here[0]).1;
-                        format!("select(0.0, f32(src[ry{i} + cq][{e}]), my{i} && mq)")
-                    }
-                    (false, false) => {
-                        format!("select(vec4<f32>(0.0), vec4<f32>(src[ry{i} + cq]), my{i} && mq)")
-                    }
-                    // From vec4<u64>s: vec4 d is the low or high half of one (d's parity: a row
-                    // starts on an even vec4), value e the low or high word of a component.
-                    (true, true) => {
-                        let e = at(here[0]).1;
-                        let component = 2 * d.rem_euclid(2) + e / 2;
-                        let word = if e % 2 == 1 {
-                            ">> 32u"
-                        } else {
-                            "& 0xfffffffflu"
-                        };
-                        format!(
-                            "select(0.0, bitcast<f32>(u32(src[(ry{i} + cq) / 2u][{component}] {word})), my{i} && mq)"
-                        )
-                    }
-                    (false, true) => format!(
-                        "select(vec4<f32>(0.0), {}8(src[(ry{i} + cq) / 2u]), my{i} && mq)",
-                        if d.rem_euclid(2) == 0 { "lo" } else { "hi" }
-                    ),
-                };
-                line(w, format!("        let v{i} = {load};"));
+                let (index, inside) = (format!("ry{i} + cq"), format!("my{i} && mq"));
+                let values = load.values(&index, &inside, self.load8, &format!("v{i}"));
+                line(w, format!("        {values}"));
             }
-            for j in here {
-                let e = at(j).1;
-                let value = |i: u32| match single {
-                    true => format!("v{i}"),
-                    false => format!("v{i}[{e}]"),
-                };
-                self.column_products(w, j, &value);
+            for &(j, _, _) in &load.columns {
+                self.column_products(w, j, &|i| load.value(j, &format!("v{i}")));
             }
             line(w, "    }");
-            d += 1;
         }
     }
 

@@ -34,6 +34,7 @@ pub mod reduce;
 pub mod resize2x;
 pub mod resize_filter;
 pub mod resize_nearest;
+pub(crate) mod row_loads;
 pub mod softmax;
 pub mod unary;
 pub mod unpack;
