@@ -752,15 +752,16 @@ impl Blocking {
         for v in 0..pv {
             line(format!("    let out{v} = out_at(n, q0 + {}u);", 4 * v));
         }
-        self.stores(&mut line, "store4");
+        self.stores(&mut line, "store4", 4);
         line("}".into());
         w
     }
 
     /// WGSL: `function(oc0 + o, q0 + 4v, out{v}, a{o}_{v})` for every accumulator, in a loop over
     /// the channels of private arrays (`held{v}`): a call each unrolls into hundreds of loads and
-    /// stores that lavapipe compiles slowly (`conv2d_variant::Block`).
-    pub(super) fn stores(&self, line: &mut impl FnMut(String), function: &str) {
+    /// stores that lavapipe compiles slowly (`conv2d_variant::Block`). With `per` 8 (8 q a store)
+    /// each call takes two: `function(oc0 + o, q0 + 8u, out{u}, held{2u}[o], held{2u + 1}[o])`.
+    pub(super) fn stores(&self, line: &mut impl FnMut(String), function: &str, per: u32) {
         let (ob, pv) = (self.oc_block, self.pix / 4);
         for v in 0..pv {
             line(format!("    var held{v}: array<vec4<act>, {ob}>;"));
@@ -769,10 +770,15 @@ impl Blocking {
             }
         }
         line(format!("    for (var o = 0u; o < {ob}u; o++) {{"));
-        for v in 0..pv {
+        let vecs = per / 4;
+        for u in 0..pv / vecs {
+            let held: Vec<String> = (0..vecs)
+                .map(|k| format!("held{}[o]", vecs * u + k))
+                .collect();
             line(format!(
-                "        {function}(oc0 + o, q0 + {}u, out{v}, held{v}[o]);",
-                4 * v
+                "        {function}(oc0 + o, q0 + {}u, out{u}, {});",
+                per * u,
+                held.join(", ")
             ));
         }
         line("    }".into());

@@ -155,34 +155,13 @@ impl Blocking {
                 per * u
             ));
         }
-        if per == 8 {
-            self.stores_paired(&mut line);
+        let store = if per == 8 {
+            "store_wide8"
         } else {
-            self.stores(&mut line, "store_wide");
-        }
+            "store_wide"
+        };
+        self.stores(&mut line, store, per);
         line("}".into());
         w
-    }
-
-    /// WGSL: `store_wide8` for every channel and pair of vec4s of the block (8 q a store), in a
-    /// loop over private arrays as [`Self::stores`].
-    fn stores_paired(&self, line: &mut impl FnMut(String)) {
-        let (ob, pv) = (self.oc_block, self.pix / 4);
-        for v in 0..pv {
-            line(format!("    var held{v}: array<vec4<act>, {ob}>;"));
-            for o in 0..ob {
-                line(format!("    held{v}[{o}] = a{o}_{v};"));
-            }
-        }
-        line(format!("    for (var o = 0u; o < {ob}u; o++) {{"));
-        for u in 0..pv / 2 {
-            line(format!(
-                "        store_wide8(oc0 + o, q0 + {}u, out{u}, held{}[o], held{}[o]);",
-                8 * u,
-                2 * u,
-                2 * u + 1
-            ));
-        }
-        line("    }".into());
     }
 }
