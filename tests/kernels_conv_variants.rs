@@ -427,6 +427,8 @@ fn depthwise_cases() -> Vec<Case> {
             },
             (2, 9, 27),
         ),
+        // More taps (700 x 25) than the uniform binding holds: read from storage.
+        case(29, dw(700, 5, 2), (1, 7, 7)),
         case(
             25,
             Conv2dSpec {
@@ -587,6 +589,23 @@ fn depthwise_conv2d_matches_reference() {
         .filter(|c| depthwise_conv2d::variant(&c.spec).is_some())
         .count();
     assert_eq!(generated, cases.len() - 1, "all but the last are generated");
+    // On a CPU adapter the taps of all but the 700-channel case are read from the uniform
+    // binding; on a GPU none.
+    let on_cpu = engine.gpu.adapter.device_type == "Cpu";
+    let uniform: Vec<u64> = cases
+        .iter()
+        .filter_map(|c| {
+            let taps = (c.spec.out_c * c.spec.k_h * c.spec.k_w) as usize;
+            let v = depthwise_conv2d::variant(&c.spec)?.taps_for(taps, on_cpu);
+            v.uniform_taps.then_some(c.seed)
+        })
+        .collect();
+    let expected: &[u64] = if on_cpu {
+        &[21, 22, 23, 24, 26, 27, 28]
+    } else {
+        &[]
+    };
+    assert_eq!(uniform, expected);
     for case in cases {
         check(&engine, &kernels, case, false);
     }

@@ -170,6 +170,7 @@ fn generated_depthwise_variants_validate() {
             store4,
             load8: eight,
             store8: eight && store4,
+            uniform_taps: !eight,
         };
         validate(&format!("{v:?}"), &v.source());
         if !eight {

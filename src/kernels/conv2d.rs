@@ -374,17 +374,28 @@ impl Conv2dLayer {
                 bias_slope[c..].copy_from_slice(&slopes[..c]);
             }
             let storage = wgpu::BufferUsages::STORAGE;
+            let depthwise = match kernel {
+                Kernel::DepthwisePerPixel => None,
+                Kernel::Narrow { rows, cols } => {
+                    super::depthwise_conv2d::variant_with(&spec, rows, cols)
+                }
+                _ => super::depthwise_conv2d::variant(&spec),
+            }
+            .map(|v| v.taps_for(weights.len(), gpu.adapter.device_type == "Cpu"));
+            let taps = match depthwise.is_some_and(|v| v.uniform_taps) {
+                true => {
+                    let mut padded = weights.to_vec();
+                    padded.resize(super::depthwise_conv2d::UNIFORM_TAPS as usize, 0.0);
+                    let usage = storage | wgpu::BufferUsages::UNIFORM;
+                    gpu.create_buffer_init(label, bytemuck::cast_slice(&padded), usage)
+                }
+                false => gpu.create_buffer_init(label, bytemuck::cast_slice(weights), storage),
+            };
             return Self {
                 imp: Implementation::Depthwise {
-                    depthwise: match kernel {
-                        Kernel::DepthwisePerPixel => None,
-                        Kernel::Narrow { rows, cols } => {
-                            super::depthwise_conv2d::variant_with(&spec, rows, cols)
-                        }
-                        _ => super::depthwise_conv2d::variant(&spec),
-                    },
+                    depthwise,
                     fixed_block: matches!(kernel, Kernel::Narrow { .. }),
-                    weights: gpu.create_buffer_init(label, bytemuck::cast_slice(weights), storage),
+                    weights: taps,
                     bias_slope: gpu.create_buffer_init(
                         label,
                         bytemuck::cast_slice(&bias_slope),

@@ -88,7 +88,14 @@ pub struct Variant {
     pub load8: bool,
     /// With `store4`, outputs written 8 a store (`vec4<u64>`).
     pub store8: bool,
+    /// The taps read from a 64 KiB uniform buffer ([`UNIFORM_TAPS`] floats at most) instead of
+    /// storage: on llvmpipe a uniform load whose address differs per lane is straight-line code,
+    /// a storage load a loop over the lanes with a branch a value.
+    pub uniform_taps: bool,
 }
+
+/// The most taps (channels x kernel) the uniform binding holds: 64 KiB of floats.
+pub const UNIFORM_TAPS: u32 = 16384;
 
 /// The engine's variant for a depthwise shape, or None where its patch does not fit (the
 /// shader's one-pixel `main` runs it).
@@ -108,6 +115,7 @@ pub fn variant_with(spec: &Conv2dSpec, rows: u32, cols: u32) -> Option<Variant> 
         store4: false,
         load8: false,
         store8: false,
+        uniform_taps: false,
     };
     v.fits().then_some(v)
 }
@@ -168,6 +176,19 @@ impl Variant {
         let blocked = Self { rows, cols, ..self };
         let fits = blocked.fits();
         (if fits { blocked } else { self }).wide_for(in_w, out_w, pad_left, eight)
+    }
+
+    /// This variant reading its `taps` (channels x kernel) from the uniform binding where they
+    /// fit it, on a CPU adapter (`on_cpu`; a GPU serves a uniform load whose address differs
+    /// across a warp one address at a time, so it keeps storage). 1-3% end to end on
+    /// lavapipe (BENCHMARKS.md, "Depthwise taps in a uniform buffer").
+    /// `BATCHWISE_DEPTHWISE_TAPS=storage` keeps them in storage (to measure).
+    pub fn taps_for(self, taps: usize, on_cpu: bool) -> Self {
+        let storage = std::env::var("BATCHWISE_DEPTHWISE_TAPS").is_ok_and(|v| v == "storage");
+        Self {
+            uniform_taps: on_cpu && !storage && taps <= UNIFORM_TAPS as usize,
+            ..self
+        }
     }
 
     /// Whether the patch of this block fits in registers (as [`variant_with`] checks).
@@ -234,6 +255,15 @@ impl Variant {
         if self.load8 || self.store8 {
             w.push_str(super::eight::HELPERS);
         }
+        if self.uniform_taps {
+            w = w.replace(
+                WEIGHTS,
+                &format!(
+                    "var<uniform> weights: array<vec4<f32>, {}>;",
+                    UNIFORM_TAPS / 4
+                ),
+            );
+        }
         line(
             &mut w,
             format!(
@@ -281,10 +311,12 @@ impl Variant {
         line(&mut w, format!("    let wi = c * {}u;", k_h * k_w));
         for ky in 0..k_h {
             for kx in 0..k_w {
-                line(
-                    &mut w,
-                    format!("    let w{ky}_{kx} = weights[wi + {}u];", ky * k_w + kx),
-                );
+                let at = format!("wi + {}u", ky * k_w + kx);
+                let tap = match self.uniform_taps {
+                    true => format!("weights[({at}) / 4u][({at}) % 4u]"),
+                    false => format!("weights[{at}]"),
+                };
+                line(&mut w, format!("    let w{ky}_{kx} = {tap};"));
             }
         }
         line(
@@ -451,6 +483,7 @@ impl Variant {
 /// depthwise_conv2d.wgsl's declarations of `src` and `dst`, which a wide variant reads as vec4s.
 const SRC: &str = "var<storage, read> src: array<act>;";
 const DST: &str = "var<storage, read_write> dst: array<act>;";
+const WEIGHTS: &str = "var<storage, read> weights: array<f32>;";
 
 fn line(w: &mut String, l: impl AsRef<str>) {
     w.push_str(l.as_ref());
