@@ -49,6 +49,8 @@ struct Params {
     beta: f32,
     residual: u32,   // after the last chunk: 0 none, 1 add `skip` then activate, 2 activate then add
     slope_base: u32, // where the PRelu slopes start in `bias_slope`, in vec4s
+    skip_item: u32,  // the residual's elements an item (laid out as out)
+    skip_c: u32,     // the residual's channels: those past them read 0 (a fused channel Pad)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -94,9 +96,28 @@ fn out_at(n: u32, q0: u32) -> vec4<u32> {
     );
 }
 
-// Writes channel `oc` at q0 .. q0 + 3 (at `qs` in out, from `out_at`): adds what dst holds after
-// the first chunk, the residual and the activation after the last.
-fn store4(oc: u32, q0: u32, qs: vec4<u32>, acc: vec4<act>) {
+// The same in the residual (`skip_item` elements an item).
+fn skip_at(n: u32, q0: u32) -> vec4<u32> {
+    return vec4<u32>(
+        q_at(n, q0, p.skip_item, p.out_qs),
+        q_at(n, q0 + 1u, p.skip_item, p.out_qs),
+        q_at(n, q0 + 2u, p.skip_item, p.out_qs),
+        q_at(n, q0 + 3u, p.skip_item, p.out_qs),
+    );
+}
+
+// The residual of channel `oc` at `ks` (from `skip_at`), 0 past its channels.
+fn skip4(oc: u32, ks: vec4<u32>) -> vec4<act> {
+    if oc >= p.skip_c {
+        return vec4<act>(0.0);
+    }
+    let at = ks + vec4<u32>(oc * p.out_cs);
+    return vec4<act>(skip[at.x], skip[at.y], skip[at.z], skip[at.w]);
+}
+
+// Writes channel `oc` at q0 .. q0 + 3 (at `qs` in out, from `out_at`; `ks` in the residual):
+// adds what dst holds after the first chunk, the residual and the activation after the last.
+fn store4(oc: u32, q0: u32, qs: vec4<u32>, ks: vec4<u32>, acc: vec4<act>) {
     if oc >= p.out_c {
         return;
     }
@@ -107,11 +128,11 @@ fn store4(oc: u32, q0: u32, qs: vec4<u32>, acc: vec4<act>) {
     }
     if p.last != 0u {
         if p.residual == 1u {
-            v += vec4<act>(skip[at.x], skip[at.y], skip[at.z], skip[at.w]);
+            v += skip4(oc, ks);
         }
         v = activate(v, oc);
         if p.residual == 2u {
-            v += vec4<act>(skip[at.x], skip[at.y], skip[at.z], skip[at.w]);
+            v += skip4(oc, ks);
         }
     }
     for (var i = 0u; i < 4u; i++) {
@@ -144,7 +165,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
         }
     }
     let out_qs = out_at(n, q0);
+    let skip_qs = skip_at(n, q0);
     for (var o = 0u; o < OC_BLOCK; o++) {
-        store4(oc0 + o, q0, out_qs, acc[o]);
+        store4(oc0 + o, q0, out_qs, skip_qs, acc[o]);
     }
 }

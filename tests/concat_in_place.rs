@@ -116,6 +116,7 @@ fn check(engine: &batchwise::engine::Engine, case: &Case, seed: u64) {
             offset: *dst_offset,
         }),
         upsample: *upsample,
+        skip_c: None,
     };
     let bind = Bind::new(gpu, kernels, "case");
     let step = layer.prepare_placed(bind, [&src, dst], [*h, *w], None, io);

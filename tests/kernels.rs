@@ -1792,18 +1792,26 @@ fn conv2d_float16_matches_reference() {
         assert_close_f16(gpu, bind, &layer, &input, (n, h, w), &expected);
     }
 }
-/// A 1x1 convolution (gemm.wgsl through `Conv2dLayer`) with a fused residual, on random inputs.
-fn check_pointwise(s: &Setup, seed: u64, spec: Conv2dSpec, n: u32, hw: (u32, u32), res: Residual) {
+/// A 1x1 convolution (gemm.wgsl through `Conv2dLayer`) with a fused residual, on random inputs:
+/// the residual of the output's channels, or (`skip_c`) of fewer (a fused channel Pad: the
+/// channels past them add 0).
+fn check_pointwise(
+    s: &Setup,
+    case: (u64, Conv2dSpec, u32, (u32, u32)),
+    res: Residual,
+    skip_c: Option<u32>,
+) {
     use batchwise::kernels::gemm;
+    let (seed, spec, n, (h, w)) = case;
     let gpu = &s.engine.gpu;
-    let (h, w) = hw;
     let mut rng = common::rng(seed);
     let (ic, oc) = (spec.in_c, spec.out_c);
     let input = common::random_vec(&mut rng, (n * ic * h * w) as usize, 1.0);
     let weights = common::random_vec(&mut rng, (oc * ic) as usize, 1.0 / (ic as f32).sqrt());
     let bias = common::random_vec(&mut rng, oc as usize, 0.5);
-    let skip = common::random_vec(&mut rng, (n * oc * h * w) as usize, 1.0);
-    let layout = gemm::Layout::planes(ic, oc, h * w);
+    let skip_channels = skip_c.unwrap_or(oc);
+    let skip = common::random_vec(&mut rng, (n * skip_channels * h * w) as usize, 1.0);
+    let layout = gemm::Layout::planes(ic, oc, h * w).with_skip_channels(skip_channels);
     let expected = gemm::reference(
         &layout,
         (oc, ic),
@@ -1821,13 +1829,100 @@ fn check_pointwise(s: &Setup, seed: u64, spec: Conv2dSpec, n: u32, hw: (u32, u32
         storage(gpu, &skip),
     );
     let bind = Bind::new(gpu, &s.kernels, "test");
-    let step = layer.prepare_with_residual(bind, &src, &dst, h, w, Some((&skip_buf, res)));
+    let io = conv2d::Operands {
+        skip_c,
+        ..Default::default()
+    };
+    let step = layer.prepare_placed(bind, [&src, &dst], [h, w], Some((&skip_buf, res)), io);
     let got = run_f32(gpu, &step, n, &dst, expected.len());
     assert_close(
         &got,
         &expected,
-        &format!("1x1 {spec:?} {res:?} on {n}x{h}x{w}"),
+        &format!("1x1 {spec:?} {res:?} skip {skip_c:?} on {n}x{h}x{w}"),
     );
+}
+
+/// gemm.wgsl with a residual of fewer channels than its output (BlazeFace's `relu(conv(x) +
+/// pad(x))`, the Pad fused): 8, 4 and one q a load (which runs is asserted), items folded into q
+/// and not, a 1x1 map (which gemv.wgsl would run but for the residual), channel counts off the
+/// 4-value vectors, both residual orders. A residual read past its channels (or from the
+/// output's item stride) fails: the values there are the next item's.
+#[test]
+fn gemm_with_fewer_residual_channels_matches_reference() {
+    use batchwise::kernels::gemm;
+    let s = setup();
+    let relu = Activation::LeakyRelu { alpha: 0.0 };
+    let eight = s.kernels.eight_a_load;
+    for (seed, spec, n, hw, skip_c, res, width) in [
+        (
+            81,
+            conv(24, 28, 1),
+            3,
+            (16, 16),
+            24,
+            Residual::BeforeActivation,
+            gemm::Width::Eight,
+        ),
+        (
+            82,
+            conv(42, 48, 1),
+            2,
+            (14, 14),
+            42,
+            Residual::AfterActivation,
+            gemm::Width::Four,
+        ),
+        (
+            83,
+            conv(13, 40, 1),
+            2,
+            (5, 7),
+            3,
+            Residual::BeforeActivation,
+            gemm::Width::One,
+        ),
+        (
+            84,
+            conv(88, 96, 1),
+            4,
+            (2, 2),
+            88,
+            Residual::BeforeActivation,
+            gemm::Width::Four,
+        ),
+        (
+            85,
+            conv(16, 37, 1),
+            2,
+            (36, 36),
+            30,
+            Residual::AfterActivation,
+            gemm::Width::Eight,
+        ),
+        (
+            86,
+            conv(20, 33, 1),
+            3,
+            (1, 1),
+            31,
+            Residual::BeforeActivation,
+            gemm::Width::One,
+        ),
+    ] {
+        let spec = Conv2dSpec {
+            activation: relu.clone(),
+            ..spec
+        };
+        let layout = gemm::Layout::planes(spec.in_c, spec.out_c, hw.0 * hw.1);
+        let layout = layout.with_skip_channels(skip_c);
+        let expected = match width {
+            gemm::Width::Eight if !eight => gemm::Width::Four,
+            w => w,
+        };
+        let chosen = layout.width(eight, gemm::blocking_for(spec.out_c));
+        assert_eq!(chosen, expected, "case {seed}");
+        check_pointwise(&s, (seed, spec, n, hw), res, Some(skip_c));
+    }
 }
 
 /// gemm.wgsl: 1x1 convolutions (channels and pixel counts off the 32-channel and 8-pixel blocks,
@@ -1917,7 +2012,7 @@ fn gemm_matches_reference() {
             _ => gemm::Width::One,
         };
         assert_eq!(width, expected, "case {seed}");
-        check_pointwise(&s, seed, spec, n, hw, res);
+        check_pointwise(&s, (seed, spec, n, hw), res, None);
     }
     // Without a residual, against the convolution's own reference.
     check_conv2d(&s, 62, conv(45, 19, 1), 2, 10, 11);
@@ -1932,6 +2027,8 @@ fn gemm_matches_reference() {
         out_cs: 1,
         out_qs: n,
         out_item: m * n,
+        skip_c: n,
+        skip_item: m * n,
     };
     let a = common::random_vec(&mut rng, (items * k * m) as usize, 1.0);
     let b = common::random_vec(&mut rng, (n * k) as usize, 0.3);

@@ -48,6 +48,7 @@ impl Binding<'_> {
             src: self.slice(input),
             dst: self.slice(output),
             upsample,
+            skip_c: None,
         }
     }
 }
@@ -205,12 +206,20 @@ fn conv_step(cx: &Binding, c: &conv2d::Conv2dLayer, l: &Layer) -> Step {
         _ => (None, [1, 1]),
     };
     let scratch = cx.scratch.as_ref().map(|s| Scratch { v: s.v, m: s.m });
+    // A residual of fewer channels than the output: a fused channel Pad (`fuse_residual`).
+    let skip_c = residual
+        .and(l.inputs.get(1))
+        .map(|&k| cx.shapes[k].c)
+        .filter(|&c| c < cx.shapes[l.output].c);
     c.prepare_placed_with_scratch(
         Bind::new(cx.gpu, cx.k, &l.name),
         [cx.buffer(l.inputs[0]), cx.buffer(l.output)],
         [s.h, s.w],
         residual,
-        cx.operands(l.inputs[0], l.output, upsample),
+        conv2d::Operands {
+            skip_c,
+            ..cx.operands(l.inputs[0], l.output, upsample)
+        },
         scratch,
     )
 }

@@ -534,16 +534,24 @@ impl Conv2dLayer {
             "residuals fuse into dense convolutions only"
         );
         let blocked = matches!(self.imp, Implementation::Blocked { .. });
+        let placed = Operands { skip_c: None, ..io };
         assert!(
-            (io == Operands::default() || blocked) && (residual.is_none() || io.dst.is_none()),
+            (placed == Operands::default() || blocked) && (residual.is_none() || io.dst.is_none()),
             "slices and upsampling are for conv2d.wgsl's kernels, a residual for whole outputs"
+        );
+        assert!(
+            io.skip_c.is_none() || matches!(self.imp, Implementation::Gemm(_)),
+            "a residual of fewer channels is for gemm.wgsl"
         );
         let (src_c, src_offset) = io.src.map_or((s.in_c, 0), |v| (v.item_c, v.offset));
         let (dst_c, dst_offset) = io.dst.map_or((s.out_c, 0), |v| (v.item_c, v.offset));
         let (activation, alpha, beta) = s.activation.encode();
         let (weights, chunks, bias, slopes, narrow) = match &self.imp {
             Implementation::Gemm(g) => {
-                let layout = super::gemm::Layout::planes(s.in_c, s.out_c, in_h * in_w);
+                let mut layout = super::gemm::Layout::planes(s.in_c, s.out_c, in_h * in_w);
+                if let Some(c) = io.skip_c {
+                    layout = layout.with_skip_channels(c);
+                }
                 return g.prepare(Bind::new(gpu, kernels, label), src, dst, layout, residual);
             }
             Implementation::Split(_) => unreachable!("prepared above"),

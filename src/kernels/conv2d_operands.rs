@@ -20,6 +20,9 @@ pub struct Operands {
     pub dst: Option<ChannelSlice>,
     /// The input read upsampled (nearest) by these factors: a fused Resize (`[1, 1]`: none).
     pub upsample: [u32; 2],
+    /// The residual's channels where fewer than the output's (those past them read 0: a fused
+    /// channel Pad); only for a 1x1 convolution on gemm.wgsl (`fuse_residual` fuses no other).
+    pub skip_c: Option<u32>,
 }
 
 impl Default for Operands {
@@ -28,6 +31,7 @@ impl Default for Operands {
             src: None,
             dst: None,
             upsample: [1, 1],
+            skip_c: None,
         }
     }
 }

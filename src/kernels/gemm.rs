@@ -87,6 +87,8 @@ pub struct GemmParams {
     pub beta: f32,
     pub residual: u32,
     pub slope_base: u32,
+    pub skip_item: u32,
+    pub skip_c: u32,
 }
 
 /// How x, the output and the residual lie in their buffers, in elements.
@@ -100,6 +102,10 @@ pub struct Layout {
     pub out_cs: u32,
     pub out_qs: u32,
     pub out_item: u32,
+    /// The residual: laid out as the output but with `skip_c` channels (at most `out_c`; the
+    /// channels past them read 0: a fused channel Pad) of `skip_item` elements an item.
+    pub skip_c: u32,
+    pub skip_item: u32,
 }
 
 impl Layout {
@@ -116,6 +122,7 @@ impl Layout {
                 self.out_cs,
                 self.in_item,
                 self.out_item,
+                self.skip_item,
             ]
             .iter()
             .all(|v| v.is_multiple_of(4))
@@ -134,6 +141,7 @@ impl Layout {
             self.out_cs,
             self.in_item,
             self.out_item,
+            self.skip_item,
             blocking.pix,
         ]
         .iter()
@@ -145,7 +153,7 @@ impl Layout {
         }
     }
 
-    /// NCHW in and out: channel planes of `pixels` each.
+    /// NCHW in and out (and the residual): channel planes of `pixels` each.
     pub fn planes(in_c: u32, out_c: u32, pixels: u32) -> Self {
         Self {
             q_count: pixels,
@@ -155,6 +163,18 @@ impl Layout {
             out_cs: pixels,
             out_qs: 1,
             out_item: out_c * pixels,
+            skip_c: out_c,
+            skip_item: out_c * pixels,
+        }
+    }
+
+    /// This layout with a residual of `channels` planes an item (fewer than the output's: the
+    /// rest read 0), laid out as the output's first `channels`.
+    pub fn with_skip_channels(self, channels: u32) -> Self {
+        Self {
+            skip_c: channels,
+            skip_item: channels * self.out_cs,
+            ..self
         }
     }
 }
@@ -325,13 +345,15 @@ pub fn reference(
                     acc += x as f64 * weights[(oc * in_c + ic) as usize] as f64;
                 }
                 let at = (n * l.out_item + oc * l.out_cs + q * l.out_qs) as usize;
+                let skip_at = (n * l.skip_item + oc * l.out_cs + q * l.out_qs) as usize;
+                let k = |skip: &[f32]| if oc < l.skip_c { skip[skip_at] } else { 0.0 };
                 let mut v = acc as f32;
                 if let Some((skip, Residual::BeforeActivation)) = residual {
-                    v += skip[at];
+                    v += k(skip);
                 }
                 v = activation.apply(v, oc as usize);
                 if let Some((skip, Residual::AfterActivation)) = residual {
-                    v += skip[at];
+                    v += k(skip);
                 }
                 out[at] = v;
             }
@@ -467,7 +489,9 @@ impl GemmLayer {
         residual: Option<(&wgpu::Buffer, Residual)>,
     ) -> Step {
         let binding_limit = cx.gpu.device.limits().max_storage_buffer_binding_size;
-        if super::gemv::suits(&layout) && self.weights.size() <= binding_limit {
+        // gemv.wgsl reads a residual of the output's channels only.
+        let whole_skip = layout.skip_c >= self.out_c;
+        if super::gemv::suits(&layout) && whole_skip && self.weights.size() <= binding_limit {
             return self.prepare_rows(cx, src, dst, layout, residual);
         }
         let Bind {
@@ -485,7 +509,7 @@ impl GemmLayer {
             let items = |b: &wgpu::Buffer, item: u32| b.size() / (bytes * item.max(1) as u64);
             let mut capacity = items(src, layout.in_item).min(items(dst, layout.out_item));
             if let Some((r, _)) = residual {
-                capacity = capacity.min(items(r, layout.out_item));
+                capacity = capacity.min(items(r, layout.skip_item));
             }
             (capacity * layout.q_count as u64).clamp(1, u32::MAX as u64) as u32
         } else {
@@ -514,6 +538,8 @@ impl GemmLayer {
                 beta,
                 residual: residual.map_or(0, |(_, r)| r as u32),
                 slope_base: self.slope_base,
+                skip_item: layout.skip_item,
+                skip_c: layout.skip_c,
             };
             let at = i * UNIFORM_ALIGN as usize;
             records[at..at + std::mem::size_of::<GemmParams>()]
@@ -751,16 +777,18 @@ impl Blocking {
         self.products_loop(&mut line);
         for v in 0..pv {
             line(format!("    let out{v} = out_at(n, q0 + {}u);", 4 * v));
+            line(format!("    let skip{v} = skip_at(n, q0 + {}u);", 4 * v));
         }
         self.stores(&mut line, "store4", 4);
         line("}".into());
         w
     }
 
-    /// WGSL: `function(oc0 + o, q0 + 4v, out{v}, a{o}_{v})` for every accumulator, in a loop over
-    /// the channels of private arrays (`held{v}`): a call each unrolls into hundreds of loads and
-    /// stores that lavapipe compiles slowly (`conv2d_variant::Block`). With `per` 8 (8 q a store)
-    /// each call takes two: `function(oc0 + o, q0 + 8u, out{u}, held{2u}[o], held{2u + 1}[o])`.
+    /// WGSL: `function(oc0 + o, q0 + 4v, out{v}, skip{v}, a{o}_{v})` for every accumulator, in a
+    /// loop over the channels of private arrays (`held{v}`): a call each unrolls into hundreds of
+    /// loads and stores that lavapipe compiles slowly (`conv2d_variant::Block`). With `per` 8 (8
+    /// q a store) each call takes two: `function(oc0 + o, q0 + 8u, out{u}, skip{u}, held{2u}[o],
+    /// held{2u + 1}[o])`.
     pub(super) fn stores(&self, line: &mut impl FnMut(String), function: &str, per: u32) {
         let (ob, pv) = (self.oc_block, self.pix / 4);
         for v in 0..pv {
@@ -776,7 +804,7 @@ impl Blocking {
                 .map(|k| format!("held{}[o]", vecs * u + k))
                 .collect();
             line(format!(
-                "        {function}(oc0 + o, q0 + {}u, out{u}, {});",
+                "        {function}(oc0 + o, q0 + {}u, out{u}, skip{u}, {});",
                 per * u,
                 held.join(", ")
             ));

@@ -15,7 +15,14 @@ fn q4_at(z: u32, q: u32, item: u32) -> u32 {
     return ((z + c / p.q_item) * item + c % p.q_item) / 4u;
 }
 
-fn store_wide(oc: u32, q0: u32, at4: u32, acc: vec4<act>) {
+fn skip_wide(oc: u32, skip4: u32) -> vec4<act> {
+    if oc >= p.skip_c {
+        return vec4<act>(0.0);
+    }
+    return skip[skip4 + oc * (p.out_cs / 4u)];
+}
+
+fn store_wide(oc: u32, q0: u32, at4: u32, skip4: u32, acc: vec4<act>) {
     if oc >= p.out_c || q0 >= p.q_count {
         return;
     }
@@ -26,11 +33,11 @@ fn store_wide(oc: u32, q0: u32, at4: u32, acc: vec4<act>) {
     }
     if p.last != 0u {
         if p.residual == 1u {
-            v += skip[at];
+            v += skip_wide(oc, skip4);
         }
         v = activate(v, oc);
         if p.residual == 2u {
-            v += skip[at];
+            v += skip_wide(oc, skip4);
         }
     }
     dst[at] = v;
@@ -45,7 +52,14 @@ fn q8_at(z: u32, q: u32, item: u32) -> u32 {
     return ((z + c / p.q_item) * item + c % p.q_item) / 8u;
 }
 
-fn store_wide8(oc: u32, q0: u32, at8: u32, acc_lo: vec4<f32>, acc_hi: vec4<f32>) {
+fn skip_wide8(oc: u32, skip8: u32) -> vec4<u64> {
+    if oc >= p.skip_c {
+        return vec4<u64>();
+    }
+    return skip[skip8 + oc * (p.out_cs / 8u)];
+}
+
+fn store_wide8(oc: u32, q0: u32, at8: u32, skip8: u32, acc_lo: vec4<f32>, acc_hi: vec4<f32>) {
     if oc >= p.out_c || q0 >= p.q_count {
         return;
     }
@@ -59,14 +73,14 @@ fn store_wide8(oc: u32, q0: u32, at8: u32, acc_lo: vec4<f32>, acc_hi: vec4<f32>)
     }
     if p.last != 0u {
         if p.residual == 1u {
-            let s = skip[at];
+            let s = skip_wide8(oc, skip8);
             lo += lo8(s);
             hi += hi8(s);
         }
         lo = activate(lo, oc);
         hi = activate(hi, oc);
         if p.residual == 2u {
-            let s = skip[at];
+            let s = skip_wide8(oc, skip8);
             lo += lo8(s);
             hi += hi8(s);
         }
@@ -152,6 +166,10 @@ impl Blocking {
         for u in 0..loads {
             line(format!(
                 "    let out{u} = q{per}_at(n, q0 + {}u, p.out_item);",
+                per * u
+            ));
+            line(format!(
+                "    let skip{u} = q{per}_at(n, q0 + {}u, p.skip_item);",
                 per * u
             ));
         }

@@ -396,6 +396,8 @@ impl WinogradGemm {
                 beta: 0.0,
                 residual: 0,
                 slope_base: 0,
+                skip_item: 0,
+                skip_c: 0,
             };
             let at = i * UNIFORM_ALIGN;
             records[at..at + std::mem::size_of::<GemmParams>()]

@@ -266,14 +266,7 @@ impl Model {
                     s.output_hw(input.h, input.w)
                         .map(|(h, w)| ItemShape { c: s.out_c, h, w })
                 }
-                LayerOp::Conv2dResidual { spec, .. } => spec
-                    .output_hw(input.h, input.w)
-                    .map(|(h, w)| ItemShape {
-                        c: spec.out_c,
-                        h,
-                        w,
-                    })
-                    .filter(|out| inputs.get(1) == Some(out)),
+                LayerOp::Conv2dResidual { spec, .. } => residual_output(spec, input, inputs.get(1)),
                 LayerOp::Conv2dUpsampled { spec, factor } => input
                     .h
                     .checked_mul(factor[0])
@@ -422,5 +415,21 @@ fn concat_shape(inputs: &[ItemShape], axis: usize) -> Option<ItemShape> {
         c: d[0],
         h: d[1],
         w: d[2],
+    })
+}
+
+/// The output of a convolution with a fused residual `skip`: the output's shape, or fewer
+/// channels of it (a fused channel Pad, the rest 0); None where the skip does not fit.
+fn residual_output(
+    spec: &Conv2dSpec,
+    input: ItemShape,
+    skip: Option<&ItemShape>,
+) -> Option<ItemShape> {
+    let (h, w) = spec.output_hw(input.h, input.w)?;
+    let fits = skip.is_some_and(|k| (k.h, k.w) == (h, w) && k.c > 0 && k.c <= spec.out_c);
+    fits.then_some(ItemShape {
+        c: spec.out_c,
+        h,
+        w,
     })
 }

@@ -74,7 +74,7 @@ fn reads_twice(inputs: &[ValueId], v: ValueId) -> bool {
 }
 
 /// A Pad that appends zero channels and nothing else.
-fn appends_zero_channels(spec: &PadSpec) -> bool {
+pub(super) fn appends_zero_channels(spec: &PadSpec) -> bool {
     spec.mode == PadMode::Constant
         && spec.value == 0.0
         && spec.channels[0] == 0

@@ -6,6 +6,11 @@
 //!
 //! Safe where the convolution's output feeds only the Add and the other operand is computed
 //! before the convolution. An activation after the Add (ResNet's conv, add, relu) then fuses too.
+//!
+//! The other operand may be a Pad that appends zero channels to a value computed before the
+//! convolution (BlazeFace's `relu(conv(x) + pad(x))`) where the convolution is a 1x1 on
+//! gemm.wgsl, which reads a residual of fewer channels than its output (0 past them): the Pad
+//! is then never run.
 
 use crate::model::{Activation, BinaryOp, LayerOp, Model, Residual, TensorOp, ValueId};
 
@@ -14,11 +19,19 @@ pub fn apply(mut model: Model) -> (Model, usize) {
     let mut fused = 0;
     let mut i = 0;
     while i < model.layers.len() {
-        let Some((c, skip)) = candidate(&model, i) else {
+        let Some(Fusion { conv: c, skip, pad }) = candidate(&model, i) else {
             i += 1;
             continue;
         };
         let add = model.layers.remove(i);
+        // The Pad (after the convolution, or before it) is read by the Add alone.
+        let c = match pad {
+            Some(p) => {
+                model.layers.remove(p);
+                if p < c { c - 1 } else { c }
+            }
+            None => c,
+        };
         let conv = &mut model.layers[c];
         let LayerOp::Conv2d(spec) = conv.op.clone() else {
             unreachable!("candidate() checked for a dense convolution")
@@ -39,8 +52,16 @@ pub fn apply(mut model: Model) -> (Model, usize) {
     (model, fused)
 }
 
-/// For the Add at layer `i`: the convolution before it (a layer index) and the skip operand.
-fn candidate(model: &Model, i: usize) -> Option<(usize, ValueId)> {
+/// An Add that fuses: the convolution before it (a layer index), the skip operand the
+/// convolution reads, and the channel Pad between that and the Add (a layer index), if any.
+struct Fusion {
+    conv: usize,
+    skip: ValueId,
+    pad: Option<usize>,
+}
+
+/// For the Add at layer `i`: the fusion, if it fuses.
+fn candidate(model: &Model, i: usize) -> Option<Fusion> {
     let layer = &model.layers[i];
     let &[a, b] = layer.inputs.as_slice() else {
         return None;
@@ -51,10 +72,33 @@ fn candidate(model: &Model, i: usize) -> Option<(usize, ValueId)> {
     let producer = |v: ValueId| model.layers[..i].iter().position(|l| l.output == v);
     [(a, b), (b, a)].into_iter().find_map(|(conv_out, skip)| {
         let c = producer(conv_out)?;
-        let dense = matches!(&model.layers[c].op, LayerOp::Conv2d(s) if !s.is_depthwise());
+        let LayerOp::Conv2d(spec) = &model.layers[c].op else {
+            return None;
+        };
+        if spec.is_depthwise() || model.readers(conv_out) != 1 {
+            return None;
+        }
         // The skip must exist before the convolution runs.
-        let early = skip == 0 || producer(skip).is_some_and(|p| p < c);
-        (dense && early && model.readers(conv_out) == 1).then_some((c, skip))
+        let early = |v: ValueId| v == 0 || producer(v).is_some_and(|p| p < c);
+        if early(skip) {
+            return Some(Fusion {
+                conv: c,
+                skip,
+                pad: None,
+            });
+        }
+        let p = producer(skip)?;
+        let LayerOp::Pad(pad) = &model.layers[p].op else {
+            return None;
+        };
+        let gemm = spec.is_pointwise() && crate::kernels::gemm::supported(spec.out_c);
+        let padded = super::fuse_pad::appends_zero_channels(pad) && model.readers(skip) == 1;
+        let source = model.layers[p].inputs[0];
+        (gemm && padded && early(source)).then_some(Fusion {
+            conv: c,
+            skip: source,
+            pad: Some(p),
+        })
     })
 }
 

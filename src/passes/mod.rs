@@ -13,7 +13,8 @@
 //!    every output phase, then DepthToSpace.
 //! 4. [`conv_before_resize`]: a 1x1 convolution without activation after a bilinear or nearest
 //!    Resize runs before it, on the small input (the two commute).
-//! 5. [`fuse_residual`]: an Add after a dense convolution runs inside it.
+//! 5. [`fuse_residual`]: an Add after a dense convolution runs inside it (with the channel Pad
+//!    of its other operand where the convolution is a 1x1).
 //! 6. [`fuse_elementwise`]: trees of elementwise layers run as one generated kernel.
 //! 7. [`fuse_pad`]: a Pad that appends zero channels, read by an elementwise layer, is read
 //!    through it (0 past the input's channels) instead of stored.
@@ -140,12 +141,13 @@ pub(crate) mod cpu {
                     ..spec.clone()
                 };
                 let y = conv2d::reference(&plain, x, 1, s.h, s.w, &l.weights, &l.bias);
+                // A residual of fewer channels than the output adds 0 past them.
                 let skip = &values[l.inputs[1]];
                 let plane = (out.h * out.w) as usize;
                 y.iter()
-                    .zip(skip)
                     .enumerate()
-                    .map(|(i, (&y, &k))| {
+                    .map(|(i, &y)| {
+                        let k = skip.get(i).copied().unwrap_or(0.0);
                         let c = i / plane;
                         match residual {
                             Residual::BeforeActivation => spec.activation.apply(y + k, c),
@@ -446,6 +448,89 @@ mod tests {
         assert_eq!(n, 1);
         assert_eq!(fused.layers.len(), 1);
         assert!(same_function(&m, &fused) < 1e-5);
+    }
+
+    /// BlazeFace's blocks, `relu(conv1x1(dw(x)) + pad(x))` and the same with the skip computed
+    /// before the 1x1 (a max pool there, a Clip here): the Add, the Pad and the ReLU run inside the 1x1 (its
+    /// residual of fewer channels); the function is the same. The Pad stays where the
+    /// convolution is not a 1x1, or the padded value has another reader.
+    #[test]
+    fn fuse_residual_reads_a_channel_pad_through() {
+        use crate::model::{PadMode, PadSpec};
+        let pad = |channels| {
+            LayerOp::Pad(PadSpec {
+                channels: [0, channels],
+                height: [0, 0],
+                width: [0, 0],
+                mode: PadMode::Constant,
+                value: 0.0,
+            })
+        };
+        let relu = LayerOp::Unary(UnaryOp::LeakyRelu { alpha: 0.0 });
+        let add = |a, b, out| layer_of(LayerOp::Binary(BinaryOp::Add), vec![a, b], out);
+        let dw = Conv2dSpec {
+            groups: 4,
+            ..conv(4, 4, 3)
+        };
+        // The max pool's stand-in: a value computed from the block's output before the 1x1.
+        let pool = LayerOp::Unary(UnaryOp::Clip {
+            min: -0.3,
+            max: 0.4,
+        });
+        let m = model(
+            4,
+            vec![
+                conv_layer(&dw, 0, 1, 21),
+                conv_layer(&conv(4, 6, 1), 1, 2, 23),
+                layer_of(pad(2), vec![0], 3),
+                add(3, 2, 4),
+                layer_of(relu.clone(), vec![4], 5),
+                layer_of(pool, vec![5], 6),
+                conv_layer(&conv(6, 9, 1), 5, 7, 25),
+                layer_of(pad(3), vec![6], 8),
+                add(7, 8, 9),
+            ],
+            9,
+        );
+        let (fused, n) = super::fuse_residual::apply(m.clone());
+        assert_eq!(n, 2);
+        let ops: Vec<&str> = fused.layers.iter().map(|l| l.op.kind()).collect();
+        assert_eq!(
+            ops,
+            [
+                "depthwise Conv",
+                "Conv + Add",
+                "an elementwise op",
+                "Conv + Add"
+            ]
+        );
+        assert_eq!(fused.layers[1].inputs, [1, 0]);
+        assert_eq!(fused.layers[3].inputs, [5, 6]);
+        let shapes = fused.shapes(9, 7).expect("shapes");
+        assert_eq!(shapes[9], ItemShape { c: 9, h: 9, w: 7 });
+        assert!(same_function(&m, &fused) < 1e-5);
+        // A 3x3 convolution, and a Pad read twice: no fusion through the Pad.
+        let three = model(
+            4,
+            vec![
+                conv_layer(&conv(4, 6, 3), 0, 1, 27),
+                layer_of(pad(2), vec![0], 2),
+                add(2, 1, 3),
+            ],
+            3,
+        );
+        assert_eq!(super::fuse_residual::apply(three).1, 0);
+        let twice = model(
+            4,
+            vec![
+                conv_layer(&conv(4, 6, 1), 0, 1, 29),
+                layer_of(pad(2), vec![0], 2),
+                add(2, 1, 3),
+                add(3, 2, 4),
+            ],
+            4,
+        );
+        assert_eq!(super::fuse_residual::apply(twice).1, 0);
     }
 
     /// A curve applied twice (x + r * (x * x - x), r a 1x1-per-channel value broadcast over the
