@@ -85,25 +85,25 @@ fn q_at(z: u32, q: u32, item: u32, qs: u32) -> u32 {
     return (z + c / p.q_item) * item + (c % p.q_item) * qs;
 }
 
-// Where q0 .. q0 + 3 of item `n` lie in out (before the channel's offset): computed once an
-// invocation, not per channel (an integer division is a per-lane loop on llvmpipe).
-fn out_at(n: u32, q0: u32) -> vec4<u32> {
+// Where q0 .. q0 + 3 of item `n` lie in a tensor of `item` elements an item laid out as out
+// (before the channel's offset): computed once an invocation, not per channel (an integer
+// division is a per-lane loop on llvmpipe).
+fn positions(n: u32, q0: u32, item: u32) -> vec4<u32> {
     return vec4<u32>(
-        q_at(n, q0, p.out_item, p.out_qs),
-        q_at(n, q0 + 1u, p.out_item, p.out_qs),
-        q_at(n, q0 + 2u, p.out_item, p.out_qs),
-        q_at(n, q0 + 3u, p.out_item, p.out_qs),
+        q_at(n, q0, item, p.out_qs),
+        q_at(n, q0 + 1u, item, p.out_qs),
+        q_at(n, q0 + 2u, item, p.out_qs),
+        q_at(n, q0 + 3u, item, p.out_qs),
     );
 }
 
-// The same in the residual (`skip_item` elements an item).
+// In out, and in the residual (`skip_item` elements an item).
+fn out_at(n: u32, q0: u32) -> vec4<u32> {
+    return positions(n, q0, p.out_item);
+}
+
 fn skip_at(n: u32, q0: u32) -> vec4<u32> {
-    return vec4<u32>(
-        q_at(n, q0, p.skip_item, p.out_qs),
-        q_at(n, q0 + 1u, p.skip_item, p.out_qs),
-        q_at(n, q0 + 2u, p.skip_item, p.out_qs),
-        q_at(n, q0 + 3u, p.skip_item, p.out_qs),
-    );
+    return positions(n, q0, p.skip_item);
 }
 
 // The residual of channel `oc` at `ks` (from `skip_at`), 0 past its channels.

@@ -87,17 +87,7 @@ pub(super) fn appends_zero_channels(spec: &PadSpec) -> bool {
 mod tests {
     use super::*;
     use crate::model::{Activation, BinaryOp, Conv2dSpec, ItemShape, UnaryOp};
-    use crate::passes::cpu::{layer_of, model, random, run};
-
-    fn pad(channels: u32) -> LayerOp {
-        LayerOp::Pad(PadSpec {
-            channels: [0, channels],
-            height: [0, 0],
-            width: [0, 0],
-            mode: PadMode::Constant,
-            value: 0.0,
-        })
-    }
+    use crate::passes::cpu::{channel_pad as pad, layer_of, model, random, run};
 
     /// BlazeFace's block, `relu(conv(x) + pad(x))` with a 3 -> 5 channel Pad (a program of two
     /// steps), then a lone Sub of two padded values (both Pads fuse into it). Same function

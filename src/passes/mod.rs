@@ -220,6 +220,17 @@ pub(crate) mod cpu {
         }
     }
 
+    /// A Pad appending `channels` zero channels (BlazeFace's skip connections).
+    pub fn channel_pad(channels: u32) -> LayerOp {
+        LayerOp::Pad(crate::model::PadSpec {
+            channels: [0, channels],
+            height: [0, 0],
+            width: [0, 0],
+            mode: crate::model::PadMode::Constant,
+            value: 0.0,
+        })
+    }
+
     pub fn layer_of(op: LayerOp, inputs: Vec<ValueId>, output: ValueId) -> Layer {
         Layer {
             name: format!("v{output}"),
@@ -456,16 +467,7 @@ mod tests {
     /// convolution is not a 1x1, or the padded value has another reader.
     #[test]
     fn fuse_residual_reads_a_channel_pad_through() {
-        use crate::model::{PadMode, PadSpec};
-        let pad = |channels| {
-            LayerOp::Pad(PadSpec {
-                channels: [0, channels],
-                height: [0, 0],
-                width: [0, 0],
-                mode: PadMode::Constant,
-                value: 0.0,
-            })
-        };
+        use super::cpu::channel_pad as pad;
         let relu = LayerOp::Unary(UnaryOp::LeakyRelu { alpha: 0.0 });
         let add = |a, b, out| layer_of(LayerOp::Binary(BinaryOp::Add), vec![a, b], out);
         let dw = Conv2dSpec {
