@@ -49,7 +49,8 @@ impl Placement {
 
 /// The model's `size` x `size` input for `img`, and where it sits in the image.
 pub fn fit(img: &RgbaImage, size: u32, fit: Fit) -> (RgbaImage, Placement) {
-    use image::imageops::{FilterType, crop_imm, resize};
+    use crate::resize::resize;
+    use image::imageops::{FilterType, crop_imm};
     let (w, h) = img.dimensions();
     let filter = FilterType::CatmullRom;
     match fit {
@@ -169,7 +170,7 @@ pub fn mask_to_image(mask: &[f32], size: u32, w: u32, h: u32) -> GrayImage {
         let v = mask[(y * size + x) as usize].clamp(0.0, 1.0);
         image::Luma([(v * 255.0).round() as u8])
     });
-    image::imageops::resize(&small, w, h, image::imageops::FilterType::Triangle)
+    crate::resize::resize(&small, w, h, image::imageops::FilterType::Triangle)
 }
 
 /// Draws each face's box (2 px, green) and keypoints onto `img`.

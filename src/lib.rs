@@ -22,5 +22,6 @@ pub mod models_dir;
 pub mod ncnn;
 pub mod onnx;
 pub mod passes;
+pub mod resize;
 pub mod tiling;
 pub mod upscale;

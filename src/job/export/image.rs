@@ -171,14 +171,14 @@ fn compose(rgba: Pixels, planes: Planes) -> DynamicImage {
     };
     match (rgba, alpha) {
         (Pixels::Eight(mut rgba), Some(a)) => {
-            let a = image::imageops::resize(&a.to_luma8(), rgba.width(), rgba.height(), filter);
+            let a = crate::resize::resize(&a.to_luma8(), rgba.width(), rgba.height(), filter);
             for (p, a) in rgba.pixels_mut().zip(a.pixels()) {
                 p[3] = a[0];
             }
             DynamicImage::ImageRgba8(rgba)
         }
         (Pixels::Sixteen(mut rgba), Some(a)) => {
-            let a = image::imageops::resize(&a.to_luma16(), rgba.width(), rgba.height(), filter);
+            let a = crate::resize::resize(&a.to_luma16(), rgba.width(), rgba.height(), filter);
             for (p, a) in rgba.pixels_mut().zip(a.pixels()) {
                 p[3] = a[0];
             }

@@ -1,10 +1,11 @@
 //! `--scale`: a model's output written at another scale than the model's (a 4x model at 2x or
-//! 3x), resampled with Lanczos3 (image's `resize`, separable, 3 lobes). An output that is
+//! 3x), resampled with Lanczos3 (`crate::resize`, separable, 3 lobes). An output that is
 //! resampled is held whole at the model's scale (not written by rows): the filter's support
 //! reaches across the bands of rows the tiles finish, so the stage keeps the whole output and
 //! the write task on the I/O pool resamples it before encoding.
 
-use image::imageops::{FilterType, resize};
+use crate::resize::resize;
+use image::imageops::FilterType;
 
 use crate::tiling::Pixels;
 

@@ -99,8 +99,8 @@ impl StreamedImage {
             return None;
         };
         alpha.as_ref().map(|a| match self.wide {
-            false => AlphaPlane::Eight(image::imageops::resize(&a.to_luma8(), w, h, filter)),
-            true => AlphaPlane::Sixteen(image::imageops::resize(&a.to_luma16(), w, h, filter)),
+            false => AlphaPlane::Eight(crate::resize::resize(&a.to_luma8(), w, h, filter)),
+            true => AlphaPlane::Sixteen(crate::resize::resize(&a.to_luma16(), w, h, filter)),
         })
     }
 
