@@ -1356,7 +1356,7 @@ fn pack_matches_reference() {
     let s = setup();
     let gpu = &s.engine.gpu;
     let mut rng = common::rng(21);
-    let (pixels, tiles) = (37 * 29, 5);
+    let tiles = 5;
     let maps = [
         PixelMapping::UNIT,
         PixelMapping {
@@ -1365,7 +1365,18 @@ fn pack_matches_reference() {
             bgr: true,
         },
     ];
-    for depth in [PixelDepth::Eight, PixelDepth::Sixteen] {
+    // Tiles of an odd count of pixels (one a load), a multiple of 4 (4 a load: 12 x 15) and of 8
+    // (8 a load on a CPU adapter, else 4: 24 x 16); 16-bit pixels one a load.
+    let eight = s.kernels.eight_a_load;
+    let cases = [
+        (37 * 29, PixelDepth::Eight, 1),
+        (12 * 15, PixelDepth::Eight, 4),
+        (24 * 16, PixelDepth::Eight, if eight { 8 } else { 4 }),
+        (24 * 16, PixelDepth::Sixteen, 1),
+        (37 * 29, PixelDepth::Sixteen, 1),
+    ];
+    for (pixels, depth, per) in cases {
+        assert_eq!(pack::per_invocation(pixels as u32, depth, eight), per);
         let src: Vec<u32> = (0..pixels * tiles * depth.words())
             .map(|_| rng.random())
             .collect();
@@ -1390,7 +1401,10 @@ fn pack_matches_reference() {
                 bytemuck::pod_collect_to_vec(&run(gpu, &step, tiles as u32, &dst, expected.len()));
             // One rounding of a product and a sum (and a division by 257 for 16-bit).
             let worst = common::max_abs_diff(&got, &expected);
-            assert!(worst <= 1e-5, "pack {depth:?} {map:?}: max diff {worst}");
+            assert!(
+                worst <= 1e-5,
+                "pack {pixels} {depth:?} {map:?}: max diff {worst}"
+            );
         }
     }
 }

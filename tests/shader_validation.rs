@@ -285,6 +285,19 @@ fn resize2x_eight_validates() {
     validate("resize2x, 8 a store", &eight);
 }
 
+/// pack.wgsl 4 pixels an invocation (float32 and float16) and 8 (`vec4<u64>`) validates too.
+#[test]
+fn pack_wide_validates() {
+    use batchwise::kernels::pack;
+    let four = pack::wide_source(4);
+    validate("pack, 4 a load", &four);
+    let half = batchwise::kernels::float16_source(&four).expect("over act");
+    validate("pack, 4 a load, float16", &half);
+    let eight = pack::wide_source(8);
+    assert!(eight.contains("pack8"));
+    validate("pack, 8 a load", &eight);
+}
+
 /// The float16 variants (the shaders written over the `act` element type) validate too.
 #[test]
 fn float16_variants_validate() {

@@ -125,15 +125,101 @@ pub fn prepare(
         kernels,
         label,
     } = cx;
-    let pipeline = &kernels.pack;
+    let per = per_invocation(pixels, depth, kernels.eight_a_load);
+    let pipeline = match per {
+        1 => kernels.pack.clone(),
+        _ => kernels.generated("pack", &wide_source(per)),
+    };
     let params = PackParams::new(pixels, max_tiles, map, depth);
     super::step(
         gpu,
         label,
-        pipeline,
+        &pipeline,
         &params,
         &[src, dst],
-        [pixels.div_ceil(WORKGROUP_X), 1],
+        [pixels.div_ceil(per * WORKGROUP_X), 1],
         1,
     )
+}
+
+/// Pixels an invocation packs: 8 (`vec4<u64>` loads and stores: `eight`, a CPU adapter) or 4
+/// (`vec4`) where the tiles' pixels are a multiple of that, 8-bit ones; else 1. On llvmpipe
+/// every load and store is a loop over the lanes, so a pixel a load and three stores a pixel
+/// cost 4-8x the wide ones (BENCHMARKS.md, "The pack kernel 8 pixels an invocation").
+pub fn per_invocation(pixels: u32, depth: PixelDepth, eight: bool) -> u32 {
+    match depth {
+        PixelDepth::Eight if eight && pixels.is_multiple_of(8) => 8,
+        PixelDepth::Eight if pixels.is_multiple_of(4) => 4,
+        PixelDepth::Eight | PixelDepth::Sixteen => 1,
+    }
+}
+
+/// pack.wgsl's `main` for 8-bit pixels, `per` (4 or 8) an invocation: one load of the pixels,
+/// one store a channel (8 values a `vec4<u64>`, float32, where `per` is 8).
+pub fn wide_source(per: u32) -> String {
+    let shader = super::shader("pack.wgsl");
+    let head = &shader[..shader
+        .find("@compute")
+        .expect("pack.wgsl has an entry point")];
+    let (src, dst) = match per {
+        8 => ("vec4<u64>", "vec4<u64>"),
+        _ => ("vec4<u32>", "vec4<act>"),
+    };
+    let mut w = head
+        .replace(
+            "var<storage, read> src: array<u32>;",
+            &format!("var<storage, read> src: array<{src}>;"),
+        )
+        .replace(
+            "var<storage, read_write> dst: array<act>;",
+            &format!("var<storage, read_write> dst: array<{dst}>;"),
+        );
+    if per == 8 {
+        w.push_str(super::eight::HELPERS);
+    }
+    let load = match per {
+        8 => {
+            "let xx = src[at / 8u]; let a = channels(bitcast<vec4<u32>>(lo8(xx))); \
+              let b = channels(bitcast<vec4<u32>>(hi8(xx)));"
+        }
+        _ => "let a = channels(src[at / 4u]);",
+    };
+    // One store a channel, unrolled (a private array indexed in a loop stays in memory).
+    let store = |k: u32| match per {
+        8 => format!("dst[(base + {k}u * p.pixels) / 8u] = pack8(a[{k}], b[{k}]);"),
+        _ => format!("dst[(base + {k}u * p.pixels) / 4u] = vec4<act>(a[{k}]);"),
+    };
+    let stores = (0..3).map(store).collect::<Vec<_>>().join("\n    ");
+    w.push_str(&format!(
+        "
+// The three mapped channels of 4 pixels (R in each word's low byte).
+fn channels(px: vec4<u32>) -> array<vec4<f32>, 3> {{
+    let r = vec4<f32>(px & vec4<u32>(0xffu));
+    let g = vec4<f32>((px >> vec4<u32>(8u)) & vec4<u32>(0xffu));
+    let b = vec4<f32>((px >> vec4<u32>(16u)) & vec4<u32>(0xffu));
+    let first = select(r, b, p.bgr != 0u);
+    let last = select(b, r, p.bgr != 0u);
+    return array<vec4<f32>, 3>(
+        first * p.scale.x + p.offset.x,
+        g * p.scale.y + p.offset.y,
+        last * p.scale.z + p.offset.z,
+    );
+}}
+
+// Generated (src/kernels/pack.rs): {per} pixels an invocation.
+@compute @workgroup_size({WORKGROUP_X}, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{
+    let i = gid.x * {per}u;
+    let t = gid.z;
+    if i >= p.pixels || t >= p.tiles {{
+        return;
+    }}
+    let at = t * p.pixels + i;
+    {load}
+    let base = t * 3u * p.pixels + i;
+    {stores}
+}}
+"
+    ));
+    w
 }
