@@ -446,7 +446,31 @@ fn depth_to_space_matches_reference() {
             4,
             5,
         ),
+        // 2x2 blocks on rows a multiple of 4 wide: the wide kernel, both orders.
+        (
+            DepthToSpaceSpec {
+                block: [2, 2],
+                crd: false,
+                crop: [0, 0],
+            },
+            12,
+            5,
+            12,
+        ),
+        (
+            DepthToSpaceSpec {
+                block: [2, 2],
+                crd: true,
+                crop: [0, 0],
+            },
+            8,
+            3,
+            8,
+        ),
     ] {
+        let (_, oh, ow) = spec.output_chw(c, h, w).unwrap();
+        let wide = depth_to_space::wide_for(&spec, [h, w], [oh, ow]);
+        assert_eq!(wide, w % 4 == 0 && spec.block == [2, 2], "{spec:?}");
         let n = 2;
         let input = common::random_vec(&mut rng, (n * c * h * w) as usize, 1.0);
         let expected = depth_to_space::reference(&spec, &input, n, c, h, w);

@@ -298,6 +298,16 @@ fn pack_wide_validates() {
     validate("pack, 8 a load", &eight);
 }
 
+/// DepthToSpace's 2x2 kernel 4 columns an invocation (float32, float16, 8 a store) validates.
+#[test]
+fn depth_to_space_wide_validates() {
+    use batchwise::kernels::depth_to_space::wide_source;
+    validate("depth_to_space, 4 a load", &wide_source(false));
+    let half = batchwise::kernels::float16_source(&wide_source(false)).expect("over act");
+    validate("depth_to_space, 4 a load, float16", &half);
+    validate("depth_to_space, 8 a store", &wide_source(true));
+}
+
 /// The float16 variants (the shaders written over the `act` element type) validate too.
 #[test]
 fn float16_variants_validate() {

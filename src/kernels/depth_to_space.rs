@@ -63,8 +63,13 @@ pub fn prepare(
         kernels,
         label,
     } = cx;
-    let pipeline = &kernels.depth_to_space;
     let (out_c, out_h, out_w) = spec.output_chw(c, h, w).expect("shapes were checked");
+    let wide = wide_for(spec, [h, w], [out_h, out_w]);
+    let eight = wide && kernels.eight_a_load;
+    let pipeline = match wide {
+        true => kernels.generated("depth_to_space", &wide_source(eight)),
+        false => kernels.depth_to_space.clone(),
+    };
     let params = DepthToSpaceParams {
         in_c: c,
         in_h: h,
@@ -77,13 +82,84 @@ pub fn prepare(
         crd: spec.crd as u32,
         _pad: [0; 3],
     };
-    super::step(
-        gpu,
-        label,
-        pipeline,
-        &params,
-        &[src, dst],
-        [out_w.div_ceil(16), out_h.div_ceil(4)],
-        out_c,
-    )
+    // The wide kernel: an invocation 4 input columns of one input row.
+    let groups = match wide {
+        true => [(w / 4).div_ceil(16), h.div_ceil(4)],
+        false => [out_w.div_ceil(16), out_h.div_ceil(4)],
+    };
+    super::step(gpu, label, &pipeline, &params, &[src, dst], groups, out_c)
+}
+
+/// Whether [`wide_source`] runs this DepthToSpace: 2x2 blocks (a stride-2 ConvTranspose's
+/// phases, a 2x pixel shuffle), no crop, input rows a multiple of 4 wide.
+/// `BATCHWISE_D2S_WIDE=off` keeps the one-value kernel (to measure).
+pub fn wide_for(spec: &DepthToSpaceSpec, [h, w]: [u32; 2], [out_h, out_w]: [u32; 2]) -> bool {
+    let off = std::env::var("BATCHWISE_D2S_WIDE").is_ok_and(|v| v == "off");
+    !off && spec.block == [2, 2] && [out_h, out_w] == [2 * h, 2 * w] && w.is_multiple_of(4)
+}
+
+/// depth_to_space.wgsl's `main` for 2x2 blocks, 4 input columns an invocation: a `vec4` load
+/// from each of the 4 phase channels, the two output rows of 8 values written as two `vec4`s
+/// each, or (`eight`: a CPU adapter, float32) one `vec4<u64>`. On llvmpipe every load and
+/// store is a loop over the lanes: 8 (6) loops for 16 values instead of 32.
+pub fn wide_source(eight: bool) -> String {
+    let shader = super::shader("depth_to_space.wgsl");
+    let head = &shader[..shader
+        .find("@compute")
+        .expect("depth_to_space.wgsl has an entry point")];
+    let dst = if eight { "vec4<u64>" } else { "vec4<act>" };
+    let mut w = head
+        .replace(
+            "var<storage, read> src: array<act>;",
+            "var<storage, read> src: array<vec4<act>>;",
+        )
+        .replace(
+            "var<storage, read_write> dst: array<act>;",
+            &format!("var<storage, read_write> dst: array<{dst}>;"),
+        );
+    if eight {
+        w.push_str(super::eight::HELPERS);
+    }
+    let store = match eight {
+        true => "dst[at / 8u] = pack8(vec4<f32>(a), vec4<f32>(b));",
+        false => "dst[at / 4u] = a; dst[at / 4u + 1u] = b;",
+    };
+    w.push_str(&format!(
+        "
+// Where input row `y` of phase (by, bx) of output channel c of item n starts, in vec4s.
+fn phase_row(n: u32, c: u32, by: u32, bx: u32, y: u32) -> u32 {{
+    var ic = (by * 2u + bx) * p.out_c + c;
+    if p.crd != 0u {{
+        ic = (c * 2u + by) * 2u + bx;
+    }}
+    return ((n * p.in_c + ic) * p.in_h + y) * (p.in_w / 4u);
+}}
+
+// Output values at `at` (a multiple of 8): a then b, each 4 interleaved columns of two phases.
+fn put(at: u32, a: vec4<act>, b: vec4<act>) {{
+    {store}
+}}
+
+// Generated (src/kernels/depth_to_space.rs): 2x2 blocks, 4 input columns an invocation.
+@compute @workgroup_size(16, 4, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{
+    let x4 = gid.x;
+    let y = gid.y;
+    if x4 >= p.in_w / 4u || y >= p.in_h {{
+        return;
+    }}
+    let n = gid.z / p.out_c;
+    let c = gid.z % p.out_c;
+    let v00 = src[phase_row(n, c, 0u, 0u, y) + x4];
+    let v01 = src[phase_row(n, c, 0u, 1u, y) + x4];
+    let v10 = src[phase_row(n, c, 1u, 0u, y) + x4];
+    let v11 = src[phase_row(n, c, 1u, 1u, y) + x4];
+    let top = ((n * p.out_c + c) * p.out_h + 2u * y) * p.out_w + 8u * x4;
+    put(top, vec4<act>(v00.x, v01.x, v00.y, v01.y), vec4<act>(v00.z, v01.z, v00.w, v01.w));
+    let bottom = top + p.out_w;
+    put(bottom, vec4<act>(v10.x, v11.x, v10.y, v11.y), vec4<act>(v10.z, v11.z, v10.w, v11.w));
+}}
+"
+    ));
+    w
 }
