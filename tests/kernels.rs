@@ -1318,11 +1318,22 @@ fn global_avg_pool_matches_reference() {
     let s = setup();
     let gpu = &s.engine.gpu;
     let mut rng = common::rng(36);
+    // Planes of an odd count (one value a load), a multiple of 4 (4 a load: 5 x 12) and of 8 (8
+    // on a CPU adapter, else 4).
     let cases = [
         (3u32, 70u32, 63u32),
         (2, 5, 127 * 129),
         (2, 3, PLANE_MIN_PIXELS),
+        (3, 9, 5 * 12),
+        (2, 70, 16 * 16),
     ];
+    let eight = s.kernels.eight_a_load;
+    let loads: Vec<u32> = cases
+        .iter()
+        .map(|&(_, _, px)| global_avg_pool::per_load(px, eight))
+        .collect();
+    let wide = if eight { 8 } else { 4 };
+    assert_eq!(loads, [1, 1, wide, 4, wide]);
     let entries = [Entry::Loop, Entry::Plane];
     for ((n, c, pixels), entry) in cases.into_iter().flat_map(|c| entries.map(|e| (c, e))) {
         let input = common::random_vec(&mut rng, (n * c * pixels) as usize, 1.0);

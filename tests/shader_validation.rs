@@ -308,6 +308,16 @@ fn depth_to_space_wide_validates() {
     validate("depth_to_space, 8 a store", &wide_source(true));
 }
 
+/// GlobalAveragePool's loop 4 and 8 values a load validates (4: float16 too).
+#[test]
+fn global_avg_pool_wide_validates() {
+    use batchwise::kernels::global_avg_pool::wide_source;
+    validate("global_avg_pool, 4 a load", &wide_source(4));
+    let half = batchwise::kernels::float16_source(&wide_source(4)).expect("over act");
+    validate("global_avg_pool, 4 a load, float16", &half);
+    validate("global_avg_pool, 8 a load", &wide_source(8));
+}
+
 /// The float16 variants (the shaders written over the `act` element type) validate too.
 #[test]
 fn float16_variants_validate() {
