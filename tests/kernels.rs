@@ -1891,6 +1891,50 @@ fn check_pointwise(
     );
 }
 
+/// gemm on channel planes off the 8-value grid (`gemm_shifted.rs`, a CPU adapter): planes of 9,
+/// 10, 11, 13, 14, 15 and 49 values (every `P mod 8` that is not a multiple of 4), items
+/// folded, 3 input-channel chunks (first and last), both residuals and a residual of fewer
+/// channels. Which kernel runs is asserted: one value a load where the input channels are not
+/// in whole 8s, and on a GPU. A wrong pick of the values of a channel fails: they are its
+/// neighbours'.
+#[test]
+fn gemm_on_planes_off_the_grid_matches_reference() {
+    use batchwise::kernels::gemm::{self, GemmLayer};
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let eight = s.kernels.eight_a_load;
+    let before = Residual::BeforeActivation;
+    let after = Residual::AfterActivation;
+    for (seed, spec, n, hw, res, skip_c, shifted) in [
+        (91, conv(320, 64, 1), 3, (7, 7), before, None, true),
+        (92, conv(16, 40, 1), 2, (5, 3), after, None, true),
+        (93, conv(24, 33, 1), 4, (3, 3), before, Some(20), true),
+        (94, conv(1200, 32, 1), 2, (7, 7), after, None, true),
+        (95, conv(8, 20, 1), 3, (2, 5), before, None, true),
+        (96, conv(16, 24, 1), 2, (1, 11), after, None, true),
+        (97, conv(40, 36, 1), 2, (13, 1), before, None, true),
+        (98, conv(32, 28, 1), 2, (2, 7), after, Some(27), true),
+        (99, conv(20, 40, 1), 2, (7, 7), before, None, false),
+    ] {
+        let spec = Conv2dSpec {
+            activation: Activation::LeakyRelu { alpha: 0.1 },
+            ..spec
+        };
+        let pixels = hw.0 * hw.1;
+        let layout = gemm::Layout::planes(spec.in_c, spec.out_c, pixels)
+            .with_skip_channels(skip_c.unwrap_or(spec.out_c));
+        let zeros = vec![0.0; (spec.out_c * spec.in_c) as usize];
+        let dims = (spec.out_c, spec.in_c);
+        let layer = GemmLayer::upload(gpu, "gemm", dims, &zeros, &[], &spec.activation);
+        let expected = match shifted && eight {
+            true => gemm::Width::Shifted(pixels % 8),
+            false => gemm::Width::One,
+        };
+        assert_eq!(layer.width(&layout, eight), expected, "case {seed}");
+        check_pointwise(&s, (seed, spec, n, hw), res, skip_c);
+    }
+}
+
 /// gemm.wgsl with a residual of fewer channels than its output (BlazeFace's `relu(conv(x) +
 /// pad(x))`, the Pad fused): 8, 4 and one q a load (which runs is asserted), items folded into q
 /// and not, a 1x1 map (which gemv.wgsl would run but for the residual), channel counts off the

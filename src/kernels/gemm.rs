@@ -188,6 +188,9 @@ pub enum Width {
     Four,
     /// A `vec4<u64>` holding 8 values: the same in multiples of 8, on a CPU adapter.
     Eight,
+    /// x read 8 values a `vec4<u64>` from channel planes of `P` values, `P mod 8` the field,
+    /// out written one value a store (`gemm_shifted.rs`): a CPU adapter, items folded.
+    Shifted(u32),
 }
 
 /// One dispatch: `blocks` channel blocks from `oc_base`, one chunk of input channels.
@@ -504,6 +507,12 @@ impl GemmLayer {
         // Items folded into q where an item has few: then q runs over as many items as every
         // bound buffer holds (the step dispatches only the batch's), so no access leaves them.
         let fold = layout.q_count <= FOLD_MAX_Q;
+        let width = self.width(&layout, kernels.eight_a_load);
+        // The shifted kernel pads each item's q to a multiple of 8.
+        let per_item = match width {
+            Width::Shifted(_) => layout.q_count.next_multiple_of(8),
+            _ => layout.q_count,
+        };
         let q_count = if fold {
             let bytes = kernels.precision.bytes();
             let items = |b: &wgpu::Buffer, item: u32| b.size() / (bytes * item.max(1) as u64);
@@ -511,7 +520,7 @@ impl GemmLayer {
             if let Some((r, _)) = residual {
                 capacity = capacity.min(items(r, layout.skip_item));
             }
-            (capacity * layout.q_count as u64).clamp(1, u32::MAX as u64) as u32
+            (capacity * per_item as u64).clamp(1, u32::MAX as u64) as u32
         } else {
             layout.q_count
         };
@@ -569,23 +578,46 @@ impl GemmLayer {
         let per_group = self.blocking.pix * group;
         let step = Step::with_offsets(
             label,
-            kernels.gemm_grouped(
-                self.blocking,
-                self.binding,
-                group,
-                layout.width(kernels.eight_a_load, self.blocking),
-            ),
+            kernels.gemm_grouped(self.blocking, self.binding, group, width),
             bind_group,
-            [layout.q_count.div_ceil(per_group).max(1), blocks],
+            [per_item.div_ceil(per_group).max(1), blocks],
             1,
             offsets,
             vec![params],
         );
         if fold {
-            step.folding_items(layout.q_count, per_group)
+            step.folding_items(per_item, per_group)
         } else {
             step
         }
+    }
+
+    /// How this product reads and writes `layout` ([`Layout::width`]), the shifted kernel where
+    /// that is one value a load and [`Self::shifted_fits`].
+    pub fn width(&self, layout: &Layout, eight: bool) -> Width {
+        match layout.width(eight, self.blocking) {
+            Width::One if self.shifted_fits(layout, eight) => Width::Shifted(layout.q_count % 8),
+            w => w,
+        }
+    }
+
+    /// Whether the shifted kernel (`gemm_shifted.rs`) takes this product: `eight` (a CPU
+    /// adapter, float32), channel planes (x and out NCHW) of 8 to `FOLD_MAX_Q` values (items
+    /// folded), items of a multiple of 8 values, 8 q a block, every dispatch's input channels
+    /// in whole 8s. `BATCHWISE_GEMM_SHIFTED=off` keeps one value a load (to measure).
+    fn shifted_fits(&self, l: &Layout, eight: bool) -> bool {
+        let off = std::env::var("BATCHWISE_GEMM_SHIFTED").is_ok_and(|v| v == "off");
+        let planes = l.in_qs == 1 && l.out_qs == 1 && l.in_cs == l.q_count && l.out_cs == l.q_count;
+        let chunks = self
+            .dispatches
+            .iter()
+            .all(|d| d.ic_base.is_multiple_of(8) && d.ic_count.is_multiple_of(8));
+        !off && eight
+            && planes
+            && (8..=FOLD_MAX_Q).contains(&l.q_count)
+            && l.in_item.is_multiple_of(8)
+            && self.blocking.pix == 8
+            && chunks
     }
 }
 
@@ -714,11 +746,16 @@ impl Blocking {
     /// WGSL: `main`'s head, `group` invocations a workgroup along q: the invocation's first q
     /// (`q0`), item, channel block (`oc0`) and its accumulators `a{o}_{v}` set to the bias.
     pub(super) fn main_head(&self, line: &mut impl FnMut(String), group: u32) {
+        self.main_head_at(line, group, &format!("gid.x * {}u", self.pix));
+    }
+
+    /// As [`Self::main_head`], `q0` the WGSL expression `q0`.
+    pub(super) fn main_head_at(&self, line: &mut impl FnMut(String), group: u32, q0: &str) {
         let (ob, pix) = (self.oc_block, self.pix);
         let (wv, pv) = (ob / 4, pix / 4);
         line(format!("@compute @workgroup_size({group}, 1, 1)"));
         line("fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {".into());
-        line(format!("    let q0 = gid.x * {pix}u;"));
+        line(format!("    let q0 = {q0};"));
         line("    let n = gid.z;".into());
         line(format!("    let oc0 = p.oc_base + wid.y * {ob}u;"));
         for b in 0..wv {

@@ -19,6 +19,7 @@ pub mod edge_clamp;
 pub mod eight;
 pub mod elementwise;
 pub mod gemm;
+mod gemm_shifted;
 mod gemm_wide;
 pub mod gemv;
 pub mod global_avg_pool;
@@ -437,6 +438,7 @@ impl Kernels {
                     gemm::Width::One => blocking.source_grouped(weights, group),
                     gemm::Width::Four => blocking.source_wide(weights, group),
                     gemm::Width::Eight => blocking.source_wide8(weights, group),
+                    gemm::Width::Shifted(shift) => blocking.source_shifted(weights, group, shift),
                 };
                 self.pipeline("gemm", Some(layout), source, &[])
             })
