@@ -381,7 +381,10 @@ impl Conv2dLayer {
                 }
                 _ => super::depthwise_conv2d::variant(&spec),
             }
-            .map(|v| v.taps_for(weights.len(), gpu.adapter.device_type == "Cpu"));
+            .map(|v| {
+                let (kind, driver) = (&gpu.adapter.device_type, &gpu.adapter.driver);
+                v.taps_for(weights.len(), super::storage_loads_loop(kind, driver))
+            });
             let taps = match depthwise.is_some_and(|v| v.uniform_taps) {
                 true => {
                     let mut padded = weights.to_vec();

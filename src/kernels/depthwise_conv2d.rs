@@ -179,14 +179,15 @@ impl Variant {
     }
 
     /// This variant reading its `taps` (channels x kernel) from the uniform binding where they
-    /// fit it, on a CPU adapter (`on_cpu`; a GPU serves a uniform load whose address differs
-    /// across a warp one address at a time, so it keeps storage). 1-3% end to end on
-    /// lavapipe (BENCHMARKS.md, "Depthwise taps in a uniform buffer").
+    /// fit it, where storage loads are lane loops (`lane_loops`: `kernels::storage_loads_loop`,
+    /// Mesa 22's lavapipe; a GPU serves a uniform load whose address differs across a warp one
+    /// address at a time, so it keeps storage). About 10% on lavapipe's depthwise kernels
+    /// (BENCHMARKS.md, "Depthwise taps in a uniform buffer").
     /// `BATCHWISE_DEPTHWISE_TAPS=storage` keeps them in storage (to measure).
-    pub fn taps_for(self, taps: usize, on_cpu: bool) -> Self {
+    pub fn taps_for(self, taps: usize, lane_loops: bool) -> Self {
         let storage = std::env::var("BATCHWISE_DEPTHWISE_TAPS").is_ok_and(|v| v == "storage");
         Self {
-            uniform_taps: on_cpu && !storage && taps <= UNIFORM_TAPS as usize,
+            uniform_taps: lane_loops && !storage && taps <= UNIFORM_TAPS as usize,
             ..self
         }
     }

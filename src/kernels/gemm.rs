@@ -507,7 +507,7 @@ impl GemmLayer {
         // Items folded into q where an item has few: then q runs over as many items as every
         // bound buffer holds (the step dispatches only the batch's), so no access leaves them.
         let fold = layout.q_count <= FOLD_MAX_Q;
-        let width = self.width(&layout, kernels.eight_a_load);
+        let width = self.width(&layout, kernels.eight_a_load, kernels.storage_loads_loop);
         // The shifted kernel pads each item's q to a multiple of 8.
         let per_item = match width {
             Width::Shifted(_) => layout.q_count.next_multiple_of(8),
@@ -592,11 +592,14 @@ impl GemmLayer {
         }
     }
 
-    /// How this product reads and writes `layout` ([`Layout::width`]), the shifted kernel where
-    /// that is one value a load and [`Self::shifted_fits`].
-    pub fn width(&self, layout: &Layout, eight: bool) -> Width {
+    /// How this product reads and writes `layout` ([`Layout::width`] with `eight`, the kernels'
+    /// `eight_a_load`), the shifted kernel where that is one value a load, [`Self::shifted_fits`]
+    /// and `lane_loops` (the kernels' `storage_loads_loop`).
+    pub fn width(&self, layout: &Layout, eight: bool, lane_loops: bool) -> Width {
         match layout.width(eight, self.blocking) {
-            Width::One if self.shifted_fits(layout, eight) => Width::Shifted(layout.q_count % 8),
+            Width::One if lane_loops && self.shifted_fits(layout, eight) => {
+                Width::Shifted(layout.q_count % 8)
+            }
             w => w,
         }
     }

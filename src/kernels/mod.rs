@@ -216,6 +216,8 @@ pub struct Kernels {
     pub precision: Precision,
     /// Memory-bound kernels move 8 float32 values a load or store (`vec4<u64>`, [`eight_a_load`]).
     pub eight_a_load: bool,
+    /// A storage load at a per-lane address is a loop over the lanes ([`storage_loads_loop`]).
+    pub storage_loads_loop: bool,
 }
 
 /// Whether memory-bound kernels load and store 8 float32 values at a time as `vec4<u64>`: on a
@@ -229,6 +231,22 @@ pub fn eight_a_load(gpu: &Gpu, precision: Precision) -> bool {
     !off && precision == Precision::F32
         && gpu.adapter.device_type == "Cpu"
         && gpu.device.features().contains(wgpu::Features::SHADER_INT64)
+}
+
+/// Whether `driver` (the adapter's driver and its info) is Mesa's llvmpipe before 23: there a
+/// storage load or store whose address differs per lane is a loop over the lanes with a branch a
+/// value, and a uniform load at such an address straight-line code. The kernels that trade more
+/// loads or address arithmetic for fewer passes of that loop (gemm over 7x7 maps,
+/// `gemm::Width::Shifted`; depthwise taps in a uniform buffer) take it there only: on Mesa
+/// 25.0's lavapipe the shifted gemm made classify 1.2x slower (BENCHMARKS.md, "1x1
+/// convolutions on 7 x 7 maps"). An unknown CPU driver counts as not.
+pub fn storage_loads_loop(device_type: &str, driver: &str) -> bool {
+    let major = driver
+        .split("Mesa ")
+        .nth(1)
+        .and_then(|v| v.split('.').next())
+        .and_then(|m| m.parse::<u32>().ok());
+    device_type == "Cpu" && major.is_some_and(|m| m < 23)
 }
 
 impl Kernels {
@@ -314,6 +332,7 @@ impl Kernels {
             winograd: Mutex::new(winograd::Choices::default()),
             precision,
             eight_a_load: eight_a_load(gpu, precision),
+            storage_loads_loop: storage_loads_loop(&gpu.adapter.device_type, &gpu.adapter.driver),
         }
     }
 
@@ -720,4 +739,23 @@ pub(crate) fn step<P: bytemuck::Pod>(
         Vec::new(),
         vec![params_buf],
     )
+}
+
+#[cfg(test)]
+mod adapter_tests {
+    /// Mesa before 23 on a CPU adapter only; an unknown driver counts as not.
+    #[test]
+    fn storage_loads_loop_on_mesa_22_only() {
+        use super::storage_loads_loop;
+        assert!(storage_loads_loop(
+            "Cpu",
+            "llvmpipe Mesa 22.3.6 (LLVM 15.0.6)"
+        ));
+        assert!(!storage_loads_loop(
+            "Cpu",
+            "llvmpipe Mesa 25.0.7-2~bpo12+1 (LLVM 15.0.6)"
+        ));
+        assert!(!storage_loads_loop("Cpu", "SwiftShader driver 5.0.0"));
+        assert!(!storage_loads_loop("DiscreteGpu", "NVIDIA 580.159.04"));
+    }
 }
