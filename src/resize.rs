@@ -2,8 +2,8 @@
 //! upscaler's alpha plane stretched to the output, outputs resampled to `--scale`.
 //!
 //! fast_image_resize's separable convolutions (AVX2 / SSE4.1 / NEON where the CPU has them): a
-//! 1920 x 1280 photo fitted to 224 px takes a few ms instead of tens (BENCHMARKS.md, "Resizing
-//! on the CPU"). That work runs on the same cores that feed the GPU, and on lavapipe on the
+//! 1920 x 1280 photo fitted to 224 px takes 2-3 ms instead of 12-16 (BENCHMARKS.md, "Fused
+//! channel Pads, wide data movement, 7x7 maps and CPU resizing"). That work runs on the same cores that feed the GPU, and on lavapipe on the
 //! cores that are the GPU. Each channel is filtered on its own (alpha not premultiplied), as
 //! image's `resize` does: a model reads the colour channels as the file holds them.
 

@@ -182,7 +182,7 @@ impl Variant {
     /// fit it, where storage loads are lane loops (`lane_loops`: `kernels::storage_loads_loop`,
     /// Mesa 22's lavapipe; a GPU serves a uniform load whose address differs across a warp one
     /// address at a time, so it keeps storage). About 10% on lavapipe's depthwise kernels
-    /// (BENCHMARKS.md, "Depthwise taps in a uniform buffer").
+    /// (BENCHMARKS.md, "Fused channel Pads, wide data movement, 7x7 maps and CPU resizing").
     /// `BATCHWISE_DEPTHWISE_TAPS=storage` keeps them in storage (to measure).
     pub fn taps_for(self, taps: usize, lane_loops: bool) -> Self {
         let storage = std::env::var("BATCHWISE_DEPTHWISE_TAPS").is_ok_and(|v| v == "storage");

@@ -9,9 +9,10 @@
 //! `vec4<u64>` loads around them. Each invocation computes 8 q of one item, starting on a
 //! multiple of 8 within it (the items are folded into x, each padded to a multiple of 8 q); the
 //! q past the plane are computed from the next plane's values and never stored. Outputs are
-//! stored one value at a time (their planes are off the grid too), by gemm.wgsl's `store4`. On llvmpipe every load is a
-//! loop over the lanes: 2 passes for 8 values of a channel instead of 8 (BENCHMARKS.md,
-//! "1x1 convolutions on 7 x 7 maps").
+//! stored one value at a time (their planes are off the grid too), by gemm.wgsl's `store4`. On
+//! Mesa 22's llvmpipe every load is a loop over the lanes: 2 passes for 8 values of a channel
+//! instead of 8, the layers 1.1x (BENCHMARKS.md, "Fused channel Pads, wide data movement, 7x7
+//! maps and CPU resizing"); slower on Mesa 25, so only there (`kernels::storage_loads_loop`).
 
 use super::gemm::{Blocking, LANES, Weights};
 

@@ -238,8 +238,8 @@ pub fn eight_a_load(gpu: &Gpu, precision: Precision) -> bool {
 /// value, and a uniform load at such an address straight-line code. The kernels that trade more
 /// loads or address arithmetic for fewer passes of that loop (gemm over 7x7 maps,
 /// `gemm::Width::Shifted`; depthwise taps in a uniform buffer) take it there only: on Mesa
-/// 25.0's lavapipe the shifted gemm made classify 1.2x slower (BENCHMARKS.md, "1x1
-/// convolutions on 7 x 7 maps"). An unknown CPU driver counts as not.
+/// 25.0's lavapipe the shifted gemm made classify 1.2x slower (BENCHMARKS.md, "Fused channel
+/// Pads, wide data movement, 7x7 maps and CPU resizing"). An unknown CPU driver counts as not.
 pub fn storage_loads_loop(device_type: &str, driver: &str) -> bool {
     let major = driver
         .split("Mesa ")

@@ -145,7 +145,7 @@ pub fn prepare(
 /// Pixels an invocation packs: 8 (`vec4<u64>` loads and stores: `eight`, a CPU adapter) or 4
 /// (`vec4`) where the tiles' pixels are a multiple of that, 8-bit ones; else 1. On llvmpipe
 /// every load and store is a loop over the lanes, so a pixel a load and three stores a pixel
-/// cost 4-8x the wide ones (BENCHMARKS.md, "The pack kernel 8 pixels an invocation").
+/// cost 4-8x the wide ones (BENCHMARKS.md, "Fused channel Pads, wide data movement, ...").
 pub fn per_invocation(pixels: u32, depth: PixelDepth, eight: bool) -> u32 {
     match depth {
         PixelDepth::Eight if eight && pixels.is_multiple_of(8) => 8,
