@@ -14,7 +14,8 @@
 //! instead of 8, the layers 1.1x (BENCHMARKS.md, "Fused channel Pads, wide data movement, 7x7
 //! maps and CPU resizing"); slower on Mesa 25, so only there (`kernels::storage_loads_loop`).
 
-use super::gemm::{Blocking, LANES, Weights};
+use super::gemm::{Blocking, Weights};
+use super::gemm_source::LANES;
 
 /// The store of 4 q (`j`.. of the item's plane at `at`, its residual at `sk`) of channel `oc`:
 /// gemm.wgsl's `store4`, which stores the q below `q_count` of a dispatch; those past the plane

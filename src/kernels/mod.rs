@@ -20,6 +20,7 @@ pub mod eight;
 pub mod elementwise;
 pub mod gemm;
 mod gemm_shifted;
+mod gemm_source;
 mod gemm_wide;
 pub mod gemv;
 pub mod global_avg_pool;

@@ -1,0 +1,166 @@
+//! gemm.wgsl's generated `main` (`gemm::Blocking`): the accumulators of a register block
+//! unrolled into named variables (a private array indexed in a loop stays in memory on
+//! llvmpipe), one value a load of x and out; `gemm_wide.rs` and `gemm_shifted.rs` build their
+//! loads on the same pieces (`main_head_at`, `products`, `stores`).
+
+use super::gemm::{Blocking, WORKGROUP_X, Weights};
+
+pub(super) const LANES: [&str; 4] = ["x", "y", "z", "w"];
+
+impl Blocking {
+    /// WGSL for this blocking: gemm.wgsl's declarations with an unrolled `main`.
+    pub fn source(&self) -> String {
+        self.source_with(Weights::Uniform)
+    }
+
+    /// The loop over input channels every generated product kernel runs (gemm's and the split
+    /// Winograd's): for each, the `pix` values at `at0..` of its row of `src` (rows `in_cs`
+    /// apart from `ic_base`) and the `oc_block` weights of the workgroup's block, multiplied into
+    /// the accumulators `a{o}_{v}`.
+    pub(super) fn products_loop(&self, line: &mut impl FnMut(String)) {
+        let (ob, pix) = (self.oc_block, self.pix);
+        let (wv, pv) = (ob / 4, pix / 4);
+        line("    let x0 = p.ic_base * p.in_cs;".into());
+        line(format!("    let w0 = wid.y * p.ic_count * {wv}u;"));
+        line("    for (var ic = 0u; ic < p.ic_count; ic++) {".into());
+        line("        let row = x0 + ic * p.in_cs;".into());
+        for v in 0..pv {
+            let q = |i: u32| format!("src[row + at{}]", 4 * v + i);
+            line(format!(
+                "        let x{v} = vec4<act>({}, {}, {}, {});",
+                q(0),
+                q(1),
+                q(2),
+                q(3)
+            ));
+        }
+        self.products(line);
+        line("    }".into());
+    }
+
+    /// WGSL, inside the loop over input channels: the block's weights of input channel `ic`
+    /// (`w0` its first), multiplied by `x{v}` into the accumulators `a{o}_{v}`.
+    pub(super) fn products(&self, line: &mut impl FnMut(String)) {
+        let (ob, pix) = (self.oc_block, self.pix);
+        let (wv, pv) = (ob / 4, pix / 4);
+        line(format!("        let wi = w0 + ic * {wv}u;"));
+        for b in 0..wv {
+            line(format!("        let w{b} = vec4<act>(weights[wi + {b}u]);"));
+        }
+        for o in 0..ob {
+            for v in 0..pv {
+                line(format!(
+                    "        a{o}_{v} += x{v} * w{}.{};",
+                    o / 4,
+                    LANES[o as usize % 4]
+                ));
+            }
+        }
+    }
+
+    /// WGSL: `main`'s head, `group` invocations a workgroup along q: the invocation's first q
+    /// (`q0`), item, channel block (`oc0`) and its accumulators `a{o}_{v}` set to the bias.
+    pub(super) fn main_head(&self, line: &mut impl FnMut(String), group: u32) {
+        self.main_head_at(line, group, &format!("gid.x * {}u", self.pix));
+    }
+
+    /// As [`Self::main_head`], `q0` the WGSL expression `q0`.
+    pub(super) fn main_head_at(&self, line: &mut impl FnMut(String), group: u32, q0: &str) {
+        let (ob, pix) = (self.oc_block, self.pix);
+        let (wv, pv) = (ob / 4, pix / 4);
+        line(format!("@compute @workgroup_size({group}, 1, 1)"));
+        line("fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {".into());
+        line(format!("    let q0 = {q0};"));
+        line("    let n = gid.z;".into());
+        line(format!("    let oc0 = p.oc_base + wid.y * {ob}u;"));
+        for b in 0..wv {
+            line(format!("    let b{b} = start(oc0 + {}u);", b * 4));
+        }
+        for o in 0..ob {
+            for v in 0..pv {
+                line(format!(
+                    "    var a{o}_{v} = vec4<act>(b{}.{});",
+                    o / 4,
+                    LANES[o as usize % 4]
+                ));
+            }
+        }
+    }
+
+    /// As [`Self::source`], the weights read as `weights` says.
+    pub fn source_with(&self, weights: Weights) -> String {
+        self.source_grouped(weights, WORKGROUP_X)
+    }
+
+    /// As [`Self::source_with`], `group` invocations a workgroup along q.
+    pub fn source_grouped(&self, weights: Weights, group: u32) -> String {
+        let generic = super::shader("gemm.wgsl");
+        let head = &generic[..generic
+            .find("@compute")
+            .expect("gemm.wgsl has an entry point")];
+        let head = match weights {
+            Weights::Uniform => head.to_owned(),
+            Weights::Storage => {
+                let uniform = "var<uniform> weights: array<vec4<f32>, 4096>;";
+                assert!(
+                    head.contains(uniform),
+                    "gemm.wgsl declares its weights window"
+                );
+                head.replace(uniform, "var<storage, read> weights: array<vec4<f32>>;")
+            }
+        };
+        let (ob, pix) = (self.oc_block, self.pix);
+        assert!(ob % 4 == 0 && pix % 4 == 0, "blocks of whole vec4s");
+        let pv = pix / 4;
+        let mut w = head;
+        let mut line = |l: String| {
+            w.push_str(&l);
+            w.push('\n');
+        };
+        line(format!(
+            "// Unrolled: {ob} channels x {pix} q per invocation."
+        ));
+        self.main_head(&mut line, group);
+        for i in 0..pix {
+            line(format!(
+                "    let at{i} = q_at(n, q0 + {i}u, p.in_item, p.in_qs);"
+            ));
+        }
+        self.products_loop(&mut line);
+        for v in 0..pv {
+            line(format!("    let out{v} = out_at(n, q0 + {}u);", 4 * v));
+            line(format!("    let skip{v} = skip_at(n, q0 + {}u);", 4 * v));
+        }
+        self.stores(&mut line, "store4", 4);
+        line("}".into());
+        w
+    }
+
+    /// WGSL: `function(oc0 + o, q0 + 4v, out{v}, skip{v}, a{o}_{v})` for every accumulator, in a
+    /// loop over the channels of private arrays (`held{v}`): a call each unrolls into hundreds of
+    /// loads and stores that lavapipe compiles slowly (`conv2d_variant::Block`). With `per` 8 (8
+    /// q a store) each call takes two: `function(oc0 + o, q0 + 8u, out{u}, skip{u}, held{2u}[o],
+    /// held{2u + 1}[o])`.
+    pub(super) fn stores(&self, line: &mut impl FnMut(String), function: &str, per: u32) {
+        let (ob, pv) = (self.oc_block, self.pix / 4);
+        for v in 0..pv {
+            line(format!("    var held{v}: array<vec4<act>, {ob}>;"));
+            for o in 0..ob {
+                line(format!("    held{v}[{o}] = a{o}_{v};"));
+            }
+        }
+        line(format!("    for (var o = 0u; o < {ob}u; o++) {{"));
+        let vecs = per / 4;
+        for u in 0..pv / vecs {
+            let held: Vec<String> = (0..vecs)
+                .map(|k| format!("held{}[o]", vecs * u + k))
+                .collect();
+            line(format!(
+                "        {function}(oc0 + o, q0 + {}u, out{u}, skip{u}, {});",
+                per * u,
+                held.join(", ")
+            ));
+        }
+        line("    }".into());
+    }
+}
