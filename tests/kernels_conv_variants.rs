@@ -644,7 +644,8 @@ fn narrow_conv2d_float16_matches_reference() {
 /// 5x5 stride 2 (classify's, remove-background's and detect-faces' first layers), 7x7 stride 1
 /// with PRelu and a residual, 32 channels (two 16-channel blocks) with the residual after the
 /// activation, asymmetric padding; on this adapter's loads (8 values where it moves 8), on vec4s
-/// (`eight_a_load` off) and in float16. Same tolerances as above.
+/// (`eight_a_load` off) and in float16; unrolled (3x3 on at most 3 channels) and looped. Same
+/// tolerances as above.
 #[test]
 fn rows_conv2d_matches_reference() {
     use batchwise::kernels::conv2d_rows;
@@ -703,6 +704,8 @@ fn rows_conv2d_matches_reference() {
             None,
         ),
     ];
+    // Both the unrolled kernels (3x3 on at most 3 channels) and the looped ones run.
+    let mut unrolled = [false, false];
     for eight in [true, false] {
         let mut kernels = Kernels::new(&engine.gpu);
         kernels.eight_a_load &= eight;
@@ -711,7 +714,9 @@ fn rows_conv2d_matches_reference() {
             let (_, ow) = spec.output_hw(h, w).unwrap();
             let variant = conv2d::Variant::for_spec(&spec, 8);
             let rows = conv2d_rows::rows_for(variant, &spec, [w, ow], [1, 1], [true, eight]);
-            assert!(rows.is_some(), "{spec:?} runs on rows");
+            let wide = rows.and_then(|v| v.narrow?.wide);
+            assert!(wide.is_some(), "{spec:?} runs on rows");
+            unrolled[usize::from(wide.is_some_and(|w| w.inputs > 0))] = true;
             // Not on a GPU (unmeasured there; its accumulators would crowd the registers).
             let on_gpu = conv2d_rows::rows_for(variant, &spec, [w, ow], [1, 1], [false, eight]);
             assert!(on_gpu.is_none());
@@ -728,6 +733,7 @@ fn rows_conv2d_matches_reference() {
             );
         }
     }
+    assert_eq!(unrolled, [true, true], "both kinds of rows kernel ran");
     // Float16 storage, float32 sums: the float16 tolerance.
     if engine
         .gpu

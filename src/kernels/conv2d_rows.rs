@@ -6,6 +6,9 @@
 //! and the narrow pixel blocks read and write one value a load: on llvmpipe every load and store
 //! with a per-lane address is a pass of a loop over the lanes per component.
 //!
+//! A 3x3 kernel on at most 3 input channels is unrolled whole (no loop, no early return), so
+//! that llvmpipe loads each weight once for all lanes ([`source`]).
+//!
 //! The sums are float32 in the float16 variant too (`act` is the element type of `src`, `dst` and
 //! `skip` alone; float16 sums of up to 196 products lost 3 dB on remove-background's output).
 //!
@@ -20,6 +23,10 @@ use super::conv2d_narrow::Narrow;
 /// Input channels a group may have: the weights of one 16-channel block fit one window (one
 /// chunk), so every dispatch starts from the bias and applies the activation.
 pub const MAX_INPUTS: u32 = 4;
+/// The most kernel rows (over all input channels) the unrolled kernel takes: 3x3 on 3 channels
+/// ran 1.24x faster unrolled, 5x5 on 3 channels 1.4x slower (its straight-line code about
+/// twice as long), measured on lavapipe (BENCHMARKS.md, "Weights at constant offsets").
+const MAX_UNROLLED: u32 = 9;
 /// Output rows an invocation.
 pub const ROWS: u32 = 2;
 /// Output columns an invocation (two vec4s, or one `vec4<u64>`).
@@ -34,6 +41,9 @@ pub struct Wide {
     pub load8: bool,
     /// Output rows written as `vec4<u64>`.
     pub store8: bool,
+    /// The layer's input channels, compiled in with the loops over them and the kernel rows
+    /// unrolled, or 0 where they stay loops (`BATCHWISE_CONV_ROWS_UNROLL=off`, to measure).
+    pub inputs: u32,
 }
 
 /// The rows variant of `variant` (conv2d.wgsl's 16-channel block or a narrow one of at most 16
@@ -51,6 +61,7 @@ pub fn rows_for(
     [on_cpu, eight]: [bool; 2],
 ) -> Option<Variant> {
     let off = !on_cpu || std::env::var("BATCHWISE_CONV_WIDE_ROWS").is_ok_and(|v| v == "off");
+    let looped = std::env::var("BATCHWISE_CONV_ROWS_UNROLL").is_ok_and(|v| v == "off");
     let vecs = match variant.narrow {
         Some(n) if n.wide.is_none() => n.vecs,
         None if variant.winograd.is_none() => 4,
@@ -80,6 +91,11 @@ pub fn rows_for(
                 pad_left: spec.pads[1],
                 load8: eight && in_w.is_multiple_of(8),
                 store8: eight,
+                inputs: if looped || spec.in_c * spec.k_h > MAX_UNROLLED {
+                    0
+                } else {
+                    spec.in_c
+                },
             }),
         }),
         winograd: None,
@@ -88,6 +104,11 @@ pub fn rows_for(
 
 /// WGSL: conv2d.wgsl's declarations (`head`: params, bindings, `activate`) with the vector
 /// bindings and the rows `main`.
+///
+/// With the input channels compiled in (`wide.inputs`), the loops over them and over the kernel
+/// rows are unrolled and nothing returns early: every weight is then read at a constant offset
+/// outside any control flow, which llvmpipe loads once for all lanes (a uniform load in a loop
+/// or after a branch is a gather, lane by lane).
 pub fn source(head: &str, v: &Variant, n: &Narrow, wide: Wide) -> String {
     let mut w = declarations(head, wide);
     let mut line = |l: String| {
@@ -95,16 +116,25 @@ pub fn source(head: &str, v: &Variant, n: &Narrow, wide: Wide) -> String {
         w.push('\n');
     };
     let (rows, k_h, sh) = (v.rows, v.k_h, v.stride_h);
-    let (k_w, sw, vecs) = (n.k_w, n.stride_w, n.vecs);
+    let (k_w, vecs) = (n.k_w, n.vecs);
     let channels = 4 * vecs;
-    let span_w = (COLS - 1) * sw + k_w;
     line(format!(
-        "// Rows: {channels} channels of {rows}x{COLS} pixels, kernel {k_h}x{k_w}, stride {sh}x{sw}, {wide:?}."
+        "// Rows: {channels} channels of {rows}x{COLS} pixels, kernel {k_h}x{k_w}, stride {sh}x{}, {wide:?}.",
+        n.stride_w
     ));
     line("@compute @workgroup_size(16, WG_Y, 1)".into());
     line("fn main(@builtin(global_invocation_id) gid: vec3<u32>) {".into());
-    line(format!("    let ox0 = gid.x * {COLS}u;"));
-    line("    if ox0 >= p.out_w { return; }".into());
+    if wide.inputs == 0 {
+        line(format!("    let ox0 = gid.x * {COLS}u;"));
+        line("    if ox0 >= p.out_w { return; }".into());
+        line("    let live = true;".into());
+    } else {
+        // Lanes past the map compute the last block again and store nothing.
+        line(format!("    let live = gid.x * {COLS}u < p.out_w;"));
+        line(format!(
+            "    let ox0 = min(gid.x * {COLS}u, p.out_w - {COLS}u);"
+        ));
+    }
     line(format!("    let oy0 = gid.y * {rows}u;"));
     line("    let n = gid.z;".into());
     // Accumulator of output row r, channel o, columns 4h .. 4h + 3; in `held` at (r, o, h).
@@ -118,26 +148,81 @@ pub fn source(head: &str, v: &Variant, n: &Narrow, wide: Wide) -> String {
     }
     line(format!(
         "    let iy0 = i32(oy0 * {sh}u) - i32(p.pad_top);\n    let last_row = i32(p.in_h) - 1;\n    \
-         let row4 = p.in_w / 4u;\n    let q_base = i32(ox0 * {sw}u / 4u);\n    let last_q = i32(row4) - 1;"
+         let row4 = p.in_w / 4u;\n    let q_base = i32(ox0 * {}u / 4u);\n    let last_q = i32(row4) - 1;",
+        n.stride_w
     ));
-    // The loop over kernel rows stays a loop (an unrolled one took lavapipe seconds to
-    // compile): each kernel row's weights, then for each output row its input row, read whole,
-    // and its products.
-    line("    for (var ic = 0u; ic < p.ic_count; ic++) {".into());
-    line("        let plane = (n * p.in_c + p.ic_base + ic) * p.in_h * row4;".into());
-    line(format!("        for (var ky = 0u; ky < {k_h}u; ky++) {{"));
+    let plane =
+        |ic: &str| format!("        let plane = (n * p.in_c + p.ic_base + {ic}) * p.in_h * row4;");
+    if wide.inputs == 0 {
+        // The loop over kernel rows stays a loop (an unrolled one took lavapipe seconds to
+        // compile): each kernel row's weights, then for each output row its input row, read
+        // whole, and its products.
+        line("    for (var ic = 0u; ic < p.ic_count; ic++) {".into());
+        line(plane("ic"));
+        line(format!("        for (var ky = 0u; ky < {k_h}u; ky++) {{"));
+        let wi = format!("(ic * {k_h}u + ky) * {}u", k_w * vecs);
+        line(kernel_row(v, n, wide, "ky", &|at| format!("{wi} + {at}u")));
+        line("        }".into());
+        line("    }".into());
+    } else {
+        for (ic, ky) in (0..wide.inputs).flat_map(|ic| (0..k_h).map(move |ky| (ic, ky))) {
+            line("    {".into());
+            line(plane(&format!("{ic}u")));
+            let wi = (ic * k_h + ky) * k_w * vecs;
+            line(kernel_row(v, n, wide, &format!("{ky}u"), &|at| {
+                format!("{}u", wi + at)
+            }));
+            line("    }".into());
+        }
+    }
     line(format!(
-        "        let wi = (ic * {k_h}u + ky) * {}u;",
-        k_w * vecs
+        "    var held: array<vec4<f32>, {}>;",
+        rows * channels * 2
     ));
+    for (i, (r, o, h)) in all().enumerate() {
+        line(format!("    held[{i}] = {};", acc(r, o, h)));
+    }
+    line("    if !live { return; }".into());
+    line(format!(
+        "    for (var i = 0u; i < {}u; i++) {{",
+        rows * channels
+    ));
+    line(format!(
+        "        store_row(n, oy0 + i / {channels}u, ox0, i % {channels}u, held[2u * i], held[2u * i + 1u]);"
+    ));
+    line("    }\n}".into());
+    w
+}
+
+/// WGSL: the products of kernel row `ky` (an expression) of one input channel (`plane`): its
+/// weights (window offset `weight(kx * vecs + b)`), then for each output row its input row, read
+/// whole, and the products into the accumulators.
+fn kernel_row(
+    v: &Variant,
+    n: &Narrow,
+    wide: Wide,
+    ky: &str,
+    weight: &dyn Fn(u32) -> String,
+) -> String {
+    let mut w = String::new();
+    let mut line = |l: String| {
+        w.push_str(&l);
+        w.push('\n');
+    };
+    let (rows, sh) = (v.rows, v.stride_h);
+    let (k_w, sw, vecs) = (n.k_w, n.stride_w, n.vecs);
+    let channels = 4 * vecs;
+    let span_w = (COLS - 1) * sw + k_w;
     for (kx, b) in (0..k_w).flat_map(|kx| (0..vecs).map(move |b| (kx, b))) {
-        let at = kx * vecs + b;
-        line(format!("        let w{kx}_{b} = weights[wi + {at}u];"));
+        line(format!(
+            "        let w{kx}_{b} = weights[{}];",
+            weight(kx * vecs + b)
+        ));
     }
     for r in 0..rows {
         line("        {".into());
         line(format!(
-            "            let y = iy0 + i32({}u + ky); let my = y >= 0 && y <= last_row; \
+            "            let y = iy0 + i32({}u + {ky}); let my = y >= 0 && y <= last_row; \
              let ry = u32(clamp(y, 0, last_row)) * row4;",
             r * sh
         ));
@@ -154,28 +239,11 @@ pub fn source(head: &str, v: &Variant, n: &Narrow, wide: Wide) -> String {
             for o in 0..channels {
                 let lane = ["x", "y", "z", "w"][o as usize % 4];
                 let w = format!("w{kx}_{}.{lane}", o / 4);
-                line(format!("            {} += s{kx}_{h} * {w};", acc(r, o, h)));
+                line(format!("            a{r}_{o}_{h} += s{kx}_{h} * {w};"));
             }
         }
         line("        }".into());
     }
-    line("        }".into());
-    line("    }".into());
-    line(format!(
-        "    var held: array<vec4<f32>, {}>;",
-        rows * channels * 2
-    ));
-    for (i, (r, o, h)) in all().enumerate() {
-        line(format!("    held[{i}] = {};", acc(r, o, h)));
-    }
-    line(format!(
-        "    for (var i = 0u; i < {}u; i++) {{",
-        rows * channels
-    ));
-    line(format!(
-        "        store_row(n, oy0 + i / {channels}u, ox0, i % {channels}u, held[2u * i], held[2u * i + 1u]);"
-    ));
-    line("    }\n}".into());
     w
 }
 
