@@ -302,6 +302,15 @@ fn mobile_shapes() -> Vec<(&'static str, Conv2dSpec, u32, u32)> {
             112,
             8,
         ),
+        // detect-faces' and remove-background's few-channel 1x1s on their largest maps.
+        ("conv 1x1 24->28 64x64 n8", conv(24, 28, 1, 1, 0, 1), 64, 8),
+        (
+            "conv 1x1 16->16 128x128 n8",
+            conv(16, 16, 1, 1, 0, 1),
+            128,
+            8,
+        ),
+        ("conv 1x1 16->72 64x64 n8", conv(16, 72, 1, 1, 0, 1), 64, 8),
         (
             "conv 1x1 320->1280 7x7 n8",
             conv(320, 1280, 1, 1, 0, 1),
@@ -571,7 +580,11 @@ fn gemm_rows(gpu: &Gpu, kernels: &Kernels, filter: Option<&str>) {
         .filter_map(|b| {
             let (oc, pix) = b.split_once('x')?;
             let (oc_block, pix) = (oc.parse().ok()?, pix.parse().ok()?);
-            Some(gemm::Blocking { oc_block, pix })
+            Some(gemm::Blocking {
+                oc_block,
+                pix,
+                inputs: 0,
+            })
         })
         .collect();
     let shapes = conv_shapes()

@@ -2024,7 +2024,8 @@ fn gemm_with_fewer_residual_channels_matches_reference() {
 }
 
 /// gemm.wgsl: 1x1 convolutions (channels and pixel counts off the 32-channel and 8-pixel blocks,
-/// batches, several blocks in one window, input channels in two windows, PRelu, both residuals)
+/// batches, several blocks in one window or a block a dispatch with the input channels
+/// unrolled, input channels in two windows, PRelu, both residuals)
 /// and a product laid out as Gemm's (A's rows as q, transposed). Tolerance as conv2d's (module
 /// docs): up to 600 f32 products a sum, weights scaled by 1/sqrt(fan-in).
 #[test]
@@ -2036,6 +2037,8 @@ fn gemm_matches_reference() {
     let prelu = Activation::PRelu {
         slopes: common::random_vec(&mut rng, 70, 0.5),
     };
+    let gpu = &s.engine.gpu;
+    let mut unrolled = [false, false];
     for (seed, spec, n, hw, res) in [
         (1, conv(20, 37, 1), 3, (9, 7), Residual::BeforeActivation),
         (
@@ -2110,12 +2113,23 @@ fn gemm_matches_reference() {
             _ => gemm::Width::One,
         };
         assert_eq!(width, expected, "case {seed}");
+        let (dims, zeros) = (
+            (spec.out_c, spec.in_c),
+            vec![0.0; (spec.in_c * spec.out_c) as usize],
+        );
+        let layer = GemmLayer::upload(gpu, "gemm", dims, &zeros, &[], &spec.activation);
+        unrolled[usize::from(layer.blocking().inputs > 0)] = true;
         check_pointwise(&s, (seed, spec, n, hw), res, None);
+    }
+    // Where uniform loads in a loop are lane by lane, both packings ran: a block a dispatch
+    // (few inputs: cases 1, 3, 5-14; the input channels unrolled on maps of 1024 pixels or
+    // more, 7 and 9, else the loop) and as many blocks as a window holds (2 and 4).
+    if s.kernels.storage_loads_loop {
+        assert_eq!(unrolled, [true, true]);
     }
     // Without a residual, against the convolution's own reference.
     check_conv2d(&s, 62, conv(45, 19, 1), 2, 10, 11);
     // Gemm's layout: out[i, j] = sum_k A[k, i] B[k, j] + C[j] (transA), rows of A as q.
-    let gpu = &s.engine.gpu;
     let (m, k, n, items) = (19u32, 40u32, 35u32, 2u32);
     let layout = gemm::Layout {
         q_count: m,

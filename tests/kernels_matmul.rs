@@ -287,6 +287,7 @@ fn gemm_storage_windows_match_reference() {
             Blocking {
                 oc_block: 16,
                 pix: 16,
+                inputs: 0,
             },
             1024,
         ),

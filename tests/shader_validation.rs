@@ -245,18 +245,28 @@ fn generated_gemm_blockings_validate() {
         Blocking {
             oc_block: 16,
             pix: 16,
+            inputs: 0,
         },
         Blocking {
             oc_block: 64,
             pix: 4,
+            inputs: 0,
         },
         Blocking {
             oc_block: 4,
             pix: 16,
+            inputs: 0,
         },
         Blocking {
             oc_block: 8,
             pix: 16,
+            inputs: 0,
+        },
+        // The input channels compiled in, the loop unrolled.
+        Blocking {
+            oc_block: 24,
+            pix: 8,
+            inputs: 5,
         },
     ] {
         validate(&format!("{b:?}"), &b.source());

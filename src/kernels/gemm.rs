@@ -19,6 +19,10 @@ const BIAS_SLOPE_FLOATS: usize = 16384;
 pub struct Blocking {
     pub oc_block: u32,
     pub pix: u32,
+    /// The input channels compiled in, the loop over them unrolled, and one channel block a
+    /// dispatch, so that every weight is read at a constant offset ([`Blocking::unrolled`]); 0:
+    /// a loop, and a dispatch of as many blocks as a window holds.
+    pub inputs: u32,
 }
 
 /// The split Winograd products' blocking, and the widest of the 1x1 convolutions': the fastest
@@ -26,6 +30,7 @@ pub struct Blocking {
 pub const BLOCKING: Blocking = Blocking {
     oc_block: 32,
     pix: 8,
+    inputs: 0,
 };
 
 /// The blocking for `out_c` output channels: 4, 8 or 16 channels (the fewest that hold them) x
@@ -39,6 +44,7 @@ pub fn blocking_for(out_c: u32) -> Blocking {
         return Blocking {
             oc_block: [4, 8, 16].into_iter().find(|&b| out_c <= b).unwrap_or(16),
             pix: 16,
+            inputs: 0,
         };
     }
     let oc_block = (4..=8)
@@ -46,7 +52,42 @@ pub fn blocking_for(out_c: u32) -> Blocking {
         .map(|v| 4 * v)
         .min_by_key(|&b| out_c.div_ceil(b) * b)
         .unwrap_or(BLOCKING.oc_block);
-    Blocking { oc_block, pix: 8 }
+    Blocking {
+        oc_block,
+        pix: 8,
+        inputs: 0,
+    }
+}
+
+/// The most multiply-adds (inputs x channels x q) an unrolled kernel's invocation spells out:
+/// 32 inputs onto a block of 32 channels of 8 q.
+const MAX_UNROLLED: u32 = 8192;
+
+/// The fewest q an item (pixels) for which the unrolled kernel runs: on smaller maps the loop
+/// (over one block a dispatch, as the weights are packed) ran as fast, and each unrolled
+/// kernel costs lavapipe 50-130 ms to build at every start (BENCHMARKS.md, "Weights at
+/// constant offsets").
+const UNROLL_MIN_Q: u32 = 1024;
+
+impl Blocking {
+    /// This blocking with `in_c` input channels compiled in ([`Blocking::inputs`]) where the
+    /// weights are read from uniform windows (`uniform`), uniform loads in a loop are gathers
+    /// lane by lane (`lane_loops`: `kernels::storage_loads_loop`, Mesa 22's llvmpipe), one
+    /// window holds a block's `in_c` channels and the unrolled code stays short
+    /// ([`MAX_UNROLLED`]): llvmpipe loads a weight at a constant offset outside control flow
+    /// once for all lanes. `BATCHWISE_GEMM_UNROLL=off` keeps the loop (to measure).
+    pub fn unrolled(self, in_c: u32, uniform: bool, lane_loops: bool) -> Self {
+        let off = std::env::var("BATCHWISE_GEMM_UNROLL").is_ok_and(|v| v == "off");
+        let window = WINDOW_BYTES as u32 / 4;
+        let fits =
+            in_c * self.oc_block <= window && in_c * self.oc_block * self.pix <= MAX_UNROLLED;
+        let inputs = if !off && uniform && lane_loops && fits {
+            in_c
+        } else {
+            0
+        };
+        Self { inputs, ..self }
+    }
 }
 
 /// Whether a product with `out_c` output channels fits the kernel (bias and slopes in one
@@ -282,8 +323,9 @@ fn pack_within(
     let ob = blocking.oc_block as usize;
     let chunk = (window / ob).min(in_c as usize) as u32;
     let blocks_total = out_c.div_ceil(blocking.oc_block);
-    // Blocks per window: all of them where one chunk holds every input channel and they fit.
-    let per_window = if chunk == in_c {
+    // Blocks per window: all of them where one chunk holds every input channel and they fit
+    // (one where the kernel is unrolled: its weights start the window).
+    let per_window = if chunk == in_c && blocking.inputs == 0 {
         ((window / (chunk as usize * ob)) as u32).clamp(1, blocks_total)
     } else {
         1
@@ -400,7 +442,11 @@ impl GemmLayer {
             weights,
             bias,
             activation,
-            blocking_for(out_c),
+            blocking_for(out_c).unrolled(
+                in_c,
+                Weights::for_adapter(gpu) == Weights::Uniform,
+                super::storage_loads_loop(&gpu.adapter.device_type, &gpu.adapter.driver),
+            ),
         )
     }
 
@@ -480,6 +526,11 @@ impl GemmLayer {
             window_bytes: span as u64 * 4,
             slope_base: padded as u32 / 4,
         }
+    }
+
+    /// The register blocking, and whether the input channels are compiled in.
+    pub fn blocking(&self) -> Blocking {
+        self.blocking
     }
 
     /// Binds `src` and `dst` (laid out as `layout` says) and an optional residual into a step.
@@ -578,7 +629,7 @@ impl GemmLayer {
         let per_group = self.blocking.pix * group;
         let step = Step::with_offsets(
             label,
-            kernels.gemm_grouped(self.blocking, self.binding, group, width),
+            kernels.gemm_grouped(self.kernel_blocking(&layout), self.binding, group, width),
             bind_group,
             [per_item.div_ceil(per_group).max(1), blocks],
             1,
@@ -589,6 +640,19 @@ impl GemmLayer {
             step.folding_items(per_item, per_group)
         } else {
             step
+        }
+    }
+
+    /// The blocking of the kernel that runs `layout`: the unrolled one where the layer is packed
+    /// for it and the maps are large ([`UNROLL_MIN_Q`]); else the loop (over a block a
+    /// dispatch, as the weights are packed).
+    fn kernel_blocking(&self, layout: &Layout) -> Blocking {
+        match layout.q_count >= UNROLL_MIN_Q {
+            true => self.blocking,
+            false => Blocking {
+                inputs: 0,
+                ..self.blocking
+            },
         }
     }
 

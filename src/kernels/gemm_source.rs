@@ -18,15 +18,17 @@ impl Blocking {
     /// apart from `ic_base`) and the `oc_block` weights of the workgroup's block, multiplied into
     /// the accumulators `a{o}_{v}`.
     pub(super) fn products_loop(&self, line: &mut impl FnMut(String)) {
-        let (ob, pix) = (self.oc_block, self.pix);
-        let (wv, pv) = (ob / 4, pix / 4);
+        let pv = self.pix / 4;
         line("    let x0 = p.ic_base * p.in_cs;".into());
-        line(format!("    let w0 = wid.y * p.ic_count * {wv}u;"));
-        line("    for (var ic = 0u; ic < p.ic_count; ic++) {".into());
-        line("        let row = x0 + ic * p.in_cs;".into());
+        let mut body = String::new();
+        let mut push = |l: String| {
+            body.push_str(&l);
+            body.push('\n');
+        };
+        push("        let row = x0 + ic * p.in_cs;".into());
         for v in 0..pv {
             let q = |i: u32| format!("src[row + at{}]", 4 * v + i);
-            line(format!(
+            push(format!(
                 "        let x{v} = vec4<act>({}, {}, {}, {});",
                 q(0),
                 q(1),
@@ -34,8 +36,32 @@ impl Blocking {
                 q(3)
             ));
         }
-        self.products(line);
-        line("    }".into());
+        self.products(&mut push);
+        self.input_channels(line, &body);
+    }
+
+    /// WGSL: `body` (lines of the input channel `ic` of the dispatch's chunk, its block's
+    /// weights from `w0`) for every input channel: a loop, or where the inputs are compiled in
+    /// ([`Blocking::inputs`]) a scope each, `ic` a constant and `w0` 0 (one block a dispatch),
+    /// so that every weight offset is a constant.
+    pub(super) fn input_channels(&self, line: &mut impl FnMut(String), body: &str) {
+        let body = body.trim_end().to_owned();
+        if self.inputs == 0 {
+            line(format!(
+                "    let w0 = wid.y * p.ic_count * {}u;",
+                self.oc_block / 4
+            ));
+            line("    for (var ic = 0u; ic < p.ic_count; ic++) {".into());
+            line(body);
+            line("    }".into());
+            return;
+        }
+        line("    let w0 = 0u;".into());
+        for ic in 0..self.inputs {
+            line(format!("    {{\n        let ic = {ic}u;"));
+            line(body.clone());
+            line("    }".into());
+        }
     }
 
     /// WGSL, inside the loop over input channels: the block's weights of input channel `ic`

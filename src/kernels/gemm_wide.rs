@@ -124,7 +124,7 @@ impl Blocking {
             );
         let (ob, pix) = (self.oc_block, self.pix);
         assert!(pix.is_multiple_of(per), "whole loads a block");
-        let (wv, loads) = (ob / 4, pix / per);
+        let loads = pix / per;
         let mut line = |l: String| {
             w.push_str(&l);
             w.push('\n');
@@ -147,22 +147,25 @@ impl Blocking {
         }
         line(format!("    let cs = p.in_cs / {per}u;"));
         line("    let x0 = p.ic_base * cs;".into());
-        line(format!("    let w0 = wid.y * p.ic_count * {wv}u;"));
-        line("    for (var ic = 0u; ic < p.ic_count; ic++) {".into());
-        line("        let row = x0 + ic * cs;".into());
+        let mut body = String::new();
+        let mut push = |l: String| {
+            body.push_str(&l);
+            body.push('\n');
+        };
+        push("        let row = x0 + ic * cs;".into());
         for u in 0..loads {
             if per == 8 {
-                line(format!(
+                push(format!(
                     "        let xx{u} = src[row + at{u}]; let x{} = lo8(xx{u}); let x{} = hi8(xx{u});",
                     2 * u,
                     2 * u + 1
                 ));
             } else {
-                line(format!("        let x{u} = src[row + at{u}];"));
+                push(format!("        let x{u} = src[row + at{u}];"));
             }
         }
-        self.products(&mut line);
-        line("    }".into());
+        self.products(&mut push);
+        self.input_channels(&mut line, &body);
         for u in 0..loads {
             line(format!(
                 "    let out{u} = q{per}_at(n, q0 + {}u, p.out_item);",
