@@ -578,6 +578,66 @@ fn depthwise_wide_matches_reference() {
     }
 }
 
+/// A depthwise convolution with its own input as its residual (`x + act(dw(x))`, the fused
+/// Add of `passes::fuse_residual`), each value taken from the patch the kernel loads: 3x3 and
+/// 5x5, before and after the activation, on maps read 8 values a load (32 wide), 4 (20), one
+/// (12 wide: 6x6 blocks), heights off the block, batches; float32 (same tolerance as above).
+/// A residual taken from the wrong patch column or row fails: it is the neighbour's value.
+#[test]
+fn depthwise_own_input_residual_matches_reference() {
+    use batchwise::kernels::depthwise_conv2d;
+    let engine = common::engine();
+    let gpu = &engine.gpu;
+    let kernels = Kernels::new(gpu);
+    let dw = |c, k, activation| Conv2dSpec {
+        groups: c,
+        activation,
+        ..conv(c, c, k, k / 2)
+    };
+    let leaky = Activation::LeakyRelu { alpha: 0.1 };
+    let clip = Activation::Clip {
+        min: -0.5,
+        max: 0.5,
+    };
+    let (after, before) = (Residual::AfterActivation, Residual::BeforeActivation);
+    for (seed, spec, (n, h, w), residual) in [
+        (71, dw(6, 3, leaky.clone()), (2, 9, 32), after),
+        (72, dw(5, 3, clip.clone()), (1, 7, 20), before),
+        (73, dw(4, 5, leaky), (2, 12, 12), after),
+        (74, dw(3, 3, clip), (3, 11, 12), before),
+    ] {
+        assert!(depthwise_conv2d::preserves_size(&spec));
+        let mut rng = common::rng(seed);
+        let input = common::random_vec(&mut rng, (n * spec.in_c * h * w) as usize, 1.0);
+        let taps = (spec.out_c * spec.k_h * spec.k_w) as usize;
+        let weights = &common::random_vec(&mut rng, taps, 0.5);
+        let bias = common::random_vec(&mut rng, spec.out_c as usize, 0.5);
+        let expected = reference(
+            &spec,
+            &input,
+            (n, h, w),
+            weights,
+            &bias,
+            Some((&input, residual)),
+        );
+        let layer = Conv2dLayer::upload(gpu, "dw", spec.clone(), weights, &bias);
+        let storage = wgpu::BufferUsages::STORAGE;
+        let src = gpu.create_buffer_init("src", bytemuck::cast_slice(&input), storage);
+        let bytes = 4 * expected.len() as u64;
+        let dst = gpu.create_buffer("dst", bytes, storage | wgpu::BufferUsages::COPY_SRC);
+        let bind = Bind::new(gpu, &kernels, "dw");
+        let step = layer.prepare_with_residual(bind, &src, &dst, h, w, Some((&src, residual)));
+        let got: Vec<f32> =
+            bytemuck::pod_collect_to_vec(&common::run_step(gpu, &step, n, &dst, bytes));
+        for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+            assert!(
+                (g - e).abs() <= 1e-4 + 1e-4 * e.abs(),
+                "{spec:?} {residual:?} on {n}x{h}x{w}: element {i}: gpu {g} vs cpu {e}"
+            );
+        }
+    }
+}
+
 #[test]
 fn depthwise_conv2d_matches_reference() {
     use batchwise::kernels::depthwise_conv2d;

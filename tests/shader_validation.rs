@@ -141,10 +141,12 @@ fn generated_narrow_conv2d_variants_validate() {
     }
 }
 
-/// The generated depthwise kernels validate, in float32 and float16.
+/// The generated depthwise kernels validate, in float32 and float16, with and without their
+/// own input as the residual.
 #[test]
 fn generated_depthwise_variants_validate() {
     use batchwise::kernels::depthwise_conv2d::Variant;
+    use batchwise::model::Residual;
     for (k, stride, dilation, rows, cols, wide, store4, eight) in [
         ([3, 3], [1, 1], [1, 1], 4, 4, None, false, false),
         ([3, 3], [2, 2], [1, 1], 4, 8, None, false, false),
@@ -171,6 +173,14 @@ fn generated_depthwise_variants_validate() {
             load8: eight,
             store8: eight && store4,
             uniform_taps: !eight,
+            // Stride-1 kernels with their own input as the residual (before the activation
+            // where the block has 4 rows, after where 2).
+            residual: (stride == [1, 1] && dilation == [1, 1] && k[0] == k[1]).then_some(
+                match rows {
+                    4 => Residual::BeforeActivation,
+                    _ => Residual::AfterActivation,
+                },
+            ),
         };
         validate(&format!("{v:?}"), &v.source());
         if !eight {

@@ -532,9 +532,11 @@ impl Conv2dLayer {
         let (out_h, out_w) = s
             .output_hw(in_h, in_w)
             .expect("shapes were checked at load");
+        // A depthwise convolution's residual is its own input, read from its patch.
+        let own_input = |r: &wgpu::Buffer| r == src && super::depthwise_conv2d::preserves_size(s);
         assert!(
-            residual.is_none() || !s.is_depthwise(),
-            "residuals fuse into dense convolutions only"
+            residual.is_none_or(|(r, _)| !s.is_depthwise() || own_input(r)),
+            "a depthwise convolution's residual is its own input"
         );
         let blocked = matches!(self.imp, Implementation::Blocked { .. });
         let placed = Operands { skip_c: None, ..io };
@@ -571,6 +573,13 @@ impl Conv2dLayer {
                     true => v.wide_for(in_w, out_w, s.pads[1], kernels.eight_a_load),
                     false => v.for_map(in_w, out_h, out_w, s.pads[1], kernels.eight_a_load),
                 });
+                let variant = match residual {
+                    Some((_, r)) => Some(super::depthwise_conv2d::Variant {
+                        residual: Some(r),
+                        ..variant.expect("a depthwise residual runs on the generated kernel")
+                    }),
+                    None => variant,
+                };
                 return depthwise_step(bind, s, variant, &buffers, sizes);
             }
             Implementation::Blocked {

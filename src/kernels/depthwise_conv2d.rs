@@ -6,7 +6,7 @@
 //! named variable (private arrays indexed in loops stay in memory on llvmpipe). Shapes whose patch
 //! does not fit (a large dilation) run the shader's own one-pixel `main`.
 
-use crate::model::Conv2dSpec;
+use crate::model::{Conv2dSpec, Residual};
 
 /// Output rows x columns an invocation: the fastest measured on lavapipe (BENCHMARKS.md,
 /// "Kernels").
@@ -92,6 +92,21 @@ pub struct Variant {
     /// storage: on llvmpipe a uniform load whose address differs per lane is straight-line code,
     /// a storage load a loop over the lanes with a branch a value.
     pub uniform_taps: bool,
+    /// The layer's own input added at each output pixel, before or after the activation (a
+    /// fused `x + act(dw(x))`): a stride-1 kernel whose output is its input's size
+    /// ([`preserves_size`]), each value taken from the patch the invocation loaded.
+    pub residual: Option<Residual>,
+}
+
+/// Whether `spec` maps each input pixel to the output pixel at the same place (stride 1, no
+/// dilation, an odd kernel padded by half of it on every side): its input can be its residual.
+pub fn preserves_size(spec: &Conv2dSpec) -> bool {
+    let half = |k: u32| k % 2 == 1 && spec.pads == [k / 2, k / 2, k / 2, k / 2];
+    spec.is_depthwise()
+        && spec.stride == [1, 1]
+        && spec.dilation == [1, 1]
+        && spec.k_h == spec.k_w
+        && half(spec.k_h)
 }
 
 /// The most taps (channels x kernel) the uniform binding holds: 64 KiB of floats.
@@ -116,6 +131,7 @@ pub fn variant_with(spec: &Conv2dSpec, rows: u32, cols: u32) -> Option<Variant> 
         load8: false,
         store8: false,
         uniform_taps: false,
+        residual: None,
     };
     v.fits().then_some(v)
 }
@@ -307,6 +323,9 @@ impl Variant {
         for r in 0..rows {
             for x in 0..cols {
                 line(&mut w, format!("    var a{r}_{x} = bias;"));
+                if self.residual.is_some() {
+                    line(&mut w, format!("    var s{r}_{x} = 0.0;"));
+                }
             }
         }
         line(&mut w, format!("    let wi = c * {}u;", k_h * k_w));
@@ -332,6 +351,16 @@ impl Variant {
     /// accumulator whose taps read it.
     fn column_products(&self, w: &mut String, j: u32, value: &dyn Fn(u32) -> String) {
         let ([k_h, k_w], [sh, sw], [dh, dw]) = (self.k, self.stride, self.dilation);
+        // The residual: patch column j is output column j - k_w / 2, row i output row i - k_h / 2.
+        if self.residual.is_some() && (k_w / 2..k_w / 2 + self.cols).contains(&j) {
+            for r in 0..self.rows {
+                let x = j - k_w / 2;
+                line(
+                    w,
+                    format!("        s{r}_{x} = f32({});", value(r + k_h / 2)),
+                );
+            }
+        }
         for (kx, x) in super::conv2d_narrow::column_readers(j, k_w, sw, dw, self.cols) {
             for ky in 0..k_h {
                 for r in 0..self.rows {
@@ -426,6 +455,15 @@ impl Variant {
         }
     }
 
+    /// WGSL: output pixel (r, x) of the block, activated, with the residual where there is one.
+    fn output(&self, r: u32, x: u32) -> String {
+        match self.residual {
+            None => format!("act(activate(a{r}_{x}, c))"),
+            Some(Residual::BeforeActivation) => format!("act(activate(a{r}_{x} + s{r}_{x}, c))"),
+            Some(Residual::AfterActivation) => format!("act(activate(a{r}_{x}, c) + s{r}_{x})"),
+        }
+    }
+
     /// The activated accumulators stored, one value a store or (`store4`) 4.
     fn stores(&self, w: &mut String) {
         line(w, "    let out_plane = z * p.out_h * p.out_w;");
@@ -434,7 +472,7 @@ impl Variant {
                 for x in (0..self.cols).step_by(8) {
                     let half = |from: u32| {
                         (from..from + 4)
-                            .map(|x| format!("act(activate(a{r}_{x}, c))"))
+                            .map(|x| self.output(r, x))
                             .collect::<Vec<_>>()
                             .join(", ")
                     };
@@ -454,7 +492,7 @@ impl Variant {
             if self.store4 {
                 for x in (0..self.cols).step_by(4) {
                     let v = (x..x + 4)
-                        .map(|x| format!("act(activate(a{r}_{x}, c))"))
+                        .map(|x| self.output(r, x))
                         .collect::<Vec<_>>()
                         .join(", ");
                     line(
@@ -472,7 +510,8 @@ impl Variant {
                     w,
                     format!(
                         "    if oy0 + {r}u < p.out_h && ox0 + {x}u < p.out_w {{ \
-                     dst[out_plane + (oy0 + {r}u) * p.out_w + ox0 + {x}u] = act(activate(a{r}_{x}, c)); }}"
+                     dst[out_plane + (oy0 + {r}u) * p.out_w + ox0 + {x}u] = {}; }}",
+                        self.output(r, x)
                     ),
                 );
             }

@@ -243,7 +243,7 @@ impl Conv2dSpec {
 }
 
 /// Where a fused residual Add goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Residual {
     /// `act(conv + skip)`: an Add followed by the activation.
     BeforeActivation = 1,

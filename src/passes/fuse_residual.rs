@@ -7,6 +7,10 @@
 //! Safe where the convolution's output feeds only the Add and the other operand is computed
 //! before the convolution. An activation after the Add (ResNet's conv, add, relu) then fuses too.
 //!
+//! A depthwise convolution fuses an Add of its own input (remove-background's `x + relu(dw(x))`)
+//! where its output is its input's size: its kernel takes each residual value from the patch it
+//! loaded (`depthwise_conv2d::Variant::residual`), so the Add costs no load.
+//!
 //! The other operand may be a Pad that appends zero channels to a value computed before the
 //! convolution (BlazeFace's `relu(conv(x) + pad(x))`) where the convolution is a 1x1 on
 //! gemm.wgsl, which reads a residual of fewer channels than its output (0 past them): the Pad
@@ -75,8 +79,18 @@ fn candidate(model: &Model, i: usize) -> Option<Fusion> {
         let LayerOp::Conv2d(spec) = &model.layers[c].op else {
             return None;
         };
-        if spec.is_depthwise() || model.readers(conv_out) != 1 {
+        if model.readers(conv_out) != 1 {
             return None;
+        }
+        if spec.is_depthwise() {
+            // Only its own input (`x + act(dw(x))`), which its kernel reads from its patch.
+            use crate::kernels::depthwise_conv2d::{preserves_size, variant};
+            let own = skip == model.layers[c].inputs[0] && preserves_size(spec);
+            return (own && variant(spec).is_some()).then_some(Fusion {
+                conv: c,
+                skip,
+                pad: None,
+            });
         }
         // The skip must exist before the convolution runs.
         let early = |v: ValueId| v == 0 || producer(v).is_some_and(|p| p < c);

@@ -461,6 +461,46 @@ mod tests {
         assert!(same_function(&m, &fused) < 1e-5);
     }
 
+    /// remove-background's `x + relu(dw(x))`: the Add runs inside the depthwise convolution,
+    /// its input read twice (as input and residual); the function is the same. Not where the
+    /// output is not the input's size (stride 2), nor where the other operand is another value.
+    #[test]
+    fn fuse_residual_adds_a_depthwise_convolutions_own_input() {
+        let add = |a, b, out| layer_of(LayerOp::Binary(BinaryOp::Add), vec![a, b], out);
+        let dw = |stride| Conv2dSpec {
+            groups: 5,
+            stride: [stride, stride],
+            activation: Activation::LeakyRelu { alpha: 0.0 },
+            ..conv(5, 5, 3)
+        };
+        let m = model(5, vec![conv_layer(&dw(1), 0, 1, 31), add(0, 1, 2)], 2);
+        let (fused, n) = super::fuse_residual::apply(m.clone());
+        assert_eq!(n, 1);
+        assert_eq!(fused.layers.len(), 1);
+        assert_eq!(fused.layers[0].inputs, [0, 0]);
+        assert!(matches!(
+            fused.layers[0].op,
+            LayerOp::Conv2dResidual {
+                residual: crate::model::Residual::AfterActivation,
+                ..
+            }
+        ));
+        assert!(same_function(&m, &fused) < 1e-5);
+        // (Shapes unchecked: the pass alone.)
+        let strided = model(5, vec![conv_layer(&dw(2), 0, 1, 33), add(0, 1, 2)], 2);
+        assert_eq!(super::fuse_residual::apply(strided).1, 0);
+        let other = model(
+            5,
+            vec![
+                conv_layer(&conv(5, 5, 1), 0, 1, 35),
+                conv_layer(&dw(1), 1, 2, 37),
+                add(0, 2, 3),
+            ],
+            3,
+        );
+        assert_eq!(super::fuse_residual::apply(other).1, 0);
+    }
+
     /// BlazeFace's blocks, `relu(conv1x1(dw(x)) + pad(x))` and the same with the skip computed
     /// before the 1x1 (a max pool there, a Clip here): the Add, the Pad and the ReLU run inside the 1x1 (its
     /// residual of fewer channels); the function is the same. The Pad stays where the
