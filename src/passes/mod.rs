@@ -13,8 +13,8 @@
 //!    every output phase, then DepthToSpace.
 //! 4. [`conv_before_resize`]: a 1x1 convolution without activation after a bilinear or nearest
 //!    Resize runs before it, on the small input (the two commute).
-//! 5. [`fuse_residual`]: an Add after a dense convolution runs inside it (with the channel Pad
-//!    of its other operand where the convolution is a 1x1).
+//! 5. [`fuse_residual`]: an Add after a convolution runs inside it (with the channel Pad
+//!    of its other operand where the convolution is a 1x1; a depthwise one only its own input).
 //! 6. [`fuse_elementwise`]: trees of elementwise layers run as one generated kernel.
 //! 7. [`fuse_pad`]: a Pad that appends zero channels, read by an elementwise layer, is read
 //!    through it (0 past the input's channels) instead of stored.
