@@ -2087,9 +2087,9 @@ fn gemm_matches_reference() {
         // Read and written 4 q a load (every item's q a multiple of 4): few input channels
         // (3, 16, 24, 32) on maps above and below the folding limit, batches, 16 x 16 blocks.
         (6, conv(3, 40, 1), 2, (8, 12), Residual::BeforeActivation),
-        (7, conv(16, 96, 1), 3, (36, 36), Residual::AfterActivation),
+        (7, conv(16, 96, 1), 3, (48, 48), Residual::AfterActivation),
         (8, conv(24, 70, 1), 1, (16, 16), Residual::BeforeActivation),
-        (9, conv(32, 16, 1), 2, (20, 60), Residual::AfterActivation),
+        (9, conv(32, 16, 1), 2, (40, 60), Residual::AfterActivation),
         (10, conv(16, 16, 1), 2, (4, 3), Residual::BeforeActivation),
         // To few channels (4- and 8-channel blocks): 8 q a load, 4 and one.
         (11, conv(16, 4, 1), 3, (8, 16), Residual::AfterActivation),
@@ -2122,7 +2122,7 @@ fn gemm_matches_reference() {
         check_pointwise(&s, (seed, spec, n, hw), res, None);
     }
     // Where uniform loads in a loop are lane by lane, both packings ran: a block a dispatch
-    // (few inputs: cases 1, 3, 5-14; the input channels unrolled on maps of 1024 pixels or
+    // (few inputs: cases 1, 3, 5-14; the input channels unrolled on maps of 2048 pixels or
     // more, 7 and 9, else the loop) and as many blocks as a window holds (2 and 4).
     if s.kernels.storage_loads_loop {
         assert_eq!(unrolled, [true, true]);

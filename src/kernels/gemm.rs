@@ -63,11 +63,12 @@ pub fn blocking_for(out_c: u32) -> Blocking {
 /// 32 inputs onto a block of 32 channels of 8 q.
 const MAX_UNROLLED: u32 = 8192;
 
-/// The fewest q an item (pixels) for which the unrolled kernel runs: on smaller maps the loop
-/// (over one block a dispatch, as the weights are packed) ran as fast, and each unrolled
-/// kernel costs lavapipe 50-130 ms to build at every start (BENCHMARKS.md, "Weights at
-/// constant offsets").
-const UNROLL_MIN_Q: u32 = 1024;
+/// The fewest q an item (pixels: 48 x 48) for which the unrolled kernel runs: each costs
+/// lavapipe 50-130 ms to build at every start (Mesa caches the machine code, not its NIR
+/// passes), which a small map's 10% (a few tenths of a millisecond a batch) does not repay
+/// (BENCHMARKS.md, "Weights at constant offsets"); else the loop, over one block a dispatch
+/// as the weights are packed.
+const UNROLL_MIN_Q: u32 = 2048;
 
 impl Blocking {
     /// This blocking with `in_c` input channels compiled in ([`Blocking::inputs`]) where the
