@@ -53,6 +53,44 @@ impl Binding<'_> {
     }
 }
 
+/// Every layer's steps, each with its layer's index, in order. Prepared on up to
+/// [`PREPARE_THREADS`] threads, layer `i` on thread `i mod n`: preparing a step compiles its
+/// kernel the first time, and lavapipe's compiler runs on the calling thread (a model's kernels
+/// built on 2 cores in about half the time).
+pub(super) fn all_layer_steps(
+    cx: &Binding,
+    gpu_layers: &[GpuLayer],
+    layers: &[Layer],
+) -> Vec<(usize, Step)> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .clamp(1, PREPARE_THREADS);
+    let prepare = |t: usize| -> Vec<(usize, Vec<Step>)> {
+        let each = gpu_layers.iter().zip(layers).enumerate();
+        each.filter(|(i, _)| i % threads == t)
+            .map(|(i, (g, l))| (i, layer_steps(cx, i, g, l)))
+            .collect()
+    };
+    let mut prepared: Vec<(usize, Vec<Step>)> = std::thread::scope(|scope| {
+        let others: Vec<_> = (1..threads)
+            .map(|t| scope.spawn(move || prepare(t)))
+            .collect();
+        let mut all = prepare(0);
+        for h in others {
+            all.extend(h.join().expect("a thread preparing steps panicked"));
+        }
+        all
+    });
+    prepared.sort_by_key(|(i, _)| *i);
+    prepared
+        .into_iter()
+        .flat_map(|(i, steps)| steps.into_iter().map(move |s| (i, s)))
+        .collect()
+}
+
+/// The most threads that prepare a model's steps at once.
+const PREPARE_THREADS: usize = 4;
+
 /// The steps that run layer `l`, the model's `index`-th (with its uploaded weights `g`).
 pub(super) fn layer_steps(cx: &Binding, index: usize, g: &GpuLayer, l: &Layer) -> Vec<Step> {
     let (gpu, k, shapes) = (cx.gpu, cx.k, cx.shapes);

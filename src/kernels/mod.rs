@@ -398,10 +398,10 @@ impl Kernels {
         in_place: bool,
     ) -> wgpu::ComputePipeline {
         let group_rows = self.conv_group_rows();
-        let mut cache = self.conv2d.lock().expect("pipeline cache lock");
-        cache
-            .entry((variant, factor, in_place, group_rows))
-            .or_insert_with(|| {
+        cached(
+            &self.conv2d,
+            (variant, factor, in_place, group_rows),
+            || {
                 let mut source = std::env::var("BATCHWISE_EXPERIMENT_CONV2D")
                     .ok()
                     .and_then(|p| std::fs::read_to_string(p).ok())
@@ -423,8 +423,8 @@ impl Kernels {
                     source,
                     &constants,
                 )
-            })
-            .clone()
+            },
+        )
     }
 
     /// The gemm pipeline for a register blocking, with uniform weight windows.
@@ -449,20 +449,16 @@ impl Kernels {
         group: u32,
         width: gemm::Width,
     ) -> wgpu::ComputePipeline {
-        let mut cache = self.gemm.lock().expect("pipeline cache lock");
         let layout = self.gemm_pipeline_layout(weights);
-        cache
-            .entry((blocking, weights, group, width))
-            .or_insert_with(|| {
-                let source = match width {
-                    gemm::Width::One => blocking.source_grouped(weights, group),
-                    gemm::Width::Four => blocking.source_wide(weights, group),
-                    gemm::Width::Eight => blocking.source_wide8(weights, group),
-                    gemm::Width::Shifted(shift) => blocking.source_shifted(weights, group, shift),
-                };
-                self.pipeline("gemm", Some(layout), source, &[])
-            })
-            .clone()
+        cached(&self.gemm, (blocking, weights, group, width), || {
+            let source = match width {
+                gemm::Width::One => blocking.source_grouped(weights, group),
+                gemm::Width::Four => blocking.source_wide(weights, group),
+                gemm::Width::Eight => blocking.source_wide8(weights, group),
+                gemm::Width::Shifted(shift) => blocking.source_shifted(weights, group, shift),
+            };
+            self.pipeline("gemm", Some(layout), source, &[])
+        })
     }
 
     /// Compiles `source` (float32 WGSL, made float16 for a float16 runner) with `constants`; a
@@ -523,28 +519,36 @@ impl Kernels {
     /// A generated kernel over gemm.wgsl's bindings (its params and weights at dynamic offsets),
     /// cached by source.
     pub fn generated_gemm(&self, label: &str, source: &str) -> wgpu::ComputePipeline {
-        let mut cache = self.elementwise.lock().expect("pipeline cache lock");
-        if let Some(p) = cache.get(source) {
-            return p.clone();
-        }
         // gemm.wgsl as written: the weights in 64 KiB uniform windows.
         let layout = Some(self.gemm_pipeline_layout(gemm::Weights::Uniform));
-        let pipeline = self.pipeline(label, layout, source.to_owned(), &[]);
-        cache.insert(source.to_owned(), pipeline.clone());
-        pipeline
+        cached(&self.elementwise, source.to_owned(), || {
+            self.pipeline(label, layout, source.to_owned(), &[])
+        })
     }
 
     /// The pipeline of a generated kernel with its own bind group layout, compiled once per
     /// source.
     pub fn generated(&self, label: &str, source: &str) -> wgpu::ComputePipeline {
-        let mut cache = self.elementwise.lock().expect("pipeline cache lock");
-        if let Some(p) = cache.get(source) {
-            return p.clone();
-        }
-        let pipeline = self.pipeline(label, None, source.to_owned(), &[]);
-        cache.insert(source.to_owned(), pipeline.clone());
-        pipeline
+        cached(&self.elementwise, source.to_owned(), || {
+            self.pipeline(label, None, source.to_owned(), &[])
+        })
     }
+}
+
+/// The pipeline `cache` holds for `key`, else `build`'s, stored. The lock is not held while it
+/// builds, so that threads preparing a model's steps compile different kernels at once (two may
+/// build the same one; the first stored wins).
+fn cached<K: std::hash::Hash + Eq>(
+    cache: &Mutex<HashMap<K, wgpu::ComputePipeline>>,
+    key: K,
+    build: impl FnOnce() -> wgpu::ComputePipeline,
+) -> wgpu::ComputePipeline {
+    if let Some(p) = cache.lock().expect("pipeline cache lock").get(&key) {
+        return p.clone();
+    }
+    let pipeline = build();
+    let mut cache = cache.lock().expect("pipeline cache lock");
+    cache.entry(key).or_insert(pipeline).clone()
 }
 
 impl Activation {

@@ -110,17 +110,7 @@ impl Lane {
             geometry: &geometry,
             scratch: scratch.as_ref().map(|[v, m]| Scratch { v, m }),
         };
-        let layers = model
-            .layers
-            .iter()
-            .zip(&m.layers)
-            .enumerate()
-            .flat_map(|(i, (g, l))| {
-                steps::layer_steps(&binding, i, g, l)
-                    .into_iter()
-                    .map(move |step| (i, step))
-            })
-            .collect();
+        let layers = steps::all_layer_steps(&binding, &model.layers, &m.layers);
         let unpack = unpacks.then(|| {
             unpack::prepare(
                 Bind::new(gpu, k, "unpack"),
