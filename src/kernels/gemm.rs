@@ -76,7 +76,8 @@ impl Blocking {
     /// lane by lane (`lane_loops`: `kernels::storage_loads_loop`, Mesa 22's llvmpipe), one
     /// window holds a block's `in_c` channels and the unrolled code stays short
     /// ([`MAX_UNROLLED`]): llvmpipe loads a weight at a constant offset outside control flow
-    /// once for all lanes. `BATCHWISE_GEMM_UNROLL=off` keeps the loop (to measure).
+    /// once for all lanes (on Mesa 25's the loop is faster: BENCHMARKS.md, "Weights at constant
+    /// offsets"). `BATCHWISE_GEMM_UNROLL=off` keeps the loop (to measure).
     pub fn unrolled(self, in_c: u32, uniform: bool, lane_loops: bool) -> Self {
         let off = std::env::var("BATCHWISE_GEMM_UNROLL").is_ok_and(|v| v == "off");
         let window = WINDOW_BYTES as u32 / 4;
