@@ -51,6 +51,7 @@ struct Params {
     slope_base: u32, // where the PRelu slopes start in `bias_slope`, in vec4s
     skip_item: u32,  // the residual's elements an item (laid out as out)
     skip_c: u32,     // the residual's channels: those past them read 0 (a fused channel Pad)
+    block_stride: u32, // vec4s from one channel block's weights to the next's (256-byte aligned)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -156,7 +157,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
         qs[i] = q_at(n, q0 + i, p.in_item, p.in_qs);
     }
     let x0 = p.ic_base * p.in_cs;
-    let w0 = wid.y * p.ic_count * (OC_BLOCK / 4u);
+    let w0 = wid.y * p.block_stride;
     for (var ic = 0u; ic < p.ic_count; ic++) {
         let row = x0 + ic * p.in_cs;
         let x = vec4<act>(src[row + qs.x], src[row + qs.y], src[row + qs.z], src[row + qs.w]);

@@ -2121,9 +2121,9 @@ fn gemm_matches_reference() {
         unrolled[usize::from(layer.blocking().inputs > 0)] = true;
         check_pointwise(&s, (seed, spec, n, hw), res, None);
     }
-    // Where uniform loads in a loop are lane by lane, both packings ran: a block a dispatch
-    // (few inputs: cases 1, 3, 5-14; the input channels unrolled on maps of 2048 pixels or
-    // more, 7 and 9, else the loop) and as many blocks as a window holds (2 and 4).
+    // Where uniform loads in a loop are lane by lane, both kernels ran: the input channels
+    // unrolled, a block a dispatch (few inputs on maps of 2048 pixels or more: cases 7 and 9),
+    // and the loop over a window's blocks (the rest; 2 and 4 never take the unrolled one).
     if s.kernels.storage_loads_loop {
         assert_eq!(unrolled, [true, true]);
     }

@@ -21,7 +21,7 @@ pub struct Blocking {
     pub pix: u32,
     /// The input channels compiled in, the loop over them unrolled, and one channel block a
     /// dispatch, so that every weight is read at a constant offset ([`Blocking::unrolled`]); 0:
-    /// a loop, and a dispatch of as many blocks as a window holds.
+    /// a loop over them, and a dispatch of as many blocks as a window holds.
     pub inputs: u32,
 }
 
@@ -132,6 +132,8 @@ pub struct GemmParams {
     pub slope_base: u32,
     pub skip_item: u32,
     pub skip_c: u32,
+    /// vec4s from one channel block's weights to the next's (`Dispatch::block_stride` / 4).
+    pub block_stride: u32,
 }
 
 /// How x, the output and the residual lie in their buffers, in elements.
@@ -247,6 +249,10 @@ pub struct Dispatch {
     pub last: bool,
     /// Byte offset of the window in the packed weights (a multiple of 256).
     pub weight_offset: u64,
+    /// Floats from one block's weights to the next's in the window: the block's
+    /// `ic_count x oc_block` rounded up to 64 (256 bytes), so that each block starts where a
+    /// dispatch of its own may bind the window.
+    pub block_stride: u32,
 }
 
 /// How the kernel reads the weights: 64 KiB uniform windows, one dispatch each (the split
@@ -285,10 +291,11 @@ pub fn pack(
 ) -> (Vec<f32>, Vec<Dispatch>) {
     let window = WINDOW_BYTES as usize / 4;
     let (mut packed, dispatches) = pack_within(blocking, (out_c, in_c), weights, window);
-    // Every dispatch binds a full window, so the buffer extends a window past the last offset.
-    let last = dispatches
-        .last()
-        .map_or(0, |d| d.weight_offset as usize / 4);
+    // Every dispatch binds a full window, so the buffer extends a window past the last offset
+    // (a block's: the unrolled kernel binds the window at each block, `dispatches_for`).
+    let last = dispatches.last().map_or(0, |d| {
+        d.weight_offset as usize / 4 + (d.blocks as usize - 1) * d.block_stride as usize
+    });
     packed.resize(last + window, 0.0);
     (packed, dispatches)
 }
@@ -305,7 +312,7 @@ pub fn pack_storage(
     let (mut packed, dispatches) = pack_within(blocking, (out_c, in_c), weights, window);
     let span = dispatches
         .iter()
-        .map(|d| (d.blocks * d.ic_count) as usize * ob)
+        .map(|d| d.blocks as usize * d.block_stride as usize)
         .max()
         .unwrap_or(ob);
     let last = dispatches
@@ -325,10 +332,10 @@ fn pack_within(
     let ob = blocking.oc_block as usize;
     let chunk = (window / ob).min(in_c as usize) as u32;
     let blocks_total = out_c.div_ceil(blocking.oc_block);
-    // Blocks per window: all of them where one chunk holds every input channel and they fit
-    // (one where the kernel is unrolled: its weights start the window).
-    let per_window = if chunk == in_c && blocking.inputs == 0 {
-        ((window / (chunk as usize * ob)) as u32).clamp(1, blocks_total)
+    let stride = |count: u32| (count as usize * ob).next_multiple_of(UNIFORM_ALIGN as usize / 4);
+    // Blocks per window: all of them where one chunk holds every input channel and they fit.
+    let per_window = if chunk == in_c {
+        ((window / stride(chunk)) as u32).clamp(1, blocks_total)
     } else {
         1
     };
@@ -339,13 +346,14 @@ fn pack_within(
         for ic0 in (0..in_c).step_by(chunk as usize) {
             let count = chunk.min(in_c - ic0);
             let offset = packed.len().next_multiple_of(UNIFORM_ALIGN as usize / 4);
-            packed.resize(offset + (blocks * count) as usize * ob, 0.0);
+            let block_stride = stride(count);
+            packed.resize(offset + blocks as usize * block_stride, 0.0);
             for b in 0..blocks {
                 for ic in 0..count {
                     for j in 0..ob {
                         let oc = ((b0 + b) * blocking.oc_block) as usize + j;
                         if oc < out_c as usize {
-                            packed[offset + ((b * count + ic) as usize) * ob + j] =
+                            packed[offset + b as usize * block_stride + ic as usize * ob + j] =
                                 weights[oc * in_c as usize + (ic0 + ic) as usize];
                         }
                     }
@@ -359,6 +367,7 @@ fn pack_within(
                 first: ic0 == 0,
                 last: ic0 + count == in_c,
                 weight_offset: offset as u64 * 4,
+                block_stride: block_stride as u32,
             });
         }
     }
@@ -556,7 +565,9 @@ impl GemmLayer {
             label,
         } = cx;
         let (activation, alpha, beta) = self.activation;
-        let blocks = self.dispatches.iter().map(|d| d.blocks).max().unwrap_or(1);
+        let kernel = self.kernel_blocking(&layout);
+        let dispatches = self.dispatches_for(kernel);
+        let blocks = dispatches.iter().map(|d| d.blocks).max().unwrap_or(1);
         // Items folded into q where an item has few: then q runs over as many items as every
         // bound buffer holds (the step dispatches only the batch's), so no access leaves them.
         let fold = layout.q_count <= FOLD_MAX_Q;
@@ -577,9 +588,9 @@ impl GemmLayer {
         } else {
             layout.q_count
         };
-        let mut records = vec![0u8; self.dispatches.len() * UNIFORM_ALIGN as usize];
-        let mut offsets = Vec::with_capacity(self.dispatches.len());
-        for (i, d) in self.dispatches.iter().enumerate() {
+        let mut records = vec![0u8; dispatches.len() * UNIFORM_ALIGN as usize];
+        let mut offsets = Vec::with_capacity(dispatches.len());
+        for (i, d) in dispatches.iter().enumerate() {
             let params = GemmParams {
                 q_count,
                 q_item: layout.q_count.max(1),
@@ -602,6 +613,7 @@ impl GemmLayer {
                 slope_base: self.slope_base,
                 skip_item: layout.skip_item,
                 skip_c: layout.skip_c,
+                block_stride: d.block_stride / 4,
             };
             let at = i * UNIFORM_ALIGN as usize;
             records[at..at + std::mem::size_of::<GemmParams>()]
@@ -631,7 +643,7 @@ impl GemmLayer {
         let per_group = self.blocking.pix * group;
         let step = Step::with_offsets(
             label,
-            kernels.gemm_grouped(self.kernel_blocking(&layout), self.binding, group, width),
+            kernels.gemm_grouped(kernel, self.binding, group, width),
             bind_group,
             [per_item.div_ceil(per_group).max(1), blocks],
             1,
@@ -645,9 +657,8 @@ impl GemmLayer {
         }
     }
 
-    /// The blocking of the kernel that runs `layout`: the unrolled one where the layer is packed
-    /// for it and the maps are large ([`UNROLL_MIN_Q`]); else the loop (over a block a
-    /// dispatch, as the weights are packed).
+    /// The blocking of the kernel that runs `layout`: the unrolled one where the layer takes it
+    /// and the maps are large ([`UNROLL_MIN_Q`]); else the loop.
     fn kernel_blocking(&self, layout: &Layout) -> Blocking {
         match layout.q_count >= UNROLL_MIN_Q {
             true => self.blocking,
@@ -656,6 +667,26 @@ impl GemmLayer {
                 ..self.blocking
             },
         }
+    }
+
+    /// The dispatches that run `kernel`: the packing's (each as many channel blocks as its window
+    /// holds), or for the unrolled kernel, whose weight offsets are constants, one a block (each
+    /// block's weights start on a 256-byte boundary, where its dispatch binds the window).
+    fn dispatches_for(&self, kernel: Blocking) -> Vec<Dispatch> {
+        if kernel.inputs == 0 {
+            return self.dispatches.clone();
+        }
+        let ob = kernel.oc_block;
+        let mut each = Vec::new();
+        for d in &self.dispatches {
+            each.extend((0..d.blocks).map(|b| Dispatch {
+                oc_base: d.oc_base + b * ob,
+                blocks: 1,
+                weight_offset: d.weight_offset + u64::from(b * d.block_stride) * 4,
+                ..d.clone()
+            }));
+        }
+        each
     }
 
     /// How this product reads and writes `layout` ([`Layout::width`] with `eight`, the kernels'

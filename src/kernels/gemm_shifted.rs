@@ -55,10 +55,7 @@ impl Blocking {
         line(format!("    let item = n + {qv} / {p8};"));
         line("    let g = p.in_cs;".into());
         line("    let xb = (item * p.in_item + p.ic_base * g + q0) / 8u;".into());
-        line(format!(
-            "    let w0 = wid.y * p.ic_count * {}u;",
-            self.oc_block / 4
-        ));
+        line("    let w0 = wid.y * p.block_stride;".into());
         line("    for (var m = 0u; m < p.ic_count / 8u; m++) {".into());
         line("        let base = xb + m * g;".into());
         for r in 0..8u32 {

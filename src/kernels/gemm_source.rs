@@ -47,10 +47,7 @@ impl Blocking {
     pub(super) fn input_channels(&self, line: &mut impl FnMut(String), body: &str) {
         let body = body.trim_end().to_owned();
         if self.inputs == 0 {
-            line(format!(
-                "    let w0 = wid.y * p.ic_count * {}u;",
-                self.oc_block / 4
-            ));
+            line("    let w0 = wid.y * p.block_stride;".into());
             line("    for (var ic = 0u; ic < p.ic_count; ic++) {".into());
             line(body);
             line("    }".into());

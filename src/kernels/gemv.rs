@@ -87,7 +87,7 @@ pub fn offsets(dispatches: &[Dispatch], oc_block: u32, in_c: u32) -> (Vec<u32>, 
     for d in dispatches {
         for b in 0..d.blocks {
             let block = d.oc_base / oc_block + b;
-            let floats = d.weight_offset / 4 + u64::from(b * d.ic_count * oc_block);
+            let floats = d.weight_offset / 4 + u64::from(b * d.block_stride);
             table[(block * chunks + d.ic_base / chunk) as usize] = (floats / 4) as u32;
         }
     }

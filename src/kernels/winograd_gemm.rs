@@ -161,10 +161,7 @@ impl WinogradGemm {
             // gemm pads each packing a window past its last offset; keep what its dispatches read.
             let used = ds
                 .iter()
-                .map(|d| {
-                    let ob = blocking.oc_block as usize;
-                    d.weight_offset as usize / 4 + (d.blocks * d.ic_count) as usize * ob
-                })
+                .map(|d| d.weight_offset as usize / 4 + (d.blocks * d.block_stride) as usize)
                 .max()
                 .unwrap_or(0);
             let base = packed.len().next_multiple_of(UNIFORM_ALIGN / 4);
@@ -398,6 +395,7 @@ impl WinogradGemm {
                 slope_base: 0,
                 skip_item: 0,
                 skip_c: 0,
+                block_stride: d.block_stride / 4,
             };
             let at = i * UNIFORM_ALIGN;
             records[at..at + std::mem::size_of::<GemmParams>()]
