@@ -1,5 +1,6 @@
 // Transposes NCHW to NHWC (channels last), written as one flat vector per item: the layout a
-// detector's heads reshape to [anchors, values] before concatenating.
+// detector's heads reshape to [anchors, values] before concatenating (written in place into the
+// Concat's buffer: `dst_item` and `dst_offset`).
 //
 // Keep `Params` in sync with `NchwToNhwcParams` in src/kernels/nchw_to_nhwc.rs.
 // The activation element type; the float16 variant of this shader swaps it for f16.
@@ -9,7 +10,11 @@ struct Params {
     c: u32,
     h: u32,
     w: u32,
-    _pad: u32,
+    dst_item: u32,   // values an item of `dst` holds (more where it is a Concat's, in place)
+    dst_offset: u32, // where this output starts in an item of `dst`
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -25,6 +30,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let n = gid.z / p.c;
     let c = gid.z % p.c;
-    let item = p.c * p.h * p.w;
-    dst[n * item + (y * p.w + x) * p.c + c] = src[((n * p.c + c) * p.h + y) * p.w + x];
+    dst[n * p.dst_item + p.dst_offset + (y * p.w + x) * p.c + c] = src[((n * p.c + c) * p.h + y) * p.w + x];
 }

@@ -413,6 +413,30 @@ fn dense_block_runs_in_place_and_matches_the_cpu() {
     assert!(worst <= 2e-2 * largest, "float16: {worst} of {largest}");
 }
 
+/// detect-faces' heads: each transpose to NHWC writes its anchors' values straight into its
+/// Concat's buffer (`nchw_to_nhwc::prepare_into`), so neither Concat copies anything (the
+/// model's output is checked against onnxruntime's by `batchwise check` and the golden tests).
+#[test]
+fn detect_faces_heads_write_their_concats_in_place() {
+    let choice = batchwise::builtin::resolve("detect-faces", &Default::default()).unwrap();
+    let model = &choice.model;
+    let shapes = model.shapes(128, 128).unwrap();
+    let plan = placement::plan(model, &shapes);
+    let concats: Vec<usize> = (0..model.layers.len())
+        .filter(|&i| matches!(model.layers[i].op, LayerOp::Concat))
+        .collect();
+    assert_eq!(concats.len(), 2);
+    for i in concats {
+        let l = &model.layers[i];
+        assert!(plan.copies[i].iter().all(|&c| !c), "{} copies", l.name);
+        for &v in &l.inputs {
+            let p = model.producer(v).expect("computed");
+            assert!(matches!(model.layers[p].op, LayerOp::ToNhwc), "{}", l.name);
+            assert!(plan.slice[v].is_some(), "{} input {v} in place", l.name);
+        }
+    }
+}
+
 /// The wild user upscaler (tests/fixtures/user): its 4x Resize runs inside the convolution after
 /// it, each dense block copies one input of its Concats (x, which the block's residual Add reads
 /// too) instead of 224 channels, and an item of a 96 px tile (64 + context) needs under half the

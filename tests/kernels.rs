@@ -817,6 +817,28 @@ fn nchw_to_nhwc_matches_reference() {
     let dst = output(gpu, expected.len());
     let step = nchw_to_nhwc::prepare(Bind::new(gpu, &s.kernels, "nhwc"), &src, &dst, shape);
     assert_eq!(run_f32(gpu, &step, n, &dst, expected.len()), expected);
+    // Into a Concat's buffer (items of 250 values, this output from 37): the rest untouched.
+    let (item, offset) = (250usize, 37usize);
+    let dst = output(gpu, n as usize * item);
+    let bind = Bind::new(gpu, &s.kernels, "nhwc");
+    let slice = Some((item as u32, offset as u32));
+    let step = nchw_to_nhwc::prepare_into(bind, &src, &dst, shape, slice);
+    let got = run_f32(gpu, &step, n, &dst, n as usize * item);
+    let each = shape.elements() as usize;
+    for b in 0..n as usize {
+        let at = b * item + offset;
+        assert_eq!(
+            got[at..at + each],
+            expected[b * each..(b + 1) * each],
+            "item {b}"
+        );
+        assert!(
+            got[b * item..at]
+                .iter()
+                .chain(&got[at + each..(b + 1) * item])
+                .all(|&v| v == 0.0)
+        );
+    }
 }
 
 /// Padding copies values: exact.

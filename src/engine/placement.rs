@@ -107,8 +107,9 @@ pub fn plan(model: &Model, shapes: &[ItemShape]) -> Placement {
             offset,
         });
     }
-    // Inputs written in place: computed by a convolution on conv2d.wgsl's kernels (no residual),
-    // read by nothing that takes no slice, found once in their root's inputs.
+    // Inputs written in place: computed by a convolution on conv2d.wgsl's kernels (no residual)
+    // or a transpose to NHWC (a detector's heads, flat per item, before their Concat), read by
+    // nothing that takes no slice, found once in their root's inputs.
     let roots: Vec<usize> = concats
         .iter()
         .copied()
@@ -120,9 +121,10 @@ pub fn plan(model: &Model, shapes: &[ItemShape]) -> Placement {
         for &v in &root.inputs {
             let here = offset;
             offset += shapes[v].c;
-            let produced_by_conv = model.producer(v).is_some_and(|p| {
-                matches!(&layers[p].op, LayerOp::Conv2d(s) | LayerOp::Conv2dUpsampled { spec: s, .. }
-                    if runs_blocked(s))
+            let produced_by_conv = model.producer(v).is_some_and(|p| match &layers[p].op {
+                LayerOp::Conv2d(s) | LayerOp::Conv2dUpsampled { spec: s, .. } => runs_blocked(s),
+                LayerOp::ToNhwc => shapes[v].h == 1 && shapes[v].w == 1,
+                _ => false,
             });
             let once = root.inputs.iter().filter(|&&u| u == v).count() == 1;
             let readers_take_it = layers

@@ -216,7 +216,10 @@ pub(super) fn layer_steps(cx: &Binding, index: usize, g: &GpuLayer, l: &Layer) -
         (_, LayerOp::Flatten) => {
             copy_block::prepare_flat(Bind::new(gpu, k, &l.name), s, shapes[l.output], src, dst)
         }
-        (_, LayerOp::ToNhwc) => nchw_to_nhwc::prepare(Bind::new(gpu, k, &l.name), src, dst, s),
+        (_, LayerOp::ToNhwc) => {
+            let slice = cx.placement.channel_slice(l.output, shapes);
+            nchw_to_nhwc::prepare_into(Bind::new(gpu, k, &l.name), src, dst, s, slice)
+        }
         (_, LayerOp::Concat | LayerOp::ConcatAxis(_) | LayerOp::Tensor(_)) => {
             unreachable!("handled above")
         }
