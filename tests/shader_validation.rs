@@ -297,6 +297,59 @@ fn generated_gemm_blockings_validate() {
     }
 }
 
+/// gemm with an elementwise program in its loads (`gemm_program`) validates, in float32 and
+/// float16: one q a load, 4 and 8; items folded (an invocation's q in one item or two) or not;
+/// the loop and the unrolled input channels; inputs laid out as x and one value a channel or an
+/// item; every binary op and a unary op on the scalar and the vector path.
+#[test]
+fn gemm_program_kernels_validate() {
+    use ElementwiseStep::{Binary, Unary};
+    use Operand::{Input, Step};
+    use batchwise::kernels::gemm::{BLOCKING, Blocking, Weights, Width};
+    use batchwise::kernels::gemm_program::{Prologue, Source, source};
+    use batchwise::model::{BinaryOp, ElementwiseProgram, ElementwiseStep, Operand, UnaryOp};
+    let unrolled = Blocking {
+        oc_block: 16,
+        pix: 8,
+        inputs: 3,
+    };
+    for op in BinaryOp::ALL {
+        let program = ElementwiseProgram::new(vec![
+            Unary(UnaryOp::Sigmoid, Input(0)),
+            Binary(op, Input(1), Step(0)),
+            Unary(UnaryOp::Tanh, Step(1)),
+            Binary(BinaryOp::Add, Step(2), Input(2)),
+        ]);
+        let sources = vec![
+            Source::Point { per_channel: true },
+            Source::Whole,
+            Source::Point { per_channel: false },
+        ];
+        for (folded, straddles) in [(false, false), (true, false), (true, true)] {
+            let prologue = Prologue {
+                program: program.clone(),
+                sources: sources.clone(),
+                folded,
+                straddles,
+            };
+            for (b, width) in [
+                (BLOCKING, Width::One),
+                (BLOCKING, Width::Four),
+                (BLOCKING, Width::Eight),
+                (unrolled, Width::Eight),
+            ] {
+                let what = format!("{op:?} folded {folded} straddles {straddles} {b:?} {width:?}");
+                let wgsl = source(b, Weights::Storage, 64, width, &prologue);
+                validate(&what, &wgsl);
+                if width != Width::Eight {
+                    let half = batchwise::kernels::float16_source(&wgsl).expect("over act");
+                    validate(&format!("{what} float16"), &half);
+                }
+            }
+        }
+    }
+}
+
 /// resize2x.wgsl writing 8 values a store (`vec4<u64>`) validates too.
 #[test]
 fn resize2x_eight_validates() {

@@ -159,6 +159,10 @@ pub fn describe(l: &Layer) -> String {
     match &l.op {
         LayerOp::Conv2d(s) => conv(s, ""),
         LayerOp::Conv2dResidual { spec, .. } => conv(spec, " + Add"),
+        LayerOp::Conv2dProgram { spec, residual, .. } => {
+            let add = if residual.is_some() { " + Add" } else { "" };
+            format!("fused elementwise ops + {}", conv(spec, add))
+        }
         LayerOp::Conv2dUpsampled { spec, factor } => {
             format!(
                 "Resize nearest x{}x{} + {}",

@@ -158,7 +158,8 @@ impl Engine {
             .map(|l| match &l.op {
                 LayerOp::Conv2d(s)
                 | LayerOp::Conv2dResidual { spec: s, .. }
-                | LayerOp::Conv2dUpsampled { spec: s, .. } => {
+                | LayerOp::Conv2dUpsampled { spec: s, .. }
+                | LayerOp::Conv2dProgram { spec: s, .. } => {
                     GpuLayer::Conv2d(Conv2dLayer::upload_with(
                         gpu,
                         &l.name,

@@ -228,6 +228,7 @@ pub(super) fn layer_steps(cx: &Binding, index: usize, g: &GpuLayer, l: &Layer) -
             LayerOp::Conv2d(_)
             | LayerOp::Conv2dResidual { .. }
             | LayerOp::Conv2dUpsampled { .. }
+            | LayerOp::Conv2dProgram { .. }
             | LayerOp::ConvTranspose2d(_),
         ) => {
             unreachable!("convolutions are uploaded as GpuLayer::Conv*")
@@ -236,8 +237,39 @@ pub(super) fn layer_steps(cx: &Binding, index: usize, g: &GpuLayer, l: &Layer) -
 }
 
 /// A convolution's step: its input and output where the placement put them, with its fused
+/// A 1x1 convolution of a program's output: the program's inputs (all but a residual, the last)
+/// read by the convolution's kernel.
+fn program_conv_step(
+    cx: &Binding,
+    c: &conv2d::Conv2dLayer,
+    l: &Layer,
+    program: &crate::model::ElementwiseProgram,
+    residual: Option<crate::model::Residual>,
+) -> Step {
+    let n = l.inputs.len() - usize::from(residual.is_some());
+    let input = |v: usize| (cx.buffer(v), cx.shapes[v]);
+    let x = crate::kernels::gemm::InputProgram {
+        program,
+        inputs: l.inputs[..n].iter().map(|&v| input(v)).collect(),
+    };
+    let skip = residual.map(|r| (l.inputs[n], r));
+    // A residual of fewer channels than the output: a fused channel Pad (`fuse_residual`).
+    let skip_c = skip
+        .map(|(v, _)| cx.shapes[v].c)
+        .filter(|&k| k < cx.shapes[l.output].c);
+    let residual = skip.map(|(v, r)| (cx.buffer(v), r));
+    let bind = Bind::new(cx.gpu, cx.k, &l.name);
+    c.prepare_program(bind, &x, cx.buffer(l.output), residual, skip_c)
+}
+
 /// residual or upsample.
 fn conv_step(cx: &Binding, c: &conv2d::Conv2dLayer, l: &Layer) -> Step {
+    if let LayerOp::Conv2dProgram {
+        program, residual, ..
+    } = &l.op
+    {
+        return program_conv_step(cx, c, l, program, *residual);
+    }
     let s = cx.shapes[l.inputs[0]];
     let (residual, upsample) = match &l.op {
         LayerOp::Conv2dResidual { residual, .. } => {

@@ -291,6 +291,14 @@ enum Implementation {
     },
 }
 
+/// Whether `spec` runs on gemm.wgsl (uploaded with `Kernel::Auto`, as the engine does for 1x1
+/// convolutions): what [`Conv2dLayer::prepare_program`] takes.
+pub fn runs_on_gemm(spec: &Conv2dSpec) -> bool {
+    spec.is_pointwise()
+        && super::conv2d_narrow::variant(spec).is_none()
+        && super::gemm::supported(spec.out_c)
+}
+
 impl Conv2dSpec {
     /// A 1x1 convolution without stride, padding or groups: a product by the weight matrix.
     pub fn is_pointwise(&self) -> bool {
@@ -505,6 +513,28 @@ impl Conv2dLayer {
         io: Operands,
     ) -> Step {
         self.prepare_placed_with_scratch(cx, buffers, size, residual, io, None)
+    }
+
+    /// The step of a convolution that [`runs_on_gemm`] of `program`'s output
+    /// (`LayerOp::Conv2dProgram`): x computed from the program's inputs as the kernel loads it,
+    /// with a residual of `skip_c` channels where fewer than the output's.
+    pub fn prepare_program(
+        &self,
+        cx: Bind,
+        program: &super::gemm::InputProgram,
+        dst: &wgpu::Buffer,
+        residual: Option<(&wgpu::Buffer, Residual)>,
+        skip_c: Option<u32>,
+    ) -> Step {
+        let Implementation::Gemm(g) = &self.imp else {
+            panic!("{}: a program's convolution runs on gemm.wgsl", cx.label)
+        };
+        let x = program.shape();
+        let mut layout = super::gemm::Layout::planes(self.spec.in_c, self.spec.out_c, x.h * x.w);
+        if let Some(c) = skip_c {
+            layout = layout.with_skip_channels(c);
+        }
+        g.prepare_program(cx, program, dst, layout, residual)
     }
 
     /// As [`Self::prepare_placed`], on shared `scratch` for the split Winograd (without, it

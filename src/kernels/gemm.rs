@@ -5,6 +5,9 @@ use super::{Bind, Step};
 use crate::gpu::{Gpu, TrackedBuffer};
 use crate::model::{Activation, Residual};
 
+pub use super::gemm_layout::{Layout, Width};
+pub use super::gemm_program::InputProgram;
+
 /// The weight window bound for one dispatch: `array<vec4<f32>, 4096>` in gemm.wgsl.
 const WINDOW_BYTES: u64 = 65536;
 /// Dynamic uniform offsets are multiples of this (the largest alignment any adapter asks for).
@@ -134,108 +137,6 @@ pub struct GemmParams {
     pub skip_c: u32,
     /// vec4s from one channel block's weights to the next's (`Dispatch::block_stride` / 4).
     pub block_stride: u32,
-}
-
-/// How x, the output and the residual lie in their buffers, in elements.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Layout {
-    /// q per item: pixels of a 1x1 convolution, rows of A of a matrix product.
-    pub q_count: u32,
-    pub in_cs: u32,
-    pub in_qs: u32,
-    pub in_item: u32,
-    pub out_cs: u32,
-    pub out_qs: u32,
-    pub out_item: u32,
-    /// The residual: laid out as the output but with `skip_c` channels (at most `out_c`; the
-    /// channels past them read 0: a fused channel Pad) of `skip_item` elements an item.
-    pub skip_c: u32,
-    pub skip_item: u32,
-}
-
-impl Layout {
-    /// Whether x and out can be read and written 4 q at a time: q contiguous, and every item,
-    /// channel row and item's q a multiple of 4 (no vec4 straddles two rows or items).
-    /// `BATCHWISE_GEMM_WIDE=off` keeps one value a load (to measure).
-    pub fn wide(&self) -> bool {
-        let off = std::env::var("BATCHWISE_GEMM_WIDE").is_ok_and(|v| v == "off");
-        !off && self.in_qs == 1
-            && self.out_qs == 1
-            && [
-                self.q_count,
-                self.in_cs,
-                self.out_cs,
-                self.in_item,
-                self.out_item,
-                self.skip_item,
-            ]
-            .iter()
-            .all(|v| v.is_multiple_of(4))
-    }
-
-    /// How many q a load or store of x and out moves: 8 (`vec4<u64>`) where `eight` (the
-    /// kernels' [`super::Kernels::eight_a_load`]), the layout is [`Self::wide`] in multiples of
-    /// 8 and the block's q are too; else 4 where [`Self::wide`]; else 1.
-    pub fn width(&self, eight: bool, blocking: Blocking) -> Width {
-        if !self.wide() {
-            return Width::One;
-        }
-        let eights = [
-            self.q_count,
-            self.in_cs,
-            self.out_cs,
-            self.in_item,
-            self.out_item,
-            self.skip_item,
-            blocking.pix,
-        ]
-        .iter()
-        .all(|v| v.is_multiple_of(8));
-        if eight && eights {
-            Width::Eight
-        } else {
-            Width::Four
-        }
-    }
-
-    /// NCHW in and out (and the residual): channel planes of `pixels` each.
-    pub fn planes(in_c: u32, out_c: u32, pixels: u32) -> Self {
-        Self {
-            q_count: pixels,
-            in_cs: pixels,
-            in_qs: 1,
-            in_item: in_c * pixels,
-            out_cs: pixels,
-            out_qs: 1,
-            out_item: out_c * pixels,
-            skip_c: out_c,
-            skip_item: out_c * pixels,
-        }
-    }
-
-    /// This layout with a residual of `channels` planes an item (fewer than the output's: the
-    /// rest read 0), laid out as the output's first `channels`.
-    pub fn with_skip_channels(self, channels: u32) -> Self {
-        Self {
-            skip_c: channels,
-            skip_item: channels * self.out_cs,
-            ..self
-        }
-    }
-}
-
-/// How many q of x and out one load or store moves (`Layout::width`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Width {
-    /// One value a load: any strides.
-    One,
-    /// A `vec4`: q contiguous, every row and item a multiple of 4.
-    Four,
-    /// A `vec4<u64>` holding 8 values: the same in multiples of 8, on a CPU adapter.
-    Eight,
-    /// x read 8 values a `vec4<u64>` from channel planes of `P` values, `P mod 8` the field,
-    /// out written one value a store (`gemm_shifted.rs`): a CPU adapter, items folded.
-    Shifted(u32),
 }
 
 /// One dispatch: `blocks` channel blocks from `oc_base`, one chunk of input channels.
@@ -559,6 +460,36 @@ impl GemmLayer {
         if super::gemv::suits(&layout) && whole_skip && self.weights.size() <= binding_limit {
             return self.prepare_rows(cx, src, dst, layout, residual);
         }
+        self.prepare_x(cx, Err(src), dst, layout, residual)
+    }
+
+    /// As [`Self::prepare`], x computed by `program` as the kernel loads it (never stored); x
+    /// laid out as planes (`Layout::planes`).
+    pub fn prepare_program(
+        &self,
+        cx: Bind,
+        program: &InputProgram,
+        dst: &wgpu::Buffer,
+        layout: Layout,
+        residual: Option<(&wgpu::Buffer, Residual)>,
+    ) -> Step {
+        self.prepare_x(cx, Ok(program), dst, layout, residual)
+    }
+
+    /// gemm.wgsl's step reading x from a buffer (`Err`) or through a program (`Ok`).
+    fn prepare_x(
+        &self,
+        cx: Bind,
+        x: Result<&InputProgram, &wgpu::Buffer>,
+        dst: &wgpu::Buffer,
+        layout: Layout,
+        residual: Option<(&wgpu::Buffer, Residual)>,
+    ) -> Step {
+        let (program, inputs) = match x {
+            Ok(p) => (Some(p), p.buffers()),
+            Err(src) => (None, vec![src]),
+        };
+        let src = inputs[0];
         let Bind {
             gpu,
             kernels,
@@ -571,7 +502,11 @@ impl GemmLayer {
         // Items folded into q where an item has few: then q runs over as many items as every
         // bound buffer holds (the step dispatches only the batch's), so no access leaves them.
         let fold = layout.q_count <= FOLD_MAX_Q;
-        let width = self.width(&layout, kernels.eight_a_load, kernels.storage_loads_loop);
+        let width = match self.width(&layout, kernels.eight_a_load, kernels.storage_loads_loop) {
+            // The shifted kernel takes no program: one value a load.
+            Width::Shifted(_) if program.is_some() => Width::One,
+            w => w,
+        };
         // The shifted kernel pads each item's q to a multiple of 8.
         let per_item = match width {
             Width::Shifted(_) => layout.q_count.next_multiple_of(8),
@@ -583,6 +518,9 @@ impl GemmLayer {
             let mut capacity = items(src, layout.in_item).min(items(dst, layout.out_item));
             if let Some((r, _)) = residual {
                 capacity = capacity.min(items(r, layout.skip_item));
+            }
+            for (b, s) in program.map_or(&[][..], |p| &p.inputs) {
+                capacity = capacity.min(items(b, s.elements() as u32));
             }
             (capacity * per_item as u64).clamp(1, u32::MAX as u64) as u32
         } else {
@@ -623,27 +561,44 @@ impl GemmLayer {
         // Every dispatch has `blocks` workgroups in y; those past a dispatch's last block start
         // at or past out_c and store nothing.
         let params = gpu.create_buffer_init(label, &records, wgpu::BufferUsages::UNIFORM);
+        let group = group_size(gpu, fold, q_count.div_ceil(self.blocking.pix));
+        let (pipeline, bind_layout) = match program {
+            Some(program) => {
+                let prologue = program.prologue(fold, per_item, kernel.pix);
+                let source =
+                    super::gemm_program::source(kernel, self.binding, group, width, &prologue);
+                kernels.gemm_program(&source, self.binding, prologue.extra_bindings())
+            }
+            None => (
+                kernels.gemm_grouped(kernel, self.binding, group, width),
+                match self.binding {
+                    Weights::Uniform => kernels.gemm_layout.clone(),
+                    Weights::Storage => kernels.gemm_storage_layout.clone(),
+                },
+            ),
+        };
+        let mut entries = vec![
+            entry(0, window(&params, std::mem::size_of::<GemmParams>() as u64)),
+            entry(1, window(&self.weights, self.window_bytes)),
+            entry(2, self.bias_slope.as_entire_binding()),
+            entry(3, src.as_entire_binding()),
+            entry(4, dst.as_entire_binding()),
+            // Without a residual the binding is never read; src stands in.
+            entry(5, residual.map_or(src, |(r, _)| r).as_entire_binding()),
+        ];
+        // A program's other inputs.
+        for (k, b) in inputs[1..].iter().enumerate() {
+            entries.push(entry(6 + k as u32, b.as_entire_binding()));
+        }
         let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(label),
-            layout: match self.binding {
-                Weights::Uniform => &kernels.gemm_layout,
-                Weights::Storage => &kernels.gemm_storage_layout,
-            },
-            entries: &[
-                entry(0, window(&params, std::mem::size_of::<GemmParams>() as u64)),
-                entry(1, window(&self.weights, self.window_bytes)),
-                entry(2, self.bias_slope.as_entire_binding()),
-                entry(3, src.as_entire_binding()),
-                entry(4, dst.as_entire_binding()),
-                // Without a residual the binding is never read; src stands in.
-                entry(5, residual.map_or(src, |(r, _)| r).as_entire_binding()),
-            ],
+            layout: &bind_layout,
+            entries: &entries,
         });
-        let group = group_size(gpu, fold, q_count.div_ceil(self.blocking.pix));
         let per_group = self.blocking.pix * group;
         let step = Step::with_offsets(
             label,
-            kernels.gemm_grouped(kernel, self.binding, group, width),
+            pipeline,
             bind_group,
             [per_item.div_ceil(per_group).max(1), blocks],
             1,
@@ -755,8 +710,13 @@ fn entry(binding: u32, resource: wgpu::BindingResource<'_>) -> wgpu::BindGroupEn
 }
 
 /// The bind group layout of gemm.wgsl: params and weights with dynamic offsets, the weights
-/// read as `weights` says.
-pub(crate) fn bind_group_layout(device: &wgpu::Device, weights: Weights) -> wgpu::BindGroupLayout {
+/// read as `weights` says,
+/// and `extra` storage bindings past its own (a program's inputs, `gemm_program`).
+pub(crate) fn bind_group_layout(
+    device: &wgpu::Device,
+    weights: Weights,
+    extra: u32,
+) -> wgpu::BindGroupLayout {
     let buffer = |binding, ty, dynamic, size: Option<u64>| wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
@@ -769,23 +729,25 @@ pub(crate) fn bind_group_layout(device: &wgpu::Device, weights: Weights) -> wgpu
     };
     let uniform = wgpu::BufferBindingType::Uniform;
     let storage = |read_only| wgpu::BufferBindingType::Storage { read_only };
+    let mut entries = vec![
+        buffer(
+            0,
+            uniform,
+            true,
+            Some(std::mem::size_of::<GemmParams>() as u64),
+        ),
+        match weights {
+            Weights::Uniform => buffer(1, uniform, true, Some(WINDOW_BYTES)),
+            Weights::Storage => buffer(1, storage(true), true, Some(16)),
+        },
+        buffer(2, uniform, false, Some(WINDOW_BYTES)),
+        buffer(3, storage(true), false, None),
+        buffer(4, storage(false), false, None),
+        buffer(5, storage(true), false, None),
+    ];
+    entries.extend((0..extra).map(|k| buffer(6 + k, storage(true), false, None)));
     device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
         label: Some("gemm"),
-        entries: &[
-            buffer(
-                0,
-                uniform,
-                true,
-                Some(std::mem::size_of::<GemmParams>() as u64),
-            ),
-            match weights {
-                Weights::Uniform => buffer(1, uniform, true, Some(WINDOW_BYTES)),
-                Weights::Storage => buffer(1, storage(true), true, Some(16)),
-            },
-            buffer(2, uniform, false, Some(WINDOW_BYTES)),
-            buffer(3, storage(true), false, None),
-            buffer(4, storage(false), false, None),
-            buffer(5, storage(true), false, None),
-        ],
+        entries: &entries,
     })
 }

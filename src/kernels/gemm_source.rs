@@ -4,6 +4,7 @@
 //! loads on the same pieces (`main_head_at`, `products`, `stores`).
 
 use super::gemm::{Blocking, WORKGROUP_X, Weights};
+use super::gemm_program::Prologue;
 
 pub(super) const LANES: [&str; 4] = ["x", "y", "z", "w"];
 
@@ -18,6 +19,11 @@ impl Blocking {
     /// apart from `ic_base`) and the `oc_block` weights of the workgroup's block, multiplied into
     /// the accumulators `a{o}_{v}`.
     pub(super) fn products_loop(&self, line: &mut impl FnMut(String)) {
+        self.products_loop_with(line, None);
+    }
+
+    /// As [`Self::products_loop`], x computed by `prologue`'s program where there is one.
+    fn products_loop_with(&self, line: &mut impl FnMut(String), prologue: Option<&Prologue>) {
         let pv = self.pix / 4;
         line("    let x0 = p.ic_base * p.in_cs;".into());
         let mut body = String::new();
@@ -26,16 +32,25 @@ impl Blocking {
             body.push('\n');
         };
         push("        let row = x0 + ic * p.in_cs;".into());
-        for v in 0..pv {
-            let q = |i: u32| format!("src[row + at{}]", 4 * v + i);
-            push(format!(
-                "        let x{v} = vec4<act>({}, {}, {}, {});",
-                q(0),
-                q(1),
-                q(2),
-                q(3)
-            ));
-        }
+        let load = |array: &str, suffix: &str| -> Vec<String> {
+            (0..pv)
+                .map(|v| {
+                    let q = |i: u32| format!("{array}[row + at{}]", 4 * v + i);
+                    format!(
+                        "        let x{v}{suffix} = vec4<act>({}, {}, {}, {});",
+                        q(0),
+                        q(1),
+                        q(2),
+                        q(3)
+                    )
+                })
+                .collect()
+        };
+        let lines = match prologue {
+            Some(prologue) => prologue.x_lines(pv, 1, &load),
+            None => load("src", ""),
+        };
+        lines.into_iter().for_each(&mut push);
         self.products(&mut push);
         self.input_channels(line, &body);
     }
@@ -117,6 +132,16 @@ impl Blocking {
 
     /// As [`Self::source_with`], `group` invocations a workgroup along q.
     pub fn source_grouped(&self, weights: Weights, group: u32) -> String {
+        self.source_of(weights, group, None)
+    }
+
+    /// As [`Self::source_grouped`], x computed by `prologue`'s program where there is one.
+    pub(super) fn source_of(
+        &self,
+        weights: Weights,
+        group: u32,
+        prologue: Option<&Prologue>,
+    ) -> String {
         let generic = super::shader("gemm.wgsl");
         let head = &generic[..generic
             .find("@compute")
@@ -136,6 +161,9 @@ impl Blocking {
         assert!(ob % 4 == 0 && pix % 4 == 0, "blocks of whole vec4s");
         let pv = pix / 4;
         let mut w = head;
+        if let Some(prologue) = prologue {
+            w += &prologue.declarations("act");
+        }
         let mut line = |l: String| {
             w.push_str(&l);
             w.push('\n');
@@ -149,7 +177,10 @@ impl Blocking {
                 "    let at{i} = q_at(n, q0 + {i}u, p.in_item, p.in_qs);"
             ));
         }
-        self.products_loop(&mut line);
+        if let Some(prologue) = prologue {
+            prologue.head(pix, 1).into_iter().for_each(&mut line);
+        }
+        self.products_loop_with(&mut line, prologue);
         for v in 0..pv {
             line(format!("    let out{v} = out_at(n, q0 + {}u);", 4 * v));
             line(format!("    let skip{v} = skip_at(n, q0 + {}u);", 4 * v));

@@ -6,6 +6,7 @@
 //! values a component carries, the fewer passes.
 
 use super::gemm::{Blocking, Weights};
+use super::gemm_program::Prologue;
 
 /// The wide kernel's addressing: q (a multiple of 4, clamped to the last 4 of the dispatch) of
 /// item z as a vec4 index, and the store of 4 q of one channel.
@@ -93,17 +94,24 @@ impl Blocking {
     /// As [`Self::source_grouped`], reading x and writing out 4 q a load or store (`vec4`), for
     /// the layouts [`super::gemm::Layout::wide`] allows.
     pub fn source_wide(&self, weights: Weights, group: u32) -> String {
-        self.wide_source(weights, group, 4)
+        self.wide_source(weights, group, 4, None)
     }
 
     /// As [`Self::source_wide`], 8 q a load or store (`vec4<u64>`; float32, `pix` a multiple
     /// of 8): [`super::gemm::Width::Eight`].
     pub fn source_wide8(&self, weights: Weights, group: u32) -> String {
-        self.wide_source(weights, group, 8)
+        self.wide_source(weights, group, 8, None)
     }
 
-    /// The wide product moving `per` (4 or 8) q a load or store.
-    fn wide_source(&self, weights: Weights, group: u32, per: u32) -> String {
+    /// The wide product moving `per` (4 or 8) q a load or store, x computed by `prologue`'s
+    /// program where there is one.
+    pub(super) fn wide_source(
+        &self,
+        weights: Weights,
+        group: u32,
+        per: u32,
+        prologue: Option<&Prologue>,
+    ) -> String {
         let full = self.source_grouped(weights, group);
         let head = &full[..full
             .find("// Where q (clamped")
@@ -135,6 +143,9 @@ impl Blocking {
         } else {
             line(WIDE_HELPERS.into());
         }
+        if let Some(prologue) = prologue {
+            line(prologue.declarations(element));
+        }
         line(format!(
             "// Unrolled: {ob} channels x {pix} q per invocation, {per} q a load."
         ));
@@ -145,6 +156,9 @@ impl Blocking {
                 per * u
             ));
         }
+        if let Some(prologue) = prologue {
+            prologue.head(loads, per).into_iter().for_each(&mut line);
+        }
         line(format!("    let cs = p.in_cs / {per}u;"));
         line("    let x0 = p.ic_base * cs;".into());
         let mut body = String::new();
@@ -153,17 +167,23 @@ impl Blocking {
             body.push('\n');
         };
         push("        let row = x0 + ic * cs;".into());
-        for u in 0..loads {
-            if per == 8 {
-                push(format!(
-                    "        let xx{u} = src[row + at{u}]; let x{} = lo8(xx{u}); let x{} = hi8(xx{u});",
-                    2 * u,
-                    2 * u + 1
-                ));
-            } else {
-                push(format!("        let x{u} = src[row + at{u}];"));
-            }
-        }
+        let load = |array: &str, suffix: &str| -> Vec<String> {
+            (0..loads)
+                .map(|u| match per {
+                    8 => format!(
+                        "        let xx{u}{suffix} = {array}[row + at{u}]; let x{}{suffix} = lo8(xx{u}{suffix}); let x{}{suffix} = hi8(xx{u}{suffix});",
+                        2 * u,
+                        2 * u + 1
+                    ),
+                    _ => format!("        let x{u}{suffix} = {array}[row + at{u}];"),
+                })
+                .collect()
+        };
+        let lines = match prologue {
+            Some(prologue) => prologue.x_lines(pix / 4, per, &load),
+            None => load("src", ""),
+        };
+        lines.into_iter().for_each(&mut push);
         self.products(&mut push);
         self.input_channels(&mut line, &body);
         for u in 0..loads {

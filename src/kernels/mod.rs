@@ -19,6 +19,8 @@ pub mod edge_clamp;
 pub mod eight;
 pub mod elementwise;
 pub mod gemm;
+mod gemm_layout;
+pub mod gemm_program;
 mod gemm_shifted;
 mod gemm_source;
 mod gemm_wide;
@@ -158,6 +160,10 @@ pub(crate) fn shader(name: &str) -> &'static str {
 /// A gemm pipeline's blocking, weight binding, workgroup size and whether it is wide.
 type GemmKey = (gemm::Blocking, gemm::Weights, u32, gemm::Width);
 
+/// Bind group and pipeline layouts by weight binding and extra bindings.
+type GemmProgramLayouts =
+    Mutex<HashMap<(gemm::Weights, u32), (wgpu::BindGroupLayout, wgpu::PipelineLayout)>>;
+
 /// A conv2d pipeline's variant, fused upsample factors, in-place layout and workgroup rows.
 type Conv2dKey = (conv2d::Variant, [u32; 2], bool, u32);
 
@@ -206,6 +212,9 @@ pub struct Kernels {
     gemm_pipeline_layouts: [wgpu::PipelineLayout; 2],
     /// gemm pipelines by register blocking and weight binding.
     gemm: Mutex<HashMap<GemmKey, wgpu::ComputePipeline>>,
+    /// gemm.wgsl's bind group and pipeline layouts with storage bindings past its own (the
+    /// inputs of a program in its loads, `gemm_program`), by weight binding and their count.
+    gemm_program_layouts: GemmProgramLayouts,
     /// Output rows per invocation of the unrolled conv2d: the default, the environment's, or what
     /// autotuning measured on this adapter.
     conv_rows: std::sync::atomic::AtomicU32,
@@ -281,8 +290,8 @@ impl Kernels {
             pipeline_layout("conv2d", &conv2d_layouts[0]),
             pipeline_layout("conv2d in place", &conv2d_layouts[1]),
         ];
-        let gemm_layout = gemm::bind_group_layout(device, gemm::Weights::Uniform);
-        let gemm_storage_layout = gemm::bind_group_layout(device, gemm::Weights::Storage);
+        let gemm_layout = gemm::bind_group_layout(device, gemm::Weights::Uniform, 0);
+        let gemm_storage_layout = gemm::bind_group_layout(device, gemm::Weights::Storage, 0);
         let gemm_pipeline_layouts = [
             pipeline_layout("gemm", &gemm_layout),
             pipeline_layout("gemm storage", &gemm_storage_layout),
@@ -326,6 +335,7 @@ impl Kernels {
             gemm_storage_layout,
             gemm_pipeline_layouts,
             gemm: Mutex::new(HashMap::new()),
+            gemm_program_layouts: Mutex::new(HashMap::new()),
             conv_rows: conv2d::rows_from_env()
                 .unwrap_or(conv2d::DEFAULT_UNROLLED_ROWS)
                 .into(),

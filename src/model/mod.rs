@@ -34,6 +34,17 @@ pub enum LayerOp {
         spec: Conv2dSpec,
         factor: [u32; 2],
     },
+    /// A 1x1 convolution (one gemm.wgsl runs) of `program`'s output, the program over the
+    /// layer's first inputs (all but a residual's): the kernel computes each input value of the
+    /// convolution from the program's inputs as it loads them, so the program's output is never
+    /// stored (`passes::fuse_conv_input`). With a `residual`, the last input is added after the
+    /// product, before or after the activation. The program's inputs each have the output's
+    /// size or are one value a channel (`c x 1 x 1`, squeeze-and-excitation's scales).
+    Conv2dProgram {
+        spec: Conv2dSpec,
+        program: ElementwiseProgram,
+        residual: Option<Residual>,
+    },
     ConvTranspose2d(ConvTranspose2dSpec),
     DepthToSpace(DepthToSpaceSpec),
     /// Nearest-neighbour upscale by whole factors (height, width).
@@ -117,6 +128,7 @@ impl LayerOp {
             LayerOp::Conv2d(_) => "Conv",
             LayerOp::Conv2dResidual { .. } => "Conv + Add",
             LayerOp::Conv2dUpsampled { .. } => "Resize + Conv",
+            LayerOp::Conv2dProgram { .. } => "elementwise ops + Conv",
             LayerOp::ConvTranspose2d(_) => "ConvTranspose",
             LayerOp::DepthToSpace(_) => "DepthToSpace",
             LayerOp::ResizeNearest(_) | LayerOp::ResizeFilter(_) => "Resize",
@@ -183,7 +195,9 @@ impl Layer {
             return 0;
         };
         match &self.op {
-            LayerOp::Conv2d(spec) | LayerOp::Conv2dResidual { spec, .. } => spec.macs(s.h, s.w),
+            LayerOp::Conv2d(spec)
+            | LayerOp::Conv2dResidual { spec, .. }
+            | LayerOp::Conv2dProgram { spec, .. } => spec.macs(s.h, s.w),
             LayerOp::Conv2dUpsampled { spec, factor } => {
                 spec.macs(s.h * factor[0], s.w * factor[1])
             }
@@ -267,6 +281,11 @@ impl Model {
                         .map(|(h, w)| ItemShape { c: s.out_c, h, w })
                 }
                 LayerOp::Conv2dResidual { spec, .. } => residual_output(spec, input, inputs.get(1)),
+                LayerOp::Conv2dProgram {
+                    spec,
+                    program,
+                    residual,
+                } => program_output(spec, program, residual.is_some(), &inputs),
                 LayerOp::Conv2dUpsampled { spec, factor } => input
                     .h
                     .checked_mul(factor[0])
@@ -415,6 +434,35 @@ fn concat_shape(inputs: &[ItemShape], axis: usize) -> Option<ItemShape> {
         c: d[0],
         h: d[1],
         w: d[2],
+    })
+}
+
+/// The output of a 1x1 convolution of `program`'s output over `inputs` (a residual the last,
+/// where `residual`); None where the program's inputs broadcast otherwise than the kernel reads
+/// (laid out as x, or one value a channel or an item) or the residual does not fit.
+fn program_output(
+    spec: &Conv2dSpec,
+    program: &ElementwiseProgram,
+    residual: bool,
+    inputs: &[ItemShape],
+) -> Option<ItemShape> {
+    let n = inputs.len() - usize::from(residual);
+    let read = |k: usize| program.read_shape(k, inputs[k]);
+    let x = (0..n).try_fold(read(0), |out, k| broadcast(out, read(k)))?;
+    let readable = inputs[..n]
+        .iter()
+        .all(|&s| s == x || ((s.h, s.w) == (1, 1) && (s.c == x.c || s.c == 1)));
+    if !readable {
+        return None;
+    }
+    if residual {
+        return residual_output(spec, x, inputs.last());
+    }
+    let (h, w) = spec.output_hw(x.h, x.w)?;
+    Some(ItemShape {
+        c: spec.out_c,
+        h,
+        w,
     })
 }
 

@@ -21,13 +21,16 @@
 //! 8. [`concat_alias`]: a Concat of one input is that input.
 //! 9. [`fuse_upsample`]: a nearest upsample by whole factors read only by convolutions runs
 //!    inside them (each reads the small input at `(y / f, x / f)`).
-//! 10. [`prune`]: layers that feed no output are dropped.
+//! 10. [`fuse_conv_input`]: an elementwise layer read only by a 1x1 convolution is computed by
+//!     the convolution's kernel as it loads its input (squeeze-and-excitation's scales).
+//! 11. [`prune`]: layers that feed no output are dropped.
 
 pub mod concat_alias;
 pub mod conv_before_resize;
 pub mod conv_transpose_phases;
 pub mod fold_affine;
 pub mod fuse_activation;
+pub mod fuse_conv_input;
 pub mod fuse_elementwise;
 pub mod fuse_pad;
 pub mod fuse_residual;
@@ -53,6 +56,8 @@ pub struct PassCounts {
     pub aliased_concats: usize,
     /// Nearest upsamples fused into the convolutions that read them.
     pub fused_upsamples: usize,
+    /// Elementwise layers computed by the 1x1 convolution that reads them.
+    pub fused_conv_inputs: usize,
 }
 
 /// Every pass, in order.
@@ -67,6 +72,7 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
     let (model, fused_pads) = fuse_pad::apply(model);
     let (model, aliased_concats) = concat_alias::apply(model);
     let (model, fused_upsamples) = fuse_upsample::apply(model);
+    let (model, fused_conv_inputs) = fuse_conv_input::apply(model);
     let model = prune::apply(model);
     (
         model,
@@ -80,6 +86,7 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
             fused_pads,
             aliased_concats,
             fused_upsamples,
+            fused_conv_inputs,
         },
     )
 }
@@ -115,6 +122,38 @@ pub(crate) mod cpu {
                 }
                 // One item: its channels one after another.
                 LayerOp::Concat => l.inputs.iter().flat_map(|&v| values[v].clone()).collect(),
+                LayerOp::Conv2dProgram {
+                    spec,
+                    program,
+                    residual,
+                } => {
+                    let n = l.inputs.len() - usize::from(residual.is_some());
+                    let inputs: Vec<(&[f32], ItemShape)> = l.inputs[..n]
+                        .iter()
+                        .map(|&v| (&values[v][..], shapes[v]))
+                        .collect();
+                    let x = inputs.iter().fold(inputs[0].1, |x, (_, s)| ItemShape {
+                        c: x.c.max(s.c),
+                        h: x.h.max(s.h),
+                        w: x.w.max(s.w),
+                    });
+                    let xs = elementwise::reference(program, &inputs, x, 1);
+                    let op = match residual {
+                        Some(r) => LayerOp::Conv2dResidual {
+                            spec: spec.clone(),
+                            residual: *r,
+                        },
+                        None => LayerOp::Conv2d(spec.clone()),
+                    };
+                    let conv = Layer {
+                        op,
+                        inputs: [&[l.output][..], &l.inputs[n..]].concat(),
+                        ..l.clone()
+                    };
+                    let mut with_x = values.clone();
+                    with_x[l.output] = xs;
+                    layer(&conv, &with_x, x, shapes[l.output])
+                }
                 _ => layer(l, &values, s, shapes[l.output]),
             };
             values[l.output] = out;
@@ -273,7 +312,7 @@ mod tests {
         Activation, BinaryOp, Conv2dSpec, ConvTranspose2dSpec, ItemShape, LayerOp, UnaryOp,
     };
 
-    fn conv(in_c: u32, out_c: u32, k: u32) -> Conv2dSpec {
+    pub(super) fn conv(in_c: u32, out_c: u32, k: u32) -> Conv2dSpec {
         Conv2dSpec {
             in_c,
             out_c,
@@ -287,7 +326,7 @@ mod tests {
         }
     }
 
-    fn conv_layer(
+    pub(super) fn conv_layer(
         spec: &Conv2dSpec,
         input: usize,
         output: usize,
