@@ -57,8 +57,7 @@ fn scale_add() -> ElementwiseProgram {
 /// Cases: the program, its inputs' channel counts (0: x's channels; a map or one value where
 /// `point`), output channels, items, map and residual. Maps of 16 x 16 and 12 x 12 fold their
 /// items into q (8 q a load on a CPU adapter); 5 x 7 and 9 x 7 fold them one value a load, an
-/// invocation's q in two items; 48 x 48 and 40 x 60 are an item a workgroup row (on Mesa 22's
-/// lavapipe the input channels unrolled).
+/// invocation's q in two items; 48 x 48 and 40 x 60 are an item a workgroup row.
 #[test]
 fn gemm_with_a_program_in_its_loads_matches_reference() {
     let engine = common::engine();

@@ -496,7 +496,15 @@ impl GemmLayer {
             label,
         } = cx;
         let (activation, alpha, beta) = self.activation;
-        let kernel = self.kernel_blocking(&layout);
+        let kernel = match x {
+            // A program's kernel is its own (not shared with other layers): the loop, whose
+            // build costs a tenth of the unrolled one's at every start.
+            Ok(_) => Blocking {
+                inputs: 0,
+                ..self.blocking
+            },
+            Err(_) => self.kernel_blocking(&layout),
+        };
         let dispatches = self.dispatches_for(kernel);
         let blocks = dispatches.iter().map(|d| d.blocks).max().unwrap_or(1);
         // Items folded into q where an item has few: then q runs over as many items as every
