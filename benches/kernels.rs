@@ -387,6 +387,19 @@ fn mobile_shapes() -> Vec<(&'static str, Conv2dSpec, u32, u32)> {
             7,
             8,
         ),
+        // classify's 3x3s on maps of 14 and 7: rows off the 4-value grid.
+        (
+            "conv depthwise 3x3 480 14x14 n8",
+            conv(480, 480, 3, 1, 1, 480),
+            14,
+            8,
+        ),
+        (
+            "conv depthwise 3x3 1152 7x7 n8",
+            conv(1152, 1152, 3, 1, 1, 1152),
+            7,
+            8,
+        ),
     ]
 }
 

@@ -67,6 +67,7 @@ fn reference(
     out
 }
 
+#[derive(Clone)]
 struct Case {
     seed: u64,
     spec: Conv2dSpec,
@@ -540,6 +541,54 @@ fn depthwise_wide_cases() -> Vec<Case> {
     ]
 }
 
+/// Depthwise shapes on maps whose rows are 2 mod 4 wide (14, 10: classify's late 3x3s and 5x5s),
+/// read 4 values a load from the 4-value grid in blocks of 2 whole rows
+/// (`depthwise_conv2d::Variant::rows_off_grid`): 3x3 and 5x5, padding on the top 0 (rows start
+/// on the other parity) and 1 and 2, heights off the block, batches; in float32 and float16 (the
+/// tolerances of `check`). A row read with the other offset fails: its values are 2 columns off.
+#[test]
+fn depthwise_on_rows_off_the_grid_matches_reference() {
+    use batchwise::kernels::depthwise_conv2d;
+    let engine = common::engine();
+    let dw = |c, k, pads, activation| Conv2dSpec {
+        groups: c,
+        pads,
+        activation,
+        ..conv(c, c, k, 0)
+    };
+    let leaky = Activation::LeakyRelu { alpha: 0.1 };
+    let case = |seed, spec, nhw| Case {
+        seed,
+        spec,
+        nhw,
+        residual: None,
+    };
+    let cases = [
+        case(81, dw(5, 3, [1; 4], leaky.clone()), (2, 14, 14)),
+        case(82, dw(4, 5, [2; 4], Activation::HardSwish), (1, 14, 14)),
+        case(83, dw(3, 3, [0, 1, 2, 1], leaky), (3, 6, 10)),
+        case(84, dw(6, 3, [1; 4], Activation::None), (2, 10, 18)),
+    ];
+    let kernels = Kernels::new(&engine.gpu);
+    for case in cases.clone() {
+        let (_, h, w) = case.nhw;
+        let s = &case.spec;
+        let (oh, ow) = s.output_hw(h, w).unwrap();
+        let v = depthwise_conv2d::variant(s).expect("generated");
+        let chosen = v
+            .for_map(w, oh, ow, s.pads[1], kernels.eight_a_load)
+            .off_grid_rows([h, w], ow, [s.pads[0], s.pads[1]]);
+        assert_eq!(chosen.rows_off_grid, Some([s.pads[0], s.pads[1]]), "{s:?}");
+        check(&engine, &kernels, case, false);
+    }
+    if common::has_float16(&engine) {
+        let kernels = Kernels::with_precision(&engine.gpu, Precision::F16);
+        for case in cases {
+            check(&engine, &kernels, case, true);
+        }
+    }
+}
+
 #[test]
 fn depthwise_wide_matches_reference() {
     use batchwise::kernels::depthwise_conv2d;
@@ -604,7 +653,10 @@ fn depthwise_own_input_residual_matches_reference() {
         (71, dw(6, 3, leaky.clone()), (2, 9, 32), after),
         (72, dw(5, 3, clip.clone()), (1, 7, 20), before),
         (73, dw(4, 5, leaky), (2, 12, 12), after),
-        (74, dw(3, 3, clip), (3, 11, 12), before),
+        (74, dw(3, 3, clip.clone()), (3, 11, 12), before),
+        // Rows 2 mod 4 wide, read 4 values a load from the grid (`rows_off_grid`).
+        (75, dw(4, 3, Activation::None), (2, 14, 14), after),
+        (76, dw(3, 5, clip), (1, 6, 10), before),
     ] {
         assert!(depthwise_conv2d::preserves_size(&spec));
         let mut rng = common::rng(seed);

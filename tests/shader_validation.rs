@@ -142,11 +142,34 @@ fn generated_narrow_conv2d_variants_validate() {
 }
 
 /// The generated depthwise kernels validate, in float32 and float16, with and without their
-/// own input as the residual.
+/// own input as the residual; and on rows off the 4-value grid (14 and 10 wide).
 #[test]
 fn generated_depthwise_variants_validate() {
-    use batchwise::kernels::depthwise_conv2d::Variant;
+    use batchwise::kernels::depthwise_conv2d::{self, Variant};
     use batchwise::model::Residual;
+    for (k, width, pads) in [(3, 14, [1, 1]), (5, 14, [2, 2]), (3, 10, [0, 1])] {
+        let spec = batchwise::model::Conv2dSpec {
+            in_c: 8,
+            out_c: 8,
+            k_h: k,
+            k_w: k,
+            stride: [1, 1],
+            pads: [pads[0], pads[1], pads[0], pads[1]],
+            dilation: [1, 1],
+            groups: 8,
+            activation: batchwise::model::Activation::None,
+        };
+        let v = depthwise_conv2d::variant(&spec)
+            .expect("generated")
+            .off_grid_rows([width, width], width, pads);
+        assert_eq!(v.rows_off_grid, Some(pads));
+        for residual in [None, Some(Residual::AfterActivation)] {
+            let v = Variant { residual, ..v };
+            validate(&format!("{v:?}"), &v.source());
+            let half = batchwise::kernels::float16_source(&v.source()).expect("over act");
+            validate(&format!("{v:?} float16"), &half);
+        }
+    }
     for (k, stride, dilation, rows, cols, wide, store4, eight) in [
         ([3, 3], [1, 1], [1, 1], 4, 4, None, false, false),
         ([3, 3], [2, 2], [1, 1], 4, 8, None, false, false),
@@ -172,6 +195,7 @@ fn generated_depthwise_variants_validate() {
             store4,
             load8: eight,
             store8: eight && store4,
+            rows_off_grid: None,
             uniform_taps: !eight,
             // Stride-1 kernels with their own input as the residual (before the activation
             // where the block has 4 rows, after where 2).

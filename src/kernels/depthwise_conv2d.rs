@@ -88,6 +88,12 @@ pub struct Variant {
     pub load8: bool,
     /// With `store4`, outputs written 8 a store (`vec4<u64>`).
     pub store8: bool,
+    /// `Some([pad_top, pad_left])`: whole rows of a map whose width is 2 mod 4 (14 px) read 4
+    /// values a load (`vec4`) from the 4-value grid: the planes on the grid (a multiple of 4
+    /// values), a block of whole rows, an even number of them, so that each patch row starts
+    /// 0 or 2 values past the grid, known when the kernel is built ([`Self::off_grid_rows`]);
+    /// outputs written 2 a store (`vec2`).
+    pub rows_off_grid: Option<[u32; 2]>,
     /// The taps read from a 64 KiB uniform buffer ([`UNIFORM_TAPS`] floats at most) instead of
     /// storage: on llvmpipe a uniform load whose address differs per lane is straight-line code,
     /// a storage load a loop over the lanes with a branch a value.
@@ -130,6 +136,7 @@ pub fn variant_with(spec: &Conv2dSpec, rows: u32, cols: u32) -> Option<Variant> 
         store4: false,
         load8: false,
         store8: false,
+        rows_off_grid: None,
         uniform_taps: false,
         residual: None,
     };
@@ -194,6 +201,34 @@ impl Variant {
         (if fits { blocked } else { self }).wide_for(in_w, out_w, pad_left, eight)
     }
 
+    /// This variant with [`Variant::rows_off_grid`] where the map takes it: stride 1 without
+    /// dilation, an `in_h x in_w` input of rows 2 mod 4 wide and planes a multiple of 4, the
+    /// output as wide as the input (`pads` top and left), a block of 2 whole rows that fits;
+    /// else as it is. `BATCHWISE_DEPTHWISE_OFF_GRID=off` keeps one value a load (to measure).
+    pub fn off_grid_rows(self, [in_h, in_w]: [u32; 2], out_w: u32, pads: [u32; 2]) -> Self {
+        let off = std::env::var("BATCHWISE_DEPTHWISE_OFF_GRID").is_ok_and(|v| v == "off");
+        let takes = !off
+            && self.stride == [1, 1]
+            && self.dilation == [1, 1]
+            && in_w % 4 == 2
+            && (in_h * in_w).is_multiple_of(4)
+            && out_w == in_w
+            && self.wide.is_none();
+        let whole_rows = Self {
+            rows: 2,
+            cols: out_w,
+            rows_off_grid: Some(pads),
+            store4: false,
+            load8: false,
+            store8: false,
+            ..self
+        };
+        match takes && whole_rows.fits() {
+            true => whole_rows,
+            false => self,
+        }
+    }
+
     /// This variant reading its `taps` (channels x kernel) from the uniform binding where they
     /// fit it, where storage loads are lane loops (`lane_loops`: `kernels::storage_loads_loop`,
     /// Mesa 22's lavapipe; a GPU serves a uniform load whose address differs across a warp one
@@ -242,9 +277,10 @@ impl Variant {
     /// WGSL: depthwise_conv2d.wgsl's declarations with the unrolled entry point `main`.
     pub fn source(&self) -> String {
         let mut w = self.prologue();
-        match self.wide {
-            None => self.scalar_loads(&mut w),
-            Some(pad_left) => self.wide_loads(&mut w, pad_left),
+        match (self.wide, self.rows_off_grid) {
+            (Some(pad_left), _) => self.wide_loads(&mut w, pad_left),
+            (None, Some(pads)) => self.off_grid_loads(&mut w, pads),
+            (None, None) => self.scalar_loads(&mut w),
         }
         self.stores(&mut w);
         w
@@ -261,13 +297,15 @@ impl Variant {
         let mut w = String::from(head);
         if self.load8 {
             w = w.replace(SRC, "var<storage, read> src: array<vec4<u64>>;");
-        } else if self.wide.is_some() {
+        } else if self.wide.is_some() || self.rows_off_grid.is_some() {
             w = w.replace(SRC, "var<storage, read> src: array<vec4<act>>;");
         }
         if self.store8 {
             w = w.replace(DST, "var<storage, read_write> dst: array<vec4<u64>>;");
         } else if self.store4 {
             w = w.replace(DST, "var<storage, read_write> dst: array<vec4<act>>;");
+        } else if self.rows_off_grid.is_some() {
+            w = w.replace(DST, "var<storage, read_write> dst: array<vec2<act>>;");
         }
         if self.load8 || self.store8 {
             w.push_str(super::eight::HELPERS);
@@ -455,6 +493,47 @@ impl Variant {
         }
     }
 
+    /// The patch of whole rows 2 mod 4 wide ([`Variant::rows_off_grid`]): each row's vec4s
+    /// from the grid point at or before its start (its offset past the grid, 0 or 2, from the
+    /// parity of its row: the block's first row is even), then each column's products. Column
+    /// `j` is input column `j - pad_left`; those past the row read 0.
+    fn off_grid_loads(&self, w: &mut String, [pad_top, pad_left]: [u32; 2]) {
+        let [span_h, span_w] = self.span();
+        let in_w = self.cols;
+        let loads = (2 + in_w - 1) / 4 + 1;
+        for i in 0..span_h {
+            let shift = 2 * ((i + pad_top) % 2);
+            line(
+                w,
+                format!(
+                    "    let y{i} = iy0 + {i}; let my{i} = y{i} >= 0 && y{i} <= last_row; \
+                 let b{i} = u32(max(i32(plane) + y{i} * i32(p.in_w) - {shift}, 0)) / 4u;"
+                ),
+            );
+            for q in 0..loads {
+                line(
+                    w,
+                    format!(
+                        "    let v{i}_{q} = select(vec4<f32>(0.0), vec4<f32>(src[b{i} + {q}u]), my{i});"
+                    ),
+                );
+            }
+        }
+        for j in 0..span_w {
+            let value = |i: u32| {
+                let x = j as i32 - pad_left as i32;
+                if x < 0 || x >= in_w as i32 {
+                    return "0.0".to_string();
+                }
+                let e = 2 * ((i + pad_top) % 2) + x as u32;
+                format!("v{i}_{}[{}]", e / 4, e % 4)
+            };
+            line(w, "    {");
+            self.column_products(w, j, &value);
+            line(w, "    }");
+        }
+    }
+
     /// WGSL: output pixel (r, x) of the block, activated, with the residual where there is one.
     fn output(&self, r: u32, x: u32) -> String {
         match self.residual {
@@ -464,7 +543,8 @@ impl Variant {
         }
     }
 
-    /// The activated accumulators stored, one value a store or (`store4`) 4.
+    /// The activated accumulators stored, one value a store, 2 (`rows_off_grid`), 4 (`store4`)
+    /// or 8 (`store8`).
     fn stores(&self, w: &mut String) {
         line(w, "    let out_plane = z * p.out_h * p.out_w;");
         for r in 0..self.rows {
@@ -500,6 +580,20 @@ impl Variant {
                         format!(
                             "    if oy0 + {r}u < p.out_h && ox0 + {x}u < p.out_w {{ \
                          dst[(out_plane + (oy0 + {r}u) * p.out_w + ox0 + {x}u) / 4u] = vec4<act>({v}); }}"
+                        ),
+                    );
+                }
+                continue;
+            }
+            // Whole rows of an even width: 2 values a store, every row's start even.
+            if self.rows_off_grid.is_some() {
+                for x in (0..self.cols).step_by(2) {
+                    let (a, b) = (self.output(r, x), self.output(r, x + 1));
+                    line(
+                        w,
+                        format!(
+                            "    if oy0 + {r}u < p.out_h {{ \
+                         dst[(out_plane + (oy0 + {r}u) * p.out_w + {x}u) / 2u] = vec2<act>({a}, {b}); }}"
                         ),
                     );
                 }
