@@ -75,7 +75,7 @@ impl InputProgram<'_> {
     }
 
     /// The buffers in binding order: the first whole input (gemm.wgsl's `src`), then the rest
-    /// from binding 6 ([`Prologue::arrays`]).
+    /// from binding 6 ([`Prologue::declarations`]).
     pub fn buffers(&self) -> Vec<&wgpu::Buffer> {
         let first = self.prologue(false, 1, 1).first_whole();
         let mut buffers = vec![self.inputs[first].0];
@@ -122,7 +122,7 @@ impl Prologue {
         self.sources
             .iter()
             .position(|s| *s == Source::Whole)
-            .expect("a program x is laid out as")
+            .expect("an input laid out as x: the pass and the shape inference check it")
     }
 
     /// Input `k`'s array in the WGSL: `src`, or `in{k}` bound from 6.
