@@ -77,7 +77,12 @@ impl InputProgram<'_> {
     /// The buffers in binding order: the first whole input (gemm.wgsl's `src`), then the rest
     /// from binding 6 ([`Prologue::declarations`]).
     pub fn buffers(&self) -> Vec<&wgpu::Buffer> {
-        let first = self.prologue(false, 1, 1).first_whole();
+        let x = self.shape();
+        let first = self
+            .inputs
+            .iter()
+            .position(|(_, s)| *s == x)
+            .expect("an input laid out as x: the pass and the shape inference check it");
         let mut buffers = vec![self.inputs[first].0];
         for (k, (b, _)) in self.inputs.iter().enumerate() {
             if k != first {
@@ -160,9 +165,17 @@ impl Prologue {
         s + &super::elementwise::functions()
     }
 
-    /// WGSL at the head of `main` (after `q0` and `n`): the item of each load of `per` q (1, 4
-    /// or 8; `loads` of them) where items are folded, and the channels of x an item.
+    /// WGSL at the head of `main` (after `q0` and `n`), where an input is one value a channel or
+    /// an item: the item of each load of `per` q (1, 4 or 8; `loads` of them) where items are
+    /// folded, and the channels of x an item.
     pub fn head(&self, loads: u32, per: u32) -> Vec<String> {
+        if !self
+            .sources
+            .iter()
+            .any(|s| matches!(s, Source::Point { .. }))
+        {
+            return Vec::new();
+        }
         let mut lines = vec!["    let pc = p.in_item / p.in_cs;".to_string()];
         for u in 0..loads {
             let item = match self.folded {
