@@ -589,6 +589,73 @@ fn depthwise_on_rows_off_the_grid_matches_reference() {
     }
 }
 
+/// Depthwise shapes on small maps taken whole, a few channels' planes an invocation read and
+/// written 4 values a load (`depthwise_conv2d::Variant::planes`): 7 x 7 (4 planes fill whole
+/// vec4s), 3x3 and 5x5, stride 2 onto 4 x 4, a map 5 x 7 padded unevenly, PRelu, batches; float32
+/// and float16 (the tolerances of `check`). 6 channels of 7 x 7 do not split into groups of 4
+/// and keep the blocked kernel. A value read from the wrong place in its vec4 fails.
+#[test]
+fn depthwise_whole_planes_match_reference() {
+    use batchwise::kernels::depthwise_conv2d;
+    let engine = common::engine();
+    let mut rng = common::rng(90);
+    let dw = |c, k, stride, pads, activation| Conv2dSpec {
+        groups: c,
+        stride: [stride; 2],
+        pads,
+        activation,
+        ..conv(c, c, k, 0)
+    };
+    let case = |seed, spec, nhw| Case {
+        seed,
+        spec,
+        nhw,
+        residual: None,
+    };
+    let clip = Activation::Clip {
+        min: -0.5,
+        max: 0.5,
+    };
+    let prelu = Activation::PRelu {
+        slopes: common::random_vec(&mut rng, 8, 0.5),
+    };
+    let cases = [
+        (case(91, dw(8, 3, 1, [1; 4], clip), (2, 7, 7)), true),
+        (
+            case(92, dw(4, 5, 1, [2; 4], Activation::HardSwish), (3, 7, 7)),
+            true,
+        ),
+        (case(93, dw(8, 3, 2, [1; 4], prelu), (2, 7, 7)), true),
+        (
+            case(94, dw(4, 3, 1, [0, 1, 2, 1], Activation::None), (1, 5, 7)),
+            true,
+        ),
+        (
+            case(95, dw(6, 3, 1, [1; 4], Activation::None), (2, 7, 7)),
+            false,
+        ),
+    ];
+    let kernels = Kernels::new(&engine.gpu);
+    for (case, whole) in cases.clone() {
+        let (_, h, w) = case.nhw;
+        let s = &case.spec;
+        let (oh, ow) = s.output_hw(h, w).unwrap();
+        let chosen = depthwise_conv2d::variant(s).expect("generated").for_layer(
+            s,
+            [h, w, oh, ow],
+            kernels.eight_a_load,
+        );
+        assert_eq!(chosen.planes.is_some(), whole, "{s:?}");
+        check(&engine, &kernels, case, false);
+    }
+    if common::has_float16(&engine) {
+        let kernels = Kernels::with_precision(&engine.gpu, Precision::F16);
+        for (case, _) in cases {
+            check(&engine, &kernels, case, true);
+        }
+    }
+}
+
 #[test]
 fn depthwise_wide_matches_reference() {
     use batchwise::kernels::depthwise_conv2d;
@@ -656,7 +723,10 @@ fn depthwise_own_input_residual_matches_reference() {
         (74, dw(3, 3, clip.clone()), (3, 11, 12), before),
         // Rows 2 mod 4 wide, read 4 values a load from the grid (`rows_off_grid`).
         (75, dw(4, 3, Activation::None), (2, 14, 14), after),
-        (76, dw(3, 5, clip), (1, 6, 10), before),
+        (76, dw(3, 5, clip.clone()), (1, 6, 10), before),
+        // Whole planes of 7 x 7 maps, 4 channels an invocation (`planes`).
+        (77, dw(8, 3, clip), (2, 7, 7), after),
+        (78, dw(4, 5, Activation::HardSwish), (1, 7, 7), before),
     ] {
         assert!(depthwise_conv2d::preserves_size(&spec));
         let mut rng = common::rng(seed);

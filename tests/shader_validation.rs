@@ -170,6 +170,33 @@ fn generated_depthwise_variants_validate() {
             validate(&format!("{v:?} float16"), &half);
         }
     }
+    // Whole planes of small maps, a few channels an invocation.
+    for (k, stride, side, residual) in [
+        (3, 1, 7, Some(Residual::AfterActivation)),
+        (5, 1, 7, None),
+        (3, 2, 7, None),
+    ] {
+        let spec = batchwise::model::Conv2dSpec {
+            in_c: 8,
+            out_c: 8,
+            k_h: k,
+            k_w: k,
+            stride: [stride; 2],
+            pads: [k / 2; 4],
+            dilation: [1, 1],
+            groups: 8,
+            activation: batchwise::model::Activation::HardSwish,
+        };
+        let out = spec.output_hw(side, side).expect("output");
+        let v = depthwise_conv2d::variant(&spec)
+            .expect("generated")
+            .whole_planes(8, [side; 2], [out.0, out.1], [k / 2; 2]);
+        assert!(v.planes.is_some(), "{v:?}");
+        let v = Variant { residual, ..v };
+        validate(&format!("{v:?}"), &v.source());
+        let half = batchwise::kernels::float16_source(&v.source()).expect("over act");
+        validate(&format!("{v:?} float16"), &half);
+    }
     for (k, stride, dilation, rows, cols, wide, store4, eight) in [
         ([3, 3], [1, 1], [1, 1], 4, 4, None, false, false),
         ([3, 3], [2, 2], [1, 1], 4, 8, None, false, false),
@@ -196,6 +223,8 @@ fn generated_depthwise_variants_validate() {
             load8: eight,
             store8: eight && store4,
             rows_off_grid: None,
+            planes: None,
+            activation: Some(4),
             uniform_taps: !eight,
             // Stride-1 kernels with their own input as the residual (before the activation
             // where the block has 4 rows, after where 2).

@@ -601,9 +601,7 @@ impl Conv2dLayer {
                 let sizes = [in_h, in_w, out_h, out_w];
                 let variant = depthwise.map(|v| match fixed_block {
                     true => v.wide_for(in_w, out_w, s.pads[1], kernels.eight_a_load),
-                    false => v
-                        .for_map(in_w, out_h, out_w, s.pads[1], kernels.eight_a_load)
-                        .off_grid_rows([in_h, in_w], out_w, [s.pads[0], s.pads[1]]),
+                    false => v.for_layer(s, sizes, kernels.eight_a_load),
                 });
                 let variant = match residual {
                     Some((_, r)) => Some(super::depthwise_conv2d::Variant {

@@ -6,6 +6,7 @@
 //! named variable (private arrays indexed in loops stay in memory on llvmpipe). Shapes whose patch
 //! does not fit (a large dilation) run the shader's own one-pixel `main`.
 
+pub use super::depthwise_planes::Planes;
 use crate::model::{Conv2dSpec, Residual};
 
 /// Output rows x columns an invocation: the fastest measured on lavapipe (BENCHMARKS.md,
@@ -94,6 +95,16 @@ pub struct Variant {
     /// 0 or 2 values past the grid, known when the kernel is built ([`Self::off_grid_rows`]);
     /// outputs written 2 a store (`vec2`).
     pub rows_off_grid: Option<[u32; 2]>,
+    /// `Some(planes)`: the whole output planes of a few channels an invocation, read and written
+    /// 4 values a load and store (`kernels::depthwise_planes`): small maps whose rows are not on
+    /// the 4-value grid (7 x 7), or whose blocks of rows would be (8 x 8, 16 x 16).
+    pub planes: Option<Planes>,
+    /// The fused activation's code (`Activation::encode`), compiled into the kernel: where the
+    /// kernel switches on it as a uniform, Mesa 22's lavapipe spends most of each dispatch in
+    /// its own code rather than the kernel's (`perf`; 3x3 on 1152 channels of 7 x 7: 1.83 ms
+    /// against 0.55 without the switch), the more the larger the kernel. None: switched on at
+    /// run time (`BATCHWISE_DEPTHWISE_ACTIVATION=uniform`, to measure).
+    pub activation: Option<u32>,
     /// The taps read from a 64 KiB uniform buffer ([`UNIFORM_TAPS`] floats at most) instead of
     /// storage: on llvmpipe a uniform load whose address differs per lane is straight-line code,
     /// a storage load a loop over the lanes with a branch a value.
@@ -137,6 +148,11 @@ pub fn variant_with(spec: &Conv2dSpec, rows: u32, cols: u32) -> Option<Variant> 
         load8: false,
         store8: false,
         rows_off_grid: None,
+        planes: None,
+        activation: match std::env::var("BATCHWISE_DEPTHWISE_ACTIVATION").as_deref() {
+            Ok("uniform") => None,
+            _ => Some(spec.activation.encode().0),
+        },
         uniform_taps: false,
         residual: None,
     };
@@ -155,13 +171,21 @@ impl Variant {
     /// that the column blocks of those channels fill whole workgroups (a 7 px wide map has 2
     /// column blocks, so one channel would leave 14 of a workgroup's 16 lanes idle).
     pub fn channels_per_z(&self, out_w: u32) -> u32 {
+        if self.planes.is_some() {
+            return 1;
+        }
         let blocks = out_w.div_ceil(self.cols).max(1);
         WORKGROUP_X / gcd(blocks, WORKGROUP_X)
     }
 
     /// Workgroups along x and y for an `out_h x out_w` output of `channels`, and along z per
     /// item: x covers the column blocks of [`Self::channels_per_z`] channels, z those slices.
+    /// With [`Self::planes`], x covers the item's groups of channels, z the items.
     pub fn groups(&self, out_h: u32, out_w: u32, channels: u32) -> ([u32; 2], u32) {
+        if let Some(planes) = self.planes {
+            let groups = channels / planes.channels;
+            return ([groups.div_ceil(WORKGROUP_X), 1], 1);
+        }
         let per_z = self.channels_per_z(out_w);
         let lanes = out_w.div_ceil(self.cols) * per_z;
         (
@@ -201,6 +225,16 @@ impl Variant {
         (if fits { blocked } else { self }).wide_for(in_w, out_w, pad_left, eight)
     }
 
+    /// This variant for a layer `spec` on an `in_h x in_w` map onto `out_h x out_w`: its block
+    /// ([`Self::for_map`]), then rows off the grid or whole planes where the map takes them.
+    pub fn for_layer(self, spec: &Conv2dSpec, sizes: [u32; 4], eight: bool) -> Self {
+        let [in_h, in_w, out_h, out_w] = sizes;
+        let pads = [spec.pads[0], spec.pads[1]];
+        self.for_map(in_w, out_h, out_w, pads[1], eight)
+            .off_grid_rows([in_h, in_w], out_w, pads)
+            .whole_planes(spec.out_c, [in_h, in_w], [out_h, out_w], pads)
+    }
+
     /// This variant with [`Variant::rows_off_grid`] where the map takes it: stride 1 without
     /// dilation, an `in_h x in_w` input of rows 2 mod 4 wide and planes a multiple of 4, the
     /// output as wide as the input (`pads` top and left), a block of 2 whole rows that fits;
@@ -226,6 +260,37 @@ impl Variant {
         match takes && whole_rows.fits() {
             true => whole_rows,
             false => self,
+        }
+    }
+
+    /// This variant over whole planes ([`Variant::planes`]) where the map takes them: no
+    /// dilation, rows not read 4 values a load already (`wide`, `rows_off_grid`), and a map of
+    /// `channels` that [`Planes::for_map`] takes; else as it is.
+    /// `BATCHWISE_DEPTHWISE_PLANES=off` keeps it as it is (to measure).
+    pub fn whole_planes(
+        self,
+        channels: u32,
+        input: [u32; 2],
+        output: [u32; 2],
+        pads: [u32; 2],
+    ) -> Self {
+        let off = std::env::var("BATCHWISE_DEPTHWISE_PLANES").is_ok_and(|v| v == "off");
+        let takes =
+            !off && self.dilation == [1, 1] && self.wide.is_none() && self.rows_off_grid.is_none();
+        match takes
+            .then(|| Planes::for_map(channels, input, output, pads))
+            .flatten()
+        {
+            Some(planes) => Self {
+                rows: output[0],
+                cols: output[1],
+                planes: Some(planes),
+                store4: false,
+                load8: false,
+                store8: false,
+                ..self
+            },
+            None => self,
         }
     }
 
@@ -276,6 +341,9 @@ impl Variant {
 
     /// WGSL: depthwise_conv2d.wgsl's declarations with the unrolled entry point `main`.
     pub fn source(&self) -> String {
+        if let Some(planes) = self.planes {
+            return super::depthwise_planes::source(self, planes, self.declarations());
+        }
         let mut w = self.prologue();
         match (self.wide, self.rows_off_grid) {
             (Some(pad_left), _) => self.wide_loads(&mut w, pad_left),
@@ -286,23 +354,26 @@ impl Variant {
         w
     }
 
-    /// The declarations, the invocation's channel and block, its accumulators and taps.
-    fn prologue(&self) -> String {
+    /// depthwise_conv2d.wgsl's declarations, `src`, `dst` and the taps bound as this variant
+    /// reads them.
+    fn declarations(&self) -> String {
         let shader = super::shader("depthwise_conv2d.wgsl");
         let head = &shader[..shader
             .find("@compute")
             .expect("depthwise_conv2d.wgsl has an entry point")];
-        let (rows, cols) = (self.rows, self.cols);
-        let ([k_h, k_w], [sh, sw], [dh, dw]) = (self.k, self.stride, self.dilation);
         let mut w = String::from(head);
+        if let Some(code) = self.activation {
+            w = w.replace("switch p.activation {", &format!("switch {code}u {{"));
+        }
+        let vec4_loads = self.wide.is_some() || self.rows_off_grid.is_some();
         if self.load8 {
             w = w.replace(SRC, "var<storage, read> src: array<vec4<u64>>;");
-        } else if self.wide.is_some() || self.rows_off_grid.is_some() {
+        } else if vec4_loads || self.planes.is_some() {
             w = w.replace(SRC, "var<storage, read> src: array<vec4<act>>;");
         }
         if self.store8 {
             w = w.replace(DST, "var<storage, read_write> dst: array<vec4<u64>>;");
-        } else if self.store4 {
+        } else if self.store4 || self.planes.is_some() {
             w = w.replace(DST, "var<storage, read_write> dst: array<vec4<act>>;");
         } else if self.rows_off_grid.is_some() {
             w = w.replace(DST, "var<storage, read_write> dst: array<vec2<act>>;");
@@ -319,20 +390,28 @@ impl Variant {
                 ),
             );
         }
-        line(
+        w
+    }
+
+    /// WGSL: tap `at` (an index into the taps) as this variant reads it.
+    pub(super) fn tap(&self, at: &str) -> String {
+        match self.uniform_taps {
+            true => format!("weights[({at}) / 4u][({at}) % 4u]"),
+            false => format!("weights[{at}]"),
+        }
+    }
+
+    /// The declarations, the invocation's channel and block, its accumulators and taps.
+    fn prologue(&self) -> String {
+        let (rows, cols) = (self.rows, self.cols);
+        let ([k_h, k_w], [sh, sw], [dh, dw]) = (self.k, self.stride, self.dilation);
+        let mut w = self.declarations();
+        entry_point(
             &mut w,
-            format!(
-                "// Unrolled: {rows}x{cols} pixels, kernel {k_h}x{k_w}, stride {sh}x{sw}, dilation {dh}x{dw}, wide {:?}, 4 a store {}, 8 a load {}, 8 a store {}.",
+            &format!(
+                "Unrolled: {rows}x{cols} pixels, kernel {k_h}x{k_w}, stride {sh}x{sw}, dilation {dh}x{dw}, wide {:?}, 4 a store {}, 8 a load {}, 8 a store {}.",
                 self.wide, self.store4, self.load8, self.store8
             ),
-        );
-        line(
-            &mut w,
-            format!("@compute @workgroup_size({WORKGROUP_X}, 1, 1)"),
-        );
-        line(
-            &mut w,
-            "fn main(@builtin(global_invocation_id) gid: vec3<u32>) {",
         );
         // x: column block `gid.x % blocks` of channel `gid.x / blocks` of the z slice's
         // `channels_per_z`; z: item `n`, slice `gid.z % slices`.
@@ -369,11 +448,7 @@ impl Variant {
         line(&mut w, format!("    let wi = c * {}u;", k_h * k_w));
         for ky in 0..k_h {
             for kx in 0..k_w {
-                let at = format!("wi + {}u", ky * k_w + kx);
-                let tap = match self.uniform_taps {
-                    true => format!("weights[({at}) / 4u][({at}) % 4u]"),
-                    false => format!("weights[{at}]"),
-                };
+                let tap = self.tap(&format!("wi + {}u", ky * k_w + kx));
                 line(&mut w, format!("    let w{ky}_{kx} = {tap};"));
             }
         }
@@ -619,7 +694,17 @@ const SRC: &str = "var<storage, read> src: array<act>;";
 const DST: &str = "var<storage, read_write> dst: array<act>;";
 const WEIGHTS: &str = "var<storage, read> weights: array<f32>;";
 
-fn line(w: &mut String, l: impl AsRef<str>) {
+/// The generated entry point's first lines, after a comment saying what it is.
+pub(super) fn entry_point(w: &mut String, comment: &str) {
+    line(w, format!("// {comment}"));
+    line(w, format!("@compute @workgroup_size({WORKGROUP_X}, 1, 1)"));
+    line(
+        w,
+        "fn main(@builtin(global_invocation_id) gid: vec3<u32>) {",
+    );
+}
+
+pub(super) fn line(w: &mut String, l: impl AsRef<str>) {
     w.push_str(l.as_ref());
     w.push('\n');
 }

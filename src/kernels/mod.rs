@@ -15,6 +15,7 @@ pub mod copy_block;
 pub mod copy_channels;
 pub mod depth_to_space;
 pub mod depthwise_conv2d;
+mod depthwise_planes;
 pub mod edge_clamp;
 pub mod eight;
 pub mod elementwise;
