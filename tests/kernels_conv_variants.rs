@@ -544,7 +544,8 @@ fn depthwise_wide_cases() -> Vec<Case> {
 /// Depthwise shapes on maps whose rows are 2 mod 4 wide (14, 10: classify's late 3x3s and 5x5s),
 /// read 4 values a load from the 4-value grid in blocks of 2 whole rows
 /// (`depthwise_conv2d::Variant::rows_off_grid`): 3x3 and 5x5, padding on the top 0 (rows start
-/// on the other parity) and 1 and 2, heights off the block, batches; in float32 and float16 (the
+/// on the other parity) and 1 and 2, heights off the block, batches, stride 2 from rows twice
+/// as wide (28 onto 14, 20 onto 10); in float32 and float16 (the
 /// tolerances of `check`). A row read with the other offset fails: its values are 2 columns off.
 #[test]
 fn depthwise_on_rows_off_the_grid_matches_reference() {
@@ -555,6 +556,10 @@ fn depthwise_on_rows_off_the_grid_matches_reference() {
         pads,
         activation,
         ..conv(c, c, k, 0)
+    };
+    let s2 = |spec| Conv2dSpec {
+        stride: [2, 2],
+        ..spec
     };
     let leaky = Activation::LeakyRelu { alpha: 0.1 };
     let case = |seed, spec, nhw| Case {
@@ -568,6 +573,9 @@ fn depthwise_on_rows_off_the_grid_matches_reference() {
         case(82, dw(4, 5, [2; 4], Activation::HardSwish), (1, 14, 14)),
         case(83, dw(3, 3, [0, 1, 2, 1], leaky), (3, 6, 10)),
         case(84, dw(6, 3, [1; 4], Activation::None), (2, 10, 18)),
+        // Stride 2 from rows a multiple of 4 wide onto rows 2 mod 4 (28 px onto 14).
+        case(85, s2(dw(5, 3, [1; 4], Activation::HardSwish)), (2, 12, 28)),
+        case(86, s2(dw(3, 5, [2; 4], Activation::None)), (1, 9, 20)),
     ];
     let kernels = Kernels::new(&engine.gpu);
     for case in cases.clone() {

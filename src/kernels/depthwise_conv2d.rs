@@ -93,7 +93,8 @@ pub struct Variant {
     /// values a load (`vec4`) from the 4-value grid: the planes on the grid (a multiple of 4
     /// values), a block of whole rows, an even number of them, so that each patch row starts
     /// 0 or 2 values past the grid, known when the kernel is built ([`Self::off_grid_rows`]);
-    /// outputs written 2 a store (`vec2`).
+    /// outputs written 2 a store (`vec2`). At stride 2 the input rows are a multiple of 4 wide
+    /// (28 px onto 14).
     pub rows_off_grid: Option<[u32; 2]>,
     /// `Some(planes)`: the whole output planes of a few channels an invocation, read and written
     /// 4 values a load and store (`kernels::depthwise_planes`): small maps whose rows are not on
@@ -235,29 +236,36 @@ impl Variant {
             .whole_planes(spec.out_c, [in_h, in_w], [out_h, out_w], pads)
     }
 
-    /// This variant with [`Variant::rows_off_grid`] where the map takes it: stride 1 without
-    /// dilation, an `in_h x in_w` input of rows 2 mod 4 wide and planes a multiple of 4, the
-    /// output as wide as the input (`pads` top and left), a block of 2 whole rows that fits;
-    /// else as it is. `BATCHWISE_DEPTHWISE_OFF_GRID=off` keeps one value a load (to measure).
+    /// This variant with [`Variant::rows_off_grid`] where the map takes it, without dilation:
+    /// at stride 1 an `in_h x in_w` input of rows 2 mod 4 wide and planes a multiple of 4, the
+    /// output as wide as the input; at stride 2 an input of rows a multiple of 4 wide (every row
+    /// on the grid) onto rows half as wide and 2 mod 4 (28 px onto 14: a block of 2x8 would
+    /// leave 2 of its second block's columns idle and store one value a store); a block of 2
+    /// whole rows that fits; else as it is. `pads`: top and left.
+    /// `BATCHWISE_DEPTHWISE_OFF_GRID=off` keeps it as it is (to measure).
     pub fn off_grid_rows(self, [in_h, in_w]: [u32; 2], out_w: u32, pads: [u32; 2]) -> Self {
         let off = std::env::var("BATCHWISE_DEPTHWISE_OFF_GRID").is_ok_and(|v| v == "off");
-        let takes = !off
-            && self.stride == [1, 1]
-            && self.dilation == [1, 1]
+        let stride_1 = self.stride == [1, 1]
             && in_w % 4 == 2
             && (in_h * in_w).is_multiple_of(4)
             && out_w == in_w
             && self.wide.is_none();
+        let stride_2 = self.stride == [2, 2] && in_w.is_multiple_of(4) && in_w == 2 * out_w;
+        let takes = !off && self.dilation == [1, 1] && out_w % 4 == 2 && (stride_1 || stride_2);
         let whole_rows = Self {
             rows: 2,
             cols: out_w,
+            wide: None,
             rows_off_grid: Some(pads),
             store4: false,
             load8: false,
             store8: false,
             ..self
         };
-        match takes && whole_rows.fits() {
+        // A whole row of 28 values and its padding: 8 vec4s a row, past `MAX_SPAN`.
+        let [span_h, span_w] = whole_rows.span();
+        let fits = span_h <= MAX_SPAN && span_w <= 2 * MAX_SPAN;
+        match takes && fits {
             true => whole_rows,
             false => self,
         }
@@ -568,16 +576,18 @@ impl Variant {
         }
     }
 
-    /// The patch of whole rows 2 mod 4 wide ([`Variant::rows_off_grid`]): each row's vec4s
-    /// from the grid point at or before its start (its offset past the grid, 0 or 2, from the
-    /// parity of its row: the block's first row is even), then each column's products. Column
-    /// `j` is input column `j - pad_left`; those past the row read 0.
+    /// The patch of whole rows ([`Variant::rows_off_grid`]): each row's vec4s from the grid
+    /// point at or before its start (its offset past the grid, 0 or 2 for rows 2 mod 4 wide, from
+    /// the parity of its row: the block's first output row is even; 0 for rows a multiple of 4
+    /// wide), then each column's products. Column `j` is input column `j - pad_left`; those
+    /// past the row read 0.
     fn off_grid_loads(&self, w: &mut String, [pad_top, pad_left]: [u32; 2]) {
         let [span_h, span_w] = self.span();
-        let in_w = self.cols;
-        let loads = (2 + in_w - 1) / 4 + 1;
+        let in_w = self.cols * self.stride[1];
+        let shift = |i: u32| (in_w % 4) * ((i + pad_top) % 2);
+        let loads = (in_w % 4 + in_w).div_ceil(4);
         for i in 0..span_h {
-            let shift = 2 * ((i + pad_top) % 2);
+            let shift = shift(i);
             line(
                 w,
                 format!(
@@ -600,7 +610,7 @@ impl Variant {
                 if x < 0 || x >= in_w as i32 {
                     return "0.0".to_string();
                 }
-                let e = 2 * ((i + pad_top) % 2) + x as u32;
+                let e = shift(i) + x as u32;
                 format!("v{i}_{}[{}]", e / 4, e % 4)
             };
             line(w, "    {");
