@@ -117,7 +117,7 @@ fn program_of(op: &LayerOp) -> Option<ElementwiseProgram> {
 /// The value shapes the sources are checked on: the model's fixed ones, or its shapes at the
 /// input sizes it takes of a few (a free-size model's broadcasts must hold at each; a model may
 /// take one size only, its Resizes to fixed sizes); none where it takes none of them.
-fn probe_shapes(model: &Model) -> Vec<Vec<ItemShape>> {
+pub(super) fn probe_shapes(model: &Model) -> Vec<Vec<ItemShape>> {
     if let Some(shapes) = &model.static_shapes {
         return vec![shapes.clone()];
     }

@@ -13,17 +13,19 @@
 //!    every output phase, then DepthToSpace.
 //! 4. [`conv_before_resize`]: a 1x1 convolution without activation after a bilinear or nearest
 //!    Resize runs before it, on the small input (the two commute).
-//! 5. [`fuse_residual`]: an Add after a convolution runs inside it (with the channel Pad
+//! 5. [`pool_of_sum`]: a GlobalAveragePool of a sum pools each term (a Resize that keeps the
+//!    mean from its input) and adds the two pooled values.
+//! 6. [`fuse_residual`]: an Add after a convolution runs inside it (with the channel Pad
 //!    of its other operand where the convolution is a 1x1; a depthwise one only its own input).
-//! 6. [`fuse_elementwise`]: trees of elementwise layers run as one generated kernel.
-//! 7. [`fuse_pad`]: a Pad that appends zero channels, read by an elementwise layer, is read
+//! 7. [`fuse_elementwise`]: trees of elementwise layers run as one generated kernel.
+//! 8. [`fuse_pad`]: a Pad that appends zero channels, read by an elementwise layer, is read
 //!    through it (0 past the input's channels) instead of stored.
-//! 8. [`concat_alias`]: a Concat of one input is that input.
-//! 9. [`fuse_upsample`]: a nearest upsample by whole factors read only by convolutions runs
-//!    inside them (each reads the small input at `(y / f, x / f)`).
-//! 10. [`fuse_conv_input`]: an elementwise layer read only by a 1x1 convolution is computed by
+//! 9. [`concat_alias`]: a Concat of one input is that input.
+//! 10. [`fuse_upsample`]: a nearest upsample by whole factors read only by convolutions runs
+//!     inside them (each reads the small input at `(y / f, x / f)`).
+//! 11. [`fuse_conv_input`]: an elementwise layer read only by a 1x1 convolution is computed by
 //!     the convolution's kernel as it loads its input (squeeze-and-excitation's scales).
-//! 11. [`prune`]: layers that feed no output are dropped.
+//! 12. [`prune`]: layers that feed no output are dropped.
 
 pub mod concat_alias;
 pub mod conv_before_resize;
@@ -35,6 +37,7 @@ pub mod fuse_elementwise;
 pub mod fuse_pad;
 pub mod fuse_residual;
 pub mod fuse_upsample;
+pub mod pool_of_sum;
 pub mod prune;
 
 use crate::model::Model;
@@ -47,6 +50,8 @@ pub struct PassCounts {
     pub phase_rewrites: usize,
     /// 1x1 convolutions moved before the Resize they read.
     pub convs_before_resize: usize,
+    /// GlobalAveragePools of a sum that pool its terms instead.
+    pub pooled_sums: usize,
     pub fused_residuals: usize,
     /// Elementwise layers folded into the tree of the layer that reads them.
     pub fused_elementwise: usize,
@@ -67,6 +72,7 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
     let (model, fused_activations) = fuse_activation::apply(model);
     let (model, phase_rewrites) = conv_transpose_phases::apply(model);
     let (model, convs_before_resize) = conv_before_resize::apply(model);
+    let (model, pooled_sums) = pool_of_sum::apply(model);
     let (model, fused_residuals) = fuse_residual::apply(model);
     let (model, fused_elementwise) = fuse_elementwise::apply(model);
     let (model, fused_pads) = fuse_pad::apply(model);
@@ -81,6 +87,7 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
             fused_activations,
             phase_rewrites,
             convs_before_resize,
+            pooled_sums,
             fused_residuals,
             fused_elementwise,
             fused_pads,
