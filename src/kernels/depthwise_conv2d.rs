@@ -97,14 +97,15 @@ pub struct Variant {
     /// (28 px onto 14).
     pub rows_off_grid: Option<[u32; 2]>,
     /// `Some(planes)`: the whole output planes of a few channels an invocation, read and written
-    /// 4 values a load and store (`kernels::depthwise_planes`): small maps whose rows are not on
-    /// the 4-value grid (7 x 7), or whose blocks of rows would be (8 x 8, 16 x 16).
+    /// 4 values a load and store (`kernels::depthwise_planes`): small maps whose rows are read
+    /// one value a load otherwise (7 x 7: rows off the 4-value grid; 12 x 12: 6x6 blocks).
     pub planes: Option<Planes>,
     /// The fused activation's code (`Activation::encode`), compiled into the kernel: where the
     /// kernel switches on it as a uniform, Mesa 22's lavapipe spends most of each dispatch in
-    /// its own code rather than the kernel's (`perf`; 3x3 on 1152 channels of 7 x 7: 1.83 ms
-    /// against 0.55 without the switch), the more the larger the kernel. None: switched on at
-    /// run time (`BATCHWISE_DEPTHWISE_ACTIVATION=uniform`, to measure).
+    /// its own code rather than the kernel's (`perf`), the more the larger the kernel: whole
+    /// planes of 1152 channels of 7 x 7 took 48-55 ms against 0.55, the other kernels 1.2-1.7x
+    /// as long. None: switched on at run time (`BATCHWISE_DEPTHWISE_ACTIVATION=uniform`, to
+    /// measure).
     pub activation: Option<u32>,
     /// The taps read from a 64 KiB uniform buffer ([`UNIFORM_TAPS`] floats at most) instead of
     /// storage: on llvmpipe a uniform load whose address differs per lane is straight-line code,

@@ -9,9 +9,10 @@
 //!
 //! Safe where the sum has that one reader and is no model output, and both terms are laid out
 //! as the sum (no broadcast) at every shape the model takes (its fixed shapes, or a few input
-//! sizes).
+//! sizes); a linear Resize to a size is taken only where the model's shapes are fixed (at
+//! another input size its factors need not be whole).
 
-use crate::model::{BinaryOp, Coords, Filter, ItemShape, Layer, LayerOp, Model, ValueId};
+use crate::model::{BinaryOp, Coords, Filter, ItemShape, Layer, LayerOp, Model, Target, ValueId};
 
 /// Returns the model and how many pools of a sum now pool its terms.
 /// `BATCHWISE_POOL_OF_SUM=off` splits none (to measure).
@@ -94,10 +95,18 @@ fn mean_source(model: &Model, shapes: &[Vec<ItemShape>], t: ValueId) -> ValueId 
             && from.h > 0
             && from.w > 0
     };
+    // A Resize to a size or a fit keeps whole factors only at some input sizes: taken where the
+    // model's shapes are fixed, or for whole scales.
+    let whole_scales = |target: &Target| match target {
+        Target::Scale([h, w]) => h.fract() == 0.0 && w.fract() == 0.0,
+        Target::Size(_) | Target::Fit { .. } => model.static_shapes.is_some(),
+    };
     let keeps_mean = match &resize.op {
         LayerOp::ResizeNearest(_) => true,
         LayerOp::ResizeFilter(spec) => {
-            spec.filter == Filter::Linear && spec.coords == Coords::HalfPixel
+            spec.filter == Filter::Linear
+                && spec.coords == Coords::HalfPixel
+                && whole_scales(&spec.target)
         }
         _ => false,
     };
@@ -110,7 +119,7 @@ fn mean_source(model: &Model, shapes: &[Vec<ItemShape>], t: ValueId) -> ValueId 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ResizeFilterSpec, Target};
+    use crate::model::ResizeFilterSpec;
     use crate::passes::cpu::{layer_of, max_diff, model, random, run};
 
     fn resize(filter: Filter, coords: Coords, scale: f32) -> LayerOp {
