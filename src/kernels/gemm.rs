@@ -5,6 +5,7 @@ use super::{Bind, Step};
 use crate::gpu::{Gpu, TrackedBuffer};
 use crate::model::{Activation, Residual};
 
+pub use super::gemm_epilogue::Epilogue;
 pub use super::gemm_layout::{Layout, Width};
 pub use super::gemm_program::InputProgram;
 
@@ -506,6 +507,9 @@ impl GemmLayer {
             Err(_) => self.kernel_blocking(&layout),
         };
         let dispatches = self.dispatches_for(kernel);
+        let whole = dispatches.iter().all(|d| d.first && d.last);
+        let residual_code = residual.map_or(0, |(_, r)| r as u32);
+        let epilogue = Epilogue::compiled(whole, residual_code, activation);
         let blocks = dispatches.iter().map(|d| d.blocks).max().unwrap_or(1);
         // Items folded into q where an item has few: then q runs over as many items as every
         // bound buffer holds (the step dispatches only the batch's), so no access leaves them.
@@ -555,7 +559,7 @@ impl GemmLayer {
                 activation,
                 alpha,
                 beta,
-                residual: residual.map_or(0, |(_, r)| r as u32),
+                residual: residual_code,
                 slope_base: self.slope_base,
                 skip_item: layout.skip_item,
                 skip_c: layout.skip_c,
@@ -575,10 +579,11 @@ impl GemmLayer {
                 let prologue = program.prologue(fold, per_item, kernel.pix);
                 let source =
                     super::gemm_program::source(kernel, self.binding, group, width, &prologue);
+                let source = super::gemm_epilogue::specialize(source, epilogue);
                 kernels.gemm_program(&source, self.binding, prologue.extra_bindings())
             }
             None => (
-                kernels.gemm_grouped(kernel, self.binding, group, width),
+                kernels.gemm_keyed((kernel, self.binding, group, width, epilogue)),
                 match self.binding {
                     Weights::Uniform => kernels.gemm_layout.clone(),
                     Weights::Storage => kernels.gemm_storage_layout.clone(),

@@ -20,6 +20,7 @@ pub mod edge_clamp;
 pub mod eight;
 pub mod elementwise;
 pub mod gemm;
+mod gemm_epilogue;
 mod gemm_layout;
 pub mod gemm_program;
 mod gemm_shifted;
@@ -158,8 +159,15 @@ pub(crate) fn shader(name: &str) -> &'static str {
         .expect("every kernel's shader is listed in SHADERS")
 }
 
-/// A gemm pipeline's blocking, weight binding, workgroup size and whether it is wide.
-type GemmKey = (gemm::Blocking, gemm::Weights, u32, gemm::Width);
+/// A gemm pipeline's blocking, weight binding, workgroup size, whether it is wide, and the
+/// epilogue compiled in (None: read from its params).
+type GemmKey = (
+    gemm::Blocking,
+    gemm::Weights,
+    u32,
+    gemm::Width,
+    Option<gemm::Epilogue>,
+);
 
 /// Bind group and pipeline layouts by weight binding and extra bindings.
 type GemmProgramLayouts =
@@ -449,25 +457,23 @@ impl Kernels {
         blocking: gemm::Blocking,
         weights: gemm::Weights,
     ) -> wgpu::ComputePipeline {
-        self.gemm_grouped(blocking, weights, gemm::WORKGROUP_X, gemm::Width::One)
+        let key = (blocking, weights, gemm::WORKGROUP_X, gemm::Width::One, None);
+        self.gemm_keyed(key)
     }
 
-    /// As [`Self::gemm_with`], `group` invocations a workgroup.
-    pub fn gemm_grouped(
-        &self,
-        blocking: gemm::Blocking,
-        weights: gemm::Weights,
-        group: u32,
-        width: gemm::Width,
-    ) -> wgpu::ComputePipeline {
+    /// The gemm pipeline of `key`: blocking, weight binding, `group` invocations a workgroup,
+    /// width and epilogue.
+    pub(crate) fn gemm_keyed(&self, key: GemmKey) -> wgpu::ComputePipeline {
+        let (blocking, weights, group, width, epilogue) = key;
         let layout = self.gemm_pipeline_layout(weights);
-        cached(&self.gemm, (blocking, weights, group, width), || {
+        cached(&self.gemm, key, || {
             let source = match width {
                 gemm::Width::One => blocking.source_grouped(weights, group),
                 gemm::Width::Four => blocking.source_wide(weights, group),
                 gemm::Width::Eight => blocking.source_wide8(weights, group),
                 gemm::Width::Shifted(shift) => blocking.source_shifted(weights, group, shift),
             };
+            let source = gemm_epilogue::specialize(source, epilogue);
             self.pipeline("gemm", Some(layout), source, &[])
         })
     }
