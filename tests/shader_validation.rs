@@ -39,7 +39,29 @@ fn every_shader_parses_and_validates() {
     assert!(count >= 4, "found only {count} shaders");
 }
 
+/// Validates `source`, and where its stores branch on the params (gemm.wgsl's and conv2d.wgsl's
+/// kernels, the Winograd output transforms) the same with those branches compiled in
+/// (`gemm::Epilogue`), none of them left.
 fn validate(name: &str, source: &str) {
+    validate_source(name, source);
+    if source.contains("p.residual") {
+        let epilogue = batchwise::kernels::gemm::Epilogue {
+            whole: true,
+            residual: 1,
+            activation: 3,
+        };
+        let fixed = epilogue.apply(source);
+        for branch in ["p.first", "p.last", "p.residual", "p.activation"] {
+            assert!(
+                !fixed.contains(branch),
+                "{name}: {branch} left in:\n{fixed}"
+            );
+        }
+        validate_source(&format!("{name} (epilogue compiled in)"), &fixed);
+    }
+}
+
+fn validate_source(name: &str, source: &str) {
     let module = naga::front::wgsl::parse_str(source)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
     naga::valid::Validator::new(

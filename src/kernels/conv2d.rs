@@ -562,25 +562,11 @@ impl Conv2dLayer {
         let (out_h, out_w) = s
             .output_hw(in_h, in_w)
             .expect("shapes were checked at load");
-        // A depthwise convolution's residual is its own input, read from its patch.
-        let own_input = |r: &wgpu::Buffer| r == src && super::depthwise_conv2d::preserves_size(s);
-        assert!(
-            residual.is_none_or(|(r, _)| !s.is_depthwise() || own_input(r)),
-            "a depthwise convolution's residual is its own input"
-        );
-        let blocked = matches!(self.imp, Implementation::Blocked { .. });
-        let placed = Operands { skip_c: None, ..io };
-        assert!(
-            (placed == Operands::default() || blocked) && (residual.is_none() || io.dst.is_none()),
-            "slices and upsampling are for conv2d.wgsl's kernels, a residual for whole outputs"
-        );
-        assert!(
-            io.skip_c.is_none() || matches!(self.imp, Implementation::Gemm(_)),
-            "a residual of fewer channels is for gemm.wgsl"
-        );
+        self.check_operands(src, residual, &io);
         let (src_c, src_offset) = io.src.map_or((s.in_c, 0), |v| (v.item_c, v.offset));
         let (dst_c, dst_offset) = io.dst.map_or((s.out_c, 0), |v| (v.item_c, v.offset));
         let (activation, alpha, beta) = s.activation.encode();
+        let residual_code = residual.map_or(0, |(_, r)| r as u32);
         let (weights, chunks, bias, slopes, narrow) = match &self.imp {
             Implementation::Gemm(g) => {
                 let mut layout = super::gemm::Layout::planes(s.in_c, s.out_c, in_h * in_w);
@@ -610,7 +596,7 @@ impl Conv2dLayer {
                     }),
                     None => variant,
                 };
-                return depthwise_step(bind, s, variant, &buffers, sizes);
+                return super::depthwise_conv2d::step(bind, s, variant, &buffers, sizes);
             }
             Implementation::Blocked {
                 variant,
@@ -657,7 +643,7 @@ impl Conv2dLayer {
                 activation,
                 alpha,
                 beta,
-                residual: residual.map_or(0, |(_, r)| r as u32),
+                residual: residual_code,
                 _pad: [0; 3],
                 bias: bias[i / chunks_per_block as usize],
                 slope: slopes[i / chunks_per_block as usize],
@@ -674,9 +660,11 @@ impl Conv2dLayer {
         // Without a residual its binding is never read; src stands in.
         let skip = residual.map_or(src, |(r, _)| r);
         let bind_group = bind_group(gpu, label, layout, [&params, weights], [src, dst, skip]);
+        let whole = chunks.iter().all(|c| c.first && c.last);
+        let epilogue = super::gemm::Epilogue::compiled(whole, residual_code, activation);
         Step::with_offsets(
             label,
-            kernels.conv2d_with(variant, io.upsample, in_place),
+            kernels.conv2d_with(variant, io.upsample, in_place, epilogue),
             bind_group,
             [
                 out_w.div_ceil(WORKGROUP_X * cols),
@@ -686,6 +674,38 @@ impl Conv2dLayer {
             offsets,
             vec![params],
         )
+    }
+}
+
+impl Conv2dLayer {
+    /// The operands `prepare_placed_with_scratch` takes: a depthwise convolution's residual its
+    /// own input (read from its patch); slices and upsampling for conv2d.wgsl's kernels, a
+    /// residual for whole outputs, one of fewer channels for gemm.wgsl.
+    fn check_operands(
+        &self,
+        src: &wgpu::Buffer,
+        residual: Option<(&wgpu::Buffer, Residual)>,
+        io: &Operands,
+    ) {
+        let s = &self.spec;
+        let own_input = |r: &wgpu::Buffer| r == src && super::depthwise_conv2d::preserves_size(s);
+        assert!(
+            residual.is_none_or(|(r, _)| !s.is_depthwise() || own_input(r)),
+            "a depthwise convolution's residual is its own input"
+        );
+        let blocked = matches!(self.imp, Implementation::Blocked { .. });
+        let placed = Operands {
+            skip_c: None,
+            ..*io
+        };
+        assert!(
+            (placed == Operands::default() || blocked) && (residual.is_none() || io.dst.is_none()),
+            "slices and upsampling are for conv2d.wgsl's kernels, a residual for whole outputs"
+        );
+        assert!(
+            io.skip_c.is_none() || matches!(self.imp, Implementation::Gemm(_)),
+            "a residual of fewer channels is for gemm.wgsl"
+        );
     }
 }
 
@@ -721,36 +741,6 @@ fn bind_group(
             whole(4, skip),
         ],
     })
-}
-
-/// The step of a depthwise convolution: the generated kernel `variant`, else the one-pixel `main`.
-fn depthwise_step(
-    cx: Bind,
-    s: &Conv2dSpec,
-    variant: Option<super::depthwise_conv2d::Variant>,
-    buffers: &[&wgpu::Buffer; 4],
-    [in_h, in_w, out_h, out_w]: [u32; 4],
-) -> Step {
-    let Bind {
-        gpu,
-        kernels,
-        label,
-    } = cx;
-    let mut params = super::depthwise_conv2d::DepthwiseParams::new(s, [in_h, in_w, out_h, out_w]);
-    let (pipeline, groups, z) = match variant {
-        Some(v) => {
-            params.channels_per_z = v.channels_per_z(out_w);
-            let (groups, z) = v.groups(out_h, out_w, s.out_c);
-            let source = v.source();
-            (kernels.generated("depthwise_conv2d", &source), groups, z)
-        }
-        None => (
-            kernels.depthwise_conv2d.clone(),
-            [out_w.div_ceil(16), out_h.div_ceil(4)],
-            s.out_c,
-        ),
-    };
-    super::step(gpu, label, &pipeline, &params, buffers, groups, z)
 }
 
 /// The bind group layout of conv2d.wgsl: params and weights with dynamic offsets. `in_place`:

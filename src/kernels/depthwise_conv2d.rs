@@ -7,6 +7,7 @@
 //! does not fit (a large dilation) run the shader's own one-pixel `main`.
 
 pub use super::depthwise_planes::Planes;
+use super::{Bind, Step};
 use crate::model::{Conv2dSpec, Residual};
 
 /// Output rows x columns an invocation: the fastest measured on lavapipe (BENCHMARKS.md,
@@ -722,4 +723,34 @@ pub(super) fn line(w: &mut String, l: impl AsRef<str>) {
 
 fn gcd(a: u32, b: u32) -> u32 {
     if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// The step of a depthwise convolution: the generated kernel `variant`, else the one-pixel `main`.
+pub(super) fn step(
+    cx: Bind,
+    s: &Conv2dSpec,
+    variant: Option<Variant>,
+    buffers: &[&wgpu::Buffer; 4],
+    [in_h, in_w, out_h, out_w]: [u32; 4],
+) -> Step {
+    let Bind {
+        gpu,
+        kernels,
+        label,
+    } = cx;
+    let mut params = DepthwiseParams::new(s, [in_h, in_w, out_h, out_w]);
+    let (pipeline, groups, z) = match variant {
+        Some(v) => {
+            params.channels_per_z = v.channels_per_z(out_w);
+            let (groups, z) = v.groups(out_h, out_w, s.out_c);
+            let source = v.source();
+            (kernels.generated("depthwise_conv2d", &source), groups, z)
+        }
+        None => (
+            kernels.depthwise_conv2d.clone(),
+            [out_w.div_ceil(16), out_h.div_ceil(4)],
+            s.out_c,
+        ),
+    };
+    super::step(gpu, label, &pipeline, &params, buffers, groups, z)
 }

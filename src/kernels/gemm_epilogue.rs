@@ -1,7 +1,8 @@
-//! What a gemm kernel does with its sums, compiled into the kernel: whether it starts from the
-//! bias and finishes in one pass, the residual and the activation.
+//! What a gemm or conv2d kernel does with its sums, compiled into the kernel: whether it starts
+//! from the bias and finishes in one pass, the residual and the activation.
 //!
-//! gemm.wgsl's stores branch on `p.first`, `p.last`, `p.residual` and `p.activation`. Mesa 22's
+//! The stores of gemm.wgsl's and conv2d.wgsl's kernels and of the split Winograd's output
+//! transform branch on `p.first`, `p.last`, `p.residual` and `p.activation`. Mesa 22's
 //! llvmpipe cannot tell such a branch is the same in every lane, so it runs both sides under a
 //! mask: at every store the read of `dst` (after the first chunk) and the two reads of the
 //! residual run their loops over the lanes with no lane active, and every activation is computed.
@@ -47,6 +48,10 @@ impl Epilogue {
             .replace(
                 "switch p.activation {",
                 &format!("switch {}u {{", self.activation),
+            )
+            .replace(
+                "if p.activation == 3u {",
+                &format!("if {} {{", self.activation == 3),
             );
         if self.whole {
             w = w

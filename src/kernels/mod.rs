@@ -173,8 +173,9 @@ type GemmKey = (
 type GemmProgramLayouts =
     Mutex<HashMap<(gemm::Weights, u32), (wgpu::BindGroupLayout, wgpu::PipelineLayout)>>;
 
-/// A conv2d pipeline's variant, fused upsample factors, in-place layout and workgroup rows.
-type Conv2dKey = (conv2d::Variant, [u32; 2], bool, u32);
+/// A conv2d pipeline's variant, fused upsample factors, in-place layout, workgroup rows and
+/// epilogue compiled in (None: read from its params).
+type Conv2dKey = (conv2d::Variant, [u32; 2], bool, u32, Option<gemm::Epilogue>);
 
 /// The compiled pipelines, built once per device and reused for every batch. Pipelines that take
 /// pipeline constants are built on first use, once per set of constants.
@@ -399,7 +400,7 @@ impl Kernels {
 
     /// The conv2d pipeline for a variant (kernel height, vertical stride, dilation, rows).
     pub fn conv2d(&self, variant: conv2d::Variant) -> wgpu::ComputePipeline {
-        self.conv2d_with(variant, [1, 1], false)
+        self.conv2d_with(variant, [1, 1], false, None)
     }
 
     /// conv2d.wgsl's bind group layout; `in_place`: `src` and `skip` read-write (one buffer bound
@@ -409,17 +410,18 @@ impl Kernels {
     }
 
     /// The conv2d pipeline for a variant reading its input upsampled by `factor` (nearest: a
-    /// fused Resize; `[1, 1]`: none), for `conv2d_layout(in_place)`.
+    /// fused Resize; `[1, 1]`: none), for `conv2d_layout(in_place)`, with `epilogue` compiled in.
     pub fn conv2d_with(
         &self,
         variant: conv2d::Variant,
         factor: [u32; 2],
         in_place: bool,
+        epilogue: Option<gemm::Epilogue>,
     ) -> wgpu::ComputePipeline {
         let group_rows = self.conv_group_rows();
         cached(
             &self.conv2d,
-            (variant, factor, in_place, group_rows),
+            (variant, factor, in_place, group_rows, epilogue),
             || {
                 let mut source = std::env::var("BATCHWISE_EXPERIMENT_CONV2D")
                     .ok()
@@ -428,6 +430,7 @@ impl Kernels {
                 if in_place {
                     source = source.replace("var<storage, read> ", "var<storage, read_write> ");
                 }
+                let source = gemm_epilogue::specialize(source, epilogue);
                 let constants = [
                     ("K_H", variant.k_h as f64),
                     ("STRIDE_H", variant.stride_h as f64),

@@ -289,8 +289,12 @@ impl WinogradGemm {
         let upsampled = placed.upsample != [1, 1];
         let input_pipeline =
             kernels.generated("winograd input", &input_source(self.tile, upsampled));
-        let output_pipeline = kernels.generated("winograd output", &output_source(self.tile));
         let (activation, alpha, beta) = s.activation.encode();
+        // The output's residual and activation compiled in (`gemm::Epilogue`).
+        let residual_code = residual.map_or(0, |(_, r)| r as u32);
+        let epilogue = super::gemm::Epilogue::compiled(true, residual_code, activation);
+        let output_source = super::gemm_epilogue::specialize(output_source(self.tile), epilogue);
+        let output_pipeline = kernels.generated("winograd output", &output_source);
         // Without a residual the binding is never read; M stands in.
         let skip = residual.map_or(scratch.m, |(r, _)| r);
         // Each kernel labelled by its phase (`bench --profile` times them apart).
@@ -336,7 +340,7 @@ impl WinogradGemm {
                 activation,
                 alpha,
                 beta,
-                residual: residual.map_or(0, |(_, r)| r as u32),
+                residual: residual_code,
                 slope_base: self.slope_base,
                 dst_c: placed.dst.0,
                 dst_offset: placed.dst.1,
