@@ -438,9 +438,13 @@ impl WinogradGemm {
         });
         let blocks = self.dispatches.iter().map(|(_, d)| d.blocks).max();
         let per_group = self.blocking.pix * gemm::WORKGROUP_X;
+        // No residual and no activation (the output transform applies them), compiled in.
+        let whole = self.dispatches.iter().all(|(_, d)| d.first && d.last);
+        let epilogue = gemm::Epilogue::compiled(whole, 0, 0);
+        let source = super::gemm_epilogue::specialize(products_source(self.blocking), epilogue);
         Step::with_offsets(
             &format!("winograd {:?} products", self.tile),
-            kernels.generated_gemm("winograd products", &products_source(self.blocking)),
+            kernels.generated_gemm("winograd products", &source),
             bind_group,
             [tiles.div_ceil(per_group), blocks.unwrap_or(1)],
             1,
