@@ -9,7 +9,7 @@
 //! With these fixed when the kernel is built, the compiler drops what is never taken
 //! (BENCHMARKS.md, "The stores' branches compiled in").
 
-/// The stores' behaviour a gemm kernel has compiled in (part of its pipeline's key).
+/// The stores' behaviour a gemm or conv2d kernel has compiled in (part of its pipeline's key).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Epilogue {
     /// Every dispatch covers all input channels: it starts from the bias, never reads `dst`,
@@ -34,7 +34,8 @@ impl Epilogue {
         })
     }
 
-    /// `source` (a gemm kernel's WGSL) with this epilogue's branches fixed.
+    /// `source` (a gemm, conv2d or Winograd output kernel's WGSL) with this epilogue's branches
+    /// fixed.
     pub fn apply(self, source: &str) -> String {
         let mut w = source
             .replace(

@@ -190,13 +190,32 @@ impl Blocking {
         w
     }
 
-    /// WGSL: `function(oc0 + o, q0 + 4v, out{v}, skip{v}, a{o}_{v})` for every accumulator, in a
-    /// loop over the channels of private arrays (`held{v}`): a call each unrolls into hundreds of
-    /// loads and stores that lavapipe compiles slowly (`conv2d_variant::Block`). With `per` 8 (8
-    /// q a store) each call takes two: `function(oc0 + o, q0 + 8u, out{u}, skip{u}, held{2u}[o],
-    /// held{2u + 1}[o])`.
+    /// WGSL: `function(oc0 + o, q0 + 4v, out{v}, skip{v}, a{o}_{v})` for every accumulator, a
+    /// call each. With `per` 8 (8 q a store) each call takes two: `function(oc0 + o, q0 + 8u,
+    /// out{u}, skip{u}, a{o}_{2u}, a{o}_{2u + 1})`. With the stores' branches compiled in
+    /// (`gemm::Epilogue`) a call is short: unrolled, lavapipe builds the kernel faster from an
+    /// empty cache and runs it up to 1.2x faster than a loop over private arrays of the
+    /// accumulators (`held{v}[o]`, an index llvmpipe reads lane by lane), though its passes at
+    /// every start take longer (BENCHMARKS.md, "The stores unrolled").
+    /// `BATCHWISE_GEMM_STORES=loop` keeps the loop (to measure).
     pub(super) fn stores(&self, line: &mut impl FnMut(String), function: &str, per: u32) {
         let (ob, pv) = (self.oc_block, self.pix / 4);
+        let vecs = per / 4;
+        if !std::env::var("BATCHWISE_GEMM_STORES").is_ok_and(|v| v == "loop") {
+            for o in 0..ob {
+                for u in 0..pv / vecs {
+                    let acc: Vec<String> = (0..vecs)
+                        .map(|k| format!("a{o}_{}", vecs * u + k))
+                        .collect();
+                    line(format!(
+                        "    {function}(oc0 + {o}u, q0 + {}u, out{u}, skip{u}, {});",
+                        per * u,
+                        acc.join(", ")
+                    ));
+                }
+            }
+            return;
+        }
         for v in 0..pv {
             line(format!("    var held{v}: array<vec4<act>, {ob}>;"));
             for o in 0..ob {
@@ -204,7 +223,6 @@ impl Blocking {
             }
         }
         line(format!("    for (var o = 0u; o < {ob}u; o++) {{"));
-        let vecs = per / 4;
         for u in 0..pv / vecs {
             let held: Vec<String> = (0..vecs)
                 .map(|k| format!("held{}[o]", vecs * u + k))
