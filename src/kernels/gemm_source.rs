@@ -201,18 +201,21 @@ impl Blocking {
     pub(super) fn stores(&self, line: &mut impl FnMut(String), function: &str, per: u32) {
         let (ob, pv) = (self.oc_block, self.pix / 4);
         let vecs = per / 4;
+        // The calls of channel `o` (a WGSL expression), `acc(v)` its accumulator of vec4 v.
+        let calls = |o: &str, acc: &dyn Fn(u32) -> String, indent: &str| -> Vec<String> {
+            (0..pv / vecs)
+                .map(|u| {
+                    let args: Vec<String> = (0..vecs).map(|k| acc(vecs * u + k)).collect();
+                    let (q, args) = (per * u, args.join(", "));
+                    format!("{indent}{function}(oc0 + {o}, q0 + {q}u, out{u}, skip{u}, {args});")
+                })
+                .collect()
+        };
         if !std::env::var("BATCHWISE_GEMM_STORES").is_ok_and(|v| v == "loop") {
             for o in 0..ob {
-                for u in 0..pv / vecs {
-                    let acc: Vec<String> = (0..vecs)
-                        .map(|k| format!("a{o}_{}", vecs * u + k))
-                        .collect();
-                    line(format!(
-                        "    {function}(oc0 + {o}u, q0 + {}u, out{u}, skip{u}, {});",
-                        per * u,
-                        acc.join(", ")
-                    ));
-                }
+                calls(&format!("{o}u"), &|v| format!("a{o}_{v}"), "    ")
+                    .into_iter()
+                    .for_each(&mut *line);
             }
             return;
         }
@@ -223,16 +226,9 @@ impl Blocking {
             }
         }
         line(format!("    for (var o = 0u; o < {ob}u; o++) {{"));
-        for u in 0..pv / vecs {
-            let held: Vec<String> = (0..vecs)
-                .map(|k| format!("held{}[o]", vecs * u + k))
-                .collect();
-            line(format!(
-                "        {function}(oc0 + o, q0 + {}u, out{u}, skip{u}, {});",
-                per * u,
-                held.join(", ")
-            ));
-        }
+        calls("o", &|v| format!("held{v}[o]"), "        ")
+            .into_iter()
+            .for_each(&mut *line);
         line("    }".into());
     }
 }
