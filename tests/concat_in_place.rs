@@ -356,7 +356,8 @@ fn cpu_run(model: &Model, input: &[f32], n: u32, h: u32, w: u32) -> Vec<f32> {
     values[model.output].clone()
 }
 
-/// The dense block runs in place: the passes alias the one-input Concat and fuse the upsample,
+/// The dense block runs in place: the passes alias the one-input Concat and run the convolution
+/// over the upsample as phases of its input,
 /// the placement writes x1..x3 into the largest concatenation (the smaller ones its slices) and
 /// copies x once; the batch equals the CPU's layer by layer.
 #[test]
@@ -365,7 +366,7 @@ fn dense_block_runs_in_place_and_matches_the_cpu() {
     let original = dense_model();
     let (model, counts) = batchwise::passes::run(original.clone());
     assert_eq!(counts.aliased_concats, 1);
-    assert_eq!(counts.fused_upsamples, 1);
+    assert_eq!(counts.upsample_phases, 1);
     let shapes = model.shapes(h, w).unwrap();
     let plan = placement::plan(&model, &shapes);
     let at = |root, offset| Some(Slice { root, offset });
@@ -437,18 +438,22 @@ fn detect_faces_heads_write_their_concats_in_place() {
     }
 }
 
-/// The wild user upscaler (tests/fixtures/user): its 4x Resize runs inside the convolution after
-/// it, each dense block copies one input of its Concats (x, which the block's residual Add reads
-/// too) instead of 224 channels, and an item of a 96 px tile (64 + context) needs under half the
-/// 31 MiB it needed with the upsampled value stored and every Concat copied.
+/// The wild user upscaler (tests/fixtures/user): the convolution after its 4x Resize runs as 16
+/// phases of the Resize's input then DepthToSpace, each dense block copies one input of its
+/// Concats (x, which the block's residual Add reads too) instead of 224 channels, and an item of
+/// a 96 px tile (64 + context) needs 20.8 MiB of activations: 31 with the upsampled value stored
+/// and every Concat copied; 14.7 with the upsample fused into the convolution, where the phases
+/// and their DepthToSpace are not both live, but that convolution's split Winograd scratch held
+/// the upsampled input transformed (46 MiB an item in all now, 75 then: BENCHMARKS.md).
 #[test]
-fn the_wild_upscaler_runs_its_concats_in_place_and_its_resize_fused() {
+fn the_wild_upscaler_runs_its_concats_in_place_and_its_resize_as_phases() {
     let path = common::fixture("user/wild_upscaler_4x.onnx");
     let choice = batchwise::builtin::resolve(path.to_str().unwrap(), &Default::default()).unwrap();
     let model = &choice.model;
     let count = |f: fn(&LayerOp) -> bool| model.layers.iter().filter(|l| f(&l.op)).count();
     assert_eq!(count(|op| matches!(op, LayerOp::ResizeNearest(_))), 0);
-    assert_eq!(count(|op| matches!(op, LayerOp::Conv2dUpsampled { .. })), 1);
+    assert_eq!(count(|op| matches!(op, LayerOp::Conv2dUpsampled { .. })), 0);
+    assert_eq!(count(|op| matches!(op, LayerOp::DepthToSpace(_))), 1);
     assert_eq!(
         count(|op| matches!(op, LayerOp::Concat)),
         6,
@@ -466,5 +471,5 @@ fn the_wild_upscaler_runs_its_concats_in_place_and_its_resize_fused() {
         batchwise::kernels::pack::PixelDepth::Eight,
     )
     .unwrap();
-    assert!(item.total() < 16 << 20, "{} bytes an item", item.total());
+    assert!(item.total() < 22 << 20, "{} bytes an item", item.total());
 }

@@ -467,10 +467,53 @@ fn depth_to_space_matches_reference() {
             3,
             8,
         ),
+        // 4x4 blocks (a 4x upsample's convolution as phases), 3x4 and 1x2.
+        (
+            DepthToSpaceSpec {
+                block: [4, 4],
+                crd: false,
+                crop: [0, 0],
+            },
+            32,
+            3,
+            8,
+        ),
+        (
+            DepthToSpaceSpec {
+                block: [4, 4],
+                crd: true,
+                crop: [0, 0],
+            },
+            16,
+            2,
+            4,
+        ),
+        (
+            DepthToSpaceSpec {
+                block: [3, 4],
+                crd: false,
+                crop: [0, 0],
+            },
+            24,
+            2,
+            8,
+        ),
+        (
+            DepthToSpaceSpec {
+                block: [1, 2],
+                crd: true,
+                crop: [0, 0],
+            },
+            6,
+            3,
+            4,
+        ),
     ] {
         let (_, oh, ow) = spec.output_chw(c, h, w).unwrap();
         let wide = depth_to_space::wide_for(&spec, [h, w], [oh, ow]);
-        assert_eq!(wide, w % 4 == 0 && spec.block == [2, 2], "{spec:?}");
+        let [bh, bw] = spec.block;
+        let wide_block = bh <= 4 && (bw == 2 || bw == 4) && spec.crop == [0, 0];
+        assert_eq!(wide, w % 4 == 0 && wide_block, "{spec:?}");
         let n = 2;
         let input = common::random_vec(&mut rng, (n * c * h * w) as usize, 1.0);
         let expected = depth_to_space::reference(&spec, &input, n, c, h, w);

@@ -446,14 +446,21 @@ fn pack_wide_validates() {
     validate("pack, 8 a load", &eight);
 }
 
-/// DepthToSpace's 2x2 kernel 4 columns an invocation (float32, float16, 8 a store) validates.
+/// DepthToSpace's kernel 4 columns an invocation (float32, float16, 8 a store) validates for
+/// every block it runs.
 #[test]
 fn depth_to_space_wide_validates() {
     use batchwise::kernels::depth_to_space::wide_source;
-    validate("depth_to_space, 4 a load", &wide_source(false));
-    let half = batchwise::kernels::float16_source(&wide_source(false)).expect("over act");
-    validate("depth_to_space, 4 a load, float16", &half);
-    validate("depth_to_space, 8 a store", &wide_source(true));
+    for bh in 1..=4 {
+        for bw in [2, 4] {
+            let four = wide_source([bh, bw], false);
+            validate(&format!("depth_to_space {bh}x{bw}, 4 a load"), &four);
+            let half = batchwise::kernels::float16_source(&four).expect("over act");
+            validate(&format!("depth_to_space {bh}x{bw}, float16"), &half);
+            let eight = wide_source([bh, bw], true);
+            validate(&format!("depth_to_space {bh}x{bw}, 8 a store"), &eight);
+        }
+    }
 }
 
 /// GlobalAveragePool's loop 4 and 8 values a load validates (4: float16 too).

@@ -67,7 +67,7 @@ pub fn prepare(
     let wide = wide_for(spec, [h, w], [out_h, out_w]);
     let eight = wide && kernels.eight_a_load;
     let pipeline = match wide {
-        true => kernels.generated("depth_to_space", &wide_source(eight)),
+        true => kernels.generated("depth_to_space", &wide_source(spec.block, eight)),
         false => kernels.depth_to_space.clone(),
     };
     let params = DepthToSpaceParams {
@@ -95,14 +95,23 @@ pub fn prepare(
 /// `BATCHWISE_D2S_WIDE=off` keeps the one-value kernel (to measure).
 pub fn wide_for(spec: &DepthToSpaceSpec, [h, w]: [u32; 2], [out_h, out_w]: [u32; 2]) -> bool {
     let off = std::env::var("BATCHWISE_D2S_WIDE").is_ok_and(|v| v == "off");
-    !off && spec.block == [2, 2] && [out_h, out_w] == [2 * h, 2 * w] && w.is_multiple_of(4)
+    let [bh, bw] = spec.block;
+    !off && matches!(bw, 2 | 4)
+        && (1..=4).contains(&bh)
+        && [out_h, out_w] == [bh * h, bw * w]
+        && w.is_multiple_of(4)
 }
 
-/// depth_to_space.wgsl's `main` for 2x2 blocks, 4 input columns an invocation: a `vec4` load
-/// from each of the 4 phase channels, the two output rows of 8 values written as two `vec4`s
-/// each, or (`eight`: a CPU adapter, float32) one `vec4<u64>`. On llvmpipe every load and
-/// store is a loop over the lanes: 8 (6) loops for 16 values instead of 32.
-pub fn wide_source(eight: bool) -> String {
+/// depth_to_space.wgsl's `main` for blocks of `bh` x `bw` (`bw` 2 or 4), 4 input columns an
+/// invocation: a `vec4` load from each of the `bh * bw` phase channels, each of the `bh` output
+/// rows of `4 * bw` values written as `vec4`s, or (`eight`: a CPU adapter, float32) as
+/// `vec4<u64>`s. On llvmpipe every load and store is a loop over the lanes: for 2x2 blocks 8
+/// (6) loops for 16 values instead of 32.
+pub fn wide_source([bh, bw]: [u32; 2], eight: bool) -> String {
+    assert!(
+        matches!(bw, 2 | 4),
+        "the wide kernel writes rows of 8 or 16 values"
+    );
     let shader = super::shader("depth_to_space.wgsl");
     let head = &shader[..shader
         .find("@compute")
@@ -124,23 +133,48 @@ pub fn wide_source(eight: bool) -> String {
         true => "dst[at / 8u] = pack8(vec4<f32>(a), vec4<f32>(b));",
         false => "dst[at / 4u] = a; dst[at / 4u + 1u] = b;",
     };
+    let comp = ["x", "y", "z", "w"];
+    let mut rows = String::new();
+    for by in 0..bh {
+        for bx in 0..bw {
+            rows += &format!("    let v{by}{bx} = src[phase_row(n, c, {by}u, {bx}u, y) + x4];\n");
+        }
+        rows += &format!(
+            "    let row{by} = ((n * p.out_c + c) * p.out_h + {bh}u * y + {by}u) * p.out_w + {}u * x4;\n",
+            4 * bw
+        );
+        // Output column m of the row's 4 * bw is input column m / bw of phase m % bw.
+        let value = |m: u32| format!("v{by}{}.{}", m % bw, comp[(m / bw) as usize]);
+        let vec = |k: u32| {
+            let v: Vec<String> = (4 * k..4 * k + 4).map(value).collect();
+            format!("vec4<act>({})", v.join(", "))
+        };
+        for pair in 0..bw / 2 {
+            rows += &format!(
+                "    put(row{by} + {}u, {}, {});\n",
+                8 * pair,
+                vec(2 * pair),
+                vec(2 * pair + 1)
+            );
+        }
+    }
     w.push_str(&format!(
         "
 // Where input row `y` of phase (by, bx) of output channel c of item n starts, in vec4s.
 fn phase_row(n: u32, c: u32, by: u32, bx: u32, y: u32) -> u32 {{
-    var ic = (by * 2u + bx) * p.out_c + c;
+    var ic = (by * {bw}u + bx) * p.out_c + c;
     if p.crd != 0u {{
-        ic = (c * 2u + by) * 2u + bx;
+        ic = (c * {bh}u + by) * {bw}u + bx;
     }}
     return ((n * p.in_c + ic) * p.in_h + y) * (p.in_w / 4u);
 }}
 
-// Output values at `at` (a multiple of 8): a then b, each 4 interleaved columns of two phases.
+// Output values at `at` (a multiple of 8): a then b.
 fn put(at: u32, a: vec4<act>, b: vec4<act>) {{
     {store}
 }}
 
-// Generated (src/kernels/depth_to_space.rs): 2x2 blocks, 4 input columns an invocation.
+// Generated (src/kernels/depth_to_space.rs): {bh}x{bw} blocks, 4 input columns an invocation.
 @compute @workgroup_size(16, 4, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{
     let x4 = gid.x;
@@ -150,15 +184,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{
     }}
     let n = gid.z / p.out_c;
     let c = gid.z % p.out_c;
-    let v00 = src[phase_row(n, c, 0u, 0u, y) + x4];
-    let v01 = src[phase_row(n, c, 0u, 1u, y) + x4];
-    let v10 = src[phase_row(n, c, 1u, 0u, y) + x4];
-    let v11 = src[phase_row(n, c, 1u, 1u, y) + x4];
-    let top = ((n * p.out_c + c) * p.out_h + 2u * y) * p.out_w + 8u * x4;
-    put(top, vec4<act>(v00.x, v01.x, v00.y, v01.y), vec4<act>(v00.z, v01.z, v00.w, v01.w));
-    let bottom = top + p.out_w;
-    put(bottom, vec4<act>(v10.x, v11.x, v10.y, v11.y), vec4<act>(v10.z, v11.z, v10.w, v11.w));
-}}
+{rows}}}
 "
     ));
     w

@@ -4,7 +4,9 @@
 //!
 //! Models whose shapes were fixed at import (every dim bound) keep the gather kernel.
 
-use crate::model::{Conv2dSpec, ConvTranspose2dSpec, DepthToSpaceSpec, Layer, LayerOp, Model};
+use crate::model::{
+    Activation, Conv2dSpec, ConvTranspose2dSpec, DepthToSpaceSpec, Layer, LayerOp, Model, ValueId,
+};
 
 /// Returns the model and how many transposed convolutions were rewritten.
 pub fn apply(mut model: Model) -> (Model, usize) {
@@ -19,43 +21,84 @@ pub fn apply(mut model: Model) -> (Model, usize) {
             i += 1;
             continue;
         };
-        let Some((conv, weights, bias, d2s)) =
-            conv_transpose_as_conv(spec, &layer.weights, &layer.bias)
-        else {
+        let Some(phases) = conv_transpose_as_conv(spec, &layer.weights, &layer.bias) else {
             i += 1;
             continue;
         };
-        let phases = model.value_count;
-        model.value_count += 1;
-        let layer = &mut model.layers[i];
-        let depth_to_space = Layer {
-            name: layer.name.clone(),
-            op: LayerOp::DepthToSpace(d2s),
-            inputs: vec![phases],
-            output: layer.output,
-            weights: Vec::new(),
-            bias: Vec::new(),
-        };
-        layer.name = format!("{} (phases)", layer.name);
-        layer.op = LayerOp::Conv2d(conv);
-        layer.weights = weights;
-        layer.bias = bias;
-        layer.output = phases;
-        model.layers.insert(i + 1, depth_to_space);
+        let (input, name) = (layer.inputs[0], format!("{} (phases)", layer.name));
+        into_phases(&mut model, i, input, name, phases);
         rewritten += 1;
         i += 2;
     }
     (model, rewritten)
 }
 
+/// A dense convolution over every output phase, its weights and bias, and the DepthToSpace
+/// that puts the phases in place.
+pub(super) type PhaseConv = (Conv2dSpec, Vec<f32>, Vec<f32>, DepthToSpaceSpec);
+
+/// Layer `i` as `conv` (named `name`, reading `input`) computing every phase into a new value,
+/// then DepthToSpace (named as the layer was) into the layer's output.
+pub(super) fn into_phases(
+    model: &mut Model,
+    i: usize,
+    input: ValueId,
+    name: String,
+    (conv, weights, bias, d2s): PhaseConv,
+) {
+    let phases = model.value_count;
+    model.value_count += 1;
+    let layer = &mut model.layers[i];
+    let depth_to_space = Layer {
+        name: std::mem::replace(&mut layer.name, name),
+        op: LayerOp::DepthToSpace(d2s),
+        inputs: vec![phases],
+        output: layer.output,
+        weights: Vec::new(),
+        bias: Vec::new(),
+    };
+    layer.op = LayerOp::Conv2d(conv);
+    layer.inputs = vec![input];
+    layer.weights = weights;
+    layer.bias = bias;
+    layer.output = phases;
+    model.layers.insert(i + 1, depth_to_space);
+}
+
 /// One axis of a transposed convolution split into `stride` phases: output `Y * stride + q` reads
 /// input rows `Y + d` for the taps `t = q + pad - d * stride` that exist.
-struct AxisPlan {
+pub(super) struct AxisPlan {
     /// Window of input offsets every phase reads from: `d_min ..= d_min + window - 1`.
-    d_min: i64,
-    window: u32,
-    pad_end: u32,
-    crop: u32,
+    pub d_min: i64,
+    pub window: u32,
+    pub pad_end: u32,
+    /// Output rows of the last phase row past the layer's output, dropped.
+    pub crop: u32,
+}
+
+/// The dense convolution over every phase's window (the phases as `in_c -> out_c` channels).
+pub(super) fn phase_conv(
+    in_c: u32,
+    out_c: u32,
+    [ph, pw]: [&AxisPlan; 2],
+    activation: Activation,
+) -> Conv2dSpec {
+    Conv2dSpec {
+        in_c,
+        out_c,
+        k_h: ph.window,
+        k_w: pw.window,
+        stride: [1, 1],
+        pads: [
+            (-ph.d_min) as u32,
+            (-pw.d_min) as u32,
+            ph.pad_end,
+            pw.pad_end,
+        ],
+        dilation: [1, 1],
+        groups: 1,
+        activation,
+    }
 }
 
 fn axis_plan(
@@ -109,7 +152,7 @@ pub fn conv_transpose_as_conv(
     spec: &ConvTranspose2dSpec,
     weights: &[f32],
     bias: &[f32],
-) -> Option<(Conv2dSpec, Vec<f32>, Vec<f32>, DepthToSpaceSpec)> {
+) -> Option<PhaseConv> {
     if spec.groups != 1 || spec.dilation != [1, 1] || spec.stride == [1, 1] {
         return None;
     }
@@ -157,27 +200,8 @@ pub fn conv_transpose_as_conv(
             }
         }
     }
-    let b: Vec<f32> = if bias.is_empty() {
-        Vec::new()
-    } else {
-        (0..out_c).map(|c| bias[c % oc]).collect()
-    };
-    let conv = Conv2dSpec {
-        in_c: spec.in_c,
-        out_c: out_c as u32,
-        k_h: ph.window,
-        k_w: pw.window,
-        stride: [1, 1],
-        pads: [
-            (-ph.d_min) as u32,
-            (-pw.d_min) as u32,
-            ph.pad_end,
-            pw.pad_end,
-        ],
-        dilation: [1, 1],
-        groups: 1,
-        activation: spec.activation.clone(),
-    };
+    let b = bias.repeat((sh * sw) as usize);
+    let conv = phase_conv(spec.in_c, out_c as u32, [&ph, &pw], spec.activation.clone());
     crate::kernels::conv2d::supported(&conv).ok()?;
     let d2s = DepthToSpaceSpec {
         block: [sh, sw],

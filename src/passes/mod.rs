@@ -21,11 +21,13 @@
 //! 8. [`fuse_pad`]: a Pad that appends zero channels, read by an elementwise layer, is read
 //!    through it (0 past the input's channels) instead of stored.
 //! 9. [`concat_alias`]: a Concat of one input is that input.
-//! 10. [`fuse_upsample`]: a nearest upsample by whole factors read only by convolutions runs
-//!     inside them (each reads the small input at `(y / f, x / f)`).
-//! 11. [`fuse_conv_input`]: an elementwise layer read only by a 1x1 convolution is computed by
+//! 10. [`upsample_phases`]: a convolution over a nearest upsample by whole factors becomes one
+//!     dense convolution of the small input over every output phase, then DepthToSpace.
+//! 11. [`fuse_upsample`]: a nearest upsample by whole factors read only by convolutions (those
+//!     `upsample_phases` left) runs inside them (each reads the small input at `(y / f, x / f)`).
+//! 12. [`fuse_conv_input`]: an elementwise layer read only by a 1x1 convolution is computed by
 //!     the convolution's kernel as it loads its input (squeeze-and-excitation's scales).
-//! 12. [`prune`]: layers that feed no output are dropped.
+//! 13. [`prune`]: layers that feed no output are dropped.
 
 pub mod concat_alias;
 pub mod conv_before_resize;
@@ -39,6 +41,7 @@ pub mod fuse_residual;
 pub mod fuse_upsample;
 pub mod pool_of_sum;
 pub mod prune;
+pub mod upsample_phases;
 
 use crate::model::Model;
 
@@ -59,6 +62,8 @@ pub struct PassCounts {
     pub fused_pads: usize,
     /// Concats of one input replaced by it.
     pub aliased_concats: usize,
+    /// Convolutions over a nearest upsample computed as phases of the small input.
+    pub upsample_phases: usize,
     /// Nearest upsamples fused into the convolutions that read them.
     pub fused_upsamples: usize,
     /// Elementwise layers computed by the 1x1 convolution that reads them.
@@ -77,6 +82,7 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
     let (model, fused_elementwise) = fuse_elementwise::apply(model);
     let (model, fused_pads) = fuse_pad::apply(model);
     let (model, aliased_concats) = concat_alias::apply(model);
+    let (model, upsample_phases) = upsample_phases::apply(model);
     let (model, fused_upsamples) = fuse_upsample::apply(model);
     let (model, fused_conv_inputs) = fuse_conv_input::apply(model);
     let model = prune::apply(model);
@@ -92,6 +98,7 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
             fused_elementwise,
             fused_pads,
             aliased_concats,
+            upsample_phases,
             fused_upsamples,
             fused_conv_inputs,
         },
