@@ -148,9 +148,11 @@ impl WinogradGemm {
     ) -> Self {
         let a2 = (tile.alpha() * tile.alpha()) as usize;
         let (oc, ic) = (spec.out_c as usize, spec.in_c as usize);
-        // gemm's own blocking: 16x8, 16x16, 32x4 and 64x4 measured no faster on the products
-        // (BENCHMARKS.md, "Winograd").
-        let blocking = gemm::BLOCKING;
+        // gemm's blocking for the output channels: 32 x 8 where they are a multiple of 32 (16x8,
+        // 16x16, 32x4 and 64x4 measured no faster there: BENCHMARKS.md, "Winograd"), else the
+        // block that pads them least (a 32-channel block computed 16 of 32 for nothing for a
+        // dense block's 16: BENCHMARKS.md, "The Winograd products blocked for their channels").
+        let blocking = gemm::blocking_for(spec.out_c);
         // [oc][ic][t] -> per t [oc][ic].
         let u = super::winograd::transform_weights(weights, tile);
         let mut packed: Vec<f32> = Vec::new();
