@@ -6,28 +6,30 @@
 //! scale and shift, then its activation, a strided ConvTranspose as it is); the passes make
 //! them fast:
 //!
-//! 1. [`fold_affine`]: per-channel scale and shift constants after a convolution (BatchNorm)
+//! 1. [`reshape_copies`]: a Reshape (a contiguous copy) next to general copies goes: they read
+//!    its input, or write its output.
+//! 2. [`fold_affine`]: per-channel scale and shift constants after a convolution (BatchNorm)
 //!    fold into its weights and bias.
-//! 2. [`fuse_activation`]: ReLU / LeakyReLU / Clip / PRelu after a convolution run inside it.
-//! 3. [`conv_transpose_phases`]: a strided ConvTranspose becomes one dense convolution over
+//! 3. [`fuse_activation`]: ReLU / LeakyReLU / Clip / PRelu after a convolution run inside it.
+//! 4. [`conv_transpose_phases`]: a strided ConvTranspose becomes one dense convolution over
 //!    every output phase, then DepthToSpace.
-//! 4. [`conv_before_resize`]: a 1x1 convolution without activation after a bilinear or nearest
+//! 5. [`conv_before_resize`]: a 1x1 convolution without activation after a bilinear or nearest
 //!    Resize runs before it, on the small input (the two commute).
-//! 5. [`pool_of_sum`]: a GlobalAveragePool of a sum pools each term (a Resize that keeps the
+//! 6. [`pool_of_sum`]: a GlobalAveragePool of a sum pools each term (a Resize that keeps the
 //!    mean from its input) and adds the two pooled values.
-//! 6. [`fuse_residual`]: an Add after a convolution runs inside it (with the channel Pad
+//! 7. [`fuse_residual`]: an Add after a convolution runs inside it (with the channel Pad
 //!    of its other operand where the convolution is a 1x1; a depthwise one only its own input).
-//! 7. [`fuse_elementwise`]: trees of elementwise layers run as one generated kernel.
-//! 8. [`fuse_pad`]: a Pad that appends zero channels, read by an elementwise layer, is read
+//! 8. [`fuse_elementwise`]: trees of elementwise layers run as one generated kernel.
+//! 9. [`fuse_pad`]: a Pad that appends zero channels, read by an elementwise layer, is read
 //!    through it (0 past the input's channels) instead of stored.
-//! 9. [`concat_alias`]: a Concat of one input is that input.
-//! 10. [`upsample_phases`]: a convolution over a nearest upsample by whole factors becomes one
+//! 10. [`concat_alias`]: a Concat of one input is that input.
+//! 11. [`upsample_phases`]: a convolution over a nearest upsample by whole factors becomes one
 //!     dense convolution of the small input over every output phase, then DepthToSpace.
-//! 11. [`fuse_upsample`]: a nearest upsample by whole factors read only by convolutions (those
+//! 12. [`fuse_upsample`]: a nearest upsample by whole factors read only by convolutions (those
 //!     `upsample_phases` left) runs inside them (each reads the small input at `(y / f, x / f)`).
-//! 12. [`fuse_conv_input`]: an elementwise layer read only by a 1x1 convolution is computed by
+//! 13. [`fuse_conv_input`]: an elementwise layer read only by a 1x1 convolution is computed by
 //!     the convolution's kernel as it loads its input (squeeze-and-excitation's scales).
-//! 13. [`prune`]: layers that feed no output are dropped.
+//! 14. [`prune`]: layers that feed no output are dropped.
 
 pub mod concat_alias;
 pub mod conv_before_resize;
@@ -41,6 +43,7 @@ pub mod fuse_residual;
 pub mod fuse_upsample;
 pub mod pool_of_sum;
 pub mod prune;
+pub mod reshape_copies;
 pub mod upsample_phases;
 
 use crate::model::Model;
@@ -48,6 +51,8 @@ use crate::model::Model;
 /// What the passes did, for tests and `--verbose` output.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PassCounts {
+    /// Reshapes between general copies dropped.
+    pub reshape_copies: usize,
     pub folded_affine: usize,
     pub fused_activations: usize,
     pub phase_rewrites: usize,
@@ -73,6 +78,7 @@ pub struct PassCounts {
 /// Every pass, in order.
 pub fn run(mut model: Model) -> (Model, PassCounts) {
     model = prune::apply(model);
+    let (model, reshape_copies) = reshape_copies::apply(model);
     let (model, folded_affine) = fold_affine::apply(model);
     let (model, fused_activations) = fuse_activation::apply(model);
     let (model, phase_rewrites) = conv_transpose_phases::apply(model);
@@ -89,6 +95,7 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
     (
         model,
         PassCounts {
+            reshape_copies,
             folded_affine,
             fused_activations,
             phase_rewrites,
@@ -777,21 +784,5 @@ mod tests {
             3,
         );
         assert_eq!(super::fuse_upsample::apply(read_elsewhere).1, 0);
-    }
-
-    /// Layers that feed no output go; the rest keep their value ids.
-    #[test]
-    fn prune_drops_dead_branches() {
-        let m = model(
-            3,
-            vec![
-                conv_layer(&conv(3, 4, 1), 0, 1, 12),
-                conv_layer(&conv(3, 2, 1), 0, 2, 13),
-            ],
-            1,
-        );
-        let pruned = super::prune::apply(m);
-        assert_eq!(pruned.layers.len(), 1);
-        assert_eq!(pruned.layers[0].output, 1);
     }
 }
