@@ -3,12 +3,15 @@
 //! (`TensorOp::Copy`) reads and writes flat positions whatever the dims. Where such a reshape
 //! only feeds general copies, they read its input instead; where it reads the output of a
 //! general copy that nothing else reads, that copy writes the reshape's output directly. A pixel
-//! shuffle written as Reshape, Transpose, Reshape becomes its one transposing copy.
+//! shuffle written as Reshape, Transpose, Reshape becomes its one transposing copy, and that
+//! copy, where it moves every value as DepthToSpace would, runs as DepthToSpace (its kernel
+//! moves 4 columns an invocation; the general copy one value).
 //!
 //! A reshape that is a model output keeps its own buffer unless the copy before it writes it.
 //! `BATCHWISE_RESHAPE_COPIES=off` keeps every reshape (to measure).
 
-use crate::model::{CopySpec, LayerOp, Model, TensorOp};
+use crate::kernels::depth_to_space;
+use crate::model::{CopySpec, DepthToSpaceSpec, ItemShape, LayerOp, Model, TensorOp};
 
 /// Returns the model and how many reshapes were dropped.
 pub fn apply(mut model: Model) -> (Model, usize) {
@@ -59,7 +62,48 @@ pub fn apply(mut model: Model) -> (Model, usize) {
         model.layers.remove(i);
         dropped += 1;
     }
+    for l in &mut model.layers {
+        let &[input] = l.inputs.as_slice() else {
+            continue;
+        };
+        if let Some(spec) = as_depth_to_space(&l.op, shapes[input], shapes[l.output]) {
+            l.op = LayerOp::DepthToSpace(spec);
+        }
+    }
     (model, dropped)
+}
+
+/// The DepthToSpace that moves every value of an item of shape `from` where the general copy
+/// `op` does, if one does: checked by running both references on the item's indices (exact
+/// in float32 below 2^24; items of at most 2^22 values, to keep the load quick).
+fn as_depth_to_space(op: &LayerOp, from: ItemShape, to: ItemShape) -> Option<DepthToSpaceSpec> {
+    let LayerOp::Tensor(TensorOp::Copy(parts)) = op else {
+        return None;
+    };
+    let [(Some(0), copy)] = parts.as_slice() else {
+        return None;
+    };
+    let count = from.c as u64 * from.h as u64 * from.w as u64;
+    let whole = to.h.is_multiple_of(from.h) && to.w.is_multiple_of(from.w) && count == copy.count();
+    if !whole || count > 1 << 22 {
+        return None;
+    }
+    let block = [to.h / from.h, to.w / from.w];
+    if block == [1, 1] || from.c != to.c * block[0] * block[1] {
+        return None;
+    }
+    let indices: Vec<f32> = (0..count).map(|i| i as f32).collect();
+    let mut copied = vec![-1.0; count as usize];
+    copy.reference(&indices, &mut copied);
+    [false, true].into_iter().find_map(|crd| {
+        let spec = DepthToSpaceSpec {
+            block,
+            crd,
+            crop: [0, 0],
+        };
+        let moved = depth_to_space::reference(&spec, &indices, 1, from.c, from.h, from.w);
+        (moved == copied).then_some(spec)
+    })
 }
 
 /// Whether `op` copies an item of `count` values to the same flat positions.
@@ -75,7 +119,6 @@ fn is_reshape(op: &LayerOp, count: u64) -> bool {
 mod tests {
     use super::super::cpu::{layer_of, max_diff, model, random};
     use super::*;
-    use crate::model::ItemShape;
 
     fn copy(spec: CopySpec, input: usize, output: usize) -> crate::model::Layer {
         layer_of(
@@ -93,11 +136,17 @@ mod tests {
         for l in &m.layers {
             let s = shapes[l.output];
             let mut out = vec![0.0; (s.c * s.h * s.w) as usize];
-            let LayerOp::Tensor(TensorOp::Copy(parts)) = &l.op else {
-                panic!("not a copy")
-            };
-            for (from, spec) in parts {
-                spec.reference(&values[l.inputs[from.unwrap()]], &mut out);
+            match &l.op {
+                LayerOp::Tensor(TensorOp::Copy(parts)) => {
+                    for (from, spec) in parts {
+                        spec.reference(&values[l.inputs[from.unwrap()]], &mut out);
+                    }
+                }
+                LayerOp::DepthToSpace(spec) => {
+                    let x = shapes[l.inputs[0]];
+                    out = depth_to_space::reference(spec, &values[l.inputs[0]], 1, x.c, x.h, x.w);
+                }
+                other => panic!("not in this test: {}", other.kind()),
             }
             values[l.output] = out;
         }
@@ -145,6 +194,12 @@ mod tests {
         let (after, dropped) = apply(m.clone());
         assert_eq!(dropped, 2);
         assert_eq!(after.layers.len(), 1);
+        let d2s = DepthToSpaceSpec {
+            block: [2, 2],
+            crd: true,
+            crop: [0, 0],
+        };
+        assert!(matches!(&after.layers[0].op, LayerOp::DepthToSpace(s) if *s == d2s));
         assert_eq!(
             (after.layers[0].inputs.as_slice(), after.layers[0].output),
             ([0].as_slice(), 3)
