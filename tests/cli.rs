@@ -190,8 +190,10 @@ fn a_file_that_is_not_a_model_is_a_clear_error() {
         .stderr(predicates::str::contains("notes.onnx").and(predicates::str::contains("ONNX")));
 }
 
-/// `--precision f16` runs an upscaler in float16; a model with ops that have no float16 kernel
-/// is refused naming the layer, and nothing is written.
+/// `--precision f16` runs an upscaler in float16, and the pixel shuffle user model (its
+/// Reshape, Transpose, Reshape run as DepthToSpace); a model with ops that have no float16
+/// kernel (the same model with its reshapes kept as general copies) is refused naming the
+/// layer, and nothing is written.
 #[test]
 fn float16_runs_or_is_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
@@ -204,8 +206,19 @@ fn float16_runs_or_is_refused_with_the_reason() {
         .success();
     let img = image::open(out.join("photo-60x44.png")).unwrap();
     assert_eq!((img.width(), img.height()), (120, 88));
+    let shuffled = dir.path().join("shuffled");
+    batchwise()
+        .args(["run", "--precision", "f16", "-m"])
+        .arg(common::fixture("user/pixel_shuffle_2x.onnx"))
+        .arg("-o")
+        .arg(&shuffled)
+        .arg(common::fixture("photo-60x44.png"))
+        .assert()
+        .success();
+    assert!(shuffled.join("photo-60x44.png").exists());
     let refused = dir.path().join("refused");
     batchwise()
+        .env("BATCHWISE_RESHAPE_COPIES", "off")
         .args(["run", "--precision", "f16", "-m"])
         .arg(common::fixture("user/pixel_shuffle_2x.onnx"))
         .arg("-o")
