@@ -19,6 +19,13 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<act>;
 @group(0) @binding(3) var<storage, read_write> dst: array<act>;
 
+// pow of a negative base is defined for whole exponents (WGSL's pow is exp2(y * log2(x))).
+fn pow_whole(x: f32, y: f32) -> f32 {
+    let m = pow(abs(x), y);
+    let odd = abs(y - 2.0 * floor(y * 0.5)) == 1.0;
+    return select(select(pow(x, y), select(m, -m, odd), y == floor(y)), m, x >= 0.0);
+}
+
 @compute @workgroup_size(16, 4, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let x = gid.x;
@@ -37,7 +44,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         case 2u: { v = va * vb; }
         case 3u: { v = va / vb; }
         case 4u: { v = select(va * vb, va, va >= 0.0); }
-        case 5u: { v = pow(va, vb); }
+        case 5u: { v = act(pow_whole(f32(va), f32(vb))); }
         case 6u: { v = max(va, vb); }
         case 7u: { v = min(va, vb); }
         default: { v = va + vb; }

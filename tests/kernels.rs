@@ -1274,6 +1274,112 @@ fn fused_elementwise_matches_reference() {
     }
 }
 
+/// Pow of negative bases by whole exponents (NAFNet's `(x - mean).pow(2)`): defined, the sign
+/// of an odd power kept, in a fused program (one, 4 and 8 values an invocation) and in the
+/// kernel of a constant operand (binary.wgsl); WGSL's pow alone is exp2(y * log2(x)), NaN for a
+/// negative x. 1e-5 relative, as `nd_binary_matches_reference` (pow is exp2 and log2 in f32).
+#[test]
+fn pow_takes_negative_bases_with_whole_exponents() {
+    use batchwise::kernels::{binary, elementwise};
+    use batchwise::model::{BinaryOp, ElementwiseProgram, ElementwiseStep, ItemShape, Operand};
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(36);
+    let n = 2u32;
+    let exponents = ItemShape { c: 3, h: 1, w: 1 };
+    // The constant shared by the items (binary.wgsl), and one per item (the fused program).
+    let e = storage(gpu, &[2.0, 3.0, -1.0]);
+    let per_item = storage(gpu, &[2.0, 3.0, -1.0, 2.0, 3.0, -1.0]);
+    for (h, w) in [(5, 7), (2, 6), (4, 6)] {
+        let out = ItemShape { c: 3, h, w };
+        let x = common::random_vec(&mut rng, (n as u64 * out.elements()) as usize, 2.0);
+        let expected: Vec<f32> = x
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v.powf([2.0, 3.0, -1.0][i / (h * w) as usize % 3]))
+            .collect();
+        assert!(expected.iter().all(|v| v.is_finite()));
+        let bx = storage(gpu, &x);
+        let program = ElementwiseProgram::new(vec![ElementwiseStep::Binary(
+            BinaryOp::Pow,
+            Operand::Input(0),
+            Operand::Input(1),
+        )]);
+        let dst = output(gpu, expected.len());
+        let inputs = [(&*bx, out), (&*per_item, exponents)];
+        let fused = elementwise::prepare(
+            Bind::new(gpu, &s.kernels, "pow"),
+            &program,
+            &inputs,
+            out,
+            &dst,
+        );
+        let dst2 = output(gpu, expected.len());
+        let constant = binary::prepare_shared(
+            Bind::new(gpu, &s.kernels, "pow"),
+            BinaryOp::Pow,
+            (&bx, out, false),
+            (&e, exponents, true),
+            &dst2,
+        );
+        for (kernel, step, dst) in [("fused", &fused, &dst), ("binary", &constant, &dst2)] {
+            let got = run_f32(gpu, step, n, dst, expected.len());
+            for (g, e) in got.iter().zip(&expected) {
+                assert!(
+                    (g - e).abs() <= 1e-5 * e.abs(),
+                    "{kernel} {h}x{w}: {g} vs {e}"
+                );
+            }
+        }
+    }
+}
+
+/// Across the channels at each pixel (`LayerOp::AcrossChannels`): every reduction over 5
+/// channels and the norm over them, on planes of 35 pixels (one an invocation) and 24 (4), two
+/// items, random inputs, against the f64 reference: 1e-5 relative plus 1e-5 absolute (sums of 5
+/// values in f32, a square root; products and exponentials relative only).
+#[test]
+fn across_channels_matches_reference() {
+    use batchwise::kernels::across_channels;
+    use batchwise::model::{AcrossChannels, ItemShape, ReduceOp};
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(54);
+    let n = 2u32;
+    let ops = ReduceOp::ALL
+        .map(AcrossChannels::Reduce)
+        .into_iter()
+        .chain([AcrossChannels::Normalize { epsilon: 1e-5 }]);
+    for (op, (h, w)) in ops.flat_map(|op| [(5, 7), (4, 6)].map(|p| (op, p))) {
+        let shape = ItemShape { c: 5, h, w };
+        assert_eq!(across_channels::per_invocation(shape) == 4, h * w % 4 == 0);
+        let input: Vec<f32> =
+            common::random_vec(&mut rng, (n as u64 * shape.elements()) as usize, 1.0)
+                .into_iter()
+                .map(|x| match op {
+                    AcrossChannels::Reduce(ReduceOp::LogSum) => x.abs() + 0.1,
+                    AcrossChannels::Reduce(ReduceOp::Prod) => 0.8 + 0.4 * x.abs(),
+                    _ => x,
+                })
+                .collect();
+        let expected = across_channels::reference(op, &input, shape, n);
+        let src = storage(gpu, &input);
+        let dst = output(gpu, expected.len());
+        let label = "across channels";
+        let step =
+            across_channels::prepare(Bind::new(gpu, &s.kernels, label), op, &src, &dst, shape);
+        let got = run_f32(gpu, &step, n, &dst, expected.len());
+        let relative = matches!(
+            op,
+            AcrossChannels::Reduce(ReduceOp::Prod | ReduceOp::LogSumExp)
+        );
+        for (g, e) in got.iter().zip(&expected) {
+            let tol = 1e-5 * e.abs() + if relative { 0.0 } else { 1e-5 };
+            assert!((g - e).abs() <= tol, "{op:?} {h}x{w}: {g} vs {e}");
+        }
+    }
+}
+
 /// Fused channel Pads (`padded_channels`): BlazeFace's `relu(y + pad(x))` with x of 5 of the
 /// output's 7 channels (also on planes of 24 pixels, 4 values an invocation), and a padded input
 /// broadcast along its rows (1 own channel of 4); and the flat kernel; against the CPU reference: one add and a ReLU per element in f32, as the
@@ -1420,7 +1526,8 @@ fn copy_channels_matches_reference() {
     let gpu = &s.engine.gpu;
     let mut rng = common::rng(35);
     // Concat's second input into channels 3..7 of 9, and a Split's slice of channels 2..5 of 7;
-    // a detector's flattened heads (8192 channels of 1x1) and a run of several dispatch rows.
+    // a detector's flattened heads (8192 channels of 1x1) and a run of several dispatch rows;
+    // planes of 30 values (one a load), 12 (4: `per_load`) and 24000 (8 on a CPU adapter).
     let copy = |src_c, src_offset, dst_c, dst_offset, count| ChannelCopy {
         src_c,
         src_offset,
@@ -1433,7 +1540,13 @@ fn copy_channels_matches_reference() {
         (copy(7, 2, 3, 0, 3), (2, 5, 6)),
         (copy(8192, 0, 14336, 6144, 8192), (3, 1, 1)),
         (copy(5, 1, 4, 1, 3), (2, 150, 160)),
+        (copy(6, 3, 5, 1, 3), (2, 3, 4)),
     ] {
+        let per = copy_channels::per_load(h * w, s.kernels.eight_a_load);
+        assert_eq!(
+            per == 4,
+            h * w == 12 || (h * w == 24000 && !s.kernels.eight_a_load)
+        );
         let plane = (h * w) as usize;
         let src_data = common::random_vec(&mut rng, (n * copy.src_c) as usize * plane, 1.0);
         let before = common::random_vec(&mut rng, (n * copy.dst_c) as usize * plane, 1.0);

@@ -842,6 +842,63 @@ fn the_image_lowering_refuses_with_the_registry_text() {
     assert!(err.contains("Slice (any step"), "{err}");
 }
 
+/// With a free input size, a reduction over the channels (axes [1], keepdims) lowers as an
+/// image layer (`AcrossChannels::Reduce`) and ReduceMean over height and width as
+/// GlobalAveragePool; any other axes, or keepdims 0, are refused with the reason.
+#[test]
+fn free_size_reductions_over_channels_or_the_map_lower_as_image_layers() {
+    use batchwise::model::{AcrossChannels, ReduceOp};
+    let reduce = |op: &str, axes: &[i64], keep: i64, input: &str, output: &str| {
+        let mut n = node(output, op, &[input], output);
+        n.attribute.push(proto::AttributeProto {
+            name: "axes".into(),
+            ints: axes.to_vec(),
+            r#type: 7,
+            ..Default::default()
+        });
+        n.attribute.push(proto::AttributeProto {
+            name: "keepdims".into(),
+            i: keep,
+            r#type: 2,
+            ..Default::default()
+        });
+        n
+    };
+    let free = [None, Some(3), None, None];
+    let bytes = graph_model(
+        vec![
+            reduce("ReduceMax", &[1], 1, "x", "m"),
+            node("s", "Sub", &["x", "m"], "d"),
+            reduce("ReduceMean", &[-1, -2], 1, "d", "y"),
+        ],
+        vec![],
+        &free,
+    );
+    let model = onnx::load(&bytes, "reductions").unwrap();
+    assert!(model.static_shapes.is_none());
+    let ops: Vec<&LayerOp> = model.layers.iter().map(|l| &l.op).collect();
+    assert!(
+        matches!(
+            ops.as_slice(),
+            [
+                LayerOp::AcrossChannels(AcrossChannels::Reduce(ReduceOp::Max)),
+                LayerOp::Binary(_),
+                LayerOp::GlobalAvgPool
+            ]
+        ),
+        "{ops:?}"
+    );
+    for (axes, keep) in [(&[2i64][..], 1), (&[1][..], 0)] {
+        let bytes = graph_model(
+            vec![reduce("ReduceSum", axes, keep, "x", "y")],
+            vec![],
+            &free,
+        );
+        let err = format!("{:#}", onnx::load(&bytes, "reduction").unwrap_err());
+        assert!(err.contains("needs fixed input dims"), "{err}");
+    }
+}
+
 /// BatchNormalization folds into the convolution before it in a fixed-shape model too (the static
 /// lowering emits it as general per-channel Mul and Add, which `passes::fold_affine` folds), and
 /// the folded model computes conv -> BatchNorm -> Softmax as the CPU references do: within 1e-5

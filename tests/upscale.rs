@@ -203,6 +203,51 @@ fn user_upscaler_built_like_the_wild_ones_matches_onnxruntime() {
     }
 }
 
+/// A user restorer built like NAFNet (layer norms over the channels written out op by op, a
+/// SimpleGate of two channel halves, a channel attention, depthwise convolutions:
+/// `tests/reference/make_user_models.py`) lowers with a free input size, its norms found
+/// (`passes::normalize_channels`; no reduction left) and their scale and shift folded into the
+/// 1x1 convolutions after them (no constant operand left), and matches onnxruntime on a batch of two: >= 100 dB, in float32 as onnxruntime
+/// computes it (sums of at most 144 products; the norms' means over 16 channels). Run on floats
+/// without tiles: the attention's mean over the whole map makes tiles differ from the image.
+#[test]
+fn user_restorer_built_like_nafnet_matches_onnxruntime() {
+    use batchwise::engine::BatchRunner;
+    use batchwise::model::{AcrossChannels, LayerOp};
+    let engine = common::engine();
+    let path = common::fixture("user/wild_restorer_1x.onnx");
+    let choice = builtin::resolve(path.to_str().unwrap(), &Default::default()).unwrap();
+    assert_eq!(choice.spec.scale, 1);
+    assert!(choice.model.static_shapes.is_none(), "free input size");
+    let ops: Vec<&LayerOp> = choice.model.layers.iter().map(|l| &l.op).collect();
+    let norm = |op: &&&LayerOp| {
+        matches!(
+            op,
+            LayerOp::AcrossChannels(AcrossChannels::Normalize { .. })
+        )
+    };
+    assert_eq!(ops.iter().filter(norm).count(), 4, "{ops:?}");
+    let reduce = |op: &&&LayerOp| matches!(op, LayerOp::AcrossChannels(AcrossChannels::Reduce(_)));
+    let constant = |op: &&&LayerOp| matches!(op, LayerOp::BinaryConst { .. });
+    assert!(
+        !ops.iter().any(|op| reduce(&op) || constant(&op)),
+        "{ops:?}"
+    );
+    let model = engine.load(choice.model.clone()).unwrap();
+    let photo = common::photo();
+    let plane = |c: usize, k: f32| photo.pixels().map(move |p| p[c] as f32 / 255.0 * k);
+    let input: Vec<f32> = [1.0, 0.5]
+        .into_iter()
+        .flat_map(|k| (0..3).flat_map(move |c| plane(c, k)))
+        .collect();
+    let runner = BatchRunner::float_input(&engine, &model, 2, 44, 60).unwrap();
+    let got = runner.run_floats(&input, 2).unwrap().remove(0);
+    let expected = common::reference("user/photo-60x44.wild_restorer_1x.f32");
+    let psnr = common::psnr(&got, &expected);
+    eprintln!("NAFNet-like user restorer: PSNR {psnr:.1} dB");
+    assert!(psnr >= 100.0, "PSNR {psnr:.1} dB < 100 dB");
+}
+
 /// Float16 activations (storage and arithmetic, `Precision::F16`) against onnxruntime's float32:
 /// the upscalers stay >= 45 dB. The measured figures are in BENCHMARKS.md.
 #[test]

@@ -6,9 +6,9 @@ use super::placement::Placement;
 use crate::gpu::{Gpu, TrackedBuffer};
 use crate::kernels::winograd_gemm::Scratch;
 use crate::kernels::{
-    Bind, Kernels, Step, binary, conv2d, copy_block, copy_channels, depth_to_space, edge_clamp,
-    elementwise, global_avg_pool, matmul, nchw_to_nhwc, nd_binary, nd_copy, normalize, pad, pool2d,
-    reduce, resize_filter, resize_nearest, softmax,
+    Bind, Kernels, Step, across_channels, binary, conv2d, copy_block, copy_channels,
+    depth_to_space, edge_clamp, elementwise, global_avg_pool, matmul, nchw_to_nhwc, nd_binary,
+    nd_copy, normalize, pad, pool2d, reduce, resize_filter, resize_nearest, softmax,
 };
 use crate::model::{
     ElementwiseProgram, ElementwiseStep, ItemShape, Layer, LayerOp, Operand, TensorOp,
@@ -181,6 +181,9 @@ pub(super) fn layer_steps(cx: &Binding, index: usize, g: &GpuLayer, l: &Layer) -
             s.h,
             s.w,
         ),
+        (_, LayerOp::AcrossChannels(op)) => {
+            across_channels::prepare(Bind::new(gpu, k, &l.name), *op, src, dst, s)
+        }
         (_, LayerOp::GlobalAvgPool) => {
             global_avg_pool::prepare(Bind::new(gpu, k, &l.name), src, dst, s.c, s.h * s.w)
         }

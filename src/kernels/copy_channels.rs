@@ -53,10 +53,16 @@ pub fn prepare(
         kernels,
         label,
     } = cx;
-    let pipeline = &kernels.copy_channels;
-    // The run of `count` channels each item copies, 64 values a workgroup, up to 1024 workgroups
+    // Planes of a multiple of `per` values copy `per` a load ([`per_load`]).
+    let per = per_load(h * w, kernels.eight_a_load);
+    let pipeline = match per {
+        1 => kernels.copy_channels.clone(),
+        _ => kernels.generated("copy_channels", &wide_source(per)),
+    };
+    let plane = h * w / per;
+    // The run of `count` channels each item copies, 64 loads a workgroup, up to 1024 workgroups
     // a row (then more rows).
-    let run = copy.count * h * w;
+    let run = copy.count * plane;
     let groups_x = run.div_ceil(64).clamp(1, MAX_GROUPS_X);
     let params = CopyChannelsParams {
         src_c: copy.src_c,
@@ -64,7 +70,7 @@ pub fn prepare(
         dst_c: copy.dst_c,
         dst_offset: copy.dst_offset,
         count: copy.count,
-        plane: h * w,
+        plane,
         row: 64 * groups_x,
         _pad: 0,
     };
@@ -72,10 +78,29 @@ pub fn prepare(
     super::step(
         gpu,
         label,
-        pipeline,
+        &pipeline,
         &params,
         &[src, dst],
         [groups_x, rows],
         1,
     )
+}
+
+/// Values a load: 8 (`vec4<u64>`, where `eight`: a CPU adapter, float32) or 4 (`vec4`) where
+/// the planes hold a multiple of that (every offset then does too), else 1. On lavapipe a load
+/// is a loop over the lanes: a SimpleGate's two halves of 32 channels of 160 x 160 copied in
+/// 10.8 ms each, one value a load.
+pub fn per_load(plane: u32, eight: bool) -> u32 {
+    match plane {
+        p if eight && p.is_multiple_of(8) => 8,
+        p if p.is_multiple_of(4) => 4,
+        _ => 1,
+    }
+}
+
+/// copy_channels.wgsl moving `per` (4 or 8) values a load: the same indices, in units of
+/// `per` values (`Params::plane` and `row` given in them).
+pub fn wide_source(per: u32) -> String {
+    let element = if per == 8 { "vec4<u64>" } else { "vec4<act>" };
+    super::shader("copy_channels.wgsl").replace("array<act>", &format!("array<{element}>"))
 }

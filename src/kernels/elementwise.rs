@@ -321,15 +321,22 @@ pub(super) fn functions() -> String {
 /// The entry point's signature: both kernels index workgroups in x and y (`flat_groups`).
 const MAIN: &str = "fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {\n";
 
-/// `BinaryOp`'s codes, as in shaders/binary.wgsl.
+/// `BinaryOp`'s codes, as in shaders/binary.wgsl; pow as there (`pow_whole`).
 const BINARY_OP: &str = "
+// pow of a negative base is defined for whole exponents (WGSL's pow is exp2(b * log2(a))).
+fn pow_whole(a: f32, b: f32) -> f32 {
+    let m = pow(abs(a), b);
+    let odd = abs(b - 2.0 * floor(b * 0.5)) == 1.0;
+    return select(select(pow(a, b), select(m, -m, odd), b == floor(b)), m, a >= 0.0);
+}
+
 fn binary_op(op: u32, a: f32, b: f32) -> f32 {
     switch op {
         case 1u: { return a - b; }
         case 2u: { return a * b; }
         case 3u: { return a / b; }
         case 4u: { return select(a * b, a, a >= 0.0); }
-        case 5u: { return pow(a, b); }
+        case 5u: { return pow_whole(a, b); }
         case 6u: { return max(a, b); }
         case 7u: { return min(a, b); }
         default: { return a + b; }
@@ -346,7 +353,9 @@ fn binary4(op: u32, a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
         case 2u: { return a * b; }
         case 3u: { return a / b; }
         case 4u: { return select(a * b, a, a >= vec4<f32>(0.0)); }
-        case 5u: { return pow(a, b); }
+        case 5u: {
+            return vec4<f32>(pow_whole(a.x, b.x), pow_whole(a.y, b.y), pow_whole(a.z, b.z), pow_whole(a.w, b.w));
+        }
         case 6u: { return max(a, b); }
         case 7u: { return min(a, b); }
         default: { return a + b; }

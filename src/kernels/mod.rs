@@ -4,6 +4,7 @@
 //! shader expects, a CPU reference used by the tests, and a `prepare` that binds buffers into a
 //! [`Step`] ready to record.
 
+pub mod across_channels;
 pub mod binary;
 pub mod conv2d;
 pub mod conv2d_narrow;
@@ -85,6 +86,10 @@ pub const SHADERS: &[(&str, &str)] = &[
     (
         "depthwise_conv2d.wgsl",
         include_str!("../../shaders/depthwise_conv2d.wgsl"),
+    ),
+    (
+        "across_channels.wgsl",
+        include_str!("../../shaders/across_channels.wgsl"),
     ),
     (
         "global_avg_pool.wgsl",

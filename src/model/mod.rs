@@ -72,6 +72,8 @@ pub enum LayerOp {
     },
     /// The mean of each channel: `[C, H, W] -> [C, 1, 1]`.
     GlobalAvgPool,
+    /// A reduction over the channels, or each pixel's channels normalized.
+    AcrossChannels(AcrossChannels),
     /// Bilinear resize.
     ResizeFilter(ResizeFilterSpec),
     Pad(PadSpec),
@@ -138,6 +140,8 @@ impl LayerOp {
             LayerOp::Concat | LayerOp::ConcatAxis(_) => "Concat",
             LayerOp::SliceChannels { .. } | LayerOp::Crop { .. } => "Slice",
             LayerOp::GlobalAvgPool => "GlobalAveragePool",
+            LayerOp::AcrossChannels(AcrossChannels::Reduce(_)) => "a reduction over channels",
+            LayerOp::AcrossChannels(AcrossChannels::Normalize { .. }) => "a norm over channels",
             LayerOp::Pad(_) => "Pad",
             LayerOp::EdgeClamp(_) => "edge clamp",
             LayerOp::Pool2d(_) => "Pool",
@@ -351,6 +355,7 @@ impl Model {
                     h: 1,
                     w: 1,
                 }),
+                LayerOp::AcrossChannels(op) => Some(op.output(input)),
                 LayerOp::SliceChannels { start, count } => {
                     (start.checked_add(*count).is_some_and(|end| end <= input.c))
                         .then_some(ItemShape { c: *count, ..input })

@@ -623,6 +623,26 @@ impl ReduceOp {
     }
 }
 
+/// An op across the channels at each pixel of an image (`LayerOp::AcrossChannels`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AcrossChannels {
+    /// The channels reduced to one: `[C, H, W] -> [1, H, W]` (ReduceMean over axis 1, ...).
+    Reduce(ReduceOp),
+    /// Each pixel's channels to mean 0 and variance 1: `(x - mean) / sqrt(var + epsilon)`, the
+    /// mean and (biased) variance over the channels (a layer norm over the channels).
+    Normalize { epsilon: f32 },
+}
+
+impl AcrossChannels {
+    /// The output's shape for an input of shape `s`.
+    pub fn output(self, s: ItemShape) -> ItemShape {
+        match self {
+            AcrossChannels::Reduce(_) => ItemShape { c: 1, ..s },
+            AcrossChannels::Normalize { .. } => s,
+        }
+    }
+}
+
 /// A reduction of a tensor of shape `dims` over `axes`; the output keeps the other axes in order
 /// (keepdims only changes the output's nominal shape, not its elements).
 #[derive(Clone, Debug, PartialEq)]

@@ -118,6 +118,9 @@ const RESIZE_FIXED: Takes = Limited(
 );
 const BINARY: Takes = Limited("a constant operand broadcasts over one [C, H, W] item");
 const REDUCE: Takes = Limited("constant axes");
+const REDUCE_FREE: Takes = Limited("over the channels (axes [1]), keepdims");
+const REDUCE_MEAN_FREE: Takes =
+    Limited("over the channels (axes [1]) or height and width (axes [2, 3]), keepdims");
 
 /// Every ONNX op type batchwise reads (the default domain), grouped by family.
 pub const OPS: &[Op] = &[
@@ -180,11 +183,11 @@ pub const OPS: &[Op] = &[
     op("Sub", F::Elementwise, BINARY, Yes),
     op("Mul", F::Elementwise, BINARY, Yes),
     op("Div", F::Elementwise, BINARY, Yes),
-    op("Pow", F::Elementwise, No, Yes),
-    op("Max", F::Elementwise, No, Yes),
-    op("Min", F::Elementwise, No, Yes),
-    op("Sum", F::Elementwise, No, Yes),
-    op("Mean", F::Elementwise, No, Yes),
+    op("Pow", F::Elementwise, BINARY, Yes),
+    op("Max", F::Elementwise, BINARY, Yes),
+    op("Min", F::Elementwise, BINARY, Yes),
+    op("Sum", F::Elementwise, BINARY, Yes),
+    op("Mean", F::Elementwise, BINARY, Yes),
     // Shapes and layouts.
     op(
         "Reshape",
@@ -285,16 +288,16 @@ pub const OPS: &[Op] = &[
     op("LogSoftmax", F::Norm, No, Yes),
     op("Hardmax", F::Norm, No, Yes),
     // Reductions.
-    op("ReduceMean", F::Reduce, No, REDUCE),
-    op("ReduceSum", F::Reduce, No, REDUCE),
-    op("ReduceMax", F::Reduce, No, REDUCE),
-    op("ReduceMin", F::Reduce, No, REDUCE),
-    op("ReduceProd", F::Reduce, No, REDUCE),
-    op("ReduceL1", F::Reduce, No, REDUCE),
-    op("ReduceL2", F::Reduce, No, REDUCE),
-    op("ReduceSumSquare", F::Reduce, No, REDUCE),
-    op("ReduceLogSum", F::Reduce, No, REDUCE),
-    op("ReduceLogSumExp", F::Reduce, No, REDUCE),
+    op("ReduceMean", F::Reduce, REDUCE_MEAN_FREE, REDUCE),
+    op("ReduceSum", F::Reduce, REDUCE_FREE, REDUCE),
+    op("ReduceMax", F::Reduce, REDUCE_FREE, REDUCE),
+    op("ReduceMin", F::Reduce, REDUCE_FREE, REDUCE),
+    op("ReduceProd", F::Reduce, REDUCE_FREE, REDUCE),
+    op("ReduceL1", F::Reduce, REDUCE_FREE, REDUCE),
+    op("ReduceL2", F::Reduce, REDUCE_FREE, REDUCE),
+    op("ReduceSumSquare", F::Reduce, REDUCE_FREE, REDUCE),
+    op("ReduceLogSum", F::Reduce, REDUCE_FREE, REDUCE),
+    op("ReduceLogSumExp", F::Reduce, REDUCE_FREE, REDUCE),
     // Matrix products.
     op("MatMul", F::MatMul, No, Yes),
     op(

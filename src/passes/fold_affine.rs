@@ -1,17 +1,97 @@
 //! Folds a per-channel scale or shift after a convolution into its weights and bias: a
 //! BatchNormalization (which importers emit as `x * k + (beta - mean * k)`), or any constant
-//! Mul / Add of one value per output channel (or one for all) after a convolution.
+//! Mul / Add of one value per output channel (or one for all) after a convolution. Only where
+//! the convolution's output feeds nothing else and the convolution has no activation yet (the
+//! fold must come before the activation).
+//!
+//! And one before a 1x1 convolution (stride 1, no padding, not grouped) that alone reads it: a
+//! layer norm's per-channel scale and shift (NAFNet's) folds into the weights that read each
+//! channel, `W (g x + b) = (W g) x + W b`. A convolution with padding or a wider kernel would
+//! read the shift where it reads padding zeros, so those stay.
 //!
 //! Both lowerings' forms are folded: `BinaryConst` (free sizes) and general tensor ops with a
 //! per-channel constant (fixed shapes).
-//!
-//! Only where the convolution's output feeds nothing else and the convolution has no
-//! activation yet (the fold must come before the activation).
 
 use crate::model::{Activation, BinaryOp, ItemShape, Layer, LayerOp, Model, TensorOp};
 
 /// Returns the model and how many constant layers were folded.
-pub fn apply(mut model: Model) -> (Model, usize) {
+pub fn apply(model: Model) -> (Model, usize) {
+    let (mut model, mut folded) = after_convs(model);
+    // A scale then a shift before a convolution fold one per sweep, the shift first.
+    loop {
+        let (m, n) = before_pointwise_convs(model);
+        (model, folded) = (m, folded + n);
+        if n == 0 {
+            return (model, folded);
+        }
+    }
+}
+
+/// One sweep folding the per-channel constants that only a 1x1 convolution reads into it.
+fn before_pointwise_convs(mut model: Model) -> (Model, usize) {
+    let mut folded = 0;
+    let mut i = 0;
+    while i < model.layers.len() {
+        let Some((c, op, values)) = pointwise_reader(&model, i) else {
+            i += 1;
+            continue;
+        };
+        let affine = model.layers.remove(i);
+        let c = c - usize::from(c > i);
+        let conv = &mut model.layers[c];
+        let in_c = values.len();
+        let out_c = conv.weights.len() / in_c;
+        if conv.bias.is_empty() {
+            conv.bias = vec![0.0; out_c];
+        }
+        // Weights are `[out_c][in_c]`.
+        for (o, row) in conv.weights.chunks_mut(in_c).enumerate() {
+            match op {
+                BinaryOp::Mul => row.iter_mut().zip(&values).for_each(|(w, k)| *w *= k),
+                _ => {
+                    let shift: f64 = row.iter().zip(&values).map(|(w, b)| (w * b) as f64).sum();
+                    conv.bias[o] += shift as f32;
+                }
+            }
+        }
+        conv.inputs[0] = affine.inputs[0];
+        folded += 1;
+    }
+    (model, folded)
+}
+
+/// For the layer at `i`: the 1x1 convolution that alone reads it and that it folds into, the op
+/// (Mul or Add) and one value per input channel of the convolution.
+fn pointwise_reader(model: &Model, i: usize) -> Option<(usize, BinaryOp, Vec<f32>)> {
+    let layer = &model.layers[i];
+    if layer.inputs.len() != 1 || model.readers(layer.output) != 1 {
+        return None;
+    }
+    let conv = model
+        .layers
+        .iter()
+        .position(|l| l.inputs.contains(&layer.output))?;
+    let LayerOp::Conv2d(spec) = &model.layers[conv].op else {
+        return None;
+    };
+    let w = model.layers[conv].weights.len();
+    if !spec.is_pointwise() || w != (spec.in_c * spec.out_c) as usize {
+        return None;
+    }
+    let bias = model.layers[conv].bias.len();
+    if bias != 0 && bias != spec.out_c as usize {
+        return None;
+    }
+    let (op, per_channel) = per_channel_constant(layer, spec.in_c)?;
+    let values = match per_channel.len() {
+        1 => vec![per_channel[0]; spec.in_c as usize],
+        _ => per_channel,
+    };
+    Some((conv, op, values))
+}
+
+/// The per-channel constants after convolutions folded into them.
+fn after_convs(mut model: Model) -> (Model, usize) {
     let mut folded = 0;
     let mut i = 0;
     while i < model.layers.len() {

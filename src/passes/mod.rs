@@ -8,28 +8,30 @@
 //!
 //! 1. [`reshape_copies`]: a Reshape (a contiguous copy) next to general copies goes: they read
 //!    its input, or write its output.
-//! 2. [`fold_affine`]: per-channel scale and shift constants after a convolution (BatchNorm)
-//!    fold into its weights and bias.
-//! 3. [`fuse_activation`]: ReLU / LeakyReLU / Clip / PRelu after a convolution run inside it.
-//! 4. [`conv_transpose_phases`]: a strided ConvTranspose becomes one dense convolution over
+//! 2. [`normalize_channels`]: a layer norm over the channels written out op by op (NAFNet's)
+//!    runs as one layer.
+//! 3. [`fold_affine`]: per-channel scale and shift constants after a convolution (BatchNorm)
+//!    fold into its weights and bias, and before a 1x1 convolution into its weights and bias.
+//! 4. [`fuse_activation`]: ReLU / LeakyReLU / Clip / PRelu after a convolution run inside it.
+//! 5. [`conv_transpose_phases`]: a strided ConvTranspose becomes one dense convolution over
 //!    every output phase, then DepthToSpace.
-//! 5. [`conv_before_resize`]: a 1x1 convolution without activation after a bilinear or nearest
+//! 6. [`conv_before_resize`]: a 1x1 convolution without activation after a bilinear or nearest
 //!    Resize runs before it, on the small input (the two commute).
-//! 6. [`pool_of_sum`]: a GlobalAveragePool of a sum pools each term (a Resize that keeps the
+//! 7. [`pool_of_sum`]: a GlobalAveragePool of a sum pools each term (a Resize that keeps the
 //!    mean from its input) and adds the two pooled values.
-//! 7. [`fuse_residual`]: an Add after a convolution runs inside it (with the channel Pad
+//! 8. [`fuse_residual`]: an Add after a convolution runs inside it (with the channel Pad
 //!    of its other operand where the convolution is a 1x1; a depthwise one only its own input).
-//! 8. [`fuse_elementwise`]: trees of elementwise layers run as one generated kernel.
-//! 9. [`fuse_pad`]: a Pad that appends zero channels, read by an elementwise layer, is read
-//!    through it (0 past the input's channels) instead of stored.
-//! 10. [`concat_alias`]: a Concat of one input is that input.
-//! 11. [`upsample_phases`]: a convolution over a nearest upsample by whole factors becomes one
+//! 9. [`fuse_elementwise`]: trees of elementwise layers run as one generated kernel.
+//! 10. [`fuse_pad`]: a Pad that appends zero channels, read by an elementwise layer, is read
+//!     through it (0 past the input's channels) instead of stored.
+//! 11. [`concat_alias`]: a Concat of one input is that input.
+//! 12. [`upsample_phases`]: a convolution over a nearest upsample by whole factors becomes one
 //!     dense convolution of the small input over every output phase, then DepthToSpace.
-//! 12. [`fuse_upsample`]: a nearest upsample by whole factors read only by convolutions (those
+//! 13. [`fuse_upsample`]: a nearest upsample by whole factors read only by convolutions (those
 //!     `upsample_phases` left) runs inside them (each reads the small input at `(y / f, x / f)`).
-//! 13. [`fuse_conv_input`]: an elementwise layer read only by a 1x1 convolution is computed by
+//! 14. [`fuse_conv_input`]: an elementwise layer read only by a 1x1 convolution is computed by
 //!     the convolution's kernel as it loads its input (squeeze-and-excitation's scales).
-//! 14. [`prune`]: layers that feed no output are dropped.
+//! 15. [`prune`]: layers that feed no output are dropped.
 
 pub mod concat_alias;
 pub mod conv_before_resize;
@@ -41,6 +43,7 @@ pub mod fuse_elementwise;
 pub mod fuse_pad;
 pub mod fuse_residual;
 pub mod fuse_upsample;
+pub mod normalize_channels;
 pub mod pool_of_sum;
 pub mod prune;
 pub mod reshape_copies;
@@ -53,6 +56,8 @@ use crate::model::Model;
 pub struct PassCounts {
     /// Reshapes between general copies dropped.
     pub reshape_copies: usize,
+    /// Layer norms over the channels written out op by op, run as one layer.
+    pub channel_norms: usize,
     pub folded_affine: usize,
     pub fused_activations: usize,
     pub phase_rewrites: usize,
@@ -79,6 +84,7 @@ pub struct PassCounts {
 pub fn run(mut model: Model) -> (Model, PassCounts) {
     model = prune::apply(model);
     let (model, reshape_copies) = reshape_copies::apply(model);
+    let (model, channel_norms) = normalize_channels::apply(model);
     let (model, folded_affine) = fold_affine::apply(model);
     let (model, fused_activations) = fuse_activation::apply(model);
     let (model, phase_rewrites) = conv_transpose_phases::apply(model);
@@ -96,6 +102,7 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
         model,
         PassCounts {
             reshape_copies,
+            channel_norms,
             folded_affine,
             fused_activations,
             phase_rewrites,
@@ -112,219 +119,8 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
     )
 }
 
-/// A CPU interpreter of the image IR's ops the passes rewrite (the kernels' CPU references), so
-/// that each pass is tested as "same function before and after" on random inputs.
 #[cfg(test)]
-pub(crate) mod cpu {
-    use crate::kernels::{
-        binary, conv_transpose2d, conv2d, depth_to_space, elementwise, resize_nearest,
-    };
-    use crate::model::{ItemShape, Layer, LayerOp, Model, Residual, ValueId};
-
-    /// Runs `model` on one item `[C, h, w]`; returns the output.
-    pub fn run(model: &Model, input: &[f32], h: u32, w: u32) -> Vec<f32> {
-        let shapes = model.shapes(h, w).expect("shapes");
-        let mut values: Vec<Vec<f32>> = vec![Vec::new(); model.value_count];
-        values[0] = input.to_vec();
-        for l in &model.layers {
-            let s = shapes[l.inputs[0]];
-            let out = match &l.op {
-                LayerOp::Elementwise(program) => {
-                    let inputs: Vec<(&[f32], ItemShape)> = l
-                        .inputs
-                        .iter()
-                        .map(|&v| (&values[v][..], shapes[v]))
-                        .collect();
-                    elementwise::reference(program, &inputs, shapes[l.output], 1)
-                }
-                LayerOp::Binary(op) => {
-                    let (a, b) = (l.inputs[0], l.inputs[1]);
-                    binary::reference(*op, &values[a], shapes[a], &values[b], shapes[b], 1)
-                }
-                // One item: its channels one after another.
-                LayerOp::Concat => l.inputs.iter().flat_map(|&v| values[v].clone()).collect(),
-                LayerOp::Conv2dProgram {
-                    spec,
-                    program,
-                    residual,
-                } => {
-                    let n = l.inputs.len() - usize::from(residual.is_some());
-                    let inputs: Vec<(&[f32], ItemShape)> = l.inputs[..n]
-                        .iter()
-                        .map(|&v| (&values[v][..], shapes[v]))
-                        .collect();
-                    let x = inputs.iter().fold(inputs[0].1, |x, (_, s)| ItemShape {
-                        c: x.c.max(s.c),
-                        h: x.h.max(s.h),
-                        w: x.w.max(s.w),
-                    });
-                    let xs = elementwise::reference(program, &inputs, x, 1);
-                    let op = match residual {
-                        Some(r) => LayerOp::Conv2dResidual {
-                            spec: spec.clone(),
-                            residual: *r,
-                        },
-                        None => LayerOp::Conv2d(spec.clone()),
-                    };
-                    let conv = Layer {
-                        op,
-                        inputs: [&[l.output][..], &l.inputs[n..]].concat(),
-                        ..l.clone()
-                    };
-                    let mut with_x = values.clone();
-                    with_x[l.output] = xs;
-                    layer(&conv, &with_x, x, shapes[l.output])
-                }
-                _ => layer(l, &values, s, shapes[l.output]),
-            };
-            values[l.output] = out;
-        }
-        values[model.output].clone()
-    }
-
-    fn layer(l: &Layer, values: &[Vec<f32>], s: ItemShape, out: ItemShape) -> Vec<f32> {
-        let x = &values[l.inputs[0]];
-        match &l.op {
-            LayerOp::Conv2d(spec) => conv2d::reference(spec, x, 1, s.h, s.w, &l.weights, &l.bias),
-            LayerOp::ResizeNearest(f) => resize_nearest::reference(x, s.c, s.h, s.w, *f),
-            LayerOp::ResizeFilter(spec) => {
-                crate::kernels::resize_filter::reference(spec, x, s.c, s.h, s.w)
-            }
-            LayerOp::Conv2dUpsampled { spec, factor } => {
-                let up = resize_nearest::reference(x, s.c, s.h, s.w, *factor);
-                let (h, w) = (s.h * factor[0], s.w * factor[1]);
-                conv2d::reference(spec, &up, 1, h, w, &l.weights, &l.bias)
-            }
-            LayerOp::Conv2dResidual { spec, residual } => {
-                let plain = crate::model::Conv2dSpec {
-                    activation: crate::model::Activation::None,
-                    ..spec.clone()
-                };
-                let y = conv2d::reference(&plain, x, 1, s.h, s.w, &l.weights, &l.bias);
-                // A residual of fewer channels than the output adds 0 past them.
-                let skip = &values[l.inputs[1]];
-                let plane = (out.h * out.w) as usize;
-                y.iter()
-                    .enumerate()
-                    .map(|(i, &y)| {
-                        let k = skip.get(i).copied().unwrap_or(0.0);
-                        let c = i / plane;
-                        match residual {
-                            Residual::BeforeActivation => spec.activation.apply(y + k, c),
-                            Residual::AfterActivation => spec.activation.apply(y, c) + k,
-                        }
-                    })
-                    .collect()
-            }
-            LayerOp::ConvTranspose2d(spec) => {
-                conv_transpose2d::reference(spec, x, 1, s.h, s.w, &l.weights, &l.bias)
-            }
-            LayerOp::DepthToSpace(spec) => depth_to_space::reference(spec, x, 1, s.c, s.h, s.w),
-            LayerOp::Unary(op) => x.iter().map(|&v| op.apply(v)).collect(),
-            LayerOp::Binary(op) => {
-                let y = &values[l.inputs[1]];
-                x.iter().zip(y).map(|(&a, &b)| op.apply(a, b)).collect()
-            }
-            LayerOp::BinaryConst {
-                op,
-                constant,
-                constant_first,
-            } => {
-                let at = |i: usize| {
-                    let (c, rest) = (i / (s.h * s.w) as usize, i % (s.h * s.w) as usize);
-                    let (y, xx) = (rest / s.w as usize, rest % s.w as usize);
-                    let pick = |d: u32, v: usize| if d == 1 { 0 } else { v };
-                    (pick(constant.c, c) * constant.h as usize + pick(constant.h, y))
-                        * constant.w as usize
-                        + pick(constant.w, xx)
-                };
-                x.iter()
-                    .enumerate()
-                    .map(|(i, &v)| {
-                        let k = l.weights[at(i)];
-                        if *constant_first {
-                            op.apply(k, v)
-                        } else {
-                            op.apply(v, k)
-                        }
-                    })
-                    .collect()
-            }
-            LayerOp::Pad(spec) => crate::kernels::pad::reference(spec, x, 1, s),
-            LayerOp::GlobalAvgPool => x
-                .chunks((s.h * s.w) as usize)
-                .map(|plane| plane.iter().sum::<f32>() / plane.len() as f32)
-                .collect(),
-            other => panic!("the pass tests do not run {}", other.kind()),
-        }
-    }
-
-    /// A model over `layers` with value 0 the input of `input_channels` and `output` its result.
-    pub fn model(input_channels: u32, layers: Vec<Layer>, output: ValueId) -> Model {
-        let value_count = layers.iter().map(|l| l.output + 1).max().unwrap_or(1);
-        Model {
-            name: "test".into(),
-            input_name: "x".into(),
-            output_name: "y".into(),
-            input_channels,
-            output_channels: 0,
-            layers,
-            output,
-            extra_outputs: Vec::new(),
-            image_outputs: Vec::new(),
-            value_count,
-            opset: 17,
-            static_shapes: None,
-            nhwc_input: false,
-            image_output: false,
-        }
-    }
-
-    /// A Pad appending `channels` zero channels (BlazeFace's skip connections).
-    pub fn channel_pad(channels: u32) -> LayerOp {
-        LayerOp::Pad(crate::model::PadSpec {
-            channels: [0, channels],
-            height: [0, 0],
-            width: [0, 0],
-            mode: crate::model::PadMode::Constant,
-            value: 0.0,
-        })
-    }
-
-    pub fn layer_of(op: LayerOp, inputs: Vec<ValueId>, output: ValueId) -> Layer {
-        Layer {
-            name: format!("v{output}"),
-            op,
-            inputs,
-            output,
-            weights: Vec::new(),
-            bias: Vec::new(),
-        }
-    }
-
-    /// Deterministic values in [-1, 1) (a small LCG: no test depends on a seed's luck).
-    pub fn random(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (0..len)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
-
-    pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-        assert_eq!(a.len(), b.len());
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max)
-    }
-}
+pub(crate) mod cpu;
 
 #[cfg(test)]
 mod tests {
@@ -411,6 +207,30 @@ mod tests {
         shared.output = 4;
         shared.value_count = 5;
         assert_eq!(super::fold_affine::apply(shared).1, 0);
+    }
+
+    /// A layer norm's scale and shift (per channel) before a 1x1 convolution fold into it: the
+    /// same function within float32 rounding of a 4-term sum (1e-5); before a 3x3 convolution
+    /// with padding, which reads zeros at the border where the shift would be, they stay.
+    #[test]
+    fn fold_affine_folds_scale_and_shift_into_a_pointwise_convolution_after_them() {
+        let layers = |k| {
+            vec![
+                per_channel(BinaryOp::Mul, 4, 0, 1, 5),
+                per_channel(BinaryOp::Add, 4, 1, 2, 6),
+                conv_layer(&conv(4, 6, k), 2, 3, 7),
+            ]
+        };
+        let m = model(4, layers(1), 3);
+        let (folded, n) = super::fold_affine::apply(m.clone());
+        assert_eq!(n, 2);
+        assert_eq!(folded.layers.len(), 1);
+        assert!(
+            same_function(&m, &folded) < 1e-5,
+            "{}",
+            same_function(&m, &folded)
+        );
+        assert_eq!(super::fold_affine::apply(model(4, layers(3), 3)).1, 0);
     }
 
     /// ReLU, Clip and per-channel PRelu run inside the convolution; an activation after a

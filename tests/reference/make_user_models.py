@@ -15,6 +15,16 @@ concatenation of everything before it in the block; a 1x1 convolution closes the
 Free input size: batchwise lowers it once for every tile size. Its reference is the same photo
 with 8 px of context, planar float32 [3, 176, 240].
 
+`wild_restorer_1x.onnx`: a 1x restorer built the way NAFNet (a popular denoise / deblur model)
+exports: two blocks of a layer norm over the channels written out op by op (ReduceMean, Sub,
+Pow, ReduceMean, Add, Sqrt, Div, then a per-channel scale and shift), a 1x1 convolution to twice
+the channels, a depthwise 3x3, a SimpleGate (Split in two halves, Mul), a channel attention
+(GlobalAveragePool, 1x1, Mul), a 1x1, a per-channel scale added back; then the same norm, 1x1,
+gate and 1x1 as a feed-forward half; a last 3x3 to 3 channels added to the input. Free input
+size. Its reference is onnxruntime's output for a batch of two: the photo and the photo at half
+brightness, planar float32 [2, 3, 44, 60] (no tiling: the channel attention's mean over the
+whole map makes tiles differ).
+
 Run from the repository root (needs `pip install onnx onnxruntime numpy pillow`):
     python3 tests/reference/make_user_models.py
 """
@@ -130,6 +140,84 @@ def wild_upscaler_model():
     return model
 
 
+def restorer_model():
+    rng = np.random.default_rng(13)
+    inits, nodes = [], []
+    n = helper.make_node
+    count = [0]
+
+    def name(s):
+        count[0] += 1
+        return f"{s}{count[0]}"
+
+    def const(v, dtype=np.float32):
+        nm = name("k")
+        inits.append(numpy_helper.from_array(np.asarray(v, dtype), nm))
+        return nm
+
+    def op(t, ins, **kw):
+        nm = name(t.lower())
+        nodes.append(n(t, ins, [nm], **kw))
+        return nm
+
+    def conv(x, cin, cout, k, group=1, gain=1.0):
+        nm = name("conv")
+        fan_in = cin // group * k * k
+        w = gain * rng.normal(0, (2.0 / fan_in) ** 0.5, (cout, cin // group, k, k))
+        b = rng.uniform(-0.05, 0.05, (cout,))
+        nodes.append(n("Conv", [x, const(w), const(b)], [nm], pads=[k // 2] * 4, group=group))
+        return nm
+
+    def layer_norm(x, c):
+        mu = op("ReduceMean", [x], axes=[1], keepdims=1)
+        d = op("Sub", [x, mu])
+        var = op("ReduceMean", [op("Pow", [d, const(2.0)])], axes=[1], keepdims=1)
+        y = op("Div", [d, op("Sqrt", [op("Add", [var, const(1e-6)])])])
+        g = const(rng.uniform(0.5, 1.5, (1, c, 1, 1)))
+        return op("Add", [op("Mul", [y, g]), const(rng.uniform(-0.2, 0.2, (1, c, 1, 1)))])
+
+    def gate(x, c):
+        a, b = name("a"), name("b")
+        nodes.append(n("Split", [x, const([c, c], np.int64)], [a, b], axis=1))
+        return op("Mul", [a, b])
+
+    def block(x, c):
+        y = conv(layer_norm(x, c), c, 2 * c, 1)
+        y = gate(conv(y, 2 * c, 2 * c, 3, group=2 * c), c)
+        y = op("Mul", [y, conv(op("GlobalAveragePool", [y]), c, c, 1)])
+        beta = const(rng.uniform(0.1, 0.5, (1, c, 1, 1)))
+        x = op("Add", [x, op("Mul", [conv(y, c, c, 1), beta])])
+        y = conv(gate(conv(layer_norm(x, c), c, 2 * c, 1), c), c, c, 1)
+        gamma = const(rng.uniform(0.1, 0.5, (1, c, 1, 1)))
+        return op("Add", [x, op("Mul", [y, gamma])])
+
+    x = conv("x", 3, 16, 3)
+    for _ in range(2):
+        x = block(x, 16)
+    nodes.append(n("Add", [conv(x, 16, 3, 3, gain=0.1), "x"], ["out"]))
+    graph = helper.make_graph(
+        nodes,
+        "wild_restorer_1x",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def batch_reference(model, name):
+    rgb = np.asarray(Image.open(ROOT / "tests/fixtures/photo-60x44.png").convert("RGB"), np.float32)
+    x = (rgb / 255.0).transpose(2, 0, 1)[None]
+    x = np.concatenate([x, x * 0.5]).astype(np.float32)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    y = sess.run(None, {"x": x})[0]
+    y.astype("<f4").tofile(OUT / name)
+    print(name, y.shape)
+
+
 def reference(model, context, scale, name):
     rgb = np.asarray(Image.open(ROOT / "tests/fixtures/photo-60x44.png").convert("RGB"), np.float32)
     padded = np.pad(rgb / 255.0, ((context, context), (context, context), (0, 0)), mode="edge")
@@ -150,6 +238,9 @@ def main():
     wild = wild_upscaler_model()
     onnx.save(wild, OUT / "wild_upscaler_4x.onnx")
     reference(wild, 8, 4, "photo-60x44.wild_upscaler_4x.f32")
+    restorer = restorer_model()
+    onnx.save(restorer, OUT / "wild_restorer_1x.onnx")
+    batch_reference(restorer, "photo-60x44.wild_restorer_1x.f32")
 
 
 if __name__ == "__main__":
