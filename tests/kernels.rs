@@ -1380,6 +1380,55 @@ fn across_channels_matches_reference() {
     }
 }
 
+/// Fused channel slices (`channel_slices`): a SimpleGate, the first 3 channels of a 6-channel
+/// map times the last 3, read in place, on planes of 35 (one value an invocation), 12 (4) and
+/// 24 (8 on a CPU adapter), two items; against products computed here: exact (one product per
+/// element, on both sides in f32).
+#[test]
+fn fused_elementwise_reads_channel_slices_in_place() {
+    use batchwise::kernels::elementwise;
+    use batchwise::model::{BinaryOp, ElementwiseProgram, ElementwiseStep, ItemShape, Operand};
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(38);
+    let n = 2usize;
+    for (h, w) in [(5u32, 7u32), (3, 4), (4, 6)] {
+        let plane = (h * w) as usize;
+        let (stored, out) = (ItemShape { c: 6, h, w }, ItemShape { c: 3, h, w });
+        let x = common::random_vec(&mut rng, n * 6 * plane, 1.0);
+        let expected: Vec<f32> = (0..n * 3 * plane)
+            .map(|i| {
+                let (item, rest) = (i / (3 * plane), i % (3 * plane));
+                let at = item * 6 * plane + rest;
+                x[at] * x[at + 3 * plane]
+            })
+            .collect();
+        let mut program = ElementwiseProgram::new(vec![ElementwiseStep::Binary(
+            BinaryOp::Mul,
+            Operand::Input(0),
+            Operand::Input(1),
+        )]);
+        program.channel_slices = vec![(0, 3), (3, 3)];
+        let bx = storage(gpu, &x);
+        let dst = output(gpu, expected.len());
+        let inputs = [(&*bx, stored), (&*bx, stored)];
+        let step = elementwise::prepare(
+            Bind::new(gpu, &s.kernels, "gate"),
+            &program,
+            &inputs,
+            out,
+            &dst,
+        );
+        let got = run_f32(gpu, &step, n as u32, &dst, expected.len());
+        assert_eq!(got, expected, "{h}x{w}");
+        let refs = [(&x[..], stored), (&x[..], stored)];
+        assert_eq!(
+            elementwise::reference(&program, &refs, out, n as u32),
+            expected
+        );
+    }
+}
+
 /// Fused channel Pads (`padded_channels`): BlazeFace's `relu(y + pad(x))` with x of 5 of the
 /// output's 7 channels (also on planes of 24 pixels, 4 values an invocation), and a padded input
 /// broadcast along its rows (1 own channel of 4); and the flat kernel; against the CPU reference: one add and a ReLU per element in f32, as the
@@ -1438,6 +1487,7 @@ fn fused_elementwise_reads_padded_channels_as_zeros() {
                 ElementwiseStep::Unary(relu, st(0)),
             ],
             padded_channels: padded.clone(),
+            channel_slices: Vec::new(),
         };
         let data: Vec<Vec<f32>> = shapes
             .iter()

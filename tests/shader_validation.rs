@@ -293,6 +293,7 @@ fn generated_elementwise_kernels_validate() {
         let padded = ElementwiseProgram {
             steps,
             padded_channels,
+            channel_slices: Vec::new(),
         };
         // Planes of 40 pixels (8 values an invocation where asked), of 20 (4) and of 15 (one).
         for h in [8, 4, 3] {

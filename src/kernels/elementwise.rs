@@ -241,9 +241,11 @@ fn plane_start(per: &str) -> String {
 /// fused channel Pad: past its own channels the input reads 0).
 fn plane_base(program: &ElementwiseProgram, k: usize, shape: &ItemShape) -> (Option<u32>, String) {
     let own = (program.padded(k) > 0).then_some(shape.c);
-    let channel = match own {
-        Some(own) => format!("min(c, {}u)", own - 1),
-        None => "c".into(),
+    let channel = match (own, program.slice(k)) {
+        (Some(own), _) => format!("min(c, {}u)", own - 1),
+        // A slice is read as the output's shape (`Model::shapes` checks), from its start.
+        (None, Some((start, _))) => format!("(c + {start}u)"),
+        (None, None) => "c".into(),
     };
     (
         own,
@@ -390,7 +392,9 @@ pub fn reference(
                 for x in 0..out.w {
                     let at = [i, c, y, x];
                     for (k, (data, shape)) in inputs.iter().enumerate() {
-                        let index: u32 = at.iter().zip(strides[k]).map(|(p, s)| p * s).sum();
+                        let start = program.slice(k).map_or(0, |(start, _)| start);
+                        let index: u32 = at.iter().zip(strides[k]).map(|(p, s)| p * s).sum::<u32>()
+                            + start * strides[k][1];
                         let padding = program.padded(k) > 0 && c >= shape.c;
                         values[k] = if padding { 0.0 } else { data[index as usize] };
                     }

@@ -25,6 +25,10 @@ pub struct ElementwiseProgram {
     /// Per input, zero channels after its own (a channel Pad fused in by `passes::fuse_pad`):
     /// the input reads as `[C + padded, H, W]`, 0 past its channels. Missing entries are 0.
     pub padded_channels: Vec<u32>,
+    /// Per input, the channels the program reads, `(start, count)` (a channel slice fused in by
+    /// `passes::fuse_slice`, a Split's half): the input is stored with more channels. Missing
+    /// entries, and a count of 0, read every channel.
+    pub channel_slices: Vec<(u32, u32)>,
 }
 
 impl ElementwiseProgram {
@@ -37,6 +41,7 @@ impl ElementwiseProgram {
         Self {
             steps,
             padded_channels: Vec::new(),
+            channel_slices: Vec::new(),
         }
     }
 
@@ -45,12 +50,38 @@ impl ElementwiseProgram {
         self.padded_channels.get(k).copied().unwrap_or(0)
     }
 
-    /// Input `k` of shape `s` as the program reads it (its padded channels added).
+    /// The channels of input `k` the program reads, `(start, count)`, where it reads a slice.
+    pub fn slice(&self, k: usize) -> Option<(u32, u32)> {
+        self.channel_slices.get(k).copied().filter(|&(_, n)| n > 0)
+    }
+
+    /// Whether every input is read as it is stored (none padded, none sliced).
+    pub fn reads_as_stored(&self) -> bool {
+        self.padded_channels.iter().all(|&c| c == 0)
+            && self.channel_slices.iter().all(|&(_, n)| n == 0)
+    }
+
+    /// Input `k` of shape `s` as the program reads it (its padded channels added, or its slice).
     pub fn read_shape(&self, k: usize, s: ItemShape) -> ItemShape {
-        ItemShape {
-            c: s.c + self.padded(k),
-            ..s
-        }
+        let c = match self.slice(k) {
+            Some((_, count)) => count,
+            None => s.c + self.padded(k),
+        };
+        ItemShape { c, ..s }
+    }
+
+    /// The output's shape for inputs stored as `inputs`: theirs as read, broadcast; None where
+    /// they do not broadcast, or a slice lies past its input's channels or is not read as the
+    /// output's shape (what the kernel takes).
+    pub fn output_shape(&self, inputs: &[ItemShape]) -> Option<ItemShape> {
+        let read = |k: usize| self.read_shape(k, inputs[k]);
+        let out = (1..inputs.len()).try_fold(read(0), |out, k| super::broadcast(out, read(k)))?;
+        let sliced = |k: usize, (start, count): (u32, u32)| {
+            start.checked_add(count).is_some_and(|end| end <= inputs[k].c) && read(k) == out
+        };
+        (0..inputs.len())
+            .all(|k| self.slice(k).is_none_or(|s| sliced(k, s)))
+            .then_some(out)
     }
 
     /// CPU reference: the output for one element, given each input's value there.

@@ -312,10 +312,7 @@ impl Model {
                     w: input.w * sw,
                 }),
                 LayerOp::Binary(_) => inputs.iter().try_fold(input, |out, &s| broadcast(out, s)),
-                LayerOp::Elementwise(program) => {
-                    let read = |k: usize| program.read_shape(k, inputs[k]);
-                    (0..inputs.len()).try_fold(read(0), |out, k| broadcast(out, read(k)))
-                }
+                LayerOp::Elementwise(program) => program.output_shape(&inputs),
                 LayerOp::BinaryConst { constant, .. } => broadcast(input, *constant),
                 LayerOp::Unary(_) => Some(input),
                 LayerOp::EdgeClamp(spec) => {

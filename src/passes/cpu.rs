@@ -141,6 +141,10 @@ fn layer(l: &Layer, values: &[Vec<f32>], s: ItemShape, out: ItemShape) -> Vec<f3
             .map(|plane| plane.iter().sum::<f32>() / plane.len() as f32)
             .collect(),
         LayerOp::AcrossChannels(op) => crate::kernels::across_channels::reference(*op, x, s, 1),
+        LayerOp::SliceChannels { start, count } => {
+            let plane = (s.h * s.w) as usize;
+            x[*start as usize * plane..(start + count) as usize * plane].to_vec()
+        }
         other => panic!("the pass tests do not run {}", other.kind()),
     }
 }

@@ -100,7 +100,7 @@ fn whole_first(
 /// elementwise op as a program of one step.
 fn program_of(op: &LayerOp) -> Option<ElementwiseProgram> {
     match op {
-        LayerOp::Elementwise(p) if p.padded_channels.iter().all(|&c| c == 0) => Some(p.clone()),
+        LayerOp::Elementwise(p) if p.reads_as_stored() => Some(p.clone()),
         LayerOp::Binary(op) => Some(ElementwiseProgram::new(vec![ElementwiseStep::Binary(
             *op,
             Operand::Input(0),

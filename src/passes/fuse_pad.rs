@@ -24,15 +24,7 @@ pub fn apply(mut model: Model) -> (Model, usize) {
         };
         let at = if p < i { i - 1 } else { i };
         let layer = &mut model.layers[at];
-        let mut program = match &layer.op {
-            LayerOp::Elementwise(program) => program.clone(),
-            LayerOp::Binary(op) => ElementwiseProgram::new(vec![ElementwiseStep::Binary(
-                *op,
-                Operand::Input(0),
-                Operand::Input(1),
-            )]),
-            _ => unreachable!("candidate() checked for an elementwise layer"),
-        };
+        let mut program = program_of(&layer.op);
         program.padded_channels.resize(layer.inputs.len(), 0);
         program.padded_channels[k] = spec.channels[1];
         layer.op = LayerOp::Elementwise(program);
@@ -43,6 +35,19 @@ pub fn apply(mut model: Model) -> (Model, usize) {
         i = at;
     }
     (model, fused)
+}
+
+/// The program an elementwise layer runs: its own, or a lone Binary layer's step.
+pub(super) fn program_of(op: &LayerOp) -> ElementwiseProgram {
+    match op {
+        LayerOp::Elementwise(program) => program.clone(),
+        LayerOp::Binary(op) => ElementwiseProgram::new(vec![ElementwiseStep::Binary(
+            *op,
+            Operand::Input(0),
+            Operand::Input(1),
+        )]),
+        _ => unreachable!("candidate() checked for an elementwise layer"),
+    }
 }
 
 /// For the elementwise layer `i`: the input (its index) that a fusable Pad computes, and that

@@ -24,14 +24,16 @@
 //! 9. [`fuse_elementwise`]: trees of elementwise layers run as one generated kernel.
 //! 10. [`fuse_pad`]: a Pad that appends zero channels, read by an elementwise layer, is read
 //!     through it (0 past the input's channels) instead of stored.
-//! 11. [`concat_alias`]: a Concat of one input is that input.
-//! 12. [`upsample_phases`]: a convolution over a nearest upsample by whole factors becomes one
+//! 11. [`fuse_slice`]: a channel slice (a Split's half) read by an elementwise layer is read in
+//!     place from its input's channels instead of copied.
+//! 12. [`concat_alias`]: a Concat of one input is that input.
+//! 13. [`upsample_phases`]: a convolution over a nearest upsample by whole factors becomes one
 //!     dense convolution of the small input over every output phase, then DepthToSpace.
-//! 13. [`fuse_upsample`]: a nearest upsample by whole factors read only by convolutions (those
+//! 14. [`fuse_upsample`]: a nearest upsample by whole factors read only by convolutions (those
 //!     `upsample_phases` left) runs inside them (each reads the small input at `(y / f, x / f)`).
-//! 14. [`fuse_conv_input`]: an elementwise layer read only by a 1x1 convolution is computed by
+//! 15. [`fuse_conv_input`]: an elementwise layer read only by a 1x1 convolution is computed by
 //!     the convolution's kernel as it loads its input (squeeze-and-excitation's scales).
-//! 15. [`prune`]: layers that feed no output are dropped.
+//! 16. [`prune`]: layers that feed no output are dropped.
 
 pub mod concat_alias;
 pub mod conv_before_resize;
@@ -42,6 +44,7 @@ pub mod fuse_conv_input;
 pub mod fuse_elementwise;
 pub mod fuse_pad;
 pub mod fuse_residual;
+pub mod fuse_slice;
 pub mod fuse_upsample;
 pub mod normalize_channels;
 pub mod pool_of_sum;
@@ -70,6 +73,8 @@ pub struct PassCounts {
     pub fused_elementwise: usize,
     /// Channel Pads read through by the elementwise layer after them.
     pub fused_pads: usize,
+    /// Channel slices read in place by the elementwise layer after them.
+    pub fused_slices: usize,
     /// Concats of one input replaced by it.
     pub aliased_concats: usize,
     /// Convolutions over a nearest upsample computed as phases of the small input.
@@ -93,6 +98,7 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
     let (model, fused_residuals) = fuse_residual::apply(model);
     let (model, fused_elementwise) = fuse_elementwise::apply(model);
     let (model, fused_pads) = fuse_pad::apply(model);
+    let (model, fused_slices) = fuse_slice::apply(model);
     let (model, aliased_concats) = concat_alias::apply(model);
     let (model, upsample_phases) = upsample_phases::apply(model);
     let (model, fused_upsamples) = fuse_upsample::apply(model);
@@ -111,6 +117,7 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
             fused_residuals,
             fused_elementwise,
             fused_pads,
+            fused_slices,
             aliased_concats,
             upsample_phases,
             fused_upsamples,
