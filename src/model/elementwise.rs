@@ -77,7 +77,10 @@ impl ElementwiseProgram {
         let read = |k: usize| self.read_shape(k, inputs[k]);
         let out = (1..inputs.len()).try_fold(read(0), |out, k| super::broadcast(out, read(k)))?;
         let sliced = |k: usize, (start, count): (u32, u32)| {
-            start.checked_add(count).is_some_and(|end| end <= inputs[k].c) && read(k) == out
+            start
+                .checked_add(count)
+                .is_some_and(|end| end <= inputs[k].c)
+                && read(k) == out
         };
         (0..inputs.len())
             .all(|k| self.slice(k).is_none_or(|s| sliced(k, s)))
