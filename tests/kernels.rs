@@ -407,6 +407,39 @@ fn run_f32(gpu: &Gpu, step: &Step, items: u32, out: &wgpu::Buffer, len: usize) -
     bytemuck::pod_collect_to_vec(&run(gpu, step, items, out, len))
 }
 
+/// SpaceToDepth (a patch convolution's input) moves values: exact, on the scalar kernel (sides
+/// off the vec4 grid, rows and columns past a whole block dropped) and the wide one (blocks 2
+/// and 4 wide), two items.
+#[test]
+fn space_to_depth_matches_reference() {
+    use batchwise::kernels::space_to_depth;
+    use batchwise::model::ItemShape;
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(39);
+    let n = 2u32;
+    for (c, h, w, block, wide) in [
+        (3, 19, 26, [4, 4], false),
+        (16, 20, 16, [2, 2], true),
+        (5, 12, 32, [2, 4], true),
+        (2, 8, 24, [4, 4], false),
+    ] {
+        let shape = ItemShape { c, h, w };
+        assert_eq!(space_to_depth::wide(shape, block), wide);
+        let x = common::random_vec(&mut rng, (n as u64 * shape.elements()) as usize, 1.0);
+        let expected = space_to_depth::reference(&x, n, shape, block);
+        let src = storage(gpu, &x);
+        let dst = output(gpu, expected.len());
+        let step =
+            space_to_depth::prepare(Bind::new(gpu, &s.kernels, "s2d"), block, &src, &dst, shape);
+        assert_eq!(
+            run_f32(gpu, &step, n, &dst, expected.len()),
+            expected,
+            "{shape:?} {block:?}"
+        );
+    }
+}
+
 /// Data movement is exact: these kernels copy values.
 #[test]
 fn depth_to_space_matches_reference() {

@@ -9,6 +9,7 @@ use crate::kernels::{
     Bind, Kernels, Step, across_channels, binary, conv2d, copy_block, copy_channels,
     depth_to_space, edge_clamp, elementwise, global_avg_pool, matmul, nchw_to_nhwc, nd_binary,
     nd_copy, normalize, pad, pool2d, reduce, resize_filter, resize_nearest, softmax,
+    space_to_depth,
 };
 use crate::model::{
     ElementwiseProgram, ElementwiseStep, ItemShape, Layer, LayerOp, Operand, TensorOp,
@@ -118,6 +119,9 @@ pub(super) fn layer_steps(cx: &Binding, index: usize, g: &GpuLayer, l: &Layer) -
         }
         (_, LayerOp::DepthToSpace(spec)) => {
             depth_to_space::prepare(Bind::new(gpu, k, &l.name), spec, src, dst, s.c, s.h, s.w)
+        }
+        (_, LayerOp::SpaceToDepth(block)) => {
+            space_to_depth::prepare(Bind::new(gpu, k, &l.name), *block, src, dst, s)
         }
         (_, LayerOp::ResizeNearest(scale)) => {
             resize_nearest::prepare(Bind::new(gpu, k, &l.name), *scale, src, dst, s.c, s.h, s.w)

@@ -43,6 +43,7 @@ pub mod resize_filter;
 pub mod resize_nearest;
 pub(crate) mod row_loads;
 pub mod softmax;
+pub mod space_to_depth;
 pub mod unary;
 pub mod unpack;
 pub mod winograd;
@@ -94,6 +95,10 @@ pub const SHADERS: &[(&str, &str)] = &[
     (
         "global_avg_pool.wgsl",
         include_str!("../../shaders/global_avg_pool.wgsl"),
+    ),
+    (
+        "space_to_depth.wgsl",
+        include_str!("../../shaders/space_to_depth.wgsl"),
     ),
     (
         "depth_to_space.wgsl",

@@ -114,6 +114,7 @@ fn check_layer(layer: &Layer) -> std::result::Result<(), String> {
             pad("a crop", &s.crop)
         }
         LayerOp::ResizeNearest(scale) => window("a scale", scale),
+        LayerOp::SpaceToDepth(block) => window("a block", block),
         LayerOp::ResizeFilter(s) => resize_filter(s),
         LayerOp::Pad(s) => {
             pad("a pad", &[s.height, s.width].concat())?;

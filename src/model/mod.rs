@@ -47,6 +47,10 @@ pub enum LayerOp {
     },
     ConvTranspose2d(ConvTranspose2dSpec),
     DepthToSpace(DepthToSpaceSpec),
+    /// Blocks of `[bh, bw]` pixels to channels, in ONNX SpaceToDepth's order (output channel
+    /// `(by * bw + bx) * C + c`); rows and columns past the last whole block dropped. A strided
+    /// patch convolution's input (`passes::patch_conv`).
+    SpaceToDepth([u32; 2]),
     /// Nearest-neighbour upscale by whole factors (height, width).
     ResizeNearest([u32; 2]),
     /// Elementwise op of two values with broadcasting.
@@ -133,6 +137,7 @@ impl LayerOp {
             LayerOp::Conv2dProgram { .. } => "elementwise ops + Conv",
             LayerOp::ConvTranspose2d(_) => "ConvTranspose",
             LayerOp::DepthToSpace(_) => "DepthToSpace",
+            LayerOp::SpaceToDepth(_) => "SpaceToDepth",
             LayerOp::ResizeNearest(_) | LayerOp::ResizeFilter(_) => "Resize",
             LayerOp::Binary(_) | LayerOp::BinaryConst { .. } => "a binary op",
             LayerOp::Unary(_) => "an elementwise op",
@@ -306,6 +311,10 @@ impl Model {
                 LayerOp::DepthToSpace(s) => s
                     .output_chw(input.c, input.h, input.w)
                     .map(|(c, h, w)| ItemShape { c, h, w }),
+                LayerOp::SpaceToDepth(block) => {
+                    let out = crate::kernels::space_to_depth::output(input, *block);
+                    (out.h > 0 && out.w > 0).then_some(out)
+                }
                 LayerOp::ResizeNearest([sh, sw]) => Some(ItemShape {
                     c: input.c,
                     h: input.h * sh,

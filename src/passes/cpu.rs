@@ -105,6 +105,7 @@ fn layer(l: &Layer, values: &[Vec<f32>], s: ItemShape, out: ItemShape) -> Vec<f3
             conv_transpose2d::reference(spec, x, 1, s.h, s.w, &l.weights, &l.bias)
         }
         LayerOp::DepthToSpace(spec) => depth_to_space::reference(spec, x, 1, s.c, s.h, s.w),
+        LayerOp::SpaceToDepth(block) => crate::kernels::space_to_depth::reference(x, 1, s, *block),
         LayerOp::Unary(op) => x.iter().map(|&v| op.apply(v)).collect(),
         LayerOp::Binary(op) => {
             let y = &values[l.inputs[1]];

@@ -15,25 +15,27 @@
 //! 4. [`fuse_activation`]: ReLU / LeakyReLU / Clip / PRelu after a convolution run inside it.
 //! 5. [`conv_transpose_phases`]: a strided ConvTranspose becomes one dense convolution over
 //!    every output phase, then DepthToSpace.
-//! 6. [`conv_before_resize`]: a 1x1 convolution without activation after a bilinear or nearest
+//! 6. [`patch_conv`]: a convolution over non-overlapping patches (kernel = stride) becomes a
+//!    SpaceToDepth and a 1x1 convolution (on gemm).
+//! 7. [`conv_before_resize`]: a 1x1 convolution without activation after a bilinear or nearest
 //!    Resize runs before it, on the small input (the two commute).
-//! 7. [`pool_of_sum`]: a GlobalAveragePool of a sum pools each term (a Resize that keeps the
+//! 8. [`pool_of_sum`]: a GlobalAveragePool of a sum pools each term (a Resize that keeps the
 //!    mean from its input) and adds the two pooled values.
-//! 8. [`fuse_residual`]: an Add after a convolution runs inside it (with the channel Pad
+//! 9. [`fuse_residual`]: an Add after a convolution runs inside it (with the channel Pad
 //!    of its other operand where the convolution is a 1x1; a depthwise one only its own input).
-//! 9. [`fuse_elementwise`]: trees of elementwise layers run as one generated kernel.
-//! 10. [`fuse_pad`]: a Pad that appends zero channels, read by an elementwise layer, is read
+//! 10. [`fuse_elementwise`]: trees of elementwise layers run as one generated kernel.
+//! 11. [`fuse_pad`]: a Pad that appends zero channels, read by an elementwise layer, is read
 //!     through it (0 past the input's channels) instead of stored.
-//! 11. [`fuse_slice`]: a channel slice (a Split's half) read by an elementwise layer is read in
+//! 12. [`fuse_slice`]: a channel slice (a Split's half) read by an elementwise layer is read in
 //!     place from its input's channels instead of copied.
-//! 12. [`concat_alias`]: a Concat of one input is that input.
-//! 13. [`upsample_phases`]: a convolution over a nearest upsample by whole factors becomes one
+//! 13. [`concat_alias`]: a Concat of one input is that input.
+//! 14. [`upsample_phases`]: a convolution over a nearest upsample by whole factors becomes one
 //!     dense convolution of the small input over every output phase, then DepthToSpace.
-//! 14. [`fuse_upsample`]: a nearest upsample by whole factors read only by convolutions (those
+//! 15. [`fuse_upsample`]: a nearest upsample by whole factors read only by convolutions (those
 //!     `upsample_phases` left) runs inside them (each reads the small input at `(y / f, x / f)`).
-//! 15. [`fuse_conv_input`]: an elementwise layer read only by a 1x1 convolution is computed by
+//! 16. [`fuse_conv_input`]: an elementwise layer read only by a 1x1 convolution is computed by
 //!     the convolution's kernel as it loads its input (squeeze-and-excitation's scales).
-//! 16. [`prune`]: layers that feed no output are dropped.
+//! 17. [`prune`]: layers that feed no output are dropped.
 
 pub mod concat_alias;
 pub mod conv_before_resize;
@@ -47,6 +49,7 @@ pub mod fuse_residual;
 pub mod fuse_slice;
 pub mod fuse_upsample;
 pub mod normalize_channels;
+pub mod patch_conv;
 pub mod pool_of_sum;
 pub mod prune;
 pub mod reshape_copies;
@@ -64,6 +67,8 @@ pub struct PassCounts {
     pub folded_affine: usize,
     pub fused_activations: usize,
     pub phase_rewrites: usize,
+    /// Convolutions over non-overlapping patches run as SpaceToDepth and a 1x1.
+    pub patch_convs: usize,
     /// 1x1 convolutions moved before the Resize they read.
     pub convs_before_resize: usize,
     /// GlobalAveragePools of a sum that pool its terms instead.
@@ -93,6 +98,7 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
     let (model, folded_affine) = fold_affine::apply(model);
     let (model, fused_activations) = fuse_activation::apply(model);
     let (model, phase_rewrites) = conv_transpose_phases::apply(model);
+    let (model, patch_convs) = patch_conv::apply(model);
     let (model, convs_before_resize) = conv_before_resize::apply(model);
     let (model, pooled_sums) = pool_of_sum::apply(model);
     let (model, fused_residuals) = fuse_residual::apply(model);
@@ -112,6 +118,7 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
             folded_affine,
             fused_activations,
             phase_rewrites,
+            patch_convs,
             convs_before_resize,
             pooled_sums,
             fused_residuals,
