@@ -207,7 +207,14 @@ pub const OPS: &[Op] = &[
     op("Expand", F::Shape, No, Limited("constant shape")),
     op("Tile", F::Shape, No, Limited("constant repeats")),
     op("DepthToSpace", F::Shape, Yes, Limited("rank 4")),
-    op("SpaceToDepth", F::Shape, No, Limited("rank 4")),
+    op(
+        "SpaceToDepth",
+        F::Shape,
+        Limited(
+            "mode DCR; rows and columns past a whole block dropped (ONNX asks for whole blocks)",
+        ),
+        Limited("rank 4"),
+    ),
     op("Shape", F::Shape, No, Yes),
     op("Size", F::Shape, No, Yes),
     op(

@@ -287,15 +287,35 @@ impl Lowering<'_> {
         Ok(())
     }
 
-    /// DepthToSpace of an image of free size: the image kernel.
+    /// DepthToSpace or SpaceToDepth of an image of free size: the image kernels.
     fn depth_to_space_free(&mut self, node: &NodeProto, x: &FreeVal) -> Result<Val> {
         let c = x.channels()?;
         let block = attr_int(node, "blocksize", 0);
         let mode =
             attr(node, "mode").map_or("DCR".into(), |a| String::from_utf8_lossy(&a.s).into_owned());
+        if node.op_type == "SpaceToDepth" {
+            let b = u32::try_from(block).unwrap_or(0);
+            if b == 0 || b > crate::model::limits::MAX_WINDOW {
+                bail!(
+                    "blocksize {block} is not in 1..={}",
+                    crate::model::limits::MAX_WINDOW
+                );
+            }
+            if mode != "DCR" {
+                bail!("SpaceToDepth in mode {mode} needs fixed input dims (free sizes take DCR)");
+            }
+            let hw = match x.hw() {
+                Some((h, w)) if !h.is_multiple_of(b) || !w.is_multiple_of(b) => {
+                    bail!("blocksize {b} does not divide {h}x{w}")
+                }
+                hw => hw.map(|(h, w)| (h / b, w / b)),
+            };
+            let layer = plain_layer(node_name(node), LayerOp::SpaceToDepth([b, b]), vec![x.id]);
+            let c = c.checked_mul(b * b).context("too many channels")?;
+            return Ok(self.push_free(layer, FreeVal::image(c, hw)));
+        }
         let b = u32::try_from(block).unwrap_or(0);
-        if node.op_type != "DepthToSpace"
-            || b == 0
+        if b == 0
             || b > crate::model::limits::MAX_WINDOW
             || !c.is_multiple_of(b * b)
             || (mode != "DCR" && mode != "CRD")
