@@ -135,22 +135,8 @@ pub(super) fn layer_steps(cx: &Binding, index: usize, g: &GpuLayer, l: &Layer) -
             let out = shapes[l.output];
             elementwise::prepare(Bind::new(gpu, k, &l.name), &program, &inputs, out, dst)
         }
-        (
-            GpuLayer::Constant(constant),
-            LayerOp::BinaryConst {
-                op,
-                constant: sc,
-                constant_first,
-            },
-        ) => {
-            let value: (&wgpu::Buffer, ItemShape, bool) = (src, s, false);
-            let constant: (&wgpu::Buffer, ItemShape, bool) = (constant, *sc, true);
-            let (a, b) = if *constant_first {
-                (constant, value)
-            } else {
-                (value, constant)
-            };
-            binary::prepare_shared(Bind::new(gpu, k, &l.name), *op, a, b, dst)
+        (GpuLayer::Constant(constant), LayerOp::BinaryConst { .. }) => {
+            binary_const_step(cx, l, constant)
         }
         (_, LayerOp::BinaryConst { .. }) => {
             unreachable!("constants are uploaded as GpuLayer::Constant")
@@ -201,25 +187,7 @@ pub(super) fn layer_steps(cx: &Binding, index: usize, g: &GpuLayer, l: &Layer) -
         (_, LayerOp::Pool2d(spec)) => {
             pool2d::prepare(Bind::new(gpu, k, &l.name), spec, src, dst, s.c, s.h, s.w)
         }
-        (
-            _,
-            LayerOp::Crop {
-                starts,
-                ends,
-                steps,
-            },
-        ) => {
-            let r = crate::model::crop_axes(s, *starts, *ends, *steps);
-            let block = copy_block::Block {
-                src: s,
-                src_offset: r.map(|a| a.start),
-                src_step: r.map(|a| a.step),
-                dst: shapes[l.output],
-                dst_offset: [0; 3],
-                size: r.map(|a| a.count),
-            };
-            copy_block::prepare(Bind::new(gpu, k, &l.name), &block, src, dst)
-        }
+        (_, LayerOp::Crop { .. }) => crop_step(cx, l),
         (_, LayerOp::Flatten) => {
             copy_block::prepare_flat(Bind::new(gpu, k, &l.name), s, shapes[l.output], src, dst)
         }
@@ -241,6 +209,52 @@ pub(super) fn layer_steps(cx: &Binding, index: usize, g: &GpuLayer, l: &Layer) -
             unreachable!("convolutions are uploaded as GpuLayer::Conv*")
         }
     }]
+}
+
+/// A Crop: a strided block copy.
+fn crop_step(cx: &Binding, l: &Layer) -> Step {
+    let LayerOp::Crop {
+        starts,
+        ends,
+        steps,
+    } = &l.op
+    else {
+        unreachable!("a Crop layer")
+    };
+    let s = cx.shapes[l.inputs[0]];
+    let r = crate::model::crop_axes(s, *starts, *ends, *steps);
+    let block = copy_block::Block {
+        src: s,
+        src_offset: r.map(|a| a.start),
+        src_step: r.map(|a| a.step),
+        dst: cx.shapes[l.output],
+        dst_offset: [0; 3],
+        size: r.map(|a| a.count),
+    };
+    let (src, dst) = (cx.buffer(l.inputs[0]), cx.buffer(l.output));
+    copy_block::prepare(Bind::new(cx.gpu, cx.k, &l.name), &block, src, dst)
+}
+
+/// A binary op of a value and a constant shared by the items (binary.wgsl).
+fn binary_const_step(cx: &Binding, l: &Layer, constant: &wgpu::Buffer) -> Step {
+    let LayerOp::BinaryConst {
+        op,
+        constant: sc,
+        constant_first,
+    } = &l.op
+    else {
+        unreachable!("a BinaryConst layer")
+    };
+    let value: (&wgpu::Buffer, ItemShape, bool) =
+        (cx.buffer(l.inputs[0]), cx.shapes[l.inputs[0]], false);
+    let constant: (&wgpu::Buffer, ItemShape, bool) = (constant, *sc, true);
+    let (a, b) = if *constant_first {
+        (constant, value)
+    } else {
+        (value, constant)
+    };
+    let dst = cx.buffer(l.output);
+    binary::prepare_shared(Bind::new(cx.gpu, cx.k, &l.name), *op, a, b, dst)
 }
 
 /// A convolution's step: its input and output where the placement put them, with its fused

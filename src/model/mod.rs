@@ -283,94 +283,13 @@ impl Model {
                 .ok_or_else(|| {
                     anyhow::anyhow!("layer {} reads a value before it is computed", layer.name)
                 })?;
-            let input = inputs[0];
-            let out = match &layer.op {
-                LayerOp::Conv2d(s) => {
-                    s.output_hw(input.h, input.w)
-                        .map(|(h, w)| ItemShape { c: s.out_c, h, w })
-                }
-                LayerOp::Conv2dResidual { spec, .. } => residual_output(spec, input, inputs.get(1)),
-                LayerOp::Conv2dProgram {
-                    spec,
-                    program,
-                    residual,
-                } => program_output(spec, program, residual.is_some(), &inputs),
-                LayerOp::Conv2dUpsampled { spec, factor } => input
-                    .h
-                    .checked_mul(factor[0])
-                    .zip(input.w.checked_mul(factor[1]))
-                    .and_then(|(h, w)| spec.output_hw(h, w))
-                    .map(|(h, w)| ItemShape {
-                        c: spec.out_c,
-                        h,
-                        w,
-                    }),
-                LayerOp::ConvTranspose2d(s) => s
-                    .output_hw(input.h, input.w)
-                    .map(|(h, w)| ItemShape { c: s.out_c, h, w }),
-                LayerOp::DepthToSpace(s) => s
-                    .output_chw(input.c, input.h, input.w)
-                    .map(|(c, h, w)| ItemShape { c, h, w }),
-                LayerOp::SpaceToDepth(block) => {
-                    let out = crate::kernels::space_to_depth::output(input, *block);
-                    (out.h > 0 && out.w > 0).then_some(out)
-                }
-                LayerOp::ResizeNearest([sh, sw]) => Some(ItemShape {
-                    c: input.c,
-                    h: input.h * sh,
-                    w: input.w * sw,
-                }),
-                LayerOp::Binary(_) => inputs.iter().try_fold(input, |out, &s| broadcast(out, s)),
-                LayerOp::Elementwise(program) => program.output_shape(&inputs),
-                LayerOp::BinaryConst { constant, .. } => broadcast(input, *constant),
-                LayerOp::Unary(_) => Some(input),
-                LayerOp::EdgeClamp(spec) => {
-                    let out = spec.output(input);
-                    (out.h > 0 && out.w > 0).then_some(out)
-                }
-                LayerOp::Concat => concat_shape(&inputs, 1),
-                LayerOp::ResizeFilter(spec) => {
-                    let (h, w) = spec.output_hw(input.h, input.w);
-                    (h > 0 && w > 0).then_some(ItemShape { c: input.c, h, w })
-                }
-                LayerOp::Pad(spec) => Some(spec.output(input)),
-                LayerOp::ConcatAxis(axis) => concat_shape(&inputs, *axis),
-                LayerOp::Crop {
-                    starts,
-                    ends,
-                    steps,
-                } => {
-                    let r = crop_axes(input, *starts, *ends, *steps);
-                    r.iter().all(|a| a.count > 0).then(|| ItemShape {
-                        c: r[0].count,
-                        h: r[1].count,
-                        w: r[2].count,
-                    })
-                }
-                LayerOp::Flatten | LayerOp::ToNhwc => Some(ItemShape {
-                    c: input.c * input.h * input.w,
-                    h: 1,
-                    w: 1,
-                }),
-                LayerOp::Pool2d(spec) => {
-                    spec.output_hw(input.h, input.w)
-                        .map(|(h, w)| ItemShape { c: input.c, h, w })
-                }
-                LayerOp::GlobalAvgPool => Some(ItemShape {
-                    c: input.c,
-                    h: 1,
-                    w: 1,
-                }),
-                LayerOp::AcrossChannels(op) => Some(op.output(input)),
-                LayerOp::SliceChannels { start, count } => {
-                    (start.checked_add(*count).is_some_and(|end| end <= input.c))
-                        .then_some(ItemShape { c: *count, ..input })
-                }
-                LayerOp::Tensor(_) => bail!(
+            if let LayerOp::Tensor(_) = layer.op {
+                bail!(
                     "layer {} is a general tensor op, which only static models hold",
                     layer.name
-                ),
-            };
+                );
+            }
+            let out = layer_output(&layer.op, &inputs);
             let Some(out) = out else {
                 bail!(
                     "layer {} cannot take inputs of {:?}",
@@ -425,6 +344,97 @@ impl Model {
     pub fn macs_per_item(&self, h: u32, w: u32) -> Result<u64> {
         let shapes = self.shapes(h, w)?;
         Ok(self.layers.iter().map(|l| l.macs(&shapes)).sum())
+    }
+}
+
+/// A layer's output shape for inputs of `inputs` (the first the main one), or None where they do
+/// not fit the op. General tensor ops (fixed shapes only) have none.
+fn layer_output(op: &LayerOp, inputs: &[ItemShape]) -> Option<ItemShape> {
+    let input = *inputs.first()?;
+    match op {
+        LayerOp::Conv2d(s) => {
+            s.output_hw(input.h, input.w)
+                .map(|(h, w)| ItemShape { c: s.out_c, h, w })
+        }
+        LayerOp::Conv2dResidual { spec, .. } => residual_output(spec, input, inputs.get(1)),
+        LayerOp::Conv2dProgram {
+            spec,
+            program,
+            residual,
+        } => program_output(spec, program, residual.is_some(), inputs),
+        LayerOp::Conv2dUpsampled { spec, factor } => input
+            .h
+            .checked_mul(factor[0])
+            .zip(input.w.checked_mul(factor[1]))
+            .and_then(|(h, w)| spec.output_hw(h, w))
+            .map(|(h, w)| ItemShape {
+                c: spec.out_c,
+                h,
+                w,
+            }),
+        LayerOp::ConvTranspose2d(s) => {
+            s.output_hw(input.h, input.w)
+                .map(|(h, w)| ItemShape { c: s.out_c, h, w })
+        }
+        LayerOp::DepthToSpace(s) => s
+            .output_chw(input.c, input.h, input.w)
+            .map(|(c, h, w)| ItemShape { c, h, w }),
+        LayerOp::SpaceToDepth(block) => {
+            let out = crate::kernels::space_to_depth::output(input, *block);
+            (out.h > 0 && out.w > 0).then_some(out)
+        }
+        LayerOp::ResizeNearest([sh, sw]) => Some(ItemShape {
+            c: input.c,
+            h: input.h * sh,
+            w: input.w * sw,
+        }),
+        LayerOp::Binary(_) => inputs.iter().try_fold(input, |out, &s| broadcast(out, s)),
+        LayerOp::Elementwise(program) => program.output_shape(inputs),
+        LayerOp::BinaryConst { constant, .. } => broadcast(input, *constant),
+        LayerOp::Unary(_) => Some(input),
+        LayerOp::EdgeClamp(spec) => {
+            let out = spec.output(input);
+            (out.h > 0 && out.w > 0).then_some(out)
+        }
+        LayerOp::Concat => concat_shape(inputs, 1),
+        LayerOp::ResizeFilter(spec) => {
+            let (h, w) = spec.output_hw(input.h, input.w);
+            (h > 0 && w > 0).then_some(ItemShape { c: input.c, h, w })
+        }
+        LayerOp::Pad(spec) => Some(spec.output(input)),
+        LayerOp::ConcatAxis(axis) => concat_shape(inputs, *axis),
+        LayerOp::Crop {
+            starts,
+            ends,
+            steps,
+        } => {
+            let r = crop_axes(input, *starts, *ends, *steps);
+            r.iter().all(|a| a.count > 0).then(|| ItemShape {
+                c: r[0].count,
+                h: r[1].count,
+                w: r[2].count,
+            })
+        }
+        LayerOp::Flatten | LayerOp::ToNhwc => Some(ItemShape {
+            c: input.c * input.h * input.w,
+            h: 1,
+            w: 1,
+        }),
+        LayerOp::Pool2d(spec) => {
+            spec.output_hw(input.h, input.w)
+                .map(|(h, w)| ItemShape { c: input.c, h, w })
+        }
+        LayerOp::GlobalAvgPool => Some(ItemShape {
+            c: input.c,
+            h: 1,
+            w: 1,
+        }),
+        LayerOp::AcrossChannels(op) => Some(op.output(input)),
+        LayerOp::SliceChannels { start, count } => {
+            (start.checked_add(*count).is_some_and(|end| end <= input.c))
+                .then_some(ItemShape { c: *count, ..input })
+        }
+        LayerOp::Tensor(_) => None,
     }
 }
 
