@@ -30,12 +30,13 @@ pub fn apply(mut model: Model) -> (Model, usize) {
             i += 1;
             continue;
         };
-        let Some(pointwise) = as_pointwise(spec) else {
+        let (block, in_c) = ([spec.k_h, spec.k_w], spec.in_c as usize);
+        let taps = (spec.k_h * spec.k_w) as usize;
+        let whole = model.layers[i].weights.len() == spec.out_c as usize * in_c * taps;
+        let Some(pointwise) = as_pointwise(spec).filter(|_| whole) else {
             i += 1;
             continue;
         };
-        let (block, in_c) = ([spec.k_h, spec.k_w], spec.in_c as usize);
-        let taps = (spec.k_h * spec.k_w) as usize;
         let patches = model.value_count;
         model.value_count += 1;
         let input = model.layers[i].inputs[0];
