@@ -91,6 +91,33 @@ fn run_writes_outputs_and_reports_bad_files_in_json() {
     );
 }
 
+/// A tiled model with a channel attention (a mean over each tile's whole map: the NAFNet-like
+/// restorer) gets a note that tiles change its output, naming `--tile-size`; a model without one
+/// (the built-in upscaler) does not.
+#[test]
+fn a_mean_over_the_map_is_noted_for_tiled_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    batchwise()
+        .args(["run", "--tile-size", "32", "-m"])
+        .arg(common::fixture("user/wild_restorer_1x.onnx"))
+        .arg("-o")
+        .arg(dir.path().join("restored"))
+        .arg(common::fixture("photo-60x44.png"))
+        .assert()
+        .success()
+        .stderr(predicates::str::contains(
+            "means over each tile's whole map",
+        ))
+        .stderr(predicates::str::contains("--tile-size"));
+    batchwise()
+        .args(["run", "--tile-size", "32", "-o"])
+        .arg(dir.path().join("upscaled"))
+        .arg(common::fixture("photo-60x44.png"))
+        .assert()
+        .success()
+        .stderr(predicates::str::contains("means over").not());
+}
+
 #[test]
 fn all_done_exits_zero_with_a_summary() {
     let dir = tempfile::tempdir().unwrap();

@@ -462,6 +462,14 @@ fn run_job(args: &RunArgs) -> Result<ExitCode> {
         if verbosity == report::Verbosity::Verbose {
             reporter.line(&kernels);
         }
+        if model.input_size == 0 && model.model.means_over_the_map() {
+            reporter.say(&format!(
+                "note: {} takes means over each tile's whole map (GlobalAveragePool), so tiles \
+                 change its output; --tile-size at least the images' longer side keeps each in one \
+                 tile",
+                model.id
+            ));
+        }
     }
     let control = std::sync::Arc::new(job::Control::default());
     cancel_on_ctrl_c(&control);

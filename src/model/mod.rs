@@ -321,6 +321,20 @@ impl Model {
             .collect())
     }
 
+    /// Whether a layer takes the mean over a whole map (GlobalAveragePool: a channel attention)
+    /// where the map is not the single pixel of every item: the output of a model run on tiles
+    /// then depends on the tiles. A model that fixes its shapes at a map of one pixel does not.
+    pub fn means_over_the_map(&self) -> bool {
+        let one_pixel = |v: ValueId| {
+            self.static_shapes
+                .as_ref()
+                .is_some_and(|s| s.get(v).is_some_and(|s| s.h * s.w == 1))
+        };
+        self.layers
+            .iter()
+            .any(|l| matches!(l.op, LayerOp::GlobalAvgPool) && !one_pixel(l.inputs[0]))
+    }
+
     /// How many layers read `v`, plus one if it is an output of the model.
     pub fn readers(&self, v: ValueId) -> usize {
         self.layers.iter().filter(|l| l.inputs.contains(&v)).count()
