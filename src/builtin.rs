@@ -301,6 +301,9 @@ pub struct ModelInfo {
     pub side: u32,
     /// GPU bytes one item (image or tile) needs beside the weights, in float32.
     pub bytes_per_item: u64,
+    /// Run on tiles and takes means over whole maps ([`Model::means_over_the_map`]): tiles change
+    /// its output.
+    pub tiles_change_output: bool,
 }
 
 impl ModelChoice {
@@ -322,6 +325,7 @@ impl ModelChoice {
             parameters,
             side,
             bytes_per_item: activations + io,
+            tiles_change_output: self.input_size == 0 && m.means_over_the_map(),
         })
     }
 }

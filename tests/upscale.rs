@@ -233,6 +233,13 @@ fn user_restorer_built_like_nafnet_matches_onnxruntime() {
         !ops.iter().any(|op| reduce(&op) || constant(&op)),
         "{ops:?}"
     );
+    // Its channel attention's mean over the map makes tiles change its output (the app and
+    // `run` say so); not the upscaler's, nor a fixed-input classifier's, which pools too.
+    assert!(choice.info().unwrap().tiles_change_output);
+    for id in ["upscale-photo-2x", "classify"] {
+        let other = builtin::resolve(id, &Default::default()).unwrap();
+        assert!(!other.info().unwrap().tiles_change_output, "{id}");
+    }
     let model = engine.load(choice.model.clone()).unwrap();
     let photo = common::photo();
     let plane = |c: usize, k: f32| photo.pixels().map(move |p| p[c] as f32 / 255.0 * k);

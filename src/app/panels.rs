@@ -85,6 +85,15 @@ impl BatchwiseApp {
                     ))
                     .on_hover_text("activations and pixel buffers of one image or tile, float32");
                     ui.end_row();
+                    if info.tiles_change_output {
+                        ui.label("Tiles");
+                        ui.label("change its output: it takes means over each tile's whole map")
+                            .on_hover_text(
+                                "a tile size at least the images' longer side keeps each image \
+                                 in one tile",
+                            );
+                        ui.end_row();
+                    }
                 }
             });
         if user {
