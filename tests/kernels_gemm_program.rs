@@ -54,10 +54,23 @@ fn scale_add() -> ElementwiseProgram {
     ])
 }
 
-/// Cases: the program, its inputs' channel counts (0: x's channels; a map or one value where
-/// `point`), output channels, items, map and residual. Maps of 16 x 16 and 12 x 12 fold their
-/// items into q (8 q a load on a CPU adapter); 5 x 7 and 9 x 7 fold them one value a load, an
-/// invocation's q in two items; 48 x 48 and 40 x 60 are an item a workgroup row.
+/// NAFNet's SimpleGate: the product of the two halves of a map of `2 c` channels (channel
+/// slices read in place), the second half first; with `scaled`, times a third input (one value a
+/// channel).
+fn gate(c: u32, scaled: bool) -> ElementwiseProgram {
+    let mut steps = vec![Binary(BinaryOp::Mul, Input(0), Input(1))];
+    if scaled {
+        steps.push(Binary(BinaryOp::Mul, Step(0), Input(2)));
+    }
+    let mut program = ElementwiseProgram::new(steps);
+    program.channel_slices = vec![(c, c), (0, c)];
+    program
+}
+
+/// Cases: the program, its inputs' channel counts as stored (0: x's channels; a map or one value
+/// where `point`), output channels, items, map and residual. Maps of 16 x 16 and 12 x 12 fold
+/// their items into q (8 q a load on a CPU adapter); 5 x 7 and 9 x 7 fold them one value a load,
+/// an invocation's q in two items; 48 x 48 and 40 x 60 are an item a workgroup row.
 #[test]
 fn gemm_with_a_program_in_its_loads_matches_reference() {
     let engine = common::engine();
@@ -84,6 +97,9 @@ fn gemm_with_a_program_in_its_loads_matches_reference() {
         (5, scale_add(), vec![(0, true), (0, false), (0, false)], conv(16, 32, leaky), 2, (40, 60), after),
         (6, per_item, vec![(0, false), (1, true)], conv(24, 40, Activation::None), 4, (9, 7), before),
         (7, hard_max, vec![(0, false), (0, false)], conv(8, 32, Activation::None), 2, (20, 20), None),
+        (8, gate(16, false), vec![(32, false), (32, false)], conv(16, 32, Activation::None), 3, (16, 16), after),
+        (9, gate(8, true), vec![(16, false), (16, false), (0, true)], conv(8, 24, Activation::None), 3, (5, 7), None),
+        (10, gate(16, false), vec![(32, false), (32, false)], conv(16, 16, Activation::HardSwish), 2, (40, 60), before),
     ];
     for (seed, program, inputs, spec, n, (h, w), residual) in cases {
         let mut rng = common::rng(seed);

@@ -405,6 +405,8 @@ fn gemm_program_kernels_validate() {
             let prologue = Prologue {
                 program: program.clone(),
                 sources: sources.clone(),
+                starts: vec![0, 8, 0],
+                channels: 8,
                 folded,
                 straddles,
             };

@@ -531,6 +531,8 @@ impl Conv2dLayer {
         };
         let x = program.shape();
         let mut layout = super::gemm::Layout::planes(self.spec.in_c, self.spec.out_c, x.h * x.w);
+        // x's items lie as its inputs': a slice's input stores more channels than x has.
+        layout.in_item = program.stored_channels() * x.h * x.w;
         if let Some(c) = skip_c {
             layout = layout.with_skip_channels(c);
         }

@@ -44,31 +44,55 @@ pub struct InputProgram<'a> {
 }
 
 impl InputProgram<'_> {
-    /// x's shape: the program's output (its inputs broadcast).
+    /// x's shape: the program's output (its inputs as read, broadcast).
     pub fn shape(&self) -> ItemShape {
-        let mut x = self.inputs[0].1;
-        for (_, s) in &self.inputs {
-            x = ItemShape {
-                c: x.c.max(s.c),
-                h: x.h.max(s.h),
-                w: x.w.max(s.w),
-            };
-        }
-        x
+        self.program
+            .output_shape(&self.stored())
+            .expect("the shape inference checked the program's inputs")
+    }
+
+    /// The inputs' shapes as stored.
+    fn stored(&self) -> Vec<ItemShape> {
+        self.inputs.iter().map(|(_, s)| *s).collect()
+    }
+
+    /// Input `k`'s shape as the program reads it (a channel slice of it).
+    fn read(&self, k: usize) -> ItemShape {
+        self.program.read_shape(k, self.inputs[k].1)
+    }
+
+    /// The channels an item of the inputs read as x (whole, or a slice of them) is stored with:
+    /// the same for all of them (the pass and the shape inference check it), x's item stride.
+    pub fn stored_channels(&self) -> u32 {
+        let x = self.shape();
+        let mut whole = (0..self.inputs.len()).filter(|&k| self.read(k) == x);
+        let c = self.inputs[whole.next().expect("an input laid out as x")]
+            .1
+            .c;
+        assert!(
+            whole.all(|k| self.inputs[k].1.c == c),
+            "inputs read as x stored with as many channels"
+        );
+        c
     }
 
     /// What the kernel's source depends on, `folded` where items are folded into q (`q_item`
     /// each), `pix` q an invocation.
     pub fn prologue(&self, folded: bool, q_item: u32, pix: u32) -> Prologue {
         let x = self.shape();
-        let sources = self
-            .inputs
-            .iter()
-            .map(|(_, s)| Source::of(*s, x).expect("the pass fused only inputs the kernels read"))
+        let sources = (0..self.inputs.len())
+            .map(|k| {
+                Source::of(self.read(k), x).expect("the pass fused only inputs the kernels read")
+            })
+            .collect();
+        let starts = (0..self.inputs.len())
+            .map(|k| self.program.slice(k).map_or(0, |(start, _)| start))
             .collect();
         Prologue {
             program: self.program.clone(),
             sources,
+            starts,
+            channels: x.c,
             folded,
             straddles: folded && !q_item.is_multiple_of(pix),
         }
@@ -78,10 +102,8 @@ impl InputProgram<'_> {
     /// from binding 6 ([`Prologue::declarations`]).
     pub fn buffers(&self) -> Vec<&wgpu::Buffer> {
         let x = self.shape();
-        let first = self
-            .inputs
-            .iter()
-            .position(|(_, s)| *s == x)
+        let first = (0..self.inputs.len())
+            .position(|k| self.read(k) == x)
             .expect("an input laid out as x: the pass and the shape inference check it");
         let mut buffers = vec![self.inputs[first].0];
         for (k, (b, _)) in self.inputs.iter().enumerate() {
@@ -115,6 +137,10 @@ pub fn source(
 pub struct Prologue {
     pub program: ElementwiseProgram,
     pub sources: Vec<Source>,
+    /// Per input, the first channel read (a channel slice's start; 0 reads it whole).
+    pub starts: Vec<u32>,
+    /// x's channels (a point input's per item).
+    pub channels: u32,
     /// Items folded into q: an invocation's q may lie in another item than `n`.
     pub folded: bool,
     /// Folded, an invocation's q may lie in two items.
@@ -176,7 +202,7 @@ impl Prologue {
         {
             return Vec::new();
         }
-        let mut lines = vec!["    let pc = p.in_item / p.in_cs;".to_string()];
+        let mut lines = vec![format!("    let pc = {}u;", self.channels)];
         for u in 0..loads {
             let item = match self.folded {
                 true => format!("n + min(q0 + {}u, p.q_count - {per}u) / p.q_item", per * u),
@@ -188,14 +214,14 @@ impl Prologue {
     }
 
     /// WGSL in the loop over input channels (`ic` of the dispatch's chunk): `x{v}` (`vec4<act>`,
-    /// `v < pv`) computed by the program. `load(array, suffix)` gives the lines that set
-    /// `x{v}{suffix}` from `array` laid out as x, each `x{v}` from the loads of [`Self::head`]
-    /// (`per` q a load).
+    /// `v < pv`) computed by the program. `load(array, suffix, start)` gives the lines that set
+    /// `x{v}{suffix}` from `array` laid out as x from channel `start` of each item on (a slice's
+    /// first), each `x{v}` from the loads of [`Self::head`] (`per` q a load).
     pub fn x_lines(
         &self,
         pv: u32,
         per: u32,
-        load: &dyn Fn(&str, &str) -> Vec<String>,
+        load: &dyn Fn(&str, &str, u32) -> Vec<String>,
     ) -> Vec<String> {
         let mut lines = Vec::new();
         let scalar_points = !self.straddles;
@@ -203,7 +229,7 @@ impl Prologue {
             let array = self.array(k);
             match *source {
                 Source::Whole => {
-                    lines.extend(load(&array, &format!("_i{k}")));
+                    lines.extend(load(&array, &format!("_i{k}"), self.starts[k]));
                     for v in 0..pv {
                         lines.push(format!("        let xv{k}_{v} = vec4<f32>(x{v}_i{k});"));
                     }

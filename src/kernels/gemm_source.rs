@@ -32,10 +32,14 @@ impl Blocking {
             body.push('\n');
         };
         push("        let row = x0 + ic * p.in_cs;".into());
-        let load = |array: &str, suffix: &str| -> Vec<String> {
+        let load = |array: &str, suffix: &str, start: u32| -> Vec<String> {
+            let row = match start {
+                0 => "row".to_string(),
+                s => format!("row + {s}u * p.in_cs"),
+            };
             (0..pv)
                 .map(|v| {
-                    let q = |i: u32| format!("{array}[row + at{}]", 4 * v + i);
+                    let q = |i: u32| format!("{array}[{row} + at{}]", 4 * v + i);
                     format!(
                         "        let x{v}{suffix} = vec4<act>({}, {}, {}, {});",
                         q(0),
@@ -48,7 +52,7 @@ impl Blocking {
         };
         let lines = match prologue {
             Some(prologue) => prologue.x_lines(pv, 1, &load),
-            None => load("src", ""),
+            None => load("src", "", 0),
         };
         lines.into_iter().for_each(&mut push);
         self.products(&mut push);

@@ -167,21 +167,25 @@ impl Blocking {
             body.push('\n');
         };
         push("        let row = x0 + ic * cs;".into());
-        let load = |array: &str, suffix: &str| -> Vec<String> {
+        let load = |array: &str, suffix: &str, start: u32| -> Vec<String> {
+            let row = match start {
+                0 => "row".to_string(),
+                s => format!("row + {s}u * cs"),
+            };
             (0..loads)
                 .map(|u| match per {
                     8 => format!(
-                        "        let xx{u}{suffix} = {array}[row + at{u}]; let x{}{suffix} = lo8(xx{u}{suffix}); let x{}{suffix} = hi8(xx{u}{suffix});",
+                        "        let xx{u}{suffix} = {array}[{row} + at{u}]; let x{}{suffix} = lo8(xx{u}{suffix}); let x{}{suffix} = hi8(xx{u}{suffix});",
                         2 * u,
                         2 * u + 1
                     ),
-                    _ => format!("        let x{u}{suffix} = {array}[row + at{u}];"),
+                    _ => format!("        let x{u}{suffix} = {array}[{row} + at{u}];"),
                 })
                 .collect()
         };
         let lines = match prologue {
             Some(prologue) => prologue.x_lines(pix / 4, per, &load),
-            None => load("src", ""),
+            None => load("src", "", 0),
         };
         lines.into_iter().for_each(&mut push);
         self.products(&mut push);

@@ -483,11 +483,15 @@ fn program_output(
 ) -> Option<ItemShape> {
     let n = inputs.len() - usize::from(residual);
     let read = |k: usize| program.read_shape(k, inputs[k]);
-    let x = (0..n).try_fold(read(0), |out, k| broadcast(out, read(k)))?;
-    let readable = inputs[..n]
-        .iter()
-        .all(|&s| s == x || ((s.h, s.w) == (1, 1) && (s.c == x.c || s.c == 1)));
-    if !readable {
+    let x = program.output_shape(&inputs[..n])?;
+    // The kernel reads each input as x (whole or a channel slice, all such stored with as many
+    // channels: x's item stride) or one value a channel or an item.
+    let whole: Vec<usize> = (0..n).filter(|&k| read(k) == x).collect();
+    let point = |s: ItemShape| (s.h, s.w) == (1, 1) && (s.c == x.c || s.c == 1);
+    let readable = program.padded_channels.iter().all(|&c| c == 0)
+        && whole.iter().all(|&k| inputs[k].c == inputs[whole[0]].c)
+        && (0..n).all(|k| whole.contains(&k) || point(read(k)));
+    if whole.is_empty() || !readable {
         return None;
     }
     if residual {

@@ -38,11 +38,10 @@ pub fn run(model: &Model, input: &[f32], h: u32, w: u32) -> Vec<f32> {
                     .iter()
                     .map(|&v| (&values[v][..], shapes[v]))
                     .collect();
-                let x = inputs.iter().fold(inputs[0].1, |x, (_, s)| ItemShape {
-                    c: x.c.max(s.c),
-                    h: x.h.max(s.h),
-                    w: x.w.max(s.w),
-                });
+                let stored: Vec<ItemShape> = inputs.iter().map(|(_, s)| *s).collect();
+                let x = program
+                    .output_shape(&stored)
+                    .expect("a program's inputs broadcast");
                 let xs = elementwise::reference(program, &inputs, x, 1);
                 let op = match residual {
                     Some(r) => LayerOp::Conv2dResidual {

@@ -2,14 +2,17 @@
 //! (`LayerOp::Conv2dProgram`): gemm.wgsl computes each input value of the convolution from the
 //! program's inputs as it loads it, so the elementwise output is never stored nor read back.
 //! Squeeze-and-excitation's `x * sigmoid(g)` before its projection and a decoder's `x * g + y`
-//! are such layers: a pass over a whole feature map each, the map written and read again.
+//! are such layers: a pass over a whole feature map each, the map written and read again; so is
+//! NAFNet's feed-forward SimpleGate, the product of a map's two halves (channel slices that
+//! `fuse_slice` read in place), read by a 1x1: the product reads the halves of the map.
 //!
 //! Safe where the elementwise output feeds only that convolution (as its input, not its
 //! residual) and is no model output; the convolution runs on gemm.wgsl
-//! (`conv2d::runs_on_gemm`); each program input has the output's shape or is one value a
-//! channel or an item (`gemm_program::Source`: checked on the model's fixed shapes, or on the
-//! input sizes of a few that a free-size model takes; the shape inference checks it again at
-//! every size); no channel Pad is fused in; and the inputs fit the
+//! (`conv2d::runs_on_gemm`); each program input, as the program reads it (a slice of it), has
+//! the output's shape or is one value a channel or an item (`gemm_program::Source`: checked on
+//! the model's fixed shapes, or on the input sizes of a few that a free-size model takes; the
+//! shape inference checks it again at every size); the inputs read as the output are stored with
+//! as many channels (the kernel's item stride); no channel Pad is fused in; and the inputs fit the
 //! bindings an adapter offers (`MAX_INPUTS`).
 
 use crate::kernels::gemm_program::Source;
@@ -61,25 +64,21 @@ pub fn apply(mut model: Model) -> (Model, usize) {
     (model, fused)
 }
 
-/// The program and its inputs reordered so that the first is laid out as the output (the
-/// convolution's first input then has its input's shape, as every convolution's).
+/// The program and its inputs reordered so that the first is read as the output (the
+/// convolution's first input then has its input's shape, or more channels of which it reads a
+/// slice).
 fn whole_first(
     mut program: ElementwiseProgram,
     inputs: &[ValueId],
     shapes: &[ItemShape],
 ) -> (ElementwiseProgram, Vec<ValueId>) {
-    let x = inputs
-        .iter()
-        .map(|&v| shapes[v])
-        .fold(shapes[inputs[0]], |x, s| ItemShape {
-            c: x.c.max(s.c),
-            h: x.h.max(s.h),
-            w: x.w.max(s.w),
-        });
-    let k = inputs
-        .iter()
-        .position(|&v| shapes[v] == x)
-        .expect("candidate() checked for an input laid out as the output");
+    let stored: Vec<ItemShape> = inputs.iter().map(|&v| shapes[v]).collect();
+    let x = program
+        .output_shape(&stored)
+        .expect("candidate() checked the program's shapes");
+    let k = (0..inputs.len())
+        .position(|k| program.read_shape(k, stored[k]) == x)
+        .expect("candidate() checked for an input read as the output");
     let swap = |o: Operand| match o {
         Operand::Input(0) => Operand::Input(k as u32),
         Operand::Input(j) if j as usize == k => Operand::Input(0),
@@ -91,16 +90,20 @@ fn whole_first(
             ElementwiseStep::Binary(op, a, b) => ElementwiseStep::Binary(op, swap(a), swap(b)),
         };
     }
+    if !program.channel_slices.is_empty() {
+        program.channel_slices.resize(inputs.len(), (0, 0));
+        program.channel_slices.swap(0, k);
+    }
     let mut inputs = inputs.to_vec();
     inputs.swap(0, k);
     (program, inputs)
 }
 
-/// The layer's op as a program: a fused one as it is (without channel Pads), a single
-/// elementwise op as a program of one step.
+/// The layer's op as a program: a fused one as it is (without channel Pads; channel slices
+/// read in place), a single elementwise op as a program of one step.
 fn program_of(op: &LayerOp) -> Option<ElementwiseProgram> {
     match op {
-        LayerOp::Elementwise(p) if p.reads_as_stored() => Some(p.clone()),
+        LayerOp::Elementwise(p) if p.padded_channels.iter().all(|&c| c == 0) => Some(p.clone()),
         LayerOp::Binary(op) => Some(ElementwiseProgram::new(vec![ElementwiseStep::Binary(
             *op,
             Operand::Input(0),
@@ -138,7 +141,7 @@ pub(super) fn probe_shapes(model: &Model) -> Vec<Vec<ItemShape>> {
 /// For the elementwise layer `i`: the index of the convolution it fuses into, if it fuses.
 fn candidate(model: &Model, shapes: &[Vec<ItemShape>], i: usize) -> Option<usize> {
     let layer = &model.layers[i];
-    program_of(&layer.op)?;
+    let program = program_of(&layer.op)?;
     let out = layer.output;
     let is_output = out == model.output || model.extra_outputs.contains(&out);
     if is_output || model.readers(out) != 1 || layer.inputs.len() > MAX_INPUTS {
@@ -159,12 +162,15 @@ fn candidate(model: &Model, shapes: &[Vec<ItemShape>], i: usize) -> Option<usize
     }
     let sources_read = shapes.iter().all(|shapes| {
         let x = shapes[out];
-        let sources: Option<Vec<Source>> = layer
-            .inputs
-            .iter()
-            .map(|&v| Source::of(shapes[v], x))
+        let stored: Vec<ItemShape> = layer.inputs.iter().map(|&v| shapes[v]).collect();
+        let sources: Option<Vec<Source>> = (0..stored.len())
+            .map(|k| Source::of(program.read_shape(k, stored[k]), x))
             .collect();
-        x.c == spec.in_c && sources.is_some_and(|s| s.contains(&Source::Whole))
+        // Every input read as x is stored with as many channels (x's item stride).
+        let mut whole = (0..stored.len()).filter(|&k| program.read_shape(k, stored[k]) == x);
+        let first = whole.next().map(|k| stored[k].c);
+        let strides = first.is_some_and(|c| whole.all(|k| stored[k].c == c));
+        x.c == spec.in_c && strides && sources.is_some()
     });
     sources_read.then_some(c)
 }
@@ -236,5 +242,43 @@ mod tests {
         shared.output = 6;
         shared.value_count = 7;
         assert_eq!(super::apply(shared).1, 0);
+    }
+
+    /// NAFNet's feed-forward gate: a 1x1 16 -> 32, the product of its two halves (slices read in
+    /// place by `fuse_slice`), a 1x1 16 -> 24 of the product. The gate fuses into the second
+    /// 1x1, which reads the halves of the 32-channel map (the function the same within float32
+    /// rounding). A half multiplied by a 16-channel map stored apart (another item stride) keeps
+    /// its layer.
+    #[test]
+    fn fuse_conv_input_reads_a_gates_halves_in_place() {
+        let slice =
+            |start, output| layer_of(LayerOp::SliceChannels { start, count: 16 }, vec![1], output);
+        let gated = |other: usize| {
+            let layers = vec![
+                conv(16, 32, 1, 0, 1, 4),
+                slice(16, 2),
+                slice(0, 3),
+                layer_of(LayerOp::Binary(BinaryOp::Mul), vec![2, other], 4),
+                conv(16, 24, 1, 4, 5, 6),
+            ];
+            let m = crate::passes::fuse_slice::apply(model(16, layers, 5)).0;
+            crate::passes::prune::apply(m)
+        };
+        let x = random(16 * 6 * 8, 5);
+        let m = gated(3);
+        let (fused, n) = super::apply(m.clone());
+        assert_eq!(n, 1);
+        let layer = fused.layers.last().expect("the projection");
+        let LayerOp::Conv2dProgram { program, .. } = &layer.op else {
+            panic!("{:?}", layer.op)
+        };
+        assert_eq!(layer.inputs, [1, 1]);
+        assert_eq!(program.channel_slices, [(16, 16), (0, 16)]);
+        assert!(max_diff(&run(&m, &x, 6, 8), &run(&fused, &x, 6, 8)) < 1e-5);
+        assert_eq!(
+            super::apply(gated(0)).1,
+            0,
+            "a half times the 16-channel input"
+        );
     }
 }

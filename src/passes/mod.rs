@@ -34,7 +34,8 @@
 //! 15. [`fuse_upsample`]: a nearest upsample by whole factors read only by convolutions (those
 //!     `upsample_phases` left) runs inside them (each reads the small input at `(y / f, x / f)`).
 //! 16. [`fuse_conv_input`]: an elementwise layer read only by a 1x1 convolution is computed by
-//!     the convolution's kernel as it loads its input (squeeze-and-excitation's scales).
+//!     the convolution's kernel as it loads its input (squeeze-and-excitation's scales, a
+//!     SimpleGate's product of a map's halves).
 //! 17. [`prune`]: layers that feed no output are dropped.
 
 pub mod concat_alias;
