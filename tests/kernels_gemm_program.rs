@@ -4,7 +4,10 @@
 //!
 //! Tolerance as the 1x1 convolutions' in tests/kernels.rs: |gpu - cpu| <= 1e-4 + 1e-4 |cpu|
 //! (up to 40 f32 products a sum here, weights scaled by 1/sqrt(fan-in); the program's ops are
-//! the elementwise kernel's own, within an ulp or two of the f64 reference).
+//! the elementwise kernel's own, within an ulp or two of the f64 reference). A norm fused in
+//! (`normalize`) takes its variance from one pass of sums shifted by the first channel's value:
+//! relative to the variance it loses about `(1 + (mean - x0)^2 / var) 2^-24` (a few 1e-7 here,
+//! the first channel a typical one), well within the tolerance after the 1/sqrt.
 
 #![allow(
     clippy::unwrap_used,
@@ -15,10 +18,10 @@ mod common;
 
 use batchwise::kernels::conv2d::{self, Conv2dLayer};
 use batchwise::kernels::gemm::{self, InputProgram};
-use batchwise::kernels::{Bind, Kernels, elementwise};
+use batchwise::kernels::{Bind, Kernels, across_channels, elementwise};
 use batchwise::model::{
-    Activation, BinaryOp, Conv2dSpec, ElementwiseProgram, ElementwiseStep, ItemShape, Operand,
-    Residual, UnaryOp,
+    AcrossChannels, Activation, BinaryOp, Conv2dSpec, ElementwiseProgram, ElementwiseStep,
+    ItemShape, Operand, Residual, UnaryOp,
 };
 
 fn conv(in_c: u32, out_c: u32, activation: Activation) -> Conv2dSpec {
@@ -68,9 +71,12 @@ fn gate(c: u32, scaled: bool) -> ElementwiseProgram {
 }
 
 /// Cases: the program, its inputs' channel counts as stored (0: x's channels; a map or one value
-/// where `point`), output channels, items, map and residual. Maps of 16 x 16 and 12 x 12 fold
-/// their items into q (8 q a load on a CPU adapter); 5 x 7 and 9 x 7 fold them one value a load,
-/// an invocation's q in two items; 48 x 48 and 40 x 60 are an item a workgroup row.
+/// where `point`), output channels, items, map, residual, and the epsilon of a norm over x's
+/// channels (`normalize`). Maps of 16 x 16 and 12 x 12 fold their items into q (8 q a load on a
+/// CPU adapter); 5 x 7 and 9 x 7 fold them one value a load, an invocation's q in two items;
+/// 48 x 48 and 40 x 60 are an item a workgroup row. The normalized cases' inputs are offset by 3
+/// (a mean far from 0, as a residual stream's) and scaled per channel, so the norm's sums and
+/// their shift are exercised; x normalized is within a few units, as the others' x.
 #[test]
 fn gemm_with_a_program_in_its_loads_matches_reference() {
     let engine = common::engine();
@@ -88,20 +94,27 @@ fn gemm_with_a_program_in_its_loads_matches_reference() {
     let after = Some(Residual::AfterActivation);
     let before = Some(Residual::BeforeActivation);
     let mut widths = std::collections::HashSet::new();
+    let none = || ElementwiseProgram::new(Vec::new());
+    let eps = Some(1e-5);
     #[rustfmt::skip]
     let cases = [
-        (1, scale(), vec![(0, false), (0, true)], conv(32, 16, leaky.clone()), 3, (16, 16), after),
-        (2, scale(), vec![(0, false), (0, true)], conv(16, 24, Activation::None), 2, (48, 48), None),
-        (3, scale(), vec![(0, false), (0, true)], conv(20, 17, Activation::HardSwish), 3, (5, 7), before),
-        (4, scale_add(), vec![(0, true), (0, false), (0, false)], conv(16, 16, leaky.clone()), 2, (12, 12), None),
-        (5, scale_add(), vec![(0, true), (0, false), (0, false)], conv(16, 32, leaky), 2, (40, 60), after),
-        (6, per_item, vec![(0, false), (1, true)], conv(24, 40, Activation::None), 4, (9, 7), before),
-        (7, hard_max, vec![(0, false), (0, false)], conv(8, 32, Activation::None), 2, (20, 20), None),
-        (8, gate(16, false), vec![(32, false), (32, false)], conv(16, 32, Activation::None), 3, (16, 16), after),
-        (9, gate(8, true), vec![(16, false), (16, false), (0, true)], conv(8, 24, Activation::None), 3, (5, 7), None),
-        (10, gate(16, false), vec![(32, false), (32, false)], conv(16, 16, Activation::HardSwish), 2, (40, 60), before),
+        (1, scale(), vec![(0, false), (0, true)], conv(32, 16, leaky.clone()), 3, (16, 16), after, None),
+        (2, scale(), vec![(0, false), (0, true)], conv(16, 24, Activation::None), 2, (48, 48), None, None),
+        (3, scale(), vec![(0, false), (0, true)], conv(20, 17, Activation::HardSwish), 3, (5, 7), before, None),
+        (4, scale_add(), vec![(0, true), (0, false), (0, false)], conv(16, 16, leaky.clone()), 2, (12, 12), None, None),
+        (5, scale_add(), vec![(0, true), (0, false), (0, false)], conv(16, 32, leaky.clone()), 2, (40, 60), after, None),
+        (6, per_item, vec![(0, false), (1, true)], conv(24, 40, Activation::None), 4, (9, 7), before, None),
+        (7, hard_max, vec![(0, false), (0, false)], conv(8, 32, Activation::None), 2, (20, 20), None, None),
+        (8, gate(16, false), vec![(32, false), (32, false)], conv(16, 32, Activation::None), 3, (16, 16), after, None),
+        (9, gate(8, true), vec![(16, false), (16, false), (0, true)], conv(8, 24, Activation::None), 3, (5, 7), None, None),
+        (10, gate(16, false), vec![(32, false), (32, false)], conv(16, 16, Activation::HardSwish), 2, (40, 60), before, None),
+        (11, none(), vec![(0, false)], conv(16, 32, Activation::None), 3, (16, 16), after, eps),
+        (12, none(), vec![(0, false)], conv(24, 16, leaky), 2, (5, 7), None, eps),
+        (13, none(), vec![(0, false)], conv(16, 24, Activation::None), 2, (48, 48), before, eps),
+        (14, gate(16, false), vec![(32, false), (32, false)], conv(16, 16, Activation::None), 2, (12, 12), None, eps),
+        (15, scale(), vec![(0, false), (0, true)], conv(20, 17, Activation::None), 3, (9, 7), after, Some(0.0)),
     ];
-    for (seed, program, inputs, spec, n, (h, w), residual) in cases {
+    for (seed, program, inputs, spec, n, (h, w), residual, normalize) in cases {
         let mut rng = common::rng(seed);
         let (ic, oc) = (spec.in_c, spec.out_c);
         let shapes: Vec<ItemShape> = inputs
@@ -113,10 +126,19 @@ fn gemm_with_a_program_in_its_loads_matches_reference() {
             })
             .collect();
         // Amplitude 4: HardSwish's three pieces, sigmoid's tails.
-        let data: Vec<Vec<f32>> = shapes
+        let mut data: Vec<Vec<f32>> = shapes
             .iter()
             .map(|s| common::random_vec(&mut rng, (n as u64 * s.elements()) as usize, 4.0))
             .collect();
+        if normalize.is_some() {
+            let plane = (h * w) as usize;
+            for (d, s) in data.iter_mut().zip(&shapes) {
+                let c = s.c as usize;
+                for (i, v) in d.iter_mut().enumerate() {
+                    *v = 3.0 + *v * (1.0 + (i / plane % c) as f32 / c as f32);
+                }
+            }
+        }
         let weights = common::random_vec(&mut rng, (oc * ic) as usize, 1.0 / (ic as f32).sqrt());
         let bias = common::random_vec(&mut rng, oc as usize, 0.5);
         let skip = common::random_vec(&mut rng, (n * oc * h * w) as usize, 1.0);
@@ -126,7 +148,11 @@ fn gemm_with_a_program_in_its_loads_matches_reference() {
             .map(|d| &d[..])
             .zip(shapes.iter().copied())
             .collect();
-        let x = elementwise::reference(&program, &with_shapes, x_shape, n);
+        let mut x = elementwise::reference(&program, &with_shapes, x_shape, n);
+        if let Some(epsilon) = normalize {
+            let norm = AcrossChannels::Normalize { epsilon };
+            x = across_channels::reference(norm, &x, x_shape, n);
+        }
         let layout = gemm::Layout::planes(ic, oc, h * w);
         let skip_ref = residual.map(|r| (&skip[..], r));
         let expected = gemm::reference(
@@ -146,6 +172,7 @@ fn gemm_with_a_program_in_its_loads_matches_reference() {
         let program_input = InputProgram {
             program: &program,
             inputs: buffers.iter().map(|b| &**b).zip(shapes).collect(),
+            normalize,
         };
         let dst = gpu.create_buffer(
             "test output",
@@ -162,7 +189,7 @@ fn gemm_with_a_program_in_its_loads_matches_reference() {
             let tol = 1e-4 + 1e-4 * c.abs();
             assert!(
                 (g - c).abs() <= tol,
-                "case {seed} at {i}: gpu {g} cpu {c} ({spec:?} on {n}x{h}x{w})"
+                "case {seed} at {i}: gpu {g} cpu {c} ({spec:?} on {n}x{h}x{w}, norm {normalize:?})"
             );
         }
     }

@@ -401,12 +401,18 @@ fn gemm_program_kernels_validate() {
             Source::Whole,
             Source::Point { per_channel: false },
         ];
-        for (folded, straddles) in [(false, false), (true, false), (true, true)] {
+        let norms = [
+            (false, false, None),
+            (true, false, Some(1e-5)),
+            (true, true, None),
+        ];
+        for (folded, straddles, normalize) in norms {
             let prologue = Prologue {
                 program: program.clone(),
                 sources: sources.clone(),
                 starts: vec![0, 8, 0],
                 channels: 8,
+                normalize,
                 folded,
                 straddles,
             };
@@ -416,7 +422,9 @@ fn gemm_program_kernels_validate() {
                 (BLOCKING, Width::Eight),
                 (unrolled, Width::Eight),
             ] {
-                let what = format!("{op:?} folded {folded} straddles {straddles} {b:?} {width:?}");
+                let what = format!(
+                    "{op:?} folded {folded} straddles {straddles} norm {normalize:?} {b:?} {width:?}"
+                );
                 let wgsl = source(b, Weights::Storage, 64, width, &prologue);
                 validate(&what, &wgsl);
                 if width != Width::Eight {
@@ -425,6 +433,20 @@ fn gemm_program_kernels_validate() {
                 }
             }
         }
+    }
+    // A norm alone: a program of no steps.
+    let prologue = Prologue {
+        program: ElementwiseProgram::new(Vec::new()),
+        sources: vec![Source::Whole],
+        starts: vec![0],
+        channels: 16,
+        normalize: Some(0.0),
+        folded: true,
+        straddles: true,
+    };
+    for width in [Width::One, Width::Four, Width::Eight] {
+        let wgsl = source(BLOCKING, Weights::Uniform, 8, width, &prologue);
+        validate(&format!("a norm {width:?}"), &wgsl);
     }
 }
 

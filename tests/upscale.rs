@@ -206,8 +206,9 @@ fn user_upscaler_built_like_the_wild_ones_matches_onnxruntime() {
 /// A user restorer built like NAFNet (layer norms over the channels written out op by op, a
 /// SimpleGate of two channel halves, a channel attention, depthwise convolutions:
 /// `tests/reference/make_user_models.py`) lowers with a free input size, its norms found
-/// (`passes::normalize_channels`; no reduction left) and their scale and shift folded into the
-/// 1x1 convolutions after them (no constant operand left), and matches onnxruntime on a batch of two: >= 100 dB, in float32 as onnxruntime
+/// (`passes::normalize_channels`; no reduction left), their scale and shift folded into the
+/// 1x1 convolutions after them (no constant operand left) and the norms computed by those
+/// (`passes::fuse_norm_conv`), and matches onnxruntime on a batch of two: >= 100 dB, in float32 as onnxruntime
 /// computes it (sums of at most 144 products; the norms' means over 16 channels). Run on floats
 /// without tiles: the attention's mean over the whole map makes tiles differ from the image.
 #[test]
@@ -220,10 +221,14 @@ fn user_restorer_built_like_nafnet_matches_onnxruntime() {
     assert_eq!(choice.spec.scale, 1);
     assert!(choice.model.static_shapes.is_none(), "free input size");
     let ops: Vec<&LayerOp> = choice.model.layers.iter().map(|l| &l.op).collect();
+    // Each norm fused into the 1x1 after it (`passes::fuse_norm_conv`).
     let norm = |op: &&&LayerOp| {
         matches!(
             op,
-            LayerOp::AcrossChannels(AcrossChannels::Normalize { .. })
+            LayerOp::Conv2dProgram {
+                normalize: Some(_),
+                ..
+            }
         )
     };
     assert_eq!(ops.iter().filter(norm).count(), 4, "{ops:?}");

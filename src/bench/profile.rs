@@ -159,9 +159,22 @@ pub fn describe(l: &Layer) -> String {
     match &l.op {
         LayerOp::Conv2d(s) => conv(s, ""),
         LayerOp::Conv2dResidual { spec, .. } => conv(spec, " + Add"),
-        LayerOp::Conv2dProgram { spec, residual, .. } => {
+        LayerOp::Conv2dProgram {
+            spec,
+            residual,
+            normalize,
+            program,
+        } => {
             let add = if residual.is_some() { " + Add" } else { "" };
-            format!("fused elementwise ops + {}", conv(spec, add))
+            let ops = match program.steps.is_empty() {
+                true => "",
+                false => "fused elementwise ops + ",
+            };
+            let norm = match normalize {
+                Some(_) => "a norm over channels + ",
+                None => "",
+            };
+            format!("{ops}{norm}{}", conv(spec, add))
         }
         LayerOp::Conv2dUpsampled { spec, factor } => {
             format!(

@@ -257,21 +257,21 @@ fn binary_const_step(cx: &Binding, l: &Layer, constant: &wgpu::Buffer) -> Step {
     binary::prepare_shared(Bind::new(cx.gpu, cx.k, &l.name), *op, a, b, dst)
 }
 
-/// A convolution's step: its input and output where the placement put them, with its fused
-/// A 1x1 convolution of a program's output: the program's inputs (all but a residual, the last)
-/// read by the convolution's kernel.
+/// A 1x1 convolution of a program's output (normalized over its channels where `normalize`
+/// says): the program's inputs (all but a residual, the last) read by the convolution's kernel.
 fn program_conv_step(
     cx: &Binding,
     c: &conv2d::Conv2dLayer,
     l: &Layer,
     program: &crate::model::ElementwiseProgram,
-    residual: Option<crate::model::Residual>,
+    (residual, normalize): (Option<crate::model::Residual>, Option<f32>),
 ) -> Step {
     let n = l.inputs.len() - usize::from(residual.is_some());
     let input = |v: usize| (cx.buffer(v), cx.shapes[v]);
     let x = crate::kernels::gemm::InputProgram {
         program,
         inputs: l.inputs[..n].iter().map(|&v| input(v)).collect(),
+        normalize,
     };
     let skip = residual.map(|r| (l.inputs[n], r));
     // A residual of fewer channels than the output: a fused channel Pad (`fuse_residual`).
@@ -283,13 +283,17 @@ fn program_conv_step(
     c.prepare_program(bind, &x, cx.buffer(l.output), residual, skip_c)
 }
 
+/// A convolution's step: its input and output where the placement put them, with its fused
 /// residual or upsample.
 fn conv_step(cx: &Binding, c: &conv2d::Conv2dLayer, l: &Layer) -> Step {
     if let LayerOp::Conv2dProgram {
-        program, residual, ..
+        program,
+        residual,
+        normalize,
+        ..
     } = &l.op
     {
-        return program_conv_step(cx, c, l, program, *residual);
+        return program_conv_step(cx, c, l, program, (*residual, *normalize));
     }
     let s = cx.shapes[l.inputs[0]];
     let (residual, upsample) = match &l.op {

@@ -102,6 +102,13 @@ pub fn supported(out_c: u32) -> bool {
     2 * (out_c.div_ceil(MAX_OC_BLOCK) * MAX_OC_BLOCK) as usize <= BIAS_SLOPE_FLOATS
 }
 
+/// Whether a product of `in_c` inputs to `out_c` channels covers every input channel in each
+/// dispatch, as the weights bound either way hold them: what a norm fused into its loads
+/// (`LayerOp::Conv2dProgram`) needs.
+pub fn one_pass(in_c: u32, out_c: u32) -> bool {
+    (blocking_for(out_c).oc_block * in_c) as u64 <= WINDOW_BYTES / 4
+}
+
 /// Items with at most this many q each are folded into q (one dispatch row runs them all); with
 /// more, each item is a workgroup row of its own in z. A batch needs over 30000 items before a
 /// folded dispatch of 64-invocation workgroups reaches the 65535 workgroups a dispatch may have
@@ -508,6 +515,8 @@ impl GemmLayer {
         };
         let dispatches = self.dispatches_for(kernel);
         let whole = dispatches.iter().all(|d| d.first && d.last);
+        let normalized = program.is_some_and(|p| p.normalize.is_some());
+        assert!(whole || !normalized, "{label}: a norm not in one pass");
         let residual_code = residual.map_or(0, |(_, r)| r as u32);
         let epilogue = Epilogue::compiled(whole, residual_code, activation);
         let blocks = dispatches.iter().map(|d| d.blocks).max().unwrap_or(1);

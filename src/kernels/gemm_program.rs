@@ -37,10 +37,12 @@ impl Source {
     }
 }
 
-/// The program and its inputs: buffers and item shapes.
+/// The program and its inputs: buffers and item shapes; with `normalize` (an epsilon), its output
+/// normalized over the channels at each pixel (`LayerOp::Conv2dProgram`).
 pub struct InputProgram<'a> {
     pub program: &'a ElementwiseProgram,
     pub inputs: Vec<(&'a wgpu::Buffer, ItemShape)>,
+    pub normalize: Option<f32>,
 }
 
 impl InputProgram<'_> {
@@ -93,6 +95,7 @@ impl InputProgram<'_> {
             sources,
             starts,
             channels: x.c,
+            normalize: self.normalize,
             folded,
             straddles: folded && !q_item.is_multiple_of(pix),
         }
@@ -141,6 +144,8 @@ pub struct Prologue {
     pub starts: Vec<u32>,
     /// x's channels (a point input's per item).
     pub channels: u32,
+    /// x normalized over its channels at each pixel, with this epsilon ([`Self::stats`]).
+    pub normalize: Option<f32>,
     /// Items folded into q: an invocation's q may lie in another item than `n`.
     pub folded: bool,
     /// Folded, an invocation's q may lie in two items.
@@ -217,11 +222,64 @@ impl Prologue {
     /// `v < pv`) computed by the program. `load(array, suffix, start)` gives the lines that set
     /// `x{v}{suffix}` from `array` laid out as x from channel `start` of each item on (a slice's
     /// first), each `x{v}` from the loads of [`Self::head`] (`per` q a load).
+    /// Normalized over the channels where the prologue says ([`Self::stats`] before the loop).
     pub fn x_lines(
         &self,
         pv: u32,
         per: u32,
         load: &dyn Fn(&str, &str, u32) -> Vec<String>,
+    ) -> Vec<String> {
+        self.lines_for(pv, per, load, Use::X)
+    }
+
+    /// WGSL before the loop over input channels, where x is normalized over its channels: each
+    /// q's mean (`nmean{v}`) and reciprocal deviation (`nr{v}`) from a loop of its own over every
+    /// channel (`row` the line that sets `row` from `ic`; `load` as [`Self::x_lines`]'s). The
+    /// sums are shifted by the first channel's value (`nk{v}`): the variance, `E[d^2] - E[d]^2`
+    /// of `d = x - nk`, then loses to rounding what `(mean - nk)^2 / var` says (small where the
+    /// first channel is a typical one), not what `mean^2 / var` would. None without a norm.
+    pub fn stats(
+        &self,
+        pv: u32,
+        per: u32,
+        row: &str,
+        load: &dyn Fn(&str, &str, u32) -> Vec<String>,
+    ) -> Vec<String> {
+        let Some(epsilon) = self.normalize else {
+            return Vec::new();
+        };
+        let c = self.channels;
+        let mut lines = Vec::new();
+        for v in 0..pv {
+            lines.push(format!("    var nk{v} = vec4<f32>(0.0);"));
+            lines.push(format!("    var n1_{v} = vec4<f32>(0.0);"));
+            lines.push(format!("    var n2_{v} = vec4<f32>(0.0);"));
+        }
+        lines.push("    {\n        let ic = 0u;".into());
+        lines.push(row.into());
+        lines.extend(self.lines_for(pv, per, load, Use::Shift));
+        lines.push("    }".into());
+        lines.push(format!("    for (var ic = 0u; ic < {c}u; ic++) {{"));
+        lines.push(row.into());
+        lines.extend(self.lines_for(pv, per, load, Use::Sums));
+        lines.push("    }".into());
+        for v in 0..pv {
+            lines.push(format!("    let nm{v} = n1_{v} / {c}.0;"));
+            lines.push(format!("    let nmean{v} = nk{v} + nm{v};"));
+            lines.push(format!(
+                "    let nr{v} = inverseSqrt(max(n2_{v} / {c}.0 - nm{v} * nm{v}, vec4<f32>(0.0)) + {epsilon:?});"
+            ));
+        }
+        lines
+    }
+
+    /// The lines of [`Self::x_lines`], what they make of each value of x as `what` says.
+    fn lines_for(
+        &self,
+        pv: u32,
+        per: u32,
+        load: &dyn Fn(&str, &str, u32) -> Vec<String>,
+        what: Use,
     ) -> Vec<String> {
         let mut lines = Vec::new();
         let scalar_points = !self.straddles;
@@ -258,13 +316,14 @@ impl Prologue {
                 }
             }
         }
-        lines.extend(self.steps(pv));
+        lines.extend(self.steps(pv, what));
         lines
     }
 
     /// The steps: scalar ones (`t{j}`: only point values, where those are one an invocation) once, the
-    /// rest (`s{j}_{v}`) on each vec4; then `x{v}`.
-    fn steps(&self, pv: u32) -> Vec<String> {
+    /// rest (`s{j}_{v}`) on each vec4; then what `what` makes of each vec4 of x (a program of no
+    /// steps: its first input).
+    fn steps(&self, pv: u32, what: Use) -> Vec<String> {
         let steps = &self.program.steps;
         let mut scalar = vec![false; steps.len()];
         let point = |k: u32| matches!(self.sources[k as usize], Source::Point { .. });
@@ -305,15 +364,35 @@ impl Prologue {
                 let expr = super::elementwise::step_expr(step, name, true);
                 lines.push(format!("        let s{j}_{v} = {expr};"));
             }
-            let last = steps.len() - 1;
-            let value = match scalar[last] {
-                true => format!("vec4<f32>(t{last})"),
-                false => format!("s{last}_{v}"),
+            let value = match steps.len().checked_sub(1) {
+                None => format!("xv0_{v}"),
+                Some(last) if scalar[last] => format!("vec4<f32>(t{last})"),
+                Some(last) => format!("s{last}_{v}"),
             };
-            lines.push(format!("        let x{v} = vec4<act>({value});"));
+            lines.push(match (what, self.normalize) {
+                (Use::X, None) => format!("        let x{v} = vec4<act>({value});"),
+                (Use::X, Some(_)) => {
+                    format!("        let x{v} = vec4<act>(({value} - nmean{v}) * nr{v});")
+                }
+                (Use::Shift, _) => format!("        nk{v} = {value};"),
+                (Use::Sums, _) => format!(
+                    "        let nd{v} = {value} - nk{v}; n1_{v} += nd{v}; n2_{v} += nd{v} * nd{v};"
+                ),
+            });
         }
         lines
     }
+}
+
+/// What [`Prologue::lines_for`] makes of each vec4 of x.
+#[derive(Clone, Copy)]
+enum Use {
+    /// `x{v}`, the product's input (normalized where the prologue says).
+    X,
+    /// The shift of the norm's sums: `nk{v}`, x's first channel.
+    Shift,
+    /// The norm's sums: `n1_{v}` and `n2_{v}`.
+    Sums,
 }
 
 impl super::Kernels {

@@ -56,6 +56,13 @@ impl Blocking {
         };
         lines.into_iter().for_each(&mut push);
         self.products(&mut push);
+        if let Some(prologue) = prologue {
+            let row = "        let row = x0 + ic * p.in_cs;";
+            prologue
+                .stats(pv, 1, row, &load)
+                .into_iter()
+                .for_each(&mut *line);
+        }
         self.input_channels(line, &body);
     }
 

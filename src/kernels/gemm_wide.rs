@@ -189,6 +189,11 @@ impl Blocking {
         };
         lines.into_iter().for_each(&mut push);
         self.products(&mut push);
+        if let Some(prologue) = prologue {
+            let row = "        let row = x0 + ic * cs;";
+            let stats = prologue.stats(pix / 4, per, row, &load);
+            stats.into_iter().for_each(&mut line);
+        }
         self.input_channels(&mut line, &body);
         for u in 0..loads {
             line(format!(

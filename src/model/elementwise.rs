@@ -87,7 +87,8 @@ impl ElementwiseProgram {
             .then_some(out)
     }
 
-    /// CPU reference: the output for one element, given each input's value there.
+    /// CPU reference: the output for one element, given each input's value there (a program
+    /// of no steps: its first input's).
     pub fn apply(&self, inputs: &[f32]) -> f32 {
         let mut results: Vec<f32> = Vec::with_capacity(self.steps.len());
         let read = |o: Operand, results: &[f32]| match o {
@@ -101,6 +102,6 @@ impl ElementwiseProgram {
             };
             results.push(v);
         }
-        results.last().copied().unwrap_or(0.0)
+        results.last().copied().unwrap_or(inputs[0])
     }
 }

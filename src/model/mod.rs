@@ -39,11 +39,16 @@ pub enum LayerOp {
     /// convolution from the program's inputs as it loads them, so the program's output is never
     /// stored (`passes::fuse_conv_input`). With a `residual`, the last input is added after the
     /// product, before or after the activation. The program's inputs each have the output's
-    /// size or are one value a channel (`c x 1 x 1`, squeeze-and-excitation's scales).
+    /// size (or are a channel slice of a map of that size) or are one value a channel
+    /// (`c x 1 x 1`, squeeze-and-excitation's scales). A program of no steps is its first input.
+    /// With `normalize` (an epsilon), the program's output is normalized over its channels at
+    /// each pixel before the product, `(x - mean) / sqrt(var + epsilon)` (a layer norm's
+    /// `AcrossChannels::Normalize` fused in by `passes::fuse_norm_conv`).
     Conv2dProgram {
         spec: Conv2dSpec,
         program: ElementwiseProgram,
         residual: Option<Residual>,
+        normalize: Option<f32>,
     },
     ConvTranspose2d(ConvTranspose2dSpec),
     DepthToSpace(DepthToSpaceSpec),
@@ -134,6 +139,9 @@ impl LayerOp {
             LayerOp::Conv2d(_) => "Conv",
             LayerOp::Conv2dResidual { .. } => "Conv + Add",
             LayerOp::Conv2dUpsampled { .. } => "Resize + Conv",
+            LayerOp::Conv2dProgram {
+                normalize: Some(_), ..
+            } => "a norm over channels + Conv",
             LayerOp::Conv2dProgram { .. } => "elementwise ops + Conv",
             LayerOp::ConvTranspose2d(_) => "ConvTranspose",
             LayerOp::DepthToSpace(_) => "DepthToSpace",
@@ -375,6 +383,7 @@ fn layer_output(op: &LayerOp, inputs: &[ItemShape]) -> Option<ItemShape> {
             spec,
             program,
             residual,
+            ..
         } => program_output(spec, program, residual.is_some(), inputs),
         LayerOp::Conv2dUpsampled { spec, factor } => input
             .h

@@ -32,6 +32,7 @@ pub fn run(model: &Model, input: &[f32], h: u32, w: u32) -> Vec<f32> {
                 spec,
                 program,
                 residual,
+                normalize,
             } => {
                 let n = l.inputs.len() - usize::from(residual.is_some());
                 let inputs: Vec<(&[f32], ItemShape)> = l.inputs[..n]
@@ -42,7 +43,11 @@ pub fn run(model: &Model, input: &[f32], h: u32, w: u32) -> Vec<f32> {
                 let x = program
                     .output_shape(&stored)
                     .expect("a program's inputs broadcast");
-                let xs = elementwise::reference(program, &inputs, x, 1);
+                let mut xs = elementwise::reference(program, &inputs, x, 1);
+                if let Some(epsilon) = *normalize {
+                    let norm = crate::model::AcrossChannels::Normalize { epsilon };
+                    xs = crate::kernels::across_channels::reference(norm, &xs, x, 1);
+                }
                 let op = match residual {
                     Some(r) => LayerOp::Conv2dResidual {
                         spec: spec.clone(),

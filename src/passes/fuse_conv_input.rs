@@ -17,7 +17,8 @@
 
 use crate::kernels::gemm_program::Source;
 use crate::model::{
-    ElementwiseProgram, ElementwiseStep, ItemShape, LayerOp, Model, Operand, ValueId,
+    Conv2dSpec, ElementwiseProgram, ElementwiseStep, ItemShape, Layer, LayerOp, Model, Operand,
+    ValueId,
 };
 
 /// The most program inputs fused: with gemm.wgsl's own storage bindings (weights, x, output,
@@ -44,24 +45,40 @@ pub fn apply(mut model: Model) -> (Model, usize) {
             &shapes[0],
         );
         let elementwise = model.layers.remove(i);
-        let conv = &mut model.layers[c - 1];
-        let (spec, residual) = match conv.op.clone() {
-            LayerOp::Conv2d(spec) => (spec, None),
-            LayerOp::Conv2dResidual { spec, residual } => (spec, Some(residual)),
-            _ => unreachable!("candidate() checked for a 1x1 convolution"),
-        };
-        conv.op = LayerOp::Conv2dProgram {
-            spec,
-            program,
-            residual,
-        };
-        let mut inputs = inputs;
-        inputs.extend_from_slice(&conv.inputs[1..]);
-        conv.inputs = inputs;
-        conv.name = format!("{} + {}", elementwise.name, conv.name);
+        into_program(
+            &mut model.layers[c - 1],
+            &elementwise,
+            (program, None),
+            inputs,
+        );
         fused += 1;
     }
     (model, fused)
+}
+
+/// Makes the 1x1 convolution `conv` (with or without a residual) compute `program` of `inputs`
+/// (normalized over the channels with `normalize`'s epsilon) as it loads its input: `layer`'s
+/// output, which it reads no more.
+pub(super) fn into_program(
+    conv: &mut Layer,
+    layer: &Layer,
+    (program, normalize): (ElementwiseProgram, Option<f32>),
+    mut inputs: Vec<ValueId>,
+) {
+    let (spec, residual) = match conv.op.clone() {
+        LayerOp::Conv2d(spec) => (spec, None),
+        LayerOp::Conv2dResidual { spec, residual } => (spec, Some(residual)),
+        _ => unreachable!("the pass checked for a 1x1 convolution (`gemm_reader`)"),
+    };
+    conv.op = LayerOp::Conv2dProgram {
+        spec,
+        program,
+        residual,
+        normalize,
+    };
+    inputs.extend_from_slice(&conv.inputs[1..]);
+    conv.inputs = inputs;
+    conv.name = format!("{} + {}", layer.name, conv.name);
 }
 
 /// The program and its inputs reordered so that the first is read as the output (the
@@ -138,13 +155,13 @@ pub(super) fn probe_shapes(model: &Model) -> Vec<Vec<ItemShape>> {
         .collect()
 }
 
-/// For the elementwise layer `i`: the index of the convolution it fuses into, if it fuses.
-fn candidate(model: &Model, shapes: &[Vec<ItemShape>], i: usize) -> Option<usize> {
-    let layer = &model.layers[i];
-    let program = program_of(&layer.op)?;
-    let out = layer.output;
+/// For layer `i`: the 1x1 convolution on gemm.wgsl that is the one reader of its output, reading
+/// it as its input (not its residual), its index and spec; None where the output is a model
+/// output or has other readers.
+pub(super) fn gemm_reader(model: &Model, i: usize) -> Option<(usize, &Conv2dSpec)> {
+    let out = model.layers[i].output;
     let is_output = out == model.output || model.extra_outputs.contains(&out);
-    if is_output || model.readers(out) != 1 || layer.inputs.len() > MAX_INPUTS {
+    if is_output || model.readers(out) != 1 {
         return None;
     }
     let c = i
@@ -157,7 +174,16 @@ fn candidate(model: &Model, shapes: &[Vec<ItemShape>], i: usize) -> Option<usize
         return None;
     };
     let reads_as_input = conv.inputs[0] == out && !conv.inputs[1..].contains(&out);
-    if !reads_as_input || !crate::kernels::conv2d::runs_on_gemm(spec) || shapes.is_empty() {
+    (reads_as_input && crate::kernels::conv2d::runs_on_gemm(spec)).then_some((c, spec))
+}
+
+/// For the elementwise layer `i`: the index of the convolution it fuses into, if it fuses.
+fn candidate(model: &Model, shapes: &[Vec<ItemShape>], i: usize) -> Option<usize> {
+    let layer = &model.layers[i];
+    let program = program_of(&layer.op)?;
+    let out = layer.output;
+    let (c, spec) = gemm_reader(model, i)?;
+    if layer.inputs.len() > MAX_INPUTS || shapes.is_empty() {
         return None;
     }
     let sources_read = shapes.iter().all(|shapes| {

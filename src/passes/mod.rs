@@ -36,7 +36,10 @@
 //! 16. [`fuse_conv_input`]: an elementwise layer read only by a 1x1 convolution is computed by
 //!     the convolution's kernel as it loads its input (squeeze-and-excitation's scales, a
 //!     SimpleGate's product of a map's halves).
-//! 17. [`prune`]: layers that feed no output are dropped.
+//! 17. [`fuse_norm_conv`]: a norm over the channels read only by a 1x1 convolution is computed
+//!     by the convolution's kernel (each pixel's sums in a loop of its own, each value
+//!     normalized as it is loaded for the product).
+//! 18. [`prune`]: layers that feed no output are dropped.
 
 pub mod concat_alias;
 pub mod conv_before_resize;
@@ -45,6 +48,7 @@ pub mod fold_affine;
 pub mod fuse_activation;
 pub mod fuse_conv_input;
 pub mod fuse_elementwise;
+pub mod fuse_norm_conv;
 pub mod fuse_pad;
 pub mod fuse_residual;
 pub mod fuse_slice;
@@ -89,6 +93,8 @@ pub struct PassCounts {
     pub fused_upsamples: usize,
     /// Elementwise layers computed by the 1x1 convolution that reads them.
     pub fused_conv_inputs: usize,
+    /// Norms over the channels computed by the 1x1 convolution that reads them.
+    pub fused_norms: usize,
 }
 
 /// Every pass, in order.
@@ -110,6 +116,7 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
     let (model, upsample_phases) = upsample_phases::apply(model);
     let (model, fused_upsamples) = fuse_upsample::apply(model);
     let (model, fused_conv_inputs) = fuse_conv_input::apply(model);
+    let (model, fused_norms) = fuse_norm_conv::apply(model);
     let model = prune::apply(model);
     (
         model,
@@ -130,6 +137,7 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
             upsample_phases,
             fused_upsamples,
             fused_conv_inputs,
+            fused_norms,
         },
     )
 }
