@@ -117,6 +117,7 @@ fn check(engine: &batchwise::engine::Engine, case: &Case, seed: u64) {
         }),
         upsample: *upsample,
         skip_c: None,
+        gate: false,
     };
     let bind = Bind::new(gpu, kernels, "case");
     let step = layer.prepare_placed(bind, [&src, dst], [*h, *w], None, io);

@@ -950,3 +950,131 @@ fn rows_conv2d_matches_reference() {
     let variant = conv2d::Variant::for_spec(&spec, 8);
     assert!(conv2d_rows::rows_for(variant, &spec, [44, 22], [1, 1], [true, true]).is_none());
 }
+
+/// A depthwise convolution with the SimpleGate after it (`depthwise_conv2d::Variant::gate`, the
+/// layer `passes::fuse_gate` makes): output channel `k` is `act(dw_k) * act(dw_{k + c})`, on
+/// maps read 8 values a load (32 wide), 4 (20; 28 onto 14 at stride 2), one (12 and 14 wide,
+/// whose ungated kernels read rows off the grid; 7 x 7, whose take whole planes), 5x5, dilation
+/// 2, PRelu (each half its own slopes), more channels than an x row of invocations covers,
+/// batches; float32 and float16 (the tolerances of `check`: a product of two O(1) values each
+/// within ~1e-5 of the reference in float32 stays 10 times under it). A half read from the wrong
+/// plane, taps or slopes fails: the other half's values are unrelated.
+#[test]
+fn depthwise_gate_matches_reference() {
+    use batchwise::kernels::depthwise_conv2d;
+    let engine = common::engine();
+    let gpu = &engine.gpu;
+    let mut rng = common::rng(200);
+    let dw = |c: u32, k, stride, dil, activation| Conv2dSpec {
+        groups: 2 * c,
+        stride: [stride; 2],
+        dilation: [dil; 2],
+        activation,
+        ..conv(2 * c, 2 * c, k, k / 2 * dil)
+    };
+    let prelu = Activation::PRelu {
+        slopes: common::random_vec(&mut rng, 8, 0.5),
+    };
+    let leaky = Activation::LeakyRelu { alpha: 0.1 };
+    let clip = Activation::Clip {
+        min: -0.5,
+        max: 0.5,
+    };
+    let cases = [
+        (201, dw(4, 3, 1, 1, prelu), (2, 9, 32)),
+        (202, dw(3, 3, 1, 1, leaky.clone()), (1, 7, 20)),
+        (203, dw(5, 5, 1, 1, clip), (2, 12, 12)),
+        (204, dw(2, 3, 1, 1, Activation::None), (2, 14, 14)),
+        (205, dw(4, 3, 1, 1, Activation::HardSwish), (3, 7, 7)),
+        (206, dw(3, 3, 2, 1, Activation::None), (1, 28, 28)),
+        (207, dw(2, 3, 1, 2, leaky), (1, 10, 24)),
+        (208, dw(20, 3, 1, 1, Activation::None), (1, 8, 16)),
+    ];
+    let mut precisions = vec![(Kernels::new(gpu), false)];
+    if common::has_float16(&engine) {
+        precisions.push((Kernels::with_precision(gpu, Precision::F16), true));
+    }
+    for (kernels, half) in &precisions {
+        let half = *half;
+        let round = |v: Vec<f32>| -> Vec<f32> {
+            match half {
+                true => v
+                    .into_iter()
+                    .map(|x| half::f16::from_f32(x).to_f32())
+                    .collect(),
+                false => v,
+            }
+        };
+        let mut widths = Vec::new();
+        for (seed, spec, (n, h, w)) in cases.clone() {
+            let (oh, ow) = spec.output_hw(h, w).unwrap();
+            let chosen = depthwise_conv2d::Variant {
+                gate: true,
+                ..depthwise_conv2d::variant(&spec).expect("generated")
+            }
+            .for_layer(&spec, [h, w, oh, ow], kernels.eight_a_load);
+            assert!(chosen.planes.is_none() && chosen.rows_off_grid.is_none());
+            widths.push((chosen.wide.is_some(), chosen.load8));
+            let mut rng = common::rng(seed);
+            let input = round(common::random_vec(
+                &mut rng,
+                (n * spec.in_c * h * w) as usize,
+                1.0,
+            ));
+            let taps = (spec.out_c * spec.k_h * spec.k_w) as usize;
+            let weights = round(common::random_vec(&mut rng, taps, 0.5));
+            let bias = round(common::random_vec(&mut rng, spec.out_c as usize, 0.5));
+            let both = reference(&spec, &input, (n, h, w), &weights, &bias, None);
+            // Per item, the first half of its channels times the second.
+            let half_item = (spec.out_c / 2 * oh * ow) as usize;
+            let expected: Vec<f32> = both
+                .chunks(2 * half_item)
+                .flat_map(|item| {
+                    let (a, b) = item.split_at(half_item);
+                    a.iter().zip(b).map(|(a, b)| a * b).collect::<Vec<_>>()
+                })
+                .collect();
+            let layer = Conv2dLayer::upload(gpu, "gated", spec.clone(), &weights, &bias);
+            let to_bytes = |v: &[f32]| -> Vec<u8> {
+                match half {
+                    true => bytemuck::cast_slice(
+                        &v.iter()
+                            .map(|&x| half::f16::from_f32(x))
+                            .collect::<Vec<_>>(),
+                    )
+                    .to_vec(),
+                    false => bytemuck::cast_slice(v).to_vec(),
+                }
+            };
+            let storage = wgpu::BufferUsages::STORAGE;
+            let src = gpu.create_buffer_init("src", &to_bytes(&input), storage);
+            let bytes = 4 * expected.len() as u64;
+            let dst = gpu.create_buffer("dst", bytes, storage | wgpu::BufferUsages::COPY_SRC);
+            let gate = conv2d::Operands {
+                gate: true,
+                ..Default::default()
+            };
+            let bind = Bind::new(gpu, kernels, "gated");
+            let step = layer.prepare_placed(bind, [&src, &dst], [h, w], None, gate);
+            let out = common::run_step(gpu, &step, n, &dst, bytes);
+            let got: Vec<f32> = match half {
+                true => bytemuck::pod_collect_to_vec::<u8, half::f16>(&out[..bytes as usize / 2])
+                    .into_iter()
+                    .map(half::f16::to_f32)
+                    .collect(),
+                false => bytemuck::pod_collect_to_vec(&out),
+            };
+            let (abs, rel) = if half { (2e-2, 1e-2) } else { (1e-4, 1e-4) };
+            for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+                assert!(
+                    (g - e).abs() <= abs + rel * e.abs(),
+                    "{spec:?} on {n}x{h}x{w}, float16 {half}: element {i}: gpu {g} vs cpu {e}"
+                );
+            }
+        }
+        // Rows read 4 values a load (8 on a CPU adapter in float32) and one value a load.
+        let eight = kernels.eight_a_load;
+        assert!(widths.contains(&(true, eight)) && widths.contains(&(true, false)));
+        assert!(widths.contains(&(false, false)));
+    }
+}

@@ -164,7 +164,8 @@ fn generated_narrow_conv2d_variants_validate() {
 }
 
 /// The generated depthwise kernels validate, in float32 and float16, with and without their
-/// own input as the residual; and on rows off the 4-value grid (14 and 10 wide).
+/// own input as the residual, gated (a SimpleGate fused in); and on rows off the 4-value grid
+/// (14 and 10 wide).
 #[test]
 fn generated_depthwise_variants_validate() {
     use batchwise::kernels::depthwise_conv2d::{self, Variant};
@@ -256,11 +257,20 @@ fn generated_depthwise_variants_validate() {
                     _ => Residual::AfterActivation,
                 },
             ),
+            gate: false,
         };
-        validate(&format!("{v:?}"), &v.source());
-        if !eight {
-            let half = batchwise::kernels::float16_source(&v.source()).expect("over act");
-            validate(&format!("{v:?} float16"), &half);
+        // Each also gated (a SimpleGate fused in: two halves, no residual).
+        let gated = Variant {
+            gate: true,
+            residual: None,
+            ..v
+        };
+        for v in [v, gated] {
+            validate(&format!("{v:?}"), &v.source());
+            if !eight {
+                let half = batchwise::kernels::float16_source(&v.source()).expect("over act");
+                validate(&format!("{v:?} float16"), &half);
+            }
         }
     }
 }

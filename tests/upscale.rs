@@ -208,7 +208,8 @@ fn user_upscaler_built_like_the_wild_ones_matches_onnxruntime() {
 /// `tests/reference/make_user_models.py`) lowers with a free input size, its norms found
 /// (`passes::normalize_channels`; no reduction left), their scale and shift folded into the
 /// 1x1 convolutions after them (no constant operand left) and the norms computed by those
-/// (`passes::fuse_norm_conv`), and matches onnxruntime on a batch of two: >= 100 dB, in float32 as onnxruntime
+/// (`passes::fuse_norm_conv`), the SimpleGates after its depthwise 3x3s computed by those
+/// (`passes::fuse_gate`), and matches onnxruntime on a batch of two: >= 100 dB, in float32 as onnxruntime
 /// computes it (sums of at most 144 products; the norms' means over 16 channels). Run on floats
 /// without tiles: the attention's mean over the whole map makes tiles differ from the image.
 #[test]
@@ -232,6 +233,9 @@ fn user_restorer_built_like_nafnet_matches_onnxruntime() {
         )
     };
     assert_eq!(ops.iter().filter(norm).count(), 4, "{ops:?}");
+    // Each SimpleGate after a depthwise 3x3 computed by it (`passes::fuse_gate`).
+    let gated = |op: &&&LayerOp| matches!(op, LayerOp::Conv2dGated(_));
+    assert_eq!(ops.iter().filter(gated).count(), 2, "{ops:?}");
     let reduce = |op: &&&LayerOp| matches!(op, LayerOp::AcrossChannels(AcrossChannels::Reduce(_)));
     let constant = |op: &&&LayerOp| matches!(op, LayerOp::BinaryConst { .. });
     assert!(

@@ -159,6 +159,7 @@ pub fn describe(l: &Layer) -> String {
     match &l.op {
         LayerOp::Conv2d(s) => conv(s, ""),
         LayerOp::Conv2dResidual { spec, .. } => conv(spec, " + Add"),
+        LayerOp::Conv2dGated(spec) => conv(spec, " + gate"),
         LayerOp::Conv2dProgram {
             spec,
             residual,

@@ -159,6 +159,7 @@ impl Engine {
                 LayerOp::Conv2d(s)
                 | LayerOp::Conv2dResidual { spec: s, .. }
                 | LayerOp::Conv2dUpsampled { spec: s, .. }
+                | LayerOp::Conv2dGated(s)
                 | LayerOp::Conv2dProgram { spec: s, .. } => {
                     GpuLayer::Conv2d(Conv2dLayer::upload_with(
                         gpu,

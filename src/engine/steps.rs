@@ -50,6 +50,7 @@ impl Binding<'_> {
             dst: self.slice(output),
             upsample,
             skip_c: None,
+            gate: false,
         }
     }
 }
@@ -203,6 +204,7 @@ pub(super) fn layer_steps(cx: &Binding, index: usize, g: &GpuLayer, l: &Layer) -
             LayerOp::Conv2d(_)
             | LayerOp::Conv2dResidual { .. }
             | LayerOp::Conv2dUpsampled { .. }
+            | LayerOp::Conv2dGated(_)
             | LayerOp::Conv2dProgram { .. }
             | LayerOp::ConvTranspose2d(_),
         ) => {
@@ -316,6 +318,7 @@ fn conv_step(cx: &Binding, c: &conv2d::Conv2dLayer, l: &Layer) -> Step {
         residual,
         conv2d::Operands {
             skip_c,
+            gate: matches!(l.op, LayerOp::Conv2dGated(_)),
             ..cx.operands(l.inputs[0], l.output, upsample)
         },
         scratch,

@@ -587,7 +587,13 @@ impl Conv2dLayer {
                 let buffers = [src, &**weights, &**bias_slope, dst];
                 let bind = Bind::new(gpu, kernels, label);
                 let sizes = [in_h, in_w, out_h, out_w];
-                let variant = depthwise.map(|v| match fixed_block {
+                assert!(
+                    depthwise.is_some() || !io.gate,
+                    "a gated depthwise convolution runs on the generated kernel"
+                );
+                let gated =
+                    depthwise.map(|v| super::depthwise_conv2d::Variant { gate: io.gate, ..v });
+                let variant = gated.map(|v| match fixed_block {
                     true => v.wide_for(in_w, out_w, s.pads[1], kernels.eight_a_load),
                     false => v.for_layer(s, sizes, kernels.eight_a_load),
                 });
@@ -696,8 +702,14 @@ impl Conv2dLayer {
             "a depthwise convolution's residual is its own input"
         );
         let blocked = matches!(self.imp, Implementation::Blocked { .. });
+        let depthwise = matches!(self.imp, Implementation::Depthwise { .. });
+        assert!(
+            !io.gate || (depthwise && residual.is_none()),
+            "a gate is for a depthwise convolution without a residual"
+        );
         let placed = Operands {
             skip_c: None,
+            gate: false,
             ..*io
         };
         assert!(

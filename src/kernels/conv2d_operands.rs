@@ -23,6 +23,10 @@ pub struct Operands {
     /// The residual's channels where fewer than the output's (those past them read 0: a fused
     /// channel Pad); only for a 1x1 convolution on gemm.wgsl (`fuse_residual` fuses no other).
     pub skip_c: Option<u32>,
+    /// The output's two halves multiplied, half the channels stored (a SimpleGate fused into a
+    /// depthwise convolution, `LayerOp::Conv2dGated`); only for the depthwise kernel's
+    /// generated variants.
+    pub gate: bool,
 }
 
 impl Default for Operands {
@@ -32,6 +36,7 @@ impl Default for Operands {
             dst: None,
             upsample: [1, 1],
             skip_c: None,
+            gate: false,
         }
     }
 }

@@ -9,7 +9,8 @@
 //! a time. On llvmpipe a load is a loop over the lanes (see `depthwise_conv2d`), so a 7 x 7
 //! map's 49 one-value loads and 49 stores a channel become 12.25 of each.
 
-use super::depthwise_conv2d::{Variant, entry_point, line};
+use super::depthwise_conv2d::Variant;
+use super::depthwise_source::{entry_point, line};
 use crate::model::Residual;
 use std::collections::HashSet;
 

@@ -31,7 +31,8 @@ impl Blocking {
             body.push_str(&l);
             body.push('\n');
         };
-        push("        let row = x0 + ic * p.in_cs;".into());
+        let row = "        let row = x0 + ic * p.in_cs;";
+        push(row.into());
         let load = |array: &str, suffix: &str, start: u32| -> Vec<String> {
             let row = match start {
                 0 => "row".to_string(),
@@ -57,7 +58,6 @@ impl Blocking {
         lines.into_iter().for_each(&mut push);
         self.products(&mut push);
         if let Some(prologue) = prologue {
-            let row = "        let row = x0 + ic * p.in_cs;";
             prologue
                 .stats(pv, 1, row, &load)
                 .into_iter()

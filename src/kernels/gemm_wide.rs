@@ -166,7 +166,8 @@ impl Blocking {
             body.push_str(&l);
             body.push('\n');
         };
-        push("        let row = x0 + ic * cs;".into());
+        let row = "        let row = x0 + ic * cs;";
+        push(row.into());
         let load = |array: &str, suffix: &str, start: u32| -> Vec<String> {
             let row = match start {
                 0 => "row".to_string(),
@@ -190,7 +191,6 @@ impl Blocking {
         lines.into_iter().for_each(&mut push);
         self.products(&mut push);
         if let Some(prologue) = prologue {
-            let row = "        let row = x0 + ic * cs;";
             let stats = prologue.stats(pix / 4, per, row, &load);
             stats.into_iter().for_each(&mut line);
         }

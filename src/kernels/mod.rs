@@ -17,6 +17,7 @@ pub mod copy_channels;
 pub mod depth_to_space;
 pub mod depthwise_conv2d;
 mod depthwise_planes;
+mod depthwise_source;
 pub mod edge_clamp;
 pub mod eight;
 pub mod elementwise;

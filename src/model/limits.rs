@@ -88,6 +88,7 @@ fn check_layer(layer: &Layer) -> std::result::Result<(), String> {
         LayerOp::Conv2d(s)
         | LayerOp::Conv2dResidual { spec: s, .. }
         | LayerOp::Conv2dUpsampled { spec: s, .. }
+        | LayerOp::Conv2dGated(s)
         | LayerOp::Conv2dProgram { spec: s, .. } => {
             window("a kernel side", &[s.k_h, s.k_w])?;
             window("a stride", &s.stride)?;

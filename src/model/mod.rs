@@ -50,6 +50,11 @@ pub enum LayerOp {
         residual: Option<Residual>,
         normalize: Option<f32>,
     },
+    /// A depthwise convolution of `2c` channels whose output's two halves are multiplied
+    /// (NAFNet's SimpleGate, fused in by `passes::fuse_gate`): output channel `k` is
+    /// `conv_k * conv_{k + c}`, `c` channels stored. The kernel computes both halves of a pixel
+    /// block; the `2c`-channel output is never stored.
+    Conv2dGated(Conv2dSpec),
     ConvTranspose2d(ConvTranspose2dSpec),
     DepthToSpace(DepthToSpaceSpec),
     /// Blocks of `[bh, bw]` pixels to channels, in ONNX SpaceToDepth's order (output channel
@@ -139,6 +144,7 @@ impl LayerOp {
             LayerOp::Conv2d(_) => "Conv",
             LayerOp::Conv2dResidual { .. } => "Conv + Add",
             LayerOp::Conv2dUpsampled { .. } => "Resize + Conv",
+            LayerOp::Conv2dGated(_) => "depthwise Conv + gate",
             LayerOp::Conv2dProgram {
                 normalize: Some(_), ..
             } => "a norm over channels + Conv",
@@ -214,6 +220,7 @@ impl Layer {
         match &self.op {
             LayerOp::Conv2d(spec)
             | LayerOp::Conv2dResidual { spec, .. }
+            | LayerOp::Conv2dGated(spec)
             | LayerOp::Conv2dProgram { spec, .. } => spec.macs(s.h, s.w),
             LayerOp::Conv2dUpsampled { spec, factor } => {
                 spec.macs(s.h * factor[0], s.w * factor[1])
@@ -379,6 +386,14 @@ fn layer_output(op: &LayerOp, inputs: &[ItemShape]) -> Option<ItemShape> {
                 .map(|(h, w)| ItemShape { c: s.out_c, h, w })
         }
         LayerOp::Conv2dResidual { spec, .. } => residual_output(spec, input, inputs.get(1)),
+        LayerOp::Conv2dGated(s) => s
+            .output_hw(input.h, input.w)
+            .filter(|_| s.out_c.is_multiple_of(2))
+            .map(|(h, w)| ItemShape {
+                c: s.out_c / 2,
+                h,
+                w,
+            }),
         LayerOp::Conv2dProgram {
             spec,
             program,

@@ -75,6 +75,11 @@ fn layer(l: &Layer, values: &[Vec<f32>], s: ItemShape, out: ItemShape) -> Vec<f3
     let x = &values[l.inputs[0]];
     match &l.op {
         LayerOp::Conv2d(spec) => conv2d::reference(spec, x, 1, s.h, s.w, &l.weights, &l.bias),
+        LayerOp::Conv2dGated(spec) => {
+            let y = conv2d::reference(spec, x, 1, s.h, s.w, &l.weights, &l.bias);
+            let (first, second) = y.split_at(y.len() / 2);
+            first.iter().zip(second).map(|(a, b)| a * b).collect()
+        }
         LayerOp::ResizeNearest(f) => resize_nearest::reference(x, s.c, s.h, s.w, *f),
         LayerOp::ResizeFilter(spec) => {
             crate::kernels::resize_filter::reference(spec, x, s.c, s.h, s.w)

@@ -39,7 +39,9 @@
 //! 17. [`fuse_norm_conv`]: a norm over the channels read only by a 1x1 convolution is computed
 //!     by the convolution's kernel (each pixel's sums in a loop of its own, each value
 //!     normalized as it is loaded for the product).
-//! 18. [`prune`]: layers that feed no output are dropped.
+//! 18. [`fuse_gate`]: a SimpleGate (the product of a map's two halves) after a depthwise
+//!     convolution runs inside it (an invocation computes both halves, stores their product).
+//! 19. [`prune`]: layers that feed no output are dropped.
 
 pub mod concat_alias;
 pub mod conv_before_resize;
@@ -48,6 +50,7 @@ pub mod fold_affine;
 pub mod fuse_activation;
 pub mod fuse_conv_input;
 pub mod fuse_elementwise;
+pub mod fuse_gate;
 pub mod fuse_norm_conv;
 pub mod fuse_pad;
 pub mod fuse_residual;
@@ -95,6 +98,8 @@ pub struct PassCounts {
     pub fused_conv_inputs: usize,
     /// Norms over the channels computed by the 1x1 convolution that reads them.
     pub fused_norms: usize,
+    /// SimpleGates computed by the depthwise convolution before them.
+    pub fused_gates: usize,
 }
 
 /// Every pass, in order.
@@ -117,6 +122,7 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
     let (model, fused_upsamples) = fuse_upsample::apply(model);
     let (model, fused_conv_inputs) = fuse_conv_input::apply(model);
     let (model, fused_norms) = fuse_norm_conv::apply(model);
+    let (model, fused_gates) = fuse_gate::apply(model);
     let model = prune::apply(model);
     (
         model,
@@ -138,6 +144,7 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
             fused_upsamples,
             fused_conv_inputs,
             fused_norms,
+            fused_gates,
         },
     )
 }
