@@ -409,7 +409,12 @@ pub fn resolve(name: &str, overrides: &InputOverrides) -> Result<ModelChoice> {
         let bytes =
             std::fs::read(path).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
         match crate::onnx::load_with_metadata(&bytes, name) {
-            Ok((m, meta)) if m.static_shapes.is_none() => (m, meta),
+            // A model whose output is no image (a classifier's) keeps the input size its file
+            // fixes, if it fixes one: its outputs are then kept as tensors.
+            Ok((m, meta)) if m.static_shapes.is_none() => match measure_scale(&m) {
+                Err(_) => crate::onnx::load_at_size(&bytes, name, None).unwrap_or((m, meta)),
+                Ok(_) => (m, meta),
+            },
             // A fixed-size model: lowered as an image at its size (channels-last inputs too).
             Ok(_) => crate::onnx::load_at_size(&bytes, name, None)
                 .map_err(|e| anyhow!("{}: {e:#}", path.display()))?,

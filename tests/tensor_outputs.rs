@@ -60,16 +60,7 @@ fn outputs_that_are_not_images_are_written_as_npy_with_an_index() {
         std::fs::copy(common::fixture("user/photo-32x32.png"), inputs.join(name)).unwrap();
     }
     let out = dir.path().join("out");
-    let model = common::fixture("user/tensor_outputs.onnx");
-    batchwise()
-        .arg("run")
-        .arg("-m")
-        .arg(&model)
-        .arg("-o")
-        .arg(&out)
-        .arg(&inputs)
-        .assert()
-        .success();
+    run(&common::fixture("user/tensor_outputs.onnx"), &inputs, &out);
     for (name, shape) in [("logits", vec![2, 10]), ("heat", vec![2, 2, 8, 8])] {
         let (got_shape, got) = read_npy(&out.join(format!("{name}.npy")));
         assert_eq!(got_shape, shape, "{name}");
@@ -98,4 +89,53 @@ fn outputs_that_are_not_images_are_written_as_npy_with_an_index() {
             .ends_with("b.png")
     );
     assert_eq!(index["items"][1]["row"], 1);
+}
+
+/// A ConvNeXt-style classifier exported as PyTorch writes it (channels-last stretches, a
+/// LayerNorm2d on the pooled 1x1 map, Flatten and Gemm; `make_tensor_model.py`): its graph
+/// lowers with a free size, but its output is no image, so it runs at the size its file fixes
+/// and its logits are written as `logits.npy`, within 1e-4 of onnxruntime's (float32 on both
+/// sides, sums of at most 64 products).
+#[test]
+fn a_classifier_that_also_lowers_with_a_free_size_keeps_its_fixed_input() {
+    let model = common::fixture("user/convnext_classifier.onnx");
+    let choice = batchwise::builtin::resolve(model.to_str().unwrap(), &Default::default()).unwrap();
+    assert_eq!(choice.task, batchwise::builtin::Task::Tensors);
+    assert_eq!(choice.input_size, 32);
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    std::fs::copy(
+        common::fixture("user/photo-32x32.png"),
+        inputs.join("a.png"),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    run(&model, &inputs, &out);
+    let (shape, got) = read_npy(&out.join("logits.npy"));
+    assert_eq!(shape, [1, 10]);
+    let bytes = std::fs::read(common::fixture(
+        "user/photo-32x32.convnext_classifier.logits.f32",
+    ))
+    .unwrap();
+    let want: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+    let worst = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst <= 1e-4, "{worst}: {got:?} vs {want:?}");
+}
+
+/// `batchwise run -m model -o out inputs`, which must succeed.
+fn run(model: &std::path::Path, inputs: &std::path::Path, out: &std::path::Path) {
+    batchwise()
+        .arg("run")
+        .arg("-m")
+        .arg(model)
+        .arg("-o")
+        .arg(out)
+        .arg(inputs)
+        .assert()
+        .success();
 }

@@ -214,7 +214,6 @@ fn user_upscaler_built_like_the_wild_ones_matches_onnxruntime() {
 /// without tiles: the attention's mean over the whole map makes tiles differ from the image.
 #[test]
 fn user_restorer_built_like_nafnet_matches_onnxruntime() {
-    use batchwise::engine::BatchRunner;
     use batchwise::model::{AcrossChannels, LayerOp};
     let engine = common::engine();
     let path = common::fixture("user/wild_restorer_1x.onnx");
@@ -249,17 +248,7 @@ fn user_restorer_built_like_nafnet_matches_onnxruntime() {
         let other = builtin::resolve(id, &Default::default()).unwrap();
         assert!(!other.info().unwrap().tiles_change_output, "{id}");
     }
-    let model = engine.load(choice.model.clone()).unwrap();
-    let photo = common::photo();
-    let plane = |c: usize, k: f32| photo.pixels().map(move |p| p[c] as f32 / 255.0 * k);
-    let input: Vec<f32> = [1.0, 0.5]
-        .into_iter()
-        .flat_map(|k| (0..3).flat_map(move |c| plane(c, k)))
-        .collect();
-    let runner = BatchRunner::float_input(&engine, &model, 2, 44, 60).unwrap();
-    let got = runner.run_floats(&input, 2).unwrap().remove(0);
-    let expected = common::reference("user/photo-60x44.wild_restorer_1x.f32");
-    let psnr = common::psnr(&got, &expected);
+    let psnr = batch_of_two_psnr(&engine, &choice, "wild_restorer_1x");
     eprintln!("NAFNet-like user restorer: PSNR {psnr:.1} dB");
     assert!(psnr >= 100.0, "PSNR {psnr:.1} dB < 100 dB");
 }
@@ -292,4 +281,58 @@ fn float16_upscalers_stay_within_45_db_of_onnxruntime() {
         eprintln!("{id} float16: PSNR {psnr:.1} dB, max |diff| {worst:e}");
         assert!(psnr >= 45.0, "{id} float16: PSNR {psnr:.1} dB < 45 dB");
     }
+}
+
+/// A user restorer of ConvNeXt blocks exported as PyTorch writes them: stretches in channels
+/// last (a Transpose to `[N, H, W, C]`, LayerNormalization over the last axis, MatMuls with
+/// their biases, GELU written out with Erf, a layer scale of 32 values, a Transpose back;
+/// `tests/reference/make_user_models.py`). Each stretch runs on the NCHW map
+/// (`onnx::channels_last`): the model lowers with a free input size, without a general tensor
+/// op, each block's norm computed by the 1x1 after it (`passes::fuse_norm_conv`), and matches
+/// onnxruntime on a batch of two: >= 100 dB in float32 (sums of at most 288 products; the
+/// norms' means over 32 channels; Erf within float32 rounding).
+#[test]
+fn user_convnext_blocks_match_onnxruntime() {
+    use batchwise::model::LayerOp;
+    let engine = common::engine();
+    let path = common::fixture("user/wild_convnext_1x.onnx");
+    let choice = builtin::resolve(path.to_str().unwrap(), &Default::default()).unwrap();
+    assert!(choice.model.static_shapes.is_none(), "free input size");
+    let ops: Vec<&LayerOp> = choice.model.layers.iter().map(|l| &l.op).collect();
+    let tensor = |op: &&&LayerOp| matches!(op, LayerOp::Tensor(_) | LayerOp::ToNhwc);
+    assert!(!ops.iter().any(|op| tensor(&op)), "{ops:?}");
+    let norm = |op: &&&LayerOp| {
+        matches!(
+            op,
+            LayerOp::Conv2dProgram {
+                normalize: Some(_),
+                ..
+            }
+        )
+    };
+    assert_eq!(ops.iter().filter(norm).count(), 2, "{ops:?}");
+    let psnr = batch_of_two_psnr(&engine, &choice, "wild_convnext_1x");
+    eprintln!("ConvNeXt-like user restorer: PSNR {psnr:.1} dB");
+    assert!(psnr >= 100.0, "PSNR {psnr:.1} dB < 100 dB");
+}
+
+/// The PSNR of the user model `choice` (`tests/fixtures/user/<name>.onnx`) on a batch of two
+/// (the photo and the photo at half brightness, as floats, no tiles) against onnxruntime's
+/// output for the same batch (`photo-60x44.<name>.f32`).
+fn batch_of_two_psnr(
+    engine: &batchwise::engine::Engine,
+    choice: &builtin::ModelChoice,
+    name: &str,
+) -> f64 {
+    let model = engine.load(choice.model.clone()).unwrap();
+    let photo = common::photo();
+    let plane = |c: usize, k: f32| photo.pixels().map(move |p| p[c] as f32 / 255.0 * k);
+    let input: Vec<f32> = [1.0, 0.5]
+        .into_iter()
+        .flat_map(|k| (0..3).flat_map(move |c| plane(c, k)))
+        .collect();
+    let runner = batchwise::engine::BatchRunner::float_input(engine, &model, 2, 44, 60).unwrap();
+    let got = runner.run_floats(&input, 2).unwrap().remove(0);
+    let expected = common::reference(&format!("user/photo-60x44.{name}.f32"));
+    common::psnr(&got, &expected)
 }

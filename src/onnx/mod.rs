@@ -7,6 +7,7 @@
 //! as `docs/ONNX_OPS.md`); anything else is refused with an error that names the node, its op,
 //! the opset and what is supported.
 
+mod channels_last;
 pub mod lowering;
 pub mod ops;
 pub mod proto;
@@ -465,16 +466,19 @@ pub fn load_output(bytes: &[u8], name: &str, output: &str) -> Result<Model> {
 /// As [`load_output`] for several outputs: the first is the model's main output, the others its
 /// extra outputs, read after each batch too.
 pub fn load_outputs(bytes: &[u8], name: &str, outputs: &[&str]) -> Result<Model> {
-    let model = proto::ModelProto::decode(bytes)
-        .map_err(|e| anyhow!("not a valid ONNX file (protobuf decoding failed: {e})"))?;
+    let (model, _) = decode(bytes)?;
     lower(&model, name, outputs)
 }
 
 /// As [`load`], with the file's `metadata_props`.
-/// The model and its metadata properties.
+/// The model and its metadata properties; its channels-last stretches rewritten to act on the
+/// NCHW tensor (`channels_last`).
 fn decode(bytes: &[u8]) -> Result<(proto::ModelProto, HashMap<String, String>)> {
-    let model = proto::ModelProto::decode(bytes)
+    let mut model = proto::ModelProto::decode(bytes)
         .map_err(|e| anyhow!("not a valid ONNX file (protobuf decoding failed: {e})"))?;
+    if let (Ok(opset), Some(graph)) = (opset(&model), model.graph.as_mut()) {
+        channels_last::rewrite(graph, opset);
+    }
     let metadata = model
         .metadata_props
         .iter()

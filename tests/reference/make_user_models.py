@@ -25,6 +25,15 @@ size. Its reference is onnxruntime's output for a batch of two: the photo and th
 brightness, planar float32 [2, 3, 44, 60] (no tiling: the channel attention's mean over the
 whole map makes tiles differ).
 
+`wild_convnext_1x.onnx`: a 1x restorer of ConvNeXt blocks, exported the way PyTorch writes them:
+a 3x3 convolution to 32 channels and its LayerNorm2d (Transpose to channels last,
+LayerNormalization over the last axis, Transpose back), then two blocks of a depthwise 7x7, a
+Transpose to channels last, LayerNormalization, MatMul to 4x the channels with its bias, GELU
+written out with Erf (its scalars Constant nodes), MatMul back with its bias, the layer scale
+(a constant of 32 values along the last axis), a Transpose back and the residual Add; a last
+3x3 to 3 channels added to the input. Free input size. Its reference is onnxruntime's output for
+the same batch of two as the restorer's.
+
 Run from the repository root (needs `pip install onnx onnxruntime numpy pillow`):
     python3 tests/reference/make_user_models.py
 """
@@ -208,6 +217,73 @@ def restorer_model():
     return model
 
 
+def convnext_model():
+    rng = np.random.default_rng(17)
+    inits, nodes = [], []
+    n = helper.make_node
+    count = [0]
+
+    def name(s):
+        count[0] += 1
+        return f"{s}{count[0]}"
+
+    def const(v, dtype=np.float32):
+        nm = name("k")
+        inits.append(numpy_helper.from_array(np.asarray(v, dtype), nm))
+        return nm
+
+    def scalar(v):
+        nm = name("c")
+        nodes.append(n("Constant", [], [nm], value=numpy_helper.from_array(np.asarray(v, np.float32))))
+        return nm
+
+    def op(t, ins, **kw):
+        nm = name(t.lower())
+        nodes.append(n(t, ins, [nm], **kw))
+        return nm
+
+    def conv(x, cin, cout, k, group=1, gain=1.0):
+        fan_in = cin // group * k * k
+        w = gain * rng.normal(0, (2.0 / fan_in) ** 0.5, (cout, cin // group, k, k))
+        b = rng.uniform(-0.05, 0.05, (cout,))
+        return op("Conv", [x, const(w), const(b)], pads=[k // 2] * 4, group=group)
+
+    def layer_norm(x, c):
+        g, b = const(rng.uniform(0.5, 1.5, (c,))), const(rng.uniform(-0.2, 0.2, (c,)))
+        return op("LayerNormalization", [x, g, b], axis=-1, epsilon=1e-6)
+
+    def linear(x, cin, cout):
+        w = rng.normal(0, (1.0 / cin) ** 0.5, (cin, cout))
+        return op("Add", [op("MatMul", [x, const(w)]), const(rng.uniform(-0.1, 0.1, (cout,)))])
+
+    def gelu(x):
+        e = op("Erf", [op("Div", [x, scalar(2.0**0.5)])])
+        return op("Mul", [op("Mul", [x, op("Add", [e, scalar(1.0)])]), scalar(0.5)])
+
+    def block(x, c):
+        y = op("Transpose", [conv(x, c, c, 7, group=c)], perm=[0, 2, 3, 1])
+        y = linear(gelu(linear(layer_norm(y, c), c, 4 * c)), 4 * c, c)
+        y = op("Mul", [y, const(rng.uniform(0.1, 0.5, (c,)))])
+        return op("Add", [x, op("Transpose", [y], perm=[0, 3, 1, 2])])
+
+    x = op("Transpose", [conv("x", 3, 32, 3)], perm=[0, 2, 3, 1])
+    x = op("Transpose", [layer_norm(x, 32)], perm=[0, 3, 1, 2])
+    for _ in range(2):
+        x = block(x, 32)
+    nodes.append(n("Add", [conv(x, 32, 3, 3, gain=0.1), "x"], ["out"]))
+    graph = helper.make_graph(
+        nodes,
+        "wild_convnext_1x",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
 def batch_reference(model, name):
     rgb = np.asarray(Image.open(ROOT / "tests/fixtures/photo-60x44.png").convert("RGB"), np.float32)
     x = (rgb / 255.0).transpose(2, 0, 1)[None]
@@ -241,6 +317,9 @@ def main():
     restorer = restorer_model()
     onnx.save(restorer, OUT / "wild_restorer_1x.onnx")
     batch_reference(restorer, "photo-60x44.wild_restorer_1x.f32")
+    convnext = convnext_model()
+    onnx.save(convnext, OUT / "wild_convnext_1x.onnx")
+    batch_reference(convnext, "photo-60x44.wild_convnext_1x.f32")
 
 
 if __name__ == "__main__":
