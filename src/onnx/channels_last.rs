@@ -190,7 +190,12 @@ fn operands_fit(
     values: &HashSet<&str>,
     consts: &HashMap<&str, &TensorProto>,
 ) -> bool {
-    let dims = |name: &str| consts.get(name).map(|t| t.dims.clone());
+    // The dims of a constant whose values read as floats (the rewrite copies them: one that
+    // does not read, external data say, leaves the stretch to the lowering's own error).
+    let dims = |name: &str| {
+        let t = consts.get(name).filter(|t| super::tensor_to_f32(t).is_ok());
+        t.map(|t| t.dims.clone())
+    };
     let inner = |k: usize| {
         node.input
             .get(k)
@@ -447,5 +452,16 @@ mod tests {
             2,
             "the stem's norm is an output"
         );
+        // Weights kept in an external file: that stretch stays, and loading the model is an
+        // error that says so, not a panic.
+        let mut m = fixture();
+        let graph = m.graph.as_mut().expect("a graph");
+        let matmul = graph.node.iter().find(|n| n.op_type == "MatMul");
+        let weights = matmul.expect("a MatMul").input[1].clone();
+        let t = graph.initializer.iter_mut().find(|t| t.name == weights);
+        t.expect("the weights").data_location = 1;
+        assert_eq!(super::rewrite(&mut graph.clone(), 17), 2);
+        let err = crate::onnx::load(&m.encode_to_vec(), "convnext").expect_err("external data");
+        assert!(format!("{err:#}").contains("external file"), "{err:#}");
     }
 }
