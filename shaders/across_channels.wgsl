@@ -27,6 +27,10 @@ struct Params {
 
 const NORMALIZE: u32 = 16u;
 
+// A norm's per-channel scale and shift (a layer norm's affine, `fold_affine::after_norms`):
+// src/kernels/across_channels.rs swaps this for one that reads them from a binding of its own.
+fn affine_of(x: vec, c: u32) -> vec { return x; }
+
 fn at(base: u32, c: u32) -> vec {
     return vec(src[base + c * p.pixels]);
 }
@@ -66,7 +70,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         }
         let scale = 1.0 / sqrt(sq / n + p.epsilon);
         for (var c = 0u; c < p.channels; c++) {
-            dst[base + c * p.pixels] = vec_act((at(base, c) - mean) * scale);
+            dst[base + c * p.pixels] = vec_act(affine_of((at(base, c) - mean) * scale, c));
         }
         return;
     }

@@ -1370,7 +1370,8 @@ fn pow_takes_negative_bases_with_whole_exponents() {
 /// Across the channels at each pixel (`LayerOp::AcrossChannels`): every reduction over 5
 /// channels and the norm over them, on planes of 35 pixels (one an invocation) and 24 (4), two
 /// items, random inputs, against the f64 reference: 1e-5 relative plus 1e-5 absolute (sums of 5
-/// values in f32, a square root; products and exponentials relative only).
+/// values in f32, a square root; products and exponentials relative only). The norm also with a
+/// random scale and shift per channel.
 #[test]
 fn across_channels_matches_reference() {
     use batchwise::kernels::across_channels;
@@ -1399,16 +1400,32 @@ fn across_channels_matches_reference() {
         let src = storage(gpu, &input);
         let dst = output(gpu, expected.len());
         let label = "across channels";
-        let step =
-            across_channels::prepare(Bind::new(gpu, &s.kernels, label), op, &src, &dst, shape);
+        let bind = || Bind::new(gpu, &s.kernels, label);
+        let step = across_channels::prepare(bind(), op, &src, &dst, shape, None);
         let got = run_f32(gpu, &step, n, &dst, expected.len());
         let relative = matches!(
             op,
             AcrossChannels::Reduce(ReduceOp::Prod | ReduceOp::LogSumExp)
         );
-        for (g, e) in got.iter().zip(&expected) {
-            let tol = 1e-5 * e.abs() + if relative { 0.0 } else { 1e-5 };
-            assert!((g - e).abs() <= tol, "{op:?} {h}x{w}: {g} vs {e}");
+        let check = |got: &[f32], expected: &[f32], what: &str| {
+            for (g, e) in got.iter().zip(expected) {
+                let tol = 1e-5 * e.abs() + if relative { 0.0 } else { 1e-5 };
+                assert!((g - e).abs() <= tol, "{op:?} {what} {h}x{w}: {g} vs {e}");
+            }
+        };
+        check(&got, &expected, "");
+        // The norm with its own scale and shift per channel (a layer norm's affine).
+        if let AcrossChannels::Normalize { .. } = op {
+            let affine = common::random_vec(&mut rng, 2 * shape.c as usize, 1.5);
+            let mut expected = expected.clone();
+            across_channels::affine_reference(&mut expected, shape, &affine);
+            let affine = storage(gpu, &affine);
+            let step = across_channels::prepare(bind(), op, &src, &dst, shape, Some(&affine));
+            check(
+                &run_f32(gpu, &step, n, &dst, expected.len()),
+                &expected,
+                "affine",
+            );
         }
     }
 }

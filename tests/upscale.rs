@@ -288,7 +288,8 @@ fn float16_upscalers_stay_within_45_db_of_onnxruntime() {
 /// their biases, GELU written out with Erf, a layer scale of 32 values, a Transpose back;
 /// `tests/reference/make_user_models.py`). Each stretch runs on the NCHW map
 /// (`onnx::channels_last`): the model lowers with a free input size, without a general tensor
-/// op, each block's norm computed by the 1x1 after it (`passes::fuse_norm_conv`), and matches
+/// op, each block's norm computed by the 1x1 after it (`passes::fuse_norm_conv`), the stem's
+/// norm applying its scale and shift (`fold_affine`, no constant layer left), and matches
 /// onnxruntime on a batch of two: >= 100 dB in float32 (sums of at most 288 products; the
 /// norms' means over 32 channels; Erf within float32 rounding).
 #[test]
@@ -311,6 +312,13 @@ fn user_convnext_blocks_match_onnxruntime() {
         )
     };
     assert_eq!(ops.iter().filter(norm).count(), 2, "{ops:?}");
+    // The stem's norm, before a padded depthwise 7x7, applies its own scale and shift.
+    let affine = |l: &&batchwise::model::Layer| {
+        matches!(l.op, LayerOp::AcrossChannels(_)) && l.weights.len() == 32 && l.bias.len() == 32
+    };
+    assert_eq!(choice.model.layers.iter().filter(affine).count(), 1);
+    let constant = |op: &&&LayerOp| matches!(op, LayerOp::BinaryConst { .. });
+    assert!(!ops.iter().any(|op| constant(&op)), "{ops:?}");
     let psnr = batch_of_two_psnr(&engine, &choice, "wild_convnext_1x");
     eprintln!("ConvNeXt-like user restorer: PSNR {psnr:.1} dB");
     assert!(psnr >= 100.0, "PSNR {psnr:.1} dB < 100 dB");

@@ -28,7 +28,7 @@ use crate::gpu::{AdapterChoice, Gpu, TrackedBuffer};
 use crate::kernels::conv_transpose2d::ConvTranspose2dLayer;
 use crate::kernels::conv2d::Conv2dLayer;
 use crate::kernels::{Kernels, Precision};
-use crate::model::{LayerOp, Model};
+use crate::model::{AcrossChannels, LayerOp, Model};
 
 /// The GPU could not allocate or run what a batch needs; a smaller batch may fit.
 #[derive(Debug)]
@@ -70,7 +70,7 @@ pub struct Engine {
 pub(crate) enum GpuLayer {
     Conv2d(Conv2dLayer),
     ConvTranspose2d(ConvTranspose2dLayer),
-    /// The constant operand of a BinaryConst or a tensor op.
+    /// The constant operand of a BinaryConst or a tensor op; a norm's scales and shifts.
     Constant(TrackedBuffer),
     /// Ops without weights: everything they need is in the model's layer.
     Plain,
@@ -184,6 +184,17 @@ impl Engine {
                     GpuLayer::Constant(gpu.create_buffer_init(
                         &l.name,
                         &bytes,
+                        wgpu::BufferUsages::STORAGE,
+                    ))
+                }
+                // A norm's scale and shift, read in f32 at any precision.
+                LayerOp::AcrossChannels(AcrossChannels::Normalize { .. })
+                    if !l.weights.is_empty() =>
+                {
+                    let affine: Vec<f32> = l.weights.iter().chain(&l.bias).copied().collect();
+                    GpuLayer::Constant(gpu.create_buffer_init(
+                        &l.name,
+                        bytemuck::cast_slice(&affine),
                         wgpu::BufferUsages::STORAGE,
                     ))
                 }

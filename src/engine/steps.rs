@@ -173,7 +173,11 @@ pub(super) fn layer_steps(cx: &Binding, index: usize, g: &GpuLayer, l: &Layer) -
             s.w,
         ),
         (_, LayerOp::AcrossChannels(op)) => {
-            across_channels::prepare(Bind::new(gpu, k, &l.name), *op, src, dst, s)
+            let affine = match g {
+                GpuLayer::Constant(b) => Some(&**b),
+                _ => None,
+            };
+            across_channels::prepare(Bind::new(gpu, k, &l.name), *op, src, dst, s, affine)
         }
         (_, LayerOp::GlobalAvgPool) => {
             global_avg_pool::prepare(Bind::new(gpu, k, &l.name), src, dst, s.c, s.h * s.w)

@@ -48,15 +48,34 @@ pub fn reference(op: AcrossChannels, input: &[f32], s: ItemShape, items: u32) ->
     out
 }
 
+/// CPU reference of a norm's per-channel scale and shift (`affine`: `C` scales, then `C`
+/// shifts) applied in place to `values`, items of shape `s`.
+pub fn affine_reference(values: &mut [f32], s: ItemShape, affine: &[f32]) {
+    let (c, plane) = (s.c as usize, (s.h * s.w) as usize);
+    for (i, x) in values.iter_mut().enumerate() {
+        let k = i / plane % c;
+        *x = *x * affine[k] + affine[c + k];
+    }
+}
+
 /// Pixels an invocation: 4 where the planes hold a multiple of 4, else 1.
 pub fn per_invocation(s: ItemShape) -> u32 {
     if (s.h * s.w).is_multiple_of(4) { 4 } else { 1 }
 }
 
 /// across_channels.wgsl with `per` (1 or 4) pixels an invocation, and `op` and `channels`
-/// compiled in (`BATCHWISE_ACROSS=params` reads them from the params, to measure).
-pub fn source(per: u32, op: AcrossChannels, channels: u32) -> String {
+/// compiled in (`BATCHWISE_ACROSS=params` reads them from the params, to measure). With
+/// `affine`, a norm's output is scaled and shifted per channel (binding 3: the scales, then the
+/// shifts, f32).
+pub fn source(per: u32, op: AcrossChannels, channels: u32, affine: bool) -> String {
     let mut shader = super::shader("across_channels.wgsl").to_owned();
+    if affine {
+        shader = shader.replace(
+            "fn affine_of(x: vec, c: u32) -> vec { return x; }",
+            "@group(0) @binding(3) var<storage, read> affine: array<f32>;\n\
+             fn affine_of(x: vec, c: u32) -> vec { return x * affine[c] + affine[p.channels + c]; }",
+        );
+    }
     if per == 4 {
         shader = shader
             .replace("alias vec = f32;", "alias vec = vec4<f32>;")
@@ -78,13 +97,15 @@ pub fn source(per: u32, op: AcrossChannels, channels: u32) -> String {
     format!("{}{constants}\n{main}", &shader[..body])
 }
 
-/// `op` over `src` (items of shape `s`) into `dst`.
+/// `op` over `src` (items of shape `s`) into `dst`; a norm scaled and shifted per channel by
+/// `affine` (`C` scales, then `C` shifts, f32) where given.
 pub fn prepare(
     cx: Bind,
     op: AcrossChannels,
     src: &wgpu::Buffer,
     dst: &wgpu::Buffer,
     s: ItemShape,
+    affine: Option<&wgpu::Buffer>,
 ) -> Step {
     let Bind {
         gpu,
@@ -92,7 +113,8 @@ pub fn prepare(
         label,
     } = cx;
     let per = per_invocation(s);
-    let pipeline = kernels.generated("across_channels", &source(per, op, s.c));
+    let source = source(per, op, s.c, affine.is_some());
+    let pipeline = kernels.generated("across_channels", &source);
     let (op, epsilon) = code(op);
     let pixels = s.h * s.w / per;
     let params = AcrossParams {
@@ -102,5 +124,6 @@ pub fn prepare(
         epsilon,
     };
     let groups = super::flat_groups(pixels);
-    super::step(gpu, label, &pipeline, &params, &[src, dst], groups, 1)
+    let buffers: Vec<&wgpu::Buffer> = [src, dst].into_iter().chain(affine).collect();
+    super::step(gpu, label, &pipeline, &params, &buffers, groups, 1)
 }

@@ -150,7 +150,14 @@ fn layer(l: &Layer, values: &[Vec<f32>], s: ItemShape, out: ItemShape) -> Vec<f3
             .chunks((s.h * s.w) as usize)
             .map(|plane| plane.iter().sum::<f32>() / plane.len() as f32)
             .collect(),
-        LayerOp::AcrossChannels(op) => crate::kernels::across_channels::reference(*op, x, s, 1),
+        LayerOp::AcrossChannels(op) => {
+            let mut y = crate::kernels::across_channels::reference(*op, x, s, 1);
+            if !l.weights.is_empty() {
+                let affine: Vec<f32> = l.weights.iter().chain(&l.bias).copied().collect();
+                crate::kernels::across_channels::affine_reference(&mut y, s, &affine);
+            }
+            y
+        }
         LayerOp::SliceChannels { start, count } => {
             let plane = (s.h * s.w) as usize;
             x[*start as usize * plane..(start + count) as usize * plane].to_vec()

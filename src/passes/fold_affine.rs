@@ -9,10 +9,17 @@
 //! channel, `W (g x + b) = (W g) x + W b`. A convolution with padding or a wider kernel would
 //! read the shift where it reads padding zeros, so those stay.
 //!
+//! And one after a norm over the channels (`AcrossChannels::Normalize`) that feeds nothing else:
+//! the norm then applies it (the layer's weights are its scales, its bias its shifts), as a
+//! layer norm's affine. ConvNeXt's LayerNorm2d before a padded depthwise convolution, which the
+//! folds above cannot take.
+//!
 //! Both lowerings' forms are folded: `BinaryConst` (free sizes) and general tensor ops with a
 //! per-channel constant (fixed shapes).
 
-use crate::model::{Activation, BinaryOp, ItemShape, Layer, LayerOp, Model, TensorOp};
+use crate::model::{
+    AcrossChannels, Activation, BinaryOp, ItemShape, Layer, LayerOp, Model, TensorOp,
+};
 
 /// Returns the model and how many constant layers were folded.
 pub fn apply(model: Model) -> (Model, usize) {
@@ -22,9 +29,11 @@ pub fn apply(model: Model) -> (Model, usize) {
         let (m, n) = before_pointwise_convs(model);
         (model, folded) = (m, folded + n);
         if n == 0 {
-            return (model, folded);
+            break;
         }
     }
+    let (model, n) = after_norms(model);
+    (model, folded + n)
 }
 
 /// One sweep folding the per-channel constants that only a 1x1 convolution reads into it.
@@ -91,16 +100,8 @@ fn pointwise_reader(model: &Model, i: usize) -> Option<(usize, BinaryOp, Vec<f32
 }
 
 /// The per-channel constants after convolutions folded into them.
-fn after_convs(mut model: Model) -> (Model, usize) {
-    let mut folded = 0;
-    let mut i = 0;
-    while i < model.layers.len() {
-        let Some((c, op, values)) = candidate(&model, i) else {
-            i += 1;
-            continue;
-        };
-        let affine = model.layers.remove(i);
-        let conv = &mut model.layers[c];
+fn after_convs(model: Model) -> (Model, usize) {
+    fold_after(model, conv_channels, |conv, op, values| {
         let out_c = values.len();
         if conv.bias.is_empty() {
             conv.bias = vec![0.0; out_c];
@@ -112,44 +113,105 @@ fn after_convs(mut model: Model) -> (Model, usize) {
                 for (o, w) in conv.weights.chunks_mut(per_channel).enumerate() {
                     w.iter_mut().for_each(|x| *x *= values[o]);
                 }
-                conv.bias.iter_mut().zip(&values).for_each(|(b, k)| *b *= k);
+                conv.bias.iter_mut().zip(values).for_each(|(b, k)| *b *= k);
             }
-            _ => conv.bias.iter_mut().zip(&values).for_each(|(b, s)| *b += s),
+            _ => conv.bias.iter_mut().zip(values).for_each(|(b, s)| *b += s),
         }
-        conv.output = affine.output;
+    })
+}
+
+/// The output channels of a convolution that a constant after it can fold into.
+fn conv_channels(conv: &Layer, _: &Layer) -> Option<usize> {
+    let LayerOp::Conv2d(spec) = &conv.op else {
+        return None;
+    };
+    let c = spec.out_c as usize;
+    let bias = conv.bias.is_empty() || conv.bias.len() == c;
+    (spec.activation == Activation::None && bias && conv.weights.len().is_multiple_of(c))
+        .then_some(c)
+}
+
+/// The per-channel constants after norms folded into them.
+/// `BATCHWISE_AFFINE_NORMS=off` folds none (to measure).
+fn after_norms(model: Model) -> (Model, usize) {
+    if std::env::var("BATCHWISE_AFFINE_NORMS").is_ok_and(|v| v == "off") {
+        return (model, 0);
+    }
+    fold_after(model, norm_channels, |norm, op, values| {
+        if norm.weights.is_empty() {
+            norm.weights = vec![1.0; values.len()];
+            norm.bias = vec![0.0; values.len()];
+        }
+        match op {
+            BinaryOp::Mul => {
+                for (k, v) in values.iter().enumerate() {
+                    norm.weights[k] *= v;
+                    norm.bias[k] *= v;
+                }
+            }
+            _ => norm.bias.iter_mut().zip(values).for_each(|(b, s)| *b += s),
+        }
+    })
+}
+
+/// The channels of a norm that `constant` after it can fold into: the norm's scales where it
+/// has them, else the constant's values (one value for all channels waits for a per-channel
+/// constant, which gives the count).
+fn norm_channels(norm: &Layer, constant: &Layer) -> Option<usize> {
+    let LayerOp::AcrossChannels(AcrossChannels::Normalize { .. }) = norm.op else {
+        return None;
+    };
+    match (norm.weights.len(), constant.weights.len()) {
+        (0, 1) => None,
+        (0, c) | (c, _) => Some(c),
+    }
+}
+
+/// `model` with each per-channel constant Mul or Add folded into the layer before it where
+/// that layer feeds nothing else and `channels` gives its channel count (from it and the
+/// constant's layer); `fold` applies the op and the values to it. Returns how many folded.
+fn fold_after(
+    mut model: Model,
+    channels: impl Fn(&Layer, &Layer) -> Option<usize>,
+    fold: impl Fn(&mut Layer, BinaryOp, &[f32]),
+) -> (Model, usize) {
+    let mut folded = 0;
+    let mut i = 0;
+    while i < model.layers.len() {
+        let Some((p, op, values)) = constant_after(&model, i, &channels) else {
+            i += 1;
+            continue;
+        };
+        let affine = model.layers.remove(i);
+        let p = p - usize::from(p > i);
+        fold(&mut model.layers[p], op, &values);
+        model.layers[p].output = affine.output;
         folded += 1;
     }
     (model, folded)
 }
 
-/// For the layer at `i`: the convolution it folds into, the op (Mul or Add) and one value per
-/// output channel.
-fn candidate(model: &Model, i: usize) -> Option<(usize, BinaryOp, Vec<f32>)> {
+/// For the layer at `i`: the layer it folds into, the op (Mul or Add) and one value per channel.
+fn constant_after(
+    model: &Model,
+    i: usize,
+    channels: impl Fn(&Layer, &Layer) -> Option<usize>,
+) -> Option<(usize, BinaryOp, Vec<f32>)> {
     let layer = &model.layers[i];
     let &[input] = layer.inputs.as_slice() else {
         return None;
     };
-    let conv = model.producer(input)?;
-    let LayerOp::Conv2d(spec) = &model.layers[conv].op else {
-        return None;
-    };
-    if model.readers(input) != 1
-        || spec.activation != Activation::None
-        || (!model.layers[conv].bias.is_empty()
-            && model.layers[conv].bias.len() != spec.out_c as usize)
-        || !model.layers[conv]
-            .weights
-            .len()
-            .is_multiple_of(spec.out_c as usize)
-    {
+    let p = model.producer(input)?;
+    if model.readers(input) != 1 {
         return None;
     }
-    let (op, per_channel) = per_channel_constant(layer, spec.out_c)?;
+    let c = channels(&model.layers[p], layer)?;
+    let (op, per_channel) = per_channel_constant(layer, c as u32)?;
     let values = match per_channel.len() {
-        1 => vec![per_channel[0]; spec.out_c as usize],
+        1 => vec![per_channel[0]; c],
         _ => per_channel,
     };
-    Some((conv, op, values))
+    Some((p, op, values))
 }
 
 /// A constant Mul or Add of `layer` with one value per channel of `out_c` (or one for all): as

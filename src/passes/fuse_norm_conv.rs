@@ -41,6 +41,10 @@ fn candidate(model: &Model, i: usize) -> Option<(usize, f32)> {
     let LayerOp::AcrossChannels(AcrossChannels::Normalize { epsilon }) = layer.op else {
         return None;
     };
+    // A norm that applies its own scale and shift (`fold_affine::after_norms`) stays.
+    if !layer.weights.is_empty() {
+        return None;
+    }
     let (c, spec) = super::fuse_conv_input::gemm_reader(model, i)?;
     let compiles = epsilon.is_finite() && epsilon >= 0.0;
     let one_pass = crate::kernels::gemm::one_pass(spec.in_c, spec.out_c);

@@ -263,6 +263,44 @@ mod tests {
         assert_eq!(super::fold_affine::apply(model(4, layers(3), 3)).1, 0);
     }
 
+    /// ConvNeXt's stem: a norm over 4 channels, a shift and a scale per channel, then a padded
+    /// 3x3 and a residual Add both reading the scaled value. Neither convolution can take the constants
+    /// (the 3x3 reads padding zeros; the value is read twice), so the norm applies them: the
+    /// same function within float32 rounding (1e-5). A constant after a norm that something
+    /// else reads stays, and so does a scalar after a norm without scales of its own.
+    #[test]
+    fn fold_affine_folds_scale_and_shift_into_the_norm_before_them() {
+        let norm =
+            LayerOp::AcrossChannels(crate::model::AcrossChannels::Normalize { epsilon: 1e-6 });
+        let stem = |first: crate::model::Layer| {
+            let layers = vec![
+                conv_layer(&conv(3, 4, 3), 0, 1, 1),
+                layer_of(norm.clone(), vec![1], 2),
+                first,
+                per_channel(BinaryOp::Mul, 4, 3, 4, 6),
+                conv_layer(&conv(4, 4, 3), 4, 5, 7),
+                layer_of(LayerOp::Binary(BinaryOp::Add), vec![5, 4], 6),
+            ];
+            model(3, layers, 6)
+        };
+        let m = stem(per_channel(BinaryOp::Add, 4, 2, 3, 5));
+        let (folded, n) = super::fold_affine::apply(m.clone());
+        assert_eq!(n, 2);
+        assert_eq!(folded.layers.len(), 4);
+        assert_eq!(folded.layers[1].weights.len(), 4, "the norm's scales");
+        assert_eq!(folded.layers[1].bias.len(), 4, "the norm's shifts");
+        let diff = same_function(&m, &folded);
+        assert!(diff < 1e-5, "{diff}");
+        // A scalar first stays (the norm's channels unknown), and so the scale after it.
+        assert_eq!(
+            super::fold_affine::apply(stem(per_channel(BinaryOp::Add, 1, 2, 3, 5))).1,
+            0
+        );
+        let mut shared = stem(per_channel(BinaryOp::Add, 4, 2, 3, 5));
+        shared.layers[5].inputs = vec![5, 2];
+        assert_eq!(super::fold_affine::apply(shared).1, 0, "a norm read twice");
+    }
+
     /// ReLU, Clip and per-channel PRelu run inside the convolution; an activation after a
     /// convolution that already has one, or after a value read twice, stays a layer.
     #[test]
