@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::{Result, anyhow};
 
 use crate::kernels::pack::PixelMapping;
-use crate::model::Model;
+use crate::model::{ItemShape, Model};
 
 /// What a model does with an image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -402,16 +402,22 @@ pub fn resolve(name: &str, overrides: &InputOverrides) -> Result<ModelChoice> {
     let is_ncnn = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("param"));
+    // The input size the file fixes, if it does.
+    let mut file_size = None;
     let (model, metadata) = if is_ncnn {
         let model = crate::ncnn::load(path).map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
         (model, Default::default())
     } else {
         let bytes =
             std::fs::read(path).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
+        file_size = crate::onnx::fixed_input_size(&bytes);
         match crate::onnx::load_with_metadata(&bytes, name) {
             // A model whose output is no image (a classifier's) keeps the input size its file
-            // fixes, if it fixes one: its outputs are then kept as tensors.
+            // fixes, if it fixes one: its outputs are then kept as tensors. It runs as lowered
+            // with a free size (every pass applies) where its shapes hold at that size, else
+            // with every shape bound.
             Ok((m, meta)) if m.static_shapes.is_none() => match measure_scale(&m) {
+                Err(_) if tensor_shapes(&m, file_size).is_some() => (m, meta),
                 Err(_) => crate::onnx::load_at_size(&bytes, name, None).unwrap_or((m, meta)),
                 Ok(_) => (m, meta),
             },
@@ -469,11 +475,14 @@ pub fn resolve(name: &str, overrides: &InputOverrides) -> Result<ModelChoice> {
         true => Err(anyhow!("its {c}-channel map comes with other outputs")),
         false => Ok(()),
     };
-    if let Some(shapes) = &model.static_shapes
+    if let Some(shapes) = model.static_shapes.clone()
         && !is_ncnn
-        && let Err(not_image) = fixed_scale(&model, shapes).and_then(lone_image)
+        && let Err(not_image) = fixed_scale(&model, &shapes).and_then(lone_image)
     {
-        return tensor_choice(path, name, model, input_map, &not_image);
+        return tensor_choice(path, name, model, &shapes, input_map, &not_image);
+    }
+    if let Some((shapes, not_image)) = tensor_shapes(&model, file_size) {
+        return tensor_choice(path, name, model, &shapes, input_map, &not_image);
     }
     let (scale, shrink, channels) = match &model.static_shapes {
         Some(shapes) => fixed_scale(&model, shapes),
@@ -525,10 +534,10 @@ fn tensor_choice(
     path: &std::path::Path,
     name: &str,
     model: crate::model::Model,
+    shapes: &[crate::model::ItemShape],
     input_map: PixelMapping,
     not_image: &anyhow::Error,
 ) -> Result<ModelChoice> {
-    let shapes = model.static_shapes.clone().unwrap_or_default();
     let i = shapes[0];
     if i.h != i.w || i.c != 3 {
         anyhow::bail!(
@@ -570,6 +579,23 @@ fn tensor_choice(
         steps: Vec::new(),
         tiling: crate::chain::Tiling::Tiles,
     })
+}
+
+/// The shapes of a model lowered with a free size at the input size its file fixes
+/// (`file_size`), where its output is no image at any size ([`measure_scale`] fails) nor at
+/// that one (the error says why not): a classifier's, run at its size with its outputs kept as
+/// tensors.
+fn tensor_shapes(
+    model: &Model,
+    file_size: Option<(u32, u32)>,
+) -> Option<(Vec<ItemShape>, anyhow::Error)> {
+    let (h, w) = file_size?;
+    if model.static_shapes.is_some() || measure_scale(model).is_ok() {
+        return None;
+    }
+    let shapes = model.shapes(h, w).ok()?;
+    let not_image = fixed_scale(model, &shapes).err()?;
+    Some((shapes, not_image))
 }
 
 /// The input side at which a user model that needs every shape fixed is lowered: tiles of

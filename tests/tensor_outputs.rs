@@ -93,15 +93,26 @@ fn outputs_that_are_not_images_are_written_as_npy_with_an_index() {
 
 /// A ConvNeXt-style classifier exported as PyTorch writes it (channels-last stretches, a
 /// LayerNorm2d on the pooled 1x1 map, Flatten and Gemm; `make_tensor_model.py`): its graph
-/// lowers with a free size, but its output is no image, so it runs at the size its file fixes
-/// and its logits are written as `logits.npy`, within 1e-4 of onnxruntime's (float32 on both
-/// sides, sums of at most 64 products).
+/// lowers with a free size, but its output is no image, so it runs at the size its file fixes,
+/// as lowered with a free size (every pass applies: no general tensor op is left), and its
+/// logits are written as `logits.npy`, within 1e-4 of onnxruntime's (float32 on both sides,
+/// sums of at most 64 products).
 #[test]
 fn a_classifier_that_also_lowers_with_a_free_size_keeps_its_fixed_input() {
+    use batchwise::model::LayerOp;
     let model = common::fixture("user/convnext_classifier.onnx");
     let choice = batchwise::builtin::resolve(model.to_str().unwrap(), &Default::default()).unwrap();
     assert_eq!(choice.task, batchwise::builtin::Task::Tensors);
     assert_eq!(choice.input_size, 32);
+    assert!(
+        choice.model.static_shapes.is_none(),
+        "the free-size lowering"
+    );
+    let tensor = |l: &&batchwise::model::Layer| matches!(l.op, LayerOp::Tensor(_));
+    assert!(!choice.model.layers.iter().any(|l| tensor(&l)));
+    let names: Vec<&str> = choice.tensor_outputs.iter().map(|o| &o.name[..]).collect();
+    assert_eq!(names, ["logits"]);
+    assert_eq!(choice.tensor_outputs[0].shape, [10]);
     let dir = tempfile::tempdir().unwrap();
     let inputs = dir.path().join("in");
     std::fs::create_dir_all(&inputs).unwrap();

@@ -111,12 +111,18 @@ fn row(model: &Model, shapes: &[ItemShape], t: &StepTime) -> ProfileRow {
             .map_or("-".into(), |s| format!("{}x{}x{}", s.c, s.h, s.w))
     };
     let layer = t.layer.map(|i| &model.layers[i]);
+    // Not a layer: the pack, which writes the model's input, or an unpack, which reads its output.
+    let io = Some(if t.label.starts_with("unpack") {
+        model.output
+    } else {
+        0
+    });
     ProfileRow {
         layer: t.layer,
         name: layer.map_or(t.label.clone(), |l| l.name.clone()),
         op: layer.map_or(t.label.clone(), describe),
-        input: shape(layer.map_or(Some(0), |l| l.inputs.first().copied())),
-        output: shape(layer.map_or(Some(model.output), |l| Some(l.output))),
+        input: shape(layer.map_or(io, |l| l.inputs.first().copied())),
+        output: shape(layer.map_or(io, |l| Some(l.output))),
         dispatches: t.dispatches,
         ms: t.ms,
         gflops: None,

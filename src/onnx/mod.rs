@@ -529,18 +529,19 @@ pub fn load_with_metadata(bytes: &[u8], name: &str) -> Result<(Model, HashMap<St
     lower(&model, name, &[]).map(|m| (m, metadata))
 }
 
-/// Lowers an image model with every shape fixed for an input of `size` (height, width; None: the
-/// size the file fixes), batch 1 per item: for graphs the free-size lowering cannot take (shape
-/// arithmetic, reshapes of any rank, fixed-size models). Fixed dims must agree with `size`. An
-/// input `[N, H, W, C]` (C of 1, 3 or 4 last) is channels-last.
-pub fn load_at_size(
-    bytes: &[u8],
-    name: &str,
-    size: Option<(u32, u32)>,
-) -> Result<(Model, HashMap<String, String>)> {
-    let (model, metadata) = decode(bytes)?;
-    let opset = opset(&model)?;
-    let graph = model.graph.as_ref().context("the ONNX file has no graph")?;
+/// The input size (height, width) the file fixes for its one image input, if it fixes both.
+pub fn fixed_input_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    let (model, _) = decode(bytes).ok()?;
+    let (_, [_, a, b, c], nhwc) = image_input(model.graph.as_ref()?).ok()?;
+    let (h, w) = if nhwc { (a?, b?) } else { (b?, c?) };
+    Some((u32::try_from(h).ok()?, u32::try_from(w).ok()?))
+}
+
+/// The graph's one data input, its four dims (None where not a positive number) and whether it
+/// is channels-last: NHWC when the last dim is a channel count (1, 3 or 4) and the second is not.
+fn image_input(
+    graph: &proto::GraphProto,
+) -> Result<(&proto::ValueInfoProto, [Option<i64>; 4], bool)> {
     let inputs: Vec<&proto::ValueInfoProto> = graph
         .input
         .iter()
@@ -564,15 +565,30 @@ pub fn load_at_size(
                 .collect()
         })
         .unwrap_or_default();
-    let [n, a, b, c] = dims[..] else {
+    let Ok(dims) = <[Option<i64>; 4]>::try_from(dims.as_slice()) else {
         bail!(
             "input {} has {} dimensions; an image input is [N, C, H, W]",
             input.name,
             dims.len()
         );
     };
-    // NCHW, or NHWC when the last dim is a channel count and the second is not.
-    let nhwc = matches!(c, Some(1 | 3 | 4)) && !matches!(a, Some(1 | 3 | 4));
+    let nhwc = matches!(dims[3], Some(1 | 3 | 4)) && !matches!(dims[1], Some(1 | 3 | 4));
+    Ok((input, dims, nhwc))
+}
+
+/// Lowers an image model with every shape fixed for an input of `size` (height, width; None: the
+/// size the file fixes), batch 1 per item: for graphs the free-size lowering cannot take (shape
+/// arithmetic, reshapes of any rank, fixed-size models). Fixed dims must agree with `size`. An
+/// input `[N, H, W, C]` (C of 1, 3 or 4 last) is channels-last.
+pub fn load_at_size(
+    bytes: &[u8],
+    name: &str,
+    size: Option<(u32, u32)>,
+) -> Result<(Model, HashMap<String, String>)> {
+    let (model, metadata) = decode(bytes)?;
+    let opset = opset(&model)?;
+    let graph = model.graph.as_ref().context("the ONNX file has no graph")?;
+    let (input, [n, a, b, c], nhwc) = image_input(graph)?;
     let (hd, wd) = if nhwc { (a, b) } else { (b, c) };
     let bind = |d: Option<i64>, want: Option<u32>, what: &str| -> Result<u32> {
         match (d, want) {
