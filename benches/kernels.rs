@@ -363,6 +363,25 @@ fn mobile_shapes() -> Vec<(&'static str, Conv2dSpec, u32, u32)> {
             28,
             8,
         ),
+        // ConvNeXt's: 7x7 over few channels on a wide map.
+        (
+            "conv depthwise 7x7 32 56x56 n8",
+            conv(32, 32, 7, 1, 3, 32),
+            56,
+            8,
+        ),
+        (
+            "conv depthwise 7x7 32 160x160 n8",
+            conv(32, 32, 7, 1, 3, 32),
+            160,
+            8,
+        ),
+        (
+            "conv depthwise 5x5 32 56x56 n8",
+            conv(32, 32, 5, 1, 2, 32),
+            56,
+            8,
+        ),
         (
             "conv depthwise 5x5 s2 672 14x14 n8",
             conv(672, 672, 5, 2, 2, 672),

@@ -538,6 +538,9 @@ fn depthwise_wide_cases() -> Vec<Case> {
             },
             (2, 13, 28),
         ),
+        // ConvNeXt's 7x7 on a map of two and a quarter 8x16 blocks (on a CPU adapter), an
+        // odd height.
+        case(41, dw(4, 7, 3), (2, 11, 36)),
     ]
 }
 
@@ -584,7 +587,13 @@ fn depthwise_on_rows_off_the_grid_matches_reference() {
         let (oh, ow) = s.output_hw(h, w).unwrap();
         let v = depthwise_conv2d::variant(s).expect("generated");
         let chosen = v
-            .for_map(w, oh, ow, s.pads[1], kernels.eight_a_load)
+            .for_map(
+                w,
+                oh,
+                ow,
+                s.pads[1],
+                common::adapter_kind(&engine, &kernels),
+            )
             .off_grid_rows([h, w], ow, [s.pads[0], s.pads[1]]);
         assert_eq!(chosen.rows_off_grid, Some([s.pads[0], s.pads[1]]), "{s:?}");
         check(&engine, &kernels, case, false);
@@ -651,7 +660,7 @@ fn depthwise_whole_planes_match_reference() {
         let chosen = depthwise_conv2d::variant(s).expect("generated").for_layer(
             s,
             [h, w, oh, ow],
-            kernels.eight_a_load,
+            common::adapter_kind(&engine, &kernels),
         );
         assert_eq!(chosen.planes.is_some(), whole, "{s:?}");
         check(&engine, &kernels, case, false);
@@ -671,12 +680,18 @@ fn depthwise_wide_matches_reference() {
     let kernels = Kernels::new(&engine.gpu);
     let eight = kernels.eight_a_load;
     assert_eq!(eight, engine.gpu.adapter.device_type == "Cpu");
-    let (mut loads8, mut stores8) = (Vec::new(), Vec::new());
+    let (mut loads8, mut stores8, mut big) = (Vec::new(), Vec::new(), Vec::new());
     for case in depthwise_wide_cases() {
         let v = depthwise_conv2d::variant(&case.spec).expect("generated");
         let (_, h, w) = case.nhw;
         let (oh, ow) = case.spec.output_hw(h, w).unwrap();
-        let chosen = v.for_map(w, oh, ow, case.spec.pads[1], eight);
+        let chosen = v.for_map(
+            w,
+            oh,
+            ow,
+            case.spec.pads[1],
+            common::adapter_kind(&engine, &kernels),
+        );
         // Every case but the 12x12 map's is read 4 values a load.
         assert_eq!(chosen.wide.is_some(), w != 12, "{chosen:?}");
         // With one column of left padding a 3x3 block's left column is loaded alone (the last
@@ -690,12 +705,19 @@ fn depthwise_wide_matches_reference() {
         if chosen.load8 {
             loads8.push(case.seed);
         }
+        if (chosen.rows, chosen.cols) == (8, 16) {
+            big.push(case.seed);
+        }
         if chosen.store8 {
             stores8.push(case.seed);
         }
         check(&engine, &kernels, case, false);
     }
     // On a CPU adapter the rows a multiple of 8 wide move 8 values a load or store.
+    // On a CPU adapter the stride-1 maps read 4 a load and wider than 16 take blocks of 8x16.
+    if engine.gpu.adapter.device_type == "Cpu" {
+        assert_eq!(big, [31, 33, 34, 35, 41]);
+    }
     if eight {
         assert_eq!(loads8, [31, 32, 36, 38, 39]);
         assert_eq!(stores8, [31, 36, 38]);
@@ -1012,7 +1034,11 @@ fn depthwise_gate_matches_reference() {
                 gate: true,
                 ..depthwise_conv2d::variant(&spec).expect("generated")
             }
-            .for_layer(&spec, [h, w, oh, ow], kernels.eight_a_load);
+            .for_layer(
+                &spec,
+                [h, w, oh, ow],
+                common::adapter_kind(&engine, kernels),
+            );
             assert!(chosen.planes.is_none() && chosen.rows_off_grid.is_none());
             widths.push((chosen.wide.is_some(), chosen.load8));
             let mut rng = common::rng(seed);

@@ -593,9 +593,10 @@ impl Conv2dLayer {
                 );
                 let gated =
                     depthwise.map(|v| super::depthwise_conv2d::Variant { gate: io.gate, ..v });
+                let adapter = [gpu.adapter.device_type == "Cpu", kernels.eight_a_load];
                 let variant = gated.map(|v| match fixed_block {
                     true => v.wide_for(in_w, out_w, s.pads[1], kernels.eight_a_load),
-                    false => v.for_layer(s, sizes, kernels.eight_a_load),
+                    false => v.for_layer(s, sizes, adapter),
                 });
                 let variant = match residual {
                     Some((_, r)) => Some(super::depthwise_conv2d::Variant {

@@ -207,15 +207,26 @@ impl Variant {
     }
 
     /// The block of output pixels an invocation computes for this map, then [`Self::wide_for`]:
-    /// where rows can be read and written 4 values a load, 2x8 for kernels of up to 3 rows and
-    /// 4x8 for taller ones (two loads of 4 cover a row of 8 outputs' 3x3 patch), 2x8 too for a
-    /// 3x3 stride 2 whose input rows can be read 4 a load onto 9 or more columns; else maps of at
-    /// most 16 rows or columns are cut into equal blocks of at most 8 (a 7x7 map is one block,
+    /// where rows can be read and written 4 values a load, on a CPU adapter at stride 1 8x16
+    /// (1.5-2x the blocks below there for 3x3 to 7x7: the taps and the patch's overlap are
+    /// loaded once for 128 outputs), where that patch fits; else 2x8 for kernels of up to 3 rows
+    /// and 4x8 for taller ones (two loads of 4 cover a row of 8 outputs' 3x3 patch), 2x8 too for
+    /// a 3x3 stride 2 whose input rows can be read 4 a load onto 9 or more columns; else maps of
+    /// at most 16 rows or columns are cut into equal blocks of at most 8 (a 7x7 map is one block,
     /// 14x14 four: no lane computes pixels past the map, and the taps are loaded once for 49
     /// outputs, not 16); else 4x4. Measured on lavapipe (BENCHMARKS.md, "Depthwise and
-    /// few-input-channel 1x1", and its stride 2 part).
-    /// `eight`: where rows allow it, read and write 8 values a load ([`Self::wide_for`]).
-    pub fn for_map(self, in_w: u32, out_h: u32, out_w: u32, pad_left: u32, eight: bool) -> Self {
+    /// few-input-channel 1x1", its stride 2 part, and "Depthwise blocks of 8x16 on a CPU").
+    /// `adapter`: whether it is a CPU, and whether rows may be read and written 8 values a load
+    /// ([`Self::wide_for`]). `BATCHWISE_DEPTHWISE_BIG=off` keeps a CPU's blocks as a GPU's.
+    pub fn for_map(
+        self,
+        in_w: u32,
+        out_h: u32,
+        out_w: u32,
+        pad_left: u32,
+        adapter: [bool; 2],
+    ) -> Self {
+        let [cpu, eight] = adapter;
         let wide = in_w.is_multiple_of(4) && out_w.is_multiple_of(4) && out_w > 16;
         // A 3x3 stride 2 onto a width not a multiple of 4 (28 px onto 14) still reads its input 4
         // columns a load in 2x8 blocks (a block starts on input column 16 b) and writes one value
@@ -225,6 +236,10 @@ impl Variant {
             && in_w.is_multiple_of(4)
             && !out_w.is_multiple_of(4)
             && out_w > 8;
+        let big = cpu
+            && wide
+            && self.stride == [1, 1]
+            && !std::env::var("BATCHWISE_DEPTHWISE_BIG").is_ok_and(|v| v == "off");
         let even = |n: u32| n.div_ceil(n.div_ceil(8));
         let (rows, cols) = match (wide || onto_narrow, self.k[0] <= 3) {
             (true, true) => (2, 8),
@@ -232,17 +247,22 @@ impl Variant {
             (false, _) if out_h <= 16 && out_w <= 16 => (even(out_h), even(out_w)),
             (false, _) => PIXELS,
         };
-        let blocked = Self { rows, cols, ..self };
-        let fits = blocked.fits();
-        (if fits { blocked } else { self }).wide_for(in_w, out_w, pad_left, eight)
+        let blocks = [big.then_some((8, 16)), Some((rows, cols))];
+        let blocked = blocks
+            .into_iter()
+            .flatten()
+            .map(|(rows, cols)| Self { rows, cols, ..self })
+            .find(Variant::fits)
+            .unwrap_or(self);
+        blocked.wide_for(in_w, out_w, pad_left, eight)
     }
 
     /// This variant for a layer `spec` on an `in_h x in_w` map onto `out_h x out_w`: its block
     /// ([`Self::for_map`]), then rows off the grid or whole planes where the map takes them.
-    pub fn for_layer(self, spec: &Conv2dSpec, sizes: [u32; 4], eight: bool) -> Self {
+    pub fn for_layer(self, spec: &Conv2dSpec, sizes: [u32; 4], adapter: [bool; 2]) -> Self {
         let [in_h, in_w, out_h, out_w] = sizes;
         let pads = [spec.pads[0], spec.pads[1]];
-        self.for_map(in_w, out_h, out_w, pads[1], eight)
+        self.for_map(in_w, out_h, out_w, pads[1], adapter)
             .off_grid_rows([in_h, in_w], out_w, pads)
             .whole_planes(spec.out_c, [in_h, in_w], [out_h, out_w], pads)
     }

@@ -216,3 +216,15 @@ pub fn tiny_model() -> batchwise::builtin::ModelChoice {
     let path = fixture("user/pixel_shuffle_2x.onnx");
     batchwise::builtin::resolve(&path.to_string_lossy(), &Default::default()).unwrap()
 }
+
+/// What the depthwise kernel's block depends on (`depthwise_conv2d::Variant::for_map`): whether
+/// the adapter is a CPU, and whether `kernels` move 8 values a load.
+pub fn adapter_kind(
+    engine: &batchwise::engine::Engine,
+    kernels: &batchwise::kernels::Kernels,
+) -> [bool; 2] {
+    [
+        engine.gpu.adapter.device_type == "Cpu",
+        kernels.eight_a_load,
+    ]
+}
