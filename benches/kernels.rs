@@ -244,6 +244,7 @@ fn conv_shapes() -> Vec<(&'static str, Conv2dSpec, u32, u32)> {
     ]
     .into_iter()
     .chain(mobile_shapes())
+    .chain(wide_depthwise_shapes())
     .collect()
 }
 
@@ -361,25 +362,6 @@ fn mobile_shapes() -> Vec<(&'static str, Conv2dSpec, u32, u32)> {
             "conv depthwise 3x3 s2 240 28x28 n8",
             conv(240, 240, 3, 2, 1, 240),
             28,
-            8,
-        ),
-        // ConvNeXt's: 7x7 over few channels on a wide map.
-        (
-            "conv depthwise 7x7 32 56x56 n8",
-            conv(32, 32, 7, 1, 3, 32),
-            56,
-            8,
-        ),
-        (
-            "conv depthwise 7x7 32 160x160 n8",
-            conv(32, 32, 7, 1, 3, 32),
-            160,
-            8,
-        ),
-        (
-            "conv depthwise 5x5 32 56x56 n8",
-            conv(32, 32, 5, 1, 2, 32),
-            56,
             8,
         ),
         (
@@ -652,4 +634,28 @@ fn gemm_rows(gpu: &Gpu, kernels: &Kernels, filter: Option<&str>) {
             flops / secs / 1e9
         );
     }
+}
+
+/// Depthwise convolutions over few channels on wide maps: ConvNeXt's 7x7, and a 5x5.
+fn wide_depthwise_shapes() -> Vec<(&'static str, Conv2dSpec, u32, u32)> {
+    vec![
+        (
+            "conv depthwise 7x7 32 56x56 n8",
+            conv(32, 32, 7, 1, 3, 32),
+            56,
+            8,
+        ),
+        (
+            "conv depthwise 7x7 32 160x160 n8",
+            conv(32, 32, 7, 1, 3, 32),
+            160,
+            8,
+        ),
+        (
+            "conv depthwise 5x5 32 56x56 n8",
+            conv(32, 32, 5, 1, 2, 32),
+            56,
+            8,
+        ),
+    ]
 }
