@@ -41,7 +41,7 @@ fn drop_run_and_every_item_finishes() {
         .with_size([1000.0, 700.0])
         .wgpu()
         .build_eframe(|cc| {
-            let mut app = BatchwiseApp::new(cc, Vec::new());
+            let mut app = common::app(cc);
             app.settings.output_dir = Some(out.clone());
             app.settings.batch_size = 4;
             app
@@ -96,6 +96,8 @@ fn drop_run_and_every_item_finishes() {
     // The grid shows the states.
     harness.get_by_label("failed");
     assert_eq!(harness.query_all_by_label("done").count(), 2);
+    // The engine the job opened was tuned with the cache the settings name.
+    assert!(common::tune_cache().join("autotune.json").is_file());
 }
 
 /// A user's model file loads off the UI thread and becomes the selected model; a file that is not
@@ -115,7 +117,7 @@ fn a_user_model_loads_and_a_bad_one_is_explained() {
     let mut harness = Harness::builder()
         .with_size([1000.0, 700.0])
         .wgpu()
-        .build_eframe(|cc| BatchwiseApp::new(cc, Vec::new()));
+        .build_eframe(|cc| common::app(cc));
     harness.step();
     let ctx = harness.ctx.clone();
     harness.state_mut().load_model(Some(model.clone()), &ctx);
@@ -161,7 +163,7 @@ fn a_chain_of_models_is_built_step_by_step() {
     let mut harness = Harness::builder()
         .with_size([1000.0, 700.0])
         .wgpu()
-        .build_eframe(|cc| BatchwiseApp::new(cc, Vec::new()));
+        .build_eframe(|cc| common::app(cc));
     harness.step();
     harness.state_mut().settings.model = "upscale-photo-2x".into();
     harness.step();
@@ -236,7 +238,7 @@ fn a_chain_may_end_in_a_fixed_input_model() {
         .with_size([1000.0, 700.0])
         .wgpu()
         .build_eframe(|cc| {
-            let mut app = BatchwiseApp::new(cc, Vec::new());
+            let mut app = common::app(cc);
             app.settings.output_dir = Some(out.clone());
             app
         });
@@ -313,7 +315,7 @@ fn settings_tune_export_and_shortcuts() {
         .with_size([1200.0, 800.0])
         .wgpu()
         .build_eframe(|cc| {
-            let mut app = BatchwiseApp::new(cc, Vec::new());
+            let mut app = common::app(cc);
             app.settings.output_dir = Some(out.clone());
             // Not the user's data folder, which the snapshot would show.
             app.settings.models_dir = Some(out.join("models"));
@@ -568,13 +570,14 @@ fn copy_as_command_and_presets_give_back_the_settings() {
         input_range: "-1-1".into(),
         channel_order: "bgr".into(),
         input_layout: "auto".into(),
+        tune_cache: Some(common::tune_cache()),
     };
     let chosen = settings.clone();
     let mut harness = Harness::builder()
         .with_size([1000.0, 1400.0])
         .wgpu()
         .build_eframe(|cc| {
-            let mut app = BatchwiseApp::new(cc, Vec::new());
+            let mut app = common::app(cc);
             app.settings = chosen;
             app
         });
@@ -616,11 +619,12 @@ fn copy_as_command_and_presets_give_back_the_settings() {
         panic!("not a run command: {line}");
     };
     assert_eq!(args.inputs, harness.state().command_inputs(), "{line}");
-    assert_eq!(
-        Settings::default().with_run_args(&args, true),
-        settings,
-        "{line}"
-    );
+    // The defaults, with the tests' tuning cache (no preset or command line carries it).
+    let defaults = Settings {
+        tune_cache: Some(common::tune_cache()),
+        ..Settings::default()
+    };
+    assert_eq!(defaults.with_run_args(&args, true), settings, "{line}");
 
     // Save, change everything, load: the same settings again.
     let ctx = harness.ctx.clone();
@@ -630,7 +634,7 @@ fn copy_as_command_and_presets_give_back_the_settings() {
     step_until(&mut harness, "the preset to be written", |_| {
         std::fs::read_to_string(&file).is_ok_and(|t| t == expected)
     });
-    harness.state_mut().settings = Settings::default();
+    harness.state_mut().settings = defaults;
     harness.state_mut().load_preset(Some(file), &ctx);
     step_until(&mut harness, "the preset to be loaded", |app| {
         app.settings == settings
@@ -668,7 +672,7 @@ fn the_models_folder_fills_the_model_choice() {
     let mut harness = Harness::builder()
         .with_size([1000.0, 700.0])
         .wgpu()
-        .build_eframe(|cc| BatchwiseApp::new(cc, Vec::new()));
+        .build_eframe(|cc| common::app(cc));
     harness.step();
     harness.state_mut().settings.models_dir = Some(models.clone());
     let ctx = harness.ctx.clone();

@@ -41,7 +41,7 @@ fn app_harness<'a>(storage: Option<&'a MemoryStorage>) -> Harness<'a, BatchwiseA
             if let Some(s) = storage {
                 cc.storage = Some(s);
             }
-            BatchwiseApp::new(cc, Vec::new())
+            common::app(cc)
         })
 }
 

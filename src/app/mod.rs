@@ -275,7 +275,7 @@ impl BatchwiseApp {
         let spec = self
             .settings
             .job(inputs, self.roots.clone(), model, self.output_dir());
-        if let Err(e) = self.engine.run(spec, self.settings.adapter_choice()) {
+        if let Err(e) = self.engine.run(spec, self.settings.device()) {
             self.message = Some(e);
             return;
         }

@@ -141,6 +141,7 @@ impl Settings {
             input_range: flag(&args.input.input_range),
             channel_order: flag(&args.input.channel_order),
             input_layout: flag(&args.input.input_layout),
+            tune_cache: self.tune_cache.clone(),
         }
     }
 }

@@ -47,6 +47,11 @@ pub struct Settings {
     /// The models folder; None: `$BATCHWISE_MODELS_DIR`, else batchwise/models in the user's
     /// data folder.
     pub models_dir: Option<PathBuf>,
+    /// The folder of the kernel tuning cache; None: the user's cache folder
+    /// (`autotune::default_cache_dir`). Not saved: for tests, which keep it in a folder of their
+    /// own.
+    #[serde(skip)]
+    pub tune_cache: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -77,6 +82,7 @@ impl Default for Settings {
             channel_order: "auto".into(),
             input_layout: "auto".into(),
             models_dir: None,
+            tune_cache: None,
         }
     }
 }
@@ -85,6 +91,14 @@ impl Settings {
     pub fn adapter_choice(&self) -> AdapterChoice {
         self.adapter
             .map_or(AdapterChoice::Auto, AdapterChoice::Index)
+    }
+
+    /// The device commands run on: the chosen adapter and the tuning cache.
+    pub fn device(&self) -> super::worker::Device {
+        super::worker::Device {
+            adapter: self.adapter_choice(),
+            tune_cache: (self.tune_cache.clone()).or_else(crate::autotune::default_cache_dir),
+        }
     }
 
     pub fn precision(&self) -> Precision {

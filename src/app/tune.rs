@@ -122,10 +122,7 @@ impl BatchwiseApp {
         };
         let tile = (model.input_size == 0).then_some(tile);
         // An engine that cannot take the sweep ends it at once, with the reason in its window.
-        let error = self
-            .engine
-            .tune(model, setup, self.settings.adapter_choice())
-            .err();
+        let error = self.engine.tune(model, setup, self.settings.device()).err();
         self.tuning = Some(Tuning {
             open: true,
             tile,

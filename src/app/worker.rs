@@ -22,9 +22,17 @@ const COMMAND_CAPACITY: usize = 1;
 const EVENT_CAPACITY: usize = 256;
 
 pub enum WorkerCommand {
-    Run(JobSpec, AdapterChoice),
+    Run(JobSpec, Device),
     /// A sweep over batch sizes on the given images (compute only).
-    Tune(ModelChoice, BenchSetup, AdapterChoice),
+    Tune(ModelChoice, BenchSetup, Device),
+}
+
+/// The device a command runs on: the adapter, and where the kernel tuning it gets when it opens
+/// is cached (None: not cached).
+#[derive(Clone, Debug)]
+pub struct Device {
+    pub adapter: AdapterChoice,
+    pub tune_cache: Option<std::path::PathBuf>,
 }
 
 pub enum WorkerEvent {
@@ -95,10 +103,10 @@ impl EngineWorker {
     }
 
     /// Starts a job, or says why the engine cannot take it now.
-    pub fn run(&self, spec: JobSpec, adapter: AdapterChoice) -> Result<(), String> {
+    pub fn run(&self, spec: JobSpec, device: Device) -> Result<(), String> {
         self.control.cancel.store(false, Ordering::Relaxed);
         self.control.pause.store(false, Ordering::Relaxed);
-        self.send(WorkerCommand::Run(spec, adapter))
+        self.send(WorkerCommand::Run(spec, device))
     }
 
     /// Starts a sweep, or says why the engine cannot take it now.
@@ -106,9 +114,9 @@ impl EngineWorker {
         &self,
         model: ModelChoice,
         setup: BenchSetup,
-        adapter: AdapterChoice,
+        device: Device,
     ) -> Result<(), String> {
-        self.send(WorkerCommand::Tune(model, setup, adapter))
+        self.send(WorkerCommand::Tune(model, setup, device))
     }
 
     /// Never blocks: a full channel or a stopped thread is a message.
@@ -178,9 +186,9 @@ fn serve(
     send: &impl Fn(WorkerEvent),
 ) {
     match command {
-        WorkerCommand::Run(spec, choice) => {
-            let again = choice.clone();
-            if let Some(engine) = open(engine, choice, send) {
+        WorkerCommand::Run(spec, device) => {
+            let again = device.adapter.clone();
+            if let Some(engine) = open(engine, device, send) {
                 let reopen = || Engine::new(&again);
                 let before = std::sync::Arc::as_ptr(&engine.gpu);
                 let result = job::run_recovering(engine, &reopen, &spec, control, &mut |ev| {
@@ -199,8 +207,8 @@ fn serve(
             }
             send(WorkerEvent::Idle);
         }
-        WorkerCommand::Tune(model, setup, choice) => {
-            let result = match open(engine, choice, send) {
+        WorkerCommand::Tune(model, setup, device) => {
+            let result = match open(engine, device, send) {
                 Some(engine) => crate::bench::run(engine, &model, &setup, |row| {
                     send(WorkerEvent::TuneRow(row.clone()));
                 })
@@ -213,18 +221,19 @@ fn serve(
     }
 }
 
-/// The engine on `choice`, opening it (and closing one on another adapter) when needed.
+/// The engine on `device`'s adapter, opening it (and closing one on another adapter) when
+/// needed; a new one tuned, with `device`'s cache.
 fn open<'a>(
     engine: &'a mut Option<(Engine, AdapterChoice)>,
-    choice: AdapterChoice,
+    device: Device,
     send: &impl Fn(WorkerEvent),
 ) -> Option<&'a mut Engine> {
+    let choice = device.adapter;
     if engine.as_ref().is_none_or(|(_, c)| *c != choice) {
         *engine = None; // the old device goes before the new one opens
         match Engine::new(&choice) {
             Ok(e) => {
-                let cache = crate::autotune::default_cache_dir();
-                if let Err(err) = crate::autotune::tune(&e, cache.as_deref()) {
+                if let Err(err) = crate::autotune::tune(&e, device.tune_cache.as_deref()) {
                     log::warn!("autotune failed, keeping the default kernel: {err:#}");
                 }
                 send(WorkerEvent::EngineReady {

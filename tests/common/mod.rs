@@ -228,3 +228,16 @@ pub fn adapter_kind(
         kernels.eight_a_load,
     ]
 }
+
+/// The kernel tuning cache of the app tests: in the target folder's scratch space for tests, not
+/// the user's cache folder.
+pub fn tune_cache() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("tune-cache")
+}
+
+/// The app as the tests open it: no inputs, its kernel tuning cached in [`tune_cache`].
+pub fn app(cc: &eframe::CreationContext<'_>) -> batchwise::app::BatchwiseApp {
+    let mut app = batchwise::app::BatchwiseApp::new(cc, Vec::new());
+    app.settings.tune_cache = Some(tune_cache());
+    app
+}
