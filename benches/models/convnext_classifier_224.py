@@ -3,20 +3,21 @@ a 4x4 stride-4 stem to 32 channels, two ConvNeXt blocks exported channels-last (
 LayerNormalization, MatMul to 128, GELU with Erf, MatMul back, layer scale, residual),
 GlobalAveragePool, Flatten, Gemm to 10. Random weights (seed 0).
 
-Usage: python3 benches/models/convnext_classifier_224.py OUT.onnx
+Usage: python3 benches/models/convnext_classifier_224.py OUT.onnx [CHANNELS BLOCKS]
+(default 32 channels, 2 blocks; 384 and 36 make a 173 MB file, for load times)
 """
 import sys
 import numpy as np, onnx
 from onnx import helper as h, TensorProto as T, numpy_helper as nh
 rng=np.random.default_rng(0)
-C=32
+C=int(sys.argv[2]) if len(sys.argv) > 2 else 32
 nodes=[];inits=[]
 def init(name, arr):
     inits.append(nh.from_array(arr.astype(np.float32), name)); return name
 x='input'
 nodes.append(h.make_node('Conv',[x,init('w0',rng.normal(0,.3,(C,3,4,4))),init('b0',rng.normal(0,.1,C))],['stem'],kernel_shape=[4,4],strides=[4,4]))
 cur='stem'
-for blk in range(2):
+for blk in range(int(sys.argv[3]) if len(sys.argv) > 3 else 2):
     p=f'b{blk}_'
     nodes.append(h.make_node('Conv',[cur,init(p+'dw',rng.normal(0,.2,(C,1,7,7))),init(p+'dwb',rng.normal(0,.1,C))],[p+'dwo'],kernel_shape=[7,7],pads=[3,3,3,3],group=C))
     nodes.append(h.make_node('Transpose',[p+'dwo'],[p+'t1'],perm=[0,2,3,1]))

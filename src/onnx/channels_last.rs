@@ -155,8 +155,13 @@ impl Stretch {
             node.op_type = "Identity".into();
             node.attribute.clear();
         }
+        // The constants the stretch reads (copied: the rewrite adds initializers as it goes).
+        let read: HashSet<&str> = (self.nodes.iter())
+            .flat_map(|&j| graph.node[j].input.iter().map(String::as_str))
+            .collect();
         let consts: HashMap<String, TensorProto> = constants(graph)
             .into_iter()
+            .filter(|(k, _)| read.contains(k))
             .map(|(k, t)| (k.to_owned(), t.clone()))
             .collect();
         // Each node's replacement (several for a LayerNormalization), in the graph's order.

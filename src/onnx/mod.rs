@@ -506,8 +506,7 @@ fn opset(model: &proto::ModelProto) -> Result<i64> {
 
 /// The graph's outputs as the file declares them: name and dims (-1 where a dim is not a number).
 pub fn output_dims(bytes: &[u8]) -> Result<Vec<(String, Vec<i64>)>> {
-    let (model, _) = decode(bytes)?;
-    let graph = model.graph.as_ref().context("the ONNX file has no graph")?;
+    let graph = signature(bytes)?;
     Ok(graph
         .output
         .iter()
@@ -524,6 +523,14 @@ pub fn output_dims(bytes: &[u8]) -> Result<Vec<(String, Vec<i64>)>> {
         .collect())
 }
 
+/// The file's graph inputs and outputs, decoded without its weights.
+fn signature(bytes: &[u8]) -> Result<proto::GraphSignature> {
+    proto::ModelSignature::decode(bytes)
+        .map_err(|e| anyhow!("not a valid ONNX file (protobuf decoding failed: {e})"))?
+        .graph
+        .context("the ONNX file has no graph")
+}
+
 pub fn load_with_metadata(bytes: &[u8], name: &str) -> Result<(Model, HashMap<String, String>)> {
     let (model, metadata) = decode(bytes)?;
     lower(&model, name, &[]).map(|m| (m, metadata))
@@ -531,22 +538,21 @@ pub fn load_with_metadata(bytes: &[u8], name: &str) -> Result<(Model, HashMap<St
 
 /// The input size (height, width) the file fixes for its one image input, if it fixes both.
 pub fn fixed_input_size(bytes: &[u8]) -> Option<(u32, u32)> {
-    let (model, _) = decode(bytes).ok()?;
-    let (_, [_, a, b, c], nhwc) = image_input(model.graph.as_ref()?).ok()?;
+    let graph = signature(bytes).ok()?;
+    let weight = |name: &str| graph.initializer.iter().any(|t| t.name == name);
+    let (_, [_, a, b, c], nhwc) = image_input(&graph.input, weight).ok()?;
     let (h, w) = if nhwc { (a?, b?) } else { (b?, c?) };
     Some((u32::try_from(h).ok()?, u32::try_from(w).ok()?))
 }
 
-/// The graph's one data input, its four dims (None where not a positive number) and whether it
-/// is channels-last: NHWC when the last dim is a channel count (1, 3 or 4) and the second is not.
+/// The graph's one data input (of `inputs`, those that are no `weight`), its four dims (None
+/// where not a positive number) and whether it is channels-last: NHWC when the last dim is a
+/// channel count (1, 3 or 4) and the second is not.
 fn image_input(
-    graph: &proto::GraphProto,
+    inputs: &[proto::ValueInfoProto],
+    weight: impl Fn(&str) -> bool,
 ) -> Result<(&proto::ValueInfoProto, [Option<i64>; 4], bool)> {
-    let inputs: Vec<&proto::ValueInfoProto> = graph
-        .input
-        .iter()
-        .filter(|i| !graph.initializer.iter().any(|t| t.name == i.name))
-        .collect();
+    let inputs: Vec<&proto::ValueInfoProto> = inputs.iter().filter(|i| !weight(&i.name)).collect();
     let [input] = inputs.as_slice() else {
         bail!(
             "the model has {} inputs; batchwise runs models with one image input",
@@ -588,7 +594,8 @@ pub fn load_at_size(
     let (model, metadata) = decode(bytes)?;
     let opset = opset(&model)?;
     let graph = model.graph.as_ref().context("the ONNX file has no graph")?;
-    let (input, [n, a, b, c], nhwc) = image_input(graph)?;
+    let weight = |name: &str| graph.initializer.iter().any(|t| t.name == name);
+    let (input, [n, a, b, c], nhwc) = image_input(&graph.input, weight)?;
     let (hd, wd) = if nhwc { (a, b) } else { (b, c) };
     let bind = |d: Option<i64>, want: Option<u32>, what: &str| -> Result<u32> {
         match (d, want) {

@@ -170,3 +170,30 @@ pub mod data_type {
     pub const FLOAT16: i32 = 10;
     pub const DOUBLE: i32 = 11;
 }
+
+/// A model file's graph inputs and outputs alone: decoding it skips every other field (the
+/// weights are neither decoded nor copied), for what a file declares.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ModelSignature {
+    #[prost(message, optional, tag = "7")]
+    pub graph: Option<GraphSignature>,
+}
+
+/// [`GraphProto`]'s inputs and outputs, and its initializers' names (an input that is an
+/// initializer is a weight, not data).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GraphSignature {
+    #[prost(message, repeated, tag = "5")]
+    pub initializer: Vec<TensorName>,
+    #[prost(message, repeated, tag = "11")]
+    pub input: Vec<ValueInfoProto>,
+    #[prost(message, repeated, tag = "12")]
+    pub output: Vec<ValueInfoProto>,
+}
+
+/// A [`TensorProto`]'s name alone.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TensorName {
+    #[prost(string, tag = "8")]
+    pub name: String,
+}
