@@ -402,15 +402,16 @@ pub fn resolve(name: &str, overrides: &InputOverrides) -> Result<ModelChoice> {
     let is_ncnn = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("param"));
-    // The input size the file fixes, if it does.
-    let mut file_size = None;
+    // What an ONNX file declares: the input size it fixes, its outputs.
+    let mut declared = Ok(crate::onnx::Declared::default());
     let (model, metadata) = if is_ncnn {
         let model = crate::ncnn::load(path).map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
         (model, Default::default())
     } else {
         let bytes =
             std::fs::read(path).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
-        file_size = crate::onnx::fixed_input_size(&bytes);
+        declared = crate::onnx::declared(&bytes);
+        let file_size = declared.as_ref().ok().and_then(|d| d.input_size);
         match crate::onnx::load_with_metadata(&bytes, name) {
             // A model whose output is no image (a classifier's) keeps the input size its file
             // fixes, if it fixes one: its outputs are then kept as tensors. It runs as lowered
@@ -479,10 +480,11 @@ pub fn resolve(name: &str, overrides: &InputOverrides) -> Result<ModelChoice> {
         && !is_ncnn
         && let Err(not_image) = fixed_scale(&model, &shapes).and_then(lone_image)
     {
-        return tensor_choice(path, name, model, &shapes, input_map, &not_image);
+        return tensor_choice(path, name, model, &shapes, declared, input_map, &not_image);
     }
+    let file_size = declared.as_ref().ok().and_then(|d| d.input_size);
     if let Some((shapes, not_image)) = tensor_shapes(&model, file_size) {
-        return tensor_choice(path, name, model, &shapes, input_map, &not_image);
+        return tensor_choice(path, name, model, &shapes, declared, input_map, &not_image);
     }
     let (scale, shrink, channels) = match &model.static_shapes {
         Some(shapes) => fixed_scale(&model, shapes),
@@ -528,13 +530,14 @@ pub fn resolve(name: &str, overrides: &InputOverrides) -> Result<ModelChoice> {
 
 /// A fixed-size user model whose outputs are not images ([`Task::Tensors`], `not_image` says
 /// why not): each image is stretched to its square RGB input, and each output is kept with its
-/// name and its declared shape (without the batch dimension; flat where the declared shape does
+/// name and its shape as the file declares it (`declared`) (without the batch dimension; flat where the declared shape does
 /// not hold it).
 fn tensor_choice(
     path: &std::path::Path,
     name: &str,
     model: crate::model::Model,
     shapes: &[crate::model::ItemShape],
+    declared: Result<crate::onnx::Declared>,
     input_map: PixelMapping,
     not_image: &anyhow::Error,
 ) -> Result<ModelChoice> {
@@ -546,8 +549,7 @@ fn tensor_choice(
             path.display()
         );
     }
-    let bytes = std::fs::read(path).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
-    let declared = crate::onnx::output_dims(&bytes)?;
+    let declared = declared?.outputs;
     let values = std::iter::once(model.output).chain(model.extra_outputs.iter().copied());
     let tensor_outputs = values
         .zip(declared)

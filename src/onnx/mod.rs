@@ -504,10 +504,26 @@ fn opset(model: &proto::ModelProto) -> Result<i64> {
     Ok(opset)
 }
 
-/// The graph's outputs as the file declares them: name and dims (-1 where a dim is not a number).
-pub fn output_dims(bytes: &[u8]) -> Result<Vec<(String, Vec<i64>)>> {
+/// What a file declares of its graph: the input size it fixes (height, width) for its one image
+/// input, if it fixes both, and its outputs' names and dims (-1 where a dim is not a number).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Declared {
+    pub input_size: Option<(u32, u32)>,
+    pub outputs: Vec<(String, Vec<i64>)>,
+}
+
+/// What `bytes` declare, read by one decode that skips the weights.
+pub fn declared(bytes: &[u8]) -> Result<Declared> {
     let graph = signature(bytes)?;
-    Ok(graph
+    let weight = |name: &str| graph.initializer.iter().any(|t| t.name == name);
+    let input_size = image_input(&graph.input, weight)
+        .ok()
+        .and_then(|(_, dims, nhwc)| {
+            let [_, a, b, c] = dims;
+            let (h, w) = if nhwc { (a?, b?) } else { (b?, c?) };
+            Some((u32::try_from(h).ok()?, u32::try_from(w).ok()?))
+        });
+    let outputs = graph
         .output
         .iter()
         .map(|o| {
@@ -520,7 +536,11 @@ pub fn output_dims(bytes: &[u8]) -> Result<Vec<(String, Vec<i64>)>> {
                 .unwrap_or_default();
             (o.name.clone(), dims)
         })
-        .collect())
+        .collect();
+    Ok(Declared {
+        input_size,
+        outputs,
+    })
 }
 
 /// The file's graph inputs and outputs, decoded without its weights.
@@ -534,15 +554,6 @@ fn signature(bytes: &[u8]) -> Result<proto::GraphSignature> {
 pub fn load_with_metadata(bytes: &[u8], name: &str) -> Result<(Model, HashMap<String, String>)> {
     let (model, metadata) = decode(bytes)?;
     lower(&model, name, &[]).map(|m| (m, metadata))
-}
-
-/// The input size (height, width) the file fixes for its one image input, if it fixes both.
-pub fn fixed_input_size(bytes: &[u8]) -> Option<(u32, u32)> {
-    let graph = signature(bytes).ok()?;
-    let weight = |name: &str| graph.initializer.iter().any(|t| t.name == name);
-    let (_, [_, a, b, c], nhwc) = image_input(&graph.input, weight).ok()?;
-    let (h, w) = if nhwc { (a?, b?) } else { (b?, c?) };
-    Some((u32::try_from(h).ok()?, u32::try_from(w).ok()?))
 }
 
 /// The graph's one data input (of `inputs`, those that are no `weight`), its four dims (None
