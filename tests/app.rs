@@ -98,6 +98,8 @@ fn drop_run_and_every_item_finishes() {
     assert_eq!(harness.query_all_by_label("done").count(), 2);
     // The engine the job opened was tuned with the cache the settings name.
     assert!(common::tune_cache().join("autotune.json").is_file());
+    // The models folder read at the start was the tests' own, not the user's.
+    assert_eq!(app.models_folder.dir, Some(common::app_models_dir()));
 }
 
 /// A user's model file loads off the UI thread and becomes the selected model; a file that is not

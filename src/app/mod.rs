@@ -131,11 +131,22 @@ enum Picked {
 }
 
 impl BatchwiseApp {
+    /// The app with the settings saved last time (the defaults where none are), `inputs` queued.
     pub fn new(cc: &eframe::CreationContext<'_>, inputs: Vec<PathBuf>) -> Self {
         let settings = cc
             .storage
             .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
             .unwrap_or_default();
+        Self::with_settings(cc, inputs, settings)
+    }
+
+    /// The app with `settings` (its models folder read and its model loaded from them, as at a
+    /// start): what the tests open, with a models folder and a tuning cache of their own.
+    pub fn with_settings(
+        cc: &eframe::CreationContext<'_>,
+        inputs: Vec<PathBuf>,
+        settings: Settings,
+    ) -> Self {
         let memory = cc
             .storage
             .and_then(|s| eframe::get_value(s, dialogs::DIALOG_KEY))

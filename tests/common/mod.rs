@@ -235,9 +235,21 @@ pub fn tune_cache() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("tune-cache")
 }
 
-/// The app as the tests open it: no inputs, its kernel tuning cached in [`tune_cache`].
+/// The models folder of the app tests: an empty folder in the target folder's scratch space, not
+/// the user's models folder (which the app reads as it starts).
+pub fn app_models_dir() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("app-models");
+    std::fs::create_dir_all(&dir).expect("the app tests' models folder");
+    dir
+}
+
+/// The app as the tests open it: no inputs, the default settings but for its models folder
+/// ([`app_models_dir`]) and its kernel tuning cache ([`tune_cache`]).
 pub fn app(cc: &eframe::CreationContext<'_>) -> batchwise::app::BatchwiseApp {
-    let mut app = batchwise::app::BatchwiseApp::new(cc, Vec::new());
-    app.settings.tune_cache = Some(tune_cache());
-    app
+    let settings = batchwise::app::Settings {
+        models_dir: Some(app_models_dir()),
+        tune_cache: Some(tune_cache()),
+        ..Default::default()
+    };
+    batchwise::app::BatchwiseApp::with_settings(cc, Vec::new(), settings)
 }
