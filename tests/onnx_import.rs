@@ -175,6 +175,45 @@ fn external_data_is_refused_with_a_reason() {
     assert!(err.contains("external file"), "{err}");
 }
 
+/// Initializers are read as nodes ask for them: one no node reads is never read (an element type
+/// batchwise does not take there is no error), and a convolution's weights read straight as
+/// float32 keep their values from each float type.
+#[test]
+fn initializers_are_read_as_nodes_read_them() {
+    let conv = || tiny_model(vec![node("c", "Conv", &["x", "w"], "y")], "y", 17);
+    let mut m = proto::ModelProto::decode(&conv()[..]).unwrap();
+    let graph = m.graph.as_mut().unwrap();
+    graph.initializer.push(proto::TensorProto {
+        name: "unread".into(),
+        dims: vec![1],
+        // A string: no op of batchwise's reads one.
+        data_type: 8,
+        ..Default::default()
+    });
+    let model = onnx::load(&m.encode_to_vec(), "x").expect("an unread initializer is not read");
+    assert_eq!(model.layers.len(), 1);
+    // The same weights (0.5 ... 4.5) as float32, float16 and float64.
+    let values: Vec<f32> = (0..9).map(|i| 0.5 + i as f32 / 2.0).collect();
+    let weights_of = |data_type: i32, raw: Vec<u8>| {
+        let mut m = proto::ModelProto::decode(&conv()[..]).unwrap();
+        let w = &mut m.graph.as_mut().unwrap().initializer[0];
+        w.float_data.clear();
+        w.data_type = data_type;
+        w.raw_data = raw;
+        onnx::load(&m.encode_to_vec(), "x").unwrap().layers[0]
+            .weights
+            .clone()
+    };
+    let f16 = values
+        .iter()
+        .flat_map(|&v| half::f16::from_f32(v).to_le_bytes());
+    let f64 = values.iter().flat_map(|&v| f64::from(v).to_le_bytes());
+    let f32 = values.iter().flat_map(|&v| v.to_le_bytes());
+    assert_eq!(weights_of(1, f32.collect()), values);
+    assert_eq!(weights_of(10, f16.collect()), values);
+    assert_eq!(weights_of(11, f64.collect()), values);
+}
+
 #[test]
 fn anime_4x_loads_prelu_depth_to_space_resize_and_add() {
     let bytes =

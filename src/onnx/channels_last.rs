@@ -58,7 +58,26 @@ pub(super) fn rewrite(graph: &mut GraphProto, opset: i64) -> usize {
         stretch.apply(graph, opset);
         count += 1;
     }
+    if count > 0 {
+        drop_unread(graph);
+    }
     count
+}
+
+/// Removes the initializers that no node reads and no graph input or output names: those the
+/// rewritten stretches read before their copies replaced them (a MatMul's `[C, K]` weights, now
+/// a 1x1 convolution's `[K, C, 1, 1]`), so that a file's weights are not held twice, nor read
+/// twice by the lowering.
+fn drop_unread(graph: &mut GraphProto) {
+    let named: std::collections::HashSet<&str> = (graph.node.iter())
+        .flat_map(|n| n.input.iter())
+        .chain(graph.input.iter().map(|i| &i.name))
+        .chain(graph.output.iter().map(|o| &o.name))
+        .map(String::as_str)
+        .collect();
+    graph
+        .initializer
+        .retain(|t| named.contains(t.name.as_str()));
 }
 
 /// A closed stretch: its entry and exit Transposes and the nodes between them (node indices).
@@ -429,6 +448,12 @@ mod tests {
             m.opset_import[0].version = opset;
             let mut graph = m.graph.clone().expect("a graph");
             assert_eq!(super::rewrite(&mut graph, opset), 3, "opset {opset}");
+            // The weights the stretches read before are gone: each initializer is read once.
+            let read = |name: &str| graph.node.iter().any(|n| n.input.iter().any(|i| i == name));
+            assert!(
+                graph.initializer.iter().all(|t| read(&t.name)),
+                "opset {opset}"
+            );
             let left = ["Transpose", "MatMul", "LayerNormalization"];
             assert!(
                 !graph

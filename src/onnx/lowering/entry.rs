@@ -70,8 +70,8 @@ pub(crate) fn lower_free(
         free: true,
         nhwc_input: nhwc,
         graph,
+        initializers: super::initializers(graph, &input.name)?,
     };
-    l.read_initializers(&input.name)?;
     let mut x = FreeVal::image(c, None);
     if nhwc {
         // As the file sees it: [N, H, W, C] in memory, which the leading Transpose reads as
@@ -119,7 +119,7 @@ impl Lowering<'_> {
         output_names: &[&str],
         input_channels: u32,
     ) -> Result<Model> {
-        let computed = |l: &Self, n: &str| match l.vals.get(n) {
+        let computed = |l: &Self, n: &str| match l.get(n).ok() {
             Some(Val::Free(f)) => Ok(f.clone()),
             Some(_) => bail!("the graph output {n} is a constant, not computed from the input"),
             None => bail!("the graph output {n} is never computed"),
@@ -159,6 +159,9 @@ impl Lowering<'_> {
             image_output: false,
         };
         crate::model::limits::check(&model)?;
+        // The file's constants as the lowering read them (as many values as the weights, in
+        // f64) are not held through the passes.
+        drop(self.vals);
         let (model, _) = crate::passes::run(model);
         Ok(model)
     }
@@ -203,10 +206,10 @@ pub(crate) fn lower(
         free: false,
         nhwc_input: nhwc,
         graph,
+        initializers: super::initializers(graph, &input.name)?,
     };
     l.check_new_values(0)
         .with_context(|| format!("input {}", input.name))?;
-    l.read_initializers(&input.name)?;
     let elem = input
         .r#type
         .as_ref()
@@ -272,7 +275,7 @@ pub(crate) fn lower(
     };
     let mut outputs = Vec::new();
     for w in &wanted {
-        let v = match l.vals.get(*w) {
+        let v = match l.get(w).ok() {
             None => bail!("the graph output {w} is never computed"),
             Some(Val::Gpu(v, _)) if *v != 0 && !outputs.contains(v) => *v,
             Some(Val::Const(_)) => l.gpu(w)?.0,
@@ -314,6 +317,8 @@ pub(crate) fn lower(
         image_output: false,
     };
     crate::model::limits::check(&model)?;
+    // As in `finish_free`: the constants read are not held through the passes.
+    drop(l.vals);
     let (model, _) = crate::passes::run(model);
     Ok(model)
 }

@@ -17,6 +17,7 @@
 mod entry;
 mod values;
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -27,7 +28,7 @@ use crate::model::NdBinarySpec;
 use crate::model::UnaryOp;
 use crate::model::{Layer, LayerOp, TensorOp, ValueId};
 use crate::onnx::ops::activation::unary_op;
-use crate::onnx::proto::{GraphProto, NodeProto};
+use crate::onnx::proto::{GraphProto, NodeProto, TensorProto, data_type};
 use crate::onnx::{node_label, node_name};
 
 pub(super) use entry::{fixed_dims, lower, lower_free};
@@ -71,13 +72,86 @@ pub(super) struct Lowering<'g> {
     /// The file's input is channels-last; the engine feeds value 0 as NCHW.
     pub(super) nhwc_input: bool,
     pub(super) graph: &'g GraphProto,
+    /// The file's initializers by name, each read into a value the first time a node asks for
+    /// it ([`Self::get`]): a weight read only as weights ([`Self::constant_f32`]) is never held
+    /// as f64, and an initializer no node reads is never read.
+    pub(super) initializers: HashMap<&'g str, Initializer<'g>>,
+}
+
+/// An initializer of the file and its value once read (or why it cannot be read).
+pub(super) struct Initializer<'g> {
+    tensor: &'g TensorProto,
+    value: OnceCell<Result<Val, String>>,
+}
+
+/// The initializers of `graph` but the input `input` (some exporters list it among them too),
+/// unread; an error where one keeps its data in an external file (the cause, before any op that
+/// reads it is refused for another).
+pub(super) fn initializers<'g>(
+    graph: &'g GraphProto,
+    input: &str,
+) -> Result<HashMap<&'g str, Initializer<'g>>> {
+    let external = |t: &&TensorProto| t.data_location == 1 || !t.external_data.is_empty();
+    if let Some(t) = graph.initializer.iter().find(external) {
+        bail!(
+            "tensor {} keeps its data in an external file, which batchwise does not read; \
+             save the model with all tensors inside the .onnx file",
+            t.name
+        );
+    }
+    Ok((graph.initializer.iter())
+        .filter(|t| t.name != input)
+        .map(|t| {
+            let value = OnceCell::new();
+            (t.name.as_str(), Initializer { tensor: t, value })
+        })
+        .collect())
 }
 
 impl Lowering<'_> {
     pub(super) fn get(&self, name: &str) -> Result<&Val> {
-        self.vals
-            .get(name)
-            .ok_or_else(|| anyhow!("reads {name}, which is not computed by a supported node"))
+        if let Some(v) = self.vals.get(name) {
+            return Ok(v);
+        }
+        let i = (self.initializers.get(name))
+            .ok_or_else(|| anyhow!("reads {name}, which is not computed by a supported node"))?;
+        let read = || {
+            host_tensor(i.tensor)
+                .map(Val::Const)
+                .map_err(|e| format!("{e:#}"))
+        };
+        i.value
+            .get_or_init(read)
+            .as_ref()
+            .map_err(|e| anyhow!("{e}"))
+    }
+
+    /// A constant input as float32 values and its dims, or an error naming what it is for. An
+    /// initializer not read before is read from the file as float32 and not kept: a weight is
+    /// never held as f64 (the file's largest tensors are its weights).
+    pub(super) fn constant_f32(
+        &self,
+        node: &NodeProto,
+        i: usize,
+        what: &str,
+    ) -> Result<Option<crate::onnx::Weights>> {
+        let Some(name) = node.input.get(i).filter(|n| !n.is_empty()) else {
+            return Ok(None);
+        };
+        let unread = (self.initializers.get(name.as_str()))
+            .filter(|i| !self.vals.contains_key(name) && i.value.get().is_none());
+        if let Some(i) = unread
+            && matches!(
+                i.tensor.data_type,
+                data_type::FLOAT | data_type::FLOAT16 | data_type::DOUBLE
+            )
+        {
+            return crate::onnx::tensor_to_f32(i.tensor).map(Some);
+        }
+        Ok(self.constant(node, i, what)?.map(|t| crate::onnx::Weights {
+            dims: t.dims.iter().map(|&d| d as i64).collect(),
+            data: t.data.iter().map(|&x| x as f32).collect(),
+        }))
     }
 
     /// A constant input, or an error naming what it is for.
@@ -220,7 +294,7 @@ impl Lowering<'_> {
 
     /// The value `name` when its dims are free.
     pub(super) fn free_val(&self, name: &str) -> Option<FreeVal> {
-        match self.vals.get(name) {
+        match self.get(name).ok() {
             Some(Val::Free(f)) => Some(f.clone()),
             _ => None,
         }
@@ -482,18 +556,6 @@ impl Lowering<'_> {
 }
 
 impl Lowering<'_> {
-    /// The graph's initializers as constants (but the input's name, which some exporters list
-    /// among them too).
-    fn read_initializers(&mut self, input: &str) -> Result<()> {
-        for t in &self.graph.initializer {
-            if t.name != input {
-                self.vals
-                    .insert(t.name.clone(), Val::Const(host_tensor(t)?));
-            }
-        }
-        Ok(())
-    }
-
     /// Every node in order, each an error naming it (and the opset) when it cannot be lowered or
     /// computes a value beyond the limits.
     fn walk(&mut self) -> Result<()> {

@@ -41,17 +41,13 @@ impl Lowering<'_> {
         };
         let conv = node.op_type.starts_with("Conv");
         let weights = if conv {
-            let t = self
-                .constant(node, 1, "the weights")?
+            let mut w = self
+                .constant_f32(node, 1, "the weights")?
                 .context("has no weights")?;
-            let mut wd: Vec<i64> = t.dims.iter().map(|&d| d as i64).collect();
-            if one_d && wd.len() == 3 {
-                wd.insert(2, 1);
+            if one_d && w.dims.len() == 3 {
+                w.dims.insert(2, 1);
             }
-            Some(crate::onnx::Weights {
-                dims: wd,
-                data: t.data.iter().map(|&x| x as f32).collect(),
-            })
+            Some(w)
         } else {
             None
         };
@@ -74,8 +70,8 @@ impl Lowering<'_> {
         }
         if let Some(w) = weights {
             let bias = self
-                .constant(node, 2, "the bias")?
-                .map(|t| t.data.iter().map(|&x| x as f32).collect())
+                .constant_f32(node, 2, "the bias")?
+                .map(|t| t.data)
                 .unwrap_or_default();
             for l in crate::onnx::conv_layers(&patched, w, bias, c)? {
                 layers.push((l.name, l.op, l.weights, l.bias));
@@ -131,15 +127,11 @@ impl Lowering<'_> {
         let mut c = x.channels()?;
         let layers = if node.op_type.starts_with("Conv") {
             let w = self
-                .constant(node, 1, "the weights")?
+                .constant_f32(node, 1, "the weights")?
                 .context("has no weights")?;
-            let w = crate::onnx::Weights {
-                dims: w.dims.iter().map(|&d| d as i64).collect(),
-                data: w.data.iter().map(|&x| x as f32).collect(),
-            };
             let bias = self
-                .constant(node, 2, "the bias")?
-                .map(|t| t.data.iter().map(|&x| x as f32).collect())
+                .constant_f32(node, 2, "the bias")?
+                .map(|t| t.data)
                 .unwrap_or_default();
             conv_layers(node, w, bias, c)?
         } else {

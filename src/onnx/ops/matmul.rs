@@ -148,9 +148,9 @@ impl Lowering<'_> {
         if attr_int(node, "transA", 0) != 0 {
             bail!("Gemm with transA=1 is not supported with a free batch");
         }
-        let b = self.constant(node, 1, "B")?.context("has no B")?;
+        let b = self.constant_f32(node, 1, "B")?.context("has no B")?;
         let k = x.c as usize;
-        let [d0, d1] = b.dims[..] else {
+        let [d0, d1] = b.dims[..].iter().map(|&d| d as usize).collect::<Vec<_>>()[..] else {
             bail!("B has shape {:?}, not 2-D", b.dims);
         };
         let trans_b = attr_int(node, "transB", 0) != 0;
@@ -168,7 +168,7 @@ impl Lowering<'_> {
                 } else {
                     b.data[i * m + o]
                 };
-                weights[o * k + i] = alpha * v as f32;
+                weights[o * k + i] = alpha * v;
             }
         }
         let bias: Vec<f32> = match self.constant(node, 2, "C")? {

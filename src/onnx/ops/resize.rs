@@ -18,7 +18,7 @@ impl Lowering<'_> {
     pub(crate) fn lower_resize(&mut self, node: &NodeProto) -> Result<()> {
         let mut constants: Constants = Default::default();
         for (i, slot) in constants.iter_mut().enumerate().skip(1) {
-            if let Some(Val::Const(t)) = node.input.get(i).and_then(|n| self.vals.get(n)) {
+            if let Some(Val::Const(t)) = node.input.get(i).and_then(|n| self.get(n).ok()) {
                 *slot = Some(t.clone());
             }
         }

@@ -442,14 +442,14 @@ impl Lowering<'_> {
         out[a] = all_dims.iter().map(|d| d[a]).sum();
         if names
             .iter()
-            .all(|n| matches!(self.vals.get(*n), Some(Val::Const(_))))
+            .all(|n| matches!(self.get(n).ok(), Some(Val::Const(_))))
         {
             // Host concat.
             let outer: usize = first[..a].iter().map(|&d| d as usize).product();
             let mut data = Vec::new();
             for o in 0..outer {
                 for (n, d) in names.iter().zip(&all_dims) {
-                    let Some(Val::Const(t)) = self.vals.get(*n) else {
+                    let Some(Val::Const(t)) = self.get(n).ok() else {
                         unreachable!("checked")
                     };
                     let block: usize = d[a..].iter().map(|&x| x as usize).product();
@@ -458,7 +458,7 @@ impl Lowering<'_> {
             }
             let int = names
                 .iter()
-                .all(|n| matches!(self.vals.get(*n), Some(Val::Const(t)) if t.int));
+                .all(|n| matches!(self.get(n).ok(), Some(Val::Const(t)) if t.int));
             return Ok(Val::Const(HostTensor {
                 dims: out.iter().map(|&d| d as usize).collect(),
                 data,
