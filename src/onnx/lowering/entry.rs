@@ -159,9 +159,8 @@ impl Lowering<'_> {
             image_output: false,
         };
         crate::model::limits::check(&model)?;
-        // The file's constants as the lowering read them (as many values as the weights, in
-        // f64) are not held through the passes.
-        drop(self.vals);
+        // The constants read (in f64) are not held through the passes.
+        drop((self.vals, self.initializers));
         let (model, _) = crate::passes::run(model);
         Ok(model)
     }
@@ -318,7 +317,7 @@ pub(crate) fn lower(
     };
     crate::model::limits::check(&model)?;
     // As in `finish_free`: the constants read are not held through the passes.
-    drop(l.vals);
+    drop((l.vals, l.initializers));
     let (model, _) = crate::passes::run(model);
     Ok(model)
 }
