@@ -34,7 +34,8 @@ struct Weights {
     data: Vec<f32>,
 }
 
-fn tensor_to_f32(t: &TensorProto) -> Result<Weights> {
+/// An error where `t` keeps its data in an external file, which batchwise does not read.
+fn refuse_external(t: &TensorProto) -> Result<()> {
     if t.data_location == 1 || !t.external_data.is_empty() {
         bail!(
             "tensor {} keeps its data in an external file, which batchwise does not read; \
@@ -42,6 +43,11 @@ fn tensor_to_f32(t: &TensorProto) -> Result<Weights> {
             t.name
         );
     }
+    Ok(())
+}
+
+fn tensor_to_f32(t: &TensorProto) -> Result<Weights> {
+    refuse_external(t)?;
     let data = match t.data_type {
         data_type::FLOAT if !t.raw_data.is_empty() => t
             .raw_data

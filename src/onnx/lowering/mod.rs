@@ -91,13 +91,8 @@ pub(super) fn initializers<'g>(
     graph: &'g GraphProto,
     input: &str,
 ) -> Result<HashMap<&'g str, Initializer<'g>>> {
-    let external = |t: &&TensorProto| t.data_location == 1 || !t.external_data.is_empty();
-    if let Some(t) = graph.initializer.iter().find(external) {
-        bail!(
-            "tensor {} keeps its data in an external file, which batchwise does not read; \
-             save the model with all tensors inside the .onnx file",
-            t.name
-        );
+    for t in &graph.initializer {
+        crate::onnx::refuse_external(t)?;
     }
     Ok((graph.initializer.iter())
         .filter(|t| t.name != input)

@@ -50,12 +50,7 @@ impl HostTensor {
 }
 
 pub(crate) fn host_tensor(t: &TensorProto) -> Result<HostTensor> {
-    if t.data_location == 1 || !t.external_data.is_empty() {
-        bail!(
-            "tensor {} keeps its data in an external file, which batchwise does not read",
-            t.name
-        );
-    }
+    crate::onnx::refuse_external(t)?;
     let raw = &t.raw_data;
     let from_raw = |size: usize, f: &dyn Fn(&[u8]) -> f64| -> Vec<f64> {
         raw.chunks_exact(size).map(f).collect()

@@ -150,9 +150,10 @@ impl Lowering<'_> {
         }
         let b = self.constant_f32(node, 1, "B")?.context("has no B")?;
         let k = x.c as usize;
-        let [d0, d1] = b.dims[..].iter().map(|&d| d as usize).collect::<Vec<_>>()[..] else {
+        let &[d0, d1] = &b.dims[..] else {
             bail!("B has shape {:?}, not 2-D", b.dims);
         };
+        let (d0, d1) = (d0 as usize, d1 as usize);
         let trans_b = attr_int(node, "transB", 0) != 0;
         let (m, bk) = if trans_b { (d0, d1) } else { (d1, d0) };
         if bk != k {
