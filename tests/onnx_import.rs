@@ -175,9 +175,9 @@ fn external_data_is_refused_with_a_reason() {
     assert!(err.contains("external file"), "{err}");
 }
 
-/// Initializers are read as nodes ask for them: one no node reads is never read (an element type
-/// batchwise does not take there is no error), and a convolution's weights read straight as
-/// float32 keep their values from each float type.
+/// Initializers are read as nodes ask for them: one that no node reads is never read (so an
+/// element type batchwise does not take is no error there), and a convolution's weights read
+/// straight as float32 keep their values from each float type.
 #[test]
 fn initializers_are_read_as_nodes_read_them() {
     let conv = || tiny_model(vec![node("c", "Conv", &["x", "w"], "y")], "y", 17);
