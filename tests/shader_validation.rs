@@ -104,7 +104,7 @@ fn generated_conv2d_variants_validate() {
 /// one's products from gemm.wgsl's): each tile validates, in float32 and float16.
 #[test]
 fn generated_winograd_variants_validate() {
-    use batchwise::kernels::gemm::BLOCKING;
+    use batchwise::kernels::gemm::{self, BLOCKING};
     use batchwise::kernels::winograd::{Tile, variant};
     use batchwise::kernels::winograd_sources::{input_source, output_source, products_source};
     for tile in Tile::FUSED {
@@ -118,12 +118,19 @@ fn generated_winograd_variants_validate() {
             ("input", input_source(tile, false)),
             ("input upsampled", input_source(tile, true)),
             ("output", output_source(tile)),
-            ("products", products_source(BLOCKING)),
+            ("products", products_source(BLOCKING, 1)),
         ] {
             validate(&format!("{tile:?} {what}"), &source);
             let half = batchwise::kernels::float16_source(&source).expect("over act");
             validate(&format!("{tile:?} {what} float16"), &half);
         }
+    }
+    // 8 q a load: float32 only (a CPU adapter's), each blocking the products take.
+    for blocking in [BLOCKING, gemm::blocking_for(16), gemm::blocking_for(24)] {
+        validate(
+            &format!("products {blocking:?} 8 a load"),
+            &products_source(blocking, 8),
+        );
     }
 }
 

@@ -47,6 +47,11 @@ pub fn supported(spec: &Conv2dSpec) -> bool {
     super::winograd::supported(spec) && 2 * spec.out_c.next_multiple_of(4) as usize <= WINDOW_FLOATS
 }
 
+/// Tiles an item takes in a row of the scratch for `tiles` of them: whole 8s.
+fn row_tiles(tiles: u32) -> u32 {
+    tiles.max(1).next_multiple_of(8)
+}
+
 /// Mirror of `Params` in [`INPUT_HEAD`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
@@ -224,9 +229,10 @@ impl WinogradGemm {
         (tw, tw * out_h.div_ceil(m))
     }
 
-    /// Elements an item of V and of M holds for an `out_h x out_w` output: one chunk's tiles.
+    /// Elements an item of V and of M holds for an `out_h x out_w` output: one chunk's tiles,
+    /// in whole 8s (the rows' length, so that the products move 8 q a load where they can).
     pub fn scratch_elements(&self, out_h: u32, out_w: u32) -> [u64; 2] {
-        let tiles = self.tiles(out_h, out_w).1.min(self.chunk_tiles);
+        let tiles = row_tiles(self.tiles(out_h, out_w).1.min(self.chunk_tiles));
         let a2 = (self.tile.alpha() * self.tile.alpha()) as u64;
         [self.spec.in_c, self.spec.out_c].map(|c| a2 * c as u64 * tiles as u64)
     }
@@ -281,14 +287,19 @@ impl WinogradGemm {
                 m: &own[1],
             },
         };
-        // Every item the scratch holds has a chunk's tiles in a row of V and M (q contiguous).
+        // Every item the scratch holds has a chunk's tiles in a row of V and M (q contiguous),
+        // the rows in whole 8s.
         let chunk = tiles.min(self.chunk_tiles);
-        let item_bytes = |c: u32| (a2 * c * chunk).max(1) as u64 * bytes;
+        let item_bytes = |c: u32| (a2 * c * row_tiles(chunk)) as u64 * bytes;
         let capacity = (scratch.v.size() / item_bytes(s.in_c))
             .min(scratch.m.size() / item_bytes(s.out_c))
             .max(1);
-        let q_stride = (capacity * chunk as u64).clamp(1, u32::MAX as u64) as u32;
+        let q_stride = (capacity * row_tiles(chunk) as u64).min(u32::MAX as u64 & !7) as u32;
         let upsampled = placed.upsample != [1, 1];
+        // 8 q a load on a CPU adapter (`BATCHWISE_WINOGRAD_WIDE=off`: one, to measure).
+        let wide = kernels.eight_a_load
+            && std::env::var("BATCHWISE_WINOGRAD_WIDE").map_or(true, |v| v != "off");
+        let per = if wide { 8 } else { 1 };
         let input_pipeline =
             kernels.generated("winograd input", &input_source(self.tile, upsampled));
         let (activation, alpha, beta) = s.activation.encode();
@@ -331,7 +342,7 @@ impl WinogradGemm {
                 [groups, s.in_c],
                 1,
             ));
-            steps.push(self.products(cx, &scratch, count, q_stride));
+            steps.push(self.products(cx, &scratch, [count, q_stride], per));
             let output = OutputParams {
                 out_c: s.out_c,
                 out_h,
@@ -368,7 +379,9 @@ impl WinogradGemm {
     /// The alpha^2 products M[t] = U[t] V[t] (`products_source`, over gemm.wgsl's bindings): one
     /// dispatch per t and weight window, q over the batch's items (their tiles side by side in
     /// each row of V and M, `q_stride` apart): a batch of small maps still fills the workgroups.
-    fn products(&self, cx: Bind, scratch: &Scratch, tiles: u32, q_stride: u32) -> Step {
+    /// `tiles`: q an item takes in a row (its chunk's tiles); `per`: q a load (1, or 8 on a
+    /// CPU adapter, `products_source`).
+    fn products(&self, cx: Bind, scratch: &Scratch, [tiles, q_stride]: [u32; 2], per: u32) -> Step {
         let Bind {
             gpu,
             kernels,
@@ -443,7 +456,8 @@ impl WinogradGemm {
         // No residual and no activation (the output transform applies them), compiled in.
         let whole = self.dispatches.iter().all(|(_, d)| d.first && d.last);
         let epilogue = gemm::Epilogue::compiled(whole, 0, 0);
-        let source = super::gemm_epilogue::specialize(products_source(self.blocking), epilogue);
+        let source = products_source(self.blocking, per);
+        let source = super::gemm_epilogue::specialize(source, epilogue);
         Step::with_offsets(
             &format!("winograd {:?} products", self.tile),
             kernels.generated_gemm("winograd products", &source),

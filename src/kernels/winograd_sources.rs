@@ -213,30 +213,52 @@ const LANES: [&str; 4] = ["x", "y", "z", "w"];
 /// WGSL of the products `M[t] = U[t] V[t]` for `blocking`: gemm.wgsl's declarations (its params,
 /// weight windows and bindings) with a `main` of its own for the scratch's contiguous q: an
 /// invocation computes `oc_block` channels of `pix` consecutive q, read and written at
-/// `row + q` (no per-lane division; q clamped to the last for reading, stores from the last
-/// on dropped). Of gemm's params it reads `q_count` (every q the scratch holds), `in_cs` and
-/// `out_cs` (the rows' stride: `q_stride`), `ic_base`, `ic_count`, `oc_base`, `out_c` and
+/// `row + q` (no per-lane division). `per`: q a load or store, 1 (q clamped to the last for
+/// reading, stores from the last on dropped) or 8 (`vec4<u64>`, float32 on a CPU adapter:
+/// `Kernels::eight_a_load`; the scratch's rows are whole 8s, so an invocation's q are all in its
+/// row or all past it). Of gemm's params it reads `q_count` (every q the scratch holds), `in_cs`
+/// and `out_cs` (the rows' stride: `q_stride`), `ic_base`, `ic_count`, `oc_base`, `out_c` and
 /// `first` (0: add to what M holds, for input channels past one window).
-pub fn products_source(blocking: Blocking) -> String {
+pub fn products_source(blocking: Blocking, per: u32) -> String {
     let generic = super::shader("gemm.wgsl");
     let head = &generic[..generic
         .find("@compute")
         .expect("gemm.wgsl has an entry point")];
     let (ob, pix) = (blocking.oc_block, blocking.pix);
     assert!(ob % 4 == 0 && pix % 4 == 0, "blocks of whole vec4s");
-    let pv = pix / 4;
     let mut w = String::from(head);
+    if per == 8 {
+        assert!(pix % 8 == 0, "whole loads a block");
+        // gemm.wgsl's own load and store helpers are over `act` elements.
+        let helpers = w
+            .find("// Where q (clamped")
+            .expect("gemm.wgsl declares q_at");
+        w.truncate(helpers);
+        w = w
+            .replace(
+                "var<storage, read> src: array<act>;",
+                "var<storage, read> src: array<vec4<u64>>;",
+            )
+            .replace(
+                "var<storage, read_write> dst: array<act>;",
+                "var<storage, read_write> dst: array<vec4<u64>>;",
+            );
+        w.push_str(super::eight::HELPERS);
+    }
     let mut line = |l: String| push(&mut w, &l);
     line(format!(
-        "// Winograd products (src/kernels/winograd_sources.rs): {ob} channels x {pix} q per invocation."
+        "// Winograd products (src/kernels/winograd_sources.rs): {ob} channels x {pix} q per invocation, {per} q a load."
     ));
-    line(
-        "// What M holds at `at` before this chunk of input channels (zero for the first).".into(),
-    );
-    line("fn prior(at: u32) -> act {".into());
-    line("    if p.first != 0u { return act(0.0); }".into());
-    line("    return dst[at];".into());
-    line("}".into());
+    if per == 1 {
+        line(
+            "// What M holds at `at` before this chunk of input channels (zero for the first)."
+                .into(),
+        );
+        line("fn prior(at: u32) -> act {".into());
+        line("    if p.first != 0u { return act(0.0); }".into());
+        line("    return dst[at];".into());
+        line("}".into());
+    }
     line(format!(
         "@compute @workgroup_size({}, 1, 1)",
         super::gemm::WORKGROUP_X
@@ -244,20 +266,31 @@ pub fn products_source(blocking: Blocking) -> String {
     line("fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {".into());
     line(format!("    let q0 = gid.x * {pix}u;"));
     line(format!("    let oc0 = p.oc_base + wid.y * {ob}u;"));
-    line("    let last = p.q_count - 1u;".into());
     for o in 0..ob {
-        for v in 0..pv {
+        for v in 0..pix / 4 {
             line(format!("    var a{o}_{v} = vec4<act>(0.0);"));
         }
     }
+    match per {
+        8 => wide_products(blocking, &mut line),
+        _ => one_a_load_products(blocking, &mut line),
+    }
+    line("}".into());
+    w
+}
+
+/// `main`'s products and stores, one q a load or store.
+fn one_a_load_products(blocking: Blocking, line: &mut impl FnMut(String)) {
+    let (ob, pix) = (blocking.oc_block, blocking.pix);
+    line("    let last = p.q_count - 1u;".into());
     for i in 0..pix {
         line(format!("    let at{i} = min(q0 + {i}u, last);"));
     }
-    blocking.products_loop(&mut line);
+    blocking.products_loop(line);
     for o in 0..ob {
         line(format!("    if oc0 + {o}u < p.out_c {{"));
         line(format!("        let r = (oc0 + {o}u) * p.out_cs;"));
-        for v in 0..pv {
+        for v in 0..pix / 4 {
             for i in 0..4 {
                 let q = 4 * v + i;
                 line(format!("        if q0 + {q}u <= last {{"));
@@ -270,6 +303,53 @@ pub fn products_source(blocking: Blocking) -> String {
         }
         line("    }".into());
     }
-    line("}".into());
-    w
+}
+
+/// `main`'s products and stores, 8 q a `vec4<u64>` (`q_count`, `in_cs` and `out_cs` multiples
+/// of 8): x{2u} and x{2u + 1} are the lower and upper 4 q of load u.
+fn wide_products(blocking: Blocking, line: &mut impl FnMut(String)) {
+    let (ob, pix) = (blocking.oc_block, blocking.pix);
+    let loads = pix / 8;
+    for u in 0..loads {
+        line(format!(
+            "    let at{u} = min(q0 + {}u, p.q_count - 8u) / 8u;",
+            8 * u
+        ));
+    }
+    line("    let cs = p.in_cs / 8u;".into());
+    line("    let x0 = p.ic_base * cs;".into());
+    let mut body = String::new();
+    let mut push = |l: String| {
+        body.push_str(&l);
+        body.push('\n');
+    };
+    push("        let row = x0 + ic * cs;".into());
+    for u in 0..loads {
+        push(format!(
+            "        let xx{u} = src[row + at{u}]; let x{} = lo8(xx{u}); let x{} = hi8(xx{u});",
+            2 * u,
+            2 * u + 1
+        ));
+    }
+    blocking.products(&mut push);
+    blocking.input_channels(line, &body);
+    for o in 0..ob {
+        line(format!("    if oc0 + {o}u < p.out_c {{"));
+        line(format!(
+            "        let r = (oc0 + {o}u) * (p.out_cs / 8u) + q0 / 8u;"
+        ));
+        for u in 0..loads {
+            line(format!("        if q0 + {}u < p.q_count {{", 8 * u));
+            line(format!("            var lo = a{o}_{};", 2 * u));
+            line(format!("            var hi = a{o}_{};", 2 * u + 1));
+            line("            if p.first == 0u {".into());
+            line(format!("                let d = dst[r + {u}u];"));
+            line("                lo += lo8(d);".into());
+            line("                hi += hi8(d);".into());
+            line("            }".into());
+            line(format!("            dst[r + {u}u] = pack8(lo, hi);"));
+            line("        }".into());
+        }
+        line("    }".into());
+    }
 }
