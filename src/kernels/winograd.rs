@@ -207,17 +207,16 @@ pub const TUNED_SHAPES: [(u32, u32); 4] = [(16, 32), (32, 32), (64, 64), (128, 1
 pub struct Choices(pub Vec<Choice>);
 
 impl Default for Choices {
-    /// What lavapipe measured (BENCHMARKS.md, "Winograd"): on 128 channels split F(4,3), 1.5-2.6x
-    /// faster than the direct kernel at every map size measured (F(6,3) as fast at 128x128, 1.7x
-    /// slower than F(4,3) at 64x64 and below: partial tiles, fewer tiles for the GEMM); on 64
-    /// channels split F(6,3), 1.4x the direct kernel and 1.1x F(4,3) on upscale-anime-4x's
-    /// 164x164 maps (equal at 128x128); on 16 and 32 channels split F(4,3) too (enhance-low-light,
-    /// 32 and 64 channels on 142 px tiles, 1.3x the direct kernel at batch 1, 1.7x at batch 4:
-    /// BENCHMARKS.md, "Winograd for the few-channel layers"), until autotuning measures the
-    /// adapter.
+    /// What lavapipe measured: from 64 input channels split F(6,3) (on 64, 1.4x the direct
+    /// kernel and 1.1x F(4,3) on upscale-anime-4x's 164x164 maps, BENCHMARKS.md, "Winograd"; on
+    /// 128 and 256, since the products move 8 q a load, upscale-photo-2x 1.1-1.2x its F(4,3) at
+    /// 64, 128 and 256 px tiles, BENCHMARKS.md, "The split Winograd's products 8 q a load");
+    /// on 16 and 32 channels split F(4,3) (enhance-low-light, 32 and 64 channels on 142 px
+    /// tiles, 1.3x the direct kernel at batch 1, 1.7x at batch 4: BENCHMARKS.md, "Winograd for
+    /// the few-channel layers"; F(6,3) no faster there), until autotuning measures the adapter.
     fn default() -> Self {
         let tile = |in_c: u32| match in_c {
-            64..128 => Some(Tile::F6Split),
+            64.. => Some(Tile::F6Split),
             _ => Some(Tile::F4Split),
         };
         Self(
