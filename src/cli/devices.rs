@@ -37,8 +37,8 @@ pub struct TuneArgs {
 /// The text after `tune --help`.
 pub const TUNE_HELP: &str = "Times the direct 3x3 convolution at each row count and, for each \
 typical 3x3 shape, the direct kernel against Winograd F(2,3) and F(4,3) fused and F(2,3), F(4,3) \
-and F(6,3) split into transforms and GEMMs; the fastest are stored in \
-the cache folder ($XDG_CACHE_HOME/batchwise/autotune.json), keyed by adapter, driver and version, \
+and F(6,3) split into transforms and GEMMs, in interleaved rounds; the fastest (a default kept \
+unless another is 5% faster) are stored in the cache folder ($XDG_CACHE_HOME/batchwise/autotune.json), keyed by adapter, driver and version, \
 and every later `run`, `watch`, `bench` and `check` on that adapter uses them. The app measures \
 on its first start on an adapter by itself. BATCHWISE_CONV_ROWS and BATCHWISE_WINOGRAD override \
 the choice.";
