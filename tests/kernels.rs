@@ -2434,3 +2434,27 @@ fn gemm_matches_reference() {
         "gemm transA",
     );
 }
+
+/// A generated kernel that does not compile (a fault of a kernel generator for some shape) is
+/// kept with the compiler's error, which the runner names instead of submitting a batch the GPU
+/// rejects; a kernel that compiles has none.
+#[test]
+fn a_kernel_that_does_not_compile_is_named_with_the_compilers_error() {
+    let s = setup();
+    let broken = "@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }";
+    let pipeline = s.kernels.generated("broken", broken);
+    let e = s.kernels.pipeline_error(&pipeline).unwrap();
+    eprintln!("{e}");
+    assert!(e.starts_with("the broken kernel did not compile"), "{e}");
+    assert!(e.contains("u32"), "the compiler's own words: {e}");
+    // Cached: asked again, the same pipeline and error, and compiled once.
+    let again = s.kernels.generated("broken", broken);
+    assert_eq!(
+        s.kernels.pipeline_error(&again).as_deref(),
+        Some(e.as_str())
+    );
+    let fine = s
+        .kernels
+        .generated("fine", "@compute @workgroup_size(1) fn main() {}");
+    assert_eq!(s.kernels.pipeline_error(&fine), None);
+}

@@ -318,6 +318,9 @@ impl BatchRunner {
                 (lanes, left, lease) = (Vec::new(), max_items, Lease::new(shared));
                 continue;
             }
+            if let Some(e) = lane.compile_error(engine) {
+                bail!("{e}");
+            }
             lanes.push(lane);
             left -= items;
         }

@@ -172,6 +172,10 @@ pub struct Kernels {
     /// The kernel of each measured 3x3 shape (Winograd or direct): the default, the
     /// environment's, or what autotuning measured on this adapter.
     winograd: Mutex<winograd::Choices>,
+    /// Generated kernels that did not compile (a fault of ours: the WGSL a kernel generator
+    /// wrote for some shape), with the compiler's error: a runner holding one fails naming it
+    /// ([`Kernels::compile_error`]) instead of running what the GPU rejects.
+    compile_errors: Mutex<HashMap<wgpu::ComputePipeline, String>>,
     pub precision: Precision,
     /// Memory-bound kernels move 8 float32 values a load or store (`vec4<u64>`, [`eight_a_load`]).
     pub eight_a_load: bool,
@@ -284,6 +288,7 @@ impl Kernels {
             gemm_storage_layout,
             gemm_pipeline_layouts,
             gemm: Mutex::new(HashMap::new()),
+            compile_errors: Mutex::new(HashMap::new()),
             gemm_program_layouts: Mutex::new(HashMap::new()),
             conv_rows: conv2d::rows_from_env()
                 .unwrap_or(conv2d::DEFAULT_UNROLLED_ROWS)
@@ -435,6 +440,7 @@ impl Kernels {
             Precision::F32 => source,
         };
         let bytes = source.len();
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self
             .device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -454,6 +460,14 @@ impl Kernels {
                 },
                 cache: None,
             });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            let message = format!("the {label} kernel did not compile: {e}");
+            log::error!("{message}");
+            self.compile_errors
+                .lock()
+                .expect("compile errors lock")
+                .insert(pipeline.clone(), message);
+        }
         // A generated kernel's compile time is part of a job's start (`RUST_LOG=debug` shows it;
         // BENCHMARKS.md, "Kernel compile time on lavapipe").
         log::debug!(
@@ -465,6 +479,19 @@ impl Kernels {
 }
 
 impl Kernels {
+    /// Why a kernel of `step` (or of the steps it chains) did not compile, where one did not.
+    pub fn compile_error(&self, step: &Step) -> Option<String> {
+        step.parts()
+            .iter()
+            .find_map(|part| self.pipeline_error(&part.pipeline))
+    }
+
+    /// Why `pipeline` did not compile, where it did not.
+    pub fn pipeline_error(&self, pipeline: &wgpu::ComputePipeline) -> Option<String> {
+        let errors = self.compile_errors.lock().expect("compile errors lock");
+        errors.get(pipeline).cloned()
+    }
+
     /// The pipeline of a generated elementwise kernel ([`elementwise::source`]), compiled once.
     pub fn elementwise(&self, source: &str) -> wgpu::ComputePipeline {
         self.generated("elementwise", source)

@@ -141,7 +141,9 @@ impl PhotoRuns {
     }
 }
 
-/// Records `step` for `items` items in one pass, submits it and reads `bytes` of `out` back.
+/// Records `step` for `items` items in one pass, submits it and reads `bytes` of `out` back;
+/// panics with the GPU's error where it rejects the step (a kernel that did not compile: its
+/// output would read as zeros).
 pub fn run_step(
     gpu: &batchwise::gpu::Gpu,
     step: &batchwise::kernels::Step,
@@ -156,7 +158,11 @@ pub fn run_step(
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
         step.record(&mut pass, items);
     }
+    let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
     gpu.queue.submit([encoder.finish()]);
+    if let Some(e) = pollster::block_on(scope.pop()) {
+        panic!("the GPU rejected step {}: {e}", step.label);
+    }
     gpu.read_back(out, bytes).unwrap()
 }
 

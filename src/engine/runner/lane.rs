@@ -153,25 +153,31 @@ impl Lane {
         }
     }
 
-    /// The most workgroups in z a step of this lane takes per item, and that step's label.
-    pub(super) fn widest_in_z(&self) -> (u32, &str) {
+    /// Every step this lane records, in order.
+    pub(super) fn steps(&self) -> impl Iterator<Item = &Step> {
         std::iter::once(&self.pack)
             .chain(self.layers.iter().map(|(_, s)| s))
             .chain(&self.unpack)
             .chain(self.kept.iter().map(|(_, s)| s))
+    }
+
+    /// The most workgroups in z a step of this lane takes per item, and that step's label.
+    pub(super) fn widest_in_z(&self) -> (u32, &str) {
+        self.steps()
             .map(|s| (s.z_per_item(), s.label.as_str()))
             .max_by_key(|&(z, _)| z)
             .unwrap_or((1, "pack"))
     }
 
     pub(super) fn dispatches(&self) -> usize {
-        self.pack.dispatches()
-            + self
-                .layers
-                .iter()
-                .map(|(_, s)| s.dispatches())
-                .sum::<usize>()
-            + self.unpack.as_ref().map_or(0, Step::dispatches)
-            + self.kept.iter().map(|(_, s)| s.dispatches()).sum::<usize>()
+        self.steps().map(Step::dispatches).sum()
+    }
+
+    /// The first step whose kernel did not compile, named with the compiler's error.
+    pub(super) fn compile_error(&self, engine: &Engine) -> Option<String> {
+        self.steps().find_map(|s| {
+            let e = engine.kernels().compile_error(s)?;
+            Some(format!("layer {}: {e}", s.label))
+        })
     }
 }
