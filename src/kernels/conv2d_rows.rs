@@ -19,6 +19,7 @@
 
 use super::conv2d::Variant;
 use super::conv2d_narrow::Narrow;
+use super::shaders::redeclared;
 
 /// Input channels a group may have: the weights of one 16-channel block fit one window (one
 /// chunk), so every dispatch starts from the bias and applies the activation.
@@ -254,27 +255,9 @@ fn declarations(head: &str, wide: Wide) -> String {
         .find("// The accumulator of output row")
         .expect("conv2d.wgsl declares load_acc after activate");
     let element = |eight: bool| if eight { "vec4<u64>" } else { "vec4<act>" };
-    let mut w = head[..cut].to_owned();
-    for (from, to) in [
-        (
-            "var<storage, read> src: array<act>;",
-            format!("var<storage, read> src: array<{}>;", element(wide.load8)),
-        ),
-        (
-            "var<storage, read_write> dst: array<act>;",
-            format!(
-                "var<storage, read_write> dst: array<{}>;",
-                element(wide.store8)
-            ),
-        ),
-        (
-            "var<storage, read> skip: array<act>;",
-            "var<storage, read> skip: array<vec4<act>>;".to_owned(),
-        ),
-    ] {
-        assert!(w.contains(from), "conv2d.wgsl declares {from}");
-        w = w.replace(from, &to);
-    }
+    let mut w = redeclared(&head[..cut], "src", element(wide.load8));
+    w = redeclared(&w, "dst", element(wide.store8));
+    w = redeclared(&w, "skip", "vec4<act>");
     if wide.load8 || wide.store8 {
         w.push_str(super::eight::HELPERS);
     }

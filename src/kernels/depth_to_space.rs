@@ -1,5 +1,6 @@
 //! DepthToSpace (`shaders/depth_to_space.wgsl`): channels to space, DCR or CRD, with a crop.
 
+use super::shaders::redeclared;
 use super::{Bind, Step};
 use crate::model::DepthToSpaceSpec;
 
@@ -117,15 +118,7 @@ pub fn wide_source([bh, bw]: [u32; 2], eight: bool) -> String {
         .find("@compute")
         .expect("depth_to_space.wgsl has an entry point")];
     let dst = if eight { "vec4<u64>" } else { "vec4<act>" };
-    let mut w = head
-        .replace(
-            "var<storage, read> src: array<act>;",
-            "var<storage, read> src: array<vec4<act>>;",
-        )
-        .replace(
-            "var<storage, read_write> dst: array<act>;",
-            &format!("var<storage, read_write> dst: array<{dst}>;"),
-        );
+    let mut w = redeclared(&redeclared(head, "src", "vec4<act>"), "dst", dst);
     if eight {
         w.push_str(super::eight::HELPERS);
     }

@@ -6,6 +6,7 @@
 //! whose taps read it as soon as it is loaded.
 
 use super::depthwise_conv2d::{UNIFORM_TAPS, Variant, WORKGROUP_X};
+use super::shaders::redeclared;
 use crate::model::Residual;
 
 impl Variant {
@@ -43,16 +44,16 @@ impl Variant {
         }
         let vec4_loads = self.wide.is_some() || self.rows_off_grid.is_some();
         if self.load8 {
-            w = w.replace(SRC, "var<storage, read> src: array<vec4<u64>>;");
+            w = redeclared(&w, "src", "vec4<u64>");
         } else if vec4_loads || self.planes.is_some() {
-            w = w.replace(SRC, "var<storage, read> src: array<vec4<act>>;");
+            w = redeclared(&w, "src", "vec4<act>");
         }
         if self.store8 {
-            w = w.replace(DST, "var<storage, read_write> dst: array<vec4<u64>>;");
+            w = redeclared(&w, "dst", "vec4<u64>");
         } else if self.store4 || self.planes.is_some() {
-            w = w.replace(DST, "var<storage, read_write> dst: array<vec4<act>>;");
+            w = redeclared(&w, "dst", "vec4<act>");
         } else if self.rows_off_grid.is_some() {
-            w = w.replace(DST, "var<storage, read_write> dst: array<vec2<act>>;");
+            w = redeclared(&w, "dst", "vec2<act>");
         }
         if self.load8 || self.store8 {
             w.push_str(super::eight::HELPERS);
@@ -416,9 +417,6 @@ impl Variant {
 
 /// The prefixes of a half's accumulators and taps (half 1: a gated variant's channel `c + half_c`).
 const HALVES: [[&str; 2]; 2] = [["a", "w"], ["b", "u"]];
-/// depthwise_conv2d.wgsl's declarations of `src` and `dst`, which a wide variant reads as vec4s.
-const SRC: &str = "var<storage, read> src: array<act>;";
-const DST: &str = "var<storage, read_write> dst: array<act>;";
 const WEIGHTS: &str = "var<storage, read> weights: array<f32>;";
 
 /// The generated entry point's first lines, after a comment saying what it is.

@@ -16,6 +16,7 @@
 
 use super::gemm::{Blocking, Weights};
 use super::gemm_source::LANES;
+use super::shaders::redeclared;
 
 /// The store of 4 q (`j`.. of the item's plane at `at`, its residual at `sk`) of channel `oc`:
 /// gemm.wgsl's `store4`, which stores the q below `q_count` of a dispatch; those past the plane
@@ -34,10 +35,7 @@ impl Blocking {
         let full = self.source_grouped(weights, group);
         let head = &full[..full.find("// Unrolled:").expect("a generated main")];
         assert!(self.pix == 8, "8 q an invocation");
-        let mut w = head.replace(
-            "var<storage, read> src: array<act>;",
-            "var<storage, read> src: array<vec4<u64>>;",
-        );
+        let mut w = redeclared(head, "src", "vec4<u64>");
         let mut line = |l: String| {
             w.push_str(&l);
             w.push('\n');

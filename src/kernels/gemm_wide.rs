@@ -7,6 +7,7 @@
 
 use super::gemm::{Blocking, Weights};
 use super::gemm_program::Prologue;
+use super::shaders::redeclared;
 
 /// The wide kernel's addressing: q (a multiple of 4, clamped to the last 4 of the dispatch) of
 /// item z as a vec4 index, and the store of 4 q of one channel.
@@ -117,19 +118,10 @@ impl Blocking {
             .find("// Where q (clamped")
             .expect("gemm.wgsl declares q_at")];
         let element = if per == 8 { "vec4<u64>" } else { "vec4<act>" };
-        let mut w = head
-            .replace(
-                "var<storage, read> src: array<act>;",
-                &format!("var<storage, read> src: array<{element}>;"),
-            )
-            .replace(
-                "var<storage, read_write> dst: array<act>;",
-                &format!("var<storage, read_write> dst: array<{element}>;"),
-            )
-            .replace(
-                "var<storage, read> skip: array<act>;",
-                &format!("var<storage, read> skip: array<{element}>;"),
-            );
+        let mut w = head.to_owned();
+        for name in ["src", "dst", "skip"] {
+            w = redeclared(&w, name, element);
+        }
         let (ob, pix) = (self.oc_block, self.pix);
         assert!(pix.is_multiple_of(per), "whole loads a block");
         let loads = pix / per;

@@ -1,5 +1,6 @@
 //! GlobalAveragePool (`shaders/global_avg_pool.wgsl`).
 
+use super::shaders::redeclared;
 use super::{Bind, Step};
 
 /// Mirror of `Params` in shaders/global_avg_pool.wgsl.
@@ -109,10 +110,7 @@ pub fn wide_source(per: u32) -> String {
         .find("@compute")
         .expect("global_avg_pool.wgsl has an entry point")];
     let element = if per == 8 { "vec4<u64>" } else { "vec4<act>" };
-    let mut w = head.replace(
-        "var<storage, read> src: array<act>;",
-        &format!("var<storage, read> src: array<{element}>;"),
-    );
+    let mut w = redeclared(head, "src", element);
     if per == 8 {
         w.push_str(super::eight::HELPERS);
     }

@@ -1,6 +1,7 @@
 //! Pack (`shaders/pack.wgsl`): 8-bit or 16-bit RGBA tiles -> one normalised float tensor
 //! `[N, 3, H, W]`.
 
+use super::shaders::redeclared;
 use super::{Bind, Step};
 
 const WORKGROUP_X: u32 = 64;
@@ -165,15 +166,7 @@ pub fn wide_source(per: u32) -> String {
         8 => ("vec4<u64>", "vec4<u64>"),
         _ => ("vec4<u32>", "vec4<act>"),
     };
-    let mut w = head
-        .replace(
-            "var<storage, read> src: array<u32>;",
-            &format!("var<storage, read> src: array<{src}>;"),
-        )
-        .replace(
-            "var<storage, read_write> dst: array<act>;",
-            &format!("var<storage, read_write> dst: array<{dst}>;"),
-        );
+    let mut w = redeclared(&redeclared(head, "src", src), "dst", dst);
     if per == 8 {
         w.push_str(super::eight::HELPERS);
     }

@@ -74,3 +74,45 @@ pub const SHADERS: &[(&str, &str)] = &[
     ),
     ("unpack.wgsl", include_str!("../../shaders/unpack.wgsl")),
 ];
+
+/// `source` with its storage binding `name` (an `array<act>`, or `array<u32>`: packed pixels)
+/// declared an array of `element` instead: `vec4<act>` (4 values an element), or `vec4<u64>` (8
+/// on a CPU adapter, `kernels::eight`). Panics where `source` declares no such binding: a shader
+/// and the generator that rewrites it out of step.
+pub fn redeclared(source: &str, name: &str, element: &str) -> String {
+    for access in ["read", "read_write"] {
+        for from in ["act", "u32"] {
+            let declared = format!("var<storage, {access}> {name}: array<{from}>;");
+            if source.contains(&declared) {
+                let to = format!("var<storage, {access}> {name}: array<{element}>;");
+                return source.replace(&declared, &to);
+            }
+        }
+    }
+    panic!("the shader declares no storage array `{name}`");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_binding_is_redeclared_with_its_access() {
+        let source = "@group(0) @binding(3) var<storage, read> src: array<act>;\n\
+                      @group(0) @binding(4) var<storage, read_write> dst: array<act>;\n\
+                      @group(0) @binding(5) var<storage, read> pixels: array<u32>;\n";
+        let wide = redeclared(source, "dst", "vec4<u64>");
+        assert!(wide.contains("var<storage, read_write> dst: array<vec4<u64>>;"));
+        assert!(wide.contains("var<storage, read> src: array<act>;"));
+        let wide = redeclared(&wide, "src", "vec4<act>");
+        assert!(wide.contains("var<storage, read> src: array<vec4<act>>;"));
+        let wide = redeclared(&wide, "pixels", "vec4<u32>");
+        assert!(wide.contains("var<storage, read> pixels: array<vec4<u32>>;"));
+    }
+
+    #[test]
+    #[should_panic(expected = "no storage array `skip`")]
+    fn a_binding_the_shader_lacks_is_a_fault() {
+        redeclared("var<storage, read> src: array<act>;", "skip", "vec4<act>");
+    }
+}

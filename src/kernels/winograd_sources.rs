@@ -8,6 +8,7 @@
 //! input transform of a convolution without a fused upsample does not divide by its factors.
 
 use super::gemm::Blocking;
+use super::shaders::redeclared;
 use super::winograd::{Tile, combination};
 
 /// Invocations per workgroup of the transforms (along the tiles).
@@ -234,15 +235,7 @@ pub fn products_source(blocking: Blocking, per: u32) -> String {
             .find("// Where q (clamped")
             .expect("gemm.wgsl declares q_at");
         w.truncate(helpers);
-        w = w
-            .replace(
-                "var<storage, read> src: array<act>;",
-                "var<storage, read> src: array<vec4<u64>>;",
-            )
-            .replace(
-                "var<storage, read_write> dst: array<act>;",
-                "var<storage, read_write> dst: array<vec4<u64>>;",
-            );
+        w = redeclared(&redeclared(&w, "src", "vec4<u64>"), "dst", "vec4<u64>");
         w.push_str(super::eight::HELPERS);
     }
     let mut line = |l: String| push(&mut w, &l);
