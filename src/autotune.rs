@@ -5,9 +5,11 @@
 //! run on an adapter times a representative convolution with each row count, then each 3x3 shape
 //! of `winograd::TUNED_SHAPES` on the direct kernel and on each Winograd tile (`KERNELS`), and stores
 //! the winners in `autotune.json` in the cache folder, keyed by adapter, backend, driver and
-//! batchwise version; later runs read it. `BATCHWISE_CONV_ROWS=N` skips all of this (the
-//! Winograd choices then stay the defaults, measured on lavapipe); `BATCHWISE_WINOGRAD` fixes
-//! those.
+//! batchwise version; later runs read it. Until then an adapter runs its kind's defaults: on a
+//! CPU's Vulkan what lavapipe measured in the models, on a GPU the direct kernel with 4 rows
+//! (what an H200 measured: `Choices::defaults_for`, `conv2d::default_unrolled_rows`).
+//! `BATCHWISE_CONV_ROWS=N` skips all of this (the Winograd choices then stay the defaults);
+//! `BATCHWISE_WINOGRAD` fixes those.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -146,17 +148,19 @@ const CACHE_FILE: &str = "autotune.json";
 pub fn measure_and_store(engine: &Engine, cache_dir: Option<&Path>) -> Result<AutotuneReport> {
     let key = cache_key(engine);
     let kernels = engine.kernels();
+    let device_type = &engine.gpu.adapter.device_type;
     let timings_ms = measure(engine)?;
-    let rows = chosen_rows(&timings_ms);
+    let rows = chosen_rows(&timings_ms, conv2d::default_unrolled_rows(device_type));
     kernels.set_conv_rows(rows);
     let winograd_ms = measure_winograd(engine)?;
+    let defaults = Choices::defaults_for(device_type);
     let winograd = Choices(
         winograd_ms
             .iter()
             .map(|&((in_c, out_c), ms)| Choice {
                 in_c,
                 out_c,
-                tile: chosen_tile((in_c, out_c), ms),
+                tile: chosen_tile((in_c, out_c), ms, &defaults),
             })
             .collect(),
     );
@@ -216,23 +220,22 @@ pub fn pick(ms: &[f64], default: usize) -> usize {
     }
 }
 
-/// The row count to keep of `timings` (rows, milliseconds): [`pick`] with the default
-/// [`conv2d::DEFAULT_UNROLLED_ROWS`].
-pub fn chosen_rows(timings: &[(u32, f64)]) -> u32 {
+/// The row count to keep of `timings` (rows, milliseconds): [`pick`] with the adapter's
+/// `default` ([`conv2d::default_unrolled_rows`]).
+pub fn chosen_rows(timings: &[(u32, f64)], default: u32) -> u32 {
     let ms: Vec<f64> = timings.iter().map(|t| t.1).collect();
-    let default = timings
+    let at = timings
         .iter()
-        .position(|t| t.0 == conv2d::DEFAULT_UNROLLED_ROWS)
+        .position(|t| t.0 == default)
         .unwrap_or(usize::MAX);
-    timings
-        .get(pick(&ms, default))
-        .map_or(conv2d::DEFAULT_UNROLLED_ROWS, |t| t.0)
+    timings.get(pick(&ms, at)).map_or(default, |t| t.0)
 }
 
 /// The kernel to keep for a 3x3 `shape` of [`winograd::TUNED_SHAPES`] timed `ms` on each of
-/// [`KERNELS`]: [`pick`] with the default choice ([`Choices::default`]) for the shape.
-pub fn chosen_tile(shape: (u32, u32), ms: [f64; 6]) -> Option<Tile> {
-    let default = Choices::default()
+/// [`KERNELS`]: [`pick`] with the adapter's choice for the shape in `defaults`
+/// ([`Choices::defaults_for`]).
+pub fn chosen_tile(shape: (u32, u32), ms: [f64; 6], defaults: &Choices) -> Option<Tile> {
+    let default = defaults
         .0
         .iter()
         .find(|c| (c.in_c, c.out_c) == shape)
@@ -436,20 +439,33 @@ mod tests {
     }
 
     #[test]
-    fn rows_and_tiles_default_to_what_lavapipe_measured_in_the_models() {
-        let rows = |ms: [f64; 3]| chosen_rows(&[(4, ms[0]), (8, ms[1]), (16, ms[2])]);
-        assert_eq!(conv2d::DEFAULT_UNROLLED_ROWS, 16);
-        assert_eq!(rows([30.0, 29.0, 30.0]), 16);
-        assert_eq!(rows([30.0, 20.0, 30.0]), 8);
+    fn rows_and_tiles_default_to_what_the_adapters_kind_measured() {
+        let rows =
+            |ms: [f64; 3], default| chosen_rows(&[(4, ms[0]), (8, ms[1]), (16, ms[2])], default);
+        let cpu = conv2d::default_unrolled_rows("Cpu");
+        assert_eq!(cpu, 16);
+        assert_eq!(rows([30.0, 29.0, 30.0], cpu), 16);
+        assert_eq!(rows([30.0, 20.0, 30.0], cpu), 8);
+        // A GPU's default, 4 rows, kept within the margin.
+        let gpu = conv2d::default_unrolled_rows("DiscreteGpu");
+        assert_eq!(rows([0.75, 0.73, 10.0], gpu), 4);
+        assert_eq!(rows([0.75, 0.6, 10.0], gpu), 8);
         // 64 -> 64 defaults to split F(6,3), KERNELS' last: F(4,3) split 2.5% faster keeps it.
+        let lavapipe = Choices::defaults_for("Cpu");
         let ms = [76.0, 55.0, 74.0, 47.0, 29.3, 30.0];
-        assert_eq!(chosen_tile((64, 64), ms), Some(Tile::F6Split));
+        assert_eq!(chosen_tile((64, 64), ms, &lavapipe), Some(Tile::F6Split));
         let ms = [76.0, 55.0, 74.0, 47.0, 25.0, 30.0];
-        assert_eq!(chosen_tile((64, 64), ms), Some(Tile::F4Split));
+        assert_eq!(chosen_tile((64, 64), ms, &lavapipe), Some(Tile::F4Split));
+        // On a GPU the direct kernel, KERNELS' first, unless another is clearly faster.
+        let direct = Choices::defaults_for("DiscreteGpu");
+        assert!(direct.0.iter().all(|c| c.tile.is_none()));
+        assert_eq!(lavapipe, Choices::lavapipe());
+        let ms = [0.74, 7.3, 0.72, 8.0, 17.4, 30.7];
+        assert_eq!(chosen_tile((64, 64), ms, &direct), None);
+        let ms = [0.74, 7.3, 0.5, 8.0, 17.4, 30.7];
+        assert_eq!(chosen_tile((64, 64), ms, &direct), Some(Tile::F4));
         // A shape no default names: the fastest.
-        assert_eq!(
-            chosen_tile((3, 5), [9.0, 8.0, 7.0, 6.0, 5.0, 4.9]),
-            Some(Tile::F6Split)
-        );
+        let ms = [9.0, 8.0, 7.0, 6.0, 5.0, 4.9];
+        assert_eq!(chosen_tile((3, 5), ms, &lavapipe), Some(Tile::F6Split));
     }
 }

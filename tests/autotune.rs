@@ -9,7 +9,7 @@
 mod common;
 
 use batchwise::autotune;
-use batchwise::kernels::conv2d::UNROLLED_ROW_CHOICES;
+use batchwise::kernels::conv2d::{self, UNROLLED_ROW_CHOICES};
 use batchwise::kernels::winograd;
 
 #[test]
@@ -23,7 +23,12 @@ fn autotune_measures_once_then_reads_the_cache() {
         assert!(first.timings_ms.iter().all(|(_, ms)| *ms > 0.0));
         assert!(dir.path().join("autotune.json").exists());
         // The fastest kept, or the default where it is within the margin of the fastest.
-        assert_eq!(first.conv_rows, autotune::chosen_rows(&first.timings_ms));
+        let device_type = &engine.gpu.adapter.device_type;
+        let rows = conv2d::default_unrolled_rows(device_type);
+        assert_eq!(
+            first.conv_rows,
+            autotune::chosen_rows(&first.timings_ms, rows)
+        );
         let ms_of = |rows| first.timings_ms.iter().find(|t| t.0 == rows).unwrap().1;
         let fastest = first
             .timings_ms
@@ -36,7 +41,8 @@ fn autotune_measures_once_then_reads_the_cache() {
         for ((shape, ms), choice) in first.winograd_ms.iter().zip(&first.winograd.0) {
             assert!(ms.iter().all(|t| *t > 0.0));
             assert_eq!(*shape, (choice.in_c, choice.out_c));
-            assert_eq!(choice.tile, autotune::chosen_tile(*shape, *ms));
+            let defaults = winograd::Choices::defaults_for(device_type);
+            assert_eq!(choice.tile, autotune::chosen_tile(*shape, *ms, &defaults));
             let kept = autotune::KERNELS.iter().position(|&k| k == choice.tile);
             let fastest = ms.iter().copied().fold(f64::MAX, f64::min);
             assert!(ms[kept.unwrap()] <= fastest * (1.0 + autotune::MARGIN));

@@ -82,6 +82,7 @@ fn reduced_gpu_run_writes_its_json_and_passes_the_check() {
         .collect();
     for name in [
         "devices",
+        "bench defaults",
         "tune",
         "check f32",
         "bench enhance-low-light tile 64 f32",
@@ -119,6 +120,12 @@ fn reduced_gpu_run_writes_its_json_and_passes_the_check() {
                 .all(|r| r["items_per_sec"].as_f64().unwrap() > 0.0)
         );
     }
+    // Before `tune` filled the cache: the adapter's default kernels (here with the rows the
+    // environment sets), not tuned ones.
+    let defaults = json(&out.join("bench-defaults.json"));
+    let kernels = defaults["kernels"].as_str().unwrap();
+    assert!(!kernels.starts_with("kernels tuned"), "{kernels}");
+    assert!(defaults["rows"][0]["items_per_sec"].as_f64().unwrap() > 0.0);
     let devices = json(&out.join("devices.json"));
     assert!(!devices.as_array().unwrap().is_empty());
     assert_eq!(

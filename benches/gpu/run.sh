@@ -11,6 +11,8 @@
 # --step-limit (default 90 s: one slow model does not eat the rest); what did not run is listed in
 # run.json and said at the end:
 #   devices.json, devices.txt, nvidia-smi.txt   the adapters (and the driver's own view)
+#   bench-defaults.json                         `batchwise bench` of the first upscaler before tune:
+#                                               the kernels a command line gets untuned
 #   tune.json                                   `batchwise tune`: the conv kernels fastest on this
 #                                               GPU (kept in cache/, used by every later step)
 #   check-f32.json                              every built-in against onnxruntime's outputs
@@ -188,8 +190,10 @@ batches=1,2,4,8,16,32,64
 tiles=(128 256)
 count=64
 profile_batch=16
+default_batch=16
 if [ "$mode" = reduced ]; then
     tiled=(enhance-low-light) fixed=() same_net=() batches=1,2 tiles=(64) count=4 profile_batch=1
+    default_batch=2
 fi
 
 bench() { # MODEL TILE PRECISION
@@ -235,6 +239,10 @@ if command -v nvidia-smi >/dev/null; then nvidia-smi >"$out/nvidia-smi.txt" 2>&1
 if ! grep -q '"device_type": "\(DiscreteGpu\|IntegratedGpu\)"' "$out/devices.json" 2>/dev/null; then
     say "no GPU adapter in devices.json: the figures below are of a CPU or no device"
 fi
+# What a command line that never ran `tune` gets: the adapter's default kernels (the cache is
+# still empty), the first upscaler at one batch size, to set beside its tuned bench below.
+step "bench defaults" bench-defaults.json "$bin" bench -m "${tiled[0]}" --batch-sizes "$default_batch" \
+    --size "${tiles[0]}" --count "$count" --tile-size "${tiles[0]}" --json
 # The kernels this GPU runs fastest, measured once; every later step reads them from the cache
 # (XDG_CACHE_HOME above).
 if "$bin" tune --help >/dev/null 2>&1; then

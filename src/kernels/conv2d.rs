@@ -13,8 +13,23 @@ pub const OC_BLOCK: u32 = 16;
 pub const ROWS: u32 = 8;
 /// Longest input column the generic kernel caches. Keep in sync with `MAX_COL` in conv2d.wgsl.
 const MAX_COL: u32 = 64;
-/// Output rows per invocation of the unrolled kernel before autotuning: best on lavapipe.
+/// Output rows per invocation of the unrolled kernel before autotuning, on a CPU's Vulkan: best
+/// on lavapipe.
 pub const DEFAULT_UNROLLED_ROWS: u32 = 16;
+/// The same on a GPU: an NVIDIA H200's `batchwise tune` measured 4 rows 0.73 ms, 8 rows 0.84 ms
+/// and 16 rows 10.0 ms (BENCHMARKS.md, "The first GPU run": each invocation's 16 rows of 16
+/// channels are more registers than a GPU thread holds).
+pub const GPU_UNROLLED_ROWS: u32 = 4;
+
+/// The rows an invocation before autotuning on an adapter of `device_type` (wgpu's, as
+/// `GpuSummary::device_type` names it).
+pub fn default_unrolled_rows(device_type: &str) -> u32 {
+    if device_type == "Cpu" {
+        DEFAULT_UNROLLED_ROWS
+    } else {
+        GPU_UNROLLED_ROWS
+    }
+}
 /// The row counts autotuning measures.
 pub const UNROLLED_ROW_CHOICES: &[u32] = &[4, 8, 16];
 /// Invocations along y in a conv2d workgroup on this adapter: `BATCHWISE_CONV_GROUP_ROWS` (1, 2

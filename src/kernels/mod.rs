@@ -291,10 +291,10 @@ impl Kernels {
             compile_errors: Mutex::new(HashMap::new()),
             gemm_program_layouts: Mutex::new(HashMap::new()),
             conv_rows: conv2d::rows_from_env()
-                .unwrap_or(conv2d::DEFAULT_UNROLLED_ROWS)
+                .unwrap_or_else(|| conv2d::default_unrolled_rows(&gpu.adapter.device_type))
                 .into(),
             conv_group_rows: conv2d::group_rows_for(gpu).into(),
-            winograd: Mutex::new(winograd::Choices::default()),
+            winograd: Mutex::new(winograd::Choices::defaults_for(&gpu.adapter.device_type)),
             precision,
             eight_a_load: eight_a_load(gpu, precision),
             storage_loads_loop: storage_loads_loop(&gpu.adapter.device_type, &gpu.adapter.driver),

@@ -206,7 +206,27 @@ pub const TUNED_SHAPES: [(u32, u32); 4] = [(16, 32), (32, 32), (64, 64), (128, 1
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Choices(pub Vec<Choice>);
 
-impl Default for Choices {
+impl Choices {
+    /// The choices before autotuning on an adapter of `device_type` (wgpu's, as
+    /// `GpuSummary::device_type` names it): [`Self::lavapipe`] on a CPU's Vulkan, else
+    /// [`Self::direct`].
+    pub fn defaults_for(device_type: &str) -> Self {
+        if device_type == "Cpu" {
+            Self::lavapipe()
+        } else {
+            Self::direct()
+        }
+    }
+
+    /// The direct kernel for every shape: on a GPU until autotuning measures it. An NVIDIA
+    /// H200's `batchwise tune` measured the direct kernel fastest on all four shapes, by 4x to
+    /// 40x (64 -> 64: 0.74 ms against 4.2 ms for fused F(4,3) and 30.7 ms for split F(6,3);
+    /// BENCHMARKS.md, "The first GPU run"): the split products' 256 accumulators an invocation
+    /// and their dispatch per weight window suit a CPU's lanes, not a GPU's threads.
+    pub fn direct() -> Self {
+        Self::by_inputs(|_| None)
+    }
+
     /// What lavapipe measured: from 64 input channels split F(6,3) (on 64, 1.4x the direct
     /// kernel and 1.1x F(4,3) on upscale-anime-4x's 164x164 maps, BENCHMARKS.md, "Winograd"; on
     /// 128 and 256, since the products move 8 q a load, upscale-photo-2x 1.1-1.2x its F(4,3) at
@@ -214,11 +234,15 @@ impl Default for Choices {
     /// on 16 and 32 channels split F(4,3) (enhance-low-light, 32 and 64 channels on 142 px
     /// tiles, 1.3x the direct kernel at batch 1, 1.7x at batch 4: BENCHMARKS.md, "Winograd for
     /// the few-channel layers"; F(6,3) no faster there), until autotuning measures the adapter.
-    fn default() -> Self {
-        let tile = |in_c: u32| match in_c {
+    pub fn lavapipe() -> Self {
+        Self::by_inputs(|in_c| match in_c {
             64.. => Some(Tile::F6Split),
             _ => Some(Tile::F4Split),
-        };
+        })
+    }
+
+    /// Each of [`TUNED_SHAPES`] on `tile(its input channels)`.
+    fn by_inputs(tile: impl Fn(u32) -> Option<Tile>) -> Self {
         Self(
             TUNED_SHAPES
                 .iter()
