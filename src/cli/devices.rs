@@ -73,7 +73,11 @@ pub(super) fn tune(args: &TuneArgs) -> Result<ExitCode> {
             .collect();
         println!("3x3 {in_c:>3}->{out_c:<3} {}", each.join(", "));
     }
-    println!("chosen: {}", report.describe());
+    println!(
+        "chosen: {} (each the fastest, or this adapter's default where within {:.0}% of it)",
+        report.describe(),
+        crate::autotune::MARGIN * 100.0
+    );
     match &cache {
         Some(dir) => println!("stored in {}", dir.join("autotune.json").display()),
         None => println!("not stored: no cache folder (set XDG_CACHE_HOME or HOME)"),
