@@ -1,7 +1,10 @@
 //! 2-D convolution (`shaders/conv2d.wgsl`): bias, padding, stride, dilation, groups, fused activation.
 
 pub use super::conv2d_operands::{ChannelSlice, Operands};
-pub use super::conv2d_variant::Variant;
+pub use super::conv2d_variant::{
+    DEFAULT_UNROLLED_ROWS, GPU_UNROLLED_ROWS, UNROLLED_ROW_CHOICES, Variant, default_unrolled_rows,
+    group_rows_for, rows_from_env,
+};
 use super::{Bind, Step};
 use crate::gpu::{Gpu, TrackedBuffer};
 use crate::model::{Activation, Conv2dSpec, Residual};
@@ -13,45 +16,6 @@ pub const OC_BLOCK: u32 = 16;
 pub const ROWS: u32 = 8;
 /// Longest input column the generic kernel caches. Keep in sync with `MAX_COL` in conv2d.wgsl.
 const MAX_COL: u32 = 64;
-/// Output rows per invocation of the unrolled kernel before autotuning, on a CPU's Vulkan: best
-/// on lavapipe.
-pub const DEFAULT_UNROLLED_ROWS: u32 = 16;
-/// The same on a GPU: an NVIDIA H200's `batchwise tune` measured 4 rows 0.73 ms, 8 rows 0.84 ms
-/// and 16 rows 10.0 ms (BENCHMARKS.md, "The first GPU run": each invocation's 16 rows of 16
-/// channels are more registers than a GPU thread holds).
-pub const GPU_UNROLLED_ROWS: u32 = 4;
-
-/// The rows an invocation before autotuning on an adapter of `device_type` (wgpu's, as
-/// `GpuSummary::device_type` names it).
-pub fn default_unrolled_rows(device_type: &str) -> u32 {
-    if device_type == "Cpu" {
-        DEFAULT_UNROLLED_ROWS
-    } else {
-        GPU_UNROLLED_ROWS
-    }
-}
-/// The row counts autotuning measures.
-pub const UNROLLED_ROW_CHOICES: &[u32] = &[4, 8, 16];
-/// Invocations along y in a conv2d workgroup on this adapter: `BATCHWISE_CONV_GROUP_ROWS` (1, 2
-/// or 4), else 1 on a CPU's Vulkan (lavapipe runs a workgroup's invocations on its 8 SIMD lanes,
-/// and 16 are plenty) and 2 on a GPU: workgroups of 16 columns alone leave half of each 32-wide
-/// SIMD group (an NVIDIA warp) idle.
-pub fn group_rows_for(gpu: &Gpu) -> u32 {
-    let env = std::env::var("BATCHWISE_CONV_GROUP_ROWS").ok();
-    match env.and_then(|v| v.parse::<u32>().ok()) {
-        Some(rows) => rows.clamp(1, 4),
-        None if gpu.adapter.device_type == "Cpu" => 1,
-        None => 2,
-    }
-}
-
-/// `BATCHWISE_CONV_ROWS=N` fixes the row count (no autotuning).
-pub fn rows_from_env() -> Option<u32> {
-    std::env::var("BATCHWISE_CONV_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&r| (1..=32).contains(&r))
-}
 /// The unrolled kernel keeps at most this many input values per column in registers.
 pub(super) const MAX_UNROLLED_COL: u32 = 48;
 /// The weight window bound for one dispatch: `array<vec4<f32>, 4096>` in conv2d.wgsl.

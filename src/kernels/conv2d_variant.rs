@@ -1,8 +1,50 @@
 //! Which conv2d shader a shape runs (`Variant`): conv2d.wgsl's unrolled kernel, its generic
-//! loop, the narrow block or a fused Winograd tile, and the WGSL source of each.
+//! loop, the narrow block or a fused Winograd tile, and the WGSL source of each; and the rows
+//! and workgroup rows an invocation on an adapter, before and after autotuning.
 
 use super::conv2d::{MAX_UNROLLED_COL, ROWS};
+use crate::gpu::Gpu;
 use crate::model::Conv2dSpec;
+
+/// Output rows per invocation of the unrolled kernel before autotuning, on a CPU's Vulkan: best
+/// on lavapipe.
+pub const DEFAULT_UNROLLED_ROWS: u32 = 16;
+/// The same on a GPU: an NVIDIA H200's `batchwise tune` measured 4 rows 0.73 ms, 8 rows 0.84 ms
+/// and 16 rows 10.0 ms (BENCHMARKS.md, "The first GPU run": each invocation's 16 rows of 16
+/// channels are more registers than a GPU thread holds).
+pub const GPU_UNROLLED_ROWS: u32 = 4;
+
+/// The rows an invocation before autotuning on an adapter of `device_type` (wgpu's, as
+/// `GpuSummary::device_type` names it).
+pub fn default_unrolled_rows(device_type: &str) -> u32 {
+    if device_type == "Cpu" {
+        DEFAULT_UNROLLED_ROWS
+    } else {
+        GPU_UNROLLED_ROWS
+    }
+}
+/// The row counts autotuning measures.
+pub const UNROLLED_ROW_CHOICES: &[u32] = &[4, 8, 16];
+/// Invocations along y in a conv2d workgroup on this adapter: `BATCHWISE_CONV_GROUP_ROWS` (1, 2
+/// or 4), else 1 on a CPU's Vulkan (lavapipe runs a workgroup's invocations on its 8 SIMD lanes,
+/// and 16 are plenty) and 2 on a GPU: workgroups of 16 columns alone leave half of each 32-wide
+/// SIMD group (an NVIDIA warp) idle.
+pub fn group_rows_for(gpu: &Gpu) -> u32 {
+    let env = std::env::var("BATCHWISE_CONV_GROUP_ROWS").ok();
+    match env.and_then(|v| v.parse::<u32>().ok()) {
+        Some(rows) => rows.clamp(1, 4),
+        None if gpu.adapter.device_type == "Cpu" => 1,
+        None => 2,
+    }
+}
+
+/// `BATCHWISE_CONV_ROWS=N` fixes the row count (no autotuning).
+pub fn rows_from_env() -> Option<u32> {
+    std::env::var("BATCHWISE_CONV_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&r| (1..=32).contains(&r))
+}
 
 /// Which conv2d shader a shape runs: the unrolled one where its column fits, else the generic one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
