@@ -318,7 +318,7 @@ impl BatchRunner {
                 (lanes, left, lease) = (Vec::new(), max_items, Lease::new(shared));
                 continue;
             }
-            if let Some(e) = lane.compile_error(engine) {
+            if let Some(e) = lane.compile_error(engine.kernels_for(model.precision)) {
                 bail!("{e}");
             }
             lanes.push(lane);

@@ -9,7 +9,7 @@ use crate::gpu::TrackedBuffer;
 use crate::kernels::edge_clamp::Geometry;
 use crate::kernels::pack::{PixelDepth, PixelMapping};
 use crate::kernels::winograd_gemm::Scratch;
-use crate::kernels::{Bind, Step, pack, unpack};
+use crate::kernels::{Bind, Kernels, Step, pack, unpack};
 use crate::model::ItemShape;
 
 /// Everything `items` batch items need on the GPU, bound and recorded once.
@@ -173,10 +173,11 @@ impl Lane {
         self.steps().map(Step::dispatches).sum()
     }
 
-    /// The first step whose kernel did not compile, named with the compiler's error.
-    pub(super) fn compile_error(&self, engine: &Engine) -> Option<String> {
+    /// The first step whose kernel did not compile, named with the compiler's error (`kernels`:
+    /// the pipelines of the lane's precision, which compiled its steps).
+    pub(super) fn compile_error(&self, kernels: &Kernels) -> Option<String> {
         self.steps().find_map(|s| {
-            let e = engine.kernels().compile_error(s)?;
+            let e = kernels.compile_error(s)?;
             Some(format!("layer {}: {e}", s.label))
         })
     }
