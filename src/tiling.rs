@@ -158,9 +158,70 @@ pub fn place<T: Copy>(
     }
 }
 
+/// As [`place`], converting each pixel with `f` (between 8 and 16 bits a channel); the source is
+/// `(src, src_side, crop)`.
+pub fn place_map<S: Copy, D>(
+    dst: &mut [D],
+    dst_w: u32,
+    (src, src_side, crop): (&[S], u32, u32),
+    rect: TileRect,
+    scale: u32,
+    f: impl Fn(S) -> D,
+) {
+    let (w, h) = (rect.w * scale, rect.h * scale);
+    for y in 0..h {
+        let s = ((crop + y) * src_side + crop) as usize;
+        let d = ((rect.y * scale + y) * dst_w + rect.x * scale) as usize;
+        let row = &src[s..s + w as usize];
+        for (d, &s) in dst[d..d + w as usize].iter_mut().zip(row) {
+            *d = f(s);
+        }
+    }
+}
+
+/// A 16-bit RGBA pixel as an 8-bit one (each channel to the nearest of the 256 levels).
+pub fn narrow(p: [u16; 4]) -> u32 {
+    u32::from_le_bytes(p.map(|v| ((v as u32 * 255 + 32767) / 65535) as u8))
+}
+
+/// An 8-bit RGBA pixel as a 16-bit one, exactly (`v * 257`).
+pub fn widen(p: u32) -> [u16; 4] {
+    p.to_le_bytes().map(|v| v as u16 * 257)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn narrowing_rounds_to_the_nearest_level_and_undoes_widening() {
+        for v in 0..=255u8 {
+            let p = u32::from_le_bytes([v, 255 - v, v / 2, 255]);
+            assert_eq!(narrow(widen(p)), p);
+        }
+        assert_eq!(widen(0xff00_80ff), [65535, 32896, 0, 65535]);
+        for v in (0..=65535u16).step_by(7) {
+            let nearest = (v as f64 / 257.0).round() as u32;
+            assert_eq!(narrow([v, 0, 0, 65535]), nearest | 0xff00_0000, "{v}");
+        }
+    }
+
+    #[test]
+    fn a_mapped_place_converts_the_core_of_its_source() {
+        // A 4x4 source whose core is the 2x2 block one pixel in, placed at (1, 0) scaled by 1.
+        let src: Vec<u32> = (0..16).collect();
+        let mut dst = vec![[0u16; 4]; 3 * 2];
+        let rect = TileRect {
+            x: 1,
+            y: 0,
+            w: 2,
+            h: 2,
+        };
+        place_map(&mut dst, 3, (&src, 4, 1), rect, 1, widen);
+        let first = |d: &[u16; 4]| d[0] / 257;
+        let got: Vec<u16> = dst.iter().map(first).collect();
+        assert_eq!(got, [0, 5, 6, 0, 9, 10]);
+    }
 
     #[test]
     fn grid_covers_every_pixel_once() {

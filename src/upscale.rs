@@ -72,8 +72,65 @@ impl TileSource for Pixels {
     }
 }
 
-/// One output's pixels for each tile of a batch, in the batch's order.
-pub type TileOutputs = Vec<Vec<u32>>;
+/// A collected batch's outputs where the GPU left them ([`TiledUpscaler::collect_with`]): the
+/// model's output, then each kept step's, each a plane per tile in the batch's order.
+pub struct BatchOutputs<'a> {
+    all: &'a [u32],
+    parts: Vec<Part>,
+    /// Words a pixel (the runner's [`PixelDepth`]).
+    words: usize,
+    items: usize,
+}
+
+/// Where one output's tiles lie in a batch's read-back words.
+struct Part {
+    at: usize,
+    side: u32,
+    crop: u32,
+    scale: u32,
+}
+
+impl BatchOutputs<'_> {
+    /// The outputs: the model's, then each kept step's.
+    pub fn outputs(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Output `output`'s scale.
+    pub fn scale(&self, output: usize) -> u32 {
+        self.parts[output].scale
+    }
+
+    /// Output `output` of the batch's tile `item`; None past the batch.
+    pub fn tile(&self, output: usize, item: usize) -> Option<TileOutput<'_>> {
+        let part = self.parts.get(output)?;
+        let len = (part.side * part.side) as usize * self.words;
+        let at = part.at + item * len;
+        (item < self.items).then_some(())?;
+        Some(TileOutput {
+            words: self.all.get(at..at + len)?,
+            side: part.side,
+            crop: part.crop,
+        })
+    }
+}
+
+/// One output tile as read back: `side^2` pixels of the runner's depth, whose core (the tile's
+/// own pixels at the output's scale) starts `crop` pixels in on both axes.
+#[derive(Clone, Copy)]
+pub struct TileOutput<'a> {
+    pub words: &'a [u32],
+    pub side: u32,
+    pub crop: u32,
+}
+
+impl<'a> TileOutput<'a> {
+    /// The tile's pixels as `T` (`u32` at 8 bits a channel, `[u16; 4]` at 16) with its side and
+    /// where its core starts: [`tiling::place`]'s source.
+    fn source<T: bytemuck::Pod>(&self) -> (&'a [T], u32, u32) {
+        (bytemuck::cast_slice(self.words), self.side, self.crop)
+    }
+}
 
 /// One tile of one image, waiting for a batch.
 #[derive(Clone, Copy, Debug)]
@@ -302,18 +359,45 @@ impl TiledUpscaler {
         &self,
         submitted: SubmittedPixels,
     ) -> Result<(Vec<Vec<u32>>, Option<f64>)> {
-        let (mut tiles, gpu_ms) = self.collect_with_steps(submitted)?;
-        Ok((tiles.swap_remove(0), gpu_ms))
+        let items = submitted.items() as usize;
+        let core = self.tile * self.spec.scale;
+        let words = self.depth().words();
+        let whole = TileRect {
+            x: 0,
+            y: 0,
+            w: self.tile,
+            h: self.tile,
+        };
+        self.collect_with(submitted, |outputs| {
+            (0..items)
+                .filter_map(|i| outputs.tile(0, i))
+                .map(|o| {
+                    let mut px = vec![0u32; (core * core) as usize * words];
+                    match self.depth() {
+                        PixelDepth::Eight => {
+                            place_from(&mut px, core, o.source(), whole, self.spec.scale);
+                        }
+                        PixelDepth::Sixteen => {
+                            let wide: &mut [[u16; 4]] = bytemuck::cast_slice_mut(&mut px);
+                            place_from(wide, core, o.source(), whole, self.spec.scale);
+                        }
+                    }
+                    px
+                })
+                .collect()
+        })
     }
 
-    /// As [`Self::collect_tiles`], with a chain's kept steps (`--keep-steps`): the output's
-    /// tiles, then each kept step's (each cropped to the tile's core at that step's scale).
-    pub fn collect_with_steps(
+    /// Waits for a batch from [`Self::submit_tiles`] and hands `read` its outputs where the GPU
+    /// left them (the model's, then each kept step's: a chain's `--keep-steps`), so that each
+    /// tile is copied once, into its image: returns what `read` returns, with the GPU time when
+    /// timed.
+    pub fn collect_with<R>(
         &self,
         submitted: SubmittedPixels,
-    ) -> Result<(Vec<TileOutputs>, Option<f64>)> {
+        read: impl FnOnce(&BatchOutputs<'_>) -> R,
+    ) -> Result<(R, Option<f64>)> {
         let items = submitted.items() as usize;
-        let (out, gpu_ms) = self.runner.collect_pixels(submitted)?;
         let words = self.depth().words();
         let kept = self
             .runner
@@ -321,100 +405,60 @@ impl TiledUpscaler {
             .iter()
             .zip(&self.runner.image_outputs);
         let mut at = 0;
-        let mut all = Vec::new();
+        let mut parts = Vec::new();
         for (side, scale) in std::iter::once((self.runner.output.w, self.spec.scale))
             .chain(kept.map(|(shape, &scale)| (shape.w, scale)))
         {
-            let len = (side * side) as usize * words * items;
-            let part = out.get(at..at + len).unwrap_or_default();
-            all.push(self.crop_tiles(part, side, scale));
-            at += len;
+            // The context lost by padding-free layers is cropped symmetrically.
+            let crop = side.saturating_sub(self.tile * scale) / 2;
+            let len = (side * side) as usize * words;
+            parts.push(Part {
+                at,
+                side,
+                crop,
+                scale,
+            });
+            at += len * items;
         }
-        Ok((all, gpu_ms))
-    }
-
-    /// Each tile's core (`(tile * scale)^2` pixels) out of `out`, tiles of `out_side^2` pixels
-    /// at `scale` (the context lost by padding-free layers is cropped symmetrically).
-    fn crop_tiles(&self, out: &[u32], out_side: u32, scale: u32) -> Vec<Vec<u32>> {
-        let core = self.tile * scale;
-        let crop = out_side.saturating_sub(core) / 2;
-        let full = TileRect {
-            x: 0,
-            y: 0,
-            w: self.tile,
-            h: self.tile,
-        };
-        let words = self.depth().words();
-        out.chunks_exact((out_side * out_side) as usize * words)
-            .map(|o| {
-                let mut core_px = vec![0u32; (core * core) as usize * words];
-                match self.depth() {
-                    PixelDepth::Eight => {
-                        tiling::place(&mut core_px, core, o, out_side, crop, full, scale);
-                    }
-                    PixelDepth::Sixteen => tiling::place::<[u32; 2]>(
-                        bytemuck::cast_slice_mut(&mut core_px),
-                        core,
-                        bytemuck::cast_slice(o),
-                        out_side,
-                        crop,
-                        full,
-                        scale,
-                    ),
-                }
-                core_px
+        self.runner.collect_pixels_with(submitted, |all| {
+            read(&BatchOutputs {
+                all,
+                parts,
+                words,
+                items,
             })
-            .collect()
+        })
     }
 
-    /// Writes one tile's output (from [`Self::collect_tiles`]) into a job's upscaled image,
-    /// converting between 8 and 16 bits where the image and the runner differ.
-    pub fn place_into(&self, out: &mut Pixels, rect: TileRect, tile_out: &[u32]) {
-        self.place_scaled(out, rect, tile_out, self.spec.scale);
-    }
-
-    /// As [`Self::place_into`] for a tile's output at `scale` (a chain's kept step).
-    pub fn place_scaled(&self, out: &mut Pixels, rect: TileRect, tile_out: &[u32], scale: u32) {
-        let core = self.tile * scale;
+    /// Writes one tile's output into a job's image at `scale` (the model's, or a chain's kept
+    /// step's), converting between 8 and 16 bits where the image and the runner differ.
+    pub fn place_scaled(&self, out: &mut Pixels, rect: TileRect, tile: TileOutput<'_>, scale: u32) {
         let w = out.dimensions().0;
-        let place8 = |img: &mut image::RgbaImage, px: &[u32]| {
-            let dst: &mut [u32] = bytemuck::cast_slice_mut(img);
-            tiling::place(dst, w, px, core, 0, rect, scale);
-        };
         match (self.depth(), out) {
-            (PixelDepth::Eight, Pixels::Eight(img)) => place8(img, tile_out),
+            (PixelDepth::Eight, Pixels::Eight(img)) => {
+                let dst: &mut [u32] = bytemuck::cast_slice_mut(img);
+                place_from(dst, w, tile.source(), rect, scale);
+            }
             (PixelDepth::Sixteen, Pixels::Sixteen(img)) => {
-                let src: &[[u16; 4]] = bytemuck::cast_slice(tile_out);
                 let dst: &mut [[u16; 4]] = bytemuck::cast_slice_mut(img.as_mut());
-                tiling::place(dst, w, src, core, 0, rect, scale);
+                place_from(dst, w, tile.source(), rect, scale);
             }
             (PixelDepth::Sixteen, Pixels::Eight(img)) => {
-                let src: &[[u16; 4]] = bytemuck::cast_slice(tile_out);
-                let narrow: Vec<u32> = src
-                    .iter()
-                    .map(|p| {
-                        u32::from_le_bytes(p.map(|v| ((v as u32 * 255 + 32767) / 65535) as u8))
-                    })
-                    .collect();
-                place8(img, &narrow);
+                let dst: &mut [u32] = bytemuck::cast_slice_mut(img);
+                tiling::place_map(dst, w, tile.source(), rect, scale, tiling::narrow);
             }
             (PixelDepth::Eight, Pixels::Sixteen(img)) => {
-                let wide: Vec<[u16; 4]> = tile_out
-                    .iter()
-                    .map(|p| p.to_le_bytes().map(|v| v as u16 * 257))
-                    .collect();
                 let dst: &mut [[u16; 4]] = bytemuck::cast_slice_mut(img.as_mut());
-                tiling::place(dst, w, &wide, core, 0, rect, scale);
+                tiling::place_map(dst, w, tile.source(), rect, scale, tiling::widen);
             }
         }
     }
 
     /// Writes one tile's output into the upscaled image.
-    pub fn place(&self, out: &mut RgbaImage, rect: TileRect, tile_out: &[u32]) {
+    pub fn place(&self, out: &mut RgbaImage, rect: TileRect, tile: TileOutput<'_>) {
         let w = out.width();
-        let core = self.tile * self.spec.scale;
         let dst: &mut [u32] = bytemuck::cast_slice_mut(out);
-        tiling::place(dst, w, tile_out, core, 0, rect, self.spec.scale);
+        place_from(dst, w, tile.source(), rect, self.spec.scale);
     }
 
     /// Upscales whole images, filling every batch with tiles from as many images as it takes.
@@ -439,17 +483,30 @@ impl TiledUpscaler {
         for batch in all.chunks(self.batch_size() as usize) {
             let submitted = self.submit_tiles(&refs, batch, false)?;
             if let Some((tiles, previous)) = in_flight.replace((batch, submitted)) {
-                for (t, o) in tiles.iter().zip(self.collect_tiles(previous)?.0) {
-                    self.place(&mut outs[t.image], t.rect, &o);
-                }
+                self.place_batch(&mut outs, tiles, previous)?;
             }
         }
         if let Some((tiles, previous)) = in_flight {
-            for (t, o) in tiles.iter().zip(self.collect_tiles(previous)?.0) {
-                self.place(&mut outs[t.image], t.rect, &o);
-            }
+            self.place_batch(&mut outs, tiles, previous)?;
         }
         Ok(outs)
+    }
+
+    /// Collects a batch of `tiles` into `outs`.
+    fn place_batch(
+        &self,
+        outs: &mut [RgbaImage],
+        tiles: &[TileRef],
+        submitted: SubmittedPixels,
+    ) -> Result<()> {
+        self.collect_with(submitted, |o| {
+            for (i, t) in tiles.iter().enumerate() {
+                if let Some(tile) = o.tile(0, i) {
+                    self.place(&mut outs[t.image], t.rect, tile);
+                }
+            }
+        })
+        .map(drop)
     }
 
     /// The model's float output for a whole image, stitched from tiles: planar `[3, H*s, W*s]`.
@@ -479,6 +536,17 @@ impl TiledUpscaler {
         }
         Ok(planes)
     }
+}
+
+/// [`tiling::place`] from a [`TileOutput::source`].
+fn place_from<T: Copy>(
+    dst: &mut [T],
+    w: u32,
+    (src, side, crop): (&[T], u32, u32),
+    rect: TileRect,
+    scale: u32,
+) {
+    tiling::place(dst, w, src, side, crop, rect, scale);
 }
 
 /// The tile Auto picks for `model`: the largest of [`AUTO_TILE_SIZES`] whose single item's largest

@@ -327,6 +327,19 @@ impl Gpu {
         size: u64,
         index: Option<wgpu::SubmissionIndex>,
     ) -> Result<Vec<u8>> {
+        self.read_mapped(staging, size, index, <[u8]>::to_vec)
+    }
+
+    /// Waits for submission `index` (None: the latest), maps the first `size` bytes of `staging`
+    /// and hands them to `read` while mapped, so that they are copied once, where `read` puts
+    /// them (a MAP_READ buffer is host-cached memory where the adapter has it).
+    pub fn read_mapped<R>(
+        &self,
+        staging: &wgpu::Buffer,
+        size: u64,
+        index: Option<wgpu::SubmissionIndex>,
+        read: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
         let padded = size.next_multiple_of(4);
         let (tx, rx) = crossbeam_channel::bounded(1);
         staging.map_async(wgpu::MapMode::Read, 0..padded, move |r| {
@@ -341,13 +354,13 @@ impl Gpu {
         rx.recv()
             .context("the GPU device was lost while reading back")?
             .context("mapping a read-back buffer")?;
-        let bytes = {
+        let out = {
             let view = staging
                 .get_mapped_range(0..padded)
                 .map_err(|e| anyhow!("reading a mapped buffer: {e:?}"))?;
-            view[..size as usize].to_vec()
+            read(&view[..size as usize])
         };
         staging.unmap();
-        Ok(bytes)
+        Ok(out)
     }
 }

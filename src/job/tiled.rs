@@ -25,7 +25,7 @@ use crate::engine::shared::SharedBuffers;
 use crate::engine::{BatchRunner, Engine, GpuModel, SubmittedPixels};
 use crate::kernels::pack::PixelDepth;
 use crate::tiling::{Pixels, TileRect};
-use crate::upscale::{TileRef, TiledUpscaler};
+use crate::upscale::{TileOutput, TileRef, TiledUpscaler};
 
 /// An image being stitched from its output tiles.
 struct InProgress {
@@ -76,7 +76,12 @@ struct Bands {
 impl Bands {
     /// Places one output tile in its band, then sends the bands that are complete, in order.
     /// False when the writer is gone (it failed and reports why).
-    fn place(&mut self, upscaler: &TiledUpscaler, rect: TileRect, tile_out: &[u32]) -> bool {
+    fn place(
+        &mut self,
+        upscaler: &TiledUpscaler,
+        rect: TileRect,
+        tile_out: TileOutput<'_>,
+    ) -> bool {
         let index = rect.y / upscaler.tile;
         let (band, left) = self.open.entry(index).or_insert_with(|| {
             let rows = (self.height - index * self.rows).min(self.rows);
@@ -499,33 +504,36 @@ impl Stage for TiledStage<'_> {
     ) -> Result<(), BatchFailure> {
         let mut images: Vec<usize> = tiles.iter().map(|t| t.image).collect();
         images.dedup();
-        let mut outs = match self.upscaler().collect_with_steps(s) {
-            Ok((outs, _)) => outs.into_iter().map(Vec::into_iter).collect::<Vec<_>>(),
-            Err(error) => return Err(BatchFailure { images, error }),
-        };
         let upscaler = self.upscaler.as_ref().expect("built");
         let scale = self.spec.model.spec.scale;
-        for t in &tiles {
-            // The tile's output, then each kept step's.
-            let o: Vec<Vec<u32>> = outs
-                .iter_mut()
-                .map(|o| o.next().unwrap_or_default())
-                .collect();
-            // Tiles of an image that failed in another batch are dropped.
-            let Some(item) = self.in_progress.get_mut(&t.image) else {
-                continue;
-            };
-            item.remaining_tiles -= 1;
-            let kept = item.kept.iter_mut().map(|(s, out)| (*s, out));
-            let mut written = true;
-            for ((scale, out), o) in std::iter::once((scale, &mut item.out)).chain(kept).zip(&o) {
-                written &= place_tile(upscaler, out, (t, scale, o), start);
+        let (in_progress, pending) = (&mut self.in_progress, &mut self.pending);
+        let placed = upscaler.collect_with(s, |outs| {
+            for (item, t) in tiles.iter().enumerate() {
+                // Tiles of an image that failed in another batch are dropped.
+                let Some(image) = in_progress.get_mut(&t.image) else {
+                    continue;
+                };
+                image.remaining_tiles -= 1;
+                // The tile's output, then each kept step's.
+                let kept = image.kept.iter_mut().map(|(s, out)| (*s, out));
+                let mut written = true;
+                for (k, (scale, out)) in std::iter::once((scale, &mut image.out))
+                    .chain(kept)
+                    .enumerate()
+                {
+                    if let Some(o) = outs.tile(k, item) {
+                        written &= place_tile(upscaler, out, (t, scale, o), start);
+                    }
+                }
+                if !written {
+                    // A writer failed (and reports why): the rest of the image is not run.
+                    in_progress.remove(&t.image);
+                    pending.retain(|p| p.image != t.image);
+                }
             }
-            if !written {
-                // A writer failed (and reports why): the rest of the image is not run.
-                self.in_progress.remove(&t.image);
-                self.pending.retain(|p| p.image != t.image);
-            }
+        });
+        if let Err(error) = placed {
+            return Err(BatchFailure { images, error });
         }
         for i in images {
             if self
@@ -607,7 +615,7 @@ impl Stage for TiledStage<'_> {
 fn place_tile(
     upscaler: &TiledUpscaler,
     out: &mut Output,
-    (t, scale, o): (&TileRef, u32, &[u32]),
+    (t, scale, o): (&TileRef, u32, TileOutput<'_>),
     start: &mut dyn FnMut(usize, WriteTask),
 ) -> bool {
     match out {

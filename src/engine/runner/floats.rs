@@ -74,21 +74,25 @@ impl BatchRunner {
             ranges,
             ..
         } = submitted;
-        let out = self.gpu.map_read_after(&staging, bytes, Some(index))?;
-        Ok(ranges
-            .into_iter()
-            .map(|parts| {
-                parts
-                    .into_iter()
-                    .flat_map(|r| match self.precision {
-                        Precision::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(&out[r]),
-                        Precision::F16 => bytemuck::pod_collect_to_vec::<u8, half::f16>(&out[r])
-                            .into_iter()
-                            .map(half::f16::to_f32)
-                            .collect(),
-                    })
-                    .collect()
-            })
-            .collect())
+        let precision = self.precision;
+        self.gpu.read_mapped(&staging, bytes, Some(index), |out| {
+            ranges
+                .into_iter()
+                .map(|parts| {
+                    parts
+                        .into_iter()
+                        .flat_map(|r| match precision {
+                            Precision::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(&out[r]),
+                            Precision::F16 => {
+                                bytemuck::pod_collect_to_vec::<u8, half::f16>(&out[r])
+                                    .into_iter()
+                                    .map(half::f16::to_f32)
+                                    .collect()
+                            }
+                        })
+                        .collect()
+                })
+                .collect()
+        })
     }
 }
