@@ -140,6 +140,11 @@ fn reduced_gpu_run_writes_its_json_and_passes_the_check() {
         assert_eq!(row["step_by_step"], step_by_step, "{how}: {chain}");
         assert!(row["items_per_sec"].as_f64().unwrap() > 0.0, "{chain}");
     }
+    // The 1x1 blocking step ran with the block it names (reduced: one block, the small model).
+    assert!(steps.contains(&"gemm 8x4 enhance-low-light"), "{steps:?}");
+    let blocked = json(&out.join("profile-enhance-low-light-gemm-8x4.json"));
+    let kernels = blocked["kernels"].as_str().unwrap();
+    assert!(kernels.contains("blocks of 8x4"), "{kernels}");
     let profile = json(&out.join("profile-enhance-low-light.json"));
     let layers = profile["profile"]["rows"].as_array().unwrap();
     assert!(

@@ -291,6 +291,32 @@ fn gemm_storage_windows_match_reference() {
             },
             1024,
         ),
+        // Small blocks, as `BATCHWISE_GEMM_BLOCKING` asks for on a GPU: a 7x7 map (items
+        // folded), the matrix in one window; and several windows.
+        (
+            96,
+            40,
+            49,
+            4,
+            Blocking {
+                oc_block: 8,
+                pix: 4,
+                inputs: 0,
+            },
+            1 << 20,
+        ),
+        (
+            64,
+            24,
+            200,
+            2,
+            Blocking {
+                oc_block: 4,
+                pix: 4,
+                inputs: 0,
+            },
+            512,
+        ),
     ] {
         let input = common::random_vec(&mut rng, (items * ic * px) as usize, 1.0);
         let weights = common::random_vec(&mut rng, (oc * ic) as usize, 1.0 / (ic as f32).sqrt());

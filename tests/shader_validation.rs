@@ -365,6 +365,17 @@ fn generated_gemm_blockings_validate() {
             pix: 16,
             inputs: 0,
         },
+        // The smallest blocks `BATCHWISE_GEMM_BLOCKING` measures on a GPU.
+        Blocking {
+            oc_block: 8,
+            pix: 4,
+            inputs: 0,
+        },
+        Blocking {
+            oc_block: 4,
+            pix: 4,
+            inputs: 0,
+        },
         // The input channels compiled in, the loop unrolled.
         Blocking {
             oc_block: 24,

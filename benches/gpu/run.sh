@@ -25,6 +25,9 @@
 #                                               the bundle has peers/ and python3 has numpy
 #   chain-composed.json, chain-steps.json       a chain in tiles composed into one model, and run
 #                                               step by step (which pays on a GPU is not known)
+#   profile-classify-gemm-BLOCK.json            classify's per-layer profile at batch 64 with its 1x1
+#                                               convolutions in blocks of BLOCK (channels x q) and
+#                                               the default's (BATCHWISE_GEMM_BLOCKING)
 #   check-f16.json                              the same check in float16
 #   run.json, run.log                           each step's status and time; everything on stderr
 # --reduced: one small model, batch 1 and 2, tile 64, four images (minutes on a CPU's Vulkan).
@@ -281,6 +284,20 @@ for how in composed steps; do
         -m enhance-low-light,upscale-photo-2x --batch-sizes "$chain_batches" --size "$chain_size" \
         --count "$chain_count" --tile-size "$chain_tile" --json
 done
+# 1x1 convolutions (gemm.wgsl) in other register blocks than the ones chosen on lavapipe (24-32
+# channels x 8 q): on a GPU a small map's product gets few invocations (classify's 1152 -> 192
+# on 7x7 maps at batch 64: 2352 of 256 accumulators each). The per-layer profile for each.
+gemm_models=(classify) gemm_blocks=(default 16x8 8x8 8x4 4x4) gemm_batch=64
+if [ "$mode" = reduced ]; then gemm_models=(enhance-low-light) gemm_blocks=(8x4) gemm_batch=1; fi
+if $has_profile; then
+    for b in "${gemm_blocks[@]}"; do
+        for m in "${gemm_models[@]}"; do
+            step "gemm $b $m" "profile-$m-gemm-$b.json" env BATCHWISE_GEMM_BLOCKING="${b#default}" \
+                "$bin" bench -m "$m" --batch-sizes "$gemm_batch" --count "$gemm_batch" \
+                --size "${tiles[0]}" --tile-size "${tiles[0]}" --profile --json
+        done
+    done
+fi
 step "check f16" check-f16.json "$bin" check --fixtures "$fixtures" --precision f16 --json \
     ${check_models:+--model "$check_models"}
 for tile in "${tiles[@]:1}"; do

@@ -21,6 +21,13 @@ pub(super) fn open_engine(adapter: &AdapterChoice) -> Result<(Engine, String)> {
         Some(report) => format!("kernels tuned for this adapter: {}", report.describe()),
         None => "default kernels (`batchwise tune` measures this adapter's fastest)".into(),
     };
+    let kernels = match crate::kernels::gemm::blocking_from_env() {
+        Some(b) => format!(
+            "{kernels}; 1x1 convolutions in blocks of {}x{} (BATCHWISE_GEMM_BLOCKING)",
+            b.oc_block, b.pix
+        ),
+        None => kernels,
+    };
     Ok((engine, kernels))
 }
 

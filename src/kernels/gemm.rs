@@ -1,100 +1,26 @@
 //! Products by a constant matrix (`shaders/gemm.wgsl`): 1x1 convolutions, and Gemm / MatMul with a
 //! constant B. Fused bias, activation and residual.
 
+use super::gemm_blocking::UNROLL_MIN_Q;
 use super::{Bind, Step};
 use crate::gpu::{Gpu, TrackedBuffer};
 use crate::model::{Activation, Residual};
 
+pub use super::gemm_blocking::{
+    BLOCKING, Blocking, blocking_for, blocking_from_env, parse_blocking, products_blocking,
+};
 pub use super::gemm_epilogue::Epilogue;
 pub use super::gemm_layout::{Layout, Width};
 pub use super::gemm_program::InputProgram;
 
 /// The weight window bound for one dispatch: `array<vec4<f32>, 4096>` in gemm.wgsl.
-const WINDOW_BYTES: u64 = 65536;
+pub(super) const WINDOW_BYTES: u64 = 65536;
 /// Dynamic uniform offsets are multiples of this (the largest alignment any adapter asks for).
 const UNIFORM_ALIGN: u64 = 256;
 /// Invocations per workgroup along q. Keep in sync with `@workgroup_size` in gemm.wgsl.
 pub(crate) const WORKGROUP_X: u32 = 64;
 /// The bias and the PRelu slopes share one 64 KiB uniform buffer.
 const BIAS_SLOPE_FLOATS: usize = 16384;
-
-/// The register block one invocation computes: `oc_block` output channels of `pix` consecutive q.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Blocking {
-    pub oc_block: u32,
-    pub pix: u32,
-    /// The input channels compiled in, the loop over them unrolled, and one channel block a
-    /// dispatch, so that every weight is read at a constant offset ([`Blocking::unrolled`]); 0:
-    /// a loop over them, and a dispatch of as many blocks as a window holds.
-    pub inputs: u32,
-}
-
-/// The split Winograd products' blocking, and the widest of the 1x1 convolutions': the fastest
-/// measured on lavapipe (BENCHMARKS.md, "Kernels").
-pub const BLOCKING: Blocking = Blocking {
-    oc_block: 32,
-    pix: 8,
-    inputs: 0,
-};
-
-/// The blocking for `out_c` output channels: 4, 8 or 16 channels (the fewest that hold them) x
-/// 16 q for at most 16 (a 32-channel block would be half empty; a 1x1 to 3 or 4 channels, the
-/// last of a model, runs 4), else 8 q of the block of 16 to 32 channels (a multiple of 4) that
-/// pads `out_c` least, the widest of equals: 32 for 64, 96 or 320 channels, 24 for 24 or 144,
-/// 20 for 40, 28 for 112 (a 32-channel block computed 8 of 24 channels for nothing;
-/// BENCHMARKS.md, "Depthwise and few-input-channel 1x1" and "1x1 convolutions to few channels").
-pub fn blocking_for(out_c: u32) -> Blocking {
-    if out_c <= 16 {
-        return Blocking {
-            oc_block: [4, 8, 16].into_iter().find(|&b| out_c <= b).unwrap_or(16),
-            pix: 16,
-            inputs: 0,
-        };
-    }
-    let oc_block = (4..=8)
-        .rev()
-        .map(|v| 4 * v)
-        .min_by_key(|&b| out_c.div_ceil(b) * b)
-        .unwrap_or(BLOCKING.oc_block);
-    Blocking {
-        oc_block,
-        pix: 8,
-        inputs: 0,
-    }
-}
-
-/// The most multiply-adds (inputs x channels x q) an unrolled kernel's invocation spells out:
-/// 32 inputs onto a block of 32 channels of 8 q.
-const MAX_UNROLLED: u32 = 8192;
-
-/// The fewest q an item (pixels: 48 x 48) for which the unrolled kernel runs: each costs
-/// lavapipe 50-130 ms to build at every start (Mesa caches the machine code, not its NIR
-/// passes), which a small map's 10% (a few tenths of a millisecond a batch) does not repay
-/// (BENCHMARKS.md, "Weights at constant offsets"); else the loop, over one block a dispatch
-/// as the weights are packed.
-const UNROLL_MIN_Q: u32 = 2048;
-
-impl Blocking {
-    /// This blocking with `in_c` input channels compiled in ([`Blocking::inputs`]) where the
-    /// weights are read from uniform windows (`uniform`), uniform loads in a loop are gathers
-    /// lane by lane (`lane_loops`: `kernels::storage_loads_loop`, Mesa 22's llvmpipe), one
-    /// window holds a block's `in_c` channels and the unrolled code stays short
-    /// ([`MAX_UNROLLED`]): llvmpipe loads a weight at a constant offset outside control flow
-    /// once for all lanes (on Mesa 25's the loop is faster: BENCHMARKS.md, "Weights at constant
-    /// offsets"). `BATCHWISE_GEMM_UNROLL=off` keeps the loop (to measure).
-    pub fn unrolled(self, in_c: u32, uniform: bool, lane_loops: bool) -> Self {
-        let off = std::env::var("BATCHWISE_GEMM_UNROLL").is_ok_and(|v| v == "off");
-        let window = WINDOW_BYTES as u32 / 4;
-        let fits =
-            in_c * self.oc_block <= window && in_c * self.oc_block * self.pix <= MAX_UNROLLED;
-        let inputs = if !off && uniform && lane_loops && fits {
-            in_c
-        } else {
-            0
-        };
-        Self { inputs, ..self }
-    }
-}
 
 /// Whether a product with `out_c` output channels fits the kernel (bias and slopes in one
 /// uniform buffer).
@@ -116,7 +42,7 @@ pub fn one_pass(in_c: u32, out_c: u32) -> bool {
 const FOLD_MAX_Q: u32 = 1024;
 
 /// The widest channel block any blocking uses.
-const MAX_OC_BLOCK: u32 = 64;
+pub(super) const MAX_OC_BLOCK: u32 = 64;
 
 /// Mirror of `Params` in shaders/gemm.wgsl: one record per dispatch.
 #[repr(C)]

@@ -22,6 +22,7 @@ pub mod edge_clamp;
 pub mod eight;
 pub mod elementwise;
 pub mod gemm;
+mod gemm_blocking;
 mod gemm_epilogue;
 mod gemm_layout;
 pub mod gemm_program;

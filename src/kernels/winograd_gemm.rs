@@ -157,7 +157,7 @@ impl WinogradGemm {
         // 16x16, 32x4 and 64x4 measured no faster there: BENCHMARKS.md, "Winograd"), else the
         // block that pads them least (a 32-channel block computed 16 of 32 for nothing for a
         // dense block's 16: BENCHMARKS.md, "The Winograd products blocked for their channels").
-        let blocking = gemm::blocking_for(spec.out_c);
+        let blocking = gemm::products_blocking(spec.out_c);
         // [oc][ic][t] -> per t [oc][ic].
         let u = super::winograd::transform_weights(weights, tile);
         let mut packed: Vec<f32> = Vec::new();
