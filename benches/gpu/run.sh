@@ -25,10 +25,10 @@
 #                                               the bundle has peers/ and python3 has numpy
 #   chain-composed.json, chain-steps.json       a chain in tiles composed into one model, and run
 #                                               step by step (which pays on a GPU is not known)
+#   check-f16.json                              the same check in float16
 #   profile-classify-gemm-BLOCK.json            classify's per-layer profile at batch 64 with its 1x1
 #                                               convolutions in blocks of BLOCK (channels x q) and
 #                                               the default's (BATCHWISE_GEMM_BLOCKING)
-#   check-f16.json                              the same check in float16
 #   run.json, run.log                           each step's status and time; everything on stderr
 # --reduced: one small model, batch 1 and 2, tile 64, four images (minutes on a CPU's Vulkan).
 set -uo pipefail
@@ -284,6 +284,8 @@ for how in composed steps; do
         -m enhance-low-light,upscale-photo-2x --batch-sizes "$chain_batches" --size "$chain_size" \
         --count "$chain_count" --tile-size "$chain_tile" --json
 done
+step "check f16" check-f16.json "$bin" check --fixtures "$fixtures" --precision f16 --json \
+    ${check_models:+--model "$check_models"}
 # 1x1 convolutions (gemm.wgsl) in other register blocks than the ones chosen on lavapipe (24-32
 # channels x 8 q): on a GPU a small map's product gets few invocations (classify's 1152 -> 192
 # on 7x7 maps at batch 64: 2352 of 256 accumulators each). The per-layer profile for each.
@@ -298,8 +300,6 @@ if $has_profile; then
         done
     done
 fi
-step "check f16" check-f16.json "$bin" check --fixtures "$fixtures" --precision f16 --json \
-    ${check_models:+--model "$check_models"}
 for tile in "${tiles[@]:1}"; do
     for precision in f32 f16; do
         for m in "${tiled[@]}"; do bench "$m" "$tile" "$precision"; done
