@@ -87,20 +87,9 @@ struct Part {
     at: usize,
     side: u32,
     crop: u32,
-    scale: u32,
 }
 
 impl BatchOutputs<'_> {
-    /// The outputs: the model's, then each kept step's.
-    pub fn outputs(&self) -> usize {
-        self.parts.len()
-    }
-
-    /// Output `output`'s scale.
-    pub fn scale(&self, output: usize) -> u32 {
-        self.parts[output].scale
-    }
-
     /// Output `output` of the batch's tile `item`; None past the batch.
     pub fn tile(&self, output: usize, item: usize) -> Option<TileOutput<'_>> {
         let part = self.parts.get(output)?;
@@ -412,12 +401,7 @@ impl TiledUpscaler {
             // The context lost by padding-free layers is cropped symmetrically.
             let crop = side.saturating_sub(self.tile * scale) / 2;
             let len = (side * side) as usize * words;
-            parts.push(Part {
-                at,
-                side,
-                crop,
-                scale,
-            });
+            parts.push(Part { at, side, crop });
             at += len * items;
         }
         self.runner.collect_pixels_with(submitted, |all| {
