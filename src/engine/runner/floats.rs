@@ -76,23 +76,27 @@ impl BatchRunner {
         } = submitted;
         let precision = self.precision;
         self.gpu.read_mapped(&staging, bytes, Some(index), |out| {
-            ranges
-                .into_iter()
-                .map(|parts| {
-                    parts
-                        .into_iter()
-                        .flat_map(|r| match precision {
-                            Precision::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(&out[r]),
-                            Precision::F16 => {
-                                bytemuck::pod_collect_to_vec::<u8, half::f16>(&out[r])
-                                    .into_iter()
-                                    .map(half::f16::to_f32)
-                                    .collect()
-                            }
-                        })
-                        .collect()
-                })
-                .collect()
+            let floats = |parts: Vec<std::ops::Range<usize>>| {
+                let bytes: usize = parts.iter().map(ExactSizeIterator::len).sum();
+                let mut all = Vec::with_capacity(bytes / precision.bytes() as usize);
+                for r in parts {
+                    let bytes = &out[r];
+                    match precision {
+                        Precision::F32 => all.extend(
+                            bytes
+                                .chunks_exact(4)
+                                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                        ),
+                        Precision::F16 => all.extend(
+                            bytes
+                                .chunks_exact(2)
+                                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
+                        ),
+                    }
+                }
+                all
+            };
+            ranges.into_iter().map(floats).collect()
         })
     }
 }
