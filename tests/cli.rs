@@ -731,6 +731,10 @@ fn bench_profile_times_every_layer() {
         let conv = r["op"].as_str().unwrap().starts_with("Conv");
         assert_eq!(r["gflops"].as_f64().is_some_and(|g| g > 0.0), conv, "{r}");
         assert!(r["ms"].as_f64().unwrap() >= 0.0, "{r}");
+        // Each dispatch runs at least one workgroup; a layer done in place runs none.
+        let dispatches = r["dispatches"].as_u64().unwrap();
+        let groups = r["workgroups"].as_u64().unwrap();
+        assert!(groups >= dispatches && (groups == 0) == (dispatches == 0), "{r}");
     }
 }
 

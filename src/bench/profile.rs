@@ -19,6 +19,8 @@ pub struct ProfileRow {
     pub input: String,
     pub output: String,
     pub dispatches: usize,
+    /// Workgroups over all its dispatches (one batch).
+    pub workgroups: u64,
     pub ms: f64,
     /// Multiply-adds x 2 per second, for layers that multiply (convolutions, matmuls).
     pub gflops: Option<f64>,
@@ -64,6 +66,7 @@ pub fn profile(
             Some(last) if t.layer.is_some() && last.layer == t.layer => {
                 last.ms += t.ms;
                 last.dispatches += t.dispatches;
+                last.workgroups += t.workgroups;
                 last.phases.extend(phases(t));
             }
             _ => rows.push(row(model, &shapes, t)),
@@ -81,6 +84,7 @@ pub fn profile(
             layer: Some(i),
             label: String::new(),
             dispatches: 0,
+            workgroups: 0,
             ms: 0.0,
             phases: Vec::new(),
         };
@@ -124,6 +128,7 @@ fn row(model: &Model, shapes: &[ItemShape], t: &StepTime) -> ProfileRow {
         input: shape(layer.map_or(io, |l| l.inputs.first().copied())),
         output: shape(layer.map_or(io, |l| Some(l.output))),
         dispatches: t.dispatches,
+        workgroups: t.workgroups,
         ms: t.ms,
         gflops: None,
         share: 0.0,

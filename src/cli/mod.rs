@@ -691,19 +691,20 @@ fn print_profile(profile: &crate::bench::Profile) {
         profile.batch_size, profile.total_ms, profile.gflops
     );
     println!(
-        "{:>5}  {:<34} {:>13} {:>13} {:>5} {:>9} {:>8} {:>6}  name",
-        "layer", "op", "input", "output", "disp", "ms", "GFLOP/s", "share"
+        "{:>5}  {:<34} {:>13} {:>13} {:>5} {:>8} {:>9} {:>8} {:>6}  name",
+        "layer", "op", "input", "output", "disp", "groups", "ms", "GFLOP/s", "share"
     );
     let mut rows: Vec<&crate::bench::ProfileRow> = profile.rows.iter().collect();
     rows.sort_by(|a, b| b.ms.total_cmp(&a.ms));
     for r in rows {
         println!(
-            "{:>5}  {:<34} {:>13} {:>13} {:>5} {:>9.2} {:>8} {:>5.1}%  {}",
+            "{:>5}  {:<34} {:>13} {:>13} {:>5} {:>8} {:>9.2} {:>8} {:>5.1}%  {}",
             r.layer.map_or("-".into(), |i| i.to_string()),
             r.op,
             r.input,
             r.output,
             r.dispatches,
+            r.workgroups,
             r.ms,
             r.gflops.map_or("-".into(), |g| format!("{g:.2}")),
             100.0 * r.share,
@@ -711,8 +712,8 @@ fn print_profile(profile: &crate::bench::Profile) {
         );
         for p in &r.phases {
             println!(
-                "{:>5}    {:<32} {:>13} {:>13} {:>5} {:>9.2}",
-                "", p.kernel, "", "", p.dispatches, p.ms
+                "{:>5}    {:<32} {:>13} {:>13} {:>5} {:>8} {:>9.2}",
+                "", p.kernel, "", "", p.dispatches, "", p.ms
             );
         }
     }

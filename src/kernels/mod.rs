@@ -670,13 +670,27 @@ impl Step {
         self.dynamic_offsets.len().max(1)
     }
 
+    /// Workgroups this step and the steps chained after it dispatch for `items` items (on a GPU,
+    /// fewer than its cores run at once leave some idle: `bench --profile` prints them).
+    pub fn workgroups(&self, items: u32) -> u64 {
+        let (x, z) = self.groups_xz(items);
+        let each = u64::from(x) * u64::from(self.groups_xy[1]) * u64::from(z);
+        let then: u64 = self.then.iter().map(|s| s.workgroups(items)).sum();
+        each * self.own_dispatches() as u64 + then
+    }
+
+    /// Workgroups in x and z of each of this step's own dispatches for `items` items.
+    fn groups_xz(&self, items: u32) -> (u32, u32) {
+        match self.folded {
+            Some((per_item, per_group)) => ((items * per_item).div_ceil(per_group).max(1), 1),
+            None => (self.groups_xy[0], items * self.groups_z_per_item),
+        }
+    }
+
     /// Records this step's own dispatches, without the steps chained after it.
     pub fn record_own(&self, pass: &mut wgpu::ComputePass<'_>, items: u32) {
         pass.set_pipeline(&self.pipeline);
-        let (x, z) = match self.folded {
-            Some((per_item, per_group)) => ((items * per_item).div_ceil(per_group).max(1), 1),
-            None => (self.groups_xy[0], items * self.groups_z_per_item),
-        };
+        let (x, z) = self.groups_xz(items);
         if self.dynamic_offsets.is_empty() {
             pass.set_bind_group(0, &self.bind_group, &[]);
             pass.dispatch_workgroups(x, self.groups_xy[1], z);

@@ -18,6 +18,8 @@ pub struct StepTime {
     pub layer: Option<usize>,
     pub label: String,
     pub dispatches: usize,
+    /// Workgroups over all its dispatches.
+    pub workgroups: u64,
     pub ms: f64,
     /// A step of several kernels (the split Winograd's input transform, products and output
     /// transform): each one's label, dispatches and time, timed in passes of their own; empty
@@ -81,6 +83,7 @@ impl BatchRunner {
                 layer: *layer,
                 label: step.label.clone(),
                 dispatches: step.dispatches(),
+                workgroups: step.workgroups(items),
                 ms: 0.0,
                 phases: Vec::new(),
             })
