@@ -734,7 +734,10 @@ fn bench_profile_times_every_layer() {
         // Each dispatch runs at least one workgroup; a layer done in place runs none.
         let dispatches = r["dispatches"].as_u64().unwrap();
         let groups = r["workgroups"].as_u64().unwrap();
-        assert!(groups >= dispatches && (groups == 0) == (dispatches == 0), "{r}");
+        assert!(
+            groups >= dispatches && (groups == 0) == (dispatches == 0),
+            "{r}"
+        );
     }
 }
 
