@@ -875,7 +875,7 @@ fn the_image_lowering_refuses_with_the_registry_text() {
     let err = format!("{:#}", onnx::load(&bytes, "softmax").unwrap_err());
     assert!(err.contains("node soft (Softmax)"), "{err}");
     assert!(
-        err.contains("only in a model that fixes its input shape"),
+        err.contains("only in a model that fixes its input's channels, height and width"),
         "{err}"
     );
     assert!(err.contains("Slice (any step"), "{err}");

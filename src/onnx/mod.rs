@@ -371,7 +371,9 @@ fn conv_layers(node: &NodeProto, w: Weights, bias: Vec<f32>, in_c: u32) -> Resul
             groups: sp.groups,
             activation: Activation::None,
         };
-        crate::kernels::conv2d::supported(&spec).map_err(|e| anyhow!("{e}"))?;
+        if !crate::passes::patch_conv::rewrites(&spec) {
+            crate::kernels::conv2d::supported(&spec).map_err(|e| anyhow!("{e}"))?;
+        }
         LayerOp::Conv2d(spec)
     } else {
         if attr(node, "output_shape").is_some() {

@@ -381,8 +381,8 @@ pub fn fixed_shape_text() -> String {
 pub fn unsupported(op: &str, free_size: bool) -> String {
     match (free_size, get(op)) {
         (true, Some(o)) if o.fixed_shape.any() => format!(
-            "which batchwise takes only in a model that fixes its input shape; supported with a \
-             free input size: {}",
+            "which batchwise takes only in a model that fixes its input's channels, height and \
+             width; supported with a free input size: {}",
             list(|o| o.free_size)
         ),
         (true, _) => format!(
@@ -431,8 +431,9 @@ pub fn markdown() -> String {
          - **Free size**: batch, height and width stay free, so one model runs on any image \
          size; ops act per item on `[C, H, W]`.\n\
          - **Fixed shape**: every input dim bound, used when the free size is refused for a \
-         graph whose input shape is fixed (or at a fixed tile size). Every shape is known: \
-         tensors of any rank, ops on any axis, shape arithmetic folded on the host.\n\n\
+         graph whose input shape is fixed but perhaps its batch (each item runs the graph with \
+         a batch of 1), or at a fixed tile size. Every shape is known: tensors of any rank, ops \
+         on any axis, shape arithmetic folded on the host.\n\n\
          \"yes\" is every form the ONNX spec allows for float32 data; a note says what is \
          taken where not everything is. Anything else is refused with an error naming the node, \
          its op and the opset.\n",

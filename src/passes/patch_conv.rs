@@ -20,7 +20,7 @@ pub const MAX_IN_C: u32 = 4;
 
 /// Returns the model and how many convolutions it rewrote.
 pub fn apply(mut model: Model) -> (Model, usize) {
-    if std::env::var("BATCHWISE_PATCH_CONV").is_ok_and(|v| v == "off") {
+    if !enabled() {
         return (model, 0);
     }
     let mut rewritten = 0;
@@ -69,6 +69,18 @@ pub fn apply(mut model: Model) -> (Model, usize) {
         i += 2;
     }
     (model, rewritten)
+}
+
+/// Whether the pass runs (`BATCHWISE_PATCH_CONV=off` keeps the direct kernel).
+fn enabled() -> bool {
+    std::env::var("BATCHWISE_PATCH_CONV").map_or(true, |v| v != "off")
+}
+
+/// Whether [`apply`] rewrites a convolution of `spec` into a SpaceToDepth and a 1x1: the
+/// importers accept such a convolution where the direct kernel could not run it (a ViT's
+/// 16x16 stride-16 patches span more input rows than conv2d.wgsl holds).
+pub fn rewrites(spec: &Conv2dSpec) -> bool {
+    enabled() && as_pointwise(spec).is_some()
 }
 
 /// The 1x1 convolution over the patches of `spec`, where `spec` convolves non-overlapping

@@ -166,7 +166,8 @@ impl Lowering<'_> {
     }
 }
 
-/// The input's dims when every one is fixed.
+/// The input's dims when every one is fixed but perhaps the first, the batch, which is then 1
+/// (each item runs the graph alone; an export with a dynamic batch leaves it free).
 pub(crate) fn fixed_dims(input: &ValueInfoProto) -> Option<Vec<u32>> {
     let shape = input
         .r#type
@@ -175,11 +176,13 @@ pub(crate) fn fixed_dims(input: &ValueInfoProto) -> Option<Vec<u32>> {
         .as_ref()?
         .shape
         .as_ref()?;
-    shape
-        .dim
-        .iter()
-        .map(|d| d.dim_value.and_then(|v| u32::try_from(v).ok()))
-        .collect()
+    let dim = |d: &crate::onnx::proto::Dimension| d.dim_value.and_then(|v| u32::try_from(v).ok());
+    let (batch, rest) = shape.dim.split_first()?;
+    let batch = match batch.dim_value {
+        None if !rest.is_empty() => Some(1),
+        _ => dim(batch),
+    };
+    std::iter::once(batch).chain(rest.iter().map(dim)).collect()
 }
 
 /// Lowers `graph` for an input of exactly `input_dims` (the whole tensor is one batch item).
