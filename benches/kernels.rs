@@ -550,6 +550,7 @@ fn matmul_rows(gpu: &Gpu, kernels: &Kernels, filter: Option<&str>) {
         ("matmul 512x512x512", 512, 512, 512),
         ("matmul 1x1280x1000 (a classifier's Gemm)", 1, 1280, 1000),
         ("matmul 196x64x196 (attention scores)", 196, 64, 196),
+        ("matmul 197x197x64 (attention weights by v)", 197, 197, 64),
     ];
     let tried: Vec<Tiling> = std::env::var("BATCHWISE_BENCH_MATMUL")
         .unwrap_or_default()

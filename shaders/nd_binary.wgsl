@@ -11,7 +11,7 @@ struct Params {
     op: u32,                         // 0 add, 1 sub, 2 mul, 3 div, 4 prelu, 5 pow, 6 max, 7 min
     a_item: u32,                     // elements per item of a; 0 for a constant
     b_item: u32,
-    _pad0: u32,
+    rank: u32,                       // dims in use (the last `rank`; at least 1)
     _pad1: u32,
     _pad2: u32,
     _pad3: u32,
@@ -49,12 +49,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var rest = i;
     var ia = 0u;
     var ib = 0u;
-    for (var k = 7; k >= 0; k--) {
+    // Only the dims in use, the outermost without a division (see nd_copy.wgsl).
+    let outer = 8 - i32(max(p.rank, 1u));
+    for (var k = 7; k > outer; k--) {
         let n = p.dims[k / 4][k % 4];
         let at = rest % n;
         rest = rest / n;
         ia += at * p.a_strides[k / 4][k % 4];
         ib += at * p.b_strides[k / 4][k % 4];
     }
+    ia += rest * p.a_strides[outer / 4][outer % 4];
+    ib += rest * p.b_strides[outer / 4][outer % 4];
     dst[gid.z * p.count + i] = apply(p.op, a[gid.z * p.a_item + ia], b[gid.z * p.b_item + ib]);
 }

@@ -13,7 +13,7 @@ struct Params {
     dst_offset: i32,
     src_item: u32,                    // elements per item of src; 0 for a constant shared by all items
     dst_item: u32,
-    _pad0: u32,
+    rank: u32,                        // dims in use (the last `rank`; at least 1)
     _pad1: u32,
     _pad2: u32,
 }
@@ -31,12 +31,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var rest = i;
     var s = p.src_offset;
     var d = p.dst_offset;
-    for (var k = 7; k >= 0; k--) {
+    // Only the dims in use, the outermost without a division (one an element fewer each: an
+    // integer division is a loop over the lanes on a CPU's Vulkan).
+    let outer = 8 - i32(max(p.rank, 1u));
+    for (var k = 7; k > outer; k--) {
         let n = p.dims[k / 4][k % 4];
         let at = i32(rest % n);
         rest = rest / n;
         s += at * p.src_strides[k / 4][k % 4];
         d += at * p.dst_strides[k / 4][k % 4];
     }
+    s += i32(rest) * p.src_strides[outer / 4][outer % 4];
+    d += i32(rest) * p.dst_strides[outer / 4][outer % 4];
     dst[gid.z * p.dst_item + u32(d)] = src[gid.z * p.src_item + u32(s)];
 }

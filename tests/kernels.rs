@@ -1851,6 +1851,50 @@ fn nd_copy_matches_reference() {
     }
 }
 
+/// Copies whose axes merge to one (a contiguous run, reversed: no division in the kernel) or two
+/// (a 2-D transpose) and a single element: exact, each at an offset.
+#[test]
+fn nd_copy_of_few_axes_matches_reference() {
+    use batchwise::kernels::nd_copy::{self};
+    use batchwise::model::CopySpec;
+    let s = setup();
+    let gpu = &s.engine.gpu;
+    let mut rng = common::rng(54);
+    let spec = |dims: &[u32], src_strides: &[i64], src_offset, dst_strides: &[i64]| CopySpec {
+        dims: dims.to_vec(),
+        src_strides: src_strides.to_vec(),
+        src_offset,
+        dst_strides: dst_strides.to_vec(),
+        dst_offset: 3,
+    };
+    let len = 60u32;
+    for spec in [
+        spec(&[1, 4, 10], &[0, 10, 1], 5, &[0, 10, 1]),
+        spec(&[50], &[-1], 55, &[1]),
+        spec(&[6, 10], &[1, 6], 0, &[10, 1]),
+        spec(&[1, 1], &[0, 0], 17, &[0, 0]),
+    ] {
+        let items = 2u32;
+        let out_len = len + 3;
+        let input = common::random_vec(&mut rng, (len * items) as usize, 1.0);
+        let src = storage(gpu, &input);
+        let dst = storage(gpu, &vec![0.0; (out_len * items) as usize]);
+        let bind = Bind::new(gpu, &s.kernels, "nd_copy");
+        let step = nd_copy::prepare(bind, &spec, &src, len, &dst, out_len);
+        let got = run_f32(gpu, &step, items, &dst, (out_len * items) as usize);
+        for i in 0..items as usize {
+            let mut want = vec![0.0; out_len as usize];
+            spec.reference(&input[i * len as usize..(i + 1) * len as usize], &mut want);
+            let at = i * out_len as usize;
+            assert_eq!(
+                &got[at..at + out_len as usize],
+                &want[..],
+                "{spec:?}, item {i}"
+            );
+        }
+    }
+}
+
 /// One f32 operation per element against the same operation in f32: exact but for pow, which
 /// WGSL computes as exp2(y * log2(x)): 1e-5 relative.
 #[test]
@@ -1861,11 +1905,20 @@ fn nd_binary_matches_reference() {
     let s = setup();
     let gpu = &s.engine.gpu;
     let mut rng = common::rng(52);
-    let (a_dims, b_dims) = ([2u32, 1, 4, 3, 5], [3u32, 4, 1, 5]);
     let items = 2u32;
-    for op in BinaryOp::ALL {
-        let spec = NdBinarySpec::new(op, &a_dims, &b_dims).unwrap();
-        assert_eq!(spec.dims, [2, 3, 4, 3, 5]);
+    // Broadcast both ways (4 dims in the kernel), the same shapes (1: no division), a bias over
+    // the last axis (2), one element (0).
+    let shapes: [(&[u32], &[u32]); 4] = [
+        (&[2, 1, 4, 3, 5], &[3, 4, 1, 5]),
+        (&[1, 7, 9], &[1, 7, 9]),
+        (&[2, 5, 8], &[8]),
+        (&[1, 1], &[1]),
+    ];
+    for (op, (a_dims, b_dims)) in BinaryOp::ALL
+        .into_iter()
+        .flat_map(|op| shapes.map(|s| (op, s)))
+    {
+        let spec = NdBinarySpec::new(op, a_dims, b_dims).unwrap();
         let (la, lb) = (
             a_dims.iter().product::<u32>() as usize,
             b_dims.iter().product::<u32>() as usize,
@@ -1906,7 +1959,10 @@ fn nd_binary_matches_reference() {
                 } else {
                     0.0
                 };
-                assert!((g - w).abs() <= tol, "{op:?}: {g} vs {w}");
+                assert!(
+                    (g - w).abs() <= tol,
+                    "{op:?} {a_dims:?} {b_dims:?}: {g} vs {w}"
+                );
             }
         }
     }

@@ -445,3 +445,80 @@ fn gemv_matches_reference() {
         }
     }
 }
+
+/// A MatMul by a constant B over dense rows of A (a transformer's Linear layers:
+/// `kernels::linear`) on gemm.wgsl, against the general matmul's CPU reference: tokens by
+/// weights, rows over several batch dims, B read transposed and scaled (alpha), rows not a
+/// multiple of the register block, a single row (gemv.wgsl), more output channels than one
+/// weight window holds, with a bias and without. Tolerance as above.
+#[test]
+fn linear_products_match_reference() {
+    use batchwise::kernels::linear;
+    let engine = common::engine();
+    let (gpu, kernels) = (&engine.gpu, Kernels::new(&engine.gpu));
+    let mut rng = common::rng(71);
+    let transposed = |spec: MatMulSpec| MatMulSpec {
+        b_row: 1,
+        b_col: spec.k,
+        alpha: 0.5,
+        ..spec
+    };
+    for (spec, items, with_bias) in [
+        (
+            MatMulSpec::matmul(&[1, 197, 192], &[192, 100]).unwrap(),
+            2,
+            true,
+        ),
+        (
+            MatMulSpec::matmul(&[2, 3, 17, 33], &[33, 50]).unwrap(),
+            3,
+            false,
+        ),
+        (
+            transposed(MatMulSpec::matmul(&[5, 40], &[40, 1000]).unwrap()),
+            2,
+            true,
+        ),
+        (MatMulSpec::matmul(&[1, 40], &[40, 70]).unwrap(), 3, true),
+        (MatMulSpec::matmul(&[1, 40], &[40, 30]).unwrap(), 2, false),
+    ] {
+        let rows = linear::rows(&spec).expect("dense rows by a shared B");
+        let (a_len, out_len) = ((rows * spec.k) as usize, spec.count() as usize);
+        let a = common::random_vec(&mut rng, a_len * items, 1.0);
+        let b = common::random_vec(
+            &mut rng,
+            (spec.k * spec.n) as usize,
+            1.0 / (spec.k as f32).sqrt(),
+        );
+        // A Linear layer's bias (`passes::fuse_linear_bias`), or none.
+        let bias = match with_bias {
+            true => common::random_vec(&mut rng, spec.n as usize, 0.5),
+            false => Vec::new(),
+        };
+        let layer = linear::upload(gpu, "linear", &spec, &b, &bias);
+        let src = storage(gpu, &a);
+        let dst = gpu.create_buffer(
+            "test output",
+            4 * (out_len * items) as u64,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        );
+        let layout = linear::layout(&spec, rows, a_len as u32, out_len as u32);
+        let step = layer.prepare(Bind::new(gpu, &kernels, "linear"), &src, &dst, layout, None);
+        let got = run(gpu, &step, items as u32, out_len * items, &dst);
+        for i in 0..items {
+            let want = spec.reference(&a[i * a_len..(i + 1) * a_len], &b);
+            let got = &got[i * out_len..(i + 1) * out_len];
+            for (e, (g, w)) in got.iter().zip(&want).enumerate() {
+                let w = w + bias.get(e % spec.n as usize).unwrap_or(&0.0);
+                let tol = 2e-5 + 2e-5 * w.abs();
+                assert!(
+                    (g - w).abs() <= tol,
+                    "{rows} rows x {} -> {}, item {i}, element {e}: gpu {g} vs cpu {w} \
+                     (tolerance {tol})",
+                    spec.k,
+                    spec.n
+                );
+            }
+        }
+    }
+}

@@ -38,14 +38,36 @@ fn read_npy(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
     (shape, data)
 }
 
-fn reference(name: &str) -> Vec<f32> {
-    std::fs::read(common::fixture(&format!(
-        "user/photo-32x32.tensor_outputs.{name}.f32"
-    )))
-    .unwrap()
-    .chunks_exact(4)
-    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-    .collect()
+/// onnxruntime's output `output` of `model` for `photo-32x32.png`.
+fn reference(model: &str, output: &str) -> Vec<f32> {
+    let path = format!("user/photo-32x32.{model}.{output}.f32");
+    bytemuck::pod_collect_to_vec(&std::fs::read(common::fixture(&path)).unwrap())
+}
+
+/// Runs `batchwise run -m user/MODEL` on `photo-32x32.png` copied as each of `names`; the
+/// folder (kept while it lives) and the output folder in it.
+fn run_on_photos(model: &str, names: &[&str]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    for name in names {
+        std::fs::copy(common::fixture("user/photo-32x32.png"), inputs.join(name)).unwrap();
+    }
+    let out = dir.path().join("out");
+    run(&common::fixture(&format!("user/{model}")), &inputs, &out);
+    (dir, out)
+}
+
+/// Every row of `got` within `tolerance` of `want`.
+fn assert_rows_near(got: &[f32], want: &[f32], tolerance: f32, what: &str) {
+    for row in got.chunks(want.len()) {
+        let worst = row
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= tolerance, "{what}: {worst}: {row:?} vs {want:?}");
+    }
 }
 
 /// Two images (the same photo twice): `logits.npy` is [2, 10] and `heat.npy` [2, 2, 8, 8], each
@@ -53,26 +75,11 @@ fn reference(name: &str) -> Vec<f32> {
 /// convolution differ in their last bits), and `tensors.json` names the files, shapes and rows.
 #[test]
 fn outputs_that_are_not_images_are_written_as_npy_with_an_index() {
-    let dir = tempfile::tempdir().unwrap();
-    let inputs = dir.path().join("in");
-    std::fs::create_dir_all(&inputs).unwrap();
-    for name in ["a.png", "b.png"] {
-        std::fs::copy(common::fixture("user/photo-32x32.png"), inputs.join(name)).unwrap();
-    }
-    let out = dir.path().join("out");
-    run(&common::fixture("user/tensor_outputs.onnx"), &inputs, &out);
+    let (_dir, out) = run_on_photos("tensor_outputs.onnx", &["a.png", "b.png"]);
     for (name, shape) in [("logits", vec![2, 10]), ("heat", vec![2, 2, 8, 8])] {
         let (got_shape, got) = read_npy(&out.join(format!("{name}.npy")));
         assert_eq!(got_shape, shape, "{name}");
-        let want = reference(name);
-        for row in got.chunks(want.len()) {
-            let worst = row
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(worst <= 1e-4, "{name}: {worst}");
-        }
+        assert_rows_near(&got, &reference("tensor_outputs", name), 1e-4, name);
     }
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("tensors.json")).unwrap()).unwrap();
@@ -113,29 +120,29 @@ fn a_classifier_that_also_lowers_with_a_free_size_keeps_its_fixed_input() {
     let names: Vec<&str> = choice.tensor_outputs.iter().map(|o| &o.name[..]).collect();
     assert_eq!(names, ["logits"]);
     assert_eq!(choice.tensor_outputs[0].shape, [10]);
-    let dir = tempfile::tempdir().unwrap();
-    let inputs = dir.path().join("in");
-    std::fs::create_dir_all(&inputs).unwrap();
-    std::fs::copy(
-        common::fixture("user/photo-32x32.png"),
-        inputs.join("a.png"),
-    )
-    .unwrap();
-    let out = dir.path().join("out");
-    run(&model, &inputs, &out);
+    let (_dir, out) = run_on_photos("convnext_classifier.onnx", &["a.png"]);
     let (shape, got) = read_npy(&out.join("logits.npy"));
     assert_eq!(shape, [1, 10]);
-    let bytes = std::fs::read(common::fixture(
-        "user/photo-32x32.convnext_classifier.logits.f32",
-    ))
-    .unwrap();
-    let want: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
-    let worst = got
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
-    assert!(worst <= 1e-4, "{worst}: {got:?} vs {want:?}");
+    let want = reference("convnext_classifier", "logits");
+    assert_rows_near(&got, &want, 1e-4, "logits");
+}
+
+/// A ViT-style embedder exported with a free batch (`make_tensor_model.py`: 16x16 patches, a
+/// class token, two transformer blocks with attention, Reshapes built from its Shape) runs on
+/// the fixed-shape lowering, its batch taken as one per item: `embedding.npy` is [2, 32], each
+/// row within 1e-4 of onnxruntime's (float32 on both sides; sums of at most 768 products,
+/// softmaxes and norms; measured 1.5e-6).
+#[test]
+fn a_vision_transformer_with_a_free_batch_embeds_each_image() {
+    let model = common::fixture("user/vit_embedder.onnx");
+    let choice = batchwise::builtin::resolve(model.to_str().unwrap(), &Default::default()).unwrap();
+    assert_eq!(choice.task, batchwise::builtin::Task::Tensors);
+    assert_eq!(choice.input_size, 32);
+    let (_dir, out) = run_on_photos("vit_embedder.onnx", &["a.png", "b.png"]);
+    let (shape, got) = read_npy(&out.join("embedding.npy"));
+    assert_eq!(shape, [2, 32]);
+    let want = reference("vit_embedder", "embedding");
+    assert_rows_near(&got, &want, 1e-4, "embedding");
 }
 
 /// `batchwise run -m model -o out inputs`, which must succeed.

@@ -204,8 +204,36 @@ pub fn describe(l: &Layer) -> String {
         LayerOp::Binary(op) => format!("{op:?}"),
         LayerOp::BinaryConst { op, .. } => format!("{op:?} constant"),
         LayerOp::Unary(op) => short(&format!("{op:?}")),
-        LayerOp::Tensor(op) => short(&format!("{op:?}")),
+        LayerOp::Tensor(op) => tensor_op(op, !l.bias.is_empty()),
         other => other.kind().to_owned(),
+    }
+}
+
+/// A general tensor op by what sets its cost: a product's sizes, a reduction's axes.
+fn tensor_op(op: &crate::model::TensorOp, bias: bool) -> String {
+    use crate::model::TensorOp;
+    match op {
+        TensorOp::Copy(parts) if parts.len() > 1 => format!("Copy of {} parts", parts.len()),
+        TensorOp::Copy(_) => "Copy".into(),
+        TensorOp::Binary { spec, constant } => {
+            let constant = if constant.is_some() { " constant" } else { "" };
+            format!("{:?}{constant}, broadcast", spec.op)
+        }
+        TensorOp::Reduce(spec) => format!("Reduce{:?} over axes {:?}", spec.op, spec.axes),
+        TensorOp::Softmax(spec) => format!("Softmax over {}", spec.len),
+        TensorOp::MatMul { spec, constant_b } => {
+            let batch: u32 = spec.batch.iter().product();
+            let times = if batch > 1 {
+                format!("{batch} x ")
+            } else {
+                String::new()
+            };
+            let b = if *constant_b { "constant " } else { "" };
+            let bias = if bias { " + bias" } else { "" };
+            let (m, k, n) = (spec.m, spec.k, spec.n);
+            format!("MatMul {times}{m}x{k} by {b}{k}x{n}{bias}")
+        }
+        TensorOp::Normalize(spec) => format!("Norm over {}", spec.len),
     }
 }
 
@@ -236,5 +264,23 @@ mod tests {
         assert_eq!(short(&"x".repeat(50)), format!("{}...", "x".repeat(40)));
         let leaky = crate::model::Activation::LeakyRelu { alpha: 0.2 };
         assert_eq!(activation_name(&leaky), "LeakyRelu");
+    }
+
+    #[test]
+    fn tensor_ops_are_named_by_their_sizes() {
+        use crate::model::{MatMulSpec, TensorOp};
+        let linear = TensorOp::MatMul {
+            spec: MatMulSpec::matmul(&[1, 197, 192], &[192, 768]).unwrap(),
+            constant_b: true,
+        };
+        assert_eq!(
+            tensor_op(&linear, true),
+            "MatMul 197x192 by constant 192x768 + bias"
+        );
+        let scores = TensorOp::MatMul {
+            spec: MatMulSpec::matmul(&[1, 3, 197, 64], &[1, 3, 64, 197]).unwrap(),
+            constant_b: false,
+        };
+        assert_eq!(tensor_op(&scores, false), "MatMul 3 x 197x64 by 64x197");
     }
 }

@@ -27,8 +27,8 @@ pub use runner::{BatchRunner, StepTime, SubmittedFloats, SubmittedPixels};
 use crate::gpu::{AdapterChoice, Gpu, TrackedBuffer};
 use crate::kernels::conv_transpose2d::ConvTranspose2dLayer;
 use crate::kernels::conv2d::Conv2dLayer;
-use crate::kernels::{Kernels, Precision};
-use crate::model::{AcrossChannels, LayerOp, Model};
+use crate::kernels::{Kernels, Precision, linear};
+use crate::model::{AcrossChannels, LayerOp, Model, TensorOp};
 
 /// The GPU could not allocate or run what a batch needs; a smaller batch may fit.
 #[derive(Debug)]
@@ -70,6 +70,8 @@ pub struct Engine {
 pub(crate) enum GpuLayer {
     Conv2d(Conv2dLayer),
     ConvTranspose2d(ConvTranspose2dLayer),
+    /// A MatMul by a constant B over dense rows (`kernels::linear`): gemm.wgsl's packed matrix.
+    Linear(crate::kernels::gemm::GemmLayer),
     /// The constant operand of a BinaryConst or a tensor op; a norm's scales and shifts.
     Constant(TrackedBuffer),
     /// Ops without weights: everything they need is in the model's layer.
@@ -197,6 +199,12 @@ impl Engine {
                         bytemuck::cast_slice(&affine),
                         wgpu::BufferUsages::STORAGE,
                     ))
+                }
+                LayerOp::Tensor(TensorOp::MatMul {
+                    spec,
+                    constant_b: true,
+                }) if linear::rows(spec).is_some() => {
+                    GpuLayer::Linear(linear::upload(gpu, &l.name, spec, &l.weights, &l.bias))
                 }
                 LayerOp::BinaryConst { .. } | LayerOp::Tensor(_) if !l.weights.is_empty() => {
                     GpuLayer::Constant(gpu.create_buffer_init(

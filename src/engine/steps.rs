@@ -7,8 +7,8 @@ use crate::gpu::{Gpu, TrackedBuffer};
 use crate::kernels::winograd_gemm::Scratch;
 use crate::kernels::{
     Bind, Kernels, Step, across_channels, binary, conv2d, copy_block, copy_channels,
-    depth_to_space, edge_clamp, elementwise, global_avg_pool, matmul, nchw_to_nhwc, nd_binary,
-    nd_copy, normalize, pad, pool2d, reduce, resize_filter, resize_nearest, softmax,
+    depth_to_space, edge_clamp, elementwise, global_avg_pool, linear, matmul, nchw_to_nhwc,
+    nd_binary, nd_copy, normalize, pad, pool2d, reduce, resize_filter, resize_nearest, softmax,
     space_to_depth,
 };
 use crate::model::{
@@ -96,6 +96,15 @@ const PREPARE_THREADS: usize = 4;
 /// The steps that run layer `l`, the model's `index`-th (with its uploaded weights `g`).
 pub(super) fn layer_steps(cx: &Binding, index: usize, g: &GpuLayer, l: &Layer) -> Vec<Step> {
     let (gpu, k, shapes) = (cx.gpu, cx.k, cx.shapes);
+    if let (GpuLayer::Linear(product), LayerOp::Tensor(TensorOp::MatMul { spec, .. })) = (g, &l.op)
+    {
+        let (a, out) = (l.inputs[0], l.output);
+        let rows = linear::rows(spec).expect("uploaded as a linear product");
+        let items = [a, out].map(|v| shapes[v].elements() as u32);
+        let layout = linear::layout(spec, rows, items[0], items[1]);
+        let bind = Bind::new(gpu, k, &l.name);
+        return vec![product.prepare(bind, cx.buffer(a), cx.buffer(out), layout, None)];
+    }
     if let LayerOp::Tensor(op) = &l.op {
         let constant = match g {
             GpuLayer::Constant(b) => Some(&**b),
@@ -204,7 +213,7 @@ pub(super) fn layer_steps(cx: &Binding, index: usize, g: &GpuLayer, l: &Layer) -
             unreachable!("handled above")
         }
         (
-            GpuLayer::Plain | GpuLayer::Constant(_),
+            GpuLayer::Plain | GpuLayer::Constant(_) | GpuLayer::Linear(_),
             LayerOp::Conv2d(_)
             | LayerOp::Conv2dResidual { .. }
             | LayerOp::Conv2dUpsampled { .. }

@@ -31,6 +31,7 @@ mod gemm_source;
 mod gemm_wide;
 pub mod gemv;
 pub mod global_avg_pool;
+pub mod linear;
 pub mod matmul;
 pub mod nchw_to_nhwc;
 pub mod nd_binary;

@@ -22,6 +22,37 @@ impl NdBinarySpec {
     }
 }
 
+/// `spec` with its axes of size 1 dropped and the axes contiguous in both operands merged: the
+/// same elements in the same order, in as few dims as the kernel must divide by.
+pub fn simplified(spec: &NdBinarySpec) -> NdBinarySpec {
+    let mut s = NdBinarySpec {
+        dims: Vec::new(),
+        a_strides: Vec::new(),
+        b_strides: Vec::new(),
+        ..spec.clone()
+    };
+    for k in 0..spec.dims.len() {
+        let (n, a, b) = (spec.dims[k], spec.a_strides[k], spec.b_strides[k]);
+        if n == 1 {
+            continue;
+        }
+        let outer = s.dims.len().checked_sub(1);
+        match outer {
+            Some(o) if s.a_strides[o] == a * n && s.b_strides[o] == b * n => {
+                s.dims[o] *= n;
+                s.a_strides[o] = a;
+                s.b_strides[o] = b;
+            }
+            _ => {
+                s.dims.push(n);
+                s.a_strides.push(a);
+                s.b_strides.push(b);
+            }
+        }
+    }
+    s
+}
+
 /// Mirror of `Params` in shaders/nd_binary.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
@@ -33,7 +64,9 @@ pub struct NdBinaryParams {
     pub op: u32,
     pub a_item: u32,
     pub b_item: u32,
-    pub _pad: [u32; 4],
+    /// The dims in use: `dims`' last `rank`.
+    pub rank: u32,
+    pub _pad: [u32; 3],
 }
 
 /// Records `a op b` for every item; `a_item` / `b_item` are elements per item (0: a constant).
@@ -52,6 +85,7 @@ pub fn prepare(
         label,
     } = cx;
     let pipeline = &kernels.nd_binary;
+    let spec = &simplified(spec);
     let count = spec.count() as u32;
     let params = NdBinaryParams {
         dims: pad_front(&spec.dims, 1),
@@ -61,7 +95,8 @@ pub fn prepare(
         op: spec.op as u32,
         a_item,
         b_item,
-        _pad: [0; 4],
+        rank: spec.dims.len() as u32,
+        _pad: [0; 3],
     };
     super::step(
         gpu,
@@ -72,4 +107,40 @@ pub fn prepare(
         super::flat_groups(count),
         1,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::BinaryOp;
+
+    fn spec(dims: &[u32], a: &[u32], b: &[u32]) -> NdBinarySpec {
+        NdBinarySpec {
+            op: BinaryOp::Add,
+            dims: dims.to_vec(),
+            a_strides: a.to_vec(),
+            b_strides: b.to_vec(),
+        }
+    }
+
+    #[test]
+    fn simplifying_merges_contiguous_axes_and_drops_unit_ones() {
+        // Same shapes: one axis.
+        let same = simplified(&spec(&[1, 197, 768], &[0, 768, 1], &[0, 768, 1]));
+        assert_eq!(same, spec(&[151296], &[1], &[1]));
+        // A bias over the last axis: rows and columns stay apart.
+        let bias = simplified(&spec(&[2, 197, 768], &[151296, 768, 1], &[0, 0, 1]));
+        assert_eq!(bias, spec(&[394, 768], &[768, 1], &[0, 1]));
+        // A per-channel scale of an NCHW map: its planes merge.
+        let planes = simplified(&spec(&[3, 4, 5], &[20, 5, 1], &[1, 0, 0]));
+        assert_eq!(planes, spec(&[3, 20], &[20, 1], &[1, 0]));
+        // Every axis of size 1: no axis, one element.
+        let one = simplified(&spec(&[1, 1], &[1, 1], &[0, 0]));
+        assert_eq!((one.dims.len(), one.count()), (0, 1));
+        // The same elements in the same order as the reference reads them.
+        let s = spec(&[2, 1, 3, 4], &[12, 12, 4, 1], &[0, 0, 1, 0]);
+        let (a, b): (Vec<f32>, Vec<f32>) =
+            ((0..24).map(|x| x as f32).collect(), vec![1.0, 2.0, 3.0]);
+        assert_eq!(simplified(&s).reference(&a, &b), s.reference(&a, &b));
+    }
 }

@@ -34,7 +34,9 @@ pub struct CopyParams {
     pub dst_offset: i32,
     pub src_item: u32,
     pub dst_item: u32,
-    pub _pad: [u32; 3],
+    /// The dims in use: `dims`' last `rank`.
+    pub rank: u32,
+    pub _pad: [u32; 2],
 }
 
 /// Records `spec` for every item; `src_item` / `dst_item` are the elements per item of each
@@ -65,7 +67,8 @@ pub fn prepare(
         dst_offset: s.dst_offset as i32,
         src_item,
         dst_item,
-        _pad: [0; 3],
+        rank: s.dims.len() as u32,
+        _pad: [0; 2],
     };
     super::step(
         gpu,

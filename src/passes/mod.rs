@@ -41,7 +41,9 @@
 //!     normalized as it is loaded for the product).
 //! 18. [`fuse_gate`]: a SimpleGate (the product of a map's two halves) after a depthwise
 //!     convolution runs inside it (an invocation computes both halves, stores their product).
-//! 19. [`prune`]: layers that feed no output are dropped.
+//! 19. [`fuse_linear_bias`]: a constant added to the rows of a product by a constant matrix
+//!     (a Linear layer's bias) becomes the product's bias.
+//! 20. [`prune`]: layers that feed no output are dropped.
 
 pub mod concat_alias;
 pub mod conv_before_resize;
@@ -51,6 +53,7 @@ pub mod fuse_activation;
 pub mod fuse_conv_input;
 pub mod fuse_elementwise;
 pub mod fuse_gate;
+pub mod fuse_linear_bias;
 pub mod fuse_norm_conv;
 pub mod fuse_pad;
 pub mod fuse_residual;
@@ -100,6 +103,8 @@ pub struct PassCounts {
     pub fused_norms: usize,
     /// SimpleGates computed by the depthwise convolution before them.
     pub fused_gates: usize,
+    /// Constants added to a Linear layer's rows run as its bias.
+    pub fused_linear_biases: usize,
 }
 
 /// Every pass, in order.
@@ -123,6 +128,7 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
     let (model, fused_conv_inputs) = fuse_conv_input::apply(model);
     let (model, fused_norms) = fuse_norm_conv::apply(model);
     let (model, fused_gates) = fuse_gate::apply(model);
+    let (model, fused_linear_biases) = fuse_linear_bias::apply(model);
     let model = prune::apply(model);
     (
         model,
@@ -145,6 +151,7 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
             fused_conv_inputs,
             fused_norms,
             fused_gates,
+            fused_linear_biases,
         },
     )
 }

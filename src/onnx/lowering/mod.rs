@@ -395,6 +395,12 @@ impl Lowering<'_> {
         };
         let int = inputs.iter().all(|v| self.ints.contains(v))
             && weights.iter().all(|x: &f64| x.fract() == 0.0);
+        let value_dims = [da, db].map(|d| d == out);
+        if !int && let Some(op) = elementwise_form(op, value_dims, constant, &weights) {
+            // The elementwise kernel, flat: chains of them fuse (`passes::fuse_elementwise`).
+            let id = self.push(node_name(node), op, inputs, out.clone(), Vec::new());
+            return Ok(Val::Gpu(id, out));
+        }
         let weights = weights.iter().map(|&x| x as f32).collect();
         let mut id = self.push(
             node_name(node),
@@ -583,4 +589,33 @@ impl Lowering<'_> {
             None => Ok(()),
         }
     }
+}
+
+/// A fixed-shape binary op as an elementwise layer where it is one: of two values of the
+/// output's dims (`LayerOp::Binary`), or of such a value and a scalar constant by Add, Sub, Mul
+/// or Div (an affine map, `LayerOp::Unary`). None where an operand broadcasts (the general
+/// tensor kernel). `whole`: whether each operand has the output's dims; `constant`: which
+/// operand is the constant `weights`, if one is.
+fn elementwise_form(
+    op: BinaryOp,
+    whole: [bool; 2],
+    constant: Option<usize>,
+    weights: &[f64],
+) -> Option<LayerOp> {
+    let (scale, offset) = match (constant, weights) {
+        (None, _) => return (whole == [true, true]).then_some(LayerOp::Binary(op)),
+        (Some(first), &[k]) if whole[1 - first] => {
+            let k = k as f32;
+            match (op, first == 0) {
+                (BinaryOp::Add, _) => (1.0, k),
+                (BinaryOp::Sub, false) => (1.0, -k),
+                (BinaryOp::Sub, true) => (-1.0, k),
+                (BinaryOp::Mul, _) => (k, 0.0),
+                (BinaryOp::Div, false) => (1.0 / k, 0.0),
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    Some(LayerOp::Unary(UnaryOp::Affine { scale, offset }))
 }
