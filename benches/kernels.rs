@@ -567,7 +567,7 @@ fn matmul_rows(gpu: &Gpu, kernels: &Kernels, filter: Option<&str>) {
         let spec = MatMulSpec::matmul(&[m, k], &[k, n]).unwrap();
         let (a, dst) = buffers(gpu, (m * k) as usize, (m * n) as usize);
         let (b, _) = buffers(gpu, (k * n) as usize, 1);
-        let runs = std::iter::once((name.to_owned(), Tiling::for_rows(m))).chain(
+        let runs = std::iter::once((name.to_owned(), Tiling::for_shape(m, n))).chain(
             tried
                 .iter()
                 .map(|t| (format!("{name} [{}x{}x{}x{}]", t.wx, t.wy, t.rm, t.rn), *t)),

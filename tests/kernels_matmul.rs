@@ -68,7 +68,7 @@ fn check(gpu: &Gpu, kernels: &Kernels, seed: u64, case: Case) {
     );
     let b_item = if b_per_item { b_len as u32 } else { 0 };
     let bind = Bind::new(gpu, kernels, "matmul");
-    let tiling = tiling.unwrap_or(Tiling::for_rows(spec.m));
+    let tiling = tiling.unwrap_or(Tiling::for_shape(spec.m, spec.n));
     let step = matmul::prepare_tiled(
         bind,
         tiling,
@@ -141,8 +141,12 @@ fn tiled_matmul_matches_reference_at_awkward_sizes() {
 fn tiled_matmul_every_tiling_matches_reference() {
     let engine = common::engine();
     let (gpu, kernels) = (&engine.gpu, Kernels::new(&engine.gpu));
-    for (seed, tiling) in [1, 6, 40].into_iter().enumerate() {
-        let tiling = Tiling::for_rows(tiling);
+    let tilings = [1, 6, 40].map(Tiling::for_rows);
+    for (seed, tiling) in tilings
+        .into_iter()
+        .chain([Tiling::for_shape(40, 64)])
+        .enumerate()
+    {
         let case = Case {
             tiling: Some(tiling),
             ..plain(37, 45, 71)

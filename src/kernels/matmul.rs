@@ -77,6 +77,17 @@ impl Tiling {
         }
     }
 
+    /// The tiling for `m` rows of `n` columns: [`Self::for_rows`], but at most 64 columns
+    /// (attention's weights times v, 64 values a head) in 32 x 64 tiles of 8 x 8 blocks, where
+    /// 128 columns left half of each tile idle: 1.6-1.8x on 197 x 197 x 64 on lavapipe
+    /// (BENCHMARKS.md, "Transformers").
+    pub fn for_shape(m: u32, n: u32) -> Self {
+        match (m, n) {
+            (9.., ..=64) => Self::new(8, 4, 8, 8),
+            _ => Self::for_rows(m),
+        }
+    }
+
     pub const fn new(wx: u32, wy: u32, rm: u32, rn: u32) -> Self {
         Self { wx, wy, rm, rn }
     }
@@ -173,7 +184,7 @@ pub fn prepare(
 ) -> Step {
     prepare_tiled(
         cx,
-        Tiling::for_rows(spec.m),
+        Tiling::for_shape(spec.m, spec.n),
         spec,
         (a, a_item),
         (b, b_item),
