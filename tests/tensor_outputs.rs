@@ -128,16 +128,35 @@ fn a_classifier_that_also_lowers_with_a_free_size_keeps_its_fixed_input() {
 }
 
 /// A ViT-style embedder exported with a free batch (`make_tensor_model.py`: 16x16 patches, a
-/// class token, two transformer blocks with attention, Reshapes built from its Shape) runs on
-/// the fixed-shape lowering, its batch taken as one per item: `embedding.npy` is [2, 32], each
-/// row within 1e-4 of onnxruntime's (float32 on both sides; sums of at most 768 products,
-/// softmaxes and norms; measured 1.5e-6).
+/// class token, two transformer blocks with attention, Reshapes built from its Shape, two of
+/// its five norms written out op by op) runs on the fixed-shape lowering, its batch taken as
+/// one per item, every norm one layer with its scale and shift and every Linear layer's bias in
+/// its product (no general Reduce or broadcast Add left): `embedding.npy` is [2, 32], each row
+/// within 1e-4 of onnxruntime's (float32 on both sides; sums of at most 768 products, softmaxes
+/// and norms; measured 1.5e-6).
 #[test]
 fn a_vision_transformer_with_a_free_batch_embeds_each_image() {
+    use batchwise::model::{BinaryOp, LayerOp, TensorOp};
     let model = common::fixture("user/vit_embedder.onnx");
     let choice = batchwise::builtin::resolve(model.to_str().unwrap(), &Default::default()).unwrap();
     assert_eq!(choice.task, batchwise::builtin::Task::Tensors);
     assert_eq!(choice.input_size, 32);
+    let ops: Vec<&TensorOp> = (choice.model.layers.iter())
+        .filter_map(|l| match &l.op {
+            LayerOp::Tensor(op) => Some(op),
+            _ => None,
+        })
+        .collect();
+    let norms = ops.iter().filter(|op| matches!(op, TensorOp::Normalize(_)));
+    assert_eq!(norms.count(), 5);
+    assert!(!ops.iter().any(|op| matches!(op, TensorOp::Reduce(_))));
+    let biased = (choice.model.layers.iter())
+        .filter(|l| matches!(l.op, LayerOp::Tensor(TensorOp::MatMul { .. })) && !l.bias.is_empty());
+    assert_eq!(biased.count(), 8, "2 blocks of 4 Linear layers");
+    let broadcast_adds = ops.iter().filter(
+        |op| matches!(op, TensorOp::Binary { spec, constant: Some(_) } if spec.op == BinaryOp::Add),
+    );
+    assert_eq!(broadcast_adds.count(), 1, "the position embedding's");
     let (_dir, out) = run_on_photos("vit_embedder.onnx", &["a.png", "b.png"]);
     let (shape, got) = read_npy(&out.join("embedding.npy"));
     assert_eq!(shape, [2, 32]);

@@ -53,6 +53,21 @@ pub fn simplified(spec: &NdBinarySpec) -> NdBinarySpec {
     s
 }
 
+/// Where `spec`'s operand `constant` holds one value a column of rows that the other operand
+/// holds whole (a bias or a scale over the last axis): the rows and the columns.
+pub fn per_column(spec: &NdBinarySpec, constant: usize) -> Option<(u32, u32)> {
+    let s = simplified(spec);
+    let (by, value) = match constant {
+        0 => (&s.a_strides, &s.b_strides),
+        _ => (&s.b_strides, &s.a_strides),
+    };
+    match (&s.dims[..], &by[..], &value[..]) {
+        (&[r, n], &[0, 1], &[vn, 1]) if vn == n => Some((r, n)),
+        (&[n], &[1], &[1]) => Some((1, n)),
+        _ => None,
+    }
+}
+
 /// Mirror of `Params` in shaders/nd_binary.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
@@ -142,5 +157,19 @@ mod tests {
         let (a, b): (Vec<f32>, Vec<f32>) =
             ((0..24).map(|x| x as f32).collect(), vec![1.0, 2.0, 3.0]);
         assert_eq!(simplified(&s).reference(&a, &b), s.reference(&a, &b));
+    }
+
+    #[test]
+    fn a_constant_per_column_is_a_bias_over_rows() {
+        let bias = spec(&[1, 197, 768], &[0, 768, 1], &[0, 0, 1]);
+        assert_eq!(per_column(&bias, 1), Some((197, 768)));
+        assert_eq!(per_column(&bias, 0), None, "the value is not the constant");
+        let one_row = spec(&[1, 8], &[0, 1], &[0, 1]);
+        assert_eq!(per_column(&one_row, 1), Some((1, 8)));
+        // One value a row: not a column's. A whole tensor is one row's columns (the callers
+        // ask for their own rows and columns).
+        assert_eq!(per_column(&spec(&[197, 768], &[768, 1], &[1, 0]), 1), None);
+        let whole = spec(&[197, 768], &[768, 1], &[768, 1]);
+        assert_eq!(per_column(&whole, 1), Some((1, 197 * 768)));
     }
 }

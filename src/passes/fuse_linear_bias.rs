@@ -50,18 +50,7 @@ fn candidate(model: &Model, i: usize) -> Option<usize> {
         return None;
     };
     let rows = linear::rows(m)?;
-    let s = nd_binary::simplified(spec);
-    let (bias, value) = if *c == 0 {
-        (&s.a_strides, &s.b_strides)
-    } else {
-        (&s.b_strides, &s.a_strides)
-    };
-    // [rows, n] (or [n] for one row): the value dense, the constant one value a column.
-    let per_column = match (&s.dims[..], &bias[..], &value[..]) {
-        (&[r, n], &[0, 1], &[vn, 1]) => r == rows && n == m.n && vn == n,
-        (&[n], &[1], &[1]) => rows == 1 && n == m.n,
-        _ => false,
-    };
+    let per_column = nd_binary::per_column(spec, *c) == Some((rows, m.n));
     let fits = spec.op == BinaryOp::Add
         && per_column
         && layer.weights.len() == m.n as usize

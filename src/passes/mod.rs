@@ -9,7 +9,8 @@
 //! 1. [`reshape_copies`]: a Reshape (a contiguous copy) next to general copies goes: they read
 //!    its input, or write its output.
 //! 2. [`normalize_channels`]: a layer norm over the channels written out op by op (NAFNet's)
-//!    runs as one layer.
+//!    runs as one layer; [`normalize_rows`]: so does one over a fixed-shape tensor's last axis
+//!    (LayerNorm as exported before opset 17), with its scale and shift.
 //! 3. [`fold_affine`]: per-channel scale and shift constants after a convolution (BatchNorm)
 //!    fold into its weights and bias, and before a 1x1 convolution into its weights and bias.
 //! 4. [`fuse_activation`]: ReLU / LeakyReLU / Clip / PRelu after a convolution run inside it.
@@ -60,6 +61,7 @@ pub mod fuse_residual;
 pub mod fuse_slice;
 pub mod fuse_upsample;
 pub mod normalize_channels;
+pub mod normalize_rows;
 pub mod patch_conv;
 pub mod pool_of_sum;
 pub mod prune;
@@ -75,6 +77,8 @@ pub struct PassCounts {
     pub reshape_copies: usize,
     /// Layer norms over the channels written out op by op, run as one layer.
     pub channel_norms: usize,
+    /// Layer norms over a fixed-shape tensor's last axis written out op by op, run as one.
+    pub row_norms: usize,
     pub folded_affine: usize,
     pub fused_activations: usize,
     pub phase_rewrites: usize,
@@ -112,6 +116,7 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
     model = prune::apply(model);
     let (model, reshape_copies) = reshape_copies::apply(model);
     let (model, channel_norms) = normalize_channels::apply(model);
+    let (model, row_norms) = normalize_rows::apply(model);
     let (model, folded_affine) = fold_affine::apply(model);
     let (model, fused_activations) = fuse_activation::apply(model);
     let (model, phase_rewrites) = conv_transpose_phases::apply(model);
@@ -135,6 +140,7 @@ pub fn run(mut model: Model) -> (Model, PassCounts) {
         PassCounts {
             reshape_copies,
             channel_norms,
+            row_norms,
             folded_affine,
             fused_activations,
             phase_rewrites,
