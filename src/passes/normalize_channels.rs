@@ -85,7 +85,11 @@ fn mean_over_channels(model: &Model, v: ValueId) -> Option<ValueId> {
 }
 
 /// Where `v` is a unary op that `pick` takes: its input.
-fn unary(model: &Model, v: ValueId, mut pick: impl FnMut(UnaryOp) -> bool) -> Option<[ValueId; 1]> {
+pub(super) fn unary(
+    model: &Model,
+    v: ValueId,
+    mut pick: impl FnMut(UnaryOp) -> bool,
+) -> Option<[ValueId; 1]> {
     let layer = &model.layers[model.producer(v)?];
     match (&layer.op, layer.inputs.as_slice()) {
         (LayerOp::Unary(op), &[x]) if pick(*op) => Some([x]),

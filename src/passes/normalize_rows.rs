@@ -6,6 +6,7 @@
 //! weights. Nine general tensor layers a norm, five of them with per-element index arithmetic,
 //! become one. The layers the norm no longer reads are left to `prune`.
 
+use super::normalize_channels::unary;
 use crate::kernels::nd_binary;
 use crate::model::{BinaryOp, LayerOp, Model, NormSpec, ReduceOp, TensorOp, UnaryOp, ValueId};
 
@@ -113,15 +114,6 @@ fn mean_of_rows(model: &Model, v: ValueId) -> Option<(ValueId, Vec<u32>)> {
     };
     let last = spec.dims.len().checked_sub(1)?;
     (spec.op == ReduceOp::Mean && spec.axes == [last]).then(|| (x, spec.dims.clone()))
-}
-
-/// Where `v` is a unary op that `pick` takes: its input.
-fn unary(model: &Model, v: ValueId, mut pick: impl FnMut(UnaryOp) -> bool) -> Option<[ValueId; 1]> {
-    let layer = &model.layers[model.producer(v)?];
-    match (&layer.op, layer.inputs.as_slice()) {
-        (LayerOp::Unary(op), &[x]) if pick(*op) => Some([x]),
-        _ => None,
-    }
 }
 
 /// Folds a Mul or Add by one value a column that is the only reader of the norm at `i` into
