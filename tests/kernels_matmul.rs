@@ -454,7 +454,7 @@ fn gemv_matches_reference() {
 /// `kernels::linear`) on gemm.wgsl, against the general matmul's CPU reference: tokens by
 /// weights, rows over several batch dims, B read transposed and scaled (alpha), rows not a
 /// multiple of the register block, a single row (gemv.wgsl), more output channels than one
-/// weight window holds, with a bias and without. Tolerance as above.
+/// weight window holds, more rows than gemm folds, with a bias and without. Tolerance as above.
 #[test]
 fn linear_products_match_reference() {
     use batchwise::kernels::linear;
@@ -485,6 +485,8 @@ fn linear_products_match_reference() {
         ),
         (MatMulSpec::matmul(&[1, 40], &[40, 70]).unwrap(), 3, true),
         (MatMulSpec::matmul(&[1, 40], &[40, 30]).unwrap(), 2, false),
+        // More rows than gemm folds into one dispatch row (an item a workgroup row).
+        (MatMulSpec::matmul(&[1100, 24], &[24, 40]).unwrap(), 2, true),
     ] {
         let rows = linear::rows(&spec).expect("dense rows by a shared B");
         let (a_len, out_len) = ((rows * spec.k) as usize, spec.count() as usize);
